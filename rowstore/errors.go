@@ -3,6 +3,7 @@ package rowstore
 import (
 	"errors"
 	"fmt"
+	"syscall"
 )
 
 // Sentinel errors of the engine. Every error the engine returns wraps one of
@@ -31,3 +32,5 @@ func (e *CorruptError) Error() string {
 }
 
 func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
+
+var syscallENOSPC error = syscall.ENOSPC

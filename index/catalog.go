@@ -1,0 +1,126 @@
+package index
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"time"
+)
+
+// CatalogKind distinguishes the named catalog records.
+type CatalogKind byte
+
+const (
+	KindDisk     CatalogKind = 'd'
+	KindSnapshot CatalogKind = 's'
+	KindImage    CatalogKind = 'i'
+)
+
+func (k CatalogKind) String() string {
+	switch k {
+	case KindDisk:
+		return "disk"
+	case KindSnapshot:
+		return "snapshot"
+	case KindImage:
+		return "image"
+	}
+	return fmt.Sprintf("kind(%d)", byte(k))
+}
+
+// Disk is the catalog record of a read-write disk.
+type Disk struct {
+	ID        uint64    `json:"id"`
+	Name      string    `json:"name"`
+	Layer     uint64    `json:"layer"` // INVARIANT: the disk's head layer exists
+	Size      int64     `json:"size"`
+	BlockSize int       `json:"block_size"`
+	Created   time.Time `json:"created"`
+	Origin    string    `json:"origin,omitempty"` // "snapshot S/D", "image I" or ""
+}
+
+// Layer is the catalog record of a layer: a sequence of epochs of block
+// versions, on top of an optional parent (layer, epoch).
+type Layer struct {
+	ID          uint64    `json:"id"`
+	Parent      uint64    `json:"parent,omitempty"`       // 0: no parent
+	ParentEpoch uint64    `json:"parent_epoch,omitempty"` // versions of Parent at or below it
+	Epoch       uint64    `json:"epoch"`                  // current epoch; writes go here
+	BlockSize   int       `json:"block_size"`
+	Created     time.Time `json:"created"`
+}
+
+// Member is one disk of a snapshot.
+type Member struct {
+	Disk      string `json:"disk"`
+	DiskID    uint64 `json:"disk_id"`
+	Layer     uint64 `json:"layer"`
+	Epoch     uint64 `json:"epoch"`
+	Size      int64  `json:"size"`
+	BlockSize int    `json:"block_size"`
+}
+
+// Snapshot is the catalog record of a snapshot of one or more disks.
+type Snapshot struct {
+	ID      uint64    `json:"id"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	Kind    string    `json:"kind"` // "manual", "policy", ...
+	Members []Member  `json:"members"`
+}
+
+// Image is the catalog record of an image: a named read-only (layer, epoch).
+type Image struct {
+	ID        uint64    `json:"id"`
+	Name      string    `json:"name"`
+	Created   time.Time `json:"created"`
+	Layer     uint64    `json:"layer"`
+	Epoch     uint64    `json:"epoch"`
+	Size      int64     `json:"size"`
+	BlockSize int       `json:"block_size"`
+	Snapshot  string    `json:"snapshot"` // where it was made from
+	Disk      string    `json:"disk"`
+}
+
+// Checkpoint records how far the segment log has been applied to the index:
+// every record before (Segment, Offset) is reflected, and Seq is the highest
+// sequence number handed out so far.
+type Checkpoint struct {
+	Segment uint64 `json:"segment"`
+	Offset  int64  `json:"offset"`
+	Seq     uint64 `json:"seq"`
+}
+
+const recordV1 = 1
+
+// encodeRecord encodes a catalog or meta record: format version (1 byte),
+// JSON, CRC32C (4 bytes LE) of what precedes.
+func encodeRecord(v any) ([]byte, error) {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("index: encode record: %w", err)
+	}
+	b := make([]byte, 0, 1+len(js)+4)
+	b = append(b, recordV1)
+	b = append(b, js...)
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
+}
+
+// decodeRecord decodes a value made by encodeRecord into v.
+func decodeRecord(b []byte, v any) error {
+	if len(b) < 1+4 {
+		return fmt.Errorf("%w: record of %d bytes", ErrCorrupt, len(b))
+	}
+	if b[0] != recordV1 {
+		return fmt.Errorf("%w: record format version %d (this build reads %d)", ErrCorrupt, b[0], recordV1)
+	}
+	n := len(b) - 4
+	if got, want := crc32.Checksum(b[:n], castagnoli), binary.LittleEndian.Uint32(b[n:]); got != want {
+		return fmt.Errorf("%w: record checksum %08x, want %08x", ErrCorrupt, got, want)
+	}
+	if err := json.Unmarshal(b[1:n], v); err != nil {
+		return fmt.Errorf("%w: record: %v", ErrCorrupt, err)
+	}
+	return nil
+}

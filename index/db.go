@@ -1,0 +1,399 @@
+package index
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// Errors of the index.
+var (
+	ErrNotFound = errors.New("index: not found")
+	ErrCorrupt  = errors.New("index: corrupt value")
+)
+
+// Options configure the Badger database behind the index.
+type Options struct {
+	Logger *slog.Logger
+	// MemTableSize and BlockCacheSize bound Badger's memory; 0 = defaults below.
+	MemTableSize   int64
+	BlockCacheSize int64
+}
+
+// DB is the index: block versions, the catalog and meta records, in Badger.
+type DB struct {
+	db  *badger.DB
+	log *slog.Logger
+}
+
+// Open opens (creating) the index in dir.
+//
+// Badger options and why:
+//   - SyncWrites false: block-version entries are written only after the log
+//     records they point to are synced, and anything not yet in Badger is
+//     replayed from the log at open; catalog changes call Sync explicitly.
+//   - DetectConflicts false: the engine serializes writers with its own locks.
+//   - NumVersionsToKeep 1: the index is not multi-versioned by Badger; epochs
+//     are explicit in the keys.
+//   - ValueThreshold default (1 MiB): every value (≤ 70 bytes) stays in the LSM
+//     tree, so a lookup never touches the value log.
+//   - MemTableSize 16 MiB, BlockCacheSize 64 MiB: the working set of a block
+//     map is small (about 100 bytes per block version); smaller tables keep
+//     memory low when a test process opens many stores.
+//   - Compression off: keys are small and incompressible; CPU is scarce.
+//   - NumCompactors 2: the machine class has 2 cores.
+func Open(dir string, o Options) (*DB, error) {
+	lg := o.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	mem := o.MemTableSize
+	if mem == 0 {
+		mem = 16 << 20
+	}
+	cache := o.BlockCacheSize
+	if cache == 0 {
+		cache = 64 << 20
+	}
+	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(false).
+		WithDetectConflicts(false).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(mem).
+		WithBlockCacheSize(cache).
+		WithCompression(options.None).
+		WithNumCompactors(2).
+		WithNumGoroutines(4).
+		WithMetricsEnabled(false).
+		WithChecksumVerificationMode(options.OnTableRead).
+		WithLogger(badgerLogger{lg})
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("index: open %s: %w", dir, err)
+	}
+	return &DB{db: db, log: lg}, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Sync makes every write made before it durable.
+func (d *DB) Sync() error { return d.db.Sync() }
+
+// View runs fn in a read-only transaction: a consistent point-in-time view.
+func (d *DB) View(fn func(*Txn) error) error {
+	return d.db.View(func(t *badger.Txn) error { return fn(&Txn{t: t}) })
+}
+
+// Update runs fn in a read-write transaction and commits it. The commit is
+// not durable until Sync (see UpdateSync).
+func (d *DB) Update(fn func(*Txn) error) error {
+	return d.db.Update(func(t *badger.Txn) error { return fn(&Txn{t: t}) })
+}
+
+// UpdateSync is Update followed by Sync: for catalog changes, which must be
+// durable before they are acknowledged.
+func (d *DB) UpdateSync(fn func(*Txn) error) error {
+	if err := d.Update(fn); err != nil {
+		return err
+	}
+	if err := d.db.Sync(); err != nil {
+		return fmt.Errorf("index: sync: %w", err)
+	}
+	return nil
+}
+
+// DropPrefixes deletes every key of the version and epoch maps (for a rebuild).
+func (d *DB) DropVersions() error {
+	return d.db.DropPrefix([]byte{prefixVersion}, []byte{prefixEpoch})
+}
+
+// Batch is a write batch for bulk version updates (not a transaction: a crash
+// may keep part of it, which the log replay tolerates).
+type Batch struct{ wb *badger.WriteBatch }
+
+// NewBatch starts a write batch.
+func (d *DB) NewBatch() *Batch { return &Batch{wb: d.db.NewWriteBatch()} }
+
+// SetVersion records v as the version of (layer, block) at epoch.
+func (b *Batch) SetVersion(layer, block, epoch uint64, v Version) error {
+	if err := b.wb.Set(VersionKey(layer, block, epoch), v.append(nil)); err != nil {
+		return err
+	}
+	return b.wb.Set(EpochKey(layer, epoch, block), nil)
+}
+
+// DeleteVersion removes the version of (layer, block) at epoch.
+func (b *Batch) DeleteVersion(layer, block, epoch uint64) error {
+	if err := b.wb.Delete(VersionKey(layer, block, epoch)); err != nil {
+		return err
+	}
+	return b.wb.Delete(EpochKey(layer, epoch, block))
+}
+
+// SetCheckpoint records the checkpoint in the batch.
+func (b *Batch) SetCheckpoint(c Checkpoint) error {
+	v, err := encodeRecord(c)
+	if err != nil {
+		return err
+	}
+	return b.wb.Set(metaKey("checkpoint"), v)
+}
+
+// Flush writes the batch.
+func (b *Batch) Flush() error { return b.wb.Flush() }
+
+// Cancel abandons the batch.
+func (b *Batch) Cancel() { b.wb.Cancel() }
+
+// Txn is a transaction over the index.
+type Txn struct{ t *badger.Txn }
+
+func (t *Txn) getRecord(key []byte, v any) error {
+	item, err := t.t.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(b []byte) error { return decodeRecord(b, v) })
+}
+
+func (t *Txn) putRecord(key []byte, v any) error {
+	b, err := encodeRecord(v)
+	if err != nil {
+		return err
+	}
+	return t.t.Set(key, b)
+}
+
+// Get reads a named catalog record (Disk, Snapshot or Image) into v.
+func (t *Txn) Get(kind CatalogKind, name string, v any) error {
+	return t.getRecord(catalogKey(kind, name), v)
+}
+
+// Exists reports whether a named catalog record exists.
+func (t *Txn) Exists(kind CatalogKind, name string) (bool, error) {
+	_, err := t.t.Get(catalogKey(kind, name))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Put writes a named catalog record.
+func (t *Txn) Put(kind CatalogKind, name string, v any) error {
+	return t.putRecord(catalogKey(kind, name), v)
+}
+
+// Delete removes a named catalog record.
+func (t *Txn) Delete(kind CatalogKind, name string) error {
+	return t.t.Delete(catalogKey(kind, name))
+}
+
+// List calls fn with the raw decoder of every record of a kind, in name order.
+func (t *Txn) List(kind CatalogKind, fn func(decode func(v any) error) error) error {
+	prefix := []byte{prefixCatalog, byte(kind)}
+	it := t.t.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		err := fn(func(v any) error {
+			return item.Value(func(b []byte) error { return decodeRecord(b, v) })
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Layer reads a layer record.
+func (t *Txn) Layer(id uint64) (Layer, error) {
+	var l Layer
+	err := t.getRecord(layerKey(id), &l)
+	return l, err
+}
+
+// PutLayer writes a layer record.
+func (t *Txn) PutLayer(l Layer) error { return t.putRecord(layerKey(l.ID), l) }
+
+// DeleteLayer removes a layer record (not its versions).
+func (t *Txn) DeleteLayer(id uint64) error { return t.t.Delete(layerKey(id)) }
+
+// Layers calls fn for every layer record in id order.
+func (t *Txn) Layers(fn func(Layer) error) error {
+	it := t.t.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixLayer}})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		var l Layer
+		if err := it.Item().Value(func(b []byte) error { return decodeRecord(b, &l) }); err != nil {
+			return err
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// NextID hands out the next catalog id (disks, layers, snapshots, images
+// share one counter, so ids are never reused).
+func (t *Txn) NextID() (uint64, error) {
+	var n uint64
+	item, err := t.t.Get(metaKey("next-id"))
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		n = 1
+	case err != nil:
+		return 0, err
+	default:
+		if err := item.Value(func(b []byte) error {
+			if len(b) != 8 {
+				return fmt.Errorf("%w: next-id of %d bytes", ErrCorrupt, len(b))
+			}
+			n = binary.BigEndian.Uint64(b)
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+	}
+	return n, t.t.Set(metaKey("next-id"), binary.BigEndian.AppendUint64(nil, n+1))
+}
+
+// Checkpoint reads the checkpoint; a new index has the zero checkpoint.
+func (t *Txn) Checkpoint() (Checkpoint, error) {
+	var c Checkpoint
+	err := t.getRecord(metaKey("checkpoint"), &c)
+	if errors.Is(err, ErrNotFound) {
+		return Checkpoint{}, nil
+	}
+	return c, err
+}
+
+// SetCheckpoint writes the checkpoint.
+func (t *Txn) SetCheckpoint(c Checkpoint) error { return t.putRecord(metaKey("checkpoint"), c) }
+
+// GetVersion reads the version of (layer, block) at exactly epoch.
+func (t *Txn) GetVersion(layer, block, epoch uint64) (Version, error) {
+	var v Version
+	item, err := t.t.Get(VersionKey(layer, block, epoch))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return v, ErrNotFound
+	}
+	if err != nil {
+		return v, err
+	}
+	return v, item.Value(v.UnmarshalBinary)
+}
+
+// SetVersion writes a version in a transaction (both keys).
+func (t *Txn) SetVersion(layer, block, epoch uint64, v Version) error {
+	if err := t.t.Set(VersionKey(layer, block, epoch), v.append(nil)); err != nil {
+		return err
+	}
+	return t.t.Set(EpochKey(layer, epoch, block), nil)
+}
+
+// Finder finds versions by seeking; reuse one for many lookups in a txn.
+type Finder struct {
+	it *badger.Iterator
+}
+
+// NewFinder returns a Finder; Close it before the transaction ends.
+func (t *Txn) NewFinder() *Finder {
+	return &Finder{it: t.t.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixVersion}})}
+}
+
+// Close releases the Finder.
+func (f *Finder) Close() { f.it.Close() }
+
+// Find returns the newest version of (layer, block) at or below epoch.
+func (f *Finder) Find(layer, block, epoch uint64) (v Version, at uint64, ok bool, err error) {
+	key := VersionKey(layer, block, epoch)
+	f.it.Seek(key)
+	if !f.it.Valid() {
+		return v, 0, false, nil
+	}
+	k := f.it.Item().Key()
+	if !bytes.Equal(k[:17], key[:17]) {
+		return v, 0, false, nil
+	}
+	if err := f.it.Item().Value(v.UnmarshalBinary); err != nil {
+		return v, 0, false, fmt.Errorf("version of block %d of layer %d: %w", block, layer, err)
+	}
+	return v, ^binary.BigEndian.Uint64(k[17:]), true, nil
+}
+
+// ScanVersions calls fn for every version of a layer with block in
+// [from, to), in block order and, within a block, newest epoch first.
+// fn returning SkipBlock skips the remaining versions of that block.
+func (t *Txn) ScanVersions(layer, from, to uint64, fn func(block, epoch uint64, v Version) error) error {
+	prefix := LayerVersionPrefix(layer)
+	it := t.t.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Seek(VersionKey(layer, from, ^uint64(0))); it.Valid(); {
+		k := it.Item().Key()
+		_, block, epoch, err := ParseVersionKey(k)
+		if err != nil {
+			return err
+		}
+		if block >= to {
+			return nil
+		}
+		var v Version
+		if err := it.Item().Value(v.UnmarshalBinary); err != nil {
+			return fmt.Errorf("version of block %d of layer %d: %w", block, layer, err)
+		}
+		err = fn(block, epoch, v)
+		if errors.Is(err, SkipBlock) {
+			if block == ^uint64(0) {
+				return nil
+			}
+			it.Seek(VersionKey(layer, block+1, ^uint64(0)))
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		it.Next()
+	}
+	return nil
+}
+
+// SkipBlock is returned by a ScanVersions callback to skip to the next block.
+var SkipBlock = errors.New("skip block")
+
+// ScanEpochs calls fn for every (epoch, block) written in a layer with epoch
+// in [from, to], in epoch then block order.
+func (t *Txn) ScanEpochs(layer, from, to uint64, fn func(epoch, block uint64) error) error {
+	prefix := LayerEpochPrefix(layer)
+	it := t.t.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+	defer it.Close()
+	for it.Seek(EpochKey(layer, from, 0)); it.Valid(); it.Next() {
+		_, epoch, block, err := ParseEpochKey(it.Item().Key())
+		if err != nil {
+			return err
+		}
+		if epoch > to {
+			return nil
+		}
+		if err := fn(epoch, block); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a...), "component", "badger") }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...), "component", "badger") }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}

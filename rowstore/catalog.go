@@ -1,0 +1,630 @@
+package rowstore
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/snapfs/snapfs/index"
+)
+
+// DiskInfo describes a disk.
+type DiskInfo struct {
+	ID        uint64    `json:"id"`
+	Name      string    `json:"name"`
+	Size      int64     `json:"size"`
+	BlockSize int       `json:"block_size"`
+	Allocated int64     `json:"allocated"`
+	Created   time.Time `json:"created"`
+	Modified  time.Time `json:"modified"`
+	Origin    string    `json:"origin,omitempty"`
+	Open      int       `json:"open_handles"`
+}
+
+// SnapshotInfo describes a snapshot.
+type SnapshotInfo struct {
+	ID      uint64             `json:"id"`
+	Name    string             `json:"name"`
+	Created time.Time          `json:"created"`
+	Kind    string             `json:"kind"`
+	Disks   []SnapshotDiskInfo `json:"disks"`
+}
+
+// SnapshotDiskInfo is one disk of a snapshot.
+type SnapshotDiskInfo struct {
+	Name      string `json:"name"`
+	DiskID    uint64 `json:"disk_id"`
+	Size      int64  `json:"size"`
+	BlockSize int    `json:"block_size"`
+}
+
+// ImageInfo describes an image.
+type ImageInfo struct {
+	ID        uint64    `json:"id"`
+	Name      string    `json:"name"`
+	Created   time.Time `json:"created"`
+	Size      int64     `json:"size"`
+	BlockSize int       `json:"block_size"`
+	Snapshot  string    `json:"snapshot"`
+	Disk      string    `json:"disk"`
+}
+
+func snapshotInfo(r index.Snapshot) SnapshotInfo {
+	si := SnapshotInfo{ID: r.ID, Name: r.Name, Created: r.Created, Kind: r.Kind}
+	for _, m := range r.Members {
+		si.Disks = append(si.Disks, SnapshotDiskInfo{Name: m.Disk, DiskID: m.DiskID, Size: m.Size, BlockSize: m.BlockSize})
+	}
+	return si
+}
+
+func imageInfo(r index.Image) ImageInfo {
+	return ImageInfo{ID: r.ID, Name: r.Name, Created: r.Created, Size: r.Size, BlockSize: r.BlockSize, Snapshot: r.Snapshot, Disk: r.Disk}
+}
+
+func notFound(kind, name string, err error) error {
+	if errors.Is(err, index.ErrNotFound) {
+		return fmt.Errorf("%w: %s %q", ErrNotFound, kind, name)
+	}
+	return err
+}
+
+// CreateDisk creates an empty disk.
+func (s *Store) CreateDisk(name string, size int64, blockSize int) (DiskInfo, error) {
+	if blockSize == 0 {
+		blockSize = DefaultBlockSize
+	}
+	if err := firstErr(ValidateName("disk", name), ValidateDiskSize(size), ValidateBlockSize(blockSize)); err != nil {
+		return DiskInfo{}, err
+	}
+	return s.newDisk(name, func(t *index.Txn) (index.Layer, index.Disk, error) {
+		return index.Layer{Epoch: 1, BlockSize: blockSize}, index.Disk{Size: size, BlockSize: blockSize}, nil
+	})
+}
+
+// CloneDisk creates a disk from a disk of a snapshot, in constant time.
+func (s *Store) CloneDisk(name, snapshot, disk string) (DiskInfo, error) {
+	if err := firstErr(ValidateName("disk", name), ValidateName("snapshot", snapshot), ValidateName("disk", disk)); err != nil {
+		return DiskInfo{}, err
+	}
+	return s.newDisk(name, func(t *index.Txn) (index.Layer, index.Disk, error) {
+		m, err := memberOf(t, snapshot, disk)
+		if err != nil {
+			return index.Layer{}, index.Disk{}, err
+		}
+		return index.Layer{Parent: m.Layer, ParentEpoch: m.Epoch, Epoch: 1, BlockSize: m.BlockSize},
+			index.Disk{Size: m.Size, BlockSize: m.BlockSize, Origin: "snapshot " + snapshot + "/" + disk}, nil
+	})
+}
+
+// CreateDiskFromImage creates a disk from an image, in constant time.
+func (s *Store) CreateDiskFromImage(name, image string) (DiskInfo, error) {
+	if err := firstErr(ValidateName("disk", name), ValidateName("image", image)); err != nil {
+		return DiskInfo{}, err
+	}
+	return s.newDisk(name, func(t *index.Txn) (index.Layer, index.Disk, error) {
+		var im index.Image
+		if err := t.Get(index.KindImage, image, &im); err != nil {
+			return index.Layer{}, index.Disk{}, notFound("image", image, err)
+		}
+		return index.Layer{Parent: im.Layer, ParentEpoch: im.Epoch, Epoch: 1, BlockSize: im.BlockSize},
+			index.Disk{Size: im.Size, BlockSize: im.BlockSize, Origin: "image " + image}, nil
+	})
+}
+
+func memberOf(t *index.Txn, snapshot, disk string) (index.Member, error) {
+	var sr index.Snapshot
+	if err := t.Get(index.KindSnapshot, snapshot, &sr); err != nil {
+		return index.Member{}, notFound("snapshot", snapshot, err)
+	}
+	for _, m := range sr.Members {
+		if m.Disk == disk {
+			return m, nil
+		}
+	}
+	return index.Member{}, fmt.Errorf("%w: snapshot %q has no disk %q", ErrNotFound, snapshot, disk)
+}
+
+func (s *Store) newDisk(name string, mk func(t *index.Txn) (index.Layer, index.Disk, error)) (DiskInfo, error) {
+	if err := s.checkOpen(); err != nil {
+		return DiskInfo{}, err
+	}
+	s.catMu.Lock()
+	defer s.catMu.Unlock()
+	var rec index.Disk
+	err := s.idx.UpdateSync(func(t *index.Txn) error {
+		if ok, err := t.Exists(index.KindDisk, name); err != nil || ok {
+			if err == nil {
+				err = fmt.Errorf("%w: disk %q", ErrExists, name)
+			}
+			return err
+		}
+		l, d, err := mk(t)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		if l.ID, err = t.NextID(); err != nil {
+			return err
+		}
+		if d.ID, err = t.NextID(); err != nil {
+			return err
+		}
+		l.Created, d.Created, d.Name, d.Layer = now, now, name, l.ID
+		if err := t.PutLayer(l); err != nil {
+			return err
+		}
+		rec = d
+		return t.Put(index.KindDisk, name, d)
+	})
+	if err != nil {
+		return DiskInfo{}, err
+	}
+	return DiskInfo{ID: rec.ID, Name: name, Size: rec.Size, BlockSize: rec.BlockSize, Created: rec.Created, Modified: rec.Created, Origin: rec.Origin}, nil
+}
+
+// ListDisks lists disks in name order.
+func (s *Store) ListDisks() ([]DiskInfo, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	var names []string
+	err := s.idx.View(func(t *index.Txn) error {
+		return t.List(index.KindDisk, func(dec func(any) error) error {
+			var d index.Disk
+			if err := dec(&d); err != nil {
+				return err
+			}
+			names = append(names, d.Name)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DiskInfo, 0, len(names))
+	for _, n := range names {
+		di, err := s.GetDisk(n)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, di)
+	}
+	return out, nil
+}
+
+// GetDisk describes a disk.
+func (s *Store) GetDisk(name string) (DiskInfo, error) {
+	if err := s.checkOpen(); err != nil {
+		return DiskInfo{}, err
+	}
+	if err := ValidateName("disk", name); err != nil {
+		return DiskInfo{}, err
+	}
+	var rec index.Disk
+	if err := s.idx.View(func(t *index.Txn) error { return t.Get(index.KindDisk, name, &rec) }); err != nil {
+		return DiskInfo{}, notFound("disk", name, err)
+	}
+	d, err := s.diskByName(name)
+	if err != nil {
+		return DiskInfo{}, err
+	}
+	alloc, err := d.allocated()
+	if err != nil {
+		return DiskInfo{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return DiskInfo{ID: d.id, Name: d.name, Size: d.size, BlockSize: d.bs, Allocated: alloc,
+		Created: rec.Created, Modified: d.modified, Origin: rec.Origin, Open: d.opens}, nil
+}
+
+// ResizeDisk grows a disk to size. Disks never shrink: a filesystem inside
+// would lose data; a smaller size is an error wrapping ErrInvalid.
+func (s *Store) ResizeDisk(name string, size int64) error {
+	if err := firstErr(s.checkOpen(), ValidateName("disk", name), ValidateDiskSize(size)); err != nil {
+		return err
+	}
+	d, err := s.diskByName(name)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if size < d.size {
+		return fmt.Errorf("%w: disk %q is %d bytes; disks grow but never shrink (asked for %d)", ErrInvalid, name, d.size, size)
+	}
+	if size == d.size {
+		return nil
+	}
+	s.catMu.Lock()
+	defer s.catMu.Unlock()
+	err = s.idx.UpdateSync(func(t *index.Txn) error {
+		var rec index.Disk
+		if err := t.Get(index.KindDisk, name, &rec); err != nil {
+			return notFound("disk", name, err)
+		}
+		rec.Size = size
+		return t.Put(index.KindDisk, name, rec)
+	})
+	if err == nil {
+		d.size = size
+	}
+	return err
+}
+
+// DeleteDisk deletes a disk. Its snapshots, clones and images stay; the
+// space only it used comes back at the next GC. An open disk is refused
+// with ErrBusy unless force; with force its unsynced writes are discarded.
+func (s *Store) DeleteDisk(name string, force bool) error {
+	if err := firstErr(s.checkOpen(), ValidateName("disk", name)); err != nil {
+		return err
+	}
+	d, err := s.diskByName(name)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.opens > 0 && !force {
+		return fmt.Errorf("%w: disk %q is open (%d handles); close it or force", ErrBusy, name, d.opens)
+	}
+	s.catMu.Lock()
+	defer s.catMu.Unlock()
+	if err := s.idx.UpdateSync(func(t *index.Txn) error { return t.Delete(index.KindDisk, name) }); err != nil {
+		return err
+	}
+	d.deleted = true
+	d.cache, d.cacheBytes = map[uint64]*cblock{}, 0
+	s.disksMu.Lock()
+	delete(s.disks, d.id)
+	s.disksMu.Unlock()
+	return nil
+}
+
+// lockDisks loads and locks disks in ascending id order; the returned
+// function unlocks them.
+func (s *Store) lockDisks(names []string) ([]*diskState, func(), error) {
+	seen := map[string]bool{}
+	var ds []*diskState
+	for _, n := range names {
+		if err := ValidateName("disk", n); err != nil {
+			return nil, nil, err
+		}
+		if seen[n] {
+			return nil, nil, fmt.Errorf("%w: disk %q named twice", ErrInvalid, n)
+		}
+		seen[n] = true
+		d, err := s.diskByName(n)
+		if err != nil {
+			return nil, nil, err
+		}
+		ds = append(ds, d)
+	}
+	sorted := append([]*diskState(nil), ds...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].id < sorted[j].id })
+	for _, d := range sorted {
+		d.mu.Lock()
+	}
+	unlock := func() {
+		for _, d := range sorted {
+			d.mu.Unlock()
+		}
+	}
+	for _, d := range ds {
+		if d.deleted {
+			unlock()
+			return nil, nil, fmt.Errorf("%w: disk %q", ErrNotFound, d.name)
+		}
+	}
+	return ds, unlock, nil
+}
+
+// CreateSnapshot takes a snapshot of one or more disks, atomically: a
+// consistency group. It contains every write made before it was called.
+// Its cost does not depend on how much data the disks hold.
+func (s *Store) CreateSnapshot(name string, disks []string, kind string) (SnapshotInfo, error) {
+	if err := firstErr(s.checkOpen(), ValidateName("snapshot", name)); err != nil {
+		return SnapshotInfo{}, err
+	}
+	if len(disks) == 0 {
+		return SnapshotInfo{}, fmt.Errorf("%w: a snapshot needs at least one disk", ErrInvalid)
+	}
+	if kind == "" {
+		kind = "manual"
+	}
+	ds, unlock, err := s.lockDisks(disks)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	defer unlock()
+	if ok, err := s.exists(index.KindSnapshot, name); err != nil || ok {
+		if err == nil {
+			err = fmt.Errorf("%w: snapshot %q", ErrExists, name)
+		}
+		return SnapshotInfo{}, err
+	}
+	for _, d := range ds {
+		if err := d.flushLocked(); err != nil {
+			return SnapshotInfo{}, err
+		}
+	}
+	if err := s.commit(); err != nil {
+		return SnapshotInfo{}, err
+	}
+	s.catMu.Lock()
+	defer s.catMu.Unlock()
+	var rec index.Snapshot
+	err = s.idx.UpdateSync(func(t *index.Txn) error {
+		if ok, err := t.Exists(index.KindSnapshot, name); err != nil || ok {
+			if err == nil {
+				err = fmt.Errorf("%w: snapshot %q", ErrExists, name)
+			}
+			return err
+		}
+		id, err := t.NextID()
+		if err != nil {
+			return err
+		}
+		rec = index.Snapshot{ID: id, Name: name, Created: time.Now().UTC(), Kind: kind}
+		for _, d := range ds {
+			l, err := t.Layer(d.chain[0].layer)
+			if err != nil {
+				return err
+			}
+			rec.Members = append(rec.Members, index.Member{Disk: d.name, DiskID: d.id, Layer: l.ID, Epoch: l.Epoch, Size: d.size, BlockSize: d.bs})
+			l.Epoch++
+			if err := t.PutLayer(l); err != nil {
+				return err
+			}
+		}
+		return t.Put(index.KindSnapshot, name, rec)
+	})
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	for _, d := range ds {
+		d.chain = append([]link{{d.chain[0].layer, d.chain[0].epoch + 1}}, d.chain[1:]...)
+	}
+	return snapshotInfo(rec), nil
+}
+
+func (s *Store) exists(kind index.CatalogKind, name string) (bool, error) {
+	var ok bool
+	err := s.idx.View(func(t *index.Txn) error {
+		var err error
+		ok, err = t.Exists(kind, name)
+		return err
+	})
+	return ok, err
+}
+
+// ListSnapshots lists snapshots, oldest first.
+func (s *Store) ListSnapshots() ([]SnapshotInfo, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	var out []SnapshotInfo
+	err := s.idx.View(func(t *index.Txn) error {
+		return t.List(index.KindSnapshot, func(dec func(any) error) error {
+			var r index.Snapshot
+			if err := dec(&r); err != nil {
+				return err
+			}
+			out = append(out, snapshotInfo(r))
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, err
+}
+
+// GetSnapshot describes a snapshot.
+func (s *Store) GetSnapshot(name string) (SnapshotInfo, error) {
+	if err := firstErr(s.checkOpen(), ValidateName("snapshot", name)); err != nil {
+		return SnapshotInfo{}, err
+	}
+	var r index.Snapshot
+	if err := s.idx.View(func(t *index.Txn) error { return t.Get(index.KindSnapshot, name, &r) }); err != nil {
+		return SnapshotInfo{}, notFound("snapshot", name, err)
+	}
+	return snapshotInfo(r), nil
+}
+
+// DeleteSnapshot deletes a snapshot. It never fails because clones, images
+// or later snapshots depend on it: what they need is kept until nothing does.
+func (s *Store) DeleteSnapshot(name string) error {
+	return s.deleteNamed(index.KindSnapshot, "snapshot", name)
+}
+
+// DeleteImage deletes an image; disks made from it keep their data.
+func (s *Store) DeleteImage(name string) error {
+	return s.deleteNamed(index.KindImage, "image", name)
+}
+
+func (s *Store) deleteNamed(kind index.CatalogKind, what, name string) error {
+	if err := firstErr(s.checkOpen(), ValidateName(what, name)); err != nil {
+		return err
+	}
+	s.catMu.Lock()
+	defer s.catMu.Unlock()
+	return s.idx.UpdateSync(func(t *index.Txn) error {
+		if ok, err := t.Exists(kind, name); err != nil || !ok {
+			if err == nil {
+				err = fmt.Errorf("%w: %s %q", ErrNotFound, what, name)
+			}
+			return err
+		}
+		return t.Delete(kind, name)
+	})
+}
+
+// OpenSnapshotDisk opens the image of a disk as of a snapshot, read-only.
+func (s *Store) OpenSnapshotDisk(snapshot, disk string) (*Reader, error) {
+	if err := firstErr(s.checkOpen(), ValidateName("snapshot", snapshot), ValidateName("disk", disk)); err != nil {
+		return nil, err
+	}
+	var m index.Member
+	if err := s.idx.View(func(t *index.Txn) error {
+		var err error
+		m, err = memberOf(t, snapshot, disk)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return s.newReader(link{m.Layer, m.Epoch}, m.Size, m.BlockSize, fmt.Sprintf("snapshot %q disk %q", snapshot, disk))
+}
+
+// CreateImage makes a read-only image from a disk of a snapshot.
+func (s *Store) CreateImage(name, snapshot, disk string) (ImageInfo, error) {
+	if err := firstErr(s.checkOpen(), ValidateName("image", name), ValidateName("snapshot", snapshot), ValidateName("disk", disk)); err != nil {
+		return ImageInfo{}, err
+	}
+	s.catMu.Lock()
+	defer s.catMu.Unlock()
+	var rec index.Image
+	err := s.idx.UpdateSync(func(t *index.Txn) error {
+		if ok, err := t.Exists(index.KindImage, name); err != nil || ok {
+			if err == nil {
+				err = fmt.Errorf("%w: image %q", ErrExists, name)
+			}
+			return err
+		}
+		m, err := memberOf(t, snapshot, disk)
+		if err != nil {
+			return err
+		}
+		id, err := t.NextID()
+		if err != nil {
+			return err
+		}
+		rec = index.Image{ID: id, Name: name, Created: time.Now().UTC(), Layer: m.Layer, Epoch: m.Epoch,
+			Size: m.Size, BlockSize: m.BlockSize, Snapshot: snapshot, Disk: disk}
+		return t.Put(index.KindImage, name, rec)
+	})
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	return imageInfo(rec), nil
+}
+
+// ListImages lists images in name order.
+func (s *Store) ListImages() ([]ImageInfo, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	var out []ImageInfo
+	err := s.idx.View(func(t *index.Txn) error {
+		return t.List(index.KindImage, func(dec func(any) error) error {
+			var r index.Image
+			if err := dec(&r); err != nil {
+				return err
+			}
+			out = append(out, imageInfo(r))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// GetImage describes an image.
+func (s *Store) GetImage(name string) (ImageInfo, error) {
+	if err := firstErr(s.checkOpen(), ValidateName("image", name)); err != nil {
+		return ImageInfo{}, err
+	}
+	var r index.Image
+	if err := s.idx.View(func(t *index.Txn) error { return t.Get(index.KindImage, name, &r) }); err != nil {
+		return ImageInfo{}, notFound("image", name, err)
+	}
+	return imageInfo(r), nil
+}
+
+// OpenImage opens an image read-only.
+func (s *Store) OpenImage(name string) (*Reader, error) {
+	im, err := s.GetImage(name)
+	if err != nil {
+		return nil, err
+	}
+	var r index.Image
+	if err := s.idx.View(func(t *index.Txn) error { return t.Get(index.KindImage, name, &r) }); err != nil {
+		return nil, notFound("image", name, err)
+	}
+	return s.newReader(link{r.Layer, r.Epoch}, im.Size, im.BlockSize, fmt.Sprintf("image %q", name))
+}
+
+// RollbackDisk makes a disk read as it was in a snapshot, in constant time.
+// Snapshots taken after that one stay intact. An open disk is refused with
+// ErrBusy unless force. Writes made before the rollback are kept in the
+// disk's old history (later snapshots see them), never in the new head.
+func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
+	if err := firstErr(s.checkOpen(), ValidateName("disk", name), ValidateName("snapshot", snapshot)); err != nil {
+		return err
+	}
+	ds, unlock, err := s.lockDisks([]string{name})
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	d := ds[0]
+	if d.opens > 0 && !force {
+		return fmt.Errorf("%w: disk %q is open (%d handles); close it or force", ErrBusy, name, d.opens)
+	}
+	if err := d.flushLocked(); err != nil {
+		return err
+	}
+	if err := s.commit(); err != nil {
+		return err
+	}
+	s.catMu.Lock()
+	defer s.catMu.Unlock()
+	var newHead index.Layer
+	var m index.Member
+	err = s.idx.UpdateSync(func(t *index.Txn) error {
+		var err error
+		if m, err = memberOf(t, snapshot, name); err != nil {
+			return err
+		}
+		if m.DiskID != d.id {
+			return fmt.Errorf("%w: snapshot %q holds an earlier disk named %q, not this one; create a new disk from it instead", ErrInvalid, snapshot, name)
+		}
+		var rec index.Disk
+		if err := t.Get(index.KindDisk, name, &rec); err != nil {
+			return notFound("disk", name, err)
+		}
+		id, err := t.NextID()
+		if err != nil {
+			return err
+		}
+		newHead = index.Layer{ID: id, Parent: m.Layer, ParentEpoch: m.Epoch, Epoch: 1, BlockSize: m.BlockSize, Created: time.Now().UTC()}
+		if err := t.PutLayer(newHead); err != nil {
+			return err
+		}
+		rec.Layer, rec.Size = id, m.Size
+		return t.Put(index.KindDisk, name, rec)
+	})
+	if err != nil {
+		return err
+	}
+	var chain []link
+	if err := s.idx.View(func(t *index.Txn) error {
+		var err error
+		chain, err = chainOf(t, newHead.ID, newHead.Epoch)
+		return err
+	}); err != nil {
+		return err
+	}
+	d.chain, d.size, d.allocKnown, d.modified = chain, m.Size, false, time.Now()
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}

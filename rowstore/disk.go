@@ -1,0 +1,531 @@
+package rowstore
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"sort"
+	"time"
+
+	"sync"
+
+	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/segment"
+)
+
+// diskState is the in-memory state of a disk: its head, its write-back cache
+// of partial blocks, and its open handles. One per disk, shared by handles.
+type diskState struct {
+	s  *Store
+	mu sync.Mutex
+
+	id    uint64
+	name  string
+	size  int64
+	bs    int
+	chain []link // chain[0] is the head layer at its current epoch
+
+	cache      map[uint64]*cblock // dirty blocks not yet in the log
+	cacheBytes int64
+
+	allocKnown  bool  // allocBlocks is valid
+	allocBlocks int64 // visible non-zero blocks of the head
+
+	opens    int
+	deleted  bool
+	modified time.Time
+}
+
+// cblock is a dirty block in the write-back cache. data holds the new bytes
+// in the ranges of dirty; when full, data is the whole block.
+type cblock struct {
+	data  []byte
+	dirty [][2]int // sorted, disjoint [start, end) ranges written
+	full  bool
+}
+
+func (c *cblock) add(start, end int) {
+	r := append(c.dirty, [2]int{start, end})
+	sort.Slice(r, func(i, j int) bool { return r[i][0] < r[j][0] })
+	out := r[:0]
+	for _, x := range r {
+		if n := len(out); n > 0 && x[0] <= out[n-1][1] {
+			if x[1] > out[n-1][1] {
+				out[n-1][1] = x[1]
+			}
+			continue
+		}
+		out = append(out, x)
+	}
+	c.dirty = out
+	if len(out) == 1 && out[0][0] == 0 && out[0][1] == len(c.data) {
+		c.full = true
+	}
+}
+
+// diskByName loads (or returns the loaded) state of a disk.
+func (s *Store) diskByName(name string) (*diskState, error) {
+	var rec index.Disk
+	var chain []link
+	err := s.idx.View(func(t *index.Txn) error {
+		if err := t.Get(index.KindDisk, name, &rec); err != nil {
+			if errors.Is(err, index.ErrNotFound) {
+				return fmt.Errorf("%w: disk %q", ErrNotFound, name)
+			}
+			return err
+		}
+		l, err := t.Layer(rec.Layer)
+		if err != nil {
+			return fmt.Errorf("layer %d of disk %q: %w", rec.Layer, name, err)
+		}
+		chain, err = chainOf(t, l.ID, l.Epoch)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.disksMu.Lock()
+	defer s.disksMu.Unlock()
+	if d, ok := s.disks[rec.ID]; ok {
+		return d, nil
+	}
+	d := &diskState{s: s, id: rec.ID, name: rec.Name, size: rec.Size, bs: rec.BlockSize, chain: chain,
+		cache: map[uint64]*cblock{}, modified: rec.Created}
+	s.disks[rec.ID] = d
+	return d, nil
+}
+
+// chainOf builds the layer chain of (layer, epoch).
+func chainOf(t *index.Txn, layer, epoch uint64) ([]link, error) {
+	chain := []link{{layer, epoch}}
+	for {
+		l, err := t.Layer(layer)
+		if err != nil {
+			return nil, fmt.Errorf("layer %d: %w", layer, err)
+		}
+		if l.Parent == 0 {
+			return chain, nil
+		}
+		if len(chain) > 1000 {
+			return nil, &CorruptError{What: fmt.Sprintf("layer chain of %d", chain[0].layer), Err: errors.New("cycle or too long")}
+		}
+		chain = append(chain, link{l.Parent, l.ParentEpoch})
+		layer = l.Parent
+	}
+}
+
+// Disk is an open read-write disk. Close it when done; while any handle is
+// open, rollback and delete of the disk are refused unless forced.
+type Disk struct {
+	d      *diskState
+	closed bool
+}
+
+// OpenDisk opens a disk for reading and writing.
+func (s *Store) OpenDisk(name string) (*Disk, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	d, err := s.diskByName(name)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.deleted {
+		return nil, fmt.Errorf("%w: disk %q", ErrNotFound, name)
+	}
+	d.opens++
+	return &Disk{d: d}, nil
+}
+
+// Name is the disk's name.
+func (h *Disk) Name() string { return h.d.name }
+
+// Size is the disk's logical size.
+func (h *Disk) Size() int64 {
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	return h.d.size
+}
+
+// BlockSize is the disk's block size.
+func (h *Disk) BlockSize() int { return h.d.bs }
+
+// Close releases the handle (it does not sync).
+func (h *Disk) Close() error {
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	if !h.closed {
+		h.closed = true
+		h.d.opens--
+	}
+	return nil
+}
+
+func (h *Disk) check() error {
+	if h.closed {
+		return fmt.Errorf("disk %q: handle closed: %w", h.d.name, ErrClosed)
+	}
+	if h.d.deleted {
+		return fmt.Errorf("%w: disk %q was deleted", ErrNotFound, h.d.name)
+	}
+	return h.d.s.checkOpen()
+}
+
+// WriteAt writes p at off. Whole blocks go to the log at once; partial
+// blocks go through the write-back cache. Nothing is durable before Sync.
+func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
+	d := h.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := h.check(); err != nil {
+		return 0, err
+	}
+	if off < 0 || off+int64(len(p)) > d.size {
+		return 0, fmt.Errorf("%w: write of %d bytes at %d is beyond the end of disk %q (%d bytes)", ErrInvalid, len(p), off, d.name, d.size)
+	}
+	bs := int64(d.bs)
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		b := uint64(pos / bs)
+		in := int(pos % bs)
+		m := min(len(p)-n, d.bs-in)
+		if m == d.bs {
+			if c, ok := d.cache[b]; ok {
+				d.dropCachedLocked(b, c)
+			}
+			if err := d.storeBlockLocked(b, p[n:n+m]); err != nil {
+				return n, err
+			}
+		} else {
+			c, ok := d.cache[b]
+			if !ok {
+				c = &cblock{data: make([]byte, d.bs)}
+				d.cache[b] = c
+				d.cacheBytes += bs
+			}
+			copy(c.data[in:], p[n:n+m])
+			if !c.full {
+				c.add(in, in+m)
+			}
+		}
+		n += m
+	}
+	d.modified = time.Now()
+	if d.cacheBytes > d.s.opts.CacheBytes {
+		if err := d.flushLocked(); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (d *diskState) dropCachedLocked(b uint64, c *cblock) {
+	delete(d.cache, b)
+	d.cacheBytes -= int64(len(c.data))
+}
+
+// flushLocked writes every cached block to the log (not synced), in block order.
+func (d *diskState) flushLocked() error {
+	if len(d.cache) == 0 {
+		return nil
+	}
+	blocks := make([]uint64, 0, len(d.cache))
+	for b := range d.cache {
+		blocks = append(blocks, b)
+	}
+	sort.Slice(blocks, func(i, j int) bool { return blocks[i] < blocks[j] })
+	for _, b := range blocks {
+		c := d.cache[b]
+		if err := d.fillLocked(b, c); err != nil {
+			return err
+		}
+		if err := d.storeBlockLocked(b, c.data); err != nil {
+			return err
+		}
+		d.dropCachedLocked(b, c)
+	}
+	return nil
+}
+
+// fillLocked completes a partial cached block with the block's current content.
+func (d *diskState) fillLocked(b uint64, c *cblock) error {
+	if c.full {
+		return nil
+	}
+	base := make([]byte, d.bs)
+	if _, err := d.s.readBlock(d.chain, d.bs, b, base, d.name); err != nil {
+		return err
+	}
+	for _, r := range c.dirty {
+		copy(base[r[0]:r[1]], c.data[r[0]:r[1]])
+	}
+	c.data = base
+	c.dirty = [][2]int{{0, d.bs}}
+	c.full = true
+	return nil
+}
+
+// storeBlockLocked appends a whole block to the log at the head's current
+// epoch: a zero record if it is all zeros, else a data record.
+func (d *diskState) storeBlockLocked(b uint64, data []byte) error {
+	head := d.chain[0]
+	if isZero(data) {
+		was, err := d.visibleNonZero(b)
+		if err != nil {
+			return err
+		}
+		if !was {
+			return nil // reads as zeros already; nothing to store
+		}
+		var cnt [8]byte
+		putLeUint64(cnt[:], 1)
+		r := &segment.Record{Kind: segment.KindZero, Layer: head.layer, Block: b, Epoch: head.epoch, Payload: cnt[:]}
+		if err := d.s.appendRecord(r, index.Version{Flags: index.FlagZero}, 1); err != nil {
+			return err
+		}
+		if d.allocKnown {
+			d.allocBlocks--
+		}
+		return nil
+	}
+	var was bool
+	if d.allocKnown {
+		var err error
+		if was, err = d.visibleNonZero(b); err != nil {
+			return err
+		}
+	}
+	v := index.Version{CRC: crc32.Checksum(data, castagnoli), Digest: sha256.Sum256(data)}
+	r := &segment.Record{Kind: segment.KindData, Layer: head.layer, Block: b, Epoch: head.epoch, Payload: data}
+	if err := d.s.appendRecord(r, v, 1); err != nil {
+		return err
+	}
+	if d.allocKnown && !was {
+		d.allocBlocks++
+	}
+	return nil
+}
+
+// visibleNonZero reports whether block b of the head has stored data.
+func (d *diskState) visibleNonZero(b uint64) (bool, error) {
+	v, ok, err := d.s.lookup(d.chain, b)
+	if err != nil || !ok {
+		return false, err
+	}
+	return !v.Zero(), nil
+}
+
+// ReadAt reads len(p) bytes at off; past the end it returns io.EOF.
+func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
+	d := h.d
+	d.mu.Lock()
+	if err := h.check(); err != nil {
+		d.mu.Unlock()
+		return 0, err
+	}
+	if off < 0 {
+		d.mu.Unlock()
+		return 0, fmt.Errorf("%w: negative offset", ErrInvalid)
+	}
+	if off >= d.size {
+		d.mu.Unlock()
+		return 0, io.EOF
+	}
+	want := len(p)
+	if int64(want) > d.size-off {
+		p = p[:d.size-off]
+	}
+	chain := d.chain
+	bs := int64(d.bs)
+	// Copy what the cache holds; read the rest without the lock.
+	type need struct {
+		b    uint64
+		in   int
+		dst  []byte
+		full bool
+	}
+	var needs []need
+	for n := 0; n < len(p); {
+		pos := off + int64(n)
+		b := uint64(pos / bs)
+		in := int(pos % bs)
+		m := min(len(p)-n, d.bs-in)
+		if c, ok := d.cache[b]; ok {
+			if err := d.fillLocked(b, c); err != nil {
+				d.mu.Unlock()
+				return n, err
+			}
+			copy(p[n:n+m], c.data[in:in+m])
+		} else {
+			needs = append(needs, need{b, in, p[n : n+m], m == d.bs})
+		}
+		n += m
+	}
+	d.mu.Unlock()
+	var buf []byte
+	for _, nd := range needs {
+		if nd.full {
+			if _, err := d.s.readBlock(chain, d.bs, nd.b, nd.dst, d.name); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if buf == nil {
+			buf = make([]byte, d.bs)
+		}
+		if _, err := d.s.readBlock(chain, d.bs, nd.b, buf, d.name); err != nil {
+			return 0, err
+		}
+		copy(nd.dst, buf[nd.in:])
+	}
+	if len(p) < want {
+		return len(p), io.EOF
+	}
+	return len(p), nil
+}
+
+// Sync makes every write made to the disk before it durable.
+func (h *Disk) Sync() error {
+	d := h.d
+	d.mu.Lock()
+	if err := h.check(); err != nil {
+		d.mu.Unlock()
+		return err
+	}
+	err := d.flushLocked()
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return d.s.commit()
+}
+
+// PunchHole makes [off, off+length) read as zeros. Whole blocks in the range
+// are freed (a zero record in the log, a hole in the index); the partial
+// blocks at its ends are written with zeros.
+func (h *Disk) PunchHole(off, length int64) error {
+	d := h.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := h.check(); err != nil {
+		return err
+	}
+	if off < 0 || length < 0 {
+		return fmt.Errorf("%w: punch hole at %d length %d", ErrInvalid, off, length)
+	}
+	end := min(off+length, d.size)
+	if off >= end {
+		return nil
+	}
+	bs := int64(d.bs)
+	first := uint64((off + bs - 1) / bs) // first whole block
+	last := uint64(end / bs)             // one past the last whole block
+	zero := make([]byte, bs)
+	writeZeros := func(from, to int64) error {
+		d.mu.Unlock()
+		defer d.mu.Lock()
+		_, err := h.WriteAt(zero[:to-from], from)
+		return err
+	}
+	if first >= last { // no whole block
+		return writeZeros(off, end)
+	}
+	if int64(first)*bs > off {
+		if err := writeZeros(off, int64(first)*bs); err != nil {
+			return err
+		}
+	}
+	if int64(last)*bs < end {
+		if err := writeZeros(int64(last)*bs, end); err != nil {
+			return err
+		}
+	}
+	for b := first; b < last; b++ {
+		if c, ok := d.cache[b]; ok {
+			d.dropCachedLocked(b, c)
+		}
+	}
+	// Tombstone the runs of blocks that have something visible.
+	head := d.chain[0]
+	var runStart, runLen uint64
+	emit := func() error {
+		if runLen == 0 {
+			return nil
+		}
+		var cnt [8]byte
+		putLeUint64(cnt[:], runLen)
+		r := &segment.Record{Kind: segment.KindZero, Layer: head.layer, Block: runStart, Epoch: head.epoch, Payload: cnt[:]}
+		err := d.s.appendRecord(r, index.Version{Flags: index.FlagZero}, runLen)
+		runLen = 0
+		return err
+	}
+	var freed int64
+	err := d.s.visible(d.chain, first, last, func(b uint64, v index.Version) error {
+		if v.Zero() {
+			return nil
+		}
+		freed++
+		if runLen > 0 && runStart+runLen == b {
+			runLen++
+			return nil
+		}
+		if err := emit(); err != nil {
+			return err
+		}
+		runStart, runLen = b, 1
+		return nil
+	})
+	if err == nil {
+		err = emit()
+	}
+	if err != nil {
+		return err
+	}
+	if d.allocKnown {
+		d.allocBlocks -= freed
+	}
+	d.modified = time.Now()
+	return nil
+}
+
+// Allocated is the bytes of stored blocks visible in the disk now.
+func (h *Disk) Allocated() int64 {
+	n, err := h.d.allocated()
+	if err != nil {
+		h.d.s.log.Error("count allocated blocks", "disk", h.d.name, "err", err)
+	}
+	return n
+}
+
+// allocated counts (once, then keeps up to date) the visible stored blocks.
+func (d *diskState) allocated() (int64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.allocKnown {
+		var n int64
+		err := d.s.visible(d.chain, 0, uint64((d.size+int64(d.bs)-1)/int64(d.bs)), func(b uint64, v index.Version) error {
+			if !v.Zero() {
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		d.allocBlocks, d.allocKnown = n, true
+	}
+	n := d.allocBlocks
+	// Cached blocks not yet stored count as allocated once stored; count the
+	// ones over holes approximately as allocated (cheap and close enough).
+	return n * int64(d.bs), nil
+}
+
+var zeroBlock = make([]byte, MaxBlockSize)
+
+func isZero(b []byte) bool { return bytes.Equal(b, zeroBlock[:len(b)]) }

@@ -1,0 +1,79 @@
+// Package rowstore is the redirect-on-write engine of snapfs: disks, layers,
+// snapshots, clones, images, rollback, the write-back cache, the read path,
+// recovery, garbage collection and the segment cleaner.
+//
+// # Model
+//
+// A disk is split into fixed-size blocks (a power of two from 4 KiB to
+// 1 MiB, chosen per disk). Block data lives in the append-only segment log
+// (package segment); a write never overwrites data in place, it appends a
+// record and points the index (package index) at it.
+//
+// Versions are kept per layer. A disk's head is a layer with a current
+// epoch; writes go to (head, current epoch). A snapshot is the pair
+// (layer, epoch) of each of its disks and is taken by bumping the epochs:
+// constant time, whatever the data. A clone, a disk made from an image, and
+// a rollback each make a new layer whose parent is a (layer, epoch): constant
+// time too. A read of block b through a chain of links [(L0,E0), (L1,E1), …]
+// takes the newest version of b at or below E0 in L0, else in L1 at or below
+// E1, and so on; no version means zeros.
+//
+// Blocks of zeros are never stored: a zero block that hides nothing is not
+// written at all, one that hides older data becomes a hole (a zero record in
+// the log, a hole version in the index). PunchHole frees whole blocks that way.
+//
+// # Write path and durability
+//
+// Whole-block writes are appended to the log at once; partial blocks wait in
+// a bounded write-back cache (per disk, Options.CacheBytes) and are completed
+// from the current content when flushed. An appended record's version is
+// "pending" in memory until a commit: the commit fsyncs the log, then writes
+// the pending versions and the checkpoint (how far the log is applied) to
+// Badger without fsync. So the index never points at unsynced data; after a
+// crash, Open replays the log from the checkpoint (keeping the higher
+// sequence number per key) and drops a torn tail. Disk.Sync flushes the
+// cache and commits: everything written before it is then durable
+// (invariant 1). Catalog changes (create, snapshot, clone, image, rollback,
+// delete, resize) are Badger transactions followed by a Badger sync, made
+// after a commit of the disks involved: durable before they are acknowledged,
+// and a snapshot holds every write made before it (invariant 3). A record
+// carries its layer, block, epoch and sequence number, so replay is
+// independent of the catalog changes around it (invariant 4). Each record has
+// a CRC32C checked on every read; the index keeps the SHA-256 of every stored
+// block. A mismatch is a *CorruptError (ErrCorrupt), never data (invariant 5).
+//
+// # Garbage collection and cleaning
+//
+// GC takes one consistent view of the index and lists the readers of every
+// layer: disk heads (which see the newest version of every block), snapshot
+// members, images, child layers (clones, rollbacks) and open read handles.
+// A version is live if some reader's epoch falls between its epoch and the
+// next newer version's; dead versions and unreferenced layers are deleted.
+// Deleting a snapshot therefore never fails: what a clone, image or later
+// snapshot needs stays until nothing needs it. The cleaner then rewrites the
+// live records of segments below Options.CleanBelow live fraction (keeping
+// their sequence numbers), syncs, repoints the index, syncs the index, and
+// removes the segment while no read is in flight.
+//
+// # Store directory
+//
+//	superblock    format version and feature bits (layout in superblock.go)
+//	segments/     the segment log
+//	index/        Badger
+//
+// The superblock is checked at Open: a newer format version or an unknown
+// incompatible feature is refused with ErrIncompatible, never misread.
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. Each disk has a mutex for its
+// cache and head; the lock order is written on Store. Reads of block data
+// run without the disk's lock.
+//
+// # Known limits
+//
+//   - Layer chains are not flattened yet: a disk cloned from a clone of a
+//     clone reads through every level.
+//   - Counting visible blocks (allocation, PunchHole over large ranges, a diff
+//     from nothing) holds the visible set of the range in memory.
+package rowstore

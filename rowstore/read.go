@@ -1,0 +1,254 @@
+package rowstore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/segment"
+)
+
+// lookup finds the version of block b visible through chain: the newest at
+// or below each link's epoch, first link first (pending versions included).
+func (s *Store) lookup(chain []link, b uint64) (index.Version, bool, error) {
+	for _, l := range chain {
+		if v, ok := s.pendingVersion(vkey{l.layer, b, l.epoch}); ok {
+			return v, true, nil
+		}
+	}
+	var v index.Version
+	var found bool
+	err := s.idx.View(func(t *index.Txn) error {
+		f := t.NewFinder()
+		defer f.Close()
+		for _, l := range chain {
+			var err error
+			v, _, found, err = f.Find(l.layer, b, l.epoch)
+			if err != nil || found {
+				return err
+			}
+		}
+		return nil
+	})
+	return v, found, err
+}
+
+// readBlock reads block b as seen through chain into dst (len = block size).
+// It returns whether the block had stored data.
+func (s *Store) readBlock(chain []link, bs int, b uint64, dst []byte, what string) (bool, error) {
+	s.readMu.RLock()
+	defer s.readMu.RUnlock()
+	v, ok, err := s.lookup(chain, b)
+	if err != nil {
+		return false, fmt.Errorf("%s: block %d: %w", what, b, err)
+	}
+	if !ok || v.Zero() {
+		clear(dst)
+		return false, nil
+	}
+	return true, s.readVersion(v, b, dst, what)
+}
+
+// readVersion reads the record of a data version and checks it.
+func (s *Store) readVersion(v index.Version, b uint64, dst []byte, what string) error {
+	buf := getBuf(int(v.Length))
+	defer putBuf(buf)
+	r, err := s.seg.Read(segment.Pos{Segment: v.Segment, Offset: v.Offset, Length: v.Length}, buf)
+	place := func(e error) error {
+		return &CorruptError{What: fmt.Sprintf("%s: block %d (segment %d offset %d)", what, b, v.Segment, v.Offset), Err: e}
+	}
+	if err != nil {
+		if errors.Is(err, segment.ErrCorrupt) {
+			return place(err)
+		}
+		return fmt.Errorf("%s: read block %d: %w", what, b, err)
+	}
+	if r.Kind != segment.KindData || r.Block != b || r.Seq != v.Seq || len(r.Payload) != len(dst) {
+		return place(fmt.Errorf("record (kind %d block %d seq %d, %d bytes) is not the indexed version (block %d seq %d, %d bytes)",
+			r.Kind, r.Block, r.Seq, len(r.Payload), b, v.Seq, len(dst)))
+	}
+	copy(dst, r.Payload)
+	return nil
+}
+
+// visible calls fn, in block order, for every block in [from, to) that has a
+// version visible through chain (holes included, as zero versions).
+func (s *Store) visible(chain []link, from, to uint64, fn func(b uint64, v index.Version) error) error {
+	found := map[uint64]index.Version{}
+	err := s.idx.View(func(t *index.Txn) error {
+		for _, l := range chain {
+			// Pending versions of this link come first: they are newer than
+			// anything of the same link in the index.
+			here := map[uint64]index.Version{}
+			s.pendMu.RLock()
+			for _, m := range []map[vkey]index.Version{s.pending, s.flushing} {
+				for k, v := range m {
+					if k.layer != l.layer || k.epoch != l.epoch || k.block < from || k.block >= to {
+						continue
+					}
+					if _, done := found[k.block]; done {
+						continue
+					}
+					if old, ok := here[k.block]; !ok || old.Seq < v.Seq {
+						here[k.block] = v
+					}
+				}
+			}
+			s.pendMu.RUnlock()
+			err := t.ScanVersions(l.layer, from, to, func(b, epoch uint64, v index.Version) error {
+				if _, done := found[b]; done {
+					return index.SkipBlock
+				}
+				if _, ok := here[b]; ok {
+					return index.SkipBlock
+				}
+				if epoch > l.epoch {
+					return nil // newer than this link sees; look at older ones
+				}
+				here[b] = v
+				return index.SkipBlock
+			})
+			if err != nil {
+				return err
+			}
+			for b, v := range here {
+				found[b] = v
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	blocks := make([]uint64, 0, len(found))
+	for b := range found {
+		blocks = append(blocks, b)
+	}
+	sort.Slice(blocks, func(i, j int) bool { return blocks[i] < blocks[j] })
+	for _, b := range blocks {
+		if err := fn(b, found[b]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reader reads an immutable disk image: a disk of a snapshot, or an image.
+type Reader struct {
+	s      *Store
+	chain  []link
+	size   int64
+	bs     int
+	what   string
+	closed bool
+	alloc  int64
+	counted bool
+}
+
+func (s *Store) newReader(l link, size int64, bs int, what string) (*Reader, error) {
+	var chain []link
+	err := s.idx.View(func(t *index.Txn) error {
+		var err error
+		chain, err = chainOf(t, l.layer, l.epoch)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.pinMu.Lock()
+	s.pins[l]++
+	s.pinMu.Unlock()
+	return &Reader{s: s, chain: chain, size: size, bs: bs, what: what}, nil
+}
+
+// Size is the image's logical size.
+func (r *Reader) Size() int64 { return r.size }
+
+// BlockSize is the image's block size.
+func (r *Reader) BlockSize() int { return r.bs }
+
+// Close releases the reader.
+func (r *Reader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	r.s.pinMu.Lock()
+	if r.s.pins[r.chain[0]]--; r.s.pins[r.chain[0]] <= 0 {
+		delete(r.s.pins, r.chain[0])
+	}
+	r.s.pinMu.Unlock()
+	return nil
+}
+
+// ReadAt reads len(p) bytes at off; past the end it returns io.EOF.
+func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
+	if r.closed {
+		return 0, ErrClosed
+	}
+	if err := r.s.checkOpen(); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("%w: negative offset", ErrInvalid)
+	}
+	if off >= r.size {
+		return 0, io.EOF
+	}
+	want := len(p)
+	if int64(want) > r.size-off {
+		p = p[:r.size-off]
+	}
+	bs := int64(r.bs)
+	var buf []byte
+	for n := 0; n < len(p); {
+		pos := off + int64(n)
+		b := uint64(pos / bs)
+		in := int(pos % bs)
+		m := min(len(p)-n, r.bs-in)
+		if m == r.bs {
+			if _, err := r.s.readBlock(r.chain, r.bs, b, p[n:n+m], r.what); err != nil {
+				return n, err
+			}
+		} else {
+			if buf == nil {
+				buf = make([]byte, r.bs)
+			}
+			if _, err := r.s.readBlock(r.chain, r.bs, b, buf, r.what); err != nil {
+				return n, err
+			}
+			copy(p[n:n+m], buf[in:])
+		}
+		n += m
+	}
+	if len(p) < want {
+		return len(p), io.EOF
+	}
+	return len(p), nil
+}
+
+// Allocated is the bytes of stored blocks visible in the image.
+func (r *Reader) Allocated() (int64, error) {
+	if r.counted {
+		return r.alloc, nil
+	}
+	n, err := r.s.allocatedOf(r.chain, r.size, r.bs)
+	if err != nil {
+		return 0, err
+	}
+	r.alloc, r.counted = n, true
+	return n, nil
+}
+
+func (s *Store) allocatedOf(chain []link, size int64, bs int) (int64, error) {
+	var n int64
+	err := s.visible(chain, 0, uint64((size+int64(bs)-1)/int64(bs)), func(b uint64, v index.Version) error {
+		if !v.Zero() {
+			n++
+		}
+		return nil
+	})
+	return n * int64(bs), err
+}

@@ -1,0 +1,493 @@
+package rowstore
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/segment"
+	"github.com/snapfs/snapfs/rowstore/vfs"
+)
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// FS is where segment files and the superblock live; default vfs.Default.
+	// The index (Badger) always uses the operating system's files in
+	// <dir>/index.
+	FS     vfs.FS
+	Logger *slog.Logger
+	// SegmentSize is the size at which segment files rotate; default 256 MiB.
+	SegmentSize int64
+	// CacheBytes bounds the write-back cache of partial blocks of each disk;
+	// default 32 MiB.
+	CacheBytes int64
+	// SyncInterval is how often unsynced writes are committed in the
+	// background (like ext4's commit interval); default 5s, negative: never.
+	SyncInterval time.Duration
+	// GCInterval is how often garbage collection and the segment cleaner run
+	// in the background; default 10m, negative: never (tests call GC).
+	GCInterval time.Duration
+	// CleanBelow is the live fraction under which the cleaner rewrites a
+	// segment; default 0.5.
+	CleanBelow float64
+	// Index tunes Badger's memory use.
+	IndexMemTableSize, IndexBlockCacheSize int64
+}
+
+func (o *Options) fill() {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.SegmentSize == 0 {
+		o.SegmentSize = 256 << 20
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = 32 << 20
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = 5 * time.Second
+	}
+	if o.GCInterval == 0 {
+		o.GCInterval = 10 * time.Minute
+	}
+	if o.CleanBelow == 0 {
+		o.CleanBelow = 0.5
+	}
+}
+
+// Store is an open snapfs store: the segment log, the index and the catalog.
+// All methods are safe for concurrent use.
+//
+// Lock order (outer first): diskState.mu (several: by ascending disk id),
+// catMu, syncMu, idxMu, appendMu, pendMu. readMu is taken alone.
+type Store struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+	fs   vfs.FS
+	sb   Superblock
+
+	idx *index.DB
+	seg *segment.Log
+
+	catMu sync.Mutex // serializes catalog changes
+
+	syncMu sync.Mutex // serializes commits (pending -> index)
+	idxMu  sync.Mutex // serializes writes of version entries to the index
+
+	appendMu sync.Mutex // serializes log appends with their pending entries
+	nextSeq  uint64     // INVARIANT: greater than every sequence number in the log; under appendMu
+	dirty    bool       // records appended since the last commit; under appendMu
+
+	pendMu   sync.RWMutex
+	pending  map[vkey]index.Version // appended, not yet in the index
+	flushing map[vkey]index.Version // being written to the index by a commit
+
+	// readMu is held shared by every read of block data and exclusively by
+	// whoever removes segment files or index versions, so an in-flight read
+	// never loses the record it looked up.
+	readMu sync.RWMutex
+
+	disksMu sync.Mutex
+	disks   map[uint64]*diskState // loaded disk states, by disk id
+
+	pinMu sync.Mutex
+	pins  map[link]int // (layer, epoch) pinned by open read handles
+
+	stats gcStats // results of the last GC, for the cleaner and usage
+
+	closed atomic.Bool
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// vkey is the key of a version in the pending maps.
+type vkey struct{ layer, block, epoch uint64 }
+
+// link is one step of a layer chain: versions of layer at or below epoch.
+type link struct{ layer, epoch uint64 }
+
+// Create makes a new, empty store in dir (creating dir). An existing store
+// is an error wrapping ErrExists and is left untouched.
+func Create(dir string, opts Options) error {
+	opts.fill()
+	if _, err := opts.FS.Stat(path.Join(dir, superblockName)); err == nil {
+		return fmt.Errorf("%w: %s already holds a snapfs store", ErrExists, dir)
+	}
+	if err := opts.FS.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create store: %w", err)
+	}
+	for _, sub := range []string{"segments", "index"} {
+		if err := opts.FS.MkdirAll(path.Join(dir, sub), 0o700); err != nil {
+			return fmt.Errorf("create store: %w", err)
+		}
+	}
+	if err := opts.FS.SyncDir(dir); err != nil {
+		return fmt.Errorf("create store: %w", err)
+	}
+	return writeSuperblock(opts.FS, dir, newSuperblock())
+}
+
+// Open opens the store in dir and recovers it: the log's torn tail is
+// dropped and every record after the index's checkpoint is applied.
+func Open(dir string, opts Options) (*Store, error) {
+	opts.fill()
+	sb, err := readSuperblock(opts.FS, dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		dir: dir, opts: opts, log: opts.Logger, fs: opts.FS, sb: sb,
+		pending: map[vkey]index.Version{},
+		disks:   map[uint64]*diskState{},
+		pins:    map[link]int{},
+		stop:    make(chan struct{}),
+	}
+	idxDir := filepath.Join(dir, "index")
+	if err := os.MkdirAll(idxDir, 0o700); err != nil {
+		return nil, fmt.Errorf("open index: %w", err)
+	}
+	s.idx, err = index.Open(idxDir, index.Options{Logger: s.log, MemTableSize: opts.IndexMemTableSize, BlockCacheSize: opts.IndexBlockCacheSize})
+	if err != nil {
+		if errors.Is(err, os.ErrExist) || isLockErr(err) {
+			return nil, fmt.Errorf("%w: store %s is open in another process: %v", ErrBusy, dir, err)
+		}
+		return nil, err
+	}
+	s.seg, err = segment.Open(s.fs, path.Join(dir, "segments"), segment.Options{SegmentSize: opts.SegmentSize, Logger: s.log})
+	if err != nil {
+		s.idx.Close()
+		if errors.Is(err, segment.ErrIncompatible) {
+			return nil, fmt.Errorf("%w: %v", ErrIncompatible, err)
+		}
+		return nil, fmt.Errorf("open segment log: %w", err)
+	}
+	if err := s.recover(); err != nil {
+		s.seg.Close()
+		s.idx.Close()
+		return nil, err
+	}
+	s.startBackground()
+	return s, nil
+}
+
+func isLockErr(err error) bool {
+	return err != nil && (errors.Is(err, os.ErrPermission) || containsAny(err.Error(), "Cannot acquire directory lock", "resource temporarily unavailable"))
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if len(sub) > 0 && len(s) >= len(sub) {
+			for i := 0; i+len(sub) <= len(s); i++ {
+				if s[i:i+len(sub)] == sub {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// recover replays the log from the checkpoint into the index.
+func (s *Store) recover() error {
+	var cp index.Checkpoint
+	layers := map[uint64]index.Layer{}
+	err := s.idx.View(func(t *index.Txn) error {
+		var err error
+		if cp, err = t.Checkpoint(); err != nil {
+			return err
+		}
+		return t.Layers(func(l index.Layer) error { layers[l.ID] = l; return nil })
+	})
+	if err != nil {
+		return fmt.Errorf("recover: read checkpoint: %w", err)
+	}
+	maxSeq := cp.Seq
+	from := segment.Pos{Segment: cp.Segment, Offset: cp.Offset}
+	n := 0
+	b := s.idx.NewBatch()
+	defer b.Cancel()
+	end, err := s.seg.Scan(from, func(r *segment.Record, pos segment.Pos) error {
+		if r.Seq > maxSeq {
+			maxSeq = r.Seq
+		}
+		if _, ok := layers[r.Layer]; !ok {
+			return nil // a deleted layer: nothing needs the record
+		}
+		n++
+		return s.applyRecord(b, r, pos)
+	})
+	if err != nil {
+		return fmt.Errorf("recover: replay log: %w", err)
+	}
+	if err := b.Flush(); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	cp = index.Checkpoint{Segment: end.Segment, Offset: end.Offset, Seq: maxSeq}
+	if err := s.idx.UpdateSync(func(t *index.Txn) error { return t.SetCheckpoint(cp) }); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	s.nextSeq = maxSeq + 1
+	if n > 0 {
+		s.log.Info("recovered from log", "records", n, "seq", maxSeq)
+	}
+	return nil
+}
+
+// applyRecord puts a replayed record into the index unless the index already
+// has the same or a newer version of its key (relocation keeps sequence
+// numbers, so equal means the same record).
+func (s *Store) applyRecord(b *index.Batch, r *segment.Record, pos segment.Pos) error {
+	var blocks uint64 = 1
+	v := index.Version{Seq: r.Seq}
+	switch r.Kind {
+	case segment.KindData:
+		v.Segment, v.Offset, v.Length = pos.Segment, pos.Offset, pos.Length
+		v.CRC = crc32.Checksum(r.Payload, castagnoli)
+		v.Digest = sha256.Sum256(r.Payload)
+	case segment.KindZero:
+		if len(r.Payload) != 8 {
+			return &CorruptError{What: fmt.Sprintf("zero record at segment %d offset %d", pos.Segment, pos.Offset), Err: errors.New("bad payload")}
+		}
+		blocks = leUint64(r.Payload)
+		v.Flags = index.FlagZero
+	default:
+		return nil
+	}
+	for i := uint64(0); i < blocks; i++ {
+		var old index.Version
+		err := s.idx.View(func(t *index.Txn) error {
+			var err error
+			old, err = t.GetVersion(r.Layer, r.Block+i, r.Epoch)
+			return err
+		})
+		if err == nil && old.Seq >= r.Seq {
+			continue
+		}
+		if err != nil && !errors.Is(err, index.ErrNotFound) {
+			return err
+		}
+		if err := b.SetVersion(r.Layer, r.Block+i, r.Epoch, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func leUint64(b []byte) uint64 {
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+func putLeUint64(b []byte, v uint64) {
+	for i := 0; i < 8; i++ {
+		b[i] = byte(v >> (8 * i))
+	}
+}
+
+// Close commits everything written, stops background work and closes.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	close(s.stop)
+	s.wg.Wait()
+	err := s.syncAllDisks()
+	if e := s.seg.Close(); err == nil && e != nil {
+		err = fmt.Errorf("close log: %w", e)
+	}
+	if e := s.idx.Close(); err == nil && e != nil {
+		err = fmt.Errorf("close index: %w", e)
+	}
+	return err
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) checkOpen() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// appendRecord appends r to the log (assigning its sequence number) and
+// records its version as pending for each block it covers.
+func (s *Store) appendRecord(r *segment.Record, v index.Version, blocks uint64) error {
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	r.Seq = s.nextSeq
+	pos, err := s.seg.Append(r)
+	if err != nil {
+		if errors.Is(err, syscallENOSPC) {
+			return fmt.Errorf("%w: append to log: %v", ErrNoSpace, err)
+		}
+		return fmt.Errorf("append to log: %w", err)
+	}
+	s.nextSeq++
+	s.dirty = true
+	v.Seq = r.Seq
+	if r.Kind == segment.KindData {
+		v.Segment, v.Offset, v.Length = pos.Segment, pos.Offset, pos.Length
+	}
+	s.pendMu.Lock()
+	for i := uint64(0); i < blocks; i++ {
+		s.pending[vkey{r.Layer, r.Block + i, r.Epoch}] = v
+	}
+	s.pendMu.Unlock()
+	return nil
+}
+
+// commit makes every record appended so far durable and moves their pending
+// versions into the index. Concurrent commits are serialized; a commit that
+// finds nothing to do returns at once.
+func (s *Store) commit() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	s.appendMu.Lock()
+	if !s.dirty {
+		s.appendMu.Unlock()
+		return nil
+	}
+	tail := s.seg.Tail()
+	seq := s.nextSeq - 1
+	s.dirty = false
+	s.pendMu.Lock()
+	batch := s.pending
+	s.flushing = batch
+	s.pending = map[vkey]index.Version{}
+	s.pendMu.Unlock()
+	s.appendMu.Unlock()
+
+	restore := func() {
+		s.appendMu.Lock()
+		s.dirty = true
+		s.pendMu.Lock()
+		for k, v := range batch {
+			if cur, ok := s.pending[k]; !ok || cur.Seq < v.Seq {
+				s.pending[k] = v
+			}
+		}
+		s.flushing = nil
+		s.pendMu.Unlock()
+		s.appendMu.Unlock()
+	}
+	if err := s.seg.Sync(); err != nil {
+		restore()
+		return fmt.Errorf("sync log: %w", err)
+	}
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
+	b := s.idx.NewBatch()
+	for k, v := range batch {
+		if err := b.SetVersion(k.layer, k.block, k.epoch, v); err != nil {
+			b.Cancel()
+			restore()
+			return fmt.Errorf("index versions: %w", err)
+		}
+	}
+	if err := b.Flush(); err != nil {
+		restore()
+		return fmt.Errorf("index versions: %w", err)
+	}
+	// The checkpoint goes in its own, later write: Badger's log keeps write
+	// order, so a checkpoint that survives a crash implies the versions do.
+	cp := index.Checkpoint{Segment: tail.Segment, Offset: tail.Offset, Seq: seq}
+	if err := s.idx.Update(func(t *index.Txn) error { return t.SetCheckpoint(cp) }); err != nil {
+		restore()
+		return fmt.Errorf("index checkpoint: %w", err)
+	}
+	s.pendMu.Lock()
+	s.flushing = nil
+	s.pendMu.Unlock()
+	return nil
+}
+
+// pendingVersion returns the pending version of a key, if any.
+func (s *Store) pendingVersion(k vkey) (index.Version, bool) {
+	s.pendMu.RLock()
+	defer s.pendMu.RUnlock()
+	if v, ok := s.pending[k]; ok {
+		return v, true
+	}
+	v, ok := s.flushing[k]
+	return v, ok
+}
+
+// Sync commits every write made to any disk before it.
+func (s *Store) Sync() error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	return s.syncAllDisks()
+}
+
+func (s *Store) syncAllDisks() error {
+	s.disksMu.Lock()
+	ds := make([]*diskState, 0, len(s.disks))
+	for _, d := range s.disks {
+		ds = append(ds, d)
+	}
+	s.disksMu.Unlock()
+	for _, d := range ds {
+		d.mu.Lock()
+		err := d.flushLocked()
+		d.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return s.commit()
+}
+
+func (s *Store) startBackground() {
+	if s.opts.SyncInterval > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			t := time.NewTicker(s.opts.SyncInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-s.stop:
+					return
+				case <-t.C:
+					if err := s.syncAllDisks(); err != nil {
+						s.log.Error("background sync failed", "err", err)
+					}
+				}
+			}
+		}()
+	}
+	if s.opts.GCInterval > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			t := time.NewTicker(s.opts.GCInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-s.stop:
+					return
+				case <-t.C:
+					if _, err := s.GC(); err != nil {
+						s.log.Error("background gc failed", "err", err)
+					}
+				}
+			}
+		}()
+	}
+}

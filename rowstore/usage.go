@@ -1,0 +1,117 @@
+package rowstore
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// Usage reports space per disk, snapshot and image, and for the store.
+type Usage struct {
+	Disks     []ItemUsage `json:"disks"`
+	Snapshots []ItemUsage `json:"snapshots"`
+	Images    []ItemUsage `json:"images"`
+	Store     StoreUsage  `json:"store"`
+}
+
+// ItemUsage is the space of one disk, snapshot or image, in bytes.
+type ItemUsage struct {
+	Name string `json:"name"`
+	// Logical is the size a reader sees (sum over a snapshot's disks).
+	Logical int64 `json:"logical"`
+	// Allocated is the size of the stored blocks it shows.
+	Allocated int64 `json:"allocated"`
+	// Exclusive is what only it holds: what deleting it frees (for a disk,
+	// also after its snapshots are gone, clones and images aside).
+	Exclusive int64 `json:"exclusive"`
+}
+
+// StoreUsage is the space of the whole store, in bytes.
+type StoreUsage struct {
+	SegmentBytes int64 `json:"segment_bytes"` // segment files on disk
+	LiveBytes    int64 `json:"live_bytes"`    // block data something can see
+	IndexBytes   int64 `json:"index_bytes"`   // the Badger index
+	Segments     int   `json:"segments"`
+	FreeBytes    int64 `json:"free_bytes"` // free space of the filesystem holding the store
+}
+
+// Usage computes usage with one pass over the index.
+func (s *Store) Usage() (Usage, error) {
+	if err := s.checkOpen(); err != nil {
+		return Usage{}, err
+	}
+	if err := s.syncAllDisks(); err != nil {
+		return Usage{}, err
+	}
+	res, err := s.scan()
+	if err != nil {
+		return Usage{}, err
+	}
+	var u Usage
+	disks, err := s.ListDisks()
+	if err != nil {
+		return u, err
+	}
+	for _, d := range disks {
+		u.Disks = append(u.Disks, ItemUsage{Name: d.Name, Logical: d.Size, Allocated: d.Allocated, Exclusive: res.exclusive["disk:"+d.Name]})
+	}
+	snaps, err := s.ListSnapshots()
+	if err != nil {
+		return u, err
+	}
+	for _, sn := range snaps {
+		iu := ItemUsage{Name: sn.Name, Exclusive: res.exclusive["snapshot:"+sn.Name]}
+		for _, m := range sn.Disks {
+			iu.Logical += m.Size
+			r, err := s.OpenSnapshotDisk(sn.Name, m.Name)
+			if err != nil {
+				return u, err
+			}
+			a, err := r.Allocated()
+			r.Close()
+			if err != nil {
+				return u, err
+			}
+			iu.Allocated += a
+		}
+		u.Snapshots = append(u.Snapshots, iu)
+	}
+	images, err := s.ListImages()
+	if err != nil {
+		return u, err
+	}
+	for _, im := range images {
+		r, err := s.OpenImage(im.Name)
+		if err != nil {
+			return u, err
+		}
+		a, err := r.Allocated()
+		r.Close()
+		if err != nil {
+			return u, err
+		}
+		u.Images = append(u.Images, ItemUsage{Name: im.Name, Logical: im.Size, Allocated: a, Exclusive: res.exclusive["image:"+im.Name]})
+	}
+	for _, si := range s.seg.Segments() {
+		u.Store.SegmentBytes += si.Size
+		u.Store.Segments++
+	}
+	u.Store.LiveBytes = res.live
+	u.Store.IndexBytes = dirSize(filepath.Join(s.dir, "index"))
+	if sp, err := s.fs.Statfs(s.dir); err == nil {
+		u.Store.FreeBytes = sp.Free
+	}
+	sort.Slice(u.Disks, func(i, j int) bool { return u.Disks[i].Name < u.Disks[j].Name })
+	return u, nil
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}
