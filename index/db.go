@@ -108,7 +108,7 @@ func (d *DB) UpdateSync(fn func(*Txn) error) error {
 	return nil
 }
 
-// DropPrefixes deletes every key of the version and epoch maps (for a rebuild).
+// DropVersions deletes every key of the version and epoch maps (for a rebuild).
 func (d *DB) DropVersions() error {
 	return d.db.DropPrefix([]byte{prefixVersion}, []byte{prefixEpoch})
 }

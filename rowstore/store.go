@@ -39,6 +39,10 @@ type Options struct {
 	// CleanBelow is the live fraction under which the cleaner rewrites a
 	// segment; default 0.5.
 	CleanBelow float64
+	// RebuildIndex drops every block version from the index at Open and
+	// rebuilds the version map from the whole segment log (the catalog is
+	// kept). For recovery after index damage, and for tests of invariant 4.
+	RebuildIndex bool
 	// Index tunes Badger's memory use.
 	IndexMemTableSize, IndexBlockCacheSize int64
 }
@@ -174,6 +178,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open segment log: %w", err)
 	}
+	if opts.RebuildIndex {
+		if err := s.dropVersions(); err != nil {
+			s.seg.Close()
+			s.idx.Close()
+			return nil, err
+		}
+	}
 	if err := s.recover(); err != nil {
 		s.seg.Close()
 		s.idx.Close()
@@ -200,6 +211,23 @@ func containsAny(s string, subs ...string) bool {
 	return false
 }
 
+// dropVersions empties the version map and resets the checkpoint to the
+// start of the log (keeping the highest sequence number).
+func (s *Store) dropVersions() error {
+	var cp index.Checkpoint
+	if err := s.idx.View(func(t *index.Txn) error {
+		var err error
+		cp, err = t.Checkpoint()
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := s.idx.DropVersions(); err != nil {
+		return fmt.Errorf("rebuild index: %w", err)
+	}
+	return s.idx.UpdateSync(func(t *index.Txn) error { return t.SetCheckpoint(index.Checkpoint{Seq: cp.Seq}) })
+}
+
 // recover replays the log from the checkpoint into the index.
 func (s *Store) recover() error {
 	var cp index.Checkpoint
@@ -219,6 +247,7 @@ func (s *Store) recover() error {
 	n := 0
 	b := s.idx.NewBatch()
 	defer b.Cancel()
+	applied := map[vkey]uint64{} // highest sequence number replayed per key
 	end, err := s.seg.Scan(from, func(r *segment.Record, pos segment.Pos) error {
 		if r.Seq > maxSeq {
 			maxSeq = r.Seq
@@ -227,7 +256,7 @@ func (s *Store) recover() error {
 			return nil // a deleted layer: nothing needs the record
 		}
 		n++
-		return s.applyRecord(b, r, pos)
+		return s.applyRecord(b, r, pos, applied)
 	})
 	if err != nil {
 		return fmt.Errorf("recover: replay log: %w", err)
@@ -249,7 +278,7 @@ func (s *Store) recover() error {
 // applyRecord puts a replayed record into the index unless the index already
 // has the same or a newer version of its key (relocation keeps sequence
 // numbers, so equal means the same record).
-func (s *Store) applyRecord(b *index.Batch, r *segment.Record, pos segment.Pos) error {
+func (s *Store) applyRecord(b *index.Batch, r *segment.Record, pos segment.Pos, applied map[vkey]uint64) error {
 	var blocks uint64 = 1
 	v := index.Version{Seq: r.Seq}
 	switch r.Kind {
@@ -267,6 +296,17 @@ func (s *Store) applyRecord(b *index.Batch, r *segment.Record, pos segment.Pos) 
 		return nil
 	}
 	for i := uint64(0); i < blocks; i++ {
+		k := vkey{r.Layer, r.Block + i, r.Epoch}
+		if seq, ok := applied[k]; ok {
+			if seq >= r.Seq {
+				continue
+			}
+			applied[k] = r.Seq
+			if err := b.SetVersion(k.layer, k.block, k.epoch, v); err != nil {
+				return err
+			}
+			continue
+		}
 		var old index.Version
 		err := s.idx.View(func(t *index.Txn) error {
 			var err error
@@ -279,7 +319,8 @@ func (s *Store) applyRecord(b *index.Batch, r *segment.Record, pos segment.Pos) 
 		if err != nil && !errors.Is(err, index.ErrNotFound) {
 			return err
 		}
-		if err := b.SetVersion(r.Layer, r.Block+i, r.Epoch, v); err != nil {
+		applied[k] = r.Seq
+		if err := b.SetVersion(k.layer, k.block, k.epoch, v); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,13 @@
+package rowstore
+
+// crashForTest abandons the store as a crash would: nothing is flushed or
+// synced to the log; the index (Badger, on the real filesystem) is closed,
+// which keeps everything it was given — one possible state after a crash.
+func (s *Store) crashForTest() {
+	if s.closed.Swap(true) {
+		return
+	}
+	close(s.stop)
+	s.wg.Wait()
+	s.idx.Close()
+}
