@@ -155,7 +155,6 @@ func (c *CrashFS) SetCapacity(bytes int64) {
 // again on c, with other seeds, to explore other states of the same history:
 // the state is a function of c's history and seed only.
 //
-//
 //   - a namespace change made durable by SyncDir is kept; every other one
 //     is independently kept or lost (so an unsynced create may vanish, and
 //     an unsynced rename may or may not have happened, but atomically);
