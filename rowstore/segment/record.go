@@ -1,0 +1,219 @@
+package segment
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+)
+
+// Kind is the type of a record.
+type Kind uint8
+
+// Record kinds. A decoder refuses any other value.
+const (
+	// KindData: the payload is the block's bytes.
+	KindData Kind = 1
+	// KindZero: the payload is a uint64 LE count n; blocks [Block, Block+n)
+	// read as zeros at Epoch.
+	KindZero Kind = 2
+	// KindPad is reserved for later use; scanners accept and skip it.
+	KindPad Kind = 3
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindData:
+		return "data"
+	case KindZero:
+		return "zero"
+	case KindPad:
+		return "pad"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Sizes and limits of the format.
+const (
+	HeaderSize     = 48 // record header
+	FileHeaderSize = 32 // segment file header
+	// MaxPayload is the largest payload a record may carry (a 16 MiB block
+	// with room to spare); a larger length field is corruption.
+	MaxPayload = 16<<20 + 64
+	// Version is the format version this package writes, in the file header
+	// and in every record header. It only ever moves up.
+	Version = 1
+)
+
+const (
+	recordMagic = 0x52505346 // "FSPR" as little-endian bytes
+	fileMagic   = "SNAPSEG\x00"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Record is one entry of the log.
+type Record struct {
+	Kind    Kind
+	Flags   uint16
+	Layer   uint64
+	Block   uint64
+	Epoch   uint64
+	Seq     uint64 // > 0 (except for KindPad)
+	Payload []byte
+}
+
+// Pos locates a record: its segment, the offset of its header in the file, and
+// its total length (header + payload).
+type Pos struct {
+	Segment uint64
+	Offset  int64
+	Length  uint32
+}
+
+func (p Pos) String() string { return fmt.Sprintf("%d:%d+%d", p.Segment, p.Offset, p.Length) }
+
+// Errors of the record decoder.
+var (
+	ErrCorrupt = errors.New("segment: corrupt record")
+	ErrShort   = errors.New("segment: truncated record")
+	// ErrInvalid is returned by Append for a record that cannot be written
+	// (unknown kind, zero sequence number, oversized or malformed payload).
+	ErrInvalid = errors.New("segment: invalid record")
+	// ErrIncompatible marks data written by a newer format version.
+	ErrIncompatible = errors.New("segment: written by a newer, incompatible format version")
+)
+
+// Encode appends the encoded record to dst and returns it. It encodes r as
+// given; Append validates records before encoding them.
+func Encode(dst []byte, r *Record) []byte {
+	var h [HeaderSize]byte
+	binary.LittleEndian.PutUint32(h[0:], recordMagic)
+	h[4] = Version
+	h[5] = byte(r.Kind)
+	binary.LittleEndian.PutUint16(h[6:], r.Flags)
+	binary.LittleEndian.PutUint64(h[8:], r.Layer)
+	binary.LittleEndian.PutUint64(h[16:], r.Block)
+	binary.LittleEndian.PutUint64(h[24:], r.Epoch)
+	binary.LittleEndian.PutUint64(h[32:], r.Seq)
+	binary.LittleEndian.PutUint32(h[40:], uint32(len(r.Payload)))
+	crc := crc32.Update(0, castagnoli, h[:44])
+	crc = crc32.Update(crc, castagnoli, r.Payload)
+	binary.LittleEndian.PutUint32(h[44:], crc)
+	dst = append(dst, h[:]...)
+	dst = append(dst, r.Payload...)
+	return dst
+}
+
+// validate checks the rules a record must obey beyond its checksum.
+func validate(r *Record) error {
+	switch r.Kind {
+	case KindData:
+	case KindZero:
+		if len(r.Payload) != 8 {
+			return fmt.Errorf("zero record with a %d-byte payload", len(r.Payload))
+		}
+	case KindPad:
+		return nil
+	default:
+		return fmt.Errorf("unknown kind %d", uint8(r.Kind))
+	}
+	if r.Seq == 0 {
+		return errors.New("sequence number 0")
+	}
+	return nil
+}
+
+// Decode decodes one record from b (which starts at a record header). It
+// returns the record (Payload aliases b) and its encoded length, or an error
+// wrapping ErrCorrupt (bad magic, crc, length, kind, version) or ErrShort (b
+// too short to hold the whole record: a torn tail). A record version newer
+// than Version also wraps ErrIncompatible.
+func Decode(b []byte) (Record, int, error) {
+	if len(b) < HeaderSize {
+		return Record{}, 0, fmt.Errorf("%w: %d bytes, header needs %d", ErrShort, len(b), HeaderSize)
+	}
+	if m := binary.LittleEndian.Uint32(b[0:]); m != recordMagic {
+		return Record{}, 0, fmt.Errorf("%w: bad magic %#08x", ErrCorrupt, m)
+	}
+	if v := b[4]; v != Version {
+		if v > Version {
+			return Record{}, 0, fmt.Errorf("%w: %w: record version %d", ErrCorrupt, ErrIncompatible, v)
+		}
+		return Record{}, 0, fmt.Errorf("%w: record version %d", ErrCorrupt, v)
+	}
+	plen := binary.LittleEndian.Uint32(b[40:])
+	if plen > MaxPayload {
+		return Record{}, 0, fmt.Errorf("%w: payload length %d", ErrCorrupt, plen)
+	}
+	n := HeaderSize + int(plen)
+	if len(b) < n {
+		return Record{}, 0, fmt.Errorf("%w: %d bytes, record needs %d", ErrShort, len(b), n)
+	}
+	crc := crc32.Update(0, castagnoli, b[:44])
+	crc = crc32.Update(crc, castagnoli, b[HeaderSize:n])
+	if want := binary.LittleEndian.Uint32(b[44:]); crc != want {
+		return Record{}, 0, fmt.Errorf("%w: checksum %#08x, want %#08x", ErrCorrupt, crc, want)
+	}
+	r := Record{
+		Kind:    Kind(b[5]),
+		Flags:   binary.LittleEndian.Uint16(b[6:]),
+		Layer:   binary.LittleEndian.Uint64(b[8:]),
+		Block:   binary.LittleEndian.Uint64(b[16:]),
+		Epoch:   binary.LittleEndian.Uint64(b[24:]),
+		Seq:     binary.LittleEndian.Uint64(b[32:]),
+		Payload: b[HeaderSize:n:n],
+	}
+	if err := validate(&r); err != nil {
+		return Record{}, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return r, n, nil
+}
+
+// CorruptError names the place of a record that failed to decode or verify.
+// It wraps ErrCorrupt and the underlying decode error.
+type CorruptError struct {
+	Segment uint64
+	Offset  int64
+	Err     error
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("segment: corrupt record in segment %d at offset %d: %v", e.Segment, e.Offset, e.Err)
+}
+
+// Unwrap returns ErrCorrupt and Err.
+func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
+
+// fileHeader encodes the header of segment n.
+func fileHeader(n uint64) []byte {
+	h := make([]byte, FileHeaderSize)
+	copy(h, fileMagic)
+	binary.LittleEndian.PutUint16(h[8:], Version)
+	binary.LittleEndian.PutUint64(h[16:], n)
+	binary.LittleEndian.PutUint32(h[28:], crc32.Checksum(h[:28], castagnoli))
+	return h
+}
+
+// checkFileHeader verifies the header of segment n.
+func checkFileHeader(h []byte, n uint64) error {
+	if len(h) < FileHeaderSize {
+		return fmt.Errorf("%w: file header of %d bytes", ErrShort, len(h))
+	}
+	if string(h[:8]) != fileMagic {
+		return fmt.Errorf("%w: bad file magic %q", ErrCorrupt, h[:8])
+	}
+	if got, want := crc32.Checksum(h[:28], castagnoli), binary.LittleEndian.Uint32(h[28:]); got != want {
+		return fmt.Errorf("%w: file header checksum %#08x, want %#08x", ErrCorrupt, got, want)
+	}
+	if v := binary.LittleEndian.Uint16(h[8:]); v != Version {
+		if v > Version {
+			return fmt.Errorf("%w: file format version %d, this build reads %d", ErrIncompatible, v, Version)
+		}
+		return fmt.Errorf("%w: file format version %d", ErrCorrupt, v)
+	}
+	if got := binary.LittleEndian.Uint64(h[16:]); got != n {
+		return fmt.Errorf("%w: file header names segment %d", ErrCorrupt, got)
+	}
+	return nil
+}
