@@ -1,0 +1,284 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+)
+
+// tempPattern names Put's temporary files. '~' is not a name byte, so a
+// temporary file can never be mistaken for an object, and List skips it.
+const tempPattern = "~put-*"
+
+// errClosed is returned by a closed store's methods.
+var errClosed = errors.New("store: closed")
+
+// Local is a Store in a local directory: object "a/b" is the file
+// <root>/a/b. Put writes a temporary file in the target directory, fsyncs
+// it, renames it over the name and fsyncs the directory, so an object is
+// whole or absent, also after a crash. Leftover temporary files of a crash
+// are ignored by List (and may be removed by hand).
+type Local struct {
+	root     string
+	location string
+	closed   atomic.Bool
+}
+
+// OpenLocal opens (creating it if missing) the directory root, which must be
+// an absolute path.
+func OpenLocal(root string) (*Local, error) {
+	if !filepath.IsAbs(root) {
+		return nil, fmt.Errorf("%w: local store path %q is not absolute", ErrInvalidURL, root)
+	}
+	root = filepath.Clean(root)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("store: create %s: %w", root, err)
+	}
+	return &Local{root: root, location: "file://" + filepath.ToSlash(root)}, nil
+}
+
+func (l *Local) path(name string) string { return filepath.Join(l.root, filepath.FromSlash(name)) }
+
+func (l *Local) check(ctx context.Context, name string) error {
+	if l.closed.Load() {
+		return errClosed
+	}
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// Put implements Store.
+func (l *Local) Put(ctx context.Context, name string, data []byte) error {
+	if err := l.check(ctx, name); err != nil {
+		return err
+	}
+	p := l.path(name)
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("store: put %s: %w", name, err)
+	}
+	f, err := os.CreateTemp(dir, tempPattern)
+	if err != nil {
+		return fmt.Errorf("store: put %s: %w", name, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("store: put %s: write: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("store: put %s: fsync: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("store: put %s: close: %w", name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: put %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("store: put %s: rename: %w", name, err)
+	}
+	ok = true
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("store: put %s: fsync dir: %w", name, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// openFile opens an object for reading, mapping a missing file (or a
+// directory, which is no object) to ErrNotFound.
+func (l *Local) openFile(name string) (*os.File, int64, error) {
+	f, err := os.Open(l.path(name))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil, 0, fmt.Errorf("%w: %s in %s", ErrNotFound, name, l.location)
+		}
+		return nil, 0, fmt.Errorf("store: open %s: %w", name, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, 0, fmt.Errorf("store: stat %s: %w", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, 0, fmt.Errorf("%w: %s in %s (not a file)", ErrNotFound, name, l.location)
+	}
+	return f, fi.Size(), nil
+}
+
+// Get implements Store.
+func (l *Local) Get(ctx context.Context, name string, off, length int64) ([]byte, error) {
+	if err := l.check(ctx, name); err != nil {
+		return nil, err
+	}
+	f, size, err := l.openFile(name)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	end, err := checkRange(name, size, off, length)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, end-off)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: %s: object shrank while reading", ErrShortRead, name)
+		}
+		return nil, fmt.Errorf("store: read %s: %w", name, err)
+	}
+	return buf, nil
+}
+
+// Stat implements Store.
+func (l *Local) Stat(ctx context.Context, name string) (int64, error) {
+	if err := l.check(ctx, name); err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(l.path(name))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return 0, fmt.Errorf("%w: %s in %s", ErrNotFound, name, l.location)
+		}
+		return 0, fmt.Errorf("store: stat %s: %w", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("%w: %s in %s (not a file)", ErrNotFound, name, l.location)
+	}
+	return fi.Size(), nil
+}
+
+// List implements Store. It walks only the directory that the prefix
+// names, collects the matches and sorts them, since a directory walk's
+// order is not the lexical order of full names ("a/b" > "a-c").
+func (l *Local) List(ctx context.Context, prefix string, fn func(name string, size int64) error) error {
+	if l.closed.Load() {
+		return errClosed
+	}
+	if err := validPrefix(prefix); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: list %q: %w", prefix, err)
+	}
+	type entry struct {
+		name string
+		size int64
+	}
+	var entries []entry
+	start := l.root
+	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
+		start = l.path(prefix[:i])
+	}
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+				return nil // the prefix's directory does not exist, or vanished
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(l.root, p)
+		if err != nil {
+			return err
+		}
+		name := filepath.ToSlash(rel)
+		if d.IsDir() {
+			// Skip directories that cannot hold a match.
+			if p != start && !strings.HasPrefix(name+"/", prefix) && !strings.HasPrefix(prefix, name+"/") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !strings.HasPrefix(name, prefix) || ValidName(name) != nil {
+			return nil // temporary files, symlinks, foreign files
+		}
+		fi, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // deleted meanwhile
+			}
+			return err
+		}
+		entries = append(entries, entry{name, fi.Size()})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: list %q in %s: %w", prefix, l.location, err)
+	}
+	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("store: list %q: %w", prefix, err)
+		}
+		if err := fn(e.name, e.size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete implements Store. Empty parent directories are left in place.
+func (l *Local) Delete(ctx context.Context, name string) error {
+	if err := l.check(ctx, name); err != nil {
+		return err
+	}
+	p := l.path(name)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		return fmt.Errorf("store: delete %s: %w", name, err)
+	}
+	if fi.IsDir() {
+		return nil // a directory is no object: nothing to delete
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: delete %s: %w", name, err)
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("store: delete %s: fsync dir: %w", name, err)
+	}
+	return nil
+}
+
+// Location implements Store.
+func (l *Local) Location() string { return l.location }
+
+// Close implements Store.
+func (l *Local) Close() error {
+	l.closed.Store(true)
+	return nil
+}
