@@ -1,0 +1,112 @@
+// Package fs is snapfs's FUSE layer: the mount's namespace, built on go-fuse
+// v2's node API. It translates FUSE requests into calls on a Backend (an
+// adapter over the engine, handed in through Options) and knows nothing of
+// how data is stored.
+//
+// # Namespace
+//
+//	M/disks/<disk>                        read-write raw disk image, size = disk size
+//	M/snapshots/<snapshot>/               read-only directory, one per snapshot
+//	M/snapshots/<snapshot>/<disk>         the disk's image as of the snapshot
+//	M/snapshots/<snapshot>/snapshot.json  its metadata (SnapshotEntry.JSON)
+//	M/images/<image>                      read-only image
+//
+// The root and its three directories are fixed. disks/, snapshots/ and
+// images/ are dynamic: Lookup and Readdir ask the Backend every time, so new
+// names appear and deleted ones disappear without remounting.
+//
+// # Invariants
+//
+//   - Inode numbers derive from Backend IDs (ino.go): kind tag in the top
+//     byte, the ID below. They are stable across lookups and remounts and a
+//     recreated name (new ID) gets a new inode.
+//   - Every errno comes from toErrno (errno.go), the one mapping from the
+//     engine's sentinel errors; every Backend error is logged once, at the
+//     boundary, by mountState.fail.
+//   - No panic escapes a FUSE request: methods that call the Backend recover
+//     and return EIO (logging the stack), and go-fuse's PanicHandler backs
+//     that up for everything else.
+//   - Reads return their full length inside the image in every open mode
+//     (buffered, O_DIRECT, FOPEN_DIRECT_IO): they are answered with
+//     fuse.ReadResultData from a buffer filled by a loop over ReadAt, never
+//     from a file descriptor (go-fuse's splice path has shortened those).
+//   - There is no package-level state: two mounts work in one process.
+//
+// # Decisions
+//
+//   - disks/: create, unlink, rename, mkdir, link, symlink, mknod fail with
+//     EPERM (disks are made and deleted with the CLI; EROFS would wrongly
+//     claim the file system is read-only). The same holds in the root.
+//   - snapshots/ and images/ and below: every change (open for writing,
+//     O_TRUNC, write, setattr including utimes, create, unlink, mkdir, rmdir,
+//     rename, link, symlink, mknod, fallocate, access(W_OK)) fails with
+//     EROFS; a rename with a read-only side fails with EROFS too. Images
+//     and snapshot disks open with FOPEN_KEEP_CACHE (their content never
+//     changes). snapshot.json is read at open and served with
+//     FOPEN_DIRECT_IO and no attribute caching, because its content (e.g. a
+//     replication state) may change.
+//   - Size: truncate to a larger size grows the disk (Backend ResizeDisk);
+//     to a smaller one fails with EINVAL: disks never shrink. Note that an
+//     open with O_TRUNC is a shrink to 0 and fails: use dd conv=notrunc.
+//   - Writes: a write starting at or past the end fails with EFBIG (disks
+//     grow only by truncate or fallocate); a write crossing the end is cut
+//     short at the end (short count, as a block device does).
+//   - chmod and chown of a disk fail with EPERM unless they change nothing
+//     (mode 0644, owner = the daemon's user): mode and owner are fixed, and
+//     claiming otherwise would mislead. utimes is accepted and ignored, so
+//     that touch and cp -p do not fail; times come from storage.
+//   - fallocate: PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE[|KEEP_SIZE] call
+//     Backend PunchHole on the part inside the disk (this is how ext4 on a
+//     loop device passes discard/fstrim down). Mode 0 and KEEP_SIZE inside
+//     the disk succeed doing nothing (storage is allocated on write). Mode 0
+//     or ZERO_RANGE reaching past the end grows the disk, as
+//     posix_fallocate(3) promises (EOPNOTSUPP would make glibc emulate it
+//     with writes, which then fail with EFBIG). Other modes: EOPNOTSUPP.
+//   - fsync and fdatasync call Backend Sync. Flush (every close(2)) calls
+//     Sync when the handle wrote since its last sync, so close reports
+//     write errors; read-only opens never sync.
+//   - Extended attributes are disabled (DisableXAttrs): setxattr fails with
+//     EOPNOTSUPP, and ls does not pay for getxattr round trips.
+//
+// # Mount options and why
+//
+//   - Mounted with mount(2) directly when running as root (DirectMountStrict),
+//     falling back to fusermount3 when not root or when that fails and
+//     fusermount3 is on PATH. Type "fuse.snapfs", source Options.FsName
+//     (default "snapfs"). allow_other only with Options.AllowOther.
+//   - MaxWrite 1 MiB (go-fuse caps it at what the kernel allows; it also
+//     sets max_read and max_pages): fewer, larger requests for sequential
+//     I/O; the engine's block size goes up to 1 MiB. MaxReadAhead 1 MiB
+//     (the kernel clamps it to its readahead window).
+//   - Async read on (go-fuse default): the kernel may issue readahead and
+//     concurrent reads; the Backend handles concurrent ReadAt. Requests are
+//     served concurrently (go-fuse default; not SingleThreaded).
+//   - MaxBackground 64 (kernel default 12): loop devices and VMs keep many
+//     asynchronous reads in flight. Congestion threshold 3/4 of it.
+//   - Writeback cache off by default (Options.WritebackCache turns it on).
+//     fsync semantics would still hold with it (the kernel writes dirty
+//     pages back before sending FSYNC, and before FLUSH on close), but: the
+//     kernel becomes authoritative for size and mtime, so a write past the
+//     end would be accepted into the page cache and fail only at writeback,
+//     where no application sees the error; a forced rollback could be
+//     overwritten by dirty pages written back after it; and measured here
+//     (BenchmarkSequentialWrite) it is an order of magnitude slower for
+//     1 MiB sequential writes, as FUSE's strict dirty limits throttle it.
+//     Without it every write(2) reaches the Backend synchronously, which has
+//     its own write-back cache.
+//   - ExplicitDataCacheControl: the kernel does not drop cached pages when it
+//     sees a disk's mtime change (every write changes it, so it would drop
+//     them all the time). This mount is the only writer of disks; changes
+//     made behind its back (forced rollback, resize, restore) are announced
+//     with Server.InvalidateDisk, and every open of a disk starts with a
+//     fresh page cache anyway (no FOPEN_KEEP_CACHE on disks).
+//   - Timeouts: the fixed directories and the files of a snapshot directory
+//     are cached for an hour (they never change); names and disk attributes
+//     in the dynamic directories for Options.NameTimeout (default 0: every
+//     path walk asks the Backend, which is cheap, and st_blocks is always
+//     current); negative lookups are never cached. Server.InvalidateNames
+//     drops cached names at once for callers that choose a longer timeout.
+//   - Passthrough disabled (CAP_PASSTHROUGH): go-fuse would negotiate it as
+//     root, and we never hand out file descriptors. Splice disabled for the
+//     same reason.
+package fs
