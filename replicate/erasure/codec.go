@@ -165,7 +165,7 @@ func verify(shards [][]byte) (verified, error) {
 	}
 	if len(groups) == 0 {
 		rep.Missing = emptyPositions(shards, len(shards))
-		return verified{}, &TooFewShardsError{Good: 0, Need: 0, Report: rep}
+		return verified{report: rep}, &TooFewShardsError{Good: 0, Need: 0, Report: rep}
 	}
 	best := 0
 	for g := range groups {
@@ -176,7 +176,7 @@ func verify(shards [][]byte) (verified, error) {
 	for g := range groups {
 		if g != best && counts[g] == counts[best] {
 			rep.Missing = emptyPositions(shards, len(shards))
-			return verified{}, fmt.Errorf("%w: %d shards say %+v, %d say %+v",
+			return verified{report: rep}, fmt.Errorf("%w: %d shards say %+v, %d say %+v",
 				ErrInconsistent, counts[best], groups[best].Layout(), counts[g], groups[g].Layout())
 		}
 	}
@@ -195,7 +195,7 @@ func verify(shards [][]byte) (verified, error) {
 	slices.SortFunc(rep.Corrupt, func(a, b ShardError) int { return a.Index - b.Index })
 	rep.Missing = emptyPositions(shards, rep.Layout.Shards())
 	if len(rep.Good) < rep.Layout.K {
-		return verified{}, &TooFewShardsError{Good: len(rep.Good), Need: rep.Layout.K, Report: rep}
+		return verified{report: rep}, &TooFewShardsError{Good: len(rep.Good), Need: rep.Layout.K, Report: rep}
 	}
 	return verified{report: rep, payloads: payloads}, nil
 }
@@ -219,8 +219,8 @@ func Decode(shards [][]byte) ([]byte, error) {
 }
 
 // DecodeReport is Decode that also reports which shards were good, missing
-// or corrupt, so the caller can schedule a repair. The report is also
-// available from a *TooFewShardsError on failure.
+// or corrupt, so the caller can schedule a repair. The report is filled in
+// on failure too, as far as verification got.
 func DecodeReport(shards [][]byte) ([]byte, Report, error) {
 	v, err := verify(shards)
 	if err != nil {
