@@ -32,9 +32,6 @@ func benchTargets(b *testing.B, direct bool) []benchTarget {
 	}
 	plain := func(b *testing.B) string {
 		p := filepath.Join(b.TempDir(), "plain")
-		if err := os.Truncate(p, 0); err != nil && !os.IsNotExist(err) {
-			b.Fatal(err)
-		}
 		f, err := os.Create(p)
 		if err != nil {
 			b.Fatal(err)
@@ -76,7 +73,7 @@ func runSequential(b *testing.B, write bool) {
 					b.Fatal(err)
 				}
 				defer unix.Close(fd)
-				buf := alignedBuf(&testing.T{}, benchChunk)
+				buf := alignedBuf(b, benchChunk)
 				for i := range buf {
 					buf[i] = byte(i) | 1
 				}

@@ -517,7 +517,7 @@ func TestInvalidateDisk(t *testing.T) {
 }
 
 // alignedBuf returns a page-aligned buffer for O_DIRECT.
-func alignedBuf(t *testing.T, n int) []byte {
+func alignedBuf(t testing.TB, n int) []byte {
 	buf, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -227,9 +226,4 @@ func (m *mountState) fail(op, name string, err error) syscall.Errno {
 		m.log.Debug("snapfs: "+op, "name", name, "err", err, "errno", errno.Error())
 	}
 	return errno
-}
-
-// ctxDone reports whether the request was interrupted.
-func ctxDone(ctx context.Context) bool {
-	return ctx.Err() != nil
 }
