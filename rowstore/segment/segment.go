@@ -132,7 +132,7 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Log, error) {
 }
 
 func (l *Log) open() error {
-	if err := l.mkdir(); err != nil {
+	if err := vfs.MkdirAllSync(l.fs, l.dir, 0o755); err != nil {
 		return err
 	}
 	names, err := l.fs.List(l.dir)
@@ -177,39 +177,6 @@ func (l *Log) open() error {
 		delete(l.segs, last.num)
 		l.order = slices.DeleteFunc(l.order, func(n uint64) bool { return n == last.num })
 		if err := l.fs.SyncDir(l.dir); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// mkdir creates the log's directory if it is missing, and makes every
-// directory it created durable (SyncDir of its parent).
-func (l *Log) mkdir() error {
-	var created []string
-	for d := path.Clean(l.dir); ; d = path.Dir(d) {
-		_, err := l.fs.Stat(d)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		created = append(created, d)
-		if d == "." || d == "/" {
-			break
-		}
-	}
-	if len(created) == 0 {
-		// It exists; still make its entry durable, in case an earlier
-		// Open created it and failed before syncing the parent.
-		return l.fs.SyncDir(path.Dir(path.Clean(l.dir)))
-	}
-	if err := l.fs.MkdirAll(l.dir, 0o755); err != nil {
-		return err
-	}
-	for _, d := range created {
-		if err := l.fs.SyncDir(path.Dir(d)); err != nil {
 			return err
 		}
 	}

@@ -338,3 +338,32 @@ func TestCrashFSNoSpace(t *testing.T) {
 	}
 	writeFile(t, fs, "b", make([]byte, 1000), false)
 }
+
+func TestMkdirAllSync(t *testing.T) {
+	for seed := int64(0); seed < 50; seed++ {
+		fs := NewCrashFS()
+		if err := MkdirAllSync(fs, "/a/b/c", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, fs, "/a/b/c/f", []byte("x"), true)
+		if err := fs.SyncDir("/a/b/c"); err != nil {
+			t.Fatal(err)
+		}
+		// Without MkdirAllSync the path may vanish.
+		if err := fs.MkdirAll("/p/q", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		c := fs.Crash(seed)
+		if b, ok := readAll(t, c, "/a/b/c/f"); !ok || string(b) != "x" {
+			t.Fatalf("seed %d: file under a synced path lost", seed)
+		}
+	}
+	if err := MkdirAllSync(Default, filepath.Join(t.TempDir(), "x", "y"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A failing Stat is an error, not "missing".
+	e := NewErrorFS(NewCrashFS(), FailAt(0))
+	if err := MkdirAllSync(e, "/a", 0o755); !errors.Is(err, ErrInjected) {
+		t.Fatalf("injected stat failure: %v", err)
+	}
+}
