@@ -36,6 +36,11 @@
 //     Statfs reports it and a write or truncation that would exceed it fails
 //     with an error wrapping syscall.ENOSPC and changes nothing.
 //
+// MkdirAllSync creates a directory path durably (it syncs the parent of every
+// directory it creates); use it instead of MkdirAll for the store's
+// directories, since under CrashFS a directory whose parent was never synced
+// may vanish, as on a real disk.
+//
 // Errors from CrashFS are *os.PathError wrapping syscall.Errno values
 // (ENOENT, EISDIR, ENOTDIR, ENOTEMPTY, ENOSPC, EBADF), so errors.Is works
 // with both os.ErrNotExist and the errno.

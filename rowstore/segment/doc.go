@@ -1,0 +1,81 @@
+// Package segment owns the append-only segment log of the snapfs engine: the
+// byte format of segment files and records, their checksums, appending,
+// rotation, reading a record by position, scanning, and recovering the torn
+// tail after a crash. It knows nothing about disks, layers or the index; the
+// engine stores Pos values in its index and replays the log with Scan.
+//
+// # Files
+//
+// A log is one directory of segment files named %016x.seg after their
+// segment number (the first is 1). Numbers only grow; a removed number is
+// never reused while a larger one exists. Every file starts with a 32-byte
+// header, then records back to back:
+//
+//	file header (32 bytes, little-endian)
+//	+--------+-----+--------------------------------------------+
+//	| offset | len | field                                      |
+//	+--------+-----+--------------------------------------------+
+//	|      0 |   8 | magic "SNAPSEG\x00"                        |
+//	|      8 |   2 | format version (uint16, = 1)               |
+//	|     10 |   2 | flags (0)                                  |
+//	|     12 |   4 | reserved (0)                               |
+//	|     16 |   8 | segment number (uint64)                    |
+//	|     24 |   4 | reserved (0)                               |
+//	|     28 |   4 | CRC32C (Castagnoli) of bytes 0..28         |
+//	+--------+-----+--------------------------------------------+
+//
+//	record (48-byte header, then the payload; little-endian)
+//	+--------+-----+--------------------------------------------+
+//	| offset | len | field                                      |
+//	+--------+-----+--------------------------------------------+
+//	|      0 |   4 | magic 0x52505346 (bytes 'F','S','P','R')   |
+//	|      4 |   1 | version (= 1)                              |
+//	|      5 |   1 | kind: 1 data, 2 zero, 3 pad                |
+//	|      6 |   2 | flags                                      |
+//	|      8 |   8 | layer                                      |
+//	|     16 |   8 | block                                      |
+//	|     24 |   8 | epoch                                      |
+//	|     32 |   8 | seq (> 0; any value for pad)               |
+//	|     40 |   4 | payload length n (<= 16 MiB + 64)          |
+//	|     44 |   4 | CRC32C of header bytes 0..44, then payload |
+//	|     48 |   n | payload                                    |
+//	+--------+-----+--------------------------------------------+
+//
+// Payloads: a data record carries the block's bytes; a zero record carries a
+// uint64 count c, meaning blocks [block, block+c) read as zeros at epoch; a
+// pad record is reserved and skipped by scanners.
+//
+// # Versions
+//
+// Format versions only move up. A file header with a version newer than
+// this package's Version makes Open (and reading that segment) fail with an
+// error wrapping ErrIncompatible; a record with a newer version is a decode
+// error wrapping both ErrCorrupt and ErrIncompatible, and is never truncated
+// away as a torn tail. A newer format is refused, never misread. Unknown kinds
+// and lengths over the limit are corruption.
+//
+// # Invariants
+//
+//   - Every segment but the last one was synced in full before its successor
+//     was created, and its header was synced before any record was written.
+//     So after a crash only the last segment can end in a torn record.
+//   - A segment is appended to by one Log only, and never again after the
+//     Log that wrote it is gone: Open always starts a new segment.
+//   - A record is written with a single write at the end of the active
+//     segment; a failed write is truncated away, or else the Log refuses
+//     further writes until reopened. A failed Sync also breaks the Log (the
+//     state of unsynced data is unknown after a failed fsync).
+//   - Sync covers every record appended before it; nothing else promises
+//     durability (a record is readable as soon as Append returns).
+//
+// # Torn tail
+//
+// Open scans the last segment from its header, stops at the first record
+// that is short or fails to decode, truncates the file there and syncs it
+// (it syncs it even when nothing was cut, because what it read may only have
+// been in the page cache). A last segment holding no record (header only, or
+// a header torn by a crash during its creation) is removed. Then a new
+// segment is started. Scan follows the same rule for the last segment: a torn
+// or corrupt tail ends the scan silently; in any earlier segment it is a
+// *CorruptError naming segment and offset.
+package segment
