@@ -40,7 +40,8 @@ type DB struct {
 //   - DetectConflicts false: the engine serializes writers with its own locks.
 //   - NumVersionsToKeep 1: the index is not multi-versioned by Badger; epochs
 //     are explicit in the keys.
-//   - ValueThreshold default (1 MiB): every value (≤ 70 bytes) stays in the LSM
+//   - ValueThreshold 1 KiB: every value (≤ 70 bytes; catalog records are
+//     small too) stays in the LSM
 //     tree, so a lookup never touches the value log.
 //   - MemTableSize 16 MiB, BlockCacheSize 64 MiB: the working set of a block
 //     map is small (about 100 bytes per block version); smaller tables keep
@@ -64,6 +65,7 @@ func Open(dir string, o Options) (*DB, error) {
 		WithSyncWrites(false).
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
+		WithValueThreshold(1 << 10).
 		WithMemTableSize(mem).
 		WithBlockCacheSize(cache).
 		WithCompression(options.None).
@@ -393,7 +395,11 @@ func (t *Txn) ScanEpochs(layer, from, to uint64, fn func(epoch, block uint64) er
 
 type badgerLogger struct{ l *slog.Logger }
 
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a...), "component", "badger") }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...), "component", "badger") }
-func (b badgerLogger) Infof(string, ...any)        {}
-func (b badgerLogger) Debugf(string, ...any)       {}
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Infof(string, ...any)  {}
+func (b badgerLogger) Debugf(string, ...any) {}

@@ -11,7 +11,7 @@ import (
 
 func newTestStore(t *testing.T, opts Options) (*Store, string) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "store")
+	dir := filepath.Join(fastTempDir(t), "store")
 	if err := Create(dir, opts); err != nil {
 		t.Fatal(err)
 	}

@@ -426,12 +426,17 @@ func (h *Disk) PunchHole(off, length int64) error {
 	bs := int64(d.bs)
 	first := uint64((off + bs - 1) / bs) // first whole block
 	last := uint64(end / bs)             // one past the last whole block
-	zero := make([]byte, bs)
 	writeZeros := func(from, to int64) error {
 		d.mu.Unlock()
 		defer d.mu.Lock()
-		_, err := h.WriteAt(zero[:to-from], from)
-		return err
+		for from < to {
+			n := min(to-from, int64(len(zeroBlock)))
+			if _, err := h.WriteAt(zeroBlock[:n], from); err != nil {
+				return err
+			}
+			from += n
+		}
+		return nil
 	}
 	if first >= last { // no whole block
 		return writeZeros(off, end)

@@ -408,7 +408,7 @@ func testOptions() Options {
 }
 
 func runModel(t *testing.T, seed int64, ops int) {
-	dir := t.TempDir()
+	dir := fastTempDir(t)
 	opts := testOptions()
 	if err := Create(dir, opts); err != nil {
 		t.Fatal(err)

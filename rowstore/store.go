@@ -127,19 +127,17 @@ type link struct{ layer, epoch uint64 }
 // is an error wrapping ErrExists and is left untouched.
 func Create(dir string, opts Options) error {
 	opts.fill()
-	if _, err := opts.FS.Stat(path.Join(dir, superblockName)); err == nil {
+	_, err := opts.FS.Stat(path.Join(dir, superblockName))
+	if err == nil {
 		return fmt.Errorf("%w: %s already holds a snapfs store", ErrExists, dir)
 	}
-	if err := opts.FS.MkdirAll(dir, 0o700); err != nil {
+	if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("create store: %w", err)
 	}
 	for _, sub := range []string{"segments", "index"} {
-		if err := opts.FS.MkdirAll(path.Join(dir, sub), 0o700); err != nil {
+		if err := vfs.MkdirAllSync(opts.FS, path.Join(dir, sub), 0o700); err != nil {
 			return fmt.Errorf("create store: %w", err)
 		}
-	}
-	if err := opts.FS.SyncDir(dir); err != nil {
-		return fmt.Errorf("create store: %w", err)
 	}
 	return writeSuperblock(opts.FS, dir, newSuperblock())
 }
@@ -170,7 +168,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil, err
 	}
-	s.seg, err = segment.Open(s.fs, path.Join(dir, "segments"), segment.Options{SegmentSize: opts.SegmentSize, Logger: s.log})
+	var cp index.Checkpoint
+	if err := s.idx.View(func(t *index.Txn) error { cp, err = t.Checkpoint(); return err }); err != nil {
+		s.idx.Close()
+		return nil, fmt.Errorf("read checkpoint: %w", err)
+	}
+	s.seg, err = segment.Open(s.fs, path.Join(dir, "segments"), segment.Options{SegmentSize: opts.SegmentSize, Logger: s.log,
+		Durable: segment.Pos{Segment: cp.Segment, Offset: cp.Offset}})
 	if err != nil {
 		s.idx.Close()
 		if errors.Is(err, segment.ErrIncompatible) {

@@ -305,14 +305,24 @@ func TestCorruptMiddleSegment(t *testing.T) {
 	if err := os.WriteFile(name, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l = mustOpen(t, vfs.Default, dir, 2048)
+	var reported []*CorruptError
+	l, err = Open(vfs.Default, dir, Options{SegmentSize: 2048, OnCorrupt: func(e *CorruptError) { reported = append(reported, e) }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer l.Close()
 	n := 0
 	_, err = l.Scan(Pos{}, func(*Record, Pos) error { n++; return nil })
-	var ce *CorruptError
-	if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) || ce.Segment != 2 || ce.Offset != victim.Offset {
-		t.Fatalf("Scan: %v", err)
+	if err != nil {
+		t.Fatalf("Scan stopped at a corrupt record in the middle of the log: %v", err)
 	}
+	if len(reported) != 1 || reported[0].Segment != 2 || reported[0].Offset != victim.Offset || !errors.Is(reported[0], ErrCorrupt) {
+		t.Fatalf("Scan reported %v, want the corrupt record at segment 2 offset %d", reported, victim.Offset)
+	}
+	if n != len(ps)-1 {
+		t.Fatalf("Scan found %d records around the corrupt one, want %d", n, len(ps)-1)
+	}
+	var ce *CorruptError
 	_, err = l.Read(victim, nil)
 	if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) || ce.Segment != 2 || ce.Offset != victim.Offset {
 		t.Fatalf("Read: %v", err)

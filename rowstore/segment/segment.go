@@ -49,6 +49,12 @@ type Options struct {
 	SegmentSize int64
 	// Logger receives warnings about recovered tails; nil discards.
 	Logger *slog.Logger
+	// Durable is a position up to which the log is known to be synced (the
+	// engine's checkpoint). Open treats a bad record before it, in the last
+	// segment, as corruption to report rather than a torn tail to cut.
+	Durable Pos
+	// OnCorrupt, if set, is called for every corrupt record Scan skips.
+	OnCorrupt func(*CorruptError)
 }
 
 // SegmentInfo describes one segment file.
@@ -70,10 +76,12 @@ type segFile struct {
 // Log is the append-only log in one directory. Append and Sync are safe for
 // concurrent use with each other and with ReadAt/Read; appends are serialized.
 type Log struct {
-	fs      vfs.FS
-	dir     string
-	segSize int64
-	log     *slog.Logger
+	fs        vfs.FS
+	dir       string
+	segSize   int64
+	log       *slog.Logger
+	onCorrupt func(*CorruptError)
+	durable   Pos
 
 	// appendMu serializes Append, Rotate and Close. INVARIANT: active is
 	// replaced only with both appendMu and mu held.
@@ -118,11 +126,13 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Log, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	l := &Log{
-		fs:      fsys,
-		dir:     dir,
-		segSize: opts.SegmentSize,
-		log:     opts.Logger.With("component", "segment", "dir", dir),
-		segs:    map[uint64]*segFile{},
+		fs:        fsys,
+		dir:       dir,
+		segSize:   opts.SegmentSize,
+		log:       opts.Logger.With("component", "segment", "dir", dir),
+		segs:      map[uint64]*segFile{},
+		onCorrupt: opts.OnCorrupt,
+		durable:   opts.Durable,
 	}
 	if err := l.open(); err != nil {
 		l.closeFiles()
@@ -223,6 +233,23 @@ func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 		if decErr != nil {
 			if errors.Is(decErr, ErrIncompatible) {
 				return false, &CorruptError{Segment: s.num, Offset: off, Err: decErr}
+			}
+			// Before Options.Durable the records were synced, so a bad
+			// record there is corruption, not a torn write: keep the
+			// segment whole (later records are acknowledged data) and
+			// report it. Past it, the first bad record starts a torn tail.
+			if s.num != l.durable.Segment || off >= l.durable.Offset {
+				break // past what is known durable: a torn tail
+			}
+			next, err := r.nextValid(off + 1)
+			if err != nil {
+				return false, err
+			}
+			if next >= 0 {
+				l.log.Error("segment: corrupt record in the middle of the last segment; keeping the records after it",
+					"segment", s.num, "offset", off, "next_valid", next, "err", decErr)
+				off = size
+				break
 			}
 			break
 		}
@@ -501,6 +528,28 @@ func (r *segReader) peek(off int64, n int) ([]byte, error) {
 	return r.buf[:min(n, m)], nil
 }
 
+// nextValid returns the offset of the first valid record at or after off,
+// or -1 if there is none before the end of the segment.
+func (r *segReader) nextValid(off int64) (int64, error) {
+	for ; off+HeaderSize <= r.size; off++ {
+		b, err := r.peek(off, 4)
+		if err != nil {
+			return -1, err
+		}
+		if len(b) < 4 || b[0] != 'F' || b[1] != 'S' || b[2] != 'P' || b[3] != 'R' {
+			continue
+		}
+		_, _, ioErr, decErr := r.record(off)
+		if ioErr != nil {
+			return -1, ioErr
+		}
+		if decErr == nil {
+			return off, nil
+		}
+	}
+	return -1, nil
+}
+
 // record decodes the record at off. ioErr is a failure to read; decErr a
 // record that does not decode (torn or corrupt).
 func (r *segReader) record(off int64) (rec Record, n int, ioErr, decErr error) {
@@ -523,9 +572,10 @@ func (r *segReader) record(off int64) (rec Record, n int, ioErr, decErr error) {
 
 // Scan calls fn for every valid record from pos `from` (Segment 0 means from the
 // first segment's first record; Offset 0 means the first record of that
-// segment) to the end of the log, in log order. In any segment but the last
-// one a corrupt record is an error (*CorruptError); in the last segment a
-// torn/corrupt tail ends the scan silently. It returns the position just past
+// segment) to the end of the log, in log order. A corrupt record followed by
+// valid ones is skipped (logged, and passed to Options.OnCorrupt); a torn or
+// corrupt tail of the last segment ends the scan silently; a record of a
+// newer format version is an error (*CorruptError wrapping ErrIncompatible). It returns the position just past
 // the last valid record (Pos with Length 0).
 //
 // The record passed to fn, and its Payload, are valid only during the call.
@@ -565,12 +615,32 @@ func (l *Log) Scan(from Pos, fn func(r *Record, pos Pos) error) (Pos, error) {
 				return end, fmt.Errorf("segment: scan segment %d at %d: %w", s.num, off, ioErr)
 			}
 			if decErr != nil {
-				if s.num == lastNum && !errors.Is(decErr, ErrIncompatible) {
+				if errors.Is(decErr, ErrIncompatible) {
+					return end, &CorruptError{Segment: s.num, Offset: off, Err: decErr}
+				}
+				next, err := r.nextValid(off + 1)
+				if err != nil {
+					return end, fmt.Errorf("segment: scan segment %d at %d: %w", s.num, off, err)
+				}
+				if next < 0 && s.num == lastNum {
 					l.log.Warn("segment: scan stopped at a torn or corrupt tail",
 						"segment", s.num, "offset", off, "bytes", s.size-off, "err", decErr)
 					return end, nil
 				}
-				return end, &CorruptError{Segment: s.num, Offset: off, Err: decErr}
+				// Corruption in the middle of the log: report it and go on
+				// with the next valid record, so one bad record never stops
+				// recovery. Reads of the block it held fail with a checksum
+				// error; `snapfs check` reports it.
+				cerr := &CorruptError{Segment: s.num, Offset: off, Err: decErr}
+				l.log.Error("segment: skipping corrupt record", "segment", s.num, "offset", off, "err", decErr)
+				if l.onCorrupt != nil {
+					l.onCorrupt(cerr)
+				}
+				if next < 0 {
+					break
+				}
+				off = next
+				continue
 			}
 			pos := Pos{Segment: s.num, Offset: off, Length: uint32(n)}
 			if err := fn(&rec, pos); err != nil {
