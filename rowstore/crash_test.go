@@ -16,7 +16,7 @@ import (
 // after each write since.
 type crashModel struct {
 	bs       int
-	data     map[string][]byte         // current content
+	data     map[string][]byte           // current content
 	allowed  map[string]map[int][][]byte // block -> contents allowed after a crash
 	snaps    map[string]map[string][]byte
 	snapList []string

@@ -137,13 +137,13 @@ func (s *Store) visible(chain []link, from, to uint64, fn func(b uint64, v index
 
 // Reader reads an immutable disk image: a disk of a snapshot, or an image.
 type Reader struct {
-	s      *Store
-	chain  []link
-	size   int64
-	bs     int
-	what   string
-	closed bool
-	alloc  int64
+	s       *Store
+	chain   []link
+	size    int64
+	bs      int
+	what    string
+	closed  bool
+	alloc   int64
 	counted bool
 }
 
