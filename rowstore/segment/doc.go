@@ -75,7 +75,17 @@
 // (it syncs it even when nothing was cut, because what it read may only have
 // been in the page cache). A last segment holding no record (header only, or
 // a header torn by a crash during its creation) is removed. Then a new
-// segment is started. Scan follows the same rule for the last segment: a torn
-// or corrupt tail ends the scan silently; in any earlier segment it is a
-// *CorruptError naming segment and offset.
+// segment is started. If Options.Durable says the bad record lies in the
+// synced part of the segment, it is corruption, not a torn write: the
+// segment is kept whole and the error logged.
+//
+// # Corruption
+//
+// Scan never stops at one bad record: a record that fails to decode and is
+// followed by a valid one is skipped, logged and passed to Options.OnCorrupt
+// as a *CorruptError naming segment and offset; the scan resumes at the
+// boundary the bad header names or, failing that, at the next offset where a
+// valid record decodes. A bad tail of the last segment ends the scan
+// silently. Read of a bad record returns a *CorruptError (never data), and a
+// record of a newer version stops Scan with an error wrapping ErrIncompatible.
 package segment

@@ -14,11 +14,21 @@ package segment
 //   - Scan visits the records present when it starts; records appended while
 //     it runs (for example by fn) are not visited. A `from` naming a segment
 //     that no longer exists starts at the next existing segment.
+//   - Options.Durable and Options.OnCorrupt (added by the engine author):
+//     corruption in the middle of the log no longer stops Scan. A bad record
+//     followed by a valid one is skipped, logged and passed to OnCorrupt; the
+//     scan resumes at the boundary the bad header names, else at the next
+//     offset where a valid record decodes. Only a bad tail of the last
+//     segment (nothing valid after it) ends the scan silently. Open cuts the
+//     last segment at its first bad record unless that record lies before
+//     Options.Durable (then it keeps the segment whole and logs an error).
+//     Read still returns *CorruptError for the bad record itself.
 //   - Open removes a last segment that holds no record (only its header, or a
 //     torn header): it is replaced by the new segment, so restarts do not
 //     pile up empty segments. Numbers still only grow.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -241,7 +251,7 @@ func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 			if s.num != l.durable.Segment || off >= l.durable.Offset {
 				break // past what is known durable: a torn tail
 			}
-			next, err := r.nextValid(off + 1)
+			next, err := r.nextValid(off)
 			if err != nil {
 				return false, err
 			}
@@ -528,9 +538,35 @@ func (r *segReader) peek(off int64, n int) ([]byte, error) {
 	return r.buf[:min(n, m)], nil
 }
 
-// nextValid returns the offset of the first valid record at or after off,
-// or -1 if there is none before the end of the segment.
-func (r *segReader) nextValid(off int64) (int64, error) {
+// nextValid returns the offset of the first valid record after the bad
+// record at bad, or -1 if there is none before the end of the segment.
+//
+// It first tries the boundary the bad record's own header names (a flipped
+// bit in a payload leaves the header intact), and only if that fails
+// searches byte by byte. The byte search can in principle take a record
+// encoded inside some payload (a disk holding a segment file) for a real
+// one, which is why it is the last resort.
+func (r *segReader) nextValid(bad int64) (int64, error) {
+	if h, err := r.peek(bad, int(min(HeaderSize, r.size-bad))); err != nil {
+		return -1, err
+	} else if len(h) == HeaderSize && binary.LittleEndian.Uint32(h) == recordMagic {
+		if plen := int64(binary.LittleEndian.Uint32(h[40:])); plen <= MaxPayload {
+			next := bad + HeaderSize + plen
+			if next == r.size {
+				return -1, nil
+			}
+			if next < r.size {
+				_, _, ioErr, decErr := r.record(next)
+				if ioErr != nil {
+					return -1, ioErr
+				}
+				if decErr == nil {
+					return next, nil
+				}
+			}
+		}
+	}
+	off := bad + 1
 	for ; off+HeaderSize <= r.size; off++ {
 		b, err := r.peek(off, 4)
 		if err != nil {
@@ -618,7 +654,7 @@ func (l *Log) Scan(from Pos, fn func(r *Record, pos Pos) error) (Pos, error) {
 				if errors.Is(decErr, ErrIncompatible) {
 					return end, &CorruptError{Segment: s.num, Offset: off, Err: decErr}
 				}
-				next, err := r.nextValid(off + 1)
+				next, err := r.nextValid(off)
 				if err != nil {
 					return end, fmt.Errorf("segment: scan segment %d at %d: %w", s.num, off, err)
 				}
