@@ -628,3 +628,44 @@ func firstErr(errs ...error) error {
 	}
 	return nil
 }
+
+// RenameDisk gives a disk a new name (restore builds a disk under a
+// temporary name and renames it when it is complete). An open disk is
+// refused with ErrBusy.
+func (s *Store) RenameDisk(name, newName string) error {
+	if err := firstErr(s.checkOpen(), ValidateName("disk", name), ValidateName("disk", newName)); err != nil {
+		return err
+	}
+	ds, unlock, err := s.lockDisks([]string{name})
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	d := ds[0]
+	if d.opens > 0 {
+		return fmt.Errorf("%w: disk %q is open (%d handles)", ErrBusy, name, d.opens)
+	}
+	s.catMu.Lock()
+	defer s.catMu.Unlock()
+	err = s.idx.UpdateSync(func(t *index.Txn) error {
+		if ok, err := t.Exists(index.KindDisk, newName); err != nil || ok {
+			if err == nil {
+				err = fmt.Errorf("%w: disk %q", ErrExists, newName)
+			}
+			return err
+		}
+		var rec index.Disk
+		if err := t.Get(index.KindDisk, name, &rec); err != nil {
+			return notFound("disk", name, err)
+		}
+		rec.Name = newName
+		if err := t.Delete(index.KindDisk, name); err != nil {
+			return err
+		}
+		return t.Put(index.KindDisk, newName, rec)
+	})
+	if err == nil {
+		d.name = newName
+	}
+	return err
+}
