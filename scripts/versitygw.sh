@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Installs versitygw, the S3-compatible server the S3 store tests run
-# against, into <repo>/.bin at the version pinned by tools/versitygw/go.mod.
+# against, into $SNAPFS_TOOLS_BIN (default ~/.cache/snapfs/bin, outside the
+# checkout so fresh clones on the same machine reuse it) at the version
+# pinned by tools/versitygw/go.mod.
 #
 #   scripts/versitygw.sh          install if missing (quiet if present)
 #   scripts/versitygw.sh --path   install if missing, then print the binary's path
 #   scripts/versitygw.sh --force  rebuild even if present
 #
-# Tests find the binary at .bin/versitygw or through $SNAPFS_VERSITYGW.
+# Tests find the binary through $SNAPFS_VERSITYGW (scripts/test.sh sets it)
+# or at <repo>/.bin/versitygw.
 # A cold build takes a few minutes on 2 cores.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bin="$repo/.bin/versitygw"
+bindir=${SNAPFS_TOOLS_BIN:-$HOME/.cache/snapfs/bin}
+bin="$bindir/versitygw"
 want=$(cd "$repo/tools/versitygw" && go list -m -f '{{.Version}}' github.com/versity/versitygw)
 
 print=0 force=0
@@ -30,9 +34,9 @@ if [[ -x $bin ]]; then
 	have=$(go version -m "$bin" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/versity/versitygw" { print $3 }')
 fi
 if [[ $force == 1 || $have != "$want" ]]; then
-	echo "versitygw.sh: installing versitygw $want into $repo/.bin" >&2
-	mkdir -p "$repo/.bin"
-	(cd "$repo/tools/versitygw" && GOBIN="$repo/.bin" go install github.com/versity/versitygw/cmd/versitygw)
+	echo "versitygw.sh: installing versitygw $want into $bindir" >&2
+	mkdir -p "$bindir"
+	(cd "$repo/tools/versitygw" && GOBIN="$bindir" go install github.com/versity/versitygw/cmd/versitygw)
 fi
 
 if [[ $print == 1 ]]; then
