@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up and runs snapfs on its embedded default: a store in a local
+# directory (SNAPFS_STORE, default /var/lib/snapfs), mounted in the
+# background at MOUNTPOINT (default /mnt/snapfs). Run as root on Debian.
+#
+#   scripts/run.sh [MOUNTPOINT]
+#
+# It builds the snapfs binary into /usr/local/bin, installs the tools the
+# quick start uses (mkfs.ext4, losetup) if missing, creates the store if it
+# does not exist yet, and mounts it. Stop it with: snapfs umount MOUNTPOINT
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH=$PATH:/usr/local/go/bin
+mnt=${1:-/mnt/snapfs}
+store=${SNAPFS_STORE:-/var/lib/snapfs}
+
+if ! command -v go >/dev/null; then
+	echo "run.sh: Go is not installed (Go 1.26 or newer at /usr/local/go)" >&2
+	exit 1
+fi
+need=()
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v losetup >/dev/null || need+=(mount)
+if ((${#need[@]})); then
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+modprobe fuse 2>/dev/null || true
+
+go build -o /usr/local/bin/snapfs ./cmd/snapfs
+if [[ ! -e $store/superblock ]]; then
+	snapfs --store "$store" init
+fi
+mkdir -p "$mnt"
+if mountpoint -q "$mnt"; then
+	echo "run.sh: $mnt is already mounted" >&2
+	exit 0
+fi
+snapfs --store "$store" mount --background "$mnt"
+echo "snapfs: store $store mounted at $mnt (stop: snapfs --store $store umount $mnt)"
