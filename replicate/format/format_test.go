@@ -1,0 +1,255 @@
+package format
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func testKeys(t testing.TB) *Keys {
+	t.Helper()
+	var key [KeySize]byte
+	for i := range key {
+		key[i] = byte(i)
+	}
+	ks, err := DeriveKeys(key, [16]byte{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+func samplePack(t testing.TB) []byte {
+	ks := testKeys(t)
+	p := NewPackBuilder(1024)
+	p.Add(ks.ChunkID([32]byte{1}), []byte("hello"), 4096, CompZstd)
+	p.Add(ks.ChunkID([32]byte{2}), bytes.Repeat([]byte{7}, 100), 100, CompNone)
+	return p.Finish()
+}
+
+func sampleManifest() *Manifest {
+	return &Manifest{Name: "snap-1", SnapshotID: 42, Created: time.Unix(1700000000, 123).UTC(), Kind: "manual",
+		Disks: []ManifestDisk{
+			{Name: "vol1", Size: 1 << 20, BlockSize: 65536, Entries: []MapEntry{{Block: 0, ID: ChunkID{1}}, {Block: 3, ID: ChunkID{2}}, {Block: 15, ID: ChunkID{3}}}},
+			{Name: "vol2", Size: 1 << 20, BlockSize: 4096, Parent: "abcd", Depth: 3, Entries: []MapEntry{{Block: 1, Zero: true}, {Block: 2, ID: ChunkID{9}}}},
+		}}
+}
+
+func TestPackRoundTrip(t *testing.T) {
+	b := samplePack(t)
+	es, err := DecodePack(b)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("decode: %v %v", es, err)
+	}
+	c, err := Chunk(b, es[0])
+	if err != nil || string(c) != "hello" {
+		t.Fatalf("chunk: %q %v", c, err)
+	}
+	if _, err := DecodePack(b[:len(b)-1]); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("truncated pack: %v", err)
+	}
+}
+
+func TestIndexRoundTrip(t *testing.T) {
+	es, _ := DecodePack(samplePack(t))
+	x := &Index{Pack: [16]byte{5}, SealedSize: 999, Entries: es}
+	y, err := DecodeIndex(x.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(y.Encode(), x.Encode()) || len(y.Entries) != 2 || y.SealedSize != 999 {
+		t.Fatalf("round trip: %+v", y)
+	}
+}
+
+func TestManifestRoundTrip(t *testing.T) {
+	m := sampleManifest()
+	b, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := DecodeManifest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(m, n) {
+		t.Fatalf("round trip:\n%+v\n%+v", m, n)
+	}
+}
+
+func TestMarkerRoundTrip(t *testing.T) {
+	mk := &Marker{Name: "s", SnapshotID: 7, Created: time.Unix(5, 0).UTC(), Started: time.Unix(9, 1).UTC()}
+	n, err := DecodeMarker(mk.Encode())
+	if err != nil || !reflect.DeepEqual(mk, n) {
+		t.Fatalf("%+v %v", n, err)
+	}
+}
+
+func TestConfigAndWrongKey(t *testing.T) {
+	ks := testKeys(t)
+	c := &Config{K: 4, M: 2, Index: 3, RegionID: [16]byte{1, 2, 3}, Created: time.Unix(100, 0).UTC()}
+	if err := c.Seal(ks); err != nil {
+		t.Fatal(err)
+	}
+	d, err := DecodeConfig(c.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Verify(ks); err != nil {
+		t.Fatal(err)
+	}
+	var other [KeySize]byte
+	other[0] = 1
+	ks2, _ := DeriveKeys(other, d.RegionID)
+	if err := d.Verify(ks2); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("wrong key: %v", err)
+	}
+	b := c.Encode()
+	b[5] = 3
+	if _, err := DecodeConfig(b); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("flipped k: %v", err)
+	}
+}
+
+func TestEnvelope(t *testing.T) {
+	ks := testKeys(t)
+	b, err := ks.Seal(TypeIndex, "abc", []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := ks.Open(TypeIndex, "abc", b); err != nil || string(pt) != "secret" {
+		t.Fatalf("%q %v", pt, err)
+	}
+	if _, err := ks.Open(TypeIndex, "abd", b); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("renamed object opened: %v", err)
+	}
+	if _, err := ks.Open(TypeManifest, "abc", b); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("retyped object opened: %v", err)
+	}
+	b[len(b)-1] ^= 1
+	if _, err := ks.Open(TypeIndex, "abc", b); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("flipped tag opened: %v", err)
+	}
+}
+
+func TestKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	raw := bytes.Repeat([]byte{0xab}, 32)
+	hexKey := []byte("abababababababababababababababababababababababababababababababab\n")
+	short := []byte("tooshort")
+	for name, tc := range map[string]struct {
+		b  []byte
+		ok bool
+	}{"raw": {raw, true}, "hex": {hexKey, true}, "short": {short, false}, "badhex": {bytes.Repeat([]byte{'z'}, 64), false}} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, tc.b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		k, err := ReadKeyFile(p)
+		if tc.ok != (err == nil) {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if tc.ok && k[0] != 0xab {
+			t.Fatalf("%s: key %x", name, k[:2])
+		}
+		if !tc.ok && !errors.Is(err, ErrBadKeyFile) {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if _, err := ReadKeyFile(filepath.Join(dir, "missing")); !errors.Is(err, ErrBadKeyFile) {
+		t.Fatal(err)
+	}
+}
+
+func FuzzDecodePack(f *testing.F) {
+	f.Add(samplePack(f))
+	f.Add([]byte("SFPK\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x08"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		es, err := DecodePack(b)
+		if err != nil {
+			return
+		}
+		for _, e := range es {
+			if _, err := Chunk(b, e); err != nil {
+				t.Fatalf("decoded entry out of range: %v", err)
+			}
+		}
+	})
+}
+
+func FuzzDecodeIndex(f *testing.F) {
+	es, _ := DecodePack(samplePack(f))
+	f.Add((&Index{Pack: [16]byte{1}, SealedSize: 5, Entries: es}).Encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		x, err := DecodeIndex(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(x.Encode(), b) {
+			t.Fatalf("re-encode differs")
+		}
+	})
+}
+
+func FuzzDecodeManifest(f *testing.F) {
+	b, _ := sampleManifest().Encode()
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeManifest(b)
+		if err != nil {
+			return
+		}
+		c, err := m.Encode()
+		if err != nil {
+			t.Fatalf("decoded manifest does not encode: %v", err)
+		}
+		if !bytes.Equal(c, b) {
+			t.Fatalf("re-encode differs")
+		}
+	})
+}
+
+func FuzzDecodeMarker(f *testing.F) {
+	f.Add((&Marker{Name: "x", SnapshotID: 1}).Encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeMarker(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(m.Encode(), b) {
+			t.Fatalf("re-encode differs")
+		}
+	})
+}
+
+func FuzzDecodeConfig(f *testing.F) {
+	ks := testKeys(f)
+	c := &Config{K: 4, M: 2, Index: 1, RegionID: [16]byte{1, 2, 3}}
+	if err := c.Seal(ks); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(c.Encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := DecodeConfig(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(c.Encode(), b) {
+			t.Fatalf("re-encode differs")
+		}
+		_ = c.Verify(ks)
+	})
+}
+
+func FuzzOpen(f *testing.F) {
+	ks := testKeys(f)
+	b, _ := ks.Seal(TypeManifest, "id", []byte("x"))
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = ks.Open(TypeManifest, "id", b)
+	})
+}

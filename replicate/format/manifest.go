@@ -1,0 +1,231 @@
+package format
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// Manifest layout (plaintext of the 'M' envelope, one per remote snapshot,
+// on every store; big-endian, varints are unsigned LEB128, minimal):
+//
+//	magic "SFMF" 4 | version 1 (1) | reserved 3
+//	snapshot id 8 (the local engine's id) | created 8 (unix nanoseconds)
+//	name str16 | kind str16 | disk count 2
+//	per disk:
+//	  name str16 | size 8 | block size 4
+//	  parent str16 (name id of the parent manifest; empty: a full map)
+//	  depth 2 (0 for a full map, parent's depth + 1 for a delta)
+//	  count 4
+//	  count entries, ascending by block:
+//	    varint (gap << 1 | zero), gap = block - (previous block + 1), first: block
+//	    chunk id 32, absent when zero
+//
+// str16 = length 2 | bytes. A full map lists every non-zero block; a delta
+// lists the blocks that differ from the parent's disk of the same name,
+// with zero = 1 for a block that now reads as zeros.
+const (
+	manifestMagic   = "SFMF"
+	ManifestVersion = 1
+	// MaxDepth bounds a delta chain: a manifest at this depth is written full.
+	MaxDepth = 16
+)
+
+// Manifest describes one remote snapshot.
+type Manifest struct {
+	Name       string
+	SnapshotID uint64
+	Created    time.Time
+	Kind       string
+	Disks      []ManifestDisk
+}
+
+// ManifestDisk is one disk of a remote snapshot.
+type ManifestDisk struct {
+	Name      string
+	Size      int64
+	BlockSize int
+	Parent    string // name id of the parent manifest; "" for a full map
+	Depth     int
+	Entries   []MapEntry
+}
+
+// MapEntry maps a block to a chunk, or marks it zero in a delta.
+type MapEntry struct {
+	Block uint64
+	Zero  bool
+	ID    ChunkID
+}
+
+// Disk returns the disk named name, or nil.
+func (m *Manifest) Disk(name string) *ManifestDisk {
+	for i := range m.Disks {
+		if m.Disks[i].Name == name {
+			return &m.Disks[i]
+		}
+	}
+	return nil
+}
+
+// Blocks is the number of blocks of the disk.
+func (d *ManifestDisk) Blocks() uint64 {
+	if d.BlockSize <= 0 {
+		return 0
+	}
+	return uint64((d.Size + int64(d.BlockSize) - 1) / int64(d.BlockSize))
+}
+
+// Encode returns the manifest plaintext. Entries must be ascending by block.
+func (m *Manifest) Encode() ([]byte, error) {
+	b := append([]byte(manifestMagic), ManifestVersion, 0, 0, 0)
+	b = binary.BigEndian.AppendUint64(b, m.SnapshotID)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Created.UnixNano()))
+	if len(m.Name) > 0xffff || len(m.Kind) > 0xffff || len(m.Disks) > 0xffff {
+		return nil, fmt.Errorf("manifest %q: field too long", m.Name)
+	}
+	b = appendStr16(b, m.Name)
+	b = appendStr16(b, m.Kind)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Disks)))
+	for _, d := range m.Disks {
+		if len(d.Name) > 0xffff || len(d.Parent) > 0xffff || d.Depth > 0xffff || d.Depth < 0 || len(d.Entries) > 1<<32-1 {
+			return nil, fmt.Errorf("manifest %q disk %q: field out of range", m.Name, d.Name)
+		}
+		b = appendStr16(b, d.Name)
+		b = binary.BigEndian.AppendUint64(b, uint64(d.Size))
+		b = binary.BigEndian.AppendUint32(b, uint32(d.BlockSize))
+		b = appendStr16(b, d.Parent)
+		b = binary.BigEndian.AppendUint16(b, uint16(d.Depth))
+		b = binary.BigEndian.AppendUint32(b, uint32(len(d.Entries)))
+		next := uint64(0)
+		for _, e := range d.Entries {
+			if e.Block < next {
+				return nil, fmt.Errorf("manifest %q disk %q: blocks not ascending at %d", m.Name, d.Name, e.Block)
+			}
+			v := (e.Block - next) << 1
+			if e.Zero {
+				v |= 1
+			}
+			b = binary.AppendUvarint(b, v)
+			if !e.Zero {
+				b = append(b, e.ID[:]...)
+			}
+			next = e.Block + 1
+		}
+	}
+	return b, nil
+}
+
+// DecodeManifest parses a manifest plaintext.
+func DecodeManifest(b []byte) (*Manifest, error) {
+	r := &reader{b: b, what: "manifest"}
+	if mg := r.bytes(4); r.err == nil && string(mg) != manifestMagic {
+		r.fail("bad magic")
+	}
+	if v := r.u8(); r.err == nil && v != ManifestVersion {
+		return nil, fmt.Errorf("%w: manifest version %d", ErrUnsupportedVersion, v)
+	}
+	if res := r.bytes(3); r.err == nil && (res[0]|res[1]|res[2]) != 0 {
+		r.fail("reserved bytes set")
+	}
+	m := &Manifest{SnapshotID: r.u64()}
+	m.Created = time.Unix(0, int64(r.u64())).UTC()
+	m.Name, m.Kind = r.str16(), r.str16()
+	nd := r.u16()
+	for range nd {
+		if r.err != nil {
+			break
+		}
+		d := ManifestDisk{Name: r.str16(), Size: int64(r.u64()), BlockSize: int(r.u32()), Parent: r.str16(), Depth: int(r.u16())}
+		if r.err == nil && (d.Size < 0 || d.BlockSize <= 0 || d.BlockSize > MaxChunk) {
+			r.fail("disk %q: size %d block size %d", d.Name, d.Size, d.BlockSize)
+		}
+		if r.err == nil && (d.Parent == "") != (d.Depth == 0) {
+			r.fail("disk %q: parent %q with depth %d", d.Name, d.Parent, d.Depth)
+		}
+		n := r.u32()
+		if r.err == nil && uint64(n) > uint64(len(r.b)) { // every entry takes at least one byte
+			r.fail("disk %q: %d entries in %d bytes", d.Name, n, len(r.b))
+		}
+		nblocks := d.Blocks()
+		next := uint64(0)
+		if r.err == nil {
+			d.Entries = make([]MapEntry, 0, n)
+		}
+		for range n {
+			v := r.uvarint()
+			if r.err != nil {
+				break
+			}
+			e := MapEntry{Block: next + v>>1, Zero: v&1 == 1}
+			if e.Block < next || e.Block >= nblocks {
+				r.fail("disk %q: block %d out of range", d.Name, e.Block)
+				break
+			}
+			if e.Zero && d.Parent == "" {
+				r.fail("disk %q: zero entry in a full map", d.Name)
+				break
+			}
+			if !e.Zero {
+				copy(e.ID[:], r.bytes(32))
+			}
+			d.Entries = append(d.Entries, e)
+			next = e.Block + 1
+		}
+		m.Disks = append(m.Disks, d)
+	}
+	r.end()
+	if r.err != nil {
+		return nil, r.err
+	}
+	return m, nil
+}
+
+// Marker layout (plaintext of the 'C' envelope: a copy in progress, put
+// on every store before the first pack, deleted after the manifest):
+//
+//	magic "SFCM" 4 | version 1 (1) | reserved 3
+//	snapshot id 8 | created 8 (unix ns) | started 8 (unix ns) | name str16
+const (
+	markerMagic   = "SFCM"
+	MarkerVersion = 1
+)
+
+// Marker records a snapshot being copied.
+type Marker struct {
+	Name       string
+	SnapshotID uint64
+	Created    time.Time
+	Started    time.Time
+}
+
+// Encode returns the marker plaintext.
+func (mk *Marker) Encode() []byte {
+	b := append([]byte(markerMagic), MarkerVersion, 0, 0, 0)
+	b = binary.BigEndian.AppendUint64(b, mk.SnapshotID)
+	b = binary.BigEndian.AppendUint64(b, uint64(mk.Created.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(mk.Started.UnixNano()))
+	return appendStr16(b, mk.Name)
+}
+
+// DecodeMarker parses a marker plaintext.
+func DecodeMarker(b []byte) (*Marker, error) {
+	r := &reader{b: b, what: "copying marker"}
+	if mg := r.bytes(4); r.err == nil && string(mg) != markerMagic {
+		r.fail("bad magic")
+	}
+	if v := r.u8(); r.err == nil && v != MarkerVersion {
+		return nil, fmt.Errorf("%w: marker version %d", ErrUnsupportedVersion, v)
+	}
+	if res := r.bytes(3); r.err == nil && (res[0]|res[1]|res[2]) != 0 {
+		r.fail("reserved bytes set")
+	}
+	mk := &Marker{SnapshotID: r.u64()}
+	mk.Created = time.Unix(0, int64(r.u64())).UTC()
+	mk.Started = time.Unix(0, int64(r.u64())).UTC()
+	mk.Name = r.str16()
+	r.end()
+	if r.err != nil {
+		return nil, r.err
+	}
+	return mk, nil
+}
