@@ -1,0 +1,35 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+func initCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name:  "init",
+		Usage: "create a store in the --store directory (an existing store is left untouched)",
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			dir, err := storeDir(c)
+			if err != nil {
+				return err
+			}
+			if err := rowstore.Create(dir, rowstore.Options{}); err != nil {
+				if errors.Is(err, rowstore.ErrExists) {
+					return fmt.Errorf("%w: %s already holds a snapfs store; nothing was changed", rowstore.ErrExists, dir)
+				}
+				return err
+			}
+			return newPrinter(c, st).result("store", struct {
+				Store string `json:"store"`
+			}{dir}, "created store %s", dir)
+		},
+	}
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+)
+
+func snapshotCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name:  "snapshot",
+		Usage: "create, list, inspect, delete, compare and mount snapshots",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "snapshot one disk, or several as one consistency group",
+				ArgsUsage: "NAME",
+				Flags:     []cli.Flag{&cli.StringSliceFlag{Name: "disk", Usage: "a disk to snapshot (repeat for a consistency group)"}},
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					disks := c.StringSlice("disk")
+					if len(disks) == 0 {
+						return usagef("snapshot create: at least one --disk is required")
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						s, err := svc.CreateSnapshot(ctx, a[0], disks)
+						if err != nil {
+							return err
+						}
+						return newPrinter(c, st).result("snapshot", s, "created snapshot %s of %s", s.Name, strings.Join(disks, ", "))
+					})
+				},
+			},
+			{
+				Name:  "list",
+				Usage: "list snapshots, oldest first",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "disk", Usage: "only snapshots holding this disk"}},
+				Action: func(c *cli.Context) error {
+					if _, err := args(c); err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						ss, err := svc.ListSnapshots(ctx, c.String("disk"))
+						if err != nil {
+							return err
+						}
+						return list(newPrinter(c, st), "snapshot", ss, []string{"NAME", "CREATED", "KIND", "STATE", "DISKS", "ALLOCATED"}, func(s service.Snapshot) []string {
+							var names []string
+							var alloc int64
+							for _, d := range s.Disks {
+								names = append(names, d.Name)
+								alloc += d.Allocated
+							}
+							return []string{s.Name, when(s.Created), s.Kind, s.State, strings.Join(names, ","), size(alloc)}
+						})
+					})
+				},
+			},
+			{
+				Name:      "info",
+				Usage:     "describe a snapshot (--json prints what snapshots/NAME/snapshot.json holds)",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						s, err := svc.GetSnapshot(ctx, a[0])
+						if err != nil {
+							return err
+						}
+						p := newPrinter(c, st)
+						if p.json {
+							return p.object("snapshot", s)
+						}
+						if err := p.fields("name", s.Name, "id", strconv.FormatUint(s.ID, 10), "created", when(s.Created), "kind", s.Kind, "state", s.State); err != nil {
+							return err
+						}
+						rows := make([][]string, 0, len(s.Disks))
+						for _, d := range s.Disks {
+							rows = append(rows, []string{d.Name, size(d.Size), size(d.Allocated), size(int64(d.BlockSize))})
+						}
+						fmt.Fprintln(p.w)
+						return p.table([]string{"DISK", "SIZE", "ALLOCATED", "BLOCK"}, rows)
+					})
+				},
+			},
+			{
+				Name:      "delete",
+				Usage:     "delete a snapshot (what clones, images and later snapshots need is kept)",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						if err := svc.DeleteSnapshot(ctx, a[0]); err != nil {
+							return err
+						}
+						return newPrinter(c, st).deleted("snapshot", a[0])
+					})
+				},
+			},
+			{
+				Name:      "diff",
+				Usage:     "changed byte ranges of a disk between snapshot OLD and snapshot NEW (default: the disk now)",
+				ArgsUsage: "OLD [NEW]",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "disk", Usage: "the disk to compare"}},
+				Action: func(c *cli.Context) error {
+					a := c.Args().Slice()
+					if len(a) < 1 || len(a) > 2 {
+						return usagef("snapshot diff: want OLD [NEW], got %d argument(s)", len(a))
+					}
+					if !c.IsSet("disk") {
+						return usagef("snapshot diff: --disk is required")
+					}
+					req := service.DiffRequest{Old: a[0], Disk: c.String("disk")}
+					if len(a) == 2 {
+						req.New = a[1]
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						d, err := svc.Diff(ctx, req)
+						if err != nil {
+							return err
+						}
+						return printDiff(newPrinter(c, st), d)
+					})
+				},
+			},
+			snapshotMountCommand(st),
+			snapshotUmountCommand(st),
+		},
+	}
+}
+
+// diffSummary is the last line of `snapshot diff --json`.
+type diffSummary struct {
+	Disk         string `json:"disk"`
+	Old          string `json:"old"`
+	New          string `json:"new,omitempty"`
+	BlockSize    int    `json:"block_size"`
+	Size         int64  `json:"size"`
+	Ranges       int    `json:"ranges"`
+	ChangedBytes int64  `json:"changed_bytes"`
+}
+
+func printDiff(p *printer, d service.Diff) error {
+	sum := diffSummary{d.Disk, d.Old, d.New, d.BlockSize, d.Size, len(d.Ranges), d.ChangedBytes}
+	if p.json {
+		for _, r := range d.Ranges {
+			if err := p.object("range", r); err != nil {
+				return err
+			}
+		}
+		return p.object("diff", sum)
+	}
+	rows := make([][]string, 0, len(d.Ranges))
+	for _, r := range d.Ranges {
+		kind := "data"
+		if r.Zero {
+			kind = "zero"
+		}
+		rows = append(rows, []string{strconv.FormatInt(r.Offset, 10), strconv.FormatInt(r.Length, 10), kind})
+	}
+	if err := p.table([]string{"OFFSET", "LENGTH", "NOW"}, rows); err != nil {
+		return err
+	}
+	newer := d.New
+	if newer == "" {
+		newer = "now"
+	}
+	_, err := fmt.Fprintf(p.w, "%d ranges, %s changed in disk %s from %s to %s\n", len(d.Ranges), size(d.ChangedBytes), d.Disk, d.Old, newer)
+	return err
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// usageLine is one line of `usage --json`.
+type usageLine struct {
+	Kind string `json:"kind"` // disk, snapshot, image
+	rowstore.ItemUsage
+}
+
+func usageCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name:  "usage",
+		Usage: "space per disk, snapshot and image: logical, allocated, exclusive (what deleting it frees)",
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			return withService(c, st, func(ctx context.Context, svc service.Service) error {
+				u, err := svc.Usage(ctx)
+				if err != nil {
+					return err
+				}
+				p := newPrinter(c, st)
+				groups := []struct {
+					kind  string
+					items []rowstore.ItemUsage
+				}{{"disk", u.Disks}, {"snapshot", u.Snapshots}, {"image", u.Images}}
+				if p.json {
+					for _, g := range groups {
+						for _, it := range g.items {
+							if err := p.object("usage", usageLine{g.kind, it}); err != nil {
+								return err
+							}
+						}
+					}
+					return p.object("store_usage", u.Store)
+				}
+				var rows [][]string
+				for _, g := range groups {
+					for _, it := range g.items {
+						rows = append(rows, []string{g.kind, it.Name, size(it.Logical), size(it.Allocated), size(it.Exclusive)})
+					}
+				}
+				if err := p.table([]string{"KIND", "NAME", "LOGICAL", "ALLOCATED", "EXCLUSIVE"}, rows); err != nil {
+					return err
+				}
+				_, err = p.w.Write([]byte("\n"))
+				if err != nil {
+					return err
+				}
+				return p.fields(
+					"segments", strconv.Itoa(u.Store.Segments)+" ("+size(u.Store.SegmentBytes)+")",
+					"live data", size(u.Store.LiveBytes),
+					"index", size(u.Store.IndexBytes),
+					"free on device", size(u.Store.FreeBytes),
+				)
+			})
+		},
+	}
+}
+
+func gcCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name:  "gc",
+		Usage: "free what no disk, snapshot, clone or image can see, and compact segments",
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			return withService(c, st, func(ctx context.Context, svc service.Service) error {
+				s, err := svc.GC(ctx)
+				if err != nil {
+					return err
+				}
+				return newPrinter(c, st).result("gc", s, "gc: %d versions and %d layers deleted, %d segments cleaned, %s freed, %s live, in %s",
+					s.VersionsDeleted, s.LayersDeleted, s.SegmentsCleaned, size(s.BytesFreed), size(s.LiveBytes), s.Duration.Round(1e6))
+			})
+		},
+	}
+}

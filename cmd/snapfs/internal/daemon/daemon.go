@@ -1,0 +1,240 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+	"github.com/snapfs/snapfs/fs"
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// LockName is the daemon's lock file inside the store: the daemon holds an
+// exclusive flock on it from before it opens the store until after it closed
+// it, so "the daemon has exited" is "the lock can be taken" (WaitExited).
+const LockName = "daemon.lock"
+
+// Config configures Run.
+type Config struct {
+	Store      string // store directory (absolute)
+	Mountpoint string // where to mount the namespace (absolute)
+	Logger     *slog.Logger
+	// Ready is called once the mount and the control socket are serving.
+	Ready func(st service.Status)
+	// Store options (tests shorten intervals); Logger is filled in.
+	StoreOptions rowstore.Options
+}
+
+// Run is the daemon: it opens the store, mounts the namespace, serves the
+// control socket, and on SIGINT, SIGTERM, a Shutdown request or an external
+// unmount flushes everything, unmounts and returns nil. Errors before Ready
+// is called mean nothing was mounted.
+func Run(ctx context.Context, cfg Config) (err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if fi, err := os.Stat(cfg.Mountpoint); err != nil {
+		return fmt.Errorf("%w: mountpoint: %v", rowstore.ErrNotFound, err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("%w: mountpoint %s is not a directory", rowstore.ErrInvalid, cfg.Mountpoint)
+	}
+	if len(service.SocketPath(cfg.Store)) >= 108 {
+		return fmt.Errorf("%w: store path %s is too long for a unix socket (control.sock path must be under 108 bytes)", rowstore.ErrInvalid, cfg.Store)
+	}
+	if c, st, err := service.Dial(ctx, cfg.Store); err == nil {
+		c.Close()
+		return fmt.Errorf("%w: store %s is already served by daemon pid %d, mounted at %s", rowstore.ErrBusy, cfg.Store, st.PID, st.Mountpoint)
+	}
+	lock, err := lockFile(filepath.Join(cfg.Store, LockName))
+	if err != nil {
+		return err
+	}
+	defer lock.Close() // releases the flock: WaitExited returns
+
+	opts := cfg.StoreOptions
+	opts.Logger = log
+	st, err := rowstore.Open(cfg.Store, opts)
+	if err != nil {
+		return err
+	}
+	local := service.NewLocal(st, cfg.Store)
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			log.Error("close store", "err", cerr)
+			if err == nil {
+				err = fmt.Errorf("close store: %w", cerr)
+			}
+		} else {
+			log.Info("store closed", "store", cfg.Store)
+		}
+	}()
+
+	fsName := "snapfs"
+	if !strings.ContainsAny(cfg.Store, " ,\t\n\\") {
+		fsName = cfg.Store
+	}
+	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: newBackend(local), Logger: log, FsName: fsName})
+	if err != nil {
+		return err
+	}
+	unmounted := make(chan struct{})
+	go func() { srv.Wait(); close(unmounted) }()
+	var umountMu sync.Mutex
+	unmount := func() error {
+		umountMu.Lock()
+		defer umountMu.Unlock()
+		select {
+		case <-unmounted:
+			return nil
+		default:
+		}
+		// The kernel may still be releasing files closed just before.
+		var err error
+		for i := 0; i < 20; i++ {
+			if err = srv.Unmount(); err == nil {
+				<-unmounted
+				log.Info("unmounted", "mountpoint", cfg.Mountpoint)
+				return nil
+			}
+			if !errors.Is(err, syscall.EBUSY) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if errors.Is(err, syscall.EBUSY) {
+			return fmt.Errorf("%w: %s is in use (open files, loop devices or snapshot mounts on its disks); release them and try again", rowstore.ErrBusy, cfg.Mountpoint)
+		}
+		return err
+	}
+	defer func() {
+		if uerr := unmount(); uerr != nil {
+			log.Error("unmount at exit failed; detaching lazily", "mountpoint", cfg.Mountpoint, "err", uerr)
+			_ = syscall.Unmount(cfg.Mountpoint, syscall.MNT_DETACH)
+		}
+	}()
+
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	local.SetDaemon(cfg.Mountpoint, service.Hooks{
+		NamesChanged: srv.InvalidateNames,
+		DiskChanged:  srv.InvalidateDisk,
+		Shutdown: func(context.Context) error {
+			if err := st.Sync(); err != nil {
+				return err
+			}
+			if err := unmount(); err != nil {
+				return err
+			}
+			stopOnce.Do(func() { close(stop) })
+			return nil
+		},
+	})
+
+	sock := service.SocketPath(cfg.Store)
+	_ = os.Remove(sock) // stale: we hold the store, so nobody serves it
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("control socket: %w", err)
+	}
+	hs := &http.Server{Handler: service.Handler(local, log), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("control socket", "err", err)
+		}
+	}()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		_ = os.Remove(sock)
+	}()
+
+	status, _ := local.Status(ctx)
+	log.Info("serving", "store", cfg.Store, "mountpoint", cfg.Mountpoint, "socket", sock, "pid", status.PID)
+	if cfg.Ready != nil {
+		cfg.Ready(status)
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case <-stop:
+			log.Info("shutdown requested")
+			return nil
+		case <-unmounted:
+			log.Info("unmounted from outside", "mountpoint", cfg.Mountpoint)
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case s := <-sigs:
+			log.Info("signal", "signal", s.String())
+			if err := st.Sync(); err != nil {
+				log.Error("sync", "err", err)
+			}
+			if err := unmount(); err != nil {
+				log.Error("cannot stop yet", "err", err)
+				continue
+			}
+			return nil
+		}
+	}
+}
+
+// lockFile creates and exclusively flocks path, failing at once if another
+// process holds it.
+func lockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s is not a snapfs store (run snapfs init)", rowstore.ErrNotFound, filepath.Dir(path))
+		}
+		return nil, fmt.Errorf("daemon lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: another snapfs daemon holds %s", rowstore.ErrBusy, path)
+	}
+	return f, nil
+}
+
+// WaitExited waits until no daemon holds the store's lock (it has closed the
+// store and is exiting), or ctx ends.
+func WaitExited(ctx context.Context, store string) error {
+	f, err := os.OpenFile(filepath.Join(store, LockName), os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("daemon lock: %w", err)
+	}
+	defer f.Close()
+	for {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
+			_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the daemon to exit: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,57 @@
+package service
+
+import (
+	"errors"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// codes name the sentinel errors on the wire. A code never changes meaning.
+var codes = []struct {
+	code string
+	err  error
+}{
+	{"usage", exitcode.ErrUsage},
+	{"no_daemon", exitcode.ErrNoDaemon},
+	{"invalid", rowstore.ErrInvalid},
+	{"not_found", rowstore.ErrNotFound},
+	{"exists", rowstore.ErrExists},
+	{"busy", rowstore.ErrBusy},
+	{"read_only", rowstore.ErrReadOnly},
+	{"corrupt", rowstore.ErrCorrupt},
+	{"no_space", rowstore.ErrNoSpace},
+	{"closed", rowstore.ErrClosed},
+	{"incompatible", rowstore.ErrIncompatible},
+}
+
+// codeOf is the wire code of err ("" when it wraps no known sentinel).
+func codeOf(err error) string {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return ""
+}
+
+// RemoteError is an error returned by the daemon. Its message is the
+// daemon's; it wraps the sentinel its code names.
+type RemoteError struct {
+	Code    string
+	Message string
+}
+
+func (e *RemoteError) Error() string { return e.Message }
+
+// Unwrap returns the sentinel of e's code, or nil.
+func (e *RemoteError) Unwrap() error {
+	for _, c := range codes {
+		if c.code == e.Code {
+			return c.err
+		}
+	}
+	return nil
+}
+
+func isExists(err error) bool { return errors.Is(err, rowstore.ErrExists) }

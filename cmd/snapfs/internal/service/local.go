@@ -1,0 +1,409 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// Hooks let the daemon keep its FUSE mount in step with catalog changes made
+// through the Service. Each may be nil. They are never called from inside a
+// FUSE request.
+type Hooks struct {
+	// NamesChanged runs after a disk, snapshot or image was created or deleted.
+	NamesChanged func()
+	// DiskChanged runs after a disk's content or size changed behind the
+	// mount's back (rollback, resize).
+	DiskChanged func(name string)
+	// Shutdown flushes, unmounts and makes the daemon exit; nil without a daemon.
+	Shutdown func(ctx context.Context) error
+}
+
+// Local is the Service over an open store, in this process. It is the only
+// implementation of the operations; the daemon serves it on the socket.
+type Local struct {
+	store *rowstore.Store
+	dir   string
+	hooks Hooks
+
+	// mountpoint and started are set by the daemon (SetDaemon).
+	mountpoint string
+	started    time.Time
+
+	mu      sync.Mutex
+	allocs  map[allocKey]int64 // allocation of immutable points: snapshot disks, images
+	scratch int                // last scratch clone number used
+}
+
+type allocKey struct {
+	kind string // "snapshot" or "image"
+	id   uint64
+	disk string
+}
+
+// NewLocal returns a Local over store (opened from dir). Close closes store.
+func NewLocal(store *rowstore.Store, dir string) *Local {
+	return &Local{store: store, dir: dir, allocs: map[allocKey]int64{}}
+}
+
+// Store is the engine behind l (for the daemon's FUSE adapter).
+func (l *Local) Store() *rowstore.Store { return l.store }
+
+// SetDaemon records that a daemon serves l, mounted at mountpoint, and hooks
+// its mount in. Call it before serving requests.
+func (l *Local) SetDaemon(mountpoint string, h Hooks) {
+	l.mountpoint, l.hooks, l.started = mountpoint, h, time.Now().UTC()
+}
+
+func (l *Local) namesChanged() {
+	if l.hooks.NamesChanged != nil {
+		l.hooks.NamesChanged()
+	}
+}
+
+func (l *Local) diskChanged(name string) {
+	if l.hooks.DiskChanged != nil {
+		l.hooks.DiskChanged(name)
+	}
+}
+
+// Status implements Service.
+func (l *Local) Status(context.Context) (Status, error) {
+	st := Status{Store: l.dir}
+	if l.mountpoint != "" {
+		st.Daemon, st.PID, st.Mountpoint, st.Started = true, os.Getpid(), l.mountpoint, l.started
+	}
+	return st, nil
+}
+
+// CreateDisk implements Service.
+func (l *Local) CreateDisk(_ context.Context, r CreateDiskRequest) (Disk, error) {
+	var d Disk
+	var err error
+	switch {
+	case r.FromSnapshot != "" || r.FromDisk != "":
+		if r.FromImage != "" || r.Size != 0 || r.BlockSize != 0 {
+			return Disk{}, fmt.Errorf("%w: a clone of a snapshot takes its size and block size from it and cannot also come from an image", rowstore.ErrInvalid)
+		}
+		if r.FromSnapshot == "" || r.FromDisk == "" {
+			return Disk{}, fmt.Errorf("%w: a clone needs both the snapshot and the disk in it", rowstore.ErrInvalid)
+		}
+		d, err = l.store.CloneDisk(r.Name, r.FromSnapshot, r.FromDisk)
+	case r.FromImage != "":
+		if r.Size != 0 || r.BlockSize != 0 {
+			return Disk{}, fmt.Errorf("%w: a disk from an image takes its size and block size from it", rowstore.ErrInvalid)
+		}
+		d, err = l.store.CreateDiskFromImage(r.Name, r.FromImage)
+	default:
+		if r.Size == 0 {
+			return Disk{}, fmt.Errorf("%w: a new disk needs a size", rowstore.ErrInvalid)
+		}
+		d, err = l.store.CreateDisk(r.Name, r.Size, r.BlockSize)
+	}
+	if err != nil {
+		return Disk{}, err
+	}
+	l.namesChanged()
+	return l.store.GetDisk(d.Name)
+}
+
+// ListDisks implements Service.
+func (l *Local) ListDisks(context.Context) ([]Disk, error) { return l.store.ListDisks() }
+
+// GetDisk implements Service.
+func (l *Local) GetDisk(_ context.Context, name string) (Disk, error) { return l.store.GetDisk(name) }
+
+// ResizeDisk implements Service.
+func (l *Local) ResizeDisk(_ context.Context, name string, size int64) (Disk, error) {
+	if err := l.store.ResizeDisk(name, size); err != nil {
+		return Disk{}, err
+	}
+	l.diskChanged(name)
+	return l.store.GetDisk(name)
+}
+
+// DeleteDisk implements Service.
+func (l *Local) DeleteDisk(_ context.Context, name string, force bool) error {
+	if err := l.store.DeleteDisk(name, force); err != nil {
+		return err
+	}
+	l.namesChanged()
+	return nil
+}
+
+// RollbackDisk implements Service.
+func (l *Local) RollbackDisk(_ context.Context, name, snapshot string, force bool) (Disk, error) {
+	if err := l.store.RollbackDisk(name, snapshot, force); err != nil {
+		return Disk{}, err
+	}
+	l.diskChanged(name)
+	return l.store.GetDisk(name)
+}
+
+// CreateSnapshot implements Service. The engine first commits everything
+// written to the disks, so the snapshot holds every acknowledged write.
+func (l *Local) CreateSnapshot(_ context.Context, name string, disks []string) (Snapshot, error) {
+	si, err := l.store.CreateSnapshot(name, disks, "manual")
+	if err != nil {
+		return Snapshot{}, err
+	}
+	l.namesChanged()
+	return l.snapshot(si)
+}
+
+// ListSnapshots implements Service.
+func (l *Local) ListSnapshots(_ context.Context, disk string) ([]Snapshot, error) {
+	if disk != "" {
+		if err := rowstore.ValidateName("disk", disk); err != nil {
+			return nil, err
+		}
+	}
+	sis, err := l.store.ListSnapshots()
+	if err != nil {
+		return nil, err
+	}
+	out := []Snapshot{}
+	for _, si := range sis {
+		if disk != "" && !hasDisk(si, disk) {
+			continue
+		}
+		s, err := l.snapshot(si)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func hasDisk(si rowstore.SnapshotInfo, disk string) bool {
+	for _, d := range si.Disks {
+		if d.Name == disk {
+			return true
+		}
+	}
+	return false
+}
+
+// GetSnapshot implements Service.
+func (l *Local) GetSnapshot(_ context.Context, name string) (Snapshot, error) {
+	si, err := l.store.GetSnapshot(name)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return l.snapshot(si)
+}
+
+// snapshot completes an engine SnapshotInfo with state and allocation. A
+// snapshot never changes, so its allocation is counted once per process.
+func (l *Local) snapshot(si rowstore.SnapshotInfo) (Snapshot, error) {
+	s := Snapshot{ID: si.ID, Name: si.Name, Created: si.Created, Kind: si.Kind, State: "available", Disks: []SnapshotDisk{}}
+	for _, d := range si.Disks {
+		a, err := l.allocated(allocKey{"snapshot", si.ID, d.Name}, func() (*rowstore.Reader, error) {
+			return l.store.OpenSnapshotDisk(si.Name, d.Name)
+		})
+		if err != nil {
+			return Snapshot{}, err
+		}
+		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: a})
+	}
+	return s, nil
+}
+
+func (l *Local) allocated(k allocKey, open func() (*rowstore.Reader, error)) (int64, error) {
+	l.mu.Lock()
+	a, ok := l.allocs[k]
+	l.mu.Unlock()
+	if ok {
+		return a, nil
+	}
+	r, err := open()
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	a, err = r.Allocated()
+	if err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	l.allocs[k] = a
+	l.mu.Unlock()
+	return a, nil
+}
+
+// ImageAllocated is the allocation of an image (counted once per process).
+func (l *Local) ImageAllocated(im Image) (int64, error) {
+	return l.allocated(allocKey{"image", im.ID, ""}, func() (*rowstore.Reader, error) { return l.store.OpenImage(im.Name) })
+}
+
+// SnapshotOf is GetSnapshot for the FUSE adapter.
+func (l *Local) SnapshotOf(name string) (Snapshot, error) {
+	return l.GetSnapshot(context.Background(), name)
+}
+
+// DeleteSnapshot implements Service.
+func (l *Local) DeleteSnapshot(_ context.Context, name string) error {
+	if err := l.store.DeleteSnapshot(name); err != nil {
+		return err
+	}
+	l.namesChanged()
+	return nil
+}
+
+// Diff implements Service.
+func (l *Local) Diff(_ context.Context, r DiffRequest) (Diff, error) {
+	if r.Old != "" && r.Old == r.New {
+		return Diff{}, fmt.Errorf("%w: diff of snapshot %q with itself", rowstore.ErrInvalid, r.Old)
+	}
+	to := rowstore.Point{Snapshot: r.New, Disk: r.Disk}
+	var from *rowstore.Point
+	if r.Old != "" {
+		from = &rowstore.Point{Snapshot: r.Old, Disk: r.Disk}
+		if _, _, err := l.pointSize(*from); err != nil {
+			return Diff{}, err
+		}
+	}
+	size, bsi, err := l.pointSize(to)
+	if err != nil {
+		return Diff{}, err
+	}
+	bs := int64(bsi)
+	out := Diff{Disk: r.Disk, Old: r.Old, New: r.New, Size: size, BlockSize: bsi, Ranges: []Range{}}
+	_, err = l.store.Diff(from, to, func(c rowstore.Change) error {
+		off := int64(c.Block) * bs
+		n := min(bs, size-off)
+		if n <= 0 {
+			return nil
+		}
+		if k := len(out.Ranges); k > 0 && out.Ranges[k-1].Offset+out.Ranges[k-1].Length == off && out.Ranges[k-1].Zero == c.Zero {
+			out.Ranges[k-1].Length += n
+		} else {
+			out.Ranges = append(out.Ranges, Range{Offset: off, Length: n, Zero: c.Zero})
+		}
+		out.ChangedBytes += n
+		return nil
+	})
+	if err != nil {
+		return Diff{}, err
+	}
+	return out, nil
+}
+
+// pointSize is the size and block size of a disk now or in a snapshot.
+func (l *Local) pointSize(p rowstore.Point) (int64, int, error) {
+	if p.Snapshot == "" {
+		d, err := l.store.GetDisk(p.Disk)
+		return d.Size, d.BlockSize, err
+	}
+	if err := rowstore.ValidateName("disk", p.Disk); err != nil {
+		return 0, 0, err
+	}
+	si, err := l.store.GetSnapshot(p.Snapshot)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, d := range si.Disks {
+		if d.Name == p.Disk {
+			return d.Size, d.BlockSize, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("%w: snapshot %q has no disk %q", rowstore.ErrNotFound, p.Snapshot, p.Disk)
+}
+
+// CreateImage implements Service.
+func (l *Local) CreateImage(_ context.Context, name, snapshot, disk string) (Image, error) {
+	im, err := l.store.CreateImage(name, snapshot, disk)
+	if err != nil {
+		return Image{}, err
+	}
+	l.namesChanged()
+	return im, nil
+}
+
+// ListImages implements Service.
+func (l *Local) ListImages(context.Context) ([]Image, error) {
+	ims, err := l.store.ListImages()
+	if ims == nil {
+		ims = []Image{}
+	}
+	return ims, err
+}
+
+// GetImage implements Service.
+func (l *Local) GetImage(_ context.Context, name string) (Image, error) {
+	return l.store.GetImage(name)
+}
+
+// DeleteImage implements Service.
+func (l *Local) DeleteImage(_ context.Context, name string) error {
+	if err := l.store.DeleteImage(name); err != nil {
+		return err
+	}
+	l.namesChanged()
+	return nil
+}
+
+// Usage implements Service.
+func (l *Local) Usage(context.Context) (rowstore.Usage, error) { return l.store.Usage() }
+
+// GC implements Service.
+func (l *Local) GC(context.Context) (rowstore.GCStats, error) { return l.store.GC() }
+
+// ScratchPrefix starts the name of every scratch clone made for snapshot mount.
+const ScratchPrefix = "snapmount-"
+
+// CreateScratchClone implements Service.
+func (l *Local) CreateScratchClone(ctx context.Context, snapshot, disk string) (Disk, error) {
+	if l.mountpoint == "" {
+		return Disk{}, fmt.Errorf("%w: snapshot mount needs a running daemon (start one with snapfs mount)", exitcode.ErrNoDaemon)
+	}
+	if err := firstErr(rowstore.ValidateName("snapshot", snapshot), rowstore.ValidateName("disk", disk)); err != nil {
+		return Disk{}, err
+	}
+	base := ScratchPrefix + snapshot + "-" + disk
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for tries := 0; tries < 1000; tries++ {
+		l.scratch++
+		name := fmt.Sprintf("%s-%d", base, l.scratch)
+		if len(name) > rowstore.MaxNameLen {
+			name = fmt.Sprintf("%s%s-%d", ScratchPrefix, strings.TrimLeft(snapshot[:min(len(snapshot), 40)], "."), l.scratch)
+		}
+		d, err := l.store.CloneDisk(name, snapshot, disk)
+		if err == nil {
+			l.namesChanged()
+			return d, nil
+		}
+		if !isExists(err) {
+			return Disk{}, err
+		}
+	}
+	return Disk{}, fmt.Errorf("%w: no free name for a scratch clone of %s/%s", rowstore.ErrExists, snapshot, disk)
+}
+
+// Shutdown implements Service.
+func (l *Local) Shutdown(ctx context.Context) error {
+	if l.hooks.Shutdown == nil {
+		return fmt.Errorf("%w: no daemon serves store %s", exitcode.ErrNoDaemon, l.dir)
+	}
+	return l.hooks.Shutdown(ctx)
+}
+
+// Close implements Service.
+func (l *Local) Close() error { return l.store.Close() }
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}

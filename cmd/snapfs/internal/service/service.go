@@ -1,0 +1,145 @@
+package service
+
+import (
+	"context"
+	"time"
+
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// Service is every operation the snapfs commands perform on a store. Local
+// implements it in-process over a *rowstore.Store; Client implements it over
+// the daemon's control socket; the daemon serves a Local on that socket
+// (Handler). A command never knows which one it has.
+//
+// Adding an operation (e.g. the region commands: sync, restore, region
+// check/repair) takes four small steps, all in this package:
+//  1. a method here, with request/response types below it when it needs
+//     more than a name (types must round-trip through encoding/json);
+//  2. its implementation on *Local (local.go): the only real one;
+//  3. its one-line forwarding on *Client (client.go);
+//  4. its entry in the methods table of the control API (server.go).
+//
+// Errors wrap the sentinels of package rowstore (or exitcode.ErrNoDaemon);
+// across the socket they travel as a code and come back wrapping the same
+// sentinel, so errors.Is and exit codes are the same on both paths.
+type Service interface {
+	// Status describes the store and whether a daemon serves it.
+	Status(ctx context.Context) (Status, error)
+
+	// Disks.
+	CreateDisk(ctx context.Context, req CreateDiskRequest) (Disk, error)
+	ListDisks(ctx context.Context) ([]Disk, error)
+	GetDisk(ctx context.Context, name string) (Disk, error)
+	ResizeDisk(ctx context.Context, name string, size int64) (Disk, error)
+	DeleteDisk(ctx context.Context, name string, force bool) error
+	RollbackDisk(ctx context.Context, name, snapshot string, force bool) (Disk, error)
+
+	// Snapshots. ListSnapshots with disk != "" lists the snapshots holding
+	// that disk. Diff compares disk in snapshot old with snapshot new (new ""
+	// means the disk now).
+	CreateSnapshot(ctx context.Context, name string, disks []string) (Snapshot, error)
+	ListSnapshots(ctx context.Context, disk string) ([]Snapshot, error)
+	GetSnapshot(ctx context.Context, name string) (Snapshot, error)
+	DeleteSnapshot(ctx context.Context, name string) error
+	Diff(ctx context.Context, req DiffRequest) (Diff, error)
+
+	// Images.
+	CreateImage(ctx context.Context, name, snapshot, disk string) (Image, error)
+	ListImages(ctx context.Context) ([]Image, error)
+	GetImage(ctx context.Context, name string) (Image, error)
+	DeleteImage(ctx context.Context, name string) error
+
+	// Space.
+	Usage(ctx context.Context) (rowstore.Usage, error)
+	GC(ctx context.Context) (rowstore.GCStats, error)
+
+	// CreateScratchClone makes a throw-away writable clone of a snapshot's
+	// disk, named snapmount-<snapshot>-<disk>-<n>, visible under the daemon's
+	// mount (snapshot mount). It needs a daemon: without one it fails with
+	// exitcode.ErrNoDaemon and changes nothing.
+	CreateScratchClone(ctx context.Context, snapshot, disk string) (Disk, error)
+
+	// Shutdown asks the daemon to flush everything, unmount and exit. It
+	// returns once the mount is gone; the process exits right after. Without
+	// a daemon it fails with exitcode.ErrNoDaemon.
+	Shutdown(ctx context.Context) error
+
+	// Close releases the service: a Local closes the store (committing every
+	// write); a Client closes its connections.
+	Close() error
+}
+
+// Status describes the store and its daemon.
+type Status struct {
+	Store      string    `json:"store"`
+	Daemon     bool      `json:"daemon"`               // a daemon serves the store
+	PID        int       `json:"pid,omitempty"`        // the daemon's process id
+	Mountpoint string    `json:"mountpoint,omitempty"` // where the daemon mounted the namespace
+	Started    time.Time `json:"started,omitzero"`
+}
+
+// Disk describes a disk.
+type Disk = rowstore.DiskInfo
+
+// Image describes an image.
+type Image = rowstore.ImageInfo
+
+// CreateDiskRequest creates a disk: empty (Size, BlockSize), or a clone of
+// disk FromDisk of snapshot FromSnapshot, or from image FromImage.
+type CreateDiskRequest struct {
+	Name         string `json:"name"`
+	Size         int64  `json:"size,omitempty"`
+	BlockSize    int    `json:"block_size,omitempty"`
+	FromSnapshot string `json:"from_snapshot,omitempty"`
+	FromDisk     string `json:"from_disk,omitempty"`
+	FromImage    string `json:"from_image,omitempty"`
+}
+
+// Snapshot describes a snapshot. It is also the content of
+// M/snapshots/<name>/snapshot.json.
+type Snapshot struct {
+	ID      uint64         `json:"id"`
+	Name    string         `json:"name"`
+	Created time.Time      `json:"created"`
+	Kind    string         `json:"kind"`
+	State   string         `json:"state"` // "available" (regions add "copying")
+	Disks   []SnapshotDisk `json:"disks"`
+}
+
+// SnapshotDisk is one disk of a snapshot.
+type SnapshotDisk struct {
+	Name      string `json:"name"`
+	DiskID    uint64 `json:"disk_id"`
+	Size      int64  `json:"size"`
+	BlockSize int    `json:"block_size"`
+	Allocated int64  `json:"allocated"`
+}
+
+// DiffRequest names what to compare: Disk as of snapshot Old against Disk
+// as of snapshot New, or the disk now when New is "". Old "" compares
+// against an empty disk (every stored range).
+type DiffRequest struct {
+	Old  string `json:"old"`
+	New  string `json:"new,omitempty"`
+	Disk string `json:"disk"`
+}
+
+// Diff is the changed byte ranges between two points, in order, adjacent
+// changed blocks merged. Zero ranges read as zeros in the newer point.
+type Diff struct {
+	Disk         string  `json:"disk"`
+	Old          string  `json:"old"`
+	New          string  `json:"new,omitempty"`
+	BlockSize    int     `json:"block_size"`
+	Size         int64   `json:"size"`          // size of the newer point
+	ChangedBytes int64   `json:"changed_bytes"` // sum of the ranges' lengths
+	Ranges       []Range `json:"ranges"`
+}
+
+// Range is a changed byte range.
+type Range struct {
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
+	Zero   bool  `json:"zero,omitempty"`
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+)
+
+// printer prints a command's results: text tables for people, or with
+// --json one JSON object per line, each with a "type" field naming what it
+// describes (disk, snapshot, image, range, diff, usage, store_usage, gc,
+// deleted, status, snapmount, ...). Both forms come from the same values.
+type printer struct {
+	json bool
+	w    io.Writer
+}
+
+func newPrinter(c *cli.Context, st *state) *printer {
+	return &printer{json: c.Bool("json"), w: st.stdout}
+}
+
+// object prints v as one JSON line of type typ (JSON mode only).
+func (p *printer) object(typ string, v any) error {
+	b, err := service.TypedJSON(typ, v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", typ, err)
+	}
+	_, err = p.w.Write(append(b, '\n'))
+	return err
+}
+
+// table prints rows under a header, aligned (text mode).
+func (p *printer) table(header []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// fields prints "key: value" lines (text mode).
+func (p *printer) fields(kv ...string) error {
+	tw := tabwriter.NewWriter(p.w, 0, 4, 1, ' ', 0)
+	for i := 0; i+1 < len(kv); i += 2 {
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[i], kv[i+1])
+	}
+	return tw.Flush()
+}
+
+// line prints a text line (text mode) or the JSON object (JSON mode).
+func (p *printer) result(typ string, v any, format string, a ...any) error {
+	if p.json {
+		return p.object(typ, v)
+	}
+	_, err := fmt.Fprintf(p.w, format+"\n", a...)
+	return err
+}
+
+// deleted reports a deletion.
+type deleted struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+}
+
+func (p *printer) deleted(kind, name string) error {
+	return p.result("deleted", deleted{kind, name}, "deleted %s %s", kind, name)
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// list prints items: one JSON line of type typ each, or a table.
+func list[T any](p *printer, typ string, items []T, header []string, row func(T) []string) error {
+	if p.json {
+		for _, it := range items {
+			if err := p.object(typ, it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	rows := make([][]string, 0, len(items))
+	for _, it := range items {
+		rows = append(rows, row(it))
+	}
+	return p.table(header, rows)
+}

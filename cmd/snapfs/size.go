@@ -1,0 +1,44 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// parseSize parses a size: a number with an optional suffix. K, M, G, T, P, E
+// alone (any case) are powers of 1024, like KiB, MiB, ...: 1G = 2^30 bytes,
+// what dd, truncate and qemu-img mean. KB, MB, GB, ... are powers of 1000
+// (go-humanize's reading). A plain number is bytes.
+func parseSize(what, s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0, fmt.Errorf("%w: %s is empty", rowstore.ErrInvalid, what)
+	}
+	if strings.ContainsRune("kKmMgGtTpPeE", rune(t[len(t)-1])) {
+		t += "iB"
+	}
+	if strings.HasPrefix(t, "-") {
+		return 0, fmt.Errorf("%w: %s %q is negative", rowstore.ErrInvalid, what, s)
+	}
+	v, err := humanize.ParseBytes(t)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s %q is not a size (examples: 4096, 64K, 512M, 10G, 1T)", rowstore.ErrInvalid, what, s)
+	}
+	if v > math.MaxInt64 {
+		return 0, fmt.Errorf("%w: %s %q is too large", rowstore.ErrInvalid, what, s)
+	}
+	return int64(v), nil
+}
+
+// size formats n bytes for people: IEC units (1.0 GiB).
+func size(n int64) string {
+	if n < 0 {
+		return "-" + humanize.IBytes(uint64(-n))
+	}
+	return humanize.IBytes(uint64(n))
+}
