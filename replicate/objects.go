@@ -1,0 +1,324 @@
+package replicate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/replicate/store"
+)
+
+// Object directories of a store; see the package doc.
+const (
+	configName = "config"
+	packDir    = "packs/"
+	indexDir   = "index/"
+	snapDir    = "snapshots/"
+	copyDir    = "copying/"
+)
+
+type packID [16]byte
+
+func (p packID) String() string { return hex.EncodeToString(p[:]) }
+
+// newPackID is 8 bytes of creation time (unix seconds, big-endian) and 8
+// random bytes: prune tells an old orphan from a pack being written.
+func newPackID(now time.Time) (packID, error) {
+	var id packID
+	binary.BigEndian.PutUint64(id[:8], uint64(now.Unix()))
+	if _, err := rand.Read(id[8:]); err != nil {
+		return id, fmt.Errorf("pack id: %w", err)
+	}
+	return id, nil
+}
+
+func parsePackID(s string) (packID, bool) {
+	var id packID
+	if len(s) != 32 {
+		return id, false
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, false
+	}
+	return id, true
+}
+
+func (p packID) time() time.Time { return time.Unix(int64(binary.BigEndian.Uint64(p[:8])), 0) }
+
+// putAll writes one object to every store in parallel and adds the bytes
+// written to written (indexed by store). Any failure is an error: metadata
+// and markers must be on every store.
+func (r *region) putAll(ctx context.Context, name string, data []byte, written []int64) error {
+	errs := forEach(r.n(), func(i int) error {
+		if err := r.stores[i].Put(ctx, name, data); err != nil {
+			return fmt.Errorf("%w: store %d (%s): put %s: %w", ErrUnavailable, i, r.stores[i].Location(), name, err)
+		}
+		return nil
+	})
+	if err := firstErr(errs); err != nil {
+		return err
+	}
+	if written != nil {
+		for i := range written {
+			written[i] += int64(len(data))
+		}
+	}
+	return nil
+}
+
+// deleteAll deletes one object from every usable store.
+func (r *region) deleteAll(ctx context.Context, name string) error {
+	return firstErr(forEach(r.n(), func(i int) error {
+		if r.bad[i] != nil {
+			return nil
+		}
+		if err := r.stores[i].Delete(ctx, name); err != nil {
+			return fmt.Errorf("store %d (%s): delete %s: %w", i, r.stores[i].Location(), name, err)
+		}
+		return nil
+	}))
+}
+
+// getMeta reads a metadata object (typ, under dir with id) from the first
+// store holding a copy that authenticates, and returns its plaintext and
+// sealed bytes.
+func (r *region) getMeta(ctx context.Context, typ byte, dir, id string) (pt, sealed []byte, err error) {
+	var errs []error
+	notFound := 0
+	for i, s := range r.stores {
+		if r.bad[i] != nil {
+			continue
+		}
+		b, err := s.Get(ctx, dir+id, 0, -1)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				notFound++
+			}
+			if ctx.Err() != nil {
+				return nil, nil, err
+			}
+			errs = append(errs, fmt.Errorf("store %d: %w", i, err))
+			continue
+		}
+		p, err := r.keys.Open(typ, id, b)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("store %d: %w", i, err))
+			continue
+		}
+		return p, b, nil
+	}
+	if notFound == len(errs) {
+		return nil, nil, fmt.Errorf("%w: %s%s on any store", ErrNotFound, dir, id)
+	}
+	return nil, nil, fmt.Errorf("%s%s: no good copy: %w", dir, id, errors.Join(errs...))
+}
+
+// listing is what the usable stores hold under a prefix: name (without
+// the prefix) -> per store size (-1: absent).
+type listing map[string][]int64
+
+func (r *region) list(ctx context.Context, prefix string) (listing, error) {
+	per := make([]map[string]int64, r.n())
+	errs := forEach(r.n(), func(i int) error {
+		if r.bad[i] != nil {
+			return nil
+		}
+		got := map[string]int64{}
+		err := r.stores[i].List(ctx, prefix, func(name string, size int64) error {
+			got[strings.TrimPrefix(name, prefix)] = size
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("store %d (%s): list %s: %w", i, r.stores[i].Location(), prefix, err)
+		}
+		per[i] = got
+		return nil
+	})
+	if err := firstErr(errs); err != nil {
+		return nil, err
+	}
+	out := listing{}
+	for i, got := range per {
+		for name, size := range got {
+			sizes, ok := out[name]
+			if !ok {
+				sizes = make([]int64, r.n())
+				for j := range sizes {
+					sizes[j] = -1
+				}
+				out[name] = sizes
+			}
+			sizes[i] = size
+		}
+	}
+	return out, nil
+}
+
+// chunkLoc is where a chunk is stored.
+type chunkLoc struct {
+	pack packID
+	e    format.Entry
+}
+
+// chunkSet is the region's chunks, from the pack indexes.
+type chunkSet struct {
+	chunks map[format.ChunkID]chunkLoc
+	packs  map[packID]*format.Index
+	cache  string // directory of cached index objects ("" : none)
+}
+
+func (cs *chunkSet) add(x *format.Index) {
+	id := packID(x.Pack)
+	cs.packs[id] = x
+	for _, e := range x.Entries {
+		if _, ok := cs.chunks[e.ID]; !ok {
+			cs.chunks[e.ID] = chunkLoc{pack: id, e: e}
+		}
+	}
+}
+
+// remember adds a pack index just written and caches its sealed bytes.
+func (cs *chunkSet) remember(x *format.Index, sealed []byte) {
+	cs.add(x)
+	if cs.cache != "" {
+		_ = writeFileAtomic(filepath.Join(cs.cache, packID(x.Pack).String()), sealed, false)
+	}
+}
+
+// loadChunks builds the chunk set from every pack index in the region,
+// fetching the ones not in the local cache (<storeDir>/regions/<name>.cache/
+// index/, which can always be deleted and is rebuilt from the stores).
+func (m *Manager) loadChunks(ctx context.Context, r *region) (*chunkSet, error) {
+	remote, err := r.list(ctx, indexDir)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(m.cacheDir(r.cfg.Name), "index")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("region cache: %w", err)
+	}
+	cs := &chunkSet{chunks: map[format.ChunkID]chunkLoc{}, packs: map[packID]*format.Index{}, cache: dir}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("region cache: %w", err)
+	}
+	cached := map[string]bool{}
+	for _, e := range ents {
+		if _, ok := remote[e.Name()]; !ok {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+			continue
+		}
+		cached[e.Name()] = true
+	}
+	for name := range remote {
+		if _, ok := parsePackID(name); !ok {
+			m.log.Warn("foreign object in region", "region", r.cfg.Name, "object", indexDir+name)
+			continue
+		}
+		var pt []byte
+		if cached[name] {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err == nil {
+				pt, err = r.keys.Open(format.TypeIndex, name, b)
+			}
+			if err != nil {
+				m.log.Warn("dropping bad cached index", "region", r.cfg.Name, "pack", name, "err", err)
+				pt = nil
+			}
+		}
+		if pt == nil {
+			var sealed []byte
+			pt, sealed, err = r.getMeta(ctx, format.TypeIndex, indexDir, name)
+			if err != nil {
+				return nil, fmt.Errorf("region %q: pack index %s: %w", r.cfg.Name, name, err)
+			}
+			_ = writeFileAtomic(filepath.Join(dir, name), sealed, false)
+		}
+		x, err := format.DecodeIndex(pt)
+		if err != nil {
+			return nil, fmt.Errorf("region %q: pack index %s: %w", r.cfg.Name, name, err)
+		}
+		if x.Pack != [16]byte(mustPackID(name)) {
+			return nil, fmt.Errorf("%w: region %q: index %s names pack %x", ErrCorrupt, r.cfg.Name, name, x.Pack)
+		}
+		cs.add(x)
+	}
+	return cs, nil
+}
+
+func mustPackID(s string) packID {
+	id, _ := parsePackID(s)
+	return id
+}
+
+// readManifest reads the manifest stored under name id nid.
+func (r *region) readManifest(ctx context.Context, nid string) (*format.Manifest, error) {
+	pt, _, err := r.getMeta(ctx, format.TypeManifest, snapDir, nid)
+	if err != nil {
+		return nil, err
+	}
+	return format.DecodeManifest(pt)
+}
+
+// blockMap is a disk's full block -> chunk map.
+type blockMap map[uint64]format.ChunkID
+
+// resolveDisk returns the full block map of disk of manifest mf, following
+// its delta chain. cache holds manifests already read (by name id).
+func (r *region) resolveDisk(ctx context.Context, mf *format.Manifest, disk string, cache map[string]*format.Manifest) (blockMap, *format.ManifestDisk, error) {
+	var chain []*format.ManifestDisk
+	cur := mf
+	var top *format.ManifestDisk
+	for depth := 0; ; depth++ {
+		d := cur.Disk(disk)
+		if d == nil {
+			return nil, nil, fmt.Errorf("%w: remote snapshot %q has no disk %q", ErrNotFound, cur.Name, disk)
+		}
+		if top == nil {
+			top = d
+		}
+		chain = append(chain, d)
+		if d.Parent == "" {
+			break
+		}
+		if depth > format.MaxDepth*4 {
+			return nil, nil, fmt.Errorf("%w: manifest chain of %q disk %q too long", ErrCorrupt, mf.Name, disk)
+		}
+		p, ok := cache[d.Parent]
+		if !ok {
+			var err error
+			if p, err = r.readManifest(ctx, d.Parent); err != nil {
+				return nil, nil, fmt.Errorf("parent of remote snapshot %q: %w", cur.Name, err)
+			}
+			if cache != nil {
+				cache[d.Parent] = p
+			}
+		}
+		cur = p
+	}
+	bm := blockMap{}
+	for i := len(chain) - 1; i >= 0; i-- {
+		for _, e := range chain[i].Entries {
+			if e.Zero {
+				delete(bm, e.Block)
+			} else {
+				bm[e.Block] = e.ID
+			}
+		}
+	}
+	nblocks := top.Blocks()
+	for b := range bm {
+		if b >= nblocks { // the disk shrank along the chain
+			delete(bm, b)
+		}
+	}
+	return bm, top, nil
+}

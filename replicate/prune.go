@@ -1,0 +1,176 @@
+package replicate
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/snapfs/snapfs/replicate/format"
+)
+
+// OrphanAge is how old a pack without an index must be before Prune
+// deletes it: younger ones may belong to a sync that is still running.
+const OrphanAge = time.Hour
+
+// PruneStats is what Prune did.
+type PruneStats struct {
+	Deleted        []string `json:"deleted"`   // remote snapshots removed
+	Rewritten      []string `json:"rewritten"` // kept snapshots rewritten as full manifests
+	PacksDeleted   int      `json:"packs_deleted"`
+	OrphansDeleted int      `json:"orphans_deleted"`
+	BytesFreed     int64    `json:"bytes_freed"`
+}
+
+// Prune keeps the keepLast newest remote snapshots and those created
+// within keepWithin of now, removes the others, and then removes the packs
+// no kept snapshot references and orphan shards (packs without an index)
+// older than OrphanAge. A kept snapshot whose manifest is a delta over a
+// removed one is first rewritten as a full manifest. At least one of
+// keepLast and keepWithin must be positive.
+func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, keepWithin time.Duration) (PruneStats, error) {
+	var st PruneStats
+	if keepLast <= 0 && keepWithin <= 0 {
+		return st, fmt.Errorf("%w: prune needs keep-last or keep-within", ErrInvalid)
+	}
+	r, err := m.openRegion(ctx, regionName, true)
+	if err != nil {
+		return st, err
+	}
+	defer r.close()
+	mfs, markers, err := m.remoteAll(ctx, r)
+	if err != nil {
+		return st, err
+	}
+	nids := make([]string, 0, len(mfs))
+	for nid := range mfs {
+		nids = append(nids, nid)
+	}
+	slices.SortFunc(nids, func(a, b string) int { return mfs[b].Created.Compare(mfs[a].Created) }) // newest first
+	now := m.opts.Now()
+	keep := map[string]bool{}
+	for i, nid := range nids {
+		if i < keepLast || (keepWithin > 0 && now.Sub(mfs[nid].Created) <= keepWithin) {
+			keep[nid] = true
+		}
+	}
+	// Rewrite kept children of removed parents as full, oldest first, while
+	// every manifest still exists.
+	for i := len(nids) - 1; i >= 0; i-- {
+		nid := nids[i]
+		if !keep[nid] {
+			continue
+		}
+		mf := mfs[nid]
+		changed := false
+		nmf := *mf
+		nmf.Disks = slices.Clone(mf.Disks)
+		for j, d := range mf.Disks {
+			if d.Parent == "" || keep[d.Parent] {
+				continue
+			}
+			bm, _, err := r.resolveDisk(ctx, mf, d.Name, mfs)
+			if err != nil {
+				return st, fmt.Errorf("prune: rewrite %q: %w", mf.Name, err)
+			}
+			nd := d
+			nd.Parent, nd.Depth, nd.Entries = "", 0, make([]format.MapEntry, 0, len(bm))
+			for b, id := range bm {
+				nd.Entries = append(nd.Entries, format.MapEntry{Block: b, ID: id})
+			}
+			slices.SortFunc(nd.Entries, func(a, b format.MapEntry) int { return cmpU64(a.Block, b.Block) })
+			nmf.Disks[j] = nd
+			changed = true
+		}
+		if !changed {
+			continue
+		}
+		pt, err := nmf.Encode()
+		if err != nil {
+			return st, err
+		}
+		sealed, err := r.keys.Seal(format.TypeManifest, nid, pt)
+		if err != nil {
+			return st, err
+		}
+		if err := r.putAll(ctx, snapDir+nid, sealed, nil); err != nil {
+			return st, fmt.Errorf("prune: rewrite %q: %w", mf.Name, err)
+		}
+		mfs[nid] = &nmf
+		st.Rewritten = append(st.Rewritten, mf.Name)
+	}
+	for _, nid := range nids {
+		if keep[nid] {
+			continue
+		}
+		if err := r.deleteAll(ctx, snapDir+nid); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
+		st.Deleted = append(st.Deleted, mfs[nid].Name)
+		delete(mfs, nid)
+	}
+	// Chunks the kept snapshots need.
+	need := map[format.ChunkID]bool{}
+	for _, mf := range mfs {
+		for _, d := range mf.Disks {
+			bm, _, err := r.resolveDisk(ctx, mf, d.Name, mfs)
+			if err != nil {
+				return st, fmt.Errorf("prune: %q: %w", mf.Name, err)
+			}
+			for _, id := range bm {
+				need[id] = true
+			}
+		}
+	}
+	cs, err := m.loadChunks(ctx, r)
+	if err != nil {
+		return st, err
+	}
+	packs, err := r.list(ctx, packDir)
+	if err != nil {
+		return st, err
+	}
+	copying := len(markers) > 0
+	for name, sizes := range packs {
+		id, ok := parsePackID(name)
+		if !ok {
+			continue
+		}
+		x, indexed := cs.packs[id]
+		young := now.Sub(id.time()) < OrphanAge
+		if indexed {
+			if young && copying || slices.ContainsFunc(x.Entries, func(e format.Entry) bool { return need[e.ID] }) {
+				continue
+			}
+			// The index goes first: a chunk set never names a deleted pack.
+			if err := r.deleteAll(ctx, indexDir+name); err != nil {
+				return st, fmt.Errorf("prune: %w", err)
+			}
+			st.PacksDeleted++
+		} else {
+			if young {
+				continue
+			}
+			st.OrphansDeleted++
+		}
+		if err := r.deleteAll(ctx, packDir+name); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
+		for _, s := range sizes {
+			st.BytesFreed += max(s, 0)
+		}
+	}
+	m.log.Info("region pruned", "region", regionName, "deleted", len(st.Deleted), "rewritten", len(st.Rewritten), "packs", st.PacksDeleted, "orphans", st.OrphansDeleted)
+	return st, nil
+}
+
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

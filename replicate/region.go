@@ -1,0 +1,535 @@
+package replicate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/replicate/store"
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// Sentinel errors, checked with errors.Is.
+var (
+	// ErrNotFound: no such region, remote snapshot or disk.
+	ErrNotFound = errors.New("replicate: not found")
+	// ErrExists: the region (or target disk) already exists.
+	ErrExists = errors.New("replicate: already exists")
+	// ErrInvalid: a bad argument.
+	ErrInvalid = errors.New("replicate: invalid argument")
+	// ErrWrongKey: the key file does not open the region.
+	ErrWrongKey = format.ErrWrongKey
+	// ErrMismatch: the stores hold a region that differs from the
+	// configuration (k, m, region id or store position).
+	ErrMismatch = errors.New("replicate: stores do not match the region configuration")
+	// ErrUnavailable: a store needed for the operation could not be used.
+	ErrUnavailable = errors.New("replicate: store unavailable")
+	// ErrTooFewShards: fewer than k usable shards of a pack remain.
+	ErrTooFewShards = errors.New("replicate: too few usable shards")
+	// ErrCorrupt: a region object failed verification.
+	ErrCorrupt = format.ErrCorrupt
+	// ErrConflict: the region holds a different snapshot of the same name.
+	ErrConflict = errors.New("replicate: region holds another snapshot of that name")
+)
+
+// DefaultPackSize is the target plaintext size of a pack.
+const DefaultPackSize = 32 << 20
+
+// Options configure a Manager. The zero value is usable.
+type Options struct {
+	Logger *slog.Logger
+	// PackSize is the target size of a pack before compression; default
+	// DefaultPackSize.
+	PackSize int
+	// OpenStore opens store i of a region. Default: store.Open wrapped in
+	// store.DefaultRetry. Tests inject faults here.
+	OpenStore func(ctx context.Context, i int, url string, opts store.Options) (store.Store, error)
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Workers bounds parallel pack reads in restore, check and repair;
+	// default 4.
+	Workers int
+}
+
+// Manager runs region operations for one local store. It is safe for
+// concurrent use, but two operations on one region must not overlap (the
+// sync job takes a lock).
+type Manager struct {
+	dir  string
+	rs   *rowstore.Store
+	opts Options
+	log  *slog.Logger
+	enc  *zstd.Encoder
+	dec  *zstd.Decoder
+	mu   sync.Mutex // serialises region config files
+}
+
+// New returns a Manager for the local store rs whose directory is
+// storeDir. Region configuration lives in storeDir/regions.
+func New(storeDir string, rs *rowstore.Store, opts Options) (*Manager, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.PackSize <= 0 {
+		opts.PackSize = DefaultPackSize
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.OpenStore == nil {
+		opts.OpenStore = func(ctx context.Context, _ int, url string, so store.Options) (store.Store, error) {
+			s, err := store.Open(ctx, url, so)
+			if err != nil {
+				return nil, err
+			}
+			return store.Wrap(s, store.WrapOptions{Retry: store.DefaultRetry(), Logger: so.Logger}), nil
+		}
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, fmt.Errorf("zstd: %w", err)
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(format.MaxChunk*2))
+	if err != nil {
+		return nil, fmt.Errorf("zstd: %w", err)
+	}
+	return &Manager{dir: storeDir, rs: rs, opts: opts, log: opts.Logger, enc: enc, dec: dec}, nil
+}
+
+// Close releases the Manager's codecs.
+func (m *Manager) Close() error {
+	m.dec.Close()
+	return m.enc.Close()
+}
+
+// S3Options are the S3 settings of a region's stores (credentials come
+// from the URL's user info or the standard AWS environment variables and
+// are never written to the configuration file).
+type S3Options struct {
+	Endpoint  string `json:"endpoint,omitempty"`
+	Region    string `json:"region,omitempty"`
+	PathStyle bool   `json:"path_style,omitempty"`
+	Insecure  bool   `json:"insecure,omitempty"`
+}
+
+// RegionConfig is a region's local configuration, kept in
+// <storeDir>/regions/<name>.json. It never holds the key, only its path.
+type RegionConfig struct {
+	Name     string    `json:"name"`
+	K        int       `json:"data"`
+	M        int       `json:"parity"`
+	Stores   []string  `json:"stores"`
+	KeyFile  string    `json:"key_file"`
+	S3       S3Options `json:"s3"`
+	RegionID string    `json:"region_id,omitempty"` // set by AddRegion
+	Added    time.Time `json:"added"`
+}
+
+// RegionInfo is a region's configuration and what AddRegion found.
+type RegionInfo struct {
+	RegionConfig
+	Attached bool `json:"attached"` // the stores already held the region
+}
+
+func (m *Manager) regionsDir() string { return filepath.Join(m.dir, "regions") }
+func (m *Manager) configPath(name string) string {
+	return filepath.Join(m.regionsDir(), name+".json")
+}
+func (m *Manager) cacheDir(name string) string {
+	return filepath.Join(m.regionsDir(), name+".cache")
+}
+
+func validRegionName(name string) error {
+	if err := rowstore.ValidateName("region", name); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// ListRegions lists the configured regions by name.
+func (m *Manager) ListRegions() ([]RegionConfig, error) {
+	ents, err := os.ReadDir(m.regionsDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list regions: %w", err)
+	}
+	var out []RegionConfig
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || e.IsDir() {
+			continue
+		}
+		c, err := m.loadConfig(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// RegionInfo returns a region's configuration.
+func (m *Manager) RegionInfo(name string) (RegionConfig, error) {
+	if err := validRegionName(name); err != nil {
+		return RegionConfig{}, err
+	}
+	return m.loadConfig(name)
+}
+
+// RemoveRegion forgets a region locally (its configuration and cache). It
+// never deletes remote data.
+func (m *Manager) RemoveRegion(name string) error {
+	if err := validRegionName(name); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := os.Remove(m.configPath(name)); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: region %q", ErrNotFound, name)
+		}
+		return fmt.Errorf("remove region %q: %w", name, err)
+	}
+	if err := os.RemoveAll(m.cacheDir(name)); err != nil {
+		return fmt.Errorf("remove region %q cache: %w", name, err)
+	}
+	return syncDir(m.regionsDir())
+}
+
+func (m *Manager) loadConfig(name string) (RegionConfig, error) {
+	b, err := os.ReadFile(m.configPath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return RegionConfig{}, fmt.Errorf("%w: region %q", ErrNotFound, name)
+	}
+	if err != nil {
+		return RegionConfig{}, fmt.Errorf("region %q: %w", name, err)
+	}
+	var c RegionConfig
+	if err := json.Unmarshal(b, &c); err != nil {
+		return RegionConfig{}, fmt.Errorf("region %q: %s: %w", name, m.configPath(name), err)
+	}
+	return c, nil
+}
+
+func (m *Manager) saveConfig(c RegionConfig) error {
+	if err := os.MkdirAll(m.regionsDir(), 0o700); err != nil {
+		return fmt.Errorf("save region %q: %w", c.Name, err)
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save region %q: %w", c.Name, err)
+	}
+	return writeFileAtomic(m.configPath(c.Name), append(b, '\n'), true)
+}
+
+// writeFileAtomic writes path through a temporary file and a rename; with
+// durable, the file and its directory are synced.
+func writeFileAtomic(path string, data []byte, durable bool) error {
+	tmp := fmt.Sprintf("%s.tmp-%s", path, randHex(4))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = f.Write(data)
+	if err == nil && durable {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if durable {
+		return syncDir(filepath.Dir(path))
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// region is an opened region: its stores and keys.
+type region struct {
+	cfg    RegionConfig
+	k, m   int
+	id     [16]byte
+	keys   *format.Keys
+	stores []store.Store
+	// bad holds, per store, why it could not be used (nil: usable).
+	bad []error
+}
+
+func (r *region) close() {
+	for _, s := range r.stores {
+		if s != nil {
+			_ = s.Close()
+		}
+	}
+}
+
+func (r *region) n() int { return r.k + r.m }
+
+func (m *Manager) openStores(ctx context.Context, c RegionConfig) ([]store.Store, []error) {
+	so := store.Options{Endpoint: c.S3.Endpoint, Region: c.S3.Region, PathStyle: c.S3.PathStyle, Insecure: c.S3.Insecure, Logger: m.log}
+	stores := make([]store.Store, len(c.Stores))
+	errs := forEach(len(c.Stores), func(i int) error {
+		s, err := m.opts.OpenStore(ctx, i, c.Stores[i], so)
+		if err != nil {
+			return fmt.Errorf("%w: store %d: %w", ErrUnavailable, i, err)
+		}
+		stores[i] = s
+		return nil
+	})
+	return stores, errs
+}
+
+// openRegion opens a configured region and verifies every reachable
+// store's config against the key. With needAll, every store must be
+// usable; otherwise at least one.
+func (m *Manager) openRegion(ctx context.Context, name string, needAll bool) (*region, error) {
+	if err := validRegionName(name); err != nil {
+		return nil, err
+	}
+	c, err := m.loadConfig(name)
+	if err != nil {
+		return nil, err
+	}
+	key, err := format.ReadKeyFile(c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("region %q: key file %s: %w", name, c.KeyFile, err)
+	}
+	idb, err := hex.DecodeString(c.RegionID)
+	if err != nil || len(idb) != 16 {
+		return nil, fmt.Errorf("%w: region %q: bad region id %q in %s", ErrInvalid, name, c.RegionID, m.configPath(name))
+	}
+	r := &region{cfg: c, k: c.K, m: c.M}
+	copy(r.id[:], idb)
+	if r.keys, err = format.DeriveKeys(key, r.id); err != nil {
+		return nil, err
+	}
+	var errs []error
+	r.stores, errs = m.openStores(ctx, c)
+	r.bad = make([]error, len(r.stores))
+	for i := range r.stores {
+		if errs[i] != nil {
+			r.bad[i] = errs[i]
+			continue
+		}
+		cfg, err := readStoreConfig(ctx, r.stores[i])
+		if err == nil {
+			err = r.checkConfig(cfg, i)
+		}
+		if err != nil {
+			r.bad[i] = fmt.Errorf("store %d (%s): %w", i, r.stores[i].Location(), err)
+		}
+	}
+	good := 0
+	for i, e := range r.bad {
+		if e == nil {
+			good++
+			continue
+		}
+		if errors.Is(e, ErrWrongKey) || errors.Is(e, ErrMismatch) {
+			r.close()
+			return nil, fmt.Errorf("region %q: %w", name, e)
+		}
+		m.log.Warn("region store unusable", "region", name, "store", i, "err", e)
+		if needAll {
+			r.close()
+			return nil, fmt.Errorf("region %q: %w", name, e)
+		}
+	}
+	if good == 0 {
+		r.close()
+		return nil, fmt.Errorf("%w: region %q: no store is usable: %w", ErrUnavailable, name, errors.Join(r.bad...))
+	}
+	return r, nil
+}
+
+func readStoreConfig(ctx context.Context, s store.Store) (*format.Config, error) {
+	b, err := s.Get(ctx, "config", 0, -1)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read config: %w", ErrUnavailable, err)
+	}
+	return format.DecodeConfig(b)
+}
+
+func (r *region) checkConfig(c *format.Config, i int) error {
+	if c.RegionID != r.id {
+		return fmt.Errorf("%w: store holds region %x, configured %x", ErrMismatch, c.RegionID, r.id)
+	}
+	if c.K != r.k || c.M != r.m || c.Index != i {
+		return fmt.Errorf("%w: store holds shard %d of a %d+%d region; configured as shard %d of %d+%d", ErrMismatch, c.Index, c.K, c.M, i, r.k, r.m)
+	}
+	return c.Verify(r.keys)
+}
+
+// AddRegion configures a region. It checks that every store is reachable
+// and writable. Stores that hold no region get a config object; if some
+// already hold the region (another host created it), AddRegion attaches:
+// the key must open it and k and m must match.
+func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, error) {
+	if err := validRegionName(c.Name); err != nil {
+		return RegionInfo{}, err
+	}
+	if c.K < 1 || c.M < 0 || c.K+c.M > 255 {
+		return RegionInfo{}, fmt.Errorf("%w: region %q: k=%d m=%d (want k >= 1, m >= 0, k+m <= 255)", ErrInvalid, c.Name, c.K, c.M)
+	}
+	if len(c.Stores) != c.K+c.M {
+		return RegionInfo{}, fmt.Errorf("%w: region %q: %d stores for %d+%d shards", ErrInvalid, c.Name, len(c.Stores), c.K, c.M)
+	}
+	for i, u := range c.Stores {
+		if slices.Index(c.Stores, u) != i {
+			return RegionInfo{}, fmt.Errorf("%w: region %q: store %q is listed twice", ErrInvalid, c.Name, u)
+		}
+	}
+	if c.KeyFile == "" {
+		return RegionInfo{}, fmt.Errorf("%w: region %q: no key file", ErrInvalid, c.Name)
+	}
+	if abs, err := filepath.Abs(c.KeyFile); err == nil {
+		c.KeyFile = abs
+	}
+	key, err := format.ReadKeyFile(c.KeyFile)
+	if err != nil {
+		return RegionInfo{}, fmt.Errorf("region %q: key file %s: %w", c.Name, c.KeyFile, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, err := os.Stat(m.configPath(c.Name)); err == nil {
+		return RegionInfo{}, fmt.Errorf("%w: region %q", ErrExists, c.Name)
+	}
+	stores, errs := m.openStores(ctx, c)
+	defer func() {
+		for _, s := range stores {
+			if s != nil {
+				_ = s.Close()
+			}
+		}
+	}()
+	if err := firstErr(errs); err != nil {
+		return RegionInfo{}, fmt.Errorf("region %q: %w", c.Name, err)
+	}
+	// Reachable and writable: a probe object round trip on every store.
+	errs = forEach(len(stores), func(i int) error {
+		name := "probe-" + randHex(8)
+		want := []byte("snapfs probe " + name)
+		if err := stores[i].Put(ctx, name, want); err != nil {
+			return fmt.Errorf("%w: store %d (%s) is not writable: %w", ErrUnavailable, i, stores[i].Location(), err)
+		}
+		got, err := stores[i].Get(ctx, name, 0, -1)
+		if err == nil && string(got) != string(want) {
+			err = errors.New("read back different bytes")
+		}
+		if derr := stores[i].Delete(ctx, name); err == nil {
+			err = derr
+		}
+		if err != nil {
+			return fmt.Errorf("%w: store %d (%s): probe: %w", ErrUnavailable, i, stores[i].Location(), err)
+		}
+		return nil
+	})
+	if err := firstErr(errs); err != nil {
+		return RegionInfo{}, fmt.Errorf("region %q: %w", c.Name, err)
+	}
+	existing := make([]*format.Config, len(stores))
+	errs = forEach(len(stores), func(i int) error {
+		cfg, err := readStoreConfig(ctx, stores[i])
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return fmt.Errorf("store %d (%s): %w", i, stores[i].Location(), err)
+		}
+		existing[i] = cfg
+		return nil
+	})
+	if err := firstErr(errs); err != nil {
+		return RegionInfo{}, fmt.Errorf("region %q: %w", c.Name, err)
+	}
+	r := &region{cfg: c, k: c.K, m: c.M}
+	attached := false
+	for _, e := range existing {
+		if e != nil {
+			r.id, attached = e.RegionID, true
+			break
+		}
+	}
+	if !attached {
+		if r.id, err = format.NewRegionID(); err != nil {
+			return RegionInfo{}, fmt.Errorf("region id: %w", err)
+		}
+	}
+	if r.keys, err = format.DeriveKeys(key, r.id); err != nil {
+		return RegionInfo{}, err
+	}
+	now := m.opts.Now().UTC()
+	for i, e := range existing {
+		if e == nil {
+			continue
+		}
+		if err := r.checkConfig(e, i); err != nil {
+			return RegionInfo{}, fmt.Errorf("region %q: store %d (%s): %w", c.Name, i, stores[i].Location(), err)
+		}
+		now = e.Created
+	}
+	errs = forEach(len(stores), func(i int) error {
+		if existing[i] != nil {
+			return nil
+		}
+		cfg := &format.Config{K: c.K, M: c.M, Index: i, RegionID: r.id, Created: now}
+		if err := cfg.Seal(r.keys); err != nil {
+			return err
+		}
+		if err := stores[i].Put(ctx, "config", cfg.Encode()); err != nil {
+			return fmt.Errorf("%w: store %d (%s): write config: %w", ErrUnavailable, i, stores[i].Location(), err)
+		}
+		return nil
+	})
+	if err := firstErr(errs); err != nil {
+		return RegionInfo{}, fmt.Errorf("region %q: %w", c.Name, err)
+	}
+	c.RegionID = hex.EncodeToString(r.id[:])
+	c.Added = m.opts.Now().UTC()
+	if err := m.saveConfig(c); err != nil {
+		return RegionInfo{}, err
+	}
+	m.log.Info("region added", "region", c.Name, "k", c.K, "m", c.M, "attached", attached)
+	return RegionInfo{RegionConfig: c, Attached: attached}, nil
+}

@@ -1,0 +1,186 @@
+package replicate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/snapfs/snapfs/replicate/format"
+)
+
+// State is the state of a remote snapshot.
+type State string
+
+// Remote snapshot states.
+const (
+	StateAbsent    State = "absent"    // not in the region
+	StateCopying   State = "copying"   // a copy started (marker), no manifest yet
+	StateAvailable State = "available" // manifest present: restorable
+	StateDegraded  State = "degraded"  // available, but the last check found bad shards it needs
+)
+
+// RemoteDisk is one disk of a remote snapshot.
+type RemoteDisk struct {
+	Name      string `json:"name"`
+	Size      int64  `json:"size"`
+	BlockSize int    `json:"block_size"`
+	Blocks    int    `json:"manifest_entries"`
+	Delta     bool   `json:"delta"`
+}
+
+// RemoteSnapshot is a snapshot in a region.
+type RemoteSnapshot struct {
+	Name    string       `json:"name"`
+	ID      uint64       `json:"id"`
+	Created time.Time    `json:"created"`
+	Kind    string       `json:"kind,omitempty"`
+	State   State        `json:"state"`
+	Disks   []RemoteDisk `json:"disks,omitempty"`
+}
+
+func remoteOf(mf *format.Manifest) RemoteSnapshot {
+	rs := RemoteSnapshot{Name: mf.Name, ID: mf.SnapshotID, Created: mf.Created, Kind: mf.Kind, State: StateAvailable}
+	for _, d := range mf.Disks {
+		rs.Disks = append(rs.Disks, RemoteDisk{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize, Blocks: len(d.Entries), Delta: d.Parent != ""})
+	}
+	return rs
+}
+
+// checkState is what the last Check found, kept in the region's cache.
+type checkState struct {
+	Time     time.Time `json:"time"`
+	Degraded []string  `json:"degraded"` // snapshot names
+}
+
+func (m *Manager) checkStatePath(name string) string {
+	return filepath.Join(m.cacheDir(name), "check.json")
+}
+
+func (m *Manager) loadCheckState(name string) checkState {
+	var cs checkState
+	b, err := os.ReadFile(m.checkStatePath(name))
+	if err == nil {
+		_ = json.Unmarshal(b, &cs)
+	}
+	return cs
+}
+
+func (m *Manager) saveCheckState(name string, cs checkState) error {
+	if err := os.MkdirAll(m.cacheDir(name), 0o700); err != nil {
+		return fmt.Errorf("region cache: %w", err)
+	}
+	b, err := json.Marshal(cs)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(m.checkStatePath(name), b, false)
+}
+
+// ListRemote lists the region's snapshots, oldest first, with their state.
+func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSnapshot, error) {
+	r, err := m.openRegion(ctx, regionName, false)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	mfs, markers, err := m.remoteAll(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	degraded := m.loadCheckState(regionName).Degraded
+	var out []RemoteSnapshot
+	for _, mf := range mfs {
+		rs := remoteOf(mf)
+		if slices.Contains(degraded, mf.Name) {
+			rs.State = StateDegraded
+		}
+		out = append(out, rs)
+	}
+	for _, mk := range markers {
+		out = append(out, RemoteSnapshot{Name: mk.Name, ID: mk.SnapshotID, Created: mk.Created, State: StateCopying})
+	}
+	slices.SortStableFunc(out, func(a, b RemoteSnapshot) int { return a.Created.Compare(b.Created) })
+	return out, nil
+}
+
+// remoteAll reads every manifest (by name id) and every marker without a
+// manifest.
+func (m *Manager) remoteAll(ctx context.Context, r *region) (map[string]*format.Manifest, map[string]*format.Marker, error) {
+	snaps, err := r.list(ctx, snapDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	marks, err := r.list(ctx, copyDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	mfs := map[string]*format.Manifest{}
+	for nid := range snaps {
+		mf, err := r.readManifest(ctx, nid)
+		if err != nil {
+			return nil, nil, fmt.Errorf("region %q: manifest %s: %w", r.cfg.Name, nid, err)
+		}
+		mfs[nid] = mf
+	}
+	markers := map[string]*format.Marker{}
+	for nid := range marks {
+		if _, ok := snaps[nid]; ok {
+			continue
+		}
+		pt, _, err := r.getMeta(ctx, format.TypeMarker, copyDir, nid)
+		if err != nil {
+			m.log.Warn("unreadable copying marker", "region", r.cfg.Name, "id", nid, "err", err)
+			continue
+		}
+		mk, err := format.DecodeMarker(pt)
+		if err != nil {
+			m.log.Warn("unreadable copying marker", "region", r.cfg.Name, "id", nid, "err", err)
+			continue
+		}
+		markers[nid] = mk
+	}
+	return mfs, markers, nil
+}
+
+// RemoteState tells whether a local snapshot is in the region: absent,
+// copying, available or degraded. A remote snapshot of the same name that
+// is not this snapshot is reported as absent.
+func (m *Manager) RemoteState(ctx context.Context, regionName, snapshot string) (RemoteSnapshot, error) {
+	local, err := m.rs.GetSnapshot(snapshot)
+	if err != nil {
+		return RemoteSnapshot{}, err
+	}
+	out := RemoteSnapshot{Name: local.Name, ID: local.ID, Created: local.Created, Kind: local.Kind, State: StateAbsent}
+	r, err := m.openRegion(ctx, regionName, false)
+	if err != nil {
+		return out, err
+	}
+	defer r.close()
+	nid := r.keys.NameID(snapshot)
+	mf, err := r.readManifest(ctx, nid)
+	switch {
+	case err == nil:
+		if mf.SnapshotID != local.ID || !mf.Created.Equal(local.Created) {
+			return out, nil
+		}
+		out = remoteOf(mf)
+		if slices.Contains(m.loadCheckState(regionName).Degraded, snapshot) {
+			out.State = StateDegraded
+		}
+		return out, nil
+	case !errors.Is(err, ErrNotFound):
+		return out, err
+	}
+	pt, _, err := r.getMeta(ctx, format.TypeMarker, copyDir, nid)
+	if err == nil {
+		if mk, err := format.DecodeMarker(pt); err == nil && mk.SnapshotID == local.ID {
+			out.State = StateCopying
+		}
+	}
+	return out, nil
+}

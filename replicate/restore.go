@@ -1,0 +1,307 @@
+package replicate
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/snapfs/snapfs/replicate/erasure"
+	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/replicate/store"
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// RestoreStats count what a restore did.
+type RestoreStats struct {
+	Blocks    int64 `json:"blocks"`     // non-zero blocks written
+	PacksRead int   `json:"packs_read"` // packs decoded
+	BytesRead int64 `json:"bytes_read"` // shard bytes fetched
+	Degraded  int   `json:"degraded"`   // packs that needed parity or skipped a bad shard
+}
+
+// Restore builds local disk toDisk from disk of the remote snapshot,
+// reading any k healthy shards of each pack and verifying every block
+// against the manifest. The disk is built under a temporary name and
+// renamed only when complete and synced; on failure it is deleted.
+func (m *Manager) Restore(ctx context.Context, regionName, snapshot, disk, toDisk string, progress Progress) (st RestoreStats, err error) {
+	progress = orNoProgress(progress)
+	progress.Event(Event{Type: EventStart, Op: "restore", Region: regionName, Snapshot: snapshot, Disk: disk})
+	defer func() {
+		ev := Event{Type: EventDone, Op: "restore", Region: regionName, Snapshot: snapshot, Disk: toDisk, Blocks: st.Blocks, Bytes: st.BytesRead}
+		if err != nil {
+			ev.Err = err.Error()
+		}
+		progress.Event(ev)
+	}()
+	if err := rowstore.ValidateName("disk", toDisk); err != nil {
+		return st, err
+	}
+	if _, err := m.rs.GetDisk(toDisk); err == nil {
+		return st, fmt.Errorf("restore: %w: local disk %q", ErrExists, toDisk)
+	} else if !errors.Is(err, rowstore.ErrNotFound) {
+		return st, fmt.Errorf("restore: %w", err)
+	}
+	r, err := m.openRegion(ctx, regionName, false)
+	if err != nil {
+		return st, err
+	}
+	defer r.close()
+	mf, err := r.readManifest(ctx, r.keys.NameID(snapshot))
+	if errors.Is(err, ErrNotFound) {
+		if _, _, merr := r.getMeta(ctx, format.TypeMarker, copyDir, r.keys.NameID(snapshot)); merr == nil {
+			return st, fmt.Errorf("restore: %w: snapshot %q is still being copied to region %q", ErrNotFound, snapshot, regionName)
+		}
+		return st, fmt.Errorf("restore: %w: snapshot %q in region %q", ErrNotFound, snapshot, regionName)
+	}
+	if err != nil {
+		return st, fmt.Errorf("restore: snapshot %q: %w", snapshot, err)
+	}
+	bm, md, err := r.resolveDisk(ctx, mf, disk, map[string]*format.Manifest{})
+	if err != nil {
+		return st, fmt.Errorf("restore: %w", err)
+	}
+	cs, err := m.loadChunks(ctx, r)
+	if err != nil {
+		return st, err
+	}
+	type want struct {
+		block uint64
+		e     format.Entry
+	}
+	byPack := map[packID][]want{}
+	for b, id := range bm {
+		loc, ok := cs.chunks[id]
+		if !ok {
+			return st, fmt.Errorf("restore: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, regionName)
+		}
+		byPack[loc.pack] = append(byPack[loc.pack], want{b, loc.e})
+	}
+	packs := make([]packID, 0, len(byPack))
+	for p := range byPack {
+		packs = append(packs, p)
+	}
+	slices.SortFunc(packs, func(a, b packID) int { return slices.Compare(a[:], b[:]) })
+
+	tmp := "restore-" + randHex(8)
+	if _, err := m.rs.CreateDisk(tmp, md.Size, md.BlockSize); err != nil {
+		return st, fmt.Errorf("restore: create disk: %w", err)
+	}
+	h, err := m.rs.OpenDisk(tmp)
+	if err != nil {
+		_ = m.rs.DeleteDisk(tmp, true)
+		return st, fmt.Errorf("restore: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = h.Close()
+			if derr := m.rs.DeleteDisk(tmp, true); derr != nil {
+				m.log.Error("restore: temporary disk left behind", "disk", tmp, "err", derr)
+			}
+		}
+	}()
+	total := int64(len(bm))
+	var mu sync.Mutex
+	work := make(chan packID)
+	errs := make([]error, m.opts.Workers)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := range m.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				sealed, degraded, n, err := m.fetchPack(wctx, r, p, cs.packs[p].SealedSize)
+				if err == nil {
+					err = m.writeBlocks(r, p, sealed, md.BlockSize, func(fn func(b uint64, e format.Entry) error) error {
+						for _, x := range byPack[p] {
+							if err := fn(x.block, x.e); err != nil {
+								return err
+							}
+						}
+						return nil
+					}, h)
+				}
+				if err != nil {
+					errs[w] = fmt.Errorf("restore %q of %q from region %q: %w", disk, snapshot, regionName, err)
+					cancel()
+					for range work {
+					}
+					return
+				}
+				mu.Lock()
+				st.PacksRead++
+				st.BytesRead += n
+				st.Blocks += int64(len(byPack[p]))
+				if degraded {
+					st.Degraded++
+				}
+				blocks, bytes := st.Blocks, st.BytesRead
+				mu.Unlock()
+				progress.Event(Event{Type: EventPack, Op: "restore", Region: regionName, Snapshot: snapshot, Disk: disk, Pack: p.String(), Blocks: blocks, BlocksTotal: total, Bytes: bytes})
+			}
+		}()
+	}
+feed:
+	for _, p := range packs {
+		select {
+		case work <- p:
+		case <-wctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return st, err
+	}
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
+	if err := h.Sync(); err != nil {
+		return st, fmt.Errorf("restore: sync disk: %w", err)
+	}
+	if err := h.Close(); err != nil {
+		return st, fmt.Errorf("restore: %w", err)
+	}
+	if err := m.rs.RenameDisk(tmp, toDisk); err != nil {
+		if derr := m.rs.DeleteDisk(tmp, true); derr != nil {
+			m.log.Error("restore: temporary disk left behind", "disk", tmp, "err", derr)
+		}
+		done = true
+		return st, fmt.Errorf("restore: %w", err)
+	}
+	done = true
+	m.log.Info("disk restored", "region", regionName, "snapshot", snapshot, "disk", disk, "to", toDisk, "blocks", st.Blocks, "degraded_packs", st.Degraded)
+	return st, nil
+}
+
+// writeBlocks decrypts a pack and writes the wanted blocks, each checked
+// against its chunk id (HMAC of the block's SHA-256).
+func (m *Manager) writeBlocks(r *region, p packID, sealed []byte, bs int, each func(func(b uint64, e format.Entry) error) error, h *rowstore.Disk) error {
+	pt, err := r.keys.Open(format.TypePack, p.String(), sealed)
+	if err != nil {
+		return fmt.Errorf("pack %s: %w", p, err)
+	}
+	buf := make([]byte, 0, bs)
+	return each(func(b uint64, e format.Entry) error {
+		raw, err := m.chunkData(pt, e, buf)
+		if err != nil {
+			return fmt.Errorf("pack %s: %w", p, err)
+		}
+		if len(raw) != bs {
+			return fmt.Errorf("%w: pack %s chunk %v: %d bytes for block size %d", ErrCorrupt, p, e.ID, len(raw), bs)
+		}
+		if r.keys.ChunkID(sha256.Sum256(raw)) != e.ID {
+			return fmt.Errorf("%w: pack %s: block %d does not match its digest", ErrCorrupt, p, b)
+		}
+		if _, err := h.WriteAt(raw, int64(b)*int64(bs)); err != nil {
+			return fmt.Errorf("write block %d: %w", b, err)
+		}
+		return nil
+	})
+}
+
+// chunkData returns a chunk's raw bytes from a pack plaintext.
+func (m *Manager) chunkData(pt []byte, e format.Entry, buf []byte) ([]byte, error) {
+	stored, err := format.Chunk(pt, e)
+	if err != nil {
+		return nil, err
+	}
+	switch e.Comp {
+	case format.CompNone:
+		return stored, nil
+	case format.CompZstd:
+		raw, err := m.dec.DecodeAll(stored, buf[:0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: chunk %v: zstd: %w", ErrCorrupt, e.ID, err)
+		}
+		return raw, nil
+	}
+	return nil, fmt.Errorf("%w: chunk %v: compression %d", ErrCorrupt, e.ID, e.Comp)
+}
+
+// fetchPack reads shards of a pack, the data shards first and more only
+// when some are missing or bad, and decodes the sealed pack. It returns
+// the bytes fetched.
+func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize uint64) (data []byte, degraded bool, fetched int64, err error) {
+	shards := make([][]byte, r.n())
+	fails := make([]error, r.n())
+	var mu sync.Mutex
+	fetch := func(idx []int) {
+		forEach(len(idx), func(j int) error {
+			i := idx[j]
+			if r.bad[i] != nil {
+				fails[i] = r.bad[i]
+				return nil
+			}
+			b, err := r.stores[i].Get(ctx, packDir+p.String(), 0, -1)
+			if err != nil {
+				fails[i] = err
+				return nil
+			}
+			mu.Lock()
+			fetched += int64(len(b))
+			mu.Unlock()
+			h, _, err := erasure.DecodeShard(b)
+			if err == nil && (h.Index != i || h.DataLen != int64(sealedSize) || h.K != r.k || h.M != r.m) {
+				err = fmt.Errorf("%w: shard header %+v does not fit pack %s at store %d", erasure.ErrCorruptShard, h.Layout(), p, i)
+			}
+			if err != nil {
+				fails[i] = err
+				m.log.Warn("bad shard", "region", r.cfg.Name, "pack", p.String(), "store", i, "err", err)
+				return nil
+			}
+			shards[i] = b
+			return nil
+		})
+	}
+	first := make([]int, r.k)
+	for i := range first {
+		first[i] = i
+	}
+	fetch(first)
+	good := 0
+	for _, s := range shards {
+		if s != nil {
+			good++
+		}
+	}
+	if good < r.k {
+		rest := make([]int, 0, r.m)
+		for i := r.k; i < r.n(); i++ {
+			rest = append(rest, i)
+		}
+		fetch(rest)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, fetched, err
+	}
+	data, _, err = erasure.DecodeReport(shards)
+	if err != nil {
+		var why []error
+		for i, f := range fails {
+			if f != nil {
+				if errors.Is(f, store.ErrNotFound) {
+					f = errors.New("missing")
+				}
+				why = append(why, fmt.Errorf("store %d: %w", i, f))
+			}
+		}
+		if errors.Is(err, erasure.ErrTooFewShards) {
+			good := 0
+			for _, s := range shards {
+				if s != nil {
+					good++
+				}
+			}
+			return nil, false, fetched, fmt.Errorf("%w: pack %s: %d usable shards of %d needed (%v): %w", ErrTooFewShards, p, good, r.k, errors.Join(why...), err)
+		}
+		return nil, false, fetched, fmt.Errorf("pack %s: %w", p, err)
+	}
+	return data, slices.ContainsFunc(fails, func(e error) bool { return e != nil }), fetched, nil
+}

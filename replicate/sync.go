@@ -1,0 +1,374 @@
+package replicate
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/snapfs/snapfs/replicate/erasure"
+	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// Stats count what a sync did.
+type Stats struct {
+	Snapshots      int     `json:"snapshots"`       // snapshots copied
+	Skipped        int     `json:"skipped"`         // already in the region
+	BlocksExamined int64   `json:"blocks_examined"` // non-zero blocks named by the diffs
+	BlocksRead     int64   `json:"blocks_read"`     // blocks read from the local store (chunk missing)
+	BytesRead      int64   `json:"bytes_read"`
+	PacksWritten   int     `json:"packs_written"`
+	BytesWritten   []int64 `json:"bytes_written"` // per store, every object
+}
+
+// TotalWritten sums BytesWritten.
+func (s Stats) TotalWritten() int64 {
+	var t int64
+	for _, b := range s.BytesWritten {
+		t += b
+	}
+	return t
+}
+
+// Sync copies every local snapshot that holds any of disks (every
+// snapshot if disks is empty) and is not yet in the region, oldest first.
+// It returns when all of them are durable in the region (every store).
+func (m *Manager) Sync(ctx context.Context, regionName string, disks []string, progress Progress) (Stats, error) {
+	progress = orNoProgress(progress)
+	snaps, err := m.rs.ListSnapshots()
+	if err != nil {
+		return Stats{}, fmt.Errorf("sync: %w", err)
+	}
+	var todo []rowstore.SnapshotInfo
+	for _, s := range snaps {
+		if len(disks) == 0 || slices.ContainsFunc(s.Disks, func(d rowstore.SnapshotDiskInfo) bool { return slices.Contains(disks, d.Name) }) {
+			todo = append(todo, s)
+		}
+	}
+	return m.copySnapshots(ctx, regionName, todo, progress)
+}
+
+// CopySnapshot copies one local snapshot to the region (nothing if it is
+// there already).
+func (m *Manager) CopySnapshot(ctx context.Context, regionName, snapshot string, progress Progress) (Stats, error) {
+	s, err := m.rs.GetSnapshot(snapshot)
+	if err != nil {
+		return Stats{}, fmt.Errorf("copy snapshot: %w", err)
+	}
+	return m.copySnapshots(ctx, regionName, []rowstore.SnapshotInfo{s}, orNoProgress(progress))
+}
+
+func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []rowstore.SnapshotInfo, progress Progress) (st Stats, err error) {
+	progress.Event(Event{Type: EventStart, Op: "sync", Region: regionName})
+	defer func() {
+		ev := Event{Type: EventDone, Op: "sync", Region: regionName, Bytes: st.TotalWritten()}
+		if err != nil {
+			ev.Err = err.Error()
+		}
+		progress.Event(ev)
+	}()
+	r, err := m.openRegion(ctx, regionName, true)
+	if err != nil {
+		return st, err
+	}
+	defer r.close()
+	st.BytesWritten = make([]int64, r.n())
+	remote, err := r.list(ctx, snapDir)
+	if err != nil {
+		return st, err
+	}
+	cs, err := m.loadChunks(ctx, r)
+	if err != nil {
+		return st, err
+	}
+	local, err := m.rs.ListSnapshots()
+	if err != nil {
+		return st, err
+	}
+	manifests := map[string]*format.Manifest{}
+	for _, snap := range todo {
+		nid := r.keys.NameID(snap.Name)
+		if _, ok := remote[nid]; ok {
+			mf, err := r.readManifest(ctx, nid)
+			if err != nil {
+				return st, fmt.Errorf("snapshot %q: %w", snap.Name, err)
+			}
+			if mf.SnapshotID != snap.ID || !mf.Created.Equal(snap.Created) {
+				return st, fmt.Errorf("%w: snapshot %q (id %d, %s) vs remote (id %d, %s)", ErrConflict, snap.Name, snap.ID, snap.Created, mf.SnapshotID, mf.Created)
+			}
+			manifests[nid] = mf
+			st.Skipped++
+			continue
+		}
+		if err := m.copyOne(ctx, r, cs, snap, local, remote, manifests, &st, progress); err != nil {
+			return st, fmt.Errorf("sync snapshot %q to region %q: %w", snap.Name, regionName, err)
+		}
+		remote[nid] = nil
+		st.Snapshots++
+	}
+	return st, nil
+}
+
+// base finds the newest local snapshot older than snap that holds the
+// same disk, is in the region, and whose manifest is the same snapshot.
+func (m *Manager) base(ctx context.Context, r *region, snap rowstore.SnapshotInfo, d rowstore.SnapshotDiskInfo, local []rowstore.SnapshotInfo, remote listing, manifests map[string]*format.Manifest) (*rowstore.SnapshotInfo, *format.Manifest, error) {
+	for i := len(local) - 1; i >= 0; i-- {
+		s := local[i]
+		if s.ID >= snap.ID {
+			continue
+		}
+		j := slices.IndexFunc(s.Disks, func(x rowstore.SnapshotDiskInfo) bool { return x.Name == d.Name && x.DiskID == d.DiskID })
+		if j < 0 || s.Disks[j].BlockSize != d.BlockSize {
+			continue
+		}
+		nid := r.keys.NameID(s.Name)
+		if _, ok := remote[nid]; !ok {
+			continue
+		}
+		mf, ok := manifests[nid]
+		if !ok {
+			var err error
+			if mf, err = r.readManifest(ctx, nid); err != nil {
+				return nil, nil, err
+			}
+			manifests[nid] = mf
+		}
+		if mf.SnapshotID != s.ID || !mf.Created.Equal(s.Created) || mf.Disk(d.Name) == nil {
+			continue
+		}
+		return &local[i], mf, nil
+	}
+	return nil, nil, nil
+}
+
+// uploader writes finished packs in the background while the next one is
+// gathered: shards first, then the pack's index on every store.
+type uploader struct {
+	m     *Manager
+	r     *region
+	cs    *chunkSet
+	st    *Stats
+	prog  Progress
+	snap  string
+	queue chan *format.PackBuilder
+	done  chan error
+
+	mu      sync.Mutex
+	err     error // the first failure; later packs are dropped
+	written []writtenPack
+}
+
+type writtenPack struct {
+	x      *format.Index
+	sealed []byte
+}
+
+func (m *Manager) startUploader(ctx context.Context, r *region, cs *chunkSet, st *Stats, prog Progress, snap string) *uploader {
+	u := &uploader{m: m, r: r, cs: cs, st: st, prog: prog, snap: snap, queue: make(chan *format.PackBuilder, 1), done: make(chan error, 1)}
+	go func() {
+		for p := range u.queue {
+			if u.failed() == nil {
+				if err := u.write(ctx, p); err != nil {
+					u.mu.Lock()
+					u.err = err
+					u.mu.Unlock()
+				}
+			}
+		}
+		u.done <- u.failed()
+	}()
+	return u
+}
+
+func (u *uploader) write(ctx context.Context, p *format.PackBuilder) error {
+	r := u.r
+	id, err := newPackID(u.m.opts.Now())
+	if err != nil {
+		return err
+	}
+	entries := slices.Clone(p.Entries())
+	sealed, err := r.keys.Seal(format.TypePack, id.String(), p.Finish())
+	if err != nil {
+		return err
+	}
+	shards, err := erasure.Encode(sealed, r.k, r.m)
+	if err != nil {
+		return fmt.Errorf("pack %s: %w", id, err)
+	}
+	errs := forEach(r.n(), func(i int) error {
+		if err := r.stores[i].Put(ctx, packDir+id.String(), shards[i]); err != nil {
+			return fmt.Errorf("%w: store %d (%s): put pack %s: %w", ErrUnavailable, i, r.stores[i].Location(), id, err)
+		}
+		return nil
+	})
+	if err := firstErr(errs); err != nil {
+		return err
+	}
+	for i := range shards {
+		u.st.BytesWritten[i] += int64(len(shards[i]))
+	}
+	x := &format.Index{Pack: id, SealedSize: uint64(len(sealed)), Entries: entries}
+	idx, err := r.keys.Seal(format.TypeIndex, id.String(), x.Encode())
+	if err != nil {
+		return err
+	}
+	if err := r.putAll(ctx, indexDir+id.String(), idx, u.st.BytesWritten); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	u.written = append(u.written, writtenPack{x, idx})
+	u.mu.Unlock()
+	u.st.PacksWritten++
+	u.prog.Event(Event{Type: EventPack, Op: "sync", Region: r.cfg.Name, Snapshot: u.snap, Pack: id.String(), Bytes: u.st.TotalWritten()})
+	return nil
+}
+
+func (u *uploader) failed() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.err
+}
+
+// finish flushes the uploader, waits for it, and adds the packs it wrote
+// to the chunk set (also after a failure: those packs are complete).
+func (u *uploader) finish() error {
+	close(u.queue)
+	err := <-u.done
+	for _, w := range u.written {
+		u.cs.remember(w.x, w.sealed)
+	}
+	return err
+}
+
+// copyOne copies one snapshot: marker, packs and indexes, manifest, and
+// then removes the marker.
+func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap rowstore.SnapshotInfo, local []rowstore.SnapshotInfo, remote listing, manifests map[string]*format.Manifest, st *Stats, progress Progress) (err error) {
+	nid := r.keys.NameID(snap.Name)
+	marker := &format.Marker{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Started: m.opts.Now().UTC()}
+	mb, err := r.keys.Seal(format.TypeMarker, nid, marker.Encode())
+	if err != nil {
+		return err
+	}
+	if err := r.putAll(ctx, copyDir+nid, mb, st.BytesWritten); err != nil {
+		return err
+	}
+	mf := &format.Manifest{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Kind: snap.Kind}
+	u := m.startUploader(ctx, r, cs, st, progress, snap.Name)
+	defer func() {
+		if u != nil {
+			if ferr := u.finish(); err == nil {
+				err = ferr
+			}
+		}
+	}()
+	pending := map[format.ChunkID]bool{}
+	pack := format.NewPackBuilder(m.opts.PackSize)
+	for _, d := range snap.Disks {
+		md := format.ManifestDisk{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize}
+		var from *rowstore.Point
+		bsnap, bmf, err := m.base(ctx, r, snap, d, local, remote, manifests)
+		if err != nil {
+			return err
+		}
+		if bsnap != nil && bmf.Disk(d.Name).Depth+1 < format.MaxDepth {
+			from = &rowstore.Point{Snapshot: bsnap.Name, Disk: d.Name}
+			md.Parent, md.Depth = r.keys.NameID(bsnap.Name), bmf.Disk(d.Name).Depth+1
+		}
+		to := rowstore.Point{Snapshot: snap.Name, Disk: d.Name}
+		var changes []rowstore.Change
+		if _, err := m.rs.Diff(from, to, func(c rowstore.Change) error {
+			changes = append(changes, c)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("diff %s: %w", to, err)
+		}
+		progress.Event(Event{Type: EventSnapshot, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name, BlocksTotal: int64(len(changes))})
+		buf := make([]byte, d.BlockSize)
+		md.Entries = make([]format.MapEntry, 0, len(changes))
+		for n, c := range changes {
+			if c.Zero {
+				md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, Zero: true})
+				continue
+			}
+			st.BlocksExamined++
+			id := r.keys.ChunkID(c.Digest)
+			md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, ID: id})
+			if _, ok := cs.chunks[id]; ok || pending[id] {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			nonZero, err := m.rs.ReadPointBlock(to, c.Block, buf)
+			if err != nil {
+				return fmt.Errorf("read block %d of %s: %w", c.Block, to, err)
+			}
+			if !nonZero || sha256.Sum256(buf) != c.Digest {
+				return fmt.Errorf("%w: block %d of %s does not match its digest", rowstore.ErrCorrupt, c.Block, to)
+			}
+			st.BlocksRead++
+			st.BytesRead += int64(len(buf))
+			stored, comp := m.enc.EncodeAll(buf, nil), uint8(format.CompZstd)
+			if len(stored) >= len(buf) {
+				stored, comp = bytes.Clone(buf), format.CompNone
+			}
+			pack.Add(id, stored, len(buf), comp)
+			pending[id] = true
+			if pack.Size() >= m.opts.PackSize {
+				if err := u.send(ctx, pack); err != nil {
+					return err
+				}
+				pack = format.NewPackBuilder(m.opts.PackSize)
+			}
+			if n%256 == 0 {
+				progress.Event(Event{Type: EventBlocks, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name, Blocks: int64(n), BlocksTotal: int64(len(changes)), Bytes: st.BytesRead})
+			}
+		}
+		progress.Event(Event{Type: EventBlocks, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name, Blocks: int64(len(changes)), BlocksTotal: int64(len(changes)), Bytes: st.BytesRead})
+		mf.Disks = append(mf.Disks, md)
+	}
+	if pack.Len() > 0 {
+		if err := u.send(ctx, pack); err != nil {
+			return err
+		}
+	}
+	uu := u
+	u = nil
+	if err := uu.finish(); err != nil {
+		return err
+	}
+	// Every pack and index is durable: the manifest goes last.
+	pt, err := mf.Encode()
+	if err != nil {
+		return err
+	}
+	sealed, err := r.keys.Seal(format.TypeManifest, nid, pt)
+	if err != nil {
+		return err
+	}
+	if err := r.putAll(ctx, snapDir+nid, sealed, st.BytesWritten); err != nil {
+		return err
+	}
+	manifests[nid] = mf
+	if err := r.deleteAll(ctx, copyDir+nid); err != nil {
+		m.log.Warn("copying marker left behind", "region", r.cfg.Name, "snapshot", snap.Name, "err", err)
+	}
+	m.log.Info("snapshot copied", "region", r.cfg.Name, "snapshot", snap.Name, "blocks_read", st.BlocksRead, "packs", st.PacksWritten)
+	return nil
+}
+
+// send queues a full pack, or returns the uploader's error.
+func (u *uploader) send(ctx context.Context, p *format.PackBuilder) error {
+	if err := u.failed(); err != nil {
+		return err
+	}
+	select {
+	case u.queue <- p:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
