@@ -1,23 +1,42 @@
 package rowstore
 
-import "sync"
+import (
+	"math/bits"
+	"sync"
+)
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxBlockSize+segment_HeaderSlack); return &b }}
+// Buffers for record reads, pooled by power-of-two size class (4 KiB to
+// 2 MiB: a block of up to 1 MiB plus its record header).
+const (
+	minBufShift = 12
+	maxBufShift = 21
+)
 
-const segment_HeaderSlack = 64
+var bufPools [maxBufShift - minBufShift + 1]sync.Pool
+
+func bufClass(n int) int {
+	if n <= 1<<minBufShift {
+		return 0
+	}
+	return bits.Len(uint(n-1)) - minBufShift
+}
 
 func getBuf(n int) []byte {
-	bp := bufPool.Get().(*[]byte)
-	if cap(*bp) < n {
-		b := make([]byte, n)
-		return b
+	c := bufClass(n)
+	if c >= len(bufPools) {
+		return make([]byte, n)
 	}
-	return (*bp)[:n]
+	if bp, ok := bufPools[c].Get().(*[]byte); ok {
+		return (*bp)[:n]
+	}
+	return make([]byte, n, 1<<(c+minBufShift))
 }
 
 func putBuf(b []byte) {
-	if cap(b) >= MaxBlockSize+segment_HeaderSlack {
-		b = b[:0]
-		bufPool.Put(&b)
+	c := bufClass(cap(b))
+	if c >= len(bufPools) || cap(b) != 1<<(c+minBufShift) {
+		return
 	}
+	b = b[:0]
+	bufPools[c].Put(&b)
 }

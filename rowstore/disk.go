@@ -368,21 +368,26 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 		n += m
 	}
 	d.mu.Unlock()
-	var buf []byte
+	var blocks []uint64
+	var dsts [][]byte
 	for _, nd := range needs {
 		if nd.full {
-			if _, err := d.s.readBlock(chain, d.bs, nd.b, nd.dst, d.name); err != nil {
-				return 0, err
-			}
+			blocks = append(blocks, nd.b)
+			dsts = append(dsts, nd.dst)
 			continue
 		}
-		if buf == nil {
-			buf = make([]byte, d.bs)
-		}
-		if _, err := d.s.readBlock(chain, d.bs, nd.b, buf, d.name); err != nil {
+		buf := getBuf(d.bs)
+		_, err := d.s.readBlock(chain, d.bs, nd.b, buf, d.name)
+		copy(nd.dst, buf[nd.in:])
+		putBuf(buf)
+		if err != nil {
 			return 0, err
 		}
-		copy(nd.dst, buf[nd.in:])
+	}
+	if len(blocks) > 0 {
+		if _, err := d.s.readBlocks(chain, blocks, dsts, d.name); err != nil {
+			return 0, err
+		}
 	}
 	if len(p) < want {
 		return len(p), io.EOF

@@ -33,7 +33,7 @@ func ValidateName(kind, name string) error {
 const (
 	MinBlockSize     = 4 << 10
 	MaxBlockSize     = 1 << 20
-	DefaultBlockSize = 64 << 10
+	DefaultBlockSize = 16 << 10
 	// MaxDiskSize bounds a disk's logical size (256 TiB).
 	MaxDiskSize = 256 << 40
 )

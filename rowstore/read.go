@@ -13,42 +13,82 @@ import (
 // lookup finds the version of block b visible through chain: the newest at
 // or below each link's epoch, first link first (pending versions included).
 func (s *Store) lookup(chain []link, b uint64) (index.Version, bool, error) {
-	for _, l := range chain {
-		if v, ok := s.pendingVersion(vkey{l.layer, b, l.epoch}); ok {
-			return v, true, nil
+	vs, found, err := s.lookupMany(chain, []uint64{b})
+	if err != nil {
+		return index.Version{}, false, err
+	}
+	return vs[0], found[0], nil
+}
+
+// lookupMany is lookup for several blocks with one index transaction.
+func (s *Store) lookupMany(chain []link, blocks []uint64) ([]index.Version, []bool, error) {
+	vs := make([]index.Version, len(blocks))
+	found := make([]bool, len(blocks))
+	rest := 0
+	for i, b := range blocks {
+		for _, l := range chain {
+			if v, ok := s.pendingVersion(vkey{l.layer, b, l.epoch}); ok {
+				vs[i], found[i] = v, true
+				break
+			}
+		}
+		if !found[i] {
+			rest++
 		}
 	}
-	var v index.Version
-	var found bool
+	if rest == 0 {
+		return vs, found, nil
+	}
 	err := s.idx.View(func(t *index.Txn) error {
 		f := t.NewFinder()
 		defer f.Close()
-		for _, l := range chain {
-			var err error
-			v, _, found, err = f.Find(l.layer, b, l.epoch)
-			if err != nil || found {
-				return err
+		for i, b := range blocks {
+			if found[i] {
+				continue
+			}
+			for _, l := range chain {
+				v, _, ok, err := f.Find(l.layer, b, l.epoch)
+				if err != nil {
+					return err
+				}
+				if ok {
+					vs[i], found[i] = v, true
+					break
+				}
 			}
 		}
 		return nil
 	})
-	return v, found, err
+	return vs, found, err
 }
 
 // readBlock reads block b as seen through chain into dst (len = block size).
 // It returns whether the block had stored data.
 func (s *Store) readBlock(chain []link, bs int, b uint64, dst []byte, what string) (bool, error) {
+	return s.readBlocks(chain, []uint64{b}, [][]byte{dst}, what)
+}
+
+// readBlocks reads blocks as seen through chain into dsts (each of the
+// block size), with one index transaction. It reports whether any had data.
+func (s *Store) readBlocks(chain []link, blocks []uint64, dsts [][]byte, what string) (bool, error) {
 	s.readMu.RLock()
 	defer s.readMu.RUnlock()
-	v, ok, err := s.lookup(chain, b)
+	vs, found, err := s.lookupMany(chain, blocks)
 	if err != nil {
-		return false, fmt.Errorf("%s: block %d: %w", what, b, err)
+		return false, fmt.Errorf("%s: blocks %d-%d: %w", what, blocks[0], blocks[len(blocks)-1], err)
 	}
-	if !ok || v.Zero() {
-		clear(dst)
-		return false, nil
+	any := false
+	for i, b := range blocks {
+		if !found[i] || vs[i].Zero() {
+			clear(dsts[i])
+			continue
+		}
+		any = true
+		if err := s.readVersion(vs[i], b, dsts[i], what); err != nil {
+			return any, err
+		}
 	}
-	return true, s.readVersion(v, b, dst, what)
+	return any, nil
 }
 
 // readVersion reads the record of a data version and checks it.
@@ -201,27 +241,8 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	if int64(want) > r.size-off {
 		p = p[:r.size-off]
 	}
-	bs := int64(r.bs)
-	var buf []byte
-	for n := 0; n < len(p); {
-		pos := off + int64(n)
-		b := uint64(pos / bs)
-		in := int(pos % bs)
-		m := min(len(p)-n, r.bs-in)
-		if m == r.bs {
-			if _, err := r.s.readBlock(r.chain, r.bs, b, p[n:n+m], r.what); err != nil {
-				return n, err
-			}
-		} else {
-			if buf == nil {
-				buf = make([]byte, r.bs)
-			}
-			if _, err := r.s.readBlock(r.chain, r.bs, b, buf, r.what); err != nil {
-				return n, err
-			}
-			copy(p[n:n+m], buf[in:])
-		}
-		n += m
+	if err := r.s.readRange(r.chain, r.bs, p, off, r.what); err != nil {
+		return 0, err
 	}
 	if len(p) < want {
 		return len(p), io.EOF
@@ -251,4 +272,45 @@ func (s *Store) allocatedOf(chain []link, size int64, bs int) (int64, error) {
 		return nil
 	})
 	return n * int64(bs), err
+}
+
+// readRange reads p at off through chain: whole blocks straight into p with
+// one index transaction, partial blocks at the ends through a buffer.
+func (s *Store) readRange(chain []link, bs int, p []byte, off int64, what string) error {
+	var blocks []uint64
+	var dsts [][]byte
+	var partial []func() error
+	for n := 0; n < len(p); {
+		pos := off + int64(n)
+		b := uint64(pos / int64(bs))
+		in := int(pos % int64(bs))
+		m := min(len(p)-n, bs-in)
+		if m == bs {
+			blocks = append(blocks, b)
+			dsts = append(dsts, p[n:n+m])
+		} else {
+			dst := p[n : n+m]
+			partial = append(partial, func() error {
+				buf := getBuf(bs)
+				defer putBuf(buf)
+				if _, err := s.readBlock(chain, bs, b, buf, what); err != nil {
+					return err
+				}
+				copy(dst, buf[in:])
+				return nil
+			})
+		}
+		n += m
+	}
+	if len(blocks) > 0 {
+		if _, err := s.readBlocks(chain, blocks, dsts, what); err != nil {
+			return err
+		}
+	}
+	for _, f := range partial {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
