@@ -164,7 +164,6 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 	return st, nil
 }
 
-
 func cmpU64(a, b uint64) int {
 	switch {
 	case a < b:

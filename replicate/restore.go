@@ -156,8 +156,14 @@ feed:
 	}
 	close(work)
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return st, err
+	var first error
+	for _, e := range errs {
+		if e != nil && (first == nil || errors.Is(first, context.Canceled) && !errors.Is(e, context.Canceled)) {
+			first = e
+		}
+	}
+	if first != nil {
+		return st, first
 	}
 	if err := ctx.Err(); err != nil {
 		return st, err
