@@ -146,8 +146,9 @@ func getDisk(t *testing.T, store, name string) diskInfo {
 	return d
 }
 
-// daemon starts `snapfs mount --background` and stops it at cleanup.
-func daemon(t *testing.T, store, mp string) {
+// daemon starts `snapfs mount --background` and stops it at cleanup. It
+// returns the daemon's pid.
+func daemon(t *testing.T, store, mp string) string {
 	t.Helper()
 	if err := os.MkdirAll(mp, 0o755); err != nil {
 		t.Fatal(err)
@@ -156,6 +157,7 @@ func daemon(t *testing.T, store, mp string) {
 	var m struct{ PID string }
 	jsonLine(t, out, "mount", &m)
 	t.Cleanup(func() { stopDaemon(t, store, mp, m.PID) })
+	return m.PID
 }
 
 // stopDaemon unmounts with snapfs umount, or by force.

@@ -63,7 +63,11 @@ func diskCommand(st *state) *cli.Command {
 						if err != nil {
 							return err
 						}
-						return newPrinter(c, st).result("disk", d, "created disk %s (%s, block size %s)", d.Name, size(d.Size), size(int64(d.BlockSize)))
+						from := ""
+						if d.Origin != "" {
+							from = ", origin " + d.Origin
+						}
+						return newPrinter(c, st).result("disk", d, "created disk %s (%s, block size %s%s)", d.Name, size(d.Size), size(int64(d.BlockSize)), from)
 					})
 				},
 			},

@@ -118,8 +118,11 @@ type wireError struct {
 
 // Handler serves s on the control API. Errors are logged once here, at the
 // boundary; a panic in an operation becomes an error answer, never a dead
-// daemon.
+// daemon. A nil log discards.
 func Handler(s Service, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name, ok := strings.CutPrefix(r.URL.Path, "/v1/")
 		m := methods[name]
