@@ -56,7 +56,10 @@ func TestServiceSameOnBothPaths(t *testing.T) {
 			want error
 		}{
 			{func() error { _, err := s.CreateDisk(ctx, CreateDiskRequest{Name: "d", Size: 1 << 20}); return err }(), rowstore.ErrExists},
-			{func() error { _, err := s.CreateDisk(ctx, CreateDiskRequest{Name: "bad name", Size: 1 << 20}); return err }(), rowstore.ErrInvalid},
+			{func() error {
+				_, err := s.CreateDisk(ctx, CreateDiskRequest{Name: "bad name", Size: 1 << 20})
+				return err
+			}(), rowstore.ErrInvalid},
 			{func() error { _, err := s.GetDisk(ctx, "nope"); return err }(), rowstore.ErrNotFound},
 			{func() error { _, err := s.CreateScratchClone(ctx, "s", "d"); return err }(), exitcode.ErrNoDaemon},
 			{s.Shutdown(ctx), exitcode.ErrNoDaemon},
