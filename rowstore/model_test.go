@@ -248,6 +248,22 @@ func (r *modelRun) rollback() {
 	md.data = bytes.Clone(r.m.snapshots[sn][name].data)
 }
 
+func (r *modelRun) rename() {
+	name := r.pickDisk()
+	if h, ok := r.handle[name]; ok {
+		if err := r.s.RenameDisk(name, name+"x"); !errors.Is(err, ErrBusy) {
+			r.fatalf("rename of an open disk: %v, want ErrBusy", err)
+		}
+		h.Close()
+		delete(r.handle, name)
+	}
+	nn := r.newName("r")
+	r.must(r.s.RenameDisk(name, nn), "rename")
+	r.m.disks[nn] = r.m.disks[name]
+	delete(r.m.disks, name)
+	// Snapshots keep the name the disk had when they were taken.
+}
+
 func (r *modelRun) deleteSomething() {
 	switch r.rng.Intn(3) {
 	case 0:
@@ -451,6 +467,8 @@ func runModel(t *testing.T, seed int64, ops int) {
 			}
 		case x < 83:
 			r.closeHandles()
+		case x < 84:
+			r.rename()
 		default:
 			r.readCheck(false)
 		}
