@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,14 +233,14 @@ func TestRegionEndToEnd(t *testing.T) {
 	if info := addRegion(t, a, urls, key); info.Attached {
 		t.Fatal("a fresh region reports attached")
 	}
-	var events int
-	st, err := a.mgr.Sync(ctx, "r1", nil, replicate.ProgressFunc(func(replicate.Event) { events++ }))
+	var events atomic.Int64
+	st, err := a.mgr.Sync(ctx, "r1", nil, replicate.ProgressFunc(func(replicate.Event) { events.Add(1) }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("sync: %+v", st)
 	// s1: 201 blocks (200 + the known-text block), s2: 30, s3: 40.
-	if st.Snapshots != 3 || st.BlocksRead != 201+30+40 || events == 0 {
+	if st.Snapshots != 3 || st.BlocksRead != 201+30+40 || events.Load() == 0 {
 		t.Fatalf("stats %+v, %d events", st, events)
 	}
 	again, err := a.mgr.Sync(ctx, "r1", nil, nil)
@@ -512,10 +513,10 @@ func TestSyncCancelledResumes(t *testing.T) {
 	_, urls := storeDirs(t, testK+testM)
 	addRegion(t, a, urls, keyFile(t, 3))
 	ctx, cancel := context.WithCancel(context.Background())
-	packs := 0
+	var packs atomic.Int64
 	_, err := a.mgr.Sync(ctx, "r1", nil, replicate.ProgressFunc(func(e replicate.Event) {
 		if e.Type == replicate.EventPack {
-			if packs++; packs == 3 {
+			if packs.Add(1) == 3 {
 				cancel()
 			}
 		}

@@ -222,7 +222,11 @@ func (u *uploader) write(ctx context.Context, p *format.PackBuilder) error {
 	u.written = append(u.written, writtenPack{x, idx})
 	u.mu.Unlock()
 	u.st.PacksWritten++
-	u.prog.Event(Event{Type: EventPack, Op: "sync", Region: r.cfg.Name, Snapshot: u.snap, Pack: id.String(), Bytes: u.st.TotalWritten()})
+	var total int64 // not u.st.TotalWritten(): that copies fields the reader owns
+	for _, b := range u.st.BytesWritten {
+		total += b
+	}
+	u.prog.Event(Event{Type: EventPack, Op: "sync", Region: r.cfg.Name, Snapshot: u.snap, Pack: id.String(), Bytes: total})
 	return nil
 }
 
