@@ -84,7 +84,7 @@ func newApp(st *state) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "store", Value: DefaultStore, EnvVars: []string{"SNAPFS_STORE"}, Usage: "store directory"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, each with a \"type\" field"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn, error"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn, error (commands other than mount log warn and above unless set)"},
 		},
 		Writer:               st.stdout,
 		ErrWriter:            st.stderr,
@@ -281,6 +281,11 @@ func openService(c *cli.Context, st *state) (service.Service, error) {
 	log, err := logger(c, st.stderr)
 	if err != nil {
 		return nil, err
+	}
+	if !c.IsSet("log-level") {
+		// One-shot commands print their results; the engine's info
+		// records (gc, recovery) would only clutter stderr.
+		log = slog.New(slog.NewTextHandler(st.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	// A one-shot command must not leave background work behind.
 	return service.Open(context.Background(), dir, rowstore.Options{Logger: log, GCInterval: -1})
