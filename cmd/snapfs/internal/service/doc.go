@@ -1,0 +1,19 @@
+// Package service is the one implementation of what the snapfs commands do
+// to a store, and the two ways to reach it.
+//
+// Service (service.go) lists every operation. Local runs them in-process
+// over a *rowstore.Store; Client forwards them over the daemon's control
+// socket; Handler serves any Service (the daemon's Local) on that socket.
+// Open picks: the daemon's Client when <store>/control.sock answers, else a
+// Local over the store opened here; a store locked by another process whose
+// socket does not answer is ErrBusy (after a 3 s wait for a starting daemon).
+//
+// Wire format: "POST /v1/<Method>" with a JSON body, 200 and the JSON result,
+// or an error status with {"code", "message"}; the codes (errors.go) map
+// back to the same sentinels, so exit codes do not depend on the path.
+//
+// Invariants: nothing is implemented in Client or Handler beyond
+// (un)marshalling; Local's hooks (set by the daemon) keep the FUSE mount's
+// caches in step and are never called from inside a FUSE request; snapshots
+// and images are immutable, so their allocation is counted once per process.
+package service
