@@ -241,7 +241,7 @@ func TestRegionEndToEnd(t *testing.T) {
 	t.Logf("sync: %+v", st)
 	// s1: 201 blocks (200 + the known-text block), s2: 30, s3: 40.
 	if st.Snapshots != 3 || st.BlocksRead != 201+30+40 || events.Load() == 0 {
-		t.Fatalf("stats %+v, %d events", st, events)
+		t.Fatalf("stats %+v, %d events", st, events.Load())
 	}
 	again, err := a.mgr.Sync(ctx, "r1", nil, nil)
 	if err != nil || again.Snapshots != 0 || again.BlocksRead != 0 || again.Skipped != 3 {
