@@ -183,3 +183,12 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("delete of an open disk: %v, want ErrBusy", err)
 	}
 }
+
+// TestOpenTwice: a store open in one place is refused elsewhere with ErrBusy.
+func TestOpenTwice(t *testing.T) {
+	opts := testOptions()
+	_, dir := newTestStore(t, opts)
+	if _, err := Open(dir, opts); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second open: %v, want ErrBusy", err)
+	}
+}

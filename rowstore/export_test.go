@@ -10,4 +10,5 @@ func (s *Store) crashForTest() {
 	close(s.stop)
 	s.wg.Wait()
 	s.idx.Close()
+	s.lock.Close()
 }

@@ -250,16 +250,23 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
-// Allocated is the bytes of stored blocks visible in the image.
+// Allocated is the bytes of stored blocks visible in the image (counted
+// once per store and point, then cached: the image never changes). Safe for
+// concurrent use.
 func (r *Reader) Allocated() (int64, error) {
-	if r.counted {
-		return r.alloc, nil
+	r.s.allocMu.Lock()
+	n, ok := r.s.allocCache[r.chain[0]]
+	r.s.allocMu.Unlock()
+	if ok {
+		return n, nil
 	}
 	n, err := r.s.allocatedOf(r.chain, r.size, r.bs)
 	if err != nil {
 		return 0, err
 	}
-	r.alloc, r.counted = n, true
+	r.s.allocMu.Lock()
+	r.s.allocCache[r.chain[0]] = n
+	r.s.allocMu.Unlock()
 	return n, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/snapfs/snapfs/index"
 	"github.com/snapfs/snapfs/rowstore/segment"
 	"github.com/snapfs/snapfs/rowstore/vfs"
+	"golang.org/x/sys/unix"
 )
 
 // Options configure a Store. The zero value is usable.
@@ -112,6 +113,11 @@ type Store struct {
 
 	stats gcStats // results of the last GC, for the cleaner and usage
 
+	allocMu    sync.Mutex
+	allocCache map[link]int64 // allocated bytes of immutable (layer, epoch) points
+
+	lock *os.File // advisory lock on <dir>/lock
+
 	closed atomic.Bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -152,67 +158,81 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		dir: dir, opts: opts, log: opts.Logger, fs: opts.FS, sb: sb,
-		pending: map[vkey]index.Version{},
-		disks:   map[uint64]*diskState{},
-		pins:    map[link]int{},
-		stop:    make(chan struct{}),
+		pending:    map[vkey]index.Version{},
+		disks:      map[uint64]*diskState{},
+		pins:       map[link]int{},
+		allocCache: map[link]int64{},
+		stop:       make(chan struct{}),
 	}
+	// One process per store: an advisory lock held while the store is open.
+	// (Badger locks its own directory too; ours gives a clear ErrBusy first.)
+	// The lock and the index live on the operating system's filesystem
+	// whatever opts.FS is.
 	idxDir := filepath.Join(dir, "index")
 	if err := os.MkdirAll(idxDir, 0o700); err != nil {
 		return nil, fmt.Errorf("open index: %w", err)
 	}
-	s.idx, err = index.Open(idxDir, index.Options{Logger: s.log, MemTableSize: opts.IndexMemTableSize, BlockCacheSize: opts.IndexBlockCacheSize})
+	lock, err := lockStore(dir)
 	if err != nil {
-		if errors.Is(err, os.ErrExist) || isLockErr(err) {
-			return nil, fmt.Errorf("%w: store %s is open in another process: %v", ErrBusy, dir, err)
-		}
 		return nil, err
 	}
-	var cp index.Checkpoint
-	if err := s.idx.View(func(t *index.Txn) error { cp, err = t.Checkpoint(); return err }); err != nil {
-		s.idx.Close()
-		return nil, fmt.Errorf("read checkpoint: %w", err)
-	}
-	s.seg, err = segment.Open(s.fs, path.Join(dir, "segments"), segment.Options{SegmentSize: opts.SegmentSize, Logger: s.log,
-		Durable: segment.Pos{Segment: cp.Segment, Offset: cp.Offset}})
-	if err != nil {
-		s.idx.Close()
-		if errors.Is(err, segment.ErrIncompatible) {
-			return nil, fmt.Errorf("%w: %v", ErrIncompatible, err)
-		}
-		return nil, fmt.Errorf("open segment log: %w", err)
-	}
-	if opts.RebuildIndex {
-		if err := s.dropVersions(); err != nil {
+	s.lock = lock
+	if err := s.openLocked(dir, opts); err != nil {
+		if s.seg != nil {
 			s.seg.Close()
-			s.idx.Close()
-			return nil, err
 		}
-	}
-	if err := s.recover(); err != nil {
-		s.seg.Close()
-		s.idx.Close()
+		if s.idx != nil {
+			s.idx.Close()
+		}
+		s.lock.Close()
 		return nil, err
 	}
 	s.startBackground()
 	return s, nil
 }
 
-func isLockErr(err error) bool {
-	return err != nil && (errors.Is(err, os.ErrPermission) || containsAny(err.Error(), "Cannot acquire directory lock", "resource temporarily unavailable"))
-}
-
-func containsAny(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if len(sub) > 0 && len(s) >= len(sub) {
-			for i := 0; i+len(sub) <= len(s); i++ {
-				if s[i:i+len(sub)] == sub {
-					return true
-				}
-			}
+// openLocked opens the index and the log and recovers, with the lock held.
+func (s *Store) openLocked(dir string, opts Options) error {
+	var err error
+	s.idx, err = index.Open(filepath.Join(dir, "index"), index.Options{Logger: s.log, MemTableSize: opts.IndexMemTableSize, BlockCacheSize: opts.IndexBlockCacheSize})
+	if err != nil {
+		return err
+	}
+	var cp index.Checkpoint
+	if err := s.idx.View(func(t *index.Txn) error { cp, err = t.Checkpoint(); return err }); err != nil {
+		return fmt.Errorf("read checkpoint: %w", err)
+	}
+	s.seg, err = segment.Open(s.fs, path.Join(dir, "segments"), segment.Options{SegmentSize: opts.SegmentSize, Logger: s.log,
+		Durable: segment.Pos{Segment: cp.Segment, Offset: cp.Offset}})
+	if err != nil {
+		if errors.Is(err, segment.ErrIncompatible) {
+			return fmt.Errorf("%w: %v", ErrIncompatible, err)
+		}
+		return fmt.Errorf("open segment log: %w", err)
+	}
+	if opts.RebuildIndex {
+		if err := s.dropVersions(); err != nil {
+			return err
 		}
 	}
-	return false
+	return s.recover()
+}
+
+// lockStore takes the store's advisory lock (flock on <dir>/lock). A store
+// open in another process is an error wrapping ErrBusy.
+func lockStore(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: store %s is open in another process", ErrBusy, dir)
+		}
+		return nil, fmt.Errorf("lock store: %w", err)
+	}
+	return f, nil
 }
 
 // dropVersions empties the version map and resets the checkpoint to the
@@ -356,6 +376,7 @@ func (s *Store) Close() error {
 	if e := s.idx.Close(); err == nil && e != nil {
 		err = fmt.Errorf("close index: %w", e)
 	}
+	s.lock.Close()
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 )
 
 // Usage reports space per disk, snapshot and image, and for the store.
@@ -105,10 +106,17 @@ func (s *Store) Usage() (Usage, error) {
 	return u, nil
 }
 
+// dirSize is the space the files under dir occupy (allocated blocks, not
+// apparent sizes: Badger preallocates sparse files).
 func dirSize(dir string) int64 {
 	var n int64
 	_ = filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() {
+		if err != nil || fi.IsDir() {
+			return nil
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		} else {
 			n += fi.Size()
 		}
 		return nil
