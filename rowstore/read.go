@@ -78,17 +78,70 @@ func (s *Store) readBlocks(chain []link, blocks []uint64, dsts [][]byte, what st
 		return false, fmt.Errorf("%s: blocks %d-%d: %w", what, blocks[0], blocks[len(blocks)-1], err)
 	}
 	any := false
-	for i, b := range blocks {
+	// Records of adjacent blocks written together sit next to each other in
+	// the log: read each run of them with one call, and check each record.
+	for i := 0; i < len(blocks); {
 		if !found[i] || vs[i].Zero() {
 			clear(dsts[i])
+			i++
 			continue
 		}
 		any = true
-		if err := s.readVersion(vs[i], b, dsts[i], what); err != nil {
+		j := i + 1
+		span := int64(vs[i].Length)
+		for j < len(blocks) && found[j] && !vs[j].Zero() && vs[j].Segment == vs[i].Segment &&
+			vs[j].Offset == vs[i].Offset+span && span < maxReadSpan {
+			span += int64(vs[j].Length)
+			j++
+		}
+		if j == i+1 {
+			if err := s.readVersion(vs[i], blocks[i], dsts[i], what); err != nil {
+				return any, err
+			}
+			i++
+			continue
+		}
+		buf := getBuf(int(span))
+		err := s.seg.ReadRaw(vs[i].Segment, buf, vs[i].Offset)
+		if err != nil && errors.Is(err, segment.ErrCorrupt) {
+			err = &CorruptError{What: fmt.Sprintf("%s: blocks %d-%d (segment %d offset %d)", what, blocks[i], blocks[j-1], vs[i].Segment, vs[i].Offset), Err: err}
+		}
+		for k := i; k < j && err == nil; k++ {
+			off := vs[k].Offset - vs[i].Offset
+			err = s.checkRecord(buf[off:off+int64(vs[k].Length)], vs[k], blocks[k], dsts[k], what)
+		}
+		putBuf(buf)
+		if err != nil {
 			return any, err
 		}
+		i = j
 	}
 	return any, nil
+}
+
+// maxReadSpan bounds one coalesced read of adjacent records.
+const maxReadSpan = 1 << 20
+
+// checkRecord decodes an encoded record, checks it is the indexed version of
+// block b, and copies its payload to dst.
+func (s *Store) checkRecord(raw []byte, v index.Version, b uint64, dst []byte, what string) error {
+	r, _, err := segment.Decode(raw)
+	if err != nil {
+		return &CorruptError{What: fmt.Sprintf("%s: block %d (segment %d offset %d)", what, b, v.Segment, v.Offset), Err: err}
+	}
+	return s.checkVersion(&r, v, b, dst, what)
+}
+
+// checkVersion checks a decoded record is the indexed version of block b
+// and copies its payload to dst.
+func (s *Store) checkVersion(r *segment.Record, v index.Version, b uint64, dst []byte, what string) error {
+	if r.Kind != segment.KindData || r.Block != b || r.Seq != v.Seq || len(r.Payload) != len(dst) {
+		return &CorruptError{What: fmt.Sprintf("%s: block %d (segment %d offset %d)", what, b, v.Segment, v.Offset),
+			Err: fmt.Errorf("record (kind %d block %d seq %d, %d bytes) is not the indexed version (block %d seq %d, %d bytes)",
+				r.Kind, r.Block, r.Seq, len(r.Payload), b, v.Seq, len(dst))}
+	}
+	copy(dst, r.Payload)
+	return nil
 }
 
 // readVersion reads the record of a data version and checks it.
@@ -105,12 +158,7 @@ func (s *Store) readVersion(v index.Version, b uint64, dst []byte, what string) 
 		}
 		return fmt.Errorf("%s: read block %d: %w", what, b, err)
 	}
-	if r.Kind != segment.KindData || r.Block != b || r.Seq != v.Seq || len(r.Payload) != len(dst) {
-		return place(fmt.Errorf("record (kind %d block %d seq %d, %d bytes) is not the indexed version (block %d seq %d, %d bytes)",
-			r.Kind, r.Block, r.Seq, len(r.Payload), b, v.Seq, len(dst)))
-	}
-	copy(dst, r.Payload)
-	return nil
+	return s.checkVersion(&r, v, b, dst, what)
 }
 
 // visible calls fn, in block order, for every block in [from, to) that has a

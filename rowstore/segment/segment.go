@@ -475,6 +475,21 @@ func (l *Log) readAt(n uint64, p []byte, off int64) (int, error) {
 	}
 }
 
+// ReadRaw reads len(p) bytes of segment n at off, unverified: callers that
+// read several adjacent records with one call decode each with Decode, which
+// checks its CRC. A read past the end of the segment is an error wrapping
+// ErrShort.
+func (l *Log) ReadRaw(n uint64, p []byte, off int64) error {
+	m, err := l.readAt(n, p, off)
+	if m == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &CorruptError{Segment: n, Offset: off, Err: fmt.Errorf("%w: %d bytes at %d extend past the end of the segment", ErrShort, len(p), off)}
+	}
+	return fmt.Errorf("segment: read segment %d at %d: %w", n, off, err)
+}
+
 // Read reads and verifies the record at pos into buf (reused if large enough)
 // and returns it; its Payload aliases buf. A checksum or decode failure returns
 // a *CorruptError naming segment and offset, which wraps ErrCorrupt.
