@@ -4,6 +4,18 @@
 // tail after a crash. It knows nothing about disks, layers or the index; the
 // engine stores Pos values in its index and replays the log with Scan.
 //
+// # Write-behind
+//
+// Append gathers records of the active segment in memory and writes them to
+// the file in pieces of about 1 MiB (before a record that would overflow the
+// piece, at Sync, at rotation and at Close). Reads see gathered records at
+// once. Besides saving system calls, large writes let the page cache keep
+// large folios: reading a segment written in 16 KiB pieces was measured 4x
+// slower than one written in 1 MiB pieces (same data, both cached). A failed
+// write keeps the gathered records in memory and cuts the file back, so a
+// full disk fails Append or Sync, loses nothing appended, and works again
+// once space is freed.
+//
 // # Files
 //
 // A log is one directory of segment files named %016x.seg after their

@@ -79,8 +79,61 @@ type segFile struct {
 	// segments are opened lazily). Written under Log.mu held for writing.
 	f vfs.File
 	// size is the segment's size. Only the active segment grows; it is
-	// stored after a record is completely written.
+	// stored after a record is completely written (to the file or to wbuf).
 	size atomic.Int64
+
+	// The active segment gathers appends in wbuf and writes them in large
+	// pieces: fewer system calls, and the page cache keeps large folios, which
+	// makes reads of the segment several times faster than after many small
+	// writes. Bytes [flushed, size) are in wbuf, not yet in the file.
+	bufMu   sync.Mutex
+	wbuf    []byte
+	flushed int64
+}
+
+// writeBehind is how much the active segment gathers before it writes.
+const writeBehind = 1 << 20
+
+// flushLocked writes wbuf to the file (bufMu held). On failure the bytes
+// stay in wbuf and the file is cut back to what was flushed before.
+func (s *segFile) flushLocked() error {
+	if len(s.wbuf) == 0 {
+		return nil
+	}
+	if _, err := s.f.WriteAt(s.wbuf, s.flushed); err != nil {
+		if terr := s.f.Truncate(s.flushed); terr != nil {
+			return errors.Join(err, terr)
+		}
+		return err
+	}
+	s.flushed += int64(len(s.wbuf))
+	if cap(s.wbuf) > 4*writeBehind {
+		s.wbuf = nil
+	} else {
+		s.wbuf = s.wbuf[:0]
+	}
+	return nil
+}
+
+// flush writes what the active segment holds in memory.
+func (s *segFile) flush() error {
+	s.bufMu.Lock()
+	defer s.bufMu.Unlock()
+	return s.flushLocked()
+}
+
+// readBuffered copies to p what of [off, off+len(p)) is still in wbuf, and
+// reports how many leading bytes of p must come from the file.
+func (s *segFile) readBuffered(p []byte, off int64) (fromFile int) {
+	s.bufMu.Lock()
+	defer s.bufMu.Unlock()
+	end := off + int64(len(p))
+	if end <= s.flushed {
+		return len(p)
+	}
+	start := max(off, s.flushed)
+	copy(p[start-off:], s.wbuf[start-s.flushed:min(end-s.flushed, int64(len(s.wbuf)))])
+	return int(start - off)
 }
 
 // Log is the append-only log in one directory. Append and Sync are safe for
@@ -314,7 +367,7 @@ func (l *Log) startSegment(n uint64) error {
 	if err != nil {
 		return err
 	}
-	s := &segFile{num: n, f: f}
+	s := &segFile{num: n, f: f, flushed: FileHeaderSize}
 	s.size.Store(FileHeaderSize)
 	l.mu.Lock()
 	l.segs[n] = s
@@ -327,6 +380,9 @@ func (l *Log) startSegment(n uint64) error {
 // rotateLocked syncs the active segment and starts the next one.
 func (l *Log) rotateLocked() error {
 	old := l.active
+	if err := old.flush(); err != nil {
+		return fmt.Errorf("segment: write segment %d: %w", old.num, err)
+	}
 	if err := old.f.Sync(); err != nil {
 		l.fail(err)
 		return fmt.Errorf("segment: sync segment %d: %w", old.num, err)
@@ -359,7 +415,8 @@ func (l *Log) usable() error {
 	return nil
 }
 
-// Append writes r at the end of the log (one write call for header+payload;
+// Append adds r at the end of the log (gathered in memory and written in
+// pieces, see the package doc;
 // rotating first if the active segment is full: the old segment is synced
 // before the new one is created, and the directory is synced after creation).
 // It returns the record's position. The data is durable only after Sync.
@@ -383,18 +440,17 @@ func (l *Log) Append(r *Record) (Pos, error) {
 	}
 	s := l.active
 	off := s.size.Load()
-	l.buf = Encode(l.buf[:0], r)
-	if _, err := s.f.WriteAt(l.buf, off); err != nil {
-		// Undo a partial write so the segment still ends at a record.
-		if terr := s.f.Truncate(off); terr != nil {
-			l.fail(err)
+	s.bufMu.Lock()
+	defer s.bufMu.Unlock()
+	// Write what is gathered first if this record would overflow it, so a
+	// failed write (ENOSPC) fails this Append and loses nothing appended.
+	if len(s.wbuf) > 0 && len(s.wbuf)+int(n) > writeBehind {
+		if err := s.flushLocked(); err != nil {
+			return Pos{}, fmt.Errorf("segment: append to segment %d at %d: %w", s.num, s.flushed, err)
 		}
-		return Pos{}, fmt.Errorf("segment: append to segment %d at %d: %w", s.num, off, err)
 	}
+	s.wbuf = Encode(s.wbuf, r)
 	s.size.Store(off + n)
-	if cap(l.buf) > 4*readAhead {
-		l.buf = nil // do not pin a huge buffer after one huge record
-	}
 	return Pos{Segment: s.num, Offset: off, Length: uint32(n)}, nil
 }
 
@@ -409,6 +465,10 @@ func (l *Log) Sync() error {
 		return l.usable()
 	}
 	s := l.active
+	if err := s.flush(); err != nil {
+		l.mu.RUnlock()
+		return fmt.Errorf("segment: write segment %d: %w", s.num, err)
+	}
 	err := s.f.Sync()
 	l.mu.RUnlock()
 	if err != nil {
@@ -461,10 +521,18 @@ func (l *Log) readAt(n uint64, p []byte, off int64) (int, error) {
 			return 0, fmt.Errorf("segment: segment %d: %w", n, fs.ErrNotExist)
 		}
 		if f := s.f; f != nil {
-			m, err := f.ReadAt(p, off)
+			k := len(p)
+			if s == l.active {
+				k = s.readBuffered(p, off)
+			}
+			var m int
+			var err error
+			if k > 0 {
+				m, err = f.ReadAt(p[:k], off)
+			}
 			l.mu.RUnlock()
-			if m == len(p) {
-				err = nil
+			if m == k {
+				return len(p), nil
 			}
 			return m, err
 		}
@@ -789,7 +857,9 @@ func (l *Log) Close() error {
 	if l.err != nil {
 		err = fmt.Errorf("segment: close %s: log failed earlier: %w", l.dir, l.err)
 	} else {
-		if serr := l.active.f.Sync(); serr != nil {
+		if ferr := l.active.flush(); ferr != nil {
+			err = fmt.Errorf("segment: write segment %d: %w", l.active.num, ferr)
+		} else if serr := l.active.f.Sync(); serr != nil {
 			err = fmt.Errorf("segment: sync segment %d: %w", l.active.num, serr)
 		}
 	}
