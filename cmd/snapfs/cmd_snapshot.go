@@ -90,7 +90,18 @@ func snapshotCommand(st *state) *cli.Command {
 							rows = append(rows, []string{d.Name, size(d.Size), size(d.Allocated), size(int64(d.BlockSize))})
 						}
 						fmt.Fprintln(p.w)
-						return p.table([]string{"DISK", "SIZE", "ALLOCATED", "BLOCK"}, rows)
+						if err := p.table([]string{"DISK", "SIZE", "ALLOCATED", "BLOCK"}, rows); err != nil {
+							return err
+						}
+						if len(s.Copies) == 0 {
+							return nil
+						}
+						rows = rows[:0]
+						for _, cp := range s.Copies {
+							rows = append(rows, []string{cp.Region, string(cp.State), when(cp.AsOf)})
+						}
+						fmt.Fprintln(p.w)
+						return p.table([]string{"REGION", "COPY", "AS OF"}, rows)
 					})
 				},
 			},
@@ -137,6 +148,7 @@ func snapshotCommand(st *state) *cli.Command {
 					})
 				},
 			},
+			snapshotCopyCommand(st),
 			snapshotMountCommand(st),
 			snapshotUmountCommand(st),
 		},

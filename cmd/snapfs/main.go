@@ -106,6 +106,9 @@ func newApp(st *state) *cli.App {
 		imageCommand(st),
 		usageCommand(st),
 		gcCommand(st),
+		regionCommand(st),
+		syncCommand(st),
+		restoreCommand(st),
 	}
 	for _, c := range app.Commands {
 		prepare(st, c)
@@ -249,9 +252,14 @@ func takesValue(flags []cli.Flag, arg string) bool {
 	return false
 }
 
-// storeDir is the absolute store directory of the command line.
+// storeDir is the absolute store directory of the command line: the global
+// --store (region add has its own --store, a region store URL).
 func storeDir(c *cli.Context) (string, error) {
-	d := c.String("store")
+	lin := c.Lineage() // the command's context first, the app's last (before an empty root)
+	d := ""
+	for i := len(lin) - 1; i >= 0 && d == ""; i-- {
+		d = lin[i].String("store")
+	}
 	if d == "" {
 		return "", usagef("--store is empty")
 	}

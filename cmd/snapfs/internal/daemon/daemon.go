@@ -70,8 +70,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	local := service.NewLocal(st, cfg.Store)
+	local.SetLogger(log)
 	defer func() {
-		if cerr := st.Close(); cerr != nil {
+		if cerr := local.Close(); cerr != nil { // the region manager, then the store
 			log.Error("close store", "err", cerr)
 			if err == nil {
 				err = fmt.Errorf("close store: %w", cerr)

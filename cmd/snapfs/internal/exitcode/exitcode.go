@@ -13,6 +13,13 @@
 //	8  Incompatible the store was written by a newer or incompatible snapfs
 //	9  NoDaemon     the command needs a running daemon (snapfs mount) and none answers
 //	10 ReadOnly     the target is read-only
+//	11 Unavailable  a region's stores cannot serve the request: a store is unreachable
+//	                or unwritable (region add, sync, prune need every store), or fewer
+//	                than k healthy shards of some pack remain (restore, repair)
+//	12 Degraded     region check found missing or corrupt copies (run region repair),
+//	                or region repair could not rebuild all of them
+//	13 WrongKey     the key file does not open the region, or the stores hold a
+//	                different region (other k, m, region id or store order)
 //
 // The daemon and the direct path return the same errors (the control socket
 // carries a code that maps back to the same sentinel), so a command exits with
@@ -22,6 +29,7 @@ package exitcode
 import (
 	"errors"
 
+	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
@@ -38,6 +46,9 @@ const (
 	Incompatible = 8
 	NoDaemon     = 9
 	ReadOnly     = 10
+	Unavailable  = 11
+	Degraded     = 12
+	WrongKey     = 13
 )
 
 // ErrUsage marks command-line usage errors (missing argument, unknown flag,
@@ -48,22 +59,32 @@ var ErrUsage = errors.New("usage")
 // answers. It maps to NoDaemon.
 var ErrNoDaemon = errors.New("no daemon")
 
+// ErrDegraded marks a region check that found problems, or a repair that
+// left some. It maps to Degraded.
+var ErrDegraded = errors.New("region degraded")
+
 // Of returns the exit code for err (OK for nil).
 func Of(err error) int {
 	switch {
 	case err == nil:
 		return OK
-	case errors.Is(err, ErrUsage), errors.Is(err, rowstore.ErrInvalid):
+	case errors.Is(err, ErrUsage), errors.Is(err, rowstore.ErrInvalid), errors.Is(err, replicate.ErrInvalid):
 		return Usage
 	case errors.Is(err, ErrNoDaemon):
 		return NoDaemon
-	case errors.Is(err, rowstore.ErrNotFound):
+	case errors.Is(err, ErrDegraded):
+		return Degraded
+	case errors.Is(err, replicate.ErrWrongKey), errors.Is(err, replicate.ErrMismatch):
+		return WrongKey
+	case errors.Is(err, replicate.ErrUnavailable), errors.Is(err, replicate.ErrTooFewShards):
+		return Unavailable
+	case errors.Is(err, rowstore.ErrNotFound), errors.Is(err, replicate.ErrNotFound):
 		return NotFound
-	case errors.Is(err, rowstore.ErrExists):
+	case errors.Is(err, rowstore.ErrExists), errors.Is(err, replicate.ErrExists), errors.Is(err, replicate.ErrConflict):
 		return Exists
 	case errors.Is(err, rowstore.ErrBusy):
 		return Busy
-	case errors.Is(err, rowstore.ErrCorrupt):
+	case errors.Is(err, rowstore.ErrCorrupt), errors.Is(err, replicate.ErrCorrupt):
 		return Corrupt
 	case errors.Is(err, rowstore.ErrNoSpace):
 		return NoSpace
@@ -81,6 +102,7 @@ func Sentinel(code int) error {
 	return map[int]error{
 		Usage: ErrUsage, NotFound: rowstore.ErrNotFound, Exists: rowstore.ErrExists, Busy: rowstore.ErrBusy,
 		Corrupt: rowstore.ErrCorrupt, NoSpace: rowstore.ErrNoSpace, Incompatible: rowstore.ErrIncompatible,
-		NoDaemon: ErrNoDaemon, ReadOnly: rowstore.ErrReadOnly,
+		NoDaemon: ErrNoDaemon, ReadOnly: rowstore.ErrReadOnly, Unavailable: replicate.ErrUnavailable,
+		Degraded: ErrDegraded, WrongKey: replicate.ErrWrongKey,
 	}[code]
 }

@@ -33,31 +33,43 @@ func NewClient(sock string) *Client {
 	return &Client{sock: sock, hc: &http.Client{Transport: tr}}
 }
 
-func (c *Client) call(ctx context.Context, method string, req, resp any) error {
+// post sends a request; it returns the response when its status is 200
+// (close its body), or the error it carries.
+func (c *Client) post(ctx context.Context, method string, req any) (*http.Response, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
-		return fmt.Errorf("control %s: %w", method, err)
+		return nil, fmt.Errorf("control %s: %w", method, err)
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://snapfs/v1/"+method, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("control %s: %w", method, err)
+		return nil, fmt.Errorf("control %s: %w", method, err)
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	res, err := c.hc.Do(hr)
 	if err != nil {
-		return fmt.Errorf("daemon at %s: %w", c.sock, err)
+		return nil, fmt.Errorf("daemon at %s: %w", c.sock, err)
+	}
+	if res.StatusCode == http.StatusOK {
+		return res, nil
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	var we wireError
+	if json.Unmarshal(data, &we) != nil || we.Message == "" {
+		return nil, fmt.Errorf("daemon at %s: %s: %s", c.sock, method, res.Status)
+	}
+	return nil, &RemoteError{Code: we.Code, Message: we.Message}
+}
+
+func (c *Client) call(ctx context.Context, method string, req, resp any) error {
+	res, err := c.post(ctx, method, req)
+	if err != nil {
+		return err
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(res.Body)
 	if err != nil {
 		return fmt.Errorf("daemon at %s: read answer to %s: %w", c.sock, method, err)
-	}
-	if res.StatusCode != http.StatusOK {
-		var we wireError
-		if json.Unmarshal(data, &we) != nil || we.Message == "" {
-			return fmt.Errorf("daemon at %s: %s: %s", c.sock, method, res.Status)
-		}
-		return &RemoteError{Code: we.Code, Message: we.Message}
 	}
 	if resp == nil {
 		return nil
@@ -178,4 +190,95 @@ func (c *Client) Shutdown(ctx context.Context) error {
 func (c *Client) Close() error {
 	c.hc.CloseIdleConnections()
 	return nil
+}
+
+// AddRegion implements Service.
+func (c *Client) AddRegion(ctx context.Context, r AddRegionRequest) (AddedRegion, error) {
+	return get[AddedRegion](c, ctx, "AddRegion", r)
+}
+
+// ListRegions implements Service.
+func (c *Client) ListRegions(ctx context.Context) ([]Region, error) {
+	return get[[]Region](c, ctx, "ListRegions", empty{})
+}
+
+// GetRegion implements Service.
+func (c *Client) GetRegion(ctx context.Context, name string) (Region, error) {
+	return get[Region](c, ctx, "GetRegion", nameReq{name})
+}
+
+// RemoveRegion implements Service.
+func (c *Client) RemoveRegion(ctx context.Context, name string) error {
+	return c.call(ctx, "RemoveRegion", nameReq{name}, nil)
+}
+
+// RemoteSnapshots implements Service.
+func (c *Client) RemoteSnapshots(ctx context.Context, region string) ([]RemoteSnapshot, error) {
+	return get[[]RemoteSnapshot](c, ctx, "RemoteSnapshots", nameReq{region})
+}
+
+// Sync implements Service.
+func (c *Client) Sync(ctx context.Context, r SyncRequest, progress Progress) (SyncStats, error) {
+	return stream[SyncStats](c, ctx, "Sync", r, progress)
+}
+
+// Restore implements Service.
+func (c *Client) Restore(ctx context.Context, r RestoreRequest, progress Progress) (RestoreStats, error) {
+	return stream[RestoreStats](c, ctx, "Restore", r, progress)
+}
+
+// CheckRegion implements Service.
+func (c *Client) CheckRegion(ctx context.Context, region string, readData bool, progress Progress) (CheckReport, error) {
+	return stream[CheckReport](c, ctx, "CheckRegion", checkReq{region, readData}, progress)
+}
+
+// RepairRegion implements Service.
+func (c *Client) RepairRegion(ctx context.Context, region string, progress Progress) (RepairReport, error) {
+	return stream[RepairReport](c, ctx, "RepairRegion", nameReq{region}, progress)
+}
+
+// PruneRegion implements Service.
+func (c *Client) PruneRegion(ctx context.Context, r PruneRequest) (PruneStats, error) {
+	return stream[PruneStats](c, ctx, "PruneRegion", r, nil)
+}
+
+// stream calls a streaming method: the answer is JSON lines, each a
+// streamLine: events (passed to progress), then one result or error. The
+// call has no deadline (a restore may take hours); cancelling ctx closes
+// the connection, which cancels the job in the daemon.
+func stream[T any](c *Client, ctx context.Context, method string, req any, progress Progress) (T, error) {
+	var zero T
+	res, err := c.post(ctx, method, req)
+	if err != nil {
+		return zero, err
+	}
+	defer res.Body.Close()
+	dec := json.NewDecoder(res.Body)
+	for {
+		var line streamLine
+		if err := dec.Decode(&line); err != nil {
+			if ctx.Err() != nil {
+				return zero, ctx.Err()
+			}
+			return zero, fmt.Errorf("daemon at %s: %s: answer ended early (daemon stopped?): %w", c.sock, method, err)
+		}
+		switch {
+		case line.Event != nil:
+			if progress != nil {
+				progress(*line.Event)
+			}
+		case line.Error != nil:
+			var v T
+			if len(line.Result) > 0 {
+				_ = json.Unmarshal(line.Result, &v)
+			}
+			return v, &RemoteError{Code: line.Error.Code, Message: line.Error.Message}
+		case line.Result != nil:
+			var v T
+			if err := json.Unmarshal(line.Result, &v); err != nil {
+				return zero, fmt.Errorf("%w: daemon at %s: bad answer to %s: %v", rowstore.ErrIncompatible, c.sock, method, err)
+			}
+			return v, nil
+		}
+	}
 }

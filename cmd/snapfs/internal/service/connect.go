@@ -45,7 +45,9 @@ func Open(ctx context.Context, dir string, opts rowstore.Options) (Service, erro
 		}
 		st, err := rowstore.Open(dir, opts)
 		if err == nil {
-			return NewLocal(st, dir), nil
+			l := NewLocal(st, dir)
+			l.SetLogger(opts.Logger)
+			return l, nil
 		}
 		if !errors.Is(err, rowstore.ErrBusy) {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
+	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
@@ -23,6 +24,18 @@ var codes = []struct {
 	{"no_space", rowstore.ErrNoSpace},
 	{"closed", rowstore.ErrClosed},
 	{"incompatible", rowstore.ErrIncompatible},
+	// Regions. A replicate sentinel that means the same as a rowstore one
+	// shares its code (and comes back as the rowstore one: same exit code).
+	{"degraded", exitcode.ErrDegraded},
+	{"wrong_key", replicate.ErrWrongKey},
+	{"mismatch", replicate.ErrMismatch},
+	{"unavailable", replicate.ErrUnavailable},
+	{"too_few_shards", replicate.ErrTooFewShards},
+	{"conflict", replicate.ErrConflict},
+	{"invalid", replicate.ErrInvalid},
+	{"not_found", replicate.ErrNotFound},
+	{"exists", replicate.ErrExists},
+	{"corrupt", replicate.ErrCorrupt},
 }
 
 // codeOf is the wire code of err ("" when it wraps no known sentinel).

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -31,6 +32,8 @@ type Local struct {
 	store *rowstore.Store
 	dir   string
 	hooks Hooks
+	log   *slog.Logger
+	reg   regionState // regions: the replicate.Manager and the copies record
 
 	// mountpoint and started are set by the daemon (SetDaemon).
 	mountpoint string
@@ -49,7 +52,15 @@ type allocKey struct {
 
 // NewLocal returns a Local over store (opened from dir). Close closes store.
 func NewLocal(store *rowstore.Store, dir string) *Local {
-	return &Local{store: store, dir: dir, allocs: map[allocKey]int64{}}
+	return &Local{store: store, dir: dir, allocs: map[allocKey]int64{}, log: slog.New(slog.DiscardHandler)}
+}
+
+// SetLogger sets the logger of region operations (default: discard). Call
+// it before serving requests.
+func (l *Local) SetLogger(log *slog.Logger) {
+	if log != nil {
+		l.log = log
+	}
 }
 
 // Store is the engine behind l (for the daemon's FUSE adapter).
@@ -213,6 +224,7 @@ func (l *Local) snapshot(si rowstore.SnapshotInfo) (Snapshot, error) {
 		}
 		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: a})
 	}
+	s.Copies = l.copies(si)
 	return s, nil
 }
 
@@ -396,8 +408,14 @@ func (l *Local) Shutdown(ctx context.Context) error {
 	return l.hooks.Shutdown(ctx)
 }
 
-// Close implements Service.
-func (l *Local) Close() error { return l.store.Close() }
+// Close implements Service: it closes the region manager, then the store.
+func (l *Local) Close() error {
+	rerr := l.closeRegions()
+	if err := l.store.Close(); err != nil {
+		return err
+	}
+	return rerr
+}
 
 func firstErr(errs ...error) error {
 	for _, e := range errs {

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 
+	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
@@ -18,6 +20,14 @@ import (
 // operation is "POST /v1/<Method>" with a JSON request body; the answer is
 // 200 with the JSON result, or an error status with
 // {"code": "...", "message": "..."} (codes in errors.go).
+//
+// Long region jobs (Sync, Restore, CheckRegion, RepairRegion, PruneRegion)
+// are streaming methods: the answer is 200 with JSON lines
+// (application/x-ndjson), {"event": {...}} per progress event, flushed as
+// it happens, then exactly one {"result": ...} or {"error": {"code",
+// "message"}} (with "result" too when the job returned a partial result).
+// Neither side sets a deadline on them; a client that disconnects cancels
+// the job (sync and restore are safe to interrupt and run again).
 
 // Wire request types: one per argument list.
 type (
@@ -41,7 +51,11 @@ type (
 	}
 	listSnapshotsReq struct{ Disk string }
 	imageReq         struct{ Name, Snapshot, Disk string }
-	scratchReq       struct{ Snapshot, Disk string }
+	checkReq         struct {
+		Name     string
+		ReadData bool
+	}
+	scratchReq struct{ Snapshot, Disk string }
 )
 
 type method func(ctx context.Context, s Service, body []byte) (any, error)
@@ -109,6 +123,96 @@ var methods = map[string]method{
 		return result(s.CreateScratchClone(ctx, r.Snapshot, r.Disk))
 	}),
 	"Shutdown": op(func(ctx context.Context, s Service, _ empty) (any, error) { return done(s.Shutdown(ctx)) }),
+
+	"AddRegion": op(func(ctx context.Context, s Service, r AddRegionRequest) (any, error) {
+		return result(s.AddRegion(ctx, r))
+	}),
+	"ListRegions":  op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.ListRegions(ctx)) }),
+	"GetRegion":    op(func(ctx context.Context, s Service, r nameReq) (any, error) { return result(s.GetRegion(ctx, r.Name)) }),
+	"RemoveRegion": op(func(ctx context.Context, s Service, r nameReq) (any, error) { return done(s.RemoveRegion(ctx, r.Name)) }),
+	"RemoteSnapshots": op(func(ctx context.Context, s Service, r nameReq) (any, error) {
+		return result(s.RemoteSnapshots(ctx, r.Name))
+	}),
+}
+
+// streamMethod is a streaming operation: it reports progress through p.
+type streamMethod func(ctx context.Context, s Service, body []byte, p Progress) (any, error)
+
+func sop[Req any](f func(ctx context.Context, s Service, r Req, p Progress) (any, error)) streamMethod {
+	return func(ctx context.Context, s Service, body []byte, p Progress) (any, error) {
+		var r Req
+		if len(body) > 0 {
+			if err := json.Unmarshal(body, &r); err != nil {
+				return nil, fmt.Errorf("%w: bad request body: %v", rowstore.ErrInvalid, err)
+			}
+		}
+		return f(ctx, s, r, p)
+	}
+}
+
+// streams are the streaming methods of the control API.
+var streams = map[string]streamMethod{
+	"Sync": sop(func(ctx context.Context, s Service, r SyncRequest, p Progress) (any, error) {
+		return result(s.Sync(ctx, r, p))
+	}),
+	"Restore": sop(func(ctx context.Context, s Service, r RestoreRequest, p Progress) (any, error) {
+		return result(s.Restore(ctx, r, p))
+	}),
+	"CheckRegion": sop(func(ctx context.Context, s Service, r checkReq, p Progress) (any, error) {
+		return result(s.CheckRegion(ctx, r.Name, r.ReadData, p))
+	}),
+	"RepairRegion": sop(func(ctx context.Context, s Service, r nameReq, p Progress) (any, error) {
+		return result(s.RepairRegion(ctx, r.Name, p))
+	}),
+	"PruneRegion": sop(func(ctx context.Context, s Service, r PruneRequest, _ Progress) (any, error) {
+		return result(s.PruneRegion(ctx, r))
+	}),
+}
+
+// streamLine is one line of a streaming answer.
+type streamLine struct {
+	Event  *replicate.Event `json:"event,omitempty"`
+	Result json.RawMessage  `json:"result,omitempty"`
+	Error  *wireError       `json:"error,omitempty"`
+}
+
+// serveStream runs a streaming method, writing its events and its end.
+func serveStream(w http.ResponseWriter, r *http.Request, name string, m streamMethod, s Service, body []byte, log *slog.Logger) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	var mu sync.Mutex
+	enc := json.NewEncoder(w)
+	write := func(l streamLine) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := enc.Encode(l); err == nil {
+			_ = rc.Flush()
+		}
+	}
+	res, err := call(r.Context(), func(ctx context.Context, s Service, body []byte) (any, error) {
+		return m(ctx, s, body, func(e replicate.Event) { write(streamLine{Event: &e}) })
+	}, s, body)
+	var raw json.RawMessage
+	if res != nil {
+		if b, merr := json.Marshal(res); merr == nil {
+			raw = b
+		}
+	}
+	if err != nil {
+		if codeOf(err) == "" {
+			log.Error("control: "+name, "err", err)
+		} else {
+			log.Debug("control: "+name, "err", err)
+		}
+		write(streamLine{Result: raw, Error: &wireError{Code: codeOf(err), Message: err.Error()}})
+		return
+	}
+	log.Debug("control: " + name)
+	if raw == nil {
+		raw = json.RawMessage("null")
+	}
+	write(streamLine{Result: raw})
 }
 
 type wireError struct {
@@ -126,13 +230,18 @@ func Handler(s Service, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name, ok := strings.CutPrefix(r.URL.Path, "/v1/")
 		m := methods[name]
-		if !ok || m == nil || r.Method != http.MethodPost {
+		sm := streams[name]
+		if !ok || (m == nil && sm == nil) || r.Method != http.MethodPost {
 			writeError(w, http.StatusNotFound, fmt.Errorf("%w: no operation %s %s in the control API (daemon and client versions differ?)", rowstore.ErrIncompatible, r.Method, r.URL.Path))
 			return
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		if err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("read request: %w", err))
+			return
+		}
+		if sm != nil {
+			serveStream(w, r, name, sm, s, body, log)
 			return
 		}
 		res, err := call(r.Context(), m, s, body)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
@@ -60,6 +61,27 @@ type Service interface {
 	// exitcode.ErrNoDaemon and changes nothing.
 	CreateScratchClone(ctx context.Context, snapshot, disk string) (Disk, error)
 
+	// Regions (package replicate). Region configuration is local to the
+	// store (<store>/regions); remote data is only touched by Sync, Restore,
+	// RepairRegion and PruneRegion. Long jobs take a Progress (nil: none);
+	// through the daemon its events stream back over the control socket.
+	AddRegion(ctx context.Context, req AddRegionRequest) (AddedRegion, error)
+	ListRegions(ctx context.Context) ([]Region, error)
+	GetRegion(ctx context.Context, name string) (Region, error)
+	RemoveRegion(ctx context.Context, name string) error
+	// RemoteSnapshots lists the region's snapshots, oldest first, with
+	// their state (copying, available, degraded).
+	RemoteSnapshots(ctx context.Context, region string) ([]RemoteSnapshot, error)
+	// Sync copies to the region every local snapshot of req.Disks (all when
+	// empty) not there yet, or only req.Snapshot when set.
+	Sync(ctx context.Context, req SyncRequest, progress Progress) (SyncStats, error)
+	Restore(ctx context.Context, req RestoreRequest, progress Progress) (RestoreStats, error)
+	// CheckRegion reports problems; it fails only when the check could not
+	// run (a report with problems is not an error here: the CLI decides).
+	CheckRegion(ctx context.Context, region string, readData bool, progress Progress) (CheckReport, error)
+	RepairRegion(ctx context.Context, region string, progress Progress) (RepairReport, error)
+	PruneRegion(ctx context.Context, req PruneRequest) (PruneStats, error)
+
 	// Shutdown asks the daemon to flush everything, unmount and exit. It
 	// returns once the mount is gone; the process exits right after. Without
 	// a daemon it fails with exitcode.ErrNoDaemon.
@@ -103,8 +125,22 @@ type Snapshot struct {
 	Name    string         `json:"name"`
 	Created time.Time      `json:"created"`
 	Kind    string         `json:"kind"`
-	State   string         `json:"state"` // "available" (regions add "copying")
+	State   string         `json:"state"` // the local copy: "available"
 	Disks   []SnapshotDisk `json:"disks"`
+	// Copies is the snapshot's state in every configured region, from this
+	// host's record of its last sync, check, prune or region snapshots
+	// listing (no store is contacted to answer). Absent without regions.
+	Copies []SnapshotCopy `json:"copies,omitempty"`
+}
+
+// SnapshotCopy is a snapshot's state in one region: "absent", "copying",
+// "available" (in the region with all shards, as far as this host knows)
+// or "degraded" (the last check found missing or corrupt shards it needs),
+// as recorded at AsOf (zero: never recorded).
+type SnapshotCopy struct {
+	Region string          `json:"region"`
+	State  replicate.State `json:"state"`
+	AsOf   time.Time       `json:"as_of,omitzero"`
 }
 
 // SnapshotDisk is one disk of a snapshot.
@@ -142,4 +178,57 @@ type Range struct {
 	Offset int64 `json:"offset"`
 	Length int64 `json:"length"`
 	Zero   bool  `json:"zero,omitempty"`
+}
+
+// Progress receives the events of a long region job (sync, restore, check,
+// repair). It may be called from several goroutines at once.
+type Progress func(replicate.Event)
+
+// Region types are replicate's: they round-trip through encoding/json.
+type (
+	Region         = replicate.RegionConfig
+	AddedRegion    = replicate.RegionInfo
+	RemoteSnapshot = replicate.RemoteSnapshot
+	SyncStats      = replicate.Stats
+	RestoreStats   = replicate.RestoreStats
+	CheckReport    = replicate.Report
+	RepairReport   = replicate.RepairReport
+	PruneStats     = replicate.PruneStats
+)
+
+// AddRegionRequest configures a region (replicate.RegionConfig without the
+// fields AddRegion fills in). KeyFile must be absolute: the daemon does not
+// share the command's working directory.
+type AddRegionRequest struct {
+	Name    string              `json:"name"`
+	K       int                 `json:"data"`
+	M       int                 `json:"parity"`
+	Stores  []string            `json:"stores"`
+	KeyFile string              `json:"key_file"`
+	S3      replicate.S3Options `json:"s3"`
+}
+
+// SyncRequest names what Sync copies: Snapshot alone, or every snapshot
+// holding one of Disks (every snapshot when both are empty).
+type SyncRequest struct {
+	Region   string   `json:"region"`
+	Disks    []string `json:"disks,omitempty"`
+	Snapshot string   `json:"snapshot,omitempty"`
+}
+
+// RestoreRequest builds local disk To from disk Disk of remote snapshot
+// Snapshot.
+type RestoreRequest struct {
+	Region   string `json:"region"`
+	Snapshot string `json:"snapshot"`
+	Disk     string `json:"disk"`
+	To       string `json:"to"`
+}
+
+// PruneRequest keeps the KeepLast newest remote snapshots and those younger
+// than KeepWithin; at least one must be positive.
+type PruneRequest struct {
+	Region     string        `json:"region"`
+	KeepLast   int           `json:"keep_last,omitempty"`
+	KeepWithin time.Duration `json:"keep_within,omitempty"`
 }

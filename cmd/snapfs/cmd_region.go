@@ -1,0 +1,326 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+	"github.com/snapfs/snapfs/replicate"
+)
+
+func regionCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name:  "region",
+		Usage: "configure regions (erasure-coded, encrypted remote copies) and check, repair and prune them",
+		Subcommands: []*cli.Command{
+			regionAddCommand(st),
+			{
+				Name:  "list",
+				Usage: "list the configured regions",
+				Action: func(c *cli.Context) error {
+					if _, err := args(c); err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						rs, err := svc.ListRegions(ctx)
+						if err != nil {
+							return err
+						}
+						for i := range rs {
+							rs[i] = redactRegion(rs[i])
+						}
+						return list(newPrinter(c, st), "region", rs, []string{"NAME", "DATA", "PARITY", "STORES", "ADDED"}, func(r service.Region) []string {
+							return []string{r.Name, strconv.Itoa(r.K), strconv.Itoa(r.M), strconv.Itoa(len(r.Stores)), when(r.Added)}
+						})
+					})
+				},
+			},
+			{
+				Name:      "info",
+				Usage:     "describe a region's configuration",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						r, err := svc.GetRegion(ctx, a[0])
+						if err != nil {
+							return err
+						}
+						return printRegion(newPrinter(c, st), redactRegion(r), "")
+					})
+				},
+			},
+			{
+				Name:      "remove",
+				Usage:     "forget a region on this host (its configuration and cache; remote data is kept)",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						if err := svc.RemoveRegion(ctx, a[0]); err != nil {
+							return err
+						}
+						return newPrinter(c, st).result("deleted", deleted{"region", a[0]}, "removed region %s from this host (remote data kept)", a[0])
+					})
+				},
+			},
+			{
+				Name:      "snapshots",
+				Usage:     "list the region's snapshots with their state (copying, available, degraded)",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						rs, err := svc.RemoteSnapshots(ctx, a[0])
+						if err != nil {
+							return err
+						}
+						return list(newPrinter(c, st), "remote_snapshot", rs, []string{"NAME", "CREATED", "KIND", "STATE", "DISKS"}, func(s service.RemoteSnapshot) []string {
+							var ds []string
+							for _, d := range s.Disks {
+								ds = append(ds, d.Name)
+							}
+							return []string{s.Name, when(s.Created), dash(s.Kind), string(s.State), joinOr(ds, "-")}
+						})
+					})
+				},
+			},
+			{
+				Name:      "check",
+				Usage:     "verify that every store holds every object it should (exit 12 when anything is missing or corrupt)",
+				ArgsUsage: "NAME",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "read-data", Usage: "also read every shard and verify its checksum"}},
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						pr := newProgress(c, st)
+						rep, err := svc.CheckRegion(ctx, a[0], c.Bool("read-data"), pr.fn())
+						pr.done()
+						if err != nil {
+							return err
+						}
+						if err := printCheck(newPrinter(c, st), a[0], rep); err != nil {
+							return err
+						}
+						if !rep.OK() {
+							return fmt.Errorf("%w: region %s: %d problem(s), %d snapshot(s) lost, %d degraded; run snapfs region repair %s",
+								exitcode.ErrDegraded, a[0], len(rep.Problems), len(rep.Lost), len(rep.Degraded), a[0])
+						}
+						return nil
+					})
+				},
+			},
+			{
+				Name:      "repair",
+				Usage:     "rebuild missing or corrupt shards and metadata from the other stores (exit 12 if some remain)",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						pr := newProgress(c, st)
+						rep, err := svc.RepairRegion(ctx, a[0], pr.fn())
+						pr.done()
+						if err != nil {
+							return err
+						}
+						p := newPrinter(c, st)
+						if p.json {
+							if err := p.object("repair", rep); err != nil {
+								return err
+							}
+						} else {
+							for _, f := range rep.Failed {
+								fmt.Fprintf(p.w, "not repaired: store %d %s (%s): %s\n", f.Store, f.Object, f.Kind, f.Err)
+							}
+							fmt.Fprintf(p.w, "region %s: %d problem(s) found, %d repaired, %d not repaired\n", a[0], len(rep.Before.Problems), len(rep.Repaired), len(rep.Failed))
+						}
+						if len(rep.Failed) > 0 {
+							return fmt.Errorf("%w: region %s: %d copies could not be repaired", exitcode.ErrDegraded, a[0], len(rep.Failed))
+						}
+						return nil
+					})
+				},
+			},
+			{
+				Name:      "prune",
+				Usage:     "remove remote snapshots beyond a retention, and the packs nothing needs any more",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.IntFlag{Name: "keep-last", Usage: "keep the N newest remote snapshots"},
+					&cli.DurationFlag{Name: "keep-within", Usage: "keep remote snapshots younger than this (e.g. 168h)"},
+				},
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					req := service.PruneRequest{Region: a[0], KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within")}
+					if req.KeepLast < 0 || req.KeepWithin < 0 {
+						return usagef("region prune: --keep-last and --keep-within must not be negative")
+					}
+					if req.KeepLast == 0 && req.KeepWithin == 0 {
+						return usagef("region prune: --keep-last N or --keep-within DURATION is required")
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						s, err := svc.PruneRegion(ctx, req)
+						if err != nil {
+							return err
+						}
+						return newPrinter(c, st).result("prune", s, "region %s: removed %d snapshot(s) (%s), %d pack(s) and %d orphan(s), %s freed",
+							a[0], len(s.Deleted), joinOr(s.Deleted, "none"), s.PacksDeleted, s.OrphansDeleted, size(s.BytesFreed))
+					})
+				},
+			},
+		},
+	}
+}
+
+func regionAddCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name:      "add",
+		Usage:     "configure a region of K data and M parity stores; attach to it when the stores already hold it",
+		ArgsUsage: "NAME",
+		Description: "Every store must be reachable and writable. Stores are file:///abs/path or s3://bucket/prefix;\n" +
+			"S3 credentials come from s3://KEY:SECRET@bucket/prefix or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY\n" +
+			"(the environment of the process that runs the command: the daemon's when one serves the store).\n" +
+			"The key file holds 32 raw bytes or 64 hex digits; every host of the region needs the same key.\n" +
+			"Note: --store here is a region store; put the global --store DIR before the command (or use SNAPFS_STORE).",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "data", Usage: "K, the number of data shards", Required: true},
+			&cli.IntFlag{Name: "parity", Usage: "M, the number of parity shards", Required: true},
+			&cli.StringSliceFlag{Name: "store", Usage: "a store URL, in shard order (repeat K+M times)", Required: true},
+			&cli.StringFlag{Name: "key-file", Usage: "the region key file", Required: true},
+			&cli.StringFlag{Name: "s3-endpoint", Usage: "S3 endpoint (host:port or URL; default $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, AWS)"},
+			&cli.StringFlag{Name: "s3-region", Usage: "S3 region (default $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1)"},
+			&cli.BoolFlag{Name: "s3-path-style", Usage: "path-style bucket addressing (MinIO, Ceph RGW, SeaweedFS, versitygw)"},
+			&cli.BoolFlag{Name: "s3-insecure", Usage: "plain HTTP to the S3 endpoint"},
+		},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, "NAME")
+			if err != nil {
+				return err
+			}
+			key, err := filepath.Abs(c.String("key-file"))
+			if err != nil {
+				return usagef("--key-file: %v", err)
+			}
+			req := service.AddRegionRequest{
+				Name: a[0], K: c.Int("data"), M: c.Int("parity"), Stores: c.StringSlice("store"), KeyFile: key,
+				S3: replicate.S3Options{Endpoint: c.String("s3-endpoint"), Region: c.String("s3-region"), PathStyle: c.Bool("s3-path-style"), Insecure: c.Bool("s3-insecure")},
+			}
+			return withService(c, st, func(ctx context.Context, svc service.Service) error {
+				r, err := svc.AddRegion(ctx, req)
+				if err != nil {
+					return err
+				}
+				r.RegionConfig = redactRegion(r.RegionConfig)
+				verb := "created"
+				if r.Attached {
+					verb = "attached"
+				}
+				p := newPrinter(c, st)
+				if p.json {
+					return p.object("region", r)
+				}
+				return printRegion(p, r.RegionConfig, fmt.Sprintf("%s region %s (%d+%d over %d stores)", verb, r.Name, r.K, r.M, len(r.Stores)))
+			})
+		},
+	}
+}
+
+// redactRegion hides the secret of credentials in store URLs.
+func redactRegion(r service.Region) service.Region {
+	out := r
+	out.Stores = make([]string, len(r.Stores))
+	for i, s := range r.Stores {
+		out.Stores[i] = s
+		if u, err := url.Parse(s); err == nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+				out.Stores[i] = u.String()
+			}
+		}
+	}
+	return out
+}
+
+func printRegion(p *printer, r service.Region, head string) error {
+	if p.json {
+		return p.object("region", r)
+	}
+	if head != "" {
+		fmt.Fprintln(p.w, head)
+	}
+	kv := []string{"name", r.Name, "data", strconv.Itoa(r.K), "parity", strconv.Itoa(r.M), "key file", r.KeyFile, "region id", r.RegionID, "added", when(r.Added)}
+	if r.S3 != (replicate.S3Options{}) {
+		kv = append(kv, "s3 endpoint", dash(r.S3.Endpoint), "s3 region", dash(r.S3.Region),
+			"s3 path style", strconv.FormatBool(r.S3.PathStyle), "s3 insecure", strconv.FormatBool(r.S3.Insecure))
+	}
+	if err := p.fields(kv...); err != nil {
+		return err
+	}
+	rows := make([][]string, 0, len(r.Stores))
+	for i, s := range r.Stores {
+		kind := "data"
+		if i >= r.K {
+			kind = "parity"
+		}
+		rows = append(rows, []string{strconv.Itoa(i), kind, s})
+	}
+	fmt.Fprintln(p.w)
+	return p.table([]string{"SHARD", "KIND", "STORE"}, rows)
+}
+
+func printCheck(p *printer, region string, rep service.CheckReport) error {
+	if p.json {
+		return p.object("check", rep)
+	}
+	if len(rep.Problems) > 0 {
+		rows := make([][]string, 0, len(rep.Problems))
+		for _, pr := range rep.Problems {
+			rows = append(rows, []string{strconv.Itoa(pr.Store), pr.Object, pr.Kind, dash(pr.Err)})
+		}
+		if err := p.table([]string{"STORE", "OBJECT", "PROBLEM", "DETAIL"}, rows); err != nil {
+			return err
+		}
+	}
+	how := "headers"
+	if rep.DataRead {
+		how = "data"
+	}
+	state := "OK"
+	if !rep.OK() {
+		state = "PROBLEMS"
+	}
+	_, err := fmt.Fprintf(p.w, "region %s: %s: %d stores, %d packs, %d manifests, %d shards checked (%s); %d problem(s); degraded: %s; lost: %s\n",
+		region, state, rep.Stores, rep.Packs, rep.Manifests, rep.ShardsChecked, how, len(rep.Problems), joinOr(rep.Degraded, "none"), joinOr(rep.Lost, "none"))
+	return err
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+)
+
+func syncCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name:  "sync",
+		Usage: "copy every local snapshot not yet in a region to it (only blocks the region lacks travel)",
+		Description: "Copies, oldest first, every snapshot holding one of the --disk disks (every snapshot without --disk)\n" +
+			"that the region does not hold yet. Exit 0 only when all of them are durable on every store of the region.\n" +
+			"Safe to interrupt and run again: the next run reuses what was shipped.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "region", Usage: "the region", Required: true},
+			&cli.StringSliceFlag{Name: "disk", Usage: "only snapshots holding this disk (repeat for several)"},
+		},
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			return runSync(c, st, service.SyncRequest{Region: c.String("region"), Disks: c.StringSlice("disk")})
+		},
+	}
+}
+
+func snapshotCopyCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name:      "copy",
+		Usage:     "copy one snapshot to a region (nothing when it is there already)",
+		ArgsUsage: "SNAPSHOT",
+		Flags:     []cli.Flag{&cli.StringFlag{Name: "region", Usage: "the region", Required: true}},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, "SNAPSHOT")
+			if err != nil {
+				return err
+			}
+			return runSync(c, st, service.SyncRequest{Region: c.String("region"), Snapshot: a[0]})
+		},
+	}
+}
+
+func runSync(c *cli.Context, st *state, req service.SyncRequest) error {
+	return withService(c, st, func(ctx context.Context, svc service.Service) error {
+		pr := newProgress(c, st)
+		s, err := svc.Sync(ctx, req, pr.fn())
+		pr.done()
+		if err != nil {
+			return err
+		}
+		return newPrinter(c, st).result("sync", s, "region %s: %d snapshot(s) copied, %d already there; %d of %d blocks read, %d pack(s), %s written",
+			req.Region, s.Snapshots, s.Skipped, s.BlocksRead, s.BlocksExamined, s.PacksWritten, size(s.TotalWritten()))
+	})
+}
+
+func restoreCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name:  "restore",
+		Usage: "build a new local disk from a disk of a snapshot in a region",
+		Description: "Reads any k healthy stores of the region and verifies every block. The disk is built under a\n" +
+			"temporary name and appears as --to only when complete; a failed restore leaves nothing behind.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "region", Usage: "the region", Required: true},
+			&cli.StringFlag{Name: "snapshot", Usage: "the remote snapshot", Required: true},
+			&cli.StringFlag{Name: "disk", Usage: "the disk in the snapshot", Required: true},
+			&cli.StringFlag{Name: "to", Usage: "the new local disk", Required: true},
+		},
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			req := service.RestoreRequest{Region: c.String("region"), Snapshot: c.String("snapshot"), Disk: c.String("disk"), To: c.String("to")}
+			return withService(c, st, func(ctx context.Context, svc service.Service) error {
+				pr := newProgress(c, st)
+				s, err := svc.Restore(ctx, req, pr.fn())
+				pr.done()
+				if err != nil {
+					return err
+				}
+				extra := ""
+				if s.Degraded > 0 {
+					extra = fmt.Sprintf("; %d pack(s) rebuilt from parity (run region check)", s.Degraded)
+				}
+				return newPrinter(c, st).result("restore", restored{req, s}, "restored disk %s of snapshot %s from region %s as disk %s: %d blocks, %s read%s",
+					req.Disk, req.Snapshot, req.Region, req.To, s.Blocks, size(s.BytesRead), extra)
+			})
+		},
+	}
+}
+
+// restored is the `restore --json` result line.
+type restored struct {
+	service.RestoreRequest
+	service.RestoreStats
+}
+
+func joinOr(s []string, none string) string {
+	if len(s) == 0 {
+		return none
+	}
+	return strings.Join(s, ", ")
+}

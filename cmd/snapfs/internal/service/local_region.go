@@ -1,0 +1,377 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/snapfs/snapfs/replicate"
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// regionState is the region half of a Local: one replicate.Manager for the
+// process (made on first use, closed by Close) and this host's record of
+// which snapshots are in which region.
+//
+// The record (<store>/copies/<region>.json) is rewritten from the region's
+// listing after every sync, check, repair, prune, region add and region
+// snapshots, and marks a snapshot "copying" as soon as a sync starts on it.
+// Only the process that holds the store writes it, so the in-memory copy is
+// authoritative: snapshot info and snapshot.json read it without touching a
+// store.
+type regionState struct {
+	once   sync.Once
+	mgr    *replicate.Manager
+	mgrErr error
+
+	mu      sync.Mutex
+	names   []string                // configured regions; nil: not loaded
+	records map[string]*copyRecords // by region
+}
+
+// copyRecords is one region's record.
+type copyRecords struct {
+	AsOf      time.Time             `json:"as_of"`
+	Snapshots map[string]copyRecord `json:"snapshots"`
+}
+
+type copyRecord struct {
+	ID      uint64          `json:"id"`
+	Created time.Time       `json:"created"`
+	State   replicate.State `json:"state"`
+	AsOf    time.Time       `json:"as_of"`
+}
+
+// manager is the process's replicate.Manager.
+func (l *Local) manager() (*replicate.Manager, error) {
+	l.reg.once.Do(func() {
+		l.reg.mgr, l.reg.mgrErr = replicate.New(l.dir, l.store, replicate.Options{Logger: l.log})
+	})
+	return l.reg.mgr, l.reg.mgrErr
+}
+
+func (l *Local) closeRegions() error {
+	if l.reg.mgr != nil {
+		return l.reg.mgr.Close()
+	}
+	return nil
+}
+
+func (l *Local) copiesPath(region string) string {
+	return filepath.Join(l.dir, "copies", region+".json")
+}
+
+// regionNames lists the configured regions (cached; Add and Remove reset it).
+func (l *Local) regionNames() ([]string, error) {
+	l.reg.mu.Lock()
+	names := l.reg.names
+	l.reg.mu.Unlock()
+	if names != nil {
+		return names, nil
+	}
+	m, err := l.manager()
+	if err != nil {
+		return nil, err
+	}
+	cs, err := m.ListRegions()
+	if err != nil {
+		return nil, err
+	}
+	names = []string{}
+	for _, c := range cs {
+		names = append(names, c.Name)
+	}
+	l.reg.mu.Lock()
+	l.reg.names = names
+	l.reg.mu.Unlock()
+	return names, nil
+}
+
+// recordLocked returns region's record, loading it once. l.reg.mu is held.
+func (l *Local) recordLocked(region string) *copyRecords {
+	if l.reg.records == nil {
+		l.reg.records = map[string]*copyRecords{}
+	}
+	if r, ok := l.reg.records[region]; ok {
+		return r
+	}
+	r := &copyRecords{Snapshots: map[string]copyRecord{}}
+	if b, err := os.ReadFile(l.copiesPath(region)); err == nil {
+		if json.Unmarshal(b, r) != nil || r.Snapshots == nil {
+			r = &copyRecords{Snapshots: map[string]copyRecord{}}
+		}
+	}
+	l.reg.records[region] = r
+	return r
+}
+
+// saveRecordLocked writes region's record (best effort: it is a cache that
+// the next listing rebuilds). l.reg.mu is held.
+func (l *Local) saveRecordLocked(region string, r *copyRecords) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	path := l.copiesPath(region)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		l.log.Warn("region copies record", "region", region, "err", err)
+		return
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+		err = os.Rename(tmp, path)
+		if err != nil {
+			l.log.Warn("region copies record", "region", region, "err", err)
+		}
+	}
+}
+
+// recordRemote replaces region's record with a listing of the region.
+func (l *Local) recordRemote(region string, remote []RemoteSnapshot) {
+	now := time.Now().UTC()
+	r := &copyRecords{AsOf: now, Snapshots: map[string]copyRecord{}}
+	for _, s := range remote {
+		r.Snapshots[s.Name] = copyRecord{ID: s.ID, Created: s.Created, State: s.State, AsOf: now}
+	}
+	l.reg.mu.Lock()
+	defer l.reg.mu.Unlock()
+	if l.reg.records == nil {
+		l.reg.records = map[string]*copyRecords{}
+	}
+	l.reg.records[region] = r
+	l.saveRecordLocked(region, r)
+	l.namesChanged()
+}
+
+// refresh re-lists region and records it; errors only leave the old record.
+func (l *Local) refresh(ctx context.Context, m *replicate.Manager, region string) {
+	remote, err := m.ListRemote(ctx, region)
+	if err != nil {
+		l.log.Debug("region listing for the copies record failed", "region", region, "err", err)
+		return
+	}
+	l.recordRemote(region, remote)
+}
+
+// markCopying records that a sync started copying snapshot to region.
+func (l *Local) markCopying(region, snapshot string) {
+	si, err := l.store.GetSnapshot(snapshot)
+	if err != nil {
+		return
+	}
+	l.reg.mu.Lock()
+	defer l.reg.mu.Unlock()
+	r := l.recordLocked(region)
+	if c, ok := r.Snapshots[snapshot]; ok && c.ID == si.ID && c.State == replicate.StateCopying {
+		return
+	}
+	r.Snapshots[snapshot] = copyRecord{ID: si.ID, Created: si.Created, State: replicate.StateCopying, AsOf: time.Now().UTC()}
+	l.saveRecordLocked(region, r)
+}
+
+// copies is what the record says of si in every configured region.
+func (l *Local) copies(si rowstore.SnapshotInfo) []SnapshotCopy {
+	names, err := l.regionNames()
+	if err != nil || len(names) == 0 {
+		return nil
+	}
+	out := make([]SnapshotCopy, 0, len(names))
+	l.reg.mu.Lock()
+	defer l.reg.mu.Unlock()
+	for _, region := range names {
+		r := l.recordLocked(region)
+		c := SnapshotCopy{Region: region, State: replicate.StateAbsent, AsOf: r.AsOf}
+		if rec, ok := r.Snapshots[si.Name]; ok && rec.ID == si.ID && rec.Created.Equal(si.Created) {
+			c.State, c.AsOf = rec.State, rec.AsOf
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func progressOf(p Progress) replicate.Progress {
+	if p == nil {
+		return replicate.NoProgress{}
+	}
+	return replicate.ProgressFunc(p)
+}
+
+// AddRegion implements Service.
+func (l *Local) AddRegion(ctx context.Context, r AddRegionRequest) (AddedRegion, error) {
+	m, err := l.manager()
+	if err != nil {
+		return AddedRegion{}, err
+	}
+	if !filepath.IsAbs(r.KeyFile) {
+		return AddedRegion{}, fmt.Errorf("%w: key file %q: want an absolute path", replicate.ErrInvalid, r.KeyFile)
+	}
+	info, err := m.AddRegion(ctx, replicate.RegionConfig{Name: r.Name, K: r.K, M: r.M, Stores: r.Stores, KeyFile: r.KeyFile, S3: r.S3})
+	if err != nil {
+		return AddedRegion{}, err
+	}
+	l.reg.mu.Lock()
+	l.reg.names = nil
+	l.reg.mu.Unlock()
+	if info.Attached {
+		l.refresh(ctx, m, r.Name)
+	} else {
+		l.recordRemote(r.Name, nil)
+	}
+	return info, nil
+}
+
+// ListRegions implements Service.
+func (l *Local) ListRegions(context.Context) ([]Region, error) {
+	m, err := l.manager()
+	if err != nil {
+		return nil, err
+	}
+	rs, err := m.ListRegions()
+	if rs == nil {
+		rs = []Region{}
+	}
+	return rs, err
+}
+
+// GetRegion implements Service.
+func (l *Local) GetRegion(_ context.Context, name string) (Region, error) {
+	m, err := l.manager()
+	if err != nil {
+		return Region{}, err
+	}
+	return m.RegionInfo(name)
+}
+
+// RemoveRegion implements Service.
+func (l *Local) RemoveRegion(_ context.Context, name string) error {
+	m, err := l.manager()
+	if err != nil {
+		return err
+	}
+	if err := m.RemoveRegion(name); err != nil {
+		return err
+	}
+	l.reg.mu.Lock()
+	l.reg.names = nil
+	delete(l.reg.records, name)
+	if err := os.Remove(l.copiesPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.log.Warn("region copies record", "region", name, "err", err)
+	}
+	l.reg.mu.Unlock()
+	l.namesChanged()
+	return nil
+}
+
+// RemoteSnapshots implements Service.
+func (l *Local) RemoteSnapshots(ctx context.Context, region string) ([]RemoteSnapshot, error) {
+	m, err := l.manager()
+	if err != nil {
+		return nil, err
+	}
+	rs, err := m.ListRemote(ctx, region)
+	if err != nil {
+		return nil, err
+	}
+	l.recordRemote(region, rs)
+	if rs == nil {
+		rs = []RemoteSnapshot{}
+	}
+	return rs, nil
+}
+
+// Sync implements Service.
+func (l *Local) Sync(ctx context.Context, r SyncRequest, progress Progress) (SyncStats, error) {
+	m, err := l.manager()
+	if err != nil {
+		return SyncStats{}, err
+	}
+	if r.Snapshot != "" && len(r.Disks) > 0 {
+		return SyncStats{}, fmt.Errorf("%w: sync takes a snapshot or disks, not both", rowstore.ErrInvalid)
+	}
+	if _, err := m.RegionInfo(r.Region); err != nil {
+		return SyncStats{}, err
+	}
+	for _, d := range r.Disks {
+		if _, err := l.store.GetDisk(d); err != nil {
+			return SyncStats{}, err
+		}
+	}
+	inner := progressOf(progress)
+	p := replicate.ProgressFunc(func(e replicate.Event) {
+		if e.Type == replicate.EventSnapshot && e.Snapshot != "" {
+			l.markCopying(r.Region, e.Snapshot)
+		}
+		inner.Event(e)
+	})
+	var st SyncStats
+	if r.Snapshot != "" {
+		st, err = m.CopySnapshot(ctx, r.Region, r.Snapshot, p)
+	} else {
+		st, err = m.Sync(ctx, r.Region, r.Disks, p)
+	}
+	l.refresh(context.WithoutCancel(ctx), m, r.Region)
+	return st, err
+}
+
+// Restore implements Service.
+func (l *Local) Restore(ctx context.Context, r RestoreRequest, progress Progress) (RestoreStats, error) {
+	m, err := l.manager()
+	if err != nil {
+		return RestoreStats{}, err
+	}
+	st, err := m.Restore(ctx, r.Region, r.Snapshot, r.Disk, r.To, progressOf(progress))
+	l.namesChanged() // the new disk, or the temporary one gone
+	return st, err
+}
+
+// CheckRegion implements Service.
+func (l *Local) CheckRegion(ctx context.Context, region string, readData bool, progress Progress) (CheckReport, error) {
+	m, err := l.manager()
+	if err != nil {
+		return CheckReport{}, err
+	}
+	rep, err := m.Check(ctx, region, readData, progressOf(progress))
+	if err == nil {
+		l.refresh(ctx, m, region)
+	}
+	if rep.Problems == nil {
+		rep.Problems = []replicate.Problem{}
+	}
+	return rep, err
+}
+
+// RepairRegion implements Service.
+func (l *Local) RepairRegion(ctx context.Context, region string, progress Progress) (RepairReport, error) {
+	m, err := l.manager()
+	if err != nil {
+		return RepairReport{}, err
+	}
+	rep, err := m.Repair(ctx, region, progressOf(progress))
+	l.refresh(context.WithoutCancel(ctx), m, region)
+	if rep.Repaired == nil {
+		rep.Repaired = []replicate.Problem{}
+	}
+	return rep, err
+}
+
+// PruneRegion implements Service.
+func (l *Local) PruneRegion(ctx context.Context, r PruneRequest) (PruneStats, error) {
+	m, err := l.manager()
+	if err != nil {
+		return PruneStats{}, err
+	}
+	if r.KeepLast < 0 || r.KeepWithin < 0 {
+		return PruneStats{}, fmt.Errorf("%w: negative keep-last or keep-within", rowstore.ErrInvalid)
+	}
+	st, err := m.Prune(ctx, r.Region, r.KeepLast, r.KeepWithin)
+	l.refresh(context.WithoutCancel(ctx), m, r.Region)
+	if st.Deleted == nil {
+		st.Deleted = []string{}
+	}
+	return st, err
+}
