@@ -490,10 +490,14 @@ func TestModel(t *testing.T) {
 	} else {
 		seeds = append(seeds, time.Now().UnixNano())
 	}
+	ops := *flagOps
+	if raceEnabled && ops > 1000 {
+		ops = 1000
+	}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			t.Logf("seed %d (replay: go test ./rowstore -run TestModel -seed %d)", seed, seed)
-			runModel(t, seed, *flagOps)
+			t.Logf("seed %d, %d operations (replay: go test ./rowstore -run TestModel -seed %d -ops %d)", seed, ops, seed, ops)
+			runModel(t, seed, ops)
 		})
 	}
 }

@@ -51,6 +51,11 @@ go vet ./...
 
 status=0
 go test -race -count=1 -timeout 25m "${@:-./...}" || status=$?
+if [[ $# -eq 0 ]]; then
+	# The randomized model and crash tests at full length, without the race
+	# detector (which slows them 5x and is covered above).
+	go test -count=1 -timeout 10m -run 'TestModel|TestCrash' ./rowstore/ -ops 3000 || status=$?
+fi
 
 after=$(leftovers || true)
 if [[ "$after" != "$before" ]]; then

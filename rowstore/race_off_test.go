@@ -1,0 +1,5 @@
+//go:build !race
+
+package rowstore
+
+const raceEnabled = false
