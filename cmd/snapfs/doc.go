@@ -20,6 +20,15 @@
 //	image create NAME --snapshot SNAP --disk D | list | delete NAME
 //	usage                                  logical, allocated and exclusive bytes per disk, snapshot, image
 //	gc                                     garbage collection and segment cleaning, now
+//	region add NAME --data K --parity M --store URL ... --key-file F
+//	           [--s3-endpoint E --s3-region R --s3-path-style --s3-insecure]
+//	region list | info NAME | remove NAME | snapshots NAME
+//	region check NAME [--read-data]        exit 12 when anything is missing or corrupt
+//	region repair NAME                     exit 12 when some copies could not be rebuilt
+//	region prune NAME (--keep-last N | --keep-within DURATION)
+//	sync --region NAME [--disk D ...]      copy every local snapshot (of those disks) not yet in the region
+//	snapshot copy SNAP --region NAME       copy one snapshot
+//	restore --region NAME --snapshot SNAP --disk D --to NEWDISK
 //
 // Flags may follow positional arguments (disk create vol1 --size 1G).
 // --store defaults to $SNAPFS_STORE, then /var/lib/snapfs. With --json every
@@ -60,6 +69,43 @@
 // <store>/snapmounts/<hash of MOUNTPOINT>.json; `snapshot umount` unmounts,
 // detaches the loop device and deletes the clone.
 //
+// # Regions
+//
+// Package replicate does the work (layout and invariants in its doc.go);
+// the commands only configure and call it. A region's configuration lives
+// in <store>/regions/NAME.json (never the key, only the key file's path,
+// made absolute by the command). `region add` probes every store; when the
+// stores already hold the region (created by another host with the same key)
+// it attaches and says "attached", otherwise "created". In `region add`,
+// --store is a region store URL (repeat K+M times, in shard order); give the
+// store directory with the global --store before the command, or
+// $SNAPFS_STORE. S3 credentials come from s3://KEY:SECRET@bucket/prefix or
+// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, read by the process that
+// opens the stores: with a daemon running, the daemon's environment (set it
+// in its unit), not the command's. Secrets in URLs are masked in output.
+//
+// One replicate.Manager is made per process (by service.Local, on first
+// use) and closed with it. `snapshot info` and snapshots/S/snapshot.json
+// show "copies": per configured region absent, copying, available or
+// degraded, with "as_of". They come from <store>/copies/REGION.json, this
+// host's record, rewritten from the region's listing after each sync, check,
+// repair, prune, region add and region snapshots (and set to copying when a
+// sync starts on a snapshot), so reading snapshot.json never contacts a
+// store. A snapshot another host copied or pruned shows up after the next
+// of those commands here.
+//
+// Progress: sync, snapshot copy, restore, region check and region repair
+// draw a progress bar on stderr when it is a terminal; with --json they
+// print every progress event as one JSON line on stdout, {"type": start,
+// snapshot, pack, blocks or done, "op": sync, restore, check or repair,
+// "region", "snapshot", "disk", "blocks", "blocks_total", "bytes",
+// "error"}, then one result line (type sync, restore, check, repair,
+// prune); otherwise they print only the result. Through the daemon these
+// jobs are streaming calls on the control socket (see internal/service):
+// events arrive as they happen and no deadline applies, however long the
+// job; interrupting the command (Ctrl-C) closes the connection and cancels
+// the job in the daemon (sync and restore are safe to run again).
+//
 // # Exit codes
 //
 //	0  success
@@ -73,6 +119,11 @@
 //	8  incompatible store format or daemon version
 //	9  no daemon where one is needed (snapshot mount, umount)
 //	10 read-only
+//	11 region unavailable: a store cannot be reached or written (region add, sync and prune
+//	   need every store), or fewer than k healthy shards remain (restore, repair)
+//	12 region degraded: region check found missing or corrupt copies (run region repair),
+//	   or region repair could not rebuild all of them
+//	13 wrong region key, or the stores hold a different region (k, m, id or store order)
 //
 // Every error is one line on stderr, starting with "snapfs: ". The codes are
 // the constants of internal/exitcode and do not depend on whether a daemon
