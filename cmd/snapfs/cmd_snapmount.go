@@ -230,11 +230,17 @@ func cleanPath(p string) (string, error) {
 	return abs, nil
 }
 
-// existingDir is the absolute, symlink-free path of an existing directory.
+// existingDir is the absolute, symlink-free path of a mountpoint directory,
+// created (like `mount --mkdir`) when it does not exist yet.
 func existingDir(p string) (string, error) {
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", rowstore.ErrInvalid, err)
+	}
+	if _, err := os.Lstat(abs); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return "", fmt.Errorf("create mountpoint %s: %w", abs, err)
+		}
 	}
 	r, err := filepath.EvalSymlinks(abs)
 	if err != nil {
