@@ -281,6 +281,7 @@ func (s *Store) DeleteDisk(name string, force bool) error {
 	d.cache, d.cacheBytes = map[uint64]*cblock{}, 0
 	s.disksMu.Lock()
 	delete(s.disks, d.id)
+	s.deletedDisks[d.id] = true
 	s.disksMu.Unlock()
 	return nil
 }
@@ -358,7 +359,7 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
 	var rec index.Snapshot
-	err = s.idx.UpdateSync(func(t *index.Txn) error {
+	err = s.idx.Update(func(t *index.Txn) error {
 		if ok, err := t.Exists(index.KindSnapshot, name); err != nil || ok {
 			if err == nil {
 				err = fmt.Errorf("%w: snapshot %q", ErrExists, name)
@@ -386,8 +387,13 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
+	// The epochs moved in the index: follow in memory before anything else,
+	// so no write goes to the snapshot's epoch even if the sync fails.
 	for _, d := range ds {
 		d.chain = append([]link{{d.chain[0].layer, d.chain[0].epoch + 1}}, d.chain[1:]...)
+	}
+	if err := s.idx.Sync(); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot %q: sync index: %w", name, err)
 	}
 	return snapshotInfo(rec), nil
 }
@@ -475,7 +481,8 @@ func (s *Store) OpenSnapshotDisk(snapshot, disk string) (*Reader, error) {
 	}); err != nil {
 		return nil, err
 	}
-	return s.newReader(link{m.Layer, m.Epoch}, m.Size, m.BlockSize, fmt.Sprintf("snapshot %q disk %q", snapshot, disk))
+	return s.newReader(link{m.Layer, m.Epoch}, m.Size, m.BlockSize, fmt.Sprintf("snapshot %q disk %q", snapshot, disk),
+		func(t *index.Txn) error { _, err := memberOf(t, snapshot, disk); return err })
 }
 
 // CreateImage makes a read-only image from a disk of a snapshot.
@@ -552,7 +559,14 @@ func (s *Store) OpenImage(name string) (*Reader, error) {
 	if err := s.idx.View(func(t *index.Txn) error { return t.Get(index.KindImage, name, &r) }); err != nil {
 		return nil, notFound("image", name, err)
 	}
-	return s.newReader(link{r.Layer, r.Epoch}, im.Size, im.BlockSize, fmt.Sprintf("image %q", name))
+	return s.newReader(link{r.Layer, r.Epoch}, im.Size, im.BlockSize, fmt.Sprintf("image %q", name),
+		func(t *index.Txn) error {
+			var again index.Image
+			if err := t.Get(index.KindImage, name, &again); err != nil {
+				return notFound("image", name, err)
+			}
+			return nil
+		})
 }
 
 // RollbackDisk makes a disk read as it was in a snapshot, in constant time.
@@ -582,7 +596,7 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 	defer s.catMu.Unlock()
 	var newHead index.Layer
 	var m index.Member
-	err = s.idx.UpdateSync(func(t *index.Txn) error {
+	err = s.idx.Update(func(t *index.Txn) error {
 		var err error
 		if m, err = memberOf(t, snapshot, name); err != nil {
 			return err
@@ -608,6 +622,8 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 	if err != nil {
 		return err
 	}
+	// The head moved in the index: follow in memory before the sync, so
+	// writes never go to the old head even if the sync fails.
 	var chain []link
 	if err := s.idx.View(func(t *index.Txn) error {
 		var err error
@@ -617,6 +633,9 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 		return err
 	}
 	d.chain, d.size, d.allocKnown, d.modified = chain, m.Size, false, time.Now()
+	if err := s.idx.Sync(); err != nil {
+		return fmt.Errorf("rollback of %q: sync index: %w", name, err)
+	}
 	return nil
 }
 

@@ -89,6 +89,9 @@ func (s *Store) diskByName(name string) (*diskState, error) {
 	}
 	s.disksMu.Lock()
 	defer s.disksMu.Unlock()
+	if s.deletedDisks[rec.ID] { // deleted since the record was read
+		return nil, fmt.Errorf("%w: disk %q", ErrNotFound, name)
+	}
 	if d, ok := s.disks[rec.ID]; ok {
 		return d, nil
 	}
@@ -185,7 +188,7 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	if err := h.check(); err != nil {
 		return 0, err
 	}
-	if off < 0 || off+int64(len(p)) > d.size {
+	if off < 0 || off > d.size-int64(len(p)) {
 		return 0, fmt.Errorf("%w: write of %d bytes at %d is beyond the end of disk %q (%d bytes)", ErrInvalid, len(p), off, d.name, d.size)
 	}
 	bs := int64(d.bs)

@@ -1,6 +1,7 @@
 package rowstore
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -141,30 +142,16 @@ func (s *Store) scan() (*scanResult, error) {
 
 // scanLayer classifies the versions of one live layer.
 func (s *Store) scanLayer(t *index.Txn, l index.Layer, rs []reader, isHead bool, res *scanResult) error {
+	// Holes are kept like data versions even where they hide nothing: the
+	// zero record in the log must outlive every older record of its block,
+	// or rebuilding the index from the log would bring old data back.
 	var (
-		cur       uint64 = math.MaxUint64 // block being scanned
-		newer     uint64                  // epoch of the next newer version of cur
-		first     bool
-		oldestNon struct { // the oldest version kept so far, for the bottom-hole rule
-			epoch uint64
-			v     index.Version
-			ok    bool
-		}
+		cur   uint64 = math.MaxUint64 // block being scanned
+		newer uint64                  // epoch of the next newer version of cur
+		first bool
 	)
-	flush := func() {
-		// A hole that is the oldest version of a block in a layer without a
-		// parent hides nothing: drop it (unless it is a head's newest version,
-		// which writers may be replacing right now).
-		if oldestNon.ok && oldestNon.v.Zero() && l.Parent == 0 && !(isHead && oldestNon.epoch == l.Epoch) {
-			res.dead = append(res.dead, vkey{l.ID, cur, oldestNon.epoch})
-		}
-		oldestNon.ok = false
-	}
 	err := t.ScanVersions(l.ID, 0, math.MaxUint64, func(b, epoch uint64, v index.Version) error {
 		if b != cur || !first {
-			if first {
-				flush()
-			}
 			first = true
 			cur, newer = b, headEpoch
 		}
@@ -177,7 +164,6 @@ func (s *Store) scanLayer(t *index.Txn, l index.Layer, rs []reader, isHead bool,
 		}
 		keep := len(seen) > 0 || (isHead && epoch >= l.Epoch)
 		if keep {
-			oldestNon.epoch, oldestNon.v, oldestNon.ok = epoch, v, true
 			if !v.Zero() {
 				res.segLive[v.Segment] += int64(v.Length)
 				res.live += int64(l.BlockSize)
@@ -191,13 +177,7 @@ func (s *Store) scanLayer(t *index.Txn, l index.Layer, rs []reader, isHead bool,
 		newer = epoch
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if first {
-		flush()
-	}
-	return nil
+	return err
 }
 
 // GC deletes what nothing can see any more (layers, block versions), then
@@ -211,10 +191,13 @@ func (s *Store) GC() (GCStats, error) {
 	s.stats.gcMu.Lock()
 	defer s.stats.gcMu.Unlock()
 	start := time.Now()
+	// Segments below the one active now hold only records appended before
+	// the commit below, so after it the index knows every one of them; a
+	// segment written to during or after the commit is never cleaned now.
+	active := s.seg.Active()
 	if err := s.syncAllDisks(); err != nil {
 		return GCStats{}, err
 	}
-	active := s.seg.Active()
 	res, err := s.scan()
 	if err != nil {
 		return GCStats{}, fmt.Errorf("gc: scan: %w", err)
@@ -341,15 +324,44 @@ func (s *Store) cleanSegment(num uint64) (int64, error) {
 	if err := s.seg.Sync(); err != nil {
 		return 0, err
 	}
+	// Repoint the index in transactions of bounded size (Badger limits one).
+	for len(moves) > 0 {
+		n := min(len(moves), 2000)
+		if err := s.repoint(moves[:n]); err != nil {
+			return 0, err
+		}
+		moves = moves[n:]
+	}
+	if err := s.idx.Sync(); err != nil {
+		return 0, err
+	}
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	if s.segmentNeeded(num) {
+		return moved, nil // keep it: see segmentNeeded
+	}
+	return moved, s.seg.Remove(num)
+}
+
+// repoint moves index entries from old to new record positions, unless the
+// entry changed meanwhile.
+func (s *Store) repoint(moves []relocation) error {
 	s.idxMu.Lock()
-	err = s.idx.Update(func(t *index.Txn) error {
+	defer s.idxMu.Unlock()
+	return s.idx.Update(func(t *index.Txn) error {
 		for _, m := range moves {
 			if m.r.Kind != segment.KindData {
 				continue // holes carry no location
 			}
 			v, err := t.GetVersion(m.r.Layer, m.r.Block, m.r.Epoch)
-			if err != nil || v.Segment != m.old.Segment || v.Offset != m.old.Offset || v.Seq != m.r.Seq {
-				continue // replaced or deleted meanwhile
+			if errors.Is(err, index.ErrNotFound) {
+				continue // deleted meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			if v.Segment != m.old.Segment || v.Offset != m.old.Offset || v.Seq != m.r.Seq {
+				continue // replaced meanwhile
 			}
 			v.Segment, v.Offset, v.Length = m.new.Segment, m.new.Offset, m.new.Length
 			if err := t.SetVersion(m.r.Layer, m.r.Block, m.r.Epoch, v); err != nil {
@@ -358,17 +370,29 @@ func (s *Store) cleanSegment(num uint64) (int64, error) {
 		}
 		return nil
 	})
-	if err == nil {
-		err = s.idx.Sync()
+}
+
+// segmentNeeded reports whether a segment must not be removed although its
+// live records were relocated: a pending version still points into it, or a
+// corrupt record was found in it (the evidence stays for `check`, and reads
+// of that block keep failing with a checksum error).
+func (s *Store) segmentNeeded(num uint64) bool {
+	s.corruptMu.Lock()
+	bad := s.corruptSegs[num]
+	s.corruptMu.Unlock()
+	if bad {
+		return true
 	}
-	s.idxMu.Unlock()
-	if err != nil {
-		return 0, err
+	s.pendMu.RLock()
+	defer s.pendMu.RUnlock()
+	for _, m := range []map[vkey]index.Version{s.pending, s.flushing} {
+		for _, v := range m {
+			if !v.Zero() && v.Segment == num {
+				return true
+			}
+		}
 	}
-	s.readMu.Lock()
-	err = s.seg.Remove(num)
-	s.readMu.Unlock()
-	return moved, err
+	return false
 }
 
 // recordLive reports whether the index still points at a record.
@@ -383,7 +407,7 @@ func (s *Store) recordLive(r *segment.Record, pos segment.Pos) (bool, error) {
 	err := s.idx.View(func(t *index.Txn) error {
 		for i := uint64(0); i < n && !live; i++ {
 			v, err := t.GetVersion(r.Layer, r.Block+i, r.Epoch)
-			if err == index.ErrNotFound {
+			if errors.Is(err, index.ErrNotFound) {
 				continue
 			}
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync/atomic"
 
 	"github.com/snapfs/snapfs/index"
 	"github.com/snapfs/snapfs/rowstore/segment"
@@ -165,26 +166,35 @@ func (s *Store) readVersion(v index.Version, b uint64, dst []byte, what string) 
 // version visible through chain (holes included, as zero versions).
 func (s *Store) visible(chain []link, from, to uint64, fn func(b uint64, v index.Version) error) error {
 	found := map[uint64]index.Version{}
+	// Pending versions are copied before the index view is taken (as in
+	// lookupMany): a version a commit moves meanwhile is then in one or the
+	// other, never in neither.
+	pend := make([]map[uint64]index.Version, len(chain))
+	s.pendMu.RLock()
+	for i, l := range chain {
+		pend[i] = map[uint64]index.Version{}
+		for _, m := range []map[vkey]index.Version{s.pending, s.flushing} {
+			for k, v := range m {
+				if k.layer != l.layer || k.epoch != l.epoch || k.block < from || k.block >= to {
+					continue
+				}
+				if old, ok := pend[i][k.block]; !ok || old.Seq < v.Seq {
+					pend[i][k.block] = v
+				}
+			}
+		}
+	}
+	s.pendMu.RUnlock()
 	err := s.idx.View(func(t *index.Txn) error {
-		for _, l := range chain {
+		for i, l := range chain {
 			// Pending versions of this link come first: they are newer than
 			// anything of the same link in the index.
 			here := map[uint64]index.Version{}
-			s.pendMu.RLock()
-			for _, m := range []map[vkey]index.Version{s.pending, s.flushing} {
-				for k, v := range m {
-					if k.layer != l.layer || k.epoch != l.epoch || k.block < from || k.block >= to {
-						continue
-					}
-					if _, done := found[k.block]; done {
-						continue
-					}
-					if old, ok := here[k.block]; !ok || old.Seq < v.Seq {
-						here[k.block] = v
-					}
+			for b, v := range pend[i] {
+				if _, done := found[b]; !done {
+					here[b] = v
 				}
 			}
-			s.pendMu.RUnlock()
 			err := t.ScanVersions(l.layer, from, to, func(b, epoch uint64, v index.Version) error {
 				if _, done := found[b]; done {
 					return index.SkipBlock
@@ -225,30 +235,42 @@ func (s *Store) visible(chain []link, from, to uint64, fn func(b uint64, v index
 
 // Reader reads an immutable disk image: a disk of a snapshot, or an image.
 type Reader struct {
-	s       *Store
-	chain   []link
-	size    int64
-	bs      int
-	what    string
-	closed  bool
-	alloc   int64
-	counted bool
+	s      *Store
+	chain  []link
+	size   int64
+	bs     int
+	what   string
+	closed atomic.Bool
 }
 
-func (s *Store) newReader(l link, size int64, bs int, what string) (*Reader, error) {
+// newReader pins l, then checks (with stillThere) that what it reads was not
+// deleted before the pin, so GC never collects an open reader's view.
+func (s *Store) newReader(l link, size int64, bs int, what string, stillThere func(t *index.Txn) error) (*Reader, error) {
+	s.pinMu.Lock()
+	s.pins[l]++
+	s.pinMu.Unlock()
 	var chain []link
 	err := s.idx.View(func(t *index.Txn) error {
+		if err := stillThere(t); err != nil {
+			return err
+		}
 		var err error
 		chain, err = chainOf(t, l.layer, l.epoch)
 		return err
 	})
 	if err != nil {
+		s.unpin(l)
 		return nil, err
 	}
-	s.pinMu.Lock()
-	s.pins[l]++
-	s.pinMu.Unlock()
 	return &Reader{s: s, chain: chain, size: size, bs: bs, what: what}, nil
+}
+
+func (s *Store) unpin(l link) {
+	s.pinMu.Lock()
+	if s.pins[l]--; s.pins[l] <= 0 {
+		delete(s.pins, l)
+	}
+	s.pinMu.Unlock()
 }
 
 // Size is the image's logical size.
@@ -259,21 +281,16 @@ func (r *Reader) BlockSize() int { return r.bs }
 
 // Close releases the reader.
 func (r *Reader) Close() error {
-	if r.closed {
+	if r.closed.Swap(true) {
 		return nil
 	}
-	r.closed = true
-	r.s.pinMu.Lock()
-	if r.s.pins[r.chain[0]]--; r.s.pins[r.chain[0]] <= 0 {
-		delete(r.s.pins, r.chain[0])
-	}
-	r.s.pinMu.Unlock()
+	r.s.unpin(r.chain[0])
 	return nil
 }
 
 // ReadAt reads len(p) bytes at off; past the end it returns io.EOF.
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
-	if r.closed {
+	if r.closed.Load() {
 		return 0, ErrClosed
 	}
 	if err := r.s.checkOpen(); err != nil {

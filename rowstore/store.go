@@ -101,8 +101,9 @@ type Store struct {
 	flushing map[vkey]index.Version // being written to the index by a commit
 
 	// readMu is held shared by every read of block data and exclusively by
-	// whoever removes segment files or index versions, so an in-flight read
-	// never loses the record it looked up.
+	// the cleaner while it removes a segment file, so an in-flight read never
+	// loses the record it looked up. (Index deletions need no lock: reads look
+	// up in a Badger snapshot and the records stay until their segment goes.)
 	readMu sync.RWMutex
 
 	disksMu sync.Mutex
@@ -117,6 +118,11 @@ type Store struct {
 	allocCache map[link]int64 // allocated bytes of immutable (layer, epoch) points
 
 	lock *os.File // advisory lock on <dir>/lock
+
+	corruptMu   sync.Mutex
+	corruptSegs map[uint64]bool // segments where a scan met a corrupt record
+
+	deletedDisks map[uint64]bool // ids of deleted disks; under disksMu
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -158,11 +164,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		dir: dir, opts: opts, log: opts.Logger, fs: opts.FS, sb: sb,
-		pending:    map[vkey]index.Version{},
-		disks:      map[uint64]*diskState{},
-		pins:       map[link]int{},
-		allocCache: map[link]int64{},
-		stop:       make(chan struct{}),
+		pending:      map[vkey]index.Version{},
+		disks:        map[uint64]*diskState{},
+		pins:         map[link]int{},
+		allocCache:   map[link]int64{},
+		corruptSegs:  map[uint64]bool{},
+		deletedDisks: map[uint64]bool{},
+		stop:         make(chan struct{}),
 	}
 	// One process per store: an advisory lock held while the store is open.
 	// (Badger locks its own directory too; ours gives a clear ErrBusy first.)
@@ -203,7 +211,12 @@ func (s *Store) openLocked(dir string, opts Options) error {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
 	s.seg, err = segment.Open(s.fs, path.Join(dir, "segments"), segment.Options{SegmentSize: opts.SegmentSize, Logger: s.log,
-		Durable: segment.Pos{Segment: cp.Segment, Offset: cp.Offset}})
+		Durable: segment.Pos{Segment: cp.Segment, Offset: cp.Offset},
+		OnCorrupt: func(e *segment.CorruptError) {
+			s.corruptMu.Lock()
+			s.corruptSegs[e.Segment] = true
+			s.corruptMu.Unlock()
+		}})
 	if err != nil {
 		if errors.Is(err, segment.ErrIncompatible) {
 			return fmt.Errorf("%w: %v", ErrIncompatible, err)
@@ -508,15 +521,18 @@ func (s *Store) syncAllDisks() error {
 		ds = append(ds, d)
 	}
 	s.disksMu.Unlock()
+	// One disk that cannot flush (say, a partial block over a corrupt one)
+	// must not keep the others' writes from being committed.
+	var errs []error
 	for _, d := range ds {
 		d.mu.Lock()
-		err := d.flushLocked()
-		d.mu.Unlock()
-		if err != nil {
-			return err
+		if err := d.flushLocked(); err != nil {
+			errs = append(errs, fmt.Errorf("disk %q: %w", d.name, err))
 		}
+		d.mu.Unlock()
 	}
-	return s.commit()
+	errs = append(errs, s.commit())
+	return errors.Join(errs...)
 }
 
 func (s *Store) startBackground() {
