@@ -316,10 +316,26 @@ func (t *Txn) NewFinder() *Finder {
 // Close releases the Finder.
 func (f *Finder) Close() { f.it.Close() }
 
+// seek positions the iterator at the first key >= key, like Seek: from a
+// position before key it tries a few Next steps first (cheap), then seeks.
+func (f *Finder) seek(key []byte) {
+	if f.it.Valid() && bytes.Compare(f.it.Item().Key(), key) < 0 {
+		for i := 0; i < 4; i++ {
+			f.it.Next()
+			if !f.it.Valid() || bytes.Compare(f.it.Item().Key(), key) >= 0 {
+				return
+			}
+		}
+	}
+	f.it.Seek(key)
+}
+
 // Find returns the newest version of (layer, block) at or below epoch.
+// Lookups of ascending keys (a sequential read) step forward from the last
+// position instead of seeking when the target is a few keys ahead.
 func (f *Finder) Find(layer, block, epoch uint64) (v Version, at uint64, ok bool, err error) {
 	key := VersionKey(layer, block, epoch)
-	f.it.Seek(key)
+	f.seek(key)
 	if !f.it.Valid() {
 		return v, 0, false, nil
 	}
