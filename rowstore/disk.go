@@ -243,11 +243,25 @@ func (d *diskState) flushLocked() error {
 		blocks = append(blocks, b)
 	}
 	sort.Slice(blocks, func(i, j int) bool { return blocks[i] < blocks[j] })
+	// Complete the partial blocks first, with one index transaction.
+	var partial []uint64
+	var bases [][]byte
 	for _, b := range blocks {
-		c := d.cache[b]
-		if err := d.fillLocked(b, c); err != nil {
+		if !d.cache[b].full {
+			partial = append(partial, b)
+			bases = append(bases, make([]byte, d.bs))
+		}
+	}
+	if len(partial) > 0 {
+		if _, err := d.s.readBlocks(d.chain, partial, bases, d.name); err != nil {
 			return err
 		}
+		for i, b := range partial {
+			d.cache[b].overlay(bases[i])
+		}
+	}
+	for _, b := range blocks {
+		c := d.cache[b]
 		if err := d.storeBlockLocked(b, c.data); err != nil {
 			return err
 		}
@@ -265,13 +279,19 @@ func (d *diskState) fillLocked(b uint64, c *cblock) error {
 	if _, err := d.s.readBlock(d.chain, d.bs, b, base, d.name); err != nil {
 		return err
 	}
+	c.overlay(base)
+	return nil
+}
+
+// overlay completes a partial block: base (the block's current content)
+// with the written ranges on top becomes the block's data.
+func (c *cblock) overlay(base []byte) {
 	for _, r := range c.dirty {
 		copy(base[r[0]:r[1]], c.data[r[0]:r[1]])
 	}
 	c.data = base
-	c.dirty = [][2]int{{0, d.bs}}
+	c.dirty = [][2]int{{0, len(base)}}
 	c.full = true
-	return nil
 }
 
 // storeBlockLocked appends a whole block to the log at the head's current
