@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"runtime"
 	"sort"
 	"time"
 
@@ -193,6 +194,8 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	}
 	bs := int64(d.bs)
 	n := 0
+	var whole []uint64 // whole blocks, stored together below
+	var wholeData [][]byte
 	for n < len(p) {
 		pos := off + int64(n)
 		b := uint64(pos / bs)
@@ -202,9 +205,8 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 			if c, ok := d.cache[b]; ok {
 				d.dropCachedLocked(b, c)
 			}
-			if err := d.storeBlockLocked(b, p[n:n+m]); err != nil {
-				return n, err
-			}
+			whole = append(whole, b)
+			wholeData = append(wholeData, p[n:n+m])
 		} else {
 			c, ok := d.cache[b]
 			if !ok {
@@ -218,6 +220,9 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 			}
 		}
 		n += m
+	}
+	if err := d.storeBlocksLocked(whole, wholeData); err != nil {
+		return 0, err
 	}
 	d.modified = time.Now()
 	if d.cacheBytes > d.s.opts.CacheBytes {
@@ -260,12 +265,15 @@ func (d *diskState) flushLocked() error {
 			d.cache[b].overlay(bases[i])
 		}
 	}
+	datas := make([][]byte, len(blocks))
+	for i, b := range blocks {
+		datas[i] = d.cache[b].data
+	}
+	if err := d.storeBlocksLocked(blocks, datas); err != nil {
+		return err
+	}
 	for _, b := range blocks {
-		c := d.cache[b]
-		if err := d.storeBlockLocked(b, c.data); err != nil {
-			return err
-		}
-		d.dropCachedLocked(b, c)
+		d.dropCachedLocked(b, d.cache[b])
 	}
 	return nil
 }
@@ -294,54 +302,59 @@ func (c *cblock) overlay(base []byte) {
 	c.full = true
 }
 
-// storeBlockLocked appends a whole block to the log at the head's current
-// epoch: a zero record if it is all zeros, else a data record.
-func (d *diskState) storeBlockLocked(b uint64, data []byte) error {
+// storeBlocksLocked appends whole blocks to the log at the head's current
+// epoch: a zero record for a block of zeros that hides data, nothing for one
+// that hides nothing, else a data record. Whether each block had data before
+// (for zeros, and for the allocation count once it is known) is looked up
+// with one index transaction.
+func (d *diskState) storeBlocksLocked(blocks []uint64, datas [][]byte) error {
+	if len(blocks) == 0 {
+		return nil
+	}
 	head := d.chain[0]
-	if isZero(data) {
-		was, err := d.visibleNonZero(b)
+	zero := make([]bool, len(blocks))
+	need := d.allocKnown
+	for i, data := range datas {
+		zero[i] = isZero(data)
+		need = need || zero[i]
+	}
+	var was []bool
+	if need {
+		vs, found, err := d.s.lookupMany(d.chain, blocks)
 		if err != nil {
 			return err
 		}
-		if !was {
-			return nil // reads as zeros already; nothing to store
+		was = make([]bool, len(blocks))
+		for i := range blocks {
+			was[i] = found[i] && !vs[i].Zero()
 		}
-		var cnt [8]byte
-		putLeUint64(cnt[:], 1)
-		r := &segment.Record{Kind: segment.KindZero, Layer: head.layer, Block: b, Epoch: head.epoch, Payload: cnt[:]}
-		if err := d.s.appendRecord(r, index.Version{Flags: index.FlagZero}, 1); err != nil {
+	}
+	vers := digestBlocks(datas, zero)
+	for i, b := range blocks {
+		if zero[i] {
+			if !was[i] {
+				continue // reads as zeros already; nothing to store
+			}
+			var cnt [8]byte
+			putLeUint64(cnt[:], 1)
+			r := &segment.Record{Kind: segment.KindZero, Layer: head.layer, Block: b, Epoch: head.epoch, Payload: cnt[:]}
+			if err := d.s.appendRecord(r, index.Version{Flags: index.FlagZero}, 1); err != nil {
+				return err
+			}
+			if d.allocKnown {
+				d.allocBlocks--
+			}
+			continue
+		}
+		r := &segment.Record{Kind: segment.KindData, Layer: head.layer, Block: b, Epoch: head.epoch, Payload: datas[i]}
+		if err := d.s.appendRecord(r, vers[i], 1); err != nil {
 			return err
 		}
-		if d.allocKnown {
-			d.allocBlocks--
+		if d.allocKnown && !was[i] {
+			d.allocBlocks++
 		}
-		return nil
-	}
-	var was bool
-	if d.allocKnown {
-		var err error
-		if was, err = d.visibleNonZero(b); err != nil {
-			return err
-		}
-	}
-	v := index.Version{CRC: crc32.Checksum(data, castagnoli), Digest: sha256.Sum256(data)}
-	r := &segment.Record{Kind: segment.KindData, Layer: head.layer, Block: b, Epoch: head.epoch, Payload: data}
-	if err := d.s.appendRecord(r, v, 1); err != nil {
-		return err
-	}
-	if d.allocKnown && !was {
-		d.allocBlocks++
 	}
 	return nil
-}
-
-// visibleNonZero reports whether block b of the head has stored data.
-func (d *diskState) visibleNonZero(b uint64) (bool, error) {
-	v, ok, err := d.s.lookup(d.chain, b)
-	if err != nil || !ok {
-		return false, err
-	}
-	return !v.Zero(), nil
 }
 
 // ReadAt reads len(p) bytes at off; past the end it returns io.EOF.
@@ -562,3 +575,34 @@ func (d *diskState) allocated() (int64, error) {
 var zeroBlock = make([]byte, MaxBlockSize)
 
 func isZero(b []byte) bool { return bytes.Equal(b, zeroBlock[:len(b)]) }
+
+// digestBlocks computes the CRC32C and SHA-256 of the non-zero blocks, on
+// every core when there is enough to share (the hashes are most of a large
+// write's CPU time).
+func digestBlocks(datas [][]byte, zero []bool) []index.Version {
+	vers := make([]index.Version, len(datas))
+	one := func(i int) {
+		if !zero[i] {
+			vers[i] = index.Version{CRC: crc32.Checksum(datas[i], castagnoli), Digest: sha256.Sum256(datas[i])}
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(datas)/4)
+	if workers < 2 {
+		for i := range datas {
+			one(i)
+		}
+		return vers
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(datas); i += workers {
+				one(i)
+			}
+		}(w)
+	}
+	wg.Wait()
+	return vers
+}
