@@ -133,10 +133,7 @@ func (s *Store) newDisk(name string, mk func(t *index.Txn) (index.Layer, index.D
 	defer s.catMu.Unlock()
 	var rec index.Disk
 	err := s.idx.UpdateSync(func(t *index.Txn) error {
-		if ok, err := t.Exists(index.KindDisk, name); err != nil || ok {
-			if err == nil {
-				err = fmt.Errorf("%w: disk %q", ErrExists, name)
-			}
+		if err := absent(t, index.KindDisk, "disk", name); err != nil {
 			return err
 		}
 		l, d, err := mk(t)
@@ -360,10 +357,7 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 	defer s.catMu.Unlock()
 	var rec index.Snapshot
 	err = s.idx.Update(func(t *index.Txn) error {
-		if ok, err := t.Exists(index.KindSnapshot, name); err != nil || ok {
-			if err == nil {
-				err = fmt.Errorf("%w: snapshot %q", ErrExists, name)
-			}
+		if err := absent(t, index.KindSnapshot, "snapshot", name); err != nil {
 			return err
 		}
 		id, err := t.NextID()
@@ -494,10 +488,7 @@ func (s *Store) CreateImage(name, snapshot, disk string) (ImageInfo, error) {
 	defer s.catMu.Unlock()
 	var rec index.Image
 	err := s.idx.UpdateSync(func(t *index.Txn) error {
-		if ok, err := t.Exists(index.KindImage, name); err != nil || ok {
-			if err == nil {
-				err = fmt.Errorf("%w: image %q", ErrExists, name)
-			}
+		if err := absent(t, index.KindImage, "image", name); err != nil {
 			return err
 		}
 		m, err := memberOf(t, snapshot, disk)
@@ -639,6 +630,15 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 	return nil
 }
 
+// absent returns an error wrapping ErrExists if a named record exists.
+func absent(t *index.Txn, kind index.CatalogKind, what, name string) error {
+	ok, err := t.Exists(kind, name)
+	if err == nil && ok {
+		err = fmt.Errorf("%w: %s %q", ErrExists, what, name)
+	}
+	return err
+}
+
 func firstErr(errs ...error) error {
 	for _, e := range errs {
 		if e != nil {
@@ -667,10 +667,7 @@ func (s *Store) RenameDisk(name, newName string) error {
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
 	err = s.idx.UpdateSync(func(t *index.Txn) error {
-		if ok, err := t.Exists(index.KindDisk, newName); err != nil || ok {
-			if err == nil {
-				err = fmt.Errorf("%w: disk %q", ErrExists, newName)
-			}
+		if err := absent(t, index.KindDisk, "disk", newName); err != nil {
 			return err
 		}
 		var rec index.Disk
