@@ -55,6 +55,10 @@
 //     region lacks, and an interrupted sync leaves only complete, indexed
 //     packs that the next run reuses (or shards without an index, which
 //     Prune deletes after OrphanAge).
+//   - An interrupted manifest write is finished, not trusted: when Sync
+//     finds a snapshot's manifest missing on some usable store, or its
+//     copying marker still present, it re-puts the manifest on every
+//     store and deletes the marker before counting the snapshot skipped.
 //   - A pack's index is deleted before its shards, and only when no kept
 //     manifest (resolved through its delta chain) references a chunk in it:
 //     a chunk set built from the indexes never names a deleted pack.

@@ -261,11 +261,33 @@ func mustPackID(s string) packID {
 
 // readManifest reads the manifest stored under name id nid.
 func (r *region) readManifest(ctx context.Context, nid string) (*format.Manifest, error) {
-	pt, _, err := r.getMeta(ctx, format.TypeManifest, snapDir, nid)
+	mf, _, err := r.readManifestSealed(ctx, nid)
+	return mf, err
+}
+
+// readManifestSealed reads the manifest stored under name id nid and
+// returns it with its sealed bytes.
+func (r *region) readManifestSealed(ctx context.Context, nid string) (*format.Manifest, []byte, error) {
+	pt, sealed, err := r.getMeta(ctx, format.TypeManifest, snapDir, nid)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return format.DecodeManifest(pt)
+	mf, err := format.DecodeManifest(pt)
+	if err != nil {
+		return nil, nil, err
+	}
+	return mf, sealed, nil
+}
+
+// onAll reports whether a listed object (sizes from list) is on every
+// usable store. A nil sizes (an object this run wrote) counts as on all.
+func (r *region) onAll(sizes []int64) bool {
+	for i, s := range sizes {
+		if s < 0 && r.bad[i] == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // blockMap is a disk's full block -> chunk map.

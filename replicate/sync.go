@@ -80,6 +80,10 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 	if err != nil {
 		return st, err
 	}
+	markers, err := r.list(ctx, copyDir)
+	if err != nil {
+		return st, err
+	}
 	cs, err := m.loadChunks(ctx, r)
 	if err != nil {
 		return st, err
@@ -91,13 +95,24 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 	manifests := map[string]*format.Manifest{}
 	for _, snap := range todo {
 		nid := r.keys.NameID(snap.Name)
-		if _, ok := remote[nid]; ok {
-			mf, err := r.readManifest(ctx, nid)
+		if sizes, ok := remote[nid]; ok {
+			mf, sealed, err := r.readManifestSealed(ctx, nid)
 			if err != nil {
 				return st, fmt.Errorf("snapshot %q: %w", snap.Name, err)
 			}
 			if mf.SnapshotID != snap.ID || !mf.Created.Equal(snap.Created) {
 				return st, fmt.Errorf("%w: snapshot %q (id %d, %s) vs remote (id %d, %s)", ErrConflict, snap.Name, snap.ID, snap.Created, mf.SnapshotID, mf.Created)
+			}
+			// An interrupted manifest write (a copy missing on some
+			// store, or the marker still there) is finished first.
+			if _, marked := markers[nid]; marked || !r.onAll(sizes) {
+				if err := r.putAll(ctx, snapDir+nid, sealed, st.BytesWritten); err != nil {
+					return st, fmt.Errorf("sync snapshot %q: finish manifest: %w", snap.Name, err)
+				}
+				if err := r.deleteAll(ctx, copyDir+nid); err != nil {
+					return st, fmt.Errorf("sync snapshot %q: remove copying marker: %w", snap.Name, err)
+				}
+				m.log.Info("interrupted manifest write finished", "region", r.cfg.Name, "snapshot", snap.Name)
 			}
 			manifests[nid] = mf
 			st.Skipped++
