@@ -215,7 +215,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 }
 
 func (m *Manager) degradedSnapshots(ctx context.Context, r *region, pp packProblems) ([]string, error) {
-	cs, err := m.loadChunks(ctx, r)
+	cs, err := m.loadChunks(ctx, r, chunksRead)
 	if err != nil {
 		return nil, err
 	}

@@ -59,6 +59,11 @@
 //     finds a snapshot's manifest missing on some usable store, or its
 //     copying marker still present, it re-puts the manifest on every
 //     store and deletes the marker before counting the snapshot skipped.
+//     Likewise an index missing on some usable store is re-put from a good
+//     copy before Sync trusts it for dedup (if that fails, its chunks are
+//     sent again) and before Prune uses it; Check and Restore only read.
+//   - Prune deletes no pack without an index (orphan) while a kept
+//     manifest needs a chunk that is in no index: the orphan may hold it.
 //   - A pack's index is deleted before its shards, and only when no kept
 //     manifest (resolved through its delta chain) references a chunk in it:
 //     a chunk set built from the indexes never names a deleted pack.

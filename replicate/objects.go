@@ -193,10 +193,19 @@ func (cs *chunkSet) remember(x *format.Index, sealed []byte) {
 	}
 }
 
+// Modes of loadChunks for an index missing on some usable store.
+const (
+	chunksRead  = iota // use it as it is (check, restore: read only)
+	chunksHeal         // re-put it from a good copy; use it even if that fails (prune)
+	chunksDedup        // re-put it from a good copy; leave it out if that fails (sync)
+)
+
 // loadChunks builds the chunk set from every pack index in the region,
 // fetching the ones not in the local cache (<storeDir>/regions/<name>.cache/
 // index/, which can always be deleted and is rebuilt from the stores).
-func (m *Manager) loadChunks(ctx context.Context, r *region) (*chunkSet, error) {
+// An index missing on some usable store (an interrupted index write) is
+// handled as mode says.
+func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSet, error) {
 	remote, err := r.list(ctx, indexDir)
 	if err != nil {
 		return nil, err
@@ -218,13 +227,14 @@ func (m *Manager) loadChunks(ctx context.Context, r *region) (*chunkSet, error) 
 		}
 		cached[e.Name()] = true
 	}
-	for name := range remote {
+	for name, sizes := range remote {
 		if _, ok := parsePackID(name); !ok {
 			m.log.Warn("foreign object in region", "region", r.cfg.Name, "object", indexDir+name)
 			continue
 		}
-		var pt []byte
-		if cached[name] {
+		partial := !r.onAll(sizes)
+		var pt, sealed []byte
+		if cached[name] && !partial {
 			b, err := os.ReadFile(filepath.Join(dir, name))
 			if err == nil {
 				pt, err = r.keys.Open(format.TypeIndex, name, b)
@@ -235,12 +245,10 @@ func (m *Manager) loadChunks(ctx context.Context, r *region) (*chunkSet, error) 
 			}
 		}
 		if pt == nil {
-			var sealed []byte
 			pt, sealed, err = r.getMeta(ctx, format.TypeIndex, indexDir, name)
 			if err != nil {
 				return nil, fmt.Errorf("region %q: pack index %s: %w", r.cfg.Name, name, err)
 			}
-			_ = writeFileAtomic(filepath.Join(dir, name), sealed, false)
 		}
 		x, err := format.DecodeIndex(pt)
 		if err != nil {
@@ -248,6 +256,29 @@ func (m *Manager) loadChunks(ctx context.Context, r *region) (*chunkSet, error) 
 		}
 		if x.Pack != [16]byte(mustPackID(name)) {
 			return nil, fmt.Errorf("%w: region %q: index %s names pack %x", ErrCorrupt, r.cfg.Name, name, x.Pack)
+		}
+		if partial && mode != chunksRead {
+			// Finish the interrupted index write before trusting it.
+			herr := firstErr(forEach(r.n(), func(i int) error {
+				if r.bad[i] != nil || sizes[i] >= 0 {
+					return nil
+				}
+				if err := r.stores[i].Put(ctx, indexDir+name, sealed); err != nil {
+					return fmt.Errorf("%w: store %d (%s): put %s%s: %w", ErrUnavailable, i, r.stores[i].Location(), indexDir, name, err)
+				}
+				return nil
+			}))
+			if herr != nil {
+				m.log.Warn("pack index not on every store", "region", r.cfg.Name, "pack", name, "err", herr)
+				if mode == chunksDedup {
+					continue // not trusted for dedup: its chunks are sent again
+				}
+			} else {
+				partial = false
+			}
+		}
+		if sealed != nil && !partial {
+			_ = writeFileAtomic(filepath.Join(dir, name), sealed, false)
 		}
 		cs.add(x)
 	}

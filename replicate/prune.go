@@ -122,7 +122,7 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 			}
 		}
 	}
-	cs, err := m.loadChunks(ctx, r)
+	cs, err := m.loadChunks(ctx, r, chunksHeal)
 	if err != nil {
 		return st, err
 	}
@@ -131,6 +131,16 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 		return st, err
 	}
 	copying := len(markers) > 0
+	// A pack without an index may hold a chunk a kept snapshot needs only
+	// if some needed chunk is in no index: then no orphan is deleted.
+	keepOrphans := false
+	for id := range need {
+		if _, ok := cs.chunks[id]; !ok {
+			keepOrphans = true
+			m.log.Warn("prune: a kept snapshot needs a chunk in no pack index; keeping every unindexed pack", "region", regionName)
+			break
+		}
+	}
 	for name, sizes := range packs {
 		id, ok := parsePackID(name)
 		if !ok {
@@ -148,7 +158,7 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 			}
 			st.PacksDeleted++
 		} else {
-			if young {
+			if young || keepOrphans {
 				continue
 			}
 			st.OrphansDeleted++

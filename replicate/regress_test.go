@@ -80,7 +80,6 @@ func TestRegressPartialManifestSkipped(t *testing.T) {
 
 // RV2: same for an index written to only store 0.
 func TestRegressPartialIndexSkipped(t *testing.T) {
-	t.Skip("pending fix")
 	ctx := context.Background()
 	faults := make([]*store.Faults, testK+testM)
 	for i := range faults {
@@ -248,5 +247,37 @@ func TestRegressPruneDivergentRewrite(t *testing.T) {
 	_, rerr := m.Restore(ctx, "r1", "s3", "vol1", "v", nil)
 	if rerr != nil {
 		t.Errorf("BUG: prune succeeded, check OK, one store lost, restore of kept s3 fails: %v", rerr)
+	}
+}
+
+// Prune keeps an unindexed (orphan) pack while a kept snapshot needs a
+// chunk that is in no index.
+func TestRegressPruneKeepsNeededOrphan(t *testing.T) {
+	ctx := context.Background()
+	a := newHost(t, replicate.Options{})
+	if _, err := a.rs.CreateDisk("vol1", 16<<20, bs); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, a, "vol1", 1, span(0, 8))
+	snapshot(t, a, "s1", "vol1")
+	dirs, urls := storeDirs(t, testK+testM)
+	addRegion(t, a, urls, keyFile(t, 9))
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		os.RemoveAll(filepath.Join(d, "index"))
+	}
+	pm, err := replicate.New(a.dir, a.rs, replicate.Options{Now: func() time.Time { return time.Now().Add(48 * time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pm.Close()
+	st, err := pm.Prune(ctx, "r1", 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.OrphansDeleted != 0 || len(listObjs(t, dirs[0], "packs")) == 0 {
+		t.Fatalf("prune deleted a needed unindexed pack: %+v", st)
 	}
 }

@@ -63,7 +63,7 @@ func (m *Manager) Restore(ctx context.Context, regionName, snapshot, disk, toDis
 	if err != nil {
 		return st, fmt.Errorf("restore: %w", err)
 	}
-	cs, err := m.loadChunks(ctx, r)
+	cs, err := m.loadChunks(ctx, r, chunksRead)
 	if err != nil {
 		return st, err
 	}

@@ -84,7 +84,7 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 	if err != nil {
 		return st, err
 	}
-	cs, err := m.loadChunks(ctx, r)
+	cs, err := m.loadChunks(ctx, r, chunksDedup)
 	if err != nil {
 		return st, err
 	}
