@@ -17,6 +17,9 @@ const (
 	ProblemMissing     = "missing"
 	ProblemCorrupt     = "corrupt"
 	ProblemUnreachable = "unreachable"
+	// ProblemStale: a good manifest copy that differs from the newest
+	// copy (an interrupted rewrite); Repair puts the newest copy.
+	ProblemStale = "stale"
 )
 
 // Problem is one bad object copy on one store.
@@ -126,6 +129,19 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 					kind = ProblemMissing
 				}
 				add(Problem{Store: i, Object: md.dir + name, Kind: kind, Err: err.Error()})
+			}
+			if md.dir != snapDir {
+				continue
+			}
+			// Copies that authenticate must also be the same manifest.
+			c, err := r.readManifestAll(ctx, name)
+			if err != nil {
+				continue // reported above
+			}
+			for _, i := range c.stale(r) {
+				if c.pts[i] != nil {
+					add(Problem{Store: i, Object: md.dir + name, Kind: ProblemStale, Err: fmt.Sprintf("copy differs from the newest (sequence %d)", c.mf.Seq)})
+				}
 			}
 		}
 	}
@@ -316,7 +332,16 @@ func (m *Manager) Repair(ctx context.Context, regionName string, progress Progre
 			if !ok {
 				continue
 			}
-			_, sealed, err := r.getMeta(ctx, md.typ, md.dir, id)
+			var sealed []byte
+			var err error
+			if md.dir == snapDir {
+				var c *manifestCopies
+				if c, err = r.readManifestAll(ctx, id); err == nil {
+					sealed = c.sealed // the newest copy
+				}
+			} else {
+				_, sealed, err = r.getMeta(ctx, md.typ, md.dir, id)
+			}
 			if err == nil {
 				err = r.stores[p.Store].Put(ctx, p.Object, sealed)
 			}

@@ -40,10 +40,13 @@
 //
 // The index ('I' envelope, same sealing) is "SFIX" ver 0 0 0 | pack id(16) |
 // sealed size(8) | count(4) | entries sorted by chunk id. The manifest ('M')
-// is "SFMF" ver 0 0 0 | snapshot id(8) | created(8, unix ns) | name | kind |
+// is "SFMF" ver(2) 0 0 0 | snapshot id(8) | created(8, unix ns) | sequence(8) | name | kind |
 // disks(2) | per disk: name, size(8), block size(4), parent name id (empty:
 // full map), depth(2), count(4), entries (varint (gap<<1 | zero) + chunk
-// id(32) unless zero). The marker ('C') holds the snapshot's id, name,
+// id(32) unless zero). The sequence is 0 when a manifest is first
+// written and the previous copy's + 1 on each rewrite (Prune), so of copies
+// that differ the highest is the newest; version 1 manifests (no sequence)
+// still decode, with sequence 0. The marker ('C') holds the snapshot's id, name,
 // creation and start times. See replicate/format for the exact layouts.
 //
 // # Invariants (MUST)
@@ -70,6 +73,13 @@
 //   - A delta manifest's chain is at most format.MaxDepth (16) long; before
 //     Prune deletes a manifest, every kept manifest whose disk is a delta
 //     over it is rewritten as a full map on every store.
+//   - Manifests are read from every usable store and the newest copy
+//     (highest sequence) is used. Before Prune rewrites or deletes any
+//     manifest it puts the newest copy of every manifest whose copies
+//     differ on every store, so a retried prune finishes an interrupted
+//     rewrite instead of leaving stale deltas over a deleted parent. Check
+//     reports a good copy that differs from the newest as "stale"; Repair
+//     puts the newest copy; Sync re-puts it too before skipping.
 //   - Every object carries a version and an authenticated checksum: the
 //     GCM tag for sealed objects (bound to the object's type and name),
 //     SHA-256 per shard, SHA-256 plus the AEAD key check for config.

@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -290,24 +291,94 @@ func mustPackID(s string) packID {
 	return id
 }
 
-// readManifest reads the manifest stored under name id nid.
+// readManifest reads the newest copy of the manifest stored under name
+// id nid.
 func (r *region) readManifest(ctx context.Context, nid string) (*format.Manifest, error) {
-	mf, _, err := r.readManifestSealed(ctx, nid)
-	return mf, err
+	c, err := r.readManifestAll(ctx, nid)
+	if err != nil {
+		return nil, err
+	}
+	return c.mf, nil
 }
 
-// readManifestSealed reads the manifest stored under name id nid and
-// returns it with its sealed bytes.
-func (r *region) readManifestSealed(ctx context.Context, nid string) (*format.Manifest, []byte, error) {
-	pt, sealed, err := r.getMeta(ctx, format.TypeManifest, snapDir, nid)
-	if err != nil {
-		return nil, nil, err
+// manifestCopies is what every usable store holds of one manifest.
+type manifestCopies struct {
+	mf     *format.Manifest // the newest good copy (highest Seq)
+	sealed []byte           // its sealed bytes
+	pts    [][]byte         // per store: the plaintext of its good copy (nil: none)
+	errs   []error          // per store: why it has no good copy (nil: it has one, or is unusable)
+}
+
+// stale lists the usable stores whose copy is missing, bad, or differs
+// from the newest.
+func (c *manifestCopies) stale(r *region) []int {
+	var out []int
+	newest, _ := c.mf.Encode()
+	for i := range c.pts {
+		if r.bad[i] == nil && (c.pts[i] == nil || !bytes.Equal(c.pts[i], newest)) {
+			out = append(out, i)
+		}
 	}
-	mf, err := format.DecodeManifest(pt)
-	if err != nil {
-		return nil, nil, err
+	return out
+}
+
+// readManifestAll reads the manifest stored under name id nid from every
+// usable store and picks the newest good copy: a rewrite (Prune) that
+// reached only some stores is seen, never mistaken for the whole truth.
+func (r *region) readManifestAll(ctx context.Context, nid string) (*manifestCopies, error) {
+	c := &manifestCopies{pts: make([][]byte, r.n()), errs: make([]error, r.n())}
+	mfs := make([]*format.Manifest, r.n())
+	sealed := make([][]byte, r.n())
+	forEach(r.n(), func(i int) error {
+		if r.bad[i] != nil {
+			return nil
+		}
+		b, err := r.stores[i].Get(ctx, snapDir+nid, 0, -1)
+		var pt []byte
+		if err == nil {
+			pt, err = r.keys.Open(format.TypeManifest, nid, b)
+		}
+		var mf *format.Manifest
+		if err == nil {
+			mf, err = format.DecodeManifest(pt)
+		}
+		if err != nil {
+			c.errs[i] = fmt.Errorf("store %d: %w", i, err)
+			return nil
+		}
+		c.pts[i], mfs[i], sealed[i] = pt, mf, b
+		return nil
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	return mf, sealed, nil
+	notFound, nerr := 0, 0
+	for i := range mfs {
+		if mfs[i] != nil && (c.mf == nil || mfs[i].Seq > c.mf.Seq) {
+			c.mf, c.sealed = mfs[i], sealed[i]
+		}
+		if c.errs[i] != nil {
+			nerr++
+			if errors.Is(c.errs[i], store.ErrNotFound) {
+				notFound++
+			}
+		}
+	}
+	if c.mf != nil {
+		// Re-encode what is kept so pts compare in one encoding (an old
+		// version's copy equals its re-encoding only if the content is
+		// the same).
+		for i, mf := range mfs {
+			if mf != nil {
+				c.pts[i], _ = mf.Encode()
+			}
+		}
+		return c, nil
+	}
+	if notFound == nerr {
+		return nil, fmt.Errorf("%w: %s%s on any store", ErrNotFound, snapDir, nid)
+	}
+	return nil, fmt.Errorf("%s%s: no good copy: %w", snapDir, nid, errors.Join(c.errs...))
 }
 
 // onAll reports whether a listed object (sizes from list) is on every

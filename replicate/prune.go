@@ -3,6 +3,7 @@ package replicate
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -38,9 +39,18 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 		return st, err
 	}
 	defer r.close()
-	mfs, markers, err := m.remoteAll(ctx, r)
+	mfs, markers, differ, err := m.remoteAllCopies(ctx, r)
 	if err != nil {
 		return st, err
+	}
+	// A manifest whose copies differ (a rewrite that reached only some
+	// stores) is finished first: the newest copy goes on every store
+	// before any parent is deleted.
+	for _, nid := range slices.Sorted(maps.Keys(differ)) {
+		if err := r.putAll(ctx, snapDir+nid, differ[nid].sealed, nil); err != nil {
+			return st, fmt.Errorf("prune: finish rewrite of %q: %w", mfs[nid].Name, err)
+		}
+		m.log.Info("prune: finished an interrupted manifest rewrite", "region", regionName, "snapshot", mfs[nid].Name)
 	}
 	nids := make([]string, 0, len(mfs))
 	for nid := range mfs {
@@ -64,6 +74,7 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 		mf := mfs[nid]
 		changed := false
 		nmf := *mf
+		nmf.Seq = mf.Seq + 1
 		nmf.Disks = slices.Clone(mf.Disks)
 		for j, d := range mf.Disks {
 			if d.Parent == "" || keep[d.Parent] {

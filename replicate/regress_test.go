@@ -211,7 +211,6 @@ func (f failSnapPuts) Put(ctx context.Context, name string, data []byte) error {
 // delta manifest over a deleted parent. Check reports OK; losing store 0
 // makes the kept snapshot unrestorable.
 func TestRegressPruneDivergentRewrite(t *testing.T) {
-	t.Skip("pending fix")
 	ctx := context.Background()
 	on := false
 	a := sourceHost(t)
@@ -279,5 +278,60 @@ func TestRegressPruneKeepsNeededOrphan(t *testing.T) {
 	}
 	if st.OrphansDeleted != 0 || len(listObjs(t, dirs[0], "packs")) == 0 {
 		t.Fatalf("prune deleted a needed unindexed pack: %+v", st)
+	}
+}
+
+// Check reports a manifest whose copies differ (a prune rewrite that
+// reached one store) and Repair makes them match.
+func TestRegressCheckRepairStaleManifest(t *testing.T) {
+	ctx := context.Background()
+	on := false
+	a := sourceHost(t)
+	m, err := replicate.New(a.dir, a.rs, replicate.Options{OpenStore: func(ctx context.Context, i int, url string, o store.Options) (store.Store, error) {
+		s, err := store.Open(ctx, url, o)
+		if err != nil || i == 0 {
+			return s, err
+		}
+		return failSnapPuts{s, &on}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	dirs, urls := storeDirs(t, testK+testM)
+	if _, err := m.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: testK, M: testM, Stores: urls, KeyFile: keyFile(t, 4)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	on = true
+	if _, err := m.Prune(ctx, "r1", 1, 0); err == nil {
+		t.Fatal("prune with failing manifest puts should fail")
+	}
+	on = false
+	rep, err := m.Check(ctx, "r1", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := 0
+	for _, p := range rep.Problems {
+		if p.Kind == replicate.ProblemStale {
+			stale++
+		}
+	}
+	if rep.OK() || stale != testK+testM-1 {
+		t.Fatalf("check: ok=%v, %d stale copies, want %d: %+v", rep.OK(), stale, testK+testM-1, rep.Problems)
+	}
+	fix, err := m.Repair(ctx, "r1", nil)
+	if err != nil || len(fix.Failed) > 0 {
+		t.Fatalf("repair: %+v %v", fix, err)
+	}
+	if rep, err = m.Check(ctx, "r1", true, nil); err != nil || !rep.OK() {
+		t.Fatalf("check after repair: ok=%v %+v %v", rep.OK(), rep.Problems, err)
+	}
+	os.RemoveAll(dirs[0])
+	if _, err := m.Restore(ctx, "r1", "s3", "vol1", "v", nil); err != nil {
+		t.Fatalf("restore after repair without store 0: %v", err)
 	}
 }

@@ -108,24 +108,35 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 	return out, nil
 }
 
-// remoteAll reads every manifest (by name id) and every marker without a
-// manifest.
+// remoteAll reads every manifest (by name id; the newest copy) and every
+// marker without a manifest.
 func (m *Manager) remoteAll(ctx context.Context, r *region) (map[string]*format.Manifest, map[string]*format.Marker, error) {
+	mfs, markers, _, err := m.remoteAllCopies(ctx, r)
+	return mfs, markers, err
+}
+
+// remoteAllCopies is remoteAll that also returns, by name id, the
+// manifests whose copies are not the same on every usable store.
+func (m *Manager) remoteAllCopies(ctx context.Context, r *region) (map[string]*format.Manifest, map[string]*format.Marker, map[string]*manifestCopies, error) {
 	snaps, err := r.list(ctx, snapDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	marks, err := r.list(ctx, copyDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	mfs := map[string]*format.Manifest{}
+	differ := map[string]*manifestCopies{}
 	for nid := range snaps {
-		mf, err := r.readManifest(ctx, nid)
+		c, err := r.readManifestAll(ctx, nid)
 		if err != nil {
-			return nil, nil, fmt.Errorf("region %q: manifest %s: %w", r.cfg.Name, nid, err)
+			return nil, nil, nil, fmt.Errorf("region %q: manifest %s: %w", r.cfg.Name, nid, err)
 		}
-		mfs[nid] = mf
+		mfs[nid] = c.mf
+		if len(c.stale(r)) > 0 {
+			differ[nid] = c
+		}
 	}
 	markers := map[string]*format.Marker{}
 	for nid := range marks {
@@ -144,7 +155,7 @@ func (m *Manager) remoteAll(ctx context.Context, r *region) (map[string]*format.
 		}
 		markers[nid] = mk
 	}
-	return mfs, markers, nil
+	return mfs, markers, differ, nil
 }
 
 // RemoteState tells whether a local snapshot is in the region: absent,

@@ -96,17 +96,18 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 	for _, snap := range todo {
 		nid := r.keys.NameID(snap.Name)
 		if sizes, ok := remote[nid]; ok {
-			mf, sealed, err := r.readManifestSealed(ctx, nid)
+			c, err := r.readManifestAll(ctx, nid)
 			if err != nil {
 				return st, fmt.Errorf("snapshot %q: %w", snap.Name, err)
 			}
+			mf := c.mf
 			if mf.SnapshotID != snap.ID || !mf.Created.Equal(snap.Created) {
 				return st, fmt.Errorf("%w: snapshot %q (id %d, %s) vs remote (id %d, %s)", ErrConflict, snap.Name, snap.ID, snap.Created, mf.SnapshotID, mf.Created)
 			}
-			// An interrupted manifest write (a copy missing on some
-			// store, or the marker still there) is finished first.
-			if _, marked := markers[nid]; marked || !r.onAll(sizes) {
-				if err := r.putAll(ctx, snapDir+nid, sealed, st.BytesWritten); err != nil {
+			// An interrupted manifest write (a copy missing or different
+			// on some store, or the marker still there) is finished first.
+			if _, marked := markers[nid]; marked || !r.onAll(sizes) || len(c.stale(r)) > 0 {
+				if err := r.putAll(ctx, snapDir+nid, c.sealed, st.BytesWritten); err != nil {
 					return st, fmt.Errorf("sync snapshot %q: finish manifest: %w", snap.Name, err)
 				}
 				if err := r.deleteAll(ctx, copyDir+nid); err != nil {

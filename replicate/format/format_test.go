@@ -253,3 +253,27 @@ func FuzzOpen(f *testing.F) {
 		_, _ = ks.Open(TypeManifest, "id", b)
 	})
 }
+
+// A version 1 manifest (no sequence field) still decodes, with Seq 0.
+func TestManifestVersion1Decodes(t *testing.T) {
+	m := &Manifest{Name: "s", SnapshotID: 7, Created: time.Unix(0, 42).UTC(), Seq: 3, Kind: "k",
+		Disks: []ManifestDisk{{Name: "d", Size: 8192, BlockSize: 4096, Entries: []MapEntry{{Block: 1, ID: ChunkID{1}}}}}}
+	b, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeManifest(b)
+	if err != nil || got.Seq != 3 {
+		t.Fatalf("v2: seq %v err %v", got, err)
+	}
+	v1 := append(append([]byte{}, b[:24]...), b[32:]...)
+	v1[4] = manifestVersion1
+	got, err = DecodeManifest(v1)
+	if err != nil || got.Seq != 0 || got.Name != "s" || len(got.Disks) != 1 || got.Disks[0].Entries[0].ID != (ChunkID{1}) {
+		t.Fatalf("v1: %+v %v", got, err)
+	}
+	b[4] = 3
+	if _, err := DecodeManifest(b); !errors.Is(err, ErrUnsupportedVersion) {
+		t.Fatalf("v3: %v", err)
+	}
+}

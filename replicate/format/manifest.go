@@ -9,8 +9,12 @@ import (
 // Manifest layout (plaintext of the 'M' envelope, one per remote snapshot,
 // on every store; big-endian, varints are unsigned LEB128, minimal):
 //
-//	magic "SFMF" 4 | version 1 (1) | reserved 3
+//	magic "SFMF" 4 | version 2 (1) | reserved 3
 //	snapshot id 8 (the local engine's id) | created 8 (unix nanoseconds)
+//	sequence 8 (0 when first written; each rewrite of the same manifest,
+//	  e.g. by prune, stores the previous sequence + 1: of copies that
+//	  differ, the highest sequence is the newest; absent in version 1,
+//	  which decodes with sequence 0)
 //	name str16 | kind str16 | disk count 2
 //	per disk:
 //	  name str16 | size 8 | block size 4
@@ -26,7 +30,9 @@ import (
 // with zero = 1 for a block that now reads as zeros.
 const (
 	manifestMagic   = "SFMF"
-	ManifestVersion = 1
+	ManifestVersion = 2
+	// manifestVersion1 has no sequence field; still decoded.
+	manifestVersion1 = 1
 	// MaxDepth bounds a delta chain: a manifest at this depth is written full.
 	MaxDepth = 16
 )
@@ -36,8 +42,11 @@ type Manifest struct {
 	Name       string
 	SnapshotID uint64
 	Created    time.Time
-	Kind       string
-	Disks      []ManifestDisk
+	// Seq orders rewrites of one manifest: 0 when first written, +1 on
+	// every rewrite.
+	Seq   uint64
+	Kind  string
+	Disks []ManifestDisk
 }
 
 // ManifestDisk is one disk of a remote snapshot.
@@ -80,6 +89,7 @@ func (m *Manifest) Encode() ([]byte, error) {
 	b := append([]byte(manifestMagic), ManifestVersion, 0, 0, 0)
 	b = binary.BigEndian.AppendUint64(b, m.SnapshotID)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Created.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, m.Seq)
 	if len(m.Name) > 0xffff || len(m.Kind) > 0xffff || len(m.Disks) > 0xffff {
 		return nil, fmt.Errorf("manifest %q: field too long", m.Name)
 	}
@@ -121,7 +131,8 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 	if mg := r.bytes(4); r.err == nil && string(mg) != manifestMagic {
 		r.fail("bad magic")
 	}
-	if v := r.u8(); r.err == nil && v != ManifestVersion {
+	v := r.u8()
+	if r.err == nil && v != ManifestVersion && v != manifestVersion1 {
 		return nil, fmt.Errorf("%w: manifest version %d", ErrUnsupportedVersion, v)
 	}
 	if res := r.bytes(3); r.err == nil && (res[0]|res[1]|res[2]) != 0 {
@@ -129,6 +140,9 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 	}
 	m := &Manifest{SnapshotID: r.u64()}
 	m.Created = time.Unix(0, int64(r.u64())).UTC()
+	if v != manifestVersion1 {
+		m.Seq = r.u64()
+	}
 	m.Name, m.Kind = r.str16(), r.str16()
 	nd := r.u16()
 	for range nd {
