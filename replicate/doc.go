@@ -111,7 +111,12 @@
 // # Concurrency
 //
 // Operations on one region must not overlap across processes (the sync
-// job takes a flock); Prune must not run while a Sync to the same region
-// runs on another host — it keeps young unreferenced packs while a copying
-// marker exists, which covers a sync that is still running on this host.
+// job takes a flock). Prune refuses (ErrConflict) while any copying marker
+// younger than MarkerAge (24 h) exists, or one that cannot be read: a sync
+// may be running on any host and deduplicating against any manifest or
+// pack. With only older markers it still keeps young unreferenced packs.
+// As a second guard, Sync re-lists the region just before writing a
+// manifest: if a parent manifest or a pack (index or shards) it
+// deduplicated against is gone from any store, it fails with ErrConflict
+// and writes no manifest; the next sync resends what is missing.
 package replicate

@@ -14,6 +14,11 @@ import (
 // deletes it: younger ones may belong to a sync that is still running.
 const OrphanAge = time.Hour
 
+// MarkerAge is how old a copying marker must be before Prune runs while it
+// exists: a younger one may belong to a sync that is still running (on
+// any host), which may deduplicate against any manifest or pack.
+const MarkerAge = 24 * time.Hour
+
 // PruneStats is what Prune did.
 type PruneStats struct {
 	Deleted        []string `json:"deleted"`   // remote snapshots removed
@@ -43,6 +48,10 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 	if err != nil {
 		return st, err
 	}
+	now := m.opts.Now()
+	if err := m.checkNoSync(ctx, r, markers, now); err != nil {
+		return st, err
+	}
 	// A manifest whose copies differ (a rewrite that reached only some
 	// stores) is finished first: the newest copy goes on every store
 	// before any parent is deleted.
@@ -57,7 +66,6 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 		nids = append(nids, nid)
 	}
 	slices.SortFunc(nids, func(a, b string) int { return mfs[b].Created.Compare(mfs[a].Created) }) // newest first
-	now := m.opts.Now()
 	keep := map[string]bool{}
 	for i, nid := range nids {
 		if i < keepLast || (keepWithin > 0 && now.Sub(mfs[nid].Created) <= keepWithin) {
@@ -183,6 +191,33 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 	}
 	m.log.Info("region pruned", "region", regionName, "deleted", len(st.Deleted), "rewritten", len(st.Rewritten), "packs", st.PacksDeleted, "orphans", st.OrphansDeleted)
 	return st, nil
+}
+
+// checkNoSync fails with ErrConflict while a copying marker younger than
+// MarkerAge exists (or one that cannot be read, whose age is unknown).
+func (m *Manager) checkNoSync(ctx context.Context, r *region, markers map[string]*format.Marker, now time.Time) error {
+	for _, mk := range markers {
+		if age := now.Sub(mk.Started); age < MarkerAge {
+			return fmt.Errorf("%w: prune region %q: snapshot %q is being copied (copying marker %s old, younger than %s); retry when the sync is done", ErrConflict, r.cfg.Name, mk.Name, age.Round(time.Second), MarkerAge)
+		}
+	}
+	snaps, err := r.list(ctx, snapDir)
+	if err != nil {
+		return err
+	}
+	marks, err := r.list(ctx, copyDir)
+	if err != nil {
+		return err
+	}
+	for nid := range marks {
+		if _, ok := snaps[nid]; ok {
+			continue // a finished copy whose marker was left behind
+		}
+		if _, ok := markers[nid]; !ok {
+			return fmt.Errorf("%w: prune region %q: copying marker %s%s cannot be read, so a sync may be running; run repair or remove it", ErrConflict, r.cfg.Name, copyDir, nid)
+		}
+	}
+	return nil
 }
 
 func cmpU64(a, b uint64) int {

@@ -40,8 +40,11 @@ var (
 	ErrTooFewShards = errors.New("replicate: too few usable shards")
 	// ErrCorrupt: a region object failed verification.
 	ErrCorrupt = format.ErrCorrupt
-	// ErrConflict: the region holds a different snapshot of the same name.
-	ErrConflict = errors.New("replicate: region holds another snapshot of that name")
+	// ErrConflict: the region holds a different snapshot of the same name,
+	// or it was changed by a concurrent operation (Prune while a copying
+	// marker is fresh; a Sync whose parent manifest or deduplicated packs
+	// were deleted while it ran).
+	ErrConflict = errors.New("replicate: conflict with the region's contents")
 )
 
 // DefaultPackSize is the target plaintext size of a pack.

@@ -2,6 +2,7 @@ package replicate_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,7 +156,6 @@ func TestRegressCheckMissesLostPack(t *testing.T) {
 // RV4: prune on the same host during a sync deletes the delta parent and
 // the old packs the sync deduplicated against; the sync reports success.
 func TestRegressPruneDuringSync(t *testing.T) {
-	t.Skip("pending fix")
 	ctx := context.Background()
 	a := newHost(t, replicate.Options{})
 	if _, err := a.rs.CreateDisk("vol1", 16<<20, bs); err != nil {
@@ -333,5 +333,47 @@ func TestRegressCheckRepairStaleManifest(t *testing.T) {
 	os.RemoveAll(dirs[0])
 	if _, err := m.Restore(ctx, "r1", "s3", "vol1", "v", nil); err != nil {
 		t.Fatalf("restore after repair without store 0: %v", err)
+	}
+}
+
+// A sync whose delta parent and deduplicated packs vanish while it runs
+// (a prune on another host) fails with ErrConflict instead of writing a
+// manifest over them; the next sync resends and the snapshot restores.
+func TestRegressSyncRechecksRefs(t *testing.T) {
+	ctx := context.Background()
+	a := newHost(t, replicate.Options{})
+	if _, err := a.rs.CreateDisk("vol1", 16<<20, bs); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, a, "vol1", 1, span(0, 16))
+	snapshot(t, a, "s1", "vol1")
+	dirs, urls := storeDirs(t, testK+testM)
+	addRegion(t, a, urls, keyFile(t, 9))
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, a, "vol1", 2, span(20, 22))
+	snapshot(t, a, "s2", "vol1")
+	gone := false
+	_, err := a.mgr.CopySnapshot(ctx, "r1", "s2", replicate.ProgressFunc(func(e replicate.Event) {
+		if e.Type == replicate.EventSnapshot && !gone {
+			gone = true
+			for _, d := range dirs {
+				for _, sub := range []string{"snapshots", "index", "packs"} {
+					os.RemoveAll(filepath.Join(d, sub))
+				}
+			}
+		}
+	}))
+	if !errors.Is(err, replicate.ErrConflict) {
+		t.Fatalf("sync with its parent and packs deleted meanwhile: %v, want ErrConflict", err)
+	}
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"s1", "s2"} {
+		if _, err := a.mgr.Restore(ctx, "r1", s, "vol1", "v-"+s, nil); err != nil {
+			t.Fatalf("restore %s: %v", s, err)
+		}
 	}
 }

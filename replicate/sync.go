@@ -285,6 +285,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 		}
 	}()
 	pending := map[format.ChunkID]bool{}
+	used := map[packID]bool{} // packs this snapshot deduplicates against
 	pack := format.NewPackBuilder(m.opts.PackSize)
 	for _, d := range snap.Disks {
 		md := format.ManifestDisk{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize}
@@ -316,7 +317,11 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 			st.BlocksExamined++
 			id := r.keys.ChunkID(c.Digest)
 			md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, ID: id})
-			if _, ok := cs.chunks[id]; ok || pending[id] {
+			if loc, ok := cs.chunks[id]; ok {
+				used[loc.pack] = true
+				continue
+			}
+			if pending[id] {
 				continue
 			}
 			if err := ctx.Err(); err != nil {
@@ -360,7 +365,12 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	if err := uu.finish(); err != nil {
 		return err
 	}
-	// Every pack and index is durable: the manifest goes last.
+	// Every pack and index is durable: the manifest goes last, once the
+	// parents and the packs deduplicated against are known to be still
+	// there (a prune on another host may have deleted them meanwhile).
+	if err := r.verifyRefs(ctx, mf, used); err != nil {
+		return err
+	}
 	pt, err := mf.Encode()
 	if err != nil {
 		return err
@@ -377,6 +387,36 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 		m.log.Warn("copying marker left behind", "region", r.cfg.Name, "snapshot", snap.Name, "err", err)
 	}
 	m.log.Info("snapshot copied", "region", r.cfg.Name, "snapshot", snap.Name, "blocks_read", st.BlocksRead, "packs", st.PacksWritten)
+	return nil
+}
+
+// verifyRefs checks that every parent manifest of mf and every pack in
+// used (its index and shards) is still on every usable store, or fails
+// with ErrConflict: the next sync then resends what is gone.
+func (r *region) verifyRefs(ctx context.Context, mf *format.Manifest, used map[packID]bool) error {
+	snaps, err := r.list(ctx, snapDir)
+	if err != nil {
+		return err
+	}
+	for _, d := range mf.Disks {
+		if d.Parent != "" && (snaps[d.Parent] == nil || !r.onAll(snaps[d.Parent])) {
+			return fmt.Errorf("%w: parent manifest %s%s of disk %q is gone from the region (a concurrent prune?); sync again to resend", ErrConflict, snapDir, d.Parent, d.Name)
+		}
+	}
+	if len(used) == 0 {
+		return nil
+	}
+	for _, dir := range []string{indexDir, packDir} {
+		l, err := r.list(ctx, dir)
+		if err != nil {
+			return err
+		}
+		for id := range used {
+			if sizes := l[id.String()]; sizes == nil || !r.onAll(sizes) {
+				return fmt.Errorf("%w: %s%s, which this snapshot deduplicates against, is gone from the region (a concurrent prune?); sync again to resend", ErrConflict, dir, id)
+			}
+		}
+	}
 	return nil
 }
 
