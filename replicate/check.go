@@ -24,7 +24,8 @@ const (
 
 // Problem is one bad object copy on one store.
 type Problem struct {
-	Store  int    `json:"store"`
+	Store int `json:"store"` // -1: not about one store
+
 	Object string `json:"object"`
 	Kind   string `json:"kind"`
 	Err    string `json:"error,omitempty"`
@@ -41,12 +42,19 @@ type Report struct {
 	Problems      []Problem `json:"problems"`
 	// Lost are packs with fewer than k good shards: not repairable.
 	Lost []string `json:"lost,omitempty"`
-	// Degraded are remote snapshots that need a pack with a problem.
+	// Degraded are remote snapshots that need a pack with a problem (a
+	// missing or corrupt shard, or the pack gone while its index is
+	// there) or a chunk that is in no pack index.
 	Degraded []string `json:"degraded,omitempty"`
+	// Unindexed are packs without an index on any store: an interrupted
+	// or running sync's, which Prune deletes after OrphanAge. Not a
+	// problem by itself (a snapshot needing one is in Degraded).
+	Unindexed []string `json:"unindexed,omitempty"`
 }
 
-// OK reports whether nothing was wrong.
-func (r Report) OK() bool { return len(r.Problems) == 0 && len(r.Lost) == 0 }
+// OK reports whether nothing was wrong: no problem copy, no lost pack and
+// no degraded snapshot.
+func (r Report) OK() bool { return len(r.Problems) == 0 && len(r.Lost) == 0 && len(r.Degraded) == 0 }
 
 // Check verifies that every object is on every store it belongs to: the
 // config, indexes, manifests and markers on all stores, shard i of every
@@ -92,6 +100,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 		}
 	}
 	// Metadata: on every usable store, authenticating.
+	var indexes listing
 	for _, md := range []struct {
 		dir string
 		typ byte
@@ -103,6 +112,9 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 		}
 		if md.n != nil {
 			*md.n = len(l)
+		}
+		if md.dir == indexDir {
+			indexes = l
 		}
 		for _, name := range sortedKeys(l) {
 			sizes := l[name]
@@ -216,14 +228,36 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 			progress.Event(Event{Type: EventBlocks, Op: "check", Region: r.cfg.Name, Pack: name, Blocks: int64(n), BlocksTotal: int64(len(names))})
 		}
 	}
-	// Which snapshots need a pack with problems.
-	if len(pp) > 0 {
-		deg, err := m.degradedSnapshots(ctx, r, pp)
-		if err != nil {
-			m.log.Warn("check: cannot tell degraded snapshots", "region", r.cfg.Name, "err", err)
+	// Indexes against packs: an indexed pack gone from every store is
+	// lost; a pack without an index is reported as unindexed.
+	for _, name := range sortedKeys(indexes) {
+		id, ok := parsePackID(name)
+		if !ok {
+			continue
 		}
-		rep.Degraded = deg
+		if _, ok := packs[name]; ok {
+			continue
+		}
+		for i := range r.n() {
+			pp[id] = append(pp[id], i)
+			if r.bad[i] == nil {
+				add(Problem{Store: i, Object: packDir + name, Kind: ProblemMissing, Err: "indexed pack has no shard on this store"})
+			}
+		}
+		rep.Lost = append(rep.Lost, name)
 	}
+	for _, name := range names {
+		if _, ok := parsePackID(name); ok && indexes[name] == nil {
+			rep.Unindexed = append(rep.Unindexed, name)
+		}
+	}
+	// Which snapshots need a pack with problems or a chunk in no index.
+	deg, err := m.degradedSnapshots(ctx, r, pp)
+	if err != nil {
+		m.log.Warn("check: cannot tell degraded snapshots", "region", r.cfg.Name, "err", err)
+		add(Problem{Store: -1, Object: snapDir, Kind: ProblemCorrupt, Err: "cannot tell degraded snapshots: " + err.Error()})
+	}
+	rep.Degraded = deg
 	if err := m.saveCheckState(r.cfg.Name, checkState{Time: m.opts.Now().UTC(), Degraded: rep.Degraded}); err != nil {
 		m.log.Warn("check: state not saved", "region", r.cfg.Name, "err", err)
 	}
@@ -298,7 +332,7 @@ func (m *Manager) Repair(ctx context.Context, regionName string, progress Progre
 		out.Failed = append(out.Failed, p)
 	}
 	for _, p := range before.Problems {
-		if p.Kind == ProblemUnreachable {
+		if p.Kind == ProblemUnreachable || p.Store < 0 {
 			out.Failed = append(out.Failed, p)
 			continue
 		}
@@ -321,7 +355,7 @@ func (m *Manager) Repair(ctx context.Context, regionName string, progress Progre
 		problems = again.Problems
 	}
 	for _, p := range problems {
-		if p.Kind == ProblemUnreachable || p.Object == configName || r.bad[p.Store] != nil {
+		if p.Kind == ProblemUnreachable || p.Store < 0 || p.Object == configName || r.bad[p.Store] != nil {
 			continue
 		}
 		for _, md := range []struct {

@@ -94,7 +94,15 @@
 //
 // A remote snapshot is copying (marker, no manifest), available (manifest)
 // or degraded (available, but the last Check found a missing or corrupt
-// shard of a pack it needs).
+// shard of a pack it needs, a pack it needs gone while its index is there,
+// or a chunk it names in no pack index).
+//
+// Check cross-checks indexes against packs: an indexed pack with fewer
+// than k good shards (also none at all) is lost and reported; a pack with
+// no index is listed as unindexed (garbage of an interrupted sync unless a
+// snapshot needs it, which makes that snapshot degraded). Degraded
+// snapshots are always computed, and a report with a degraded snapshot is
+// not OK.
 //
 // # Why these choices
 //

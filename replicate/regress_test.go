@@ -117,7 +117,6 @@ func TestRegressPartialIndexSkipped(t *testing.T) {
 
 // RV3: Check with readData reports OK when a pack is gone from every store.
 func TestRegressCheckMissesLostPack(t *testing.T) {
-	t.Skip("pending fix")
 	ctx := context.Background()
 	a := newHost(t, replicate.Options{})
 	if _, err := a.rs.CreateDisk("vol1", 16<<20, bs); err != nil {
