@@ -3,7 +3,7 @@
 //
 // # What it owns
 //
-// A region is a name, k data and m parity stores (replicate/store URLs)
+// A region is a name, k >= 1 data and m >= 1 parity stores (replicate/store URLs)
 // and a 32-byte region key read from a key file (32 raw bytes or 64 hex
 // digits). The local configuration of a region lives in
 // <storeDir>/regions/<name>.json (k, m, URLs, key file path, S3 options,
@@ -89,8 +89,12 @@
 //     local and in the region (or from nothing: Diff then lists stored
 //     blocks with their digests, reading no data). Content addressing
 //     means deleting local or remote snapshots never forces a resend.
-//   - Restore writes into a temporary disk "restore-<random>", syncs it and
-//     renames it; on any failure the temporary disk is deleted.
+//   - Restore writes into a temporary disk "restore-<16 hex digits>", syncs
+//     it and renames it; on any failure the temporary disk is deleted. A
+//     temporary disk left by a killed process is deleted when a Manager is
+//     created and at the start of every Restore (unless a restore of this
+//     process owns it, or it is open). Such names are reserved: Restore
+//     refuses them as a target (ErrInvalid).
 //
 // A remote snapshot is copying (marker, no manifest), available (manifest)
 // or degraded (available, but the last Check found a missing or corrupt

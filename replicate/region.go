@@ -111,7 +111,9 @@ func New(storeDir string, rs *rowstore.Store, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zstd: %w", err)
 	}
-	return &Manager{dir: storeDir, rs: rs, opts: opts, log: opts.Logger, enc: enc, dec: dec}, nil
+	m := &Manager{dir: storeDir, rs: rs, opts: opts, log: opts.Logger, enc: enc, dec: dec}
+	m.cleanRestoreTemps() // a killed restore's temporary disk
+	return m, nil
 }
 
 // Close releases the Manager's codecs.
@@ -412,8 +414,8 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if err := validRegionName(c.Name); err != nil {
 		return RegionInfo{}, err
 	}
-	if c.K < 1 || c.M < 0 || c.K+c.M > 255 {
-		return RegionInfo{}, fmt.Errorf("%w: region %q: k=%d m=%d (want k >= 1, m >= 0, k+m <= 255)", ErrInvalid, c.Name, c.K, c.M)
+	if c.K < 1 || c.M < 1 || c.K+c.M > 255 {
+		return RegionInfo{}, fmt.Errorf("%w: region %q: k=%d m=%d (want k >= 1, m >= 1 parity store, k+m <= 255)", ErrInvalid, c.Name, c.K, c.M)
 	}
 	if len(c.Stores) != c.K+c.M {
 		return RegionInfo{}, fmt.Errorf("%w: region %q: %d stores for %d+%d shards", ErrInvalid, c.Name, len(c.Stores), c.K, c.M)

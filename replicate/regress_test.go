@@ -376,3 +376,61 @@ func TestRegressSyncRechecksRefs(t *testing.T) {
 		}
 	}
 }
+
+// A killed restore's temporary disk is deleted at Manager start and at the
+// next restore; restore's temporary names cannot be restore targets.
+func TestRegressRestoreTempCleaned(t *testing.T) {
+	ctx := context.Background()
+	a := newHost(t, replicate.Options{})
+	if _, err := a.rs.CreateDisk("vol1", 16<<20, bs); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, a, "vol1", 1, span(0, 8))
+	snapshot(t, a, "s1", "vol1")
+	_, urls := storeDirs(t, testK+testM)
+	addRegion(t, a, urls, keyFile(t, 9))
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	has := func(name string) bool {
+		_, err := a.rs.GetDisk(name)
+		return err == nil
+	}
+	// left by a killed restore
+	if _, err := a.rs.CreateDisk("restore-0123456789abcdef", 1<<20, bs); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := replicate.New(a.dir, a.rs, replicate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2.Close()
+	if has("restore-0123456789abcdef") {
+		t.Fatal("Manager start left a temporary restore disk")
+	}
+	if _, err := a.rs.CreateDisk("restore-fedcba9876543210", 1<<20, bs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.rs.CreateDisk("restore-keep", 1<<20, bs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.mgr.Restore(ctx, "r1", "s1", "vol1", "v", nil); err != nil {
+		t.Fatal(err)
+	}
+	if has("restore-fedcba9876543210") || !has("restore-keep") || !has("v") {
+		t.Fatalf("after restore: disks %v", diskNames(t, a))
+	}
+	if _, err := a.mgr.Restore(ctx, "r1", "s1", "vol1", "restore-00000000000000aa", nil); !errors.Is(err, replicate.ErrInvalid) {
+		t.Fatalf("restore to a temporary name: %v, want ErrInvalid", err)
+	}
+}
+
+// A region without parity (M < 1) is rejected.
+func TestRegressNoParityRejected(t *testing.T) {
+	a := newHost(t, replicate.Options{})
+	_, urls := storeDirs(t, 2)
+	_, err := a.mgr.AddRegion(context.Background(), replicate.RegionConfig{Name: "r1", K: 2, M: 0, Stores: urls, KeyFile: keyFile(t, 9)})
+	if !errors.Is(err, replicate.ErrInvalid) {
+		t.Fatalf("AddRegion with m=0: %v, want ErrInvalid", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/snapfs/snapfs/replicate/erasure"
@@ -39,6 +40,10 @@ func (m *Manager) Restore(ctx context.Context, regionName, snapshot, disk, toDis
 	if err := rowstore.ValidateName("disk", toDisk); err != nil {
 		return st, err
 	}
+	if isRestoreTemp(toDisk) {
+		return st, fmt.Errorf("%w: disk name %q is reserved for restore's temporary disks", ErrInvalid, toDisk)
+	}
+	m.cleanRestoreTemps()
 	if _, err := m.rs.GetDisk(toDisk); err == nil {
 		return st, fmt.Errorf("restore: %w: local disk %q", ErrExists, toDisk)
 	} else if !errors.Is(err, rowstore.ErrNotFound) {
@@ -85,7 +90,9 @@ func (m *Manager) Restore(ctx context.Context, regionName, snapshot, disk, toDis
 	}
 	slices.SortFunc(packs, func(a, b packID) int { return slices.Compare(a[:], b[:]) })
 
-	tmp := "restore-" + randHex(8)
+	tmp := restoreTempPrefix + randHex(8)
+	activeRestores.Store(tmp, true)
+	defer activeRestores.Delete(tmp)
 	if _, err := m.rs.CreateDisk(tmp, md.Size, md.BlockSize); err != nil {
 		return st, fmt.Errorf("restore: create disk: %w", err)
 	}
@@ -310,4 +317,52 @@ func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize
 		return nil, false, fetched, fmt.Errorf("pack %s: %w", p, err)
 	}
 	return data, slices.ContainsFunc(fails, func(e error) bool { return e != nil }), fetched, nil
+}
+
+// restoreTempPrefix starts the name of a restore's temporary disk:
+// "restore-" and 16 lowercase hex digits.
+const restoreTempPrefix = "restore-"
+
+// activeRestores holds the temporary disks of restores running in this
+// process (a local store is opened by one process only).
+var activeRestores sync.Map
+
+func isRestoreTemp(name string) bool {
+	h, ok := strings.CutPrefix(name, restoreTempPrefix)
+	if !ok || len(h) != 16 {
+		return false
+	}
+	for _, c := range h {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanRestoreTemps deletes temporary restore disks that a killed restore
+// left behind: those no running restore of this process owns and that are
+// not open.
+func (m *Manager) cleanRestoreTemps() {
+	if m.rs == nil {
+		return
+	}
+	disks, err := m.rs.ListDisks()
+	if err != nil {
+		m.log.Warn("restore: cannot list disks for leftover temporary disks", "err", err)
+		return
+	}
+	for _, d := range disks {
+		if !isRestoreTemp(d.Name) {
+			continue
+		}
+		if _, ok := activeRestores.Load(d.Name); ok {
+			continue
+		}
+		if err := m.rs.DeleteDisk(d.Name, false); err != nil {
+			m.log.Warn("restore: leftover temporary disk not deleted", "disk", d.Name, "err", err)
+			continue
+		}
+		m.log.Info("restore: deleted a leftover temporary disk", "disk", d.Name)
+	}
 }
