@@ -208,7 +208,7 @@ func regionAddCommand(st *state) *cli.Command {
 			"Note: --store here is a region store; put the global --store DIR before the command (or use SNAPFS_STORE).",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "data", Usage: "K, the number of data shards", Required: true},
-			&cli.IntFlag{Name: "parity", Usage: "M, the number of parity shards", Required: true},
+			&cli.IntFlag{Name: "parity", Usage: "M, the number of parity shards (at least 1)", Required: true},
 			&cli.StringSliceFlag{Name: "store", Usage: "a store URL, in shard order (repeat K+M times)", Required: true},
 			&cli.StringFlag{Name: "key-file", Usage: "the region key file", Required: true},
 			&cli.StringFlag{Name: "s3-endpoint", Usage: "S3 endpoint (host:port or URL; default $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, AWS)"},
