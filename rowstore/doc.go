@@ -96,7 +96,5 @@
 //     clone reads through every level.
 //   - Counting visible blocks (allocation, PunchHole over large ranges, a diff
 //     from nothing) holds the visible set of the range in memory.
-//   - Every segment read or written stays open until the store closes or the
-//     cleaner removes it: about 1000 file descriptors per 250 GiB of log.
 //   - A partial-block write is a read-modify-write of the whole block.
 package rowstore

@@ -597,3 +597,44 @@ func BenchmarkAppend64K(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// TestOpenSegmentsBounded: reading more old segments than maxOpenSegments
+// keeps at most that many open, and every record still reads.
+func TestOpenSegmentsBounded(t *testing.T) {
+	fs := vfs.NewCrashFS()
+	l := mustOpen(t, fs, "log", 64) // one record a segment
+	defer l.Close()
+	var ps []Pos
+	for i := 0; i < maxOpenSegments+40; i++ {
+		p, err := l.Append(rec(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(l.Segments()); n <= maxOpenSegments {
+		t.Fatalf("only %d segments; the test needs more than %d", n, maxOpenSegments)
+	}
+	for round := 0; round < 2; round++ {
+		for i, p := range ps {
+			r, err := l.Read(p, nil)
+			if err != nil || r.Seq != rec(i).Seq {
+				t.Fatalf("record %d: %v", i, err)
+			}
+		}
+	}
+	l.mu.RLock()
+	open := 0
+	for _, s := range l.segs {
+		if s.f != nil {
+			open++
+		}
+	}
+	l.mu.RUnlock()
+	if open > maxOpenSegments {
+		t.Fatalf("%d segment files open, want at most %d", open, maxOpenSegments)
+	}
+}

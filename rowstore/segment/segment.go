@@ -89,7 +89,13 @@ type segFile struct {
 	bufMu   sync.Mutex
 	wbuf    []byte
 	flushed int64
+
+	used atomic.Int64 // Log.clock at the last read, for closing the least recently used
 }
+
+// maxOpenSegments bounds the open handles of old segments; the least
+// recently read is closed (and reopened on its next read) beyond it.
+const maxOpenSegments = 256
 
 // writeBehind is how much the active segment gathers before it writes.
 const writeBehind = 1 << 20
@@ -145,6 +151,7 @@ type Log struct {
 	log       *slog.Logger
 	onCorrupt func(*CorruptError)
 	durable   Pos
+	clock     atomic.Int64 // counts reads, for segFile.used
 
 	// appendMu serializes Append, Rotate and Close. INVARIANT: active is
 	// replaced only with both appendMu and mu held.
@@ -373,6 +380,7 @@ func (l *Log) startSegment(n uint64) error {
 	l.segs[n] = s
 	l.order = append(l.order, n)
 	l.active = s
+	l.closeLRULocked()
 	l.mu.Unlock()
 	return nil
 }
@@ -479,6 +487,26 @@ func (l *Log) Sync() error {
 }
 
 // openSegment opens an old segment for reading and checks its header.
+// closeLRULocked closes the least recently read old segment when
+// maxOpenSegments are open (l.mu held for writing, so no read is using it).
+func (l *Log) closeLRULocked() {
+	open := 0
+	var victim *segFile
+	for _, s := range l.segs {
+		if s.f == nil {
+			continue
+		}
+		open++
+		if s != l.active && (victim == nil || s.used.Load() < victim.used.Load()) {
+			victim = s
+		}
+	}
+	if open >= maxOpenSegments && victim != nil {
+		victim.f.Close()
+		victim.f = nil
+	}
+}
+
 func (l *Log) openSegment(n uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -486,6 +514,7 @@ func (l *Log) openSegment(n uint64) error {
 	if l.closed || !ok || s.f != nil {
 		return nil // the caller looks again
 	}
+	l.closeLRULocked()
 	f, err := l.fs.Open(l.path(n))
 	if err != nil {
 		return fmt.Errorf("segment: open segment %d: %w", n, err)
@@ -521,6 +550,7 @@ func (l *Log) readAt(n uint64, p []byte, off int64) (int, error) {
 			return 0, fmt.Errorf("segment: segment %d: %w", n, fs.ErrNotExist)
 		}
 		if f := s.f; f != nil {
+			s.used.Store(l.clock.Add(1))
 			k := len(p)
 			if s == l.active {
 				k = s.readBuffered(p, off)
