@@ -16,6 +16,10 @@ type diskFile struct {
 	name  string
 	h     DiskHandle
 	dirty atomic.Bool // written since the last Sync through this handle
+	// writable: opened for writing. Flush of a writable handle always syncs:
+	// the kernel may send a page written through one descriptor (mmap,
+	// writeback) on another, so per-handle dirtiness alone can miss writes.
+	writable bool
 }
 
 func (f *diskFile) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
@@ -44,6 +48,9 @@ func (f *diskFile) Write(ctx context.Context, data []byte, off int64) (_ uint32,
 	}
 	f.dirty.Store(true)
 	n, err := f.h.WriteAt(data, off)
+	// Again after the write: a concurrent Fsync may have cleared the flag
+	// between the first store and the write reaching the engine.
+	f.dirty.Store(true)
 	if err != nil {
 		return uint32(n), f.m.fail("write disk", f.name, err)
 	}
@@ -61,12 +68,13 @@ func (f *diskFile) Fsync(ctx context.Context, flags uint32) (errno syscall.Errno
 	return 0
 }
 
-// Flush runs on every close(2) of a descriptor: if this handle wrote since
-// its last sync, Sync, so that close reports write errors (and data is
-// durable once a clean close returns).
+// Flush runs on every close(2) of a descriptor: for a handle opened for
+// writing (or one that wrote), Sync, so that close reports write errors and
+// data is durable once a clean close returns. Sync is cheap when nothing is
+// pending.
 func (f *diskFile) Flush(ctx context.Context) (errno syscall.Errno) {
 	defer f.m.recoverOp("flush disk", f.name, &errno)
-	if !f.dirty.Swap(false) {
+	if !f.dirty.Swap(false) && !f.writable {
 		return 0
 	}
 	if err := f.h.Sync(); err != nil {

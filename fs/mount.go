@@ -191,14 +191,40 @@ func (s *Server) InvalidateDisk(name string) {
 }
 
 // InvalidateNames drops the kernel's cached names under disks/, snapshots/
-// and images/, so that created and deleted disks, snapshots and images show
-// at once even with a non-zero NameTimeout. It must not be called from inside
-// a FUSE request of this mount.
+// and images/ that no longer name the same object (deleted, or deleted and
+// made again), so changes show at once even with a non-zero NameTimeout.
+// Names that still name the same object are left alone: invalidating them
+// would detach the dentries of open files (a loop device's backing file would
+// then read "(deleted)"). New names need nothing: failed lookups are never
+// cached. It must not be called from inside a FUSE request of this mount, nor
+// with a lock held that a FUSE request may need (the kernel waits for the
+// directory's readers before it returns).
 func (s *Server) InvalidateNames() {
-	for _, dir := range []*gofs.Inode{s.root.disks, s.root.snapshots, s.root.images} {
-		for name := range dir.Children() {
-			if errno := dir.NotifyEntry(name); errno != 0 && errno != syscall.ENOENT {
-				s.m.log.Warn("snapfs: invalidate name", "dir", dir.Path(nil), "name", name, "err", errno)
+	b := s.m.backend
+	check := []struct {
+		dir *gofs.Inode
+		ino func(name string) (uint64, bool)
+	}{
+		{s.root.disks, func(name string) (uint64, bool) {
+			e, err := b.Disk(name)
+			return diskIno(e.ID), err == nil
+		}},
+		{s.root.snapshots, func(name string) (uint64, bool) {
+			e, err := b.Snapshot(name)
+			return snapDirIno(e.ID), err == nil
+		}},
+		{s.root.images, func(name string) (uint64, bool) {
+			e, err := b.Image(name)
+			return imageIno(e.ID), err == nil
+		}},
+	}
+	for _, c := range check {
+		for name, ch := range c.dir.Children() {
+			if ino, ok := c.ino(name); ok && ino == ch.StableAttr().Ino {
+				continue // still the same object
+			}
+			if errno := c.dir.NotifyEntry(name); errno != 0 && errno != syscall.ENOENT {
+				s.m.log.Warn("snapfs: invalidate name", "dir", c.dir.Path(nil), "name", name, "err", errno)
 			}
 		}
 	}

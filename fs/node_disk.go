@@ -82,7 +82,8 @@ func (n *diskNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _
 	if err != nil {
 		return nil, 0, n.m.fail("open disk", n.name, err)
 	}
-	return &diskFile{m: n.m, name: n.name, h: h}, 0, 0
+	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	return &diskFile{m: n.m, name: n.name, h: h, writable: writable}, 0, 0
 }
 
 // Allocate is here and not on diskFile because it may resize the disk by name.

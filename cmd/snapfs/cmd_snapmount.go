@@ -108,7 +108,18 @@ func snapshotMountCommand(st *state) *cli.Command {
 					return err
 				}
 				undo = append(undo, func() { _, _ = runTool("losetup", "-d", loop) })
-				margs := []string{"-o", "ro"}
+				opts := "ro"
+				fs := fstype
+				if fs == "" { // what is on it, for the options below
+					fs, _ = runTool("blkid", "-o", "value", "-s", "TYPE", loop)
+					fs = strings.TrimSpace(fs)
+				}
+				if fs == "xfs" {
+					// The clone has the UUID of the original, which may be
+					// mounted: XFS refuses a duplicate UUID unless told.
+					opts += ",nouuid"
+				}
+				margs := []string{"-o", opts}
 				if fstype != "" {
 					margs = append(margs, "-t", fstype)
 				}
@@ -159,10 +170,12 @@ func snapshotUmountCommand(st *state) *cli.Command {
 			if err := unmountRetry(mp); err != nil {
 				return err
 			}
+			// The loop device is ours if it is still backed by the clone (the
+			// kernel appends " (deleted)" when the file's dentry was dropped).
 			if backing, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(m.Loop), "loop/backing_file")); err == nil &&
-				strings.HasSuffix(strings.TrimSpace(string(backing)), "/"+m.Clone) {
+				strings.HasSuffix(strings.TrimSuffix(strings.TrimSpace(string(backing)), " (deleted)"), "/"+m.Clone) {
 				if _, err := runTool("losetup", "-d", m.Loop); err != nil {
-					return err
+					return fmt.Errorf("detach %s (the clone %s is kept): %w", m.Loop, m.Clone, err)
 				}
 			}
 			err = withService(c, st, func(ctx context.Context, svc service.Service) error {

@@ -144,6 +144,9 @@ func (l *Local) DeleteDisk(_ context.Context, name string, force bool) error {
 	if err := l.store.DeleteDisk(name, force); err != nil {
 		return err
 	}
+	if force {
+		l.diskChanged(name) // an open file must not keep reading cached pages
+	}
 	l.namesChanged()
 	return nil
 }
@@ -379,6 +382,14 @@ func (l *Local) CreateScratchClone(ctx context.Context, snapshot, disk string) (
 	if err := firstErr(rowstore.ValidateName("snapshot", snapshot), rowstore.ValidateName("disk", disk)); err != nil {
 		return Disk{}, err
 	}
+	d, err := l.cloneScratch(snapshot, disk)
+	if err == nil {
+		l.namesChanged() // after l.mu is released: FUSE lookups need it
+	}
+	return d, err
+}
+
+func (l *Local) cloneScratch(snapshot, disk string) (Disk, error) {
 	base := ScratchPrefix + snapshot + "-" + disk
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -390,7 +401,6 @@ func (l *Local) CreateScratchClone(ctx context.Context, snapshot, disk string) (
 		}
 		d, err := l.store.CloneDisk(name, snapshot, disk)
 		if err == nil {
-			l.namesChanged()
 			return d, nil
 		}
 		if !isExists(err) {

@@ -139,13 +139,13 @@ func (l *Local) recordRemote(region string, remote []RemoteSnapshot) {
 		r.Snapshots[s.Name] = copyRecord{ID: s.ID, Created: s.Created, State: s.State, AsOf: now}
 	}
 	l.reg.mu.Lock()
-	defer l.reg.mu.Unlock()
 	if l.reg.records == nil {
 		l.reg.records = map[string]*copyRecords{}
 	}
 	l.reg.records[region] = r
 	l.saveRecordLocked(region, r)
-	l.namesChanged()
+	l.reg.mu.Unlock()
+	l.namesChanged() // after l.reg.mu is released: FUSE lookups need it
 }
 
 // refresh re-lists region and records it; errors only leave the old record.
