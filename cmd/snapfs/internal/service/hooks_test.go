@@ -1,0 +1,61 @@
+package service
+
+import (
+	"context"
+	"testing"
+
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// TestHooksRunWithoutLocks: the daemon's hooks send kernel notifications,
+// which wait for FUSE requests in flight; those requests take Local's locks.
+// A hook that ran with one of them held deadlocked the mount (found in
+// review: scratch clones and region listings). Every hook must find both
+// locks free.
+func TestHooksRunWithoutLocks(t *testing.T) {
+	dir := t.TempDir()
+	if err := rowstore.Create(dir, rowstore.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := rowstore.Open(dir, rowstore.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewLocal(st, dir)
+	defer l.Close()
+	calls := 0
+	check := func(what string) {
+		calls++
+		if !l.mu.TryLock() {
+			t.Errorf("%s hook ran with Local.mu held", what)
+		} else {
+			l.mu.Unlock()
+		}
+		if !l.reg.mu.TryLock() {
+			t.Errorf("%s hook ran with the region lock held", what)
+		} else {
+			l.reg.mu.Unlock()
+		}
+	}
+	l.SetDaemon(t.TempDir(), Hooks{NamesChanged: func() { check("names") }, DiskChanged: func(string) { check("disk") }})
+	ctx := context.Background()
+	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "d", Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateSnapshot(ctx, "s", []string{"d"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateScratchClone(ctx, "s", "d"); err != nil {
+		t.Fatal(err)
+	}
+	l.recordRemote("r", nil)
+	if _, err := l.RollbackDisk(ctx, "d", "s", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DeleteDisk(ctx, "d", true); err != nil {
+		t.Fatal(err)
+	}
+	if calls < 6 {
+		t.Fatalf("only %d hook calls; the test does not exercise them", calls)
+	}
+}
