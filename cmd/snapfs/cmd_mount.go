@@ -37,7 +37,7 @@ func mountCommand(st *state) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "background", Usage: "return once the mount is ready; the daemon logs to <store>/" + LogName},
 		},
-		Action: func(c *cli.Context) error {
+		Action: func(c *cli.Context) (retErr error) {
 			a, err := args(c, "MOUNTPOINT")
 			if err != nil {
 				return err
@@ -50,13 +50,18 @@ func mountCommand(st *state) *cli.Command {
 			if err != nil {
 				return err
 			}
-			mp, err := existingDir(a[0])
+			mp, rmdir, err := existingDir(a[0])
 			if err != nil {
 				return err
 			}
 			if fd := os.Getenv(readyFDEnv); fd != "" {
-				return runChild(c, store, mp, fd)
+				return runChild(c, store, mp, fd) // the parent cleans up
 			}
+			defer func() {
+				if retErr != nil {
+					rmdir()
+				}
+			}()
 			if c.Bool("background") {
 				return startBackground(c, st, store, mp)
 			}

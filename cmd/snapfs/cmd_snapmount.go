@@ -51,7 +51,7 @@ func snapshotMountCommand(st *state) *cli.Command {
 			&cli.StringFlag{Name: "disk", Usage: "the disk of the snapshot"},
 			&cli.StringFlag{Name: "fstype", Usage: "filesystem type (default: detected by mount)"},
 		},
-		Action: func(c *cli.Context) error {
+		Action: func(c *cli.Context) (retErr error) {
 			a, err := args(c, "NAME", "MOUNTPOINT")
 			if err != nil {
 				return err
@@ -66,10 +66,15 @@ func snapshotMountCommand(st *state) *cli.Command {
 			if strings.ContainsAny(fstype, ", ") {
 				return usagef("snapshot mount: --fstype %q is not a filesystem type", fstype)
 			}
-			mp, err := existingDir(a[1])
+			mp, rmdir, err := existingDir(a[1])
 			if err != nil {
 				return err
 			}
+			defer func() {
+				if retErr != nil {
+					rmdir()
+				}
+			}()
 			store, err := storeDir(c)
 			if err != nil {
 				return err
@@ -244,29 +249,36 @@ func cleanPath(p string) (string, error) {
 }
 
 // existingDir is the absolute, symlink-free path of a mountpoint directory,
-// created (like `mount --mkdir`) when it does not exist yet.
-func existingDir(p string) (string, error) {
+// created (like `mount --mkdir`) when it does not exist yet. rmdir removes
+// what it created: a command that fails afterwards leaves nothing behind.
+func existingDir(p string) (dir string, rmdir func(), err error) {
+	rmdir = func() {}
 	abs, err := filepath.Abs(p)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", rowstore.ErrInvalid, err)
+		return "", rmdir, fmt.Errorf("%w: %v", rowstore.ErrInvalid, err)
 	}
 	if _, err := os.Lstat(abs); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(abs, 0o755); err != nil {
-			return "", fmt.Errorf("create mountpoint %s: %w", abs, err)
+		// Only the last component is created: a missing parent is a typo
+		// more often than a wish.
+		if err := os.Mkdir(abs, 0o755); err != nil {
+			return "", rmdir, fmt.Errorf("create mountpoint %s: %w", abs, err)
 		}
+		rmdir = func() { _ = os.Remove(abs) }
 	}
 	r, err := filepath.EvalSymlinks(abs)
 	if err != nil {
-		return "", fmt.Errorf("%w: mountpoint %s does not exist", rowstore.ErrNotFound, abs)
+		rmdir()
+		return "", func() {}, fmt.Errorf("%w: mountpoint %s does not exist", rowstore.ErrNotFound, abs)
 	}
 	fi, err := os.Stat(r)
 	if err != nil {
-		return "", fmt.Errorf("mountpoint %s: %w", r, err)
+		rmdir()
+		return "", func() {}, fmt.Errorf("mountpoint %s: %w", r, err)
 	}
 	if !fi.IsDir() {
-		return "", fmt.Errorf("%w: mountpoint %s is not a directory", rowstore.ErrInvalid, r)
+		return "", func() {}, fmt.Errorf("%w: mountpoint %s is not a directory", rowstore.ErrInvalid, r)
 	}
-	return r, nil
+	return r, rmdir, nil
 }
 
 // mountEntry is a line of /proc/self/mounts.
