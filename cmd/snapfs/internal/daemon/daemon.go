@@ -145,7 +145,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	sock := service.SocketPath(cfg.Store)
 	_ = os.Remove(sock) // stale: we hold the store, so nobody serves it
+	// Created 0600 from the start (umask), not chmod'ed after: no window in
+	// which another user could connect.
+	oldMask := syscall.Umask(0o077)
 	ln, err := net.Listen("unix", sock)
+	syscall.Umask(oldMask)
 	if err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}

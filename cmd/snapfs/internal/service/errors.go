@@ -9,33 +9,35 @@ import (
 )
 
 // codes name the sentinel errors on the wire. A code never changes meaning.
+// The order is exitcode.Of's order of precedence, so an error that wraps two
+// sentinels gets the same exit code through the daemon as without it. A
+// replicate sentinel that means the same as a rowstore one shares its code
+// (and comes back as the rowstore one: same exit code).
 var codes = []struct {
 	code string
 	err  error
 }{
 	{"usage", exitcode.ErrUsage},
-	{"no_daemon", exitcode.ErrNoDaemon},
 	{"invalid", rowstore.ErrInvalid},
-	{"not_found", rowstore.ErrNotFound},
-	{"exists", rowstore.ErrExists},
-	{"busy", rowstore.ErrBusy},
-	{"read_only", rowstore.ErrReadOnly},
-	{"corrupt", rowstore.ErrCorrupt},
-	{"no_space", rowstore.ErrNoSpace},
-	{"closed", rowstore.ErrClosed},
-	{"incompatible", rowstore.ErrIncompatible},
-	// Regions. A replicate sentinel that means the same as a rowstore one
-	// shares its code (and comes back as the rowstore one: same exit code).
+	{"invalid", replicate.ErrInvalid},
+	{"no_daemon", exitcode.ErrNoDaemon},
 	{"degraded", exitcode.ErrDegraded},
 	{"wrong_key", replicate.ErrWrongKey},
 	{"mismatch", replicate.ErrMismatch},
 	{"unavailable", replicate.ErrUnavailable},
 	{"too_few_shards", replicate.ErrTooFewShards},
-	{"conflict", replicate.ErrConflict},
-	{"invalid", replicate.ErrInvalid},
+	{"not_found", rowstore.ErrNotFound},
 	{"not_found", replicate.ErrNotFound},
+	{"exists", rowstore.ErrExists},
 	{"exists", replicate.ErrExists},
+	{"conflict", replicate.ErrConflict},
+	{"busy", rowstore.ErrBusy},
+	{"corrupt", rowstore.ErrCorrupt},
 	{"corrupt", replicate.ErrCorrupt},
+	{"no_space", rowstore.ErrNoSpace},
+	{"incompatible", rowstore.ErrIncompatible},
+	{"read_only", rowstore.ErrReadOnly},
+	{"closed", rowstore.ErrClosed},
 }
 
 // codeOf is the wire code of err ("" when it wraps no known sentinel).

@@ -2,8 +2,10 @@ package service
 
 import (
 	"context"
+	"errors"
 	"testing"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
@@ -57,5 +59,19 @@ func TestHooksRunWithoutLocks(t *testing.T) {
 	}
 	if calls < 6 {
 		t.Fatalf("only %d hook calls; the test does not exercise them", calls)
+	}
+}
+
+// TestWireCodesFollowExitCodes: an error wrapping several sentinels maps to
+// the same exit code through the daemon as without it.
+func TestWireCodesFollowExitCodes(t *testing.T) {
+	for _, a := range codes {
+		for _, b := range codes {
+			err := errors.Join(a.err, b.err)
+			remote := &RemoteError{Code: codeOf(err), Message: err.Error()}
+			if got, want := exitcode.Of(remote), exitcode.Of(err); got != want {
+				t.Errorf("%v+%v: exit %d through the daemon, %d without", a.err, b.err, got, want)
+			}
+		}
 	}
 }
