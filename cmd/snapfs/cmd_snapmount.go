@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -102,8 +103,27 @@ func snapshotMountCommand(st *state) *cli.Command {
 						}
 					}
 				}()
+				// Ctrl-C or SIGTERM while the steps run must not leave a
+				// clone, loop device or mount without a record: the signal
+				// is held until the current step ends, then everything done
+				// so far is undone.
+				sigc := make(chan os.Signal, 1)
+				signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+				defer signal.Stop(sigc)
+				interrupted := func() error {
+					select {
+					case sig := <-sigc:
+						return fmt.Errorf("snapshot mount interrupted by %v; undone", sig)
+					default:
+						return nil
+					}
+				}
 				clone, err := svc.CreateScratchClone(ctx, snap, disk)
 				if err != nil {
+					return err
+				}
+				if err := interrupted(); err != nil {
+					undo = append(undo, func() { _ = svc.DeleteDisk(context.Background(), clone.Name, true) })
 					return err
 				}
 				undo = append(undo, func() { _ = svc.DeleteDisk(context.Background(), clone.Name, true) })
@@ -113,6 +133,9 @@ func snapshotMountCommand(st *state) *cli.Command {
 					return err
 				}
 				undo = append(undo, func() { _, _ = runTool("losetup", "-d", loop) })
+				if err := interrupted(); err != nil {
+					return err
+				}
 				opts := "ro"
 				fs := fstype
 				if fs == "" { // what is on it, for the options below
@@ -132,6 +155,9 @@ func snapshotMountCommand(st *state) *cli.Command {
 					return err
 				}
 				undo = append(undo, func() { _ = unmountRetry(mp) })
+				if err := interrupted(); err != nil {
+					return err
+				}
 				m := snapMount{Mountpoint: mp, Snapshot: snap, Disk: disk, Clone: clone.Name, Loop: loop, FSType: fstype, Created: time.Now().UTC()}
 				if err := writeJSONFile(rec, m); err != nil {
 					return err
