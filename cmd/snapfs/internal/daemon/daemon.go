@@ -157,16 +157,25 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		ln.Close()
 		return fmt.Errorf("control socket: %w", err)
 	}
-	hs := &http.Server{Handler: service.Handler(local, log), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// Requests run under jobCtx: shutting down cancels long jobs (sync,
+	// restore, check: all resumable) and waits for them to return before the
+	// store closes.
+	jobCtx, cancelJobs := context.WithCancel(context.Background())
+	defer cancelJobs()
+	hs := &http.Server{Handler: service.Handler(local, log), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return jobCtx }}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("control socket", "err", err)
 		}
 	}()
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cancelJobs()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_ = hs.Shutdown(sctx)
+		if err := hs.Shutdown(sctx); err != nil {
+			log.Warn("control socket: requests still running at shutdown", "err", err)
+		}
 		_ = os.Remove(sock)
 	}()
 
