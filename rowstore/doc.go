@@ -77,12 +77,29 @@
 //
 // # Store directory
 //
-//	superblock    format version and feature bits (layout in superblock.go)
+//	superblock    format version and feature bits
+//	lock          advisory lock (flock): one process per store
 //	segments/     the segment log
 //	index/        Badger
 //
-// The superblock is checked at Open: a newer format version or an unknown
-// incompatible feature is refused with ErrIncompatible, never misread.
+// # Superblock
+//
+// 52 bytes, little-endian, written once (temporary file, fsync, rename,
+// fsync of the directory):
+//
+//	0  8  magic "SNAPFSSB"
+//	8  2  format version (1)
+//	10 2  reserved (0)
+//	12 4  incompatible feature bits: a reader that does not know one refuses the store
+//	16 4  compatible feature bits: safe to ignore
+//	20 4  reserved (0)
+//	24 8  creation time, unix nanoseconds
+//	32 16 store UUID
+//	48 4  CRC32C of bytes 0..48
+//
+// It is checked at Open: a newer format version or an unknown incompatible
+// feature is refused with ErrIncompatible, never misread; a bad checksum is a
+// *CorruptError. FuzzSuperblock fuzzes the decoder.
 //
 // # Concurrency
 //
