@@ -26,6 +26,9 @@ import (
 // snapMount is the record of a snapshot mount, <store>/snapmounts/<key>.json:
 // what snapshot umount must undo.
 type snapMount struct {
+	// Version of this record's format (snapMountVersion); a newer one is
+	// refused rather than misread.
+	Version    int       `json:"version"`
 	Mountpoint string    `json:"mountpoint"`
 	Snapshot   string    `json:"snapshot"`
 	Disk       string    `json:"disk"`
@@ -35,7 +38,10 @@ type snapMount struct {
 	Created    time.Time `json:"created"`
 }
 
-const snapMountDir = "snapmounts"
+const (
+	snapMountDir     = "snapmounts"
+	snapMountVersion = 1
+)
 
 func snapMountPath(store, mountpoint string) string {
 	h := sha256.Sum256([]byte(mountpoint))
@@ -158,7 +164,7 @@ func snapshotMountCommand(st *state) *cli.Command {
 				if err := interrupted(); err != nil {
 					return err
 				}
-				m := snapMount{Mountpoint: mp, Snapshot: snap, Disk: disk, Clone: clone.Name, Loop: loop, FSType: fstype, Created: time.Now().UTC()}
+				m := snapMount{Version: snapMountVersion, Mountpoint: mp, Snapshot: snap, Disk: disk, Clone: clone.Name, Loop: loop, FSType: fstype, Created: time.Now().UTC()}
 				if err := writeJSONFile(rec, m); err != nil {
 					return err
 				}
@@ -197,6 +203,9 @@ func snapshotUmountCommand(st *state) *cli.Command {
 			}
 			if err := json.Unmarshal(data, &m); err != nil {
 				return fmt.Errorf("%w: %s: %v", rowstore.ErrCorrupt, rec, err)
+			}
+			if m.Version > snapMountVersion {
+				return fmt.Errorf("%w: %s was written by a newer snapfs (record version %d)", rowstore.ErrIncompatible, rec, m.Version)
 			}
 			if err := unmountRetry(mp); err != nil {
 				return err

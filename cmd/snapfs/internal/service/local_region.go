@@ -36,6 +36,10 @@ type regionState struct {
 
 // copyRecords is one region's record.
 type copyRecords struct {
+	// Version of the record's format (1). The record is a cache of the
+	// regions' listings: one that does not parse, or is of another version,
+	// is dropped and rebuilt by the next region command.
+	Version   int                   `json:"version"`
 	AsOf      time.Time             `json:"as_of"`
 	Snapshots map[string]copyRecord `json:"snapshots"`
 }
@@ -102,7 +106,7 @@ func (l *Local) recordLocked(region string) *copyRecords {
 	}
 	r := &copyRecords{Snapshots: map[string]copyRecord{}}
 	if b, err := os.ReadFile(l.copiesPath(region)); err == nil {
-		if json.Unmarshal(b, r) != nil || r.Snapshots == nil {
+		if json.Unmarshal(b, r) != nil || r.Snapshots == nil || r.Version != 1 {
 			r = &copyRecords{Snapshots: map[string]copyRecord{}}
 		}
 	}
@@ -113,6 +117,7 @@ func (l *Local) recordLocked(region string) *copyRecords {
 // saveRecordLocked writes region's record (best effort: it is a cache that
 // the next listing rebuilds). l.reg.mu is held.
 func (l *Local) saveRecordLocked(region string, r *copyRecords) {
+	r.Version = 1
 	b, err := json.Marshal(r)
 	if err != nil {
 		return
@@ -134,7 +139,7 @@ func (l *Local) saveRecordLocked(region string, r *copyRecords) {
 // recordRemote replaces region's record with a listing of the region.
 func (l *Local) recordRemote(region string, remote []RemoteSnapshot) {
 	now := time.Now().UTC()
-	r := &copyRecords{AsOf: now, Snapshots: map[string]copyRecord{}}
+	r := &copyRecords{Version: 1, AsOf: now, Snapshots: map[string]copyRecord{}}
 	for _, s := range remote {
 		r.Snapshots[s.Name] = copyRecord{ID: s.ID, Created: s.Created, State: s.State, AsOf: now}
 	}
