@@ -6,14 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"math/rand"
+	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
 var (
-	flagSeed = flag.Int64("seed", 0, "seed for the model test (0: time)")
-	flagOps  = flag.Int("ops", 2500, "operations in the model test")
+	flagSeed  = flag.Int64("seed", 0, "seed for the model test (0: time)")
+	flagOps   = flag.Int("ops", 2500, "operations in the model test")
+	flagSeeds = flag.String("seeds", "", "comma-separated seeds for the model test (default 1,2)")
 )
 
 // model is the in-memory truth the engine is compared with.
@@ -484,10 +488,22 @@ func runModel(t *testing.T, seed int64, ops int) {
 // in-memory model and compares every read and diff. Replay a failure with
 // go test -run TestModel -seed N.
 func TestModel(t *testing.T) {
-	seeds := []int64{1}
+	// Fixed seeds by default, so a run is reproducible; -seed N replays one;
+	// SNAPFS_RANDOM_SEED=1 adds a fresh one (printed) to explore.
+	seeds := []int64{1, 2}
+	if *flagSeeds != "" {
+		seeds = nil
+		for _, f := range strings.Split(*flagSeeds, ",") {
+			n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+			if err != nil {
+				t.Fatalf("-seeds: %v", err)
+			}
+			seeds = append(seeds, n)
+		}
+	}
 	if *flagSeed != 0 {
 		seeds = []int64{*flagSeed}
-	} else {
+	} else if os.Getenv("SNAPFS_RANDOM_SEED") == "1" {
 		seeds = append(seeds, time.Now().UnixNano())
 	}
 	ops := *flagOps

@@ -54,7 +54,7 @@ go test -race -count=1 -timeout 25m "${@:-./...}" || status=$?
 if [[ $# -eq 0 ]]; then
 	# The randomized model and crash tests at full length, without the race
 	# detector (which slows them 5x and is covered above).
-	go test -count=1 -timeout 10m -run 'TestModel|TestCrash' ./rowstore/ -ops 3000 || status=$?
+	go test -count=1 -timeout 10m -run 'TestModel|TestCrash' ./rowstore/ -ops 3000 -seeds 3,4,5 || status=$?
 fi
 
 after=$(leftovers || true)
