@@ -216,6 +216,17 @@ func (t *Txn) List(kind CatalogKind, fn func(decode func(v any) error) error) er
 	return nil
 }
 
+// Each decodes every record of a kind into an R, in name order, and calls fn.
+func Each[R any](t *Txn, kind CatalogKind, fn func(R) error) error {
+	return t.List(kind, func(dec func(any) error) error {
+		var r R
+		if err := dec(&r); err != nil {
+			return err
+		}
+		return fn(r)
+	})
+}
+
 // Layer reads a layer record.
 func (t *Txn) Layer(id uint64) (Layer, error) {
 	var l Layer

@@ -67,10 +67,8 @@ func (r *region) putAll(ctx context.Context, name string, data []byte, written [
 	if err := firstErr(errs); err != nil {
 		return err
 	}
-	if written != nil {
-		for i := range written {
-			written[i] += int64(len(data))
-		}
+	for i := range written {
+		written[i] += int64(len(data))
 	}
 	return nil
 }

@@ -50,6 +50,18 @@ type ImageInfo struct {
 	Disk      string    `json:"disk"`
 }
 
+// listCatalog lists every record of a kind, converted, in name order.
+func listCatalog[R, I any](s *Store, kind index.CatalogKind, conv func(R) I) ([]I, error) {
+	var out []I
+	err := s.idx.View(func(t *index.Txn) error {
+		return index.Each(t, kind, func(r R) error {
+			out = append(out, conv(r))
+			return nil
+		})
+	})
+	return out, err
+}
+
 func snapshotInfo(r index.Snapshot) SnapshotInfo {
 	si := SnapshotInfo{ID: r.ID, Name: r.Name, Created: r.Created, Kind: r.Kind}
 	for _, m := range r.Members {
@@ -167,11 +179,7 @@ func (s *Store) ListDisks() ([]DiskInfo, error) {
 	}
 	var names []string
 	err := s.idx.View(func(t *index.Txn) error {
-		return t.List(index.KindDisk, func(dec func(any) error) error {
-			var d index.Disk
-			if err := dec(&d); err != nil {
-				return err
-			}
+		return index.Each(t, index.KindDisk, func(d index.Disk) error {
 			names = append(names, d.Name)
 			return nil
 		})
@@ -201,10 +209,6 @@ func (s *Store) GetDisk(name string) (DiskInfo, error) {
 	if err := ValidateName("disk", name); err != nil {
 		return DiskInfo{}, err
 	}
-	var rec index.Disk
-	if err := s.idx.View(func(t *index.Txn) error { return t.Get(index.KindDisk, name, &rec) }); err != nil {
-		return DiskInfo{}, notFound("disk", name, err)
-	}
 	d, err := s.diskByName(name)
 	if err != nil {
 		return DiskInfo{}, err
@@ -216,7 +220,7 @@ func (s *Store) GetDisk(name string) (DiskInfo, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return DiskInfo{ID: d.id, Name: d.name, Size: d.size, BlockSize: d.bs, Allocated: alloc,
-		Created: rec.Created, Modified: d.modified, Origin: rec.Origin, Open: d.opens}, nil
+		Created: d.created, Modified: d.modified, Origin: d.origin, Open: d.opens}, nil
 }
 
 // ResizeDisk grows a disk to size. Disks never shrink: a filesystem inside
@@ -278,6 +282,7 @@ func (s *Store) DeleteDisk(name string, force bool) error {
 	d.cache, d.cacheBytes = map[uint64]*cblock{}, 0
 	s.disksMu.Lock()
 	delete(s.disks, d.id)
+	delete(s.diskNames, d.name)
 	s.deletedDisks[d.id] = true
 	s.disksMu.Unlock()
 	return nil
@@ -407,17 +412,7 @@ func (s *Store) ListSnapshots() ([]SnapshotInfo, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	var out []SnapshotInfo
-	err := s.idx.View(func(t *index.Txn) error {
-		return t.List(index.KindSnapshot, func(dec func(any) error) error {
-			var r index.Snapshot
-			if err := dec(&r); err != nil {
-				return err
-			}
-			out = append(out, snapshotInfo(r))
-			return nil
-		})
-	})
+	out, err := listCatalog(s, index.KindSnapshot, snapshotInfo)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, err
 }
@@ -514,18 +509,7 @@ func (s *Store) ListImages() ([]ImageInfo, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	var out []ImageInfo
-	err := s.idx.View(func(t *index.Txn) error {
-		return t.List(index.KindImage, func(dec func(any) error) error {
-			var r index.Image
-			if err := dec(&r); err != nil {
-				return err
-			}
-			out = append(out, imageInfo(r))
-			return nil
-		})
-	})
-	return out, err
+	return listCatalog(s, index.KindImage, imageInfo)
 }
 
 // GetImage describes an image.
@@ -681,7 +665,11 @@ func (s *Store) RenameDisk(name, newName string) error {
 		return t.Put(index.KindDisk, newName, rec)
 	})
 	if err == nil {
+		s.disksMu.Lock()
+		delete(s.diskNames, d.name)
+		s.diskNames[newName] = d.id
 		d.name = newName
+		s.disksMu.Unlock()
 	}
 	return err
 }

@@ -38,6 +38,8 @@ type diskState struct {
 	opens    int
 	deleted  bool
 	modified time.Time
+	created  time.Time
+	origin   string
 }
 
 // cblock is a dirty block in the write-back cache. data holds the new bytes
@@ -69,6 +71,14 @@ func (c *cblock) add(start, end int) {
 
 // diskByName loads (or returns the loaded) state of a disk.
 func (s *Store) diskByName(name string) (*diskState, error) {
+	// Loaded states are found by name without touching the index: every
+	// FUSE getattr and open comes through here.
+	s.disksMu.Lock()
+	if d, ok := s.disks[s.diskNames[name]]; ok {
+		s.disksMu.Unlock()
+		return d, nil
+	}
+	s.disksMu.Unlock()
 	var rec index.Disk
 	var chain []link
 	err := s.idx.View(func(t *index.Txn) error {
@@ -97,8 +107,9 @@ func (s *Store) diskByName(name string) (*diskState, error) {
 		return d, nil
 	}
 	d := &diskState{s: s, id: rec.ID, name: rec.Name, size: rec.Size, bs: rec.BlockSize, chain: chain,
-		cache: map[uint64]*cblock{}, modified: rec.Created}
+		cache: map[uint64]*cblock{}, modified: rec.Created, created: rec.Created, origin: rec.Origin}
 	s.disks[rec.ID] = d
+	s.diskNames[rec.Name] = rec.ID
 	return d, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/snapfs/snapfs/index"
@@ -21,12 +20,6 @@ type GCStats struct {
 	BytesRelocated  int64         `json:"bytes_relocated"`
 	BytesFreed      int64         `json:"bytes_freed"`
 	Duration        time.Duration `json:"duration_ns"`
-}
-
-type gcStats struct {
-	mu   sync.Mutex
-	last GCStats
-	gcMu sync.Mutex // one GC at a time
 }
 
 // reader is something that reads a layer at or below an epoch: a disk head
@@ -66,22 +59,14 @@ func (s *Store) scan() (*scanResult, error) {
 		readers := map[uint64][]reader{}
 		heads := map[uint64]bool{}
 		add := func(layer, epoch uint64, who string) { readers[layer] = append(readers[layer], reader{epoch, who}) }
-		if err := t.List(index.KindDisk, func(dec func(any) error) error {
-			var d index.Disk
-			if err := dec(&d); err != nil {
-				return err
-			}
+		if err := index.Each(t, index.KindDisk, func(d index.Disk) error {
 			add(d.Layer, headEpoch, "disk:"+d.Name)
 			heads[d.Layer] = true
 			return nil
 		}); err != nil {
 			return err
 		}
-		if err := t.List(index.KindSnapshot, func(dec func(any) error) error {
-			var sn index.Snapshot
-			if err := dec(&sn); err != nil {
-				return err
-			}
+		if err := index.Each(t, index.KindSnapshot, func(sn index.Snapshot) error {
 			for _, m := range sn.Members {
 				add(m.Layer, m.Epoch, "snapshot:"+sn.Name)
 			}
@@ -89,11 +74,7 @@ func (s *Store) scan() (*scanResult, error) {
 		}); err != nil {
 			return err
 		}
-		if err := t.List(index.KindImage, func(dec func(any) error) error {
-			var im index.Image
-			if err := dec(&im); err != nil {
-				return err
-			}
+		if err := index.Each(t, index.KindImage, func(im index.Image) error {
 			add(im.Layer, im.Epoch, "image:"+im.Name)
 			return nil
 		}); err != nil {
@@ -188,8 +169,8 @@ func (s *Store) GC() (GCStats, error) {
 	if err := s.checkOpen(); err != nil {
 		return GCStats{}, err
 	}
-	s.stats.gcMu.Lock()
-	defer s.stats.gcMu.Unlock()
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
 	start := time.Now()
 	// Segments below the one active now hold only records appended before
 	// the commit below, so after it the index knows every one of them; a
@@ -235,9 +216,6 @@ func (s *Store) GC() (GCStats, error) {
 		return st, fmt.Errorf("gc: clean: %w", err)
 	}
 	st.Duration = time.Since(start)
-	s.stats.mu.Lock()
-	s.stats.last = st
-	s.stats.mu.Unlock()
 	if st.VersionsDeleted > 0 || st.SegmentsCleaned > 0 {
 		s.log.Info("gc", "layers_deleted", st.LayersDeleted, "versions_deleted", st.VersionsDeleted,
 			"segments_cleaned", st.SegmentsCleaned, "bytes_freed", st.BytesFreed, "duration", st.Duration)

@@ -106,13 +106,14 @@ type Store struct {
 	// up in a Badger snapshot and the records stay until their segment goes.)
 	readMu sync.RWMutex
 
-	disksMu sync.Mutex
-	disks   map[uint64]*diskState // loaded disk states, by disk id
+	disksMu   sync.Mutex
+	disks     map[uint64]*diskState // loaded disk states, by disk id
+	diskNames map[string]uint64     // names of the loaded disks
 
 	pinMu sync.Mutex
 	pins  map[link]int // (layer, epoch) pinned by open read handles
 
-	stats gcStats // results of the last GC, for the cleaner and usage
+	gcMu sync.Mutex // one GC at a time
 
 	allocMu    sync.Mutex
 	allocCache map[link]int64 // allocated bytes of immutable (layer, epoch) points
@@ -170,6 +171,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		allocCache:   map[link]int64{},
 		corruptSegs:  map[uint64]bool{},
 		deletedDisks: map[uint64]bool{},
+		diskNames:    map[string]uint64{},
 		stop:         make(chan struct{}),
 	}
 	// One process per store: an advisory lock held while the store is open.

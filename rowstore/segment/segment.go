@@ -156,7 +156,6 @@ type Log struct {
 	// appendMu serializes Append, Rotate and Close. INVARIANT: active is
 	// replaced only with both appendMu and mu held.
 	appendMu sync.Mutex
-	buf      []byte // encoding buffer; guarded by appendMu
 
 	mu     sync.RWMutex
 	segs   map[uint64]*segFile
