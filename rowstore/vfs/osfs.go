@@ -22,6 +22,15 @@ func (osFS) Create(name string) (File, error) {
 	return osFile{f}, nil
 }
 
+// CreateExcl creates name with perm (less the umask), failing if it exists.
+func (osFS) CreateExcl(name string, perm os.FileMode) (File, error) {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return nil, err
+	}
+	return osFile{f}, nil
+}
+
 func (osFS) Open(name string) (File, error) {
 	f, err := os.OpenFile(name, os.O_RDONLY, 0)
 	if err != nil {
