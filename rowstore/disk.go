@@ -195,6 +195,10 @@ func (h *Disk) check() error {
 // blocks go through the write-back cache. Nothing is durable before Sync.
 func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	d := h.d
+	zeros := allZero(p)
+	if !zeros {
+		d.s.throttle() // before the disk's lock, which the cleaner's commit takes
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := h.check(); err != nil {
@@ -208,7 +212,7 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	// here, it never reaches the reserve.
 	// Zeros are exempt: whole zero blocks free space (holes), and the
 	// partial ends of a discard must not fail on a full filesystem.
-	if !allZero(p) {
+	if !zeros {
 		if err := d.s.admit(int64(len(p)) + d.cacheBytes); err != nil {
 			return 0, err
 		}

@@ -193,6 +193,8 @@ type cleanPlan struct {
 	// pace is called with the bytes each relocation wrote; it may sleep,
 	// and an error from it ends the pass.
 	pace func(n int64) error
+	// removed is called after each batch of segments is removed.
+	removed func()
 }
 
 // gcLocked is one garbage collection and cleaning pass (gcMu held).
@@ -312,22 +314,51 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 		return float64(live[si.Number]) / float64(si.Size)
 	}
 	sort.SliceStable(cands, func(i, j int) bool { return frac(cands[i]) < frac(cands[j]) })
-	for _, si := range cands {
-		if plan != nil && float64(total) <= plan.targetRatio*float64(liveTotal) {
+	var pace func(int64) error
+	if plan != nil {
+		pace = plan.pace
+	}
+	// Clean in batches (one round of fsyncs each) of up to cleanBatch bytes
+	// to move, the emptiest first; small batches while little is live, since
+	// a batch's copies exist next to its old segments until they are removed.
+	cleanBatch := int64(32 << 20)
+	if plan != nil {
+		cleanBatch = min(cleanBatch, max(liveTotal/32, 1<<20))
+	}
+	for len(cands) > 0 {
+		var batch []segment.SegmentInfo
+		var toMove int64
+		for len(cands) > 0 && (len(batch) == 0 || toMove+live[cands[0].Number] <= cleanBatch) {
+			if plan != nil && float64(total) <= plan.targetRatio*float64(liveTotal) {
+				break
+			}
+			si := cands[0]
+			cands = cands[1:]
+			batch = append(batch, si)
+			toMove += live[si.Number]
+			total -= si.Size - live[si.Number]
+		}
+		if len(batch) == 0 {
 			break
 		}
-		var pace func(int64) error
-		if plan != nil {
-			pace = plan.pace
+		nums := make([]uint64, len(batch))
+		for i, si := range batch {
+			nums[i] = si.Number
 		}
-		moved, err := s.cleanSegment(si.Number, pace)
+		moved, err := s.cleanSegments(nums, pace)
+		if plan != nil && plan.removed != nil {
+			plan.removed()
+		}
+		for _, si := range batch {
+			if m, ok := moved[si.Number]; ok || err == nil {
+				st.SegmentsCleaned++
+				st.BytesRelocated += m
+				st.BytesFreed += si.Size - m
+			}
+		}
 		if err != nil {
 			return err
 		}
-		st.SegmentsCleaned++
-		st.BytesRelocated += moved
-		st.BytesFreed += si.Size - moved
-		total -= si.Size - moved
 	}
 	return nil
 }
@@ -338,56 +369,73 @@ type relocation struct {
 }
 
 func (s *Store) cleanSegment(num uint64, pace func(int64) error) (int64, error) {
+	moved, err := s.cleanSegments([]uint64{num}, pace)
+	return moved[num], err
+}
+
+// cleanSegments relocates the live records of several segments, then syncs
+// the log once, repoints the index, syncs it once and removes the segments:
+// one round of fsyncs for the batch, not one per segment. It returns the
+// bytes moved out of each segment.
+func (s *Store) cleanSegments(nums []uint64, pace func(int64) error) (map[uint64]int64, error) {
 	var moves []relocation
-	var moved int64
+	moved := map[uint64]int64{}
 	stop := fmt.Errorf("end of segment")
-	_, err := s.seg.Scan(segment.Pos{Segment: num}, func(r *segment.Record, pos segment.Pos) error {
-		if pos.Segment != num {
-			return stop
+	for _, num := range nums {
+		_, err := s.seg.Scan(segment.Pos{Segment: num}, func(r *segment.Record, pos segment.Pos) error {
+			if pos.Segment != num {
+				return stop
+			}
+			live, err := s.recordLive(r, pos)
+			if err != nil || !live {
+				return err
+			}
+			cp := *r
+			cp.Payload = append([]byte(nil), r.Payload...)
+			np, err := s.relocate(&cp)
+			if err != nil && isNoSpace(err) && s.releaseReserve("gc must move records") {
+				np, err = s.relocate(&cp)
+			}
+			if err != nil {
+				return err
+			}
+			cp.Payload = nil // repoint needs the key and sequence number only
+			moved[num] += int64(np.Length)
+			moves = append(moves, relocation{old: pos, new: np, r: cp})
+			if pace != nil {
+				return pace(int64(np.Length))
+			}
+			return nil
+		})
+		if err != nil && err != stop {
+			return moved, err
 		}
-		live, err := s.recordLive(r, pos)
-		if err != nil || !live {
-			return err
-		}
-		cp := *r
-		cp.Payload = append([]byte(nil), r.Payload...)
-		np, err := s.relocate(&cp)
-		if err != nil && isNoSpace(err) && s.releaseReserve("gc must move records") {
-			np, err = s.relocate(&cp)
-		}
-		if err != nil {
-			return err
-		}
-		moved += int64(np.Length)
-		moves = append(moves, relocation{old: pos, new: np, r: cp})
-		if pace != nil {
-			return pace(int64(np.Length))
-		}
-		return nil
-	})
-	if err != nil && err != stop {
-		return 0, err
 	}
 	if err := s.seg.Sync(); err != nil {
-		return 0, err
+		return moved, err
 	}
 	// Repoint the index in transactions of bounded size (Badger limits one).
 	for len(moves) > 0 {
 		n := min(len(moves), 2000)
 		if err := s.repoint(moves[:n]); err != nil {
-			return 0, err
+			return moved, err
 		}
 		moves = moves[n:]
 	}
 	if err := s.idx.Sync(); err != nil {
-		return 0, err
+		return moved, err
 	}
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
-	if s.segmentNeeded(num) {
-		return moved, nil // keep it: see segmentNeeded
+	for _, num := range nums {
+		if s.segmentNeeded(num) {
+			continue // keep it: see segmentNeeded
+		}
+		if err := s.seg.Remove(num); err != nil {
+			return moved, err
+		}
 	}
-	return moved, s.seg.Remove(num)
+	return moved, nil
 }
 
 // repoint moves index entries from old to new record positions, unless the
