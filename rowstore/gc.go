@@ -326,9 +326,21 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 		cleanBatch = min(cleanBatch, max(liveTotal/32, 1<<20))
 	}
 	for len(cands) > 0 {
+		// On a nearly full filesystem a batch moves no more than half of
+		// what is free (segments with nothing live need nothing): their
+		// copies exist before the old segments go.
+		limit := cleanBatch
+		if free, ok := s.freeBytes(); ok {
+			limit = min(limit, free/2)
+			if live[cands[0].Number] > limit {
+				s.log.Warn("gc: not enough free space to move the records of the next segment; stopping",
+					"segment", cands[0].Number, "live_bytes", live[cands[0].Number], "free_bytes", free)
+				break
+			}
+		}
 		var batch []segment.SegmentInfo
 		var toMove int64
-		for len(cands) > 0 && (len(batch) == 0 || toMove+live[cands[0].Number] <= cleanBatch) {
+		for len(cands) > 0 && (len(batch) == 0 || toMove+live[cands[0].Number] <= limit) {
 			if plan != nil && float64(total) <= plan.targetRatio*float64(liveTotal) {
 				break
 			}

@@ -29,7 +29,8 @@ const (
 	// before the free space is asked of the filesystem again.
 	spaceRecheckBytes = 8 << 20
 	spaceRecheckAfter = time.Second
-	// rearmMargin is free space beyond reserve+floor needed to re-arm.
+	// rearmMargin is free space beyond reserve+floor needed to re-arm (at
+	// most half the reserve).
 	rearmMargin = 8 << 20
 )
 
@@ -52,11 +53,10 @@ type spaceGuard struct {
 
 // noSpaceError is the one message for a store that is out of space.
 func (s *Store) noSpaceError(cause error) error {
-	msg := fmt.Sprintf("%v on the store's filesystem (%s): delete snapshots or disks, then snapfs gc", ErrNoSpace, s.dir)
 	if cause != nil {
-		return fmt.Errorf("%s: %w (%w)", msg, ErrNoSpace, cause)
+		return fmt.Errorf("%w on the store's filesystem (%s): delete snapshots or disks, then snapfs gc (%w)", ErrNoSpace, s.dir, cause)
 	}
-	return fmt.Errorf("%s: %w", msg, ErrNoSpace)
+	return fmt.Errorf("%w on the store's filesystem (%s): delete snapshots or disks, then snapfs gc", ErrNoSpace, s.dir)
 }
 
 // isNoSpace reports whether err is an out-of-space error of any layer.
@@ -234,7 +234,7 @@ func (s *Store) rearm() (bool, error) {
 	if err := g.refreshLocked(true); err != nil {
 		return false, err
 	}
-	if g.free < g.size+g.floor+rearmMargin {
+	if g.free < g.size+g.floor+min(rearmMargin, g.size/2) {
 		return false, nil
 	}
 	err := writeReserve(g.fs, g.file, g.size)
@@ -374,4 +374,18 @@ func allZero(p []byte) bool {
 		p = p[n:]
 	}
 	return true
+}
+
+// freeBytes is the free space of the store's filesystem now, if known.
+func (s *Store) freeBytes() (int64, bool) {
+	g := s.space
+	if g == nil || g.disable {
+		return 0, false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.refreshLocked(true); err != nil {
+		return 0, false
+	}
+	return g.free, true
 }
