@@ -29,9 +29,6 @@ const (
 	// before the free space is asked of the filesystem again.
 	spaceRecheckBytes = 8 << 20
 	spaceRecheckAfter = time.Second
-	// rearmMargin is free space beyond reserve+floor needed to re-arm (at
-	// most half the reserve).
-	rearmMargin = 8 << 20
 )
 
 // spaceGuard is the state of the reserve and the free-space estimate.
@@ -49,6 +46,8 @@ type spaceGuard struct {
 	appended int64     // bytes appended since the last statfs
 	checked  time.Time // time of the last statfs
 	released int       // times the reserve was given back (for tests, logs)
+	// rearmTried is when a write last tried to re-arm the reserve.
+	rearmTried time.Time
 }
 
 // noSpaceError is the one message for a store that is out of space.
@@ -109,7 +108,7 @@ func (s *Store) openSpace() error {
 		}
 		// A memtable's log file is twice its size, allocated when the
 		// memtable starts; its flush writes a table of up to its size.
-		g.floor = min(4*mem, max(sp.Total/16, 4<<20))
+		g.floor = min(4*mem, max(sp.Total/8, 4<<20))
 	}
 	g.free, g.checked = sp.Free, time.Now()
 	fi, err := s.fs.Stat(g.file)
@@ -121,7 +120,10 @@ func (s *Store) openSpace() error {
 	}
 	if g.armed && sp.Free < g.floor {
 		s.releaseReserve("the filesystem is full at open")
-	} else if !g.armed {
+	}
+	if !g.armed {
+		// With twice the floor free before, what the index allocates at
+		// open (a memtable log, a value-log file) leaves the floor.
 		if _, err := s.rearm(); err != nil {
 			return err
 		}
@@ -144,8 +146,9 @@ func (g *spaceGuard) refreshLocked(force bool) error {
 }
 
 // admit decides whether a new disk write of n bytes may go to the log: it
-// must leave the floor free with the reserve armed. It never touches the
-// reserve; a refused write is ErrNoSpace with the one message.
+// must leave the floor free, and room for the reserve if the reserve is not
+// armed. It never touches the reserve; a refused write is ErrNoSpace with
+// the one message.
 func (s *Store) admit(n int64) error {
 	g := s.space
 	if g == nil || g.disable {
@@ -156,7 +159,11 @@ func (s *Store) admit(n int64) error {
 		g.mu.Unlock()
 		return err
 	}
-	if g.free-n >= g.floor+spaceRecheckBytes && (g.armed || g.size == 0) {
+	need := g.floor
+	if !g.armed {
+		need += g.size
+	}
+	if g.free-n >= need+spaceRecheckBytes && (g.armed || time.Since(g.rearmTried) < spaceRecheckAfter) {
 		g.mu.Unlock()
 		return nil
 	}
@@ -164,18 +171,19 @@ func (s *Store) admit(n int64) error {
 		g.mu.Unlock()
 		return err
 	}
-	ok := g.free-n >= g.floor && (g.armed || g.size == 0)
+	ok := g.free-n >= need
 	armed := g.armed
 	g.mu.Unlock()
+	if !armed {
+		g.mu.Lock()
+		g.rearmTried = time.Now()
+		g.mu.Unlock()
+		if _, err := s.rearm(); err != nil {
+			return err
+		}
+	}
 	if ok {
 		return nil
-	}
-	if !armed {
-		if ok, err := s.rearm(); err != nil {
-			return err
-		} else if ok {
-			return s.admit(n)
-		}
 	}
 	return s.noSpaceError(nil)
 }
@@ -218,8 +226,9 @@ func (s *Store) releaseReserve(why string) bool {
 	return true
 }
 
-// rearm recreates the reserve if the filesystem has room for it and the
-// floor; it reports whether the reserve is armed afterwards. Lack of space
+// rearm recreates the reserve if the filesystem has room for it and twice
+// the floor (the hysteresis keeps a store near the floor from releasing and
+// re-arming on every memtable the index starts); it reports whether the reserve is armed afterwards. Lack of space
 // is no error (the reserve stays released); another failure is.
 func (s *Store) rearm() (bool, error) {
 	g := s.space
@@ -234,7 +243,7 @@ func (s *Store) rearm() (bool, error) {
 	if err := g.refreshLocked(true); err != nil {
 		return false, err
 	}
-	if g.free < g.size+g.floor+min(rearmMargin, g.size/2) {
+	if g.free < g.size+2*g.floor {
 		return false, nil
 	}
 	err := writeReserve(g.fs, g.file, g.size)

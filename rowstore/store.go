@@ -54,7 +54,7 @@ type Options struct {
 	ReserveBytes int64
 	// MinFreeBytes is the free space new disk writes must leave (for the
 	// index and maintenance); default 4 × the index memtable size, at most
-	// 1/16 of the filesystem.
+	// 1/8 of the filesystem.
 	MinFreeBytes int64
 	// CleanerRate bounds the background cleaner's relocation rate as a
 	// fraction of the foreground write rate (see "Bounded space" in the
