@@ -58,6 +58,14 @@ const DefaultMemTableSize = 8 << 20
 //     need 2 GiB free to open at all.
 //   - Compression off: keys are small and incompressible; CPU is scarce.
 //   - NumCompactors 2: the machine class has 2 cores.
+//
+// Badger writes its memtable log, value log and tables through shared
+// mmaps. Upstream makes those files sparse, so on a full filesystem a write
+// into them raises SIGBUS; snapfs builds Badger with a patched ristretto
+// (third_party/ristretto) that allocates them first, turning a full
+// filesystem into an ENOSPC error. What Badger does then, and how the store
+// keeps it from happening (a free-space floor and a reserve), is in package
+// rowstore's doc, "Full filesystems".
 func Open(dir string, o Options) (*DB, error) {
 	lg := o.Logger
 	if lg == nil {

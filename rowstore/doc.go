@@ -73,7 +73,92 @@
 // snapshot needs stays until nothing needs it. The cleaner then rewrites the
 // live records of segments below Options.CleanBelow live fraction (keeping
 // their sequence numbers), syncs, repoints the index, syncs the index, and
-// removes the segment while no read is in flight.
+// removes the segment while no read is in flight. Segments are cleaned the
+// emptiest first, in batches that share one log sync and one index sync.
+//
+// # Bounded space: the background cleaner
+//
+// While GCInterval > 0 a cleaner goroutine (cleaner.go) keeps the log within
+// 1.5 × what is live (live counts every version a head, snapshot, image,
+// clone or open handle sees, so what snapshots and images hold exclusively
+// is included). It is triggered by the log's estimated dead fraction, not
+// by the timer: every 20 ms it compares the log's size (segment.Log.Bytes,
+// constant time) with the live bytes the last round measured, and starts a
+// round at 1.4 × live, or when the log grew by CleanerDeadFraction (0.25)
+// since the last round (live may have grown: measure again). A round is a
+// GC pass (scan, delete dead versions) that then cleans greedily, emptiest
+// segment first, down to 1.35 × live, skipping segments over 85 % live.
+// Greedy cleaning under uniform random overwrite moves about (1+ρ)/(2ρ) - 1
+// bytes per byte written, ρ the spare fraction of the log, so the cleaner
+// keeps ρ near the 0.5 bound instead of cleaning further (at ρ = 0.2 it
+// would move 2.2 bytes per byte written). Two things make it work on small
+// stores: while live is small the log rotates at a 32nd of live (1 MiB at
+// least, SegmentSize at most, segment.Log.SetSegmentSize), since only
+// sealed segments can be cleaned and small ones let it pick the emptiest;
+// and a batch moves at most a 32nd of live before its old segments go.
+//
+// Pacing: a token bucket filled with CleanerRate (0.25) bytes per byte the
+// foreground appends, and at 1 GiB/s when no foreground write came for a
+// tick; a relocation that finds the bucket empty sleeps. The bound comes
+// first: when the log reaches 1.45 × live, pacing stops, and new disk
+// writes wait (before taking the disk's lock, at most a second) until the
+// running round removes segments. So foreground writes slow down only when
+// the cleaner cannot keep up.
+//
+// Measured figures are at the end of this section (see "Space figures").
+//
+// # Full filesystems
+//
+// Three things keep a store usable when its filesystem fills (reserve.go):
+//
+//   - A floor of free space (Options.MinFreeBytes; default 4 × the index
+//     memtable size, 32 MiB, at most 1/8 of the filesystem) that new disk
+//     writes must leave: Disk.WriteAt refuses a non-zero write that would go
+//     below it with ErrNoSpace and the one message "no space left on the
+//     store's filesystem (DIR): delete snapshots or disks, then snapfs gc"
+//     (ENOSPC through the mount, exit 7 for commands). The free space is
+//     asked of the filesystem (statfs) at most every 8 MiB appended or every
+//     second, and always near the floor. Writes of zeros are exempt: whole
+//     zero blocks free space, and a discard's partial ends must not fail.
+//   - A reserve file, <dir>/reserve (Options.ReserveBytes; default
+//     min(max(total/32, 64 MiB), 512 MiB, total/8)), allocated (fallocate;
+//     written zeros on the test FS). It is given back (removed) when space
+//     runs out for work that must not fail: GC and Close give it back when
+//     the free space is below the floor, any append to the log that fails
+//     with ENOSPC gives it back and retries once (new writes never get
+//     there: the floor refused them), and so does an allocation of the
+//     index that fails (the hook in the patched ristretto, below). While it
+//     is released, new writes must leave room for it too; it is re-armed
+//     (GC, Open, the cleaner, a write) once twice the floor is free beside
+//     it, a hysteresis that keeps a store near the floor from flapping.
+//   - GC on a nearly full filesystem first removes the segments nothing
+//     lives in, and moves records in batches of at most half the free
+//     space, so it frees space before it needs any. Usage, snapshot and
+//     disk delete and Close append nothing to the log.
+//
+// No SIGBUS: the engine's own writes (segments, superblock, reserve) are
+// write(2) calls that fail with ENOSPC. Badger, however, writes its memtable
+// log (.mem), value log (.vlog), the tables it flushes and compacts (.sst)
+// and its DISCARD file through shared mmaps of files it made with
+// ftruncate: sparse files. Measured on a 64 MiB ext4 filled to 0 bytes free
+// by another file: the first txn commit SIGBUSes in runtime.memmove from
+// (*logFile).writeEntry (the .mem file); the issue saw the same in the
+// memtable flush (a new .sst) of an offline `disk list`. snapfs therefore
+// builds Badger with a patched ristretto (third_party/ristretto, a go.mod
+// replace; SNAPFS-PATCH.md): z.OpenMmapFile and MmapFile.Truncate allocate
+// the bytes (fallocate) before mapping them, so a full filesystem is an
+// ENOSPC error from the allocation, never a fault in a later store. Measured
+// again with the patch: Badger returns "cannot create new mem table ...
+// fallocate ...: no space left on device" from the commit that needed a new
+// memtable. Badger then leaves its memtable nil: the next write would exit
+// the process (y.AssertTrue) and Sync panics. That is why the allocation
+// hook gives back the reserve first, and why the floor covers what Badger
+// allocates (a memtable log is twice the memtable size, a flushed table up
+// to it; the index opens with 8 MiB memtables and 1 MiB value-log files, see
+// index.Open). Known limit: if another program fills the filesystem after
+// the reserve is gone, Badger can still fail that way (an error and an
+// exit, never a SIGBUS, never acknowledged data lost: the log is synced
+// before the index is written).
 //
 // # Store directory
 //
@@ -81,6 +166,7 @@
 //	lock          advisory lock (flock): one process per store
 //	segments/     the segment log
 //	index/        Badger
+//	reserve       the space reserve (see Full filesystems); may be absent
 //
 // # Superblock
 //

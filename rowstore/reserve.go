@@ -99,6 +99,11 @@ func (s *Store) openSpace() error {
 	g.size = s.opts.ReserveBytes
 	if g.size == 0 {
 		g.size = min(max(sp.Total/32, 64<<20), 512<<20, sp.Total/8)
+		if memoryBacked(s.fs, s.dir) {
+			// On tmpfs a reserve is memory taken from everyone, and the
+			// store dies with the machine anyway: keep a token one.
+			g.size = min(g.size, tmpfsReserve)
+		}
 	}
 	g.floor = s.opts.MinFreeBytes
 	if g.floor == 0 {
@@ -130,6 +135,22 @@ func (s *Store) openSpace() error {
 	}
 	registerSpaceHook(s)
 	return nil
+}
+
+// tmpfsReserve is the default reserve on a memory-backed filesystem.
+const tmpfsReserve = 4 << 20
+
+// memoryBacked reports whether dir is on tmpfs or ramfs (operating-system
+// files only).
+func memoryBacked(fsys vfs.FS, dir string) bool {
+	if fsys != vfs.Default {
+		return false
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
 }
 
 // refreshLocked asks the filesystem for its free space if the estimate is old.

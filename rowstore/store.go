@@ -56,10 +56,10 @@ type Options struct {
 	// index and maintenance); default 4 × the index memtable size, at most
 	// 1/8 of the filesystem.
 	MinFreeBytes int64
-	// CleanerRate bounds the background cleaner's relocation rate as a
-	// fraction of the foreground write rate (see "Bounded space" in the
-	// package doc); default 0.25; negative: unpaced. The cleaner runs when
-	// GCInterval > 0.
+	// CleanerRate is the least the background cleaner may move per byte
+	// the foreground appends (it may move what keeping pace costs, see
+	// "Bounded space" in the package doc); default 0.25; negative: unpaced.
+	// The cleaner runs when GCInterval > 0.
 	CleanerRate float64
 	// CleanerDeadFraction is the dead fraction of the segment bytes at which
 	// the background cleaner starts; default 0.25.

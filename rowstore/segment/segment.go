@@ -24,7 +24,8 @@ package segment
 //     Options.Durable (then it keeps the segment whole and logs an error).
 //     Read still returns *CorruptError for the bad record itself.
 //   - SetSegmentSize changes the rotation size of a Log that is open; Bytes
-//     is the sum of the segment sizes in constant time.
+//     is the sum of the segment sizes in constant time; RemoveSegments
+//     removes several with one directory sync.
 //   - Open removes a last segment that holds no record (only its header, or a
 //     torn header): it is replaced by the new segment, so restarts do not
 //     pile up empty segments. Numbers still only grow.
@@ -864,6 +865,34 @@ func (l *Log) SetSegmentSize(n int64) {
 
 // Remove deletes a segment that is not the active one (and syncs the dir).
 func (l *Log) Remove(segment uint64) error {
+	if err := l.remove(segment); err != nil {
+		return err
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("segment: remove segment %d: %w", segment, err)
+	}
+	return nil
+}
+
+// RemoveSegments deletes several segments (none the active one) and syncs
+// the directory once. It stops at the first failure.
+func (l *Log) RemoveSegments(segments []uint64) error {
+	for _, n := range segments {
+		if err := l.remove(n); err != nil {
+			return err
+		}
+	}
+	if len(segments) == 0 {
+		return nil
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("segment: remove segments: %w", err)
+	}
+	return nil
+}
+
+// remove deletes a segment file without syncing the directory.
+func (l *Log) remove(segment uint64) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -890,9 +919,6 @@ func (l *Log) Remove(segment uint64) error {
 	l.order = slices.DeleteFunc(l.order, func(n uint64) bool { return n == segment })
 	l.bytes.Add(-s.size.Load())
 	l.mu.Unlock()
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return fmt.Errorf("segment: remove segment %d: %w", segment, err)
-	}
 	return nil
 }
 
