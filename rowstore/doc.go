@@ -56,7 +56,10 @@
 // (invariant 1). Catalog changes (create, snapshot, clone, image, rollback,
 // delete, resize) are Badger transactions followed by a Badger sync, made
 // after a commit of the disks involved: durable before they are acknowledged,
-// and a snapshot holds every write made before it (invariant 3). A record
+// and a snapshot holds every write made before it (invariant 3). Before a
+// catalog transaction commits, the keys it changed are appended to the log
+// as a catalog record and the log is synced (catlog.go), so the catalog too
+// can be rebuilt from the log alone. A record
 // carries its layer, block, epoch and sequence number, so replay is
 // independent of the catalog changes around it (invariant 4). Each record has
 // a CRC32C checked on every read; the index keeps the SHA-256 of every stored
@@ -80,7 +83,42 @@
 //	superblock    format version and feature bits
 //	lock          advisory lock (flock): one process per store
 //	segments/     the segment log
-//	index/        Badger
+//	index/        Badger, and SNAPFS-INDEX (the store it belongs to)
+//	index.bad-*   an index Rebuild moved aside (never deleted by snapfs)
+//
+// # The index is a cache of the log
+//
+// The log is the source of truth (invariant 4): block records carry their
+// layer, block, epoch and sequence number; catalog records carry every
+// change of the catalog (disks, snapshots, images, layers, the id counter).
+// A full catalog record (every catalog key) is written after 64 + n/2
+// deltas (n: catalog size), so its cost is O(1) per change on average, and
+// the cleaner keeps only catalog records at or after the newest full one.
+// Replay applies catalog changes per key by sequence number (the newest
+// wins, whatever the order relocation left in the log); block records of a
+// layer whose catalog record comes later are applied once it is known.
+//
+// Open never trusts an index it has not checked (identity.go). Before
+// Badger opens the directory (Badger, finding no MANIFEST, starts an empty
+// database and deletes the table files it does not know: index/doc.go), it
+// refuses a directory that is missing, empty or lacks its MANIFEST while
+// the log holds records, and one whose SNAPFS-INDEX names another store.
+// Then it opens the index read-only and refuses one whose store id differs,
+// one that applied nothing while the log holds records, and one whose
+// checkpoint is older than the oldest segment left (the cleaner moves the
+// checkpoint past a segment before removing it, in recordLive, so only an
+// index that missed records can be behind). A refusal is an *IndexError
+// (ErrCorrupt and ErrIndexRefused): nothing on disk changed, and the
+// message names `snapfs index rebuild`. Rebuild moves the old directory
+// aside and replays the whole log into a new index, catalog included.
+// Stores written before the catalog log are upgraded at their first Open
+// (identity written, a first full catalog record appended); a v1 store
+// fixture (testdata/store-v1) must keep opening, reading and checking clean.
+// GC (recordLive) refuses to run on a store whose index was not verified.
+//
+// Known gap: GC's deletion of unreferenced layers is not logged; a rebuild
+// brings such layers back empty or with dead versions, and the next GC
+// deletes them again.
 //
 // # Superblock
 //
