@@ -1,6 +1,7 @@
 package rowstore
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -273,8 +274,22 @@ func TestFixtureV1(t *testing.T) {
 			t.Fatalf("open fixture (round %d): %v", round, err)
 		}
 		compareManifest(t, fixtureRead(t, s), want)
+		rep, err := s.Check(context.Background(), CheckOptions{ReadData: true})
+		if err != nil || !rep.OK() || !rep.Complete {
+			t.Errorf("check of the fixture (round %d): %v %+v", round, err, rep)
+		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// And the upgraded fixture rebuilds from its log alone.
+	if _, err := Rebuild(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	compareManifest(t, fixtureRead(t, s), want)
 }
