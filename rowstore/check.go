@@ -394,56 +394,144 @@ func (s *Store) checkTxn(ctx context.Context, t *index.Txn, o CheckOptions, rep 
 
 var errStopCheck = errors.New("check: time is up")
 
-// checkLog scans every segment and reports records that fail to decode.
+// checkLog reads every segment from segment from on and reports records
+// that fail to decode. (It reads with its own loop rather than segment.Scan,
+// which logs each bad record as an error: check reports them instead.)
 func (s *Store) checkLog(ctx context.Context, from uint64, deadline time.Time, probs *[]CheckProblem, rep *CheckReport) (*checkCursor, error) {
-	var found []*segment.CorruptError
-	s.corruptMu.Lock()
-	s.corruptSeen = func(e *segment.CorruptError) { found = append(found, e) }
-	s.corruptMu.Unlock()
-	defer func() {
-		s.corruptMu.Lock()
-		s.corruptSeen = nil
-		s.corruptMu.Unlock()
-	}()
-	var stopAt *checkCursor
-	var n int
-	_, err := s.seg.Scan(segment.Pos{Segment: from}, func(r *segment.Record, pos segment.Pos) error {
-		if n++; n%1024 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if !deadline.IsZero() && time.Now().After(deadline) {
-				// The data pass is done: the next run starts at the log pass.
-				stopAt = &checkCursor{Layer: math.MaxUint64, Block: pos.Segment}
-				return errStopCheck
-			}
+	var found []CheckProblem
+	active := s.seg.Active()
+	for _, si := range s.seg.Segments() {
+		if si.Number < from {
+			continue
 		}
-		rep.BytesRead += int64(pos.Length)
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStopCheck) {
-		var ce *segment.CorruptError
-		if !errors.As(err, &ce) {
-			return nil, fmt.Errorf("check: scan log: %w", err)
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-		found = append(found, ce)
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return &checkCursor{Layer: math.MaxUint64, Block: si.Number}, nil
+		}
+		bad, n, err := s.checkSegment(si, si.Number == active)
+		if err != nil {
+			return nil, err
+		}
+		rep.BytesRead += n
+		found = append(found, bad...)
 	}
-	s.corruptMu.Lock()
-	defer s.corruptMu.Unlock()
 	reported := map[[2]uint64]bool{}
 	for _, p := range *probs {
 		reported[[2]uint64{p.Segment, uint64(p.Offset)}] = true
 	}
-	for _, e := range found {
-		if reported[[2]uint64{e.Segment, uint64(e.Offset)}] {
-			continue // a block version's record: reported with its readers
+	for _, p := range found {
+		if !reported[[2]uint64{p.Segment, uint64(p.Offset)}] { // else: a block version's record, reported with its readers
+			*probs = append(*probs, p)
 		}
-		// Not the record of a block any reader sees now: a dead version, a
-		// hole or a catalog record (the last two matter to a rebuild).
-		*probs = append(*probs, CheckProblem{Kind: "log", Block: -1, Segment: e.Segment, Offset: e.Offset,
-			Message: fmt.Sprintf("record does not decode (not a block any disk, snapshot or image reads now; a hole or catalog record there would be missing from an index rebuild): %v", e.Err)})
 	}
-	return stopAt, nil
+	return nil, nil
+}
+
+// checkSegment decodes every record of one segment. After a bad record it
+// goes on at the boundary the record's header names if a valid record (or
+// the end) is there, else at the next offset where one decodes.
+func (s *Store) checkSegment(si segment.SegmentInfo, active bool) ([]CheckProblem, int64, error) {
+	const chunk = 4 << 20
+	size := si.Size
+	var probs []CheckProblem
+	var buf []byte
+	var bufOff int64 = -1
+	// at returns the bytes of the segment from off on (at least n if the
+	// segment has them), reading a chunk at a time.
+	at := func(off int64, n int) ([]byte, error) {
+		if bufOff >= 0 && off >= bufOff && off+int64(n) <= bufOff+int64(len(buf)) {
+			return buf[off-bufOff:], nil
+		}
+		want := int64(max(chunk, n))
+		want = min(want, size-off)
+		if want <= 0 {
+			return nil, nil
+		}
+		if int64(cap(buf)) < want {
+			buf = make([]byte, want)
+		}
+		buf = buf[:want]
+		s.readMu.RLock()
+		err := s.seg.ReadRaw(si.Number, buf, off)
+		s.readMu.RUnlock()
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, nil // removed meanwhile by the cleaner
+			}
+			return nil, fmt.Errorf("check: read segment %d at %d: %w", si.Number, off, err)
+		}
+		bufOff = off
+		return buf, nil
+	}
+	decodeAt := func(off int64) (int, error) {
+		b, err := at(off, segment.HeaderSize)
+		if err != nil {
+			return 0, err
+		}
+		if len(b) >= segment.HeaderSize {
+			if plen := int(leUint32(b[40:])); plen <= segment.MaxPayload && len(b) < segment.HeaderSize+plen {
+				if b, err = at(off, segment.HeaderSize+plen); err != nil {
+					return 0, err
+				}
+			}
+		}
+		_, n, derr := segment.Decode(b)
+		if derr != nil {
+			return 0, derr
+		}
+		return n, nil
+	}
+	off := int64(segment.FileHeaderSize)
+	for off < size {
+		n, derr := decodeAt(off)
+		if derr == nil {
+			off += int64(n)
+			continue
+		}
+		if active && errors.Is(derr, segment.ErrShort) {
+			break // the active segment's unfinished tail
+		}
+		probs = append(probs, CheckProblem{Kind: "log", Block: -1, Segment: si.Number, Offset: off,
+			Message: fmt.Sprintf("record does not decode (not a block any disk, snapshot or image reads now; a hole or catalog record there would be missing from an index rebuild): %v", derr)})
+		next := int64(-1)
+		if b, err := at(off, segment.HeaderSize); err == nil && len(b) >= segment.HeaderSize {
+			if plen := int64(leUint32(b[40:])); plen <= segment.MaxPayload {
+				cand := off + segment.HeaderSize + plen
+				if cand == size {
+					next = cand
+				} else if cand < size {
+					if _, err := decodeAt(cand); err == nil {
+						next = cand
+					}
+				}
+			}
+		}
+		for cand := off + 1; next < 0 && cand+segment.HeaderSize <= size; cand++ {
+			b, err := at(cand, segment.HeaderSize)
+			if err != nil {
+				return probs, size, err
+			}
+			if len(b) >= 4 && leUint32(b) == recordMagicLE {
+				if _, err := decodeAt(cand); err == nil {
+					next = cand
+				}
+			}
+		}
+		if next < 0 {
+			break
+		}
+		off = next
+	}
+	return probs, size, nil
+}
+
+// recordMagicLE is segment's record magic ("FSPR").
+const recordMagicLE = 0x52505346
+
+func leUint32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
 // scanWithNext calls fn for every version of a layer from block from on,

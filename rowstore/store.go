@@ -121,8 +121,7 @@ type Store struct {
 	lock *os.File // advisory lock on <dir>/lock
 
 	corruptMu   sync.Mutex
-	corruptSegs map[uint64]bool             // segments where a scan met a corrupt record
-	corruptSeen func(*segment.CorruptError) // set by Check's log pass; under corruptMu
+	corruptSegs map[uint64]bool // segments where a scan met a corrupt record
 
 	deletedDisks map[uint64]bool // ids of deleted disks; under disksMu
 
@@ -270,9 +269,6 @@ func (s *Store) openLocked(dir string, opts Options) error {
 		OnCorrupt: func(e *segment.CorruptError) {
 			s.corruptMu.Lock()
 			s.corruptSegs[e.Segment] = true
-			if s.corruptSeen != nil {
-				s.corruptSeen(e)
-			}
 			s.corruptMu.Unlock()
 		}})
 	if err != nil {
