@@ -139,6 +139,30 @@
 // feature is refused with ErrIncompatible, never misread; a bad checksum is a
 // *CorruptError. FuzzSuperblock fuzzes the decoder.
 //
+// # Check and repair
+//
+// Check (check.go) verifies in one consistent index view: the superblock and
+// the index's identity; the catalog (every disk, snapshot member, image and
+// parent names an existing layer, at a sealed epoch, with its block size);
+// the index (every data version points inside an existing segment); with
+// ReadData every data version's record (decodes, is that layer, block,
+// epoch and sequence number, payload CRC32C and SHA-256 equal to the
+// index's) and then every record of the log (a bad record no reader sees is
+// still reported: it may be a hole or catalog record a rebuild needs). A
+// problem names the disks, snapshots and images that see the block (the
+// readers of its layer whose epoch lies between the version's and the next
+// newer one, following child layers that do not hide the block). The data
+// pass visits layers in id order and blocks in order; MaxDuration stops it
+// and saves the position (check-cursor.json, store UUID inside, written
+// with vfs.WriteFile); the next data pass starts there and removes the
+// cursor when it completes. Repair (repair.go) runs a full data pass and
+// rewrites each bad version from a BlockSource by its SHA-256, as a
+// relocated record (same layer, block, epoch, sequence number) that the
+// index is repointed to, so every reader sharing it is repaired and a rebuild
+// finds the good copy (replay keeps, for equal sequence numbers, the copy
+// whose record decodes). After a bad log record it writes a fresh full
+// catalog record.
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. Each disk has a mutex for its
