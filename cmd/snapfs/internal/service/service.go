@@ -90,7 +90,27 @@ type Service interface {
 	// Close releases the service: a Local closes the store (committing every
 	// write); a Client closes its connections.
 	Close() error
+
+	// CheckStore verifies the local store (snapfs check): superblock,
+	// catalog, index and log, and with ReadData every stored block. A report
+	// with problems is not an error here (the CLI decides the exit code).
+	CheckStore(ctx context.Context, req CheckStoreRequest, progress Progress) (StoreCheckReport, error)
+	// RepairFromRegion rewrites every corrupt or missing block of the local
+	// store from a region's copy with the same digest (snapfs repair).
+	RepairFromRegion(ctx context.Context, region string, progress Progress) (StoreRepairReport, error)
 }
+
+// CheckStoreRequest configures CheckStore.
+type CheckStoreRequest struct {
+	ReadData    bool          `json:"read_data,omitempty"`
+	MaxDuration time.Duration `json:"max_duration,omitempty"`
+}
+
+// Store check and repair reports are rowstore's.
+type (
+	StoreCheckReport  = rowstore.CheckReport
+	StoreRepairReport = rowstore.RepairReport
+)
 
 // Status describes the store and its daemon.
 type Status struct {
