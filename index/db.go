@@ -37,6 +37,9 @@ type DB struct {
 	log *slog.Logger
 }
 
+// DefaultMemTableSize is Badger's memtable size when Options.MemTableSize is 0.
+const DefaultMemTableSize = 8 << 20
+
 // Open opens (creating) the index in dir.
 //
 // Badger options and why:
@@ -49,9 +52,16 @@ type DB struct {
 //   - ValueThreshold 1 KiB: every value (≤ 70 bytes; catalog records are
 //     small too) stays in the LSM
 //     tree, so a lookup never touches the value log.
-//   - MemTableSize 16 MiB, BlockCacheSize 64 MiB: the working set of a block
+//   - MemTableSize 8 MiB, BlockCacheSize 64 MiB: the working set of a block
 //     map is small (about 100 bytes per block version); smaller tables keep
-//     memory low when a test process opens many stores.
+//     memory low when a test process opens many stores, and each memtable's
+//     log file (twice its size) is allocated on disk when it starts, which
+//     the store's free-space floor must cover (see "Full filesystems" in
+//     the doc).
+//   - ValueLogFileSize 1 MiB (Badger's minimum): values stay in the LSM
+//     tree (ValueThreshold), yet Badger creates a new value-log file of twice
+//     this size at every open, allocated on disk; the default (1 GiB) would
+//     need 2 GiB free to open at all.
 //   - Compression off: keys are small and incompressible; CPU is scarce.
 //   - NumCompactors 2: the machine class has 2 cores.
 func Open(dir string, o Options) (*DB, error) {
@@ -61,7 +71,7 @@ func Open(dir string, o Options) (*DB, error) {
 	}
 	mem := o.MemTableSize
 	if mem == 0 {
-		mem = 16 << 20
+		mem = DefaultMemTableSize
 	}
 	cache := o.BlockCacheSize
 	if cache == 0 {
@@ -73,6 +83,7 @@ func Open(dir string, o Options) (*DB, error) {
 		WithNumVersionsToKeep(1).
 		WithValueThreshold(1 << 10).
 		WithMemTableSize(mem).
+		WithValueLogFileSize(1 << 20).
 		WithBlockCacheSize(cache).
 		WithCompression(options.None).
 		WithNumCompactors(2).

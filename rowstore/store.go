@@ -32,8 +32,9 @@ type Options struct {
 	// SyncInterval is how often unsynced writes are committed in the
 	// background (like ext4's commit interval); default 5s, negative: never.
 	SyncInterval time.Duration
-	// GCInterval is how often garbage collection and the segment cleaner run
-	// in the background; default 10m, negative: never (tests call GC).
+	// GCInterval is how often a full garbage collection runs in the
+	// background; default 10m, negative: never, and no background cleaner
+	// either (tests call GC).
 	GCInterval time.Duration
 	// CleanBelow is the live fraction under which the cleaner rewrites a
 	// segment; default 0.5.
@@ -46,6 +47,23 @@ type Options struct {
 	rebuild bool
 	// Index tunes Badger's memory use.
 	IndexMemTableSize, IndexBlockCacheSize int64
+	// ReserveBytes is the size of the space reserve, a preallocated file
+	// given back when the filesystem is full so that deletes, gc and shutdown
+	// work; default min(max(total/32, 64 MiB), 512 MiB, total/8); negative:
+	// no reserve and no free-space checks.
+	ReserveBytes int64
+	// MinFreeBytes is the free space new disk writes must leave (for the
+	// index and maintenance); default 4 × the index memtable size, at most
+	// 1/8 of the filesystem.
+	MinFreeBytes int64
+	// CleanerRate bounds the background cleaner's relocation rate as a
+	// fraction of the foreground write rate (see "Bounded space" in the
+	// package doc); default 0.25; negative: unpaced. The cleaner runs when
+	// GCInterval > 0.
+	CleanerRate float64
+	// CleanerDeadFraction is the dead fraction of the segment bytes at which
+	// the background cleaner starts; default 0.25.
+	CleanerDeadFraction float64
 }
 
 func (o *Options) fill() {
@@ -69,6 +87,12 @@ func (o *Options) fill() {
 	}
 	if o.CleanBelow == 0 {
 		o.CleanBelow = 0.5
+	}
+	if o.CleanerRate == 0 {
+		o.CleanerRate = 0.25
+	}
+	if o.CleanerDeadFraction == 0 {
+		o.CleanerDeadFraction = 0.25
 	}
 }
 
@@ -135,6 +159,8 @@ type Store struct {
 	replay replayStats
 	// cpSegment is the segment of the newest checkpoint written to the index.
 	cpSegment atomic.Uint64
+	space   *spaceGuard // the reserve and the free-space floor (reserve.go)
+	cleaner *cleaner    // the background cleaner's pacing (cleaner.go)
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -211,6 +237,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		deletedDisks: map[uint64]bool{},
 		diskNames:    map[string]uint64{},
 		stop:         make(chan struct{}),
+		cleaner:      &cleaner{},
 	}
 	// One process per store: an advisory lock held while the store is open.
 	// (Badger locks its own directory too; ours gives a clear ErrBusy first.)
@@ -221,7 +248,12 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.lock = lock
+	if err := s.openSpace(); err != nil {
+		s.lock.Close()
+		return nil, err
+	}
 	if err := s.openLocked(dir, opts); err != nil {
+		unregisterSpaceHook(s)
 		if s.seg != nil {
 			s.seg.Close()
 		}
@@ -342,7 +374,10 @@ func (s *Store) Close() error {
 	}
 	close(s.stop)
 	s.wg.Wait()
-	err := s.syncAllDisks()
+	err := s.makeRoom("shutdown")
+	if e := s.syncAllDisks(); err == nil {
+		err = e
+	}
 	if e := s.seg.Close(); err == nil && e != nil {
 		err = fmt.Errorf("close log: %w", e)
 	}
@@ -350,6 +385,7 @@ func (s *Store) Close() error {
 		err = fmt.Errorf("close index: %w", e)
 	}
 	s.lock.Close()
+	unregisterSpaceHook(s)
 	return err
 }
 
@@ -370,12 +406,16 @@ func (s *Store) appendRecord(r *segment.Record, v index.Version, blocks uint64) 
 	defer s.appendMu.Unlock()
 	r.Seq = s.nextSeq
 	pos, err := s.seg.Append(r)
-	if err != nil {
-		if errors.Is(err, syscallENOSPC) {
-			return fmt.Errorf("%w: append to log: %v", ErrNoSpace, err)
-		}
-		return fmt.Errorf("append to log: %w", err)
+	if err != nil && isNoSpace(err) && s.releaseReserve("an append to the log failed") {
+		// New disk writes were refused before this point (admit), so what
+		// gets here is maintenance or already accepted data: it may use the
+		// reserve.
+		pos, err = s.seg.Append(r)
 	}
+	if err != nil {
+		return s.wrapNoSpace(fmt.Errorf("append to log: %w", err))
+	}
+	s.appended(int64(pos.Length))
 	s.nextSeq++
 	s.dirty = true
 	v.Seq = r.Seq
@@ -426,7 +466,7 @@ func (s *Store) commit() error {
 	}
 	if err := s.seg.Sync(); err != nil {
 		restore()
-		return fmt.Errorf("sync log: %w", err)
+		return s.wrapNoSpace(fmt.Errorf("sync log: %w", err))
 	}
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
@@ -440,14 +480,14 @@ func (s *Store) commit() error {
 	}
 	if err := b.Flush(); err != nil {
 		restore()
-		return fmt.Errorf("index versions: %w", err)
+		return s.wrapNoSpace(fmt.Errorf("index versions: %w", err))
 	}
 	// The checkpoint goes in its own, later write: Badger's log keeps write
 	// order, so a checkpoint that survives a crash implies the versions do.
 	cp := index.Checkpoint{Segment: tail.Segment, Offset: tail.Offset, Seq: seq}
 	if err := s.idx.Update(func(t *index.Txn) error { return t.SetCheckpoint(cp) }); err != nil {
 		restore()
-		return fmt.Errorf("index checkpoint: %w", err)
+		return s.wrapNoSpace(fmt.Errorf("index checkpoint: %w", err))
 	}
 	s.cpSegment.Store(cp.Segment)
 	s.pendMu.Lock()
@@ -522,6 +562,14 @@ func (s *Store) startBackground() {
 					}
 				}
 			}
+		}()
+	}
+	if s.opts.GCInterval > 0 && s.opts.CleanerRate != 0 {
+		// The cleaner keeps the log bounded between the periodic GCs.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.runCleaner()
 		}()
 	}
 	if s.opts.GCInterval > 0 {

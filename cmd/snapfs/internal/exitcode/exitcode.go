@@ -9,7 +9,8 @@
 //	4  Exists       it already exists (also: init on an existing store)
 //	5  Busy         in use: an open disk, a busy mount, a store held by another process
 //	6  Corrupt      corrupt data was detected (a checksum failed)
-//	7  NoSpace      no space left on the device holding the store
+//	7  NoSpace      no space left on the device holding the store (ENOSPC or EDQUOT
+//	                from any layer): delete snapshots or disks, then snapfs gc
 //	8  Incompatible the store was written by a newer or incompatible snapfs
 //	9  NoDaemon     the command needs a running daemon (snapfs mount) and none answers
 //	10 ReadOnly     the target is read-only
@@ -28,6 +29,7 @@ package exitcode
 
 import (
 	"errors"
+	"syscall"
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
@@ -86,7 +88,7 @@ func Of(err error) int {
 		return Busy
 	case errors.Is(err, rowstore.ErrCorrupt), errors.Is(err, replicate.ErrCorrupt):
 		return Corrupt
-	case errors.Is(err, rowstore.ErrNoSpace):
+	case errors.Is(err, rowstore.ErrNoSpace), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return NoSpace
 	case errors.Is(err, rowstore.ErrIncompatible):
 		return Incompatible

@@ -2,6 +2,7 @@ package service
 
 import (
 	"errors"
+	"syscall"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
 	"github.com/snapfs/snapfs/replicate"
@@ -35,6 +36,8 @@ var codes = []struct {
 	{"corrupt", rowstore.ErrCorrupt},
 	{"corrupt", replicate.ErrCorrupt},
 	{"no_space", rowstore.ErrNoSpace},
+	{"no_space", syscall.ENOSPC}, // out of space in a layer that did not say so (comes back as ErrNoSpace)
+	{"no_space", syscall.EDQUOT},
 	{"incompatible", rowstore.ErrIncompatible},
 	{"read_only", rowstore.ErrReadOnly},
 	{"closed", rowstore.ErrClosed},
