@@ -24,7 +24,19 @@ const (
 	indexDir   = "index/"
 	snapDir    = "snapshots/"
 	copyDir    = "copying/"
+	prunedDir  = "pruned/"
 )
+
+// snapNID is the name id a host's snapshot is stored under: the HMAC of
+// the host id and the name, so two hosts' snapshots of one name never
+// share an object. The unknown host (manifests written before hosts
+// existed) uses the HMAC of the name alone, as those were stored.
+func (r *region) snapNID(host format.HostID, name string) string {
+	if host.IsZero() {
+		return r.keys.NameID(name)
+	}
+	return r.keys.NameID("host/" + hex.EncodeToString(host[:]) + "/" + name)
+}
 
 type packID [16]byte
 
@@ -188,7 +200,7 @@ func (cs *chunkSet) add(x *format.Index) {
 func (cs *chunkSet) remember(x *format.Index, sealed []byte) {
 	cs.add(x)
 	if cs.cache != "" {
-		_ = writeFileAtomic(filepath.Join(cs.cache, packID(x.Pack).String()), sealed, false)
+		_ = writeFileAtomic(filepath.Join(cs.cache, packID(x.Pack).String()), sealed)
 	}
 }
 
@@ -213,6 +225,14 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("region cache: %w", err)
 	}
+	var packs listing
+	if mode == chunksDedup {
+		// Never deduplicate against a pack that is gone (an orphaned
+		// index): its chunks are sent again.
+		if packs, err = r.list(ctx, packDir); err != nil {
+			return nil, err
+		}
+	}
 	cs := &chunkSet{chunks: map[format.ChunkID]chunkLoc{}, packs: map[packID]*format.Index{}, cache: dir}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -229,6 +249,10 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	for name, sizes := range remote {
 		if _, ok := parsePackID(name); !ok {
 			m.log.Warn("foreign object in region", "region", r.cfg.Name, "object", indexDir+name)
+			continue
+		}
+		if packs != nil && r.shards(packs[name]) < r.k {
+			m.log.Warn("pack index without a restorable pack; not used for dedup", "region", r.cfg.Name, "pack", name)
 			continue
 		}
 		partial := !r.onAll(sizes)
@@ -277,7 +301,7 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 			}
 		}
 		if sealed != nil && !partial {
-			_ = writeFileAtomic(filepath.Join(dir, name), sealed, false)
+			_ = writeFileAtomic(filepath.Join(dir, name), sealed)
 		}
 		cs.add(x)
 	}
@@ -388,6 +412,17 @@ func (r *region) onAll(sizes []int64) bool {
 		}
 	}
 	return true
+}
+
+// shards counts the usable stores that hold a listed object.
+func (r *region) shards(sizes []int64) int {
+	n := 0
+	for i, s := range sizes {
+		if s >= 0 && r.bad[i] == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // blockMap is a disk's full block -> chunk map.

@@ -540,10 +540,10 @@ func TestPrune(t *testing.T) {
 	}
 	before := storeBytes(t, dirs)
 	// Drop s2 locally and overwrite s1's data: only s3 stays remote.
-	if _, err := a.mgr.Prune(ctx, "r1", 0, 0); !errors.Is(err, replicate.ErrInvalid) {
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 0, KeepWithin: 0, AllHosts: true}); !errors.Is(err, replicate.ErrInvalid) {
 		t.Fatalf("prune without policy: %v", err)
 	}
-	st, err := a.mgr.Prune(ctx, "r1", 1, 0)
+	st, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, KeepWithin: 0, AllHosts: true})
 	if err != nil {
 		t.Fatal(err)
 	}

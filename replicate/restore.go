@@ -23,11 +23,64 @@ type RestoreStats struct {
 	Degraded  int   `json:"degraded"`   // packs that needed parity or skipped a bad shard
 }
 
-// Restore builds local disk toDisk from disk of the remote snapshot,
-// reading any k healthy shards of each pack and verifying every block
-// against the manifest. The disk is built under a temporary name and
-// renamed only when complete and synced; on failure it is deleted.
-func (m *Manager) Restore(ctx context.Context, regionName, snapshot, disk, toDisk string, progress Progress) (st RestoreStats, err error) {
+// Restore is RestoreFrom with no host chosen.
+func (m *Manager) Restore(ctx context.Context, regionName, snapshot, disk, toDisk string, progress Progress) (RestoreStats, error) {
+	return m.RestoreFrom(ctx, regionName, "", snapshot, disk, toDisk, progress)
+}
+
+// findSnapshot picks the remote snapshot called name: of host (a host id,
+// host name or "unknown") if given; else this host's if it has one; else
+// the only one of that name. Several hosts' snapshots of the name and no
+// host chosen is an ErrInvalid that lists them.
+func (m *Manager) findSnapshot(ctx context.Context, r *region, host, name string) (string, *format.Manifest, error) {
+	if host == "" {
+		nid := r.snapNID(m.host.ID, name)
+		mf, err := r.readManifest(ctx, nid)
+		if err == nil && mf.Name == name && mf.Host == m.host.ID {
+			return nid, mf, nil
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return "", nil, fmt.Errorf("snapshot %q: %w", name, err)
+		}
+	}
+	mfs, markers, err := m.remoteAll(ctx, r)
+	if err != nil {
+		return "", nil, err
+	}
+	var nids []string
+	for _, nid := range sortedKeysOf(mfs) {
+		mf := mfs[nid]
+		if mf.Name == name && (host == "" || hostMatch(mf.Host, mf.HostName, host)) {
+			nids = append(nids, nid)
+		}
+	}
+	switch len(nids) {
+	case 1:
+		return nids[0], mfs[nids[0]], nil
+	case 0:
+		for _, mk := range markers {
+			if mk.Name == name && (host == "" || hostMatch(mk.Host, mk.HostName, host)) {
+				return "", nil, fmt.Errorf("%w: snapshot %q is still being copied to region %q", ErrNotFound, name, r.cfg.Name)
+			}
+		}
+		if host != "" {
+			return "", nil, fmt.Errorf("%w: snapshot %q of host %q in region %q", ErrNotFound, name, host, r.cfg.Name)
+		}
+		return "", nil, fmt.Errorf("%w: snapshot %q in region %q", ErrNotFound, name, r.cfg.Name)
+	}
+	var hosts []string
+	for _, nid := range nids {
+		hosts = append(hosts, fmt.Sprintf("%s (%s)", hostName(mfs[nid].Host, mfs[nid].HostName), mfs[nid].Host))
+	}
+	return "", nil, fmt.Errorf("%w: region %q holds snapshot %q of several hosts: %s; choose one with --host", ErrInvalid, r.cfg.Name, name, strings.Join(hosts, ", "))
+}
+
+// RestoreFrom builds local disk toDisk from disk of the remote snapshot
+// (of host, see findSnapshot), reading any k healthy shards of each pack
+// and verifying every block against the manifest. The disk is built under
+// a temporary name and renamed only when complete and synced; on failure
+// it is deleted. It holds a shared lock on the region.
+func (m *Manager) RestoreFrom(ctx context.Context, regionName, host, snapshot, disk, toDisk string, progress Progress) (st RestoreStats, err error) {
 	progress = orNoProgress(progress)
 	progress.Event(Event{Type: EventStart, Op: "restore", Region: regionName, Snapshot: snapshot, Disk: disk})
 	defer func() {
@@ -54,15 +107,14 @@ func (m *Manager) Restore(ctx context.Context, regionName, snapshot, disk, toDis
 		return st, err
 	}
 	defer r.close()
-	mf, err := r.readManifest(ctx, r.keys.NameID(snapshot))
-	if errors.Is(err, ErrNotFound) {
-		if _, _, merr := r.getMeta(ctx, format.TypeMarker, copyDir, r.keys.NameID(snapshot)); merr == nil {
-			return st, fmt.Errorf("restore: %w: snapshot %q is still being copied to region %q", ErrNotFound, snapshot, regionName)
-		}
-		return st, fmt.Errorf("restore: %w: snapshot %q in region %q", ErrNotFound, snapshot, regionName)
-	}
+	ctx, unlock, err := m.lock(ctx, r, false, "restore")
 	if err != nil {
-		return st, fmt.Errorf("restore: snapshot %q: %w", snapshot, err)
+		return st, err
+	}
+	defer unlock()
+	_, mf, err := m.findSnapshot(ctx, r, host, snapshot)
+	if err != nil {
+		return st, fmt.Errorf("restore: %w", err)
 	}
 	bm, md, err := r.resolveDisk(ctx, mf, disk, map[string]*format.Manifest{})
 	if err != nil {

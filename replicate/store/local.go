@@ -12,11 +12,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
-// tempPattern names Put's temporary files. '~' is not a name byte, so a
-// temporary file can never be mistaken for an object, and List skips it.
-const tempPattern = "~put-*"
+// isTemp reports whether a base name is a temporary file of Put
+// (vfs.WriteFile's, or "~put-*" of older versions): List skips them.
+func isTemp(base string) bool { return vfs.IsTemp(base) || strings.HasPrefix(base, "~put-") }
 
 // errClosed is returned by a closed store's methods.
 var errClosed = errors.New("store: closed")
@@ -57,46 +59,19 @@ func (l *Local) check(ctx context.Context, name string) error {
 	return ctx.Err()
 }
 
-// Put implements Store.
+// Put implements Store. It writes through vfs.WriteFile: a temporary file
+// in the target directory, fsynced, renamed over the name, the directory
+// fsynced.
 func (l *Local) Put(ctx context.Context, name string, data []byte) error {
 	if err := l.check(ctx, name); err != nil {
 		return err
 	}
 	p := l.path(name)
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("store: put %s: %w", name, err)
 	}
-	f, err := os.CreateTemp(dir, tempPattern)
-	if err != nil {
+	if err := vfs.WriteFile(vfs.Default, p, data, 0o644); err != nil {
 		return fmt.Errorf("store: put %s: %w", name, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("store: put %s: write: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("store: put %s: fsync: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("store: put %s: close: %w", name, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store: put %s: %w", name, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("store: put %s: rename: %w", name, err)
-	}
-	ok = true
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("store: put %s: fsync dir: %w", name, err)
 	}
 	return nil
 }
@@ -221,7 +196,7 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(name string, si
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || !strings.HasPrefix(name, prefix) || ValidName(name) != nil {
+		if !d.Type().IsRegular() || !strings.HasPrefix(name, prefix) || ValidName(name) != nil || isTemp(d.Name()) {
 			return nil // temporary files, symlinks, foreign files
 		}
 		fi, err := d.Info()

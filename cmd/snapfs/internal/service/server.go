@@ -167,6 +167,9 @@ var streams = map[string]streamMethod{
 	"PruneRegion": sop(func(ctx context.Context, s Service, r PruneRequest, _ Progress) (any, error) {
 		return result(s.PruneRegion(ctx, r))
 	}),
+	"UnlockRegion": sop(func(ctx context.Context, s Service, r UnlockRequest, _ Progress) (any, error) {
+		return result(s.UnlockRegion(ctx, r))
+	}),
 }
 
 // streamLine is one line of a streaming answer.
