@@ -184,13 +184,25 @@ type chunkSet struct {
 	chunks map[format.ChunkID]chunkLoc
 	packs  map[packID]*format.Index
 	cache  string // directory of cached index objects ("" : none)
+	// unreadable: indexed packs with fewer than k shards listed.
+	unreadable map[packID]bool
 }
 
-func (cs *chunkSet) add(x *format.Index) {
+func (cs *chunkSet) add(x *format.Index) { cs.addPack(x, true) }
+
+// addPack adds a pack index; a chunk in several packs is located in one
+// that is readable (readable: at least k shards were listed) if any is.
+func (cs *chunkSet) addPack(x *format.Index, readable bool) {
 	id := packID(x.Pack)
 	cs.packs[id] = x
+	if !readable {
+		if cs.unreadable == nil {
+			cs.unreadable = map[packID]bool{}
+		}
+		cs.unreadable[id] = true
+	}
 	for _, e := range x.Entries {
-		if _, ok := cs.chunks[e.ID]; !ok {
+		if old, ok := cs.chunks[e.ID]; !ok || readable && cs.unreadable[old.pack] {
 			cs.chunks[e.ID] = chunkLoc{pack: id, e: e}
 		}
 	}
@@ -225,13 +237,11 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("region cache: %w", err)
 	}
-	var packs listing
-	if mode == chunksDedup {
-		// Never deduplicate against a pack that is gone (an orphaned
-		// index): its chunks are sent again.
-		if packs, err = r.list(ctx, packDir); err != nil {
-			return nil, err
-		}
+	// Never deduplicate against a pack that cannot be read (an orphaned
+	// index): its chunks are sent again. Readers prefer a readable copy.
+	packs, err := r.list(ctx, packDir)
+	if err != nil {
+		return nil, err
 	}
 	cs := &chunkSet{chunks: map[format.ChunkID]chunkLoc{}, packs: map[packID]*format.Index{}, cache: dir}
 	ents, err := os.ReadDir(dir)
@@ -251,8 +261,9 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 			m.log.Warn("foreign object in region", "region", r.cfg.Name, "object", indexDir+name)
 			continue
 		}
-		if packs != nil && r.shards(packs[name]) < r.k {
-			m.log.Warn("pack index without a restorable pack; not used for dedup", "region", r.cfg.Name, "pack", name)
+		readable := r.shards(packs[name]) >= r.k
+		if !readable && mode == chunksDedup {
+			m.log.Warn("pack index without a readable pack; not used for dedup", "region", r.cfg.Name, "pack", name)
 			continue
 		}
 		partial := !r.onAll(sizes)
@@ -303,7 +314,7 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 		if sealed != nil && !partial {
 			_ = writeFileAtomic(filepath.Join(dir, name), sealed)
 		}
-		cs.add(x)
+		cs.addPack(x, readable)
 	}
 	return cs, nil
 }

@@ -402,8 +402,28 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 			return err
 		}
 		if bsnap != nil && bmf.Disk(d.Name).Depth+1 < format.MaxDepth {
-			from = &rowstore.Point{Snapshot: bsnap.Name, Disk: d.Name}
-			md.Parent, md.Depth = bnid, bmf.Disk(d.Name).Depth+1
+			// A delta needs every chunk of its parent to be readable: a
+			// parent with a chunk in no readable pack (a lost pack) is no
+			// base, and the full map resends what is missing.
+			bm, _, err := r.resolveDisk(ctx, bmf, d.Name, manifests)
+			if err != nil {
+				return err
+			}
+			ok := true
+			for _, id := range bm {
+				loc, found := cs.chunks[id]
+				if !found {
+					ok = false
+					break
+				}
+				used[loc.pack] = true
+			}
+			if ok {
+				from = &rowstore.Point{Snapshot: bsnap.Name, Disk: d.Name}
+				md.Parent, md.Depth = bnid, bmf.Disk(d.Name).Depth+1
+			} else {
+				m.log.Warn("sync: parent snapshot needs chunks the region cannot read; sending a full map", "region", r.cfg.Name, "snapshot", snap.Name, "parent", bsnap.Name, "disk", d.Name)
+			}
 		}
 		to := rowstore.Point{Snapshot: snap.Name, Disk: d.Name}
 		var changes []rowstore.Change
