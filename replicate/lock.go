@@ -209,9 +209,14 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 		activeLocks.Delete(id)
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if err := r.deleteAll(dctx, lockDir+id); err != nil {
-			m.log.Warn("region lock not released (it expires)", "region", r.cfg.Name, "lock", id, "err", err)
+		var err error
+		for try := range 3 { // a lock left behind blocks others until it is stale
+			if err = r.deleteAll(dctx, lockDir+id); err == nil {
+				return
+			}
+			time.Sleep(time.Duration(try+1) * 50 * time.Millisecond)
 		}
+		m.log.Warn("region lock not released (it goes stale)", "region", r.cfg.Name, "lock", id, "err", err)
 	}
 	if err := r.putUsable(ctx, lockDir+id, b); err != nil {
 		release()
