@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -395,15 +396,29 @@ func isRestoreTemp(name string) bool {
 // cleanRestoreTemps deletes temporary restore disks that a killed restore
 // left behind: those no running restore of this process owns and that are
 // not open.
-func (m *Manager) cleanRestoreTemps() {
-	if m.rs == nil {
-		return
+func (m *Manager) cleanRestoreTemps() { CleanRestoreTemps(m.rs, m.log) }
+
+// IsRestoreTemp reports whether a disk name is a restore's temporary disk
+// ("restore-" and 16 lowercase hex digits): listings may hide such disks.
+func IsRestoreTemp(name string) bool { return isRestoreTemp(name) }
+
+// CleanRestoreTemps deletes the temporary disks of restores that were
+// killed (those no restore of this process runs, and that are not open)
+// and returns how many it deleted. The daemon calls it at start, before
+// the mount serves, so a killed restore's disk is never listed.
+func CleanRestoreTemps(rs *rowstore.Store, log *slog.Logger) int {
+	if rs == nil {
+		return 0
 	}
-	disks, err := m.rs.ListDisks()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	disks, err := rs.ListDisks()
 	if err != nil {
-		m.log.Warn("restore: cannot list disks for leftover temporary disks", "err", err)
-		return
+		log.Warn("restore: cannot list disks for leftover temporary disks", "err", err)
+		return 0
 	}
+	n := 0
 	for _, d := range disks {
 		if !isRestoreTemp(d.Name) {
 			continue
@@ -411,10 +426,12 @@ func (m *Manager) cleanRestoreTemps() {
 		if _, ok := activeRestores.Load(d.Name); ok {
 			continue
 		}
-		if err := m.rs.DeleteDisk(d.Name, false); err != nil {
-			m.log.Warn("restore: leftover temporary disk not deleted", "disk", d.Name, "err", err)
+		if err := rs.DeleteDisk(d.Name, false); err != nil {
+			log.Warn("restore: leftover temporary disk not deleted", "disk", d.Name, "err", err)
 			continue
 		}
-		m.log.Info("restore: deleted a leftover temporary disk", "disk", d.Name)
+		log.Info("restore: deleted a leftover temporary disk", "disk", d.Name)
+		n++
 	}
+	return n
 }

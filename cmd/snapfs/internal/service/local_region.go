@@ -394,3 +394,10 @@ func (l *Local) UnlockRegion(ctx context.Context, r UnlockRequest) (UnlockStats,
 	l.refresh(context.WithoutCancel(ctx), m, r.Region)
 	return st, err
 }
+
+// CleanRegionLeftovers removes what a killed region operation of this host
+// left in the local store (a restore's temporary disk). The daemon calls
+// it at start, before the mount serves, so such a disk is never listed.
+func (l *Local) CleanRegionLeftovers() {
+	replicate.CleanRestoreTemps(l.store, l.log)
+}
