@@ -42,6 +42,9 @@ func TestRegions(t *testing.T) {
 			stores = append(stores, "s3://snapfs-regions/east/parity0")
 		default:
 			dirs[i] = filepath.Join(tmp, fmt.Sprintf("store%d", i))
+			if err := os.Mkdir(dirs[i], 0o755); err != nil { // a region never creates it on /
+				t.Fatal(err)
+			}
 			stores = append(stores, "file://"+dirs[i])
 		}
 	}
@@ -177,7 +180,7 @@ func TestRegions(t *testing.T) {
 			t.Fatal(err)
 		}
 		return func() {
-			_ = os.RemoveAll(dirs[i]) // Open re-creates a missing directory
+			_ = os.RemoveAll(dirs[i]) // nothing re-creates a missing directory
 			if err := os.Rename(dirs[i]+".gone", dirs[i]); err != nil {
 				t.Fatal(err)
 			}

@@ -568,3 +568,36 @@ func TestHostsLocks(t *testing.T) {
 	}
 	mustClean(t, a.host)
 }
+
+// Issue 9 finding 3 / issue 14 finding 8: a missing file:// store
+// directory is never created: region add fails clearly (ErrInvalid,
+// nothing written), restore uses the other stores and leaves it missing.
+func TestMissingStoreDirNotCreated(t *testing.T) {
+	ctx := context.Background()
+	hs, dirs := fleet(t, 2, 1, "a")
+	a := hs[0]
+	mkDisk(t, a.host, "v", 16)
+	writeBlocks(t, a.host, "v", 1, span(0, 4))
+	snapshot(t, a.host, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	gone := filepath.Join(t.TempDir(), "unmounted", "nas")
+	b := newHost(t, replicate.Options{})
+	_, err := b.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: 2, M: 1, Stores: []string{"file://" + dirs[0], "file://" + dirs[1], "file://" + gone}, KeyFile: keyFile(t, 5)})
+	if !errors.Is(err, replicate.ErrInvalid) || !errors.Is(err, store.ErrMissing) || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("region add with a missing store directory: %v", err)
+	}
+	if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("region add created %s", gone)
+	}
+	if err := os.Rename(dirs[2], dirs[2]+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := restoreEq(t, a.host, "", "s1", "v", readSnapshot(t, a.host, "s1", "v")); err != nil {
+		t.Fatalf("restore with one store directory missing: %v", err)
+	}
+	if _, err := os.Stat(dirs[2]); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("restore re-created %s", dirs[2])
+	}
+}

@@ -455,6 +455,13 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if _, err := os.Stat(m.configPath(c.Name)); err == nil {
 		return RegionInfo{}, fmt.Errorf("%w: region %q", ErrExists, c.Name)
 	}
+	for i, u := range c.Stores {
+		if p, ok := strings.CutPrefix(u, "file://"); ok && strings.HasPrefix(p, "/") {
+			if err := store.CreateLocal(p); err != nil {
+				return RegionInfo{}, fmt.Errorf("%w: region %q: store %d: %w", ErrInvalid, c.Name, i, err)
+			}
+		}
+	}
 	stores, errs := m.openStores(ctx, c)
 	defer func() {
 		for _, s := range stores {

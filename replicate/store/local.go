@@ -34,17 +34,67 @@ type Local struct {
 	closed   atomic.Bool
 }
 
-// OpenLocal opens (creating it if missing) the directory root, which must be
-// an absolute path.
+// OpenLocal opens the directory root, which must be an absolute path and
+// exist: a missing one (an unmounted file system) is an error wrapping
+// ErrMissing, never created, so a "remote" copy never lands on the local
+// disk by mistake. CreateLocal makes one when a region is created.
 func OpenLocal(root string) (*Local, error) {
 	if !filepath.IsAbs(root) {
 		return nil, fmt.Errorf("%w: local store path %q is not absolute", ErrInvalidURL, root)
 	}
 	root = filepath.Clean(root)
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, fmt.Errorf("store: create %s: %w", root, err)
+	fi, err := os.Stat(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: directory %s does not exist (a file system not mounted?)", ErrMissing, root)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", root, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%w: %s is not a directory", ErrInvalidURL, root)
 	}
 	return &Local{root: root, location: "file://" + filepath.ToSlash(root)}, nil
+}
+
+// CreateLocal makes the directory of a new local store, refusing where a
+// missing mount would put the data on the wrong disk: it creates root only
+// if its parent exists and is on another file system than / (a mounted
+// NAS or disk: /mnt/nas1 mounted, /mnt/nas1/snapfs made). Anywhere else the
+// directory must be made by hand first; the error says so. An existing
+// directory is fine.
+func CreateLocal(root string) error {
+	if !filepath.IsAbs(root) {
+		return fmt.Errorf("%w: local store path %q is not absolute", ErrInvalidURL, root)
+	}
+	root = filepath.Clean(root)
+	if fi, err := os.Stat(root); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: %s is not a directory", ErrInvalidURL, root)
+		}
+		return nil
+	}
+	parent := filepath.Dir(root)
+	pst, err := os.Stat(parent)
+	if err != nil {
+		return fmt.Errorf("%w: directory %s does not exist, nor its parent %s (a file system not mounted?); create it first", ErrMissing, root, parent)
+	}
+	rst, err := os.Stat("/")
+	if err != nil {
+		return fmt.Errorf("store: stat /: %w", err)
+	}
+	if sameDevice(pst, rst) {
+		return fmt.Errorf("%w: directory %s does not exist, and %s is on the root file system (a file system not mounted?); create it first with mkdir if that is where the store belongs", ErrMissing, root, parent)
+	}
+	if err := os.Mkdir(root, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("store: create %s: %w", root, err)
+	}
+	return syncDir(parent)
+}
+
+func sameDevice(a, b os.FileInfo) bool {
+	sa, ok1 := a.Sys().(*syscall.Stat_t)
+	sb, ok2 := b.Sys().(*syscall.Stat_t)
+	return ok1 && ok2 && sa.Dev == sb.Dev
 }
 
 func (l *Local) path(name string) string { return filepath.Join(l.root, filepath.FromSlash(name)) }
