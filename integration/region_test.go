@@ -197,6 +197,11 @@ func TestRegions(t *testing.T) {
 	if after := ok(t, h2, "disk", "list"); after != disksBefore || strings.Contains(after, "restore-") {
 		t.Fatalf("failed restore left a disk behind:\n%s\nbefore:\n%s", after, disksBefore)
 	}
+	// Issue 9 finding 4: unreachable stores are unavailable (exit 11),
+	// never "lost" (exit 12), and check says which.
+	if fr := fails(t, h2, 11, "region", "check", "dr"); !strings.Contains(fr.stderr, "unreachable") || strings.Contains(fr.stdout, "lost (cannot be restored): s") {
+		t.Errorf("check with 3 stores gone: %q %q", fr.stdout, fr.stderr)
+	}
 	back0()
 	back2()
 	back3()
