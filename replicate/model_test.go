@@ -93,7 +93,9 @@ func runModel(t *testing.T, seed uint64, steps int) modelStats {
 	opts := replicate.Options{LockStale: 3 * time.Second, LockRefresh: 300 * time.Millisecond, LockWait: 4 * time.Second, PackSize: 256 << 10}
 	var hosts []*modelHost
 	for i, name := range []string{"h0", "h1", "h2"} {
-		h := newFleetHost(t, name, 3, opts)
+		o := opts
+		o.LockWait = []time.Duration{0, 300 * time.Millisecond, 4 * time.Second}[i] // h0 meets locks, h2 waits them out
+		h := newFleetHost(t, name, 3, o)
 		if _, err := h.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: 2, M: 1, Stores: urls, KeyFile: key}); err != nil {
 			t.Fatal(err)
 		}
