@@ -601,3 +601,32 @@ func TestMissingStoreDirNotCreated(t *testing.T) {
 		t.Fatalf("restore re-created %s", dirs[2])
 	}
 }
+
+// Issue 14 finding 8: messages are whole. The CLI prints the first line of
+// an error; a joined error used to break inside a parenthesis.
+func TestErrorsAreOneLine(t *testing.T) {
+	ctx := context.Background()
+	hs, _ := fleet(t, 2, 1, "a")
+	a := hs[0]
+	mkDisk(t, a.host, "v", 16)
+	writeBlocks(t, a.host, "v", 1, span(0, 4))
+	snapshot(t, a.host, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	a.faults[0].SetDown(true)
+	a.faults[1].FailMatching(func(m store.Method, n string) error {
+		if strings.HasPrefix(n, "packs/") {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+	_, err := a.mgr.Restore(ctx, "r1", "s1", "v", "x", nil)
+	if err == nil {
+		t.Fatal("restore with two of three stores failing worked")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") || strings.Count(msg, "(") != strings.Count(msg, ")") {
+		t.Fatalf("message not one whole line: %q", msg)
+	}
+}

@@ -129,7 +129,7 @@ func (r *region) getMeta(ctx context.Context, typ byte, dir, id string) (pt, sea
 	if notFound == len(errs) {
 		return nil, nil, fmt.Errorf("%w: %s%s on any store", ErrNotFound, dir, id)
 	}
-	return nil, nil, fmt.Errorf("%s%s: no good copy: %w", dir, id, errors.Join(errs...))
+	return nil, nil, fmt.Errorf("%s%s: no good copy: %w", dir, id, joinErrs(errs...))
 }
 
 // listing is what the usable stores hold under a prefix: name (without
@@ -411,7 +411,7 @@ func (r *region) readManifestAll(ctx context.Context, nid string) (*manifestCopi
 	if notFound == nerr {
 		return nil, fmt.Errorf("%w: %s%s on any store", ErrNotFound, snapDir, nid)
 	}
-	return nil, fmt.Errorf("%s%s: no good copy: %w", snapDir, nid, errors.Join(c.errs...))
+	return nil, fmt.Errorf("%s%s: no good copy: %w", snapDir, nid, joinErrs(c.errs...))
 }
 
 // onAll reports whether a listed object (sizes from list) is on every

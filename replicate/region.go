@@ -398,7 +398,7 @@ func (m *Manager) openRegion(ctx context.Context, name string, needAll bool) (*r
 	}
 	if good == 0 {
 		r.close()
-		return nil, fmt.Errorf("%w: region %q: no store is usable: %w", ErrUnavailable, name, errors.Join(r.bad...))
+		return nil, fmt.Errorf("%w: region %q: no store is usable: %w", ErrUnavailable, name, joinErrs(r.bad...))
 	}
 	return r, nil
 }

@@ -365,7 +365,7 @@ func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize
 					good++
 				}
 			}
-			return nil, false, fetched, fmt.Errorf("%w: pack %s: %d usable shards of %d needed (%v): %w", ErrTooFewShards, p, good, r.k, errors.Join(why...), err)
+			return nil, false, fetched, fmt.Errorf("%w: pack %s: %d usable shards of %d needed (%v): %w", ErrTooFewShards, p, good, r.k, joinErrs(why...), err)
 		}
 		return nil, false, fetched, fmt.Errorf("pack %s: %w", p, err)
 	}

@@ -217,7 +217,7 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 	if !explicit {
 		m.dropTombstones(ctx, r, tombs, local)
 	}
-	return st, errors.Join(refused...)
+	return st, joinErrs(refused...)
 }
 
 // dropTombstones removes this host's tombstones of snapshots it no longer
