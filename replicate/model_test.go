@@ -207,9 +207,10 @@ func runModel(t *testing.T, seed uint64, steps int) modelStats {
 				}()
 			case op < 8:
 				desc = append(desc, "check@"+h.name)
+				readData := rng.IntN(2) == 0
 				go func() {
 					defer wg.Done()
-					_, err := h.mgr.Check(ctx, "r1", rng.IntN(2) == 0, nil)
+					_, err := h.mgr.Check(ctx, "r1", readData, nil)
 					record(err)
 				}()
 			default:
