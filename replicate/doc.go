@@ -174,7 +174,12 @@
 //     the store they share (a shared lock is on every usable store, an
 //     exclusive one on all of them): an exclusive holder never overlaps
 //     anyone. Two racing exclusive requests may both back off; retrying
-//     with random backoff sorts them out.
+//     with random backoff sorts them out. Prune and sync need every store,
+//     so their locks meet every other lock on some store. Repair, restore
+//     and check run with any usable stores; a repair and a restore on
+//     disjoint store sets (possible only when k <= m) may overlap, which is
+//     harmless: repair only puts rebuilt copies and deletes garbage (it
+//     deletes orphaned indexes only when every store is reachable).
 //  2. Holding: the holder re-writes its lock every LockRefresh (5 min). A
 //     lock not refreshed for LockStale (30 min), or held by a process of
 //     this host that no longer runs, is stale and blocks nobody. A holder
