@@ -235,7 +235,7 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 		release()
 		return nil, nil, lockedErr(r, op, bl)
 	}
-	lctx, cancel := context.WithCancelCause(ctx)
+	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, lockIDKey{}, id))
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
@@ -279,19 +279,22 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 	return lctx, unlock, nil
 }
 
-// stillLocked reports whether the lock this operation holds is still on
-// every usable store (an exclusive operation that found it stale removes
-// it): a sync checks it before it writes a manifest.
+// lockIDKey keys the id of the lock an operation holds in its context.
+type lockIDKey struct{}
+
+// stillLocked reports whether the lock this operation holds (its id is in
+// ctx) is still on every usable store: an exclusive operation that found
+// it stale removes it, as does unlock --force. A sync checks it before it
+// writes a manifest.
 func (m *Manager) stillLocked(ctx context.Context, r *region) error {
+	id, _ := ctx.Value(lockIDKey{}).(string)
 	l, err := r.list(ctx, lockDir)
 	if err != nil {
 		return err
 	}
-	for id, sizes := range l {
-		if _, mine := activeLocks.Load(id); mine && r.onAll(sizes) {
-			if lk, err := m.lockOf(ctx, r, id); err == nil && lk.Host == m.host.ID {
-				return nil
-			}
+	if sizes, ok := l[id]; ok && id != "" && r.onAll(sizes) {
+		if lk, err := m.lockOf(ctx, r, id); err == nil && lk.Host == m.host.ID {
+			return nil
 		}
 	}
 	return fmt.Errorf("%w: region %q: this operation's lock was removed (it went stale, or `region unlock --force`); run it again", ErrConflict, r.cfg.Name)
