@@ -559,9 +559,36 @@ func TestHostsLocks(t *testing.T) {
 	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	// A lock of a process of this host that is gone is stale at once.
-	c := newFleetHost(t, "c", 3, replicate.Options{LockStale: time.Hour})
-	_ = c
+	// unlock --force while a's sync waits to write its manifest: the sync
+	// finds its lock gone and fails with ErrConflict, writing nothing.
+	writeBlocks(t, a.host, "v", 7, span(4, 8))
+	snapshot(t, a.host, "s2", "v")
+	entered := make(chan struct{})
+	var once sync.Once
+	a.faults[0].DelayMatching(func(m store.Method, n string) time.Duration {
+		if m == store.MethodPut && strings.HasPrefix(n, "index/") {
+			once.Do(func() { close(entered) })
+			return 200 * time.Millisecond
+		}
+		return 0
+	})
+	go func() {
+		<-entered
+		if st, err := b.mgr.Unlock(ctx, "r1", true); err != nil || len(st.Locks) != 1 {
+			t.Errorf("unlock --force: %+v %v", st, err)
+		}
+	}()
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); !errors.Is(err, replicate.ErrConflict) {
+		t.Fatalf("sync whose lock was forced away: %v, want ErrConflict", err)
+	}
+	a.faults[0].DelayMatching(nil)
+	// (unlock also removed s2's copying marker: no lock was left.)
+	if r, err := b.mgr.ListRemote(ctx, "r1"); err != nil || len(r) != 2 {
+		t.Fatalf("after the forced unlock the region lists %+v %v, want t2 and s1 only", r, err)
+	}
+	if st, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil || st.Snapshots != 1 {
+		t.Fatalf("sync again: %+v %v", st, err)
+	}
 	locks, err := a.mgr.Locks(ctx, "r1")
 	if err != nil || len(locks) != 0 {
 		t.Fatalf("locks left: %+v %v", locks, err)
