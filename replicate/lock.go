@@ -251,6 +251,12 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 				return
 			case <-t.C:
 			}
+			// A lock someone removed (stale to them, or unlock --force) is
+			// not put back: the operation ends instead.
+			if err := m.holds(lctx, r, id); errors.Is(err, ErrConflict) {
+				cancel(err)
+				return
+			}
 			lk.Refreshed = m.opts.Now().UTC()
 			b, err := seal()
 			if err == nil {
@@ -288,6 +294,11 @@ type lockIDKey struct{}
 // writes a manifest.
 func (m *Manager) stillLocked(ctx context.Context, r *region) error {
 	id, _ := ctx.Value(lockIDKey{}).(string)
+	return m.holds(ctx, r, id)
+}
+
+// holds reports whether lock id is on every usable store; ErrConflict if not.
+func (m *Manager) holds(ctx context.Context, r *region, id string) error {
 	l, err := r.list(ctx, lockDir)
 	if err != nil {
 		return err
