@@ -16,7 +16,9 @@ func syncCommand(st *state) *cli.Command {
 		Usage: "copy every local snapshot not yet in a region to it (only blocks the region lacks travel)",
 		Description: "Copies, oldest first, every snapshot holding one of the --disk disks (every snapshot without --disk)\n" +
 			"that the region does not hold yet. Exit 0 only when all of them are durable on every store of the region.\n" +
-			"Safe to interrupt and run again: the next run reuses what was shipped.",
+			"Safe to interrupt and run again: the next run reuses what was shipped. A snapshot this host's region prune\n" +
+			"removed is not sent again (snapshot copy sends it if asked). Sync shares the region with other syncs and\n" +
+			"restores of any host; while a prune or repair holds it, sync fails with exit 15 (run it again later).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "region", Usage: "the region", Required: true},
 			&cli.StringSliceFlag{Name: "disk", Usage: "only snapshots holding this disk (repeat for several)"},
@@ -33,7 +35,7 @@ func syncCommand(st *state) *cli.Command {
 func snapshotCopyCommand(st *state) *cli.Command {
 	return &cli.Command{
 		Name:      "copy",
-		Usage:     "copy one snapshot to a region (nothing when it is there already)",
+		Usage:     "copy one snapshot to a region (nothing when it is there already; also one the region pruned)",
 		ArgsUsage: "SNAPSHOT",
 		Flags:     []cli.Flag{&cli.StringFlag{Name: "region", Usage: "the region", Required: true}},
 		Action: func(c *cli.Context) error {
