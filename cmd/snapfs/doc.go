@@ -155,6 +155,8 @@
 //	12 region degraded: region check found missing or corrupt copies (run region repair),
 //	   or region repair could not rebuild all of them
 //	13 wrong region key, or the stores hold a different region (k, m, id or store order)
+//	14 conflict: a concurrent operation on the region changed what this one relied on; run it again
+//	15 locked: the region is locked by another operation: wait, or `snapfs region unlock`
 //
 // Every error is one line on stderr, starting with "snapfs: ". The codes are
 // the constants of internal/exitcode and do not depend on whether a daemon

@@ -252,6 +252,11 @@ func (c *Client) RepairFromRegion(ctx context.Context, region string, progress P
 	return stream[StoreRepairReport](c, ctx, "RepairFromRegion", nameReq{region}, progress)
 }
 
+// UnlockRegion implements Service.
+func (c *Client) UnlockRegion(ctx context.Context, r UnlockRequest) (UnlockStats, error) {
+	return stream[UnlockStats](c, ctx, "UnlockRegion", r, nil)
+}
+
 // stream calls a streaming method: the answer is JSON lines, each a
 // streamLine: events (passed to progress), then one result or error. The
 // call has no deadline (a restore may take hours); cancelling ctx closes

@@ -173,6 +173,9 @@ var streams = map[string]streamMethod{
 	"RepairFromRegion": sop(func(ctx context.Context, s Service, r nameReq, p Progress) (any, error) {
 		return result(s.RepairFromRegion(ctx, r.Name, p))
 	}),
+	"UnlockRegion": sop(func(ctx context.Context, s Service, r UnlockRequest, _ Progress) (any, error) {
+		return result(s.UnlockRegion(ctx, r))
+	}),
 }
 
 // streamLine is one line of a streaming answer.
