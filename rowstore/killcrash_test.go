@@ -331,13 +331,13 @@ const killDiskBlocks = 48
 // candidates, plus what an operation cut short by the kill may have done.
 type killModel struct {
 	*crashModel
-	maybeSnap  map[string]map[string][]byte // snapshot being created: absent, or exactly this
-	maybeDisk  map[string][]byte // clone being created: absent, or exactly this
-	goneSnap   map[string]bool   // deleted (acknowledged): must be absent
-	goneDisk   map[string]bool
-	maybeGone  map[string]bool // snapshot or disk being deleted: either
-	raceFinal  [][]byte // the disk after each order of the race in flight
-	raceRange  [2]int   // its blocks
+	maybeSnap map[string]map[string][]byte // snapshot being created: absent, or exactly this
+	maybeDisk map[string][]byte            // clone being created: absent, or exactly this
+	goneSnap  map[string]bool              // deleted (acknowledged): must be absent
+	goneDisk  map[string]bool
+	maybeGone map[string]bool // snapshot or disk being deleted: either
+	raceFinal [][]byte        // the disk after each order of the race in flight
+	raceRange [2]int          // its blocks
 }
 
 func newKillModel(bs, size int) *killModel {
