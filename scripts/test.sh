@@ -38,11 +38,29 @@ command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 command -v rsync >/dev/null || need+=(rsync)
 command -v fio >/dev/null || need+=(fio)
 command -v stress-ng >/dev/null || need+=(stress-ng)
+# apt runs apt-get, waiting up to 10 minutes for a lock another apt or dpkg
+# holds (DPkg::Lock::Timeout covers dpkg's locks; the lists lock of
+# `apt-get update` is retried here).
+apt() {
+	local err
+	for _ in $(seq 60); do
+		if err=$(DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -qq "$@" 2>&1 >/dev/null); then
+			return 0
+		fi
+		if ! grep -qi 'lock' <<<"$err"; then
+			echo "$err" >&2
+			return 1
+		fi
+		say "apt-get $1: waiting for a lock held by another process"
+		sleep 10
+	done
+	echo "$err" >&2
+	return 1
+}
 if ((${#need[@]})); then
 	say "installing ${need[*]}"
-	apt=(apt-get -o DPkg::Lock::Timeout=600 -qq)
-	"${apt[@]}" update
-	DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y "${need[@]}" >/dev/null
+	apt update
+	apt install -y "${need[@]}"
 fi
 modprobe loop 2>/dev/null || true
 modprobe fuse 2>/dev/null || true
@@ -76,7 +94,8 @@ fi
 say "go vet"
 go vet ./...
 
-# The tests that need the S3 server (s3test.Start).
+# The tests that need the S3 server (s3test.Start): by convention their
+# names contain S3, or they are one of these.
 s3tests='S3|^TestRegions$|^TestStartAnswers$'
 s3pkgs=(./integration ./replicate ./replicate/store ./replicate/store/s3test)
 
