@@ -77,7 +77,7 @@ failures=0
 
 cleanup() {
 	set +e
-	for p in "${bgpids[@]}"; do pkill -9 -P "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+	stop_loops
 	for p in $(pgrep -f "stress-ng --temp-path $vol" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
 	# Mounts under $work, deepest first, then our loop devices.
 	awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
@@ -92,9 +92,31 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# stop_loops ends the background loops of a round and what they run: each
+# is stopped first, so it cannot start another command (a snapfs command
+# started after the daemon died would open the store itself), then its
+# children and itself are killed.
+stop_loops() {
+	local p
+	for p in "${bgpids[@]}"; do kill -STOP "$p" 2>/dev/null || true; done
+	for p in "${bgpids[@]}"; do
+		pkill -9 -P "$p" 2>/dev/null || true
+		kill -9 "$p" 2>/dev/null || true
+		kill -CONT "$p" 2>/dev/null || true
+	done
+}
+
 start_daemon() {
-	daemon_pid=$("$bin" --json mount --background "$mp" | sed -n 's/.*"pid": *"\{0,1\}\([0-9]*\).*/\1/p' | head -1)
-	[[ -n $daemon_pid ]] || { echo "torture: daemon did not start" >&2; exit 1; }
+	local out
+	for _ in $(seq 50); do # a command that opened the store may still hold it
+		if out=$("$bin" --json mount --background "$mp" 2>&1); then
+			daemon_pid=$(sed -n 's/.*"pid": *"\{0,1\}\([0-9]*\).*/\1/p' <<<"$out" | head -1)
+			[[ -n $daemon_pid ]] && return 0
+		fi
+		sleep 0.2
+	done
+	echo "torture: the daemon does not start: $out" >&2
+	exit 1
 }
 
 attach() { # file -> loop device
@@ -142,7 +164,7 @@ for ((r = 1; r <= rounds; r++)); do
 	mount -o discard "$loop" "$vol"
 	mkdir -p "$vol/fio" "$vol/stress"
 	# Last round's files go: discards while this round writes.
-	rm -f "$vol"/fio/* "$acked"/*
+	rm -rf "$vol"/fio/* "$vol"/stress/* "$acked"/*
 	fill=0
 	if ((r % 3 == 2)); then
 		fill=1
@@ -198,10 +220,7 @@ for ((r = 1; r <= rounds; r++)); do
 	sleep "$((after / 1000)).$(printf %03d $((after % 1000)))"
 	kill -9 "$daemon_pid"
 	while kill -0 "$daemon_pid" 2>/dev/null; do sleep 0.02; done
-	for p in "${bgpids[@]}"; do
-		pkill -9 -P "$p" 2>/dev/null || true # fio, snapfs under the loops
-		kill -9 "$p" 2>/dev/null || true
-	done
+	stop_loops
 	pkill -9 -f "stress-ng --temp-path $vol" 2>/dev/null || true
 	for p in "${bgpids[@]}"; do
 		while kill -0 "$p" 2>/dev/null; do sleep 0.02; done
@@ -231,6 +250,7 @@ for ((r = 1; r <= rounds; r++)); do
 		n=$((n + 1))
 	done
 	writes=$((writes + n * 256))
+	((n > 0)) || say "round $r: WARNING: no fio file was acknowledged before the kill"
 	umount "$vol"
 	detach "$loop"
 	replay_and_fsck "$disk" "round $r: live disk"
@@ -272,5 +292,6 @@ else
 fi
 "$bin" gc >/dev/null || fail "snapfs gc"
 
+((writes > 0 || rounds == 0)) || fail "no fio write was acknowledged in any round: the torture tested nothing"
 say "rounds $((r > rounds ? rounds : r)), writes verified $writes (4 KiB fio blocks with verification headers), snapshots checked $snapchecked, failures $failures, $((SECONDS - started)) s"
 ((failures == 0))
