@@ -185,22 +185,24 @@ for ((r = 1; r <= rounds; r++)); do
 		--iomix 1 --iomix-bytes 8m --hdd 1 --hdd-bytes 8m >/dev/null 2>&1 &
 	bgpids=($!)
 	disown
-	( # fio: one verified file after another; exit 0 = acknowledged
-		i=0
-		while :; do
-			i=$((i + 1))
-			f=r$r-$i
-			if (cd "$vol/fio" && fio --name="$f" --filename="$f" --size=1M --bs=4k --rw=randwrite \
-				--ioengine=psync --verify=crc32c --do_verify=0 --end_fsync=1 --randseed=$i \
-				--output=/dev/null) 2>/dev/null; then
-				touch "$acked/$f"
-			else
-				exit 0
-			fi
-		done
-	) &
-	bgpids+=($!)
-	disown
+	for w in a b; do # fio, two writers: one verified file after another; exit 0 = acknowledged
+		(
+			i=0
+			while :; do
+				i=$((i + 1))
+				f=r$r$w-$i
+				if (cd "$vol/fio" && fio --name="$f" --filename="$f" --size=1M --bs=4k --rw=randwrite \
+					--ioengine=psync --verify=crc32c --do_verify=0 --end_fsync=1 --randseed=$i \
+					--output=/dev/null) 2>/dev/null; then
+					touch "$acked/$f"
+				else
+					exit 0
+				fi
+			done
+		) &
+		bgpids+=($!)
+		disown
+	done
 	( # a snapshot every second; exit 0 = acknowledged
 		i=0
 		while :; do
