@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -634,6 +635,9 @@ func killRound(t *testing.T, seed int64, st *killStats) {
 	if killAt == 0 {
 		time.AfterFunc(delay+time.Duration(rng.Intn(200))*time.Millisecond, kill)
 	}
+	var hung atomic.Bool
+	watchdog := time.AfterFunc(2*time.Minute, func() { hung.Store(true); kill() })
+	defer watchdog.Stop()
 	for lines.Scan() {
 		f := strings.Fields(lines.Text())
 		switch f[0] {
@@ -646,6 +650,10 @@ func killRound(t *testing.T, seed int64, st *killStats) {
 			m.begin(o)
 			cur = &o
 		case "done":
+			if cur == nil {
+				kill()
+				t.Fatalf("seed %d: child reported %q without a start", seed, lines.Text())
+			}
 			m.done(*cur)
 			switch cur.kind {
 			case kSync:
@@ -672,6 +680,14 @@ func killRound(t *testing.T, seed int64, st *killStats) {
 	<-timer
 	err = cmd.Wait()
 	killed = true
+	if hung.Load() {
+		t.Fatalf("seed %d: the child made no progress for 2 minutes (deadlock?): %s", seed, stderr.String())
+	}
+	// The child never exits by itself, so the race detector's exit status
+	// cannot report a race there: its report on stderr does.
+	if strings.Contains(stderr.String(), "DATA RACE") {
+		t.Fatalf("seed %d: the race detector found a race in the child:\n%s", seed, stderr.String())
+	}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("seed %d: child did not die of SIGKILL (%v): %s", seed, err, stderr.String())
 	}
