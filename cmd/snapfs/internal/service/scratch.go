@@ -182,6 +182,13 @@ func (l *Local) CleanScratch() {
 				delete(loops, dev)
 			}
 		}
+		// Only a clone of the recorded snapshot is deleted: a disk a user
+		// created under that name (between the record and the clone) stays.
+		if d, err := l.store.GetDisk(name); err == nil && e.Snapshot != "" && d.Origin != "snapshot "+e.Snapshot+"/"+e.Disk {
+			log.Warn("a disk has the name of a scratch clone but is not one; kept", "disk", name, "origin", d.Origin)
+			_ = ForgetScratch(l.dir, name)
+			continue
+		}
 		err := l.store.DeleteDisk(name, true)
 		if err != nil && !errors.Is(err, rowstore.ErrNotFound) {
 			log.Warn("delete stale scratch clone", "clone", name, "err", err)
