@@ -181,7 +181,7 @@ for ((r = 1; r <= rounds; r++)); do
 	used=$(df --output=pcent "$vol" | tail -1 | tr -d ' %')
 
 	stress-ng --temp-path "$vol/stress" --timeout 60s --quiet \
-		--dir 1 --rename 1 --xattr 1 --fallocate 1 --fallocate-bytes 8m \
+		--dir 1 --dir-dirs 512 --rename 1 --xattr 1 --fallocate 1 --fallocate-bytes 8m \
 		--iomix 1 --iomix-bytes 8m --hdd 1 --hdd-bytes 8m >/dev/null 2>&1 &
 	bgpids=($!)
 	disown
