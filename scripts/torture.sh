@@ -91,6 +91,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM # the EXIT trap cleans up
 
 # stop_loops ends the background loops of a round and what they run: each
 # is stopped first, so it cannot start another command (a snapfs command
