@@ -66,11 +66,15 @@
 // the kernel's cached names.
 //
 // `snapshot mount` needs a daemon: it makes a throw-away writable clone of
-// the snapshot's disk (snapmount-<snapshot>-<disk>-<n>, listed by disk list),
-// attaches M/disks/<clone> to a loop device read-write (so a dirty ext4 or
-// xfs journal can replay) and mounts it with -o ro. It records what it did in
-// <store>/snapmounts/<hash of MOUNTPOINT>.json; `snapshot umount` unmounts,
-// detaches the loop device and deletes the clone.
+// the snapshot's disk (snapmount-<snapshot>-<disk>-<n>, recorded in the
+// ledger <store>/snapmounts/clones/ before it is made, never listed by disk
+// list or in M/disks/ but openable by name), attaches M/disks/<clone> to a
+// loop device read-write (so a dirty ext4 or xfs journal can replay) and
+// mounts it with -o ro. It records what it did in <store>/snapmounts/<hash
+// of MOUNTPOINT>.json (vfs.WriteFile); `snapshot umount` unmounts, detaches
+// the loop device, deletes the clone and its ledger entry. A snapshot mount
+// killed half-way, or one whose daemon died, is undone at the next daemon
+// start (service.CleanScratch): mount, loop device, clone, record, ledger.
 //
 // # Regions
 //
