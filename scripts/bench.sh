@@ -234,11 +234,13 @@ start_loopback() { # start_loopback NAME [-passthrough] -> disk file in $disk
 	shift
 	mkdir -p "$src" "$mnt"
 	truncate -s "$disk_size" "$src/disk"
-	coproc LB { exec "$bin/snapfs-loopback" "$@" "$src" "$mnt" 2>&1; }
+	# Its log goes to a file: go-fuse logs every 1 MiB splice that falls back
+	# to a copy, and a full pipe would stall the mount.
+	coproc LB { exec "$bin/snapfs-loopback" "$@" "$src" "$mnt" 2>"$work/$name.log"; }
 	lb_pid=$LB_PID
 	undo+=("kill $lb_pid; wait $lb_pid")
 	if ! read -r -t 30 line <&"${LB[0]}" || [[ $line != ready* ]]; then
-		skip "$name" "snapfs-loopback did not mount: ${line:-timeout}"
+		skip "$name" "snapfs-loopback did not mount: ${line:-$(tail -1 "$work/$name.log")}"
 		return 1
 	fi
 	disk=$mnt/disk
