@@ -7,15 +7,12 @@ import (
 	"sync"
 
 	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/rowstore"
 )
 
-// BlockSource gives blocks by content: FetchBlock fills dst with the block
-// whose plaintext SHA-256 is digest and reports whether the source has it.
-// It is the method set of rowstore.BlockSource (local repair from a
-// region); an alias until the engine's definition is merged.
-type BlockSource = interface {
-	FetchBlock(ctx context.Context, digest [32]byte, dst []byte) (found bool, err error)
-}
+// BlockSource gives blocks by content (local repair from a region): see
+// rowstore.BlockSource.
+type BlockSource = rowstore.BlockSource
 
 // regionBlocks is a BlockSource over a region: the chunk id of a digest
 // is the HMAC the region's chunk ids are made with, so a lookup in the

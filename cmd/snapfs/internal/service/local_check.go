@@ -2,21 +2,11 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
 )
-
-// regionBlockSource gives the blocks of a region by digest, for
-// RepairFromRegion. It is connected to replicate's Manager.BlockSource when
-// that exists; nil means repair from a region is not available in this
-// build. The returned func releases the source.
-var regionBlockSource func(ctx context.Context, m *replicate.Manager, region string) (rowstore.BlockSource, func(), error)
-
-// errNoRegionRepair is RepairFromRegion's error while regionBlockSource is nil.
-var errNoRegionRepair = errors.New("repair from a region is not available")
 
 // checkProgress turns the engine's check progress into events of op
 // "store-check" (the CLI's progress bar and JSON lines).
@@ -56,14 +46,11 @@ func (l *Local) RepairFromRegion(ctx context.Context, region string, progress Pr
 	if err := rowstore.ValidateName("region", region); err != nil {
 		return StoreRepairReport{}, err
 	}
-	if regionBlockSource == nil {
-		return StoreRepairReport{}, fmt.Errorf("%w: region %s", errNoRegionRepair, region)
-	}
 	m, err := l.manager()
 	if err != nil {
 		return StoreRepairReport{}, err
 	}
-	src, release, err := regionBlockSource(ctx, m, region)
+	src, release, err := m.BlockSource(ctx, region)
 	if err != nil {
 		return StoreRepairReport{}, err
 	}
