@@ -159,8 +159,8 @@ type Store struct {
 	replay replayStats
 	// cpSegment is the segment of the newest checkpoint written to the index.
 	cpSegment atomic.Uint64
-	space   *spaceGuard // the reserve and the free-space floor (reserve.go)
-	cleaner *cleaner    // the background cleaner's pacing (cleaner.go)
+	space     *spaceGuard // the reserve and the free-space floor (reserve.go)
+	cleaner   *cleaner    // the background cleaner's pacing (cleaner.go)
 
 	closed atomic.Bool
 	stop   chan struct{}
