@@ -532,8 +532,22 @@ func (s *Store) segmentNeeded(num uint64) bool {
 	return false
 }
 
-// recordLive reports whether the index still points at a record.
+// recordLive reports whether the index still points at a record; a catalog
+// record is live unless a newer full catalog record exists. Before the first
+// record of the segment holding the index's checkpoint is judged, the
+// checkpoint is moved past it (see checkIndexOpen).
 func (s *Store) recordLive(r *segment.Record, pos segment.Pos) (bool, error) {
+	if !s.verified.Load() {
+		return false, fmt.Errorf("%w: gc refused: the index was not verified against the log", ErrCorrupt)
+	}
+	if pos.Segment >= s.cpSegment.Load() {
+		if err := s.advanceCheckpoint(); err != nil {
+			return false, err
+		}
+	}
+	if r.Kind == segment.KindCatalog {
+		return r.Seq >= s.catFullSeq.Load(), nil
+	}
 	n := uint64(1)
 	if r.Kind == segment.KindZero && len(r.Payload) == 8 {
 		n = leUint64(r.Payload)

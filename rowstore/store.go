@@ -1,10 +1,8 @@
 package rowstore
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"os"
 	"path"
@@ -45,6 +43,8 @@ type Options struct {
 	// rebuilds the version map from the whole segment log (the catalog is
 	// kept). For recovery after index damage, and for tests of invariant 4.
 	RebuildIndex bool
+	// rebuild: Open of a fresh index by Rebuild, which replays the whole log.
+	rebuild bool
 	// Index tunes Badger's memory use.
 	IndexMemTableSize, IndexBlockCacheSize int64
 	// ReserveBytes is the size of the space reserve, a preallocated file
@@ -149,8 +149,18 @@ type Store struct {
 
 	deletedDisks map[uint64]bool // ids of deleted disks; under disksMu
 
-	space   *spaceGuard // the reserve and the free-space floor (reserve.go)
-	cleaner *cleaner    // the background cleaner's pacing (cleaner.go)
+	// catFullSeq is the sequence number of the newest full catalog record:
+	// catalog records older than it are dead for the cleaner.
+	catFullSeq atomic.Uint64
+	// verified is set once Open has checked the index against the log
+	// (identity, checkpoint) and replayed it; GC refuses to run without it.
+	verified atomic.Bool
+	// replay is what the last replay of the log found (Open, Rebuild).
+	replay replayStats
+	// cpSegment is the segment of the newest checkpoint written to the index.
+	cpSegment atomic.Uint64
+	space     *spaceGuard // the reserve and the free-space floor (reserve.go)
+	cleaner   *cleaner    // the background cleaner's pacing (cleaner.go)
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -179,7 +189,34 @@ func Create(dir string, opts Options) error {
 			return fmt.Errorf("create store: %w", err)
 		}
 	}
-	return writeSuperblock(opts.FS, dir, newSuperblock())
+	sb := newSuperblock()
+	// The index is created with the store (and carries its identity), so an
+	// empty or missing index directory later is damage, never a new store.
+	if err := initIndex(filepath.Join(dir, "index"), sb.UUID, opts); err != nil {
+		return fmt.Errorf("create store: %w", err)
+	}
+	return writeSuperblock(opts.FS, dir, sb)
+}
+
+// initIndex creates an empty index for the store with this UUID in dir
+// (which must be empty or missing): Badger's files, the store id inside,
+// then the identity file.
+func initIndex(dir string, uuid [16]byte, opts Options) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create index: %w", err)
+	}
+	db, err := index.Open(dir, index.Options{Logger: opts.Logger, MemTableSize: opts.IndexMemTableSize, BlockCacheSize: opts.IndexBlockCacheSize})
+	if err != nil {
+		return err
+	}
+	err = db.UpdateSync(func(t *index.Txn) error { return t.SetStoreID(uuid) })
+	if e := db.Close(); err == nil {
+		err = e
+	}
+	if err != nil {
+		return fmt.Errorf("create index: %w", err)
+	}
+	return index.WriteIdentity(dir, uuid)
 }
 
 // Open opens the store in dir and recovers it: the log's torn tail is
@@ -206,10 +243,6 @@ func Open(dir string, opts Options) (*Store, error) {
 	// (Badger locks its own directory too; ours gives a clear ErrBusy first.)
 	// The lock and the index live on the operating system's filesystem
 	// whatever opts.FS is.
-	idxDir := filepath.Join(dir, "index")
-	if err := os.MkdirAll(idxDir, 0o700); err != nil {
-		return nil, fmt.Errorf("open index: %w", err)
-	}
 	lock, err := lockStore(dir)
 	if err != nil {
 		return nil, err
@@ -235,8 +268,21 @@ func Open(dir string, opts Options) (*Store, error) {
 }
 
 // openLocked opens the index and the log and recovers, with the lock held.
+// The index is checked against the store before Badger opens it and against
+// the log after (see checkIndexDir, checkIndexOpen); a refusal changes
+// nothing on disk.
 func (s *Store) openLocked(dir string, opts Options) error {
-	var err error
+	legacy, err := s.checkIndexDir(dir)
+	if err != nil {
+		return err
+	}
+	// Verify the index read-only first: a refused index is left untouched.
+	later := false
+	if err := s.verifyIndex(dir, legacy); errors.Is(err, errVerifyLater) {
+		later = true
+	} else if err != nil {
+		return err
+	}
 	s.idx, err = index.Open(filepath.Join(dir, "index"), index.Options{Logger: s.log, MemTableSize: opts.IndexMemTableSize, BlockCacheSize: opts.IndexBlockCacheSize})
 	if err != nil {
 		return err
@@ -244,6 +290,11 @@ func (s *Store) openLocked(dir string, opts Options) error {
 	var cp index.Checkpoint
 	if err := s.idx.View(func(t *index.Txn) error { cp, err = t.Checkpoint(); return err }); err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
+	}
+	if later {
+		if err := s.checkIndex(s.idx, dir, legacy); err != nil {
+			return err
+		}
 	}
 	s.seg, err = segment.Open(s.fs, path.Join(dir, "segments"), segment.Options{SegmentSize: opts.SegmentSize, Logger: s.log,
 		Durable: segment.Pos{Segment: cp.Segment, Offset: cp.Offset},
@@ -263,7 +314,10 @@ func (s *Store) openLocked(dir string, opts Options) error {
 			return err
 		}
 	}
-	return s.recover()
+	if err := s.recover(); err != nil {
+		return err
+	}
+	return s.finishOpen(legacy)
 }
 
 // lockStore takes the store's advisory lock (flock on <dir>/lock). A store
@@ -300,104 +354,7 @@ func (s *Store) dropVersions() error {
 	return s.idx.UpdateSync(func(t *index.Txn) error { return t.SetCheckpoint(index.Checkpoint{Seq: cp.Seq}) })
 }
 
-// recover replays the log from the checkpoint into the index.
-func (s *Store) recover() error {
-	var cp index.Checkpoint
-	layers := map[uint64]index.Layer{}
-	err := s.idx.View(func(t *index.Txn) error {
-		var err error
-		if cp, err = t.Checkpoint(); err != nil {
-			return err
-		}
-		return t.Layers(func(l index.Layer) error { layers[l.ID] = l; return nil })
-	})
-	if err != nil {
-		return fmt.Errorf("recover: read checkpoint: %w", err)
-	}
-	maxSeq := cp.Seq
-	from := segment.Pos{Segment: cp.Segment, Offset: cp.Offset}
-	n := 0
-	b := s.idx.NewBatch()
-	defer b.Cancel()
-	applied := map[vkey]uint64{} // highest sequence number replayed per key
-	end, err := s.seg.Scan(from, func(r *segment.Record, pos segment.Pos) error {
-		if r.Seq > maxSeq {
-			maxSeq = r.Seq
-		}
-		if _, ok := layers[r.Layer]; !ok {
-			return nil // a deleted layer: nothing needs the record
-		}
-		n++
-		return s.applyRecord(b, r, pos, applied)
-	})
-	if err != nil {
-		return fmt.Errorf("recover: replay log: %w", err)
-	}
-	if err := b.Flush(); err != nil {
-		return fmt.Errorf("recover: %w", err)
-	}
-	cp = index.Checkpoint{Segment: end.Segment, Offset: end.Offset, Seq: maxSeq}
-	if err := s.idx.UpdateSync(func(t *index.Txn) error { return t.SetCheckpoint(cp) }); err != nil {
-		return fmt.Errorf("recover: %w", err)
-	}
-	s.nextSeq = maxSeq + 1
-	if n > 0 {
-		s.log.Info("recovered from log", "records", n, "seq", maxSeq)
-	}
-	return nil
-}
-
-// applyRecord puts a replayed record into the index unless the index already
-// has the same or a newer version of its key (relocation keeps sequence
-// numbers, so equal means the same record).
-func (s *Store) applyRecord(b *index.Batch, r *segment.Record, pos segment.Pos, applied map[vkey]uint64) error {
-	var blocks uint64 = 1
-	v := index.Version{Seq: r.Seq}
-	switch r.Kind {
-	case segment.KindData:
-		v.Segment, v.Offset, v.Length = pos.Segment, pos.Offset, pos.Length
-		v.CRC = crc32.Checksum(r.Payload, castagnoli)
-		v.Digest = sha256.Sum256(r.Payload)
-	case segment.KindZero:
-		if len(r.Payload) != 8 {
-			return &CorruptError{What: fmt.Sprintf("zero record at segment %d offset %d", pos.Segment, pos.Offset), Err: errors.New("bad payload")}
-		}
-		blocks = leUint64(r.Payload)
-		v.Flags = index.FlagZero
-	default:
-		return nil
-	}
-	for i := uint64(0); i < blocks; i++ {
-		k := vkey{r.Layer, r.Block + i, r.Epoch}
-		if seq, ok := applied[k]; ok {
-			if seq >= r.Seq {
-				continue
-			}
-			applied[k] = r.Seq
-			if err := b.SetVersion(k.layer, k.block, k.epoch, v); err != nil {
-				return err
-			}
-			continue
-		}
-		var old index.Version
-		err := s.idx.View(func(t *index.Txn) error {
-			var err error
-			old, err = t.GetVersion(r.Layer, r.Block+i, r.Epoch)
-			return err
-		})
-		if err == nil && old.Seq >= r.Seq {
-			continue
-		}
-		if err != nil && !errors.Is(err, index.ErrNotFound) {
-			return err
-		}
-		applied[k] = r.Seq
-		if err := b.SetVersion(k.layer, k.block, k.epoch, v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// recover and applyRecord: see replay.go.
 
 func leUint64(b []byte) uint64 {
 	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
@@ -532,10 +489,20 @@ func (s *Store) commit() error {
 		restore()
 		return s.wrapNoSpace(fmt.Errorf("index checkpoint: %w", err))
 	}
+	s.cpSegment.Store(cp.Segment)
 	s.pendMu.Lock()
 	s.flushing = nil
 	s.pendMu.Unlock()
 	return nil
+}
+
+// advanceCheckpoint commits, writing a checkpoint at the log's tail even if
+// nothing is pending.
+func (s *Store) advanceCheckpoint() error {
+	s.appendMu.Lock()
+	s.dirty = true
+	s.appendMu.Unlock()
+	return s.commit()
 }
 
 // pendingVersion returns the pending version of a key, if any.

@@ -21,6 +21,10 @@
 //	                or region repair could not rebuild all of them
 //	13 WrongKey     the key file does not open the region, or the stores hold a
 //	                different region (other k, m, region id or store order)
+//	14 Conflict     a concurrent operation on the region changed what this one
+//	                relied on; run it again
+//	15 Locked       the region is locked by another operation: wait, or
+//	                `snapfs region unlock`
 //
 // The daemon and the direct path return the same errors (the control socket
 // carries a code that maps back to the same sentinel), so a command exits with
@@ -51,6 +55,8 @@ const (
 	Unavailable  = 11
 	Degraded     = 12
 	WrongKey     = 13
+	Conflict     = 14
+	Locked       = 15
 )
 
 // ErrUsage marks command-line usage errors (missing argument, unknown flag,
@@ -76,13 +82,17 @@ func Of(err error) int {
 		return NoDaemon
 	case errors.Is(err, ErrDegraded):
 		return Degraded
+	case errors.Is(err, replicate.ErrConflict):
+		return Conflict
+	case errors.Is(err, replicate.ErrLocked):
+		return Locked
 	case errors.Is(err, replicate.ErrWrongKey), errors.Is(err, replicate.ErrMismatch):
 		return WrongKey
 	case errors.Is(err, replicate.ErrUnavailable), errors.Is(err, replicate.ErrTooFewShards):
 		return Unavailable
 	case errors.Is(err, rowstore.ErrNotFound), errors.Is(err, replicate.ErrNotFound):
 		return NotFound
-	case errors.Is(err, rowstore.ErrExists), errors.Is(err, replicate.ErrExists), errors.Is(err, replicate.ErrConflict):
+	case errors.Is(err, rowstore.ErrExists), errors.Is(err, replicate.ErrExists):
 		return Exists
 	case errors.Is(err, rowstore.ErrBusy):
 		return Busy
@@ -105,6 +115,6 @@ func Sentinel(code int) error {
 		Usage: ErrUsage, NotFound: rowstore.ErrNotFound, Exists: rowstore.ErrExists, Busy: rowstore.ErrBusy,
 		Corrupt: rowstore.ErrCorrupt, NoSpace: rowstore.ErrNoSpace, Incompatible: rowstore.ErrIncompatible,
 		NoDaemon: ErrNoDaemon, ReadOnly: rowstore.ErrReadOnly, Unavailable: replicate.ErrUnavailable,
-		Degraded: ErrDegraded, WrongKey: replicate.ErrWrongKey,
+		Degraded: ErrDegraded, WrongKey: replicate.ErrWrongKey, Conflict: replicate.ErrConflict, Locked: replicate.ErrLocked,
 	}[code]
 }
