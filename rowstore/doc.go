@@ -56,7 +56,10 @@
 // (invariant 1). Catalog changes (create, snapshot, clone, image, rollback,
 // delete, resize) are Badger transactions followed by a Badger sync, made
 // after a commit of the disks involved: durable before they are acknowledged,
-// and a snapshot holds every write made before it (invariant 3). A record
+// and a snapshot holds every write made before it (invariant 3). Before a
+// catalog transaction commits, the keys it changed are appended to the log
+// as a catalog record and the log is synced (catlog.go), so the catalog too
+// can be rebuilt from the log alone. A record
 // carries its layer, block, epoch and sequence number, so replay is
 // independent of the catalog changes around it (invariant 4). Each record has
 // a CRC32C checked on every read; the index keeps the SHA-256 of every stored
@@ -80,7 +83,42 @@
 //	superblock    format version and feature bits
 //	lock          advisory lock (flock): one process per store
 //	segments/     the segment log
-//	index/        Badger
+//	index/        Badger, and SNAPFS-INDEX (the store it belongs to)
+//	index.bad-*   an index Rebuild moved aside (never deleted by snapfs)
+//
+// # The index is a cache of the log
+//
+// The log is the source of truth (invariant 4): block records carry their
+// layer, block, epoch and sequence number; catalog records carry every
+// change of the catalog (disks, snapshots, images, layers, the id counter).
+// A full catalog record (every catalog key) is written after 64 + n/2
+// deltas (n: catalog size), so its cost is O(1) per change on average, and
+// the cleaner keeps only catalog records at or after the newest full one.
+// Replay applies catalog changes per key by sequence number (the newest
+// wins, whatever the order relocation left in the log); block records of a
+// layer whose catalog record comes later are applied once it is known.
+//
+// Open never trusts an index it has not checked (identity.go). Before
+// Badger opens the directory (Badger, finding no MANIFEST, starts an empty
+// database and deletes the table files it does not know: index/doc.go), it
+// refuses a directory that is missing, empty or lacks its MANIFEST while
+// the log holds records, and one whose SNAPFS-INDEX names another store.
+// Then it opens the index read-only and refuses one whose store id differs,
+// one that applied nothing while the log holds records, and one whose
+// checkpoint is older than the oldest segment left (the cleaner moves the
+// checkpoint past a segment before removing it, in recordLive, so only an
+// index that missed records can be behind). A refusal is an *IndexError
+// (ErrCorrupt and ErrIndexRefused): nothing on disk changed, and the
+// message names `snapfs index rebuild`. Rebuild moves the old directory
+// aside and replays the whole log into a new index, catalog included.
+// Stores written before the catalog log are upgraded at their first Open
+// (identity written, a first full catalog record appended); a v1 store
+// fixture (testdata/store-v1) must keep opening, reading and checking clean.
+// GC (recordLive) refuses to run on a store whose index was not verified.
+//
+// Known gap: GC's deletion of unreferenced layers is not logged; a rebuild
+// brings such layers back empty or with dead versions, and the next GC
+// deletes them again.
 //
 // # Superblock
 //
@@ -100,6 +138,30 @@
 // It is checked at Open: a newer format version or an unknown incompatible
 // feature is refused with ErrIncompatible, never misread; a bad checksum is a
 // *CorruptError. FuzzSuperblock fuzzes the decoder.
+//
+// # Check and repair
+//
+// Check (check.go) verifies in one consistent index view: the superblock and
+// the index's identity; the catalog (every disk, snapshot member, image and
+// parent names an existing layer, at a sealed epoch, with its block size);
+// the index (every data version points inside an existing segment); with
+// ReadData every data version's record (decodes, is that layer, block,
+// epoch and sequence number, payload CRC32C and SHA-256 equal to the
+// index's) and then every record of the log (a bad record no reader sees is
+// still reported: it may be a hole or catalog record a rebuild needs). A
+// problem names the disks, snapshots and images that see the block (the
+// readers of its layer whose epoch lies between the version's and the next
+// newer one, following child layers that do not hide the block). The data
+// pass visits layers in id order and blocks in order; MaxDuration stops it
+// and saves the position (check-cursor.json, store UUID inside, written
+// with vfs.WriteFile); the next data pass starts there and removes the
+// cursor when it completes. Repair (repair.go) runs a full data pass and
+// rewrites each bad version from a BlockSource by its SHA-256, as a
+// relocated record (same layer, block, epoch, sequence number) that the
+// index is repointed to, so every reader sharing it is repaired and a rebuild
+// finds the good copy (replay keeps, for equal sequence numbers, the copy
+// whose record decodes). After a bad log record it writes a fresh full
+// catalog record.
 //
 // # Concurrency
 //

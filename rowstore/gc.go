@@ -164,13 +164,41 @@ func (s *Store) scanLayer(t *index.Txn, l index.Layer, rs []reader, isHead bool,
 // GC deletes what nothing can see any more (layers, block versions), then
 // the cleaner rewrites segments whose live fraction is below CleanBelow and
 // removes them. Reads and writes go on meanwhile; deletions and segment
-// removal hold locks only briefly.
+// removal hold locks only briefly. On a full filesystem it first gives back
+// the space reserve, removes the segments nothing lives in before it moves
+// anything, and re-arms the reserve when it is done if there is room.
 func (s *Store) GC() (GCStats, error) {
 	if err := s.checkOpen(); err != nil {
 		return GCStats{}, err
 	}
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
+	if err := s.makeRoom("gc"); err != nil {
+		return GCStats{}, err
+	}
+	st, err := s.gcLocked(nil)
+	if _, rerr := s.rearm(); err == nil {
+		err = rerr
+	}
+	return st, s.wrapNoSpace(err)
+}
+
+// cleanPlan tells gcLocked which segments to clean: nil for GC's rule (every
+// segment below CleanBelow live), else the background cleaner's.
+type cleanPlan struct {
+	// target is the segment bytes to get down to (a multiple of the live
+	// bytes the scan finds); maxLive the live fraction above which a
+	// segment is not worth moving.
+	targetRatio, maxLive float64
+	// pace is called with the bytes each relocation wrote; it may sleep,
+	// and an error from it ends the pass.
+	pace func(n int64) error
+	// removed is called after each batch of segments is removed.
+	removed func()
+}
+
+// gcLocked is one garbage collection and cleaning pass (gcMu held).
+func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 	start := time.Now()
 	// Segments below the one active now hold only records appended before
 	// the commit below, so after it the index knows every one of them; a
@@ -212,7 +240,7 @@ func (s *Store) GC() (GCStats, error) {
 	if err := s.idx.Sync(); err != nil {
 		return st, err
 	}
-	if err := s.clean(active, res.segLive, &st); err != nil {
+	if err := s.cleanWith(active, res.segLive, res.live, plan, &st); err != nil {
 		return st, fmt.Errorf("gc: clean: %w", err)
 	}
 	st.Duration = time.Since(start)
@@ -248,23 +276,101 @@ func (s *Store) deleteVersions(keys []vkey) error {
 	return nil
 }
 
-// clean relocates the live records of sparse segments older than active and
-// removes those segments.
+// clean relocates the live records of the segments older than active that
+// are below CleanBelow live, and removes those segments.
 func (s *Store) clean(active uint64, live map[uint64]int64, st *GCStats) error {
-	for _, si := range s.seg.Segments() {
+	return s.cleanWith(active, live, 0, nil, st)
+}
+
+// cleanWith relocates the live records of sparse segments older than active and
+// removes those segments: the emptiest first (those with nothing live need
+// no space at all, which matters on a full filesystem). Without a plan it
+// cleans every segment below CleanBelow live; with one, the emptiest until
+// the segments are down to plan.targetRatio × liveTotal.
+func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64, plan *cleanPlan, st *GCStats) error {
+	segs := s.seg.Segments()
+	var total int64
+	for _, si := range segs {
+		total += si.Size
+	}
+	var cands []segment.SegmentInfo
+	for _, si := range segs {
 		if si.Number >= active {
 			continue
 		}
-		if si.Size > 0 && float64(live[si.Number]) >= s.opts.CleanBelow*float64(si.Size) {
+		limit := s.opts.CleanBelow
+		if plan != nil {
+			limit = plan.maxLive
+		}
+		if si.Size > 0 && float64(live[si.Number]) >= limit*float64(si.Size) {
 			continue
 		}
-		moved, err := s.cleanSegment(si.Number)
+		cands = append(cands, si)
+	}
+	frac := func(si segment.SegmentInfo) float64 {
+		if si.Size == 0 {
+			return 0
+		}
+		return float64(live[si.Number]) / float64(si.Size)
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return frac(cands[i]) < frac(cands[j]) })
+	var pace func(int64) error
+	if plan != nil {
+		pace = plan.pace
+	}
+	// Clean in batches (one round of fsyncs each) of up to cleanBatch bytes
+	// to move, the emptiest first; small batches while little is live, since
+	// a batch's copies exist next to its old segments until they are removed.
+	cleanBatch := int64(32 << 20)
+	if plan != nil {
+		cleanBatch = min(cleanBatch, max(liveTotal/32, 1<<20))
+	}
+	for len(cands) > 0 {
+		// On a nearly full filesystem a batch moves no more than half of
+		// what is free (segments with nothing live need nothing): their
+		// copies exist before the old segments go.
+		limit := cleanBatch
+		if free, ok := s.freeBytes(); ok {
+			limit = min(limit, free/2)
+			if live[cands[0].Number] > limit {
+				s.log.Warn("gc: not enough free space to move the records of the next segment; stopping",
+					"segment", cands[0].Number, "live_bytes", live[cands[0].Number], "free_bytes", free)
+				break
+			}
+		}
+		var batch []segment.SegmentInfo
+		var toMove int64
+		for len(cands) > 0 && (len(batch) == 0 || toMove+live[cands[0].Number] <= limit) {
+			if plan != nil && float64(total) <= plan.targetRatio*float64(liveTotal) {
+				break
+			}
+			si := cands[0]
+			cands = cands[1:]
+			batch = append(batch, si)
+			toMove += live[si.Number]
+			total -= si.Size - live[si.Number]
+		}
+		if len(batch) == 0 {
+			break
+		}
+		nums := make([]uint64, len(batch))
+		for i, si := range batch {
+			nums[i] = si.Number
+		}
+		moved, err := s.cleanSegments(nums, pace)
+		if plan != nil && plan.removed != nil {
+			plan.removed()
+		}
+		for _, si := range batch {
+			if m, ok := moved[si.Number]; ok || err == nil {
+				st.SegmentsCleaned++
+				st.BytesRelocated += m
+				st.BytesFreed += si.Size - m
+			}
+		}
 		if err != nil {
 			return err
 		}
-		st.SegmentsCleaned++
-		st.BytesRelocated += moved
-		st.BytesFreed += si.Size - moved
 	}
 	return nil
 }
@@ -274,51 +380,74 @@ type relocation struct {
 	r        segment.Record
 }
 
-func (s *Store) cleanSegment(num uint64) (int64, error) {
+func (s *Store) cleanSegment(num uint64, pace func(int64) error) (int64, error) {
+	moved, err := s.cleanSegments([]uint64{num}, pace)
+	return moved[num], err
+}
+
+// cleanSegments relocates the live records of several segments, then syncs
+// the log once, repoints the index, syncs it once and removes the segments:
+// one round of fsyncs for the batch, not one per segment. It returns the
+// bytes moved out of each segment.
+func (s *Store) cleanSegments(nums []uint64, pace func(int64) error) (map[uint64]int64, error) {
 	var moves []relocation
-	var moved int64
+	moved := map[uint64]int64{}
 	stop := fmt.Errorf("end of segment")
-	_, err := s.seg.Scan(segment.Pos{Segment: num}, func(r *segment.Record, pos segment.Pos) error {
-		if pos.Segment != num {
-			return stop
+	for _, num := range nums {
+		_, err := s.seg.Scan(segment.Pos{Segment: num}, func(r *segment.Record, pos segment.Pos) error {
+			if pos.Segment != num {
+				return stop
+			}
+			live, err := s.recordLive(r, pos)
+			if err != nil || !live {
+				return err
+			}
+			cp := *r
+			cp.Payload = append([]byte(nil), r.Payload...)
+			np, err := s.relocate(&cp)
+			if err != nil && isNoSpace(err) && s.releaseReserve("gc must move records") {
+				np, err = s.relocate(&cp)
+			}
+			if err != nil {
+				return err
+			}
+			cp.Payload = nil // repoint needs the key and sequence number only
+			moved[num] += int64(np.Length)
+			moves = append(moves, relocation{old: pos, new: np, r: cp})
+			if pace != nil {
+				return pace(int64(np.Length))
+			}
+			return nil
+		})
+		if err != nil && err != stop {
+			return moved, err
 		}
-		live, err := s.recordLive(r, pos)
-		if err != nil || !live {
-			return err
-		}
-		cp := *r
-		cp.Payload = append([]byte(nil), r.Payload...)
-		np, err := s.relocate(&cp)
-		if err != nil {
-			return err
-		}
-		moved += int64(np.Length)
-		moves = append(moves, relocation{old: pos, new: np, r: cp})
-		return nil
-	})
-	if err != nil && err != stop {
-		return 0, err
 	}
 	if err := s.seg.Sync(); err != nil {
-		return 0, err
+		return moved, err
 	}
 	// Repoint the index in transactions of bounded size (Badger limits one).
 	for len(moves) > 0 {
 		n := min(len(moves), 2000)
 		if err := s.repoint(moves[:n]); err != nil {
-			return 0, err
+			return moved, err
 		}
 		moves = moves[n:]
 	}
 	if err := s.idx.Sync(); err != nil {
-		return 0, err
+		return moved, err
 	}
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
-	if s.segmentNeeded(num) {
-		return moved, nil // keep it: see segmentNeeded
+	for _, num := range nums {
+		if s.segmentNeeded(num) {
+			continue // keep it: see segmentNeeded
+		}
+		if err := s.seg.Remove(num); err != nil {
+			return moved, err
+		}
 	}
-	return moved, s.seg.Remove(num)
+	return moved, nil
 }
 
 // repoint moves index entries from old to new record positions, unless the
@@ -373,8 +502,22 @@ func (s *Store) segmentNeeded(num uint64) bool {
 	return false
 }
 
-// recordLive reports whether the index still points at a record.
+// recordLive reports whether the index still points at a record; a catalog
+// record is live unless a newer full catalog record exists. Before the first
+// record of the segment holding the index's checkpoint is judged, the
+// checkpoint is moved past it (see checkIndexOpen).
 func (s *Store) recordLive(r *segment.Record, pos segment.Pos) (bool, error) {
+	if !s.verified.Load() {
+		return false, fmt.Errorf("%w: gc refused: the index was not verified against the log", ErrCorrupt)
+	}
+	if pos.Segment >= s.cpSegment.Load() {
+		if err := s.advanceCheckpoint(); err != nil {
+			return false, err
+		}
+	}
+	if r.Kind == segment.KindCatalog {
+		return r.Seq >= s.catFullSeq.Load(), nil
+	}
 	n := uint64(1)
 	if r.Kind == segment.KindZero && len(r.Payload) == 8 {
 		n = leUint64(r.Payload)

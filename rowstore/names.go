@@ -1,13 +1,28 @@
 package rowstore
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// ReservedNames are names the mount's namespace uses itself (the metadata
+// file in every snapshot directory); no disk, snapshot or image may take
+// them. ReservedSuffixes likewise end names of namespace entries (the
+// browsable files of a disk, "<disk>.files").
+var (
+	ReservedNames    = []string{"snapshot.json"}
+	ReservedSuffixes = []string{".files"}
+)
 
 // MaxNameLen is the longest name of a disk, snapshot or image.
 const MaxNameLen = 64
 
 // ValidateName checks a disk, snapshot or image name: 1–64 characters of
-// letters, digits, '.', '_' and '-', not starting with '.'. The error wraps
-// ErrInvalid and says what is wrong.
+// ASCII letters, digits, '.', '_' and '-', not starting with '.', and not a
+// name the namespace reserves (ReservedNames, ReservedSuffixes). The error
+// wraps ErrInvalid and says what is wrong, naming a bad character as the
+// character (rune) it is, not its first byte.
 func ValidateName(kind, name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: %s name is empty", ErrInvalid, kind)
@@ -18,12 +33,24 @@ func ValidateName(kind, name string) error {
 	if name[0] == '.' {
 		return fmt.Errorf("%w: %s name %q starts with '.'", ErrInvalid, kind, name)
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("%w: %s name %q is not valid UTF-8", ErrInvalid, kind, name)
+	}
+	for _, c := range name {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
 		default:
-			return fmt.Errorf("%w: %s name %q has character %q (allowed: letters, digits, '.', '_', '-')", ErrInvalid, kind, name, c)
+			return fmt.Errorf("%w: %s name %q has character %q (allowed: letters A-Z a-z, digits, '.', '_', '-')", ErrInvalid, kind, name, c)
+		}
+	}
+	for _, r := range ReservedNames {
+		if name == r {
+			return fmt.Errorf("%w: %s name %q is reserved: the mount uses it in every snapshot directory", ErrInvalid, kind, name)
+		}
+	}
+	for _, suf := range ReservedSuffixes {
+		if strings.HasSuffix(name, suf) {
+			return fmt.Errorf("%w: %s name %q ends with %q, which the mount reserves for its own entries", ErrInvalid, kind, name, suf)
 		}
 	}
 	return nil

@@ -3,10 +3,16 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,6 +42,8 @@ func mountCommand(st *state) *cli.Command {
 		ArgsUsage: "MOUNTPOINT",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "background", Usage: "return once the mount is ready; the daemon logs to <store>/" + LogName},
+			&cli.StringFlag{Name: "pprof", Usage: "serve net/http/pprof (CPU, heap, block and mutex profiles) on this address, e.g. 127.0.0.1:6060; " +
+				"turns on block and mutex profiling"},
 		},
 		Action: func(c *cli.Context) (retErr error) {
 			a, err := args(c, "MOUNTPOINT")
@@ -65,6 +73,9 @@ func mountCommand(st *state) *cli.Command {
 			if c.Bool("background") {
 				return startBackground(c, st, store, mp)
 			}
+			if err := startPprof(c, log); err != nil {
+				return err
+			}
 			return daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log})
 		},
 	}
@@ -81,12 +92,15 @@ func runChild(c *cli.Context, store, mp, fdStr string) error {
 	os.Unsetenv(readyFDEnv)
 	log, _ := logger(c, os.Stderr)
 	ready := false
-	err = daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log,
-		Ready: func(s service.Status) {
-			ready = true
-			fmt.Fprintf(pipe, "ok %d\n", s.PID)
-			pipe.Close()
-		}})
+	err = startPprof(c, log)
+	if err == nil {
+		err = daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log,
+			Ready: func(s service.Status) {
+				ready = true
+				fmt.Fprintf(pipe, "ok %d\n", s.PID)
+				pipe.Close()
+			}})
+	}
 	if !ready {
 		msg := "exited"
 		if err != nil {
@@ -228,4 +242,35 @@ func umountCommand(st *state) *cli.Command {
 				"unmounted %s", mp)
 		},
 	}
+}
+
+// startPprof serves net/http/pprof on the address of --pprof, if given, for
+// the life of the daemon process, and only then turns on block and mutex
+// profiling (they cost a little on every contended lock). The listener is
+// opened here so that a busy or bad address fails the mount at once.
+func startPprof(c *cli.Context, log *slog.Logger) error {
+	addr := c.String("pprof")
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return usagef("--pprof %s: %v", addr, err)
+	}
+	runtime.SetBlockProfileRate(int(10 * time.Microsecond))
+	runtime.SetMutexProfileFraction(10)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("pprof server stopped", "addr", addr, "err", err)
+		}
+	}()
+	log.Info("pprof serving", "addr", ln.Addr().String())
+	return nil
 }

@@ -23,6 +23,8 @@ package segment
 //     last segment at its first bad record unless that record lies before
 //     Options.Durable (then it keeps the segment whole and logs an error).
 //     Read still returns *CorruptError for the bad record itself.
+//   - SetSegmentSize changes the rotation size of a Log that is open; Bytes
+//     is the sum of the segment sizes in constant time.
 //   - Open removes a last segment that holds no record (only its header, or a
 //     torn header): it is replaced by the new segment, so restarts do not
 //     pile up empty segments. Numbers still only grow.
@@ -147,7 +149,8 @@ func (s *segFile) readBuffered(p []byte, off int64) (fromFile int) {
 type Log struct {
 	fs        vfs.FS
 	dir       string
-	segSize   int64
+	segSize   atomic.Int64 // rotation size; see SetSegmentSize
+	bytes     atomic.Int64 // sum of the segments' sizes; see Bytes
 	log       *slog.Logger
 	onCorrupt func(*CorruptError)
 	durable   Pos
@@ -197,16 +200,21 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Log, error) {
 	l := &Log{
 		fs:        fsys,
 		dir:       dir,
-		segSize:   opts.SegmentSize,
 		log:       opts.Logger.With("component", "segment", "dir", dir),
 		segs:      map[uint64]*segFile{},
 		onCorrupt: opts.OnCorrupt,
 		durable:   opts.Durable,
 	}
+	l.segSize.Store(opts.SegmentSize)
 	if err := l.open(); err != nil {
 		l.closeFiles()
 		return nil, fmt.Errorf("segment: open %s: %w", dir, err)
 	}
+	var total int64
+	for _, s := range l.segs {
+		total += s.size.Load()
+	}
+	l.bytes.Store(total)
 	return l, nil
 }
 
@@ -375,6 +383,7 @@ func (l *Log) startSegment(n uint64) error {
 	}
 	s := &segFile{num: n, f: f, flushed: FileHeaderSize}
 	s.size.Store(FileHeaderSize)
+	l.bytes.Add(FileHeaderSize)
 	l.mu.Lock()
 	l.segs[n] = s
 	l.order = append(l.order, n)
@@ -440,7 +449,7 @@ func (l *Log) Append(r *Record) (Pos, error) {
 		return Pos{}, err
 	}
 	n := int64(HeaderSize + len(r.Payload))
-	if size := l.active.size.Load(); size > FileHeaderSize && size+n > l.segSize {
+	if size := l.active.size.Load(); size > FileHeaderSize && size+n > l.segSize.Load() {
 		if err := l.rotateLocked(); err != nil {
 			return Pos{}, err
 		}
@@ -458,6 +467,7 @@ func (l *Log) Append(r *Record) (Pos, error) {
 	}
 	s.wbuf = Encode(s.wbuf, r)
 	s.size.Store(off + n)
+	l.bytes.Add(n)
 	return Pos{Segment: s.num, Offset: off, Length: uint32(n)}, nil
 }
 
@@ -839,6 +849,19 @@ func (l *Log) Rotate() error {
 	return l.rotateLocked()
 }
 
+// Bytes is the sum of the segments' sizes (what Segments lists), kept as
+// records are appended and segments removed: cheap enough for every write.
+func (l *Log) Bytes() int64 { return l.bytes.Load() }
+
+// SetSegmentSize changes the size at which Append rotates to a new segment
+// (n > 0), from the next Append on. The engine's cleaner makes segments
+// small while what is live is small, so it can free space in small steps.
+func (l *Log) SetSegmentSize(n int64) {
+	if n > 0 {
+		l.segSize.Store(n)
+	}
+}
+
 // Remove deletes a segment that is not the active one (and syncs the dir).
 func (l *Log) Remove(segment uint64) error {
 	l.mu.Lock()
@@ -865,6 +888,7 @@ func (l *Log) Remove(segment uint64) error {
 	}
 	delete(l.segs, segment)
 	l.order = slices.DeleteFunc(l.order, func(n uint64) bool { return n == segment })
+	l.bytes.Add(-s.size.Load())
 	l.mu.Unlock()
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return fmt.Errorf("segment: remove segment %d: %w", segment, err)
