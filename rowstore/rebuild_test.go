@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -437,5 +438,52 @@ func TestOpenAfterCrashVerifiesIndex(t *testing.T) {
 	defer h.Close()
 	if _, err := h.ReadAt(buf, 0); err != nil || buf[0] != 7 {
 		t.Fatalf("read after a crash: %v %d", err, buf[0])
+	}
+}
+
+// TestIndexAheadRefused: a log that lost its newest segment (or the end of
+// one) while the index applied it is refused, not opened with an index
+// pointing at missing records.
+func TestIndexAheadRefused(t *testing.T) {
+	for _, cut := range []string{"segment removed", "segment truncated"} {
+		t.Run(strings.ReplaceAll(cut, " ", "_"), func(t *testing.T) {
+			dir := filepath.Join(fastTempDir(t), "s")
+			opts := Options{SyncInterval: -1, GCInterval: -1}
+			if err := Create(dir, opts); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(dir, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.CreateDisk("d", 1<<20, 4096)
+			d, _ := s.OpenDisk("d")
+			d.WriteAt(make([]byte, 8192), 0)
+			buf := make([]byte, 4096)
+			buf[0] = 1
+			d.WriteAt(buf, 4096*5)
+			d.Sync()
+			d.Close()
+			s.Close()
+			segs, _ := filepath.Glob(filepath.Join(dir, "segments", "*.seg"))
+			sort.Strings(segs)
+			last := segs[len(segs)-1]
+			if fi, _ := os.Stat(last); fi.Size() <= 32 { // the empty segment of the last open
+				last = segs[len(segs)-2]
+			}
+			if cut == "segment removed" {
+				os.Remove(last)
+			} else {
+				fi, _ := os.Stat(last)
+				os.Truncate(last, fi.Size()-100)
+			}
+			before := treeHash(t, dir, "segments", "index")
+			_, err = Open(dir, opts)
+			if !errors.Is(err, ErrIndexRefused) {
+				t.Fatalf("open: %v, want ErrIndexRefused", err)
+			}
+			t.Logf("refused: %v", err)
+			sameTree(t, treeHash(t, dir, "segments", "index"), before)
+		})
 	}
 }
