@@ -219,7 +219,7 @@ func (s *Store) finishOpen(legacy bool) error {
 	}
 	s.catFullSeq.Store(cst.FullSeq)
 	if cst.FullSeq == 0 {
-		if s.opts.rebuild && s.replay.Records > 0 {
+		if s.opts.rebuild && s.replay.Records+s.replay.Skipped > 0 {
 			return &CorruptError{What: "segment log", Err: errors.New("it holds no catalog record (last written by a snapfs older than the catalog log); the old index was put back")}
 		}
 		if err := s.writeFullCatalog(); err != nil {

@@ -487,3 +487,25 @@ func TestIndexAheadRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestRebuildLegacyLogWithoutCatalog: a store last written before the
+// catalog log cannot get its catalog back from the log; Rebuild says so,
+// wraps ErrCorrupt and puts the old index back where it was.
+func TestRebuildLegacyLogWithoutCatalog(t *testing.T) {
+	dir, want := openFixture(t) // never opened by this build: no catalog record in its log
+	_, err := Rebuild(dir, quiet)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "no catalog record") {
+		t.Fatalf("rebuild of a v1 log: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	bad, _ := filepath.Glob(filepath.Join(dir, "index.bad-*"))
+	if len(bad) != 0 {
+		t.Errorf("old index not put back: %v", bad)
+	}
+	s, err := Open(dir, quiet)
+	if err != nil {
+		t.Fatalf("open with the index put back: %v", err)
+	}
+	defer s.Close()
+	compareManifest(t, fixtureRead(t, s), want)
+}
