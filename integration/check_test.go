@@ -241,6 +241,14 @@ func TestCheckCLI(t *testing.T) {
 	if !strings.Contains(out, "check: OK") {
 		t.Errorf("clean check: %q", out)
 	}
+	out = ok(t, store, "check", "--read-data", "--max-duration", "1ns")
+	if !strings.Contains(out, "continues where this one stopped") {
+		t.Errorf("check --max-duration 1ns: %q", out)
+	}
+	out = ok(t, store, "check", "--read-data")
+	if !strings.Contains(out, "resumed from") {
+		t.Errorf("check after an interrupted one: %q", out)
+	}
 	corruptPattern(t, store, data[5*4096+100:5*4096+164])
 	r := fails(t, store, 6, "check", "--read-data")
 	for _, w := range []string{"disk vol", "snapshot snap", "image img", "CORRUPT"} {
