@@ -69,7 +69,7 @@ const DefaultMemTableSize = 8 << 20
 // Badger writes its memtable log, value log and tables through shared
 // mmaps. Upstream makes those files sparse, so on a full filesystem a write
 // into them raises SIGBUS; snapfs builds Badger with a patched ristretto
-// (third_party/ristretto) that allocates them first, turning a full
+// (index/third_party/ristretto) that allocates them first, turning a full
 // filesystem into an ENOSPC error. What Badger does then, and how the store
 // keeps it from happening (a free-space floor and a reserve), is in package
 // rowstore's doc, "Full filesystems".
@@ -104,7 +104,9 @@ func Open(dir string, o Options) (*DB, error) {
 		opts = opts.WithReadOnly(true)
 	}
 	db, err := badger.Open(opts)
-	// Badger wraps ErrTruncateNeeded as text on the memtable path.
+	// Badger wraps most errors with %+v (y.Wrap outside its debug mode), so
+	// errors.Is alone misses ErrTruncateNeeded behind "while opening
+	// memtables": match its text too.
 	if o.ReadOnly && err != nil && (errors.Is(err, badger.ErrTruncateNeeded) || strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error())) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNeedsWrite, dir, err)
 	}

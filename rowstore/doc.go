@@ -124,8 +124,10 @@
 //     second, and always near the floor. Writes of zeros are exempt: whole
 //     zero blocks free space, and a discard's partial ends must not fail.
 //   - A reserve file, <dir>/reserve (Options.ReserveBytes; default
-//     min(max(total/32, 64 MiB), 512 MiB, total/8)), allocated (fallocate;
-//     written zeros on the test FS). It is given back (removed) when space
+//     min(max(total/32, 64 MiB), 512 MiB, total/8, free/8 (4 MiB at
+//     least)), and 4 MiB at most on tmpfs and the in-memory test FSes, where
+//     a reserve is memory taken from everyone), allocated (fallocate;
+//     written zeros on the test FSes). It is given back (removed) when space
 //     runs out for work that must not fail: GC and Close give it back when
 //     the free space is below the floor, any append to the log that fails
 //     with ENOSPC gives it back and retries once (new writes never get
@@ -147,7 +149,7 @@
 // by another file: the first txn commit SIGBUSes in runtime.memmove from
 // (*logFile).writeEntry (the .mem file); the issue saw the same in the
 // memtable flush (a new .sst) of an offline `disk list`. snapfs therefore
-// builds Badger with a patched ristretto (third_party/ristretto, a go.mod
+// builds Badger with a patched ristretto (index/third_party/ristretto, a go.mod
 // replace; SNAPFS-PATCH.md): z.OpenMmapFile and MmapFile.Truncate allocate
 // the bytes (fallocate) before mapping them, so a full filesystem is an
 // ENOSPC error from the allocation, never a fault in a later store. Measured

@@ -98,7 +98,7 @@ func (s *Store) openSpace() error {
 	}
 	g.size = s.opts.ReserveBytes
 	if g.size == 0 {
-		g.size = min(max(sp.Total/32, 64<<20), 512<<20, sp.Total/8)
+		g.size = min(max(sp.Total/32, 64<<20), 512<<20, sp.Total/8, max(sp.Free/8, 4<<20))
 		if memoryBacked(s.fs, s.dir) {
 			// On tmpfs (or the test FSes, which live in memory) a reserve
 			// is memory taken from everyone: keep a token one.
@@ -355,7 +355,7 @@ func (s *Store) ReserveArmed() bool {
 	return g.armed
 }
 
-// The Badger files are allocated by the patched ristretto (third_party);
+// The Badger files are allocated by the patched ristretto (index/third_party/ristretto);
 // when an allocation fails for lack of space it calls this hook, which gives
 // back the reserve of the store the file belongs to.
 var (

@@ -49,7 +49,8 @@ type Options struct {
 	IndexMemTableSize, IndexBlockCacheSize int64
 	// ReserveBytes is the size of the space reserve, a preallocated file
 	// given back when the filesystem is full so that deletes, gc and shutdown
-	// work; default min(max(total/32, 64 MiB), 512 MiB, total/8); negative:
+	// work; default min(max(total/32, 64 MiB), 512 MiB, total/8, free/8),
+	// at most 4 MiB on tmpfs and the test FSes (see the doc); negative:
 	// no reserve and no free-space checks.
 	ReserveBytes int64
 	// MinFreeBytes is the free space new disk writes must leave (for the
@@ -546,6 +547,9 @@ func (s *Store) syncAllDisks() error {
 }
 
 func (s *Store) startBackground() {
+	// From now on a log write that fails for lack of space gives the
+	// reserve back and is tried again (reserve.go).
+	s.seg.SetNoSpaceHook(func() bool { return s.releaseReserve("a write to the log failed for lack of space") })
 	if s.opts.SyncInterval > 0 {
 		s.wg.Add(1)
 		go func() {

@@ -25,7 +25,9 @@ package segment
 //     Read still returns *CorruptError for the bad record itself.
 //   - SetSegmentSize changes the rotation size of a Log that is open; Bytes
 //     is the sum of the segment sizes in constant time; RemoveSegments
-//     removes several with one directory sync.
+//     removes several with one directory sync; SetNoSpaceHook lets the
+//     engine free space when a write fails with ENOSPC, and the write is
+//     tried once more.
 //   - Open removes a last segment that holds no record (only its header, or a
 //     torn header): it is replaced by the new segment, so restarts do not
 //     pile up empty segments. Numbers still only grow.
@@ -44,6 +46,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
@@ -150,8 +153,9 @@ func (s *segFile) readBuffered(p []byte, off int64) (fromFile int) {
 type Log struct {
 	fs        vfs.FS
 	dir       string
-	segSize   atomic.Int64 // rotation size; see SetSegmentSize
-	bytes     atomic.Int64 // sum of the segments' sizes; see Bytes
+	segSize   atomic.Int64                // rotation size; see SetSegmentSize
+	noSpace   atomic.Pointer[func() bool] // see SetNoSpaceHook
+	bytes     atomic.Int64                // sum of the segments' sizes; see Bytes
 	log       *slog.Logger
 	onCorrupt func(*CorruptError)
 	durable   Pos
@@ -397,14 +401,14 @@ func (l *Log) startSegment(n uint64) error {
 // rotateLocked syncs the active segment and starts the next one.
 func (l *Log) rotateLocked() error {
 	old := l.active
-	if err := old.flush(); err != nil {
+	if err := l.retry(old.flush); err != nil {
 		return fmt.Errorf("segment: write segment %d: %w", old.num, err)
 	}
 	if err := old.f.Sync(); err != nil {
 		l.fail(err)
 		return fmt.Errorf("segment: sync segment %d: %w", old.num, err)
 	}
-	if err := l.startSegment(old.num + 1); err != nil {
+	if err := l.retry(func() error { return l.startSegment(old.num + 1) }); err != nil {
 		return fmt.Errorf("segment: create segment %d: %w", old.num+1, err)
 	}
 	return nil
@@ -462,7 +466,7 @@ func (l *Log) Append(r *Record) (Pos, error) {
 	// Write what is gathered first if this record would overflow it, so a
 	// failed write (ENOSPC) fails this Append and loses nothing appended.
 	if len(s.wbuf) > 0 && len(s.wbuf)+int(n) > writeBehind {
-		if err := s.flushLocked(); err != nil {
+		if err := l.retry(s.flushLocked); err != nil {
 			return Pos{}, fmt.Errorf("segment: append to segment %d at %d: %w", s.num, s.flushed, err)
 		}
 	}
@@ -483,7 +487,7 @@ func (l *Log) Sync() error {
 		return l.usable()
 	}
 	s := l.active
-	if err := s.flush(); err != nil {
+	if err := l.retry(s.flush); err != nil {
 		l.mu.RUnlock()
 		return fmt.Errorf("segment: write segment %d: %w", s.num, err)
 	}
@@ -848,6 +852,25 @@ func (l *Log) Rotate() error {
 		return err
 	}
 	return l.rotateLocked()
+}
+
+// SetNoSpaceHook sets a function called when writing to the log fails for
+// lack of space (ENOSPC, EDQUOT: a write of gathered records, or creating
+// the next segment); if it returns true (it freed space), the write is
+// tried once more. The engine gives back its space reserve there.
+func (l *Log) SetNoSpaceHook(fn func() bool) { l.noSpace.Store(&fn) }
+
+// retry runs op, and once more if it failed for lack of space and the
+// no-space hook freed some. A failed write of gathered records is undone
+// (the file cut back), so trying again is safe.
+func (l *Log) retry(op func() error) error {
+	err := op()
+	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		if h := l.noSpace.Load(); h != nil && (*h)() {
+			err = op()
+		}
+	}
+	return err
 }
 
 // Bytes is the sum of the segments' sizes (what Segments lists), kept as
