@@ -147,28 +147,31 @@ func (s *Store) stillBad(probs []CheckProblem) []CheckProblem {
 			}
 			continue
 		}
+		// Look up and read under readMu: the cleaner repoints the index
+		// before it removes a segment, and removes it only under readMu held
+		// exclusively, so the place found here exists while it is read.
+		s.readMu.RLock()
 		var v index.Version
 		err := s.idx.View(func(t *index.Txn) error {
 			var err error
 			v, err = t.GetVersion(p.Layer, uint64(p.Block), p.Epoch)
 			return err
 		})
+		var verr error
+		if err == nil && !v.Zero() && v.Seq == p.v.Seq {
+			if int(v.Length) > cap(buf) {
+				buf = make([]byte, 0, v.Length)
+			}
+			verr = s.verifyVersionLocked(p.Layer, uint64(p.Block), p.Epoch, v, buf[:v.Length])
+		}
+		s.readMu.RUnlock()
 		switch {
 		case errors.Is(err, index.ErrNotFound):
 			continue // deleted by GC: no reader needs it
 		case err != nil || v.Seq != p.v.Seq || v.Zero():
 			out = append(out, p)
-			continue
-		case v.Segment == p.v.Segment && v.Offset == p.v.Offset:
-			out = append(out, p) // same place: really bad
-			continue
-		}
-		// Moved: check the new place.
-		if int(v.Length) > cap(buf) {
-			buf = make([]byte, 0, v.Length)
-		}
-		if err := s.verifyVersion(p.Layer, uint64(p.Block), p.Epoch, v, buf[:v.Length]); err != nil {
-			p.Segment, p.Offset, p.v, p.Message = v.Segment, v.Offset, v, err.Error()
+		case verr != nil:
+			p.Segment, p.Offset, p.v, p.Message = v.Segment, v.Offset, v, verr.Error()
 			out = append(out, p)
 		}
 	}
@@ -607,8 +610,13 @@ func scanWithNext(t *index.Txn, layer, from uint64, fn func(b, epoch, next uint6
 // is that version's record, and holds the block the index describes.
 func (s *Store) verifyVersion(layer, b, epoch uint64, v index.Version, buf []byte) error {
 	s.readMu.RLock()
+	defer s.readMu.RUnlock()
+	return s.verifyVersionLocked(layer, b, epoch, v, buf)
+}
+
+// verifyVersionLocked is verifyVersion with readMu held (shared).
+func (s *Store) verifyVersionLocked(layer, b, epoch uint64, v index.Version, buf []byte) error {
 	r, err := s.seg.Read(segment.Pos{Segment: v.Segment, Offset: v.Offset, Length: v.Length}, buf)
-	s.readMu.RUnlock()
 	if err != nil {
 		return fmt.Errorf("record unreadable: %w", err)
 	}

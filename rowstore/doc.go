@@ -193,9 +193,11 @@
 // the log holds records, and one whose SNAPFS-INDEX names another store.
 // Then it opens the index read-only and refuses one whose store id differs,
 // one that applied nothing while the log holds records, one whose
-// checkpoint is older than the oldest segment left (the cleaner moves the
-// checkpoint past a segment before removing it, in recordLive, so only an
-// index that missed records can be behind), and one whose checkpoint lies
+// checkpoint is older than the oldest segment left while some version
+// points into a segment that is gone (the cleaner repoints and syncs the
+// index before it removes a segment, so only an index that missed that, an
+// old copy, is behind that way; the versions are looked at only in this
+// rare case), and one whose checkpoint lies
 // past the end of the log (segments or data it points at are gone; the
 // checkpoint is written only after the log is synced up to it). Missing
 // records of older segments are found by Check. A refusal is an *IndexError

@@ -122,14 +122,21 @@ func (s *Store) verifyIndex(dir string, legacy bool) error {
 var errVerifyLater = errors.New("verify the index after opening it")
 
 // checkIndex checks an open index against the store and the log.
-func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) error {
+func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) (err error) {
+	if db != s.idx { // the read-only open of verifyIndex
+		defer func() {
+			if e := db.Close(); err == nil && e != nil {
+				err = &IndexError{Dir: filepath.Join(dir, "index"), Problem: fmt.Sprintf("cannot be closed (%v)", e)}
+			}
+		}()
+	}
 	idxDir := filepath.Join(dir, "index")
 	refuse := func(problem string) error { return &IndexError{Dir: idxDir, Problem: problem} }
 	var id [16]byte
 	var ok bool
 	var cst index.CatalogState
 	var cp index.Checkpoint
-	err := db.View(func(t *index.Txn) error {
+	err = db.View(func(t *index.Txn) error {
 		var err error
 		if id, ok, err = t.StoreID(); err != nil {
 			return err
@@ -140,11 +147,6 @@ func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) error {
 		cst, err = t.CatalogState()
 		return err
 	})
-	if db != s.idx {
-		if e := db.Close(); err == nil && e != nil {
-			err = e
-		}
-	}
 	if err != nil {
 		return refuse(fmt.Sprintf("cannot be read (%v)", err))
 	}
@@ -187,11 +189,30 @@ func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) error {
 		for _, n := range nums {
 			oldest = min(oldest, n)
 		}
-		// The cleaner advances the checkpoint before it removes the segment
-		// holding it (recordLive), so a checkpoint older than every segment
-		// means records the index never saw were removed: it is behind.
+		// A checkpoint older than every segment left is normal when the
+		// cleaner removed the checkpoint's segment (it repoints and syncs the
+		// index first) before the next commit; an index that missed those
+		// repoints (an old copy) still points into removed segments. Only in
+		// this rare case is every version looked at.
 		if oldest > cp.Segment {
-			return refuse(fmt.Sprintf("is behind the log: it has applied the log up to segment %d, but the oldest segment left is %d", cp.Segment, oldest))
+			var gone index.Version
+			var missing bool
+			stop := errors.New("stop")
+			err = db.View(func(t *index.Txn) error {
+				return t.EachVersion(func(_, _, _ uint64, v index.Version) error {
+					if _, ok := sizes[v.Segment]; !v.Zero() && !ok {
+						gone, missing = v, true
+						return stop
+					}
+					return nil
+				})
+			})
+			if err != nil && !errors.Is(err, stop) {
+				return refuse(fmt.Sprintf("cannot be read (%v)", err))
+			}
+			if missing {
+				return refuse(fmt.Sprintf("is behind the log: it has applied the log up to segment %d, the oldest segment left is %d, and it points at segment %d, which is gone", cp.Segment, oldest, gone.Segment))
+			}
 		}
 	}
 	return nil

@@ -509,3 +509,59 @@ func TestRebuildLegacyLogWithoutCatalog(t *testing.T) {
 	defer s.Close()
 	compareManifest(t, fixtureRead(t, s), want)
 }
+
+// TestGCRemovedCheckpointSegment: GC removes the segment holding the
+// index's checkpoint (everything in it dead, nothing relocated, so no
+// commit follows); the store reopens (the index points at no missing
+// segment), while an old copy of the index is still refused.
+func TestGCRemovedCheckpointSegment(t *testing.T) {
+	dir := filepath.Join(fastTempDir(t), "s")
+	opts := Options{SyncInterval: -1, GCInterval: -1, CleanBelow: 1.01}
+	if err := Create(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.CreateDisk("d", 1<<20, 4096)
+	s.CreateDisk("keep", 1<<20, 4096)
+	d, _ := s.OpenDisk("d")
+	buf := make([]byte, 4096)
+	for i := 0; i < 16; i++ {
+		buf[0] = byte(i + 1)
+		d.WriteAt(buf, int64(i)*4096)
+	}
+	d.Sync()
+	d.Close()
+	s.Close()
+	old := filepath.Join(fastTempDir(t), "old-index")
+	copyTree(t, filepath.Join(dir, "index"), old)
+	s, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteDisk("d", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(dir, opts)
+	if err != nil {
+		t.Fatalf("reopen after gc removed the checkpoint's segment: %v", err)
+	}
+	if _, err := s.GetDisk("keep"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	os.RemoveAll(filepath.Join(dir, "index"))
+	copyTree(t, old, filepath.Join(dir, "index"))
+	if _, err := Open(dir, opts); !errors.Is(err, ErrIndexRefused) {
+		t.Fatalf("open with the old index: %v, want ErrIndexRefused", err)
+	}
+}
