@@ -466,7 +466,7 @@ func (s *Store) checkLog(ctx context.Context, from uint64, deadline time.Time, p
 		if !deadline.IsZero() && time.Now().After(deadline) {
 			return &checkCursor{Layer: math.MaxUint64, Block: si.Number}, nil
 		}
-		bad, n, err := s.checkSegment(si, si.Number == active)
+		bad, n, err := s.checkSegment(si, si.Number == active, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -485,10 +485,11 @@ func (s *Store) checkLog(ctx context.Context, from uint64, deadline time.Time, p
 	return nil, nil
 }
 
-// checkSegment decodes every record of one segment. After a bad record it
-// goes on at the boundary the record's header names if a valid record (or
-// the end) is there, else at the next offset where one decodes.
-func (s *Store) checkSegment(si segment.SegmentInfo, active bool) ([]CheckProblem, int64, error) {
+// checkSegment decodes every record of one segment, calling fn (if not nil)
+// with each good one. After a bad record it goes on at the boundary the
+// record's header names if a valid record (or the end) is there, else at
+// the next offset where one decodes.
+func (s *Store) checkSegment(si segment.SegmentInfo, active bool, fn func(r *segment.Record, pos segment.Pos) error) ([]CheckProblem, int64, error) {
 	const chunk = 4 << 20
 	size := si.Size
 	var probs []CheckProblem
@@ -521,6 +522,7 @@ func (s *Store) checkSegment(si segment.SegmentInfo, active bool) ([]CheckProble
 		bufOff = off
 		return buf, nil
 	}
+	var rec segment.Record
 	decodeAt := func(off int64) (int, error) {
 		b, err := at(off, segment.HeaderSize)
 		if err != nil {
@@ -533,7 +535,8 @@ func (s *Store) checkSegment(si segment.SegmentInfo, active bool) ([]CheckProble
 				}
 			}
 		}
-		_, n, derr := segment.Decode(b)
+		r, n, derr := segment.Decode(b)
+		rec = r
 		if derr != nil {
 			return 0, derr
 		}
@@ -543,6 +546,11 @@ func (s *Store) checkSegment(si segment.SegmentInfo, active bool) ([]CheckProble
 	for off < size {
 		n, derr := decodeAt(off)
 		if derr == nil {
+			if fn != nil {
+				if err := fn(&rec, segment.Pos{Segment: si.Number, Offset: off, Length: uint32(n)}); err != nil {
+					return probs, size, err
+				}
+			}
 			off += int64(n)
 			continue
 		}

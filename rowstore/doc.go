@@ -254,7 +254,13 @@
 // index is repointed to, so every reader sharing it is repaired and a rebuild
 // finds the good copy (replay keeps, for equal sequence numbers, the copy
 // whose record decodes). After a bad log record it writes a fresh full
-// catalog record.
+// catalog record. When every bad block was repaired, it then cleans the
+// segments that hold bad records (its own decoding scan, which the
+// cleaner's would not do: a corrupt record marks a segment as evidence to
+// keep): good live records are relocated, the index repointed and synced,
+// the segments removed, so a later check is clean. A bad hole record (its
+// kind cannot be known once corrupt) is lost that way; the index keeps the
+// hole, but a rebuild from the log would no longer see it.
 //
 // # Concurrency
 //
