@@ -223,7 +223,7 @@ func TestIndexDamageRefusedAndRebuilt(t *testing.T) {
 
 // TestCheckCLI: check --read-data finds a flipped byte (exit 6, naming the
 // disk, snapshot and image that read it), offline and through the daemon,
-// with JSON lines; repair without regions says it is not available.
+// with JSON lines; repair from a region that does not exist exits 3.
 func TestCheckCLI(t *testing.T) {
 	needRoot(t)
 	base := t.TempDir()
@@ -269,8 +269,8 @@ func TestCheckCLI(t *testing.T) {
 	if len(rep.Problems) != 1 || rep.Problems[0].Block != 5 || rep.Problems[0].Kind != "data" {
 		t.Errorf("problems through the daemon: %+v", rep.Problems)
 	}
-	r = snapfs(t, store, "repair", "--from-region", "r1")
-	if r.code == 0 || !strings.Contains(r.stderr, "not available") {
-		t.Errorf("repair --from-region without the regions side: exit %d %q", r.code, r.stderr)
+	r = fails(t, store, 3, "repair", "--from-region", "r1")
+	if !strings.Contains(r.stderr, "r1") {
+		t.Errorf("repair --from-region of a region that does not exist: %q", r.stderr)
 	}
 }
