@@ -59,7 +59,7 @@ func TestFullStore(t *testing.T) {
 	add := []string{"region", "add", "dr", "--data", "2", "--parity", "1", "--key-file", key}
 	for i := 0; i < 3; i++ {
 		d := filepath.Join(tmp, fmt.Sprintf("region%d", i))
-		if err := os.Mkdir(d, 0o700); err != nil {
+		if err := os.Mkdir(d, 0o755); err != nil { // region add never creates a store on /
 			t.Fatal(err)
 		}
 		add = append(add, "--store", "file://"+d)

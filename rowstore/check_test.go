@@ -296,3 +296,82 @@ func TestCheckMaxDurationResumes(t *testing.T) {
 	}
 	_ = bytes.Equal
 }
+
+// TestCheckDuringGC: checks running while writes, snapshot deletions and
+// the cleaner (relocating every record, removing segments) go on report no
+// problem: what GC moved or freed under the check's view is not corruption.
+func TestCheckDuringGC(t *testing.T) {
+	dir := filepath.Join(fastTempDir(t), "store")
+	opts := Options{SyncInterval: -1, GCInterval: -1, SegmentSize: 64 << 10, CleanBelow: 1.01}
+	if err := Create(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateDisk("d", 256*4096, 4096); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		rng := rand.New(rand.NewSource(3))
+		d, err := s.OpenDisk("d")
+		if err != nil {
+			done <- err
+			return
+		}
+		defer d.Close()
+		buf := make([]byte, 4096)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			for j := 0; j < 32; j++ {
+				rng.Read(buf)
+				if _, err := d.WriteAt(buf, int64(rng.Intn(256))*4096); err != nil {
+					done <- err
+					return
+				}
+			}
+			if err := d.Sync(); err != nil {
+				done <- err
+				return
+			}
+			name := fmt.Sprintf("s%d", i)
+			if _, err := s.CreateSnapshot(name, []string{"d"}, ""); err != nil {
+				done <- err
+				return
+			}
+			if i > 2 {
+				s.DeleteSnapshot(fmt.Sprintf("s%d", i-2))
+			}
+			if _, err := s.GC(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(3 * time.Second)
+	n := 0
+	for time.Now().Before(deadline) {
+		rep, err := s.Check(context.Background(), CheckOptions{ReadData: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() {
+			t.Fatalf("check %d during gc: %+v", n, rep.Problems)
+		}
+		n++
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d clean checks during writes and gc", n)
+}

@@ -228,10 +228,13 @@
 // refuses a directory that is missing, empty or lacks its MANIFEST while
 // the log holds records, and one whose SNAPFS-INDEX names another store.
 // Then it opens the index read-only and refuses one whose store id differs,
-// one that applied nothing while the log holds records, and one whose
+// one that applied nothing while the log holds records, one whose
 // checkpoint is older than the oldest segment left (the cleaner moves the
 // checkpoint past a segment before removing it, in recordLive, so only an
-// index that missed records can be behind). A refusal is an *IndexError
+// index that missed records can be behind), and one whose checkpoint lies
+// past the end of the log (segments or data it points at are gone; the
+// checkpoint is written only after the log is synced up to it). Missing
+// records of older segments are found by Check. A refusal is an *IndexError
 // (ErrCorrupt and ErrIndexRefused): nothing on disk changed, and the
 // message names `snapfs index rebuild`. Rebuild moves the old directory
 // aside and replays the whole log into a new index, catalog included.

@@ -537,7 +537,7 @@ func (s *Store) segmentNeeded(num uint64) bool {
 // recordLive reports whether the index still points at a record; a catalog
 // record is live unless a newer full catalog record exists. Before the first
 // record of the segment holding the index's checkpoint is judged, the
-// checkpoint is moved past it (see checkIndexOpen).
+// checkpoint is moved past it (see checkIndex in identity.go).
 func (s *Store) recordLive(r *segment.Record, pos segment.Pos) (bool, error) {
 	if !s.verified.Load() {
 		return false, fmt.Errorf("%w: gc refused: the index was not verified against the log", ErrCorrupt)

@@ -29,10 +29,10 @@ func (e *IndexError) Error() string {
 // Unwrap returns ErrCorrupt and ErrIndexRefused.
 func (e *IndexError) Unwrap() []error { return []error{ErrCorrupt, ErrIndexRefused} }
 
-// logSegments lists the segment numbers in the log directory and whether
-// any of them holds more than its file header (a record), without opening
-// the log (which would write).
-func (s *Store) logSegments(dir string) (nums []uint64, hasRecords bool, err error) {
+// logSegments lists the segments in the log directory (number -> size)
+// and whether any of them holds more than its file header (a record),
+// without opening the log (which would write).
+func (s *Store) logSegments(dir string) (sizes map[uint64]int64, hasRecords bool, err error) {
 	segDir := path.Join(dir, "segments")
 	names, err := s.fs.List(segDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -49,16 +49,19 @@ func (s *Store) logSegments(dir string) (nums []uint64, hasRecords bool, err err
 		if _, err := fmt.Sscanf(n, "%016x.seg", &num); err != nil {
 			continue
 		}
-		nums = append(nums, num)
 		fi, err := s.fs.Stat(path.Join(segDir, n))
 		if err != nil {
 			return nil, false, fmt.Errorf("stat segment: %w", err)
 		}
+		if sizes == nil {
+			sizes = map[uint64]int64{}
+		}
+		sizes[num] = fi.Size()
 		if fi.Size() > segment.FileHeaderSize {
 			hasRecords = true
 		}
 	}
-	return nums, hasRecords, nil
+	return sizes, hasRecords, nil
 }
 
 // checkIndexDir looks at the index directory before Badger opens it (Badger
@@ -151,9 +154,30 @@ func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) error {
 	if !ok && !legacy {
 		return refuse("carries no store identity")
 	}
-	nums, hasRecords, err := s.logSegments(dir)
+	sizes, hasRecords, err := s.logSegments(dir)
 	if err != nil {
 		return err
+	}
+	var newest uint64
+	for n := range sizes {
+		newest = max(newest, n)
+	}
+	if cp.Segment > 0 && !s.opts.rebuild && !s.opts.RebuildIndex {
+		// The index has applied the log up to the checkpoint, which was
+		// synced first: a log that ends before it lost segments or data the
+		// index points at. (An empty last segment is removed at open, and its
+		// number used again: a checkpoint at its start is fine.)
+		size, ok := sizes[cp.Segment]
+		switch {
+		case ok && cp.Offset > size:
+			return refuse(fmt.Sprintf("is ahead of the log: it has applied segment %d up to offset %d, but the segment has %d bytes", cp.Segment, cp.Offset, size))
+		case !ok && cp.Segment > newest && !(cp.Segment == newest+1 && cp.Offset <= segment.FileHeaderSize):
+			return refuse(fmt.Sprintf("is ahead of the log: it has applied the log up to segment %d, but the newest segment is %d", cp.Segment, newest))
+		}
+	}
+	nums := make([]uint64, 0, len(sizes))
+	for n := range sizes {
+		nums = append(nums, n)
 	}
 	if hasRecords && cp == (index.Checkpoint{}) && cst == (index.CatalogState{}) && !s.opts.rebuild && !s.opts.RebuildIndex {
 		return refuse("has applied nothing but the segment log holds data")
@@ -195,7 +219,7 @@ func (s *Store) finishOpen(legacy bool) error {
 	}
 	s.catFullSeq.Store(cst.FullSeq)
 	if cst.FullSeq == 0 {
-		if s.opts.rebuild && s.replay.Records > 0 {
+		if s.opts.rebuild && s.replay.Records+s.replay.Skipped > 0 {
 			return &CorruptError{What: "segment log", Err: errors.New("it holds no catalog record (last written by a snapfs older than the catalog log); the old index was put back")}
 		}
 		if err := s.writeFullCatalog(); err != nil {

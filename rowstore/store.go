@@ -270,7 +270,7 @@ func Open(dir string, opts Options) (*Store, error) {
 
 // openLocked opens the index and the log and recovers, with the lock held.
 // The index is checked against the store before Badger opens it and against
-// the log after (see checkIndexDir, checkIndexOpen); a refusal changes
+// the log after (identity.go: checkIndexDir, verifyIndex); a refusal changes
 // nothing on disk.
 func (s *Store) openLocked(dir string, opts Options) error {
 	legacy, err := s.checkIndexDir(dir)

@@ -93,17 +93,23 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM # the EXIT trap cleans up
 
-# stop_loops ends the background loops of a round and what they run: each
-# is stopped first, so it cannot start another command (a snapfs command
-# started after the daemon died would open the store itself), then its
-# children and itself are killed.
+# stop_loops ends the background jobs of a round and everything they
+# started: each job is a process group of its own (set -m), stopped first
+# so it cannot start another command (a snapfs command started after the
+# daemon died would open the store itself), then killed, and waited for
+# (a process left in the ext4 keeps its loop device busy).
 stop_loops() {
 	local p
-	for p in "${bgpids[@]}"; do kill -STOP "$p" 2>/dev/null || true; done
+	for p in "${bgpids[@]}"; do kill -STOP -- "-$p" 2>/dev/null || true; done
 	for p in "${bgpids[@]}"; do
-		pkill -9 -P "$p" 2>/dev/null || true
-		kill -9 "$p" 2>/dev/null || true
-		kill -CONT "$p" 2>/dev/null || true
+		kill -9 -- "-$p" 2>/dev/null || true
+		kill -CONT -- "-$p" 2>/dev/null || true
+	done
+	for p in "${bgpids[@]}"; do
+		for _ in $(seq 500); do
+			pgrep -g "$p" >/dev/null || break
+			sleep 0.02
+		done
 	done
 }
 
@@ -181,6 +187,7 @@ for ((r = 1; r <= rounds; r++)); do
 	fi
 	used=$(df --output=pcent "$vol" | tail -1 | tr -d ' %')
 
+	set -m # each background job in a process group of its own (stop_loops)
 	stress-ng --temp-path "$vol/stress" --timeout 60s --quiet \
 		--dir 1 --dir-dirs 512 --rename 1 --xattr 1 --fallocate 1 --fallocate-bytes 8m \
 		--iomix 1 --iomix-bytes 8m --hdd 1 --hdd-bytes 8m >/dev/null 2>&1 &
@@ -219,15 +226,13 @@ for ((r = 1; r <= rounds; r++)); do
 	bgpids+=($!)
 	disown
 
+	set +m
+
 	after=$((4000 + RANDOM % 5000))
 	sleep "$((after / 1000)).$(printf %03d $((after % 1000)))"
 	kill -9 "$daemon_pid"
 	while kill -0 "$daemon_pid" 2>/dev/null; do sleep 0.02; done
 	stop_loops
-	pkill -9 -f "stress-ng --temp-path $vol" 2>/dev/null || true
-	for p in "${bgpids[@]}"; do
-		while kill -0 "$p" 2>/dev/null; do sleep 0.02; done
-	done
 	bgpids=()
 	umount -l "$vol" 2>/dev/null || true
 	detach "$loop"
@@ -295,6 +300,16 @@ else
 fi
 "$bin" gc >/dev/null || fail "snapfs gc"
 
+# Every loop device of a round is gone by now (a process left in a dead
+# ext4 would keep one attached).
+for l in "${loops[@]}"; do
+	for _ in $(seq 100); do
+		b=$(losetup -n -O BACK-FILE "$l" 2>/dev/null || true)
+		[[ $b == "$mp"/disks/* || $b == /disks/* ]] || break
+		sleep 0.1
+	done
+	[[ $b == "$mp"/disks/* || $b == /disks/* ]] && fail "loop device $l ($b) is still attached"
+done
 ((writes > 0 || rounds == 0)) || fail "no fio write was acknowledged in any round: the torture tested nothing"
 say "rounds $((r > rounds ? rounds : r)), writes verified $writes (4 KiB fio blocks with verification headers), snapshots checked $snapchecked, failures $failures, $((SECONDS - started)) s"
 ((failures == 0))
