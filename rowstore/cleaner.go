@@ -21,8 +21,8 @@ const (
 	// (greedy cleaning under uniform overwrite moves about (1+ρ)/(2ρ) - 1
 	// bytes per byte written, ρ the spare fraction: 0.6 at ρ = 0.45, 2.2 at
 	// ρ = 0.2).
-	cleanerStart  = 1.38
-	cleanerTarget = 1.33
+	cleanerStart  = 1.40
+	cleanerTarget = 1.28
 	// cleanerHard is the ratio at which pacing stops: the bound is kept
 	// first, throughput second.
 	cleanerHard = 1.43

@@ -258,8 +258,10 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 		return st, err
 	}
 	st.VersionsDeleted += len(res.dead)
-	if err := s.idx.Sync(); err != nil {
-		return st, err
+	if st.VersionsDeleted > 0 || st.LayersDeleted > 0 {
+		if err := s.idx.Sync(); err != nil {
+			return st, err
+		}
 	}
 	if err := s.cleanWith(active, res.segLive, res.live, res.livePos, plan, &st); err != nil {
 		return st, fmt.Errorf("gc: clean: %w", err)
