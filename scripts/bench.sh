@@ -35,6 +35,7 @@
 # fio job through snapfs (DIR/<job>.{cpu,block,mutex}.pb.gz; go tool pprof).
 # Tools come from Debian packages, installed when missing.
 set -euo pipefail
+{ # the whole script is parsed before it runs: editing it during a run is safe
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
@@ -342,6 +343,7 @@ ops() { # ops TAG DISK: the four O(1) operations on DISK
 	lat "$t.image_create" snapfs image create "$d-i{i}" --snapshot "$d-base" --disk "$d"
 }
 phase "phase 2: latency from the CLI (empty disk)"
+lat cli_floor snapfs --help # a process start, no daemon: the floor of every CLI figure
 snapfs disk create empty --size "$disk_size" >/dev/null
 ops empty empty
 phase "phase 2: latency from the CLI ($SIZE written)"
@@ -360,6 +362,8 @@ for op in snapshot_create:"snapshot create" clone:"clone from snapshot" rollback
 		row "CLI through the daemon" "$label at $at written, p50 / p99 ms" "$p50 / $p99" "" "≤ 5 / ≤ 20 ms, flat" "$st"
 	done
 done
+row "CLI through the daemon" "floor: snapfs --help (process start, no daemon), p50 / p99 ms" \
+	"$(get snapfs.cli_floor.p50_ms) / $(get snapfs.cli_floor.p99_ms)" "" "" "n/a"
 nsnap=$(snapfs --json snapshot list | wc -l)
 for op in snapshot_list:"snapshot list" usage:"usage" disk_list:"disk list"; do
 	IFS=: read -r key label <<<"$op"
@@ -549,3 +553,5 @@ jq -n --arg stamp "$stamp" --arg machine "$machine" --arg size "$SIZE" --argjson
 echo
 echo "JSON: $out"
 [ -z "$profile_dir" ] || echo "profiles: $profile_dir (symbolized: go tool pprof -top FILE)"
+exit
+}
