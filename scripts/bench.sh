@@ -307,7 +307,7 @@ peer_text() { # peer_text METRIC_SUFFIX [ext4] -> "loopback 565 (0.47×) · ..."
 	echo "$text"
 }
 for x in "" -ext4; do
-	where="`disks/<d>`"
+	where='`disks/<d>`'
 	[ -z "$x" ] || where="ext4 in a loop device on it"
 	for m in seq_write_mbs:"sequential write 1 MiB, MB/s":0.9 seq_read_mbs:"sequential read 1 MiB, MB/s":0.9 \
 		rand_write_iops:"random 4 KiB write, iodepth 16, direct, IOPS":1.5 rand_read_iops:"random 4 KiB read, iodepth 16, direct, IOPS":1.0; do
