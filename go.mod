@@ -46,3 +46,5 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/ini.v1 v1.67.3 // indirect
 )
+
+replace github.com/dgraph-io/ristretto/v2 => ./index/third_party/ristretto

@@ -40,9 +40,8 @@
 //   - snapshots/ and images/ and below: every change (open for writing,
 //     O_TRUNC, write, setattr including utimes, create, unlink, mkdir, rmdir,
 //     rename, link, symlink, mknod, fallocate, access(W_OK)) fails with
-//     EROFS; a rename with a read-only side fails with EROFS too. Images
-//     and snapshot disks open with FOPEN_KEEP_CACHE (their content never
-//     changes). snapshot.json is read at open and served with
+//     EROFS; a rename with a read-only side fails with EROFS too.
+//     snapshot.json is read at open and served with
 //     FOPEN_DIRECT_IO and no attribute caching, because its content (e.g. a
 //     replication state) may change.
 //   - Size: truncate to a larger size grows the disk (Backend ResizeDisk);
@@ -83,6 +82,17 @@
 //     served concurrently (go-fuse default; not SingleThreaded).
 //   - MaxBackground 64 (kernel default 12): loop devices and VMs keep many
 //     asynchronous reads in flight. Congestion threshold 3/4 of it.
+//   - Disks, snapshot disks and images open with FOPEN_DIRECT_IO: every
+//     read(2) reaches the Backend whole, so a read that covers a corrupt
+//     block fails as a whole with EIO (issue 7, finding 5). Through the
+//     page cache it could not: the kernel's readahead request fails, it then
+//     reads the first page alone (fine), copies it, fails on the next and
+//     returns a short count, which loop devices and VMs take for the end of
+//     the disk (measured on 6.18: a 16 KiB pread returned 4096; test
+//     integration/TestEIONotShortCount). mmap still works
+//     (CAP_DIRECT_IO_ALLOW_MMAP, Linux 6.6+). The cost: no page cache for
+//     reads, so small reads each make a round trip (loop devices and VMs
+//     cache above us anyway).
 //   - Writeback cache off by default (Options.WritebackCache turns it on).
 //     fsync semantics would still hold with it (the kernel writes dirty
 //     pages back before sending FSYNC, and before FLUSH on close), but: the
@@ -98,8 +108,8 @@
 //     sees a disk's mtime change (every write changes it, so it would drop
 //     them all the time). This mount is the only writer of disks; changes
 //     made behind its back (forced rollback, resize, restore) are announced
-//     with Server.InvalidateDisk, and every open of a disk starts with a
-//     fresh page cache anyway (no FOPEN_KEEP_CACHE on disks).
+//     with Server.InvalidateDisk (only mmap'd pages are cached: reads and
+//     writes are direct).
 //   - Timeouts: the fixed directories and the files of a snapshot directory
 //     are cached for an hour (they never change); names and disk attributes
 //     in the dynamic directories for Options.NameTimeout (default 0: every

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/posixtest"
+	"github.com/snapfs/snapfs/internal/testutil"
 	"github.com/snapfs/snapfs/rowstore"
 	"golang.org/x/sys/unix"
 )
@@ -684,7 +685,7 @@ func TestPosix(t *testing.T) {
 func TestMkfsExt4Loop(t *testing.T) {
 	for _, tool := range []string{"mkfs.ext4", "losetup", "mount", "umount"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found", tool)
+			testutil.Skipf(t, "%s not found", tool)
 		}
 	}
 	b := newMemBackend()

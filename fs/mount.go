@@ -149,6 +149,7 @@ func fuseMountOptions(opts Options, logger *slog.Logger) fuse.MountOptions {
 		DisableSplice:            true,
 		DisableXAttrs:            true,
 		DisabledCapabilities:     fuse.CAP_PASSTHROUGH,
+		ExtraCapabilities:        fuse.CAP_DIRECT_IO_ALLOW_MMAP, // mmap of FOPEN_DIRECT_IO files
 		Debug:                    opts.Debug,
 		Logger:                   slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		PanicHandler: func(r any) fuse.Status {

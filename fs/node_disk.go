@@ -74,8 +74,9 @@ func (n *diskNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 }
 
 // Open opens the disk through the Backend; every open is one DiskHandle, so
-// the engine's busy checks see it. Cached pages are dropped on open (no
-// FOPEN_KEEP_CACHE): cheap insurance should a change bypass InvalidateDisk.
+// the engine's busy checks see it. Reads and writes bypass the page cache
+// (FOPEN_DIRECT_IO, see doc.go: a read over a corrupt block fails whole);
+// mmap still works (CAP_DIRECT_IO_ALLOW_MMAP).
 func (n *diskNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uint32, errno syscall.Errno) {
 	defer n.m.recoverOp("open disk", n.name, &errno)
 	h, err := n.m.backend.OpenDisk(n.name)
@@ -83,7 +84,7 @@ func (n *diskNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _
 		return nil, 0, n.m.fail("open disk", n.name, err)
 	}
 	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
-	return &diskFile{m: n.m, name: n.name, h: h, writable: writable}, 0, 0
+	return &diskFile{m: n.m, name: n.name, h: h, writable: writable}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 // Allocate is here and not on diskFile because it may resize the disk by name.

@@ -44,8 +44,8 @@ func (n *imageNode) Allocate(ctx context.Context, f gofs.FileHandle, off, length
 	return syscall.EROFS
 }
 
-// Open refuses writing; the content never changes, so the kernel keeps its
-// cached pages across opens (FOPEN_KEEP_CACHE).
+// Open refuses writing. Reads bypass the page cache (FOPEN_DIRECT_IO, see
+// doc.go: a read over a corrupt block fails whole, never short).
 func (n *imageNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uint32, errno syscall.Errno) {
 	defer n.m.recoverOp("open "+n.what, n.name, &errno)
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
@@ -55,7 +55,7 @@ func (n *imageNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, 
 	if err != nil {
 		return nil, 0, n.m.fail("open "+n.what, n.name, err)
 	}
-	return &imageFile{m: n.m, what: n.what, name: n.name, h: h}, fuse.FOPEN_KEEP_CACHE, 0
+	return &imageFile{m: n.m, what: n.what, name: n.name, h: h}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 // imageFile is one open of an immutable image.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -15,6 +16,9 @@ import (
 var (
 	ErrNotFound = errors.New("index: not found")
 	ErrCorrupt  = errors.New("index: corrupt value")
+	// ErrNeedsWrite: a read-only open failed because Badger must first
+	// repair its own files (a memtable log torn by a crash).
+	ErrNeedsWrite = errors.New("index: needs a read-write open to recover")
 )
 
 // Options configure the Badger database behind the index.
@@ -23,6 +27,9 @@ type Options struct {
 	// MemTableSize and BlockCacheSize bound Badger's memory; 0 = defaults below.
 	MemTableSize   int64
 	BlockCacheSize int64
+	// ReadOnly opens the index without writing anything (to verify it
+	// before use: see rowstore's Open).
+	ReadOnly bool
 }
 
 // DB is the index: block versions, the catalog and meta records, in Badger.
@@ -30,6 +37,9 @@ type DB struct {
 	db  *badger.DB
 	log *slog.Logger
 }
+
+// DefaultMemTableSize is Badger's memtable size when Options.MemTableSize is 0.
+const DefaultMemTableSize = 8 << 20
 
 // Open opens (creating) the index in dir.
 //
@@ -43,11 +53,26 @@ type DB struct {
 //   - ValueThreshold 1 KiB: every value (≤ 70 bytes; catalog records are
 //     small too) stays in the LSM
 //     tree, so a lookup never touches the value log.
-//   - MemTableSize 16 MiB, BlockCacheSize 64 MiB: the working set of a block
+//   - MemTableSize 8 MiB, BlockCacheSize 64 MiB: the working set of a block
 //     map is small (about 100 bytes per block version); smaller tables keep
-//     memory low when a test process opens many stores.
+//     memory low when a test process opens many stores, and each memtable's
+//     log file (twice its size) is allocated on disk when it starts, which
+//     the store's free-space floor must cover (see "Full filesystems" in
+//     the doc).
+//   - ValueLogFileSize 1 MiB (Badger's minimum): values stay in the LSM
+//     tree (ValueThreshold), yet Badger creates a new value-log file of twice
+//     this size at every open, allocated on disk; the default (1 GiB) would
+//     need 2 GiB free to open at all.
 //   - Compression off: keys are small and incompressible; CPU is scarce.
 //   - NumCompactors 2: the machine class has 2 cores.
+//
+// Badger writes its memtable log, value log and tables through shared
+// mmaps. Upstream makes those files sparse, so on a full filesystem a write
+// into them raises SIGBUS; snapfs builds Badger with a patched ristretto
+// (index/third_party/ristretto) that allocates them first, turning a full
+// filesystem into an ENOSPC error. What Badger does then, and how the store
+// keeps it from happening (a free-space floor and a reserve), is in package
+// rowstore's doc, "Full filesystems".
 func Open(dir string, o Options) (*DB, error) {
 	lg := o.Logger
 	if lg == nil {
@@ -55,7 +80,7 @@ func Open(dir string, o Options) (*DB, error) {
 	}
 	mem := o.MemTableSize
 	if mem == 0 {
-		mem = 16 << 20
+		mem = DefaultMemTableSize
 	}
 	cache := o.BlockCacheSize
 	if cache == 0 {
@@ -67,6 +92,7 @@ func Open(dir string, o Options) (*DB, error) {
 		WithNumVersionsToKeep(1).
 		WithValueThreshold(1 << 10).
 		WithMemTableSize(mem).
+		WithValueLogFileSize(1 << 20).
 		WithBlockCacheSize(cache).
 		WithCompression(options.None).
 		WithNumCompactors(2).
@@ -74,7 +100,16 @@ func Open(dir string, o Options) (*DB, error) {
 		WithMetricsEnabled(false).
 		WithChecksumVerificationMode(options.OnTableRead).
 		WithLogger(badgerLogger{lg})
+	if o.ReadOnly {
+		opts = opts.WithReadOnly(true)
+	}
 	db, err := badger.Open(opts)
+	// Badger wraps most errors with %+v (y.Wrap outside its debug mode), so
+	// errors.Is alone misses ErrTruncateNeeded behind "while opening
+	// memtables": match its text too.
+	if o.ReadOnly && err != nil && (errors.Is(err, badger.ErrTruncateNeeded) || strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error())) {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNeedsWrite, dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", dir, err)
 	}
@@ -154,7 +189,10 @@ func (b *Batch) Flush() error { return b.wb.Flush() }
 func (b *Batch) Cancel() { b.wb.Cancel() }
 
 // Txn is a transaction over the index.
-type Txn struct{ t *badger.Txn }
+type Txn struct {
+	t       *badger.Txn
+	changes *[]CatalogChange // catalog changes to log (UpdateCatalog), or nil
+}
 
 func (t *Txn) getRecord(key []byte, v any) error {
 	item, err := t.t.Get(key)
@@ -172,6 +210,7 @@ func (t *Txn) putRecord(key []byte, v any) error {
 	if err != nil {
 		return err
 	}
+	t.track(key, b)
 	return t.t.Set(key, b)
 }
 
@@ -196,6 +235,7 @@ func (t *Txn) Put(kind CatalogKind, name string, v any) error {
 
 // Delete removes a named catalog record.
 func (t *Txn) Delete(kind CatalogKind, name string) error {
+	t.track(catalogKey(kind, name), nil)
 	return t.t.Delete(catalogKey(kind, name))
 }
 
@@ -238,7 +278,10 @@ func (t *Txn) Layer(id uint64) (Layer, error) {
 func (t *Txn) PutLayer(l Layer) error { return t.putRecord(layerKey(l.ID), l) }
 
 // DeleteLayer removes a layer record (not its versions).
-func (t *Txn) DeleteLayer(id uint64) error { return t.t.Delete(layerKey(id)) }
+func (t *Txn) DeleteLayer(id uint64) error {
+	t.track(layerKey(id), nil)
+	return t.t.Delete(layerKey(id))
+}
 
 // Layers calls fn for every layer record in id order.
 func (t *Txn) Layers(fn func(Layer) error) error {
@@ -277,7 +320,9 @@ func (t *Txn) NextID() (uint64, error) {
 			return 0, err
 		}
 	}
-	return n, t.t.Set(metaKey("next-id"), binary.BigEndian.AppendUint64(nil, n+1))
+	v := binary.BigEndian.AppendUint64(nil, n+1)
+	t.track(metaKey("next-id"), v)
+	return n, t.t.Set(metaKey("next-id"), v)
 }
 
 // Checkpoint reads the checkpoint; a new index has the zero checkpoint.

@@ -11,7 +11,8 @@
 //	'e' layer(8, BE) epoch(8, BE) block(8, BE)    -> empty
 //	'c' kind(1) name                              -> catalog record (kind 'd' disk, 's' snapshot, 'i' image)
 //	'l' layer(8, BE)                              -> Layer record
-//	'm' name                                      -> meta record ("checkpoint", "next-id")
+//	'm' name                                      -> meta record ("checkpoint", "next-id",
+//	                                                 "catalog-log", "store")
 //
 // Version keys store the epoch inverted, so within a block the newest epoch
 // sorts first: one Seek to VersionKey(layer, block, E) finds the newest
@@ -40,6 +41,40 @@
 // to an error wrapping ErrCorrupt, never to a wrong value. Versions only
 // move up; an older snapfs refuses a newer value.
 //
+// # Catalog log
+//
+// The catalog keys ('c', 'l' and the "next-id" counter) are also written to
+// the segment log: UpdateCatalog records every catalog key a transaction
+// changes and hands the encoded changes to the engine, which appends them as
+// a catalog record (kind 4 of package segment) and syncs the log before the
+// transaction commits. The payload (EncodeCatalog, DecodeCatalog; fuzzed):
+//
+//	0  1  format version (1)
+//	1  1  flags (bit 0: full, the whole catalog: keys not in it do not exist)
+//	2  2  reserved (0)
+//	4  4  number of entries n
+//	8  …  n entries: op (1 set, 2 delete), key length (2, LE), key,
+//	      and for a set: value length (4, LE), value (as stored here)
+//	…  4  CRC32C of everything before
+//
+// The meta record "catalog-log" (CatalogState) holds the sequence number of
+// the last catalog record applied, of the newest full one, and the number of
+// deltas since; it changes in the same transaction as the catalog.
+//
+// # Identity
+//
+// The index names the store it belongs to twice: the file SNAPFS-INDEX in the
+// index directory (read before Badger opens the directory; 32 bytes: magic
+// "SNAPFSIX", version (2), reserved (2), store UUID (16), CRC32C (4)), and the
+// meta record "store" (the same 32 bytes) inside. Inspect looks at a
+// directory without opening it. That matters: Badger, finding no MANIFEST,
+// starts an empty database in the directory and deletes the table files it
+// does not know (measured: TestBadgerWithoutManifest), so opening a damaged
+// index directory destroys it; the engine refuses such a directory before
+// Badger sees it. Open with Options.ReadOnly reads an index without writing
+// (Badger refuses that after a crash until its memtable log is truncated:
+// ErrNeedsWrite).
+//
 // # Invariants
 //
 //   - A version key exists only for a record that was synced to the segment
@@ -47,6 +82,8 @@
 //   - Catalog ids come from one counter ("next-id") and are never reused.
 //   - The checkpoint says how far the log has been applied: every record
 //     before it is reflected in the version map.
+//   - Every catalog change is in the segment log (a catalog record, synced)
+//     before it commits here; the log is the catalog's source of truth.
 //
 // Badger's options, and why, are documented on Open.
 package index

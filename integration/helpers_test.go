@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/snapfs/snapfs/internal/testutil"
 )
 
 // bin is the snapfs binary built by TestMain.
@@ -58,10 +60,7 @@ func needRoot(t *testing.T) {
 		}
 	}
 	if len(missing) > 0 {
-		if os.Getenv("SNAPFS_TEST_DISALLOW_SKIP") != "" {
-			t.Fatalf("missing %v", missing)
-		}
-		t.Skipf("missing %v", missing)
+		testutil.Skipf(t, "missing %v", missing)
 	}
 }
 

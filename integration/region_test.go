@@ -42,6 +42,9 @@ func TestRegions(t *testing.T) {
 			stores = append(stores, "s3://snapfs-regions/east/parity0")
 		default:
 			dirs[i] = filepath.Join(tmp, fmt.Sprintf("store%d", i))
+			if err := os.Mkdir(dirs[i], 0o755); err != nil { // a region never creates it on /
+				t.Fatal(err)
+			}
 			stores = append(stores, "file://"+dirs[i])
 		}
 	}
@@ -177,7 +180,7 @@ func TestRegions(t *testing.T) {
 			t.Fatal(err)
 		}
 		return func() {
-			_ = os.RemoveAll(dirs[i]) // Open re-creates a missing directory
+			_ = os.RemoveAll(dirs[i]) // nothing re-creates a missing directory
 			if err := os.Rename(dirs[i]+".gone", dirs[i]); err != nil {
 				t.Fatal(err)
 			}
@@ -193,6 +196,11 @@ func TestRegions(t *testing.T) {
 	}
 	if after := ok(t, h2, "disk", "list"); after != disksBefore || strings.Contains(after, "restore-") {
 		t.Fatalf("failed restore left a disk behind:\n%s\nbefore:\n%s", after, disksBefore)
+	}
+	// Issue 9 finding 4: unreachable stores are unavailable (exit 11),
+	// never "lost" (exit 12), and check says which.
+	if fr := fails(t, h2, 11, "region", "check", "dr"); !strings.Contains(fr.stderr, "unreachable") || strings.Contains(fr.stdout, "lost (cannot be restored): s") {
+		t.Errorf("check with 3 stores gone: %q %q", fr.stdout, fr.stderr)
 	}
 	back0()
 	back2()

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/snapfs/snapfs/internal/testutil"
 )
 
 // TestSnapshotMountXFSWhileLive: an XFS snapshot mounts while the live XFS
@@ -17,7 +19,7 @@ import (
 func TestSnapshotMountXFSWhileLive(t *testing.T) {
 	needRoot(t)
 	if _, err := exec.LookPath("mkfs.xfs"); err != nil {
-		t.Skip("mkfs.xfs not installed (scripts/test.sh installs xfsprogs)")
+		testutil.Skipf(t, "mkfs.xfs not installed (scripts/test.sh installs xfsprogs)")
 	}
 	tmp := t.TempDir()
 	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")

@@ -40,21 +40,38 @@ type Report struct {
 	ShardsChecked int       `json:"shards_checked"`
 	DataRead      bool      `json:"data_read"`
 	Problems      []Problem `json:"problems"`
-	// Lost are packs with fewer than k good shards: not repairable.
+	// Lost are the remote snapshots that cannot be restored: they need a
+	// chunk in no pack index, a pack with fewer than k good shards on the
+	// reachable stores while the unreachable ones could not make up the
+	// difference, or a manifest that is gone. Snapshots are named as in
+	// PruneStats.Deleted.
 	Lost []string `json:"lost,omitempty"`
-	// Degraded are remote snapshots that need a pack with a problem (a
-	// missing or corrupt shard, or the pack gone while its index is
-	// there) or a chunk that is in no pack index.
+	// LostPacks are the indexed packs that cannot be read (fewer than k
+	// good shards, counting unreachable stores as good).
+	LostPacks []string `json:"lost_packs,omitempty"`
+	// Unavailable are the snapshots that cannot be restored now because
+	// stores are unreachable, but may be once they are back: not lost.
+	Unavailable []string `json:"unavailable,omitempty"`
+	// Degraded are restorable snapshots that need a pack with a missing
+	// or corrupt shard: Repair rebuilds it.
 	Degraded []string `json:"degraded,omitempty"`
-	// Unindexed are packs without an index on any store: an interrupted
-	// or running sync's, which Prune deletes after OrphanAge. Not a
-	// problem by itself (a snapshot needing one is in Degraded).
+	// Unindexed are packs without an index on any store: garbage of an
+	// interrupted sync, which Prune deletes after OrphanAge and Repair at
+	// once. Not a problem (no manifest can name a chunk only they hold).
 	Unindexed []string `json:"unindexed,omitempty"`
+	// OrphanIndexes are pack indexes whose pack has no shard on any store;
+	// Prune and Repair delete them (a snapshot needing one is lost).
+	OrphanIndexes []string `json:"orphan_indexes,omitempty"`
+	// Unreachable are the stores that could not be used.
+	Unreachable []int `json:"unreachable,omitempty"`
 }
 
-// OK reports whether nothing was wrong: no problem copy, no lost pack and
-// no degraded snapshot.
-func (r Report) OK() bool { return len(r.Problems) == 0 && len(r.Lost) == 0 && len(r.Degraded) == 0 }
+// OK reports whether nothing was wrong: no problem copy, no lost,
+// unavailable or degraded snapshot. Garbage (unindexed packs, orphaned
+// indexes) is not a problem.
+func (r Report) OK() bool {
+	return len(r.Problems) == 0 && len(r.Lost) == 0 && len(r.Degraded) == 0 && len(r.Unavailable) == 0 && len(r.LostPacks) == 0
+}
 
 // Check verifies that every object is on every store it belongs to: the
 // config, indexes, manifests and markers on all stores, shard i of every
@@ -70,6 +87,11 @@ func (m *Manager) Check(ctx context.Context, regionName string, readData bool, p
 		return Report{}, err
 	}
 	defer r.close()
+	ctx, unlock, err := m.lock(ctx, r, false, "check")
+	if err != nil {
+		return Report{}, err
+	}
+	defer unlock()
 	rep, _, err := m.check(ctx, r, readData, progress)
 	ev := Event{Type: EventDone, Op: "check", Region: regionName}
 	if err != nil {
@@ -87,6 +109,9 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 	add := func(p Problem) { rep.Problems = append(rep.Problems, p) }
 	for i, e := range r.bad {
 		if e != nil {
+			if !errors.Is(e, store.ErrNotFound) && !errors.Is(e, format.ErrCorrupt) {
+				rep.Unreachable = append(rep.Unreachable, i)
+			}
 			kind := ProblemUnreachable
 			if errors.Is(e, store.ErrNotFound) || errors.Is(e, format.ErrCorrupt) {
 				kind = ProblemCorrupt
@@ -157,17 +182,24 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 			}
 		}
 	}
-	// Packs: shard i on store i.
+	// Packs: shard i on store i. Shards of a pack without an index are
+	// garbage of an interrupted sync: counted, never a problem.
 	packs, err := r.list(ctx, packDir)
 	if err != nil {
 		return rep, nil, err
 	}
 	rep.Packs = len(packs)
 	pp := packProblems{}
+	ps := packStates{}
+	unreach := len(rep.Unreachable)
 	names := sortedKeys(packs)
 	for n, name := range names {
 		id, ok := parsePackID(name)
 		if !ok {
+			continue
+		}
+		if indexes[name] == nil {
+			rep.Unindexed = append(rep.Unindexed, name)
 			continue
 		}
 		sizes := packs[name]
@@ -204,7 +236,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 			}
 			return nil
 		})
-		bad := 0
+		bad, badReachable := 0, 0
 		for i, err := range errs {
 			rep.ShardsChecked++
 			if err == nil {
@@ -215,21 +247,28 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 			if r.bad[i] != nil {
 				continue // reported once for the store
 			}
+			badReachable++
 			kind := ProblemCorrupt
 			if errors.Is(err, store.ErrNotFound) {
 				kind = ProblemMissing
 			}
 			add(Problem{Store: i, Object: packDir + name, Kind: kind, Err: err.Error()})
 		}
-		if r.n()-bad < r.k {
-			rep.Lost = append(rep.Lost, name)
+		switch good := r.n() - bad; {
+		case good+unreach < r.k:
+			rep.LostPacks = append(rep.LostPacks, name)
+			ps[id] = packLost
+		case good < r.k:
+			ps[id] = packUnavailable
+		case badReachable > 0:
+			ps[id] = packDegraded
 		}
 		if n%16 == 0 {
 			progress.Event(Event{Type: EventBlocks, Op: "check", Region: r.cfg.Name, Pack: name, Blocks: int64(n), BlocksTotal: int64(len(names))})
 		}
 	}
-	// Indexes against packs: an indexed pack gone from every store is
-	// lost; a pack without an index is reported as unindexed.
+	// An index whose pack has no shard on any reachable store: orphaned
+	// when every store was reachable, else perhaps on the others.
 	for _, name := range sortedKeys(indexes) {
 		id, ok := parsePackID(name)
 		if !ok {
@@ -238,59 +277,87 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 		if _, ok := packs[name]; ok {
 			continue
 		}
-		for i := range r.n() {
-			pp[id] = append(pp[id], i)
-			if r.bad[i] == nil {
-				add(Problem{Store: i, Object: packDir + name, Kind: ProblemMissing, Err: "indexed pack has no shard on this store"})
-			}
-		}
-		rep.Lost = append(rep.Lost, name)
-	}
-	for _, name := range names {
-		if _, ok := parsePackID(name); ok && indexes[name] == nil {
-			rep.Unindexed = append(rep.Unindexed, name)
+		if unreach == 0 {
+			rep.OrphanIndexes = append(rep.OrphanIndexes, name)
+			ps[id] = packLost
+		} else if unreach >= r.k {
+			ps[id] = packUnavailable
+		} else {
+			ps[id] = packLost
 		}
 	}
 	// Which snapshots need a pack with problems or a chunk in no index.
-	deg, err := m.degradedSnapshots(ctx, r, pp)
+	cls, err := m.classifySnapshots(ctx, r, ps)
 	if err != nil {
 		m.log.Warn("check: cannot tell degraded snapshots", "region", r.cfg.Name, "err", err)
-		add(Problem{Store: -1, Object: snapDir, Kind: ProblemCorrupt, Err: "cannot tell degraded snapshots: " + err.Error()})
+		add(Problem{Store: -1, Object: snapDir, Kind: ProblemCorrupt, Err: "cannot tell which snapshots are degraded: " + err.Error()})
 	}
-	rep.Degraded = deg
-	if err := m.saveCheckState(r.cfg.Name, checkState{Time: m.opts.Now().UTC(), Degraded: rep.Degraded}); err != nil {
+	rep.Degraded, rep.Lost, rep.Unavailable = cls.labels[packDegraded], cls.labels[packLost], cls.labels[packUnavailable]
+	if err := m.saveCheckState(r.cfg.Name, checkState{Time: m.opts.Now().UTC(), Degraded: cls.nids}); err != nil {
 		m.log.Warn("check: state not saved", "region", r.cfg.Name, "err", err)
 	}
 	return rep, pp, nil
 }
 
-func (m *Manager) degradedSnapshots(ctx context.Context, r *region, pp packProblems) ([]string, error) {
+// packState is how bad a pack is; higher is worse.
+type packState int
+
+const (
+	packOK packState = iota
+	packDegraded
+	packUnavailable
+	packLost
+)
+
+type packStates map[packID]packState
+
+type classes struct {
+	labels map[packState][]string // snapshot labels by their worst pack
+	nids   []string               // name ids of every snapshot not OK
+}
+
+// classifySnapshots sorts the snapshots by the worst pack they need: a
+// chunk in no index, or a manifest chain that cannot be resolved, is lost.
+func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packStates) (classes, error) {
+	out := classes{labels: map[packState][]string{}}
 	cs, err := m.loadChunks(ctx, r, chunksRead)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	mfs, _, err := m.remoteAll(ctx, r)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
-	var out []string
-	for _, mf := range mfs {
+	for _, nid := range sortedKeysOf(mfs) {
+		mf := mfs[nid]
+		worst := packOK
 	disks:
 		for _, d := range mf.Disks {
 			bm, _, err := r.resolveDisk(ctx, mf, d.Name, mfs)
 			if err != nil {
-				out = append(out, mf.Name)
+				worst = packLost
 				break
 			}
 			for _, id := range bm {
-				if loc, ok := cs.chunks[id]; !ok || pp[loc.pack] != nil {
-					out = append(out, mf.Name)
+				loc, ok := cs.chunks[id]
+				if !ok {
+					worst = packLost
+					break disks
+				}
+				worst = max(worst, ps[loc.pack])
+				if worst == packLost {
 					break disks
 				}
 			}
 		}
+		if worst != packOK {
+			out.labels[worst] = append(out.labels[worst], m.label(mf))
+			out.nids = append(out.nids, nid)
+		}
 	}
-	slices.Sort(out)
+	for _, l := range out.labels {
+		slices.Sort(l)
+	}
 	return out, nil
 }
 
@@ -308,12 +375,20 @@ type RepairReport struct {
 	Before   Report    `json:"before"`
 	Repaired []Problem `json:"repaired"`
 	Failed   []Problem `json:"failed,omitempty"`
+	// Garbage removed: unindexed packs, orphaned indexes, copying markers
+	// of dead syncs.
+	OrphansDeleted int `json:"orphans_deleted"`
+	IndexesDeleted int `json:"indexes_deleted"`
+	MarkersDeleted int `json:"markers_deleted"`
 }
 
 // Repair checks the region with readData and rewrites every missing or
 // corrupt copy: pack shards are rebuilt from the good shards (any k),
 // metadata is copied from a store with a good copy, and a store's config
 // is re-made from the region's parameters. Unreachable stores are left.
+// Repair holds the exclusive lock, so it also removes garbage: unindexed
+// packs, copying markers of dead syncs, and (when every store is
+// reachable) indexes whose pack is gone.
 func (m *Manager) Repair(ctx context.Context, regionName string, progress Progress) (RepairReport, error) {
 	progress = orNoProgress(progress)
 	progress.Event(Event{Type: EventStart, Op: "repair", Region: regionName})
@@ -322,6 +397,11 @@ func (m *Manager) Repair(ctx context.Context, regionName string, progress Progre
 		return RepairReport{}, err
 	}
 	defer r.close()
+	ctx, unlock, err := m.lock(ctx, r, true, "repair")
+	if err != nil {
+		return RepairReport{}, err
+	}
+	defer unlock()
 	before, pp, err := m.check(ctx, r, true, progress)
 	out := RepairReport{Before: before}
 	if err != nil {
@@ -417,6 +497,9 @@ func (m *Manager) Repair(ctx context.Context, regionName string, progress Progre
 		}
 		progress.Event(Event{Type: EventPack, Op: "repair", Region: regionName, Pack: id.String()})
 	}
+	if err := m.repairGarbage(ctx, r, &out); err != nil {
+		return out, err
+	}
 	if len(out.Failed) == 0 {
 		_ = m.saveCheckState(regionName, checkState{Time: m.opts.Now().UTC()})
 	}
@@ -426,6 +509,52 @@ func (m *Manager) Repair(ctx context.Context, regionName string, progress Progre
 	}
 	progress.Event(ev)
 	return out, nil
+}
+
+// repairGarbage removes what no snapshot can need (the exclusive lock is
+// held): unindexed packs, markers without a running sync, and indexes
+// whose pack has no shard on any store.
+func (m *Manager) repairGarbage(ctx context.Context, r *region, out *RepairReport) error {
+	_, markers, err := m.remoteAll(ctx, r)
+	if err != nil {
+		return err
+	}
+	for _, nid := range sortedKeysOf(markers) {
+		if err := r.deleteAll(ctx, copyDir+nid); err != nil {
+			return fmt.Errorf("repair: %w", err)
+		}
+		out.MarkersDeleted++
+	}
+	indexes, err := r.list(ctx, indexDir)
+	if err != nil {
+		return err
+	}
+	packs, err := r.list(ctx, packDir)
+	if err != nil {
+		return err
+	}
+	for _, name := range sortedKeys(packs) {
+		if _, ok := parsePackID(name); !ok || indexes[name] != nil {
+			continue
+		}
+		if err := r.deleteAll(ctx, packDir+name); err != nil {
+			return fmt.Errorf("repair: %w", err)
+		}
+		out.OrphansDeleted++
+	}
+	if slices.ContainsFunc(r.bad, func(e error) bool { return e != nil }) {
+		return nil // a pack may be on an unreachable store
+	}
+	for _, name := range sortedKeys(indexes) {
+		if _, ok := parsePackID(name); !ok || packs[name] != nil {
+			continue
+		}
+		if err := r.deleteAll(ctx, indexDir+name); err != nil {
+			return fmt.Errorf("repair: %w", err)
+		}
+		out.IndexesDeleted++
+	}
+	return nil
 }
 
 func (m *Manager) repairConfig(ctx context.Context, r *region, i int) error {

@@ -7,7 +7,7 @@
 // and a 32-byte region key read from a key file (32 raw bytes or 64 hex
 // digits). The local configuration of a region lives in
 // <storeDir>/regions/<name>.json (k, m, URLs, key file path, S3 options,
-// region id; never the key), written atomically; a rebuildable cache of
+// region id; never the key), written with vfs.WriteFile; a rebuildable cache of
 // the region's pack indexes and the last check's result lives in
 // <storeDir>/regions/<name>.cache/. The package reads blocks and block
 // maps through rowstore's exported API only (ListSnapshots, Diff,
@@ -23,6 +23,23 @@
 //	index/<pack id>          the pack's index, sealed, on every store
 //	snapshots/<name id>      a snapshot manifest, sealed, on every store
 //	copying/<name id>        copy-in-progress marker, sealed, on every store
+//	pruned/<name id>         tombstone of a snapshot prune removed ('T'), on every store
+//	locks/<lock id>          a lock of a running operation ('L'), on every store it uses
+//
+// # Hosts
+//
+// A host is one local snapfs store; its identity (<storeDir>/host.json: a
+// random 16-byte id and a readable name, version and checksum; see Host)
+// is made by init, or by New for a store that predates it. Every remote
+// snapshot belongs to a host: its name id is HMAC(names key, "host/" +
+// hex(host id) + "/" + name), and its manifest (version 3) and marker
+// (version 2) record the host id and name. Two hosts' snapshots of one
+// name are two objects, whatever the timing. Manifests of versions 1 and 2
+// (written before hosts) keep their old name id, HMAC(names key, name),
+// belong to the "unknown" host, stay listed and restorable, and count as
+// already copied for a local snapshot with the same id and time (so an
+// upgrade ships nothing again). testdata/region-v1 is a region written by
+// that format; TestFixtureRegionV1 restores it byte for byte.
 //
 // pack id = 32 hex digits: 8 bytes of creation time (unix seconds) and 8
 // random bytes. name id = HMAC-SHA256(names key, snapshot name), 16 bytes
@@ -40,14 +57,19 @@
 //
 // The index ('I' envelope, same sealing) is "SFIX" ver 0 0 0 | pack id(16) |
 // sealed size(8) | count(4) | entries sorted by chunk id. The manifest ('M')
-// is "SFMF" ver(2) 0 0 0 | snapshot id(8) | created(8, unix ns) | sequence(8) | name | kind |
+// is "SFMF" ver(3) 0 0 0 | snapshot id(8) | created(8, unix ns) | sequence(8) |
+// host id(16) | host name | name | kind |
 // disks(2) | per disk: name, size(8), block size(4), parent name id (empty:
 // full map), depth(2), count(4), entries (varint (gap<<1 | zero) + chunk
 // id(32) unless zero). The sequence is 0 when a manifest is first
 // written and the previous copy's + 1 on each rewrite (Prune), so of copies
 // that differ the highest is the newest; version 1 manifests (no sequence)
-// still decode, with sequence 0. The marker ('C') holds the snapshot's id, name,
-// creation and start times. See replicate/format for the exact layouts.
+// still decode, with sequence 0, and version 2 ones with the unknown host.
+// The marker ('C') holds the snapshot's id, name, creation and start
+// times and its host; the lock ('L') its holder (host, pid), kind, operation
+// and creation and refresh times; the tombstone ('T') the removed
+// snapshot's host, id, times and name. See replicate/format for the exact
+// layouts (each versioned, authenticated, fuzzed).
 //
 // # Invariants (MUST)
 //
@@ -56,8 +78,11 @@
 //     store) — only after every pack and index it needs is durable — and
 //     last the marker is removed. So a manifest never names a chunk the
 //     region lacks, and an interrupted sync leaves only complete, indexed
-//     packs that the next run reuses (or shards without an index, which
-//     Prune deletes after OrphanAge).
+//     packs that the next run reuses (or shards without an index: garbage,
+//     which Prune deletes after OrphanAge and Repair at once).
+//   - Sync deduplicates only against packs with at least k shards, and
+//     writes a delta only over a parent all of whose chunks are in such
+//     packs: an index whose pack is gone (orphaned) never wedges a disk.
 //   - An interrupted manifest write is finished, not trusted: when Sync
 //     finds a snapshot's manifest missing on some usable store, or its
 //     copying marker still present, it re-puts the manifest on every
@@ -67,6 +92,12 @@
 //     sent again) and before Prune uses it; Check and Restore only read.
 //   - Prune deletes no pack without an index (orphan) while a kept
 //     manifest needs a chunk that is in no index: the orphan may hold it.
+//   - Before Prune deletes a manifest it writes the snapshot's tombstone;
+//     a host's Sync never copies a local snapshot that has a tombstone of
+//     its host with the same id and time (CopySnapshot, an explicit
+//     request, does and removes it), and removes its host's tombstones of
+//     snapshots it no longer has locally: the region remembers what it
+//     pruned exactly as long as it could be shipped again.
 //   - A pack's index is deleted before its shards, and only when no kept
 //     manifest (resolved through its delta chain) references a chunk in it:
 //     a chunk set built from the indexes never names a deleted pack.
@@ -97,16 +128,19 @@
 //     refuses them as a target (ErrInvalid).
 //
 // A remote snapshot is copying (marker, no manifest), available (manifest)
-// or degraded (available, but the last Check found a missing or corrupt
-// shard of a pack it needs, a pack it needs gone while its index is there,
-// or a chunk it names in no pack index).
+// or degraded (available, but the last Check found it degraded, lost or
+// unavailable).
 //
-// Check cross-checks indexes against packs: an indexed pack with fewer
-// than k good shards (also none at all) is lost and reported; a pack with
-// no index is listed as unindexed (garbage of an interrupted sync unless a
-// snapshot needs it, which makes that snapshot degraded). Degraded
-// snapshots are always computed, and a report with a degraded snapshot is
-// not OK.
+// Check tells the truth, in snapshots: a snapshot is lost when it cannot
+// be restored (a chunk in no index, a manifest of its chain gone, or a pack
+// it needs with fewer than k good shards even counting the unreachable
+// stores as good), unavailable when it cannot be read only because stores
+// are unreachable (exit 11, never "lost"), degraded when it is restorable
+// but a pack it needs lacks a shard on a reachable store (Repair rebuilds
+// it). A pack without an index is garbage (Unindexed), never a problem: no
+// manifest can name a chunk only it holds. An index whose pack has no
+// shard on any store is orphaned (OrphanIndexes); Prune and Repair delete
+// it.
 //
 // # Why these choices
 //
@@ -120,15 +154,67 @@
 // applied to the sealed pack, so shards reveal nothing and any k of them
 // rebuild it.
 //
-// # Concurrency
+// # Concurrency: region locks
 //
-// Operations on one region must not overlap across processes (the sync
-// job takes a flock). Prune refuses (ErrConflict) while any copying marker
-// younger than MarkerAge (24 h) exists, or one that cannot be read: a sync
-// may be running on any host and deduplicating against any manifest or
-// pack. With only older markers it still keeps young unreferenced packs.
-// As a second guard, Sync re-lists the region just before writing a
-// manifest: if a parent manifest or a pack (index or shards) it
-// deduplicated against is gone from any store, it fails with ErrConflict
-// and writes no manifest; the next sync resends what is missing.
+// Any number of hosts (and processes) may run sync, restore, check, prune
+// and repair on one region. They coordinate through lock objects, as
+// restic does: locks/<random id>, sealed, holding the host, pid, kind,
+// operation and the holder's last refresh time, written to every store the
+// operation uses. Sync, restore, check and BlockSource take a shared lock;
+// prune and repair an exclusive one.
+//
+//  1. Taking a lock: list the locks; if one conflicts (any live lock
+//     against an exclusive request; a live exclusive lock, or an
+//     unreadable one, against any request), fail with ErrLocked (exit 15),
+//     or retry for Options.LockWait. Else write our lock, list again, and
+//     if a conflicting lock appeared meanwhile, remove ours and fail. Each
+//     side writes before it looks, and every store is strongly consistent
+//     for a single key's put and a later list (file://, and S3 since
+//     2020), so of two racing operations at least one sees the other on
+//     the store they share (a shared lock is on every usable store, an
+//     exclusive one on all of them): an exclusive holder never overlaps
+//     anyone. Two racing exclusive requests may both back off; retrying
+//     with random backoff sorts them out. Prune and sync need every store,
+//     so their locks meet every other lock on some store. Repair, restore
+//     and check run with any usable stores; a repair and a restore on
+//     disjoint store sets (possible only when k <= m) may overlap, which is
+//     harmless: repair only puts rebuilt copies and deletes garbage (it
+//     deletes orphaned indexes only when every store is reachable).
+//  2. Holding: the holder re-writes its lock every LockRefresh (5 min). A
+//     lock not refreshed for LockStale (30 min), or held by a process of
+//     this host that no longer runs, is stale and blocks nobody. A holder
+//     that cannot refresh for LockStale/2 cancels its own operation
+//     (ErrLocked), long before others may consider it stale.
+//  3. Breaking: an exclusive locker removes the stale locks it sees;
+//     `region unlock` removes stale locks and the copying markers of dead
+//     syncs, `unlock --force` every lock. A sync whose lock was removed
+//     (it was paused past LockStale, or forced out) finds out before it
+//     writes its manifest (stillLocked) and fails with ErrConflict (exit
+//     14), writing no manifest; as a second guard it re-lists the region
+//     (verifyRefs) and fails the same way if a parent manifest or a pack
+//     it relies on is gone. The packs it already wrote are garbage (or
+//     reused by the next run).
+//  4. Grace period: Prune keeps unindexed packs younger than OrphanAge
+//     (1 h > LockStale), for a sync that went stale while still writing.
+//
+// Why locks and not a lock-free design: a sync deduplicates against every
+// pack and manifest in the region, so a lock-free prune must prove that no
+// in-flight sync on any host will reference what it deletes. That needs
+// conditional writes (If-None-Match/If-Match), which not every S3-
+// compatible service has (checked at region add, a second code path per
+// service) and file:// stores on NFS lack, plus a grace period as long as
+// the longest sync. Locks need only put, list and delete, which every
+// store has; they make the ordering argument local (an exclusive holder is
+// alone), turn a crashed host into a stale lock that expires or is broken
+// explicitly, and cost two lists and one put per operation. With them the
+// copying marker is only a state for scripts ("copying"): under the
+// exclusive lock no sync runs, so prune and repair remove every marker
+// without a manifest, and a dead sync never blocks prune.
+//
+// Invariants this protocol keeps, checked by TestModelRegionHosts (random
+// concurrent operations of three hosts over faulty stores) and the
+// two-daemon S3 integration test: a sync that returns a snapshot in
+// Stats.Copied has made it restorable; no interleaving of sync, prune,
+// repair, check and restore loses an acknowledged snapshot (one no prune
+// has named since) or wedges a disk.
 package replicate

@@ -24,7 +24,19 @@ const (
 	indexDir   = "index/"
 	snapDir    = "snapshots/"
 	copyDir    = "copying/"
+	prunedDir  = "pruned/"
 )
+
+// snapNID is the name id a host's snapshot is stored under: the HMAC of
+// the host id and the name, so two hosts' snapshots of one name never
+// share an object. The unknown host (manifests written before hosts
+// existed) uses the HMAC of the name alone, as those were stored.
+func (r *region) snapNID(host format.HostID, name string) string {
+	if host.IsZero() {
+		return r.keys.NameID(name)
+	}
+	return r.keys.NameID("host/" + hex.EncodeToString(host[:]) + "/" + name)
+}
 
 type packID [16]byte
 
@@ -117,7 +129,7 @@ func (r *region) getMeta(ctx context.Context, typ byte, dir, id string) (pt, sea
 	if notFound == len(errs) {
 		return nil, nil, fmt.Errorf("%w: %s%s on any store", ErrNotFound, dir, id)
 	}
-	return nil, nil, fmt.Errorf("%s%s: no good copy: %w", dir, id, errors.Join(errs...))
+	return nil, nil, fmt.Errorf("%s%s: no good copy: %w", dir, id, joinErrs(errs...))
 }
 
 // listing is what the usable stores hold under a prefix: name (without
@@ -172,13 +184,25 @@ type chunkSet struct {
 	chunks map[format.ChunkID]chunkLoc
 	packs  map[packID]*format.Index
 	cache  string // directory of cached index objects ("" : none)
+	// unreadable: indexed packs with fewer than k shards listed.
+	unreadable map[packID]bool
 }
 
-func (cs *chunkSet) add(x *format.Index) {
+func (cs *chunkSet) add(x *format.Index) { cs.addPack(x, true) }
+
+// addPack adds a pack index; a chunk in several packs is located in one
+// that is readable (readable: at least k shards were listed) if any is.
+func (cs *chunkSet) addPack(x *format.Index, readable bool) {
 	id := packID(x.Pack)
 	cs.packs[id] = x
+	if !readable {
+		if cs.unreadable == nil {
+			cs.unreadable = map[packID]bool{}
+		}
+		cs.unreadable[id] = true
+	}
 	for _, e := range x.Entries {
-		if _, ok := cs.chunks[e.ID]; !ok {
+		if old, ok := cs.chunks[e.ID]; !ok || readable && cs.unreadable[old.pack] {
 			cs.chunks[e.ID] = chunkLoc{pack: id, e: e}
 		}
 	}
@@ -188,7 +212,7 @@ func (cs *chunkSet) add(x *format.Index) {
 func (cs *chunkSet) remember(x *format.Index, sealed []byte) {
 	cs.add(x)
 	if cs.cache != "" {
-		_ = writeFileAtomic(filepath.Join(cs.cache, packID(x.Pack).String()), sealed, false)
+		_ = writeFileAtomic(filepath.Join(cs.cache, packID(x.Pack).String()), sealed)
 	}
 }
 
@@ -213,6 +237,12 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("region cache: %w", err)
 	}
+	// Never deduplicate against a pack that cannot be read (an orphaned
+	// index): its chunks are sent again. Readers prefer a readable copy.
+	packs, err := r.list(ctx, packDir)
+	if err != nil {
+		return nil, err
+	}
 	cs := &chunkSet{chunks: map[format.ChunkID]chunkLoc{}, packs: map[packID]*format.Index{}, cache: dir}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -229,6 +259,11 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	for name, sizes := range remote {
 		if _, ok := parsePackID(name); !ok {
 			m.log.Warn("foreign object in region", "region", r.cfg.Name, "object", indexDir+name)
+			continue
+		}
+		readable := r.shards(packs[name]) >= r.k
+		if !readable && mode == chunksDedup {
+			m.log.Warn("pack index without a readable pack; not used for dedup", "region", r.cfg.Name, "pack", name)
 			continue
 		}
 		partial := !r.onAll(sizes)
@@ -277,9 +312,9 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 			}
 		}
 		if sealed != nil && !partial {
-			_ = writeFileAtomic(filepath.Join(dir, name), sealed, false)
+			_ = writeFileAtomic(filepath.Join(dir, name), sealed)
 		}
-		cs.add(x)
+		cs.addPack(x, readable)
 	}
 	return cs, nil
 }
@@ -376,7 +411,7 @@ func (r *region) readManifestAll(ctx context.Context, nid string) (*manifestCopi
 	if notFound == nerr {
 		return nil, fmt.Errorf("%w: %s%s on any store", ErrNotFound, snapDir, nid)
 	}
-	return nil, fmt.Errorf("%s%s: no good copy: %w", snapDir, nid, errors.Join(c.errs...))
+	return nil, fmt.Errorf("%s%s: no good copy: %w", snapDir, nid, joinErrs(c.errs...))
 }
 
 // onAll reports whether a listed object (sizes from list) is on every
@@ -388,6 +423,17 @@ func (r *region) onAll(sizes []int64) bool {
 		}
 	}
 	return true
+}
+
+// shards counts the usable stores that hold a listed object.
+func (r *region) shards(sizes []int64) int {
+	n := 0
+	for i, s := range sizes {
+		if s >= 0 && r.bad[i] == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // blockMap is a disk's full block -> chunk map.

@@ -1,6 +1,9 @@
 package replicate
 
-import "sync"
+import (
+	"strings"
+	"sync"
+)
 
 // forEach runs fn(i) for every i in [0, n) concurrently and returns each
 // call's error at its index.
@@ -27,3 +30,31 @@ func firstErr(errs []error) error {
 	}
 	return nil
 }
+
+// joinErrs is errors.Join on one line: messages are printed whole by the
+// CLI, which shows only the first line of an error ("; " separates them).
+// nil when every error is nil.
+func joinErrs(errs ...error) error {
+	var out multiErr
+	for _, e := range errs {
+		if e != nil {
+			out = append(out, e)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+type multiErr []error
+
+func (m multiErr) Error() string {
+	s := make([]string, len(m))
+	for i, e := range m {
+		s[i] = strings.ReplaceAll(e.Error(), "\n", "; ")
+	}
+	return strings.Join(s, "; ")
+}
+
+func (m multiErr) Unwrap() []error { return m }

@@ -5,37 +5,84 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/snapfs/snapfs/replicate/format"
 )
 
-// OrphanAge is how old a pack without an index must be before Prune
-// deletes it: younger ones may belong to a sync that is still running.
+// OrphanAge is the grace period of a pack without an index: Prune deletes
+// one only when it is older (Repair, which runs alone, deletes any). A
+// younger one may be the work of a sync whose lock went stale while it
+// still ran.
 const OrphanAge = time.Hour
 
-// MarkerAge is how old a copying marker must be before Prune runs while it
-// exists: a younger one may belong to a sync that is still running (on
-// any host), which may deduplicate against any manifest or pack.
-const MarkerAge = 24 * time.Hour
+// PruneOptions choose what Prune keeps.
+type PruneOptions struct {
+	// KeepLast keeps the newest KeepLast snapshots of each group;
+	// KeepWithin those created within KeepWithin of now. At least one
+	// must be positive.
+	KeepLast   int
+	KeepWithin time.Duration
+	// Hosts limits the prune to these hosts' snapshots (host id, host
+	// name, or "unknown" for snapshots copied before hosts existed).
+	// Default: this host's only. AllHosts prunes every host's.
+	Hosts    []string
+	AllHosts bool
+}
 
 // PruneStats is what Prune did.
 type PruneStats struct {
-	Deleted        []string `json:"deleted"`   // remote snapshots removed
+	// Deleted names the remote snapshots removed ("name" for this host's
+	// and hostless ones, "name@host" for other hosts'). After an error it
+	// also names those being removed when it stopped.
+	Deleted        []string `json:"deleted"`
 	Rewritten      []string `json:"rewritten"` // kept snapshots rewritten as full manifests
 	PacksDeleted   int      `json:"packs_deleted"`
-	OrphansDeleted int      `json:"orphans_deleted"`
+	OrphansDeleted int      `json:"orphans_deleted"` // unindexed packs (garbage of interrupted syncs)
+	IndexesDeleted int      `json:"indexes_deleted"` // indexes whose pack is gone from every store
+	MarkersDeleted int      `json:"markers_deleted"` // copying markers of dead syncs
 	BytesFreed     int64    `json:"bytes_freed"`
 }
 
-// Prune keeps the keepLast newest remote snapshots and those created
-// within keepWithin of now, removes the others, and then removes the packs
-// no kept snapshot references and orphan shards (packs without an index)
-// older than OrphanAge. A kept snapshot whose manifest is a delta over a
-// removed one is first rewritten as a full manifest. At least one of
-// keepLast and keepWithin must be positive.
-func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, keepWithin time.Duration) (PruneStats, error) {
-	var st PruneStats
+// label names a remote snapshot in reports: its name, with "@host" when it
+// belongs to another host.
+func (m *Manager) label(mf *format.Manifest) string {
+	if mf.Host.IsZero() || mf.Host == m.host.ID {
+		return mf.Name
+	}
+	return mf.Name + "@" + mf.HostName
+}
+
+// hostMatch reports whether host (id, name) is selected by sel (a host id,
+// a host name, or "unknown").
+func hostMatch(id format.HostID, name, sel string) bool {
+	if id.IsZero() {
+		return sel == "unknown"
+	}
+	return sel == id.String() || sel == name
+}
+
+// groupKey is a retention group: the host and the disks of a snapshot.
+func groupKey(mf *format.Manifest) string {
+	var disks []string
+	for _, d := range mf.Disks {
+		disks = append(disks, d.Name)
+	}
+	slices.Sort(disks)
+	return mf.Host.String() + "\x00" + strings.Join(disks, ",")
+}
+
+// Prune applies the retention of o to the region's snapshots, per host and
+// per disk set (each group keeps its own newest), removes the others
+// (writing a tombstone for each, so the host that made it never ships it
+// again), then removes the packs no kept snapshot references, indexes
+// whose pack is gone, copying markers of dead syncs, and packs without an
+// index older than OrphanAge. A kept snapshot whose manifest is a delta
+// over a removed one is first rewritten as a full manifest. Prune holds
+// the region's exclusive lock.
+func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) (st PruneStats, err error) {
+	keepLast, keepWithin := o.KeepLast, o.KeepWithin
 	if keepLast <= 0 && keepWithin <= 0 {
 		return st, fmt.Errorf("%w: prune needs keep-last or keep-within", ErrInvalid)
 	}
@@ -44,14 +91,16 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 		return st, err
 	}
 	defer r.close()
+	ctx, unlock, err := m.lock(ctx, r, true, "prune")
+	if err != nil {
+		return st, err
+	}
+	defer unlock()
 	mfs, markers, differ, err := m.remoteAllCopies(ctx, r)
 	if err != nil {
 		return st, err
 	}
 	now := m.opts.Now()
-	if err := m.checkNoSync(ctx, r, markers, now); err != nil {
-		return st, err
-	}
 	// A manifest whose copies differ (a rewrite that reached only some
 	// stores) is finished first: the newest copy goes on every store
 	// before any parent is deleted.
@@ -61,16 +110,41 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 		}
 		m.log.Info("prune: finished an interrupted manifest rewrite", "region", regionName, "snapshot", mfs[nid].Name)
 	}
+	// No sync runs (the lock): a marker without a manifest is a dead
+	// sync's.
+	for _, nid := range sortedKeysOf(markers) {
+		if err := r.deleteAll(ctx, copyDir+nid); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
+		st.MarkersDeleted++
+	}
 	nids := make([]string, 0, len(mfs))
 	for nid := range mfs {
 		nids = append(nids, nid)
 	}
 	slices.SortFunc(nids, func(a, b string) int { return mfs[b].Created.Compare(mfs[a].Created) }) // newest first
+	inScope := func(mf *format.Manifest) bool {
+		if o.AllHosts {
+			return true
+		}
+		if len(o.Hosts) == 0 {
+			return mf.Host == m.host.ID
+		}
+		return slices.ContainsFunc(o.Hosts, func(h string) bool { return hostMatch(mf.Host, mf.HostName, h) })
+	}
 	keep := map[string]bool{}
-	for i, nid := range nids {
-		if i < keepLast || (keepWithin > 0 && now.Sub(mfs[nid].Created) <= keepWithin) {
+	seen := map[string]int{} // per group
+	for _, nid := range nids {
+		mf := mfs[nid]
+		if !inScope(mf) {
+			keep[nid] = true
+			continue
+		}
+		g := groupKey(mf)
+		if seen[g] < keepLast || (keepWithin > 0 && now.Sub(mf.Created) <= keepWithin) {
 			keep[nid] = true
 		}
+		seen[g]++
 	}
 	// Rewrite kept children of removed parents as full, oldest first, while
 	// every manifest still exists.
@@ -122,10 +196,21 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 		if keep[nid] {
 			continue
 		}
+		mf := mfs[nid]
+		st.Deleted = append(st.Deleted, m.label(mf))
+		// The tombstone first: a snapshot whose manifest is gone always
+		// has one, so its host's sync never ships it again.
+		t := &format.Tombstone{Host: mf.Host, SnapshotID: mf.SnapshotID, Created: mf.Created, Pruned: now.UTC(), Name: mf.Name}
+		tb, err := r.keys.Seal(format.TypeTomb, nid, t.Encode())
+		if err != nil {
+			return st, err
+		}
+		if err := r.putAll(ctx, prunedDir+nid, tb, nil); err != nil {
+			return st, fmt.Errorf("prune: tombstone of %q: %w", mf.Name, err)
+		}
 		if err := r.deleteAll(ctx, snapDir+nid); err != nil {
 			return st, fmt.Errorf("prune: %w", err)
 		}
-		st.Deleted = append(st.Deleted, mfs[nid].Name)
 		delete(mfs, nid)
 	}
 	// Chunks the kept snapshots need.
@@ -149,7 +234,13 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 	if err != nil {
 		return st, err
 	}
-	copying := len(markers) > 0
+	// An index whose pack has no shard on any store is orphaned: nothing
+	// can be read through it, and sync must not deduplicate against it.
+	n, err := m.dropOrphanIndexes(ctx, r, cs, packs)
+	st.IndexesDeleted = n
+	if err != nil {
+		return st, fmt.Errorf("prune: %w", err)
+	}
 	// A pack without an index may hold a chunk a kept snapshot needs only
 	// if some needed chunk is in no index: then no orphan is deleted.
 	keepOrphans := false
@@ -168,7 +259,7 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 		x, indexed := cs.packs[id]
 		young := now.Sub(id.time()) < OrphanAge
 		if indexed {
-			if young && copying || slices.ContainsFunc(x.Entries, func(e format.Entry) bool { return need[e.ID] }) {
+			if slices.ContainsFunc(x.Entries, func(e format.Entry) bool { return need[e.ID] }) {
 				continue
 			}
 			// The index goes first: a chunk set never names a deleted pack.
@@ -189,35 +280,33 @@ func (m *Manager) Prune(ctx context.Context, regionName string, keepLast int, ke
 			st.BytesFreed += max(s, 0)
 		}
 	}
-	m.log.Info("region pruned", "region", regionName, "deleted", len(st.Deleted), "rewritten", len(st.Rewritten), "packs", st.PacksDeleted, "orphans", st.OrphansDeleted)
+	m.log.Info("region pruned", "region", regionName, "deleted", len(st.Deleted), "rewritten", len(st.Rewritten), "packs", st.PacksDeleted, "orphans", st.OrphansDeleted, "indexes", st.IndexesDeleted, "markers", st.MarkersDeleted)
 	return st, nil
 }
 
-// checkNoSync fails with ErrConflict while a copying marker younger than
-// MarkerAge exists (or one that cannot be read, whose age is unknown).
-func (m *Manager) checkNoSync(ctx context.Context, r *region, markers map[string]*format.Marker, now time.Time) error {
-	for _, mk := range markers {
-		if age := now.Sub(mk.Started); age < MarkerAge {
-			return fmt.Errorf("%w: prune region %q: snapshot %q is being copied (copying marker %s old, younger than %s); retry when the sync is done", ErrConflict, r.cfg.Name, mk.Name, age.Round(time.Second), MarkerAge)
+// dropOrphanIndexes deletes the indexes whose pack has no shard on any
+// store (the caller holds the exclusive lock and every store is usable)
+// and forgets them in cs.
+func (m *Manager) dropOrphanIndexes(ctx context.Context, r *region, cs *chunkSet, packs listing) (int, error) {
+	ids := slices.SortedFunc(maps.Keys(cs.packs), func(a, b packID) int { return slices.Compare(a[:], b[:]) })
+	n := 0
+	for _, id := range ids {
+		if _, ok := packs[id.String()]; ok {
+			continue
 		}
-	}
-	snaps, err := r.list(ctx, snapDir)
-	if err != nil {
-		return err
-	}
-	marks, err := r.list(ctx, copyDir)
-	if err != nil {
-		return err
-	}
-	for nid := range marks {
-		if _, ok := snaps[nid]; ok {
-			continue // a finished copy whose marker was left behind
+		if err := r.deleteAll(ctx, indexDir+id.String()); err != nil {
+			return n, err
 		}
-		if _, ok := markers[nid]; !ok {
-			return fmt.Errorf("%w: prune region %q: copying marker %s%s cannot be read, so a sync may be running; run repair or remove it", ErrConflict, r.cfg.Name, copyDir, nid)
+		for _, e := range cs.packs[id].Entries {
+			if cs.chunks[e.ID].pack == id {
+				delete(cs.chunks, e.ID)
+			}
 		}
+		delete(cs.packs, id)
+		m.log.Info("orphaned pack index removed", "region", r.cfg.Name, "pack", id.String())
+		n++
 	}
-	return nil
+	return n, nil
 }
 
 func cmpU64(a, b uint64) int {

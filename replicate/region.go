@@ -3,11 +3,13 @@ package replicate
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +21,7 @@ import (
 	"github.com/snapfs/snapfs/replicate/format"
 	"github.com/snapfs/snapfs/replicate/store"
 	"github.com/snapfs/snapfs/rowstore"
+	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
 // Sentinel errors, checked with errors.Is.
@@ -64,6 +67,16 @@ type Options struct {
 	// Workers bounds parallel pack reads in restore, check and repair;
 	// default 4.
 	Workers int
+	// LockStale, LockRefresh: a region lock not refreshed for LockStale is
+	// stale; holders refresh every LockRefresh (defaults DefaultLockStale,
+	// DefaultLockRefresh).
+	LockStale, LockRefresh time.Duration
+	// LockWait is how long an operation retries while another holds the
+	// region (default 0: fail at once with ErrLocked).
+	LockWait time.Duration
+	// HostName names this host when its identity is first made (default:
+	// the machine's host name). An existing identity is kept.
+	HostName string
 }
 
 // Manager runs region operations for one local store. It is safe for
@@ -71,6 +84,7 @@ type Options struct {
 // sync job takes a lock).
 type Manager struct {
 	dir  string
+	host Host
 	rs   *rowstore.Store
 	opts Options
 	log  *slog.Logger
@@ -94,6 +108,12 @@ func New(storeDir string, rs *rowstore.Store, opts Options) (*Manager, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = 4
 	}
+	if opts.LockStale <= 0 {
+		opts.LockStale = DefaultLockStale
+	}
+	if opts.LockRefresh <= 0 {
+		opts.LockRefresh = min(DefaultLockRefresh, opts.LockStale/4)
+	}
 	if opts.OpenStore == nil {
 		opts.OpenStore = func(ctx context.Context, _ int, url string, so store.Options) (store.Store, error) {
 			s, err := store.Open(ctx, url, so)
@@ -111,10 +131,17 @@ func New(storeDir string, rs *rowstore.Store, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zstd: %w", err)
 	}
-	m := &Manager{dir: storeDir, rs: rs, opts: opts, log: opts.Logger, enc: enc, dec: dec}
+	host, err := EnsureHost(storeDir, opts.HostName)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{dir: storeDir, host: host, rs: rs, opts: opts, log: opts.Logger, enc: enc, dec: dec}
 	m.cleanRestoreTemps() // a killed restore's temporary disk
 	return m, nil
 }
+
+// Host is the identity of this Manager's host.
+func (m *Manager) Host() Host { return m.host }
 
 // Close releases the Manager's codecs.
 func (m *Manager) Close() error {
@@ -241,35 +268,13 @@ func (m *Manager) saveConfig(c RegionConfig) error {
 	if err != nil {
 		return fmt.Errorf("save region %q: %w", c.Name, err)
 	}
-	return writeFileAtomic(m.configPath(c.Name), append(b, '\n'), true)
+	return writeFileAtomic(m.configPath(c.Name), append(b, '\n'))
 }
 
-// writeFileAtomic writes path through a temporary file and a rename; with
-// durable, the file and its directory are synced.
-func writeFileAtomic(path string, data []byte, durable bool) error {
-	tmp := fmt.Sprintf("%s.tmp-%s", path, randHex(4))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if err == nil && durable {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if durable {
-		return syncDir(filepath.Dir(path))
-	}
-	return nil
+// writeFileAtomic writes path with vfs.WriteFile (durable: a cache's
+// files too, the cost is small).
+func writeFileAtomic(path string, data []byte) error {
+	return vfs.WriteFile(vfs.Default, path, data, 0o600)
 }
 
 func syncDir(dir string) error {
@@ -282,6 +287,16 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+func randUint64() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+func sortedKeysOf[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
 }
 
 func randHex(n int) string {
@@ -383,7 +398,7 @@ func (m *Manager) openRegion(ctx context.Context, name string, needAll bool) (*r
 	}
 	if good == 0 {
 		r.close()
-		return nil, fmt.Errorf("%w: region %q: no store is usable: %w", ErrUnavailable, name, errors.Join(r.bad...))
+		return nil, fmt.Errorf("%w: region %q: no store is usable: %w", ErrUnavailable, name, joinErrs(r.bad...))
 	}
 	return r, nil
 }
@@ -439,6 +454,13 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	defer m.mu.Unlock()
 	if _, err := os.Stat(m.configPath(c.Name)); err == nil {
 		return RegionInfo{}, fmt.Errorf("%w: region %q", ErrExists, c.Name)
+	}
+	for i, u := range c.Stores {
+		if p, ok := strings.CutPrefix(u, "file://"); ok && strings.HasPrefix(p, "/") {
+			if err := store.CreateLocal(p); err != nil {
+				return RegionInfo{}, fmt.Errorf("%w: region %q: store %d: %w", ErrInvalid, c.Name, i, err)
+			}
+		}
 	}
 	stores, errs := m.openStores(ctx, c)
 	defer func() {

@@ -35,7 +35,12 @@ type RemoteDisk struct {
 
 // RemoteSnapshot is a snapshot in a region.
 type RemoteSnapshot struct {
-	Name    string       `json:"name"`
+	Name string `json:"name"`
+	// HostID and Host say whose snapshot it is ("unknown": copied before
+	// hosts existed); Mine: this host's.
+	HostID  string       `json:"host_id"`
+	Host    string       `json:"host"`
+	Mine    bool         `json:"mine"`
 	ID      uint64       `json:"id"`
 	Created time.Time    `json:"created"`
 	Kind    string       `json:"kind,omitempty"`
@@ -43,18 +48,28 @@ type RemoteSnapshot struct {
 	Disks   []RemoteDisk `json:"disks,omitempty"`
 }
 
-func remoteOf(mf *format.Manifest) RemoteSnapshot {
-	rs := RemoteSnapshot{Name: mf.Name, ID: mf.SnapshotID, Created: mf.Created, Kind: mf.Kind, State: StateAvailable}
+func (m *Manager) remoteOf(mf *format.Manifest) RemoteSnapshot {
+	rs := RemoteSnapshot{Name: mf.Name, HostID: mf.Host.String(), Host: hostName(mf.Host, mf.HostName), Mine: mf.Host == m.host.ID,
+		ID: mf.SnapshotID, Created: mf.Created, Kind: mf.Kind, State: StateAvailable}
 	for _, d := range mf.Disks {
 		rs.Disks = append(rs.Disks, RemoteDisk{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize, Blocks: len(d.Entries), Delta: d.Parent != ""})
 	}
 	return rs
 }
 
+func hostName(id format.HostID, name string) string {
+	if id.IsZero() {
+		return "unknown"
+	}
+	return name
+}
+
 // checkState is what the last Check found, kept in the region's cache.
 type checkState struct {
-	Time     time.Time `json:"time"`
-	Degraded []string  `json:"degraded"` // snapshot names
+	Time time.Time `json:"time"`
+	// Degraded are the name ids of snapshots found degraded, lost or
+	// unavailable.
+	Degraded []string `json:"degraded_ids"`
 }
 
 func (m *Manager) checkStatePath(name string) string {
@@ -78,7 +93,7 @@ func (m *Manager) saveCheckState(name string, cs checkState) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(m.checkStatePath(name), b, false)
+	return writeFileAtomic(m.checkStatePath(name), b)
 }
 
 // ListRemote lists the region's snapshots, oldest first, with their state.
@@ -94,15 +109,16 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 	}
 	degraded := m.loadCheckState(regionName).Degraded
 	var out []RemoteSnapshot
-	for _, mf := range mfs {
-		rs := remoteOf(mf)
-		if slices.Contains(degraded, mf.Name) {
+	for nid, mf := range mfs {
+		rs := m.remoteOf(mf)
+		if slices.Contains(degraded, nid) {
 			rs.State = StateDegraded
 		}
 		out = append(out, rs)
 	}
 	for _, mk := range markers {
-		out = append(out, RemoteSnapshot{Name: mk.Name, ID: mk.SnapshotID, Created: mk.Created, State: StateCopying})
+		out = append(out, RemoteSnapshot{Name: mk.Name, HostID: mk.Host.String(), Host: hostName(mk.Host, mk.HostName), Mine: mk.Host == m.host.ID,
+			ID: mk.SnapshotID, Created: mk.Created, State: StateCopying})
 	}
 	slices.SortStableFunc(out, func(a, b RemoteSnapshot) int { return a.Created.Compare(b.Created) })
 	return out, nil
@@ -130,6 +146,9 @@ func (m *Manager) remoteAllCopies(ctx context.Context, r *region) (map[string]*f
 	differ := map[string]*manifestCopies{}
 	for nid := range snaps {
 		c, err := r.readManifestAll(ctx, nid)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed since the listing (a prune)
+		}
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("region %q: manifest %s: %w", r.cfg.Name, nid, err)
 		}
@@ -144,6 +163,9 @@ func (m *Manager) remoteAllCopies(ctx context.Context, r *region) (map[string]*f
 			continue
 		}
 		pt, _, err := r.getMeta(ctx, format.TypeMarker, copyDir, nid)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
 		if err != nil {
 			m.log.Warn("unreadable copying marker", "region", r.cfg.Name, "id", nid, "err", err)
 			continue
@@ -159,38 +181,41 @@ func (m *Manager) remoteAllCopies(ctx context.Context, r *region) (map[string]*f
 }
 
 // RemoteState tells whether a local snapshot is in the region: absent,
-// copying, available or degraded. A remote snapshot of the same name that
-// is not this snapshot is reported as absent.
+// copying, available or degraded. Only this host's copy counts (or one
+// made before hosts existed with the same snapshot id and time).
 func (m *Manager) RemoteState(ctx context.Context, regionName, snapshot string) (RemoteSnapshot, error) {
 	local, err := m.rs.GetSnapshot(snapshot)
 	if err != nil {
 		return RemoteSnapshot{}, err
 	}
-	out := RemoteSnapshot{Name: local.Name, ID: local.ID, Created: local.Created, Kind: local.Kind, State: StateAbsent}
+	out := RemoteSnapshot{Name: local.Name, HostID: m.host.ID.String(), Host: m.host.Name, Mine: true, ID: local.ID, Created: local.Created, Kind: local.Kind, State: StateAbsent}
 	r, err := m.openRegion(ctx, regionName, false)
 	if err != nil {
 		return out, err
 	}
 	defer r.close()
-	nid := r.keys.NameID(snapshot)
-	mf, err := r.readManifest(ctx, nid)
-	switch {
-	case err == nil:
-		if mf.SnapshotID != local.ID || !mf.Created.Equal(local.Created) {
+	for _, nid := range []string{r.snapNID(m.host.ID, snapshot), r.keys.NameID(snapshot)} {
+		mf, err := r.readManifest(ctx, nid)
+		switch {
+		case err == nil:
+			if mf.SnapshotID != local.ID || !mf.Created.Equal(local.Created) {
+				continue
+			}
+			out = m.remoteOf(mf)
+			out.Mine = true
+			if slices.Contains(m.loadCheckState(regionName).Degraded, nid) {
+				out.State = StateDegraded
+			}
 			return out, nil
+		case !errors.Is(err, ErrNotFound):
+			return out, err
 		}
-		out = remoteOf(mf)
-		if slices.Contains(m.loadCheckState(regionName).Degraded, snapshot) {
-			out.State = StateDegraded
-		}
-		return out, nil
-	case !errors.Is(err, ErrNotFound):
-		return out, err
-	}
-	pt, _, err := r.getMeta(ctx, format.TypeMarker, copyDir, nid)
-	if err == nil {
-		if mk, err := format.DecodeMarker(pt); err == nil && mk.SnapshotID == local.ID {
-			out.State = StateCopying
+		pt, _, err := r.getMeta(ctx, format.TypeMarker, copyDir, nid)
+		if err == nil {
+			if mk, err := format.DecodeMarker(pt); err == nil && mk.SnapshotID == local.ID {
+				out.State = StateCopying
+				return out, nil
+			}
 		}
 	}
 	return out, nil

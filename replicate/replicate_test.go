@@ -80,6 +80,9 @@ func storeDirs(t testing.TB, n int) (dirs, urls []string) {
 	root := tmpDir(t)
 	for i := range n {
 		d := filepath.Join(root, "store"+string(rune('0'+i)))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		dirs = append(dirs, d)
 		urls = append(urls, "file://"+d)
 	}
@@ -326,9 +329,13 @@ func TestRegionEndToEnd(t *testing.T) {
 	}
 	// Store 0 comes back; stores 3 and 5 are lost for good and rebuilt
 	// by repair from the four others.
-	os.RemoveAll(dirs[0]) // Open made an empty directory in its place
 	if err := os.Rename(dirs[0]+".away", dirs[0]); err != nil {
 		t.Fatal(err)
+	}
+	for _, i := range []int{3, 5} { // new, empty disks in their place
+		if err := os.Mkdir(dirs[i], 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rep, err := b.mgr.Repair(ctx, "r1", nil)
 	if err != nil || len(rep.Failed) > 0 {
@@ -540,10 +547,10 @@ func TestPrune(t *testing.T) {
 	}
 	before := storeBytes(t, dirs)
 	// Drop s2 locally and overwrite s1's data: only s3 stays remote.
-	if _, err := a.mgr.Prune(ctx, "r1", 0, 0); !errors.Is(err, replicate.ErrInvalid) {
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 0, KeepWithin: 0, AllHosts: true}); !errors.Is(err, replicate.ErrInvalid) {
 		t.Fatalf("prune without policy: %v", err)
 	}
-	st, err := a.mgr.Prune(ctx, "r1", 1, 0)
+	st, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, KeepWithin: 0, AllHosts: true})
 	if err != nil {
 		t.Fatal(err)
 	}

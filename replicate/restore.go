@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -23,11 +24,64 @@ type RestoreStats struct {
 	Degraded  int   `json:"degraded"`   // packs that needed parity or skipped a bad shard
 }
 
-// Restore builds local disk toDisk from disk of the remote snapshot,
-// reading any k healthy shards of each pack and verifying every block
-// against the manifest. The disk is built under a temporary name and
-// renamed only when complete and synced; on failure it is deleted.
-func (m *Manager) Restore(ctx context.Context, regionName, snapshot, disk, toDisk string, progress Progress) (st RestoreStats, err error) {
+// Restore is RestoreFrom with no host chosen.
+func (m *Manager) Restore(ctx context.Context, regionName, snapshot, disk, toDisk string, progress Progress) (RestoreStats, error) {
+	return m.RestoreFrom(ctx, regionName, "", snapshot, disk, toDisk, progress)
+}
+
+// findSnapshot picks the remote snapshot called name: of host (a host id,
+// host name or "unknown") if given; else this host's if it has one; else
+// the only one of that name. Several hosts' snapshots of the name and no
+// host chosen is an ErrInvalid that lists them.
+func (m *Manager) findSnapshot(ctx context.Context, r *region, host, name string) (string, *format.Manifest, error) {
+	if host == "" {
+		nid := r.snapNID(m.host.ID, name)
+		mf, err := r.readManifest(ctx, nid)
+		if err == nil && mf.Name == name && mf.Host == m.host.ID {
+			return nid, mf, nil
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return "", nil, fmt.Errorf("snapshot %q: %w", name, err)
+		}
+	}
+	mfs, markers, err := m.remoteAll(ctx, r)
+	if err != nil {
+		return "", nil, err
+	}
+	var nids []string
+	for _, nid := range sortedKeysOf(mfs) {
+		mf := mfs[nid]
+		if mf.Name == name && (host == "" || hostMatch(mf.Host, mf.HostName, host)) {
+			nids = append(nids, nid)
+		}
+	}
+	switch len(nids) {
+	case 1:
+		return nids[0], mfs[nids[0]], nil
+	case 0:
+		for _, mk := range markers {
+			if mk.Name == name && (host == "" || hostMatch(mk.Host, mk.HostName, host)) {
+				return "", nil, fmt.Errorf("%w: snapshot %q is still being copied to region %q", ErrNotFound, name, r.cfg.Name)
+			}
+		}
+		if host != "" {
+			return "", nil, fmt.Errorf("%w: snapshot %q of host %q in region %q", ErrNotFound, name, host, r.cfg.Name)
+		}
+		return "", nil, fmt.Errorf("%w: snapshot %q in region %q", ErrNotFound, name, r.cfg.Name)
+	}
+	var hosts []string
+	for _, nid := range nids {
+		hosts = append(hosts, fmt.Sprintf("%s (%s)", hostName(mfs[nid].Host, mfs[nid].HostName), mfs[nid].Host))
+	}
+	return "", nil, fmt.Errorf("%w: region %q holds snapshot %q of several hosts: %s; choose one with --host", ErrInvalid, r.cfg.Name, name, strings.Join(hosts, ", "))
+}
+
+// RestoreFrom builds local disk toDisk from disk of the remote snapshot
+// (of host, see findSnapshot), reading any k healthy shards of each pack
+// and verifying every block against the manifest. The disk is built under
+// a temporary name and renamed only when complete and synced; on failure
+// it is deleted. It holds a shared lock on the region.
+func (m *Manager) RestoreFrom(ctx context.Context, regionName, host, snapshot, disk, toDisk string, progress Progress) (st RestoreStats, err error) {
 	progress = orNoProgress(progress)
 	progress.Event(Event{Type: EventStart, Op: "restore", Region: regionName, Snapshot: snapshot, Disk: disk})
 	defer func() {
@@ -54,15 +108,14 @@ func (m *Manager) Restore(ctx context.Context, regionName, snapshot, disk, toDis
 		return st, err
 	}
 	defer r.close()
-	mf, err := r.readManifest(ctx, r.keys.NameID(snapshot))
-	if errors.Is(err, ErrNotFound) {
-		if _, _, merr := r.getMeta(ctx, format.TypeMarker, copyDir, r.keys.NameID(snapshot)); merr == nil {
-			return st, fmt.Errorf("restore: %w: snapshot %q is still being copied to region %q", ErrNotFound, snapshot, regionName)
-		}
-		return st, fmt.Errorf("restore: %w: snapshot %q in region %q", ErrNotFound, snapshot, regionName)
-	}
+	ctx, unlock, err := m.lock(ctx, r, false, "restore")
 	if err != nil {
-		return st, fmt.Errorf("restore: snapshot %q: %w", snapshot, err)
+		return st, err
+	}
+	defer unlock()
+	_, mf, err := m.findSnapshot(ctx, r, host, snapshot)
+	if err != nil {
+		return st, fmt.Errorf("restore: %w", err)
 	}
 	bm, md, err := r.resolveDisk(ctx, mf, disk, map[string]*format.Manifest{})
 	if err != nil {
@@ -312,7 +365,7 @@ func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize
 					good++
 				}
 			}
-			return nil, false, fetched, fmt.Errorf("%w: pack %s: %d usable shards of %d needed (%v): %w", ErrTooFewShards, p, good, r.k, errors.Join(why...), err)
+			return nil, false, fetched, fmt.Errorf("%w: pack %s: %d usable shards of %d needed (%v): %w", ErrTooFewShards, p, good, r.k, joinErrs(why...), err)
 		}
 		return nil, false, fetched, fmt.Errorf("pack %s: %w", p, err)
 	}
@@ -343,15 +396,29 @@ func isRestoreTemp(name string) bool {
 // cleanRestoreTemps deletes temporary restore disks that a killed restore
 // left behind: those no running restore of this process owns and that are
 // not open.
-func (m *Manager) cleanRestoreTemps() {
-	if m.rs == nil {
-		return
+func (m *Manager) cleanRestoreTemps() { CleanRestoreTemps(m.rs, m.log) }
+
+// IsRestoreTemp reports whether a disk name is a restore's temporary disk
+// ("restore-" and 16 lowercase hex digits): listings may hide such disks.
+func IsRestoreTemp(name string) bool { return isRestoreTemp(name) }
+
+// CleanRestoreTemps deletes the temporary disks of restores that were
+// killed (those no restore of this process runs, and that are not open)
+// and returns how many it deleted. The daemon calls it at start, before
+// the mount serves, so a killed restore's disk is never listed.
+func CleanRestoreTemps(rs *rowstore.Store, log *slog.Logger) int {
+	if rs == nil {
+		return 0
 	}
-	disks, err := m.rs.ListDisks()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	disks, err := rs.ListDisks()
 	if err != nil {
-		m.log.Warn("restore: cannot list disks for leftover temporary disks", "err", err)
-		return
+		log.Warn("restore: cannot list disks for leftover temporary disks", "err", err)
+		return 0
 	}
+	n := 0
 	for _, d := range disks {
 		if !isRestoreTemp(d.Name) {
 			continue
@@ -359,10 +426,12 @@ func (m *Manager) cleanRestoreTemps() {
 		if _, ok := activeRestores.Load(d.Name); ok {
 			continue
 		}
-		if err := m.rs.DeleteDisk(d.Name, false); err != nil {
-			m.log.Warn("restore: leftover temporary disk not deleted", "disk", d.Name, "err", err)
+		if err := rs.DeleteDisk(d.Name, false); err != nil {
+			log.Warn("restore: leftover temporary disk not deleted", "disk", d.Name, "err", err)
 			continue
 		}
-		m.log.Info("restore: deleted a leftover temporary disk", "disk", d.Name)
+		log.Info("restore: deleted a leftover temporary disk", "disk", d.Name)
+		n++
 	}
+	return n
 }

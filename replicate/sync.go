@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/snapfs/snapfs/replicate/erasure"
 	"github.com/snapfs/snapfs/replicate/format"
@@ -22,6 +24,12 @@ type Stats struct {
 	BytesRead      int64   `json:"bytes_read"`
 	PacksWritten   int     `json:"packs_written"`
 	BytesWritten   []int64 `json:"bytes_written"` // per store, every object
+	// Pruned counts local snapshots not copied because this host's prune
+	// removed them from the region (see Sync).
+	Pruned int `json:"pruned"`
+	// Copied names the snapshots copied: each is restorable when Sync
+	// returns, also when it returns an error for a later one.
+	Copied []string `json:"copied,omitempty"`
 }
 
 // TotalWritten sums BytesWritten.
@@ -36,6 +44,8 @@ func (s Stats) TotalWritten() int64 {
 // Sync copies every local snapshot that holds any of disks (every
 // snapshot if disks is empty) and is not yet in the region, oldest first.
 // It returns when all of them are durable in the region (every store).
+// A snapshot this host's prune removed from the region (a tombstone under
+// pruned/) is not copied again; see CopySnapshot to force it.
 func (m *Manager) Sync(ctx context.Context, regionName string, disks []string, progress Progress) (Stats, error) {
 	progress = orNoProgress(progress)
 	snaps, err := m.rs.ListSnapshots()
@@ -48,20 +58,52 @@ func (m *Manager) Sync(ctx context.Context, regionName string, disks []string, p
 			todo = append(todo, s)
 		}
 	}
-	return m.copySnapshots(ctx, regionName, todo, progress)
+	return m.copySnapshots(ctx, regionName, todo, false, progress)
 }
 
 // CopySnapshot copies one local snapshot to the region (nothing if it is
-// there already).
+// there already). It is an explicit request: a snapshot that prune
+// removed is copied again (and its tombstone removed).
 func (m *Manager) CopySnapshot(ctx context.Context, regionName, snapshot string, progress Progress) (Stats, error) {
 	s, err := m.rs.GetSnapshot(snapshot)
 	if err != nil {
 		return Stats{}, fmt.Errorf("copy snapshot: %w", err)
 	}
-	return m.copySnapshots(ctx, regionName, []rowstore.SnapshotInfo{s}, orNoProgress(progress))
+	return m.copySnapshots(ctx, regionName, []rowstore.SnapshotInfo{s}, true, orNoProgress(progress))
 }
 
-func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []rowstore.SnapshotInfo, progress Progress) (st Stats, err error) {
+// same reports whether a remote object describes the local snapshot s.
+func same(s rowstore.SnapshotInfo, id uint64, created time.Time) bool {
+	return id == s.ID && created.Equal(s.Created)
+}
+
+// readTombstones reads the pruned/ tombstones by name id (unreadable ones
+// are logged and left out).
+func (m *Manager) readTombstones(ctx context.Context, r *region) (map[string]*format.Tombstone, error) {
+	l, err := r.list(ctx, prunedDir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*format.Tombstone{}
+	for nid := range l {
+		pt, _, err := r.getMeta(ctx, format.TypeTomb, prunedDir, nid)
+		var t *format.Tombstone
+		if err == nil {
+			t, err = format.DecodeTombstone(pt)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			m.log.Warn("unreadable tombstone", "region", r.cfg.Name, "id", nid, "err", err)
+			continue
+		}
+		out[nid] = t
+	}
+	return out, nil
+}
+
+func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []rowstore.SnapshotInfo, explicit bool, progress Progress) (st Stats, err error) {
 	progress.Event(Event{Type: EventStart, Op: "sync", Region: regionName})
 	defer func() {
 		ev := Event{Type: EventDone, Op: "sync", Region: regionName, Bytes: st.TotalWritten()}
@@ -76,11 +118,25 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 	}
 	defer r.close()
 	st.BytesWritten = make([]int64, r.n())
+	ctx, unlock, err := m.lock(ctx, r, false, "sync")
+	if err != nil {
+		return st, err
+	}
+	defer unlock()
+	defer func() {
+		if err != nil && context.Cause(ctx) != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+		}
+	}()
 	remote, err := r.list(ctx, snapDir)
 	if err != nil {
 		return st, err
 	}
 	markers, err := r.list(ctx, copyDir)
+	if err != nil {
+		return st, err
+	}
+	tombs, err := m.readTombstones(ctx, r)
 	if err != nil {
 		return st, err
 	}
@@ -93,44 +149,94 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 		return st, err
 	}
 	manifests := map[string]*format.Manifest{}
+	var refused []error
 	for _, snap := range todo {
-		nid := r.keys.NameID(snap.Name)
-		if sizes, ok := remote[nid]; ok {
-			c, err := r.readManifestAll(ctx, nid)
+		nid := r.snapNID(m.host.ID, snap.Name)
+		if t := tombs[nid]; t != nil && same(snap, t.SnapshotID, t.Created) && !explicit {
+			st.Pruned++
+			continue
+		}
+		if t := tombs[r.keys.NameID(snap.Name)]; t != nil && same(snap, t.SnapshotID, t.Created) && !explicit {
+			st.Pruned++ // pruned before hosts existed
+			continue
+		}
+		found := nid
+		if _, ok := remote[nid]; !ok {
+			// A copy made before hosts existed (same snapshot id and time)
+			// is this host's: not copied again.
+			if legacy := r.keys.NameID(snap.Name); remote[legacy] != nil {
+				mf, err := r.readManifest(ctx, legacy)
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					return st, fmt.Errorf("snapshot %q: %w", snap.Name, err)
+				}
+				if err == nil && same(snap, mf.SnapshotID, mf.Created) {
+					found = legacy
+				}
+			}
+		}
+		if sizes, ok := remote[found]; ok {
+			c, err := r.readManifestAll(ctx, found)
 			if err != nil {
 				return st, fmt.Errorf("snapshot %q: %w", snap.Name, err)
 			}
 			mf := c.mf
-			if mf.SnapshotID != snap.ID || !mf.Created.Equal(snap.Created) {
-				return st, fmt.Errorf("%w: snapshot %q (id %d, %s) vs remote (id %d, %s)", ErrConflict, snap.Name, snap.ID, snap.Created, mf.SnapshotID, mf.Created)
+			if !same(snap, mf.SnapshotID, mf.Created) {
+				// This host made another snapshot of this name before
+				// (deleted locally since): the region keeps that one.
+				refused = append(refused, fmt.Errorf("%w: snapshot %q (id %d, %s): region %q holds another snapshot of that name from this host (id %d, %s); remove it with region prune, or rename the local one", ErrExists, snap.Name, snap.ID, snap.Created.Format(time.RFC3339), regionName, mf.SnapshotID, mf.Created.Format(time.RFC3339)))
+				continue
 			}
 			// An interrupted manifest write (a copy missing or different
 			// on some store, or the marker still there) is finished first.
-			if _, marked := markers[nid]; marked || !r.onAll(sizes) || len(c.stale(r)) > 0 {
-				if err := r.putAll(ctx, snapDir+nid, c.sealed, st.BytesWritten); err != nil {
+			if _, marked := markers[found]; marked || !r.onAll(sizes) || len(c.stale(r)) > 0 {
+				if err := r.putAll(ctx, snapDir+found, c.sealed, st.BytesWritten); err != nil {
 					return st, fmt.Errorf("sync snapshot %q: finish manifest: %w", snap.Name, err)
 				}
-				if err := r.deleteAll(ctx, copyDir+nid); err != nil {
+				if err := r.deleteAll(ctx, copyDir+found); err != nil {
 					return st, fmt.Errorf("sync snapshot %q: remove copying marker: %w", snap.Name, err)
 				}
 				m.log.Info("interrupted manifest write finished", "region", r.cfg.Name, "snapshot", snap.Name)
 			}
-			manifests[nid] = mf
+			manifests[found] = mf
 			st.Skipped++
 			continue
 		}
 		if err := m.copyOne(ctx, r, cs, snap, local, remote, manifests, &st, progress); err != nil {
 			return st, fmt.Errorf("sync snapshot %q to region %q: %w", snap.Name, regionName, err)
 		}
+		if tombs[nid] != nil {
+			if err := r.deleteAll(ctx, prunedDir+nid); err != nil {
+				m.log.Warn("tombstone of a copied snapshot not removed", "region", regionName, "snapshot", snap.Name, "err", err)
+			}
+			delete(tombs, nid)
+		}
 		remote[nid] = nil
 		st.Snapshots++
+		st.Copied = append(st.Copied, snap.Name)
 	}
-	return st, nil
+	if !explicit {
+		m.dropTombstones(ctx, r, tombs, local)
+	}
+	return st, joinErrs(refused...)
+}
+
+// dropTombstones removes this host's tombstones of snapshots it no longer
+// has locally: they can never be shipped again, so the region forgets them.
+func (m *Manager) dropTombstones(ctx context.Context, r *region, tombs map[string]*format.Tombstone, local []rowstore.SnapshotInfo) {
+	for nid, t := range tombs {
+		if t.Host != m.host.ID || slices.ContainsFunc(local, func(s rowstore.SnapshotInfo) bool { return same(s, t.SnapshotID, t.Created) }) {
+			continue
+		}
+		if err := r.deleteAll(ctx, prunedDir+nid); err != nil {
+			m.log.Warn("old tombstone not removed", "region", r.cfg.Name, "snapshot", t.Name, "err", err)
+		}
+	}
 }
 
 // base finds the newest local snapshot older than snap that holds the
-// same disk, is in the region, and whose manifest is the same snapshot.
-func (m *Manager) base(ctx context.Context, r *region, snap rowstore.SnapshotInfo, d rowstore.SnapshotDiskInfo, local []rowstore.SnapshotInfo, remote listing, manifests map[string]*format.Manifest) (*rowstore.SnapshotInfo, *format.Manifest, error) {
+// same disk, is in the region (as this host's, or as a copy made before
+// hosts existed), and whose manifest is the same snapshot.
+func (m *Manager) base(ctx context.Context, r *region, snap rowstore.SnapshotInfo, d rowstore.SnapshotDiskInfo, local []rowstore.SnapshotInfo, remote listing, manifests map[string]*format.Manifest) (*rowstore.SnapshotInfo, *format.Manifest, string, error) {
 	for i := len(local) - 1; i >= 0; i-- {
 		s := local[i]
 		if s.ID >= snap.ID {
@@ -140,24 +246,25 @@ func (m *Manager) base(ctx context.Context, r *region, snap rowstore.SnapshotInf
 		if j < 0 || s.Disks[j].BlockSize != d.BlockSize {
 			continue
 		}
-		nid := r.keys.NameID(s.Name)
-		if _, ok := remote[nid]; !ok {
-			continue
-		}
-		mf, ok := manifests[nid]
-		if !ok {
-			var err error
-			if mf, err = r.readManifest(ctx, nid); err != nil {
-				return nil, nil, err
+		for _, nid := range []string{r.snapNID(m.host.ID, s.Name), r.keys.NameID(s.Name)} {
+			if _, ok := remote[nid]; !ok {
+				continue
 			}
-			manifests[nid] = mf
+			mf, ok := manifests[nid]
+			if !ok {
+				var err error
+				if mf, err = r.readManifest(ctx, nid); err != nil {
+					return nil, nil, "", err
+				}
+				manifests[nid] = mf
+			}
+			if !same(s, mf.SnapshotID, mf.Created) || mf.Disk(d.Name) == nil {
+				continue
+			}
+			return &local[i], mf, nid, nil
 		}
-		if mf.SnapshotID != s.ID || !mf.Created.Equal(s.Created) || mf.Disk(d.Name) == nil {
-			continue
-		}
-		return &local[i], mf, nil
 	}
-	return nil, nil, nil
+	return nil, nil, "", nil
 }
 
 // uploader writes finished packs in the background while the next one is
@@ -266,8 +373,8 @@ func (u *uploader) finish() error {
 // copyOne copies one snapshot: marker, packs and indexes, manifest, and
 // then removes the marker.
 func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap rowstore.SnapshotInfo, local []rowstore.SnapshotInfo, remote listing, manifests map[string]*format.Manifest, st *Stats, progress Progress) (err error) {
-	nid := r.keys.NameID(snap.Name)
-	marker := &format.Marker{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Started: m.opts.Now().UTC()}
+	nid := r.snapNID(m.host.ID, snap.Name)
+	marker := &format.Marker{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Started: m.opts.Now().UTC(), Host: m.host.ID, HostName: m.host.Name}
 	mb, err := r.keys.Seal(format.TypeMarker, nid, marker.Encode())
 	if err != nil {
 		return err
@@ -275,7 +382,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	if err := r.putAll(ctx, copyDir+nid, mb, st.BytesWritten); err != nil {
 		return err
 	}
-	mf := &format.Manifest{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Kind: snap.Kind}
+	mf := &format.Manifest{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Kind: snap.Kind, Host: m.host.ID, HostName: m.host.Name}
 	u := m.startUploader(ctx, r, cs, st, progress, snap.Name)
 	defer func() {
 		if u != nil {
@@ -290,13 +397,33 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	for _, d := range snap.Disks {
 		md := format.ManifestDisk{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize}
 		var from *rowstore.Point
-		bsnap, bmf, err := m.base(ctx, r, snap, d, local, remote, manifests)
+		bsnap, bmf, bnid, err := m.base(ctx, r, snap, d, local, remote, manifests)
 		if err != nil {
 			return err
 		}
 		if bsnap != nil && bmf.Disk(d.Name).Depth+1 < format.MaxDepth {
-			from = &rowstore.Point{Snapshot: bsnap.Name, Disk: d.Name}
-			md.Parent, md.Depth = r.keys.NameID(bsnap.Name), bmf.Disk(d.Name).Depth+1
+			// A delta needs every chunk of its parent to be readable: a
+			// parent with a chunk in no readable pack (a lost pack) is no
+			// base, and the full map resends what is missing.
+			bm, _, err := r.resolveDisk(ctx, bmf, d.Name, manifests)
+			if err != nil {
+				return err
+			}
+			ok := true
+			for _, id := range bm {
+				loc, found := cs.chunks[id]
+				if !found {
+					ok = false
+					break
+				}
+				used[loc.pack] = true
+			}
+			if ok {
+				from = &rowstore.Point{Snapshot: bsnap.Name, Disk: d.Name}
+				md.Parent, md.Depth = bnid, bmf.Disk(d.Name).Depth+1
+			} else {
+				m.log.Warn("sync: parent snapshot needs chunks the region cannot read; sending a full map", "region", r.cfg.Name, "snapshot", snap.Name, "parent", bsnap.Name, "disk", d.Name)
+			}
 		}
 		to := rowstore.Point{Snapshot: snap.Name, Disk: d.Name}
 		var changes []rowstore.Change
@@ -365,9 +492,16 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	if err := uu.finish(); err != nil {
 		return err
 	}
-	// Every pack and index is durable: the manifest goes last, once the
-	// parents and the packs deduplicated against are known to be still
-	// there (a prune on another host may have deleted them meanwhile).
+	for _, w := range uu.written {
+		used[packID(w.x.Pack)] = true
+	}
+	// Every pack and index is durable: the manifest goes last, once this
+	// sync's lock is known to be still held (so no prune or repair has run
+	// since it was taken) and the parents and packs it needs are known to
+	// be still there (defence in depth).
+	if err := m.stillLocked(ctx, r); err != nil {
+		return err
+	}
 	if err := r.verifyRefs(ctx, mf, used); err != nil {
 		return err
 	}

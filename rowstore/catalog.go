@@ -144,7 +144,7 @@ func (s *Store) newDisk(name string, mk func(t *index.Txn) (index.Layer, index.D
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
 	var rec index.Disk
-	err := s.idx.UpdateSync(func(t *index.Txn) error {
+	err := s.catalogUpdateSync(func(t *index.Txn) error {
 		if err := absent(t, index.KindDisk, "disk", name); err != nil {
 			return err
 		}
@@ -243,7 +243,7 @@ func (s *Store) ResizeDisk(name string, size int64) error {
 	}
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
-	err = s.idx.UpdateSync(func(t *index.Txn) error {
+	err = s.catalogUpdateSync(func(t *index.Txn) error {
 		var rec index.Disk
 		if err := t.Get(index.KindDisk, name, &rec); err != nil {
 			return notFound("disk", name, err)
@@ -275,7 +275,7 @@ func (s *Store) DeleteDisk(name string, force bool) error {
 	}
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
-	if err := s.idx.UpdateSync(func(t *index.Txn) error { return t.Delete(index.KindDisk, name) }); err != nil {
+	if err := s.catalogUpdateSync(func(t *index.Txn) error { return t.Delete(index.KindDisk, name) }); err != nil {
 		return err
 	}
 	d.deleted = true
@@ -355,13 +355,13 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 			return SnapshotInfo{}, err
 		}
 	}
-	if err := s.commit(); err != nil {
-		return SnapshotInfo{}, err
-	}
+	// No commit here: the catalog record is appended after the flushed
+	// writes, and its commit (logCatalog) makes both durable with one fsync
+	// before the snapshot is in the index.
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
 	var rec index.Snapshot
-	err = s.idx.Update(func(t *index.Txn) error {
+	err = s.catalogUpdate(func(t *index.Txn) error {
 		if err := absent(t, index.KindSnapshot, "snapshot", name); err != nil {
 			return err
 		}
@@ -446,7 +446,7 @@ func (s *Store) deleteNamed(kind index.CatalogKind, what, name string) error {
 	}
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
-	return s.idx.UpdateSync(func(t *index.Txn) error {
+	return s.catalogUpdateSync(func(t *index.Txn) error {
 		if ok, err := t.Exists(kind, name); err != nil || !ok {
 			if err == nil {
 				err = fmt.Errorf("%w: %s %q", ErrNotFound, what, name)
@@ -482,7 +482,7 @@ func (s *Store) CreateImage(name, snapshot, disk string) (ImageInfo, error) {
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
 	var rec index.Image
-	err := s.idx.UpdateSync(func(t *index.Txn) error {
+	err := s.catalogUpdateSync(func(t *index.Txn) error {
 		if err := absent(t, index.KindImage, "image", name); err != nil {
 			return err
 		}
@@ -564,14 +564,12 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 	if err := d.flushLocked(); err != nil {
 		return err
 	}
-	if err := s.commit(); err != nil {
-		return err
-	}
+	// The catalog record's commit makes the flushed writes durable too.
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
 	var newHead index.Layer
 	var m index.Member
-	err = s.idx.Update(func(t *index.Txn) error {
+	err = s.catalogUpdate(func(t *index.Txn) error {
 		var err error
 		if m, err = memberOf(t, snapshot, name); err != nil {
 			return err
@@ -650,7 +648,7 @@ func (s *Store) RenameDisk(name, newName string) error {
 	}
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
-	err = s.idx.UpdateSync(func(t *index.Txn) error {
+	err = s.catalogUpdateSync(func(t *index.Txn) error {
 		if err := absent(t, index.KindDisk, "disk", newName); err != nil {
 			return err
 		}

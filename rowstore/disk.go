@@ -195,6 +195,10 @@ func (h *Disk) check() error {
 // blocks go through the write-back cache. Nothing is durable before Sync.
 func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	d := h.d
+	zeros := allZero(p)
+	if !zeros {
+		d.s.throttle() // before the disk's lock, which the cleaner's commit takes
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := h.check(); err != nil {
@@ -202,6 +206,16 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	}
 	if off < 0 || off > d.size-int64(len(p)) {
 		return 0, fmt.Errorf("%w: write of %d bytes at %d is beyond the end of disk %q (%d bytes)", ErrInvalid, len(p), off, d.name, d.size)
+	}
+	// A new write must leave the free-space floor with the reserve armed,
+	// counting the cached blocks it may force out (reserve.go): refused
+	// here, it never reaches the reserve.
+	// Zeros are exempt: whole zero blocks free space (holes), and the
+	// partial ends of a discard must not fail on a full filesystem.
+	if !zeros {
+		if err := d.s.admit(int64(len(p)) + d.cacheBytes); err != nil {
+			return 0, err
+		}
 	}
 	bs := int64(d.bs)
 	n := 0

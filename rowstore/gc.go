@@ -39,12 +39,21 @@ type scanResult struct {
 	segLive   map[uint64]int64 // live record bytes per segment
 	exclusive map[string]int64 // bytes seen by exactly one reader, by reader
 	live      int64
+	// livePos holds the offsets of the live data records of each segment,
+	// so the cleaner need not ask the index about every record; nil when
+	// there were more than livePosMax (the cleaner then asks).
+	livePos map[uint64]map[int64]struct{}
+	nPos    int
 }
+
+// livePosMax bounds the live positions a scan keeps for the cleaner (about
+// 50 bytes each).
+const livePosMax = 2 << 20
 
 // scan walks the whole index in one consistent view and classifies every
 // version. It changes nothing.
 func (s *Store) scan() (*scanResult, error) {
-	res := &scanResult{segLive: map[uint64]int64{}, exclusive: map[string]int64{}}
+	res := &scanResult{segLive: map[uint64]int64{}, exclusive: map[string]int64{}, livePos: map[uint64]map[int64]struct{}{}}
 	s.pinMu.Lock()
 	pins := make([]link, 0, len(s.pins))
 	for l := range s.pins {
@@ -146,6 +155,18 @@ func (s *Store) scanLayer(t *index.Txn, l index.Layer, rs []reader, isHead bool,
 		keep := len(seen) > 0 || (isHead && epoch >= l.Epoch)
 		if keep {
 			if !v.Zero() {
+				if res.livePos != nil {
+					if res.nPos++; res.nPos > livePosMax {
+						res.livePos = nil
+					} else {
+						m := res.livePos[v.Segment]
+						if m == nil {
+							m = map[int64]struct{}{}
+							res.livePos[v.Segment] = m
+						}
+						m[v.Offset] = struct{}{}
+					}
+				}
 				res.segLive[v.Segment] += int64(v.Length)
 				res.live += int64(l.BlockSize)
 				if len(seen) == 1 {
@@ -164,13 +185,41 @@ func (s *Store) scanLayer(t *index.Txn, l index.Layer, rs []reader, isHead bool,
 // GC deletes what nothing can see any more (layers, block versions), then
 // the cleaner rewrites segments whose live fraction is below CleanBelow and
 // removes them. Reads and writes go on meanwhile; deletions and segment
-// removal hold locks only briefly.
+// removal hold locks only briefly. On a full filesystem it first gives back
+// the space reserve, removes the segments nothing lives in before it moves
+// anything, and re-arms the reserve when it is done if there is room.
 func (s *Store) GC() (GCStats, error) {
 	if err := s.checkOpen(); err != nil {
 		return GCStats{}, err
 	}
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
+	if err := s.makeRoom("gc"); err != nil {
+		return GCStats{}, err
+	}
+	st, err := s.gcLocked(nil)
+	if _, rerr := s.rearm(); err == nil {
+		err = rerr
+	}
+	return st, s.wrapNoSpace(err)
+}
+
+// cleanPlan tells gcLocked which segments to clean: nil for GC's rule (every
+// segment below CleanBelow live), else the background cleaner's.
+type cleanPlan struct {
+	// target is the segment bytes to get down to (a multiple of the live
+	// bytes the scan finds); maxLive the live fraction above which a
+	// segment is not worth moving.
+	targetRatio, maxLive float64
+	// pace is called with the bytes each relocation wrote; it may sleep,
+	// and an error from it ends the pass.
+	pace func(n int64) error
+	// removed is called after each batch of segments is removed.
+	removed func()
+}
+
+// gcLocked is one garbage collection and cleaning pass (gcMu held).
+func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 	start := time.Now()
 	// Segments below the one active now hold only records appended before
 	// the commit below, so after it the index knows every one of them; a
@@ -209,10 +258,12 @@ func (s *Store) GC() (GCStats, error) {
 		return st, err
 	}
 	st.VersionsDeleted += len(res.dead)
-	if err := s.idx.Sync(); err != nil {
-		return st, err
+	if st.VersionsDeleted > 0 || st.LayersDeleted > 0 {
+		if err := s.idx.Sync(); err != nil {
+			return st, err
+		}
 	}
-	if err := s.clean(active, res.segLive, &st); err != nil {
+	if err := s.cleanWith(active, res.segLive, res.live, res.livePos, plan, &st); err != nil {
 		return st, fmt.Errorf("gc: clean: %w", err)
 	}
 	st.Duration = time.Since(start)
@@ -248,23 +299,101 @@ func (s *Store) deleteVersions(keys []vkey) error {
 	return nil
 }
 
-// clean relocates the live records of sparse segments older than active and
-// removes those segments.
+// clean relocates the live records of the segments older than active that
+// are below CleanBelow live, and removes those segments.
 func (s *Store) clean(active uint64, live map[uint64]int64, st *GCStats) error {
-	for _, si := range s.seg.Segments() {
+	return s.cleanWith(active, live, 0, nil, nil, st)
+}
+
+// cleanWith relocates the live records of sparse segments older than active and
+// removes those segments: the emptiest first (those with nothing live need
+// no space at all, which matters on a full filesystem). Without a plan it
+// cleans every segment below CleanBelow live; with one, the emptiest until
+// the segments are down to plan.targetRatio × liveTotal.
+func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64, livePos map[uint64]map[int64]struct{}, plan *cleanPlan, st *GCStats) error {
+	segs := s.seg.Segments()
+	var total int64
+	for _, si := range segs {
+		total += si.Size
+	}
+	var cands []segment.SegmentInfo
+	for _, si := range segs {
 		if si.Number >= active {
 			continue
 		}
-		if si.Size > 0 && float64(live[si.Number]) >= s.opts.CleanBelow*float64(si.Size) {
+		limit := s.opts.CleanBelow
+		if plan != nil {
+			limit = plan.maxLive
+		}
+		if si.Size > 0 && float64(live[si.Number]) >= limit*float64(si.Size) {
 			continue
 		}
-		moved, err := s.cleanSegment(si.Number)
+		cands = append(cands, si)
+	}
+	frac := func(si segment.SegmentInfo) float64 {
+		if si.Size == 0 {
+			return 0
+		}
+		return float64(live[si.Number]) / float64(si.Size)
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return frac(cands[i]) < frac(cands[j]) })
+	var pace func(int64) error
+	if plan != nil {
+		pace = plan.pace
+	}
+	// Clean in batches (one round of fsyncs each) of up to cleanBatch bytes
+	// to move, the emptiest first; small batches while little is live, since
+	// a batch's copies exist next to its old segments until they are removed.
+	cleanBatch := int64(32 << 20)
+	if plan != nil {
+		cleanBatch = min(cleanBatch, max(liveTotal/16, 1<<20))
+	}
+	for len(cands) > 0 {
+		// On a nearly full filesystem a batch moves no more than half of
+		// what is free (segments with nothing live need nothing): their
+		// copies exist before the old segments go.
+		limit := cleanBatch
+		if free, ok := s.freeBytes(); ok {
+			limit = min(limit, free/2)
+			if live[cands[0].Number] > limit {
+				s.log.Warn("gc: not enough free space to move the records of the next segment; stopping",
+					"segment", cands[0].Number, "live_bytes", live[cands[0].Number], "free_bytes", free)
+				break
+			}
+		}
+		var batch []segment.SegmentInfo
+		var toMove int64
+		for len(cands) > 0 && (len(batch) == 0 || toMove+live[cands[0].Number] <= limit) {
+			if plan != nil && float64(total) <= plan.targetRatio*float64(liveTotal) {
+				break
+			}
+			si := cands[0]
+			cands = cands[1:]
+			batch = append(batch, si)
+			toMove += live[si.Number]
+			total -= si.Size - live[si.Number]
+		}
+		if len(batch) == 0 {
+			break
+		}
+		nums := make([]uint64, len(batch))
+		for i, si := range batch {
+			nums[i] = si.Number
+		}
+		moved, err := s.cleanSegments(nums, livePos, pace)
+		if plan != nil && plan.removed != nil {
+			plan.removed()
+		}
+		for _, si := range batch {
+			if m, ok := moved[si.Number]; ok || err == nil {
+				st.SegmentsCleaned++
+				st.BytesRelocated += m
+				st.BytesFreed += si.Size - m
+			}
+		}
 		if err != nil {
 			return err
 		}
-		st.SegmentsCleaned++
-		st.BytesRelocated += moved
-		st.BytesFreed += si.Size - moved
 	}
 	return nil
 }
@@ -274,51 +403,83 @@ type relocation struct {
 	r        segment.Record
 }
 
-func (s *Store) cleanSegment(num uint64) (int64, error) {
+func (s *Store) cleanSegment(num uint64, pace func(int64) error) (int64, error) {
+	moved, err := s.cleanSegments([]uint64{num}, nil, pace)
+	return moved[num], err
+}
+
+// cleanSegments relocates the live records of several segments, then syncs
+// the log once, repoints the index, syncs it once and removes the segments:
+// one round of fsyncs for the batch, not one per segment. It returns the
+// bytes moved out of each segment. livePos, if not nil, holds the live data
+// records of the segments as a scan found them after every record in them
+// was committed (a record not in it is dead and stays dead); else, and for
+// hole records, the index is asked about each record.
+func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct{}, pace func(int64) error) (map[uint64]int64, error) {
 	var moves []relocation
-	var moved int64
+	moved := map[uint64]int64{}
 	stop := fmt.Errorf("end of segment")
-	_, err := s.seg.Scan(segment.Pos{Segment: num}, func(r *segment.Record, pos segment.Pos) error {
-		if pos.Segment != num {
-			return stop
+	for _, num := range nums {
+		_, err := s.seg.Scan(segment.Pos{Segment: num}, func(r *segment.Record, pos segment.Pos) error {
+			if pos.Segment != num {
+				return stop
+			}
+			var live bool
+			if livePos != nil && r.Kind == segment.KindData {
+				_, live = livePos[num][pos.Offset]
+			} else {
+				var err error
+				if live, err = s.recordLive(r, pos); err != nil {
+					return err
+				}
+			}
+			if !live {
+				return nil
+			}
+			cp := *r
+			cp.Payload = append([]byte(nil), r.Payload...)
+			np, err := s.relocate(&cp)
+			if err != nil && isNoSpace(err) && s.releaseReserve("gc must move records") {
+				np, err = s.relocate(&cp)
+			}
+			if err != nil {
+				return err
+			}
+			cp.Payload = nil // repoint needs the key and sequence number only
+			moved[num] += int64(np.Length)
+			moves = append(moves, relocation{old: pos, new: np, r: cp})
+			if pace != nil {
+				return pace(int64(np.Length))
+			}
+			return nil
+		})
+		if err != nil && err != stop {
+			return moved, err
 		}
-		live, err := s.recordLive(r, pos)
-		if err != nil || !live {
-			return err
-		}
-		cp := *r
-		cp.Payload = append([]byte(nil), r.Payload...)
-		np, err := s.relocate(&cp)
-		if err != nil {
-			return err
-		}
-		moved += int64(np.Length)
-		moves = append(moves, relocation{old: pos, new: np, r: cp})
-		return nil
-	})
-	if err != nil && err != stop {
-		return 0, err
 	}
 	if err := s.seg.Sync(); err != nil {
-		return 0, err
+		return moved, err
 	}
 	// Repoint the index in transactions of bounded size (Badger limits one).
 	for len(moves) > 0 {
 		n := min(len(moves), 2000)
 		if err := s.repoint(moves[:n]); err != nil {
-			return 0, err
+			return moved, err
 		}
 		moves = moves[n:]
 	}
 	if err := s.idx.Sync(); err != nil {
-		return 0, err
+		return moved, err
 	}
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
-	if s.segmentNeeded(num) {
-		return moved, nil // keep it: see segmentNeeded
+	var gone []uint64
+	for _, num := range nums {
+		if !s.segmentNeeded(num) { // else keep it: see segmentNeeded
+			gone = append(gone, num)
+		}
 	}
-	return moved, s.seg.Remove(num)
+	return moved, s.seg.RemoveSegments(gone)
 }
 
 // repoint moves index entries from old to new record positions, unless the
@@ -373,8 +534,22 @@ func (s *Store) segmentNeeded(num uint64) bool {
 	return false
 }
 
-// recordLive reports whether the index still points at a record.
+// recordLive reports whether the index still points at a record; a catalog
+// record is live unless a newer full catalog record exists. Before the first
+// record of the segment holding the index's checkpoint is judged, the
+// checkpoint is moved past it (see checkIndex in identity.go).
 func (s *Store) recordLive(r *segment.Record, pos segment.Pos) (bool, error) {
+	if !s.verified.Load() {
+		return false, fmt.Errorf("%w: gc refused: the index was not verified against the log", ErrCorrupt)
+	}
+	if pos.Segment >= s.cpSegment.Load() {
+		if err := s.advanceCheckpoint(); err != nil {
+			return false, err
+		}
+	}
+	if r.Kind == segment.KindCatalog {
+		return r.Seq >= s.catFullSeq.Load(), nil
+	}
 	n := uint64(1)
 	if r.Kind == segment.KindZero && len(r.Payload) == 8 {
 		n = leUint64(r.Payload)

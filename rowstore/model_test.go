@@ -424,7 +424,7 @@ func (r *modelRun) readCheck(all bool) {
 
 func testOptions() Options {
 	return Options{SegmentSize: 256 << 10, CacheBytes: 64 << 10, SyncInterval: -1, GCInterval: -1,
-		IndexMemTableSize: 4 << 20, IndexBlockCacheSize: 8 << 20}
+		IndexMemTableSize: 4 << 20, IndexBlockCacheSize: 8 << 20, ReserveBytes: 1 << 20, MinFreeBytes: 1 << 20}
 }
 
 func runModel(t *testing.T, seed int64, ops int) {

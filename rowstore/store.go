@@ -1,10 +1,8 @@
 package rowstore
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"os"
 	"path"
@@ -34,8 +32,9 @@ type Options struct {
 	// SyncInterval is how often unsynced writes are committed in the
 	// background (like ext4's commit interval); default 5s, negative: never.
 	SyncInterval time.Duration
-	// GCInterval is how often garbage collection and the segment cleaner run
-	// in the background; default 10m, negative: never (tests call GC).
+	// GCInterval is how often a full garbage collection runs in the
+	// background; default 10m, negative: never, and no background cleaner
+	// either (tests call GC).
 	GCInterval time.Duration
 	// CleanBelow is the live fraction under which the cleaner rewrites a
 	// segment; default 0.5.
@@ -44,8 +43,28 @@ type Options struct {
 	// rebuilds the version map from the whole segment log (the catalog is
 	// kept). For recovery after index damage, and for tests of invariant 4.
 	RebuildIndex bool
+	// rebuild: Open of a fresh index by Rebuild, which replays the whole log.
+	rebuild bool
 	// Index tunes Badger's memory use.
 	IndexMemTableSize, IndexBlockCacheSize int64
+	// ReserveBytes is the size of the space reserve, a preallocated file
+	// given back when the filesystem is full so that deletes, gc and shutdown
+	// work; default min(max(total/32, 64 MiB), 512 MiB, total/8, free/8),
+	// at most 4 MiB on tmpfs and the test FSes (see the doc); negative:
+	// no reserve and no free-space checks.
+	ReserveBytes int64
+	// MinFreeBytes is the free space new disk writes must leave (for the
+	// index and maintenance); default 4 × the index memtable size, at most
+	// 1/8 of the filesystem.
+	MinFreeBytes int64
+	// CleanerRate is the least the background cleaner may move per byte
+	// the foreground appends (it may move what keeping pace costs, see
+	// "Bounded space" in the package doc); default 0.25; negative: unpaced.
+	// The cleaner runs when GCInterval > 0.
+	CleanerRate float64
+	// CleanerDeadFraction is the dead fraction of the segment bytes at which
+	// the background cleaner starts; default 0.25.
+	CleanerDeadFraction float64
 }
 
 func (o *Options) fill() {
@@ -69,6 +88,12 @@ func (o *Options) fill() {
 	}
 	if o.CleanBelow == 0 {
 		o.CleanBelow = 0.5
+	}
+	if o.CleanerRate == 0 {
+		o.CleanerRate = 0.25
+	}
+	if o.CleanerDeadFraction == 0 {
+		o.CleanerDeadFraction = 0.25
 	}
 }
 
@@ -125,6 +150,19 @@ type Store struct {
 
 	deletedDisks map[uint64]bool // ids of deleted disks; under disksMu
 
+	// catFullSeq is the sequence number of the newest full catalog record:
+	// catalog records older than it are dead for the cleaner.
+	catFullSeq atomic.Uint64
+	// verified is set once Open has checked the index against the log
+	// (identity, checkpoint) and replayed it; GC refuses to run without it.
+	verified atomic.Bool
+	// replay is what the last replay of the log found (Open, Rebuild).
+	replay replayStats
+	// cpSegment is the segment of the newest checkpoint written to the index.
+	cpSegment atomic.Uint64
+	space     *spaceGuard // the reserve and the free-space floor (reserve.go)
+	cleaner   *cleaner    // the background cleaner's pacing (cleaner.go)
+
 	closed atomic.Bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -152,7 +190,34 @@ func Create(dir string, opts Options) error {
 			return fmt.Errorf("create store: %w", err)
 		}
 	}
-	return writeSuperblock(opts.FS, dir, newSuperblock())
+	sb := newSuperblock()
+	// The index is created with the store (and carries its identity), so an
+	// empty or missing index directory later is damage, never a new store.
+	if err := initIndex(filepath.Join(dir, "index"), sb.UUID, opts); err != nil {
+		return fmt.Errorf("create store: %w", err)
+	}
+	return writeSuperblock(opts.FS, dir, sb)
+}
+
+// initIndex creates an empty index for the store with this UUID in dir
+// (which must be empty or missing): Badger's files, the store id inside,
+// then the identity file.
+func initIndex(dir string, uuid [16]byte, opts Options) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create index: %w", err)
+	}
+	db, err := index.Open(dir, index.Options{Logger: opts.Logger, MemTableSize: opts.IndexMemTableSize, BlockCacheSize: opts.IndexBlockCacheSize})
+	if err != nil {
+		return err
+	}
+	err = db.UpdateSync(func(t *index.Txn) error { return t.SetStoreID(uuid) })
+	if e := db.Close(); err == nil {
+		err = e
+	}
+	if err != nil {
+		return fmt.Errorf("create index: %w", err)
+	}
+	return index.WriteIdentity(dir, uuid)
 }
 
 // Open opens the store in dir and recovers it: the log's torn tail is
@@ -173,21 +238,23 @@ func Open(dir string, opts Options) (*Store, error) {
 		deletedDisks: map[uint64]bool{},
 		diskNames:    map[string]uint64{},
 		stop:         make(chan struct{}),
+		cleaner:      &cleaner{},
 	}
 	// One process per store: an advisory lock held while the store is open.
 	// (Badger locks its own directory too; ours gives a clear ErrBusy first.)
 	// The lock and the index live on the operating system's filesystem
 	// whatever opts.FS is.
-	idxDir := filepath.Join(dir, "index")
-	if err := os.MkdirAll(idxDir, 0o700); err != nil {
-		return nil, fmt.Errorf("open index: %w", err)
-	}
 	lock, err := lockStore(dir)
 	if err != nil {
 		return nil, err
 	}
 	s.lock = lock
+	if err := s.openSpace(); err != nil {
+		s.lock.Close()
+		return nil, err
+	}
 	if err := s.openLocked(dir, opts); err != nil {
+		unregisterSpaceHook(s)
 		if s.seg != nil {
 			s.seg.Close()
 		}
@@ -202,8 +269,21 @@ func Open(dir string, opts Options) (*Store, error) {
 }
 
 // openLocked opens the index and the log and recovers, with the lock held.
+// The index is checked against the store before Badger opens it and against
+// the log after (identity.go: checkIndexDir, verifyIndex); a refusal changes
+// nothing on disk.
 func (s *Store) openLocked(dir string, opts Options) error {
-	var err error
+	legacy, err := s.checkIndexDir(dir)
+	if err != nil {
+		return err
+	}
+	// Verify the index read-only first: a refused index is left untouched.
+	later := false
+	if err := s.verifyIndex(dir, legacy); errors.Is(err, errVerifyLater) {
+		later = true
+	} else if err != nil {
+		return err
+	}
 	s.idx, err = index.Open(filepath.Join(dir, "index"), index.Options{Logger: s.log, MemTableSize: opts.IndexMemTableSize, BlockCacheSize: opts.IndexBlockCacheSize})
 	if err != nil {
 		return err
@@ -211,6 +291,11 @@ func (s *Store) openLocked(dir string, opts Options) error {
 	var cp index.Checkpoint
 	if err := s.idx.View(func(t *index.Txn) error { cp, err = t.Checkpoint(); return err }); err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
+	}
+	if later {
+		if err := s.checkIndex(s.idx, dir, legacy); err != nil {
+			return err
+		}
 	}
 	s.seg, err = segment.Open(s.fs, path.Join(dir, "segments"), segment.Options{SegmentSize: opts.SegmentSize, Logger: s.log,
 		Durable: segment.Pos{Segment: cp.Segment, Offset: cp.Offset},
@@ -230,7 +315,10 @@ func (s *Store) openLocked(dir string, opts Options) error {
 			return err
 		}
 	}
-	return s.recover()
+	if err := s.recover(); err != nil {
+		return err
+	}
+	return s.finishOpen(legacy)
 }
 
 // lockStore takes the store's advisory lock (flock on <dir>/lock). A store
@@ -267,104 +355,7 @@ func (s *Store) dropVersions() error {
 	return s.idx.UpdateSync(func(t *index.Txn) error { return t.SetCheckpoint(index.Checkpoint{Seq: cp.Seq}) })
 }
 
-// recover replays the log from the checkpoint into the index.
-func (s *Store) recover() error {
-	var cp index.Checkpoint
-	layers := map[uint64]index.Layer{}
-	err := s.idx.View(func(t *index.Txn) error {
-		var err error
-		if cp, err = t.Checkpoint(); err != nil {
-			return err
-		}
-		return t.Layers(func(l index.Layer) error { layers[l.ID] = l; return nil })
-	})
-	if err != nil {
-		return fmt.Errorf("recover: read checkpoint: %w", err)
-	}
-	maxSeq := cp.Seq
-	from := segment.Pos{Segment: cp.Segment, Offset: cp.Offset}
-	n := 0
-	b := s.idx.NewBatch()
-	defer b.Cancel()
-	applied := map[vkey]uint64{} // highest sequence number replayed per key
-	end, err := s.seg.Scan(from, func(r *segment.Record, pos segment.Pos) error {
-		if r.Seq > maxSeq {
-			maxSeq = r.Seq
-		}
-		if _, ok := layers[r.Layer]; !ok {
-			return nil // a deleted layer: nothing needs the record
-		}
-		n++
-		return s.applyRecord(b, r, pos, applied)
-	})
-	if err != nil {
-		return fmt.Errorf("recover: replay log: %w", err)
-	}
-	if err := b.Flush(); err != nil {
-		return fmt.Errorf("recover: %w", err)
-	}
-	cp = index.Checkpoint{Segment: end.Segment, Offset: end.Offset, Seq: maxSeq}
-	if err := s.idx.UpdateSync(func(t *index.Txn) error { return t.SetCheckpoint(cp) }); err != nil {
-		return fmt.Errorf("recover: %w", err)
-	}
-	s.nextSeq = maxSeq + 1
-	if n > 0 {
-		s.log.Info("recovered from log", "records", n, "seq", maxSeq)
-	}
-	return nil
-}
-
-// applyRecord puts a replayed record into the index unless the index already
-// has the same or a newer version of its key (relocation keeps sequence
-// numbers, so equal means the same record).
-func (s *Store) applyRecord(b *index.Batch, r *segment.Record, pos segment.Pos, applied map[vkey]uint64) error {
-	var blocks uint64 = 1
-	v := index.Version{Seq: r.Seq}
-	switch r.Kind {
-	case segment.KindData:
-		v.Segment, v.Offset, v.Length = pos.Segment, pos.Offset, pos.Length
-		v.CRC = crc32.Checksum(r.Payload, castagnoli)
-		v.Digest = sha256.Sum256(r.Payload)
-	case segment.KindZero:
-		if len(r.Payload) != 8 {
-			return &CorruptError{What: fmt.Sprintf("zero record at segment %d offset %d", pos.Segment, pos.Offset), Err: errors.New("bad payload")}
-		}
-		blocks = leUint64(r.Payload)
-		v.Flags = index.FlagZero
-	default:
-		return nil
-	}
-	for i := uint64(0); i < blocks; i++ {
-		k := vkey{r.Layer, r.Block + i, r.Epoch}
-		if seq, ok := applied[k]; ok {
-			if seq >= r.Seq {
-				continue
-			}
-			applied[k] = r.Seq
-			if err := b.SetVersion(k.layer, k.block, k.epoch, v); err != nil {
-				return err
-			}
-			continue
-		}
-		var old index.Version
-		err := s.idx.View(func(t *index.Txn) error {
-			var err error
-			old, err = t.GetVersion(r.Layer, r.Block+i, r.Epoch)
-			return err
-		})
-		if err == nil && old.Seq >= r.Seq {
-			continue
-		}
-		if err != nil && !errors.Is(err, index.ErrNotFound) {
-			return err
-		}
-		applied[k] = r.Seq
-		if err := b.SetVersion(k.layer, k.block, k.epoch, v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// recover and applyRecord: see replay.go.
 
 func leUint64(b []byte) uint64 {
 	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
@@ -384,7 +375,10 @@ func (s *Store) Close() error {
 	}
 	close(s.stop)
 	s.wg.Wait()
-	err := s.syncAllDisks()
+	err := s.makeRoom("shutdown")
+	if e := s.syncAllDisks(); err == nil {
+		err = e
+	}
 	if e := s.seg.Close(); err == nil && e != nil {
 		err = fmt.Errorf("close log: %w", e)
 	}
@@ -392,6 +386,7 @@ func (s *Store) Close() error {
 		err = fmt.Errorf("close index: %w", e)
 	}
 	s.lock.Close()
+	unregisterSpaceHook(s)
 	return err
 }
 
@@ -412,12 +407,16 @@ func (s *Store) appendRecord(r *segment.Record, v index.Version, blocks uint64) 
 	defer s.appendMu.Unlock()
 	r.Seq = s.nextSeq
 	pos, err := s.seg.Append(r)
-	if err != nil {
-		if errors.Is(err, syscallENOSPC) {
-			return fmt.Errorf("%w: append to log: %v", ErrNoSpace, err)
-		}
-		return fmt.Errorf("append to log: %w", err)
+	if err != nil && isNoSpace(err) && s.releaseReserve("an append to the log failed") {
+		// New disk writes were refused before this point (admit), so what
+		// gets here is maintenance or already accepted data: it may use the
+		// reserve.
+		pos, err = s.seg.Append(r)
 	}
+	if err != nil {
+		return s.wrapNoSpace(fmt.Errorf("append to log: %w", err))
+	}
+	s.appended(int64(pos.Length))
 	s.nextSeq++
 	s.dirty = true
 	v.Seq = r.Seq
@@ -468,7 +467,7 @@ func (s *Store) commit() error {
 	}
 	if err := s.seg.Sync(); err != nil {
 		restore()
-		return fmt.Errorf("sync log: %w", err)
+		return s.wrapNoSpace(fmt.Errorf("sync log: %w", err))
 	}
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
@@ -482,19 +481,29 @@ func (s *Store) commit() error {
 	}
 	if err := b.Flush(); err != nil {
 		restore()
-		return fmt.Errorf("index versions: %w", err)
+		return s.wrapNoSpace(fmt.Errorf("index versions: %w", err))
 	}
 	// The checkpoint goes in its own, later write: Badger's log keeps write
 	// order, so a checkpoint that survives a crash implies the versions do.
 	cp := index.Checkpoint{Segment: tail.Segment, Offset: tail.Offset, Seq: seq}
 	if err := s.idx.Update(func(t *index.Txn) error { return t.SetCheckpoint(cp) }); err != nil {
 		restore()
-		return fmt.Errorf("index checkpoint: %w", err)
+		return s.wrapNoSpace(fmt.Errorf("index checkpoint: %w", err))
 	}
+	s.cpSegment.Store(cp.Segment)
 	s.pendMu.Lock()
 	s.flushing = nil
 	s.pendMu.Unlock()
 	return nil
+}
+
+// advanceCheckpoint commits, writing a checkpoint at the log's tail even if
+// nothing is pending.
+func (s *Store) advanceCheckpoint() error {
+	s.appendMu.Lock()
+	s.dirty = true
+	s.appendMu.Unlock()
+	return s.commit()
 }
 
 // pendingVersion returns the pending version of a key, if any.
@@ -538,6 +547,9 @@ func (s *Store) syncAllDisks() error {
 }
 
 func (s *Store) startBackground() {
+	// From now on a log write that fails for lack of space gives the
+	// reserve back and is tried again (reserve.go).
+	s.seg.SetNoSpaceHook(func() bool { return s.releaseReserve("a write to the log failed for lack of space") })
 	if s.opts.SyncInterval > 0 {
 		s.wg.Add(1)
 		go func() {
@@ -554,6 +566,14 @@ func (s *Store) startBackground() {
 					}
 				}
 			}
+		}()
+	}
+	if s.opts.GCInterval > 0 && s.opts.CleanerRate != 0 {
+		// The cleaner keeps the log bounded between the periodic GCs.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.runCleaner()
 		}()
 	}
 	if s.opts.GCInterval > 0 {

@@ -90,12 +90,16 @@ func regionCommand(st *state) *cli.Command {
 						if err != nil {
 							return err
 						}
-						return list(newPrinter(c, st), "remote_snapshot", rs, []string{"NAME", "CREATED", "KIND", "STATE", "DISKS"}, func(s service.RemoteSnapshot) []string {
+						return list(newPrinter(c, st), "remote_snapshot", rs, []string{"NAME", "HOST", "CREATED", "KIND", "STATE", "DISKS"}, func(s service.RemoteSnapshot) []string {
 							var ds []string
 							for _, d := range s.Disks {
 								ds = append(ds, d.Name)
 							}
-							return []string{s.Name, when(s.Created), dash(s.Kind), string(s.State), joinOr(ds, "-")}
+							host := s.Host
+							if s.Mine {
+								host += " (this host)"
+							}
+							return []string{s.Name, host, when(s.Created), dash(s.Kind), string(s.State), joinOr(ds, "-")}
 						})
 					})
 				},
@@ -120,11 +124,7 @@ func regionCommand(st *state) *cli.Command {
 						if err := printCheck(newPrinter(c, st), a[0], rep); err != nil {
 							return err
 						}
-						if !rep.OK() {
-							return fmt.Errorf("%w: region %s: %d problem(s), %d snapshot(s) lost, %d degraded; run snapfs region repair %s",
-								exitcode.ErrDegraded, a[0], len(rep.Problems), len(rep.Lost), len(rep.Degraded), a[0])
-						}
-						return nil
+						return checkVerdict(a[0], rep)
 					})
 				},
 			},
@@ -158,6 +158,9 @@ func regionCommand(st *state) *cli.Command {
 						if len(rep.Failed) > 0 {
 							return fmt.Errorf("%w: region %s: %d copies could not be repaired", exitcode.ErrDegraded, a[0], len(rep.Failed))
 						}
+						if rep.OrphansDeleted+rep.IndexesDeleted+rep.MarkersDeleted > 0 && !p.json {
+							fmt.Fprintf(p.w, "region %s: garbage removed: %d unindexed pack(s), %d orphaned index(es), %d copying marker(s) of dead syncs\n", a[0], rep.OrphansDeleted, rep.IndexesDeleted, rep.MarkersDeleted)
+						}
 						return nil
 					})
 				},
@@ -166,16 +169,26 @@ func regionCommand(st *state) *cli.Command {
 				Name:      "prune",
 				Usage:     "remove remote snapshots beyond a retention, and the packs nothing needs any more",
 				ArgsUsage: "NAME",
+				Description: "Retention applies per host and per disk set: --keep-last N keeps the N newest snapshots of each.\n" +
+					"By default only this host's snapshots are pruned; --host chooses others (a dead host's), --all-hosts\n" +
+					"every host's (still counted per host). A pruned snapshot is never sent again by its host's sync.\n" +
+					"Prune takes the region's exclusive lock: it waits for no one and fails with exit 15 while another\n" +
+					"operation holds the region.",
 				Flags: []cli.Flag{
-					&cli.IntFlag{Name: "keep-last", Usage: "keep the N newest remote snapshots"},
+					&cli.IntFlag{Name: "keep-last", Usage: "keep the N newest remote snapshots of each host and disk"},
 					&cli.DurationFlag{Name: "keep-within", Usage: "keep remote snapshots younger than this (e.g. 168h)"},
+					&cli.StringSliceFlag{Name: "host", Usage: "prune this host's snapshots (name or id, or \"unknown\"; repeat for several) instead of this host's"},
+					&cli.BoolFlag{Name: "all-hosts", Usage: "prune every host's snapshots"},
 				},
 				Action: func(c *cli.Context) error {
 					a, err := args(c, "NAME")
 					if err != nil {
 						return err
 					}
-					req := service.PruneRequest{Region: a[0], KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within")}
+					req := service.PruneRequest{Region: a[0], KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within"), Hosts: c.StringSlice("host"), AllHosts: c.Bool("all-hosts")}
+					if req.AllHosts && len(req.Hosts) > 0 {
+						return usagef("region prune: --host and --all-hosts exclude each other")
+					}
 					if req.KeepLast < 0 || req.KeepWithin < 0 {
 						return usagef("region prune: --keep-last and --keep-within must not be negative")
 					}
@@ -187,13 +200,73 @@ func regionCommand(st *state) *cli.Command {
 						if err != nil {
 							return err
 						}
-						return newPrinter(c, st).result("prune", s, "region %s: removed %d snapshot(s) (%s), %d pack(s) and %d orphan(s), %s freed",
-							a[0], len(s.Deleted), joinOr(s.Deleted, "none"), s.PacksDeleted, s.OrphansDeleted, size(s.BytesFreed))
+						return newPrinter(c, st).result("prune", s, "region %s: removed %d snapshot(s) (%s), %d pack(s), %d unindexed pack(s), %d orphaned index(es), %d copying marker(s); %s freed",
+							a[0], len(s.Deleted), joinOr(s.Deleted, "none"), s.PacksDeleted, s.OrphansDeleted, s.IndexesDeleted, s.MarkersDeleted, size(s.BytesFreed))
 					})
 				},
 			},
+			regionUnlockCommand(st),
 		},
 	}
+}
+
+func regionUnlockCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name:      "unlock",
+		Usage:     "remove the region's stale locks (of dead or cut-off operations) and the copying markers of dead syncs",
+		ArgsUsage: "NAME",
+		Description: "A lock not refreshed for 30 minutes, or held by a process of this host that no longer runs, is\n" +
+			"stale: it blocks nobody, and unlock removes it. --force removes every lock, also live ones: use it only\n" +
+			"when their holders are known to be gone (an operation whose lock is removed fails with exit 14).",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "remove every lock, also those that look alive"}},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, "NAME")
+			if err != nil {
+				return err
+			}
+			return withService(c, st, func(ctx context.Context, svc service.Service) error {
+				s, err := svc.UnlockRegion(ctx, service.UnlockRequest{Region: a[0], Force: c.Bool("force")})
+				if err != nil {
+					return err
+				}
+				var ls []string
+				for _, l := range s.Locks {
+					if l.Unreadable {
+						ls = append(ls, "unreadable lock "+l.ID)
+						continue
+					}
+					ls = append(ls, fmt.Sprintf("%s of host %s (pid %d)", l.Op, l.HostName, l.PID))
+				}
+				return newPrinter(c, st).result("unlock", s, "region %s: removed %d lock(s) (%s) and %d copying marker(s) (%s)",
+					a[0], len(s.Locks), joinOr(ls, "none"), len(s.Markers), joinOr(s.Markers, "none"))
+			})
+		},
+	}
+}
+
+// checkVerdict is region check's exit: 11 when stores are unreachable and
+// some snapshot cannot be read now (nothing is known lost), 12 when copies
+// are missing or corrupt or snapshots are lost.
+func checkVerdict(region string, rep service.CheckReport) error {
+	if rep.OK() && len(rep.Unreachable) == 0 {
+		return nil
+	}
+	if len(rep.Lost) == 0 && len(rep.Degraded) == 0 && onlyUnreachable(rep) {
+		return fmt.Errorf("%w: region %s: store(s) %v unreachable; %d snapshot(s) cannot be read until they are back (nothing is known lost)",
+			replicate.ErrUnavailable, region, rep.Unreachable, len(rep.Unavailable))
+	}
+	return fmt.Errorf("%w: region %s: %d problem(s); %d snapshot(s) lost, %d degraded, %d unavailable; run snapfs region repair %s",
+		exitcode.ErrDegraded, region, len(rep.Problems), len(rep.Lost), len(rep.Degraded), len(rep.Unavailable), region)
+}
+
+// onlyUnreachable: every problem is an unreachable store.
+func onlyUnreachable(rep service.CheckReport) bool {
+	for _, p := range rep.Problems {
+		if p.Kind != replicate.ProblemUnreachable {
+			return false
+		}
+	}
+	return true
 }
 
 func regionAddCommand(st *state) *cli.Command {
@@ -313,9 +386,22 @@ func printCheck(p *printer, region string, rep service.CheckReport) error {
 	if !rep.OK() {
 		state = "PROBLEMS"
 	}
-	_, err := fmt.Fprintf(p.w, "region %s: %s: %d stores, %d packs, %d manifests, %d shards checked (%s); %d problem(s); degraded: %s; lost: %s\n",
-		region, state, rep.Stores, rep.Packs, rep.Manifests, rep.ShardsChecked, how, len(rep.Problems), joinOr(rep.Degraded, "none"), joinOr(rep.Lost, "none"))
-	return err
+	if len(rep.Unreachable) > 0 {
+		state = "UNREACHABLE STORES"
+	}
+	if _, err := fmt.Fprintf(p.w, "region %s: %s: %d stores, %d packs, %d manifests, %d shards checked (%s); %d problem(s)\n",
+		region, state, rep.Stores, rep.Packs, rep.Manifests, rep.ShardsChecked, how, len(rep.Problems)); err != nil {
+		return err
+	}
+	fmt.Fprintf(p.w, "snapshots lost (cannot be restored): %s\n", joinOr(rep.Lost, "none"))
+	fmt.Fprintf(p.w, "snapshots degraded (restorable, run repair): %s\n", joinOr(rep.Degraded, "none"))
+	if len(rep.Unavailable) > 0 {
+		fmt.Fprintf(p.w, "snapshots unavailable until unreachable stores are back: %s\n", joinOr(rep.Unavailable, "none"))
+	}
+	if n := len(rep.Unindexed) + len(rep.OrphanIndexes); n > 0 {
+		fmt.Fprintf(p.w, "garbage (removed by prune or repair): %d unindexed pack(s), %d orphaned index(es)\n", len(rep.Unindexed), len(rep.OrphanIndexes))
+	}
+	return nil
 }
 
 func dash(s string) string {

@@ -21,6 +21,7 @@ import (
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
 	"github.com/snapfs/snapfs/rowstore"
+	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
 // snapMount is the record of a snapshot mount, <store>/snapmounts/<key>.json:
@@ -129,16 +130,18 @@ func snapshotMountCommand(st *state) *cli.Command {
 					return err
 				}
 				if err := interrupted(); err != nil {
-					undo = append(undo, func() { _ = svc.DeleteDisk(context.Background(), clone.Name, true) })
+					undo = append(undo, func() { dropScratch(svc, store, clone.Name) })
 					return err
 				}
-				undo = append(undo, func() { _ = svc.DeleteDisk(context.Background(), clone.Name, true) })
+				undo = append(undo, func() { dropScratch(svc, store, clone.Name) })
+				killPointForTest("clone")
 				file := filepath.Join(status.Mountpoint, "disks", clone.Name)
 				loop, err := runTool("losetup", "-f", "--show", file)
 				if err != nil {
 					return err
 				}
 				undo = append(undo, func() { _, _ = runTool("losetup", "-d", loop) })
+				killPointForTest("loop")
 				if err := interrupted(); err != nil {
 					return err
 				}
@@ -161,6 +164,7 @@ func snapshotMountCommand(st *state) *cli.Command {
 					return err
 				}
 				undo = append(undo, func() { _ = unmountRetry(mp) })
+				killPointForTest("mount")
 				if err := interrupted(); err != nil {
 					return err
 				}
@@ -168,6 +172,7 @@ func snapshotMountCommand(st *state) *cli.Command {
 				if err := writeJSONFile(rec, m); err != nil {
 					return err
 				}
+				killPointForTest("record")
 				return newPrinter(c, st).result("snapmount", m, "mounted %s/%s read-only at %s (clone %s on %s)", snap, disk, mp, clone.Name, loop)
 			})
 		},
@@ -228,11 +233,32 @@ func snapshotUmountCommand(st *state) *cli.Command {
 			if err != nil {
 				return fmt.Errorf("unmounted %s, but deleting its clone %s failed (delete it with snapfs disk delete --force %s): %w", mp, m.Clone, m.Clone, err)
 			}
+			if err := service.ForgetScratch(store, m.Clone); err != nil {
+				return fmt.Errorf("unmounted %s and deleted its clone, but: %w", mp, err)
+			}
 			if err := os.Remove(rec); err != nil {
 				return fmt.Errorf("remove %s: %w", rec, err)
 			}
 			return newPrinter(c, st).result("snapumount", m, "unmounted %s and discarded clone %s", mp, m.Clone)
 		},
+	}
+}
+
+// killPointForTest SIGKILLs this process at the named step of snapshot
+// mount when SNAPFS_TEST_KILL_AT names it: the integration tests' way to
+// kill the command between two steps, deterministically.
+func killPointForTest(step string) {
+	if os.Getenv("SNAPFS_TEST_KILL_AT") == step {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way
+	}
+}
+
+// dropScratch deletes a scratch clone and its ledger entry (best effort:
+// what is left is cleaned at the next daemon start).
+func dropScratch(svc service.Service, store, clone string) {
+	if err := svc.DeleteDisk(context.Background(), clone, true); err == nil || errors.Is(err, rowstore.ErrNotFound) {
+		_ = service.ForgetScratch(store, clone)
 	}
 }
 
@@ -370,33 +396,18 @@ func mounted(mp string) bool {
 	return false
 }
 
-// writeJSONFile writes v to path atomically (temp file, fsync, rename).
+// writeJSONFile writes v to path atomically and durably (vfs.WriteFile:
+// unique temporary name, fsync of the file and the directory).
 func writeJSONFile(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := vfs.MkdirAllSync(vfs.Default, filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("record: %w", err)
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := vfs.WriteFile(vfs.Default, path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("record: %w", err)
-	}
-	_, err = f.Write(append(data, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("record %s: %w", path, err)
 	}
 	return nil
 }

@@ -16,7 +16,9 @@ func syncCommand(st *state) *cli.Command {
 		Usage: "copy every local snapshot not yet in a region to it (only blocks the region lacks travel)",
 		Description: "Copies, oldest first, every snapshot holding one of the --disk disks (every snapshot without --disk)\n" +
 			"that the region does not hold yet. Exit 0 only when all of them are durable on every store of the region.\n" +
-			"Safe to interrupt and run again: the next run reuses what was shipped.",
+			"Safe to interrupt and run again: the next run reuses what was shipped. A snapshot this host's region prune\n" +
+			"removed is not sent again (snapshot copy sends it if asked). Sync shares the region with other syncs and\n" +
+			"restores of any host; while a prune or repair holds it, sync fails with exit 15 (run it again later).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "region", Usage: "the region", Required: true},
 			&cli.StringSliceFlag{Name: "disk", Usage: "only snapshots holding this disk (repeat for several)"},
@@ -33,7 +35,7 @@ func syncCommand(st *state) *cli.Command {
 func snapshotCopyCommand(st *state) *cli.Command {
 	return &cli.Command{
 		Name:      "copy",
-		Usage:     "copy one snapshot to a region (nothing when it is there already)",
+		Usage:     "copy one snapshot to a region (nothing when it is there already; also one the region pruned)",
 		ArgsUsage: "SNAPSHOT",
 		Flags:     []cli.Flag{&cli.StringFlag{Name: "region", Usage: "the region", Required: true}},
 		Action: func(c *cli.Context) error {
@@ -52,10 +54,17 @@ func runSync(c *cli.Context, st *state, req service.SyncRequest) error {
 		s, err := svc.Sync(ctx, req, pr.fn())
 		pr.done()
 		if err != nil {
+			if len(s.Copied) > 0 {
+				fmt.Fprintf(c.App.ErrWriter, "region %s: copied before the failure: %s\n", req.Region, strings.Join(s.Copied, ", "))
+			}
 			return err
 		}
-		return newPrinter(c, st).result("sync", s, "region %s: %d snapshot(s) copied, %d already there; %d of %d blocks read, %d pack(s), %s written",
-			req.Region, s.Snapshots, s.Skipped, s.BlocksRead, s.BlocksExamined, s.PacksWritten, size(s.TotalWritten()))
+		pruned := ""
+		if s.Pruned > 0 {
+			pruned = fmt.Sprintf(", %d pruned from the region before (not sent again)", s.Pruned)
+		}
+		return newPrinter(c, st).result("sync", s, "region %s: %d snapshot(s) copied, %d already there%s; %d of %d blocks read, %d pack(s), %s written",
+			req.Region, s.Snapshots, s.Skipped, pruned, s.BlocksRead, s.BlocksExamined, s.PacksWritten, size(s.TotalWritten()))
 	})
 }
 
@@ -64,18 +73,22 @@ func restoreCommand(st *state) *cli.Command {
 		Name:  "restore",
 		Usage: "build a new local disk from a disk of a snapshot in a region",
 		Description: "Reads any k healthy stores of the region and verifies every block. The disk is built under a\n" +
-			"temporary name and appears as --to only when complete; a failed restore leaves nothing behind.",
+			"temporary name and appears as --to only when complete; a failed restore leaves nothing behind\n" +
+			"(a killed one's temporary disk is removed when the daemon or the next command starts).\n" +
+			"Without --host, this host's snapshot of that name is restored, or the only one of that name;\n" +
+			"when several hosts have one, --host (a host name or id, or \"unknown\") must choose.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "region", Usage: "the region", Required: true},
 			&cli.StringFlag{Name: "snapshot", Usage: "the remote snapshot", Required: true},
 			&cli.StringFlag{Name: "disk", Usage: "the disk in the snapshot", Required: true},
 			&cli.StringFlag{Name: "to", Usage: "the new local disk", Required: true},
+			&cli.StringFlag{Name: "host", Usage: "whose snapshot: a host name or id (see region snapshots), or \"unknown\""},
 		},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
 				return err
 			}
-			req := service.RestoreRequest{Region: c.String("region"), Snapshot: c.String("snapshot"), Disk: c.String("disk"), To: c.String("to")}
+			req := service.RestoreRequest{Region: c.String("region"), Snapshot: c.String("snapshot"), Disk: c.String("disk"), To: c.String("to"), Host: c.String("host")}
 			return withService(c, st, func(ctx context.Context, svc service.Service) error {
 				pr := newProgress(c, st)
 				s, err := svc.Restore(ctx, req, pr.fn())

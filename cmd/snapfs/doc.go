@@ -29,6 +29,9 @@
 //	sync --region NAME [--disk D ...]      copy every local snapshot (of those disks) not yet in the region
 //	snapshot copy SNAP --region NAME       copy one snapshot
 //	restore --region NAME --snapshot SNAP --disk D --to NEWDISK
+//	check [--read-data] [--max-duration D] verify the store; exit 6 when anything is corrupt
+//	index rebuild                          rebuild the index from the segment log (store unmounted)
+//	repair --from-region NAME              rewrite corrupt or missing blocks from a region; exit 6 if some are left
 //
 // Flags may follow positional arguments (disk create vol1 --size 1G).
 // --store defaults to $SNAPFS_STORE, then /var/lib/snapfs. With --json every
@@ -63,11 +66,15 @@
 // the kernel's cached names.
 //
 // `snapshot mount` needs a daemon: it makes a throw-away writable clone of
-// the snapshot's disk (snapmount-<snapshot>-<disk>-<n>, listed by disk list),
-// attaches M/disks/<clone> to a loop device read-write (so a dirty ext4 or
-// xfs journal can replay) and mounts it with -o ro. It records what it did in
-// <store>/snapmounts/<hash of MOUNTPOINT>.json; `snapshot umount` unmounts,
-// detaches the loop device and deletes the clone.
+// the snapshot's disk (snapmount-<snapshot>-<disk>-<n>, recorded in the
+// ledger <store>/snapmounts/clones/ before it is made, never listed by disk
+// list or in M/disks/ but openable by name), attaches M/disks/<clone> to a
+// loop device read-write (so a dirty ext4 or xfs journal can replay) and
+// mounts it with -o ro. It records what it did in <store>/snapmounts/<hash
+// of MOUNTPOINT>.json (vfs.WriteFile); `snapshot umount` unmounts, detaches
+// the loop device, deletes the clone and its ledger entry. A snapshot mount
+// killed half-way, or one whose daemon died, is undone at the next daemon
+// start (service.CleanScratch): mount, loop device, clone, record, ledger.
 //
 // # Regions
 //
@@ -106,6 +113,34 @@
 // job; interrupting the command (Ctrl-C) closes the connection and cancels
 // the job in the daemon (sync and restore are safe to run again).
 //
+// # Check, index rebuild, repair
+//
+// `check` verifies the superblock, the catalog (every layer, parent, disk,
+// snapshot member and image reference resolves), the index (every block
+// version points into an existing segment, within bounds) and, with
+// --read-data, every stored block (record CRC, CRC and SHA-256 the index
+// keeps) and every record of the log. Each problem names the disks,
+// snapshots and images that read it, the block and the segment and offset
+// (with --json, one "check" object with "problems"). It draws a progress
+// bar on a terminal; --json prints progress events of op "store-check".
+// --max-duration stops the data pass early and saves a cursor in
+// <store>/check-cursor.json; the next check --read-data continues from it
+// and says so ("resumed from"). Exit 0 clean, 6 corrupt. It works with and
+// without a daemon.
+//
+// A store whose index does not match its log (missing, emptied, without
+// Badger's MANIFEST, another store's, or behind the log) is refused by every
+// command with exit 6 and a message naming `snapfs index rebuild`; nothing
+// is changed. `index rebuild` needs the store unmounted (exit 5 while a
+// daemon serves it): it moves the old index aside to <store>/index.bad-TIME
+// (never deleted), replays the whole segment log into a new index, block
+// versions and catalog alike, and prints what it found.
+//
+// `repair --from-region R` runs check --read-data and fetches every bad
+// block from the region by its SHA-256, rewriting it where the digest
+// matches (every disk, snapshot and image sharing it is repaired); what it
+// could not repair is listed, exit 6.
+//
 // # Exit codes
 //
 //	0  success
@@ -124,6 +159,8 @@
 //	12 region degraded: region check found missing or corrupt copies (run region repair),
 //	   or region repair could not rebuild all of them
 //	13 wrong region key, or the stores hold a different region (k, m, id or store order)
+//	14 conflict: a concurrent operation on the region changed what this one relied on; run it again
+//	15 locked: the region is locked by another operation: wait, or `snapfs region unlock`
 //
 // Every error is one line on stderr, starting with "snapfs: ". The codes are
 // the constants of internal/exitcode and do not depend on whether a daemon

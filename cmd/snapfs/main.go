@@ -109,6 +109,9 @@ func newApp(st *state) *cli.App {
 		regionCommand(st),
 		syncCommand(st),
 		restoreCommand(st),
+		checkCommand(st),
+		indexCommand(st),
+		repairCommand(st),
 	}
 	for _, c := range app.Commands {
 		prepare(st, c)

@@ -76,6 +76,7 @@ func TestManifestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.Version = 0
 	if !reflect.DeepEqual(m, n) {
 		t.Fatalf("round trip:\n%+v\n%+v", m, n)
 	}
@@ -83,7 +84,11 @@ func TestManifestRoundTrip(t *testing.T) {
 
 func TestMarkerRoundTrip(t *testing.T) {
 	mk := &Marker{Name: "s", SnapshotID: 7, Created: time.Unix(5, 0).UTC(), Started: time.Unix(9, 1).UTC()}
+	mk.Host, mk.HostName = HostID{4}, "h4"
 	n, err := DecodeMarker(mk.Encode())
+	if err == nil {
+		n.Version = 0
+	}
 	if err != nil || !reflect.DeepEqual(mk, n) {
 		t.Fatalf("%+v %v", n, err)
 	}
@@ -200,8 +205,8 @@ func FuzzDecodeManifest(f *testing.F) {
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeManifest(b)
-		if err != nil {
-			return
+		if err != nil || m.Version != ManifestVersion {
+			return // older versions re-encode as the current one
 		}
 		c, err := m.Encode()
 		if err != nil {
@@ -217,7 +222,7 @@ func FuzzDecodeMarker(f *testing.F) {
 	f.Add((&Marker{Name: "x", SnapshotID: 1}).Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeMarker(b)
-		if err != nil {
+		if err != nil || m.Version != MarkerVersion {
 			return
 		}
 		if !bytes.Equal(m.Encode(), b) {
@@ -266,14 +271,76 @@ func TestManifestVersion1Decodes(t *testing.T) {
 	if err != nil || got.Seq != 3 {
 		t.Fatalf("v2: seq %v err %v", got, err)
 	}
-	v1 := append(append([]byte{}, b[:24]...), b[32:]...)
+	v1 := append(append([]byte{}, b[:24]...), b[32+16+2:]...) // no sequence, no host
 	v1[4] = manifestVersion1
 	got, err = DecodeManifest(v1)
 	if err != nil || got.Seq != 0 || got.Name != "s" || len(got.Disks) != 1 || got.Disks[0].Entries[0].ID != (ChunkID{1}) {
 		t.Fatalf("v1: %+v %v", got, err)
 	}
-	b[4] = 3
+	b[4] = ManifestVersion + 1
 	if _, err := DecodeManifest(b); !errors.Is(err, ErrUnsupportedVersion) {
-		t.Fatalf("v3: %v", err)
+		t.Fatalf("v%d: %v", ManifestVersion+1, err)
+	}
+}
+
+func FuzzDecodeLock(f *testing.F) {
+	f.Add((&Lock{Host: HostID{1}, PID: 7, Exclusive: true, HostName: "h", Op: "prune"}).Encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := DecodeLock(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(l.Encode(), b) {
+			t.Fatalf("re-encode differs")
+		}
+	})
+}
+
+func FuzzDecodeTombstone(f *testing.F) {
+	f.Add((&Tombstone{Host: HostID{2}, SnapshotID: 9, Name: "s"}).Encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		x, err := DecodeTombstone(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(x.Encode(), b) {
+			t.Fatalf("re-encode differs")
+		}
+	})
+}
+
+// Version 2 manifests and version 1 markers (no host) still decode, with
+// the unknown host.
+func TestHostlessVersionsDecode(t *testing.T) {
+	m := &Manifest{Name: "s", SnapshotID: 7, Created: time.Unix(0, 42).UTC(), Seq: 3, Kind: "k", Host: HostID{9}, HostName: "h",
+		Disks: []ManifestDisk{{Name: "d", Size: 8192, BlockSize: 4096, Entries: []MapEntry{{Block: 1, ID: ChunkID{1}}}}}}
+	b, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cut the host out and mark it version 2.
+	hostAt := 4 + 4 + 8 + 8 + 8
+	v2 := append(append([]byte{}, b[:hostAt]...), b[hostAt+16+2+1:]...)
+	v2[4] = 2
+	got, err := DecodeManifest(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Host.IsZero() || got.HostName != "" || got.Name != "s" || got.Seq != 3 || got.Version != 2 || got.Host.String() != "unknown" {
+		t.Fatalf("v2 manifest decoded as %+v", got)
+	}
+	mk := &Marker{Name: "x", SnapshotID: 1, Host: HostID{3}, HostName: "hh"}
+	mb := mk.Encode()
+	v1 := append([]byte{}, mb[:len(mb)-16-2-2]...)
+	v1[4] = 1
+	gm, err := DecodeMarker(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !gm.Host.IsZero() || gm.Name != "x" {
+		t.Fatalf("v1 marker decoded as %+v", gm)
+	}
+	if l, err := DecodeLock((&Lock{Host: HostID{1}, Exclusive: true, Op: "prune"}).Encode()); err != nil || !l.Exclusive || l.Op != "prune" {
+		t.Fatalf("lock round trip: %+v %v", l, err)
 	}
 }

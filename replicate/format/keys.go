@@ -157,13 +157,16 @@ const (
 	TypeIndex    byte = 'I'
 	TypeManifest byte = 'M'
 	TypeMarker   byte = 'C'
+	TypeLock     byte = 'L'
+	TypeTomb     byte = 'T'
 )
 
 // Envelope layout (all integers big-endian):
 //
 //	0  magic "SFRE"  4
 //	4  version       1 (1)
-//	5  type          1 ('P' pack, 'I' index, 'M' manifest, 'C' copying marker)
+//	5  type          1 ('P' pack, 'I' index, 'M' manifest, 'C' copying marker,
+//	                    'L' lock, 'T' pruned-snapshot tombstone)
 //	6  cipher        1 (1 = AES-256-GCM)
 //	7  reserved      1 (0)
 //	8  nonce        12 (random)

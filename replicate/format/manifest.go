@@ -2,6 +2,7 @@ package format
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"time"
 )
@@ -9,12 +10,14 @@ import (
 // Manifest layout (plaintext of the 'M' envelope, one per remote snapshot,
 // on every store; big-endian, varints are unsigned LEB128, minimal):
 //
-//	magic "SFMF" 4 | version 2 (1) | reserved 3
+//	magic "SFMF" 4 | version 3 (1) | reserved 3
 //	snapshot id 8 (the local engine's id) | created 8 (unix nanoseconds)
 //	sequence 8 (0 when first written; each rewrite of the same manifest,
 //	  e.g. by prune, stores the previous sequence + 1: of copies that
 //	  differ, the highest sequence is the newest; absent in version 1,
 //	  which decodes with sequence 0)
+//	host id 16 | host name str16 (the host whose snapshot this is; absent
+//	  in versions 1 and 2, which decode with the zero host id: "unknown")
 //	name str16 | kind str16 | disk count 2
 //	per disk:
 //	  name str16 | size 8 | block size 4
@@ -30,9 +33,11 @@ import (
 // with zero = 1 for a block that now reads as zeros.
 const (
 	manifestMagic   = "SFMF"
-	ManifestVersion = 2
+	ManifestVersion = 3
 	// manifestVersion1 has no sequence field; still decoded.
 	manifestVersion1 = 1
+	// manifestVersion2 has no host; still decoded (host unknown).
+	manifestVersion2 = 2
 	// MaxDepth bounds a delta chain: a manifest at this depth is written full.
 	MaxDepth = 16
 )
@@ -44,9 +49,32 @@ type Manifest struct {
 	Created    time.Time
 	// Seq orders rewrites of one manifest: 0 when first written, +1 on
 	// every rewrite.
-	Seq   uint64
-	Kind  string
-	Disks []ManifestDisk
+	Seq uint64
+	// Host owns the snapshot: a host's snapshots are stored under their
+	// own name ids (see replicate), so two hosts never share a manifest.
+	// The zero id is "unknown": a manifest written before hosts existed
+	// (version 1 or 2).
+	Host     HostID
+	HostName string
+	Kind     string
+	Disks    []ManifestDisk
+	// Version is the format version the manifest was decoded from (0 for
+	// one built in memory); Encode always writes ManifestVersion.
+	Version int
+}
+
+// HostID identifies a host (a local snapfs store): 16 random bytes made
+// at init. The zero id is the unknown host of manifests that predate hosts.
+type HostID [16]byte
+
+// IsZero reports whether id is the unknown host.
+func (id HostID) IsZero() bool { return id == HostID{} }
+
+func (id HostID) String() string {
+	if id.IsZero() {
+		return "unknown"
+	}
+	return hex.EncodeToString(id[:])
 }
 
 // ManifestDisk is one disk of a remote snapshot.
@@ -90,6 +118,11 @@ func (m *Manifest) Encode() ([]byte, error) {
 	b = binary.BigEndian.AppendUint64(b, m.SnapshotID)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Created.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, m.Seq)
+	b = append(b, m.Host[:]...)
+	if len(m.HostName) > 0xffff {
+		return nil, fmt.Errorf("manifest %q: host name too long", m.Name)
+	}
+	b = appendStr16(b, m.HostName)
 	if len(m.Name) > 0xffff || len(m.Kind) > 0xffff || len(m.Disks) > 0xffff {
 		return nil, fmt.Errorf("manifest %q: field too long", m.Name)
 	}
@@ -132,16 +165,20 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 		r.fail("bad magic")
 	}
 	v := r.u8()
-	if r.err == nil && v != ManifestVersion && v != manifestVersion1 {
+	if r.err == nil && v != ManifestVersion && v != manifestVersion1 && v != manifestVersion2 {
 		return nil, fmt.Errorf("%w: manifest version %d", ErrUnsupportedVersion, v)
 	}
 	if res := r.bytes(3); r.err == nil && (res[0]|res[1]|res[2]) != 0 {
 		r.fail("reserved bytes set")
 	}
-	m := &Manifest{SnapshotID: r.u64()}
+	m := &Manifest{SnapshotID: r.u64(), Version: int(v)}
 	m.Created = time.Unix(0, int64(r.u64())).UTC()
 	if v != manifestVersion1 {
 		m.Seq = r.u64()
+	}
+	if v >= ManifestVersion {
+		copy(m.Host[:], r.bytes(16))
+		m.HostName = r.str16()
 	}
 	m.Name, m.Kind = r.str16(), r.str16()
 	nd := r.u16()
@@ -197,11 +234,13 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 // Marker layout (plaintext of the 'C' envelope: a copy in progress, put
 // on every store before the first pack, deleted after the manifest):
 //
-//	magic "SFCM" 4 | version 1 (1) | reserved 3
+//	magic "SFCM" 4 | version 2 (1) | reserved 3
 //	snapshot id 8 | created 8 (unix ns) | started 8 (unix ns) | name str16
+//	host id 16 | host name str16 (absent in version 1: unknown host)
 const (
-	markerMagic   = "SFCM"
-	MarkerVersion = 1
+	markerMagic    = "SFCM"
+	MarkerVersion  = 2
+	markerVersion1 = 1
 )
 
 // Marker records a snapshot being copied.
@@ -210,6 +249,10 @@ type Marker struct {
 	SnapshotID uint64
 	Created    time.Time
 	Started    time.Time
+	Host       HostID
+	HostName   string
+	// Version is the format version decoded (0: built in memory).
+	Version int
 }
 
 // Encode returns the marker plaintext.
@@ -218,7 +261,9 @@ func (mk *Marker) Encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, mk.SnapshotID)
 	b = binary.BigEndian.AppendUint64(b, uint64(mk.Created.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, uint64(mk.Started.UnixNano()))
-	return appendStr16(b, mk.Name)
+	b = appendStr16(b, mk.Name)
+	b = append(b, mk.Host[:]...)
+	return appendStr16(b, mk.HostName)
 }
 
 // DecodeMarker parses a marker plaintext.
@@ -227,16 +272,21 @@ func DecodeMarker(b []byte) (*Marker, error) {
 	if mg := r.bytes(4); r.err == nil && string(mg) != markerMagic {
 		r.fail("bad magic")
 	}
-	if v := r.u8(); r.err == nil && v != MarkerVersion {
+	v := r.u8()
+	if r.err == nil && v != MarkerVersion && v != markerVersion1 {
 		return nil, fmt.Errorf("%w: marker version %d", ErrUnsupportedVersion, v)
 	}
 	if res := r.bytes(3); r.err == nil && (res[0]|res[1]|res[2]) != 0 {
 		r.fail("reserved bytes set")
 	}
-	mk := &Marker{SnapshotID: r.u64()}
+	mk := &Marker{SnapshotID: r.u64(), Version: int(v)}
 	mk.Created = time.Unix(0, int64(r.u64())).UTC()
 	mk.Started = time.Unix(0, int64(r.u64())).UTC()
 	mk.Name = r.str16()
+	if v >= MarkerVersion {
+		copy(mk.Host[:], r.bytes(16))
+		mk.HostName = r.str16()
+	}
 	r.end()
 	if r.err != nil {
 		return nil, r.err

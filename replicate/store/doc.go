@@ -24,10 +24,14 @@
 //
 // Open picks the backend from the URL:
 //
-//   - file:///abs/path: Local, a directory. Put writes a temporary file in
-//     the target directory, fsyncs it, renames it into place and fsyncs the
-//     directory. Temporary names contain '~', which no object name can, so
-//     List never shows them.
+//   - file:///abs/path: Local, a directory, which must exist: Open never
+//     creates it (a missing one, e.g. an unmounted NAS, is ErrMissing, so a
+//     "remote" copy never lands on the local disk). CreateLocal, used when
+//     a region is created, makes it only inside a mounted file system other
+//     than / (its parent must exist on another device). Put writes through
+//     vfs.WriteFile (a temporary file in the target directory, fsynced,
+//     renamed into place, the directory fsynced); List skips temporary
+//     names (vfs.IsTemp, and "~put-*" of older versions).
 //   - s3://bucket/prefix: any S3-compatible service (AWS S3, Alibaba OSS,
 //     MinIO, Ceph RGW, SeaweedFS, versitygw), through minio-go. If the
 //     bucket does not exist Open creates it (in Options.Region); a store
@@ -47,9 +51,12 @@
 // Wrap stacks behaviour on a backend; each wrapper implements the whole
 // interface and keeps its promises:
 //
-//   - fault injection (Faults): fail the n-th call of a method, make the
-//     store "down", corrupt the bytes Get returns. For tests of the layers
-//     above: degraded reads, repair, resumable sync.
+//   - fault injection (Faults): fail the n-th call of a method, or the
+//     calls a function picks by name; make the store "down"; corrupt the
+//     bytes Get returns; delay calls by name; or, seeded, random delays,
+//     errors and lost acknowledgements (a Put or Delete that takes effect
+//     and then fails). For tests of the layers above: degraded reads,
+//     repair, resumable sync, the region lock protocol.
 //   - retry (RetryOptions): exponential backoff with jitter, honouring ctx,
 //     never retrying permanent errors (see Permanent: ErrNotFound,
 //     ErrInvalidName, ErrShortRead, a cancelled context). A failed List is

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Method names a Store method for fault injection.
@@ -35,6 +37,47 @@ type Faults struct {
 	failAt  map[Method]map[int]error // method -> call number -> error
 	down    bool
 	corrupt func(name string) bool
+	delay   func(m Method, name string) time.Duration
+	match   func(m Method, name string) error
+	rnd     *rand.Rand
+	random  RandomFaults
+}
+
+// RandomFaults inject faults at random (see Faults.SetRandom).
+type RandomFaults struct {
+	// MaxDelay: every call first sleeps a random time in [0, MaxDelay).
+	MaxDelay time.Duration
+	// ErrRate: the share of calls that fail before doing anything.
+	ErrRate float64
+	// LostAckRate: the share of Puts and Deletes that take effect and
+	// then fail (the acknowledgement is lost), as a timeout after the
+	// service applied the request looks to a client.
+	LostAckRate float64
+}
+
+// SetRandom injects random delays, errors and lost acknowledgements,
+// seeded (the zero RandomFaults stops them).
+func (f *Faults) SetRandom(seed uint64, r RandomFaults) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rnd = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	f.random = r
+}
+
+// FailMatching makes every call for which fn returns an error fail with it
+// (nil: stop).
+func (f *Faults) FailMatching(fn func(m Method, name string) error) {
+	f.mu.Lock()
+	f.match = fn
+	f.mu.Unlock()
+}
+
+// DelayMatching makes every call sleep for what fn returns for it (nil:
+// stop). Tests use it to widen a race window at one object.
+func (f *Faults) DelayMatching(fn func(m Method, name string) time.Duration) {
+	f.mu.Lock()
+	f.delay = fn
+	f.mu.Unlock()
 }
 
 // NewFaults returns a Faults that injects nothing yet.
@@ -80,15 +123,52 @@ func (f *Faults) Calls(m Method) int {
 	return f.calls[m]
 }
 
-// enter counts a call and returns the error to inject, if any.
-func (f *Faults) enter(m Method) error {
+// enter counts a call, sleeps any injected delay, and returns the error to
+// inject before the call, if any, and whether to lose its acknowledgement.
+func (f *Faults) enter(ctx context.Context, m Method, name string) (lost bool, err error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.calls[m]++
-	if f.down {
-		return fmt.Errorf("%w: store down (%s)", ErrInjected, m)
+	var d time.Duration
+	if f.delay != nil {
+		d = f.delay(m, name)
 	}
-	return f.failAt[m][f.calls[m]]
+	if f.rnd != nil {
+		if f.random.MaxDelay > 0 {
+			d += time.Duration(f.rnd.Int64N(int64(f.random.MaxDelay)))
+		}
+		if f.rnd.Float64() < f.random.ErrRate {
+			err = fmt.Errorf("%w: random failure of %s %s", ErrInjected, m, name)
+		} else if (m == MethodPut || m == MethodDelete) && f.rnd.Float64() < f.random.LostAckRate {
+			lost = true
+		}
+	}
+	if f.down {
+		err = fmt.Errorf("%w: store down (%s)", ErrInjected, m)
+	} else if e := f.failAt[m][f.calls[m]]; e != nil {
+		err = e
+	} else if f.match != nil {
+		if e := f.match(m, name); e != nil {
+			err = e
+		}
+	}
+	f.mu.Unlock()
+	if d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false, ctx.Err()
+		}
+	}
+	return lost, err
+}
+
+func lostAck(m Method, name string, err error) error {
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %s %s applied, acknowledgement lost", ErrInjected, m, name)
 }
 
 func (f *Faults) corrupts(name string) bool {
@@ -103,14 +183,19 @@ type faultyStore struct {
 }
 
 func (s *faultyStore) Put(ctx context.Context, name string, data []byte) error {
-	if err := s.f.enter(MethodPut); err != nil {
+	lost, err := s.f.enter(ctx, MethodPut, name)
+	if err != nil {
 		return err
 	}
-	return s.inner.Put(ctx, name, data)
+	err = s.inner.Put(ctx, name, data)
+	if lost {
+		return lostAck(MethodPut, name, err)
+	}
+	return err
 }
 
 func (s *faultyStore) Get(ctx context.Context, name string, off, length int64) ([]byte, error) {
-	if err := s.f.enter(MethodGet); err != nil {
+	if _, err := s.f.enter(ctx, MethodGet, name); err != nil {
 		return nil, err
 	}
 	data, err := s.inner.Get(ctx, name, off, length)
@@ -122,24 +207,29 @@ func (s *faultyStore) Get(ctx context.Context, name string, off, length int64) (
 }
 
 func (s *faultyStore) Stat(ctx context.Context, name string) (int64, error) {
-	if err := s.f.enter(MethodStat); err != nil {
+	if _, err := s.f.enter(ctx, MethodStat, name); err != nil {
 		return 0, err
 	}
 	return s.inner.Stat(ctx, name)
 }
 
 func (s *faultyStore) List(ctx context.Context, prefix string, fn func(string, int64) error) error {
-	if err := s.f.enter(MethodList); err != nil {
+	if _, err := s.f.enter(ctx, MethodList, prefix); err != nil {
 		return err
 	}
 	return s.inner.List(ctx, prefix, fn)
 }
 
 func (s *faultyStore) Delete(ctx context.Context, name string) error {
-	if err := s.f.enter(MethodDelete); err != nil {
+	lost, err := s.f.enter(ctx, MethodDelete, name)
+	if err != nil {
 		return err
 	}
-	return s.inner.Delete(ctx, name)
+	err = s.inner.Delete(ctx, name)
+	if lost {
+		return lostAck(MethodDelete, name, err)
+	}
+	return err
 }
 
 func (s *faultyStore) Location() string { return s.inner.Location() }

@@ -12,11 +12,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
-// tempPattern names Put's temporary files. '~' is not a name byte, so a
-// temporary file can never be mistaken for an object, and List skips it.
-const tempPattern = "~put-*"
+// isTemp reports whether a base name is a temporary file of Put
+// (vfs.WriteFile's, or "~put-*" of older versions): List skips them.
+func isTemp(base string) bool { return vfs.IsTemp(base) || strings.HasPrefix(base, "~put-") }
 
 // errClosed is returned by a closed store's methods.
 var errClosed = errors.New("store: closed")
@@ -32,17 +34,67 @@ type Local struct {
 	closed   atomic.Bool
 }
 
-// OpenLocal opens (creating it if missing) the directory root, which must be
-// an absolute path.
+// OpenLocal opens the directory root, which must be an absolute path and
+// exist: a missing one (an unmounted file system) is an error wrapping
+// ErrMissing, never created, so a "remote" copy never lands on the local
+// disk by mistake. CreateLocal makes one when a region is created.
 func OpenLocal(root string) (*Local, error) {
 	if !filepath.IsAbs(root) {
 		return nil, fmt.Errorf("%w: local store path %q is not absolute", ErrInvalidURL, root)
 	}
 	root = filepath.Clean(root)
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, fmt.Errorf("store: create %s: %w", root, err)
+	fi, err := os.Stat(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: directory %s does not exist (a file system not mounted?)", ErrMissing, root)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", root, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%w: %s is not a directory", ErrInvalidURL, root)
 	}
 	return &Local{root: root, location: "file://" + filepath.ToSlash(root)}, nil
+}
+
+// CreateLocal makes the directory of a new local store, refusing where a
+// missing mount would put the data on the wrong disk: it creates root only
+// if its parent exists and is on another file system than / (a mounted
+// NAS or disk: /mnt/nas1 mounted, /mnt/nas1/snapfs made). Anywhere else the
+// directory must be made by hand first; the error says so. An existing
+// directory is fine.
+func CreateLocal(root string) error {
+	if !filepath.IsAbs(root) {
+		return fmt.Errorf("%w: local store path %q is not absolute", ErrInvalidURL, root)
+	}
+	root = filepath.Clean(root)
+	if fi, err := os.Stat(root); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: %s is not a directory", ErrInvalidURL, root)
+		}
+		return nil
+	}
+	parent := filepath.Dir(root)
+	pst, err := os.Stat(parent)
+	if err != nil {
+		return fmt.Errorf("%w: directory %s does not exist, nor its parent %s (a file system not mounted?); create it first", ErrMissing, root, parent)
+	}
+	rst, err := os.Stat("/")
+	if err != nil {
+		return fmt.Errorf("store: stat /: %w", err)
+	}
+	if sameDevice(pst, rst) {
+		return fmt.Errorf("%w: directory %s does not exist, and %s is on the root file system (a file system not mounted?); create it first with mkdir if that is where the store belongs", ErrMissing, root, parent)
+	}
+	if err := os.Mkdir(root, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("store: create %s: %w", root, err)
+	}
+	return syncDir(parent)
+}
+
+func sameDevice(a, b os.FileInfo) bool {
+	sa, ok1 := a.Sys().(*syscall.Stat_t)
+	sb, ok2 := b.Sys().(*syscall.Stat_t)
+	return ok1 && ok2 && sa.Dev == sb.Dev
 }
 
 func (l *Local) path(name string) string { return filepath.Join(l.root, filepath.FromSlash(name)) }
@@ -57,46 +109,19 @@ func (l *Local) check(ctx context.Context, name string) error {
 	return ctx.Err()
 }
 
-// Put implements Store.
+// Put implements Store. It writes through vfs.WriteFile: a temporary file
+// in the target directory, fsynced, renamed over the name, the directory
+// fsynced.
 func (l *Local) Put(ctx context.Context, name string, data []byte) error {
 	if err := l.check(ctx, name); err != nil {
 		return err
 	}
 	p := l.path(name)
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("store: put %s: %w", name, err)
 	}
-	f, err := os.CreateTemp(dir, tempPattern)
-	if err != nil {
+	if err := vfs.WriteFile(vfs.Default, p, data, 0o644); err != nil {
 		return fmt.Errorf("store: put %s: %w", name, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("store: put %s: write: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("store: put %s: fsync: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("store: put %s: close: %w", name, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store: put %s: %w", name, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("store: put %s: rename: %w", name, err)
-	}
-	ok = true
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("store: put %s: fsync dir: %w", name, err)
 	}
 	return nil
 }
@@ -221,7 +246,7 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(name string, si
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || !strings.HasPrefix(name, prefix) || ValidName(name) != nil {
+		if !d.Type().IsRegular() || !strings.HasPrefix(name, prefix) || ValidName(name) != nil || isTemp(d.Name()) {
 			return nil // temporary files, symlinks, foreign files
 		}
 		fi, err := d.Info()

@@ -39,7 +39,7 @@ type Options struct {
 
 // Open opens the store at rawURL:
 //
-//	file:///abs/path       a local directory (created if missing)
+//	file:///abs/path       a local directory, which must exist (ErrMissing)
 //	s3://bucket            the whole bucket
 //	s3://bucket/prefix     the objects under prefix/ in bucket
 //

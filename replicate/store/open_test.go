@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"os"
 	"testing"
 )
 
@@ -19,6 +20,9 @@ func TestOpenInvalidURL(t *testing.T) {
 
 func TestOpenLocalLocation(t *testing.T) {
 	dir := t.TempDir()
+	if err := os.Mkdir(dir+"/x", 0o755); err != nil {
+		t.Fatal(err)
+	}
 	s, err := Open(t.Context(), "file://"+dir+"/x/", Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,9 @@ var (
 	ErrInvalidName = errors.New("store: invalid object name")
 	// ErrInvalidURL: Open was given a URL it cannot use.
 	ErrInvalidURL = errors.New("store: invalid store URL")
+	// ErrMissing: the store itself does not exist (a file:// directory
+	// that is missing: an unmounted file system). Nothing was created.
+	ErrMissing = errors.New("store: store does not exist")
 	// ErrShortRead: a Get asked for bytes beyond the end of the object.
 	// It is permanent: retrying gives the same answer.
 	ErrShortRead = errors.New("store: short read")

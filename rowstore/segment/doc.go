@@ -42,7 +42,7 @@
 //	+--------+-----+--------------------------------------------+
 //	|      0 |   4 | magic 0x52505346 (bytes 'F','S','P','R')   |
 //	|      4 |   1 | version (= 1)                              |
-//	|      5 |   1 | kind: 1 data, 2 zero, 3 pad                |
+//	|      5 |   1 | kind: 1 data, 2 zero, 3 pad, 4 catalog     |
 //	|      6 |   2 | flags                                      |
 //	|      8 |   8 | layer                                      |
 //	|     16 |   8 | block                                      |
@@ -55,7 +55,11 @@
 //
 // Payloads: a data record carries the block's bytes; a zero record carries a
 // uint64 count c, meaning blocks [block, block+c) read as zeros at epoch; a
-// pad record is reserved and skipped by scanners.
+// pad record is reserved and skipped by scanners; a catalog record (layer,
+// block and epoch 0) carries a change of the catalog, encoded by package
+// index (versioned, with its own CRC32C), so the catalog can be rebuilt from
+// the log alone. Kind 4 was added without a version bump: older readers
+// refuse it as an unknown kind (corruption), never misread it.
 //
 // # Versions
 //

@@ -19,6 +19,10 @@ const (
 	KindZero Kind = 2
 	// KindPad is reserved for later use; scanners accept and skip it.
 	KindPad Kind = 3
+	// KindCatalog: the payload is a catalog change (package index encodes
+	// it, with its own version and checksum); Layer, Block and Epoch are 0.
+	// The catalog of disks, snapshots and images is rebuilt from these.
+	KindCatalog Kind = 4
 )
 
 func (k Kind) String() string {
@@ -29,6 +33,8 @@ func (k Kind) String() string {
 		return "zero"
 	case KindPad:
 		return "pad"
+	case KindCatalog:
+		return "catalog"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -115,6 +121,13 @@ func validate(r *Record) error {
 		}
 	case KindPad:
 		return nil
+	case KindCatalog:
+		if len(r.Payload) == 0 {
+			return errors.New("catalog record without payload")
+		}
+		if r.Layer != 0 || r.Block != 0 || r.Epoch != 0 {
+			return errors.New("catalog record with a layer, block or epoch")
+		}
 	default:
 		return fmt.Errorf("unknown kind %d", uint8(r.Kind))
 	}

@@ -20,6 +20,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{"empty data", Record{Kind: KindData, Seq: 1, Payload: []byte{}}},
 		{"zero", Record{Kind: KindZero, Layer: 7, Block: 100, Epoch: 9, Seq: 10, Payload: zeroPayload(64)}},
 		{"pad", Record{Kind: KindPad, Payload: make([]byte, 100)}},
+		{"catalog", Record{Kind: KindCatalog, Seq: 12, Payload: []byte("catalog change")}},
 		{"flags and max fields", Record{Kind: KindData, Flags: 0xffff, Layer: ^uint64(0), Block: ^uint64(0), Epoch: ^uint64(0), Seq: ^uint64(0), Payload: []byte{1}}},
 		{"64 KiB", Record{Kind: KindData, Seq: 5, Payload: bytes.Repeat([]byte{0xab}, 64<<10)}},
 		{"max payload", Record{Kind: KindData, Seq: 5, Payload: make([]byte, MaxPayload)}},
@@ -82,6 +83,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"unknown kind", edit(func(b []byte) []byte { b[5] = 9; return reseal(b) }), false, false},
 		{"kind 0", edit(func(b []byte) []byte { b[5] = 0; return reseal(b) }), false, false},
 		{"seq 0", edit(func(b []byte) []byte { clear(b[32:40]); return reseal(b) }), false, false},
+		{"catalog without payload", Encode(nil, &Record{Kind: KindCatalog, Seq: 1}), false, false},
+		{"catalog with a layer", Encode(nil, &Record{Kind: KindCatalog, Seq: 1, Layer: 3, Payload: []byte{1}}), false, false},
 		{"zero with 7-byte payload", Encode(nil, &Record{Kind: KindZero, Seq: 1, Payload: make([]byte, 7)}), false, false},
 		{"length too large", edit(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[40:], MaxPayload+1); return b }), false, false},
 	}
@@ -124,6 +127,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(Encode(nil, &Record{Kind: KindData, Seq: 1, Payload: []byte("x")}))
 	f.Add(Encode(nil, &Record{Kind: KindZero, Seq: 3, Block: 9, Payload: zeroPayload(5)}))
 	f.Add(Encode(nil, &Record{Kind: KindPad, Payload: make([]byte, 3)}))
+	f.Add(Encode(nil, &Record{Kind: KindCatalog, Seq: 4, Payload: []byte{1, 0, 0, 0}}))
 	f.Add([]byte{})
 	f.Add(make([]byte, HeaderSize))
 	f.Fuzz(func(t *testing.T, b []byte) {

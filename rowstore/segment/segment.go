@@ -23,6 +23,11 @@ package segment
 //     last segment at its first bad record unless that record lies before
 //     Options.Durable (then it keeps the segment whole and logs an error).
 //     Read still returns *CorruptError for the bad record itself.
+//   - SetSegmentSize changes the rotation size of a Log that is open; Bytes
+//     is the sum of the segment sizes in constant time; RemoveSegments
+//     removes several with one directory sync; SetNoSpaceHook lets the
+//     engine free space when a write fails with ENOSPC, and the write is
+//     tried once more.
 //   - Open removes a last segment that holds no record (only its header, or a
 //     torn header): it is replaced by the new segment, so restarts do not
 //     pile up empty segments. Numbers still only grow.
@@ -41,6 +46,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
@@ -147,7 +153,9 @@ func (s *segFile) readBuffered(p []byte, off int64) (fromFile int) {
 type Log struct {
 	fs        vfs.FS
 	dir       string
-	segSize   int64
+	segSize   atomic.Int64                // rotation size; see SetSegmentSize
+	noSpace   atomic.Pointer[func() bool] // see SetNoSpaceHook
+	bytes     atomic.Int64                // sum of the segments' sizes; see Bytes
 	log       *slog.Logger
 	onCorrupt func(*CorruptError)
 	durable   Pos
@@ -197,16 +205,21 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Log, error) {
 	l := &Log{
 		fs:        fsys,
 		dir:       dir,
-		segSize:   opts.SegmentSize,
 		log:       opts.Logger.With("component", "segment", "dir", dir),
 		segs:      map[uint64]*segFile{},
 		onCorrupt: opts.OnCorrupt,
 		durable:   opts.Durable,
 	}
+	l.segSize.Store(opts.SegmentSize)
 	if err := l.open(); err != nil {
 		l.closeFiles()
 		return nil, fmt.Errorf("segment: open %s: %w", dir, err)
 	}
+	var total int64
+	for _, s := range l.segs {
+		total += s.size.Load()
+	}
+	l.bytes.Store(total)
 	return l, nil
 }
 
@@ -375,6 +388,7 @@ func (l *Log) startSegment(n uint64) error {
 	}
 	s := &segFile{num: n, f: f, flushed: FileHeaderSize}
 	s.size.Store(FileHeaderSize)
+	l.bytes.Add(FileHeaderSize)
 	l.mu.Lock()
 	l.segs[n] = s
 	l.order = append(l.order, n)
@@ -387,14 +401,14 @@ func (l *Log) startSegment(n uint64) error {
 // rotateLocked syncs the active segment and starts the next one.
 func (l *Log) rotateLocked() error {
 	old := l.active
-	if err := old.flush(); err != nil {
+	if err := l.retry(old.flush); err != nil {
 		return fmt.Errorf("segment: write segment %d: %w", old.num, err)
 	}
 	if err := old.f.Sync(); err != nil {
 		l.fail(err)
 		return fmt.Errorf("segment: sync segment %d: %w", old.num, err)
 	}
-	if err := l.startSegment(old.num + 1); err != nil {
+	if err := l.retry(func() error { return l.startSegment(old.num + 1) }); err != nil {
 		return fmt.Errorf("segment: create segment %d: %w", old.num+1, err)
 	}
 	return nil
@@ -440,7 +454,7 @@ func (l *Log) Append(r *Record) (Pos, error) {
 		return Pos{}, err
 	}
 	n := int64(HeaderSize + len(r.Payload))
-	if size := l.active.size.Load(); size > FileHeaderSize && size+n > l.segSize {
+	if size := l.active.size.Load(); size > FileHeaderSize && size+n > l.segSize.Load() {
 		if err := l.rotateLocked(); err != nil {
 			return Pos{}, err
 		}
@@ -452,12 +466,13 @@ func (l *Log) Append(r *Record) (Pos, error) {
 	// Write what is gathered first if this record would overflow it, so a
 	// failed write (ENOSPC) fails this Append and loses nothing appended.
 	if len(s.wbuf) > 0 && len(s.wbuf)+int(n) > writeBehind {
-		if err := s.flushLocked(); err != nil {
+		if err := l.retry(s.flushLocked); err != nil {
 			return Pos{}, fmt.Errorf("segment: append to segment %d at %d: %w", s.num, s.flushed, err)
 		}
 	}
 	s.wbuf = Encode(s.wbuf, r)
 	s.size.Store(off + n)
+	l.bytes.Add(n)
 	return Pos{Segment: s.num, Offset: off, Length: uint32(n)}, nil
 }
 
@@ -472,7 +487,7 @@ func (l *Log) Sync() error {
 		return l.usable()
 	}
 	s := l.active
-	if err := s.flush(); err != nil {
+	if err := l.retry(s.flush); err != nil {
 		l.mu.RUnlock()
 		return fmt.Errorf("segment: write segment %d: %w", s.num, err)
 	}
@@ -839,8 +854,68 @@ func (l *Log) Rotate() error {
 	return l.rotateLocked()
 }
 
+// SetNoSpaceHook sets a function called when writing to the log fails for
+// lack of space (ENOSPC, EDQUOT: a write of gathered records, or creating
+// the next segment); if it returns true (it freed space), the write is
+// tried once more. The engine gives back its space reserve there.
+func (l *Log) SetNoSpaceHook(fn func() bool) { l.noSpace.Store(&fn) }
+
+// retry runs op, and once more if it failed for lack of space and the
+// no-space hook freed some. A failed write of gathered records is undone
+// (the file cut back), so trying again is safe.
+func (l *Log) retry(op func() error) error {
+	err := op()
+	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		if h := l.noSpace.Load(); h != nil && (*h)() {
+			err = op()
+		}
+	}
+	return err
+}
+
+// Bytes is the sum of the segments' sizes (what Segments lists), kept as
+// records are appended and segments removed: cheap enough for every write.
+func (l *Log) Bytes() int64 { return l.bytes.Load() }
+
+// SetSegmentSize changes the size at which Append rotates to a new segment
+// (n > 0), from the next Append on. The engine's cleaner makes segments
+// small while what is live is small, so it can free space in small steps.
+func (l *Log) SetSegmentSize(n int64) {
+	if n > 0 {
+		l.segSize.Store(n)
+	}
+}
+
 // Remove deletes a segment that is not the active one (and syncs the dir).
 func (l *Log) Remove(segment uint64) error {
+	if err := l.remove(segment); err != nil {
+		return err
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("segment: remove segment %d: %w", segment, err)
+	}
+	return nil
+}
+
+// RemoveSegments deletes several segments (none the active one) and syncs
+// the directory once. It stops at the first failure.
+func (l *Log) RemoveSegments(segments []uint64) error {
+	for _, n := range segments {
+		if err := l.remove(n); err != nil {
+			return err
+		}
+	}
+	if len(segments) == 0 {
+		return nil
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("segment: remove segments: %w", err)
+	}
+	return nil
+}
+
+// remove deletes a segment file without syncing the directory.
+func (l *Log) remove(segment uint64) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -865,10 +940,8 @@ func (l *Log) Remove(segment uint64) error {
 	}
 	delete(l.segs, segment)
 	l.order = slices.DeleteFunc(l.order, func(n uint64) bool { return n == segment })
+	l.bytes.Add(-s.size.Load())
 	l.mu.Unlock()
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return fmt.Errorf("segment: remove segment %d: %w", segment, err)
-	}
 	return nil
 }
 

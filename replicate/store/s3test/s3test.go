@@ -24,6 +24,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/snapfs/snapfs/internal/testutil"
 )
 
 // Start starts a versitygw server for the test and stops it in t.Cleanup.
@@ -36,7 +38,7 @@ func Start(t testing.TB) (endpoint, access, secret string) {
 		if os.Getenv("SNAPFS_REQUIRE_S3") == "1" {
 			t.Fatalf("s3test: no versitygw binary (%s) and SNAPFS_REQUIRE_S3=1: run scripts/versitygw.sh", why)
 		}
-		t.Skipf("s3test: skipping, no versitygw binary (%s); run scripts/versitygw.sh or set SNAPFS_VERSITYGW", why)
+		testutil.Skipf(t, "s3test: no versitygw binary (%s); run scripts/versitygw.sh or set SNAPFS_VERSITYGW", why)
 	}
 	access, secret = "snapfs-"+randHex(4), randHex(16)
 	root := t.TempDir()

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"runtime"
 	"testing"
+
+	"github.com/snapfs/snapfs/internal/testutil"
 )
 
 // fakeTB records how Start ended when it cannot run a server.
@@ -38,6 +40,7 @@ func runStart(t *testing.T) *fakeTB {
 func TestMissingBinary(t *testing.T) {
 	t.Setenv("SNAPFS_VERSITYGW", "/nonexistent/versitygw")
 	t.Setenv("SNAPFS_REQUIRE_S3", "")
+	t.Setenv(testutil.DisallowSkipEnv, "")
 	if f := runStart(t); !f.skipped || f.failed {
 		t.Fatalf("without binary: skipped=%v failed=%v %s", f.skipped, f.failed, f.msg)
 	}

@@ -30,6 +30,7 @@ func (b *backend) Disks() ([]fs.DiskEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	ds = b.l.HideScratch(ds) // scratch clones are opened by name, never listed
 	out := make([]fs.DiskEntry, 0, len(ds))
 	for _, d := range ds {
 		out = append(out, diskEntry(d))

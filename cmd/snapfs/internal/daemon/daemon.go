@@ -71,6 +71,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	local := service.NewLocal(st, cfg.Store)
 	local.SetLogger(log)
+	local.CleanRegionLeftovers() // a killed restore's temporary disk, before the mount lists it
+	local.CleanScratch()         // what snapshot mounts of a killed daemon left
 	defer func() {
 		if cerr := local.Close(); cerr != nil { // the region manager, then the store
 			log.Error("close store", "err", cerr)

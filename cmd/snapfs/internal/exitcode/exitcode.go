@@ -9,7 +9,8 @@
 //	4  Exists       it already exists (also: init on an existing store)
 //	5  Busy         in use: an open disk, a busy mount, a store held by another process
 //	6  Corrupt      corrupt data was detected (a checksum failed)
-//	7  NoSpace      no space left on the device holding the store
+//	7  NoSpace      no space left on the device holding the store (ENOSPC or EDQUOT
+//	                from any layer): delete snapshots or disks, then snapfs gc
 //	8  Incompatible the store was written by a newer or incompatible snapfs
 //	9  NoDaemon     the command needs a running daemon (snapfs mount) and none answers
 //	10 ReadOnly     the target is read-only
@@ -20,6 +21,10 @@
 //	                or region repair could not rebuild all of them
 //	13 WrongKey     the key file does not open the region, or the stores hold a
 //	                different region (other k, m, region id or store order)
+//	14 Conflict     a concurrent operation on the region changed what this one
+//	                relied on; run it again
+//	15 Locked       the region is locked by another operation: wait, or
+//	                `snapfs region unlock`
 //
 // The daemon and the direct path return the same errors (the control socket
 // carries a code that maps back to the same sentinel), so a command exits with
@@ -28,6 +33,7 @@ package exitcode
 
 import (
 	"errors"
+	"syscall"
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
@@ -49,6 +55,8 @@ const (
 	Unavailable  = 11
 	Degraded     = 12
 	WrongKey     = 13
+	Conflict     = 14
+	Locked       = 15
 )
 
 // ErrUsage marks command-line usage errors (missing argument, unknown flag,
@@ -74,19 +82,23 @@ func Of(err error) int {
 		return NoDaemon
 	case errors.Is(err, ErrDegraded):
 		return Degraded
+	case errors.Is(err, replicate.ErrConflict):
+		return Conflict
+	case errors.Is(err, replicate.ErrLocked):
+		return Locked
 	case errors.Is(err, replicate.ErrWrongKey), errors.Is(err, replicate.ErrMismatch):
 		return WrongKey
 	case errors.Is(err, replicate.ErrUnavailable), errors.Is(err, replicate.ErrTooFewShards):
 		return Unavailable
 	case errors.Is(err, rowstore.ErrNotFound), errors.Is(err, replicate.ErrNotFound):
 		return NotFound
-	case errors.Is(err, rowstore.ErrExists), errors.Is(err, replicate.ErrExists), errors.Is(err, replicate.ErrConflict):
+	case errors.Is(err, rowstore.ErrExists), errors.Is(err, replicate.ErrExists):
 		return Exists
 	case errors.Is(err, rowstore.ErrBusy):
 		return Busy
 	case errors.Is(err, rowstore.ErrCorrupt), errors.Is(err, replicate.ErrCorrupt):
 		return Corrupt
-	case errors.Is(err, rowstore.ErrNoSpace):
+	case errors.Is(err, rowstore.ErrNoSpace), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return NoSpace
 	case errors.Is(err, rowstore.ErrIncompatible):
 		return Incompatible
@@ -103,6 +115,6 @@ func Sentinel(code int) error {
 		Usage: ErrUsage, NotFound: rowstore.ErrNotFound, Exists: rowstore.ErrExists, Busy: rowstore.ErrBusy,
 		Corrupt: rowstore.ErrCorrupt, NoSpace: rowstore.ErrNoSpace, Incompatible: rowstore.ErrIncompatible,
 		NoDaemon: ErrNoDaemon, ReadOnly: rowstore.ErrReadOnly, Unavailable: replicate.ErrUnavailable,
-		Degraded: ErrDegraded, WrongKey: replicate.ErrWrongKey,
+		Degraded: ErrDegraded, WrongKey: replicate.ErrWrongKey, Conflict: replicate.ErrConflict, Locked: replicate.ErrLocked,
 	}[code]
 }

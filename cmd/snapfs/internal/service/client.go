@@ -242,6 +242,21 @@ func (c *Client) PruneRegion(ctx context.Context, r PruneRequest) (PruneStats, e
 	return stream[PruneStats](c, ctx, "PruneRegion", r, nil)
 }
 
+// CheckStore implements Service.
+func (c *Client) CheckStore(ctx context.Context, r CheckStoreRequest, progress Progress) (StoreCheckReport, error) {
+	return stream[StoreCheckReport](c, ctx, "CheckStore", r, progress)
+}
+
+// RepairFromRegion implements Service.
+func (c *Client) RepairFromRegion(ctx context.Context, region string, progress Progress) (StoreRepairReport, error) {
+	return stream[StoreRepairReport](c, ctx, "RepairFromRegion", nameReq{region}, progress)
+}
+
+// UnlockRegion implements Service.
+func (c *Client) UnlockRegion(ctx context.Context, r UnlockRequest) (UnlockStats, error) {
+	return stream[UnlockStats](c, ctx, "UnlockRegion", r, nil)
+}
+
 // stream calls a streaming method: the answer is JSON lines, each a
 // streamLine: events (passed to progress), then one result or error. The
 // call has no deadline (a restore may take hours); cancelling ctx closes

@@ -16,4 +16,9 @@
 // (un)marshalling; Local's hooks (set by the daemon) keep the FUSE mount's
 // caches in step and are never called from inside a FUSE request; snapshots
 // and images are immutable, so their allocation is counted once per process.
+//
+// Scratch clones of snapshot mount are recorded in a ledger
+// (<store>/snapmounts/clones/, scratch.go) before they are made, are never
+// listed, and are removed at daemon start (CleanScratch) with the loop
+// devices and mounts a killed snapshot mount or daemon left.
 package service

@@ -2,6 +2,7 @@ package service
 
 import (
 	"errors"
+	"syscall"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
 	"github.com/snapfs/snapfs/replicate"
@@ -22,6 +23,8 @@ var codes = []struct {
 	{"invalid", replicate.ErrInvalid},
 	{"no_daemon", exitcode.ErrNoDaemon},
 	{"degraded", exitcode.ErrDegraded},
+	{"conflict", replicate.ErrConflict},
+	{"locked", replicate.ErrLocked},
 	{"wrong_key", replicate.ErrWrongKey},
 	{"mismatch", replicate.ErrMismatch},
 	{"unavailable", replicate.ErrUnavailable},
@@ -30,11 +33,12 @@ var codes = []struct {
 	{"not_found", replicate.ErrNotFound},
 	{"exists", rowstore.ErrExists},
 	{"exists", replicate.ErrExists},
-	{"conflict", replicate.ErrConflict},
 	{"busy", rowstore.ErrBusy},
 	{"corrupt", rowstore.ErrCorrupt},
 	{"corrupt", replicate.ErrCorrupt},
 	{"no_space", rowstore.ErrNoSpace},
+	{"no_space", syscall.ENOSPC}, // out of space in a layer that did not say so (comes back as ErrNoSpace)
+	{"no_space", syscall.EDQUOT},
 	{"incompatible", rowstore.ErrIncompatible},
 	{"read_only", rowstore.ErrReadOnly},
 	{"closed", rowstore.ErrClosed},

@@ -125,7 +125,10 @@ func (l *Local) CreateDisk(_ context.Context, r CreateDiskRequest) (Disk, error)
 }
 
 // ListDisks implements Service.
-func (l *Local) ListDisks(context.Context) ([]Disk, error) { return l.store.ListDisks() }
+func (l *Local) ListDisks(context.Context) ([]Disk, error) {
+	ds, err := l.store.ListDisks()
+	return l.HideScratch(ds), err // scratch clones are never listed
+}
 
 // GetDisk implements Service.
 func (l *Local) GetDisk(_ context.Context, name string) (Disk, error) { return l.store.GetDisk(name) }
@@ -399,10 +402,17 @@ func (l *Local) cloneScratch(snapshot, disk string) (Disk, error) {
 		if len(name) > rowstore.MaxNameLen {
 			name = fmt.Sprintf("%s%s-%d", ScratchPrefix, strings.TrimLeft(snapshot[:min(len(snapshot), 40)], "."), l.scratch)
 		}
+		if _, err := l.store.GetDisk(name); err == nil {
+			continue // taken: never write a ledger entry for a user's disk
+		}
+		if err := l.recordScratch(name, snapshot, disk); err != nil {
+			return Disk{}, err
+		}
 		d, err := l.store.CloneDisk(name, snapshot, disk)
 		if err == nil {
 			return d, nil
 		}
+		_ = ForgetScratch(l.dir, name)
 		if !isExists(err) {
 			return Disk{}, err
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
+	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
 // regionState is the region half of a Local: one replicate.Manager for the
@@ -127,12 +128,8 @@ func (l *Local) saveRecordLocked(region string, r *copyRecords) {
 		l.log.Warn("region copies record", "region", region, "err", err)
 		return
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err == nil {
-		err = os.Rename(tmp, path)
-		if err != nil {
-			l.log.Warn("region copies record", "region", region, "err", err)
-		}
+	if err := vfs.WriteFile(vfs.Default, path, b, 0o600); err != nil {
+		l.log.Warn("region copies record", "region", region, "err", err)
 	}
 }
 
@@ -141,6 +138,12 @@ func (l *Local) recordRemote(region string, remote []RemoteSnapshot) {
 	now := time.Now().UTC()
 	r := &copyRecords{Version: 1, AsOf: now, Snapshots: map[string]copyRecord{}}
 	for _, s := range remote {
+		if !s.Mine && s.HostID != "unknown" {
+			continue // another host's snapshot of the same name is not ours
+		}
+		if old, ok := r.Snapshots[s.Name]; ok && old.State != replicate.StateCopying && !s.Mine {
+			continue // ours (this host's) wins over a copy made before hosts existed
+		}
 		r.Snapshots[s.Name] = copyRecord{ID: s.ID, Created: s.Created, State: s.State, AsOf: now}
 	}
 	l.reg.mu.Lock()
@@ -329,7 +332,7 @@ func (l *Local) Restore(ctx context.Context, r RestoreRequest, progress Progress
 	if err != nil {
 		return RestoreStats{}, err
 	}
-	st, err := m.Restore(ctx, r.Region, r.Snapshot, r.Disk, r.To, progressOf(progress))
+	st, err := m.RestoreFrom(ctx, r.Region, r.Host, r.Snapshot, r.Disk, r.To, progressOf(progress))
 	l.namesChanged() // the new disk, or the temporary one gone
 	return st, err
 }
@@ -373,10 +376,28 @@ func (l *Local) PruneRegion(ctx context.Context, r PruneRequest) (PruneStats, er
 	if r.KeepLast < 0 || r.KeepWithin < 0 {
 		return PruneStats{}, fmt.Errorf("%w: negative keep-last or keep-within", rowstore.ErrInvalid)
 	}
-	st, err := m.Prune(ctx, r.Region, r.KeepLast, r.KeepWithin)
+	st, err := m.Prune(ctx, r.Region, replicate.PruneOptions{KeepLast: r.KeepLast, KeepWithin: r.KeepWithin, Hosts: r.Hosts, AllHosts: r.AllHosts})
 	l.refresh(context.WithoutCancel(ctx), m, r.Region)
 	if st.Deleted == nil {
 		st.Deleted = []string{}
 	}
 	return st, err
+}
+
+// UnlockRegion implements Service.
+func (l *Local) UnlockRegion(ctx context.Context, r UnlockRequest) (UnlockStats, error) {
+	m, err := l.manager()
+	if err != nil {
+		return UnlockStats{}, err
+	}
+	st, err := m.Unlock(ctx, r.Region, r.Force)
+	l.refresh(context.WithoutCancel(ctx), m, r.Region)
+	return st, err
+}
+
+// CleanRegionLeftovers removes what a killed region operation of this host
+// left in the local store (a restore's temporary disk). The daemon calls
+// it at start, before the mount serves, so such a disk is never listed.
+func (l *Local) CleanRegionLeftovers() {
+	replicate.CleanRestoreTemps(l.store, l.log)
 }

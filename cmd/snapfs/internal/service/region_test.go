@@ -24,6 +24,9 @@ func TestRegionsSameOnBothPaths(t *testing.T) {
 		}
 		req := AddRegionRequest{Name: "dr", K: 2, M: 1, KeyFile: key}
 		for _, n := range []string{"a", "b", "c"} {
+			if err := os.Mkdir(filepath.Join(dir, n), 0o755); err != nil { // a region never creates it on /
+				t.Fatal(err)
+			}
 			req.Stores = append(req.Stores, "file://"+filepath.Join(dir, n))
 		}
 		added, err := s.AddRegion(ctx, req)

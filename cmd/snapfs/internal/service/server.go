@@ -167,6 +167,15 @@ var streams = map[string]streamMethod{
 	"PruneRegion": sop(func(ctx context.Context, s Service, r PruneRequest, _ Progress) (any, error) {
 		return result(s.PruneRegion(ctx, r))
 	}),
+	"CheckStore": sop(func(ctx context.Context, s Service, r CheckStoreRequest, p Progress) (any, error) {
+		return result(s.CheckStore(ctx, r, p))
+	}),
+	"RepairFromRegion": sop(func(ctx context.Context, s Service, r nameReq, p Progress) (any, error) {
+		return result(s.RepairFromRegion(ctx, r.Name, p))
+	}),
+	"UnlockRegion": sop(func(ctx context.Context, s Service, r UnlockRequest, _ Progress) (any, error) {
+		return result(s.UnlockRegion(ctx, r))
+	}),
 }
 
 // streamLine is one line of a streaming answer.

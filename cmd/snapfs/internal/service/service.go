@@ -81,6 +81,9 @@ type Service interface {
 	CheckRegion(ctx context.Context, region string, readData bool, progress Progress) (CheckReport, error)
 	RepairRegion(ctx context.Context, region string, progress Progress) (RepairReport, error)
 	PruneRegion(ctx context.Context, req PruneRequest) (PruneStats, error)
+	// UnlockRegion removes the region's stale locks (every lock with
+	// Force) and the copying markers of dead syncs.
+	UnlockRegion(ctx context.Context, req UnlockRequest) (UnlockStats, error)
 
 	// Shutdown asks the daemon to flush everything, unmount and exit. It
 	// returns once the mount is gone; the process exits right after. Without
@@ -90,7 +93,27 @@ type Service interface {
 	// Close releases the service: a Local closes the store (committing every
 	// write); a Client closes its connections.
 	Close() error
+
+	// CheckStore verifies the local store (snapfs check): superblock,
+	// catalog, index and log, and with ReadData every stored block. A report
+	// with problems is not an error here (the CLI decides the exit code).
+	CheckStore(ctx context.Context, req CheckStoreRequest, progress Progress) (StoreCheckReport, error)
+	// RepairFromRegion rewrites every corrupt or missing block of the local
+	// store from a region's copy with the same digest (snapfs repair).
+	RepairFromRegion(ctx context.Context, region string, progress Progress) (StoreRepairReport, error)
 }
+
+// CheckStoreRequest configures CheckStore.
+type CheckStoreRequest struct {
+	ReadData    bool          `json:"read_data,omitempty"`
+	MaxDuration time.Duration `json:"max_duration,omitempty"`
+}
+
+// Store check and repair reports are rowstore's.
+type (
+	StoreCheckReport  = rowstore.CheckReport
+	StoreRepairReport = rowstore.RepairReport
+)
 
 // Status describes the store and its daemon.
 type Status struct {
@@ -194,6 +217,7 @@ type (
 	CheckReport    = replicate.Report
 	RepairReport   = replicate.RepairReport
 	PruneStats     = replicate.PruneStats
+	UnlockStats    = replicate.UnlockStats
 )
 
 // AddRegionRequest configures a region (replicate.RegionConfig without the
@@ -217,12 +241,14 @@ type SyncRequest struct {
 }
 
 // RestoreRequest builds local disk To from disk Disk of remote snapshot
-// Snapshot.
+// Snapshot (of Host: a host id, host name or "unknown"; empty: this
+// host's, or the only one of that name).
 type RestoreRequest struct {
 	Region   string `json:"region"`
 	Snapshot string `json:"snapshot"`
 	Disk     string `json:"disk"`
 	To       string `json:"to"`
+	Host     string `json:"host,omitempty"`
 }
 
 // PruneRequest keeps the KeepLast newest remote snapshots and those younger
@@ -231,4 +257,14 @@ type PruneRequest struct {
 	Region     string        `json:"region"`
 	KeepLast   int           `json:"keep_last,omitempty"`
 	KeepWithin time.Duration `json:"keep_within,omitempty"`
+	// Hosts and AllHosts choose whose snapshots (default: this host's);
+	// see replicate.PruneOptions.
+	Hosts    []string `json:"hosts,omitempty"`
+	AllHosts bool     `json:"all_hosts,omitempty"`
+}
+
+// UnlockRequest removes a region's stale locks, or every lock with Force.
+type UnlockRequest struct {
+	Region string `json:"region"`
+	Force  bool   `json:"force,omitempty"`
 }

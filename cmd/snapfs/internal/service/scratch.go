@@ -1,0 +1,248 @@
+package service
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/snapfs/snapfs/rowstore"
+	"github.com/snapfs/snapfs/rowstore/vfs"
+)
+
+// Scratch clones (the throw-away disks of `snapshot mount`) are recorded in
+// a ledger before they are created: <store>/snapmounts/clones/<name>.json,
+// one small JSON file each (scratchEntry, written with vfs.WriteFile). The
+// ledger is what makes them safe to find and remove after a crash: a user's
+// disk may have any name, "snapmount-…" included, so a scratch clone is never
+// recognized by its name alone.
+//
+// Invariants:
+//   - a scratch clone exists only while its ledger entry does (the entry is
+//     written before the clone is created and removed after it is deleted);
+//   - scratch clones are never listed (disk list, M/disks/), though they can
+//     be opened by name (the loop device of the snapshot mount needs that);
+//   - at daemon start (CleanScratch) every snapshot mount of the previous
+//     daemon is dead (its loop device read through the old FUSE connection):
+//     its mount is detached, its loop device detached, its clone deleted, its
+//     record and ledger entry removed.
+
+// ScratchDir is the ledger directory, relative to the store.
+const ScratchDir = "snapmounts/clones"
+
+// scratchVersion is the ledger entry's format version.
+const scratchVersion = 1
+
+// scratchEntry is one ledger entry.
+type scratchEntry struct {
+	Version    int       `json:"version"`
+	Clone      string    `json:"clone"`
+	Snapshot   string    `json:"snapshot"`
+	Disk       string    `json:"disk"`
+	Mountpoint string    `json:"mountpoint"` // the daemon's: the clone's file is <mountpoint>/disks/<clone>
+	Created    time.Time `json:"created"`
+}
+
+func (l *Local) scratchPath(name string) string {
+	return filepath.Join(l.dir, ScratchDir, name+".json")
+}
+
+// recordScratch writes the ledger entry of a scratch clone about to be made.
+func (l *Local) recordScratch(name, snapshot, disk string) error {
+	e := scratchEntry{Version: scratchVersion, Clone: name, Snapshot: snapshot, Disk: disk, Mountpoint: l.mountpoint, Created: time.Now().UTC()}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := vfs.MkdirAllSync(vfs.Default, filepath.Join(l.dir, ScratchDir), 0o700); err != nil {
+		return fmt.Errorf("scratch clone ledger: %w", err)
+	}
+	if err := vfs.WriteFile(vfs.Default, l.scratchPath(name), append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("scratch clone ledger: %w", err)
+	}
+	return nil
+}
+
+// ForgetScratch removes the ledger entry of a scratch clone that was deleted.
+func ForgetScratch(store, clone string) error {
+	err := os.Remove(filepath.Join(store, ScratchDir, clone+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	return err
+}
+
+// scratchEntries reads the ledger; unreadable entries are skipped (logged).
+func (l *Local) scratchEntries() map[string]scratchEntry {
+	out := map[string]scratchEntry{}
+	es, err := os.ReadDir(filepath.Join(l.dir, ScratchDir))
+	if err != nil {
+		return out
+	}
+	for _, de := range es {
+		name := de.Name()
+		if vfs.IsTemp(name) || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		var e scratchEntry
+		data, err := os.ReadFile(filepath.Join(l.dir, ScratchDir, name))
+		if err == nil {
+			err = json.Unmarshal(data, &e)
+		}
+		if err != nil || e.Clone+".json" != name {
+			l.log.Warn("unreadable scratch clone ledger entry", "file", name, "err", err)
+			continue
+		}
+		out[e.Clone] = e
+	}
+	return out
+}
+
+// HideScratch drops the scratch clones from a disk listing.
+func (l *Local) HideScratch(ds []rowstore.DiskInfo) []rowstore.DiskInfo {
+	scratch := l.scratchEntries()
+	if len(scratch) == 0 {
+		return ds
+	}
+	out := ds[:0:0]
+	for _, d := range ds {
+		if _, ok := scratch[d.Name]; !ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// snapMountRecord is the part of cmd/snapfs's snapshot-mount record
+// (<store>/snapmounts/<key>.json) the cleanup needs.
+type snapMountRecord struct {
+	Mountpoint string `json:"mountpoint"`
+	Clone      string `json:"clone"`
+	Loop       string `json:"loop"`
+}
+
+// CleanScratch undoes what snapshot mounts of an earlier daemon left: it is
+// called at daemon start, before the namespace is mounted, when no snapshot
+// mount of this store can be alive. Problems are logged, never fatal.
+func (l *Local) CleanScratch() {
+	log := l.log.With("cleanup", "snapshot mounts")
+	loops := loopBackings()
+	detach := func(dev string) {
+		for _, m := range procMounts() {
+			if m[0] == dev {
+				if err := syscall.Unmount(m[1], syscall.MNT_DETACH); err != nil {
+					log.Warn("unmount stale snapshot mount", "mountpoint", m[1], "err", err)
+				} else {
+					log.Info("unmounted stale snapshot mount", "mountpoint", m[1], "loop", dev)
+				}
+			}
+		}
+		if err := loopDetach(dev); err != nil {
+			log.Warn("detach stale loop device", "loop", dev, "err", err)
+		} else {
+			log.Info("detached stale loop device", "loop", dev)
+		}
+	}
+	scratch := l.scratchEntries()
+	// Records of snapshot mounts: all dead now.
+	recs, _ := filepath.Glob(filepath.Join(l.dir, "snapmounts", "*.json"))
+	for _, path := range recs {
+		var r snapMountRecord
+		data, err := os.ReadFile(path)
+		if err == nil {
+			err = json.Unmarshal(data, &r)
+		}
+		if err != nil {
+			log.Warn("unreadable snapshot mount record", "file", path, "err", err)
+			continue
+		}
+		if _, ok := scratch[r.Clone]; !ok {
+			// A record from before the ledger: its clone is named in it.
+			scratch[r.Clone] = scratchEntry{Clone: r.Clone}
+		}
+		if b, ok := loops[r.Loop]; ok && strings.HasSuffix(b, "/disks/"+r.Clone) {
+			detach(r.Loop)
+			delete(loops, r.Loop)
+		}
+		if err := os.Remove(path); err != nil {
+			log.Warn("remove stale snapshot mount record", "file", path, "err", err)
+		}
+	}
+	for name, e := range scratch {
+		// The loop device reads <mountpoint>/disks/<clone>; once the dead
+		// mount was detached (snapfs umount of a stale mount), the kernel
+		// shows that path from the detached mount's root: /disks/<clone>.
+		for dev, b := range loops {
+			if (e.Mountpoint != "" && b == filepath.Join(e.Mountpoint, "disks", name)) || b == "/disks/"+name {
+				detach(dev)
+				delete(loops, dev)
+			}
+		}
+		// Only a clone of the recorded snapshot is deleted: a disk a user
+		// created under that name (between the record and the clone) stays.
+		if d, err := l.store.GetDisk(name); err == nil && e.Snapshot != "" && d.Origin != "snapshot "+e.Snapshot+"/"+e.Disk {
+			log.Warn("a disk has the name of a scratch clone but is not one; kept", "disk", name, "origin", d.Origin)
+			_ = ForgetScratch(l.dir, name)
+			continue
+		}
+		err := l.store.DeleteDisk(name, true)
+		if err != nil && !errors.Is(err, rowstore.ErrNotFound) {
+			log.Warn("delete stale scratch clone", "clone", name, "err", err)
+			continue
+		}
+		if err == nil {
+			log.Info("deleted stale scratch clone", "clone", name)
+		}
+		if err := ForgetScratch(l.dir, name); err != nil {
+			log.Warn("remove scratch clone ledger entry", "clone", name, "err", err)
+		}
+	}
+}
+
+// loopBackings maps each loop device (/dev/loopN) to its backing file, with
+// the kernel's " (deleted)" suffix removed.
+func loopBackings() map[string]string {
+	out := map[string]string{}
+	es, _ := os.ReadDir("/sys/block")
+	for _, e := range es {
+		if !strings.HasPrefix(e.Name(), "loop") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/sys/block", e.Name(), "loop/backing_file"))
+		if err != nil {
+			continue
+		}
+		out["/dev/"+e.Name()] = strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+	}
+	return out
+}
+
+// procMounts lists (source, target) of /proc/self/mounts.
+func procMounts() [][2]string {
+	data, _ := os.ReadFile("/proc/self/mounts")
+	var out [][2]string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 2 {
+			out = append(out, [2]string{f[0], strings.ReplaceAll(f[1], `\040`, " ")})
+		}
+	}
+	return out
+}
+
+// loopDetach detaches a loop device (LOOP_CLR_FD), as losetup -d does.
+func loopDetach(dev string) error {
+	f, err := os.OpenFile(dev, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	const loopClrFD = 0x4C01
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), loopClrFD, 0); e != 0 {
+		return e
+	}
+	return nil
+}

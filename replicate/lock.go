@@ -1,0 +1,379 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/snapfs/snapfs/replicate/format"
+)
+
+// ErrLocked: the region is locked by another operation (an exclusive lock
+// against any lock, or any lock against an exclusive one). Wait, or break
+// a dead holder's lock with Unlock.
+var ErrLocked = errors.New("replicate: region is locked")
+
+// Default lock timing; see Options.
+const (
+	// DefaultLockStale: a lock not refreshed for this long is stale: its
+	// holder is dead or cut off, and it no longer blocks anyone.
+	DefaultLockStale = 30 * time.Minute
+	// DefaultLockRefresh: how often a holder re-writes its lock.
+	DefaultLockRefresh = 5 * time.Minute
+)
+
+const lockDir = "locks/"
+
+// heldLock is a lock this process holds.
+type heldLock struct {
+	id        string
+	exclusive bool
+}
+
+// activeLocks holds the ids of the locks this process holds (several
+// Managers in one process, as in tests, share it).
+var activeLocks sync.Map
+
+// LockInfo describes a lock object in a region.
+type LockInfo struct {
+	ID        string    `json:"id"`
+	HostID    string    `json:"host_id"`
+	HostName  string    `json:"host"`
+	PID       uint32    `json:"pid"`
+	Exclusive bool      `json:"exclusive"`
+	Op        string    `json:"op"`
+	Created   time.Time `json:"created"`
+	Refreshed time.Time `json:"refreshed"`
+	Stale     bool      `json:"stale"`
+	// Unreadable: the object does not authenticate or decode; it blocks
+	// like an exclusive lock until removed (unlock --force).
+	Unreadable bool `json:"unreadable,omitempty"`
+}
+
+func (l LockInfo) describe() string {
+	if l.Unreadable {
+		return fmt.Sprintf("unreadable lock %s%s", lockDir, l.ID)
+	}
+	kind := "shared"
+	if l.Exclusive {
+		kind = "exclusive"
+	}
+	return fmt.Sprintf("%s lock of %s on host %s (pid %d, refreshed %s ago)", kind, l.Op, l.HostName, l.PID, time.Since(l.Refreshed).Round(time.Second))
+}
+
+// readLocks reads every lock object on the usable stores.
+func (m *Manager) readLocks(ctx context.Context, r *region) ([]LockInfo, error) {
+	l, err := r.list(ctx, lockDir)
+	if err != nil {
+		return nil, err
+	}
+	now := m.opts.Now()
+	var out []LockInfo
+	for _, id := range sortedKeys(l) {
+		pt, _, err := r.getMeta(ctx, format.TypeLock, lockDir, id)
+		if errors.Is(err, ErrNotFound) {
+			continue // released meanwhile
+		}
+		var lk *format.Lock
+		if err == nil {
+			lk, err = format.DecodeLock(pt)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			m.log.Warn("unreadable region lock", "region", r.cfg.Name, "lock", id, "err", err)
+			out = append(out, LockInfo{ID: id, Unreadable: true})
+			continue
+		}
+		li := LockInfo{ID: id, HostID: lk.Host.String(), HostName: lk.HostName, PID: lk.PID, Exclusive: lk.Exclusive,
+			Op: lk.Op, Created: lk.Created, Refreshed: lk.Refreshed}
+		li.Stale = m.lockStale(lk, id, now)
+		out = append(out, li)
+	}
+	return out, nil
+}
+
+// lockStale: not refreshed within LockStale, or held by a process of this
+// host that no longer runs.
+func (m *Manager) lockStale(lk *format.Lock, id string, now time.Time) bool {
+	if now.Sub(lk.Refreshed) > m.opts.LockStale {
+		return true
+	}
+	if lk.Host != m.host.ID {
+		return false
+	}
+	if int(lk.PID) == os.Getpid() {
+		_, held := activeLocks.Load(id)
+		return !held
+	}
+	err := syscall.Kill(int(lk.PID), 0)
+	return errors.Is(err, syscall.ESRCH)
+}
+
+// blocking returns the locks that keep a lock of the given kind from being
+// taken (never the caller's own, self).
+func blocking(locks []LockInfo, exclusive bool, self string) []LockInfo {
+	var out []LockInfo
+	for _, l := range locks {
+		if l.ID == self || l.Stale && !l.Unreadable {
+			continue
+		}
+		if exclusive || l.Exclusive || l.Unreadable {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func lockedErr(r *region, op string, bl []LockInfo) error {
+	var why []string
+	for _, l := range bl {
+		why = append(why, l.describe())
+	}
+	return fmt.Errorf("%w: %s on region %q must wait: %s; wait for it to finish, or run `snapfs region unlock %s` if its holder is gone", ErrLocked, op, r.cfg.Name, strings.Join(why, "; "), r.cfg.Name)
+}
+
+// putUsable writes an object to every usable store; any failure is an error.
+func (r *region) putUsable(ctx context.Context, name string, data []byte) error {
+	return firstErr(forEach(r.n(), func(i int) error {
+		if r.bad[i] != nil {
+			return nil
+		}
+		if err := r.stores[i].Put(ctx, name, data); err != nil {
+			return fmt.Errorf("%w: store %d (%s): put %s: %w", ErrUnavailable, i, r.stores[i].Location(), name, err)
+		}
+		return nil
+	}))
+}
+
+// lock takes a shared (sync, restore, check) or exclusive (prune, repair)
+// lock on the region: it writes a lock object to every usable store, then
+// reads the locks again and backs off if a conflicting one appeared (so
+// of two racing operations at least one sees the other: each writes
+// before it looks). Exclusive locking also removes stale locks it sees.
+// The returned context is cancelled (cause ErrLocked) if the lock cannot
+// be refreshed for half of LockStale; unlock releases the lock. It retries
+// for up to Options.LockWait while another operation holds the region.
+func (m *Manager) lock(ctx context.Context, r *region, exclusive bool, op string) (context.Context, func(), error) {
+	deadline := m.opts.Now().Add(m.opts.LockWait)
+	backoff := 20 * time.Millisecond
+	for {
+		lctx, unlock, err := m.tryLock(ctx, r, exclusive, op)
+		if err == nil || !errors.Is(err, ErrLocked) || !m.opts.Now().Before(deadline) {
+			return lctx, unlock, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(backoff + time.Duration(randUint64()%uint64(backoff))):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op string) (context.Context, func(), error) {
+	locks, err := m.readLocks(ctx, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if bl := blocking(locks, exclusive, ""); len(bl) > 0 {
+		return nil, nil, lockedErr(r, op, bl)
+	}
+	if exclusive {
+		for _, l := range locks {
+			if l.Stale && !l.Unreadable {
+				m.log.Warn("removing a stale region lock", "region", r.cfg.Name, "lock", l.describe())
+				if err := r.deleteAll(ctx, lockDir+l.ID); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+	}
+	id := randHex(16)
+	now := m.opts.Now().UTC()
+	lk := &format.Lock{Host: m.host.ID, HostName: m.host.Name, PID: uint32(os.Getpid()), Exclusive: exclusive, Created: now, Refreshed: now, Op: op}
+	seal := func() ([]byte, error) { return r.keys.Seal(format.TypeLock, id, lk.Encode()) }
+	b, err := seal()
+	if err != nil {
+		return nil, nil, err
+	}
+	activeLocks.Store(id, heldLock{id: id, exclusive: exclusive})
+	release := func() {
+		activeLocks.Delete(id)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		var err error
+		for try := range 3 { // a lock left behind blocks others until it is stale
+			if err = r.deleteAll(dctx, lockDir+id); err == nil {
+				return
+			}
+			time.Sleep(time.Duration(try+1) * 50 * time.Millisecond)
+		}
+		m.log.Warn("region lock not released (it goes stale)", "region", r.cfg.Name, "lock", id, "err", err)
+	}
+	if err := r.putUsable(ctx, lockDir+id, b); err != nil {
+		release()
+		return nil, nil, fmt.Errorf("lock region %q: %w", r.cfg.Name, err)
+	}
+	locks, err = m.readLocks(ctx, r)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	if !slices.ContainsFunc(locks, func(l LockInfo) bool { return l.ID == id }) {
+		release()
+		return nil, nil, fmt.Errorf("%w: lock region %q: our lock %s vanished (removed by unlock --force?)", ErrLocked, r.cfg.Name, id)
+	}
+	if bl := blocking(locks, exclusive, id); len(bl) > 0 {
+		release()
+		return nil, nil, lockedErr(r, op, bl)
+	}
+	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, lockIDKey{}, id))
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		last := m.opts.Now()
+		t := time.NewTicker(m.opts.LockRefresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-lctx.Done():
+				return
+			case <-t.C:
+			}
+			// A lock someone removed (stale to them, or unlock --force) is
+			// not put back: the operation ends instead.
+			if err := m.holds(lctx, r, id); errors.Is(err, ErrConflict) {
+				cancel(err)
+				return
+			}
+			lk.Refreshed = m.opts.Now().UTC()
+			b, err := seal()
+			if err == nil {
+				err = r.putUsable(lctx, lockDir+id, b)
+			}
+			if err == nil {
+				last = m.opts.Now()
+				continue
+			}
+			m.log.Warn("region lock refresh failed", "region", r.cfg.Name, "lock", id, "err", err)
+			if m.opts.Now().Sub(last) > m.opts.LockStale/2 {
+				cancel(fmt.Errorf("%w: region %q: the lock could not be refreshed for %s: %w", ErrLocked, r.cfg.Name, m.opts.Now().Sub(last).Round(time.Second), err))
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	unlock := func() {
+		once.Do(func() {
+			close(done)
+			<-stopped
+			cancel(nil)
+			release()
+		})
+	}
+	return lctx, unlock, nil
+}
+
+// lockIDKey keys the id of the lock an operation holds in its context.
+type lockIDKey struct{}
+
+// stillLocked reports whether the lock this operation holds (its id is in
+// ctx) is still on every usable store: an exclusive operation that found
+// it stale removes it, as does unlock --force. A sync checks it before it
+// writes a manifest.
+func (m *Manager) stillLocked(ctx context.Context, r *region) error {
+	id, _ := ctx.Value(lockIDKey{}).(string)
+	return m.holds(ctx, r, id)
+}
+
+// holds reports whether lock id is on every usable store; ErrConflict if not.
+func (m *Manager) holds(ctx context.Context, r *region, id string) error {
+	l, err := r.list(ctx, lockDir)
+	if err != nil {
+		return err
+	}
+	if sizes, ok := l[id]; ok && id != "" && r.onAll(sizes) {
+		if lk, err := m.lockOf(ctx, r, id); err == nil && lk.Host == m.host.ID {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: region %q: this operation's lock was removed (it went stale, or `region unlock --force`); run it again", ErrConflict, r.cfg.Name)
+}
+
+func (m *Manager) lockOf(ctx context.Context, r *region, id string) (*format.Lock, error) {
+	pt, _, err := r.getMeta(ctx, format.TypeLock, lockDir, id)
+	if err != nil {
+		return nil, err
+	}
+	return format.DecodeLock(pt)
+}
+
+// UnlockStats is what Unlock removed.
+type UnlockStats struct {
+	Locks   []LockInfo `json:"locks"`   // lock objects removed
+	Markers []string   `json:"markers"` // copying markers of dead syncs removed (snapshot names)
+}
+
+// Locks lists the region's lock objects.
+func (m *Manager) Locks(ctx context.Context, regionName string) ([]LockInfo, error) {
+	r, err := m.openRegion(ctx, regionName, false)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	return m.readLocks(ctx, r)
+}
+
+// Unlock removes stale locks (force: every lock, also live and unreadable
+// ones: use it only when their holders are known to be gone) and the
+// copying markers of syncs that no remaining lock can belong to.
+func (m *Manager) Unlock(ctx context.Context, regionName string, force bool) (UnlockStats, error) {
+	st := UnlockStats{Locks: []LockInfo{}, Markers: []string{}}
+	r, err := m.openRegion(ctx, regionName, false)
+	if err != nil {
+		return st, err
+	}
+	defer r.close()
+	locks, err := m.readLocks(ctx, r)
+	if err != nil {
+		return st, err
+	}
+	live := map[string]bool{} // host ids with a live lock left
+	for _, l := range locks {
+		if !force && !l.Stale {
+			live[l.HostID] = true
+			continue
+		}
+		if err := r.deleteAll(ctx, lockDir+l.ID); err != nil {
+			return st, fmt.Errorf("unlock region %q: %w", regionName, err)
+		}
+		st.Locks = append(st.Locks, l)
+	}
+	_, markers, err := m.remoteAll(ctx, r)
+	if err != nil {
+		return st, err
+	}
+	for _, nid := range sortedKeysOf(markers) {
+		mk := markers[nid]
+		if live[mk.Host.String()] || mk.Host.IsZero() && len(live) > 0 {
+			continue
+		}
+		if err := r.deleteAll(ctx, copyDir+nid); err != nil {
+			return st, fmt.Errorf("unlock region %q: %w", regionName, err)
+		}
+		st.Markers = append(st.Markers, mk.Name)
+	}
+	m.log.Info("region unlocked", "region", regionName, "locks", len(st.Locks), "markers", len(st.Markers), "force", force)
+	return st, nil
+}

@@ -1,0 +1,107 @@
+package rowstore
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/segment"
+)
+
+// The catalog log: every catalog transaction (create, clone, snapshot,
+// image, rollback, rename, resize, delete) appends one catalog record to the
+// segment log carrying the new values of the keys it changed, and syncs the
+// log, before the index transaction commits. So the log alone holds the
+// catalog (invariant 4), and `snapfs index rebuild` recovers it. Every
+// fullEvery deltas a full record (every catalog key) is written; deltas
+// older than the newest full record are dead for the cleaner.
+
+// catalogUpdate runs fn as a logged catalog transaction (not synced to the
+// index: callers that need it durable call s.idx.Sync or use
+// catalogUpdateSync). The caller holds catMu.
+func (s *Store) catalogUpdate(fn func(*index.Txn) error) error {
+	st, err := s.idx.UpdateCatalog(fn, s.logCatalog)
+	if err != nil {
+		return err
+	}
+	if st.SinceFull > fullEvery(st.Entries) {
+		if err := s.writeFullCatalog(); err != nil {
+			// The delta is durable; a later change tries again.
+			s.log.Error("write full catalog record", "err", err)
+		}
+	}
+	return nil
+}
+
+// catalogUpdateSync is catalogUpdate followed by a sync of the index.
+func (s *Store) catalogUpdateSync(fn func(*index.Txn) error) error {
+	if err := s.catalogUpdate(fn); err != nil {
+		return err
+	}
+	if err := s.idx.Sync(); err != nil {
+		return fmt.Errorf("index: sync: %w", err)
+	}
+	return nil
+}
+
+// fullEvery is how many deltas may follow a full catalog record before the
+// next one: proportional to the catalog's size, so a full record costs O(1)
+// per change on average.
+func fullEvery(entries int) int { return 64 + entries/2 }
+
+// logCatalog appends a catalog record and makes it durable (with every
+// record appended before it); it returns the record's sequence number.
+func (s *Store) logCatalog(payload []byte) (uint64, error) {
+	r := &segment.Record{Kind: segment.KindCatalog, Payload: payload}
+	if err := s.appendCatalog(r); err != nil {
+		return 0, err
+	}
+	if err := s.commit(); err != nil {
+		return 0, fmt.Errorf("catalog: %w", err)
+	}
+	return r.Seq, nil
+}
+
+// appendCatalog appends a catalog record with the next sequence number.
+func (s *Store) appendCatalog(r *segment.Record) error {
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	r.Seq = s.nextSeq
+	if _, err := s.seg.Append(r); err != nil {
+		if errors.Is(err, syscallENOSPC) {
+			return fmt.Errorf("%w: append catalog record: %v", ErrNoSpace, err)
+		}
+		return fmt.Errorf("append catalog record: %w", err)
+	}
+	s.nextSeq++
+	s.dirty = true
+	return nil
+}
+
+// writeFullCatalog logs the whole catalog; older catalog records become
+// dead. The caller holds catMu (or is alone: Open).
+func (s *Store) writeFullCatalog() error {
+	var dump []index.CatalogChange
+	if err := s.idx.View(func(t *index.Txn) error {
+		var err error
+		dump, err = t.CatalogDump()
+		return err
+	}); err != nil {
+		return err
+	}
+	seq, err := s.logCatalog(index.EncodeCatalog(true, dump))
+	if err != nil {
+		return err
+	}
+	if err := s.idx.Update(func(t *index.Txn) error {
+		st, err := t.CatalogState()
+		if err != nil {
+			return err
+		}
+		return t.SetCatalogState(index.CatalogState{Seq: max(st.Seq, seq), FullSeq: seq, Entries: len(dump)})
+	}); err != nil {
+		return err
+	}
+	s.catFullSeq.Store(seq)
+	return nil
+}

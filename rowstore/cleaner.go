@@ -1,0 +1,277 @@
+package rowstore
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The background cleaner keeps the segment log within a bounded factor of
+// what is live (see "Bounded space" in the package doc). It is triggered by
+// the estimated dead fraction of the log, not by a timer alone, and paced
+// by a token bucket filled in proportion to the foreground's appends.
+
+const (
+	cleanerTick = 20 * time.Millisecond
+	// cleanerStart and cleanerTarget: a round starts when the log reaches
+	// cleanerStart × live and cleans down to cleanerTarget × live. Close to
+	// the 1.5 bound on purpose: the fuller the log may be, the emptier the
+	// segments the cleaner picks, and the less it moves per byte freed
+	// (greedy cleaning under uniform overwrite moves about (1+ρ)/(2ρ) - 1
+	// bytes per byte written, ρ the spare fraction: 0.6 at ρ = 0.45, 2.2 at
+	// ρ = 0.2).
+	cleanerStart  = 1.40
+	cleanerTarget = 1.28
+	// cleanerHard is the ratio at which pacing stops: the bound is kept
+	// first, throughput second.
+	cleanerHard = 1.43
+	// cleanerMaxLive: segments fuller than this are not worth moving.
+	cleanerMaxLive = 0.85
+	// cleanerIdleRate is the relocation rate allowed when no foreground
+	// write came for a tick (bytes per second).
+	cleanerIdleRate = 1 << 30
+	// cleanerMinLog is the log size below which the cleaner never runs.
+	cleanerMinLog = 8 << 20
+)
+
+// errCleanerStopped ends a paced round when the store closes.
+var errCleanerStopped = errors.New("cleaner stopped")
+
+// CleanerStats reports the background cleaner's work since Open.
+type CleanerStats struct {
+	Rounds         int   `json:"rounds"`
+	BytesRelocated int64 `json:"bytes_relocated"`
+	BytesFreed     int64 `json:"bytes_freed"`
+	// LastLive is the live bytes the last round found.
+	LastLive int64 `json:"last_live"`
+	// Paused is how long rounds slept for pacing; Throttled how long new
+	// writes waited for the cleaner (summed over writers).
+	Paused    time.Duration `json:"paused_ns"`
+	Throttled time.Duration `json:"throttled_ns"`
+}
+
+type cleaner struct {
+	fg atomic.Int64 // bytes appended by foreground writes since Open
+	// hardAt is the segment bytes at which new writes wait for a running
+	// round (cleanerHard × live; 0: never); running is set while a round runs.
+	hardAt  atomic.Int64
+	running atomic.Bool
+	// progress is closed (and replaced) whenever a round removed segments or
+	// ended, waking writers held by throttle.
+	progMu   sync.Mutex
+	progress chan struct{}
+
+	mu        sync.Mutex
+	st        CleanerStats
+	lastAfter int64 // segment bytes when the last round ended
+	known     bool  // a round has measured live
+	// The token bucket (bytes the cleaner may move), its last refill, and
+	// the bytes recent rounds moved per byte they freed.
+	tokens    float64
+	lastFG    int64
+	lastFill  time.Time
+	moveRatio float64
+}
+
+// refillLocked adds the tokens earned since the last refill (c.mu held):
+// per byte the foreground appended, what freeing a byte has recently cost
+// in moves, with a quarter more (so the cleaner keeps pace with the
+// foreground and no faster), at least rate; at cleanerIdleRate while the
+// foreground is idle. The bucket holds at most a 16th of live (4 MiB at
+// least).
+func (c *cleaner) refillLocked(rate float64) {
+	now := time.Now()
+	fg := c.fg.Load()
+	if c.lastFill.IsZero() {
+		c.lastFG, c.lastFill = fg, now
+		return
+	}
+	if fg == c.lastFG {
+		if dt := now.Sub(c.lastFill); dt >= cleanerTick {
+			c.tokens += cleanerIdleRate * dt.Seconds()
+			c.lastFill = now
+		}
+	} else {
+		ratio := c.moveRatio
+		if ratio == 0 {
+			ratio = 1
+		}
+		c.tokens += max(rate, 1.25*ratio) * float64(fg-c.lastFG)
+		c.lastFG, c.lastFill = fg, now
+	}
+	c.tokens = min(c.tokens, float64(max(c.st.LastLive/16, 4<<20)))
+}
+
+// segmentBytes is the size of the segment log.
+func (s *Store) segmentBytes() int64 { return s.seg.Bytes() }
+
+// throttle holds a new disk write while the log is at cleanerHard × live
+// and a cleaner round is running, until the round frees space or ends (at
+// most a second): the bound is kept first, throughput second.
+func (s *Store) throttle() {
+	c := s.cleaner
+	hard := c.hardAt.Load()
+	if hard == 0 || !c.running.Load() || s.seg.Bytes() < hard {
+		return
+	}
+	t0 := time.Now()
+	defer func() {
+		c.mu.Lock()
+		c.st.Throttled += time.Since(t0)
+		c.mu.Unlock()
+	}()
+	deadline := time.Now().Add(time.Second)
+	for c.running.Load() && s.seg.Bytes() >= hard && time.Now().Before(deadline) {
+		c.progMu.Lock()
+		if c.progress == nil {
+			c.progress = make(chan struct{})
+		}
+		ch := c.progress
+		c.progMu.Unlock()
+		select {
+		case <-ch:
+		case <-s.stop:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// progressed wakes the writers throttle holds.
+func (c *cleaner) progressed() {
+	c.progMu.Lock()
+	if c.progress != nil {
+		close(c.progress)
+		c.progress = nil
+	}
+	c.progMu.Unlock()
+}
+
+// CleanerStats returns what the background cleaner has done.
+func (s *Store) CleanerStats() CleanerStats {
+	s.cleaner.mu.Lock()
+	defer s.cleaner.mu.Unlock()
+	return s.cleaner.st
+}
+
+// cleanerDue reports whether the log has grown enough, past what the last
+// round measured as live, to be worth a round.
+func (s *Store) cleanerDue(segs int64) bool {
+	c := s.cleaner
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if segs < cleanerMinLog {
+		return false
+	}
+	if !c.known {
+		return true
+	}
+	live := c.st.LastLive
+	if float64(segs) >= cleanerStart*float64(live) {
+		return true
+	}
+	// Live may have grown (new data) since it was measured: measure again
+	// once the log grew by the dead fraction that starts a round.
+	return float64(segs) >= float64(c.lastAfter)/(1-s.opts.CleanerDeadFraction)
+}
+
+// cleanerSegmentSize is the rotation size while the cleaner runs: a 16th
+// of what is live, at least 1 MiB, at most Options.SegmentSize. Small
+// segments let the cleaner pick the emptiest and free space in small steps;
+// only sealed segments can be cleaned.
+func (s *Store) cleanerSegmentSize(live int64) int64 {
+	return min(max(live/16, 1<<20), s.opts.SegmentSize)
+}
+
+// runCleaner is the cleaner's goroutine.
+func (s *Store) runCleaner() {
+	t := time.NewTicker(cleanerTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		c := s.cleaner
+		c.mu.Lock()
+		live, known := c.st.LastLive, c.known
+		c.mu.Unlock()
+		if known {
+			s.seg.SetSegmentSize(s.cleanerSegmentSize(live))
+		}
+		if !s.cleanerDue(s.segmentBytes()) {
+			continue
+		}
+		if err := s.cleanRound(); err != nil && !errors.Is(err, errCleanerStopped) && !errors.Is(err, ErrClosed) {
+			s.log.Error("background cleaner failed", "err", err)
+		}
+	}
+}
+
+// cleanRound is one paced GC and cleaning pass.
+func (s *Store) cleanRound() error {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	c := s.cleaner
+	c.mu.Lock()
+	live := c.st.LastLive
+	c.mu.Unlock()
+	s.seg.SetSegmentSize(s.cleanerSegmentSize(live))
+	rate := s.opts.CleanerRate
+	pace := func(n int64) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.tokens -= float64(n)
+		for c.tokens < 0 {
+			select {
+			case <-s.stop:
+				return errCleanerStopped
+			default:
+			}
+			if rate < 0 || float64(s.segmentBytes()) >= cleanerHard*float64(c.st.LastLive) {
+				return nil // no pacing, or the bound first
+			}
+			c.refillLocked(rate)
+			if c.tokens < 0 {
+				c.mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+				c.mu.Lock()
+				c.st.Paused += 2 * time.Millisecond
+			}
+		}
+		return nil
+	}
+	plan := &cleanPlan{targetRatio: cleanerTarget, maxLive: cleanerMaxLive, pace: pace, removed: c.progressed}
+	before := s.segmentBytes()
+	c.running.Store(true)
+	st, err := s.gcLocked(plan)
+	c.running.Store(false)
+	c.progressed()
+	s.log.Debug("cleaner round", "segment_bytes_before", before, "segment_bytes_after", s.segmentBytes(),
+		"live", st.LiveBytes, "relocated", st.BytesRelocated, "freed", st.BytesFreed,
+		"segments", st.SegmentsCleaned, "duration", st.Duration, "err", err)
+	c.mu.Lock()
+	if st.LiveBytes > 0 || err == nil {
+		c.st.LastLive = st.LiveBytes
+		c.known = true
+		c.hardAt.Store(int64(cleanerHard * float64(st.LiveBytes)))
+	}
+	c.st.Rounds++
+	c.st.BytesRelocated += st.BytesRelocated
+	c.st.BytesFreed += st.BytesFreed
+	if st.BytesFreed > 0 {
+		c.moveRatio = (c.moveRatio + float64(st.BytesRelocated)/float64(st.BytesFreed)) / 2
+	}
+	c.lastAfter = s.segmentBytes()
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	_, err = s.rearm()
+	return err
+}

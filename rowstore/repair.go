@@ -1,0 +1,126 @@
+package rowstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+
+	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/segment"
+)
+
+// BlockSource fetches a block by the SHA-256 of its plaintext (the digest
+// the index keeps): a region, another store. It writes the block to dst
+// (len(dst) is the block size) and reports whether it had it.
+type BlockSource interface {
+	FetchBlock(ctx context.Context, digest [32]byte, dst []byte) (found bool, err error)
+}
+
+// RepairReport says what Repair did.
+type RepairReport struct {
+	Checked    CheckReport    `json:"check"`
+	Repaired   int            `json:"repaired"`
+	Unrepaired []CheckProblem `json:"unrepaired"` // problems left (not a block, or no good copy)
+}
+
+// Repair checks every stored block (Check with ReadData) and rewrites each
+// corrupt or missing block version from src: the fetched block must have
+// the SHA-256 the index keeps. The copy is appended as a relocated record
+// with the same layer, block, epoch and sequence number, so every disk,
+// snapshot and image that shares the version is repaired at once, and a
+// rebuild of the index from the log finds it. Problems that are not a bad
+// block version, and blocks src does not have, are reported as unrepaired.
+func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(CheckProgress)) (RepairReport, error) {
+	var rep RepairReport
+	// A full pass, whatever cursor an earlier check left.
+	chk, err := s.Check(ctx, CheckOptions{ReadData: true, Progress: progress})
+	rep.Checked = chk
+	if err != nil {
+		return rep, err
+	}
+	if chk.ResumedFrom != "" {
+		// That pass skipped what an earlier, interrupted check covered: run
+		// once more from the start (the cursor is gone now).
+		if chk, err = s.Check(ctx, CheckOptions{ReadData: true, Progress: progress}); err != nil {
+			return rep, err
+		}
+		rep.Checked = chk
+	}
+	var moves []relocation
+	logBad := false
+	for _, p := range chk.Problems {
+		logBad = logBad || p.Kind == "log"
+		if (p.Kind != "data" && p.Kind != "index") || p.Block < 0 || p.v.Zero() || p.v.Seq == 0 {
+			rep.Unrepaired = append(rep.Unrepaired, p)
+			continue
+		}
+		np, r, err := s.repairVersion(ctx, src, p)
+		if err != nil {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			p.Message += "; not repaired: " + err.Error()
+			rep.Unrepaired = append(rep.Unrepaired, p)
+			continue
+		}
+		moves = append(moves, relocation{old: segment.Pos{Segment: p.v.Segment, Offset: p.v.Offset, Length: p.v.Length}, new: np, r: r})
+	}
+	if logBad {
+		// A bad record may have been a catalog record: log the whole
+		// catalog again, so a rebuild never needs the bad one.
+		s.catMu.Lock()
+		err := s.writeFullCatalog()
+		s.catMu.Unlock()
+		if err != nil {
+			return rep, fmt.Errorf("repair: rewrite the catalog: %w", err)
+		}
+	}
+	if len(moves) == 0 {
+		return rep, nil
+	}
+	if err := s.seg.Sync(); err != nil {
+		return rep, fmt.Errorf("repair: sync log: %w", err)
+	}
+	for len(moves) > 0 {
+		n := min(len(moves), 2000)
+		if err := s.repoint(moves[:n]); err != nil {
+			return rep, fmt.Errorf("repair: %w", err)
+		}
+		rep.Repaired += n
+		moves = moves[n:]
+	}
+	if err := s.idx.Sync(); err != nil {
+		return rep, fmt.Errorf("repair: sync index: %w", err)
+	}
+	return rep, nil
+}
+
+// repairVersion fetches a good copy of a bad version and appends it.
+func (s *Store) repairVersion(ctx context.Context, src BlockSource, p CheckProblem) (segment.Pos, segment.Record, error) {
+	var l index.Layer
+	if err := s.idx.View(func(t *index.Txn) error {
+		var err error
+		l, err = t.Layer(p.Layer)
+		return err
+	}); err != nil {
+		return segment.Pos{}, segment.Record{}, fmt.Errorf("layer %d: %w", p.Layer, err)
+	}
+	dst := make([]byte, l.BlockSize)
+	found, err := src.FetchBlock(ctx, p.v.Digest, dst)
+	if err != nil {
+		return segment.Pos{}, segment.Record{}, fmt.Errorf("fetch: %w", err)
+	}
+	if !found {
+		return segment.Pos{}, segment.Record{}, errors.New("the source has no block with this digest")
+	}
+	if sha256.Sum256(dst) != p.v.Digest {
+		return segment.Pos{}, segment.Record{}, errors.New("the source's copy has another digest")
+	}
+	r := segment.Record{Kind: segment.KindData, Layer: p.Layer, Block: uint64(p.Block), Epoch: p.Epoch, Seq: p.v.Seq, Payload: dst}
+	np, err := s.relocate(&r)
+	if err != nil {
+		return segment.Pos{}, segment.Record{}, err
+	}
+	return np, r, nil
+}
