@@ -495,7 +495,7 @@ if [ "$btrfs_ok" = 1 ]; then
 	btrfs -q subvolume snapshot -r "$work/btrfs/vol" "$work/btrfs/s2"
 	drop_caches
 	btrfs_s=$(timed /dev/null btrfs -q send -p "$work/btrfs/s1" "$work/btrfs/s2" -f "$work/send.bin") || true
-	btrfs_b=$(stat -c %s "$work/send.bin")
+	btrfs_b=$(stat -c %s "$work/send.bin" 2>/dev/null || true)
 	metric btrfs.send_p_s "$btrfs_s" s
 	metric btrfs.send_p_bytes "$btrfs_b" bytes
 	drop_caches
