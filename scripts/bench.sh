@@ -432,7 +432,7 @@ timed() { # timed OUTFILE CMD... -> seconds on stdout, the command's JSON lines 
 	if [ "$rc" != 0 ]; then
 		[ "$rc" = 124 ] && rc="timed out after $TIMEOUT s" || rc="failed (exit $rc)"
 		echo "bench.sh: $* $rc" >&2
-		note "$(basename "$1") $2 $3 $4: $rc"
+		note "$(echo "$*" | sed "s|$work|WORK|g" | cut -c1-100): $rc"
 		return 1
 	fi
 	awk -v u=$((t1 - t0)) 'BEGIN { printf "%.3f", u / 1e6 }'
