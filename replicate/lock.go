@@ -219,6 +219,7 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 		}
 		m.log.Warn("region lock not released (it goes stale)", "region", r.cfg.Name, "lock", id, "err", err)
 	}
+	on := r.usable()
 	if err := r.putUsable(ctx, lockDir+id, b); err != nil {
 		release()
 		return nil, nil, fmt.Errorf("lock region %q: %w", r.cfg.Name, err)
@@ -236,7 +237,7 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 		release()
 		return nil, nil, lockedErr(r, op, bl)
 	}
-	ls := &lease{id: id, last: now0, checked: now0}
+	ls := &lease{id: id, last: now0, checked: now0, on: on}
 	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, ls))
 	done := make(chan struct{})
 	stopped := make(chan struct{})
@@ -261,12 +262,16 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 			}
 			// A lock someone removed (stale to them, or unlock --force) is
 			// not put back: the operation ends instead.
-			if err := m.holds(lctx, r, id); errors.Is(err, ErrConflict) {
+			ls.mu.Lock()
+			on := ls.on
+			ls.mu.Unlock()
+			if err := m.holds(lctx, r, id, on); errors.Is(err, ErrConflict) {
 				cancel(err)
 				return
 			}
 			lk.Refreshed = start.UTC()
 			b, err := seal()
+			onNow := r.usable()
 			if err == nil {
 				err = r.putUsable(lctx, lockDir+id, b)
 			}
@@ -274,7 +279,7 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 				// The lease runs from before the check: a put that took
 				// long (the lock may have been broken and put back
 				// meanwhile) does not extend it.
-				ls.renew(start)
+				ls.renew(start, onNow)
 				continue
 			}
 			m.log.Warn("region lock refresh failed", "region", r.cfg.Name, "lock", id, "err", err)
@@ -307,12 +312,33 @@ type lease struct {
 	mu      sync.Mutex
 	last    time.Time
 	checked time.Time
+	on      []bool // the stores the lock was last put on
 }
 
-func (l *lease) renew(t time.Time) {
+func (l *lease) renew(t time.Time, on []bool) {
 	l.mu.Lock()
-	l.last, l.checked = t, t
+	l.last, l.checked, l.on = t, t, on
 	l.mu.Unlock()
+}
+
+// usable is the set of stores usable now.
+func (r *region) usable() []bool {
+	out := make([]bool, r.n())
+	for i := range out {
+		out[i] = r.bad[i] == nil
+	}
+	return out
+}
+
+// onEach reports whether a listed object is on every store of on that is
+// still usable.
+func onEach(sizes []int64, on []bool, r *region) bool {
+	for i, s := range sizes {
+		if s < 0 && on[i] && r.bad[i] == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // since is the time from t to now, by the monotonic clock and by the wall
@@ -357,7 +383,10 @@ func (m *Manager) guard(ctx context.Context, r *region, remote bool) error {
 	if !due {
 		return nil
 	}
-	if err := m.holds(ctx, r, l.id); err != nil {
+	l.mu.Lock()
+	on := l.on
+	l.mu.Unlock()
+	if err := m.holds(ctx, r, l.id, on); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -374,13 +403,15 @@ func (m *Manager) stillLocked(ctx context.Context, r *region) error {
 	return m.guard(ctx, r, true)
 }
 
-// holds reports whether lock id is on every usable store; ErrConflict if not.
-func (m *Manager) holds(ctx context.Context, r *region, id string) error {
+// holds reports whether lock id is on every store it was put on (on) that
+// is still usable; ErrConflict if not. (Repair makes stores usable again
+// while it runs: those lack the lock until its next refresh.)
+func (m *Manager) holds(ctx context.Context, r *region, id string, on []bool) error {
 	l, err := r.list(ctx, lockDir)
 	if err != nil {
 		return err
 	}
-	if sizes, ok := l[id]; ok && id != "" && r.onAll(sizes) {
+	if sizes, ok := l[id]; ok && id != "" && onEach(sizes, on, r) {
 		if lk, err := m.lockOf(ctx, r, id); err == nil && lk.Host == m.host.ID {
 			return nil
 		}
