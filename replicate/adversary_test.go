@@ -225,3 +225,31 @@ func TestAdversaryDegradedPackDoesNotBlockSync(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Repair makes a store usable again while it runs (it rewrites the
+// store's config) while its lock is refreshed in the background: no data
+// race, and the repair finishes under its lock.
+func TestAdversaryRepairConfigUnderRefresh(t *testing.T) {
+	ctx := context.Background()
+	h := newHost(t, replicate.Options{LockRefresh: time.Millisecond})
+	dirs, urls := storeDirs(t, 2)
+	if _, err := h.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: 1, M: 1, Stores: urls, KeyFile: keyFile(t, 5)}); err != nil {
+		t.Fatal(err)
+	}
+	mkDisk(t, h, "v", 16)
+	writeBlocks(t, h, "v", 1, span(0, 8))
+	snapshot(t, h, "s1", "v")
+	if _, err := h.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dirs[1], "config")); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := h.mgr.Repair(ctx, "r1", nil)
+	if err != nil || len(rep.Failed) != 0 {
+		t.Fatalf("repair: %+v %v", rep, err)
+	}
+	if r, err := h.mgr.Check(ctx, "r1", true, nil); err != nil || !r.OK() {
+		t.Fatalf("check after repair: %+v %v", r, err)
+	}
+}

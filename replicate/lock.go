@@ -241,7 +241,13 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, ls))
 	done := make(chan struct{})
 	stopped := make(chan struct{})
+	// The refresh works on its own copy of the region: Repair makes stores
+	// usable (r.bad) while it runs, in its own goroutine; the lock stays on
+	// the stores it was put on.
+	rr := *r
+	rr.bad = slices.Clone(r.bad)
 	go func() {
+		r := &rr
 		defer close(stopped)
 		t := time.NewTicker(m.opts.LockRefresh)
 		defer t.Stop()
