@@ -457,6 +457,9 @@ func (m *Manager) Repair(ctx context.Context, regionName string, progress Progre
 				_, sealed, err = r.getMeta(ctx, md.typ, md.dir, id)
 			}
 			if err == nil {
+				err = m.guard(ctx, r, false) // no pruned manifest put back
+			}
+			if err == nil {
 				err = r.stores[p.Store].Put(ctx, p.Object, sealed)
 			}
 			if err != nil {
@@ -489,7 +492,11 @@ func (m *Manager) Repair(ctx context.Context, regionName string, progress Progre
 				fail(p, fmt.Errorf("%w: %w", ErrTooFewShards, err))
 				continue
 			}
-			if perr := r.stores[i].Put(ctx, p.Object, full[i]); perr != nil {
+			perr := m.guard(ctx, r, false)
+			if perr == nil {
+				perr = r.stores[i].Put(ctx, p.Object, full[i])
+			}
+			if perr != nil {
 				fail(p, perr)
 				continue
 			}
@@ -519,7 +526,13 @@ func (m *Manager) repairGarbage(ctx context.Context, r *region, out *RepairRepor
 	if err != nil {
 		return err
 	}
+	if err := m.guard(ctx, r, true); err != nil {
+		return fmt.Errorf("repair: %w", err)
+	}
 	for _, nid := range sortedKeysOf(markers) {
+		if err := m.guard(ctx, r, false); err != nil {
+			return fmt.Errorf("repair: %w", err)
+		}
 		if err := r.deleteAll(ctx, copyDir+nid); err != nil {
 			return fmt.Errorf("repair: %w", err)
 		}
@@ -537,6 +550,9 @@ func (m *Manager) repairGarbage(ctx context.Context, r *region, out *RepairRepor
 		if _, ok := parsePackID(name); !ok || indexes[name] != nil {
 			continue
 		}
+		if err := m.guard(ctx, r, false); err != nil {
+			return fmt.Errorf("repair: %w", err)
+		}
 		if err := r.deleteAll(ctx, packDir+name); err != nil {
 			return fmt.Errorf("repair: %w", err)
 		}
@@ -548,6 +564,9 @@ func (m *Manager) repairGarbage(ctx context.Context, r *region, out *RepairRepor
 	for _, name := range sortedKeys(indexes) {
 		if _, ok := parsePackID(name); !ok || packs[name] != nil {
 			continue
+		}
+		if err := m.guard(ctx, r, false); err != nil {
+			return fmt.Errorf("repair: %w", err)
 		}
 		if err := r.deleteAll(ctx, indexDir+name); err != nil {
 			return fmt.Errorf("repair: %w", err)

@@ -182,18 +182,44 @@
 //     deletes orphaned indexes only when every store is reachable).
 //  2. Holding: the holder re-writes its lock every LockRefresh (5 min). A
 //     lock not refreshed for LockStale (30 min), or held by a process of
-//     this host that no longer runs, is stale and blocks nobody. A holder
-//     that cannot refresh for LockStale/2 cancels its own operation
-//     (ErrLocked), long before others may consider it stale.
+//     this host that no longer runs, is stale and blocks nobody. The
+//     holder has a lease: LockStale/2 from the start of its last
+//     successful refresh (or of taking the lock), measured by the
+//     monotonic and the wall clock (whichever says longer: the monotonic
+//     clock stops while a machine is suspended). Once the lease ran out
+//     (a holder stopped by SIGSTOP, a GC pause, a suspend, or cut off
+//     from the stores) the holder never puts its lock back and its
+//     operation ends with ErrConflict (exit 14): others may have taken the
+//     lock for stale and run meanwhile. Every write that is safe only
+//     under the lock checks the lease first (guard): each delete of
+//     prune and repair, each put of repair, sync's manifest puts
+//     (including the finishing of an interrupted one) and index heals.
+//     Guard also re-lists locks/ (is the lock still ours, on every
+//     store?) before sync's manifest put, before prune's deletion phase
+//     and repair's garbage removal, and at most every second between
+//     deletes, so an operation forced out by `unlock --force` stops
+//     within a second. What no lock protocol closes is the time one store
+//     call takes to reach its store after its guard: a request held in
+//     flight for LockStale/2 can still land late.
+//     Clocks: staleness compares the holder's refresh time (its clock)
+//     with the reader's clock, so the margin between the lease
+//     (LockStale/2) and staleness (LockStale) is also the clock skew
+//     tolerated between hosts: hosts' clocks must agree within
+//     LockStale/2 - LockRefresh (10 min; NTP keeps them within
+//     milliseconds). A reader whose clock runs ahead by more may take a
+//     live lock for stale.
 //  3. Breaking: an exclusive locker removes the stale locks it sees;
 //     `region unlock` removes stale locks and the copying markers of dead
 //     syncs, `unlock --force` every lock. A sync whose lock was removed
 //     (it was paused past LockStale, or forced out) finds out before it
-//     writes its manifest (stillLocked) and fails with ErrConflict (exit
+//     writes its manifest (guard) and fails with ErrConflict (exit
 //     14), writing no manifest; as a second guard it re-lists the region
-//     (verifyRefs) and fails the same way if a parent manifest or a pack
-//     it relies on is gone. The packs it already wrote are garbage (or
-//     reused by the next run).
+//     (verifyRefs) and fails the same way if a parent manifest, an index
+//     or a pack it relies on is gone (a pack counts while it has k
+//     shards: a degraded pack is readable). The packs it already wrote
+//     are garbage (or reused by the next run). A prune or repair forced
+//     out, or stopped past its lease, stops the same way before its next
+//     delete.
 //  4. Grace period: Prune keeps unindexed packs younger than OrphanAge
 //     (1 h > LockStale), for a sync that went stale while still writing.
 //
@@ -212,8 +238,10 @@
 // without a manifest, and a dead sync never blocks prune.
 //
 // Invariants this protocol keeps, checked by TestModelRegionHosts (random
-// concurrent operations of three hosts over faulty stores) and the
-// two-daemon S3 integration test: a sync that returns a snapshot in
+// concurrent operations of three hosts over faulty stores, with holders
+// stopped past LockStale and forced unlocks), the TestAdversary tests
+// (each interleaving forced with a store hook) and the two-daemon S3
+// integration test: a sync that returns a snapshot in
 // Stats.Copied has made it restorable; no interleaving of sync, prune,
 // repair, check and restore loses an acknowledged snapshot (one no prune
 // has named since) or wedges a disk.

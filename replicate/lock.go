@@ -197,7 +197,8 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 		}
 	}
 	id := randHex(16)
-	now := m.opts.Now().UTC()
+	now0 := m.opts.Now()
+	now := now0.UTC()
 	lk := &format.Lock{Host: m.host.ID, HostName: m.host.Name, PID: uint32(os.Getpid()), Exclusive: exclusive, Created: now, Refreshed: now, Op: op}
 	seal := func() ([]byte, error) { return r.keys.Seal(format.TypeLock, id, lk.Encode()) }
 	b, err := seal()
@@ -218,6 +219,7 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 		}
 		m.log.Warn("region lock not released (it goes stale)", "region", r.cfg.Name, "lock", id, "err", err)
 	}
+	on := r.usable()
 	if err := r.putUsable(ctx, lockDir+id, b); err != nil {
 		release()
 		return nil, nil, fmt.Errorf("lock region %q: %w", r.cfg.Name, err)
@@ -235,12 +237,18 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 		release()
 		return nil, nil, lockedErr(r, op, bl)
 	}
-	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, lockIDKey{}, id))
+	ls := &lease{id: id, last: now0, checked: now0, on: on}
+	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, ls))
 	done := make(chan struct{})
 	stopped := make(chan struct{})
+	// The refresh works on its own copy of the region: Repair makes stores
+	// usable (r.bad) while it runs, in its own goroutine; the lock stays on
+	// the stores it was put on.
+	rr := *r
+	rr.bad = slices.Clone(r.bad)
 	go func() {
+		r := &rr
 		defer close(stopped)
-		last := m.opts.Now()
 		t := time.NewTicker(m.opts.LockRefresh)
 		defer t.Stop()
 		for {
@@ -251,24 +259,38 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 				return
 			case <-t.C:
 			}
-			// A lock someone removed (stale to them, or unlock --force) is
-			// not put back: the operation ends instead.
-			if err := m.holds(lctx, r, id); errors.Is(err, ErrConflict) {
+			start := m.opts.Now()
+			// A holder that was stopped past its lease may have been
+			// taken for dead: it does not put its lock back.
+			if err := m.leaseErr(r, ls); err != nil {
 				cancel(err)
 				return
 			}
-			lk.Refreshed = m.opts.Now().UTC()
+			// A lock someone removed (stale to them, or unlock --force) is
+			// not put back: the operation ends instead.
+			ls.mu.Lock()
+			on := ls.on
+			ls.mu.Unlock()
+			if err := m.holds(lctx, r, id, on); errors.Is(err, ErrConflict) {
+				cancel(err)
+				return
+			}
+			lk.Refreshed = start.UTC()
 			b, err := seal()
+			onNow := r.usable()
 			if err == nil {
 				err = r.putUsable(lctx, lockDir+id, b)
 			}
 			if err == nil {
-				last = m.opts.Now()
+				// The lease runs from before the check: a put that took
+				// long (the lock may have been broken and put back
+				// meanwhile) does not extend it.
+				ls.renew(start, onNow)
 				continue
 			}
 			m.log.Warn("region lock refresh failed", "region", r.cfg.Name, "lock", id, "err", err)
-			if m.opts.Now().Sub(last) > m.opts.LockStale/2 {
-				cancel(fmt.Errorf("%w: region %q: the lock could not be refreshed for %s: %w", ErrLocked, r.cfg.Name, m.opts.Now().Sub(last).Round(time.Second), err))
+			if lerr := m.leaseErr(r, ls); lerr != nil {
+				cancel(fmt.Errorf("%w (refresh: %w)", lerr, err))
 				return
 			}
 		}
@@ -285,25 +307,117 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 	return lctx, unlock, nil
 }
 
-// lockIDKey keys the id of the lock an operation holds in its context.
-type lockIDKey struct{}
+// leaseKey keys the *lease of the lock an operation holds in its context.
+type leaseKey struct{}
 
-// stillLocked reports whether the lock this operation holds (its id is in
-// ctx) is still on every usable store: an exclusive operation that found
-// it stale removes it, as does unlock --force. A sync checks it before it
-// writes a manifest.
-func (m *Manager) stillLocked(ctx context.Context, r *region) error {
-	id, _ := ctx.Value(lockIDKey{}).(string)
-	return m.holds(ctx, r, id)
+// lease is what a holder knows of its lock: when it last knew the lock to
+// be fresh (the start of its taking or of its last successful refresh),
+// and when it last saw it on the stores.
+type lease struct {
+	id      string
+	mu      sync.Mutex
+	last    time.Time
+	checked time.Time
+	on      []bool // the stores the lock was last put on
 }
 
-// holds reports whether lock id is on every usable store; ErrConflict if not.
-func (m *Manager) holds(ctx context.Context, r *region, id string) error {
+func (l *lease) renew(t time.Time, on []bool) {
+	l.mu.Lock()
+	l.last, l.checked, l.on = t, t, on
+	l.mu.Unlock()
+}
+
+// usable is the set of stores usable now.
+func (r *region) usable() []bool {
+	out := make([]bool, r.n())
+	for i := range out {
+		out[i] = r.bad[i] == nil
+	}
+	return out
+}
+
+// onEach reports whether a listed object is on every store of on that is
+// still usable.
+func onEach(sizes []int64, on []bool, r *region) bool {
+	for i, s := range sizes {
+		if s < 0 && on[i] && r.bad[i] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// since is the time from t to now, by the monotonic clock and by the wall
+// clock, whichever is longer: the monotonic clock stops while the machine
+// is suspended, the wall clock may be stepped back.
+func since(now, t time.Time) time.Duration {
+	return max(now.Sub(t), now.Round(0).Sub(t.Round(0)))
+}
+
+// leaseErr: ErrConflict once the lease ran out (no refresh for
+// LockStale/2): others may take the lock for stale from LockStale on, so
+// the holder stops well before (a margin that also absorbs clock skew of
+// up to LockStale/2 between hosts).
+func (m *Manager) leaseErr(r *region, l *lease) error {
+	l.mu.Lock()
+	last := l.last
+	l.mu.Unlock()
+	if d := since(m.opts.Now(), last); d > m.opts.LockStale/2 {
+		return fmt.Errorf("%w: region %q: this operation's lock was last known fresh %s ago (the process was stopped or cut off?); others may have taken it for stale; run it again", ErrConflict, r.cfg.Name, d.Round(time.Second))
+	}
+	return nil
+}
+
+// guard is called before every write that is safe only under this
+// operation's lock (a delete by prune or repair, a manifest put by sync):
+// it fails with ErrConflict if the lease ran out, and, when remote is set
+// or a second has passed since the last look, if the lock is gone from
+// the stores (unlock --force, or broken as stale). What is left is the
+// time one store call takes to reach its store after the guard.
+func (m *Manager) guard(ctx context.Context, r *region, remote bool) error {
+	l, _ := ctx.Value(leaseKey{}).(*lease)
+	if l == nil {
+		return fmt.Errorf("%w: region %q: no lock held", ErrInvalid, r.cfg.Name)
+	}
+	if err := m.leaseErr(r, l); err != nil {
+		return err
+	}
+	now := m.opts.Now()
+	l.mu.Lock()
+	due := remote || since(now, l.checked) > time.Second
+	l.mu.Unlock()
+	if !due {
+		return nil
+	}
+	l.mu.Lock()
+	on := l.on
+	l.mu.Unlock()
+	if err := m.holds(ctx, r, l.id, on); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.checked = now
+	l.mu.Unlock()
+	return m.leaseErr(r, l)
+}
+
+// stillLocked reports whether the lock this operation holds (in ctx) is
+// still its own: the lease has not run out and the lock is on every
+// usable store (an exclusive operation that found it stale removes it, as
+// does unlock --force). A sync checks it before it writes a manifest.
+func (m *Manager) stillLocked(ctx context.Context, r *region) error {
+	return m.guard(ctx, r, true)
+}
+
+// holds reports whether lock id is on every store it was put on (on) that
+// is still usable; ErrConflict if not. (Repair makes stores usable again
+// while it runs: those lack the lock until its next refresh.)
+func (m *Manager) holds(ctx context.Context, r *region, id string, on []bool) error {
 	l, err := r.list(ctx, lockDir)
 	if err != nil {
 		return err
 	}
-	if sizes, ok := l[id]; ok && id != "" && r.onAll(sizes) {
+	if sizes, ok := l[id]; ok && id != "" && onEach(sizes, on, r) {
 		if lk, err := m.lockOf(ctx, r, id); err == nil && lk.Host == m.host.ID {
 			return nil
 		}

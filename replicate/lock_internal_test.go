@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,5 +100,74 @@ func TestLockStaleness(t *testing.T) {
 	}
 	if _, err := m.Prune(ctx, "r", PruneOptions{KeepLast: 1}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A holder stopped past its lease (LockStale/2 without a refresh, by the
+// wall or the monotonic clock) does not refresh its lock again when it
+// resumes (others may have taken it for stale and broken it): its
+// operation is cancelled with ErrConflict, and guard refuses at once.
+func TestLockLeaseRunsOut(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	dir := filepath.Join(root, "store")
+	if err := rowstore.Create(dir, rowstore.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rowstore.Open(dir, rowstore.Options{SyncInterval: -1, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	var off atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(off.Load())) }
+	m, err := New(dir, rs, Options{Now: now, LockRefresh: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	d := filepath.Join(root, "s0")
+	d1 := filepath.Join(root, "s1")
+	for _, x := range []string{d, d1} {
+		if err := os.Mkdir(x, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := filepath.Join(root, "key")
+	if err := os.WriteFile(key, make([]byte, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.AddRegion(ctx, RegionConfig{Name: "r", K: 1, M: 1, Stores: []string{"file://" + d, "file://" + d1}, KeyFile: key}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := m.openRegion(ctx, "r", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	lctx, unlock, err := m.lock(ctx, r, true, "prune")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	time.Sleep(50 * time.Millisecond) // refreshed meanwhile
+	if err := m.guard(lctx, r, true); err != nil {
+		t.Fatalf("guard of a fresh lock: %v", err)
+	}
+	off.Store(int64(DefaultLockStale/2 + time.Second)) // stopped this long
+	if err := m.guard(lctx, r, false); !errors.Is(err, ErrConflict) {
+		t.Fatalf("guard after the lease ran out: %v, want ErrConflict", err)
+	}
+	select {
+	case <-lctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the operation was not cancelled when its lease ran out")
+	}
+	if err := context.Cause(lctx); !errors.Is(err, ErrConflict) {
+		t.Fatalf("cause %v, want ErrConflict", err)
+	}
+	locks, err := m.readLocks(ctx, r)
+	if err != nil || len(locks) != 1 || locks[0].Refreshed.After(time.Now()) {
+		t.Fatalf("locks %+v %v: want the one lock, not refreshed after the pause", locks, err)
 	}
 }

@@ -21,7 +21,10 @@ import (
 // a 2+1 region of file:// stores; every host's stores inject random
 // delays, errors and lost acknowledgements. Each step runs 1-3 random
 // operations (sync, prune, repair, check, restore) of random hosts at the
-// same time. After each step a fault-free host restores every snapshot a
+// same time; some of them are stopped (a hook in one of their store
+// reads moves the shared clock past LockStale and lets the others run, as
+// a SIGSTOP, GC pause or suspend would), so the others take their locks
+// for stale and break them. After each step a fault-free host restores every snapshot a
 // sync reported copied (and no prune named since) byte for byte, and a
 // check must agree: nothing lost. Short by default; -model-steps and
 // -model-seeds for a long run.
@@ -45,7 +48,7 @@ type modelHost struct {
 }
 
 type modelStats struct {
-	ops, okOps, restored, lockedOps, conflicts, lost int
+	ops, okOps, restored, lockedOps, conflicts, lost, paused int
 }
 
 func TestModelRegionHosts(t *testing.T) {
@@ -78,10 +81,11 @@ func TestModelRegionHosts(t *testing.T) {
 			total.lockedOps += st.lockedOps
 			total.conflicts += st.conflicts
 			total.lost += st.lost
+			total.paused += st.paused
 		})
 	}
-	t.Logf("model: %d seeds x %d steps in %s: %d operations (%d succeeded, %d met a lock, %d conflicts), %d snapshot restores verified byte for byte, %d lost",
-		len(seeds), steps, time.Since(start).Round(time.Millisecond), total.ops, total.okOps, total.lockedOps, total.conflicts, total.restored, total.lost)
+	t.Logf("model: %d seeds x %d steps in %s: %d operations (%d succeeded, %d met a lock, %d conflicts, %d stopped past LockStale), %d snapshot restores verified byte for byte, %d lost",
+		len(seeds), steps, time.Since(start).Round(time.Millisecond), total.ops, total.okOps, total.lockedOps, total.conflicts, total.paused, total.restored, total.lost)
 }
 
 func runModel(t *testing.T, seed uint64, steps int) modelStats {
@@ -90,7 +94,8 @@ func runModel(t *testing.T, seed uint64, steps int) modelStats {
 	dirs, urls := storeDirs(t, 3)
 	_ = dirs
 	key := keyFile(t, 3)
-	opts := replicate.Options{LockStale: 3 * time.Second, LockRefresh: 300 * time.Millisecond, LockWait: 4 * time.Second, PackSize: 256 << 10}
+	clk := &fakeClock{}
+	opts := replicate.Options{LockStale: 3 * time.Second, LockRefresh: 300 * time.Millisecond, LockWait: 4 * time.Second, PackSize: 256 << 10, Now: clk.now}
 	var hosts []*modelHost
 	for i, name := range []string{"h0", "h1", "h2"} {
 		o := opts
@@ -168,6 +173,26 @@ func runModel(t *testing.T, seed uint64, steps int) modelStats {
 				}
 			}
 			mu.Unlock()
+			if rng.IntN(6) == 0 {
+				// This operation is stopped in one of its reads for longer
+				// than LockStale; the others run meanwhile.
+				prefix := []string{"snapshots/", "index/", "locks/", "packs/"}[rng.IntN(4)]
+				nap := time.Duration(20+rng.IntN(300)) * time.Millisecond
+				var once sync.Once
+				h.faults[rng.IntN(len(h.faults))].FailMatching(func(m store.Method, name string) error {
+					if (m == store.MethodGet || m == store.MethodList) && strings.HasPrefix(name, prefix) {
+						once.Do(func() {
+							clk.advance(opts.LockStale + time.Second)
+							mu.Lock()
+							st.paused++
+							mu.Unlock()
+							time.Sleep(nap)
+						})
+					}
+					return nil
+				})
+				desc = append(desc, fmt.Sprintf("(next stopped at %s%s)", prefix, h.name))
+			}
 			wg.Add(1)
 			switch {
 			case op < 4:
@@ -235,6 +260,9 @@ func runModel(t *testing.T, seed uint64, steps int) modelStats {
 			}
 		}
 		wg.Wait()
+		for _, h := range hosts {
+			h.eachFault(func(f *store.Faults) { f.FailMatching(nil) })
+		}
 		// Verify with a host whose stores do not fail.
 		mu.Lock()
 		keys := sortedKeysStr(acked)

@@ -293,15 +293,18 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 		}
 		if partial && mode != chunksRead {
 			// Finish the interrupted index write before trusting it.
-			herr := firstErr(forEach(r.n(), func(i int) error {
-				if r.bad[i] != nil || sizes[i] >= 0 {
+			herr := m.guard(ctx, r, false) // no index a prune removed put back
+			if herr == nil {
+				herr = firstErr(forEach(r.n(), func(i int) error {
+					if r.bad[i] != nil || sizes[i] >= 0 {
+						return nil
+					}
+					if err := r.stores[i].Put(ctx, indexDir+name, sealed); err != nil {
+						return fmt.Errorf("%w: store %d (%s): put %s%s: %w", ErrUnavailable, i, r.stores[i].Location(), indexDir, name, err)
+					}
 					return nil
-				}
-				if err := r.stores[i].Put(ctx, indexDir+name, sealed); err != nil {
-					return fmt.Errorf("%w: store %d (%s): put %s%s: %w", ErrUnavailable, i, r.stores[i].Location(), indexDir, name, err)
-				}
-				return nil
-			}))
+				}))
+			}
 			if herr != nil {
 				m.log.Warn("pack index not on every store", "region", r.cfg.Name, "pack", name, "err", herr)
 				if mode == chunksDedup {

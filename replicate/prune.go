@@ -105,6 +105,9 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 	// stores) is finished first: the newest copy goes on every store
 	// before any parent is deleted.
 	for _, nid := range slices.Sorted(maps.Keys(differ)) {
+		if err := m.guard(ctx, r, false); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
 		if err := r.putAll(ctx, snapDir+nid, differ[nid].sealed, nil); err != nil {
 			return st, fmt.Errorf("prune: finish rewrite of %q: %w", mfs[nid].Name, err)
 		}
@@ -113,6 +116,9 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 	// No sync runs (the lock): a marker without a manifest is a dead
 	// sync's.
 	for _, nid := range sortedKeysOf(markers) {
+		if err := m.guard(ctx, r, false); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
 		if err := r.deleteAll(ctx, copyDir+nid); err != nil {
 			return st, fmt.Errorf("prune: %w", err)
 		}
@@ -186,6 +192,9 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 		if err != nil {
 			return st, err
 		}
+		if err := m.guard(ctx, r, false); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
 		if err := r.putAll(ctx, snapDir+nid, sealed, nil); err != nil {
 			return st, fmt.Errorf("prune: rewrite %q: %w", mf.Name, err)
 		}
@@ -205,8 +214,14 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 		if err != nil {
 			return st, err
 		}
+		if err := m.guard(ctx, r, false); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
 		if err := r.putAll(ctx, prunedDir+nid, tb, nil); err != nil {
 			return st, fmt.Errorf("prune: tombstone of %q: %w", mf.Name, err)
+		}
+		if err := m.guard(ctx, r, false); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
 		}
 		if err := r.deleteAll(ctx, snapDir+nid); err != nil {
 			return st, fmt.Errorf("prune: %w", err)
@@ -233,6 +248,11 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 	packs, err := r.list(ctx, packDir)
 	if err != nil {
 		return st, err
+	}
+	// Before anything it reads is deleted: is this still the lock holder
+	// (not stopped past its lease, not forced out)?
+	if err := m.guard(ctx, r, true); err != nil {
+		return st, fmt.Errorf("prune: %w", err)
 	}
 	// An index whose pack has no shard on any store is orphaned: nothing
 	// can be read through it, and sync must not deduplicate against it.
@@ -263,6 +283,9 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 				continue
 			}
 			// The index goes first: a chunk set never names a deleted pack.
+			if err := m.guard(ctx, r, false); err != nil {
+				return st, fmt.Errorf("prune: %w", err)
+			}
 			if err := r.deleteAll(ctx, indexDir+name); err != nil {
 				return st, fmt.Errorf("prune: %w", err)
 			}
@@ -272,6 +295,9 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 				continue
 			}
 			st.OrphansDeleted++
+		}
+		if err := m.guard(ctx, r, false); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
 		}
 		if err := r.deleteAll(ctx, packDir+name); err != nil {
 			return st, fmt.Errorf("prune: %w", err)
@@ -293,6 +319,9 @@ func (m *Manager) dropOrphanIndexes(ctx context.Context, r *region, cs *chunkSet
 	for _, id := range ids {
 		if _, ok := packs[id.String()]; ok {
 			continue
+		}
+		if err := m.guard(ctx, r, false); err != nil {
+			return n, err
 		}
 		if err := r.deleteAll(ctx, indexDir+id.String()); err != nil {
 			return n, err

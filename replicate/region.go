@@ -69,7 +69,8 @@ type Options struct {
 	Workers int
 	// LockStale, LockRefresh: a region lock not refreshed for LockStale is
 	// stale; holders refresh every LockRefresh (defaults DefaultLockStale,
-	// DefaultLockRefresh).
+	// DefaultLockRefresh), and a holder that went LockStale/2 without a
+	// refresh (its lease ran out) stops with ErrConflict.
 	LockStale, LockRefresh time.Duration
 	// LockWait is how long an operation retries while another holds the
 	// region (default 0: fail at once with ErrLocked).

@@ -189,6 +189,11 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			// An interrupted manifest write (a copy missing or different
 			// on some store, or the marker still there) is finished first.
 			if _, marked := markers[found]; marked || !r.onAll(sizes) || len(c.stale(r)) > 0 {
+				// Not a manifest a prune removed while this sync was
+				// stopped past its lease: only under a lock still held.
+				if err := m.stillLocked(ctx, r); err != nil {
+					return st, fmt.Errorf("sync snapshot %q: finish manifest: %w", snap.Name, err)
+				}
 				if err := r.putAll(ctx, snapDir+found, c.sealed, st.BytesWritten); err != nil {
 					return st, fmt.Errorf("sync snapshot %q: finish manifest: %w", snap.Name, err)
 				}
@@ -524,9 +529,10 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	return nil
 }
 
-// verifyRefs checks that every parent manifest of mf and every pack in
-// used (its index and shards) is still on every usable store, or fails
-// with ErrConflict: the next sync then resends what is gone.
+// verifyRefs checks that every parent manifest of mf and the index of
+// every pack in used are still on every usable store and the pack still
+// has k shards, or fails with ErrConflict: the next sync then resends
+// what is gone.
 func (r *region) verifyRefs(ctx context.Context, mf *format.Manifest, used map[packID]bool) error {
 	snaps, err := r.list(ctx, snapDir)
 	if err != nil {
@@ -546,7 +552,16 @@ func (r *region) verifyRefs(ctx context.Context, mf *format.Manifest, used map[p
 			return err
 		}
 		for id := range used {
-			if sizes := l[id.String()]; sizes == nil || !r.onAll(sizes) {
+			// The index is on every store (Sync healed it before use); a
+			// pack is used with k shards or more (a degraded pack is
+			// still readable: Repair rebuilds the rest), and Prune
+			// deletes its index first.
+			sizes := l[id.String()]
+			ok := sizes != nil && r.onAll(sizes)
+			if dir == packDir {
+				ok = sizes != nil && r.shards(sizes) >= r.k
+			}
+			if !ok {
 				return fmt.Errorf("%w: %s%s, which this snapshot deduplicates against, is gone from the region (a concurrent prune?); sync again to resend", ErrConflict, dir, id)
 			}
 		}
