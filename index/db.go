@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -95,7 +96,9 @@ func Open(dir string, o Options) (*DB, error) {
 		opts = opts.WithReadOnly(true)
 	}
 	db, err := badger.Open(opts)
-	if o.ReadOnly && errors.Is(err, badger.ErrTruncateNeeded) {
+	// Badger wraps with %+v, not %w (y.Wrap outside its debug mode), so
+	// errors.Is does not find ErrTruncateNeeded: match its text too.
+	if o.ReadOnly && err != nil && (errors.Is(err, badger.ErrTruncateNeeded) || strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error())) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNeedsWrite, dir, err)
 	}
 	if err != nil {
