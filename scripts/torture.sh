@@ -23,7 +23,7 @@
 #     every acknowledged snapshot of the round is cloned (snapfs disk create
 #     --from-snapshot: the snapshot is never written), its journal replayed
 #     on the clone, `e2fsck -fn` clean, the clone deleted; `snapfs check
-#     --read-data` is clean when this snapfs has the command.
+#     --read-data` is clean (every round, when this snapfs has the command).
 #
 # The journal is replayed by the kernel (mount, umount), not by e2fsck:
 # e2fsck 1.47's own orphan processing ("Truncating orphaned inode") drops
@@ -173,10 +173,13 @@ start_daemon
 disk=$mp/disks/t
 mkfs.ext4 -q -F -E nodiscard "$disk"
 
+have_check=0
+"$bin" check --help >/dev/null 2>&1 && have_check=1
+
 seed=${TORTURE_SEED:-$RANDOM}
 RANDOM=$seed
 say "$rounds rounds, seed $seed (TORTURE_SEED=$seed to replay the choices), work dir $work"
-writes=0 snapchecked=0 started=$SECONDS
+writes=0 snapchecked=0 checks=0 started=$SECONDS
 for ((r = 1; r <= rounds; r++)); do
 	attach "$disk"
 	loop=$LOOP
@@ -298,19 +301,20 @@ for ((r = 1; r <= rounds; r++)); do
 	fi
 	rm -f "$work/snaps"
 	snapchecked=$((snapchecked + k))
+	if ((have_check)); then
+		if out=$("$bin" check --read-data 2>&1); then
+			checks=$((checks + 1))
+		else
+			fail "round $r: snapfs check --read-data: $out"
+		fi
+	fi
 	say "round $r: ext4 ${used}% full$( ((fill)) && echo ' (filled)'), killed after ${after} ms, $n fio files (${n} MiB) verified, $k snapshots checked"
 	if ((failures)); then
 		break
 	fi
 done
 
-if "$bin" check --help >/dev/null 2>&1; then
-	if ! out=$("$bin" check --read-data 2>&1); then
-		fail "snapfs check --read-data: $out"
-	fi
-else
-	say "snapfs check --read-data not run: this snapfs has no check command yet"
-fi
+((have_check)) || say "snapfs check --read-data not run: this snapfs has no check command yet"
 "$bin" gc >/dev/null || fail "snapfs gc"
 
 # Every loop device of a round is gone by now (a process left in a dead
@@ -323,5 +327,5 @@ for l in $(printf '%s\n' "${loops[@]}" | sort -u); do
 	ours "$l" && fail "loop device $l ($(losetup -n -O BACK-FILE "$l")) is still attached"
 done
 ((writes > 0 || rounds == 0)) || fail "no fio write was acknowledged in any round: the torture tested nothing"
-say "rounds $((r > rounds ? rounds : r)), writes verified $writes (4 KiB fio blocks with verification headers), snapshots checked $snapchecked, failures $failures, $((SECONDS - started)) s"
+say "rounds $((r > rounds ? rounds : r)), writes verified $writes (4 KiB fio blocks with verification headers), snapshots checked $snapchecked, snapfs check --read-data clean $checks times, failures $failures, $((SECONDS - started)) s"
 ((failures == 0))
