@@ -186,6 +186,7 @@ for ((r = 1; r <= rounds; r++)); do
 	mount -o discard "$loop" "$vol"
 	mkdir -p "$vol/fio" "$vol/stress"
 	# Last round's files go: discards while this round writes.
+	t0=$SECONDS
 	rm -rf "$vol"/fio/* "$vol"/stress/* "$acked"/*
 	fill=0
 	if ((r % 3 == 2)); then
@@ -245,6 +246,7 @@ for ((r = 1; r <= rounds; r++)); do
 
 	after=$((4000 + RANDOM % 5000))
 	sleep "$((after / 1000)).$(printf %03d $((after % 1000)))"
+	t1=$SECONDS
 	kill -9 "$daemon_pid"
 	while kill -0 "$daemon_pid" 2>/dev/null; do sleep 0.02; done
 	stop_loops
@@ -279,6 +281,7 @@ for ((r = 1; r <= rounds; r++)); do
 	detach "$loop"
 	replay_and_fsck "$disk" "round $r: live disk"
 
+	t2=$SECONDS
 	# Every acknowledged snapshot of the round, on a throw-away clone.
 	k=0
 	if [[ -s $work/snaps ]]; then
@@ -308,7 +311,7 @@ for ((r = 1; r <= rounds; r++)); do
 			fail "round $r: snapfs check --read-data: $out"
 		fi
 	fi
-	say "round $r: ext4 ${used}% full$( ((fill)) && echo ' (filled)'), killed after ${after} ms, $n fio files (${n} MiB) verified, $k snapshots checked"
+	say "round $r: ext4 ${used}% full$( ((fill)) && echo ' (filled)'), killed after ${after} ms, $n fio files (${n} MiB) verified, $k snapshots checked (s: setup+load $((t1 - t0)), restart+verify+fsck $((t2 - t1)), snapshots+check $((SECONDS - t2)))"
 	if ((failures)); then
 		break
 	fi
