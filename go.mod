@@ -47,4 +47,4 @@ require (
 	gopkg.in/ini.v1 v1.67.3 // indirect
 )
 
-replace github.com/dgraph-io/ristretto/v2 => ./third_party/ristretto
+replace github.com/dgraph-io/ristretto/v2 => ./index/third_party/ristretto

@@ -305,3 +305,24 @@ func (t *Txn) track(key, value []byte) {
 	}
 	*t.changes = append(*t.changes, c)
 }
+
+// EachVersion calls fn for every block version, in key order (layer,
+// block, newest epoch first).
+func (t *Txn) EachVersion(fn func(layer, block, epoch uint64, v Version) error) error {
+	it := t.t.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixVersion}})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		layer, block, epoch, err := ParseVersionKey(it.Item().Key())
+		if err != nil {
+			return err
+		}
+		var v Version
+		if err := it.Item().Value(v.UnmarshalBinary); err != nil {
+			return fmt.Errorf("version of block %d of layer %d: %w", block, layer, err)
+		}
+		if err := fn(layer, block, epoch, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

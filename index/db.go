@@ -65,6 +65,14 @@ const DefaultMemTableSize = 8 << 20
 //     need 2 GiB free to open at all.
 //   - Compression off: keys are small and incompressible; CPU is scarce.
 //   - NumCompactors 2: the machine class has 2 cores.
+//
+// Badger writes its memtable log, value log and tables through shared
+// mmaps. Upstream makes those files sparse, so on a full filesystem a write
+// into them raises SIGBUS; snapfs builds Badger with a patched ristretto
+// (index/third_party/ristretto) that allocates them first, turning a full
+// filesystem into an ENOSPC error. What Badger does then, and how the store
+// keeps it from happening (a free-space floor and a reserve), is in package
+// rowstore's doc, "Full filesystems".
 func Open(dir string, o Options) (*DB, error) {
 	lg := o.Logger
 	if lg == nil {
@@ -96,8 +104,9 @@ func Open(dir string, o Options) (*DB, error) {
 		opts = opts.WithReadOnly(true)
 	}
 	db, err := badger.Open(opts)
-	// Badger wraps with %+v, not %w (y.Wrap outside its debug mode), so
-	// errors.Is does not find ErrTruncateNeeded: match its text too.
+	// Badger wraps most errors with %+v (y.Wrap outside its debug mode), so
+	// errors.Is alone misses ErrTruncateNeeded behind "while opening
+	// memtables": match its text too.
 	if o.ReadOnly && err != nil && (errors.Is(err, badger.ErrTruncateNeeded) || strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error())) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNeedsWrite, dir, err)
 	}

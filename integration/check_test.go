@@ -223,7 +223,7 @@ func TestIndexDamageRefusedAndRebuilt(t *testing.T) {
 
 // TestCheckCLI: check --read-data finds a flipped byte (exit 6, naming the
 // disk, snapshot and image that read it), offline and through the daemon,
-// with JSON lines; repair without regions says it is not available.
+// with JSON lines; repair from a region that does not exist exits 3.
 func TestCheckCLI(t *testing.T) {
 	needRoot(t)
 	base := t.TempDir()
@@ -240,6 +240,14 @@ func TestCheckCLI(t *testing.T) {
 	out := ok(t, store, "check", "--read-data")
 	if !strings.Contains(out, "check: OK") {
 		t.Errorf("clean check: %q", out)
+	}
+	out = ok(t, store, "check", "--read-data", "--max-duration", "1ns")
+	if !strings.Contains(out, "continues where this one stopped") {
+		t.Errorf("check --max-duration 1ns: %q", out)
+	}
+	out = ok(t, store, "check", "--read-data")
+	if !strings.Contains(out, "resumed from") {
+		t.Errorf("check after an interrupted one: %q", out)
 	}
 	corruptPattern(t, store, data[5*4096+100:5*4096+164])
 	r := fails(t, store, 6, "check", "--read-data")
@@ -261,8 +269,11 @@ func TestCheckCLI(t *testing.T) {
 	if len(rep.Problems) != 1 || rep.Problems[0].Block != 5 || rep.Problems[0].Kind != "data" {
 		t.Errorf("problems through the daemon: %+v", rep.Problems)
 	}
+	// Repair from a region that does not exist: exit 3, nothing changed (the
+	// repair itself is tested end to end in the service package:
+	// TestRepairFromRegion).
 	r = snapfs(t, store, "repair", "--from-region", "r1")
-	if r.code == 0 || !strings.Contains(r.stderr, "not available") {
-		t.Errorf("repair --from-region without the regions side: exit %d %q", r.code, r.stderr)
+	if r.code != 3 || !strings.Contains(r.stderr, `"r1"`) {
+		t.Errorf("repair --from-region of a missing region: exit %d %q", r.code, r.stderr)
 	}
 }

@@ -58,7 +58,11 @@ func TestFullStore(t *testing.T) {
 	}
 	add := []string{"region", "add", "dr", "--data", "2", "--parity", "1", "--key-file", key}
 	for i := 0; i < 3; i++ {
-		add = append(add, "--store", "file://"+filepath.Join(tmp, fmt.Sprintf("region%d", i)))
+		d := filepath.Join(tmp, fmt.Sprintf("region%d", i))
+		if err := os.Mkdir(d, 0o755); err != nil { // region add never creates a store on /
+			t.Fatal(err)
+		}
+		add = append(add, "--store", "file://"+d)
 	}
 	ok(t, store, add...)
 	ok(t, store, "disk", "create", "src", "--size", "8M")

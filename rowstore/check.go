@@ -126,9 +126,65 @@ func (s *Store) Check(ctx context.Context, o CheckOptions) (CheckReport, error) 
 		bad, err = s.checkTxn(ctx, t, o, &rep)
 		return err
 	})
-	rep.Problems = append(rep.Problems, bad...)
+	rep.Problems = append(rep.Problems, s.stillBad(bad)...)
 	rep.Duration = time.Since(start)
 	return rep, err
+}
+
+// stillBad drops the block problems that a concurrent GC explains: the
+// check's index view is old by the time it reads, and meanwhile the
+// cleaner may have relocated a record (repointing the index) and removed
+// its segment, or GC deleted a dead version. A problem stays if the index
+// still holds the same version at the same place, or its new place is bad
+// too.
+func (s *Store) stillBad(probs []CheckProblem) []CheckProblem {
+	out := probs[:0]
+	buf := make([]byte, 0, 1<<20)
+	for _, p := range probs {
+		if p.Block < 0 || (p.Kind != "data" && p.Kind != "index") {
+			if p.Kind != "log" || s.segmentExists(p.Segment) {
+				out = append(out, p)
+			}
+			continue
+		}
+		// Look up and read under readMu: the cleaner repoints the index
+		// before it removes a segment, and removes it only under readMu held
+		// exclusively, so the place found here exists while it is read.
+		s.readMu.RLock()
+		var v index.Version
+		err := s.idx.View(func(t *index.Txn) error {
+			var err error
+			v, err = t.GetVersion(p.Layer, uint64(p.Block), p.Epoch)
+			return err
+		})
+		var verr error
+		if err == nil && !v.Zero() && v.Seq == p.v.Seq {
+			if int(v.Length) > cap(buf) {
+				buf = make([]byte, 0, v.Length)
+			}
+			verr = s.verifyVersionLocked(p.Layer, uint64(p.Block), p.Epoch, v, buf[:v.Length])
+		}
+		s.readMu.RUnlock()
+		switch {
+		case errors.Is(err, index.ErrNotFound):
+			continue // deleted by GC: no reader needs it
+		case err != nil || v.Seq != p.v.Seq || v.Zero():
+			out = append(out, p)
+		case verr != nil:
+			p.Segment, p.Offset, p.v, p.Message = v.Segment, v.Offset, v, verr.Error()
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (s *Store) segmentExists(n uint64) bool {
+	for _, si := range s.seg.Segments() {
+		if si.Number == n {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Store) checkSuperblock(rep *CheckReport) {
@@ -410,7 +466,7 @@ func (s *Store) checkLog(ctx context.Context, from uint64, deadline time.Time, p
 		if !deadline.IsZero() && time.Now().After(deadline) {
 			return &checkCursor{Layer: math.MaxUint64, Block: si.Number}, nil
 		}
-		bad, n, err := s.checkSegment(si, si.Number == active)
+		bad, n, err := s.checkSegment(si, si.Number == active, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -429,10 +485,11 @@ func (s *Store) checkLog(ctx context.Context, from uint64, deadline time.Time, p
 	return nil, nil
 }
 
-// checkSegment decodes every record of one segment. After a bad record it
-// goes on at the boundary the record's header names if a valid record (or
-// the end) is there, else at the next offset where one decodes.
-func (s *Store) checkSegment(si segment.SegmentInfo, active bool) ([]CheckProblem, int64, error) {
+// checkSegment decodes every record of one segment, calling fn (if not nil)
+// with each good one. After a bad record it goes on at the boundary the
+// record's header names if a valid record (or the end) is there, else at
+// the next offset where one decodes.
+func (s *Store) checkSegment(si segment.SegmentInfo, active bool, fn func(r *segment.Record, pos segment.Pos) error) ([]CheckProblem, int64, error) {
 	const chunk = 4 << 20
 	size := si.Size
 	var probs []CheckProblem
@@ -457,7 +514,7 @@ func (s *Store) checkSegment(si segment.SegmentInfo, active bool) ([]CheckProble
 		err := s.seg.ReadRaw(si.Number, buf, off)
 		s.readMu.RUnlock()
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
+			if errors.Is(err, os.ErrNotExist) || !s.segmentExists(si.Number) {
 				return nil, nil // removed meanwhile by the cleaner
 			}
 			return nil, fmt.Errorf("check: read segment %d at %d: %w", si.Number, off, err)
@@ -465,6 +522,7 @@ func (s *Store) checkSegment(si segment.SegmentInfo, active bool) ([]CheckProble
 		bufOff = off
 		return buf, nil
 	}
+	var rec segment.Record
 	decodeAt := func(off int64) (int, error) {
 		b, err := at(off, segment.HeaderSize)
 		if err != nil {
@@ -477,7 +535,8 @@ func (s *Store) checkSegment(si segment.SegmentInfo, active bool) ([]CheckProble
 				}
 			}
 		}
-		_, n, derr := segment.Decode(b)
+		r, n, derr := segment.Decode(b)
+		rec = r
 		if derr != nil {
 			return 0, derr
 		}
@@ -487,6 +546,11 @@ func (s *Store) checkSegment(si segment.SegmentInfo, active bool) ([]CheckProble
 	for off < size {
 		n, derr := decodeAt(off)
 		if derr == nil {
+			if fn != nil {
+				if err := fn(&rec, segment.Pos{Segment: si.Number, Offset: off, Length: uint32(n)}); err != nil {
+					return probs, size, err
+				}
+			}
 			off += int64(n)
 			continue
 		}
@@ -554,8 +618,13 @@ func scanWithNext(t *index.Txn, layer, from uint64, fn func(b, epoch, next uint6
 // is that version's record, and holds the block the index describes.
 func (s *Store) verifyVersion(layer, b, epoch uint64, v index.Version, buf []byte) error {
 	s.readMu.RLock()
+	defer s.readMu.RUnlock()
+	return s.verifyVersionLocked(layer, b, epoch, v, buf)
+}
+
+// verifyVersionLocked is verifyVersion with readMu held (shared).
+func (s *Store) verifyVersionLocked(layer, b, epoch uint64, v index.Version, buf []byte) error {
 	r, err := s.seg.Read(segment.Pos{Segment: v.Segment, Offset: v.Offset, Length: v.Length}, buf)
-	s.readMu.RUnlock()
 	if err != nil {
 		return fmt.Errorf("record unreadable: %w", err)
 	}

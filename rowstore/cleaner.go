@@ -21,11 +21,11 @@ const (
 	// (greedy cleaning under uniform overwrite moves about (1+ρ)/(2ρ) - 1
 	// bytes per byte written, ρ the spare fraction: 0.6 at ρ = 0.45, 2.2 at
 	// ρ = 0.2).
-	cleanerStart  = 1.4
-	cleanerTarget = 1.35
+	cleanerStart  = 1.40
+	cleanerTarget = 1.28
 	// cleanerHard is the ratio at which pacing stops: the bound is kept
 	// first, throughput second.
-	cleanerHard = 1.45
+	cleanerHard = 1.43
 	// cleanerMaxLive: segments fuller than this are not worth moving.
 	cleanerMaxLive = 0.85
 	// cleanerIdleRate is the relocation rate allowed when no foreground
@@ -45,8 +45,10 @@ type CleanerStats struct {
 	BytesFreed     int64 `json:"bytes_freed"`
 	// LastLive is the live bytes the last round found.
 	LastLive int64 `json:"last_live"`
-	// Paused is how long rounds slept for pacing.
-	Paused time.Duration `json:"paused_ns"`
+	// Paused is how long rounds slept for pacing; Throttled how long new
+	// writes waited for the cleaner (summed over writers).
+	Paused    time.Duration `json:"paused_ns"`
+	Throttled time.Duration `json:"throttled_ns"`
 }
 
 type cleaner struct {
@@ -64,6 +66,41 @@ type cleaner struct {
 	st        CleanerStats
 	lastAfter int64 // segment bytes when the last round ended
 	known     bool  // a round has measured live
+	// The token bucket (bytes the cleaner may move), its last refill, and
+	// the bytes recent rounds moved per byte they freed.
+	tokens    float64
+	lastFG    int64
+	lastFill  time.Time
+	moveRatio float64
+}
+
+// refillLocked adds the tokens earned since the last refill (c.mu held):
+// per byte the foreground appended, what freeing a byte has recently cost
+// in moves, with a quarter more (so the cleaner keeps pace with the
+// foreground and no faster), at least rate; at cleanerIdleRate while the
+// foreground is idle. The bucket holds at most a 16th of live (4 MiB at
+// least).
+func (c *cleaner) refillLocked(rate float64) {
+	now := time.Now()
+	fg := c.fg.Load()
+	if c.lastFill.IsZero() {
+		c.lastFG, c.lastFill = fg, now
+		return
+	}
+	if fg == c.lastFG {
+		if dt := now.Sub(c.lastFill); dt >= cleanerTick {
+			c.tokens += cleanerIdleRate * dt.Seconds()
+			c.lastFill = now
+		}
+	} else {
+		ratio := c.moveRatio
+		if ratio == 0 {
+			ratio = 1
+		}
+		c.tokens += max(rate, 1.25*ratio) * float64(fg-c.lastFG)
+		c.lastFG, c.lastFill = fg, now
+	}
+	c.tokens = min(c.tokens, float64(max(c.st.LastLive/16, 4<<20)))
 }
 
 // segmentBytes is the size of the segment log.
@@ -78,6 +115,12 @@ func (s *Store) throttle() {
 	if hard == 0 || !c.running.Load() || s.seg.Bytes() < hard {
 		return
 	}
+	t0 := time.Now()
+	defer func() {
+		c.mu.Lock()
+		c.st.Throttled += time.Since(t0)
+		c.mu.Unlock()
+	}()
 	deadline := time.Now().Add(time.Second)
 	for c.running.Load() && s.seg.Bytes() >= hard && time.Now().Before(deadline) {
 		c.progMu.Lock()
@@ -133,12 +176,12 @@ func (s *Store) cleanerDue(segs int64) bool {
 	return float64(segs) >= float64(c.lastAfter)/(1-s.opts.CleanerDeadFraction)
 }
 
-// cleanerSegmentSize is the rotation size while the cleaner runs: a 32nd
+// cleanerSegmentSize is the rotation size while the cleaner runs: a 16th
 // of what is live, at least 1 MiB, at most Options.SegmentSize. Small
 // segments let the cleaner pick the emptiest and free space in small steps;
 // only sealed segments can be cleaned.
 func (s *Store) cleanerSegmentSize(live int64) int64 {
-	return min(max(live/32, 1<<20), s.opts.SegmentSize)
+	return min(max(live/16, 1<<20), s.opts.SegmentSize)
 }
 
 // runCleaner is the cleaner's goroutine.
@@ -179,44 +222,26 @@ func (s *Store) cleanRound() error {
 	live := c.st.LastLive
 	c.mu.Unlock()
 	s.seg.SetSegmentSize(s.cleanerSegmentSize(live))
-	var (
-		tokens   float64
-		lastFG   = c.fg.Load()
-		lastTime = time.Now()
-		rate     = s.opts.CleanerRate
-	)
+	rate := s.opts.CleanerRate
 	pace := func(n int64) error {
-		tokens -= float64(n)
-		for tokens < 0 {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.tokens -= float64(n)
+		for c.tokens < 0 {
 			select {
 			case <-s.stop:
 				return errCleanerStopped
 			default:
 			}
-			if rate < 0 {
-				return nil // no pacing
+			if rate < 0 || float64(s.segmentBytes()) >= cleanerHard*float64(c.st.LastLive) {
+				return nil // no pacing, or the bound first
 			}
-			c.mu.Lock()
-			live := c.st.LastLive
-			c.mu.Unlock()
-			if float64(s.segmentBytes()) >= cleanerHard*float64(live) {
-				return nil // the bound first
-			}
-			now := time.Now()
-			fg := c.fg.Load()
-			if fg == lastFG && now.Sub(lastTime) >= cleanerTick {
-				tokens += cleanerIdleRate * now.Sub(lastTime).Seconds()
-			} else {
-				tokens += rate * float64(fg-lastFG)
-			}
-			if fg != lastFG || now.Sub(lastTime) >= cleanerTick {
-				lastFG, lastTime = fg, now
-			}
-			if tokens < 0 {
-				time.Sleep(5 * time.Millisecond)
-				c.mu.Lock()
-				c.st.Paused += 5 * time.Millisecond
+			c.refillLocked(rate)
+			if c.tokens < 0 {
 				c.mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+				c.mu.Lock()
+				c.st.Paused += 2 * time.Millisecond
 			}
 		}
 		return nil
@@ -239,6 +264,9 @@ func (s *Store) cleanRound() error {
 	c.st.Rounds++
 	c.st.BytesRelocated += st.BytesRelocated
 	c.st.BytesFreed += st.BytesFreed
+	if st.BytesFreed > 0 {
+		c.moveRatio = (c.moveRatio + float64(st.BytesRelocated)/float64(st.BytesFreed)) / 2
+	}
 	c.lastAfter = s.segmentBytes()
 	c.mu.Unlock()
 	if err != nil {

@@ -39,12 +39,21 @@ type scanResult struct {
 	segLive   map[uint64]int64 // live record bytes per segment
 	exclusive map[string]int64 // bytes seen by exactly one reader, by reader
 	live      int64
+	// livePos holds the offsets of the live data records of each segment,
+	// so the cleaner need not ask the index about every record; nil when
+	// there were more than livePosMax (the cleaner then asks).
+	livePos map[uint64]map[int64]struct{}
+	nPos    int
 }
+
+// livePosMax bounds the live positions a scan keeps for the cleaner (about
+// 50 bytes each).
+const livePosMax = 2 << 20
 
 // scan walks the whole index in one consistent view and classifies every
 // version. It changes nothing.
 func (s *Store) scan() (*scanResult, error) {
-	res := &scanResult{segLive: map[uint64]int64{}, exclusive: map[string]int64{}}
+	res := &scanResult{segLive: map[uint64]int64{}, exclusive: map[string]int64{}, livePos: map[uint64]map[int64]struct{}{}}
 	s.pinMu.Lock()
 	pins := make([]link, 0, len(s.pins))
 	for l := range s.pins {
@@ -146,6 +155,18 @@ func (s *Store) scanLayer(t *index.Txn, l index.Layer, rs []reader, isHead bool,
 		keep := len(seen) > 0 || (isHead && epoch >= l.Epoch)
 		if keep {
 			if !v.Zero() {
+				if res.livePos != nil {
+					if res.nPos++; res.nPos > livePosMax {
+						res.livePos = nil
+					} else {
+						m := res.livePos[v.Segment]
+						if m == nil {
+							m = map[int64]struct{}{}
+							res.livePos[v.Segment] = m
+						}
+						m[v.Offset] = struct{}{}
+					}
+				}
 				res.segLive[v.Segment] += int64(v.Length)
 				res.live += int64(l.BlockSize)
 				if len(seen) == 1 {
@@ -237,10 +258,12 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 		return st, err
 	}
 	st.VersionsDeleted += len(res.dead)
-	if err := s.idx.Sync(); err != nil {
-		return st, err
+	if st.VersionsDeleted > 0 || st.LayersDeleted > 0 {
+		if err := s.idx.Sync(); err != nil {
+			return st, err
+		}
 	}
-	if err := s.cleanWith(active, res.segLive, res.live, plan, &st); err != nil {
+	if err := s.cleanWith(active, res.segLive, res.live, res.livePos, plan, &st); err != nil {
 		return st, fmt.Errorf("gc: clean: %w", err)
 	}
 	st.Duration = time.Since(start)
@@ -279,7 +302,7 @@ func (s *Store) deleteVersions(keys []vkey) error {
 // clean relocates the live records of the segments older than active that
 // are below CleanBelow live, and removes those segments.
 func (s *Store) clean(active uint64, live map[uint64]int64, st *GCStats) error {
-	return s.cleanWith(active, live, 0, nil, st)
+	return s.cleanWith(active, live, 0, nil, nil, st)
 }
 
 // cleanWith relocates the live records of sparse segments older than active and
@@ -287,7 +310,7 @@ func (s *Store) clean(active uint64, live map[uint64]int64, st *GCStats) error {
 // no space at all, which matters on a full filesystem). Without a plan it
 // cleans every segment below CleanBelow live; with one, the emptiest until
 // the segments are down to plan.targetRatio × liveTotal.
-func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64, plan *cleanPlan, st *GCStats) error {
+func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64, livePos map[uint64]map[int64]struct{}, plan *cleanPlan, st *GCStats) error {
 	segs := s.seg.Segments()
 	var total int64
 	for _, si := range segs {
@@ -323,7 +346,7 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	// a batch's copies exist next to its old segments until they are removed.
 	cleanBatch := int64(32 << 20)
 	if plan != nil {
-		cleanBatch = min(cleanBatch, max(liveTotal/32, 1<<20))
+		cleanBatch = min(cleanBatch, max(liveTotal/16, 1<<20))
 	}
 	for len(cands) > 0 {
 		// On a nearly full filesystem a batch moves no more than half of
@@ -357,7 +380,7 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 		for i, si := range batch {
 			nums[i] = si.Number
 		}
-		moved, err := s.cleanSegments(nums, pace)
+		moved, err := s.cleanSegments(nums, livePos, pace)
 		if plan != nil && plan.removed != nil {
 			plan.removed()
 		}
@@ -381,15 +404,18 @@ type relocation struct {
 }
 
 func (s *Store) cleanSegment(num uint64, pace func(int64) error) (int64, error) {
-	moved, err := s.cleanSegments([]uint64{num}, pace)
+	moved, err := s.cleanSegments([]uint64{num}, nil, pace)
 	return moved[num], err
 }
 
 // cleanSegments relocates the live records of several segments, then syncs
 // the log once, repoints the index, syncs it once and removes the segments:
 // one round of fsyncs for the batch, not one per segment. It returns the
-// bytes moved out of each segment.
-func (s *Store) cleanSegments(nums []uint64, pace func(int64) error) (map[uint64]int64, error) {
+// bytes moved out of each segment. livePos, if not nil, holds the live data
+// records of the segments as a scan found them after every record in them
+// was committed (a record not in it is dead and stays dead); else, and for
+// hole records, the index is asked about each record.
+func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct{}, pace func(int64) error) (map[uint64]int64, error) {
 	var moves []relocation
 	moved := map[uint64]int64{}
 	stop := fmt.Errorf("end of segment")
@@ -398,9 +424,17 @@ func (s *Store) cleanSegments(nums []uint64, pace func(int64) error) (map[uint64
 			if pos.Segment != num {
 				return stop
 			}
-			live, err := s.recordLive(r, pos)
-			if err != nil || !live {
-				return err
+			var live bool
+			if livePos != nil && r.Kind == segment.KindData {
+				_, live = livePos[num][pos.Offset]
+			} else {
+				var err error
+				if live, err = s.recordLive(r, pos); err != nil {
+					return err
+				}
+			}
+			if !live {
+				return nil
 			}
 			cp := *r
 			cp.Payload = append([]byte(nil), r.Payload...)
@@ -439,15 +473,13 @@ func (s *Store) cleanSegments(nums []uint64, pace func(int64) error) (map[uint64
 	}
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
+	var gone []uint64
 	for _, num := range nums {
-		if s.segmentNeeded(num) {
-			continue // keep it: see segmentNeeded
-		}
-		if err := s.seg.Remove(num); err != nil {
-			return moved, err
+		if !s.segmentNeeded(num) { // else keep it: see segmentNeeded
+			gone = append(gone, num)
 		}
 	}
-	return moved, nil
+	return moved, s.seg.RemoveSegments(gone)
 }
 
 // repoint moves index entries from old to new record positions, unless the
@@ -505,7 +537,7 @@ func (s *Store) segmentNeeded(num uint64) bool {
 // recordLive reports whether the index still points at a record; a catalog
 // record is live unless a newer full catalog record exists. Before the first
 // record of the segment holding the index's checkpoint is judged, the
-// checkpoint is moved past it (see checkIndexOpen).
+// checkpoint is moved past it (see checkIndex in identity.go).
 func (s *Store) recordLive(r *segment.Record, pos segment.Pos) (bool, error) {
 	if !s.verified.Load() {
 		return false, fmt.Errorf("%w: gc refused: the index was not verified against the log", ErrCorrupt)

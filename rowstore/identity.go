@@ -29,10 +29,10 @@ func (e *IndexError) Error() string {
 // Unwrap returns ErrCorrupt and ErrIndexRefused.
 func (e *IndexError) Unwrap() []error { return []error{ErrCorrupt, ErrIndexRefused} }
 
-// logSegments lists the segment numbers in the log directory and whether
-// any of them holds more than its file header (a record), without opening
-// the log (which would write).
-func (s *Store) logSegments(dir string) (nums []uint64, hasRecords bool, err error) {
+// logSegments lists the segments in the log directory (number -> size)
+// and whether any of them holds more than its file header (a record),
+// without opening the log (which would write).
+func (s *Store) logSegments(dir string) (sizes map[uint64]int64, hasRecords bool, err error) {
 	segDir := path.Join(dir, "segments")
 	names, err := s.fs.List(segDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -49,16 +49,19 @@ func (s *Store) logSegments(dir string) (nums []uint64, hasRecords bool, err err
 		if _, err := fmt.Sscanf(n, "%016x.seg", &num); err != nil {
 			continue
 		}
-		nums = append(nums, num)
 		fi, err := s.fs.Stat(path.Join(segDir, n))
 		if err != nil {
 			return nil, false, fmt.Errorf("stat segment: %w", err)
 		}
+		if sizes == nil {
+			sizes = map[uint64]int64{}
+		}
+		sizes[num] = fi.Size()
 		if fi.Size() > segment.FileHeaderSize {
 			hasRecords = true
 		}
 	}
-	return nums, hasRecords, nil
+	return sizes, hasRecords, nil
 }
 
 // checkIndexDir looks at the index directory before Badger opens it (Badger
@@ -119,14 +122,21 @@ func (s *Store) verifyIndex(dir string, legacy bool) error {
 var errVerifyLater = errors.New("verify the index after opening it")
 
 // checkIndex checks an open index against the store and the log.
-func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) error {
+func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) (err error) {
+	if db != s.idx { // the read-only open of verifyIndex
+		defer func() {
+			if e := db.Close(); err == nil && e != nil {
+				err = &IndexError{Dir: filepath.Join(dir, "index"), Problem: fmt.Sprintf("cannot be closed (%v)", e)}
+			}
+		}()
+	}
 	idxDir := filepath.Join(dir, "index")
 	refuse := func(problem string) error { return &IndexError{Dir: idxDir, Problem: problem} }
 	var id [16]byte
 	var ok bool
 	var cst index.CatalogState
 	var cp index.Checkpoint
-	err := db.View(func(t *index.Txn) error {
+	err = db.View(func(t *index.Txn) error {
 		var err error
 		if id, ok, err = t.StoreID(); err != nil {
 			return err
@@ -137,11 +147,6 @@ func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) error {
 		cst, err = t.CatalogState()
 		return err
 	})
-	if db != s.idx {
-		if e := db.Close(); err == nil && e != nil {
-			err = e
-		}
-	}
 	if err != nil {
 		return refuse(fmt.Sprintf("cannot be read (%v)", err))
 	}
@@ -151,9 +156,30 @@ func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) error {
 	if !ok && !legacy {
 		return refuse("carries no store identity")
 	}
-	nums, hasRecords, err := s.logSegments(dir)
+	sizes, hasRecords, err := s.logSegments(dir)
 	if err != nil {
 		return err
+	}
+	var newest uint64
+	for n := range sizes {
+		newest = max(newest, n)
+	}
+	if cp.Segment > 0 && !s.opts.rebuild && !s.opts.RebuildIndex {
+		// The index has applied the log up to the checkpoint, which was
+		// synced first: a log that ends before it lost segments or data the
+		// index points at. (An empty last segment is removed at open, and its
+		// number used again: a checkpoint at its start is fine.)
+		size, ok := sizes[cp.Segment]
+		switch {
+		case ok && cp.Offset > size:
+			return refuse(fmt.Sprintf("is ahead of the log: it has applied segment %d up to offset %d, but the segment has %d bytes", cp.Segment, cp.Offset, size))
+		case !ok && cp.Segment > newest && !(cp.Segment == newest+1 && cp.Offset <= segment.FileHeaderSize):
+			return refuse(fmt.Sprintf("is ahead of the log: it has applied the log up to segment %d, but the newest segment is %d", cp.Segment, newest))
+		}
+	}
+	nums := make([]uint64, 0, len(sizes))
+	for n := range sizes {
+		nums = append(nums, n)
 	}
 	if hasRecords && cp == (index.Checkpoint{}) && cst == (index.CatalogState{}) && !s.opts.rebuild && !s.opts.RebuildIndex {
 		return refuse("has applied nothing but the segment log holds data")
@@ -163,11 +189,30 @@ func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) error {
 		for _, n := range nums {
 			oldest = min(oldest, n)
 		}
-		// The cleaner advances the checkpoint before it removes the segment
-		// holding it (recordLive), so a checkpoint older than every segment
-		// means records the index never saw were removed: it is behind.
+		// A checkpoint older than every segment left is normal when the
+		// cleaner removed the checkpoint's segment (it repoints and syncs the
+		// index first) before the next commit; an index that missed those
+		// repoints (an old copy) still points into removed segments. Only in
+		// this rare case is every version looked at.
 		if oldest > cp.Segment {
-			return refuse(fmt.Sprintf("is behind the log: it has applied the log up to segment %d, but the oldest segment left is %d", cp.Segment, oldest))
+			var gone index.Version
+			var missing bool
+			stop := errors.New("stop")
+			err = db.View(func(t *index.Txn) error {
+				return t.EachVersion(func(_, _, _ uint64, v index.Version) error {
+					if _, ok := sizes[v.Segment]; !v.Zero() && !ok {
+						gone, missing = v, true
+						return stop
+					}
+					return nil
+				})
+			})
+			if err != nil && !errors.Is(err, stop) {
+				return refuse(fmt.Sprintf("cannot be read (%v)", err))
+			}
+			if missing {
+				return refuse(fmt.Sprintf("is behind the log: it has applied the log up to segment %d, the oldest segment left is %d, and it points at segment %d, which is gone", cp.Segment, oldest, gone.Segment))
+			}
 		}
 	}
 	return nil
@@ -195,7 +240,7 @@ func (s *Store) finishOpen(legacy bool) error {
 	}
 	s.catFullSeq.Store(cst.FullSeq)
 	if cst.FullSeq == 0 {
-		if s.opts.rebuild && s.replay.Records > 0 {
+		if s.opts.rebuild && s.replay.Records+s.replay.Skipped > 0 {
 			return &CorruptError{What: "segment log", Err: errors.New("it holds no catalog record (last written by a snapfs older than the catalog log); the old index was put back")}
 		}
 		if err := s.writeFullCatalog(); err != nil {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -392,5 +394,174 @@ func TestIndexBehindReplayed(t *testing.T) {
 	defer s.Close()
 	if got := catalogAndData(t, s); got != want {
 		t.Errorf("after replay:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestOpenAfterCrashVerifiesIndex: a store copied while open (Badger's
+// memtable log preallocated and unfinished, as after a crash) cannot be
+// verified read-only; Open verifies it after Badger's own recovery instead.
+func TestOpenAfterCrashVerifiesIndex(t *testing.T) {
+	dir := filepath.Join(fastTempDir(t), "s")
+	opts := Options{SyncInterval: -1, GCInterval: -1}
+	if err := Create(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateDisk("d", 1<<20, 4096); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := s.OpenDisk("d")
+	buf := make([]byte, 4096)
+	buf[0] = 7
+	d.WriteAt(buf, 0)
+	d.Sync()
+	d.Close()
+	crashed := filepath.Join(fastTempDir(t), "crashed")
+	// cp keeps Badger's preallocated files sparse (a 1 GiB value log).
+	if out, err := exec.Command("cp", "-a", "--sparse=always", dir, crashed).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	os.Remove(filepath.Join(crashed, "lock"))
+	c, err := Open(crashed, opts)
+	if err != nil {
+		t.Fatalf("open after a crash: %v", err)
+	}
+	defer c.Close()
+	h, err := c.OpenDisk("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := h.ReadAt(buf, 0); err != nil || buf[0] != 7 {
+		t.Fatalf("read after a crash: %v %d", err, buf[0])
+	}
+}
+
+// TestIndexAheadRefused: a log that lost its newest segment (or the end of
+// one) while the index applied it is refused, not opened with an index
+// pointing at missing records.
+func TestIndexAheadRefused(t *testing.T) {
+	for _, cut := range []string{"segment removed", "segment truncated"} {
+		t.Run(strings.ReplaceAll(cut, " ", "_"), func(t *testing.T) {
+			dir := filepath.Join(fastTempDir(t), "s")
+			opts := Options{SyncInterval: -1, GCInterval: -1}
+			if err := Create(dir, opts); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(dir, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.CreateDisk("d", 1<<20, 4096)
+			d, _ := s.OpenDisk("d")
+			d.WriteAt(make([]byte, 8192), 0)
+			buf := make([]byte, 4096)
+			buf[0] = 1
+			d.WriteAt(buf, 4096*5)
+			d.Sync()
+			d.Close()
+			s.Close()
+			segs, _ := filepath.Glob(filepath.Join(dir, "segments", "*.seg"))
+			sort.Strings(segs)
+			last := segs[len(segs)-1]
+			if fi, _ := os.Stat(last); fi.Size() <= 32 { // the empty segment of the last open
+				last = segs[len(segs)-2]
+			}
+			if cut == "segment removed" {
+				os.Remove(last)
+			} else {
+				fi, _ := os.Stat(last)
+				os.Truncate(last, fi.Size()-100)
+			}
+			before := treeHash(t, dir, "segments", "index")
+			_, err = Open(dir, opts)
+			if !errors.Is(err, ErrIndexRefused) {
+				t.Fatalf("open: %v, want ErrIndexRefused", err)
+			}
+			t.Logf("refused: %v", err)
+			sameTree(t, treeHash(t, dir, "segments", "index"), before)
+		})
+	}
+}
+
+// TestRebuildLegacyLogWithoutCatalog: a store last written before the
+// catalog log cannot get its catalog back from the log; Rebuild says so,
+// wraps ErrCorrupt and puts the old index back where it was.
+func TestRebuildLegacyLogWithoutCatalog(t *testing.T) {
+	dir, want := openFixture(t) // never opened by this build: no catalog record in its log
+	_, err := Rebuild(dir, quiet)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "no catalog record") {
+		t.Fatalf("rebuild of a v1 log: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	bad, _ := filepath.Glob(filepath.Join(dir, "index.bad-*"))
+	if len(bad) != 0 {
+		t.Errorf("old index not put back: %v", bad)
+	}
+	s, err := Open(dir, quiet)
+	if err != nil {
+		t.Fatalf("open with the index put back: %v", err)
+	}
+	defer s.Close()
+	compareManifest(t, fixtureRead(t, s), want)
+}
+
+// TestGCRemovedCheckpointSegment: GC removes the segment holding the
+// index's checkpoint (everything in it dead, nothing relocated, so no
+// commit follows); the store reopens (the index points at no missing
+// segment), while an old copy of the index is still refused.
+func TestGCRemovedCheckpointSegment(t *testing.T) {
+	dir := filepath.Join(fastTempDir(t), "s")
+	opts := Options{SyncInterval: -1, GCInterval: -1, CleanBelow: 1.01}
+	if err := Create(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.CreateDisk("d", 1<<20, 4096)
+	s.CreateDisk("keep", 1<<20, 4096)
+	d, _ := s.OpenDisk("d")
+	buf := make([]byte, 4096)
+	for i := 0; i < 16; i++ {
+		buf[0] = byte(i + 1)
+		d.WriteAt(buf, int64(i)*4096)
+	}
+	d.Sync()
+	d.Close()
+	s.Close()
+	old := filepath.Join(fastTempDir(t), "old-index")
+	copyTree(t, filepath.Join(dir, "index"), old)
+	s, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteDisk("d", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(dir, opts)
+	if err != nil {
+		t.Fatalf("reopen after gc removed the checkpoint's segment: %v", err)
+	}
+	if _, err := s.GetDisk("keep"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	os.RemoveAll(filepath.Join(dir, "index"))
+	copyTree(t, old, filepath.Join(dir, "index"))
+	if _, err := Open(dir, opts); !errors.Is(err, ErrIndexRefused) {
+		t.Fatalf("open with the old index: %v, want ErrIndexRefused", err)
 	}
 }

@@ -19,9 +19,12 @@ type BlockSource interface {
 
 // RepairReport says what Repair did.
 type RepairReport struct {
-	Checked    CheckReport    `json:"check"`
-	Repaired   int            `json:"repaired"`
-	Unrepaired []CheckProblem `json:"unrepaired"` // problems left (not a block, or no good copy)
+	Checked  CheckReport `json:"check"`
+	Repaired int         `json:"repaired"`
+	// SegmentsCleaned: segments holding bad records that were cleaned
+	// (good live records moved) and removed once every block was repaired.
+	SegmentsCleaned int            `json:"segments_cleaned"`
+	Unrepaired      []CheckProblem `json:"unrepaired"` // problems left (not a block, or no good copy)
 }
 
 // Repair checks every stored block (Check with ReadData) and rewrites each
@@ -76,24 +79,138 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 			return rep, fmt.Errorf("repair: rewrite the catalog: %w", err)
 		}
 	}
-	if len(moves) == 0 {
-		return rep, nil
+	if len(moves) > 0 {
+		if err := s.seg.Sync(); err != nil {
+			return rep, fmt.Errorf("repair: sync log: %w", err)
+		}
+		for len(moves) > 0 {
+			n := min(len(moves), 2000)
+			if err := s.repoint(moves[:n]); err != nil {
+				return rep, fmt.Errorf("repair: %w", err)
+			}
+			rep.Repaired += n
+			moves = moves[n:]
+		}
+		if err := s.idx.Sync(); err != nil {
+			return rep, fmt.Errorf("repair: sync index: %w", err)
+		}
+	}
+	// The segments that hold bad records (now needed by no version: the
+	// repaired blocks were rewritten, catalog records are covered by the
+	// fresh full one) are cleaned: their good live records moved, the
+	// segments removed, so a later check is clean.
+	bad := map[uint64]bool{}
+	for _, p := range chk.Problems {
+		if p.Segment != 0 && (p.Kind == "log" || p.Kind == "data") {
+			bad[p.Segment] = true
+		}
+	}
+	var keep []CheckProblem
+	for _, p := range rep.Unrepaired {
+		if p.Kind != "log" {
+			keep = append(keep, p)
+		}
+	}
+	if len(keep) == 0 && len(bad) > 0 {
+		// Only when every block was repaired: a bad record still needed
+		// stays as evidence (and reads of it keep failing).
+		nums := make([]uint64, 0, len(bad))
+		for n := range bad {
+			nums = append(nums, n)
+		}
+		removed, err := s.dropBadSegments(nums)
+		if err != nil {
+			return rep, fmt.Errorf("repair: clean segments with bad records: %w", err)
+		}
+		rep.SegmentsCleaned = len(removed)
+		gone := map[uint64]bool{}
+		for _, n := range removed {
+			gone[n] = true
+		}
+		left := rep.Unrepaired[:0]
+		for _, p := range rep.Unrepaired {
+			if !gone[p.Segment] {
+				left = append(left, p)
+			}
+		}
+		rep.Unrepaired = left
+	}
+	return rep, nil
+}
+
+// dropBadSegments relocates the good live records of segments that hold
+// bad records and removes the segments (like the cleaner, whose scan would
+// keep them as evidence). It returns the segments removed.
+func (s *Store) dropBadSegments(nums []uint64) ([]uint64, error) {
+	if !s.verified.Load() {
+		return nil, fmt.Errorf("%w: the index was not verified against the log", ErrCorrupt)
+	}
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	for _, n := range nums {
+		if n >= s.seg.Active() {
+			if err := s.seg.Rotate(); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	infos := map[uint64]segment.SegmentInfo{}
+	for _, si := range s.seg.Segments() {
+		infos[si.Number] = si
+	}
+	var moves []relocation
+	var todo []uint64
+	for _, n := range nums {
+		si, ok := infos[n]
+		if !ok {
+			continue
+		}
+		_, _, err := s.checkSegment(si, false, func(r *segment.Record, pos segment.Pos) error {
+			live, err := s.recordLive(r, pos)
+			if err != nil || !live {
+				return err
+			}
+			cp := *r
+			cp.Payload = append([]byte(nil), r.Payload...)
+			np, err := s.relocate(&cp)
+			if err != nil {
+				return err
+			}
+			cp.Payload = nil
+			moves = append(moves, relocation{old: pos, new: np, r: cp})
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		todo = append(todo, n)
 	}
 	if err := s.seg.Sync(); err != nil {
-		return rep, fmt.Errorf("repair: sync log: %w", err)
+		return nil, err
 	}
 	for len(moves) > 0 {
 		n := min(len(moves), 2000)
 		if err := s.repoint(moves[:n]); err != nil {
-			return rep, fmt.Errorf("repair: %w", err)
+			return nil, err
 		}
-		rep.Repaired += n
 		moves = moves[n:]
 	}
 	if err := s.idx.Sync(); err != nil {
-		return rep, fmt.Errorf("repair: sync index: %w", err)
+		return nil, err
 	}
-	return rep, nil
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	var gone []uint64
+	for _, n := range todo {
+		s.corruptMu.Lock()
+		delete(s.corruptSegs, n) // the evidence was dealt with
+		s.corruptMu.Unlock()
+		if !s.segmentNeeded(n) {
+			gone = append(gone, n)
+		}
+	}
+	return gone, s.seg.RemoveSegments(gone)
 }
 
 // repairVersion fetches a good copy of a bad version and appends it.

@@ -98,7 +98,12 @@ func (s *Store) openSpace() error {
 	}
 	g.size = s.opts.ReserveBytes
 	if g.size == 0 {
-		g.size = min(max(sp.Total/32, 64<<20), 512<<20, sp.Total/8)
+		g.size = min(max(sp.Total/32, 64<<20), 512<<20, sp.Total/8, max(sp.Free/8, 4<<20))
+		if memoryBacked(s.fs, s.dir) {
+			// On tmpfs (or the test FSes, which live in memory) a reserve
+			// is memory taken from everyone: keep a token one.
+			g.size = min(g.size, tmpfsReserve)
+		}
 	}
 	g.floor = s.opts.MinFreeBytes
 	if g.floor == 0 {
@@ -130,6 +135,22 @@ func (s *Store) openSpace() error {
 	}
 	registerSpaceHook(s)
 	return nil
+}
+
+// tmpfsReserve is the default reserve on a memory-backed filesystem.
+const tmpfsReserve = 4 << 20
+
+// memoryBacked reports whether dir is on tmpfs or ramfs, or on an FS other
+// than the operating system's (the fault and crash FSes of the tests).
+func memoryBacked(fsys vfs.FS, dir string) bool {
+	if fsys != vfs.Default {
+		return true
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
 }
 
 // refreshLocked asks the filesystem for its free space if the estimate is old.
@@ -334,7 +355,7 @@ func (s *Store) ReserveArmed() bool {
 	return g.armed
 }
 
-// The Badger files are allocated by the patched ristretto (third_party);
+// The Badger files are allocated by the patched ristretto (index/third_party/ristretto);
 // when an allocation fails for lack of space it calls this hook, which gives
 // back the reserve of the store the file belongs to.
 var (

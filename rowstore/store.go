@@ -49,17 +49,18 @@ type Options struct {
 	IndexMemTableSize, IndexBlockCacheSize int64
 	// ReserveBytes is the size of the space reserve, a preallocated file
 	// given back when the filesystem is full so that deletes, gc and shutdown
-	// work; default min(max(total/32, 64 MiB), 512 MiB, total/8); negative:
+	// work; default min(max(total/32, 64 MiB), 512 MiB, total/8, free/8),
+	// at most 4 MiB on tmpfs and the test FSes (see the doc); negative:
 	// no reserve and no free-space checks.
 	ReserveBytes int64
 	// MinFreeBytes is the free space new disk writes must leave (for the
 	// index and maintenance); default 4 × the index memtable size, at most
 	// 1/8 of the filesystem.
 	MinFreeBytes int64
-	// CleanerRate bounds the background cleaner's relocation rate as a
-	// fraction of the foreground write rate (see "Bounded space" in the
-	// package doc); default 0.25; negative: unpaced. The cleaner runs when
-	// GCInterval > 0.
+	// CleanerRate is the least the background cleaner may move per byte
+	// the foreground appends (it may move what keeping pace costs, see
+	// "Bounded space" in the package doc); default 0.25; negative: unpaced.
+	// The cleaner runs when GCInterval > 0.
 	CleanerRate float64
 	// CleanerDeadFraction is the dead fraction of the segment bytes at which
 	// the background cleaner starts; default 0.25.
@@ -269,7 +270,7 @@ func Open(dir string, opts Options) (*Store, error) {
 
 // openLocked opens the index and the log and recovers, with the lock held.
 // The index is checked against the store before Badger opens it and against
-// the log after (see checkIndexDir, checkIndexOpen); a refusal changes
+// the log after (identity.go: checkIndexDir, verifyIndex); a refusal changes
 // nothing on disk.
 func (s *Store) openLocked(dir string, opts Options) error {
 	legacy, err := s.checkIndexDir(dir)
@@ -546,6 +547,9 @@ func (s *Store) syncAllDisks() error {
 }
 
 func (s *Store) startBackground() {
+	// From now on a log write that fails for lack of space gives the
+	// reserve back and is tried again (reserve.go).
+	s.seg.SetNoSpaceHook(func() bool { return s.releaseReserve("a write to the log failed for lack of space") })
 	if s.opts.SyncInterval > 0 {
 		s.wg.Add(1)
 		go func() {

@@ -139,7 +139,9 @@
 // `repair --from-region R` runs check --read-data and fetches every bad
 // block from the region by its SHA-256, rewriting it where the digest
 // matches (every disk, snapshot and image sharing it is repaired); what it
-// could not repair is listed, exit 6.
+// could not repair is listed, exit 6. When every block was repaired, the
+// segments that held bad records are cleaned and removed, so check is then
+// clean.
 //
 // # Exit codes
 //

@@ -24,7 +24,10 @@ package segment
 //     Options.Durable (then it keeps the segment whole and logs an error).
 //     Read still returns *CorruptError for the bad record itself.
 //   - SetSegmentSize changes the rotation size of a Log that is open; Bytes
-//     is the sum of the segment sizes in constant time.
+//     is the sum of the segment sizes in constant time; RemoveSegments
+//     removes several with one directory sync; SetNoSpaceHook lets the
+//     engine free space when a write fails with ENOSPC, and the write is
+//     tried once more.
 //   - Open removes a last segment that holds no record (only its header, or a
 //     torn header): it is replaced by the new segment, so restarts do not
 //     pile up empty segments. Numbers still only grow.
@@ -43,6 +46,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
@@ -149,8 +153,9 @@ func (s *segFile) readBuffered(p []byte, off int64) (fromFile int) {
 type Log struct {
 	fs        vfs.FS
 	dir       string
-	segSize   atomic.Int64 // rotation size; see SetSegmentSize
-	bytes     atomic.Int64 // sum of the segments' sizes; see Bytes
+	segSize   atomic.Int64                // rotation size; see SetSegmentSize
+	noSpace   atomic.Pointer[func() bool] // see SetNoSpaceHook
+	bytes     atomic.Int64                // sum of the segments' sizes; see Bytes
 	log       *slog.Logger
 	onCorrupt func(*CorruptError)
 	durable   Pos
@@ -396,14 +401,14 @@ func (l *Log) startSegment(n uint64) error {
 // rotateLocked syncs the active segment and starts the next one.
 func (l *Log) rotateLocked() error {
 	old := l.active
-	if err := old.flush(); err != nil {
+	if err := l.retry(old.flush); err != nil {
 		return fmt.Errorf("segment: write segment %d: %w", old.num, err)
 	}
 	if err := old.f.Sync(); err != nil {
 		l.fail(err)
 		return fmt.Errorf("segment: sync segment %d: %w", old.num, err)
 	}
-	if err := l.startSegment(old.num + 1); err != nil {
+	if err := l.retry(func() error { return l.startSegment(old.num + 1) }); err != nil {
 		return fmt.Errorf("segment: create segment %d: %w", old.num+1, err)
 	}
 	return nil
@@ -461,7 +466,7 @@ func (l *Log) Append(r *Record) (Pos, error) {
 	// Write what is gathered first if this record would overflow it, so a
 	// failed write (ENOSPC) fails this Append and loses nothing appended.
 	if len(s.wbuf) > 0 && len(s.wbuf)+int(n) > writeBehind {
-		if err := s.flushLocked(); err != nil {
+		if err := l.retry(s.flushLocked); err != nil {
 			return Pos{}, fmt.Errorf("segment: append to segment %d at %d: %w", s.num, s.flushed, err)
 		}
 	}
@@ -482,7 +487,7 @@ func (l *Log) Sync() error {
 		return l.usable()
 	}
 	s := l.active
-	if err := s.flush(); err != nil {
+	if err := l.retry(s.flush); err != nil {
 		l.mu.RUnlock()
 		return fmt.Errorf("segment: write segment %d: %w", s.num, err)
 	}
@@ -849,6 +854,25 @@ func (l *Log) Rotate() error {
 	return l.rotateLocked()
 }
 
+// SetNoSpaceHook sets a function called when writing to the log fails for
+// lack of space (ENOSPC, EDQUOT: a write of gathered records, or creating
+// the next segment); if it returns true (it freed space), the write is
+// tried once more. The engine gives back its space reserve there.
+func (l *Log) SetNoSpaceHook(fn func() bool) { l.noSpace.Store(&fn) }
+
+// retry runs op, and once more if it failed for lack of space and the
+// no-space hook freed some. A failed write of gathered records is undone
+// (the file cut back), so trying again is safe.
+func (l *Log) retry(op func() error) error {
+	err := op()
+	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		if h := l.noSpace.Load(); h != nil && (*h)() {
+			err = op()
+		}
+	}
+	return err
+}
+
 // Bytes is the sum of the segments' sizes (what Segments lists), kept as
 // records are appended and segments removed: cheap enough for every write.
 func (l *Log) Bytes() int64 { return l.bytes.Load() }
@@ -864,6 +888,34 @@ func (l *Log) SetSegmentSize(n int64) {
 
 // Remove deletes a segment that is not the active one (and syncs the dir).
 func (l *Log) Remove(segment uint64) error {
+	if err := l.remove(segment); err != nil {
+		return err
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("segment: remove segment %d: %w", segment, err)
+	}
+	return nil
+}
+
+// RemoveSegments deletes several segments (none the active one) and syncs
+// the directory once. It stops at the first failure.
+func (l *Log) RemoveSegments(segments []uint64) error {
+	for _, n := range segments {
+		if err := l.remove(n); err != nil {
+			return err
+		}
+	}
+	if len(segments) == 0 {
+		return nil
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("segment: remove segments: %w", err)
+	}
+	return nil
+}
+
+// remove deletes a segment file without syncing the directory.
+func (l *Log) remove(segment uint64) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -890,9 +942,6 @@ func (l *Log) Remove(segment uint64) error {
 	l.order = slices.DeleteFunc(l.order, func(n uint64) bool { return n == segment })
 	l.bytes.Add(-s.size.Load())
 	l.mu.Unlock()
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return fmt.Errorf("segment: remove segment %d: %w", segment, err)
-	}
 	return nil
 }
 

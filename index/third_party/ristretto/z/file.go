@@ -76,7 +76,11 @@ func OpenMmapFile(filename string, flag int, maxSz int) (*MmapFile, error) {
 	if flag == os.O_RDONLY {
 		writable = false
 	}
-	return OpenMmapFileUsing(fd, maxSz, writable)
+	mf, err := OpenMmapFileUsing(fd, maxSz, writable)
+	if err != nil && err != NewFile {
+		fd.Close() // snapfs: upstream leaks the descriptor here
+	}
+	return mf, err
 }
 
 type mmapReader struct {
