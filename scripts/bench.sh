@@ -29,12 +29,15 @@
 #   BENCH_RUNTIME  seconds per random fio job [15; smoke 1]
 #   BENCH_RUNS     runs per latency figure [50; smoke 3]
 #   BENCH_LOAD     seconds of each fio run of the under-load phase [20; smoke 2]
+#   BENCH_TIMEOUT  seconds a sync, restore or send may take before it is
+#                  recorded as timed out and the region figures after it skipped [600; smoke 120]
 #   BENCH_DIR      where the work directory is made [/var/tmp]
 #
 # --profile DIR saves the daemon's CPU, block and mutex profiles of every
 # fio job through snapfs (DIR/<job>.{cpu,block,mutex}.pb.gz; go tool pprof).
 # Tools come from Debian packages, installed when missing.
 set -euo pipefail
+{ # the whole script is parsed before it runs: editing it during a run is safe
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
@@ -77,9 +80,9 @@ done
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (FUSE, loop devices, btrfs)" >&2; exit 2; }
 
 if [ "$smoke" = 1 ]; then
-	SIZE=${BENCH_SIZE:-64M} RUNTIME=${BENCH_RUNTIME:-1} RUNS=${BENCH_RUNS:-3} LOAD=${BENCH_LOAD:-2}
+	SIZE=${BENCH_SIZE:-64M} RUNTIME=${BENCH_RUNTIME:-1} RUNS=${BENCH_RUNS:-3} LOAD=${BENCH_LOAD:-2} TIMEOUT=${BENCH_TIMEOUT:-120}
 else
-	SIZE=${BENCH_SIZE:-2G} RUNTIME=${BENCH_RUNTIME:-15} RUNS=${BENCH_RUNS:-50} LOAD=${BENCH_LOAD:-20}
+	SIZE=${BENCH_SIZE:-2G} RUNTIME=${BENCH_RUNTIME:-15} RUNS=${BENCH_RUNS:-50} LOAD=${BENCH_LOAD:-20} TIMEOUT=${BENCH_TIMEOUT:-600}
 fi
 size=$(numfmt --from=iec "$SIZE")
 [ "$size" -ge $((32 << 20)) ] || { echo "bench.sh: BENCH_SIZE must be at least 32M" >&2; exit 2; }
@@ -111,11 +114,13 @@ skip() { # skip PEER REASON: only --smoke tolerates a missing peer
 	skipped+=("$1: $2")
 	[ "$smoke" = 1 ] || { echo "bench.sh: a full run needs every peer" >&2; exit 1; }
 }
-skipped=() notes=()
+skipped=()
+note() { echo "$*" >>"$work/notes.txt"; } # also from subshells; the file is made with $work
 phase() { echo "[$SECONDS s] $*" >&2; }
 
 # --- work directory and cleanup ---------------------------------------------
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/snapfs-bench.XXXXXX")
+: >"$work/notes.txt"
 undo=() # commands run in reverse order at exit
 cleanup() {
 	local i
@@ -131,7 +136,8 @@ bin=$work/bin
 mkdir -p "$bin"
 go build -o "$bin/snapfs" ./cmd/snapfs
 go build -o "$bin/snapfs-loopback" ./cmd/snapfs-loopback
-snapfs() { "$bin/snapfs" --store "$work/store" "$@"; }
+sfs=("$bin/snapfs" --store "$work/store") # for timeout, which runs no shell function
+snapfs() { "${sfs[@]}" "$@"; }
 
 # --- results ----------------------------------------------------------------
 metrics=$work/metrics.jsonl rows=$work/rows.tsv
@@ -218,7 +224,7 @@ ext4_jobs() { # ext4_jobs KEY FILE
 		# loop device's direct reads: ext4 made on it does not mount.
 		[ "$dio" = on ] || { echo "bench.sh: ext4 in a loop device on $f does not mount" >&2; exit 1; }
 		echo "bench.sh: $k: ext4 on a direct-io loop device does not mount; loop device without direct-io" >&2
-		notes+=("$k: ext4 made on a loop device with direct-io did not mount (wrong data read back); measured without direct-io")
+		note "$k: ext4 made on a loop device with direct-io did not mount (wrong data read back); measured without direct-io"
 	done
 	metric "$k.loop_direct_io" "$(cat "/sys/block/${dev#/dev/}/loop/dio")" bool
 	undo+=("umount '$dir'")
@@ -301,7 +307,7 @@ peer_text() { # peer_text METRIC_SUFFIX [ext4] -> "loopback 565 (0.47×) · ..."
 	echo "$text"
 }
 for x in "" -ext4; do
-	where="disks/<d>"
+	where='`disks/<d>`'
 	[ -z "$x" ] || where="ext4 in a loop device on it"
 	for m in seq_write_mbs:"sequential write 1 MiB, MB/s":0.9 seq_read_mbs:"sequential read 1 MiB, MB/s":0.9 \
 		rand_write_iops:"random 4 KiB write, iodepth 16, direct, IOPS":1.5 rand_read_iops:"random 4 KiB read, iodepth 16, direct, IOPS":1.0; do
@@ -342,6 +348,7 @@ ops() { # ops TAG DISK: the four O(1) operations on DISK
 	lat "$t.image_create" snapfs image create "$d-i{i}" --snapshot "$d-base" --disk "$d"
 }
 phase "phase 2: latency from the CLI (empty disk)"
+lat cli_floor snapfs --help # a process start, no daemon: the floor of every CLI figure
 snapfs disk create empty --size "$disk_size" >/dev/null
 ops empty empty
 phase "phase 2: latency from the CLI ($SIZE written)"
@@ -360,6 +367,8 @@ for op in snapshot_create:"snapshot create" clone:"clone from snapshot" rollback
 		row "CLI through the daemon" "$label at $at written, p50 / p99 ms" "$p50 / $p99" "" "≤ 5 / ≤ 20 ms, flat" "$st"
 	done
 done
+row "CLI through the daemon" "floor: snapfs --help (process start, no daemon), p50 / p99 ms" \
+	"$(get snapfs.cli_floor.p50_ms) / $(get snapfs.cli_floor.p99_ms)" "" "" "n/a"
 nsnap=$(snapfs --json snapshot list | wc -l)
 for op in snapshot_list:"snapshot list" usage:"usage" disk_list:"disk list"; do
 	IFS=: read -r key label <<<"$op"
@@ -415,17 +424,27 @@ stores=()
 for i in 0 1 2 3 4 5; do mkdir -p "$work/region/$i"; stores+=(--store "file://$work/region/$i"); done
 snapfs region add reg --data 4 --parity 2 "${stores[@]}" --key-file "$work/region.key" >/dev/null
 timed() { # timed OUTFILE CMD... -> seconds on stdout, the command's JSON lines in OUTFILE
-	local f=$1 t0 t1
+	local f=$1 t0 t1 rc=0
 	shift
 	t0=$(now_us)
-	"$@" >"$f"
+	timeout "$TIMEOUT" "$@" >"$f" || rc=$?
 	t1=$(now_us)
+	if [ "$rc" != 0 ]; then
+		[ "$rc" = 124 ] && rc="timed out after $TIMEOUT s" || rc="failed (exit $rc)"
+		echo "bench.sh: $* $rc" >&2
+		note "$(echo "$*" | sed "s|$work|WORK|g" | cut -c1-100): $rc"
+		return 1
+	fi
 	awk -v u=$((t1 - t0)) 'BEGIN { printf "%.3f", u / 1e6 }'
 }
+per_s() { [ -n "$2" ] && awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / s / 1e6 }' || true; }
 sync_bytes() { jq -s '[.[] | select(.type == "sync") | .bytes_written[]] | add // 0' "$1"; }
 drop_caches
-secs=$(timed "$work/sync-full.json" snapfs --json sync --region reg --disk src)
-full_mbs=$(awk -v b="$size" -v s="$secs" 'BEGIN { printf "%.1f", b / s / 1e6 }')
+# A timed-out sync leaves the region busy: the incremental sync and the
+# restore are then skipped (their rows say —), the rest goes on.
+region_ok=1
+secs=$(timed "$work/sync-full.json" "${sfs[@]}" --json sync --region reg --disk src) || region_ok=0
+full_mbs=$(per_s "$size" "$secs")
 metric snapfs.region.full_sync_s "$secs" s
 metric snapfs.region.full_sync_mbs "$full_mbs" MB/s
 metric snapfs.region.full_sync_bytes "$(sync_bytes "$work/sync-full.json")" bytes
@@ -438,8 +457,11 @@ snapfs snapshot create src-2 --disk src >/dev/null
 excl=$(snapfs --json usage | jq -r 'select(.kind == "snapshot" and .name == "src-1") | .exclusive')
 metric snapfs.region.changed_bytes "$change" bytes
 metric snapfs.region.snapshot_exclusive_bytes "$excl" bytes
-secs=$(timed "$work/sync-incr.json" snapfs --json sync --region reg --disk src)
-incr=$(sync_bytes "$work/sync-incr.json")
+secs="" incr=""
+if [ "$region_ok" = 1 ]; then
+	secs=$(timed "$work/sync-incr.json" "${sfs[@]}" --json sync --region reg --disk src) || region_ok=0
+	incr=$(sync_bytes "$work/sync-incr.json")
+fi
 metric snapfs.region.incr_sync_s "$secs" s
 metric snapfs.region.incr_sync_bytes "$incr" bytes
 
@@ -452,7 +474,7 @@ else
 	# mkfs.btrfs refuses to run while any mount on the machine is dead
 	# (ENOTCONN from a crashed FUSE daemon): retry, then go on without btrfs.
 	for i in 1 2 3 4 5 6; do
-		if mkfs.btrfs -q "$work/btrfs.img" 2>"$work/mkfs.err"; then btrfs_ok=1; break; fi
+		if mkfs.btrfs -q "$work/btrfs.img" >/dev/null 2>"$work/mkfs.err"; then btrfs_ok=1; break; fi
 		sleep 5
 	done
 	if [ "$btrfs_ok" = 0 ]; then
@@ -472,12 +494,12 @@ if [ "$btrfs_ok" = 1 ]; then
 	sync
 	btrfs -q subvolume snapshot -r "$work/btrfs/vol" "$work/btrfs/s2"
 	drop_caches
-	btrfs_s=$(timed /dev/null btrfs -q send -p "$work/btrfs/s1" "$work/btrfs/s2" -f "$work/send.bin")
-	btrfs_b=$(stat -c %s "$work/send.bin")
+	btrfs_s=$(timed /dev/null btrfs -q send -p "$work/btrfs/s1" "$work/btrfs/s2" -f "$work/send.bin") || true
+	btrfs_b=$(stat -c %s "$work/send.bin" 2>/dev/null || true)
 	metric btrfs.send_p_s "$btrfs_s" s
 	metric btrfs.send_p_bytes "$btrfs_b" bytes
 	drop_caches
-	rsync_s=$(timed "$work/rsync.out" rsync --inplace --no-whole-file --stats "$work/btrfs/s2/disk" "$work/rsync-copy")
+	rsync_s=$(timed "$work/rsync.out" rsync --inplace --no-whole-file --stats "$work/btrfs/s2/disk" "$work/rsync-copy") || true
 	rsync_b=$(awk -F': ' '/^Literal data/ { gsub(/[ ,a-z]/, "", $2); print $2 }' "$work/rsync.out")
 	metric rsync.s "$rsync_s" s
 	metric rsync.literal_bytes "$rsync_b" bytes
@@ -487,11 +509,13 @@ fi
 
 phase "phase 3: restore"
 drop_caches
-secs=$(timed "$work/restore.json" snapfs --json restore --region reg --snapshot src-2 --disk src --to restored)
-restore_mbs=$(awk -v b="$size" -v s="$secs" 'BEGIN { printf "%.1f", b / s / 1e6 }')
+secs="" restore_mbs=""
+if [ "$region_ok" = 1 ] && secs=$(timed "$work/restore.json" "${sfs[@]}" --json restore --region reg --snapshot src-2 --disk src --to restored); then
+	restore_mbs=$(per_s "$size" "$secs")
+	snapfs_written=$((snapfs_written + size)) # the restore wrote the disk into the store
+fi
 metric snapfs.region.restore_s "$secs" s
 metric snapfs.region.restore_mbs "$restore_mbs" MB/s
-snapfs_written=$((snapfs_written + size)) # the restore wrote the disk into the store
 
 mib() { awk -v b="$1" 'BEGIN { if (b == "") print "—"; else printf "%.1f MB", b / 1e6 }'; }
 chg=$(mib "$change")
@@ -503,9 +527,9 @@ row "regions (4+2 file://)" "incremental sync of that change: bytes written, tim
 	"btrfs send -p $(mib "$btrfs_b"), ${btrfs_s:-—} s ($(ratio "$(get snapfs.region.incr_sync_s)" "$btrfs_s")× its time) · rsync --inplace literal $(mib "$rsync_b"), ${rsync_s:-—} s" \
 	"≤ 1.65× the change (1.1 × 6/4); time ≤ 1.0× btrfs send -p" \
 	"$(st=$(judge "$(ratio "$incr" "$change")" "<=" 1.65); [ "$st" = met ] && st=$(judge "$(ratio "$(get snapfs.region.incr_sync_s)" "$btrfs_s")" "<=" 1.0); echo "$st")"
-row "regions (4+2 file://)" "full sync of $gib, MB/s" "$full_mbs" "sequential read of the disk $(fmt "$seqread") ($(ratio "$full_mbs" "$seqread")×)" \
+row "regions (4+2 file://)" "full sync of $gib, MB/s" "${full_mbs:-—}" "sequential read of the disk $(fmt "$seqread") ($(ratio "$full_mbs" "$seqread")×)" \
 	"≥ 0.8× sequential read" "$(judge "$(ratio "$full_mbs" "$seqread")" ">=" 0.8)"
-row "regions (4+2 file://)" "restore of $gib, MB/s" "$restore_mbs" "sequential read of the disk $(fmt "$seqread") ($(ratio "$restore_mbs" "$seqread")×)" \
+row "regions (4+2 file://)" "restore of $gib, MB/s" "${restore_mbs:-—}" "sequential read of the disk $(fmt "$seqread") ($(ratio "$restore_mbs" "$seqread")×)" \
 	"≥ 0.8× sequential read" "$(judge "$(ratio "$restore_mbs" "$seqread")" ">=" 0.8)"
 
 # --- phase 4: memory and index ----------------------------------------------
@@ -530,7 +554,7 @@ machine="$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 2^20 }' /pr
 	echo "snapfs benchmark $stamp (UTC): BENCH_SIZE=$SIZE, random fio jobs ${RUNTIME} s, $RUNS runs per latency; $machine"
 	echo "load at start: ${load_start##*load average: }; at end: ${load_end##*load average: }"
 	[ ${#skipped[@]} = 0 ] || printf 'skipped: %s\n' "${skipped[@]}"
-	[ ${#notes[@]} = 0 ] || printf 'note: %s\n' "${notes[@]}"
+	sed 's/^/note: /' "$work/notes.txt"
 	echo
 	echo "| section | measurement | snapfs | peers in the same run (snapfs ÷ peer) | target (issue 8) | status |"
 	echo "|---|---|---|---|---|---|"
@@ -549,3 +573,5 @@ jq -n --arg stamp "$stamp" --arg machine "$machine" --arg size "$SIZE" --argjson
 echo
 echo "JSON: $out"
 [ -z "$profile_dir" ] || echo "profiles: $profile_dir (symbolized: go tool pprof -top FILE)"
+exit
+}
