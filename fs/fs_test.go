@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/posixtest"
-	"github.com/snapfs/snapfs/internal/testutil"
+	"github.com/snapfs/snapfs/integration/testutil"
 	"github.com/snapfs/snapfs/rowstore"
 	"golang.org/x/sys/unix"
 )

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snapfs/snapfs/internal/testutil"
+	"github.com/snapfs/snapfs/integration/testutil"
 )
 
 // bin is the snapfs binary built by TestMain.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/snapfs/snapfs/internal/testutil"
+	"github.com/snapfs/snapfs/integration/testutil"
 )
 
 // TestSnapshotMountXFSWhileLive: an XFS snapshot mounts while the live XFS

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/ristretto/v2/z"
+
+	"github.com/snapfs/snapfs/integration/testutil"
 )
 
 // TestBadgerFilesAllocated: Badger's mmap'd files are made by ristretto's
@@ -19,10 +21,7 @@ import (
 // asked to free space. Fails if the go.mod replace is lost.
 func TestBadgerFilesAllocated(t *testing.T) {
 	if os.Geteuid() != 0 {
-		if os.Getenv("SNAPFS_TEST_DISALLOW_SKIP") != "" {
-			t.Fatal("needs root to mount a 1 MiB tmpfs")
-		}
-		t.Skip("needs root to mount a 1 MiB tmpfs")
+		testutil.Skipf(t, "needs root to mount a 1 MiB tmpfs")
 	}
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {

@@ -11,7 +11,7 @@
 #   scripts/test.sh ./rowstore/...  only some packages (extra args go to go test)
 #
 # No test may skip: SNAPFS_TEST_DISALLOW_SKIP=1 turns every skip
-# (internal/testutil.Skipf) into a failure. versitygw (about 9 minutes to
+# (integration/testutil.Skipf) into a failure. versitygw (about 9 minutes to
 # build cold on 2 cores) is built in the background while the tests that do
 # not need S3 run; the S3 tests run once it is there.
 set -euo pipefail

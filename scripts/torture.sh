@@ -23,7 +23,7 @@
 #     every acknowledged snapshot of the round is cloned (snapfs disk create
 #     --from-snapshot: the snapshot is never written), its journal replayed
 #     on the clone, `e2fsck -fn` clean, the clone deleted; `snapfs check
-#     --read-data` is clean when this snapfs has the command.
+#     --read-data` is clean (every round, when this snapfs has the command).
 #
 # The journal is replayed by the kernel (mount, umount), not by e2fsck:
 # e2fsck 1.47's own orphan processing ("Truncating orphaned inode") drops
@@ -83,7 +83,7 @@ cleanup() {
 	awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
 	done
-	for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null; done
+	for l in "${loops[@]}"; do ours "$l" && losetup -d "$l" 2>/dev/null; done
 	if [[ -n $daemon_pid ]] && kill -0 "$daemon_pid" 2>/dev/null; then
 		"$bin" umount "$mp" >/dev/null 2>&1 || kill -9 "$daemon_pid" 2>/dev/null
 	fi
@@ -126,21 +126,32 @@ start_daemon() {
 	exit 1
 }
 
-attach() { # file -> loop device
-	local l
-	l=$(losetup -f --show "$1")
-	loops+=("$l")
-	echo "$l"
+# attach FILE attaches FILE to a free loop device, named in $LOOP and
+# remembered in loops[] for the cleanup (not in a $(...) subshell, which
+# would lose loops[]).
+attach() {
+	LOOP=$(losetup -f --show "$1")
+	loops+=("$LOOP")
 }
 detach() {
 	losetup -d "$1" 2>/dev/null || true
+}
+
+# ours LOOP: is LOOP still attached to a disk of this run? (A number we
+# released may have been taken by someone else since.) Once the dead
+# daemon's mount is detached, the kernel shows the file as /disks/NAME.
+ours() {
+	local b
+	b=$(losetup -n -O BACK-FILE "$1" 2>/dev/null) || return 1
+	[[ $b == "$mp"/disks/* || $b == /disks/t || $b == /disks/chk ]]
 }
 
 # replay_and_fsck FILE WHAT: replay the journal of the ext4 in FILE with the
 # kernel (mount, umount), then e2fsck -fn it.
 replay_and_fsck() {
 	local file=$1 what=$2 l dir out
-	l=$(attach "$file")
+	attach "$file"
+	l=$LOOP
 	dir=$work/replay
 	mkdir -p "$dir"
 	if ! out=$(mount -o discard "$l" "$dir" 2>&1); then
@@ -162,15 +173,20 @@ start_daemon
 disk=$mp/disks/t
 mkfs.ext4 -q -F -E nodiscard "$disk"
 
+have_check=0
+"$bin" check --help >/dev/null 2>&1 && have_check=1
+
 seed=${TORTURE_SEED:-$RANDOM}
 RANDOM=$seed
 say "$rounds rounds, seed $seed (TORTURE_SEED=$seed to replay the choices), work dir $work"
-writes=0 snapchecked=0 started=$SECONDS
+writes=0 snapchecked=0 checks=0 started=$SECONDS
 for ((r = 1; r <= rounds; r++)); do
-	loop=$(attach "$disk")
+	attach "$disk"
+	loop=$LOOP
 	mount -o discard "$loop" "$vol"
 	mkdir -p "$vol/fio" "$vol/stress"
 	# Last round's files go: discards while this round writes.
+	t0=$SECONDS
 	rm -rf "$vol"/fio/* "$vol"/stress/* "$acked"/*
 	fill=0
 	if ((r % 3 == 2)); then
@@ -230,6 +246,7 @@ for ((r = 1; r <= rounds; r++)); do
 
 	after=$((4000 + RANDOM % 5000))
 	sleep "$((after / 1000)).$(printf %03d $((after % 1000)))"
+	t1=$SECONDS
 	kill -9 "$daemon_pid"
 	while kill -0 "$daemon_pid" 2>/dev/null; do sleep 0.02; done
 	stop_loops
@@ -240,7 +257,8 @@ for ((r = 1; r <= rounds; r++)); do
 	start_daemon
 
 	# Every acknowledged fio file is there and verifies.
-	loop=$(attach "$disk")
+	attach "$disk"
+	loop=$LOOP
 	if ! out=$(mount -o discard "$loop" "$vol" 2>&1); then
 		fail "round $r: mount after the crash: $out"
 		detach "$loop"
@@ -263,6 +281,7 @@ for ((r = 1; r <= rounds; r++)); do
 	detach "$loop"
 	replay_and_fsck "$disk" "round $r: live disk"
 
+	t2=$SECONDS
 	# Every acknowledged snapshot of the round, on a throw-away clone.
 	k=0
 	if [[ -s $work/snaps ]]; then
@@ -285,31 +304,31 @@ for ((r = 1; r <= rounds; r++)); do
 	fi
 	rm -f "$work/snaps"
 	snapchecked=$((snapchecked + k))
-	say "round $r: ext4 ${used}% full$( ((fill)) && echo ' (filled)'), killed after ${after} ms, $n fio files (${n} MiB) verified, $k snapshots checked"
+	if ((have_check)); then
+		if out=$("$bin" check --read-data 2>&1); then
+			checks=$((checks + 1))
+		else
+			fail "round $r: snapfs check --read-data: $out"
+		fi
+	fi
+	say "round $r: ext4 ${used}% full$( ((fill)) && echo ' (filled)'), killed after ${after} ms, $n fio files (${n} MiB) verified, $k snapshots checked (s: setup+load $((t1 - t0)), restart+verify+fsck $((t2 - t1)), snapshots+check $((SECONDS - t2)))"
 	if ((failures)); then
 		break
 	fi
 done
 
-if "$bin" check --help >/dev/null 2>&1; then
-	if ! out=$("$bin" check --read-data 2>&1); then
-		fail "snapfs check --read-data: $out"
-	fi
-else
-	say "snapfs check --read-data not run: this snapfs has no check command yet"
-fi
+((have_check)) || say "snapfs check --read-data not run: this snapfs has no check command yet"
 "$bin" gc >/dev/null || fail "snapfs gc"
 
 # Every loop device of a round is gone by now (a process left in a dead
 # ext4 would keep one attached).
-for l in "${loops[@]}"; do
+for l in $(printf '%s\n' "${loops[@]}" | sort -u); do
 	for _ in $(seq 100); do
-		b=$(losetup -n -O BACK-FILE "$l" 2>/dev/null || true)
-		[[ $b == "$mp"/disks/* || $b == /disks/* ]] || break
+		ours "$l" || break
 		sleep 0.1
 	done
-	[[ $b == "$mp"/disks/* || $b == /disks/* ]] && fail "loop device $l ($b) is still attached"
+	ours "$l" && fail "loop device $l ($(losetup -n -O BACK-FILE "$l")) is still attached"
 done
 ((writes > 0 || rounds == 0)) || fail "no fio write was acknowledged in any round: the torture tested nothing"
-say "rounds $((r > rounds ? rounds : r)), writes verified $writes (4 KiB fio blocks with verification headers), snapshots checked $snapchecked, failures $failures, $((SECONDS - started)) s"
+say "rounds $((r > rounds ? rounds : r)), writes verified $writes (4 KiB fio blocks with verification headers), snapshots checked $snapchecked, snapfs check --read-data clean $checks times, failures $failures, $((SECONDS - started)) s"
 ((failures == 0))

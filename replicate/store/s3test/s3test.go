@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snapfs/snapfs/internal/testutil"
+	"github.com/snapfs/snapfs/integration/testutil"
 )
 
 // Start starts a versitygw server for the test and stops it in t.Cleanup.

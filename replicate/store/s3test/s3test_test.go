@@ -6,7 +6,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/snapfs/snapfs/internal/testutil"
+	"github.com/snapfs/snapfs/integration/testutil"
 )
 
 // fakeTB records how Start ended when it cannot run a server.
