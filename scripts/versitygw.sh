@@ -2,7 +2,7 @@
 # Installs versitygw, the S3-compatible server the S3 store tests run
 # against, into $SNAPFS_TOOLS_BIN (default ~/.cache/snapfs/bin, outside the
 # checkout so fresh clones on the same machine reuse it) at the version
-# pinned by tools/versitygw/go.mod.
+# pinned by scripts/tools/versitygw/go.mod.
 #
 #   scripts/versitygw.sh          install if missing (quiet if present)
 #   scripts/versitygw.sh --path   install if missing, then print the binary's path
@@ -16,7 +16,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bindir=${SNAPFS_TOOLS_BIN:-$HOME/.cache/snapfs/bin}
 bin="$bindir/versitygw"
-want=$(cd "$repo/tools/versitygw" && go list -m -f '{{.Version}}' github.com/versity/versitygw)
+want=$(cd "$repo/scripts/tools/versitygw" && go list -m -f '{{.Version}}' github.com/versity/versitygw)
 
 print=0 force=0
 for arg in "$@"; do
@@ -36,7 +36,7 @@ fi
 if [[ $force == 1 || $have != "$want" ]]; then
 	echo "versitygw.sh: installing versitygw $want into $bindir" >&2
 	mkdir -p "$bindir"
-	(cd "$repo/tools/versitygw" && GOBIN="$bindir" go install github.com/versity/versitygw/cmd/versitygw)
+	(cd "$repo/scripts/tools/versitygw" && GOBIN="$bindir" go install github.com/versity/versitygw/cmd/versitygw)
 fi
 
 if [[ $print == 1 ]]; then

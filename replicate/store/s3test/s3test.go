@@ -3,7 +3,7 @@
 // into a temporary directory.
 //
 // The binary is $SNAPFS_VERSITYGW, else <repo root>/.bin/versitygw, which
-// scripts/versitygw.sh installs at the version pinned by tools/versitygw.
+// scripts/versitygw.sh installs at the version pinned by scripts/tools/versitygw.
 // Without a binary the test is skipped, unless SNAPFS_REQUIRE_S3=1 (CI),
 // when it fails.
 package s3test

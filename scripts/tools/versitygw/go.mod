@@ -1,4 +1,4 @@
-module github.com/snapfs/snapfs/tools/versitygw
+module github.com/snapfs/snapfs/scripts/tools/versitygw
 
 go 1.26.8
 
