@@ -96,29 +96,13 @@ func readSuperblock(fsys vfs.FS, dir string) (Superblock, error) {
 	return decodeSuperblock(b[:n])
 }
 
-// writeSuperblock writes a new superblock durably: temp file, sync, rename,
-// sync of the directory.
+// writeSuperblock writes a new superblock durably and atomically
+// (vfs.WriteFile: temporary file, sync, rename, sync of the directory).
 func writeSuperblock(fsys vfs.FS, dir string, sb Superblock) error {
-	tmp := path.Join(dir, superblockName+".tmp")
-	f, err := fsys.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("create superblock: %w", err)
+	if err := vfs.WriteFile(fsys, path.Join(dir, superblockName), sb.encode(), 0o644); err != nil {
+		return fmt.Errorf("superblock: %w", err)
 	}
-	if _, err := f.WriteAt(sb.encode(), 0); err != nil {
-		f.Close()
-		return fmt.Errorf("write superblock: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync superblock: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close superblock: %w", err)
-	}
-	if err := fsys.Rename(tmp, path.Join(dir, superblockName)); err != nil {
-		return fmt.Errorf("rename superblock: %w", err)
-	}
-	return fsys.SyncDir(dir)
+	return nil
 }
 
 func newSuperblock() Superblock {
