@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/snapfs/snapfs/index"
@@ -216,6 +217,11 @@ type cleanPlan struct {
 	pace func(n int64) error
 	// removed is called after each batch of segments is removed.
 	removed func()
+	// limitRatio × liveTotal is the segment bytes a batch's moves must
+	// leave room under; inflight is set to a batch's bytes to move while
+	// it runs (writers wait while the log plus it reaches the limit).
+	limitRatio float64
+	inflight   *atomic.Int64
 }
 
 // gcLocked is one garbage collection and cleaning pass (gcMu held).
@@ -228,7 +234,9 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 	if err := s.syncAllDisks(); err != nil {
 		return GCStats{}, err
 	}
+	tScan := time.Now()
 	res, err := s.scan()
+	s.log.Debug("gc scan", "commit", tScan.Sub(start), "scan", time.Since(tScan))
 	if err != nil {
 		return GCStats{}, fmt.Errorf("gc: scan: %w", err)
 	}
@@ -339,16 +347,29 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	sort.SliceStable(cands, func(i, j int) bool { return frac(cands[i]) < frac(cands[j]) })
 	var pace func(int64) error
 	if plan != nil {
-		pace = plan.pace
+		pace = func(n int64) error {
+			if plan.inflight != nil {
+				plan.inflight.Add(-n) // now in the log's bytes
+			}
+			if plan.pace == nil {
+				return nil
+			}
+			return plan.pace(n)
+		}
 	}
 	// Clean in batches (one round of fsyncs each) of up to cleanBatch bytes
-	// to move, the emptiest first; small batches while little is live, since
-	// a batch's copies exist next to its old segments until they are removed.
+	// to move, the emptiest first. A batch's copies exist next to its old
+	// segments until they are removed, so the cleaner's batches are as
+	// large as the room under plan.limitRatio × live allows, less a 32nd
+	// of live left to the foreground, between a 32nd and an 8th of live:
+	// few batches (three fsyncs each), and writers held only when the
+	// bound is really at risk.
 	cleanBatch := int64(32 << 20)
-	if plan != nil {
-		cleanBatch = min(cleanBatch, max(liveTotal/16, 1<<20))
-	}
 	for len(cands) > 0 {
+		if plan != nil {
+			room := int64(plan.limitRatio*float64(liveTotal)) - s.seg.Bytes() - liveTotal/32
+			cleanBatch = min(32<<20, max(liveTotal/8, 1<<20), max(room, liveTotal/32, 1<<20))
+		}
 		// On a nearly full filesystem a batch moves no more than half of
 		// what is free (segments with nothing live need nothing): their
 		// copies exist before the old segments go.
@@ -380,7 +401,13 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 		for i, si := range batch {
 			nums[i] = si.Number
 		}
+		if plan != nil && plan.inflight != nil {
+			plan.inflight.Store(toMove)
+		}
 		moved, err := s.cleanSegments(nums, livePos, pace)
+		if plan != nil && plan.inflight != nil {
+			plan.inflight.Store(0)
+		}
 		if plan != nil && plan.removed != nil {
 			plan.removed()
 		}
@@ -416,6 +443,8 @@ func (s *Store) cleanSegment(num uint64, pace func(int64) error) (int64, error) 
 // was committed (a record not in it is dead and stays dead); else, and for
 // hole records, the index is asked about each record.
 func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct{}, pace func(int64) error) (map[uint64]int64, error) {
+	t0 := time.Now()
+	var tRepointed, tIdx time.Time
 	var moves []relocation
 	moved := map[uint64]int64{}
 	stop := fmt.Errorf("end of segment")
@@ -457,9 +486,16 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 			return moved, err
 		}
 	}
+	tMoved := time.Now()
 	if err := s.seg.Sync(); err != nil {
 		return moved, err
 	}
+	tSynced := time.Now()
+	nRec := len(moves)
+	defer func() {
+		s.log.Debug("cleaned segments", "segments", len(nums), "records", nRec, "move", tMoved.Sub(t0),
+			"log_sync", tSynced.Sub(tMoved), "repoint", tRepointed.Sub(tSynced), "index_sync", tIdx.Sub(tRepointed), "remove", time.Since(tIdx))
+	}()
 	// Repoint the index in transactions of bounded size (Badger limits one).
 	for len(moves) > 0 {
 		n := min(len(moves), 2000)
@@ -468,9 +504,11 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 		}
 		moves = moves[n:]
 	}
+	tRepointed = time.Now()
 	if err := s.idx.Sync(); err != nil {
 		return moved, err
 	}
+	tIdx = time.Now()
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
 	var gone []uint64
