@@ -521,12 +521,22 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 }
 
 // repoint moves index entries from old to new record positions, unless the
-// entry changed meanwhile.
+// entry changed meanwhile. Every writer of versions holds idxMu (commit,
+// deleteVersions, this), so reading the entries in a read-only view and
+// writing the changed ones in a write batch, both under idxMu, is as safe
+// as one read-write transaction and cheaper (no conflict tracking, no
+// transaction size limit).
 func (s *Store) repoint(moves []relocation) error {
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
-	return s.idx.Update(func(t *index.Txn) error {
-		for _, m := range moves {
+	type set struct {
+		m *relocation
+		v index.Version
+	}
+	var sets []set
+	err := s.idx.View(func(t *index.Txn) error {
+		for i := range moves {
+			m := &moves[i]
 			if m.r.Kind != segment.KindData {
 				continue // holes carry no location
 			}
@@ -541,12 +551,21 @@ func (s *Store) repoint(moves []relocation) error {
 				continue // replaced meanwhile
 			}
 			v.Segment, v.Offset, v.Length = m.new.Segment, m.new.Offset, m.new.Length
-			if err := t.SetVersion(m.r.Layer, m.r.Block, m.r.Epoch, v); err != nil {
-				return err
-			}
+			sets = append(sets, set{m, v})
 		}
 		return nil
 	})
+	if err != nil || len(sets) == 0 {
+		return err
+	}
+	b := s.idx.NewBatch()
+	for _, x := range sets {
+		if err := b.SetVersion(x.m.r.Layer, x.m.r.Block, x.m.r.Epoch, x.v); err != nil {
+			b.Cancel()
+			return err
+		}
+	}
+	return b.Flush()
 }
 
 // segmentNeeded reports whether a segment must not be removed although its

@@ -31,6 +31,10 @@ package segment
 //   - Open removes a last segment that holds no record (only its header, or a
 //     torn header): it is replaced by the new segment, so restarts do not
 //     pile up empty segments. Numbers still only grow.
+//   - SetPrecreate (the engine's cleaner): the next segment's file is created
+//     in the background while the active one fills, so a rotation waits for
+//     one fsync (the old segment's), not three. Open first removes trailing
+//     files that hold no record, then recovers the last one that does.
 
 import (
 	"encoding/binary"
