@@ -63,6 +63,9 @@ type cleaner struct {
 	// runs.
 	limitAt  atomic.Int64
 	inflight atomic.Int64
+	// minBatch is the smallest batch the cleaner moves (a 32nd of live):
+	// between batches writers keep that much room under limitAt for it.
+	minBatch atomic.Int64
 	running  atomic.Bool
 	// progress is closed (and replaced) whenever a round removed segments or
 	// ended, waking writers held by throttle.
@@ -114,11 +117,12 @@ func (c *cleaner) refillLocked(rate float64) {
 func (s *Store) segmentBytes() int64 { return s.seg.Bytes() }
 
 // atRisk reports whether the log, with what the cleaner's batch in flight
-// may still append, reaches cleanerLimit × live.
+// may still append (at least the room the next batch needs), reaches
+// cleanerLimit × live.
 func (s *Store) atRisk() bool {
 	c := s.cleaner
 	limit := c.limitAt.Load()
-	return limit > 0 && s.seg.Bytes()+c.inflight.Load() >= limit
+	return limit > 0 && s.seg.Bytes()+max(c.inflight.Load(), c.minBatch.Load()) >= limit
 }
 
 // throttle holds a new disk write while a cleaner round is running and the
@@ -279,6 +283,7 @@ func (s *Store) cleanRound() error {
 		c.st.LastLive = st.LiveBytes
 		c.known = true
 		c.limitAt.Store(int64(cleanerLimit * float64(st.LiveBytes)))
+		c.minBatch.Store(st.LiveBytes / 32)
 	}
 	c.st.Rounds++
 	c.st.BytesRelocated += st.BytesRelocated

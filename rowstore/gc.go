@@ -361,14 +361,15 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	// to move, the emptiest first. A batch's copies exist next to its old
 	// segments until they are removed, so the cleaner's batches are as
 	// large as the room under plan.limitRatio × live allows, less a 32nd
-	// of live left to the foreground, between a 32nd and an 8th of live:
-	// few batches (three fsyncs each), and writers held only when the
-	// bound is really at risk.
+	// of live left to the foreground, between a 32nd and an 8th of live
+	// (and at least one segment): few batches (three fsyncs each), and
+	// writers held only when the bound is really at risk (between batches
+	// they leave a 32nd of live under the limit for the next one).
 	cleanBatch := int64(32 << 20)
 	for len(cands) > 0 {
 		if plan != nil {
 			room := int64(plan.limitRatio*float64(liveTotal)) - s.seg.Bytes() - liveTotal/32
-			cleanBatch = min(32<<20, max(liveTotal/8, 1<<20), max(room, liveTotal/32, 1<<20))
+			cleanBatch = min(32<<20, max(liveTotal/8, 1<<20), max(room, liveTotal/32))
 		}
 		// On a nearly full filesystem a batch moves no more than half of
 		// what is free (segments with nothing live need nothing): their
@@ -376,7 +377,7 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 		limit := cleanBatch
 		if free, ok := s.freeBytes(); ok {
 			limit = min(limit, free/2)
-			if live[cands[0].Number] > limit {
+			if live[cands[0].Number] > free/2 {
 				s.log.Warn("gc: not enough free space to move the records of the next segment; stopping",
 					"segment", cands[0].Number, "live_bytes", live[cands[0].Number], "free_bytes", free)
 				break
