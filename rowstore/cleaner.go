@@ -26,6 +26,10 @@ const (
 	// cleanerHard is the ratio at which pacing stops: the bound is kept
 	// first, throughput second.
 	cleanerHard = 1.43
+	// cleanerLimit is where new writes wait: the log plus what the batch in
+	// flight may still append must stay under it (1.5 less a margin for
+	// the writes already past the check).
+	cleanerLimit = 1.48
 	// cleanerMaxLive: segments fuller than this are not worth moving.
 	cleanerMaxLive = 0.85
 	// cleanerIdleRate is the relocation rate allowed when no foreground
@@ -53,10 +57,16 @@ type CleanerStats struct {
 
 type cleaner struct {
 	fg atomic.Int64 // bytes appended by foreground writes since Open
-	// hardAt is the segment bytes at which new writes wait for a running
-	// round (cleanerHard × live; 0: never); running is set while a round runs.
-	hardAt  atomic.Int64
-	running atomic.Bool
+	// limitAt is the segment bytes at which new writes wait for a running
+	// round (cleanerLimit × live; 0: never), counting inflight, the bytes
+	// the batch in flight may still append; running is set while a round
+	// runs.
+	limitAt  atomic.Int64
+	inflight atomic.Int64
+	// minBatch is the smallest batch the cleaner moves (a 32nd of live):
+	// between batches writers keep that much room under limitAt for it.
+	minBatch atomic.Int64
+	running  atomic.Bool
 	// progress is closed (and replaced) whenever a round removed segments or
 	// ended, waking writers held by throttle.
 	progMu   sync.Mutex
@@ -106,13 +116,22 @@ func (c *cleaner) refillLocked(rate float64) {
 // segmentBytes is the size of the segment log.
 func (s *Store) segmentBytes() int64 { return s.seg.Bytes() }
 
-// throttle holds a new disk write while the log is at cleanerHard × live
-// and a cleaner round is running, until the round frees space or ends (at
-// most a second): the bound is kept first, throughput second.
+// atRisk reports whether the log, with what the cleaner's batch in flight
+// may still append (at least the room the next batch needs), reaches
+// cleanerLimit × live.
+func (s *Store) atRisk() bool {
+	c := s.cleaner
+	limit := c.limitAt.Load()
+	return limit > 0 && s.seg.Bytes()+max(c.inflight.Load(), c.minBatch.Load()) >= limit
+}
+
+// throttle holds a new disk write while a cleaner round is running and the
+// bound is at risk (atRisk), until the round frees space or ends (at most a
+// second): the bound is kept first, throughput second. Writers are not held
+// otherwise.
 func (s *Store) throttle() {
 	c := s.cleaner
-	hard := c.hardAt.Load()
-	if hard == 0 || !c.running.Load() || s.seg.Bytes() < hard {
+	if !c.running.Load() || !s.atRisk() {
 		return
 	}
 	t0 := time.Now()
@@ -122,7 +141,7 @@ func (s *Store) throttle() {
 		c.mu.Unlock()
 	}()
 	deadline := time.Now().Add(time.Second)
-	for c.running.Load() && s.seg.Bytes() >= hard && time.Now().Before(deadline) {
+	for c.running.Load() && s.atRisk() && time.Now().Before(deadline) {
 		c.progMu.Lock()
 		if c.progress == nil {
 			c.progress = make(chan struct{})
@@ -186,6 +205,9 @@ func (s *Store) cleanerSegmentSize(live int64) int64 {
 
 // runCleaner is the cleaner's goroutine.
 func (s *Store) runCleaner() {
+	// Rotations come often while the cleaner runs (small segments, moved
+	// records): the next segment is created ahead, off the append path.
+	s.seg.SetPrecreate(true)
 	t := time.NewTicker(cleanerTick)
 	defer t.Stop()
 	for {
@@ -246,7 +268,8 @@ func (s *Store) cleanRound() error {
 		}
 		return nil
 	}
-	plan := &cleanPlan{targetRatio: cleanerTarget, maxLive: cleanerMaxLive, pace: pace, removed: c.progressed}
+	plan := &cleanPlan{targetRatio: cleanerTarget, maxLive: cleanerMaxLive, pace: pace, removed: c.progressed,
+		limitRatio: cleanerLimit, inflight: &c.inflight}
 	before := s.segmentBytes()
 	c.running.Store(true)
 	st, err := s.gcLocked(plan)
@@ -259,7 +282,8 @@ func (s *Store) cleanRound() error {
 	if st.LiveBytes > 0 || err == nil {
 		c.st.LastLive = st.LiveBytes
 		c.known = true
-		c.hardAt.Store(int64(cleanerHard * float64(st.LiveBytes)))
+		c.limitAt.Store(int64(cleanerLimit * float64(st.LiveBytes)))
+		c.minBatch.Store(st.LiveBytes / 32)
 	}
 	c.st.Rounds++
 	c.st.BytesRelocated += st.BytesRelocated

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/snapfs/snapfs/index"
@@ -216,6 +217,11 @@ type cleanPlan struct {
 	pace func(n int64) error
 	// removed is called after each batch of segments is removed.
 	removed func()
+	// limitRatio × liveTotal is the segment bytes a batch's moves must
+	// leave room under; inflight is set to a batch's bytes to move while
+	// it runs (writers wait while the log plus it reaches the limit).
+	limitRatio float64
+	inflight   *atomic.Int64
 }
 
 // gcLocked is one garbage collection and cleaning pass (gcMu held).
@@ -228,7 +234,9 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 	if err := s.syncAllDisks(); err != nil {
 		return GCStats{}, err
 	}
+	tScan := time.Now()
 	res, err := s.scan()
+	s.log.Debug("gc scan", "commit", tScan.Sub(start), "scan", time.Since(tScan))
 	if err != nil {
 		return GCStats{}, fmt.Errorf("gc: scan: %w", err)
 	}
@@ -339,23 +347,37 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	sort.SliceStable(cands, func(i, j int) bool { return frac(cands[i]) < frac(cands[j]) })
 	var pace func(int64) error
 	if plan != nil {
-		pace = plan.pace
+		pace = func(n int64) error {
+			if plan.inflight != nil {
+				plan.inflight.Add(-n) // now in the log's bytes
+			}
+			if plan.pace == nil {
+				return nil
+			}
+			return plan.pace(n)
+		}
 	}
 	// Clean in batches (one round of fsyncs each) of up to cleanBatch bytes
-	// to move, the emptiest first; small batches while little is live, since
-	// a batch's copies exist next to its old segments until they are removed.
+	// to move, the emptiest first. A batch's copies exist next to its old
+	// segments until they are removed, so the cleaner's batches are as
+	// large as the room under plan.limitRatio × live allows, less a 32nd
+	// of live left to the foreground, between a 32nd and an 8th of live
+	// (and at least one segment): few batches (three fsyncs each), and
+	// writers held only when the bound is really at risk (between batches
+	// they leave a 32nd of live under the limit for the next one).
 	cleanBatch := int64(32 << 20)
-	if plan != nil {
-		cleanBatch = min(cleanBatch, max(liveTotal/16, 1<<20))
-	}
 	for len(cands) > 0 {
+		if plan != nil {
+			room := int64(plan.limitRatio*float64(liveTotal)) - s.seg.Bytes() - liveTotal/32
+			cleanBatch = min(32<<20, max(liveTotal/8, 1<<20), max(room, liveTotal/32))
+		}
 		// On a nearly full filesystem a batch moves no more than half of
 		// what is free (segments with nothing live need nothing): their
 		// copies exist before the old segments go.
 		limit := cleanBatch
 		if free, ok := s.freeBytes(); ok {
 			limit = min(limit, free/2)
-			if live[cands[0].Number] > limit {
+			if live[cands[0].Number] > free/2 {
 				s.log.Warn("gc: not enough free space to move the records of the next segment; stopping",
 					"segment", cands[0].Number, "live_bytes", live[cands[0].Number], "free_bytes", free)
 				break
@@ -380,7 +402,13 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 		for i, si := range batch {
 			nums[i] = si.Number
 		}
+		if plan != nil && plan.inflight != nil {
+			plan.inflight.Store(toMove)
+		}
 		moved, err := s.cleanSegments(nums, livePos, pace)
+		if plan != nil && plan.inflight != nil {
+			plan.inflight.Store(0)
+		}
 		if plan != nil && plan.removed != nil {
 			plan.removed()
 		}
@@ -416,6 +444,8 @@ func (s *Store) cleanSegment(num uint64, pace func(int64) error) (int64, error) 
 // was committed (a record not in it is dead and stays dead); else, and for
 // hole records, the index is asked about each record.
 func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct{}, pace func(int64) error) (map[uint64]int64, error) {
+	t0 := time.Now()
+	var tRepointed, tIdx time.Time
 	var moves []relocation
 	moved := map[uint64]int64{}
 	stop := fmt.Errorf("end of segment")
@@ -457,9 +487,16 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 			return moved, err
 		}
 	}
+	tMoved := time.Now()
 	if err := s.seg.Sync(); err != nil {
 		return moved, err
 	}
+	tSynced := time.Now()
+	nRec := len(moves)
+	defer func() {
+		s.log.Debug("cleaned segments", "segments", len(nums), "records", nRec, "move", tMoved.Sub(t0),
+			"log_sync", tSynced.Sub(tMoved), "repoint", tRepointed.Sub(tSynced), "index_sync", tIdx.Sub(tRepointed), "remove", time.Since(tIdx))
+	}()
 	// Repoint the index in transactions of bounded size (Badger limits one).
 	for len(moves) > 0 {
 		n := min(len(moves), 2000)
@@ -468,9 +505,11 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 		}
 		moves = moves[n:]
 	}
+	tRepointed = time.Now()
 	if err := s.idx.Sync(); err != nil {
 		return moved, err
 	}
+	tIdx = time.Now()
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
 	var gone []uint64
@@ -483,12 +522,22 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 }
 
 // repoint moves index entries from old to new record positions, unless the
-// entry changed meanwhile.
+// entry changed meanwhile. Every writer of versions holds idxMu (commit,
+// deleteVersions, this), so reading the entries in a read-only view and
+// writing the changed ones in a write batch, both under idxMu, is as safe
+// as one read-write transaction and cheaper (no conflict tracking, no
+// transaction size limit).
 func (s *Store) repoint(moves []relocation) error {
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
-	return s.idx.Update(func(t *index.Txn) error {
-		for _, m := range moves {
+	type set struct {
+		m *relocation
+		v index.Version
+	}
+	var sets []set
+	err := s.idx.View(func(t *index.Txn) error {
+		for i := range moves {
+			m := &moves[i]
 			if m.r.Kind != segment.KindData {
 				continue // holes carry no location
 			}
@@ -503,12 +552,21 @@ func (s *Store) repoint(moves []relocation) error {
 				continue // replaced meanwhile
 			}
 			v.Segment, v.Offset, v.Length = m.new.Segment, m.new.Offset, m.new.Length
-			if err := t.SetVersion(m.r.Layer, m.r.Block, m.r.Epoch, v); err != nil {
-				return err
-			}
+			sets = append(sets, set{m, v})
 		}
 		return nil
 	})
+	if err != nil || len(sets) == 0 {
+		return err
+	}
+	b := s.idx.NewBatch()
+	for _, x := range sets {
+		if err := b.SetVersion(x.m.r.Layer, x.m.r.Block, x.m.r.Epoch, x.v); err != nil {
+			b.Cancel()
+			return err
+		}
+	}
+	return b.Flush()
 }
 
 // segmentNeeded reports whether a segment must not be removed although its

@@ -72,9 +72,12 @@
 //
 // # Invariants
 //
-//   - Every segment but the last one was synced in full before its successor
-//     was created, and its header was synced before any record was written.
-//     So after a crash only the last segment can end in a torn record.
+//   - Every segment but the last one was synced in full before a record was
+//     written to its successor, and its header was synced before any record
+//     was written. So after a crash only the last segment that holds a record
+//     can end in a torn record. (With SetPrecreate on, the successor's file,
+//     header only, is created ahead in the background; files after the last
+//     one holding a record hold none.)
 //   - A segment is appended to by one Log only, and never again after the
 //     Log that wrote it is gone: Open always starts a new segment.
 //   - A record is written with a single write at the end of the active
@@ -89,9 +92,14 @@
 // Open scans the last segment from its header, stops at the first record
 // that is short or fails to decode, truncates the file there and syncs it
 // (it syncs it even when nothing was cut, because what it read may only have
-// been in the page cache). A last segment holding no record (header only, or
-// a header torn by a crash during its creation) is removed. Then a new
-// segment is started. If Options.Durable says the bad record lies in the
+// been in the page cache). Files at the end that hold no record (header only,
+// or a header torn by a crash during its creation: a segment created ahead,
+// or one started just before the crash) are removed first, so the segment
+// scanned is the last one that holds a record; a last segment holding no
+// record is removed too. Then a new segment is started, numbered after the
+// highest file found (numbers are never reused). A bad record before
+// Options.Durable (an earlier segment, or the synced part of this one) is
+// corruption, not a torn write. If Options.Durable says the bad record lies in the
 // synced part of the segment, it is corruption, not a torn write: the
 // segment is kept whole and the error logged.
 //

@@ -31,6 +31,10 @@ package segment
 //   - Open removes a last segment that holds no record (only its header, or a
 //     torn header): it is replaced by the new segment, so restarts do not
 //     pile up empty segments. Numbers still only grow.
+//   - SetPrecreate (the engine's cleaner): the next segment's file is created
+//     in the background while the active one fills, so a rotation waits for
+//     one fsync (the old segment's), not three. Open first removes trailing
+//     files that hold no record, then recovers the last one that does.
 
 import (
 	"encoding/binary"
@@ -171,6 +175,21 @@ type Log struct {
 	active *segFile
 	closed bool
 	err    error // sticky write-path error
+
+	// spare is the next segment, created ahead in the background while
+	// SetPrecreate is on, so a rotation does not wait for the creation's
+	// two fsyncs (file, directory) with appends held; under appendMu.
+	precreate atomic.Bool
+	spare     *spareSegment
+}
+
+// spareSegment is a segment file being created ahead of its use: num's file
+// (header only, synced, directory synced) once done is closed, unless err.
+type spareSegment struct {
+	num  uint64
+	done chan struct{}
+	f    vfs.File
+	err  error
 }
 
 func segName(n uint64) string { return fmt.Sprintf("%016x.seg", n) }
@@ -249,12 +268,28 @@ func (l *Log) open() error {
 	if len(l.order) == 0 {
 		return l.startSegment(1)
 	}
+	// Trailing files that hold no record (a segment created ahead of its
+	// use, see SetPrecreate, or one created just before a crash) go first:
+	// the segment before them is the one whose tail must be recovered.
+	// Numbers are never reused: the next segment follows the highest one.
+	next := l.order[len(l.order)-1] + 1
+	for len(l.order) > 1 {
+		n := l.order[len(l.order)-1]
+		if l.segs[n].size.Load() > FileHeaderSize {
+			break
+		}
+		if err := l.fs.Remove(l.path(n)); err != nil {
+			return err
+		}
+		delete(l.segs, n)
+		l.order = l.order[:len(l.order)-1]
+	}
 	last := l.segs[l.order[len(l.order)-1]]
 	empty, err := l.recoverTail(last)
 	if err != nil {
 		return err
 	}
-	if err := l.startSegment(last.num + 1); err != nil {
+	if err := l.startSegment(next); err != nil {
 		return err
 	}
 	if empty {
@@ -320,7 +355,7 @@ func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 			// record there is corruption, not a torn write: keep the
 			// segment whole (later records are acknowledged data) and
 			// report it. Past it, the first bad record starts a torn tail.
-			if s.num != l.durable.Segment || off >= l.durable.Offset {
+			if s.num > l.durable.Segment || (s.num == l.durable.Segment && off >= l.durable.Offset) {
 				break // past what is known durable: a torn tail
 			}
 			next, err := r.nextValid(off)
@@ -379,13 +414,58 @@ func (l *Log) createSegment(n uint64) (vfs.File, error) {
 	return f, nil
 }
 
-// startSegment creates segment n and makes it the active one. The caller
-// holds appendMu (or is Open).
-func (l *Log) startSegment(n uint64) error {
-	f, err := l.createSegment(n)
-	if err != nil {
-		return err
+// SetPrecreate turns on (or off) creating the next segment in the
+// background while the active one fills. A spare file left by a crash holds
+// no record (header only): Open drops it.
+func (l *Log) SetPrecreate(on bool) {
+	l.precreate.Store(on)
+}
+
+// takeSpare returns the pre-created file of segment n, if there is one
+// (appendMu held). A spare for another number, or one whose creation
+// failed, is dropped.
+func (l *Log) takeSpare(n uint64) vfs.File {
+	sp := l.spare
+	if sp == nil {
+		return nil
 	}
+	l.spare = nil
+	<-sp.done
+	if sp.err != nil {
+		return nil
+	}
+	if sp.num != n {
+		sp.f.Close()
+		l.fs.Remove(l.path(sp.num))
+		return nil
+	}
+	return sp.f
+}
+
+// prepareSpare starts creating segment n in the background (appendMu held).
+func (l *Log) prepareSpare(n uint64) {
+	if !l.precreate.Load() || l.spare != nil {
+		return
+	}
+	sp := &spareSegment{num: n, done: make(chan struct{})}
+	l.spare = sp
+	go func() {
+		defer close(sp.done)
+		sp.f, sp.err = l.createSegment(n)
+	}()
+}
+
+// startSegment creates segment n (or takes its pre-created file) and makes
+// it the active one. The caller holds appendMu (or is Open).
+func (l *Log) startSegment(n uint64) error {
+	f := l.takeSpare(n)
+	if f == nil {
+		var err error
+		if f, err = l.createSegment(n); err != nil {
+			return err
+		}
+	}
+	defer l.prepareSpare(n + 1)
 	s := &segFile{num: n, f: f, flushed: FileHeaderSize}
 	s.size.Store(FileHeaderSize)
 	l.bytes.Add(FileHeaderSize)
@@ -950,6 +1030,14 @@ func (l *Log) remove(segment uint64) error {
 func (l *Log) Close() error {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
+	if sp := l.spare; sp != nil {
+		// Its file stays: it holds no record, and Open drops it.
+		l.spare = nil
+		<-sp.done
+		if sp.err == nil {
+			sp.f.Close()
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
