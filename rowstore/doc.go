@@ -167,8 +167,11 @@
 //     there: the floor refused them), and so does an allocation of the
 //     index that fails (the hook in the patched ristretto, below). While it
 //     is released, new writes must leave room for it too; it is re-armed
-//     (GC, Open, the cleaner, a write) once twice the floor is free beside
-//     it, a hysteresis that keeps a store near the floor from flapping.
+//     by GC, Open and the cleaner once twice the floor is free beside it, a
+//     hysteresis that keeps a store near the floor from flapping, and by a
+//     new write once the floor is free beside it, so no write is ever
+//     admitted with the reserve released (else writes could use up the
+//     room it needs and leave it released for good).
 //   - GC on a nearly full filesystem first removes the segments nothing
 //     lives in, and moves records in batches of at most half the free
 //     space, so it frees space before it needs any. Usage appends nothing;
