@@ -224,6 +224,14 @@
 // Replay applies catalog changes per key by sequence number (the newest
 // wins, whatever the order relocation left in the log); block records of a
 // layer whose catalog record comes later are applied once it is known.
+// A catalog record is synced before its index transaction commits, and
+// until that commit the checkpoint is never written past it (commit stops
+// at Store.catInflight): after a crash in between, replay applies it, so
+// the reopened index agrees with the log (else the id counter went back
+// and a later rebuild put two disks on one layer). A catalog change that
+// fails after its record was appended is superseded by a full catalog
+// record of the index's catalog; if that fails too, catalog changes are
+// refused until the store is reopened (replay then applies the record).
 //
 // Open never trusts an index it has not checked (identity.go). Before
 // Badger opens the directory (Badger, finding no MANIFEST, starts an empty
@@ -293,7 +301,9 @@
 // index is repointed to, so every reader sharing it is repaired and a rebuild
 // finds the good copy (replay keeps, for equal sequence numbers, the copy
 // whose record decodes). After a bad log record it writes a fresh full
-// catalog record. When every bad block was repaired, it then cleans the
+// catalog record and logs every hole the index holds again (a bad record
+// may have been a hole, which only the index still knows; a rebuild would
+// bring back the data it replaced). When every bad block was repaired, it then cleans the
 // segments that hold bad records (its own decoding scan, which the
 // cleaner's would not do: a corrupt record marks a segment as evidence to
 // keep): good live records are relocated, the index repointed and synced,
