@@ -20,10 +20,24 @@ import (
 // index: callers that need it durable call s.idx.Sync or use
 // catalogUpdateSync). The caller holds catMu.
 func (s *Store) catalogUpdate(fn func(*index.Txn) error) error {
+	if s.catBroken != nil {
+		return fmt.Errorf("catalog changes refused until the store is reopened: %w", s.catBroken)
+	}
 	st, err := s.idx.UpdateCatalog(fn, s.logCatalog)
 	if err != nil {
+		if s.catalogInflight() && !errors.Is(err, errTestCrash) {
+			// The record may be (or become) durable in the log while the
+			// index never applied it: a replay or rebuild would apply a
+			// change that failed. A full record of the index's catalog
+			// supersedes it.
+			if e := s.writeFullCatalog(); e != nil {
+				s.catBroken = fmt.Errorf("a failed catalog change is in the log but not in the index (%v; superseding it: %v)", err, e)
+				s.log.Error("catalog", "err", s.catBroken)
+			}
+		}
 		return err
 	}
+	s.clearCatalogInflight()
 	if st.SinceFull > fullEvery(st.Entries) {
 		if err := s.writeFullCatalog(); err != nil {
 			// The delta is durable; a later change tries again.
@@ -31,6 +45,22 @@ func (s *Store) catalogUpdate(fn func(*index.Txn) error) error {
 		}
 	}
 	return nil
+}
+
+// catalogInflight reports whether a catalog record was appended that the
+// index has not applied (commit keeps the checkpoint before it).
+func (s *Store) catalogInflight() bool {
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	return s.catInflight != nil
+}
+
+// clearCatalogInflight lets commit move the checkpoint past the catalog
+// records appended so far: the index has applied or superseded them.
+func (s *Store) clearCatalogInflight() {
+	s.appendMu.Lock()
+	s.catInflight = nil
+	s.appendMu.Unlock()
 }
 
 // catalogUpdateSync is catalogUpdate followed by a sync of the index.
@@ -59,15 +89,29 @@ func (s *Store) logCatalog(payload []byte) (uint64, error) {
 	if err := s.commit(); err != nil {
 		return 0, fmt.Errorf("catalog: %w", err)
 	}
+	if h := testHookCatalogLogged; h != nil {
+		if err := h(); err != nil {
+			return 0, err
+		}
+	}
 	return r.Seq, nil
 }
+
+// testHookCatalogLogged, when set (tests only), runs once a catalog record
+// is durable in the log and before the index transaction commits; an error
+// aborts that transaction (errTestCrash: and nothing else is done, as after
+// a crash at that point).
+var testHookCatalogLogged func() error
+
+var errTestCrash = errors.New("simulated crash")
 
 // appendCatalog appends a catalog record with the next sequence number.
 func (s *Store) appendCatalog(r *segment.Record) error {
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
 	r.Seq = s.nextSeq
-	if _, err := s.seg.Append(r); err != nil {
+	pos, err := s.seg.Append(r)
+	if err != nil {
 		if errors.Is(err, syscallENOSPC) {
 			return fmt.Errorf("%w: append catalog record: %v", ErrNoSpace, err)
 		}
@@ -75,6 +119,9 @@ func (s *Store) appendCatalog(r *segment.Record) error {
 	}
 	s.nextSeq++
 	s.dirty = true
+	if s.catInflight == nil {
+		s.catInflight = &pos
+	}
 	return nil
 }
 
@@ -93,6 +140,9 @@ func (s *Store) writeFullCatalog() error {
 	if err != nil {
 		return err
 	}
+	// The log holds the index's whole catalog: it supersedes any catalog
+	// record before it that the index did not apply.
+	s.clearCatalogInflight()
 	if err := s.idx.Update(func(t *index.Txn) error {
 		st, err := t.CatalogState()
 		if err != nil {

@@ -195,8 +195,11 @@
 //     there: the floor refused them), and so does an allocation of the
 //     index that fails (the hook in the patched ristretto, below). While it
 //     is released, new writes must leave room for it too; it is re-armed
-//     (GC, Open, the cleaner, a write) once twice the floor is free beside
-//     it, a hysteresis that keeps a store near the floor from flapping.
+//     by GC, Open and the cleaner once twice the floor is free beside it, a
+//     hysteresis that keeps a store near the floor from flapping, and by a
+//     new write once the floor is free beside it, so no write is ever
+//     admitted with the reserve released (else writes could use up the
+//     room it needs and leave it released for good).
 //   - GC on a nearly full filesystem first removes the segments nothing
 //     lives in, and moves records in batches of at most half the free
 //     space, so it frees space before it needs any. Usage appends nothing;
@@ -249,6 +252,14 @@
 // Replay applies catalog changes per key by sequence number (the newest
 // wins, whatever the order relocation left in the log); block records of a
 // layer whose catalog record comes later are applied once it is known.
+// A catalog record is synced before its index transaction commits, and
+// until that commit the checkpoint is never written past it (commit stops
+// at Store.catInflight): after a crash in between, replay applies it, so
+// the reopened index agrees with the log (else the id counter went back
+// and a later rebuild put two disks on one layer). A catalog change that
+// fails after its record was appended is superseded by a full catalog
+// record of the index's catalog; if that fails too, catalog changes are
+// refused until the store is reopened (replay then applies the record).
 //
 // Open never trusts an index it has not checked (identity.go). Before
 // Badger opens the directory (Badger, finding no MANIFEST, starts an empty
@@ -318,7 +329,9 @@
 // index is repointed to, so every reader sharing it is repaired and a rebuild
 // finds the good copy (replay keeps, for equal sequence numbers, the copy
 // whose record decodes). After a bad log record it writes a fresh full
-// catalog record. When every bad block was repaired, it then cleans the
+// catalog record and logs every hole the index holds again (a bad record
+// may have been a hole, which only the index still knows; a rebuild would
+// bring back the data it replaced). When every bad block was repaired, it then cleans the
 // segments that hold bad records (its own decoding scan, which the
 // cleaner's would not do: a corrupt record marks a segment as evidence to
 // keep): good live records are relocated, the index repointed and synced,

@@ -114,6 +114,15 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 	if len(keep) == 0 && len(bad) > 0 {
 		// Only when every block was repaired: a bad record still needed
 		// stays as evidence (and reads of it keep failing).
+		if logBad {
+			// A bad record may have been a hole: only the index knows it
+			// now, and a rebuild would bring back the data it replaced.
+			// Log every hole the index holds again, with its own sequence
+			// number, before the bad segments go.
+			if err := s.relogHoles(); err != nil {
+				return rep, fmt.Errorf("repair: log the holes again: %w", err)
+			}
+		}
 		nums := make([]uint64, 0, len(bad))
 		for n := range bad {
 			nums = append(nums, n)
@@ -240,4 +249,47 @@ func (s *Store) repairVersion(ctx context.Context, src BlockSource, p CheckProbl
 		return segment.Pos{}, segment.Record{}, err
 	}
 	return np, r, nil
+}
+
+// relogHoles appends a zero record for every hole version in the index,
+// with its layer, blocks, epoch and sequence number (as relocation does),
+// runs of consecutive blocks as one record. Made durable by the caller's
+// sync.
+func (s *Store) relogHoles() error {
+	type run struct{ layer, epoch, start, n, seq uint64 }
+	runs := map[[2]uint64]*run{}
+	flush := func(r *run) error {
+		p := make([]byte, 8)
+		putLeUint64(p, r.n)
+		_, err := s.relocate(&segment.Record{Kind: segment.KindZero, Layer: r.layer, Block: r.start, Epoch: r.epoch, Seq: r.seq, Payload: p})
+		return err
+	}
+	err := s.idx.View(func(t *index.Txn) error {
+		return t.EachVersion(func(layer, block, epoch uint64, v index.Version) error {
+			if !v.Zero() {
+				return nil
+			}
+			k := [2]uint64{layer, epoch}
+			if r := runs[k]; r != nil {
+				if r.start+r.n == block && r.seq == v.Seq {
+					r.n++
+					return nil
+				}
+				if err := flush(r); err != nil {
+					return err
+				}
+			}
+			runs[k] = &run{layer: layer, epoch: epoch, start: block, n: 1, seq: v.Seq}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if err := flush(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -169,7 +169,10 @@ func (s *Store) recover() error {
 		return fmt.Errorf("recover: %w", err)
 	}
 	s.cpSegment.Store(cp.Segment)
-	s.nextSeq = maxSeq + 1
+	// Never below a catalog record the index applied, even if the log lost
+	// it (a bad tail): a new record with a sequence number the index
+	// already counts as applied would be skipped by the next replay.
+	s.nextSeq = max(maxSeq, newCat.Seq) + 1
 	st.FullCatalogSeq = newCat.FullSeq
 	s.replay = st
 	if st.Records > 0 || st.CatalogRecords > 0 {

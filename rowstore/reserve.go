@@ -199,7 +199,12 @@ func (s *Store) admit(n int64) error {
 		g.mu.Lock()
 		g.rearmTried = time.Now()
 		g.mu.Unlock()
-		if _, err := s.rearm(); err != nil {
+		// A write is admitted only with the reserve armed: with the
+		// reserve's size and the floor free (what admission needs while it
+		// is released), it is armed again here. (A larger threshold would
+		// let writes use up that space and leave the reserve released for
+		// good.)
+		if _, err := s.rearmWith(g.floor); err != nil {
 			return err
 		}
 	}
@@ -249,9 +254,20 @@ func (s *Store) releaseReserve(why string) bool {
 
 // rearm recreates the reserve if the filesystem has room for it and twice
 // the floor (the hysteresis keeps a store near the floor from releasing and
-// re-arming on every memtable the index starts); it reports whether the reserve is armed afterwards. Lack of space
-// is no error (the reserve stays released); another failure is.
+// re-arming on every memtable the index starts: open, gc, the cleaner).
 func (s *Store) rearm() (bool, error) {
+	if s.space == nil {
+		return false, nil
+	}
+	return s.rearmWith(2 * s.space.floor)
+}
+
+// rearmWith recreates the reserve if the filesystem has room for it and
+// free bytes beyond it (before a write, the floor: a write is never
+// admitted with the reserve released); it reports whether the reserve is
+// armed afterwards. Lack of space is no error (the reserve stays released);
+// another failure is.
+func (s *Store) rearmWith(free int64) (bool, error) {
 	g := s.space
 	if g == nil || g.disable {
 		return false, nil
@@ -264,7 +280,7 @@ func (s *Store) rearm() (bool, error) {
 	if err := g.refreshLocked(true); err != nil {
 		return false, err
 	}
-	if g.free < g.size+2*g.floor {
+	if g.free < g.size+free {
 		return false, nil
 	}
 	err := writeReserve(g.fs, g.file, g.size)

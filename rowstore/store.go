@@ -120,6 +120,14 @@ type Store struct {
 	appendMu sync.Mutex // serializes log appends with their pending entries
 	nextSeq  uint64     // INVARIANT: greater than every sequence number in the log; under appendMu
 	dirty    bool       // records appended since the last commit; under appendMu
+	// catInflight is the position of a catalog record appended whose index
+	// transaction has not committed yet (under appendMu): commit never puts
+	// the checkpoint past it, so replay after a crash applies it.
+	catInflight *segment.Pos
+	// catBroken: a catalog record is in the log that the index neither
+	// applied nor superseded; further catalog changes are refused until the
+	// store is reopened (replay applies it). Under catMu.
+	catBroken error
 
 	pendMu   sync.RWMutex
 	pending  map[vkey]index.Version // appended, not yet in the index
@@ -443,6 +451,9 @@ func (s *Store) commit() error {
 		return nil
 	}
 	tail := s.seg.Tail()
+	if p := s.catInflight; p != nil {
+		tail = *p // replay must see the catalog record the index lacks
+	}
 	seq := s.nextSeq - 1
 	s.dirty = false
 	s.pendMu.Lock()
