@@ -387,6 +387,13 @@ func (s *Store) Close() error {
 	if e := s.syncAllDisks(); err == nil {
 		err = e
 	}
+	// A checkpoint at the log's tail: records synced after the last commit
+	// (relocations, repairs, catalog records) are then below the durable
+	// position at the next Open, so a bad one there is reported as corrupt,
+	// never cut off as a torn tail.
+	if err == nil {
+		err = s.advanceCheckpoint()
+	}
 	if e := s.seg.Close(); err == nil && e != nil {
 		err = fmt.Errorf("close log: %w", e)
 	}

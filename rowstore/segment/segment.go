@@ -362,12 +362,12 @@ func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 			if err != nil {
 				return false, err
 			}
-			if next >= 0 {
-				l.log.Error("segment: corrupt record in the middle of the last segment; keeping the records after it",
-					"segment", s.num, "offset", off, "next_valid", next, "err", decErr)
-				off = size
-				break
-			}
+			// Even as the last record it is kept: cutting it would turn a
+			// corrupt, indexed block into one the index points past (check
+			// could then not name it, nor repair rewrite it).
+			l.log.Error("segment: corrupt record before the durable position; keeping the segment whole",
+				"segment", s.num, "offset", off, "next_valid", next, "err", decErr)
+			off = size
 			break
 		}
 		off += int64(n)
