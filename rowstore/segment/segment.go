@@ -365,7 +365,9 @@ func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 			// Even as the last record it is kept: cutting it would turn a
 			// corrupt, indexed block into one the index points past (check
 			// could then not name it, nor repair rewrite it).
-			l.log.Error("segment: corrupt record before the durable position; keeping the segment whole",
+			// Info, not Error: reads of it fail as corrupt and `snapfs
+			// check` reports it; a one-shot command must print one line.
+			l.log.Info("segment: corrupt record before the durable position; keeping the segment whole",
 				"segment", s.num, "offset", off, "next_valid", next, "err", decErr)
 			off = size
 			break
