@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -103,11 +106,16 @@ func Open(dir string, o Options) (*DB, error) {
 	if o.ReadOnly {
 		opts = opts.WithReadOnly(true)
 	}
+	if !o.ReadOnly {
+		if err := removeEmptyMemtables(dir, lg); err != nil {
+			return nil, fmt.Errorf("index: open %s: %w", dir, err)
+		}
+	}
 	db, err := badger.Open(opts)
 	// Badger wraps most errors with %+v (y.Wrap outside its debug mode), so
 	// errors.Is alone misses ErrTruncateNeeded behind "while opening
 	// memtables": match its text too.
-	if o.ReadOnly && err != nil && (errors.Is(err, badger.ErrTruncateNeeded) || strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error())) {
+	if o.ReadOnly && err != nil && needsWrite(err) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNeedsWrite, dir, err)
 	}
 	if err != nil {
@@ -475,3 +483,48 @@ func (b badgerLogger) Warningf(f string, a ...any) {
 }
 func (b badgerLogger) Infof(string, ...any)  {}
 func (b badgerLogger) Debugf(string, ...any) {}
+
+// needsWrite reports whether a read-only open failed only because Badger
+// must write to recover: a memtable to truncate (ErrTruncateNeeded), or a
+// file a crash left empty that must be sized before it can be mapped (the
+// allocation fails on the read-only descriptor with EBADF or EINVAL; seen
+// after a SIGKILL right after Badger created its next memtable file).
+// Badger wraps errors with %+v, so the text is matched too.
+func needsWrite(err error) bool {
+	msg := err.Error()
+	return errors.Is(err, badger.ErrTruncateNeeded) || strings.Contains(msg, badger.ErrTruncateNeeded.Error()) ||
+		errors.Is(err, syscall.EBADF) || strings.Contains(msg, syscall.EBADF.Error()) ||
+		(strings.Contains(msg, "error while truncation") && (errors.Is(err, syscall.EINVAL) || strings.Contains(msg, syscall.EINVAL.Error())))
+}
+
+// removeEmptyMemtables deletes memtable files (*.mem) of length zero: a
+// crash between Badger's creation of its next memtable file and its sizing
+// leaves one, and Badger then refuses to open ("Create a new file"). An
+// empty file holds no entry, so removing it loses nothing.
+func removeEmptyMemtables(dir string, lg *slog.Logger) error {
+	mems, err := filepath.Glob(filepath.Join(dir, "*.mem"))
+	if err != nil {
+		return err
+	}
+	removed := false
+	for _, m := range mems {
+		fi, err := os.Stat(m)
+		if err != nil || fi.Size() != 0 {
+			continue
+		}
+		if err := os.Remove(m); err != nil {
+			return fmt.Errorf("remove empty memtable file: %w", err)
+		}
+		lg.Warn("index: removed an empty memtable file a crash left", "file", m)
+		removed = true
+	}
+	if !removed {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
