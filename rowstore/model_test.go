@@ -420,6 +420,8 @@ func (r *modelRun) readCheck(all bool) {
 			rd.Close()
 		}
 	}
+	// The space accounting equals a full count (accounting.go).
+	r.must(r.s.verifyAccounting(), "space accounting")
 }
 
 func testOptions() Options {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -102,6 +103,7 @@ func (o *Options) fill() {
 //
 // Lock order (outer first): diskState.mu (several: by ascending disk id),
 // catMu, syncMu, idxMu, appendMu, pendMu. readMu is taken alone.
+// accounting.mu is a leaf (commit takes it under appendMu).
 type Store struct {
 	dir  string
 	opts Options
@@ -149,7 +151,9 @@ type Store struct {
 	gcMu sync.Mutex // one GC at a time
 
 	allocMu    sync.Mutex
-	allocCache map[link]int64 // allocated bytes of immutable (layer, epoch) points
+	allocCache map[link]int64 // allocated bytes of immutable points whose record lacks them
+
+	acct *accounting // stored blocks of every disk head (accounting.go)
 
 	lock *os.File // advisory lock on <dir>/lock
 
@@ -242,6 +246,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		disks:        map[uint64]*diskState{},
 		pins:         map[link]int{},
 		allocCache:   map[link]int64{},
+		acct:         newAccounting(),
 		corruptSegs:  map[uint64]bool{},
 		deletedDisks: map[uint64]bool{},
 		diskNames:    map[string]uint64{},
@@ -326,7 +331,14 @@ func (s *Store) openLocked(dir string, opts Options) error {
 	if err := s.recover(); err != nil {
 		return err
 	}
-	return s.finishOpen(legacy)
+	if err := s.finishOpen(legacy); err != nil {
+		return err
+	}
+	before := cp
+	if opts.RebuildIndex {
+		before = index.Checkpoint{Segment: math.MaxUint64} // trust no count
+	}
+	return s.loadAccounting(before, s.replay.Layers)
 }
 
 // lockStore takes the store's advisory lock (flock on <dir>/lock). A store
@@ -463,6 +475,7 @@ func (s *Store) commit() error {
 	}
 	seq := s.nextSeq - 1
 	s.dirty = false
+	counts := s.acct.snapshot() // exactly the records before tail, with it
 	s.pendMu.Lock()
 	batch := s.pending
 	s.flushing = batch
@@ -504,7 +517,12 @@ func (s *Store) commit() error {
 	// The checkpoint goes in its own, later write: Badger's log keeps write
 	// order, so a checkpoint that survives a crash implies the versions do.
 	cp := index.Checkpoint{Segment: tail.Segment, Offset: tail.Offset, Seq: seq}
-	if err := s.idx.Update(func(t *index.Txn) error { return t.SetCheckpoint(cp) }); err != nil {
+	if err := s.idx.Update(func(t *index.Txn) error {
+		if err := t.SetCheckpoint(cp); err != nil {
+			return err
+		}
+		return saveAlloc(t, cp, counts)
+	}); err != nil {
 		restore()
 		return s.wrapNoSpace(fmt.Errorf("index checkpoint: %w", err))
 	}

@@ -40,19 +40,12 @@ type Local struct {
 	started    time.Time
 
 	mu      sync.Mutex
-	allocs  map[allocKey]int64 // allocation of immutable points: snapshot disks, images
-	scratch int                // last scratch clone number used
-}
-
-type allocKey struct {
-	kind string // "snapshot" or "image"
-	id   uint64
-	disk string
+	scratch int // last scratch clone number used
 }
 
 // NewLocal returns a Local over store (opened from dir). Close closes store.
 func NewLocal(store *rowstore.Store, dir string) *Local {
-	return &Local{store: store, dir: dir, allocs: map[allocKey]int64{}, log: slog.New(slog.DiscardHandler)}
+	return &Local{store: store, dir: dir, log: slog.New(slog.DiscardHandler)}
 }
 
 // SetLogger sets the logger of region operations (default: discard). Call
@@ -217,48 +210,15 @@ func (l *Local) GetSnapshot(_ context.Context, name string) (Snapshot, error) {
 	return l.snapshot(si)
 }
 
-// snapshot completes an engine SnapshotInfo with state and allocation. A
-// snapshot never changes, so its allocation is counted once per process.
+// snapshot completes an engine SnapshotInfo with state and copies. Its
+// allocation was recorded when it was taken: nothing is counted here.
 func (l *Local) snapshot(si rowstore.SnapshotInfo) (Snapshot, error) {
 	s := Snapshot{ID: si.ID, Name: si.Name, Created: si.Created, Kind: si.Kind, State: "available", Disks: []SnapshotDisk{}}
 	for _, d := range si.Disks {
-		a, err := l.allocated(allocKey{"snapshot", si.ID, d.Name}, func() (*rowstore.Reader, error) {
-			return l.store.OpenSnapshotDisk(si.Name, d.Name)
-		})
-		if err != nil {
-			return Snapshot{}, err
-		}
-		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: a})
+		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: d.Allocated})
 	}
 	s.Copies = l.copies(si)
 	return s, nil
-}
-
-func (l *Local) allocated(k allocKey, open func() (*rowstore.Reader, error)) (int64, error) {
-	l.mu.Lock()
-	a, ok := l.allocs[k]
-	l.mu.Unlock()
-	if ok {
-		return a, nil
-	}
-	r, err := open()
-	if err != nil {
-		return 0, err
-	}
-	defer r.Close()
-	a, err = r.Allocated()
-	if err != nil {
-		return 0, err
-	}
-	l.mu.Lock()
-	l.allocs[k] = a
-	l.mu.Unlock()
-	return a, nil
-}
-
-// ImageAllocated is the allocation of an image (counted once per process).
-func (l *Local) ImageAllocated(im Image) (int64, error) {
-	return l.allocated(allocKey{"image", im.ID, ""}, func() (*rowstore.Reader, error) { return l.store.OpenImage(im.Name) })
 }
 
 // SnapshotOf is GetSnapshot for the FUSE adapter.
