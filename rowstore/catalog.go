@@ -447,8 +447,9 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 	for _, d := range ds {
 		d.chain = append([]link{{d.chain[0].layer, d.chain[0].epoch + 1}}, d.chain[1:]...)
 	}
-	if err := s.idx.Sync(); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("snapshot %q: sync index: %w", name, err)
+	// Durable: the record is synced in the log (catalogUpdateSync).
+	if err := s.syncCatalogIfStale(); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot %q: %w", name, err)
 	}
 	return snapshotInfo(s, rec)
 }
@@ -671,8 +672,8 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 		return err
 	}
 	d.chain, d.size, d.modified = chain, m.Size, time.Now()
-	if err := s.idx.Sync(); err != nil {
-		return fmt.Errorf("rollback of %q: sync index: %w", name, err)
+	if err := s.syncCatalogIfStale(); err != nil {
+		return fmt.Errorf("rollback of %q: %w", name, err)
 	}
 	return nil
 }

@@ -126,6 +126,14 @@ type Store struct {
 	// transaction has not committed yet (under appendMu): commit never puts
 	// the checkpoint past it, so replay after a crash applies it.
 	catInflight *segment.Pos
+	// catUnsynced is the position of the oldest catalog record the index
+	// applied but has not synced (under appendMu): commit never puts the
+	// checkpoint past it either, so a crash that loses the index's
+	// transaction replays the record. syncCatalog clears it; catUnsyncedGen
+	// counts the records applied, catUnsyncedAt is when the oldest was.
+	catUnsynced    *segment.Pos
+	catUnsyncedGen uint64
+	catUnsyncedAt  time.Time
 	// catBroken: a catalog record is in the log that the index neither
 	// applied nor superseded; further catalog changes are refused until the
 	// store is reopened (replay applies it). Under catMu.
@@ -473,6 +481,9 @@ func (s *Store) commit() error {
 	if p := s.catInflight; p != nil {
 		tail = *p // replay must see the catalog record the index lacks
 	}
+	if p := s.catUnsynced; p != nil {
+		tail = *p // or may lose after a crash (not synced in the index)
+	}
 	seq := s.nextSeq - 1
 	s.dirty = false
 	counts := s.acct.snapshot() // exactly the records before tail, with it
@@ -534,8 +545,12 @@ func (s *Store) commit() error {
 }
 
 // advanceCheckpoint commits, writing a checkpoint at the log's tail even if
-// nothing is pending.
+// nothing is pending (the index synced first, so that no catalog change it
+// has not synced holds the checkpoint back).
 func (s *Store) advanceCheckpoint() error {
+	if err := s.syncCatalog(); err != nil {
+		return err
+	}
 	s.appendMu.Lock()
 	s.dirty = true
 	s.appendMu.Unlock()
@@ -597,7 +612,13 @@ func (s *Store) startBackground() {
 				case <-s.stop:
 					return
 				case <-t.C:
-					if err := s.syncAllDisks(); err != nil {
+					// Catalog changes first, so this commit's checkpoint
+					// may pass them.
+					err := s.syncCatalog()
+					if e := s.syncAllDisks(); err == nil {
+						err = e
+					}
+					if err != nil {
 						s.log.Error("background sync failed", "err", err)
 					}
 				}
