@@ -54,16 +54,36 @@
 // sequence number per key) and drops a torn tail. Disk.Sync flushes the
 // cache and commits: everything written before it is then durable
 // (invariant 1). Catalog changes (create, snapshot, clone, image, rollback,
-// delete, resize) are Badger transactions followed by a Badger sync, made
-// after a commit of the disks involved: durable before they are acknowledged,
-// and a snapshot holds every write made before it (invariant 3). Before a
-// catalog transaction commits, the keys it changed are appended to the log
-// as a catalog record and the log is synced (catlog.go), so the catalog too
-// can be rebuilt from the log alone. A record
+// delete, resize) are Badger transactions made after a commit of the disks
+// involved: a snapshot holds every write made before it (invariant 3).
+// Before a catalog transaction commits, the keys it changed are appended to
+// the log as a catalog record and the log is synced (catlog.go), so the
+// catalog too can be rebuilt from the log alone, and that sync is what makes
+// the change durable before it is acknowledged: the Badger transaction is
+// not synced with it (one fsync per change, not two). Until Badger is synced
+// (the background sync, GC, the cleaner, Close, or the next catalog change
+// once the oldest unsynced one is a second old: Store.catUnsynced) the
+// checkpoint stays before the record, so a crash that loses the transaction
+// replays it (TestCatalogChangeLostByIndex). A record
 // carries its layer, block, epoch and sequence number, so replay is
 // independent of the catalog changes around it (invariant 4). Each record has
 // a CRC32C checked on every read; the index keeps the SHA-256 of every stored
 // block. A mismatch is a *CorruptError (ErrCorrupt), never data (invariant 5).
+//
+// # Space accounting
+//
+// Every disk head's allocated bytes (its visible stored blocks) are kept up
+// to date as blocks are written, punched, cloned and rolled back, and every
+// snapshot member and image records its own when it is made (catalog record
+// format version 2, package index), so disk, snapshot and image listings,
+// stat under the mount and the create commands never count blocks; only
+// usage's exclusive figures scan the index. The counts are persisted with
+// each checkpoint (index meta record "alloc") and trusted at Open for every
+// disk the log replay did not touch; the others (after a crash, an index
+// rebuild, a store older than this) are counted once at Open, in bounded
+// memory. Details and the argument for exactness: accounting.go; tests:
+// TestAccounting, TestAccountingCrash, and the model and crash tests check
+// the counts against a full count.
 //
 // # Garbage collection and cleaning
 //
@@ -349,7 +369,8 @@
 //
 //   - Layer chains are not flattened yet: a disk cloned from a clone of a
 //     clone reads through every level.
-//   - Counting visible blocks (allocation, PunchHole over large ranges, a diff
-//     from nothing) holds the visible set of the range in memory.
+//   - Counting visible blocks (PunchHole over large ranges, a diff from
+//     nothing, usage's exclusive figures) holds the visible set of the range
+//     in memory (the allocation counts at Open go 65536 blocks at a time).
 //   - A partial-block write is a read-modify-write of the whole block.
 package rowstore
