@@ -472,6 +472,11 @@ func (s *Store) appendRecord(r *segment.Record, v index.Version, blocks uint64) 
 func (s *Store) commit() error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
+	// Catalog changes the index has not synced hold the checkpoint back
+	// (catUnsynced); past a second, sync them so replay stays short.
+	if err := s.syncCatalogIfStale(); err != nil {
+		return err
+	}
 	s.appendMu.Lock()
 	if !s.dirty {
 		s.appendMu.Unlock()
