@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/snapfs/snapfs/index"
@@ -433,4 +434,96 @@ func TestCatalogChangeLostByIndex(t *testing.T) {
 		t.Fatalf("disk reads %v..., err %v; want the writes after the snapshot", got[:4], err)
 	}
 	mustAccount(t, s2, "after the lost transaction")
+}
+
+// TestAccountingConcurrent: writers, punchers, snapshots, clones and
+// commits at once (run with -race); the counts equal a full count at the
+// end, and again after a clean reopen, which trusts the persisted counts.
+func TestAccountingConcurrent(t *testing.T) {
+	dir := fastTempDir(t)
+	opts := testOptions()
+	if err := Create(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bs = 4096
+	for _, n := range []string{"a", "b"} {
+		if _, err := s.CreateDisk(n, 128*bs, bs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(w)))
+			h, err := s.OpenDisk([]string{"a", "b"}[w%2])
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer h.Close()
+			for i := 0; i < 150; i++ {
+				off := rng.Int63n(120 * bs)
+				var err error
+				switch rng.Intn(5) {
+				case 0:
+					err = h.PunchHole(off, rng.Int63n(8*bs))
+				case 1:
+					_, err = h.WriteAt(make([]byte, 1+rng.Intn(3*bs)), off)
+				case 2:
+					err = h.Sync()
+				default:
+					p := make([]byte, 1+rng.Intn(3*bs))
+					rng.Read(p)
+					_, err = h.WriteAt(p, off)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 15; i++ {
+			n := fmt.Sprint("s", i)
+			if _, err := s.CreateSnapshot(n, []string{"a", "b"}, ""); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := s.CloneDisk(fmt.Sprint("c", i), n, "a"); err != nil {
+				errs <- err
+				return
+			}
+			if err := s.Sync(); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	mustAccount(t, s, "after the concurrent work")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n := s.acct.counted.Load(); n != 0 {
+		t.Fatalf("a clean reopen counted %d disks", n)
+	}
+	mustAccount(t, s, "after reopen")
 }
