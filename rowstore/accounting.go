@@ -233,8 +233,11 @@ func (s *Store) loadAccounting(before index.Checkpoint, touched map[uint64]bool)
 		s.log.Info("space accounting: counted disks", "disks", counted)
 	}
 	if counted > 0 || !have || st.Segment != after.Segment || st.Offset != after.Offset {
-		// Persist with a checkpoint, so the next Open trusts them.
-		return s.advanceCheckpoint()
+		// Persist with a checkpoint, so the next Open trusts them. A
+		// failure (a full filesystem) only costs the next Open a count.
+		if err := s.advanceCheckpoint(); err != nil {
+			s.log.Warn("space accounting: persist the counts", "err", err)
+		}
 	}
 	return nil
 }
