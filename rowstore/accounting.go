@@ -203,7 +203,10 @@ func (s *Store) loadAccounting(before index.Checkpoint, touched map[uint64]bool)
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("space accounting: %w", err)
+		// A catalog this cannot read must not keep the store from opening
+		// (check and repair need it): counts are then made when asked.
+		s.log.Error("space accounting: read the catalog", "err", err)
+		return nil
 	}
 	saved := map[uint64]index.DiskAlloc{}
 	if have && st.Segment == before.Segment && st.Offset == before.Offset {
