@@ -236,10 +236,10 @@ func (s *Store) loadAccounting(before index.Checkpoint, touched map[uint64]bool)
 		s.log.Info("space accounting: counted disks", "disks", counted)
 	}
 	if counted > 0 || !have || st.Segment != after.Segment || st.Offset != after.Offset {
-		// Persist with a checkpoint, so the next Open trusts them. A
-		// failure (a full filesystem) only costs the next Open a count.
+		// Persist with a checkpoint, so the next Open trusts them. A failed
+		// sync is never swallowed (a later one may succeed with data lost).
 		if err := s.advanceCheckpoint(); err != nil {
-			s.log.Warn("space accounting: persist the counts", "err", err)
+			return fmt.Errorf("space accounting: persist the counts: %w", err)
 		}
 	}
 	return nil

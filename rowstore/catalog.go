@@ -385,7 +385,9 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 	if kind == "" {
 		kind = "manual"
 	}
-	s.preflush(disks)
+	if err := s.preflush(disks); err != nil {
+		return SnapshotInfo{}, err
+	}
 	ds, unlock, err := s.lockDisks(disks)
 	if err != nil {
 		return SnapshotInfo{}, err
@@ -459,8 +461,10 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 // before a snapshot takes their locks: the snapshot then flushes and syncs
 // only what was written meanwhile, so writers wait for that, not for the
 // whole cache and its fsync. Nothing to do costs nothing (no cache, no
-// unsynced records: no fsync); errors are left to the snapshot itself.
-func (s *Store) preflush(names []string) {
+// unsynced records: no fsync). A disk that does not exist is left to the
+// snapshot's own checks; a failed flush or sync fails the snapshot (never
+// swallowed: a later fsync may succeed after data was lost).
+func (s *Store) preflush(names []string) error {
 	for _, n := range names {
 		d, err := s.diskByName(n)
 		if err != nil {
@@ -468,11 +472,14 @@ func (s *Store) preflush(names []string) {
 		}
 		d.mu.Lock()
 		if !d.deleted {
-			_ = d.flushLocked()
+			err = d.flushLocked()
 		}
 		d.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
-	_ = s.commit()
+	return s.commit()
 }
 
 func (s *Store) exists(kind index.CatalogKind, name string) (bool, error) {
