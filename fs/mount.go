@@ -40,6 +40,10 @@ type Options struct {
 	MaxBackground int
 	// FsName is the "source" column of /proc/mounts. Empty means "snapfs".
 	FsName string
+	// Files, when set, shows the files inside snapshot disks and images as
+	// <d>.files directories (node_files.go), and turns extended attributes
+	// on (they are shown from the filesystems inside).
+	Files Files
 }
 
 // Server is a mounted snapfs namespace.
@@ -58,6 +62,8 @@ type mountState struct {
 	uid, gid    uint32
 	mounted     time.Time
 	nameTimeout time.Duration
+	files       Files      // nil: no .files entries
+	filesState  filesState // inode numbers of .files trees
 }
 
 // Mount mounts the snapfs namespace over opts.Backend at mountpoint and
@@ -79,6 +85,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		gid:         uint32(os.Getegid()),
 		mounted:     time.Now(),
 		nameTimeout: opts.NameTimeout,
+		files:       opts.Files,
 	}
 	if m.nameTimeout < 0 {
 		m.nameTimeout = 0
@@ -159,6 +166,9 @@ func fuseMountOptions(opts Options, logger *slog.Logger) fuse.MountOptions {
 	}
 	if opts.WritebackCache {
 		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
+	}
+	if opts.Files != nil {
+		mo.DisableXAttrs = false // xattrs of the files inside .files
 	}
 	return mo
 }

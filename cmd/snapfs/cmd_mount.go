@@ -20,6 +20,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/daemon"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
@@ -42,6 +43,10 @@ func mountCommand(st *state) *cli.Command {
 		ArgsUsage: "MOUNTPOINT",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "background", Usage: "return once the mount is ready; the daemon logs to <store>/" + LogName},
+			&cli.DurationFlag{Name: "files-idle", Value: browse.DefaultIdle,
+				Usage: "release the filesystem of a .files directory unused for this long"},
+			&cli.IntFlag{Name: "files-max", Value: browse.DefaultMaxOpen,
+				Usage: "at most this many .files filesystems open at once (least recently used released first)"},
 			&cli.StringFlag{Name: "pprof", Usage: "serve net/http/pprof (CPU, heap, block and mutex profiles) on this address, e.g. 127.0.0.1:6060; " +
 				"turns on block and mutex profiling"},
 		},
@@ -76,7 +81,7 @@ func mountCommand(st *state) *cli.Command {
 			if err := startPprof(c, log); err != nil {
 				return err
 			}
-			return daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log})
+			return daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log, Files: filesOptions(c)})
 		},
 	}
 }
@@ -94,7 +99,7 @@ func runChild(c *cli.Context, store, mp, fdStr string) error {
 	ready := false
 	err = startPprof(c, log)
 	if err == nil {
-		err = daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log,
+		err = daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log, Files: filesOptions(c),
 			Ready: func(s service.Status) {
 				ready = true
 				fmt.Fprintf(pipe, "ok %d\n", s.PID)
@@ -273,4 +278,9 @@ func startPprof(c *cli.Context, log *slog.Logger) error {
 	}()
 	log.Info("pprof serving", "addr", ln.Addr().String())
 	return nil
+}
+
+// filesOptions are the .files settings of mount (--files-idle, --files-max).
+func filesOptions(c *cli.Context) browse.Options {
+	return browse.Options{Idle: c.Duration("files-idle"), MaxOpen: c.Int("files-max")}
 }

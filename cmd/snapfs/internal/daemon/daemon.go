@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
 	"github.com/snapfs/snapfs/fs"
 	"github.com/snapfs/snapfs/rowstore"
@@ -34,6 +35,8 @@ type Config struct {
 	Ready func(st service.Status)
 	// Store options (tests shorten intervals); Logger is filled in.
 	StoreOptions rowstore.Options
+	// Files configures the .files directories (MaxOpen, Idle; 0: defaults).
+	Files browse.Options
 }
 
 // Run is the daemon: it opens the store, mounts the namespace, serves the
@@ -88,7 +91,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if !strings.ContainsAny(cfg.Store, " ,\t\n\\") {
 		fsName = cfg.Store
 	}
-	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: newBackend(local), Logger: log, FsName: fsName})
+	fcfg := cfg.Files
+	fcfg.Logger = log
+	filesMgr := local.EnableFiles(cfg.Mountpoint, fcfg) // .files: released before every unmount, closed with local
+	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: newBackend(local), Logger: log, FsName: fsName,
+		Files: files{b: newBackend(local), m: filesMgr}})
 	if err != nil {
 		return err
 	}
@@ -103,6 +110,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			return nil
 		default:
 		}
+		local.ReleaseFiles() // their loop devices hold the mount's disk files
 		// The kernel may still be releasing files closed just before.
 		var err error
 		for i := 0; i < 20; i++ {

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -42,6 +42,7 @@ type Local struct {
 	mu      sync.Mutex
 	allocs  map[allocKey]int64 // allocation of immutable points: snapshot disks, images
 	scratch int                // last scratch clone number used
+	files   *browse.Manager    // .files (local_files.go); nil without a daemon
 }
 
 type allocKey struct {
@@ -393,31 +394,7 @@ func (l *Local) CreateScratchClone(ctx context.Context, snapshot, disk string) (
 }
 
 func (l *Local) cloneScratch(snapshot, disk string) (Disk, error) {
-	base := ScratchPrefix + snapshot + "-" + disk
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for tries := 0; tries < 1000; tries++ {
-		l.scratch++
-		name := fmt.Sprintf("%s-%d", base, l.scratch)
-		if len(name) > rowstore.MaxNameLen {
-			name = fmt.Sprintf("%s%s-%d", ScratchPrefix, strings.TrimLeft(snapshot[:min(len(snapshot), 40)], "."), l.scratch)
-		}
-		if _, err := l.store.GetDisk(name); err == nil {
-			continue // taken: never write a ledger entry for a user's disk
-		}
-		if err := l.recordScratch(name, snapshot, disk); err != nil {
-			return Disk{}, err
-		}
-		d, err := l.store.CloneDisk(name, snapshot, disk)
-		if err == nil {
-			return d, nil
-		}
-		_ = ForgetScratch(l.dir, name)
-		if !isExists(err) {
-			return Disk{}, err
-		}
-	}
-	return Disk{}, fmt.Errorf("%w: no free name for a scratch clone of %s/%s", rowstore.ErrExists, snapshot, disk)
+	return l.scratchClone(browse.Source{Snapshot: snapshot, Disk: disk}) // scratch.go
 }
 
 // Shutdown implements Service.
@@ -430,6 +407,7 @@ func (l *Local) Shutdown(ctx context.Context) error {
 
 // Close implements Service: it closes the region manager, then the store.
 func (l *Local) Close() error {
+	l.closeFiles() // local_files.go: before the store, whose clones it drops
 	rerr := l.closeRegions()
 	if err := l.store.Close(); err != nil {
 		return err
