@@ -18,7 +18,6 @@ import (
 // Loop device flags (linux/loop.h).
 const (
 	loFlagsAutoclear = 4
-	loFlagsPartscan  = 8
 )
 
 type loopDev struct {
@@ -33,12 +32,16 @@ func (l *loopDev) close() {
 	}
 }
 
-// attachLoop attaches file to a free loop device, writable (a dirty
-// journal is replayed into the scratch clone), with autoclear (the kernel
-// detaches it when its last user, the last mount, goes) and, for a
-// partitioned disk, partition scanning (/dev/loopNpK). The returned device
-// is held open until close: it is not autocleared before the mounts hold it.
-func attachLoop(file string, partscan bool) (*loopDev, error) {
+// attachLoop attaches the range [offset, offset+size) of file (size 0: to
+// its end) to a free loop device, writable (a dirty journal is replayed
+// into the scratch clone), with autoclear (the kernel detaches it when its
+// last user, the mount, goes). A partition gets a loop device of its own
+// over its range, found by Probe: the kernel's partition scanning is not
+// used, as kernels built without partition table support (seen: 6.18 with
+// neither CONFIG_EFI_PARTITION nor CONFIG_MSDOS_PARTITION) ignore it. The
+// returned device is held open until close: it is not autocleared before
+// the mount holds it.
+func attachLoop(file string, offset, size int64) (*loopDev, error) {
 	back, err := os.OpenFile(file, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("files: open scratch clone: %w", err)
@@ -66,9 +69,7 @@ func attachLoop(file string, partscan bool) (*loopDev, error) {
 		}
 		cfg := unix.LoopConfig{Fd: uint32(back.Fd())}
 		cfg.Info.Flags = loFlagsAutoclear
-		if partscan {
-			cfg.Info.Flags |= loFlagsPartscan
-		}
+		cfg.Info.Offset, cfg.Info.Sizelimit = uint64(offset), uint64(size)
 		copy(cfg.Info.File_name[:len(cfg.Info.File_name)-1], file)
 		if err := unix.IoctlLoopConfigure(int(f.Fd()), &cfg); err != nil {
 			f.Close()

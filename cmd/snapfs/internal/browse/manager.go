@@ -165,8 +165,9 @@ type Tree struct {
 	layout Layout
 	dir    string
 	clone  string
-	loop   string
+	loops  []string          // one loop device per filesystem
 	mounts map[string]string // part name -> mountpoint
+	broken map[string]error  // part name -> why it could not be mounted
 
 	// under Manager.mu
 	pins  int
@@ -174,14 +175,22 @@ type Tree struct {
 	files map[*os.File]struct{}
 }
 
-// Dir is the directory where part (a Part.Name) is mounted.
-func (t *Tree) Dir(part string) (string, bool) {
+// Dir is the directory where part (a Part.Name) is mounted. A partition
+// that could not be mounted is an error wrapping rowstore.ErrCorrupt (EIO);
+// the other partitions of the disk are still shown.
+func (t *Tree) Dir(part string) (string, error) {
+	if err := t.broken[part]; err != nil {
+		return "", err
+	}
 	d, ok := t.mounts[part]
-	return d, ok
+	if !ok {
+		return "", fmt.Errorf("%w: %s has no partition %q", rowstore.ErrNotFound, t.src, part)
+	}
+	return d, nil
 }
 
-// Loop is the loop device of the tree.
-func (t *Tree) Loop() string { return t.loop }
+// Loops are the loop devices of the tree, one per filesystem.
+func (t *Tree) Loops() []string { return t.loops }
 
 // Release ends one Acquire.
 func (t *Tree) Release() {
@@ -263,7 +272,7 @@ func (m *Manager) Acquire(src Source, layout Layout) (*Tree, error) {
 	m.open[key] = t
 	m.peak = max(m.peak, len(m.open))
 	m.mu.Unlock()
-	m.log.Info("opened the filesystem of a disk", "source", src.String(), "loop", t.loop, "clone", t.clone,
+	m.log.Info("opened the filesystem of a disk", "source", src.String(), "loops", t.loops, "clone", t.clone,
 		"parts", len(layout.Parts), "took", time.Since(start).Round(time.Millisecond))
 	return t, nil
 }
@@ -358,7 +367,7 @@ func (m *Manager) Close() error {
 // partition scanning when it has a partition table) and mounts every
 // filesystem read-only. On error it undoes what it did.
 func (m *Manager) openTree(src Source, layout Layout, dir string) (_ *Tree, err error) {
-	t := &Tree{m: m, src: src, layout: layout, dir: dir, mounts: map[string]string{}, files: map[*os.File]struct{}{}}
+	t := &Tree{m: m, src: src, layout: layout, dir: dir, mounts: map[string]string{}, broken: map[string]error{}, files: map[*os.File]struct{}{}}
 	defer func() {
 		if err != nil {
 			t.close()
@@ -372,21 +381,21 @@ func (m *Manager) openTree(src Source, layout Layout, dir string) (_ *Tree, err 
 		return nil, fmt.Errorf("files: scratch clone of %s: %w", src, err)
 	}
 	t.clone = name
-	loop, err := attachLoop(file, layout.Scheme != "whole")
-	if err != nil {
-		return nil, err
-	}
-	t.loop = loop.dev
-	defer loop.close() // autoclear: the mounts hold the device from here on
 	for _, p := range layout.Parts {
+		size := p.Size
+		if p.Name == "" {
+			size = 0 // the whole disk
+		}
+		loop, err := attachLoop(file, p.Offset, size)
+		if err != nil {
+			return nil, err
+		}
+		t.loops = append(t.loops, loop.dev)
+		defer loop.close() // autoclear: the mount holds the device from here on
 		dev := loop.dev
 		sub := "fs"
 		if p.Name != "" {
-			dev = fmt.Sprintf("%sp%d", loop.dev, p.Number)
 			sub = p.Name
-			if err := waitDevice(dev, 5*time.Second); err != nil {
-				return nil, err
-			}
 		}
 		mp := filepath.Join(dir, sub)
 		if err := os.Mkdir(mp, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
@@ -394,7 +403,13 @@ func (m *Manager) openTree(src Source, layout Layout, dir string) (_ *Tree, err 
 		}
 		if err := mountFS(dev, mp, p.FSType, m.opts.MountTimeout); err != nil {
 			_ = os.Remove(mp)
-			return nil, fmt.Errorf("%w: %s %s: %w", rowstore.ErrCorrupt, src, partLabel(p), err)
+			err = fmt.Errorf("%w: %s %s: %w", rowstore.ErrCorrupt, src, partLabel(p), err)
+			if len(layout.Parts) == 1 {
+				return nil, err
+			}
+			m.log.Warn("cannot mount a partition; the others are shown", "err", err)
+			t.broken[p.Name] = err
+			continue
 		}
 		t.mounts[p.Name] = mp
 	}
@@ -427,9 +442,9 @@ func (t *Tree) close() {
 		_ = os.Remove(mp)
 		delete(t.mounts, part)
 	}
-	if t.loop != "" {
-		if err := detachLoop(t.loop, t.clone); err != nil {
-			m.log.Warn("detach loop device", "loop", t.loop, "err", err)
+	for _, loop := range t.loops {
+		if err := detachLoop(loop, t.clone); err != nil {
+			m.log.Warn("detach loop device", "loop", loop, "err", err)
 		}
 	}
 	if t.clone != "" {

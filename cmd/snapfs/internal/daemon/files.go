@@ -1,12 +1,10 @@
 package daemon
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
 	"github.com/snapfs/snapfs/fs"
-	"github.com/snapfs/snapfs/rowstore"
 )
 
 // files adapts the browse manager to fs.Files: the .files directories of
@@ -54,10 +52,10 @@ func (f files) Enter(src fs.FilesSource, part string) (fs.FilesTree, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, ok := t.Dir(part)
-	if !ok {
+	dir, err := t.Dir(part)
+	if err != nil {
 		t.Release()
-		return nil, fmt.Errorf("%w: %s has no partition %q", rowstore.ErrNotFound, src, part)
+		return nil, err
 	}
 	return held{t: t, dir: dir}, nil
 }

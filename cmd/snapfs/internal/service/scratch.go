@@ -45,7 +45,7 @@ type scratchEntry struct {
 	Snapshot   string    `json:"snapshot"`
 	Disk       string    `json:"disk"`
 	Image      string    `json:"image,omitempty"` // a clone of an image (.files of M/images/<image>)
-	Mountpoint string    `json:"mountpoint"` // the daemon's: the clone's file is <mountpoint>/disks/<clone>
+	Mountpoint string    `json:"mountpoint"`      // the daemon's: the clone's file is <mountpoint>/disks/<clone>
 	Created    time.Time `json:"created"`
 }
 

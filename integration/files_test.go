@@ -1,0 +1,392 @@
+package integration
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/snapfs/snapfs/integration/testutil"
+)
+
+// needFS skips (through testutil) when the mkfs of fstype is missing.
+func needFS(t *testing.T, fstype string) {
+	t.Helper()
+	if _, err := exec.LookPath("mkfs." + fstype); err != nil {
+		testutil.Skipf(t, "mkfs.%s not installed (scripts/test.sh installs it)", fstype)
+	}
+}
+
+func mkfs(t *testing.T, fstype, dev string) {
+	t.Helper()
+	switch fstype {
+	case "ext4":
+		sh(t, "mkfs.ext4", "-q", "-F", "-I", "256", dev)
+	case "xfs":
+		sh(t, "mkfs.xfs", "-q", "-f", dev)
+	case "btrfs":
+		sh(t, "mkfs.btrfs", "-q", "-f", dev)
+	default:
+		t.Fatalf("mkfs %s", fstype)
+	}
+}
+
+// fileMeta is what a test checks of one file of a tree.
+type fileMeta struct {
+	mode     uint32
+	uid, gid uint32
+	size     int64
+	mtime    int64 // ns
+	sum      string
+	link     string
+	xattrs   string
+	nlink    uint64
+	ino      uint64
+}
+
+// treeModel walks root and records every entry's metadata, keyed by path
+// relative to root (lost+found skipped).
+func treeModel(t *testing.T, root string) map[string]fileMeta {
+	t.Helper()
+	out := map[string]fileMeta{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		if rel == "lost+found" {
+			return filepath.SkipDir
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		m := fileMeta{mode: st.Mode, uid: st.Uid, gid: st.Gid, mtime: st.Mtim.Nano(), nlink: st.Nlink, ino: st.Ino}
+		switch st.Mode & syscall.S_IFMT {
+		case syscall.S_IFREG:
+			m.size = st.Size
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			h := sha256.New()
+			_, err = io.Copy(h, f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("read %s: %w", rel, err)
+			}
+			m.sum = hex.EncodeToString(h.Sum(nil))
+		case syscall.S_IFLNK:
+			m.link, _ = os.Readlink(p)
+		}
+		m.xattrs = xattrsOf(p)
+		out[rel] = m
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", root, err)
+	}
+	return out
+}
+
+// xattrsOf lists the user.* extended attributes of p, sorted, with values.
+func xattrsOf(p string) string {
+	buf := make([]byte, 4096)
+	n, err := unix.Llistxattr(p, buf)
+	if err != nil || n == 0 {
+		return ""
+	}
+	var names []string
+	for _, name := range strings.Split(string(buf[:n]), "\x00") {
+		if strings.HasPrefix(name, "user.") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, name := range names {
+		v := make([]byte, 256)
+		vn, _ := unix.Lgetxattr(p, name, v)
+		fmt.Fprintf(&b, "%s=%q;", name, v[:max(vn, 0)])
+	}
+	return b.String()
+}
+
+// writeTree fills dir with a seeded tree: files of several sizes (one
+// sparse), directories, a symlink, a hard link, owners, modes, times and
+// an extended attribute.
+func writeTree(t *testing.T, dir string, seed int64) {
+	t.Helper()
+	rng := rand.New(rand.NewSource(seed))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		d := filepath.Join(dir, fmt.Sprintf("d%d", i), "sub")
+		must(os.MkdirAll(d, 0o755))
+		for j := 0; j < 5; j++ {
+			data := make([]byte, rng.Intn(200<<10))
+			rng.Read(data)
+			p := filepath.Join(d, fmt.Sprintf("f%d", j))
+			must(os.WriteFile(p, data, 0o644))
+		}
+	}
+	sparse := filepath.Join(dir, "sparse")
+	f, err := os.Create(sparse)
+	must(err)
+	_, err = f.WriteAt([]byte("head"), 0)
+	must(err)
+	_, err = f.WriteAt([]byte("tail"), 20<<20)
+	must(err)
+	must(f.Close())
+	must(os.Symlink("d0/sub/f0", filepath.Join(dir, "link")))
+	must(os.Link(filepath.Join(dir, "d1/sub/f1"), filepath.Join(dir, "hard")))
+	must(os.Chown(filepath.Join(dir, "d2/sub/f2"), 1234, 5678))
+	must(os.Chmod(filepath.Join(dir, "d3/sub/f3"), 0o4751))
+	must(os.Chmod(filepath.Join(dir, "d3"), 0o700))
+	must(unix.Setxattr(filepath.Join(dir, "d0/sub/f1"), "user.snapfs", []byte("kept"), 0))
+	old := time.Date(2001, 2, 3, 4, 5, 6, 789000000, time.UTC)
+	must(os.Chtimes(filepath.Join(dir, "d1/sub/f4"), old, old))
+	must(unix.Lutimes(filepath.Join(dir, "link"), []unix.Timeval{unix.NsecToTimeval(old.UnixNano()), unix.NsecToTimeval(old.UnixNano())}))
+	must(os.Chtimes(filepath.Join(dir, "d2"), old, old))
+}
+
+// compareTrees fails on every difference of got from want; ino compares
+// hard-link groups (same inode in want <=> same inode in got).
+func compareTrees(t *testing.T, what string, want, got map[string]fileMeta, times bool) {
+	t.Helper()
+	for p, w := range want {
+		g, ok := got[p]
+		if !ok {
+			t.Errorf("%s: %s is missing", what, p)
+			continue
+		}
+		dir := w.mode&syscall.S_IFMT == syscall.S_IFDIR // a directory's nlink is the filesystem's (btrfs: 1)
+		if g.mode != w.mode || g.uid != w.uid || g.gid != w.gid || g.size != w.size || g.sum != w.sum || g.link != w.link || g.xattrs != w.xattrs || (!dir && g.nlink != w.nlink) {
+			t.Errorf("%s: %s differs:\n got %+v\nwant %+v", what, p, g, w)
+		}
+		if times && w.mode&syscall.S_IFMT != syscall.S_IFDIR && g.mtime != w.mtime {
+			t.Errorf("%s: %s mtime %d, want %d", what, p, g.mtime, w.mtime)
+		}
+	}
+	for p := range got {
+		if _, ok := want[p]; !ok {
+			t.Errorf("%s: unexpected %s", what, p)
+		}
+	}
+	// Hard links: the same inode groups.
+	group := func(m map[string]fileMeta) map[string]string {
+		byIno := map[uint64][]string{}
+		for p, x := range m {
+			if x.mode&syscall.S_IFMT == syscall.S_IFREG {
+				byIno[x.ino] = append(byIno[x.ino], p)
+			}
+		}
+		out := map[string]string{}
+		for _, ps := range byIno {
+			sort.Strings(ps)
+			for _, p := range ps {
+				out[p] = strings.Join(ps, ",")
+			}
+		}
+		return out
+	}
+	gw, gg := group(want), group(got)
+	for p, w := range gw {
+		if gg[p] != w {
+			t.Errorf("%s: hard links of %s: %q, want %q", what, p, gg[p], w)
+		}
+	}
+}
+
+func fileSha(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatalf("read %s: %v", p, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// filesMounts lists the .files mounts of store (under <store>/files).
+func filesMounts(store string) []string {
+	data, _ := os.ReadFile("/proc/self/mounts")
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], store+"/files/") {
+			out = append(out, f[1])
+		}
+	}
+	return out
+}
+
+// noLeftovers fails if a mount or loop device of store's .files is left.
+func noLeftovers(t *testing.T, store string) {
+	t.Helper()
+	if ms := filesMounts(store); len(ms) > 0 {
+		t.Errorf(".files mounts left: %v", ms)
+	}
+	out, _ := exec.Command("losetup", "-a").CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, filepath.Dir(store)) {
+			t.Errorf("loop device left: %s", line)
+		}
+	}
+}
+
+// TestFilesBrowse: on ext4, xfs and btrfs inside a disk, every file under
+// M/snapshots/<s>/<d>.files (and M/images/<i>.files) has the content,
+// owner, mode, size, symlink target, hard links and xattrs written before
+// the snapshot; cp -a out of it reproduces them with their times; the
+// snapshot's bytes are unchanged after; nothing is left after umount.
+func TestFilesBrowse(t *testing.T) {
+	needRoot(t)
+	for _, fstype := range []string{"ext4", "xfs", "btrfs"} {
+		t.Run(fstype, func(t *testing.T) {
+			needFS(t, fstype)
+			tmp := t.TempDir()
+			store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+			ok(t, store, "init")
+			daemon(t, store, mp)
+			ok(t, store, "disk", "create", "d1", "--size", "320M")
+			disk := filepath.Join(mp, "disks", "d1")
+			mkfs(t, fstype, disk)
+			vol := filepath.Join(tmp, "vol")
+			undo := loopMount(t, disk, vol)
+			writeTree(t, vol, 1)
+			want := treeModel(t, vol)
+			undo()
+			ok(t, store, "snapshot", "create", "s1", "--disk", "d1")
+			ok(t, store, "image", "create", "i1", "--snapshot", "s1", "--disk", "d1")
+			snapSum := fileSha(t, filepath.Join(mp, "snapshots", "s1", "d1"))
+
+			if ms := filesMounts(store); len(ms) > 0 {
+				t.Fatalf("something is mounted before anyone entered .files: %v", ms)
+			}
+			names := strings.Join(dirNames(t, filepath.Join(mp, "snapshots", "s1")), " ")
+			if names != "d1 d1.files snapshot.json" {
+				t.Fatalf("snapshot directory lists %q", names)
+			}
+			if ms := filesMounts(store); len(ms) > 0 {
+				t.Fatalf("listing the snapshot directory mounted %v", ms)
+			}
+			start := time.Now()
+			dirNames(t, filepath.Join(mp, "snapshots", "s1", "d1.files"))
+			t.Logf("%s: entering .files took %v", fstype, time.Since(start))
+			files := filepath.Join(mp, "snapshots", "s1", "d1.files")
+			compareTrees(t, ".files", want, treeModel(t, files), true)
+			compareTrees(t, "images/i1.files", want, treeModel(t, filepath.Join(mp, "images", "i1.files")), true)
+
+			cp := filepath.Join(tmp, "copy")
+			if out, err := exec.Command("cp", "-a", files+"/.", cp).CombinedOutput(); err != nil {
+				t.Fatalf("cp -a: %v: %s", err, out)
+			}
+			got := treeModel(t, cp)
+			delete(got, "lost+found")
+			compareTrees(t, "cp -a", want, got, true)
+			// Sparse stays sparse (cp finds the holes through SEEK_HOLE).
+			var st syscall.Stat_t
+			if err := syscall.Stat(filepath.Join(cp, "sparse"), &st); err != nil || st.Blocks*512 > 1<<20 {
+				t.Errorf("sparse file copied with %d bytes allocated (err %v)", st.Blocks*512, err)
+			}
+			// Read-only.
+			if err := os.WriteFile(filepath.Join(files, "new"), nil, 0o644); !errorsIs(err, syscall.EROFS) {
+				t.Errorf("create in .files: %v, want EROFS", err)
+			}
+			if got := fileSha(t, filepath.Join(mp, "snapshots", "s1", "d1")); got != snapSum {
+				t.Errorf("the snapshot's bytes changed after browsing")
+			}
+			ok(t, store, "umount", mp)
+			noLeftovers(t, store)
+		})
+	}
+}
+
+func errorsIs(err error, target syscall.Errno) bool {
+	var e syscall.Errno
+	for err != nil {
+		if x, ok := err.(syscall.Errno); ok {
+			e = x
+			break
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			break
+		}
+		err = u.Unwrap()
+	}
+	return e == target
+}
+
+// TestFilesGPT: a GPT disk with two partitions (ext4 and xfs) shows
+// <d>.files/p1 and p2 with their files.
+func TestFilesGPT(t *testing.T) {
+	needRoot(t)
+	needFS(t, "xfs")
+	if _, err := exec.LookPath("sgdisk"); err != nil {
+		testutil.Skipf(t, "sgdisk not installed (scripts/test.sh installs gdisk)")
+	}
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	ok(t, store, "disk", "create", "vm", "--size", "460M")
+	disk := filepath.Join(mp, "disks", "vm")
+	sh(t, "sgdisk", "-n", "1:2048:+120M", "-n", "2:0:0", disk)
+	// Partitions through loop devices over their ranges (the kernel may
+	// have no partition table support).
+	want := map[string]map[string]fileMeta{}
+	for i, p := range []string{"p1", "p2"} {
+		var first, last int64
+		for _, line := range strings.Split(sh(t, "sgdisk", "-i", p[1:], disk), "\n") {
+			fmt.Sscanf(line, "First sector: %d", &first)
+			fmt.Sscanf(line, "Last sector: %d", &last)
+		}
+		if first == 0 || last <= first {
+			t.Fatalf("partition %s: sectors %d-%d", p, first, last)
+		}
+		loop := sh(t, "losetup", "-f", "--show", "-o", fmt.Sprint(first*512), "--sizelimit", fmt.Sprint((last-first+1)*512), disk)
+		t.Cleanup(func() { _ = exec.Command("losetup", "-d", loop).Run() })
+		mkfs(t, map[string]string{"p1": "ext4", "p2": "xfs"}[p], loop)
+		vol := filepath.Join(tmp, "vol"+p)
+		plainMount(t, vol, loop)
+		writeTree(t, vol, int64(10+i))
+		want[p] = treeModel(t, vol)
+		sh(t, "umount", vol)
+		sh(t, "losetup", "-d", loop)
+	}
+	ok(t, store, "snapshot", "create", "s1", "--disk", "vm")
+	files := filepath.Join(mp, "snapshots", "s1", "vm.files")
+	if names := strings.Join(dirNames(t, files), " "); names != "p1 p2" {
+		t.Fatalf("vm.files lists %q, want p1 p2", names)
+	}
+	for p, w := range want {
+		compareTrees(t, p, w, treeModel(t, filepath.Join(files, p)), true)
+	}
+	ok(t, store, "umount", mp)
+	noLeftovers(t, store)
+}
+
