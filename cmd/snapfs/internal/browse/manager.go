@@ -403,7 +403,9 @@ func (m *Manager) openTree(src Source, layout Layout, dir string) (_ *Tree, err 
 		}
 		if err := mountFS(dev, mp, p.FSType, m.opts.MountTimeout); err != nil {
 			_ = os.Remove(mp)
-			err = fmt.Errorf("%w: %s %s: %w", rowstore.ErrCorrupt, src, partLabel(p), err)
+			// %v, not %w: the errno of mount(2) (EINVAL for a bad
+			// geometry) is not what a reader of the directory gets: EIO.
+			err = fmt.Errorf("%w: %s %s: %v", rowstore.ErrCorrupt, src, partLabel(p), err)
 			if len(layout.Parts) == 1 {
 				return nil, err
 			}
