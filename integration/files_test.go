@@ -623,3 +623,176 @@ func TestFilesUnclean(t *testing.T) {
 	ok(t, store, "umount", mp)
 	noLeftovers(t, store)
 }
+
+// TestFilesDiffModel: random file operations (create, delete, append,
+// chmod, rename, rename over another file, mkdir) between two snapshots;
+// snapshot diff --files reports exactly the model's changes of files and
+// the created directories, between the snapshots and against the disk now.
+func TestFilesDiffModel(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	ok(t, store, "disk", "create", "e", "--size", "128M")
+	disk := filepath.Join(mp, "disks", "e")
+	mkfs(t, "ext4", disk)
+	vol := filepath.Join(tmp, "vol")
+	undo := loopMount(t, disk, vol)
+	type file struct {
+		id      int
+		path    string
+		touched bool // content or mode changed
+		renamed bool
+	}
+	rng := rand.New(rand.NewSource(7))
+	files := map[string]*file{} // by path
+	dirs := []string{"a", "b", "c"}
+	next := 0
+	newFile := func(p string) {
+		if err := os.WriteFile(filepath.Join(vol, p), randBytes(t, rng.Intn(10000)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		next++
+		files[p] = &file{id: next, path: p}
+	}
+	for _, d := range dirs {
+		if err := os.Mkdir(filepath.Join(vol, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 30; i++ {
+			newFile(fmt.Sprintf("%s/f%d", d, i))
+		}
+	}
+	undo()
+	ok(t, store, "snapshot", "create", "s1", "--disk", "e")
+	before := map[int]string{}
+	for p, f := range files {
+		before[f.id] = p
+	}
+	undo = loopMount(t, disk, vol)
+	pick := func() *file {
+		ps := make([]string, 0, len(files))
+		for p := range files {
+			ps = append(ps, p)
+		}
+		sort.Strings(ps)
+		return files[ps[rng.Intn(len(ps))]]
+	}
+	var newDirs []string
+	for op := 0; op < 150; op++ {
+		f := pick()
+		full := filepath.Join(vol, f.path)
+		switch rng.Intn(7) {
+		case 0:
+			newFile(fmt.Sprintf("%s/n%d", dirs[rng.Intn(len(dirs))], op))
+		case 1:
+			if err := os.Remove(full); err != nil {
+				t.Fatal(err)
+			}
+			delete(files, f.path)
+		case 2:
+			fh, err := os.OpenFile(full, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fh.Write([]byte("more"))
+			fh.Close()
+			f.touched = true
+		case 3:
+			if err := os.Chmod(full, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f.touched = true
+		case 4, 5:
+			to := fmt.Sprintf("%s/r%d", dirs[rng.Intn(len(dirs))], op)
+			if rng.Intn(3) == 0 { // over another file
+				to = pick().path
+				if to == f.path {
+					continue
+				}
+			}
+			if err := os.Rename(full, filepath.Join(vol, to)); err != nil {
+				t.Fatal(err)
+			}
+			delete(files, f.path)
+			f.path, f.renamed = to, true
+			files[to] = f
+		case 6:
+			d := fmt.Sprintf("d%d", op)
+			if err := os.Mkdir(filepath.Join(vol, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			dirs = append(dirs, d)
+			newDirs = append(newDirs, d)
+		}
+	}
+	undo()
+	ok(t, store, "snapshot", "create", "s2", "--disk", "e")
+
+	// The model's changes of files, as "kind path [from] modified".
+	want := map[string]bool{}
+	after := map[int]*file{}
+	for _, f := range files {
+		after[f.id] = f
+	}
+	for id, p := range before {
+		f, ok := after[id]
+		switch {
+		case !ok:
+			want["deleted "+p] = true
+		case f.path == p && (f.touched || f.renamed):
+			want["modified "+p] = true // renamed away and back: its ctime changed
+		case f.path != p:
+			want[fmt.Sprintf("renamed %s %s %v", f.path, p, f.touched)] = true
+		}
+	}
+	for id, f := range after {
+		if _, ok := before[id]; !ok {
+			want["created "+f.path] = true
+		}
+	}
+	for _, d := range newDirs {
+		want["created "+d] = true
+	}
+	type change struct {
+		Kind, Path, From string
+		FileType         string `json:"file_type"`
+		Modified         bool
+	}
+	for _, args := range [][]string{{"s1", "s2"}, {"s1"}} {
+		out := ok(t, store, append([]string{"--json", "snapshot", "diff", "--disk", "e", "--files"}, args...)...)
+		got := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.Contains(line, `"file_change"`) {
+				t.Logf("%v: %s", args, line)
+				continue
+			}
+			var c change
+			jsonLine(t, line, "file_change", &c)
+			if c.FileType == "dir" && c.Kind == "modified" {
+				continue // directories whose entries changed
+			}
+			key := c.Kind + " " + c.Path
+			if c.Kind == "renamed" {
+				key = fmt.Sprintf("renamed %s %s %v", c.Path, c.From, c.Modified)
+			}
+			got[key] = true
+		}
+		for k := range want {
+			if !got[k] {
+				t.Errorf("diff %v: missing %q", args, k)
+			}
+		}
+		for k := range got {
+			if !want[k] {
+				t.Errorf("diff %v: unexpected %q", args, k)
+			}
+		}
+	}
+	if list := ok(t, store, "snapshot", "list"); strings.Contains(list, "snapmount-") {
+		t.Errorf("the temporary snapshot of diff against now is left: %s", list)
+	}
+	ok(t, store, "umount", mp)
+	noLeftovers(t, store)
+}

@@ -126,7 +126,7 @@ func snapshotCommand(st *state) *cli.Command {
 				Name:      "diff",
 				Usage:     "changed byte ranges of a disk between snapshot OLD and snapshot NEW (default: the disk now)",
 				ArgsUsage: "OLD [NEW]",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "disk", Usage: "the disk to compare"}},
+				Flags: append([]cli.Flag{&cli.StringFlag{Name: "disk", Usage: "the disk to compare"}}, diffFilesFlags...), // cmd_files.go
 				Action: func(c *cli.Context) error {
 					a := c.Args().Slice()
 					if len(a) < 1 || len(a) > 2 {
@@ -138,6 +138,9 @@ func snapshotCommand(st *state) *cli.Command {
 					req := service.DiffRequest{Old: a[0], Disk: c.String("disk")}
 					if len(a) == 2 {
 						req.New = a[1]
+					}
+					if c.Bool("files") {
+						return diffFiles(c, st, req) // cmd_files.go
 					}
 					return withService(c, st, func(ctx context.Context, svc service.Service) error {
 						d, err := svc.Diff(ctx, req)

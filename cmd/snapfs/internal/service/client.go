@@ -181,6 +181,11 @@ func (c *Client) CreateScratchClone(ctx context.Context, snapshot, disk string) 
 	return get[Disk](c, ctx, "CreateScratchClone", scratchReq{snapshot, disk})
 }
 
+// DiffFiles implements Service.
+func (c *Client) DiffFiles(ctx context.Context, r FilesDiffRequest) (FilesDiff, error) {
+	return get[FilesDiff](c, ctx, "DiffFiles", r)
+}
+
 // Shutdown implements Service.
 func (c *Client) Shutdown(ctx context.Context) error {
 	return c.call(ctx, "Shutdown", empty{}, nil)

@@ -40,13 +40,16 @@ const scratchVersion = 1
 
 // scratchEntry is one ledger entry.
 type scratchEntry struct {
-	Version    int       `json:"version"`
-	Clone      string    `json:"clone"`
-	Snapshot   string    `json:"snapshot"`
-	Disk       string    `json:"disk"`
-	Image      string    `json:"image,omitempty"` // a clone of an image (.files of M/images/<image>)
-	Mountpoint string    `json:"mountpoint"`      // the daemon's: the clone's file is <mountpoint>/disks/<clone>
-	Created    time.Time `json:"created"`
+	Version  int    `json:"version"`
+	Clone    string `json:"clone"`
+	Snapshot string `json:"snapshot"`
+	Disk     string `json:"disk"`
+	Image    string `json:"image,omitempty"` // a clone of an image (.files of M/images/<image>)
+	// TempSnapshot: Clone names a temporary snapshot (kind ScratchKind) of
+	// Disk taken by diff --files to compare with the disk now, not a disk.
+	TempSnapshot bool      `json:"temp_snapshot,omitempty"`
+	Mountpoint   string    `json:"mountpoint"` // the daemon's: the clone's file is <mountpoint>/disks/<clone>
+	Created      time.Time `json:"created"`
 }
 
 func (l *Local) scratchPath(name string) string {
@@ -181,6 +184,17 @@ func (l *Local) CleanScratch() {
 		}
 	}
 	for name, e := range scratch {
+		if e.TempSnapshot {
+			if s, err := l.store.GetSnapshot(name); err == nil && s.Kind == ScratchKind {
+				if err := l.store.DeleteSnapshot(name); err != nil {
+					log.Warn("delete stale temporary snapshot", "snapshot", name, "err", err)
+					continue
+				}
+				log.Info("deleted stale temporary snapshot", "snapshot", name)
+			}
+			_ = ForgetScratch(l.dir, name)
+			continue
+		}
 		// The loop device reads <mountpoint>/disks/<clone>; once the dead
 		// mount was detached (snapfs umount of a stale mount), the kernel
 		// shows that path from the detached mount's root: /disks/<clone>.

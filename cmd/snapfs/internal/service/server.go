@@ -123,6 +123,9 @@ var methods = map[string]method{
 		return result(s.CreateScratchClone(ctx, r.Snapshot, r.Disk))
 	}),
 	"Shutdown": op(func(ctx context.Context, s Service, _ empty) (any, error) { return done(s.Shutdown(ctx)) }),
+	"DiffFiles": op(func(ctx context.Context, s Service, r FilesDiffRequest) (any, error) {
+		return result(s.DiffFiles(ctx, r))
+	}),
 
 	"AddRegion": op(func(ctx context.Context, s Service, r AddRegionRequest) (any, error) {
 		return result(s.AddRegion(ctx, r))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -60,6 +61,12 @@ type Service interface {
 	// mount (snapshot mount). It needs a daemon: without one it fails with
 	// exitcode.ErrNoDaemon and changes nothing.
 	CreateScratchClone(ctx context.Context, snapshot, disk string) (Disk, error)
+
+	// DiffFiles lists the files created, deleted, modified and renamed in
+	// the filesystem inside a disk between two snapshots (New "": the disk
+	// now). It needs a daemon (the filesystems are mounted by its .files
+	// manager): without one it fails with exitcode.ErrNoDaemon.
+	DiffFiles(ctx context.Context, req FilesDiffRequest) (FilesDiff, error)
 
 	// Regions (package replicate). Region configuration is local to the
 	// store (<store>/regions); remote data is only touched by Sync, Restore,
@@ -267,4 +274,26 @@ type PruneRequest struct {
 type UnlockRequest struct {
 	Region string `json:"region"`
 	Force  bool   `json:"force,omitempty"`
+}
+
+// FilesDiffRequest names what DiffFiles compares: the filesystem Part (""
+// for the disk's only filesystem, "p1", "p2"... for a partition) of Disk
+// as of snapshot Old and as of snapshot New, or the disk now when New is "".
+type FilesDiffRequest struct {
+	Old  string `json:"old"`
+	New  string `json:"new,omitempty"`
+	Disk string `json:"disk"`
+	Part string `json:"part,omitempty"`
+}
+
+// FilesDiff is the file-level difference, changes sorted by path.
+type FilesDiff struct {
+	Disk     string          `json:"disk"`
+	Old      string          `json:"old"`
+	New      string          `json:"new,omitempty"`
+	Part     string          `json:"part,omitempty"`
+	Changes  []browse.Change `json:"changes"`
+	OldFiles int             `json:"old_files"` // entries walked in the old tree
+	NewFiles int             `json:"new_files"`
+	Took     time.Duration   `json:"took_ns"`
 }
