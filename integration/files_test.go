@@ -555,6 +555,19 @@ func TestFilesCorrupt(t *testing.T) {
 	if err == nil || !strings.Contains(out, "Input/output error") {
 		t.Errorf("fuzzed: walking it gave no EIO (err %v): %.500s", err, out)
 	}
+	// restore-file of the fuzzed tree fails and leaves nothing.
+	target := filepath.Join(tmp, "target")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := snapfs(t, store, "restore-file", "fuzzed", "d0", "d1", "d2", "d3", "--disk", "fz", "--to", target)
+	if r.code == 0 {
+		t.Errorf("restore-file of the fuzzed filesystem succeeded: %s", r.stdout)
+	}
+	t.Logf("restore-file of the fuzzed filesystem: exit %d: %s", r.code, r.stderr)
+	if names := dirNames(t, target); len(names) != 0 {
+		t.Errorf("a failed restore-file left %v", names)
+	}
 	_, err = os.ReadDir(filepath.Join(mp, "snapshots", "truncated", "tr.files"))
 	if !errorsIs(err, syscall.EIO) {
 		t.Errorf("truncated: list .files: %v, want EIO", err)
@@ -792,6 +805,61 @@ func TestFilesDiffModel(t *testing.T) {
 	}
 	if list := ok(t, store, "snapshot", "list"); strings.Contains(list, "snapmount-") {
 		t.Errorf("the temporary snapshot of diff against now is left: %s", list)
+	}
+	ok(t, store, "umount", mp)
+	noLeftovers(t, store)
+}
+
+// TestRestoreFile: restore-file copies paths out of a snapshot's
+// filesystem with owners, modes, times, symlinks, hard links, xattrs and
+// holes; an existing destination is refused (exit 4) and a missing source
+// (exit 3) without changing anything; --overwrite replaces a file.
+func TestRestoreFile(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	ok(t, store, "disk", "create", "d1", "--size", "128M")
+	disk := filepath.Join(mp, "disks", "d1")
+	mkfs(t, "ext4", disk)
+	vol := filepath.Join(tmp, "vol")
+	undo := loopMount(t, disk, vol)
+	writeTree(t, vol, 5)
+	want := treeModel(t, vol)
+	undo()
+	ok(t, store, "snapshot", "create", "s1", "--disk", "d1")
+
+	target := filepath.Join(tmp, "target")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := ok(t, store, "--json", "restore-file", "s1", "d0", "d1", "d2", "d3", "/sparse", "link", "hard", "--disk", "d1", "--to", target)
+	var res struct{ Files, Hard_links, Symlinks, Bytes int64 }
+	jsonLine(t, out, "restore_file", &res)
+	if res.Files == 0 || res.Hard_links != 1 || res.Symlinks != 1 {
+		t.Errorf("restore-file counts: %s", out)
+	}
+	compareTrees(t, "restore-file", want, treeModel(t, target), true)
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(target, "sparse"), &st); err != nil || st.Blocks*512 > 1<<20 {
+		t.Errorf("sparse file restored with %d bytes allocated (err %v)", st.Blocks*512, err)
+	}
+
+	// Refusals change nothing.
+	before := treeModel(t, target)
+	fails(t, store, 4, "restore-file", "s1", "d0", "--disk", "d1", "--to", target)
+	fails(t, store, 3, "restore-file", "s1", "nonexistent", "--disk", "d1", "--to", target)
+	fails(t, store, 3, "restore-file", "nosuch", "d0", "--disk", "d1", "--to", target)
+	compareTrees(t, "after refusals", before, treeModel(t, target), true)
+	os.Remove(filepath.Join(target, "link"))
+	if err := os.WriteFile(filepath.Join(target, "link"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fails(t, store, 4, "restore-file", "s1", "link", "--disk", "d1", "--to", target)
+	ok(t, store, "restore-file", "s1", "link", "--disk", "d1", "--to", target, "--overwrite")
+	if got, _ := os.Readlink(filepath.Join(target, "link")); got != "d0/sub/f0" {
+		t.Errorf("--overwrite: link -> %q", got)
 	}
 	ok(t, store, "umount", mp)
 	noLeftovers(t, store)

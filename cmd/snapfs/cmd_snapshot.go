@@ -126,7 +126,7 @@ func snapshotCommand(st *state) *cli.Command {
 				Name:      "diff",
 				Usage:     "changed byte ranges of a disk between snapshot OLD and snapshot NEW (default: the disk now)",
 				ArgsUsage: "OLD [NEW]",
-				Flags: append([]cli.Flag{&cli.StringFlag{Name: "disk", Usage: "the disk to compare"}}, diffFilesFlags...), // cmd_files.go
+				Flags:     append([]cli.Flag{&cli.StringFlag{Name: "disk", Usage: "the disk to compare"}}, diffFilesFlags...), // cmd_files.go
 				Action: func(c *cli.Context) error {
 					a := c.Args().Slice()
 					if len(a) < 1 || len(a) > 2 {

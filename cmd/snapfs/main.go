@@ -109,6 +109,7 @@ func newApp(st *state) *cli.App {
 		regionCommand(st),
 		syncCommand(st),
 		restoreCommand(st),
+		restoreFileCommand(st), // cmd_restorefile.go
 		checkCommand(st),
 		indexCommand(st),
 		repairCommand(st),

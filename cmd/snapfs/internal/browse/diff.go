@@ -232,4 +232,3 @@ func Compare(old, new TreeEntries) []Change {
 	})
 	return out
 }
-
