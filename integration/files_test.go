@@ -499,6 +499,29 @@ func TestFilesCorrupt(t *testing.T) {
 	ok(t, store, "init")
 	daemon(t, store, mp)
 
+	// No filesystem: no .files entry, and snapshot info says why.
+	ok(t, store, "disk", "create", "raw", "--size", "8M")
+	writeAt(t, filepath.Join(mp, "disks", "raw"), 0, randBytes(t, 1<<20))
+	ok(t, store, "snapshot", "create", "rawsnap", "--disk", "raw")
+	if names := strings.Join(dirNames(t, filepath.Join(mp, "snapshots", "rawsnap")), " "); names != "raw snapshot.json" {
+		t.Errorf("snapshot of a disk without a filesystem lists %q", names)
+	}
+	if _, err := os.Stat(filepath.Join(mp, "snapshots", "rawsnap", "raw.files")); !os.IsNotExist(err) {
+		t.Errorf("raw.files: %v, want ENOENT", err)
+	}
+	var info struct {
+		Disks []struct {
+			Files struct{ Scheme, Reason string }
+		}
+	}
+	jsonLine(t, ok(t, store, "--json", "snapshot", "info", "rawsnap"), "snapshot", &info)
+	if len(info.Disks) != 1 || info.Disks[0].Files.Reason == "" || info.Disks[0].Files.Scheme != "" {
+		t.Errorf("snapshot info of a disk without a filesystem: %+v", info)
+	}
+	if text := ok(t, store, "snapshot", "info", "rawsnap"); !strings.Contains(text, "none: no ext4, xfs or btrfs superblock") {
+		t.Errorf("snapshot info does not say why raw has no files:\n%s", text)
+	}
+
 	// Fuzzed: a tree written, then random bytes over group 0's inode table
 	// (the superblock and group descriptors kept, so that it mounts).
 	ok(t, store, "disk", "create", "fz", "--size", "64M")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -91,4 +92,21 @@ func diffFiles(c *cli.Context, st *state, req service.DiffRequest) error {
 			sum.Created, sum.Deleted, sum.Modified, sum.Renamed, d.Disk, d.Old, newer, d.OldFiles, d.NewFiles, d.Took.Round(time.Millisecond))
 		return err
 	})
+}
+
+// filesColumn describes what <disk>.files shows, for snapshot info.
+func filesColumn(l *browse.Layout) string {
+	switch {
+	case l == nil:
+		return "?"
+	case !l.Browsable():
+		return "none: " + l.Reason
+	case l.Scheme == "whole":
+		return l.Parts[0].FSType
+	}
+	parts := make([]string, 0, len(l.Parts))
+	for _, p := range l.Parts {
+		parts = append(parts, p.Name+" "+p.FSType)
+	}
+	return l.Scheme + ": " + strings.Join(parts, ", ")
 }

@@ -87,10 +87,10 @@ func snapshotCommand(st *state) *cli.Command {
 						}
 						rows := make([][]string, 0, len(s.Disks))
 						for _, d := range s.Disks {
-							rows = append(rows, []string{d.Name, size(d.Size), size(d.Allocated), size(int64(d.BlockSize))})
+							rows = append(rows, []string{d.Name, size(d.Size), size(d.Allocated), size(int64(d.BlockSize)), filesColumn(d.Files)})
 						}
 						fmt.Fprintln(p.w)
-						if err := p.table([]string{"DISK", "SIZE", "ALLOCATED", "BLOCK"}, rows); err != nil {
+						if err := p.table([]string{"DISK", "SIZE", "ALLOCATED", "BLOCK", "FILES (<disk>.files)"}, rows); err != nil {
 							return err
 						}
 						if len(s.Copies) == 0 {

@@ -229,7 +229,8 @@ func (l *Local) snapshot(si rowstore.SnapshotInfo) (Snapshot, error) {
 		if err != nil {
 			return Snapshot{}, err
 		}
-		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: a})
+		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: a,
+			Files: l.filesLayout(si.ID, si.Name, d.Name)}) // local_files.go
 	}
 	s.Copies = l.copies(si)
 	return s, nil

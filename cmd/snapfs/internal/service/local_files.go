@@ -192,3 +192,24 @@ func (l *Local) tempSnapshot(disk string) (string, func(), error) {
 
 // ScratchKind is the kind of the temporary snapshots of diff --files.
 const ScratchKind = "scratch"
+
+// filesLayout probes the filesystems inside a snapshot's disk (through the
+// daemon's .files manager, which caches it, or directly): a few sectors
+// read. nil when the disk cannot be read.
+func (l *Local) filesLayout(id uint64, snap, disk string) *browse.Layout {
+	open := func() (browse.ReaderAtSize, error) { return l.store.OpenSnapshotDisk(snap, disk) }
+	if l.files != nil {
+		lay, err := l.files.Layout(browse.Source{Snapshot: snap, Disk: disk, ID: id}, open)
+		if err != nil {
+			return nil
+		}
+		return &lay
+	}
+	r, err := open()
+	if err != nil {
+		return nil
+	}
+	defer r.Close()
+	lay := browse.Probe(r, r.Size())
+	return &lay
+}

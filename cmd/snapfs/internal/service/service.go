@@ -180,6 +180,9 @@ type SnapshotDisk struct {
 	Size      int64  `json:"size"`
 	BlockSize int    `json:"block_size"`
 	Allocated int64  `json:"allocated"`
+	// Files is what <disk>.files shows: the filesystems found inside the
+	// disk, or why there is none (Reason). Absent when it could not be read.
+	Files *browse.Layout `json:"files,omitempty"`
 }
 
 // DiffRequest names what to compare: Disk as of snapshot Old against Disk
