@@ -170,6 +170,70 @@ func mountFS(dev, mp, fstype string, timeout time.Duration) error {
 	}
 }
 
+// MountImage attaches the range of part p of file (a scratch clone's disk
+// file; p.Name "" is the whole disk) to a loop device of its own and mounts
+// its filesystem (p.FSType) read-only at mp: the steps of a .files mount,
+// shared with snapshot mount. It returns the loop device, which autoclears
+// when the mount goes. On error nothing is left.
+func MountImage(file string, p Part, mp string, timeout time.Duration) (string, error) {
+	size := p.Size
+	if p.Name == "" {
+		size = 0 // the whole disk
+	}
+	loop, err := attachLoop(file, p.Offset, size)
+	if err != nil {
+		return "", err
+	}
+	defer loop.close() // autoclear: the mount holds the device from here on
+	if err := mountFS(loop.dev, mp, p.FSType, timeout); err != nil {
+		loop.close()
+		_ = detachLoopOf(loop.dev, file)
+		return "", err
+	}
+	return loop.dev, nil
+}
+
+// UnmountImage undoes MountImage: it unmounts mp (lazily when lazy and it
+// stays busy; otherwise a busy mount is ErrBusy) and detaches loop if it is
+// still backed by the scratch clone named clone.
+func UnmountImage(mp, loop, clone string, lazy bool) error {
+	if lazy {
+		if err := unmount(mp); err != nil {
+			return err
+		}
+	} else if err := unmountBusy(mp); err != nil {
+		return err
+	}
+	if loop != "" {
+		return detachLoop(loop, clone)
+	}
+	return nil
+}
+
+// unmountBusy unmounts mp, retrying for half a second while it is busy;
+// not mounted is fine; still busy is ErrBusy.
+func unmountBusy(mp string) error {
+	for i := 0; i < 10; i++ {
+		err := unix.Unmount(mp, 0)
+		if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("unmount %s: %w", mp, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%w: %s is in use; close what uses it and try again", rowstore.ErrBusy, mp)
+}
+
+// detachLoopOf detaches dev if file backs it.
+func detachLoopOf(dev, file string) error {
+	if loopBacking(dev) != file {
+		return nil
+	}
+	return detachLoop(dev, filepath.Base(file))
+}
+
 // unmount unmounts mp, waiting up to a second while it is busy, then
 // detaching it lazily (a stuck or busy mount never blocks the daemon).
 func unmount(mp string) error {

@@ -382,17 +382,6 @@ func (m *Manager) openTree(src Source, layout Layout, dir string) (_ *Tree, err 
 	}
 	t.clone = name
 	for _, p := range layout.Parts {
-		size := p.Size
-		if p.Name == "" {
-			size = 0 // the whole disk
-		}
-		loop, err := attachLoop(file, p.Offset, size)
-		if err != nil {
-			return nil, err
-		}
-		t.loops = append(t.loops, loop.dev)
-		defer loop.close() // autoclear: the mount holds the device from here on
-		dev := loop.dev
 		sub := "fs"
 		if p.Name != "" {
 			sub = p.Name
@@ -401,7 +390,8 @@ func (m *Manager) openTree(src Source, layout Layout, dir string) (_ *Tree, err 
 		if err := os.Mkdir(mp, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("files: %w", err)
 		}
-		if err := mountFS(dev, mp, p.FSType, m.opts.MountTimeout); err != nil {
+		loop, err := MountImage(file, p, mp, m.opts.MountTimeout)
+		if err != nil {
 			_ = os.Remove(mp)
 			// %v, not %w: the errno of mount(2) (EINVAL for a bad
 			// geometry) is not what a reader of the directory gets: EIO.
@@ -413,6 +403,7 @@ func (m *Manager) openTree(src Source, layout Layout, dir string) (_ *Tree, err 
 			t.broken[p.Name] = err
 			continue
 		}
+		t.loops = append(t.loops, loop)
 		t.mounts[p.Name] = mp
 	}
 	return t, nil

@@ -67,6 +67,12 @@ type Service interface {
 	// now). It needs a daemon (the filesystems are mounted by its .files
 	// manager): without one it fails with exitcode.ErrNoDaemon.
 	DiffFiles(ctx context.Context, req FilesDiffRequest) (FilesDiff, error)
+	// MountSnapshot mounts the filesystem inside a snapshot's disk
+	// read-only through a scratch clone (snapshot mount), every step in the
+	// daemon (snapmount.go); it needs a daemon (exitcode.ErrNoDaemon).
+	// UmountSnapshot undoes it.
+	MountSnapshot(ctx context.Context, req SnapMountRequest) (SnapMount, error)
+	UmountSnapshot(ctx context.Context, mountpoint string) (SnapMount, error)
 
 	// Regions (package replicate). Region configuration is local to the
 	// store (<store>/regions); remote data is only touched by Sync, Restore,
