@@ -37,7 +37,18 @@ func mkfs(t *testing.T, fstype, dev string) {
 	case "xfs":
 		sh(t, "mkfs.xfs", "-q", "-f", dev)
 	case "btrfs":
-		sh(t, "mkfs.btrfs", "-q", "-f", dev)
+		// mkfs.btrfs stats every mount of the host: one going away at that
+		// moment (another test's) fails it with ENOTCONN. Retried.
+		for i := 0; ; i++ {
+			out, err := exec.Command("mkfs.btrfs", "-q", "-f", dev).CombinedOutput()
+			if err == nil {
+				break
+			}
+			if i == 5 || !strings.Contains(string(out), "cannot check mount status") {
+				t.Fatalf("mkfs.btrfs %s: %v: %s", dev, err, out)
+			}
+			time.Sleep(time.Second)
+		}
 	default:
 		t.Fatalf("mkfs %s", fstype)
 	}
