@@ -204,6 +204,32 @@ func (l *filesLeaf) fillAttr(t FilesTree, a *fuse.Attr, st *syscall.Stat_t) {
 	a.Ino = l.m.filesState.ino(l.nums, st, l.nums.dev)
 }
 
+// allowed checks, for a caller other than root and the mount's owner
+// (possible only with AllowOther), the permission bits want (4 read, 1
+// search) of the file at p as stored: owner, group (the caller's primary
+// group), other.
+func (l *filesLeaf) allowed(ctx context.Context, p string, want uint32) syscall.Errno {
+	c, ok := fuse.FromContext(ctx)
+	if !ok || c.Uid == 0 || c.Uid == l.m.uid {
+		return 0
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		return l.fail("access in .files", err)
+	}
+	perm := st.Mode
+	switch {
+	case c.Uid == st.Uid:
+		perm >>= 6
+	case c.Gid == st.Gid:
+		perm >>= 3
+	}
+	if perm&want != want {
+		return syscall.EACCES
+	}
+	return 0
+}
+
 // lookup finds name below this directory.
 func (l *filesLeaf) lookup(ctx context.Context, parent *gofs.Inode, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	t, p, errno := l.enter("lookup in .files")
@@ -211,6 +237,9 @@ func (l *filesLeaf) lookup(ctx context.Context, parent *gofs.Inode, name string,
 		return nil, errno
 	}
 	defer t.Release()
+	if errno := l.allowed(ctx, p, 1); errno != 0 {
+		return nil, errno
+	}
 	var st syscall.Stat_t
 	if err := syscall.Lstat(filepath.Join(p, name), &st); err != nil {
 		return nil, l.fail("lookup in .files", err)
@@ -223,12 +252,15 @@ func (l *filesLeaf) lookup(ctx context.Context, parent *gofs.Inode, name string,
 	return parent.NewInode(ctx, child, gofs.StableAttr{Mode: st.Mode & syscall.S_IFMT, Ino: out.Attr.Ino, Gen: 1}), 0
 }
 
-func (l *filesLeaf) readdir() (gofs.DirStream, syscall.Errno) {
+func (l *filesLeaf) readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	t, p, errno := l.enter("list .files")
 	if errno != 0 {
 		return nil, errno
 	}
 	defer t.Release()
+	if errno := l.allowed(ctx, p, 4); errno != 0 {
+		return nil, errno
+	}
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, l.fail("list .files", err)
@@ -294,7 +326,7 @@ func (n *filesTop) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 
 func (n *filesTop) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.Errno) {
 	defer n.m.recoverOp("list .files", n.name(), &errno)
-	return n.readdir()
+	return n.readdir(ctx)
 }
 
 func (n *filesTop) Statfs(ctx context.Context, out *fuse.StatfsOut) (errno syscall.Errno) {
@@ -434,7 +466,7 @@ func (n *filesNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 
 func (n *filesNode) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.Errno) {
 	defer n.m.recoverOp("list .files", n.name(), &errno)
-	return n.readdir()
+	return n.readdir(ctx)
 }
 
 func (n *filesNode) Readlink(ctx context.Context) (_ []byte, errno syscall.Errno) {
@@ -498,6 +530,10 @@ func (n *filesNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, 
 	}
 	t, p, errno := n.enter("open in .files")
 	if errno != 0 {
+		return nil, 0, errno
+	}
+	if errno := n.allowed(ctx, p, 4); errno != 0 {
+		t.Release()
 		return nil, 0, errno
 	}
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)

@@ -65,16 +65,25 @@
 // pages of that disk; after creating or deleting disks, snapshots or images,
 // the kernel's cached names.
 //
-// `snapshot mount` needs a daemon: it makes a throw-away writable clone of
-// the snapshot's disk (snapmount-<snapshot>-<disk>-<n>, recorded in the
-// ledger <store>/snapmounts/clones/ before it is made, never listed by disk
-// list or in M/disks/ but openable by name), attaches M/disks/<clone> to a
-// loop device read-write (so a dirty ext4 or xfs journal can replay) and
-// mounts it with -o ro. It records what it did in <store>/snapmounts/<hash
-// of MOUNTPOINT>.json (vfs.WriteFile); `snapshot umount` unmounts, detaches
-// the loop device, deletes the clone and its ledger entry. A snapshot mount
-// killed half-way, or one whose daemon died, is undone at the next daemon
+// `snapshot mount` needs a daemon, which does every step
+// (Service.MountSnapshot, with the code of the .files directories, package
+// browse): a throw-away writable clone of the snapshot's disk
+// (snapmount-<snapshot>-<disk>-<n>, recorded in the ledger
+// <store>/snapmounts/clones/ before it is made, never listed by disk list
+// or in M/disks/ but openable by name), M/disks/<clone> attached to a loop
+// device read-write (so a dirty ext4 or xfs journal can replay) and
+// mounted read-only, nodev, nosuid, noexec; then the record
+// <store>/snapmounts/<hash of MOUNTPOINT>.json (vfs.WriteFile). A request
+// whose command was killed is undone by the daemon. `snapshot umount`
+// unmounts, detaches the loop device, deletes the clone and its ledger
+// entry. What a daemon killed half-way left is undone at the next daemon
 // start (service.CleanScratch): mount, loop device, clone, record, ledger.
+//
+// `M/snapshots/<s>/<d>.files/` and `M/images/<i>.files/` (mount
+// --files-max, --files-idle), `snapshot diff --files` and `restore-file`
+// are described in package browse's doc.go; restore-file reads through the
+// daemon's mount (<M>/snapshots/<s>/<d>.files/...) and copies in this
+// process, staged in the target directory: on failure nothing is left.
 //
 // # Regions
 //
