@@ -146,6 +146,11 @@ func filesErrno(err error) syscall.Errno {
 	if !errors.As(err, &e) {
 		return syscall.EIO
 	}
+	return passErrno(e)
+}
+
+// passErrno is e when it is an ordinary outcome, else EIO.
+func passErrno(e syscall.Errno) syscall.Errno {
 	switch e {
 	case syscall.ENOENT, syscall.ENOTDIR, syscall.EISDIR, syscall.ENODATA, syscall.ERANGE, syscall.E2BIG,
 		syscall.ENAMETOOLONG, syscall.ELOOP, syscall.EINVAL, syscall.EROFS, syscall.EACCES, syscall.EPERM,
@@ -175,7 +180,11 @@ func (l *filesLeaf) name() string {
 func (l *filesLeaf) enter(op string) (FilesTree, string, syscall.Errno) {
 	t, err := l.m.files.Enter(l.src, l.part)
 	if err != nil {
-		return nil, "", l.m.fail(op, l.name(), err)
+		errno := l.m.fail(op, l.name(), err)
+		if errno == syscall.EBUSY || errno == syscall.ENOENT {
+			return nil, "", errno // all trees in use; gone
+		}
+		return nil, "", syscall.EIO // a filesystem that cannot be opened
 	}
 	return t, filepath.Join(t.Dir(), l.rel), 0
 }
