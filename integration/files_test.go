@@ -898,3 +898,49 @@ func TestRestoreFile(t *testing.T) {
 	ok(t, store, "umount", mp)
 	noLeftovers(t, store)
 }
+
+// TestFilesDaemonKilled: the daemon SIGKILLed while .files filesystems are
+// open (one with a file open in it); after snapfs umount and a restart,
+// no .files mount, loop device or scratch clone is left, and .files works.
+func TestFilesDaemonKilled(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	pid := daemon(t, store, mp)
+	ok(t, store, "disk", "create", "e", "--size", "64M")
+	disk := filepath.Join(mp, "disks", "e")
+	mkfs(t, "ext4", disk)
+	vol := filepath.Join(tmp, "vol")
+	undo := loopMount(t, disk, vol)
+	writeFileSync(t, filepath.Join(vol, "f"), []byte("kept"))
+	undo()
+	ok(t, store, "snapshot", "create", "s1", "--disk", "e")
+	ok(t, store, "snapshot", "create", "s2", "--disk", "e")
+	dirNames(t, filepath.Join(mp, "snapshots", "s1", "e.files"))
+	f, err := os.Open(filepath.Join(mp, "snapshots", "s2", "e.files", "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(filesMounts(store)); n != 2 {
+		t.Fatalf("%d .files mounts, want 2", n)
+	}
+	killDaemon(t, pid)
+	f.Close()
+	ok(t, store, "umount", mp)
+	daemon(t, store, mp)
+	if ms := filesMounts(store); len(ms) != 0 {
+		t.Errorf(".files mounts left after the restart: %v", ms)
+	}
+	if out, _ := exec.Command("losetup", "-a").CombinedOutput(); strings.Contains(string(out), "snapmount-") {
+		t.Errorf("loop devices left after the restart: %s", out)
+	}
+	if left := dirNames(t, filepath.Join(store, "snapmounts", "clones")); len(left) != 0 {
+		t.Errorf("scratch clones left after the restart: %v", left)
+	}
+	if got, err := os.ReadFile(filepath.Join(mp, "snapshots", "s2", "e.files", "f")); err != nil || string(got) != "kept" {
+		t.Errorf("after the restart: %q %v", got, err)
+	}
+	ok(t, store, "umount", mp)
+	noLeftovers(t, store)
+}
