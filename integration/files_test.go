@@ -840,6 +840,12 @@ func TestFilesDiffModel(t *testing.T) {
 	if list := ok(t, store, "snapshot", "list"); strings.Contains(list, "snapmount-") {
 		t.Errorf("the temporary snapshot of diff against now is left: %s", list)
 	}
+	// No block changed: no file changed, known without walking.
+	ok(t, store, "snapshot", "create", "s3", "--disk", "e")
+	if out := ok(t, store, "--json", "snapshot", "diff", "s2", "s3", "--disk", "e", "--files"); strings.Contains(out, "file_change") ||
+		!strings.Contains(out, `"old_files":0`) {
+		t.Errorf("diff of identical snapshots: %s", out)
+	}
 	ok(t, store, "umount", mp)
 	noLeftovers(t, store)
 }

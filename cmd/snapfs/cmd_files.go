@@ -31,7 +31,9 @@ type filesDiffSummary struct {
 	Renamed  int    `json:"renamed"`
 	OldFiles int    `json:"old_files"`
 	NewFiles int    `json:"new_files"`
-	TookMS   int64  `json:"took_ms"`
+	// ChangedBytes is the engine's block diff; 0: nothing walked.
+	ChangedBytes int64 `json:"changed_bytes"`
+	TookMS       int64 `json:"took_ms"`
 }
 
 // diffFiles is snapshot diff --files: the service walks both trees (in the
@@ -45,7 +47,7 @@ func diffFiles(c *cli.Context, st *state, req service.DiffRequest) error {
 		}
 		p := newPrinter(c, st)
 		sum := filesDiffSummary{Disk: d.Disk, Old: d.Old, New: d.New, Part: d.Part, OldFiles: d.OldFiles, NewFiles: d.NewFiles,
-			TookMS: d.Took.Milliseconds()}
+			ChangedBytes: d.ChangedBytes, TookMS: d.Took.Milliseconds()}
 		for _, ch := range d.Changes {
 			switch ch.Kind {
 			case browse.Created:

@@ -89,6 +89,7 @@ type Manager struct {
 	mu      sync.Mutex
 	open    map[string]*Tree
 	layouts map[string]Layout // probe results: sources are immutable
+	failed  map[string]failure // sources that could not be opened, retried after failRetry
 	seq     int
 	closed  bool
 	peak    int // most trees open at once (tests)
@@ -113,7 +114,7 @@ func NewManager(host Host, opts Options) *Manager {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{host: host, opts: opts, log: log.With("component", "files"), open: map[string]*Tree{},
-		layouts: map[string]Layout{}, stop: make(chan struct{}), done: make(chan struct{})}
+		layouts: map[string]Layout{}, failed: map[string]failure{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go m.janitor()
 	return m
 }
@@ -216,6 +217,16 @@ func (t *Tree) Untrack(f *os.File) {
 	t.m.mu.Unlock()
 }
 
+// failRetry is how long a source that could not be opened answers with
+// the same error before it is tried again: a corrupt filesystem walked by
+// find must not be cloned and mounted once per file.
+const failRetry = 30 * time.Second
+
+type failure struct {
+	err error
+	at  time.Time
+}
+
 // ErrTooMany is returned by Acquire when MaxOpen sources are open and all
 // in use.
 var ErrTooMany = fmt.Errorf("%w: the maximum number of open .files filesystems are all in use", rowstore.ErrBusy)
@@ -234,6 +245,12 @@ func (m *Manager) Acquire(src Source, layout Layout) (*Tree, error) {
 	defer m.opMu.Unlock()
 	if t := m.pin(key); t != nil {
 		return t, nil
+	}
+	m.mu.Lock()
+	f, failed := m.failed[key]
+	m.mu.Unlock()
+	if failed && time.Since(f.at) < failRetry {
+		return nil, f.err
 	}
 	m.mu.Lock()
 	for !m.closed && len(m.open) >= m.opts.MaxOpen {
@@ -265,6 +282,14 @@ func (m *Manager) Acquire(src Source, layout Layout) (*Tree, error) {
 	t, err := m.openTree(src, layout, dir)
 	if err != nil {
 		m.log.Warn("cannot open the filesystem of a disk", "source", src.String(), "err", err)
+		if errors.Is(err, rowstore.ErrCorrupt) {
+			m.mu.Lock()
+			if len(m.failed) > 1024 {
+				clear(m.failed)
+			}
+			m.failed[key] = failure{err: err, at: time.Now()}
+			m.mu.Unlock()
+		}
 		return nil, err
 	}
 	t.key, t.pins, t.last = key, 1, time.Now()
@@ -428,12 +453,13 @@ func (t *Tree) close() {
 	for f := range files {
 		_ = f.Close()
 	}
-	for part, mp := range t.mounts {
+	// t.mounts is not changed: a holder may still read it (Dir) while
+	// ReleaseAll closes a tree in use; its paths then lead nowhere.
+	for _, mp := range t.mounts {
 		if err := unmount(mp); err != nil {
 			m.log.Warn("unmount", "mountpoint", mp, "err", err)
 		}
 		_ = os.Remove(mp)
-		delete(t.mounts, part)
 	}
 	for _, loop := range t.loops {
 		if err := detachLoop(loop, t.clone); err != nil {

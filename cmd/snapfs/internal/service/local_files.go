@@ -97,6 +97,15 @@ func (l *Local) DiffFiles(ctx context.Context, r FilesDiffRequest) (FilesDiff, e
 	} else if err := rowstore.ValidateName("snapshot", newSnap); err != nil {
 		return FilesDiff{}, err
 	}
+	// The engine knows the changed blocks: none changed, no file changed
+	// (no mount, no walk).
+	bd, err := l.Diff(ctx, DiffRequest{Old: r.Old, New: newSnap, Disk: r.Disk})
+	if err != nil {
+		return FilesDiff{}, err
+	}
+	if len(bd.Ranges) == 0 {
+		return FilesDiff{Disk: r.Disk, Old: r.Old, New: r.New, Part: r.Part, Changes: []browse.Change{}, Took: time.Since(start)}, nil
+	}
 	walk := func(snap string) (browse.TreeEntries, error) {
 		t, dir, err := l.enterFiles(snap, r.Disk, r.Part)
 		if err != nil {
@@ -120,7 +129,7 @@ func (l *Local) DiffFiles(ctx context.Context, r FilesDiffRequest) (FilesDiff, e
 		changes = []browse.Change{}
 	}
 	return FilesDiff{Disk: r.Disk, Old: r.Old, New: r.New, Part: r.Part, Changes: changes,
-		OldFiles: len(old), NewFiles: len(cur), Took: time.Since(start)}, nil
+		OldFiles: len(old), NewFiles: len(cur), ChangedBytes: bd.ChangedBytes, Took: time.Since(start)}, nil
 }
 
 // enterFiles opens (holds) the filesystem part of disk in snapshot snap and

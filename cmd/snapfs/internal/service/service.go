@@ -304,5 +304,8 @@ type FilesDiff struct {
 	Changes  []browse.Change `json:"changes"`
 	OldFiles int             `json:"old_files"` // entries walked in the old tree
 	NewFiles int             `json:"new_files"`
-	Took     time.Duration   `json:"took_ns"`
+	// ChangedBytes is what the engine's block diff says changed in the
+	// disk; when it is 0 no tree is walked (OldFiles and NewFiles are 0).
+	ChangedBytes int64         `json:"changed_bytes"`
+	Took         time.Duration `json:"took_ns"`
 }
