@@ -88,7 +88,7 @@ type Manager struct {
 
 	mu      sync.Mutex
 	open    map[string]*Tree
-	layouts map[string]Layout // probe results: sources are immutable
+	layouts map[string]Layout  // probe results: sources are immutable
 	failed  map[string]failure // sources that could not be opened, retried after failRetry
 	seq     int
 	closed  bool
