@@ -475,6 +475,28 @@ func TestFilesLimit(t *testing.T) {
 			t.Fatalf("%d filesystems mounted after entering %d", n, i+1)
 		}
 	}
+	// 8 readers at once over 8 snapshots: each waits for a free slot, none fails.
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() {
+			for k := 0; k < 5; k++ {
+				got, err := os.ReadFile(filepath.Join(mp, "snapshots", fmt.Sprintf("s%02d", i), "e.files", "n"))
+				if err == nil && string(got) != fmt.Sprint(i) {
+					err = fmt.Errorf("s%02d: read %q", i, got)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent reader: %v", err)
+		}
+	}
 	close(stop)
 	if p := <-peak; p > 4 || p == 0 {
 		t.Fatalf("at most %d filesystems were mounted at once, want 1..4", p)

@@ -52,7 +52,8 @@
 // At most Options.MaxOpen sources are open; opening another releases the
 // least recently used one not in use (a tree is in use while a FUSE
 // operation runs in it or a file in it is open); when all are in use the
-// open fails with ErrTooMany (EBUSY). Opening and closing are serialized
+// open waits up to 10 s for one to be released, then fails with
+// ErrTooMany (EBUSY). Opening and closing are serialized
 // (opMu), so the count of trees in any state between "mounting" and
 // "unmounted" never exceeds MaxOpen. A janitor releases trees unused for
 // Options.Idle. ReleaseAll (before the daemon unmounts its mount, which the

@@ -231,9 +231,27 @@ type failure struct {
 // in use.
 var ErrTooMany = fmt.Errorf("%w: the maximum number of open .files filesystems are all in use", rowstore.ErrBusy)
 
+// busyWait is how long Acquire waits for one of MaxOpen trees in use to
+// become free before it fails with ErrTooMany (uses are short: one FUSE
+// operation, or an open file).
+const busyWait = 10 * time.Second
+
 // Acquire returns src's tree, opening it (scratch clone, loop device,
-// mounts) when it is not open. The caller must Release it.
+// mounts) when it is not open. The caller must Release it. When MaxOpen
+// trees are open and all in use, it waits up to busyWait for one to be
+// released, then fails with ErrTooMany.
 func (m *Manager) Acquire(src Source, layout Layout) (*Tree, error) {
+	deadline := time.Now().Add(busyWait)
+	for {
+		t, err := m.acquireOnce(src, layout)
+		if !errors.Is(err, ErrTooMany) || time.Now().After(deadline) {
+			return t, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (m *Manager) acquireOnce(src Source, layout Layout) (*Tree, error) {
 	if !layout.Browsable() {
 		return nil, fmt.Errorf("%w: %s has no filesystem to browse: %s", rowstore.ErrNotFound, src, layout.Reason)
 	}
