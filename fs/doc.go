@@ -31,8 +31,9 @@
 //     recreated name (new ID) gets a new inode.
 //   - Every errno comes from toErrno (errno.go), the one mapping from the
 //     engine's sentinel errors (inside .files, errors of the host
-//     filesystem go through filesErrno, node_files.go: corruption is EIO); every Backend error is logged once, at the
-//     boundary, by mountState.fail.
+//     filesystem go through filesErrno, node_files.go: corruption is EIO);
+//     every Backend error is logged once, at the boundary, by
+//     mountState.fail.
 //   - No panic escapes a FUSE request: methods that call the Backend recover
 //     and return EIO (logging the stack), and go-fuse's PanicHandler backs
 //     that up for everything else.
