@@ -925,6 +925,10 @@ func TestRestoreFile(t *testing.T) {
 	}
 	ok(t, store, "umount", mp)
 	noLeftovers(t, store)
+	// Without a daemon: exit 9, nothing done.
+	fails(t, store, 9, "restore-file", "s1", "d0", "--disk", "d1", "--to", t.TempDir())
+	fails(t, store, 9, "snapshot", "diff", "s1", "--disk", "d1", "--files")
+	fails(t, store, 9, "snapshot", "mount", "s1", "--disk", "d1", filepath.Join(tmp, "smp"))
 }
 
 // TestFilesDaemonKilled: the daemon SIGKILLed while .files filesystems are
