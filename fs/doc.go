@@ -20,7 +20,8 @@
 //   - Inode numbers derive from Backend IDs (ino.go): kind tag in the top
 //     byte, the ID below. They are stable across lookups and remounts and a
 //     recreated name (new ID) gets a new inode.
-//   - Every errno comes from toErrno (errno.go), the one mapping from the
+//   - Every errno comes from toErrno (errno.go): the errno an error wraps, else
+//     Options.Errno, the caller's one mapping from the
 //     engine's sentinel errors; every Backend error is logged once, at the
 //     boundary, by mountState.fail.
 //   - No panic escapes a FUSE request: methods that call the Backend recover

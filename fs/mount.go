@@ -40,6 +40,10 @@ type Options struct {
 	MaxBackground int
 	// FsName is the "source" column of /proc/mounts. Empty means "snapfs".
 	FsName string
+	// Errno maps a Backend error to the errno the kernel sees (the caller's
+	// one table of errors; see errno.go). nil: the errno an error wraps, EIO
+	// for anything else.
+	Errno func(error) syscall.Errno
 }
 
 // Server is a mounted snapfs namespace.
@@ -58,6 +62,7 @@ type mountState struct {
 	uid, gid    uint32
 	mounted     time.Time
 	nameTimeout time.Duration
+	errno       func(error) syscall.Errno
 }
 
 // Mount mounts the snapfs namespace over opts.Backend at mountpoint and
@@ -79,6 +84,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		gid:         uint32(os.Getegid()),
 		mounted:     time.Now(),
 		nameTimeout: opts.NameTimeout,
+		errno:       opts.Errno,
 	}
 	if m.nameTimeout < 0 {
 		m.nameTimeout = 0
@@ -245,7 +251,7 @@ func (m *mountState) recoverOp(op, name string, errno *syscall.Errno) {
 // boundary. Expected outcomes (ENOENT, EINVAL, EBUSY, ...) log at Debug;
 // EIO-class errors at Error.
 func (m *mountState) fail(op, name string, err error) syscall.Errno {
-	errno := toErrno(err)
+	errno := m.toErrno(err)
 	switch errno {
 	case syscall.EIO, syscall.ENOSPC:
 		m.log.Error("snapfs: "+op, "name", name, "err", err, "errno", errno.Error())

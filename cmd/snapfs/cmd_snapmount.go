@@ -322,6 +322,9 @@ func existingDir(p string) (dir string, rmdir func(), err error) {
 		// Only the last component is created: a missing parent is a typo
 		// more often than a wish.
 		if err := os.Mkdir(abs, 0o755); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return "", rmdir, fmt.Errorf("%w: the parent of mountpoint %s does not exist (snapfs creates only the last directory)", rowstore.ErrNotFound, abs)
+			}
 			return "", rmdir, fmt.Errorf("create mountpoint %s: %w", abs, err)
 		}
 		rmdir = func() { _ = os.Remove(abs) }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -25,7 +26,8 @@ func main() {
 }
 
 // run runs the command line args and returns the exit code. Every error is
-// one line on stderr.
+// one line on stderr, in the user's terms (exitcode.Message), with a hint of
+// what to do where there is one.
 func run(args []string, stdout, stderr io.Writer) (code int) {
 	st := &state{stdout: stdout, stderr: stderr}
 	app := newApp(st)
@@ -35,8 +37,10 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 			code = exitcode.Failure
 		}
 	}()
-	args, err := reorderArgs(app, args)
-	if err == nil {
+	var err error
+	if n := len(args); n > 0 && args[n-1] == "--generate-bash-completion" {
+		err = app.Run(args) // shell completion: urfave/cli answers as is
+	} else if args, err = reorderArgs(app, args); err == nil {
 		err = app.Run(args)
 	}
 	if err == nil && st.usageErr != nil {
@@ -53,13 +57,15 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	return exitcode.OK
 }
 
-// oneLine makes err one line, without repeating what rowstore sentinels and
-// usage markers add.
+// oneLine is err as the user reads it: one line without package prefixes or
+// repeated words, and what to do where the code says it.
 func oneLine(err error) string {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, exitcode.ErrUsage.Error()+": ")
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
+	msg := exitcode.Message(err)
+	switch exitcode.Of(err) {
+	case exitcode.Permission:
+		if os.Geteuid() != 0 {
+			msg += " (run snapfs as root, or as the owner of the store)"
+		}
 	}
 	return msg
 }
@@ -77,10 +83,12 @@ func usagef(format string, a ...any) error {
 
 func newApp(st *state) *cli.App {
 	app := &cli.App{
-		Name:  "snapfs",
-		Usage: "a FUSE-mountable snapshot filesystem for virtual disks",
-		Description: "Sizes accept a number with an optional suffix K, M, G, T, P (powers of 1024: 1G = 2^30 bytes;\n" +
-			"KiB, MiB, ... mean the same; KB, MB, GB, ... are powers of 1000). Exit codes: see `go doc github.com/snapfs/snapfs/cmd/snapfs`.",
+		Name:    "snapfs",
+		Usage:   "a FUSE-mountable snapshot filesystem for virtual disks",
+		Version: versionString(),
+		Description: sizeHelp + "\n\n" +
+			"Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 exists, 5 busy, 6 corrupt, 7 no space, ...:\n" +
+			"see `snapfs help exit-codes`. Every command prints its help with --help or `snapfs help COMMAND`.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "store", Value: DefaultStore, EnvVars: []string{"SNAPFS_STORE"}, Usage: "store directory"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, each with a \"type\" field"},
@@ -88,8 +96,8 @@ func newApp(st *state) *cli.App {
 		},
 		Writer:               st.stdout,
 		ErrWriter:            st.stderr,
-		HideHelpCommand:      true,
-		EnableBashCompletion: false,
+		HideHelpCommand:      true, // our own help command (help.go) also knows exit-codes
+		EnableBashCompletion: true,
 		ExitErrHandler:       func(*cli.Context, error) {},
 		OnUsageError:         func(_ *cli.Context, err error, _ bool) error { return usagef("%v", err) },
 		CommandNotFound: func(c *cli.Context, name string) {
@@ -112,6 +120,11 @@ func newApp(st *state) *cli.App {
 		checkCommand(st),
 		indexCommand(st),
 		repairCommand(st),
+		versionCommand(st),
+		helpCommand(st),
+		completionCommand(st),
+		statusCommand(st),
+		genDocsCommand(st),
 	}
 	for _, c := range app.Commands {
 		prepare(st, c)
@@ -119,29 +132,70 @@ func newApp(st *state) *cli.App {
 	return app
 }
 
-// prepare wires usage errors and the "started" mark into c and its subcommands.
+// prepare wires usage errors, the "started" mark, the check of required
+// flags (here, not urfave/cli's, which prints the whole help to stdout before
+// its error) and the examples into c and its subcommands.
 func prepare(st *state, c *cli.Command) {
-	c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usagef("%s: %v", c.Name, err) }
+	prepareNamed(st, c, c.Name)
+}
+
+func prepareNamed(st *state, c *cli.Command, full string) {
+	c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+		return usagef("%s: %v (see snapfs help %s)", full, err, full)
+	}
 	if len(c.Subcommands) > 0 {
 		group := c.Name
 		c.Action = func(ctx *cli.Context) error {
 			st.started = true
 			if ctx.Args().Present() {
-				return usagef("unknown command %s %q (see snapfs %s --help)", group, ctx.Args().First(), group)
+				return usagef("unknown command %s %q (see snapfs help %s)", group, ctx.Args().First(), group)
 			}
 			_ = cli.ShowSubcommandHelp(ctx)
-			return usagef("%s needs a subcommand", group)
+			return usagef("%s needs a subcommand (see snapfs help %s)", group, group)
 		}
 		for _, sc := range c.Subcommands {
-			prepare(st, sc)
+			prepareNamed(st, sc, full+" "+sc.Name)
 		}
 		return
 	}
+	if ex := examples[full]; len(ex) > 0 && !strings.Contains(c.Description, "Examples:") {
+		if c.Description != "" {
+			c.Description += "\n\n"
+		}
+		c.Description += "Examples:\n   " + strings.Join(ex, "\n   ")
+	}
+	required := takeRequired(c.Flags)
 	action := c.Action
 	c.Action = func(ctx *cli.Context) error {
 		st.started = true
+		for _, name := range required {
+			if !ctx.IsSet(name) {
+				return usagef("%s: --%s is required (see snapfs help %s)", full, name, full)
+			}
+		}
 		return action(ctx)
 	}
+}
+
+// takeRequired clears the Required mark of flags, adds "(required)" to
+// their usage and returns their names.
+func takeRequired(flags []cli.Flag) []string {
+	var names []string
+	for _, f := range flags {
+		rf, ok := f.(cli.RequiredFlag)
+		if !ok || !rf.IsRequired() {
+			continue
+		}
+		v := reflect.ValueOf(f).Elem()
+		if r := v.FieldByName("Required"); r.IsValid() && r.CanSet() {
+			r.SetBool(false)
+			if u := v.FieldByName("Usage"); u.IsValid() && u.CanSet() {
+				u.SetString(u.String() + " (required)")
+			}
+			names = append(names, f.Names()[0])
+		}
+	}
+	return names
 }
 
 // reorderArgs moves the flags of the (leaf) command after its positional
@@ -270,7 +324,25 @@ func storeDir(c *cli.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("store %s: %w", d, err)
 	}
+	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
+		return "", usagef("--store %s is a file, not a store directory", abs)
+	}
 	return abs, nil
+}
+
+// checkKeyFile refuses a --key-file that does not exist or is not a file,
+// before anything is changed.
+func checkKeyFile(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return usagef("--key-file %s does not exist (make one: head -c 32 /dev/urandom > %s; chmod 600 %s)", path, path, path)
+	case err != nil:
+		return fmt.Errorf("--key-file: %w", err)
+	case fi.IsDir():
+		return usagef("--key-file %s is a directory", path)
+	}
+	return nil
 }
 
 // logger is the slog logger of --log-level, writing text to stderr.
@@ -320,7 +392,7 @@ func withService(c *cli.Context, st *state, fn func(ctx context.Context, svc ser
 func args(c *cli.Context, names ...string) ([]string, error) {
 	a := c.Args().Slice()
 	if len(a) != len(names) {
-		return nil, usagef("%s: want %d argument(s) %s, got %d (see --help)", c.Command.FullName(), len(names), strings.Join(names, " "), len(a))
+		return nil, usagef("%s: want %d argument(s) %s, got %d (see snapfs help %s)", c.Command.FullName(), len(names), strings.Join(names, " "), len(a), c.Command.FullName())
 	}
 	return a, nil
 }

@@ -42,3 +42,11 @@ func size(n int64) string {
 	}
 	return humanize.IBytes(uint64(n))
 }
+
+// sizeHelp documents the sizes every flag accepts (the app's help).
+const sizeHelp = "Sizes are a number with an optional suffix: K, M, G, T, P, E (any case) are powers of 1024, as in\n" +
+	"dd and qemu-img (1G = 2^30 bytes), and so are KiB, MiB, GiB, TiB, PiB, EiB; KB, MB, GB, TB, PB, EB\n" +
+	"are powers of 1000; a plain number is bytes; fractions are allowed (1.5G)."
+
+// defaultBlockSize is the engine's default block size for help texts.
+var defaultBlockSize = strings.ReplaceAll(size(rowstore.DefaultBlockSize), " ", "")

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/metrics"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
 	"github.com/snapfs/snapfs/fs"
 	"github.com/snapfs/snapfs/rowstore"
@@ -32,8 +34,16 @@ type Config struct {
 	Logger     *slog.Logger
 	// Ready is called once the mount and the control socket are serving.
 	Ready func(st service.Status)
+	// RemoveMountpoint: the command created the mountpoint directory; the
+	// daemon removes it (when empty) once unmounted.
+	RemoveMountpoint bool
 	// Store options (tests shorten intervals); Logger is filled in.
 	StoreOptions rowstore.Options
+	// NewMetrics, when set, makes the daemon's metrics once the store is
+	// open; they count its I/O and jobs and are served on MetricsListener
+	// for the daemon's life (mount --metrics).
+	NewMetrics      func(metrics.Source) *metrics.Metrics
+	MetricsListener net.Listener
 }
 
 // Run is the daemon: it opens the store, mounts the namespace, serves the
@@ -44,6 +54,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MetricsListener != nil {
+		defer cfg.MetricsListener.Close()
 	}
 	if fi, err := os.Stat(cfg.Mountpoint); err != nil {
 		return fmt.Errorf("%w: mountpoint: %v", rowstore.ErrNotFound, err)
@@ -56,6 +69,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if c, st, err := service.Dial(ctx, cfg.Store); err == nil {
 		c.Close()
 		return fmt.Errorf("%w: store %s is already served by daemon pid %d, mounted at %s", rowstore.ErrBusy, cfg.Store, st.PID, st.Mountpoint)
+	}
+	// Nothing is created in a directory that is not a store (no daemon.lock
+	// left behind by a mount of the wrong directory).
+	if _, err := os.Stat(filepath.Join(cfg.Store, "superblock")); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s is not a snapfs store (run snapfs init)", rowstore.ErrNotFound, cfg.Store)
+		}
+		return fmt.Errorf("store %s: %w", cfg.Store, err)
 	}
 	lock, err := lockFile(filepath.Join(cfg.Store, LockName))
 	if err != nil {
@@ -84,11 +105,25 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 
+	var m *metrics.Metrics
+	if cfg.NewMetrics != nil {
+		m = cfg.NewMetrics(source{local})
+	}
+	metricsAddr := ""
+	if m != nil && cfg.MetricsListener != nil {
+		mctx, stopMetrics := context.WithCancel(context.Background())
+		defer stopMetrics()
+		go m.Serve(mctx, cfg.MetricsListener)
+		metricsAddr = cfg.MetricsListener.Addr().String()
+		log.Info("metrics serving", "addr", metricsAddr)
+	}
+	svc := newObserved(local, m, metricsAddr)
+
 	fsName := "snapfs"
 	if !strings.ContainsAny(cfg.Store, " ,\t\n\\") {
 		fsName = cfg.Store
 	}
-	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: newBackend(local), Logger: log, FsName: fsName})
+	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: instrument(newBackend(local), m), Logger: log, FsName: fsName, Errno: exitcode.Errno})
 	if err != nil {
 		return err
 	}
@@ -125,6 +160,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		if uerr := unmount(); uerr != nil {
 			log.Error("unmount at exit failed; detaching lazily", "mountpoint", cfg.Mountpoint, "err", uerr)
 			_ = syscall.Unmount(cfg.Mountpoint, syscall.MNT_DETACH)
+		}
+		if cfg.RemoveMountpoint {
+			if rerr := os.Remove(cfg.Mountpoint); rerr != nil {
+				log.Warn("remove the mountpoint snapfs created", "mountpoint", cfg.Mountpoint, "err", rerr)
+			}
 		}
 	}()
 
@@ -164,7 +204,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// store closes.
 	jobCtx, cancelJobs := context.WithCancel(context.Background())
 	defer cancelJobs()
-	hs := &http.Server{Handler: service.Handler(local, log), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	hs := &http.Server{Handler: service.Handler(svc, log), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext: func(net.Listener) context.Context { return jobCtx }}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -181,7 +221,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		_ = os.Remove(sock)
 	}()
 
-	status, _ := local.Status(ctx)
+	status, _ := svc.Status(ctx)
 	log.Info("serving", "store", cfg.Store, "mountpoint", cfg.Mountpoint, "socket", sock, "pid", status.PID)
 	if cfg.Ready != nil {
 		cfg.Ready(status)
