@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	sd "github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/metrics"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
@@ -226,6 +228,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.Ready != nil {
 		cfg.Ready(status)
 	}
+	// systemd (Type=notify): ready now; the watchdog is pinged while the
+	// mount answers; STOPPING when the daemon begins to stop.
+	notify(log, fmt.Sprintf("READY=1\nMAINPID=%d\nSTATUS=serving %s at %s", os.Getpid(), cfg.Store, cfg.Mountpoint))
+	defer notify(log, "STOPPING=1")
+	wdCtx, stopWatchdog := context.WithCancel(context.Background())
+	defer stopWatchdog()
+	go watchdog(wdCtx, log, cfg.Mountpoint)
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -291,6 +300,49 @@ func WaitExited(ctx context.Context, store string) error {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the daemon to exit: %w", ctx.Err())
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// notify sends state to systemd when it started the daemon (NOTIFY_SOCKET).
+func notify(log *slog.Logger, state string) {
+	if _, err := sd.SdNotify(false, state); err != nil {
+		log.Warn("sd_notify", "err", err)
+	}
+}
+
+// watchdog pings systemd's watchdog (WatchdogSec=) at half its interval,
+// each time after the mount answered a directory listing: a hung FUSE
+// server stops the pings and systemd restarts the service.
+func watchdog(ctx context.Context, log *slog.Logger, mountpoint string) {
+	every, err := sd.SdWatchdogEnabled(false)
+	if err != nil || every <= 0 {
+		return
+	}
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		answered := make(chan error, 1)
+		go func() {
+			_, err := os.ReadDir(filepath.Join(mountpoint, "disks"))
+			answered <- err
+		}()
+		select {
+		case err := <-answered:
+			if err != nil {
+				log.Warn("watchdog: the mount does not answer; not pinging", "err", err)
+				continue
+			}
+			notify(log, "WATCHDOG=1")
+		case <-time.After(every / 2):
+			log.Error("watchdog: the mount did not answer in time; not pinging", "after", every/2)
+		case <-ctx.Done():
+			return
 		}
 	}
 }

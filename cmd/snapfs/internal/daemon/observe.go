@@ -19,14 +19,15 @@ type observed struct {
 	service.Service
 	m           *metrics.Metrics
 	metricsAddr string
+	cache       func() rowstore.CacheStats
 
 	mu   sync.Mutex
 	jobs map[int]*service.Job
 	next int
 }
 
-func newObserved(s service.Service, m *metrics.Metrics, addr string) *observed {
-	return &observed{Service: s, m: m, metricsAddr: addr, jobs: map[int]*service.Job{}}
+func newObserved(l *service.Local, m *metrics.Metrics, addr string) *observed {
+	return &observed{Service: l, m: m, metricsAddr: addr, cache: l.Store().CacheStats, jobs: map[int]*service.Job{}}
 }
 
 // start records a job; the returned progress updates it and forwards to
@@ -91,6 +92,8 @@ func (o *observed) Status(ctx context.Context) (service.Status, error) {
 	}
 	o.mu.Unlock()
 	st.Metrics = o.metricsAddr
+	cs := o.cache()
+	st.Cache = &cs
 	return st, nil
 }
 
@@ -162,19 +165,7 @@ func (s source) Snapshots() ([]metrics.SnapshotState, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]metrics.SnapshotState, 0, len(snaps))
-	for _, sn := range snaps {
-		st := metrics.SnapshotState{Name: sn.Name, Created: sn.Created, Copies: map[string]replicate.State{}}
-		for _, d := range sn.Disks {
-			st.Disks = append(st.Disks, d.Name)
-			st.Allocated += d.Allocated
-		}
-		for _, c := range sn.Copies {
-			st.Copies[c.Region] = c.State
-		}
-		out = append(out, st)
-	}
-	return out, nil
+	return metrics.States(snaps), nil
 }
 
 func (s source) Usage() (rowstore.StoreUsage, error) {
@@ -183,6 +174,8 @@ func (s source) Usage() (rowstore.StoreUsage, error) {
 }
 
 func (s source) CleanerStats() rowstore.CleanerStats { return s.l.Store().CleanerStats() }
+
+func (s source) CacheStats() rowstore.CacheStats { return s.l.Store().CacheStats() }
 
 func (s source) Regions() ([]string, error) {
 	rs, err := s.l.ListRegions(context.Background())

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -23,6 +24,7 @@ type Source interface {
 	Snapshots() ([]SnapshotState, error)
 	Usage() (rowstore.StoreUsage, error)
 	CleanerStats() rowstore.CleanerStats
+	CacheStats() rowstore.CacheStats
 	Regions() ([]string, error)
 }
 
@@ -239,13 +241,15 @@ var (
 	descLagSeconds   = prometheus.NewDesc("snapfs_region_lag_seconds", "Age of the oldest local snapshot not yet available in the region (0: none).", []string{"region"}, nil)
 	descLagBytes     = prometheus.NewDesc("snapfs_region_lag_bytes", "Allocated bytes of the local snapshots not yet available in the region (an upper bound of what sync ships).", []string{"region"}, nil)
 	descLagSnaps     = prometheus.NewDesc("snapfs_region_pending_snapshots", "Local snapshots not yet available in the region.", []string{"region"}, nil)
+	descCacheDirty   = prometheus.NewDesc("snapfs_cache_dirty_bytes", "Bytes in the write-back cache not yet in the log, by disk.", []string{"disk"}, nil)
+	descCacheLimit   = prometheus.NewDesc("snapfs_cache_limit_bytes", "Bound of each disk's write-back cache.", nil, nil)
 	descScrapeErr    = prometheus.NewDesc("snapfs_scrape_errors", "Parts of the store's state the scrape could not read.", []string{"part"}, nil)
 )
 
 func (s *state) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDisks, descDiskSize, descDiskAlloc, descDiskOpen, descSnaps, descSnapAge,
 		descSnapOldest, descStoreBytes, descSegments, descUsageAge, descCleanRounds, descCleanMoved, descCleanFreed,
-		descCleanThrottl, descLagSeconds, descLagBytes, descLagSnaps, descScrapeErr} {
+		descCleanThrottl, descCacheDirty, descCacheLimit, descLagSeconds, descLagBytes, descLagSnaps, descScrapeErr} {
 		ch <- d
 	}
 }
@@ -323,6 +327,11 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 	counter(descCleanMoved, float64(cs.BytesRelocated))
 	counter(descCleanFreed, float64(cs.BytesFreed))
 	counter(descCleanThrottl, cs.Throttled.Seconds())
+	cache := m.src.CacheStats()
+	gauge(descCacheLimit, float64(cache.LimitPerDisk))
+	for _, d := range disks {
+		gauge(descCacheDirty, float64(cache.Disks[d.Name]), d.Name)
+	}
 	regions, err := m.src.Regions()
 	if err != nil {
 		fail("regions", err)
@@ -373,4 +382,21 @@ func Lag(region string, snaps []SnapshotState, now time.Time) RegionLag {
 		l.Seconds = now.Sub(oldest).Seconds()
 	}
 	return l
+}
+
+// States are snaps (as the Service lists them) as the metrics read them.
+func States(snaps []service.Snapshot) []SnapshotState {
+	out := make([]SnapshotState, 0, len(snaps))
+	for _, sn := range snaps {
+		st := SnapshotState{Name: sn.Name, Created: sn.Created, Copies: map[string]replicate.State{}}
+		for _, d := range sn.Disks {
+			st.Disks = append(st.Disks, d.Name)
+			st.Allocated += d.Allocated
+		}
+		for _, c := range sn.Copies {
+			st.Copies[c.Region] = c.State
+		}
+		out = append(out, st)
+	}
+	return out
 }

@@ -124,9 +124,11 @@ type Status struct {
 	Started    time.Time `json:"started,omitzero"`
 	// Jobs are the long jobs (sync, restore, checks, repairs, gc) the daemon
 	// runs now; Metrics the address of its Prometheus metrics (mount
-	// --metrics). Both are filled in by the daemon only.
+	// --metrics). These are filled in by the daemon only.
 	Jobs    []Job  `json:"jobs,omitempty"`
 	Metrics string `json:"metrics,omitempty"`
+	// Cache is the write-back cache of the daemon's open disks.
+	Cache *rowstore.CacheStats `json:"cache,omitempty"`
 }
 
 // Job is a long job running in the daemon, as of its last progress event.
