@@ -456,10 +456,25 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if _, err := os.Stat(m.configPath(c.Name)); err == nil {
 		return RegionInfo{}, fmt.Errorf("%w: region %q", ErrExists, c.Name)
 	}
+	// Directories made here are removed again (when still empty) if the
+	// region is not added: a failed add leaves nothing behind.
+	var created []string
+	added := false
+	defer func() {
+		for _, p := range created {
+			if !added {
+				_ = os.Remove(p)
+			}
+		}
+	}()
 	for i, u := range c.Stores {
 		if p, ok := strings.CutPrefix(u, "file://"); ok && strings.HasPrefix(p, "/") {
+			_, serr := os.Stat(p)
 			if err := store.CreateLocal(p); err != nil {
 				return RegionInfo{}, fmt.Errorf("%w: region %q: store %d: %w", ErrInvalid, c.Name, i, err)
+			}
+			if errors.Is(serr, os.ErrNotExist) {
+				created = append(created, p)
 			}
 		}
 	}
@@ -558,6 +573,7 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if err := m.saveConfig(c); err != nil {
 		return RegionInfo{}, err
 	}
+	added = true
 	m.log.Info("region added", "region", c.Name, "k", c.K, "m", c.M, "attached", attached)
 	return RegionInfo{RegionConfig: c, Attached: attached}, nil
 }

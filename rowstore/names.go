@@ -80,7 +80,7 @@ func ValidateDiskSize(size int64) error {
 	case size <= 0:
 		return fmt.Errorf("%w: disk size %d must be positive", ErrInvalid, size)
 	case size%512 != 0:
-		return fmt.Errorf("%w: disk size %s (%d bytes) is not a multiple of 512 bytes", ErrInvalid, iec(size), size)
+		return fmt.Errorf("%w: disk size %s is not a multiple of 512 bytes", ErrInvalid, iec(size))
 	case size > MaxDiskSize:
 		return fmt.Errorf("%w: disk size %s is larger than the largest, %s", ErrInvalid, iec(size), iec(MaxDiskSize))
 	}
@@ -90,8 +90,8 @@ func ValidateDiskSize(size int64) error {
 // iec formats n bytes for messages: "1000 PiB", "1.5 GiB", "512 B".
 func iec(n int64) string {
 	const units = "KMGTPE"
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
+	if n < 1024 || n%512 != 0 {
+		return fmt.Sprintf("%d bytes", n)
 	}
 	f, i := float64(n)/1024, 0
 	for f >= 1024 && i < len(units)-1 {

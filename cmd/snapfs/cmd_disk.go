@@ -63,6 +63,9 @@ func diskCommand(st *state) *cli.Command {
 						if err != nil {
 							return err
 						}
+						if !clone {
+							warnLargerThanFree(c, st, d.Name, d.Size)
+						}
 						from := ""
 						if d.Origin != "" {
 							from = ", origin " + d.Origin

@@ -392,7 +392,15 @@ func withService(c *cli.Context, st *state, fn func(ctx context.Context, svc ser
 func args(c *cli.Context, names ...string) ([]string, error) {
 	a := c.Args().Slice()
 	if len(a) != len(names) {
-		return nil, usagef("%s: want %d argument(s) %s, got %d (see snapfs help %s)", c.Command.FullName(), len(names), strings.Join(names, " "), len(a), c.Command.FullName())
+		full := strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
+		if full == "" {
+			full = c.Command.Name
+		}
+		want := strings.Join(names, " ")
+		if len(names) == 0 {
+			want = "no arguments"
+		}
+		return nil, usagef("%s: want %s, got %d argument(s) (see snapfs help %s)", full, want, len(a), full)
 	}
 	return a, nil
 }

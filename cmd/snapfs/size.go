@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"syscall"
 
 	"github.com/dustin/go-humanize"
+	"github.com/urfave/cli/v2"
 
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -50,3 +52,22 @@ const sizeHelp = "Sizes are a number with an optional suffix: K, M, G, T, P, E (
 
 // defaultBlockSize is the engine's default block size for help texts.
 var defaultBlockSize = strings.ReplaceAll(size(rowstore.DefaultBlockSize), " ", "")
+
+// warnLargerThanFree warns on stderr when a new disk is larger than the
+// free space of the filesystem holding the store: allowed (disks are thin),
+// but writing it full will fail for lack of space.
+func warnLargerThanFree(c *cli.Context, st *state, disk string, n int64) {
+	dir, err := storeDir(c)
+	if err != nil {
+		return
+	}
+	var fs syscall.Statfs_t
+	if syscall.Statfs(dir, &fs) != nil {
+		return
+	}
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	if n > free {
+		fmt.Fprintf(st.stderr, "snapfs: warning: disk %s is %s but the store's filesystem has %s free; "+
+			"writes will fail with no space (exit 7) before the disk is full\n", disk, size(n), size(free))
+	}
+}
