@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -92,6 +94,8 @@ func newApp(st *state) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "store", Value: DefaultStore, EnvVars: []string{"SNAPFS_STORE"}, Usage: "store directory"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, each with a \"type\" field"},
+			&cli.StringFlag{Name: "progress", Value: "auto", Usage: "progress of long jobs (sync, restore, checks, repairs) on stderr: auto (a bar on a terminal, " +
+				"else plain), bar, plain (a line every 5 s) or none; --json prints progress events on stdout instead"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn, error (commands other than mount log warn and above unless set)"},
 		},
 		Writer:               st.stdout,
@@ -385,7 +389,54 @@ func withService(c *cli.Context, st *state, fn func(ctx context.Context, svc ser
 			err = fmt.Errorf("close store: %w", cerr)
 		}
 	}()
-	return fn(c.Context, svc)
+	ctx := c.Context
+	if longJobs[strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")] {
+		var stop func()
+		ctx, stop = interruptible(ctx)
+		defer stop()
+	}
+	err = fn(ctx, svc)
+	if err != nil && interruptedBySignal(ctx) && !errors.Is(err, exitcode.ErrInterrupted) {
+		err = &interruptedError{msg: "stopped before the end; nothing is left half-done; run it again", err: err}
+	}
+	return err
+}
+
+// longJobs are the commands whose first SIGINT or SIGTERM cancels the job
+// cleanly (it then says what finished and what resumes; a second one kills
+// at once). Other commands keep the default: they are short, or handle
+// signals themselves (snapshot mount).
+var longJobs = map[string]bool{"sync": true, "snapshot copy": true, "restore": true, "region check": true,
+	"region repair": true, "check": true, "repair": true}
+
+// errSignal is the cause of a context cancelled by SIGINT or SIGTERM.
+var errSignal = errors.New("stopped by a signal")
+
+// interruptible is ctx, cancelled with cause errSignal by the first SIGINT or
+// SIGTERM; stop releases the signals.
+func interruptible(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigc:
+			signal.Stop(sigc) // a second one kills at once
+			cancel(errSignal)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigc)
+		close(done)
+		cancel(nil)
+	}
+}
+
+// interruptedBySignal reports whether ctx was cancelled by SIGINT or SIGTERM.
+func interruptedBySignal(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), errSignal)
 }
 
 // args checks that c has exactly the positional arguments named and returns them.

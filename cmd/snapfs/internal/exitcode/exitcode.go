@@ -30,6 +30,8 @@
 //	15 Locked       the region is locked by another operation: wait, or
 //	                `snapfs region unlock`
 //	16 Permission   permission denied: run as root (or as the store's owner)
+//	130 Interrupted a long job stopped by Ctrl-C or SIGTERM; it says what finished
+//	                and what a new run resumes
 //
 // The daemon and the direct path return the same errors (the control socket
 // carries the wire code, which maps back to the same sentinel), so a command
@@ -44,6 +46,7 @@ import (
 	"errors"
 	"io/fs"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -72,6 +75,9 @@ const (
 	Conflict     = 14
 	Locked       = 15
 	Permission   = 16
+	// Interrupted is the shell's code for SIGINT (128+2): a long job stopped
+	// by Ctrl-C or SIGTERM; it says what finished and what resumes.
+	Interrupted = 130
 )
 
 // ErrUsage marks command-line usage errors (missing argument, unknown flag,
@@ -85,6 +91,10 @@ var ErrNoDaemon = errors.New("no daemon")
 // ErrDegraded marks a region check that found problems, or a repair that
 // left some. It maps to Degraded.
 var ErrDegraded = errors.New("region degraded")
+
+// ErrInterrupted marks a job stopped by SIGINT or SIGTERM. It maps to
+// Interrupted.
+var ErrInterrupted = errors.New("interrupted")
 
 // Entry is one sentinel error and what it maps to.
 type Entry struct {
@@ -100,6 +110,7 @@ type Entry struct {
 // behind "not found"). For a wire code shared by several entries, the first
 // is the sentinel a RemoteError unwraps to. Don't modify it.
 var Table = []Entry{
+	{ErrInterrupted, Interrupted, "interrupted", syscall.EINTR},
 	{ErrUsage, Usage, "usage", syscall.EINVAL},
 	{rowstore.ErrInvalid, Usage, "invalid", syscall.EINVAL},
 	{replicate.ErrInvalid, Usage, "invalid", syscall.EINVAL},
@@ -225,6 +236,7 @@ var Codes = []struct {
 	{Conflict, "conflict", "a concurrent operation on the region changed what this one relied on: run it again"},
 	{Locked, "locked", "the region is locked by another operation: wait, or snapfs region unlock"},
 	{Permission, "permission", "permission denied: run as root (or as the store's owner)"},
+	{Interrupted, "interrupted", "stopped by Ctrl-C or SIGTERM: the message says what finished; run the job again to resume"},
 }
 
 // Markdown is the exit-code table in Markdown (the README's copy is tested
@@ -233,16 +245,9 @@ func Markdown() string {
 	var b strings.Builder
 	b.WriteString("| code | name | meaning |\n|---:|---|---|\n")
 	for _, c := range Codes {
-		b.WriteString("| " + itoa(c.Code) + " | " + c.Name + " | " + c.Text + " |\n")
+		b.WriteString("| " + strconv.Itoa(c.Code) + " | " + c.Name + " | " + c.Text + " |\n")
 	}
 	return b.String()
-}
-
-func itoa(n int) string {
-	if n >= 10 {
-		return string(rune('0'+n/10)) + string(rune('0'+n%10))
-	}
-	return string(rune('0' + n))
 }
 
 // prefixes are package names some layers put in front of their messages.
