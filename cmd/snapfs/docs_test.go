@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/urfave/cli/v2"
-
 )
 
 // TestGeneratedDocsUpToDate: the man page, CLI reference and completion
