@@ -96,6 +96,7 @@ func newApp(st *state) *cli.App {
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, each with a \"type\" field"},
 			&cli.StringFlag{Name: "progress", Value: "auto", Usage: "progress of long jobs (sync, restore, checks, repairs) on stderr: auto (a bar on a terminal, " +
 				"else plain), bar, plain (a line every 5 s) or none; --json prints progress events on stdout instead"},
+			cli.HelpFlag, // urfave/cli adds it only without a command named help (ours, help.go)
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn, error (commands other than mount log warn and above unless set)"},
 		},
 		Writer:               st.stdout,
@@ -252,7 +253,7 @@ func reorderArgs(app *cli.App, args []string) ([]string, error) {
 		}
 		if strings.HasPrefix(a, "-") && a != "-" {
 			dst, set := &fl, flags
-			if !hasFlag(flags, a) && hasFlag(app.Flags, a) {
+			if !hasFlag(flags, a) && hasFlag(app.Flags, a) && !hasFlag([]cli.Flag{cli.HelpFlag}, a) {
 				dst, set = &global, app.Flags
 			}
 			*dst = append(*dst, a)
@@ -266,6 +267,11 @@ func reorderArgs(app *cli.App, args []string) ([]string, error) {
 			continue
 		}
 		pos = append(pos, a)
+	}
+	for _, f := range fl {
+		if hasFlag([]cli.Flag{cli.HelpFlag}, f) {
+			pos = nil // `disk create vol1 --help` shows the help of disk create
+		}
 	}
 	// Global flags go right after the program name.
 	out = append(append([]string{out[0]}, global...), out[1:]...)

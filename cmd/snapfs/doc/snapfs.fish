@@ -12,6 +12,7 @@ end
 complete -c snapfs -n '__fish_snapfs_no_subcommand' -f -l store -r -d 'store directory'
 complete -c snapfs -n '__fish_snapfs_no_subcommand' -f -l json -d 'print one JSON object per line, each with a "type" field'
 complete -c snapfs -n '__fish_snapfs_no_subcommand' -f -l progress -r -d 'progress of long jobs (sync, restore, checks, repairs) on stderr: auto (a bar on a terminal, else plain), bar, plain (a line every 5 s) or none; --json prints progress events on stdout instead'
+complete -c snapfs -n '__fish_snapfs_no_subcommand' -f -l help -s h -d 'show help'
 complete -c snapfs -n '__fish_snapfs_no_subcommand' -f -l log-level -r -d 'log level: debug, info, warn, error (commands other than mount log warn and above unless set)'
 complete -c snapfs -n '__fish_snapfs_no_subcommand' -f -l help -s h -d 'show help'
 complete -c snapfs -n '__fish_snapfs_no_subcommand' -f -l version -s v -d 'print the version'
