@@ -37,6 +37,9 @@ type snapMount struct {
 	Loop       string    `json:"loop"`  // the loop device
 	FSType     string    `json:"fstype,omitempty"`
 	Created    time.Time `json:"created"`
+	// MadeMountpoint: snapshot mount created the mountpoint directory;
+	// snapshot umount removes it (absent in older records: kept).
+	MadeMountpoint bool `json:"made_mountpoint,omitempty"`
 }
 
 const (
@@ -74,6 +77,8 @@ func snapshotMountCommand(st *state) *cli.Command {
 			if strings.ContainsAny(fstype, ", ") {
 				return usagef("snapshot mount: --fstype %q is not a filesystem type", fstype)
 			}
+			_, lerr := os.Lstat(a[1])
+			madeMountpoint := errors.Is(lerr, os.ErrNotExist)
 			mp, rmdir, err := existingDir(a[1])
 			if err != nil {
 				return err
@@ -168,7 +173,7 @@ func snapshotMountCommand(st *state) *cli.Command {
 				if err := interrupted(); err != nil {
 					return err
 				}
-				m := snapMount{Version: snapMountVersion, Mountpoint: mp, Snapshot: snap, Disk: disk, Clone: clone.Name, Loop: loop, FSType: fstype, Created: time.Now().UTC()}
+				m := snapMount{Version: snapMountVersion, Mountpoint: mp, Snapshot: snap, Disk: disk, Clone: clone.Name, Loop: loop, FSType: fstype, Created: time.Now().UTC(), MadeMountpoint: madeMountpoint}
 				if err := writeJSONFile(rec, m); err != nil {
 					return err
 				}
@@ -238,6 +243,9 @@ func snapshotUmountCommand(st *state) *cli.Command {
 			}
 			if err := os.Remove(rec); err != nil {
 				return fmt.Errorf("remove %s: %w", rec, err)
+			}
+			if m.MadeMountpoint {
+				_ = os.Remove(mp) // only when still empty
 			}
 			return newPrinter(c, st).result("snapumount", m, "unmounted %s and discarded clone %s", mp, m.Clone)
 		},

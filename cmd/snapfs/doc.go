@@ -105,7 +105,11 @@
 // of those commands here.
 //
 // Progress: sync, snapshot copy, restore, region check and region repair
-// draw a progress bar on stderr when it is a terminal; with --json they
+// draw a progress bar on stderr when it is a terminal, and otherwise (or
+// with --progress plain) print one line on stderr every 5 s; --progress none
+// is silent. The first SIGINT or SIGTERM cancels the job cleanly: it says
+// what finished and what the next run resumes, and exits 130 (a second one
+// kills at once). With --json they
 // print every progress event as one JSON line on stdout, {"type": start,
 // snapshot, pack, blocks or done, "op": sync, restore, check or repair,
 // "region", "snapshot", "disk", "blocks", "blocks_total", "bytes",
