@@ -461,12 +461,121 @@ func TestFstabHelper(t *testing.T) {
 	ok(t, store, "disk", "list")
 }
 
-// TestUnitsVerify: systemd-analyze verify passes on the units in scripts/.
+// TestUnitsVerify: systemd-analyze verify passes on the units in scripts/,
+// and scripts/install.sh installs everything into a staging root.
 func TestUnitsVerify(t *testing.T) {
 	needRoot(t)
 	cmd := exec.Command("bash", filepath.Join("..", "scripts", "verify-units.sh"))
 	cmd.Env = append(os.Environ(), "SNAPFS_BIN="+bin)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("verify-units.sh: %v\n%s", err, out)
+	}
+	root := t.TempDir()
+	cmd = exec.Command("bash", filepath.Join("..", "scripts", "install.sh"))
+	cmd.Env = append(os.Environ(), "DESTDIR="+root, "SNAPFS_VERSION=v0.0.0-test")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("install.sh: %v\n%s", err, out)
+	}
+	for _, p := range []string{"usr/local/bin/snapfs", "sbin/mount.snapfs", "sbin/umount.fuse.snapfs", "etc/systemd/system/snapfs@.service",
+		"etc/systemd/system/snapfs-sync@.timer", "usr/local/share/man/man8/snapfs.8", "etc/bash_completion.d/snapfs", "etc/snapfs/example.env"} {
+		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
+			t.Errorf("install.sh: %v", err)
+		}
+	}
+	if out, err := exec.Command(filepath.Join(root, "usr/local/bin/snapfs"), "--version").Output(); err != nil || !strings.Contains(string(out), "v0.0.0-test") {
+		t.Errorf("installed snapfs --version: %q, %v", out, err)
+	}
+}
+
+// TestSystemdNotify runs the daemon as snapfs@.service does (foreground,
+// NOTIFY_SOCKET and WATCHDOG_USEC set): it reports READY=1 once the mount
+// serves, pings the watchdog, and on SIGTERM says STOPPING=1, flushes,
+// unmounts and exits 0 with the store closed.
+func TestSystemdNotify(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "st"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(tmp, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	cmd := exec.Command(bin, "--store", store, "mount", mp)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=400000")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = exec.Command("umount", "-l", mp).Run()
+			_ = cmd.Wait()
+		}
+	})
+	wait := func(prefix string) {
+		t.Helper()
+		deadline := time.After(time.Minute)
+		for {
+			select {
+			case m := <-msgs:
+				if strings.HasPrefix(m, prefix) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %q from the daemon; its log:\n%s", prefix, errb.String())
+			}
+		}
+	}
+	wait("READY=1")
+	if !isMounted(mp) {
+		t.Fatal("READY=1 before the mount")
+	}
+	ok(t, store, "disk", "create", "d", "--size", "1M")
+	wait("WATCHDOG=1")
+	// A write acknowledged by close only (no fsync) survives the stop.
+	data := randBytes(t, 64<<10)
+	f, err := os.OpenFile(filepath.Join(mp, "disks", "d"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	wait("STOPPING=1")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("daemon after SIGTERM: %v\n%s", err, errb.String())
+	}
+	if isMounted(mp) {
+		t.Fatal("still mounted after SIGTERM")
+	}
+	var d diskInfo
+	jsonLine(t, ok(t, store, "--json", "disk", "info", "d"), "disk", &d)
+	if d.Allocated < int64(len(data)) {
+		t.Fatalf("after the stop disk d holds %d bytes, want %d", d.Allocated, len(data))
 	}
 }

@@ -99,6 +99,14 @@ func newApp(st *state) *cli.App {
 			cli.HelpFlag, // urfave/cli adds it only without a command named help (ours, help.go)
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn, error (commands other than mount log warn and above unless set)"},
 		},
+		Before: func(c *cli.Context) error {
+			switch p := c.String("progress"); p {
+			case "auto", "bar", "plain", "none":
+				return nil
+			default:
+				return usagef("--progress %q: want auto, bar, plain or none", p)
+			}
+		},
 		Writer:               st.stdout,
 		ErrWriter:            st.stderr,
 		HideHelpCommand:      true, // our own help command (help.go) also knows exit-codes
