@@ -94,7 +94,7 @@ func newApp(st *state) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "store", Value: DefaultStore, EnvVars: []string{"SNAPFS_STORE"}, Usage: "store directory"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, each with a \"type\" field"},
-			&cli.StringFlag{Name: "progress", Value: "auto", Usage: "progress of long jobs (sync, restore, checks, repairs) on stderr: auto (a bar on a terminal, " +
+			&cli.StringFlag{Name: "progress", Value: "auto", EnvVars: []string{"SNAPFS_PROGRESS"}, Usage: "progress of long jobs (sync, restore, checks, repairs) on stderr: auto (a bar on a terminal, " +
 				"else plain), bar, plain (a line every 5 s) or none; --json prints progress events on stdout instead"},
 			cli.HelpFlag, // urfave/cli adds it only without a command named help (ours, help.go)
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn, error (commands other than mount log warn and above unless set)"},
