@@ -168,10 +168,7 @@ func (s source) Snapshots() ([]metrics.SnapshotState, error) {
 	return metrics.States(snaps), nil
 }
 
-func (s source) Usage() (rowstore.StoreUsage, error) {
-	u, err := s.l.Store().Usage()
-	return u.Store, err
-}
+func (s source) Usage() (rowstore.Usage, error) { return s.l.Store().Usage() }
 
 func (s source) CleanerStats() rowstore.CleanerStats { return s.l.Store().CleanerStats() }
 

@@ -22,7 +22,7 @@ import (
 type Source interface {
 	Disks() ([]rowstore.DiskInfo, error)
 	Snapshots() ([]SnapshotState, error)
-	Usage() (rowstore.StoreUsage, error)
+	Usage() (rowstore.Usage, error)
 	CleanerStats() rowstore.CleanerStats
 	CacheStats() rowstore.CacheStats
 	Regions() ([]string, error)
@@ -66,7 +66,7 @@ type Metrics struct {
 	gcLast     prometheus.Gauge
 
 	mu        sync.Mutex
-	usage     rowstore.StoreUsage
+	usage     rowstore.Usage
 	usageAt   time.Time
 	usageErr  error
 	lastBytes map[string]int64 // job key -> bytes reported so far (events carry totals)
@@ -231,7 +231,7 @@ var (
 	descSnaps        = prometheus.NewDesc("snapfs_snapshots", "Snapshots holding a disk.", []string{"disk"}, nil)
 	descSnapAge      = prometheus.NewDesc("snapfs_snapshot_newest_age_seconds", "Age of the newest snapshot holding a disk.", []string{"disk"}, nil)
 	descSnapOldest   = prometheus.NewDesc("snapfs_snapshot_oldest_age_seconds", "Age of the oldest snapshot holding a disk.", []string{"disk"}, nil)
-	descStoreBytes   = prometheus.NewDesc("snapfs_store_bytes", "Store space by kind: segment (files on disk), live (blocks something can see), garbage (segment - live), index, free (of the filesystem).", []string{"kind"}, nil)
+	descStoreBytes   = prometheus.NewDesc("snapfs_store_bytes", "Store space by kind: segment (files on disk), live (blocks something can see), snapshot_exclusive (held only by snapshots: what deleting them frees), garbage (segment - live), index, free (of the filesystem).", []string{"kind"}, nil)
 	descSegments     = prometheus.NewDesc("snapfs_store_segments", "Segment files.", nil, nil)
 	descUsageAge     = prometheus.NewDesc("snapfs_store_usage_age_seconds", "Age of the usage pass the store bytes come from.", nil, nil)
 	descCleanRounds  = prometheus.NewDesc("snapfs_cleaner_rounds_total", "Segment cleaner rounds.", nil, nil)
@@ -311,9 +311,15 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 			gauge(descSnapOldest, now.Sub(p.oldest).Seconds(), name)
 		}
 	}
-	if u, at, err := m.storeUsage(now); err != nil {
+	if full, at, err := m.storeUsage(now); err != nil {
 		fail("usage", err)
 	} else {
+		u := full.Store
+		var snapExcl int64
+		for _, sn := range full.Snapshots {
+			snapExcl += sn.Exclusive
+		}
+		gauge(descStoreBytes, float64(snapExcl), "snapshot_exclusive")
 		gauge(descStoreBytes, float64(u.SegmentBytes), "segment")
 		gauge(descStoreBytes, float64(u.LiveBytes), "live")
 		gauge(descStoreBytes, float64(max(u.SegmentBytes-u.LiveBytes, 0)), "garbage")
@@ -345,7 +351,7 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 }
 
 // storeUsage is the last usage pass, made again when older than UsageEvery.
-func (m *Metrics) storeUsage(now time.Time) (rowstore.StoreUsage, time.Time, error) {
+func (m *Metrics) storeUsage(now time.Time) (rowstore.Usage, time.Time, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.usageAt.IsZero() || now.Sub(m.usageAt) >= UsageEvery {

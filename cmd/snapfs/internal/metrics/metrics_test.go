@@ -30,9 +30,10 @@ func (f *fakeSource) Snapshots() ([]SnapshotState, error) {
 	}, nil
 }
 
-func (f *fakeSource) Usage() (rowstore.StoreUsage, error) {
+func (f *fakeSource) Usage() (rowstore.Usage, error) {
 	f.usageCalls++
-	return rowstore.StoreUsage{SegmentBytes: 1000, LiveBytes: 600}, nil
+	return rowstore.Usage{Store: rowstore.StoreUsage{SegmentBytes: 1000, LiveBytes: 600},
+		Snapshots: []rowstore.ItemUsage{{Name: "s1", Exclusive: 30}, {Name: "s2", Exclusive: 12}}}, nil
 }
 func (f *fakeSource) CleanerStats() rowstore.CleanerStats { return rowstore.CleanerStats{Rounds: 2} }
 func (f *fakeSource) CacheStats() rowstore.CacheStats {
@@ -84,7 +85,7 @@ func TestMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, want := range []string{
-			`snapfs_snapshots{disk="d"} 2`, `snapfs_store_bytes{kind="garbage"} 400`, `snapfs_region_pending_snapshots{region="dr"} 1`,
+			`snapfs_snapshots{disk="d"} 2`, `snapfs_store_bytes{kind="garbage"} 400`, `snapfs_store_bytes{kind="snapshot_exclusive"} 42`, `snapfs_region_pending_snapshots{region="dr"} 1`,
 			`snapfs_region_lag_bytes{region="dr"} 200`, `snapfs_cache_dirty_bytes{disk="d"} 10`, `snapfs_policy_runs_total{policy="hourly",result="ok"} 1`,
 			`snapfs_gc_freed_bytes_total 42`, `snapfs_disk_open_handles{disk="d"} 1`,
 		} {
