@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -427,7 +428,7 @@ var longJobs = map[string]bool{"sync": true, "snapshot copy": true, "restore": t
 var errSignal = errors.New("stopped by a signal")
 
 // interruptible is ctx, cancelled with cause errSignal by the first SIGINT or
-// SIGTERM; stop releases the signals.
+// SIGTERM; stop (idempotent) releases the signals.
 func interruptible(ctx context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	sigc := make(chan os.Signal, 1)
@@ -441,10 +442,13 @@ func interruptible(ctx context.Context) (context.Context, func()) {
 		case <-done:
 		}
 	}()
+	var once sync.Once
 	return ctx, func() {
-		signal.Stop(sigc)
-		close(done)
-		cancel(nil)
+		once.Do(func() {
+			signal.Stop(sigc)
+			close(done)
+			cancel(nil)
+		})
 	}
 }
 
