@@ -4,7 +4,7 @@
 #   scripts/install.sh [PREFIX]        (as root; PREFIX defaults to /usr/local)
 #
 # Installs the binary (PREFIX/bin/snapfs), the fstab helpers
-# (/sbin/mount.snapfs, /sbin/umount.fuse.snapfs), the units
+# (/sbin/mount.snapfs, also as mount.fuse.snapfs, and /sbin/umount.fuse.snapfs), the units
 # (/etc/systemd/system/snapfs@.service, snapfs-sync@.service and .timer),
 # the man page, the shell completions, and an example environment file
 # (/etc/snapfs/example.env). It enables nothing. Then, for /mnt/snapfs:
@@ -29,6 +29,7 @@ go build -ldflags "-X main.version=$version" -o "$tmp/snapfs" ./cmd/snapfs
 install -D -m 0755 "$tmp/snapfs" "$d$prefix/bin/snapfs"
 install -D -m 0755 scripts/mount.snapfs "$d/sbin/mount.snapfs"
 install -D -m 0755 scripts/umount.fuse.snapfs "$d/sbin/umount.fuse.snapfs"
+ln -sf mount.snapfs "$d/sbin/mount.fuse.snapfs" # fstab type fuse.snapfs works too
 sed "s|/usr/local/bin/snapfs|$prefix/bin/snapfs|g" scripts/snapfs@.service >"$tmp/snapfs@.service"
 install -D -m 0644 "$tmp/snapfs@.service" "$d/etc/systemd/system/snapfs@.service"
 install -D -m 0755 scripts/snapfs-sync.sh "$d$prefix/lib/snapfs/snapfs-sync.sh"

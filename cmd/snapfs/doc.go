@@ -150,6 +150,16 @@
 // segments that held bad records are cleaned and removed, so check is then
 // clean.
 //
+// # Lineage
+//
+// `disk info` and `disk list` show a clone's origin as it stands: "snapshot
+// S/D" or "image I", with "(deleted)" once that snapshot or image is gone
+// (or was deleted and made again after the clone). There is no `disk
+// promote`: a clone never depends on its origin existing. Deleting the
+// origin keeps what the clone reads (the engine retains those blocks, and
+// `usage` counts them), so there is no dependency to break, and a promote
+// could not free any space the clone still reads.
+//
 // # Exit codes
 //
 // The exit codes, with the errno the mount returns and the code on the
