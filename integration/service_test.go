@@ -412,6 +412,10 @@ func TestMetricsStatusAndInterrupt(t *testing.T) {
 		final[`snapfs_region_job_last_success_timestamp_seconds{op="sync",region="dr"}`] <= 0 {
 		t.Errorf("sync results not counted")
 	}
+	ok(t, store, "gc")
+	if gc := scrape(t, addr)[`snapfs_gc_runs_total{result="ok"}`]; gc < 1 {
+		t.Errorf("gc not counted: %v", gc)
+	}
 	if final[`snapfs_region_pending_snapshots{region="dr"}`] != 0 || final[`snapfs_region_job_bytes_total{op="sync",region="dr"}`] < n {
 		t.Errorf("lag after sync %v, bytes %v", final[`snapfs_region_pending_snapshots{region="dr"}`], final[`snapfs_region_job_bytes_total{op="sync",region="dr"}`])
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -88,6 +89,16 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	opts := cfg.StoreOptions
 	opts.Logger = log
+	// The metrics are made once the store is open; every gc (background
+	// too) reaches them through mref.
+	var mref atomic.Pointer[metrics.Metrics]
+	onGC := opts.OnGC
+	opts.OnGC = func(st rowstore.GCStats, err error) {
+		mref.Load().GCDone(st, err)
+		if onGC != nil {
+			onGC(st, err)
+		}
+	}
 	st, err := rowstore.Open(cfg.Store, opts)
 	if err != nil {
 		return err
@@ -110,6 +121,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	var m *metrics.Metrics
 	if cfg.NewMetrics != nil {
 		m = cfg.NewMetrics(source{local})
+		mref.Store(m)
 	}
 	metricsAddr := ""
 	if m != nil && cfg.MetricsListener != nil {

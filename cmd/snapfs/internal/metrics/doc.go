@@ -16,7 +16,8 @@
 //   - Policy runs: snapfs_policy_runs_total{policy,result} and
 //     snapfs_policy_last_run_timestamp_seconds (PolicyRun). The policy
 //     engine calls PolicyRun; until it is merged these stay empty.
-//   - gc runs: snapfs_gc_* (GCDone).
+//   - gc runs, background and snapfs gc: snapfs_gc_* (GCDone, from the
+//     store's Options.OnGC).
 //
 // Read at scrape time from a Source (the daemon's service.Local): disks and
 // open handles, snapshots per disk and the age of the newest, store bytes

@@ -61,8 +61,9 @@ type Metrics struct {
 	jobSecs    *prometheus.HistogramVec
 	policyRuns *prometheus.CounterVec
 	policyLast *prometheus.GaugeVec
-	gcRuns     prometheus.Counter
+	gcRuns     *prometheus.CounterVec
 	gcFreed    prometheus.Counter
+	gcMoved    prometheus.Counter
 	gcLast     prometheus.Gauge
 
 	mu        sync.Mutex
@@ -95,11 +96,12 @@ func New(src Source, log *slog.Logger) *Metrics {
 	m.jobSecs = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "snapfs_region_job_seconds", Help: "Duration of region jobs.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}, []string{"region", "op"})
 	m.policyRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "snapfs_policy_runs_total", Help: "Snapshot policy runs, by result (ok, error)."}, []string{"policy", "result"})
 	m.policyLast = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "snapfs_policy_last_run_timestamp_seconds", Help: "When a snapshot policy last ran (Unix time)."}, []string{"policy", "result"})
-	m.gcRuns = prometheus.NewCounter(prometheus.CounterOpts{Name: "snapfs_gc_runs_total", Help: "Garbage collections run (snapfs gc)."})
+	m.gcRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "snapfs_gc_runs_total", Help: "Garbage collections (background and snapfs gc), by result (ok, error)."}, []string{"result"})
 	m.gcFreed = prometheus.NewCounter(prometheus.CounterOpts{Name: "snapfs_gc_freed_bytes_total", Help: "Bytes freed by garbage collections."})
+	m.gcMoved = prometheus.NewCounter(prometheus.CounterOpts{Name: "snapfs_gc_relocated_bytes_total", Help: "Live bytes garbage collections relocated to clean segments."})
 	m.gcLast = prometheus.NewGauge(prometheus.GaugeOpts{Name: "snapfs_gc_last_run_timestamp_seconds", Help: "When a garbage collection last finished (Unix time)."})
 	m.reg.MustRegister(m.ioBytes, m.ioOps, m.ioErrors, m.ioSeconds, m.flushSecs, m.jobRunning, m.jobBytes, m.jobBlocks,
-		m.jobDone, m.jobLastOK, m.jobLastErr, m.jobSecs, m.policyRuns, m.policyLast, m.gcRuns, m.gcFreed, m.gcLast,
+		m.jobDone, m.jobLastOK, m.jobLastErr, m.jobSecs, m.policyRuns, m.policyLast, m.gcRuns, m.gcFreed, m.gcMoved, m.gcLast,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &state{m})
 	return m
 }
@@ -210,13 +212,19 @@ func (m *Metrics) PolicyRun(policy string, err error) {
 	m.policyLast.WithLabelValues(policy, res).SetToCurrentTime()
 }
 
-// GCDone counts a garbage collection.
-func (m *Metrics) GCDone(st rowstore.GCStats) {
+// GCDone counts a garbage collection (background or snapfs gc): the
+// store's Options.OnGC.
+func (m *Metrics) GCDone(st rowstore.GCStats, err error) {
 	if m == nil {
 		return
 	}
-	m.gcRuns.Inc()
+	if err != nil {
+		m.gcRuns.WithLabelValues("error").Inc()
+		return
+	}
+	m.gcRuns.WithLabelValues("ok").Inc()
 	m.gcFreed.Add(float64(st.BytesFreed))
+	m.gcMoved.Add(float64(st.BytesRelocated))
 	m.gcLast.SetToCurrentTime()
 }
 

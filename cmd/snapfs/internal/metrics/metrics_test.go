@@ -54,7 +54,8 @@ func TestMetrics(t *testing.T) {
 	m.JobEvent(replicate.Event{Op: "sync", Region: "dr", Snapshot: "s2", Disk: "d", Blocks: 8, Bytes: 800})
 	m.JobDone("dr", "sync", time.Second, nil)
 	m.PolicyRun("hourly", nil)
-	m.GCDone(rowstore.GCStats{BytesFreed: 42})
+	m.GCDone(rowstore.GCStats{BytesFreed: 42}, nil)
+	m.GCDone(rowstore.GCStats{}, errors.New("full"))
 	if got := testutil.ToFloat64(m.ioBytes.WithLabelValues("write", "disk")); got != 4096 {
 		t.Errorf("write bytes %v", got)
 	}
@@ -87,7 +88,7 @@ func TestMetrics(t *testing.T) {
 		for _, want := range []string{
 			`snapfs_snapshots{disk="d"} 2`, `snapfs_store_bytes{kind="garbage"} 400`, `snapfs_store_bytes{kind="snapshot_exclusive"} 42`, `snapfs_region_pending_snapshots{region="dr"} 1`,
 			`snapfs_region_lag_bytes{region="dr"} 200`, `snapfs_cache_dirty_bytes{disk="d"} 10`, `snapfs_policy_runs_total{policy="hourly",result="ok"} 1`,
-			`snapfs_gc_freed_bytes_total 42`, `snapfs_disk_open_handles{disk="d"} 1`,
+			`snapfs_gc_freed_bytes_total 42`, `snapfs_gc_runs_total{result="error"} 1`, `snapfs_disk_open_handles{disk="d"} 1`,
 		} {
 			if !strings.Contains(string(text), want) {
 				t.Errorf("scrape lacks %q", want)
@@ -103,7 +104,7 @@ func TestMetrics(t *testing.T) {
 	nilM.JobEvent(replicate.Event{Region: "r"})
 	nilM.JobDone("r", "sync", 0, nil)
 	nilM.PolicyRun("p", nil)
-	nilM.GCDone(rowstore.GCStats{})
+	nilM.GCDone(rowstore.GCStats{}, nil)
 	cancel()
 	<-served // Serve returns when its context ends
 }
