@@ -115,7 +115,7 @@ func newApp(st *state) *cli.App {
 		ExitErrHandler:       func(*cli.Context, error) {},
 		OnUsageError:         func(_ *cli.Context, err error, _ bool) error { return usagef("%v", err) },
 		CommandNotFound: func(c *cli.Context, name string) {
-			st.usageErr = usagef("unknown command %q (see snapfs --help)", name)
+			st.usageErr = usagef("unknown command %q (see snapfs help)", name)
 		},
 		UseShortOptionHandling: false,
 	}
@@ -164,8 +164,13 @@ func prepareNamed(st *state, c *cli.Command, full string) {
 			if ctx.Args().Present() {
 				return usagef("unknown command %s %q (see snapfs help %s)", group, ctx.Args().First(), group)
 			}
-			_ = cli.ShowSubcommandHelp(ctx)
-			return usagef("%s needs a subcommand (see snapfs help %s)", group, group)
+			var subs []string
+			for _, sc := range c.Subcommands {
+				if !sc.Hidden && sc.Name != "help" {
+					subs = append(subs, sc.Name)
+				}
+			}
+			return usagef("%s needs a subcommand: %s (see snapfs help %s)", group, strings.Join(subs, ", "), group)
 		}
 		for _, sc := range c.Subcommands {
 			prepareNamed(st, sc, full+" "+sc.Name)
@@ -412,7 +417,7 @@ func withService(c *cli.Context, st *state, fn func(ctx context.Context, svc ser
 	}
 	err = fn(ctx, svc)
 	if err != nil && interruptedBySignal(ctx) && !errors.Is(err, exitcode.ErrInterrupted) {
-		err = &interruptedError{msg: "stopped before the end; nothing is left half-done; run it again", err: err}
+		err = &interruptedError{msg: "stopped before the end; run it again to finish (it is safe to repeat)", err: err}
 	}
 	return err
 }
