@@ -70,7 +70,7 @@ func TestWhatWasSeen(t *testing.T) {
 		{"size suffixes", []string{"--help"}, 0, "", "K, M, G, T, P, E (any case)"},
 		// 2. exit codes of the README's table
 		{"invalid store URL", []string{"region", "add", "r1", "--data", "1", "--parity", "1", "--store", r1, "--store", "bogus://x", "--key-file", key}, 2,
-			`snapfs: region "r1": store unavailable: store 1: invalid store URL: "bogus://x": unknown scheme "bogus", want file or s3`, ""},
+			`snapfs: region "r1": store 1: invalid store URL: "bogus://x": unknown scheme "bogus", want file or s3`, ""},
 		{"missing key file", []string{"region", "add", "r1", "--data", "1", "--parity", "1", "--store", r1, "--store", r2, "--key-file", "{S}/nokey"}, 2,
 			"snapfs: --key-file {S}/nokey does not exist (make one: head -c 32 /dev/urandom > {S}/nokey; chmod 600 {S}/nokey)", ""},
 		{"file as store", []string{"--store", "{S}/afile", "disk", "list"}, 2, "snapfs: --store {S}/afile is a file, not a store directory", ""},

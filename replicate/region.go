@@ -332,6 +332,9 @@ func (m *Manager) openStores(ctx context.Context, c RegionConfig) ([]store.Store
 	stores := make([]store.Store, len(c.Stores))
 	errs := forEach(len(c.Stores), func(i int) error {
 		s, err := m.opts.OpenStore(ctx, i, c.Stores[i], so)
+		if errors.Is(err, store.ErrInvalidURL) {
+			return fmt.Errorf("%w: store %d: %w", ErrInvalid, i, err) // a bad URL, not an unreachable store
+		}
 		if err != nil {
 			return fmt.Errorf("%w: store %d: %w", ErrUnavailable, i, err)
 		}
