@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -189,12 +190,18 @@ func (m *Metrics) JobDone(region, op string, d time.Duration, err error) {
 		m.jobDone.WithLabelValues(region, op, "ok").Inc()
 		m.jobLastOK.WithLabelValues(region, op).Set(now)
 	}
+	// Forget this job's totals (only its own: other regions' jobs run on).
+	prefix := op + "\x00" + region + "\x00"
 	m.mu.Lock()
 	for k := range m.lastBytes {
-		delete(m.lastBytes, k)
+		if strings.HasPrefix(k, prefix) {
+			delete(m.lastBytes, k)
+		}
 	}
 	for k := range m.lastBlks {
-		delete(m.lastBlks, k)
+		if strings.HasPrefix(k, prefix) {
+			delete(m.lastBlks, k)
+		}
 	}
 	m.mu.Unlock()
 }

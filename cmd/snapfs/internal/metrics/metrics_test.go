@@ -52,7 +52,14 @@ func TestMetrics(t *testing.T) {
 	m.JobStarted("dr", "sync")
 	m.JobEvent(replicate.Event{Op: "sync", Region: "dr", Snapshot: "s2", Disk: "d", Blocks: 5, Bytes: 500})
 	m.JobEvent(replicate.Event{Op: "sync", Region: "dr", Snapshot: "s2", Disk: "d", Blocks: 8, Bytes: 800})
+	m.JobStarted("r2", "sync")
+	m.JobEvent(replicate.Event{Op: "sync", Region: "r2", Snapshot: "s2", Disk: "d", Blocks: 1, Bytes: 100})
 	m.JobDone("dr", "sync", time.Second, nil)
+	m.JobEvent(replicate.Event{Op: "sync", Region: "r2", Snapshot: "s2", Disk: "d", Blocks: 2, Bytes: 150})
+	m.JobDone("r2", "sync", time.Second, errors.New("x"))
+	if got := testutil.ToFloat64(m.jobBytes.WithLabelValues("r2", "sync")); got != 150 {
+		t.Errorf("r2 job bytes %v: another region's job end must not reset its totals", got)
+	}
 	m.PolicyRun("hourly", nil)
 	m.GCDone(rowstore.GCStats{BytesFreed: 42}, nil)
 	m.GCDone(rowstore.GCStats{}, errors.New("full"))
