@@ -62,6 +62,7 @@ func TestWhatWasSeen(t *testing.T) {
 		{"version command", []string{"version"}, 0, "", "store format 1"},
 		{"help", []string{"help"}, 0, "", "snapfs help exit-codes"},
 		{"help command", []string{"help", "disk", "create"}, 0, "", "Examples:\n      snapfs disk create vol1 --size 10G"},
+		{"help group", []string{"help", "snapshot"}, 0, "", "   mount   mount the filesystem inside a snapshot's disk"},
 		{"help exit codes", []string{"help", "exit-codes"}, 0, "", "130  interrupted"},
 		{"disk help", []string{"disk", "help", "create"}, 0, "", "snapfs disk create"},
 		{"completion", []string{"completion", "bash"}, 0, "", "complete -o bashdefault"},

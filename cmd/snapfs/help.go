@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
@@ -48,16 +49,23 @@ func helpCommand(st *state) *cli.Command {
 	}
 }
 
-// showHelp prints cmd's help (a group's lists its subcommands).
+// showHelp prints cmd's help; a group's lists its subcommands.
 func showHelp(st *state, cmd *cli.Command, full string) error {
-	tmpl := cli.CommandHelpTemplate
-	if len(cmd.Subcommands) > 0 {
-		tmpl = cli.SubcommandHelpTemplate
-	}
 	c := *cmd
 	c.HelpName = "snapfs " + full
-	cli.HelpPrinter(st.stdout, tmpl, &c)
-	return nil
+	if len(cmd.Subcommands) == 0 {
+		cli.HelpPrinter(st.stdout, cli.CommandHelpTemplate, &c)
+		return nil
+	}
+	tw := tabwriter.NewWriter(st.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "NAME:\n   snapfs %s - %s\n\nUSAGE:\n   snapfs %s COMMAND [command options] [arguments...]\n\nCOMMANDS:\n", full, cmd.Usage, full)
+	for _, sc := range cmd.Subcommands {
+		if !sc.Hidden && sc.Name != "help" {
+			fmt.Fprintf(tw, "   %s\t%s\n", sc.Name, sc.Usage)
+		}
+	}
+	fmt.Fprintf(tw, "\nsnapfs help %s COMMAND shows a command's help and examples.\n", full)
+	return tw.Flush()
 }
 
 // completionCommand prints a shell completion script. The scripts ask
