@@ -29,11 +29,11 @@
 //   - Inode numbers derive from Backend IDs (ino.go): kind tag in the top
 //     byte, the ID below. They are stable across lookups and remounts and a
 //     recreated name (new ID) gets a new inode.
-//   - Every errno comes from toErrno (errno.go), the one mapping from the
-//     engine's sentinel errors (inside .files, errors of the host
-//     filesystem go through filesErrno, node_files.go: corruption is EIO);
-//     every Backend error is logged once, at the boundary, by
-//     mountState.fail.
+//   - Every errno comes from toErrno (errno.go): the errno an error wraps, else
+//     Options.Errno, the caller's one mapping from the engine's sentinel
+//     errors (inside .files, errors of the host filesystem go through
+//     filesErrno, node_files.go: corruption is EIO); every Backend error is
+//     logged once, at the boundary, by mountState.fail.
 //   - No panic escapes a FUSE request: methods that call the Backend recover
 //     and return EIO (logging the stack), and go-fuse's PanicHandler backs
 //     that up for everything else.

@@ -44,6 +44,10 @@ type Options struct {
 	// <d>.files directories (node_files.go), and turns extended attributes
 	// on (they are shown from the filesystems inside).
 	Files Files
+	// Errno maps a Backend error to the errno the kernel sees (the caller's
+	// one table of errors; see errno.go). nil: the errno an error wraps, EIO
+	// for anything else.
+	Errno func(error) syscall.Errno
 }
 
 // Server is a mounted snapfs namespace.
@@ -64,6 +68,7 @@ type mountState struct {
 	nameTimeout time.Duration
 	files       Files      // nil: no .files entries
 	filesState  filesState // inode numbers of .files trees
+	errno       func(error) syscall.Errno
 }
 
 // Mount mounts the snapfs namespace over opts.Backend at mountpoint and
@@ -86,6 +91,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		mounted:     time.Now(),
 		nameTimeout: opts.NameTimeout,
 		files:       opts.Files,
+		errno:       opts.Errno,
 	}
 	if m.nameTimeout < 0 {
 		m.nameTimeout = 0
@@ -255,7 +261,7 @@ func (m *mountState) recoverOp(op, name string, errno *syscall.Errno) {
 // boundary. Expected outcomes (ENOENT, EINVAL, EBUSY, ...) log at Debug;
 // EIO-class errors at Error.
 func (m *mountState) fail(op, name string, err error) syscall.Errno {
-	errno := toErrno(err)
+	errno := m.toErrno(err)
 	switch errno {
 	case syscall.EIO, syscall.ENOSPC:
 		m.log.Error("snapfs: "+op, "name", name, "err", err, "errno", errno.Error())

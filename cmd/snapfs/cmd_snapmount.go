@@ -45,6 +45,8 @@ func snapshotMountCommand(st *state) *cli.Command {
 			if strings.ContainsAny(fstype, ", ") {
 				return usagef("snapshot mount: --fstype %q is not a filesystem type", fstype)
 			}
+			_, lerr := os.Lstat(a[1])
+			madeMountpoint := errors.Is(lerr, os.ErrNotExist)
 			mp, rmdir, err := existingDir(a[1])
 			if err != nil {
 				return err
@@ -55,7 +57,7 @@ func snapshotMountCommand(st *state) *cli.Command {
 				}
 			}()
 			return withService(c, st, func(ctx context.Context, svc service.Service) error {
-				m, err := svc.MountSnapshot(ctx, service.SnapMountRequest{Snapshot: snap, Disk: disk, Mountpoint: mp, FSType: fstype, Part: c.String("part")})
+				m, err := svc.MountSnapshot(ctx, service.SnapMountRequest{Snapshot: snap, Disk: disk, Mountpoint: mp, FSType: fstype, Part: c.String("part"), MadeMountpoint: madeMountpoint})
 				if err != nil {
 					return err
 				}
@@ -115,6 +117,9 @@ func existingDir(p string) (dir string, rmdir func(), err error) {
 		// Only the last component is created: a missing parent is a typo
 		// more often than a wish.
 		if err := os.Mkdir(abs, 0o755); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return "", rmdir, fmt.Errorf("%w: the parent of mountpoint %s does not exist (snapfs creates only the last directory)", rowstore.ErrNotFound, abs)
+			}
 			return "", rmdir, fmt.Errorf("create mountpoint %s: %w", abs, err)
 		}
 		rmdir = func() { _ = os.Remove(abs) }

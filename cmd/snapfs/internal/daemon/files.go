@@ -18,12 +18,12 @@ type files struct {
 
 var _ fs.Files = files{}
 
-func source(src fs.FilesSource) browse.Source {
+func browseSource(src fs.FilesSource) browse.Source {
 	return browse.Source{Snapshot: src.Snapshot, Disk: src.Disk, Image: src.Image, ID: src.ID}
 }
 
 func (f files) layout(src fs.FilesSource) (browse.Layout, error) {
-	return f.m.Layout(source(src), func() (browse.ReaderAtSize, error) {
+	return f.m.Layout(browseSource(src), func() (browse.ReaderAtSize, error) {
 		if src.Image != "" {
 			return f.b.s.OpenImage(src.Image)
 		}
@@ -48,7 +48,7 @@ func (f files) Enter(src fs.FilesSource, part string) (fs.FilesTree, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := f.m.Acquire(source(src), l)
+	t, err := f.m.Acquire(browseSource(src), l)
 	if err != nil {
 		return nil, err
 	}

@@ -2,9 +2,11 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -128,11 +130,46 @@ func (l *Local) CreateDisk(_ context.Context, r CreateDiskRequest) (Disk, error)
 // ListDisks implements Service.
 func (l *Local) ListDisks(context.Context) ([]Disk, error) {
 	ds, err := l.store.ListDisks()
+	for i := range ds {
+		ds[i].Origin = l.originAsItStands(ds[i])
+	}
 	return l.HideScratch(ds), err // scratch clones are never listed
 }
 
 // GetDisk implements Service.
-func (l *Local) GetDisk(_ context.Context, name string) (Disk, error) { return l.store.GetDisk(name) }
+func (l *Local) GetDisk(_ context.Context, name string) (Disk, error) {
+	d, err := l.store.GetDisk(name)
+	if err == nil {
+		d.Origin = l.originAsItStands(d)
+	}
+	return d, err
+}
+
+// originAsItStands is d's origin ("snapshot S/D" or "image I"), marked
+// "(deleted)" when that snapshot or image is gone, or was deleted and made
+// again after the clone (a newer one of the same name is not the origin).
+// The clone does not depend on it: what it reads is kept by the engine.
+func (l *Local) originAsItStands(d Disk) string {
+	var created time.Time
+	var err error
+	switch {
+	case strings.HasPrefix(d.Origin, "snapshot "):
+		snap, _, _ := strings.Cut(strings.TrimPrefix(d.Origin, "snapshot "), "/")
+		var si rowstore.SnapshotInfo
+		si, err = l.store.GetSnapshot(snap)
+		created = si.Created
+	case strings.HasPrefix(d.Origin, "image "):
+		var im rowstore.ImageInfo
+		im, err = l.store.GetImage(strings.TrimPrefix(d.Origin, "image "))
+		created = im.Created
+	default:
+		return d.Origin
+	}
+	if errors.Is(err, rowstore.ErrNotFound) || (err == nil && created.After(d.Created)) {
+		return d.Origin + " (deleted)"
+	}
+	return d.Origin
+}
 
 // ResizeDisk implements Service.
 func (l *Local) ResizeDisk(_ context.Context, name string, size int64) (Disk, error) {

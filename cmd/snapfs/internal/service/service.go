@@ -135,6 +135,25 @@ type Status struct {
 	PID        int       `json:"pid,omitempty"`        // the daemon's process id
 	Mountpoint string    `json:"mountpoint,omitempty"` // where the daemon mounted the namespace
 	Started    time.Time `json:"started,omitzero"`
+	// Jobs are the long jobs (sync, restore, checks, repairs, gc) the daemon
+	// runs now; Metrics the address of its Prometheus metrics (mount
+	// --metrics). These are filled in by the daemon only.
+	Jobs    []Job  `json:"jobs,omitempty"`
+	Metrics string `json:"metrics,omitempty"`
+	// Cache is the write-back cache of the daemon's open disks.
+	Cache *rowstore.CacheStats `json:"cache,omitempty"`
+}
+
+// Job is a long job running in the daemon, as of its last progress event.
+type Job struct {
+	Op          string    `json:"op"` // sync, restore, check, repair, store-check, store-repair, gc
+	Region      string    `json:"region,omitempty"`
+	Snapshot    string    `json:"snapshot,omitempty"`
+	Disk        string    `json:"disk,omitempty"`
+	Started     time.Time `json:"started"`
+	Blocks      int64     `json:"blocks,omitempty"`
+	BlocksTotal int64     `json:"blocks_total,omitempty"`
+	Bytes       int64     `json:"bytes,omitempty"`
 }
 
 // Disk describes a disk.

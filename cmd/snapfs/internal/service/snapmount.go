@@ -47,6 +47,9 @@ type SnapMount struct {
 	Loop       string    `json:"loop"`  // the loop device
 	FSType     string    `json:"fstype,omitempty"`
 	Created    time.Time `json:"created"`
+	// MadeMountpoint: snapshot mount created the mountpoint directory;
+	// snapshot umount removes it (absent in older records: kept).
+	MadeMountpoint bool `json:"made_mountpoint,omitempty"`
 }
 
 // SnapMountRequest asks for the filesystem of disk Disk of snapshot
@@ -59,6 +62,9 @@ type SnapMountRequest struct {
 	Mountpoint string `json:"mountpoint"`
 	FSType     string `json:"fstype,omitempty"`
 	Part       string `json:"part,omitempty"`
+	// MadeMountpoint: the command created the mountpoint directory (see
+	// SnapMount.MadeMountpoint).
+	MadeMountpoint bool `json:"made_mountpoint,omitempty"`
 }
 
 // SnapMountPath is the record of the snapshot mount at mountpoint.
@@ -138,7 +144,7 @@ func (l *Local) MountSnapshot(ctx context.Context, r SnapMountRequest) (m SnapMo
 	}
 	undo = append(undo, func() { _ = browse.UnmountImage(r.Mountpoint, loop, d.Name, true) })
 	killPointForTest("mount")
-	m = SnapMount{Version: SnapMountVersion, Mountpoint: r.Mountpoint, Snapshot: r.Snapshot, Disk: r.Disk, Part: part.Name,
+	m = SnapMount{Version: SnapMountVersion, Mountpoint: r.Mountpoint, Snapshot: r.Snapshot, Disk: r.Disk, Part: part.Name, MadeMountpoint: r.MadeMountpoint,
 		Clone: d.Name, Loop: loop, FSType: part.FSType, Created: time.Now().UTC()}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -212,6 +218,9 @@ func (l *Local) UmountSnapshot(ctx context.Context, mountpoint string) (SnapMoun
 	}
 	if err := os.Remove(rec); err != nil {
 		return m, fmt.Errorf("remove %s: %w", rec, err)
+	}
+	if m.MadeMountpoint {
+		_ = os.Remove(mountpoint) // only when still empty
 	}
 	return m, nil
 }
