@@ -202,7 +202,7 @@ func (l *Local) CreateSnapshot(_ context.Context, name string, disks []string) (
 		return Snapshot{}, err
 	}
 	l.namesChanged()
-	return l.snapshot(si)
+	return l.snapshot(si, false)
 }
 
 // ListSnapshots implements Service.
@@ -221,7 +221,7 @@ func (l *Local) ListSnapshots(_ context.Context, disk string) ([]Snapshot, error
 		if disk != "" && !hasDisk(si, disk) {
 			continue
 		}
-		s, err := l.snapshot(si)
+		s, err := l.snapshot(si, false)
 		if err != nil {
 			return nil, err
 		}
@@ -245,16 +245,21 @@ func (l *Local) GetSnapshot(_ context.Context, name string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	return l.snapshot(si)
+	return l.snapshot(si, true)
 }
 
 // snapshot completes an engine SnapshotInfo with state and copies. Its
-// allocation was recorded when it was taken: nothing is counted here.
-func (l *Local) snapshot(si rowstore.SnapshotInfo) (Snapshot, error) {
+// allocation was recorded when it was taken: nothing is counted here. With
+// files (snapshot info, snapshot.json) it also probes the filesystems inside
+// each disk (a few sectors read); create and list skip that, so they read
+// no block of any disk.
+func (l *Local) snapshot(si rowstore.SnapshotInfo, files bool) (Snapshot, error) {
 	s := Snapshot{ID: si.ID, Name: si.Name, Created: si.Created, Kind: si.Kind, State: "available", Disks: []SnapshotDisk{}}
 	for _, d := range si.Disks {
-		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: d.Allocated,
-			Files: l.filesLayout(si.ID, si.Name, d.Name)}) // local_files.go
+		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: d.Allocated})
+		if files {
+			s.Disks[len(s.Disks)-1].Files = l.filesLayout(si.ID, si.Name, d.Name) // local_files.go
+		}
 	}
 	s.Copies = l.copies(si)
 	return s, nil

@@ -206,7 +206,9 @@ type SnapshotDisk struct {
 	BlockSize int    `json:"block_size"`
 	Allocated int64  `json:"allocated"`
 	// Files is what <disk>.files shows: the filesystems found inside the
-	// disk, or why there is none (Reason). Absent when it could not be read.
+	// disk, or why there is none (Reason). Absent when it could not be read,
+	// and in snapshot list and create (only info and snapshot.json probe the
+	// disks: listings read no block).
 	Files *browse.Layout `json:"files,omitempty"`
 }
 
