@@ -20,6 +20,8 @@ type DiskInfo struct {
 	Modified  time.Time `json:"modified"`
 	Origin    string    `json:"origin,omitempty"`
 	Open      int       `json:"open_handles"`
+	Encrypted bool      `json:"encrypted,omitempty"` // blocks sealed with the disk's key (crypt.go)
+	Locked    bool      `json:"locked,omitempty"`    // encrypted and its key not unlocked here
 }
 
 // SnapshotInfo describes a snapshot.
@@ -219,8 +221,9 @@ func (s *Store) GetDisk(name string) (DiskInfo, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	enc, locked := s.encryptionOf(d.chain[0].layer)
 	return DiskInfo{ID: d.id, Name: d.name, Size: d.size, BlockSize: d.bs, Allocated: alloc,
-		Created: d.created, Modified: d.modified, Origin: d.origin, Open: d.opens}, nil
+		Created: d.created, Modified: d.modified, Origin: d.origin, Open: d.opens, Encrypted: enc, Locked: locked}, nil
 }
 
 // ResizeDisk grows a disk to size. Disks never shrink: a filesystem inside

@@ -136,6 +136,9 @@ func (s *Store) checkRecord(raw []byte, v index.Version, b uint64, dst []byte, w
 // checkVersion checks a decoded record is the indexed version of block b
 // and copies its payload to dst.
 func (s *Store) checkVersion(r *segment.Record, v index.Version, b uint64, dst []byte, what string) error {
+	if sealed, err := s.openRecord(r, v, b, dst, what); sealed { // encrypted layers (crypt.go)
+		return err
+	}
 	if r.Kind != segment.KindData || r.Block != b || r.Seq != v.Seq || len(r.Payload) != len(dst) {
 		return &CorruptError{What: fmt.Sprintf("%s: block %d (segment %d offset %d)", what, b, v.Segment, v.Offset),
 			Err: fmt.Errorf("record (kind %d block %d seq %d, %d bytes) is not the indexed version (block %d seq %d, %d bytes)",
@@ -258,6 +261,9 @@ func (s *Store) newReader(l link, size int64, bs int, what string, stillThere fu
 		chain, err = chainOf(t, l.layer, l.epoch)
 		return err
 	})
+	if err == nil {
+		err = s.requireUnlocked(l.layer, what) // crypt.go
+	}
 	if err != nil {
 		s.unpin(l)
 		return nil, err

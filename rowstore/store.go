@@ -65,6 +65,9 @@ type Options struct {
 	// CleanerDeadFraction is the dead fraction of the segment bytes at which
 	// the background cleaner starts; default 0.25.
 	CleanerDeadFraction float64
+	// Keys unlock, at Open, the encrypted disks whose data keys they wrap
+	// (UnlockAll); the others stay locked.
+	Keys []*Key
 }
 
 func (o *Options) fill() {
@@ -138,6 +141,8 @@ type Store struct {
 	// loses the record it looked up. (Index deletions need no lock: reads look
 	// up in a Badger snapshot and the records stay until their segment goes.)
 	readMu sync.RWMutex
+
+	crypt cryptState // encryption keys and layer families (crypt.go)
 
 	disksMu   sync.Mutex
 	disks     map[uint64]*diskState // loaded disk states, by disk id
@@ -272,6 +277,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.lock.Close()
 		return nil, err
 	}
+	s.unlockAtOpen() // crypt.go
 	s.startBackground()
 	return s, nil
 }
@@ -421,6 +427,9 @@ func (s *Store) appendRecord(r *segment.Record, v index.Version, blocks uint64) 
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
 	r.Seq = s.nextSeq
+	if err := s.sealRecord(r, &v); err != nil { // encrypted layers (crypt.go)
+		return err
+	}
 	pos, err := s.seg.Append(r)
 	if err != nil && isNoSpace(err) && s.releaseReserve("an append to the log failed") {
 		// New disk writes were refused before this point (admit), so what
