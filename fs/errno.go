@@ -22,6 +22,8 @@ var errnoTable = []struct {
 	{rowstore.ErrReadOnly, syscall.EROFS},
 	{rowstore.ErrNoSpace, syscall.ENOSPC},
 	{rowstore.ErrClosed, syscall.EIO},
+	{rowstore.ErrLocked, syscall.ENOKEY},         // an encrypted disk whose key is locked
+	{rowstore.ErrWrongKey, syscall.EKEYREJECTED}, // never from a FUSE call today
 }
 
 // toErrno maps a Backend error to the errno the kernel sees. nil maps to 0;

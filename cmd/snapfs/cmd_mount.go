@@ -44,6 +44,11 @@ func mountCommand(st *state) *cli.Command {
 			&cli.BoolFlag{Name: "background", Usage: "return once the mount is ready; the daemon logs to <store>/" + LogName},
 			&cli.StringFlag{Name: "pprof", Usage: "serve net/http/pprof (CPU, heap, block and mutex profiles) on this address, e.g. 127.0.0.1:6060; " +
 				"turns on block and mutex profiling"},
+			&cli.StringSliceFlag{Name: "key-file", EnvVars: []string{"SNAPFS_KEY_FILE"},
+				Usage: "unlock the encrypted disks this key file opens (repeatable); the others stay locked"},
+			insecureKeyFlag,
+			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount, as the file modes allow " +
+				"(allow_other with default_permissions; needs user_allow_other in /etc/fuse.conf for non-root); default: only you"},
 		},
 		Action: func(c *cli.Context) (retErr error) {
 			a, err := args(c, "MOUNTPOINT")
@@ -62,8 +67,12 @@ func mountCommand(st *state) *cli.Command {
 			if err != nil {
 				return err
 			}
+			keys, err := mountKeys(c)
+			if err != nil {
+				return err
+			}
 			if fd := os.Getenv(readyFDEnv); fd != "" {
-				return runChild(c, store, mp, fd) // the parent cleans up
+				return runChild(c, store, mp, fd, keys) // the parent cleans up
 			}
 			defer func() {
 				if retErr != nil {
@@ -76,14 +85,15 @@ func mountCommand(st *state) *cli.Command {
 			if err := startPprof(c, log); err != nil {
 				return err
 			}
-			return daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log})
+			return daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log,
+				AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys}})
 		},
 	}
 }
 
 // runChild is the daemon started by mount --background: it reports
 // readiness, or the error that stopped it, on the inherited pipe.
-func runChild(c *cli.Context, store, mp, fdStr string) error {
+func runChild(c *cli.Context, store, mp, fdStr string, keys []*rowstore.Key) error {
 	fd, err := strconv.Atoi(fdStr)
 	if err != nil {
 		return usagef("%s=%q", readyFDEnv, fdStr)
@@ -95,6 +105,7 @@ func runChild(c *cli.Context, store, mp, fdStr string) error {
 	err = startPprof(c, log)
 	if err == nil {
 		err = daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log,
+			AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys},
 			Ready: func(s service.Status) {
 				ready = true
 				fmt.Fprintf(pipe, "ok %d\n", s.PID)
@@ -273,4 +284,17 @@ func startPprof(c *cli.Context, log *slog.Logger) error {
 	}()
 	log.Info("pprof serving", "addr", ln.Addr().String())
 	return nil
+}
+
+// mountKeys loads the mount's key files (--key-file, SNAPFS_KEY_FILE).
+func mountKeys(c *cli.Context) ([]*rowstore.Key, error) {
+	var keys []*rowstore.Key
+	for _, p := range c.StringSlice("key-file") {
+		k, err := rowstore.LoadKeyFile(p, c.Bool("allow-insecure-key-file"))
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }

@@ -34,6 +34,9 @@ type Config struct {
 	Ready func(st service.Status)
 	// Store options (tests shorten intervals); Logger is filled in.
 	StoreOptions rowstore.Options
+	// AllowOther lets other users use the mount as the modes allow
+	// (allow_other, default_permissions); default: only the mounting user.
+	AllowOther bool
 }
 
 // Run is the daemon: it opens the store, mounts the namespace, serves the
@@ -88,7 +91,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if !strings.ContainsAny(cfg.Store, " ,\t\n\\") {
 		fsName = cfg.Store
 	}
-	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: newBackend(local), Logger: log, FsName: fsName})
+	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: newBackend(local), Logger: log, FsName: fsName, AllowOther: cfg.AllowOther})
 	if err != nil {
 		return err
 	}
@@ -159,6 +162,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		ln.Close()
 		return fmt.Errorf("control socket: %w", err)
 	}
+	ln = service.PeerCredListener(ln, log) // only our uid (and root), whatever the socket's mode
 	// Requests run under jobCtx: shutting down cancels long jobs (sync,
 	// restore, check: all resumable) and waits for them to return before the
 	// store closes.

@@ -20,11 +20,13 @@
 //	12 Degraded     region check found missing or corrupt copies (run region repair),
 //	                or region repair could not rebuild all of them
 //	13 WrongKey     the key file does not open the region, or the stores hold a
-//	                different region (other k, m, region id or store order)
+//	                different region (other k, m, region id or store order), or
+//	                it does not unlock the encrypted disk
 //	14 Conflict     a concurrent operation on the region changed what this one
 //	                relied on; run it again
 //	15 Locked       the region is locked by another operation: wait, or
-//	                `snapfs region unlock`
+//	                `snapfs region unlock`; or the encrypted disk is locked (its
+//	                key not unlocked: snapfs disk unlock, mount --key-file)
 //
 // The daemon and the direct path return the same errors (the control socket
 // carries a code that maps back to the same sentinel), so a command exits with
@@ -84,9 +86,9 @@ func Of(err error) int {
 		return Degraded
 	case errors.Is(err, replicate.ErrConflict):
 		return Conflict
-	case errors.Is(err, replicate.ErrLocked):
+	case errors.Is(err, replicate.ErrLocked), errors.Is(err, rowstore.ErrLocked):
 		return Locked
-	case errors.Is(err, replicate.ErrWrongKey), errors.Is(err, replicate.ErrMismatch):
+	case errors.Is(err, replicate.ErrWrongKey), errors.Is(err, replicate.ErrMismatch), errors.Is(err, rowstore.ErrWrongKey):
 		return WrongKey
 	case errors.Is(err, replicate.ErrUnavailable), errors.Is(err, replicate.ErrTooFewShards):
 		return Unavailable

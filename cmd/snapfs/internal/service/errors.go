@@ -42,6 +42,8 @@ var codes = []struct {
 	{"incompatible", rowstore.ErrIncompatible},
 	{"read_only", rowstore.ErrReadOnly},
 	{"closed", rowstore.ErrClosed},
+	{"disk_locked", rowstore.ErrLocked},
+	{"disk_wrong_key", rowstore.ErrWrongKey},
 }
 
 // codeOf is the wire code of err ("" when it wraps no known sentinel).
