@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 
@@ -243,4 +244,21 @@ func (e *envelope) unwrap(key *Key) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s does not unlock it", ErrWrongKey, key)
 	}
 	return m, nil
+}
+
+// privateStoreDir makes the store directory 0700 (owner only) if group or
+// others had any access: the store holds every version of its disks, and
+// the keys of encrypted disks are only as safe as who may copy it. Files
+// the engine creates are 0600. A failure is logged, not fatal (a store on a
+// filesystem without modes still opens).
+func privateStoreDir(dir string, log *slog.Logger) {
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	if err := os.Chmod(dir, fi.Mode().Perm()&0o700); err != nil && log != nil {
+		log.Warn("could not make the store directory private (chmod 0700)", "dir", dir, "err", err)
+	} else if log != nil {
+		log.Info("store directory made private to its owner", "dir", dir, "was", fmt.Sprintf("%04o", fi.Mode().Perm()))
+	}
 }

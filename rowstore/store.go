@@ -203,6 +203,7 @@ func Create(dir string, opts Options) error {
 			return fmt.Errorf("create store: %w", err)
 		}
 	}
+	privateStoreDir(dir, opts.Logger) // keys.go
 	sb := newSuperblock()
 	// The index is created with the store (and carries its identity), so an
 	// empty or missing index directory later is damage, never a new store.
@@ -262,6 +263,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.lock = lock
+	privateStoreDir(dir, s.log) // keys.go
 	if err := s.openSpace(); err != nil {
 		s.lock.Close()
 		return nil, err

@@ -99,7 +99,7 @@ func readSuperblock(fsys vfs.FS, dir string) (Superblock, error) {
 // writeSuperblock writes a new superblock durably and atomically
 // (vfs.WriteFile: temporary file, sync, rename, sync of the directory).
 func writeSuperblock(fsys vfs.FS, dir string, sb Superblock) error {
-	if err := vfs.WriteFile(fsys, path.Join(dir, superblockName), sb.encode(), 0o644); err != nil {
+	if err := vfs.WriteFile(fsys, path.Join(dir, superblockName), sb.encode(), 0o600); err != nil {
 		return fmt.Errorf("superblock: %w", err)
 	}
 	return nil

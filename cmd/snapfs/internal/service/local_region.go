@@ -218,7 +218,7 @@ func (l *Local) AddRegion(ctx context.Context, r AddRegionRequest) (AddedRegion,
 	if !filepath.IsAbs(r.KeyFile) {
 		return AddedRegion{}, fmt.Errorf("%w: key file %q: want an absolute path", replicate.ErrInvalid, r.KeyFile)
 	}
-	info, err := m.AddRegion(ctx, replicate.RegionConfig{Name: r.Name, K: r.K, M: r.M, Stores: r.Stores, KeyFile: r.KeyFile, S3: r.S3})
+	info, err := m.AddRegion(ctx, replicate.RegionConfig{Name: r.Name, K: r.K, M: r.M, Stores: r.Stores, KeyFile: r.KeyFile, S3: r.S3, InsecureKeyFile: r.InsecureKeyFile})
 	if err != nil {
 		return AddedRegion{}, err
 	}

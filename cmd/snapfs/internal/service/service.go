@@ -258,6 +258,8 @@ type AddRegionRequest struct {
 	Stores  []string            `json:"stores"`
 	KeyFile string              `json:"key_file"`
 	S3      replicate.S3Options `json:"s3"`
+	// InsecureKeyFile accepts a key file group or others may read.
+	InsecureKeyFile bool `json:"insecure_key_file,omitempty"`
 }
 
 // SyncRequest names what Sync copies: Snapshot alone, or every snapshot
