@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 
@@ -42,7 +43,7 @@ func diskCommand(st *state) *cli.Command {
 						if req.KeyFile, err = keyFilePath(c, "disk create --encrypt"); err != nil {
 							return err
 						}
-					} else if c.IsSet("key-file") {
+					} else if keyFileGiven(c) {
 						return usagef("disk create: --key-file goes with --encrypt (a clone of an encrypted disk keeps its source's key)")
 					}
 					clone := req.FromSnapshot != "" || req.FromDisk != "" || req.FromImage != ""
@@ -345,4 +346,10 @@ func diskRekeyCommand(st *state) *cli.Command {
 			})
 		},
 	}
+}
+
+// keyFileGiven reports whether --key-file was given on the command line (not
+// only through SNAPFS_KEY_FILE, which commands without a daemon also use).
+func keyFileGiven(c *cli.Context) bool {
+	return c.IsSet("key-file") && c.String("key-file") != os.Getenv("SNAPFS_KEY_FILE")
 }

@@ -332,7 +332,13 @@ func (l *Local) Restore(ctx context.Context, r RestoreRequest, progress Progress
 	if err != nil {
 		return RestoreStats{}, err
 	}
-	st, err := m.RestoreFrom(ctx, r.Region, r.Host, r.Snapshot, r.Disk, r.To, progressOf(progress))
+	var key *rowstore.Key
+	if r.KeyFile != "" {
+		if key, err = rowstore.LoadKeyFile(r.KeyFile, r.AllowInsecureKeyFile); err != nil {
+			return RestoreStats{}, err
+		}
+	}
+	st, err := m.RestoreEncrypted(ctx, r.Region, r.Host, r.Snapshot, r.Disk, r.To, key, progressOf(progress))
 	l.namesChanged() // the new disk, or the temporary one gone
 	return st, err
 }

@@ -279,6 +279,10 @@ type RestoreRequest struct {
 	Disk     string `json:"disk"`
 	To       string `json:"to"`
 	Host     string `json:"host,omitempty"`
+	// KeyFile (a path) makes the restored disk encrypted with a new data
+	// key it wraps (restore --encrypt).
+	KeyFile              string `json:"key_file,omitempty"`
+	AllowInsecureKeyFile bool   `json:"allow_insecure_key_file,omitempty"`
 }
 
 // PruneRequest keeps the KeepLast newest remote snapshots and those younger
