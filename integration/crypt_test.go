@@ -243,4 +243,10 @@ func TestEncryptedDisksThroughMount(t *testing.T) {
 	}
 	ok(t, store, "check", "--read-data")
 	scanFor(t, "after restart", needle, store)
+	// The key files' contents are nowhere in the store (catalog, index,
+	// logs, region configuration) nor in the region stores.
+	for _, p := range []string{key, wrong} {
+		b, _ := os.ReadFile(p)
+		scanFor(t, "key file "+filepath.Base(p), bytes.TrimSpace(b), append([]string{store}, rdirs...)...)
+	}
 }

@@ -574,3 +574,47 @@ func FuzzBlockEnvelope(f *testing.F) {
 		}
 	})
 }
+
+// TestStorePrivate: a store's directory is made 0700 (even when it existed
+// with wider modes), its superblock and segment files are 0600.
+func TestStorePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	opts := testOptions()
+	if err := Create(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o750) // widened after Create: Open narrows it again
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateDisk("d", 1<<20, 4096); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, s, "d", knownBlock(4096, 0), 0)
+	s.Close()
+	check := func(p string, want os.FileMode) {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %04o, want %04o", p, fi.Mode().Perm(), want)
+		}
+	}
+	check(dir, 0o700)
+	check(filepath.Join(dir, "superblock"), 0o600)
+	check(filepath.Join(dir, "segments"), 0o700)
+	segs, _ := filepath.Glob(filepath.Join(dir, "segments", "*"))
+	if len(segs) == 0 {
+		t.Fatal("no segment")
+	}
+	for _, p := range segs {
+		check(p, 0o600)
+	}
+}
