@@ -25,7 +25,9 @@ var codes = []struct {
 	{"degraded", exitcode.ErrDegraded},
 	{"conflict", replicate.ErrConflict},
 	{"locked", replicate.ErrLocked},
+	{"disk_locked", rowstore.ErrLocked},
 	{"wrong_key", replicate.ErrWrongKey},
+	{"disk_wrong_key", rowstore.ErrWrongKey},
 	{"mismatch", replicate.ErrMismatch},
 	{"unavailable", replicate.ErrUnavailable},
 	{"too_few_shards", replicate.ErrTooFewShards},
@@ -42,8 +44,6 @@ var codes = []struct {
 	{"incompatible", rowstore.ErrIncompatible},
 	{"read_only", rowstore.ErrReadOnly},
 	{"closed", rowstore.ErrClosed},
-	{"disk_locked", rowstore.ErrLocked},
-	{"disk_wrong_key", rowstore.ErrWrongKey},
 }
 
 // codeOf is the wire code of err ("" when it wraps no known sentinel).
