@@ -21,4 +21,10 @@
 // (<store>/snapmounts/clones/, scratch.go) before they are made, are never
 // listed, and are removed at daemon start (CleanScratch) with the loop
 // devices and mounts a killed snapshot mount or daemon left.
+//
+// Access: the socket is 0600 in a 0700 store, and PeerCredListener (which
+// the daemon wraps it in) closes every connection whose peer (SO_PEERCRED)
+// is neither the daemon's uid nor root, whatever the modes. Keys of
+// encrypted disks cross the socket only as key file paths (KeyRequest,
+// CreateDiskRequest.KeyFile): the serving process reads the files.
 package service
