@@ -62,6 +62,7 @@ type family struct {
 	digest cipher.Block // AES-256 under the digest key
 
 	mu      sync.Mutex
+	locked  bool        // LockDisk dropped the keys: nothing seals or opens
 	salt    [16]byte    // the sealing subkey's salt
 	seal    cipher.AEAD // the sealing subkey; nil: none yet
 	uses    int
@@ -86,8 +87,11 @@ func (f *family) info(purpose string) string {
 	return purpose + " " + string(id[:])
 }
 
-// subkey returns the AEAD of a salt (cached).
+// subkeyLocked returns the AEAD of a salt (cached); f.mu is held.
 func (f *family) subkeyLocked(salt [16]byte) (cipher.AEAD, error) {
+	if f.locked {
+		return nil, ErrLocked
+	}
 	if a, ok := f.subkeys[salt]; ok {
 		return a, nil
 	}
@@ -148,6 +152,10 @@ func blockAD(env []byte, r *segment.Record) []byte {
 // record r (whose layer, block, epoch and sequence number are final).
 func (f *family) sealBlock(r *segment.Record, pt []byte, digest [32]byte) ([]byte, [32]byte, error) {
 	f.mu.Lock()
+	if f.locked {
+		f.mu.Unlock()
+		return nil, [32]byte{}, ErrLocked
+	}
 	if f.seal == nil || f.uses >= subkeyUses {
 		var salt [16]byte
 		if _, err := rand.Read(salt[:]); err != nil {
@@ -212,7 +220,7 @@ func (f *family) openBlock(r *segment.Record, e blockEnv, dst []byte) error {
 	a, err := f.subkeyLocked(e.salt)
 	f.mu.Unlock()
 	if err != nil {
-		return err
+		return err // ErrLocked: no authentication was tried
 	}
 	out, err := a.Open(dst[:0], e.nonce, e.ct, blockAD(r.Payload, r))
 	if err != nil {
@@ -318,6 +326,9 @@ func (s *Store) sealRecord(r *segment.Record, v *index.Version) error {
 		return lockedError(fmt.Sprintf("layer %d", r.Layer))
 	}
 	env, sd, err := f.sealBlock(r, r.Payload, v.Digest)
+	if errors.Is(err, ErrLocked) {
+		return lockedError(fmt.Sprintf("layer %d", r.Layer))
+	}
 	if err != nil {
 		return fmt.Errorf("seal block %d: %w", r.Block, err)
 	}
@@ -361,7 +372,9 @@ func (s *Store) openRecord(r *segment.Record, v index.Version, b uint64, dst []b
 	if f == nil {
 		return true, lockedError(what)
 	}
-	if err := f.openBlock(r, e, dst); err != nil {
+	if err := f.openBlock(r, e, dst); errors.Is(err, ErrLocked) {
+		return true, lockedError(what)
+	} else if err != nil {
 		return true, place(err)
 	}
 	return true, nil
@@ -507,6 +520,7 @@ func (s *Store) unlockAtOpen() {
 		return
 	}
 	res, err := s.UnlockAll(s.opts.Keys)
+	s.opts.Keys = nil // used once: the store keeps data keys, not key files
 	if err != nil {
 		s.log.Error("unlock encrypted disks", "err", err)
 		return

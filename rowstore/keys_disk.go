@@ -316,10 +316,11 @@ func (s *Store) LockDisk(name string) error {
 	}
 	s.disksMu.Unlock()
 	for _, d := range ds {
+		d.mu.Lock()
 		if f, err := s.layerFamily(d.chain[0].layer); err != nil || f != fid {
+			d.mu.Unlock()
 			continue
 		}
-		d.mu.Lock()
 		var err error
 		if d.opens > 0 && !d.deleted {
 			err = fmt.Errorf("%w: disk %q (sharing the key of %q) is open (%d handles); close it first", ErrBusy, d.name, name, d.opens)
@@ -335,11 +336,23 @@ func (s *Store) LockDisk(name string) error {
 		return err
 	}
 	s.crypt.mu.Lock()
-	if f := s.crypt.fams[fid]; f != nil {
-		clear(f.master)
-		delete(s.crypt.fams, fid)
-	}
+	f := s.crypt.fams[fid]
+	delete(s.crypt.fams, fid)
 	s.crypt.mu.Unlock()
+	if f != nil {
+		// A seal or open that found f before it left the map fails with
+		// ErrLocked from here on, never with a key made of cleared bytes.
+		f.mu.Lock()
+		f.locked, f.seal = true, nil
+		clear(f.master)
+		clear(f.subkeys)
+		f.mu.Unlock()
+	}
+	// The process forgets what it derived from key files too: unlocking
+	// again takes the key file (and its Argon2id cost).
+	kdfCache.Lock()
+	clear(kdfCache.m)
+	kdfCache.Unlock()
 	return nil
 }
 
