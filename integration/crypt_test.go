@@ -143,6 +143,16 @@ func TestEncryptedDisksThroughMount(t *testing.T) {
 	if _, err := os.Open(filepath.Join(mp, "images", "im")); !errors.Is(err, syscall.ENOKEY) {
 		t.Fatalf("open of an image of a locked disk: %v", err)
 	}
+	// Listings and metadata need no key.
+	ok(t, store, "snapshot", "list")
+	ok(t, store, "snapshot", "info", "s1")
+	ok(t, store, "image", "list")
+	if _, err := os.Stat(filepath.Join(mp, "images", "im")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, "snapshots", "s1", "snapshot.json")); err != nil || !strings.Contains(string(b), `"sec"`) {
+		t.Fatalf("snapshot.json while locked: %v %s", err, b)
+	}
 	if out := ok(t, store, "disk", "list"); !strings.Contains(out, " locked") {
 		t.Fatalf("disk list does not show the lock: %q", out)
 	}

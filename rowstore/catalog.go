@@ -461,7 +461,15 @@ func (s *Store) deleteNamed(kind index.CatalogKind, what, name string) error {
 }
 
 // OpenSnapshotDisk opens the image of a disk as of a snapshot, read-only.
+// One of an encrypted disk whose key is locked is refused (ErrLocked).
 func (s *Store) OpenSnapshotDisk(snapshot, disk string) (*Reader, error) {
+	return s.refuseLocked(s.OpenSnapshotDiskMeta(snapshot, disk)) // crypt.go
+}
+
+// OpenSnapshotDiskMeta is OpenSnapshotDisk for its size and allocation
+// only: it opens one of a locked encrypted disk too (its reads fail with
+// ErrLocked).
+func (s *Store) OpenSnapshotDiskMeta(snapshot, disk string) (*Reader, error) {
 	if err := firstErr(s.checkOpen(), ValidateName("snapshot", snapshot), ValidateName("disk", disk)); err != nil {
 		return nil, err
 	}
@@ -527,8 +535,15 @@ func (s *Store) GetImage(name string) (ImageInfo, error) {
 	return imageInfo(r), nil
 }
 
-// OpenImage opens an image read-only.
+// OpenImage opens an image read-only. One of an encrypted disk whose key is
+// locked is refused (ErrLocked).
 func (s *Store) OpenImage(name string) (*Reader, error) {
+	return s.refuseLocked(s.OpenImageMeta(name)) // crypt.go
+}
+
+// OpenImageMeta is OpenImage for its size and allocation only: it opens
+// one of a locked encrypted disk too (its reads fail with ErrLocked).
+func (s *Store) OpenImageMeta(name string) (*Reader, error) {
 	im, err := s.GetImage(name)
 	if err != nil {
 		return nil, err

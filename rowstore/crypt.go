@@ -532,3 +532,16 @@ func (s *Store) unlockAtOpen() {
 		s.log.Info("encrypted disks stay locked (no key file given opens them)", "key_families", res.Locked)
 	}
 }
+
+// refuseLocked closes and refuses (ErrLocked) a reader of an encrypted
+// layer whose key is locked.
+func (s *Store) refuseLocked(r *Reader, err error) (*Reader, error) {
+	if err != nil {
+		return nil, err
+	}
+	if err := s.requireUnlocked(r.chain[0].layer, r.what); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}

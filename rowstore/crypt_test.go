@@ -234,6 +234,17 @@ func TestEncryptedKnownPlaintext(t *testing.T) {
 	if _, err := s2.OpenSnapshotDisk("s1", "sec"); !errors.Is(err, ErrLocked) {
 		t.Fatalf("OpenSnapshotDisk of a locked snapshot: %v", err)
 	}
+	if r, err := s2.OpenSnapshotDiskMeta("s1", "sec"); err != nil {
+		t.Fatalf("OpenSnapshotDiskMeta while locked: %v", err)
+	} else {
+		if a, err := r.Allocated(); err != nil || a == 0 {
+			t.Fatalf("allocation while locked: %d %v", a, err)
+		}
+		if _, err := r.ReadAt(make([]byte, 4096), 0); !errors.Is(err, ErrLocked) {
+			t.Fatalf("read through a meta reader while locked: %v", err)
+		}
+		r.Close()
+	}
 	if _, err := s2.Diff(nil, Point{Snapshot: "s1", Disk: "sec"}, func(Change) error { return nil }); !errors.Is(err, ErrLocked) {
 		t.Fatalf("Diff of a locked snapshot: %v", err)
 	}

@@ -261,9 +261,6 @@ func (s *Store) newReader(l link, size int64, bs int, what string, stillThere fu
 		chain, err = chainOf(t, l.layer, l.epoch)
 		return err
 	})
-	if err == nil {
-		err = s.requireUnlocked(l.layer, what) // crypt.go
-	}
 	if err != nil {
 		s.unpin(l)
 		return nil, err

@@ -226,7 +226,7 @@ func (l *Local) snapshot(si rowstore.SnapshotInfo) (Snapshot, error) {
 	s := Snapshot{ID: si.ID, Name: si.Name, Created: si.Created, Kind: si.Kind, State: "available", Disks: []SnapshotDisk{}}
 	for _, d := range si.Disks {
 		a, err := l.allocated(allocKey{"snapshot", si.ID, d.Name}, func() (*rowstore.Reader, error) {
-			return l.store.OpenSnapshotDisk(si.Name, d.Name)
+			return l.store.OpenSnapshotDiskMeta(si.Name, d.Name) // works while locked
 		})
 		if err != nil {
 			return Snapshot{}, err
@@ -261,7 +261,7 @@ func (l *Local) allocated(k allocKey, open func() (*rowstore.Reader, error)) (in
 
 // ImageAllocated is the allocation of an image (counted once per process).
 func (l *Local) ImageAllocated(im Image) (int64, error) {
-	return l.allocated(allocKey{"image", im.ID, ""}, func() (*rowstore.Reader, error) { return l.store.OpenImage(im.Name) })
+	return l.allocated(allocKey{"image", im.ID, ""}, func() (*rowstore.Reader, error) { return l.store.OpenImageMeta(im.Name) })
 }
 
 // SnapshotOf is GetSnapshot for the FUSE adapter.
