@@ -269,14 +269,16 @@
 //
 // Cipher and nonces. Blocks are sealed with AES-256-GCM (hardware
 // accelerated; XChaCha20-Poly1305 measured 5 times slower here, as slow as
-// the SHA-256 every block already pays). GCM's 96-bit nonce is random per
-// record, and the key it is used with is a subkey, HKDF-SHA256(master,
-// 16-byte random salt), changed after 2^24 records and at every Open: with
-// random nonces the chance of a repeat within one subkey stays below 2^-49,
-// and no counter has to survive crashes, copies of a store directory or
-// clones sharing a key (nonces derived from sequence numbers would repeat
-// after a lost log tail, or in a copied store). The salt travels in each
-// record; subkeys are cached by salt to open records.
+// the SHA-256 every block already pays). The GCM key is a subkey,
+// HKDF-SHA256(master, 16-byte random salt), made afresh whenever a disk
+// family is unlocked (every Open, every unlock) and after 2^32 records; the
+// nonce is that subkey's record counter. A (subkey, nonce) pair therefore
+// never repeats, and no counter has to survive a crash, a copy of the
+// store directory or clones sharing a key: a nonce derived from sequence
+// numbers would repeat after a lost log tail or in a copied store, and
+// random 96-bit nonces under one key would need a bound on records per key
+// (2^32) that a busy disk reaches. The salt travels in each record;
+// subkeys are cached by salt to open records.
 //
 // Associated data binds what stays stable of a record: its layer, block,
 // epoch and sequence number (the cleaner and repair relocate records
@@ -320,7 +322,7 @@
 //	2  2  reserved (0)
 //	4  8  key family id (LE)
 //	12 16 subkey salt
-//	28 12 GCM nonce
+//	28 12 GCM nonce: the subkey's record counter (LE uint64), then 4 zero bytes
 //	40 32 sealed digest
 //	72 n+16 ciphertext of the n-byte block, then the GCM tag
 //
@@ -337,7 +339,7 @@
 //	8  4  Argon2 memory in KiB (LE)
 //	12 8  key family id (LE, random, odd)
 //	20 16 KDF salt
-//	36 12 nonce
+//	36 12 nonce (random)
 //	48 48 master secret sealed with AES-256-GCM under the Argon2id key,
 //	      associated data "snapfs-key-v1" + bytes 0..48
 //
