@@ -126,6 +126,8 @@ func TestEncryptedDisksThroughMount(t *testing.T) {
 	// one cannot be (it is encrypted already).
 	ok(t, store, "disk", "create", "plain-enc", "--from-snapshot", "s1", "--disk", "plain", "--encrypt", "--key-file", key)
 	fails(t, store, 2, "disk", "create", "x", "--from-snapshot", "s1", "--disk", "sec", "--encrypt", "--key-file", key)
+	fails(t, store, 2, "disk", "create", "x", "--from-image", "im", "--encrypt", "--key-file", key)
+	fails(t, store, 3, "disk", "info", "x")
 	var di struct {
 		Encrypted bool `json:"encrypted"`
 		Locked    bool `json:"locked"`
