@@ -151,7 +151,8 @@ func blockAD(ad *[15 + blockEnvHeader + 32]byte, env []byte, r *segment.Record) 
 
 // sealBlock builds the envelope of plaintext block pt (SHA-256 digest) for
 // record r (whose layer, block, epoch and sequence number are final).
-func (f *family) sealBlock(r *segment.Record, pt []byte, digest [32]byte) ([]byte, [32]byte, error) {
+// The envelope is built in buf's storage when it is large enough.
+func (f *family) sealBlock(r *segment.Record, pt []byte, digest [32]byte, buf []byte) ([]byte, [32]byte, error) {
 	f.mu.Lock()
 	if f.locked {
 		f.mu.Unlock()
@@ -174,7 +175,12 @@ func (f *family) sealBlock(r *segment.Record, pt []byte, digest [32]byte) ([]byt
 	salt, a, n := f.salt, f.seal, f.uses
 	f.mu.Unlock()
 	sd := f.sealDigest(digest)
-	env := make([]byte, blockEnvHeader, blockEnvOverhead+len(pt))
+	env := buf[:0]
+	if cap(env) < blockEnvOverhead+len(pt) {
+		env = make([]byte, 0, blockEnvOverhead+len(pt))
+	}
+	env = env[:blockEnvHeader]
+	clear(env)
 	env[0], env[1] = blockEnvV1, cipherGCMHKDF
 	binary.LittleEndian.PutUint64(env[4:], f.id)
 	copy(env[12:], salt[:])
@@ -242,6 +248,9 @@ type cryptState struct {
 	mu       sync.RWMutex
 	layerFam map[uint64]uint64  // layer -> key family (0: not encrypted); never changes
 	fams     map[uint64]*family // unlocked families
+	// sealBuf is reused for the envelopes appendRecord seals (under
+	// appendMu; segment.Log.Append copies the payload).
+	sealBuf []byte
 }
 
 // layerFamily returns the key family of a layer: that of the root of its
@@ -315,6 +324,12 @@ func lockedError(what string) error {
 // assigned): a data record of an encrypted layer gets a sealed payload, and
 // its version the sealed digest and the CRC32C of that digest.
 func (s *Store) sealRecord(r *segment.Record, v *index.Version) error {
+	return s.sealRecordInto(r, v, &s.crypt.sealBuf)
+}
+
+// sealRecordInto is sealRecord building the envelope in *buf (kept there
+// for the next call); the caller serializes the uses of buf.
+func (s *Store) sealRecordInto(r *segment.Record, v *index.Version, buf *[]byte) error {
 	if r.Kind != segment.KindData {
 		return nil
 	}
@@ -326,7 +341,8 @@ func (s *Store) sealRecord(r *segment.Record, v *index.Version) error {
 	if f == nil {
 		return lockedError(fmt.Sprintf("layer %d", r.Layer))
 	}
-	env, sd, err := f.sealBlock(r, r.Payload, v.Digest)
+	env, sd, err := f.sealBlock(r, r.Payload, v.Digest, *buf)
+	*buf = env
 	if errors.Is(err, ErrLocked) {
 		return lockedError(fmt.Sprintf("layer %d", r.Layer))
 	}
@@ -461,7 +477,8 @@ func (s *Store) plainDigests(layer uint64, what string) (func([32]byte) [32]byte
 // plain) for the version it replaces; a no-op for a plain layer.
 func (s *Store) sealRepair(r *segment.Record, plain [32]byte) error {
 	v := index.Version{Digest: plain}
-	return s.sealRecord(r, &v)
+	var buf []byte // not under appendMu: its own buffer
+	return s.sealRecordInto(r, &v, &buf)
 }
 
 // requireUnlocked refuses (ErrLocked) to open a disk, snapshot or image of

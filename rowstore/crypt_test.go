@@ -566,7 +566,7 @@ func FuzzBlockEnvelope(f *testing.F) {
 	}
 	pt := bytes.Repeat([]byte("x"), 64)
 	r := &segment.Record{Kind: segment.KindData, Layer: 3, Block: 4, Epoch: 5, Seq: 6}
-	sealed, _, err := fam.sealBlock(r, pt, sha256.Sum256(pt))
+	sealed, _, err := fam.sealBlock(r, pt, sha256.Sum256(pt), nil)
 	if err != nil {
 		f.Fatal(err)
 	}
