@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/rowstore/segment"
+	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
 func init() {
@@ -126,6 +127,9 @@ func TestEncryptedKnownPlaintext(t *testing.T) {
 	want := append([]byte(nil), data...)
 	copy(want[3*bs+17:], data[:100])
 	scanStore(t, dir, "after writes", needles)
+	if sb, err := readSuperblock(vfs.Default, dir); err != nil || sb.Incompat&IncompatEncryption == 0 {
+		t.Fatalf("superblock %+v, %v: want IncompatEncryption", sb, err)
+	}
 
 	if _, err := s.CreateSnapshot("s1", []string{"sec"}, "manual"); err != nil {
 		t.Fatal(err)

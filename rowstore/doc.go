@@ -416,6 +416,7 @@
 //	8  2  format version (1)
 //	10 2  reserved (0)
 //	12 4  incompatible feature bits: a reader that does not know one refuses the store
+//	      (bit 0, IncompatEncryption: the store holds encrypted disks)
 //	16 4  compatible feature bits: safe to ignore
 //	20 4  reserved (0)
 //	24 8  creation time, unix nanoseconds

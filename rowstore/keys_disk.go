@@ -70,6 +70,9 @@ func (s *Store) CreateEncryptedDisk(name string, size int64, blockSize int, key 
 	if err != nil {
 		return DiskInfo{}, err
 	}
+	if err := s.markEncrypted(); err != nil {
+		return DiskInfo{}, err
+	}
 	s.addFamily(f) // before the disk exists: nothing can use it earlier
 	s.crypt.any.Store(true)
 	info, err := s.newDisk(name, func(t *index.Txn) (index.Layer, index.Disk, error) {
@@ -400,4 +403,21 @@ func (s *Store) RekeyDisk(name string, oldKey, newKey *Key) error {
 		root.Crypt = ne.encode()
 		return t.PutLayer(root)
 	})
+}
+
+// markEncrypted sets IncompatEncryption in the superblock (once; durable:
+// vfs.WriteFile) before the store's first encrypted disk exists.
+func (s *Store) markEncrypted() error {
+	s.catMu.Lock()
+	defer s.catMu.Unlock()
+	if s.sb.Incompat&IncompatEncryption != 0 {
+		return nil
+	}
+	sb := s.sb
+	sb.Incompat |= IncompatEncryption
+	if err := writeSuperblock(s.fs, s.dir, sb); err != nil {
+		return fmt.Errorf("mark the store as holding encrypted disks: %w", err)
+	}
+	s.sb = sb
+	return nil
 }

@@ -30,8 +30,13 @@ const (
 	superblockSize    = 52
 	superblockMagic   = "SNAPFSSB"
 	FormatVersion     = 1
-	knownIncompatBits = 0
+	knownIncompatBits = IncompatEncryption
 )
+
+// IncompatEncryption: the store holds encrypted disks (set when the first
+// one is made). A snapfs that does not know it would see sealed blocks as
+// corrupt and could "repair" them with plaintext: it refuses the store.
+const IncompatEncryption uint32 = 1 << 0
 
 // Superblock is the decoded superblock.
 type Superblock struct {
