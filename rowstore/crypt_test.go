@@ -698,3 +698,20 @@ func TestCrashEncrypted(t *testing.T) {
 		})
 	}
 }
+
+// TestModelEncrypted is TestModel with half of the disks encrypted: reads,
+// diffs, snapshots, clones, images, rollbacks, deletes, GC and reopens
+// agree with the in-memory model.
+func TestModelEncrypted(t *testing.T) {
+	ops := *flagOps
+	if raceEnabled && ops > 1000 {
+		ops = 1000
+	}
+	key := &Key{secret: []byte("model test passphrase"), source: "test"}
+	for _, seed := range []int64{11, 12} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Logf("seed %d, %d operations", seed, ops)
+			runModelWith(t, seed, ops, key)
+		})
+	}
+}
