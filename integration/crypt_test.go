@@ -107,6 +107,13 @@ func TestEncryptedDisksThroughMount(t *testing.T) {
 	pattern := bytes.Repeat([]byte("SNAPFS-CRYPT-PATTERN-0123456789|"), 4<<20/32)
 	needle := []byte("SNAPFS-CRYPT-PATTERN-0123")
 
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fails(t, store, 2, "mount", "--background", "--key-file", loose, mp)
+	if isMounted(mp) {
+		t.Fatal("mounted with a key file others may read")
+	}
 	mountWith(t, store, mp, "--key-file", key, "--key-file", wrong)
 	disk := filepath.Join(mp, "disks", "sec")
 	writeAt(t, disk, 0, pattern)
