@@ -63,11 +63,11 @@ func mountCommand(st *state) *cli.Command {
 			if err != nil {
 				return err
 			}
-			mp, rmdir, err := existingDir(a[0])
+			keys, err := mountKeys(c) // before anything is made: a bad key file changes nothing
 			if err != nil {
 				return err
 			}
-			keys, err := mountKeys(c)
+			mp, rmdir, err := existingDir(a[0])
 			if err != nil {
 				return err
 			}
