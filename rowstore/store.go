@@ -68,6 +68,9 @@ type Options struct {
 	// Keys unlock, at Open, the encrypted disks whose data keys they wrap
 	// (UnlockAll); the others stay locked.
 	Keys []*Key
+	// OnGC, if set, is called after every garbage collection (background or
+	// GC) with its result (metrics). It must return quickly.
+	OnGC func(GCStats, error)
 }
 
 func (o *Options) fill() {

@@ -59,6 +59,7 @@ type (
 		ReadData bool
 	}
 	scratchReq struct{ Snapshot, Disk string }
+	umountReq  struct{ Mountpoint string }
 )
 
 type method func(ctx context.Context, s Service, body []byte) (any, error)
@@ -126,6 +127,15 @@ var methods = map[string]method{
 		return result(s.CreateScratchClone(ctx, r.Snapshot, r.Disk))
 	}),
 	"Shutdown": op(func(ctx context.Context, s Service, _ empty) (any, error) { return done(s.Shutdown(ctx)) }),
+	"DiffFiles": op(func(ctx context.Context, s Service, r FilesDiffRequest) (any, error) {
+		return result(s.DiffFiles(ctx, r))
+	}),
+	"MountSnapshot": op(func(ctx context.Context, s Service, r SnapMountRequest) (any, error) {
+		return result(s.MountSnapshot(ctx, r))
+	}),
+	"UmountSnapshot": op(func(ctx context.Context, s Service, r umountReq) (any, error) {
+		return result(s.UmountSnapshot(ctx, r.Mountpoint))
+	}),
 
 	"AddRegion": op(func(ctx context.Context, s Service, r AddRegionRequest) (any, error) {
 		return result(s.AddRegion(ctx, r))
