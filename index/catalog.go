@@ -49,6 +49,9 @@ type Layer struct {
 	Epoch       uint64    `json:"epoch"`                  // current epoch; writes go here
 	BlockSize   int       `json:"block_size"`
 	Created     time.Time `json:"created"`
+	// Crypt is the key envelope of an encrypted disk (rowstore/keys.go),
+	// on the root layer of its chain only; nil: not encrypted.
+	Crypt []byte `json:"crypt,omitempty"`
 }
 
 // Member is one disk of a snapshot.

@@ -171,6 +171,9 @@ type RegionConfig struct {
 	S3       S3Options `json:"s3"`
 	RegionID string    `json:"region_id,omitempty"` // set by AddRegion
 	Added    time.Time `json:"added"`
+	// InsecureKeyFile accepts a key file group or others may read
+	// (format.ReadKeyFile refuses one by default).
+	InsecureKeyFile bool `json:"insecure_key_file,omitempty"`
 }
 
 // RegionInfo is a region's configuration and what AddRegion found.
@@ -355,7 +358,7 @@ func (m *Manager) openRegion(ctx context.Context, name string, needAll bool) (*r
 	if err != nil {
 		return nil, err
 	}
-	key, err := format.ReadKeyFile(c.KeyFile)
+	key, err := format.ReadKeyFile(c.KeyFile, c.InsecureKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("region %q: key file %s: %w", name, c.KeyFile, err)
 	}
@@ -450,7 +453,7 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if abs, err := filepath.Abs(c.KeyFile); err == nil {
 		c.KeyFile = abs
 	}
-	key, err := format.ReadKeyFile(c.KeyFile)
+	key, err := format.ReadKeyFile(c.KeyFile, c.InsecureKeyFile)
 	if err != nil {
 		return RegionInfo{}, fmt.Errorf("region %q: key file %s: %w", c.Name, c.KeyFile, err)
 	}

@@ -20,6 +20,8 @@ type DiskInfo struct {
 	Modified  time.Time `json:"modified"`
 	Origin    string    `json:"origin,omitempty"`
 	Open      int       `json:"open_handles"`
+	Encrypted bool      `json:"encrypted,omitempty"` // blocks sealed with the disk's key (crypt.go)
+	Locked    bool      `json:"locked,omitempty"`    // encrypted and its key not unlocked here
 }
 
 // SnapshotInfo describes a snapshot.
@@ -264,8 +266,9 @@ func (s *Store) GetDisk(name string) (DiskInfo, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	enc, locked := s.encryptionOf(d.chain[0].layer)
 	return DiskInfo{ID: d.id, Name: d.name, Size: d.size, BlockSize: d.bs, Allocated: alloc,
-		Created: d.created, Modified: d.modified, Origin: d.origin, Open: d.opens}, nil
+		Created: d.created, Modified: d.modified, Origin: d.origin, Open: d.opens, Encrypted: enc, Locked: locked}, nil
 }
 
 // ResizeDisk grows a disk to size. Disks never shrink: a filesystem inside
@@ -543,7 +546,15 @@ func (s *Store) deleteNamed(kind index.CatalogKind, what, name string) error {
 }
 
 // OpenSnapshotDisk opens the image of a disk as of a snapshot, read-only.
+// One of an encrypted disk whose key is locked is refused (ErrLocked).
 func (s *Store) OpenSnapshotDisk(snapshot, disk string) (*Reader, error) {
+	return s.refuseLocked(s.OpenSnapshotDiskMeta(snapshot, disk)) // crypt.go
+}
+
+// OpenSnapshotDiskMeta is OpenSnapshotDisk for its size and allocation
+// only: it opens one of a locked encrypted disk too (its reads fail with
+// ErrLocked).
+func (s *Store) OpenSnapshotDiskMeta(snapshot, disk string) (*Reader, error) {
 	if err := firstErr(s.checkOpen(), ValidateName("snapshot", snapshot), ValidateName("disk", disk)); err != nil {
 		return nil, err
 	}
@@ -613,8 +624,15 @@ func (s *Store) GetImage(name string) (ImageInfo, error) {
 	return imageInfo(s, r)
 }
 
-// OpenImage opens an image read-only.
+// OpenImage opens an image read-only. One of an encrypted disk whose key is
+// locked is refused (ErrLocked).
 func (s *Store) OpenImage(name string) (*Reader, error) {
+	return s.refuseLocked(s.OpenImageMeta(name)) // crypt.go
+}
+
+// OpenImageMeta is OpenImage for its size and allocation only: it opens
+// one of a locked encrypted disk too (its reads fail with ErrLocked).
+func (s *Store) OpenImageMeta(name string) (*Reader, error) {
 	im, err := s.GetImage(name)
 	if err != nil {
 		return nil, err

@@ -150,6 +150,9 @@ func (s *Store) OpenDisk(name string) (*Disk, error) {
 	if d.deleted {
 		return nil, fmt.Errorf("%w: disk %q", ErrNotFound, name)
 	}
+	if err := s.requireUnlocked(d.chain[0].layer, fmt.Sprintf("disk %q", name)); err != nil { // crypt.go
+		return nil, err
+	}
 	d.opens++
 	return &Disk{d: d}, nil
 }

@@ -195,6 +195,9 @@ func recordVersion(r *segment.Record, pos segment.Pos) (index.Version, uint64, b
 		v.Segment, v.Offset, v.Length = pos.Segment, pos.Offset, pos.Length
 		v.CRC = crc32.Checksum(r.Payload, castagnoli)
 		v.Digest = sha256.Sum256(r.Payload)
+		if err := recordDigest(r, &v); err != nil { // sealed records (crypt.go)
+			return v, 0, false, &CorruptError{What: fmt.Sprintf("data record at segment %d offset %d", pos.Segment, pos.Offset), Err: err}
+		}
 		return v, 1, true, nil
 	case segment.KindZero:
 		if len(r.Payload) != 8 {

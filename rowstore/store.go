@@ -66,6 +66,9 @@ type Options struct {
 	// CleanerDeadFraction is the dead fraction of the segment bytes at which
 	// the background cleaner starts; default 0.25.
 	CleanerDeadFraction float64
+	// Keys unlock, at Open, the encrypted disks whose data keys they wrap
+	// (UnlockAll); the others stay locked.
+	Keys []*Key
 	// OnGC, if set, is called after every garbage collection (background or
 	// GC) with its result (metrics). It must return quickly.
 	OnGC func(GCStats, error)
@@ -152,6 +155,8 @@ type Store struct {
 	// up in a Badger snapshot and the records stay until their segment goes.)
 	readMu sync.RWMutex
 
+	crypt cryptState // encryption keys and layer families (crypt.go)
+
 	disksMu   sync.Mutex
 	disks     map[uint64]*diskState // loaded disk states, by disk id
 	diskNames map[string]uint64     // names of the loaded disks
@@ -213,6 +218,7 @@ func Create(dir string, opts Options) error {
 			return fmt.Errorf("create store: %w", err)
 		}
 	}
+	privateStoreDir(dir, opts.Logger) // keys.go
 	sb := newSuperblock()
 	// The index is created with the store (and carries its identity), so an
 	// empty or missing index directory later is damage, never a new store.
@@ -273,6 +279,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.lock = lock
+	privateStoreDir(dir, s.log) // keys.go
 	if err := s.openSpace(); err != nil {
 		s.lock.Close()
 		return nil, err
@@ -288,6 +295,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.lock.Close()
 		return nil, err
 	}
+	s.unlockAtOpen() // crypt.go
 	s.startBackground()
 	return s, nil
 }
@@ -444,6 +452,9 @@ func (s *Store) appendRecord(r *segment.Record, v index.Version, blocks uint64) 
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
 	r.Seq = s.nextSeq
+	if err := s.sealRecord(r, &v); err != nil { // encrypted layers (crypt.go)
+		return err
+	}
 	pos, err := s.seg.Append(r)
 	if err != nil && isNoSpace(err) && s.releaseReserve("an append to the log failed") {
 		// New disk writes were refused before this point (admit), so what

@@ -91,6 +91,9 @@ func (l *Local) Status(context.Context) (Status, error) {
 
 // CreateDisk implements Service.
 func (l *Local) CreateDisk(_ context.Context, r CreateDiskRequest) (Disk, error) {
+	if r.Encrypt || r.KeyFile != "" {
+		return l.createEncryptedDisk(r) // local_crypt.go
+	}
 	var d Disk
 	var err error
 	switch {
