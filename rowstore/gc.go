@@ -250,9 +250,9 @@ type cleanPlan struct {
 	// it runs (writers wait while the log plus it reaches the limit).
 	limitRatio float64
 	inflight   *atomic.Int64
-	// batchDiv: a batch moves about liveTotal/batchDiv (0: the full
-	// round's sizes, below).
-	batchDiv int64
+	// batch: the bytes a batch moves at most (0: the full round's sizes,
+	// below).
+	batch int64
 }
 
 // gcLocked is one garbage collection and cleaning pass (gcMu held).
@@ -423,8 +423,8 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	// they leave a 32nd of live under the limit for the next one).
 	cleanBatch := int64(32 << 20)
 	for len(cands) > 0 {
-		if plan != nil && plan.batchDiv > 0 {
-			cleanBatch = min(32<<20, max(liveTotal/plan.batchDiv, 1<<20))
+		if plan != nil && plan.batch > 0 {
+			cleanBatch = plan.batch
 		} else if plan != nil {
 			room := int64(plan.limitRatio*float64(liveTotal)) - s.seg.Bytes() - liveTotal/32
 			cleanBatch = min(32<<20, max(liveTotal/8, 1<<20), max(room, liveTotal/32))
