@@ -11,8 +11,10 @@ import (
 )
 
 // The background cleaner keeps the segment log within a bounded factor of
-// what is live (see "Bounded space" in the package doc). It is triggered by
-// the estimated dead fraction of the log, not by a timer alone, and paced
+// what is live (see "Bounded space" in the package doc). With the live map
+// installed (segusage.go) it knows live exactly and runs incremental rounds
+// near the bound, without scans; else it runs full rounds (a GC scan, then
+// cleaning), triggered by the estimated dead fraction of the log and paced
 // by a token bucket filled in proportion to the foreground's appends.
 
 const (
@@ -70,8 +72,8 @@ type cleaner struct {
 	// runs.
 	limitAt  atomic.Int64
 	inflight atomic.Int64
-	// minBatch is the smallest batch the cleaner moves (a 32nd of live):
-	// between batches writers keep that much room under limitAt for it.
+	// minBatch is the room a batch needs (a 32nd of live in full rounds,
+	// incBatch in incremental ones): writers keep it under limitAt.
 	minBatch atomic.Int64
 	running  atomic.Bool
 	kick     chan struct{} // a writer waits: run now
@@ -132,13 +134,20 @@ func (s *Store) segmentBytes() int64 { return s.seg.Bytes() }
 func (s *Store) atRisk() bool {
 	c := s.cleaner
 	limit := c.limitAt.Load()
-	return limit > 0 && s.seg.Bytes()+max(c.inflight.Load(), c.minBatch.Load()) >= limit
+	if limit <= 0 {
+		return false
+	}
+	// Never below where the cleaner starts (cleanerMinLog) plus room for
+	// its batch: writers must not wait for a cleaner that is not due.
+	batch := c.minBatch.Load()
+	limit = max(limit, cleanerMinLog+2*batch)
+	return s.seg.Bytes()+max(c.inflight.Load(), batch) >= limit
 }
 
-// throttle holds a new disk write while a cleaner round is running and the
-// bound is at risk (atRisk), until the round frees space or ends (at most a
-// second): the bound is kept first, throughput second. Writers are not held
-// otherwise.
+// throttle holds a new disk write while the bound is at risk (atRisk),
+// waking the cleaner, until a round frees space or ends, or the cleaner's
+// next tick (at most a second): the bound is kept first, throughput
+// second. Writers are not held otherwise.
 func (s *Store) throttle() {
 	c := s.cleaner
 	if !s.atRisk() {
@@ -370,7 +379,7 @@ func incRatios(live int64) (start, target float64) {
 	if live <= 0 {
 		return incStart, incTarget
 	}
-	start = min(incStart, cleanerLimit-2*float64(incBatch(live))/float64(live))
+	start = max(min(incStart, cleanerLimit-2*float64(incBatch(live))/float64(live)), 1.2)
 	return start, start - (incStart - incTarget)
 }
 

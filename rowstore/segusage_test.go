@@ -63,9 +63,9 @@ func checkLiveMap(t *testing.T, s *Store, what string) {
 // says throughout.
 func TestLiveMapExact(t *testing.T) {
 	const bs = 4096
-	seeds := 4
+	seeds, steps := 4, 8
 	if testing.Short() || raceEnabled {
-		seeds = 2
+		seeds, steps = 1, 4
 	}
 	for seed := int64(1); seed <= int64(seeds); seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
@@ -98,9 +98,9 @@ func TestLiveMapExact(t *testing.T) {
 					m.ack(name)
 				}
 			}
-			for step := 0; step < 12; step++ {
+			for step := 0; step < steps; step++ {
 				what := fmt.Sprintf("seed %d step %d", seed, step)
-				if err := crashWorkload(s, m, rng, 50+rng.Intn(150)); err != nil {
+				if err := crashWorkload(s, m, rng, 30+rng.Intn(70)); err != nil {
 					t.Fatalf("%s: workload: %v", what, err)
 				}
 				if len(m.snapList) > 2 && rng.Intn(2) == 0 {
@@ -124,7 +124,7 @@ func TestLiveMapExact(t *testing.T) {
 					t.Fatalf("%s: gc: %v", what, err)
 				}
 				checkLiveMap(t, s, what+" after gc")
-				if err := crashWorkload(s, m, rng, 50+rng.Intn(150)); err != nil {
+				if err := crashWorkload(s, m, rng, 30+rng.Intn(70)); err != nil {
 					t.Fatalf("%s: workload: %v", what, err)
 				}
 				ackAll()
