@@ -76,7 +76,10 @@ type cleaner struct {
 	// incBatch in incremental ones): writers keep it under limitAt.
 	minBatch atomic.Int64
 	running  atomic.Bool
-	kick     chan struct{} // a writer waits: run now
+	// incr: the live map is current (incremental rounds), so limitAt
+	// follows live at every tick and writers may wait between rounds too.
+	incr atomic.Bool
+	kick chan struct{} // a writer waits: run now
 	// progress is closed (and replaced) whenever a round removed segments or
 	// ended, waking writers held by throttle.
 	progMu   sync.Mutex
@@ -144,13 +147,14 @@ func (s *Store) atRisk() bool {
 	return s.seg.Bytes()+max(c.inflight.Load(), batch) >= limit
 }
 
-// throttle holds a new disk write while the bound is at risk (atRisk),
-// waking the cleaner, until a round frees space or ends, or the cleaner's
-// next tick (at most a second): the bound is kept first, throughput
-// second. Writers are not held otherwise.
+// throttle holds a new disk write while the bound is at risk (atRisk) and
+// a round runs or incremental rounds are on (the limit then follows live
+// at every tick), waking the cleaner, until a round frees space or ends,
+// or the cleaner's next tick (at most a second): the bound is kept first,
+// throughput second. Writers are not held otherwise.
 func (s *Store) throttle() {
 	c := s.cleaner
-	if !s.atRisk() {
+	if !(c.running.Load() || c.incr.Load()) || !s.atRisk() {
 		return
 	}
 	select { // wake the cleaner now, not at its next tick
@@ -164,7 +168,7 @@ func (s *Store) throttle() {
 		c.mu.Unlock()
 	}()
 	deadline := time.Now().Add(time.Second)
-	for s.atRisk() && time.Now().Before(deadline) {
+	for (c.running.Load() || c.incr.Load()) && s.atRisk() && time.Now().Before(deadline) {
 		c.progMu.Lock()
 		if c.progress == nil {
 			c.progress = make(chan struct{})
@@ -253,7 +257,10 @@ func (s *Store) runCleaner() {
 			// Live is known now: the writers' limit follows it.
 			c.limitAt.Store(int64(cleanerLimit * float64(l)))
 			c.minBatch.Store(incBatch(l))
+			c.incr.Store(true)
 			c.progressed()
+		} else {
+			c.incr.Store(false)
 		}
 		c.mu.Lock()
 		live, known := c.st.LastLive, c.known

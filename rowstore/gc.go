@@ -279,7 +279,9 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 		// fails the map is dropped (it would call their records dead while
 		// the index still points at them).
 		s.idxMu.Lock()
-		s.cleaner.lm.finishBuild(res.build, catGen)
+		if s.cleaner.lm.finishBuild(res.build, catGen) {
+			res.livePos = nil // the map says which records are live
+		}
 		s.idxMu.Unlock()
 		res.build = nil
 	}

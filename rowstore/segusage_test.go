@@ -1,10 +1,13 @@
 package rowstore
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/snapfs/snapfs/index"
 	"github.com/snapfs/snapfs/rowstore/vfs"
@@ -171,4 +174,122 @@ func TestLiveMapExact(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCleanerConcurrent: the background cleaner (incremental rounds, and
+// full ones after each catalog change) runs while one goroutine rewrites a
+// disk at random and another takes and deletes snapshots and reads them
+// back; every snapshot reads as when it was taken, the disk as the model
+// says, and after a GC the live map equals a full count.
+func TestCleanerConcurrent(t *testing.T) {
+	const bs = 4096
+	size, writes := int64(6<<20), 30000
+	if testing.Short() || raceEnabled {
+		writes = 8000
+	}
+	opts := overwriteOptions(true)
+	opts.CacheBytes = 64 << 10
+	s, _ := newTestStore(t, opts)
+	if _, err := s.CreateDisk("d", size, bs); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.OpenDisk("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	rng := rand.New(rand.NewSource(7))
+	model := make([]byte, size)
+	rng.Read(model)
+	if _, err := h.WriteAt(model, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex // model and snapshot taking
+	done := make(chan struct{})
+	snapErr := make(chan error, 1)
+	go func() {
+		defer close(snapErr)
+		srng := rand.New(rand.NewSource(8))
+		saved := map[string][]byte{}
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Duration(20+srng.Intn(60)) * time.Millisecond):
+			}
+			name := fmt.Sprintf("s%d", i)
+			mu.Lock()
+			_, err := s.CreateSnapshot(name, []string{"d"}, "")
+			saved[name] = append([]byte(nil), model...)
+			mu.Unlock()
+			if err != nil {
+				snapErr <- err
+				return
+			}
+			for n, want := range saved {
+				if srng.Intn(3) > 0 {
+					continue
+				}
+				r, err := s.OpenSnapshotDisk(n, "d")
+				if err != nil {
+					snapErr <- err
+					return
+				}
+				got := make([]byte, size)
+				_, err = r.ReadAt(got, 0)
+				r.Close()
+				if err != nil || !bytes.Equal(got, want) {
+					snapErr <- fmt.Errorf("snapshot %s differs from when it was taken (err %v)", n, err)
+					return
+				}
+				if len(saved) > 3 {
+					if err := s.DeleteSnapshot(n); err != nil {
+						snapErr <- err
+						return
+					}
+					delete(saved, n)
+				}
+			}
+		}
+	}()
+	buf := make([]byte, bs)
+	for i := 0; i < writes; i++ {
+		b := rng.Int63n(size / bs)
+		rng.Read(buf)
+		mu.Lock()
+		copy(model[b*bs:], buf)
+		_, err := h.WriteAt(buf, b*bs)
+		mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%256 == 255 {
+			if err := h.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(done)
+	if err := <-snapErr; err != nil {
+		t.Fatal(err)
+	}
+	st := s.CleanerStats()
+	t.Logf("cleaner %+v", st)
+	if st.BytesFreed == 0 {
+		t.Fatalf("the cleaner freed nothing: %+v", st)
+	}
+	got := make([]byte, size)
+	if _, err := h.ReadAt(got, 0); err != nil || !bytes.Equal(got, model) {
+		t.Fatalf("disk differs from the model (err %v)", err)
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	checkLiveMap(t, s, "after the run and a gc")
 }
