@@ -109,7 +109,9 @@
 // map is not built and every round scans (the previous design, kept as the
 // fallback). TestLiveMapExact checks the map and table against a full
 // count after random writes, holes, snapshots, clones, deletes, GC,
-// incremental rounds, and a crash and reopen.
+// incremental rounds, and a crash and reopen; TestCleanerConcurrent runs
+// the background cleaner while snapshots are taken, read back and deleted
+// during random rewrites.
 //
 // Incremental rounds (map installed, catalog unchanged). Every 20 ms (or at
 // once when a writer waits) the cleaner compares the log's size with the
@@ -128,13 +130,16 @@
 // so a round starts two batches before writers wait. New disk writes wait
 // (before taking the disk's lock, at most a second per write, waking the
 // cleaner) only when the log plus the batch in flight (at least one
-// batch) reaches 1.48 × live. Pacing is therefore the bound itself: the
+// batch) reaches 1.48 × live (and never below the 8 MiB log where the
+// cleaner starts); between rounds only while incremental rounds are on,
+// since only then does that limit follow live at every tick. Pacing is therefore the bound itself: the
 // cleaner moves what keeps the log under 1.455 × live and nothing more.
 // Full rounds (no map yet, or a catalog change) keep the previous rules:
 // start at 1.40 × live or after the log grew by CleanerDeadFraction, clean
 // down to 1.28, batches of a 32nd to an 8th of live, a token bucket
 // (CleanerRate) that lets the cleaner move 1.25 × what freeing a byte
-// costs per byte the foreground appends.
+// costs per byte the foreground appends (incremental rounds need no
+// bucket: they start only near the bound, past where it stops pacing).
 //
 // Space and throughput (BenchmarkOverwriteSpace: a 64 MiB disk of 4 KiB
 // blocks filled, then rewritten 50 times with random 4 KiB writes, a Sync
