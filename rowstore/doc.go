@@ -90,7 +90,7 @@
 // The live map and segment usage table (segusage.go). A full scan (the
 // first round after Open, every GC, and the first round after any catalog
 // change) also builds, in memory, the map of every live data version, key
-// to index value (about 120 bytes each). From then on every writer of
+// to index value (100-210 bytes each). From then on every writer of
 // version entries tells it what it wrote, under idxMu, after the write
 // succeeded: commit (a version replacing another at the same layer, block
 // and epoch, the common overwrite, makes the old record dead at once),
@@ -105,9 +105,11 @@
 // so nothing written during the scan is missed. Liveness only a scan can
 // see (a snapshot, disk or image deleted, a read handle closed) is never
 // less than the map says, so the map keeps too much, never too little; a
-// catalog change makes the next round a full one. Above 2^20 versions the
-// map is not built and every round scans (the previous design, kept as the
-// fallback). TestLiveMapExact checks the map and table against a full
+// catalog change makes the next round a full one. Above 2^20 versions
+// (about 210 MiB of map; 16 GiB of 16 KiB blocks) the map is not built and
+// every round scans (the previous design, kept as the fallback): a known
+// limit; a compact map (positions only, the digest read at repoint) or a
+// per-segment summary on disk would lift it. TestLiveMapExact checks the map and table against a full
 // count after random writes, holes, snapshots, clones, deletes, GC,
 // incremental rounds, and a crash and reopen; TestCleanerConcurrent runs
 // the background cleaner while snapshots are taken, read back and deleted
