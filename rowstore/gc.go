@@ -45,8 +45,10 @@ type scanResult struct {
 	// there were more than livePosMax (the cleaner then asks).
 	livePos map[uint64]map[int64]struct{}
 	nPos    int
-	// build collects the cleaner's live map (segusage.go) when asked.
+	// build collects the cleaner's live map (segusage.go) when asked;
+	// nLive counts the live data versions.
 	build *liveBuild
+	nLive int
 }
 
 // livePosMax bounds the live positions a scan keeps for the cleaner (about
@@ -195,6 +197,7 @@ func (s *Store) scanLayer(t *index.Txn, l index.Layer, rs []reader, isHead bool,
 				}
 				res.segLive[v.Segment] += int64(v.Length)
 				res.live += int64(l.BlockSize)
+				res.nLive++
 				if res.build != nil {
 					res.build.add(vkey{l.ID, b, epoch}, v)
 				}
@@ -267,7 +270,9 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 	}
 	tScan := time.Now()
 	catGen := s.cleaner.catGen.Load()
-	build := s.verified.Load()
+	// A store found too big for the map is not tried again until a scan
+	// finds it small enough.
+	build := s.verified.Load() && !s.cleaner.lm.tooBig.Load()
 	res, err := s.scanWith(build)
 	s.log.Debug("gc scan", "commit", tScan.Sub(start), "scan", time.Since(tScan))
 	if err != nil {
@@ -285,6 +290,7 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 		s.idxMu.Unlock()
 		res.build = nil
 	}
+	s.cleaner.lm.tooBig.Store(res.nLive > liveMapMax)
 	st := GCStats{LiveBytes: res.live}
 	// Dead layers: all their versions, then the record.
 	for _, id := range res.deadLayer {

@@ -2,6 +2,7 @@ package rowstore
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/snapfs/snapfs/index"
 	"github.com/snapfs/snapfs/rowstore/segment"
@@ -61,6 +62,8 @@ type liveMap struct {
 	journal  []liveChange
 	// catGen is the catalog generation the map was built at.
 	catGen uint64
+	// tooBig: the last scan found more than liveMapMax live versions.
+	tooBig atomic.Bool
 }
 
 // payloadBytes is what a data version counts as live data.

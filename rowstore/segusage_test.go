@@ -293,3 +293,73 @@ func TestCleanerConcurrent(t *testing.T) {
 	}
 	checkLiveMap(t, s, "after the run and a gc")
 }
+
+// TestLiveMapFallback: a store with more live versions than the map may
+// hold gets no map (and is not tried again until a scan finds it small
+// enough); GC and cleaner rounds then work as before (a scan per round),
+// and nothing is lost.
+func TestLiveMapFallback(t *testing.T) {
+	const bs = 4096
+	old := liveMapMax
+	liveMapMax = 100
+	defer func() { liveMapMax = old }()
+	opts := testOptions()
+	opts.SegmentSize = 64 << 10
+	s, _ := newTestStore(t, opts)
+	if _, err := s.CreateDisk("d", 256*bs, bs); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.OpenDisk("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	rng := rand.New(rand.NewSource(3))
+	model := make([]byte, 256*bs)
+	write := func(n int) {
+		buf := make([]byte, bs)
+		for i := 0; i < n; i++ {
+			b := rng.Int63n(256)
+			rng.Read(buf)
+			copy(model[b*bs:], buf)
+			if _, err := h.WriteAt(buf, b*bs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(what string) {
+		got := make([]byte, len(model))
+		if _, err := h.ReadAt(got, 0); err != nil || !bytes.Equal(got, model) {
+			t.Fatalf("%s: disk differs from the model (err %v)", what, err)
+		}
+	}
+	write(2000)
+	st, err := s.GC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cleaner.lm.has() || !s.cleaner.lm.tooBig.Load() {
+		t.Fatalf("a map of more than %d versions was installed", liveMapMax)
+	}
+	if st.SegmentsCleaned == 0 {
+		t.Fatalf("gc cleaned nothing: %+v", st)
+	}
+	check("after gc without a map")
+	write(1000)
+	if err := s.cleanRound(); err != nil {
+		t.Fatal(err)
+	}
+	check("after a round without a map")
+	// Small enough again: the next scan finds it so, the one after builds.
+	liveMapMax = 1000
+	for i := 0; i < 2; i++ {
+		if _, err := s.GC(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkLiveMap(t, s, "after the store became small enough")
+	check("at the end")
+}
