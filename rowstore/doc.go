@@ -90,27 +90,28 @@
 // The live map and segment usage table (segusage.go). A full scan (the
 // first round after Open, every GC, and the first round after any catalog
 // change) also builds, in memory, the map of every live data version, key
-// to index value (100-210 bytes each). From then on every writer of
-// version entries tells it what it wrote, under idxMu, after the write
-// succeeded: commit (a version replacing another at the same layer, block
-// and epoch, the common overwrite, makes the old record dead at once),
-// GC's deletions, and the repoints of the cleaner and repair. So the live
-// bytes per segment and the live total are exact at all times, without a
-// scan: a data record is live iff the map's entry for its key names its
-// position and sequence number. A write that fails midway drops the map
-// (the index may hold part of it); the next round rescans. The map is
-// never stored: after a crash the first round rebuilds it (derived
-// lazily; until then rounds scan as below). The scan's view is taken with
-// idxMu held and writers journal their changes until the map is installed,
-// so nothing written during the scan is missed. Liveness only a scan can
-// see (a snapshot, disk or image deleted, a read handle closed) is never
-// less than the map says, so the map keeps too much, never too little; a
-// catalog change makes the next round a full one. Above 2^20 versions
-// (about 210 MiB of map; 16 GiB of 16 KiB blocks) the map is not built and
-// every round scans (the previous design, kept as the fallback): a known
-// limit; a compact map (positions only, the digest read at repoint) or a
-// per-segment summary on disk would lift it. TestLiveMapExact checks the map and table against a full
-// count after random writes, holes, snapshots, clones, deletes, GC,
+// to index value (100-210 bytes each). From then on every writer of version
+// entries tells it what it wrote, under idxMu, after the write succeeded:
+// commit (a version replacing another at the same layer, block and epoch,
+// the common overwrite, makes the old record dead at once), GC's deletions,
+// and the repoints of the cleaner and repair. So the live bytes per segment
+// and the live total are exact at all times, without a scan: a data record
+// is live iff the map's entry for its key names its position and sequence
+// number. A write that fails midway drops the map (the index may hold part
+// of it); the next round rescans. The map is never stored: after a crash
+// the first round rebuilds it (derived lazily; until then rounds scan as
+// below). The scan's view is taken with idxMu held and writers journal
+// their changes until the map is installed, so nothing written during the
+// scan is missed. Liveness only a scan can see (a snapshot, disk or image
+// deleted, a read handle closed) is never less than the map says, so the
+// map keeps too much, never too little; a catalog change makes the next
+// round a full one. Above 2^20 versions (about 210 MiB of map; 16 GiB of 16
+// KiB blocks) the map is not built and every round scans (the previous
+// design, kept as the fallback; not tried again until a scan finds few
+// enough versions; TestLiveMapFallback): a known limit; a compact map
+// (positions only, the digest read at repoint) or a per-segment summary on
+// disk would lift it. TestLiveMapExact checks the map and table against a
+// full count after random writes, holes, snapshots, clones, deletes, GC,
 // incremental rounds, and a crash and reopen; TestCleanerConcurrent runs
 // the background cleaner while snapshots are taken, read back and deleted
 // during random rewrites.
