@@ -128,21 +128,22 @@
 // (index.Batch.SetVersionValue), no read: under idxMu the map says whether
 // the entry still names the old record, and holds the value to write.
 // Staying near the bound keeps the cleaned segments as empty as uniform
-// overwrite allows; segments rotate at a 64th of live (512 KiB at least)
-// so the emptiest can be picked. Both ratios are lowered for small stores
-// so a round starts two batches before writers wait. New disk writes wait
+// overwrite allows; segments rotate at a 64th of live (512 KiB at least) so
+// the emptiest can be picked. Both ratios are lowered for small stores so a
+// round starts two batches before writers wait. New disk writes wait
 // (before taking the disk's lock, at most a second per write, waking the
-// cleaner) only when the log plus the batch in flight (at least one
-// batch) reaches 1.48 × live (and never below the 8 MiB log where the
-// cleaner starts); between rounds only while incremental rounds are on,
-// since only then does that limit follow live at every tick. Pacing is therefore the bound itself: the
-// cleaner moves what keeps the log under 1.455 × live and nothing more.
-// Full rounds (no map yet, or a catalog change) keep the previous rules:
-// start at 1.40 × live or after the log grew by CleanerDeadFraction, clean
-// down to 1.28, batches of a 32nd to an 8th of live, a token bucket
-// (CleanerRate) that lets the cleaner move 1.25 × what freeing a byte
-// costs per byte the foreground appends (incremental rounds need no
-// bucket: they start only near the bound, past where it stops pacing).
+// cleaner) only when the log plus the batch in flight (at least one batch)
+// reaches 1.48 × live (and never below the 8 MiB log where the cleaner
+// starts); between rounds only while incremental rounds are on, since only
+// then does that limit follow live at every tick. Pacing is therefore the
+// bound itself: the cleaner moves what keeps the log under 1.455 × live and
+// nothing more. Full rounds (no map yet, or a catalog change) keep the
+// previous rules: start at 1.40 × live or after the log grew by
+// CleanerDeadFraction, clean down to 1.28, batches of a 32nd to an 8th of
+// live, a token bucket (CleanerRate) that lets the cleaner move 1.25 × what
+// freeing a byte costs per byte the foreground appends (incremental rounds
+// need no bucket: they start only near the bound, past where it stops
+// pacing).
 //
 // Space and throughput (BenchmarkOverwriteSpace: a 64 MiB disk of 4 KiB
 // blocks filled, then rewritten 50 times with random 4 KiB writes, a Sync
