@@ -161,6 +161,12 @@
 //	this cleaner       5.9  8.1  8.0   10.8 11.0 10.4         1.47          0.85-0.86
 //	previous cleaner   3.6  4.8  4.4   19.6 17.6 18.9         1.45          1.33-1.34
 //
+// In a quieter period (load 11 to 14), same settings, 3 interleaved pairs
+// and one run of the previous cleaner: no cleaner 59.6, 61.9, 82.8 MB/s
+// (6.6-7.9 s CPU); this cleaner 43.1, 43.4, 53.6 MB/s (0.65-0.72 of the
+// run beside it; 9.2-10.0 s CPU); previous cleaner 23.0 MB/s (0.28 of the
+// 82.8 beside it; 15.5 s CPU).
+//
 // The 50 rewrites (-overwrite.passes 50), one pair, load 27 to 35:
 // 64 MiB: no cleaner 21.0 MB/s, 42.1 s CPU; this cleaner 9.4 MB/s, 70.6 s
 // CPU, segments 1.45-1.47 × live in every sample (92-93 MiB for 64 MiB
@@ -168,17 +174,17 @@
 // writers held 13.6 s of 357 s. 32 MiB (load 35 to 46): no cleaner 6.9
 // MB/s, 20.9 s CPU; this cleaner 7.0 MB/s, 31.2 s CPU, max 1.47, 0.88.
 //
-// The bound holds (1.47 at most in every sample). The CPU the rewrites
-// cost with the cleaner fell by 40 % (moved per byte written from 1.33 to
-// 0.85, and a move no longer pays a share of a scan nor an index read):
-// with it the run costs 1.37-1.56 × the CPU of the run without (0.64-0.73
-// of the throughput a CPU-bound run could keep). The pacing target (0.8)
-// is still NOT met, and on this machine the wall-clock ratio (0.28-0.58)
-// is worse than the CPU ratio: the process gets 10-25 % of one core, and
-// every time the foreground waits for a lock the cleaner holds (appendMu
-// for an append, idxMu for a repoint's index write) or for the cleaner
-// itself at the bound, the thread that must run next waits for the
-// kernel's run queue; with 40 runnable threads that is tens of
+// The bound holds (1.47 at most in every sample). The CPU the rewrites cost
+// with the cleaner fell by 40 % (moved per byte written from 1.33 to 0.85,
+// and a move no longer pays a share of a scan nor an index read): with it
+// the run costs 1.37-1.56 × the CPU of the run without (0.64-0.73 of the
+// throughput a CPU-bound run could keep). The pacing target (0.8) is still
+// NOT met: 0.65-0.72 at load 11-14, and under load 33-46 the wall-clock
+// ratio (0.28-0.58) is worse than the CPU ratio: the process gets 10-25 %
+// of one core, and every time the foreground waits for a lock the cleaner
+// holds (appendMu for an append, idxMu for a repoint's index write) or for
+// the cleaner itself at the bound, the thread that must run next waits for
+// the kernel's run queue; with 40 runnable threads that is tens of
 // milliseconds. Where the extra CPU goes (profile of a 32 MiB run): in the
 // cleaner, reading and appending records (system calls, the kernel's
 // copies) about 70 %, removing segment files 10 %, rotations 8 %, the
