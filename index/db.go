@@ -173,6 +173,12 @@ func (b *Batch) SetVersion(layer, block, epoch uint64, v Version) error {
 	return b.wb.Set(EpochKey(layer, epoch, block), nil)
 }
 
+// SetVersionValue replaces the value of an existing version of (layer,
+// block) at epoch (its epoch key is already there): the cleaner's repoint.
+func (b *Batch) SetVersionValue(layer, block, epoch uint64, v Version) error {
+	return b.wb.Set(VersionKey(layer, block, epoch), v.append(nil))
+}
+
 // DeleteVersion removes the version of (layer, block) at epoch.
 func (b *Batch) DeleteVersion(layer, block, epoch uint64) error {
 	if err := b.wb.Delete(VersionKey(layer, block, epoch)); err != nil {

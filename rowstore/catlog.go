@@ -21,6 +21,7 @@ import (
 // index: callers that need it durable call s.idx.Sync or use
 // catalogUpdateSync). The caller holds catMu.
 func (s *Store) catalogUpdate(fn func(*index.Txn) error) error {
+	s.cleaner.catalogChanged() // the cleaner rescans (segusage.go)
 	if s.catBroken != nil {
 		return fmt.Errorf("catalog changes refused until the store is reopened: %w", s.catBroken)
 	}

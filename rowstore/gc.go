@@ -45,6 +45,10 @@ type scanResult struct {
 	// there were more than livePosMax (the cleaner then asks).
 	livePos map[uint64]map[int64]struct{}
 	nPos    int
+	// build collects the cleaner's live map (segusage.go) when asked;
+	// nLive counts the live data versions.
+	build *liveBuild
+	nLive int
 }
 
 // livePosMax bounds the live positions a scan keeps for the cleaner (about
@@ -53,7 +57,13 @@ const livePosMax = 2 << 20
 
 // scan walks the whole index in one consistent view and classifies every
 // version. It changes nothing.
-func (s *Store) scan() (*scanResult, error) {
+func (s *Store) scan() (*scanResult, error) { return s.scanWith(false) }
+
+// scanWith is scan; with build it also collects the cleaner's live map
+// (res.build): its view is taken with idxMu held, and the map's journal
+// started then, so every write of version entries after the view is
+// journaled (see segusage.go).
+func (s *Store) scanWith(build bool) (*scanResult, error) {
 	res := &scanResult{segLive: map[uint64]int64{}, exclusive: map[string]int64{}, livePos: map[uint64]map[int64]struct{}{}}
 	s.pinMu.Lock()
 	pins := make([]link, 0, len(s.pins))
@@ -61,7 +71,24 @@ func (s *Store) scan() (*scanResult, error) {
 		pins = append(pins, l)
 	}
 	s.pinMu.Unlock()
+	locked := false
+	if build {
+		res.build = &liveBuild{m: map[vkey]index.Version{}, segLive: map[uint64]int64{}}
+		s.idxMu.Lock()
+		locked = true
+	}
+	defer func() {
+		if locked {
+			s.idxMu.Unlock()
+		}
+	}()
 	err := s.idx.View(func(t *index.Txn) error {
+		if locked {
+			// The view is taken: writers may go on, journaled.
+			s.cleaner.lm.beginBuild()
+			s.idxMu.Unlock()
+			locked = false
+		}
 		layers := map[uint64]index.Layer{}
 		if err := t.Layers(func(l index.Layer) error { layers[l.ID] = l; return nil }); err != nil {
 			return err
@@ -170,6 +197,10 @@ func (s *Store) scanLayer(t *index.Txn, l index.Layer, rs []reader, isHead bool,
 				}
 				res.segLive[v.Segment] += int64(v.Length)
 				res.live += int64(l.BlockSize)
+				res.nLive++
+				if res.build != nil {
+					res.build.add(vkey{l.ID, b, epoch}, v)
+				}
 				if len(seen) == 1 {
 					res.exclusive[seen[0]] += int64(l.BlockSize)
 				}
@@ -226,6 +257,9 @@ type cleanPlan struct {
 	// it runs (writers wait while the log plus it reaches the limit).
 	limitRatio float64
 	inflight   *atomic.Int64
+	// batch: the bytes a batch moves at most (0: the full round's sizes,
+	// below).
+	batch int64
 }
 
 // gcLocked is one garbage collection and cleaning pass (gcMu held).
@@ -239,11 +273,28 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 		return GCStats{}, err
 	}
 	tScan := time.Now()
-	res, err := s.scan()
+	catGen := s.cleaner.catGen.Load()
+	// A store found too big for the map is not tried again until a scan
+	// finds it small enough.
+	build := s.verified.Load() && !s.cleaner.lm.tooBig.Load()
+	res, err := s.scanWith(build)
 	s.log.Debug("gc scan", "commit", tScan.Sub(start), "scan", time.Since(tScan))
 	if err != nil {
+		s.cleaner.lm.drop()
 		return GCStats{}, fmt.Errorf("gc: scan: %w", err)
 	}
+	if build {
+		// Installed before the dead versions are deleted; if deleting
+		// fails the map is dropped (it would call their records dead while
+		// the index still points at them).
+		s.idxMu.Lock()
+		if s.cleaner.lm.finishBuild(res.build, catGen) {
+			res.livePos = nil // the map says which records are live
+		}
+		s.idxMu.Unlock()
+		res.build = nil
+	}
+	s.cleaner.lm.tooBig.Store(res.nLive > liveMapMax)
 	st := GCStats{LiveBytes: res.live}
 	// Dead layers: all their versions, then the record.
 	for _, id := range res.deadLayer {
@@ -255,6 +306,7 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 			})
 		})
 		if err != nil {
+			s.cleaner.lm.drop()
 			return st, err
 		}
 		if err := s.deleteVersions(keys); err != nil {
@@ -262,6 +314,7 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 		}
 		st.VersionsDeleted += len(keys)
 		if err := s.idx.Update(func(t *index.Txn) error { return t.DeleteLayer(id) }); err != nil {
+			s.cleaner.lm.drop()
 			return st, err
 		}
 		st.LayersDeleted++
@@ -298,9 +351,20 @@ func (s *Store) deleteVersions(keys []vkey) error {
 			}
 		}
 		if err == nil {
-			err = b.Flush()
+			if err = b.Flush(); err == nil {
+				ch := make([]liveChange, n)
+				for i, k := range keys[:n] {
+					ch[i] = liveChange{k: k, del: true}
+				}
+				s.cleaner.lm.record(ch)
+			}
 		} else {
 			b.Cancel()
+		}
+		if err != nil {
+			// Dead versions left in the index with their records called
+			// dead by the map: drop it.
+			s.cleaner.lm.drop()
 		}
 		s.idxMu.Unlock()
 		if err != nil {
@@ -371,7 +435,9 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	// they leave a 32nd of live under the limit for the next one).
 	cleanBatch := int64(32 << 20)
 	for len(cands) > 0 {
-		if plan != nil {
+		if plan != nil && plan.batch > 0 {
+			cleanBatch = plan.batch
+		} else if plan != nil {
 			room := int64(plan.limitRatio*float64(liveTotal)) - s.seg.Bytes() - liveTotal/32
 			cleanBatch = min(32<<20, max(liveTotal/8, 1<<20), max(room, liveTotal/32))
 		}
@@ -454,12 +520,23 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 	moved := map[uint64]int64{}
 	stop := fmt.Errorf("end of segment")
 	for _, num := range nums {
+		if s.cleaner.lm.has() && num >= s.cpSegment.Load() {
+			// As recordLive does: the checkpoint moves past a segment
+			// before its records are judged (see checkIndex).
+			if err := s.advanceCheckpoint(); err != nil {
+				return moved, err
+			}
+		}
 		_, err := s.seg.Scan(segment.Pos{Segment: num}, func(r *segment.Record, pos segment.Pos) error {
 			if pos.Segment != num {
 				return stop
 			}
-			var live bool
-			if livePos != nil && r.Kind == segment.KindData {
+			var live, known bool
+			if r.Kind == segment.KindData {
+				live, known = s.cleaner.lm.liveAt(r, pos)
+			}
+			if known {
+			} else if livePos != nil && r.Kind == segment.KindData {
 				_, live = livePos[num][pos.Offset]
 			} else {
 				var err error
@@ -504,7 +581,7 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 	// Repoint the index in transactions of bounded size (Badger limits one).
 	for len(moves) > 0 {
 		n := min(len(moves), 2000)
-		if err := s.repoint(moves[:n]); err != nil {
+		if err := s.repointMap(moves[:n]); err != nil {
 			return moved, err
 		}
 		moves = moves[n:]
@@ -534,6 +611,11 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 func (s *Store) repoint(moves []relocation) error {
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
+	return s.repointLocked(moves)
+}
+
+// repointLocked is repoint with idxMu held; it tells the live map.
+func (s *Store) repointLocked(moves []relocation) error {
 	type set struct {
 		m *relocation
 		v index.Version
@@ -564,13 +646,20 @@ func (s *Store) repoint(moves []relocation) error {
 		return err
 	}
 	b := s.idx.NewBatch()
-	for _, x := range sets {
+	ch := make([]liveChange, len(sets))
+	for i, x := range sets {
 		if err := b.SetVersion(x.m.r.Layer, x.m.r.Block, x.m.r.Epoch, x.v); err != nil {
 			b.Cancel()
 			return err
 		}
+		ch[i] = liveChange{k: vkey{x.m.r.Layer, x.m.r.Block, x.m.r.Epoch}, v: x.v}
 	}
-	return b.Flush()
+	if err := b.Flush(); err != nil {
+		s.cleaner.lm.drop()
+		return err
+	}
+	s.cleaner.lm.record(ch)
+	return nil
 }
 
 // segmentNeeded reports whether a segment must not be removed although its

@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -22,8 +23,11 @@ type overwriteResult struct {
 	maxRatio   float64 // max over samples of segment bytes / live bytes, after the first pass
 	finalRatio float64
 	mbps       float64 // guest write throughput, MB/s (10^6), syncs included
-	samples    []string
-	cleaner    CleanerStats
+	// cpu is the process's CPU time (user + system) during the rewrites,
+	// in seconds: what the run cost, whatever share of the machine it got.
+	cpu     float64
+	samples []string
+	cleaner CleanerStats
 }
 
 // runOverwrite fills a disk, then rewrites it passes times with random
@@ -65,6 +69,7 @@ func runOverwrite(t testing.TB, dir string, opts Options, size int64, passes int
 	sample := max(writes/(passes*10), 1)
 	buf := make([]byte, bs)
 	start := time.Now()
+	cpu0 := cpuSeconds()
 	for i := 0; i < writes; i++ {
 		b := rng.Int63n(nblocks)
 		rng.Read(buf)
@@ -84,7 +89,8 @@ func runOverwrite(t testing.TB, dir string, opts Options, size int64, passes int
 				res.maxRatio = max(res.maxRatio, r)
 			}
 			if len(res.samples) < 1000 {
-				res.samples = append(res.samples, fmt.Sprintf("%.1f:%.2f", float64(i)/float64(nblocks), r))
+				// pass:segments/live:segment MiB:seconds
+				res.samples = append(res.samples, fmt.Sprintf("%.1f:%.2f:%d:%.1f", float64(i)/float64(nblocks), r, segs>>20, time.Since(start).Seconds()))
 			}
 		}
 	}
@@ -92,6 +98,7 @@ func runOverwrite(t testing.TB, dir string, opts Options, size int64, passes int
 		t.Fatal(err)
 	}
 	res.mbps = float64(writes) * bs / time.Since(start).Seconds() / 1e6
+	res.cpu = cpuSeconds() - cpu0
 	res.finalRatio = float64(s.segmentBytes()) / float64(h.Allocated())
 	res.cleaner = s.CleanerStats()
 	got := make([]byte, 1<<20)
@@ -113,6 +120,9 @@ func overwriteOptions(cleaner bool) Options {
 	}
 	if v := os.Getenv("SNAPFS_OVERWRITE_SEGMENT"); v != "" {
 		fmt.Sscan(v, &o.SegmentSize)
+	}
+	if v := os.Getenv("SNAPFS_CLEANER_TUNE"); v != "" { // experiments: start,target,batchdiv,segdiv
+		fmt.Sscanf(v, "%g,%g,%d,%d", &incStart, &incTarget, &incBatchDiv, &incSegDiv)
 	}
 	if os.Getenv("SNAPFS_CLEANER_DEBUG") != "" {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -209,8 +219,10 @@ func TestCleanerUsage(t *testing.T) {
 
 // BenchmarkOverwriteSpace rewrites a disk -overwrite.passes times with
 // random 4 KiB writes, with and without the background cleaner, and
-// reports the segment bytes over time (max and final ratio to live) and the
-// write throughput. One iteration is one whole run (use -benchtime=1x).
+// reports the segment bytes over time (max and final ratio to live, and
+// samples of pass:ratio:MiB:seconds), the write throughput and the CPU
+// time per GB written. One iteration is one whole run (use -benchtime=1x;
+// -test.count N runs the two cases interleaved, A/B/A/B).
 func BenchmarkOverwriteSpace(b *testing.B) {
 	for _, cl := range []bool{false, true} {
 		b.Run(fmt.Sprintf("cleaner=%v", cl), func(b *testing.B) {
@@ -219,9 +231,19 @@ func BenchmarkOverwriteSpace(b *testing.B) {
 				b.ReportMetric(res.maxRatio, "max-segs/live")
 				b.ReportMetric(res.finalRatio, "final-segs/live")
 				b.ReportMetric(res.mbps, "MB/s")
+				b.ReportMetric(res.cpu/(float64(*overwriteSize)*float64(*overwritePasses)/1e9), "cpu-s/GB")
 				b.ReportMetric(float64(res.cleaner.BytesRelocated)/float64(*overwriteSize)/float64(*overwritePasses), "relocated/written")
-				b.Logf("cleaner=%v: max %.2f final %.2f %.1f MB/s %+v\nsamples (pass:ratio) %v", cl, res.maxRatio, res.finalRatio, res.mbps, res.cleaner, res.samples)
+				b.Logf("cleaner=%v: max %.2f final %.2f %.1f MB/s, %.1f s CPU %+v\nsamples (pass:segments/live:segment MiB:seconds) %v", cl, res.maxRatio, res.finalRatio, res.mbps, res.cpu, res.cleaner, res.samples)
 			}
 		})
 	}
+}
+
+// cpuSeconds is the CPU time (user + system) the process has used.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }

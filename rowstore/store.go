@@ -268,7 +268,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		deletedDisks: map[uint64]bool{},
 		diskNames:    map[string]uint64{},
 		stop:         make(chan struct{}),
-		cleaner:      &cleaner{},
+		cleaner:      newCleaner(),
 	}
 	// One process per store: an advisory lock held while the store is open.
 	// (Badger locks its own directory too; ours gives a clear ErrBusy first.)
@@ -541,9 +541,11 @@ func (s *Store) commit() error {
 		}
 	}
 	if err := b.Flush(); err != nil {
+		s.cleaner.lm.drop() // the index may hold part of the batch
 		restore()
 		return s.wrapNoSpace(fmt.Errorf("index versions: %w", err))
 	}
+	s.cleaner.lm.committed(batch) // the cleaner's live map (segusage.go)
 	// The checkpoint goes in its own, later write: Badger's log keeps write
 	// order, so a checkpoint that survives a crash implies the versions do.
 	cp := index.Checkpoint{Segment: tail.Segment, Offset: tail.Offset, Seq: seq}

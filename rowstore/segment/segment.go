@@ -493,6 +493,18 @@ func (l *Log) rotateLocked() error {
 	if err := l.retry(func() error { return l.startSegment(old.num + 1) }); err != nil {
 		return fmt.Errorf("segment: create segment %d: %w", old.num+1, err)
 	}
+	// The new segment gathers in the old one's (flushed, empty) buffer:
+	// no regrowing it at every rotation, which is frequent while the
+	// cleaner runs with small segments.
+	old.bufMu.Lock()
+	buf := old.wbuf[:0]
+	old.wbuf = nil
+	old.bufMu.Unlock()
+	l.active.bufMu.Lock()
+	if len(l.active.wbuf) == 0 {
+		l.active.wbuf = buf
+	}
+	l.active.bufMu.Unlock()
 	return nil
 }
 
