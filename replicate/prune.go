@@ -17,7 +17,8 @@ import (
 // still ran.
 const OrphanAge = time.Hour
 
-// PruneOptions choose what Prune keeps.
+// PruneOptions choose what Prune keeps. Without KeepLast and KeepWithin,
+// the region's Retention applies.
 type PruneOptions struct {
 	// KeepLast keeps the newest KeepLast snapshots of each group;
 	// KeepWithin those created within KeepWithin of now. At least one
@@ -84,7 +85,18 @@ func groupKey(mf *format.Manifest) string {
 func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) (st PruneStats, err error) {
 	keepLast, keepWithin := o.KeepLast, o.KeepWithin
 	if keepLast <= 0 && keepWithin <= 0 {
-		return st, fmt.Errorf("%w: prune needs keep-last or keep-within", ErrInvalid)
+		// The region's own retention, when it has one.
+		if err := validRegionName(regionName); err != nil {
+			return st, err
+		}
+		c, err := m.loadConfig(regionName)
+		if err != nil {
+			return st, err
+		}
+		keepLast, keepWithin = c.Retention.KeepLast, c.Retention.KeepWithin
+	}
+	if keepLast <= 0 && keepWithin <= 0 {
+		return st, fmt.Errorf("%w: prune needs keep-last or keep-within (region %q has no retention: set one with region retention)", ErrInvalid, regionName)
 	}
 	r, err := m.openRegion(ctx, regionName, true)
 	if err != nil {
