@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 
@@ -84,6 +85,11 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (Store, error) {
 		transport: transport,
 	}
 	if err := s.ensureBucket(ctx, opts.Region); err != nil {
+		if opts.AccessKey == "" || opts.SecretKey == "" {
+			// Say where the credentials must be: a daemon opens the
+			// stores with its own environment, not the command's.
+			return nil, fmt.Errorf("%w (no S3 credentials in the store URL nor in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of process %d: with a snapfs daemon running, that is the daemon's environment, e.g. Environment= in its unit)", err, os.Getpid())
+		}
 		return nil, err
 	}
 	return s, nil

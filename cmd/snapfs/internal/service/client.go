@@ -257,6 +257,16 @@ func (c *Client) UnlockRegion(ctx context.Context, r UnlockRequest) (UnlockStats
 	return stream[UnlockStats](c, ctx, "UnlockRegion", r, nil)
 }
 
+// SetRegionRetention implements Service.
+func (c *Client) SetRegionRetention(ctx context.Context, r RetentionRequest) (Region, error) {
+	return get[Region](c, ctx, "SetRegionRetention", r)
+}
+
+// RepairRegionWith implements Service.
+func (c *Client) RepairRegionWith(ctx context.Context, r RepairRequest, progress Progress) (RepairReport, error) {
+	return stream[RepairReport](c, ctx, "RepairRegionWith", r, progress)
+}
+
 // stream calls a streaming method: the answer is JSON lines, each a
 // streamLine: events (passed to progress), then one result or error. The
 // call has no deadline (a restore may take hours); cancelling ctx closes

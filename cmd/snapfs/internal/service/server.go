@@ -133,6 +133,9 @@ var methods = map[string]method{
 	"RemoteSnapshots": op(func(ctx context.Context, s Service, r nameReq) (any, error) {
 		return result(s.RemoteSnapshots(ctx, r.Name))
 	}),
+	"SetRegionRetention": op(func(ctx context.Context, s Service, r RetentionRequest) (any, error) {
+		return result(s.SetRegionRetention(ctx, r))
+	}),
 }
 
 // streamMethod is a streaming operation: it reports progress through p.
@@ -175,6 +178,9 @@ var streams = map[string]streamMethod{
 	}),
 	"UnlockRegion": sop(func(ctx context.Context, s Service, r UnlockRequest, _ Progress) (any, error) {
 		return result(s.UnlockRegion(ctx, r))
+	}),
+	"RepairRegionWith": sop(func(ctx context.Context, s Service, r RepairRequest, p Progress) (any, error) {
+		return result(s.RepairRegionWith(ctx, r, p))
 	}),
 }
 

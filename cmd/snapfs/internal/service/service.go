@@ -84,6 +84,14 @@ type Service interface {
 	// UnlockRegion removes the region's stale locks (every lock with
 	// Force) and the copying markers of dead syncs.
 	UnlockRegion(ctx context.Context, req UnlockRequest) (UnlockStats, error)
+	// SetRegionRetention sets (or with zero values clears) the region's
+	// own retention: prune without options applies it and sync copies
+	// nothing it would remove at once.
+	SetRegionRetention(ctx context.Context, req RetentionRequest) (Region, error)
+	// RepairRegionWith is RepairRegion with options: NewStores names empty
+	// stores that replace lost ones (the only stores without a region
+	// marker that repair writes to).
+	RepairRegionWith(ctx context.Context, req RepairRequest, progress Progress) (RepairReport, error)
 
 	// Shutdown asks the daemon to flush everything, unmount and exit. It
 	// returns once the mount is gone; the process exits right after. Without
@@ -230,6 +238,22 @@ type AddRegionRequest struct {
 	Stores  []string            `json:"stores"`
 	KeyFile string              `json:"key_file"`
 	S3      replicate.S3Options `json:"s3"`
+	// Retention is the region's own retention (optional); Create makes
+	// file:// store directories that do not exist.
+	Retention replicate.Retention `json:"retention,omitzero"`
+	Create    bool                `json:"create,omitempty"`
+}
+
+// RepairRequest is a repair with options (replicate.RepairOptions).
+type RepairRequest struct {
+	Region    string `json:"region"`
+	NewStores []int  `json:"new_stores,omitempty"`
+}
+
+// RetentionRequest sets a region's retention.
+type RetentionRequest struct {
+	Region string `json:"region"`
+	replicate.Retention
 }
 
 // SyncRequest names what Sync copies: Snapshot alone, or every snapshot
