@@ -64,6 +64,25 @@ type Report struct {
 	OrphanIndexes []string `json:"orphan_indexes,omitempty"`
 	// Unreachable are the stores that could not be used.
 	Unreachable []int `json:"unreachable,omitempty"`
+	// Verdict sums the report up for scripts: "ok"; "unavailable" (stores
+	// unreachable, nothing known lost or degraded: exit 11, repair cannot
+	// help, bring the stores back); "degraded" (copies missing or corrupt
+	// on reachable stores, nothing lost: repair); "lost" (some snapshot
+	// cannot be restored).
+	Verdict string `json:"verdict"`
+}
+
+// verdict computes Report.Verdict.
+func (r Report) verdict() string {
+	switch {
+	case len(r.Lost) > 0 || len(r.LostPacks) > 0:
+		return "lost"
+	case r.OK() && len(r.Unreachable) == 0:
+		return "ok"
+	case len(r.Degraded) == 0 && !slices.ContainsFunc(r.Problems, func(p Problem) bool { return p.Kind != ProblemUnreachable }):
+		return "unavailable"
+	}
+	return "degraded"
 }
 
 // OK reports whether nothing was wrong: no problem copy, no lost,
@@ -293,6 +312,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 		add(Problem{Store: -1, Object: snapDir, Kind: ProblemCorrupt, Err: "cannot tell which snapshots are degraded: " + err.Error()})
 	}
 	rep.Degraded, rep.Lost, rep.Unavailable = cls.labels[packDegraded], cls.labels[packLost], cls.labels[packUnavailable]
+	rep.Verdict = rep.verdict()
 	if err := m.saveCheckState(r.cfg.Name, checkState{Time: m.opts.Now().UTC(), Degraded: cls.nids}); err != nil {
 		m.log.Warn("check: state not saved", "region", r.cfg.Name, "err", err)
 	}

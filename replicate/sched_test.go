@@ -169,8 +169,8 @@ func TestStoreMarker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Lost) != 0 || len(rep.Degraded) != 0 || len(rep.Unreachable) != 1 {
-		t.Fatalf("check with an unmounted store: lost %v degraded %v unreachable %v", rep.Lost, rep.Degraded, rep.Unreachable)
+	if len(rep.Lost) != 0 || len(rep.Degraded) != 0 || len(rep.Unreachable) != 1 || rep.Verdict != "unavailable" {
+		t.Fatalf("check with an unmounted store: lost %v degraded %v unreachable %v verdict %s", rep.Lost, rep.Degraded, rep.Unreachable, rep.Verdict)
 	}
 	if _, err := h.mgr.Repair(ctx, "r1", nil); err != nil {
 		t.Logf("repair: %v", err)
