@@ -29,6 +29,9 @@ type SnapshotInfo struct {
 	Created time.Time          `json:"created"`
 	Kind    string             `json:"kind"`
 	Disks   []SnapshotDiskInfo `json:"disks"`
+	// Policy and Consistency: see SnapshotOptions.
+	Policy      string `json:"policy,omitempty"`
+	Consistency string `json:"consistency,omitempty"`
 }
 
 // SnapshotDiskInfo is one disk of a snapshot.
@@ -63,7 +66,7 @@ func listCatalog[R, I any](s *Store, kind index.CatalogKind, conv func(R) I) ([]
 }
 
 func snapshotInfo(r index.Snapshot) SnapshotInfo {
-	si := SnapshotInfo{ID: r.ID, Name: r.Name, Created: r.Created, Kind: r.Kind}
+	si := SnapshotInfo{ID: r.ID, Name: r.Name, Created: r.Created, Kind: r.Kind, Policy: r.Policy, Consistency: r.Consistency}
 	for _, m := range r.Members {
 		si.Disks = append(si.Disks, SnapshotDiskInfo{Name: m.Disk, DiskID: m.DiskID, Size: m.Size, BlockSize: m.BlockSize})
 	}
@@ -330,6 +333,12 @@ func (s *Store) lockDisks(names []string) ([]*diskState, func(), error) {
 // consistency group. It contains every write made before it was called.
 // Its cost does not depend on how much data the disks hold.
 func (s *Store) CreateSnapshot(name string, disks []string, kind string) (SnapshotInfo, error) {
+	return s.CreateSnapshotWith(name, disks, SnapshotOptions{Kind: kind})
+}
+
+// CreateSnapshotWith is CreateSnapshot with options.
+func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOptions) (SnapshotInfo, error) {
+	kind := o.Kind
 	if err := firstErr(s.checkOpen(), ValidateName("snapshot", name)); err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -369,7 +378,7 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 		if err != nil {
 			return err
 		}
-		rec = index.Snapshot{ID: id, Name: name, Created: time.Now().UTC(), Kind: kind}
+		rec = index.Snapshot{ID: id, Name: name, Created: time.Now().UTC(), Kind: kind, Policy: o.Policy, Consistency: o.Consistency}
 		for _, d := range ds {
 			l, err := t.Layer(d.chain[0].layer)
 			if err != nil {
