@@ -30,6 +30,10 @@ type PruneOptions struct {
 	// Default: this host's only. AllHosts prunes every host's.
 	Hosts    []string
 	AllHosts bool
+	// Only, when set, removes exactly these snapshots of this host (by
+	// name; a policy's remote retention) and keeps every other: KeepLast,
+	// KeepWithin and the region's retention are not used.
+	Only []string
 }
 
 // PruneStats is what Prune did.
@@ -84,6 +88,9 @@ func groupKey(mf *format.Manifest) string {
 // the region's exclusive lock.
 func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) (st PruneStats, err error) {
 	keepLast, keepWithin := o.KeepLast, o.KeepWithin
+	if len(o.Only) > 0 {
+		keepLast, keepWithin = 1, 0 // not used: see only below
+	}
 	if keepLast <= 0 && keepWithin <= 0 {
 		// The region's own retention, when it has one.
 		if err := validRegionName(regionName); err != nil {
@@ -156,6 +163,10 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 		mf := mfs[nid]
 		if !inScope(mf) {
 			keep[nid] = true
+			continue
+		}
+		if len(o.Only) > 0 {
+			keep[nid] = mf.Host != m.host.ID || !slices.Contains(o.Only, mf.Name)
 			continue
 		}
 		g := groupKey(mf)

@@ -267,6 +267,47 @@ func (c *Client) RepairRegionWith(ctx context.Context, r RepairRequest, progress
 	return stream[RepairReport](c, ctx, "RepairRegionWith", r, progress)
 }
 
+// CreatePolicy implements Service.
+func (c *Client) CreatePolicy(ctx context.Context, p Policy) (PolicyInfo, error) {
+	return get[PolicyInfo](c, ctx, "CreatePolicy", p)
+}
+
+// ApplyPolicy implements Service.
+func (c *Client) ApplyPolicy(ctx context.Context, name string, disks []string) (PolicyInfo, error) {
+	return get[PolicyInfo](c, ctx, "ApplyPolicy", policyDisksReq{name, disks})
+}
+
+// CancelPolicy implements Service.
+func (c *Client) CancelPolicy(ctx context.Context, name string, disks []string) (PolicyInfo, error) {
+	return get[PolicyInfo](c, ctx, "CancelPolicy", policyDisksReq{name, disks})
+}
+
+// ListPolicies implements Service.
+func (c *Client) ListPolicies(ctx context.Context) ([]PolicyInfo, error) {
+	return get[[]PolicyInfo](c, ctx, "ListPolicies", empty{})
+}
+
+// GetPolicy implements Service.
+func (c *Client) GetPolicy(ctx context.Context, name string) (PolicyInfo, error) {
+	return get[PolicyInfo](c, ctx, "GetPolicy", nameReq{name})
+}
+
+// DeletePolicy implements Service.
+func (c *Client) DeletePolicy(ctx context.Context, name string) error {
+	_, err := get[struct{}](c, ctx, "DeletePolicy", nameReq{name})
+	return err
+}
+
+// CreateSnapshotWith implements Service.
+func (c *Client) CreateSnapshotWith(ctx context.Context, r CreateSnapshotRequest) (Snapshot, error) {
+	return get[Snapshot](c, ctx, "CreateSnapshotWith", r)
+}
+
+// DeleteSnapshotPlan implements Service.
+func (c *Client) DeleteSnapshotPlan(ctx context.Context, name string) (DeletePlan, error) {
+	return get[DeletePlan](c, ctx, "DeleteSnapshotPlan", nameReq{name})
+}
+
 // stream calls a streaming method: the answer is JSON lines, each a
 // streamLine: events (passed to progress), then one result or error. The
 // call has no deadline (a restore may take hours); cancelling ctx closes

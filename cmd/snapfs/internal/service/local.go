@@ -34,6 +34,7 @@ type Local struct {
 	hooks Hooks
 	log   *slog.Logger
 	reg   regionState // regions: the replicate.Manager and the copies record
+	pol   policyState // policies: the scheduler's status (local_policy.go)
 
 	// mountpoint and started are set by the daemon (SetDaemon).
 	mountpoint string
@@ -231,6 +232,7 @@ func (l *Local) snapshot(si rowstore.SnapshotInfo) (Snapshot, error) {
 		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: a})
 	}
 	s.Copies = l.copies(si)
+	s.Policy, s.Consistency = si.Policy, consistencyOf(si)
 	return s, nil
 }
 

@@ -56,6 +56,11 @@ type (
 		ReadData bool
 	}
 	scratchReq struct{ Snapshot, Disk string }
+	// policyDisksReq names a policy and disks (ApplyPolicy, CancelPolicy).
+	policyDisksReq struct {
+		Name  string
+		Disks []string
+	}
 )
 
 type method func(ctx context.Context, s Service, body []byte) (any, error)
@@ -135,6 +140,22 @@ var methods = map[string]method{
 	}),
 	"SetRegionRetention": op(func(ctx context.Context, s Service, r RetentionRequest) (any, error) {
 		return result(s.SetRegionRetention(ctx, r))
+	}),
+	"CreatePolicy": op(func(ctx context.Context, s Service, r Policy) (any, error) { return result(s.CreatePolicy(ctx, r)) }),
+	"ApplyPolicy": op(func(ctx context.Context, s Service, r policyDisksReq) (any, error) {
+		return result(s.ApplyPolicy(ctx, r.Name, r.Disks))
+	}),
+	"CancelPolicy": op(func(ctx context.Context, s Service, r policyDisksReq) (any, error) {
+		return result(s.CancelPolicy(ctx, r.Name, r.Disks))
+	}),
+	"ListPolicies": op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.ListPolicies(ctx)) }),
+	"GetPolicy":    op(func(ctx context.Context, s Service, r nameReq) (any, error) { return result(s.GetPolicy(ctx, r.Name)) }),
+	"DeletePolicy": op(func(ctx context.Context, s Service, r nameReq) (any, error) { return done(s.DeletePolicy(ctx, r.Name)) }),
+	"CreateSnapshotWith": op(func(ctx context.Context, s Service, r CreateSnapshotRequest) (any, error) {
+		return result(s.CreateSnapshotWith(ctx, r))
+	}),
+	"DeleteSnapshotPlan": op(func(ctx context.Context, s Service, r nameReq) (any, error) {
+		return result(s.DeleteSnapshotPlan(ctx, r.Name))
 	}),
 }
 

@@ -93,6 +93,23 @@ type Service interface {
 	// marker that repair writes to).
 	RepairRegionWith(ctx context.Context, req RepairRequest, progress Progress) (RepairReport, error)
 
+	// Automatic snapshot policies (rowstore/policy; local_policy.go). A
+	// policy is stored in the engine's catalog; the daemon's scheduler runs
+	// it. Deleting a policy keeps its snapshots (they are no longer expired).
+	CreatePolicy(ctx context.Context, p Policy) (PolicyInfo, error)
+	ApplyPolicy(ctx context.Context, name string, disks []string) (PolicyInfo, error)
+	CancelPolicy(ctx context.Context, name string, disks []string) (PolicyInfo, error)
+	ListPolicies(ctx context.Context) ([]PolicyInfo, error)
+	GetPolicy(ctx context.Context, name string) (PolicyInfo, error)
+	DeletePolicy(ctx context.Context, name string) error
+	// CreateSnapshotWith takes a snapshot with consistency options: freeze
+	// filesystems (FIFREEZE, always thawed), pre- and post-hooks with a
+	// timeout; quotas apply (local_freeze.go).
+	CreateSnapshotWith(ctx context.Context, req CreateSnapshotRequest) (Snapshot, error)
+	// DeleteSnapshotPlan says what deleting a snapshot would free, deleting
+	// nothing (snapshot delete --dry-run).
+	DeleteSnapshotPlan(ctx context.Context, name string) (DeletePlan, error)
+
 	// Shutdown asks the daemon to flush everything, unmount and exit. It
 	// returns once the mount is gone; the process exits right after. Without
 	// a daemon it fails with exitcode.ErrNoDaemon.
@@ -162,6 +179,11 @@ type Snapshot struct {
 	// host's record of its last sync, check, prune or region snapshots
 	// listing (no store is contacted to answer). Absent without regions.
 	Copies []SnapshotCopy `json:"copies,omitempty"`
+	// Policy names the policy that took an automatic snapshot (Kind
+	// "automatic"); Consistency is "crash", "filesystem" (frozen) or
+	// "application" (pre-hook ran).
+	Policy      string `json:"policy,omitempty"`
+	Consistency string `json:"consistency"`
 }
 
 // SnapshotCopy is a snapshot's state in one region: "absent", "copying",
