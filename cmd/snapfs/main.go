@@ -112,6 +112,7 @@ func newApp(st *state) *cli.App {
 		checkCommand(st),
 		indexCommand(st),
 		repairCommand(st),
+		policyCommand(st),
 	}
 	for _, c := range app.Commands {
 		prepare(st, c)

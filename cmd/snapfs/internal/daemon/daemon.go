@@ -186,6 +186,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.Ready != nil {
 		cfg.Ready(status)
 	}
+	schedDone := make(chan struct{})
+	go func() { defer close(schedDone); runScheduler(jobCtx, local, log) }() // the policy scheduler (scheduler.go)
+	defer func() { cancelJobs(); <-schedDone }()
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
