@@ -254,6 +254,47 @@ func TestPolicyDaemon(t *testing.T) {
 	img := filepath.Join(tmp, "newest.img")
 	sh(t, "cp", "--sparse=always", filepath.Join(mp, "snapshots", newest, "vol1"), img)
 	fsckClean(t, img)
+	// Deliverable 6: usage's bytes per region store agree with du.
+	var stores []struct {
+		Type, Region, URL string
+		Bytes             int64
+		Error             string
+	}
+	for _, l := range strings.Split(strings.TrimSpace(ok(t, store, "--json", "usage")), "\n") {
+		var u struct {
+			Type, Region, URL string
+			Bytes             int64
+			Error             string
+		}
+		if json.Unmarshal([]byte(l), &u) == nil && u.Type == "region_usage" {
+			stores = append(stores, u)
+		}
+	}
+	if len(stores) != 3 {
+		t.Fatalf("usage lists %d region stores", len(stores))
+	}
+	for _, u := range stores {
+		dir := strings.TrimPrefix(u.URL, "file://")
+		du, err := exec.Command("du", "-sb", dir).Output()
+		if err != nil || u.Error != "" {
+			t.Fatalf("du %s: %v (usage error %q)", dir, err, u.Error)
+		}
+		n, _ := strconv.ParseInt(strings.Fields(string(du))[0], 10, 64)
+		if diff := n - u.Bytes; diff < 0 || float64(diff) > 0.03*float64(n)+64<<10 {
+			t.Errorf("store %s: usage says %d bytes, du -sb %d", dir, u.Bytes, n)
+		}
+		t.Logf("store %s: usage %d bytes, du -sb %d", dir, u.Bytes, n)
+	}
+	// snapshot delete --dry-run deletes nothing and says what it frees.
+	var plan struct {
+		Snapshot         string
+		Frees, Allocated int64
+	}
+	jsonLine(t, ok(t, store, "--json", "snapshot", "delete", "--dry-run", newest), "delete_plan", &plan)
+	if plan.Snapshot != newest || plan.Frees < 0 || plan.Frees > plan.Allocated {
+		t.Fatalf("dry run: %+v", plan)
+	}
+	ok(t, store, "snapshot", "info", newest)
 	// The sync job, 3 times: each snapshot shipped once.
 	env := []string{"SNAPFS=" + bin, "SNAPFS_STORE=" + store, "SNAPFS_LOCK_DIR=" + tmp, "SNAPFS_KEEP_LAST=0"}
 	re := regexp.MustCompile(`(?m)^region dr: (\d+) snapshot\(s\) copied`)

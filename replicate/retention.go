@@ -138,3 +138,55 @@ func holdsRegionObjects(ctx context.Context, s store.Store) bool {
 }
 
 var errStopList = errors.New("stop")
+
+// StoreUsage is what one store of a region holds: its objects and their
+// bytes (as the store reports them: file sizes, S3 object sizes), or why
+// it could not be listed.
+type StoreUsage struct {
+	Store   int    `json:"store"`
+	URL     string `json:"url"`
+	Objects int64  `json:"objects"`
+	Bytes   int64  `json:"bytes"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Usage lists every store of the region and sums its objects' sizes. A
+// store that cannot be listed is reported with its error, not failed.
+func (m *Manager) Usage(ctx context.Context, regionName string) ([]StoreUsage, error) {
+	if err := validRegionName(regionName); err != nil {
+		return nil, err
+	}
+	c, err := m.loadConfig(regionName)
+	if err != nil {
+		return nil, err
+	}
+	stores, errs := m.openStores(ctx, c)
+	defer func() {
+		for _, s := range stores {
+			if s != nil {
+				_ = s.Close()
+			}
+		}
+	}()
+	out := make([]StoreUsage, len(stores))
+	_ = forEach(len(stores), func(i int) error {
+		u := StoreUsage{Store: i, URL: c.Stores[i]}
+		if stores[i] != nil {
+			u.URL = stores[i].Location()
+		}
+		err := errs[i]
+		if err == nil {
+			err = stores[i].List(ctx, "", func(_ string, size int64) error {
+				u.Objects++
+				u.Bytes += max(size, 0)
+				return nil
+			})
+		}
+		if err != nil {
+			u.Error = err.Error()
+		}
+		out[i] = u
+		return nil
+	})
+	return out, nil
+}

@@ -498,3 +498,51 @@ func credHint(svc service.Service, err error) error {
 	}
 	return fmt.Errorf("%w (the daemon serving this store opened the stores with its own environment: S3 credentials set for this command are not used; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the daemon's environment, e.g. Environment= in its unit, and restart it, or put them in the store URL)", err)
 }
+
+// printRegionUsage adds to `usage` the bytes each store of each region
+// holds (issue 9): a table, or "region_usage" JSON lines (one per store).
+func printRegionUsage(ctx context.Context, c *cli.Context, p *printer, svc service.Service) error {
+	if c.Bool("no-regions") {
+		return nil
+	}
+	rus, err := svc.RegionUsage(ctx)
+	if err != nil {
+		return err
+	}
+	if len(rus) == 0 {
+		return nil
+	}
+	var rows [][]string
+	for _, ru := range rus {
+		var total int64
+		for _, s := range ru.Stores {
+			if p.json {
+				if err := p.object("region_usage", struct {
+					Region string `json:"region"`
+					replicate.StoreUsage
+				}{ru.Region, s}); err != nil {
+					return err
+				}
+				continue
+			}
+			b := size(s.Bytes)
+			if s.Error != "" {
+				b = "unreachable: " + s.Error
+			}
+			total += s.Bytes
+			rows = append(rows, []string{ru.Region, strconv.Itoa(s.Store), redactURL(s.URL), strconv.FormatInt(s.Objects, 10), b})
+		}
+		if !p.json {
+			rows = append(rows, []string{ru.Region, "all", "", "", size(total)})
+		}
+	}
+	if p.json {
+		return nil
+	}
+	fmt.Fprintln(p.w)
+	return p.table([]string{"REGION", "STORE", "URL", "OBJECTS", "BYTES"}, rows)
+}
+
+func redactURL(s string) string {
+	return redactRegion(service.Region{Stores: []string{s}}).Stores[0]
+}

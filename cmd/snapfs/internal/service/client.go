@@ -308,6 +308,11 @@ func (c *Client) DeleteSnapshotPlan(ctx context.Context, name string) (DeletePla
 	return get[DeletePlan](c, ctx, "DeleteSnapshotPlan", nameReq{name})
 }
 
+// RegionUsage implements Service.
+func (c *Client) RegionUsage(ctx context.Context) ([]RegionUsage, error) {
+	return stream[[]RegionUsage](c, ctx, "RegionUsage", empty{}, nil)
+}
+
 // stream calls a streaming method: the answer is JSON lines, each a
 // streamLine: events (passed to progress), then one result or error. The
 // call has no deadline (a restore may take hours); cancelling ctx closes

@@ -416,3 +416,30 @@ func (l *Local) SetRegionRetention(ctx context.Context, r RetentionRequest) (Reg
 	}
 	return m.SetRetention(r.Region, r.Retention)
 }
+
+// RegionUsage is one region's bytes per store.
+type RegionUsage struct {
+	Region string                 `json:"region"`
+	Stores []replicate.StoreUsage `json:"stores"`
+}
+
+// RegionUsage implements Service.
+func (l *Local) RegionUsage(ctx context.Context) ([]RegionUsage, error) {
+	m, err := l.manager()
+	if err != nil {
+		return nil, err
+	}
+	rs, err := m.ListRegions()
+	if err != nil {
+		return nil, err
+	}
+	out := []RegionUsage{}
+	for _, r := range rs {
+		su, err := m.Usage(ctx, r.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, RegionUsage{Region: r.Name, Stores: su})
+	}
+	return out, nil
+}

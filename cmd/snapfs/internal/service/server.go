@@ -200,6 +200,9 @@ var streams = map[string]streamMethod{
 	"UnlockRegion": sop(func(ctx context.Context, s Service, r UnlockRequest, _ Progress) (any, error) {
 		return result(s.UnlockRegion(ctx, r))
 	}),
+	"RegionUsage": sop(func(ctx context.Context, s Service, _ empty, _ Progress) (any, error) {
+		return result(s.RegionUsage(ctx))
+	}),
 	"RepairRegionWith": sop(func(ctx context.Context, s Service, r RepairRequest, p Progress) (any, error) {
 		return result(s.RepairRegionWith(ctx, r, p))
 	}),

@@ -109,6 +109,9 @@ type Service interface {
 	// DeleteSnapshotPlan says what deleting a snapshot would free, deleting
 	// nothing (snapshot delete --dry-run).
 	DeleteSnapshotPlan(ctx context.Context, name string) (DeletePlan, error)
+	// RegionUsage lists the bytes each store of each region holds (a store
+	// that cannot be listed carries its error).
+	RegionUsage(ctx context.Context) ([]RegionUsage, error)
 
 	// Shutdown asks the daemon to flush everything, unmount and exit. It
 	// returns once the mount is gone; the process exits right after. Without
