@@ -164,6 +164,57 @@ func policyCommand(st *state) *cli.Command {
 				},
 			},
 			{
+				Name:  "quota",
+				Usage: "show or set the snapshot quotas: per disk manual and automatic counts, a store-wide cap on snapshot bytes",
+				Description: "Defaults: 256 manual and 1,000 automatic snapshots per disk, no byte cap. Over a count, a manual\n" +
+					"snapshot create fails (exit 7) and a policy first deletes its oldest automatic snapshot (then other\n" +
+					"policies' oldest); over the byte cap (what snapshots hold exclusively), likewise. 0 restores a default.",
+				Flags: []cli.Flag{
+					&cli.IntFlag{Name: "manual", Usage: "manual snapshots per disk"},
+					&cli.IntFlag{Name: "automatic", Usage: "automatic snapshots per disk"},
+					&cli.StringFlag{Name: "max-snapshot-bytes", Usage: "cap on the bytes all snapshots hold exclusively (e.g. 500G; 0: none)"},
+				},
+				Action: func(c *cli.Context) error {
+					if _, err := args(c); err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						q, err := svc.Quotas(ctx)
+						if err != nil {
+							return err
+						}
+						if c.IsSet("manual") || c.IsSet("automatic") || c.IsSet("max-snapshot-bytes") {
+							if c.IsSet("manual") {
+								q.Manual = c.Int("manual")
+							}
+							if c.IsSet("automatic") {
+								q.Automatic = c.Int("automatic")
+							}
+							if c.IsSet("max-snapshot-bytes") {
+								if q.MaxSnapshotBytes, err = parseSize("--max-snapshot-bytes", c.String("max-snapshot-bytes")); err != nil {
+									return err
+								}
+							}
+							if q.Manual < 0 || q.Automatic < 0 {
+								return usagef("policy quota: counts must not be negative")
+							}
+							if q, err = svc.SetQuotas(ctx, q); err != nil {
+								return err
+							}
+						}
+						p := newPrinter(c, st)
+						if p.json {
+							return p.object("quota", q)
+						}
+						capText := "none"
+						if q.MaxSnapshotBytes > 0 {
+							capText = size(q.MaxSnapshotBytes)
+						}
+						return p.fields("manual per disk", fmt.Sprint(q.Manual), "automatic per disk", fmt.Sprint(q.Automatic), "snapshot bytes cap", capText)
+					})
+				},
+			},
+			{
 				Name:      "delete",
 				Usage:     "delete a policy (its snapshots stay, and are no longer expired)",
 				ArgsUsage: "NAME",

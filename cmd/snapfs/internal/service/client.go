@@ -313,6 +313,16 @@ func (c *Client) RegionUsage(ctx context.Context) ([]RegionUsage, error) {
 	return stream[[]RegionUsage](c, ctx, "RegionUsage", empty{}, nil)
 }
 
+// Quotas implements Service.
+func (c *Client) Quotas(ctx context.Context) (Quotas, error) {
+	return get[Quotas](c, ctx, "Quotas", empty{})
+}
+
+// SetQuotas implements Service.
+func (c *Client) SetQuotas(ctx context.Context, q Quotas) (Quotas, error) {
+	return get[Quotas](c, ctx, "SetQuotas", q)
+}
+
 // stream calls a streaming method: the answer is JSON lines, each a
 // streamLine: events (passed to progress), then one result or error. The
 // call has no deadline (a restore may take hours); cancelling ctx closes

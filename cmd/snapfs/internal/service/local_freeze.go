@@ -15,6 +15,7 @@ import (
 
 	"github.com/snapfs/snapfs/rowstore"
 	"github.com/snapfs/snapfs/rowstore/policy"
+	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
 // CreateSnapshotRequest is a snapshot with consistency options: Freeze
@@ -339,4 +340,25 @@ func ioctl(f *os.File, req uintptr) error {
 		return e
 	}
 	return nil
+}
+
+// Quotas implements Service.
+func (l *Local) Quotas(_ context.Context) (Quotas, error) { return l.quotas(), nil }
+
+// SetQuotas implements Service.
+func (l *Local) SetQuotas(_ context.Context, q Quotas) (Quotas, error) {
+	if q.Manual < 0 || q.Automatic < 0 || q.MaxSnapshotBytes < 0 {
+		return Quotas{}, fmt.Errorf("%w: negative quota", rowstore.ErrInvalid)
+	}
+	b, err := json.MarshalIndent(q, "", "  ")
+	if err != nil {
+		return Quotas{}, err
+	}
+	if err := os.MkdirAll(filepath.Dir(l.quotaPath()), 0o700); err != nil {
+		return Quotas{}, err
+	}
+	if err := vfs.WriteFile(vfs.Default, l.quotaPath(), append(b, '\n'), 0o600); err != nil {
+		return Quotas{}, err
+	}
+	return l.quotas(), nil
 }

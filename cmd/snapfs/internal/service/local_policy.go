@@ -377,10 +377,25 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 				fail("list snapshots", err)
 				return
 			}
-			ev, err := policy.Evict(snapsOf(sis, disk), p.Name, l.quota())
+			q := l.quotas()
+			ev, err := policy.Evict(snapsOf(sis, disk), p.Name, q.Quota)
 			if err != nil {
 				fail("quota", err)
 				return
+			}
+			if q.MaxSnapshotBytes > 0 && len(ev) == 0 {
+				// The store-wide cap on snapshot bytes: the policy's oldest
+				// automatic snapshot of this disk goes first.
+				used, err := l.snapshotBytes()
+				if err != nil {
+					fail("quota", err)
+					return
+				}
+				if used >= q.MaxSnapshotBytes {
+					if old := policy.Expired(snapsOf(sis, disk), p.Name, policy.Retention{Count: max(countOf(snapsOf(sis, disk), p.Name)-1, 0)}, now); len(old) > 0 {
+						ev = old[:1]
+					}
+				}
 			}
 			for _, e := range ev {
 				if err := l.store.DeleteSnapshot(e.Name); err != nil && !errors.Is(err, rowstore.ErrNotFound) {
@@ -534,4 +549,15 @@ type PolicyFailure struct {
 	Error    string    `json:"error"`
 	At       time.Time `json:"at"`
 	RetryAt  time.Time `json:"retry_at,omitzero"`
+}
+
+// countOf counts policy's automatic snapshots among snaps.
+func countOf(snaps []policy.Snap, pol string) int {
+	n := 0
+	for _, s := range snaps {
+		if s.Kind == policy.KindAutomatic && s.Policy == pol {
+			n++
+		}
+	}
+	return n
 }

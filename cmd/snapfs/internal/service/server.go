@@ -154,6 +154,8 @@ var methods = map[string]method{
 	"CreateSnapshotWith": op(func(ctx context.Context, s Service, r CreateSnapshotRequest) (any, error) {
 		return result(s.CreateSnapshotWith(ctx, r))
 	}),
+	"Quotas":    op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.Quotas(ctx)) }),
+	"SetQuotas": op(func(ctx context.Context, s Service, r Quotas) (any, error) { return result(s.SetQuotas(ctx, r)) }),
 	"DeleteSnapshotPlan": op(func(ctx context.Context, s Service, r nameReq) (any, error) {
 		return result(s.DeleteSnapshotPlan(ctx, r.Name))
 	}),

@@ -112,6 +112,10 @@ type Service interface {
 	// RegionUsage lists the bytes each store of each region holds (a store
 	// that cannot be listed carries its error).
 	RegionUsage(ctx context.Context) ([]RegionUsage, error)
+	// Quotas returns the store's snapshot quotas; SetQuotas replaces them
+	// (zero fields: the defaults).
+	Quotas(ctx context.Context) (Quotas, error)
+	SetQuotas(ctx context.Context, q Quotas) (Quotas, error)
 
 	// Shutdown asks the daemon to flush everything, unmount and exit. It
 	// returns once the mount is gone; the process exits right after. Without
