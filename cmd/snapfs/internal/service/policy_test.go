@@ -250,3 +250,54 @@ func TestHookTimeout(t *testing.T) {
 		t.Fatalf("fallback to crash-consistent: %+v %v", sn, err)
 	}
 }
+
+// A policy copies each new snapshot to its region, where its own
+// retention applies (remote retention with an injected clock); what it
+// removed there is never shipped again by sync.
+func TestRunPoliciesCopies(t *testing.T) {
+	ctx := context.Background()
+	l := newLocal(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, make([]byte, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	req := AddRegionRequest{Name: "dr", K: 1, M: 1, KeyFile: key, Create: true}
+	for _, n := range []string{"a", "b"} {
+		req.Stores = append(req.Stores, "file://"+filepath.Join(dir, n))
+	}
+	if _, err := l.AddRegion(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "v", Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreatePolicy(ctx, Policy{Name: "h", At: []string{"00:00"}, Every: time.Hour, Retain: policy.Retention{Count: 4},
+		CopyTo: "dr", CopyRetain: policy.Retention{Count: 2}, Disks: []string{"v"}}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Hour).Add(time.Hour + time.Minute)
+	copied := 0
+	for range 5 {
+		r := l.RunPolicies(ctx, now)
+		if len(r.Failed) > 0 || len(r.Copied) != 1 {
+			t.Fatalf("run at %s: %+v", now, r)
+		}
+		copied++
+		now = now.Add(time.Hour)
+	}
+	remote, err := l.RemoteSnapshots(ctx, "dr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(remote) != 2 {
+		t.Fatalf("region holds %d copies, want 2 (copy retention)", len(remote))
+	}
+	if local := snapNames(t, l, policy.KindAutomatic); len(local) != 4 {
+		t.Fatalf("local automatic snapshots %v, want 4", local)
+	}
+	st, err := l.Sync(ctx, SyncRequest{Region: "dr"}, nil)
+	if err != nil || st.Snapshots != 0 {
+		t.Fatalf("sync after the policy's remote retention re-shipped %v: %v", st.Copied, err)
+	}
+}
