@@ -338,7 +338,9 @@ func (r *region) close() {
 func (r *region) n() int { return r.k + r.m }
 
 func (m *Manager) openStores(ctx context.Context, c RegionConfig) ([]store.Store, []error) {
-	so := store.Options{Endpoint: c.S3.Endpoint, Region: c.S3.Region, PathStyle: c.S3.PathStyle, Insecure: c.S3.Insecure, Logger: m.log}
+	// Only region add creates a missing bucket: for any other operation a
+	// missing bucket is a store without the region's marker.
+	so := store.Options{Endpoint: c.S3.Endpoint, Region: c.S3.Region, PathStyle: c.S3.PathStyle, Insecure: c.S3.Insecure, Logger: m.log, NoCreateBucket: !c.Create}
 	stores := make([]store.Store, len(c.Stores))
 	errs := forEach(len(c.Stores), func(i int) error {
 		s, err := m.opts.OpenStore(ctx, i, c.Stores[i], so)
@@ -485,7 +487,9 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 			}
 		}
 	}
-	stores, errs := m.openStores(ctx, c)
+	oc := c
+	oc.Create = true // region add may create a bucket
+	stores, errs := m.openStores(ctx, oc)
 	defer func() {
 		for _, s := range stores {
 			if s != nil {

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -23,4 +24,26 @@ func TestS3NoCredentialsSaysWhere(t *testing.T) {
 	if !strings.Contains(err.Error(), "daemon's environment") || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
 		t.Fatalf("error does not say where credentials go: %v", err)
 	}
+}
+
+// Issue 9 finding 3: outside region add, a missing bucket is not created
+// (nothing is written to a store without the region's marker).
+func TestS3MissingBucketNotCreated(t *testing.T) {
+	endpoint, access, secret := s3test.Start(t)
+	o := store.Options{Endpoint: endpoint, AccessKey: access, SecretKey: secret, PathStyle: true, NoCreateBucket: true}
+	if _, err := store.Open(t.Context(), "s3://gone/p", o); !errors.Is(err, store.ErrMissing) {
+		t.Fatalf("open of a missing bucket: %v", err)
+	}
+	o.NoCreateBucket = false
+	s, err := store.Open(t.Context(), "s3://gone/p", o)
+	if err != nil {
+		t.Fatalf("open creating the bucket: %v", err)
+	}
+	s.Close()
+	o.NoCreateBucket = true
+	s, err = store.Open(t.Context(), "s3://gone/p", o)
+	if err != nil {
+		t.Fatalf("open of the existing bucket: %v", err)
+	}
+	s.Close()
 }

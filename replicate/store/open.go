@@ -30,6 +30,10 @@ type Options struct {
 	AccessKey, SecretKey string
 	// Insecure talks plain HTTP instead of HTTPS.
 	Insecure bool
+	// NoCreateBucket: a missing bucket is an error wrapping ErrMissing
+	// instead of being created (every region operation but region add: an
+	// operation never writes to a store without the region's marker).
+	NoCreateBucket bool
 	// Logger receives the backends' diagnostics; nil discards them.
 	Logger *slog.Logger
 
