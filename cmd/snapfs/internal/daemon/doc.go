@@ -15,4 +15,9 @@
 // (which must not happen inside a FUSE request). snapshot.json is
 // service.TypedJSON("snapshot", ...) plus a newline: byte for byte what
 // `snapfs snapshot info --json` prints.
+//
+// The policy scheduler (scheduler.go) runs service.Local.RunPolicies once
+// at start (one catch-up after downtime) and every SchedulerTick, under the
+// jobs' context: it stops before the store closes. SNAPFS_TEST_CLOCK_SCALE
+// (tests only) runs its clock faster.
 package daemon
