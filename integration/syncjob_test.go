@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/snapfs/snapfs/replicate/store/s3test"
 )
 
 // repoFile is a file of the repository, by its path from the top.
@@ -188,5 +190,38 @@ func TestSyncJobFromCron(t *testing.T) {
 	}
 	if _, err := os.Stat(dirs[1]); err == nil {
 		t.Fatal("the job re-created a missing store directory")
+	}
+}
+
+// Issue 9 finding 5: with a daemon started without S3 credentials, a
+// command given them in its own environment fails with exit 11 and says
+// they must be set in the daemon's environment.
+func TestS3CredentialsOfTheDaemon(t *testing.T) {
+	needRoot(t)
+	endpoint, access, secret := s3test.Start(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	key := filepath.Join(tmp, "region.key")
+	if err := os.WriteFile(key, []byte(strings.Repeat("ef", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := filepath.Join(tmp, "nas")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "region", "add", "cr", "--data", "1", "--parity", "1", "--key-file", key,
+		"--store", "file://"+d, "--store", "s3://creds/p", "--s3-endpoint", endpoint, "--s3-path-style")
+	cmd.Env = append(os.Environ(), "SNAPFS_STORE="+store, "AWS_ACCESS_KEY_ID="+access, "AWS_SECRET_ACCESS_KEY="+secret)
+	out, err := cmd.CombinedOutput()
+	ee, isExit := err.(*exec.ExitError)
+	if !isExit || ee.ExitCode() != 11 || !strings.Contains(string(out), "daemon's environment") {
+		t.Fatalf("region add through a daemon without credentials: %v: %s", err, out)
+	}
+	if ents, _ := os.ReadDir(d); len(ents) != 0 {
+		t.Fatalf("the failed region add wrote to the file store: %v", ents)
 	}
 }

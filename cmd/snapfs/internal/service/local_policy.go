@@ -54,6 +54,10 @@ type policyState struct {
 	loaded bool
 	status map[string]map[string]*PolicyDiskStatus // policy -> disk
 	run    sync.Mutex                              // one RunPolicies at a time
+	// edit serialises the read-modify-write of policy records (apply,
+	// cancel, delete). It is not run: a long run (a copy to a region) never
+	// blocks them; a run works on the records it read, and writes none.
+	edit sync.Mutex
 }
 
 func (l *Local) statusPath() string { return filepath.Join(l.dir, "policies", "status.json") }
@@ -191,8 +195,8 @@ func (l *Local) ApplyPolicy(_ context.Context, name string, disks []string) (Pol
 	if len(disks) == 0 {
 		return PolicyInfo{}, fmt.Errorf("%w: policy apply needs at least one --disk", rowstore.ErrInvalid)
 	}
-	l.pol.run.Lock()
-	defer l.pol.run.Unlock()
+	l.pol.edit.Lock()
+	defer l.pol.edit.Unlock()
 	p, err := l.loadPolicy(name)
 	if err != nil {
 		return PolicyInfo{}, err
@@ -214,8 +218,8 @@ func (l *Local) CancelPolicy(_ context.Context, name string, disks []string) (Po
 	if len(disks) == 0 {
 		return PolicyInfo{}, fmt.Errorf("%w: policy cancel needs at least one --disk", rowstore.ErrInvalid)
 	}
-	l.pol.run.Lock()
-	defer l.pol.run.Unlock()
+	l.pol.edit.Lock()
+	defer l.pol.edit.Unlock()
 	p, err := l.loadPolicy(name)
 	if err != nil {
 		return PolicyInfo{}, err
@@ -269,8 +273,8 @@ func (l *Local) GetPolicy(_ context.Context, name string) (PolicyInfo, error) {
 
 // DeletePolicy implements Service.
 func (l *Local) DeletePolicy(_ context.Context, name string) error {
-	l.pol.run.Lock()
-	defer l.pol.run.Unlock()
+	l.pol.edit.Lock()
+	defer l.pol.edit.Unlock()
 	if err := l.store.DeletePolicy(name); err != nil {
 		return err
 	}
@@ -345,6 +349,13 @@ func (l *Local) RunPolicies(ctx context.Context, now time.Time) PolicyRun {
 }
 
 func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Time, run *PolicyRun) {
+	// The record as it is now: a policy deleted, or a disk cancelled, while
+	// this pass ran takes no more snapshots.
+	cur, err := l.loadPolicy(p.Name)
+	if err != nil || !slices.Contains(cur.Disks, disk) {
+		return
+	}
+	p = &cur
 	l.pol.mu.Lock()
 	st := l.statusLocked(p.Name, disk)
 	last, retryAt, pending := st.LastRun, st.RetryAt, slices.Clone(st.CopyPending)
