@@ -101,6 +101,14 @@ func TestFreezeSnapshot(t *testing.T) {
 	if info.Consistency != "filesystem" {
 		t.Fatalf("consistency %q", info.Consistency)
 	}
+	// Only a filesystem inside a disk of the snapshot is ever frozen.
+	if r := snapfs(t, store, "snapshot", "create", "notmp", "--disk", "vol", "--freeze", tmp); r.code != 2 || !strings.Contains(r.stderr, "not a mount point") {
+		t.Fatalf("--freeze of a plain directory: exit %d: %s", r.code, r.stderr)
+	}
+	ok(t, store, "disk", "create", "other", "--size", "8M")
+	if r := snapfs(t, store, "snapshot", "create", "wrong", "--disk", "other", "--freeze", guest); r.code != 2 || !strings.Contains(r.stderr, "not in a disk of this snapshot") {
+		t.Fatalf("--freeze of another disk's filesystem: exit %d: %s", r.code, r.stderr)
+	}
 	// A hanging pre-hook: killed at its timeout; nothing frozen after.
 	start := time.Now()
 	r := snapfs(t, store, "snapshot", "create", "hung", "--disk", "vol", "--freeze", guest, "--pre-hook", "sleep 600", "--hook-timeout", "1s")

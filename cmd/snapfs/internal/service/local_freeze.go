@@ -152,6 +152,11 @@ func (l *Local) takeSnapshot(ctx context.Context, r CreateSnapshotRequest, o row
 	if timeout <= 0 {
 		timeout = DefaultHookTimeout
 	}
+	for _, mp := range r.Freeze { // before any hook runs
+		if cerr := l.checkFreezeTarget(mp, r.Disks); cerr != nil {
+			return Snapshot{}, fmt.Errorf("snapshot %q not taken: %w", r.Name, cerr)
+		}
+	}
 	env := []string{"SNAPFS_SNAPSHOT=" + r.Name, "SNAPFS_DISKS=" + strings.Join(r.Disks, ",")}
 	consistency := policy.ConsistencyCrash
 	freeze := r.Freeze
@@ -361,4 +366,103 @@ func (l *Local) SetQuotas(_ context.Context, q Quotas) (Quotas, error) {
 		return Quotas{}, err
 	}
 	return l.quotas(), nil
+}
+
+// checkFreezeTarget makes sure mp is the mount point of a filesystem
+// inside one of disks: mounted from a loop device whose backing file is
+// <daemon mountpoint>/disks/<disk>. Freezing anything else (the root file
+// system, the one holding the store) could block the snapshot's own writes
+// and never thaw.
+func (l *Local) checkFreezeTarget(mp string, disks []string) error {
+	if l.mountpoint == "" {
+		return fmt.Errorf("%w: --freeze needs the daemon (snapfs mount): the filesystem to freeze lives in a disk file under its mount", rowstore.ErrInvalid)
+	}
+	clean, err := filepath.EvalSymlinks(mp)
+	if err != nil {
+		return fmt.Errorf("%w: freeze %s: %w", rowstore.ErrInvalid, mp, err)
+	}
+	source, err := mountSource(clean)
+	if err != nil {
+		return fmt.Errorf("%w: freeze %s: %w", rowstore.ErrInvalid, mp, err)
+	}
+	dev := strings.TrimPrefix(source, "/dev/")
+	if !strings.HasPrefix(dev, "loop") || strings.Contains(dev, "/") {
+		return fmt.Errorf("%w: freeze %s: mounted from %s, not from a loop device of a snapfs disk", rowstore.ErrInvalid, mp, source)
+	}
+	if i := strings.LastIndexByte(dev, 'p'); i > len("loop") {
+		dev = dev[:i] // loop0p1: a partition of loop0
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/block", dev, "loop", "backing_file"))
+	if err != nil {
+		return fmt.Errorf("%w: freeze %s: backing file of %s: %w", rowstore.ErrInvalid, mp, source, err)
+	}
+	backing := strings.TrimSpace(string(b))
+	if rb, err := filepath.EvalSymlinks(backing); err == nil {
+		backing = rb
+	}
+	root := l.mountpoint
+	if r, err := filepath.EvalSymlinks(root); err == nil {
+		root = r
+	}
+	for _, d := range disks {
+		if backing == filepath.Join(root, "disks", d) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: freeze %s: its filesystem is in %s, not in a disk of this snapshot (%s)", rowstore.ErrInvalid, mp, backing, strings.Join(disks, ", "))
+}
+
+// mountSource returns the source device of the filesystem mounted exactly
+// at dir (the last such mount in /proc/self/mountinfo).
+func mountSource(dir string) (string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	src := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		// id parent major:minor root mountpoint options [optional...] - fstype source superopts
+		if len(f) < 10 || unescapeMount(f[4]) != dir {
+			continue
+		}
+		for i := 5; i < len(f)-2; i++ {
+			if f[i] == "-" {
+				src = f[i+2]
+				break
+			}
+		}
+	}
+	if src == "" {
+		return "", fmt.Errorf("not a mount point")
+	}
+	return src, nil
+}
+
+// unescapeMount undoes the octal escapes of mountinfo (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var out strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range s[i+1 : i+4] {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + byte(c-'0')
+			}
+			if ok {
+				out.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		out.WriteByte(s[i])
+	}
+	return out.String()
 }
