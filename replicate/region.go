@@ -344,6 +344,9 @@ func (m *Manager) openStores(ctx context.Context, c RegionConfig) ([]store.Store
 	stores := make([]store.Store, len(c.Stores))
 	errs := forEach(len(c.Stores), func(i int) error {
 		s, err := m.opts.OpenStore(ctx, i, c.Stores[i], so)
+		if errors.Is(err, store.ErrInvalidURL) {
+			return fmt.Errorf("%w: store %d: %w", ErrInvalid, i, err) // a bad URL, not an unreachable store
+		}
 		if err != nil {
 			return fmt.Errorf("%w: store %d: %w", ErrUnavailable, i, err)
 		}
@@ -480,10 +483,26 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if err := c.Retention.validate(); err != nil {
 		return RegionInfo{}, err
 	}
+	// Directories made here (--create) are removed again (when still
+	// empty) if the region is not added: a failed add leaves nothing behind.
+	var created []string
+	added := false
+	defer func() {
+		for _, p := range created {
+			if !added {
+				_ = os.Remove(p)
+			}
+		}
+	}()
 	for i, u := range c.Stores {
 		if p, ok := strings.CutPrefix(u, "file://"); ok && strings.HasPrefix(p, "/") {
-			if err := prepareLocal(filepath.Clean(p), c.Create); err != nil {
+			p = filepath.Clean(p)
+			_, serr := os.Stat(p)
+			if err := prepareLocal(p, c.Create); err != nil {
 				return RegionInfo{}, fmt.Errorf("%w: region %q: store %d: %w", ErrInvalid, c.Name, i, err)
+			}
+			if errors.Is(serr, os.ErrNotExist) {
+				created = append(created, p)
 			}
 		}
 	}
@@ -593,6 +612,7 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if err := m.saveConfig(c); err != nil {
 		return RegionInfo{}, err
 	}
+	added = true
 	m.log.Info("region added", "region", c.Name, "k", c.K, "m", c.M, "attached", attached)
 	return RegionInfo{RegionConfig: c, Attached: attached}, nil
 }

@@ -274,7 +274,7 @@ func (s *Store) DeleteDisk(name string, force bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.opens > 0 && !force {
-		return fmt.Errorf("%w: disk %q is open (%d handles); close it or force", ErrBusy, name, d.opens)
+		return fmt.Errorf("%w: disk %q is open (%s); close it, or use --force", ErrBusy, name, handles(d.opens))
 	}
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
@@ -568,7 +568,7 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 	defer unlock()
 	d := ds[0]
 	if d.opens > 0 && !force {
-		return fmt.Errorf("%w: disk %q is open (%d handles); close it or force", ErrBusy, name, d.opens)
+		return fmt.Errorf("%w: disk %q is open (%s); close it, or use --force", ErrBusy, name, handles(d.opens))
 	}
 	if err := d.flushLocked(); err != nil {
 		return err
@@ -653,7 +653,7 @@ func (s *Store) RenameDisk(name, newName string) error {
 	defer unlock()
 	d := ds[0]
 	if d.opens > 0 {
-		return fmt.Errorf("%w: disk %q is open (%d handles)", ErrBusy, name, d.opens)
+		return fmt.Errorf("%w: disk %q is open (%s)", ErrBusy, name, handles(d.opens))
 	}
 	s.catMu.Lock()
 	defer s.catMu.Unlock()

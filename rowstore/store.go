@@ -65,6 +65,9 @@ type Options struct {
 	// CleanerDeadFraction is the dead fraction of the segment bytes at which
 	// the background cleaner starts; default 0.25.
 	CleanerDeadFraction float64
+	// OnGC, if set, is called after every garbage collection (background or
+	// GC) with its result (metrics). It must return quickly.
+	OnGC func(GCStats, error)
 }
 
 func (o *Options) fill() {

@@ -21,7 +21,7 @@ func diskCommand(st *state) *cli.Command {
 				ArgsUsage: "NAME",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "size", Usage: "size of a new empty disk (e.g. 10G)"},
-					&cli.StringFlag{Name: "block-size", Usage: "block size of a new empty disk, a power of two from 4K to 1M (default 64K)"},
+					&cli.StringFlag{Name: "block-size", Usage: "block size of a new empty disk, a power of two from 4K to 1M (default " + defaultBlockSize + ")"},
 					&cli.StringFlag{Name: "from-snapshot", Usage: "clone disk --disk of this snapshot"},
 					&cli.StringFlag{Name: "disk", Usage: "with --from-snapshot: the disk of the snapshot to clone"},
 					&cli.StringFlag{Name: "from-image", Usage: "create the disk from this image"},
@@ -62,6 +62,9 @@ func diskCommand(st *state) *cli.Command {
 						d, err := svc.CreateDisk(ctx, req)
 						if err != nil {
 							return err
+						}
+						if !clone {
+							warnLargerThanFree(c, st, d.Name, d.Size)
 						}
 						from := ""
 						if d.Origin != "" {

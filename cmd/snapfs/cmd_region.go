@@ -306,6 +306,9 @@ func regionAddCommand(st *state) *cli.Command {
 			if err != nil {
 				return usagef("--key-file: %v", err)
 			}
+			if err := checkKeyFile(key); err != nil {
+				return err
+			}
 			req := service.AddRegionRequest{
 				Name: a[0], K: c.Int("data"), M: c.Int("parity"), Stores: c.StringSlice("store"), KeyFile: key,
 				S3:        replicate.S3Options{Endpoint: c.String("s3-endpoint"), Region: c.String("s3-region"), PathStyle: c.Bool("s3-path-style"), Insecure: c.Bool("s3-insecure")},

@@ -65,6 +65,10 @@ func syncOne(c *cli.Context, st *state, ctx context.Context, svc service.Service
 	pr := newProgress(c, st)
 	s, err := svc.Sync(ctx, req, pr.fn())
 	pr.done()
+	if err != nil && interruptedBySignal(ctx) {
+		return pr.interrupted(err, "snapshots", s.Copied, fmt.Sprintf("the next snapfs sync --region %s resumes, reusing what was shipped "+
+			"(until then the region lists the unfinished snapshot as copying; snapfs region unlock %s clears that)", req.Region, req.Region))
+	}
 	if err != nil {
 		if len(s.Copied) > 0 {
 			fmt.Fprintf(c.App.ErrWriter, "region %s: copied before the failure: %s\n", req.Region, strings.Join(s.Copied, ", "))
@@ -140,6 +144,9 @@ func restoreCommand(st *state) *cli.Command {
 				pr := newProgress(c, st)
 				s, err := svc.Restore(ctx, req, pr.fn())
 				pr.done()
+				if err != nil && interruptedBySignal(ctx) {
+					return pr.interrupted(err, "disks", nil, fmt.Sprintf("nothing was created (disk %s does not exist); run restore again", req.To))
+				}
 				if err != nil {
 					return credHint(svc, err)
 				}

@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"strconv"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/metrics"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
 )
 
@@ -55,12 +57,19 @@ func schedulerClock(log *slog.Logger) (clock, time.Duration) {
 
 // runScheduler runs the policies until ctx ends: at once (one catch-up
 // after downtime), then every tick.
-func runScheduler(ctx context.Context, local *service.Local, log *slog.Logger) {
+func runScheduler(ctx context.Context, local *service.Local, log *slog.Logger, m *metrics.Metrics) {
 	c, tick := schedulerClock(log)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		r := local.RunPolicies(ctx, c.now())
+		for _, o := range r.Outcomes {
+			var err error
+			if o.Error != "" {
+				err = errors.New(o.Error)
+			}
+			m.PolicyRun(o.Policy, err) // nil-safe
+		}
 		if len(r.Taken)+len(r.Expired)+len(r.Evicted)+len(r.Copied)+len(r.Failed) > 0 {
 			log.Info("policies ran", "taken", r.Taken, "expired", r.Expired, "evicted", r.Evicted, "copied", r.Copied, "failed", r.Failed)
 		}

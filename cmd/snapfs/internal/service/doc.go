@@ -17,10 +17,14 @@
 // caches in step and are never called from inside a FUSE request; snapshots
 // and images are immutable, so their allocation is counted once per process.
 //
-// Scratch clones of snapshot mount are recorded in a ledger
+// Scratch clones (of snapshot mount and of the .files directories) and the
+// temporary snapshots of diff --files against now are recorded in a ledger
 // (<store>/snapmounts/clones/, scratch.go) before they are made, are never
-// listed, and are removed at daemon start (CleanScratch) with the loop
-// devices and mounts a killed snapshot mount or daemon left.
+// listed (the temporary snapshots are, while the diff runs), and are
+// removed at daemon start (CleanScratch) with the .files mounts
+// (browse.Clean), loop devices and mounts a killed daemon left. snapshot
+// mount runs in the daemon (snapmount.go); the .files manager belongs to
+// the daemon's Local (local_files.go: EnableFiles, ReleaseFiles, DiffFiles).
 //
 // # Policies, consistency and quotas (issue 9)
 //

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -43,6 +45,7 @@ type Local struct {
 	mu      sync.Mutex
 	allocs  map[allocKey]int64 // allocation of immutable points: snapshot disks, images
 	scratch int                // last scratch clone number used
+	files   *browse.Manager    // .files (local_files.go); nil without a daemon
 }
 
 type allocKey struct {
@@ -128,11 +131,46 @@ func (l *Local) CreateDisk(_ context.Context, r CreateDiskRequest) (Disk, error)
 // ListDisks implements Service.
 func (l *Local) ListDisks(context.Context) ([]Disk, error) {
 	ds, err := l.store.ListDisks()
+	for i := range ds {
+		ds[i].Origin = l.originAsItStands(ds[i])
+	}
 	return l.HideScratch(ds), err // scratch clones are never listed
 }
 
 // GetDisk implements Service.
-func (l *Local) GetDisk(_ context.Context, name string) (Disk, error) { return l.store.GetDisk(name) }
+func (l *Local) GetDisk(_ context.Context, name string) (Disk, error) {
+	d, err := l.store.GetDisk(name)
+	if err == nil {
+		d.Origin = l.originAsItStands(d)
+	}
+	return d, err
+}
+
+// originAsItStands is d's origin ("snapshot S/D" or "image I"), marked
+// "(deleted)" when that snapshot or image is gone, or was deleted and made
+// again after the clone (a newer one of the same name is not the origin).
+// The clone does not depend on it: what it reads is kept by the engine.
+func (l *Local) originAsItStands(d Disk) string {
+	var created time.Time
+	var err error
+	switch {
+	case strings.HasPrefix(d.Origin, "snapshot "):
+		snap, _, _ := strings.Cut(strings.TrimPrefix(d.Origin, "snapshot "), "/")
+		var si rowstore.SnapshotInfo
+		si, err = l.store.GetSnapshot(snap)
+		created = si.Created
+	case strings.HasPrefix(d.Origin, "image "):
+		var im rowstore.ImageInfo
+		im, err = l.store.GetImage(strings.TrimPrefix(d.Origin, "image "))
+		created = im.Created
+	default:
+		return d.Origin
+	}
+	if errors.Is(err, rowstore.ErrNotFound) || (err == nil && created.After(d.Created)) {
+		return d.Origin + " (deleted)"
+	}
+	return d.Origin
+}
 
 // ResizeDisk implements Service.
 func (l *Local) ResizeDisk(_ context.Context, name string, size int64) (Disk, error) {
@@ -229,7 +267,8 @@ func (l *Local) snapshot(si rowstore.SnapshotInfo) (Snapshot, error) {
 		if err != nil {
 			return Snapshot{}, err
 		}
-		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: a})
+		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: a,
+			Files: l.filesLayout(si.ID, si.Name, d.Name)}) // local_files.go
 	}
 	s.Copies = l.copies(si)
 	s.Policy, s.Consistency = si.Policy, consistencyOf(si)
@@ -395,31 +434,7 @@ func (l *Local) CreateScratchClone(ctx context.Context, snapshot, disk string) (
 }
 
 func (l *Local) cloneScratch(snapshot, disk string) (Disk, error) {
-	base := ScratchPrefix + snapshot + "-" + disk
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for tries := 0; tries < 1000; tries++ {
-		l.scratch++
-		name := fmt.Sprintf("%s-%d", base, l.scratch)
-		if len(name) > rowstore.MaxNameLen {
-			name = fmt.Sprintf("%s%s-%d", ScratchPrefix, strings.TrimLeft(snapshot[:min(len(snapshot), 40)], "."), l.scratch)
-		}
-		if _, err := l.store.GetDisk(name); err == nil {
-			continue // taken: never write a ledger entry for a user's disk
-		}
-		if err := l.recordScratch(name, snapshot, disk); err != nil {
-			return Disk{}, err
-		}
-		d, err := l.store.CloneDisk(name, snapshot, disk)
-		if err == nil {
-			return d, nil
-		}
-		_ = ForgetScratch(l.dir, name)
-		if !isExists(err) {
-			return Disk{}, err
-		}
-	}
-	return Disk{}, fmt.Errorf("%w: no free name for a scratch clone of %s/%s", rowstore.ErrExists, snapshot, disk)
+	return l.scratchClone(browse.Source{Snapshot: snapshot, Disk: disk}) // scratch.go
 }
 
 // Shutdown implements Service.
@@ -432,6 +447,7 @@ func (l *Local) Shutdown(ctx context.Context) error {
 
 // Close implements Service: it closes the region manager, then the store.
 func (l *Local) Close() error {
+	l.closeFiles() // local_files.go: before the store, whose clones it drops
 	rerr := l.closeRegions()
 	if err := l.store.Close(); err != nil {
 		return err

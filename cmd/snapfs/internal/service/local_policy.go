@@ -305,6 +305,16 @@ type PolicyRun struct {
 	Evicted []string `json:"evicted,omitempty"`
 	Copied  []string `json:"copied,omitempty"`
 	Failed  []string `json:"failed,omitempty"` // "policy/disk: error"
+	// Outcomes has one entry per policy and disk that had work to do
+	// (a snapshot due, or a retry): its error, or "" (for metrics).
+	Outcomes []PolicyOutcome `json:"outcomes,omitempty"`
+}
+
+// PolicyOutcome is the result of one policy's run on one disk.
+type PolicyOutcome struct {
+	Policy string `json:"policy"`
+	Disk   string `json:"disk"`
+	Error  string `json:"error,omitempty"`
 }
 
 // Retry backoff of a failed run: RetryMin, doubling, at most RetryMax.
@@ -370,6 +380,7 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 	fail := func(what string, err error) {
 		l.log.Error("policy run failed", "policy", p.Name, "disk", disk, "step", what, "err", err)
 		run.Failed = append(run.Failed, fmt.Sprintf("%s/%s: %s: %v", p.Name, disk, what, err))
+		run.Outcomes = append(run.Outcomes, PolicyOutcome{Policy: p.Name, Disk: disk, Error: fmt.Sprintf("%s: %v", what, err)})
 		l.pol.mu.Lock()
 		st := l.statusLocked(p.Name, disk)
 		st.Failures++
@@ -461,6 +472,9 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 			fail("copy to "+p.CopyTo, err)
 			return
 		}
+	}
+	if isDue || retryAt != (time.Time{}) || len(pending) > 0 {
+		run.Outcomes = append(run.Outcomes, PolicyOutcome{Policy: p.Name, Disk: disk})
 	}
 	l.pol.mu.Lock()
 	st = l.statusLocked(p.Name, disk)

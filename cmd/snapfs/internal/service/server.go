@@ -56,6 +56,7 @@ type (
 		ReadData bool
 	}
 	scratchReq struct{ Snapshot, Disk string }
+	umountReq  struct{ Mountpoint string }
 	// policyDisksReq names a policy and disks (ApplyPolicy, CancelPolicy).
 	policyDisksReq struct {
 		Name  string
@@ -128,6 +129,15 @@ var methods = map[string]method{
 		return result(s.CreateScratchClone(ctx, r.Snapshot, r.Disk))
 	}),
 	"Shutdown": op(func(ctx context.Context, s Service, _ empty) (any, error) { return done(s.Shutdown(ctx)) }),
+	"DiffFiles": op(func(ctx context.Context, s Service, r FilesDiffRequest) (any, error) {
+		return result(s.DiffFiles(ctx, r))
+	}),
+	"MountSnapshot": op(func(ctx context.Context, s Service, r SnapMountRequest) (any, error) {
+		return result(s.MountSnapshot(ctx, r))
+	}),
+	"UmountSnapshot": op(func(ctx context.Context, s Service, r umountReq) (any, error) {
+		return result(s.UmountSnapshot(ctx, r.Mountpoint))
+	}),
 
 	"AddRegion": op(func(ctx context.Context, s Service, r AddRegionRequest) (any, error) {
 		return result(s.AddRegion(ctx, r))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -60,6 +61,18 @@ type Service interface {
 	// mount (snapshot mount). It needs a daemon: without one it fails with
 	// exitcode.ErrNoDaemon and changes nothing.
 	CreateScratchClone(ctx context.Context, snapshot, disk string) (Disk, error)
+
+	// DiffFiles lists the files created, deleted, modified and renamed in
+	// the filesystem inside a disk between two snapshots (New "": the disk
+	// now). It needs a daemon (the filesystems are mounted by its .files
+	// manager): without one it fails with exitcode.ErrNoDaemon.
+	DiffFiles(ctx context.Context, req FilesDiffRequest) (FilesDiff, error)
+	// MountSnapshot mounts the filesystem inside a snapshot's disk
+	// read-only through a scratch clone (snapshot mount), every step in the
+	// daemon (snapmount.go); it needs a daemon (exitcode.ErrNoDaemon).
+	// UmountSnapshot undoes it.
+	MountSnapshot(ctx context.Context, req SnapMountRequest) (SnapMount, error)
+	UmountSnapshot(ctx context.Context, mountpoint string) (SnapMount, error)
 
 	// Regions (package replicate). Region configuration is local to the
 	// store (<store>/regions); remote data is only touched by Sync, Restore,
@@ -154,6 +167,25 @@ type Status struct {
 	PID        int       `json:"pid,omitempty"`        // the daemon's process id
 	Mountpoint string    `json:"mountpoint,omitempty"` // where the daemon mounted the namespace
 	Started    time.Time `json:"started,omitzero"`
+	// Jobs are the long jobs (sync, restore, checks, repairs, gc) the daemon
+	// runs now; Metrics the address of its Prometheus metrics (mount
+	// --metrics). These are filled in by the daemon only.
+	Jobs    []Job  `json:"jobs,omitempty"`
+	Metrics string `json:"metrics,omitempty"`
+	// Cache is the write-back cache of the daemon's open disks.
+	Cache *rowstore.CacheStats `json:"cache,omitempty"`
+}
+
+// Job is a long job running in the daemon, as of its last progress event.
+type Job struct {
+	Op          string    `json:"op"` // sync, restore, check, repair, store-check, store-repair, gc
+	Region      string    `json:"region,omitempty"`
+	Snapshot    string    `json:"snapshot,omitempty"`
+	Disk        string    `json:"disk,omitempty"`
+	Started     time.Time `json:"started"`
+	Blocks      int64     `json:"blocks,omitempty"`
+	BlocksTotal int64     `json:"blocks_total,omitempty"`
+	Bytes       int64     `json:"bytes,omitempty"`
 }
 
 // Disk describes a disk.
@@ -210,6 +242,9 @@ type SnapshotDisk struct {
 	Size      int64  `json:"size"`
 	BlockSize int    `json:"block_size"`
 	Allocated int64  `json:"allocated"`
+	// Files is what <disk>.files shows: the filesystems found inside the
+	// disk, or why there is none (Reason). Absent when it could not be read.
+	Files *browse.Layout `json:"files,omitempty"`
 }
 
 // DiffRequest names what to compare: Disk as of snapshot Old against Disk
@@ -320,4 +355,29 @@ type PruneRequest struct {
 type UnlockRequest struct {
 	Region string `json:"region"`
 	Force  bool   `json:"force,omitempty"`
+}
+
+// FilesDiffRequest names what DiffFiles compares: the filesystem Part (""
+// for the disk's only filesystem, "p1", "p2"... for a partition) of Disk
+// as of snapshot Old and as of snapshot New, or the disk now when New is "".
+type FilesDiffRequest struct {
+	Old  string `json:"old"`
+	New  string `json:"new,omitempty"`
+	Disk string `json:"disk"`
+	Part string `json:"part,omitempty"`
+}
+
+// FilesDiff is the file-level difference, changes sorted by path.
+type FilesDiff struct {
+	Disk     string          `json:"disk"`
+	Old      string          `json:"old"`
+	New      string          `json:"new,omitempty"`
+	Part     string          `json:"part,omitempty"`
+	Changes  []browse.Change `json:"changes"`
+	OldFiles int             `json:"old_files"` // entries walked in the old tree
+	NewFiles int             `json:"new_files"`
+	// ChangedBytes is what the engine's block diff says changed in the
+	// disk; when it is 0 no tree is walked (OldFiles and NewFiles are 0).
+	ChangedBytes int64         `json:"changed_bytes"`
+	Took         time.Duration `json:"took_ns"`
 }
