@@ -483,6 +483,11 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if err := c.Retention.validate(); err != nil {
 		return RegionInfo{}, err
 	}
+	for i, u := range c.Stores { // every URL's form before any store is looked at
+		if err := store.CheckURL(u); err != nil {
+			return RegionInfo{}, fmt.Errorf("region %q: %w", c.Name, fmt.Errorf("%w: store %d: %w", ErrInvalid, i, err))
+		}
+	}
 	// Directories made here (--create) are removed again (when still
 	// empty) if the region is not added: a failed add leaves nothing behind.
 	var created []string
