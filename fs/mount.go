@@ -173,6 +173,11 @@ func fuseMountOptions(opts Options, logger *slog.Logger) fuse.MountOptions {
 	if opts.WritebackCache {
 		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
 	}
+	if opts.AllowOther {
+		// Others get what the modes give them (disks 0644, snapshots and
+		// images 0444), checked by the kernel.
+		mo.Options = append(mo.Options, "default_permissions")
+	}
 	if opts.Files != nil {
 		mo.DisableXAttrs = false // xattrs of the files inside .files
 	}

@@ -175,6 +175,9 @@ type RegionConfig struct {
 	S3       S3Options `json:"s3"`
 	RegionID string    `json:"region_id,omitempty"` // set by AddRegion
 	Added    time.Time `json:"added"`
+	// InsecureKeyFile accepts a key file group or others may read
+	// (format.ReadKeyFile refuses one by default).
+	InsecureKeyFile bool `json:"insecure_key_file,omitempty"`
 	// Retention of this host's snapshots in the region (see Retention);
 	// zero: none, prune needs one given.
 	Retention Retention `json:"retention,omitzero"`
@@ -367,7 +370,7 @@ func (m *Manager) openRegion(ctx context.Context, name string, needAll bool) (*r
 	if err != nil {
 		return nil, err
 	}
-	key, err := format.ReadKeyFile(c.KeyFile)
+	key, err := format.ReadKeyFile(c.KeyFile, c.InsecureKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("region %q: key file %s: %w", name, c.KeyFile, err)
 	}
@@ -471,7 +474,7 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if abs, err := filepath.Abs(c.KeyFile); err == nil {
 		c.KeyFile = abs
 	}
-	key, err := format.ReadKeyFile(c.KeyFile)
+	key, err := format.ReadKeyFile(c.KeyFile, c.InsecureKeyFile)
 	if err != nil {
 		return RegionInfo{}, fmt.Errorf("region %q: key file %s: %w", c.Name, c.KeyFile, err)
 	}

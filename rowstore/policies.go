@@ -65,7 +65,7 @@ func (s *Store) ListPolicies() ([]PolicyRecord, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	out, err := listCatalog(s, index.KindPolicy, func(r index.Policy) PolicyRecord { return PolicyRecord(r) })
+	out, err := listCatalog(s, index.KindPolicy, func(_ *Store, r index.Policy) (PolicyRecord, error) { return PolicyRecord(r), nil })
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, err
 }

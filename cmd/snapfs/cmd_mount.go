@@ -56,6 +56,11 @@ func mountCommand(st *state) *cli.Command {
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9477"},
 			&cli.StringFlag{Name: "pprof", Usage: "serve net/http/pprof (CPU, heap, block and mutex profiles) on this address, e.g. 127.0.0.1:6060; " +
 				"turns on block and mutex profiling"},
+			&cli.StringSliceFlag{Name: "key-file", EnvVars: []string{"SNAPFS_KEY_FILE"},
+				Usage: "unlock the encrypted disks this key file opens (repeatable); the others stay locked"},
+			insecureKeyFlag,
+			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount, as the file modes allow " +
+				"(allow_other with default_permissions; needs user_allow_other in /etc/fuse.conf for non-root); default: only you"},
 		},
 		Action: func(c *cli.Context) (retErr error) {
 			a, err := args(c, "MOUNTPOINT")
@@ -70,6 +75,10 @@ func mountCommand(st *state) *cli.Command {
 			if err != nil {
 				return err
 			}
+			keys, err := mountKeys(c) // before anything is made: a bad key file changes nothing
+			if err != nil {
+				return err
+			}
 			_, lerr := os.Lstat(a[0])
 			mp, rmdir, err := existingDir(a[0])
 			if err != nil {
@@ -77,7 +86,7 @@ func mountCommand(st *state) *cli.Command {
 			}
 			created := os.Getenv(createdEnv) == "1" // set by the parent of a --background child
 			if fd := os.Getenv(readyFDEnv); fd != "" {
-				return runChild(c, store, mp, fd, created) // the parent cleans up
+				return runChild(c, store, mp, fd, created, keys) // the parent cleans up
 			}
 			created = created || errors.Is(lerr, os.ErrNotExist)
 			if !created && !c.Bool("force") {
@@ -96,7 +105,8 @@ func mountCommand(st *state) *cli.Command {
 			if err := startPprof(c, log); err != nil {
 				return err
 			}
-			cfg := daemon.Config{Store: store, Mountpoint: mp, Logger: log, RemoveMountpoint: created, Files: filesOptions(c)}
+			cfg := daemon.Config{Store: store, Mountpoint: mp, Logger: log, RemoveMountpoint: created, Files: filesOptions(c),
+				AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys}}
 			if err := withMetrics(c, log, &cfg); err != nil {
 				return err
 			}
@@ -107,7 +117,7 @@ func mountCommand(st *state) *cli.Command {
 
 // runChild is the daemon started by mount --background: it reports
 // readiness, or the error that stopped it, on the inherited pipe.
-func runChild(c *cli.Context, store, mp, fdStr string, created bool) error {
+func runChild(c *cli.Context, store, mp, fdStr string, created bool, keys []*rowstore.Key) error {
 	fd, err := strconv.Atoi(fdStr)
 	if err != nil {
 		return usagef("%s=%q", readyFDEnv, fdStr)
@@ -118,6 +128,7 @@ func runChild(c *cli.Context, store, mp, fdStr string, created bool) error {
 	ready := false
 	os.Unsetenv(createdEnv)
 	cfg := daemon.Config{Store: store, Mountpoint: mp, Logger: log, RemoveMountpoint: created, Files: filesOptions(c),
+		AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys},
 		Ready: func(s service.Status) {
 			ready = true
 			fmt.Fprintf(pipe, "ok %d\n", s.PID)
@@ -305,6 +316,19 @@ func startPprof(c *cli.Context, log *slog.Logger) error {
 	}()
 	log.Info("pprof serving", "addr", ln.Addr().String())
 	return nil
+}
+
+// mountKeys loads the mount's key files (--key-file, SNAPFS_KEY_FILE).
+func mountKeys(c *cli.Context) ([]*rowstore.Key, error) {
+	var keys []*rowstore.Key
+	for _, p := range c.StringSlice("key-file") {
+		k, err := rowstore.LoadKeyFile(p, c.Bool("allow-insecure-key-file"))
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 // filesOptions are the .files settings of mount (--files-idle, --files-max).

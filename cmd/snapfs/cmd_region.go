@@ -293,6 +293,7 @@ func regionAddCommand(st *state) *cli.Command {
 			&cli.StringFlag{Name: "s3-region", Usage: "S3 region (default $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1)"},
 			&cli.BoolFlag{Name: "s3-path-style", Usage: "path-style bucket addressing (MinIO, Ceph RGW, SeaweedFS, versitygw)"},
 			&cli.BoolFlag{Name: "s3-insecure", Usage: "plain HTTP to the S3 endpoint"},
+			&cli.BoolFlag{Name: "allow-insecure-key-file", Usage: "accept a key file that group or others may read (refused by default; kept in the region's configuration)"},
 			&cli.BoolFlag{Name: "create", Usage: "make file:// store directories that do not exist (else they must: an unmounted file system is never written to)"},
 			&cli.IntFlag{Name: "keep-last", Usage: "the region's retention: keep the N newest snapshots of each disk set (see region retention)"},
 			&cli.DurationFlag{Name: "keep-within", Usage: "the region's retention: keep snapshots younger than this (e.g. 720h)"},
@@ -310,7 +311,7 @@ func regionAddCommand(st *state) *cli.Command {
 				return err
 			}
 			req := service.AddRegionRequest{
-				Name: a[0], K: c.Int("data"), M: c.Int("parity"), Stores: c.StringSlice("store"), KeyFile: key,
+				Name: a[0], K: c.Int("data"), M: c.Int("parity"), Stores: c.StringSlice("store"), KeyFile: key, InsecureKeyFile: c.Bool("allow-insecure-key-file"),
 				S3:        replicate.S3Options{Endpoint: c.String("s3-endpoint"), Region: c.String("s3-region"), PathStyle: c.Bool("s3-path-style"), Insecure: c.Bool("s3-insecure")},
 				Retention: replicate.Retention{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within")},
 				Create:    c.Bool("create"),

@@ -396,8 +396,17 @@ func openService(c *cli.Context, st *state) (service.Service, error) {
 		// records (gc, recovery) would only clutter stderr.
 		log = slog.New(slog.NewTextHandler(st.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	// Encrypted disks opened here (no daemon) are unlocked by SNAPFS_KEY_FILE.
+	var keys []*rowstore.Key
+	if p := os.Getenv("SNAPFS_KEY_FILE"); p != "" {
+		k, err := rowstore.LoadKeyFile(p, false)
+		if err != nil {
+			return nil, fmt.Errorf("SNAPFS_KEY_FILE: %w", err)
+		}
+		keys = append(keys, k)
+	}
 	// A one-shot command must not leave background work behind.
-	return service.Open(context.Background(), dir, rowstore.Options{Logger: log, GCInterval: -1})
+	return service.Open(context.Background(), dir, rowstore.Options{Logger: log, GCInterval: -1, Keys: keys})
 }
 
 // withService runs fn with the store's Service and closes it after.

@@ -2,7 +2,7 @@
 
 function __fish_snapfs_no_subcommand --description 'Test if there has been any subcommand yet'
     for i in (commandline -opc)
-        if contains -- $i init mount umount disk create list info resize delete rollback snapshot create list info delete diff copy mount umount image create list delete usage gc region add list info remove snapshots check repair prune unlock retention sync restore restore-file check index rebuild repair version help completion status policy create apply cancel list info quota delete
+        if contains -- $i init mount umount disk create list info resize delete rollback unlock lock rekey snapshot create list info delete diff copy mount umount image create list delete usage gc region add list info remove snapshots check repair prune unlock retention sync restore restore-file check index rebuild repair version help completion status policy create apply cancel list info quota delete
             return 1
         end
     end
@@ -27,6 +27,9 @@ complete -c snapfs -n '__fish_seen_subcommand_from mount' -f -l files-max -r -d 
 complete -c snapfs -n '__fish_seen_subcommand_from mount' -f -l force -d 'mount even on a directory that is not empty or is already a mount point (hiding what is there)'
 complete -c snapfs -n '__fish_seen_subcommand_from mount' -f -l metrics -r -d 'serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9477'
 complete -c snapfs -n '__fish_seen_subcommand_from mount' -f -l pprof -r -d 'serve net/http/pprof (CPU, heap, block and mutex profiles) on this address, e.g. 127.0.0.1:6060; turns on block and mutex profiling'
+complete -c snapfs -n '__fish_seen_subcommand_from mount' -f -l key-file -r -d 'unlock the encrypted disks this key file opens (repeatable); the others stay locked'
+complete -c snapfs -n '__fish_seen_subcommand_from mount' -f -l allow-insecure-key-file -d 'accept a key file that group or others may read (refused by default)'
+complete -c snapfs -n '__fish_seen_subcommand_from mount' -f -l allow-other -d 'let other users use the mount, as the file modes allow (allow_other with default_permissions; needs user_allow_other in /etc/fuse.conf for non-root); default: only you'
 complete -c snapfs -n '__fish_seen_subcommand_from umount' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_snapfs_no_subcommand' -a 'umount' -d 'ask the daemon serving MOUNTPOINT to flush everything, unmount and exit, and wait for it; a stale mount whose daemon died is removed'
 complete -c snapfs -n '__fish_seen_subcommand_from disk' -f -l help -s h -d 'show help'
@@ -38,6 +41,9 @@ complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l block-size -r -
 complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l from-snapshot -r -d 'clone disk --disk of this snapshot'
 complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l disk -r -d 'with --from-snapshot: the disk of the snapshot to clone'
 complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l from-image -r -d 'create the disk from this image'
+complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l encrypt -d 'encrypt the disk (AES-256-GCM) with a new data key wrapped by --key-file; with --from-snapshot: a full, encrypted copy of an unencrypted snapshot\'s disk'
+complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l key-file -r -d 'the key file of an encrypted disk (a passphrase or random bytes; mode 0600)'
+complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l allow-insecure-key-file -d 'accept a key file that group or others may read (refused by default)'
 complete -c snapfs -n '__fish_seen_subcommand_from list' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_seen_subcommand_from disk' -a 'list' -d 'list disks'
 complete -c snapfs -n '__fish_seen_subcommand_from info' -f -l help -s h -d 'show help'
@@ -52,6 +58,17 @@ complete -c snapfs -n '__fish_seen_subcommand_from rollback' -f -l help -s h -d 
 complete -r -c snapfs -n '__fish_seen_subcommand_from disk' -a 'rollback' -d 'make a disk read as it was in a snapshot (later snapshots stay intact)'
 complete -c snapfs -n '__fish_seen_subcommand_from rollback' -f -l snapshot -r -d 'the snapshot to roll back to'
 complete -c snapfs -n '__fish_seen_subcommand_from rollback' -f -l force -d 'roll back even while the disk is open (its cached pages are dropped)'
+complete -c snapfs -n '__fish_seen_subcommand_from unlock' -f -l help -s h -d 'show help'
+complete -r -c snapfs -n '__fish_seen_subcommand_from disk' -a 'unlock' -d 'unlock an encrypted disk in the running daemon (with its snapshots, images and clones): its files open again'
+complete -c snapfs -n '__fish_seen_subcommand_from unlock' -f -l key-file -r -d 'the disk\'s key file'
+complete -c snapfs -n '__fish_seen_subcommand_from unlock' -f -l allow-insecure-key-file -d 'accept a key file that group or others may read (refused by default)'
+complete -c snapfs -n '__fish_seen_subcommand_from lock' -f -l help -s h -d 'show help'
+complete -r -c snapfs -n '__fish_seen_subcommand_from disk' -a 'lock' -d 'lock an encrypted disk in the running daemon (with its snapshots, images and clones): the daemon forgets its key; its files refuse to open until unlocked'
+complete -c snapfs -n '__fish_seen_subcommand_from rekey' -f -l help -s h -d 'show help'
+complete -r -c snapfs -n '__fish_seen_subcommand_from disk' -a 'rekey' -d 'wrap an encrypted disk\'s data key with a new key file (no data is rewritten)'
+complete -c snapfs -n '__fish_seen_subcommand_from rekey' -f -l key-file -r -d 'the disk\'s current key file'
+complete -c snapfs -n '__fish_seen_subcommand_from rekey' -f -l new-key-file -r -d 'the new key file'
+complete -c snapfs -n '__fish_seen_subcommand_from rekey' -f -l allow-insecure-key-file -d 'accept a key file that group or others may read (refused by default)'
 complete -c snapfs -n '__fish_seen_subcommand_from snapshot' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_snapfs_no_subcommand' -a 'snapshot' -d 'create, list, inspect, delete, compare and mount snapshots'
 complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l help -s h -d 'show help'
@@ -112,6 +129,7 @@ complete -c snapfs -n '__fish_seen_subcommand_from add' -f -l s3-endpoint -r -d 
 complete -c snapfs -n '__fish_seen_subcommand_from add' -f -l s3-region -r -d 'S3 region (default $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1)'
 complete -c snapfs -n '__fish_seen_subcommand_from add' -f -l s3-path-style -d 'path-style bucket addressing (MinIO, Ceph RGW, SeaweedFS, versitygw)'
 complete -c snapfs -n '__fish_seen_subcommand_from add' -f -l s3-insecure -d 'plain HTTP to the S3 endpoint'
+complete -c snapfs -n '__fish_seen_subcommand_from add' -f -l allow-insecure-key-file -d 'accept a key file that group or others may read (refused by default; kept in the region\'s configuration)'
 complete -c snapfs -n '__fish_seen_subcommand_from add' -f -l create -d 'make file:// store directories that do not exist (else they must: an unmounted file system is never written to)'
 complete -c snapfs -n '__fish_seen_subcommand_from add' -f -l keep-last -r -d 'the region\'s retention: keep the N newest snapshots of each disk set (see region retention)'
 complete -c snapfs -n '__fish_seen_subcommand_from add' -f -l keep-within -r -d 'the region\'s retention: keep snapshots younger than this (e.g. 720h)'
@@ -154,6 +172,9 @@ complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l snapshot -r -d
 complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l disk -r -d 'the disk in the snapshot (required)'
 complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l to -r -d 'the new local disk (required)'
 complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l host -r -d 'whose snapshot: a host name or id (see region snapshots), or "unknown"'
+complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l encrypt -d 'make the restored disk encrypted with a new data key wrapped by --key-file (restore an encrypted disk this way: the region does not record that it was)'
+complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l key-file -r -d 'with --encrypt: the restored disk\'s key file'
+complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l allow-insecure-key-file -d 'accept a key file that group or others may read (refused by default)'
 complete -c snapfs -n '__fish_seen_subcommand_from restore-file' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_snapfs_no_subcommand' -a 'restore-file' -d 'copy files and directories out of the filesystem inside a snapshot\'s disk into DIR, preserving owners, modes, times, symlinks, hard links, xattrs and holes (cp -a from .files, all or nothing: on failure nothing is left in DIR); needs a running daemon'
 complete -c snapfs -n '__fish_seen_subcommand_from restore-file' -f -l disk -r -d 'the disk of the snapshot (required)'

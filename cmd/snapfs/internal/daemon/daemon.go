@@ -43,6 +43,9 @@ type Config struct {
 	RemoveMountpoint bool
 	// Store options (tests shorten intervals); Logger is filled in.
 	StoreOptions rowstore.Options
+	// AllowOther lets other users use the mount as the modes allow
+	// (allow_other, default_permissions); default: only the mounting user.
+	AllowOther bool
 	// Files configures the .files directories (MaxOpen, Idle; 0: defaults).
 	Files browse.Options
 	// NewMetrics, when set, makes the daemon's metrics once the store is
@@ -144,7 +147,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	fcfg.Logger = log
 	filesMgr := local.EnableFiles(cfg.Mountpoint, fcfg) // .files: released before every unmount, closed with local
 	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: instrument(newBackend(local), m), Logger: log, FsName: fsName, Errno: exitcode.Errno,
-		Files: files{b: newBackend(local), m: filesMgr}})
+		Files: files{b: newBackend(local), m: filesMgr}, AllowOther: cfg.AllowOther})
 	if err != nil {
 		return err
 	}
@@ -221,6 +224,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		ln.Close()
 		return fmt.Errorf("control socket: %w", err)
 	}
+	ln = service.PeerCredListener(ln, log) // only our uid (and root), whatever the socket's mode
 	// Requests run under jobCtx: shutting down cancels long jobs (sync,
 	// restore, check: all resumable) and waits for them to return before the
 	// store closes.

@@ -24,11 +24,13 @@
 //	12 Degraded     region check found missing or corrupt copies (run region repair),
 //	                or region repair could not rebuild all of them
 //	13 WrongKey     the key file does not open the region, or the stores hold a
-//	                different region (other k, m, region id or store order)
+//	                different region (other k, m, region id or store order), or
+//	                it does not unlock the encrypted disk
 //	14 Conflict     a concurrent operation on the region changed what this one
 //	                relied on; run it again
 //	15 Locked       the region is locked by another operation: wait, or
-//	                `snapfs region unlock`
+//	                `snapfs region unlock`; or the encrypted disk is locked (its
+//	                key not unlocked: snapfs disk unlock, mount --key-file)
 //	16 Permission   permission denied: run as root (or as the store's owner)
 //	130 Interrupted a long job stopped by Ctrl-C or SIGTERM; it says what finished
 //	                and what a new run resumes
@@ -120,7 +122,9 @@ var Table = []Entry{
 	{ErrDegraded, Degraded, "degraded", syscall.EIO},
 	{replicate.ErrConflict, Conflict, "conflict", syscall.EIO},
 	{replicate.ErrLocked, Locked, "locked", syscall.EAGAIN},
+	{rowstore.ErrLocked, Locked, "disk_locked", syscall.ENOKEY}, // an encrypted disk whose key is locked
 	{replicate.ErrWrongKey, WrongKey, "wrong_key", syscall.EACCES},
+	{rowstore.ErrWrongKey, WrongKey, "disk_wrong_key", syscall.EKEYREJECTED},
 	{replicate.ErrMismatch, WrongKey, "mismatch", syscall.EIO},
 	{replicate.ErrUnavailable, Unavailable, "unavailable", syscall.EIO},
 	{replicate.ErrTooFewShards, Unavailable, "too_few_shards", syscall.EIO},
@@ -232,9 +236,9 @@ var Codes = []struct {
 	{ReadOnly, "read-only", "the target is read-only"},
 	{Unavailable, "unavailable", "a region store is unreachable or unwritable, or fewer than k healthy shards remain"},
 	{Degraded, "degraded", "region check found missing or corrupt copies (run region repair), or repair left some"},
-	{WrongKey, "wrong key", "the key file does not open the region, or the stores hold a different region"},
+	{WrongKey, "wrong key", "the key file does not open the region or the encrypted disk, or the stores hold a different region"},
 	{Conflict, "conflict", "a concurrent operation on the region changed what this one relied on: run it again"},
-	{Locked, "locked", "the region is locked by another operation: wait, or snapfs region unlock"},
+	{Locked, "locked", "the region is locked by another operation (wait, or snapfs region unlock), or the encrypted disk is locked (snapfs disk unlock)"},
 	{Permission, "permission", "permission denied: run as root (or as the store's owner)"},
 	{Interrupted, "interrupted", "stopped by Ctrl-C or SIGTERM: the message says what finished; run the job again to resume"},
 }

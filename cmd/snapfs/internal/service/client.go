@@ -378,3 +378,18 @@ func stream[T any](c *Client, ctx context.Context, method string, req any, progr
 		}
 	}
 }
+
+// UnlockDisk implements Service.
+func (c *Client) UnlockDisk(ctx context.Context, r KeyRequest) error {
+	return c.call(ctx, "UnlockDisk", r, nil)
+}
+
+// LockDisk implements Service.
+func (c *Client) LockDisk(ctx context.Context, name string) error {
+	return c.call(ctx, "LockDisk", nameReq{name}, nil)
+}
+
+// RekeyDisk implements Service.
+func (c *Client) RekeyDisk(ctx context.Context, r KeyRequest) error {
+	return c.call(ctx, "RekeyDisk", r, nil)
+}

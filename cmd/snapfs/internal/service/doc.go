@@ -26,6 +26,12 @@
 // mount runs in the daemon (snapmount.go); the .files manager belongs to
 // the daemon's Local (local_files.go: EnableFiles, ReleaseFiles, DiffFiles).
 //
+// Access: the socket is 0600 in a 0700 store, and PeerCredListener (which
+// the daemon wraps it in) closes every connection whose peer (SO_PEERCRED)
+// is neither the daemon's uid nor root, whatever the modes. Keys of
+// encrypted disks cross the socket only as key file paths (KeyRequest,
+// CreateDiskRequest.KeyFile): the serving process reads the files.
+//
 // # Policies, consistency and quotas (issue 9)
 //
 // local_policy.go: policies are rowstore/policy records in the engine's

@@ -43,20 +43,13 @@ type Local struct {
 	started    time.Time
 
 	mu      sync.Mutex
-	allocs  map[allocKey]int64 // allocation of immutable points: snapshot disks, images
-	scratch int                // last scratch clone number used
-	files   *browse.Manager    // .files (local_files.go); nil without a daemon
-}
-
-type allocKey struct {
-	kind string // "snapshot" or "image"
-	id   uint64
-	disk string
+	scratch int             // last scratch clone number used
+	files   *browse.Manager // .files (local_files.go); nil without a daemon
 }
 
 // NewLocal returns a Local over store (opened from dir). Close closes store.
 func NewLocal(store *rowstore.Store, dir string) *Local {
-	return &Local{store: store, dir: dir, allocs: map[allocKey]int64{}, log: slog.New(slog.DiscardHandler)}
+	return &Local{store: store, dir: dir, log: slog.New(slog.DiscardHandler)}
 }
 
 // SetLogger sets the logger of region operations (default: discard). Call
@@ -99,6 +92,9 @@ func (l *Local) Status(context.Context) (Status, error) {
 
 // CreateDisk implements Service.
 func (l *Local) CreateDisk(_ context.Context, r CreateDiskRequest) (Disk, error) {
+	if r.Encrypt || r.KeyFile != "" {
+		return l.createEncryptedDisk(r) // local_crypt.go
+	}
 	var d Disk
 	var err error
 	switch {
@@ -210,7 +206,7 @@ func (l *Local) CreateSnapshot(_ context.Context, name string, disks []string) (
 		return Snapshot{}, err
 	}
 	l.namesChanged()
-	return l.snapshot(si)
+	return l.snapshot(si, false)
 }
 
 // ListSnapshots implements Service.
@@ -229,7 +225,7 @@ func (l *Local) ListSnapshots(_ context.Context, disk string) ([]Snapshot, error
 		if disk != "" && !hasDisk(si, disk) {
 			continue
 		}
-		s, err := l.snapshot(si)
+		s, err := l.snapshot(si, false)
 		if err != nil {
 			return nil, err
 		}
@@ -253,53 +249,25 @@ func (l *Local) GetSnapshot(_ context.Context, name string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	return l.snapshot(si)
+	return l.snapshot(si, true)
 }
 
-// snapshot completes an engine SnapshotInfo with state and allocation. A
-// snapshot never changes, so its allocation is counted once per process.
-func (l *Local) snapshot(si rowstore.SnapshotInfo) (Snapshot, error) {
+// snapshot completes an engine SnapshotInfo with state and copies. Its
+// allocation was recorded when it was taken: nothing is counted here. With
+// files (snapshot info, snapshot.json) it also probes the filesystems inside
+// each disk (a few sectors read); create and list skip that, so they read
+// no block of any disk.
+func (l *Local) snapshot(si rowstore.SnapshotInfo, files bool) (Snapshot, error) {
 	s := Snapshot{ID: si.ID, Name: si.Name, Created: si.Created, Kind: si.Kind, State: "available", Disks: []SnapshotDisk{}}
 	for _, d := range si.Disks {
-		a, err := l.allocated(allocKey{"snapshot", si.ID, d.Name}, func() (*rowstore.Reader, error) {
-			return l.store.OpenSnapshotDisk(si.Name, d.Name)
-		})
-		if err != nil {
-			return Snapshot{}, err
+		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: d.Allocated})
+		if files {
+			s.Disks[len(s.Disks)-1].Files = l.filesLayout(si.ID, si.Name, d.Name) // local_files.go
 		}
-		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: a,
-			Files: l.filesLayout(si.ID, si.Name, d.Name)}) // local_files.go
 	}
 	s.Copies = l.copies(si)
 	s.Policy, s.Consistency = si.Policy, consistencyOf(si)
 	return s, nil
-}
-
-func (l *Local) allocated(k allocKey, open func() (*rowstore.Reader, error)) (int64, error) {
-	l.mu.Lock()
-	a, ok := l.allocs[k]
-	l.mu.Unlock()
-	if ok {
-		return a, nil
-	}
-	r, err := open()
-	if err != nil {
-		return 0, err
-	}
-	defer r.Close()
-	a, err = r.Allocated()
-	if err != nil {
-		return 0, err
-	}
-	l.mu.Lock()
-	l.allocs[k] = a
-	l.mu.Unlock()
-	return a, nil
-}
-
-// ImageAllocated is the allocation of an image (counted once per process).
-func (l *Local) ImageAllocated(im Image) (int64, error) {
-	return l.allocated(allocKey{"image", im.ID, ""}, func() (*rowstore.Reader, error) { return l.store.OpenImage(im.Name) })
 }
 
 // SnapshotOf is GetSnapshot for the FUSE adapter.

@@ -218,7 +218,7 @@ func (l *Local) takeSnapshot(ctx context.Context, r CreateSnapshotRequest, o row
 		return Snapshot{}, err
 	}
 	l.namesChanged()
-	return l.snapshot(si)
+	return l.snapshot(si, false)
 }
 
 func resultOf(err error) string {

@@ -146,6 +146,27 @@ type Service interface {
 	// RepairFromRegion rewrites every corrupt or missing block of the local
 	// store from a region's copy with the same digest (snapfs repair).
 	RepairFromRegion(ctx context.Context, region string, progress Progress) (StoreRepairReport, error)
+
+	// Encrypted disks (rowstore keys). Key files travel as absolute paths,
+	// never as keys: the process that serves the store reads them (and
+	// refuses one readable by group or others unless AllowInsecure).
+	// UnlockDisk and LockDisk act on the daemon's memory: without a daemon
+	// they fail with exitcode.ErrNoDaemon (a command's own process would
+	// forget the key at exit). A disk's key is shared by its snapshots,
+	// images and clones: they lock and unlock together.
+	UnlockDisk(ctx context.Context, req KeyRequest) error
+	LockDisk(ctx context.Context, name string) error
+	// RekeyDisk wraps the disk's data key with the key of NewKeyFile
+	// instead of KeyFile; no block is rewritten.
+	RekeyDisk(ctx context.Context, req KeyRequest) error
+}
+
+// KeyRequest names a disk and key files (paths, never keys).
+type KeyRequest struct {
+	Name          string `json:"name"`
+	KeyFile       string `json:"key_file"`
+	NewKeyFile    string `json:"new_key_file,omitempty"`
+	AllowInsecure bool   `json:"allow_insecure_key_file,omitempty"`
 }
 
 // CheckStoreRequest configures CheckStore.
@@ -203,6 +224,13 @@ type CreateDiskRequest struct {
 	FromSnapshot string `json:"from_snapshot,omitempty"`
 	FromDisk     string `json:"from_disk,omitempty"`
 	FromImage    string `json:"from_image,omitempty"`
+	// Encrypt makes the disk encrypted with a new data key wrapped by the
+	// key of KeyFile (a path): an empty one, or a full copy of an
+	// unencrypted FromSnapshot/FromDisk. A clone of an encrypted source is
+	// encrypted with the source's key without it.
+	Encrypt              bool   `json:"encrypt,omitempty"`
+	KeyFile              string `json:"key_file,omitempty"`
+	AllowInsecureKeyFile bool   `json:"allow_insecure_key_file,omitempty"`
 }
 
 // Snapshot describes a snapshot. It is also the content of
@@ -243,7 +271,9 @@ type SnapshotDisk struct {
 	BlockSize int    `json:"block_size"`
 	Allocated int64  `json:"allocated"`
 	// Files is what <disk>.files shows: the filesystems found inside the
-	// disk, or why there is none (Reason). Absent when it could not be read.
+	// disk, or why there is none (Reason). Absent when it could not be read,
+	// and in snapshot list and create (only info and snapshot.json probe the
+	// disks: listings read no block).
 	Files *browse.Layout `json:"files,omitempty"`
 }
 
@@ -302,6 +332,8 @@ type AddRegionRequest struct {
 	Stores  []string            `json:"stores"`
 	KeyFile string              `json:"key_file"`
 	S3      replicate.S3Options `json:"s3"`
+	// InsecureKeyFile accepts a key file group or others may read.
+	InsecureKeyFile bool `json:"insecure_key_file,omitempty"`
 	// Retention is the region's own retention (optional); Create makes
 	// file:// store directories that do not exist.
 	Retention replicate.Retention `json:"retention,omitzero"`
@@ -337,6 +369,10 @@ type RestoreRequest struct {
 	Disk     string `json:"disk"`
 	To       string `json:"to"`
 	Host     string `json:"host,omitempty"`
+	// KeyFile (a path) makes the restored disk encrypted with a new data
+	// key it wraps (restore --encrypt).
+	KeyFile              string `json:"key_file,omitempty"`
+	AllowInsecureKeyFile bool   `json:"allow_insecure_key_file,omitempty"`
 }
 
 // PruneRequest keeps the KeepLast newest remote snapshots and those younger
