@@ -75,6 +75,10 @@ type Snapshot struct {
 	Created time.Time `json:"created"`
 	Kind    string    `json:"kind"` // "manual", "policy", ...
 	Members []Member  `json:"members"`
+	// Policy names the policy that took an automatic snapshot;
+	// Consistency is "crash", "filesystem" or "application" (empty: crash).
+	Policy      string `json:"policy,omitempty"`
+	Consistency string `json:"consistency,omitempty"`
 }
 
 // Image is the catalog record of an image: a named read-only (layer, epoch).

@@ -48,8 +48,8 @@ func TestWhatWasSeen(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(tmp, "afile"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Region stores on a file system other than / (tmpfs), where region
-	// add may create their directories.
+	// Region stores on a file system other than / (tmpfs), whose
+	// directories region add --create makes.
 	shm, err := os.MkdirTemp("/dev/shm", "snapfs-seen-")
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +177,7 @@ func TestWhatWasSeen(t *testing.T) {
 	}
 
 	// restore onto an existing disk: "already exists", without package names.
-	ok(t, store, "region", "add", "r1", "--data", "1", "--parity", "1", "--store", r1, "--store", r2, "--key-file", key)
+	ok(t, store, "region", "add", "r1", "--data", "1", "--parity", "1", "--store", r1, "--store", r2, "--key-file", key, "--create") // issue 9: only asked
 	ok(t, store, "sync", "--region", "r1")
 	fails(t, store, 4, "restore", "--region", "r1", "--snapshot", "s", "--disk", "d", "--to", "d")
 	if r := snapfs(t, store, "restore", "--region", "r1", "--snapshot", "s", "--disk", "d", "--to", "d"); r.stderr != "snapfs: already exists: local disk \"d\"\n" {

@@ -64,6 +64,25 @@ type Report struct {
 	OrphanIndexes []string `json:"orphan_indexes,omitempty"`
 	// Unreachable are the stores that could not be used.
 	Unreachable []int `json:"unreachable,omitempty"`
+	// Verdict sums the report up for scripts: "ok"; "unavailable" (stores
+	// unreachable, nothing known lost or degraded: exit 11, repair cannot
+	// help, bring the stores back); "degraded" (copies missing or corrupt
+	// on reachable stores, nothing lost: repair); "lost" (some snapshot
+	// cannot be restored).
+	Verdict string `json:"verdict"`
+}
+
+// verdict computes Report.Verdict.
+func (r Report) verdict() string {
+	switch {
+	case len(r.Lost) > 0 || len(r.LostPacks) > 0:
+		return "lost"
+	case r.OK() && len(r.Unreachable) == 0:
+		return "ok"
+	case len(r.Degraded) == 0 && !slices.ContainsFunc(r.Problems, func(p Problem) bool { return p.Kind != ProblemUnreachable }):
+		return "unavailable"
+	}
+	return "degraded"
 }
 
 // OK reports whether nothing was wrong: no problem copy, no lost,
@@ -293,6 +312,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 		add(Problem{Store: -1, Object: snapDir, Kind: ProblemCorrupt, Err: "cannot tell which snapshots are degraded: " + err.Error()})
 	}
 	rep.Degraded, rep.Lost, rep.Unavailable = cls.labels[packDegraded], cls.labels[packLost], cls.labels[packUnavailable]
+	rep.Verdict = rep.verdict()
 	if err := m.saveCheckState(r.cfg.Name, checkState{Time: m.opts.Now().UTC(), Degraded: cls.nids}); err != nil {
 		m.log.Warn("check: state not saved", "region", r.cfg.Name, "err", err)
 	}
@@ -390,6 +410,21 @@ type RepairReport struct {
 // packs, copying markers of dead syncs, and (when every store is
 // reachable) indexes whose pack is gone.
 func (m *Manager) Repair(ctx context.Context, regionName string, progress Progress) (RepairReport, error) {
+	return m.RepairWith(ctx, regionName, RepairOptions{}, progress)
+}
+
+// RepairOptions are Repair's choices.
+type RepairOptions struct {
+	// NewStores are stores (by shard index) that replace lost ones: each
+	// must hold no region marker (an empty new disk or bucket); Repair
+	// writes the marker and then rebuilds everything the store should
+	// hold. Without this, a store without the marker is never written to
+	// (it may be an unmounted file system).
+	NewStores []int
+}
+
+// RepairWith is Repair with options.
+func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOptions, progress Progress) (RepairReport, error) {
 	progress = orNoProgress(progress)
 	progress.Event(Event{Type: EventStart, Op: "repair", Region: regionName})
 	r, err := m.openRegion(ctx, regionName, false)
@@ -402,6 +437,22 @@ func (m *Manager) Repair(ctx context.Context, regionName string, progress Progre
 		return RepairReport{}, err
 	}
 	defer unlock()
+	for _, i := range o.NewStores {
+		if i < 0 || i >= r.n() {
+			return RepairReport{}, fmt.Errorf("%w: new store %d: the region has stores 0 to %d", ErrInvalid, i, r.n()-1)
+		}
+		if !errors.Is(r.bad[i], ErrNoMarker) {
+			return RepairReport{}, fmt.Errorf("%w: new store %d (%s) is not a store without a region marker (%v): nothing written", ErrInvalid, i, r.cfg.Stores[i], r.bad[i])
+		}
+		if err := m.guard(ctx, r, false); err != nil {
+			return RepairReport{}, fmt.Errorf("repair: %w", err)
+		}
+		if err := m.repairConfig(ctx, r, i); err != nil {
+			return RepairReport{}, fmt.Errorf("repair: new store %d: %w", i, err)
+		}
+		r.bad[i] = nil
+		m.log.Info("new store of the region: marker written", "region", regionName, "store", i)
+	}
 	before, pp, err := m.check(ctx, r, true, progress)
 	out := RepairReport{Before: before}
 	if err != nil {

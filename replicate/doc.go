@@ -127,6 +127,47 @@
 //     process owns it, or it is open). Such names are reserved: Restore
 //     refuses them as a target (ErrInvalid).
 //
+// # Sync and retention agree (issue 9)
+//
+// A region may carry its own retention of this host's snapshots
+// (RegionConfig.Retention: keep the last N per disk set and/or those
+// younger than a duration; `region add --keep-last`, `region retention`).
+// Two rules make sync and retention agree, so a scheduled job never ships
+// a snapshot twice:
+//
+//   - Sync copies only what the retention keeps (retained: per disk set,
+//     the N newest local snapshots, or those within the duration). A host
+//     with more local snapshots than the region keeps ships only the
+//     newest, instead of shipping all and pruning most.
+//   - What prune removed is remembered: its tombstone (pruned/) makes
+//     this host's Sync skip the snapshot for as long as it exists locally
+//     (see the invariants). This covers an explicit `prune --keep-last`
+//     narrower than the region's retention, and snapshots that aged out.
+//
+// Prune without keep options applies the region's retention; with none
+// set it fails (ErrInvalid), so a job never prunes by accident.
+//
+// # The region marker
+//
+// Every store holds the region's config object, written when the region
+// is created (or a store attached): it is the store's marker. A file://
+// store's directory must exist when the region is created (Create, `region
+// add --create`, makes it). A store without the marker is "no region here"
+// (ErrNoMarker, wrapping ErrUnavailable: exit 11), unless it already holds
+// region objects (packs, indexes, manifests, markers, tombstones): then it
+// is the region's store that lost its config, Check reports it missing and
+// Repair rewrites it. Nothing is ever written to a store without the
+// marker: not by sync (it needs every store), not by repair (it skips
+// unusable stores), not by region add attaching to a region other stores
+// hold (refused before the probe). An unmounted NAS's empty mount point or
+// an emptied bucket is thus reported, never filled. A new empty store that
+// replaces a lost one is adopted explicitly: RepairWith(NewStores), `region
+// repair --new-store I`, writes its marker and rebuilds its shards.
+//
+// Check's Report.Verdict sums up: ok, unavailable (stores unreachable or
+// without marker, nothing known lost or degraded: exit 11, repair cannot
+// help), degraded (repair), lost.
+//
 // A remote snapshot is copying (marker, no manifest), available (manifest)
 // or degraded (available, but the last Check found it degraded, lost or
 // unavailable).

@@ -17,7 +17,8 @@ import (
 // still ran.
 const OrphanAge = time.Hour
 
-// PruneOptions choose what Prune keeps.
+// PruneOptions choose what Prune keeps. Without KeepLast and KeepWithin,
+// the region's Retention applies.
 type PruneOptions struct {
 	// KeepLast keeps the newest KeepLast snapshots of each group;
 	// KeepWithin those created within KeepWithin of now. At least one
@@ -29,6 +30,10 @@ type PruneOptions struct {
 	// Default: this host's only. AllHosts prunes every host's.
 	Hosts    []string
 	AllHosts bool
+	// Only, when set, removes exactly these snapshots of this host (by
+	// name; a policy's remote retention) and keeps every other: KeepLast,
+	// KeepWithin and the region's retention are not used.
+	Only []string
 }
 
 // PruneStats is what Prune did.
@@ -83,8 +88,22 @@ func groupKey(mf *format.Manifest) string {
 // the region's exclusive lock.
 func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) (st PruneStats, err error) {
 	keepLast, keepWithin := o.KeepLast, o.KeepWithin
+	if len(o.Only) > 0 {
+		keepLast, keepWithin = 1, 0 // not used: see only below
+	}
 	if keepLast <= 0 && keepWithin <= 0 {
-		return st, fmt.Errorf("%w: prune needs keep-last or keep-within", ErrInvalid)
+		// The region's own retention, when it has one.
+		if err := validRegionName(regionName); err != nil {
+			return st, err
+		}
+		c, err := m.loadConfig(regionName)
+		if err != nil {
+			return st, err
+		}
+		keepLast, keepWithin = c.Retention.KeepLast, c.Retention.KeepWithin
+	}
+	if keepLast <= 0 && keepWithin <= 0 {
+		return st, fmt.Errorf("%w: prune needs keep-last or keep-within (region %q has no retention: set one with region retention)", ErrInvalid, regionName)
 	}
 	r, err := m.openRegion(ctx, regionName, true)
 	if err != nil {
@@ -144,6 +163,10 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 		mf := mfs[nid]
 		if !inScope(mf) {
 			keep[nid] = true
+			continue
+		}
+		if len(o.Only) > 0 {
+			keep[nid] = mf.Host != m.host.ID || !slices.Contains(o.Only, mf.Name)
 			continue
 		}
 		g := groupKey(mf)

@@ -39,6 +39,10 @@ var (
 	ErrMismatch = errors.New("replicate: stores do not match the region configuration")
 	// ErrUnavailable: a store needed for the operation could not be used.
 	ErrUnavailable = errors.New("replicate: store unavailable")
+	// ErrNoMarker: a store holds no region marker (its config object,
+	// written in every store when the region is created): an unmounted
+	// file system or an emptied bucket. Nothing is written to such a store.
+	ErrNoMarker = errors.New("replicate: store holds no region marker")
 	// ErrTooFewShards: fewer than k usable shards of a pack remain.
 	ErrTooFewShards = errors.New("replicate: too few usable shards")
 	// ErrCorrupt: a region object failed verification.
@@ -174,6 +178,12 @@ type RegionConfig struct {
 	// InsecureKeyFile accepts a key file group or others may read
 	// (format.ReadKeyFile refuses one by default).
 	InsecureKeyFile bool `json:"insecure_key_file,omitempty"`
+	// Retention of this host's snapshots in the region (see Retention);
+	// zero: none, prune needs one given.
+	Retention Retention `json:"retention,omitzero"`
+	// Create (AddRegion only, never saved): make file:// store directories
+	// that do not exist yet.
+	Create bool `json:"-"`
 }
 
 // RegionInfo is a region's configuration and what AddRegion found.
@@ -331,7 +341,9 @@ func (r *region) close() {
 func (r *region) n() int { return r.k + r.m }
 
 func (m *Manager) openStores(ctx context.Context, c RegionConfig) ([]store.Store, []error) {
-	so := store.Options{Endpoint: c.S3.Endpoint, Region: c.S3.Region, PathStyle: c.S3.PathStyle, Insecure: c.S3.Insecure, Logger: m.log}
+	// Only region add creates a missing bucket: for any other operation a
+	// missing bucket is a store without the region's marker.
+	so := store.Options{Endpoint: c.S3.Endpoint, Region: c.S3.Region, PathStyle: c.S3.PathStyle, Insecure: c.S3.Insecure, Logger: m.log, NoCreateBucket: !c.Create}
 	stores := make([]store.Store, len(c.Stores))
 	errs := forEach(len(c.Stores), func(i int) error {
 		s, err := m.opts.OpenStore(ctx, i, c.Stores[i], so)
@@ -412,6 +424,14 @@ func (m *Manager) openRegion(ctx context.Context, name string, needAll bool) (*r
 
 func readStoreConfig(ctx context.Context, s store.Store) (*format.Config, error) {
 	b, err := s.Get(ctx, "config", 0, -1)
+	if errors.Is(err, store.ErrNotFound) && holdsRegionObjects(ctx, s) {
+		// The region's store lost its config: Check reports it missing,
+		// Repair rewrites it.
+		return nil, fmt.Errorf("%w: read config: %w", ErrUnavailable, err)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w (%w): the store holds no region marker (object %q, written when the region was created): a file system not mounted, an emptied bucket, or the wrong URL; nothing is written there", ErrUnavailable, ErrNoMarker, configName)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: read config: %w", ErrUnavailable, err)
 	}
@@ -428,7 +448,8 @@ func (r *region) checkConfig(c *format.Config, i int) error {
 	return c.Verify(r.keys)
 }
 
-// AddRegion configures a region. It checks that every store is reachable
+// AddRegion configures a region. A file:// store's directory must exist
+// (c.Create makes it). It checks that every store is reachable
 // and writable. Stores that hold no region get a config object; if some
 // already hold the region (another host created it), AddRegion attaches:
 // the key must open it and k and m must match.
@@ -462,8 +483,16 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if _, err := os.Stat(m.configPath(c.Name)); err == nil {
 		return RegionInfo{}, fmt.Errorf("%w: region %q", ErrExists, c.Name)
 	}
-	// Directories made here are removed again (when still empty) if the
-	// region is not added: a failed add leaves nothing behind.
+	if err := c.Retention.validate(); err != nil {
+		return RegionInfo{}, err
+	}
+	for i, u := range c.Stores { // every URL's form before any store is looked at
+		if err := store.CheckURL(u); err != nil {
+			return RegionInfo{}, fmt.Errorf("region %q: %w", c.Name, fmt.Errorf("%w: store %d: %w", ErrInvalid, i, err))
+		}
+	}
+	// Directories made here (--create) are removed again (when still
+	// empty) if the region is not added: a failed add leaves nothing behind.
 	var created []string
 	added := false
 	defer func() {
@@ -475,8 +504,9 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	}()
 	for i, u := range c.Stores {
 		if p, ok := strings.CutPrefix(u, "file://"); ok && strings.HasPrefix(p, "/") {
+			p = filepath.Clean(p)
 			_, serr := os.Stat(p)
-			if err := store.CreateLocal(p); err != nil {
+			if err := prepareLocal(p, c.Create); err != nil {
 				return RegionInfo{}, fmt.Errorf("%w: region %q: store %d: %w", ErrInvalid, c.Name, i, err)
 			}
 			if errors.Is(serr, os.ErrNotExist) {
@@ -484,7 +514,9 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 			}
 		}
 	}
-	stores, errs := m.openStores(ctx, c)
+	oc := c
+	oc.Create = true // region add may create a bucket
+	stores, errs := m.openStores(ctx, oc)
 	defer func() {
 		for _, s := range stores {
 			if s != nil {
@@ -494,6 +526,30 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	}()
 	if err := firstErr(errs); err != nil {
 		return RegionInfo{}, fmt.Errorf("region %q: %w", c.Name, err)
+	}
+	existing := make([]*format.Config, len(stores))
+	errs = forEach(len(stores), func(i int) error {
+		cfg, err := readStoreConfig(ctx, stores[i])
+		if err != nil {
+			if errors.Is(err, ErrNoMarker) {
+				return nil
+			}
+			return fmt.Errorf("store %d (%s): %w", i, stores[i].Location(), err)
+		}
+		existing[i] = cfg
+		return nil
+	})
+	if err := firstErr(errs); err != nil {
+		return RegionInfo{}, fmt.Errorf("region %q: %w", c.Name, err)
+	}
+	// A store without the marker while others hold the region is refused
+	// before anything is written (the probe included).
+	if slices.ContainsFunc(existing, func(e *format.Config) bool { return e != nil }) && !c.Create {
+		for i, e := range existing {
+			if e == nil {
+				return RegionInfo{}, fmt.Errorf("%w (%w): region %q: store %d (%s) holds no region while the others do (not mounted? emptied?); nothing was written; pass --create to make it a new store of the region", ErrUnavailable, ErrNoMarker, c.Name, i, stores[i].Location())
+			}
+		}
 	}
 	// Reachable and writable: a probe object round trip on every store.
 	errs = forEach(len(stores), func(i int) error {
@@ -512,21 +568,6 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 		if err != nil {
 			return fmt.Errorf("%w: store %d (%s): probe: %w", ErrUnavailable, i, stores[i].Location(), err)
 		}
-		return nil
-	})
-	if err := firstErr(errs); err != nil {
-		return RegionInfo{}, fmt.Errorf("region %q: %w", c.Name, err)
-	}
-	existing := make([]*format.Config, len(stores))
-	errs = forEach(len(stores), func(i int) error {
-		cfg, err := readStoreConfig(ctx, stores[i])
-		if err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
-			}
-			return fmt.Errorf("store %d (%s): %w", i, stores[i].Location(), err)
-		}
-		existing[i] = cfg
 		return nil
 	})
 	if err := firstErr(errs); err != nil {

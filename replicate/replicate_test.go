@@ -337,7 +337,15 @@ func TestRegionEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, err := b.mgr.Repair(ctx, "r1", nil)
+	// Issue 9: a store without the region marker is written to only when
+	// named a new store.
+	if rep, err := b.mgr.Repair(ctx, "r1", nil); err != nil || len(rep.Failed) != 2 {
+		t.Fatalf("repair onto empty stores not named new: %+v %v", rep.Failed, err)
+	}
+	if ents, _ := os.ReadDir(dirs[3]); len(ents) != 0 {
+		t.Fatalf("repair wrote to an empty store not named new: %v", ents)
+	}
+	rep, err := b.mgr.RepairWith(ctx, "r1", replicate.RepairOptions{NewStores: []int{3, 5}}, nil)
 	if err != nil || len(rep.Failed) > 0 {
 		t.Fatalf("repair: %+v %v", rep.Failed, err)
 	}

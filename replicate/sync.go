@@ -30,6 +30,9 @@ type Stats struct {
 	// Copied names the snapshots copied: each is restorable when Sync
 	// returns, also when it returns an error for a later one.
 	Copied []string `json:"copied,omitempty"`
+	// Expired counts local snapshots not copied because the region's
+	// retention would remove them at once (see retained).
+	Expired int `json:"expired"`
 }
 
 // TotalWritten sums BytesWritten.
@@ -58,7 +61,27 @@ func (m *Manager) Sync(ctx context.Context, regionName string, disks []string, p
 			todo = append(todo, s)
 		}
 	}
-	return m.copySnapshots(ctx, regionName, todo, false, progress)
+	todo, expired, err := m.selectForSync(regionName, todo, snaps)
+	if err != nil {
+		return Stats{}, fmt.Errorf("sync: %w", err)
+	}
+	st, err := m.copySnapshots(ctx, regionName, todo, false, progress)
+	st.Expired = expired
+	return st, err
+}
+
+// selectForSync is the selection of what Sync copies: of todo, the
+// snapshots the region's retention keeps (retained).
+func (m *Manager) selectForSync(regionName string, todo, local []rowstore.SnapshotInfo) ([]rowstore.SnapshotInfo, int, error) {
+	if err := validRegionName(regionName); err != nil {
+		return nil, 0, err
+	}
+	c, err := m.loadConfig(regionName)
+	if err != nil {
+		return nil, 0, err
+	}
+	keep, expired := retained(todo, local, c.Retention, m.opts.Now())
+	return keep, expired, nil
 }
 
 // CopySnapshot copies one local snapshot to the region (nothing if it is

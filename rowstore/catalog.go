@@ -31,6 +31,9 @@ type SnapshotInfo struct {
 	Created time.Time          `json:"created"`
 	Kind    string             `json:"kind"`
 	Disks   []SnapshotDiskInfo `json:"disks"`
+	// Policy and Consistency: see SnapshotOptions.
+	Policy      string `json:"policy,omitempty"`
+	Consistency string `json:"consistency,omitempty"`
 }
 
 // SnapshotDiskInfo is one disk of a snapshot.
@@ -83,7 +86,7 @@ func listCatalog[R, I any](s *Store, kind index.CatalogKind, conv func(*Store, R
 // snapshotInfo describes a snapshot record. Its allocation is recorded;
 // records older than the space accounting are counted once (pointAllocated).
 func snapshotInfo(s *Store, r index.Snapshot) (SnapshotInfo, error) {
-	si := SnapshotInfo{ID: r.ID, Name: r.Name, Created: r.Created, Kind: r.Kind}
+	si := SnapshotInfo{ID: r.ID, Name: r.Name, Created: r.Created, Kind: r.Kind, Policy: r.Policy, Consistency: r.Consistency}
 	for _, m := range r.Members {
 		a, err := s.pointAllocated(m.Allocated, link{m.Layer, m.Epoch}, m.Size, m.BlockSize)
 		if err != nil {
@@ -379,6 +382,12 @@ func (s *Store) lockDisks(names []string) ([]*diskState, func(), error) {
 // consistency group. It contains every write made before it was called.
 // Its cost does not depend on how much data the disks hold.
 func (s *Store) CreateSnapshot(name string, disks []string, kind string) (SnapshotInfo, error) {
+	return s.CreateSnapshotWith(name, disks, SnapshotOptions{Kind: kind})
+}
+
+// CreateSnapshotWith is CreateSnapshot with options.
+func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOptions) (SnapshotInfo, error) {
+	kind := o.Kind
 	if err := firstErr(s.checkOpen(), ValidateName("snapshot", name)); err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -430,7 +439,7 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 		if err != nil {
 			return err
 		}
-		rec = index.Snapshot{ID: id, Name: name, Created: time.Now().UTC(), Kind: kind}
+		rec = index.Snapshot{ID: id, Name: name, Created: time.Now().UTC(), Kind: kind, Policy: o.Policy, Consistency: o.Consistency}
 		for i, d := range ds {
 			l, err := t.Layer(d.chain[0].layer)
 			if err != nil {

@@ -1,49 +1,96 @@
 #!/usr/bin/env bash
-# snapfs-sync.sh REGION — cross-region sync job for snapfs.
+# snapfs-sync.sh [--syslog] REGION — cross-region sync job for snapfs.
 #
 # Copies every new local snapshot to REGION (`snapfs sync --region R`),
-# applies the remote retention (`snapfs region prune R --keep-last N`), and
-# verifies the region (`snapfs region check R`). Two runs for the same
-# region never overlap: the job holds an exclusive flock. Logs go to stderr
-# (the journal under systemd), one line per step.
+# applies the region's retention (`snapfs region prune R`), and verifies the
+# region (`snapfs region check R`). Two runs for the same region never
+# overlap: the job holds an exclusive flock. Logs go to stderr (the journal
+# under systemd), one line per step; with --syslog, everything goes to
+# syslog through logger(1) instead (for cron: no pipe, so the exit status
+# is the job's own).
+#
+# It runs from a bare cron environment (PATH=/usr/bin:/bin, nothing else):
+# snapfs is looked up in $SNAPFS, then PATH, then /usr/local/bin,
+# /usr/local/sbin, /usr/sbin, /sbin and /opt/snapfs/bin.
+#
+# Retention: set it once on the region (`snapfs region retention R
+# --keep-last 30`); sync then never ships a snapshot the retention would
+# remove at once, and prune applies it. A snapshot prune removed is never
+# shipped again. SNAPFS_KEEP_LAST overrides the retention for prune only.
 #
 # Environment:
-#   SNAPFS              the snapfs binary (default: snapfs)
-#   SNAPFS_KEEP_LAST    remote snapshots to keep (default: 30; 0 skips prune)
+#   SNAPFS              the snapfs binary (default: looked up, see above)
+#   SNAPFS_STORE        the snapfs store directory (default: snapfs's own)
+#   SNAPFS_KEEP_LAST    remote snapshots to keep (default: the region's
+#                       retention; 0 skips prune)
 #   SNAPFS_CHECK_DATA   1: check reads every shard (--read-data); default 0
 #   SNAPFS_LOCK_DIR     where lock files live (default: /run/lock, else /tmp)
 #   SNAPFS_LOCK_WAIT    seconds to wait for the lock (default: 0: fail at once)
 #
-# Exit codes:
+# Exit codes (0 only when everything asked for is done):
 #   0  success: everything asked for is durable in the region and it checked clean
-#   1  sync failed (nothing after it ran)
+#   1  sync failed (nothing after it ran); stores unreachable (snapfs exit 11) too
 #   2  usage error
-#   3  another run holds the lock for this region
-#   4  prune failed (the sync succeeded)
+#   3  another run of this job holds the lock for this region
+#   4  prune failed (the sync succeeded); also: the region has no retention
+#      and SNAPFS_KEEP_LAST is not set
 #   5  check found problems or failed (sync and prune succeeded); run
-#      `snapfs region repair REGION`
+#      `snapfs region repair REGION` (exit 11 of check: stores unreachable)
+#   6  the region is locked by another host's prune or repair (snapfs exit
+#      15): nothing was done; the next run retries
+#   7  conflict (snapfs exit 14): the operation lost its region lock (it was
+#      paused too long or forced out); the next run retries
+#   8  the snapfs binary was not found
 set -euo pipefail
 
-readonly EXIT_OK=0 EXIT_SYNC=1 EXIT_USAGE=2 EXIT_LOCKED=3 EXIT_PRUNE=4 EXIT_CHECK=5
+readonly EXIT_OK=0 EXIT_SYNC=1 EXIT_USAGE=2 EXIT_LOCKED=3 EXIT_PRUNE=4 EXIT_CHECK=5 EXIT_BUSY=6 EXIT_CONFLICT=7 EXIT_NOBIN=8
 
-log() { printf '%s snapfs-sync[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*" >&2; }
-
+syslog=0
+if [[ "${1:-}" == --syslog ]]; then
+	syslog=1
+	shift
+fi
 if [[ $# -ne 1 || -z "${1:-}" || "$1" == -* ]]; then
-	echo "usage: $0 REGION" >&2
+	echo "usage: $0 [--syslog] REGION" >&2
 	exit "$EXIT_USAGE"
 fi
 region=$1
+if ((syslog)); then
+	exec > >(logger -t snapfs-sync || cat >/dev/null) 2>&1
+fi
+
+log() { printf '%s snapfs-sync[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*" >&2; }
+
 if [[ ! "$region" =~ ^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$ ]]; then
 	log "invalid region name: $region"
 	exit "$EXIT_USAGE"
 fi
 
-snapfs=${SNAPFS:-snapfs}
-keep_last=${SNAPFS_KEEP_LAST:-30}
+find_snapfs() {
+	if [[ -n "${SNAPFS:-}" ]]; then
+		command -v -- "$SNAPFS" || return 1
+		return 0
+	fi
+	command -v snapfs && return 0
+	local d
+	for d in /usr/local/bin /usr/local/sbin /usr/sbin /sbin /opt/snapfs/bin; do
+		if [[ -x "$d/snapfs" ]]; then
+			echo "$d/snapfs"
+			return 0
+		fi
+	done
+	return 1
+}
+if ! snapfs=$(find_snapfs); then
+	log "region $region: snapfs not found (SNAPFS=${SNAPFS:-unset}, PATH=$PATH, nor in /usr/local/bin, /usr/local/sbin, /usr/sbin, /sbin, /opt/snapfs/bin); set SNAPFS=/path/to/snapfs"
+	exit "$EXIT_NOBIN"
+fi
+
+keep_last=${SNAPFS_KEEP_LAST:-}
 lock_dir=${SNAPFS_LOCK_DIR:-/run/lock}
 [[ -d "$lock_dir" && -w "$lock_dir" ]] || lock_dir=${TMPDIR:-/tmp}
 lock_wait=${SNAPFS_LOCK_WAIT:-0}
-if ! [[ "$keep_last" =~ ^[0-9]+$ && "$lock_wait" =~ ^[0-9]+$ ]]; then
+if ! [[ ( -z "$keep_last" || "$keep_last" =~ ^[0-9]+$ ) && "$lock_wait" =~ ^[0-9]+$ ]]; then
 	log "SNAPFS_KEEP_LAST and SNAPFS_LOCK_WAIT must be non-negative integers"
 	exit "$EXIT_USAGE"
 fi
@@ -55,27 +102,52 @@ if ! flock -w "$lock_wait" 9; then
 	exit "$EXIT_LOCKED"
 fi
 
+# step_exit STEP_EXIT RC: the job's exit for a failed snapfs command.
+step_exit() {
+	case "$2" in
+	15) echo "$EXIT_BUSY" ;;
+	14) echo "$EXIT_CONFLICT" ;;
+	*) echo "$1" ;;
+	esac
+}
+
 start=$(date +%s)
-log "region $region: sync starting"
-if ! "$snapfs" sync --region "$region"; then
-	log "region $region: sync FAILED after $(($(date +%s) - start))s"
-	exit "$EXIT_SYNC"
+log "region $region: sync starting ($snapfs)"
+rc=0
+"$snapfs" sync --region "$region" || rc=$?
+if ((rc != 0)); then
+	log "region $region: sync FAILED (snapfs exit $rc) after $(($(date +%s) - start))s"
+	exit "$(step_exit "$EXIT_SYNC" "$rc")"
 fi
 log "region $region: sync done in $(($(date +%s) - start))s"
 
-if ((keep_last > 0)); then
-	if ! "$snapfs" region prune "$region" --keep-last "$keep_last"; then
-		log "region $region: prune FAILED"
-		exit "$EXIT_PRUNE"
+if [[ "$keep_last" != 0 ]]; then
+	prune_args=()
+	[[ -n "$keep_last" ]] && prune_args+=(--keep-last "$keep_last")
+	rc=0
+	"$snapfs" region prune "$region" "${prune_args[@]}" || rc=$?
+	if ((rc != 0)); then
+		if ((rc == 2)) && [[ -z "$keep_last" ]]; then
+			log "region $region: prune FAILED: set the region's retention (snapfs region retention $region --keep-last N) or SNAPFS_KEEP_LAST (0: no prune)"
+		else
+			log "region $region: prune FAILED (snapfs exit $rc)"
+		fi
+		exit "$(step_exit "$EXIT_PRUNE" "$rc")"
 	fi
-	log "region $region: pruned to the last $keep_last snapshots"
+	log "region $region: pruned"
 fi
 
 check_args=()
 [[ "${SNAPFS_CHECK_DATA:-0}" == 1 ]] && check_args+=(--read-data)
-if ! "$snapfs" region check "$region" "${check_args[@]}"; then
-	log "region $region: check found problems; run: $snapfs region repair $region"
-	exit "$EXIT_CHECK"
+rc=0
+"$snapfs" region check "$region" "${check_args[@]}" || rc=$?
+if ((rc != 0)); then
+	if ((rc == 11)); then
+		log "region $region: check: stores unreachable (snapfs exit 11); nothing is known lost"
+	else
+		log "region $region: check found problems (snapfs exit $rc); run: $snapfs region repair $region"
+	fi
+	exit "$(step_exit "$EXIT_CHECK" "$rc")"
 fi
 log "region $region: all done in $(($(date +%s) - start))s"
 exit "$EXIT_OK"

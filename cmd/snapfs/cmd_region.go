@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -119,7 +122,7 @@ func regionCommand(st *state) *cli.Command {
 						rep, err := svc.CheckRegion(ctx, a[0], c.Bool("read-data"), pr.fn())
 						pr.done()
 						if err != nil {
-							return err
+							return credHint(svc, err)
 						}
 						if err := printCheck(newPrinter(c, st), a[0], rep); err != nil {
 							return err
@@ -132,6 +135,9 @@ func regionCommand(st *state) *cli.Command {
 				Name:      "repair",
 				Usage:     "rebuild missing or corrupt shards and metadata from the other stores (exit 12 if some remain)",
 				ArgsUsage: "NAME",
+				Description: "A store without the region's marker (an unmounted file system, an emptied bucket) is never\n" +
+					"written to; when it is a new, empty store replacing a lost one, name it with --new-store SHARD.",
+				Flags: []cli.Flag{&cli.IntSliceFlag{Name: "new-store", Usage: "shard index of an empty store that replaces a lost one (repeat for several)"}},
 				Action: func(c *cli.Context) error {
 					a, err := args(c, "NAME")
 					if err != nil {
@@ -139,10 +145,10 @@ func regionCommand(st *state) *cli.Command {
 					}
 					return withService(c, st, func(ctx context.Context, svc service.Service) error {
 						pr := newProgress(c, st)
-						rep, err := svc.RepairRegion(ctx, a[0], pr.fn())
+						rep, err := svc.RepairRegionWith(ctx, service.RepairRequest{Region: a[0], NewStores: c.IntSlice("new-store")}, pr.fn())
 						pr.done()
 						if err != nil {
-							return err
+							return credHint(svc, err)
 						}
 						p := newPrinter(c, st)
 						if p.json {
@@ -170,6 +176,7 @@ func regionCommand(st *state) *cli.Command {
 				Usage:     "remove remote snapshots beyond a retention, and the packs nothing needs any more",
 				ArgsUsage: "NAME",
 				Description: "Retention applies per host and per disk set: --keep-last N keeps the N newest snapshots of each.\n" +
+					"Without --keep-last and --keep-within the region's own retention applies (region retention).\n" +
 					"By default only this host's snapshots are pruned; --host chooses others (a dead host's), --all-hosts\n" +
 					"every host's (still counted per host). A pruned snapshot is never sent again by its host's sync.\n" +
 					"Prune takes the region's exclusive lock: it waits for no one and fails with exit 15 while another\n" +
@@ -192,13 +199,10 @@ func regionCommand(st *state) *cli.Command {
 					if req.KeepLast < 0 || req.KeepWithin < 0 {
 						return usagef("region prune: --keep-last and --keep-within must not be negative")
 					}
-					if req.KeepLast == 0 && req.KeepWithin == 0 {
-						return usagef("region prune: --keep-last N or --keep-within DURATION is required")
-					}
 					return withService(c, st, func(ctx context.Context, svc service.Service) error {
 						s, err := svc.PruneRegion(ctx, req)
 						if err != nil {
-							return err
+							return credHint(svc, err)
 						}
 						return newPrinter(c, st).result("prune", s, "region %s: removed %d snapshot(s) (%s), %d pack(s), %d unindexed pack(s), %d orphaned index(es), %d copying marker(s); %s freed",
 							a[0], len(s.Deleted), joinOr(s.Deleted, "none"), s.PacksDeleted, s.OrphansDeleted, s.IndexesDeleted, s.MarkersDeleted, size(s.BytesFreed))
@@ -206,6 +210,7 @@ func regionCommand(st *state) *cli.Command {
 				},
 			},
 			regionUnlockCommand(st),
+			regionRetentionCommand(st),
 		},
 	}
 }
@@ -289,6 +294,9 @@ func regionAddCommand(st *state) *cli.Command {
 			&cli.BoolFlag{Name: "s3-path-style", Usage: "path-style bucket addressing (MinIO, Ceph RGW, SeaweedFS, versitygw)"},
 			&cli.BoolFlag{Name: "s3-insecure", Usage: "plain HTTP to the S3 endpoint"},
 			&cli.BoolFlag{Name: "allow-insecure-key-file", Usage: "accept a key file that group or others may read (refused by default; kept in the region's configuration)"},
+			&cli.BoolFlag{Name: "create", Usage: "make file:// store directories that do not exist (else they must: an unmounted file system is never written to)"},
+			&cli.IntFlag{Name: "keep-last", Usage: "the region's retention: keep the N newest snapshots of each disk set (see region retention)"},
+			&cli.DurationFlag{Name: "keep-within", Usage: "the region's retention: keep snapshots younger than this (e.g. 720h)"},
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, "NAME")
@@ -304,12 +312,17 @@ func regionAddCommand(st *state) *cli.Command {
 			}
 			req := service.AddRegionRequest{
 				Name: a[0], K: c.Int("data"), M: c.Int("parity"), Stores: c.StringSlice("store"), KeyFile: key, InsecureKeyFile: c.Bool("allow-insecure-key-file"),
-				S3: replicate.S3Options{Endpoint: c.String("s3-endpoint"), Region: c.String("s3-region"), PathStyle: c.Bool("s3-path-style"), Insecure: c.Bool("s3-insecure")},
+				S3:        replicate.S3Options{Endpoint: c.String("s3-endpoint"), Region: c.String("s3-region"), PathStyle: c.Bool("s3-path-style"), Insecure: c.Bool("s3-insecure")},
+				Retention: replicate.Retention{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within")},
+				Create:    c.Bool("create"),
+			}
+			if req.Retention.KeepLast < 0 || req.Retention.KeepWithin < 0 {
+				return usagef("region add: --keep-last and --keep-within must not be negative")
 			}
 			return withService(c, st, func(ctx context.Context, svc service.Service) error {
 				r, err := svc.AddRegion(ctx, req)
 				if err != nil {
-					return err
+					return credHint(svc, err)
 				}
 				r.RegionConfig = redactRegion(r.RegionConfig)
 				verb := "created"
@@ -354,6 +367,11 @@ func printRegion(p *printer, r service.Region, head string) error {
 		kv = append(kv, "s3 endpoint", dash(r.S3.Endpoint), "s3 region", dash(r.S3.Region),
 			"s3 path style", strconv.FormatBool(r.S3.PathStyle), "s3 insecure", strconv.FormatBool(r.S3.Insecure))
 	}
+	ret := "none (prune needs --keep-last or --keep-within)"
+	if !r.Retention.IsZero() {
+		ret = retentionText(r.Retention)
+	}
+	kv = append(kv, "retention", ret)
 	if err := p.fields(kv...); err != nil {
 		return err
 	}
@@ -413,4 +431,122 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func regionRetentionCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name:      "retention",
+		Usage:     "set the region's own retention of this host's snapshots (applied by region prune and the sync job)",
+		ArgsUsage: "NAME",
+		Description: "With a retention set, `region prune NAME` needs no options, and sync copies no snapshot that the\n" +
+			"retention would remove at once (a host with more local snapshots than the region keeps ships only the\n" +
+			"newest). A snapshot prune removed is never shipped again by this host's sync. --clear removes it.",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "keep-last", Usage: "keep the N newest snapshots of each disk set"},
+			&cli.DurationFlag{Name: "keep-within", Usage: "keep snapshots younger than this (e.g. 720h)"},
+			&cli.BoolFlag{Name: "clear", Usage: "remove the retention"},
+		},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, "NAME")
+			if err != nil {
+				return err
+			}
+			req := service.RetentionRequest{Region: a[0], Retention: replicate.Retention{KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within")}}
+			if req.KeepLast < 0 || req.KeepWithin < 0 {
+				return usagef("region retention: --keep-last and --keep-within must not be negative")
+			}
+			if req.Retention.IsZero() != c.Bool("clear") {
+				return usagef("region retention: give --keep-last and/or --keep-within, or --clear")
+			}
+			return withService(c, st, func(ctx context.Context, svc service.Service) error {
+				r, err := svc.SetRegionRetention(ctx, req)
+				if err != nil {
+					return err
+				}
+				msg := "region %s: retention cleared"
+				if !r.Retention.IsZero() {
+					msg = "region %s: retention " + retentionText(r.Retention)
+				}
+				return newPrinter(c, st).result("region", redactRegion(r), msg, a[0])
+			})
+		},
+	}
+}
+
+func retentionText(r replicate.Retention) string {
+	var parts []string
+	if r.KeepLast > 0 {
+		parts = append(parts, fmt.Sprintf("keep the last %d", r.KeepLast))
+	}
+	if r.KeepWithin > 0 {
+		parts = append(parts, fmt.Sprintf("keep those younger than %s", r.KeepWithin))
+	}
+	return strings.Join(parts, ", or ")
+}
+
+// credHint adds to a failure to reach a store where the credentials must
+// be set when the command ran through a daemon: the daemon opens the
+// stores with its own environment, not the command's.
+func credHint(svc service.Service, err error) error {
+	if err == nil || !errors.Is(err, replicate.ErrUnavailable) {
+		return err
+	}
+	if _, ok := svc.(*service.Client); !ok {
+		return err
+	}
+	msg := strings.ToLower(err.Error())
+	cred := strings.Contains(msg, "access denied") || strings.Contains(msg, "credential") || strings.Contains(msg, "accesskey") ||
+		strings.Contains(msg, "signature") || strings.Contains(msg, "forbidden")
+	if !cred && os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_SECRET_ACCESS_KEY") == "" {
+		return err
+	}
+	return fmt.Errorf("%w (the daemon serving this store opened the stores with its own environment: S3 credentials set for this command are not used; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the daemon's environment, e.g. Environment= in its unit, and restart it, or put them in the store URL)", err)
+}
+
+// printRegionUsage adds to `usage` the bytes each store of each region
+// holds (issue 9): a table, or "region_usage" JSON lines (one per store).
+func printRegionUsage(ctx context.Context, c *cli.Context, p *printer, svc service.Service) error {
+	if c.Bool("no-regions") {
+		return nil
+	}
+	rus, err := svc.RegionUsage(ctx)
+	if err != nil {
+		return err
+	}
+	if len(rus) == 0 {
+		return nil
+	}
+	var rows [][]string
+	for _, ru := range rus {
+		var total int64
+		for _, s := range ru.Stores {
+			if p.json {
+				if err := p.object("region_usage", struct {
+					Region string `json:"region"`
+					replicate.StoreUsage
+				}{ru.Region, s}); err != nil {
+					return err
+				}
+				continue
+			}
+			b := size(s.Bytes)
+			if s.Error != "" {
+				b = "unreachable: " + s.Error
+			}
+			total += s.Bytes
+			rows = append(rows, []string{ru.Region, strconv.Itoa(s.Store), redactURL(s.URL), strconv.FormatInt(s.Objects, 10), b})
+		}
+		if !p.json {
+			rows = append(rows, []string{ru.Region, "all", "", "", size(total)})
+		}
+	}
+	if p.json {
+		return nil
+	}
+	fmt.Fprintln(p.w)
+	return p.table([]string{"REGION", "STORE", "URL", "OBJECTS", "BYTES"}, rows)
+}
+
+func redactURL(s string) string {
+	return redactRegion(service.Region{Stores: []string{s}}).Stores[0]
 }

@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -20,7 +24,22 @@ func snapshotCommand(st *state) *cli.Command {
 				Name:      "create",
 				Usage:     "snapshot one disk, or several as one consistency group",
 				ArgsUsage: "NAME",
-				Flags:     []cli.Flag{&cli.StringSliceFlag{Name: "disk", Usage: "a disk to snapshot (repeat for a consistency group)"}},
+				Description: "Consistency: by default crash-consistent (like a power cut). --freeze MOUNTPOINT freezes the\n" +
+					"filesystem mounted there (from the disk, through a loop device) with FIFREEZE for the instant of the\n" +
+					"snapshot, and always thaws it (on error, timeout and Ctrl-C too): filesystem-consistent.\n" +
+					"--pre-hook CMD runs before (e.g. flush a database), --post-hook CMD after (always, once the pre-hook\n" +
+					"ran; $SNAPFS_RESULT is ok or failed), each with sh -c, killed at --hook-timeout: application-consistent.\n" +
+					"A failing pre-hook aborts, or with --on-pre-hook-failure crash takes a crash-consistent snapshot.\n" +
+					"Hooks run in the process that serves the store (the daemon's, when one runs). Quotas: at most 256\n" +
+					"manual snapshots per disk by default (<store>/policies/quota.json).",
+				Flags: []cli.Flag{
+					&cli.StringSliceFlag{Name: "disk", Usage: "a disk to snapshot (repeat for a consistency group)"},
+					&cli.StringSliceFlag{Name: "freeze", Usage: "freeze the filesystem mounted at MOUNTPOINT while the snapshot is taken (repeat for several)"},
+					&cli.StringFlag{Name: "pre-hook", Usage: "shell command run before the snapshot"},
+					&cli.StringFlag{Name: "post-hook", Usage: "shell command run after the snapshot (always, once the pre-hook ran)"},
+					&cli.DurationFlag{Name: "hook-timeout", Value: service.DefaultHookTimeout, Usage: "bound on each hook and on the freeze"},
+					&cli.StringFlag{Name: "on-pre-hook-failure", Value: "abort", Usage: "abort (no snapshot) or crash (take a crash-consistent one)"},
+				},
 				Action: func(c *cli.Context) error {
 					a, err := args(c, "NAME")
 					if err != nil {
@@ -30,12 +49,32 @@ func snapshotCommand(st *state) *cli.Command {
 					if len(disks) == 0 {
 						return usagef("snapshot create: at least one --disk is required")
 					}
+					req := service.CreateSnapshotRequest{Name: a[0], Disks: disks, Freeze: c.StringSlice("freeze"), PreHook: c.String("pre-hook"),
+						PostHook: c.String("post-hook"), HookTimeout: c.Duration("hook-timeout"), OnPreHookFailure: c.String("on-pre-hook-failure")}
+					if f := req.OnPreHookFailure; f != "abort" && f != "crash" {
+						return usagef("snapshot create: --on-pre-hook-failure is abort or crash, not %q", f)
+					}
+					if req.HookTimeout <= 0 {
+						return usagef("snapshot create: --hook-timeout must be positive")
+					}
+					for i, mp := range req.Freeze {
+						abs, err := filepath.Abs(mp)
+						if err != nil {
+							return usagef("--freeze %s: %v", mp, err)
+						}
+						req.Freeze[i] = abs
+					}
+					// Ctrl-C or SIGTERM cancels: a frozen filesystem is thawed
+					// and the post-hook runs before the command exits.
+					ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+					defer stop()
+					c.Context = ctx
 					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						s, err := svc.CreateSnapshot(ctx, a[0], disks)
+						s, err := svc.CreateSnapshotWith(ctx, req)
 						if err != nil {
 							return err
 						}
-						return newPrinter(c, st).result("snapshot", s, "created snapshot %s of %s", s.Name, strings.Join(disks, ", "))
+						return newPrinter(c, st).result("snapshot", s, "created snapshot %s of %s (%s-consistent)", s.Name, strings.Join(disks, ", "), s.Consistency)
 					})
 				},
 			},
@@ -52,7 +91,8 @@ func snapshotCommand(st *state) *cli.Command {
 						if err != nil {
 							return err
 						}
-						return list(newPrinter(c, st), "snapshot", ss, []string{"NAME", "CREATED", "KIND", "STATE", "DISKS", "ALLOCATED"}, func(s service.Snapshot) []string {
+						p := newPrinter(c, st)
+						if err := list(p, "snapshot", ss, []string{"NAME", "CREATED", "KIND", "STATE", "DISKS", "ALLOCATED"}, func(s service.Snapshot) []string {
 							var names []string
 							var alloc int64
 							for _, d := range s.Disks {
@@ -60,7 +100,10 @@ func snapshotCommand(st *state) *cli.Command {
 								alloc += d.Allocated
 							}
 							return []string{s.Name, when(s.Created), s.Kind, s.State, strings.Join(names, ","), size(alloc)}
-						})
+						}); err != nil {
+							return err
+						}
+						return printPolicyFailures(ctx, p, svc, c.String("disk"))
 					})
 				},
 			},
@@ -82,7 +125,11 @@ func snapshotCommand(st *state) *cli.Command {
 						if p.json {
 							return p.object("snapshot", s)
 						}
-						if err := p.fields("name", s.Name, "id", strconv.FormatUint(s.ID, 10), "created", when(s.Created), "kind", s.Kind, "state", s.State); err != nil {
+						kv := []string{"name", s.Name, "id", strconv.FormatUint(s.ID, 10), "created", when(s.Created), "kind", s.Kind, "state", s.State, "consistency", s.Consistency}
+						if s.Policy != "" {
+							kv = append(kv, "policy", s.Policy)
+						}
+						if err := p.fields(kv...); err != nil {
 							return err
 						}
 						rows := make([][]string, 0, len(s.Disks))
@@ -109,12 +156,21 @@ func snapshotCommand(st *state) *cli.Command {
 				Name:      "delete",
 				Usage:     "delete a snapshot (what clones, images and later snapshots need is kept)",
 				ArgsUsage: "NAME",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print what deleting it would free; delete nothing"}},
 				Action: func(c *cli.Context) error {
 					a, err := args(c, "NAME")
 					if err != nil {
 						return err
 					}
 					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						if c.Bool("dry-run") {
+							pl, err := svc.DeleteSnapshotPlan(ctx, a[0])
+							if err != nil {
+								return err
+							}
+							return newPrinter(c, st).result("delete_plan", pl, "would delete snapshot %s: frees %s once gc has run (%s allocated, the rest is shared with disks, clones, images or other snapshots); nothing deleted",
+								a[0], size(pl.Frees), size(pl.Allocated))
+						}
 						if err := svc.DeleteSnapshot(ctx, a[0]); err != nil {
 							return err
 						}

@@ -8,26 +8,33 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+	"github.com/snapfs/snapfs/replicate"
 )
 
 func syncCommand(st *state) *cli.Command {
 	return &cli.Command{
 		Name:  "sync",
-		Usage: "copy every local snapshot not yet in a region to it (only blocks the region lacks travel)",
+		Usage: "copy every local snapshot not yet in a region (every configured region without --region) to it",
 		Description: "Copies, oldest first, every snapshot holding one of the --disk disks (every snapshot without --disk)\n" +
-			"that the region does not hold yet. Exit 0 only when all of them are durable on every store of the region.\n" +
+			"that the region does not hold yet, and that the region's retention (region retention) would not remove\n" +
+			"at once. Without --region, every configured region in turn (a failed region does not stop the others;\n" +
+			"the exit code is the first failure's). Only blocks the region lacks travel.\n" +
+			"Exit 0 only when all of them are durable on every store of the region.\n" +
 			"Safe to interrupt and run again: the next run reuses what was shipped. A snapshot this host's region prune\n" +
 			"removed is not sent again (snapshot copy sends it if asked). Sync shares the region with other syncs and\n" +
 			"restores of any host; while a prune or repair holds it, sync fails with exit 15 (run it again later).",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "region", Usage: "the region", Required: true},
+			&cli.StringFlag{Name: "region", Usage: "the region (default: every configured region)"},
 			&cli.StringSliceFlag{Name: "disk", Usage: "only snapshots holding this disk (repeat for several)"},
 		},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
 				return err
 			}
-			return runSync(c, st, service.SyncRequest{Region: c.String("region"), Disks: c.StringSlice("disk")})
+			if c.String("region") != "" {
+				return runSync(c, st, service.SyncRequest{Region: c.String("region"), Disks: c.StringSlice("disk")})
+			}
+			return syncAll(c, st, c.StringSlice("disk"))
 		},
 	}
 }
@@ -50,25 +57,65 @@ func snapshotCopyCommand(st *state) *cli.Command {
 
 func runSync(c *cli.Context, st *state, req service.SyncRequest) error {
 	return withService(c, st, func(ctx context.Context, svc service.Service) error {
-		pr := newProgress(c, st)
-		s, err := svc.Sync(ctx, req, pr.fn())
-		pr.done()
-		if err != nil && interruptedBySignal(ctx) {
-			return pr.interrupted(err, "snapshots", s.Copied, fmt.Sprintf("the next snapfs sync --region %s resumes, reusing what was shipped "+
-				"(until then the region lists the unfinished snapshot as copying; snapfs region unlock %s clears that)", req.Region, req.Region))
+		return syncOne(c, st, ctx, svc, req)
+	})
+}
+
+func syncOne(c *cli.Context, st *state, ctx context.Context, svc service.Service, req service.SyncRequest) error {
+	pr := newProgress(c, st)
+	s, err := svc.Sync(ctx, req, pr.fn())
+	pr.done()
+	if err != nil && interruptedBySignal(ctx) {
+		return pr.interrupted(err, "snapshots", s.Copied, fmt.Sprintf("the next snapfs sync --region %s resumes, reusing what was shipped "+
+			"(until then the region lists the unfinished snapshot as copying; snapfs region unlock %s clears that)", req.Region, req.Region))
+	}
+	if err != nil {
+		if len(s.Copied) > 0 {
+			fmt.Fprintf(c.App.ErrWriter, "region %s: copied before the failure: %s\n", req.Region, strings.Join(s.Copied, ", "))
 		}
+		return credHint(svc, err)
+	}
+	pruned := ""
+	if s.Pruned > 0 {
+		pruned = fmt.Sprintf(", %d pruned from the region before (not sent again)", s.Pruned)
+	}
+	if s.Expired > 0 {
+		pruned += fmt.Sprintf(", %d older than the region's retention (not sent)", s.Expired)
+	}
+	return newPrinter(c, st).result("sync", syncResult{req.Region, s}, "region %s: %d snapshot(s) copied, %d already there%s; %d of %d blocks read, %d pack(s), %s written",
+		req.Region, s.Snapshots, s.Skipped, pruned, s.BlocksRead, s.BlocksExamined, s.PacksWritten, size(s.TotalWritten()))
+}
+
+// syncResult is the `sync --json` result line: the region and its stats.
+type syncResult struct {
+	Region string `json:"region"`
+	service.SyncStats
+}
+
+// syncAll syncs every configured region in turn; a failure is reported and
+// the next region still runs; the first failure is returned.
+func syncAll(c *cli.Context, st *state, disks []string) error {
+	return withService(c, st, func(ctx context.Context, svc service.Service) error {
+		rs, err := svc.ListRegions(ctx)
 		if err != nil {
-			if len(s.Copied) > 0 {
-				fmt.Fprintf(c.App.ErrWriter, "region %s: copied before the failure: %s\n", req.Region, strings.Join(s.Copied, ", "))
-			}
 			return err
 		}
-		pruned := ""
-		if s.Pruned > 0 {
-			pruned = fmt.Sprintf(", %d pruned from the region before (not sent again)", s.Pruned)
+		if len(rs) == 0 {
+			return fmt.Errorf("%w: no region is configured (region add)", replicate.ErrNotFound)
 		}
-		return newPrinter(c, st).result("sync", s, "region %s: %d snapshot(s) copied, %d already there%s; %d of %d blocks read, %d pack(s), %s written",
-			req.Region, s.Snapshots, s.Skipped, pruned, s.BlocksRead, s.BlocksExamined, s.PacksWritten, size(s.TotalWritten()))
+		var first error
+		for _, r := range rs {
+			if err := syncOne(c, st, ctx, svc, service.SyncRequest{Region: r.Name, Disks: disks}); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.ErrWriter, "snapfs: region %s: sync failed: %v\n", r.Name, err)
+				if first == nil {
+					first = err
+				}
+			}
+		}
+		return first
 	})
 }
 
@@ -115,7 +162,7 @@ func restoreCommand(st *state) *cli.Command {
 					return pr.interrupted(err, "disks", nil, fmt.Sprintf("nothing was created (disk %s does not exist); run restore again", req.To))
 				}
 				if err != nil {
-					return err
+					return credHint(svc, err)
 				}
 				extra := ""
 				if s.Degraded > 0 {

@@ -19,7 +19,8 @@ type usageLine struct {
 func usageCommand(st *state) *cli.Command {
 	return &cli.Command{
 		Name:  "usage",
-		Usage: "space per disk, snapshot and image: logical, allocated, exclusive (what deleting it frees)",
+		Usage: "space per disk, snapshot and image: logical, allocated, exclusive (what deleting it frees); bytes per region store",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "no-regions", Usage: "do not list the regions' stores (which contacts them)"}},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
 				return err
@@ -42,7 +43,10 @@ func usageCommand(st *state) *cli.Command {
 							}
 						}
 					}
-					return p.object("store_usage", u.Store)
+					if err := p.object("store_usage", u.Store); err != nil {
+						return err
+					}
+					return printRegionUsage(ctx, c, p, svc)
 				}
 				var rows [][]string
 				for _, g := range groups {
@@ -57,12 +61,15 @@ func usageCommand(st *state) *cli.Command {
 				if err != nil {
 					return err
 				}
-				return p.fields(
+				if err := p.fields(
 					"segments", strconv.Itoa(u.Store.Segments)+" ("+size(u.Store.SegmentBytes)+")",
 					"live data", size(u.Store.LiveBytes),
 					"index", size(u.Store.IndexBytes),
 					"free on device", size(u.Store.FreeBytes),
-				)
+				); err != nil {
+					return err
+				}
+				return printRegionUsage(ctx, c, p, svc)
 			})
 		},
 	}

@@ -28,8 +28,17 @@
 //	region list | info NAME | remove NAME | snapshots NAME
 //	region check NAME [--read-data]        exit 12 when anything is missing or corrupt
 //	region repair NAME                     exit 12 when some copies could not be rebuilt
-//	region prune NAME (--keep-last N | --keep-within DURATION)
-//	sync --region NAME [--disk D ...]      copy every local snapshot (of those disks) not yet in the region
+//	region prune NAME [--keep-last N | --keep-within DURATION]   default: the region's retention
+//	region retention NAME (--keep-last N | --keep-within D | --clear)
+//	region add ... [--create] [--keep-last N] [--keep-within D];  region repair NAME [--new-store I]
+//	sync [--region NAME] [--disk D ...]    copy every local snapshot (of those disks) not yet in the region
+//	                                       (every region without --region), within the region's retention
+//	policy create NAME --at HH:MM[,...] [--weekdays mon,...] [--every D] (--retain-days N | --retain-count N |
+//	           --retain-forever) [--copy-to R [--copy-retain-days N | --copy-retain-count N]] [--timezone TZ]
+//	           [--consistency crash|fs|app] [--freeze DISK=MP] [--pre-hook C --post-hook C] [--disk D ...]
+//	policy apply NAME --disk D | cancel NAME --disk D | list | info NAME | delete NAME | quota [...]
+//	snapshot create NAME --disk D [--freeze MP] [--pre-hook C] [--post-hook C] [--hook-timeout D]
+//	snapshot delete NAME --dry-run         what deleting it would free
 //	snapshot copy SNAP --region NAME       copy one snapshot
 //	restore --region NAME --snapshot SNAP --disk D --to NEWDISK
 //	check [--read-data] [--max-duration D] verify the store; exit 6 when anything is corrupt

@@ -140,6 +140,7 @@ func newApp(st *state) *cli.App {
 		completionCommand(st),
 		statusCommand(st),
 		genDocsCommand(st),
+		policyCommand(st),
 	}
 	for _, c := range app.Commands {
 		prepare(st, c)

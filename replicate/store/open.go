@@ -30,6 +30,10 @@ type Options struct {
 	AccessKey, SecretKey string
 	// Insecure talks plain HTTP instead of HTTPS.
 	Insecure bool
+	// NoCreateBucket: a missing bucket is an error wrapping ErrMissing
+	// instead of being created (every region operation but region add: an
+	// operation never writes to a store without the region's marker).
+	NoCreateBucket bool
 	// Logger receives the backends' diagnostics; nil discards them.
 	Logger *slog.Logger
 
@@ -47,6 +51,24 @@ type Options struct {
 // Open cannot use gives an error wrapping ErrInvalidURL. Open returns the
 // bare backend: stack retries and fault injection on it with Wrap.
 func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
+	u, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "file" {
+		return OpenLocal(u.Path)
+	}
+	return openS3(ctx, u, opts)
+}
+
+// CheckURL checks a store URL's form (scheme, absolute file path) without
+// opening anything: the errors Open gives for a URL it cannot use.
+func CheckURL(rawURL string) error {
+	_, err := parseURL(rawURL)
+	return err
+}
+
+func parseURL(rawURL string) (*url.URL, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %w", ErrInvalidURL, redact(rawURL), err)
@@ -62,9 +84,9 @@ func Open(ctx context.Context, rawURL string, opts Options) (Store, error) {
 		if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			return nil, fmt.Errorf("%w: %q: a file URL takes no user, query or fragment", ErrInvalidURL, rawURL)
 		}
-		return OpenLocal(u.Path)
+		return u, nil
 	case "s3":
-		return openS3(ctx, u, opts)
+		return u, nil
 	case "":
 		return nil, fmt.Errorf("%w: %q has no scheme, want file:///abs/path or s3://bucket/prefix", ErrInvalidURL, redact(rawURL))
 	default:

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 
@@ -83,19 +84,27 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (Store, error) {
 		log:       opts.Logger.With("store", strings.TrimSuffix(loc.String(), "/")),
 		transport: transport,
 	}
-	if err := s.ensureBucket(ctx, opts.Region); err != nil {
+	if err := s.ensureBucket(ctx, opts.Region, !opts.NoCreateBucket); err != nil {
+		if opts.AccessKey == "" || opts.SecretKey == "" {
+			// Say where the credentials must be: a daemon opens the
+			// stores with its own environment, not the command's.
+			return nil, fmt.Errorf("%w (no S3 credentials in the store URL nor in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of process %d: with a snapfs daemon running, that is the daemon's environment, e.g. Environment= in its unit)", err, os.Getpid())
+		}
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *s3Store) ensureBucket(ctx context.Context, region string) error {
+func (s *s3Store) ensureBucket(ctx context.Context, region string, create bool) error {
 	ok, err := s.client.BucketExists(ctx, s.bucket)
 	if err != nil {
 		return fmt.Errorf("store: %s: bucket exists: %w", s.location, err)
 	}
 	if ok {
 		return nil
+	}
+	if !create {
+		return fmt.Errorf("%w: bucket %s does not exist (deleted? the wrong endpoint?); not created", ErrMissing, s.bucket)
 	}
 	err = s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: region})
 	if err != nil {

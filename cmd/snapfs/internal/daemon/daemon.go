@@ -259,6 +259,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	wdCtx, stopWatchdog := context.WithCancel(context.Background())
 	defer stopWatchdog()
 	go watchdog(wdCtx, log, cfg.Mountpoint)
+	schedDone := make(chan struct{})
+	go func() { defer close(schedDone); runScheduler(jobCtx, local, log, m) }() // the policy scheduler (scheduler.go)
+	defer func() { cancelJobs(); <-schedDone }()
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)

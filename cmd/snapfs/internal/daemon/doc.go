@@ -32,4 +32,9 @@
 // A store directory without a superblock is refused before anything is
 // created in it (no daemon.lock left behind); a mountpoint the command
 // created (Config.RemoveMountpoint) is removed once unmounted.
+//
+// The policy scheduler (scheduler.go) runs service.Local.RunPolicies once
+// at start (one catch-up after downtime) and every SchedulerTick, under the
+// jobs' context: it stops before the store closes. SNAPFS_TEST_CLOCK_SCALE
+// (tests only) runs its clock faster.
 package daemon

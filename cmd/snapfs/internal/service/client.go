@@ -272,6 +272,72 @@ func (c *Client) UnlockRegion(ctx context.Context, r UnlockRequest) (UnlockStats
 	return stream[UnlockStats](c, ctx, "UnlockRegion", r, nil)
 }
 
+// SetRegionRetention implements Service.
+func (c *Client) SetRegionRetention(ctx context.Context, r RetentionRequest) (Region, error) {
+	return get[Region](c, ctx, "SetRegionRetention", r)
+}
+
+// RepairRegionWith implements Service.
+func (c *Client) RepairRegionWith(ctx context.Context, r RepairRequest, progress Progress) (RepairReport, error) {
+	return stream[RepairReport](c, ctx, "RepairRegionWith", r, progress)
+}
+
+// CreatePolicy implements Service.
+func (c *Client) CreatePolicy(ctx context.Context, p Policy) (PolicyInfo, error) {
+	return get[PolicyInfo](c, ctx, "CreatePolicy", p)
+}
+
+// ApplyPolicy implements Service.
+func (c *Client) ApplyPolicy(ctx context.Context, name string, disks []string) (PolicyInfo, error) {
+	return get[PolicyInfo](c, ctx, "ApplyPolicy", policyDisksReq{name, disks})
+}
+
+// CancelPolicy implements Service.
+func (c *Client) CancelPolicy(ctx context.Context, name string, disks []string) (PolicyInfo, error) {
+	return get[PolicyInfo](c, ctx, "CancelPolicy", policyDisksReq{name, disks})
+}
+
+// ListPolicies implements Service.
+func (c *Client) ListPolicies(ctx context.Context) ([]PolicyInfo, error) {
+	return get[[]PolicyInfo](c, ctx, "ListPolicies", empty{})
+}
+
+// GetPolicy implements Service.
+func (c *Client) GetPolicy(ctx context.Context, name string) (PolicyInfo, error) {
+	return get[PolicyInfo](c, ctx, "GetPolicy", nameReq{name})
+}
+
+// DeletePolicy implements Service.
+func (c *Client) DeletePolicy(ctx context.Context, name string) error {
+	_, err := get[struct{}](c, ctx, "DeletePolicy", nameReq{name})
+	return err
+}
+
+// CreateSnapshotWith implements Service.
+func (c *Client) CreateSnapshotWith(ctx context.Context, r CreateSnapshotRequest) (Snapshot, error) {
+	return get[Snapshot](c, ctx, "CreateSnapshotWith", r)
+}
+
+// DeleteSnapshotPlan implements Service.
+func (c *Client) DeleteSnapshotPlan(ctx context.Context, name string) (DeletePlan, error) {
+	return get[DeletePlan](c, ctx, "DeleteSnapshotPlan", nameReq{name})
+}
+
+// RegionUsage implements Service.
+func (c *Client) RegionUsage(ctx context.Context) ([]RegionUsage, error) {
+	return stream[[]RegionUsage](c, ctx, "RegionUsage", empty{}, nil)
+}
+
+// Quotas implements Service.
+func (c *Client) Quotas(ctx context.Context) (Quotas, error) {
+	return get[Quotas](c, ctx, "Quotas", empty{})
+}
+
+// SetQuotas implements Service.
+func (c *Client) SetQuotas(ctx context.Context, q Quotas) (Quotas, error) {
+	return get[Quotas](c, ctx, "SetQuotas", q)
+}
+
 // stream calls a streaming method: the answer is JSON lines, each a
 // streamLine: events (passed to progress), then one result or error. The
 // call has no deadline (a restore may take hours); cancelling ctx closes

@@ -31,4 +31,31 @@
 // is neither the daemon's uid nor root, whatever the modes. Keys of
 // encrypted disks cross the socket only as key file paths (KeyRequest,
 // CreateDiskRequest.KeyFile): the serving process reads the files.
+//
+// # Policies, consistency and quotas (issue 9)
+//
+// local_policy.go: policies are rowstore/policy records in the engine's
+// catalog (rowstore.PutPolicy: logged, rebuilt by index rebuild). The
+// scheduler's state per policy and disk (last scheduled instant taken,
+// consecutive failures, last error, retry time, copies still to make)
+// lives in <store>/policies/status.json: a cache; lost, a policy takes at
+// most one extra snapshot per disk (a snapshot of the due name that exists
+// counts as taken). RunPolicies(now) is the whole scheduler: for each due
+// disk it evicts for the quota (own oldest automatic first), takes the
+// snapshot with the policy's consistency (kind "automatic", the policy
+// recorded in the snapshot), expires this policy's automatic snapshots by
+// its retention (never manual ones, never another policy's), copies it to
+// CopyTo (snapshot copy: explicit) and applies CopyRetain to this policy's
+// copies there (replicate PruneOptions.Only, which leaves tombstones: sync
+// never ships them again). A failed step is logged, recorded and retried
+// after 1 min, doubling to 1 h. The daemon (daemon/scheduler.go) calls it
+// every 30 s with the wall clock; tests call it with their own.
+//
+// local_freeze.go: CreateSnapshotWith runs pre-hook, FIFREEZE, snapshot,
+// FITHAW, post-hook. The thaw is deferred and always runs; a freeze that
+// does not complete within the timeout is undone by its goroutine when it
+// does; hooks run in their own process group, killed whole at the timeout;
+// the post-hook runs once the pre-hook started, with SNAPFS_RESULT. The
+// consistency recorded is application (pre-hook succeeded), filesystem
+// (frozen) or crash. Quotas come from <store>/policies/quota.json.
 package service

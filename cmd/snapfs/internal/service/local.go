@@ -36,6 +36,7 @@ type Local struct {
 	hooks Hooks
 	log   *slog.Logger
 	reg   regionState // regions: the replicate.Manager and the copies record
+	pol   policyState // policies: the scheduler's status (local_policy.go)
 
 	// mountpoint and started are set by the daemon (SetDaemon).
 	mountpoint string
@@ -265,6 +266,7 @@ func (l *Local) snapshot(si rowstore.SnapshotInfo, files bool) (Snapshot, error)
 		}
 	}
 	s.Copies = l.copies(si)
+	s.Policy, s.Consistency = si.Policy, consistencyOf(si)
 	return s, nil
 }
 

@@ -218,7 +218,7 @@ func (l *Local) AddRegion(ctx context.Context, r AddRegionRequest) (AddedRegion,
 	if !filepath.IsAbs(r.KeyFile) {
 		return AddedRegion{}, fmt.Errorf("%w: key file %q: want an absolute path", replicate.ErrInvalid, r.KeyFile)
 	}
-	info, err := m.AddRegion(ctx, replicate.RegionConfig{Name: r.Name, K: r.K, M: r.M, Stores: r.Stores, KeyFile: r.KeyFile, S3: r.S3, InsecureKeyFile: r.InsecureKeyFile})
+	info, err := m.AddRegion(ctx, replicate.RegionConfig{Name: r.Name, K: r.K, M: r.M, Stores: r.Stores, KeyFile: r.KeyFile, S3: r.S3, InsecureKeyFile: r.InsecureKeyFile, Retention: r.Retention, Create: r.Create})
 	if err != nil {
 		return AddedRegion{}, err
 	}
@@ -361,11 +361,17 @@ func (l *Local) CheckRegion(ctx context.Context, region string, readData bool, p
 
 // RepairRegion implements Service.
 func (l *Local) RepairRegion(ctx context.Context, region string, progress Progress) (RepairReport, error) {
+	return l.RepairRegionWith(ctx, RepairRequest{Region: region}, progress)
+}
+
+// RepairRegionWith implements Service.
+func (l *Local) RepairRegionWith(ctx context.Context, r RepairRequest, progress Progress) (RepairReport, error) {
 	m, err := l.manager()
 	if err != nil {
 		return RepairReport{}, err
 	}
-	rep, err := m.Repair(ctx, region, progressOf(progress))
+	region := r.Region
+	rep, err := m.RepairWith(ctx, region, replicate.RepairOptions{NewStores: r.NewStores}, progressOf(progress))
 	l.refresh(context.WithoutCancel(ctx), m, region)
 	if rep.Repaired == nil {
 		rep.Repaired = []replicate.Problem{}
@@ -406,4 +412,40 @@ func (l *Local) UnlockRegion(ctx context.Context, r UnlockRequest) (UnlockStats,
 // it at start, before the mount serves, so such a disk is never listed.
 func (l *Local) CleanRegionLeftovers() {
 	replicate.CleanRestoreTemps(l.store, l.log)
+}
+
+// SetRegionRetention implements Service.
+func (l *Local) SetRegionRetention(ctx context.Context, r RetentionRequest) (Region, error) {
+	m, err := l.manager()
+	if err != nil {
+		return Region{}, err
+	}
+	return m.SetRetention(r.Region, r.Retention)
+}
+
+// RegionUsage is one region's bytes per store.
+type RegionUsage struct {
+	Region string                 `json:"region"`
+	Stores []replicate.StoreUsage `json:"stores"`
+}
+
+// RegionUsage implements Service.
+func (l *Local) RegionUsage(ctx context.Context) ([]RegionUsage, error) {
+	m, err := l.manager()
+	if err != nil {
+		return nil, err
+	}
+	rs, err := m.ListRegions()
+	if err != nil {
+		return nil, err
+	}
+	out := []RegionUsage{}
+	for _, r := range rs {
+		su, err := m.Usage(ctx, r.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, RegionUsage{Region: r.Name, Stores: su})
+	}
+	return out, nil
 }

@@ -60,6 +60,11 @@ type (
 	}
 	scratchReq struct{ Snapshot, Disk string }
 	umountReq  struct{ Mountpoint string }
+	// policyDisksReq names a policy and disks (ApplyPolicy, CancelPolicy).
+	policyDisksReq struct {
+		Name  string
+		Disks []string
+	}
 )
 
 type method func(ctx context.Context, s Service, body []byte) (any, error)
@@ -146,6 +151,27 @@ var methods = map[string]method{
 	"RemoteSnapshots": op(func(ctx context.Context, s Service, r nameReq) (any, error) {
 		return result(s.RemoteSnapshots(ctx, r.Name))
 	}),
+	"SetRegionRetention": op(func(ctx context.Context, s Service, r RetentionRequest) (any, error) {
+		return result(s.SetRegionRetention(ctx, r))
+	}),
+	"CreatePolicy": op(func(ctx context.Context, s Service, r Policy) (any, error) { return result(s.CreatePolicy(ctx, r)) }),
+	"ApplyPolicy": op(func(ctx context.Context, s Service, r policyDisksReq) (any, error) {
+		return result(s.ApplyPolicy(ctx, r.Name, r.Disks))
+	}),
+	"CancelPolicy": op(func(ctx context.Context, s Service, r policyDisksReq) (any, error) {
+		return result(s.CancelPolicy(ctx, r.Name, r.Disks))
+	}),
+	"ListPolicies": op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.ListPolicies(ctx)) }),
+	"GetPolicy":    op(func(ctx context.Context, s Service, r nameReq) (any, error) { return result(s.GetPolicy(ctx, r.Name)) }),
+	"DeletePolicy": op(func(ctx context.Context, s Service, r nameReq) (any, error) { return done(s.DeletePolicy(ctx, r.Name)) }),
+	"CreateSnapshotWith": op(func(ctx context.Context, s Service, r CreateSnapshotRequest) (any, error) {
+		return result(s.CreateSnapshotWith(ctx, r))
+	}),
+	"Quotas":    op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.Quotas(ctx)) }),
+	"SetQuotas": op(func(ctx context.Context, s Service, r Quotas) (any, error) { return result(s.SetQuotas(ctx, r)) }),
+	"DeleteSnapshotPlan": op(func(ctx context.Context, s Service, r nameReq) (any, error) {
+		return result(s.DeleteSnapshotPlan(ctx, r.Name))
+	}),
 
 	"UnlockDisk": op(func(ctx context.Context, s Service, r KeyRequest) (any, error) { return done(s.UnlockDisk(ctx, r)) }),
 	"LockDisk":   op(func(ctx context.Context, s Service, r nameReq) (any, error) { return done(s.LockDisk(ctx, r.Name)) }),
@@ -192,6 +218,12 @@ var streams = map[string]streamMethod{
 	}),
 	"UnlockRegion": sop(func(ctx context.Context, s Service, r UnlockRequest, _ Progress) (any, error) {
 		return result(s.UnlockRegion(ctx, r))
+	}),
+	"RegionUsage": sop(func(ctx context.Context, s Service, _ empty, _ Progress) (any, error) {
+		return result(s.RegionUsage(ctx))
+	}),
+	"RepairRegionWith": sop(func(ctx context.Context, s Service, r RepairRequest, p Progress) (any, error) {
+		return result(s.RepairRegionWith(ctx, r, p))
 	}),
 }
 

@@ -97,6 +97,38 @@ type Service interface {
 	// UnlockRegion removes the region's stale locks (every lock with
 	// Force) and the copying markers of dead syncs.
 	UnlockRegion(ctx context.Context, req UnlockRequest) (UnlockStats, error)
+	// SetRegionRetention sets (or with zero values clears) the region's
+	// own retention: prune without options applies it and sync copies
+	// nothing it would remove at once.
+	SetRegionRetention(ctx context.Context, req RetentionRequest) (Region, error)
+	// RepairRegionWith is RepairRegion with options: NewStores names empty
+	// stores that replace lost ones (the only stores without a region
+	// marker that repair writes to).
+	RepairRegionWith(ctx context.Context, req RepairRequest, progress Progress) (RepairReport, error)
+
+	// Automatic snapshot policies (rowstore/policy; local_policy.go). A
+	// policy is stored in the engine's catalog; the daemon's scheduler runs
+	// it. Deleting a policy keeps its snapshots (they are no longer expired).
+	CreatePolicy(ctx context.Context, p Policy) (PolicyInfo, error)
+	ApplyPolicy(ctx context.Context, name string, disks []string) (PolicyInfo, error)
+	CancelPolicy(ctx context.Context, name string, disks []string) (PolicyInfo, error)
+	ListPolicies(ctx context.Context) ([]PolicyInfo, error)
+	GetPolicy(ctx context.Context, name string) (PolicyInfo, error)
+	DeletePolicy(ctx context.Context, name string) error
+	// CreateSnapshotWith takes a snapshot with consistency options: freeze
+	// filesystems (FIFREEZE, always thawed), pre- and post-hooks with a
+	// timeout; quotas apply (local_freeze.go).
+	CreateSnapshotWith(ctx context.Context, req CreateSnapshotRequest) (Snapshot, error)
+	// DeleteSnapshotPlan says what deleting a snapshot would free, deleting
+	// nothing (snapshot delete --dry-run).
+	DeleteSnapshotPlan(ctx context.Context, name string) (DeletePlan, error)
+	// RegionUsage lists the bytes each store of each region holds (a store
+	// that cannot be listed carries its error).
+	RegionUsage(ctx context.Context) ([]RegionUsage, error)
+	// Quotas returns the store's snapshot quotas; SetQuotas replaces them
+	// (zero fields: the defaults).
+	Quotas(ctx context.Context) (Quotas, error)
+	SetQuotas(ctx context.Context, q Quotas) (Quotas, error)
 
 	// Shutdown asks the daemon to flush everything, unmount and exit. It
 	// returns once the mount is gone; the process exits right after. Without
@@ -214,6 +246,11 @@ type Snapshot struct {
 	// host's record of its last sync, check, prune or region snapshots
 	// listing (no store is contacted to answer). Absent without regions.
 	Copies []SnapshotCopy `json:"copies,omitempty"`
+	// Policy names the policy that took an automatic snapshot (Kind
+	// "automatic"); Consistency is "crash", "filesystem" (frozen) or
+	// "application" (pre-hook ran).
+	Policy      string `json:"policy,omitempty"`
+	Consistency string `json:"consistency"`
 }
 
 // SnapshotCopy is a snapshot's state in one region: "absent", "copying",
@@ -297,6 +334,22 @@ type AddRegionRequest struct {
 	S3      replicate.S3Options `json:"s3"`
 	// InsecureKeyFile accepts a key file group or others may read.
 	InsecureKeyFile bool `json:"insecure_key_file,omitempty"`
+	// Retention is the region's own retention (optional); Create makes
+	// file:// store directories that do not exist.
+	Retention replicate.Retention `json:"retention,omitzero"`
+	Create    bool                `json:"create,omitempty"`
+}
+
+// RepairRequest is a repair with options (replicate.RepairOptions).
+type RepairRequest struct {
+	Region    string `json:"region"`
+	NewStores []int  `json:"new_stores,omitempty"`
+}
+
+// RetentionRequest sets a region's retention.
+type RetentionRequest struct {
+	Region string `json:"region"`
+	replicate.Retention
 }
 
 // SyncRequest names what Sync copies: Snapshot alone, or every snapshot

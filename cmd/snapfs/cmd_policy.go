@@ -1,0 +1,340 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+	"github.com/snapfs/snapfs/rowstore/policy"
+)
+
+func policyCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name:  "policy",
+		Usage: "automatic snapshot policies: when to take snapshots, how long to keep them, where to copy them",
+		Description: "The daemon (snapfs mount) runs the policies: it takes due snapshots, named POLICY-DISK-YYYYMMDD-HHMM (UTC)\n" +
+			"and marked automatic, deletes the automatic snapshots the retention drops (never manual ones), and copies\n" +
+			"new ones to --copy-to, where --copy-retain-* applies. After downtime it takes one catch-up snapshot, not a\n" +
+			"burst. A failed run is retried (1 min, doubling, at most 1 h), logged, and shown by policy info and\n" +
+			"snapshot list. Quotas: 1,000 automatic snapshots per disk by default; over it a policy deletes its\n" +
+			"oldest automatic snapshot first.",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a policy (optionally applied to disks at once)",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringSliceFlag{Name: "at", Usage: "time of day HH:MM (repeat, or comma-separated)", Required: true},
+					&cli.StringSliceFlag{Name: "weekdays", Usage: "mon,tue,... (default: every day)"},
+					&cli.DurationFlag{Name: "every", Usage: "repeat after each --at time until the day ends (e.g. 1h)"},
+					&cli.IntFlag{Name: "retain-days", Usage: "keep automatic snapshots N days"},
+					&cli.IntFlag{Name: "retain-count", Usage: "keep the N newest automatic snapshots (per disk)"},
+					&cli.BoolFlag{Name: "retain-forever", Usage: "keep them all"},
+					&cli.StringFlag{Name: "copy-to", Usage: "copy each new snapshot to this region"},
+					&cli.IntFlag{Name: "copy-retain-days", Usage: "keep the region's copies N days"},
+					&cli.IntFlag{Name: "copy-retain-count", Usage: "keep the N newest copies (per disk) in the region"},
+					&cli.StringFlag{Name: "timezone", Value: "UTC", Usage: "IANA time zone of --at (e.g. Europe/Berlin)"},
+					&cli.StringFlag{Name: "consistency", Value: "crash", Usage: "crash, fs (freeze, needs --freeze) or app (needs --pre-hook)"},
+					&cli.StringSliceFlag{Name: "freeze", Usage: "DISK=MOUNTPOINT: the filesystem of DISK to freeze (repeat)"},
+					&cli.StringFlag{Name: "pre-hook", Usage: "shell command run before each snapshot"},
+					&cli.StringFlag{Name: "post-hook", Usage: "shell command run after each snapshot"},
+					&cli.DurationFlag{Name: "hook-timeout", Value: service.DefaultHookTimeout, Usage: "bound on each hook and freeze"},
+					&cli.StringFlag{Name: "on-pre-hook-failure", Value: "abort", Usage: "abort, or crash (take a crash-consistent snapshot)"},
+					&cli.StringSliceFlag{Name: "disk", Usage: "apply to this disk at once (repeat)"},
+				},
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					p := policy.Policy{
+						Name: a[0], At: splitList(c.StringSlice("at")), Weekdays: splitList(c.StringSlice("weekdays")), Every: c.Duration("every"),
+						TimeZone: c.String("timezone"), Retain: policy.Retention{Days: c.Int("retain-days"), Count: c.Int("retain-count"), Forever: c.Bool("retain-forever")},
+						CopyTo: c.String("copy-to"), CopyRetain: policy.Retention{Days: c.Int("copy-retain-days"), Count: c.Int("copy-retain-count")},
+						Consistency: c.String("consistency"), Disks: c.StringSlice("disk"),
+						Hooks: policy.Hooks{PreHook: c.String("pre-hook"), PostHook: c.String("post-hook"), Timeout: c.Duration("hook-timeout"), OnPreHookFailure: c.String("on-pre-hook-failure")},
+					}
+					for _, f := range c.StringSlice("freeze") {
+						d, mp, ok := strings.Cut(f, "=")
+						if !ok || d == "" || !strings.HasPrefix(mp, "/") {
+							return usagef("policy create: --freeze %q: want DISK=/abs/mountpoint", f)
+						}
+						if p.Hooks.Freeze == nil {
+							p.Hooks.Freeze = map[string]string{}
+						}
+						p.Hooks.Freeze[d] = mp
+					}
+					if err := p.Normalize(); err != nil {
+						return usagef("policy create: %v", strings.Replace(err.Error(), policy.ErrInvalid.Error()+": ", "", 1))
+					}
+					if p.Consistency == policy.ConsistencyFilesystem && len(p.Hooks.Freeze) == 0 {
+						return usagef("policy create: --consistency fs needs --freeze DISK=MOUNTPOINT")
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						info, err := svc.CreatePolicy(ctx, p)
+						if err != nil {
+							return err
+						}
+						return printPolicy(newPrinter(c, st), info, "created policy "+info.Name)
+					})
+				},
+			},
+			{
+				Name:      "apply",
+				Usage:     "apply a policy to disks",
+				ArgsUsage: "NAME",
+				Flags:     []cli.Flag{&cli.StringSliceFlag{Name: "disk", Usage: "a disk (repeat)", Required: true}},
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						info, err := svc.ApplyPolicy(ctx, a[0], c.StringSlice("disk"))
+						if err != nil {
+							return err
+						}
+						return printPolicy(newPrinter(c, st), info, fmt.Sprintf("policy %s applied to %s", a[0], strings.Join(c.StringSlice("disk"), ", ")))
+					})
+				},
+			},
+			{
+				Name:      "cancel",
+				Usage:     "stop applying a policy to disks (their snapshots stay)",
+				ArgsUsage: "NAME",
+				Flags:     []cli.Flag{&cli.StringSliceFlag{Name: "disk", Usage: "a disk (repeat)", Required: true}},
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						info, err := svc.CancelPolicy(ctx, a[0], c.StringSlice("disk"))
+						if err != nil {
+							return err
+						}
+						return printPolicy(newPrinter(c, st), info, fmt.Sprintf("policy %s no longer applied to %s", a[0], strings.Join(c.StringSlice("disk"), ", ")))
+					})
+				},
+			},
+			{
+				Name:  "list",
+				Usage: "list the policies",
+				Action: func(c *cli.Context) error {
+					if _, err := args(c); err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						ps, err := svc.ListPolicies(ctx)
+						if err != nil {
+							return err
+						}
+						return list(newPrinter(c, st), "policy", ps, []string{"NAME", "SCHEDULE", "RETAIN", "COPY", "CONSISTENCY", "DISKS", "FAILING"}, func(p service.PolicyInfo) []string {
+							failing := 0
+							for _, s := range p.Status {
+								if s.Failures > 0 {
+									failing++
+								}
+							}
+							return []string{p.Name, schedule(p.Policy), p.Retain.String(), copyText(p.Policy), p.Consistency, joinOr(p.Disks, "-"), fmt.Sprint(failing)}
+						})
+					})
+				},
+			},
+			{
+				Name:      "info",
+				Usage:     "describe a policy and its state per disk (last run, next, failures)",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						info, err := svc.GetPolicy(ctx, a[0])
+						if err != nil {
+							return err
+						}
+						return printPolicy(newPrinter(c, st), info, "")
+					})
+				},
+			},
+			{
+				Name:  "quota",
+				Usage: "show or set the snapshot quotas: per disk manual and automatic counts, a store-wide cap on snapshot bytes",
+				Description: "Defaults: 256 manual and 1,000 automatic snapshots per disk, no byte cap. Over a count, a manual\n" +
+					"snapshot create fails (exit 7) and a policy first deletes its oldest automatic snapshot (then other\n" +
+					"policies' oldest); over the byte cap (what snapshots hold exclusively), likewise. 0 restores a default.",
+				Flags: []cli.Flag{
+					&cli.IntFlag{Name: "manual", Usage: "manual snapshots per disk"},
+					&cli.IntFlag{Name: "automatic", Usage: "automatic snapshots per disk"},
+					&cli.StringFlag{Name: "max-snapshot-bytes", Usage: "cap on the bytes all snapshots hold exclusively (e.g. 500G; 0: none)"},
+				},
+				Action: func(c *cli.Context) error {
+					if _, err := args(c); err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						q, err := svc.Quotas(ctx)
+						if err != nil {
+							return err
+						}
+						if c.IsSet("manual") || c.IsSet("automatic") || c.IsSet("max-snapshot-bytes") {
+							if c.IsSet("manual") {
+								q.Manual = c.Int("manual")
+							}
+							if c.IsSet("automatic") {
+								q.Automatic = c.Int("automatic")
+							}
+							if c.IsSet("max-snapshot-bytes") {
+								if q.MaxSnapshotBytes, err = parseSize("--max-snapshot-bytes", c.String("max-snapshot-bytes")); err != nil {
+									return err
+								}
+							}
+							if q.Manual < 0 || q.Automatic < 0 {
+								return usagef("policy quota: counts must not be negative")
+							}
+							if q, err = svc.SetQuotas(ctx, q); err != nil {
+								return err
+							}
+						}
+						p := newPrinter(c, st)
+						if p.json {
+							return p.object("quota", q)
+						}
+						capText := "none"
+						if q.MaxSnapshotBytes > 0 {
+							capText = size(q.MaxSnapshotBytes)
+						}
+						return p.fields("manual per disk", fmt.Sprint(q.Manual), "automatic per disk", fmt.Sprint(q.Automatic), "snapshot bytes cap", capText)
+					})
+				},
+			},
+			{
+				Name:      "delete",
+				Usage:     "delete a policy (its snapshots stay, and are no longer expired)",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					a, err := args(c, "NAME")
+					if err != nil {
+						return err
+					}
+					return withService(c, st, func(ctx context.Context, svc service.Service) error {
+						if err := svc.DeletePolicy(ctx, a[0]); err != nil {
+							return err
+						}
+						return newPrinter(c, st).deleted("policy", a[0])
+					})
+				},
+			},
+		},
+	}
+}
+
+// splitList splits comma-separated values of a repeated flag.
+func splitList(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		for _, x := range strings.Split(v, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
+}
+
+func schedule(p policy.Policy) string {
+	s := strings.Join(p.At, ",")
+	if p.Every > 0 {
+		s += " every " + p.Every.String()
+	}
+	if len(p.Weekdays) > 0 {
+		s += " " + strings.Join(p.Weekdays, ",")
+	}
+	return s + " " + p.TimeZone
+}
+
+func copyText(p policy.Policy) string {
+	if p.CopyTo == "" {
+		return "-"
+	}
+	if p.CopyRetain.IsZero() {
+		return p.CopyTo
+	}
+	return p.CopyTo + " (" + p.CopyRetain.String() + ")"
+}
+
+func printPolicy(p *printer, info service.PolicyInfo, head string) error {
+	if p.json {
+		return p.object("policy", info)
+	}
+	if head != "" {
+		fmt.Fprintln(p.w, head)
+	}
+	kv := []string{"name", info.Name, "schedule", schedule(info.Policy), "retain", info.Retain.String(), "copy to", copyText(info.Policy),
+		"consistency", info.Consistency, "created", when(info.Created)}
+	if h := info.Hooks; h.PreHook != "" || h.PostHook != "" || len(h.Freeze) > 0 {
+		var fr []string
+		for d, mp := range h.Freeze {
+			fr = append(fr, d+"="+mp)
+		}
+		kv = append(kv, "freeze", joinOr(fr, "-"), "pre-hook", dash(h.PreHook), "post-hook", dash(h.PostHook), "hook timeout", h.Timeout.String(), "on pre-hook failure", h.OnPreHookFailure)
+	}
+	if err := p.fields(kv...); err != nil {
+		return err
+	}
+	if len(info.Status) == 0 {
+		_, err := fmt.Fprintln(p.w, "\napplied to no disk (policy apply NAME --disk D)")
+		return err
+	}
+	rows := make([][]string, 0, len(info.Status))
+	for _, s := range info.Status {
+		fail := "-"
+		if s.Failures > 0 {
+			fail = fmt.Sprintf("%d failed, last %s: %s; retry %s", s.Failures, when(s.LastErrorAt), s.LastError, when(s.RetryAt))
+		}
+		rows = append(rows, []string{s.Disk, whenOr(s.LastRun), dash(s.LastSnapshot), whenOr(s.Next), joinOr(s.CopyPending, "-"), fail})
+	}
+	fmt.Fprintln(p.w)
+	return p.table([]string{"DISK", "LAST RUN", "LAST SNAPSHOT", "NEXT", "COPY PENDING", "FAILURES"}, rows)
+}
+
+func whenOr(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return when(t)
+}
+
+// printPolicyFailures prints, after a snapshot list, the policies whose
+// last run failed on a disk (of disk, when set): text lines, or
+// "policy_failure" JSON objects.
+func printPolicyFailures(ctx context.Context, p *printer, svc service.Service, disk string) error {
+	ps, err := svc.ListPolicies(ctx)
+	if err != nil {
+		return nil // the snapshot list stands on its own
+	}
+	for _, pol := range ps {
+		for _, s := range pol.Status {
+			if s.Failures == 0 || (disk != "" && s.Disk != disk) {
+				continue
+			}
+			if p.json {
+				if err := p.object("policy_failure", struct {
+					Policy string `json:"policy"`
+					service.PolicyDiskStatus
+				}{pol.Name, s}); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(p.w, "policy %s on disk %s: %d failed run(s), last at %s: %s (retried at %s)\n", pol.Name, s.Disk, s.Failures, when(s.LastErrorAt), s.LastError, when(s.RetryAt))
+		}
+	}
+	return nil
+}
