@@ -237,7 +237,7 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 		} else {
 			c, ok := d.cache[b]
 			if !ok {
-				c = &cblock{data: make([]byte, d.bs)}
+				c = &cblock{data: getBuf(d.bs)} // pooled: given back when dropped
 				d.cache[b] = c
 				d.cacheBytes += bs
 			}
@@ -263,6 +263,8 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 func (d *diskState) dropCachedLocked(b uint64, c *cblock) {
 	delete(d.cache, b)
 	d.cacheBytes -= int64(len(c.data))
+	putBuf(c.data)
+	c.data = nil
 }
 
 // flushLocked writes every cached block to the log (not synced), in block order.
@@ -281,15 +283,19 @@ func (d *diskState) flushLocked() error {
 	for _, b := range blocks {
 		if !d.cache[b].full {
 			partial = append(partial, b)
-			bases = append(bases, make([]byte, d.bs))
+			bases = append(bases, getBuf(d.bs))
 		}
 	}
 	if len(partial) > 0 {
-		if _, err := d.readBlocksLocked(partial, bases); err != nil {
-			return err
-		}
+		_, err := d.readBlocksLocked(partial, bases)
 		for i, b := range partial {
-			d.cache[b].overlay(bases[i])
+			if err == nil {
+				d.cache[b].overlay(bases[i])
+			}
+			putBuf(bases[i])
+		}
+		if err != nil {
+			return err
 		}
 	}
 	datas := make([][]byte, len(blocks))
@@ -310,7 +316,8 @@ func (d *diskState) fillLocked(b uint64, c *cblock) error {
 	if c.full {
 		return nil
 	}
-	base := make([]byte, d.bs)
+	base := getBuf(d.bs)
+	defer putBuf(base)
 	if _, err := d.readBlocksLocked([]uint64{b}, [][]byte{base}); err != nil {
 		return err
 	}
@@ -329,13 +336,15 @@ func (d *diskState) readBlocksLocked(blocks []uint64, dsts [][]byte) (bool, erro
 }
 
 // overlay completes a partial block: base (the block's current content)
-// with the written ranges on top becomes the block's data.
+// fills what the written ranges do not cover. base is not kept.
 func (c *cblock) overlay(base []byte) {
+	prev := 0
 	for _, r := range c.dirty {
-		copy(base[r[0]:r[1]], c.data[r[0]:r[1]])
+		copy(c.data[prev:r[0]], base[prev:r[0]])
+		prev = r[1]
 	}
-	c.data = base
-	c.dirty = [][2]int{{0, len(base)}}
+	copy(c.data[prev:], base[prev:])
+	c.dirty = [][2]int{{0, len(c.data)}}
 	c.full = true
 }
 
