@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -76,6 +77,7 @@ func mountCommand(st *state) *cli.Command {
 			if err := startPprof(c, log); err != nil {
 				return err
 			}
+			limitMemory()
 			return daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log})
 		},
 	}
@@ -93,6 +95,7 @@ func runChild(c *cli.Context, store, mp, fdStr string) error {
 	log, _ := logger(c, os.Stderr)
 	ready := false
 	err = startPprof(c, log)
+	limitMemory()
 	if err == nil {
 		err = daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log,
 			Ready: func(s service.Status) {
@@ -273,4 +276,19 @@ func startPprof(c *cli.Context, log *slog.Logger) error {
 	}()
 	log.Info("pprof serving", "addr", ln.Addr().String())
 	return nil
+}
+
+// daemonMemoryLimit is the Go runtime's soft memory limit for the daemon
+// (unless GOMEMLIMIT is set): the garbage collector works harder as the heap
+// nears it instead of letting it grow to twice the live data, so the
+// daemon's resident size stays flat however much is written (issue 8: at
+// most 256 MiB). What is live is bounded on its own: the write-back cache
+// (32 MiB a disk), the block maps (16 MiB a disk at most), the index's
+// memtables and block cache.
+const daemonMemoryLimit = 192 << 20
+
+func limitMemory() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(daemonMemoryLimit)
+	}
 }
