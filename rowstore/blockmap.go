@@ -1,6 +1,10 @@
 package rowstore
 
-import "github.com/snapfs/snapfs/index"
+import (
+	"math"
+
+	"github.com/snapfs/snapfs/index"
+)
 
 // blockMap caches, per block of a disk, the version its head sees: the
 // result of a lookup through the disk's chain (pending versions and the
@@ -22,46 +26,60 @@ import "github.com/snapfs/snapfs/index"
 //     relocated the record (the copy it read is the same record, same
 //     sequence number, same bytes) and may have removed the segment, or a
 //     repair rewrote a bad record elsewhere. A read through an entry that
-//     fails in any way (segment gone, corrupt record) is done again through
-//     the index under readMu, as without the map; only that answer counts
-//     (so a corrupt block still reads as ErrCorrupt, never as old data).
+//     finds its segment gone or its record not the one expected (ErrNotExist,
+//     ErrCorrupt) is done again through the index under readMu, as without
+//     the map; only that answer counts (so a corrupt block still reads as
+//     ErrCorrupt, never as old data). Other I/O errors are returned as they
+//     are.
 //
-// Memory: at most blockMapMax entries per disk (a random eighth is dropped
-// when full), about 60 bytes each.
+// Memory: entries are kept in chunks of bmChunk consecutive blocks, 24
+// bytes an entry, made when a block of theirs is first entered; at most
+// bmMaxChunks chunks a disk (16 MiB: about 700 Ki blocks, 11 GiB of 16 KiB
+// blocks), a random chunk dropped when a new one would exceed that.
 type blockMap struct {
-	layer uint64 // head layer the entries are for
-	gen   uint64 // bumped by every change of the head's content
-	m     map[uint64]bmEntry
+	layer  uint64 // head layer the entries are for
+	gen    uint64 // bumped by every change of the head's content
+	chunks map[uint64]*bmChunkT
 }
 
-// bmEntry is a cached lookup: no version (state 0), a hole (1) or data (2)
-// at (seg, off, length) with sequence number seq.
+// bmEntry is a cached lookup: unknown (state 0), no version (1), a hole (2)
+// or data (3) at (seg, off, length) with sequence number seq.
 type bmEntry struct {
-	seg    uint64
-	off    int64
 	seq    uint64
+	seg    uint32
+	off    uint32
 	length uint32
 	state  uint8
 }
 
 const (
-	bmNone uint8 = iota
+	bmUnknown uint8 = iota
+	bmNone
 	bmHole
 	bmData
 )
 
-// blockMapMax bounds the entries cached per disk: 256 Ki blocks (4 GiB of
-// 16 KiB blocks), about 16 MiB.
-const blockMapMax = 1 << 18
+const (
+	bmChunkShift = 10
+	bmChunk      = 1 << bmChunkShift
+	bmMaxChunks  = (16 << 20) / (bmChunk * 24)
+)
 
-func bmFrom(v index.Version, found bool) bmEntry {
+type bmChunkT [bmChunk]bmEntry
+
+// bmFrom encodes a lookup's answer; ok is false if its place does not fit
+// the compact entry (never with the engine's segment sizes: offsets and
+// segment numbers under 2^32).
+func bmFrom(v index.Version, found bool) (bmEntry, bool) {
 	switch {
 	case !found:
-		return bmEntry{}
+		return bmEntry{state: bmNone}, true
 	case v.Zero():
-		return bmEntry{seq: v.Seq, state: bmHole}
+		return bmEntry{seq: v.Seq, state: bmHole}, true
+	case v.Segment > math.MaxUint32 || v.Offset < 0 || v.Offset > math.MaxUint32:
+		return bmEntry{}, false
 	}
-	return bmEntry{seg: v.Segment, off: v.Offset, seq: v.Seq, length: v.Length, state: bmData}
+	return bmEntry{seg: uint32(v.Segment), off: uint32(v.Offset), seq: v.Seq, length: v.Length, state: bmData}, true
 }
 
 func (e bmEntry) version() (index.Version, bool) {
@@ -71,13 +89,13 @@ func (e bmEntry) version() (index.Version, bool) {
 	case bmHole:
 		return index.Version{Seq: e.seq, Flags: index.FlagZero}, true
 	}
-	return index.Version{Segment: e.seg, Offset: e.off, Length: e.length, Seq: e.seq}, true
+	return index.Version{Segment: uint64(e.seg), Offset: int64(e.off), Length: e.length, Seq: e.seq}, true
 }
 
 // bmCheckLocked empties the map if the disk's head layer changed.
 func (d *diskState) bmCheckLocked() {
-	if head := d.chain[0].layer; d.bmap.m == nil || d.bmap.layer != head {
-		d.bmap.m = map[uint64]bmEntry{}
+	if head := d.chain[0].layer; d.bmap.chunks == nil || d.bmap.layer != head {
+		d.bmap.chunks = map[uint64]*bmChunkT{}
 		d.bmap.layer = head
 		d.bmap.gen++
 	}
@@ -86,8 +104,12 @@ func (d *diskState) bmCheckLocked() {
 // bmGetLocked returns the cached version of block b, if cached.
 func (d *diskState) bmGetLocked(b uint64) (v index.Version, found, ok bool) {
 	d.bmCheckLocked()
-	e, ok := d.bmap.m[b]
-	if !ok {
+	c := d.bmap.chunks[b>>bmChunkShift]
+	if c == nil {
+		return index.Version{}, false, false
+	}
+	e := c[b&(bmChunk-1)]
+	if e.state == bmUnknown {
 		return index.Version{}, false, false
 	}
 	v, found = e.version()
@@ -97,16 +119,25 @@ func (d *diskState) bmGetLocked(b uint64) (v index.Version, found, ok bool) {
 // bmPutLocked records what the head sees of block b (a lookup's answer).
 func (d *diskState) bmPutLocked(b uint64, v index.Version, found bool) {
 	d.bmCheckLocked()
-	if len(d.bmap.m) >= blockMapMax {
-		n := 0
-		for k := range d.bmap.m { // map order is random: a random eighth
-			delete(d.bmap.m, k)
-			if n++; n >= blockMapMax/8 {
+	e, ok := bmFrom(v, found)
+	c := d.bmap.chunks[b>>bmChunkShift]
+	if !ok {
+		if c != nil {
+			c[b&(bmChunk-1)] = bmEntry{}
+		}
+		return
+	}
+	if c == nil {
+		if len(d.bmap.chunks) >= bmMaxChunks {
+			for k := range d.bmap.chunks { // map order is random
+				delete(d.bmap.chunks, k)
 				break
 			}
 		}
+		c = new(bmChunkT)
+		d.bmap.chunks[b>>bmChunkShift] = c
 	}
-	d.bmap.m[b] = bmFrom(v, found)
+	c[b&(bmChunk-1)] = e
 }
 
 // bmSetLocked records a new version of block b written to the head.
@@ -115,10 +146,13 @@ func (d *diskState) bmSetLocked(b uint64, v index.Version) {
 	d.bmPutLocked(b, v, true)
 }
 
-// bmDropLocked forgets block b (a read through its entry failed).
+// bmDropLocked forgets block b (a read through its entry failed, or it
+// changed in a way not worth entering).
 func (d *diskState) bmDropLocked(b uint64) {
 	d.bmCheckLocked()
-	delete(d.bmap.m, b)
+	if c := d.bmap.chunks[b>>bmChunkShift]; c != nil {
+		c[b&(bmChunk-1)] = bmEntry{}
+	}
 }
 
 // lookupLocked is lookupMany through the disk's chain, answered from the

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/snapfs/snapfs/index"
 )
 
 // blockData is the content of block b at generation g.
@@ -180,5 +182,36 @@ func TestBlockMapCorrupt(t *testing.T) {
 	}
 	if err := h.Sync(); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("read-modify-write of the corrupt block: %v, want ErrCorrupt", err)
+	}
+}
+
+// TestBlockMapBounded: the block map of a disk never holds more than
+// bmMaxChunks chunks, whatever blocks are entered, and forgets everything
+// when the head layer changes (rollback).
+func TestBlockMapBounded(t *testing.T) {
+	d := &diskState{chain: []link{{layer: 7, epoch: 1}}}
+	v := index.Version{Segment: 3, Offset: 4096, Length: 4144, Seq: 9}
+	for i := uint64(0); i < 3*bmMaxChunks; i++ {
+		d.bmSetLocked(i*bmChunk+i%bmChunk, v)
+		if n := len(d.bmap.chunks); n > bmMaxChunks {
+			t.Fatalf("after %d blocks: %d chunks, at most %d", i+1, n, bmMaxChunks)
+		}
+	}
+	last := uint64(3*bmMaxChunks-1)*bmChunk + (3*bmMaxChunks-1)%bmChunk
+	if got, found, ok := d.bmGetLocked(last); !ok || !found || got != v {
+		t.Fatalf("last block entered: %+v %v %v", got, found, ok)
+	}
+	d.bmPutLocked(last+1, index.Version{}, false)
+	if _, found, ok := d.bmGetLocked(last + 1); !ok || found {
+		t.Fatalf("a block with no version: found %v ok %v", found, ok)
+	}
+	big := index.Version{Segment: 1 << 33, Offset: 48, Length: 100, Seq: 1}
+	d.bmSetLocked(last, big)
+	if _, _, ok := d.bmGetLocked(last); ok {
+		t.Fatal("a place that does not fit the entry was cached")
+	}
+	d.chain = []link{{layer: 8, epoch: 1}}
+	if _, _, ok := d.bmGetLocked(last + 1); ok || len(d.bmap.chunks) != 0 {
+		t.Fatal("the map kept entries of another head layer")
 	}
 }

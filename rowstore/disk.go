@@ -287,7 +287,7 @@ func (d *diskState) flushLocked() error {
 		}
 	}
 	if len(partial) > 0 {
-		_, err := d.readBlocksLocked(partial, bases)
+		err := d.readBlocksLocked(partial, bases)
 		for i, b := range partial {
 			if err == nil {
 				d.cache[b].overlay(bases[i])
@@ -318,7 +318,7 @@ func (d *diskState) fillLocked(b uint64, c *cblock) error {
 	}
 	base := getBuf(d.bs)
 	defer putBuf(base)
-	if _, err := d.readBlocksLocked([]uint64{b}, [][]byte{base}); err != nil {
+	if err := d.readBlocksLocked([]uint64{b}, [][]byte{base}); err != nil {
 		return err
 	}
 	c.overlay(base)
@@ -327,12 +327,12 @@ func (d *diskState) fillLocked(b uint64, c *cblock) error {
 
 // readBlocksLocked reads blocks as the head sees them (disk's lock held),
 // looked up through the block map.
-func (d *diskState) readBlocksLocked(blocks []uint64, dsts [][]byte) (bool, error) {
+func (d *diskState) readBlocksLocked(blocks []uint64, dsts [][]byte) error {
 	vs, found, err := d.lookupLocked(blocks)
 	if err != nil {
-		return false, fmt.Errorf("%s: blocks %d-%d: %w", d.name, blocks[0], blocks[len(blocks)-1], err)
+		return fmt.Errorf("%s: blocks %d-%d: %w", d.name, blocks[0], blocks[len(blocks)-1], err)
 	}
-	return d.s.readResolved(d.chain, vs, found, blocks, dsts, d.name, d.bmDropLocked)
+	return d.s.readParallel(d.chain, vs, found, blocks, dsts, d.name, d.bmDropLocked)
 }
 
 // overlay completes a partial block: base (the block's current content)
@@ -506,7 +506,7 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 			full[i] = buf
 		}
 	}
-	_, err := d.s.readResolved(chain, vs, found, blocks, full, d.name, func(b uint64) {
+	err := d.s.readParallel(chain, vs, found, blocks, full, d.name, func(b uint64) {
 		d.mu.Lock()
 		d.bmDropLocked(b)
 		d.mu.Unlock()
