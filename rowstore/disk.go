@@ -332,7 +332,8 @@ func (d *diskState) readBlocksLocked(blocks []uint64, dsts [][]byte) error {
 	if err != nil {
 		return fmt.Errorf("%s: blocks %d-%d: %w", d.name, blocks[0], blocks[len(blocks)-1], err)
 	}
-	return d.s.readParallel(d.chain, vs, found, blocks, dsts, d.name, d.bmDropLocked)
+	_, err = d.s.readResolved(d.chain, vs, found, blocks, dsts, d.name, d.bmDropLocked)
+	return err
 }
 
 // overlay completes a partial block: base (the block's current content)
@@ -506,7 +507,7 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 			full[i] = buf
 		}
 	}
-	err := d.s.readParallel(chain, vs, found, blocks, full, d.name, func(b uint64) {
+	_, err := d.s.readResolved(chain, vs, found, blocks, full, d.name, func(b uint64) {
 		d.mu.Lock()
 		d.bmDropLocked(b)
 		d.mu.Unlock()

@@ -356,8 +356,10 @@
 // segment that is gone or a record that is not the one expected; such a
 // read (ErrNotExist or ErrCorrupt) is done again through the index under
 // readMu, whose answer is final (a corrupt block still reads as
-// ErrCorrupt). Other I/O errors are returned as they are. Large reads (16
-// blocks or more) are shared by up to 4 goroutines.
+// ErrCorrupt). Other I/O errors are returned as they are. (Sharing a large
+// read among 4 goroutines was tried and dropped: sequential 1 MiB reads of a
+// cold disk through the mount, 3 interleaved pairs, load 27 to 32: 345, 228,
+// 267 MB/s without, 316, 256, 148 with.)
 //
 // # Memory
 //

@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"sort"
-	"sync"
 	"sync/atomic"
 
 	"github.com/snapfs/snapfs/index"
@@ -109,48 +108,6 @@ func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blo
 	}
 	return s.readBlocks(chain, blocks, dsts, what)
 }
-
-// readParallel is readResolved for many blocks: runs of blocks are read by
-// up to readWorkers goroutines at once, so a large read keeps several
-// requests in flight (the device's queue, the page cache's readahead) and
-// checks records on every core. bad is called from the calling goroutine.
-func (s *Store) readParallel(chain []link, vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string, bad func(b uint64)) error {
-	parts := min(readWorkers, len(blocks)/parallelReadBlocks)
-	if parts < 2 {
-		_, err := s.readResolved(chain, vs, found, blocks, dsts, what, bad)
-		return err
-	}
-	var mu sync.Mutex
-	var stale []uint64
-	errs := make([]error, parts)
-	var wg sync.WaitGroup
-	for p := 0; p < parts; p++ {
-		lo, hi := p*len(blocks)/parts, (p+1)*len(blocks)/parts
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[p] = s.readResolved(chain, vs[lo:hi], found[lo:hi], blocks[lo:hi], dsts[lo:hi], what, func(b uint64) {
-				mu.Lock()
-				stale = append(stale, b)
-				mu.Unlock()
-			})
-		}()
-	}
-	wg.Wait()
-	if bad != nil {
-		for _, b := range stale {
-			bad(b)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// readWorkers is how many goroutines share a large read; parallelReadBlocks
-// the fewest blocks each gets.
-const (
-	readWorkers        = 4
-	parallelReadBlocks = 16
-)
 
 // readVersionsLocked reads the records of versions vs of blocks into dsts
 // (readMu held): zeros where there is none or a hole.

@@ -47,7 +47,7 @@ export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
 engine_bench() {
 	local out
-	out=$(go test -run - -bench 'SeqWrite1M|RandWrite4K|SeqRead1M' -benchtime "${1:-2s}" ./rowstore/)
+	out=$(go test -run - -bench 'SeqWrite1M|RandWrite4K|SeqRead1M|RandRead4K' -benchtime "${1:-2s}" ./rowstore/)
 	echo "$out" | grep '^Benchmark'
 	echo
 	echo "$out" | awk '
