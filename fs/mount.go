@@ -162,9 +162,10 @@ func fuseMountOptions(opts Options, logger *slog.Logger) fuse.MountOptions {
 		DisableSplice:            true,
 		DisableXAttrs:            true,
 		DisabledCapabilities:     fuse.CAP_PASSTHROUGH,
-		ExtraCapabilities:        fuse.CAP_DIRECT_IO_ALLOW_MMAP, // mmap of FOPEN_DIRECT_IO files
-		Debug:                    opts.Debug,
-		Logger:                   slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		// mmap of FOPEN_DIRECT_IO files; asynchronous direct I/O (doc.go).
+		ExtraCapabilities: fuse.CAP_DIRECT_IO_ALLOW_MMAP | fuse.CAP_ASYNC_DIO,
+		Debug:             opts.Debug,
+		Logger:            slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		PanicHandler: func(r any) fuse.Status {
 			logger.Error("snapfs: panic in FUSE request", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			return fuse.EIO

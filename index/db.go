@@ -62,6 +62,10 @@ const DefaultMemTableSize = 8 << 20
 //     log file (twice its size) is allocated on disk when it starts, which
 //     the store's free-space floor must cover (see "Full filesystems" in
 //     the doc).
+//   - NumMemtables 3 (Badger's default is 5): each memtable is an arena on
+//     the heap and a memory-mapped log file of twice its size, so the
+//     daemon's resident size stays bounded while flushes lag behind a burst
+//     of commits (issue 8: 256 MiB at most); a commit then waits for a flush.
 //   - ValueLogFileSize 1 MiB (Badger's minimum): values stay in the LSM
 //     tree (ValueThreshold), yet Badger creates a new value-log file of twice
 //     this size at every open, allocated on disk; the default (1 GiB) would
@@ -95,6 +99,7 @@ func Open(dir string, o Options) (*DB, error) {
 		WithNumVersionsToKeep(1).
 		WithValueThreshold(1 << 10).
 		WithMemTableSize(mem).
+		WithNumMemtables(3).
 		WithValueLogFileSize(1 << 20).
 		WithBlockCacheSize(cache).
 		WithCompression(options.None).

@@ -82,7 +82,7 @@ func TestWhatWasSeen(t *testing.T) {
 		{"bad region name", []string{"region", "add", "r 1", "--data", "1", "--parity", "1", "--store", r1, "--store", r2, "--key-file", key}, 2,
 			`snapfs: region name "r 1" has character ' ' (allowed: letters A-Z a-z, digits, '.', '_', '-')`, ""},
 		{"unknown command", []string{"frob"}, 2, `snapfs: unknown command "frob" (see snapfs help)`, ""},
-		{"group without a subcommand", []string{"disk"}, 2, "snapfs: disk needs a subcommand: create, list, info, resize, delete, rollback (see snapfs help disk)", ""},
+		{"group without a subcommand", []string{"disk"}, 2, "snapfs: disk needs a subcommand: create, list, info, resize, delete, rollback, unlock, lock, rekey (see snapfs help disk)", ""},
 		{"unknown flag", []string{"disk", "list", "--frob"}, 2, "snapfs: disk list: flag provided but not defined: -frob (see snapfs help disk list)", ""},
 		{"arguments", []string{"disk", "create", "a", "b", "--size", "1M"}, 2, "snapfs: disk create: want NAME, got 2 argument(s) (see snapfs help disk create)", ""},
 		// 6. sizes human in errors

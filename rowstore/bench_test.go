@@ -136,6 +136,33 @@ func BenchmarkSeqRead1M(b *testing.B) {
 	})
 }
 
+// BenchmarkRandRead4K: random 4 KiB reads of 256 MiB written before (the
+// block map's case: a partial block of a known place, no index transaction).
+func BenchmarkRandRead4K(b *testing.B) {
+	const size = 256 << 20
+	openTargets(b, size, func(b *testing.B, _ string, t rw) {
+		buf := make([]byte, 1<<20)
+		rng := rand.New(rand.NewSource(4))
+		for off := int64(0); off < size; off += int64(len(buf)) {
+			rng.Read(buf)
+			if _, err := t.WriteAt(buf, off); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := t.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		buf = buf[:4096]
+		b.SetBytes(int64(len(buf)))
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := t.ReadAt(buf, rng.Int63n(size/4096)*4096); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // BenchmarkMetadataOps: snapshot, clone and rollback with 1 GiB and 8 GiB
 // written; their time must not grow with the data.
 func BenchmarkMetadataOps(b *testing.B) {

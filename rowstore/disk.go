@@ -32,6 +32,8 @@ type diskState struct {
 	cache      map[uint64]*cblock // dirty blocks not yet in the log
 	cacheBytes int64
 
+	bmap blockMap // what the head sees, per block (blockmap.go)
+
 	opens    int
 	deleted  bool
 	modified time.Time
@@ -235,7 +237,7 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 		} else {
 			c, ok := d.cache[b]
 			if !ok {
-				c = &cblock{data: make([]byte, d.bs)}
+				c = &cblock{data: getBuf(d.bs)} // pooled: given back when dropped
 				d.cache[b] = c
 				d.cacheBytes += bs
 			}
@@ -261,6 +263,8 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 func (d *diskState) dropCachedLocked(b uint64, c *cblock) {
 	delete(d.cache, b)
 	d.cacheBytes -= int64(len(c.data))
+	putBuf(c.data)
+	c.data = nil
 }
 
 // flushLocked writes every cached block to the log (not synced), in block order.
@@ -279,15 +283,19 @@ func (d *diskState) flushLocked() error {
 	for _, b := range blocks {
 		if !d.cache[b].full {
 			partial = append(partial, b)
-			bases = append(bases, make([]byte, d.bs))
+			bases = append(bases, getBuf(d.bs))
 		}
 	}
 	if len(partial) > 0 {
-		if _, err := d.s.readBlocks(d.chain, partial, bases, d.name); err != nil {
-			return err
-		}
+		err := d.readBlocksLocked(partial, bases)
 		for i, b := range partial {
-			d.cache[b].overlay(bases[i])
+			if err == nil {
+				d.cache[b].overlay(bases[i])
+			}
+			putBuf(bases[i])
+		}
+		if err != nil {
+			return err
 		}
 	}
 	datas := make([][]byte, len(blocks))
@@ -308,22 +316,36 @@ func (d *diskState) fillLocked(b uint64, c *cblock) error {
 	if c.full {
 		return nil
 	}
-	base := make([]byte, d.bs)
-	if _, err := d.s.readBlock(d.chain, d.bs, b, base, d.name); err != nil {
+	base := getBuf(d.bs)
+	defer putBuf(base)
+	if err := d.readBlocksLocked([]uint64{b}, [][]byte{base}); err != nil {
 		return err
 	}
 	c.overlay(base)
 	return nil
 }
 
-// overlay completes a partial block: base (the block's current content)
-// with the written ranges on top becomes the block's data.
-func (c *cblock) overlay(base []byte) {
-	for _, r := range c.dirty {
-		copy(base[r[0]:r[1]], c.data[r[0]:r[1]])
+// readBlocksLocked reads blocks as the head sees them (disk's lock held),
+// looked up through the block map.
+func (d *diskState) readBlocksLocked(blocks []uint64, dsts [][]byte) error {
+	vs, found, err := d.lookupLocked(blocks)
+	if err != nil {
+		return fmt.Errorf("%s: blocks %d-%d: %w", d.name, blocks[0], blocks[len(blocks)-1], err)
 	}
-	c.data = base
-	c.dirty = [][2]int{{0, len(base)}}
+	_, err = d.s.readResolved(d.chain, vs, found, blocks, dsts, d.name, d.bmDropLocked)
+	return err
+}
+
+// overlay completes a partial block: base (the block's current content)
+// fills what the written ranges do not cover. base is not kept.
+func (c *cblock) overlay(base []byte) {
+	prev := 0
+	for _, r := range c.dirty {
+		copy(c.data[prev:r[0]], base[prev:r[0]])
+		prev = r[1]
+	}
+	copy(c.data[prev:], base[prev:])
+	c.dirty = [][2]int{{0, len(c.data)}}
 	c.full = true
 }
 
@@ -341,7 +363,9 @@ func (d *diskState) storeBlocksLocked(blocks []uint64, datas [][]byte) error {
 	for i, data := range datas {
 		zero[i] = isZero(data)
 	}
-	vs, found, err := d.s.lookupMany(d.chain, blocks)
+	// What the head saw before (the space accounting needs it): the block
+	// map answers for known blocks without an index transaction.
+	vs, found, err := d.lookupLocked(blocks)
 	if err != nil {
 		return err
 	}
@@ -360,16 +384,20 @@ func (d *diskState) storeBlocksLocked(blocks []uint64, datas [][]byte) error {
 			var cnt [8]byte
 			putLeUint64(cnt[:], 1)
 			r := &segment.Record{Kind: segment.KindZero, Layer: head.layer, Block: b, Epoch: head.epoch, Payload: cnt[:]}
-			if err := d.s.appendRecord(r, index.Version{Flags: index.FlagZero}, 1); err != nil {
+			v, err := d.s.appendVersion(r, index.Version{Flags: index.FlagZero}, 1)
+			if err != nil {
 				return err
 			}
+			d.bmSetLocked(b, v)
 			acct.add(-1)
 			continue
 		}
 		r := &segment.Record{Kind: segment.KindData, Layer: head.layer, Block: b, Epoch: head.epoch, Payload: datas[i]}
-		if err := d.s.appendRecord(r, vers[i], 1); err != nil {
+		v, err := d.s.appendVersion(r, vers[i], 1)
+		if err != nil {
 			return err
 		}
+		d.bmSetLocked(b, v)
 		if !was[i] {
 			acct.add(1)
 		}
@@ -378,6 +406,9 @@ func (d *diskState) storeBlocksLocked(blocks []uint64, datas [][]byte) error {
 }
 
 // ReadAt reads len(p) bytes at off; past the end it returns io.EOF.
+// Blocks in the write-back cache are copied under the disk's lock; the
+// others are looked up in the block map (the index for those it lacks) and
+// read without the lock.
 func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 	d := h.d
 	d.mu.Lock()
@@ -400,13 +431,12 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 	chain := d.chain
 	bs := int64(d.bs)
 	// Copy what the cache holds; read the rest without the lock.
-	type need struct {
-		b    uint64
-		in   int
-		dst  []byte
-		full bool
-	}
-	var needs []need
+	var blocks []uint64
+	var dsts [][]byte
+	var ins []int // offset in the block of each dst
+	var vs []index.Version
+	var found, known []bool
+	unknown := 0
 	for n := 0; n < len(p); {
 		pos := off + int64(n)
 		b := uint64(pos / bs)
@@ -419,36 +449,85 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 			}
 			copy(p[n:n+m], c.data[in:in+m])
 		} else {
-			needs = append(needs, need{b, in, p[n : n+m], m == d.bs})
+			v, f, ok := d.bmGetLocked(b)
+			blocks = append(blocks, b)
+			dsts = append(dsts, p[n:n+m])
+			ins = append(ins, in)
+			vs, found, known = append(vs, v), append(found, f), append(known, ok)
+			if !ok {
+				unknown++
+			}
 		}
 		n += m
 	}
+	gen := d.bmap.gen
 	d.mu.Unlock()
-	var blocks []uint64
-	var dsts [][]byte
-	for _, nd := range needs {
-		if nd.full {
-			blocks = append(blocks, nd.b)
-			dsts = append(dsts, nd.dst)
-			continue
+	if len(blocks) == 0 {
+		return h.readDone(len(p), want)
+	}
+	if unknown > 0 {
+		miss := make([]uint64, 0, unknown)
+		for i, b := range blocks {
+			if !known[i] {
+				miss = append(miss, b)
+			}
 		}
-		buf := getBuf(d.bs)
-		_, err := d.s.readBlock(chain, d.bs, nd.b, buf, d.name)
-		copy(nd.dst, buf[nd.in:])
-		putBuf(buf)
+		mv, mf, err := d.s.lookupMany(chain, miss)
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("%s: blocks %d-%d: %w", d.name, miss[0], miss[len(miss)-1], err)
+		}
+		d.mu.Lock()
+		keep := d.bmap.gen == gen && !d.deleted
+		j := 0
+		for i, b := range blocks {
+			if known[i] {
+				continue
+			}
+			vs[i], found[i] = mv[j], mf[j]
+			if keep {
+				d.bmPutLocked(b, mv[j], mf[j])
+			}
+			j++
+		}
+		d.mu.Unlock()
+	}
+	// Partial blocks (the ends of the range) are read whole into a buffer.
+	full := dsts
+	var bufs [][]byte
+	for i, dst := range dsts {
+		if len(dst) != d.bs {
+			if bufs == nil {
+				full = append([][]byte(nil), dsts...)
+			}
+			buf := getBuf(d.bs)
+			bufs = append(bufs, buf)
+			full[i] = buf
 		}
 	}
-	if len(blocks) > 0 {
-		if _, err := d.s.readBlocks(chain, blocks, dsts, d.name); err != nil {
-			return 0, err
+	_, err := d.s.readResolved(chain, vs, found, blocks, full, d.name, func(b uint64) {
+		d.mu.Lock()
+		d.bmDropLocked(b)
+		d.mu.Unlock()
+	})
+	for i, dst := range dsts {
+		if len(dst) != d.bs {
+			copy(dst, full[i][ins[i]:])
 		}
 	}
-	if len(p) < want {
-		return len(p), io.EOF
+	for _, buf := range bufs {
+		putBuf(buf)
 	}
-	return len(p), nil
+	if err != nil {
+		return 0, err
+	}
+	return h.readDone(len(p), want)
+}
+
+func (h *Disk) readDone(n, want int) (int, error) {
+	if n < want {
+		return n, io.EOF
+	}
+	return n, nil
 }
 
 // Sync makes every write made to the disk before it durable.
@@ -536,10 +615,12 @@ func (h *Disk) PunchHole(off, length int64) error {
 		runLen = 0
 		return err
 	}
+	d.bmap.gen++ // a lookup running now must not enter what it saw
 	err := d.s.visible(d.chain, first, last, func(b uint64, v index.Version) error {
 		if v.Zero() {
 			return nil
 		}
+		d.bmDropLocked(b)
 		if runLen > 0 && runStart+runLen == b {
 			runLen++
 			return nil

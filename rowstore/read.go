@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"sort"
 	"sync/atomic"
 
@@ -78,6 +79,39 @@ func (s *Store) readBlocks(chain []link, blocks []uint64, dsts [][]byte, what st
 	if err != nil {
 		return false, fmt.Errorf("%s: blocks %d-%d: %w", what, blocks[0], blocks[len(blocks)-1], err)
 	}
+	return s.readVersionsLocked(vs, found, blocks, dsts, what)
+}
+
+// readResolved reads blocks whose versions were looked up before (by a
+// disk's block map, or without readMu): a record may have been relocated
+// and its segment removed since, or rewritten elsewhere by a repair. So if a
+// read finds its segment gone or its record not the one expected, all are
+// read again through a fresh lookup under readMu (readBlocks), whose answer
+// is final. Other errors (I/O) are returned as they are. bad, if set, is told
+// which blocks were read again, so the caller can forget what it cached.
+func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string, bad func(b uint64)) (bool, error) {
+	s.readMu.RLock()
+	any, err := s.readVersionsLocked(vs, found, blocks, dsts, what)
+	s.readMu.RUnlock()
+	if err == nil {
+		return any, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrCorrupt) {
+		return any, err
+	}
+	if bad != nil {
+		for i, b := range blocks {
+			if found[i] && !vs[i].Zero() {
+				bad(b)
+			}
+		}
+	}
+	return s.readBlocks(chain, blocks, dsts, what)
+}
+
+// readVersionsLocked reads the records of versions vs of blocks into dsts
+// (readMu held): zeros where there is none or a hole.
+func (s *Store) readVersionsLocked(vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string) (bool, error) {
 	any := false
 	// Records of adjacent blocks written together sit next to each other in
 	// the log: read each run of them with one call, and check each record.

@@ -449,11 +449,17 @@ func (s *Store) checkOpen() error {
 // appendRecord appends r to the log (assigning its sequence number) and
 // records its version as pending for each block it covers.
 func (s *Store) appendRecord(r *segment.Record, v index.Version, blocks uint64) error {
+	_, err := s.appendVersion(r, v, blocks)
+	return err
+}
+
+// appendVersion is appendRecord that also returns the version recorded.
+func (s *Store) appendVersion(r *segment.Record, v index.Version, blocks uint64) (index.Version, error) {
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
 	r.Seq = s.nextSeq
 	if err := s.sealRecord(r, &v); err != nil { // encrypted layers (crypt.go)
-		return err
+		return index.Version{}, err
 	}
 	pos, err := s.seg.Append(r)
 	if err != nil && isNoSpace(err) && s.releaseReserve("an append to the log failed") {
@@ -463,7 +469,7 @@ func (s *Store) appendRecord(r *segment.Record, v index.Version, blocks uint64) 
 		pos, err = s.seg.Append(r)
 	}
 	if err != nil {
-		return s.wrapNoSpace(fmt.Errorf("append to log: %w", err))
+		return index.Version{}, s.wrapNoSpace(fmt.Errorf("append to log: %w", err))
 	}
 	s.appended(int64(pos.Length))
 	s.nextSeq++
@@ -477,7 +483,7 @@ func (s *Store) appendRecord(r *segment.Record, v index.Version, blocks uint64) 
 		s.pending[vkey{r.Layer, r.Block + i, r.Epoch}] = v
 	}
 	s.pendMu.Unlock()
-	return nil
+	return v, nil
 }
 
 // commit makes every record appended so far durable and moves their pending

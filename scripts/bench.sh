@@ -4,7 +4,7 @@
 # to the peers of the same run, the issue's target and met/missed) and
 # written as JSON. Run as root (FUSE, loop devices, btrfs).
 #
-#   scripts/bench.sh [--smoke] [--profile DIR] [--out FILE.json]
+#   scripts/bench.sh [--smoke] [--data-path] [--profile DIR] [--out FILE.json]
 #   scripts/bench.sh --engine [BENCHTIME]   the engine micro-benchmarks (go test
 #                                           -bench ./rowstore/), ratios to a plain file
 #
@@ -33,6 +33,9 @@
 #                  recorded as timed out and the region figures after it skipped [600; smoke 120]
 #   BENCH_DIR      where the work directory is made [/var/tmp]
 #
+# --data-path runs phase 1 (every peer) and phase 4 only: the data path's
+# before/after table without the latency and region phases.
+#
 # --profile DIR saves the daemon's CPU, block and mutex profiles of every
 # fio job through snapfs (DIR/<job>.{cpu,block,mutex}.pb.gz; go tool pprof).
 # Tools come from Debian packages, installed when missing.
@@ -44,7 +47,7 @@ export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
 engine_bench() {
 	local out
-	out=$(go test -run - -bench 'SeqWrite1M|RandWrite4K|SeqRead1M' -benchtime "${1:-2s}" ./rowstore/)
+	out=$(go test -run - -bench 'SeqWrite1M|RandWrite4K|SeqRead1M|RandRead4K' -benchtime "${1:-2s}" ./rowstore/)
 	echo "$out" | grep '^Benchmark'
 	echo
 	echo "$out" | awk '
@@ -65,11 +68,12 @@ engine_bench() {
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
-smoke=0 profile_dir="" out=""
+smoke=0 profile_dir="" out="" data_only=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--engine) engine_bench "${2:-2s}"; exit ;;
 	--smoke) smoke=1 ;;
+	--data-path) data_only=1 ;;
 	--profile) profile_dir=$(realpath -m "${2:?--profile needs a directory}"); shift ;;
 	--out) out=$(realpath -m "${2:?--out needs a file}"); shift ;;
 	-h | --help) usage; exit 0 ;;
@@ -157,6 +161,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 # row SECTION MEASUREMENT SNAPFS PEERS TARGET STATUS
 row() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$rows"; }
 fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "—"; else if (v + 0 >= 10000) printf "%.1fk", v / 1000; else if (v + 0 >= 100) printf "%.0f", v; else printf "%.3g", v }'; }
+mib() { awk -v b="$1" 'BEGIN { if (b == "") print "—"; else printf "%.1f MB", b / 1e6 }'; }
 now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 # pct FILE P -> the P-th percentile (nearest rank) of microsecond samples, in ms
 pct() { sort -n "$1" | awk -v p="$2" '{ a[NR] = $1 } END { i = int((NR * p + 99) / 100); if (i < 1) i = 1; printf "%.1f", a[i] / 1000 }'; }
@@ -323,6 +328,7 @@ for x in "" -ext4; do
 	done
 done
 
+if [ "$data_only" = 0 ]; then # phases 2 and 3 (not with --data-path)
 # --- phase 2: snapshot, clone, rollback, image latency ------------------------
 # lat NAME CMD... : BENCH_RUNS timed runs; "{i}" in CMD is the run number.
 lat() {
@@ -517,7 +523,6 @@ fi
 metric snapfs.region.restore_s "$secs" s
 metric snapfs.region.restore_mbs "$restore_mbs" MB/s
 
-mib() { awk -v b="$1" 'BEGIN { if (b == "") print "—"; else printf "%.1f MB", b / 1e6 }'; }
 chg=$(mib "$change")
 row "regions (4+2 file://)" "snapshot exclusive bytes after 1 % rewritten by 4 KiB writes ($chg)" \
 	"$(mib "$excl") ($(ratio "$excl" "$change")× the change)" "" "≤ 1.1× the change" \
@@ -531,6 +536,8 @@ row "regions (4+2 file://)" "full sync of $gib, MB/s" "${full_mbs:-—}" "sequen
 	"≥ 0.8× sequential read" "$(judge "$(ratio "$full_mbs" "$seqread")" ">=" 0.8)"
 row "regions (4+2 file://)" "restore of $gib, MB/s" "${restore_mbs:-—}" "sequential read of the disk $(fmt "$seqread") ($(ratio "$restore_mbs" "$seqread")×)" \
 	"≥ 0.8× sequential read" "$(judge "$(ratio "$restore_mbs" "$seqread")" ">=" 0.8)"
+
+fi # phases 2 and 3
 
 # --- phase 4: memory and index ----------------------------------------------
 hwm=$(awk '/VmHWM/ { print $2 * 1024 }' "/proc/$daemon_pid/status")

@@ -181,6 +181,9 @@ type Log struct {
 	// two fsyncs (file, directory) with appends held; under appendMu.
 	precreate atomic.Bool
 	spare     *spareSegment
+	// wbufFree is the gathering buffer of the segment sealed last, for the
+	// next one; under appendMu.
+	wbufFree []byte
 }
 
 // spareSegment is a segment file being created ahead of its use: num's file
@@ -468,7 +471,15 @@ func (l *Log) startSegment(n uint64) error {
 		}
 	}
 	defer l.prepareSpare(n + 1)
-	s := &segFile{num: n, f: f, flushed: FileHeaderSize}
+	// The gathering buffer moves from segment to segment: a sealed segment
+	// keeps none (hundreds of sealed segments would otherwise hold a MiB
+	// each), and the new one does not grow its own append by append.
+	buf := l.wbufFree
+	l.wbufFree = nil
+	if buf == nil {
+		buf = make([]byte, 0, writeBehind+64<<10)
+	}
+	s := &segFile{num: n, f: f, flushed: FileHeaderSize, wbuf: buf[:0]}
 	s.size.Store(FileHeaderSize)
 	l.bytes.Add(FileHeaderSize)
 	l.mu.Lock()
@@ -490,6 +501,11 @@ func (l *Log) rotateLocked() error {
 		l.fail(err)
 		return fmt.Errorf("segment: sync segment %d: %w", old.num, err)
 	}
+	old.bufMu.Lock()
+	if len(old.wbuf) == 0 { // all flushed: reads no longer look at it
+		l.wbufFree, old.wbuf = old.wbuf, nil
+	}
+	old.bufMu.Unlock()
 	if err := l.retry(func() error { return l.startSegment(old.num + 1) }); err != nil {
 		return fmt.Errorf("segment: create segment %d: %w", old.num+1, err)
 	}
