@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/snapfs/snapfs/index"
 	"github.com/snapfs/snapfs/rowstore/segment"
@@ -245,11 +247,18 @@ func (st *streamer) flush() error {
 	return st.o.Data(batch)
 }
 
+// streamReaders bounds the reads of one batch in flight at once: runs of
+// scattered records (small random rewrites) are read in parallel, so a
+// disk sees a queue of requests instead of one at a time.
+const streamReaders = 8
+
 // read reads the records of st.refs back to back into buf (runs of
-// adjacent records with one call) and fills batch. readMu is held.
+// adjacent records with one call, up to streamReaders runs at once) and
+// fills batch. readMu is held.
 func (st *streamer) read(buf []byte, batch *BlockBatch) error {
-	s := st.s
 	refs := st.refs
+	type run struct{ i, j, pos, span int }
+	var runs []run
 	pos := 0
 	for i := 0; i < len(refs); {
 		v := refs[i].v
@@ -259,16 +268,23 @@ func (st *streamer) read(buf []byte, batch *BlockBatch) error {
 			span += int(refs[j].v.Length)
 			j++
 		}
-		if err := s.seg.ReadRaw(v.Segment, buf[pos:pos+span], v.Offset); err != nil {
+		runs = append(runs, run{i, j, pos, span})
+		pos += span
+		i = j
+	}
+	readRun := func(r run) error {
+		v := refs[r.i].v
+		if err := st.s.seg.ReadRaw(v.Segment, buf[r.pos:r.pos+r.span], v.Offset); err != nil {
 			if errors.Is(err, segment.ErrCorrupt) {
-				return &CorruptError{What: fmt.Sprintf("%s: blocks %d-%d (segment %d offset %d)", st.what, refs[i].block, refs[j-1].block, v.Segment, v.Offset), Err: err}
+				return &CorruptError{What: fmt.Sprintf("%s: blocks %d-%d (segment %d offset %d)", st.what, refs[r.i].block, refs[r.j-1].block, v.Segment, v.Offset), Err: err}
 			}
-			return fmt.Errorf("%s: read blocks %d-%d: %w", st.what, refs[i].block, refs[j-1].block, err)
+			return fmt.Errorf("%s: read blocks %d-%d: %w", st.what, refs[r.i].block, refs[r.j-1].block, err)
 		}
-		for k := i; k < j; k++ {
+		at := r.pos
+		for k := r.i; k < r.j; k++ {
 			rv := refs[k].v
-			raw := buf[pos : pos+int(rv.Length)]
-			pos += int(rv.Length)
+			raw := buf[at : at+int(rv.Length)]
+			at += int(rv.Length)
 			rec, _, err := segment.Decode(raw)
 			if err == nil && (rec.Kind != segment.KindData || rec.Block != refs[k].block || rec.Seq != rv.Seq || len(rec.Payload) != st.bs) {
 				err = fmt.Errorf("record (kind %d block %d seq %d, %d bytes) is not the indexed version (block %d seq %d, %d bytes)",
@@ -279,7 +295,42 @@ func (st *streamer) read(buf []byte, batch *BlockBatch) error {
 			}
 			batch.Blocks[k], batch.Digests[k], batch.Data[k] = refs[k].block, rv.Digest, rec.Payload
 		}
-		i = j
+		return nil
+	}
+	n := min(len(runs), streamReaders)
+	if n <= 1 {
+		for _, r := range runs {
+			if err := readRun(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var next atomic.Int64
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(runs) {
+					return
+				}
+				if err := readRun(runs[k]); err != nil {
+					errs[w] = err
+					next.Store(int64(len(runs))) // the others stop
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
