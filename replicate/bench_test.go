@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -92,8 +93,10 @@ func envInt(name string, def int) int {
 // default 256), SNAPFS_BENCH_SNAPS (extra snapshots of small changes
 // taken first, as in a store that has run for a while; default 0),
 // SNAPFS_BENCH_DIR (where the store and the region live; default /dev/shm),
-// SNAPFS_BENCH_PROFILE (a directory: a CPU profile per phase, and a heap
-// profile after each).
+// SNAPFS_BENCH_PROFILE (a directory: a CPU profile per phase, and
+// allocation and block profiles after each), SNAPFS_BENCH_DROP (drop the
+// page cache before each phase, as scripts/bench.sh does; root),
+// SNAPFS_BENCH_LOG (debug log, with sync's step timings, to stderr).
 func BenchmarkRegionPhases(b *testing.B) {
 	size := int64(envInt("SNAPFS_BENCH_MIB", 256)) << 20
 	extra := envInt("SNAPFS_BENCH_SNAPS", 0)
@@ -121,12 +124,17 @@ func BenchmarkRegionPhases(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	mgr, err := replicate.New(dir, rs, replicate.Options{})
+	var ropts replicate.Options
+	if os.Getenv("SNAPFS_BENCH_LOG") != "" {
+		ropts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	mgr, err := replicate.New(dir, rs, ropts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { mgr.Close(); rs.Close() })
 	a := &host{dir: dir, rs: rs, mgr: mgr}
+	drop := os.Getenv("SNAPFS_BENCH_DROP") != ""
 	const bsz = rowstore.DefaultBlockSize
 	if _, err := rs.CreateDisk("vol1", size, bsz); err != nil {
 		b.Fatal(err)
@@ -180,6 +188,10 @@ func BenchmarkRegionPhases(b *testing.B) {
 			runtime.SetBlockProfileRate(10000) // a sample per 10 µs blocked
 		}
 		runtime.GC()
+		if drop { // a cold page cache, as scripts/bench.sh measures (root only)
+			syscall.Sync()
+			_ = os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
+		}
 		c0 := cpuTime()
 		t0 := time.Now()
 		fn()

@@ -68,6 +68,21 @@ func (m *Manager) CopySnapshot(ctx context.Context, regionName, snapshot string,
 	return m.copySnapshots(ctx, regionName, []rowstore.SnapshotInfo{s}, true, orNoProgress(progress))
 }
 
+// phases times the steps of a job for its debug log.
+type phases struct {
+	last time.Time
+	d    []any
+}
+
+func newPhases() *phases { return &phases{last: time.Now()} }
+
+// done ends the step called name.
+func (p *phases) done(name string) {
+	now := time.Now()
+	p.d = append(p.d, name, now.Sub(p.last).Round(time.Microsecond))
+	p.last = now
+}
+
 // same reports whether a remote object describes the local snapshot s.
 func same(s rowstore.SnapshotInfo, id uint64, created time.Time) bool {
 	return id == s.ID && created.Equal(s.Created)
@@ -108,17 +123,21 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 		}
 		progress.Event(ev)
 	}()
+	ph := newPhases()
+	defer func() { m.log.Debug("sync timings", append([]any{"region", regionName}, ph.d...)...) }()
 	r, err := m.openRegion(ctx, regionName, true)
 	if err != nil {
 		return st, err
 	}
 	defer r.close()
+	ph.done("open")
 	st.BytesWritten = make([]int64, r.n())
 	ctx, unlock, err := m.lock(ctx, r, false, "sync")
 	if err != nil {
 		return st, err
 	}
-	defer unlock()
+	defer func() { unlock(); ph.done("unlock") }()
+	ph.done("lock")
 	defer func() {
 		if err != nil && context.Cause(ctx) != nil && ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
@@ -136,10 +155,12 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 	if err != nil {
 		return st, err
 	}
+	ph.done("list")
 	cs, err := m.loadChunks(ctx, r, chunksDedup)
 	if err != nil {
 		return st, err
 	}
+	ph.done("chunks")
 	local, err := m.rs.ListSnapshots()
 	if err != nil {
 		return st, err
@@ -200,9 +221,10 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			}
 			manifests[found] = mf
 			st.Skipped++
+			ph.done("skip")
 			continue
 		}
-		if err := m.copyOne(ctx, r, cs, snap, local, remote, manifests, &st, progress); err != nil {
+		if err := m.copyOne(ctx, r, cs, snap, local, remote, manifests, &st, progress, ph); err != nil {
 			return st, fmt.Errorf("sync snapshot %q to region %q: %w", snap.Name, regionName, err)
 		}
 		if tombs[nid] != nil {
@@ -273,18 +295,25 @@ func (m *Manager) base(ctx context.Context, r *region, snap rowstore.SnapshotInf
 // pipeline.go): the diff hands out each block with its data, read where
 // the diff found it; workers verify and compress; full packs are sealed,
 // erasure coded and uploaded while the next ones fill.
-func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap rowstore.SnapshotInfo, local []rowstore.SnapshotInfo, remote listing, manifests map[string]*format.Manifest, st *Stats, progress Progress) (err error) {
+func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap rowstore.SnapshotInfo, local []rowstore.SnapshotInfo, remote listing, manifests map[string]*format.Manifest, st *Stats, progress Progress, ph *phases) (err error) {
 	nid := r.snapNID(m.host.ID, snap.Name)
 	marker := &format.Marker{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Started: m.opts.Now().UTC(), Host: m.host.ID, HostName: m.host.Name}
 	mb, err := r.keys.Seal(format.TypeMarker, nid, marker.Encode())
 	if err != nil {
 		return err
 	}
-	if err := r.putAll(ctx, copyDir+nid, mb, st.BytesWritten); err != nil {
-		return err
-	}
+	// The marker is written while the diff starts; the pipeline puts no
+	// pack before it is durable, and finishes only once it is.
+	markerBytes := make([]int64, r.n())
+	marked := make(chan error, 1)
+	go func() { marked <- r.putAll(ctx, copyDir+nid, mb, markerBytes) }()
 	mf := &format.Manifest{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Kind: snap.Kind, Host: m.host.ID, HostName: m.host.Name}
-	pl := m.startPipeline(ctx, r, st, progress, snap.Name)
+	pl := m.startPipeline(ctx, r, st, progress, snap.Name, marked)
+	defer func() {
+		for i, n := range markerBytes { // the marker put has ended: the pipeline waited for it
+			st.BytesWritten[i] += n
+		}
+	}()
 	defer func() {
 		if pl != nil {
 			pl.abort(cs)
@@ -299,22 +328,35 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 		if err != nil {
 			return err
 		}
+		ph.done("find-base")
 		if bsnap != nil && bmf.Disk(d.Name).Depth+1 < format.MaxDepth {
 			// A delta needs every chunk of its parent to be readable: a
 			// parent with a chunk in no readable pack (a lost pack) is no
-			// base, and the full map resends what is missing.
-			bm, _, err := r.resolveDisk(ctx, bmf, d.Name, manifests)
+			// base, and the full map resends what is missing. Every entry
+			// of the parent's chain is checked (no block map is built: a
+			// chunk a later delta replaced counts too, which only errs on
+			// the safe side).
+			chain, err := r.diskChain(ctx, bmf, d.Name, manifests)
 			if err != nil {
 				return err
 			}
+			ph.done("chain")
 			ok := true
-			for _, id := range bm {
-				loc, found := cs.chunks[id]
-				if !found {
-					ok = false
-					break
+			var last format.ChunkID
+		check:
+			for _, cd := range chain {
+				for _, e := range cd.Entries {
+					if e.Zero || e.ID == last {
+						continue
+					}
+					last = e.ID
+					loc, found := cs.chunks[e.ID]
+					if !found {
+						ok = false
+						break check
+					}
+					used[loc.pack] = true
 				}
-				used[loc.pack] = true
 			}
 			if ok {
 				from = &rowstore.Point{Snapshot: bsnap.Name, Disk: d.Name}
@@ -323,6 +365,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 				m.log.Warn("sync: parent snapshot needs chunks the region cannot read; sending a full map", "region", r.cfg.Name, "snapshot", snap.Name, "parent", bsnap.Name, "disk", d.Name)
 			}
 		}
+		ph.done("base")
 		to := rowstore.Point{Snapshot: snap.Name, Disk: d.Name}
 		ev := Event{Type: EventBlocks, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name}
 		progress.Event(Event{Type: EventSnapshot, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name})
@@ -364,6 +407,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 			return fmt.Errorf("sync %s: %w", to, err)
 		}
 		mf.Disks = append(mf.Disks, md)
+		ph.done("stream")
 	}
 	p := pl
 	pl = nil
@@ -374,6 +418,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	if err != nil {
 		return err
 	}
+	ph.done("flush")
 	// Every pack and index is durable: the manifest goes last, once this
 	// sync's lock is known to be still held (so no prune or repair has run
 	// since it was taken) and the parents and packs it needs are known to
@@ -384,6 +429,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	if err := r.verifyRefs(ctx, mf, used); err != nil {
 		return err
 	}
+	ph.done("verify")
 	pt, err := mf.Encode()
 	if err != nil {
 		return err
@@ -396,9 +442,11 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 		return err
 	}
 	manifests[nid] = mf
+	ph.done("manifest")
 	if err := r.deleteAll(ctx, copyDir+nid); err != nil {
 		m.log.Warn("copying marker left behind", "region", r.cfg.Name, "snapshot", snap.Name, "err", err)
 	}
+	ph.done("unmark")
 	m.log.Info("snapshot copied", "region", r.cfg.Name, "snapshot", snap.Name, "blocks_read", st.BlocksRead, "packs", st.PacksWritten)
 	return nil
 }

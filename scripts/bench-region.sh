@@ -78,7 +78,13 @@ rewrite=(--bs=4k --size="$size" --io_size="$change" --ioengine=libaio --iodepth=
 fio_q fill "$work/mnt/disks/src" write --bs=1M --size="$size" --ioengine=psync --end_fsync=1 --refill_buffers >/dev/null
 
 truncate -s $((size * 2 + (256 << 20))) "$work/btrfs.img"
-mkfs.btrfs -q "$work/btrfs.img" >/dev/null
+# mkfs.btrfs refuses to run while any mount on the machine is dead (ENOTCONN
+# from a crashed FUSE daemon of another run): retry a while.
+for i in $(seq 1 30); do
+	mkfs.btrfs -q "$work/btrfs.img" >/dev/null 2>"$work/mkfs.err" && break
+	[ "$i" -lt 30 ] || { cat "$work/mkfs.err" >&2; exit 1; }
+	sleep 5
+done
 mkdir -p "$work/btrfs"
 mount -o loop "$work/btrfs.img" "$work/btrfs"
 undo+=("umount '$work/btrfs'")
