@@ -24,19 +24,21 @@ import (
 //
 //  1. the stream (the caller's goroutine): diff, dedup against the
 //     region's chunks (StreamOptions.Visit), batched reads of the log;
-//  2. workers (one per CPU, at least 2): check each block against its
-//     digest, compress it unless a sample says it is incompressible, and
-//     add it to the pack being filled;
-//  3. the uploader: seal the full pack in place, erasure code it, put the
-//     shards to every store in parallel, then its index on every store.
+//  2. workers (one per CPU, at least 2): check a sample of the blocks
+//     against their digests (verifyEvery), compress each unless a sample
+//     of its bytes says it is incompressible, and add it to the pack
+//     being filled;
+//  3. the uploader: seals the full pack in place and erasure codes it;
+//  4. the putter: puts the shards to every store in parallel, then the
+//     pack's index on every store, while the uploader encodes the next.
 //
 // Memory is bounded by construction: at most StreamOptions.Buffers read
-// batches are out (4 × 4 MiB); the pack being filled, one full pack
-// waiting for the uploader (a worker that fills a pack holds the pack lock
-// until the uploader takes it, so the other workers wait too) and the
-// uploader's pack and shards: about 2 × PackSize + the shards (1.5 ×
-// PackSize for 4+2) at the peak. The uploader gives the pack buffer back
-// as soon as the shards are made, for the next pack to reuse.
+// batches are out (4 × 4 MiB); two pack buffers (the pack being filled,
+// and the one the uploader seals and encodes: a worker that fills a pack
+// holds the pack lock until the uploader takes it, so the others wait
+// too, and the uploader gives the buffer back once the shards are made);
+// the shards of at most two packs (one being put, one encoded ahead): about
+// 2 × PackSize + 2 × 1.5 × PackSize (for 4+2) at the peak.
 type pipeline struct {
 	m    *Manager
 	r    *region
@@ -237,21 +239,53 @@ func (p *pipeline) send(pk *format.PackBuilder) error {
 	}
 }
 
+// encoded is a pack sealed and erasure coded, for the putter.
+type encoded struct {
+	id         packID
+	entries    []format.Entry
+	shards     []erasure.Shard
+	sealedSize int
+	ph         *phases
+}
+
+// uploader seals and erasure codes full packs and hands them to the
+// putter, so the next pack is encoded while the last one is put.
 func (p *pipeline) uploader() {
-	defer close(p.upDone)
+	puts := make(chan *encoded) // unbuffered: one pack encoded ahead at most
+	putDone := make(chan struct{})
+	go func() {
+		defer close(putDone)
+		for e := range puts {
+			if p.ctx.Err() != nil {
+				continue
+			}
+			if err := p.put(e); err != nil {
+				p.fail(err)
+			}
+		}
+	}()
 	for pk := range p.up {
 		if p.ctx.Err() != nil {
 			p.bufs <- pk.Buffer()
 			continue
 		}
-		if err := p.upload(pk); err != nil {
+		e, err := p.encode(pk)
+		if err != nil {
 			p.fail(err)
+			continue
+		}
+		select {
+		case puts <- e:
+		case <-p.ctx.Done():
 		}
 	}
+	close(puts)
+	<-putDone
+	close(p.upDone)
 }
 
 // markerDone waits for the copying marker's put (once) and returns its
-// error. Only the uploader, and stop after it, call it.
+// error. Only the putter, and stop after it, call it.
 func (p *pipeline) markerDone() error {
 	if p.ready == nil {
 		return nil
@@ -261,33 +295,42 @@ func (p *pipeline) markerDone() error {
 	return err
 }
 
-// upload writes one pack: shards first, then its index on every store.
-func (p *pipeline) upload(pk *format.PackBuilder) error {
+// encode seals a full pack in place and erasure codes it; the pack buffer
+// goes back for the next pack.
+func (p *pipeline) encode(pk *format.PackBuilder) (*encoded, error) {
 	r := p.r
 	ph := newPhases()
 	id, err := newPackID(p.m.opts.Now())
 	if err != nil {
-		return err
+		p.bufs <- pk.Buffer()
+		return nil, err
 	}
-	defer func() { p.m.log.Debug("pack timings", append([]any{"pack", id.String()}, ph.d...)...) }()
 	entries := slices.Clone(pk.Entries())
 	sealed, err := pk.Seal(r.keys, id.String())
-	if err != nil {
-		return err
-	}
-	shards, err := erasure.Encode(sealed, r.k, r.m)
-	if err != nil {
-		return fmt.Errorf("pack %s: %w", id, err)
+	var shards []erasure.Shard
+	if err == nil {
+		if shards, err = erasure.Encode(sealed, r.k, r.m); err != nil {
+			err = fmt.Errorf("pack %s: %w", id, err)
+		}
 	}
 	sealedSize := len(sealed)
 	p.bufs <- pk.Buffer() // room for both: never blocks
 	ph.done("encode")
+	return &encoded{id: id, entries: entries, shards: shards, sealedSize: sealedSize, ph: ph}, err
+}
+
+// put writes one encoded pack: shards first, then its index on every
+// store.
+func (p *pipeline) put(e *encoded) error {
+	r, id, ph := p.r, e.id, e.ph
+	defer func() { p.m.log.Debug("pack timings", append([]any{"pack", id.String()}, ph.d...)...) }()
+	ph.done("queued")
 	if err := p.markerDone(); err != nil {
 		return err
 	}
 	ph.done("marker")
 	errs := forEach(r.n(), func(i int) error {
-		if err := r.stores[i].Put(p.ctx, packDir+id.String(), shards[i]); err != nil {
+		if err := r.stores[i].Put(p.ctx, packDir+id.String(), e.shards[i]); err != nil {
 			return fmt.Errorf("%w: store %d (%s): put pack %s: %w", ErrUnavailable, i, r.stores[i].Location(), id, err)
 		}
 		return nil
@@ -296,10 +339,10 @@ func (p *pipeline) upload(pk *format.PackBuilder) error {
 		return err
 	}
 	ph.done("shards")
-	for i := range shards {
-		p.st.BytesWritten[i] += int64(len(shards[i]))
+	for i := range e.shards {
+		p.st.BytesWritten[i] += int64(len(e.shards[i]))
 	}
-	x := &format.Index{Pack: id, SealedSize: uint64(sealedSize), Entries: entries}
+	x := &format.Index{Pack: id, SealedSize: uint64(e.sealedSize), Entries: e.entries}
 	idx, err := r.keys.Seal(format.TypeIndex, id.String(), x.Encode())
 	if err != nil {
 		return err

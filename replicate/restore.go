@@ -177,8 +177,9 @@ func (m *Manager) RestoreFrom(ctx context.Context, regionName, host, snapshot, d
 		go func() {
 			defer wg.Done()
 			run := make([]byte, 0, restoreRun)
+			var buf []byte // the sealed pack, decrypted in place; reused
 			for p := range work {
-				pt, degraded, n, err := m.openPack(wctx, r, p, cs.packs[p].SealedSize)
+				pt, degraded, n, err := m.openPack(wctx, r, p, cs.packs[p].SealedSize, &buf)
 				if err == nil {
 					err = m.writeRuns(r, p, pt, md.BlockSize, byPack[p], run, h)
 				}
@@ -330,8 +331,9 @@ func (m *Manager) verifyRestored(r *region, tmp string, bm blockMap) error {
 // need not be computed too. If a data shard is missing, its header is bad
 // or the tag fails, fetchPack reads and verifies every shard it needs
 // (parity included) and finds the bad ones.
-func (m *Manager) openPack(ctx context.Context, r *region, p packID, sealedSize uint64) (pt []byte, degraded bool, fetched int64, err error) {
-	sealed, n, ferr := m.fetchData(ctx, r, p, sealedSize)
+func (m *Manager) openPack(ctx context.Context, r *region, p packID, sealedSize uint64, buf *[]byte) (pt []byte, degraded bool, fetched int64, err error) {
+	sealed, n, ferr := m.fetchData(ctx, r, p, sealedSize, *buf)
+	*buf = sealed
 	fetched = n
 	if ferr == nil {
 		if pt, ferr = format.OpenPack(r.keys, p.String(), sealed); ferr == nil {
@@ -355,13 +357,16 @@ func (m *Manager) openPack(ctx context.Context, r *region, p packID, sealedSize 
 
 // fetchData reads the k data shards of a pack, checks their headers
 // against the pack and assembles the sealed pack from their payloads
-// (each shard is dropped once copied).
-func (m *Manager) fetchData(ctx context.Context, r *region, p packID, sealedSize uint64) ([]byte, int64, error) {
+// (each shard is dropped once copied), in buf if it is large enough.
+func (m *Manager) fetchData(ctx context.Context, r *region, p packID, sealedSize uint64, buf []byte) ([]byte, int64, error) {
 	l, err := erasure.NewLayout(r.k, r.m, int64(sealedSize))
 	if err != nil {
-		return nil, 0, err
+		return buf, 0, err
 	}
-	sealed := make([]byte, sealedSize)
+	if uint64(cap(buf)) < sealedSize {
+		buf = make([]byte, sealedSize)
+	}
+	sealed := buf[:sealedSize]
 	var fetched atomic.Int64
 	errs := forEach(r.k, func(i int) error {
 		if r.bad[i] != nil {

@@ -13,7 +13,8 @@
 # (every timed step starts from a cold page cache, as in bench.sh). It
 # prints each round's figures and ratios and the daemon's peak RSS.
 #
-# Environment: BENCH_SIZE [1G], BENCH_ROUNDS [2], BENCH_DIR [/var/tmp].
+# Environment: BENCH_SIZE [1G], BENCH_ROUNDS [2], BENCH_DIR [/var/tmp],
+# BENCH_LOG_LEVEL [info; debug prints sync's step timings at the end].
 # --profile DIR saves a CPU profile of the daemon over the first
 # PROFILE_SECS [20] seconds of each sync and restore (DIR/<step><round>.cpu.pb.gz).
 set -euo pipefail
@@ -49,7 +50,7 @@ mkdir -p "$work/mnt"
 pprof_addr=127.0.0.1:$((20000 + $$ % 20000))
 margs=(--background)
 [ -z "$profile_dir" ] || margs+=(--pprof "$pprof_addr")
-daemon_pid=$("${sfs[@]}" --json mount "${margs[@]}" "$work/mnt" | jq -r .pid)
+daemon_pid=$("${sfs[@]}" --json --log-level "${BENCH_LOG_LEVEL:-info}" mount "${margs[@]}" "$work/mnt" | jq -r .pid)
 undo+=("'$work/snapfs' --store '$work/store' umount '$work/mnt' || umount -l '$work/mnt'")
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 now() { local t=$EPOCHREALTIME; echo "${t/./}"; }
@@ -132,3 +133,4 @@ for r in $(seq 1 "$rounds"); do
 	echo "  region after both syncs             $((incr_b >> 20)) MiB"
 done
 echo "daemon peak RSS (VmHWM): $(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$daemon_pid/status")"
+[ "${BENCH_LOG_LEVEL:-info}" != debug ] || grep -a "timings" "$work/store/snapfs.log" | sed 's/^/  /' || true
