@@ -96,6 +96,7 @@ head -c 32 /dev/urandom >"$work/region.key"
 for r in $(seq 1 "$rounds"); do
 	drop_caches
 	seq_mbs=$(fio_q seqread "$work/mnt/disks/src" read --bs=1M --size="$size" --ioengine=psync | jq -r '.jobs[0].read.bw_bytes / 1e6')
+	[ "$r" != 1 ] || hwm0=$(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$daemon_pid/status")
 	"${sfs[@]}" snapshot create "r$r-a" --disk src >/dev/null
 	stores=()
 	for i in 0 1 2 3 4 5; do mkdir -p "$work/region$r/$i"; stores+=(--store "file://$work/region$r/$i"); done
@@ -132,5 +133,5 @@ for r in $(seq 1 "$rounds"); do
 	echo "  incremental sync                    $incr_s s  (btrfs send -p $send_s s, $((send_b >> 10)) KiB: $(ratio "$incr_s" "$send_s")x its time)"
 	echo "  region after both syncs             $((incr_b >> 20)) MiB"
 done
-echo "daemon peak RSS (VmHWM): $(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$daemon_pid/status")"
+echo "daemon peak RSS (VmHWM): $(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$daemon_pid/status") ($hwm0 before the first sync: fill and read)"
 [ "${BENCH_LOG_LEVEL:-info}" != debug ] || grep -a "timings" "$work/store/snapfs.log" | sed 's/^/  /' || true
