@@ -216,6 +216,9 @@ func (p *pipeline) add(items []stored) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, it := range items {
+		if p.pack == nil { // no buffer came back: the pipeline has stopped
+			return context.Cause(p.ctx)
+		}
 		p.pack.Add(it.id, it.data, it.rawLen, it.comp)
 		if p.pack.Size() >= p.m.opts.PackSize {
 			if err := p.send(p.pack); err != nil {
