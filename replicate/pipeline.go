@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/snapfs/snapfs/replicate/erasure"
@@ -387,9 +386,7 @@ func (p *pipeline) stop(cs *chunkSet, abort bool) ([]writtenPack, error) {
 		p.closed = true
 		close(p.work)
 	}
-	t0 := time.Now()
 	p.wg.Wait()
-	p.m.log.Debug("workers done", "wait", time.Since(t0))
 	if p.ctx.Err() == nil && p.pack != nil && p.pack.Len() > 0 {
 		if err := p.send(p.pack); err != nil {
 			p.fail(err)
