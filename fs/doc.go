@@ -10,6 +10,15 @@
 //	M/snapshots/<snapshot>/<disk>         the disk's image as of the snapshot
 //	M/snapshots/<snapshot>/snapshot.json  its metadata (SnapshotEntry.JSON)
 //	M/images/<image>                      read-only image
+//	M/snapshots/<snapshot>/<disk>.files/  the files inside the disk, read-only
+//	M/images/<image>.files/               the same for an image
+//
+// A .files directory exists when Options.Files says the image holds a
+// filesystem it can show: its root for a filesystem on the whole disk, or
+// p1/, p2/, ... for the partitions of a GPT or MBR disk (the kernel's
+// partition numbers). What opens it is behind the Files interface
+// (node_files.go); this package only presents the directory tree it is
+// handed (a host directory) as a read-only passthrough.
 //
 // The root and its three directories are fixed. disks/, snapshots/ and
 // images/ are dynamic: Lookup and Readdir ask the Backend every time, so new
@@ -20,9 +29,11 @@
 //   - Inode numbers derive from Backend IDs (ino.go): kind tag in the top
 //     byte, the ID below. They are stable across lookups and remounts and a
 //     recreated name (new ID) gets a new inode.
-//   - Every errno comes from toErrno (errno.go), the one mapping from the
-//     engine's sentinel errors; every Backend error is logged once, at the
-//     boundary, by mountState.fail.
+//   - Every errno comes from toErrno (errno.go): the errno an error wraps, else
+//     Options.Errno, the caller's one mapping from the engine's sentinel
+//     errors (inside .files, errors of the host filesystem go through
+//     filesErrno, node_files.go: corruption is EIO); every Backend error is
+//     logged once, at the boundary, by mountState.fail.
 //   - No panic escapes a FUSE request: methods that call the Backend recover
 //     and return EIO (logging the stack), and go-fuse's PanicHandler backs
 //     that up for everything else.
@@ -66,6 +77,34 @@
 //     write errors; read-only opens never sync.
 //   - Extended attributes are disabled (DisableXAttrs): setxattr fails with
 //     EOPNOTSUPP, and ls does not pay for getxattr round trips.
+//
+// # .files directories (node_files.go)
+//
+//   - Looking up or listing <d>.files opens nothing: its attributes are
+//     synthetic (0555, the snapshot's time); entering it (lookup or readdir
+//     inside) calls Files.Enter, and every operation inside holds the tree
+//     for its duration (open files until release), so the implementation
+//     may release idle trees and open them again on the next access.
+//   - Inode numbers: kind tag, a per-mount tree number, and the inode
+//     number inside the filesystem (stable across a release and reopen;
+//     hard links keep one inode, so cp -a keeps them); numbers that do not
+//     fit, or that are on another device (btrfs subvolumes), are numbered in
+//     order of first sight.
+//   - Owners, modes, times, sizes, st_blocks, symlink targets and extended
+//     attributes are the filesystem's; extended attributes are turned on
+//     for the whole mount when Options.Files is set (the other nodes have
+//     none). Files open with FOPEN_DIRECT_IO (as images; the host
+//     filesystem caches) and answer SEEK_DATA/SEEK_HOLE, so cp and tar
+//     keep holes. Every change is EROFS.
+//   - Errors of the host filesystem that mean corruption (EUCLEAN, EBADMSG,
+//     ...) and anything unexpected are EIO; ordinary ones (ENOENT, ENODATA,
+//     ENOTDIR, ...) pass. A filesystem that cannot be mounted is EIO on
+//     entering.
+//   - Access: the mount is reachable by its owner only unless AllowOther.
+//     With AllowOther, a caller other than root and the owner gets what the
+//     stored modes allow (read to open or list, search to look up: owner,
+//     group by the caller's primary group, other); the daemon itself
+//     reads as root. Supplementary groups and ACLs are not consulted.
 //
 // # Mount options and why
 //

@@ -3,31 +3,15 @@ package fs
 import (
 	"errors"
 	"syscall"
-
-	"github.com/snapfs/snapfs/rowstore"
 )
 
-// errnoTable is the one mapping from the engine's sentinel errors to errno
-// values. Order matters only for errors that wrap several sentinels: the first
-// match wins, so corruption (which must never be hidden) comes first.
-var errnoTable = []struct {
-	err   error
-	errno syscall.Errno
-}{
-	{rowstore.ErrCorrupt, syscall.EIO},
-	{rowstore.ErrNotFound, syscall.ENOENT},
-	{rowstore.ErrExists, syscall.EEXIST},
-	{rowstore.ErrInvalid, syscall.EINVAL},
-	{rowstore.ErrBusy, syscall.EBUSY},
-	{rowstore.ErrReadOnly, syscall.EROFS},
-	{rowstore.ErrNoSpace, syscall.ENOSPC},
-	{rowstore.ErrClosed, syscall.EIO},
-}
-
 // toErrno maps a Backend error to the errno the kernel sees. nil maps to 0;
-// an error wrapping none of the sentinels is EIO. Nothing else in this package
-// turns an error into an errno.
-func toErrno(err error) syscall.Errno {
+// an error wrapping a syscall.Errno is that errno; every other error goes
+// through Options.Errno, the caller's one table of errors (snapfs's is
+// cmd/snapfs/internal/exitcode.Errno): this package knows nothing of the
+// engine's sentinels. Without Options.Errno it is EIO. Nothing else in this
+// package turns an error into an errno.
+func (m *mountState) toErrno(err error) syscall.Errno {
 	if err == nil {
 		return 0
 	}
@@ -35,9 +19,9 @@ func toErrno(err error) syscall.Errno {
 	if errors.As(err, &errno) {
 		return errno
 	}
-	for _, e := range errnoTable {
-		if errors.Is(err, e.err) {
-			return e.errno
+	if m.errno != nil {
+		if e := m.errno(err); e != 0 {
+			return e
 		}
 	}
 	return syscall.EIO

@@ -40,6 +40,14 @@ type Options struct {
 	MaxBackground int
 	// FsName is the "source" column of /proc/mounts. Empty means "snapfs".
 	FsName string
+	// Files, when set, shows the files inside snapshot disks and images as
+	// <d>.files directories (node_files.go), and turns extended attributes
+	// on (they are shown from the filesystems inside).
+	Files Files
+	// Errno maps a Backend error to the errno the kernel sees (the caller's
+	// one table of errors; see errno.go). nil: the errno an error wraps, EIO
+	// for anything else.
+	Errno func(error) syscall.Errno
 }
 
 // Server is a mounted snapfs namespace.
@@ -58,6 +66,9 @@ type mountState struct {
 	uid, gid    uint32
 	mounted     time.Time
 	nameTimeout time.Duration
+	files       Files      // nil: no .files entries
+	filesState  filesState // inode numbers of .files trees
+	errno       func(error) syscall.Errno
 }
 
 // Mount mounts the snapfs namespace over opts.Backend at mountpoint and
@@ -79,6 +90,8 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		gid:         uint32(os.Getegid()),
 		mounted:     time.Now(),
 		nameTimeout: opts.NameTimeout,
+		files:       opts.Files,
+		errno:       opts.Errno,
 	}
 	if m.nameTimeout < 0 {
 		m.nameTimeout = 0
@@ -159,6 +172,14 @@ func fuseMountOptions(opts Options, logger *slog.Logger) fuse.MountOptions {
 	}
 	if opts.WritebackCache {
 		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
+	}
+	if opts.AllowOther {
+		// Others get what the modes give them (disks 0644, snapshots and
+		// images 0444), checked by the kernel.
+		mo.Options = append(mo.Options, "default_permissions")
+	}
+	if opts.Files != nil {
+		mo.DisableXAttrs = false // xattrs of the files inside .files
 	}
 	return mo
 }
@@ -245,7 +266,7 @@ func (m *mountState) recoverOp(op, name string, errno *syscall.Errno) {
 // boundary. Expected outcomes (ENOENT, EINVAL, EBUSY, ...) log at Debug;
 // EIO-class errors at Error.
 func (m *mountState) fail(op, name string, err error) syscall.Errno {
-	errno := toErrno(err)
+	errno := m.toErrno(err)
 	switch errno {
 	case syscall.EIO, syscall.ENOSPC:
 		m.log.Error("snapfs: "+op, "name", name, "err", err, "errno", errno.Error())

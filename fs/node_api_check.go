@@ -85,3 +85,24 @@ var (
 	_ = (gofs.FileReader)((*bytesFile)(nil))
 	_ = (gofs.FileWriter)((*bytesFile)(nil))
 )
+
+// .files (node_files.go): filesTop (<d>.files of a whole-disk filesystem,
+// <d>.files/pN), partsDir (<d>.files of a partitioned disk), filesNode
+// (everything inside), filesFile (an open file inside).
+var (
+	_ = dirChecks((*filesTop)(nil))
+	_ = dirChecks((*partsDir)(nil))
+	_ = dirChecks((*filesNode)(nil))
+	_ = (gofs.NodeStatfser)((*filesTop)(nil))
+	_ = (gofs.NodeStatfser)((*filesNode)(nil))
+	_ = (gofs.NodeReadlinker)((*filesNode)(nil))
+	_ = (gofs.NodeGetxattrer)((*filesNode)(nil))
+	_ = (gofs.NodeListxattrer)((*filesNode)(nil))
+	_ = (gofs.NodeOpener)((*filesNode)(nil))
+	_ = (gofs.NodeAllocater)((*filesNode)(nil))
+
+	_ = (gofs.FileReader)((*filesFile)(nil))
+	_ = (gofs.FileWriter)((*filesFile)(nil))
+	_ = (gofs.FileLseeker)((*filesFile)(nil))
+	_ = (gofs.FileReleaser)((*filesFile)(nil))
+)

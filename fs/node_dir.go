@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -307,6 +308,15 @@ func (n *snapshotDir) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 		node := &jsonNode{m: n.m, snap: n.name, id: n.id}
 		return n.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino, Gen: 1}), 0
 	}
+	if disk, ok := strings.CutSuffix(name, FilesSuffix); ok {
+		for i, d := range n.members {
+			if d.Name == disk {
+				src := FilesSource{Snapshot: n.name, Disk: disk, ID: n.id}
+				return n.m.lookupFiles(ctx, n.EmbeddedInode(), src, filesDirIno(kindSnapFile, n.id, i+1), n.created, out)
+			}
+		}
+		return nil, syscall.ENOENT
+	}
 	for i, d := range n.members {
 		if d.Name != name {
 			continue
@@ -332,6 +342,11 @@ func (n *snapshotDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errn
 		list = append(list, fuse.DirEntry{Name: d.Name, Ino: snapFileIno(n.id, i+1), Mode: syscall.S_IFREG})
 	}
 	list = append(list, fuse.DirEntry{Name: snapshotJSON, Ino: snapFileIno(n.id, 0), Mode: syscall.S_IFREG})
+	for i, d := range n.members { // node_files.go
+		if n.m.hasFiles(FilesSource{Snapshot: n.name, Disk: d.Name, ID: n.id}) {
+			list = append(list, fuse.DirEntry{Name: d.Name + FilesSuffix, Ino: filesDirIno(kindSnapFile, n.id, i+1), Mode: syscall.S_IFDIR})
+		}
+	}
 	return gofs.NewListDirStream(list), 0
 }
 
@@ -350,6 +365,13 @@ func (n *imagesDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 
 func (n *imagesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
 	defer n.m.recoverOp("lookup image", name, &errno)
+	if image, ok := strings.CutSuffix(name, FilesSuffix); ok && n.m.files != nil { // node_files.go
+		e, err := n.m.backend.Image(image)
+		if err != nil {
+			return nil, n.m.fail("lookup image", image, err)
+		}
+		return n.m.lookupFiles(ctx, n.EmbeddedInode(), FilesSource{Image: image, ID: e.ID}, filesDirIno(kindImage, e.ID, 0), e.Created, out)
+	}
 	e, err := n.m.backend.Image(name)
 	if err != nil {
 		return nil, n.m.fail("lookup image", name, err)
@@ -374,6 +396,9 @@ func (n *imagesDir) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscal
 	list := make([]fuse.DirEntry, 0, len(images))
 	for _, im := range images {
 		list = append(list, fuse.DirEntry{Name: im.Name, Ino: imageIno(im.ID), Mode: syscall.S_IFREG})
+		if n.m.hasFiles(FilesSource{Image: im.Name, ID: im.ID}) { // node_files.go
+			list = append(list, fuse.DirEntry{Name: im.Name + FilesSuffix, Ino: filesDirIno(kindImage, im.ID, 0), Mode: syscall.S_IFDIR})
+		}
 	}
 	return gofs.NewListDirStream(list), 0
 }

@@ -49,6 +49,9 @@ type Layer struct {
 	Epoch       uint64    `json:"epoch"`                  // current epoch; writes go here
 	BlockSize   int       `json:"block_size"`
 	Created     time.Time `json:"created"`
+	// Crypt is the key envelope of an encrypted disk (rowstore/keys.go),
+	// on the root layer of its chain only; nil: not encrypted.
+	Crypt []byte `json:"crypt,omitempty"`
 }
 
 // Member is one disk of a snapshot.
@@ -59,6 +62,10 @@ type Member struct {
 	Epoch     uint64 `json:"epoch"`
 	Size      int64  `json:"size"`
 	BlockSize int    `json:"block_size"`
+	// Allocated is the bytes of stored blocks the disk showed when the
+	// snapshot was taken (the engine's running count; a member never
+	// changes). Nil in records written before format version 2: unknown.
+	Allocated *int64 `json:"allocated,omitempty"`
 }
 
 // Snapshot is the catalog record of a snapshot of one or more disks.
@@ -81,6 +88,25 @@ type Image struct {
 	BlockSize int       `json:"block_size"`
 	Snapshot  string    `json:"snapshot"` // where it was made from
 	Disk      string    `json:"disk"`
+	// Allocated is the bytes of stored blocks the image shows (its
+	// snapshot member's). Nil in records before format version 2: unknown.
+	Allocated *int64 `json:"allocated,omitempty"`
+}
+
+// AllocState is the space accounting of every disk head as of one
+// checkpoint (meta record "alloc", written in the checkpoint's
+// transaction): the number of stored blocks each head shows.
+type AllocState struct {
+	Segment uint64      `json:"segment"` // the checkpoint it goes with
+	Offset  int64       `json:"offset"`
+	Disks   []DiskAlloc `json:"disks"`
+}
+
+// DiskAlloc is the count of one disk head in an AllocState.
+type DiskAlloc struct {
+	Disk   uint64 `json:"disk"`   // disk id
+	Layer  uint64 `json:"layer"`  // its head layer when counted
+	Blocks int64  `json:"blocks"` // stored (non-zero) blocks visible in the head
 }
 
 // Checkpoint records how far the segment log has been applied to the index:
@@ -92,7 +118,23 @@ type Checkpoint struct {
 	Seq     uint64 `json:"seq"`
 }
 
-const recordV1 = 1
+// Record format versions. Version 2 is written for snapshot and image
+// records, which carry their allocation (Member.Allocated,
+// Image.Allocated); every other record is still written as version 1.
+// This build reads both; an older build refuses a version-2 record.
+const (
+	recordV1 = 1
+	recordV2 = 2
+)
+
+// recordVersion is the format version a record is written with.
+func recordVersion(v any) byte {
+	switch v.(type) {
+	case Snapshot, *Snapshot, Image, *Image:
+		return recordV2
+	}
+	return recordV1
+}
 
 // encodeRecord encodes a catalog or meta record: format version (1 byte),
 // JSON, CRC32C (4 bytes LE) of what precedes.
@@ -102,7 +144,7 @@ func encodeRecord(v any) ([]byte, error) {
 		return nil, fmt.Errorf("index: encode record: %w", err)
 	}
 	b := make([]byte, 0, 1+len(js)+4)
-	b = append(b, recordV1)
+	b = append(b, recordVersion(v))
 	b = append(b, js...)
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
@@ -112,8 +154,8 @@ func decodeRecord(b []byte, v any) error {
 	if len(b) < 1+4 {
 		return fmt.Errorf("%w: record of %d bytes", ErrCorrupt, len(b))
 	}
-	if b[0] != recordV1 {
-		return fmt.Errorf("%w: record format version %d (this build reads %d)", ErrCorrupt, b[0], recordV1)
+	if b[0] != recordV1 && b[0] != recordV2 {
+		return fmt.Errorf("%w: record format version %d (this build reads %d and %d)", ErrCorrupt, b[0], recordV1, recordV2)
 	}
 	n := len(b) - 4
 	if got, want := crc32.Checksum(b[:n], castagnoli), binary.LittleEndian.Uint32(b[n:]); got != want {

@@ -346,6 +346,19 @@ func (t *Txn) Checkpoint() (Checkpoint, error) {
 // SetCheckpoint writes the checkpoint.
 func (t *Txn) SetCheckpoint(c Checkpoint) error { return t.putRecord(metaKey("checkpoint"), c) }
 
+// AllocState reads the space accounting record; ok is false when there is
+// none (a new index, or one written before it existed).
+func (t *Txn) AllocState() (a AllocState, ok bool, err error) {
+	err = t.getRecord(metaKey("alloc"), &a)
+	if errors.Is(err, ErrNotFound) {
+		return AllocState{}, false, nil
+	}
+	return a, err == nil, err
+}
+
+// SetAllocState writes the space accounting record.
+func (t *Txn) SetAllocState(a AllocState) error { return t.putRecord(metaKey("alloc"), a) }
+
 // GetVersion reads the version of (layer, block) at exactly epoch.
 func (t *Txn) GetVersion(layer, block, epoch uint64) (Version, error) {
 	var v Version

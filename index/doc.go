@@ -12,7 +12,7 @@
 //	'c' kind(1) name                              -> catalog record (kind 'd' disk, 's' snapshot, 'i' image)
 //	'l' layer(8, BE)                              -> Layer record
 //	'm' name                                      -> meta record ("checkpoint", "next-id",
-//	                                                 "catalog-log", "store")
+//	                                                 "catalog-log", "store", "alloc")
 //
 // Version keys store the epoch inverted, so within a block the newest epoch
 // sorts first: one Seek to VersionKey(layer, block, E) finds the newest
@@ -34,9 +34,16 @@
 //	65 1  flags (bit 0: hole, the block reads as zeros)
 //	66 4  CRC32C of bytes 0..66
 //
-// Catalog and meta records are: format version (1 byte, = 1), a JSON object,
+// Catalog and meta records are: format version (1 byte), a JSON object,
 // CRC32C (4 bytes LE) of what precedes. JSON keeps the catalog readable and
 // extensible (new fields are ignored by old readers); the catalog is small.
+// Version 2 is written for snapshot and image records: they carry the
+// allocated bytes of each member and of the image ("allocated"), recorded
+// when they were made, which a reader then trusts; a version-1 record lacks
+// it (unknown: the engine counts it once). Every other record is still
+// version 1. The meta record "alloc" (AllocState) holds the engine's count of
+// stored blocks of every disk head, as of the checkpoint it names (written in
+// the checkpoint's transaction); it is not a catalog key (not logged).
 // A value with a wrong length, an unknown version or a bad checksum decodes
 // to an error wrapping ErrCorrupt, never to a wrong value. Versions only
 // move up; an older snapfs refuses a newer value.

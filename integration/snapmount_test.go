@@ -51,6 +51,9 @@ func TestSnapshotMountXFSWhileLive(t *testing.T) {
 	ok(t, store, "snapshot", "create", "s2", "--disk", "x1")
 	ok(t, store, "disk", "create", "other", "--size", "8M")
 	ok(t, store, "snapshot", "umount", smp)
+	if _, err := os.Stat(smp); !os.IsNotExist(err) {
+		t.Errorf("the mountpoint snapshot mount created is left after snapshot umount: %v", err)
+	}
 	out, _ := exec.Command("losetup", "-a").CombinedOutput()
 	if strings.Contains(string(out), "snapmount-") {
 		t.Fatalf("a loop device of the clone is left: %s", out)

@@ -88,7 +88,7 @@ func TestFixtureRegionV1Make(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyb := sha256.Sum256([]byte("snapfs region fixture v1"))
-	if err := os.WriteFile(key, []byte(hex.EncodeToString(keyb[:])+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(key, []byte(hex.EncodeToString(keyb[:])+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "fx", K: 2, M: 1, Stores: urls, KeyFile: key}); err != nil {
@@ -156,6 +156,9 @@ func TestFixtureRegionV1(t *testing.T) {
 	}
 	root := filepath.Join(tmpDir(t), "fixture")
 	copyTree(t, fixtureDir, root)
+	if err := os.Chmod(filepath.Join(root, "key"), 0o600); err != nil { // git keeps 0644
+		t.Fatal(err)
+	}
 	var urls []string
 	for i := range exp.K + exp.M {
 		urls = append(urls, "file://"+filepath.Join(root, "stores", "s"+string(rune('0'+i))))

@@ -115,7 +115,7 @@ func EnsureHost(storeDir, name string) (Host, error) {
 	if _, err := rand.Read(h.ID[:]); err != nil {
 		return Host{}, fmt.Errorf("host id: %w", err)
 	}
-	if err := vfs.WriteFile(vfs.Default, filepath.Join(storeDir, HostFile), EncodeHost(h), 0o644); err != nil {
+	if err := vfs.WriteFile(vfs.Default, filepath.Join(storeDir, HostFile), EncodeHost(h), 0o600); err != nil {
 		return Host{}, fmt.Errorf("host identity: %w", err)
 	}
 	return h, nil

@@ -171,6 +171,9 @@ type RegionConfig struct {
 	S3       S3Options `json:"s3"`
 	RegionID string    `json:"region_id,omitempty"` // set by AddRegion
 	Added    time.Time `json:"added"`
+	// InsecureKeyFile accepts a key file group or others may read
+	// (format.ReadKeyFile refuses one by default).
+	InsecureKeyFile bool `json:"insecure_key_file,omitempty"`
 }
 
 // RegionInfo is a region's configuration and what AddRegion found.
@@ -332,6 +335,9 @@ func (m *Manager) openStores(ctx context.Context, c RegionConfig) ([]store.Store
 	stores := make([]store.Store, len(c.Stores))
 	errs := forEach(len(c.Stores), func(i int) error {
 		s, err := m.opts.OpenStore(ctx, i, c.Stores[i], so)
+		if errors.Is(err, store.ErrInvalidURL) {
+			return fmt.Errorf("%w: store %d: %w", ErrInvalid, i, err) // a bad URL, not an unreachable store
+		}
 		if err != nil {
 			return fmt.Errorf("%w: store %d: %w", ErrUnavailable, i, err)
 		}
@@ -352,7 +358,7 @@ func (m *Manager) openRegion(ctx context.Context, name string, needAll bool) (*r
 	if err != nil {
 		return nil, err
 	}
-	key, err := format.ReadKeyFile(c.KeyFile)
+	key, err := format.ReadKeyFile(c.KeyFile, c.InsecureKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("region %q: key file %s: %w", name, c.KeyFile, err)
 	}
@@ -447,7 +453,7 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if abs, err := filepath.Abs(c.KeyFile); err == nil {
 		c.KeyFile = abs
 	}
-	key, err := format.ReadKeyFile(c.KeyFile)
+	key, err := format.ReadKeyFile(c.KeyFile, c.InsecureKeyFile)
 	if err != nil {
 		return RegionInfo{}, fmt.Errorf("region %q: key file %s: %w", c.Name, c.KeyFile, err)
 	}
@@ -456,10 +462,25 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if _, err := os.Stat(m.configPath(c.Name)); err == nil {
 		return RegionInfo{}, fmt.Errorf("%w: region %q", ErrExists, c.Name)
 	}
+	// Directories made here are removed again (when still empty) if the
+	// region is not added: a failed add leaves nothing behind.
+	var created []string
+	added := false
+	defer func() {
+		for _, p := range created {
+			if !added {
+				_ = os.Remove(p)
+			}
+		}
+	}()
 	for i, u := range c.Stores {
 		if p, ok := strings.CutPrefix(u, "file://"); ok && strings.HasPrefix(p, "/") {
+			_, serr := os.Stat(p)
 			if err := store.CreateLocal(p); err != nil {
 				return RegionInfo{}, fmt.Errorf("%w: region %q: store %d: %w", ErrInvalid, c.Name, i, err)
+			}
+			if errors.Is(serr, os.ErrNotExist) {
+				created = append(created, p)
 			}
 		}
 	}
@@ -558,6 +579,7 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	if err := m.saveConfig(c); err != nil {
 		return RegionInfo{}, err
 	}
+	added = true
 	m.log.Info("region added", "region", c.Name, "k", c.K, "m", c.M, "attached", attached)
 	return RegionInfo{RegionConfig: c, Attached: attached}, nil
 }

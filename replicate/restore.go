@@ -84,6 +84,13 @@ func (m *Manager) findSnapshot(ctx context.Context, r *region, host, name string
 // a temporary name and renamed only when complete and synced; on failure
 // it is deleted. It holds a shared lock on the region.
 func (m *Manager) RestoreFrom(ctx context.Context, regionName, host, snapshot, disk, toDisk string, progress Progress) (st RestoreStats, err error) {
+	return m.RestoreEncrypted(ctx, regionName, host, snapshot, disk, toDisk, nil, progress)
+}
+
+// RestoreEncrypted is RestoreFrom into a new encrypted disk whose data key
+// key wraps (nil: not encrypted). The region key opens the region, key the
+// restored disk: a restore of an encrypted disk needs both.
+func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapshot, disk, toDisk string, key *rowstore.Key, progress Progress) (st RestoreStats, err error) {
 	progress = orNoProgress(progress)
 	progress.Event(Event{Type: EventStart, Op: "restore", Region: regionName, Snapshot: snapshot, Disk: disk})
 	defer func() {
@@ -147,7 +154,11 @@ func (m *Manager) RestoreFrom(ctx context.Context, regionName, host, snapshot, d
 	tmp := restoreTempPrefix + randHex(8)
 	activeRestores.Store(tmp, true)
 	defer activeRestores.Delete(tmp)
-	if _, err := m.rs.CreateDisk(tmp, md.Size, md.BlockSize); err != nil {
+	create := func() (rowstore.DiskInfo, error) { return m.rs.CreateDisk(tmp, md.Size, md.BlockSize) }
+	if key != nil {
+		create = func() (rowstore.DiskInfo, error) { return m.rs.CreateEncryptedDisk(tmp, md.Size, md.BlockSize, key) }
+	}
+	if _, err := create(); err != nil {
 		return st, fmt.Errorf("restore: create disk: %w", err)
 	}
 	h, err := m.rs.OpenDisk(tmp)

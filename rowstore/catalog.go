@@ -20,6 +20,8 @@ type DiskInfo struct {
 	Modified  time.Time `json:"modified"`
 	Origin    string    `json:"origin,omitempty"`
 	Open      int       `json:"open_handles"`
+	Encrypted bool      `json:"encrypted,omitempty"` // blocks sealed with the disk's key (crypt.go)
+	Locked    bool      `json:"locked,omitempty"`    // encrypted and its key not unlocked here
 }
 
 // SnapshotInfo describes a snapshot.
@@ -37,6 +39,9 @@ type SnapshotDiskInfo struct {
 	DiskID    uint64 `json:"disk_id"`
 	Size      int64  `json:"size"`
 	BlockSize int    `json:"block_size"`
+	// Allocated is the bytes of stored blocks the disk showed when the
+	// snapshot was taken (recorded then: reading it costs nothing).
+	Allocated int64 `json:"allocated"`
 }
 
 // ImageInfo describes an image.
@@ -48,31 +53,56 @@ type ImageInfo struct {
 	BlockSize int       `json:"block_size"`
 	Snapshot  string    `json:"snapshot"`
 	Disk      string    `json:"disk"`
+	// Allocated is the bytes of stored blocks the image shows.
+	Allocated int64 `json:"allocated"`
 }
 
 // listCatalog lists every record of a kind, converted, in name order.
-func listCatalog[R, I any](s *Store, kind index.CatalogKind, conv func(R) I) ([]I, error) {
-	var out []I
+func listCatalog[R, I any](s *Store, kind index.CatalogKind, conv func(*Store, R) (I, error)) ([]I, error) {
+	var recs []R
 	err := s.idx.View(func(t *index.Txn) error {
 		return index.Each(t, kind, func(r R) error {
-			out = append(out, conv(r))
+			recs = append(recs, r)
 			return nil
 		})
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	out := make([]I, 0, len(recs))
+	for _, r := range recs {
+		i, err := conv(s, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, i)
+	}
+	return out, nil
 }
 
-func snapshotInfo(r index.Snapshot) SnapshotInfo {
+// snapshotInfo describes a snapshot record. Its allocation is recorded;
+// records older than the space accounting are counted once (pointAllocated).
+func snapshotInfo(s *Store, r index.Snapshot) (SnapshotInfo, error) {
 	si := SnapshotInfo{ID: r.ID, Name: r.Name, Created: r.Created, Kind: r.Kind}
 	for _, m := range r.Members {
-		si.Disks = append(si.Disks, SnapshotDiskInfo{Name: m.Disk, DiskID: m.DiskID, Size: m.Size, BlockSize: m.BlockSize})
+		a, err := s.pointAllocated(m.Allocated, link{m.Layer, m.Epoch}, m.Size, m.BlockSize)
+		if err != nil {
+			return SnapshotInfo{}, fmt.Errorf("snapshot %q disk %q: allocation: %w", r.Name, m.Disk, err)
+		}
+		si.Disks = append(si.Disks, SnapshotDiskInfo{Name: m.Disk, DiskID: m.DiskID, Size: m.Size, BlockSize: m.BlockSize, Allocated: a})
 	}
-	return si
+	return si, nil
 }
 
-func imageInfo(r index.Image) ImageInfo {
-	return ImageInfo{ID: r.ID, Name: r.Name, Created: r.Created, Size: r.Size, BlockSize: r.BlockSize, Snapshot: r.Snapshot, Disk: r.Disk}
+func imageInfo(s *Store, r index.Image) (ImageInfo, error) {
+	a, err := s.pointAllocated(r.Allocated, link{r.Layer, r.Epoch}, r.Size, r.BlockSize)
+	if err != nil {
+		return ImageInfo{}, fmt.Errorf("image %q: allocation: %w", r.Name, err)
+	}
+	return ImageInfo{ID: r.ID, Name: r.Name, Created: r.Created, Size: r.Size, BlockSize: r.BlockSize, Snapshot: r.Snapshot, Disk: r.Disk, Allocated: a}, nil
 }
+
+func int64p(n int64) *int64 { return &n }
 
 func notFound(kind, name string, err error) error {
 	if errors.Is(err, index.ErrNotFound) {
@@ -89,8 +119,8 @@ func (s *Store) CreateDisk(name string, size int64, blockSize int) (DiskInfo, er
 	if err := firstErr(ValidateName("disk", name), ValidateDiskSize(size), ValidateBlockSize(blockSize)); err != nil {
 		return DiskInfo{}, err
 	}
-	return s.newDisk(name, func(t *index.Txn) (index.Layer, index.Disk, error) {
-		return index.Layer{Epoch: 1, BlockSize: blockSize}, index.Disk{Size: size, BlockSize: blockSize}, nil
+	return s.newDisk(name, func(t *index.Txn) (index.Layer, index.Disk, int64, error) {
+		return index.Layer{Epoch: 1, BlockSize: blockSize}, index.Disk{Size: size, BlockSize: blockSize}, 0, nil
 	})
 }
 
@@ -99,13 +129,17 @@ func (s *Store) CloneDisk(name, snapshot, disk string) (DiskInfo, error) {
 	if err := firstErr(ValidateName("disk", name), ValidateName("snapshot", snapshot), ValidateName("disk", disk)); err != nil {
 		return DiskInfo{}, err
 	}
-	return s.newDisk(name, func(t *index.Txn) (index.Layer, index.Disk, error) {
+	return s.newDisk(name, func(t *index.Txn) (index.Layer, index.Disk, int64, error) {
 		m, err := memberOf(t, snapshot, disk)
 		if err != nil {
-			return index.Layer{}, index.Disk{}, err
+			return index.Layer{}, index.Disk{}, 0, err
+		}
+		a, err := s.pointAllocated(m.Allocated, link{m.Layer, m.Epoch}, m.Size, m.BlockSize)
+		if err != nil {
+			return index.Layer{}, index.Disk{}, 0, err
 		}
 		return index.Layer{Parent: m.Layer, ParentEpoch: m.Epoch, Epoch: 1, BlockSize: m.BlockSize},
-			index.Disk{Size: m.Size, BlockSize: m.BlockSize, Origin: "snapshot " + snapshot + "/" + disk}, nil
+			index.Disk{Size: m.Size, BlockSize: m.BlockSize, Origin: "snapshot " + snapshot + "/" + disk}, a / int64(m.BlockSize), nil
 	})
 }
 
@@ -114,13 +148,17 @@ func (s *Store) CreateDiskFromImage(name, image string) (DiskInfo, error) {
 	if err := firstErr(ValidateName("disk", name), ValidateName("image", image)); err != nil {
 		return DiskInfo{}, err
 	}
-	return s.newDisk(name, func(t *index.Txn) (index.Layer, index.Disk, error) {
+	return s.newDisk(name, func(t *index.Txn) (index.Layer, index.Disk, int64, error) {
 		var im index.Image
 		if err := t.Get(index.KindImage, image, &im); err != nil {
-			return index.Layer{}, index.Disk{}, notFound("image", image, err)
+			return index.Layer{}, index.Disk{}, 0, notFound("image", image, err)
+		}
+		a, err := s.pointAllocated(im.Allocated, link{im.Layer, im.Epoch}, im.Size, im.BlockSize)
+		if err != nil {
+			return index.Layer{}, index.Disk{}, 0, err
 		}
 		return index.Layer{Parent: im.Layer, ParentEpoch: im.Epoch, Epoch: 1, BlockSize: im.BlockSize},
-			index.Disk{Size: im.Size, BlockSize: im.BlockSize, Origin: "image " + image}, nil
+			index.Disk{Size: im.Size, BlockSize: im.BlockSize, Origin: "image " + image}, a / int64(im.BlockSize), nil
 	})
 }
 
@@ -137,21 +175,23 @@ func memberOf(t *index.Txn, snapshot, disk string) (index.Member, error) {
 	return index.Member{}, fmt.Errorf("%w: snapshot %q has no disk %q", ErrNotFound, snapshot, disk)
 }
 
-func (s *Store) newDisk(name string, mk func(t *index.Txn) (index.Layer, index.Disk, error)) (DiskInfo, error) {
+func (s *Store) newDisk(name string, mk func(t *index.Txn) (index.Layer, index.Disk, int64, error)) (DiskInfo, error) {
 	if err := s.checkOpen(); err != nil {
 		return DiskInfo{}, err
 	}
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
 	var rec index.Disk
+	var blocks int64
 	err := s.catalogUpdateSync(func(t *index.Txn) error {
 		if err := absent(t, index.KindDisk, "disk", name); err != nil {
 			return err
 		}
-		l, d, err := mk(t)
+		l, d, n, err := mk(t)
 		if err != nil {
 			return err
 		}
+		blocks = n
 		now := time.Now().UTC()
 		if l.ID, err = t.NextID(); err != nil {
 			return err
@@ -164,12 +204,19 @@ func (s *Store) newDisk(name string, mk func(t *index.Txn) (index.Layer, index.D
 			return err
 		}
 		rec = d
+		// Counted before the disk exists for anyone: no write can come
+		// between its creation and its count.
+		s.acct.set(d.ID, l.ID, blocks)
 		return t.Put(index.KindDisk, name, d)
 	})
 	if err != nil {
+		if rec.ID != 0 {
+			s.acct.forget(rec.ID)
+		}
 		return DiskInfo{}, err
 	}
-	return DiskInfo{ID: rec.ID, Name: name, Size: rec.Size, BlockSize: rec.BlockSize, Created: rec.Created, Modified: rec.Created, Origin: rec.Origin}, nil
+	return DiskInfo{ID: rec.ID, Name: name, Size: rec.Size, BlockSize: rec.BlockSize, Allocated: blocks * int64(rec.BlockSize),
+		Created: rec.Created, Modified: rec.Created, Origin: rec.Origin}, nil
 }
 
 // ListDisks lists disks in name order.
@@ -219,8 +266,9 @@ func (s *Store) GetDisk(name string) (DiskInfo, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	enc, locked := s.encryptionOf(d.chain[0].layer)
 	return DiskInfo{ID: d.id, Name: d.name, Size: d.size, BlockSize: d.bs, Allocated: alloc,
-		Created: d.created, Modified: d.modified, Origin: d.origin, Open: d.opens}, nil
+		Created: d.created, Modified: d.modified, Origin: d.origin, Open: d.opens, Encrypted: enc, Locked: locked}, nil
 }
 
 // ResizeDisk grows a disk to size. Disks never shrink: a filesystem inside
@@ -271,7 +319,7 @@ func (s *Store) DeleteDisk(name string, force bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.opens > 0 && !force {
-		return fmt.Errorf("%w: disk %q is open (%d handles); close it or force", ErrBusy, name, d.opens)
+		return fmt.Errorf("%w: disk %q is open (%s); close it, or use --force", ErrBusy, name, handles(d.opens))
 	}
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
@@ -280,6 +328,7 @@ func (s *Store) DeleteDisk(name string, force bool) error {
 	}
 	d.deleted = true
 	d.cache, d.cacheBytes = map[uint64]*cblock{}, 0
+	s.acct.forget(d.id)
 	s.disksMu.Lock()
 	delete(s.disks, d.id)
 	delete(s.diskNames, d.name)
@@ -339,6 +388,9 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 	if kind == "" {
 		kind = "manual"
 	}
+	if err := s.preflush(disks); err != nil {
+		return SnapshotInfo{}, err
+	}
 	ds, unlock, err := s.lockDisks(disks)
 	if err != nil {
 		return SnapshotInfo{}, err
@@ -358,6 +410,15 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 	// No commit here: the catalog record is appended after the flushed
 	// writes, and its commit (logCatalog) makes both durable with one fsync
 	// before the snapshot is in the index.
+	// Each member records the head's count (immutable from here on).
+	counts := make([]int64, len(ds))
+	for i, d := range ds {
+		n, err := d.headBlocksLocked()
+		if err != nil {
+			return SnapshotInfo{}, err
+		}
+		counts[i] = n * int64(d.bs)
+	}
 	s.catMu.Lock()
 	defer s.catMu.Unlock()
 	var rec index.Snapshot
@@ -370,12 +431,13 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 			return err
 		}
 		rec = index.Snapshot{ID: id, Name: name, Created: time.Now().UTC(), Kind: kind}
-		for _, d := range ds {
+		for i, d := range ds {
 			l, err := t.Layer(d.chain[0].layer)
 			if err != nil {
 				return err
 			}
-			rec.Members = append(rec.Members, index.Member{Disk: d.name, DiskID: d.id, Layer: l.ID, Epoch: l.Epoch, Size: d.size, BlockSize: d.bs})
+			rec.Members = append(rec.Members, index.Member{Disk: d.name, DiskID: d.id, Layer: l.ID, Epoch: l.Epoch, Size: d.size, BlockSize: d.bs,
+				Allocated: int64p(counts[i])})
 			l.Epoch++
 			if err := t.PutLayer(l); err != nil {
 				return err
@@ -391,10 +453,36 @@ func (s *Store) CreateSnapshot(name string, disks []string, kind string) (Snapsh
 	for _, d := range ds {
 		d.chain = append([]link{{d.chain[0].layer, d.chain[0].epoch + 1}}, d.chain[1:]...)
 	}
-	if err := s.idx.Sync(); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("snapshot %q: sync index: %w", name, err)
+	// Durable: the record is synced in the log (catalogUpdateSync).
+	if err := s.syncCatalogIfStale(); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot %q: %w", name, err)
 	}
-	return snapshotInfo(rec), nil
+	return snapshotInfo(s, rec)
+}
+
+// preflush flushes the write-back caches of the named disks and commits,
+// before a snapshot takes their locks: the snapshot then flushes and syncs
+// only what was written meanwhile, so writers wait for that, not for the
+// whole cache and its fsync. Nothing to do costs nothing (no cache, no
+// unsynced records: no fsync). A disk that does not exist is left to the
+// snapshot's own checks; a failed flush or sync fails the snapshot (never
+// swallowed: a later fsync may succeed after data was lost).
+func (s *Store) preflush(names []string) error {
+	for _, n := range names {
+		d, err := s.diskByName(n)
+		if err != nil {
+			continue
+		}
+		d.mu.Lock()
+		if !d.deleted {
+			err = d.flushLocked()
+		}
+		d.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return s.commit()
 }
 
 func (s *Store) exists(kind index.CatalogKind, name string) (bool, error) {
@@ -426,7 +514,7 @@ func (s *Store) GetSnapshot(name string) (SnapshotInfo, error) {
 	if err := s.idx.View(func(t *index.Txn) error { return t.Get(index.KindSnapshot, name, &r) }); err != nil {
 		return SnapshotInfo{}, notFound("snapshot", name, err)
 	}
-	return snapshotInfo(r), nil
+	return snapshotInfo(s, r)
 }
 
 // DeleteSnapshot deletes a snapshot. It never fails because clones, images
@@ -458,7 +546,15 @@ func (s *Store) deleteNamed(kind index.CatalogKind, what, name string) error {
 }
 
 // OpenSnapshotDisk opens the image of a disk as of a snapshot, read-only.
+// One of an encrypted disk whose key is locked is refused (ErrLocked).
 func (s *Store) OpenSnapshotDisk(snapshot, disk string) (*Reader, error) {
+	return s.refuseLocked(s.OpenSnapshotDiskMeta(snapshot, disk)) // crypt.go
+}
+
+// OpenSnapshotDiskMeta is OpenSnapshotDisk for its size and allocation
+// only: it opens one of a locked encrypted disk too (its reads fail with
+// ErrLocked).
+func (s *Store) OpenSnapshotDiskMeta(snapshot, disk string) (*Reader, error) {
 	if err := firstErr(s.checkOpen(), ValidateName("snapshot", snapshot), ValidateName("disk", disk)); err != nil {
 		return nil, err
 	}
@@ -494,14 +590,18 @@ func (s *Store) CreateImage(name, snapshot, disk string) (ImageInfo, error) {
 		if err != nil {
 			return err
 		}
+		a, err := s.pointAllocated(m.Allocated, link{m.Layer, m.Epoch}, m.Size, m.BlockSize)
+		if err != nil {
+			return err
+		}
 		rec = index.Image{ID: id, Name: name, Created: time.Now().UTC(), Layer: m.Layer, Epoch: m.Epoch,
-			Size: m.Size, BlockSize: m.BlockSize, Snapshot: snapshot, Disk: disk}
+			Size: m.Size, BlockSize: m.BlockSize, Snapshot: snapshot, Disk: disk, Allocated: int64p(a)}
 		return t.Put(index.KindImage, name, rec)
 	})
 	if err != nil {
 		return ImageInfo{}, err
 	}
-	return imageInfo(rec), nil
+	return imageInfo(s, rec)
 }
 
 // ListImages lists images in name order.
@@ -521,11 +621,18 @@ func (s *Store) GetImage(name string) (ImageInfo, error) {
 	if err := s.idx.View(func(t *index.Txn) error { return t.Get(index.KindImage, name, &r) }); err != nil {
 		return ImageInfo{}, notFound("image", name, err)
 	}
-	return imageInfo(r), nil
+	return imageInfo(s, r)
 }
 
-// OpenImage opens an image read-only.
+// OpenImage opens an image read-only. One of an encrypted disk whose key is
+// locked is refused (ErrLocked).
 func (s *Store) OpenImage(name string) (*Reader, error) {
+	return s.refuseLocked(s.OpenImageMeta(name)) // crypt.go
+}
+
+// OpenImageMeta is OpenImage for its size and allocation only: it opens
+// one of a locked encrypted disk too (its reads fail with ErrLocked).
+func (s *Store) OpenImageMeta(name string) (*Reader, error) {
 	im, err := s.GetImage(name)
 	if err != nil {
 		return nil, err
@@ -559,7 +666,7 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 	defer unlock()
 	d := ds[0]
 	if d.opens > 0 && !force {
-		return fmt.Errorf("%w: disk %q is open (%d handles); close it or force", ErrBusy, name, d.opens)
+		return fmt.Errorf("%w: disk %q is open (%s); close it, or use --force", ErrBusy, name, handles(d.opens))
 	}
 	if err := d.flushLocked(); err != nil {
 		return err
@@ -569,9 +676,13 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 	defer s.catMu.Unlock()
 	var newHead index.Layer
 	var m index.Member
+	var alloc int64
 	err = s.catalogUpdate(func(t *index.Txn) error {
 		var err error
 		if m, err = memberOf(t, snapshot, name); err != nil {
+			return err
+		}
+		if alloc, err = s.pointAllocated(m.Allocated, link{m.Layer, m.Epoch}, m.Size, m.BlockSize); err != nil {
 			return err
 		}
 		if m.DiskID != d.id {
@@ -595,6 +706,7 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 	if err != nil {
 		return err
 	}
+	s.acct.set(d.id, newHead.ID, alloc/int64(m.BlockSize)) // the snapshot's count
 	// The head moved in the index: follow in memory before the sync, so
 	// writes never go to the old head even if the sync fails.
 	var chain []link
@@ -605,9 +717,9 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 	}); err != nil {
 		return err
 	}
-	d.chain, d.size, d.allocKnown, d.modified = chain, m.Size, false, time.Now()
-	if err := s.idx.Sync(); err != nil {
-		return fmt.Errorf("rollback of %q: sync index: %w", name, err)
+	d.chain, d.size, d.modified = chain, m.Size, time.Now()
+	if err := s.syncCatalogIfStale(); err != nil {
+		return fmt.Errorf("rollback of %q: %w", name, err)
 	}
 	return nil
 }
@@ -644,7 +756,7 @@ func (s *Store) RenameDisk(name, newName string) error {
 	defer unlock()
 	d := ds[0]
 	if d.opens > 0 {
-		return fmt.Errorf("%w: disk %q is open (%d handles)", ErrBusy, name, d.opens)
+		return fmt.Errorf("%w: disk %q is open (%s)", ErrBusy, name, handles(d.opens))
 	}
 	s.catMu.Lock()
 	defer s.catMu.Unlock()

@@ -3,6 +3,7 @@ package rowstore
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/snapfs/snapfs/index"
 	"github.com/snapfs/snapfs/rowstore/segment"
@@ -37,7 +38,7 @@ func (s *Store) catalogUpdate(fn func(*index.Txn) error) error {
 		}
 		return err
 	}
-	s.clearCatalogInflight()
+	s.catalogApplied()
 	if st.SinceFull > fullEvery(st.Entries) {
 		if err := s.writeFullCatalog(); err != nil {
 			// The delta is durable; a later change tries again.
@@ -63,15 +64,67 @@ func (s *Store) clearCatalogInflight() {
 	s.appendMu.Unlock()
 }
 
-// catalogUpdateSync is catalogUpdate followed by a sync of the index.
+// catalogUpdateSync is catalogUpdate, durable when it returns: its record is
+// synced in the log, and the checkpoint stays before it until the index is
+// synced too (catalogApplied), so a crash that loses the index transaction
+// replays it. The index is synced here only when the oldest unsynced change
+// is older than catSyncAfter (else by the background sync, GC, the cleaner
+// or Close): one fsync per change instead of two.
 func (s *Store) catalogUpdateSync(fn func(*index.Txn) error) error {
 	if err := s.catalogUpdate(fn); err != nil {
 		return err
 	}
+	return s.syncCatalogIfStale()
+}
+
+// catSyncAfter bounds how long catalog changes stay unsynced in the index
+// (and the checkpoint, with it, behind them) while catalog changes go on.
+const catSyncAfter = time.Second
+
+// catalogApplied: the index applied the catalog record in flight (not
+// synced). The checkpoint stays before it until syncCatalog.
+func (s *Store) catalogApplied() {
+	s.appendMu.Lock()
+	if s.catInflight != nil {
+		if s.catUnsynced == nil {
+			s.catUnsynced, s.catUnsyncedAt = s.catInflight, time.Now()
+		}
+		s.catUnsyncedGen++
+		s.catInflight = nil
+	}
+	s.appendMu.Unlock()
+}
+
+// syncCatalog syncs the index and lets the checkpoint pass the catalog
+// records it applied before the sync.
+func (s *Store) syncCatalog() error {
+	s.appendMu.Lock()
+	pending, gen := s.catUnsynced != nil, s.catUnsyncedGen
+	s.appendMu.Unlock()
+	if !pending {
+		return nil
+	}
 	if err := s.idx.Sync(); err != nil {
 		return fmt.Errorf("index: sync: %w", err)
 	}
+	s.appendMu.Lock()
+	if s.catUnsyncedGen == gen { // else one applied meanwhile: the next sync
+		s.catUnsynced = nil
+	}
+	s.appendMu.Unlock()
 	return nil
+}
+
+// syncCatalogIfStale is syncCatalog when the oldest unsynced catalog change
+// is older than catSyncAfter.
+func (s *Store) syncCatalogIfStale() error {
+	s.appendMu.Lock()
+	stale := s.catUnsynced != nil && time.Since(s.catUnsyncedAt) > catSyncAfter
+	s.appendMu.Unlock()
+	if !stale {
+		return nil
+	}
+	return s.syncCatalog()
 }
 
 // fullEvery is how many deltas may follow a full catalog record before the

@@ -632,6 +632,11 @@ func (s *Store) verifyVersionLocked(layer, b, epoch uint64, v index.Version, buf
 	case r.Kind != segment.KindData || r.Layer != layer || r.Block != b || r.Epoch != epoch || r.Seq != v.Seq:
 		return fmt.Errorf("record at segment %d offset %d is %s layer %d block %d epoch %d seq %d, not the indexed version (seq %d)",
 			v.Segment, v.Offset, r.Kind, r.Layer, r.Block, r.Epoch, r.Seq, v.Seq)
+	}
+	if sealed, err := s.checkSealed(&r, layer, v); sealed { // encrypted layers (crypt.go)
+		return err
+	}
+	switch {
 	case crc32.Checksum(r.Payload, castagnoli) != v.CRC:
 		return errors.New("block CRC differs from the index's")
 	case sha256.Sum256(r.Payload) != v.Digest:

@@ -185,6 +185,10 @@ func checkCrashState(t *testing.T, s *Store, m *crashModel, what string) {
 			}
 		}
 	}
+	// The space accounting survived the crash exactly (accounting.go).
+	if err := s.verifyAccounting(); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
 }
 
 func newCrashModel(bs int) *crashModel {

@@ -32,9 +32,6 @@ type diskState struct {
 	cache      map[uint64]*cblock // dirty blocks not yet in the log
 	cacheBytes int64
 
-	allocKnown  bool  // allocBlocks is valid
-	allocBlocks int64 // visible non-zero blocks of the head
-
 	opens    int
 	deleted  bool
 	modified time.Time
@@ -152,6 +149,9 @@ func (s *Store) OpenDisk(name string) (*Disk, error) {
 	defer d.mu.Unlock()
 	if d.deleted {
 		return nil, fmt.Errorf("%w: disk %q", ErrNotFound, name)
+	}
+	if err := s.requireUnlocked(d.chain[0].layer, fmt.Sprintf("disk %q", name)); err != nil { // crypt.go
+		return nil, err
 	}
 	d.opens++
 	return &Disk{d: d}, nil
@@ -330,31 +330,28 @@ func (c *cblock) overlay(base []byte) {
 // storeBlocksLocked appends whole blocks to the log at the head's current
 // epoch: a zero record for a block of zeros that hides data, nothing for one
 // that hides nothing, else a data record. Whether each block had data before
-// (for zeros, and for the allocation count once it is known) is looked up
-// with one index transaction.
+// (for zeros, and for the space accounting) is looked up with one index
+// transaction.
 func (d *diskState) storeBlocksLocked(blocks []uint64, datas [][]byte) error {
 	if len(blocks) == 0 {
 		return nil
 	}
 	head := d.chain[0]
 	zero := make([]bool, len(blocks))
-	need := d.allocKnown
 	for i, data := range datas {
 		zero[i] = isZero(data)
-		need = need || zero[i]
 	}
-	var was []bool
-	if need {
-		vs, found, err := d.s.lookupMany(d.chain, blocks)
-		if err != nil {
-			return err
-		}
-		was = make([]bool, len(blocks))
-		for i := range blocks {
-			was[i] = found[i] && !vs[i].Zero()
-		}
+	vs, found, err := d.s.lookupMany(d.chain, blocks)
+	if err != nil {
+		return err
+	}
+	was := make([]bool, len(blocks))
+	for i := range blocks {
+		was[i] = found[i] && !vs[i].Zero()
 	}
 	vers := digestBlocks(datas, zero)
+	acct := d.s.acct.begin(d.id)
+	defer acct.end()
 	for i, b := range blocks {
 		if zero[i] {
 			if !was[i] {
@@ -366,17 +363,15 @@ func (d *diskState) storeBlocksLocked(blocks []uint64, datas [][]byte) error {
 			if err := d.s.appendRecord(r, index.Version{Flags: index.FlagZero}, 1); err != nil {
 				return err
 			}
-			if d.allocKnown {
-				d.allocBlocks--
-			}
+			acct.add(-1)
 			continue
 		}
 		r := &segment.Record{Kind: segment.KindData, Layer: head.layer, Block: b, Epoch: head.epoch, Payload: datas[i]}
 		if err := d.s.appendRecord(r, vers[i], 1); err != nil {
 			return err
 		}
-		if d.allocKnown && !was[i] {
-			d.allocBlocks++
+		if !was[i] {
+			acct.add(1)
 		}
 	}
 	return nil
@@ -524,6 +519,8 @@ func (h *Disk) PunchHole(off, length int64) error {
 	}
 	// Tombstone the runs of blocks that have something visible.
 	head := d.chain[0]
+	acct := d.s.acct.begin(d.id)
+	defer acct.end()
 	var runStart, runLen uint64
 	emit := func() error {
 		if runLen == 0 {
@@ -533,15 +530,16 @@ func (h *Disk) PunchHole(off, length int64) error {
 		putLeUint64(cnt[:], runLen)
 		r := &segment.Record{Kind: segment.KindZero, Layer: head.layer, Block: runStart, Epoch: head.epoch, Payload: cnt[:]}
 		err := d.s.appendRecord(r, index.Version{Flags: index.FlagZero}, runLen)
+		if err == nil {
+			acct.add(-int64(runLen))
+		}
 		runLen = 0
 		return err
 	}
-	var freed int64
 	err := d.s.visible(d.chain, first, last, func(b uint64, v index.Version) error {
 		if v.Zero() {
 			return nil
 		}
-		freed++
 		if runLen > 0 && runStart+runLen == b {
 			runLen++
 			return nil
@@ -558,9 +556,6 @@ func (h *Disk) PunchHole(off, length int64) error {
 	if err != nil {
 		return err
 	}
-	if d.allocKnown {
-		d.allocBlocks -= freed
-	}
 	d.modified = time.Now()
 	return nil
 }
@@ -574,27 +569,14 @@ func (h *Disk) Allocated() int64 {
 	return n
 }
 
-// allocated counts (once, then keeps up to date) the visible stored blocks.
+// allocated is the bytes of the stored blocks the head shows (the space
+// accounting's running count, accounting.go; blocks still in the write-back
+// cache are not counted until stored).
 func (d *diskState) allocated() (int64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.allocKnown {
-		var n int64
-		err := d.s.visible(d.chain, 0, uint64((d.size+int64(d.bs)-1)/int64(d.bs)), func(b uint64, v index.Version) error {
-			if !v.Zero() {
-				n++
-			}
-			return nil
-		})
-		if err != nil {
-			return 0, err
-		}
-		d.allocBlocks, d.allocKnown = n, true
-	}
-	n := d.allocBlocks
-	// Cached blocks not yet stored count as allocated once stored; count the
-	// ones over holes approximately as allocated (cheap and close enough).
-	return n * int64(d.bs), nil
+	n, err := d.headBlocksLocked()
+	return n * int64(d.bs), err
 }
 
 var zeroBlock = make([]byte, MaxBlockSize)

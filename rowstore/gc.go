@@ -202,7 +202,11 @@ func (s *Store) GC() (GCStats, error) {
 	if _, rerr := s.rearm(); err == nil {
 		err = rerr
 	}
-	return st, s.wrapNoSpace(err)
+	err = s.wrapNoSpace(err)
+	if s.opts.OnGC != nil {
+		s.opts.OnGC(st, err)
+	}
+	return st, err
 }
 
 // cleanPlan tells gcLocked which segments to clean: nil for GC's rule (every

@@ -56,6 +56,7 @@ type modelRun struct {
 	n      int
 	op     int
 	handle map[string]*Disk
+	key    *Key // non-nil: half of the new disks are encrypted with it
 }
 
 func (r *modelRun) fatalf(format string, a ...any) {
@@ -136,7 +137,13 @@ func (r *modelRun) createDisk() {
 	name := r.newName("d")
 	bs := []int{4 << 10, 8 << 10, 16 << 10}[r.rng.Intn(3)]
 	size := int64(bs) * int64(8+r.rng.Intn(40))
-	di, err := r.s.CreateDisk(name, size, bs)
+	create := r.s.CreateDisk
+	if r.key != nil && r.rng.Intn(2) == 0 {
+		create = func(name string, size int64, bs int) (DiskInfo, error) {
+			return r.s.CreateEncryptedDisk(name, size, bs, r.key)
+		}
+	}
+	di, err := create(name, size, bs)
 	r.must(err, "create disk")
 	r.m.disks[name] = &mdisk{id: di.ID, bs: bs, data: make([]byte, size)}
 }
@@ -420,6 +427,8 @@ func (r *modelRun) readCheck(all bool) {
 			rd.Close()
 		}
 	}
+	// The space accounting equals a full count (accounting.go).
+	r.must(r.s.verifyAccounting(), "space accounting")
 }
 
 func testOptions() Options {
@@ -427,9 +436,16 @@ func testOptions() Options {
 		IndexMemTableSize: 4 << 20, IndexBlockCacheSize: 8 << 20, ReserveBytes: 1 << 20, MinFreeBytes: 1 << 20}
 }
 
-func runModel(t *testing.T, seed int64, ops int) {
+func runModel(t *testing.T, seed int64, ops int) { runModelWith(t, seed, ops, nil) }
+
+// runModelWith is runModel with half of the disks encrypted with key (nil:
+// none); reopens unlock them with it.
+func runModelWith(t *testing.T, seed int64, ops int, key *Key) {
 	dir := fastTempDir(t)
 	opts := testOptions()
+	if key != nil {
+		opts.Keys = []*Key{key}
+	}
 	if err := Create(dir, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +453,7 @@ func runModel(t *testing.T, seed int64, ops int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &modelRun{t: t, rng: rand.New(rand.NewSource(seed)), dir: dir, opts: opts, s: s, m: newModel(), seed: seed, handle: map[string]*Disk{}}
+	r := &modelRun{t: t, rng: rand.New(rand.NewSource(seed)), dir: dir, opts: opts, s: s, m: newModel(), seed: seed, handle: map[string]*Disk{}, key: key}
 	t.Cleanup(func() { r.closeHandles(); r.s.Close() })
 	r.createDisk()
 	for r.op = 0; r.op < ops; r.op++ {

@@ -80,9 +80,33 @@ func ValidateDiskSize(size int64) error {
 	case size <= 0:
 		return fmt.Errorf("%w: disk size %d must be positive", ErrInvalid, size)
 	case size%512 != 0:
-		return fmt.Errorf("%w: disk size %d is not a multiple of 512 bytes", ErrInvalid, size)
+		return fmt.Errorf("%w: disk size %s is not a multiple of 512 bytes", ErrInvalid, iec(size))
 	case size > MaxDiskSize:
-		return fmt.Errorf("%w: disk size %d is larger than 256 TiB", ErrInvalid, size)
+		return fmt.Errorf("%w: disk size %s is larger than the largest, %s", ErrInvalid, iec(size), iec(MaxDiskSize))
 	}
 	return nil
+}
+
+// iec formats n bytes for messages: "1000 PiB", "1.5 GiB", "512 B".
+func iec(n int64) string {
+	const units = "KMGTPE"
+	if n < 1024 || n%512 != 0 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	f, i := float64(n)/1024, 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	s := fmt.Sprintf("%.1f", f)
+	s = strings.TrimSuffix(s, ".0")
+	return s + " " + units[i:i+1] + "iB"
+}
+
+// handles is "1 open handle" or "N open handles".
+func handles(n int) string {
+	if n == 1 {
+		return "1 open handle"
+	}
+	return fmt.Sprintf("%d open handles", n)
 }

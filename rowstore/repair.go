@@ -233,17 +233,25 @@ func (s *Store) repairVersion(ctx context.Context, src BlockSource, p CheckProbl
 		return segment.Pos{}, segment.Record{}, fmt.Errorf("layer %d: %w", p.Layer, err)
 	}
 	dst := make([]byte, l.BlockSize)
-	found, err := src.FetchBlock(ctx, p.v.Digest, dst)
+	plain, err := s.plainDigests(p.Layer, fmt.Sprintf("layer %d", p.Layer)) // crypt.go
+	if err != nil {
+		return segment.Pos{}, segment.Record{}, err
+	}
+	digest := plain(p.v.Digest)
+	found, err := src.FetchBlock(ctx, digest, dst)
 	if err != nil {
 		return segment.Pos{}, segment.Record{}, fmt.Errorf("fetch: %w", err)
 	}
 	if !found {
 		return segment.Pos{}, segment.Record{}, errors.New("the source has no block with this digest")
 	}
-	if sha256.Sum256(dst) != p.v.Digest {
+	if sha256.Sum256(dst) != digest {
 		return segment.Pos{}, segment.Record{}, errors.New("the source's copy has another digest")
 	}
 	r := segment.Record{Kind: segment.KindData, Layer: p.Layer, Block: uint64(p.Block), Epoch: p.Epoch, Seq: p.v.Seq, Payload: dst}
+	if err := s.sealRepair(&r, digest); err != nil { // crypt.go
+		return segment.Pos{}, segment.Record{}, err
+	}
 	np, err := s.relocate(&r)
 	if err != nil {
 		return segment.Pos{}, segment.Record{}, err

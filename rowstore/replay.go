@@ -16,6 +16,9 @@ type replayStats struct {
 	CatalogRecords int    // catalog records applied
 	FullCatalogSeq uint64 // newest full catalog record seen (0: none)
 	Skipped        int64  // block records of layers the catalog does not hold
+	// Layers are the layers block records were replayed to (their disks'
+	// space accounting is counted again: accounting.go).
+	Layers map[uint64]bool
 }
 
 // deferred is a block record met before the catalog record that creates
@@ -55,7 +58,7 @@ func (s *Store) recover() error {
 	}
 	maxSeq := cp.Seq
 	from := segment.Pos{Segment: cp.Segment, Offset: cp.Offset}
-	var st replayStats
+	st := replayStats{Layers: map[uint64]bool{}}
 	b := s.idx.NewBatch()
 	defer b.Cancel()
 	applied := map[vkey]uint64{}  // highest sequence number replayed per key
@@ -110,6 +113,7 @@ func (s *Store) recover() error {
 			return nil
 		}
 		st.Records++
+		st.Layers[r.Layer] = true
 		return s.applyVersion(b, r, v, n, applied, segs)
 	})
 	if err != nil {
@@ -154,6 +158,7 @@ func (s *Store) recover() error {
 			continue
 		}
 		st.Records++
+		st.Layers[d.r.Layer] = true
 		if err := s.applyVersion(b, &d.r, d.v, d.n, applied, segs); err != nil {
 			return err
 		}
@@ -190,6 +195,9 @@ func recordVersion(r *segment.Record, pos segment.Pos) (index.Version, uint64, b
 		v.Segment, v.Offset, v.Length = pos.Segment, pos.Offset, pos.Length
 		v.CRC = crc32.Checksum(r.Payload, castagnoli)
 		v.Digest = sha256.Sum256(r.Payload)
+		if err := recordDigest(r, &v); err != nil { // sealed records (crypt.go)
+			return v, 0, false, &CorruptError{What: fmt.Sprintf("data record at segment %d offset %d", pos.Segment, pos.Offset), Err: err}
+		}
 		return v, 1, true, nil
 	case segment.KindZero:
 		if len(r.Payload) != 8 {

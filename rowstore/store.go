@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -65,6 +66,12 @@ type Options struct {
 	// CleanerDeadFraction is the dead fraction of the segment bytes at which
 	// the background cleaner starts; default 0.25.
 	CleanerDeadFraction float64
+	// Keys unlock, at Open, the encrypted disks whose data keys they wrap
+	// (UnlockAll); the others stay locked.
+	Keys []*Key
+	// OnGC, if set, is called after every garbage collection (background or
+	// GC) with its result (metrics). It must return quickly.
+	OnGC func(GCStats, error)
 }
 
 func (o *Options) fill() {
@@ -102,6 +109,7 @@ func (o *Options) fill() {
 //
 // Lock order (outer first): diskState.mu (several: by ascending disk id),
 // catMu, syncMu, idxMu, appendMu, pendMu. readMu is taken alone.
+// accounting.mu is a leaf (commit takes it under appendMu).
 type Store struct {
 	dir  string
 	opts Options
@@ -124,6 +132,14 @@ type Store struct {
 	// transaction has not committed yet (under appendMu): commit never puts
 	// the checkpoint past it, so replay after a crash applies it.
 	catInflight *segment.Pos
+	// catUnsynced is the position of the oldest catalog record the index
+	// applied but has not synced (under appendMu): commit never puts the
+	// checkpoint past it either, so a crash that loses the index's
+	// transaction replays the record. syncCatalog clears it; catUnsyncedGen
+	// counts the records applied, catUnsyncedAt is when the oldest was.
+	catUnsynced    *segment.Pos
+	catUnsyncedGen uint64
+	catUnsyncedAt  time.Time
 	// catBroken: a catalog record is in the log that the index neither
 	// applied nor superseded; further catalog changes are refused until the
 	// store is reopened (replay applies it). Under catMu.
@@ -139,6 +155,8 @@ type Store struct {
 	// up in a Badger snapshot and the records stay until their segment goes.)
 	readMu sync.RWMutex
 
+	crypt cryptState // encryption keys and layer families (crypt.go)
+
 	disksMu   sync.Mutex
 	disks     map[uint64]*diskState // loaded disk states, by disk id
 	diskNames map[string]uint64     // names of the loaded disks
@@ -149,7 +167,9 @@ type Store struct {
 	gcMu sync.Mutex // one GC at a time
 
 	allocMu    sync.Mutex
-	allocCache map[link]int64 // allocated bytes of immutable (layer, epoch) points
+	allocCache map[link]int64 // allocated bytes of immutable points whose record lacks them
+
+	acct *accounting // stored blocks of every disk head (accounting.go)
 
 	lock *os.File // advisory lock on <dir>/lock
 
@@ -198,6 +218,7 @@ func Create(dir string, opts Options) error {
 			return fmt.Errorf("create store: %w", err)
 		}
 	}
+	privateStoreDir(dir, opts.Logger) // keys.go
 	sb := newSuperblock()
 	// The index is created with the store (and carries its identity), so an
 	// empty or missing index directory later is damage, never a new store.
@@ -242,6 +263,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		disks:        map[uint64]*diskState{},
 		pins:         map[link]int{},
 		allocCache:   map[link]int64{},
+		acct:         newAccounting(),
 		corruptSegs:  map[uint64]bool{},
 		deletedDisks: map[uint64]bool{},
 		diskNames:    map[string]uint64{},
@@ -257,6 +279,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.lock = lock
+	privateStoreDir(dir, s.log) // keys.go
 	if err := s.openSpace(); err != nil {
 		s.lock.Close()
 		return nil, err
@@ -272,6 +295,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.lock.Close()
 		return nil, err
 	}
+	s.unlockAtOpen() // crypt.go
 	s.startBackground()
 	return s, nil
 }
@@ -326,7 +350,14 @@ func (s *Store) openLocked(dir string, opts Options) error {
 	if err := s.recover(); err != nil {
 		return err
 	}
-	return s.finishOpen(legacy)
+	if err := s.finishOpen(legacy); err != nil {
+		return err
+	}
+	before := cp
+	if opts.RebuildIndex {
+		before = index.Checkpoint{Segment: math.MaxUint64} // trust no count
+	}
+	return s.loadAccounting(before, s.replay.Layers)
 }
 
 // lockStore takes the store's advisory lock (flock on <dir>/lock). A store
@@ -421,6 +452,9 @@ func (s *Store) appendRecord(r *segment.Record, v index.Version, blocks uint64) 
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
 	r.Seq = s.nextSeq
+	if err := s.sealRecord(r, &v); err != nil { // encrypted layers (crypt.go)
+		return err
+	}
 	pos, err := s.seg.Append(r)
 	if err != nil && isNoSpace(err) && s.releaseReserve("an append to the log failed") {
 		// New disk writes were refused before this point (admit), so what
@@ -452,6 +486,11 @@ func (s *Store) appendRecord(r *segment.Record, v index.Version, blocks uint64) 
 func (s *Store) commit() error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
+	// Catalog changes the index has not synced hold the checkpoint back
+	// (catUnsynced); past a second, sync them so replay stays short.
+	if err := s.syncCatalogIfStale(); err != nil {
+		return err
+	}
 	s.appendMu.Lock()
 	if !s.dirty {
 		s.appendMu.Unlock()
@@ -461,8 +500,12 @@ func (s *Store) commit() error {
 	if p := s.catInflight; p != nil {
 		tail = *p // replay must see the catalog record the index lacks
 	}
+	if p := s.catUnsynced; p != nil {
+		tail = *p // or may lose after a crash (not synced in the index)
+	}
 	seq := s.nextSeq - 1
 	s.dirty = false
+	counts := s.acct.snapshot() // exactly the records before tail, with it
 	s.pendMu.Lock()
 	batch := s.pending
 	s.flushing = batch
@@ -504,7 +547,12 @@ func (s *Store) commit() error {
 	// The checkpoint goes in its own, later write: Badger's log keeps write
 	// order, so a checkpoint that survives a crash implies the versions do.
 	cp := index.Checkpoint{Segment: tail.Segment, Offset: tail.Offset, Seq: seq}
-	if err := s.idx.Update(func(t *index.Txn) error { return t.SetCheckpoint(cp) }); err != nil {
+	if err := s.idx.Update(func(t *index.Txn) error {
+		if err := t.SetCheckpoint(cp); err != nil {
+			return err
+		}
+		return saveAlloc(t, cp, counts)
+	}); err != nil {
 		restore()
 		return s.wrapNoSpace(fmt.Errorf("index checkpoint: %w", err))
 	}
@@ -516,8 +564,12 @@ func (s *Store) commit() error {
 }
 
 // advanceCheckpoint commits, writing a checkpoint at the log's tail even if
-// nothing is pending.
+// nothing is pending (the index synced first, so that no catalog change it
+// has not synced holds the checkpoint back).
 func (s *Store) advanceCheckpoint() error {
+	if err := s.syncCatalog(); err != nil {
+		return err
+	}
 	s.appendMu.Lock()
 	s.dirty = true
 	s.appendMu.Unlock()
@@ -579,7 +631,13 @@ func (s *Store) startBackground() {
 				case <-s.stop:
 					return
 				case <-t.C:
-					if err := s.syncAllDisks(); err != nil {
+					// Catalog changes first, so this commit's checkpoint
+					// may pass them.
+					err := s.syncCatalog()
+					if e := s.syncAllDisks(); err == nil {
+						err = e
+					}
+					if err != nil {
 						s.log.Error("background sync failed", "err", err)
 					}
 				}

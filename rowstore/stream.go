@@ -111,7 +111,20 @@ func (s *Store) StreamDiff(ctx context.Context, from *Point, to Point, o StreamO
 			return 0, fmt.Errorf("%w: %s has block size %d, %s has %d", ErrInvalid, from, bsA, to, bs)
 		}
 	}
-	st := &streamer{s: s, ctx: ctx, o: o, chain: r.chain, bs: bs, what: r.what, free: make(chan []byte, o.Buffers)}
+	// Digests of an encrypted disk are sealed in the index (crypt.go): hand
+	// out SHA-256s; its records are opened into a plaintext area.
+	plain, err := s.plainDigests(r.chain[0].layer, r.what)
+	if err != nil {
+		return 0, err
+	}
+	st := &streamer{s: s, ctx: ctx, o: o, chain: r.chain, bs: bs, what: r.what, free: make(chan []byte, o.Buffers), plain: plain}
+	for _, l := range r.chain {
+		fid, err := s.layerFamily(l.layer)
+		if err != nil {
+			return 0, err
+		}
+		st.sealed = st.sealed || fid != 0
+	}
 	nblocks := uint64((r.size + int64(bs) - 1) / int64(bs))
 	var last diffProgress
 	err = s.diffVersions(ctx, chainA, from != nil, r.chain, nblocks, func(b uint64, v index.Version, p diffProgress) error {
@@ -119,7 +132,11 @@ func (s *Store) StreamDiff(ctx context.Context, from *Point, to Point, o StreamO
 			o.Progress(last.done, p.total)
 		}
 		last = p
-		read, err := o.Visit(changeOf(b, v))
+		c := changeOf(b, v)
+		if !c.Zero {
+			c.Digest = plain(c.Digest)
+		}
+		read, err := o.Visit(c)
 		if err != nil || !read || v.Zero() {
 			return err
 		}
@@ -146,6 +163,18 @@ type streamer struct {
 	made  int         // buffers allocated
 	refs  []blockRef
 	bytes int
+	// sealed: the chain has encrypted layers, whose records are opened
+	// into a plaintext area after the records in each batch buffer.
+	sealed bool
+	plain  func([32]byte) [32]byte // the SHA-256 of a digest as indexed
+}
+
+// need is the buffer a batch of the gathered blocks takes.
+func (st *streamer) need(recordBytes int) int {
+	if st.sealed {
+		return recordBytes + len(st.refs)*st.bs
+	}
+	return recordBytes
 }
 
 type blockRef struct {
@@ -193,7 +222,7 @@ func (st *streamer) flush() error {
 	if err := st.ctx.Err(); err != nil {
 		return err
 	}
-	buf, err := st.buffer(st.bytes)
+	buf, err := st.buffer(st.need(st.bytes))
 	if err != nil {
 		return err
 	}
@@ -227,7 +256,8 @@ func (st *streamer) flush() error {
 				n += int(vs[i].Length)
 			}
 			if lerr == nil && changed {
-				if cap(buf) < n {
+				st.bytes = n
+				if n = st.need(n); cap(buf) < n {
 					buf = make([]byte, n)
 				}
 				buf = buf[:n]
@@ -286,6 +316,17 @@ func (st *streamer) read(buf []byte, batch *BlockBatch) error {
 			raw := buf[at : at+int(rv.Length)]
 			at += int(rv.Length)
 			rec, _, err := segment.Decode(raw)
+			if err == nil && st.sealed {
+				dst := buf[st.bytes+k*st.bs : st.bytes+(k+1)*st.bs]
+				var sealed bool
+				if sealed, err = st.s.openRecord(&rec, rv, refs[k].block, dst, st.what); sealed { // crypt.go
+					if err != nil {
+						return err
+					}
+					batch.Blocks[k], batch.Digests[k], batch.Data[k] = refs[k].block, st.plain(rv.Digest), dst
+					continue
+				}
+			}
 			if err == nil && (rec.Kind != segment.KindData || rec.Block != refs[k].block || rec.Seq != rv.Seq || len(rec.Payload) != st.bs) {
 				err = fmt.Errorf("record (kind %d block %d seq %d, %d bytes) is not the indexed version (block %d seq %d, %d bytes)",
 					rec.Kind, rec.Block, rec.Seq, len(rec.Payload), refs[k].block, rv.Seq, st.bs)
@@ -293,7 +334,7 @@ func (st *streamer) read(buf []byte, batch *BlockBatch) error {
 			if err != nil {
 				return &CorruptError{What: fmt.Sprintf("%s: block %d (segment %d offset %d)", st.what, refs[k].block, rv.Segment, rv.Offset), Err: err}
 			}
-			batch.Blocks[k], batch.Digests[k], batch.Data[k] = refs[k].block, rv.Digest, rec.Payload
+			batch.Blocks[k], batch.Digests[k], batch.Data[k] = refs[k].block, st.plain(rv.Digest), rec.Payload
 		}
 		return nil
 	}

@@ -229,3 +229,51 @@ func TestStreamDiffSurvivesCleaner(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamDiffEncrypted: a streamed diff of an encrypted disk hands out
+// plaintext and the plaintext's SHA-256, as Diff and reads do.
+func TestStreamDiffEncrypted(t *testing.T) {
+	s := streamStore(t)
+	_, key := writeKeyFile(t, "k", "correct horse battery staple\n", 0o600)
+	const bs = 4096
+	if _, err := s.CreateEncryptedDisk("sec", 64*bs, bs, key); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	streamWrite(t, s, "sec", rng, []uint64{0, 1, 2, 5, 9, 10, 11, 40}, bs)
+	if _, err := s.CreateSnapshot("e1", []string{"sec"}, "manual"); err != nil {
+		t.Fatal(err)
+	}
+	streamWrite(t, s, "sec", rng, []uint64{1, 30}, bs)
+	if _, err := s.CreateSnapshot("e2", []string{"sec"}, "manual"); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []*Point{nil, {Snapshot: "e1", Disk: "sec"}} {
+		to := Point{Snapshot: "e2", Disk: "sec"}
+		var want []Change
+		if _, err := s.Diff(from, to, func(c Change) error { want = append(want, c); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.OpenSnapshotDisk("e2", "sec")
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := make([]byte, r.Size())
+		if _, err := r.ReadAt(img, 0); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		got, seen, _ := streamAll(t, s, from, to, StreamOptions{BatchBytes: 3 * bs}, func(c Change) bool { return !c.Zero })
+		if len(seen) != len(want) || len(got) != len(want) {
+			t.Fatalf("from %v: visited %d, read %d, Diff gives %d", from, len(seen), len(got), len(want))
+		}
+		for i, c := range want {
+			if seen[i] != c {
+				t.Fatalf("change %d: %+v, Diff gives %+v", i, seen[i], c)
+			}
+			if !bytes.Equal(got[c.Block], img[c.Block*bs:(c.Block+1)*bs]) {
+				t.Fatalf("block %d: data differs from the snapshot's", c.Block)
+			}
+		}
+	}
+}

@@ -30,8 +30,13 @@ const (
 	superblockSize    = 52
 	superblockMagic   = "SNAPFSSB"
 	FormatVersion     = 1
-	knownIncompatBits = 0
+	knownIncompatBits = IncompatEncryption
 )
+
+// IncompatEncryption: the store holds encrypted disks (set when the first
+// one is made). A snapfs that does not know it would see sealed blocks as
+// corrupt and could "repair" them with plaintext: it refuses the store.
+const IncompatEncryption uint32 = 1 << 0
 
 // Superblock is the decoded superblock.
 type Superblock struct {
@@ -99,7 +104,7 @@ func readSuperblock(fsys vfs.FS, dir string) (Superblock, error) {
 // writeSuperblock writes a new superblock durably and atomically
 // (vfs.WriteFile: temporary file, sync, rename, sync of the directory).
 func writeSuperblock(fsys vfs.FS, dir string, sb Superblock) error {
-	if err := vfs.WriteFile(fsys, path.Join(dir, superblockName), sb.encode(), 0o644); err != nil {
+	if err := vfs.WriteFile(fsys, path.Join(dir, superblockName), sb.encode(), 0o600); err != nil {
 		return fmt.Errorf("superblock: %w", err)
 	}
 	return nil

@@ -36,7 +36,8 @@ type StoreUsage struct {
 	FreeBytes    int64 `json:"free_bytes"` // free space of the filesystem holding the store
 }
 
-// Usage computes usage with one pass over the index.
+// Usage computes usage with one pass over the index (for the exclusive
+// figures); the allocated figures are the space accounting's (accounting.go).
 func (s *Store) Usage() (Usage, error) {
 	if err := s.checkOpen(); err != nil {
 		return Usage{}, err
@@ -64,16 +65,7 @@ func (s *Store) Usage() (Usage, error) {
 		iu := ItemUsage{Name: sn.Name, Exclusive: res.exclusive["snapshot:"+sn.Name]}
 		for _, m := range sn.Disks {
 			iu.Logical += m.Size
-			r, err := s.OpenSnapshotDisk(sn.Name, m.Name)
-			if err != nil {
-				return u, err
-			}
-			a, err := r.Allocated()
-			r.Close()
-			if err != nil {
-				return u, err
-			}
-			iu.Allocated += a
+			iu.Allocated += m.Allocated // recorded when it was taken
 		}
 		u.Snapshots = append(u.Snapshots, iu)
 	}
@@ -82,16 +74,7 @@ func (s *Store) Usage() (Usage, error) {
 		return u, err
 	}
 	for _, im := range images {
-		r, err := s.OpenImage(im.Name)
-		if err != nil {
-			return u, err
-		}
-		a, err := r.Allocated()
-		r.Close()
-		if err != nil {
-			return u, err
-		}
-		u.Images = append(u.Images, ItemUsage{Name: im.Name, Logical: im.Size, Allocated: a, Exclusive: res.exclusive["image:"+im.Name]})
+		u.Images = append(u.Images, ItemUsage{Name: im.Name, Logical: im.Size, Allocated: im.Allocated, Exclusive: res.exclusive["image:"+im.Name]})
 	}
 	for _, si := range s.seg.Segments() {
 		u.Store.SegmentBytes += si.Size

@@ -27,7 +27,8 @@ say() { echo "test.sh: $(date +%T) $*" >&2; }
 start=$SECONDS
 
 # Debian packages: mkfs.ext4, e2fsck and fstrim (e2fsprogs, util-linux),
-# losetup and mount (mount), mkfs.xfs (xfsprogs), rsync (benchmark
+# losetup and mount (mount), mkfs.xfs (xfsprogs), mkfs.btrfs (btrfs-progs),
+# sgdisk (gdisk), rsync (benchmark
 # baseline), fio and stress-ng (scripts/torture.sh). A held dpkg lock (an
 # unattended upgrade) is waited for, up to 10 minutes, not a failure.
 need=()
@@ -35,6 +36,8 @@ command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v losetup >/dev/null || need+=(mount)
 command -v fstrim >/dev/null || need+=(util-linux)
 command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs) # .files tests (issue 10)
+command -v sgdisk >/dev/null || need+=(gdisk)              # GPT disks in .files tests
 command -v rsync >/dev/null || need+=(rsync)
 command -v fio >/dev/null || need+=(fio)
 command -v stress-ng >/dev/null || need+=(stress-ng)

@@ -20,8 +20,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/daemon"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/metrics"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -30,6 +32,10 @@ import (
 // mount --background reports readiness to its parent: one line, "ok PID" or
 // "error CODE MESSAGE".
 const readyFDEnv = "SNAPFS_READY_FD"
+
+// createdEnv tells a daemon started by mount --background that its parent
+// created the mountpoint (the daemon removes it when it unmounts).
+const createdEnv = "SNAPFS_CREATED_MOUNTPOINT"
 
 // LogName is the daemon's log file in the store when it runs in the background.
 const LogName = "snapfs.log"
@@ -42,8 +48,19 @@ func mountCommand(st *state) *cli.Command {
 		ArgsUsage: "MOUNTPOINT",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "background", Usage: "return once the mount is ready; the daemon logs to <store>/" + LogName},
+			&cli.DurationFlag{Name: "files-idle", Value: browse.DefaultIdle,
+				Usage: "release the filesystem of a .files directory unused for this long"},
+			&cli.IntFlag{Name: "files-max", Value: browse.DefaultMaxOpen,
+				Usage: "at most this many .files filesystems open at once (least recently used released first)"},
+			&cli.BoolFlag{Name: "force", Usage: "mount even on a directory that is not empty or is already a mount point (hiding what is there)"},
+			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9477"},
 			&cli.StringFlag{Name: "pprof", Usage: "serve net/http/pprof (CPU, heap, block and mutex profiles) on this address, e.g. 127.0.0.1:6060; " +
 				"turns on block and mutex profiling"},
+			&cli.StringSliceFlag{Name: "key-file", EnvVars: []string{"SNAPFS_KEY_FILE"},
+				Usage: "unlock the encrypted disks this key file opens (repeatable); the others stay locked"},
+			insecureKeyFlag,
+			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount, as the file modes allow " +
+				"(allow_other with default_permissions; needs user_allow_other in /etc/fuse.conf for non-root); default: only you"},
 		},
 		Action: func(c *cli.Context) (retErr error) {
 			a, err := args(c, "MOUNTPOINT")
@@ -58,12 +75,24 @@ func mountCommand(st *state) *cli.Command {
 			if err != nil {
 				return err
 			}
+			keys, err := mountKeys(c) // before anything is made: a bad key file changes nothing
+			if err != nil {
+				return err
+			}
+			_, lerr := os.Lstat(a[0])
 			mp, rmdir, err := existingDir(a[0])
 			if err != nil {
 				return err
 			}
+			created := os.Getenv(createdEnv) == "1" // set by the parent of a --background child
 			if fd := os.Getenv(readyFDEnv); fd != "" {
-				return runChild(c, store, mp, fd) // the parent cleans up
+				return runChild(c, store, mp, fd, created, keys) // the parent cleans up
+			}
+			created = created || errors.Is(lerr, os.ErrNotExist)
+			if !created && !c.Bool("force") {
+				if err := checkMountpoint(mp); err != nil {
+					return err
+				}
 			}
 			defer func() {
 				if retErr != nil {
@@ -71,19 +100,24 @@ func mountCommand(st *state) *cli.Command {
 				}
 			}()
 			if c.Bool("background") {
-				return startBackground(c, st, store, mp)
+				return startBackground(c, st, store, mp, created)
 			}
 			if err := startPprof(c, log); err != nil {
 				return err
 			}
-			return daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log})
+			cfg := daemon.Config{Store: store, Mountpoint: mp, Logger: log, RemoveMountpoint: created, Files: filesOptions(c),
+				AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys}}
+			if err := withMetrics(c, log, &cfg); err != nil {
+				return err
+			}
+			return daemon.Run(context.Background(), cfg)
 		},
 	}
 }
 
 // runChild is the daemon started by mount --background: it reports
 // readiness, or the error that stopped it, on the inherited pipe.
-func runChild(c *cli.Context, store, mp, fdStr string) error {
+func runChild(c *cli.Context, store, mp, fdStr string, created bool, keys []*rowstore.Key) error {
 	fd, err := strconv.Atoi(fdStr)
 	if err != nil {
 		return usagef("%s=%q", readyFDEnv, fdStr)
@@ -92,14 +126,20 @@ func runChild(c *cli.Context, store, mp, fdStr string) error {
 	os.Unsetenv(readyFDEnv)
 	log, _ := logger(c, os.Stderr)
 	ready := false
+	os.Unsetenv(createdEnv)
+	cfg := daemon.Config{Store: store, Mountpoint: mp, Logger: log, RemoveMountpoint: created, Files: filesOptions(c),
+		AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys},
+		Ready: func(s service.Status) {
+			ready = true
+			fmt.Fprintf(pipe, "ok %d\n", s.PID)
+			pipe.Close()
+		}}
 	err = startPprof(c, log)
 	if err == nil {
-		err = daemon.Run(context.Background(), daemon.Config{Store: store, Mountpoint: mp, Logger: log,
-			Ready: func(s service.Status) {
-				ready = true
-				fmt.Fprintf(pipe, "ok %d\n", s.PID)
-				pipe.Close()
-			}})
+		err = withMetrics(c, log, &cfg)
+	}
+	if err == nil {
+		err = daemon.Run(context.Background(), cfg)
 	}
 	if !ready {
 		msg := "exited"
@@ -114,7 +154,7 @@ func runChild(c *cli.Context, store, mp, fdStr string) error {
 
 // startBackground re-executes this command detached (setsid) and waits for
 // the child's readiness line on a pipe: no sleeping, no guessing.
-func startBackground(c *cli.Context, st *state, store, mp string) error {
+func startBackground(c *cli.Context, st *state, store, mp string, created bool) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -135,6 +175,9 @@ func startBackground(c *cli.Context, st *state, store, mp string) error {
 	defer r.Close()
 	cmd := exec.Command(exe, os.Args[1:]...)
 	cmd.Env = append(os.Environ(), readyFDEnv+"=3", "SNAPFS_STORE="+store)
+	if created {
+		cmd.Env = append(cmd.Env, createdEnv+"=1")
+	}
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -272,5 +315,60 @@ func startPprof(c *cli.Context, log *slog.Logger) error {
 		}
 	}()
 	log.Info("pprof serving", "addr", ln.Addr().String())
+	return nil
+}
+
+// mountKeys loads the mount's key files (--key-file, SNAPFS_KEY_FILE).
+func mountKeys(c *cli.Context) ([]*rowstore.Key, error) {
+	var keys []*rowstore.Key
+	for _, p := range c.StringSlice("key-file") {
+		k, err := rowstore.LoadKeyFile(p, c.Bool("allow-insecure-key-file"))
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// filesOptions are the .files settings of mount (--files-idle, --files-max).
+func filesOptions(c *cli.Context) browse.Options {
+	return browse.Options{Idle: c.Duration("files-idle"), MaxOpen: c.Int("files-max")}
+}
+
+// checkMountpoint refuses a mountpoint that is already a mount point or is
+// not empty: mounting there would hide what is there (a store's files, or a
+// running mount). --force skips it.
+func checkMountpoint(mp string) error {
+	for _, m := range mounts() {
+		if m.target == mp {
+			return fmt.Errorf("%w: %s is already a mount point (%s of %s); unmount it, choose another directory, or use --force", rowstore.ErrBusy, mp, m.fstype, m.source)
+		}
+	}
+	f, err := os.Open(mp)
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", mp, err)
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	if len(names) > 0 {
+		return fmt.Errorf("%w: mountpoint %s is not empty (it holds %s, ...): the mount would hide it; choose an empty directory, or use --force", rowstore.ErrBusy, mp, names[0])
+	}
+	return nil
+}
+
+// withMetrics sets up --metrics: the listener is opened here, so that a busy
+// or bad address fails the mount at once.
+func withMetrics(c *cli.Context, log *slog.Logger, cfg *daemon.Config) error {
+	addr := c.String("metrics")
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return usagef("--metrics %s: %v", addr, err)
+	}
+	cfg.MetricsListener = ln
+	cfg.NewMetrics = func(src metrics.Source) *metrics.Metrics { return metrics.New(src, log) }
 	return nil
 }

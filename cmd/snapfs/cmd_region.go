@@ -288,6 +288,7 @@ func regionAddCommand(st *state) *cli.Command {
 			&cli.StringFlag{Name: "s3-region", Usage: "S3 region (default $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1)"},
 			&cli.BoolFlag{Name: "s3-path-style", Usage: "path-style bucket addressing (MinIO, Ceph RGW, SeaweedFS, versitygw)"},
 			&cli.BoolFlag{Name: "s3-insecure", Usage: "plain HTTP to the S3 endpoint"},
+			&cli.BoolFlag{Name: "allow-insecure-key-file", Usage: "accept a key file that group or others may read (refused by default; kept in the region's configuration)"},
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, "NAME")
@@ -298,8 +299,11 @@ func regionAddCommand(st *state) *cli.Command {
 			if err != nil {
 				return usagef("--key-file: %v", err)
 			}
+			if err := checkKeyFile(key); err != nil {
+				return err
+			}
 			req := service.AddRegionRequest{
-				Name: a[0], K: c.Int("data"), M: c.Int("parity"), Stores: c.StringSlice("store"), KeyFile: key,
+				Name: a[0], K: c.Int("data"), M: c.Int("parity"), Stores: c.StringSlice("store"), KeyFile: key, InsecureKeyFile: c.Bool("allow-insecure-key-file"),
 				S3: replicate.S3Options{Endpoint: c.String("s3-endpoint"), Region: c.String("s3-region"), PathStyle: c.Bool("s3-path-style"), Insecure: c.Bool("s3-insecure")},
 			}
 			return withService(c, st, func(ctx context.Context, svc service.Service) error {

@@ -87,10 +87,10 @@ func snapshotCommand(st *state) *cli.Command {
 						}
 						rows := make([][]string, 0, len(s.Disks))
 						for _, d := range s.Disks {
-							rows = append(rows, []string{d.Name, size(d.Size), size(d.Allocated), size(int64(d.BlockSize))})
+							rows = append(rows, []string{d.Name, size(d.Size), size(d.Allocated), size(int64(d.BlockSize)), filesColumn(d.Files)})
 						}
 						fmt.Fprintln(p.w)
-						if err := p.table([]string{"DISK", "SIZE", "ALLOCATED", "BLOCK"}, rows); err != nil {
+						if err := p.table([]string{"DISK", "SIZE", "ALLOCATED", "BLOCK", "FILES (<disk>.files)"}, rows); err != nil {
 							return err
 						}
 						if len(s.Copies) == 0 {
@@ -126,7 +126,7 @@ func snapshotCommand(st *state) *cli.Command {
 				Name:      "diff",
 				Usage:     "changed byte ranges of a disk between snapshot OLD and snapshot NEW (default: the disk now)",
 				ArgsUsage: "OLD [NEW]",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "disk", Usage: "the disk to compare"}},
+				Flags:     append([]cli.Flag{&cli.StringFlag{Name: "disk", Usage: "the disk to compare"}}, diffFilesFlags...), // cmd_files.go
 				Action: func(c *cli.Context) error {
 					a := c.Args().Slice()
 					if len(a) < 1 || len(a) > 2 {
@@ -138,6 +138,9 @@ func snapshotCommand(st *state) *cli.Command {
 					req := service.DiffRequest{Old: a[0], Disk: c.String("disk")}
 					if len(a) == 2 {
 						req.New = a[1]
+					}
+					if c.Bool("files") {
+						return diffFiles(c, st, req) // cmd_files.go
 					}
 					return withService(c, st, func(ctx context.Context, svc service.Service) error {
 						d, err := svc.Diff(ctx, req)

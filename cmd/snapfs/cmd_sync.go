@@ -53,6 +53,10 @@ func runSync(c *cli.Context, st *state, req service.SyncRequest) error {
 		pr := newProgress(c, st)
 		s, err := svc.Sync(ctx, req, pr.fn())
 		pr.done()
+		if err != nil && interruptedBySignal(ctx) {
+			return pr.interrupted(err, "snapshots", s.Copied, fmt.Sprintf("the next snapfs sync --region %s resumes, reusing what was shipped "+
+				"(until then the region lists the unfinished snapshot as copying; snapfs region unlock %s clears that)", req.Region, req.Region))
+		}
 		if err != nil {
 			if len(s.Copied) > 0 {
 				fmt.Fprintf(c.App.ErrWriter, "region %s: copied before the failure: %s\n", req.Region, strings.Join(s.Copied, ", "))
@@ -83,16 +87,33 @@ func restoreCommand(st *state) *cli.Command {
 			&cli.StringFlag{Name: "disk", Usage: "the disk in the snapshot", Required: true},
 			&cli.StringFlag{Name: "to", Usage: "the new local disk", Required: true},
 			&cli.StringFlag{Name: "host", Usage: "whose snapshot: a host name or id (see region snapshots), or \"unknown\""},
+			&cli.BoolFlag{Name: "encrypt", Usage: "make the restored disk encrypted with a new data key wrapped by --key-file " +
+				"(restore an encrypted disk this way: the region does not record that it was)"},
+			keyFileFlag("with --encrypt: the restored disk's key file"),
+			insecureKeyFlag,
 		},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
 				return err
 			}
-			req := service.RestoreRequest{Region: c.String("region"), Snapshot: c.String("snapshot"), Disk: c.String("disk"), To: c.String("to"), Host: c.String("host")}
+			req := service.RestoreRequest{Region: c.String("region"), Snapshot: c.String("snapshot"), Disk: c.String("disk"), To: c.String("to"), Host: c.String("host"),
+				AllowInsecureKeyFile: c.Bool("allow-insecure-key-file")}
+			if c.Bool("encrypt") {
+				kf, err := keyFilePath(c, "restore --encrypt")
+				if err != nil {
+					return err
+				}
+				req.KeyFile = kf
+			} else if keyFileGiven(c) {
+				return usagef("restore: --key-file goes with --encrypt")
+			}
 			return withService(c, st, func(ctx context.Context, svc service.Service) error {
 				pr := newProgress(c, st)
 				s, err := svc.Restore(ctx, req, pr.fn())
 				pr.done()
+				if err != nil && interruptedBySignal(ctx) {
+					return pr.interrupted(err, "disks", nil, fmt.Sprintf("nothing was created (disk %s does not exist); run restore again", req.To))
+				}
 				if err != nil {
 					return err
 				}

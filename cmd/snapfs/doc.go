@@ -5,7 +5,10 @@
 //	snapfs [--store DIR] [--json] [--log-level L] COMMAND ...
 //
 //	init                                   create a store (an existing one is left alone: exit 4)
-//	mount MOUNTPOINT [--background]        the daemon: mount, serve the control socket, until umount/SIGINT/SIGTERM
+//	mount MOUNTPOINT [--background] [--metrics ADDR] [--pprof ADDR] [--force]
+//	                                       the daemon: mount, serve the control socket, until umount/SIGINT/SIGTERM
+//	status                                 the daemon's state (mounts, open disks, cache, jobs, region lag)
+//	version | help [COMMAND] | completion bash|zsh|fish
 //	umount MOUNTPOINT                      ask the daemon to flush, unmount and exit; wait until it has
 //	disk create NAME --size SIZE [--block-size SIZE]
 //	disk create NAME --from-snapshot SNAP --disk SRC
@@ -65,16 +68,25 @@
 // pages of that disk; after creating or deleting disks, snapshots or images,
 // the kernel's cached names.
 //
-// `snapshot mount` needs a daemon: it makes a throw-away writable clone of
-// the snapshot's disk (snapmount-<snapshot>-<disk>-<n>, recorded in the
-// ledger <store>/snapmounts/clones/ before it is made, never listed by disk
-// list or in M/disks/ but openable by name), attaches M/disks/<clone> to a
-// loop device read-write (so a dirty ext4 or xfs journal can replay) and
-// mounts it with -o ro. It records what it did in <store>/snapmounts/<hash
-// of MOUNTPOINT>.json (vfs.WriteFile); `snapshot umount` unmounts, detaches
-// the loop device, deletes the clone and its ledger entry. A snapshot mount
-// killed half-way, or one whose daemon died, is undone at the next daemon
+// `snapshot mount` needs a daemon, which does every step
+// (Service.MountSnapshot, with the code of the .files directories, package
+// browse): a throw-away writable clone of the snapshot's disk
+// (snapmount-<snapshot>-<disk>-<n>, recorded in the ledger
+// <store>/snapmounts/clones/ before it is made, never listed by disk list
+// or in M/disks/ but openable by name), M/disks/<clone> attached to a loop
+// device read-write (so a dirty ext4 or xfs journal can replay) and
+// mounted read-only, nodev, nosuid, noexec; then the record
+// <store>/snapmounts/<hash of MOUNTPOINT>.json (vfs.WriteFile). A request
+// whose command was killed is undone by the daemon. `snapshot umount`
+// unmounts, detaches the loop device, deletes the clone and its ledger
+// entry. What a daemon killed half-way left is undone at the next daemon
 // start (service.CleanScratch): mount, loop device, clone, record, ledger.
+//
+// `M/snapshots/<s>/<d>.files/` and `M/images/<i>.files/` (mount
+// --files-max, --files-idle), `snapshot diff --files` and `restore-file`
+// are described in package browse's doc.go; restore-file reads through the
+// daemon's mount (<M>/snapshots/<s>/<d>.files/...) and copies in this
+// process, staged in the target directory: on failure nothing is left.
 //
 // # Regions
 //
@@ -102,7 +114,11 @@
 // of those commands here.
 //
 // Progress: sync, snapshot copy, restore, region check and region repair
-// draw a progress bar on stderr when it is a terminal; with --json they
+// draw a progress bar on stderr when it is a terminal, and otherwise (or
+// with --progress plain) print one line on stderr every 5 s; --progress none
+// is silent. The first SIGINT or SIGTERM cancels the job cleanly: it says
+// what finished and what the next run resumes, and exits 130 (a second one
+// kills at once). With --json they
 // print every progress event as one JSON line on stdout, {"type": start,
 // snapshot, pack, blocks or done, "op": sync, restore, check or repair,
 // "region", "snapshot", "disk", "blocks", "blocks_total", "bytes",
@@ -143,28 +159,33 @@
 // segments that held bad records are cleaned and removed, so check is then
 // clean.
 //
+// # Lineage
+//
+// `disk info` and `disk list` show a clone's origin as it stands: "snapshot
+// S/D" or "image I", with "(deleted)" once that snapshot or image is gone
+// (or was deleted and made again after the clone). There is no `disk
+// promote`: a clone never depends on its origin existing. Deleting the
+// origin keeps what the clone reads (the engine retains those blocks, and
+// `usage` counts them), so there is no dependency to break, and a promote
+// could not free any space the clone still reads.
+//
 // # Exit codes
 //
-//	0  success
-//	1  any other failure
-//	2  usage error or invalid argument (bad name, size, flag); nothing was changed
-//	3  not found (disk, snapshot, image, store, snapshot mount)
-//	4  already exists
-//	5  busy (open disk without --force, busy mount, store held by another process)
-//	6  corrupt data detected
-//	7  no space left on the store's device
-//	8  incompatible store format or daemon version
-//	9  no daemon where one is needed (snapshot mount, umount)
-//	10 read-only
-//	11 region unavailable: a store cannot be reached or written (region add, sync and prune
-//	   need every store), or fewer than k healthy shards remain (restore, repair)
-//	12 region degraded: region check found missing or corrupt copies (run region repair),
-//	   or region repair could not rebuild all of them
-//	13 wrong region key, or the stores hold a different region (k, m, id or store order)
-//	14 conflict: a concurrent operation on the region changed what this one relied on; run it again
-//	15 locked: the region is locked by another operation: wait, or `snapfs region unlock`
+// The exit codes, with the errno the mount returns and the code on the
+// control socket for every sentinel error, are one table: package
+// internal/exitcode (`snapfs help exit-codes` prints it; README's copy is
+// tested against it). Every error is one line on stderr, starting with
+// "snapfs: ", without package prefixes (exitcode.Message). The codes do not
+// depend on whether a daemon runs.
 //
-// Every error is one line on stderr, starting with "snapfs: ". The codes are
-// the constants of internal/exitcode and do not depend on whether a daemon
-// runs.
+// # Service, metrics, status, docs
+//
+// `mount --metrics ADDR` serves Prometheus metrics (internal/metrics);
+// `status` reports the daemon's mounts, open disks, cache, running jobs,
+// the last snapshot per disk and each region's lag (from this host's copy
+// records). The daemon tells systemd it is ready (sd_notify) and pings its
+// watchdog; scripts/snapfs@.service, scripts/mount.snapfs and
+// scripts/install.sh run it at boot. The man page, cmd/snapfs/doc/cli.md and
+// the completion scripts in cmd/snapfs/doc are generated from the command
+// definitions (scripts/gendoc.sh; TestGeneratedDocsUpToDate).
 package main

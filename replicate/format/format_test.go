@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -154,7 +155,7 @@ func TestKeyFile(t *testing.T) {
 		if err := os.WriteFile(p, tc.b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		k, err := ReadKeyFile(p)
+		k, err := ReadKeyFile(p, false)
 		if tc.ok != (err == nil) {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -165,8 +166,21 @@ func TestKeyFile(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	if _, err := ReadKeyFile(filepath.Join(dir, "missing")); !errors.Is(err, ErrBadKeyFile) {
+	if _, err := ReadKeyFile(filepath.Join(dir, "missing"), false); !errors.Is(err, ErrBadKeyFile) {
 		t.Fatal(err)
+	}
+	// Issue 12 finding 1: a key file others may read is refused (the mode
+	// and the fix are named, never the key), unless allowed.
+	p := filepath.Join(dir, "hex")
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ReadKeyFile(p, false)
+	if !errors.Is(err, ErrBadKeyFile) || !strings.Contains(err.Error(), "0644") || strings.Contains(err.Error(), "abab") {
+		t.Fatalf("0644 key file: %v", err)
+	}
+	if k, err := ReadKeyFile(p, true); err != nil || k[0] != 0xab {
+		t.Fatalf("0644 key file, allowed: %v", err)
 	}
 }
 

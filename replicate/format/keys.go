@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -52,9 +53,25 @@ func corrupt(what string, format string, args ...any) error {
 // ReadKeyFile reads a region key: exactly 32 raw bytes, or 64 hex digits
 // (surrounding white space allowed). Anything else is an error wrapping
 // ErrBadKeyFile; the key is never part of an error message.
-func ReadKeyFile(path string) ([KeySize]byte, error) {
+//
+// A key file that group or others may read or write is refused too (like
+// the keys of encrypted disks), unless allowInsecure (region add
+// --allow-insecure-key-file, kept in the region's configuration).
+func ReadKeyFile(path string, allowInsecure bool) ([KeySize]byte, error) {
 	var key [KeySize]byte
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return key, fmt.Errorf("%w: %w", ErrBadKeyFile, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return key, fmt.Errorf("%w: %w", ErrBadKeyFile, err)
+	}
+	if m := fi.Mode().Perm(); m&0o077 != 0 && !allowInsecure {
+		return key, fmt.Errorf("%w: mode %04o: group or others may read it; run chmod 600 %s (or add the region with --allow-insecure-key-file)", ErrBadKeyFile, m, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
 	if err != nil {
 		return key, fmt.Errorf("%w: %w", ErrBadKeyFile, err)
 	}

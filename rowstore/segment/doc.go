@@ -61,6 +61,12 @@
 // the log alone. Kind 4 was added without a version bump: older readers
 // refuse it as an unknown kind (corruption), never misread it.
 //
+// Flags are not interpreted here (the CRC covers them). Flag bit 0 on a data
+// record means its payload is a sealed block of an encrypted disk (package
+// rowstore, crypt.go): block size + 88 bytes, so a reader that ignores the
+// flag finds a payload of the wrong length and reports corruption, never
+// returns it as data.
+//
 // # Versions
 //
 // Format versions only move up. A file header with a version newer than

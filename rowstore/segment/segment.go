@@ -243,7 +243,7 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Log, error) {
 }
 
 func (l *Log) open() error {
-	if err := vfs.MkdirAllSync(l.fs, l.dir, 0o755); err != nil {
+	if err := vfs.MkdirAllSync(l.fs, l.dir, 0o700); err != nil {
 		return err
 	}
 	names, err := l.fs.List(l.dir)

@@ -101,11 +101,7 @@ func (b *backend) OpenSnapshotDisk(snap, disk string) (fs.ReadHandle, error) {
 }
 
 func (b *backend) imageEntry(im rowstore.ImageInfo) (fs.ImageEntry, error) {
-	a, err := b.l.ImageAllocated(im)
-	if err != nil {
-		return fs.ImageEntry{}, err
-	}
-	return fs.ImageEntry{ID: im.ID, Name: im.Name, Size: im.Size, Allocated: a, Created: im.Created}, nil
+	return fs.ImageEntry{ID: im.ID, Name: im.Name, Size: im.Size, Allocated: im.Allocated, Created: im.Created}, nil
 }
 
 func (b *backend) Images() ([]fs.ImageEntry, error) {

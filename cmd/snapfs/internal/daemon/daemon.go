@@ -12,9 +12,15 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	sd "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/metrics"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
 	"github.com/snapfs/snapfs/fs"
 	"github.com/snapfs/snapfs/rowstore"
@@ -32,8 +38,21 @@ type Config struct {
 	Logger     *slog.Logger
 	// Ready is called once the mount and the control socket are serving.
 	Ready func(st service.Status)
+	// RemoveMountpoint: the command created the mountpoint directory; the
+	// daemon removes it (when empty) once unmounted.
+	RemoveMountpoint bool
 	// Store options (tests shorten intervals); Logger is filled in.
 	StoreOptions rowstore.Options
+	// AllowOther lets other users use the mount as the modes allow
+	// (allow_other, default_permissions); default: only the mounting user.
+	AllowOther bool
+	// Files configures the .files directories (MaxOpen, Idle; 0: defaults).
+	Files browse.Options
+	// NewMetrics, when set, makes the daemon's metrics once the store is
+	// open; they count its I/O and jobs and are served on MetricsListener
+	// for the daemon's life (mount --metrics).
+	NewMetrics      func(metrics.Source) *metrics.Metrics
+	MetricsListener net.Listener
 }
 
 // Run is the daemon: it opens the store, mounts the namespace, serves the
@@ -44,6 +63,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MetricsListener != nil {
+		defer cfg.MetricsListener.Close()
 	}
 	if fi, err := os.Stat(cfg.Mountpoint); err != nil {
 		return fmt.Errorf("%w: mountpoint: %v", rowstore.ErrNotFound, err)
@@ -57,6 +79,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		c.Close()
 		return fmt.Errorf("%w: store %s is already served by daemon pid %d, mounted at %s", rowstore.ErrBusy, cfg.Store, st.PID, st.Mountpoint)
 	}
+	// Nothing is created in a directory that is not a store (no daemon.lock
+	// left behind by a mount of the wrong directory).
+	if _, err := os.Stat(filepath.Join(cfg.Store, "superblock")); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s is not a snapfs store (run snapfs init)", rowstore.ErrNotFound, cfg.Store)
+		}
+		return fmt.Errorf("store %s: %w", cfg.Store, err)
+	}
 	lock, err := lockFile(filepath.Join(cfg.Store, LockName))
 	if err != nil {
 		return err
@@ -65,6 +95,16 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	opts := cfg.StoreOptions
 	opts.Logger = log
+	// The metrics are made once the store is open; every gc (background
+	// too) reaches them through mref.
+	var mref atomic.Pointer[metrics.Metrics]
+	onGC := opts.OnGC
+	opts.OnGC = func(st rowstore.GCStats, err error) {
+		mref.Load().GCDone(st, err)
+		if onGC != nil {
+			onGC(st, err)
+		}
+	}
 	st, err := rowstore.Open(cfg.Store, opts)
 	if err != nil {
 		return err
@@ -84,11 +124,30 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 
+	var m *metrics.Metrics
+	if cfg.NewMetrics != nil {
+		m = cfg.NewMetrics(source{local})
+		mref.Store(m)
+	}
+	metricsAddr := ""
+	if m != nil && cfg.MetricsListener != nil {
+		mctx, stopMetrics := context.WithCancel(context.Background())
+		defer stopMetrics()
+		go m.Serve(mctx, cfg.MetricsListener)
+		metricsAddr = cfg.MetricsListener.Addr().String()
+		log.Info("metrics serving", "addr", metricsAddr)
+	}
+	svc := newObserved(local, m, metricsAddr)
+
 	fsName := "snapfs"
 	if !strings.ContainsAny(cfg.Store, " ,\t\n\\") {
 		fsName = cfg.Store
 	}
-	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: newBackend(local), Logger: log, FsName: fsName})
+	fcfg := cfg.Files
+	fcfg.Logger = log
+	filesMgr := local.EnableFiles(cfg.Mountpoint, fcfg) // .files: released before every unmount, closed with local
+	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: instrument(newBackend(local), m), Logger: log, FsName: fsName, Errno: exitcode.Errno,
+		Files: files{b: newBackend(local), m: filesMgr}, AllowOther: cfg.AllowOther})
 	if err != nil {
 		return err
 	}
@@ -103,6 +162,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			return nil
 		default:
 		}
+		local.ReleaseFiles() // their loop devices hold the mount's disk files
 		// The kernel may still be releasing files closed just before.
 		var err error
 		for i := 0; i < 20; i++ {
@@ -125,6 +185,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		if uerr := unmount(); uerr != nil {
 			log.Error("unmount at exit failed; detaching lazily", "mountpoint", cfg.Mountpoint, "err", uerr)
 			_ = syscall.Unmount(cfg.Mountpoint, syscall.MNT_DETACH)
+		}
+		if cfg.RemoveMountpoint {
+			if rerr := os.Remove(cfg.Mountpoint); rerr != nil {
+				log.Warn("remove the mountpoint snapfs created", "mountpoint", cfg.Mountpoint, "err", rerr)
+			}
 		}
 	}()
 
@@ -159,12 +224,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		ln.Close()
 		return fmt.Errorf("control socket: %w", err)
 	}
+	ln = service.PeerCredListener(ln, log) // only our uid (and root), whatever the socket's mode
 	// Requests run under jobCtx: shutting down cancels long jobs (sync,
 	// restore, check: all resumable) and waits for them to return before the
 	// store closes.
 	jobCtx, cancelJobs := context.WithCancel(context.Background())
 	defer cancelJobs()
-	hs := &http.Server{Handler: service.Handler(local, log), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	hs := &http.Server{Handler: service.Handler(svc, log), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext: func(net.Listener) context.Context { return jobCtx }}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -181,11 +247,18 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		_ = os.Remove(sock)
 	}()
 
-	status, _ := local.Status(ctx)
+	status, _ := svc.Status(ctx)
 	log.Info("serving", "store", cfg.Store, "mountpoint", cfg.Mountpoint, "socket", sock, "pid", status.PID)
 	if cfg.Ready != nil {
 		cfg.Ready(status)
 	}
+	// systemd (Type=notify): ready now; the watchdog is pinged while the
+	// mount answers; STOPPING when the daemon begins to stop.
+	notify(log, fmt.Sprintf("READY=1\nMAINPID=%d\nSTATUS=serving %s at %s", os.Getpid(), cfg.Store, cfg.Mountpoint))
+	defer notify(log, "STOPPING=1")
+	wdCtx, stopWatchdog := context.WithCancel(context.Background())
+	defer stopWatchdog()
+	go watchdog(wdCtx, log, cfg.Mountpoint)
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -251,6 +324,49 @@ func WaitExited(ctx context.Context, store string) error {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the daemon to exit: %w", ctx.Err())
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// notify sends state to systemd when it started the daemon (NOTIFY_SOCKET).
+func notify(log *slog.Logger, state string) {
+	if _, err := sd.SdNotify(false, state); err != nil {
+		log.Warn("sd_notify", "err", err)
+	}
+}
+
+// watchdog pings systemd's watchdog (WatchdogSec=) at half its interval,
+// each time after the mount answered a directory listing: a hung FUSE
+// server stops the pings and systemd restarts the service.
+func watchdog(ctx context.Context, log *slog.Logger, mountpoint string) {
+	every, err := sd.SdWatchdogEnabled(false)
+	if err != nil || every <= 0 {
+		return
+	}
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		answered := make(chan error, 1)
+		go func() {
+			_, err := os.ReadDir(filepath.Join(mountpoint, "disks"))
+			answered <- err
+		}()
+		select {
+		case err := <-answered:
+			if err != nil {
+				log.Warn("watchdog: the mount does not answer; not pinging", "err", err)
+				continue
+			}
+			notify(log, "WATCHDOG=1")
+		case <-time.After(every / 2):
+			log.Error("watchdog: the mount did not answer in time; not pinging", "after", every/2)
+		case <-ctx.Done():
+			return
 		}
 	}
 }

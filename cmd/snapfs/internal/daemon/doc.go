@@ -15,4 +15,21 @@
 // (which must not happen inside a FUSE request). snapshot.json is
 // service.TypedJSON("snapshot", ...) plus a newline: byte for byte what
 // `snapfs snapshot info --json` prints.
+//
+// The control socket serves the Local through observed (observe.go), which
+// only records the long jobs running (Status.Jobs, for snapfs status) and
+// counts them in the metrics; instrument.go counts the mount's reads,
+// writes and flushes. With Config.NewMetrics the daemon serves Prometheus
+// metrics (package metrics) on Config.MetricsListener. A policy engine
+// running in the daemon reports its runs with Metrics.PolicyRun (nil-safe).
+//
+// systemd: once serving, the daemon sends READY=1 (Type=notify units), pings
+// the watchdog (WatchdogSec=) at half its interval while a listing of the
+// mount's disks/ answers, and sends STOPPING=1 when it begins to stop. The
+// protocol comes from github.com/coreos/go-systemd/v22/daemon, the
+// reference Go implementation (no cgo, a no-op without NOTIFY_SOCKET).
+//
+// A store directory without a superblock is refused before anything is
+// created in it (no daemon.lock left behind); a mountpoint the command
+// created (Config.RemoveMountpoint) is removed once unmounted.
 package daemon

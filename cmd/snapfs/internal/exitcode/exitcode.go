@@ -1,13 +1,17 @@
-// Package exitcode defines the exit codes of the snapfs command and the one
-// mapping from errors to them. Scripts may rely on these numbers; they never
-// change meaning.
+// Package exitcode is the one table of snapfs's errors: every sentinel error
+// maps here, and only here, to its exit code, its code on the control
+// socket (wire code) and the errno the FUSE mount returns. Scripts may rely
+// on these numbers; they never change meaning (codes are only added).
 //
 //	0  OK           success
 //	1  Failure      any other failure (I/O error, a command that failed, ...)
-//	2  Usage        bad usage or an invalid argument (name, size, flag); nothing was changed
-//	3  NotFound     a disk, snapshot, image or snapshot mount does not exist
+//	2  Usage        bad usage or an invalid argument (name, size, flag, store URL,
+//	                key file); nothing was changed
+//	3  NotFound     a disk, snapshot, image, store, mountpoint or snapshot mount
+//	                does not exist
 //	4  Exists       it already exists (also: init on an existing store)
-//	5  Busy         in use: an open disk, a busy mount, a store held by another process
+//	5  Busy         in use: an open disk, a busy mount, a store held by another
+//	                process, a mountpoint that is not empty or already mounted
 //	6  Corrupt      corrupt data was detected (a checksum failed)
 //	7  NoSpace      no space left on the device holding the store (ENOSPC or EDQUOT
 //	                from any layer): delete snapshots or disks, then snapfs gc
@@ -20,22 +24,37 @@
 //	12 Degraded     region check found missing or corrupt copies (run region repair),
 //	                or region repair could not rebuild all of them
 //	13 WrongKey     the key file does not open the region, or the stores hold a
-//	                different region (other k, m, region id or store order)
+//	                different region (other k, m, region id or store order), or
+//	                it does not unlock the encrypted disk
 //	14 Conflict     a concurrent operation on the region changed what this one
 //	                relied on; run it again
 //	15 Locked       the region is locked by another operation: wait, or
-//	                `snapfs region unlock`
+//	                `snapfs region unlock`; or the encrypted disk is locked (its
+//	                key not unlocked: snapfs disk unlock, mount --key-file)
+//	16 Permission   permission denied: run as root (or as the store's owner)
+//	130 Interrupted a long job stopped by Ctrl-C or SIGTERM; it says what finished
+//	                and what a new run resumes
 //
 // The daemon and the direct path return the same errors (the control socket
-// carries a code that maps back to the same sentinel), so a command exits with
-// the same code with and without a daemon.
+// carries the wire code, which maps back to the same sentinel), so a command
+// exits with the same code with and without a daemon. The FUSE layer (package
+// fs, which cannot import this package) is handed Errno at mount.
+//
+// Message turns an error into the one line the user reads: no package
+// prefixes ("replicate: ", "store: "), no repeated words, no usage marker.
 package exitcode
 
 import (
 	"errors"
+	"io/fs"
+	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/snapfs/snapfs/replicate"
+	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/replicate/store"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
@@ -57,6 +76,10 @@ const (
 	WrongKey     = 13
 	Conflict     = 14
 	Locked       = 15
+	Permission   = 16
+	// Interrupted is the shell's code for SIGINT (128+2): a long job stopped
+	// by Ctrl-C or SIGTERM; it says what finished and what resumes.
+	Interrupted = 130
 )
 
 // ErrUsage marks command-line usage errors (missing argument, unknown flag,
@@ -71,50 +94,198 @@ var ErrNoDaemon = errors.New("no daemon")
 // left some. It maps to Degraded.
 var ErrDegraded = errors.New("region degraded")
 
-// Of returns the exit code for err (OK for nil).
+// ErrInterrupted marks a job stopped by SIGINT or SIGTERM. It maps to
+// Interrupted.
+var ErrInterrupted = errors.New("interrupted")
+
+// Entry is one sentinel error and what it maps to.
+type Entry struct {
+	Err   error
+	Exit  int           // exit code
+	Wire  string        // code on the control socket; sentinels that mean the same share one
+	Errno syscall.Errno // errno at the FUSE boundary
+}
+
+// Table is the one mapping, in order of precedence: an error that wraps
+// several sentinels gets the first entry it matches (a usage error wins,
+// then the region's state, then local corruption, which is never hidden
+// behind "not found"). For a wire code shared by several entries, the first
+// is the sentinel a RemoteError unwraps to. Don't modify it.
+var Table = []Entry{
+	{ErrInterrupted, Interrupted, "interrupted", syscall.EINTR},
+	{ErrUsage, Usage, "usage", syscall.EINVAL},
+	{rowstore.ErrInvalid, Usage, "invalid", syscall.EINVAL},
+	{replicate.ErrInvalid, Usage, "invalid", syscall.EINVAL},
+	{store.ErrInvalidURL, Usage, "invalid", syscall.EINVAL},
+	{format.ErrBadKeyFile, Usage, "invalid", syscall.EINVAL},
+	{ErrNoDaemon, NoDaemon, "no_daemon", syscall.EIO},
+	{ErrDegraded, Degraded, "degraded", syscall.EIO},
+	{replicate.ErrConflict, Conflict, "conflict", syscall.EIO},
+	{replicate.ErrLocked, Locked, "locked", syscall.EAGAIN},
+	{rowstore.ErrLocked, Locked, "disk_locked", syscall.ENOKEY}, // an encrypted disk whose key is locked
+	{replicate.ErrWrongKey, WrongKey, "wrong_key", syscall.EACCES},
+	{rowstore.ErrWrongKey, WrongKey, "disk_wrong_key", syscall.EKEYREJECTED},
+	{replicate.ErrMismatch, WrongKey, "mismatch", syscall.EIO},
+	{replicate.ErrUnavailable, Unavailable, "unavailable", syscall.EIO},
+	{replicate.ErrTooFewShards, Unavailable, "too_few_shards", syscall.EIO},
+	{rowstore.ErrCorrupt, Corrupt, "corrupt", syscall.EIO},
+	{replicate.ErrCorrupt, Corrupt, "corrupt", syscall.EIO},
+	{rowstore.ErrNotFound, NotFound, "not_found", syscall.ENOENT},
+	{replicate.ErrNotFound, NotFound, "not_found", syscall.ENOENT},
+	{rowstore.ErrExists, Exists, "exists", syscall.EEXIST},
+	{replicate.ErrExists, Exists, "exists", syscall.EEXIST},
+	{rowstore.ErrBusy, Busy, "busy", syscall.EBUSY},
+	{rowstore.ErrNoSpace, NoSpace, "no_space", syscall.ENOSPC},
+	{syscall.ENOSPC, NoSpace, "no_space", syscall.ENOSPC}, // a layer that did not say ErrNoSpace
+	{syscall.EDQUOT, NoSpace, "no_space", syscall.EDQUOT},
+	{rowstore.ErrIncompatible, Incompatible, "incompatible", syscall.EIO},
+	{rowstore.ErrReadOnly, ReadOnly, "read_only", syscall.EROFS},
+	{fs.ErrPermission, Permission, "permission", syscall.EACCES},
+	{rowstore.ErrClosed, Failure, "closed", syscall.EIO},
+}
+
+// lookup is the first entry err matches, or nil.
+func lookup(err error) *Entry {
+	if err == nil {
+		return nil
+	}
+	for i := range Table {
+		if errors.Is(err, Table[i].Err) {
+			return &Table[i]
+		}
+	}
+	return nil
+}
+
+// Of returns the exit code for err (OK for nil, Failure when it wraps no
+// sentinel).
 func Of(err error) int {
-	switch {
-	case err == nil:
+	if err == nil {
 		return OK
-	case errors.Is(err, ErrUsage), errors.Is(err, rowstore.ErrInvalid), errors.Is(err, replicate.ErrInvalid):
-		return Usage
-	case errors.Is(err, ErrNoDaemon):
-		return NoDaemon
-	case errors.Is(err, ErrDegraded):
-		return Degraded
-	case errors.Is(err, replicate.ErrConflict):
-		return Conflict
-	case errors.Is(err, replicate.ErrLocked):
-		return Locked
-	case errors.Is(err, replicate.ErrWrongKey), errors.Is(err, replicate.ErrMismatch):
-		return WrongKey
-	case errors.Is(err, replicate.ErrUnavailable), errors.Is(err, replicate.ErrTooFewShards):
-		return Unavailable
-	case errors.Is(err, rowstore.ErrNotFound), errors.Is(err, replicate.ErrNotFound):
-		return NotFound
-	case errors.Is(err, rowstore.ErrExists), errors.Is(err, replicate.ErrExists):
-		return Exists
-	case errors.Is(err, rowstore.ErrBusy):
-		return Busy
-	case errors.Is(err, rowstore.ErrCorrupt), errors.Is(err, replicate.ErrCorrupt):
-		return Corrupt
-	case errors.Is(err, rowstore.ErrNoSpace), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
-		return NoSpace
-	case errors.Is(err, rowstore.ErrIncompatible):
-		return Incompatible
-	case errors.Is(err, rowstore.ErrReadOnly):
-		return ReadOnly
+	}
+	if e := lookup(err); e != nil {
+		return e.Exit
 	}
 	return Failure
+}
+
+// Wire is err's code on the control socket ("" when it wraps no sentinel).
+func Wire(err error) string {
+	if e := lookup(err); e != nil {
+		return e.Wire
+	}
+	return ""
+}
+
+// FromWire is the sentinel of a wire code, or nil for an unknown code.
+func FromWire(code string) error {
+	for _, e := range Table {
+		if e.Wire == code {
+			return e.Err
+		}
+	}
+	return nil
+}
+
+// Errno is the errno the FUSE mount returns for err: 0 for nil, the errno
+// itself when err wraps one, the table's otherwise, EIO for anything else.
+func Errno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	if e := lookup(err); e != nil {
+		return e.Errno
+	}
+	return syscall.EIO
 }
 
 // Sentinel is the error a code stands for (the inverse of Of), or nil for
 // OK and Failure. It lets a parent process exit with its child's code.
 func Sentinel(code int) error {
-	return map[int]error{
-		Usage: ErrUsage, NotFound: rowstore.ErrNotFound, Exists: rowstore.ErrExists, Busy: rowstore.ErrBusy,
-		Corrupt: rowstore.ErrCorrupt, NoSpace: rowstore.ErrNoSpace, Incompatible: rowstore.ErrIncompatible,
-		NoDaemon: ErrNoDaemon, ReadOnly: rowstore.ErrReadOnly, Unavailable: replicate.ErrUnavailable,
-		Degraded: ErrDegraded, WrongKey: replicate.ErrWrongKey, Conflict: replicate.ErrConflict, Locked: replicate.ErrLocked,
-	}[code]
+	if code == OK || code == Failure {
+		return nil
+	}
+	for _, e := range Table {
+		if e.Exit == code {
+			return e.Err
+		}
+	}
+	return nil
+}
+
+// Codes are the exit codes with a name and a one-line meaning, in order:
+// the source of the README's table and of `snapfs help exit-codes`.
+var Codes = []struct {
+	Code       int
+	Name, Text string
+}{
+	{OK, "ok", "success"},
+	{Failure, "failure", "any other failure"},
+	{Usage, "usage", "bad usage or invalid argument (name, size, flag, store URL, key file); nothing was changed"},
+	{NotFound, "not found", "a disk, snapshot, image, store, mountpoint or snapshot mount does not exist"},
+	{Exists, "exists", "it already exists"},
+	{Busy, "busy", "in use: an open disk, a store held by another process, a busy, non-empty or already mounted mountpoint"},
+	{Corrupt, "corrupt", "corrupt data detected"},
+	{NoSpace, "no space", "no space left on the store's device: delete snapshots or disks, then snapfs gc"},
+	{Incompatible, "incompatible", "the store or daemon is of a newer or incompatible format"},
+	{NoDaemon, "no daemon", "the command needs a running daemon (snapfs mount) and none answers"},
+	{ReadOnly, "read-only", "the target is read-only"},
+	{Unavailable, "unavailable", "a region store is unreachable or unwritable, or fewer than k healthy shards remain"},
+	{Degraded, "degraded", "region check found missing or corrupt copies (run region repair), or repair left some"},
+	{WrongKey, "wrong key", "the key file does not open the region or the encrypted disk, or the stores hold a different region"},
+	{Conflict, "conflict", "a concurrent operation on the region changed what this one relied on: run it again"},
+	{Locked, "locked", "the region is locked by another operation (wait, or snapfs region unlock), or the encrypted disk is locked (snapfs disk unlock)"},
+	{Permission, "permission", "permission denied: run as root (or as the store's owner)"},
+	{Interrupted, "interrupted", "stopped by Ctrl-C or SIGTERM: the message says what finished; run the job again to resume"},
+}
+
+// Markdown is the exit-code table in Markdown (the README's copy is tested
+// against it).
+func Markdown() string {
+	var b strings.Builder
+	b.WriteString("| code | name | meaning |\n|---:|---|---|\n")
+	for _, c := range Codes {
+		b.WriteString("| " + strconv.Itoa(c.Code) + " | " + c.Name + " | " + c.Text + " |\n")
+	}
+	return b.String()
+}
+
+// prefixes are package names some layers put in front of their messages.
+var prefixes = regexp.MustCompile(`(^|: |\()(replicate|store|region format|erasure|segment|index|rowstore|restore|sync|prune): `)
+
+// Message is err as the one line the user reads: its first line, without
+// the usage marker, package prefixes and repeated parts ("invalid argument:
+// invalid argument: x" reads "x").
+func Message(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	for {
+		m := prefixes.ReplaceAllString(msg, "$1")
+		if m == msg {
+			break
+		}
+		msg = m
+	}
+	parts := strings.Split(msg, ": ")
+	out := parts[:0]
+	for i, p := range parts {
+		if len(out) > 0 && out[len(out)-1] == p {
+			continue // "x: x: y"
+		}
+		// Sentinel tags in front of a message that says more.
+		if i < len(parts)-1 && (p == ErrUsage.Error() || p == "invalid argument") {
+			continue
+		}
+		out = append(out, p)
+	}
+	return strings.TrimSpace(strings.Join(out, ": "))
 }

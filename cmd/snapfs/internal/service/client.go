@@ -181,6 +181,21 @@ func (c *Client) CreateScratchClone(ctx context.Context, snapshot, disk string) 
 	return get[Disk](c, ctx, "CreateScratchClone", scratchReq{snapshot, disk})
 }
 
+// DiffFiles implements Service.
+func (c *Client) DiffFiles(ctx context.Context, r FilesDiffRequest) (FilesDiff, error) {
+	return get[FilesDiff](c, ctx, "DiffFiles", r)
+}
+
+// MountSnapshot implements Service.
+func (c *Client) MountSnapshot(ctx context.Context, r SnapMountRequest) (SnapMount, error) {
+	return get[SnapMount](c, ctx, "MountSnapshot", r)
+}
+
+// UmountSnapshot implements Service.
+func (c *Client) UmountSnapshot(ctx context.Context, mountpoint string) (SnapMount, error) {
+	return get[SnapMount](c, ctx, "UmountSnapshot", umountReq{mountpoint})
+}
+
 // Shutdown implements Service.
 func (c *Client) Shutdown(ctx context.Context) error {
 	return c.call(ctx, "Shutdown", empty{}, nil)
@@ -296,4 +311,19 @@ func stream[T any](c *Client, ctx context.Context, method string, req any, progr
 			return v, nil
 		}
 	}
+}
+
+// UnlockDisk implements Service.
+func (c *Client) UnlockDisk(ctx context.Context, r KeyRequest) error {
+	return c.call(ctx, "UnlockDisk", r, nil)
+}
+
+// LockDisk implements Service.
+func (c *Client) LockDisk(ctx context.Context, name string) error {
+	return c.call(ctx, "LockDisk", nameReq{name}, nil)
+}
+
+// RekeyDisk implements Service.
+func (c *Client) RekeyDisk(ctx context.Context, r KeyRequest) error {
+	return c.call(ctx, "RekeyDisk", r, nil)
 }

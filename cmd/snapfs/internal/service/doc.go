@@ -17,8 +17,18 @@
 // caches in step and are never called from inside a FUSE request; snapshots
 // and images are immutable, so their allocation is counted once per process.
 //
-// Scratch clones of snapshot mount are recorded in a ledger
+// Scratch clones (of snapshot mount and of the .files directories) and the
+// temporary snapshots of diff --files against now are recorded in a ledger
 // (<store>/snapmounts/clones/, scratch.go) before they are made, are never
-// listed, and are removed at daemon start (CleanScratch) with the loop
-// devices and mounts a killed snapshot mount or daemon left.
+// listed (the temporary snapshots are, while the diff runs), and are
+// removed at daemon start (CleanScratch) with the .files mounts
+// (browse.Clean), loop devices and mounts a killed daemon left. snapshot
+// mount runs in the daemon (snapmount.go); the .files manager belongs to
+// the daemon's Local (local_files.go: EnableFiles, ReleaseFiles, DiffFiles).
+//
+// Access: the socket is 0600 in a 0700 store, and PeerCredListener (which
+// the daemon wraps it in) closes every connection whose peer (SO_PEERCRED)
+// is neither the daemon's uid nor root, whatever the modes. Keys of
+// encrypted disks cross the socket only as key file paths (KeyRequest,
+// CreateDiskRequest.KeyFile): the serving process reads the files.
 package service

@@ -2,57 +2,16 @@ package service
 
 import (
 	"errors"
-	"syscall"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
-	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
-// codes name the sentinel errors on the wire. A code never changes meaning.
-// The order is exitcode.Of's order of precedence, so an error that wraps two
-// sentinels gets the same exit code through the daemon as without it. A
-// replicate sentinel that means the same as a rowstore one shares its code
-// (and comes back as the rowstore one: same exit code).
-var codes = []struct {
-	code string
-	err  error
-}{
-	{"usage", exitcode.ErrUsage},
-	{"invalid", rowstore.ErrInvalid},
-	{"invalid", replicate.ErrInvalid},
-	{"no_daemon", exitcode.ErrNoDaemon},
-	{"degraded", exitcode.ErrDegraded},
-	{"conflict", replicate.ErrConflict},
-	{"locked", replicate.ErrLocked},
-	{"wrong_key", replicate.ErrWrongKey},
-	{"mismatch", replicate.ErrMismatch},
-	{"unavailable", replicate.ErrUnavailable},
-	{"too_few_shards", replicate.ErrTooFewShards},
-	{"not_found", rowstore.ErrNotFound},
-	{"not_found", replicate.ErrNotFound},
-	{"exists", rowstore.ErrExists},
-	{"exists", replicate.ErrExists},
-	{"busy", rowstore.ErrBusy},
-	{"corrupt", rowstore.ErrCorrupt},
-	{"corrupt", replicate.ErrCorrupt},
-	{"no_space", rowstore.ErrNoSpace},
-	{"no_space", syscall.ENOSPC}, // out of space in a layer that did not say so (comes back as ErrNoSpace)
-	{"no_space", syscall.EDQUOT},
-	{"incompatible", rowstore.ErrIncompatible},
-	{"read_only", rowstore.ErrReadOnly},
-	{"closed", rowstore.ErrClosed},
-}
+// Wire codes of errors are exitcode.Table's (the one mapping of sentinels
+// to exit codes, wire codes and errno values). A code never changes meaning.
 
 // codeOf is the wire code of err ("" when it wraps no known sentinel).
-func codeOf(err error) string {
-	for _, c := range codes {
-		if errors.Is(err, c.err) {
-			return c.code
-		}
-	}
-	return ""
-}
+func codeOf(err error) string { return exitcode.Wire(err) }
 
 // RemoteError is an error returned by the daemon. Its message is the
 // daemon's; it wraps the sentinel its code names.
@@ -64,13 +23,6 @@ type RemoteError struct {
 func (e *RemoteError) Error() string { return e.Message }
 
 // Unwrap returns the sentinel of e's code, or nil.
-func (e *RemoteError) Unwrap() error {
-	for _, c := range codes {
-		if c.code == e.Code {
-			return c.err
-		}
-	}
-	return nil
-}
+func (e *RemoteError) Unwrap() error { return exitcode.FromWire(e.Code) }
 
 func isExists(err error) bool { return errors.Is(err, rowstore.ErrExists) }

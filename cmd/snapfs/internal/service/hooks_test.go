@@ -65,12 +65,12 @@ func TestHooksRunWithoutLocks(t *testing.T) {
 // TestWireCodesFollowExitCodes: an error wrapping several sentinels maps to
 // the same exit code through the daemon as without it.
 func TestWireCodesFollowExitCodes(t *testing.T) {
-	for _, a := range codes {
-		for _, b := range codes {
-			err := errors.Join(a.err, b.err)
+	for _, a := range exitcode.Table {
+		for _, b := range exitcode.Table {
+			err := errors.Join(a.Err, b.Err)
 			remote := &RemoteError{Code: codeOf(err), Message: err.Error()}
 			if got, want := exitcode.Of(remote), exitcode.Of(err); got != want {
-				t.Errorf("%v+%v: exit %d through the daemon, %d without", a.err, b.err, got, want)
+				t.Errorf("%v+%v: exit %d through the daemon, %d without", a.Err, b.Err, got, want)
 			}
 		}
 	}

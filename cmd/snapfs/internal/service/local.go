@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -40,19 +42,13 @@ type Local struct {
 	started    time.Time
 
 	mu      sync.Mutex
-	allocs  map[allocKey]int64 // allocation of immutable points: snapshot disks, images
-	scratch int                // last scratch clone number used
-}
-
-type allocKey struct {
-	kind string // "snapshot" or "image"
-	id   uint64
-	disk string
+	scratch int             // last scratch clone number used
+	files   *browse.Manager // .files (local_files.go); nil without a daemon
 }
 
 // NewLocal returns a Local over store (opened from dir). Close closes store.
 func NewLocal(store *rowstore.Store, dir string) *Local {
-	return &Local{store: store, dir: dir, allocs: map[allocKey]int64{}, log: slog.New(slog.DiscardHandler)}
+	return &Local{store: store, dir: dir, log: slog.New(slog.DiscardHandler)}
 }
 
 // SetLogger sets the logger of region operations (default: discard). Call
@@ -95,6 +91,9 @@ func (l *Local) Status(context.Context) (Status, error) {
 
 // CreateDisk implements Service.
 func (l *Local) CreateDisk(_ context.Context, r CreateDiskRequest) (Disk, error) {
+	if r.Encrypt || r.KeyFile != "" {
+		return l.createEncryptedDisk(r) // local_crypt.go
+	}
 	var d Disk
 	var err error
 	switch {
@@ -127,11 +126,46 @@ func (l *Local) CreateDisk(_ context.Context, r CreateDiskRequest) (Disk, error)
 // ListDisks implements Service.
 func (l *Local) ListDisks(context.Context) ([]Disk, error) {
 	ds, err := l.store.ListDisks()
+	for i := range ds {
+		ds[i].Origin = l.originAsItStands(ds[i])
+	}
 	return l.HideScratch(ds), err // scratch clones are never listed
 }
 
 // GetDisk implements Service.
-func (l *Local) GetDisk(_ context.Context, name string) (Disk, error) { return l.store.GetDisk(name) }
+func (l *Local) GetDisk(_ context.Context, name string) (Disk, error) {
+	d, err := l.store.GetDisk(name)
+	if err == nil {
+		d.Origin = l.originAsItStands(d)
+	}
+	return d, err
+}
+
+// originAsItStands is d's origin ("snapshot S/D" or "image I"), marked
+// "(deleted)" when that snapshot or image is gone, or was deleted and made
+// again after the clone (a newer one of the same name is not the origin).
+// The clone does not depend on it: what it reads is kept by the engine.
+func (l *Local) originAsItStands(d Disk) string {
+	var created time.Time
+	var err error
+	switch {
+	case strings.HasPrefix(d.Origin, "snapshot "):
+		snap, _, _ := strings.Cut(strings.TrimPrefix(d.Origin, "snapshot "), "/")
+		var si rowstore.SnapshotInfo
+		si, err = l.store.GetSnapshot(snap)
+		created = si.Created
+	case strings.HasPrefix(d.Origin, "image "):
+		var im rowstore.ImageInfo
+		im, err = l.store.GetImage(strings.TrimPrefix(d.Origin, "image "))
+		created = im.Created
+	default:
+		return d.Origin
+	}
+	if errors.Is(err, rowstore.ErrNotFound) || (err == nil && created.After(d.Created)) {
+		return d.Origin + " (deleted)"
+	}
+	return d.Origin
+}
 
 // ResizeDisk implements Service.
 func (l *Local) ResizeDisk(_ context.Context, name string, size int64) (Disk, error) {
@@ -171,7 +205,7 @@ func (l *Local) CreateSnapshot(_ context.Context, name string, disks []string) (
 		return Snapshot{}, err
 	}
 	l.namesChanged()
-	return l.snapshot(si)
+	return l.snapshot(si, false)
 }
 
 // ListSnapshots implements Service.
@@ -190,7 +224,7 @@ func (l *Local) ListSnapshots(_ context.Context, disk string) ([]Snapshot, error
 		if disk != "" && !hasDisk(si, disk) {
 			continue
 		}
-		s, err := l.snapshot(si)
+		s, err := l.snapshot(si, false)
 		if err != nil {
 			return nil, err
 		}
@@ -214,51 +248,24 @@ func (l *Local) GetSnapshot(_ context.Context, name string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	return l.snapshot(si)
+	return l.snapshot(si, true)
 }
 
-// snapshot completes an engine SnapshotInfo with state and allocation. A
-// snapshot never changes, so its allocation is counted once per process.
-func (l *Local) snapshot(si rowstore.SnapshotInfo) (Snapshot, error) {
+// snapshot completes an engine SnapshotInfo with state and copies. Its
+// allocation was recorded when it was taken: nothing is counted here. With
+// files (snapshot info, snapshot.json) it also probes the filesystems inside
+// each disk (a few sectors read); create and list skip that, so they read
+// no block of any disk.
+func (l *Local) snapshot(si rowstore.SnapshotInfo, files bool) (Snapshot, error) {
 	s := Snapshot{ID: si.ID, Name: si.Name, Created: si.Created, Kind: si.Kind, State: "available", Disks: []SnapshotDisk{}}
 	for _, d := range si.Disks {
-		a, err := l.allocated(allocKey{"snapshot", si.ID, d.Name}, func() (*rowstore.Reader, error) {
-			return l.store.OpenSnapshotDisk(si.Name, d.Name)
-		})
-		if err != nil {
-			return Snapshot{}, err
+		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: d.Allocated})
+		if files {
+			s.Disks[len(s.Disks)-1].Files = l.filesLayout(si.ID, si.Name, d.Name) // local_files.go
 		}
-		s.Disks = append(s.Disks, SnapshotDisk{Name: d.Name, DiskID: d.DiskID, Size: d.Size, BlockSize: d.BlockSize, Allocated: a})
 	}
 	s.Copies = l.copies(si)
 	return s, nil
-}
-
-func (l *Local) allocated(k allocKey, open func() (*rowstore.Reader, error)) (int64, error) {
-	l.mu.Lock()
-	a, ok := l.allocs[k]
-	l.mu.Unlock()
-	if ok {
-		return a, nil
-	}
-	r, err := open()
-	if err != nil {
-		return 0, err
-	}
-	defer r.Close()
-	a, err = r.Allocated()
-	if err != nil {
-		return 0, err
-	}
-	l.mu.Lock()
-	l.allocs[k] = a
-	l.mu.Unlock()
-	return a, nil
-}
-
-// ImageAllocated is the allocation of an image (counted once per process).
-func (l *Local) ImageAllocated(im Image) (int64, error) {
-	return l.allocated(allocKey{"image", im.ID, ""}, func() (*rowstore.Reader, error) { return l.store.OpenImage(im.Name) })
 }
 
 // SnapshotOf is GetSnapshot for the FUSE adapter.
@@ -393,31 +400,7 @@ func (l *Local) CreateScratchClone(ctx context.Context, snapshot, disk string) (
 }
 
 func (l *Local) cloneScratch(snapshot, disk string) (Disk, error) {
-	base := ScratchPrefix + snapshot + "-" + disk
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for tries := 0; tries < 1000; tries++ {
-		l.scratch++
-		name := fmt.Sprintf("%s-%d", base, l.scratch)
-		if len(name) > rowstore.MaxNameLen {
-			name = fmt.Sprintf("%s%s-%d", ScratchPrefix, strings.TrimLeft(snapshot[:min(len(snapshot), 40)], "."), l.scratch)
-		}
-		if _, err := l.store.GetDisk(name); err == nil {
-			continue // taken: never write a ledger entry for a user's disk
-		}
-		if err := l.recordScratch(name, snapshot, disk); err != nil {
-			return Disk{}, err
-		}
-		d, err := l.store.CloneDisk(name, snapshot, disk)
-		if err == nil {
-			return d, nil
-		}
-		_ = ForgetScratch(l.dir, name)
-		if !isExists(err) {
-			return Disk{}, err
-		}
-	}
-	return Disk{}, fmt.Errorf("%w: no free name for a scratch clone of %s/%s", rowstore.ErrExists, snapshot, disk)
+	return l.scratchClone(browse.Source{Snapshot: snapshot, Disk: disk}) // scratch.go
 }
 
 // Shutdown implements Service.
@@ -430,6 +413,7 @@ func (l *Local) Shutdown(ctx context.Context) error {
 
 // Close implements Service: it closes the region manager, then the store.
 func (l *Local) Close() error {
+	l.closeFiles() // local_files.go: before the store, whose clones it drops
 	rerr := l.closeRegions()
 	if err := l.store.Close(); err != nil {
 		return err

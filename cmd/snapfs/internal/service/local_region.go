@@ -218,7 +218,7 @@ func (l *Local) AddRegion(ctx context.Context, r AddRegionRequest) (AddedRegion,
 	if !filepath.IsAbs(r.KeyFile) {
 		return AddedRegion{}, fmt.Errorf("%w: key file %q: want an absolute path", replicate.ErrInvalid, r.KeyFile)
 	}
-	info, err := m.AddRegion(ctx, replicate.RegionConfig{Name: r.Name, K: r.K, M: r.M, Stores: r.Stores, KeyFile: r.KeyFile, S3: r.S3})
+	info, err := m.AddRegion(ctx, replicate.RegionConfig{Name: r.Name, K: r.K, M: r.M, Stores: r.Stores, KeyFile: r.KeyFile, S3: r.S3, InsecureKeyFile: r.InsecureKeyFile})
 	if err != nil {
 		return AddedRegion{}, err
 	}
@@ -332,7 +332,13 @@ func (l *Local) Restore(ctx context.Context, r RestoreRequest, progress Progress
 	if err != nil {
 		return RestoreStats{}, err
 	}
-	st, err := m.RestoreFrom(ctx, r.Region, r.Host, r.Snapshot, r.Disk, r.To, progressOf(progress))
+	var key *rowstore.Key
+	if r.KeyFile != "" {
+		if key, err = rowstore.LoadKeyFile(r.KeyFile, r.AllowInsecureKeyFile); err != nil {
+			return RestoreStats{}, err
+		}
+	}
+	st, err := m.RestoreEncrypted(ctx, r.Region, r.Host, r.Snapshot, r.Disk, r.To, key, progressOf(progress))
 	l.namesChanged() // the new disk, or the temporary one gone
 	return st, err
 }

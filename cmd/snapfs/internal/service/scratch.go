@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
 	"github.com/snapfs/snapfs/rowstore"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
@@ -39,12 +40,16 @@ const scratchVersion = 1
 
 // scratchEntry is one ledger entry.
 type scratchEntry struct {
-	Version    int       `json:"version"`
-	Clone      string    `json:"clone"`
-	Snapshot   string    `json:"snapshot"`
-	Disk       string    `json:"disk"`
-	Mountpoint string    `json:"mountpoint"` // the daemon's: the clone's file is <mountpoint>/disks/<clone>
-	Created    time.Time `json:"created"`
+	Version  int    `json:"version"`
+	Clone    string `json:"clone"`
+	Snapshot string `json:"snapshot"`
+	Disk     string `json:"disk"`
+	Image    string `json:"image,omitempty"` // a clone of an image (.files of M/images/<image>)
+	// TempSnapshot: Clone names a temporary snapshot (kind ScratchKind) of
+	// Disk taken by diff --files to compare with the disk now, not a disk.
+	TempSnapshot bool      `json:"temp_snapshot,omitempty"`
+	Mountpoint   string    `json:"mountpoint"` // the daemon's: the clone's file is <mountpoint>/disks/<clone>
+	Created      time.Time `json:"created"`
 }
 
 func (l *Local) scratchPath(name string) string {
@@ -53,7 +58,11 @@ func (l *Local) scratchPath(name string) string {
 
 // recordScratch writes the ledger entry of a scratch clone about to be made.
 func (l *Local) recordScratch(name, snapshot, disk string) error {
-	e := scratchEntry{Version: scratchVersion, Clone: name, Snapshot: snapshot, Disk: disk, Mountpoint: l.mountpoint, Created: time.Now().UTC()}
+	return l.recordScratchEntry(scratchEntry{Clone: name, Snapshot: snapshot, Disk: disk, Mountpoint: l.mountpoint})
+}
+
+func (l *Local) recordScratchEntry(e scratchEntry) error {
+	e.Version, e.Created = scratchVersion, time.Now().UTC()
 	data, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -61,7 +70,7 @@ func (l *Local) recordScratch(name, snapshot, disk string) error {
 	if err := vfs.MkdirAllSync(vfs.Default, filepath.Join(l.dir, ScratchDir), 0o700); err != nil {
 		return fmt.Errorf("scratch clone ledger: %w", err)
 	}
-	if err := vfs.WriteFile(vfs.Default, l.scratchPath(name), append(data, '\n'), 0o600); err != nil {
+	if err := vfs.WriteFile(vfs.Default, l.scratchPath(e.Clone), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("scratch clone ledger: %w", err)
 	}
 	return nil
@@ -130,10 +139,12 @@ type snapMountRecord struct {
 // mount of this store can be alive. Problems are logged, never fatal.
 func (l *Local) CleanScratch() {
 	log := l.log.With("cleanup", "snapshot mounts")
+	// The .files mounts first: they hold loop devices of scratch clones.
+	browse.Clean(filepath.Join(l.dir, FilesDir), log)
 	loops := loopBackings()
 	detach := func(dev string) {
 		for _, m := range procMounts() {
-			if m[0] == dev {
+			if m[0] == dev || strings.HasPrefix(m[0], dev+"p") { // a partition of it too
 				if err := syscall.Unmount(m[1], syscall.MNT_DETACH); err != nil {
 					log.Warn("unmount stale snapshot mount", "mountpoint", m[1], "err", err)
 				} else {
@@ -173,6 +184,17 @@ func (l *Local) CleanScratch() {
 		}
 	}
 	for name, e := range scratch {
+		if e.TempSnapshot {
+			if s, err := l.store.GetSnapshot(name); err == nil && s.Kind == ScratchKind {
+				if err := l.store.DeleteSnapshot(name); err != nil {
+					log.Warn("delete stale temporary snapshot", "snapshot", name, "err", err)
+					continue
+				}
+				log.Info("deleted stale temporary snapshot", "snapshot", name)
+			}
+			_ = ForgetScratch(l.dir, name)
+			continue
+		}
 		// The loop device reads <mountpoint>/disks/<clone>; once the dead
 		// mount was detached (snapfs umount of a stale mount), the kernel
 		// shows that path from the detached mount's root: /disks/<clone>.
@@ -184,7 +206,11 @@ func (l *Local) CleanScratch() {
 		}
 		// Only a clone of the recorded snapshot is deleted: a disk a user
 		// created under that name (between the record and the clone) stays.
-		if d, err := l.store.GetDisk(name); err == nil && e.Snapshot != "" && d.Origin != "snapshot "+e.Snapshot+"/"+e.Disk {
+		want := "snapshot " + e.Snapshot + "/" + e.Disk
+		if e.Image != "" {
+			want = "image " + e.Image
+		}
+		if d, err := l.store.GetDisk(name); err == nil && (e.Snapshot != "" || e.Image != "") && d.Origin != want {
 			log.Warn("a disk has the name of a scratch clone but is not one; kept", "disk", name, "origin", d.Origin)
 			_ = ForgetScratch(l.dir, name)
 			continue
@@ -245,4 +271,46 @@ func loopDetach(dev string) error {
 		return e
 	}
 	return nil
+}
+
+// scratchClone makes a scratch clone of a snapshot's disk or of an image,
+// recorded in the ledger before it exists. It calls no hook: the .files of
+// the mount call it from inside FUSE requests (a new name needs no
+// invalidation: failed lookups are never cached).
+func (l *Local) scratchClone(src browse.Source) (Disk, error) {
+	what := src.Snapshot + "-" + src.Disk
+	if src.Image != "" {
+		what = "image-" + src.Image
+	}
+	base := ScratchPrefix + what
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for tries := 0; tries < 1000; tries++ {
+		l.scratch++
+		name := fmt.Sprintf("%s-%d", base, l.scratch)
+		if len(name) > rowstore.MaxNameLen {
+			name = fmt.Sprintf("%s%s-%d", ScratchPrefix, strings.TrimLeft(what[:min(len(what), 40)], "."), l.scratch)
+		}
+		if _, err := l.store.GetDisk(name); err == nil {
+			continue // taken: never write a ledger entry for a user's disk
+		}
+		if err := l.recordScratchEntry(scratchEntry{Clone: name, Snapshot: src.Snapshot, Disk: src.Disk, Image: src.Image, Mountpoint: l.mountpoint}); err != nil {
+			return Disk{}, err
+		}
+		var d Disk
+		var err error
+		if src.Image != "" {
+			d, err = l.store.CreateDiskFromImage(name, src.Image)
+		} else {
+			d, err = l.store.CloneDisk(name, src.Snapshot, src.Disk)
+		}
+		if err == nil {
+			return d, nil
+		}
+		_ = ForgetScratch(l.dir, name)
+		if !isExists(err) {
+			return Disk{}, err
+		}
+	}
+	return Disk{}, fmt.Errorf("%w: no free name for a scratch clone of %s", rowstore.ErrExists, src)
 }

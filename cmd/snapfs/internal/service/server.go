@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
+	"golang.org/x/sys/unix"
 )
 
 // The control API: HTTP over the unix socket <store>/control.sock. Every
@@ -56,6 +59,7 @@ type (
 		ReadData bool
 	}
 	scratchReq struct{ Snapshot, Disk string }
+	umountReq  struct{ Mountpoint string }
 )
 
 type method func(ctx context.Context, s Service, body []byte) (any, error)
@@ -123,6 +127,15 @@ var methods = map[string]method{
 		return result(s.CreateScratchClone(ctx, r.Snapshot, r.Disk))
 	}),
 	"Shutdown": op(func(ctx context.Context, s Service, _ empty) (any, error) { return done(s.Shutdown(ctx)) }),
+	"DiffFiles": op(func(ctx context.Context, s Service, r FilesDiffRequest) (any, error) {
+		return result(s.DiffFiles(ctx, r))
+	}),
+	"MountSnapshot": op(func(ctx context.Context, s Service, r SnapMountRequest) (any, error) {
+		return result(s.MountSnapshot(ctx, r))
+	}),
+	"UmountSnapshot": op(func(ctx context.Context, s Service, r umountReq) (any, error) {
+		return result(s.UmountSnapshot(ctx, r.Mountpoint))
+	}),
 
 	"AddRegion": op(func(ctx context.Context, s Service, r AddRegionRequest) (any, error) {
 		return result(s.AddRegion(ctx, r))
@@ -133,6 +146,10 @@ var methods = map[string]method{
 	"RemoteSnapshots": op(func(ctx context.Context, s Service, r nameReq) (any, error) {
 		return result(s.RemoteSnapshots(ctx, r.Name))
 	}),
+
+	"UnlockDisk": op(func(ctx context.Context, s Service, r KeyRequest) (any, error) { return done(s.UnlockDisk(ctx, r)) }),
+	"LockDisk":   op(func(ctx context.Context, s Service, r nameReq) (any, error) { return done(s.LockDisk(ctx, r.Name)) }),
+	"RekeyDisk":  op(func(ctx context.Context, s Service, r KeyRequest) (any, error) { return done(s.RekeyDisk(ctx, r)) }),
 }
 
 // streamMethod is a streaming operation: it reports progress through p.
@@ -291,4 +308,61 @@ func writeError(w http.ResponseWriter, status int, err error) {
 		code = re.Code
 	}
 	_ = json.NewEncoder(w).Encode(wireError{Code: code, Message: err.Error()})
+}
+
+// PeerCredListener accepts only connections whose peer (SO_PEERCRED) runs
+// as this process's effective uid or as root: the control socket's 0600
+// mode is the first fence, this the second (a socket whose mode was widened,
+// or a directory another user can reach, lets nobody else in). A refused
+// connection is closed at once and logged (uid and pid, nothing else).
+func PeerCredListener(ln net.Listener, log *slog.Logger) net.Listener {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &peerCredListener{Listener: ln, log: log, uid: uint32(os.Geteuid())}
+}
+
+type peerCredListener struct {
+	net.Listener
+	log *slog.Logger
+	uid uint32
+}
+
+func (l *peerCredListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		cred, err := peerCred(c)
+		if err == nil && (cred.Uid == l.uid || cred.Uid == 0) {
+			return c, nil
+		}
+		if err != nil {
+			l.log.Warn("control socket: refused a connection whose peer cannot be identified", "err", err)
+		} else {
+			l.log.Warn("control socket: refused a connection of another user", "uid", cred.Uid, "pid", cred.Pid)
+		}
+		c.Close()
+	}
+}
+
+// peerCred is the credentials of a unix socket's peer.
+func peerCred(c net.Conn) (*unix.Ucred, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return nil, fmt.Errorf("not a unix socket connection (%T)", c)
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, err
+	}
+	return cred, cerr
 }

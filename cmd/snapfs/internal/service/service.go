@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -61,6 +62,18 @@ type Service interface {
 	// exitcode.ErrNoDaemon and changes nothing.
 	CreateScratchClone(ctx context.Context, snapshot, disk string) (Disk, error)
 
+	// DiffFiles lists the files created, deleted, modified and renamed in
+	// the filesystem inside a disk between two snapshots (New "": the disk
+	// now). It needs a daemon (the filesystems are mounted by its .files
+	// manager): without one it fails with exitcode.ErrNoDaemon.
+	DiffFiles(ctx context.Context, req FilesDiffRequest) (FilesDiff, error)
+	// MountSnapshot mounts the filesystem inside a snapshot's disk
+	// read-only through a scratch clone (snapshot mount), every step in the
+	// daemon (snapmount.go); it needs a daemon (exitcode.ErrNoDaemon).
+	// UmountSnapshot undoes it.
+	MountSnapshot(ctx context.Context, req SnapMountRequest) (SnapMount, error)
+	UmountSnapshot(ctx context.Context, mountpoint string) (SnapMount, error)
+
 	// Regions (package replicate). Region configuration is local to the
 	// store (<store>/regions); remote data is only touched by Sync, Restore,
 	// RepairRegion and PruneRegion. Long jobs take a Progress (nil: none);
@@ -101,6 +114,27 @@ type Service interface {
 	// RepairFromRegion rewrites every corrupt or missing block of the local
 	// store from a region's copy with the same digest (snapfs repair).
 	RepairFromRegion(ctx context.Context, region string, progress Progress) (StoreRepairReport, error)
+
+	// Encrypted disks (rowstore keys). Key files travel as absolute paths,
+	// never as keys: the process that serves the store reads them (and
+	// refuses one readable by group or others unless AllowInsecure).
+	// UnlockDisk and LockDisk act on the daemon's memory: without a daemon
+	// they fail with exitcode.ErrNoDaemon (a command's own process would
+	// forget the key at exit). A disk's key is shared by its snapshots,
+	// images and clones: they lock and unlock together.
+	UnlockDisk(ctx context.Context, req KeyRequest) error
+	LockDisk(ctx context.Context, name string) error
+	// RekeyDisk wraps the disk's data key with the key of NewKeyFile
+	// instead of KeyFile; no block is rewritten.
+	RekeyDisk(ctx context.Context, req KeyRequest) error
+}
+
+// KeyRequest names a disk and key files (paths, never keys).
+type KeyRequest struct {
+	Name          string `json:"name"`
+	KeyFile       string `json:"key_file"`
+	NewKeyFile    string `json:"new_key_file,omitempty"`
+	AllowInsecure bool   `json:"allow_insecure_key_file,omitempty"`
 }
 
 // CheckStoreRequest configures CheckStore.
@@ -122,6 +156,25 @@ type Status struct {
 	PID        int       `json:"pid,omitempty"`        // the daemon's process id
 	Mountpoint string    `json:"mountpoint,omitempty"` // where the daemon mounted the namespace
 	Started    time.Time `json:"started,omitzero"`
+	// Jobs are the long jobs (sync, restore, checks, repairs, gc) the daemon
+	// runs now; Metrics the address of its Prometheus metrics (mount
+	// --metrics). These are filled in by the daemon only.
+	Jobs    []Job  `json:"jobs,omitempty"`
+	Metrics string `json:"metrics,omitempty"`
+	// Cache is the write-back cache of the daemon's open disks.
+	Cache *rowstore.CacheStats `json:"cache,omitempty"`
+}
+
+// Job is a long job running in the daemon, as of its last progress event.
+type Job struct {
+	Op          string    `json:"op"` // sync, restore, check, repair, store-check, store-repair, gc
+	Region      string    `json:"region,omitempty"`
+	Snapshot    string    `json:"snapshot,omitempty"`
+	Disk        string    `json:"disk,omitempty"`
+	Started     time.Time `json:"started"`
+	Blocks      int64     `json:"blocks,omitempty"`
+	BlocksTotal int64     `json:"blocks_total,omitempty"`
+	Bytes       int64     `json:"bytes,omitempty"`
 }
 
 // Disk describes a disk.
@@ -139,6 +192,13 @@ type CreateDiskRequest struct {
 	FromSnapshot string `json:"from_snapshot,omitempty"`
 	FromDisk     string `json:"from_disk,omitempty"`
 	FromImage    string `json:"from_image,omitempty"`
+	// Encrypt makes the disk encrypted with a new data key wrapped by the
+	// key of KeyFile (a path): an empty one, or a full copy of an
+	// unencrypted FromSnapshot/FromDisk. A clone of an encrypted source is
+	// encrypted with the source's key without it.
+	Encrypt              bool   `json:"encrypt,omitempty"`
+	KeyFile              string `json:"key_file,omitempty"`
+	AllowInsecureKeyFile bool   `json:"allow_insecure_key_file,omitempty"`
 }
 
 // Snapshot describes a snapshot. It is also the content of
@@ -173,6 +233,11 @@ type SnapshotDisk struct {
 	Size      int64  `json:"size"`
 	BlockSize int    `json:"block_size"`
 	Allocated int64  `json:"allocated"`
+	// Files is what <disk>.files shows: the filesystems found inside the
+	// disk, or why there is none (Reason). Absent when it could not be read,
+	// and in snapshot list and create (only info and snapshot.json probe the
+	// disks: listings read no block).
+	Files *browse.Layout `json:"files,omitempty"`
 }
 
 // DiffRequest names what to compare: Disk as of snapshot Old against Disk
@@ -230,6 +295,8 @@ type AddRegionRequest struct {
 	Stores  []string            `json:"stores"`
 	KeyFile string              `json:"key_file"`
 	S3      replicate.S3Options `json:"s3"`
+	// InsecureKeyFile accepts a key file group or others may read.
+	InsecureKeyFile bool `json:"insecure_key_file,omitempty"`
 }
 
 // SyncRequest names what Sync copies: Snapshot alone, or every snapshot
@@ -249,6 +316,10 @@ type RestoreRequest struct {
 	Disk     string `json:"disk"`
 	To       string `json:"to"`
 	Host     string `json:"host,omitempty"`
+	// KeyFile (a path) makes the restored disk encrypted with a new data
+	// key it wraps (restore --encrypt).
+	KeyFile              string `json:"key_file,omitempty"`
+	AllowInsecureKeyFile bool   `json:"allow_insecure_key_file,omitempty"`
 }
 
 // PruneRequest keeps the KeepLast newest remote snapshots and those younger
@@ -267,4 +338,29 @@ type PruneRequest struct {
 type UnlockRequest struct {
 	Region string `json:"region"`
 	Force  bool   `json:"force,omitempty"`
+}
+
+// FilesDiffRequest names what DiffFiles compares: the filesystem Part (""
+// for the disk's only filesystem, "p1", "p2"... for a partition) of Disk
+// as of snapshot Old and as of snapshot New, or the disk now when New is "".
+type FilesDiffRequest struct {
+	Old  string `json:"old"`
+	New  string `json:"new,omitempty"`
+	Disk string `json:"disk"`
+	Part string `json:"part,omitempty"`
+}
+
+// FilesDiff is the file-level difference, changes sorted by path.
+type FilesDiff struct {
+	Disk     string          `json:"disk"`
+	Old      string          `json:"old"`
+	New      string          `json:"new,omitempty"`
+	Part     string          `json:"part,omitempty"`
+	Changes  []browse.Change `json:"changes"`
+	OldFiles int             `json:"old_files"` // entries walked in the old tree
+	NewFiles int             `json:"new_files"`
+	// ChangedBytes is what the engine's block diff says changed in the
+	// disk; when it is 0 no tree is walked (OldFiles and NewFiles are 0).
+	ChangedBytes int64         `json:"changed_bytes"`
+	Took         time.Duration `json:"took_ns"`
 }

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/urfave/cli/v2"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// restoreFileResult is the last line of restore-file --json.
+type restoreFileResult struct {
+	Snapshot string   `json:"snapshot"`
+	Disk     string   `json:"disk"`
+	Part     string   `json:"part,omitempty"`
+	Paths    []string `json:"paths"`
+	To       string   `json:"to"`
+	browse.CopyStats
+}
+
+func restoreFileCommand(st *state) *cli.Command {
+	return &cli.Command{
+		Name: "restore-file",
+		Usage: "copy files and directories out of the filesystem inside a snapshot's disk into DIR, " +
+			"preserving owners, modes, times, symlinks, hard links, xattrs and holes (cp -a from .files, " +
+			"all or nothing: on failure nothing is left in DIR); needs a running daemon",
+		ArgsUsage: "SNAPSHOT PATH... (paths inside the disk's filesystem)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "disk", Usage: "the disk of the snapshot", Required: true},
+			&cli.StringFlag{Name: "part", Usage: "the partition (p1, p2, ...) of a partitioned disk"},
+			&cli.StringFlag{Name: "to", Usage: "the directory to restore into (e.g. the live disk's mounted filesystem)", Required: true},
+			&cli.BoolFlag{Name: "overwrite", Usage: "replace files and symlinks already in DIR (directories never)"},
+		},
+		Action: func(c *cli.Context) error {
+			a := c.Args().Slice()
+			if len(a) < 2 {
+				return usagef("restore-file: want SNAPSHOT PATH..., got %d argument(s)", len(a))
+			}
+			snap, disk, part := a[0], c.String("disk"), c.String("part")
+			if err := errors.Join(rowstore.ValidateName("snapshot", snap), rowstore.ValidateName("disk", disk)); err != nil {
+				return err
+			}
+			if part != "" && (len(part) < 2 || part[0] != 'p' || strings.Trim(part[1:], "0123456789") != "") {
+				return usagef("restore-file: --part %q is not a partition name (p1, p2, ...)", part)
+			}
+			var rels []string
+			for _, p := range a[1:] {
+				rel := filepath.Clean("/" + p)[1:]
+				if rel == "" {
+					return usagef("restore-file: %q names the root of the filesystem: name the files or directories inside it", p)
+				}
+				rels = append(rels, rel)
+			}
+			to, err := cleanPath(c.String("to"))
+			if err != nil {
+				return err
+			}
+			return withService(c, st, func(ctx context.Context, svc service.Service) error {
+				status, err := svc.Status(ctx)
+				if err != nil {
+					return err
+				}
+				if !status.Daemon {
+					return fmt.Errorf("%w: restore-file reads the snapshot's files through the daemon's mount (start one with snapfs mount --background MOUNTPOINT)", exitcode.ErrNoDaemon)
+				}
+				if _, err := svc.GetSnapshot(ctx, snap); err != nil {
+					return err
+				}
+				root := filepath.Join(status.Mountpoint, "snapshots", snap, disk+".files")
+				if _, err := os.Stat(root); err != nil {
+					return fmt.Errorf("%w: disk %s of snapshot %s shows no files (no such disk, or no filesystem snapfs can read: see snapfs snapshot info %s): %v",
+						rowstore.ErrNotFound, disk, snap, snap, err)
+				}
+				if part != "" { // else paths of a partitioned disk start with p1/, p2/...
+					root = filepath.Join(root, part)
+				}
+				srcs := make([]string, len(rels))
+				for i, rel := range rels {
+					srcs[i] = filepath.Join(root, rel)
+				}
+				p := newPrinter(c, st)
+				var bar *progressbar.ProgressBar
+				last := time.Now()
+				progress := func(s browse.CopyStats) {
+					switch {
+					case p.json:
+						if time.Since(last) >= time.Second {
+							last = time.Now()
+							_ = p.object("restore_progress", s)
+						}
+					case bar != nil:
+						_ = bar.Set64(s.Bytes)
+					}
+				}
+				if !p.json && isTerminal(st.stderr) {
+					bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(st.stderr), progressbar.OptionShowBytes(true),
+						progressbar.OptionSetDescription("restore "+snap+"/"+disk), progressbar.OptionThrottle(200*time.Millisecond))
+				}
+				stats, err := browse.Copy(ctx, srcs, to, browse.CopyOptions{Overwrite: c.Bool("overwrite"), Progress: progress})
+				if bar != nil {
+					_ = bar.Exit()
+					fmt.Fprintln(st.stderr)
+				}
+				if err != nil {
+					return fmt.Errorf("restore-file (nothing was restored): %w", err)
+				}
+				res := restoreFileResult{Snapshot: snap, Disk: disk, Part: part, Paths: rels, To: to, CopyStats: stats}
+				return p.result("restore_file", res, "restored %d files, %d directories, %d symlinks, %d hard links (%s) from %s/%s into %s",
+					stats.Files, stats.Dirs, stats.Symlinks, stats.HardLinks, size(stats.Bytes), snap, disk, to)
+			})
+		},
+	}
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# install.sh: build and install snapfs as a service.
+#
+#   scripts/install.sh [PREFIX]        (as root; PREFIX defaults to /usr/local)
+#
+# Installs the binary (PREFIX/bin/snapfs), the fstab helpers
+# (/sbin/mount.snapfs, also as mount.fuse.snapfs, and /sbin/umount.fuse.snapfs), the units
+# (/etc/systemd/system/snapfs@.service, snapfs-sync@.service and .timer),
+# the man page, the shell completions, and an example environment file
+# (/etc/snapfs/example.env). It enables nothing. Then, for /mnt/snapfs:
+#
+#   printf 'SNAPFS_STORE=/var/lib/snapfs\n' > /etc/snapfs/mnt-snapfs.env
+#   snapfs --store /var/lib/snapfs init
+#   systemctl enable --now snapfs@mnt-snapfs
+#
+# or in /etc/fstab:  /var/lib/snapfs /mnt/snapfs snapfs defaults,_netdev 0 0
+# DESTDIR=/some/root installs into a staging tree (packaging, tests).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH=$PATH:/usr/local/go/bin
+prefix=${1:-/usr/local}
+d=${DESTDIR:-}
+version=${SNAPFS_VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo devel)}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+go build -ldflags "-X main.version=$version" -o "$tmp/snapfs" ./cmd/snapfs
+
+install -D -m 0755 "$tmp/snapfs" "$d$prefix/bin/snapfs"
+install -D -m 0755 scripts/mount.snapfs "$d/sbin/mount.snapfs"
+install -D -m 0755 scripts/umount.fuse.snapfs "$d/sbin/umount.fuse.snapfs"
+ln -sf mount.snapfs "$d/sbin/mount.fuse.snapfs" # fstab type fuse.snapfs works too
+sed "s|/usr/local/bin/snapfs|$prefix/bin/snapfs|g" scripts/snapfs@.service >"$tmp/snapfs@.service"
+install -D -m 0644 "$tmp/snapfs@.service" "$d/etc/systemd/system/snapfs@.service"
+install -D -m 0755 scripts/snapfs-sync.sh "$d$prefix/lib/snapfs/snapfs-sync.sh"
+install -D -m 0644 scripts/snapfs-sync.service "$d/etc/systemd/system/snapfs-sync@.service"
+install -D -m 0644 scripts/snapfs-sync.timer "$d/etc/systemd/system/snapfs-sync@.timer"
+install -D -m 0644 cmd/snapfs/doc/snapfs.8 "$d$prefix/share/man/man8/snapfs.8"
+install -D -m 0644 cmd/snapfs/doc/snapfs.bash "$d/etc/bash_completion.d/snapfs"
+install -D -m 0644 cmd/snapfs/doc/snapfs.zsh "$d$prefix/share/zsh/site-functions/_snapfs"
+install -D -m 0644 cmd/snapfs/doc/snapfs.fish "$d$prefix/share/fish/vendor_completions.d/snapfs.fish"
+mkdir -p "$d/etc/snapfs"
+cat >"$d/etc/snapfs/example.env" <<'ENV'
+# Copy to /etc/snapfs/<escaped mount point>.env (systemd-escape --path /mnt/snapfs).
+SNAPFS_STORE=/var/lib/snapfs
+# Extra options of snapfs mount, e.g. Prometheus metrics:
+SNAPFS_MOUNT_OPTIONS=--metrics 127.0.0.1:9477
+ENV
+if [ -z "$d" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+	systemctl daemon-reload
+fi
+echo "installed snapfs $version under $d$prefix (units in $d/etc/systemd/system)"
