@@ -91,7 +91,7 @@ mount -o loop "$work/btrfs.img" "$work/btrfs"
 undo+=("umount '$work/btrfs'")
 btrfs -q subvolume create "$work/btrfs/vol"
 fio_q fill "$work/btrfs/vol/disk" write --bs=1M --size="$size" --ioengine=psync --end_fsync=1 --refill_buffers >/dev/null
-head -c 32 /dev/urandom >"$work/region.key"
+(umask 077; head -c 32 /dev/urandom >"$work/region.key")
 
 for r in $(seq 1 "$rounds"); do
 	drop_caches
