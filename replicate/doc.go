@@ -10,8 +10,8 @@
 // region id; never the key), written with vfs.WriteFile; a rebuildable cache of
 // the region's pack indexes and the last check's result lives in
 // <storeDir>/regions/<name>.cache/. The package reads blocks and block
-// maps through rowstore's exported API only (ListSnapshots, Diff,
-// ReadPointBlock, CreateDisk, OpenDisk, RenameDisk, DeleteDisk). The byte
+// maps through rowstore's exported API only (ListSnapshots, StreamDiff,
+// Diff, CreateDisk, OpenDisk, RenameDisk, DeleteDisk). The byte
 // layouts are in replicate/format; shard layout and checksums in
 // replicate/erasure.
 //
@@ -114,7 +114,11 @@
 //   - Every object carries a version and an authenticated checksum: the
 //     GCM tag for sealed objects (bound to the object's type and name),
 //     SHA-256 per shard, SHA-256 plus the AEAD key check for config.
-//     Restore also checks every block against its chunk id.
+//     Restore also checks every block against its chunk id: once the
+//     temporary disk is written and synced, the SHA-256 the local store
+//     computed of each block it stored must give the block's chunk id, and
+//     the disk must hold exactly the manifest's blocks (so what is checked
+//     is what was stored, and no block is hashed twice).
 //   - Sync reads only blocks whose chunk the region lacks, found through
 //     rowstore.Diff from the newest snapshot of the same disk that is both
 //     local and in the region (or from nothing: Diff then lists stored
@@ -182,6 +186,25 @@
 // manifest can name a chunk only it holds. An index whose pack has no
 // shard on any store is orphaned (OrphanIndexes); Prune and Repair delete
 // it.
+//
+// # Sync and restore at disk speed
+//
+// Sync streams each disk (rowstore.StreamDiff: every changed block with
+// the location of its record, read in batches; no block looked up twice)
+// through a pipeline (pipeline.go): workers compress, skipping blocks that
+// a byte-entropy sample of 2 KiB says are incompressible (as btrfs's
+// heuristic does; zstd's fastest level spends as long on random data as
+// on any), and fill the pack; full packs are sealed in place, erasure
+// coded, and put while the next ones fill. The copying marker is put while
+// the diff starts; no pack is put before it is durable. Memory is bounded
+// (a few read batches, two pack buffers, the shards of two packs). Every
+// block read is checked as rowstore's read path checks it (CRC32C, the
+// indexed version); one in 64 is also hashed against its digest, to catch
+// a systematic fault cheaply. Restore fetches the k data shards of a pack
+// and decrypts their payloads in place: the GCM tag authenticates the
+// whole pack, so the shards' SHA-256 are computed only when that fails
+// (then every shard is verified, parity read, bad shards reported); it
+// writes runs of adjacent blocks with one call, two packs at a time.
 //
 // # Why these choices
 //

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -343,15 +344,15 @@ type manifestCopies struct {
 	sealed []byte           // its sealed bytes
 	pts    [][]byte         // per store: the plaintext of its good copy (nil: none)
 	errs   []error          // per store: why it has no good copy (nil: it has one, or is unusable)
+	newest []byte           // mf encoded
 }
 
 // stale lists the usable stores whose copy is missing, bad, or differs
 // from the newest.
 func (c *manifestCopies) stale(r *region) []int {
 	var out []int
-	newest, _ := c.mf.Encode()
 	for i := range c.pts {
-		if r.bad[i] == nil && (c.pts[i] == nil || !bytes.Equal(c.pts[i], newest)) {
+		if r.bad[i] == nil && (c.pts[i] == nil || !bytes.Equal(c.pts[i], c.newest)) {
 			out = append(out, i)
 		}
 	}
@@ -361,32 +362,50 @@ func (c *manifestCopies) stale(r *region) []int {
 // readManifestAll reads the manifest stored under name id nid from every
 // usable store and picks the newest good copy: a rewrite (Prune) that
 // reached only some stores is seen, never mistaken for the whole truth.
+// Copies with the same sealed bytes (every store's, after a put to all)
+// are opened and decoded once: a manifest of a large disk is MBs.
 func (r *region) readManifestAll(ctx context.Context, nid string) (*manifestCopies, error) {
 	c := &manifestCopies{pts: make([][]byte, r.n()), errs: make([]error, r.n())}
 	mfs := make([]*format.Manifest, r.n())
 	sealed := make([][]byte, r.n())
+	got := make([]error, r.n())
 	forEach(r.n(), func(i int) error {
 		if r.bad[i] != nil {
 			return nil
 		}
-		b, err := r.stores[i].Get(ctx, snapDir+nid, 0, -1)
-		var pt []byte
-		if err == nil {
-			pt, err = r.keys.Open(format.TypeManifest, nid, b)
+		sealed[i], got[i] = r.stores[i].Get(ctx, snapDir+nid, 0, -1)
+		return nil
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for i := range sealed {
+		if r.bad[i] != nil {
+			continue
 		}
+		if err := got[i]; err != nil {
+			c.errs[i] = fmt.Errorf("store %d: %w", i, err)
+			sealed[i] = nil
+			continue
+		}
+		if j := slices.IndexFunc(sealed[:i], func(b []byte) bool { return b != nil && bytes.Equal(b, sealed[i]) }); j >= 0 {
+			if c.errs[j] == nil {
+				c.pts[i], mfs[i] = c.pts[j], mfs[j]
+			} else {
+				c.errs[i] = fmt.Errorf("store %d: %w", i, errors.Unwrap(c.errs[j]))
+			}
+			continue
+		}
+		pt, err := r.keys.Open(format.TypeManifest, nid, sealed[i])
 		var mf *format.Manifest
 		if err == nil {
 			mf, err = format.DecodeManifest(pt)
 		}
 		if err != nil {
 			c.errs[i] = fmt.Errorf("store %d: %w", i, err)
-			return nil
+			continue
 		}
-		c.pts[i], mfs[i], sealed[i] = pt, mf, b
-		return nil
-	})
-	if err := ctx.Err(); err != nil {
-		return nil, err
+		c.pts[i], mfs[i] = pt, mf
 	}
 	notFound, nerr := 0, 0
 	for i := range mfs {
@@ -403,12 +422,20 @@ func (r *region) readManifestAll(ctx context.Context, nid string) (*manifestCopi
 	if c.mf != nil {
 		// Re-encode what is kept so pts compare in one encoding (an old
 		// version's copy equals its re-encoding only if the content is
-		// the same).
+		// the same): once per distinct copy.
+		enc := map[*format.Manifest][]byte{}
 		for i, mf := range mfs {
-			if mf != nil {
-				c.pts[i], _ = mf.Encode()
+			if mf == nil {
+				continue
 			}
+			b, ok := enc[mf]
+			if !ok {
+				b, _ = mf.Encode()
+				enc[mf] = b
+			}
+			c.pts[i] = b
 		}
+		c.newest = enc[c.mf]
 		return c, nil
 	}
 	if notFound == nerr {
@@ -445,37 +472,12 @@ type blockMap map[uint64]format.ChunkID
 // resolveDisk returns the full block map of disk of manifest mf, following
 // its delta chain. cache holds manifests already read (by name id).
 func (r *region) resolveDisk(ctx context.Context, mf *format.Manifest, disk string, cache map[string]*format.Manifest) (blockMap, *format.ManifestDisk, error) {
-	var chain []*format.ManifestDisk
-	cur := mf
-	var top *format.ManifestDisk
-	for depth := 0; ; depth++ {
-		d := cur.Disk(disk)
-		if d == nil {
-			return nil, nil, fmt.Errorf("%w: remote snapshot %q has no disk %q", ErrNotFound, cur.Name, disk)
-		}
-		if top == nil {
-			top = d
-		}
-		chain = append(chain, d)
-		if d.Parent == "" {
-			break
-		}
-		if depth > format.MaxDepth*4 {
-			return nil, nil, fmt.Errorf("%w: manifest chain of %q disk %q too long", ErrCorrupt, mf.Name, disk)
-		}
-		p, ok := cache[d.Parent]
-		if !ok {
-			var err error
-			if p, err = r.readManifest(ctx, d.Parent); err != nil {
-				return nil, nil, fmt.Errorf("parent of remote snapshot %q: %w", cur.Name, err)
-			}
-			if cache != nil {
-				cache[d.Parent] = p
-			}
-		}
-		cur = p
+	chain, err := r.diskChain(ctx, mf, disk, cache)
+	if err != nil {
+		return nil, nil, err
 	}
-	bm := blockMap{}
+	top := chain[0]
+	bm := make(blockMap, len(chain[len(chain)-1].Entries))
 	for i := len(chain) - 1; i >= 0; i-- {
 		for _, e := range chain[i].Entries {
 			if e.Zero {
@@ -492,4 +494,35 @@ func (r *region) resolveDisk(ctx context.Context, mf *format.Manifest, disk stri
 		}
 	}
 	return bm, top, nil
+}
+
+// diskChain returns disk of manifest mf and of every manifest of its delta
+// chain, newest first (the last is a full map).
+func (r *region) diskChain(ctx context.Context, mf *format.Manifest, disk string, cache map[string]*format.Manifest) ([]*format.ManifestDisk, error) {
+	var chain []*format.ManifestDisk
+	cur := mf
+	for depth := 0; ; depth++ {
+		d := cur.Disk(disk)
+		if d == nil {
+			return nil, fmt.Errorf("%w: remote snapshot %q has no disk %q", ErrNotFound, cur.Name, disk)
+		}
+		chain = append(chain, d)
+		if d.Parent == "" {
+			return chain, nil
+		}
+		if depth > format.MaxDepth*4 {
+			return nil, fmt.Errorf("%w: manifest chain of %q disk %q too long", ErrCorrupt, mf.Name, disk)
+		}
+		p, ok := cache[d.Parent]
+		if !ok {
+			var err error
+			if p, err = r.readManifest(ctx, d.Parent); err != nil {
+				return nil, fmt.Errorf("parent of remote snapshot %q: %w", cur.Name, err)
+			}
+			if cache != nil {
+				cache[d.Parent] = p
+			}
+		}
+		cur = p
+	}
 }

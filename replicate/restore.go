@@ -1,14 +1,16 @@
 package replicate
 
 import (
+	"cmp"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/snapfs/snapfs/replicate/erasure"
 	"github.com/snapfs/snapfs/replicate/format"
@@ -132,10 +134,6 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	if err != nil {
 		return st, err
 	}
-	type want struct {
-		block uint64
-		e     format.Entry
-	}
 	byPack := map[packID][]want{}
 	for b, id := range bm {
 		loc, ok := cs.chunks[id]
@@ -143,6 +141,9 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 			return st, fmt.Errorf("restore: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, regionName)
 		}
 		byPack[loc.pack] = append(byPack[loc.pack], want{b, loc.e})
+	}
+	for _, ws := range byPack {
+		slices.SortFunc(ws, func(a, b want) int { return cmp.Compare(a.block, b.block) })
 	}
 	packs := make([]packID, 0, len(byPack))
 	for p := range byPack {
@@ -177,25 +178,21 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	total := int64(len(bm))
 	var mu sync.Mutex
 	work := make(chan packID)
-	errs := make([]error, m.opts.Workers)
+	workers := restoreWorkers(m.opts.Workers)
+	errs := make([]error, workers)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for w := range m.opts.Workers {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			run := make([]byte, 0, restoreRun)
+			var buf []byte // the sealed pack, decrypted in place; reused
 			for p := range work {
-				sealed, degraded, n, err := m.fetchPack(wctx, r, p, cs.packs[p].SealedSize)
+				pt, degraded, n, err := m.openPack(wctx, r, p, cs.packs[p].SealedSize, &buf)
 				if err == nil {
-					err = m.writeBlocks(r, p, sealed, md.BlockSize, func(fn func(b uint64, e format.Entry) error) error {
-						for _, x := range byPack[p] {
-							if err := fn(x.block, x.e); err != nil {
-								return err
-							}
-						}
-						return nil
-					}, h)
+					err = m.writeRuns(r, p, pt, md.BlockSize, byPack[p], run, h)
 				}
 				if err != nil {
 					errs[w] = fmt.Errorf("restore %q of %q from region %q: %w", disk, snapshot, regionName, err)
@@ -242,6 +239,9 @@ feed:
 	if err := h.Sync(); err != nil {
 		return st, fmt.Errorf("restore: sync disk: %w", err)
 	}
+	if err := m.verifyRestored(r, tmp, bm); err != nil {
+		return st, fmt.Errorf("restore %q of %q from region %q: %w", disk, snapshot, regionName, err)
+	}
 	if err := h.Close(); err != nil {
 		return st, fmt.Errorf("restore: %w", err)
 	}
@@ -257,30 +257,149 @@ feed:
 	return st, nil
 }
 
-// writeBlocks decrypts a pack and writes the wanted blocks, each checked
-// against its chunk id (HMAC of the block's SHA-256).
-func (m *Manager) writeBlocks(r *region, p packID, sealed []byte, bs int, each func(func(b uint64, e format.Entry) error) error, h *rowstore.Disk) error {
-	pt, err := r.keys.Open(format.TypePack, p.String(), sealed)
-	if err != nil {
-		return fmt.Errorf("pack %s: %w", p, err)
+// want is a block to restore and where its chunk is in its pack.
+type want struct {
+	block uint64
+	e     format.Entry
+}
+
+// restoreRun bounds the bytes of adjacent blocks written with one call.
+const restoreRun = 1 << 20
+
+// restoreWorkers is how many packs a restore fetches and writes at once:
+// one per CPU (at least 2, so one fetches while another writes), at most
+// Options.Workers. Each holds a pack's shards and its plaintext, so this
+// bounds restore's memory (about 2 × PackSize per worker at the peak).
+func restoreWorkers(limit int) int {
+	return max(1, min(limit, max(2, runtime.GOMAXPROCS(0))))
+}
+
+// writeRuns writes the wanted blocks of a pack plaintext (ws in block
+// order), adjacent blocks with one write of up to restoreRun bytes. The
+// blocks' digests are checked once all is written (verifyRestored).
+func (m *Manager) writeRuns(r *region, p packID, pt []byte, bs int, ws []want, run []byte, h *rowstore.Disk) error {
+	per := max(1, restoreRun/bs)
+	for i := 0; i < len(ws); {
+		j := i + 1
+		for j < len(ws) && j-i < per && ws[j].block == ws[j-1].block+1 {
+			j++
+		}
+		run = run[:0]
+		for _, w := range ws[i:j] {
+			off := len(run)
+			raw, err := m.chunkData(pt, w.e, run[off:off:off+bs])
+			if err != nil {
+				return fmt.Errorf("pack %s: %w", p, err)
+			}
+			if len(raw) != bs {
+				return fmt.Errorf("%w: pack %s chunk %v: %d bytes for block size %d", ErrCorrupt, p, w.e.ID, len(raw), bs)
+			}
+			if &raw[0] == &run[:off+1][off] {
+				run = run[:off+bs] // zstd decoded in place
+			} else {
+				run = append(run, raw...)
+			}
+		}
+		if _, err := h.WriteAt(run, int64(ws[i].block)*int64(bs)); err != nil {
+			return fmt.Errorf("write blocks %d-%d: %w", ws[i].block, ws[j-1].block, err)
+		}
+		i = j
 	}
-	buf := make([]byte, 0, bs)
-	return each(func(b uint64, e format.Entry) error {
-		raw, err := m.chunkData(pt, e, buf)
-		if err != nil {
-			return fmt.Errorf("pack %s: %w", p, err)
+	return nil
+}
+
+// verifyRestored checks every block of the restored disk against the
+// manifest: the SHA-256 the local store computed of each block it stored
+// (as it does for every write) must give the block's chunk id, and the
+// disk must hold exactly the manifest's blocks. So every block's digest
+// is verified, against what was really stored, without hashing the data
+// a second time.
+func (m *Manager) verifyRestored(r *region, tmp string, bm blockMap) error {
+	seen := 0
+	_, err := m.rs.Diff(nil, rowstore.Point{Disk: tmp}, func(c rowstore.Change) error {
+		id, ok := bm[c.Block]
+		if !ok {
+			return fmt.Errorf("%w: block %d was restored but the manifest has no data for it", ErrCorrupt, c.Block)
 		}
-		if len(raw) != bs {
-			return fmt.Errorf("%w: pack %s chunk %v: %d bytes for block size %d", ErrCorrupt, p, e.ID, len(raw), bs)
+		if r.keys.ChunkID(c.Digest) != id {
+			return fmt.Errorf("%w: block %d does not match its digest (chunk %v)", ErrCorrupt, c.Block, id)
 		}
-		if r.keys.ChunkID(sha256.Sum256(raw)) != e.ID {
-			return fmt.Errorf("%w: pack %s: block %d does not match its digest", ErrCorrupt, p, b)
-		}
-		if _, err := h.WriteAt(raw, int64(b)*int64(bs)); err != nil {
-			return fmt.Errorf("write block %d: %w", b, err)
-		}
+		seen++
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if seen != len(bm) {
+		return fmt.Errorf("%w: %d of %d blocks restored (a chunk of zeros?)", ErrCorrupt, seen, len(bm))
+	}
+	return nil
+}
+
+// openPack fetches a pack and returns its plaintext. The fast path reads
+// the k data shards, checks their headers and decrypts their payloads in
+// place: the GCM tag authenticates the whole pack, so the shards' SHA-256
+// need not be computed too. If a data shard is missing, its header is bad
+// or the tag fails, fetchPack reads and verifies every shard it needs
+// (parity included) and finds the bad ones.
+func (m *Manager) openPack(ctx context.Context, r *region, p packID, sealedSize uint64, buf *[]byte) (pt []byte, degraded bool, fetched int64, err error) {
+	sealed, n, ferr := m.fetchData(ctx, r, p, sealedSize, *buf)
+	*buf = sealed
+	fetched = n
+	if ferr == nil {
+		if pt, ferr = format.OpenPack(r.keys, p.String(), sealed); ferr == nil {
+			return pt, false, fetched, nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, fetched, err
+	}
+	m.log.Debug("pack read through the verified path", "region", r.cfg.Name, "pack", p.String(), "why", ferr)
+	sealed, degraded, n, err = m.fetchPack(ctx, r, p, sealedSize)
+	fetched += n
+	if err != nil {
+		return nil, degraded, fetched, err
+	}
+	if pt, err = format.OpenPack(r.keys, p.String(), sealed); err != nil {
+		return nil, degraded, fetched, fmt.Errorf("pack %s: %w", p, err)
+	}
+	return pt, degraded, fetched, nil
+}
+
+// fetchData reads the k data shards of a pack, checks their headers
+// against the pack and assembles the sealed pack from their payloads
+// (each shard is dropped once copied), in buf if it is large enough.
+func (m *Manager) fetchData(ctx context.Context, r *region, p packID, sealedSize uint64, buf []byte) ([]byte, int64, error) {
+	l, err := erasure.NewLayout(r.k, r.m, int64(sealedSize))
+	if err != nil {
+		return buf, 0, err
+	}
+	if uint64(cap(buf)) < sealedSize {
+		buf = make([]byte, sealedSize)
+	}
+	sealed := buf[:sealedSize]
+	var fetched atomic.Int64
+	errs := forEach(r.k, func(i int) error {
+		if r.bad[i] != nil {
+			return r.bad[i]
+		}
+		b, err := r.stores[i].Get(ctx, packDir+p.String(), 0, -1)
+		if err != nil {
+			return err
+		}
+		fetched.Add(int64(len(b)))
+		h, err := erasure.ParseHeader(b)
+		if err == nil && (h.Index != i || h.DataLen != int64(sealedSize) || h.K != r.k || h.M != r.m || int64(len(b)) != erasure.HeaderSize+h.PayloadLen) {
+			err = fmt.Errorf("%w: shard header %+v does not fit pack %s at store %d", erasure.ErrCorruptShard, h.Layout(), p, i)
+		}
+		if err != nil {
+			return err
+		}
+		start, end := l.DataRange(i)
+		copy(sealed[start:end], b[erasure.HeaderSize:])
+		return nil
+	})
+	return sealed, fetched.Load(), firstErr(errs)
 }
 
 // chunkData returns a chunk's raw bytes from a pack plaintext.

@@ -1,16 +1,12 @@
 package replicate
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
-	"github.com/snapfs/snapfs/replicate/erasure"
 	"github.com/snapfs/snapfs/replicate/format"
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -95,6 +91,21 @@ func (m *Manager) CopySnapshot(ctx context.Context, regionName, snapshot string,
 	return m.copySnapshots(ctx, regionName, []rowstore.SnapshotInfo{s}, true, orNoProgress(progress))
 }
 
+// phases times the steps of a job for its debug log.
+type phases struct {
+	last time.Time
+	d    []any
+}
+
+func newPhases() *phases { return &phases{last: time.Now()} }
+
+// done ends the step called name.
+func (p *phases) done(name string) {
+	now := time.Now()
+	p.d = append(p.d, name, now.Sub(p.last).Round(time.Microsecond))
+	p.last = now
+}
+
 // same reports whether a remote object describes the local snapshot s.
 func same(s rowstore.SnapshotInfo, id uint64, created time.Time) bool {
 	return id == s.ID && created.Equal(s.Created)
@@ -135,17 +146,21 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 		}
 		progress.Event(ev)
 	}()
+	ph := newPhases()
+	defer func() { m.log.Debug("sync timings", append([]any{"region", regionName}, ph.d...)...) }()
 	r, err := m.openRegion(ctx, regionName, true)
 	if err != nil {
 		return st, err
 	}
 	defer r.close()
+	ph.done("open")
 	st.BytesWritten = make([]int64, r.n())
 	ctx, unlock, err := m.lock(ctx, r, false, "sync")
 	if err != nil {
 		return st, err
 	}
-	defer unlock()
+	defer func() { unlock(); ph.done("unlock") }()
+	ph.done("lock")
 	defer func() {
 		if err != nil && context.Cause(ctx) != nil && ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
@@ -163,10 +178,12 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 	if err != nil {
 		return st, err
 	}
+	ph.done("list")
 	cs, err := m.loadChunks(ctx, r, chunksDedup)
 	if err != nil {
 		return st, err
 	}
+	ph.done("chunks")
 	local, err := m.rs.ListSnapshots()
 	if err != nil {
 		return st, err
@@ -227,9 +244,10 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			}
 			manifests[found] = mf
 			st.Skipped++
+			ph.done("skip")
 			continue
 		}
-		if err := m.copyOne(ctx, r, cs, snap, local, remote, manifests, &st, progress); err != nil {
+		if err := m.copyOne(ctx, r, cs, snap, local, remote, manifests, &st, progress, ph); err != nil {
 			return st, fmt.Errorf("sync snapshot %q to region %q: %w", snap.Name, regionName, err)
 		}
 		if tombs[nid] != nil {
@@ -295,133 +313,37 @@ func (m *Manager) base(ctx context.Context, r *region, snap rowstore.SnapshotInf
 	return nil, nil, "", nil
 }
 
-// uploader writes finished packs in the background while the next one is
-// gathered: shards first, then the pack's index on every store.
-type uploader struct {
-	m     *Manager
-	r     *region
-	cs    *chunkSet
-	st    *Stats
-	prog  Progress
-	snap  string
-	queue chan *format.PackBuilder
-	done  chan error
-
-	mu      sync.Mutex
-	err     error // the first failure; later packs are dropped
-	written []writtenPack
-}
-
-type writtenPack struct {
-	x      *format.Index
-	sealed []byte
-}
-
-func (m *Manager) startUploader(ctx context.Context, r *region, cs *chunkSet, st *Stats, prog Progress, snap string) *uploader {
-	u := &uploader{m: m, r: r, cs: cs, st: st, prog: prog, snap: snap, queue: make(chan *format.PackBuilder, 1), done: make(chan error, 1)}
-	go func() {
-		for p := range u.queue {
-			if u.failed() == nil {
-				if err := u.write(ctx, p); err != nil {
-					u.mu.Lock()
-					u.err = err
-					u.mu.Unlock()
-				}
-			}
-		}
-		u.done <- u.failed()
-	}()
-	return u
-}
-
-func (u *uploader) write(ctx context.Context, p *format.PackBuilder) error {
-	r := u.r
-	id, err := newPackID(u.m.opts.Now())
-	if err != nil {
-		return err
-	}
-	entries := slices.Clone(p.Entries())
-	sealed, err := r.keys.Seal(format.TypePack, id.String(), p.Finish())
-	if err != nil {
-		return err
-	}
-	shards, err := erasure.Encode(sealed, r.k, r.m)
-	if err != nil {
-		return fmt.Errorf("pack %s: %w", id, err)
-	}
-	errs := forEach(r.n(), func(i int) error {
-		if err := r.stores[i].Put(ctx, packDir+id.String(), shards[i]); err != nil {
-			return fmt.Errorf("%w: store %d (%s): put pack %s: %w", ErrUnavailable, i, r.stores[i].Location(), id, err)
-		}
-		return nil
-	})
-	if err := firstErr(errs); err != nil {
-		return err
-	}
-	for i := range shards {
-		u.st.BytesWritten[i] += int64(len(shards[i]))
-	}
-	x := &format.Index{Pack: id, SealedSize: uint64(len(sealed)), Entries: entries}
-	idx, err := r.keys.Seal(format.TypeIndex, id.String(), x.Encode())
-	if err != nil {
-		return err
-	}
-	if err := r.putAll(ctx, indexDir+id.String(), idx, u.st.BytesWritten); err != nil {
-		return err
-	}
-	u.mu.Lock()
-	u.written = append(u.written, writtenPack{x, idx})
-	u.mu.Unlock()
-	u.st.PacksWritten++
-	var total int64 // not u.st.TotalWritten(): that copies fields the reader owns
-	for _, b := range u.st.BytesWritten {
-		total += b
-	}
-	u.prog.Event(Event{Type: EventPack, Op: "sync", Region: r.cfg.Name, Snapshot: u.snap, Pack: id.String(), Bytes: total})
-	return nil
-}
-
-func (u *uploader) failed() error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.err
-}
-
-// finish flushes the uploader, waits for it, and adds the packs it wrote
-// to the chunk set (also after a failure: those packs are complete).
-func (u *uploader) finish() error {
-	close(u.queue)
-	err := <-u.done
-	for _, w := range u.written {
-		u.cs.remember(w.x, w.sealed)
-	}
-	return err
-}
-
 // copyOne copies one snapshot: marker, packs and indexes, manifest, and
-// then removes the marker.
-func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap rowstore.SnapshotInfo, local []rowstore.SnapshotInfo, remote listing, manifests map[string]*format.Manifest, st *Stats, progress Progress) (err error) {
+// then removes the marker. The blocks stream through a pipeline (see
+// pipeline.go): the diff hands out each block with its data, read where
+// the diff found it; workers verify and compress; full packs are sealed,
+// erasure coded and uploaded while the next ones fill.
+func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap rowstore.SnapshotInfo, local []rowstore.SnapshotInfo, remote listing, manifests map[string]*format.Manifest, st *Stats, progress Progress, ph *phases) (err error) {
 	nid := r.snapNID(m.host.ID, snap.Name)
 	marker := &format.Marker{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Started: m.opts.Now().UTC(), Host: m.host.ID, HostName: m.host.Name}
 	mb, err := r.keys.Seal(format.TypeMarker, nid, marker.Encode())
 	if err != nil {
 		return err
 	}
-	if err := r.putAll(ctx, copyDir+nid, mb, st.BytesWritten); err != nil {
-		return err
-	}
+	// The marker is written while the diff starts; the pipeline puts no
+	// pack before it is durable, and finishes only once it is.
+	markerBytes := make([]int64, r.n())
+	marked := make(chan error, 1)
+	go func() { marked <- r.putAll(ctx, copyDir+nid, mb, markerBytes) }()
 	mf := &format.Manifest{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Kind: snap.Kind, Host: m.host.ID, HostName: m.host.Name}
-	u := m.startUploader(ctx, r, cs, st, progress, snap.Name)
+	pl := m.startPipeline(ctx, r, st, progress, snap.Name, marked)
 	defer func() {
-		if u != nil {
-			if ferr := u.finish(); err == nil {
-				err = ferr
-			}
+		for i, n := range markerBytes { // the marker put has ended: the pipeline waited for it
+			st.BytesWritten[i] += n
+		}
+	}()
+	defer func() {
+		if pl != nil {
+			pl.abort(cs)
 		}
 	}()
 	pending := map[format.ChunkID]bool{}
 	used := map[packID]bool{} // packs this snapshot deduplicates against
-	pack := format.NewPackBuilder(m.opts.PackSize)
 	for _, d := range snap.Disks {
 		md := format.ManifestDisk{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize}
 		var from *rowstore.Point
@@ -429,22 +351,35 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 		if err != nil {
 			return err
 		}
+		ph.done("find-base")
 		if bsnap != nil && bmf.Disk(d.Name).Depth+1 < format.MaxDepth {
 			// A delta needs every chunk of its parent to be readable: a
 			// parent with a chunk in no readable pack (a lost pack) is no
-			// base, and the full map resends what is missing.
-			bm, _, err := r.resolveDisk(ctx, bmf, d.Name, manifests)
+			// base, and the full map resends what is missing. Every entry
+			// of the parent's chain is checked (no block map is built: a
+			// chunk a later delta replaced counts too, which only errs on
+			// the safe side).
+			chain, err := r.diskChain(ctx, bmf, d.Name, manifests)
 			if err != nil {
 				return err
 			}
+			ph.done("chain")
 			ok := true
-			for _, id := range bm {
-				loc, found := cs.chunks[id]
-				if !found {
-					ok = false
-					break
+			var last format.ChunkID
+		check:
+			for _, cd := range chain {
+				for _, e := range cd.Entries {
+					if e.Zero || e.ID == last {
+						continue
+					}
+					last = e.ID
+					loc, found := cs.chunks[e.ID]
+					if !found {
+						ok = false
+						break check
+					}
+					used[loc.pack] = true
 				}
-				used[loc.pack] = true
 			}
 			if ok {
 				from = &rowstore.Point{Snapshot: bsnap.Name, Disk: d.Name}
@@ -453,76 +388,60 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 				m.log.Warn("sync: parent snapshot needs chunks the region cannot read; sending a full map", "region", r.cfg.Name, "snapshot", snap.Name, "parent", bsnap.Name, "disk", d.Name)
 			}
 		}
+		ph.done("base")
 		to := rowstore.Point{Snapshot: snap.Name, Disk: d.Name}
-		var changes []rowstore.Change
-		if _, err := m.rs.Diff(from, to, func(c rowstore.Change) error {
-			changes = append(changes, c)
-			return nil
-		}); err != nil {
-			return fmt.Errorf("diff %s: %w", to, err)
-		}
-		progress.Event(Event{Type: EventSnapshot, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name, BlocksTotal: int64(len(changes))})
-		buf := make([]byte, d.BlockSize)
-		md.Entries = make([]format.MapEntry, 0, len(changes))
-		for n, c := range changes {
-			if c.Zero {
-				md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, Zero: true})
-				continue
-			}
-			st.BlocksExamined++
-			id := r.keys.ChunkID(c.Digest)
-			md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, ID: id})
-			if loc, ok := cs.chunks[id]; ok {
-				used[loc.pack] = true
-				continue
-			}
-			if pending[id] {
-				continue
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			nonZero, err := m.rs.ReadPointBlock(to, c.Block, buf)
-			if err != nil {
-				return fmt.Errorf("read block %d of %s: %w", c.Block, to, err)
-			}
-			if !nonZero || sha256.Sum256(buf) != c.Digest {
-				return fmt.Errorf("%w: block %d of %s does not match its digest", rowstore.ErrCorrupt, c.Block, to)
-			}
-			st.BlocksRead++
-			st.BytesRead += int64(len(buf))
-			stored, comp := m.enc.EncodeAll(buf, nil), uint8(format.CompZstd)
-			if len(stored) >= len(buf) {
-				stored, comp = bytes.Clone(buf), format.CompNone
-			}
-			pack.Add(id, stored, len(buf), comp)
-			pending[id] = true
-			if pack.Size() >= m.opts.PackSize {
-				if err := u.send(ctx, pack); err != nil {
-					return err
+		ev := Event{Type: EventBlocks, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name}
+		progress.Event(Event{Type: EventSnapshot, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name})
+		var total, done uint64
+		_, err = m.rs.StreamDiff(ctx, from, to, rowstore.StreamOptions{
+			Visit: func(c rowstore.Change) (bool, error) {
+				if c.Zero {
+					md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, Zero: true})
+					return false, nil
 				}
-				pack = format.NewPackBuilder(m.opts.PackSize)
+				st.BlocksExamined++
+				id := r.keys.ChunkID(c.Digest)
+				md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, ID: id})
+				if loc, ok := cs.chunks[id]; ok {
+					used[loc.pack] = true
+					return false, nil
+				}
+				if pending[id] {
+					return false, nil
+				}
+				pending[id] = true
+				return true, nil
+			},
+			Data: func(b *rowstore.BlockBatch) error {
+				st.BlocksRead += int64(len(b.Blocks))
+				st.BytesRead += int64(len(b.Blocks)) * int64(d.BlockSize)
+				return pl.compress(b)
+			},
+			Progress: func(d, t uint64) {
+				done, total = d, t
+				ev.Blocks, ev.BlocksTotal, ev.Bytes = int64(done), int64(total), st.BytesRead
+				progress.Event(ev)
+			},
+		})
+		if err != nil {
+			if perr := pl.failed(); perr != nil {
+				err = perr // the pipeline's failure stopped the stream
 			}
-			if n%256 == 0 {
-				progress.Event(Event{Type: EventBlocks, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name, Blocks: int64(n), BlocksTotal: int64(len(changes)), Bytes: st.BytesRead})
-			}
+			return fmt.Errorf("sync %s: %w", to, err)
 		}
-		progress.Event(Event{Type: EventBlocks, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name, Blocks: int64(len(changes)), BlocksTotal: int64(len(changes)), Bytes: st.BytesRead})
 		mf.Disks = append(mf.Disks, md)
+		ph.done("stream")
 	}
-	if pack.Len() > 0 {
-		if err := u.send(ctx, pack); err != nil {
-			return err
-		}
-	}
-	uu := u
-	u = nil
-	if err := uu.finish(); err != nil {
-		return err
-	}
-	for _, w := range uu.written {
+	p := pl
+	pl = nil
+	written, err := p.finish(cs)
+	for _, w := range written {
 		used[packID(w.x.Pack)] = true
 	}
+	if err != nil {
+		return err
+	}
+	ph.done("flush")
 	// Every pack and index is durable: the manifest goes last, once this
 	// sync's lock is known to be still held (so no prune or repair has run
 	// since it was taken) and the parents and packs it needs are known to
@@ -533,6 +452,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	if err := r.verifyRefs(ctx, mf, used); err != nil {
 		return err
 	}
+	ph.done("verify")
 	pt, err := mf.Encode()
 	if err != nil {
 		return err
@@ -545,9 +465,11 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 		return err
 	}
 	manifests[nid] = mf
+	ph.done("manifest")
 	if err := r.deleteAll(ctx, copyDir+nid); err != nil {
 		m.log.Warn("copying marker left behind", "region", r.cfg.Name, "snapshot", snap.Name, "err", err)
 	}
+	ph.done("unmark")
 	m.log.Info("snapshot copied", "region", r.cfg.Name, "snapshot", snap.Name, "blocks_read", st.BlocksRead, "packs", st.PacksWritten)
 	return nil
 }
@@ -590,17 +512,4 @@ func (r *region) verifyRefs(ctx context.Context, mf *format.Manifest, used map[p
 		}
 	}
 	return nil
-}
-
-// send queues a full pack, or returns the uploader's error.
-func (u *uploader) send(ctx context.Context, p *format.PackBuilder) error {
-	if err := u.failed(); err != nil {
-		return err
-	}
-	select {
-	case u.queue <- p:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

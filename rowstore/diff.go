@@ -1,8 +1,9 @@
 package rowstore
 
 import (
+	"context"
 	"fmt"
-	"sort"
+	"slices"
 
 	"github.com/snapfs/snapfs/index"
 )
@@ -67,7 +68,9 @@ func (s *Store) resolve(p Point) ([]link, int64, int, error) {
 // Diff calls fn, in block order, for every block of `to` whose content
 // differs from `from` (nil: from an empty disk, so every stored block). It
 // works in time proportional to the blocks written between the two points,
-// not to the disk's size. It returns the block size of `to`.
+// not to the disk's size, and looks blocks up in batches (one index view
+// per diffWindow blocks, not one per block). It returns the block size of
+// `to`.
 func (s *Store) Diff(from *Point, to Point, fn func(Change) error) (int, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, err
@@ -80,24 +83,65 @@ func (s *Store) Diff(from *Point, to Point, fn func(Change) error) (int, error) 
 	if fn, err = s.plainChanges(chainB[0].layer, to.String(), fn); err != nil { // crypt.go
 		return 0, err
 	}
+	var chainA []link
+	if from != nil {
+		var bsA int
+		if chainA, _, bsA, err = s.resolve(*from); err != nil {
+			return 0, err
+		}
+		if bsA != bs {
+			return 0, fmt.Errorf("%w: %s has block size %d, %s has %d", ErrInvalid, from, bsA, to, bs)
+		}
+	}
 	nblocks := uint64((sizeB + int64(bs) - 1) / int64(bs))
-	if from == nil {
-		return bs, s.visible(chainB, 0, nblocks, func(b uint64, v index.Version) error {
-			if v.Zero() {
-				return nil
+	return bs, s.diffVersions(context.Background(), chainA, from != nil, chainB, nblocks, func(b uint64, v index.Version, _ diffProgress) error {
+		return fn(changeOf(b, v))
+	})
+}
+
+// changeOf is the change to version v of block b (a zero version: a hole).
+func changeOf(b uint64, v index.Version) Change {
+	if v.Zero() {
+		return Change{Block: b, Zero: true}
+	}
+	return Change{Block: b, Digest: v.Digest}
+}
+
+// diffWindow is how many blocks a diff looks up with one index view.
+const diffWindow = 4096
+
+// diffProgress is how far a diff is: done of total units (blocks of the
+// disk for a full diff, candidate blocks for an incremental one).
+type diffProgress struct{ done, total uint64 }
+
+// diffVersions calls fn, in block order, for every block whose content
+// differs between chainA (hasA false: an empty disk) and chainB, with the
+// version chainB sees (a zero version when it reads as zeros). Blocks at or
+// past nblocks are left out. Memory is bounded by a window of blocks plus,
+// for an incremental diff, the set of blocks written between the points.
+func (s *Store) diffVersions(ctx context.Context, chainA []link, hasA bool, chainB []link, nblocks uint64, fn func(b uint64, v index.Version, p diffProgress) error) error {
+	if !hasA {
+		// Every stored block of chainB, a window at a time.
+		for lo := uint64(0); lo < nblocks; lo += diffWindow {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			return fn(Change{Block: b, Digest: v.Digest})
-		})
-	}
-	chainA, _, bsA, err := s.resolve(*from)
-	if err != nil {
-		return 0, err
-	}
-	if bsA != bs {
-		return 0, fmt.Errorf("%w: %s has block size %d, %s has %d", ErrInvalid, from, bsA, to, bs)
+			hi := min(lo+diffWindow, nblocks)
+			p := diffProgress{hi, nblocks}
+			err := s.visible(chainB, lo, hi, func(b uint64, v index.Version) error {
+				if v.Zero() {
+					return nil
+				}
+				return fn(b, v, p)
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	cand := map[uint64]bool{}
-	err = s.idx.View(func(t *index.Txn) error {
+	err := s.idx.View(func(t *index.Txn) error {
 		ia, ib := -1, -1
 		for i, lb := range chainB {
 			for j, la := range chainA {
@@ -148,35 +192,43 @@ func (s *Store) Diff(from *Point, to Point, fn func(Change) error) (int, error) 
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return err
 	}
 	blocks := make([]uint64, 0, len(cand))
 	for b := range cand {
 		blocks = append(blocks, b)
 	}
-	sort.Slice(blocks, func(i, j int) bool { return blocks[i] < blocks[j] })
-	for _, b := range blocks {
-		va, oka, err := s.lookup(chainA, b)
+	cand = nil
+	slices.Sort(blocks)
+	for i := 0; i < len(blocks); i += diffWindow {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		w := blocks[i:min(i+diffWindow, len(blocks))]
+		vas, oka, err := s.lookupMany(chainA, w)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		vb, okb, err := s.lookup(chainB, b)
+		vbs, okb, err := s.lookupMany(chainB, w)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		za, zb := !oka || va.Zero(), !okb || vb.Zero()
-		if za && zb || (!za && !zb && va.Digest == vb.Digest) {
-			continue
-		}
-		c := Change{Block: b, Zero: zb}
-		if !zb {
-			c.Digest = vb.Digest
-		}
-		if err := fn(c); err != nil {
-			return 0, err
+		p := diffProgress{uint64(i + len(w)), uint64(len(blocks))}
+		for j, b := range w {
+			za, zb := !oka[j] || vas[j].Zero(), !okb[j] || vbs[j].Zero()
+			if za && zb || (!za && !zb && vas[j].Digest == vbs[j].Digest) {
+				continue
+			}
+			v := vbs[j]
+			if zb {
+				v = index.Version{Flags: index.FlagZero}
+			}
+			if err := fn(b, v, p); err != nil {
+				return err
+			}
 		}
 	}
-	return bs, nil
+	return nil
 }
 
 // ReadPointBlock reads one block of a point (replication reads the blocks a

@@ -546,6 +546,23 @@
 // gathering buffer (1 MiB) moves from segment to segment at rotation;
 // before, every sealed segment kept its own.
 //
+// # Streamed diffs (replication)
+//
+// StreamDiff (stream.go) is Diff with the data, read-only: one index walk
+// (a window of 4096 blocks per index view; an incremental diff collects
+// the blocks written between the points from the epoch keys, then looks
+// them up a window at a time in both chains) yields each changed block
+// with the location of its record, and the blocks the caller wants are
+// read from there in batches (adjacent records with one read, up to 8
+// runs in flight), checked as the read path checks them (CRC32C, kind,
+// block, sequence number, length). No block is looked up twice. The
+// snapshot is pinned while it streams, so GC keeps what it sees; a batch
+// is read under readMu, and if the cleaner moved a record since the walk
+// (its segment is gone, or the record there is not the indexed one) the
+// batch is looked up again and read once more. Memory: a window of
+// versions, the set of written blocks of an incremental diff, and
+// StreamOptions.Buffers batches.
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. Each disk has a mutex for its
@@ -556,8 +573,9 @@
 //
 //   - Layer chains are not flattened yet: a disk cloned from a clone of a
 //     clone reads through every level.
-//   - Counting visible blocks (PunchHole over large ranges, a diff from
-//     nothing, usage's exclusive figures) holds the visible set of the range
-//     in memory (the allocation counts at Open go 65536 blocks at a time).
+//   - Counting visible blocks (PunchHole over large ranges, usage's
+//     exclusive figures) holds the visible set of the range in memory (the
+//     allocation counts at Open go 65536 blocks at a time, a diff from
+//     nothing 4096).
 //   - A partial-block write is a read-modify-write of the whole block.
 package rowstore

@@ -109,11 +109,29 @@ func Encode(data []byte, k, m int) ([]Shard, error) {
 	if err := enc.Encode(payloads); err != nil {
 		return nil, fmt.Errorf("erasure: encode k=%d m=%d: %w", k, m, err)
 	}
+	// The payloads' checksums are independent: large ones are hashed in
+	// parallel (a pack's shards are MiBs each).
+	sums := make([][32]byte, len(shards))
+	if size >= 1<<20 {
+		var wg sync.WaitGroup
+		for i := range shards {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sums[i] = sha256.Sum256(payloads[i])
+			}()
+		}
+		wg.Wait()
+	} else {
+		for i := range shards {
+			sums[i] = sha256.Sum256(payloads[i])
+		}
+	}
 	for i := range shards {
 		putHeader(shards[i], Header{
 			Version: Version, K: k, M: m, Index: i,
 			DataLen: l.DataLen, PayloadLen: size,
-			Sum: sha256.Sum256(payloads[i]),
+			Sum: sums[i],
 		})
 	}
 	return shards, nil

@@ -1,6 +1,7 @@
 package format
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -65,30 +66,44 @@ const (
 	packHeader  = 8
 )
 
-// PackBuilder gathers chunks into a pack plaintext.
+// PackBuilder gathers chunks into a pack plaintext. Its buffer keeps room
+// for the envelope in front of the plaintext and behind it, so Seal
+// encrypts the pack where it is (no second copy of tens of MiB).
 type PackBuilder struct {
-	buf     []byte
+	buf     []byte // envelope prefix, then the plaintext so far
 	entries []Entry
 }
 
+// packPrefix is the room kept for the envelope before the plaintext.
+const packPrefix = envHeader + nonceSize
+
 // NewPackBuilder starts a pack with room for about size bytes.
-func NewPackBuilder(size int) *PackBuilder {
-	b := make([]byte, packHeader, size+size/64+1024)
-	copy(b, packMagic)
-	b[4] = PackVersion
+func NewPackBuilder(size int) *PackBuilder { return NewPackBuilderBuf(size, nil) }
+
+// NewPackBuilderBuf starts a pack in buf (reused if its capacity is at
+// least what NewPackBuilder would allocate for size; see Buffer).
+func NewPackBuilderBuf(size int, buf []byte) *PackBuilder {
+	want := packPrefix + size + size/64 + 1024 + tagSize
+	if cap(buf) < want {
+		buf = make([]byte, 0, want)
+	}
+	b := buf[:packPrefix+packHeader]
+	clear(b)
+	copy(b[packPrefix:], packMagic)
+	b[packPrefix+4] = PackVersion
 	return &PackBuilder{buf: b}
 }
 
 // Add appends a chunk's stored bytes.
 func (p *PackBuilder) Add(id ChunkID, stored []byte, rawLen int, comp uint8) Entry {
-	e := Entry{ID: id, Offset: uint32(len(p.buf)), Length: uint32(len(stored)), RawLen: uint32(rawLen), Comp: comp}
+	e := Entry{ID: id, Offset: uint32(len(p.buf) - packPrefix), Length: uint32(len(stored)), RawLen: uint32(rawLen), Comp: comp}
 	p.buf = append(p.buf, stored...)
 	p.entries = append(p.entries, e)
 	return e
 }
 
 // Size is the pack's plaintext size so far, without the table.
-func (p *PackBuilder) Size() int { return len(p.buf) }
+func (p *PackBuilder) Size() int { return len(p.buf) - packPrefix }
 
 // Len is the number of chunks.
 func (p *PackBuilder) Len() int { return len(p.entries) }
@@ -97,14 +112,46 @@ func (p *PackBuilder) Len() int { return len(p.entries) }
 func (p *PackBuilder) Entries() []Entry { return p.entries }
 
 // Finish appends the table and returns the pack plaintext. The builder must
-// not be used afterwards.
+// not be used afterwards, except for Seal and Buffer.
 func (p *PackBuilder) Finish() []byte {
-	t := len(p.buf)
+	t := len(p.buf) - packPrefix
 	b := binary.BigEndian.AppendUint32(p.buf, uint32(len(p.entries)))
 	for _, e := range p.entries {
 		b = appendEntry(b, e)
 	}
-	return binary.BigEndian.AppendUint32(b, uint32(t))
+	p.buf = binary.BigEndian.AppendUint32(b, uint32(t))
+	return p.buf[packPrefix:]
+}
+
+// Seal finishes the pack and seals it in place as an object of type
+// TypePack stored under id: the result is what Keys.Seal(TypePack, id,
+// p.Finish()) would return (with another random nonce), in the builder's
+// buffer. The builder must not be used afterwards, except for Buffer.
+func (p *PackBuilder) Seal(k *Keys, id string) ([]byte, error) {
+	pt := p.Finish()
+	if cap(p.buf)-len(p.buf) < tagSize { // room for the tag, so it seals in place
+		p.buf = slices.Grow(p.buf, tagSize)
+		pt = p.buf[packPrefix:]
+	}
+	out := p.buf[:packPrefix]
+	copy(out, envMagic)
+	out[4], out[5], out[6], out[7] = EnvVersion, TypePack, CipherAESGCM, 0
+	if _, err := rand.Read(out[envHeader:packPrefix]); err != nil {
+		return nil, fmt.Errorf("nonce: %w", err)
+	}
+	ad := append(append(make([]byte, 0, envHeader+len(id)), out[:envHeader]...), id...)
+	// pt[:0] as dst: GCM encrypts in place and appends the tag.
+	ct := k.aead(TypePack).Seal(pt[:0], out[envHeader:packPrefix], pt, ad)
+	p.buf = p.buf[:packPrefix+len(ct)]
+	return p.buf, nil
+}
+
+// Buffer gives the builder's buffer back for reuse by NewPackBuilderBuf
+// (after the sealed pack is no longer needed).
+func (p *PackBuilder) Buffer() []byte {
+	b := p.buf[:0]
+	p.buf, p.entries = nil, nil
+	return b
 }
 
 // DecodePack parses a pack plaintext and returns its table. Every entry's
@@ -231,4 +278,28 @@ func DecodeIndex(b []byte) (*Index, error) {
 		return nil, r.err
 	}
 	return x, nil
+}
+
+// OpenPack checks and decrypts a sealed pack stored under id in place, as
+// Keys.Open(TypePack, id, sealed) does without a second buffer of the
+// pack's size: the plaintext returned aliases sealed, whose content is
+// lost either way (on failure it is cleared).
+func OpenPack(k *Keys, id string, sealed []byte) ([]byte, error) {
+	what := fmt.Sprintf("object %c/%s", TypePack, id)
+	if len(sealed) < EnvOverhead || string(sealed[:4]) != envMagic {
+		return nil, corrupt(what, "not a sealed envelope")
+	}
+	if sealed[4] != EnvVersion || sealed[6] != CipherAESGCM || sealed[7] != 0 {
+		return nil, fmt.Errorf("%w: %s: envelope version %d cipher %d", ErrUnsupportedVersion, what, sealed[4], sealed[6])
+	}
+	if sealed[5] != TypePack {
+		return nil, corrupt(what, "type %q, want %q", sealed[5], TypePack)
+	}
+	ad := append(append(make([]byte, 0, envHeader+len(id)), sealed[:envHeader]...), id...)
+	ct := sealed[packPrefix:]
+	pt, err := k.aead(TypePack).Open(ct[:0], sealed[envHeader:packPrefix], ct, ad)
+	if err != nil {
+		return nil, corrupt(what, "authentication failed (wrong key or damaged object)")
+	}
+	return pt, nil
 }

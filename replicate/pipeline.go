@@ -1,0 +1,472 @@
+package replicate
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/snapfs/snapfs/replicate/erasure"
+	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// The sync pipeline. Sync streams a snapshot's changed blocks out of the
+// local store (rowstore.StreamDiff: each block with its data, read where
+// the diff found it, in batches) through these stages, each running while
+// the others do:
+//
+//  1. the stream (the caller's goroutine): diff, dedup against the
+//     region's chunks (StreamOptions.Visit), batched reads of the log;
+//  2. workers (one per CPU, at least 2): check a sample of the blocks
+//     against their digests (verifyEvery), compress each unless a sample
+//     of its bytes says it is incompressible, and add it to the pack
+//     being filled;
+//  3. the uploader: seals the full pack in place and erasure codes it;
+//  4. the putter: puts the shards to every store in parallel, then the
+//     pack's index on every store, while the uploader encodes the next.
+//
+// Memory is bounded by construction: at most StreamOptions.Buffers read
+// batches are out (4 × 4 MiB); two pack buffers (the pack being filled,
+// and the one the uploader seals and encodes: a worker that fills a pack
+// holds the pack lock until the uploader takes it, so the others wait
+// too, and the uploader gives the buffer back once the shards are made);
+// the shards of at most two packs (one being put, one encoded ahead): about
+// 2 × PackSize + 2 × 1.5 × PackSize (for 4+2) at the peak.
+type pipeline struct {
+	m    *Manager
+	r    *region
+	st   *Stats
+	prog Progress
+	snap string
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	work   chan *rowstore.BlockBatch
+	wg     sync.WaitGroup // the workers
+	closed bool           // work is closed (finish)
+
+	mu       sync.Mutex // the pack being filled
+	pack     *format.PackBuilder
+	bufsMade int // pack buffers made; under mu
+
+	up     chan *format.PackBuilder // full packs; unbuffered
+	upDone chan struct{}
+	ready  <-chan error // the copying marker's put: no pack before it ends
+	bufs   chan []byte  // pack buffers the uploader is done with
+
+	emu     sync.Mutex
+	err     error // the first failure
+	written []writtenPack
+}
+
+type writtenPack struct {
+	x      *format.Index
+	sealed []byte // the sealed index
+}
+
+// verifyEvery: sync checks one block in verifyEvery (and the first of every
+// batch) against the digest the index holds before it ships it. Every
+// block read is checked as the read path checks it (the record's CRC32C,
+// and that it is the indexed version of that block), and its digest was
+// computed from that very payload when it was written, so the sample is
+// there to catch a systematic fault (an index that does not describe its
+// records) before it fills a region, at a 64th of the cost of hashing every
+// block (a SHA-256 pass is a third of sync's CPU time). Restore checks
+// every block.
+const verifyEvery = 64
+
+func (m *Manager) startPipeline(ctx context.Context, r *region, st *Stats, prog Progress, snap string, ready <-chan error) *pipeline {
+	workers := max(2, runtime.GOMAXPROCS(0))
+	p := &pipeline{m: m, r: r, st: st, prog: prog, snap: snap, ready: ready,
+		work: make(chan *rowstore.BlockBatch, 1), up: make(chan *format.PackBuilder),
+		upDone: make(chan struct{}), bufs: make(chan []byte, 2)}
+	p.ctx, p.cancel = context.WithCancelCause(ctx)
+	p.pack, _ = p.newPack() // the first two never wait
+	for range workers {
+		p.wg.Add(1)
+		go p.worker()
+	}
+	go p.uploader()
+	return p
+}
+
+func (p *pipeline) fail(err error) {
+	p.emu.Lock()
+	if p.err == nil {
+		p.err = err
+	}
+	p.emu.Unlock()
+	p.cancel(err)
+}
+
+func (p *pipeline) failed() error {
+	p.emu.Lock()
+	defer p.emu.Unlock()
+	return p.err
+}
+
+// compress hands a batch to the workers (it is theirs to release).
+func (p *pipeline) compress(b *rowstore.BlockBatch) error {
+	select {
+	case p.work <- b:
+		return nil
+	case <-p.ctx.Done():
+		b.Release()
+		if err := p.failed(); err != nil {
+			return err
+		}
+		return context.Cause(p.ctx)
+	}
+}
+
+// newPack starts a pack in a buffer the uploader is done with; only two
+// are ever made (one filling, one the uploader seals and encodes), so a
+// pack's tens of MiB are neither allocated nor cleared again.
+func (p *pipeline) newPack() (*format.PackBuilder, error) {
+	var buf []byte
+	if p.bufsMade < 2 {
+		p.bufsMade++
+	} else {
+		select {
+		case buf = <-p.bufs:
+		case <-p.ctx.Done():
+			return nil, context.Cause(p.ctx)
+		}
+	}
+	return format.NewPackBuilderBuf(p.m.opts.PackSize, buf), nil
+}
+
+// stored is one block made ready for a pack.
+type stored struct {
+	id     format.ChunkID
+	data   []byte // the bytes to store (compressed, or the block itself)
+	rawLen int
+	comp   uint8
+}
+
+func (p *pipeline) worker() {
+	defer p.wg.Done()
+	enc, err := chunkEncoder()
+	if err != nil {
+		p.fail(err) // the loop below only releases batches
+	}
+	var scratch []byte
+	var items []stored
+	for b := range p.work {
+		if p.ctx.Err() != nil {
+			b.Release()
+			continue
+		}
+		scratch, items, err = p.prepare(enc, b, scratch[:0], items[:0])
+		if err == nil {
+			err = p.add(items)
+		}
+		b.Release()
+		if err != nil {
+			p.fail(err)
+		}
+	}
+}
+
+// prepare checks and compresses the blocks of a batch (compressed bytes go
+// to scratch; raw ones stay in the batch).
+func (p *pipeline) prepare(enc *zstd.Encoder, b *rowstore.BlockBatch, scratch []byte, items []stored) ([]byte, []stored, error) {
+	// Compressed data is appended to scratch, which may move: positions
+	// first, slices once it is done growing.
+	type at struct{ off, n int }
+	pos := make([]at, len(b.Data))
+	for i, data := range b.Data {
+		if i%verifyEvery == 0 && sha256.Sum256(data) != b.Digests[i] {
+			return scratch, items, fmt.Errorf("%w: block %d of snapshot %q does not match its digest", rowstore.ErrCorrupt, b.Blocks[i], p.snap)
+		}
+		it := stored{id: p.r.keys.ChunkID(b.Digests[i]), data: data, rawLen: len(data), comp: format.CompNone}
+		pos[i] = at{-1, 0}
+		if !incompressible(data) {
+			off := len(scratch)
+			scratch = enc.EncodeAll(data, scratch)
+			if n := len(scratch) - off; n < len(data) {
+				pos[i] = at{off, n}
+				it.comp = format.CompZstd
+			} else {
+				scratch = scratch[:off]
+			}
+		}
+		items = append(items, it)
+	}
+	for i := range items {
+		if pos[i].off >= 0 {
+			items[i].data = scratch[pos[i].off : pos[i].off+pos[i].n]
+		}
+	}
+	return scratch, items, nil
+}
+
+// add appends prepared blocks to the pack being filled; a full pack goes
+// to the uploader, with the pack lock held until it takes it (so at most
+// one full pack waits).
+func (p *pipeline) add(items []stored) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, it := range items {
+		if p.pack == nil { // no buffer came back: the pipeline has stopped
+			return context.Cause(p.ctx)
+		}
+		p.pack.Add(it.id, it.data, it.rawLen, it.comp)
+		if p.pack.Size() >= p.m.opts.PackSize {
+			if err := p.send(p.pack); err != nil {
+				return err
+			}
+			var err error
+			if p.pack, err = p.newPack(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (p *pipeline) send(pk *format.PackBuilder) error {
+	select {
+	case p.up <- pk:
+		return nil
+	case <-p.ctx.Done():
+		return context.Cause(p.ctx)
+	}
+}
+
+// encoded is a pack sealed and erasure coded, for the putter.
+type encoded struct {
+	id         packID
+	entries    []format.Entry
+	shards     []erasure.Shard
+	sealedSize int
+	ph         *phases
+}
+
+// uploader seals and erasure codes full packs and hands them to the
+// putter, so the next pack is encoded while the last one is put.
+func (p *pipeline) uploader() {
+	puts := make(chan *encoded) // unbuffered: one pack encoded ahead at most
+	putDone := make(chan struct{})
+	go func() {
+		defer close(putDone)
+		for e := range puts {
+			if p.ctx.Err() != nil {
+				continue
+			}
+			if err := p.put(e); err != nil {
+				p.fail(err)
+			}
+		}
+	}()
+	for pk := range p.up {
+		if p.ctx.Err() != nil {
+			p.bufs <- pk.Buffer()
+			continue
+		}
+		e, err := p.encode(pk)
+		if err != nil {
+			p.fail(err)
+			continue
+		}
+		select {
+		case puts <- e:
+		case <-p.ctx.Done():
+		}
+	}
+	close(puts)
+	<-putDone
+	close(p.upDone)
+}
+
+// markerDone waits for the copying marker's put (once) and returns its
+// error. Only the putter, and stop after it, call it.
+func (p *pipeline) markerDone() error {
+	if p.ready == nil {
+		return nil
+	}
+	err := <-p.ready
+	p.ready = nil
+	return err
+}
+
+// encode seals a full pack in place and erasure codes it; the pack buffer
+// goes back for the next pack.
+func (p *pipeline) encode(pk *format.PackBuilder) (*encoded, error) {
+	r := p.r
+	ph := newPhases()
+	id, err := newPackID(p.m.opts.Now())
+	if err != nil {
+		p.bufs <- pk.Buffer()
+		return nil, err
+	}
+	entries := slices.Clone(pk.Entries())
+	sealed, err := pk.Seal(r.keys, id.String())
+	var shards []erasure.Shard
+	if err == nil {
+		if shards, err = erasure.Encode(sealed, r.k, r.m); err != nil {
+			err = fmt.Errorf("pack %s: %w", id, err)
+		}
+	}
+	sealedSize := len(sealed)
+	p.bufs <- pk.Buffer() // room for both: never blocks
+	ph.done("encode")
+	return &encoded{id: id, entries: entries, shards: shards, sealedSize: sealedSize, ph: ph}, err
+}
+
+// put writes one encoded pack: shards first, then its index on every
+// store.
+func (p *pipeline) put(e *encoded) error {
+	r, id, ph := p.r, e.id, e.ph
+	defer func() { p.m.log.Debug("pack timings", append([]any{"pack", id.String()}, ph.d...)...) }()
+	ph.done("queued")
+	if err := p.markerDone(); err != nil {
+		return err
+	}
+	ph.done("marker")
+	errs := forEach(r.n(), func(i int) error {
+		if err := r.stores[i].Put(p.ctx, packDir+id.String(), e.shards[i]); err != nil {
+			return fmt.Errorf("%w: store %d (%s): put pack %s: %w", ErrUnavailable, i, r.stores[i].Location(), id, err)
+		}
+		return nil
+	})
+	if err := firstErr(errs); err != nil {
+		return err
+	}
+	ph.done("shards")
+	for i := range e.shards {
+		p.st.BytesWritten[i] += int64(len(e.shards[i]))
+	}
+	x := &format.Index{Pack: id, SealedSize: uint64(e.sealedSize), Entries: e.entries}
+	idx, err := r.keys.Seal(format.TypeIndex, id.String(), x.Encode())
+	if err != nil {
+		return err
+	}
+	if err := r.putAll(p.ctx, indexDir+id.String(), idx, p.st.BytesWritten); err != nil {
+		return err
+	}
+	ph.done("index")
+	p.emu.Lock()
+	p.written = append(p.written, writtenPack{x, idx})
+	p.emu.Unlock()
+	p.st.PacksWritten++
+	var total int64 // not p.st.TotalWritten(): that copies fields the reader owns
+	for _, b := range p.st.BytesWritten {
+		total += b
+	}
+	p.prog.Event(Event{Type: EventPack, Op: "sync", Region: r.cfg.Name, Snapshot: p.snap, Pack: id.String(), Bytes: total})
+	return nil
+}
+
+// finish waits for the workers, uploads the last pack and waits for the
+// uploader. It returns the packs written, also after a failure (those
+// are complete: the next sync reuses them), and adds them to the chunk
+// set.
+func (p *pipeline) finish(cs *chunkSet) ([]writtenPack, error) {
+	return p.stop(cs, false)
+}
+
+// abort stops the pipeline without uploading the pack being filled.
+func (p *pipeline) abort(cs *chunkSet) {
+	_, _ = p.stop(cs, true)
+}
+
+func (p *pipeline) stop(cs *chunkSet, abort bool) ([]writtenPack, error) {
+	if abort {
+		p.cancel(errors.New("sync stopped"))
+	}
+	if !p.closed {
+		p.closed = true
+		close(p.work)
+	}
+	p.wg.Wait()
+	if p.ctx.Err() == nil && p.pack != nil && p.pack.Len() > 0 {
+		if err := p.send(p.pack); err != nil {
+			p.fail(err)
+		}
+	}
+	p.pack = nil
+	close(p.up)
+	<-p.upDone
+	if err := p.markerDone(); err != nil {
+		p.fail(err)
+	}
+	err := p.failed()
+	if err == nil && abort {
+		err = context.Cause(p.ctx)
+	}
+	p.cancel(nil)
+	p.emu.Lock()
+	written := p.written
+	p.emu.Unlock()
+	for _, w := range written {
+		cs.remember(w.x, w.sealed)
+	}
+	return written, err
+}
+
+// chunkEncoder is the zstd encoder of chunks: fastest level (disk blocks
+// of ordinary data still shrink well at it), one encoder state per CPU,
+// no frame checksum (every chunk is checked against its SHA-256 on
+// restore).
+var chunkEncoder = sync.OnceValues(func() (*zstd.Encoder, error) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(max(2, runtime.GOMAXPROCS(0))),
+		zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return nil, fmt.Errorf("zstd: %w", err)
+	}
+	return enc, nil
+})
+
+// incompressible estimates from a sample whether compressing b would be
+// wasted work: the Shannon entropy of the byte histogram of 32 pieces of
+// 64 bytes spread over the block (all of it when smaller) above 7.5 bits
+// per byte. Random, encrypted and already compressed data sit at about
+// 7.9 for such a sample; text, code, file system metadata and most
+// binaries well below 7. Like btrfs's compression heuristic it looks at a
+// sample, so it costs an eighth of a pass over a 16 KiB block instead of
+// a compression attempt (zstd's fastest level spends about as long on
+// incompressible data as on any other).
+func incompressible(b []byte) bool {
+	const pieces, piece = 32, 64
+	var hist [256]uint32
+	n := 0
+	if len(b) <= pieces*piece {
+		for _, c := range b {
+			hist[c]++
+		}
+		n = len(b)
+	} else {
+		step := len(b) / pieces
+		for i := range pieces {
+			for _, c := range b[i*step : i*step+piece] {
+				hist[c]++
+			}
+		}
+		n = pieces * piece
+	}
+	if n < 256 {
+		return false // too little to judge; small enough to try
+	}
+	// H = log2(n) - sum(c log2 c)/n, with c log2 c from a table.
+	var sum float64
+	for _, c := range hist {
+		sum += cLog2c[c]
+	}
+	return math.Log2(float64(n))-sum/float64(n) > 7.5
+}
+
+// cLog2c[c] = c × log2(c) for the counts a sample can reach.
+var cLog2c = func() (t [32*64 + 1]float64) {
+	for c := 2; c < len(t); c++ {
+		t[c] = float64(c) * math.Log2(float64(c))
+	}
+	return t
+}()
