@@ -32,7 +32,7 @@
 // random 16-byte id and a readable name, version and checksum; see Host)
 // is made by init, or by New for a store that predates it. Every remote
 // snapshot belongs to a host: its name id is HMAC(names key, "host/" +
-// hex(host id) + "/" + name), and its manifest (version 3) and marker
+// hex(host id) + "/" + name), and its manifest (version 4: per disk a flag for a disk encrypted at rest, which a restore must encrypt again) and marker
 // (version 2) record the host id and name. Two hosts' snapshots of one
 // name are two objects, whatever the timing. Manifests of versions 1 and 2
 // (written before hosts) keep their old name id, HMAC(names key, name),

@@ -273,6 +273,14 @@ func TestEncryptedDiskRoundTrip(t *testing.T) {
 	}
 	for i, snap := range []string{"e1", "e2"} {
 		to := "back" + snap
+		// The region records that the disk was encrypted: a restore into a
+		// plain disk is refused and leaves nothing (the delta e2 too).
+		if _, err := m.RestoreFrom(ctx, "r", "", snap, "sec", to+"-plain", nil); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("restore of encrypted %s without a key: %v, want ErrInvalid", snap, err)
+		}
+		if _, err := rs.GetDisk(to + "-plain"); !errors.Is(err, rowstore.ErrNotFound) {
+			t.Fatalf("refused restore left disk %s-plain: %v", to, err)
+		}
 		if _, err := m.RestoreEncrypted(ctx, "r", "", snap, "sec", to, dkey, nil); err != nil {
 			t.Fatal(err)
 		}

@@ -130,6 +130,11 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	if err != nil {
 		return st, fmt.Errorf("restore: %w", err)
 	}
+	if md.Encrypted && key == nil {
+		// An encrypted disk never becomes unencrypted, not even by a
+		// round trip through a region.
+		return st, fmt.Errorf("%w: disk %q of snapshot %q was encrypted on its host: restore it into an encrypted disk (--encrypt --key-file FILE)", ErrInvalid, disk, snapshot)
+	}
 	cs, err := m.loadChunks(ctx, r, chunksRead)
 	if err != nil {
 		return st, err

@@ -346,6 +346,10 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	used := map[packID]bool{} // packs this snapshot deduplicates against
 	for _, d := range snap.Disks {
 		md := format.ManifestDisk{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize}
+		// An encrypted disk is recorded so: a restore must encrypt it again.
+		if md.Encrypted, err = m.rs.SnapshotDiskEncrypted(snap.Name, d.Name); err != nil {
+			return err
+		}
 		var from *rowstore.Point
 		bsnap, bmf, bnid, err := m.base(ctx, r, snap, d, local, remote, manifests)
 		if err != nil {

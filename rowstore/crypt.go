@@ -601,3 +601,22 @@ func (s *Store) checkRecords(buf []byte, vs []index.Version, blocks []uint64, ds
 	}
 	return nil
 }
+
+// SnapshotDiskEncrypted reports whether disk of snapshot is encrypted (its
+// blocks sealed with a disk key): what a region records so that a restore
+// of it must be encrypted again.
+func (s *Store) SnapshotDiskEncrypted(snapshot, disk string) (bool, error) {
+	if err := firstErr(s.checkOpen(), ValidateName("snapshot", snapshot), ValidateName("disk", disk)); err != nil {
+		return false, err
+	}
+	var m index.Member
+	if err := s.idx.View(func(t *index.Txn) error {
+		var err error
+		m, err = memberOf(t, snapshot, disk)
+		return err
+	}); err != nil {
+		return false, err
+	}
+	enc, _ := s.encryptionOf(m.Layer)
+	return enc, nil
+}

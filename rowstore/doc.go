@@ -359,8 +359,9 @@
 // region seals with its own key; chunk ids are the region's HMAC of the
 // SHA-256. `restore --encrypt --key-file F` builds the restored disk
 // encrypted with a new data key (a restore needs both keys). The region
-// does not record that a snapshot's disk was encrypted: a restore without
-// --encrypt makes a plain disk (known gap).
+// records that a snapshot's disk was encrypted (manifest version 4, a flag
+// per disk; SnapshotDiskEncrypted): a restore of it without --encrypt is
+// refused, so an encrypted disk never comes back unencrypted.
 //
 // Check verifies what it can without a key (record CRC, the envelope, its
 // family and sealed digest against the index); with the key unlocked it

@@ -135,7 +135,7 @@ func restoreCommand(st *state) *cli.Command {
 			&cli.StringFlag{Name: "to", Usage: "the new local disk", Required: true},
 			&cli.StringFlag{Name: "host", Usage: "whose snapshot: a host name or id (see region snapshots), or \"unknown\""},
 			&cli.BoolFlag{Name: "encrypt", Usage: "make the restored disk encrypted with a new data key wrapped by --key-file " +
-				"(restore an encrypted disk this way: the region does not record that it was)"},
+				"(required for a disk that was encrypted on its host: the region records that)"},
 			keyFileFlag("with --encrypt: the restored disk's key file"),
 			insecureKeyFlag,
 		},

@@ -285,7 +285,19 @@ func TestManifestVersion1Decodes(t *testing.T) {
 	if err != nil || got.Seq != 3 {
 		t.Fatalf("v2: seq %v err %v", got, err)
 	}
-	v1 := append(append([]byte{}, b[:24]...), b[32+16+2:]...) // no sequence, no host
+	// Version 3: no per-disk flags byte (header 58 bytes for these names,
+	// then the disk's name 3, size 8, block size 4, flags 1).
+	const flagsAt = 58 + 3 + 8 + 4
+	if b[flagsAt] != 0 {
+		t.Fatalf("flags byte of a plain disk is %#x", b[flagsAt])
+	}
+	v3 := append(append([]byte{}, b[:flagsAt]...), b[flagsAt+1:]...)
+	v3[4] = manifestVersion3
+	got, err = DecodeManifest(v3)
+	if err != nil || got.Seq != 3 || got.Disks[0].Encrypted || got.Disks[0].Entries[0].ID != (ChunkID{1}) {
+		t.Fatalf("v3: %+v %v", got, err)
+	}
+	v1 := append(append([]byte{}, v3[:24]...), v3[32+16+2:]...) // no sequence, no host
 	v1[4] = manifestVersion1
 	got, err = DecodeManifest(v1)
 	if err != nil || got.Seq != 0 || got.Name != "s" || len(got.Disks) != 1 || got.Disks[0].Entries[0].ID != (ChunkID{1}) {
@@ -332,7 +344,10 @@ func TestHostlessVersionsDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Cut the host out and mark it version 2.
+	// Cut the disk's flags byte (version 4) and the host out, and mark it
+	// version 2.
+	const flagsAt = 59 + 3 + 8 + 4
+	b = append(append([]byte{}, b[:flagsAt]...), b[flagsAt+1:]...)
 	hostAt := 4 + 4 + 8 + 8 + 8
 	v2 := append(append([]byte{}, b[:hostAt]...), b[hostAt+16+2+1:]...)
 	v2[4] = 2
@@ -356,5 +371,26 @@ func TestHostlessVersionsDecode(t *testing.T) {
 	}
 	if l, err := DecodeLock((&Lock{Host: HostID{1}, Exclusive: true, Op: "prune"}).Encode()); err != nil || !l.Exclusive || l.Op != "prune" {
 		t.Fatalf("lock round trip: %+v %v", l, err)
+	}
+}
+
+// A disk encrypted at rest is recorded as such (version 4), and unknown
+// flag bits are refused, never ignored.
+func TestManifestDiskEncrypted(t *testing.T) {
+	m := &Manifest{Name: "s", SnapshotID: 7, Created: time.Unix(0, 42).UTC(), Kind: "k",
+		Disks: []ManifestDisk{{Name: "d", Size: 8192, BlockSize: 4096, Encrypted: true, Entries: []MapEntry{{Block: 1, ID: ChunkID{1}}}},
+			{Name: "e", Size: 4096, BlockSize: 4096}}}
+	b, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeManifest(b)
+	if err != nil || !got.Disks[0].Encrypted || got.Disks[1].Encrypted {
+		t.Fatalf("decoded %+v, %v", got, err)
+	}
+	const flagsAt = 58 + 3 + 8 + 4
+	b[flagsAt] |= 2
+	if _, err := DecodeManifest(b); err == nil {
+		t.Fatal("unknown disk flag accepted")
 	}
 }

@@ -10,7 +10,7 @@ import (
 // Manifest layout (plaintext of the 'M' envelope, one per remote snapshot,
 // on every store; big-endian, varints are unsigned LEB128, minimal):
 //
-//	magic "SFMF" 4 | version 3 (1) | reserved 3
+//	magic "SFMF" 4 | version 4 (1) | reserved 3
 //	snapshot id 8 (the local engine's id) | created 8 (unix nanoseconds)
 //	sequence 8 (0 when first written; each rewrite of the same manifest,
 //	  e.g. by prune, stores the previous sequence + 1: of copies that
@@ -21,6 +21,9 @@ import (
 //	name str16 | kind str16 | disk count 2
 //	per disk:
 //	  name str16 | size 8 | block size 4
+//	  flags 1 (bit 0: the disk was encrypted at rest on its host, so a
+//	    restore must encrypt it again; other bits 0; absent before
+//	    version 4, which decodes with flags 0)
 //	  parent str16 (name id of the parent manifest; empty: a full map)
 //	  depth 2 (0 for a full map, parent's depth + 1 for a delta)
 //	  count 4
@@ -33,11 +36,15 @@ import (
 // with zero = 1 for a block that now reads as zeros.
 const (
 	manifestMagic   = "SFMF"
-	ManifestVersion = 3
+	ManifestVersion = 4
+	// manifestVersion3 has no per-disk flags; still decoded.
+	manifestVersion3 = 3
 	// manifestVersion1 has no sequence field; still decoded.
 	manifestVersion1 = 1
 	// manifestVersion2 has no host; still decoded (host unknown).
 	manifestVersion2 = 2
+	// diskFlagEncrypted marks a disk encrypted at rest (ManifestDisk.Encrypted).
+	diskFlagEncrypted = 1
 	// MaxDepth bounds a delta chain: a manifest at this depth is written full.
 	MaxDepth = 16
 )
@@ -83,6 +90,9 @@ type ManifestDisk struct {
 	Size      int64
 	BlockSize int
 	Parent    string // name id of the parent manifest; "" for a full map
+	// Encrypted: the disk is encrypted at rest on its host (rowstore), so
+	// it may only be restored into an encrypted disk.
+	Encrypted bool
 	Depth     int
 	Entries   []MapEntry
 }
@@ -136,6 +146,11 @@ func (m *Manifest) Encode() ([]byte, error) {
 		b = appendStr16(b, d.Name)
 		b = binary.BigEndian.AppendUint64(b, uint64(d.Size))
 		b = binary.BigEndian.AppendUint32(b, uint32(d.BlockSize))
+		var flags byte
+		if d.Encrypted {
+			flags |= diskFlagEncrypted
+		}
+		b = append(b, flags)
 		b = appendStr16(b, d.Parent)
 		b = binary.BigEndian.AppendUint16(b, uint16(d.Depth))
 		b = binary.BigEndian.AppendUint32(b, uint32(len(d.Entries)))
@@ -165,7 +180,7 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 		r.fail("bad magic")
 	}
 	v := r.u8()
-	if r.err == nil && v != ManifestVersion && v != manifestVersion1 && v != manifestVersion2 {
+	if r.err == nil && v != ManifestVersion && v != manifestVersion1 && v != manifestVersion2 && v != manifestVersion3 {
 		return nil, fmt.Errorf("%w: manifest version %d", ErrUnsupportedVersion, v)
 	}
 	if res := r.bytes(3); r.err == nil && (res[0]|res[1]|res[2]) != 0 {
@@ -176,7 +191,7 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 	if v != manifestVersion1 {
 		m.Seq = r.u64()
 	}
-	if v >= ManifestVersion {
+	if v >= manifestVersion3 {
 		copy(m.Host[:], r.bytes(16))
 		m.HostName = r.str16()
 	}
@@ -186,7 +201,15 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 		if r.err != nil {
 			break
 		}
-		d := ManifestDisk{Name: r.str16(), Size: int64(r.u64()), BlockSize: int(r.u32()), Parent: r.str16(), Depth: int(r.u16())}
+		d := ManifestDisk{Name: r.str16(), Size: int64(r.u64()), BlockSize: int(r.u32())}
+		if v >= ManifestVersion {
+			flags := r.u8()
+			if r.err == nil && flags&^diskFlagEncrypted != 0 {
+				r.fail("disk %q: unknown flags %#x", d.Name, flags)
+			}
+			d.Encrypted = flags&diskFlagEncrypted != 0
+		}
+		d.Parent, d.Depth = r.str16(), int(r.u16())
 		if r.err == nil && (d.Size < 0 || d.BlockSize <= 0 || d.BlockSize > MaxChunk) {
 			r.fail("disk %q: size %d block size %d", d.Name, d.Size, d.BlockSize)
 		}

@@ -172,7 +172,7 @@ complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l snapshot -r -d
 complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l disk -r -d 'the disk in the snapshot (required)'
 complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l to -r -d 'the new local disk (required)'
 complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l host -r -d 'whose snapshot: a host name or id (see region snapshots), or "unknown"'
-complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l encrypt -d 'make the restored disk encrypted with a new data key wrapped by --key-file (restore an encrypted disk this way: the region does not record that it was)'
+complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l encrypt -d 'make the restored disk encrypted with a new data key wrapped by --key-file (required for a disk that was encrypted on its host: the region records that)'
 complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l key-file -r -d 'with --encrypt: the restored disk\'s key file'
 complete -c snapfs -n '__fish_seen_subcommand_from restore' -f -l allow-insecure-key-file -d 'accept a key file that group or others may read (refused by default)'
 complete -c snapfs -n '__fish_seen_subcommand_from restore-file' -f -l help -s h -d 'show help'
