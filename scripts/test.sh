@@ -74,6 +74,10 @@ export SNAPFS_REQUIRE_S3=1         # the S3 tests must run, not skip
 # Every temporary file of this run lives under $run, so the leftover check
 # looks at this run's mounts and loop devices only, not at others on the host.
 run=$(mktemp -d /tmp/snapfs-test.XXXXXX)
+# Some tests run commands as uid 65534 (nobody) to check what another user
+# is refused (the control socket, the mount, a store it does not own): it
+# must reach their directories, so this run's directory is not 0700.
+chmod 755 "$run"
 export TMPDIR=$run
 leftovers() {
 	awk -v r="$run/" 'index($2, r) == 1 {print "mount: " $2}' /proc/self/mounts
