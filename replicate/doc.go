@@ -199,8 +199,8 @@
 // the diff starts; no pack is put before it is durable. Memory is bounded
 // (a few read batches, two pack buffers, the shards of two packs). Every
 // block read is checked as rowstore's read path checks it (CRC32C, the
-// indexed version); one in 64 is also hashed against its digest, to catch
-// a systematic fault cheaply. Restore fetches the k data shards of a pack
+// indexed version) and hashed against its digest (its chunk id is made
+// from that digest, so a region never holds a chunk that is not its id's). Restore fetches the k data shards of a pack
 // and decrypts their payloads in place: the GCM tag authenticates the
 // whole pack, so the shards' SHA-256 are computed only when that fails
 // (then every shard is verified, parity read, bad shards reported); it

@@ -83,44 +83,8 @@ func policyCommand(st *state) *cli.Command {
 					})
 				},
 			},
-			{
-				Name:      "apply",
-				Usage:     "apply a policy to disks",
-				ArgsUsage: "NAME",
-				Flags:     []cli.Flag{&cli.StringSliceFlag{Name: "disk", Usage: "a disk (repeat)", Required: true}},
-				Action: func(c *cli.Context) error {
-					a, err := args(c, "NAME")
-					if err != nil {
-						return err
-					}
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						info, err := svc.ApplyPolicy(ctx, a[0], c.StringSlice("disk"))
-						if err != nil {
-							return err
-						}
-						return printPolicy(newPrinter(c, st), info, fmt.Sprintf("policy %s applied to %s", a[0], strings.Join(c.StringSlice("disk"), ", ")))
-					})
-				},
-			},
-			{
-				Name:      "cancel",
-				Usage:     "stop applying a policy to disks (their snapshots stay)",
-				ArgsUsage: "NAME",
-				Flags:     []cli.Flag{&cli.StringSliceFlag{Name: "disk", Usage: "a disk (repeat)", Required: true}},
-				Action: func(c *cli.Context) error {
-					a, err := args(c, "NAME")
-					if err != nil {
-						return err
-					}
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						info, err := svc.CancelPolicy(ctx, a[0], c.StringSlice("disk"))
-						if err != nil {
-							return err
-						}
-						return printPolicy(newPrinter(c, st), info, fmt.Sprintf("policy %s no longer applied to %s", a[0], strings.Join(c.StringSlice("disk"), ", ")))
-					})
-				},
-			},
+			policyDisksCommand(st, "apply", "apply a policy to disks", "policy %s applied to %s", service.Service.ApplyPolicy),
+			policyDisksCommand(st, "cancel", "stop applying a policy to disks (their snapshots stay)", "policy %s no longer applied to %s", service.Service.CancelPolicy),
 			{
 				Name:  "list",
 				Usage: "list the policies",
@@ -337,4 +301,29 @@ func printPolicyFailures(ctx context.Context, p *printer, svc service.Service, d
 		}
 	}
 	return nil
+}
+
+// policyDisksCommand is policy apply and cancel: NAME --disk D..., one
+// service call, the policy printed with a summary line (format: name, disks).
+func policyDisksCommand(st *state, name, usage, done string,
+	call func(service.Service, context.Context, string, []string) (service.PolicyInfo, error)) *cli.Command {
+	return &cli.Command{
+		Name:      name,
+		Usage:     usage,
+		ArgsUsage: "NAME",
+		Flags:     []cli.Flag{&cli.StringSliceFlag{Name: "disk", Usage: "a disk (repeat)", Required: true}},
+		Action: func(c *cli.Context) error {
+			a, err := args(c, "NAME")
+			if err != nil {
+				return err
+			}
+			return withService(c, st, func(ctx context.Context, svc service.Service) error {
+				info, err := call(svc, ctx, a[0], c.StringSlice("disk"))
+				if err != nil {
+					return err
+				}
+				return printPolicy(newPrinter(c, st), info, fmt.Sprintf(done, a[0], strings.Join(c.StringSlice("disk"), ", ")))
+			})
+		},
+	}
 }
