@@ -1,0 +1,199 @@
+package segment
+
+// Sequential reading: the read-ahead reader, skipping corrupt records, Scan.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// readAhead is how much Scan reads at a time.
+const readAhead = 1 << 20
+
+// segReader reads records of one segment sequentially through a read-ahead
+// window.
+type segReader struct {
+	l      *Log
+	num    uint64
+	size   int64 // bytes of the segment to consider
+	buf    []byte
+	bufOff int64
+	bufLen int
+}
+
+// peek returns up to n bytes at off (fewer only at the end of the file).
+func (r *segReader) peek(off int64, n int) ([]byte, error) {
+	if off >= r.bufOff && off+int64(n) <= r.bufOff+int64(r.bufLen) {
+		i := off - r.bufOff
+		return r.buf[i : i+int64(n)], nil
+	}
+	want := int(min(int64(max(n, readAhead)), r.size-off))
+	if want < n {
+		want = n
+	}
+	if cap(r.buf) < want {
+		r.buf = make([]byte, want)
+	}
+	m, err := r.l.readAt(r.num, r.buf[:want], off)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		r.bufLen = 0
+		return nil, err
+	}
+	r.bufOff, r.bufLen = off, m
+	return r.buf[:min(n, m)], nil
+}
+
+// nextValid returns the offset of the first valid record after the bad
+// record at bad, or -1 if there is none before the end of the segment.
+//
+// It first tries the boundary the bad record's own header names (a flipped
+// bit in a payload leaves the header intact), and only if that fails
+// searches byte by byte. The byte search can in principle take a record
+// encoded inside some payload (a disk holding a segment file) for a real
+// one, which is why it is the last resort.
+func (r *segReader) nextValid(bad int64) (int64, error) {
+	if h, err := r.peek(bad, int(min(HeaderSize, r.size-bad))); err != nil {
+		return -1, err
+	} else if len(h) == HeaderSize && binary.LittleEndian.Uint32(h) == recordMagic {
+		if plen := int64(binary.LittleEndian.Uint32(h[40:])); plen <= MaxPayload {
+			next := bad + HeaderSize + plen
+			if next == r.size {
+				return -1, nil
+			}
+			if next < r.size {
+				_, _, ioErr, decErr := r.record(next)
+				if ioErr != nil {
+					return -1, ioErr
+				}
+				if decErr == nil {
+					return next, nil
+				}
+			}
+		}
+	}
+	off := bad + 1
+	for ; off+HeaderSize <= r.size; off++ {
+		b, err := r.peek(off, 4)
+		if err != nil {
+			return -1, err
+		}
+		if len(b) < 4 || b[0] != 'F' || b[1] != 'S' || b[2] != 'P' || b[3] != 'R' {
+			continue
+		}
+		_, _, ioErr, decErr := r.record(off)
+		if ioErr != nil {
+			return -1, ioErr
+		}
+		if decErr == nil {
+			return off, nil
+		}
+	}
+	return -1, nil
+}
+
+// record decodes the record at off. ioErr is a failure to read; decErr a
+// record that does not decode (torn or corrupt).
+func (r *segReader) record(off int64) (rec Record, n int, ioErr, decErr error) {
+	avail := r.size - off
+	h, err := r.peek(off, int(min(HeaderSize, avail)))
+	if err != nil {
+		return Record{}, 0, err, nil
+	}
+	if len(h) == HeaderSize {
+		plen := int64(h[40]) | int64(h[41])<<8 | int64(h[42])<<16 | int64(h[43])<<24
+		if plen <= MaxPayload {
+			if h, err = r.peek(off, int(min(HeaderSize+plen, avail))); err != nil {
+				return Record{}, 0, err, nil
+			}
+		}
+	}
+	rec, n, err = Decode(h)
+	return rec, n, nil, err
+}
+
+// Scan calls fn for every valid record from pos `from` (Segment 0 means from the
+// first segment's first record; Offset 0 means the first record of that
+// segment) to the end of the log, in log order. A corrupt record followed by
+// valid ones is skipped (logged, and passed to Options.OnCorrupt); a torn or
+// corrupt tail of the last segment ends the scan silently; a record of a
+// newer format version is an error (*CorruptError wrapping ErrIncompatible). It returns the position just past
+// the last valid record (Pos with Length 0).
+//
+// The record passed to fn, and its Payload, are valid only during the call.
+// Scan visits the records present when it starts. An error from fn stops the
+// scan and is returned as is.
+func (l *Log) Scan(from Pos, fn func(r *Record, pos Pos) error) (Pos, error) {
+	type snap struct {
+		num  uint64
+		size int64
+	}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return Pos{}, fmt.Errorf("segment: log %s: %w", l.dir, os.ErrClosed)
+	}
+	var segs []snap
+	for _, n := range l.order {
+		if n >= from.Segment {
+			segs = append(segs, snap{n, l.segs[n].size.Load()})
+		}
+	}
+	lastNum := l.order[len(l.order)-1]
+	l.mu.RUnlock()
+
+	end := Pos{Segment: from.Segment, Offset: max(from.Offset, FileHeaderSize)}
+	var rbuf []byte
+	for _, s := range segs {
+		off := int64(FileHeaderSize)
+		if s.num == from.Segment && from.Offset > off {
+			off = from.Offset
+		}
+		end = Pos{Segment: s.num, Offset: off}
+		r := segReader{l: l, num: s.num, size: s.size, buf: rbuf}
+		for off < s.size {
+			rec, n, ioErr, decErr := r.record(off)
+			if ioErr != nil {
+				return end, fmt.Errorf("segment: scan segment %d at %d: %w", s.num, off, ioErr)
+			}
+			if decErr != nil {
+				if errors.Is(decErr, ErrIncompatible) {
+					return end, &CorruptError{Segment: s.num, Offset: off, Err: decErr}
+				}
+				next, err := r.nextValid(off)
+				if err != nil {
+					return end, fmt.Errorf("segment: scan segment %d at %d: %w", s.num, off, err)
+				}
+				if next < 0 && s.num == lastNum {
+					l.log.Warn("segment: scan stopped at a torn or corrupt tail",
+						"segment", s.num, "offset", off, "bytes", s.size-off, "err", decErr)
+					return end, nil
+				}
+				// Corruption in the middle of the log: report it and go on
+				// with the next valid record, so one bad record never stops
+				// recovery. Reads of the block it held fail with a checksum
+				// error; `snapfs check` reports it.
+				cerr := &CorruptError{Segment: s.num, Offset: off, Err: decErr}
+				l.log.Error("segment: skipping corrupt record", "segment", s.num, "offset", off, "err", decErr)
+				if l.onCorrupt != nil {
+					l.onCorrupt(cerr)
+				}
+				if next < 0 {
+					break
+				}
+				off = next
+				continue
+			}
+			pos := Pos{Segment: s.num, Offset: off, Length: uint32(n)}
+			if err := fn(&rec, pos); err != nil {
+				return end, err
+			}
+			off += int64(n)
+			end.Offset = off
+		}
+		rbuf = r.buf
+	}
+	return end, nil
+}

@@ -1,0 +1,80 @@
+package segment
+
+// One segment file: the active segment's gathering buffer (write-behind).
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/snapfs/snapfs/rowstore/vfs"
+)
+
+type segFile struct {
+	num uint64
+	// f is the open handle, nil until the segment is first read (old
+	// segments are opened lazily). Written under Log.mu held for writing.
+	f vfs.File
+	// size is the segment's size. Only the active segment grows; it is
+	// stored after a record is completely written (to the file or to wbuf).
+	size atomic.Int64
+
+	// The active segment gathers appends in wbuf and writes them in large
+	// pieces: fewer system calls, and the page cache keeps large folios, which
+	// makes reads of the segment several times faster than after many small
+	// writes. Bytes [flushed, size) are in wbuf, not yet in the file.
+	bufMu   sync.Mutex
+	wbuf    []byte
+	flushed int64
+
+	used atomic.Int64 // Log.clock at the last read, for closing the least recently used
+}
+
+// maxOpenSegments bounds the open handles of old segments; the least
+// recently read is closed (and reopened on its next read) beyond it.
+const maxOpenSegments = 256
+
+// writeBehind is how much the active segment gathers before it writes.
+const writeBehind = 1 << 20
+
+// flushLocked writes wbuf to the file (bufMu held). On failure the bytes
+// stay in wbuf and the file is cut back to what was flushed before.
+func (s *segFile) flushLocked() error {
+	if len(s.wbuf) == 0 {
+		return nil
+	}
+	if _, err := s.f.WriteAt(s.wbuf, s.flushed); err != nil {
+		if terr := s.f.Truncate(s.flushed); terr != nil {
+			return errors.Join(err, terr)
+		}
+		return err
+	}
+	s.flushed += int64(len(s.wbuf))
+	if cap(s.wbuf) > 4*writeBehind {
+		s.wbuf = nil
+	} else {
+		s.wbuf = s.wbuf[:0]
+	}
+	return nil
+}
+
+// flush writes what the active segment holds in memory.
+func (s *segFile) flush() error {
+	s.bufMu.Lock()
+	defer s.bufMu.Unlock()
+	return s.flushLocked()
+}
+
+// readBuffered copies to p what of [off, off+len(p)) is still in wbuf, and
+// reports how many leading bytes of p must come from the file.
+func (s *segFile) readBuffered(p []byte, off int64) (fromFile int) {
+	s.bufMu.Lock()
+	defer s.bufMu.Unlock()
+	end := off + int64(len(p))
+	if end <= s.flushed {
+		return len(p)
+	}
+	start := max(off, s.flushed)
+	copy(p[start-off:], s.wbuf[start-s.flushed:min(end-s.flushed, int64(len(s.wbuf)))])
+	return int(start - off)
+}

@@ -1,0 +1,236 @@
+package segment
+
+// The write path: creating and rotating segments, Append, Sync.
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/snapfs/snapfs/rowstore/vfs"
+)
+
+// createSegment creates segment n with its header, durable (file synced, then
+// the directory). On error nothing is left behind but, at worst, a file
+// without records, which Open drops.
+func (l *Log) createSegment(n uint64) (vfs.File, error) {
+	name := l.path(n)
+	f, err := l.fs.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (vfs.File, error) {
+		f.Close()
+		l.fs.Remove(name)
+		return nil, err
+	}
+	if _, err := f.WriteAt(fileHeader(n), 0); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fail(err)
+	}
+	return f, nil
+}
+
+// SetPrecreate turns on (or off) creating the next segment in the
+// background while the active one fills. A spare file left by a crash holds
+// no record (header only): Open drops it.
+func (l *Log) SetPrecreate(on bool) {
+	l.precreate.Store(on)
+}
+
+// takeSpare returns the pre-created file of segment n, if there is one
+// (appendMu held). A spare for another number, or one whose creation
+// failed, is dropped.
+func (l *Log) takeSpare(n uint64) vfs.File {
+	sp := l.spare
+	if sp == nil {
+		return nil
+	}
+	l.spare = nil
+	<-sp.done
+	if sp.err != nil {
+		return nil
+	}
+	if sp.num != n {
+		sp.f.Close()
+		l.fs.Remove(l.path(sp.num))
+		return nil
+	}
+	return sp.f
+}
+
+// prepareSpare starts creating segment n in the background (appendMu held).
+func (l *Log) prepareSpare(n uint64) {
+	if !l.precreate.Load() || l.spare != nil {
+		return
+	}
+	sp := &spareSegment{num: n, done: make(chan struct{})}
+	l.spare = sp
+	go func() {
+		defer close(sp.done)
+		sp.f, sp.err = l.createSegment(n)
+	}()
+}
+
+// startSegment creates segment n (or takes its pre-created file) and makes
+// it the active one. The caller holds appendMu (or is Open).
+func (l *Log) startSegment(n uint64) error {
+	f := l.takeSpare(n)
+	if f == nil {
+		var err error
+		if f, err = l.createSegment(n); err != nil {
+			return err
+		}
+	}
+	defer l.prepareSpare(n + 1)
+	// The gathering buffer moves from segment to segment: a sealed segment
+	// keeps none (hundreds of sealed segments would otherwise hold a MiB
+	// each), and the new one does not grow its own append by append.
+	buf := l.wbufFree
+	l.wbufFree = nil
+	if buf == nil {
+		buf = make([]byte, 0, writeBehind+64<<10)
+	}
+	s := &segFile{num: n, f: f, flushed: FileHeaderSize, wbuf: buf[:0]}
+	s.size.Store(FileHeaderSize)
+	l.bytes.Add(FileHeaderSize)
+	l.mu.Lock()
+	l.segs[n] = s
+	l.order = append(l.order, n)
+	l.active = s
+	l.closeLRULocked()
+	l.mu.Unlock()
+	return nil
+}
+
+// rotateLocked syncs the active segment and starts the next one.
+func (l *Log) rotateLocked() error {
+	old := l.active
+	if err := l.retry(old.flush); err != nil {
+		return fmt.Errorf("segment: write segment %d: %w", old.num, err)
+	}
+	if err := old.f.Sync(); err != nil {
+		l.fail(err)
+		return fmt.Errorf("segment: sync segment %d: %w", old.num, err)
+	}
+	old.bufMu.Lock()
+	if len(old.wbuf) == 0 { // all flushed: reads no longer look at it
+		l.wbufFree, old.wbuf = old.wbuf, nil
+	}
+	old.bufMu.Unlock()
+	if err := l.retry(func() error { return l.startSegment(old.num + 1) }); err != nil {
+		return fmt.Errorf("segment: create segment %d: %w", old.num+1, err)
+	}
+	// The new segment gathers in the old one's (flushed, empty) buffer:
+	// no regrowing it at every rotation, which is frequent while the
+	// cleaner runs with small segments.
+	old.bufMu.Lock()
+	buf := old.wbuf[:0]
+	old.wbuf = nil
+	old.bufMu.Unlock()
+	l.active.bufMu.Lock()
+	if len(l.active.wbuf) == 0 {
+		l.active.wbuf = buf
+	}
+	l.active.bufMu.Unlock()
+	return nil
+}
+
+// Append adds r at the end of the log (gathered in memory and written in
+// pieces, see the package doc;
+// rotating first if the active segment is full: the old segment is synced
+// before the new one is created, and the directory is synced after creation).
+// It returns the record's position. The data is durable only after Sync.
+func (l *Log) Append(r *Record) (Pos, error) {
+	if err := validate(r); err != nil {
+		return Pos{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if len(r.Payload) > MaxPayload {
+		return Pos{}, fmt.Errorf("%w: payload of %d bytes", ErrInvalid, len(r.Payload))
+	}
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if err := l.usable(); err != nil {
+		return Pos{}, err
+	}
+	n := int64(HeaderSize + len(r.Payload))
+	if size := l.active.size.Load(); size > FileHeaderSize && size+n > l.segSize.Load() {
+		if err := l.rotateLocked(); err != nil {
+			return Pos{}, err
+		}
+	}
+	s := l.active
+	off := s.size.Load()
+	s.bufMu.Lock()
+	defer s.bufMu.Unlock()
+	// Write what is gathered first if this record would overflow it, so a
+	// failed write (ENOSPC) fails this Append and loses nothing appended.
+	if len(s.wbuf) > 0 && len(s.wbuf)+int(n) > writeBehind {
+		if err := l.retry(s.flushLocked); err != nil {
+			return Pos{}, fmt.Errorf("segment: append to segment %d at %d: %w", s.num, s.flushed, err)
+		}
+	}
+	s.wbuf = Encode(s.wbuf, r)
+	s.size.Store(off + n)
+	l.bytes.Add(n)
+	return Pos{Segment: s.num, Offset: off, Length: uint32(n)}, nil
+}
+
+// Sync makes every record appended before it durable (fsync of the active
+// segment; earlier segments were synced at rotation). A failed Sync breaks the
+// log: the state of the unsynced data is unknown, so every later Append and
+// Sync returns the error until the log is reopened.
+func (l *Log) Sync() error {
+	l.mu.RLock()
+	if l.closed || l.err != nil {
+		l.mu.RUnlock()
+		return l.usable()
+	}
+	s := l.active
+	if err := l.retry(s.flush); err != nil {
+		l.mu.RUnlock()
+		return fmt.Errorf("segment: write segment %d: %w", s.num, err)
+	}
+	err := s.f.Sync()
+	l.mu.RUnlock()
+	if err != nil {
+		l.fail(err)
+		return fmt.Errorf("segment: sync segment %d: %w", s.num, err)
+	}
+	return nil
+}
+
+// Rotate closes the active segment (synced) and starts a new one. The old
+// segment's handle stays open for reads.
+func (l *Log) Rotate() error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	return l.rotateLocked()
+}
+
+// SetNoSpaceHook sets a function called when writing to the log fails for
+// lack of space (ENOSPC, EDQUOT: a write of gathered records, or creating
+// the next segment); if it returns true (it freed space), the write is
+// tried once more. The engine gives back its space reserve there.
+func (l *Log) SetNoSpaceHook(fn func() bool) { l.noSpace.Store(&fn) }
+
+// retry runs op, and once more if it failed for lack of space and the
+// no-space hook freed some. A failed write of gathered records is undone
+// (the file cut back), so trying again is safe.
+func (l *Log) retry(op func() error) error {
+	err := op()
+	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		if h := l.noSpace.Load(); h != nil && (*h)() {
+			err = op()
+		}
+	}
+	return err
+}
