@@ -134,7 +134,7 @@ func (l *Log) rotateLocked() error {
 	old.wbuf = nil
 	old.bufMu.Unlock()
 	l.active.bufMu.Lock()
-	if len(l.active.wbuf) == 0 {
+	if len(l.active.wbuf) == 0 && cap(buf) > cap(l.active.wbuf) {
 		l.active.wbuf = buf
 	}
 	l.active.bufMu.Unlock()
