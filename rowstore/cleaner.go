@@ -31,10 +31,6 @@ const (
 	// cleanerHard is the ratio at which pacing stops: the bound is kept
 	// first, throughput second.
 	cleanerHard = 1.43
-	// cleanerLimit is where new writes wait: the log plus what the batch in
-	// flight may still append must stay under it (1.5 less a margin for
-	// the writes already past the check).
-	cleanerLimit = 1.48
 	// cleanerMaxLive: segments fuller than this are not worth moving.
 	cleanerMaxLive = 0.85
 	// cleanerIdleRate is the relocation rate allowed when no foreground
@@ -370,10 +366,14 @@ func (s *Store) cleanRound() error {
 // live/incSegDiv: the log stays near the bound, where the segments cleaned
 // are emptiest. (Variables for the benchmark's experiments.)
 var (
-	incStart          = 1.455
-	incTarget         = 1.45
-	incBatchDiv int64 = 128
-	incSegDiv   int64 = 64
+	// cleanerLimit is where new writes wait: the log plus what the batch in
+	// flight may still append must stay under it (1.5 less a margin for
+	// the writes already past the check).
+	cleanerLimit       = 1.48
+	incStart           = 1.455
+	incTarget          = 1.45
+	incBatchDiv  int64 = 128
+	incSegDiv    int64 = 64
 )
 
 // incBatch is the bytes an incremental batch moves at most.

@@ -576,8 +576,56 @@
 // # Concurrency
 //
 // All methods are safe for concurrent use. Each disk has a mutex for its
-// cache and head; the lock order is written on Store. Reads of block data
+// cache and head; the lock order is below (Lock order). Reads of block data
 // run without the disk's lock.
+//
+// # Lock order
+//
+// Every mutex of rowstore and rowstore/segment, outer first; a lock is
+// only ever taken while holding locks above it in this list (or none):
+//
+//  1. Store.gcMu: one GC, cleaner round or repair cleaning at a time,
+//     held for the whole round.
+//  2. diskState.mu: a disk's cache, head and block map. Several only in
+//     ascending disk id (lockDisks); GC flushes the caches (syncAllDisks)
+//     one disk at a time under gcMu. Store.throttle waits for the cleaner
+//     before it, never with it held.
+//  3. Store.catMu: catalog changes (taken under disk locks by delete,
+//     resize, copy; never under gcMu: repair takes them one after the
+//     other).
+//  4. Store.syncMu: one commit at a time.
+//  5. Store.readMu (RW): shared by every read of block data (also under a
+//     disk lock, for the read-modify-write of a partial block), exclusive
+//     while the cleaner or repair removes segment files (under gcMu).
+//  6. Store.idxMu: every write of version entries to the index (commit,
+//     GC's deletions, the cleaner's and repair's repoints).
+//  7. Store.appendMu: appends to the log with their pending entries, the
+//     cleaner's batches of moves (AppendBatch) included; commit takes it
+//     briefly before idxMu and releases it.
+//  8. segment.Log.appendMu: Append, AppendBatch, Rotate, Close.
+//  9. segment.Log.mu (RW): the segment table and the active segment;
+//     shared by reads, Sync (held during the fsync), Tail; exclusive to
+//     start or remove a segment and to open an old one for reading.
+//  10. segment.segFile.bufMu: the active segment's gathering buffer.
+//
+// Leaves (nothing is taken while holding them, except as noted):
+// Store.pendMu (RW; under appendMu or readMu), liveMap.mu
+// (segusage.go; under idxMu by writers, alone by the cleaner),
+// accounting.mu (under appendMu), Store.corruptMu, Store.allocMu,
+// Store.pinMu, Store.disksMu (under a disk lock and catMu by DeleteDisk),
+// cryptState.mu (RW; under appendMu when a record is sealed) and then
+// family.mu inside it, kdfCache and saltOf (process-wide, key
+// derivation), spaceGuard.mu (reserve.go: under appendMu, under
+// segment.Log.appendMu through the log's no-space hook, and under
+// Badger's own locks through the index's allocation hook; it only does
+// statfs and removes or allocates the reserve file), hookMu (released
+// before a store's reserve is given back), cleaner.mu and cleaner.progMu
+// (the cleaner's statistics and pacing; the writers it holds wait on a
+// channel, no lock held).
+//
+// Badger's locks are below all of these: the index is called with any of
+// them held, and never calls back into rowstore except through the
+// allocation hook (spaceGuard.mu).
 //
 // # Known limits
 //

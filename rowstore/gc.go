@@ -516,8 +516,8 @@ func (s *Store) cleanSegment(num uint64, pace func(int64) error) (int64, error) 
 func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct{}, pace func(int64) error) (map[uint64]int64, error) {
 	t0 := time.Now()
 	var tRepointed, tIdx time.Time
-	var moves []relocation
 	moved := map[uint64]int64{}
+	mv := &mover{s: s, moved: moved, pace: pace}
 	stop := fmt.Errorf("end of segment")
 	for _, num := range nums {
 		if s.cleaner.lm.has() && num >= s.cpSegment.Load() {
@@ -527,6 +527,7 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 				return moved, err
 			}
 		}
+		mv.num = num
 		_, err := s.seg.Scan(segment.Pos{Segment: num}, func(r *segment.Record, pos segment.Pos) error {
 			if pos.Segment != num {
 				return stop
@@ -547,27 +548,16 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 			if !live {
 				return nil
 			}
-			cp := *r
-			cp.Payload = append([]byte(nil), r.Payload...)
-			np, err := s.relocate(&cp)
-			if err != nil && isNoSpace(err) && s.releaseReserve("gc must move records") {
-				np, err = s.relocate(&cp)
-			}
-			if err != nil {
-				return err
-			}
-			cp.Payload = nil // repoint needs the key and sequence number only
-			moved[num] += int64(np.Length)
-			moves = append(moves, relocation{old: pos, new: np, r: cp})
-			if pace != nil {
-				return pace(int64(np.Length))
-			}
-			return nil
+			return mv.add(r, pos)
 		})
+		if err == nil || err == stop {
+			err = mv.flush()
+		}
 		if err != nil && err != stop {
 			return moved, err
 		}
 	}
+	moves := mv.moves
 	tMoved := time.Now()
 	if err := s.seg.Sync(); err != nil {
 		return moved, err
@@ -725,15 +715,4 @@ func (s *Store) recordLive(r *segment.Record, pos segment.Pos) (bool, error) {
 		return nil
 	})
 	return live, err
-}
-
-// relocate appends a copy of a record, keeping its sequence number.
-func (s *Store) relocate(r *segment.Record) (segment.Pos, error) {
-	s.appendMu.Lock()
-	defer s.appendMu.Unlock()
-	pos, err := s.seg.Append(r)
-	if err == nil {
-		s.dirty = true
-	}
-	return pos, err
 }

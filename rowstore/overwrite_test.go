@@ -121,8 +121,8 @@ func overwriteOptions(cleaner bool) Options {
 	if v := os.Getenv("SNAPFS_OVERWRITE_SEGMENT"); v != "" {
 		fmt.Sscan(v, &o.SegmentSize)
 	}
-	if v := os.Getenv("SNAPFS_CLEANER_TUNE"); v != "" { // experiments: start,target,batchdiv,segdiv
-		fmt.Sscanf(v, "%g,%g,%d,%d", &incStart, &incTarget, &incBatchDiv, &incSegDiv)
+	if v := os.Getenv("SNAPFS_CLEANER_TUNE"); v != "" { // experiments: start,target,batchdiv,segdiv[,limit]
+		fmt.Sscanf(v, "%g,%g,%d,%d,%g", &incStart, &incTarget, &incBatchDiv, &incSegDiv, &cleanerLimit)
 	}
 	if os.Getenv("SNAPFS_CLEANER_DEBUG") != "" {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

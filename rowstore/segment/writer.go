@@ -147,17 +147,58 @@ func (l *Log) rotateLocked() error {
 // before the new one is created, and the directory is synced after creation).
 // It returns the record's position. The data is durable only after Sync.
 func (l *Log) Append(r *Record) (Pos, error) {
-	if err := validate(r); err != nil {
-		return Pos{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if len(r.Payload) > MaxPayload {
-		return Pos{}, fmt.Errorf("%w: payload of %d bytes", ErrInvalid, len(r.Payload))
+	if err := checkAppend(r); err != nil {
+		return Pos{}, err
 	}
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	if err := l.usable(); err != nil {
 		return Pos{}, err
 	}
+	return l.appendLocked(r)
+}
+
+// AppendBatch appends the records of rs in order, each as Append would,
+// holding the append lock once for all of them (the engine's cleaner
+// relocates records a segment at a time: one hand-off of the lock per
+// batch, not per record). It appends the positions to pos and returns it.
+// On an error the records before the failed one stay appended (durable
+// only after Sync, like any other) and their positions are returned with
+// the error; nothing is appended if one of rs is invalid.
+func (l *Log) AppendBatch(rs []Record, pos []Pos) ([]Pos, error) {
+	for i := range rs {
+		if err := checkAppend(&rs[i]); err != nil {
+			return pos, err
+		}
+	}
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if err := l.usable(); err != nil {
+		return pos, err
+	}
+	for i := range rs {
+		p, err := l.appendLocked(&rs[i])
+		if err != nil {
+			return pos, err
+		}
+		pos = append(pos, p)
+	}
+	return pos, nil
+}
+
+// checkAppend refuses a record Decode would not accept.
+func checkAppend(r *Record) error {
+	if err := validate(r); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if len(r.Payload) > MaxPayload {
+		return fmt.Errorf("%w: payload of %d bytes", ErrInvalid, len(r.Payload))
+	}
+	return nil
+}
+
+// appendLocked appends a checked record (appendMu held, the log usable).
+func (l *Log) appendLocked(r *Record) (Pos, error) {
 	n := int64(HeaderSize + len(r.Payload))
 	if size := l.active.size.Load(); size > FileHeaderSize && size+n > l.segSize.Load() {
 		if err := l.rotateLocked(); err != nil {

@@ -1,0 +1,123 @@
+package rowstore
+
+import (
+	"github.com/snapfs/snapfs/rowstore/segment"
+)
+
+// The cleaner's moves (see "Bounded space" in the package doc). The live
+// records of a segment are gathered as its scan finds them (the scan reads
+// the segment a MiB at a time and checks every record's CRC) and appended
+// a batch at a time: one hand-off of the append locks per batch, not per
+// record, so the foreground's appends queue behind the cleaner's at most
+// once a batch. A moved record keeps its layer, block, epoch, sequence
+// number, flags and payload (an encrypted block stays sealed: its
+// associated data binds those four numbers, not the position).
+
+const (
+	// moveBatchRecords and moveBatchBytes bound a batch of moves: the time
+	// the append lock is held for them (a memory copy of at most
+	// moveBatchBytes, or a rotation).
+	moveBatchRecords = 64
+	moveBatchBytes   = 256 << 10
+)
+
+// mover gathers the live records the cleaner relocates and appends them in
+// batches.
+type mover struct {
+	s     *Store
+	num   uint64 // the segment being cleaned
+	moved map[uint64]int64
+	pace  func(int64) error
+	moves []relocation
+
+	recs  []segment.Record
+	old   []segment.Pos
+	arena []byte // the payloads of recs (the scan's are valid during its call only)
+	pos   []segment.Pos
+}
+
+// add gathers a live record found at pos, appending the batch when full.
+func (m *mover) add(r *segment.Record, pos segment.Pos) error {
+	if len(m.recs) > 0 && (len(m.recs) >= moveBatchRecords || len(m.arena)+len(r.Payload) > cap(m.arena)) {
+		if err := m.flush(); err != nil {
+			return err
+		}
+	}
+	if m.arena == nil {
+		m.arena = make([]byte, 0, moveBatchBytes)
+	}
+	cp := *r
+	if len(r.Payload) > cap(m.arena)-len(m.arena) {
+		cp.Payload = append([]byte(nil), r.Payload...) // larger than a batch: its own copy
+	} else {
+		n := len(m.arena)
+		m.arena = append(m.arena, r.Payload...)
+		cp.Payload = m.arena[n:len(m.arena):len(m.arena)]
+	}
+	m.recs = append(m.recs, cp)
+	m.old = append(m.old, pos)
+	return nil
+}
+
+// flush appends the gathered records (keeping their sequence numbers) and
+// notes their relocations; then paces the cleaner by the bytes moved.
+func (m *mover) flush() error {
+	if len(m.recs) == 0 {
+		return nil
+	}
+	pos, err := m.s.relocateBatch(m.recs, m.pos[:0])
+	m.pos = pos
+	var n int64
+	for i, p := range pos {
+		r := m.recs[i]
+		r.Payload = nil // repoint needs the key and sequence number only
+		m.moves = append(m.moves, relocation{old: m.old[i], new: p, r: r})
+		m.moved[m.num] += int64(p.Length)
+		n += int64(p.Length)
+	}
+	clear(m.recs)
+	m.recs, m.old, m.arena = m.recs[:0], m.old[:0], m.arena[:0]
+	if err != nil {
+		return err
+	}
+	if m.pace != nil && n > 0 {
+		return m.pace(n)
+	}
+	return nil
+}
+
+// relocateBatch appends copies of records, keeping their sequence numbers,
+// under one hold of the append lock. On an error the positions of the
+// records appended before it are returned with it. A batch that fails for
+// lack of space gives the reserve back and is tried once more from the
+// record that failed.
+func (s *Store) relocateBatch(rs []segment.Record, pos []segment.Pos) ([]segment.Pos, error) {
+	start := len(pos)
+	pos, err := s.appendBatch(rs, pos)
+	if err != nil && isNoSpace(err) && s.releaseReserve("gc must move records") {
+		pos, err = s.appendBatch(rs[len(pos)-start:], pos)
+	}
+	return pos, err
+}
+
+// relocate appends a copy of a record, keeping its sequence number.
+func (s *Store) relocate(r *segment.Record) (segment.Pos, error) {
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	pos, err := s.seg.Append(r)
+	if err == nil {
+		s.dirty = true
+	}
+	return pos, err
+}
+
+func (s *Store) appendBatch(rs []segment.Record, pos []segment.Pos) ([]segment.Pos, error) {
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	n := len(pos)
+	pos, err := s.seg.AppendBatch(rs, pos)
+	if len(pos) > n {
+		s.dirty = true
+	}
+	return pos, err
+}
