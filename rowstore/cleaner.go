@@ -241,13 +241,26 @@ func (s *Store) runCleaner() {
 	s.seg.SetPrecreate(true)
 	t := time.NewTicker(cleanerTick)
 	defer t.Stop()
+	again := false
 	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		case <-s.cleaner.kick:
+		if again {
+			// The last round freed space and the log is still due (the
+			// foreground wrote on while it ran): go on at once, not at the
+			// next tick, or a fast writer outruns a round per tick.
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+		} else {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			case <-s.cleaner.kick:
+			}
 		}
+		again = false
 		c := s.cleaner
 		if ok, l, gen := c.lm.installed(); ok && gen == c.catGen.Load() {
 			// Live is known now: the writers' limit follows it.
@@ -267,10 +280,22 @@ func (s *Store) runCleaner() {
 		if !s.cleanerDue(s.segmentBytes()) {
 			continue
 		}
-		if err := s.cleanRound(); err != nil && !errors.Is(err, errCleanerStopped) && !errors.Is(err, ErrClosed) {
-			s.log.Error("background cleaner failed", "err", err)
+		freed := c.freedTotal()
+		if err := s.cleanRound(); err != nil {
+			if !errors.Is(err, errCleanerStopped) && !errors.Is(err, ErrClosed) {
+				s.log.Error("background cleaner failed", "err", err)
+			}
+			continue
 		}
+		again = c.incr.Load() && c.freedTotal() > freed
 	}
+}
+
+// freedTotal is the bytes the cleaner has freed since Open.
+func (c *cleaner) freedTotal() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.BytesFreed
 }
 
 // cleanRound is one paced GC and cleaning pass.

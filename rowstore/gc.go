@@ -433,7 +433,31 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	// (and at least one segment): few batches (three fsyncs each), and
 	// writers held only when the bound is really at risk (between batches
 	// they leave a 32nd of live under the limit for the next one).
+	//
+	// Batches are pipelined: while one batch is finished in the background
+	// (log sync, repoint, index sync, removal: mostly waiting for the
+	// disk), the next one's records are moved. The finishes themselves run
+	// one after the other, in order. Near a full filesystem a batch starts
+	// only once the previous one is finished (its space freed).
 	cleanBatch := int64(32 << 20)
+	var prev *finishing
+	wait := func() error {
+		if prev == nil {
+			return nil
+		}
+		f := prev
+		prev = nil
+		<-f.done
+		for _, si := range f.batch {
+			if m, ok := f.moved[si.Number]; ok || f.err == nil {
+				st.SegmentsCleaned++
+				st.BytesRelocated += m
+				st.BytesFreed += si.Size - m
+			}
+		}
+		return f.err
+	}
+	defer wait() // after an error: the finish in flight ends before the round
 	for len(cands) > 0 {
 		if plan != nil && plan.batch > 0 {
 			cleanBatch = plan.batch
@@ -445,7 +469,14 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 		// what is free (segments with nothing live need nothing): their
 		// copies exist before the old segments go.
 		limit := cleanBatch
-		if free, ok := s.freeBytes(); ok {
+		free, ok := s.freeBytes()
+		if ok && prev != nil && free/2 < cleanBatch {
+			if err := wait(); err != nil {
+				return err
+			}
+			free, ok = s.freeBytes()
+		}
+		if ok {
 			limit = min(limit, free/2)
 			if live[cands[0].Number] > free/2 {
 				s.log.Warn("gc: not enough free space to move the records of the next segment; stopping",
@@ -475,25 +506,35 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 		if plan != nil && plan.inflight != nil {
 			plan.inflight.Store(toMove)
 		}
-		moved, err := s.cleanSegments(nums, livePos, pace)
+		moved, moves, err := s.moveSegments(nums, livePos, pace)
 		if plan != nil && plan.inflight != nil {
 			plan.inflight.Store(0)
 		}
-		if plan != nil && plan.removed != nil {
-			plan.removed()
-		}
-		for _, si := range batch {
-			if m, ok := moved[si.Number]; ok || err == nil {
-				st.SegmentsCleaned++
-				st.BytesRelocated += m
-				st.BytesFreed += si.Size - m
+		if werr := wait(); werr != nil || err != nil {
+			for _, si := range batch { // what was moved is not freed
+				st.BytesRelocated += moved[si.Number]
 			}
+			return errors.Join(werr, err)
 		}
-		if err != nil {
-			return err
-		}
+		f := &finishing{batch: batch, moved: moved, done: make(chan struct{})}
+		prev = f
+		go func() {
+			defer close(f.done)
+			f.err = s.finishMoves(nums, moves)
+			if plan != nil && plan.removed != nil {
+				plan.removed() // wake the writers waiting for space now
+			}
+		}()
 	}
-	return nil
+	return wait()
+}
+
+// finishing is a batch whose finishMoves runs in the background.
+type finishing struct {
+	batch []segment.SegmentInfo
+	moved map[uint64]int64
+	done  chan struct{}
+	err   error
 }
 
 type relocation struct {
@@ -514,8 +555,18 @@ func (s *Store) cleanSegment(num uint64, pace func(int64) error) (int64, error) 
 // was committed (a record not in it is dead and stays dead); else, and for
 // hole records, the index is asked about each record.
 func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct{}, pace func(int64) error) (map[uint64]int64, error) {
+	moved, moves, err := s.moveSegments(nums, livePos, pace)
+	if err != nil {
+		return moved, err
+	}
+	return moved, s.finishMoves(nums, moves)
+}
+
+// moveSegments is the first half of cleanSegments: it appends copies of
+// the live records of the segments (not synced, the index not repointed)
+// and returns the bytes moved out of each segment and the relocations.
+func (s *Store) moveSegments(nums []uint64, livePos map[uint64]map[int64]struct{}, pace func(int64) error) (map[uint64]int64, []relocation, error) {
 	t0 := time.Now()
-	var tRepointed, tIdx time.Time
 	moved := map[uint64]int64{}
 	mv := &mover{s: s, moved: moved, pace: pace}
 	stop := fmt.Errorf("end of segment")
@@ -524,7 +575,7 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 			// As recordLive does: the checkpoint moves past a segment
 			// before its records are judged (see checkIndex).
 			if err := s.advanceCheckpoint(); err != nil {
-				return moved, err
+				return moved, mv.moves, err
 			}
 		}
 		mv.num = num
@@ -554,31 +605,40 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 			err = mv.flush()
 		}
 		if err != nil && err != stop {
-			return moved, err
+			return moved, mv.moves, err
 		}
 	}
-	moves := mv.moves
-	tMoved := time.Now()
+	s.log.Debug("moved records", "segments", len(nums), "records", len(mv.moves), "move", time.Since(t0))
+	return moved, mv.moves, nil
+}
+
+// finishMoves is the second half of cleanSegments: it syncs the log,
+// repoints the index to the copies, syncs the index and removes the
+// segments (gcMu held). Durability order: the copies are synced before the
+// index names them, and the index is synced before the old records go.
+func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
+	t0 := time.Now()
+	var tRepointed, tIdx time.Time
 	if err := s.seg.Sync(); err != nil {
-		return moved, err
+		return err
 	}
 	tSynced := time.Now()
 	nRec := len(moves)
 	defer func() {
-		s.log.Debug("cleaned segments", "segments", len(nums), "records", nRec, "move", tMoved.Sub(t0),
-			"log_sync", tSynced.Sub(tMoved), "repoint", tRepointed.Sub(tSynced), "index_sync", tIdx.Sub(tRepointed), "remove", time.Since(tIdx))
+		s.log.Debug("cleaned segments", "segments", len(nums), "records", nRec,
+			"log_sync", tSynced.Sub(t0), "repoint", tRepointed.Sub(tSynced), "index_sync", tIdx.Sub(tRepointed), "remove", time.Since(tIdx))
 	}()
 	// Repoint the index in transactions of bounded size (Badger limits one).
 	for len(moves) > 0 {
 		n := min(len(moves), 2000)
 		if err := s.repointMap(moves[:n]); err != nil {
-			return moved, err
+			return err
 		}
 		moves = moves[n:]
 	}
 	tRepointed = time.Now()
 	if err := s.idx.Sync(); err != nil {
-		return moved, err
+		return err
 	}
 	tIdx = time.Now()
 	s.readMu.Lock()
@@ -589,7 +649,14 @@ func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct
 			gone = append(gone, num)
 		}
 	}
-	return moved, s.seg.RemoveSegments(gone)
+	if s.cleaner.running.Load() {
+		// The background cleaner does not sync the directory: the index
+		// no longer points into these segments (synced above), so one a
+		// crash brings back is all dead copies, removed again by a later
+		// round; the next segment created syncs the directory anyway.
+		return s.seg.RemoveSegmentsUnsynced(gone)
+	}
+	return s.seg.RemoveSegments(gone)
 }
 
 // repoint moves index entries from old to new record positions, unless the

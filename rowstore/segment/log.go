@@ -200,22 +200,14 @@ func (l *Log) SetSegmentSize(n int64) {
 
 // Remove deletes a segment that is not the active one (and syncs the dir).
 func (l *Log) Remove(segment uint64) error {
-	if err := l.remove(segment); err != nil {
-		return err
-	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return fmt.Errorf("segment: remove segment %d: %w", segment, err)
-	}
-	return nil
+	return l.RemoveSegments([]uint64{segment})
 }
 
 // RemoveSegments deletes several segments (none the active one) and syncs
 // the directory once. It stops at the first failure.
 func (l *Log) RemoveSegments(segments []uint64) error {
-	for _, n := range segments {
-		if err := l.remove(n); err != nil {
-			return err
-		}
+	if err := l.RemoveSegmentsUnsynced(segments); err != nil {
+		return err
 	}
 	if len(segments) == 0 {
 		return nil
@@ -226,7 +218,24 @@ func (l *Log) RemoveSegments(segments []uint64) error {
 	return nil
 }
 
-// remove deletes a segment file without syncing the directory.
+// RemoveSegmentsUnsynced is RemoveSegments without the directory sync: a
+// crash may bring the files back. For segments whose records are all dead
+// copies (the engine's cleaner repointed and synced the index first), so
+// that one coming back is only space to reclaim again; the next segment
+// created syncs the directory anyway. It stops at the first failure.
+func (l *Log) RemoveSegmentsUnsynced(segments []uint64) error {
+	for _, n := range segments {
+		if err := l.remove(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// remove deletes a segment file without syncing the directory. The segment
+// leaves the table under mu, the file is unlinked after (an unlink frees
+// the file's blocks: reads and appends do not wait for it); if that fails
+// the segment is put back.
 func (l *Log) remove(segment uint64) error {
 	l.mu.Lock()
 	if l.closed {
@@ -246,14 +255,21 @@ func (l *Log) remove(segment uint64) error {
 		s.f.Close()
 		s.f = nil
 	}
-	if err := l.fs.Remove(l.path(segment)); err != nil {
-		l.mu.Unlock()
-		return fmt.Errorf("segment: remove segment %d: %w", segment, err)
-	}
 	delete(l.segs, segment)
 	l.order = slices.DeleteFunc(l.order, func(n uint64) bool { return n == segment })
 	l.bytes.Add(-s.size.Load())
 	l.mu.Unlock()
+	if err := l.fs.Remove(l.path(segment)); err != nil {
+		l.mu.Lock()
+		if !l.closed {
+			l.segs[segment] = s
+			i, _ := slices.BinarySearch(l.order, segment)
+			l.order = slices.Insert(l.order, i, segment)
+			l.bytes.Add(s.size.Load())
+		}
+		l.mu.Unlock()
+		return fmt.Errorf("segment: remove segment %d: %w", segment, err)
+	}
 	return nil
 }
 
