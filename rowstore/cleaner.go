@@ -80,6 +80,10 @@ type cleaner struct {
 	// ended, waking writers held by throttle.
 	progMu   sync.Mutex
 	progress chan struct{}
+	// stageHook, if set (tests only, before the cleaner runs), is called at
+	// each stage of a batch: "moved" (a gathering of moves appended),
+	// "log synced", "repointed", "index synced".
+	stageHook func(stage string)
 
 	mu        sync.Mutex
 	st        CleanerStats
@@ -177,6 +181,13 @@ func (s *Store) throttle() {
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// stage reports a stage of a batch to the test hook.
+func (c *cleaner) stage(name string) {
+	if c.stageHook != nil {
+		c.stageHook(name)
 	}
 }
 

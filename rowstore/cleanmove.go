@@ -75,6 +75,7 @@ func (m *mover) flush() error {
 		m.moved[m.num] += int64(p.Length)
 		n += int64(p.Length)
 	}
+	m.s.cleaner.stage("moved")
 	clear(m.recs)
 	m.recs, m.old, m.arena = m.recs[:0], m.old[:0], m.arena[:0]
 	if err != nil {

@@ -622,6 +622,7 @@ func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
 	if err := s.seg.Sync(); err != nil {
 		return err
 	}
+	s.cleaner.stage("log synced")
 	tSynced := time.Now()
 	nRec := len(moves)
 	defer func() {
@@ -636,10 +637,12 @@ func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
 		}
 		moves = moves[n:]
 	}
+	s.cleaner.stage("repointed")
 	tRepointed = time.Now()
 	if err := s.idx.Sync(); err != nil {
 		return err
 	}
+	s.cleaner.stage("index synced")
 	tIdx = time.Now()
 	s.readMu.Lock()
 	defer s.readMu.Unlock()

@@ -1,0 +1,195 @@
+package rowstore
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/snapfs/snapfs/rowstore/vfs"
+)
+
+// TestCrashDuringCleaning crashes the store while the cleaner runs
+// pipelined batches of one segment each (one batch's records moving while
+// the previous one is synced, repointed and removed) beside a random
+// workload of writes, punches, syncs, snapshots and clones: at the crash a
+// batch may be half moved, moved but not synced, synced but not repointed,
+// repointed but its segments not removed, or removed without a directory
+// sync. The reopened store (half the runs rebuild the index from the log)
+// must show every acknowledged write and snapshot (invariants 1-4), and
+// the cleaner must have done work in the runs. (It fails when the log sync
+// before the repoint is left out. The index itself survives these crashes
+// whole, as in TestCrash: the order of its sync before the removal is
+// exercised by the kill tests, TestKill*.)
+func TestCrashDuringCleaning(t *testing.T) {
+	const bs = 4096
+	runs := 40
+	if testing.Short() || raceEnabled {
+		runs = 12
+	}
+	var cleaned int
+	for k := 0; k < runs; k++ {
+		seed := int64(5000 + k)
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(seed))
+			cfs := vfs.NewCrashFS()
+			dir := filepath.Join(t.TempDir(), "store")
+			opts := testOptions()
+			opts.SegmentSize = 32 << 10 // many small segments: many batches
+			opts.FS = cfs
+			if err := Create(dir, opts); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(dir, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := newCrashModel(bs)
+			if _, err := s.CreateDisk("a", 64*bs, bs); err != nil {
+				t.Fatal(err)
+			}
+			m.data["a"], m.allowed["a"] = make([]byte, 64*bs), map[int][][]byte{}
+			// Warm up so there is something to clean, then clean while the
+			// workload runs, until the crash.
+			if err := crashWorkload(s, m, rng, 100); err != nil {
+				t.Fatalf("workload: %v", err)
+			}
+			// The cleaner runs beside the workload for a while, then alone
+			// until the crash, which happens at a random stage of a batch
+			// (the hook crashes the FS: every later operation fails).
+			var mu sync.Mutex
+			var crashed *vfs.CrashFS
+			var stages []string
+			crashAt := 1 + rng.Intn(40)
+			calls := 0
+			s.cleaner.stageHook = func(stage string) {
+				mu.Lock()
+				defer mu.Unlock()
+				if crashed != nil || calls < 0 {
+					return
+				}
+				calls++
+				stages = append(stages, stage)
+				if calls == crashAt {
+					crashed = cfs.Crash(seed)
+				}
+			}
+			var wg sync.WaitGroup
+			done := make(chan struct{})
+			var st GCStats
+			wg.Add(1)
+			exited := make(chan struct{})
+			go func() {
+				defer wg.Done()
+				defer close(exited)
+				plan := &cleanPlan{targetRatio: 1, maxLive: 0.95, batch: 8 << 10}
+				for {
+					s.gcMu.Lock()
+					r, err := s.gcLocked(plan)
+					s.gcMu.Unlock()
+					st.SegmentsCleaned += r.SegmentsCleaned
+					select {
+					case <-done:
+						return
+					default:
+					}
+					if err != nil {
+						return // the crash: the FS fails every operation
+					}
+				}
+			}()
+			mu.Lock()
+			calls = -1 // no crash while the workload runs
+			mu.Unlock()
+			werr := crashWorkload(s, m, rng, 50+rng.Intn(200))
+			if werr != nil {
+				close(done)
+				wg.Wait()
+				t.Fatalf("workload: %v", werr)
+			}
+			mu.Lock()
+			calls = 0
+			mu.Unlock()
+			// More overwrites (synced: acknowledged) give the cleaner work.
+			h, err := s.OpenDisk("a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 64; i++ {
+				b := rng.Intn(64)
+				p := make([]byte, bs)
+				rng.Read(p)
+				if _, ok := m.allowed["a"][b]; !ok {
+					m.allowed["a"][b] = [][]byte{m.block("a", b)}
+				}
+				m.allowed["a"][b] = append(m.allowed["a"][b], bytes.Clone(p))
+				if _, err := h.WriteAt(p, int64(b*bs)); err != nil {
+					break // crashed meanwhile
+				}
+				if err := h.Sync(); err != nil {
+					break
+				}
+				copy(m.data["a"][b*bs:], p)
+				m.ack("a")
+			}
+			h.Close()
+			deadline := time.After(5 * time.Second)
+		wait:
+			for {
+				mu.Lock()
+				c := crashed
+				mu.Unlock()
+				if c != nil {
+					break
+				}
+				select {
+				case <-exited:
+					break wait
+				case <-deadline:
+					break wait
+				case <-time.After(time.Millisecond):
+				}
+			}
+			close(done)
+			wg.Wait()
+			mu.Lock()
+			if crashed == nil { // the cleaner ran out of work first
+				crashed = cfs.Crash(seed)
+			}
+			stageLog := fmt.Sprint(stages)
+			mu.Unlock()
+			cleaned += st.SegmentsCleaned
+			s.crashForTest()
+			opts.FS = crashed
+			opts.RebuildIndex = k%2 == 1
+			s2, err := Open(dir, opts)
+			if err != nil {
+				t.Fatalf("reopen after crash: %v", err)
+			}
+			defer s2.Close()
+			checkCrashState(t, s2, m, fmt.Sprintf("seed %d (rebuild %v, crash after stages %s)", seed, opts.RebuildIndex, stageLog))
+			if _, err := s2.GC(); err != nil {
+				t.Fatalf("gc after the crash: %v", err)
+			}
+			checkCrashState(t, s2, m, fmt.Sprintf("seed %d after gc", seed))
+			h, err = s2.OpenDisk("a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.WriteAt(bytes.Repeat([]byte{7}, bs), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			h.Close()
+		})
+	}
+	if cleaned == 0 {
+		t.Fatal("the cleaner cleaned no segment in any run")
+	}
+	t.Logf("%d segments cleaned in %d runs", cleaned, runs)
+}
