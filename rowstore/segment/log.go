@@ -35,6 +35,11 @@ package segment
 //     in the background while the active one fills, so a rotation waits for
 //     one fsync (the old segment's), not three. Open first removes trailing
 //     files that hold no record, then recovers the last one that does.
+//   - AppendBatch (the engine's cleaner): several records appended in order
+//     under one hold of the append lock. RemoveSegmentsUnsynced: removal
+//     without the directory sync, for segments whose records are all dead
+//     copies (a crash may bring them back; nothing is lost). A removal
+//     unlinks the file after the segment left the table, outside Log.mu.
 
 // The Log: its state, naming of segment files, sizes, removal and Close.
 

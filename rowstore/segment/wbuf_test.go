@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/snapfs/snapfs/rowstore/vfs"
@@ -30,5 +31,39 @@ func TestRotationKeepsBuffer(t *testing.T) {
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestAppendBatch: a batch lands in order, across rotations, each record
+// readable at its position as Append would have put it; a batch holding an
+// invalid record appends nothing.
+func TestAppendBatch(t *testing.T) {
+	l := mustOpen(t, vfs.Default, t.TempDir(), 2048)
+	defer l.Close()
+	var rs []Record
+	for i := 0; i < 100; i++ {
+		rs = append(rs, *rec(i))
+	}
+	first := l.Active()
+	pos, err := l.AppendBatch(rs, nil)
+	if err != nil || len(pos) != len(rs) {
+		t.Fatalf("AppendBatch: %d positions, %v", len(pos), err)
+	}
+	if l.Active() == first {
+		t.Fatal("no rotation in a batch larger than a segment")
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range pos {
+		got, err := l.Read(p, nil)
+		if err != nil || !sameRecord(&got, &rs[i]) {
+			t.Fatalf("record %d at %v: %+v, %v", i, p, got, err)
+		}
+	}
+	before := l.Bytes()
+	bad := []Record{*rec(1), {Kind: KindData, Layer: 1, Seq: 0}}
+	if pos, err := l.AppendBatch(bad, nil); !errors.Is(err, ErrInvalid) || len(pos) != 0 || l.Bytes() != before {
+		t.Fatalf("a batch with an invalid record: %d appended, %v, %d bytes added", len(pos), err, l.Bytes()-before)
 	}
 }
