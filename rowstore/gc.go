@@ -579,7 +579,9 @@ func (s *Store) moveSegments(nums []uint64, livePos map[uint64]map[int64]struct{
 			}
 		}
 		mv.num = num
-		_, err := s.seg.Scan(segment.Pos{Segment: num}, func(r *segment.Record, pos segment.Pos) error {
+		// This segment alone: the finish of the previous batch may be
+		// removing segments after it meanwhile (pipelining).
+		_, err := s.seg.ScanSegment(num, func(r *segment.Record, pos segment.Pos) error {
 			if pos.Segment != num {
 				return stop
 			}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 )
 
@@ -126,6 +127,24 @@ func (r *segReader) record(off int64) (rec Record, n int, ioErr, decErr error) {
 // Scan visits the records present when it starts. An error from fn stops the
 // scan and is returned as is.
 func (l *Log) Scan(from Pos, fn func(r *Record, pos Pos) error) (Pos, error) {
+	return l.scan(from, false, fn)
+}
+
+// ScanSegment is Scan of segment n alone (from its first record to its end
+// as it is when the scan starts): the segments after it are not read, so
+// their removal meanwhile does not concern it. A segment that does not
+// exist is an error wrapping fs.ErrNotExist.
+func (l *Log) ScanSegment(n uint64, fn func(r *Record, pos Pos) error) (Pos, error) {
+	l.mu.RLock()
+	_, ok := l.segs[n]
+	l.mu.RUnlock()
+	if !ok {
+		return Pos{}, fmt.Errorf("segment: scan segment %d: %w", n, fs.ErrNotExist)
+	}
+	return l.scan(Pos{Segment: n}, true, fn)
+}
+
+func (l *Log) scan(from Pos, only bool, fn func(r *Record, pos Pos) error) (Pos, error) {
 	type snap struct {
 		num  uint64
 		size int64
@@ -137,7 +156,7 @@ func (l *Log) Scan(from Pos, fn func(r *Record, pos Pos) error) (Pos, error) {
 	}
 	var segs []snap
 	for _, n := range l.order {
-		if n >= from.Segment {
+		if n == from.Segment || n > from.Segment && !only {
 			segs = append(segs, snap{n, l.segs[n].size.Load()})
 		}
 	}

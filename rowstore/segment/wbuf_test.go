@@ -2,6 +2,7 @@ package segment
 
 import (
 	"errors"
+	"io/fs"
 	"testing"
 
 	"github.com/snapfs/snapfs/rowstore/vfs"
@@ -65,5 +66,39 @@ func TestAppendBatch(t *testing.T) {
 	bad := []Record{*rec(1), {Kind: KindData, Layer: 1, Seq: 0}}
 	if pos, err := l.AppendBatch(bad, nil); !errors.Is(err, ErrInvalid) || len(pos) != 0 || l.Bytes() != before {
 		t.Fatalf("a batch with an invalid record: %d appended, %v, %d bytes added", len(pos), err, l.Bytes()-before)
+	}
+}
+
+// TestScanSegment: ScanSegment visits the records of one segment only and
+// never reads the next one (the cleaner may be removing it meanwhile).
+func TestScanSegment(t *testing.T) {
+	l := mustOpen(t, vfs.Default, t.TempDir(), 2048)
+	defer l.Close()
+	ps := appendN(t, l, 0, 60)
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	n := ps[0].Segment
+	want := 0
+	for _, p := range ps {
+		if p.Segment == n {
+			want++
+		}
+	}
+	if err := l.Remove(n + 1); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	if _, err := l.ScanSegment(n, func(r *Record, pos Pos) error {
+		if pos.Segment != n {
+			t.Fatalf("record of segment %d visited", pos.Segment)
+		}
+		got++
+		return nil
+	}); err != nil || got != want {
+		t.Fatalf("ScanSegment: %d records of %d, %v", got, want, err)
+	}
+	if _, err := l.ScanSegment(n+1, func(*Record, Pos) error { return nil }); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("ScanSegment of a removed segment: %v", err)
 	}
 }
