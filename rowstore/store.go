@@ -156,6 +156,7 @@ type Store struct {
 	readMu sync.RWMutex
 
 	crypt cryptState // encryption keys and layer families (crypt.go)
+	lazy  lazySet    // lazy layers: blocks fetched from a source (lazy.go)
 
 	disksMu   sync.Mutex
 	disks     map[uint64]*diskState // loaded disk states, by disk id
