@@ -217,6 +217,18 @@ func (s *Store) lazyFill(chain []link, found []bool, blocks []uint64, dsts [][]b
 	return any, nil
 }
 
+// refuseLazy refuses a diff of a point that reads through a lazy layer
+// not hydrated yet: the index does not hold its missing blocks, so a diff
+// (a sync to a region) would take them for zeros.
+func (s *Store) refuseLazy(chain []link, what string) error {
+	ll, err := s.lazyOf(chain)
+	if err != nil || ll == nil || ll.isDone() {
+		return err
+	}
+	return fmt.Errorf("%w: %s reads through a disk still hydrating from region %q (snapshot %q, disk %q); "+
+		"diff or sync it once hydrated (disk info shows the progress)", ErrBusy, what, ll.origin.Region, ll.origin.Snapshot, ll.origin.Disk)
+}
+
 func (ll *lazyLayer) needLocked(b uint64) bool {
 	return ll.need != nil && ll.need[b/64]&(1<<(b%64)) != 0
 }

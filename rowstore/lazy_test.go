@@ -205,6 +205,10 @@ func TestLazyDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	snapWant := append([]byte(nil), want...)
+	// A diff (a sync) of it would take missing blocks for zeros: refused.
+	if _, err := b.Diff(nil, Point{Snapshot: "t", Disk: "x"}, func(Change) error { return nil }); !errors.Is(err, ErrBusy) {
+		t.Fatalf("diff of a hydrating snapshot: %v", err)
+	}
 	if _, err := b.CloneDisk("c", "t", "x"); err != nil {
 		t.Fatal(err)
 	}
@@ -322,6 +326,9 @@ func TestLazyDisk(t *testing.T) {
 		}
 	}
 	check("hydrated")
+	if _, err := b.Diff(nil, Point{Snapshot: "t", Disk: "x"}, func(Change) error { return nil }); err != nil {
+		t.Fatalf("diff once hydrated: %v", err)
+	}
 	if _, err := b.GC(); err != nil {
 		t.Fatal(err)
 	}
