@@ -22,6 +22,8 @@ type DiskInfo struct {
 	Open      int       `json:"open_handles"`
 	Encrypted bool      `json:"encrypted,omitempty"` // blocks sealed with the disk's key (crypt.go)
 	Locked    bool      `json:"locked,omitempty"`    // encrypted and its key not unlocked here
+	// Hydration is set while the disk reads through a lazy layer (lazy.go).
+	Hydration *LazyStatus `json:"hydration,omitempty"`
 }
 
 // SnapshotInfo describes a snapshot.
@@ -271,7 +273,8 @@ func (s *Store) GetDisk(name string) (DiskInfo, error) {
 	defer d.mu.Unlock()
 	enc, locked := s.encryptionOf(d.chain[0].layer)
 	return DiskInfo{ID: d.id, Name: d.name, Size: d.size, BlockSize: d.bs, Allocated: alloc,
-		Created: d.created, Modified: d.modified, Origin: d.origin, Open: d.opens, Encrypted: enc, Locked: locked}, nil
+		Created: d.created, Modified: d.modified, Origin: d.origin, Open: d.opens, Encrypted: enc, Locked: locked,
+		Hydration: s.hydrationOf(d.name, d.chain)}, nil // lazy.go
 }
 
 // ResizeDisk grows a disk to size. Disks never shrink: a filesystem inside

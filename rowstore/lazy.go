@@ -783,6 +783,49 @@ func (s *Store) LazyStatusOf(disk string) (st LazyStatus, ok bool, err error) {
 	return st, true, nil
 }
 
+// hydrationOf is the hydration state of a disk reading through chain, or
+// nil.
+func (s *Store) hydrationOf(disk string, chain []link) *LazyStatus {
+	if _, err := s.lazyLayers(); err != nil {
+		return nil
+	}
+	s.lazy.mu.RLock()
+	ll := s.lazy.layers[chain[len(chain)-1].layer]
+	s.lazy.mu.RUnlock()
+	if ll == nil || ll.isDone() {
+		return nil
+	}
+	st := ll.status()
+	st.Disk = disk
+	return &st
+}
+
+// StopLazy stops every hydration and closes their sources (a service
+// closing its region manager first; Close does it too). Reads of blocks
+// not local fail with ErrUnavailable afterwards.
+func (s *Store) StopLazy() {
+	s.lazy.mu.RLock()
+	var lls []*lazyLayer
+	for _, ll := range s.lazy.layers {
+		lls = append(lls, ll)
+	}
+	s.lazy.mu.RUnlock()
+	for _, ll := range lls {
+		ll.mu.Lock()
+		cancel, finished := ll.cancel, ll.finished
+		ll.mu.Unlock()
+		if cancel != nil {
+			cancel()
+			<-finished
+		}
+		ll.mu.Lock()
+		if !ll.done {
+			ll.src, ll.cancel, ll.need = nil, nil, nil
+		}
+		ll.mu.Unlock()
+	}
+}
+
 func (ll *lazyLayer) status() LazyStatus {
 	ll.mu.Lock()
 	defer ll.mu.Unlock()

@@ -45,6 +45,7 @@ type Local struct {
 	mu      sync.Mutex
 	scratch int             // last scratch clone number used
 	files   *browse.Manager // .files (local_files.go); nil without a daemon
+	lz      lazyState       // lazy disks' sources (local_lazy.go)
 }
 
 // NewLocal returns a Local over store (opened from dir). Close closes store.
@@ -67,6 +68,7 @@ func (l *Local) Store() *rowstore.Store { return l.store }
 // its mount in. Call it before serving requests.
 func (l *Local) SetDaemon(mountpoint string, h Hooks) {
 	l.mountpoint, l.hooks, l.started = mountpoint, h, time.Now().UTC()
+	l.resumeLazy() // local_lazy.go
 }
 
 func (l *Local) namesChanged() {
@@ -416,6 +418,7 @@ func (l *Local) Shutdown(ctx context.Context) error {
 // Close implements Service: it closes the region manager, then the store.
 func (l *Local) Close() error {
 	l.closeFiles() // local_files.go: before the store, whose clones it drops
+	l.stopLazy()   // local_lazy.go: the sources hold region locks
 	rerr := l.closeRegions()
 	if err := l.store.Close(); err != nil {
 		return err

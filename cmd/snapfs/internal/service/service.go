@@ -373,6 +373,12 @@ type RestoreRequest struct {
 	// key it wraps (restore --encrypt).
 	KeyFile              string `json:"key_file,omitempty"`
 	AllowInsecureKeyFile bool   `json:"allow_insecure_key_file,omitempty"`
+	// Lazy makes To usable at once: blocks come from the region on demand
+	// and hydrate in the background within Rate bytes/s (0: unbounded);
+	// Wait returns once every block is local (local_lazy.go).
+	Lazy bool  `json:"lazy,omitempty"`
+	Rate int64 `json:"rate,omitempty"`
+	Wait bool  `json:"wait,omitempty"`
 }
 
 // PruneRequest keeps the KeepLast newest remote snapshots and those younger
