@@ -1,0 +1,330 @@
+package replicate
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/snapfs/snapfs/replicate/format"
+)
+
+// RemoteDisk reads one disk of a remote snapshot block by block, on
+// demand, without restoring it: the block -> chunk map comes from the
+// snapshot's manifest (its delta chain resolved), the chunk's place from
+// the region's pack indexes, and every block read is verified against
+// its chunk id before it is returned. It holds a shared lock on the
+// region from OpenRemoteDisk to Close (no prune or repair removes a pack
+// it may read), re-taking it if the lease ran out. Safe for concurrent
+// use.
+//
+// Errors of ReadBlock always wrap ErrUnavailable (and the cause: a
+// store error, ErrTooFewShards, ErrCorrupt...): a block that cannot be
+// fetched or verified is never returned as zeros or stale data, and a
+// caller maps the error to EIO. A later read retries the stores.
+type RemoteDisk struct {
+	m        *Manager
+	r        *region
+	snapshot string
+	disk     string
+	md       *format.ManifestDisk
+	bm       blockMap
+	cs       *chunkSet
+
+	lockMu sync.Mutex
+	lctx   context.Context // the lock's context; cancelled when its lease ran out
+	unlock func()
+	closed bool
+
+	cache *packCache
+
+	stats struct {
+		fetched, blocks, bytes, packs, ranges, degraded, errors atomic.Int64
+	}
+}
+
+// RemoteStats count what a RemoteDisk did.
+type RemoteStats struct {
+	BytesFetched int64 `json:"bytes_fetched"` // bytes read from the stores (shard headers included)
+	BlocksRead   int64 `json:"blocks_read"`   // ReadBlock calls that returned data (holes included)
+	BytesRead    int64 `json:"bytes_read"`    // bytes returned by ReadBlock
+	PacksFetched int64 `json:"packs_fetched"` // whole packs fetched (old format, or reconstruction)
+	RangesRead   int64 `json:"ranges_read"`   // range reads of a chunk in a data shard
+	Degraded     int64 `json:"degraded"`      // reads that needed parity or skipped a bad shard
+	Errors       int64 `json:"errors"`        // ReadBlock calls that failed
+}
+
+// OpenRemoteDisk opens disk of the remote snapshot called snapshot in
+// region (this host's snapshot of that name, else the only one; see
+// OpenRemoteDiskOf to choose a host). It fetches the manifests and the
+// pack indexes (cached locally), no pack.
+func (m *Manager) OpenRemoteDisk(ctx context.Context, region, snapshot, disk string) (*RemoteDisk, error) {
+	return m.OpenRemoteDiskOf(ctx, region, "", snapshot, disk)
+}
+
+// OpenRemoteDiskOf is OpenRemoteDisk of the snapshot of host (a host id,
+// host name or "unknown"; "" as in OpenRemoteDisk).
+func (m *Manager) OpenRemoteDiskOf(ctx context.Context, region, host, snapshot, disk string) (*RemoteDisk, error) {
+	r, err := m.openRegion(ctx, region, false)
+	if err != nil {
+		return nil, err
+	}
+	lctx, unlock, err := m.lock(context.WithoutCancel(ctx), r, false, "remote-disk")
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	fail := func(err error) (*RemoteDisk, error) {
+		unlock()
+		r.close()
+		return nil, err
+	}
+	_, mf, err := m.findSnapshot(ctx, r, host, snapshot)
+	if err != nil {
+		return fail(fmt.Errorf("remote disk: %w", err))
+	}
+	bm, md, err := r.resolveDisk(ctx, mf, disk, map[string]*format.Manifest{})
+	if err != nil {
+		return fail(fmt.Errorf("remote disk: %w", err))
+	}
+	if md.BlockSize <= 0 || md.BlockSize > format.MaxChunk {
+		return fail(fmt.Errorf("%w: remote disk %q of %q: block size %d", ErrCorrupt, disk, snapshot, md.BlockSize))
+	}
+	cs, err := m.loadChunks(ctx, r, chunksRead)
+	if err != nil {
+		return fail(err)
+	}
+	for b, id := range bm {
+		if _, ok := cs.chunks[id]; !ok {
+			return fail(fmt.Errorf("remote disk: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, region))
+		}
+	}
+	d := &RemoteDisk{m: m, r: r, snapshot: snapshot, disk: disk, md: md, bm: bm, cs: cs, lctx: lctx, unlock: unlock, cache: newPackCache(remotePackCache)}
+	return d, nil
+}
+
+// Size is the disk's size in bytes.
+func (d *RemoteDisk) Size() int64 { return d.md.Size }
+
+// BlockSize is the disk's block size in bytes.
+func (d *RemoteDisk) BlockSize() int { return d.md.BlockSize }
+
+// Blocks is the number of blocks (the last may be partly beyond Size).
+func (d *RemoteDisk) Blocks() int64 { return int64(d.md.Blocks()) }
+
+// Encrypted reports whether the disk was encrypted at rest on its host.
+func (d *RemoteDisk) Encrypted() bool { return d.md.Encrypted }
+
+// StoredBlocks is the number of blocks that hold data (not holes).
+func (d *RemoteDisk) StoredBlocks() int64 { return int64(len(d.bm)) }
+
+// Stored reports whether the snapshot has data (not a hole) at block b.
+func (d *RemoteDisk) Stored(b int64) bool {
+	if b < 0 {
+		return false
+	}
+	_, ok := d.bm[uint64(b)]
+	return ok
+}
+
+// Stats returns what the disk fetched and read so far.
+func (d *RemoteDisk) Stats() RemoteStats {
+	s := &d.stats
+	return RemoteStats{
+		BytesFetched: s.fetched.Load(), BlocksRead: s.blocks.Load(), BytesRead: s.bytes.Load(),
+		PacksFetched: s.packs.Load(), RangesRead: s.ranges.Load(), Degraded: s.degraded.Load(), Errors: s.errors.Load(),
+	}
+}
+
+// Close releases the region's lock and stores. Reads after Close fail.
+func (d *RemoteDisk) Close() error {
+	d.lockMu.Lock()
+	defer d.lockMu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	if d.unlock != nil {
+		d.unlock()
+	}
+	d.r.close()
+	d.cache.clear()
+	return nil
+}
+
+// errRemoteClosed: a read after Close.
+var errRemoteClosed = errors.New("remote disk closed")
+
+// lockCtx returns a context under the region's shared lock, taking the
+// lock again if its lease ran out (a long outage of the stores).
+func (d *RemoteDisk) lockCtx(ctx context.Context) (context.Context, error) {
+	d.lockMu.Lock()
+	defer d.lockMu.Unlock()
+	if d.closed {
+		return nil, errRemoteClosed
+	}
+	if d.lctx.Err() != nil {
+		d.unlock()
+		lctx, unlock, err := d.m.lock(context.WithoutCancel(ctx), d.r, false, "remote-disk")
+		if err != nil {
+			d.unlock = func() {}
+			d.lctx = canceledCtx
+			return nil, err
+		}
+		d.lctx, d.unlock = lctx, unlock
+	}
+	lctx := d.lctx
+	// Cancelled by the caller or by the lock, whichever first.
+	c, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(lctx, func() { cancel(context.Cause(lctx)) })
+	return &joinedCtx{Context: c, done: func() { stop(); cancel(nil) }}, nil
+}
+
+var canceledCtx = func() context.Context {
+	c, cancel := context.WithCancel(context.Background())
+	cancel()
+	return c
+}()
+
+type joinedCtx struct {
+	context.Context
+	done func()
+}
+
+// ReadBlock reads block b into dst (len(dst) must be BlockSize): the
+// chunk's bytes, verified against its chunk id; zeros for a hole. Any
+// failure is an error wrapping ErrUnavailable.
+func (d *RemoteDisk) ReadBlock(ctx context.Context, b int64, dst []byte) error {
+	if err := d.readBlock(ctx, b, dst); err != nil {
+		d.stats.errors.Add(1)
+		if !errors.Is(err, ErrUnavailable) {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return fmt.Errorf("remote disk %q of %q in region %q: block %d: %w", d.disk, d.snapshot, d.r.cfg.Name, b, err)
+	}
+	d.stats.blocks.Add(1)
+	d.stats.bytes.Add(int64(len(dst)))
+	return nil
+}
+
+func (d *RemoteDisk) readBlock(ctx context.Context, b int64, dst []byte) error {
+	if len(dst) != d.md.BlockSize {
+		return fmt.Errorf("%w: buffer of %d bytes for block size %d", ErrInvalid, len(dst), d.md.BlockSize)
+	}
+	if b < 0 || b >= d.Blocks() {
+		return fmt.Errorf("%w: block %d outside a disk of %d blocks", ErrInvalid, b, d.Blocks())
+	}
+	id, ok := d.bm[uint64(b)]
+	if !ok {
+		clear(dst)
+		return nil
+	}
+	loc := d.cs.chunks[id] // present: checked at open
+	jc, err := d.lockCtx(ctx)
+	if err != nil {
+		return err
+	}
+	defer jc.(*joinedCtx).done()
+	raw, err := d.fetchChunk(jc, loc, dst)
+	if err != nil {
+		return err
+	}
+	if d.r.keys.ChunkID(sha256.Sum256(raw)) != id {
+		return fmt.Errorf("%w: pack %s: chunk %v does not match its id", ErrCorrupt, loc.pack, id)
+	}
+	if len(raw) != len(dst) {
+		return fmt.Errorf("%w: chunk %v holds %d bytes, the block is %d", ErrCorrupt, id, len(raw), len(dst))
+	}
+	if &raw[0] != &dst[0] {
+		copy(dst, raw)
+	}
+	return nil
+}
+
+// fetchChunk returns the raw bytes of the chunk at loc (maybe in dst).
+func (d *RemoteDisk) fetchChunk(ctx context.Context, loc chunkLoc, dst []byte) ([]byte, error) {
+	pt, err := d.cache.get(ctx, loc.pack, func() ([]byte, error) {
+		x := d.cs.packs[loc.pack]
+		var buf []byte
+		pt, degraded, n, err := d.m.openPack(ctx, d.r, loc.pack, x.SealedSize, &buf)
+		d.stats.fetched.Add(n)
+		if degraded {
+			d.stats.degraded.Add(1)
+		}
+		if err != nil {
+			return nil, err
+		}
+		d.stats.packs.Add(1)
+		return pt, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d.m.chunkData(pt, loc.e, dst[:0])
+}
+
+// remotePackCache bounds the whole-pack plaintexts a RemoteDisk keeps.
+const remotePackCache = 2
+
+// packCache keeps the plaintexts of the last few packs read and lets
+// concurrent readers of one pack share one fetch.
+type packCache struct {
+	mu      sync.Mutex
+	max     int
+	entries []*packEntry // most recently used last
+}
+
+type packEntry struct {
+	id   packID
+	done chan struct{}
+	pt   []byte
+	err  error
+}
+
+func newPackCache(max int) *packCache { return &packCache{max: max} }
+
+func (c *packCache) get(ctx context.Context, id packID, fetch func() ([]byte, error)) ([]byte, error) {
+	c.mu.Lock()
+	for i, e := range c.entries {
+		if e.id == id {
+			c.entries = append(append(c.entries[:i:i], c.entries[i+1:]...), e)
+			c.mu.Unlock()
+			select {
+			case <-e.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			if e.err != nil {
+				return nil, e.err
+			}
+			return e.pt, nil
+		}
+	}
+	e := &packEntry{id: id, done: make(chan struct{})}
+	c.entries = append(c.entries, e)
+	if len(c.entries) > c.max {
+		c.entries = c.entries[len(c.entries)-c.max:]
+	}
+	c.mu.Unlock()
+	e.pt, e.err = fetch()
+	close(e.done)
+	if e.err != nil { // failures are not cached: the next read retries
+		c.mu.Lock()
+		for i, x := range c.entries {
+			if x == e {
+				c.entries = append(c.entries[:i:i], c.entries[i+1:]...)
+				break
+			}
+		}
+		c.mu.Unlock()
+	}
+	return e.pt, e.err
+}
+
+func (c *packCache) clear() {
+	c.mu.Lock()
+	c.entries = nil
+	c.mu.Unlock()
+}
