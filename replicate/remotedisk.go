@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
+	"github.com/snapfs/snapfs/replicate/erasure"
 	"github.com/snapfs/snapfs/replicate/format"
 )
 
@@ -244,7 +246,22 @@ func (d *RemoteDisk) readBlock(ctx context.Context, b int64, dst []byte) error {
 }
 
 // fetchChunk returns the raw bytes of the chunk at loc (maybe in dst).
+// A chunk of a version 2 pack is fetched alone: the byte range of its
+// record in the data shard(s) holding it, opened and checked on its own
+// (rangeChunk). A chunk of a version 1 pack, or one whose ranges cannot be
+// read or rebuilt, comes from the whole pack (any k shards, verified),
+// of which the last few are cached.
 func (d *RemoteDisk) fetchChunk(ctx context.Context, loc chunkLoc, dst []byte) ([]byte, error) {
+	if loc.e.Sealed {
+		stored, err := d.rangeChunk(ctx, loc)
+		if err == nil {
+			return d.decompress(stored, loc.e, dst)
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		d.m.log.Warn("remote disk: chunk not readable by ranges; reading its whole pack", "region", d.r.cfg.Name, "pack", loc.pack.String(), "chunk", loc.e.ID.String(), "err", err)
+	}
 	pt, err := d.cache.get(ctx, loc.pack, func() ([]byte, error) {
 		x := d.cs.packs[loc.pack]
 		var buf []byte
@@ -262,7 +279,178 @@ func (d *RemoteDisk) fetchChunk(ctx context.Context, loc chunkLoc, dst []byte) (
 	if err != nil {
 		return nil, err
 	}
-	return d.m.chunkData(pt, loc.e, dst[:0])
+	stored, err := format.Chunk(pt, loc.e)
+	if err != nil {
+		return nil, err
+	}
+	return d.decompress(stored, loc.e, dst)
+}
+
+func (d *RemoteDisk) decompress(stored []byte, e format.Entry, dst []byte) ([]byte, error) {
+	switch e.Comp {
+	case format.CompNone:
+		return stored, nil
+	case format.CompZstd:
+		raw, err := d.m.dec.DecodeAll(stored, dst[:0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: chunk %v: zstd: %w", ErrCorrupt, e.ID, err)
+		}
+		return raw, nil
+	}
+	return nil, fmt.Errorf("%w: chunk %v: compression %d", ErrCorrupt, e.ID, e.Comp)
+}
+
+// piece is the part of a record held by one data shard.
+type piece struct {
+	shard int   // data shard index
+	off   int64 // in the shard's payload
+	n     int64
+	at    int64 // in the record
+}
+
+// rangeChunk reads the record of a chunk of a version 2 pack: the byte
+// range [e.Offset, e.Offset+e.Length) of the pack object, which the
+// erasure layout puts in one data shard (or two, or more for tiny
+// shards), each piece with one ranged Get. If a piece cannot be read, it
+// is rebuilt from the same range of k other shards; if the record does
+// not authenticate (a corrupt shard), each piece in turn is rebuilt
+// from the other shards until it does. It returns the chunk's stored
+// bytes, authenticated.
+func (d *RemoteDisk) rangeChunk(ctx context.Context, loc chunkLoc) ([]byte, error) {
+	x := d.cs.packs[loc.pack]
+	l, err := erasure.NewLayout(d.r.k, d.r.m, int64(x.SealedSize))
+	if err != nil {
+		return nil, err
+	}
+	e := loc.e
+	end := int64(e.Offset) + int64(e.Length)
+	if end > l.DataLen {
+		return nil, fmt.Errorf("%w: chunk %v: record beyond pack %s", ErrCorrupt, e.ID, loc.pack)
+	}
+	var pieces []piece
+	size := l.ShardSize()
+	for pos := int64(e.Offset); pos < end; {
+		sh, off := l.Locate(pos)
+		n := min(size-off, end-pos)
+		pieces = append(pieces, piece{shard: sh, off: off, n: n, at: pos - int64(e.Offset)})
+		pos += n
+	}
+	op, err := d.r.keys.NewChunkOpener(loc.pack.String())
+	if err != nil {
+		return nil, err
+	}
+	name := packDir + loc.pack.String()
+	rec := make([]byte, e.Length)
+	perrs := forEach(len(pieces), func(i int) error {
+		p := pieces[i]
+		b, err := d.getRange(ctx, p.shard, name, p.off, p.n)
+		if err != nil {
+			return err
+		}
+		copy(rec[p.at:], b)
+		return nil
+	})
+	d.stats.ranges.Add(1)
+	var failed []int
+	for i, err := range perrs {
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			failed = append(failed, i)
+		}
+	}
+	// Rebuild what could not be read.
+	for _, i := range failed {
+		p := pieces[i]
+		b, err := d.rebuild(ctx, name, p, -1)
+		if err != nil {
+			return nil, fmt.Errorf("pack %s: shard %d: %w (rebuild: %w)", loc.pack, p.shard, perrs[i], err)
+		}
+		copy(rec[p.at:], b)
+	}
+	if len(failed) > 0 {
+		d.stats.degraded.Add(1)
+	}
+	try := append([]byte(nil), rec...)
+	stored, err := op.Open(e, try)
+	if err == nil {
+		return stored, nil
+	}
+	if len(failed) == len(pieces) {
+		return nil, err
+	}
+	// A corrupt range: find the piece that is wrong by rebuilding each
+	// (that was read) from the other shards.
+	d.stats.degraded.Add(1)
+	for i, p := range pieces {
+		if slices.Contains(failed, i) {
+			continue
+		}
+		b, rerr := d.rebuild(ctx, name, p, p.shard)
+		if rerr != nil {
+			continue
+		}
+		try := append([]byte(nil), rec...)
+		copy(try[p.at:], b)
+		if stored, oerr := op.Open(e, try); oerr == nil {
+			d.m.log.Warn("remote disk: corrupt shard range rebuilt from the others", "region", d.r.cfg.Name, "pack", loc.pack.String(), "store", p.shard)
+			return stored, nil
+		}
+	}
+	return nil, err
+}
+
+// getRange reads bytes [off, off+n) of a shard's payload from its store.
+func (d *RemoteDisk) getRange(ctx context.Context, shard int, name string, off, n int64) ([]byte, error) {
+	if err := d.r.bad[shard]; err != nil {
+		return nil, err
+	}
+	b, err := d.r.stores[shard].Get(ctx, name, erasure.HeaderSize+off, n)
+	d.stats.fetched.Add(int64(len(b)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: store %d (%s): %w", ErrUnavailable, shard, d.r.stores[shard].Location(), err)
+	}
+	return b, nil
+}
+
+// rebuild reconstructs the range of piece p from the same range of k
+// other shards (never p.shard nor skip), data shards first.
+func (d *RemoteDisk) rebuild(ctx context.Context, name string, p piece, skip int) ([]byte, error) {
+	parts := make([][]byte, d.r.n())
+	var order []int
+	for i := range d.r.n() {
+		if i != p.shard && i != skip {
+			order = append(order, i)
+		}
+	}
+	have := 0
+	var errs []error
+	for len(order) > 0 && have < d.r.k {
+		batch := order[:min(len(order), d.r.k-have)]
+		order = order[len(batch):]
+		got := forEach(len(batch), func(j int) error {
+			b, err := d.getRange(ctx, batch[j], name, p.off, p.n)
+			if err == nil {
+				parts[batch[j]] = b
+			}
+			return err
+		})
+		for _, err := range got {
+			if err == nil {
+				have++
+			} else {
+				errs = append(errs, err)
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	if have < d.r.k {
+		return nil, fmt.Errorf("%w: %d of %d shards readable: %w", ErrTooFewShards, have, d.r.k, joinErrs(errs...))
+	}
+	return erasure.ReconstructRange(d.r.k, d.r.m, parts, p.shard)
 }
 
 // remotePackCache bounds the whole-pack plaintexts a RemoteDisk keeps.
