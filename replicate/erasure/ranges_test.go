@@ -54,4 +54,3 @@ func TestReconstructRange(t *testing.T) {
 		t.Fatalf("parity wanted: %v", err)
 	}
 }
-
