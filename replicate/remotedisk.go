@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,10 +41,11 @@ type RemoteDisk struct {
 	unlock func()
 	closed bool
 
-	cache *packCache
+	cache  *packCache
+	blocks *BlockCache // nil: none
 
 	stats struct {
-		fetched, blocks, bytes, packs, ranges, degraded, errors atomic.Int64
+		fetched, blocks, bytes, packs, ranges, degraded, errors, cached atomic.Int64
 	}
 }
 
@@ -56,6 +58,7 @@ type RemoteStats struct {
 	RangesRead   int64 `json:"ranges_read"`   // range reads of a chunk in a data shard
 	Degraded     int64 `json:"degraded"`      // reads that needed parity or skipped a bad shard
 	Errors       int64 `json:"errors"`        // ReadBlock calls that failed
+	CacheHits    int64 `json:"cache_hits"`    // blocks read from the BlockCache
 }
 
 // OpenRemoteDisk opens disk of the remote snapshot called snapshot in
@@ -137,7 +140,60 @@ func (d *RemoteDisk) Stats() RemoteStats {
 	return RemoteStats{
 		BytesFetched: s.fetched.Load(), BlocksRead: s.blocks.Load(), BytesRead: s.bytes.Load(),
 		PacksFetched: s.packs.Load(), RangesRead: s.ranges.Load(), Degraded: s.degraded.Load(), Errors: s.errors.Load(),
+		CacheHits: s.cached.Load(),
 	}
+}
+
+// SetCache makes the disk keep the blocks it fetches in c and look there
+// first (every block taken from c is verified against its chunk id). Call
+// it before the first read.
+func (d *RemoteDisk) SetCache(c *BlockCache) { d.blocks = c }
+
+// Region, Snapshot and Disk name what the disk reads.
+func (d *RemoteDisk) Region() string   { return d.r.cfg.Name }
+func (d *RemoteDisk) Snapshot() string { return d.snapshot }
+func (d *RemoteDisk) Disk() string     { return d.disk }
+
+// ReadAt implements io.ReaderAt over the disk's bytes: holes read as
+// zeros, past Size it returns what there is and io.EOF. Blocks are read
+// with ReadBlock (verified; an error wraps ErrUnavailable), up to four at
+// a time for a long read.
+func (d *RemoteDisk) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("%w: negative offset %d", ErrInvalid, off)
+	}
+	if off >= d.Size() {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	n := len(p)
+	var eof error
+	if int64(n) > d.Size()-off {
+		n, eof = int(d.Size()-off), io.EOF
+	}
+	bs := int64(d.md.BlockSize)
+	first, last := off/bs, (off+int64(n)-1)/bs
+	errs := forEachLimit(int(last-first+1), 4, func(i int) error {
+		b := first + int64(i)
+		start := b * bs
+		lo, hi := max(start, off), min(start+bs, off+int64(n))
+		dst := p[lo-off : hi-off]
+		if lo == start && hi == start+bs {
+			return d.ReadBlock(context.Background(), b, dst)
+		}
+		buf := make([]byte, bs)
+		if err := d.ReadBlock(context.Background(), b, buf); err != nil {
+			return err
+		}
+		copy(dst, buf[lo-start:hi-start])
+		return nil
+	})
+	if err := firstErr(errs); err != nil {
+		return 0, err
+	}
+	return n, eof
 }
 
 // Close releases the region's lock and stores. Reads after Close fail.
@@ -223,6 +279,14 @@ func (d *RemoteDisk) readBlock(ctx context.Context, b int64, dst []byte) error {
 		clear(dst)
 		return nil
 	}
+	if d.blocks != nil && d.blocks.get(d.r.cfg.Name, id, dst) {
+		if d.r.keys.ChunkID(sha256.Sum256(dst)) == id {
+			d.stats.cached.Add(1)
+			return nil
+		}
+		d.m.log.Warn("remote disk: a cached block does not match its chunk id; fetched again", "region", d.r.cfg.Name, "chunk", id.String())
+		d.blocks.drop(d.r.cfg.Name, id)
+	}
 	loc := d.cs.chunks[id] // present: checked at open
 	jc, err := d.lockCtx(ctx)
 	if err != nil {
@@ -241,6 +305,9 @@ func (d *RemoteDisk) readBlock(ctx context.Context, b int64, dst []byte) error {
 	}
 	if &raw[0] != &dst[0] {
 		copy(dst, raw)
+	}
+	if d.blocks != nil {
+		d.blocks.put(d.r.cfg.Name, id, dst)
 	}
 	return nil
 }
@@ -515,4 +582,24 @@ func (c *packCache) clear() {
 	c.mu.Lock()
 	c.entries = nil
 	c.mu.Unlock()
+}
+
+// forEachLimit is forEach with at most limit calls at a time.
+func forEachLimit(n, limit int, fn func(i int) error) []error {
+	if n == 1 {
+		return []error{fn(0)}
+	}
+	errs := make([]error, n)
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = fn(i)
+		}()
+	}
+	wg.Wait()
+	return errs
 }

@@ -298,3 +298,79 @@ func TestRemoteDiskFixtureV1(t *testing.T) {
 		t.Fatal("fixture has no disks")
 	}
 }
+
+// The block cache keeps what a remote disk fetched: a second disk over
+// the same snapshot reads it without the stores, a damaged cached block
+// is fetched again (never returned), and the cache stays within its
+// bound, also when opened again.
+func TestRemoteDiskBlockCache(t *testing.T) {
+	ctx := context.Background()
+	hs, _ := fleet(t, 2, 1, "a", "b")
+	a, b := hs[0], hs[1]
+	mkDisk(t, a.host, "v", 32)
+	writeBlocks(t, a.host, "v", 1, span(0, 32))
+	snapshot(t, a.host, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	img := readSnapshot(t, a.host, "s1", "v")
+	c, err := b.mgr.OpenBlockCache(20 * bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() *replicate.RemoteDisk {
+		d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s1", "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.SetCache(c)
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	d := open()
+	buf := make([]byte, 10*bs)
+	if n, err := d.ReadAt(buf, 3*bs); err != nil || n != len(buf) || !bytes.Equal(buf, img[3*bs:13*bs]) {
+		t.Fatalf("ReadAt: %d %v", n, err)
+	}
+	d2 := open()
+	if n, err := d2.ReadAt(buf[:5*bs+7], 3*bs+100); err != nil || n != 5*bs+7 || !bytes.Equal(buf[:n], img[3*bs+100:3*bs+100+n]) {
+		t.Fatalf("ReadAt from the cache: %d %v", n, err)
+	}
+	if st := d2.Stats(); st.BytesFetched != 0 || st.CacheHits != 6 {
+		t.Fatalf("second disk fetched from the stores: %+v", st)
+	}
+	// Damage every cached block: they are fetched again, right.
+	root := filepath.Join(b.dir, "regions", "r1.cache", "blocks")
+	ents, err := os.ReadDir(root)
+	if err != nil || len(ents) != 10 {
+		t.Fatalf("%d cached blocks, %v", len(ents), err)
+	}
+	for _, e := range ents {
+		if err := os.WriteFile(filepath.Join(root, e.Name()), make([]byte, bs), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d3 := open()
+	if _, err := d3.ReadAt(buf, 3*bs); err != nil || !bytes.Equal(buf, img[3*bs:13*bs]) {
+		t.Fatalf("read over damaged cache: %v", err)
+	}
+	if st := d3.Stats(); st.CacheHits != 0 || st.BytesFetched == 0 {
+		t.Fatalf("damaged cache used: %+v", st)
+	}
+	// Bounded: read all 32 blocks through a 20-block cache.
+	readRemote(t, d3, img)
+	if c.Size() > 20*bs {
+		t.Fatalf("cache holds %d bytes, bound %d", c.Size(), 20*bs)
+	}
+	c2, err := b.mgr.OpenBlockCache(8 * bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Size() != 8*bs {
+		t.Fatalf("reopened cache: %d bytes, want the bound %d", c2.Size(), 8*bs)
+	}
+	// Past the end: io.EOF with what there is.
+	if n, err := d3.ReadAt(buf[:bs], d3.Size()-10); n != 10 || err == nil {
+		t.Fatalf("read at the end: %d %v", n, err)
+	}
+}
