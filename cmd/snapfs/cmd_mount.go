@@ -69,6 +69,9 @@ func mountCommand(st *state) *cli.Command {
 			if err != nil {
 				return err
 			}
+			if _, err := parseSize("--region-cache", c.String("region-cache")); err != nil {
+				return err // before anything is made
+			}
 			store, err := storeDir(c)
 			if err != nil {
 				return err
