@@ -46,6 +46,8 @@ type Local struct {
 	scratch int             // last scratch clone number used
 	files   *browse.Manager // .files (local_files.go); nil without a daemon
 	lz      lazyState       // lazy disks' sources (local_lazy.go)
+
+	rem remoteState // M/regions/ (local_remote.go)
 }
 
 // NewLocal returns a Local over store (opened from dir). Close closes store.
@@ -417,8 +419,9 @@ func (l *Local) Shutdown(ctx context.Context) error {
 
 // Close implements Service: it closes the region manager, then the store.
 func (l *Local) Close() error {
-	l.closeFiles() // local_files.go: before the store, whose clones it drops
-	l.stopLazy()   // local_lazy.go: the sources hold region locks
+	l.closeFiles()  // local_files.go: before the store, whose clones it drops
+	l.stopLazy()    // local_lazy.go: the sources hold region locks
+	l.closeRemote() // local_remote.go: releases the regions' locks
 	rerr := l.closeRegions()
 	if err := l.store.Close(); err != nil {
 		return err

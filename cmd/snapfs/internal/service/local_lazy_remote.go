@@ -2,14 +2,16 @@ package service
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/snapfs/snapfs/replicate"
 )
 
 // openRemoteDisk opens disk of a region's snapshot as a lazy layer's
-// source. Until replicate's RemoteDisk is in this tree, lazy restores are
-// refused as unavailable.
+// source (a variable so tests can wrap it).
 var openRemoteDisk = func(ctx context.Context, m *replicate.Manager, region, host, snapshot, disk string) (remoteDisk, error) {
-	return nil, fmt.Errorf("%w: this build cannot read a region's disk on demand", replicate.ErrUnavailable)
+	rd, err := m.OpenRemoteDiskOf(ctx, region, host, snapshot, disk)
+	if err != nil {
+		return nil, err
+	}
+	return rd, nil
 }
