@@ -100,11 +100,12 @@ func sumPatched(t *testing.T, path string, patches []patch) string {
 // stores left (reads of missing blocks fail with EIO, never other data;
 // hydration retries and completes when the stores are back).
 //
-// SNAPFS_LAZY_SIZE sets the disk's size (default 2G).
+// SNAPFS_LAZY_SIZE sets the disk's size (default 512M to keep CI under a
+// minute; at least 512M; the figures in the report are from 2G).
 func TestLazyRestore(t *testing.T) {
 	needRoot(t)
 	start := time.Now()
-	diskSize := "2G"
+	diskSize := "512M" // CI time; SNAPFS_LAZY_SIZE=2G for the size
 	if v := os.Getenv("SNAPFS_LAZY_SIZE"); v != "" {
 		diskSize = v
 	}
@@ -199,7 +200,7 @@ func TestLazyRestore(t *testing.T) {
 		}
 	}
 	t0 := time.Now()
-	cmdTime := restore("vol", "--rate", "2M")
+	cmdTime := restore("vol", "--rate", "4M")
 	{
 		undo := loopMount(t, filepath.Join(mp2, "disks", "vol"), filepath.Join(tmp, "ro"), "-o", "ro,noload")
 		got, err := os.ReadFile(filepath.Join(tmp, "ro", "b"))
@@ -218,7 +219,7 @@ func TestLazyRestore(t *testing.T) {
 	// Writes during hydration (raw: ext4 is not mounted now).
 	disk := filepath.Join(mp2, "disks", "vol")
 	var patches []patch
-	for _, off := range []int64{5<<20 + 12345, 700 << 20, 1<<30 - 4096} {
+	for _, off := range []int64{5<<20 + 12345, 300 << 20, 500<<20 - 4096} {
 		p := patch{off, randBytes(t, 70001)}
 		writeAt(t, disk, p.off, p.data)
 		patches = append(patches, p)
@@ -250,12 +251,17 @@ func TestLazyRestore(t *testing.T) {
 	if after == nil || !after.Attached || after.Local == 0 {
 		t.Fatalf("after the restart: %+v (before the kill %+v)", after, *before)
 	}
-	t.Logf("killed at %d of %d blocks local; after the restart %d local, hydration resumes (bound 2 MiB/s)", before.Local, before.Total, after.Local)
+	t.Logf("killed at %d of %d blocks local; after the restart %d local, hydration resumes (bound 4 MiB/s)", before.Local, before.Total, after.Local)
+	phase := time.Now()
 	waitHydrated(t, h2, "vol", 90*time.Second)
+	t.Logf("hydration after the restart: %v", time.Since(phase).Round(time.Millisecond))
+	phase = time.Now()
 	if got := sumPatched(t, image, patches); fileSum(t, disk) != got {
 		t.Fatal("hydrated disk differs from the snapshot plus the writes")
 	}
 	readFiles("vol")
+	t.Logf("compare: %v", time.Since(phase).Round(time.Millisecond))
+	phase = time.Now()
 
 	// Two stores gone: reads and hydration reconstruct from the others.
 	back := hide(fileStores[0], fileStores[2])
@@ -267,13 +273,19 @@ func TestLazyRestore(t *testing.T) {
 		t.Fatal("disk restored with two stores gone differs from the snapshot")
 	}
 
-	// Too few stores (all four file stores gone, k = 4): reads of missing
-	// blocks fail with EIO, nothing reads as other data; back, it completes.
-	restore("gone", "--rate", "1M")
+	t.Logf("two stores gone: %v", time.Since(phase).Round(time.Millisecond))
+	phase = time.Now()
+
+	// Too few stores (all four file stores gone, k = 4) from the start:
+	// restore --lazy works (the manifests are on every store), reads of
+	// blocks not local fail with EIO and nothing reads as other data;
+	// hydration retries and completes when the stores are back.
+	// (The manifests are on every store, so the two S3 stores open it.)
 	back = hide(fileStores...)
+	restore("gone")
 	lazyDisk := filepath.Join(mp2, "disks", "gone")
 	eio, good := 0, 0
-	for off := int64(0); off < 64<<20 && eio == 0; off += 1 << 20 {
+	for off := int64(0); off < 64<<20; off += 1 << 20 {
 		got, err := preadDirect(lazyDisk, off, 1<<20)
 		if errors.Is(err, syscall.EIO) {
 			eio++
@@ -300,7 +312,7 @@ func TestLazyRestore(t *testing.T) {
 	if fileSum(t, lazyDisk) != wantImage {
 		t.Fatal("disk hydrated after the stores came back differs from the snapshot")
 	}
-	t.Logf("stores gone: %d MiB read right, then EIO; hydrated once they were back", good)
+	t.Logf("stores gone: of the first 64 MiB, %d MiB read right (holes, or local), %d MiB failed with EIO; hydrated once they were back", good, eio)
 	ok(t, h2, "check")
 	t.Logf("TestLazyRestore: %v", time.Since(start).Round(time.Millisecond))
 }

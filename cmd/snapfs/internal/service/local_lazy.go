@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -52,7 +53,7 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	if err != nil {
 		return RestoreStats{}, err
 	}
-	rd, err := openRemoteDisk(ctx, m, r.Region, r.Host, r.Snapshot, r.Disk)
+	rd, err := openReopening(ctx, l.log, m, r.Region, r.Host, r.Snapshot, r.Disk)
 	if err != nil {
 		return RestoreStats{}, fmt.Errorf("restore --lazy: %w", err)
 	}
@@ -151,7 +152,7 @@ func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer) {
 			if err != nil {
 				return err
 			}
-			rd, err := openRemoteDisk(ctx, m, o.Region, o.Host, o.Snapshot, o.Disk)
+			rd, err := openReopening(ctx, l.log, m, o.Region, o.Host, o.Snapshot, o.Disk)
 			if err != nil {
 				return err
 			}
@@ -193,4 +194,88 @@ func (l *Local) stopLazy() {
 		l.lz.wg.Wait()
 	}
 	l.store.StopLazy()
+}
+
+// reopening is a region's disk that is opened again when a read fails as
+// unavailable (at most every reopenEvery): a RemoteDisk keeps the stores it
+// opened, so a store that was missing when it opened (a file system not
+// mounted yet) would stay missing for it even once back.
+type reopening struct {
+	open func(ctx context.Context) (remoteDisk, error)
+	log  *slog.Logger
+
+	mu     sync.RWMutex
+	rd     remoteDisk
+	last   time.Time
+	closed bool
+}
+
+const reopenEvery = 5 * time.Second
+
+func openReopening(ctx context.Context, log *slog.Logger, m *replicate.Manager, region, host, snapshot, disk string) (*reopening, error) {
+	open := func(ctx context.Context) (remoteDisk, error) {
+		return openRemoteDisk(ctx, m, region, host, snapshot, disk)
+	}
+	rd, err := open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &reopening{open: open, log: log, rd: rd, last: time.Now()}, nil
+}
+
+func (r *reopening) cur() remoteDisk {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.rd
+}
+
+func (r *reopening) Size() int64         { return r.cur().Size() }
+func (r *reopening) BlockSize() int      { return r.cur().BlockSize() }
+func (r *reopening) StoredBlocks() int64 { return r.cur().StoredBlocks() }
+func (r *reopening) Encrypted() bool     { return r.cur().Encrypted() }
+func (r *reopening) Stored(b int64) bool { return r.cur().Stored(b) }
+
+func (r *reopening) ReadBlock(ctx context.Context, b int64, dst []byte) error {
+	rd := r.cur()
+	err := rd.ReadBlock(ctx, b, dst)
+	if err == nil || !errors.Is(err, replicate.ErrUnavailable) || ctx.Err() != nil {
+		return err
+	}
+	r.mu.Lock()
+	if r.closed || r.rd != rd || time.Since(r.last) < reopenEvery {
+		r.mu.Unlock()
+		return err
+	}
+	r.last = time.Now()
+	r.mu.Unlock()
+	nrd, oerr := r.open(ctx)
+	if oerr != nil {
+		return err
+	}
+	if nrd.Size() != rd.Size() || nrd.BlockSize() != rd.BlockSize() || nrd.StoredBlocks() != rd.StoredBlocks() {
+		nrd.Close()
+		return fmt.Errorf("%w: the region's disk changed shape on reopening", replicate.ErrCorrupt)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		nrd.Close()
+		return err
+	}
+	old := r.rd
+	r.rd = nrd
+	r.mu.Unlock()
+	old.Close() // reads in flight on it fail and are retried
+	r.log.Info("lazy disk: region reopened after a failed read")
+	return nrd.ReadBlock(ctx, b, dst)
+}
+
+func (r *reopening) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	return r.rd.Close()
 }
