@@ -589,7 +589,6 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 	ctx, cancel := context.WithCancel(context.Background())
 	ll.cancel = cancel
 	ll.finished = make(chan struct{})
-	ll.running = !opts.NoHydrate
 	ll.mu.Unlock()
 	s.log.Info("lazy layer attached", "layer", layer, "region", ll.origin.Region, "snapshot", ll.origin.Snapshot,
 		"disk", ll.origin.Disk, "blocks", total, "missing", missing, "rate", ll.rate)
@@ -604,14 +603,29 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 			case <-ctx.Done():
 			}
 		}()
-		if !opts.NoHydrate {
-			ll.hydrate(ctx, opts)
-		}
-		ll.mu.Lock()
-		ll.running = false
-		ll.mu.Unlock()
-		if !ll.isDone() {
-			<-ctx.Done() // reads still use the source until the store closes
+		hydrate := !opts.NoHydrate
+		for {
+			if hydrate {
+				ll.setRunning(true)
+				ll.hydrate(ctx, opts)
+				ll.setRunning(false)
+			}
+			if ll.isDone() || ctx.Err() != nil {
+				break
+			}
+			// No disk reads through the layer: the source stays for the
+			// snapshots, images and clones that still do, until GC removes
+			// the layer (then it is closed: it holds a region lock); a disk
+			// made from one of them later starts hydration again.
+			gone, users := ll.waitUsers(ctx)
+			if gone {
+				s.log.Info("lazy layer removed; its source is closed", "layer", layer)
+				s.lazy.mu.Lock()
+				delete(s.lazy.layers, layer)
+				s.lazy.mu.Unlock()
+				break
+			}
+			hydrate = users
 		}
 		cancel()
 		if c, ok := src.(io.Closer); ok {
@@ -619,6 +633,39 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 		}
 	}()
 	return nil
+}
+
+func (ll *lazyLayer) setRunning(on bool) {
+	ll.mu.Lock()
+	ll.running = on
+	ll.mu.Unlock()
+}
+
+// lazyPoll is how often a stopped hydration looks for users again.
+var lazyPoll = time.Second
+
+// waitUsers waits until a disk reads through the layer again (users) or
+// the layer is gone from the catalog (gone), or ctx ends (neither).
+func (ll *lazyLayer) waitUsers(ctx context.Context) (gone, users bool) {
+	t := time.NewTicker(lazyPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, false
+		case <-t.C:
+		}
+		err := ll.s.idx.View(func(t *index.Txn) error {
+			_, err := t.Layer(ll.id)
+			return err
+		})
+		if errors.Is(err, index.ErrNotFound) {
+			return true, false
+		}
+		if u, err := ll.s.lazyUsers(); err == nil && len(u[ll.id]) > 0 {
+			return false, true
+		}
+	}
 }
 
 func (ll *lazyLayer) isDone() bool {
@@ -638,7 +685,7 @@ func (ll *lazyLayer) hydrate(ctx context.Context, opts HydrateOptions) {
 	// No disk left that reads through the layer: hydration stops (what
 	// snapshots still read comes on demand).
 	go func() {
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(lazyPoll)
 		defer t.Stop()
 		for {
 			select {

@@ -20,6 +20,7 @@ type storeSource struct {
 	stored map[int64]bool
 	fail   atomic.Bool
 	reads  atomic.Int64
+	closed atomic.Bool
 	delay  time.Duration
 }
 
@@ -58,6 +59,11 @@ func (src *storeSource) ReadBlock(ctx context.Context, b int64, dst []byte) erro
 }
 
 func (src *storeSource) Stored(b int64) bool { return src.stored[b] }
+
+func (src *storeSource) Close() error {
+	src.closed.Store(true)
+	return nil
+}
 
 const lazyBS = 16 << 10
 
@@ -403,13 +409,17 @@ func TestLazyUnavailable(t *testing.T) {
 	}
 }
 
-// TestLazyDelete: deleting a hydrating disk stops hydration, and GC frees
-// its layers.
+// TestLazyDelete: deleting a hydrating disk stops hydration while a
+// snapshot of it still reads through the layer (on demand); a disk cloned
+// from that snapshot starts hydration again; once nothing reads through
+// the layer, GC frees it and the source is closed.
 func TestLazyDelete(t *testing.T) {
 	const blocks = 128
-	a, _ := lazyFixture(t, blocks)
+	a, want := lazyFixture(t, blocks)
 	src := newStoreSource(t, a, "s", "d")
 	b, _ := newTestStore(t, Options{})
+	lazyPoll = 50 * time.Millisecond
+	t.Cleanup(func() { lazyPoll = time.Second })
 	if _, err := b.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: blocks * lazyBS, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
 		t.Fatal(err)
 	}
@@ -417,27 +427,60 @@ func TestLazyDelete(t *testing.T) {
 	if err := b.AttachLazy(layer, src, HydrateOptions{Rate: 16 * lazyBS}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := b.CreateSnapshot("t", []string{"x"}, "manual"); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(200 * time.Millisecond)
 	if err := b.DeleteDisk("x", false); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b.lazy.mu.RLock()
-		ll := b.lazy.layers[layer]
-		b.lazy.mu.RUnlock()
-		if st := ll.status(); !st.Running {
-			break
+	b.lazy.mu.RLock()
+	ll := b.lazy.layers[layer]
+	b.lazy.mu.RUnlock()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not after 5 s (%+v)", what, ll.status())
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("hydration still running 5 s after the disk was deleted")
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
+	waitFor("hydration stops once the disk is deleted", func() bool { return !ll.status().Running })
 	reads := src.reads.Load()
 	time.Sleep(300 * time.Millisecond)
 	if r := src.reads.Load(); r != reads {
 		t.Fatalf("source read %d more blocks after hydration stopped", r-reads)
+	}
+	// The snapshot still reads (missing blocks on demand).
+	r, err := b.OpenSnapshotDisk("t", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lazyReadAll(t, r, 40*lazyBS); !bytes.Equal(got, want[:40*lazyBS]) {
+		t.Fatal("snapshot of the deleted lazy disk differs")
+	}
+	r.Close()
+	// A clone of it hydrates again.
+	if _, err := b.CloneDisk("c", "t", "x"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a clone hydrates it", ll.isDone)
+	h, err := b.OpenDisk("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.fail.Store(true)
+	if got := lazyReadAll(t, h, blocks*lazyBS); !bytes.Equal(got, want) {
+		t.Fatal("clone of the snapshot of the deleted lazy disk differs")
+	}
+	h.Close()
+	if err := b.DeleteDisk("c", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteSnapshot("t"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := b.GC(); err != nil {
 		t.Fatal(err)
@@ -456,4 +499,5 @@ func TestLazyDelete(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	waitFor("the source is closed once GC removed the layer", src.closed.Load)
 }
