@@ -573,6 +573,60 @@
 // versions, the set of written blocks of an incremental diff, and
 // StreamOptions.Buffers batches.
 //
+// # Lazy layers (restore --lazy)
+//
+// A lazily restored disk is two layers: a bottom layer marked lazy in the
+// catalog (index.Layer.Lazy: region, host, snapshot, disk, size, block
+// size, rate bound; layer record format version 3) that holds no block at
+// first, and the disk's head above it (parent: the bottom at epoch 1; the
+// bottom's own epoch is 2, so epoch 1 is sealed as check wants). Writes go
+// to the head as for any disk. A block no link of a chain holds is, when
+// the chain ends in a lazy layer, read from the layer's LayerSource
+// (lazy.go: ReadBlock, Stored; replicate's RemoteDisk in the daemon):
+// zeros where the source stores nothing, else fetched once whoever asks
+// (concurrent readers and hydration share one fetch), and kept: written
+// into the bottom layer at epoch 1 (a data record with its SHA-256, or a
+// zero record) like any write. Because hydrated blocks go into the bottom
+// layer, every snapshot, image or clone whose chain reaches it reads the
+// same bytes whether a block was hydrated yet or not, and GC keeps them as
+// it keeps any parent's versions (the head's link at epoch 1 sees them).
+// The fetch runs outside readMu (a slow or failing source never holds up
+// the cleaner) and after the index lookup: a block that became local
+// meanwhile (errHydrated) is read again through the index. Nothing is
+// returned that did not come from the index or a successful ReadBlock: a
+// source not attached, unreachable or failing verification is an error
+// wrapping ErrUnavailable (EIO through the mount), never zeros.
+//
+// Which blocks are missing is derived, not stored: at AttachLazy, the
+// blocks the source stores minus the versions the layer holds at epoch 1
+// (index and pending versions), kept as a bitmap (1 bit a block: 256 KiB
+// for 32 GiB of 16 KiB blocks). Fetched blocks are committed with the
+// next commit; after a crash the ones not committed are fetched again, so
+// no separate state can disagree with the log. The daemon re-attaches the
+// sources of every lazy layer at start (service: resumeLazy).
+//
+// Hydration (AttachLazy's goroutine): HydrateOptions.Workers (4) fetch
+// missing blocks, first the 256 blocks after the newest block a read
+// needed (a stack of the last 64; newest-needed first), then in block
+// order from a cursor; a token bucket bounds the bytes a second (the
+// origin's rate, 1/4 s burst); on-demand reads are never throttled. A
+// failed fetch is retried with backoff (100 ms doubling to 30 s). When no
+// block is missing, the versions are committed and the lazy mark is
+// cleared (a catalog change: the layer record is written back without
+// Lazy); the in-memory entry stays, marked done, so a reader whose block
+// map still says "not found" reads through the index. While no disk reads
+// through the layer (the disk was deleted; its snapshots still may)
+// hydration stops; a disk made from one of them starts it again; once GC
+// removed the layer the source is closed.
+//
+// Diffs (sync) of a point that reads through a lazy layer not hydrated
+// yet are refused (ErrBusy): the index lacks its missing blocks. Check
+// sees only the versions that exist (a missing block is not a problem).
+// Known limits: a hydrating disk's allocation counts the origin's stored
+// blocks at creation; a write over a block not local yet counts it again,
+// and a recount (after a crash) sees only local blocks, until hydration
+// ends. An encrypted lazy disk is not supported (the service refuses).
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. Each disk has a mutex for its
