@@ -264,10 +264,21 @@ func TestLazyRestore(t *testing.T) {
 	phase = time.Now()
 
 	// Two stores gone: reads and hydration reconstruct from the others.
+	// restore --lazy --wait --json streams hydration progress as sync does.
 	back := hide(fileStores[0], fileStores[2])
-	restore("two")
+	out := ok(t, h2, "--json", "restore", "--region", "dr", "--snapshot", "s1", "--host", "alpha", "--disk", "vol", "--to", "two", "--lazy", "--wait")
+	if types := jsonTypes(t, out); types[0] != "start" || !contains(types, "blocks") || !contains(types, "done") || types[len(types)-1] != "restore" {
+		t.Fatalf("restore --lazy --wait --json: %v", types)
+	}
+	var res struct {
+		Hydrated    bool
+		BlocksTotal int64 `json:"blocks_total"`
+	}
+	jsonLine(t, out, "restore", &res)
+	if !res.Hydrated || res.BlocksTotal == 0 || hydrationOf(t, h2, "two") != nil {
+		t.Fatalf("restore --lazy --wait: %+v", res)
+	}
 	readFiles("two")
-	waitHydrated(t, h2, "two", 60*time.Second)
 	back()
 	if fileSum(t, filepath.Join(mp2, "disks", "two")) != wantImage {
 		t.Fatal("disk restored with two stores gone differs from the snapshot")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/snapfs/snapfs/index"
@@ -31,8 +32,16 @@ type LayerSource interface {
 }
 
 // ErrUnavailable: a block the disk does not hold yet could not be had from
-// its source (not attached, unreachable, or failed verification).
-var ErrUnavailable = errors.New("block not local and its source is unavailable")
+// its source (not attached, unreachable, or failed verification). It
+// wraps syscall.EIO, and comes first in the errors wrapping it, so the
+// errno a reader gets is EIO whatever the cause carries (a refused
+// connection's ECONNREFUSED, a missing directory's ENOENT).
+var ErrUnavailable error = unavailableError{}
+
+type unavailableError struct{}
+
+func (unavailableError) Error() string { return "block not local and its source is unavailable" }
+func (unavailableError) Unwrap() error { return syscall.EIO }
 
 // LazyOrigin is where a lazy layer's missing blocks come from.
 type LazyOrigin = index.LazyOrigin

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand"
+	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -389,6 +392,15 @@ func TestLazyUnavailable(t *testing.T) {
 	n, err := h.ReadAt(buf, stored*lazyBS)
 	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, errTestUnreachable) || n != 0 {
 		t.Fatalf("read of a missing block while unreachable: n %d, %v", n, err)
+	}
+	// The errno is EIO whatever the cause carries.
+	var errno syscall.Errno
+	if !errors.As(fmt.Errorf("x: %w", &os.PathError{Op: "open", Path: "p", Err: syscall.ENOENT}), &errno) || errno != syscall.ENOENT {
+		t.Fatal("test setup")
+	}
+	err = fmt.Errorf("%w: %w", ErrUnavailable, &os.PathError{Op: "open", Path: "p", Err: syscall.ENOENT})
+	if !errors.As(err, &errno) || errno != syscall.EIO {
+		t.Fatalf("errno of an unavailable block: %v", errno)
 	}
 	// A write over a missing block's part needs its base: refused too, and
 	// nothing is lost of what was written before.
