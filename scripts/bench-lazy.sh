@@ -5,6 +5,9 @@
 #
 #   scripts/bench-lazy.sh
 #
+# First-byte times print as "restore command + the rest" (losetup, mount,
+# read), then the total.
+#
 # A 4+2 file:// region; host A: a BENCH_SIZE [2G] disk with ext4 holding
 # BENCH_DATA [256M] of random data and a small file, synced; and a 32 GiB
 # disk (sparse: ext4 and the small file only), synced. Host B, each round:
@@ -87,10 +90,11 @@ ttfb() { # DISK TO -> seconds from restore --lazy to the small file's bytes
 	local t0 loop
 	t0=$(now)
 	"${b[@]}" restore --region dr --snapshot s1 --host a --disk "$1" --to "$2" --lazy >/dev/null
+	printf '%s+' "$(secs "$t0" "$(now)")"
 	loop=$(losetup -f --show -r "$work/mb/disks/$2")
 	mount -o ro,noload "$loop" "$work/vol"
 	cmp -s "$work/vol/small" "$work/small" || { echo "small file differs on $2" >&2; exit 1; }
-	secs "$t0" "$(now)"
+	printf '= %s' "$(secs "$t0" "$(now)")"
 	umount "$work/vol"
 	losetup -d "$loop"
 }
