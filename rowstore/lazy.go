@@ -51,7 +51,7 @@ type LazyStatus struct {
 	Disk     string     `json:"disk"`
 	Layer    uint64     `json:"layer"`
 	Origin   LazyOrigin `json:"origin"`
-	Attached bool       `json:"attached"` // a source is attached (blocks can be fetched)
+	Attached bool       `json:"attached"` // a source is attached and what is missing is known
 	Running  bool       `json:"running"`  // background hydration is running
 	Done     bool       `json:"done"`     // every block is local; the lazy mark is cleared
 	// Blocks the source stores, and how many of them are local.
@@ -111,6 +111,7 @@ type lazyLayer struct {
 	done     bool // lazy mark cleared
 	running  bool
 	cancel   context.CancelFunc
+	ready    chan struct{} // closed once need is known (or the attach failed: src nil)
 	finished chan struct{} // closed when the hydrator stops
 	attached time.Time
 	fetched  int64 // bytes fetched since attach (reads and hydration)
@@ -258,11 +259,24 @@ func (ll *lazyLayer) fill(ctx context.Context, b uint64, dst []byte, read bool) 
 		return false, nil
 	}
 	ll.mu.Lock()
-	src := ll.src
 	if ll.done {
 		ll.mu.Unlock()
 		return false, errLazyDone
 	}
+	if ready := ll.ready; ll.src != nil && ready != nil {
+		select {
+		case <-ready:
+		default: // the attach is still working out what is missing
+			ll.mu.Unlock()
+			select {
+			case <-ready:
+			case <-ctx.Done():
+				return false, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+			}
+			ll.mu.Lock()
+		}
+	}
+	src := ll.src
 	if src == nil {
 		ll.mu.Unlock()
 		return false, fmt.Errorf("%w: lazy layer %d (region %q, snapshot %q, disk %q) has no source attached",
@@ -539,9 +553,99 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 		return fmt.Errorf("%w: lazy layer %d already has a source", ErrBusy, layer)
 	}
 	ll.mu.Unlock()
-	// What is local: every version the layer holds at its epoch.
-	need := make([]uint64, (ll.n+63)/64)
-	var total, missing int64
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 100 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	ll.mu.Lock()
+	if ll.src != nil || ll.done {
+		ll.mu.Unlock()
+		return fmt.Errorf("%w: lazy layer %d already has a source", ErrBusy, layer)
+	}
+	ll.src, ll.need, ll.total, ll.missing = src, nil, 0, 0
+	ll.ready = make(chan struct{})
+	ll.attached, ll.fetched, ll.hydrated, ll.lastErr = time.Now(), 0, 0, ""
+	if opts.Rate > 0 {
+		ll.rate = opts.Rate
+	}
+	ll.bucket = newTokenBucket(ll.rate, ll.bs)
+	ctx, cancel := context.WithCancel(context.Background())
+	ll.cancel = cancel
+	ll.finished = make(chan struct{})
+	ll.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(ll.finished)
+		go func() {
+			select {
+			case <-s.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		need, total, missing, err := s.scanLocal(ll, src)
+		ll.mu.Lock()
+		if err != nil {
+			ll.src, ll.lastErr = nil, err.Error()
+		} else {
+			ll.need, ll.total, ll.missing = need, total, missing
+		}
+		close(ll.ready)
+		ll.mu.Unlock()
+		if err != nil {
+			s.log.Warn("lazy layer: attaching failed", "layer", layer, "err", err)
+			cancel()
+			if c, ok := src.(io.Closer); ok {
+				c.Close()
+			}
+			return
+		}
+		s.log.Info("lazy layer attached", "layer", layer, "region", ll.origin.Region, "snapshot", ll.origin.Snapshot,
+			"disk", ll.origin.Disk, "blocks", total, "missing", missing, "rate", ll.rate)
+		hydrate := !opts.NoHydrate
+		for {
+			if hydrate {
+				ll.setRunning(true)
+				ll.hydrate(ctx, opts)
+				ll.setRunning(false)
+			}
+			if ll.isDone() || ctx.Err() != nil {
+				break
+			}
+			// No disk reads through the layer: the source stays for the
+			// snapshots, images and clones that still do, until GC removes
+			// the layer (then it is closed: it holds a region lock); a disk
+			// made from one of them later starts hydration again.
+			gone, users := ll.waitUsers(ctx)
+			if gone {
+				s.log.Info("lazy layer removed; its source is closed", "layer", layer)
+				s.lazy.mu.Lock()
+				delete(s.lazy.layers, layer)
+				s.lazy.mu.Unlock()
+				break
+			}
+			hydrate = users
+		}
+		cancel()
+		if c, ok := src.(io.Closer); ok {
+			c.Close()
+		}
+	}()
+	return nil
+}
+
+// scanLocal derives what is missing: the blocks src stores, minus the
+// versions the layer holds at its epoch (index and pending versions).
+// O(blocks of the origin): done in the attach's goroutine, reads wait.
+func (s *Store) scanLocal(ll *lazyLayer, src LayerSource) (need []uint64, total, missing int64, err error) {
+	layer := ll.id
+	need = make([]uint64, (ll.n+63)/64)
 	for b := uint64(0); b < ll.n; b++ {
 		if src.Stored(int64(b)) {
 			need[b/64] |= 1 << (b % 64)
@@ -573,75 +677,9 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("lazy layer %d: %w", layer, err)
+		return nil, 0, 0, fmt.Errorf("lazy layer %d: %w", layer, err)
 	}
-	if opts.Workers <= 0 {
-		opts.Workers = 4
-	}
-	if opts.MinBackoff <= 0 {
-		opts.MinBackoff = 100 * time.Millisecond
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = 30 * time.Second
-	}
-	ll.mu.Lock()
-	if ll.src != nil || ll.done {
-		ll.mu.Unlock()
-		return fmt.Errorf("%w: lazy layer %d already has a source", ErrBusy, layer)
-	}
-	ll.src, ll.need, ll.total, ll.missing = src, need, total, missing
-	ll.attached, ll.fetched, ll.hydrated, ll.lastErr = time.Now(), 0, 0, ""
-	if opts.Rate > 0 {
-		ll.rate = opts.Rate
-	}
-	ll.bucket = newTokenBucket(ll.rate, ll.bs)
-	ctx, cancel := context.WithCancel(context.Background())
-	ll.cancel = cancel
-	ll.finished = make(chan struct{})
-	ll.mu.Unlock()
-	s.log.Info("lazy layer attached", "layer", layer, "region", ll.origin.Region, "snapshot", ll.origin.Snapshot,
-		"disk", ll.origin.Disk, "blocks", total, "missing", missing, "rate", ll.rate)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(ll.finished)
-		go func() {
-			select {
-			case <-s.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		hydrate := !opts.NoHydrate
-		for {
-			if hydrate {
-				ll.setRunning(true)
-				ll.hydrate(ctx, opts)
-				ll.setRunning(false)
-			}
-			if ll.isDone() || ctx.Err() != nil {
-				break
-			}
-			// No disk reads through the layer: the source stays for the
-			// snapshots, images and clones that still do, until GC removes
-			// the layer (then it is closed: it holds a region lock); a disk
-			// made from one of them later starts hydration again.
-			gone, users := ll.waitUsers(ctx)
-			if gone {
-				s.log.Info("lazy layer removed; its source is closed", "layer", layer)
-				s.lazy.mu.Lock()
-				delete(s.lazy.layers, layer)
-				s.lazy.mu.Unlock()
-				break
-			}
-			hydrate = users
-		}
-		cancel()
-		if c, ok := src.(io.Closer); ok {
-			c.Close()
-		}
-	}()
-	return nil
+	return need, total, missing, nil
 }
 
 func (ll *lazyLayer) setRunning(on bool) {
@@ -885,7 +923,15 @@ func (s *Store) StopLazy() {
 func (ll *lazyLayer) status() LazyStatus {
 	ll.mu.Lock()
 	defer ll.mu.Unlock()
-	st := LazyStatus{Layer: ll.id, Origin: ll.origin, Attached: ll.src != nil, Running: ll.running, Done: ll.done,
+	ready := false
+	if ll.ready != nil {
+		select {
+		case <-ll.ready:
+			ready = true
+		default:
+		}
+	}
+	st := LazyStatus{Layer: ll.id, Origin: ll.origin, Attached: ll.src != nil && ready, Running: ll.running, Done: ll.done,
 		Total: ll.total, Local: ll.total - ll.missing, BytesFetched: ll.fetched, RateLimit: ll.rate, LastError: ll.lastErr}
 	if el := time.Since(ll.attached).Seconds(); ll.src != nil && el > 0 {
 		st.Rate = float64(ll.hydrated) / el

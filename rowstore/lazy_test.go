@@ -247,6 +247,7 @@ func TestLazyDisk(t *testing.T) {
 	}
 	// Restart: the store closes mid-hydration, opens again, and the source
 	// is attached again (unbounded): hydration resumes from the index.
+	stBefore, _, _ := b.LazyStatusOf("x")
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +268,9 @@ func TestLazyDisk(t *testing.T) {
 	if err := b.AttachLazy(layer, src, HydrateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	st, _, _ = b.LazyStatusOf("x")
+	for st, _, _ = b.LazyStatusOf("x"); !st.Attached; st, _, _ = b.LazyStatusOf("x") {
+		time.Sleep(time.Millisecond) // what is missing is worked out in the background
+	}
 	resumedFrom := st.Local
 	if resumedFrom == 0 {
 		t.Fatalf("nothing local after reopen: %+v", st)
@@ -278,8 +281,9 @@ func TestLazyDisk(t *testing.T) {
 	if err := b.WaitHydrated(ctx, "x", 20*time.Millisecond, func(s LazyStatus) { last = s }); err != nil {
 		t.Fatalf("wait: %v (last %+v)", err, last)
 	}
-	if fetched := src.reads.Load() - reads; fetched > int64(len(src.stored))-resumedFrom+8 {
-		t.Errorf("resumed hydration fetched %d blocks; %d were missing", fetched, int64(len(src.stored))-resumedFrom)
+	// What was local before the close is not fetched again.
+	if fetched := src.reads.Load() - reads; fetched > stBefore.Total-stBefore.Local {
+		t.Errorf("resumed hydration fetched %d blocks; at most %d were missing", fetched, stBefore.Total-stBefore.Local)
 	}
 	if ls, err := b.ListLazy(); err != nil || len(ls) != 0 {
 		t.Fatalf("lazy layers after hydration: %+v %v", ls, err)
