@@ -517,3 +517,71 @@ func TestLazyDelete(t *testing.T) {
 	}
 	waitFor("the source is closed once GC removed the layer", src.closed.Load)
 }
+
+// TestLazyRebuild: an index rebuilt from the log alone keeps the lazy mark
+// (the layer record, version 3, is in the catalog records) and the blocks
+// hydrated so far; hydration then completes.
+func TestLazyRebuild(t *testing.T) {
+	const blocks = 96
+	a, want := lazyFixture(t, blocks)
+	src := newStoreSource(t, a, "s", "d")
+	size := int64(blocks * lazyBS)
+	dir := filepath.Join(fastTempDir(t), "b")
+	if err := Create(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: size, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
+		t.Fatal(err)
+	}
+	layer := lazyLayerOf(t, b, "x")
+	if err := b.AttachLazy(layer, src, HydrateOptions{Rate: 8 * lazyBS, Workers: 1}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := b.OpenDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lazyReadAll(t, h, 30*lazyBS); !bytes.Equal(got, want[:30*lazyBS]) {
+		t.Fatal("read before the rebuild differs")
+	}
+	h.Close()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rebuild(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got := lazyLayerOf(t, b, "x"); got != layer {
+		t.Fatalf("lazy layer after rebuild: %d, want %d", got, layer)
+	}
+	reads := src.reads.Load()
+	if err := b.AttachLazy(layer, src, HydrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.WaitHydrated(ctx, "x", 10*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	if fetched := src.reads.Load() - reads; fetched >= int64(len(src.stored)) {
+		t.Errorf("after the rebuild every block was fetched again (%d)", fetched)
+	}
+	h, err = b.OpenDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	src.fail.Store(true)
+	if got := lazyReadAll(t, h, size); !bytes.Equal(got, want) {
+		t.Fatal("disk hydrated after a rebuild differs from its origin")
+	}
+}
