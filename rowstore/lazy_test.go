@@ -585,3 +585,48 @@ func TestLazyRebuild(t *testing.T) {
 		t.Fatal("disk hydrated after a rebuild differs from its origin")
 	}
 }
+
+// TestLazyNearReadsFirst: hydration fetches the blocks after the newest
+// read first (newest-needed first), before going on in block order.
+func TestLazyNearReadsFirst(t *testing.T) {
+	const blocks = 256
+	a, _ := lazyFixture(t, blocks)
+	src := newStoreSource(t, a, "s", "d")
+	b, _ := newTestStore(t, Options{})
+	if _, err := b.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: blocks * lazyBS, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
+		t.Fatal(err)
+	}
+	layer := lazyLayerOf(t, b, "x")
+	if err := b.AttachLazy(layer, src, HydrateOptions{Rate: 32 * lazyBS, Workers: 1}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := b.OpenDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	buf := make([]byte, lazyBS)
+	if _, err := h.ReadAt(buf, 200*lazyBS); err != nil {
+		t.Fatal(err)
+	}
+	b.lazy.mu.RLock()
+	ll := b.lazy.layers[layer]
+	b.lazy.mu.RUnlock()
+	time.Sleep(600 * time.Millisecond)
+	ll.mu.Lock()
+	near, middle := 0, 0
+	for blk := uint64(201); blk < 230; blk++ {
+		if src.stored[int64(blk)] && !ll.needLocked(blk) {
+			near++
+		}
+	}
+	for blk := uint64(100); blk < 200; blk++ {
+		if src.stored[int64(blk)] && !ll.needLocked(blk) {
+			middle++
+		}
+	}
+	ll.mu.Unlock()
+	if near < 5 || middle > 0 {
+		t.Fatalf("after a read of block 200: %d stored blocks after it local, %d of blocks 100-199", near, middle)
+	}
+}
