@@ -53,6 +53,7 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	if err != nil {
 		return RestoreStats{}, err
 	}
+	t0 := time.Now()
 	rd, err := openReopening(ctx, l.log, m, r.Region, r.Host, r.Snapshot, r.Disk)
 	if err != nil {
 		return RestoreStats{}, fmt.Errorf("restore --lazy: %w", err)
@@ -66,11 +67,13 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 		rd.Close()
 		return RestoreStats{}, err
 	}
+	t1 := time.Now()
 	l.namesChanged()
 	layer, err := l.lazyLayerOf(r.To)
 	if err == nil {
 		err = l.store.AttachLazy(layer, rd, rowstore.HydrateOptions{})
 	}
+	l.log.Debug("restore --lazy", "disk", r.To, "open_region_disk", t1.Sub(t0), "create_and_attach", time.Since(t1))
 	if err != nil {
 		rd.Close()
 		return RestoreStats{}, fmt.Errorf("restore --lazy: disk %s was created; its hydration starts with the next daemon: %w", r.To, err)
