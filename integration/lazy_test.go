@@ -224,6 +224,8 @@ func TestLazyRestore(t *testing.T) {
 		writeAt(t, disk, p.off, p.data)
 		patches = append(patches, p)
 	}
+	// A snapshot of the hydrating disk (checked once hydrated).
+	ok(t, h2, "snapshot", "create", "t1", "--disk", "vol")
 	// SIGKILL the daemon mid-hydration, then start it again.
 	before := hydrationOf(t, h2, "vol")
 	if before == nil {
@@ -256,17 +258,40 @@ func TestLazyRestore(t *testing.T) {
 	waitHydrated(t, h2, "vol", 90*time.Second)
 	t.Logf("hydration after the restart: %v", time.Since(phase).Round(time.Millisecond))
 	phase = time.Now()
-	if got := sumPatched(t, image, patches); fileSum(t, disk) != got {
+	wantPatched := sumPatched(t, image, patches)
+	if fileSum(t, disk) != wantPatched {
 		t.Fatal("hydrated disk differs from the snapshot plus the writes")
 	}
-	readFiles("vol")
+	if fileSum(t, filepath.Join(mp2, "snapshots", "t1", "vol")) != wantPatched {
+		t.Fatal("snapshot taken while hydrating differs from the snapshot plus the writes")
+	}
 	t.Logf("compare: %v", time.Since(phase).Round(time.Millisecond))
 	phase = time.Now()
 
-	// Two stores gone: reads and hydration reconstruct from the others.
-	// restore --lazy --wait --json streams hydration progress as sync does.
+	// Two stores gone: reads (on demand, while restore --lazy --wait runs)
+	// and hydration reconstruct from the others; --wait --json streams
+	// hydration progress as sync does.
 	back := hide(fileStores[0], fileStores[2])
-	out := ok(t, h2, "--json", "restore", "--region", "dr", "--snapshot", "s1", "--host", "alpha", "--disk", "vol", "--to", "two", "--lazy", "--wait")
+	cmd := exec.Command(bin, "--json", "restore", "--region", "dr", "--snapshot", "s1", "--host", "alpha", "--disk", "vol", "--to", "two", "--lazy", "--wait")
+	cmd.Env = append(os.Environ(), "SNAPFS_STORE="+h2)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(mp2, "disks", "two")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("disk two did not appear")
+		}
+	}
+	readFiles("two")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("restore --lazy --wait: %v: %s", err, stderr.String())
+	}
+	out := stdout.String()
 	if types := jsonTypes(t, out); types[0] != "start" || !contains(types, "blocks") || !contains(types, "done") || types[len(types)-1] != "restore" {
 		t.Fatalf("restore --lazy --wait --json: %v", types)
 	}
@@ -278,7 +303,6 @@ func TestLazyRestore(t *testing.T) {
 	if !res.Hydrated || res.BlocksTotal == 0 || hydrationOf(t, h2, "two") != nil {
 		t.Fatalf("restore --lazy --wait: %+v", res)
 	}
-	readFiles("two")
 	back()
 	if fileSum(t, filepath.Join(mp2, "disks", "two")) != wantImage {
 		t.Fatal("disk restored with two stores gone differs from the snapshot")
