@@ -179,7 +179,7 @@ func (d *RemoteDisk) ReadAt(p []byte, off int64) (int, error) {
 		b := first + int64(i)
 		start := b * bs
 		lo, hi := max(start, off), min(start+bs, off+int64(n))
-		dst := p[lo-off : hi-off]
+		dst := p[lo-off : hi-off : hi-off]
 		if lo == start && hi == start+bs {
 			return d.ReadBlock(context.Background(), b, dst)
 		}
@@ -255,6 +255,7 @@ type joinedCtx struct {
 // chunk's bytes, verified against its chunk id; zeros for a hole. Any
 // failure is an error wrapping ErrUnavailable.
 func (d *RemoteDisk) ReadBlock(ctx context.Context, b int64, dst []byte) error {
+	dst = dst[:len(dst):len(dst)] // nothing past it is ever written
 	if err := d.readBlock(ctx, b, dst); err != nil {
 		d.stats.errors.Add(1)
 		if !errors.Is(err, ErrUnavailable) {
@@ -358,7 +359,7 @@ func (d *RemoteDisk) decompress(stored []byte, e format.Entry, dst []byte) ([]by
 	case format.CompNone:
 		return stored, nil
 	case format.CompZstd:
-		raw, err := d.m.dec.DecodeAll(stored, dst[:0])
+		raw, err := d.m.dec.DecodeAll(stored, dst[:0:len(dst)]) // never past dst: the caller's next block may be there
 		if err != nil {
 			return nil, fmt.Errorf("%w: chunk %v: zstd: %w", ErrCorrupt, e.ID, err)
 		}
