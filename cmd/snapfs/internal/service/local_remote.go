@@ -213,6 +213,12 @@ func (l *Local) OpenRemoteDisk(ctx context.Context, region, name, disk string) (
 	if err != nil {
 		return nil, err
 	}
+	if d.Encrypted() {
+		// As restore never makes it a plain disk, the mount never shows
+		// its bytes in the clear.
+		_ = d.Close()
+		return nil, fmt.Errorf("%w: disk %q of remote snapshot %q was encrypted on its host: restore it into an encrypted disk (restore --encrypt) to read it", rowstore.ErrLocked, disk, name)
+	}
 	d.SetCache(cache)
 	l.rem.mu.Lock()
 	defer l.rem.mu.Unlock()
