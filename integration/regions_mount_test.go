@@ -217,3 +217,44 @@ func TestRegionsMount(t *testing.T) {
 	ok(t, b, "umount", mpB)
 	noLeftovers(t, b)
 }
+
+// A disk encrypted at rest on its host is listed under M/regions/ but not
+// shown in the clear (ENOKEY), as restore never makes it a plain disk.
+func TestRegionsMountEncrypted(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	key, rkey := filepath.Join(tmp, "disk.key"), filepath.Join(tmp, "region.key")
+	for _, p := range []string{key, rkey} {
+		if err := os.WriteFile(p, []byte(fmt.Sprintf("%x\n", randBytes(t, 32))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store, mp := filepath.Join(tmp, "s"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	mountWith(t, store, mp, "--key-file", key)
+	ok(t, store, "disk", "create", "sec", "--size", "8M", "--encrypt", "--key-file", key)
+	ok(t, store, "disk", "create", "plain", "--size", "8M")
+	writeAt(t, filepath.Join(mp, "disks", "sec"), 0, []byte("secret"))
+	writeAt(t, filepath.Join(mp, "disks", "plain"), 0, []byte("plain"))
+	ok(t, store, "snapshot", "create", "s1", "--disk", "sec", "--disk", "plain")
+	add := []string{"region", "add", "r", "--data", "2", "--parity", "1", "--key-file", rkey}
+	for i := range 3 {
+		d := filepath.Join(tmp, fmt.Sprintf("r%d", i))
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		add = append(add, "--store", "file://"+d)
+	}
+	ok(t, store, add...)
+	ok(t, store, "sync", "--region", "r")
+	dir := filepath.Join(mp, "regions", "r", "s1")
+	if got := strings.Join(dirNames(t, dir), " "); got != "plain plain.files sec sec.files" {
+		t.Fatalf("regions/r/s1 lists %q", got)
+	}
+	if _, err := os.Open(filepath.Join(dir, "sec")); !errorsIs(err, syscall.ENOKEY) {
+		t.Fatalf("open of an encrypted remote disk: %v, want ENOKEY", err)
+	}
+	if got := readAt(t, filepath.Join(dir, "plain"), 0, 5); string(got) != "plain" {
+		t.Fatalf("plain remote disk reads %q", got)
+	}
+}
