@@ -112,6 +112,15 @@ func TestRemoteDiskStoresDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
+	// One store down: after its first failure it is passed over (its
+	// ranges rebuilt from the others), not asked again for every block.
+	b.faults[0].SetDown(true)
+	before := b.faults[0].Calls(store.MethodGet)
+	readRemote(t, d, img)
+	if n := b.faults[0].Calls(store.MethodGet) - before; n > 1 {
+		t.Fatalf("a store that is down was asked %d times", n)
+	}
+	b.faults[0].SetDown(false)
 	for _, f := range b.faults {
 		f.SetDown(true)
 	}
