@@ -233,7 +233,10 @@
 // path (shard SHA-256s name the bad shards). Version 1 packs are read
 // whole (a cache of the last two packs). A block that cannot be fetched
 // or verified is an error wrapping ErrUnavailable, never zeros or stale
-// bytes; a later read tries the stores again. A RemoteDisk holds a
+// bytes; a later read tries the stores again. A store that failed a read
+// (not a missing object) is passed over for 30 s while k others have not
+// failed, so a hung or refusing store costs one retried read, not one
+// per block. A RemoteDisk holds a
 // shared lock on the region while open (re-taken if its lease ran out
 // during an outage), so prune and repair wait for it.
 //
