@@ -26,7 +26,7 @@ func browseSource(src fs.FilesSource) browse.Source {
 func (f files) layout(src fs.FilesSource) (browse.Layout, error) {
 	return f.m.Layout(browseSource(src), func() (browse.ReaderAtSize, error) {
 		if src.Region != "" { // regions.go
-			return f.b.l.OpenRemoteDisk(context.Background(), src.Region, src.Snapshot, src.Disk)
+			return probeReader(f.b.l.OpenRemoteDisk(context.Background(), src.Region, src.Snapshot, src.Disk))
 		}
 		if src.Image != "" {
 			return f.b.s.OpenImage(src.Image)
