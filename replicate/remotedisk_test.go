@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/replicate/store"
@@ -567,4 +568,43 @@ func TestRemoteDiskS3(t *testing.T) {
 		f.SetDown(false)
 	}
 	check(d, 9<<20+4096, 4096)
+}
+
+// A remote disk whose lock lease ran out during a long outage (its
+// refreshes failed) takes the lock again at the next read once the stores
+// are back, and reads.
+func TestRemoteDiskRelock(t *testing.T) {
+	ctx := context.Background()
+	_, urls := storeDirs(t, 3)
+	key := keyFile(t, 8)
+	a := newHost(t, replicate.Options{})
+	if _, err := a.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: 2, M: 1, Stores: urls, KeyFile: key}); err != nil {
+		t.Fatal(err)
+	}
+	mkDisk(t, a, "v", 8)
+	writeBlocks(t, a, "v", 1, span(0, 8))
+	snapshot(t, a, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	img := readSnapshot(t, a, "s1", "v")
+	b := newFleetHost(t, "b", 3, replicate.Options{LockStale: 400 * time.Millisecond, LockRefresh: 50 * time.Millisecond})
+	if _, err := b.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: 2, M: 1, Stores: urls, KeyFile: key}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s1", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	b.eachFault(func(f *store.Faults) { f.SetDown(true) })
+	time.Sleep(time.Second) // refreshes fail past the lease (LockStale/2)
+	dst := make([]byte, bs)
+	if err := d.ReadBlock(ctx, 2, dst); !errors.Is(err, replicate.ErrUnavailable) {
+		t.Fatalf("read during the outage: %v", err)
+	}
+	b.eachFault(func(f *store.Faults) { f.SetDown(false) })
+	if err := d.ReadBlock(ctx, 2, dst); err != nil || !bytes.Equal(dst, img[2*bs:3*bs]) {
+		t.Fatalf("read after the outage: %v", err)
+	}
 }
