@@ -196,8 +196,13 @@ func (n *remoteSnapDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 	defer n.m.recoverOp("lookup remote disk", n.region+"/"+n.snap.Name+"/"+name, &errno)
 	if disk, ok := strings.CutSuffix(name, FilesSuffix); ok {
 		for _, d := range n.members {
-			if d.Name == disk {
-				return n.m.lookupFiles(ctx, n.EmbeddedInode(), n.filesSource(disk), remoteFilesIno(n.region, n.snap.Key, disk), n.snap.Created, out)
+			if d.Name == disk && n.m.files != nil {
+				ino := remoteFilesIno(n.region, n.snap.Key, disk)
+				n.m.dirAttr(&out.Attr, ino, 0555, n.snap.Created)
+				out.SetEntryTimeout(fixedTimeout)
+				out.SetAttrTimeout(fixedTimeout)
+				node := &remoteFilesDir{m: n.m, changeGuard: changeGuard{syscall.EROFS}, src: n.filesSource(disk), made: n.snap.Created}
+				return n.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino, Gen: 1}), 0
 			}
 		}
 		return nil, syscall.ENOENT
@@ -224,7 +229,7 @@ func (n *remoteSnapDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 // Readdir lists the disks and, when the mount shows files, a <d>.files
 // entry for each: listing probes nothing (a remote probe would fetch
 // blocks), so a disk without a filesystem snapfs can show has an entry
-// that is ENOENT when looked up.
+// that is empty-handed (ENOENT) inside (remoteFilesDir).
 func (n *remoteSnapDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	list := make([]fuse.DirEntry, 0, 2*len(n.members))
 	for _, d := range n.members {
@@ -234,4 +239,89 @@ func (n *remoteSnapDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Er
 		}
 	}
 	return gofs.NewListDirStream(list), 0
+}
+
+// remoteFilesDir is M/regions/<r>/<s>/<d>.files. Looking it up probes
+// nothing (the kernel looks up every listed name with READDIRPLUS, and a
+// probe of a remote disk fetches blocks); the first lookup or listing
+// inside probes the disk, and then it is the filesystem's root (a
+// filesystem on the whole disk) or one pN directory per partition, as
+// local .files directories are. A disk without a filesystem snapfs can
+// show is ENOENT inside.
+type remoteFilesDir struct {
+	gofs.Inode
+	changeGuard
+	m    *mountState
+	src  FilesSource
+	made time.Time
+}
+
+func (n *remoteFilesDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.m.dirAttr(&out.Attr, n.StableAttr().Ino, 0555, n.made)
+	out.SetTimeout(fixedTimeout)
+	return 0
+}
+
+// resolve probes the disk: (whole-disk tree, nil) or (nil, partitions).
+func (n *remoteFilesDir) resolve() (*filesTop, *partsDir, syscall.Errno) {
+	parts, err := n.m.files.Parts(n.src)
+	if err != nil {
+		return nil, nil, n.m.fail("probe .files", n.src.String(), err)
+	}
+	if len(parts) == 0 {
+		return nil, nil, syscall.ENOENT
+	}
+	if len(parts) == 1 && parts[0] == "" {
+		top := &filesTop{filesLeaf: filesLeaf{m: n.m, src: n.src, part: "", nums: n.m.filesState.tree(n.src, ""), made: n.made}}
+		top.changeGuard.errno = syscall.EROFS
+		return top, nil, 0
+	}
+	return nil, &partsDir{m: n.m, changeGuard: changeGuard{syscall.EROFS}, src: n.src, parts: parts, made: n.made}, 0
+}
+
+func (n *remoteFilesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
+	defer n.m.recoverOp("lookup in .files", n.src.String(), &errno)
+	top, parts, errno := n.resolve()
+	if errno != 0 {
+		return nil, errno
+	}
+	if top != nil {
+		return top.lookup(ctx, n.EmbeddedInode(), name, out)
+	}
+	for _, p := range parts.parts {
+		if p == name {
+			t := parts.top(p)
+			ino := uint64(kindFilesTree)<<kindShift | t.nums.num<<treeShift
+			n.m.dirAttr(&out.Attr, ino, 0555, n.made)
+			out.SetEntryTimeout(fixedTimeout)
+			out.SetAttrTimeout(fixedTimeout)
+			return n.NewInode(ctx, t, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino, Gen: 1}), 0
+		}
+	}
+	return nil, syscall.ENOENT
+}
+
+func (n *remoteFilesDir) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.Errno) {
+	defer n.m.recoverOp("list .files", n.src.String(), &errno)
+	top, parts, errno := n.resolve()
+	if errno != 0 {
+		return nil, errno
+	}
+	if top != nil {
+		return top.readdir(ctx)
+	}
+	return parts.Readdir(ctx)
+}
+
+func (n *remoteFilesDir) Statfs(ctx context.Context, out *fuse.StatfsOut) (errno syscall.Errno) {
+	defer n.m.recoverOp("statfs .files", n.src.String(), &errno)
+	top, _, errno := n.resolve()
+	if errno != 0 {
+		return errno
+	}
+	if top == nil {
+		out.Bsize, out.Frsize, out.NameLen = 4096, 4096, 255
+		return 0
+	}
+	return statfsLeaf(&top.filesLeaf, out)
 }

@@ -9,9 +9,11 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/snapfs/snapfs/replicate/erasure"
 	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/replicate/store"
 )
 
 // RemoteDisk reads one disk of a remote snapshot block by block, on
@@ -43,6 +45,11 @@ type RemoteDisk struct {
 
 	cache  *packCache
 	blocks *BlockCache // nil: none
+
+	// downUntil[i]: store i failed a read (not a missing object) and is
+	// passed over until then (unix ns) while k others are not: a store
+	// that hangs or refuses costs one retried read, not one per block.
+	downUntil []atomic.Int64
 
 	stats struct {
 		fetched, blocks, bytes, packs, ranges, degraded, errors, cached atomic.Int64
@@ -106,7 +113,8 @@ func (m *Manager) OpenRemoteDiskOf(ctx context.Context, region, host, snapshot, 
 			return fail(fmt.Errorf("remote disk: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, region))
 		}
 	}
-	d := &RemoteDisk{m: m, r: r, snapshot: snapshot, disk: disk, md: md, bm: bm, cs: cs, lctx: lctx, unlock: unlock, cache: newPackCache(remotePackCache)}
+	d := &RemoteDisk{m: m, r: r, snapshot: snapshot, disk: disk, md: md, bm: bm, cs: cs, lctx: lctx, unlock: unlock, cache: newPackCache(remotePackCache),
+		downUntil: make([]atomic.Int64, r.n())}
 	return d, nil
 }
 
@@ -179,7 +187,7 @@ func (d *RemoteDisk) ReadAt(p []byte, off int64) (int, error) {
 		b := first + int64(i)
 		start := b * bs
 		lo, hi := max(start, off), min(start+bs, off+int64(n))
-		dst := p[lo-off : hi-off]
+		dst := p[lo-off : hi-off : hi-off]
 		if lo == start && hi == start+bs {
 			return d.ReadBlock(context.Background(), b, dst)
 		}
@@ -255,6 +263,7 @@ type joinedCtx struct {
 // chunk's bytes, verified against its chunk id; zeros for a hole. Any
 // failure is an error wrapping ErrUnavailable.
 func (d *RemoteDisk) ReadBlock(ctx context.Context, b int64, dst []byte) error {
+	dst = dst[:len(dst):len(dst)] // nothing past it is ever written
 	if err := d.readBlock(ctx, b, dst); err != nil {
 		d.stats.errors.Add(1)
 		if !errors.Is(err, ErrUnavailable) {
@@ -358,7 +367,7 @@ func (d *RemoteDisk) decompress(stored []byte, e format.Entry, dst []byte) ([]by
 	case format.CompNone:
 		return stored, nil
 	case format.CompZstd:
-		raw, err := d.m.dec.DecodeAll(stored, dst[:0])
+		raw, err := d.m.dec.DecodeAll(stored, dst[:0:len(dst)]) // never past dst: the caller's next block may be there
 		if err != nil {
 			return nil, fmt.Errorf("%w: chunk %v: zstd: %w", ErrCorrupt, e.ID, err)
 		}
@@ -410,6 +419,9 @@ func (d *RemoteDisk) rangeChunk(ctx context.Context, loc chunkLoc) ([]byte, erro
 	rec := make([]byte, e.Length)
 	perrs := forEach(len(pieces), func(i int) error {
 		p := pieces[i]
+		if d.passOver(p.shard) {
+			return fmt.Errorf("%w: store %d failed a read less than %v ago", ErrUnavailable, p.shard, storeDownFor)
+		}
 		b, err := d.getRange(ctx, p.shard, name, p.off, p.n)
 		if err != nil {
 			return err
@@ -476,21 +488,53 @@ func (d *RemoteDisk) getRange(ctx context.Context, shard int, name string, off, 
 	b, err := d.r.stores[shard].Get(ctx, name, erasure.HeaderSize+off, n)
 	d.stats.fetched.Add(int64(len(b)))
 	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrShortRead) {
+			d.downUntil[shard].Store(time.Now().Add(storeDownFor).UnixNano())
+		}
 		return nil, fmt.Errorf("%w: store %d (%s): %w", ErrUnavailable, shard, d.r.stores[shard].Location(), err)
 	}
+	d.downUntil[shard].Store(0)
 	return b, nil
+}
+
+// storeDownFor is how long a store that failed a read is passed over.
+const storeDownFor = 30 * time.Second
+
+func (d *RemoteDisk) isDown(i int) bool {
+	u := d.downUntil[i].Load()
+	return u != 0 && time.Now().UnixNano() < u
+}
+
+// passOver says whether to skip store i for a piece: it failed lately
+// and k other stores have not.
+func (d *RemoteDisk) passOver(i int) bool {
+	if !d.isDown(i) {
+		return false
+	}
+	up := 0
+	for j := range d.r.n() {
+		if j != i && d.r.bad[j] == nil && !d.isDown(j) {
+			up++
+		}
+	}
+	return up >= d.r.k
 }
 
 // rebuild reconstructs the range of piece p from the same range of k
 // other shards (never p.shard nor skip), data shards first.
 func (d *RemoteDisk) rebuild(ctx context.Context, name string, p piece, skip int) ([]byte, error) {
 	parts := make([][]byte, d.r.n())
-	var order []int
+	var order, later []int // stores that failed lately are tried last
 	for i := range d.r.n() {
 		if i != p.shard && i != skip {
-			order = append(order, i)
+			if d.isDown(i) {
+				later = append(later, i)
+			} else {
+				order = append(order, i)
+			}
 		}
 	}
+	order = append(order, later...)
 	have := 0
 	var errs []error
 	for len(order) > 0 && have < d.r.k {

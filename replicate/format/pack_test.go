@@ -195,3 +195,45 @@ func FuzzDecodeTable2(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPackSealOpen: seal and open a 32 MiB pack of 16 KiB chunks,
+// version 2 (a record per chunk) against version 1 (one envelope).
+func BenchmarkPackSealOpen(b *testing.B) {
+	ks := testKeys(b)
+	chunk := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, 2048)
+	const n = 2048
+	b.Run("v2", func(b *testing.B) {
+		b.SetBytes(n * int64(len(chunk)))
+		var buf []byte
+		for range b.N {
+			p := NewPackBuilderBuf(n*len(chunk), buf)
+			for i := range n {
+				p.Add(ks.ChunkID([32]byte{byte(i), byte(i >> 8)}), chunk, len(chunk), CompNone)
+			}
+			sealed, err := p.Seal(ks, testPackID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := OpenPack(ks, testPackID, sealed); err != nil {
+				b.Fatal(err)
+			}
+			buf = p.Buffer()
+		}
+	})
+	b.Run("v1", func(b *testing.B) {
+		b.SetBytes(n * int64(len(chunk)))
+		for range b.N {
+			p := newPackBuilderV1(n * len(chunk))
+			for i := range n {
+				p.Add(ks.ChunkID([32]byte{byte(i), byte(i >> 8)}), chunk, len(chunk), CompNone)
+			}
+			sealed, err := p.Seal(ks, testPackID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := OpenPack(ks, testPackID, sealed); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -148,7 +148,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	fcfg := cfg.Files
 	fcfg.Logger = log
-	local.SetRegionCache(cfg.RegionCache) // M/regions/ (regions.go)
+	// M/regions/ (regions.go): the bound of its block cache.
+	local.SetRegionCache(cfg.RegionCache)
 	filesMgr := local.EnableFiles(cfg.Mountpoint, fcfg) // .files: released before every unmount, closed with local
 	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: instrument(newBackend(local), m), Logger: log, FsName: fsName, Errno: exitcode.Errno,
 		Files: files{b: newBackend(local), m: filesMgr}, AllowOther: cfg.AllowOther, Regions: regions{l: local}})

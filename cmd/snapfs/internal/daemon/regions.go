@@ -2,7 +2,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"io"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
 	"github.com/snapfs/snapfs/fs"
 )
@@ -38,4 +41,37 @@ func (r regions) RemoteSnapshots(region string) ([]fs.RemoteSnapshotEntry, error
 
 func (r regions) OpenRemoteDisk(region, snapshot, disk string) (fs.ReadHandle, error) {
 	return r.l.OpenRemoteDisk(context.Background(), region, snapshot, disk)
+}
+
+// probeReader wraps a remote disk for the .files probe: a read error
+// (stores unreachable) comes back from Close, so the probe fails and is
+// not cached as "no filesystem" (browse caches a layout per source).
+func probeReader(r *service.RemoteReader, err error) (browse.ReaderAtSize, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &failingProbe{r: r}, nil
+}
+
+type failingProbe struct {
+	r   *service.RemoteReader
+	err error
+}
+
+func (p *failingProbe) ReadAt(b []byte, off int64) (int, error) {
+	n, err := p.r.ReadAt(b, off)
+	if err != nil && !errors.Is(err, io.EOF) && p.err == nil {
+		p.err = err
+	}
+	return n, err
+}
+
+func (p *failingProbe) Size() int64 { return p.r.Size() }
+
+func (p *failingProbe) Close() error {
+	cerr := p.r.Close()
+	if p.err != nil {
+		return p.err
+	}
+	return cerr
 }

@@ -419,9 +419,10 @@ func (l *Local) Shutdown(ctx context.Context) error {
 
 // Close implements Service: it closes the region manager, then the store.
 func (l *Local) Close() error {
-	l.closeFiles()  // local_files.go: before the store, whose clones it drops
-	l.stopLazy()    // local_lazy.go: the sources hold region locks
-	l.closeRemote() // local_remote.go: releases the regions' locks
+	l.closeFiles() // local_files.go: before the store, whose clones it drops
+	l.stopLazy()   // local_lazy.go: the sources hold region locks
+	// local_remote.go: the remote disks still open, and their region locks.
+	l.closeRemote()
 	rerr := l.closeRegions()
 	if err := l.store.Close(); err != nil {
 		return err
