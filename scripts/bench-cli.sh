@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# bench-cli.sh: latency of the O(1) operations from the command line through
+# the daemon (issue 8, deliverable 1): `snapshot create`, `disk create
+# --from-snapshot` (clone), `disk rollback` and `image create`, BENCH_RUNS
+# runs of each after 0 B and after each size of BENCH_CLI_SIZES written to
+# one disk, with p50/p90/p99 per operation, printed as a table and written as
+# JSON with the machine's load (uptime) before and after each level.
+# Run as root (FUSE).
+#
+#   scripts/bench-cli.sh [--smoke] [--out FILE.json]
+#
+# The floors, measured in the same run at each level, interleaved with the
+# operations (one run of each in turn, so load changes hit them alike):
+#   hello     a Go program that prints a line: the cost of any Go process here
+#   version   `snapfs --version`: process start and package init of snapfs
+#   status    `snapfs status`: the same plus connecting to the daemon
+# The target is p50 <= 5 ms and p99 <= 20 ms, flat from 0 to 32 GiB written.
+#
+# Environment (defaults in brackets; --smoke: 10 runs, 64M):
+#   BENCH_RUNS       runs per operation and level [100]
+#   BENCH_CLI_SIZES  cumulative amounts written before each level after the
+#                    first (0) [2G 8G]; the issue asks for 32G when time allows
+#   BENCH_DIR        where the work directory is made [/var/tmp]
+set -euo pipefail
+{ # the whole script is parsed before it runs: editing it during a run is safe
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$PWD
+export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+smoke=0 out=""
+while [ $# -gt 0 ]; do
+	case $1 in
+	--smoke) smoke=1 ;;
+	--out) out=$(realpath -m "${2:?--out needs a file}"); shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "bench-cli.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+[ "$(id -u)" = 0 ] || { echo "bench-cli.sh: run as root (FUSE)" >&2; exit 2; }
+if [ "$smoke" = 1 ]; then
+	RUNS=${BENCH_RUNS:-10} SIZES=${BENCH_CLI_SIZES:-64M}
+else
+	RUNS=${BENCH_RUNS:-100} SIZES=${BENCH_CLI_SIZES:-2G 8G}
+fi
+need=(fio:fio jq:jq)
+missing=()
+for t in "${need[@]}"; do command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}"); done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "installing ${missing[*]}" >&2
+	apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || true
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+		"${missing[@]}" >&2
+fi
+
+stamp=$(date -u +%Y%m%d-%H%M%S)
+if [ -z "$out" ]; then
+	if [ "$smoke" = 1 ]; then out=/tmp/snapfs-bench-cli-smoke-$stamp.json; else out=$repo/scripts/bench-results/$stamp-cli.json; fi
+fi
+mkdir -p "$(dirname "$out")"
+
+work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/snapfs-bench-cli.XXXXXX")
+undo=()
+cleanup() {
+	local i
+	for ((i = ${#undo[@]} - 1; i >= 0; i--)); do eval "${undo[i]}" >/dev/null 2>&1 || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+echo "work directory $work; $(nproc) cores; $RUNS runs; sizes 0 $SIZES; $(uptime)" >&2
+
+bin=$work/bin
+mkdir -p "$bin" "$work/hello" "$work/mnt"
+go build -o "$bin/snapfs" ./cmd/snapfs
+printf 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("hello\\n") }\n' >"$work/hello/main.go"
+printf 'module hello\n\ngo 1.22\n' >"$work/hello/go.mod"
+(cd "$work/hello" && go build -o "$bin/hello" .)
+snapfs() { "$bin/snapfs" --store "$work/store" "$@"; }
+snapfs init >/dev/null
+snapfs mount --background "$work/mnt" >/dev/null
+undo+=("'$bin/snapfs' --store '$work/store' umount '$work/mnt' || umount -l '$work/mnt'")
+total=0
+for s in $SIZES; do
+	b=$(numfmt --from=iec "$s")
+	[ "$b" -gt "$total" ] || { echo "bench-cli.sh: BENCH_CLI_SIZES must grow: $SIZES" >&2; exit 2; }
+	total=$b
+done
+snapfs disk create d --size $((total + (1 << 30))) >/dev/null
+
+# The timed runs: each sample is the wall time of one process, in µs.
+now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
+timed() { # timed FILE CMD...
+	local f=$1 t0 t1
+	shift
+	t0=$(now_us)
+	"$@" >/dev/null
+	t1=$(now_us)
+	echo $((t1 - t0)) >>"$f"
+}
+# stats FILE -> {"n", "p50_ms", "p90_ms", "p99_ms", "max_ms"} (nearest rank)
+stats() {
+	sort -n "$1" | awk '{ a[NR] = $1 }
+	function p(q,  i) { i = int((NR * q + 99) / 100); if (i < 1) i = 1; return a[i] / 1000 }
+	END { printf "{\"n\":%d,\"p50_ms\":%.2f,\"p90_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f}\n", NR, p(50), p(90), p(99), a[NR] / 1000 }'
+}
+
+levels=$work/levels.jsonl
+: >"$levels"
+written=0
+ops=(hello version status snapshot_create clone rollback image_create)
+level() { # level TAG
+	local tag=$1 i op dir=$work/lat-$1 before after
+	mkdir -p "$dir"
+	snapfs snapshot create "$tag-base" --disk d >/dev/null
+	before=$(uptime)
+	for ((i = 0; i < RUNS; i++)); do
+		timed "$dir/hello" "$bin/hello"
+		timed "$dir/version" snapfs --version
+		timed "$dir/status" snapfs status
+		timed "$dir/snapshot_create" snapfs snapshot create "$tag-s$i" --disk d
+		timed "$dir/clone" snapfs disk create "$tag-c$i" --from-snapshot "$tag-base" --disk d
+		timed "$dir/rollback" snapfs disk rollback d --snapshot "$tag-base"
+		timed "$dir/image_create" snapfs image create "$tag-i$i" --snapshot "$tag-base" --disk d
+	done
+	after=$(uptime)
+	{
+		printf '{"level":"%s","written_bytes":%d,"uptime_before":"%s","uptime_after":"%s"' "$tag" "$written" "$before" "$after"
+		for op in "${ops[@]}"; do printf ',"%s":%s' "$op" "$(stats "$dir/$op")"; done
+		printf '}\n'
+	} >>"$levels"
+	echo "level $tag done: $after" >&2
+}
+
+level 0
+for s in $SIZES; do
+	b=$(numfmt --from=iec "$s")
+	echo "writing $(((b - written) >> 20)) MiB at offset $((written >> 20)) MiB" >&2
+	fio --name=fill --filename="$work/mnt/disks/d" --rw=write --bs=1M --offset="$written" --size=$((b - written)) \
+		--ioengine=psync --end_fsync=1 --refill_buffers --fallocate=none --output-format=json --output="$work/fill.json" >/dev/null
+	written=$b
+	level "$s"
+done
+
+jq -s --arg host "$(uname -n)" --arg cores "$(nproc)" --arg stamp "$stamp" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+	'{bench: "cli", stamp: $stamp, commit: $commit, host: $host, cores: ($cores | tonumber), levels: .}' "$levels" >"$out"
+
+printf '%-16s %-10s %8s %8s %8s %8s   %s\n' operation written p50_ms p90_ms p99_ms max_ms target
+jq -r '.levels[] as $l | ("hello", "version", "status", "snapshot_create", "clone", "rollback", "image_create") as $op
+	| [$op, $l.level, $l[$op].p50_ms, $l[$op].p90_ms, $l[$op].p99_ms, $l[$op].max_ms,
+	   (if ($op | test("^(hello|version|status)$")) then "floor"
+	    elif ($l[$op].p50_ms <= 5 and $l[$op].p99_ms <= 20) then "met (≤ 5 / ≤ 20 ms)" else "missed (≤ 5 / ≤ 20 ms)" end)]
+	| @tsv' "$out" | awk -F'\t' '{ printf "%-16s %-10s %8s %8s %8s %8s   %s\n", $1, $2, $3, $4, $5, $6, $7 }'
+jq -r '.levels[] | "load during level \(.level): before \(.uptime_before | sub(".*load average: "; "")), after \(.uptime_after | sub(".*load average: "; ""))"' "$out"
+echo "JSON: $out"
+exit 0
+}
