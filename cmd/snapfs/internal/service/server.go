@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
@@ -302,19 +303,21 @@ func Handler(s Service, log *slog.Logger) http.Handler {
 			serveStream(w, r, name, sm, s, body, log)
 			return
 		}
+		start := time.Now()
 		res, err := call(r.Context(), m, s, body)
+		took := time.Since(start)
 		if err != nil {
 			status := http.StatusConflict
 			if codeOf(err) == "" {
 				status = http.StatusInternalServerError
-				log.Error("control: "+name, "err", err)
+				log.Error("control: "+name, "err", err, "took", took)
 			} else {
-				log.Debug("control: "+name, "err", err)
+				log.Debug("control: "+name, "err", err, "took", took)
 			}
 			writeError(w, status, err)
 			return
 		}
-		log.Debug("control: " + name)
+		log.Debug("control: "+name, "took", took)
 		w.Header().Set("Content-Type", "application/json")
 		if err := json.NewEncoder(w).Encode(res); err != nil {
 			log.Warn("control: write answer", "op", name, "err", err)
