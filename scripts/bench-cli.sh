@@ -16,11 +16,16 @@
 #   status    `snapfs status`: the same plus connecting to the daemon
 # The target is p50 <= 5 ms and p99 <= 20 ms, flat from 0 to 32 GiB written.
 #
+# With BENCH_CLI_BASELINE=BINARY (a snapfs built from another commit), a
+# second store is served by a daemon of that binary and every timed run is
+# made on both in turn: the "base" rows and the ratios are from the same run.
+#
 # Environment (defaults in brackets; --smoke: 10 runs, 64M):
 #   BENCH_RUNS       runs per operation and level [100]
 #   BENCH_CLI_SIZES  cumulative amounts written before each level after the
 #                    first (0) [2G 8G]; the issue asks for 32G when time allows
 #   BENCH_DIR        where the work directory is made [/var/tmp]
+#   BENCH_CLI_BASELINE  a snapfs binary to compare with [none]
 set -euo pipefail
 { # the whole script is parsed before it runs: editing it during a run is safe
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -77,17 +82,41 @@ go build -o "$bin/snapfs" ./cmd/snapfs
 printf 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("hello\\n") }\n' >"$work/hello/main.go"
 printf 'module hello\n\ngo 1.22\n' >"$work/hello/go.mod"
 (cd "$work/hello" && go build -o "$bin/hello" .)
-snapfs() { "$bin/snapfs" --store "$work/store" "$@"; }
-snapfs init >/dev/null
-snapfs mount --background "$work/mnt" >/dev/null
-undo+=("'$bin/snapfs' --store '$work/store' umount '$work/mnt' || umount -l '$work/mnt'")
+base=${BENCH_CLI_BASELINE:-}
+sides=(new)
+if [ -n "$base" ]; then
+	base=$(realpath "$base")
+	[ -x "$base" ] || { echo "bench-cli.sh: BENCH_CLI_BASELINE $base is not executable" >&2; exit 2; }
+	cp "$base" "$bin/snapfs-base"
+	sides+=(base)
+fi
+# snapfs SIDE ARGS...: the binary and store of SIDE (new: this tree; base).
+snapfs() {
+	local side=$1
+	shift
+	if [ "$side" = new ]; then "$bin/snapfs" --store "$work/store-new" "$@"; else "$bin/snapfs-base" --store "$work/store-base" "$@"; fi
+}
+for side in "${sides[@]}"; do
+	b=$bin/snapfs
+	[ "$side" = new ] || b=$bin/snapfs-base
+	mkdir -p "$work/mnt-$side"
+	snapfs "$side" init >/dev/null
+	snapfs "$side" mount --background "$work/mnt-$side" >/dev/null
+	undo+=("'$b' --store '$work/store-$side' umount '$work/mnt-$side' || umount -l '$work/mnt-$side'")
+done
 total=0
 for s in $SIZES; do
 	b=$(numfmt --from=iec "$s")
 	[ "$b" -gt "$total" ] || { echo "bench-cli.sh: BENCH_CLI_SIZES must grow: $SIZES" >&2; exit 2; }
 	total=$b
 done
-snapfs disk create d --size $((total + (1 << 30))) >/dev/null
+for side in "${sides[@]}"; do
+	snapfs "$side" disk create d --size $((total + (1 << 30))) >/dev/null
+	# Every level adds BENCH_RUNS + 1 snapshots of d and keeps them (so the
+	# figures also show whether a create grows with the number of
+	# snapshots): lift the default manual quota (256 per disk).
+	snapfs "$side" policy quota --manual 100000 >/dev/null
+done
 
 # The timed runs: each sample is the wall time of one process, in µs.
 now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
@@ -111,23 +140,31 @@ levels=$work/levels.jsonl
 written=0
 ops=(hello version status snapshot_create clone rollback image_create)
 level() { # level TAG
-	local tag=$1 i op dir=$work/lat-$1 before after
+	local tag=$1 i op side dir=$work/lat-$1 before after
 	mkdir -p "$dir"
-	snapfs snapshot create "$tag-base" --disk d >/dev/null
+	for side in "${sides[@]}"; do snapfs "$side" snapshot create "$tag-base" --disk d >/dev/null; done
 	before=$(uptime)
 	for ((i = 0; i < RUNS; i++)); do
 		timed "$dir/hello" "$bin/hello"
-		timed "$dir/version" snapfs --version
-		timed "$dir/status" snapfs status
-		timed "$dir/snapshot_create" snapfs snapshot create "$tag-s$i" --disk d
-		timed "$dir/clone" snapfs disk create "$tag-c$i" --from-snapshot "$tag-base" --disk d
-		timed "$dir/rollback" snapfs disk rollback d --snapshot "$tag-base"
-		timed "$dir/image_create" snapfs image create "$tag-i$i" --snapshot "$tag-base" --disk d
+		for side in "${sides[@]}"; do
+			timed "$dir/$side.version" snapfs "$side" --version
+			timed "$dir/$side.status" snapfs "$side" status
+			timed "$dir/$side.snapshot_create" snapfs "$side" snapshot create "$tag-s$i" --disk d
+			timed "$dir/$side.clone" snapfs "$side" disk create "$tag-c$i" --from-snapshot "$tag-base" --disk d
+			timed "$dir/$side.rollback" snapfs "$side" disk rollback d --snapshot "$tag-base"
+			timed "$dir/$side.image_create" snapfs "$side" image create "$tag-i$i" --snapshot "$tag-base" --disk d
+		done
 	done
 	after=$(uptime)
 	{
-		printf '{"level":"%s","written_bytes":%d,"uptime_before":"%s","uptime_after":"%s"' "$tag" "$written" "$before" "$after"
-		for op in "${ops[@]}"; do printf ',"%s":%s' "$op" "$(stats "$dir/$op")"; done
+		printf '{"level":"%s","written_bytes":%d,"uptime_before":"%s","uptime_after":"%s","hello":%s' \
+			"$tag" "$written" "$before" "$after" "$(stats "$dir/hello")"
+		for side in "${sides[@]}"; do
+			printf ',"%s":{' "$side"
+			local sep=""
+			for op in "${ops[@]:1}"; do printf '%s"%s":%s' "$sep" "$op" "$(stats "$dir/$side.$op")"; sep=,; done
+			printf '}'
+		done
 		printf '}\n'
 	} >>"$levels"
 	echo "level $tag done: $after" >&2
@@ -137,21 +174,29 @@ level 0
 for s in $SIZES; do
 	b=$(numfmt --from=iec "$s")
 	echo "writing $(((b - written) >> 20)) MiB at offset $((written >> 20)) MiB" >&2
-	fio --name=fill --filename="$work/mnt/disks/d" --rw=write --bs=1M --offset="$written" --size=$((b - written)) \
-		--ioengine=psync --end_fsync=1 --refill_buffers --fallocate=none --output-format=json --output="$work/fill.json" >/dev/null
+	for side in "${sides[@]}"; do
+		fio --name=fill --filename="$work/mnt-$side/disks/d" --rw=write --bs=1M --offset="$written" --size=$((b - written)) \
+			--ioengine=psync --end_fsync=1 --refill_buffers --fallocate=none --output-format=json --output="$work/fill.json" >/dev/null
+	done
 	written=$b
 	level "$s"
 done
 
 jq -s --arg host "$(uname -n)" --arg cores "$(nproc)" --arg stamp "$stamp" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-	'{bench: "cli", stamp: $stamp, commit: $commit, host: $host, cores: ($cores | tonumber), levels: .}' "$levels" >"$out"
+	--arg base "$base" --arg runs "$RUNS" \
+	'{bench: "cli", stamp: $stamp, commit: $commit, baseline: $base, runs: ($runs | tonumber), host: $host,
+	  cores: ($cores | tonumber), levels: .}' "$levels" >"$out"
 
-printf '%-16s %-10s %8s %8s %8s %8s   %s\n' operation written p50_ms p90_ms p99_ms max_ms target
-jq -r '.levels[] as $l | ("hello", "version", "status", "snapshot_create", "clone", "rollback", "image_create") as $op
-	| [$op, $l.level, $l[$op].p50_ms, $l[$op].p90_ms, $l[$op].p99_ms, $l[$op].max_ms,
+printf '%-16s %-5s %-8s %8s %8s %8s %8s  %-9s %s\n' operation side written p50_ms p90_ms p99_ms max_ms "p50 ×base" target
+jq -r '.levels[] as $l
+	| (["hello", "-"], (("version", "status", "snapshot_create", "clone", "rollback", "image_create") as $op
+	   | (["new", "base"][] | select($l[.] != null)) as $side | [$op, $side])) as [$op, $side]
+	| (if $side == "-" then $l.hello else $l[$side][$op] end) as $s
+	| [$op, $side, $l.level, $s.p50_ms, $s.p90_ms, $s.p99_ms, $s.max_ms,
+	   (if $side == "new" and $l.base != null then ($s.p50_ms / $l.base[$op].p50_ms * 100 | round / 100 | tostring) else "" end),
 	   (if ($op | test("^(hello|version|status)$")) then "floor"
-	    elif ($l[$op].p50_ms <= 5 and $l[$op].p99_ms <= 20) then "met (≤ 5 / ≤ 20 ms)" else "missed (≤ 5 / ≤ 20 ms)" end)]
-	| @tsv' "$out" | awk -F'\t' '{ printf "%-16s %-10s %8s %8s %8s %8s   %s\n", $1, $2, $3, $4, $5, $6, $7 }'
+	    elif ($s.p50_ms <= 5 and $s.p99_ms <= 20) then "met (≤ 5 / ≤ 20 ms)" else "missed (≤ 5 / ≤ 20 ms)" end)]
+	| @tsv' "$out" | awk -F'\t' '{ printf "%-16s %-5s %-8s %8s %8s %8s %8s  %-9s %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
 jq -r '.levels[] | "load during level \(.level): before \(.uptime_before | sub(".*load average: "; "")), after \(.uptime_after | sub(".*load average: "; ""))"' "$out"
 echo "JSON: $out"
 exit 0
