@@ -30,13 +30,7 @@ type Source interface {
 }
 
 // SnapshotState is a local snapshot with its state in each region.
-type SnapshotState struct {
-	Name      string
-	Created   time.Time
-	Disks     []string
-	Allocated int64                      // bytes of its disks' stored blocks
-	Copies    map[string]replicate.State // by region
-}
+type SnapshotState = service.SnapshotState
 
 // UsageEvery is how long a usage pass (a scan of the index) serves scrapes.
 const UsageEvery = time.Minute
@@ -389,48 +383,14 @@ func (m *Metrics) storeUsage(now time.Time) (rowstore.Usage, time.Time, error) {
 	return m.usage, m.usageAt, m.usageErr
 }
 
-// RegionLag is how far a region is behind the local snapshots.
-type RegionLag struct {
-	Region    string  `json:"region"`
-	Snapshots int     `json:"pending_snapshots"` // local snapshots not available there
-	Seconds   float64 `json:"lag_seconds"`       // age of the oldest of them (0: none)
-	Bytes     int64   `json:"lag_bytes"`         // their allocated bytes (an upper bound of what sync ships)
-	Oldest    string  `json:"oldest_pending,omitempty"`
-}
+// RegionLag is how far a region is behind the local snapshots (service's:
+// snapfs status shows the same figures).
+type RegionLag = service.RegionLag
 
 // Lag is region's lag behind snaps (from this host's copy records).
 func Lag(region string, snaps []SnapshotState, now time.Time) RegionLag {
-	l := RegionLag{Region: region}
-	var oldest time.Time
-	for _, s := range snaps {
-		if st := s.Copies[region]; st == replicate.StateAvailable || st == replicate.StateDegraded {
-			continue
-		}
-		l.Snapshots++
-		l.Bytes += s.Allocated
-		if oldest.IsZero() || s.Created.Before(oldest) {
-			oldest, l.Oldest = s.Created, s.Name
-		}
-	}
-	if !oldest.IsZero() {
-		l.Seconds = now.Sub(oldest).Seconds()
-	}
-	return l
+	return service.Lag(region, snaps, now)
 }
 
 // States are snaps (as the Service lists them) as the metrics read them.
-func States(snaps []service.Snapshot) []SnapshotState {
-	out := make([]SnapshotState, 0, len(snaps))
-	for _, sn := range snaps {
-		st := SnapshotState{Name: sn.Name, Created: sn.Created, Copies: map[string]replicate.State{}}
-		for _, d := range sn.Disks {
-			st.Disks = append(st.Disks, d.Name)
-			st.Allocated += d.Allocated
-		}
-		for _, c := range sn.Copies {
-			st.Copies[c.Region] = c.State
-		}
-		out = append(out, st)
-	}
-	return out
-}
+func States(snaps []service.Snapshot) []SnapshotState { return service.SnapshotStates(snaps) }

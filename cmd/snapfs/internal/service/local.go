@@ -63,6 +63,9 @@ func (l *Local) SetLogger(log *slog.Logger) {
 // Store is the engine behind l (for the daemon's FUSE adapter).
 func (l *Local) Store() *rowstore.Store { return l.store }
 
+// Dir is the store's directory.
+func (l *Local) Dir() string { return l.dir }
+
 // SetDaemon records that a daemon serves l, mounted at mountpoint, and hooks
 // its mount in. Call it before serving requests.
 func (l *Local) SetDaemon(mountpoint string, h Hooks) {
@@ -385,25 +388,6 @@ func (l *Local) GC(context.Context) (rowstore.GCStats, error) { return l.store.G
 
 // ScratchPrefix starts the name of every scratch clone made for snapshot mount.
 const ScratchPrefix = "snapmount-"
-
-// CreateScratchClone implements Service.
-func (l *Local) CreateScratchClone(ctx context.Context, snapshot, disk string) (Disk, error) {
-	if l.mountpoint == "" {
-		return Disk{}, fmt.Errorf("%w: snapshot mount needs a running daemon (start one with snapfs mount)", exitcode.ErrNoDaemon)
-	}
-	if err := firstErr(rowstore.ValidateName("snapshot", snapshot), rowstore.ValidateName("disk", disk)); err != nil {
-		return Disk{}, err
-	}
-	d, err := l.cloneScratch(snapshot, disk)
-	if err == nil {
-		l.namesChanged() // after l.mu is released: FUSE lookups need it
-	}
-	return d, err
-}
-
-func (l *Local) cloneScratch(snapshot, disk string) (Disk, error) {
-	return l.scratchClone(browse.Source{Snapshot: snapshot, Disk: disk}) // scratch.go
-}
 
 // Shutdown implements Service.
 func (l *Local) Shutdown(ctx context.Context) error {

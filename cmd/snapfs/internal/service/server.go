@@ -59,8 +59,7 @@ type (
 		Name     string
 		ReadData bool
 	}
-	scratchReq struct{ Snapshot, Disk string }
-	umountReq  struct{ Mountpoint string }
+	umountReq struct{ Mountpoint string }
 	// policyDisksReq names a policy and disks (ApplyPolicy, CancelPolicy).
 	policyDisksReq struct {
 		Name  string
@@ -89,6 +88,9 @@ func done(err error) (any, error) { return struct{}{}, err }
 // methods is the control API: one entry per Service method (but Close).
 var methods = map[string]method{
 	"Status": op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.Status(ctx)) }),
+	"StatusReport": op(func(ctx context.Context, s Service, _ empty) (any, error) {
+		return result(s.StatusReport(ctx))
+	}),
 
 	"CreateDisk": op(func(ctx context.Context, s Service, r CreateDiskRequest) (any, error) {
 		return result(s.CreateDisk(ctx, r))
@@ -129,9 +131,6 @@ var methods = map[string]method{
 	"Usage": op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.Usage(ctx)) }),
 	"GC":    op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.GC(ctx)) }),
 
-	"CreateScratchClone": op(func(ctx context.Context, s Service, r scratchReq) (any, error) {
-		return result(s.CreateScratchClone(ctx, r.Snapshot, r.Disk))
-	}),
 	"Shutdown": op(func(ctx context.Context, s Service, _ empty) (any, error) { return done(s.Shutdown(ctx)) }),
 	"DiffFiles": op(func(ctx context.Context, s Service, r FilesDiffRequest) (any, error) {
 		return result(s.DiffFiles(ctx, r))
