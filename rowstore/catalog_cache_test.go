@@ -78,6 +78,34 @@ func TestListSnapshotsCached(t *testing.T) {
 		t.Fatalf("duplicate snapshot: %v, want ErrExists", err)
 	}
 	sameSnapshots(t, s, "after a failed create")
+	// Changes of other records keep the list (and it stays right).
+	if _, err := s.CloneDisk("c", "s2", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateImage("i", "s2", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RollbackDisk("a", "s1", true); err != nil {
+		t.Fatal(err)
+	}
+	sameSnapshots(t, s, "after a clone, an image and a rollback")
+	if _, err := s.CreateSnapshot("s3", []string{"c"}, "manual"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.snapList.get(s.snapList.gen.Load()); !ok {
+		t.Fatal("a snapshot create dropped the cached list instead of adding to it")
+	}
+	sameSnapshots(t, s, "after s3")
+	if err := s.DeleteSnapshot("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete of a missing snapshot: %v", err)
+	}
+	sameSnapshots(t, s, "after a failed delete")
+	if err := s.DeleteSnapshot("s3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.snapList.get(s.snapList.gen.Load()); !ok {
+		t.Fatal("a snapshot delete dropped the cached list instead of removing from it")
+	}
 	if err := s.DeleteSnapshot("s1"); err != nil {
 		t.Fatal(err)
 	}
@@ -173,5 +201,49 @@ func TestListSnapshotsCachedConcurrent(t *testing.T) {
 	}
 	if got := sameSnapshots(t, s, "at the end"); len(got) != writers*(each-each/3) {
 		t.Fatalf("%d snapshots listed, want %d", len(got), writers*(each-each/3))
+	}
+}
+
+// TestSnapshotListRacingRead: a list read while a change lands may already
+// hold it; it is tagged with the generation before the change, so the
+// change's patch applies to it and must not add the snapshot twice (or
+// fail to remove it); a list read before a change is never served after it.
+func TestSnapshotListRacingRead(t *testing.T) {
+	a := SnapshotInfo{ID: 1, Name: "a"}
+	b := SnapshotInfo{ID: 5, Name: "b"}
+	var c snapshotList
+	g := c.gen.Load()
+	c.put(g, []SnapshotInfo{a, b}) // read while b was being created
+	c.changed(withSnapshot(b))
+	if got, ok := c.get(c.gen.Load()); !ok || !reflect.DeepEqual(got, []SnapshotInfo{a, b}) {
+		t.Fatalf("after a racing read and the create's patch: %+v %v", got, ok)
+	}
+	g = c.gen.Load()
+	c.put(g, []SnapshotInfo{a}) // read while b was being deleted
+	c.changed(withoutSnapshot("b"))
+	if got, ok := c.get(c.gen.Load()); !ok || !reflect.DeepEqual(got, []SnapshotInfo{a}) {
+		t.Fatalf("after a racing read and the delete's patch: %+v %v", got, ok)
+	}
+	// A reader that loaded the old generation stores its (older) list late:
+	// it neither replaces the newer one nor is served.
+	old := c.gen.Load()
+	c.changed(withSnapshot(b))
+	c.put(old, []SnapshotInfo{a})
+	if got, ok := c.get(c.gen.Load()); !ok || !reflect.DeepEqual(got, []SnapshotInfo{a, b}) {
+		t.Fatalf("a late older list replaced the newer one: %+v %v", got, ok)
+	}
+	if _, ok := c.get(old); ok {
+		t.Fatal("a list of an older generation is served")
+	}
+	// A failed change drops the list.
+	c.changed(nil)
+	if _, ok := c.get(c.gen.Load()); ok {
+		t.Fatal("the list survived a failed change")
+	}
+	// IDs stay in order whatever order the patches come in.
+	c.put(c.gen.Load(), []SnapshotInfo{b})
+	c.changed(withSnapshot(a))
+	if got, _ := c.get(c.gen.Load()); !reflect.DeepEqual(got, []SnapshotInfo{a, b}) {
+		t.Fatalf("not in ID order: %+v", got)
 	}
 }

@@ -22,7 +22,6 @@ import (
 // catalogUpdateSync). The caller holds catMu.
 func (s *Store) catalogUpdate(fn func(*index.Txn) error) error {
 	s.cleaner.catalogChanged() // the cleaner rescans (segusage.go)
-	defer s.snapList.changed() // cached snapshot lists are stale (catalog.go)
 	if s.catBroken != nil {
 		return fmt.Errorf("catalog changes refused until the store is reopened: %w", s.catBroken)
 	}
