@@ -15,6 +15,10 @@
 #   version   `snapfs --version`: process start and package init of snapfs
 #   status    `snapfs status`: the same plus connecting to the daemon
 # The target is p50 <= 5 ms and p99 <= 20 ms, flat from 0 to 32 GiB written.
+# The daemon of this tree runs with --log-level debug, which logs how long
+# each control operation took in the daemon: the "server" figures (from the
+# request read to the answer ready), so a figure splits into process start,
+# round trips and the operation itself.
 #
 # With BENCH_CLI_BASELINE=BINARY (a snapfs built from another commit), a
 # second store is served by a daemon of that binary and every timed run is
@@ -101,7 +105,11 @@ for side in "${sides[@]}"; do
 	[ "$side" = new ] || b=$bin/snapfs-base
 	mkdir -p "$work/mnt-$side"
 	snapfs "$side" init >/dev/null
-	snapfs "$side" mount --background "$work/mnt-$side" >/dev/null
+	if [ "$side" = new ]; then
+		snapfs "$side" --log-level debug mount --background "$work/mnt-$side" >/dev/null
+	else
+		snapfs "$side" mount --background "$work/mnt-$side" >/dev/null
+	fi
 	undo+=("'$b' --store '$work/store-$side' umount '$work/mnt-$side' || umount -l '$work/mnt-$side'")
 done
 total=0
@@ -143,6 +151,8 @@ level() { # level TAG
 	local tag=$1 i op side dir=$work/lat-$1 before after
 	mkdir -p "$dir"
 	for side in "${sides[@]}"; do snapfs "$side" snapshot create "$tag-base" --disk d >/dev/null; done
+	local logged
+	logged=$(wc -l <"$work/store-new/snapfs.log")
 	before=$(uptime)
 	for ((i = 0; i < RUNS; i++)); do
 		timed "$dir/hello" "$bin/hello"
@@ -156,9 +166,33 @@ level() { # level TAG
 		done
 	done
 	after=$(uptime)
+	# The daemon's own time per operation (debug log: took=1.234ms or 567µs).
+	tail -n +$((logged + 1)) "$work/store-new/snapfs.log" | awk -v dir="$dir" '
+		match($0, /msg="control: [A-Za-z]+"/) {
+			op = substr($0, RSTART + 14, RLENGTH - 15)
+			if (!match($0, /took=[0-9.]+(ms|µs|s)/)) next
+			v = substr($0, RSTART + 5, RLENGTH - 5)
+			us = v + 0
+			if (v ~ /ms$/) us *= 1000; else if (v !~ /µs$/) us *= 1e6
+			f = ""
+			if (op == "CreateSnapshotWith") f = "snapshot_create"
+			if (op == "CreateDisk") f = "clone"
+			if (op == "RollbackDisk") f = "rollback"
+			if (op == "CreateImage") f = "image_create"
+			if (op == "StatusReport") f = "status"
+			if (f != "") printf "%d\n", us >>(dir "/server." f)
+		}'
 	{
 		printf '{"level":"%s","written_bytes":%d,"uptime_before":"%s","uptime_after":"%s","hello":%s' \
 			"$tag" "$written" "$before" "$after" "$(stats "$dir/hello")"
+		printf ',"server":{'
+		local sep=""
+		for op in status snapshot_create clone rollback image_create; do
+			[ -s "$dir/server.$op" ] || continue
+			printf '%s"%s":%s' "$sep" "$op" "$(stats "$dir/server.$op")"
+			sep=,
+		done
+		printf '}'
 		for side in "${sides[@]}"; do
 			printf ',"%s":{' "$side"
 			local sep=""
@@ -197,6 +231,12 @@ jq -r '.levels[] as $l
 	   (if ($op | test("^(hello|version|status)$")) then "floor"
 	    elif ($s.p50_ms <= 5 and $s.p99_ms <= 20) then "met (≤ 5 / ≤ 20 ms)" else "missed (≤ 5 / ≤ 20 ms)" end)]
 	| @tsv' "$out" | awk -F'\t' '{ printf "%-16s %-5s %-8s %8s %8s %8s %8s  %-9s %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
+echo
+echo "in the daemon (new side, its debug log): from the request read to the answer ready"
+printf '%-16s %-8s %8s %8s %8s %8s\n' operation written p50_ms p90_ms p99_ms max_ms
+jq -r '.levels[] as $l | ($l.server | keys_unsorted[]) as $op | $l.server[$op] as $s
+	| [$op, $l.level, $s.p50_ms, $s.p90_ms, $s.p99_ms, $s.max_ms] | @tsv' "$out" |
+	awk -F'\t' '{ printf "%-16s %-8s %8s %8s %8s %8s\n", $1, $2, $3, $4, $5, $6 }'
 jq -r '.levels[] | "load during level \(.level): before \(.uptime_before | sub(".*load average: "; "")), after \(.uptime_after | sub(".*load average: "; ""))"' "$out"
 echo "JSON: $out"
 exit 0
