@@ -102,3 +102,62 @@ func TestLag(t *testing.T) {
 		t.Fatalf("lag of nothing %+v", l)
 	}
 }
+
+// TestOriginsListed: disk list marks a clone's origin "(deleted)" exactly
+// as disk info does (it reads one listing instead of a record per clone):
+// origin present, deleted, deleted and made again, image present and
+// deleted.
+func TestOriginsListed(t *testing.T) {
+	ctx := context.Background()
+	l := newLocal(t)
+	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "d", Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"keep", "gone", "again"} {
+		if _, err := l.CreateSnapshot(ctx, s, []string{"d"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "c-" + s, FromSnapshot: s, FromDisk: "d"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, im := range []string{"ikeep", "igone"} {
+		if _, err := l.CreateImage(ctx, im, "keep", "d"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "c-" + im, FromImage: im}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, del := range []func() error{
+		func() error { return l.DeleteSnapshot(ctx, "gone") },
+		func() error { return l.DeleteSnapshot(ctx, "again") },
+		func() error { _, err := l.CreateSnapshot(ctx, "again", []string{"d"}); return err },
+		func() error { return l.DeleteImage(ctx, "igone") },
+	} {
+		if err := del(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{
+		"d":       "",
+		"c-keep":  "snapshot keep/d",
+		"c-gone":  "snapshot gone/d (deleted)",
+		"c-again": "snapshot again/d (deleted)",
+		"c-ikeep": "image ikeep",
+		"c-igone": "image igone (deleted)",
+	}
+	ds, err := l.ListDisks(ctx)
+	if err != nil || len(ds) != len(want) {
+		t.Fatalf("disk list: %+v %v", ds, err)
+	}
+	for _, d := range ds {
+		one, err := l.GetDisk(ctx, d.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Origin != want[d.Name] || one.Origin != want[d.Name] {
+			t.Errorf("disk %s: listed origin %q, disk info %q, want %q", d.Name, d.Origin, one.Origin, want[d.Name])
+		}
+	}
+}
