@@ -14,6 +14,10 @@
 #   hello     a Go program that prints a line: the cost of any Go process here
 #   version   `snapfs --version`: process start and package init of snapfs
 #   status    `snapfs status`: the same plus connecting to the daemon
+#   thin      a Go program of net/http and encoding/json only that makes the
+#             calls `snapshot create` makes on the control socket (Status,
+#             then CreateSnapshotWith): what a client that links nothing
+#             else (no engine, regions, metrics, FUSE) would cost
 # The target is p50 <= 5 ms and p99 <= 20 ms, flat from 0 to 32 GiB written.
 # The daemon of this tree runs with --log-level debug, which logs how long
 # each control operation took in the daemon: the "server" figures (from the
@@ -86,6 +90,46 @@ go build -o "$bin/snapfs" ./cmd/snapfs
 printf 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("hello\\n") }\n' >"$work/hello/main.go"
 printf 'module hello\n\ngo 1.22\n' >"$work/hello/go.mod"
 (cd "$work/hello" && go build -o "$bin/hello" .)
+mkdir -p "$work/thin"
+cat >"$work/thin/main.go" <<'EOF'
+// thin SOCKET NAME DISK: snapshot create's calls on the control socket.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+)
+
+func main() {
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", os.Args[1])
+	}}}
+	for _, c := range [][2]string{{"Status", "{}"},
+		{"CreateSnapshotWith", `{"name":` + strconv.Quote(os.Args[2]) + `,"disks":[` + strconv.Quote(os.Args[3]) + `]}`}} {
+		res, err := hc.Post("http://snapfs/v1/"+c[0], "application/json", strings.NewReader(c[1]))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			fmt.Fprintf(os.Stderr, "%s: %s\n", res.Status, b)
+			os.Exit(1)
+		}
+	}
+	fmt.Println("created snapshot", os.Args[2])
+}
+EOF
+printf 'module thin\n\ngo 1.22\n' >"$work/thin/go.mod"
+(cd "$work/thin" && go build -o "$bin/thin" .)
 base=${BENCH_CLI_BASELINE:-}
 sides=(new)
 if [ -n "$base" ]; then
@@ -146,7 +190,7 @@ stats() {
 levels=$work/levels.jsonl
 : >"$levels"
 written=0
-ops=(hello version status snapshot_create clone rollback image_create)
+ops=(hello version status thin snapshot_create clone rollback image_create)
 level() { # level TAG
 	local tag=$1 i op side dir=$work/lat-$1 before after
 	mkdir -p "$dir"
@@ -159,6 +203,7 @@ level() { # level TAG
 		for side in "${sides[@]}"; do
 			timed "$dir/$side.version" snapfs "$side" --version
 			timed "$dir/$side.status" snapfs "$side" status
+			timed "$dir/$side.thin" "$bin/thin" "$work/store-$side/control.sock" "$tag-t$i" d
 			timed "$dir/$side.snapshot_create" snapfs "$side" snapshot create "$tag-s$i" --disk d
 			timed "$dir/$side.clone" snapfs "$side" disk create "$tag-c$i" --from-snapshot "$tag-base" --disk d
 			timed "$dir/$side.rollback" snapfs "$side" disk rollback d --snapshot "$tag-base"
@@ -223,12 +268,12 @@ jq -s --arg host "$(uname -n)" --arg cores "$(nproc)" --arg stamp "$stamp" --arg
 
 printf '%-16s %-5s %-8s %8s %8s %8s %8s  %-9s %s\n' operation side written p50_ms p90_ms p99_ms max_ms "p50 ×base" target
 jq -r '.levels[] as $l
-	| (["hello", "-"], (("version", "status", "snapshot_create", "clone", "rollback", "image_create") as $op
+	| (["hello", "-"], (("version", "status", "thin", "snapshot_create", "clone", "rollback", "image_create") as $op
 	   | (["new", "base"][] | select($l[.] != null)) as $side | [$op, $side])) as [$op, $side]
 	| (if $side == "-" then $l.hello else $l[$side][$op] end) as $s
 	| [$op, $side, $l.level, $s.p50_ms, $s.p90_ms, $s.p99_ms, $s.max_ms,
 	   (if $side == "new" and $l.base != null then ($s.p50_ms / $l.base[$op].p50_ms * 100 | round / 100 | tostring) else "" end),
-	   (if ($op | test("^(hello|version|status)$")) then "floor"
+	   (if ($op | test("^(hello|version|status|thin)$")) then "floor"
 	    elif ($s.p50_ms <= 5 and $s.p99_ms <= 20) then "met (≤ 5 / ≤ 20 ms)" else "missed (≤ 5 / ≤ 20 ms)" end)]
 	| @tsv' "$out" | awk -F'\t' '{ printf "%-16s %-5s %-8s %8s %8s %8s %8s  %-9s %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
 echo
