@@ -70,6 +70,11 @@
 // a CRC32C checked on every read; the index keeps the SHA-256 of every stored
 // block. A mismatch is a *CorruptError (ErrCorrupt), never data (invariant 5).
 //
+// ListSnapshots is served from a list kept in memory (catalog.go,
+// snapshotList): snapshot create and delete, the only writers of snapshot
+// records, patch it after their catalog change, so neither a listing nor the
+// manual-quota check of each snapshot create decodes every record.
+//
 // # Space accounting
 //
 // Every disk head's allocated bytes (its visible stored blocks) are kept up

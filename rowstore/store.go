@@ -182,6 +182,8 @@ type Store struct {
 	// catFullSeq is the sequence number of the newest full catalog record:
 	// catalog records older than it are dead for the cleaner.
 	catFullSeq atomic.Uint64
+	// snapList caches ListSnapshots per catalog generation (catalog.go).
+	snapList snapshotList
 	// verified is set once Open has checked the index against the log
 	// (identity, checkpoint) and replayed it; GC refuses to run without it.
 	verified atomic.Bool

@@ -12,6 +12,11 @@
 // or an error status with {"code", "message"}; the codes (errors.go) map
 // back to the same sentinels, so exit codes do not depend on the path.
 //
+// `snapfs status` is Service.StatusReport (status.go: ReportStatus, called
+// with the outermost Service, the daemon's, whose Status adds the running
+// jobs and the write-back cache); the command only formats it. The region
+// lag it shows is the one the daemon's metrics export (Lag).
+//
 // Invariants: nothing is implemented in Client or Handler beyond
 // (un)marshalling; Local's hooks (set by the daemon) keep the FUSE mount's
 // caches in step and are never called from inside a FUSE request; snapshots
