@@ -54,8 +54,11 @@ var (
 	ErrConflict = errors.New("replicate: conflict with the region's contents")
 )
 
-// DefaultPackSize is the target plaintext size of a pack.
-const DefaultPackSize = 32 << 20
+// DefaultPackSize is the target plaintext size of a pack. Sync's memory
+// is a few times this (see pipeline.go), and so is restore's per worker:
+// 16 MiB keeps both within the daemon's budget, while a 4+2 pack's shards
+// (4 MiB) stay large enough for a store's throughput.
+const DefaultPackSize = 16 << 20
 
 // Options configure a Manager. The zero value is usable.
 type Options struct {
