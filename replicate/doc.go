@@ -199,8 +199,8 @@
 // packs at once (one pack's index put overlaps the next one's shards).
 // The copying marker is put while the diff starts; no pack is put before
 // it is durable. Memory is bounded and reused (a few read batches, two
-// pack buffers, three sets of shard buffers: about 120 MiB for 4+2 at the
-// default 16 MiB packs; DefaultPackSize). Every
+// pack buffers, three sets of shard buffers: about 58 MiB for 4+2 at the
+// default 8 MiB packs; DefaultPackSize). Every
 // block read is checked as rowstore's read path checks it (CRC32C, the
 // indexed version) and hashed against its digest (its chunk id is made
 // from that digest, so a region never holds a chunk that is not its id's). Restore fetches the k data shards of a pack
@@ -209,7 +209,7 @@
 // (then every shard is verified, parity read, bad shards reported).
 // Fetchers (one per CPU, at least 2) fetch and open packs while one
 // writer writes runs of adjacent blocks with one call (whole-block appends
-// to the local store's log); sealed pack buffers go round, fetchers + 2 of
+// to the local store's log); sealed pack buffers go round, fetchers + 1 of
 // them.
 //
 // # Why these choices

@@ -37,14 +37,14 @@ import (
 //
 // Memory is bounded by construction, and reused rather than reallocated
 // (no garbage per pack for the collector to chase): at most
-// StreamOptions.Buffers read batches are out (4 × 4 MiB); two pack
+// streamBuffers read batches are out (3 × 2 MiB); two pack
 // buffers (the pack being filled, and the one the uploader seals and
 // encodes: a worker that fills a pack holds the pack lock until the
 // uploader takes it, so the others wait too, and the uploader gives the
 // buffer back once the shards are made); putters+1 sets of shard buffers
 // (one per putter, one encoded ahead), given back after each put: about
-// 16 MiB + 2 × PackSize + 3 × (k+m)/k × PackSize at the peak (120 MiB for
-// 4+2 at the default 16 MiB packs).
+// 6 MiB + 2 × PackSize + 3 × (k+m)/k × PackSize at the peak (58 MiB for
+// 4+2 at the default 8 MiB packs).
 type pipeline struct {
 	m    *Manager
 	r    *region
@@ -76,6 +76,14 @@ type pipeline struct {
 	err     error // the first failure
 	written []writtenPack
 }
+
+// The stream's read batches: a few, small enough to keep sync's memory
+// low, large enough for sequential reads of the log (a batch's adjacent
+// records are read with one call).
+const (
+	streamBatch   = 2 << 20
+	streamBuffers = 3
+)
 
 type writtenPack struct {
 	x      *format.Index

@@ -55,10 +55,11 @@ var (
 )
 
 // DefaultPackSize is the target plaintext size of a pack. Sync's memory
-// is a few times this (see pipeline.go), and so is restore's per worker:
-// 16 MiB keeps both within the daemon's budget, while a 4+2 pack's shards
-// (4 MiB) stay large enough for a store's throughput.
-const DefaultPackSize = 16 << 20
+// is about 6.5 times this (see pipeline.go), restore's about 5 times: 8
+// MiB keeps both well inside the daemon's soft memory limit (128 MiB; a
+// heap beyond it makes the collector run without pause), while a 4+2
+// pack's shards (2 MiB) stay large enough for a store's throughput.
+const DefaultPackSize = 8 << 20
 
 // Options configure a Manager. The zero value is usable.
 type Options struct {

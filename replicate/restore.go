@@ -183,14 +183,14 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	total := int64(len(bm))
 	// Fetchers fetch and open packs (restoreWorkers at once) while one
 	// writer writes the last one opened: a store's latency and the local
-	// store's appends overlap. Sealed pack buffers go round (fetchers + 2:
-	// one per fetcher, one queued, one being written), so memory is
-	// bounded and reused.
+	// store's appends overlap. Sealed pack buffers go round (fetchers + 1:
+	// one per fetcher, one being written), so memory is bounded and
+	// reused.
 	fetchers := restoreWorkers(m.opts.Workers)
 	work := make(chan packID)
-	opened := make(chan openedPack, 1)
-	bufs := make(chan []byte, fetchers+2)
-	for range fetchers + 2 {
+	opened := make(chan openedPack)
+	bufs := make(chan []byte, fetchers+1)
+	for range fetchers + 1 {
 		bufs <- nil // allocated on first use, then reused
 	}
 	errs := make([]error, fetchers)
@@ -310,8 +310,8 @@ const restoreRun = 4 << 20
 
 // restoreWorkers is how many packs a restore fetches at once: one per CPU
 // (at least 2), at most Options.Workers. Each holds a pack's shards while
-// it assembles them, and the pack buffers go round fetchers + 2, so this
-// bounds restore's memory (about (2 × fetchers + 2) × PackSize at the
+// it assembles them, and the pack buffers go round fetchers + 1, so this
+// bounds restore's memory (about (2 × fetchers + 1) × PackSize at the
 // peak).
 func restoreWorkers(limit int) int {
 	return max(1, min(limit, max(2, runtime.GOMAXPROCS(0))))

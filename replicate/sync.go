@@ -460,6 +460,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 		progress.Event(Event{Type: EventSnapshot, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name})
 		var total, done uint64
 		_, err = m.rs.StreamDiff(ctx, from, to, rowstore.StreamOptions{
+			BatchBytes: streamBatch, Buffers: streamBuffers,
 			Visit: func(c rowstore.Change) (bool, error) {
 				if c.Zero {
 					md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, Zero: true})
