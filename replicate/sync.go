@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/snapfs/snapfs/replicate/format"
@@ -459,6 +460,9 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 		ev := Event{Type: EventBlocks, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name}
 		progress.Event(Event{Type: EventSnapshot, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name})
 		var total, done uint64
+		// Data runs in the stream's reader goroutine, Visit and Progress
+		// in this one: the read counts are atomic until the stream ends.
+		var nblocks, nbytes atomic.Int64
 		_, err = m.rs.StreamDiff(ctx, from, to, rowstore.StreamOptions{
 			BatchBytes: streamBatch, Buffers: streamBuffers,
 			Visit: func(c rowstore.Change) (bool, error) {
@@ -480,16 +484,18 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 				return true, nil
 			},
 			Data: func(b *rowstore.BlockBatch) error {
-				st.BlocksRead += int64(len(b.Blocks))
-				st.BytesRead += int64(len(b.Blocks)) * int64(d.BlockSize)
+				nblocks.Add(int64(len(b.Blocks)))
+				nbytes.Add(int64(len(b.Blocks)) * int64(d.BlockSize))
 				return pl.compress(b)
 			},
 			Progress: func(d, t uint64) {
 				done, total = d, t
-				ev.Blocks, ev.BlocksTotal, ev.Bytes = int64(done), int64(total), st.BytesRead
+				ev.Blocks, ev.BlocksTotal, ev.Bytes = int64(done), int64(total), st.BytesRead+nbytes.Load()
 				progress.Event(ev)
 			},
 		})
+		st.BlocksRead += nblocks.Load()
+		st.BytesRead += nbytes.Load()
 		if err != nil {
 			if perr := pl.failed(); perr != nil {
 				err = perr // the pipeline's failure stopped the stream
