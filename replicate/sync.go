@@ -433,6 +433,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 			ph.done("chain")
 			ok := true
 			var last format.ChunkID
+			var lastPack packID
 		check:
 			for _, cd := range chain {
 				for _, e := range cd.Entries {
@@ -445,7 +446,10 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 						ok = false
 						break check
 					}
-					used[loc.pack] = true
+					if loc.pack != lastPack { // blocks synced together share packs
+						used[loc.pack] = true
+						lastPack = loc.pack
+					}
 				}
 			}
 			if ok {
