@@ -30,10 +30,13 @@ import (
 //  3. the uploader: seals the full pack in place and erasure codes it
 //     into a reused set of shard buffers;
 //  4. putters (putters of them): each puts a pack's shards to every
-//     store in parallel, then the pack's index on every store, while the
-//     other puts the next pack and the uploader encodes the one after:
-//     a store's latency (fsyncs, a round trip) is paid for two packs at
-//     once, and one pack's index put overlaps the next one's shards.
+//     store in parallel, gives the shard buffers back, and hands the pack
+//     to an indexer, which puts its index on every store; meanwhile the
+//     other putters put the next packs and the uploader encodes the one
+//     after. A store's latency per object (fsyncs, a round trip: it
+//     dominates on a busy disk, whatever the object's size) is paid for
+//     several packs at once, and the shard buffers are not held while an
+//     index is put.
 //
 // Memory is bounded by construction, and reused rather than reallocated
 // (no garbage per pack for the collector to chase): at most
@@ -42,9 +45,9 @@ import (
 // encodes: a worker that fills a pack holds the pack lock until the
 // uploader takes it, so the others wait too, and the uploader gives the
 // buffer back once the shards are made); putters+1 sets of shard buffers
-// (one per putter, one encoded ahead), given back after each put: about
-// 6 MiB + 2 × PackSize + 3 × (k+m)/k × PackSize at the peak (58 MiB for
-// 4+2 at the default 8 MiB packs).
+// (one per putter, one encoded ahead), given back once the shards are put:
+// about 6 MiB + 2 × PackSize + 4 × (k+m)/k × PackSize at the peak (70 MiB
+// for 4+2 at the default 8 MiB packs).
 type pipeline struct {
 	m    *Manager
 	r    *region
@@ -266,30 +269,57 @@ type encoded struct {
 	id         packID
 	entries    []format.Entry
 	shards     []erasure.Shard
-	set        [][]byte // the shard buffers, back to p.sets after the put
+	set        [][]byte // the shard buffers, back to p.sets once the shards are put
+	written    []int64  // bytes put per store
 	sealedSize int
 	ph         *phases
 }
 
-// putters is how many packs are put at once (see the pipeline comment).
-const putters = 2
+// putters is how many packs' shards are put at once, indexers how many
+// packs' indexes (see the pipeline comment).
+const (
+	putters  = 3
+	indexers = 4
+)
 
 // uploader seals and erasure codes full packs and hands them to the
 // putters, so the next pack is encoded while the last ones are put.
 func (p *pipeline) uploader() {
 	puts := make(chan *encoded) // unbuffered: one pack encoded ahead at most
-	var pwg sync.WaitGroup
+	idxs := make(chan *encoded, indexers)
+	var pwg, iwg sync.WaitGroup
 	for range putters {
 		pwg.Add(1)
 		go func() {
 			defer pwg.Done()
 			for e := range puts {
-				if p.ctx.Err() == nil {
-					if err := p.put(e); err != nil {
-						p.fail(err)
-					}
+				err := p.ctx.Err()
+				if err == nil {
+					err = p.putShards(e)
 				}
 				p.sets <- e.set // room for every set made: never blocks
+				if err != nil {
+					p.fail(err)
+					continue
+				}
+				select {
+				case idxs <- e:
+				case <-p.ctx.Done():
+				}
+			}
+		}()
+	}
+	for range indexers {
+		iwg.Add(1)
+		go func() {
+			defer iwg.Done()
+			for e := range idxs {
+				if p.ctx.Err() != nil {
+					continue
+				}
+				if err := p.putIndex(e); err != nil {
+					p.fail(err)
+				}
 			}
 		}()
 	}
@@ -317,6 +347,8 @@ func (p *pipeline) uploader() {
 	}
 	close(puts)
 	pwg.Wait()
+	close(idxs)
+	iwg.Wait()
 	close(p.upDone)
 }
 
@@ -370,11 +402,11 @@ func (p *pipeline) encode(pk *format.PackBuilder, set [][]byte) (*encoded, error
 	return &encoded{id: id, entries: entries, shards: shards, set: set, sealedSize: sealedSize, ph: ph}, err
 }
 
-// put writes one encoded pack: shards first, then its index on every
-// store.
-func (p *pipeline) put(e *encoded) error {
+// putShards writes one encoded pack's shards, one to every store, in
+// parallel. Its index goes on every store once they are all durable
+// (putIndex).
+func (p *pipeline) putShards(e *encoded) error {
 	r, id, ph := p.r, e.id, e.ph
-	defer func() { p.m.log.Debug("pack timings", append([]any{"pack", id.String()}, ph.d...)...) }()
 	ph.done("queued")
 	if err := p.markerDone(); err != nil {
 		return err
@@ -390,16 +422,26 @@ func (p *pipeline) put(e *encoded) error {
 		return err
 	}
 	ph.done("shards")
-	written := make([]int64, r.n())
+	e.written = make([]int64, r.n())
 	for i := range e.shards {
-		written[i] += int64(len(e.shards[i]))
+		e.written[i] += int64(len(e.shards[i]))
 	}
+	e.shards = nil // the buffers go back for the next pack
+	return nil
+}
+
+// putIndex writes the index of a pack whose shards are durable on every
+// store.
+func (p *pipeline) putIndex(e *encoded) error {
+	r, id, ph := p.r, e.id, e.ph
+	defer func() { p.m.log.Debug("pack timings", append([]any{"pack", id.String()}, ph.d...)...) }()
+	ph.done("index-queued")
 	x := &format.Index{Pack: id, SealedSize: uint64(e.sealedSize), Entries: e.entries}
 	idx, err := r.keys.Seal(format.TypeIndex, id.String(), x.Encode())
 	if err != nil {
 		return err
 	}
-	if err := r.putAll(p.ctx, indexDir+id.String(), idx, written); err != nil {
+	if err := r.putAll(p.ctx, indexDir+id.String(), idx, e.written); err != nil {
 		return err
 	}
 	ph.done("index")
@@ -409,7 +451,7 @@ func (p *pipeline) put(e *encoded) error {
 	p.emu.Lock()
 	p.written = append(p.written, writtenPack{x, idx})
 	p.st.PacksWritten++
-	for i, n := range written {
+	for i, n := range e.written {
 		p.st.BytesWritten[i] += n
 		total += p.st.BytesWritten[i]
 	}

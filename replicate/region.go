@@ -55,7 +55,7 @@ var (
 )
 
 // DefaultPackSize is the target plaintext size of a pack. Sync's memory
-// is about 6.5 times this (see pipeline.go), restore's about 5 times: 8
+// is about 8 times this (see pipeline.go), restore's about 5 times: 8
 // MiB keeps both well inside the daemon's soft memory limit (128 MiB; a
 // heap beyond it makes the collector run without pause), while a 4+2
 // pack's shards (2 MiB) stay large enough for a store's throughput.
