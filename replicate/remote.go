@@ -24,8 +24,9 @@ const (
 	StateDegraded  State = "degraded"  // available, but the last check found bad shards it needs
 )
 
-// RemoteDisk is one disk of a remote snapshot.
-type RemoteDisk struct {
+// RemoteDiskInfo is one disk of a remote snapshot, as listed (see RemoteDisk
+// to read one).
+type RemoteDiskInfo struct {
 	Name      string `json:"name"`
 	Size      int64  `json:"size"`
 	BlockSize int    `json:"block_size"`
@@ -38,21 +39,21 @@ type RemoteSnapshot struct {
 	Name string `json:"name"`
 	// HostID and Host say whose snapshot it is ("unknown": copied before
 	// hosts existed); Mine: this host's.
-	HostID  string       `json:"host_id"`
-	Host    string       `json:"host"`
-	Mine    bool         `json:"mine"`
-	ID      uint64       `json:"id"`
-	Created time.Time    `json:"created"`
-	Kind    string       `json:"kind,omitempty"`
-	State   State        `json:"state"`
-	Disks   []RemoteDisk `json:"disks,omitempty"`
+	HostID  string           `json:"host_id"`
+	Host    string           `json:"host"`
+	Mine    bool             `json:"mine"`
+	ID      uint64           `json:"id"`
+	Created time.Time        `json:"created"`
+	Kind    string           `json:"kind,omitempty"`
+	State   State            `json:"state"`
+	Disks   []RemoteDiskInfo `json:"disks,omitempty"`
 }
 
 func (m *Manager) remoteOf(mf *format.Manifest) RemoteSnapshot {
 	rs := RemoteSnapshot{Name: mf.Name, HostID: mf.Host.String(), Host: hostName(mf.Host, mf.HostName), Mine: mf.Host == m.host.ID,
 		ID: mf.SnapshotID, Created: mf.Created, Kind: mf.Kind, State: StateAvailable}
 	for _, d := range mf.Disks {
-		rs.Disks = append(rs.Disks, RemoteDisk{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize, Blocks: len(d.Entries), Delta: d.Parent != ""})
+		rs.Disks = append(rs.Disks, RemoteDiskInfo{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize, Blocks: len(d.Entries), Delta: d.Parent != ""})
 	}
 	return rs
 }

@@ -30,6 +30,7 @@ complete -c snapfs -n '__fish_seen_subcommand_from mount' -f -l pprof -r -d 'ser
 complete -c snapfs -n '__fish_seen_subcommand_from mount' -f -l key-file -r -d 'unlock the encrypted disks this key file opens (repeatable); the others stay locked'
 complete -c snapfs -n '__fish_seen_subcommand_from mount' -f -l allow-insecure-key-file -d 'accept a key file that group or others may read (refused by default)'
 complete -c snapfs -n '__fish_seen_subcommand_from mount' -f -l allow-other -d 'let other users use the mount, as the file modes allow (allow_other with default_permissions; needs user_allow_other in /etc/fuse.conf for non-root); default: only you'
+complete -c snapfs -n '__fish_seen_subcommand_from mount' -f -l region-cache -r -d 'bound of the on-disk cache (in the store) of the blocks read from regions through M/regions/ (e.g. 512M, 4G)'
 complete -c snapfs -n '__fish_seen_subcommand_from umount' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_snapfs_no_subcommand' -a 'umount' -d 'ask the daemon serving MOUNTPOINT to flush everything, unmount and exit, and wait for it; a stale mount whose daemon died is removed'
 complete -c snapfs -n '__fish_seen_subcommand_from disk' -f -l help -s h -d 'show help'

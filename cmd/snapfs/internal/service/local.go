@@ -45,6 +45,8 @@ type Local struct {
 	mu      sync.Mutex
 	scratch int             // last scratch clone number used
 	files   *browse.Manager // .files (local_files.go); nil without a daemon
+
+	rem remoteState // M/regions/ (local_remote.go)
 }
 
 // NewLocal returns a Local over store (opened from dir). Close closes store.
@@ -416,6 +418,8 @@ func (l *Local) Shutdown(ctx context.Context) error {
 // Close implements Service: it closes the region manager, then the store.
 func (l *Local) Close() error {
 	l.closeFiles() // local_files.go: before the store, whose clones it drops
+	// local_remote.go: the remote disks still open, and their region locks.
+	l.closeRemote()
 	rerr := l.closeRegions()
 	if err := l.store.Close(); err != nil {
 		return err

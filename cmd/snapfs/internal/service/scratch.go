@@ -278,6 +278,9 @@ func loopDetach(dev string) error {
 // the mount call it from inside FUSE requests (a new name needs no
 // invalidation: failed lookups are never cached).
 func (l *Local) scratchClone(src browse.Source) (Disk, error) {
+	if src.Region != "" {
+		return l.remoteScratch(src) // local_remote.go
+	}
 	what := src.Snapshot + "-" + src.Disk
 	if src.Image != "" {
 		what = "image-" + src.Image
