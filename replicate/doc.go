@@ -201,16 +201,24 @@
 // a byte-entropy sample of 2 KiB says are incompressible (as btrfs's
 // heuristic does; zstd's fastest level spends as long on random data as
 // on any), and fill the pack; full packs are sealed in place, erasure
-// coded, and put while the next ones fill. The copying marker is put while
-// the diff starts; no pack is put before it is durable. Memory is bounded
-// (a few read batches, two pack buffers, the shards of two packs). Every
+// coded into reused shard buffers, and put while the next ones fill:
+// three packs' shards at once, and the indexes of packs whose shards are
+// durable by indexers of their own (a store's latency per object, not its
+// bandwidth, bounds a busy disk). The copying marker is put while the
+// diff starts; no pack is put before it is durable. Memory is bounded and
+// reused (a few read batches, two pack buffers, four sets of shard
+// buffers: about 70 MiB for 4+2 at the default 8 MiB packs;
+// DefaultPackSize). Every
 // block read is checked as rowstore's read path checks it (CRC32C, the
 // indexed version) and hashed against its digest (its chunk id is made
 // from that digest, so a region never holds a chunk that is not its id's). Restore fetches the k data shards of a pack
 // and decrypts their payloads in place: the GCM tag authenticates the
 // whole pack, so the shards' SHA-256 are computed only when that fails
-// (then every shard is verified, parity read, bad shards reported); it
-// writes runs of adjacent blocks with one call, two packs at a time.
+// (then every shard is verified, parity read, bad shards reported).
+// Fetchers (one per CPU, at least 2) fetch and open packs while one
+// writer writes runs of adjacent blocks with one call (whole-block appends
+// to the local store's log); sealed pack buffers go round, fetchers + 1 of
+// them.
 //
 // # Reading one block: RemoteDisk (issue 11)
 //

@@ -568,9 +568,12 @@
 // the blocks written between the points from the epoch keys, then looks
 // them up a window at a time in both chains) yields each changed block
 // with the location of its record, and the blocks the caller wants are
-// read from there in batches (adjacent records with one read, up to 8
+// read from there in batches (adjacent records with one read, up to 16
 // runs in flight), checked as the read path checks them (CRC32C, kind,
-// block, sequence number, length). No block is looked up twice. The
+// block, sequence number, length). The batches are read by a goroutine of
+// the stream, one batch behind the walk, so index lookups (page faults of
+// a cold index) and log reads overlap; Data is called from it, in block
+// order. No block is looked up twice. The
 // snapshot is pinned while it streams, so GC keeps what it sees; a batch
 // is read under readMu, and if the cleaner moved a record since the walk
 // (its segment is gone, or the record there is not the indexed one) the
