@@ -86,7 +86,7 @@ echo "work directory $work; $(nproc) cores; $RUNS runs; sizes 0 $SIZES; $(uptime
 
 bin=$work/bin
 mkdir -p "$bin" "$work/hello" "$work/mnt"
-go build -o "$bin/snapfs" ./cmd/snapfs
+CGO_ENABLED=0 go build -o "$bin/snapfs" ./cmd/snapfs
 printf 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("hello\\n") }\n' >"$work/hello/main.go"
 printf 'module hello\n\ngo 1.22\n' >"$work/hello/go.mod"
 (cd "$work/hello" && go build -o "$bin/hello" .)
