@@ -2,7 +2,9 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"hash/fnv"
+	"io"
 	"sort"
 	"strings"
 	"syscall"
@@ -219,7 +221,13 @@ func (n *remoteSnapDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 		node := &imageNode{
 			m: n.m, what: "remote disk", name: region + "/" + snap + "/" + disk, ino: ino,
 			size: d.Size, allocated: d.Allocated, mtime: n.snap.Created,
-			open: func() (ReadHandle, error) { return n.m.regions.OpenRemoteDisk(region, snap, disk) },
+			open: func() (ReadHandle, error) {
+				h, err := n.m.regions.OpenRemoteDisk(region, snap, disk)
+				if err != nil {
+					return nil, err
+				}
+				return remoteReads{h}, nil
+			},
 		}
 		return n.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino, Gen: 1}), 0
 	}
@@ -240,6 +248,29 @@ func (n *remoteSnapDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Er
 	}
 	return gofs.NewListDirStream(list), 0
 }
+
+// remoteReads is an open remote disk whose failed reads are EIO, as the
+// Regions interface says, whatever errno the cause wraps: a store's
+// network error wraps ECONNREFUSED or ETIMEDOUT, a region lock another
+// host holds maps to EAGAIN, a pack gone from the stores to ENOENT; a
+// read(2) of data that exists but cannot be fetched must not say any of
+// these. The cause stays in the chain (logged, errors.Is).
+type remoteReads struct{ ReadHandle }
+
+func (r remoteReads) ReadAt(p []byte, off int64) (int, error) {
+	n, err := r.ReadHandle.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = eioError{err}
+	}
+	return n, err
+}
+
+// eioError is an error that is syscall.EIO first (toErrno finds that
+// errno before any the cause wraps), then its cause.
+type eioError struct{ cause error }
+
+func (e eioError) Error() string   { return e.cause.Error() }
+func (e eioError) Unwrap() []error { return []error{syscall.EIO, e.cause} }
 
 // remoteFilesDir is M/regions/<r>/<s>/<d>.files. Looking it up probes
 // nothing (the kernel looks up every listed name with READDIRPLUS, and a
