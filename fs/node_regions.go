@@ -133,7 +133,7 @@ func (n *regionDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 func (n *regionDir) find(name string) (RemoteSnapshotEntry, syscall.Errno) {
 	ss, err := n.m.regions.RemoteSnapshots(n.region)
 	if err != nil {
-		return RemoteSnapshotEntry{}, n.m.fail("list remote snapshots", n.region, err)
+		return RemoteSnapshotEntry{}, n.m.fail("list remote snapshots", n.region, remoteErr(err))
 	}
 	for _, s := range ss {
 		if s.Name == name {
@@ -162,7 +162,7 @@ func (n *regionDir) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscal
 	defer n.m.recoverOp("list remote snapshots", n.region, &errno)
 	ss, err := n.m.regions.RemoteSnapshots(n.region)
 	if err != nil {
-		return nil, n.m.fail("list remote snapshots", n.region, err)
+		return nil, n.m.fail("list remote snapshots", n.region, remoteErr(err))
 	}
 	list := make([]fuse.DirEntry, 0, len(ss))
 	for _, s := range ss {
@@ -224,7 +224,7 @@ func (n *remoteSnapDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 			open: func() (ReadHandle, error) {
 				h, err := n.m.regions.OpenRemoteDisk(region, snap, disk)
 				if err != nil {
-					return nil, err
+					return nil, remoteErr(err)
 				}
 				return remoteReads{h}, nil
 			},
@@ -272,6 +272,30 @@ type eioError struct{ cause error }
 func (e eioError) Error() string   { return e.cause.Error() }
 func (e eioError) Unwrap() []error { return []error{syscall.EIO, e.cause} }
 
+// remoteErr is an error of listing a region or opening a remote disk
+// that keeps what the caller's errno table maps (a snapshot not found:
+// ENOENT, an encrypted disk: ENOKEY, a wrong key...) but hides any raw
+// errno its cause wraps: a store that refuses connections is EIO, not
+// ECONNREFUSED.
+func remoteErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return hiddenErrno{err}
+}
+
+type hiddenErrno struct{ cause error }
+
+func (e hiddenErrno) Error() string        { return e.cause.Error() }
+func (e hiddenErrno) Is(target error) bool { return errors.Is(e.cause, target) }
+
+func (e hiddenErrno) As(target any) bool {
+	if _, ok := target.(*syscall.Errno); ok {
+		return false
+	}
+	return errors.As(e.cause, target)
+}
+
 // remoteFilesDir is M/regions/<r>/<s>/<d>.files. Looking it up probes
 // nothing (the kernel looks up every listed name with READDIRPLUS, and a
 // probe of a remote disk fetches blocks); the first lookup or listing
@@ -297,7 +321,7 @@ func (n *remoteFilesDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fu
 func (n *remoteFilesDir) resolve() (*filesTop, *partsDir, syscall.Errno) {
 	parts, err := n.m.files.Parts(n.src)
 	if err != nil {
-		return nil, nil, n.m.fail("probe .files", n.src.String(), err)
+		return nil, nil, n.m.fail("probe .files", n.src.String(), remoteErr(err))
 	}
 	if len(parts) == 0 {
 		return nil, nil, syscall.ENOENT
