@@ -31,11 +31,10 @@ func FuzzChunkOpener(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if x != e || !bytes.Equal(rec, sealed[e.Offset:e.Offset+e.Length]) {
-			t.Fatalf("a record opened as %+v (true entry %+v)", x, e)
-		}
-		if len(got) != int(e.Length)-RecordOverhead {
-			t.Fatalf("opened %d bytes", len(got))
+		// (A worker process seals its own sample pack, with other nonces:
+		// compare what opened, not the record bytes.)
+		if x != e || !bytes.Equal(got, bytes.Repeat([]byte{7}, 100)) {
+			t.Fatalf("a record opened as %+v (true entry %+v): %x", x, e, got)
 		}
 	})
 }
