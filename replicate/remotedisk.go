@@ -497,6 +497,15 @@ func (d *RemoteDisk) getRange(ctx context.Context, shard int, name string, off, 
 	return b, nil
 }
 
+// remoteRangeTimeout bounds one range read of a store, remotePackTimeout
+// one whole-pack read: the stores' clients have no deadline of their own,
+// and a store that accepts a request and never answers must cost a read
+// one bounded wait (then the store is passed over), not hang it.
+var (
+	remoteRangeTimeout = 30 * time.Second
+	remotePackTimeout  = 10 * time.Minute
+)
+
 // storeDownFor is how long a store that failed a read is passed over.
 const storeDownFor = 30 * time.Second
 
