@@ -341,7 +341,9 @@ func (d *RemoteDisk) fetchChunk(ctx context.Context, loc chunkLoc, dst []byte) (
 	pt, err := d.cache.get(ctx, loc.pack, func() ([]byte, error) {
 		x := d.cs.packs[loc.pack]
 		var buf []byte
-		pt, degraded, n, err := d.m.openPack(ctx, d.r, loc.pack, x.SealedSize, &buf)
+		pctx, cancel := context.WithTimeout(ctx, remotePackTimeout)
+		defer cancel()
+		pt, degraded, n, err := d.m.openPack(pctx, d.r, loc.pack, x.SealedSize, &buf)
 		d.stats.fetched.Add(n)
 		if degraded {
 			d.stats.degraded.Add(1)
@@ -485,7 +487,9 @@ func (d *RemoteDisk) getRange(ctx context.Context, shard int, name string, off, 
 	if err := d.r.bad[shard]; err != nil {
 		return nil, err
 	}
-	b, err := d.r.stores[shard].Get(ctx, name, erasure.HeaderSize+off, n)
+	rctx, cancel := context.WithTimeout(ctx, remoteRangeTimeout)
+	b, err := d.r.stores[shard].Get(rctx, name, erasure.HeaderSize+off, n)
+	cancel()
 	d.stats.fetched.Add(int64(len(b)))
 	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrShortRead) {
