@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
 )
 
 // The state a kill -9 during cache inserts leaves: a temporary file
