@@ -83,3 +83,32 @@ func TestRemoteDiskHungStore(t *testing.T) {
 		f.DelayMatching(nil)
 	}
 }
+
+// An empty ReadAt inside the disk reads nothing: no fetch, no error even
+// with every store down (io.ReaderAt: 0 <= n <= len(p)).
+func TestRemoteDiskEmptyReadAt(t *testing.T) {
+	ctx := context.Background()
+	hs, _ := fleet(t, 2, 1, "a", "b")
+	a, b := hs[0], hs[1]
+	mkDisk(t, a.host, "v", 8)
+	writeBlocks(t, a.host, "v", 1, span(0, 8))
+	snapshot(t, a.host, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s1", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	b.eachFault(func(f *store.Faults) { f.SetDown(true) })
+	defer b.eachFault(func(f *store.Faults) { f.SetDown(false) })
+	for _, off := range []int64{0, 3, bs + 5, 2 * bs} {
+		if n, err := d.ReadAt(nil, off); n != 0 || err != nil {
+			t.Errorf("ReadAt(nil, %d): %d, %v", off, n, err)
+		}
+	}
+	if st := d.Stats(); st.BytesFetched != 0 || st.BlocksRead != 0 {
+		t.Errorf("empty reads fetched: %+v", st)
+	}
+}
