@@ -181,6 +181,9 @@ func (d *RemoteDisk) ReadAt(p []byte, off int64) (int, error) {
 	if int64(n) > d.Size()-off {
 		n, eof = int(d.Size()-off), io.EOF
 	}
+	if n == 0 {
+		return 0, nil // nothing to read: no block is fetched
+	}
 	bs := int64(d.md.BlockSize)
 	first, last := off/bs, (off+int64(n)-1)/bs
 	errs := forEachLimit(int(last-first+1), 4, func(i int) error {
