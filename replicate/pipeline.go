@@ -452,16 +452,20 @@ func incompressible(b []byte) bool {
 	}
 	// H = log2(n) - sum(c log2 c)/n, with c log2 c from a table.
 	var sum float64
+	tab := cLog2c()
 	for _, c := range hist {
-		sum += cLog2c[c]
+		sum += tab[c]
 	}
 	return math.Log2(float64(n))-sum/float64(n) > 7.5
 }
 
-// cLog2c[c] = c × log2(c) for the counts a sample can reach.
-var cLog2c = func() (t [32*64 + 1]float64) {
+// cLog2c()[c] = c × log2(c) for the counts a sample can reach. Made on
+// first use, not at init: every process of the binary (each CLI command)
+// would pay for it.
+var cLog2c = sync.OnceValue(func() *[32*64 + 1]float64 {
+	var t [32*64 + 1]float64
 	for c := 2; c < len(t); c++ {
 		t[c] = float64(c) * math.Log2(float64(c))
 	}
-	return t
-}()
+	return &t
+})

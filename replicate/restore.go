@@ -24,6 +24,10 @@ type RestoreStats struct {
 	PacksRead int   `json:"packs_read"` // packs decoded
 	BytesRead int64 `json:"bytes_read"` // shard bytes fetched
 	Degraded  int   `json:"degraded"`   // packs that needed parity or skipped a bad shard
+	// A lazy restore (restore --lazy, done by the service) reports the
+	// blocks local (Blocks) of BlocksTotal, and whether hydration finished.
+	BlocksTotal int64 `json:"blocks_total,omitempty"`
+	Hydrated    bool  `json:"hydrated,omitempty"`
 }
 
 // Restore is RestoreFrom with no host chosen.

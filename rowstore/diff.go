@@ -76,6 +76,9 @@ func (s *Store) Diff(from *Point, to Point, fn func(Change) error) (int, error) 
 		return 0, err
 	}
 	chainB, sizeB, bs, err := s.resolve(to)
+	if err == nil {
+		err = s.refuseLazy(chainB, to.String()) // lazy.go
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -86,7 +89,10 @@ func (s *Store) Diff(from *Point, to Point, fn func(Change) error) (int, error) 
 	var chainA []link
 	if from != nil {
 		var bsA int
-		if chainA, _, bsA, err = s.resolve(*from); err != nil {
+		if chainA, _, bsA, err = s.resolve(*from); err == nil {
+			err = s.refuseLazy(chainA, from.String())
+		}
+		if err != nil {
 			return 0, err
 		}
 		if bsA != bs {

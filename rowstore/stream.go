@@ -101,10 +101,16 @@ func (s *Store) StreamDiff(ctx context.Context, from *Point, to Point, o StreamO
 	}
 	defer r.Close()
 	bs := r.bs
+	if err := s.refuseLazy(r.chain, to.String()); err != nil { // lazy.go
+		return 0, err
+	}
 	var chainA []link
 	if from != nil {
 		var bsA int
-		if chainA, _, bsA, err = s.resolve(*from); err != nil {
+		if chainA, _, bsA, err = s.resolve(*from); err == nil {
+			err = s.refuseLazy(chainA, from.String())
+		}
+		if err != nil {
 			return 0, err
 		}
 		if bsA != bs {
