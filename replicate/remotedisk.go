@@ -513,6 +513,10 @@ var (
 	remotePackTimeout  = 10 * time.Minute
 )
 
+// storeRetryEvery is how often a RemoteDisk tries again to open a store
+// that could not be opened (or whose config could not be read).
+var storeRetryEvery = 30 * time.Second
+
 // storeDownFor is how long a store that failed a read is passed over.
 const storeDownFor = 30 * time.Second
 
