@@ -46,6 +46,14 @@ type RemoteDisk struct {
 	cache  *packCache
 	blocks *BlockCache // nil: none
 
+	// storesMu: reads that use the region's stores hold it shared;
+	// reviveStores holds it to put a store that could be opened again in
+	// the place of one that could not (r.stores[i], r.bad[i]: a slot goes
+	// from bad to usable once, never back).
+	storesMu  sync.RWMutex
+	reviving  atomic.Bool
+	nextRetry atomic.Int64 // unix ns: when to try the bad stores again
+
 	// downUntil[i]: store i failed a read (not a missing object) and is
 	// passed over until then (unix ns) while k others are not: a store
 	// that hangs or refuses costs one retried read, not one per block.
@@ -115,6 +123,7 @@ func (m *Manager) OpenRemoteDiskOf(ctx context.Context, region, host, snapshot, 
 	}
 	d := &RemoteDisk{m: m, r: r, snapshot: snapshot, disk: disk, md: md, bm: bm, cs: cs, lctx: lctx, unlock: unlock, cache: newPackCache(remotePackCache),
 		downUntil: make([]atomic.Int64, r.n())}
+	d.nextRetry.Store(time.Now().Add(storeRetryEvery).UnixNano())
 	return d, nil
 }
 
@@ -210,15 +219,19 @@ func (d *RemoteDisk) ReadAt(p []byte, off int64) (int, error) {
 // Close releases the region's lock and stores. Reads after Close fail.
 func (d *RemoteDisk) Close() error {
 	d.lockMu.Lock()
-	defer d.lockMu.Unlock()
 	if d.closed {
+		d.lockMu.Unlock()
 		return nil
 	}
-	d.closed = true
+	d.closed = true // lockCtx takes no lock from now on
 	if d.unlock != nil {
 		d.unlock()
 	}
+	d.lockMu.Unlock()
+	// Not under lockMu: a read holds storesMu while it waits for lockMu.
+	d.storesMu.Lock()
 	d.r.close()
+	d.storesMu.Unlock()
 	d.cache.clear()
 	return nil
 }
@@ -300,12 +313,17 @@ func (d *RemoteDisk) readBlock(ctx context.Context, b int64, dst []byte) error {
 		d.blocks.drop(d.r.cfg.Name, id)
 	}
 	loc := d.cs.chunks[id] // present: checked at open
-	jc, err := d.lockCtx(ctx)
-	if err != nil {
-		return err
-	}
-	defer jc.(*joinedCtx).done()
-	raw, err := d.fetchChunk(jc, loc, dst)
+	d.reviveStores(ctx)
+	d.storesMu.RLock()
+	raw, err := func() ([]byte, error) {
+		defer d.storesMu.RUnlock()
+		jc, err := d.lockCtx(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer jc.(*joinedCtx).done()
+		return d.fetchChunk(jc, loc, dst)
+	}()
 	if err != nil {
 		return err
 	}
@@ -512,6 +530,70 @@ var (
 	remoteRangeTimeout = 30 * time.Second
 	remotePackTimeout  = 10 * time.Minute
 )
+
+// reviveStores opens again, at most every storeRetryEvery, the stores
+// that could not be opened (or whose config could not be read) when the
+// disk was: a file system mounted late, an endpoint that came back. A
+// store is used again only once its config checks against the region
+// (as when a region is opened). One caller does it at a time; the others
+// go on with the stores they have.
+func (d *RemoteDisk) reviveStores(ctx context.Context) {
+	now := time.Now()
+	if now.UnixNano() < d.nextRetry.Load() || !d.reviving.CompareAndSwap(false, true) {
+		return
+	}
+	defer d.reviving.Store(false)
+	d.nextRetry.Store(now.Add(storeRetryEvery).UnixNano())
+	var want []int
+	for i, e := range d.r.bad { // only this (single) reviver writes r.bad
+		if e != nil && !errors.Is(e, ErrWrongKey) && !errors.Is(e, ErrMismatch) {
+			want = append(want, i)
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), remoteRangeTimeout)
+	defer cancel()
+	stores, errs := d.m.openStores(octx, d.r.cfg)
+	back := map[int]store.Store{}
+	for i, s := range stores {
+		if s == nil {
+			continue
+		}
+		if errs[i] == nil && slices.Contains(want, i) {
+			cfg, err := readStoreConfig(octx, s)
+			if err == nil {
+				err = d.r.checkConfig(cfg, i)
+			}
+			if err == nil {
+				back[i] = s
+				continue
+			}
+		}
+		_ = s.Close()
+	}
+	if len(back) == 0 {
+		return
+	}
+	d.storesMu.Lock()
+	defer d.storesMu.Unlock()
+	d.lockMu.Lock()
+	closed := d.closed
+	d.lockMu.Unlock()
+	for i, s := range back {
+		if closed {
+			_ = s.Close()
+			continue
+		}
+		if old := d.r.stores[i]; old != nil {
+			_ = old.Close()
+		}
+		d.r.stores[i], d.r.bad[i] = s, nil
+		d.downUntil[i].Store(0)
+		d.m.log.Info("remote disk: a region store that could not be opened is used again", "region", d.r.cfg.Name, "store", i)
+	}
+}
 
 // storeRetryEvery is how often a RemoteDisk tries again to open a store
 // that could not be opened (or whose config could not be read).

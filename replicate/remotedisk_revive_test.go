@@ -1,8 +1,10 @@
 package replicate_test
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,13 +40,23 @@ func TestRemoteDiskStoreReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	dst := make([]byte, bs)
-	if err := d.ReadBlock(ctx, 0, dst); err != nil { // the store is tried again here
-		t.Fatal(err)
+	// Concurrent reads: one of them opens the store again while the
+	// others read (go test -race).
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dst := make([]byte, bs)
+			if err := d.ReadBlock(ctx, int64(g), dst); err != nil || !bytes.Equal(dst, img[g*bs:(g+1)*bs]) {
+				t.Errorf("block %d: %v", g, err)
+			}
+		}()
 	}
+	wg.Wait()
 	if err := os.Rename(dirs[1], dirs[1]+".away"); err != nil {
 		t.Fatal(err)
 	}
 	defer os.Rename(dirs[1]+".away", dirs[1]) //nolint:errcheck // cleanup
-	readRemote(t, d, img) // from stores 0 and 2
+	readRemote(t, d, img)                     // from stores 0 and 2
 }
