@@ -426,14 +426,7 @@ func (d *RemoteDisk) rangeChunk(ctx context.Context, loc chunkLoc) ([]byte, erro
 	if end > l.DataLen {
 		return nil, fmt.Errorf("%w: chunk %v: record beyond pack %s", ErrCorrupt, e.ID, loc.pack)
 	}
-	var pieces []piece
-	size := l.ShardSize()
-	for pos := int64(e.Offset); pos < end; {
-		sh, off := l.Locate(pos)
-		n := min(size-off, end-pos)
-		pieces = append(pieces, piece{shard: sh, off: off, n: n, at: pos - int64(e.Offset)})
-		pos += n
-	}
+	pieces := splitRange(l, int64(e.Offset), end)
 	op, err := d.r.keys.NewChunkOpener(loc.pack.String())
 	if err != nil {
 		return nil, err
@@ -501,6 +494,20 @@ func (d *RemoteDisk) rangeChunk(ctx context.Context, loc chunkLoc) ([]byte, erro
 		}
 	}
 	return nil, err
+}
+
+// splitRange cuts bytes [start, end) of an erasure-coded object into the
+// pieces its data shards hold (at: from start).
+func splitRange(l erasure.Layout, start, end int64) []piece {
+	var pieces []piece
+	size := l.ShardSize()
+	for pos := start; pos < end; {
+		sh, off := l.Locate(pos)
+		n := min(size-off, end-pos)
+		pieces = append(pieces, piece{shard: sh, off: off, n: n, at: pos - start})
+		pos += n
+	}
+	return pieces
 }
 
 // getRange reads bytes [off, off+n) of a shard's payload from its store.
