@@ -94,7 +94,10 @@
 // The first lookup or listing inside probes and opens it as a local
 // .files directory is opened. Disks are read-only (EROFS), opened with
 // FOPEN_DIRECT_IO like snapshot disks; a block that cannot be fetched or
-// verified is EIO. Inode numbers are kind tags 7 to 9 with 56 bits of
+// verified is EIO, whatever errno its cause wraps (a store's ECONNREFUSED,
+// a region lock's EAGAIN: remoteReads). Listing, opening and probing hide
+// a raw errno of the cause too (EIO) but keep what Options.Errno maps
+// (ENOENT, ENOKEY, a wrong key: remoteErr). Inode numbers are kind tags 7 to 9 with 56 bits of
 // FNV-1a of the path (region, snapshot host and id, disk); <d>.files
 // directories use the .files kind with bit 54 set.
 //

@@ -2,7 +2,9 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"hash/fnv"
+	"io"
 	"sort"
 	"strings"
 	"syscall"
@@ -131,7 +133,7 @@ func (n *regionDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.At
 func (n *regionDir) find(name string) (RemoteSnapshotEntry, syscall.Errno) {
 	ss, err := n.m.regions.RemoteSnapshots(n.region)
 	if err != nil {
-		return RemoteSnapshotEntry{}, n.m.fail("list remote snapshots", n.region, err)
+		return RemoteSnapshotEntry{}, n.m.fail("list remote snapshots", n.region, remoteErr(err))
 	}
 	for _, s := range ss {
 		if s.Name == name {
@@ -160,7 +162,7 @@ func (n *regionDir) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscal
 	defer n.m.recoverOp("list remote snapshots", n.region, &errno)
 	ss, err := n.m.regions.RemoteSnapshots(n.region)
 	if err != nil {
-		return nil, n.m.fail("list remote snapshots", n.region, err)
+		return nil, n.m.fail("list remote snapshots", n.region, remoteErr(err))
 	}
 	list := make([]fuse.DirEntry, 0, len(ss))
 	for _, s := range ss {
@@ -219,7 +221,13 @@ func (n *remoteSnapDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 		node := &imageNode{
 			m: n.m, what: "remote disk", name: region + "/" + snap + "/" + disk, ino: ino,
 			size: d.Size, allocated: d.Allocated, mtime: n.snap.Created,
-			open: func() (ReadHandle, error) { return n.m.regions.OpenRemoteDisk(region, snap, disk) },
+			open: func() (ReadHandle, error) {
+				h, err := n.m.regions.OpenRemoteDisk(region, snap, disk)
+				if err != nil {
+					return nil, remoteErr(err)
+				}
+				return remoteReads{h}, nil
+			},
 		}
 		return n.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino, Gen: 1}), 0
 	}
@@ -239,6 +247,53 @@ func (n *remoteSnapDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Er
 		}
 	}
 	return gofs.NewListDirStream(list), 0
+}
+
+// remoteReads is an open remote disk whose failed reads are EIO, as the
+// Regions interface says, whatever errno the cause wraps: a store's
+// network error wraps ECONNREFUSED or ETIMEDOUT, a region lock another
+// host holds maps to EAGAIN, a pack gone from the stores to ENOENT; a
+// read(2) of data that exists but cannot be fetched must not say any of
+// these. The cause stays in the chain (logged, errors.Is).
+type remoteReads struct{ ReadHandle }
+
+func (r remoteReads) ReadAt(p []byte, off int64) (int, error) {
+	n, err := r.ReadHandle.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = eioError{err}
+	}
+	return n, err
+}
+
+// eioError is an error that is syscall.EIO first (toErrno finds that
+// errno before any the cause wraps), then its cause.
+type eioError struct{ cause error }
+
+func (e eioError) Error() string   { return e.cause.Error() }
+func (e eioError) Unwrap() []error { return []error{syscall.EIO, e.cause} }
+
+// remoteErr is an error of listing a region or opening a remote disk
+// that keeps what the caller's errno table maps (a snapshot not found:
+// ENOENT, an encrypted disk: ENOKEY, a wrong key...) but hides any raw
+// errno its cause wraps: a store that refuses connections is EIO, not
+// ECONNREFUSED.
+func remoteErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return hiddenErrno{err}
+}
+
+type hiddenErrno struct{ cause error }
+
+func (e hiddenErrno) Error() string        { return e.cause.Error() }
+func (e hiddenErrno) Is(target error) bool { return errors.Is(e.cause, target) }
+
+func (e hiddenErrno) As(target any) bool {
+	if _, ok := target.(*syscall.Errno); ok {
+		return false
+	}
+	return errors.As(e.cause, target)
 }
 
 // remoteFilesDir is M/regions/<r>/<s>/<d>.files. Looking it up probes
@@ -266,7 +321,7 @@ func (n *remoteFilesDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fu
 func (n *remoteFilesDir) resolve() (*filesTop, *partsDir, syscall.Errno) {
 	parts, err := n.m.files.Parts(n.src)
 	if err != nil {
-		return nil, nil, n.m.fail("probe .files", n.src.String(), err)
+		return nil, nil, n.m.fail("probe .files", n.src.String(), remoteErr(err))
 	}
 	if len(parts) == 0 {
 		return nil, nil, syscall.ENOENT

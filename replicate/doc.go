@@ -244,7 +244,14 @@
 // bytes; a later read tries the stores again. A store that failed a read
 // (not a missing object) is passed over for 30 s while k others have not
 // failed, so a hung or refusing store costs one retried read, not one
-// per block. A RemoteDisk holds a
+// per block. A range read waits at most 30 s for its store, a whole-pack
+// read 10 min (the stores' clients have no deadline of their own: a
+// store that accepts a request and never answers must not hang a read).
+// A store that could not be opened with the disk (a file system mounted
+// late) is opened again at most every 30 s, and used once its config
+// checks. ReadBlocks (remotedisk_batch.go) lets records that lie close in
+// one pack share one range read per data shard; whatever a batch cannot
+// read or open is read alone by ReadBlock. A RemoteDisk holds a
 // shared lock on the region while open (re-taken if its lease ran out
 // during an outage), so prune and repair wait for it.
 //

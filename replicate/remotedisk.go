@@ -46,6 +46,14 @@ type RemoteDisk struct {
 	cache  *packCache
 	blocks *BlockCache // nil: none
 
+	// storesMu: reads that use the region's stores hold it shared;
+	// reviveStores holds it to put a store that could be opened again in
+	// the place of one that could not (r.stores[i], r.bad[i]: a slot goes
+	// from bad to usable once, never back).
+	storesMu  sync.RWMutex
+	reviving  atomic.Bool
+	nextRetry atomic.Int64 // unix ns: when to try the bad stores again
+
 	// downUntil[i]: store i failed a read (not a missing object) and is
 	// passed over until then (unix ns) while k others are not: a store
 	// that hangs or refuses costs one retried read, not one per block.
@@ -115,6 +123,7 @@ func (m *Manager) OpenRemoteDiskOf(ctx context.Context, region, host, snapshot, 
 	}
 	d := &RemoteDisk{m: m, r: r, snapshot: snapshot, disk: disk, md: md, bm: bm, cs: cs, lctx: lctx, unlock: unlock, cache: newPackCache(remotePackCache),
 		downUntil: make([]atomic.Int64, r.n())}
+	d.nextRetry.Store(time.Now().Add(storeRetryEvery).UnixNano())
 	return d, nil
 }
 
@@ -181,6 +190,9 @@ func (d *RemoteDisk) ReadAt(p []byte, off int64) (int, error) {
 	if int64(n) > d.Size()-off {
 		n, eof = int(d.Size()-off), io.EOF
 	}
+	if n == 0 {
+		return 0, nil // nothing to read: no block is fetched
+	}
 	bs := int64(d.md.BlockSize)
 	first, last := off/bs, (off+int64(n)-1)/bs
 	errs := forEachLimit(int(last-first+1), 4, func(i int) error {
@@ -207,15 +219,19 @@ func (d *RemoteDisk) ReadAt(p []byte, off int64) (int, error) {
 // Close releases the region's lock and stores. Reads after Close fail.
 func (d *RemoteDisk) Close() error {
 	d.lockMu.Lock()
-	defer d.lockMu.Unlock()
 	if d.closed {
+		d.lockMu.Unlock()
 		return nil
 	}
-	d.closed = true
+	d.closed = true // lockCtx takes no lock from now on
 	if d.unlock != nil {
 		d.unlock()
 	}
+	d.lockMu.Unlock()
+	// Not under lockMu: a read holds storesMu while it waits for lockMu.
+	d.storesMu.Lock()
 	d.r.close()
+	d.storesMu.Unlock()
 	d.cache.clear()
 	return nil
 }
@@ -297,12 +313,17 @@ func (d *RemoteDisk) readBlock(ctx context.Context, b int64, dst []byte) error {
 		d.blocks.drop(d.r.cfg.Name, id)
 	}
 	loc := d.cs.chunks[id] // present: checked at open
-	jc, err := d.lockCtx(ctx)
-	if err != nil {
-		return err
-	}
-	defer jc.(*joinedCtx).done()
-	raw, err := d.fetchChunk(jc, loc, dst)
+	d.reviveStores(ctx)
+	d.storesMu.RLock()
+	raw, err := func() ([]byte, error) {
+		defer d.storesMu.RUnlock()
+		jc, err := d.lockCtx(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer jc.(*joinedCtx).done()
+		return d.fetchChunk(jc, loc, dst)
+	}()
 	if err != nil {
 		return err
 	}
@@ -341,7 +362,9 @@ func (d *RemoteDisk) fetchChunk(ctx context.Context, loc chunkLoc, dst []byte) (
 	pt, err := d.cache.get(ctx, loc.pack, func() ([]byte, error) {
 		x := d.cs.packs[loc.pack]
 		var buf []byte
-		pt, degraded, n, err := d.m.openPack(ctx, d.r, loc.pack, x.SealedSize, &buf)
+		pctx, cancel := context.WithTimeout(ctx, remotePackTimeout)
+		defer cancel()
+		pt, degraded, n, err := d.m.openPack(pctx, d.r, loc.pack, x.SealedSize, &buf)
 		d.stats.fetched.Add(n)
 		if degraded {
 			d.stats.degraded.Add(1)
@@ -403,14 +426,7 @@ func (d *RemoteDisk) rangeChunk(ctx context.Context, loc chunkLoc) ([]byte, erro
 	if end > l.DataLen {
 		return nil, fmt.Errorf("%w: chunk %v: record beyond pack %s", ErrCorrupt, e.ID, loc.pack)
 	}
-	var pieces []piece
-	size := l.ShardSize()
-	for pos := int64(e.Offset); pos < end; {
-		sh, off := l.Locate(pos)
-		n := min(size-off, end-pos)
-		pieces = append(pieces, piece{shard: sh, off: off, n: n, at: pos - int64(e.Offset)})
-		pos += n
-	}
+	pieces := splitRange(l, int64(e.Offset), end)
 	op, err := d.r.keys.NewChunkOpener(loc.pack.String())
 	if err != nil {
 		return nil, err
@@ -480,12 +496,28 @@ func (d *RemoteDisk) rangeChunk(ctx context.Context, loc chunkLoc) ([]byte, erro
 	return nil, err
 }
 
+// splitRange cuts bytes [start, end) of an erasure-coded object into the
+// pieces its data shards hold (at: from start).
+func splitRange(l erasure.Layout, start, end int64) []piece {
+	var pieces []piece
+	size := l.ShardSize()
+	for pos := start; pos < end; {
+		sh, off := l.Locate(pos)
+		n := min(size-off, end-pos)
+		pieces = append(pieces, piece{shard: sh, off: off, n: n, at: pos - start})
+		pos += n
+	}
+	return pieces
+}
+
 // getRange reads bytes [off, off+n) of a shard's payload from its store.
 func (d *RemoteDisk) getRange(ctx context.Context, shard int, name string, off, n int64) ([]byte, error) {
 	if err := d.r.bad[shard]; err != nil {
 		return nil, err
 	}
-	b, err := d.r.stores[shard].Get(ctx, name, erasure.HeaderSize+off, n)
+	rctx, cancel := context.WithTimeout(ctx, remoteRangeTimeout)
+	b, err := d.r.stores[shard].Get(rctx, name, erasure.HeaderSize+off, n)
+	cancel()
 	d.stats.fetched.Add(int64(len(b)))
 	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrShortRead) {
@@ -496,6 +528,83 @@ func (d *RemoteDisk) getRange(ctx context.Context, shard int, name string, off, 
 	d.downUntil[shard].Store(0)
 	return b, nil
 }
+
+// remoteRangeTimeout bounds one range read of a store, remotePackTimeout
+// one whole-pack read: the stores' clients have no deadline of their own,
+// and a store that accepts a request and never answers must cost a read
+// one bounded wait (then the store is passed over), not hang it.
+var (
+	remoteRangeTimeout = 30 * time.Second
+	remotePackTimeout  = 10 * time.Minute
+)
+
+// reviveStores opens again, at most every storeRetryEvery, the stores
+// that could not be opened (or whose config could not be read) when the
+// disk was: a file system mounted late, an endpoint that came back. A
+// store is used again only once its config checks against the region
+// (as when a region is opened). One caller does it at a time; the others
+// go on with the stores they have.
+func (d *RemoteDisk) reviveStores(ctx context.Context) {
+	now := time.Now()
+	if now.UnixNano() < d.nextRetry.Load() || !d.reviving.CompareAndSwap(false, true) {
+		return
+	}
+	defer d.reviving.Store(false)
+	d.nextRetry.Store(now.Add(storeRetryEvery).UnixNano())
+	var want []int
+	for i, e := range d.r.bad { // only this (single) reviver writes r.bad
+		if e != nil && !errors.Is(e, ErrWrongKey) && !errors.Is(e, ErrMismatch) {
+			want = append(want, i)
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), remoteRangeTimeout)
+	defer cancel()
+	stores, errs := d.m.openStores(octx, d.r.cfg)
+	back := map[int]store.Store{}
+	for i, s := range stores {
+		if s == nil {
+			continue
+		}
+		if errs[i] == nil && slices.Contains(want, i) {
+			cfg, err := readStoreConfig(octx, s)
+			if err == nil {
+				err = d.r.checkConfig(cfg, i)
+			}
+			if err == nil {
+				back[i] = s
+				continue
+			}
+		}
+		_ = s.Close()
+	}
+	if len(back) == 0 {
+		return
+	}
+	d.storesMu.Lock()
+	defer d.storesMu.Unlock()
+	d.lockMu.Lock()
+	closed := d.closed
+	d.lockMu.Unlock()
+	for i, s := range back {
+		if closed {
+			_ = s.Close()
+			continue
+		}
+		if old := d.r.stores[i]; old != nil {
+			_ = old.Close()
+		}
+		d.r.stores[i], d.r.bad[i] = s, nil
+		d.downUntil[i].Store(0)
+		d.m.log.Info("remote disk: a region store that could not be opened is used again", "region", d.r.cfg.Name, "store", i)
+	}
+}
+
+// storeRetryEvery is how often a RemoteDisk tries again to open a store
+// that could not be opened (or whose config could not be read).
+var storeRetryEvery = 30 * time.Second
 
 // storeDownFor is how long a store that failed a read is passed over.
 const storeDownFor = 30 * time.Second

@@ -163,6 +163,15 @@ func (c *BlockCache) get(region string, id format.ChunkID, dst []byte) bool {
 	return true
 }
 
+// has reports whether the block of chunk id of region is cached (get may
+// still find it unreadable).
+func (c *BlockCache) has(region string, id format.ChunkID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.items[cacheKey{region, id}]
+	return ok
+}
+
 // put stores a verified block; errors are ignored (it is a cache).
 func (c *BlockCache) put(region string, id format.ChunkID, data []byte) {
 	k := cacheKey{region, id}
