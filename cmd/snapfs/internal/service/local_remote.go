@@ -129,8 +129,9 @@ func (l *Local) RemoteViews(ctx context.Context, region string) ([]RemoteView, e
 
 // sharedRemote is a remote disk open for reading, shared by its opens.
 type sharedRemote struct {
-	d    *replicate.RemoteDisk
-	refs int
+	d      *replicate.RemoteDisk
+	refs   int
+	closed bool // by closeRemote (Local.Close): the last Close does nothing
 }
 
 // RemoteReader reads a remote disk (M/regions/<r>/<s>/<d>): ReadAt is
@@ -139,6 +140,7 @@ type sharedRemote struct {
 type RemoteReader struct {
 	l    *Local
 	key  string
+	s    *sharedRemote // the shared open this one counts in
 	d    *replicate.RemoteDisk
 	once sync.Once
 }
@@ -162,11 +164,14 @@ func (r *RemoteReader) Close() error {
 	r.once.Do(func() {
 		l := r.l
 		l.rem.mu.Lock()
-		s := l.rem.disks[r.key]
+		s := r.s
 		s.refs--
-		last := s.refs == 0
+		last := s.refs == 0 && !s.closed
 		if last {
-			delete(l.rem.disks, r.key)
+			s.closed = true
+			if l.rem.disks[r.key] == s {
+				delete(l.rem.disks, r.key)
+			}
 		}
 		l.rem.mu.Unlock()
 		if last {
@@ -198,7 +203,7 @@ func (l *Local) OpenRemoteDisk(ctx context.Context, region, name, disk string) (
 	if s, ok := l.rem.disks[key]; ok {
 		s.refs++
 		l.rem.mu.Unlock()
-		return &RemoteReader{l: l, key: key, d: s.d}, nil
+		return &RemoteReader{l: l, key: key, s: s, d: s.d}, nil
 	}
 	l.rem.mu.Unlock()
 	m, err := l.manager()
@@ -228,10 +233,11 @@ func (l *Local) OpenRemoteDisk(ctx context.Context, region, name, disk string) (
 	if s, ok := l.rem.disks[key]; ok { // opened meanwhile: use that one
 		s.refs++
 		go d.Close()
-		return &RemoteReader{l: l, key: key, d: s.d}, nil
+		return &RemoteReader{l: l, key: key, s: s, d: s.d}, nil
 	}
-	l.rem.disks[key] = &sharedRemote{d: d, refs: 1}
-	return &RemoteReader{l: l, key: key, d: d}, nil
+	s := &sharedRemote{d: d, refs: 1}
+	l.rem.disks[key] = s
+	return &RemoteReader{l: l, key: key, s: s, d: d}, nil
 }
 
 // closeRemote closes the remote disks still open (at Close).
@@ -239,6 +245,9 @@ func (l *Local) closeRemote() {
 	l.rem.mu.Lock()
 	disks := l.rem.disks
 	l.rem.disks = nil
+	for _, s := range disks {
+		s.closed = true
+	}
 	l.rem.mu.Unlock()
 	for _, s := range disks {
 		_ = s.d.Close()
