@@ -12,6 +12,9 @@
 //	M/images/<image>                      read-only image
 //	M/snapshots/<snapshot>/<disk>.files/  the files inside the disk, read-only
 //	M/images/<image>.files/               the same for an image
+//	M/regions/<r>/<s>/<d>                 a disk of snapshot s of region r, read-only,
+//	                                      read from the region on demand (Options.Regions)
+//	M/regions/<r>/<s>/<d>.files/          the files inside it, read-only
 //
 // A .files directory exists when Options.Files says the image holds a
 // filesystem it can show: its root for a filesystem on the whole disk, or
@@ -77,6 +80,26 @@
 //     write errors; read-only opens never sync.
 //   - Extended attributes are disabled (DisableXAttrs): setxattr fails with
 //     EOPNOTSUPP, and ls does not pay for getxattr round trips.
+//
+// # regions/ (node_regions.go)
+//
+// With Options.Regions, the root has a fourth directory, regions/: one
+// directory per configured region, in each one per remote snapshot (a
+// name shared by several hosts' snapshots is shown as name@host-id), in
+// each its disks and their .files directories. Listing fetches no disk
+// data: names come from Regions (manifests), and <d>.files is listed for
+// every disk without probing it (probing a remote disk fetches blocks;
+// the kernel looks up every name a READDIRPLUS lists), so a disk without
+// a filesystem snapfs can show has a <d>.files that is ENOENT inside.
+// The first lookup or listing inside probes and opens it as a local
+// .files directory is opened. Disks are read-only (EROFS), opened with
+// FOPEN_DIRECT_IO like snapshot disks; a block that cannot be fetched or
+// verified is EIO, whatever errno its cause wraps (a store's ECONNREFUSED,
+// a region lock's EAGAIN: remoteReads). Listing, opening and probing hide
+// a raw errno of the cause too (EIO) but keep what Options.Errno maps
+// (ENOENT, ENOKEY, a wrong key: remoteErr). Inode numbers are kind tags 7 to 9 with 56 bits of
+// FNV-1a of the path (region, snapshot host and id, disk); <d>.files
+// directories use the .files kind with bit 54 set.
 //
 // # .files directories (node_files.go)
 //

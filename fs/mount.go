@@ -44,6 +44,9 @@ type Options struct {
 	// <d>.files directories (node_files.go), and turns extended attributes
 	// on (they are shown from the filesystems inside).
 	Files Files
+	// Regions, when set, shows the snapshots of remote regions under
+	// M/regions/ (node_regions.go), read-only, read on demand.
+	Regions Regions
 	// Errno maps a Backend error to the errno the kernel sees (the caller's
 	// one table of errors; see errno.go). nil: the errno an error wraps, EIO
 	// for anything else.
@@ -69,6 +72,7 @@ type mountState struct {
 	files       Files      // nil: no .files entries
 	filesState  filesState // inode numbers of .files trees
 	errno       func(error) syscall.Errno
+	regions     Regions // nil: no regions/ directory
 }
 
 // Mount mounts the snapfs namespace over opts.Backend at mountpoint and
@@ -92,6 +96,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		nameTimeout: opts.NameTimeout,
 		files:       opts.Files,
 		errno:       opts.Errno,
+		regions:     opts.Regions,
 	}
 	if m.nameTimeout < 0 {
 		m.nameTimeout = 0

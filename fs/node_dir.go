@@ -126,6 +126,10 @@ func (n *rootNode) OnAdd(ctx context.Context) {
 	n.AddChild("disks", n.disks, false)
 	n.AddChild("snapshots", n.snapshots, false)
 	n.AddChild("images", n.images, false)
+	if m.regions != nil { // node_regions.go
+		n.AddChild("regions", n.NewPersistentInode(ctx, &regionsTop{m: m, changeGuard: changeGuard{syscall.EROFS}},
+			gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoRegions}), false)
+	}
 }
 
 var fixedDirs = []struct {
@@ -153,6 +157,12 @@ func (n *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 			return n.GetChild(name), 0
 		}
 	}
+	if name == "regions" && n.m.regions != nil {
+		n.m.dirAttr(&out.Attr, inoRegions, 0555, n.m.mounted)
+		out.SetEntryTimeout(fixedTimeout)
+		out.SetAttrTimeout(fixedTimeout)
+		return n.GetChild(name), 0
+	}
 	return nil, syscall.ENOENT
 }
 
@@ -160,6 +170,9 @@ func (n *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 	list := make([]fuse.DirEntry, 0, len(fixedDirs))
 	for _, d := range fixedDirs {
 		list = append(list, fuse.DirEntry{Name: d.name, Ino: d.ino, Mode: syscall.S_IFDIR})
+	}
+	if n.m.regions != nil {
+		list = append(list, fuse.DirEntry{Name: "regions", Ino: inoRegions, Mode: syscall.S_IFDIR})
 	}
 	return gofs.NewListDirStream(list), 0
 }

@@ -26,9 +26,16 @@ const FilesSuffix = ".files"
 type FilesSource struct {
 	Snapshot, Disk, Image string
 	ID                    uint64
+	// Region is set for a disk of a remote snapshot (M/regions/<r>/<s>/<d>.files):
+	// Snapshot is the name RemoteSnapshots gave, Key its RemoteSnapshotEntry.Key.
+	Region string
+	Key    string
 }
 
 func (s FilesSource) String() string {
+	if s.Region != "" {
+		return "regions/" + s.Region + "/" + s.Snapshot + "/" + s.Disk
+	}
 	if s.Image != "" {
 		return "image " + s.Image
 	}
@@ -94,7 +101,7 @@ type treeNums struct {
 }
 
 func (s *filesState) tree(src FilesSource, part string) *treeNums {
-	key := src.String() + "\x00" + part + "\x00" + strconv.FormatUint(src.ID, 10)
+	key := src.String() + "\x00" + part + "\x00" + strconv.FormatUint(src.ID, 10) + "\x00" + src.Key
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.trees == nil {

@@ -52,7 +52,29 @@ type Layer struct {
 	// Crypt is the key envelope of an encrypted disk (rowstore/keys.go),
 	// on the root layer of its chain only; nil: not encrypted.
 	Crypt []byte `json:"crypt,omitempty"`
+	// Lazy marks the bottom layer of a lazily restored disk: blocks it does
+	// not hold yet come from this origin (rowstore/lazy.go). Nil: an
+	// ordinary layer. A layer carrying it is written as record format
+	// version 3, so a build that does not know lazy layers refuses it
+	// instead of reading its missing blocks as zeros.
+	Lazy *LazyOrigin `json:"lazy,omitempty"`
 }
+
+// LazyOrigin is where the blocks a lazy layer lacks come from: a disk of a
+// snapshot in a region.
+type LazyOrigin struct {
+	Format    int    `json:"format"` // LazyFormat
+	Region    string `json:"region"`
+	Host      string `json:"host,omitempty"` // the host the snapshot was synced from ("": this store's)
+	Snapshot  string `json:"snapshot"`
+	Disk      string `json:"disk"`
+	Size      int64  `json:"size"`
+	BlockSize int    `json:"block_size"`
+	Rate      int64  `json:"rate,omitempty"` // hydration's bound, bytes/s (0: none)
+}
+
+// LazyFormat is the version of LazyOrigin this build writes and reads.
+const LazyFormat = 1
 
 // Member is one disk of a snapshot.
 type Member struct {
@@ -126,16 +148,26 @@ type Checkpoint struct {
 // records, which carry their allocation (Member.Allocated,
 // Image.Allocated); every other record is still written as version 1.
 // This build reads both; an older build refuses a version-2 record.
+// Version 3 is written for layer records that carry a LazyOrigin.
 const (
 	recordV1 = 1
 	recordV2 = 2
+	recordV3 = 3
 )
 
 // recordVersion is the format version a record is written with.
 func recordVersion(v any) byte {
-	switch v.(type) {
+	switch x := v.(type) {
 	case Snapshot, *Snapshot, Image, *Image:
 		return recordV2
+	case Layer:
+		if x.Lazy != nil {
+			return recordV3
+		}
+	case *Layer:
+		if x.Lazy != nil {
+			return recordV3
+		}
 	}
 	return recordV1
 }
@@ -158,8 +190,8 @@ func decodeRecord(b []byte, v any) error {
 	if len(b) < 1+4 {
 		return fmt.Errorf("%w: record of %d bytes", ErrCorrupt, len(b))
 	}
-	if b[0] != recordV1 && b[0] != recordV2 {
-		return fmt.Errorf("%w: record format version %d (this build reads %d and %d)", ErrCorrupt, b[0], recordV1, recordV2)
+	if b[0] != recordV1 && b[0] != recordV2 && b[0] != recordV3 {
+		return fmt.Errorf("%w: record format version %d (this build reads %d to %d)", ErrCorrupt, b[0], recordV1, recordV3)
 	}
 	n := len(b) - 4
 	if got, want := crc32.Checksum(b[:n], castagnoli), binary.LittleEndian.Uint32(b[n:]); got != want {
@@ -167,6 +199,9 @@ func decodeRecord(b []byte, v any) error {
 	}
 	if err := json.Unmarshal(b[1:n], v); err != nil {
 		return fmt.Errorf("%w: record: %v", ErrCorrupt, err)
+	}
+	if l, ok := v.(*Layer); ok && l.Lazy != nil && l.Lazy.Format != LazyFormat {
+		return fmt.Errorf("%w: lazy layer %d: origin format %d (this build reads %d)", ErrCorrupt, l.ID, l.Lazy.Format, LazyFormat)
 	}
 	return nil
 }

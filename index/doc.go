@@ -44,6 +44,13 @@
 // version 1. The meta record "alloc" (AllocState) holds the engine's count of
 // stored blocks of every disk head, as of the checkpoint it names (written in
 // the checkpoint's transaction); it is not a catalog key (not logged).
+// Version 3 is written for a layer record that carries a LazyOrigin (the
+// bottom layer of a lazily restored disk: "lazy": {format, region, host,
+// snapshot, disk, size, block_size, rate}); an ordinary layer is still
+// version 1. An older build therefore refuses a lazy layer instead of
+// reading its missing blocks as zeros; an origin whose "format" is not
+// LazyFormat (1) is refused as corrupt. Clearing the mark (the layer is
+// hydrated) writes the layer back as version 1. FuzzLayerRecord.
 // A value with a wrong length, an unknown version or a bad checksum decodes
 // to an error wrapping ErrCorrupt, never to a wrong value. Versions only
 // move up; an older snapfs refuses a newer value.

@@ -75,7 +75,7 @@ func (b *regionBlocks) FetchBlock(ctx context.Context, digest [32]byte, dst []by
 		if err != nil {
 			return false, fmt.Errorf("region %q: %w", b.r.cfg.Name, err)
 		}
-		pt, err := b.r.keys.Open(format.TypePack, loc.pack.String(), sealed)
+		pt, err := format.OpenPack(b.r.keys, loc.pack.String(), sealed)
 		if err != nil {
 			return false, fmt.Errorf("region %q: pack %s: %w", b.r.cfg.Name, loc.pack, err)
 		}

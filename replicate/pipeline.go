@@ -27,17 +27,27 @@ import (
 //     digest, compress each unless a sample
 //     of its bytes says it is incompressible, and add it to the pack
 //     being filled;
-//  3. the uploader: seals the full pack in place and erasure codes it;
-//  4. the putter: puts the shards to every store in parallel, then the
-//     pack's index on every store, while the uploader encodes the next.
+//  3. the uploader: seals the full pack in place and erasure codes it
+//     into a reused set of shard buffers;
+//  4. putters (putters of them): each puts a pack's shards to every
+//     store in parallel, gives the shard buffers back, and hands the pack
+//     to an indexer, which puts its index on every store; meanwhile the
+//     other putters put the next packs and the uploader encodes the one
+//     after. A store's latency per object (fsyncs, a round trip: it
+//     dominates on a busy disk, whatever the object's size) is paid for
+//     several packs at once, and the shard buffers are not held while an
+//     index is put.
 //
-// Memory is bounded by construction: at most StreamOptions.Buffers read
-// batches are out (4 × 4 MiB); two pack buffers (the pack being filled,
-// and the one the uploader seals and encodes: a worker that fills a pack
-// holds the pack lock until the uploader takes it, so the others wait
-// too, and the uploader gives the buffer back once the shards are made);
-// the shards of at most two packs (one being put, one encoded ahead): about
-// 2 × PackSize + 2 × 1.5 × PackSize (for 4+2) at the peak.
+// Memory is bounded by construction, and reused rather than reallocated
+// (no garbage per pack for the collector to chase): at most
+// streamBuffers read batches are out (3 × 2 MiB); two pack
+// buffers (the pack being filled, and the one the uploader seals and
+// encodes: a worker that fills a pack holds the pack lock until the
+// uploader takes it, so the others wait too, and the uploader gives the
+// buffer back once the shards are made); putters+1 sets of shard buffers
+// (one per putter, one encoded ahead), given back once the shards are put:
+// about 6 MiB + 2 × PackSize + 4 × (k+m)/k × PackSize at the peak (70 MiB
+// for 4+2 at the default 8 MiB packs).
 type pipeline struct {
 	m    *Manager
 	r    *region
@@ -58,13 +68,25 @@ type pipeline struct {
 
 	up     chan *format.PackBuilder // full packs; unbuffered
 	upDone chan struct{}
-	ready  <-chan error // the copying marker's put: no pack before it ends
-	bufs   chan []byte  // pack buffers the uploader is done with
+	bufs   chan []byte // pack buffers the uploader is done with
+
+	marker func() error // waits for the copying marker's put (once): no pack before it ends
+
+	sets     chan [][]byte // shard buffer sets the putters are done with
+	setsMade int           // shard buffer sets made; the uploader's
 
 	emu     sync.Mutex
 	err     error // the first failure
 	written []writtenPack
 }
+
+// The stream's read batches: a few, small enough to keep sync's memory
+// low, large enough for sequential reads of the log (a batch's adjacent
+// records are read with one call).
+const (
+	streamBatch   = 2 << 20
+	streamBuffers = 3
+)
 
 type writtenPack struct {
 	x      *format.Index
@@ -79,9 +101,15 @@ type writtenPack struct {
 
 func (m *Manager) startPipeline(ctx context.Context, r *region, st *Stats, prog Progress, snap string, ready <-chan error) *pipeline {
 	workers := max(2, runtime.GOMAXPROCS(0))
-	p := &pipeline{m: m, r: r, st: st, prog: prog, snap: snap, ready: ready,
+	p := &pipeline{m: m, r: r, st: st, prog: prog, snap: snap,
 		work: make(chan *rowstore.BlockBatch, 1), up: make(chan *format.PackBuilder),
-		upDone: make(chan struct{}), bufs: make(chan []byte, 2)}
+		upDone: make(chan struct{}), bufs: make(chan []byte, 2), sets: make(chan [][]byte, putters+1)}
+	p.marker = sync.OnceValue(func() error {
+		if ready == nil {
+			return nil
+		}
+		return <-ready
+	})
 	p.ctx, p.cancel = context.WithCancelCause(ctx)
 	p.pack, _ = p.newPack() // the first two never wait
 	for range workers {
@@ -236,65 +264,120 @@ func (p *pipeline) send(pk *format.PackBuilder) error {
 	}
 }
 
-// encoded is a pack sealed and erasure coded, for the putter.
+// encoded is a pack sealed and erasure coded, for a putter.
 type encoded struct {
 	id         packID
 	entries    []format.Entry
 	shards     []erasure.Shard
+	set        [][]byte // the shard buffers, back to p.sets once the shards are put
+	written    []int64  // bytes put per store
 	sealedSize int
 	ph         *phases
 }
 
+// putters is how many packs' shards are put at once, indexers how many
+// packs' indexes (see the pipeline comment).
+const (
+	putters  = 3
+	indexers = 4
+)
+
 // uploader seals and erasure codes full packs and hands them to the
-// putter, so the next pack is encoded while the last one is put.
+// putters, so the next pack is encoded while the last ones are put.
 func (p *pipeline) uploader() {
 	puts := make(chan *encoded) // unbuffered: one pack encoded ahead at most
-	putDone := make(chan struct{})
-	go func() {
-		defer close(putDone)
-		for e := range puts {
-			if p.ctx.Err() != nil {
-				continue
+	idxs := make(chan *encoded, indexers)
+	var pwg, iwg sync.WaitGroup
+	for range putters {
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			for e := range puts {
+				err := p.ctx.Err()
+				if err == nil {
+					err = p.putShards(e)
+				}
+				p.sets <- e.set // room for every set made: never blocks
+				if err != nil {
+					p.fail(err)
+					continue
+				}
+				select {
+				case idxs <- e:
+				case <-p.ctx.Done():
+				}
 			}
-			if err := p.put(e); err != nil {
-				p.fail(err)
+		}()
+	}
+	for range indexers {
+		iwg.Add(1)
+		go func() {
+			defer iwg.Done()
+			for e := range idxs {
+				if p.ctx.Err() != nil {
+					continue
+				}
+				if err := p.putIndex(e); err != nil {
+					p.fail(err)
+				}
 			}
-		}
-	}()
+		}()
+	}
 	for pk := range p.up {
 		if p.ctx.Err() != nil {
 			p.bufs <- pk.Buffer()
 			continue
 		}
-		e, err := p.encode(pk)
+		set, err := p.shardSet()
 		if err != nil {
+			p.bufs <- pk.Buffer()
+			continue
+		}
+		e, err := p.encode(pk, set)
+		if err != nil {
+			p.sets <- set
 			p.fail(err)
 			continue
 		}
 		select {
 		case puts <- e:
 		case <-p.ctx.Done():
+			p.sets <- set
 		}
 	}
 	close(puts)
-	<-putDone
+	pwg.Wait()
+	close(idxs)
+	iwg.Wait()
 	close(p.upDone)
 }
 
-// markerDone waits for the copying marker's put (once) and returns its
-// error. Only the putter, and stop after it, call it.
-func (p *pipeline) markerDone() error {
-	if p.ready == nil {
-		return nil
+// shardSet returns a set of shard buffers to encode a pack into: a new
+// one while fewer than putters+1 were made, else one a putter gave back.
+func (p *pipeline) shardSet() ([][]byte, error) {
+	select {
+	case set := <-p.sets:
+		return set, nil
+	default:
 	}
-	err := <-p.ready
-	p.ready = nil
-	return err
+	if p.setsMade < putters+1 {
+		p.setsMade++
+		return make([][]byte, p.r.n()), nil // EncodeInto allocates each buffer once
+	}
+	select {
+	case set := <-p.sets:
+		return set, nil
+	case <-p.ctx.Done():
+		return nil, context.Cause(p.ctx)
+	}
 }
+
+// markerDone waits for the copying marker's put and returns its error.
+func (p *pipeline) markerDone() error { return p.marker() }
 
 // encode seals a full pack in place and erasure codes it; the pack buffer
 // goes back for the next pack.
-func (p *pipeline) encode(pk *format.PackBuilder) (*encoded, error) {
+func (p *pipeline) encode(pk *format.PackBuilder, set [][]byte) (*encoded, error) {
 	r := p.r
 	ph := newPhases()
 	id, err := newPackID(p.m.opts.Now())
@@ -306,21 +389,24 @@ func (p *pipeline) encode(pk *format.PackBuilder) (*encoded, error) {
 	sealed, err := pk.Seal(r.keys, id.String())
 	var shards []erasure.Shard
 	if err == nil {
-		if shards, err = erasure.Encode(sealed, r.k, r.m); err != nil {
+		if shards, err = erasure.EncodeInto(sealed, r.k, r.m, set); err != nil {
 			err = fmt.Errorf("pack %s: %w", id, err)
 		}
 	}
 	sealedSize := len(sealed)
 	p.bufs <- pk.Buffer() // room for both: never blocks
 	ph.done("encode")
-	return &encoded{id: id, entries: entries, shards: shards, sealedSize: sealedSize, ph: ph}, err
+	for i, sh := range shards {
+		set[i] = sh // keep what EncodeInto allocated for the next pack
+	}
+	return &encoded{id: id, entries: entries, shards: shards, set: set, sealedSize: sealedSize, ph: ph}, err
 }
 
-// put writes one encoded pack: shards first, then its index on every
-// store.
-func (p *pipeline) put(e *encoded) error {
+// putShards writes one encoded pack's shards, one to every store, in
+// parallel. Its index goes on every store once they are all durable
+// (putIndex).
+func (p *pipeline) putShards(e *encoded) error {
 	r, id, ph := p.r, e.id, e.ph
-	defer func() { p.m.log.Debug("pack timings", append([]any{"pack", id.String()}, ph.d...)...) }()
 	ph.done("queued")
 	if err := p.markerDone(); err != nil {
 		return err
@@ -336,26 +422,40 @@ func (p *pipeline) put(e *encoded) error {
 		return err
 	}
 	ph.done("shards")
+	e.written = make([]int64, r.n())
 	for i := range e.shards {
-		p.st.BytesWritten[i] += int64(len(e.shards[i]))
+		e.written[i] += int64(len(e.shards[i]))
 	}
+	e.shards = nil // the buffers go back for the next pack
+	return nil
+}
+
+// putIndex writes the index of a pack whose shards are durable on every
+// store.
+func (p *pipeline) putIndex(e *encoded) error {
+	r, id, ph := p.r, e.id, e.ph
+	defer func() { p.m.log.Debug("pack timings", append([]any{"pack", id.String()}, ph.d...)...) }()
+	ph.done("index-queued")
 	x := &format.Index{Pack: id, SealedSize: uint64(e.sealedSize), Entries: e.entries}
 	idx, err := r.keys.Seal(format.TypeIndex, id.String(), x.Encode())
 	if err != nil {
 		return err
 	}
-	if err := r.putAll(p.ctx, indexDir+id.String(), idx, p.st.BytesWritten); err != nil {
+	if err := r.putAll(p.ctx, indexDir+id.String(), idx, e.written); err != nil {
 		return err
 	}
 	ph.done("index")
+	// The putters share the stats (the stream's goroutine owns the other
+	// fields: not p.st.TotalWritten(), which copies them).
+	var total int64
 	p.emu.Lock()
 	p.written = append(p.written, writtenPack{x, idx})
-	p.emu.Unlock()
 	p.st.PacksWritten++
-	var total int64 // not p.st.TotalWritten(): that copies fields the reader owns
-	for _, b := range p.st.BytesWritten {
-		total += b
+	for i, n := range e.written {
+		p.st.BytesWritten[i] += n
+		total += p.st.BytesWritten[i]
 	}
+	p.emu.Unlock()
 	p.prog.Event(Event{Type: EventPack, Op: "sync", Region: r.cfg.Name, Snapshot: p.snap, Pack: id.String(), Bytes: total})
 	return nil
 }
@@ -452,16 +552,20 @@ func incompressible(b []byte) bool {
 	}
 	// H = log2(n) - sum(c log2 c)/n, with c log2 c from a table.
 	var sum float64
+	tab := cLog2c()
 	for _, c := range hist {
-		sum += cLog2c[c]
+		sum += tab[c]
 	}
 	return math.Log2(float64(n))-sum/float64(n) > 7.5
 }
 
-// cLog2c[c] = c × log2(c) for the counts a sample can reach.
-var cLog2c = func() (t [32*64 + 1]float64) {
+// cLog2c()[c] = c × log2(c) for the counts a sample can reach. Made on
+// first use, not at init: every process of the binary (each CLI command)
+// would pay for it.
+var cLog2c = sync.OnceValue(func() *[32*64 + 1]float64 {
+	var t [32*64 + 1]float64
 	for c := 2; c < len(t); c++ {
 		t[c] = float64(c) * math.Log2(float64(c))
 	}
-	return t
-}()
+	return &t
+})

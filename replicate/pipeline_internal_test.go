@@ -138,19 +138,25 @@ func TestRestoreChecksEveryBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt, err := r.keys.Open(format.TypePack, id, sealed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	es, err := format.DecodePack(pt)
+	pt, es, err := format.OpenPackTable(r.keys, id, sealed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if es[3].Comp != format.CompNone {
 		t.Fatalf("chunk stored compressed (%d): the test flips a raw byte", es[3].Comp)
 	}
-	pt[es[3].Offset+100] ^= 0x40
-	resealed, err := r.keys.Seal(format.TypePack, id, pt)
+	pb := format.NewPackBuilder(len(pt))
+	for i, e := range es {
+		c, err := format.Chunk(pt, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 3 {
+			c[100] ^= 0x40
+		}
+		pb.Add(e.ID, c, int(e.RawLen), e.Comp)
+	}
+	resealed, err := pb.Seal(r.keys, id)
 	if err != nil {
 		t.Fatal(err)
 	}

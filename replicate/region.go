@@ -54,8 +54,12 @@ var (
 	ErrConflict = errors.New("replicate: conflict with the region's contents")
 )
 
-// DefaultPackSize is the target plaintext size of a pack.
-const DefaultPackSize = 32 << 20
+// DefaultPackSize is the target plaintext size of a pack. Sync's memory
+// is about 8 times this (see pipeline.go), restore's about 5 times: 8
+// MiB keeps both well inside the daemon's soft memory limit (128 MiB; a
+// heap beyond it makes the collector run without pause), while a 4+2
+// pack's shards (2 MiB) stay large enough for a store's throughput.
+const DefaultPackSize = 8 << 20
 
 // Options configure a Manager. The zero value is usable.
 type Options struct {

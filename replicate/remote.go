@@ -24,8 +24,9 @@ const (
 	StateDegraded  State = "degraded"  // available, but the last check found bad shards it needs
 )
 
-// RemoteDisk is one disk of a remote snapshot.
-type RemoteDisk struct {
+// RemoteDiskInfo is one disk of a remote snapshot, as listed (see RemoteDisk
+// to read one).
+type RemoteDiskInfo struct {
 	Name      string `json:"name"`
 	Size      int64  `json:"size"`
 	BlockSize int    `json:"block_size"`
@@ -38,21 +39,21 @@ type RemoteSnapshot struct {
 	Name string `json:"name"`
 	// HostID and Host say whose snapshot it is ("unknown": copied before
 	// hosts existed); Mine: this host's.
-	HostID  string       `json:"host_id"`
-	Host    string       `json:"host"`
-	Mine    bool         `json:"mine"`
-	ID      uint64       `json:"id"`
-	Created time.Time    `json:"created"`
-	Kind    string       `json:"kind,omitempty"`
-	State   State        `json:"state"`
-	Disks   []RemoteDisk `json:"disks,omitempty"`
+	HostID  string           `json:"host_id"`
+	Host    string           `json:"host"`
+	Mine    bool             `json:"mine"`
+	ID      uint64           `json:"id"`
+	Created time.Time        `json:"created"`
+	Kind    string           `json:"kind,omitempty"`
+	State   State            `json:"state"`
+	Disks   []RemoteDiskInfo `json:"disks,omitempty"`
 }
 
 func (m *Manager) remoteOf(mf *format.Manifest) RemoteSnapshot {
 	rs := RemoteSnapshot{Name: mf.Name, HostID: mf.Host.String(), Host: hostName(mf.Host, mf.HostName), Mine: mf.Host == m.host.ID,
 		ID: mf.SnapshotID, Created: mf.Created, Kind: mf.Kind, State: StateAvailable}
 	for _, d := range mf.Disks {
-		rs.Disks = append(rs.Disks, RemoteDisk{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize, Blocks: len(d.Entries), Delta: d.Parent != ""})
+		rs.Disks = append(rs.Disks, RemoteDiskInfo{Name: d.Name, Size: d.Size, BlockSize: d.BlockSize, Blocks: len(d.Entries), Delta: d.Parent != ""})
 	}
 	return rs
 }
@@ -103,7 +104,7 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 		return nil, err
 	}
 	defer r.close()
-	mfs, markers, err := m.remoteAll(ctx, r)
+	mfs, markers, _, err := m.remoteScan(ctx, r, true)
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +135,17 @@ func (m *Manager) remoteAll(ctx context.Context, r *region) (map[string]*format.
 // remoteAllCopies is remoteAll that also returns, by name id, the
 // manifests whose copies are not the same on every usable store.
 func (m *Manager) remoteAllCopies(ctx context.Context, r *region) (map[string]*format.Manifest, map[string]*format.Marker, map[string]*manifestCopies, error) {
+	return m.remoteScan(ctx, r, false)
+}
+
+// remoteScan is remoteAllCopies; a listing (listing true: ListRemote,
+// which the daemon runs after every sync to record what the region
+// holds) reads a manifest whose copies have one size on every usable
+// store from one store only, instead of every copy (a manifest of a large
+// disk is MBs): copies that differ (an interrupted Prune rewrite) differ
+// in size, as a rewrite turns a delta into a full map, and are read from
+// every store. differ is nil for a listing.
+func (m *Manager) remoteScan(ctx context.Context, r *region, listing bool) (map[string]*format.Manifest, map[string]*format.Marker, map[string]*manifestCopies, error) {
 	snaps, err := r.list(ctx, snapDir)
 	if err != nil {
 		return nil, nil, nil, err
@@ -144,7 +156,22 @@ func (m *Manager) remoteAllCopies(ctx context.Context, r *region) (map[string]*f
 	}
 	mfs := map[string]*format.Manifest{}
 	differ := map[string]*manifestCopies{}
-	for nid := range snaps {
+	for nid, sizes := range snaps {
+		if listing && r.oneSize(sizes) {
+			pt, _, err := r.getMeta(ctx, format.TypeManifest, snapDir, nid)
+			var mf *format.Manifest
+			if err == nil {
+				mf, err = format.DecodeManifest(pt)
+			}
+			if errors.Is(err, ErrNotFound) {
+				continue // removed since the listing (a prune)
+			}
+			if err == nil {
+				mfs[nid] = mf
+				continue
+			}
+			// A bad copy: read them all, as below.
+		}
 		c, err := r.readManifestAll(ctx, nid)
 		if errors.Is(err, ErrNotFound) {
 			continue // removed since the listing (a prune)
@@ -153,7 +180,7 @@ func (m *Manager) remoteAllCopies(ctx context.Context, r *region) (map[string]*f
 			return nil, nil, nil, fmt.Errorf("region %q: manifest %s: %w", r.cfg.Name, nid, err)
 		}
 		mfs[nid] = c.mf
-		if len(c.stale(r)) > 0 {
+		if !listing && len(c.stale(r)) > 0 {
 			differ[nid] = c
 		}
 	}
@@ -177,7 +204,26 @@ func (m *Manager) remoteAllCopies(ctx context.Context, r *region) (map[string]*f
 		}
 		markers[nid] = mk
 	}
+	if listing {
+		differ = nil
+	}
 	return mfs, markers, differ, nil
+}
+
+// oneSize reports whether an object is on every usable store with the
+// same size everywhere.
+func (r *region) oneSize(sizes []int64) bool {
+	size := int64(-1)
+	for i, n := range sizes {
+		if r.bad[i] != nil {
+			continue
+		}
+		if n < 0 || size >= 0 && n != size {
+			return false
+		}
+		size = n
+	}
+	return size >= 0
 }
 
 // RemoteState tells whether a local snapshot is in the region: absent,

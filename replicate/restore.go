@@ -24,6 +24,10 @@ type RestoreStats struct {
 	PacksRead int   `json:"packs_read"` // packs decoded
 	BytesRead int64 `json:"bytes_read"` // shard bytes fetched
 	Degraded  int   `json:"degraded"`   // packs that needed parity or skipped a bad shard
+	// A lazy restore (restore --lazy, done by the service) reports the
+	// blocks local (Blocks) of BlocksTotal, and whether hydration finished.
+	BlocksTotal int64 `json:"blocks_total,omitempty"`
+	Hydrated    bool  `json:"hydrated,omitempty"`
 }
 
 // Restore is RestoreFrom with no host chosen.
@@ -181,55 +185,82 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 		}
 	}()
 	total := int64(len(bm))
-	var mu sync.Mutex
+	// Fetchers fetch and open packs (restoreWorkers at once) while one
+	// writer writes the last one opened: a store's latency and the local
+	// store's appends overlap. Sealed pack buffers go round (fetchers + 1:
+	// one per fetcher, one being written), so memory is bounded and
+	// reused.
+	fetchers := restoreWorkers(m.opts.Workers)
 	work := make(chan packID)
-	workers := restoreWorkers(m.opts.Workers)
-	errs := make([]error, workers)
+	opened := make(chan openedPack)
+	bufs := make(chan []byte, fetchers+1)
+	for range fetchers + 1 {
+		bufs <- nil // allocated on first use, then reused
+	}
+	errs := make([]error, fetchers)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for w := range workers {
+	for w := range fetchers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			run := make([]byte, 0, restoreRun)
-			var buf []byte // the sealed pack, decrypted in place; reused
 			for p := range work {
-				pt, degraded, n, err := m.openPack(wctx, r, p, cs.packs[p].SealedSize, &buf)
-				if err == nil {
-					err = m.writeRuns(r, p, pt, md.BlockSize, byPack[p], run, h)
+				var buf []byte
+				select {
+				case buf = <-bufs:
+				case <-wctx.Done():
+					continue // the feeder stops too
 				}
+				pt, degraded, n, err := m.openPack(wctx, r, p, cs.packs[p].SealedSize, &buf)
 				if err != nil {
+					bufs <- buf
 					errs[w] = fmt.Errorf("restore %q of %q from region %q: %w", disk, snapshot, regionName, err)
 					cancel()
-					for range work {
-					}
-					return
+					continue
 				}
-				mu.Lock()
-				st.PacksRead++
-				st.BytesRead += n
-				st.Blocks += int64(len(byPack[p]))
-				if degraded {
-					st.Degraded++
+				select {
+				case opened <- openedPack{p: p, pt: pt, buf: buf, degraded: degraded, fetched: n}:
+				case <-wctx.Done():
+					bufs <- buf
 				}
-				blocks, bytes := st.Blocks, st.BytesRead
-				mu.Unlock()
-				progress.Event(Event{Type: EventPack, Op: "restore", Region: regionName, Snapshot: snapshot, Disk: disk, Pack: p.String(), Blocks: blocks, BlocksTotal: total, Bytes: bytes})
 			}
 		}()
 	}
-feed:
-	for _, p := range packs {
-		select {
-		case work <- p:
-		case <-wctx.Done():
-			break feed
+	go func() {
+		defer close(work)
+		for _, p := range packs {
+			select {
+			case work <- p:
+			case <-wctx.Done():
+				return
+			}
 		}
+	}()
+	go func() {
+		wg.Wait()
+		close(opened)
+	}()
+	var werr error
+	run := make([]byte, 0, restoreRun)
+	for o := range opened {
+		if werr == nil && wctx.Err() == nil {
+			if err := m.writeRuns(r, o.p, o.pt, md.BlockSize, byPack[o.p], run, h); err != nil {
+				werr = fmt.Errorf("restore %q of %q from region %q: %w", disk, snapshot, regionName, err)
+				cancel()
+			} else {
+				st.PacksRead++
+				st.BytesRead += o.fetched
+				st.Blocks += int64(len(byPack[o.p]))
+				if o.degraded {
+					st.Degraded++
+				}
+				progress.Event(Event{Type: EventPack, Op: "restore", Region: regionName, Snapshot: snapshot, Disk: disk, Pack: o.p.String(), Blocks: st.Blocks, BlocksTotal: total, Bytes: st.BytesRead})
+			}
+		}
+		bufs <- o.buf
 	}
-	close(work)
-	wg.Wait()
-	var first error
+	first := werr
 	for _, e := range errs {
 		if e != nil && (first == nil || errors.Is(first, context.Canceled) && !errors.Is(e, context.Canceled)) {
 			first = e
@@ -262,19 +293,30 @@ feed:
 	return st, nil
 }
 
+// openedPack is a pack fetched and opened, for the writer.
+type openedPack struct {
+	p        packID
+	pt       []byte // the plaintext (in buf)
+	buf      []byte // the sealed pack buffer, back to the fetchers once written
+	degraded bool
+	fetched  int64
+}
+
 // want is a block to restore and where its chunk is in its pack.
 type want struct {
 	block uint64
 	e     format.Entry
 }
 
-// restoreRun bounds the bytes of adjacent blocks written with one call.
-const restoreRun = 1 << 20
+// restoreRun bounds the bytes of adjacent blocks written with one call
+// (the local store appends them as whole blocks, with one index lookup).
+const restoreRun = 4 << 20
 
-// restoreWorkers is how many packs a restore fetches and writes at once:
-// one per CPU (at least 2, so one fetches while another writes), at most
-// Options.Workers. Each holds a pack's shards and its plaintext, so this
-// bounds restore's memory (about 2 × PackSize per worker at the peak).
+// restoreWorkers is how many packs a restore fetches at once: one per CPU
+// (at least 2), at most Options.Workers. Each holds a pack's shards while
+// it assembles them, and the pack buffers go round fetchers + 1, so this
+// bounds restore's memory (about (2 × fetchers + 1) × PackSize at the
+// peak).
 func restoreWorkers(limit int) int {
 	return max(1, min(limit, max(2, runtime.GOMAXPROCS(0))))
 }

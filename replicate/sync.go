@@ -1,10 +1,12 @@
 package replicate
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/snapfs/snapfs/replicate/format"
@@ -215,6 +217,16 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			}
 		}
 		if sizes, ok := remote[found]; ok {
+			// The common case, a finished copy: one copy read, the
+			// others' tags compared (oneCopy).
+			if _, marked := markers[found]; !marked && r.oneSize(sizes) {
+				if mf := r.oneCopy(ctx, found, sizes); mf != nil && same(snap, mf.SnapshotID, mf.Created) {
+					manifests[found] = mf
+					st.Skipped++
+					ph.done("skip")
+					continue
+				}
+			}
 			c, err := r.readManifestAll(ctx, found)
 			if err != nil {
 				return st, fmt.Errorf("snapshot %q: %w", snap.Name, err)
@@ -265,6 +277,57 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 	}
 	return st, joinErrs(refused...)
 }
+
+// oneCopy reads the manifest nid (listed with one size on every usable
+// store) whole from one store and only its last 16 bytes, the GCM tag,
+// from the others. A put to every store writes the same sealed bytes, and
+// every seal (a rewrite by Prune) draws a new nonce, so copies with one
+// size and one tag are one sealed object: the manifest is returned, and
+// Sync may skip it without reading every copy (a manifest of a large disk
+// is MBs). On any doubt (a tag that differs, an error) it returns nil and
+// the caller reads every copy (readManifestAll), which finds and finishes
+// an interrupted write. A copy rotted in place is Check's to find, as
+// for every object Sync does not read.
+func (r *region) oneCopy(ctx context.Context, nid string, sizes []int64) *format.Manifest {
+	first := slices.IndexFunc(r.bad, func(err error) bool { return err == nil })
+	if first < 0 || sizes[first] < tagSize {
+		return nil
+	}
+	var whole []byte
+	tags := make([][]byte, r.n())
+	errs := forEach(r.n(), func(i int) error {
+		var err error
+		switch {
+		case r.bad[i] != nil:
+		case i == first:
+			whole, err = r.stores[i].Get(ctx, snapDir+nid, 0, -1)
+		default:
+			tags[i], err = r.stores[i].Get(ctx, snapDir+nid, sizes[i]-tagSize, tagSize)
+		}
+		return err
+	})
+	if firstErr(errs) != nil || int64(len(whole)) != sizes[first] {
+		return nil
+	}
+	tag := whole[len(whole)-tagSize:]
+	for i, t := range tags {
+		if r.bad[i] == nil && i != first && !bytes.Equal(t, tag) {
+			return nil
+		}
+	}
+	pt, err := r.keys.Open(format.TypeManifest, nid, whole)
+	if err != nil {
+		return nil
+	}
+	mf, err := format.DecodeManifest(pt)
+	if err != nil {
+		return nil
+	}
+	return mf
+}
+
+// tagSize is the length of the GCM tag that ends every sealed object.
+const tagSize = 16
 
 // dropTombstones removes this host's tombstones of snapshots it no longer
 // has locally: they can never be shipped again, so the region forgets them.
@@ -370,6 +433,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 			ph.done("chain")
 			ok := true
 			var last format.ChunkID
+			var lastPack packID
 		check:
 			for _, cd := range chain {
 				for _, e := range cd.Entries {
@@ -382,7 +446,10 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 						ok = false
 						break check
 					}
-					used[loc.pack] = true
+					if loc.pack != lastPack { // blocks synced together share packs
+						used[loc.pack] = true
+						lastPack = loc.pack
+					}
 				}
 			}
 			if ok {
@@ -397,7 +464,11 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 		ev := Event{Type: EventBlocks, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name}
 		progress.Event(Event{Type: EventSnapshot, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name})
 		var total, done uint64
+		// Data runs in the stream's reader goroutine, Visit and Progress
+		// in this one: the read counts are atomic until the stream ends.
+		var nblocks, nbytes atomic.Int64
 		_, err = m.rs.StreamDiff(ctx, from, to, rowstore.StreamOptions{
+			BatchBytes: streamBatch, Buffers: streamBuffers,
 			Visit: func(c rowstore.Change) (bool, error) {
 				if c.Zero {
 					md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, Zero: true})
@@ -417,16 +488,18 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 				return true, nil
 			},
 			Data: func(b *rowstore.BlockBatch) error {
-				st.BlocksRead += int64(len(b.Blocks))
-				st.BytesRead += int64(len(b.Blocks)) * int64(d.BlockSize)
+				nblocks.Add(int64(len(b.Blocks)))
+				nbytes.Add(int64(len(b.Blocks)) * int64(d.BlockSize))
 				return pl.compress(b)
 			},
 			Progress: func(d, t uint64) {
 				done, total = d, t
-				ev.Blocks, ev.BlocksTotal, ev.Bytes = int64(done), int64(total), st.BytesRead
+				ev.Blocks, ev.BlocksTotal, ev.Bytes = int64(done), int64(total), st.BytesRead+nbytes.Load()
 				progress.Event(ev)
 			},
 		})
+		st.BlocksRead += nblocks.Load()
+		st.BytesRead += nbytes.Load()
 		if err != nil {
 			if perr := pl.failed(); perr != nil {
 				err = perr // the pipeline's failure stopped the stream

@@ -1,9 +1,11 @@
 package rowstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/snapfs/snapfs/index"
 )
@@ -76,6 +78,9 @@ func (s *Store) Diff(from *Point, to Point, fn func(Change) error) (int, error) 
 		return 0, err
 	}
 	chainB, sizeB, bs, err := s.resolve(to)
+	if err == nil {
+		err = s.refuseLazy(chainB, to.String()) // lazy.go
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -86,7 +91,10 @@ func (s *Store) Diff(from *Point, to Point, fn func(Change) error) (int, error) 
 	var chainA []link
 	if from != nil {
 		var bsA int
-		if chainA, _, bsA, err = s.resolve(*from); err != nil {
+		if chainA, _, bsA, err = s.resolve(*from); err == nil {
+			err = s.refuseLazy(chainA, from.String())
+		}
+		if err != nil {
 			return 0, err
 		}
 		if bsA != bs {
@@ -205,12 +213,18 @@ func (s *Store) diffVersions(ctx context.Context, chainA []link, hasA bool, chai
 			return err
 		}
 		w := blocks[i:min(i+diffWindow, len(blocks))]
-		vas, oka, err := s.lookupMany(chainA, w)
-		if err != nil {
-			return err
-		}
-		vbs, okb, err := s.lookupMany(chainB, w)
-		if err != nil {
+		var vas, vbs []index.Version
+		var oka, okb []bool
+		var errA, errB error
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vas, oka, errA = s.lookupPar(chainA, w)
+		}()
+		vbs, okb, errB = s.lookupPar(chainB, w)
+		wg.Wait()
+		if err := cmp.Or(errA, errB); err != nil {
 			return err
 		}
 		p := diffProgress{uint64(i + len(w)), uint64(len(blocks))}
@@ -229,6 +243,46 @@ func (s *Store) diffVersions(ctx context.Context, chainA []link, hasA bool, chai
 		}
 	}
 	return nil
+}
+
+// diffLookups is how many parts of a window of scattered blocks an
+// incremental diff looks up at once, per chain: each part's lookups
+// fault in the index blocks they touch one after another, so a cold
+// index (after a restart, or under memory pressure) is read with a queue
+// of requests instead of one at a time.
+const diffLookups = 4
+
+// lookupPar is lookupMany over blocks split into up to diffLookups parts
+// looked up concurrently (each in an index view of its own).
+func (s *Store) lookupPar(chain []link, blocks []uint64) ([]index.Version, []bool, error) {
+	const minPart = 256 // smaller parts are not worth a goroutine
+	parts := min(diffLookups, (len(blocks)+minPart-1)/minPart)
+	if parts <= 1 {
+		return s.lookupMany(chain, blocks)
+	}
+	vs := make([]index.Version, len(blocks))
+	found := make([]bool, len(blocks))
+	errs := make([]error, parts)
+	per := (len(blocks) + parts - 1) / parts
+	var wg sync.WaitGroup
+	for k := range parts {
+		lo, hi := k*per, min((k+1)*per, len(blocks))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, f, err := s.lookupMany(chain, blocks[lo:hi])
+			copy(vs[lo:hi], v)
+			copy(found[lo:hi], f)
+			errs[k] = err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	return vs, found, nil
 }
 
 // ReadPointBlock reads one block of a point (replication reads the blocks a

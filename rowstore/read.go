@@ -72,14 +72,34 @@ func (s *Store) readBlock(chain []link, bs int, b uint64, dst []byte, what strin
 
 // readBlocks reads blocks as seen through chain into dsts (each of the
 // block size), with one index transaction. It reports whether any had data.
+// Blocks a lazy layer lacks come from its source (lazy.go).
 func (s *Store) readBlocks(chain []link, blocks []uint64, dsts [][]byte, what string) (bool, error) {
+	return s.readBlocksWith(chain, blocks, dsts, what, nil)
+}
+
+func (s *Store) readBlocksWith(chain []link, blocks []uint64, dsts [][]byte, what string, bad func(uint64)) (bool, error) {
+	any, found, err := s.readIndexed(chain, blocks, dsts, what)
+	if err != nil {
+		return any, err
+	}
+	return s.lazyFill(chain, found, blocks, dsts, what, any, bad)
+}
+
+// readBlocksIndexed is readBlocks of what the index holds only.
+func (s *Store) readBlocksIndexed(chain []link, blocks []uint64, dsts [][]byte, what string) (bool, error) {
+	any, _, err := s.readIndexed(chain, blocks, dsts, what)
+	return any, err
+}
+
+func (s *Store) readIndexed(chain []link, blocks []uint64, dsts [][]byte, what string) (bool, []bool, error) {
 	s.readMu.RLock()
 	defer s.readMu.RUnlock()
 	vs, found, err := s.lookupMany(chain, blocks)
 	if err != nil {
-		return false, fmt.Errorf("%s: blocks %d-%d: %w", what, blocks[0], blocks[len(blocks)-1], err)
+		return false, nil, fmt.Errorf("%s: blocks %d-%d: %w", what, blocks[0], blocks[len(blocks)-1], err)
 	}
-	return s.readVersionsLocked(vs, found, blocks, dsts, what)
+	any, err := s.readVersionsLocked(vs, found, blocks, dsts, what)
+	return any, found, err
 }
 
 // readResolved reads blocks whose versions were looked up before (by a
@@ -94,7 +114,7 @@ func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blo
 	any, err := s.readVersionsLocked(vs, found, blocks, dsts, what)
 	s.readMu.RUnlock()
 	if err == nil {
-		return any, nil
+		return s.lazyFill(chain, found, blocks, dsts, what, any, bad) // lazy.go
 	}
 	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrCorrupt) {
 		return any, err
@@ -106,7 +126,7 @@ func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blo
 			}
 		}
 	}
-	return s.readBlocks(chain, blocks, dsts, what)
+	return s.readBlocksWith(chain, blocks, dsts, what, bad)
 }
 
 // readVersionsLocked reads the records of versions vs of blocks into dsts

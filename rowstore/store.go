@@ -156,6 +156,7 @@ type Store struct {
 	readMu sync.RWMutex
 
 	crypt cryptState // encryption keys and layer families (crypt.go)
+	lazy  lazySet    // lazy layers: blocks fetched from a source (lazy.go)
 
 	disksMu   sync.Mutex
 	disks     map[uint64]*diskState // loaded disk states, by disk id
@@ -181,6 +182,8 @@ type Store struct {
 	// catFullSeq is the sequence number of the newest full catalog record:
 	// catalog records older than it are dead for the cleaner.
 	catFullSeq atomic.Uint64
+	// snapList caches ListSnapshots per catalog generation (catalog.go).
+	snapList snapshotList
 	// verified is set once Open has checked the index against the log
 	// (identity, checkpoint) and replayed it; GC refuses to run without it.
 	verified atomic.Bool

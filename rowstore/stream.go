@@ -14,8 +14,10 @@ import (
 // A streamed diff (StreamDiff) hands out each changed block of a snapshot
 // with its data, read at the location the diff found it at: one index walk
 // for the whole diff, then batched reads of the log, adjacent records with
-// one call. Replication reads a snapshot this way (read-only: nothing here
-// writes to the store).
+// one call. The reads run in a goroutine of their own, one batch behind
+// the index walk, so the walk (index lookups, a cold index's page faults)
+// and the log reads overlap. Replication reads a snapshot this way
+// (read-only: nothing here writes to the store).
 //
 // Why the locations stay valid: the snapshot is pinned while it streams
 // (as an open Reader is), so GC keeps every version it sees. The cleaner
@@ -37,7 +39,9 @@ type StreamOptions struct {
 	Visit func(Change) (read bool, err error)
 	// Data receives the blocks Visit asked for, in block order, in
 	// batches. A batch belongs to Data's caller until it calls Release;
-	// the stream waits for a free buffer once Buffers are out. Required.
+	// the stream waits for a free buffer once Buffers are out. Data is
+	// called from a goroutine of the stream (one at a time), while Visit
+	// and Progress may run. Required.
 	Data func(*BlockBatch) error
 	// BatchBytes bounds the log bytes read into one batch (default 4 MiB;
 	// a batch holds at least one block).
@@ -101,10 +105,16 @@ func (s *Store) StreamDiff(ctx context.Context, from *Point, to Point, o StreamO
 	}
 	defer r.Close()
 	bs := r.bs
+	if err := s.refuseLazy(r.chain, to.String()); err != nil { // lazy.go
+		return 0, err
+	}
 	var chainA []link
 	if from != nil {
 		var bsA int
-		if chainA, _, bsA, err = s.resolve(*from); err != nil {
+		if chainA, _, bsA, err = s.resolve(*from); err == nil {
+			err = s.refuseLazy(chainA, from.String())
+		}
+		if err != nil {
 			return 0, err
 		}
 		if bsA != bs {
@@ -117,7 +127,10 @@ func (s *Store) StreamDiff(ctx context.Context, from *Point, to Point, o StreamO
 	if err != nil {
 		return 0, err
 	}
-	st := &streamer{s: s, ctx: ctx, o: o, chain: r.chain, bs: bs, what: r.what, free: make(chan []byte, o.Buffers), plain: plain}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	st := &streamer{s: s, ctx: ctx, cancel: cancel, o: o, chain: r.chain, bs: bs, what: r.what, free: make(chan []byte, o.Buffers), plain: plain,
+		jobs: make(chan *readJob, 1), readerDone: make(chan struct{})}
 	for _, l := range r.chain {
 		fid, err := s.layerFamily(l.layer)
 		if err != nil {
@@ -126,6 +139,7 @@ func (s *Store) StreamDiff(ctx context.Context, from *Point, to Point, o StreamO
 		st.sealed = st.sealed || fid != 0
 	}
 	nblocks := uint64((r.size + int64(bs) - 1) / int64(bs))
+	go st.reader()
 	var last diffProgress
 	err = s.diffVersions(ctx, chainA, from != nil, r.chain, nblocks, func(b uint64, v index.Version, p diffProgress) error {
 		if p != last && o.Progress != nil {
@@ -145,36 +159,72 @@ func (s *Store) StreamDiff(ctx context.Context, from *Point, to Point, o StreamO
 	if err == nil {
 		err = st.flush()
 	}
+	walkFirst := err != nil && ctx.Err() == nil
+	if walkFirst {
+		cancel(err) // the reader stops too
+	}
+	close(st.jobs)
+	<-st.readerDone
+	if st.rerr != nil && !walkFirst {
+		err = st.rerr // the reader's failure stopped the walk
+	}
 	if err == nil && o.Progress != nil && last.total > 0 {
 		o.Progress(last.total, last.total)
 	}
 	return bs, err
 }
 
-// streamer gathers wanted blocks into batches and reads them.
+// streamer gathers wanted blocks into batches (the walk's goroutine) and
+// reads them (the reader goroutine).
 type streamer struct {
-	s     *Store
-	ctx   context.Context
-	o     StreamOptions
-	chain []link
-	bs    int
-	what  string
-	free  chan []byte // released buffers
-	made  int         // buffers allocated
-	refs  []blockRef
-	bytes int
+	s      *Store
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	o      StreamOptions
+	chain  []link
+	bs     int
+	what   string
+	free   chan []byte // released buffers
+	made   int         // buffers allocated; the reader's
+	refs   []blockRef  // the batch being gathered; the walk's
+	bytes  int
+
+	jobs       chan *readJob // gathered batches, for the reader
+	readerDone chan struct{}
+	rerr       error // the reader's failure; read once readerDone is closed
 	// sealed: the chain has encrypted layers, whose records are opened
 	// into a plaintext area after the records in each batch buffer.
 	sealed bool
 	plain  func([32]byte) [32]byte // the SHA-256 of a digest as indexed
 }
 
-// need is the buffer a batch of the gathered blocks takes.
-func (st *streamer) need(recordBytes int) int {
+// readJob is a gathered batch: its blocks and their records' bytes.
+type readJob struct {
+	refs  []blockRef
+	bytes int
+}
+
+// need is the buffer a batch of the job's blocks takes.
+func (st *streamer) need(j *readJob, recordBytes int) int {
 	if st.sealed {
-		return recordBytes + len(st.refs)*st.bs
+		return recordBytes + len(j.refs)*st.bs
 	}
 	return recordBytes
+}
+
+// reader reads the gathered batches in order and hands them to Data. A
+// failure cancels the stream; later batches are dropped.
+func (st *streamer) reader() {
+	defer close(st.readerDone)
+	for j := range st.jobs {
+		if st.rerr != nil {
+			continue
+		}
+		if err := st.read(j); err != nil {
+			st.rerr = err
+			st.cancel(err)
+		}
+	}
 }
 
 type blockRef struct {
@@ -214,54 +264,66 @@ func (st *streamer) buffer(n int) ([]byte, error) {
 	return b[:n], nil
 }
 
-// flush reads the gathered blocks and hands them to Data.
+// flush hands the gathered blocks to the reader.
 func (st *streamer) flush() error {
 	if len(st.refs) == 0 {
 		return nil
 	}
+	j := &readJob{refs: st.refs, bytes: st.bytes}
+	st.refs, st.bytes = make([]blockRef, 0, len(j.refs)), 0
+	select {
+	case st.jobs <- j:
+		return nil
+	case <-st.ctx.Done():
+		return context.Cause(st.ctx)
+	}
+}
+
+// read reads a job's blocks and hands them to Data.
+func (st *streamer) read(j *readJob) error {
 	if err := st.ctx.Err(); err != nil {
 		return err
 	}
-	buf, err := st.buffer(st.need(st.bytes))
+	buf, err := st.buffer(st.need(j, j.bytes))
 	if err != nil {
 		return err
 	}
 	batch := &BlockBatch{
-		Blocks:  make([]uint64, len(st.refs)),
-		Digests: make([][32]byte, len(st.refs)),
-		Data:    make([][]byte, len(st.refs)),
+		Blocks:  make([]uint64, len(j.refs)),
+		Digests: make([][32]byte, len(j.refs)),
+		Data:    make([][]byte, len(j.refs)),
 		free:    st.free,
 	}
 	s := st.s
 	s.readMu.RLock()
-	err = st.read(buf, batch)
+	err = st.readRecords(j, buf, batch)
 	if err != nil {
 		// A location from before the cleaner moved the record: look the
 		// batch up again (under readMu, so it stays put) and read again.
-		blocks := make([]uint64, len(st.refs))
-		for i, r := range st.refs {
+		blocks := make([]uint64, len(j.refs))
+		for i, r := range j.refs {
 			blocks[i] = r.block
 		}
 		vs, found, lerr := s.lookupMany(st.chain, blocks)
 		changed := false
 		if lerr == nil {
 			n := 0
-			for i := range st.refs {
-				if !found[i] || vs[i].Zero() || vs[i].Digest != st.refs[i].v.Digest {
+			for i := range j.refs {
+				if !found[i] || vs[i].Zero() || vs[i].Digest != j.refs[i].v.Digest {
 					lerr = &CorruptError{What: fmt.Sprintf("%s: block %d", st.what, blocks[i]), Err: errors.New("the pinned snapshot's version changed while it was read")}
 					break
 				}
-				changed = changed || vs[i] != st.refs[i].v
-				st.refs[i].v = vs[i]
+				changed = changed || vs[i] != j.refs[i].v
+				j.refs[i].v = vs[i]
 				n += int(vs[i].Length)
 			}
 			if lerr == nil && changed {
-				st.bytes = n
-				if n = st.need(n); cap(buf) < n {
+				j.bytes = n
+				if n = st.need(j, n); cap(buf) < n {
 					buf = make([]byte, n)
 				}
 				buf = buf[:n]
-				err = st.read(buf, batch)
+				err = st.readRecords(j, buf, batch)
 			}
 		}
 		if lerr != nil {
@@ -269,7 +331,6 @@ func (st *streamer) flush() error {
 		}
 	}
 	s.readMu.RUnlock()
-	st.refs, st.bytes = st.refs[:0], 0
 	if err != nil {
 		return err
 	}
@@ -280,13 +341,13 @@ func (st *streamer) flush() error {
 // streamReaders bounds the reads of one batch in flight at once: runs of
 // scattered records (small random rewrites) are read in parallel, so a
 // disk sees a queue of requests instead of one at a time.
-const streamReaders = 8
+const streamReaders = 16
 
-// read reads the records of st.refs back to back into buf (runs of
+// readRecords reads the records of job.refs back to back into buf (runs of
 // adjacent records with one call, up to streamReaders runs at once) and
 // fills batch. readMu is held.
-func (st *streamer) read(buf []byte, batch *BlockBatch) error {
-	refs := st.refs
+func (st *streamer) readRecords(job *readJob, buf []byte, batch *BlockBatch) error {
+	refs := job.refs
 	type run struct{ i, j, pos, span int }
 	var runs []run
 	pos := 0
@@ -317,7 +378,7 @@ func (st *streamer) read(buf []byte, batch *BlockBatch) error {
 			at += int(rv.Length)
 			rec, _, err := segment.Decode(raw)
 			if err == nil && st.sealed {
-				dst := buf[st.bytes+k*st.bs : st.bytes+(k+1)*st.bs]
+				dst := buf[job.bytes+k*st.bs : job.bytes+(k+1)*st.bs]
 				var sealed bool
 				if sealed, err = st.s.openRecord(&rec, rv, refs[k].block, dst, st.what); sealed { // crypt.go
 					if err != nil {

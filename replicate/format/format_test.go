@@ -24,9 +24,10 @@ func testKeys(t testing.TB) *Keys {
 	return ks
 }
 
+// samplePack is a version 1 pack plaintext.
 func samplePack(t testing.TB) []byte {
 	ks := testKeys(t)
-	p := NewPackBuilder(1024)
+	p := newPackBuilderV1(1024)
 	p.Add(ks.ChunkID([32]byte{1}), []byte("hello"), 4096, CompZstd)
 	p.Add(ks.ChunkID([32]byte{2}), bytes.Repeat([]byte{7}, 100), 100, CompNone)
 	return p.Finish()

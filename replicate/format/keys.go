@@ -102,6 +102,9 @@ type Keys struct {
 	meta  cipher.AEAD // indexes, manifests, markers, key check
 	id    [32]byte    // chunk ids: HMAC-SHA256(id, block digest)
 	names [32]byte    // object names of manifests: HMAC-SHA256(names, snapshot name)
+	// chunks derives the key of a version 2 pack's chunks:
+	// HMAC-SHA256(chunks, "pack/" + pack id), one AES-256-GCM key per pack.
+	chunks [32]byte
 }
 
 // DeriveKeys derives a region's subkeys.
@@ -142,6 +145,11 @@ func DeriveKeys(key [KeySize]byte, regionID [16]byte) (*Keys, error) {
 		return nil, err
 	}
 	copy(ks.names[:], nm)
+	ch, err := sub("pack-chunks")
+	if err != nil {
+		return nil, err
+	}
+	copy(ks.chunks[:], ch)
 	return &ks, nil
 }
 
@@ -202,6 +210,21 @@ const (
 	// EnvOverhead is the bytes an envelope adds to its plaintext.
 	EnvOverhead = envHeader + nonceSize + tagSize
 )
+
+// packAEAD is the AEAD of the chunks and table of version 2 pack id: its
+// own key, so the random nonces of one pack's chunks never meet another
+// pack's (a region holds far more chunks than one key should seal with
+// random nonces).
+func (k *Keys) packAEAD(id string) (cipher.AEAD, error) {
+	h := hmac.New(sha256.New, k.chunks[:])
+	h.Write([]byte("pack/"))
+	h.Write([]byte(id))
+	blk, err := aes.NewCipher(h.Sum(nil))
+	if err != nil {
+		return nil, fmt.Errorf("aes: %w", err)
+	}
+	return cipher.NewGCM(blk)
+}
 
 func (k *Keys) aead(typ byte) cipher.AEAD {
 	if typ == TypePack {

@@ -1,6 +1,7 @@
 package format
 
 import (
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -13,13 +14,29 @@ const (
 	CompZstd = 1
 )
 
-// Entry locates one chunk in a pack's plaintext.
+// Entry locates one chunk in a pack.
+//
+// In a version 1 pack (Sealed false) Offset and Length locate the chunk's
+// stored bytes in the pack plaintext (the pack is sealed as a whole). In a
+// version 2 pack (Sealed true) they locate the chunk's sealed record
+// (nonce, ciphertext, tag) in the pack object itself, the bytes the
+// erasure code splits into data shards: a chunk can be fetched and opened
+// alone (OpenChunk).
 type Entry struct {
 	ID     ChunkID
-	Offset uint32 // from the start of the pack plaintext
-	Length uint32 // stored (maybe compressed) length
+	Offset uint32 // v1: in the pack plaintext; v2: of the record in the pack object
+	Length uint32 // v1: stored (maybe compressed) length; v2: record length (stored + RecordOverhead)
 	RawLen uint32 // length after decompression: the block size
 	Comp   uint8  // CompNone or CompZstd
+	Sealed bool   // a version 2 entry (not encoded: implied by the pack or index version)
+}
+
+// StoredLen is the length of the chunk's stored (maybe compressed) bytes.
+func (e Entry) StoredLen() int {
+	if e.Sealed {
+		return int(e.Length) - RecordOverhead
+	}
+	return int(e.Length)
 }
 
 const entrySize = 32 + 4 + 4 + 4 + 1
@@ -32,15 +49,19 @@ func appendEntry(b []byte, e Entry) []byte {
 	return append(b, e.Comp)
 }
 
-func readEntry(r *reader) Entry {
+func readEntry(r *reader, sealed bool) Entry {
 	var e Entry
 	copy(e.ID[:], r.bytes(32))
 	e.Offset, e.Length, e.RawLen, e.Comp = r.u32(), r.u32(), r.u32(), r.u8()
+	e.Sealed = sealed
 	if r.err == nil && e.Comp > CompZstd {
 		r.fail("chunk %v: compression %d", e.ID, e.Comp)
 	}
 	if r.err == nil && (e.RawLen == 0 || e.RawLen > MaxChunk) {
 		r.fail("chunk %v: raw length %d", e.ID, e.RawLen)
+	}
+	if r.err == nil && sealed && (e.Length <= RecordOverhead || e.Length > maxRecord || e.Offset < packHeader) {
+		r.fail("chunk %v: record [%d,+%d)", e.ID, e.Offset, e.Length)
 	}
 	return e
 }
@@ -48,7 +69,9 @@ func readEntry(r *reader) Entry {
 // MaxChunk bounds a chunk's raw length (the largest block size).
 const MaxChunk = 1 << 20
 
-// Pack plaintext layout (before encryption; big-endian):
+// Pack layouts (big-endian).
+//
+// Version 1 (read only): the plaintext
 //
 //	0  magic "SFPK"  4
 //	4  version       1 (1)
@@ -58,24 +81,52 @@ const MaxChunk = 1 << 20
 //	T+4 entries      count × 45: chunk id(32) offset(4) length(4) rawlen(4) comp(1)
 //	end-4 T          4 offset of the table
 //
-// The table repeats the pack's index inside the pack, so the indexes can be
+// sealed as a whole in a 'P' envelope (Keys.Seal); the envelope is what
+// the erasure code splits.
+//
+// Version 2 (written): the pack object itself, not enveloped, is what
+// the erasure code splits:
+//
+//	0  magic "SFPK"  4
+//	4  version       1 (2)
+//	5  cipher        1 (1 = AES-256-GCM)
+//	6  reserved      2 (0)
+//	8  records       one per chunk, back to back: nonce(12) | ciphertext of
+//	                 the stored bytes | tag(16)
+//	T  table record  nonce(12) | ciphertext of count(4) + count × 45 | tag(16)
+//	end-4 T          4 offset of the table record
+//
+// Every record is sealed with AES-256-GCM under the pack's own key
+// (HMAC-SHA256 of the region's pack-chunks subkey and "pack/" + pack id)
+// and a random nonce. A chunk record's additional data is the 8 header
+// bytes, 'C', the pack id and the chunk's entry (id, offset, length, raw
+// length, compression); the table's is the header, 'T', the pack id and
+// T. So a record opens only as the chunk its entry names, at its place,
+// in its pack, and a damaged byte anywhere in a record is detected by
+// its tag: a range read of one chunk is verified on its own, and a
+// failed one falls back to reconstruction from other shards. The table
+// repeats the pack's index inside the pack, so the indexes can be
 // rebuilt from the packs alone.
 const (
-	packMagic   = "SFPK"
-	PackVersion = 1
-	packHeader  = 8
+	packMagic = "SFPK"
+	// PackVersion is the pack format written.
+	PackVersion = 2
+	// PackVersion1 is the first pack format (read only).
+	PackVersion1 = 1
+	packHeader   = 8
+	// RecordOverhead is what sealing adds to a chunk in a version 2 pack.
+	RecordOverhead = nonceSize + tagSize
+	// maxRecord bounds a record's length (zstd never grows a chunk much).
+	maxRecord = 2*MaxChunk + RecordOverhead
 )
 
-// PackBuilder gathers chunks into a pack plaintext. Its buffer keeps room
-// for the envelope in front of the plaintext and behind it, so Seal
-// encrypts the pack where it is (no second copy of tens of MiB).
+// PackBuilder gathers chunks into a version 2 pack. Add leaves room for
+// each chunk's nonce and tag, so Seal encrypts every chunk where it is (no
+// second copy of tens of MiB).
 type PackBuilder struct {
-	buf     []byte // envelope prefix, then the plaintext so far
+	buf     []byte // the pack so far
 	entries []Entry
 }
-
-// packPrefix is the room kept for the envelope before the plaintext.
-const packPrefix = envHeader + nonceSize
 
 // NewPackBuilder starts a pack with room for about size bytes.
 func NewPackBuilder(size int) *PackBuilder { return NewPackBuilderBuf(size, nil) }
@@ -83,27 +134,30 @@ func NewPackBuilder(size int) *PackBuilder { return NewPackBuilderBuf(size, nil)
 // NewPackBuilderBuf starts a pack in buf (reused if its capacity is at
 // least what NewPackBuilder would allocate for size; see Buffer).
 func NewPackBuilderBuf(size int, buf []byte) *PackBuilder {
-	want := packPrefix + size + size/64 + 1024 + tagSize
+	want := size + size/64 + 1024 + RecordOverhead
 	if cap(buf) < want {
 		buf = make([]byte, 0, want)
 	}
-	b := buf[:packPrefix+packHeader]
+	b := buf[:packHeader]
 	clear(b)
-	copy(b[packPrefix:], packMagic)
-	b[packPrefix+4] = PackVersion
+	copy(b, packMagic)
+	b[4], b[5] = PackVersion, CipherAESGCM
 	return &PackBuilder{buf: b}
 }
 
-// Add appends a chunk's stored bytes.
+// Add appends a chunk's stored bytes (with room for its nonce and tag).
+// The entry returned locates its record in the sealed pack.
 func (p *PackBuilder) Add(id ChunkID, stored []byte, rawLen int, comp uint8) Entry {
-	e := Entry{ID: id, Offset: uint32(len(p.buf) - packPrefix), Length: uint32(len(stored)), RawLen: uint32(rawLen), Comp: comp}
+	e := Entry{ID: id, Offset: uint32(len(p.buf)), Length: uint32(len(stored) + RecordOverhead), RawLen: uint32(rawLen), Comp: comp, Sealed: true}
+	p.buf = append(p.buf, make([]byte, nonceSize)...)
 	p.buf = append(p.buf, stored...)
+	p.buf = append(p.buf, make([]byte, tagSize)...)
 	p.entries = append(p.entries, e)
 	return e
 }
 
-// Size is the pack's plaintext size so far, without the table.
-func (p *PackBuilder) Size() int { return len(p.buf) - packPrefix }
+// Size is the pack's size so far, without the table.
+func (p *PackBuilder) Size() int { return len(p.buf) }
 
 // Len is the number of chunks.
 func (p *PackBuilder) Len() int { return len(p.entries) }
@@ -111,38 +165,55 @@ func (p *PackBuilder) Len() int { return len(p.entries) }
 // Entries are the chunks added so far.
 func (p *PackBuilder) Entries() []Entry { return p.entries }
 
-// Finish appends the table and returns the pack plaintext. The builder must
-// not be used afterwards, except for Seal and Buffer.
-func (p *PackBuilder) Finish() []byte {
-	t := len(p.buf) - packPrefix
-	b := binary.BigEndian.AppendUint32(p.buf, uint32(len(p.entries)))
-	for _, e := range p.entries {
-		b = appendEntry(b, e)
-	}
-	p.buf = binary.BigEndian.AppendUint32(b, uint32(t))
-	return p.buf[packPrefix:]
+// chunkAD is the additional data of a chunk record of pack id.
+func chunkAD(hdr []byte, id string, e Entry) []byte {
+	ad := make([]byte, 0, packHeader+1+len(id)+entrySize)
+	ad = append(ad, hdr[:packHeader]...)
+	ad = append(ad, 'C')
+	ad = append(ad, id...)
+	return appendEntry(ad, e)
 }
 
-// Seal finishes the pack and seals it in place as an object of type
-// TypePack stored under id: the result is what Keys.Seal(TypePack, id,
-// p.Finish()) would return (with another random nonce), in the builder's
-// buffer. The builder must not be used afterwards, except for Buffer.
+func tableAD(hdr []byte, id string, t uint32) []byte {
+	ad := make([]byte, 0, packHeader+1+len(id)+4)
+	ad = append(ad, hdr[:packHeader]...)
+	ad = append(ad, 'T')
+	ad = append(ad, id...)
+	return binary.BigEndian.AppendUint32(ad, t)
+}
+
+// Seal seals every chunk in place, appends the sealed table and returns
+// the pack object stored under id (what the erasure code splits), in the
+// builder's buffer. The builder must not be used afterwards, except for
+// Buffer.
 func (p *PackBuilder) Seal(k *Keys, id string) ([]byte, error) {
-	pt := p.Finish()
-	if cap(p.buf)-len(p.buf) < tagSize { // room for the tag, so it seals in place
-		p.buf = slices.Grow(p.buf, tagSize)
-		pt = p.buf[packPrefix:]
+	aead, err := k.packAEAD(id)
+	if err != nil {
+		return nil, err
 	}
-	out := p.buf[:packPrefix]
-	copy(out, envMagic)
-	out[4], out[5], out[6], out[7] = EnvVersion, TypePack, CipherAESGCM, 0
-	if _, err := rand.Read(out[envHeader:packPrefix]); err != nil {
+	hdr := p.buf[:packHeader]
+	for _, e := range p.entries {
+		rec := p.buf[e.Offset : e.Offset+e.Length]
+		nonce := rec[:nonceSize]
+		if _, err := rand.Read(nonce); err != nil {
+			return nil, fmt.Errorf("nonce: %w", err)
+		}
+		pt := rec[nonceSize : len(rec)-tagSize]
+		aead.Seal(pt[:0], nonce, pt, chunkAD(hdr, id, e)) // in place; the tag fills the room behind
+	}
+	t := uint32(len(p.buf))
+	tbl := make([]byte, 0, 4+len(p.entries)*entrySize)
+	tbl = binary.BigEndian.AppendUint32(tbl, uint32(len(p.entries)))
+	for _, e := range p.entries {
+		tbl = appendEntry(tbl, e)
+	}
+	p.buf = slices.Grow(p.buf, RecordOverhead+len(tbl)+4)
+	nonce := p.buf[t : int(t)+nonceSize]
+	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("nonce: %w", err)
 	}
-	ad := append(append(make([]byte, 0, envHeader+len(id)), out[:envHeader]...), id...)
-	// pt[:0] as dst: GCM encrypts in place and appends the tag.
-	ct := k.aead(TypePack).Seal(pt[:0], out[envHeader:packPrefix], pt, ad)
-	p.buf = p.buf[:packPrefix+len(ct)]
+	p.buf = aead.Seal(p.buf[:int(t)+nonceSize], nonce, tbl, tableAD(p.buf, id, t))
+	p.buf = binary.BigEndian.AppendUint32(p.buf, t)
 	return p.buf, nil
 }
 
@@ -154,15 +225,186 @@ func (p *PackBuilder) Buffer() []byte {
 	return b
 }
 
-// DecodePack parses a pack plaintext and returns its table. Every entry's
-// range lies inside the chunk area; Chunk slices it.
+// PackObjectVersion tells the pack format of a stored pack object from its
+// first bytes: PackVersion1 (an envelope), PackVersion (2), or 0 when it is
+// neither.
+func PackObjectVersion(b []byte) int {
+	switch {
+	case len(b) >= 4 && string(b[:4]) == envMagic:
+		return PackVersion1
+	case len(b) >= 5 && string(b[:4]) == packMagic && b[4] == PackVersion:
+		return PackVersion
+	}
+	return 0
+}
+
+// OpenPack checks and decrypts a stored pack object (the bytes the
+// erasure code split) in place and returns a buffer that Chunk slices
+// with the pack's index entries: for version 1 the plaintext (the
+// envelope opened without a second buffer of the pack's size), for
+// version 2 the object with every record opened where it is. The result
+// aliases sealed, whose content is lost either way.
+func OpenPack(k *Keys, id string, sealed []byte) ([]byte, error) {
+	pt, _, err := OpenPackTable(k, id, sealed)
+	return pt, err
+}
+
+// OpenPackTable is OpenPack that also returns the pack's own table (for
+// version 1 as DecodePack gives it).
+func OpenPackTable(k *Keys, id string, sealed []byte) ([]byte, []Entry, error) {
+	what := fmt.Sprintf("object %c/%s", TypePack, id)
+	if PackObjectVersion(sealed) == PackVersion {
+		return openPack2(k, id, sealed)
+	}
+	if len(sealed) >= 5 && string(sealed[:4]) == packMagic && sealed[4] > PackVersion {
+		return nil, nil, fmt.Errorf("%w: %s: pack version %d", ErrUnsupportedVersion, what, sealed[4])
+	}
+	if len(sealed) < EnvOverhead || string(sealed[:4]) != envMagic {
+		return nil, nil, corrupt(what, "neither a sealed envelope nor a version 2 pack")
+	}
+	if sealed[4] != EnvVersion || sealed[6] != CipherAESGCM || sealed[7] != 0 {
+		return nil, nil, fmt.Errorf("%w: %s: envelope version %d cipher %d", ErrUnsupportedVersion, what, sealed[4], sealed[6])
+	}
+	if sealed[5] != TypePack {
+		return nil, nil, corrupt(what, "type %q, want %q", sealed[5], TypePack)
+	}
+	const prefix = envHeader + nonceSize
+	ad := append(append(make([]byte, 0, envHeader+len(id)), sealed[:envHeader]...), id...)
+	ct := sealed[prefix:]
+	pt, err := k.aead(TypePack).Open(ct[:0], sealed[envHeader:prefix], ct, ad)
+	if err != nil {
+		clear(sealed)
+		return nil, nil, corrupt(what, "authentication failed (wrong key or damaged object)")
+	}
+	es, err := DecodePack(pt)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pt, es, nil
+}
+
+// packTable2 checks a version 2 pack object's header and trailer and
+// returns the offset and length of its table record.
+func packTable2(b []byte, what string) (t uint32, err error) {
+	if len(b) < packHeader+RecordOverhead+4+4 || string(b[:4]) != packMagic {
+		return 0, corrupt(what, "bad magic or length %d", len(b))
+	}
+	if b[4] != PackVersion || b[5] != CipherAESGCM {
+		return 0, fmt.Errorf("%w: %s: pack version %d cipher %d", ErrUnsupportedVersion, what, b[4], b[5])
+	}
+	if b[6]|b[7] != 0 {
+		return 0, corrupt(what, "reserved bytes set")
+	}
+	t = binary.BigEndian.Uint32(b[len(b)-4:])
+	if uint64(t) < packHeader || uint64(t)+RecordOverhead+4+4 > uint64(len(b)) {
+		return 0, corrupt(what, "table offset %d out of range", t)
+	}
+	return t, nil
+}
+
+func openPack2(k *Keys, id string, b []byte) ([]byte, []Entry, error) {
+	what := fmt.Sprintf("pack %s", id)
+	t, err := packTable2(b, what)
+	if err != nil {
+		return nil, nil, err
+	}
+	aead, err := k.packAEAD(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec := b[t : len(b)-4]
+	tbl, err := aead.Open(rec[nonceSize:nonceSize], rec[:nonceSize], rec[nonceSize:], tableAD(b, id, t))
+	if err != nil {
+		return nil, nil, corrupt(what, "table: authentication failed (wrong key or damaged object)")
+	}
+	es, err := decodeTable2(tbl, t, what)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range es {
+		if _, err := openRecord(aead, b[:packHeader], id, e, b[e.Offset:e.Offset+e.Length]); err != nil {
+			return nil, nil, err
+		}
+	}
+	return b, es, nil
+}
+
+// decodeTable2 parses a version 2 table plaintext; every record lies in
+// [packHeader, t) and records do not overlap.
+func decodeTable2(tbl []byte, t uint32, what string) ([]Entry, error) {
+	r := &reader{b: tbl, what: what}
+	n := r.u32()
+	if r.err == nil && uint64(n)*entrySize != uint64(len(r.b)) {
+		return nil, corrupt(what, "table of %d entries in %d bytes", n, len(r.b))
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	es := make([]Entry, 0, n)
+	end := uint64(packHeader)
+	for range n {
+		e := readEntry(r, true)
+		if r.err == nil && (uint64(e.Offset) < end || uint64(e.Offset)+uint64(e.Length) > uint64(t)) {
+			r.fail("chunk %v: record [%d,+%d) outside the record area [%d,%d) or overlapping", e.ID, e.Offset, e.Length, end, t)
+		}
+		end = uint64(e.Offset) + uint64(e.Length)
+		es = append(es, e)
+	}
+	r.end()
+	if r.err != nil {
+		return nil, r.err
+	}
+	return es, nil
+}
+
+func openRecord(aead cipher.AEAD, hdr []byte, id string, e Entry, rec []byte) ([]byte, error) {
+	if len(rec) != int(e.Length) || len(rec) <= RecordOverhead {
+		return nil, corrupt("pack "+id, "chunk %v: record of %d bytes, entry says %d", e.ID, len(rec), e.Length)
+	}
+	pt, err := aead.Open(rec[nonceSize:nonceSize], rec[:nonceSize], rec[nonceSize:], chunkAD(hdr, id, e))
+	if err != nil {
+		return nil, corrupt("pack "+id, "chunk %v: authentication failed (wrong key or damaged record)", e.ID)
+	}
+	return pt, nil
+}
+
+// ChunkOpener opens single chunk records of one version 2 pack.
+type ChunkOpener struct {
+	id   string
+	aead cipher.AEAD
+}
+
+// NewChunkOpener returns an opener of the records of version 2 pack id.
+func (k *Keys) NewChunkOpener(id string) (*ChunkOpener, error) {
+	aead, err := k.packAEAD(id)
+	if err != nil {
+		return nil, err
+	}
+	return &ChunkOpener{id: id, aead: aead}, nil
+}
+
+// Open checks and decrypts the record of e (rec: the bytes [e.Offset,
+// e.Offset+e.Length) of the pack object) in place and returns the chunk's
+// stored bytes. A damaged record is an error wrapping ErrCorrupt.
+func (o *ChunkOpener) Open(e Entry, rec []byte) ([]byte, error) {
+	if !e.Sealed {
+		return nil, fmt.Errorf("%w: chunk %v: not an entry of a version 2 pack", ErrUnsupportedVersion, e.ID)
+	}
+	var hdr [packHeader]byte
+	copy(hdr[:], packMagic)
+	hdr[4], hdr[5] = PackVersion, CipherAESGCM
+	return openRecord(o.aead, hdr[:], o.id, e, rec)
+}
+
+// DecodePack parses a version 1 pack plaintext and returns its table.
+// Every entry's range lies inside the chunk area; Chunk slices it.
 func DecodePack(b []byte) ([]Entry, error) {
 	const what = "pack"
 	if len(b) < packHeader+8 || string(b[:4]) != packMagic {
 		return nil, corrupt(what, "bad magic or length %d", len(b))
 	}
-	if b[4] != PackVersion {
-		return nil, fmt.Errorf("%w: pack version %d", ErrUnsupportedVersion, b[4])
+	if b[4] != PackVersion1 {
+		return nil, fmt.Errorf("%w: pack plaintext version %d", ErrUnsupportedVersion, b[4])
 	}
 	t := int(binary.BigEndian.Uint32(b[len(b)-4:]))
 	if t < packHeader || t > len(b)-8 {
@@ -175,7 +417,7 @@ func DecodePack(b []byte) ([]Entry, error) {
 	}
 	entries := make([]Entry, 0, n)
 	for range n {
-		e := readEntry(r)
+		e := readEntry(r, false)
 		if r.err == nil && (e.Offset < packHeader || uint64(e.Offset)+uint64(e.Length) > uint64(t)) {
 			r.fail("chunk %v: [%d,+%d) outside the chunk area [%d,%d)", e.ID, e.Offset, e.Length, packHeader, t)
 		}
@@ -188,27 +430,38 @@ func DecodePack(b []byte) ([]Entry, error) {
 	return entries, nil
 }
 
-// Chunk returns the stored bytes of e in a pack plaintext.
+// Chunk returns the stored bytes of e in what OpenPack returned.
 func Chunk(pack []byte, e Entry) ([]byte, error) {
-	end := uint64(e.Offset) + uint64(e.Length)
+	start, end := uint64(e.Offset), uint64(e.Offset)+uint64(e.Length)
+	if e.Sealed {
+		if e.Length <= RecordOverhead {
+			return nil, corrupt("pack", "chunk %v: record of %d bytes", e.ID, e.Length)
+		}
+		start, end = start+nonceSize, end-tagSize
+	}
 	if end > uint64(len(pack)) {
 		return nil, corrupt("pack", "chunk %v beyond the pack", e.ID)
 	}
-	return pack[e.Offset:end], nil
+	return pack[start:end], nil
 }
 
 // Index layout (plaintext of the 'I' envelope, one per pack, on every store):
 //
 //	0  magic "SFIX"  4
-//	4  version       1 (1)
+//	4  version       1 (1: of a version 1 pack; 2: of a version 2 pack)
 //	5  reserved      3 (0)
 //	8  pack id      16
-//	24 sealed size   8 bytes of the encrypted pack (the erasure data length)
+//	24 sealed size   8 bytes of the stored pack object (the erasure data length)
 //	32 count         4
 //	36 entries       count × 45, as in the pack table, ascending by id
+//
+// In a version 2 index every record lies inside the pack object.
 const (
-	indexMagic   = "SFIX"
-	IndexVersion = 1
+	indexMagic = "SFIX"
+	// IndexVersion is the index format of version 2 packs.
+	IndexVersion = 2
+	// IndexVersion1 is the index of a version 1 pack.
+	IndexVersion1 = 1
 )
 
 // Index is the decoded index of one pack.
@@ -216,15 +469,35 @@ type Index struct {
 	Pack       [16]byte
 	SealedSize uint64
 	Entries    []Entry
+	// PackVer is the pack format the index is of (set by DecodeIndex); 0:
+	// told by the entries (see Version).
+	PackVer int
 }
 
-// Encode returns the index plaintext; entries are sorted by chunk id.
+// Version is the pack format the index describes: PackVersion when its
+// entries are records of a version 2 pack, else PackVersion1.
+func (x *Index) Version() int {
+	if x.PackVer != 0 {
+		return x.PackVer
+	}
+	if len(x.Entries) > 0 && x.Entries[0].Sealed {
+		return PackVersion
+	}
+	return PackVersion1
+}
+
+// Encode returns the index plaintext; entries are sorted by chunk id. An
+// index of sealed (version 2) entries is version 2.
 func (x *Index) Encode() []byte {
 	es := slices.Clone(x.Entries)
 	slices.SortFunc(es, func(a, b Entry) int { return compareID(a.ID, b.ID) })
+	v := byte(IndexVersion1)
+	if x.Version() == PackVersion {
+		v = IndexVersion
+	}
 	b := make([]byte, 0, 36+len(es)*entrySize)
 	b = append(b, indexMagic...)
-	b = append(b, IndexVersion, 0, 0, 0)
+	b = append(b, v, 0, 0, 0)
 	b = append(b, x.Pack[:]...)
 	b = binary.BigEndian.AppendUint64(b, x.SealedSize)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(es)))
@@ -249,13 +522,17 @@ func DecodeIndex(b []byte) (*Index, error) {
 	if m := r.bytes(4); r.err == nil && string(m) != indexMagic {
 		r.fail("bad magic")
 	}
-	if v := r.u8(); r.err == nil && v != IndexVersion {
+	v := r.u8()
+	if r.err == nil && v != IndexVersion && v != IndexVersion1 {
 		return nil, fmt.Errorf("%w: index version %d", ErrUnsupportedVersion, v)
 	}
 	if res := r.bytes(3); r.err == nil && (res[0]|res[1]|res[2]) != 0 {
 		r.fail("reserved bytes set")
 	}
-	x := &Index{}
+	x := &Index{PackVer: PackVersion1}
+	if v == IndexVersion {
+		x.PackVer = PackVersion
+	}
 	copy(x.Pack[:], r.bytes(16))
 	x.SealedSize = r.u64()
 	n := r.u32()
@@ -267,9 +544,12 @@ func DecodeIndex(b []byte) (*Index, error) {
 	}
 	x.Entries = make([]Entry, 0, n)
 	for i := range n {
-		e := readEntry(r)
+		e := readEntry(r, v == IndexVersion)
 		if r.err == nil && i > 0 && compareID(x.Entries[i-1].ID, e.ID) >= 0 {
 			r.fail("entries not in ascending id order at %d", i)
+		}
+		if r.err == nil && e.Sealed && uint64(e.Offset)+uint64(e.Length)+RecordOverhead+8 > x.SealedSize {
+			r.fail("chunk %v: record [%d,+%d) beyond a pack of %d bytes", e.ID, e.Offset, e.Length, x.SealedSize)
 		}
 		x.Entries = append(x.Entries, e)
 	}
@@ -278,28 +558,4 @@ func DecodeIndex(b []byte) (*Index, error) {
 		return nil, r.err
 	}
 	return x, nil
-}
-
-// OpenPack checks and decrypts a sealed pack stored under id in place, as
-// Keys.Open(TypePack, id, sealed) does without a second buffer of the
-// pack's size: the plaintext returned aliases sealed, whose content is
-// lost either way (on failure it is cleared).
-func OpenPack(k *Keys, id string, sealed []byte) ([]byte, error) {
-	what := fmt.Sprintf("object %c/%s", TypePack, id)
-	if len(sealed) < EnvOverhead || string(sealed[:4]) != envMagic {
-		return nil, corrupt(what, "not a sealed envelope")
-	}
-	if sealed[4] != EnvVersion || sealed[6] != CipherAESGCM || sealed[7] != 0 {
-		return nil, fmt.Errorf("%w: %s: envelope version %d cipher %d", ErrUnsupportedVersion, what, sealed[4], sealed[6])
-	}
-	if sealed[5] != TypePack {
-		return nil, corrupt(what, "type %q, want %q", sealed[5], TypePack)
-	}
-	ad := append(append(make([]byte, 0, envHeader+len(id)), sealed[:envHeader]...), id...)
-	ct := sealed[packPrefix:]
-	pt, err := k.aead(TypePack).Open(ct[:0], sealed[envHeader:packPrefix], ct, ad)
-	if err != nil {
-		return nil, corrupt(what, "authentication failed (wrong key or damaged object)")
-	}
-	return pt, nil
 }

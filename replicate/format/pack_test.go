@@ -6,50 +6,234 @@ import (
 	"testing"
 )
 
-// TestPackSealInPlace: a pack sealed in its builder's buffer opens with
-// Keys.Open to the plaintext Finish gives, also when the chunks overflow
-// the size the builder was made for and when the buffer is reused.
+const testPackID = "0123456789abcdef0123456789abcdef"
+
+// TestPackSealInPlace: a version 2 pack sealed in its builder's buffer
+// opens (OpenPackTable) to its chunks and its table, also when the chunks
+// overflow the size the builder was made for and when the buffer is
+// reused; each chunk's record opens alone (ChunkOpener) from its bytes in
+// the pack; a flipped byte anywhere fails, and so does another pack id.
 func TestPackSealInPlace(t *testing.T) {
 	ks := testKeys(t)
 	var buf []byte
 	for round, n := range []int{1, 3, 200} {
 		p := NewPackBuilderBuf(1024, buf)
-		q := NewPackBuilder(1024)
+		var datas [][]byte
 		for i := range n {
 			data := bytes.Repeat([]byte{byte(i), byte(round)}, 50+i)
+			datas = append(datas, data)
 			p.Add(ks.ChunkID([32]byte{byte(i)}), data, len(data), CompNone)
-			q.Add(ks.ChunkID([32]byte{byte(i)}), data, len(data), CompNone)
 		}
-		want := q.Finish()
-		sealed, err := p.Seal(ks, "0123abcd")
+		es := append([]Entry(nil), p.Entries()...)
+		sealed, err := p.Seal(ks, testPackID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(sealed) != len(want)+EnvOverhead {
-			t.Fatalf("round %d: sealed %d bytes for %d of plaintext", round, len(sealed), len(want))
+		if PackObjectVersion(sealed) != PackVersion {
+			t.Fatalf("round %d: version %d", round, PackObjectVersion(sealed))
 		}
-		pt, err := ks.Open(TypePack, "0123abcd", sealed)
+		if bytes.Contains(sealed, datas[0]) {
+			t.Fatalf("round %d: a chunk is stored in the clear", round)
+		}
+		op, err := ks.NewChunkOpener(testPackID)
 		if err != nil {
-			t.Fatalf("round %d: %v", round, err)
+			t.Fatal(err)
 		}
-		if !bytes.Equal(pt, want) {
-			t.Fatalf("round %d: plaintext differs", round)
+		for i, e := range es {
+			rec := append([]byte(nil), sealed[e.Offset:e.Offset+e.Length]...)
+			got, err := op.Open(e, rec)
+			if err != nil || !bytes.Equal(got, datas[i]) {
+				t.Fatalf("round %d chunk %d: %v", round, i, err)
+			}
+			rec = append([]byte(nil), sealed[e.Offset:e.Offset+e.Length]...)
+			rec[len(rec)/2] ^= 1
+			if _, err := op.Open(e, rec); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("round %d chunk %d: damaged record opened: %v", round, i, err)
+			}
+			if i > 0 { // a record does not open as another chunk
+				rec = append([]byte(nil), sealed[e.Offset:e.Offset+e.Length]...)
+				o := es[i-1]
+				o.Length = e.Length
+				if _, err := op.Open(o, rec); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("round %d chunk %d: opened as chunk %d", round, i, i-1)
+				}
+			}
 		}
-		if _, err := ks.Open(TypePack, "0123abce", sealed); err == nil {
-			t.Fatalf("round %d: opened under another id", round)
+		other, _ := ks.NewChunkOpener("ffff456789abcdef0123456789abcdef")
+		rec := append([]byte(nil), sealed[es[0].Offset:es[0].Offset+es[0].Length]...)
+		if _, err := other.Open(es[0], rec); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("round %d: opened under another pack id", round)
 		}
 		cp := append([]byte(nil), sealed...)
 		cp[len(cp)/2] ^= 1
-		if _, err := OpenPack(ks, "0123abcd", cp); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("round %d: damaged pack opened in place: %v", round, err)
+		if _, err := OpenPack(ks, testPackID, cp); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("round %d: damaged pack opened: %v", round, err)
 		}
-		if pt2, err := OpenPack(ks, "0123abcd", append([]byte(nil), sealed...)); err != nil || !bytes.Equal(pt2, want) {
-			t.Fatalf("round %d: open in place: %v", round, err)
+		pt, tbl, err := OpenPackTable(ks, testPackID, append([]byte(nil), sealed...))
+		if err != nil || len(tbl) != n {
+			t.Fatalf("round %d: open: %d entries, %v", round, len(tbl), err)
 		}
-		es, err := DecodePack(pt)
-		if err != nil || len(es) != n {
-			t.Fatalf("round %d: %d entries, %v", round, len(es), err)
+		for i, e := range es {
+			if tbl[i] != e {
+				t.Fatalf("round %d: table entry %d %+v, builder said %+v", round, i, tbl[i], e)
+			}
+			c, err := Chunk(pt, e)
+			if err != nil || !bytes.Equal(c, datas[i]) {
+				t.Fatalf("round %d chunk %d after OpenPack: %v", round, i, err)
+			}
+		}
+		x := &Index{Pack: [16]byte{1}, SealedSize: uint64(len(sealed)), Entries: es}
+		y, err := DecodeIndex(x.Encode())
+		if err != nil || y.Version() != PackVersion || !y.Entries[0].Sealed {
+			t.Fatalf("round %d: index: %v", round, err)
 		}
 		buf = p.Buffer()
 	}
+}
+
+// Version 1 packs (one envelope) still open, and their entries slice the
+// plaintext as before.
+func TestPackV1StillReads(t *testing.T) {
+	ks := testKeys(t)
+	p := newPackBuilderV1(1024)
+	p.Add(ks.ChunkID([32]byte{1}), []byte("hello"), 4096, CompZstd)
+	p.Add(ks.ChunkID([32]byte{2}), bytes.Repeat([]byte{7}, 100), 100, CompNone)
+	sealed, err := p.Seal(ks, testPackID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if PackObjectVersion(sealed) != PackVersion1 {
+		t.Fatal("not a version 1 object")
+	}
+	pt, es, err := OpenPackTable(ks, testPackID, sealed)
+	if err != nil || len(es) != 2 || es[0].Sealed {
+		t.Fatalf("%v %v", es, err)
+	}
+	if c, err := Chunk(pt, es[0]); err != nil || string(c) != "hello" {
+		t.Fatalf("chunk %q %v", c, err)
+	}
+	x := &Index{Pack: [16]byte{1}, SealedSize: uint64(len(sealed)), Entries: es}
+	b := x.Encode()
+	if b[4] != IndexVersion1 {
+		t.Fatalf("index of a v1 pack has version %d", b[4])
+	}
+	if _, err := ks.NewChunkOpener(testPackID); err != nil {
+		t.Fatal(err)
+	}
+	op, _ := ks.NewChunkOpener(testPackID)
+	if _, err := op.Open(es[0], pt[:es[0].Length]); !errors.Is(err, ErrUnsupportedVersion) {
+		t.Fatalf("v1 entry opened as a record: %v", err)
+	}
+	future := append([]byte(nil), sealed...)
+	copy(future, "SFPK\x03")
+	if _, err := OpenPack(ks, testPackID, future); !errors.Is(err, ErrUnsupportedVersion) {
+		t.Fatalf("pack version 3: %v", err)
+	}
+}
+
+func samplePack2(t testing.TB) []byte {
+	ks := testKeys(t)
+	p := NewPackBuilder(1024)
+	p.Add(ks.ChunkID([32]byte{1}), []byte("hello"), 4096, CompZstd)
+	p.Add(ks.ChunkID([32]byte{2}), bytes.Repeat([]byte{7}, 100), 100, CompNone)
+	b, err := p.Seal(ks, testPackID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// FuzzOpenPack: any bytes as a stored pack object of either version give
+// an error or chunks that lie inside it; never a panic.
+func FuzzOpenPack(f *testing.F) {
+	ks := testKeys(f)
+	f.Add(samplePack2(f))
+	v1 := newPackBuilderV1(64)
+	v1.Add(ks.ChunkID([32]byte{1}), []byte("x"), 1, CompNone)
+	s1, _ := v1.Seal(ks, testPackID)
+	f.Add(s1)
+	f.Add([]byte("SFPK\x02\x01\x00\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pt, es, err := OpenPackTable(ks, testPackID, b)
+		if err != nil {
+			return
+		}
+		for _, e := range es {
+			if _, err := Chunk(pt, e); err != nil {
+				t.Fatalf("entry out of range: %v", err)
+			}
+		}
+	})
+}
+
+// FuzzDecodeTable2: the table parser of version 2 packs (behind the
+// table's tag, so fuzzed on its own) keeps every record inside the record
+// area, in order and apart.
+func FuzzDecodeTable2(f *testing.F) {
+	ks := testKeys(f)
+	b := samplePack2(f)
+	_, es, err := OpenPackTable(ks, testPackID, append([]byte(nil), b...))
+	if err != nil {
+		f.Fatal(err)
+	}
+	tbl := []byte{0, 0, 0, byte(len(es))}
+	for _, e := range es {
+		tbl = appendEntry(tbl, e)
+	}
+	f.Add(tbl, uint32(len(b)))
+	f.Fuzz(func(t *testing.T, tbl []byte, end uint32) {
+		es, err := decodeTable2(tbl, end, "fuzz")
+		if err != nil {
+			return
+		}
+		prev := uint64(packHeader)
+		for _, e := range es {
+			if uint64(e.Offset) < prev || uint64(e.Offset)+uint64(e.Length) > uint64(end) || e.Length <= RecordOverhead {
+				t.Fatalf("bad record accepted: %+v", e)
+			}
+			prev = uint64(e.Offset) + uint64(e.Length)
+		}
+	})
+}
+
+// BenchmarkPackSealOpen: seal and open a 32 MiB pack of 16 KiB chunks,
+// version 2 (a record per chunk) against version 1 (one envelope).
+func BenchmarkPackSealOpen(b *testing.B) {
+	ks := testKeys(b)
+	chunk := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, 2048)
+	const n = 2048
+	b.Run("v2", func(b *testing.B) {
+		b.SetBytes(n * int64(len(chunk)))
+		var buf []byte
+		for range b.N {
+			p := NewPackBuilderBuf(n*len(chunk), buf)
+			for i := range n {
+				p.Add(ks.ChunkID([32]byte{byte(i), byte(i >> 8)}), chunk, len(chunk), CompNone)
+			}
+			sealed, err := p.Seal(ks, testPackID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := OpenPack(ks, testPackID, sealed); err != nil {
+				b.Fatal(err)
+			}
+			buf = p.Buffer()
+		}
+	})
+	b.Run("v1", func(b *testing.B) {
+		b.SetBytes(n * int64(len(chunk)))
+		for range b.N {
+			p := newPackBuilderV1(n * len(chunk))
+			for i := range n {
+				p.Add(ks.ChunkID([32]byte{byte(i), byte(i >> 8)}), chunk, len(chunk), CompNone)
+			}
+			sealed, err := p.Seal(ks, testPackID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := OpenPack(ks, testPackID, sealed); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -21,10 +21,17 @@ type Source struct {
 	Disk     string `json:"disk,omitempty"`
 	Image    string `json:"image,omitempty"`
 	ID       uint64 `json:"id"`
+	// Region is set for a disk of a remote snapshot (M/regions/<r>/<s>/<d>):
+	// Snapshot is its name in the mount, RemoteKey its host and id.
+	Region    string `json:"region,omitempty"`
+	RemoteKey string `json:"remote_key,omitempty"`
 }
 
 // Key identifies the source.
 func (s Source) Key() string {
+	if s.Region != "" {
+		return "region/" + s.Region + "/" + s.RemoteKey + "/" + s.Disk
+	}
 	if s.Image != "" {
 		return "image/" + s.Image + "/" + strconv.FormatUint(s.ID, 10)
 	}
@@ -32,6 +39,9 @@ func (s Source) Key() string {
 }
 
 func (s Source) String() string {
+	if s.Region != "" {
+		return "regions/" + s.Region + "/" + s.Snapshot + "/" + s.Disk
+	}
 	if s.Image != "" {
 		return "image " + s.Image
 	}

@@ -47,6 +47,9 @@ func (b *backend) Disk(name string) (fs.DiskEntry, error) {
 }
 
 func (b *backend) OpenDisk(name string) (fs.DiskHandle, error) {
+	if h, ok, err := b.l.OpenRemoteScratch(name); ok { // the clone of a remote disk (.files under regions/)
+		return h, err
+	}
 	h, err := b.s.OpenDisk(name)
 	if err != nil {
 		return nil, err

@@ -53,6 +53,9 @@ type Config struct {
 	// for the daemon's life (mount --metrics).
 	NewMetrics      func(metrics.Source) *metrics.Metrics
 	MetricsListener net.Listener
+	// RegionCache bounds the on-disk cache of the blocks read from regions
+	// through M/regions/ (mount --region-cache; 0: the default, 1 GiB).
+	RegionCache int64
 }
 
 // Run is the daemon: it opens the store, mounts the namespace, serves the
@@ -145,9 +148,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	fcfg := cfg.Files
 	fcfg.Logger = log
+	// M/regions/ (regions.go): the bound of its block cache.
+	local.SetRegionCache(cfg.RegionCache)
 	filesMgr := local.EnableFiles(cfg.Mountpoint, fcfg) // .files: released before every unmount, closed with local
 	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: instrument(newBackend(local), m), Logger: log, FsName: fsName, Errno: exitcode.Errno,
-		Files: files{b: newBackend(local), m: filesMgr}, AllowOther: cfg.AllowOther})
+		Files: files{b: newBackend(local), m: filesMgr}, AllowOther: cfg.AllowOther, Regions: regions{l: local}})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"os"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
@@ -19,11 +20,14 @@ type files struct {
 var _ fs.Files = files{}
 
 func browseSource(src fs.FilesSource) browse.Source {
-	return browse.Source{Snapshot: src.Snapshot, Disk: src.Disk, Image: src.Image, ID: src.ID}
+	return browse.Source{Snapshot: src.Snapshot, Disk: src.Disk, Image: src.Image, ID: src.ID, Region: src.Region, RemoteKey: src.Key}
 }
 
 func (f files) layout(src fs.FilesSource) (browse.Layout, error) {
 	return f.m.Layout(browseSource(src), func() (browse.ReaderAtSize, error) {
+		if src.Region != "" { // regions.go
+			return probeReader(f.b.l.OpenRemoteDisk(context.Background(), src.Region, src.Snapshot, src.Disk))
+		}
 		if src.Image != "" {
 			return f.b.s.OpenImage(src.Image)
 		}

@@ -17,6 +17,7 @@ import (
 // in the metrics (nil without --metrics). It adds no logic of its own.
 type observed struct {
 	service.Service
+	dir         string // the store's
 	m           *metrics.Metrics
 	metricsAddr string
 	cache       func() rowstore.CacheStats
@@ -27,7 +28,7 @@ type observed struct {
 }
 
 func newObserved(l *service.Local, m *metrics.Metrics, addr string) *observed {
-	return &observed{Service: l, m: m, metricsAddr: addr, cache: l.Store().CacheStats, jobs: map[int]*service.Job{}}
+	return &observed{Service: l, dir: l.Dir(), m: m, metricsAddr: addr, cache: l.Store().CacheStats, jobs: map[int]*service.Job{}}
 }
 
 // start records a job; the returned progress updates it and forwards to
@@ -95,6 +96,12 @@ func (o *observed) Status(ctx context.Context) (service.Status, error) {
 	cs := o.cache()
 	st.Cache = &cs
 	return st, nil
+}
+
+// StatusReport implements Service: the report of the Local's data with this
+// Status (running jobs, cache).
+func (o *observed) StatusReport(ctx context.Context) (service.StatusReport, error) {
+	return service.ReportStatus(ctx, o, o.dir)
 }
 
 func (o *observed) Sync(ctx context.Context, r service.SyncRequest, progress service.Progress) (service.SyncStats, error) {

@@ -50,6 +50,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/snapfs/snapfs/replicate"
@@ -255,7 +256,10 @@ func Markdown() string {
 }
 
 // prefixes are package names some layers put in front of their messages.
-var prefixes = regexp.MustCompile(`(^|: |\()(replicate|store|region format|erasure|segment|index|rowstore|restore|sync|prune): `)
+// Compiled on first use (only errors need it), not in every process's init.
+var prefixes = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(^|: |\()(replicate|store|region format|erasure|segment|index|rowstore|restore|sync|prune): `)
+})
 
 // Message is err as the one line the user reads: its first line, without
 // the usage marker, package prefixes and repeated parts ("invalid argument:
@@ -269,7 +273,7 @@ func Message(err error) string {
 		msg = msg[:i]
 	}
 	for {
-		m := prefixes.ReplaceAllString(msg, "$1")
+		m := prefixes().ReplaceAllString(msg, "$1")
 		if m == msg {
 			break
 		}

@@ -30,13 +30,7 @@ type Source interface {
 }
 
 // SnapshotState is a local snapshot with its state in each region.
-type SnapshotState struct {
-	Name      string
-	Created   time.Time
-	Disks     []string
-	Allocated int64                      // bytes of its disks' stored blocks
-	Copies    map[string]replicate.State // by region
-}
+type SnapshotState = service.SnapshotState
 
 // UsageEvery is how long a usage pass (a scan of the index) serves scrapes.
 const UsageEvery = time.Minute
@@ -238,38 +232,51 @@ func (m *Metrics) GCDone(st rowstore.GCStats, err error) {
 // state collects the store's state at scrape time.
 type state struct{ m *Metrics }
 
-var (
-	descDisks        = prometheus.NewDesc("snapfs_disks", "Disks in the store.", nil, nil)
-	descDiskSize     = prometheus.NewDesc("snapfs_disk_size_bytes", "Logical size of a disk.", []string{"disk"}, nil)
-	descDiskAlloc    = prometheus.NewDesc("snapfs_disk_allocated_bytes", "Stored blocks a disk shows.", []string{"disk"}, nil)
-	descDiskOpen     = prometheus.NewDesc("snapfs_disk_open_handles", "Open handles of a disk.", []string{"disk"}, nil)
-	descSnaps        = prometheus.NewDesc("snapfs_snapshots", "Snapshots holding a disk.", []string{"disk"}, nil)
-	descSnapAge      = prometheus.NewDesc("snapfs_snapshot_newest_age_seconds", "Age of the newest snapshot holding a disk.", []string{"disk"}, nil)
-	descSnapOldest   = prometheus.NewDesc("snapfs_snapshot_oldest_age_seconds", "Age of the oldest snapshot holding a disk.", []string{"disk"}, nil)
-	descStoreBytes   = prometheus.NewDesc("snapfs_store_bytes", "Store space by kind: segment (files on disk), live (blocks something can see), snapshot_exclusive (held only by snapshots: what deleting them frees), garbage (segment - live), index, free (of the filesystem).", []string{"kind"}, nil)
-	descSegments     = prometheus.NewDesc("snapfs_store_segments", "Segment files.", nil, nil)
-	descUsageAge     = prometheus.NewDesc("snapfs_store_usage_age_seconds", "Age of the usage pass the store bytes come from.", nil, nil)
-	descCleanRounds  = prometheus.NewDesc("snapfs_cleaner_rounds_total", "Segment cleaner rounds.", nil, nil)
-	descCleanMoved   = prometheus.NewDesc("snapfs_cleaner_relocated_bytes_total", "Live bytes the cleaner relocated.", nil, nil)
-	descCleanFreed   = prometheus.NewDesc("snapfs_cleaner_freed_bytes_total", "Bytes the cleaner freed.", nil, nil)
-	descCleanThrottl = prometheus.NewDesc("snapfs_cleaner_throttled_seconds_total", "Time writers waited for the cleaner.", nil, nil)
-	descLagSeconds   = prometheus.NewDesc("snapfs_region_lag_seconds", "Age of the oldest local snapshot not yet available in the region (0: none).", []string{"region"}, nil)
-	descLagBytes     = prometheus.NewDesc("snapfs_region_lag_bytes", "Allocated bytes of the local snapshots not yet available in the region (an upper bound of what sync ships).", []string{"region"}, nil)
-	descLagSnaps     = prometheus.NewDesc("snapfs_region_pending_snapshots", "Local snapshots not yet available in the region.", []string{"region"}, nil)
-	descCacheDirty   = prometheus.NewDesc("snapfs_cache_dirty_bytes", "Bytes in the write-back cache not yet in the log, by disk.", []string{"disk"}, nil)
-	descCacheLimit   = prometheus.NewDesc("snapfs_cache_limit_bytes", "Bound of each disk's write-back cache.", nil, nil)
-	descScrapeErr    = prometheus.NewDesc("snapfs_scrape_errors", "Parts of the store's state the scrape could not read.", []string{"part"}, nil)
-)
+// descSet is the descriptors of the state read at scrape time, made on first
+// use: not in the init of every process of the binary (each CLI command).
+type descSet struct {
+	descDisks, descDiskSize, descDiskAlloc, descDiskOpen, descSnaps, descSnapAge, descSnapOldest *prometheus.Desc
+	descStoreBytes, descSegments, descUsageAge                                                   *prometheus.Desc
+	descCleanRounds, descCleanMoved, descCleanFreed, descCleanThrottl                            *prometheus.Desc
+	descLagSeconds, descLagBytes, descLagSnaps, descCacheDirty, descCacheLimit, descScrapeErr    *prometheus.Desc
+}
+
+var descs = sync.OnceValue(func() *descSet {
+	return &descSet{
+		descDisks:        prometheus.NewDesc("snapfs_disks", "Disks in the store.", nil, nil),
+		descDiskSize:     prometheus.NewDesc("snapfs_disk_size_bytes", "Logical size of a disk.", []string{"disk"}, nil),
+		descDiskAlloc:    prometheus.NewDesc("snapfs_disk_allocated_bytes", "Stored blocks a disk shows.", []string{"disk"}, nil),
+		descDiskOpen:     prometheus.NewDesc("snapfs_disk_open_handles", "Open handles of a disk.", []string{"disk"}, nil),
+		descSnaps:        prometheus.NewDesc("snapfs_snapshots", "Snapshots holding a disk.", []string{"disk"}, nil),
+		descSnapAge:      prometheus.NewDesc("snapfs_snapshot_newest_age_seconds", "Age of the newest snapshot holding a disk.", []string{"disk"}, nil),
+		descSnapOldest:   prometheus.NewDesc("snapfs_snapshot_oldest_age_seconds", "Age of the oldest snapshot holding a disk.", []string{"disk"}, nil),
+		descStoreBytes:   prometheus.NewDesc("snapfs_store_bytes", "Store space by kind: segment (files on disk), live (blocks something can see), snapshot_exclusive (held only by snapshots: what deleting them frees), garbage (segment - live), index, free (of the filesystem).", []string{"kind"}, nil),
+		descSegments:     prometheus.NewDesc("snapfs_store_segments", "Segment files.", nil, nil),
+		descUsageAge:     prometheus.NewDesc("snapfs_store_usage_age_seconds", "Age of the usage pass the store bytes come from.", nil, nil),
+		descCleanRounds:  prometheus.NewDesc("snapfs_cleaner_rounds_total", "Segment cleaner rounds.", nil, nil),
+		descCleanMoved:   prometheus.NewDesc("snapfs_cleaner_relocated_bytes_total", "Live bytes the cleaner relocated.", nil, nil),
+		descCleanFreed:   prometheus.NewDesc("snapfs_cleaner_freed_bytes_total", "Bytes the cleaner freed.", nil, nil),
+		descCleanThrottl: prometheus.NewDesc("snapfs_cleaner_throttled_seconds_total", "Time writers waited for the cleaner.", nil, nil),
+		descLagSeconds:   prometheus.NewDesc("snapfs_region_lag_seconds", "Age of the oldest local snapshot not yet available in the region (0: none).", []string{"region"}, nil),
+		descLagBytes:     prometheus.NewDesc("snapfs_region_lag_bytes", "Allocated bytes of the local snapshots not yet available in the region (an upper bound of what sync ships).", []string{"region"}, nil),
+		descLagSnaps:     prometheus.NewDesc("snapfs_region_pending_snapshots", "Local snapshots not yet available in the region.", []string{"region"}, nil),
+		descCacheDirty:   prometheus.NewDesc("snapfs_cache_dirty_bytes", "Bytes in the write-back cache not yet in the log, by disk.", []string{"disk"}, nil),
+		descCacheLimit:   prometheus.NewDesc("snapfs_cache_limit_bytes", "Bound of each disk's write-back cache.", nil, nil),
+		descScrapeErr:    prometheus.NewDesc("snapfs_scrape_errors", "Parts of the store's state the scrape could not read.", []string{"part"}, nil),
+	}
+})
 
 func (s *state) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDisks, descDiskSize, descDiskAlloc, descDiskOpen, descSnaps, descSnapAge,
-		descSnapOldest, descStoreBytes, descSegments, descUsageAge, descCleanRounds, descCleanMoved, descCleanFreed,
-		descCleanThrottl, descCacheDirty, descCacheLimit, descLagSeconds, descLagBytes, descLagSnaps, descScrapeErr} {
+	ds := descs()
+	for _, d := range []*prometheus.Desc{ds.descDisks, ds.descDiskSize, ds.descDiskAlloc, ds.descDiskOpen, ds.descSnaps, ds.descSnapAge,
+		ds.descSnapOldest, ds.descStoreBytes, ds.descSegments, ds.descUsageAge, ds.descCleanRounds, ds.descCleanMoved, ds.descCleanFreed,
+		ds.descCleanThrottl, ds.descCacheDirty, ds.descCacheLimit, ds.descLagSeconds, ds.descLagBytes, ds.descLagSnaps, ds.descScrapeErr} {
 		ch <- d
 	}
 }
 
 func (s *state) Collect(ch chan<- prometheus.Metric) {
+	ds := descs()
 	m := s.m
 	now := time.Now()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
@@ -280,17 +287,17 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 	}
 	fail := func(part string, err error) {
 		m.log.Warn("metrics: read "+part, "err", err)
-		gauge(descScrapeErr, 1, part)
+		gauge(ds.descScrapeErr, 1, part)
 	}
 	disks, err := m.src.Disks()
 	if err != nil {
 		fail("disks", err)
 	}
-	gauge(descDisks, float64(len(disks)))
+	gauge(ds.descDisks, float64(len(disks)))
 	for _, d := range disks {
-		gauge(descDiskSize, float64(d.Size), d.Name)
-		gauge(descDiskAlloc, float64(d.Allocated), d.Name)
-		gauge(descDiskOpen, float64(d.Open), d.Name)
+		gauge(ds.descDiskSize, float64(d.Size), d.Name)
+		gauge(ds.descDiskAlloc, float64(d.Allocated), d.Name)
+		gauge(ds.descDiskOpen, float64(d.Open), d.Name)
 	}
 	snaps, err := m.src.Snapshots()
 	if err != nil {
@@ -320,10 +327,10 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for name, p := range pd {
-		gauge(descSnaps, float64(p.n), name)
+		gauge(ds.descSnaps, float64(p.n), name)
 		if p.n > 0 {
-			gauge(descSnapAge, now.Sub(p.newest).Seconds(), name)
-			gauge(descSnapOldest, now.Sub(p.oldest).Seconds(), name)
+			gauge(ds.descSnapAge, now.Sub(p.newest).Seconds(), name)
+			gauge(ds.descSnapOldest, now.Sub(p.oldest).Seconds(), name)
 		}
 	}
 	if full, at, err := m.storeUsage(now); err != nil {
@@ -334,24 +341,24 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 		for _, sn := range full.Snapshots {
 			snapExcl += sn.Exclusive
 		}
-		gauge(descStoreBytes, float64(snapExcl), "snapshot_exclusive")
-		gauge(descStoreBytes, float64(u.SegmentBytes), "segment")
-		gauge(descStoreBytes, float64(u.LiveBytes), "live")
-		gauge(descStoreBytes, float64(max(u.SegmentBytes-u.LiveBytes, 0)), "garbage")
-		gauge(descStoreBytes, float64(u.IndexBytes), "index")
-		gauge(descStoreBytes, float64(u.FreeBytes), "free")
-		gauge(descSegments, float64(u.Segments))
-		gauge(descUsageAge, now.Sub(at).Seconds())
+		gauge(ds.descStoreBytes, float64(snapExcl), "snapshot_exclusive")
+		gauge(ds.descStoreBytes, float64(u.SegmentBytes), "segment")
+		gauge(ds.descStoreBytes, float64(u.LiveBytes), "live")
+		gauge(ds.descStoreBytes, float64(max(u.SegmentBytes-u.LiveBytes, 0)), "garbage")
+		gauge(ds.descStoreBytes, float64(u.IndexBytes), "index")
+		gauge(ds.descStoreBytes, float64(u.FreeBytes), "free")
+		gauge(ds.descSegments, float64(u.Segments))
+		gauge(ds.descUsageAge, now.Sub(at).Seconds())
 	}
 	cs := m.src.CleanerStats()
-	counter(descCleanRounds, float64(cs.Rounds))
-	counter(descCleanMoved, float64(cs.BytesRelocated))
-	counter(descCleanFreed, float64(cs.BytesFreed))
-	counter(descCleanThrottl, cs.Throttled.Seconds())
+	counter(ds.descCleanRounds, float64(cs.Rounds))
+	counter(ds.descCleanMoved, float64(cs.BytesRelocated))
+	counter(ds.descCleanFreed, float64(cs.BytesFreed))
+	counter(ds.descCleanThrottl, cs.Throttled.Seconds())
 	cache := m.src.CacheStats()
-	gauge(descCacheLimit, float64(cache.LimitPerDisk))
+	gauge(ds.descCacheLimit, float64(cache.LimitPerDisk))
 	for _, d := range disks {
-		gauge(descCacheDirty, float64(cache.Disks[d.Name]), d.Name)
+		gauge(ds.descCacheDirty, float64(cache.Disks[d.Name]), d.Name)
 	}
 	regions, err := m.src.Regions()
 	if err != nil {
@@ -359,9 +366,9 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, r := range regions {
 		lag := Lag(r, snaps, now)
-		gauge(descLagSeconds, lag.Seconds, r)
-		gauge(descLagBytes, float64(lag.Bytes), r)
-		gauge(descLagSnaps, float64(lag.Snapshots), r)
+		gauge(ds.descLagSeconds, lag.Seconds, r)
+		gauge(ds.descLagBytes, float64(lag.Bytes), r)
+		gauge(ds.descLagSnaps, float64(lag.Snapshots), r)
 	}
 }
 
@@ -376,48 +383,14 @@ func (m *Metrics) storeUsage(now time.Time) (rowstore.Usage, time.Time, error) {
 	return m.usage, m.usageAt, m.usageErr
 }
 
-// RegionLag is how far a region is behind the local snapshots.
-type RegionLag struct {
-	Region    string  `json:"region"`
-	Snapshots int     `json:"pending_snapshots"` // local snapshots not available there
-	Seconds   float64 `json:"lag_seconds"`       // age of the oldest of them (0: none)
-	Bytes     int64   `json:"lag_bytes"`         // their allocated bytes (an upper bound of what sync ships)
-	Oldest    string  `json:"oldest_pending,omitempty"`
-}
+// RegionLag is how far a region is behind the local snapshots (service's:
+// snapfs status shows the same figures).
+type RegionLag = service.RegionLag
 
 // Lag is region's lag behind snaps (from this host's copy records).
 func Lag(region string, snaps []SnapshotState, now time.Time) RegionLag {
-	l := RegionLag{Region: region}
-	var oldest time.Time
-	for _, s := range snaps {
-		if st := s.Copies[region]; st == replicate.StateAvailable || st == replicate.StateDegraded {
-			continue
-		}
-		l.Snapshots++
-		l.Bytes += s.Allocated
-		if oldest.IsZero() || s.Created.Before(oldest) {
-			oldest, l.Oldest = s.Created, s.Name
-		}
-	}
-	if !oldest.IsZero() {
-		l.Seconds = now.Sub(oldest).Seconds()
-	}
-	return l
+	return service.Lag(region, snaps, now)
 }
 
 // States are snaps (as the Service lists them) as the metrics read them.
-func States(snaps []service.Snapshot) []SnapshotState {
-	out := make([]SnapshotState, 0, len(snaps))
-	for _, sn := range snaps {
-		st := SnapshotState{Name: sn.Name, Created: sn.Created, Copies: map[string]replicate.State{}}
-		for _, d := range sn.Disks {
-			st.Disks = append(st.Disks, d.Name)
-			st.Allocated += d.Allocated
-		}
-		for _, c := range sn.Copies {
-			st.Copies[c.Region] = c.State
-		}
-		out = append(out, st)
-	}
-	return out
-}
+func States(snaps []service.Snapshot) []SnapshotState { return service.SnapshotStates(snaps) }

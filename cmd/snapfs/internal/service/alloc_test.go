@@ -3,9 +3,6 @@ package service
 import (
 	"bytes"
 	"context"
-	"net"
-	"net/http"
-	"path/filepath"
 	"testing"
 
 	"github.com/snapfs/snapfs/rowstore"
@@ -44,16 +41,7 @@ func TestAllocationReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Close()
-	sock := filepath.Join(t.TempDir(), "c.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: Handler(l, nil)}
-	go hs.Serve(ln)
-	defer hs.Close()
-	c := NewClient(sock)
-	defer c.Close()
+	c := serve(t, l)
 	want := int64(5 * bs)
 	for i, s := range []Service{l, c} {
 		sn := []string{"s0", "s1"}[i]
@@ -104,7 +92,6 @@ func TestAllocationReported(t *testing.T) {
 	}
 	check(l)
 	check(c)
-	hs.Close()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -91,6 +91,11 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return get[Status](c, ctx, "Status", empty{})
 }
 
+// StatusReport implements Service.
+func (c *Client) StatusReport(ctx context.Context) (StatusReport, error) {
+	return get[StatusReport](c, ctx, "StatusReport", empty{})
+}
+
 // CreateDisk implements Service.
 func (c *Client) CreateDisk(ctx context.Context, r CreateDiskRequest) (Disk, error) {
 	return get[Disk](c, ctx, "CreateDisk", r)
@@ -174,11 +179,6 @@ func (c *Client) Usage(ctx context.Context) (rowstore.Usage, error) {
 // GC implements Service.
 func (c *Client) GC(ctx context.Context) (rowstore.GCStats, error) {
 	return get[rowstore.GCStats](c, ctx, "GC", empty{})
-}
-
-// CreateScratchClone implements Service.
-func (c *Client) CreateScratchClone(ctx context.Context, snapshot, disk string) (Disk, error) {
-	return get[Disk](c, ctx, "CreateScratchClone", scratchReq{snapshot, disk})
 }
 
 // DiffFiles implements Service.

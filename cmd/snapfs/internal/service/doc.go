@@ -12,6 +12,11 @@
 // or an error status with {"code", "message"}; the codes (errors.go) map
 // back to the same sentinels, so exit codes do not depend on the path.
 //
+// `snapfs status` is Service.StatusReport (status.go: ReportStatus, called
+// with the outermost Service, the daemon's, whose Status adds the running
+// jobs and the write-back cache); the command only formats it. The region
+// lag it shows is the one the daemon's metrics export (Lag).
+//
 // Invariants: nothing is implemented in Client or Handler beyond
 // (un)marshalling; Local's hooks (set by the daemon) keep the FUSE mount's
 // caches in step and are never called from inside a FUSE request; snapshots
@@ -58,4 +63,17 @@
 // the post-hook runs once the pre-hook started, with SNAPFS_RESULT. The
 // consistency recorded is application (pre-hook succeeded), filesystem
 // (frozen) or crash. Quotas come from <store>/policies/quota.json.
+//
+// local_lazy.go: Restore with Lazy opens the region's disk
+// (replicate.RemoteDisk, range reads verified against chunk ids), refuses
+// an encrypted one, creates the disk over a rowstore lazy layer
+// (CreateLazyDisk) and attaches the region's disk as its source; with Wait
+// it streams "hydrate" progress events (start, blocks, done) as sync does.
+// The source is reopened after a read fails as unavailable (at most every
+// 5 s: a RemoteDisk keeps the stores it opened). SetDaemon re-attaches the
+// source of every lazy layer in the background (retrying every 1 s to 1
+// min while the region cannot be opened; until then reads of missing
+// blocks fail with EIO); Close stops hydration before the region manager
+// closes (the sources hold region locks). Without a daemon, hydration runs
+// only while the command does; the next daemon resumes it.
 package service

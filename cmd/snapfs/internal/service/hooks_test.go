@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
-	"github.com/snapfs/snapfs/rowstore"
 )
 
 // TestHooksRunWithoutLocks: the daemon's hooks send kernel notifications,
@@ -15,16 +14,7 @@ import (
 // review: scratch clones and region listings). Every hook must find both
 // locks free.
 func TestHooksRunWithoutLocks(t *testing.T) {
-	dir := t.TempDir()
-	if err := rowstore.Create(dir, rowstore.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := rowstore.Open(dir, rowstore.Options{GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := NewLocal(st, dir)
-	defer l.Close()
+	l := newLocal(t)
 	calls := 0
 	check := func(what string) {
 		calls++
@@ -47,7 +37,7 @@ func TestHooksRunWithoutLocks(t *testing.T) {
 	if _, err := l.CreateSnapshot(ctx, "s", []string{"d"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.CreateScratchClone(ctx, "s", "d"); err != nil {
+	if _, err := l.CreateImage(ctx, "i", "s", "d"); err != nil {
 		t.Fatal(err)
 	}
 	l.recordRemote("r", nil)

@@ -45,6 +45,9 @@ type Local struct {
 	mu      sync.Mutex
 	scratch int             // last scratch clone number used
 	files   *browse.Manager // .files (local_files.go); nil without a daemon
+	lz      lazyState       // lazy disks' sources (local_lazy.go)
+
+	rem remoteState // M/regions/ (local_remote.go)
 }
 
 // NewLocal returns a Local over store (opened from dir). Close closes store.
@@ -63,10 +66,14 @@ func (l *Local) SetLogger(log *slog.Logger) {
 // Store is the engine behind l (for the daemon's FUSE adapter).
 func (l *Local) Store() *rowstore.Store { return l.store }
 
+// Dir is the store's directory.
+func (l *Local) Dir() string { return l.dir }
+
 // SetDaemon records that a daemon serves l, mounted at mountpoint, and hooks
 // its mount in. Call it before serving requests.
 func (l *Local) SetDaemon(mountpoint string, h Hooks) {
 	l.mountpoint, l.hooks, l.started = mountpoint, h, time.Now().UTC()
+	l.resumeLazy() // local_lazy.go
 }
 
 func (l *Local) namesChanged() {
@@ -127,8 +134,9 @@ func (l *Local) CreateDisk(_ context.Context, r CreateDiskRequest) (Disk, error)
 // ListDisks implements Service.
 func (l *Local) ListDisks(context.Context) ([]Disk, error) {
 	ds, err := l.store.ListDisks()
+	lookup := l.originsListed()
 	for i := range ds {
-		ds[i].Origin = l.originAsItStands(ds[i])
+		ds[i].Origin = originAsItStands(ds[i], lookup)
 	}
 	return l.HideScratch(ds), err // scratch clones are never listed
 }
@@ -137,32 +145,81 @@ func (l *Local) ListDisks(context.Context) ([]Disk, error) {
 func (l *Local) GetDisk(_ context.Context, name string) (Disk, error) {
 	d, err := l.store.GetDisk(name)
 	if err == nil {
-		d.Origin = l.originAsItStands(d)
+		d.Origin = originAsItStands(d, l.originRead)
 	}
 	return d, err
+}
+
+// originCreated says when the snapshot (image false) or image named name
+// was made; an error wrapping rowstore.ErrNotFound when it is gone.
+type originCreated func(image bool, name string) (time.Time, error)
+
+// originRead reads one origin's record.
+func (l *Local) originRead(image bool, name string) (time.Time, error) {
+	if image {
+		im, err := l.store.GetImage(name)
+		return im.Created, err
+	}
+	si, err := l.store.GetSnapshot(name)
+	return si.Created, err
+}
+
+// originsListed answers from one listing of the snapshots (kept in memory
+// by the engine) and one of the images, made on first need: a disk list
+// reads no record per clone. When a listing fails it reads the record.
+func (l *Local) originsListed() originCreated {
+	var listed [2]map[string]time.Time // snapshots, images
+	var failed [2]bool
+	return func(image bool, name string) (time.Time, error) {
+		k := 0
+		if image {
+			k = 1
+		}
+		if listed[k] == nil && !failed[k] {
+			m := map[string]time.Time{}
+			if image {
+				ims, err := l.store.ListImages()
+				for _, im := range ims {
+					m[im.Name] = im.Created
+				}
+				failed[k] = err != nil
+			} else {
+				sis, err := l.store.ListSnapshots()
+				for _, si := range sis {
+					m[si.Name] = si.Created
+				}
+				failed[k] = err != nil
+			}
+			listed[k] = m
+		}
+		if failed[k] {
+			return l.originRead(image, name)
+		}
+		t, ok := listed[k][name]
+		if !ok {
+			return time.Time{}, fmt.Errorf("%w: origin %q", rowstore.ErrNotFound, name)
+		}
+		return t, nil
+	}
 }
 
 // originAsItStands is d's origin ("snapshot S/D" or "image I"), marked
 // "(deleted)" when that snapshot or image is gone, or was deleted and made
 // again after the clone (a newer one of the same name is not the origin).
 // The clone does not depend on it: what it reads is kept by the engine.
-func (l *Local) originAsItStands(d Disk) string {
-	var created time.Time
+func originAsItStands(d Disk, created originCreated) string {
+	var at time.Time
 	var err error
 	switch {
 	case strings.HasPrefix(d.Origin, "snapshot "):
 		snap, _, _ := strings.Cut(strings.TrimPrefix(d.Origin, "snapshot "), "/")
-		var si rowstore.SnapshotInfo
-		si, err = l.store.GetSnapshot(snap)
-		created = si.Created
+		at, err = created(false, snap)
 	case strings.HasPrefix(d.Origin, "image "):
-		var im rowstore.ImageInfo
-		im, err = l.store.GetImage(strings.TrimPrefix(d.Origin, "image "))
-		created = im.Created
+		at, err = created(true, strings.TrimPrefix(d.Origin, "image "))
 	default:
 		return d.Origin
 	}
-	if errors.Is(err, rowstore.ErrNotFound) || (err == nil && created.After(d.Created)) {
+	if errors.Is(err, rowstore.ErrNotFound) || (err == nil && at.After(d.Created)) {
 		return d.Origin + " (deleted)"
 	}
 	return d.Origin
@@ -386,25 +443,6 @@ func (l *Local) GC(context.Context) (rowstore.GCStats, error) { return l.store.G
 // ScratchPrefix starts the name of every scratch clone made for snapshot mount.
 const ScratchPrefix = "snapmount-"
 
-// CreateScratchClone implements Service.
-func (l *Local) CreateScratchClone(ctx context.Context, snapshot, disk string) (Disk, error) {
-	if l.mountpoint == "" {
-		return Disk{}, fmt.Errorf("%w: snapshot mount needs a running daemon (start one with snapfs mount)", exitcode.ErrNoDaemon)
-	}
-	if err := firstErr(rowstore.ValidateName("snapshot", snapshot), rowstore.ValidateName("disk", disk)); err != nil {
-		return Disk{}, err
-	}
-	d, err := l.cloneScratch(snapshot, disk)
-	if err == nil {
-		l.namesChanged() // after l.mu is released: FUSE lookups need it
-	}
-	return d, err
-}
-
-func (l *Local) cloneScratch(snapshot, disk string) (Disk, error) {
-	return l.scratchClone(browse.Source{Snapshot: snapshot, Disk: disk}) // scratch.go
-}
-
 // Shutdown implements Service.
 func (l *Local) Shutdown(ctx context.Context) error {
 	if l.hooks.Shutdown == nil {
@@ -416,6 +454,9 @@ func (l *Local) Shutdown(ctx context.Context) error {
 // Close implements Service: it closes the region manager, then the store.
 func (l *Local) Close() error {
 	l.closeFiles() // local_files.go: before the store, whose clones it drops
+	l.stopLazy()   // local_lazy.go: the sources hold region locks
+	// local_remote.go: the remote disks still open, and their region locks.
+	l.closeRemote()
 	rerr := l.closeRegions()
 	if err := l.store.Close(); err != nil {
 		return err

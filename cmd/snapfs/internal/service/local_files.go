@@ -55,7 +55,9 @@ type filesHost struct {
 }
 
 func (h filesHost) Scratch(src browse.Source) (string, string, error) {
-	if src.Image == "" {
+	if src.Region != "" {
+		// Checked by the remote listing it comes from (local_remote.go).
+	} else if src.Image == "" {
 		if err := firstErr(rowstore.ValidateName("snapshot", src.Snapshot), rowstore.ValidateName("disk", src.Disk)); err != nil {
 			return "", "", err
 		}
@@ -70,6 +72,7 @@ func (h filesHost) Scratch(src browse.Source) (string, string, error) {
 }
 
 func (h filesHost) DropScratch(name string) error {
+	h.l.dropRemoteScratch(name) // local_remote.go
 	err := h.l.store.DeleteDisk(name, true)
 	if err != nil && !errors.Is(err, rowstore.ErrNotFound) {
 		return fmt.Errorf("delete scratch clone %s: %w", name, err)

@@ -328,6 +328,12 @@ func (l *Local) Sync(ctx context.Context, r SyncRequest, progress Progress) (Syn
 
 // Restore implements Service.
 func (l *Local) Restore(ctx context.Context, r RestoreRequest, progress Progress) (RestoreStats, error) {
+	if r.Lazy {
+		return l.restoreLazy(ctx, r, progress) // local_lazy.go
+	}
+	if r.Rate != 0 || r.Wait {
+		return RestoreStats{}, fmt.Errorf("%w: --rate and --wait go with --lazy", rowstore.ErrInvalid)
+	}
 	m, err := l.manager()
 	if err != nil {
 		return RestoreStats{}, err

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"math/rand"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -33,16 +31,7 @@ func TestRepairFromRegion(t *testing.T) {
 	}
 	l := NewLocal(st, storeDir)
 	defer l.Close()
-	sock := filepath.Join(dir, "c.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: Handler(l, nil)}
-	go hs.Serve(ln)
-	defer hs.Close()
-	c := NewClient(sock)
-	defer c.Close()
+	c := serve(t, l)
 
 	key := filepath.Join(dir, "key")
 	if err := os.WriteFile(key, bytes.Repeat([]byte{7}, 32), 0o600); err != nil {

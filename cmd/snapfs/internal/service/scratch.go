@@ -126,14 +126,6 @@ func (l *Local) HideScratch(ds []rowstore.DiskInfo) []rowstore.DiskInfo {
 	return out
 }
 
-// snapMountRecord is the part of cmd/snapfs's snapshot-mount record
-// (<store>/snapmounts/<key>.json) the cleanup needs.
-type snapMountRecord struct {
-	Mountpoint string `json:"mountpoint"`
-	Clone      string `json:"clone"`
-	Loop       string `json:"loop"`
-}
-
 // CleanScratch undoes what snapshot mounts of an earlier daemon left: it is
 // called at daemon start, before the namespace is mounted, when no snapshot
 // mount of this store can be alive. Problems are logged, never fatal.
@@ -160,15 +152,10 @@ func (l *Local) CleanScratch() {
 	}
 	scratch := l.scratchEntries()
 	// Records of snapshot mounts: all dead now.
-	recs, _ := filepath.Glob(filepath.Join(l.dir, "snapmounts", "*.json"))
-	for _, path := range recs {
-		var r snapMountRecord
-		data, err := os.ReadFile(path)
-		if err == nil {
-			err = json.Unmarshal(data, &r)
-		}
-		if err != nil {
-			log.Warn("unreadable snapshot mount record", "file", path, "err", err)
+	for _, f := range snapMountFiles(l.dir) {
+		path, r := f.path, f.rec
+		if f.err != nil {
+			log.Warn("unreadable snapshot mount record", "file", path, "err", f.err)
 			continue
 		}
 		if _, ok := scratch[r.Clone]; !ok {
@@ -278,6 +265,9 @@ func loopDetach(dev string) error {
 // the mount call it from inside FUSE requests (a new name needs no
 // invalidation: failed lookups are never cached).
 func (l *Local) scratchClone(src browse.Source) (Disk, error) {
+	if src.Region != "" {
+		return l.remoteScratch(src) // local_remote.go
+	}
 	what := src.Snapshot + "-" + src.Disk
 	if src.Image != "" {
 		what = "image-" + src.Image

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
@@ -58,8 +59,7 @@ type (
 		Name     string
 		ReadData bool
 	}
-	scratchReq struct{ Snapshot, Disk string }
-	umountReq  struct{ Mountpoint string }
+	umountReq struct{ Mountpoint string }
 	// policyDisksReq names a policy and disks (ApplyPolicy, CancelPolicy).
 	policyDisksReq struct {
 		Name  string
@@ -88,6 +88,9 @@ func done(err error) (any, error) { return struct{}{}, err }
 // methods is the control API: one entry per Service method (but Close).
 var methods = map[string]method{
 	"Status": op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.Status(ctx)) }),
+	"StatusReport": op(func(ctx context.Context, s Service, _ empty) (any, error) {
+		return result(s.StatusReport(ctx))
+	}),
 
 	"CreateDisk": op(func(ctx context.Context, s Service, r CreateDiskRequest) (any, error) {
 		return result(s.CreateDisk(ctx, r))
@@ -128,9 +131,6 @@ var methods = map[string]method{
 	"Usage": op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.Usage(ctx)) }),
 	"GC":    op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.GC(ctx)) }),
 
-	"CreateScratchClone": op(func(ctx context.Context, s Service, r scratchReq) (any, error) {
-		return result(s.CreateScratchClone(ctx, r.Snapshot, r.Disk))
-	}),
 	"Shutdown": op(func(ctx context.Context, s Service, _ empty) (any, error) { return done(s.Shutdown(ctx)) }),
 	"DiffFiles": op(func(ctx context.Context, s Service, r FilesDiffRequest) (any, error) {
 		return result(s.DiffFiles(ctx, r))
@@ -302,19 +302,21 @@ func Handler(s Service, log *slog.Logger) http.Handler {
 			serveStream(w, r, name, sm, s, body, log)
 			return
 		}
+		start := time.Now()
 		res, err := call(r.Context(), m, s, body)
+		took := time.Since(start)
 		if err != nil {
 			status := http.StatusConflict
 			if codeOf(err) == "" {
 				status = http.StatusInternalServerError
-				log.Error("control: "+name, "err", err)
+				log.Error("control: "+name, "err", err, "took", took)
 			} else {
-				log.Debug("control: "+name, "err", err)
+				log.Debug("control: "+name, "err", err, "took", took)
 			}
 			writeError(w, status, err)
 			return
 		}
-		log.Debug("control: " + name)
+		log.Debug("control: "+name, "took", took)
 		w.Header().Set("Content-Type", "application/json")
 		if err := json.NewEncoder(w).Encode(res); err != nil {
 			log.Warn("control: write answer", "op", name, "err", err)

@@ -28,6 +28,9 @@ import (
 type Service interface {
 	// Status describes the store and whether a daemon serves it.
 	Status(ctx context.Context) (Status, error)
+	// StatusReport is what snapfs status shows (status.go): Status, open
+	// disks, last snapshot per disk, snapshot mounts, region lag.
+	StatusReport(ctx context.Context) (StatusReport, error)
 
 	// Disks.
 	CreateDisk(ctx context.Context, req CreateDiskRequest) (Disk, error)
@@ -55,12 +58,6 @@ type Service interface {
 	// Space.
 	Usage(ctx context.Context) (rowstore.Usage, error)
 	GC(ctx context.Context) (rowstore.GCStats, error)
-
-	// CreateScratchClone makes a throw-away writable clone of a snapshot's
-	// disk, named snapmount-<snapshot>-<disk>-<n>, visible under the daemon's
-	// mount (snapshot mount). It needs a daemon: without one it fails with
-	// exitcode.ErrNoDaemon and changes nothing.
-	CreateScratchClone(ctx context.Context, snapshot, disk string) (Disk, error)
 
 	// DiffFiles lists the files created, deleted, modified and renamed in
 	// the filesystem inside a disk between two snapshots (New "": the disk
@@ -373,6 +370,12 @@ type RestoreRequest struct {
 	// key it wraps (restore --encrypt).
 	KeyFile              string `json:"key_file,omitempty"`
 	AllowInsecureKeyFile bool   `json:"allow_insecure_key_file,omitempty"`
+	// Lazy makes To usable at once: blocks come from the region on demand
+	// and hydrate in the background within Rate bytes/s (0: unbounded);
+	// Wait returns once every block is local (local_lazy.go).
+	Lazy bool  `json:"lazy,omitempty"`
+	Rate int64 `json:"rate,omitempty"`
+	Wait bool  `json:"wait,omitempty"`
 }
 
 // PruneRequest keeps the KeepLast newest remote snapshots and those younger

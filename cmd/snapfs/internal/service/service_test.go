@@ -15,34 +15,25 @@ import (
 // both runs fn against a Local and against a Client of a Handler serving
 // another Local: the two must behave the same.
 func both(t *testing.T, fn func(t *testing.T, s Service)) {
-	open := func(t *testing.T) *Local {
-		dir := t.TempDir()
-		if err := rowstore.Create(dir, rowstore.Options{}); err != nil {
-			t.Fatal(err)
-		}
-		st, err := rowstore.Open(dir, rowstore.Options{GCInterval: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l := NewLocal(st, dir)
-		t.Cleanup(func() { l.Close() })
-		return l
+	t.Run("local", func(t *testing.T) { fn(t, newLocal(t)) })
+	t.Run("client", func(t *testing.T) { fn(t, serve(t, newLocal(t))) })
+}
+
+// serve serves s on a control socket until the test ends; it returns a
+// Client of it.
+func serve(t *testing.T, s Service) *Client {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "c.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Run("local", func(t *testing.T) { fn(t, open(t)) })
-	t.Run("client", func(t *testing.T) {
-		l := open(t)
-		sock := filepath.Join(t.TempDir(), "c.sock")
-		ln, err := net.Listen("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := &http.Server{Handler: Handler(l, nil)}
-		go hs.Serve(ln)
-		t.Cleanup(func() { hs.Close() })
-		c := NewClient(sock)
-		t.Cleanup(func() { c.Close() })
-		fn(t, c)
-	})
+	hs := &http.Server{Handler: Handler(s, nil)}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	c := NewClient(sock)
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func TestServiceSameOnBothPaths(t *testing.T) {
@@ -61,7 +52,10 @@ func TestServiceSameOnBothPaths(t *testing.T) {
 				return err
 			}(), rowstore.ErrInvalid},
 			{func() error { _, err := s.GetDisk(ctx, "nope"); return err }(), rowstore.ErrNotFound},
-			{func() error { _, err := s.CreateScratchClone(ctx, "s", "d"); return err }(), exitcode.ErrNoDaemon},
+			{func() error {
+				_, err := s.MountSnapshot(ctx, SnapMountRequest{Snapshot: "s", Disk: "d", Mountpoint: "/nonexistent"})
+				return err
+			}(), exitcode.ErrNoDaemon},
 			{s.Shutdown(ctx), exitcode.ErrNoDaemon},
 		} {
 			if !errors.Is(tc.err, tc.want) {

@@ -73,6 +73,31 @@ func SnapMountPath(store, mountpoint string) string {
 	return filepath.Join(store, SnapMountDir, hex.EncodeToString(h[:8])+".json")
 }
 
+// snapMountFile is one record file of <store>/snapmounts and what it holds
+// (err: unreadable or not JSON).
+type snapMountFile struct {
+	path string
+	rec  SnapMount
+	err  error
+}
+
+// snapMountFiles are the snapshot mount records of the store in dir (what
+// snapfs status shows and the cleanup at daemon start undoes).
+func snapMountFiles(dir string) []snapMountFile {
+	paths, _ := filepath.Glob(filepath.Join(dir, SnapMountDir, "*.json"))
+	out := make([]snapMountFile, 0, len(paths))
+	for _, p := range paths {
+		f := snapMountFile{path: p}
+		data, err := os.ReadFile(p)
+		if err == nil {
+			err = json.Unmarshal(data, &f.rec)
+		}
+		f.err = err
+		out = append(out, f)
+	}
+	return out
+}
+
 // killPointForTest SIGKILLs the daemon at the named step of a snapshot
 // mount when SNAPFS_TEST_KILL_AT names it (the integration tests' way to
 // kill the daemon between two steps, deterministically).

@@ -1,0 +1,284 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/snapfs/snapfs/replicate"
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// Lazy restore (restore --lazy): the new disk's bottom layer is a rowstore
+// lazy layer whose source is the region's disk (replicate.RemoteDisk,
+// range reads verified against the chunk ids). The service opens the
+// source, creates the disk, attaches the source and, with Wait, streams
+// hydration progress like a sync. The daemon re-attaches the source of
+// every lazy layer when it starts (resumeLazy), retrying with backoff
+// while the region is unreachable; a command without a daemon hydrates
+// only while it runs (the next daemon resumes).
+
+// remoteDisk is what a lazy layer needs of a region's disk.
+type remoteDisk interface {
+	rowstore.LayerSource
+	Size() int64
+	BlockSize() int
+	StoredBlocks() int64
+	Encrypted() bool
+	Close() error
+}
+
+// lazyState is the Local's re-attachment work.
+type lazyState struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// restoreLazy implements Restore with Lazy.
+func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Progress) (RestoreStats, error) {
+	if r.KeyFile != "" {
+		return RestoreStats{}, fmt.Errorf("%w: restore --lazy into an encrypted disk is not supported yet (restore without --lazy)", rowstore.ErrInvalid)
+	}
+	if r.Rate < 0 {
+		return RestoreStats{}, fmt.Errorf("%w: negative --rate", rowstore.ErrInvalid)
+	}
+	if err := rowstore.ValidateName("disk", r.To); err != nil {
+		return RestoreStats{}, err
+	}
+	m, err := l.manager()
+	if err != nil {
+		return RestoreStats{}, err
+	}
+	t0 := time.Now()
+	rd, err := openReopening(ctx, l.log, m, r.Region, r.Host, r.Snapshot, r.Disk)
+	if err != nil {
+		return RestoreStats{}, fmt.Errorf("restore --lazy: %w", err)
+	}
+	if rd.Encrypted() {
+		rd.Close()
+		return RestoreStats{}, fmt.Errorf("%w: disk %q of snapshot %q was encrypted on its host: restore it into an encrypted disk (--encrypt --key-file FILE, without --lazy)", replicate.ErrInvalid, r.Disk, r.Snapshot)
+	}
+	origin := rowstore.LazyOrigin{Region: r.Region, Host: r.Host, Snapshot: r.Snapshot, Disk: r.Disk, Size: rd.Size(), BlockSize: rd.BlockSize(), Rate: r.Rate}
+	if _, err := l.store.CreateLazyDisk(r.To, origin, rd.StoredBlocks()); err != nil {
+		rd.Close()
+		return RestoreStats{}, err
+	}
+	t1 := time.Now()
+	l.namesChanged()
+	layer, err := l.lazyLayerOf(r.To)
+	if err == nil {
+		err = l.store.AttachLazy(layer, rd, rowstore.HydrateOptions{})
+	}
+	l.log.Debug("restore --lazy", "disk", r.To, "open_region_disk", t1.Sub(t0), "create_and_attach", time.Since(t1))
+	if err != nil {
+		rd.Close()
+		return RestoreStats{}, fmt.Errorf("restore --lazy: disk %s was created; its hydration starts with the next daemon: %w", r.To, err)
+	}
+	if !r.Wait {
+		st, _, _ := l.store.LazyStatusOf(r.To)
+		return RestoreStats{Blocks: st.Local, BlocksTotal: st.Total}, nil
+	}
+	p := progressOf(progress)
+	p.Event(replicate.Event{Type: replicate.EventStart, Op: "hydrate", Region: r.Region, Snapshot: r.Snapshot, Disk: r.To})
+	var last rowstore.LazyStatus
+	err = l.store.WaitHydrated(ctx, r.To, 250*time.Millisecond, func(st rowstore.LazyStatus) {
+		last = st
+		p.Event(replicate.Event{Type: replicate.EventBlocks, Op: "hydrate", Region: r.Region, Snapshot: r.Snapshot, Disk: r.To,
+			Blocks: st.Local, BlocksTotal: st.Total, Bytes: st.BytesFetched})
+	})
+	done := replicate.Event{Type: replicate.EventDone, Op: "hydrate", Region: r.Region, Snapshot: r.Snapshot, Disk: r.To,
+		Blocks: last.Total, BlocksTotal: last.Total, Bytes: last.BytesFetched}
+	if err != nil {
+		done.Blocks, done.Err = last.Local, err.Error()
+		p.Event(done)
+		return RestoreStats{Blocks: last.Local, BlocksTotal: last.Total, BytesRead: last.BytesFetched}, err
+	}
+	p.Event(done)
+	return RestoreStats{Blocks: last.Total, BlocksTotal: last.Total, BytesRead: last.BytesFetched, Hydrated: true}, nil
+}
+
+func (l *Local) lazyLayerOf(disk string) (uint64, error) {
+	ls, err := l.store.ListLazy()
+	if err != nil {
+		return 0, err
+	}
+	for _, x := range ls {
+		for _, d := range x.Disks {
+			if d == disk {
+				return x.Layer, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("%w: disk %q reads through no lazy layer", rowstore.ErrNotFound, disk)
+}
+
+// resumeLazy re-attaches, in the background, the source of every lazy
+// layer of the store (the daemon calls it once at start). A region that
+// cannot be opened is tried again with backoff (1 s doubling to a minute)
+// until it can or the Local closes; meanwhile reads of missing blocks fail
+// with EIO.
+func (l *Local) resumeLazy() {
+	ls, err := l.store.ListLazy()
+	if err != nil {
+		l.log.Warn("lazy disks: list", "err", err)
+		return
+	}
+	if len(ls) == 0 {
+		return
+	}
+	l.lz.mu.Lock()
+	defer l.lz.mu.Unlock()
+	if l.lz.cancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.lz.cancel = cancel
+	for _, x := range ls {
+		l.lz.wg.Add(1)
+		go func() {
+			defer l.lz.wg.Done()
+			l.attachWithRetry(ctx, x)
+		}()
+	}
+}
+
+func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer) {
+	o := x.Origin
+	backoff := time.Second
+	for {
+		err := func() error {
+			m, err := l.manager()
+			if err != nil {
+				return err
+			}
+			rd, err := openReopening(ctx, l.log, m, o.Region, o.Host, o.Snapshot, o.Disk)
+			if err != nil {
+				return err
+			}
+			if rd.Size() != o.Size || rd.BlockSize() != o.BlockSize {
+				rd.Close()
+				return fmt.Errorf("%w: the region's disk is %d bytes of %d-byte blocks; the lazy layer expects %d of %d", replicate.ErrCorrupt, rd.Size(), rd.BlockSize(), o.Size, o.BlockSize)
+			}
+			if err := l.store.AttachLazy(x.Layer, rd, rowstore.HydrateOptions{NoHydrate: len(x.Disks) == 0}); err != nil {
+				rd.Close()
+				if errors.Is(err, rowstore.ErrBusy) {
+					return nil // attached meanwhile
+				}
+				return err
+			}
+			return nil
+		}()
+		if err == nil {
+			l.log.Info("lazy disk: source attached", "layer", x.Layer, "disks", x.Disks, "region", o.Region, "snapshot", o.Snapshot, "disk", o.Disk)
+			return
+		}
+		l.log.Warn("lazy disk: attaching its region failed; retrying", "layer", x.Layer, "disks", x.Disks, "region", o.Region, "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+}
+
+// stopLazy stops re-attachment and hydration (before the region manager
+// closes: the sources hold region locks).
+func (l *Local) stopLazy() {
+	l.lz.mu.Lock()
+	cancel := l.lz.cancel
+	l.lz.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		l.lz.wg.Wait()
+	}
+	l.store.StopLazy()
+}
+
+// reopening is a region's disk that is opened again when a read fails as
+// unavailable (at most every reopenEvery): a RemoteDisk keeps the stores it
+// opened, so a store that was missing when it opened (a file system not
+// mounted yet) would stay missing for it even once back.
+type reopening struct {
+	open func(ctx context.Context) (remoteDisk, error)
+	log  *slog.Logger
+
+	mu     sync.RWMutex
+	rd     remoteDisk
+	last   time.Time
+	closed bool
+}
+
+const reopenEvery = 5 * time.Second
+
+func openReopening(ctx context.Context, log *slog.Logger, m *replicate.Manager, region, host, snapshot, disk string) (*reopening, error) {
+	open := func(ctx context.Context) (remoteDisk, error) {
+		return openRemoteDisk(ctx, m, region, host, snapshot, disk)
+	}
+	rd, err := open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &reopening{open: open, log: log, rd: rd, last: time.Now()}, nil
+}
+
+func (r *reopening) cur() remoteDisk {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.rd
+}
+
+func (r *reopening) Size() int64         { return r.cur().Size() }
+func (r *reopening) BlockSize() int      { return r.cur().BlockSize() }
+func (r *reopening) StoredBlocks() int64 { return r.cur().StoredBlocks() }
+func (r *reopening) Encrypted() bool     { return r.cur().Encrypted() }
+func (r *reopening) Stored(b int64) bool { return r.cur().Stored(b) }
+
+func (r *reopening) ReadBlock(ctx context.Context, b int64, dst []byte) error {
+	rd := r.cur()
+	err := rd.ReadBlock(ctx, b, dst)
+	if err == nil || !errors.Is(err, replicate.ErrUnavailable) || ctx.Err() != nil {
+		return err
+	}
+	r.mu.Lock()
+	if r.closed || r.rd != rd || time.Since(r.last) < reopenEvery {
+		r.mu.Unlock()
+		return err
+	}
+	r.last = time.Now()
+	r.mu.Unlock()
+	nrd, oerr := r.open(ctx)
+	if oerr != nil {
+		return err
+	}
+	if nrd.Size() != rd.Size() || nrd.BlockSize() != rd.BlockSize() || nrd.StoredBlocks() != rd.StoredBlocks() {
+		nrd.Close()
+		return fmt.Errorf("%w: the region's disk changed shape on reopening", replicate.ErrCorrupt)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		nrd.Close()
+		return err
+	}
+	old := r.rd
+	r.rd = nrd
+	r.mu.Unlock()
+	old.Close() // reads in flight on it fail and are retried
+	r.log.Info("lazy disk: region reopened after a failed read")
+	return nrd.ReadBlock(ctx, b, dst)
+}
+
+func (r *reopening) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	return r.rd.Close()
+}

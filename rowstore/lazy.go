@@ -1,0 +1,1009 @@
+package rowstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/bits"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/segment"
+)
+
+// Lazy layers: the bottom layer of a lazily restored disk (see the package
+// doc, "Lazy layers"). This file owns the catalog record's use, the read
+// path's hook (lazyFill), hydration and its status.
+
+// LayerSource gives the blocks a lazy layer does not hold yet.
+// Implementations are safe for concurrent use.
+type LayerSource interface {
+	// ReadBlock reads block b, verified against its digest, into dst (one
+	// block). A block the source cannot give now is an error (wrapping
+	// the cause); never zeros or other data.
+	ReadBlock(ctx context.Context, b int64, dst []byte) error
+	// Stored reports whether block b has data in the source; a block that
+	// has none reads as zeros.
+	Stored(b int64) bool
+}
+
+// ErrUnavailable: a block the disk does not hold yet could not be had from
+// its source (not attached, unreachable, or failed verification). It
+// wraps syscall.EIO, and comes first in the errors wrapping it, so the
+// errno a reader gets is EIO whatever the cause carries (a refused
+// connection's ECONNREFUSED, a missing directory's ENOENT).
+var ErrUnavailable error = unavailableError{}
+
+type unavailableError struct{}
+
+func (unavailableError) Error() string { return "block not local and its source is unavailable" }
+func (unavailableError) Unwrap() error { return syscall.EIO }
+
+// LazyOrigin is where a lazy layer's missing blocks come from.
+type LazyOrigin = index.LazyOrigin
+
+// LazyStatus is the hydration state of a lazily restored disk.
+type LazyStatus struct {
+	Disk     string     `json:"disk"`
+	Layer    uint64     `json:"layer"`
+	Origin   LazyOrigin `json:"origin"`
+	Attached bool       `json:"attached"` // a source is attached and what is missing is known
+	Running  bool       `json:"running"`  // background hydration is running
+	Done     bool       `json:"done"`     // every block is local; the lazy mark is cleared
+	// Blocks the source stores, and how many of them are local.
+	Total int64 `json:"blocks_total"`
+	Local int64 `json:"blocks_local"`
+	// BytesFetched counts block bytes fetched from the source since the
+	// source was attached (reads and hydration); Rate is hydration's
+	// average since then (bytes/s), ETA the time left at that rate.
+	BytesFetched int64         `json:"bytes_fetched"`
+	Rate         float64       `json:"rate"`
+	ETA          time.Duration `json:"eta_ns"`
+	RateLimit    int64         `json:"rate_limit,omitempty"` // bytes/s; 0: unbounded
+	LastError    string        `json:"last_error,omitempty"`
+}
+
+// HydrateOptions tune background hydration.
+type HydrateOptions struct {
+	// Rate bounds hydration's fetches, in bytes per second; 0 keeps the
+	// rate recorded in the layer's origin (0 there: unbounded). Reads that
+	// need a block fetch it at once, whatever the bound.
+	Rate int64
+	// Workers is the number of blocks fetched at once (default 4).
+	Workers int
+	// NoHydrate attaches the source for reads only.
+	NoHydrate bool
+	// Backoff bounds the wait between retries after a failed fetch
+	// (default 100 ms doubling up to 30 s).
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// lazySet holds the store's lazy layers (loaded from the catalog on first
+// use, kept up to date by CreateLazyDisk and clearLazy).
+type lazySet struct {
+	mu     sync.RWMutex
+	loaded bool
+	layers map[uint64]*lazyLayer
+}
+
+// lazyLayer is one lazy layer in memory.
+type lazyLayer struct {
+	s      *Store
+	id     uint64
+	epoch  uint64 // the epoch hydrated versions are written at (the one its children see)
+	origin LazyOrigin
+	n      uint64 // blocks of the origin
+	bs     int
+
+	mu       sync.Mutex
+	src      LayerSource
+	need     []uint64 // bitmap: stored in the source, not local yet (set at attach)
+	missing  int64    // bits set in need
+	total    int64    // blocks the source stores
+	inflight map[uint64]*lazyCall
+	hints    []uint64 // blocks reads needed, newest last (hydration starts there)
+	cursor   uint64   // sequential hydration position
+	lastErr  string
+	done     bool // lazy mark cleared
+	running  bool
+	cancel   context.CancelFunc
+	ready    chan struct{} // closed once need is known (or the attach failed: src nil)
+	finished chan struct{} // closed when the hydrator stops
+	attached time.Time
+	fetched  int64 // bytes fetched since attach (reads and hydration)
+	hydrated int64 // bytes fetched by hydration since attach
+	bucket   *tokenBucket
+	rate     int64
+}
+
+type lazyCall struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// lazyReadTimeout bounds a read's wait for one block from its source.
+const lazyReadTimeout = 60 * time.Second
+
+const maxHints = 64
+
+// errHydrated: the block became local after the caller's lookup;
+// errLazyDone: the whole layer did (blocks the source did not store have
+// no version: zeros).
+var (
+	errHydrated = errors.New("block hydrated meanwhile")
+	errLazyDone = errors.New("layer hydrated meanwhile")
+)
+
+func (s *Store) lazyLayers() (map[uint64]*lazyLayer, error) {
+	s.lazy.mu.RLock()
+	if s.lazy.loaded {
+		m := s.lazy.layers
+		s.lazy.mu.RUnlock()
+		return m, nil
+	}
+	s.lazy.mu.RUnlock()
+	s.lazy.mu.Lock()
+	defer s.lazy.mu.Unlock()
+	if s.lazy.loaded {
+		return s.lazy.layers, nil
+	}
+	m := map[uint64]*lazyLayer{}
+	err := s.idx.View(func(t *index.Txn) error {
+		return t.Layers(func(l index.Layer) error {
+			if l.Lazy != nil {
+				m[l.ID] = newLazyLayer(s, l)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lazy layers: %w", err)
+	}
+	s.lazy.layers, s.lazy.loaded = m, true
+	return m, nil
+}
+
+func newLazyLayer(s *Store, l index.Layer) *lazyLayer {
+	o := *l.Lazy
+	return &lazyLayer{s: s, id: l.ID, epoch: l.Epoch - 1, origin: o, bs: o.BlockSize,
+		n: uint64((o.Size + int64(o.BlockSize) - 1) / int64(o.BlockSize)), inflight: map[uint64]*lazyCall{}, rate: o.Rate}
+}
+
+// lazyOf returns the lazy layer at the bottom of chain, or nil.
+func (s *Store) lazyOf(chain []link) (*lazyLayer, error) {
+	m, err := s.lazyLayers()
+	if err != nil || len(m) == 0 {
+		return nil, err
+	}
+	s.lazy.mu.RLock()
+	defer s.lazy.mu.RUnlock()
+	return s.lazy.layers[chain[len(chain)-1].layer], nil
+}
+
+// lazyFill is the read path's hook: blocks no link of chain holds are, when
+// the chain ends in a lazy layer, fetched from its source (and kept).
+// bad, if set, is told of blocks that became local since they were looked
+// up (a disk's block map then forgets them).
+func (s *Store) lazyFill(chain []link, found []bool, blocks []uint64, dsts [][]byte, what string, any bool, bad func(uint64)) (bool, error) {
+	all := true
+	for _, f := range found {
+		all = all && f
+	}
+	if all {
+		return any, nil
+	}
+	ll, err := s.lazyOf(chain)
+	if ll == nil || err != nil {
+		return any, err
+	}
+	for i, b := range blocks {
+		if found[i] {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), lazyReadTimeout)
+		had, err := ll.fill(ctx, b, dsts[i], true)
+		cancel()
+		if hyd := errors.Is(err, errHydrated); hyd || errors.Is(err, errLazyDone) {
+			if bad != nil {
+				bad(b)
+			}
+			had, err = s.readBlocksIndexed(chain, []uint64{b}, [][]byte{dsts[i]}, what)
+			if err == nil && !had && hyd {
+				if _, f, e := s.lookupMany(chain, []uint64{b}); e == nil && !f[0] {
+					err = &CorruptError{What: fmt.Sprintf("%s: block %d", what, b), Err: errors.New("hydrated block missing from the index")}
+				}
+			}
+		}
+		if err != nil {
+			return any, fmt.Errorf("%s: block %d: %w", what, b, err)
+		}
+		any = any || had
+	}
+	return any, nil
+}
+
+// refuseLazy refuses a diff of a point that reads through a lazy layer
+// not hydrated yet: the index does not hold its missing blocks, so a diff
+// (a sync to a region) would take them for zeros.
+func (s *Store) refuseLazy(chain []link, what string) error {
+	ll, err := s.lazyOf(chain)
+	if err != nil || ll == nil || ll.isDone() {
+		return err
+	}
+	return fmt.Errorf("%w: %s reads through a disk still hydrating from region %q (snapshot %q, disk %q); "+
+		"diff or sync it once hydrated (disk info shows the progress)", ErrBusy, what, ll.origin.Region, ll.origin.Snapshot, ll.origin.Disk)
+}
+
+func (ll *lazyLayer) needLocked(b uint64) bool {
+	return ll.need != nil && ll.need[b/64]&(1<<(b%64)) != 0
+}
+
+func (ll *lazyLayer) clearNeedLocked(b uint64) {
+	if ll.needLocked(b) {
+		ll.need[b/64] &^= 1 << (b % 64)
+		ll.missing--
+	}
+}
+
+// fill reads block b of the layer into dst: zeros past the origin's end and
+// where the source stores nothing, errHydrated if it is local (read it
+// through the index), else fetched (once, whoever asks) and kept.
+func (ll *lazyLayer) fill(ctx context.Context, b uint64, dst []byte, read bool) (bool, error) {
+	if b >= ll.n {
+		clear(dst)
+		return false, nil
+	}
+	ll.mu.Lock()
+	if ll.done {
+		ll.mu.Unlock()
+		return false, errLazyDone
+	}
+	if ready := ll.ready; ll.src != nil && ready != nil {
+		select {
+		case <-ready:
+		default: // the attach is still working out what is missing
+			ll.mu.Unlock()
+			select {
+			case <-ready:
+			case <-ctx.Done():
+				return false, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+			}
+			ll.mu.Lock()
+		}
+	}
+	src := ll.src
+	if src == nil {
+		ll.mu.Unlock()
+		return false, fmt.Errorf("%w: lazy layer %d (region %q, snapshot %q, disk %q) has no source attached",
+			ErrUnavailable, ll.id, ll.origin.Region, ll.origin.Snapshot, ll.origin.Disk)
+	}
+	if !src.Stored(int64(b)) {
+		ll.mu.Unlock()
+		clear(dst)
+		return false, nil
+	}
+	if !ll.needLocked(b) {
+		ll.mu.Unlock()
+		return false, errHydrated
+	}
+	if read {
+		ll.hintLocked(b)
+	}
+	c, waiting := ll.inflight[b]
+	if !waiting {
+		c = &lazyCall{done: make(chan struct{})}
+		ll.inflight[b] = c
+	}
+	ll.mu.Unlock()
+	if waiting {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return false, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		}
+		if c.err != nil {
+			return false, c.err
+		}
+		copy(dst, c.data)
+		return true, nil
+	}
+	err := ll.fetch(ctx, src, b, dst, !read)
+	if err == nil {
+		c.data = append([]byte(nil), dst...)
+	}
+	c.err = err
+	ll.mu.Lock()
+	delete(ll.inflight, b)
+	ll.mu.Unlock()
+	close(c.done)
+	return err == nil, err
+}
+
+// fetch reads block b from src into dst and writes it into the layer.
+func (ll *lazyLayer) fetch(ctx context.Context, src LayerSource, b uint64, dst []byte, hydrate bool) error {
+	if err := src.ReadBlock(ctx, int64(b), dst); err != nil {
+		err = fmt.Errorf("%w: lazy layer %d: %w", ErrUnavailable, ll.id, err)
+		ll.mu.Lock()
+		ll.lastErr = err.Error()
+		ll.mu.Unlock()
+		return err
+	}
+	ll.mu.Lock()
+	ll.fetched += int64(len(dst))
+	if hydrate {
+		ll.hydrated += int64(len(dst))
+	}
+	ll.mu.Unlock()
+	// Keep it: a read that cannot keep the block (a full filesystem) still
+	// has its data; hydration fetches it again later.
+	if err := ll.s.storeLazy(ll, b, dst); err != nil {
+		ll.s.log.Warn("lazy layer: keeping a fetched block failed", "layer", ll.id, "block", b, "err", err)
+		if hydrate {
+			return err
+		}
+	}
+	return nil
+}
+
+// storeLazy appends block b of lazy layer ll (a zero record for zeros) at
+// the epoch its children see, and marks it local.
+func (s *Store) storeLazy(ll *lazyLayer, b uint64, data []byte) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	var err error
+	if isZero(data) {
+		var cnt [8]byte
+		putLeUint64(cnt[:], 1)
+		r := &segment.Record{Kind: segment.KindZero, Layer: ll.id, Block: b, Epoch: ll.epoch, Payload: cnt[:]}
+		_, err = s.appendVersion(r, index.Version{Flags: index.FlagZero}, 1)
+	} else {
+		v := digestBlocks([][]byte{data}, []bool{false})[0]
+		r := &segment.Record{Kind: segment.KindData, Layer: ll.id, Block: b, Epoch: ll.epoch, Payload: data}
+		_, err = s.appendVersion(r, v, 1)
+	}
+	if err != nil {
+		return fmt.Errorf("lazy layer %d: keep block %d: %w", ll.id, b, err)
+	}
+	ll.mu.Lock()
+	ll.clearNeedLocked(b)
+	ll.mu.Unlock()
+	return nil
+}
+
+func (ll *lazyLayer) hintLocked(b uint64) {
+	if n := len(ll.hints); n > 0 && ll.hints[n-1] == b {
+		return
+	}
+	if len(ll.hints) == maxHints {
+		copy(ll.hints, ll.hints[1:])
+		ll.hints = ll.hints[:maxHints-1]
+	}
+	ll.hints = append(ll.hints, b)
+}
+
+// hintWindow is how far past a recent read hydration looks first.
+const hintWindow = 256
+
+// pickLocked claims the next block to hydrate: near the newest read first,
+// then in order from the cursor. ok is false when none is left to claim.
+func (ll *lazyLayer) pickLocked() (uint64, *lazyCall, bool) {
+	claim := func(b uint64) (uint64, *lazyCall, bool) {
+		c := &lazyCall{done: make(chan struct{})}
+		ll.inflight[b] = c
+		return b, c, true
+	}
+	for len(ll.hints) > 0 {
+		h := ll.hints[len(ll.hints)-1]
+		for b := h; b < min(h+hintWindow, ll.n); b++ {
+			if ll.needLocked(b) && ll.inflight[b] == nil {
+				ll.hints[len(ll.hints)-1] = b + 1
+				return claim(b)
+			}
+		}
+		ll.hints = ll.hints[:len(ll.hints)-1]
+	}
+	for pass := 0; pass < 2; pass++ {
+		for b := ll.cursor; b < ll.n; {
+			w := ll.need[b/64] >> (b % 64)
+			if w == 0 {
+				b = (b/64 + 1) * 64
+				continue
+			}
+			b += uint64(bits.TrailingZeros64(w))
+			if b >= ll.n {
+				break
+			}
+			if ll.inflight[b] == nil {
+				ll.cursor = b + 1
+				return claim(b)
+			}
+			b++
+		}
+		ll.cursor = 0
+	}
+	return 0, nil, false
+}
+
+// CreateLazyDisk creates a disk whose content is origin's: a lazy bottom
+// layer that holds nothing yet, and a head layer above it that takes the
+// writes. stored is the number of blocks the origin stores (the disk's
+// allocation). Constant time. Until a source is attached (AttachLazy),
+// reads of blocks not local fail with ErrUnavailable.
+func (s *Store) CreateLazyDisk(name string, origin LazyOrigin, stored int64) (DiskInfo, error) {
+	origin.Format = index.LazyFormat
+	if err := firstErr(ValidateName("disk", name), ValidateDiskSize(origin.Size), ValidateBlockSize(origin.BlockSize)); err != nil {
+		return DiskInfo{}, err
+	}
+	if origin.Region == "" || origin.Snapshot == "" || origin.Disk == "" || origin.Rate < 0 {
+		return DiskInfo{}, fmt.Errorf("%w: a lazy disk needs a region, snapshot and disk, and a rate >= 0", ErrInvalid)
+	}
+	if _, err := s.lazyLayers(); err != nil {
+		return DiskInfo{}, err
+	}
+	var bottom index.Layer
+	di, err := s.newDisk(name, func(t *index.Txn) (index.Layer, index.Disk, int64, error) {
+		id, err := t.NextID()
+		if err != nil {
+			return index.Layer{}, index.Disk{}, 0, err
+		}
+		o := origin
+		// Epoch 1 holds the hydrated blocks and is sealed (children see it).
+		bottom = index.Layer{ID: id, Epoch: 2, BlockSize: origin.BlockSize, Created: time.Now().UTC(), Lazy: &o}
+		if err := t.PutLayer(bottom); err != nil {
+			return index.Layer{}, index.Disk{}, 0, err
+		}
+		return index.Layer{Parent: id, ParentEpoch: 1, Epoch: 1, BlockSize: origin.BlockSize},
+			index.Disk{Size: origin.Size, BlockSize: origin.BlockSize,
+				Origin: fmt.Sprintf("region %s snapshot %s/%s (lazy)", origin.Region, origin.Snapshot, origin.Disk)}, stored, nil
+	})
+	if err != nil {
+		return DiskInfo{}, err
+	}
+	s.lazy.mu.Lock()
+	s.lazy.layers[bottom.ID] = newLazyLayer(s, bottom)
+	s.lazy.mu.Unlock()
+	return di, nil
+}
+
+// LazyLayer is a lazy layer and its origin, for re-attaching sources.
+type LazyLayer struct {
+	Layer  uint64     `json:"layer"`
+	Origin LazyOrigin `json:"origin"`
+	// Disks are the disks whose chain ends in it (none: only snapshots,
+	// images or clones of deleted disks still read through it).
+	Disks []string `json:"disks,omitempty"`
+}
+
+// ListLazy lists the lazy layers not fully hydrated yet.
+func (s *Store) ListLazy() ([]LazyLayer, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	m, err := s.lazyLayers()
+	if err != nil {
+		return nil, err
+	}
+	users, err := s.lazyUsers()
+	if err != nil {
+		return nil, err
+	}
+	s.lazy.mu.RLock()
+	defer s.lazy.mu.RUnlock()
+	var out []LazyLayer
+	for id, ll := range m {
+		if !ll.isDone() {
+			out = append(out, LazyLayer{Layer: id, Origin: ll.origin, Disks: users[id]})
+		}
+	}
+	return out, nil
+}
+
+// lazyUsers maps each layer at the bottom of a disk's chain to the disks.
+func (s *Store) lazyUsers() (map[uint64][]string, error) {
+	users := map[uint64][]string{}
+	err := s.idx.View(func(t *index.Txn) error {
+		return index.Each(t, index.KindDisk, func(d index.Disk) error {
+			l, err := t.Layer(d.Layer)
+			if err != nil {
+				return err
+			}
+			chain, err := chainOf(t, l.ID, l.Epoch)
+			if err != nil {
+				return err
+			}
+			bottom := chain[len(chain)-1].layer
+			users[bottom] = append(users[bottom], d.Name)
+			return nil
+		})
+	})
+	return users, err
+}
+
+// AttachLazy attaches src to lazy layer layer: reads of blocks it does not
+// hold fetch them from src, and (unless opts.NoHydrate) a background job
+// fetches the rest, near recent reads first, within opts.Rate. Which blocks
+// are missing is derived from the index (the layer's versions) and
+// src.Stored, so a restart resumes where the last run's committed work
+// ended. When every block is local the lazy mark is cleared. If src is an
+// io.Closer it is closed when hydration ends or the store closes. A
+// layer that already has a source is ErrBusy.
+func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	m, err := s.lazyLayers()
+	if err != nil {
+		return err
+	}
+	s.lazy.mu.RLock()
+	ll := m[layer]
+	s.lazy.mu.RUnlock()
+	if ll == nil {
+		return fmt.Errorf("%w: lazy layer %d", ErrNotFound, layer)
+	}
+	ll.mu.Lock()
+	if ll.src != nil || ll.done {
+		ll.mu.Unlock()
+		return fmt.Errorf("%w: lazy layer %d already has a source", ErrBusy, layer)
+	}
+	ll.mu.Unlock()
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 100 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	ll.mu.Lock()
+	if ll.src != nil || ll.done {
+		ll.mu.Unlock()
+		return fmt.Errorf("%w: lazy layer %d already has a source", ErrBusy, layer)
+	}
+	ll.src, ll.need, ll.total, ll.missing = src, nil, 0, 0
+	ll.ready = make(chan struct{})
+	ll.attached, ll.fetched, ll.hydrated, ll.lastErr = time.Now(), 0, 0, ""
+	if opts.Rate > 0 {
+		ll.rate = opts.Rate
+	}
+	ll.bucket = newTokenBucket(ll.rate, ll.bs)
+	ctx, cancel := context.WithCancel(context.Background())
+	ll.cancel = cancel
+	ll.finished = make(chan struct{})
+	ll.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(ll.finished)
+		go func() {
+			select {
+			case <-s.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		need, total, missing, err := s.scanLocal(ll, src)
+		ll.mu.Lock()
+		if err != nil {
+			ll.src, ll.lastErr = nil, err.Error()
+		} else {
+			ll.need, ll.total, ll.missing = need, total, missing
+		}
+		close(ll.ready)
+		ll.mu.Unlock()
+		if err != nil {
+			s.log.Warn("lazy layer: attaching failed", "layer", layer, "err", err)
+			cancel()
+			if c, ok := src.(io.Closer); ok {
+				c.Close()
+			}
+			return
+		}
+		s.log.Info("lazy layer attached", "layer", layer, "region", ll.origin.Region, "snapshot", ll.origin.Snapshot,
+			"disk", ll.origin.Disk, "blocks", total, "missing", missing, "rate", ll.rate)
+		hydrate := !opts.NoHydrate
+		for {
+			if hydrate {
+				ll.setRunning(true)
+				ll.hydrate(ctx, opts)
+				ll.setRunning(false)
+			}
+			if ll.isDone() || ctx.Err() != nil {
+				break
+			}
+			// No disk reads through the layer: the source stays for the
+			// snapshots, images and clones that still do, until GC removes
+			// the layer (then it is closed: it holds a region lock); a disk
+			// made from one of them later starts hydration again.
+			gone, users := ll.waitUsers(ctx)
+			if gone {
+				s.log.Info("lazy layer removed; its source is closed", "layer", layer)
+				s.lazy.mu.Lock()
+				delete(s.lazy.layers, layer)
+				s.lazy.mu.Unlock()
+				break
+			}
+			hydrate = users
+		}
+		cancel()
+		if c, ok := src.(io.Closer); ok {
+			c.Close()
+		}
+	}()
+	return nil
+}
+
+// scanLocal derives what is missing: the blocks src stores, minus the
+// versions the layer holds at its epoch (index and pending versions).
+// O(blocks of the origin): done in the attach's goroutine, reads wait.
+func (s *Store) scanLocal(ll *lazyLayer, src LayerSource) (need []uint64, total, missing int64, err error) {
+	layer := ll.id
+	need = make([]uint64, (ll.n+63)/64)
+	for b := uint64(0); b < ll.n; b++ {
+		if src.Stored(int64(b)) {
+			need[b/64] |= 1 << (b % 64)
+			total++
+		}
+	}
+	missing = total
+	local := func(b uint64) {
+		if b < ll.n && need[b/64]&(1<<(b%64)) != 0 {
+			need[b/64] &^= 1 << (b % 64)
+			missing--
+		}
+	}
+	s.pendMu.RLock()
+	for _, pm := range []map[vkey]index.Version{s.pending, s.flushing} {
+		for k := range pm {
+			if k.layer == layer && k.epoch == ll.epoch {
+				local(k.block)
+			}
+		}
+	}
+	s.pendMu.RUnlock()
+	err = s.idx.View(func(t *index.Txn) error {
+		return t.ScanVersions(layer, 0, ll.n, func(b, epoch uint64, v index.Version) error {
+			if epoch == ll.epoch {
+				local(b)
+			}
+			return index.SkipBlock
+		})
+	})
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("lazy layer %d: %w", layer, err)
+	}
+	return need, total, missing, nil
+}
+
+func (ll *lazyLayer) setRunning(on bool) {
+	ll.mu.Lock()
+	ll.running = on
+	ll.mu.Unlock()
+}
+
+// lazyPoll is how often a stopped hydration looks for users again.
+var lazyPoll = time.Second
+
+// waitUsers waits until a disk reads through the layer again (users) or
+// the layer is gone from the catalog (gone), or ctx ends (neither).
+func (ll *lazyLayer) waitUsers(ctx context.Context) (gone, users bool) {
+	t := time.NewTicker(lazyPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, false
+		case <-t.C:
+		}
+		err := ll.s.idx.View(func(t *index.Txn) error {
+			_, err := t.Layer(ll.id)
+			return err
+		})
+		if errors.Is(err, index.ErrNotFound) {
+			return true, false
+		}
+		if u, err := ll.s.lazyUsers(); err == nil && len(u[ll.id]) > 0 {
+			return false, true
+		}
+	}
+}
+
+func (ll *lazyLayer) isDone() bool {
+	ll.mu.Lock()
+	defer ll.mu.Unlock()
+	return ll.done
+}
+
+// hydrate fetches every missing block with opts.Workers workers, then
+// clears the lazy mark. It stops when ctx ends or no disk uses the layer.
+func (ll *lazyLayer) hydrate(ctx context.Context, opts HydrateOptions) {
+	s := ll.s
+	log := s.log.With(slog.Uint64("layer", ll.id))
+	var stopOnce sync.Once
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	// No disk left that reads through the layer: hydration stops (what
+	// snapshots still read comes on demand).
+	go func() {
+		t := time.NewTicker(lazyPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+			}
+			users, err := s.lazyUsers()
+			if err == nil && len(users[ll.id]) == 0 {
+				log.Info("lazy layer: no disk uses it any more; hydration stops")
+				stopOnce.Do(stop)
+				return
+			}
+		}
+	}()
+	for {
+		ll.runWorkers(wctx, opts, log)
+		if wctx.Err() != nil {
+			return
+		}
+		ll.mu.Lock()
+		missing, busy := ll.missing, len(ll.inflight)
+		ll.mu.Unlock()
+		if missing == 0 {
+			break
+		}
+		if busy == 0 {
+			continue // a read's fetch failed or could not be kept: go round again
+		}
+		select { // reads are still fetching some
+		case <-wctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := s.clearLazy(ll); err != nil {
+		log.Warn("lazy layer: hydrated, but clearing the lazy mark failed (done again at the next attach)", "err", err)
+		return
+	}
+	log.Info("lazy layer hydrated", "blocks", ll.total)
+}
+
+// runWorkers fetches missing blocks with opts.Workers workers until none
+// is left to claim or ctx ends.
+func (ll *lazyLayer) runWorkers(wctx context.Context, opts HydrateOptions, log *slog.Logger) {
+	var wg sync.WaitGroup
+	for w := 0; w < opts.Workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, ll.bs)
+			backoff := opts.MinBackoff
+			for wctx.Err() == nil {
+				ll.mu.Lock()
+				b, c, ok := ll.pickLocked()
+				ll.mu.Unlock()
+				if !ok {
+					return // nothing left to claim (reads may still be fetching some)
+				}
+				err := ll.bucket.wait(wctx, ll.bs)
+				if err == nil {
+					err = ll.fetch(wctx, ll.src, b, buf, true)
+				}
+				if err == nil {
+					c.data = append([]byte(nil), buf...)
+				}
+				c.err = err
+				ll.mu.Lock()
+				delete(ll.inflight, b)
+				if err != nil {
+					ll.hintLocked(b) // retried first
+				}
+				ll.mu.Unlock()
+				close(c.done)
+				if err == nil {
+					backoff = opts.MinBackoff
+					continue
+				}
+				if wctx.Err() != nil {
+					return
+				}
+				log.Warn("lazy layer: hydration fetch failed; retrying", "block", b, "in", backoff, "err", err)
+				select {
+				case <-wctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, opts.MaxBackoff)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// clearLazy makes the hydrated versions durable, then clears the layer's
+// lazy mark (a catalog change).
+func (s *Store) clearLazy(ll *lazyLayer) error {
+	if err := s.commit(); err != nil {
+		return err
+	}
+	s.catMu.Lock()
+	defer s.catMu.Unlock()
+	err := s.catalogUpdateSync(func(t *index.Txn) error {
+		l, err := t.Layer(ll.id)
+		if err != nil {
+			return err
+		}
+		l.Lazy = nil
+		return t.PutLayer(l)
+	})
+	if err != nil {
+		return fmt.Errorf("clear lazy mark of layer %d: %w", ll.id, err)
+	}
+	// It stays in the set, marked done: a reader that looked a block up
+	// before (a disk's block map keeps "not found") reads it again through
+	// the index (errHydrated), never as zeros.
+	ll.mu.Lock()
+	ll.done = true
+	ll.mu.Unlock()
+	return nil
+}
+
+// LazyStatusOf returns the hydration state of a disk; ok is false when the
+// disk does not read through a lazy layer (any more).
+func (s *Store) LazyStatusOf(disk string) (st LazyStatus, ok bool, err error) {
+	if err := firstErr(s.checkOpen(), ValidateName("disk", disk)); err != nil {
+		return LazyStatus{}, false, err
+	}
+	d, err := s.diskByName(disk)
+	if err != nil {
+		return LazyStatus{}, false, err
+	}
+	d.mu.Lock()
+	chain := d.chain
+	d.mu.Unlock()
+	ll, err := s.lazyOf(chain)
+	if ll == nil || err != nil || ll.isDone() {
+		return LazyStatus{}, false, err
+	}
+	st = ll.status()
+	st.Disk = disk
+	return st, true, nil
+}
+
+// hydrationOf is the hydration state of a disk reading through chain, or
+// nil.
+func (s *Store) hydrationOf(disk string, chain []link) *LazyStatus {
+	if _, err := s.lazyLayers(); err != nil {
+		return nil
+	}
+	s.lazy.mu.RLock()
+	ll := s.lazy.layers[chain[len(chain)-1].layer]
+	s.lazy.mu.RUnlock()
+	if ll == nil || ll.isDone() {
+		return nil
+	}
+	st := ll.status()
+	st.Disk = disk
+	return &st
+}
+
+// StopLazy stops every hydration and closes their sources (a service
+// closing its region manager first; Close does it too). Reads of blocks
+// not local fail with ErrUnavailable afterwards.
+func (s *Store) StopLazy() {
+	s.lazy.mu.RLock()
+	var lls []*lazyLayer
+	for _, ll := range s.lazy.layers {
+		lls = append(lls, ll)
+	}
+	s.lazy.mu.RUnlock()
+	for _, ll := range lls {
+		ll.mu.Lock()
+		cancel, finished := ll.cancel, ll.finished
+		ll.mu.Unlock()
+		if cancel != nil {
+			cancel()
+			<-finished
+		}
+		ll.mu.Lock()
+		if !ll.done {
+			ll.src, ll.cancel, ll.need = nil, nil, nil
+		}
+		ll.mu.Unlock()
+	}
+}
+
+func (ll *lazyLayer) status() LazyStatus {
+	ll.mu.Lock()
+	defer ll.mu.Unlock()
+	ready := false
+	if ll.ready != nil {
+		select {
+		case <-ll.ready:
+			ready = true
+		default:
+		}
+	}
+	st := LazyStatus{Layer: ll.id, Origin: ll.origin, Attached: ll.src != nil && ready, Running: ll.running, Done: ll.done,
+		Total: ll.total, Local: ll.total - ll.missing, BytesFetched: ll.fetched, RateLimit: ll.rate, LastError: ll.lastErr}
+	if el := time.Since(ll.attached).Seconds(); ll.src != nil && el > 0 {
+		st.Rate = float64(ll.hydrated) / el
+		if st.Rate > 0 {
+			st.ETA = time.Duration(float64(ll.missing*int64(ll.bs)) / st.Rate * float64(time.Second))
+		}
+	}
+	return st
+}
+
+// WaitHydrated waits until the disk's lazy layer is hydrated (or the disk
+// reads through none), calling progress, if set, about every interval.
+func (s *Store) WaitHydrated(ctx context.Context, disk string, interval time.Duration, progress func(LazyStatus)) error {
+	for {
+		st, ok, err := s.LazyStatusOf(disk)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		if progress != nil {
+			progress(st)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// tokenBucket bounds hydration's bytes per second (a burst of a quarter of
+// a second, at least one block). Nil or rate 0: unbounded. Small enough
+// not to take a dependency for it.
+type tokenBucket struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newTokenBucket(rate int64, bs int) *tokenBucket {
+	if rate <= 0 {
+		return nil
+	}
+	burst := max(float64(rate)/4, float64(bs))
+	return &tokenBucket{rate: float64(rate), burst: burst, tokens: burst, last: time.Now()}
+}
+
+func (tb *tokenBucket) wait(ctx context.Context, n int) error {
+	if tb == nil {
+		return ctx.Err()
+	}
+	tb.mu.Lock()
+	now := time.Now()
+	tb.tokens = min(tb.burst, tb.tokens+now.Sub(tb.last).Seconds()*tb.rate)
+	tb.last = now
+	tb.tokens -= float64(n)
+	var d time.Duration
+	if tb.tokens < 0 {
+		d = time.Duration(-tb.tokens / tb.rate * float64(time.Second))
+	}
+	tb.mu.Unlock()
+	if d == 0 {
+		return ctx.Err()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
