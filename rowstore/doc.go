@@ -772,7 +772,11 @@
 // statfs and removes or allocates the reserve file), hookMu (released
 // before a store's reserve is given back), cleaner.mu and cleaner.progMu
 // (the cleaner's statistics and pacing; the writers it holds wait on a
-// channel, no lock held).
+// channel, no lock held), and lazySet.mu (RW) and lazyLayer.mu (lazy.go:
+// released before a fetched block is appended, a commit or a catalog
+// change; a read of a lazy block takes them under a disk lock or readMu).
+// The cleaner's pipelined finish (gc.go) adds no lock: it runs beside the
+// round's goroutine, which holds gcMu until the finish has ended.
 //
 // Badger's locks are below all of these: the index is called with any of
 // them held, and never calls back into rowstore except through the
