@@ -284,7 +284,12 @@
 // (2.5-2.7 before). The throughput ratio to the run beside it is 0.35-0.42
 // (0.30-0.40 before): the pacing target (0.8) is NOT met on this machine,
 // which is CPU-bound (the process got 20-30 % of a core), so the ratio
-// follows the CPU ratio. Fifty passes, one run each, in the order old
+// follows the CPU ratio. Two more interleaved rounds after merging main
+// (load 10.9 to 14.7, the process getting more CPU): old 136.1 and 137.9
+// MB/s without, 29.0 and 39.4 with (8.1, 7.8 s CPU, held 10.2, 6.1 s);
+// new 153.8 and 121.3 without, 48.4 and 44.4 with (6.2, 6.5 s CPU, held
+// 4.8, 5.3 s): ratios 0.31-0.37 (old 0.21-0.29), CPU 2.0-2.1 × (old
+// 2.4-2.5 ×). Fifty passes, one run each, in the order old
 // without, old with, new without, new with (load 11.5 to 13.8): old 47.8
 // and 18.0 MB/s (19.7 and 51.7 s CPU, writers held 69.0 s, 0.87 moved
 // per byte written), new 74.8 and 26.7 MB/s (21.9 and 38.3 s CPU, held
