@@ -31,6 +31,17 @@ type diskState struct {
 
 	cache      map[uint64]*cblock // dirty blocks not yet in the log
 	cacheBytes int64
+	// The write-back of the cache (writeback.go): the cached blocks in the
+	// order they came (wbq from wbHead; entries no longer cached are
+	// skipped), the counter that orders them, one batched write-back at a
+	// time (wbRunning, wbCond on mu), and whether the background one was
+	// asked for.
+	wbq       []wbQueued
+	wbHead    int
+	wbTick    uint64
+	wbRunning bool
+	wbCond    *sync.Cond
+	wbWanted  bool
 
 	bmap blockMap // what the head sees, per block (blockmap.go)
 
@@ -47,6 +58,7 @@ type cblock struct {
 	data  []byte
 	dirty [][2]int // sorted, disjoint [start, end) ranges written
 	full  bool
+	born  uint64 // diskState.wbTick when it entered the cache
 }
 
 func (c *cblock) add(start, end int) {
@@ -107,6 +119,7 @@ func (s *Store) diskByName(name string) (*diskState, error) {
 	}
 	d := &diskState{s: s, id: rec.ID, name: rec.Name, size: rec.Size, bs: rec.BlockSize, chain: chain,
 		cache: map[uint64]*cblock{}, modified: rec.Created, created: rec.Created, origin: rec.Origin}
+	d.wbCond = sync.NewCond(&d.mu)
 	s.disks[rec.ID] = d
 	s.diskNames[rec.Name] = rec.ID
 	return d, nil
@@ -238,8 +251,7 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 			c, ok := d.cache[b]
 			if !ok {
 				c = &cblock{data: getBuf(d.bs)} // pooled: given back when dropped
-				d.cache[b] = c
-				d.cacheBytes += bs
+				d.cacheAddLocked(b, c)
 			}
 			copy(c.data[in:], p[n:n+m])
 			if !c.full {
@@ -252,10 +264,14 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	d.modified = time.Now()
+	// Over the bound, the writer makes room itself (lock released while the
+	// blocks are read); above the background's mark, it is asked to.
 	if d.cacheBytes > d.s.opts.CacheBytes {
-		if err := d.flushLocked(); err != nil {
+		if err := d.writeBackLocked(d.s.opts.CacheBytes-d.s.opts.CacheBytes/8, 0); err != nil {
 			return n, err
 		}
+	} else if d.cacheBytes > d.s.wbLow() {
+		d.wantWriteBackLocked()
 	}
 	return n, nil
 }
@@ -307,6 +323,10 @@ func (d *diskState) flushLocked() error {
 	}
 	for _, b := range blocks {
 		d.dropCachedLocked(b, d.cache[b])
+	}
+	if !d.wbRunning { // every queued entry is stale now
+		clear(d.wbq)
+		d.wbq, d.wbHead = d.wbq[:0], 0
 	}
 	return nil
 }
@@ -538,7 +558,7 @@ func (h *Disk) Sync() error {
 		d.mu.Unlock()
 		return err
 	}
-	err := d.flushLocked()
+	err := d.syncFlushLocked()
 	d.mu.Unlock()
 	if err != nil {
 		return err
