@@ -3,7 +3,6 @@ package rowstore
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"time"
 
@@ -398,14 +397,10 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 	if kind == "" {
 		kind = "manual"
 	}
-	T0 := time.Now()
-	defer func() { dbgT("total", T0) }()
 	if err := s.preflush(disks); err != nil {
 		return SnapshotInfo{}, err
 	}
-	dbgT("preflush", T0)
 	ds, unlock, err := s.lockDisks(disks)
-	dbgT("lockDisks", T0)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -421,7 +416,6 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 			return SnapshotInfo{}, err
 		}
 	}
-	dbgT("flush", T0)
 	// No commit here: the catalog record is appended after the flushed
 	// writes, and its commit (logCatalog) makes both durable with one fsync
 	// before the snapshot is in the index.
@@ -463,7 +457,6 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
-	dbgT("catalog", T0)
 	// The epochs moved in the index: follow in memory before anything else,
 	// so no write goes to the snapshot's epoch even if the sync fails.
 	for _, d := range ds {
@@ -483,15 +476,6 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 // unsynced records: no fsync). A disk that does not exist is left to the
 // snapshot's own checks; a failed flush or sync fails the snapshot (never
 // swallowed: a later fsync may succeed after data was lost).
-func dbgT(what string, t0 time.Time) {
-	if os.Getenv("WPDEBUG") != "" {
-		fmt.Fprintf(os.Stderr, "%s %.1fms; ", what, float64(time.Since(t0).Microseconds())/1000)
-		if what == "total" {
-			fmt.Fprintln(os.Stderr)
-		}
-	}
-}
-
 func (s *Store) preflush(names []string) error {
 	for _, n := range names {
 		d, err := s.diskByName(n)
@@ -507,8 +491,6 @@ func (s *Store) preflush(names []string) error {
 			return err
 		}
 	}
-	T0 := time.Now()
-	defer dbgT("(commit)", T0)
 	return s.commit()
 }
 

@@ -643,7 +643,7 @@ func (s *Store) syncAllDisks() error {
 	var errs []error
 	for _, d := range ds {
 		d.mu.Lock()
-		if err := d.flushLocked(); err != nil {
+		if err := d.syncFlushLocked(); err != nil { // batches: writers go on
 			errs = append(errs, fmt.Errorf("disk %q: %w", d.name, err))
 		}
 		d.mu.Unlock()
