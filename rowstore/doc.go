@@ -361,8 +361,7 @@
 // the store; equal blocks of one disk family still have equal sealed
 // digests (needed for diffs; the same equality as a keyed HMAC would show).
 // The sealed digest is also in the record (so replay rebuilds the index
-// without a key), and the index CRC of a sealed version is the CRC32C of
-// the sealed digest (deterministic, so repair and relocation keep it).
+// without a key).
 // Diff hands out SHA-256s (it opens the sealed digests: ErrLocked while
 // locked), so regions work unchanged: sync ships plaintext blocks that the
 // region seals with its own key; chunk ids are the region's HMAC of the
@@ -500,7 +499,7 @@
 // parent names an existing layer, at a sealed epoch, with its block size);
 // the index (every data version points inside an existing segment); with
 // ReadData every data version's record (decodes, is that layer, block,
-// epoch and sequence number, payload CRC32C and SHA-256 equal to the
+// epoch and sequence number, record CRC32C good, SHA-256 equal to the
 // index's) and then every record of the log (a bad record no reader sees is
 // still reported: it may be a hole or catalog record a rebuild needs). A
 // problem names the disks, snapshots and images that see the block (the
