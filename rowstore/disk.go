@@ -213,6 +213,22 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	if !zeros {
 		d.s.throttle() // before the disk's lock, which the cleaner's commit takes
 	}
+	// The digests of the whole blocks are computed before the lock (the
+	// block size never changes), so concurrent writers hash in parallel.
+	var pre []index.Version
+	var preZero []bool
+	if bs := d.bs; !zeros && off >= 0 && len(p) >= bs {
+		first := int((int64(bs) - off%int64(bs)) % int64(bs)) // where the first whole block starts in p
+		for i := first; i+bs <= len(p); i += bs {
+			chunk := p[i : i+bs]
+			preZero = append(preZero, isZero(chunk))
+		}
+		datas := make([][]byte, len(preZero))
+		for j := range datas {
+			datas[j] = p[first+j*bs : first+(j+1)*bs]
+		}
+		pre = digestBlocks(datas, preZero)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := h.check(); err != nil {
@@ -259,7 +275,13 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 		}
 		n += m
 	}
-	if err := d.storeBlocksLocked(whole, wholeData); err != nil {
+	var err error
+	if pre != nil && len(pre) == len(whole) {
+		err = d.storeDigestedLocked(whole, wholeData, preZero, pre)
+	} else {
+		err = d.storeBlocksLocked(whole, wholeData)
+	}
+	if err != nil {
 		return 0, err
 	}
 	d.modified = time.Now()
@@ -377,11 +399,20 @@ func (d *diskState) storeBlocksLocked(blocks []uint64, datas [][]byte) error {
 	if len(blocks) == 0 {
 		return nil
 	}
-	head := d.chain[0]
 	zero := make([]bool, len(blocks))
 	for i, data := range datas {
 		zero[i] = isZero(data)
 	}
+	return d.storeDigestedLocked(blocks, datas, zero, digestBlocks(datas, zero))
+}
+
+// storeDigestedLocked is storeBlocksLocked with the blocks' zero flags and
+// digests (digestBlocks) computed already.
+func (d *diskState) storeDigestedLocked(blocks []uint64, datas [][]byte, zero []bool, vers []index.Version) error {
+	if len(blocks) == 0 {
+		return nil
+	}
+	head := d.chain[0]
 	// What the head saw before (the space accounting needs it): the block
 	// map answers for known blocks without an index transaction.
 	vs, found, err := d.lookupLocked(blocks)
@@ -392,7 +423,6 @@ func (d *diskState) storeBlocksLocked(blocks []uint64, datas [][]byte) error {
 	for i := range blocks {
 		was[i] = found[i] && !vs[i].Zero()
 	}
-	vers := digestBlocks(datas, zero)
 	acct := d.s.acct.begin(d.id)
 	defer acct.end()
 	for i, b := range blocks {
