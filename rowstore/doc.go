@@ -63,7 +63,7 @@
 // whole 32 MiB cache (2048 read-modify-writes) under the disk's lock, and
 // again for what writers put back meanwhile: through the CLI, p50 1.2 s
 // and p99 6.4 s; with this, 0.25 s and 2.4 s, at load average 12 to 15 on
-// 2 cores (scripts/bench-snapload.sh; the figures in the README). What a
+// 2 cores (scripts/bench-snapload.sh, 6 Dec 2026, before and after). What a
 // snapshot still costs is the write-back of up to CacheBytes of partial
 // blocks (a read, a SHA-256 and an append each) and two fsyncs.
 // An appended record's version is

@@ -33,7 +33,9 @@ type Options struct {
 	// load; a background write-back keeps it near an eighth of that.
 	CacheBytes int64
 	// SyncInterval is how often unsynced writes are committed in the
-	// background (like ext4's commit interval); default 5s, negative: never.
+	// background (like ext4's commit interval); default 5s, negative: never,
+	// and no background write-back or commit of any kind (writers at the
+	// cache's bound and Sync write back, deterministically, for tests).
 	SyncInterval time.Duration
 	// GCInterval is how often a full garbage collection runs in the
 	// background; default 10m, negative: never, and no background cleaner
@@ -656,28 +658,9 @@ func (s *Store) startBackground() {
 	// From now on a log write that fails for lack of space gives the
 	// reserve back and is tried again (reserve.go).
 	s.seg.SetNoSpaceHook(func() bool { return s.releaseReserve("a write to the log failed for lack of space") })
-	s.wg.Add(2)
-	go func() {
-		defer s.wg.Done()
-		s.runWriteBack()
-	}()
-	go func() {
-		defer s.wg.Done()
-		var lastErr time.Time
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-s.commitKick:
-			}
-			// The error reaches writers at their Sync; logged at most
-			// every 10 s.
-			if err := s.commit(); err != nil && time.Since(lastErr) > 10*time.Second {
-				lastErr = time.Now()
-				s.log.Warn("background commit failed", "err", err)
-			}
-		}
-	}()
+	if s.opts.SyncInterval > 0 {
+		s.startWriteBack() // writeback.go
+	}
 	if s.opts.SyncInterval > 0 {
 		s.wg.Add(1)
 		go func() {

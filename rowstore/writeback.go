@@ -134,13 +134,13 @@ func (d *diskState) writeBatchLocked(batch []wbQueued) error {
 		if err != nil {
 			return err
 		}
-		chain := d.chain
+		chain, name := d.chain, d.name // (RenameDisk changes the name under the lock)
 		bases = make([][]byte, len(partial))
 		for i := range bases {
 			bases[i] = getBuf(d.bs)
 		}
 		d.mu.Unlock()
-		_, err = d.s.readResolved(chain, vs, found, partial, bases, d.name, func(b uint64) {
+		_, err = d.s.readResolved(chain, vs, found, partial, bases, name, func(b uint64) {
 			d.mu.Lock()
 			d.bmDropLocked(b)
 			d.mu.Unlock()
@@ -184,7 +184,7 @@ func (d *diskState) writeBatchLocked(batch []wbQueued) error {
 // wantWriteBackLocked asks the background write-back to bring the disk's
 // cache down (disk's lock held).
 func (d *diskState) wantWriteBackLocked() {
-	if d.wbWanted || d.s.wbKick == nil {
+	if d.wbWanted || d.s.opts.SyncInterval <= 0 { // no background (startWriteBack)
 		return
 	}
 	d.wbWanted = true
@@ -217,12 +217,13 @@ func (s *Store) runWriteBack() {
 			if !d.deleted {
 				err = d.writeBackLocked(s.wbLow()/2, 0)
 			}
+			name := d.name
 			d.mu.Unlock()
 			// The error reaches the writers at their Sync (the blocks stay
 			// cached); logged here at most every 10 s.
 			if err != nil && time.Since(lastErr) > 10*time.Second {
 				lastErr = time.Now()
-				s.log.Warn("background write-back failed", "disk", d.name, "err", err)
+				s.log.Warn("background write-back failed", "disk", name, "err", err)
 			}
 		}
 	}
@@ -240,4 +241,31 @@ func (d *diskState) syncFlushLocked() error {
 		return err
 	}
 	return nil
+}
+
+// startWriteBack starts the background write-back and the background
+// commit (every commitEvery bytes appended; Store.uncommitted).
+func (s *Store) startWriteBack() {
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.runWriteBack()
+	}()
+	go func() {
+		defer s.wg.Done()
+		var lastErr time.Time
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-s.commitKick:
+			}
+			// The error reaches writers at their Sync; logged at most
+			// every 10 s.
+			if err := s.commit(); err != nil && time.Since(lastErr) > 10*time.Second {
+				lastErr = time.Now()
+				s.log.Warn("background commit failed", "err", err)
+			}
+		}
+	}()
 }

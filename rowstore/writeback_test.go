@@ -25,6 +25,8 @@ func TestWriteBackConcurrent(t *testing.T) {
 	dir := fastTempDir(t)
 	opts := testOptions()
 	opts.CacheBytes = 48 << 10 // three 16 KiB blocks: constant write-back
+	// The background write-back and commit run (and the background sync).
+	opts.SyncInterval = 20 * time.Millisecond
 	if err := Create(dir, opts); err != nil {
 		t.Fatal(err)
 	}
