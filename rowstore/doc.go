@@ -56,7 +56,7 @@
 // began the same way, batch by batch, so writers and readers wait for a
 // batch's appends at most, never for a whole cache (a batch stores an entry
 // only if the cache still holds that very entry: every other change of the
-// block's content removes it first). The background commits whenever 16 MiB
+// block's content removes it first). The background commits whenever 64 MiB
 // were appended since the last commit (commitEvery), so a Sync or snapshot
 // under a heavy write load fsyncs a bounded amount.
 // Why: a snapshot under a full-speed random 4 KiB write load waited for the
