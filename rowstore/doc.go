@@ -61,11 +61,23 @@
 // under a heavy write load fsyncs a bounded amount.
 // Why: a snapshot under a full-speed random 4 KiB write load waited for the
 // whole 32 MiB cache (2048 read-modify-writes) under the disk's lock, and
-// again for what writers put back meanwhile: through the CLI, p50 1.2 s
-// and p99 6.4 s; with this, 0.25 s and 2.4 s, at load average 12 to 15 on
-// 2 cores (scripts/bench-snapload.sh, 6 Dec 2026, before and after). What a
-// snapshot still costs is the write-back of up to CacheBytes of partial
-// blocks (a read, a SHA-256 and an append each) and two fsyncs.
+// again for what writers put back meanwhile. scripts/bench-snapload.sh
+// (1 GiB disk, fio 15 s runs, 2 alternating pairs without and with one
+// `snapfs snapshot create` a second from the CLI through the daemon), 6 Dec
+// 2026, load average 12 to 17 on 2 cores (six engineers' work):
+//
+//	                                  before              after
+//	randwrite 4k qd16: p50 / p99      1226 / 6446 ms      198 / 625 ms
+//	  fio dip (IOPS with vs without)  23.9 %              22.4 %
+//	seqwrite 1M qd4:   p50 / p99      474 / 2425 ms       223 / 760 ms
+//	  fio dip                         34.4 %              30.3 %
+//
+// The targets (p99 50 ms, dip 5 %) are missed. What a snapshot still costs
+// is the write-back of up to CacheBytes of partial blocks (a read, a
+// SHA-256 and an append each; each a few tens of microseconds of CPU, ten
+// times that when 15 runnable threads share 2 cores) and two fsyncs, the
+// first of up to commitEvery of log; the dip is mostly those fsyncs (one a
+// second makes every write reach the disk within a second).
 // An appended record's version is
 // "pending" in memory until a commit: the commit fsyncs the log, then writes
 // the pending versions and the checkpoint (how far the log is applied) to
