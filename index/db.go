@@ -393,7 +393,8 @@ func (t *Txn) SetVersion(layer, block, epoch uint64, v Version) error {
 
 // Finder finds versions by seeking; reuse one for many lookups in a txn.
 type Finder struct {
-	it *badger.Iterator
+	it   *badger.Iterator
+	last []byte // the key of the last seek: the iterator is at the first key >= it
 }
 
 // NewFinder returns a Finder; Close it before the transaction ends.
@@ -406,7 +407,18 @@ func (f *Finder) Close() { f.it.Close() }
 
 // seek positions the iterator at the first key >= key, like Seek: from a
 // position before key it tries a few Next steps first (cheap), then seeks.
+//
+// Sought at last for a key at or below key, an iterator that is past the end
+// (no key >= last, so none >= key) or at a key >= key is already where a
+// seek would put it: lookups of blocks that have no version (a new disk
+// being written) do not seek again and again.
 func (f *Finder) seek(key []byte) {
+	if f.last != nil && bytes.Compare(key, f.last) >= 0 {
+		if !f.it.Valid() || bytes.Compare(f.it.Item().Key(), key) >= 0 {
+			return
+		}
+	}
+	f.last = append(f.last[:0], key...)
 	if f.it.Valid() && bytes.Compare(f.it.Item().Key(), key) < 0 {
 		for i := 0; i < 4; i++ {
 			f.it.Next()

@@ -22,17 +22,26 @@
 //
 // # Values
 //
-// A Version value is 70 bytes, little-endian:
+// A Version value, format 2 (written since 6 Dec 2026; about 50 bytes):
 //
-//	0  1  format version (1)
-//	1  8  segment number
-//	9  8  record offset in the segment
-//	17 4  record length (header + payload)
-//	21 4  CRC32C of the block's plaintext
-//	25 32 SHA-256 of the block's plaintext (the chunk id for replication)
-//	57 8  sequence number of the record
-//	65 1  flags (bit 0: hole, the block reads as zeros)
-//	66 4  CRC32C of bytes 0..66
+//	0  1  format version (2)
+//	1  1  flags (bit 0: hole, the block reads as zeros)
+//	2  1  layout (bit 0: the digest follows; other bits 0)
+//	3  …  uvarints (shortest form): segment number, record offset in the
+//	      segment, record length (header + payload), sequence number
+//	…  32 SHA-256 of the block's plaintext (the chunk id for replication;
+//	      the sealed digest for an encrypted layer), absent for holes
+//	…  4  CRC32C of everything before
+//
+// Format 1 (70 bytes, fixed fields, little-endian) is still read, never
+// written: 0 format version (1), 1 segment (8), 9 offset (8), 17 length
+// (4), 21 CRC32C of the plaintext (4; nothing read it: the record's own
+// CRC32C and the SHA-256 check the data, so format 2 dropped it and writes
+// no longer compute it), 25 SHA-256 (32), 57 sequence number (8), 65 flags
+// (1), 66 CRC32C of bytes 0..66 (4). A store's index may hold both formats
+// (values are rewritten only when their version is). Format 2 cut a typical
+// value from 70 to about 50 bytes (TestVersionFormats); FuzzVersionValue
+// fuzzes the decoder of both.
 //
 // Catalog and meta records are: format version (1 byte), a JSON object,
 // CRC32C (4 bytes LE) of what precedes. JSON keeps the catalog readable and

@@ -496,7 +496,7 @@ func (s *Store) preflush(names []string) error {
 		}
 		d.mu.Lock()
 		if !d.deleted {
-			err = d.flushLocked()
+			err = d.syncFlushLocked() // batches: writers go on meanwhile
 		}
 		d.mu.Unlock()
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"math"
 	"os"
 	"path"
@@ -637,8 +636,6 @@ func (s *Store) verifyVersionLocked(layer, b, epoch uint64, v index.Version, buf
 		return err
 	}
 	switch {
-	case crc32.Checksum(r.Payload, castagnoli) != v.CRC:
-		return errors.New("block CRC differs from the index's")
 	case sha256.Sum256(r.Payload) != v.Digest:
 		return errors.New("block SHA-256 differs from the index's")
 	}

@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -350,7 +349,7 @@ func (s *Store) sealRecordInto(r *segment.Record, v *index.Version, buf *[]byte)
 		return fmt.Errorf("seal block %d: %w", r.Block, err)
 	}
 	r.Payload, r.Flags = env, r.Flags|recordSealed
-	v.Digest, v.CRC = sd, crc32.Checksum(sd[:], castagnoli)
+	v.Digest = sd
 	return nil
 }
 
@@ -407,7 +406,7 @@ func recordDigest(r *segment.Record, v *index.Version) error {
 	if err != nil {
 		return err
 	}
-	v.Digest, v.CRC = e.digest, crc32.Checksum(e.digest[:], castagnoli)
+	v.Digest = e.digest
 	return nil
 }
 
@@ -438,8 +437,6 @@ func (s *Store) checkSealed(r *segment.Record, layer uint64, v index.Version) (b
 		return true, fmt.Errorf("sealed with key family %x, the layer's is %x", e.family, fid)
 	case e.digest != v.Digest:
 		return true, errors.New("sealed digest differs from the index's")
-	case crc32.Checksum(e.digest[:], castagnoli) != v.CRC:
-		return true, errors.New("block CRC differs from the index's")
 	}
 	f := s.unlockedFamily(fid)
 	if f == nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"runtime"
 	"sort"
@@ -31,6 +30,17 @@ type diskState struct {
 
 	cache      map[uint64]*cblock // dirty blocks not yet in the log
 	cacheBytes int64
+	// The write-back of the cache (writeback.go): the cached blocks in the
+	// order they came (wbq from wbHead; entries no longer cached are
+	// skipped), the counter that orders them, one batched write-back at a
+	// time (wbRunning, wbCond on mu), and whether the background one was
+	// asked for.
+	wbq       []wbQueued
+	wbHead    int
+	wbTick    uint64
+	wbRunning bool
+	wbCond    *sync.Cond
+	wbWanted  bool
 
 	bmap blockMap // what the head sees, per block (blockmap.go)
 
@@ -47,6 +57,7 @@ type cblock struct {
 	data  []byte
 	dirty [][2]int // sorted, disjoint [start, end) ranges written
 	full  bool
+	born  uint64 // diskState.wbTick when it entered the cache
 }
 
 func (c *cblock) add(start, end int) {
@@ -107,6 +118,7 @@ func (s *Store) diskByName(name string) (*diskState, error) {
 	}
 	d := &diskState{s: s, id: rec.ID, name: rec.Name, size: rec.Size, bs: rec.BlockSize, chain: chain,
 		cache: map[uint64]*cblock{}, modified: rec.Created, created: rec.Created, origin: rec.Origin}
+	d.wbCond = sync.NewCond(&d.mu)
 	s.disks[rec.ID] = d
 	s.diskNames[rec.Name] = rec.ID
 	return d, nil
@@ -201,6 +213,22 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	if !zeros {
 		d.s.throttle() // before the disk's lock, which the cleaner's commit takes
 	}
+	// The digests of the whole blocks are computed before the lock (the
+	// block size never changes), so concurrent writers hash in parallel.
+	var pre []index.Version
+	var preZero []bool
+	if bs := d.bs; !zeros && off >= 0 && len(p) >= bs {
+		first := int((int64(bs) - off%int64(bs)) % int64(bs)) // where the first whole block starts in p
+		for i := first; i+bs <= len(p); i += bs {
+			chunk := p[i : i+bs]
+			preZero = append(preZero, isZero(chunk))
+		}
+		datas := make([][]byte, len(preZero))
+		for j := range datas {
+			datas[j] = p[first+j*bs : first+(j+1)*bs]
+		}
+		pre = digestBlocks(datas, preZero)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := h.check(); err != nil {
@@ -238,8 +266,7 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 			c, ok := d.cache[b]
 			if !ok {
 				c = &cblock{data: getBuf(d.bs)} // pooled: given back when dropped
-				d.cache[b] = c
-				d.cacheBytes += bs
+				d.cacheAddLocked(b, c)
 			}
 			copy(c.data[in:], p[n:n+m])
 			if !c.full {
@@ -248,14 +275,24 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 		}
 		n += m
 	}
-	if err := d.storeBlocksLocked(whole, wholeData); err != nil {
+	var err error
+	if pre != nil && len(pre) == len(whole) {
+		err = d.storeDigestedLocked(whole, wholeData, preZero, pre)
+	} else {
+		err = d.storeBlocksLocked(whole, wholeData)
+	}
+	if err != nil {
 		return 0, err
 	}
 	d.modified = time.Now()
+	// Over the bound, the writer makes room itself (lock released while the
+	// blocks are read); above the background's mark, it is asked to.
 	if d.cacheBytes > d.s.opts.CacheBytes {
-		if err := d.flushLocked(); err != nil {
+		if err := d.writeBackLocked(d.s.opts.CacheBytes-d.s.opts.CacheBytes/8, 0); err != nil {
 			return n, err
 		}
+	} else if d.cacheBytes > d.s.wbLow() {
+		d.wantWriteBackLocked()
 	}
 	return n, nil
 }
@@ -308,6 +345,10 @@ func (d *diskState) flushLocked() error {
 	for _, b := range blocks {
 		d.dropCachedLocked(b, d.cache[b])
 	}
+	if !d.wbRunning { // every queued entry is stale now
+		clear(d.wbq)
+		d.wbq, d.wbHead = d.wbq[:0], 0
+	}
 	return nil
 }
 
@@ -358,11 +399,20 @@ func (d *diskState) storeBlocksLocked(blocks []uint64, datas [][]byte) error {
 	if len(blocks) == 0 {
 		return nil
 	}
-	head := d.chain[0]
 	zero := make([]bool, len(blocks))
 	for i, data := range datas {
 		zero[i] = isZero(data)
 	}
+	return d.storeDigestedLocked(blocks, datas, zero, digestBlocks(datas, zero))
+}
+
+// storeDigestedLocked is storeBlocksLocked with the blocks' zero flags and
+// digests (digestBlocks) computed already.
+func (d *diskState) storeDigestedLocked(blocks []uint64, datas [][]byte, zero []bool, vers []index.Version) error {
+	if len(blocks) == 0 {
+		return nil
+	}
+	head := d.chain[0]
 	// What the head saw before (the space accounting needs it): the block
 	// map answers for known blocks without an index transaction.
 	vs, found, err := d.lookupLocked(blocks)
@@ -373,7 +423,6 @@ func (d *diskState) storeBlocksLocked(blocks []uint64, datas [][]byte) error {
 	for i := range blocks {
 		was[i] = found[i] && !vs[i].Zero()
 	}
-	vers := digestBlocks(datas, zero)
 	acct := d.s.acct.begin(d.id)
 	defer acct.end()
 	for i, b := range blocks {
@@ -538,7 +587,7 @@ func (h *Disk) Sync() error {
 		d.mu.Unlock()
 		return err
 	}
-	err := d.flushLocked()
+	err := d.syncFlushLocked()
 	d.mu.Unlock()
 	if err != nil {
 		return err
@@ -664,14 +713,14 @@ var zeroBlock = make([]byte, MaxBlockSize)
 
 func isZero(b []byte) bool { return bytes.Equal(b, zeroBlock[:len(b)]) }
 
-// digestBlocks computes the CRC32C and SHA-256 of the non-zero blocks, on
-// every core when there is enough to share (the hashes are most of a large
-// write's CPU time).
+// digestBlocks computes the SHA-256 of the non-zero blocks, on every core
+// when there is enough to share (the hash is most of a large write's CPU
+// time: half of the engine's in BenchmarkSeqWrite1M, SHA-NI and all).
 func digestBlocks(datas [][]byte, zero []bool) []index.Version {
 	vers := make([]index.Version, len(datas))
 	one := func(i int) {
 		if !zero[i] {
-			vers[i] = index.Version{CRC: crc32.Checksum(datas[i], castagnoli), Digest: sha256.Sum256(datas[i])}
+			vers[i] = index.Version{Digest: sha256.Sum256(datas[i])}
 		}
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(datas)/4)

@@ -446,6 +446,11 @@ func runModelWith(t *testing.T, seed int64, ops int, key *Key) {
 	if key != nil {
 		opts.Keys = []*Key{key}
 	}
+	if seed%2 == 0 {
+		// The background write-back, commit and sync run beside the
+		// operations (writeback.go).
+		opts.SyncInterval = 5 * time.Millisecond
+	}
 	if err := Create(dir, opts); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash/crc32"
 
 	"github.com/snapfs/snapfs/index"
 	"github.com/snapfs/snapfs/rowstore/segment"
@@ -193,7 +192,6 @@ func recordVersion(r *segment.Record, pos segment.Pos) (index.Version, uint64, b
 	switch r.Kind {
 	case segment.KindData:
 		v.Segment, v.Offset, v.Length = pos.Segment, pos.Offset, pos.Length
-		v.CRC = crc32.Checksum(r.Payload, castagnoli)
 		v.Digest = sha256.Sum256(r.Payload)
 		if err := recordDigest(r, &v); err != nil { // sealed records (crypt.go)
 			return v, 0, false, &CorruptError{What: fmt.Sprintf("data record at segment %d offset %d", pos.Segment, pos.Offset), Err: err}

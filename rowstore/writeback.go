@@ -1,0 +1,271 @@
+package rowstore
+
+import (
+	"sort"
+	"time"
+)
+
+// Write-back of the cache of partial blocks, in batches that release the
+// disk's lock while the blocks' current content is read (the
+// read-modify-write that completes them), so that writers, readers and
+// snapshots wait for a batch's appends at most, never for a whole cache.
+//
+// A background goroutine (runWriteBack) keeps each disk's cache near
+// wbLow (CacheBytes/8) by writing back its oldest blocks first (a block
+// still being filled by sequential partial writes gets the time to become
+// whole). A writer that finds the cache over CacheBytes writes back itself
+// (the back-pressure). Disk.Sync and snapshots write back everything cached
+// before they began the same way, then do what came meanwhile under the
+// lock (flushLocked): that is small.
+//
+// Correctness: an entry stays in d.cache until it is stored, so readers
+// and every other flush see it; only one batched write-back runs per disk
+// at a time (wbRunning, waited for on wbCond). While the lock is released
+// the batch only reads the blocks' current content into its own buffers.
+// When it takes the lock again it stores an entry only if d.cache still
+// holds the very same cblock: every change of a block's content in the head
+// (a whole-block write, a flush, PunchHole, a rollback, a delete) removes
+// its entry first, so the same entry means the content read is still the
+// head's and the overlay is exact; a snapshot's epoch bump happens only
+// after a flushLocked that emptied the cache. Writes made to the entry
+// meanwhile are in its dirty ranges, which the overlay keeps.
+
+const wbBatch = 64 // blocks a batch of write-back at most
+
+// wbQueued is a cached block in the order it entered the cache.
+type wbQueued struct {
+	b uint64
+	c *cblock
+}
+
+// wbLow is the cache size the background write-back brings a disk down to.
+func (s *Store) wbLow() int64 { return s.opts.CacheBytes / 8 }
+
+// cacheAddLocked enters a new cached block (disk's lock held).
+func (d *diskState) cacheAddLocked(b uint64, c *cblock) {
+	d.wbTick++
+	c.born = d.wbTick
+	d.cache[b] = c
+	d.cacheBytes += int64(len(c.data))
+	if live := len(d.cache); len(d.wbq)-d.wbHead > 2*live+1024 {
+		d.compactQueueLocked()
+	}
+	d.wbq = append(d.wbq, wbQueued{b, c})
+}
+
+// compactQueueLocked drops the queue entries of blocks no longer cached.
+func (d *diskState) compactQueueLocked() {
+	out := d.wbq[:0]
+	for _, q := range d.wbq[d.wbHead:] {
+		if d.cache[q.b] == q.c {
+			out = append(out, q)
+		}
+	}
+	clear(d.wbq[len(out):])
+	d.wbq, d.wbHead = out, 0
+}
+
+// writeBackLocked writes cached blocks back, oldest first, in batches, until
+// the cache holds at most target bytes; with upto > 0 it writes back exactly
+// the blocks that entered the cache at or before tick upto (whatever the
+// target). The disk's lock is held on entry and on return, released in
+// between (see above).
+func (d *diskState) writeBackLocked(target int64, upto uint64) error {
+	for !d.deleted {
+		// One batch at a time per disk (writers at the bound, Sync and the
+		// background take turns, batch by batch).
+		for d.wbRunning {
+			d.wbCond.Wait()
+		}
+		if d.deleted || (upto == 0 && d.cacheBytes <= target) {
+			return nil
+		}
+		// The batch: the oldest entries still cached.
+		var batch []wbQueued
+		for d.wbHead < len(d.wbq) && len(batch) < wbBatch {
+			q := d.wbq[d.wbHead]
+			if upto > 0 && q.c.born > upto {
+				break
+			}
+			d.wbq[d.wbHead] = wbQueued{}
+			d.wbHead++
+			if d.cache[q.b] == q.c {
+				batch = append(batch, q)
+			}
+		}
+		if d.wbHead == len(d.wbq) {
+			d.wbq, d.wbHead = d.wbq[:0], 0
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		d.wbRunning = true
+		err := d.writeBatchLocked(batch)
+		d.wbRunning = false
+		d.wbCond.Broadcast()
+		if err != nil {
+			// Not written: back to the head of the queue (in block order).
+			d.wbq = append(batch[:len(batch):len(batch)], d.wbq[d.wbHead:]...)
+			d.wbHead = 0
+			return err
+		}
+	}
+	return nil
+}
+
+// writeBatchLocked completes and stores the entries of batch (disk's lock
+// held on entry and return, released while the bases are read).
+func (d *diskState) writeBatchLocked(batch []wbQueued) error {
+	sort.Slice(batch, func(i, j int) bool { return batch[i].b < batch[j].b })
+	// The blocks to complete, and the base of each entry (decided now: a
+	// write or a read may complete an entry while the lock is released).
+	var partial []uint64
+	baseOf := make([]int, len(batch))
+	for i, q := range batch {
+		baseOf[i] = -1
+		if !q.c.full {
+			baseOf[i] = len(partial)
+			partial = append(partial, q.b)
+		}
+	}
+	var bases [][]byte
+	if len(partial) > 0 {
+		vs, found, err := d.lookupLocked(partial)
+		if err != nil {
+			return err
+		}
+		chain, name := d.chain, d.name // (RenameDisk changes the name under the lock)
+		bases = make([][]byte, len(partial))
+		for i := range bases {
+			bases[i] = getBuf(d.bs)
+		}
+		d.mu.Unlock()
+		_, err = d.s.readResolved(chain, vs, found, partial, bases, name, func(b uint64) {
+			d.mu.Lock()
+			d.bmDropLocked(b)
+			d.mu.Unlock()
+		})
+		d.mu.Lock()
+		defer func() {
+			for _, b := range bases {
+				putBuf(b)
+			}
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	if d.deleted {
+		return nil
+	}
+	blocks := make([]uint64, 0, len(batch))
+	datas := make([][]byte, 0, len(batch))
+	cs := make([]*cblock, 0, len(batch))
+	for i, q := range batch {
+		if d.cache[q.b] != q.c {
+			continue // stored or dropped meanwhile
+		}
+		if !q.c.full {
+			q.c.overlay(bases[baseOf[i]]) // partial then, so it has a base
+		}
+		blocks = append(blocks, q.b)
+		datas = append(datas, q.c.data)
+		cs = append(cs, q.c)
+	}
+	if err := d.storeBlocksLocked(blocks, datas); err != nil {
+		return err
+	}
+	for i, b := range blocks {
+		d.dropCachedLocked(b, cs[i])
+	}
+	return nil
+}
+
+// wantWriteBackLocked asks the background write-back to bring the disk's
+// cache down (disk's lock held).
+func (d *diskState) wantWriteBackLocked() {
+	if d.wbWanted || d.s.opts.SyncInterval <= 0 { // no background (startWriteBack)
+		return
+	}
+	d.wbWanted = true
+	d.s.wbMu.Lock()
+	d.s.wbDisks = append(d.s.wbDisks, d)
+	d.s.wbMu.Unlock()
+	select {
+	case d.s.wbKick <- struct{}{}:
+	default:
+	}
+}
+
+// runWriteBack is the background write-back (until the store closes).
+func (s *Store) runWriteBack() {
+	var lastErr time.Time
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.wbKick:
+		}
+		s.wbMu.Lock()
+		ds := s.wbDisks
+		s.wbDisks = nil
+		s.wbMu.Unlock()
+		for _, d := range ds {
+			d.mu.Lock()
+			d.wbWanted = false
+			var err error
+			if !d.deleted {
+				err = d.writeBackLocked(s.wbLow()/2, 0)
+			}
+			name := d.name
+			d.mu.Unlock()
+			// The error reaches the writers at their Sync (the blocks stay
+			// cached); logged here at most every 10 s.
+			if err != nil && time.Since(lastErr) > 10*time.Second {
+				lastErr = time.Now()
+				s.log.Warn("background write-back failed", "disk", name, "err", err)
+			}
+		}
+	}
+}
+
+// syncFlushLocked writes every block cached now to the log: first in
+// batches that release the lock, then, under the lock, what came meanwhile
+// in the blocks being written back (flushLocked). Disk.Sync and snapshots
+// use it, so writers wait for a batch at most.
+func (d *diskState) syncFlushLocked() error {
+	if len(d.cache) == 0 {
+		return nil
+	}
+	if err := d.writeBackLocked(0, d.wbTick); err != nil {
+		return err
+	}
+	return nil
+}
+
+// startWriteBack starts the background write-back and the background
+// commit (every commitEvery bytes appended; Store.uncommitted).
+func (s *Store) startWriteBack() {
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.runWriteBack()
+	}()
+	go func() {
+		defer s.wg.Done()
+		var lastErr time.Time
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-s.commitKick:
+			}
+			// The error reaches writers at their Sync; logged at most
+			// every 10 s.
+			if err := s.commit(); err != nil && time.Since(lastErr) > 10*time.Second {
+				lastErr = time.Now()
+				s.log.Warn("background commit failed", "err", err)
+			}
+		}
+	}()
+}
