@@ -151,6 +151,14 @@ func (d *RemoteDisk) Stored(b int64) bool {
 	return ok
 }
 
+// EachStored calls fn with every block that has data (in no order): a
+// lazy layer's attach lists them without a call per block of the disk.
+func (d *RemoteDisk) EachStored(fn func(b int64)) {
+	for b := range d.bm {
+		fn(int64(b))
+	}
+}
+
 // Stats returns what the disk fetched and read so far.
 func (d *RemoteDisk) Stats() RemoteStats {
 	s := &d.stats

@@ -479,6 +479,12 @@ func (s *Store) appendRecord(r *segment.Record, v index.Version, blocks uint64) 
 func (s *Store) appendVersion(r *segment.Record, v index.Version, blocks uint64) (index.Version, error) {
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
+	return s.appendVersionLocked(r, v, blocks)
+}
+
+// appendVersionLocked is appendVersion with appendMu held (a batch of
+// records appended under one hold: lazy hydration).
+func (s *Store) appendVersionLocked(r *segment.Record, v index.Version, blocks uint64) (index.Version, error) {
 	r.Seq = s.nextSeq
 	if err := s.sealRecord(r, &v); err != nil { // encrypted layers (crypt.go)
 		return index.Version{}, err

@@ -17,7 +17,9 @@
 # both disks. Every timed step starts from a cold page cache.
 #
 # Environment: BENCH_SIZE [2G], BENCH_DATA [256M], BENCH_ROUNDS [2],
-# BENCH_DIR [/var/tmp].
+# BENCH_DIR [/var/tmp], BENCH_LOG_LEVEL [info] (host B's daemon; with
+# debug, its log, kept as BENCH_KEEP_LOG if set, times each restore --lazy's
+# steps).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
@@ -35,6 +37,7 @@ undo=()
 cleanup() {
 	local i
 	for ((i = ${#undo[@]} - 1; i >= 0; i--)); do eval "${undo[i]}" >/dev/null 2>&1 || true; done
+	[ -z "${BENCH_KEEP_LOG:-}" ] || cp "$work/b/snapfs.log" "$BENCH_KEEP_LOG" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -53,7 +56,7 @@ mkdir -p "$work/ma" "$work/mb" "$work/vol"
 "${b[@]}" init --host-name b >/dev/null
 "${a[@]}" mount --background "$work/ma" >/dev/null
 undo+=("'$work/snapfs' --store '$work/a' umount '$work/ma' || umount -l '$work/ma'")
-"${b[@]}" mount --background "$work/mb" >/dev/null
+"${b[@]}" --log-level "${BENCH_LOG_LEVEL:-info}" mount --background "$work/mb" >/dev/null
 undo+=("'$work/snapfs' --store '$work/b' umount '$work/mb' || umount -l '$work/mb'")
 "${a[@]}" "${add[@]}" >/dev/null
 "${b[@]}" "${add[@]}" >/dev/null

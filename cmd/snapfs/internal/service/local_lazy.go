@@ -24,6 +24,8 @@ import (
 // remoteDisk is what a lazy layer needs of a region's disk.
 type remoteDisk interface {
 	rowstore.LayerSource
+	rowstore.StoredLister
+	rowstore.BatchSource
 	Size() int64
 	BlockSize() int
 	StoredBlocks() int64
@@ -238,39 +240,91 @@ func (r *reopening) StoredBlocks() int64 { return r.cur().StoredBlocks() }
 func (r *reopening) Encrypted() bool     { return r.cur().Encrypted() }
 func (r *reopening) Stored(b int64) bool { return r.cur().Stored(b) }
 
+// EachStored lists the stored blocks (attach: O(stored), not O(size)).
+func (r *reopening) EachStored(fn func(b int64)) { r.cur().EachStored(fn) }
+
 func (r *reopening) ReadBlock(ctx context.Context, b int64, dst []byte) error {
 	rd := r.cur()
 	err := rd.ReadBlock(ctx, b, dst)
 	if err == nil || !errors.Is(err, replicate.ErrUnavailable) || ctx.Err() != nil {
 		return err
 	}
+	nrd, rerr := r.reopen(ctx, rd)
+	if rerr != nil {
+		return rerr
+	}
+	if nrd == nil {
+		return err
+	}
+	return nrd.ReadBlock(ctx, b, dst)
+}
+
+// ReadBlocks reads neighbouring blocks together (hydration's batches);
+// when some fail as unavailable the region is reopened (as ReadBlock does)
+// and those are read again.
+func (r *reopening) ReadBlocks(ctx context.Context, blocks []int64, dsts [][]byte) []error {
+	rd := r.cur()
+	errs := rd.ReadBlocks(ctx, blocks, dsts)
+	var again []int
+	for i, err := range errs {
+		if err != nil && errors.Is(err, replicate.ErrUnavailable) {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 || ctx.Err() != nil {
+		return errs
+	}
+	nrd, rerr := r.reopen(ctx, rd)
+	if nrd == nil {
+		if rerr != nil {
+			for _, i := range again {
+				errs[i] = rerr
+			}
+		}
+		return errs
+	}
+	bs, ds := make([]int64, len(again)), make([][]byte, len(again))
+	for j, i := range again {
+		bs[j], ds[j] = blocks[i], dsts[i]
+	}
+	for j, err := range nrd.ReadBlocks(ctx, bs, ds) {
+		errs[again[j]] = err
+	}
+	return errs
+}
+
+// reopen opens the region's disk again after rd failed a read as
+// unavailable, at most every reopenEvery and only if rd is still the
+// current one. It returns the new disk, or nil if it was not reopened (an
+// error only when the region changed shape).
+func (r *reopening) reopen(ctx context.Context, rd remoteDisk) (remoteDisk, error) {
 	r.mu.Lock()
 	if r.closed || r.rd != rd || time.Since(r.last) < reopenEvery {
 		r.mu.Unlock()
-		return err
+		return nil, nil
 	}
 	r.last = time.Now()
 	r.mu.Unlock()
 	nrd, oerr := r.open(ctx)
 	if oerr != nil {
-		return err
+		return nil, nil
 	}
 	if nrd.Size() != rd.Size() || nrd.BlockSize() != rd.BlockSize() || nrd.StoredBlocks() != rd.StoredBlocks() {
 		nrd.Close()
-		return fmt.Errorf("%w: the region's disk changed shape on reopening", replicate.ErrCorrupt)
+		return nil, fmt.Errorf("%w: the region's disk changed shape on reopening", replicate.ErrCorrupt)
 	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		nrd.Close()
-		return err
+		return nil, nil
 	}
 	old := r.rd
 	r.rd = nrd
 	r.mu.Unlock()
 	old.Close() // reads in flight on it fail and are retried
 	r.log.Info("lazy disk: region reopened after a failed read")
-	return nrd.ReadBlock(ctx, b, dst)
+	return nrd, nil
 }
 
 func (r *reopening) Close() error {

@@ -1,0 +1,180 @@
+package rowstore
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// sparseSource is a LayerSource of a huge sparse origin: few stored
+// blocks (a real map, as a region's block map is), every stored block's
+// content derived from its number.
+type sparseSource struct {
+	bs     int
+	stored map[int64]bool
+	delay  time.Duration
+}
+
+func (s *sparseSource) block(b int64, dst []byte) {
+	for i := range dst {
+		dst[i] = byte(b*7 + int64(i)%251 + 1)
+	}
+}
+
+func (s *sparseSource) ReadBlock(ctx context.Context, b int64, dst []byte) error {
+	if s.delay > 0 {
+		time.Sleep(s.delay)
+	}
+	s.block(b, dst)
+	return ctx.Err()
+}
+
+func (s *sparseSource) Stored(b int64) bool { return s.stored[b] }
+
+func (s *sparseSource) EachStored(fn func(b int64)) {
+	for b := range s.stored {
+		fn(b)
+	}
+}
+
+// TestLazyCreateFlat: creating and attaching a lazy disk of 32 GiB (sparse)
+// and reading its first stored block takes well under a second, also
+// while another lazy disk of the store hydrates; what is missing comes
+// from the source's list of stored blocks, not a pass over every block.
+func TestLazyCreateFlat(t *testing.T) {
+	s, _ := newTestStore(t, Options{})
+	// A hydrating disk: 2048 stored blocks, fetched slowly.
+	busy := &sparseSource{bs: lazyBS, stored: map[int64]bool{}, delay: time.Millisecond}
+	for b := int64(0); b < 2048; b++ {
+		busy.stored[b] = true
+	}
+	if _, err := s.CreateLazyDisk("busy", LazyOrigin{Region: "r", Snapshot: "s", Disk: "busy", Size: 4096 * lazyBS, BlockSize: lazyBS}, 2048); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AttachLazy(lazyLayerOf(t, s, "busy"), busy, HydrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	const size = 32 << 30
+	src := &sparseSource{bs: lazyBS, stored: map[int64]bool{}}
+	for b := int64(0); b < size/lazyBS; b += size / lazyBS / 64 {
+		src.stored[b+3] = true
+	}
+	t0 := time.Now()
+	if _, err := s.CreateLazyDisk("big", LazyOrigin{Region: "r", Snapshot: "s", Disk: "big", Size: size, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Now()
+	if err := s.AttachLazy(lazyLayerOf(t, s, "big"), src, HydrateOptions{NoHydrate: true}); err != nil {
+		t.Fatal(err)
+	}
+	t2 := time.Now()
+	h, err := s.OpenDisk("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	got, want := make([]byte, lazyBS), make([]byte, lazyBS)
+	if _, err := h.ReadAt(got, 3*lazyBS); err != nil {
+		t.Fatal(err)
+	}
+	t3 := time.Now()
+	src.block(3, want)
+	if !bytes.Equal(got, want) {
+		t.Fatal("block 3 differs from the source's")
+	}
+	t.Logf("32 GiB lazy disk: create %v, attach %v, first read %v (total %v)", t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t3.Sub(t0))
+	if d := t3.Sub(t0); d > time.Second {
+		t.Fatalf("create, attach and first read of a 32 GiB lazy disk took %v", d)
+	}
+}
+
+// batchSource is sparseSource that reads batches (a BatchSource), counting
+// them, and fails block failBlock the first failTimes times it is read.
+type batchSource struct {
+	sparseSource
+	mu        sync.Mutex
+	batches   int
+	maxBatch  int
+	failBlock int64
+	failTimes int
+}
+
+func (s *batchSource) ReadBlocks(ctx context.Context, blocks []int64, dsts [][]byte) []error {
+	s.mu.Lock()
+	s.batches++
+	s.maxBatch = max(s.maxBatch, len(blocks))
+	s.mu.Unlock()
+	errs := make([]error, len(blocks))
+	for i, b := range blocks {
+		errs[i] = s.ReadBlock(ctx, b, dsts[i])
+	}
+	return errs
+}
+
+func (s *batchSource) ReadBlock(ctx context.Context, b int64, dst []byte) error {
+	s.mu.Lock()
+	fail := b == s.failBlock && s.failTimes > 0
+	if fail {
+		s.failTimes--
+	}
+	s.mu.Unlock()
+	if fail {
+		return errTestUnreachable
+	}
+	return s.sparseSource.ReadBlock(ctx, b, dst)
+}
+
+// TestLazyHydrateBatches: hydration fetches neighbouring blocks in batches
+// through a BatchSource (far fewer calls than blocks), retries a block
+// whose fetch failed, and ends with every block local and equal to the
+// source's (zeros where it stores nothing), the lazy mark cleared.
+func TestLazyHydrateBatches(t *testing.T) {
+	const blocks = 600
+	src := &batchSource{sparseSource: sparseSource{bs: lazyBS, stored: map[int64]bool{}}, failBlock: 17, failTimes: 2}
+	for b := int64(0); b < blocks; b++ {
+		if b%5 != 4 {
+			src.stored[b] = true
+		}
+	}
+	s, _ := newTestStore(t, Options{})
+	if _, err := s.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: blocks * lazyBS, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AttachLazy(lazyLayerOf(t, s, "x"), src, HydrateOptions{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.WaitHydrated(ctx, "x", 10*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	src.mu.Lock()
+	batches, maxBatch, left := src.batches, src.maxBatch, src.failTimes
+	src.mu.Unlock()
+	t.Logf("%d stored blocks hydrated in %d batches (largest %d)", len(src.stored), batches, maxBatch)
+	if left != 0 || batches > len(src.stored)/8 || maxBatch < 16 {
+		t.Fatalf("%d stored blocks: %d batches, largest %d, %d failures left to inject", len(src.stored), batches, maxBatch, left)
+	}
+	h, err := s.OpenDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	got := lazyReadAll(t, h, blocks*lazyBS)
+	want := make([]byte, lazyBS)
+	for b := int64(0); b < blocks; b++ {
+		clear(want)
+		if src.stored[b] {
+			src.block(b, want)
+		}
+		if !bytes.Equal(got[b*lazyBS:(b+1)*lazyBS], want) {
+			t.Fatalf("block %d differs from the source's", b)
+		}
+	}
+	if _, ok, err := s.LazyStatusOf("x"); err != nil || ok {
+		t.Fatalf("lazy status after hydration: ok %v, err %v", ok, err)
+	}
+}
