@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/snapfs/snapfs/replicate/erasure"
 	"github.com/snapfs/snapfs/replicate/format"
@@ -427,10 +428,10 @@ func (m *Manager) fetchData(ctx context.Context, r *region, p packID, sealedSize
 	sealed := buf[:sealedSize]
 	var fetched atomic.Int64
 	errs := forEach(r.k, func(i int) error {
-		if r.bad[i] != nil {
-			return r.bad[i]
+		if r.shardIsDown(i) {
+			return fmt.Errorf("store %d: %w", i, errShardDown)
 		}
-		b, err := r.stores[i].Get(ctx, packDir+p.String(), 0, -1)
+		b, err := m.getShard(ctx, r, i, p, sealedSize)
 		if err != nil {
 			return err
 		}
@@ -447,6 +448,62 @@ func (m *Manager) fetchData(ctx context.Context, r *region, p packID, sealedSize
 		return nil
 	})
 	return sealed, fetched.Load(), firstErr(errs)
+}
+
+// restoreShardTimeout bounds one whole-shard read of a pack (eager
+// restore, and RemoteDisk's whole-pack path), plus a second per MiB of the
+// shard (a slow link at 1 MiB/s still gets its shard): the stores' clients
+// have no deadline of their own, and a store that accepts a request and
+// never answers must cost one bounded wait, after which the pack is
+// decoded from other shards and the store is passed over for
+// shardDownFor (while k others are usable), as RemoteDisk's range reads
+// do.
+var restoreShardTimeout = 30 * time.Second
+
+const shardDownFor = 30 * time.Second
+
+// shardDown: store location -> unix ns until which whole-shard reads pass
+// the store over (it did not answer one in time).
+var shardDown sync.Map
+
+// errShardDown: a store passed over (it did not answer a shard read in time).
+var errShardDown = errors.New("store passed over: it did not answer a recent shard read in time")
+
+func shardTimeout(sealedSize uint64, k int) time.Duration {
+	per := int64(sealedSize)/int64(max(k, 1)) + erasure.HeaderSize
+	return restoreShardTimeout + time.Duration(per>>20)*time.Second
+}
+
+// getShard reads shard i of pack p whole, within shardTimeout; a store
+// that did not answer in time is passed over for a while (shardIsDown).
+func (m *Manager) getShard(ctx context.Context, r *region, i int, p packID, sealedSize uint64) ([]byte, error) {
+	if r.bad[i] != nil {
+		return nil, r.bad[i]
+	}
+	d := shardTimeout(sealedSize, r.k)
+	sctx, cancel := context.WithTimeout(ctx, d)
+	b, err := r.stores[i].Get(sctx, packDir+p.String(), 0, -1)
+	timedOut := err != nil && ctx.Err() == nil && sctx.Err() != nil
+	cancel()
+	if timedOut {
+		shardDown.Store(r.stores[i].Location(), time.Now().Add(shardDownFor).UnixNano())
+		m.log.Warn("store did not answer a shard read in time; passed over for a while", "region", r.cfg.Name, "store", i, "pack", p.String(), "timeout", d)
+		return nil, fmt.Errorf("store %d (%s): no answer in %v: %w", i, r.stores[i].Location(), d, err)
+	}
+	if err == nil {
+		shardDown.Delete(r.stores[i].Location())
+	}
+	return b, err
+}
+
+// shardIsDown reports whether store i is passed over for whole-shard reads:
+// it is unusable, or it did not answer one in time lately.
+func (r *region) shardIsDown(i int) bool {
+	if r.bad[i] != nil {
+		return true
+	}
+	v, ok := shardDown.Load(r.stores[i].Location())
+	return ok && time.Now().UnixNano() < v.(int64)
 }
 
 // chunkData returns a chunk's raw bytes from a pack plaintext.
@@ -478,11 +535,7 @@ func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize
 	fetch := func(idx []int) {
 		forEach(len(idx), func(j int) error {
 			i := idx[j]
-			if r.bad[i] != nil {
-				fails[i] = r.bad[i]
-				return nil
-			}
-			b, err := r.stores[i].Get(ctx, packDir+p.String(), 0, -1)
+			b, err := m.getShard(ctx, r, i, p, sealedSize)
 			if err != nil {
 				fails[i] = err
 				return nil
@@ -503,9 +556,15 @@ func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize
 			return nil
 		})
 	}
-	first := make([]int, r.k)
-	for i := range first {
-		first[i] = i
+	// The first k shards that are not passed over (data shards first),
+	// then the others if some of those failed.
+	var first, rest []int
+	for i := range r.n() {
+		if len(first) < r.k && !r.shardIsDown(i) {
+			first = append(first, i)
+		} else {
+			rest = append(rest, i)
+		}
 	}
 	fetch(first)
 	good := 0
@@ -515,10 +574,6 @@ func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize
 		}
 	}
 	if good < r.k {
-		rest := make([]int, 0, r.m)
-		for i := r.k; i < r.n(); i++ {
-			rest = append(rest, i)
-		}
 		fetch(rest)
 	}
 	if err := ctx.Err(); err != nil {
@@ -546,7 +601,10 @@ func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize
 		}
 		return nil, false, fetched, fmt.Errorf("pack %s: %w", p, err)
 	}
-	return data, slices.ContainsFunc(fails, func(e error) bool { return e != nil }), fetched, nil
+	// Degraded: a shard failed, or parity stood in for a data shard passed over.
+	degraded = slices.ContainsFunc(fails, func(e error) bool { return e != nil }) ||
+		slices.ContainsFunc(shards[r.k:], func(b []byte) bool { return b != nil })
+	return data, degraded, fetched, nil
 }
 
 // restoreTempPrefix starts the name of a restore's temporary disk:

@@ -487,7 +487,7 @@ func (ll *lazyLayer) pickLocked() (uint64, *lazyCall, bool) {
 
 // hydrateBatch bounds the bytes of one batch of hydration (blocks fetched
 // together through a BatchSource, appended together).
-const hydrateBatch = 1 << 20
+const hydrateBatch = 256 << 10
 
 // batchBlocks is how many blocks a hydration batch takes: hydrateBatch's
 // worth, at most one token bucket's burst (a low --rate still hydrates

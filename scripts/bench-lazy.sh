@@ -17,7 +17,8 @@
 # both disks. Every timed step starts from a cold page cache.
 #
 # Environment: BENCH_SIZE [2G], BENCH_DATA [256M], BENCH_ROUNDS [2],
-# BENCH_DIR [/var/tmp], BENCH_LOG_LEVEL [info] (host B's daemon; with
+# BENCH_DIR [/var/tmp], BENCH_BIN (a snapfs binary to time instead of
+# building this tree's: A/B runs), BENCH_LOG_LEVEL [info] (host B's daemon; with
 # debug, its log, kept as BENCH_KEEP_LOG if set, times each restore --lazy's
 # steps).
 set -euo pipefail
@@ -43,7 +44,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 echo "work $work; $(nproc) cores; size $size; data $data; rounds $rounds; $(uptime)"
-go build -o "$work/snapfs" ./cmd/snapfs
+if [ -n "${BENCH_BIN:-}" ]; then cp "$BENCH_BIN" "$work/snapfs"; else go build -o "$work/snapfs" ./cmd/snapfs; fi
 a=("$work/snapfs" --progress none --store "$work/a")
 b=("$work/snapfs" --progress none --store "$work/b")
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/key"
