@@ -136,10 +136,16 @@ type lazyLayer struct {
 }
 
 type lazyCall struct {
-	done chan struct{}
-	data []byte
-	err  error
+	done  chan struct{}
+	data  []byte
+	err   error
+	batch bool // claimed by a hydration batch of several blocks (set at the claim)
 }
+
+// batchReadWait is how long a read waits for a block a hydration batch is
+// fetching before it reads the block from the source itself (not kept:
+// the batch keeps it), so a read never waits for a whole batch long.
+const batchReadWait = 10 * time.Millisecond
 
 // lazyReadTimeout bounds a read's wait for one block from its source.
 const lazyReadTimeout = 60 * time.Second
@@ -314,10 +320,19 @@ func (ll *lazyLayer) fill(ctx context.Context, b uint64, dst []byte, read bool) 
 		c = &lazyCall{done: make(chan struct{})}
 		ll.inflight[b] = c
 	}
+	inBatch := waiting && c.batch
 	ll.mu.Unlock()
 	if waiting {
+		var slow <-chan time.Time
+		if inBatch {
+			t := time.NewTimer(batchReadWait)
+			defer t.Stop()
+			slow = t.C
+		}
 		select {
 		case <-c.done:
+		case <-slow:
+			return ll.readDirect(ctx, src, b, dst)
 		case <-ctx.Done():
 			return false, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 		}
@@ -337,6 +352,22 @@ func (ll *lazyLayer) fill(ctx context.Context, b uint64, dst []byte, read bool) 
 	ll.mu.Unlock()
 	close(c.done)
 	return err == nil, err
+}
+
+// readDirect reads block b from src into dst without keeping it (a read
+// that would otherwise wait for a hydration batch fetching it).
+func (ll *lazyLayer) readDirect(ctx context.Context, src LayerSource, b uint64, dst []byte) (bool, error) {
+	if err := src.ReadBlock(ctx, int64(b), dst); err != nil {
+		err = fmt.Errorf("%w: lazy layer %d: %w", ErrUnavailable, ll.id, err)
+		ll.mu.Lock()
+		ll.lastErr = err.Error()
+		ll.mu.Unlock()
+		return false, err
+	}
+	ll.mu.Lock()
+	ll.fetched += int64(len(dst))
+	ll.mu.Unlock()
+	return true, nil
 }
 
 // fetch reads block b from src into dst and writes it into the layer.
@@ -515,6 +546,11 @@ func (ll *lazyLayer) pickBatchLocked(limit int) ([]uint64, []*lazyCall) {
 			c := &lazyCall{done: make(chan struct{})}
 			ll.inflight[nb] = c
 			blocks, calls = append(blocks, nb), append(calls, c)
+		}
+	}
+	if len(calls) > 1 {
+		for _, c := range calls {
+			c.batch = true
 		}
 	}
 	if last := blocks[len(blocks)-1]; last != b {

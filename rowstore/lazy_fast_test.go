@@ -100,13 +100,16 @@ type batchSource struct {
 	maxBatch  int
 	failBlock int64
 	failTimes int
+	slow      time.Duration // each ReadBlocks call sleeps this long first
 }
 
 func (s *batchSource) ReadBlocks(ctx context.Context, blocks []int64, dsts [][]byte) []error {
 	s.mu.Lock()
 	s.batches++
 	s.maxBatch = max(s.maxBatch, len(blocks))
+	slow := s.slow
 	s.mu.Unlock()
+	time.Sleep(slow)
 	errs := make([]error, len(blocks))
 	for i, b := range blocks {
 		errs[i] = s.ReadBlock(ctx, b, dsts[i])
@@ -176,5 +179,66 @@ func TestLazyHydrateBatches(t *testing.T) {
 	}
 	if _, ok, err := s.LazyStatusOf("x"); err != nil || ok {
 		t.Fatalf("lazy status after hydration: ok %v, err %v", ok, err)
+	}
+}
+
+// TestLazyReadDuringBatch: a read of a block that a slow hydration batch is
+// fetching does not wait for the batch: it reads the block from the source
+// itself, and gets the origin's data.
+func TestLazyReadDuringBatch(t *testing.T) {
+	const blocks = 256
+	src := &batchSource{sparseSource: sparseSource{bs: lazyBS, stored: map[int64]bool{}}, failBlock: -1, slow: 2 * time.Second}
+	for b := int64(0); b < blocks; b++ {
+		src.stored[b] = true
+	}
+	s, _ := newTestStore(t, Options{})
+	if _, err := s.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: blocks * lazyBS, BlockSize: lazyBS}, blocks); err != nil {
+		t.Fatal(err)
+	}
+	layer := lazyLayerOf(t, s, "x")
+	if err := s.AttachLazy(layer, src, HydrateOptions{Workers: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.lazy.mu.RLock()
+	ll := s.lazy.layers[layer]
+	s.lazy.mu.RUnlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ll.mu.Lock()
+		c := ll.inflight[5]
+		ll.mu.Unlock()
+		if c != nil && c.batch {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no hydration batch holds block 5")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h, err := s.OpenDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	got, want := make([]byte, lazyBS), make([]byte, lazyBS)
+	start := time.Now()
+	if _, err := h.ReadAt(got, 5*lazyBS); err != nil {
+		t.Fatal(err)
+	}
+	el := time.Since(start)
+	src.block(5, want)
+	if !bytes.Equal(got, want) {
+		t.Fatal("block 5 differs from the source's")
+	}
+	if el > time.Second {
+		t.Fatalf("a read of a block in a hydration batch took %v (the batch takes 2 s)", el)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	src.mu.Lock()
+	src.slow = 0
+	src.mu.Unlock()
+	if err := s.WaitHydrated(ctx, "x", 10*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
 	}
 }
