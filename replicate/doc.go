@@ -247,6 +247,11 @@
 // per block. A range read waits at most 30 s for its store, a whole-pack
 // read 10 min (the stores' clients have no deadline of their own: a
 // store that accepts a request and never answers must not hang a read).
+// Within a whole-pack read (restore's fetchData and fetchPack, which the
+// eager restore uses too) each shard's read waits at most 30 s plus 1 s
+// per MiB of the shard; a store that did not answer in time is passed
+// over for whole-shard reads for 30 s (the pack is decoded from the other
+// shards; with fewer than k others it is tried again).
 // A store that could not be opened with the disk (a file system mounted
 // late) is opened again at most every 30 s, and used once its config
 // checks. ReadBlocks (remotedisk_batch.go) lets records that lie close in

@@ -722,7 +722,11 @@
 // Which blocks are missing is derived, not stored: at AttachLazy, the
 // blocks the source stores minus the versions the layer holds at epoch 1
 // (index and pending versions), kept as a bitmap (1 bit a block: 256 KiB
-// for 32 GiB of 16 KiB blocks). Fetched blocks are committed with the
+// for 32 GiB of 16 KiB blocks). A source that is a StoredLister (the
+// region's disk) lists its stored blocks, so the attach costs O(stored
+// blocks), not a Stored call per block of the origin (2 Mi calls for a
+// sparse 32 GiB disk: about 100 ms under load, which delayed the first
+// read). Fetched blocks are committed with the
 // next commit; after a crash the ones not committed are fetched again, so
 // no separate state can disagree with the log. The daemon re-attaches the
 // sources of every lazy layer at start (service: resumeLazy).
@@ -730,7 +734,14 @@
 // Hydration (AttachLazy's goroutine): HydrateOptions.Workers (4) fetch
 // missing blocks, first the 256 blocks after the newest block a read
 // needed (a stack of the last 64; newest-needed first), then in block
-// order from a cursor; a token bucket bounds the bytes a second (the
+// order from a cursor; each worker claims a batch (pickBatchLocked: the
+// next block and the missing ones within twice the batch after it, at
+// most 256 KiB and one token-bucket burst), fetched with one ReadBlocks
+// when the source is a BatchSource (the region's disk: one range read per
+// pack and data shard for neighbouring records), digested together and
+// appended under one hold of the append lock (storeLazyBatch). A read of
+// a block a batch is fetching waits for it at most 10 ms, then reads it
+// from the source itself without keeping it (the batch keeps it); a token bucket bounds the bytes a second (the
 // origin's rate, 1/4 s burst); on-demand reads are never throttled. A
 // failed fetch is retried with backoff (100 ms doubling to 30 s). When no
 // block is missing, the versions are committed and the lazy mark is
