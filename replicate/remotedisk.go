@@ -87,10 +87,12 @@ func (m *Manager) OpenRemoteDisk(ctx context.Context, region, snapshot, disk str
 // OpenRemoteDiskOf is OpenRemoteDisk of the snapshot of host (a host id,
 // host name or "unknown"; "" as in OpenRemoteDisk).
 func (m *Manager) OpenRemoteDiskOf(ctx context.Context, region, host, snapshot, disk string) (*RemoteDisk, error) {
+	t0 := time.Now()
 	r, err := m.openRegion(ctx, region, false)
 	if err != nil {
 		return nil, err
 	}
+	t1 := time.Now()
 	lctx, unlock, err := m.lock(context.WithoutCancel(ctx), r, false, "remote-disk")
 	if err != nil {
 		r.close()
@@ -101,6 +103,7 @@ func (m *Manager) OpenRemoteDiskOf(ctx context.Context, region, host, snapshot, 
 		r.close()
 		return nil, err
 	}
+	t2 := time.Now()
 	_, mf, err := m.findSnapshot(ctx, r, host, snapshot)
 	if err != nil {
 		return fail(fmt.Errorf("remote disk: %w", err))
@@ -112,10 +115,13 @@ func (m *Manager) OpenRemoteDiskOf(ctx context.Context, region, host, snapshot, 
 	if md.BlockSize <= 0 || md.BlockSize > format.MaxChunk {
 		return fail(fmt.Errorf("%w: remote disk %q of %q: block size %d", ErrCorrupt, disk, snapshot, md.BlockSize))
 	}
+	t3 := time.Now()
 	cs, err := m.loadChunks(ctx, r, chunksRead)
 	if err != nil {
 		return fail(err)
 	}
+	m.log.Debug("remote disk opened", "region", region, "snapshot", snapshot, "disk", disk,
+		"open_region", t1.Sub(t0), "lock", t2.Sub(t1), "manifest", t3.Sub(t2), "chunks", time.Since(t3))
 	for b, id := range bm {
 		if _, ok := cs.chunks[id]; !ok {
 			return fail(fmt.Errorf("remote disk: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, region))

@@ -342,6 +342,7 @@ func (s *Store) DeleteDisk(name string, force bool) error {
 	delete(s.diskNames, d.name)
 	s.deletedDisks[d.id] = true
 	s.disksMu.Unlock()
+	s.lazyDisksChanged() // a hydration this disk needed stops now (lazy.go)
 	return nil
 }
 

@@ -133,6 +133,9 @@ type lazyLayer struct {
 	hydrated int64 // bytes fetched by hydration since attach
 	bucket   *tokenBucket
 	rate     int64
+	// kick (buffered 1): the store's disks changed; hydration's watcher
+	// looks for users at once instead of at its next tick.
+	kick chan struct{}
 }
 
 type lazyCall struct {
@@ -192,7 +195,22 @@ func (s *Store) lazyLayers() (map[uint64]*lazyLayer, error) {
 func newLazyLayer(s *Store, l index.Layer) *lazyLayer {
 	o := *l.Lazy
 	return &lazyLayer{s: s, id: l.ID, epoch: l.Epoch - 1, origin: o, bs: o.BlockSize,
-		n: uint64((o.Size + int64(o.BlockSize) - 1) / int64(o.BlockSize)), inflight: map[uint64]*lazyCall{}, rate: o.Rate}
+		n: uint64((o.Size + int64(o.BlockSize) - 1) / int64(o.BlockSize)), inflight: map[uint64]*lazyCall{}, rate: o.Rate,
+		kick: make(chan struct{}, 1)}
+}
+
+// lazyDisksChanged tells every lazy layer's hydration that a disk was
+// deleted: one no disk reads through any more stops at once (not up to
+// lazyPoll later, fetching for nobody meanwhile).
+func (s *Store) lazyDisksChanged() {
+	s.lazy.mu.RLock()
+	defer s.lazy.mu.RUnlock()
+	for _, ll := range s.lazy.layers {
+		select {
+		case ll.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // lazyOf returns the lazy layer at the bottom of chain, or nil.
@@ -883,6 +901,7 @@ func (ll *lazyLayer) hydrate(ctx context.Context, opts HydrateOptions) {
 			case <-wctx.Done():
 				return
 			case <-t.C:
+			case <-ll.kick:
 			}
 			users, err := s.lazyUsers()
 			if err == nil && len(users[ll.id]) == 0 {

@@ -242,3 +242,46 @@ func TestLazyReadDuringBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLazyDeleteStopsAtOnce: deleting the only disk that reads through a
+// hydrating lazy layer stops its hydration at once (well before the
+// watcher's next poll): nothing more is fetched for nobody.
+func TestLazyDeleteStopsAtOnce(t *testing.T) {
+	old := lazyPoll
+	t.Cleanup(func() { lazyPoll = old }) // after the store's cleanup (its goroutines read it)
+	lazyPoll = 10 * time.Second
+	const blocks = 4096
+	src := &batchSource{sparseSource: sparseSource{bs: lazyBS, stored: map[int64]bool{}, delay: time.Millisecond}, failBlock: -1}
+	for b := int64(0); b < blocks; b++ {
+		src.stored[b] = true
+	}
+	s, _ := newTestStore(t, Options{})
+	if _, err := s.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: blocks * lazyBS, BlockSize: lazyBS}, blocks); err != nil {
+		t.Fatal(err)
+	}
+	layer := lazyLayerOf(t, s, "x")
+	if err := s.AttachLazy(layer, src, HydrateOptions{Rate: 64 * lazyBS}); err != nil {
+		t.Fatal(err)
+	}
+	s.lazy.mu.RLock()
+	ll := s.lazy.layers[layer]
+	s.lazy.mu.RUnlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for st := ll.status(); !st.Running; st = ll.status() {
+		if time.Now().After(deadline) {
+			t.Fatal("hydration does not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.DeleteDisk("x", false); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for ll.status().Running {
+		if time.Since(start) > 3*time.Second {
+			t.Fatal("hydration still runs 3 s after its only disk was deleted")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("hydration stopped %v after the delete", time.Since(start))
+}
