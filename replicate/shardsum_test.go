@@ -91,8 +91,10 @@ func TestOldAndNewShardChecksums(t *testing.T) {
 	if newer == 0 || newer != len(ps)-len(oldPacks) {
 		t.Fatalf("%d new-format packs of %d, %d old", newer, len(ps), len(oldPacks))
 	}
-	if rep, err := a.mgr.Check(ctx, "r1", true, nil); err != nil || !rep.OK() {
-		t.Fatalf("check of a mixed region: %+v %v", rep, err)
+	for _, readData := range []bool{false, true} {
+		if rep, err := a.mgr.Check(ctx, "r1", readData, nil); err != nil || !rep.OK() {
+			t.Fatalf("check (read data %v) of a mixed region: %+v %v", readData, rep, err)
+		}
 	}
 
 	// Corrupt an old data shard (store 1) and an old parity shard (store 5).
