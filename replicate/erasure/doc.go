@@ -58,7 +58,9 @@
 // minio-go, the S3 client; a maintained, widely used port checked
 // against the reference C implementation, with a small API). It hashes at memory
 // speed, an order of magnitude faster than SHA-256 on this project's
-// machines (BenchmarkEncodeChecksum), and its 128 bits keep the chance of
+// machines (BenchmarkEncodeChecksum, 8 MiB 4+2 packs: ~4 GB/s against
+// ~0.4 GB/s for encode plus checksums), and in a full sync its share of
+// the CPU is ~2 % where SHA-256's was ~29 %. Its 128 bits keep the chance of
 // a random corruption passing negligible however large the payload,
 // unlike a CRC32; XXH3-64 would do too, but the header has room and the
 // cost is the same. A non-cryptographic hash is fine here precisely

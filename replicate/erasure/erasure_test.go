@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -513,4 +514,14 @@ func FuzzDecodeShard(f *testing.F) {
 			t.Fatalf("decoded k=%d from one shard", h.K)
 		}
 	})
+}
+
+// TestXXH3Reference pins payloadSum's XXH3-128 to the reference
+// implementation's value for the empty input (XXH3_128bits, seed 0), high
+// half first, so the field's byte order is the documented one.
+func TestXXH3Reference(t *testing.T) {
+	sum := payloadSum(ChecksumXXH3, nil)
+	if got := hex.EncodeToString(sum[:]); got != "99aa06d3014798d86001c324468d497f"+strings.Repeat("0", 32) {
+		t.Fatalf("XXH3-128(\"\") field %s", got)
+	}
 }
