@@ -50,14 +50,14 @@
 // still fails the tag when the pack is opened, and no data is accepted.
 // The version 1 checksum, SHA-256, was unkeyed and so never stopped a
 // malicious store either (it could recompute it); it only cost CPU: in a
-// full sync (BenchmarkRegionPhases) hashing the shards was 28 % of the
+// full sync (BenchmarkRegionPhases) hashing the shards was ~29 % of the
 // CPU, 1.5 times the data for 4+2.
 //
 // Version 2 uses XXH3-128 (github.com/zeebo/xxh3: Go with assembly for
 // SSE2/AVX2/AVX-512 and NEON, already in the module graph through
 // minio-go, the S3 client; a maintained, widely used port checked
-// against the reference C implementation, with a small API). It hashes at memory
-// speed, an order of magnitude faster than SHA-256 on this project's
+// against the reference C implementation, with a small API). It hashes
+// at memory speed, an order of magnitude faster than SHA-256 on this project's
 // machines (BenchmarkEncodeChecksum, 8 MiB 4+2 packs: ~4 GB/s against
 // ~0.4 GB/s for encode plus checksums), and in a full sync its share of
 // the CPU is ~2 % where SHA-256's was ~29 %. Its 128 bits keep the chance of
@@ -82,8 +82,11 @@
 // # Version rule
 //
 // The magic and the version byte stay at offsets 0 and 4 in every version.
-// Versions only move up: a new layout gets a new version number, and this
-// package keeps decoding every version it ever wrote. A shard with a version
+// Versions only move up: a new layout or a new checksum algorithm gets a
+// new version number, and this package keeps decoding every version it
+// ever wrote. (Builds from before version 2 see a version 2 shard as
+// unsupported; their check calls it bad, and their repair, given k
+// version 1 shards, would rebuild it as version 1: nothing is lost.) A shard with a version
 // newer than the package knows is unreadable (ErrUnsupportedVersion), never
 // guessed at; so is a header (its CRC good) that names a checksum
 // algorithm this build does not know. Encode and Repair always write the
