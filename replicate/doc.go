@@ -54,7 +54,8 @@
 //	           entry = chunk id(32) offset(4) length(4) raw length(4) compression(1: 0 none, 1 zstd)
 //	           (offset and length of the record in the pack)
 //	shards:    erasure.Encode(pack, k, m): shard i = header(64: "SFEC", version, k, m, index,
-//	           data length, payload length, SHA-256 of the payload, CRC) + payload; data
+//	           data length, payload length, checksum of the payload: XXH3-128 in version 2,
+//	           SHA-256 in version 1 (still read), CRC) + payload; data
 //	           shard i holds bytes [i×S, (i+1)×S) of the pack (S = ceil(size/k))
 //
 // Version 1 packs (still read) were one plaintext ("SFPK" ver(1) | chunk
@@ -119,7 +120,10 @@
 //     puts the newest copy; Sync re-puts it too before skipping.
 //   - Every object carries a version and an authenticated checksum: the
 //     GCM tag for sealed objects (bound to the object's type and name),
-//     SHA-256 per shard, SHA-256 plus the AEAD key check for config.
+//     a checksum per shard (XXH3-128; SHA-256 in shards written before
+//     it: corruption detection only, the chunk's tag being what
+//     authenticates, see replicate/erasure), SHA-256 plus the AEAD key
+//     check for config.
 //     Restore also checks every block against its chunk id: once the
 //     temporary disk is written and synced, the SHA-256 the local store
 //     computed of each block it stored must give the block's chunk id, and
@@ -213,7 +217,7 @@
 // indexed version) and hashed against its digest (its chunk id is made
 // from that digest, so a region never holds a chunk that is not its id's). Restore fetches the k data shards of a pack
 // and decrypts their payloads in place: the GCM tag authenticates the
-// whole pack, so the shards' SHA-256 are computed only when that fails
+// whole pack, so the shards' checksums are computed only when that fails
 // (then every shard is verified, parity read, bad shards reported).
 // Fetchers (one per CPU, at least 2) fetch and open packs while one
 // writer writes runs of adjacent blocks with one call (whole-block appends
@@ -238,7 +242,7 @@
 // the shards); when the record does not authenticate (a corrupt shard),
 // each piece is rebuilt from the other shards in turn until it does; only
 // when that fails is the whole pack fetched through restore's verified
-// path (shard SHA-256s name the bad shards). Version 1 packs are read
+// path (shard checksums name the bad shards). Version 1 packs are read
 // whole (a cache of the last two packs). A block that cannot be fetched
 // or verified is an error wrapping ErrUnavailable, never zeros or stale
 // bytes; a later read tries the stores again. A store that failed a read

@@ -1,7 +1,6 @@
 package erasure
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"slices"
 	"strings"
@@ -97,6 +96,15 @@ func Encode(data []byte, k, m int) ([]Shard, error) {
 // memory. Any old content of a buffer is overwritten (the padding is
 // cleared). The result aliases bufs.
 func EncodeInto(data []byte, k, m int, bufs [][]byte) ([]Shard, error) {
+	return encodeInto(data, k, m, bufs, Version, ChecksumXXH3)
+}
+
+// encodeInto is EncodeInto writing shards of format version ver with
+// checksum alg; the tests use it to make shards of older versions.
+func encodeInto(data []byte, k, m int, bufs [][]byte, ver int, alg byte) ([]Shard, error) {
+	if !checksumOK(ver, alg) {
+		return nil, fmt.Errorf("%w: version %d with checksum %s", ErrInvalidParams, ver, checksumName(alg))
+	}
 	l, err := NewLayout(k, m, int64(len(data)))
 	if err != nil {
 		return nil, err
@@ -127,7 +135,8 @@ func EncodeInto(data []byte, k, m int, bufs [][]byte) ([]Shard, error) {
 		return nil, fmt.Errorf("erasure: encode k=%d m=%d: %w", k, m, err)
 	}
 	// The payloads' checksums are independent: large ones are hashed in
-	// parallel (a pack's shards are MiBs each).
+	// parallel (a pack's shards are MiBs each; with XXH3 this matters
+	// little, with SHA-256 it did).
 	sums := make([][32]byte, len(shards))
 	if size >= 1<<20 {
 		var wg sync.WaitGroup
@@ -135,18 +144,18 @@ func EncodeInto(data []byte, k, m int, bufs [][]byte) ([]Shard, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				sums[i] = sha256.Sum256(payloads[i])
+				sums[i] = payloadSum(alg, payloads[i])
 			}()
 		}
 		wg.Wait()
 	} else {
 		for i := range shards {
-			sums[i] = sha256.Sum256(payloads[i])
+			sums[i] = payloadSum(alg, payloads[i])
 		}
 	}
 	for i := range shards {
 		putHeader(shards[i], Header{
-			Version: Version, K: k, M: m, Index: i,
+			Version: ver, Checksum: alg, K: k, M: m, Index: i,
 			DataLen: l.DataLen, PayloadLen: size,
 			Sum: sums[i],
 		})
@@ -285,7 +294,9 @@ func DecodeReport(shards [][]byte) ([]byte, Report, error) {
 // Repair verifies the shards and returns a full set of k+m shards, with
 // headers, in which every missing or corrupt shard (Report.Bad) is rebuilt
 // from the good ones. Good shards are returned as given. The caller writes
-// the rebuilt shards back to their stores.
+// the rebuilt shards back to their stores. Rebuilt shards are of the
+// newest version and checksum (XXH3-128), whatever the good ones are: a
+// repaired old object holds shards of both, which Decode accepts.
 func Repair(shards [][]byte) ([][]byte, Report, error) {
 	v, err := verify(shards)
 	if err != nil {
@@ -312,9 +323,9 @@ func Repair(shards [][]byte) ([][]byte, Report, error) {
 		buf := make([]byte, HeaderSize+l.ShardSize())
 		copy(buf[HeaderSize:], v.payloads[i])
 		putHeader(buf, Header{
-			Version: Version, K: l.K, M: l.M, Index: i,
+			Version: Version, Checksum: ChecksumXXH3, K: l.K, M: l.M, Index: i,
 			DataLen: l.DataLen, PayloadLen: l.ShardSize(),
-			Sum: sha256.Sum256(buf[HeaderSize:]),
+			Sum: payloadSum(ChecksumXXH3, buf[HeaderSize:]),
 		})
 		out[i] = buf
 	}

@@ -3,10 +3,14 @@ package erasure
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -20,10 +24,11 @@ func goldenInput() []byte {
 	return b
 }
 
-// goldenShardSHA256 pins the encoded shards of goldenInput with k=4 m=2.
-// If this test fails, the codec or the shard format changed: old shards in
-// every region would no longer decode the same way. Do not update these
-// hashes without a new format version.
+// goldenShardSHA256 pins the version 1 shards (SHA-256 payload checksum)
+// of goldenInput with k=4 m=2: the bytes every region written before
+// version 2 holds. If this test fails, the codec or the shard format
+// changed: old shards in every region would no longer decode the same way.
+// Do not update these hashes.
 var goldenShardSHA256 = []string{
 	"a453199867da48af01d949ca7ff7356900a713f7f630fbe1270b6ca92dc2b7c2",
 	"5a5eb501d50c0224dd6e28f438d8c620daed765063070d88ffc54216483a9429",
@@ -33,23 +38,161 @@ var goldenShardSHA256 = []string{
 	"cb61c584e21326f4793542857d01b7526e1182ec328c7edd2f67e166a5a4bfe2",
 }
 
-func TestGolden(t *testing.T) {
-	shards, err := Encode(goldenInput(), 4, 2)
+// goldenShardV2 pins the version 2 shards (XXH3-128 payload checksum) of
+// goldenInput with k=4 m=2, the ones Encode writes. Same rule: do not
+// update these hashes without a new format version.
+var goldenShardV2 = []string{
+	"b75771c0b40c6b1e04dc8b8d79e9d77e3a0e9481eefee51972ed449fff72d401",
+	"4cc2f12d5b9eb1fc6d6075873c528024dd30525c171703c5e33ea66d3e75194f",
+	"5e6752647e3d5ac1fe6f85efe00285e7dd55d754129aaacd02c2cb610be1be85",
+	"189f214fc2cebdce80120e3c16fb105b216e994f63221082219f5caca07981d2",
+	"5d92d51b829bd8291ea5f39b4f4a63d08fd7002e1262ce632acc2c13fc22a312",
+	"5594ff20a8fa58fcaba9083173832cfdad26970d896c5a80ebc6916119818942",
+}
+
+// encodeV1 makes the version 1 (SHA-256) shards older builds wrote.
+func encodeV1(t testing.TB, data []byte, k, m int) []Shard {
+	t.Helper()
+	shards, err := encodeInto(data, k, m, nil, 1, ChecksumSHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(shards) != len(goldenShardSHA256) {
-		t.Fatalf("got %d shards, want %d", len(shards), len(goldenShardSHA256))
+	return shards
+}
+
+func TestGolden(t *testing.T) {
+	v2, err := Encode(goldenInput(), 4, 2)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i, s := range shards {
-		sum := sha256.Sum256(s)
-		if got := hex.EncodeToString(sum[:]); got != goldenShardSHA256[i] {
-			t.Errorf("shard %d: SHA-256 %s, want %s", i, got, goldenShardSHA256[i])
+	for _, c := range []struct {
+		name   string
+		shards []Shard
+		want   []string
+		ver    int
+		alg    byte
+	}{
+		{"v1", encodeV1(t, goldenInput(), 4, 2), goldenShardSHA256, 1, ChecksumSHA256},
+		{"v2", v2, goldenShardV2, 2, ChecksumXXH3},
+	} {
+		if len(c.shards) != len(c.want) {
+			t.Fatalf("%s: got %d shards, want %d", c.name, len(c.shards), len(c.want))
+		}
+		for i, s := range c.shards {
+			sum := sha256.Sum256(s)
+			if got := hex.EncodeToString(sum[:]); got != c.want[i] {
+				t.Errorf("%s shard %d: SHA-256 %s, want %s", c.name, i, got, c.want[i])
+			}
+			h, _, err := DecodeShard(s)
+			if err != nil || h.Version != c.ver || h.Checksum != c.alg {
+				t.Errorf("%s shard %d: %+v %v", c.name, i, h, err)
+			}
+		}
+		data, err := Decode(Bytes(c.shards))
+		if err != nil || !bytes.Equal(data, goldenInput()) {
+			t.Fatalf("decode golden %s: %v", c.name, err)
 		}
 	}
-	data, err := Decode(Bytes(shards))
-	if err != nil || !bytes.Equal(data, goldenInput()) {
-		t.Fatalf("decode golden: %v", err)
+}
+
+// TestMixedVersions: an object whose shards are partly version 1
+// (SHA-256, written by an older build) and partly version 2 (XXH3-128,
+// rebuilt by Repair of this one) decodes from any k of them, and a
+// corrupt shard of either kind is caught.
+func TestMixedVersions(t *testing.T) {
+	const k, m = 4, 2
+	data := randomData(7, 100_000)
+	old := encodeV1(t, data, k, m)
+
+	// Repair of an old object rebuilds the missing shards as version 2
+	// and returns the good old ones unchanged.
+	in := Bytes(old)
+	in[1], in[4] = nil, nil
+	full, rep, err := Repair(in)
+	if err != nil || !slices.Equal(rep.Bad(), []int{1, 4}) {
+		t.Fatalf("repair: %v %v", err, rep)
+	}
+	for i, s := range full {
+		h, _, err := DecodeShard(s)
+		if err != nil {
+			t.Fatalf("repaired shard %d: %v", i, err)
+		}
+		wantVer, wantAlg := 1, byte(ChecksumSHA256)
+		if i == 1 || i == 4 {
+			wantVer, wantAlg = Version, ChecksumXXH3
+		} else if !bytes.Equal(s, old[i]) {
+			t.Fatalf("good shard %d was rewritten", i)
+		}
+		if h.Version != wantVer || h.Checksum != wantAlg {
+			t.Fatalf("shard %d: version %d checksum %d, want %d %d", i, h.Version, h.Checksum, wantVer, wantAlg)
+		}
+	}
+	// The rebuilt shards are the ones a fresh Encode writes.
+	fresh, _ := Encode(data, k, m)
+	if !bytes.Equal(full[1], fresh[1]) || !bytes.Equal(full[4], fresh[4]) {
+		t.Fatal("rebuilt shards differ from Encode's")
+	}
+	// Every choice of k shards of the mixed set decodes, with no shard reported.
+	subsets(k+m, m, func(drop []int) {
+		in := slices.Clone(full)
+		for _, i := range drop {
+			in[i] = nil
+		}
+		got, rep, err := DecodeReport(in)
+		if err != nil || !bytes.Equal(got, data) || len(rep.Corrupt) != 0 {
+			t.Fatalf("drop %v: %v %v", drop, err, rep)
+		}
+	})
+	// A flipped payload byte is caught in an old shard and in a new one.
+	for _, i := range []int{0, 1} {
+		in := slices.Clone(full)
+		in[i] = bytes.Clone(in[i])
+		in[i][HeaderSize+100] ^= 1
+		got, rep, err := DecodeReport(in)
+		if err != nil || !bytes.Equal(got, data) || len(rep.Corrupt) != 1 || rep.Corrupt[0].Index != i ||
+			!errors.Is(rep.Corrupt[0].Err, ErrCorruptShard) {
+			t.Fatalf("corrupt shard %d: %v %v", i, err, rep)
+		}
+	}
+	// An old and a new encoding of the same data are the same object.
+	fresh, _ = Encode(data, k, m)
+	mixed := [][]byte{old[0], fresh[1], old[2], fresh[3], nil, nil}
+	if got, err := Decode(mixed); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("old+new: %v", err)
+	}
+}
+
+// TestChecksumAlgorithmRules: an algorithm this build does not know is an
+// unsupported shard, not a corrupt one; XXH3 in a version 1 header and a
+// non-zero padding of the XXH3 field are corrupt.
+func TestChecksumAlgorithmRules(t *testing.T) {
+	shards, _ := Encode([]byte("hello, world"), 2, 1)
+	withHeader := func(edit func(b []byte)) []byte {
+		b := bytes.Clone(shards[0])
+		edit(b)
+		binary.BigEndian.PutUint32(b[crcOffset:HeaderSize], crc32.Checksum(b[:crcOffset], castagnoli))
+		return b
+	}
+	for _, c := range []struct {
+		name string
+		edit func(b []byte)
+		want error
+	}{
+		{"unknown algorithm", func(b []byte) { b[5] = 3 }, ErrUnsupportedVersion},
+		{"algorithm 0", func(b []byte) { b[5] = 0 }, ErrUnsupportedVersion},
+		{"xxh3 in version 1", func(b []byte) { b[4] = 1 }, ErrCorruptShard},
+		{"xxh3 padding", func(b []byte) { b[28+20] = 1 }, ErrCorruptShard},
+		{"version 0", func(b []byte) { b[4] = 0 }, ErrCorruptShard},
+		{"version 3", func(b []byte) { b[4] = 3 }, ErrUnsupportedVersion},
+	} {
+		_, _, err := DecodeShard(withHeader(c.edit))
+		if !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+		t.Logf("%s: %v", c.name, err)
+	}
+	if _, err := encodeInto([]byte("x"), 1, 1, nil, 1, ChecksumXXH3); !errors.Is(err, ErrInvalidParams) {
+		t.Errorf("encode v1 with XXH3: %v", err)
 	}
 }
 
@@ -331,6 +474,14 @@ func FuzzDecodeShard(f *testing.F) {
 		for _, s := range shards {
 			f.Add([]byte(s))
 		}
+		// Version 1 shards (SHA-256), as older builds wrote them.
+		old, err := encodeInto(randomData(uint64(n), n), 3, 2, nil, 1, ChecksumSHA256)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, s := range old {
+			f.Add([]byte(s))
+		}
 	}
 	f.Add([]byte("SFEC"))
 	f.Add(make([]byte, HeaderSize))
@@ -343,9 +494,13 @@ func FuzzDecodeShard(f *testing.F) {
 			return
 		}
 		// A shard that verifies must round-trip through the header encoder
-		// and agree with its layout.
+		// and agree with its layout, and carry a checksum its version allows
+		// that matches the payload.
 		if int64(len(payload)) != h.PayloadLen || h.PayloadLen != h.Layout().ShardSize() {
 			t.Fatalf("header %+v payload %d", h, len(payload))
+		}
+		if !checksumOK(h.Version, h.Checksum) || payloadSum(h.Checksum, payload) != h.Sum {
+			t.Fatalf("verified shard with version %d checksum %d", h.Version, h.Checksum)
 		}
 		again := make([]byte, HeaderSize)
 		putHeader(again, h)
@@ -359,4 +514,14 @@ func FuzzDecodeShard(f *testing.F) {
 			t.Fatalf("decoded k=%d from one shard", h.K)
 		}
 	})
+}
+
+// TestXXH3Reference pins payloadSum's XXH3-128 to the reference
+// implementation's value for the empty input (XXH3_128bits, seed 0), high
+// half first, so the field's byte order is the documented one.
+func TestXXH3Reference(t *testing.T) {
+	sum := payloadSum(ChecksumXXH3, nil)
+	if got := hex.EncodeToString(sum[:]); got != "99aa06d3014798d86001c324468d497f"+strings.Repeat("0", 32) {
+		t.Fatalf("XXH3-128(\"\") field %s", got)
+	}
 }

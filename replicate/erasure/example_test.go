@@ -29,7 +29,7 @@ func Example() {
 	repaired, rep, _ := erasure.Repair(in)
 	fmt.Println("rebuilt", rep.Bad(), len(repaired))
 	// Output:
-	// erasure: too few good shards: 3 good of 4 needed (k=4 m=2 good=[0 3 4] missing=[1 5] corrupt[shard 2: erasure: corrupt shard: payload SHA-256 mismatch (shard 2)]) [1 5] 2
+	// erasure: too few good shards: 3 good of 4 needed (k=4 m=2 good=[0 3 4] missing=[1 5] corrupt[shard 2: erasure: corrupt shard: payload XXH3-128 mismatch (shard 2)]) [1 5] 2
 	// a pack file of a region <nil> repair required: true
 	// rebuilt [1 5] 6
 }

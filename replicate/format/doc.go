@@ -23,7 +23,7 @@
 // those bytes (one ranged GET, two when the record crosses a shard
 // boundary), and checks them with the record's tag: a damaged or
 // substituted range is detected by the tag, and the reader rebuilds it
-// from the same range of other shards (the shard's SHA-256 covers the
+// from the same range of other shards (the shard's checksum covers the
 // whole shard and cannot check a range; the tag can). Version 1 packs and
 // indexes are still read (OpenPack opens both; Chunk slices both).
 //
