@@ -101,7 +101,14 @@ ttfb() { # DISK TO -> seconds from restore --lazy to the small file's bytes
 	printf '= %s' "$(secs "$t0" "$(now)")"
 	umount "$work/vol"
 	losetup -d "$loop"
-	"${b[@]}" disk delete "$2" >/dev/null # its hydration stops: the next figure is not shared with it
+	# Its hydration stops: the next figure is not shared with it. losetup -d
+	# releases the loop device asynchronously: the disk may still be open.
+	local i
+	for i in $(seq 1 50); do
+		"${b[@]}" disk delete "$2" >/dev/null 2>&1 && return
+		sleep 0.1
+	done
+	"${b[@]}" disk delete "$2" >/dev/null
 }
 for r in $(seq 1 "$rounds"); do
 	drop_caches
