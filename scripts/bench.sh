@@ -425,7 +425,7 @@ fio_job snapfs-region-seqread "$work/mnt/disks/src" read --bs=1M --size="$size" 
 seqread=$(fio_val snapfs-region-seqread read bw)
 metric snapfs.region.disk_seq_read_mbs "$seqread" MB/s
 snapfs snapshot create src-1 --disk src >/dev/null
-head -c 32 /dev/urandom >"$work/region.key"
+(umask 077; head -c 32 /dev/urandom >"$work/region.key") # key files must be owner-only
 stores=()
 for i in 0 1 2 3 4 5; do mkdir -p "$work/region/$i"; stores+=(--store "file://$work/region/$i"); done
 snapfs region add reg --data 4 --parity 2 "${stores[@]}" --key-file "$work/region.key" >/dev/null
