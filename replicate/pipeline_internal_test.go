@@ -58,35 +58,7 @@ func TestIncompressible(t *testing.T) {
 func TestRestoreChecksEveryBlock(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
-	dir := filepath.Join(root, "store")
-	if err := rowstore.Create(dir, rowstore.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	rs, err := rowstore.Open(dir, rowstore.Options{SyncInterval: -1, GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	m, err := New(dir, rs, Options{PackSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	var urls []string
-	for i := range 3 {
-		d := filepath.Join(root, "s"+string(rune('0'+i)))
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		urls = append(urls, "file://"+d)
-	}
-	key := filepath.Join(root, "key")
-	if err := os.WriteFile(key, bytes.Repeat([]byte{9}, 32), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.AddRegion(ctx, RegionConfig{Name: "r", K: 2, M: 1, Stores: urls, KeyFile: key}); err != nil {
-		t.Fatal(err)
-	}
+	rs, m, _, _ := newInternalRegion(t, root, Options{PackSize: 1 << 20}, 2, 1, 9)
 	const bs = 16 << 10
 	if _, err := rs.CreateDisk("d", 64*bs, bs); err != nil {
 		t.Fatal(err)
@@ -190,35 +162,7 @@ func TestRestoreChecksEveryBlock(t *testing.T) {
 func TestEncryptedDiskRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
-	dir := filepath.Join(root, "store")
-	if err := rowstore.Create(dir, rowstore.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	rs, err := rowstore.Open(dir, rowstore.Options{SyncInterval: -1, GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	m, err := New(dir, rs, Options{PackSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	var urls []string
-	for i := range 3 {
-		d := filepath.Join(root, "s"+string(rune('0'+i)))
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		urls = append(urls, "file://"+d)
-	}
-	rkey := filepath.Join(root, "key")
-	if err := os.WriteFile(rkey, bytes.Repeat([]byte{3}, 32), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.AddRegion(ctx, RegionConfig{Name: "r", K: 2, M: 1, Stores: urls, KeyFile: rkey}); err != nil {
-		t.Fatal(err)
-	}
+	rs, m, _, _ := newInternalRegion(t, root, Options{PackSize: 1 << 20}, 2, 1, 3)
 	dkeyFile := filepath.Join(root, "disk.key")
 	if err := os.WriteFile(dkeyFile, []byte("correct horse battery staple\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -2,12 +2,9 @@ package replicate
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/snapfs/snapfs/replicate/format"
-	"github.com/snapfs/snapfs/rowstore"
 )
 
 // Sync skips a copied snapshot after reading one copy of its manifest and
@@ -17,35 +14,7 @@ import (
 func TestSyncSkipFindsDifferingCopy(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
-	dir := filepath.Join(root, "store")
-	if err := rowstore.Create(dir, rowstore.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	rs, err := rowstore.Open(dir, rowstore.Options{SyncInterval: -1, GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	m, err := New(dir, rs, Options{PackSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	var urls []string
-	for i := range 3 {
-		d := filepath.Join(root, "s"+string(rune('0'+i)))
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		urls = append(urls, "file://"+d)
-	}
-	key := filepath.Join(root, "key")
-	if err := os.WriteFile(key, make([]byte, 32), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.AddRegion(ctx, RegionConfig{Name: "r", K: 2, M: 1, Stores: urls, KeyFile: key}); err != nil {
-		t.Fatal(err)
-	}
+	rs, m, _, _ := newInternalRegion(t, root, Options{PackSize: 1 << 20}, 2, 1, 0)
 	if _, err := rs.CreateDisk("d", 1<<20, 64<<10); err != nil {
 		t.Fatal(err)
 	}
