@@ -63,6 +63,7 @@ func mountCommand(st *state) *cli.Command {
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount, as the file modes allow " +
 				"(allow_other with default_permissions; needs user_allow_other in /etc/fuse.conf for non-root); default: only you"},
 			&cli.StringFlag{Name: "region-cache", Value: "1G", Usage: "bound of the on-disk cache (in the store) of the blocks read from regions through M/regions/ (e.g. 512M, 4G)"},
+			noCleanerFlag,
 		},
 		Action: func(c *cli.Context) (retErr error) {
 			a, err := args(c, "MOUNTPOINT")
@@ -111,7 +112,7 @@ func mountCommand(st *state) *cli.Command {
 				return err
 			}
 			cfg := daemon.Config{Store: store, Mountpoint: mp, Logger: log, RemoveMountpoint: created, Files: filesOptions(c),
-				AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys}}
+				AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys, NoCleaner: c.Bool("no-cleaner")}}
 			if cfg.RegionCache, err = parseSize("--region-cache", c.String("region-cache")); err != nil {
 				return err
 			}
@@ -137,7 +138,7 @@ func runChild(c *cli.Context, store, mp, fdStr string, created bool, keys []*row
 	ready := false
 	os.Unsetenv(createdEnv)
 	cfg := daemon.Config{Store: store, Mountpoint: mp, Logger: log, RemoveMountpoint: created, Files: filesOptions(c),
-		AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys},
+		AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys, NoCleaner: c.Bool("no-cleaner")},
 		Ready: func(s service.Status) {
 			ready = true
 			fmt.Fprintf(pipe, "ok %d\n", s.PID)
@@ -408,3 +409,10 @@ func limitMemory() {
 		debug.SetMemoryLimit(daemonMemoryLimit)
 	}
 }
+
+// noCleanerFlag is mount's hidden --no-cleaner (also SNAPFS_BENCH_NO_CLEANER=1):
+// the background cleaner does not run, so the segments grow with every
+// overwrite until the periodic GC. For benchmarks of what the cleaner costs
+// (scripts/bench-space.sh) only.
+var noCleanerFlag = &cli.BoolFlag{Name: "no-cleaner", Hidden: true, EnvVars: []string{"SNAPFS_BENCH_NO_CLEANER"},
+	Usage: "benchmarks only: no background cleaner (the segments grow until the periodic GC)"}

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Bounded space through the mount (issue 7, deliverable 3): a snapfs disk of
+# 4 KiB blocks is filled, then rewritten BENCH_SPACE_PASSES times by fio with
+# random 4 KiB writes (libaio, iodepth 16, direct, an fsync every 256
+# writes), once without the background cleaner (mount's hidden --no-cleaner,
+# benchmarks only) and once with it, each on a fresh store. While fio runs,
+# the store's segment bytes (du of STORE/segments) are sampled every second
+# against the live bytes (the disk's size: every block written, no
+# snapshots). Prints the write throughput without and with the cleaner and
+# their ratio (the issue's target: >= 0.8), the max and final segments/live
+# (target: <= 1.5 with the cleaner; the max is over the samples after the
+# first pass's time), and the samples; writes JSON to scripts/bench-results/.
+# Run as root (FUSE).
+#
+#   scripts/bench-space.sh [--smoke] [--out FILE.json]
+#
+# Environment (defaults in brackets; --smoke: 64M, 3 passes):
+#   BENCH_SPACE_SIZE    disk size [256M]
+#   BENCH_SPACE_PASSES  rewrites of the whole disk [50]
+#   BENCH_SPACE_PAIRS   (without, with) pairs, run alternately [1]
+#   BENCH_DIR           where the work directory is made [/var/tmp]
+#   BENCH_SPACE_BIN     a snapfs binary to run instead of building this tree
+#                       (to compare builds; it needs mount --no-cleaner)
+# The run without the cleaner keeps every overwritten block until the end:
+# it needs about SIZE x (PASSES + 1) of free space in BENCH_DIR.
+set -euo pipefail
+{ # the whole script is parsed before it runs: editing it during a run is safe
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$PWD
+export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
+smoke=0 out=""
+while [ $# -gt 0 ]; do
+	case $1 in
+	--smoke) smoke=1 ;;
+	--out) out=$(realpath -m "${2:?--out needs a file}"); shift ;;
+	-h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "bench-space.sh: unknown argument $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+[ "$(id -u)" = 0 ] || { echo "bench-space.sh: run as root (FUSE)" >&2; exit 2; }
+if [ "$smoke" = 1 ]; then
+	SIZE=${BENCH_SPACE_SIZE:-64M} PASSES=${BENCH_SPACE_PASSES:-3}
+else
+	SIZE=${BENCH_SPACE_SIZE:-256M} PASSES=${BENCH_SPACE_PASSES:-50}
+fi
+PAIRS=${BENCH_SPACE_PAIRS:-1}
+for t in fio:fio jq:jq; do
+	if ! command -v "${t%%:*}" >/dev/null; then
+		apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || true
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${t#*:}" >&2
+	fi
+done
+size=$(numfmt --from=iec "$SIZE")
+work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/snapfs-space.XXXXXX")
+need=$((size * (PASSES + 2)))
+free=$(($(stat -f -c '%a * %S' "$work")))
+if [ "$free" -lt "$need" ]; then
+	echo "bench-space.sh: $(numfmt --to=iec "$free") free in $work, the run without the cleaner needs about $(numfmt --to=iec "$need")" >&2
+	rmdir "$work"
+	exit 2
+fi
+store="" mnt=$work/mnt sampler=""
+cleanup() {
+	[ -z "$sampler" ] || kill "$sampler" 2>/dev/null || true
+	[ -z "$store" ] || "$work/bin/snapfs" --store "$store" umount "$mnt" >/dev/null 2>&1 || umount -l "$mnt" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+mkdir -p "$work/bin" "$mnt" "$work/res"
+if [ -n "${BENCH_SPACE_BIN:-}" ]; then
+	cp "$BENCH_SPACE_BIN" "$work/bin/snapfs"
+else
+	go build -o "$work/bin/snapfs" ./cmd/snapfs
+fi
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+uptime_start=$(uptime)
+echo "bench-space: $(nproc) cores; disk $SIZE, $PASSES passes of random 4 KiB writes, $PAIRS pair(s); commit $commit; $uptime_start"
+
+# run NAME CLEANER(0|1): a fresh store, fill, rewrite, samples; results in $work/res/NAME.*
+run() {
+	local name=$1 cleaner=$2 margs=(--background) t0 disk
+	store=$work/store-$name
+	"$work/bin/snapfs" --store "$store" init >/dev/null
+	[ "$cleaner" = 1 ] || margs+=(--no-cleaner)
+	"$work/bin/snapfs" --store "$store" mount "${margs[@]}" "$mnt" >/dev/null
+	"$work/bin/snapfs" --store "$store" disk create bench --size "$size" --block-size 4K >/dev/null
+	disk=$mnt/disks/bench
+	fio --name=fill --filename="$disk" --rw=write --bs=1M --size="$size" --ioengine=psync --end_fsync=1 \
+		--refill_buffers --output-format=json --output="$work/res/$name.fill.json" >/dev/null
+	# Samples: seconds since the rewrite started, segment bytes.
+	t0=$EPOCHREALTIME
+	(
+		while :; do
+			s=$(du -sb --apparent-size "$store/segments" 2>/dev/null | cut -f1) || s=0
+			awk -v t="$EPOCHREALTIME" -v t0="$t0" -v s="${s:-0}" 'BEGIN { printf "%.1f %d\n", t - t0, s }'
+			sleep 1
+		done
+	) >"$work/res/$name.samples" &
+	sampler=$!
+	fio --name="$name" --filename="$disk" --size="$size" --io_size=$((size * PASSES)) --rw=randwrite --bs=4k \
+		--ioengine=libaio --iodepth=16 --direct=1 --fsync=256 --norandommap --randrepeat=0 --refill_buffers \
+		--output-format=json --output="$work/res/$name.json" >/dev/null
+	kill "$sampler" 2>/dev/null || true
+	wait "$sampler" 2>/dev/null || true
+	sampler=""
+	du -sb --apparent-size "$store/segments" | cut -f1 >"$work/res/$name.final"
+	"$work/bin/snapfs" --store "$store" --json usage >"$work/res/$name.usage.json" 2>/dev/null || echo '{}' >"$work/res/$name.usage.json"
+	"$work/bin/snapfs" --store "$store" umount "$mnt" >/dev/null
+	rm -rf "$store"
+	store=""
+}
+for ((p = 0; p < PAIRS; p++)); do
+	run "without-$p" 0
+	run "with-$p" 1
+done
+uptime_end=$(uptime)
+
+# Summaries, per run: MB/s (fio's write bandwidth, fsyncs included), max
+# and final segments/live (max over the samples after the first pass).
+summary() { # summary NAME -> "mbs max final"
+	local name=$1 mbs first
+	mbs=$(jq '.jobs[0].write.bw_bytes / 1e6' "$work/res/$name.json")
+	# The first pass writes the disk's size: its samples are before the
+	# overwrites have had time to be cleaned; skip them by time.
+	first=$(awk -v m="$mbs" -v s="$size" 'BEGIN { printf "%.1f", s / (m * 1e6) }')
+	awk -v live="$size" -v first="$first" -v final="$(cat "$work/res/$name.final")" -v mbs="$mbs" '
+		$1 >= first && $2 > 0 { r = $2 / live; if (r > max) max = r }
+		END { printf "%.1f %.3f %.3f\n", mbs, max, final / live }' "$work/res/$name.samples"
+}
+printf '\n%-12s %10s %16s %18s\n' run MB/s "max segs/live" "final segs/live"
+json_runs=()
+for ((p = 0; p < PAIRS; p++)); do
+	read -r wo_mbs wo_max wo_fin <<<"$(summary "without-$p")"
+	read -r wi_mbs wi_max wi_fin <<<"$(summary "with-$p")"
+	ratio=$(awk -v a="$wo_mbs" -v b="$wi_mbs" 'BEGIN { printf "%.2f", b / a }')
+	printf '%-12s %10s %16s %18s\n' "without-$p" "$wo_mbs" "$wo_max" "$wo_fin" "with-$p" "$wi_mbs" "$wi_max" "$wi_fin"
+	printf '  pair %d: throughput ratio with/without %s (target >= 0.8: %s); max segs/live with the cleaner %s (target <= 1.5: %s)\n' \
+		"$p" "$ratio" "$(awk -v r="$ratio" 'BEGIN { print (r >= 0.8) ? "met" : "missed" }')" \
+		"$wi_max" "$(awk -v r="$wi_max" 'BEGIN { print (r <= 1.5) ? "met" : "missed" }')"
+	for name in "without-$p" "with-$p"; do
+		printf '  samples %s (seconds:segs/live):' "$name"
+		awk -v live="$size" '{ printf " %s:%.2f", $1, $2 / live }' "$work/res/$name.samples"
+		echo
+	done
+	json_runs+=("$(jq -n --arg pair "$p" --argjson wo_mbs "$wo_mbs" --argjson wo_max "$wo_max" --argjson wo_fin "$wo_fin" \
+		--argjson wi_mbs "$wi_mbs" --argjson wi_max "$wi_max" --argjson wi_fin "$wi_fin" --argjson ratio "$ratio" \
+		--argjson live "$size" \
+		--slurpfile so <(awk '{ printf "[%s,%s]\n", $1, $2 }' "$work/res/without-$p.samples") \
+		--slurpfile sw <(awk '{ printf "[%s,%s]\n", $1, $2 }' "$work/res/with-$p.samples") \
+		--slurpfile uo "$work/res/without-$p.usage.json" --slurpfile uw "$work/res/with-$p.usage.json" \
+		'{pair: ($pair | tonumber), ratio: $ratio,
+		  without: {mbs: $wo_mbs, max_segs_live: $wo_max, final_segs_live: $wo_fin, usage: $uo, samples_s_segbytes: $so},
+		  with: {mbs: $wi_mbs, max_segs_live: $wi_max, final_segs_live: $wi_fin, usage: $uw, samples_s_segbytes: $sw},
+		  live_bytes: $live}')")
+done
+mkdir -p "$repo/scripts/bench-results"
+[ -n "$out" ] || out=$repo/scripts/bench-results/$(date -u +%Y%m%d-%H%M%S)-space$([ "$smoke" = 0 ] || echo -smoke).json
+printf '%s\n' "${json_runs[@]}" | jq -s --arg commit "$commit" --arg size "$SIZE" --argjson passes "$PASSES" \
+	--arg machine "$(nproc) cores, $(free -g | awk '/^Mem/ { print $2 }') GiB memory, kernel $(uname -r)" \
+	--arg u0 "$uptime_start" --arg u1 "$uptime_end" --argjson smoke "$smoke" \
+	'{benchmark: "bench-space", commit: $commit, machine: $machine, smoke: ($smoke == 1), size: $size, passes: $passes,
+	  fio: "randwrite bs=4k libaio iodepth=16 direct=1 fsync=256", uptime_start: $u0, uptime_end: $u1, pairs: .}' >"$out"
+echo "bench-space: results in $out; $uptime_end"
+exit 0
+}
