@@ -19,6 +19,9 @@ import (
 
 const (
 	cleanerTick = 20 * time.Millisecond
+	// cleanerPoll is how often the cleaner looks at the log while
+	// incremental rounds are on (see runCleaner).
+	cleanerPoll = 2 * time.Millisecond
 	// cleanerStart and cleanerTarget: a round starts when the log reaches
 	// cleanerStart × live and cleans down to cleanerTarget × live. Close to
 	// the 1.5 bound on purpose: the fuller the log may be, the emptier the
@@ -264,10 +267,19 @@ func (s *Store) runCleaner() {
 			default:
 			}
 		} else {
+			// With the live map the check costs nothing (no scan): poll
+			// every cleanerPoll, so a round starts as soon as the log
+			// passes its start, not up to a tick later with writers
+			// already waiting at the limit.
+			var poll <-chan time.Time
+			if s.cleaner.incr.Load() {
+				poll = time.After(cleanerPoll)
+			}
 			select {
 			case <-s.stop:
 				return
 			case <-t.C:
+			case <-poll:
 			case <-s.cleaner.kick:
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -440,13 +441,9 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	// one after the other, in order. Near a full filesystem a batch starts
 	// only once the previous one is finished (its space freed).
 	cleanBatch := int64(32 << 20)
-	var prev *finishing
-	wait := func() error {
-		if prev == nil {
-			return nil
-		}
-		f := prev
-		prev = nil
+	fin := newFinisher(s, plan)
+	// collect adds what finished batches did to st.
+	collect := func(f *finishing) error {
 		<-f.done
 		for _, si := range f.batch {
 			if m, ok := f.moved[si.Number]; ok || f.err == nil {
@@ -457,7 +454,24 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 		}
 		return f.err
 	}
-	defer wait() // after an error: the finish in flight ends before the round
+	var outstanding []*finishing
+	// waitOldest waits for the oldest batch handed to the finisher.
+	waitOldest := func() error {
+		f := outstanding[0]
+		outstanding = outstanding[1:]
+		return collect(f)
+	}
+	waitAll := func() error {
+		var errs []error
+		for len(outstanding) > 0 {
+			if err := waitOldest(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	defer fin.close()
+	defer waitAll() // after an error: the finishes in flight end before the round
 	for len(cands) > 0 {
 		if plan != nil && plan.batch > 0 {
 			cleanBatch = plan.batch
@@ -470,8 +484,8 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 		// copies exist before the old segments go.
 		limit := cleanBatch
 		free, ok := s.freeBytes()
-		if ok && prev != nil && free/2 < cleanBatch {
-			if err := wait(); err != nil {
+		if ok && len(outstanding) > 0 && free/2 < cleanBatch {
+			if err := waitAll(); err != nil {
 				return err
 			}
 			free, ok = s.freeBytes()
@@ -482,6 +496,32 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 				s.log.Warn("gc: not enough free space to move the records of the next segment; stopping",
 					"segment", cands[0].Number, "live_bytes", live[cands[0].Number], "free_bytes", free)
 				break
+			}
+		}
+		// At most finishQueue batches moved and not yet finished; and
+		// while some are, the copies of another must fit under the
+		// writers' limit (their old segments still count in the log).
+		for len(outstanding) > 0 && (len(outstanding) >= finishQueue ||
+			(plan != nil && plan.limitRatio > 0 && float64(s.seg.Bytes()+limit) >= plan.limitRatio*float64(liveTotal))) {
+			if err := waitOldest(); err != nil {
+				return err
+			}
+		}
+		if fin.failed.Load() {
+			return waitAll()
+		}
+		// What the log will be once the batches handed to the finisher
+		// are done (their copies are in it, their old segments still
+		// counted): the round goes on while that is above the target, so
+		// a round keeps pace with a foreground that writes on meanwhile.
+		total = s.seg.Bytes()
+		for _, f := range outstanding {
+			select {
+			case <-f.done: // removed: no longer in the log's bytes
+			default:
+				for _, si := range f.batch {
+					total -= si.Size
+				}
 			}
 		}
 		var batch []segment.SegmentInfo
@@ -510,31 +550,119 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 		if plan != nil && plan.inflight != nil {
 			plan.inflight.Store(0)
 		}
-		if werr := wait(); werr != nil || err != nil {
+		if err != nil {
+			werr := waitAll()
 			for _, si := range batch { // what was moved is not freed
 				st.BytesRelocated += moved[si.Number]
 			}
 			return errors.Join(werr, err)
 		}
-		f := &finishing{batch: batch, moved: moved, done: make(chan struct{})}
-		prev = f
-		go func() {
-			defer close(f.done)
-			f.err = s.finishMoves(nums, moves)
-			if plan != nil && plan.removed != nil {
-				plan.removed() // wake the writers waiting for space now
-			}
-		}()
+		f := &finishing{batch: batch, nums: nums, moved: moved, moves: moves, done: make(chan struct{})}
+		outstanding = append(outstanding, f)
+		fin.add(f)
 	}
-	return wait()
+	return waitAll()
 }
+
+// finishQueue is how many batches may be moved and not yet finished: the
+// finisher takes all of those waiting at once (one log sync, one index
+// sync, one removal for them), so the moves go on at their own pace while
+// the disk syncs.
+var finishQueue = 4
 
 // finishing is a batch whose finishMoves runs in the background.
 type finishing struct {
 	batch []segment.SegmentInfo
+	nums  []uint64
 	moved map[uint64]int64
+	moves []relocation
 	done  chan struct{}
 	err   error
+}
+
+// finisher finishes (finishMoves) the batches the cleaner moved, in order,
+// in one goroutine: every batch waiting when it is free is finished
+// together (group commit). After a failed finish the batches after it are
+// failed with the same error, untouched (their copies are dead records).
+type finisher struct {
+	s    *Store
+	plan *cleanPlan
+	mu   sync.Mutex
+	q    []*finishing
+	wake chan struct{}
+	quit chan struct{}
+	gone chan struct{}
+	// failed is set once a finish failed.
+	failed atomic.Bool
+}
+
+func newFinisher(s *Store, plan *cleanPlan) *finisher {
+	f := &finisher{s: s, plan: plan, wake: make(chan struct{}, 1), quit: make(chan struct{}), gone: make(chan struct{})}
+	go f.run()
+	return f
+}
+
+// add hands a moved batch to the finisher.
+func (f *finisher) add(b *finishing) {
+	f.mu.Lock()
+	f.q = append(f.q, b)
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close ends the finisher once the batches handed to it are finished.
+func (f *finisher) close() {
+	close(f.quit)
+	<-f.gone
+}
+
+func (f *finisher) run() {
+	defer close(f.gone)
+	var failed error
+	for {
+		f.mu.Lock()
+		q := f.q
+		f.q = nil
+		f.mu.Unlock()
+		if len(q) == 0 {
+			select {
+			case <-f.wake:
+				continue
+			case <-f.quit:
+				f.mu.Lock()
+				n := len(f.q)
+				f.mu.Unlock()
+				if n == 0 {
+					return
+				}
+				continue
+			}
+		}
+		if failed == nil {
+			var nums []uint64
+			var moves []relocation
+			for _, b := range q {
+				nums = append(nums, b.nums...)
+				moves = append(moves, b.moves...)
+			}
+			if failed = f.s.finishMoves(nums, moves); failed != nil {
+				f.failed.Store(true)
+			}
+		}
+		for _, b := range q {
+			b.err = failed
+			b.moves = nil
+		}
+		if f.plan != nil && f.plan.removed != nil {
+			f.plan.removed() // wake the writers waiting for space now
+		}
+		for _, b := range q {
+			close(b.done)
+		}
+	}
 }
 
 type relocation struct {
