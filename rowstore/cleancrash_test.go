@@ -13,8 +13,9 @@ import (
 )
 
 // TestCrashDuringCleaning crashes the store while the cleaner runs
-// pipelined batches of one segment each (one batch's records moving while
-// the previous one is synced, repointed and removed) beside a random
+// pipelined batches of one segment each (batches' records moving while
+// earlier ones are synced, repointed and removed, several at once when the
+// finish is slow: grouped finishes, which the test requires) beside a random
 // workload of writes, punches, syncs, snapshots and clones: at the crash a
 // batch may be half moved, moved but not synced, synced but not repointed,
 // repointed but its segments not removed, or removed without a directory
@@ -31,6 +32,7 @@ func TestCrashDuringCleaning(t *testing.T) {
 		runs = 12
 	}
 	var cleaned int
+	var grouped int64
 	for k := 0; k < runs; k++ {
 		seed := int64(5000 + k)
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
@@ -64,8 +66,14 @@ func TestCrashDuringCleaning(t *testing.T) {
 			var crashed *vfs.CrashFS
 			var stages []string
 			crashAt := 1 + rng.Intn(40)
+			rng2 := rand.New(rand.NewSource(seed)) // the hook's: it runs in the finisher
 			calls := 0
 			s.cleaner.stageHook = func(stage string) {
+				if stage == "log synced" && rng2.Intn(2) == 0 {
+					// A slow finish: the next batches are moved meanwhile
+					// and finished together (grouped).
+					time.Sleep(time.Millisecond)
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				if crashed != nil || calls < 0 {
@@ -166,6 +174,7 @@ func TestCrashDuringCleaning(t *testing.T) {
 			stageLog := fmt.Sprint(stages)
 			mu.Unlock()
 			cleaned += st.SegmentsCleaned
+			grouped += s.cleaner.grouped.Load()
 			s.crashForTest()
 			opts.FS = crashed
 			opts.RebuildIndex = k%2 == 1
@@ -195,5 +204,8 @@ func TestCrashDuringCleaning(t *testing.T) {
 	if cleaned == 0 {
 		t.Fatal("the cleaner cleaned no segment in any run")
 	}
-	t.Logf("%d segments cleaned in %d runs", cleaned, runs)
+	if grouped == 0 {
+		t.Fatal("no finish took more than one batch in any run")
+	}
+	t.Logf("%d segments cleaned in %d runs, %d grouped finishes", cleaned, runs, grouped)
 }

@@ -87,6 +87,8 @@ type cleaner struct {
 	// each stage of a batch: "moved" (a gathering of moves appended),
 	// "log synced", "repointed", "index synced".
 	stageHook func(stage string)
+	// grouped counts the finishes that took more than one batch (tests).
+	grouped atomic.Int64
 
 	mu        sync.Mutex
 	st        CleanerStats
@@ -456,6 +458,9 @@ func (s *Store) cleanIncremental(plan *cleanPlan, live int64) (GCStats, error) {
 		}
 	}
 	active := min(s.seg.Active(), s.cpSegment.Load())
+	plan.refresh = func() (map[uint64]int64, uint64) {
+		return s.cleaner.lm.usage(), min(s.seg.Active(), s.cpSegment.Load())
+	}
 	err := s.cleanWith(active, usage, live, nil, plan, &st)
 	if _, l, _ := s.cleaner.lm.installed(); l > 0 {
 		st.LiveBytes = l

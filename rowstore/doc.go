@@ -139,11 +139,16 @@
 // one hold of the append locks per gathering, not per record; the scan
 // reads a MiB at a time and checks every CRC; a moved record keeps its
 // header and payload, so a sealed block stays sealed). Batches are
-// pipelined (cleanmove.go, gc.go cleanWith): while one batch finishes in
-// the background (log sync, repoint, index sync, removal: mostly waiting
-// for the disk), the next one's records are moved; finishes run one after
-// the other, in order, and on a nearly full filesystem a batch starts
-// only once the previous one freed its space. The background cleaner
+// pipelined and their finishes grouped (cleanmove.go, gc.go cleanWith,
+// finisher): the round's goroutine moves batch after batch and hands each
+// to one finisher goroutine, which takes every batch waiting when it is
+// free and finishes them together (one log sync, their repoints, one index
+// sync, one removal: the same order as for one batch, mostly waiting for
+// the disk) while the next ones are moved. At most finishQueue (4)
+// batches are moved and not finished; while some are, another is moved
+// only if its copies fit under the writers' limit (the old segments still
+// count); and on a nearly full filesystem a batch starts only once every
+// earlier one freed its space. The background cleaner
 // removes segments without a directory sync: the index, synced before,
 // no longer points into them, so a segment a crash brings back holds
 // only dead copies (space a later round reclaims), and the next segment
@@ -187,14 +192,17 @@
 // the background cleaner while snapshots are taken, read back and deleted
 // during random rewrites.
 //
-// Incremental rounds (map installed, catalog unchanged). Every 20 ms (or at
-// once when a writer waits) the cleaner compares the log's size with the
-// exact live total; at 1.455 × live it cleans, emptiest segment first by
-// the usage table, down to 1.45 × live, in batches of at most a 128th of
-// live (one log sync and one index sync each, pipelined as described
-// under Garbage collection: the durability order is unchanged), and a
-// round that freed space while the log is still due runs again at once
-// instead of at the next tick. Only segments below the last
+// Incremental rounds (map installed, catalog unchanged). Every 2 ms
+// (cleanerPoll; or at once when a writer waits) the cleaner compares the
+// log's size with the exact live total; at 1.455 × live it cleans,
+// emptiest segment first by the usage table (judged again before every
+// batch: the foreground's overwrites empty segments meanwhile), down to
+// 1.45 × live counting the log as it will be once the batches being
+// finished are removed (so a round goes on while the foreground writes),
+// in batches of at most a 128th of live (pipelined and finished in groups
+// as described under Garbage collection: the durability order is
+// unchanged), and a round that freed space while the log is still due
+// runs again at once. Only segments below the last
 // checkpoint's are judged (all their records were committed); if those
 // cannot free enough, the cleaner commits first. A move reads the record,
 // appends a copy (64 at a time), and repoints the entry with one write of
@@ -822,8 +830,9 @@
 // channel, no lock held), and lazySet.mu (RW) and lazyLayer.mu (lazy.go:
 // released before a fetched block is appended, a commit or a catalog
 // change; a read of a lazy block takes them under a disk lock or readMu).
-// The cleaner's pipelined finish (gc.go) adds no lock: it runs beside the
-// round's goroutine, which holds gcMu until the finish has ended.
+// The cleaner's finisher goroutine (gc.go) adds no lock: it runs beside
+// the round's goroutine, which holds gcMu until every batch it handed over
+// is finished and the finisher has ended.
 //
 // Badger's locks are below all of these: the index is called with any of
 // them held, and never calls back into rowstore except through the

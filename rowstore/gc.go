@@ -261,6 +261,10 @@ type cleanPlan struct {
 	// batch: the bytes a batch moves at most (0: the full round's sizes,
 	// below).
 	batch int64
+	// refresh, if set, returns the live bytes per segment and the first
+	// segment not to clean as they are now: the candidates are judged
+	// again before every batch but the first (incremental rounds).
+	refresh func() (map[uint64]int64, uint64)
 }
 
 // gcLocked is one garbage collection and cleaning pass (gcMu held).
@@ -388,32 +392,34 @@ func (s *Store) clean(active uint64, live map[uint64]int64, st *GCStats) error {
 // cleans every segment below CleanBelow live; with one, the emptiest until
 // the segments are down to plan.targetRatio × liveTotal.
 func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64, livePos map[uint64]map[int64]struct{}, plan *cleanPlan, st *GCStats) error {
-	segs := s.seg.Segments()
 	var total int64
-	for _, si := range segs {
-		total += si.Size
-	}
 	var cands []segment.SegmentInfo
-	for _, si := range segs {
-		if si.Number >= active {
-			continue
+	taken := map[uint64]bool{} // handed to moveSegments this round
+	// pick lists the candidates, the emptiest first.
+	pick := func() {
+		cands = cands[:0]
+		for _, si := range s.seg.Segments() {
+			if si.Number >= active || taken[si.Number] {
+				continue
+			}
+			limit := s.opts.CleanBelow
+			if plan != nil {
+				limit = plan.maxLive
+			}
+			if si.Size > 0 && float64(live[si.Number]) >= limit*float64(si.Size) {
+				continue
+			}
+			cands = append(cands, si)
 		}
-		limit := s.opts.CleanBelow
-		if plan != nil {
-			limit = plan.maxLive
+		frac := func(si segment.SegmentInfo) float64 {
+			if si.Size == 0 {
+				return 0
+			}
+			return float64(live[si.Number]) / float64(si.Size)
 		}
-		if si.Size > 0 && float64(live[si.Number]) >= limit*float64(si.Size) {
-			continue
-		}
-		cands = append(cands, si)
+		sort.SliceStable(cands, func(i, j int) bool { return frac(cands[i]) < frac(cands[j]) })
 	}
-	frac := func(si segment.SegmentInfo) float64 {
-		if si.Size == 0 {
-			return 0
-		}
-		return float64(live[si.Number]) / float64(si.Size)
-	}
-	sort.SliceStable(cands, func(i, j int) bool { return frac(cands[i]) < frac(cands[j]) })
+	pick()
 	var pace func(int64) error
 	if plan != nil {
 		pace = func(n int64) error {
@@ -473,6 +479,15 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	defer fin.close()
 	defer waitAll() // after an error: the finishes in flight end before the round
 	for len(cands) > 0 {
+		if plan != nil && plan.refresh != nil && len(taken) > 0 {
+			// The usage table is exact and cheap to copy: judge again,
+			// as the foreground's overwrites emptied other segments
+			// meanwhile.
+			live, active = plan.refresh()
+			if pick(); len(cands) == 0 {
+				break
+			}
+		}
 		if plan != nil && plan.batch > 0 {
 			cleanBatch = plan.batch
 		} else if plan != nil {
@@ -532,6 +547,7 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 			}
 			si := cands[0]
 			cands = cands[1:]
+			taken[si.Number] = true
 			batch = append(batch, si)
 			toMove += live[si.Number]
 			total -= si.Size - live[si.Number]
@@ -640,6 +656,9 @@ func (f *finisher) run() {
 				}
 				continue
 			}
+		}
+		if len(q) > 1 {
+			f.s.cleaner.grouped.Add(1)
 		}
 		if failed == nil {
 			var nums []uint64
