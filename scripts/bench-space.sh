@@ -9,7 +9,7 @@
 # snapshots). Prints the write throughput without and with the cleaner and
 # their ratio (the issue's target: >= 0.8), the max and final segments/live
 # (target: <= 1.5 with the cleaner; the max is over the samples after the
-# first pass's time), and the samples; writes JSON to scripts/bench-results/.
+# first pass's time and the final size), and the samples; writes JSON to scripts/bench-results/.
 # Run as root (FUSE).
 #
 #   scripts/bench-space.sh [--smoke] [--out FILE.json]
@@ -75,6 +75,7 @@ else
 	go build -o "$work/bin/snapfs" ./cmd/snapfs
 fi
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -z "${BENCH_SPACE_BIN:-}" ] || commit="binary $BENCH_SPACE_BIN (scripts at $commit)"
 uptime_start=$(uptime)
 echo "bench-space: $(nproc) cores; disk $SIZE, $PASSES passes of random 4 KiB writes, $PAIRS pair(s); commit $commit; $uptime_start"
 
@@ -127,7 +128,7 @@ summary() { # summary NAME -> "mbs max final"
 	first=$(awk -v m="$mbs" -v s="$size" 'BEGIN { printf "%.1f", s / (m * 1e6) }')
 	awk -v live="$size" -v first="$first" -v final="$(cat "$work/res/$name.final")" -v mbs="$mbs" '
 		$1 >= first && $2 > 0 { r = $2 / live; if (r > max) max = r }
-		END { printf "%.1f %.3f %.3f\n", mbs, max, final / live }' "$work/res/$name.samples"
+		END { if (final / live > max) max = final / live; printf "%.1f %.3f %.3f\n", mbs, max, final / live }' "$work/res/$name.samples"
 }
 printf '\n%-12s %10s %16s %18s\n' run MB/s "max segs/live" "final segs/live"
 json_runs=()
