@@ -441,11 +441,12 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	// writers held only when the bound is really at risk (between batches
 	// they leave a 32nd of live under the limit for the next one).
 	//
-	// Batches are pipelined: while one batch is finished in the background
-	// (log sync, repoint, index sync, removal: mostly waiting for the
-	// disk), the next one's records are moved. The finishes themselves run
-	// one after the other, in order. Near a full filesystem a batch starts
-	// only once the previous one is finished (its space freed).
+	// Batches are pipelined: while earlier batches are finished in the
+	// background (log sync, repoint, index sync, removal: mostly waiting
+	// for the disk), the next one's records are moved. The finisher takes
+	// every batch waiting at once, in order (see finisher). Near a full
+	// filesystem a batch starts only once every earlier one is finished
+	// (its space freed).
 	cleanBatch := int64(32 << 20)
 	fin := newFinisher(s, plan)
 	// collect adds what finished batches did to st.

@@ -95,7 +95,7 @@ run() {
 	(
 		while :; do
 			s=$(du -sb --apparent-size "$store/segments" 2>/dev/null | cut -f1) || s=0
-			awk -v t="$EPOCHREALTIME" -v t0="$t0" -v s="${s:-0}" 'BEGIN { printf "%.1f %d\n", t - t0, s }'
+			awk -v t="$EPOCHREALTIME" -v t0="$t0" -v s="${s:-0}" 'BEGIN { printf "%.1f %s\n", t - t0, s }'
 			sleep 1
 		done
 	) >"$work/res/$name.samples" &
