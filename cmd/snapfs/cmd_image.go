@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 )
 
 func imageCommand(st *state) *cli.Command {
@@ -13,31 +14,10 @@ func imageCommand(st *state) *cli.Command {
 		Name:  "image",
 		Usage: "create, list and delete read-only images made from snapshots",
 		Subcommands: []*cli.Command{
-			{
-				Name:      "create",
-				Usage:     "make an image from a disk of a snapshot",
-				ArgsUsage: "NAME",
-				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "snapshot", Usage: "the snapshot"},
-					&cli.StringFlag{Name: "disk", Usage: "the disk of the snapshot"},
-				},
-				Action: func(c *cli.Context) error {
-					a, err := args(c, "NAME")
-					if err != nil {
-						return err
-					}
-					if !c.IsSet("snapshot") || !c.IsSet("disk") {
-						return usagef("image create: --snapshot and --disk are required")
-					}
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						im, err := svc.CreateImage(ctx, a[0], c.String("snapshot"), c.String("disk"))
-						if err != nil {
-							return err
-						}
-						return newPrinter(c, st).result("image", im, "created image %s from %s/%s (%s)", im.Name, im.Snapshot, im.Disk, size(im.Size))
-					})
-				},
-			},
+			hotCommand(st, "image create", func(ctx context.Context, svc service.Service, req any) (any, error) {
+				r := req.(wire.ImageRequest)
+				return svc.CreateImage(ctx, r.Name, r.Snapshot, r.Disk)
+			}),
 			{
 				Name:  "list",
 				Usage: "list images",

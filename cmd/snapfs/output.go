@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/hot"
 )
 
 // printer prints a command's results: text tables for people, or with
@@ -26,14 +26,11 @@ func newPrinter(c *cli.Context, st *state) *printer {
 }
 
 // object prints v as one JSON line of type typ (JSON mode only).
-func (p *printer) object(typ string, v any) error {
-	b, err := service.TypedJSON(typ, v)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", typ, err)
-	}
-	_, err = p.w.Write(append(b, '\n'))
-	return err
-}
+func (p *printer) object(typ string, v any) error { return p.shared().Object(typ, v) }
+
+// shared is p as package hot's printer (the hot commands print with it, in
+// both binaries).
+func (p *printer) shared() *hot.Printer { return &hot.Printer{JSON: p.json, W: p.w} }
 
 // table prints rows under a header, aligned (text mode).
 func (p *printer) table(header []string, rows [][]string) error {
@@ -54,13 +51,9 @@ func (p *printer) fields(kv ...string) error {
 	return tw.Flush()
 }
 
-// line prints a text line (text mode) or the JSON object (JSON mode).
+// result prints a text line (text mode) or the JSON object (JSON mode).
 func (p *printer) result(typ string, v any, format string, a ...any) error {
-	if p.json {
-		return p.object(typ, v)
-	}
-	_, err := fmt.Fprintf(p.w, format+"\n", a...)
-	return err
+	return p.shared().Result(typ, v, format, a...)
 }
 
 // deleted reports a deletion.
