@@ -5,6 +5,10 @@
 # runs of each after 0 B and after each size of BENCH_CLI_SIZES written to
 # one disk, with p50/p90/p99 per operation, printed as a table and written as
 # JSON with the machine's load (uptime) before and after each level.
+# The "new" side is this tree as scripts/install.sh installs it (into a
+# staging root under the work directory): the light front as bin/snapfs,
+# which serves these four commands over the control socket, and the full
+# binary as lib/snapfs/snapfs-full, which the front execs for the rest.
 # Run as root (FUSE).
 #
 #   scripts/bench-cli.sh [--smoke] [--out FILE.json]
@@ -12,7 +16,8 @@
 # The floors, measured in the same run at each level, interleaved with the
 # operations (one run of each in turn, so load changes hit them alike):
 #   hello     a Go program that prints a line: the cost of any Go process here
-#   version   `snapfs --version`: process start and package init of snapfs
+#   version   `snapfs --version`: the front execs the full binary, so this
+#             is both processes' start and the full binary's package init
 #   status    `snapfs status`: the same plus connecting to the daemon
 #   thin      a Go program of net/http and encoding/json only that makes the
 #             calls `snapshot create` makes on the control socket (Status,
@@ -24,9 +29,11 @@
 # request read to the answer ready), so a figure splits into process start,
 # round trips and the operation itself.
 #
-# With BENCH_CLI_BASELINE=BINARY (a snapfs built from another commit), a
-# second store is served by a daemon of that binary and every timed run is
-# made on both in turn: the "base" rows and the ratios are from the same run.
+# With BENCH_CLI_BASELINE=BINARY (a snapfs built from another commit, or
+# this tree's full binary alone: before/after the front), a second store is
+# served by a daemon of that binary and every timed run is made on both in
+# turn: the "base" rows and the ratios are from the same run. All the
+# binaries, floors included, are built static (CGO_ENABLED=0).
 #
 # Environment (defaults in brackets; --smoke: 10 runs, 64M):
 #   BENCH_RUNS       runs per operation and level [100]
@@ -86,10 +93,14 @@ echo "work directory $work; $(nproc) cores; $RUNS runs; sizes 0 $SIZES; $(uptime
 
 bin=$work/bin
 mkdir -p "$bin" "$work/hello" "$work/mnt"
-CGO_ENABLED=0 go build -o "$bin/snapfs" ./cmd/snapfs
+# The installed layout: PREFIX/bin/snapfs (the front) and
+# PREFIX/lib/snapfs/snapfs-full, as scripts/install.sh lays them out.
+DESTDIR=$work/root SNAPFS_VERSION=bench-$(git rev-parse --short HEAD 2>/dev/null || echo devel) \
+	bash scripts/install.sh /usr/local >/dev/null
+ln -s "$work/root/usr/local/bin/snapfs" "$bin/snapfs"
 printf 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("hello\\n") }\n' >"$work/hello/main.go"
 printf 'module hello\n\ngo 1.22\n' >"$work/hello/go.mod"
-(cd "$work/hello" && go build -o "$bin/hello" .)
+(cd "$work/hello" && CGO_ENABLED=0 go build -o "$bin/hello" .)
 mkdir -p "$work/thin"
 cat >"$work/thin/main.go" <<'EOF'
 // thin SOCKET NAME DISK: snapshot create's calls on the control socket.
@@ -129,7 +140,7 @@ func main() {
 }
 EOF
 printf 'module thin\n\ngo 1.22\n' >"$work/thin/go.mod"
-(cd "$work/thin" && go build -o "$bin/thin" .)
+(cd "$work/thin" && CGO_ENABLED=0 go build -o "$bin/thin" .)
 base=${BENCH_CLI_BASELINE:-}
 sides=(new)
 if [ -n "$base" ]; then
