@@ -7,7 +7,7 @@
 # JSON with the machine's load (uptime) before and after each level.
 # The "new" side is this tree as scripts/install.sh installs it (into a
 # staging root under the work directory): the light front as bin/snapfs,
-# which serves these four commands over the control socket, and the full
+# which serves these four commands (and status) over the control socket, and the full
 # binary as lib/snapfs/snapfs-full, which the front execs for the rest.
 # Run as root (FUSE).
 #

@@ -131,12 +131,7 @@ func printDisk(p *printer, d service.Disk) error {
 	)
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
+func orDash(s string) string { return hot.OrDash(s) }
 
 // encryption is a disk's encryption state in listings.
 func encryption(d service.Disk) string {

@@ -104,9 +104,9 @@
 // PREFIX/bin/snapfs is the front (cmd/snapfs/front), which links none of
 // the engine, regions, index, metrics or FUSE and so starts like any small
 // Go program; PREFIX/lib/snapfs/snapfs-full is this command. The front runs
-// the hot commands, `snapshot create`, `disk create`, `disk rollback` and
-// `image create`, itself when a daemon answers on the store's control
-// socket, and otherwise execs the full binary with the same argv and
+// the hot commands, `snapshot create`, `disk create`, `disk rollback`,
+// `image create` and `status`, itself when a daemon answers on the store's
+// control socket, and otherwise execs the full binary with the same argv and
 // environment: every other command, --help, --version, completion, a flag
 // it does not know, a usage error, a store without a daemon. It finds the
 // full binary at $SNAPFS_FULL, else at ../lib/snapfs/snapfs-full relative to

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"fmt"
 	"io"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -34,22 +31,11 @@ func (p *printer) shared() *hot.Printer { return &hot.Printer{JSON: p.json, W: p
 
 // table prints rows under a header, aligned (text mode).
 func (p *printer) table(header []string, rows [][]string) error {
-	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
-	}
-	return tw.Flush()
+	return p.shared().Table(header, rows)
 }
 
 // fields prints "key: value" lines (text mode).
-func (p *printer) fields(kv ...string) error {
-	tw := tabwriter.NewWriter(p.w, 0, 4, 1, ' ', 0)
-	for i := 0; i+1 < len(kv); i += 2 {
-		fmt.Fprintf(tw, "%s:\t%s\n", kv[i], kv[i+1])
-	}
-	return tw.Flush()
-}
+func (p *printer) fields(kv ...string) error { return p.shared().Fields(kv...) }
 
 // result prints a text line (text mode) or the JSON object (JSON mode).
 func (p *printer) result(typ string, v any, format string, a ...any) error {
@@ -66,12 +52,7 @@ func (p *printer) deleted(kind, name string) error {
 	return p.result("deleted", deleted{kind, name}, "deleted %s %s", kind, name)
 }
 
-func when(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Local().Format("2006-01-02 15:04:05")
-}
+func when(t time.Time) string { return hot.When(t) }
 
 // list prints items: one JSON line of type typ each, or a table.
 func list[T any](p *printer, typ string, items []T, header []string, row func(T) []string) error {

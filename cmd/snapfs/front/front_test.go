@@ -133,10 +133,20 @@ func runBin(t *testing.T, bin string, env []string, args ...string) result {
 
 // volatile are the parts of an answer that differ between two stores
 // given the same history: times and the store's path.
-var volatile = regexp.MustCompile(`"(created|modified|started|as_of)":"[^"]*"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`)
+var volatile = regexp.MustCompile(`"(created|modified|started|as_of|last_snapshot_time)":"[^"]*"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|` +
+	`[0-9hms.]+ ago|pid \d+|"pid":\d+`)
 
-func normalize(s, store string) string {
-	return volatile.ReplaceAllString(strings.ReplaceAll(s, store, "STORE"), "TIME")
+func normalize(s string, sd side) string {
+	s = strings.ReplaceAll(s, sd.store, "STORE")
+	if sd.mnt != "" {
+		s = strings.ReplaceAll(s, sd.mnt, "MNT")
+	}
+	return volatile.ReplaceAllString(s, "VOLATILE")
+}
+
+type side struct {
+	bin, store, mnt string
+	env             []string
 }
 
 // TestSameAsFull runs every hot command, and command lines the front hands
@@ -156,10 +166,6 @@ func TestSameAsFull(t *testing.T) {
 	}
 	front, full := bins(t)
 	root := t.TempDir()
-	type side struct {
-		bin, store, mnt string
-		env             []string
-	}
 	// The front finds the full binary relative to itself (no SNAPFS_FULL).
 	sides := [2]side{{bin: front}, {bin: full}}
 	offline := [2]side{{bin: front}, {bin: full}}
@@ -225,6 +231,9 @@ func TestSameAsFull(t *testing.T) {
 		{"disk", "rollback", "nodisk", "--snapshot", "s1"},
 		{"disk", "rollback", "vol1", "--snapshot", "nosnap"},
 		{"disk", "rollback", "vol1"},
+		{"status"},
+		{"--json", "status"},
+		{"status", "extra"},
 		// Handed to the full binary.
 		{"snapshot", "list"},
 		{"--json", "disk", "list"},
@@ -245,7 +254,7 @@ func TestSameAsFull(t *testing.T) {
 		var got [2]result
 		for i, s := range sides {
 			r := runBin(t, s.bin, s.env, append([]string{"--store", s.store}, args...)...)
-			r.stdout, r.stderr = normalize(r.stdout, s.store), normalize(r.stderr, s.store)
+			r.stdout, r.stderr = normalize(r.stdout, s), normalize(r.stderr, s)
 			got[i] = r
 		}
 		if got[0] != got[1] {
@@ -266,6 +275,8 @@ func TestSameAsFull(t *testing.T) {
 		{"image", "create", "im1", "--snapshot", "s1", "--disk", "vol1"},
 		{"disk", "rollback", "vol1", "--snapshot", "s2"},
 		{"snapshot", "list"},
+		{"status"},
+		{"status", "--json"},
 	} {
 		compare(t, offline, args)
 	}
@@ -278,6 +289,7 @@ func TestSameAsFull(t *testing.T) {
 		{"disk", "create", "fe1", "--size", "1M"},
 		{"image", "create", "fi1", "--snapshot", "f1", "--disk", "vol1"},
 		{"--json", "disk", "rollback", "vol1", "--snapshot", "f1"},
+		{"status"},
 		{"snapshot", "create", "f1", "--disk", "vol1"}, // an error of the daemon, too
 	} {
 		r := runBin(t, front, noFull, append([]string{"--store", sides[0].store}, args...)...)

@@ -66,12 +66,16 @@ func run(args []string, stdout, stderr io.Writer) (code int, handled bool) {
 	groups := map[string]*cli.Command{}
 	for _, h := range hot.Commands {
 		group, name := splitPath(h.Path)
-		g := groups[group]
-		if g == nil {
-			g = &cli.Command{Name: group, Action: fallback, HideHelp: true, HideHelpCommand: true,
-				OnUsageError: func(*cli.Context, error, bool) error { return errFallback }}
-			groups[group] = g
-			app.Commands = append(app.Commands, g)
+		add := func(c *cli.Command) { app.Commands = append(app.Commands, c) }
+		if group != "" {
+			g := groups[group]
+			if g == nil {
+				g = &cli.Command{Name: group, Action: fallback, HideHelp: true, HideHelpCommand: true,
+					OnUsageError: func(*cli.Context, error, bool) error { return errFallback }}
+				groups[group] = g
+				app.Commands = append(app.Commands, g)
+			}
+			add = func(c *cli.Command) { g.Subcommands = append(g.Subcommands, c) }
 		}
 		cmd := h.Def()
 		if cmd.Name != name {
@@ -93,7 +97,7 @@ func run(args []string, stdout, stderr io.Writer) (code int, handled bool) {
 			sent = true
 			return err
 		}
-		g.Subcommands = append(g.Subcommands, cmd)
+		add(cmd)
 	}
 	args, err := hot.ReorderArgs(app, args)
 	if err != nil {

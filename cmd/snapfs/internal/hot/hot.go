@@ -135,6 +135,7 @@ var Commands = []Command{
 	{"disk create", diskCreate, diskCreateOp},
 	{"disk rollback", diskRollback, diskRollbackOp},
 	{"image create", imageCreate, imageCreateOp},
+	{"status", status, statusOp},
 }
 
 // Lookup is the hot command of path; it panics for another path (a
