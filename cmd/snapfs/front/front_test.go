@@ -197,59 +197,71 @@ func TestSameAsFull(t *testing.T) {
 			}
 		})
 	}
-	cases := [][]string{
-		// Hot commands through the daemon: success, --json, errors.
-		{"snapshot", "create", "s1", "--disk", "vol1"},
-		{"snapshot", "create", "s1", "--disk", "vol1"},                   // exists
-		{"snapshot", "create", "s2", "--disk", "nodisk"},                 // unknown disk
-		{"snapshot", "create", "bad/name", "--disk", "vol1"},             // bad name (the daemon's check)
-		{"snapshot", "create", "g1", "--disk", "vol1", "--disk", "vol2"}, // a consistency group
-		{"--json", "snapshot", "create", "s3", "--disk", "vol1"},
-		{"snapshot", "create", "s4", "--disk", "vol2", "--json"},
-		{"snapshot", "create", "--disk", "vol1", "s5"},
-		{"snapshot", "create", "s6"},                            // usage: no --disk (the full binary says it)
-		{"snapshot", "create", "s6", "--disk", "vol1", "extra"}, // usage
-		{"snapshot", "create", "s6", "--disk", "vol1", "--on-pre-hook-failure", "x"},
-		{"disk", "create", "c1", "--from-snapshot", "s1", "--disk", "vol1"},
-		{"--json", "disk", "create", "c2", "--from-snapshot", "s1", "--disk", "vol1"},
-		{"disk", "create", "c1", "--from-snapshot", "s1", "--disk", "vol1"},     // exists
-		{"disk", "create", "c3", "--from-snapshot", "nosnap", "--disk", "vol1"}, // not found
-		{"disk", "create", "c3", "--from-snapshot", "s1", "--disk", "vol2"},     // vol2 not in s1
-		{"disk", "create", "c3", "--from-snapshot", "s1"},                       // usage
-		{"disk", "create", "e1", "--size", "1G"},
-		{"disk", "create", "e2", "--size", "1P"}, // larger than free: a warning on stderr
-		{"disk", "create", "e3", "--size", "12Q"},
-		{"disk", "create", "bad/name", "--size", "1M"},
-		{"image", "create", "im1", "--snapshot", "s1", "--disk", "vol1"},
-		{"--json", "image", "create", "im2", "--snapshot", "s1", "--disk", "vol1"},
-		{"image", "create", "im1", "--snapshot", "s1", "--disk", "vol1"}, // exists
-		{"image", "create", "im3", "--snapshot", "nosnap", "--disk", "vol1"},
-		{"image", "create", "im3", "--snapshot", "s1"},
-		{"disk", "create", "c4", "--from-image", "im1"},
-		{"disk", "rollback", "vol1", "--snapshot", "s3"},
-		{"--json", "disk", "rollback", "vol1", "--snapshot", "s1"},
-		{"disk", "rollback", "nodisk", "--snapshot", "s1"},
-		{"disk", "rollback", "vol1", "--snapshot", "nosnap"},
-		{"disk", "rollback", "vol1"},
-		{"status"},
-		{"--json", "status"},
-		{"status", "extra"},
-		// Handed to the full binary.
-		{"snapshot", "list"},
-		{"--json", "disk", "list"},
-		{"snapshot", "create", "--help"},
-		{"help", "disk", "create"},
-		{"--help"},
-		{},
-		{"snapshot"},
-		{"snapshot", "create", "s7", "--disk", "vol1", "--frobnicate"},
-		{"nosuchcommand"},
-		{"--version"},
-		{"--progress", "nonsense", "snapshot", "create", "s8", "--disk", "vol1"},
-		{"--log-level", "loud", "snapshot", "create", "s8", "--disk", "vol1"},
-		{"snapshot", "create", "s8", "--disk", "vol1", "--generate-bash-completion"},
+	key := filepath.Join(root, "key")
+	if err := os.WriteFile(key, []byte("a passphrase of the test, long enough"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	compare := func(t *testing.T, sides [2]side, args []string) {
+	cases := []struct {
+		code int // the exit code both give
+		args []string
+	}{
+		// Hot commands through the daemon: success, --json, errors.
+		{0, []string{"snapshot", "create", "s1", "--disk", "vol1"}},
+		{4, []string{"snapshot", "create", "s1", "--disk", "vol1"}},                   // exists
+		{3, []string{"snapshot", "create", "s2", "--disk", "nodisk"}},                 // unknown disk
+		{2, []string{"snapshot", "create", "bad/name", "--disk", "vol1"}},             // bad name (the daemon's check)
+		{0, []string{"snapshot", "create", "g1", "--disk", "vol1", "--disk", "vol2"}}, // a consistency group
+		{0, []string{"--json", "snapshot", "create", "s3", "--disk", "vol1"}},
+		{0, []string{"snapshot", "create", "s4", "--disk", "vol2", "--json"}},
+		{0, []string{"snapshot", "create", "--disk", "vol1", "s5"}},
+		{2, []string{"snapshot", "create", "s6"}},                            // usage: no --disk (the full binary says it)
+		{2, []string{"snapshot", "create", "s6", "--disk", "vol1", "extra"}}, // usage
+		{2, []string{"snapshot", "create", "s6", "--disk", "vol1", "--on-pre-hook-failure", "x"}},
+		{0, []string{"disk", "create", "c1", "--from-snapshot", "s1", "--disk", "vol1"}},
+		{0, []string{"--json", "disk", "create", "c2", "--from-snapshot", "s1", "--disk", "vol1"}},
+		{4, []string{"disk", "create", "c1", "--from-snapshot", "s1", "--disk", "vol1"}},     // exists
+		{3, []string{"disk", "create", "c3", "--from-snapshot", "nosnap", "--disk", "vol1"}}, // not found
+		{3, []string{"disk", "create", "c3", "--from-snapshot", "s1", "--disk", "vol2"}},     // vol2 not in s1
+		{2, []string{"disk", "create", "c3", "--from-snapshot", "s1"}},                       // usage
+		{0, []string{"disk", "create", "e1", "--size", "1G"}},
+		{0, []string{"disk", "create", "e2", "--size", "100T"}}, // larger than free: a warning on stderr
+		{2, []string{"disk", "create", "e3", "--size", "12Q"}},
+		{2, []string{"disk", "create", "bad/name", "--size", "1M"}},
+		{0, []string{"disk", "create", "enc1", "--size", "1M", "--encrypt", "--key-file", key}},
+		{2, []string{"--json", "disk", "create", "enc2", "--size", "1M", "--encrypt", "--key-file", filepath.Join(root, "nokey")}},
+		{2, []string{"disk", "create", "enc3", "--size", "1M", "--key-file", key}}, // usage: --key-file without --encrypt
+		{0, []string{"snapshot", "create", "se1", "--disk", "enc1"}},
+		{0, []string{"disk", "create", "ec1", "--from-snapshot", "se1", "--disk", "enc1"}},
+		{0, []string{"image", "create", "im1", "--snapshot", "s1", "--disk", "vol1"}},
+		{0, []string{"--json", "image", "create", "im2", "--snapshot", "s1", "--disk", "vol1"}},
+		{4, []string{"image", "create", "im1", "--snapshot", "s1", "--disk", "vol1"}}, // exists
+		{3, []string{"image", "create", "im3", "--snapshot", "nosnap", "--disk", "vol1"}},
+		{2, []string{"image", "create", "im3", "--snapshot", "s1"}},
+		{0, []string{"disk", "create", "c4", "--from-image", "im1"}},
+		{0, []string{"disk", "rollback", "vol1", "--snapshot", "s3"}},
+		{0, []string{"--json", "disk", "rollback", "vol1", "--snapshot", "s1"}},
+		{3, []string{"disk", "rollback", "nodisk", "--snapshot", "s1"}},
+		{3, []string{"disk", "rollback", "vol1", "--snapshot", "nosnap"}},
+		{2, []string{"disk", "rollback", "vol1"}},
+		{0, []string{"status"}},
+		{0, []string{"--json", "status"}},
+		{2, []string{"status", "extra"}},
+		// Handed to the full binary.
+		{0, []string{"snapshot", "list"}},
+		{0, []string{"--json", "disk", "list"}},
+		{0, []string{"snapshot", "create", "--help"}},
+		{0, []string{"help", "disk", "create"}},
+		{0, []string{"--help"}},
+		{0, []string{}},
+		{2, []string{"snapshot"}},
+		{2, []string{"snapshot", "create", "s7", "--disk", "vol1", "--frobnicate"}},
+		{2, []string{"nosuchcommand"}},
+		{0, []string{"--version"}},
+		{2, []string{"--progress", "nonsense", "snapshot", "create", "s8", "--disk", "vol1"}},
+		{2, []string{"--log-level", "loud", "snapshot", "create", "s8", "--disk", "vol1"}},
+		{0, []string{"snapshot", "create", "s8", "--disk", "vol1", "--generate-bash-completion"}},
+	}
+	compare := func(t *testing.T, sides [2]side, args []string) result {
 		t.Helper()
 		var got [2]result
 		for i, s := range sides {
@@ -261,9 +273,12 @@ func TestSameAsFull(t *testing.T) {
 			t.Errorf("snapfs %s:\nfront: exit %d\nstdout %q\nstderr %q\nfull: exit %d\nstdout %q\nstderr %q",
 				strings.Join(args, " "), got[0].code, got[0].stdout, got[0].stderr, got[1].code, got[1].stdout, got[1].stderr)
 		}
+		return got[0]
 	}
-	for _, args := range cases {
-		compare(t, sides, args)
+	for _, tc := range cases {
+		if r := compare(t, sides, tc.args); r.code != tc.code {
+			t.Errorf("snapfs %s: exit %d, want %d (stderr %q)", strings.Join(tc.args, " "), r.code, tc.code, r.stderr)
+		}
 	}
 	// No daemon: the front hands every command to the full binary, which
 	// opens the store itself.
@@ -296,6 +311,10 @@ func TestSameAsFull(t *testing.T) {
 		if strings.Contains(r.stderr, "no-such-binary") || r.stdout == "" && r.code == 0 {
 			t.Errorf("front %v did not serve it itself: %+v", args, r)
 		}
+	}
+	// The store from SNAPFS_STORE.
+	if r := runBin(t, front, append(noFull, "SNAPFS_STORE="+sides[0].store), "snapshot", "create", "f2", "--disk", "vol1"); r.code != 0 || r.stdout != "created snapshot f2 of vol1 (crash-consistent)\n" {
+		t.Errorf("front with SNAPFS_STORE: %+v", r)
 	}
 	if r := runBin(t, front, noFull, "--store", sides[0].store, "snapshot", "list"); !strings.Contains(r.stderr, "no-such-binary") {
 		t.Errorf("front snapshot list did not exec the full binary: %+v", r)
