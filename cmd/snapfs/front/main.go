@@ -37,17 +37,17 @@ func run(args []string, stdout, stderr io.Writer) (code int, handled bool) {
 	if n := len(args); n > 1 && args[n-1] == "--generate-bash-completion" {
 		return 0, false
 	}
+	sent := false // a request left this process: never hand over after that
 	defer func() {
 		if r := recover(); r != nil {
-			if !handled {
-				code, handled = 0, false // nothing was sent: the full binary says it
+			if !sent {
+				code, handled = 0, false // nothing was sent: the full binary runs it
 				return
 			}
 			fmt.Fprintf(stderr, "snapfs: internal error: %v\n", r)
-			code = 1
+			code, handled = 1, true
 		}
 	}()
-	sent := false
 	fallback := func(*cli.Context) error { return errFallback }
 	app := &cli.App{
 		Name:            "snapfs",

@@ -180,6 +180,13 @@ func ViaDaemon(c *cli.Context, op Op, p *Printer) (sent bool, err error) {
 	if err != nil {
 		return true, err
 	}
+	// The request was served: a panic while printing is an error of this
+	// command, never a reason to run it again elsewhere.
+	defer func() {
+		if r := recover(); r != nil {
+			sent, err = true, fmt.Errorf("internal error printing the answer to %s: %v", op.Method, r)
+		}
+	}()
 	return true, op.Print(p, raw)
 }
 
