@@ -18,7 +18,8 @@
 #   hello     a Go program that prints a line: the cost of any Go process here
 #   version   `snapfs --version`: the front execs the full binary, so this
 #             is both processes' start and the full binary's package init
-#   status    `snapfs status`: the same plus connecting to the daemon
+#   status    `snapfs status`: a read-only call through the daemon (the front
+#             serves it too; the baseline's full binary pays its package init)
 #   thin      a Go program of net/http and encoding/json only that makes the
 #             calls `snapshot create` makes on the control socket (Status,
 #             then CreateSnapshotWith): what a client that links nothing
