@@ -21,24 +21,9 @@ func diskCommand(st *state) *cli.Command {
 			hotCommand(st, "disk create", func(ctx context.Context, svc service.Service, req any) (any, error) {
 				return svc.CreateDisk(ctx, req.(service.CreateDiskRequest))
 			}),
-			{
-				Name:  "list",
-				Usage: "list disks",
-				Action: func(c *cli.Context) error {
-					if _, err := args(c); err != nil {
-						return err
-					}
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						ds, err := svc.ListDisks(ctx)
-						if err != nil {
-							return err
-						}
-						return list(newPrinter(c, st), "disk", ds, []string{"NAME", "SIZE", "ALLOCATED", "BLOCK", "OPEN", "ORIGIN", "ENCRYPTION"}, func(d service.Disk) []string {
-							return []string{d.Name, size(d.Size), size(d.Allocated), size(int64(d.BlockSize)), strconv.Itoa(d.Open), orDash(d.Origin), encryption(d)}
-						})
-					})
-				},
-			},
+			hotCommand(st, "disk list", func(ctx context.Context, svc service.Service, _ any) (any, error) {
+				return svc.ListDisks(ctx)
+			}),
 			{
 				Name:      "info",
 				Usage:     "describe a disk",
@@ -134,15 +119,7 @@ func printDisk(p *printer, d service.Disk) error {
 func orDash(s string) string { return hot.OrDash(s) }
 
 // encryption is a disk's encryption state in listings.
-func encryption(d service.Disk) string {
-	switch {
-	case !d.Encrypted:
-		return "-"
-	case d.Locked:
-		return "locked"
-	}
-	return "unlocked"
-}
+func encryption(d service.Disk) string { return hot.Encryption(d.Encrypted, d.Locked) }
 
 // keyFileFlag is --key-file, also taken from SNAPFS_KEY_FILE (hot.KeyFileFlag).
 func keyFileFlag(usage string) cli.Flag { return hot.KeyFileFlag(usage) }

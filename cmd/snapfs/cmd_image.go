@@ -18,24 +18,9 @@ func imageCommand(st *state) *cli.Command {
 				r := req.(wire.ImageRequest)
 				return svc.CreateImage(ctx, r.Name, r.Snapshot, r.Disk)
 			}),
-			{
-				Name:  "list",
-				Usage: "list images",
-				Action: func(c *cli.Context) error {
-					if _, err := args(c); err != nil {
-						return err
-					}
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						ims, err := svc.ListImages(ctx)
-						if err != nil {
-							return err
-						}
-						return list(newPrinter(c, st), "image", ims, []string{"NAME", "SIZE", "SNAPSHOT", "DISK", "CREATED"}, func(im service.Image) []string {
-							return []string{im.Name, size(im.Size), im.Snapshot, im.Disk, when(im.Created)}
-						})
-					})
-				},
-			},
+			hotCommand(st, "image list", func(ctx context.Context, svc service.Service, _ any) (any, error) {
+				return svc.ListImages(ctx)
+			}),
 			{
 				Name:      "delete",
 				Usage:     "delete an image (disks made from it keep their data)",

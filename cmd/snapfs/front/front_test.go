@@ -246,9 +246,13 @@ func TestSameAsFull(t *testing.T) {
 		{0, []string{"status"}},
 		{0, []string{"--json", "status"}},
 		{2, []string{"status", "extra"}},
+		{0, []string{"disk", "list"}},
+		{0, []string{"--json", "disk", "list"}},
+		{2, []string{"disk", "list", "x"}},
+		{0, []string{"image", "list"}},
+		{0, []string{"image", "list", "--json"}},
 		// Handed to the full binary.
 		{0, []string{"snapshot", "list"}},
-		{0, []string{"--json", "disk", "list"}},
 		{0, []string{"snapshot", "create", "--help"}},
 		{0, []string{"help", "disk", "create"}},
 		{0, []string{"--help"}},
@@ -292,6 +296,8 @@ func TestSameAsFull(t *testing.T) {
 		{"snapshot", "list"},
 		{"status"},
 		{"status", "--json"},
+		{"disk", "list"},
+		{"--json", "image", "list"},
 	} {
 		compare(t, offline, args)
 	}
@@ -305,6 +311,8 @@ func TestSameAsFull(t *testing.T) {
 		{"image", "create", "fi1", "--snapshot", "f1", "--disk", "vol1"},
 		{"--json", "disk", "rollback", "vol1", "--snapshot", "f1"},
 		{"status"},
+		{"disk", "list"},
+		{"image", "list"},
 		{"snapshot", "create", "f1", "--disk", "vol1"}, // an error of the daemon, too
 	} {
 		r := runBin(t, front, noFull, append([]string{"--store", sides[0].store}, args...)...)

@@ -136,6 +136,8 @@ var Commands = []Command{
 	{"disk rollback", diskRollback, diskRollbackOp},
 	{"image create", imageCreate, imageCreateOp},
 	{"status", status, statusOp},
+	{"disk list", diskList, diskListOp},
+	{"image list", imageList, imageListOp},
 }
 
 // Lookup is the hot command of path; it panics for another path (a
