@@ -5,7 +5,7 @@
 #
 # Installs the binaries: PREFIX/bin/snapfs, the light front (cmd/snapfs/front),
 # which runs snapshot create, disk create, disk rollback, image create,
-# status, disk list and image list itself over the daemon's control socket and execs the full binary,
+# status, snapshot list, disk list and image list itself over the daemon's control socket and execs the full binary,
 # PREFIX/lib/snapfs/snapfs-full (cmd/snapfs), for everything else; the
 # units run the full binary directly. Then the fstab helpers
 # (/sbin/mount.snapfs, also as mount.fuse.snapfs, and /sbin/umount.fuse.snapfs), the units

@@ -7,7 +7,7 @@
 #
 # It builds snapfs as install.sh lays it out: the light front as
 # /usr/local/bin/snapfs (it serves snapshot create, disk create, disk rollback,
-# image create, status, disk list and image list through the daemon and hands everything else on) and the
+# image create, status and the lists of snapshots, disks and images through the daemon and hands everything else on) and the
 # full binary as /usr/local/lib/snapfs/snapfs-full; it installs the tools the
 # quick start uses (mkfs.ext4, losetup) if missing, creates the store if it
 # does not exist yet, and mounts it. Stop it with: snapfs umount MOUNTPOINT

@@ -10,7 +10,6 @@ import (
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/hot"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
-	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 )
 
 func diskCommand(st *state) *cli.Command {
@@ -18,12 +17,8 @@ func diskCommand(st *state) *cli.Command {
 		Name:  "disk",
 		Usage: "create, list, inspect, resize, delete and roll back disks",
 		Subcommands: []*cli.Command{
-			hotCommand(st, "disk create", func(ctx context.Context, svc service.Service, req any) (any, error) {
-				return svc.CreateDisk(ctx, req.(service.CreateDiskRequest))
-			}),
-			hotCommand(st, "disk list", func(ctx context.Context, svc service.Service, _ any) (any, error) {
-				return svc.ListDisks(ctx)
-			}),
+			hotCommand(st, "disk create"),
+			hotCommand(st, "disk list"),
 			{
 				Name:      "info",
 				Usage:     "describe a disk",
@@ -86,10 +81,7 @@ func diskCommand(st *state) *cli.Command {
 					})
 				},
 			},
-			hotCommand(st, "disk rollback", func(ctx context.Context, svc service.Service, req any) (any, error) {
-				r := req.(wire.RollbackRequest)
-				return svc.RollbackDisk(ctx, r.Name, r.Snapshot, r.Force)
-			}),
+			hotCommand(st, "disk rollback"),
 			diskUnlockCommand(st),
 			diskLockCommand(st),
 			diskRekeyCommand(st),

@@ -6,7 +6,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
-	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 )
 
 func imageCommand(st *state) *cli.Command {
@@ -14,13 +13,8 @@ func imageCommand(st *state) *cli.Command {
 		Name:  "image",
 		Usage: "create, list and delete read-only images made from snapshots",
 		Subcommands: []*cli.Command{
-			hotCommand(st, "image create", func(ctx context.Context, svc service.Service, req any) (any, error) {
-				r := req.(wire.ImageRequest)
-				return svc.CreateImage(ctx, r.Name, r.Snapshot, r.Disk)
-			}),
-			hotCommand(st, "image list", func(ctx context.Context, svc service.Service, _ any) (any, error) {
-				return svc.ListImages(ctx)
-			}),
+			hotCommand(st, "image create"),
+			hotCommand(st, "image list"),
 			{
 				Name:      "delete",
 				Usage:     "delete an image (disks made from it keep their data)",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,38 +15,8 @@ func snapshotCommand(st *state) *cli.Command {
 		Name:  "snapshot",
 		Usage: "create, list, inspect, delete, compare and mount snapshots",
 		Subcommands: []*cli.Command{
-			hotCommand(st, "snapshot create", func(ctx context.Context, svc service.Service, req any) (any, error) {
-				return svc.CreateSnapshotWith(ctx, req.(service.CreateSnapshotRequest))
-			}),
-			{
-				Name:  "list",
-				Usage: "list snapshots, oldest first",
-				Flags: []cli.Flag{&cli.StringFlag{Name: "disk", Usage: "only snapshots holding this disk"}},
-				Action: func(c *cli.Context) error {
-					if _, err := args(c); err != nil {
-						return err
-					}
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						ss, err := svc.ListSnapshots(ctx, c.String("disk"))
-						if err != nil {
-							return err
-						}
-						p := newPrinter(c, st)
-						if err := list(p, "snapshot", ss, []string{"NAME", "CREATED", "KIND", "STATE", "DISKS", "ALLOCATED"}, func(s service.Snapshot) []string {
-							var names []string
-							var alloc int64
-							for _, d := range s.Disks {
-								names = append(names, d.Name)
-								alloc += d.Allocated
-							}
-							return []string{s.Name, when(s.Created), s.Kind, s.State, strings.Join(names, ","), size(alloc)}
-						}); err != nil {
-							return err
-						}
-						return printPolicyFailures(ctx, p, svc, c.String("disk"))
-					})
-				},
-			},
+			hotCommand(st, "snapshot create"),
+			hotCommand(st, "snapshot list"),
 			{
 				Name:      "info",
 				Usage:     "describe a snapshot (--json prints what snapshots/NAME/snapshot.json holds)",

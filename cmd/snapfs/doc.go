@@ -105,8 +105,8 @@
 // the engine, regions, index, metrics or FUSE and so starts like any small
 // Go program; PREFIX/lib/snapfs/snapfs-full is this command. The front runs
 // the hot commands, `snapshot create`, `disk create`, `disk rollback`,
-// `image create`, and the read-only `status`, `disk list` and `image list`,
-// itself when a daemon answers on the store's
+// `image create`, and the read-only `status`, `snapshot list`, `disk list`
+// and `image list`, itself when a daemon answers on the store's
 // control socket, and otherwise execs the full binary with the same argv and
 // environment: every other command, --help, --version, completion, a flag
 // it does not know, a usage error, a store without a daemon. It finds the

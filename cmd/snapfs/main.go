@@ -325,11 +325,11 @@ func interruptedBySignal(ctx context.Context) bool {
 // args checks that c has exactly the positional arguments named and returns them.
 func args(c *cli.Context, names ...string) ([]string, error) { return hot.Args(c, names...) }
 
-// hotCommand is hot command path (package hot: its flags, validation, call
+// hotCommand is hot command path (package hot: its flags, validation, calls
 // and output) in this binary: through the daemon exactly as the front binary
-// does when one answers, else with local, the Service call of the request
-// on the store opened here, printed by the same Print.
-func hotCommand(st *state, path string, local func(ctx context.Context, svc service.Service, req any) (any, error)) *cli.Command {
+// does when one answers; else the same calls on the store opened here
+// (localCall), their answers printed by the same Print.
+func hotCommand(st *state, path string) *cli.Command {
 	h := hot.Lookup(path)
 	cmd := h.Def()
 	cmd.Action = func(c *cli.Context) error {
@@ -348,16 +348,54 @@ func hotCommand(st *state, path string, local func(ctx context.Context, svc serv
 			c.Context = ctx
 		}
 		return withService(c, st, func(ctx context.Context, svc service.Service) error {
-			v, err := local(ctx, svc, op.Req)
+			call := func(method string, req any) (json.RawMessage, error) {
+				v, err := localCall(ctx, svc, method, req)
+				if err != nil {
+					return nil, err
+				}
+				raw, err := json.Marshal(v)
+				if err != nil {
+					return nil, fmt.Errorf("encode %s: %w", method, err)
+				}
+				return raw, nil
+			}
+			raw, err := call(op.Method, op.Req)
 			if err != nil {
 				return err
 			}
-			raw, err := json.Marshal(v)
-			if err != nil {
-				return fmt.Errorf("encode %s: %w", op.Method, err)
+			if raw, err = hot.Gather(op, raw, call); err != nil {
+				return err
 			}
 			return op.Print(p, raw)
 		})
 	}
 	return cmd
+}
+
+// localCall is the Service call of a hot command's control-socket call
+// (the server's table, service/server.go, does the same for the daemon).
+func localCall(ctx context.Context, svc service.Service, method string, req any) (any, error) {
+	switch method {
+	case "CreateSnapshotWith":
+		return svc.CreateSnapshotWith(ctx, req.(service.CreateSnapshotRequest))
+	case "CreateDisk":
+		return svc.CreateDisk(ctx, req.(service.CreateDiskRequest))
+	case "RollbackDisk":
+		r := req.(wire.RollbackRequest)
+		return svc.RollbackDisk(ctx, r.Name, r.Snapshot, r.Force)
+	case "CreateImage":
+		r := req.(wire.ImageRequest)
+		return svc.CreateImage(ctx, r.Name, r.Snapshot, r.Disk)
+	case "StatusReport":
+		return svc.StatusReport(ctx)
+	case "ListDisks":
+		return svc.ListDisks(ctx)
+	case "ListImages":
+		return svc.ListImages(ctx)
+	case "ListSnapshots":
+		return svc.ListSnapshots(ctx, req.(wire.ListSnapshotsRequest).Disk)
+	case "ListPolicies":
+		return svc.ListPolicies(ctx)
+	}
+	return nil, fmt.Errorf("hot command call %s has no local implementation", method)
 }

@@ -5,8 +5,8 @@
 //
 // When a daemon serves the store, it runs the hot commands itself over the
 // control socket: `snapshot create`, `disk create` (empty, clone from a
-// snapshot or an image), `disk rollback`, `image create`, `status`, `disk
-// list` and `image list`. Their
+// snapshot or an image), `disk rollback`, `image create`, `status`,
+// `snapshot list`, `disk list` and `image list`. Their
 // definitions (flags, validation, call, output, exit codes) are package
 // hot's, the same code the full binary runs for them: the output, stderr
 // and exit code are the full binary's.

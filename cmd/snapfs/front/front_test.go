@@ -251,8 +251,13 @@ func TestSameAsFull(t *testing.T) {
 		{2, []string{"disk", "list", "x"}},
 		{0, []string{"image", "list"}},
 		{0, []string{"image", "list", "--json"}},
-		// Handed to the full binary.
 		{0, []string{"snapshot", "list"}},
+		{0, []string{"snapshot", "list", "--disk", "vol2"}},
+		{0, []string{"--json", "snapshot", "list"}},
+		{2, []string{"snapshot", "list", "x"}},
+		// Handed to the full binary.
+		{0, []string{"snapshot", "info", "s1"}},
+		{3, []string{"image", "delete", "nosuch"}},
 		{0, []string{"snapshot", "create", "--help"}},
 		{0, []string{"help", "disk", "create"}},
 		{0, []string{"--help"}},
@@ -313,6 +318,7 @@ func TestSameAsFull(t *testing.T) {
 		{"status"},
 		{"disk", "list"},
 		{"image", "list"},
+		{"snapshot", "list", "--json"},
 		{"snapshot", "create", "f1", "--disk", "vol1"}, // an error of the daemon, too
 	} {
 		r := runBin(t, front, noFull, append([]string{"--store", sides[0].store}, args...)...)
@@ -324,8 +330,8 @@ func TestSameAsFull(t *testing.T) {
 	if r := runBin(t, front, append(noFull, "SNAPFS_STORE="+sides[0].store), "snapshot", "create", "f2", "--disk", "vol1"); r.code != 0 || r.stdout != "created snapshot f2 of vol1 (crash-consistent)\n" {
 		t.Errorf("front with SNAPFS_STORE: %+v", r)
 	}
-	if r := runBin(t, front, noFull, "--store", sides[0].store, "snapshot", "list"); !strings.Contains(r.stderr, "no-such-binary") {
-		t.Errorf("front snapshot list did not exec the full binary: %+v", r)
+	if r := runBin(t, front, noFull, "--store", sides[0].store, "snapshot", "info", "f1"); !strings.Contains(r.stderr, "no-such-binary") {
+		t.Errorf("front snapshot info did not exec the full binary: %+v", r)
 	}
 
 	// The snapshots the front made are the daemon's: listed by the full binary.
@@ -348,7 +354,7 @@ func TestNoFullBinary(t *testing.T) {
 	if err := os.WriteFile(lone, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := runBin(t, lone, []string{"SNAPFS_FULL="}, "snapshot", "list")
+	r := runBin(t, lone, []string{"SNAPFS_FULL="}, "--store", t.TempDir(), "usage")
 	if r.code != 1 || !strings.Contains(r.stderr, "full snapfs binary is not installed") || !strings.Contains(r.stderr, "SNAPFS_FULL") {
 		t.Fatalf("%+v", r)
 	}

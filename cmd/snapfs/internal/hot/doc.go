@@ -1,7 +1,7 @@
 // Package hot defines the CLI's hot commands once, for both binaries:
 // `snapshot create`, `disk create` (empty, clone of a snapshot's disk, from
 // an image), `disk rollback`, `image create`, and the read-only `status`,
-// `disk list` and `image list`. It owns their flags, help texts, validation, the control-socket call each makes, their output (text
+// `snapshot list`, `disk list` and `image list`. It owns their flags, help texts, validation, the control-socket call each makes, their output (text
 // and --json) and exit codes; and the pieces of the command line both
 // binaries parse alike: the global flags, the reordering of flags that
 // follow positional arguments (ReorderArgs), the store directory, the

@@ -118,8 +118,21 @@ type Op struct {
 	// Cancel: SIGINT and SIGTERM cancel the call (the daemon then thaws a
 	// frozen filesystem and runs the post-hook before answering).
 	Cancel bool
-	// Print prints the answer, the method's JSON result.
+	// Print prints the answer, the method's JSON result; with More, the
+	// JSON array of every call's result in order (null for an optional
+	// call that failed).
 	Print func(p *Printer, raw json.RawMessage) error
+	// More are calls made after the first, for the same output.
+	More []Call
+}
+
+// Call is one more control-socket call of an Op.
+type Call struct {
+	Method string
+	Req    any
+	// Optional: its failure leaves its result null instead of failing the
+	// command.
+	Optional bool
 }
 
 // Command is a hot command.
@@ -138,6 +151,7 @@ var Commands = []Command{
 	{"status", status, statusOp},
 	{"disk list", diskList, diskListOp},
 	{"image list", imageList, imageListOp},
+	{"snapshot list", snapshotList, snapshotListOp},
 }
 
 // Lookup is the hot command of path; it panics for another path (a
@@ -182,6 +196,11 @@ func ViaDaemon(c *cli.Context, op Op, p *Printer) (sent bool, err error) {
 	if err != nil {
 		return true, err
 	}
+	if raw, err = Gather(op, raw, func(method string, req any) (json.RawMessage, error) {
+		return cl.Call(ctx, method, req)
+	}); err != nil {
+		return true, err
+	}
 	// The request was served: a panic while printing is an error of this
 	// command, never a reason to run it again elsewhere.
 	defer func() {
@@ -190,6 +209,31 @@ func ViaDaemon(c *cli.Context, op Op, p *Printer) (sent bool, err error) {
 		}
 	}()
 	return true, op.Print(p, raw)
+}
+
+// Gather makes op's More calls through call, after its first call
+// answered first, and returns what op.Print takes: first itself without
+// More, else the JSON array of the answers.
+func Gather(op Op, first json.RawMessage, call func(method string, req any) (json.RawMessage, error)) (json.RawMessage, error) {
+	if len(op.More) == 0 {
+		return first, nil
+	}
+	all := []json.RawMessage{first}
+	for _, m := range op.More {
+		r, err := call(m.Method, m.Req)
+		switch {
+		case err != nil && m.Optional:
+			r = json.RawMessage("null")
+		case err != nil:
+			return nil, err
+		}
+		all = append(all, r)
+	}
+	raw, err := json.Marshal(all)
+	if err != nil {
+		return nil, fmt.Errorf("encode the answers to %s: %w", op.Method, err)
+	}
+	return raw, nil
 }
 
 // Printer prints a command's results: text for people, or with --json one

@@ -1,11 +1,16 @@
 package hot
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 )
 
 // printList prints a listing answer (a JSON array): one JSON line of type
@@ -87,4 +92,98 @@ func imageListOp(c *cli.Context) (Op, error) {
 			return []string{im.Name, Size(im.Size), im.Snapshot, im.Disk, When(im.Created)}
 		})
 	}}, nil
+}
+
+func snapshotList() *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "list snapshots, oldest first",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "disk", Usage: "only snapshots holding this disk"}},
+	}
+}
+
+// snapshotListOp lists the snapshots, then the failures of the policies
+// that take them (a failed ListPolicies leaves them out: the snapshot list
+// stands on its own).
+func snapshotListOp(c *cli.Context) (Op, error) {
+	if _, err := Args(c); err != nil {
+		return Op{}, err
+	}
+	disk := c.String("disk")
+	return Op{Method: "ListSnapshots", Req: wire.ListSnapshotsRequest{Disk: disk},
+		More: []Call{{Method: "ListPolicies", Req: struct{}{}, Optional: true}},
+		Print: func(p *Printer, raw json.RawMessage) error {
+			var answers []json.RawMessage
+			if err := decode("ListSnapshots", raw, &answers); err != nil {
+				return err
+			}
+			if len(answers) != 2 {
+				return &wire.Error{Code: "incompatible", Message: fmt.Sprintf("bad answer to ListSnapshots: %d parts", len(answers))}
+			}
+			type snapshot struct {
+				Name    string    `json:"name"`
+				Created time.Time `json:"created"`
+				Kind    string    `json:"kind"`
+				State   string    `json:"state"`
+				Disks   []struct {
+					Name      string `json:"name"`
+					Allocated int64  `json:"allocated"`
+				} `json:"disks"`
+			}
+			if err := printList(p, "ListSnapshots", "snapshot", answers[0], []string{"NAME", "CREATED", "KIND", "STATE", "DISKS", "ALLOCATED"}, func(s snapshot) []string {
+				var names []string
+				var alloc int64
+				for _, d := range s.Disks {
+					names = append(names, d.Name)
+					alloc += d.Allocated
+				}
+				return []string{s.Name, When(s.Created), s.Kind, s.State, strings.Join(names, ","), Size(alloc)}
+			}); err != nil {
+				return err
+			}
+			return printPolicyFailures(p, answers[1], disk)
+		}}, nil
+}
+
+// printPolicyFailures prints the failing runs of the policies of a
+// ListPolicies answer (of disk, when not empty), after a snapshot list.
+func printPolicyFailures(p *Printer, raw json.RawMessage, disk string) error {
+	var ps []struct {
+		Name   string            `json:"name"`
+		Status []json.RawMessage `json:"status"`
+	}
+	if json.Unmarshal(raw, &ps) != nil {
+		return nil // the snapshot list stands on its own
+	}
+	for _, pol := range ps {
+		for _, st := range pol.Status {
+			var s struct {
+				Disk        string    `json:"disk"`
+				Failures    int       `json:"failures"`
+				LastError   string    `json:"last_error"`
+				LastErrorAt time.Time `json:"last_error_at"`
+				RetryAt     time.Time `json:"retry_at"`
+			}
+			if json.Unmarshal(st, &s) != nil || s.Failures == 0 || (disk != "" && s.Disk != disk) {
+				continue
+			}
+			if p.JSON {
+				// {"policy": NAME, ...the disk's status}: the policy's name
+				// leads the status object's fields.
+				name, _ := json.Marshal(pol.Name)
+				obj := append([]byte(`{"policy":`), name...)
+				if body := bytes.TrimSpace(st); len(body) > 2 {
+					obj = append(append(obj, ','), body[1:]...)
+				} else {
+					obj = append(obj, '}')
+				}
+				if err := p.Object("policy_failure", json.RawMessage(obj)); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(p.W, "policy %s on disk %s: %d failed run(s), last at %s: %s (retried at %s)\n", pol.Name, s.Disk, s.Failures, When(s.LastErrorAt), s.LastError, When(s.RetryAt))
+		}
+	}
+	return nil
 }

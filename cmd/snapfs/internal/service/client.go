@@ -117,7 +117,7 @@ func (c *Client) CreateSnapshot(ctx context.Context, name string, disks []string
 
 // ListSnapshots implements Service.
 func (c *Client) ListSnapshots(ctx context.Context, disk string) ([]Snapshot, error) {
-	return get[[]Snapshot](c, ctx, "ListSnapshots", listSnapshotsReq{disk})
+	return get[[]Snapshot](c, ctx, "ListSnapshots", listSnapshotsReq{Disk: disk})
 }
 
 // GetSnapshot implements Service.

@@ -51,7 +51,7 @@ type (
 		Name  string
 		Disks []string
 	}
-	listSnapshotsReq struct{ Disk string }
+	listSnapshotsReq = wire.ListSnapshotsRequest
 	imageReq         = wire.ImageRequest
 	checkReq         struct {
 		Name     string

@@ -165,6 +165,8 @@ type (
 	}
 	// ImageRequest makes image Name from disk Disk of Snapshot.
 	ImageRequest struct{ Name, Snapshot, Disk string }
+	// ListSnapshotsRequest lists the snapshots (of Disk, when not empty).
+	ListSnapshotsRequest struct{ Disk string }
 )
 
 // DefaultHookTimeout bounds a hook, and a freeze, when no timeout is given.
