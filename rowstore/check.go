@@ -140,21 +140,45 @@ func (s *Store) Check(ctx context.Context, o CheckOptions) (CheckReport, error) 
 // logged, not reported: the other phases report what made it fail.
 func (s *Store) checkAccounting() []CheckProblem {
 	var out []CheckProblem
-	for _, err := range []error{s.verifyAccounting(), s.verifyExclusive()} {
+	split := func(err error) []string {
 		if err == nil {
-			continue
+			return nil
 		}
 		if !errors.Is(err, errAccounting) {
 			s.log.Warn("check: space accounting not compared", "err", err)
-			continue
+			return nil
 		}
 		errs := []error{err}
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
 			errs = j.Unwrap()
 		}
+		var msgs []string
 		for _, e := range errs {
-			out = append(out, CheckProblem{Kind: "accounting", Block: -1, Message: e.Error()})
+			msgs = append(msgs, e.Error())
 		}
+		return msgs
+	}
+	msgs := split(s.verifyAccounting())
+	if len(msgs) > 0 {
+		// A snapshot deleted and collected while it was counted differs
+		// too: report only what a second count repeats.
+		again := map[string]bool{}
+		for _, m := range split(s.verifyAccounting()) {
+			again[m] = true
+		}
+		kept := msgs[:0]
+		for _, m := range msgs {
+			if again[m] {
+				kept = append(kept, m)
+			}
+		}
+		msgs = kept
+	}
+	// verifyExclusive compares only figures that stayed current during its
+	// count.
+	msgs = append(msgs, split(s.verifyExclusive())...)
+	for _, m := range msgs {
+		out = append(out, CheckProblem{Kind: "accounting", Block: -1, Message: m})
 	}
 	return out
 }
