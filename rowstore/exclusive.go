@@ -244,7 +244,7 @@ func (s *Store) countExclusive() (map[string]int64, int64, error) {
 			}
 			rs := readers[id]
 			sort.Slice(rs, func(i, j int) bool { return rs[i].epoch < rs[j].epoch })
-			if err := countLayerExclusive(t, l, rs, heads[id], by, &live); err != nil {
+			if err := countLayerExclusive(t, l, rs, heads[id], by, &live, s.stop); err != nil {
 				return err
 			}
 		}
@@ -255,13 +255,21 @@ func (s *Store) countExclusive() (map[string]int64, int64, error) {
 
 // countLayerExclusive is scanLayer's classification of one live layer's
 // versions, counting only.
-func countLayerExclusive(t *index.Txn, l index.Layer, rs []reader, isHead bool, by map[string]int64, live *int64) error {
+func countLayerExclusive(t *index.Txn, l index.Layer, rs []reader, isHead bool, by map[string]int64, live *int64, stop <-chan struct{}) error {
 	var (
 		cur   uint64 = math.MaxUint64
 		newer uint64
 		first bool
+		seen  int
 	)
 	return t.ScanVersions(l.ID, 0, math.MaxUint64, func(b, epoch uint64, v index.Version) error {
+		if seen++; seen%4096 == 0 {
+			select {
+			case <-stop:
+				return errExclStopped
+			default:
+			}
+		}
 		if b != cur || !first {
 			first = true
 			cur, newer = b, headEpoch
