@@ -51,6 +51,24 @@ import (
 //   - Persistence: none. The figures are derived; after Open (clean or
 //     after a crash, or a rebuild) the first pass computes them.
 //
+// The incremental design this leaves for later (worked out, not built): per
+// layer, a histogram of stored bytes by (birth epoch, death epoch), death
+// being the epoch of the next newer version of the block in the layer (none
+// for the newest). A write at the head's epoch C over a same-layer version
+// born at e moves its bytes from (e, none) to (e, C) (or drops them when
+// e == C) and adds (C, none): O(1), but it needs the old version's epoch
+// from the write path's lookup (disk.go, writeback.go, lazy hydration).
+// Snapshots, clones, images, rollbacks and deletes change only the readers,
+// never a histogram; a reader at epoch E sees the entries with
+// birth <= E < death (the head: death none), and an entry is exclusive to
+// the only reader in its interval. No reader is ever added inside an
+// interval that had none (a snapshot reads the current epoch; a clone or an
+// image an epoch a snapshot already reads), so entries without readers can
+// be dropped (GC). Usage is then O(entries) = O(epochs² per layer) at
+// worst, independent of the data. Persistence would follow accounting.go
+// (with the checkpoint, trusted only with it; layers the replay touched
+// recounted at Open by this file's pass, per layer).
+//
 // Tests: TestExclusiveFigures (random writes, punches, snapshots, clones,
 // images, rollbacks, deletes, GC, cleaner rounds, a crash and a reopen;
 // kept figures that say they are current must equal GC's scan, the
