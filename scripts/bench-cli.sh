@@ -230,6 +230,8 @@ level() { # level TAG
 			if (op == "RollbackDisk") f = "rollback"
 			if (op == "CreateImage") f = "image_create"
 			if (op == "StatusReport") f = "status"
+			if (op == "Usage") f = "usage"
+			if (op == "FreshUsage") f = "usage_fresh"
 			if (f != "") printf "%d\n", us >>(dir "/server." f)
 		}'
 	{
@@ -237,7 +239,7 @@ level() { # level TAG
 			"$tag" "$written" "$before" "$after" "$(stats "$dir/hello")"
 		printf ',"server":{'
 		local sep=""
-		for op in status snapshot_create clone rollback image_create; do
+		for op in status snapshot_create clone rollback image_create usage usage_fresh; do
 			[ -s "$dir/server.$op" ] || continue
 			printf '%s"%s":%s' "$sep" "$op" "$(stats "$dir/server.$op")"
 			sep=,
