@@ -112,6 +112,9 @@ func (e *exclKept) current() (*exclFigures, bool) {
 // exclMinGap is the least time between two background computations.
 const exclMinGap = time.Second
 
+// exclRetry is the wait after a background computation failed.
+const exclRetry = time.Minute
+
 // exclDuty: after a computation that took d, the next waits exclDuty × d.
 const exclDuty = 19
 
@@ -167,7 +170,10 @@ func (s *Store) startExclusive() {
 			if f != nil {
 				wait = max(wait, exclDuty*f.took)
 			}
-			due := f == nil || time.Since(e.lastEnd) >= wait
+			if e.failed != nil {
+				wait = exclRetry // logged once a minute, not every second
+			}
+			due := (f == nil && e.failed == nil) || time.Since(e.lastEnd) >= wait
 			e.mu.Unlock()
 			if !due {
 				continue
