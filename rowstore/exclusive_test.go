@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,5 +208,73 @@ func TestExclusiveBackground(t *testing.T) {
 			t.Fatalf("figures still stale after 20 s (as of %v)", u.Store.ExclusiveAsOf)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCheckReportsAccounting: Check compares the kept space figures with a
+// full count and reports a difference (a disk head's allocated count, and
+// exclusive figures that claim to be current), and nothing on a sound store.
+func TestCheckReportsAccounting(t *testing.T) {
+	dir := fastTempDir(t)
+	opts := testOptions()
+	if err := Create(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateDisk("d", 64*4096, 4096); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.OpenDisk("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	buf[0] = 1
+	for i := 0; i < 8; i++ {
+		if _, err := h.WriteAt(buf, int64(i)*4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FreshUsage(); err != nil {
+		t.Fatal(err)
+	}
+	check := func() []CheckProblem {
+		t.Helper()
+		rep, err := s.Check(t.Context(), CheckOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.Problems
+	}
+	if p := check(); len(p) != 0 {
+		t.Fatalf("sound store: %+v", p)
+	}
+	// The kept exclusive figures go wrong while claiming to be current.
+	s.excl.mu.Lock()
+	s.excl.fig.by["disk:d"] += 4096
+	s.excl.mu.Unlock()
+	p := check()
+	if len(p) != 1 || p[0].Kind != "accounting" || !strings.Contains(p[0].Message, "disk:d") {
+		t.Fatalf("wrong exclusive figure: %+v", p)
+	}
+	// Once stale they claim nothing.
+	s.excl.changed()
+	if p := check(); len(p) != 0 {
+		t.Fatalf("stale figures: %+v", p)
+	}
+	// A disk head's allocated count goes wrong.
+	id := s.diskNames["d"]
+	n, _ := s.acct.get(id)
+	s.acct.set(id, s.acct.disks[id].layer, n+1)
+	p = check()
+	if len(p) != 1 || p[0].Kind != "accounting" || !strings.Contains(p[0].Message, `disk "d"`) {
+		t.Fatalf("wrong allocated count: %+v", p)
 	}
 }
