@@ -25,6 +25,9 @@
 #             then CreateSnapshotWith): what a client that links nothing
 #             else (no engine, regions, metrics, FUSE) would cost
 # The target is p50 <= 5 ms and p99 <= 20 ms, flat from 0 to 32 GiB written.
+# `usage` (kept figures: O(objects), flat with the data) and, on this tree's
+# side only, `usage --fresh` (a count of the index: grows with the data) are
+# timed too, after each round's objects exist.
 # The daemon of this tree runs with --log-level debug, which logs how long
 # each control operation took in the daemon: the "server" figures (from the
 # request read to the answer ready), so a figure splits into process start,
@@ -202,7 +205,7 @@ stats() {
 levels=$work/levels.jsonl
 : >"$levels"
 written=0
-ops=(hello version status thin snapshot_create clone rollback image_create)
+ops=(hello version status thin snapshot_create clone rollback image_create usage usage_fresh)
 level() { # level TAG
 	local tag=$1 i op side dir=$work/lat-$1 before after
 	mkdir -p "$dir"
@@ -220,6 +223,8 @@ level() { # level TAG
 			timed "$dir/$side.clone" snapfs "$side" disk create "$tag-c$i" --from-snapshot "$tag-base" --disk d
 			timed "$dir/$side.rollback" snapfs "$side" disk rollback d --snapshot "$tag-base"
 			timed "$dir/$side.image_create" snapfs "$side" image create "$tag-i$i" --snapshot "$tag-base" --disk d
+			timed "$dir/$side.usage" snapfs "$side" usage --no-regions
+			if [ "$side" = new ]; then timed "$dir/$side.usage_fresh" snapfs "$side" usage --no-regions --fresh; fi
 		done
 	done
 	after=$(uptime)
@@ -237,6 +242,8 @@ level() { # level TAG
 			if (op == "RollbackDisk") f = "rollback"
 			if (op == "CreateImage") f = "image_create"
 			if (op == "StatusReport") f = "status"
+			if (op == "Usage") f = "usage"
+			if (op == "FreshUsage") f = "usage_fresh"
 			if (f != "") printf "%d\n", us >>(dir "/server." f)
 		}'
 	{
@@ -244,7 +251,7 @@ level() { # level TAG
 			"$tag" "$written" "$before" "$after" "$(stats "$dir/hello")"
 		printf ',"server":{'
 		local sep=""
-		for op in status snapshot_create clone rollback image_create; do
+		for op in status snapshot_create clone rollback image_create usage usage_fresh; do
 			[ -s "$dir/server.$op" ] || continue
 			printf '%s"%s":%s' "$sep" "$op" "$(stats "$dir/server.$op")"
 			sep=,
@@ -253,7 +260,11 @@ level() { # level TAG
 		for side in "${sides[@]}"; do
 			printf ',"%s":{' "$side"
 			local sep=""
-			for op in "${ops[@]:1}"; do printf '%s"%s":%s' "$sep" "$op" "$(stats "$dir/$side.$op")"; sep=,; done
+			for op in "${ops[@]:1}"; do
+				[ -s "$dir/$side.$op" ] || continue
+				printf '%s"%s":%s' "$sep" "$op" "$(stats "$dir/$side.$op")"
+				sep=,
+			done
 			printf '}'
 		done
 		printf '}\n'
@@ -280,12 +291,14 @@ jq -s --arg host "$(uname -n)" --arg cores "$(nproc)" --arg stamp "$stamp" --arg
 
 printf '%-16s %-5s %-8s %8s %8s %8s %8s  %-9s %s\n' operation side written p50_ms p90_ms p99_ms max_ms "p50 ×base" target
 jq -r '.levels[] as $l
-	| (["hello", "-"], (("version", "status", "thin", "snapshot_create", "clone", "rollback", "image_create") as $op
+	| (["hello", "-"], (("version", "status", "thin", "snapshot_create", "clone", "rollback", "image_create", "usage", "usage_fresh") as $op
 	   | (["new", "base"][] | select($l[.] != null)) as $side | [$op, $side])) as [$op, $side]
 	| (if $side == "-" then $l.hello else $l[$side][$op] end) as $s
+	| select($s != null)
 	| [$op, $side, $l.level, $s.p50_ms, $s.p90_ms, $s.p99_ms, $s.max_ms,
-	   (if $side == "new" and $l.base != null then ($s.p50_ms / $l.base[$op].p50_ms * 100 | round / 100 | tostring) else "" end),
+	   (if $side == "new" and $l.base != null and $l.base[$op] != null then ($s.p50_ms / $l.base[$op].p50_ms * 100 | round / 100 | tostring) else "" end),
 	   (if ($op | test("^(hello|version|status|thin)$")) then "floor"
+	    elif ($op | test("^usage")) then "O(objects): flat with the data"
 	    elif ($s.p50_ms <= 5 and $s.p99_ms <= 20) then "met (≤ 5 / ≤ 20 ms)" else "missed (≤ 5 / ≤ 20 ms)" end)]
 	| @tsv' "$out" | awk -F'\t' '{ printf "%-16s %-5s %-8s %8s %8s %8s %8s  %-9s %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
 echo

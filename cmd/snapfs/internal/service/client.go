@@ -160,6 +160,11 @@ func (c *Client) Usage(ctx context.Context) (rowstore.Usage, error) {
 	return get[rowstore.Usage](c, ctx, "Usage", empty{})
 }
 
+// FreshUsage implements Service.
+func (c *Client) FreshUsage(ctx context.Context) (rowstore.Usage, error) {
+	return get[rowstore.Usage](c, ctx, "FreshUsage", empty{})
+}
+
 // GC implements Service.
 func (c *Client) GC(ctx context.Context) (rowstore.GCStats, error) {
 	return get[rowstore.GCStats](c, ctx, "GC", empty{})

@@ -129,6 +129,8 @@ var methods = map[string]method{
 	"Usage": op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.Usage(ctx)) }),
 	"GC":    op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.GC(ctx)) }),
 
+	"FreshUsage": op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.FreshUsage(ctx)) }),
+
 	"Shutdown": op(func(ctx context.Context, s Service, _ empty) (any, error) { return done(s.Shutdown(ctx)) }),
 	"DiffFiles": op(func(ctx context.Context, s Service, r FilesDiffRequest) (any, error) {
 		return result(s.DiffFiles(ctx, r))

@@ -58,6 +58,9 @@ type Service interface {
 
 	// Space.
 	Usage(ctx context.Context) (rowstore.Usage, error)
+	// FreshUsage is Usage with the exclusive figures counted now if they
+	// are stale (O(data); rowstore.Store.FreshUsage).
+	FreshUsage(ctx context.Context) (rowstore.Usage, error)
 	GC(ctx context.Context) (rowstore.GCStats, error)
 
 	// DiffFiles lists the files created, deleted, modified and renamed in
