@@ -464,6 +464,7 @@ excl=$(snapfs --json usage | jq -r 'select(.kind == "snapshot" and .name == "src
 metric snapfs.region.changed_bytes "$change" bytes
 metric snapfs.region.snapshot_exclusive_bytes "$excl" bytes
 secs="" incr=""
+drop_caches # as before btrfs send -p: both read the change from the disk
 if [ "$region_ok" = 1 ]; then
 	secs=$(timed "$work/sync-incr.json" "${sfs[@]}" --json sync --region reg --disk src) || region_ok=0
 	incr=$(sync_bytes "$work/sync-incr.json")
