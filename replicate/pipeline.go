@@ -26,9 +26,11 @@ import (
 //  2. workers (one per CPU, at least 2): check every block against its
 //     digest, compress each unless a sample
 //     of its bytes says it is incompressible, and add it to the pack
-//     being filled;
-//  3. the uploader: seals the full pack in place and erasure codes it
-//     into a reused set of shard buffers;
+//     being filled: its record is reserved under the pack lock and
+//     sealed (AES-GCM) straight from the block into the pack outside it;
+//  3. the uploader: waits for the full pack's last records to be
+//     sealed, seals its table and erasure codes it into a reused set of
+//     shard buffers;
 //  4. putters (putters of them): each puts a pack's shards to every
 //     store in parallel, gives the shard buffers back, and hands the pack
 //     to an indexer, which puts its index on every store; meanwhile the
