@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/snapfs/snapfs/replicate/erasure"
@@ -161,6 +162,7 @@ type filling struct {
 	id       packID
 	pk       *format.PackBuilder
 	unsealed sync.WaitGroup
+	bad      atomic.Bool // a record failed to seal: the pack is never put
 }
 
 // newPack starts a pack in a buffer the uploader is done with; only two
@@ -292,6 +294,9 @@ func (p *pipeline) add(items []stored) error {
 		f.unsealed.Add(1)
 		p.mu.Unlock()
 		err := f.pk.SealRecord(e, rec, it.data)
+		if err != nil {
+			f.bad.Store(true) // before Done: the uploader sees it
+		}
 		f.unsealed.Done()
 		if err != nil {
 			return err
@@ -372,7 +377,7 @@ func (p *pipeline) uploader() {
 	}
 	for f := range p.up {
 		f.unsealed.Wait() // its last records are being sealed
-		if p.ctx.Err() != nil {
+		if f.bad.Load() || p.ctx.Err() != nil { // (the worker whose record failed fails the pipeline)
 			p.bufs <- f.pk.Buffer()
 			continue
 		}
