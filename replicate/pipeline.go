@@ -376,7 +376,7 @@ func (p *pipeline) uploader() {
 		}()
 	}
 	for f := range p.up {
-		f.unsealed.Wait() // its last records are being sealed
+		f.unsealed.Wait()                       // its last records are being sealed
 		if f.bad.Load() || p.ctx.Err() != nil { // (the worker whose record failed fails the pipeline)
 			p.bufs <- f.pk.Buffer()
 			continue
