@@ -376,8 +376,10 @@ func (p *pipeline) uploader() {
 		}()
 	}
 	for f := range p.up {
-		f.unsealed.Wait()                       // its last records are being sealed
-		if f.bad.Load() || p.ctx.Err() != nil { // (the worker whose record failed fails the pipeline)
+		// Its last records may still be sealing. A pack with a record
+		// that failed is dropped (that worker fails the pipeline).
+		f.unsealed.Wait()
+		if f.bad.Load() || p.ctx.Err() != nil {
 			p.bufs <- f.pk.Buffer()
 			continue
 		}
