@@ -132,12 +132,12 @@ next:
 			}
 			last = e.ID
 			loc, found := cs.chunks[e.ID]
-			if !found || !cs.readable(loc.pack) {
+			if !found || !cs.readable(loc.pack()) {
 				return false
 			}
-			if first || loc.pack != lastPack { // blocks synced together share packs
-				set[loc.pack] = true
-				lastPack = loc.pack
+			if first || loc.pack() != lastPack { // blocks synced together share packs
+				set[loc.pack()] = true
+				lastPack = loc.pack()
 			}
 			first = false
 		}

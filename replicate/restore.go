@@ -150,7 +150,7 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 		if !ok {
 			return st, fmt.Errorf("restore: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, regionName)
 		}
-		byPack[loc.pack] = append(byPack[loc.pack], want{b, loc.e})
+		byPack[loc.pack()] = append(byPack[loc.pack()], want{b, loc.entry()})
 	}
 	for _, ws := range byPack {
 		slices.SortFunc(ws, func(a, b want) int { return cmp.Compare(a.block, b.block) })

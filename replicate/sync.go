@@ -460,7 +460,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 				id := r.keys.ChunkID(c.Digest)
 				md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, ID: id})
 				if loc, ok := cs.chunks[id]; ok {
-					used[loc.pack] = true
+					used[loc.pack()] = true
 					return false, nil
 				}
 				if pending[id] {
