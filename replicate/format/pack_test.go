@@ -280,9 +280,13 @@ func TestSealingPackBuilder(t *testing.T) {
 		if n == 300 && refused == 0 {
 			t.Fatalf("round %d: 300 records fit a 4 KiB pack without a refusal", round)
 		}
+		before := &p.buf[:1][0]
 		sealed, err := p.Seal(ks, testPackID)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if &sealed[0] != before {
+			t.Fatalf("round %d: Seal moved the pack to add its table (Reserve keeps room for it)", round)
 		}
 		if PackObjectVersion(sealed) != PackVersion || bytes.Contains(sealed, datas[0]) {
 			t.Fatalf("round %d: version %d, or a chunk in the clear", round, PackObjectVersion(sealed))
