@@ -221,8 +221,9 @@
 // reused (a few read batches, two pack buffers, four sets of shard
 // buffers: about 70 MiB for 4+2 at the default 8 MiB packs;
 // DefaultPackSize), apart from the chunk set, which grows with the
-// region: the pack indexes, and a map from each chunk id to its index
-// entry (48 bytes a chunk; about 3 MiB per GiB of 16 KiB blocks). Every
+// region: the pack indexes (48 bytes an entry) and a map from each chunk
+// id to its entry (about 50 bytes a chunk; it held a copy of the entry
+// before): about 6 MiB per GiB of 16 KiB blocks. Every
 // block read is checked as rowstore's read path checks it (CRC32C, the
 // indexed version) and hashed against its digest (its chunk id is made
 // from that digest, so a region never holds a chunk that is not its id's). Restore fetches the k data shards of a pack
