@@ -256,46 +256,56 @@ func (p *pipeline) prepare(enc *zstd.Encoder, b *rowstore.BlockBatch, scratch []
 }
 
 // add appends prepared blocks to the pack being filled: under the pack
-// lock each block's record is reserved (a full pack first goes to the
-// uploader, with the lock held until it takes it, so at most one full
-// pack waits), and outside it the record is sealed straight from the
-// block into the pack. A worker holds at most one unsealed record, and
-// never while it waits for the uploader: the uploader waits for a pack's
-// records to be sealed before it seals the table.
+// lock the records of as many blocks as the pack takes are reserved (a
+// full pack first goes to the uploader, with the lock held until it takes
+// it, so at most one full pack waits), and outside it they are sealed
+// straight from the blocks into the pack. A worker never waits for the
+// uploader while it holds unsealed records: the uploader waits for a
+// pack's records to be sealed before it seals the table.
 func (p *pipeline) add(items []stored) error {
-	for _, it := range items {
+	type reserved struct {
+		e         format.Entry
+		rec, data []byte
+	}
+	var rs []reserved
+	for len(items) > 0 {
 		p.mu.Lock()
-		var f *filling
-		var e format.Entry
-		var rec []byte
-		for {
-			f = p.pack
-			if f == nil { // no buffer came back: the pipeline has stopped
-				p.mu.Unlock()
-				return context.Cause(p.ctx)
+		f := p.pack
+		if f == nil { // no buffer came back: the pipeline has stopped
+			p.mu.Unlock()
+			return context.Cause(p.ctx)
+		}
+		rs = rs[:0]
+		for len(items) > 0 && f.pk.Size() < p.m.opts.PackSize {
+			it := items[0]
+			e, rec, ok := f.pk.Reserve(it.id, len(it.data), it.rawLen, it.comp)
+			if !ok {
+				break
 			}
-			if f.pk.Size() < p.m.opts.PackSize {
-				var ok bool
-				if e, rec, ok = f.pk.Reserve(it.id, len(it.data), it.rawLen, it.comp); ok {
-					break
-				}
-			}
+			rs = append(rs, reserved{e, rec, it.data})
+			items = items[1:]
+		}
+		if len(rs) == 0 {
 			// Full: to the uploader, and a new pack.
 			p.pack = nil
 			err := p.send(f)
 			if err == nil {
 				p.pack, err = p.newPack()
 			}
+			p.mu.Unlock()
 			if err != nil {
-				p.mu.Unlock()
 				return err
 			}
+			continue
 		}
 		f.unsealed.Add(1)
 		p.mu.Unlock()
-		err := f.pk.SealRecord(e, rec, it.data)
-		if err != nil {
-			f.bad.Store(true) // before Done: the uploader sees it
+		var err error
+		for _, r := range rs {
+			if err = f.pk.SealRecord(r.e, r.rec, r.data); err != nil {
+				f.bad.Store(true) // before Done: the uploader sees it
+				break
+			}
 		}
 		f.unsealed.Done()
 		if err != nil {
