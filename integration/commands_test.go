@@ -41,6 +41,7 @@ var commandTable = []step{
 	s(0, "0 ranges", "snapshot", "diff", "s1", "s2", "--disk", "d1"),
 	s(0, "EXCLUSIVE", "usage"),
 	s(0, `"type":"store_usage"`, "usage", "--json"),
+	s(0, `"exclusive_stale":false`, "usage", "--json", "--fresh"),
 	s(0, "gc:", "gc"),
 	s(0, `"type":"gc"`, "--json", "gc"),
 	s(0, "deleted image i1", "image", "delete", "i1"),

@@ -189,6 +189,7 @@ func checkCrashState(t *testing.T, s *Store, m *crashModel, what string) {
 	if err := s.verifyAccounting(); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
+	mustExclusive(t, s, what) // and the exclusive figures (exclusive.go)
 }
 
 func newCrashModel(bs int) *crashModel {

@@ -113,8 +113,12 @@
 // to date as blocks are written, punched, cloned and rolled back, and every
 // snapshot member and image records its own when it is made (catalog record
 // format version 2, package index), so disk, snapshot and image listings,
-// stat under the mount and the create commands never count blocks; only
-// usage's exclusive figures scan the index. The counts are persisted with
+// stat under the mount and the create commands never count blocks. Usage's
+// exclusive figures (what deleting a disk, snapshot or image frees) and the
+// live bytes are counted in the background after changes and served with
+// the time of their count, marked stale while a change came after it
+// (exclusive.go; FreshUsage counts now): usage is O(objects), the counting
+// is not incremental. The counts are persisted with
 // each checkpoint (index meta record "alloc") and trusted at Open for every
 // disk the log replay did not touch; the others (after a crash, an index
 // rebuild, a store older than this) are counted once at Open, in bounded
@@ -824,6 +828,9 @@
 // change; a read of a lazy block takes them under a disk lock or readMu).
 // The cleaner's pipelined finish (gc.go) adds no lock: it runs beside the
 // round's goroutine, which holds gcMu until the finish has ended.
+// exclKept.compMu (exclusive.go: one count of the exclusive figures at a
+// time) is taken with no other lock held; under it only exclKept.mu (a
+// leaf) and Badger's locks are taken.
 //
 // Badger's locks are below all of these: the index is called with any of
 // them held, and never calls back into rowstore except through the
@@ -833,8 +840,8 @@
 //
 //   - Layer chains are not flattened yet: a disk cloned from a clone of a
 //     clone reads through every level.
-//   - Counting visible blocks (PunchHole over large ranges, usage's
-//     exclusive figures) holds the visible set of the range in memory (the
+//   - Counting visible blocks (PunchHole over large ranges) holds the
+//     visible set of the range in memory (the
 //     allocation counts at Open go 65536 blocks at a time, a diff from
 //     nothing 4096).
 //   - A partial-block write is a read-modify-write of the whole block.

@@ -429,6 +429,8 @@ func (r *modelRun) readCheck(all bool) {
 	}
 	// The space accounting equals a full count (accounting.go).
 	r.must(r.s.verifyAccounting(), "space accounting")
+	// So do the exclusive figures and live bytes (exclusive.go).
+	mustExclusive(r.t, r.s, "exclusive figures")
 }
 
 func testOptions() Options {

@@ -176,6 +176,7 @@ type Store struct {
 	allocCache map[link]int64 // allocated bytes of immutable points whose record lacks them
 
 	acct *accounting // stored blocks of every disk head (accounting.go)
+	excl exclKept    // exclusive figures and live bytes (exclusive.go)
 
 	lock *os.File // advisory lock on <dir>/lock
 
@@ -573,6 +574,9 @@ func (s *Store) commit() error {
 	}
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
+	if len(batch) > 0 {
+		defer s.excl.changed() // exclusive figures (exclusive.go), once written
+	}
 	b := s.idx.NewBatch()
 	for k, v := range batch {
 		if err := b.SetVersion(k.layer, k.block, k.epoch, v); err != nil {
@@ -673,6 +677,7 @@ func (s *Store) startBackground() {
 	s.seg.SetNoSpaceHook(func() bool { return s.releaseReserve("a write to the log failed for lack of space") })
 	if s.opts.SyncInterval > 0 {
 		s.startWriteBack() // writeback.go
+		s.startExclusive() // exclusive.go
 	}
 	if s.opts.SyncInterval > 0 {
 		s.wg.Add(1)

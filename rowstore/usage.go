@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sort"
 	"syscall"
+	"time"
 )
 
 // Usage reports space per disk, snapshot and image, and for the store.
@@ -34,22 +35,42 @@ type StoreUsage struct {
 	IndexBytes   int64 `json:"index_bytes"`   // the Badger index
 	Segments     int   `json:"segments"`
 	FreeBytes    int64 `json:"free_bytes"` // free space of the filesystem holding the store
+	// ExclusiveAsOf is when the index view the exclusive figures and
+	// LiveBytes were counted from was taken; ExclusiveStale is set when a
+	// change came after it (the figures are being recounted in the
+	// background: exclusive.go).
+	ExclusiveAsOf  time.Time `json:"exclusive_as_of"`
+	ExclusiveStale bool      `json:"exclusive_stale"`
 }
 
-// Usage computes usage with one pass over the index (for the exclusive
-// figures); the allocated figures are the space accounting's (accounting.go).
-func (s *Store) Usage() (Usage, error) {
+// Usage reports usage in O(objects): the allocated figures are the space
+// accounting's (accounting.go), the exclusive ones and LiveBytes the last
+// ones counted (exclusive.go), with the time they were counted and whether
+// a change came since (Store.ExclusiveStale). Only the first call after Open
+// on a store without background work counts.
+func (s *Store) Usage() (Usage, error) { return s.usage(false) }
+
+// FreshUsage is Usage with exclusive figures counted now if any change came
+// since the last count: one pass over the index (O(data)).
+func (s *Store) FreshUsage() (Usage, error) { return s.usage(true) }
+
+func (s *Store) usage(fresh bool) (Usage, error) {
 	if err := s.checkOpen(); err != nil {
 		return Usage{}, err
 	}
 	if err := s.syncAllDisks(); err != nil {
 		return Usage{}, err
 	}
-	res, err := s.scan()
+	fig, current, err := s.exclusiveFigures(fresh)
 	if err != nil {
 		return Usage{}, err
 	}
+	res := struct {
+		exclusive map[string]int64
+		live      int64
+	}{fig.by, fig.live}
 	var u Usage
+	u.Store.ExclusiveAsOf, u.Store.ExclusiveStale = fig.at.UTC(), !current
 	disks, err := s.ListDisks()
 	if err != nil {
 		return u, err

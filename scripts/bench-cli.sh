@@ -5,6 +5,10 @@
 # runs of each after 0 B and after each size of BENCH_CLI_SIZES written to
 # one disk, with p50/p90/p99 per operation, printed as a table and written as
 # JSON with the machine's load (uptime) before and after each level.
+# The "new" side is this tree as scripts/install.sh installs it (into a
+# staging root under the work directory): the light front as bin/snapfs,
+# which serves these four commands (and status) over the control socket, and the full
+# binary as lib/snapfs/snapfs-full, which the front execs for the rest.
 # Run as root (FUSE).
 #
 #   scripts/bench-cli.sh [--smoke] [--out FILE.json]
@@ -12,21 +16,28 @@
 # The floors, measured in the same run at each level, interleaved with the
 # operations (one run of each in turn, so load changes hit them alike):
 #   hello     a Go program that prints a line: the cost of any Go process here
-#   version   `snapfs --version`: process start and package init of snapfs
-#   status    `snapfs status`: the same plus connecting to the daemon
+#   version   `snapfs --version`: the front execs the full binary, so this
+#             is both processes' start and the full binary's package init
+#   status    `snapfs status`: a read-only call through the daemon (the front
+#             serves it too; the baseline's full binary pays its package init)
 #   thin      a Go program of net/http and encoding/json only that makes the
 #             calls `snapshot create` makes on the control socket (Status,
 #             then CreateSnapshotWith): what a client that links nothing
 #             else (no engine, regions, metrics, FUSE) would cost
 # The target is p50 <= 5 ms and p99 <= 20 ms, flat from 0 to 32 GiB written.
+# `usage` (kept figures: O(objects), flat with the data) and, on this tree's
+# side only, `usage --fresh` (a count of the index: grows with the data) are
+# timed too, after each round's objects exist.
 # The daemon of this tree runs with --log-level debug, which logs how long
 # each control operation took in the daemon: the "server" figures (from the
 # request read to the answer ready), so a figure splits into process start,
 # round trips and the operation itself.
 #
-# With BENCH_CLI_BASELINE=BINARY (a snapfs built from another commit), a
-# second store is served by a daemon of that binary and every timed run is
-# made on both in turn: the "base" rows and the ratios are from the same run.
+# With BENCH_CLI_BASELINE=BINARY (a snapfs built from another commit, or
+# this tree's full binary alone: before/after the front), a second store is
+# served by a daemon of that binary and every timed run is made on both in
+# turn: the "base" rows and the ratios are from the same run. All the
+# binaries, floors included, are built static (CGO_ENABLED=0).
 #
 # Environment (defaults in brackets; --smoke: 10 runs, 64M):
 #   BENCH_RUNS       runs per operation and level [100]
@@ -86,10 +97,14 @@ echo "work directory $work; $(nproc) cores; $RUNS runs; sizes 0 $SIZES; $(uptime
 
 bin=$work/bin
 mkdir -p "$bin" "$work/hello" "$work/mnt"
-CGO_ENABLED=0 go build -o "$bin/snapfs" ./cmd/snapfs
+# The installed layout: PREFIX/bin/snapfs (the front) and
+# PREFIX/lib/snapfs/snapfs-full, as scripts/install.sh lays them out.
+DESTDIR=$work/root SNAPFS_VERSION=bench-$(git rev-parse --short HEAD 2>/dev/null || echo devel) \
+	bash scripts/install.sh /usr/local >/dev/null
+ln -s "$work/root/usr/local/bin/snapfs" "$bin/snapfs"
 printf 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("hello\\n") }\n' >"$work/hello/main.go"
 printf 'module hello\n\ngo 1.22\n' >"$work/hello/go.mod"
-(cd "$work/hello" && go build -o "$bin/hello" .)
+(cd "$work/hello" && CGO_ENABLED=0 go build -o "$bin/hello" .)
 mkdir -p "$work/thin"
 cat >"$work/thin/main.go" <<'EOF'
 // thin SOCKET NAME DISK: snapshot create's calls on the control socket.
@@ -129,7 +144,7 @@ func main() {
 }
 EOF
 printf 'module thin\n\ngo 1.22\n' >"$work/thin/go.mod"
-(cd "$work/thin" && go build -o "$bin/thin" .)
+(cd "$work/thin" && CGO_ENABLED=0 go build -o "$bin/thin" .)
 base=${BENCH_CLI_BASELINE:-}
 sides=(new)
 if [ -n "$base" ]; then
@@ -190,7 +205,7 @@ stats() {
 levels=$work/levels.jsonl
 : >"$levels"
 written=0
-ops=(hello version status thin snapshot_create clone rollback image_create)
+ops=(hello version status thin snapshot_create clone rollback image_create usage usage_fresh)
 level() { # level TAG
 	local tag=$1 i op side dir=$work/lat-$1 before after
 	mkdir -p "$dir"
@@ -208,6 +223,8 @@ level() { # level TAG
 			timed "$dir/$side.clone" snapfs "$side" disk create "$tag-c$i" --from-snapshot "$tag-base" --disk d
 			timed "$dir/$side.rollback" snapfs "$side" disk rollback d --snapshot "$tag-base"
 			timed "$dir/$side.image_create" snapfs "$side" image create "$tag-i$i" --snapshot "$tag-base" --disk d
+			timed "$dir/$side.usage" snapfs "$side" usage --no-regions
+			if [ "$side" = new ]; then timed "$dir/$side.usage_fresh" snapfs "$side" usage --no-regions --fresh; fi
 		done
 	done
 	after=$(uptime)
@@ -225,6 +242,8 @@ level() { # level TAG
 			if (op == "RollbackDisk") f = "rollback"
 			if (op == "CreateImage") f = "image_create"
 			if (op == "StatusReport") f = "status"
+			if (op == "Usage") f = "usage"
+			if (op == "FreshUsage") f = "usage_fresh"
 			if (f != "") printf "%d\n", us >>(dir "/server." f)
 		}'
 	{
@@ -232,7 +251,7 @@ level() { # level TAG
 			"$tag" "$written" "$before" "$after" "$(stats "$dir/hello")"
 		printf ',"server":{'
 		local sep=""
-		for op in status snapshot_create clone rollback image_create; do
+		for op in status snapshot_create clone rollback image_create usage usage_fresh; do
 			[ -s "$dir/server.$op" ] || continue
 			printf '%s"%s":%s' "$sep" "$op" "$(stats "$dir/server.$op")"
 			sep=,
@@ -241,7 +260,11 @@ level() { # level TAG
 		for side in "${sides[@]}"; do
 			printf ',"%s":{' "$side"
 			local sep=""
-			for op in "${ops[@]:1}"; do printf '%s"%s":%s' "$sep" "$op" "$(stats "$dir/$side.$op")"; sep=,; done
+			for op in "${ops[@]:1}"; do
+				[ -s "$dir/$side.$op" ] || continue
+				printf '%s"%s":%s' "$sep" "$op" "$(stats "$dir/$side.$op")"
+				sep=,
+			done
 			printf '}'
 		done
 		printf '}\n'
@@ -268,12 +291,14 @@ jq -s --arg host "$(uname -n)" --arg cores "$(nproc)" --arg stamp "$stamp" --arg
 
 printf '%-16s %-5s %-8s %8s %8s %8s %8s  %-9s %s\n' operation side written p50_ms p90_ms p99_ms max_ms "p50 ×base" target
 jq -r '.levels[] as $l
-	| (["hello", "-"], (("version", "status", "thin", "snapshot_create", "clone", "rollback", "image_create") as $op
+	| (["hello", "-"], (("version", "status", "thin", "snapshot_create", "clone", "rollback", "image_create", "usage", "usage_fresh") as $op
 	   | (["new", "base"][] | select($l[.] != null)) as $side | [$op, $side])) as [$op, $side]
 	| (if $side == "-" then $l.hello else $l[$side][$op] end) as $s
+	| select($s != null)
 	| [$op, $side, $l.level, $s.p50_ms, $s.p90_ms, $s.p99_ms, $s.max_ms,
-	   (if $side == "new" and $l.base != null then ($s.p50_ms / $l.base[$op].p50_ms * 100 | round / 100 | tostring) else "" end),
+	   (if $side == "new" and $l.base != null and $l.base[$op] != null then ($s.p50_ms / $l.base[$op].p50_ms * 100 | round / 100 | tostring) else "" end),
 	   (if ($op | test("^(hello|version|status|thin)$")) then "floor"
+	    elif ($op | test("^usage")) then "O(objects): flat with the data"
 	    elif ($s.p50_ms <= 5 and $s.p99_ms <= 20) then "met (≤ 5 / ≤ 20 ms)" else "missed (≤ 5 / ≤ 20 ms)" end)]
 	| @tsv' "$out" | awk -F'\t' '{ printf "%-16s %-5s %-8s %8s %8s %8s %8s  %-9s %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
 echo

@@ -460,7 +460,7 @@ change=$((size / 100 >> 12 << 12))
 rewrite=(--bs=4k --size="$size" --io_size="$change" --ioengine=libaio --iodepth=16 --direct=1 --refill_buffers)
 fio_job snapfs-region-rewrite "$work/mnt/disks/src" randwrite "${rewrite[@]}"
 snapfs snapshot create src-2 --disk src >/dev/null
-excl=$(snapfs --json usage | jq -r 'select(.kind == "snapshot" and .name == "src-1") | .exclusive')
+excl=$(snapfs --json usage --fresh | jq -r 'select(.kind == "snapshot" and .name == "src-1") | .exclusive')
 metric snapfs.region.changed_bytes "$change" bytes
 metric snapfs.region.snapshot_exclusive_bytes "$excl" bytes
 secs="" incr=""

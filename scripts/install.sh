@@ -3,7 +3,11 @@
 #
 #   scripts/install.sh [PREFIX]        (as root; PREFIX defaults to /usr/local)
 #
-# Installs the binary (PREFIX/bin/snapfs), the fstab helpers
+# Installs the binaries: PREFIX/bin/snapfs, the light front (cmd/snapfs/front),
+# which runs snapshot create, disk create, disk rollback, image create,
+# status, snapshot list, disk list and image list itself over the daemon's control socket and execs the full binary,
+# PREFIX/lib/snapfs/snapfs-full (cmd/snapfs), for everything else; the
+# units run the full binary directly. Then the fstab helpers
 # (/sbin/mount.snapfs, also as mount.fuse.snapfs, and /sbin/umount.fuse.snapfs), the units
 # (/etc/systemd/system/snapfs@.service, snapfs-sync@.service and .timer),
 # the man page, the shell completions, and an example environment file
@@ -24,14 +28,18 @@ version=${SNAPFS_VERSION:-$(git describe --tags --always --dirty 2>/dev/null || 
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# CGO_ENABLED=0: a static binary that starts faster (see scripts/run.sh).
-CGO_ENABLED=0 go build -ldflags "-X main.version=$version" -o "$tmp/snapfs" ./cmd/snapfs
+# CGO_ENABLED=0: static binaries that start faster (see scripts/run.sh).
+# The front is built without urfave/cli's man-page generator (it never
+# prints help: the full binary does).
+CGO_ENABLED=0 go build -ldflags "-X main.version=$version" -o "$tmp/snapfs-full" ./cmd/snapfs
+CGO_ENABLED=0 go build -tags urfave_cli_no_docs -o "$tmp/snapfs" ./cmd/snapfs/front
 
+install -D -m 0755 "$tmp/snapfs-full" "$d$prefix/lib/snapfs/snapfs-full"
 install -D -m 0755 "$tmp/snapfs" "$d$prefix/bin/snapfs"
 install -D -m 0755 scripts/mount.snapfs "$d/sbin/mount.snapfs"
 install -D -m 0755 scripts/umount.fuse.snapfs "$d/sbin/umount.fuse.snapfs"
 ln -sf mount.snapfs "$d/sbin/mount.fuse.snapfs" # fstab type fuse.snapfs works too
-sed "s|/usr/local/bin/snapfs|$prefix/bin/snapfs|g" scripts/snapfs@.service >"$tmp/snapfs@.service"
+sed "s|/usr/local/bin/snapfs|$prefix/lib/snapfs/snapfs-full|g" scripts/snapfs@.service >"$tmp/snapfs@.service"
 install -D -m 0644 "$tmp/snapfs@.service" "$d/etc/systemd/system/snapfs@.service"
 install -D -m 0755 scripts/snapfs-sync.sh "$d$prefix/lib/snapfs/snapfs-sync.sh"
 install -D -m 0644 scripts/snapfs-sync.service "$d/etc/systemd/system/snapfs-sync@.service"

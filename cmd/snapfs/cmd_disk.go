@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/hot"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
 )
 
@@ -17,95 +17,8 @@ func diskCommand(st *state) *cli.Command {
 		Name:  "disk",
 		Usage: "create, list, inspect, resize, delete and roll back disks",
 		Subcommands: []*cli.Command{
-			{
-				Name:      "create",
-				Usage:     "create a disk: empty, a clone of a snapshot's disk, or from an image",
-				ArgsUsage: "NAME",
-				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "size", Usage: "size of a new empty disk (e.g. 10G)"},
-					&cli.StringFlag{Name: "block-size", Usage: "block size of a new empty disk, a power of two from 4K to 1M (default " + defaultBlockSize + ")"},
-					&cli.StringFlag{Name: "from-snapshot", Usage: "clone disk --disk of this snapshot"},
-					&cli.StringFlag{Name: "disk", Usage: "with --from-snapshot: the disk of the snapshot to clone"},
-					&cli.StringFlag{Name: "from-image", Usage: "create the disk from this image"},
-					&cli.BoolFlag{Name: "encrypt", Usage: "encrypt the disk (AES-256-GCM) with a new data key wrapped by --key-file; " +
-						"with --from-snapshot: a full, encrypted copy of an unencrypted snapshot's disk"},
-					keyFileFlag("the key file of an encrypted disk (a passphrase or random bytes; mode 0600)"),
-					insecureKeyFlag,
-				},
-				Action: func(c *cli.Context) error {
-					a, err := args(c, "NAME")
-					if err != nil {
-						return err
-					}
-					req := service.CreateDiskRequest{Name: a[0], FromSnapshot: c.String("from-snapshot"), FromDisk: c.String("disk"), FromImage: c.String("from-image"),
-						Encrypt: c.Bool("encrypt"), AllowInsecureKeyFile: c.Bool("allow-insecure-key-file")}
-					if req.Encrypt {
-						if req.KeyFile, err = keyFilePath(c, "disk create --encrypt"); err != nil {
-							return err
-						}
-					} else if keyFileGiven(c) {
-						return usagef("disk create: --key-file goes with --encrypt (a clone of an encrypted disk keeps its source's key)")
-					}
-					clone := req.FromSnapshot != "" || req.FromDisk != "" || req.FromImage != ""
-					switch {
-					case req.FromImage != "" && (req.FromSnapshot != "" || req.FromDisk != ""):
-						return usagef("disk create: --from-image cannot be combined with --from-snapshot/--disk")
-					case (req.FromSnapshot != "") != (req.FromDisk != "") && req.FromImage == "":
-						return usagef("disk create: --from-snapshot and --disk go together")
-					case clone && (c.IsSet("size") || c.IsSet("block-size")):
-						return usagef("disk create: a clone takes its size and block size from its source; grow it afterwards with disk resize")
-					case !clone && !c.IsSet("size"):
-						return usagef("disk create: --size is required for a new empty disk")
-					}
-					if c.IsSet("size") {
-						if req.Size, err = parseSize("--size", c.String("size")); err != nil {
-							return err
-						}
-					}
-					if c.IsSet("block-size") {
-						bs, err := parseSize("--block-size", c.String("block-size"))
-						if err != nil {
-							return err
-						}
-						if bs <= 0 || bs > 1<<30 {
-							return usagef("--block-size %q is out of range", c.String("block-size"))
-						}
-						req.BlockSize = int(bs)
-					}
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						d, err := svc.CreateDisk(ctx, req)
-						if err != nil {
-							return err
-						}
-						if !clone {
-							warnLargerThanFree(c, st, d.Name, d.Size)
-						}
-						from := ""
-						if d.Origin != "" {
-							from = ", origin " + d.Origin
-						}
-						return newPrinter(c, st).result("disk", d, "created disk %s (%s, block size %s%s)", d.Name, size(d.Size), size(int64(d.BlockSize)), from)
-					})
-				},
-			},
-			{
-				Name:  "list",
-				Usage: "list disks",
-				Action: func(c *cli.Context) error {
-					if _, err := args(c); err != nil {
-						return err
-					}
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						ds, err := svc.ListDisks(ctx)
-						if err != nil {
-							return err
-						}
-						return list(newPrinter(c, st), "disk", ds, []string{"NAME", "SIZE", "ALLOCATED", "BLOCK", "OPEN", "ORIGIN", "ENCRYPTION"}, func(d service.Disk) []string {
-							return []string{d.Name, size(d.Size), size(d.Allocated), size(int64(d.BlockSize)), strconv.Itoa(d.Open), orDash(d.Origin), encryption(d)}
-						})
-					})
-				},
-			},
+			hotCommand(st, "disk create"),
+			hotCommand(st, "disk list"),
 			{
 				Name:      "info",
 				Usage:     "describe a disk",
@@ -168,31 +81,7 @@ func diskCommand(st *state) *cli.Command {
 					})
 				},
 			},
-			{
-				Name:      "rollback",
-				Usage:     "make a disk read as it was in a snapshot (later snapshots stay intact)",
-				ArgsUsage: "NAME",
-				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "snapshot", Usage: "the snapshot to roll back to"},
-					&cli.BoolFlag{Name: "force", Usage: "roll back even while the disk is open (its cached pages are dropped)"},
-				},
-				Action: func(c *cli.Context) error {
-					a, err := args(c, "NAME")
-					if err != nil {
-						return err
-					}
-					if !c.IsSet("snapshot") {
-						return usagef("disk rollback: --snapshot is required")
-					}
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						d, err := svc.RollbackDisk(ctx, a[0], c.String("snapshot"), c.Bool("force"))
-						if err != nil {
-							return err
-						}
-						return newPrinter(c, st).result("disk", d, "rolled disk %s back to snapshot %s", d.Name, c.String("snapshot"))
-					})
-				},
-			},
+			hotCommand(st, "disk rollback"),
 			diskUnlockCommand(st),
 			diskLockCommand(st),
 			diskRekeyCommand(st),
@@ -219,46 +108,19 @@ func printDisk(p *printer, d service.Disk) error {
 	)
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
+func orDash(s string) string { return hot.OrDash(s) }
 
 // encryption is a disk's encryption state in listings.
-func encryption(d service.Disk) string {
-	switch {
-	case !d.Encrypted:
-		return "-"
-	case d.Locked:
-		return "locked"
-	}
-	return "unlocked"
-}
+func encryption(d service.Disk) string { return hot.Encryption(d.Encrypted, d.Locked) }
 
-// keyFileFlag is --key-file, also taken from SNAPFS_KEY_FILE. Keys are only
-// ever read from files (never arguments: the process list shows those).
-func keyFileFlag(usage string) cli.Flag {
-	return &cli.StringFlag{Name: "key-file", Usage: usage, EnvVars: []string{"SNAPFS_KEY_FILE"}}
-}
+// keyFileFlag is --key-file, also taken from SNAPFS_KEY_FILE (hot.KeyFileFlag).
+func keyFileFlag(usage string) cli.Flag { return hot.KeyFileFlag(usage) }
 
-var insecureKeyFlag = &cli.BoolFlag{Name: "allow-insecure-key-file",
-	Usage: "accept a key file that group or others may read (refused by default)"}
+var insecureKeyFlag = hot.InsecureKeyFlag
 
 // keyFilePath is the absolute path of --key-file (or SNAPFS_KEY_FILE): the
 // daemon, whose working directory differs, reads it.
-func keyFilePath(c *cli.Context, what string) (string, error) {
-	p := c.String("key-file")
-	if p == "" {
-		return "", usagef("%s needs --key-file FILE (or SNAPFS_KEY_FILE)", what)
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return "", usagef("--key-file %q: %v", p, err)
-	}
-	return abs, nil
-}
+func keyFilePath(c *cli.Context, what string) (string, error) { return hot.KeyFilePath(c, what) }
 
 func diskUnlockCommand(st *state) *cli.Command {
 	return &cli.Command{
@@ -354,6 +216,4 @@ func diskRekeyCommand(st *state) *cli.Command {
 
 // keyFileGiven reports whether --key-file was given on the command line (not
 // only through SNAPFS_KEY_FILE, which commands without a daemon also use).
-func keyFileGiven(c *cli.Context) bool {
-	return c.IsSet("key-file") && c.String("key-file") != os.Getenv("SNAPFS_KEY_FILE")
-}
+func keyFileGiven(c *cli.Context) bool { return hot.KeyFileGiven(c) }

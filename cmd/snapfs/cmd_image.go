@@ -13,49 +13,8 @@ func imageCommand(st *state) *cli.Command {
 		Name:  "image",
 		Usage: "create, list and delete read-only images made from snapshots",
 		Subcommands: []*cli.Command{
-			{
-				Name:      "create",
-				Usage:     "make an image from a disk of a snapshot",
-				ArgsUsage: "NAME",
-				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "snapshot", Usage: "the snapshot"},
-					&cli.StringFlag{Name: "disk", Usage: "the disk of the snapshot"},
-				},
-				Action: func(c *cli.Context) error {
-					a, err := args(c, "NAME")
-					if err != nil {
-						return err
-					}
-					if !c.IsSet("snapshot") || !c.IsSet("disk") {
-						return usagef("image create: --snapshot and --disk are required")
-					}
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						im, err := svc.CreateImage(ctx, a[0], c.String("snapshot"), c.String("disk"))
-						if err != nil {
-							return err
-						}
-						return newPrinter(c, st).result("image", im, "created image %s from %s/%s (%s)", im.Name, im.Snapshot, im.Disk, size(im.Size))
-					})
-				},
-			},
-			{
-				Name:  "list",
-				Usage: "list images",
-				Action: func(c *cli.Context) error {
-					if _, err := args(c); err != nil {
-						return err
-					}
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						ims, err := svc.ListImages(ctx)
-						if err != nil {
-							return err
-						}
-						return list(newPrinter(c, st), "image", ims, []string{"NAME", "SIZE", "SNAPSHOT", "DISK", "CREATED"}, func(im service.Image) []string {
-							return []string{im.Name, size(im.Size), im.Snapshot, im.Disk, when(im.Created)}
-						})
-					})
-				},
-			},
+			hotCommand(st, "image create"),
+			hotCommand(st, "image list"),
 			{
 				Name:      "delete",
 				Usage:     "delete an image (disks made from it keep their data)",

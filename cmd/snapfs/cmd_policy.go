@@ -275,34 +275,6 @@ func whenOr(t time.Time) string {
 	return when(t)
 }
 
-// printPolicyFailures prints, after a snapshot list, the policies whose
-// last run failed on a disk (of disk, when set): text lines, or
-// "policy_failure" JSON objects.
-func printPolicyFailures(ctx context.Context, p *printer, svc service.Service, disk string) error {
-	ps, err := svc.ListPolicies(ctx)
-	if err != nil {
-		return nil // the snapshot list stands on its own
-	}
-	for _, pol := range ps {
-		for _, s := range pol.Status {
-			if s.Failures == 0 || (disk != "" && s.Disk != disk) {
-				continue
-			}
-			if p.json {
-				if err := p.object("policy_failure", struct {
-					Policy string `json:"policy"`
-					service.PolicyDiskStatus
-				}{pol.Name, s}); err != nil {
-					return err
-				}
-				continue
-			}
-			fmt.Fprintf(p.w, "policy %s on disk %s: %d failed run(s), last at %s: %s (retried at %s)\n", pol.Name, s.Disk, s.Failures, when(s.LastErrorAt), s.LastError, when(s.RetryAt))
-		}
-	}
-	return nil
-}
-
 // policyDisksCommand is policy apply and cancel: NAME --disk D..., one
 // service call, the policy printed with a summary line (format: name, disks).
 func policyDisksCommand(st *state, name, usage, done string,

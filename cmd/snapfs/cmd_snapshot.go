@@ -3,12 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -20,93 +15,8 @@ func snapshotCommand(st *state) *cli.Command {
 		Name:  "snapshot",
 		Usage: "create, list, inspect, delete, compare and mount snapshots",
 		Subcommands: []*cli.Command{
-			{
-				Name:      "create",
-				Usage:     "snapshot one disk, or several as one consistency group",
-				ArgsUsage: "NAME",
-				Description: "Consistency: by default crash-consistent (like a power cut). --freeze MOUNTPOINT freezes the\n" +
-					"filesystem mounted there (from the disk, through a loop device) with FIFREEZE for the instant of the\n" +
-					"snapshot, and always thaws it (on error, timeout and Ctrl-C too): filesystem-consistent.\n" +
-					"--pre-hook CMD runs before (e.g. flush a database), --post-hook CMD after (always, once the pre-hook\n" +
-					"ran; $SNAPFS_RESULT is ok or failed), each with sh -c, killed at --hook-timeout: application-consistent.\n" +
-					"A failing pre-hook aborts, or with --on-pre-hook-failure crash takes a crash-consistent snapshot.\n" +
-					"Hooks run in the process that serves the store (the daemon's, when one runs). Quotas: at most 256\n" +
-					"manual snapshots per disk by default (<store>/policies/quota.json).",
-				Flags: []cli.Flag{
-					&cli.StringSliceFlag{Name: "disk", Usage: "a disk to snapshot (repeat for a consistency group)"},
-					&cli.StringSliceFlag{Name: "freeze", Usage: "freeze the filesystem mounted at MOUNTPOINT while the snapshot is taken (repeat for several)"},
-					&cli.StringFlag{Name: "pre-hook", Usage: "shell command run before the snapshot"},
-					&cli.StringFlag{Name: "post-hook", Usage: "shell command run after the snapshot (always, once the pre-hook ran)"},
-					&cli.DurationFlag{Name: "hook-timeout", Value: service.DefaultHookTimeout, Usage: "bound on each hook and on the freeze"},
-					&cli.StringFlag{Name: "on-pre-hook-failure", Value: "abort", Usage: "abort (no snapshot) or crash (take a crash-consistent one)"},
-				},
-				Action: func(c *cli.Context) error {
-					a, err := args(c, "NAME")
-					if err != nil {
-						return err
-					}
-					disks := c.StringSlice("disk")
-					if len(disks) == 0 {
-						return usagef("snapshot create: at least one --disk is required")
-					}
-					req := service.CreateSnapshotRequest{Name: a[0], Disks: disks, Freeze: c.StringSlice("freeze"), PreHook: c.String("pre-hook"),
-						PostHook: c.String("post-hook"), HookTimeout: c.Duration("hook-timeout"), OnPreHookFailure: c.String("on-pre-hook-failure")}
-					if f := req.OnPreHookFailure; f != "abort" && f != "crash" {
-						return usagef("snapshot create: --on-pre-hook-failure is abort or crash, not %q", f)
-					}
-					if req.HookTimeout <= 0 {
-						return usagef("snapshot create: --hook-timeout must be positive")
-					}
-					for i, mp := range req.Freeze {
-						abs, err := filepath.Abs(mp)
-						if err != nil {
-							return usagef("--freeze %s: %v", mp, err)
-						}
-						req.Freeze[i] = abs
-					}
-					// Ctrl-C or SIGTERM cancels: a frozen filesystem is thawed
-					// and the post-hook runs before the command exits.
-					ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-					defer stop()
-					c.Context = ctx
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						s, err := svc.CreateSnapshotWith(ctx, req)
-						if err != nil {
-							return err
-						}
-						return newPrinter(c, st).result("snapshot", s, "created snapshot %s of %s (%s-consistent)", s.Name, strings.Join(disks, ", "), s.Consistency)
-					})
-				},
-			},
-			{
-				Name:  "list",
-				Usage: "list snapshots, oldest first",
-				Flags: []cli.Flag{&cli.StringFlag{Name: "disk", Usage: "only snapshots holding this disk"}},
-				Action: func(c *cli.Context) error {
-					if _, err := args(c); err != nil {
-						return err
-					}
-					return withService(c, st, func(ctx context.Context, svc service.Service) error {
-						ss, err := svc.ListSnapshots(ctx, c.String("disk"))
-						if err != nil {
-							return err
-						}
-						p := newPrinter(c, st)
-						if err := list(p, "snapshot", ss, []string{"NAME", "CREATED", "KIND", "STATE", "DISKS", "ALLOCATED"}, func(s service.Snapshot) []string {
-							var names []string
-							var alloc int64
-							for _, d := range s.Disks {
-								names = append(names, d.Name)
-								alloc += d.Allocated
-							}
-							return []string{s.Name, when(s.Created), s.Kind, s.State, strings.Join(names, ","), size(alloc)}
-						}); err != nil {
-							return err
-						}
-						return printPolicyFailures(ctx, p, svc, c.String("disk"))
-					})
-				},
-			},
+			hotCommand(st, "snapshot create"),
+			hotCommand(st, "snapshot list"),
 			{
 				Name:      "info",
 				Usage:     "describe a snapshot (--json prints what snapshots/NAME/snapshot.json holds)",

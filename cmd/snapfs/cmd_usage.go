@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -20,13 +21,18 @@ func usageCommand(st *state) *cli.Command {
 	return &cli.Command{
 		Name:  "usage",
 		Usage: "space per disk, snapshot and image: logical, allocated, exclusive (what deleting it frees); bytes per region store",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "no-regions", Usage: "do not list the regions' stores (which contacts them)"}},
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "no-regions", Usage: "do not list the regions' stores (which contacts them)"},
+			&cli.BoolFlag{Name: "fresh", Usage: "count the exclusive figures now if they are stale (reads the whole index) instead of showing the last count"}},
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
 				return err
 			}
 			return withService(c, st, func(ctx context.Context, svc service.Service) error {
-				u, err := svc.Usage(ctx)
+				usage := svc.Usage
+				if c.Bool("fresh") {
+					usage = svc.FreshUsage
+				}
+				u, err := usage(ctx)
 				if err != nil {
 					return err
 				}
@@ -66,6 +72,7 @@ func usageCommand(st *state) *cli.Command {
 					"live data", size(u.Store.LiveBytes),
 					"index", size(u.Store.IndexBytes),
 					"free on device", size(u.Store.FreeBytes),
+					"exclusive counted", exclusiveAsOf(u.Store),
 				); err != nil {
 					return err
 				}
@@ -73,6 +80,16 @@ func usageCommand(st *state) *cli.Command {
 			})
 		},
 	}
+}
+
+// exclusiveAsOf says when the exclusive figures and the live bytes were
+// counted, and whether a change came since.
+func exclusiveAsOf(s rowstore.StoreUsage) string {
+	at := s.ExclusiveAsOf.Local().Format(time.DateTime)
+	if s.ExclusiveStale {
+		return at + " (stale: changed since; recounting in the background, or pass --fresh)"
+	}
+	return at + " (current)"
 }
 
 func gcCommand(st *state) *cli.Command {

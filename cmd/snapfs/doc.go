@@ -97,6 +97,37 @@
 // daemon's mount (<M>/snapshots/<s>/<d>.files/...) and copies in this
 // process, staged in the target directory: on failure nothing is left.
 //
+// # Two binaries: the front and the full binary
+//
+// `go build ./cmd/snapfs` gives a complete snapfs. Installed
+// (scripts/install.sh, scripts/run.sh), snapfs is two static binaries:
+// PREFIX/bin/snapfs is the front (cmd/snapfs/front), which links none of
+// the engine, regions, index, metrics or FUSE and so starts like any small
+// Go program; PREFIX/lib/snapfs/snapfs-full is this command. The front runs
+// the hot commands, `snapshot create`, `disk create`, `disk rollback`,
+// `image create`, and the read-only `status`, `snapshot list`, `disk list`
+// and `image list`, itself when a daemon answers on the store's
+// control socket, and otherwise execs the full binary with the same argv and
+// environment: every other command, --help, --version, completion, a flag
+// it does not know, a usage error, a store without a daemon. It finds the
+// full binary at $SNAPFS_FULL, else at ../lib/snapfs/snapfs-full relative to
+// its own path, else snapfs-full beside it. The units run the full binary
+// directly; the fstab helpers and scripts call `snapfs`, which execs it.
+//
+// No command is written twice: the hot commands' flags, help, validation,
+// control-socket call, output and exit codes are package internal/hot's,
+// which this binary uses too (hotCommand in main.go): through the daemon it
+// runs exactly the front's code, and without one it makes the same request
+// on the store opened here and prints the answer with the same function.
+// Their --json lines are the daemon's JSON object with a leading "type".
+// The control socket's transport, the hot requests' types, the wire-code to
+// exit-code mapping and the one-line error message are package
+// internal/wire's (standard library only), which package service builds
+// on. cmd/snapfs/front's tests check that the light packages link nothing
+// heavy (go list -deps) and that both binaries print the same stdout,
+// stderr and exit code for each hot command and for the command lines the
+// front hands on, against real daemons.
+//
 // # Regions
 //
 // Package replicate does the work (layout and invariants in its doc.go);

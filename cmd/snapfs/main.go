@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -17,12 +17,14 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/hot"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
 // DefaultStore is the store directory when neither --store nor SNAPFS_STORE is set.
-const DefaultStore = "/var/lib/snapfs"
+const DefaultStore = hot.DefaultStore
 
 func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
@@ -62,16 +64,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 
 // oneLine is err as the user reads it: one line without package prefixes or
 // repeated words, and what to do where the code says it.
-func oneLine(err error) string {
-	msg := exitcode.Message(err)
-	switch exitcode.Of(err) {
-	case exitcode.Permission:
-		if os.Geteuid() != 0 {
-			msg += " (run snapfs as root, or as the owner of the store)"
-		}
-	}
-	return msg
-}
+func oneLine(err error) string { return hot.OneLine(err, exitcode.Of(err)) }
 
 // state is what one run shares between commands.
 type state struct {
@@ -80,9 +73,7 @@ type state struct {
 	usageErr       error // a usage error found by a group action
 }
 
-func usagef(format string, a ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{exitcode.ErrUsage}, a...)...)
-}
+func usagef(format string, a ...any) error { return wire.Usagef(format, a...) }
 
 func newApp(st *state) *cli.App {
 	app := &cli.App{
@@ -92,22 +83,9 @@ func newApp(st *state) *cli.App {
 		Description: sizeHelp + "\n\n" +
 			"Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 exists, 5 busy, 6 corrupt, 7 no space, ...:\n" +
 			"see `snapfs help exit-codes`. Every command prints its help with --help or `snapfs help COMMAND`.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "store", Value: DefaultStore, EnvVars: []string{"SNAPFS_STORE"}, Usage: "store directory"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per line, each with a \"type\" field"},
-			&cli.StringFlag{Name: "progress", Value: "auto", EnvVars: []string{"SNAPFS_PROGRESS"}, Usage: "progress of long jobs (sync, restore, checks, repairs) on stderr: auto (a bar on a terminal, " +
-				"else plain), bar, plain (a line every 5 s) or none; --json prints progress events on stdout instead"},
-			cli.HelpFlag, // urfave/cli adds it only without a command named help (ours, help.go)
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn, error (commands other than mount log warn and above unless set)"},
-		},
-		Before: func(c *cli.Context) error {
-			switch p := c.String("progress"); p {
-			case "auto", "bar", "plain", "none":
-				return nil
-			default:
-				return usagef("--progress %q: want auto, bar, plain or none", p)
-			}
-		},
+		// cli.HelpFlag: urfave/cli adds it only without a command named help (ours, help.go).
+		Flags:                hot.GlobalFlags(cli.HelpFlag),
+		Before:               hot.CheckGlobal,
 		Writer:               st.stdout,
 		ErrWriter:            st.stderr,
 		HideHelpCommand:      true, // our own help command (help.go) also knows exit-codes
@@ -220,141 +198,12 @@ func takeRequired(flags []cli.Flag) []string {
 }
 
 // reorderArgs moves the flags of the (leaf) command after its positional
-// arguments in front of them, so that `disk create vol1 --size 1G` works:
-// urfave/cli v2 stops parsing flags at the first positional argument.
-// Global flags (--json, --store, ...) may also come after the command.
-func reorderArgs(app *cli.App, args []string) ([]string, error) {
-	if len(args) < 2 {
-		return args, nil
-	}
-	out := []string{args[0]}
-	flags, cmds := app.Flags, app.Commands
-	i := 1
-	for i < len(args) {
-		a := args[i]
-		if a == "--" {
-			return append(out, args[i:]...), nil
-		}
-		if strings.HasPrefix(a, "-") && a != "-" {
-			out = append(out, a)
-			if takesValue(flags, a) && i+1 < len(args) {
-				out = append(out, args[i+1])
-				i++
-			}
-			i++
-			continue
-		}
-		var next *cli.Command
-		for _, c := range cmds {
-			if c.HasName(a) {
-				next = c
-			}
-		}
-		if next == nil {
-			break // positional argument of the current command
-		}
-		out = append(out, a)
-		flags, cmds = next.Flags, next.Subcommands
-		i++
-		if len(cmds) == 0 {
-			break // the leaf command: the rest are its flags and arguments
-		}
-	}
-	var global, fl, pos []string
-	for ; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
-		}
-		if strings.HasPrefix(a, "-") && a != "-" {
-			dst, set := &fl, flags
-			if !hasFlag(flags, a) && hasFlag(app.Flags, a) && !hasFlag([]cli.Flag{cli.HelpFlag}, a) {
-				dst, set = &global, app.Flags
-			}
-			*dst = append(*dst, a)
-			if takesValue(set, a) {
-				if i+1 >= len(args) {
-					return nil, usagef("flag %s needs a value", a)
-				}
-				*dst = append(*dst, args[i+1])
-				i++
-			}
-			continue
-		}
-		pos = append(pos, a)
-	}
-	for _, f := range fl {
-		if hasFlag([]cli.Flag{cli.HelpFlag}, f) {
-			pos = nil // `disk create vol1 --help` shows the help of disk create
-		}
-	}
-	// Global flags go right after the program name.
-	out = append(append([]string{out[0]}, global...), out[1:]...)
-	out = append(out, fl...)
-	if len(pos) > 0 {
-		out = append(out, "--")
-		out = append(out, pos...)
-	}
-	return out, nil
-}
-
-func flagName(arg string) string {
-	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-	return name
-}
-
-// hasFlag reports whether flag arg is one of flags.
-func hasFlag(flags []cli.Flag, arg string) bool {
-	name := flagName(arg)
-	for _, f := range flags {
-		for _, n := range f.Names() {
-			if n == name {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// takesValue reports whether flag arg (e.g. "--size", "-size=1G") is a flag
-// in flags that takes a separate value argument.
-func takesValue(flags []cli.Flag, arg string) bool {
-	name := strings.TrimLeft(arg, "-")
-	if strings.Contains(name, "=") {
-		return false
-	}
-	for _, f := range flags {
-		for _, n := range f.Names() {
-			if n == name {
-				_, isBool := f.(*cli.BoolFlag)
-				return !isBool
-			}
-		}
-	}
-	return false
-}
+// arguments in front of them (hot.ReorderArgs, shared with the front binary).
+func reorderArgs(app *cli.App, args []string) ([]string, error) { return hot.ReorderArgs(app, args) }
 
 // storeDir is the absolute store directory of the command line: the global
 // --store (region add has its own --store, a region store URL).
-func storeDir(c *cli.Context) (string, error) {
-	lin := c.Lineage() // the command's context first, the app's last (before an empty root)
-	d := ""
-	for i := len(lin) - 1; i >= 0 && d == ""; i-- {
-		d = lin[i].String("store")
-	}
-	if d == "" {
-		return "", usagef("--store is empty")
-	}
-	abs, err := filepath.Abs(d)
-	if err != nil {
-		return "", fmt.Errorf("store %s: %w", d, err)
-	}
-	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
-		return "", usagef("--store %s is a file, not a store directory", abs)
-	}
-	return abs, nil
-}
+func storeDir(c *cli.Context) (string, error) { return hot.StoreDir(c) }
 
 // checkKeyFile refuses a --key-file that does not exist or is not a file,
 // before anything is changed.
@@ -373,9 +222,9 @@ func checkKeyFile(path string) error {
 
 // logger is the slog logger of --log-level, writing text to stderr.
 func logger(c *cli.Context, w io.Writer) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	lvl, err := hot.LogLevel(c)
+	if err != nil {
+		return nil, err
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), nil
 }
@@ -474,18 +323,79 @@ func interruptedBySignal(ctx context.Context) bool {
 }
 
 // args checks that c has exactly the positional arguments named and returns them.
-func args(c *cli.Context, names ...string) ([]string, error) {
-	a := c.Args().Slice()
-	if len(a) != len(names) {
-		full := strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
-		if full == "" {
-			full = c.Command.Name
+func args(c *cli.Context, names ...string) ([]string, error) { return hot.Args(c, names...) }
+
+// hotCommand is hot command path (package hot: its flags, validation, calls
+// and output) in this binary: through the daemon exactly as the front binary
+// does when one answers; else the same calls on the store opened here
+// (localCall), their answers printed by the same Print.
+func hotCommand(st *state, path string) *cli.Command {
+	h := hot.Lookup(path)
+	cmd := h.Def()
+	cmd.Action = func(c *cli.Context) error {
+		op, err := h.Op(c)
+		if err != nil {
+			return err
 		}
-		want := strings.Join(names, " ")
-		if len(names) == 0 {
-			want = "no arguments"
+		p := &hot.Printer{JSON: c.Bool("json"), W: st.stdout, Err: st.stderr}
+		sent, err := hot.ViaDaemon(c, op, p)
+		if sent || err != nil {
+			return service.FromWire(err)
 		}
-		return nil, usagef("%s: want %s, got %d argument(s) (see snapfs help %s)", full, want, len(a), full)
+		if op.Cancel {
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c.Context = ctx
+		}
+		return withService(c, st, func(ctx context.Context, svc service.Service) error {
+			call := func(method string, req any) (json.RawMessage, error) {
+				v, err := localCall(ctx, svc, method, req)
+				if err != nil {
+					return nil, err
+				}
+				raw, err := json.Marshal(v)
+				if err != nil {
+					return nil, fmt.Errorf("encode %s: %w", method, err)
+				}
+				return raw, nil
+			}
+			raw, err := call(op.Method, op.Req)
+			if err != nil {
+				return err
+			}
+			if raw, err = hot.Gather(op, raw, call); err != nil {
+				return err
+			}
+			return op.Print(p, raw)
+		})
 	}
-	return a, nil
+	return cmd
+}
+
+// localCall is the Service call of a hot command's control-socket call
+// (the server's table, service/server.go, does the same for the daemon).
+func localCall(ctx context.Context, svc service.Service, method string, req any) (any, error) {
+	switch method {
+	case "CreateSnapshotWith":
+		return svc.CreateSnapshotWith(ctx, req.(service.CreateSnapshotRequest))
+	case "CreateDisk":
+		return svc.CreateDisk(ctx, req.(service.CreateDiskRequest))
+	case "RollbackDisk":
+		r := req.(wire.RollbackRequest)
+		return svc.RollbackDisk(ctx, r.Name, r.Snapshot, r.Force)
+	case "CreateImage":
+		r := req.(wire.ImageRequest)
+		return svc.CreateImage(ctx, r.Name, r.Snapshot, r.Disk)
+	case "StatusReport":
+		return svc.StatusReport(ctx)
+	case "ListDisks":
+		return svc.ListDisks(ctx)
+	case "ListImages":
+		return svc.ListImages(ctx)
+	case "ListSnapshots":
+		return svc.ListSnapshots(ctx, req.(wire.ListSnapshotsRequest).Disk)
+	case "ListPolicies":
+		return svc.ListPolicies(ctx)
+	}
+	return nil, fmt.Errorf("hot command call %s has no local implementation", method)
 }

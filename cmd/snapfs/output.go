@@ -1,15 +1,12 @@
 package main
 
 import (
-	"fmt"
 	"io"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/hot"
 )
 
 // printer prints a command's results: text tables for people, or with
@@ -26,41 +23,23 @@ func newPrinter(c *cli.Context, st *state) *printer {
 }
 
 // object prints v as one JSON line of type typ (JSON mode only).
-func (p *printer) object(typ string, v any) error {
-	b, err := service.TypedJSON(typ, v)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", typ, err)
-	}
-	_, err = p.w.Write(append(b, '\n'))
-	return err
-}
+func (p *printer) object(typ string, v any) error { return p.shared().Object(typ, v) }
+
+// shared is p as package hot's printer (the hot commands print with it, in
+// both binaries).
+func (p *printer) shared() *hot.Printer { return &hot.Printer{JSON: p.json, W: p.w} }
 
 // table prints rows under a header, aligned (text mode).
 func (p *printer) table(header []string, rows [][]string) error {
-	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
-	}
-	return tw.Flush()
+	return p.shared().Table(header, rows)
 }
 
 // fields prints "key: value" lines (text mode).
-func (p *printer) fields(kv ...string) error {
-	tw := tabwriter.NewWriter(p.w, 0, 4, 1, ' ', 0)
-	for i := 0; i+1 < len(kv); i += 2 {
-		fmt.Fprintf(tw, "%s:\t%s\n", kv[i], kv[i+1])
-	}
-	return tw.Flush()
-}
+func (p *printer) fields(kv ...string) error { return p.shared().Fields(kv...) }
 
-// line prints a text line (text mode) or the JSON object (JSON mode).
+// result prints a text line (text mode) or the JSON object (JSON mode).
 func (p *printer) result(typ string, v any, format string, a ...any) error {
-	if p.json {
-		return p.object(typ, v)
-	}
-	_, err := fmt.Fprintf(p.w, format+"\n", a...)
-	return err
+	return p.shared().Result(typ, v, format, a...)
 }
 
 // deleted reports a deletion.
@@ -73,12 +52,7 @@ func (p *printer) deleted(kind, name string) error {
 	return p.result("deleted", deleted{kind, name}, "deleted %s %s", kind, name)
 }
 
-func when(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Local().Format("2006-01-02 15:04:05")
-}
+func when(t time.Time) string { return hot.When(t) }
 
 // list prints items: one JSON line of type typ each, or a table.
 func list[T any](p *printer, typ string, items []T, header []string, row func(T) []string) error {

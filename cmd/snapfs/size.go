@@ -2,13 +2,10 @@ package main
 
 import (
 	"fmt"
-	"math"
-	"strings"
-	"syscall"
 
-	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/hot"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
@@ -17,33 +14,15 @@ import (
 // what dd, truncate and qemu-img mean. KB, MB, GB, ... are powers of 1000
 // (go-humanize's reading). A plain number is bytes.
 func parseSize(what, s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	if t == "" {
-		return 0, fmt.Errorf("%w: %s is empty", rowstore.ErrInvalid, what)
-	}
-	if strings.ContainsRune("kKmMgGtTpPeE", rune(t[len(t)-1])) {
-		t += "iB"
-	}
-	if strings.HasPrefix(t, "-") {
-		return 0, fmt.Errorf("%w: %s %q is negative", rowstore.ErrInvalid, what, s)
-	}
-	v, err := humanize.ParseBytes(t)
+	v, err := hot.ParseSize(what, s)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %s %q is not a size (examples: 4096, 64K, 512M, 10G, 1T)", rowstore.ErrInvalid, what, s)
+		return 0, fmt.Errorf("%w: %w", rowstore.ErrInvalid, err)
 	}
-	if v > math.MaxInt64 {
-		return 0, fmt.Errorf("%w: %s %q is too large", rowstore.ErrInvalid, what, s)
-	}
-	return int64(v), nil
+	return v, nil
 }
 
 // size formats n bytes for people: IEC units (1.0 GiB).
-func size(n int64) string {
-	if n < 0 {
-		return "-" + humanize.IBytes(uint64(-n))
-	}
-	return humanize.IBytes(uint64(n))
-}
+func size(n int64) string { return hot.Size(n) }
 
 // sizeHelp documents the sizes every flag accepts (the app's help).
 const sizeHelp = "Sizes are a number with an optional suffix: K, M, G, T, P, E (any case) are powers of 1024, as in\n" +
@@ -51,23 +30,13 @@ const sizeHelp = "Sizes are a number with an optional suffix: K, M, G, T, P, E (
 	"are powers of 1000; a plain number is bytes; fractions are allowed (1.5G)."
 
 // defaultBlockSize is the engine's default block size for help texts.
-var defaultBlockSize = strings.ReplaceAll(size(rowstore.DefaultBlockSize), " ", "")
+var defaultBlockSize = hot.DefaultBlockSize
 
 // warnLargerThanFree warns on stderr when a new disk is larger than the
 // free space of the filesystem holding the store: allowed (disks are thin),
 // but writing it full will fail for lack of space.
 func warnLargerThanFree(c *cli.Context, st *state, disk string, n int64) {
-	dir, err := storeDir(c)
-	if err != nil {
-		return
-	}
-	var fs syscall.Statfs_t
-	if syscall.Statfs(dir, &fs) != nil {
-		return
-	}
-	free := int64(fs.Bavail) * int64(fs.Bsize)
-	if n > free {
-		fmt.Fprintf(st.stderr, "snapfs: warning: disk %s is %s but the store's filesystem has %s free; "+
-			"writes will fail with no space (exit 7) before the disk is full\n", disk, size(n), size(free))
+	if dir, err := storeDir(c); err == nil {
+		hot.WarnLargerThanFree(dir, st.stderr, disk, n)
 	}
 }

@@ -116,6 +116,7 @@ complete -r -c snapfs -n '__fish_seen_subcommand_from image' -a 'delete' -d 'del
 complete -c snapfs -n '__fish_seen_subcommand_from usage' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_snapfs_no_subcommand' -a 'usage' -d 'space per disk, snapshot and image: logical, allocated, exclusive (what deleting it frees); bytes per region store'
 complete -c snapfs -n '__fish_seen_subcommand_from usage' -f -l no-regions -d 'do not list the regions\' stores (which contacts them)'
+complete -c snapfs -n '__fish_seen_subcommand_from usage' -f -l fresh -d 'count the exclusive figures now if they are stale (reads the whole index) instead of showing the last count'
 complete -c snapfs -n '__fish_seen_subcommand_from gc' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_snapfs_no_subcommand' -a 'gc' -d 'free what no disk, snapshot, clone or image can see, and compact segments'
 complete -c snapfs -n '__fish_seen_subcommand_from region' -f -l help -s h -d 'show help'

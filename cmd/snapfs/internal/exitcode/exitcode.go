@@ -47,12 +47,11 @@ package exitcode
 import (
 	"errors"
 	"io/fs"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/replicate/format"
 	"github.com/snapfs/snapfs/replicate/store"
@@ -84,8 +83,9 @@ const (
 )
 
 // ErrUsage marks command-line usage errors (missing argument, unknown flag,
-// conflicting flags). It maps to Usage.
-var ErrUsage = errors.New("usage")
+// conflicting flags). It maps to Usage. It is package wire's (the light
+// client's) sentinel, so both binaries' usage errors are the same error.
+var ErrUsage = wire.ErrUsage
 
 // ErrNoDaemon marks errors of commands that need a running daemon when none
 // answers. It maps to NoDaemon.
@@ -255,41 +255,8 @@ func Markdown() string {
 	return b.String()
 }
 
-// prefixes are package names some layers put in front of their messages.
-// Compiled on first use (only errors need it), not in every process's init.
-var prefixes = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`(^|: |\()(replicate|store|region format|erasure|segment|index|rowstore|restore|sync|prune): `)
-})
-
 // Message is err as the one line the user reads: its first line, without
 // the usage marker, package prefixes and repeated parts ("invalid argument:
-// invalid argument: x" reads "x").
-func Message(err error) string {
-	if err == nil {
-		return ""
-	}
-	msg := err.Error()
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
-	}
-	for {
-		m := prefixes().ReplaceAllString(msg, "$1")
-		if m == msg {
-			break
-		}
-		msg = m
-	}
-	parts := strings.Split(msg, ": ")
-	out := parts[:0]
-	for i, p := range parts {
-		if len(out) > 0 && out[len(out)-1] == p {
-			continue // "x: x: y"
-		}
-		// Sentinel tags in front of a message that says more.
-		if i < len(parts)-1 && (p == ErrUsage.Error() || p == "invalid argument") {
-			continue
-		}
-		out = append(out, p)
-	}
-	return strings.TrimSpace(strings.Join(out, ": "))
-}
+// invalid argument: x" reads "x"). It is wire.Message, shared with the
+// front binary.
+func Message(err error) string { return wire.Message(err) }

@@ -1,64 +1,48 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"time"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 
 	"github.com/snapfs/snapfs/rowstore"
 )
 
-// Client is the Service of a daemon, over its control socket.
+// Client is the Service of a daemon, over its control socket. The
+// transport is package wire's (shared with the front binary); Client turns
+// its error answers into RemoteError, which wraps the code's sentinel.
 type Client struct {
 	sock string
-	hc   *http.Client
+	wc   *wire.Client
 }
 
 // NewClient returns a client of the control socket at sock. It does not
 // connect until the first call.
 func NewClient(sock string) *Client {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			d := net.Dialer{Timeout: 2 * time.Second}
-			return d.DialContext(ctx, "unix", sock)
-		},
-		MaxIdleConns:    2,
-		IdleConnTimeout: 30 * time.Second,
-	}
-	return &Client{sock: sock, hc: &http.Client{Transport: tr}}
+	return &Client{sock: sock, wc: wire.NewClient(sock)}
 }
 
 // post sends a request; it returns the response when its status is 200
 // (close its body), or the error it carries.
 func (c *Client) post(ctx context.Context, method string, req any) (*http.Response, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("control %s: %w", method, err)
+	res, err := c.wc.Post(ctx, method, req)
+	return res, FromWire(err)
+}
+
+// FromWire is err with a daemon's error answer (*wire.Error) turned into a
+// RemoteError, which wraps the sentinel of its code; other errors are
+// returned as they are.
+func FromWire(err error) error {
+	var we *wire.Error
+	if errors.As(err, &we) {
+		return &RemoteError{Code: we.Code, Message: we.Message}
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://snapfs/v1/"+method, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("control %s: %w", method, err)
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	res, err := c.hc.Do(hr)
-	if err != nil {
-		return nil, fmt.Errorf("daemon at %s: %w", c.sock, err)
-	}
-	if res.StatusCode == http.StatusOK {
-		return res, nil
-	}
-	defer res.Body.Close()
-	data, _ := io.ReadAll(res.Body)
-	var we wireError
-	if json.Unmarshal(data, &we) != nil || we.Message == "" {
-		return nil, fmt.Errorf("daemon at %s: %s: %s", c.sock, method, res.Status)
-	}
-	return nil, &RemoteError{Code: we.Code, Message: we.Message}
+	return err
 }
 
 func (c *Client) call(ctx context.Context, method string, req, resp any) error {
@@ -123,7 +107,7 @@ func (c *Client) DeleteDisk(ctx context.Context, name string, force bool) error 
 
 // RollbackDisk implements Service.
 func (c *Client) RollbackDisk(ctx context.Context, name, snapshot string, force bool) (Disk, error) {
-	return get[Disk](c, ctx, "RollbackDisk", rollbackReq{name, snapshot, force})
+	return get[Disk](c, ctx, "RollbackDisk", rollbackReq{Name: name, Snapshot: snapshot, Force: force})
 }
 
 // CreateSnapshot implements Service.
@@ -133,7 +117,7 @@ func (c *Client) CreateSnapshot(ctx context.Context, name string, disks []string
 
 // ListSnapshots implements Service.
 func (c *Client) ListSnapshots(ctx context.Context, disk string) ([]Snapshot, error) {
-	return get[[]Snapshot](c, ctx, "ListSnapshots", listSnapshotsReq{disk})
+	return get[[]Snapshot](c, ctx, "ListSnapshots", listSnapshotsReq{Disk: disk})
 }
 
 // GetSnapshot implements Service.
@@ -153,7 +137,7 @@ func (c *Client) Diff(ctx context.Context, r DiffRequest) (Diff, error) {
 
 // CreateImage implements Service.
 func (c *Client) CreateImage(ctx context.Context, name, snapshot, disk string) (Image, error) {
-	return get[Image](c, ctx, "CreateImage", imageReq{name, snapshot, disk})
+	return get[Image](c, ctx, "CreateImage", imageReq{Name: name, Snapshot: snapshot, Disk: disk})
 }
 
 // ListImages implements Service.
@@ -174,6 +158,11 @@ func (c *Client) DeleteImage(ctx context.Context, name string) error {
 // Usage implements Service.
 func (c *Client) Usage(ctx context.Context) (rowstore.Usage, error) {
 	return get[rowstore.Usage](c, ctx, "Usage", empty{})
+}
+
+// FreshUsage implements Service.
+func (c *Client) FreshUsage(ctx context.Context) (rowstore.Usage, error) {
+	return get[rowstore.Usage](c, ctx, "FreshUsage", empty{})
 }
 
 // GC implements Service.
@@ -203,7 +192,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 
 // Close implements Service.
 func (c *Client) Close() error {
-	c.hc.CloseIdleConnections()
+	c.wc.Close()
 	return nil
 }
 

@@ -2,21 +2,19 @@ package service
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"strconv"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
 // SocketName is the control socket's file name inside the store directory.
-const SocketName = "control.sock"
+const SocketName = wire.SocketName
 
 // SocketPath is the control socket of the store in dir.
-func SocketPath(dir string) string { return filepath.Join(dir, SocketName) }
+func SocketPath(dir string) string { return wire.SocketPath(dir) }
 
 // Dial returns a Client of the daemon serving the store in dir, and its
 // status, if one answers; otherwise it returns the error.
@@ -65,19 +63,5 @@ func Open(ctx context.Context, dir string, opts rowstore.Options) (Service, erro
 }
 
 // TypedJSON is v's JSON object with a leading "type" field: the form of every
-// line the CLI prints with --json, and of snapshot.json.
-func TypedJSON(typ string, v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	head := []byte(`{"type":` + strconv.Quote(typ))
-	if len(b) < 2 || b[0] != '{' {
-		// Not an object: wrap it.
-		return append(append(head, `,"value":`...), append(b, '}')...), nil
-	}
-	if string(b) == "{}" {
-		return append(head, '}'), nil
-	}
-	return append(append(head, ','), b[1:]...), nil
-}
+// line the CLI prints with --json, and of snapshot.json (wire.TypedJSON).
+func TypedJSON(typ string, v any) ([]byte, error) { return wire.TypedJSON(typ, v) }

@@ -437,6 +437,9 @@ func (l *Local) DeleteImage(_ context.Context, name string) error {
 // Usage implements Service.
 func (l *Local) Usage(context.Context) (rowstore.Usage, error) { return l.store.Usage() }
 
+// FreshUsage implements Service.
+func (l *Local) FreshUsage(context.Context) (rowstore.Usage, error) { return l.store.FreshUsage() }
+
 // GC implements Service.
 func (l *Local) GC(context.Context) (rowstore.GCStats, error) { return l.store.GC() }
 

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 	"github.com/snapfs/snapfs/rowstore"
 	"github.com/snapfs/snapfs/rowstore/policy"
 	"github.com/snapfs/snapfs/rowstore/vfs"
@@ -26,18 +27,10 @@ import (
 // (default DefaultHookTimeout; the freeze too), killed with their process
 // group at the timeout. OnPreHookFailure is "abort" (default: no
 // snapshot) or "crash" (a crash-consistent snapshot, nothing frozen).
-type CreateSnapshotRequest struct {
-	Name             string        `json:"name"`
-	Disks            []string      `json:"disks"`
-	Freeze           []string      `json:"freeze,omitempty"`
-	PreHook          string        `json:"pre_hook,omitempty"`
-	PostHook         string        `json:"post_hook,omitempty"`
-	HookTimeout      time.Duration `json:"hook_timeout,omitempty"`
-	OnPreHookFailure string        `json:"on_pre_hook_failure,omitempty"`
-}
+type CreateSnapshotRequest = wire.CreateSnapshotRequest
 
 // DefaultHookTimeout bounds a hook, and a freeze, when no timeout is given.
-const DefaultHookTimeout = time.Minute
+const DefaultHookTimeout = wire.DefaultHookTimeout
 
 // DeletePlan is what deleting a snapshot would free (nothing is deleted).
 type DeletePlan struct {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
 	"golang.org/x/sys/unix"
@@ -45,16 +46,13 @@ type (
 		Name string
 		Size int64
 	}
-	rollbackReq struct {
-		Name, Snapshot string
-		Force          bool
-	}
+	rollbackReq = wire.RollbackRequest
 	snapshotReq struct {
 		Name  string
 		Disks []string
 	}
-	listSnapshotsReq struct{ Disk string }
-	imageReq         struct{ Name, Snapshot, Disk string }
+	listSnapshotsReq = wire.ListSnapshotsRequest
+	imageReq         = wire.ImageRequest
 	checkReq         struct {
 		Name     string
 		ReadData bool
@@ -130,6 +128,8 @@ var methods = map[string]method{
 
 	"Usage": op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.Usage(ctx)) }),
 	"GC":    op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.GC(ctx)) }),
+
+	"FreshUsage": op(func(ctx context.Context, s Service, _ empty) (any, error) { return result(s.FreshUsage(ctx)) }),
 
 	"Shutdown": op(func(ctx context.Context, s Service, _ empty) (any, error) { return done(s.Shutdown(ctx)) }),
 	"DiffFiles": op(func(ctx context.Context, s Service, r FilesDiffRequest) (any, error) {
@@ -273,10 +273,7 @@ func serveStream(w http.ResponseWriter, r *http.Request, name string, m streamMe
 	write(streamLine{Result: raw})
 }
 
-type wireError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
+type wireError = wire.Error
 
 // Handler serves s on the control API. Errors are logged once here, at the
 // boundary; a panic in an operation becomes an error answer, never a dead

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/browse"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -57,6 +58,9 @@ type Service interface {
 
 	// Space.
 	Usage(ctx context.Context) (rowstore.Usage, error)
+	// FreshUsage is Usage with the exclusive figures counted now if they
+	// are stale (O(data); rowstore.Store.FreshUsage).
+	FreshUsage(ctx context.Context) (rowstore.Usage, error)
 	GC(ctx context.Context) (rowstore.GCStats, error)
 
 	// DiffFiles lists the files created, deleted, modified and renamed in
@@ -214,21 +218,7 @@ type Image = rowstore.ImageInfo
 
 // CreateDiskRequest creates a disk: empty (Size, BlockSize), or a clone of
 // disk FromDisk of snapshot FromSnapshot, or from image FromImage.
-type CreateDiskRequest struct {
-	Name         string `json:"name"`
-	Size         int64  `json:"size,omitempty"`
-	BlockSize    int    `json:"block_size,omitempty"`
-	FromSnapshot string `json:"from_snapshot,omitempty"`
-	FromDisk     string `json:"from_disk,omitempty"`
-	FromImage    string `json:"from_image,omitempty"`
-	// Encrypt makes the disk encrypted with a new data key wrapped by the
-	// key of KeyFile (a path): an empty one, or a full copy of an
-	// unencrypted FromSnapshot/FromDisk. A clone of an encrypted source is
-	// encrypted with the source's key without it.
-	Encrypt              bool   `json:"encrypt,omitempty"`
-	KeyFile              string `json:"key_file,omitempty"`
-	AllowInsecureKeyFile bool   `json:"allow_insecure_key_file,omitempty"`
-}
+type CreateDiskRequest = wire.CreateDiskRequest
 
 // Snapshot describes a snapshot. It is also the content of
 // M/snapshots/<name>/snapshot.json.

@@ -1,0 +1,31 @@
+// Package wire is the light half of the control socket: what a client needs
+// to call a daemon and to report its answer, and nothing of the engine. It
+// is imported by the front binary (cmd/snapfs/front) and by package
+// service, so both speak the same protocol from the same code.
+//
+// It owns:
+//   - the socket's place (SocketPath) and the HTTP+JSON transport of a call
+//     (Client: "POST /v1/<Method>", a JSON body, a 200 answer with the JSON
+//     result or an error status with {"code", "message"}; the protocol is
+//     described in service/server.go);
+//   - the request types of the hot operations (CreateSnapshotRequest,
+//     CreateDiskRequest, RollbackRequest, ImageRequest), which package
+//     service aliases, so the daemon decodes exactly what clients encode;
+//   - the mapping of a wire code to its exit code (ExitOf) and the one-line
+//     message the user reads (Message), and the ErrUsage sentinel, which
+//     package exitcode re-exports;
+//   - TypedJSON, the form of every --json line.
+//
+// Invariants:
+//   - It imports only the standard library: no rowstore, replicate, index,
+//     Badger, go-fuse, minio or prometheus (cmd/snapfs/front's test checks
+//     it with go list -deps). Its package init does nothing.
+//   - ExitOf(code) equals exitcode.Of of a service.RemoteError with that
+//     code, for every code of exitcode.Table (tested in package exitcode's
+//     tests would make a cycle of imports: cmd/snapfs's TestWireExitCodes
+//     checks it). Codes are only added, never change meaning.
+//   - A call whose connection could not be made returns an error wrapping
+//     ErrNoAnswer and nothing was sent: only then may a caller try another
+//     way (open the store itself, or exec the full binary). Any later error
+//     means the request may have reached the daemon.
+package wire

@@ -1,0 +1,283 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// SocketName is the control socket's file name inside the store directory.
+const SocketName = "control.sock"
+
+// SocketPath is the control socket of the store in dir.
+func SocketPath(dir string) string { return filepath.Join(dir, SocketName) }
+
+// ErrUsage marks command-line usage errors (missing argument, unknown flag,
+// conflicting flags). Package exitcode maps it to exit code 2.
+var ErrUsage = errors.New("usage")
+
+// Usagef is a usage error.
+func Usagef(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, a...)...)
+}
+
+// ErrNoAnswer marks a call whose connection to the socket could not be
+// made: nothing was sent.
+var ErrNoAnswer = errors.New("no daemon answers")
+
+// noAnswer is a failed dial: its message is the dial's, and it is
+// ErrNoAnswer.
+type noAnswer struct{ err error }
+
+func (e noAnswer) Error() string        { return e.err.Error() }
+func (e noAnswer) Unwrap() error        { return e.err }
+func (e noAnswer) Is(target error) bool { return target == ErrNoAnswer }
+
+// Error is an error answer of the daemon: its wire code and message.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Client calls a daemon over its control socket.
+type Client struct {
+	sock string
+	hc   *http.Client
+}
+
+// NewClient returns a client of the control socket at sock. It does not
+// connect until the first call.
+func NewClient(sock string) *Client {
+	c := &Client{sock: sock}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			d := net.Dialer{Timeout: 2 * time.Second}
+			conn, err := d.DialContext(ctx, "unix", sock)
+			if err != nil {
+				return nil, noAnswer{err}
+			}
+			return conn, nil
+		},
+		MaxIdleConns:    2,
+		IdleConnTimeout: 30 * time.Second,
+	}
+	c.hc = &http.Client{Transport: tr}
+	return c
+}
+
+// Socket is the socket's path.
+func (c *Client) Socket() string { return c.sock }
+
+// Close releases idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// Post sends a request; it returns the response when its status is 200
+// (close its body), an *Error when the daemon answered with one, or another
+// error; that error wraps ErrNoAnswer when no connection was made.
+func (c *Client) Post(ctx context.Context, method string, req any) (*http.Response, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("control %s: %w", method, err)
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://snapfs/v1/"+method, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("control %s: %w", method, err)
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	res, err := c.hc.Do(hr)
+	if err != nil {
+		return nil, fmt.Errorf("daemon at %s: %w", c.sock, err)
+	}
+	if res.StatusCode == http.StatusOK {
+		return res, nil
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	var we Error
+	if json.Unmarshal(data, &we) != nil || we.Message == "" {
+		return nil, fmt.Errorf("daemon at %s: %s: %s", c.sock, method, res.Status)
+	}
+	return nil, &we
+}
+
+// Call makes a call and returns the raw JSON result.
+func (c *Client) Call(ctx context.Context, method string, req any) (json.RawMessage, error) {
+	res, err := c.Post(ctx, method, req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		return nil, fmt.Errorf("daemon at %s: read answer to %s: %w", c.sock, method, err)
+	}
+	return bytes.TrimSpace(data), nil
+}
+
+// Requests of the hot operations. Package service aliases them: the daemon
+// decodes what the clients encode.
+type (
+	// CreateSnapshotRequest is a snapshot of one disk or a consistency
+	// group, with optional freeze and hooks (see service.CreateSnapshotWith).
+	CreateSnapshotRequest struct {
+		Name             string        `json:"name"`
+		Disks            []string      `json:"disks"`
+		Freeze           []string      `json:"freeze,omitempty"`
+		PreHook          string        `json:"pre_hook,omitempty"`
+		PostHook         string        `json:"post_hook,omitempty"`
+		HookTimeout      time.Duration `json:"hook_timeout,omitempty"`
+		OnPreHookFailure string        `json:"on_pre_hook_failure,omitempty"`
+	}
+	// CreateDiskRequest creates a disk: empty (Size, BlockSize), or a clone
+	// of a snapshot's disk (FromSnapshot and FromDisk) or of an image
+	// (FromImage). See service.CreateDisk.
+	CreateDiskRequest struct {
+		Name         string `json:"name"`
+		Size         int64  `json:"size,omitempty"`
+		BlockSize    int    `json:"block_size,omitempty"`
+		FromSnapshot string `json:"from_snapshot,omitempty"`
+		FromDisk     string `json:"from_disk,omitempty"`
+		FromImage    string `json:"from_image,omitempty"`
+		// Encrypt makes a new encrypted disk whose data key is wrapped by
+		// the key in KeyFile (read by the serving process); with
+		// FromSnapshot, a full encrypted copy of an unencrypted snapshot's disk.
+		Encrypt              bool   `json:"encrypt,omitempty"`
+		KeyFile              string `json:"key_file,omitempty"`
+		AllowInsecureKeyFile bool   `json:"allow_insecure_key_file,omitempty"`
+	}
+	// RollbackRequest rolls disk Name back to Snapshot.
+	RollbackRequest struct {
+		Name, Snapshot string
+		Force          bool
+	}
+	// ImageRequest makes image Name from disk Disk of Snapshot.
+	ImageRequest struct{ Name, Snapshot, Disk string }
+	// ListSnapshotsRequest lists the snapshots (of Disk, when not empty).
+	ListSnapshotsRequest struct{ Disk string }
+)
+
+// DefaultHookTimeout bounds a hook, and a freeze, when no timeout is given.
+const DefaultHookTimeout = time.Minute
+
+// TypedJSON is v's JSON object with a leading "type" field: the form of every
+// line the CLI prints with --json, and of snapshot.json.
+func TypedJSON(typ string, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	head := []byte(`{"type":` + strconv.Quote(typ))
+	if len(b) < 2 || b[0] != '{' {
+		// Not an object: wrap it.
+		return append(append(head, `,"value":`...), append(b, '}')...), nil
+	}
+	if string(b) == "{}" {
+		return append(head, '}'), nil
+	}
+	return append(append(head, ','), b[1:]...), nil
+}
+
+// Exit codes of the wire codes (package exitcode's table; its Codes
+// document them). Codes not listed, and errors without one, exit 1.
+var exitOf = map[string]int{
+	"interrupted":    130,
+	"usage":          2,
+	"invalid":        2,
+	"no_daemon":      9,
+	"degraded":       12,
+	"conflict":       14,
+	"locked":         15,
+	"disk_locked":    15,
+	"wrong_key":      13,
+	"disk_wrong_key": 13,
+	"mismatch":       13,
+	"unavailable":    11,
+	"too_few_shards": 11,
+	"corrupt":        6,
+	"not_found":      3,
+	"exists":         4,
+	"busy":           5,
+	"no_space":       7,
+	"incompatible":   8,
+	"read_only":      10,
+	"permission":     16,
+	"closed":         1,
+}
+
+// ExitOf is the exit code of an error of a light client: 0 for nil, 2 for
+// a usage error, the code's for an *Error, 1 otherwise.
+func ExitOf(err error) int {
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, ErrUsage) {
+		return 2
+	}
+	var we *Error
+	if errors.As(err, &we) {
+		if n, ok := exitOf[we.Code]; ok {
+			return n
+		}
+	}
+	return 1
+}
+
+// ExitOfCode is the exit code of wire code code (1 when unknown).
+func ExitOfCode(code string) int {
+	if n, ok := exitOf[code]; ok {
+		return n
+	}
+	return 1
+}
+
+// prefixes are package names some layers put in front of their messages.
+// Compiled on first use (only errors need it), not in every process's init.
+var prefixes = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(^|: |\()(replicate|store|region format|erasure|segment|index|rowstore|restore|sync|prune): `)
+})
+
+// Message is err as the one line the user reads: its first line, without
+// the usage marker, package prefixes and repeated parts ("invalid argument:
+// invalid argument: x" reads "x").
+func Message(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	for {
+		m := prefixes().ReplaceAllString(msg, "$1")
+		if m == msg {
+			break
+		}
+		msg = m
+	}
+	parts := strings.Split(msg, ": ")
+	out := parts[:0]
+	for i, p := range parts {
+		if len(out) > 0 && out[len(out)-1] == p {
+			continue // "x: x: y"
+		}
+		// Sentinel tags in front of a message that says more.
+		if i < len(parts)-1 && (p == ErrUsage.Error() || p == "invalid argument") {
+			continue
+		}
+		out = append(out, p)
+	}
+	return strings.TrimSpace(strings.Join(out, ": "))
+}

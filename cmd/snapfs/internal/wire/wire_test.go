@@ -1,0 +1,86 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+)
+
+// TestNoAnswer: only a call whose connection could not be made is
+// ErrNoAnswer (a caller may then try another way without running the
+// operation twice); a daemon that took the request and failed is not.
+func TestNoAnswer(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	c := NewClient(SocketPath(dir))
+	defer c.Close()
+	if _, err := c.Call(ctx, "Status", struct{}{}); !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("no socket: %v, want ErrNoAnswer", err)
+	}
+
+	// A socket whose server reads the request and drops the connection.
+	ln, err := net.Listen("unix", filepath.Join(dir, SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan struct{}, 1)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4096)
+			_, _ = conn.Read(buf)
+			got <- struct{}{}
+			conn.Close()
+		}
+	}()
+	if _, err := c.Call(ctx, "CreateSnapshotWith", CreateSnapshotRequest{Name: "s"}); err == nil || errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("request sent, connection dropped: %v, want an error that is not ErrNoAnswer", err)
+	}
+	<-got
+
+	// A daemon's error answer: an *Error with its code and exit code.
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusConflict)
+		_, _ = w.Write([]byte(`{"code":"exists","message":"already exists: snapshot \"s\""}`))
+	})}
+	ln.Close()
+	ln2, err := net.Listen("unix", filepath.Join(dir, "b.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln2)
+	defer srv.Close()
+	c2 := NewClient(filepath.Join(dir, "b.sock"))
+	defer c2.Close()
+	_, err = c2.Call(ctx, "CreateSnapshotWith", CreateSnapshotRequest{Name: "s"})
+	var we *Error
+	if !errors.As(err, &we) || we.Code != "exists" || ExitOf(err) != 4 || Message(err) != `already exists: snapshot "s"` {
+		t.Fatalf("error answer: %#v (exit %d)", err, ExitOf(err))
+	}
+}
+
+// TestTypedJSON: the "type" field leads; a raw answer prints as the value.
+func TestTypedJSON(t *testing.T) {
+	for _, tc := range []struct {
+		v    any
+		want string
+	}{
+		{struct {
+			A int `json:"a"`
+		}{1}, `{"type":"x","a":1}`},
+		{struct{}{}, `{"type":"x"}`},
+		{[]int{1}, `{"type":"x","value":[1]}`},
+	} {
+		b, err := TypedJSON("x", tc.v)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("TypedJSON(%v) = %s, %v; want %s", tc.v, b, err, tc.want)
+		}
+	}
+}
