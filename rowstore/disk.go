@@ -41,6 +41,13 @@ type diskState struct {
 	wbRunning bool
 	wbCond    *sync.Cond
 	wbWanted  bool
+	// A snapshot being taken (snapshot.go): the cache as it was when the
+	// snapshot began, being written back at the snapshot's epoch, and
+	// snapBusy while it is (nothing else is appended for the head then;
+	// wbCond is broadcast when it ends).
+	frozen      map[uint64]*cblock
+	frozenBytes int64
+	snapBusy    bool
 
 	bmap blockMap // what the head sees, per block (blockmap.go)
 
@@ -243,7 +250,7 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	// Zeros are exempt: whole zero blocks free space (holes), and the
 	// partial ends of a discard must not fail on a full filesystem.
 	if !zeros {
-		if err := d.s.admit(int64(len(p)) + d.cacheBytes); err != nil {
+		if err := d.s.admit(int64(len(p)) + d.cacheBytes + d.frozenBytes); err != nil {
 			return 0, err
 		}
 	}
@@ -256,16 +263,22 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 		b := uint64(pos / bs)
 		in := int(pos % bs)
 		m := min(len(p)-n, d.bs-in)
-		if m == d.bs {
+		if m == d.bs && !d.snapBusy {
 			if c, ok := d.cache[b]; ok {
 				d.dropCachedLocked(b, c)
 			}
 			whole = append(whole, b)
 			wholeData = append(wholeData, p[n:n+m])
 		} else {
+			// (While a snapshot is taken, whole blocks too: nothing is
+			// appended for the head then; snapshot.go.)
 			c, ok := d.cache[b]
 			if !ok {
-				c = &cblock{data: getBuf(d.bs)} // pooled: given back when dropped
+				if f := d.frozen[b]; f != nil && m < d.bs {
+					c = f.clone() // the snapshot's entry stays as it is
+				} else {
+					c = &cblock{data: getBuf(d.bs)} // pooled: given back when dropped
+				}
 				d.cacheAddLocked(b, c)
 			}
 			copy(c.data[in:], p[n:n+m])
@@ -285,6 +298,11 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	d.modified = time.Now()
+	// While a snapshot is taken the cache cannot be written back: a writer
+	// over the bound waits for the snapshot's end.
+	for d.snapBusy && d.cacheBytes > d.s.opts.CacheBytes && !d.deleted {
+		d.wbCond.Wait()
+	}
 	// Over the bound, the writer makes room itself (lock released while the
 	// blocks are read); above the background's mark, it is asked to.
 	if d.cacheBytes > d.s.opts.CacheBytes {
@@ -304,8 +322,10 @@ func (d *diskState) dropCachedLocked(b uint64, c *cblock) {
 	c.data = nil
 }
 
-// flushLocked writes every cached block to the log (not synced), in block order.
+// flushLocked writes every cached block to the log (not synced), in block
+// order, once no snapshot is being taken of the disk.
 func (d *diskState) flushLocked() error {
+	d.waitSnapshotLocked()
 	if len(d.cache) == 0 {
 		return nil
 	}
@@ -491,7 +511,11 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 		b := uint64(pos / bs)
 		in := int(pos % bs)
 		m := min(len(p)-n, d.bs-in)
-		if c, ok := d.cache[b]; ok {
+		c, ok := d.cache[b]
+		if !ok {
+			c, ok = d.frozen[b] // a snapshot's entry, not stored yet
+		}
+		if ok {
 			if err := d.fillLocked(b, c); err != nil {
 				d.mu.Unlock()
 				return n, err
@@ -639,6 +663,12 @@ func (h *Disk) PunchHole(off, length int64) error {
 		if err := writeZeros(int64(last)*bs, end); err != nil {
 			return err
 		}
+	}
+	// The tombstones are appended for the head: not while a snapshot is
+	// being taken (snapshot.go).
+	d.waitSnapshotLocked()
+	if err := h.check(); err != nil {
+		return err
 	}
 	for b := first; b < last; b++ {
 		if c, ok := d.cache[b]; ok {

@@ -74,7 +74,7 @@ func (d *diskState) writeBackLocked(target int64, upto uint64) error {
 	for !d.deleted {
 		// One batch at a time per disk (writers at the bound, Sync and the
 		// background take turns, batch by batch).
-		for d.wbRunning {
+		for d.wbRunning || d.snapBusy {
 			d.wbCond.Wait()
 		}
 		if d.deleted || (upto == 0 && d.cacheBytes <= target) {
@@ -100,7 +100,7 @@ func (d *diskState) writeBackLocked(target int64, upto uint64) error {
 			return nil
 		}
 		d.wbRunning = true
-		err := d.writeBatchLocked(batch)
+		err := d.writeBatchLocked(batch, false)
 		d.wbRunning = false
 		d.wbCond.Broadcast()
 		if err != nil {
@@ -114,8 +114,13 @@ func (d *diskState) writeBackLocked(target int64, upto uint64) error {
 }
 
 // writeBatchLocked completes and stores the entries of batch (disk's lock
-// held on entry and return, released while the bases are read).
-func (d *diskState) writeBatchLocked(batch []wbQueued) error {
+// held on entry and return, released while the bases are read): entries of
+// the cache, or with frozen those of the snapshot being taken (snapshot.go).
+func (d *diskState) writeBatchLocked(batch []wbQueued, frozen bool) error {
+	current := func(q wbQueued) bool { return d.cache[q.b] == q.c }
+	if frozen {
+		current = func(q wbQueued) bool { return d.frozen[q.b] == q.c }
+	}
 	sort.Slice(batch, func(i, j int) bool { return batch[i].b < batch[j].b })
 	// The blocks to complete, and the base of each entry (decided now: a
 	// write or a read may complete an entry while the lock is released).
@@ -162,7 +167,7 @@ func (d *diskState) writeBatchLocked(batch []wbQueued) error {
 	datas := make([][]byte, 0, len(batch))
 	cs := make([]*cblock, 0, len(batch))
 	for i, q := range batch {
-		if d.cache[q.b] != q.c {
+		if !current(q) {
 			continue // stored or dropped meanwhile
 		}
 		if !q.c.full {
@@ -176,7 +181,11 @@ func (d *diskState) writeBatchLocked(batch []wbQueued) error {
 		return err
 	}
 	for i, b := range blocks {
-		d.dropCachedLocked(b, cs[i])
+		if frozen {
+			d.dropFrozenLocked(b, cs[i])
+		} else {
+			d.dropCachedLocked(b, cs[i])
+		}
 	}
 	return nil
 }
@@ -234,6 +243,7 @@ func (s *Store) runWriteBack() {
 // in the blocks being written back (flushLocked). Disk.Sync and snapshots
 // use it, so writers wait for a batch at most.
 func (d *diskState) syncFlushLocked() error {
+	d.waitSnapshotLocked() // the writes a snapshot holds are the snapshot's to store
 	if len(d.cache) == 0 {
 		return nil
 	}
