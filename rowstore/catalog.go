@@ -429,8 +429,12 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 	if kind == "" {
 		kind = "manual"
 	}
-	// The caches are the snapshot's from here on (snapshot.go): written back
-	// and synced without the disks' locks, while writers go on into new ones.
+	// What is in the log is synced first, writers going on as usual; then
+	// the caches are the snapshot's (snapshot.go): written back and synced
+	// without the disks' locks while writers go on into new caches.
+	if err := s.commit(); err != nil {
+		return SnapshotInfo{}, err
+	}
 	ds, unlock, err := s.lockDisks(disks)
 	if err != nil {
 		return SnapshotInfo{}, err

@@ -32,15 +32,15 @@ type diskState struct {
 	cacheBytes int64
 	// The write-back of the cache (writeback.go): the cached blocks in the
 	// order they came (wbq from wbHead; entries no longer cached are
-	// skipped), the counter that orders them, one batched write-back at a
-	// time (wbRunning, wbCond on mu), and whether the background one was
-	// asked for.
-	wbq       []wbQueued
-	wbHead    int
-	wbTick    uint64
-	wbRunning bool
-	wbCond    *sync.Cond
-	wbWanted  bool
+	// skipped), the counter that orders them, the batched write-backs in
+	// flight (wbActive, at most wbParallel; wbCond on mu), and whether the
+	// background one was asked for.
+	wbq      []wbQueued
+	wbHead   int
+	wbTick   uint64
+	wbActive int
+	wbCond   *sync.Cond
+	wbWanted bool
 	// A snapshot being taken (snapshot.go): the cache as it was when the
 	// snapshot began, being written back at the snapshot's epoch, and
 	// snapBusy while it is (nothing else is appended for the head then;
@@ -298,9 +298,9 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	d.modified = time.Now()
-	// While a snapshot is taken the cache cannot be written back: a writer
-	// over the bound waits for the snapshot's end.
-	for d.snapBusy && d.cacheBytes > d.s.opts.CacheBytes && !d.deleted {
+	// While a snapshot is taken the cache cannot be written back: it may
+	// grow by snapRoom, then a writer waits for the snapshot's end.
+	for d.snapBusy && d.cacheBytes > d.s.opts.CacheBytes+snapRoom && !d.deleted {
 		d.wbCond.Wait()
 	}
 	// Over the bound, the writer makes room itself (lock released while the
@@ -365,7 +365,7 @@ func (d *diskState) flushLocked() error {
 	for _, b := range blocks {
 		d.dropCachedLocked(b, d.cache[b])
 	}
-	if !d.wbRunning { // every queued entry is stale now
+	if d.wbActive == 0 { // every queued entry is stale now
 		clear(d.wbq)
 		d.wbq, d.wbHead = d.wbq[:0], 0
 	}
