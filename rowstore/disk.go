@@ -39,6 +39,7 @@ type diskState struct {
 	wbHead   int
 	wbTick   uint64
 	wbActive int
+	wbFlying []uint64 // the oldest tick of each batch in flight
 	wbCond   *sync.Cond
 	wbWanted bool
 	// A snapshot being taken (snapshot.go): the cache as it was when the

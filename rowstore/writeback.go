@@ -107,17 +107,28 @@ func (d *diskState) writeBackLocked(target int64, upto uint64) error {
 			d.wbq, d.wbHead = d.wbq[:0], 0
 		}
 		if len(batch) == 0 {
-			if upto > 0 && d.wbActive > 0 {
-				// Blocks before upto may be in another batch still (put
-				// back in the queue if it fails): wait for it, look again.
+			if upto > 0 && d.flyingUptoLocked(upto) {
+				// Blocks before upto are in another batch still (put back
+				// in the queue if it fails): wait for it, look again.
 				d.wbCond.Wait()
 				continue
 			}
 			return nil
 		}
+		oldest := batch[0].c.born
+		for _, q := range batch {
+			oldest = min(oldest, q.c.born)
+		}
 		d.wbActive++
+		d.wbFlying = append(d.wbFlying, oldest)
 		err := d.writeBatchLocked(batch, false)
 		d.wbActive--
+		for i, t := range d.wbFlying {
+			if t == oldest {
+				d.wbFlying = append(d.wbFlying[:i], d.wbFlying[i+1:]...)
+				break
+			}
+		}
 		d.wbCond.Broadcast()
 		if err != nil {
 			// Not written: back to the head of the queue (in block order).
@@ -127,6 +138,17 @@ func (d *diskState) writeBackLocked(target int64, upto uint64) error {
 		}
 	}
 	return nil
+}
+
+// flyingUptoLocked reports whether a batch in flight holds a block that
+// entered the cache at or before tick upto.
+func (d *diskState) flyingUptoLocked(upto uint64) bool {
+	for _, t := range d.wbFlying {
+		if t <= upto {
+			return true
+		}
+	}
+	return false
 }
 
 // writeBatchLocked completes and stores the entries of batch (disk's lock
