@@ -309,6 +309,7 @@ func (s *Store) ResizeDisk(name string, size int64) error {
 	})
 	if err == nil {
 		d.size = size
+		d.sizeA.Store(size)
 	}
 	return err
 }
