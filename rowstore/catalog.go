@@ -881,6 +881,7 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 		return err
 	}
 	d.chain, d.size, d.modified = chain, m.Size, time.Now()
+	d.sizeA.Store(m.Size)
 	if err := s.syncCatalogIfStale(); err != nil {
 		return fmt.Errorf("rollback of %q: %w", name, err)
 	}
