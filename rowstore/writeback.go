@@ -21,7 +21,7 @@ import (
 // and every other flush see it; at most wbParallel batched write-backs run
 // per disk at a time (wbActive, waited for on wbCond), on disjoint entries
 // (each queue entry is taken once), and a Sync (upto) returns only once no
-// batch is in flight, so none holds a block it must write back. While the
+// batch in flight holds a block cached before it (wbFlying). While the
 // lock is released a batch only reads the blocks' current content into its
 // own buffers. When it takes the lock again it stores an entry only if
 // d.cache still holds the very same cblock: every change of a block's
