@@ -448,6 +448,13 @@ func (d *diskState) storeDigestedLocked(blocks []uint64, datas [][]byte, zero []
 	}
 	acct := d.s.acct.begin(d.id)
 	defer acct.end()
+	// The blocks are appended under one hold of appendMu (as lazy
+	// hydration does), not one per block: a 1 MiB write of 16 KiB blocks
+	// took and handed off the log's lock 64 times, each time behind the
+	// cleaner's batches and the commits (ext4 in a loop device: 5-15 ms of
+	// the disk's lock per 1 MiB write, appends of 16 KiB waiting 6-9 ms).
+	d.s.appendMu.Lock()
+	defer d.s.appendMu.Unlock()
 	for i, b := range blocks {
 		if zero[i] {
 			if !was[i] {
@@ -456,7 +463,7 @@ func (d *diskState) storeDigestedLocked(blocks []uint64, datas [][]byte, zero []
 			var cnt [8]byte
 			putLeUint64(cnt[:], 1)
 			r := &segment.Record{Kind: segment.KindZero, Layer: head.layer, Block: b, Epoch: head.epoch, Payload: cnt[:]}
-			v, err := d.s.appendVersion(r, index.Version{Flags: index.FlagZero}, 1)
+			v, err := d.s.appendVersionLocked(r, index.Version{Flags: index.FlagZero}, 1)
 			if err != nil {
 				return err
 			}
@@ -465,7 +472,7 @@ func (d *diskState) storeDigestedLocked(blocks []uint64, datas [][]byte, zero []
 			continue
 		}
 		r := &segment.Record{Kind: segment.KindData, Layer: head.layer, Block: b, Epoch: head.epoch, Payload: datas[i]}
-		v, err := d.s.appendVersion(r, vers[i], 1)
+		v, err := d.s.appendVersionLocked(r, vers[i], 1)
 		if err != nil {
 			return err
 		}
