@@ -820,7 +820,8 @@
 //  6. Store.idxMu: every write of version entries to the index (commit,
 //     GC's deletions, the cleaner's and repair's repoints).
 //  7. Store.appendMu: appends to the log with their pending entries, the
-//     cleaner's batches of moves (AppendBatch) included; commit takes it
+//     cleaner's batches of moves (AppendBatch) and a write's whole blocks
+//     (storeDigestedLocked, one hold per write) included; commit takes it
 //     briefly before idxMu and releases it.
 //  8. segment.Log.appendMu: Append, AppendBatch, Rotate, Close.
 //  9. segment.Log.mu (RW): the segment table and the active segment;
