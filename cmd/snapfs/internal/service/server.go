@@ -295,6 +295,10 @@ func Handler(s Service, log *slog.Logger) http.Handler {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("read request: %w", err))
 			return
 		}
+		// The request is read: say so at once (102 Processing), so a client
+		// bounds its wait for a sign of life (wire.AnswerTimeout), not for
+		// the operation.
+		w.WriteHeader(http.StatusProcessing)
 		if sm != nil {
 			serveStream(w, r, name, sm, s, body, log)
 			return
