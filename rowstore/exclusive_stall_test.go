@@ -58,34 +58,48 @@ func TestAccountingCheckStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	var done atomic.Bool
-	var took time.Duration
-	var verr error
-	go func() {
-		defer done.Store(true)
-		start := time.Now()
-		verr = s.verifyAccounting()
-		took = time.Since(start)
-	}()
-	buf := make([]byte, 16<<10)
-	var worst time.Duration
-	n := 0
-	for !done.Load() {
-		buf[0]++
-		start := time.Now()
-		if _, err := h.WriteAt(buf, int64(n%1000)*int64(len(buf))); err != nil {
-			t.Fatal(err)
+	// writeDuring writes to the disk while fn runs: fn's duration, the
+	// writes made and the longest.
+	writeDuring := func(fn func() error) (took time.Duration, n int, worst time.Duration) {
+		var done atomic.Bool
+		var ferr error
+		go func() {
+			defer done.Store(true)
+			start := time.Now()
+			ferr = fn()
+			took = time.Since(start)
+		}()
+		buf := make([]byte, 16<<10)
+		for !done.Load() {
+			buf[0]++
+			start := time.Now()
+			if _, err := h.WriteAt(buf, int64(n%1000)*int64(len(buf))); err != nil {
+				t.Fatal(err)
+			}
+			worst = max(worst, time.Since(start))
+			n++
+			time.Sleep(time.Millisecond)
 		}
-		worst = max(worst, time.Since(start))
-		n++
-		time.Sleep(time.Millisecond)
+		if ferr != nil {
+			t.Fatal(ferr)
+		}
+		return took, n, worst
 	}
+	took, n, worst := writeDuring(s.verifyAccounting)
 	t.Logf("verifyAccounting took %v; %d writes meanwhile, the longest %v", took, n, worst)
-	if verr != nil {
-		t.Fatalf("verifyAccounting: %v", verr)
-	}
 	if took > 200*time.Millisecond && worst > took/2 {
 		t.Fatalf("a write waited %v while the accounting check ran (%v): it holds the disk's lock while counting", worst, took)
+	}
+	// The exclusive figures' count (background, usage --fresh, check)
+	// holds no engine lock either.
+	s.excl.changed()
+	took, n, worst = writeDuring(func() error { _, err := s.refreshExclusive(); return err })
+	t.Logf("exclusive count took %v; %d writes meanwhile, the longest %v", took, n, worst)
+	if took > 200*time.Millisecond && worst > took/2 {
+		t.Fatalf("a write waited %v while the exclusive figures were counted (%v)", worst, took)
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
 	}
 	// Writes stopped: the count is compared, and a wrong one reported.
 	if err := s.verifyAccounting(); err != nil {
