@@ -415,9 +415,9 @@ func TestHungDaemon(t *testing.T) {
 		{5, []string{"status"}, "gave no answer within 5s"},
 		{5, []string{"--json", "disk", "list"}, "gave no answer within 5s"},
 		{5, []string{"snapshot", "list"}, "gave no answer within 5s"},
-		{1, []string{"snapshot", "create", "s1", "--disk", "vol1"}, "may or may not have taken effect"},
-		{1, []string{"disk", "create", "d1", "--size", "1M"}, "may or may not have taken effect"},
-		{1, []string{"disk", "rollback", "vol1", "--snapshot", "s1"}, "may or may not have taken effect"},
+		{1, []string{"snapshot", "create", "s1", "--disk", "vol1"}, "request of snapfs snapshot create but gave no answer within 5s (a daemon hung?): it may or may not have taken effect"},
+		{1, []string{"disk", "create", "d1", "--size", "1M"}, "request of snapfs disk create but gave no answer within 5s (a daemon hung?): it may or may not have taken effect"},
+		{1, []string{"disk", "rollback", "vol1", "--snapshot", "s1"}, "request of snapfs disk rollback but gave no answer within 5s (a daemon hung?): it may or may not have taken effect"},
 	}
 	type out struct {
 		bin  string

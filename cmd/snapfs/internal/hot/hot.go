@@ -226,7 +226,7 @@ func unanswered(c *cli.Context, op Op, dir string, err error) error {
 	if !errors.As(err, &ua) {
 		return err
 	}
-	what := "snapfs " + c.Command.FullName()
+	what := "snapfs " + commandPath(c)
 	switch {
 	case !ua.Timeout && (!ua.Sent || op.ReadOnly):
 		return &wire.Error{Code: "interrupted", Message: fmt.Sprintf("interrupted: %s was stopped before the daemon answered; nothing was changed", what)}
@@ -240,6 +240,19 @@ func unanswered(c *cli.Context, op Op, dir string, err error) error {
 		return &wire.Error{Message: fmt.Sprintf("the daemon on %s took the request of %s but gave no answer within %v (a daemon hung?): "+
 			"it may or may not have taken effect; look (snapfs status, snapshot list, disk list) before running it again", ua.Sock, what, wire.AnswerTimeout)}
 	}
+}
+
+// commandPath is c's command as typed: "disk create".
+func commandPath(c *cli.Context) string {
+	var names []string
+	lin := c.Lineage()
+	for i := len(lin) - 1; i >= 0; i-- {
+		if cmd := lin[i].Command; cmd != nil && cmd.Name != "" && !(len(names) == 0 && c.App != nil && cmd.Name == c.App.Name) &&
+			(len(names) == 0 || names[len(names)-1] != cmd.Name) {
+			names = append(names, cmd.Name)
+		}
+	}
+	return strings.Join(names, " ")
 }
 
 // Gather makes op's More calls through call, after its first call
