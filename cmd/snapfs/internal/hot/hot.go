@@ -192,6 +192,7 @@ func ViaDaemon(c *cli.Context, op Op, p *Printer) (sent bool, err error) {
 	}
 	cl := wire.NewClient(wire.SocketPath(dir))
 	defer cl.Close()
+	cl.SetAnswerTimeout(wire.AnswerTimeout) // a hung daemon: busy, or "may or may not" (unanswered)
 	raw, err := cl.Call(ctx, op.Method, op.Req)
 	if errors.Is(err, wire.ErrNoAnswer) {
 		return false, nil

@@ -91,14 +91,15 @@ var errAnswerTimeout = errors.New("no answer in time")
 type Client struct {
 	sock string
 	hc   *http.Client
-	// answer is the bound of AnswerTimeout (tests shorten it).
+	// answer bounds the wait for a sign of life (SetAnswerTimeout); 0:
+	// no bound.
 	answer time.Duration
 }
 
 // NewClient returns a client of the control socket at sock. It does not
 // connect until the first call.
 func NewClient(sock string) *Client {
-	c := &Client{sock: sock, answer: AnswerTimeout}
+	c := &Client{sock: sock}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			d := net.Dialer{Timeout: 2 * time.Second}
@@ -121,13 +122,18 @@ func (c *Client) Socket() string { return c.sock }
 // Close releases idle connections.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
-// SetAnswerTimeout sets the bound of AnswerTimeout (for tests).
+// SetAnswerTimeout bounds the wait for the daemon's first sign of life
+// after each request (AnswerTimeout; package hot's calls) and makes a call
+// without one an *Unanswered. A client without it waits as long as the
+// daemon takes (package service's: it probed the daemon first, and long
+// jobs of a daemon older than the 102 would look hung).
 func (c *Client) SetAnswerTimeout(d time.Duration) { c.answer = d }
 
 // Post sends a request; it returns the response when its status is 200
 // (close its body), an *Error when the daemon answered with one, an
-// *Unanswered when the daemon took the connection but no byte of an answer
-// came within AnswerTimeout or before ctx ended, or another error; that
+// *Unanswered (with SetAnswerTimeout) when the daemon took the connection
+// but no byte of an answer came within the bound or before ctx ended, or
+// another error; that
 // error wraps ErrNoAnswer when no connection was made.
 func (c *Client) Post(ctx context.Context, method string, req any) (*http.Response, error) {
 	body, err := json.Marshal(req)
@@ -149,16 +155,21 @@ func (c *Client) Post(ctx context.Context, method string, req any) (*http.Respon
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	start := time.Now()
-	timer := time.AfterFunc(c.answer, func() {
-		if state.CompareAndSwap(0, 2) {
-			cancel(errAnswerTimeout)
-		}
-	})
+	var timer *time.Timer
+	if c.answer > 0 {
+		timer = time.AfterFunc(c.answer, func() {
+			if state.CompareAndSwap(0, 2) {
+				cancel(errAnswerTimeout)
+			}
+		})
+	}
 	res, err := c.hc.Do(hr)
-	timer.Stop()
+	if timer != nil {
+		timer.Stop()
+	}
 	if err != nil {
 		cancel(nil)
-		if errors.Is(err, ErrNoAnswer) {
+		if errors.Is(err, ErrNoAnswer) || c.answer <= 0 {
 			return nil, fmt.Errorf("daemon at %s: %w", c.sock, err)
 		}
 		timedOut := state.Load() == 2

@@ -107,12 +107,20 @@ func TestAnswerBound(t *testing.T) {
 			go func() { _, _ = io.Copy(io.Discard, conn) }()
 		}
 	}()
+	// Without a bound (package service's client) it waits as before.
+	c0 := NewClient(filepath.Join(dir, "hung.sock"))
+	defer c0.Close()
+	cctx0, cancel0 := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel0()
+	var ua *Unanswered
+	if _, err := c0.Call(cctx0, "Status", struct{}{}); err == nil || errors.As(err, &ua) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("unbounded client, hung daemon: %v, want the context's error after its deadline", err)
+	}
 	c := NewClient(filepath.Join(dir, "hung.sock"))
 	defer c.Close()
 	c.SetAnswerTimeout(300 * time.Millisecond)
 	start := time.Now()
 	_, err = c.Call(ctx, "CreateSnapshotWith", CreateSnapshotRequest{Name: "s"})
-	var ua *Unanswered
 	if !errors.As(err, &ua) || !ua.Timeout || !ua.Sent || errors.Is(err, ErrNoAnswer) || time.Since(start) > 5*time.Second {
 		t.Fatalf("hung daemon: %v after %v, want *Unanswered (sent, timeout)", err, time.Since(start))
 	}
