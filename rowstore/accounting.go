@@ -342,8 +342,8 @@ var errAccounting = errors.New("space accounting differs from a full count")
 // takes seconds; writers wait for d.mu): it notes the disk's state and the
 // appends begun to it under d.mu, counts, and keeps the count only if
 // nothing was appended and the chain and size are the same afterwards,
-// trying a few times. counted is false for a lazy disk, or one written
-// during every try; then got, ok and n mean nothing.
+// trying a few times. counted is false for a lazy or deleted disk, or one
+// written during every try; then got, ok and n mean nothing.
 func (s *Store) countDiskUnlocked(d *diskState) (n, got int64, ok bool, layer uint64, counted bool, err error) {
 	type state struct {
 		chain []link
@@ -355,7 +355,8 @@ func (s *Store) countDiskUnlocked(d *diskState) (n, got int64, ok bool, layer ui
 	take := func() state {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		return state{chain: append([]link(nil), d.chain...), size: d.size, bs: d.bs, mark: s.acct.mark(d.id), lazy: s.lazyChain(d.chain)}
+		// A lazy disk is not compared; nor one deleted meanwhile.
+		return state{chain: append([]link(nil), d.chain...), size: d.size, bs: d.bs, mark: s.acct.mark(d.id), lazy: d.deleted || s.lazyChain(d.chain)}
 	}
 	same := func(a, b state) bool {
 		if a.size != b.size || a.bs != b.bs || a.mark != b.mark || len(a.chain) != len(b.chain) {
