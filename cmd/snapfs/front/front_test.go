@@ -361,6 +361,18 @@ func TestNoFullBinary(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "full snapfs binary is not installed") || !strings.Contains(r.stderr, "SNAPFS_FULL") {
 		t.Fatalf("%+v", r)
 	}
+	// SNAPFS_FULL naming the front itself (directly or through a
+	// symlink): an error, not an endless exec of itself.
+	link := filepath.Join(t.TempDir(), "snapfs-full")
+	if err := os.Symlink(lone, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, full := range []string{lone, link} {
+		r := runBinCtx(t, 20*time.Second, lone, []string{"SNAPFS_FULL=" + full}, nil, "--store", t.TempDir(), "usage")
+		if r.code != 1 || !strings.Contains(r.stderr, "is this light front, not the full snapfs binary") {
+			t.Errorf("SNAPFS_FULL=%s: %+v", full, r)
+		}
+	}
 }
 
 // hungDaemon is a control socket in a new store directory whose listener
