@@ -27,7 +27,8 @@
 // The full binary is found, in order: $SNAPFS_FULL; ../lib/snapfs/snapfs-full
 // relative to the front's own path (/proc/self/exe, symlinks resolved), the
 // layout install.sh makes (PREFIX/bin/snapfs and PREFIX/lib/snapfs/snapfs-full);
-// snapfs-full next to the front. When none exists it says so (exit 1).
+// snapfs-full next to the front. When none exists it says so (exit 1); so
+// when the one found is the front itself (it would exec itself forever).
 //
 // Build it with CGO_ENABLED=0 and -tags urfave_cli_no_docs (urfave/cli's
 // man-page generation pulls in a Markdown parser the front never uses);
