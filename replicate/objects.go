@@ -255,7 +255,11 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	for _, sizes := range remote {
 		est += int(min(slices.Max(sizes), 1<<30) / 45)
 	}
-	cs := &chunkSet{chunks: make(map[format.ChunkID]chunkLoc, min(est, 1<<20)), packs: map[packID]*format.Index{}, cache: dir}
+	kept := m.chunkCache.get(r)
+	idx := map[string]*format.Index{}
+	adds := map[string]pendingPack{}
+	sig := map[string]bool{}
+	fromMem := 0
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("region cache: %w", err)
@@ -279,6 +283,14 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 			continue
 		}
 		partial := !r.onAll(sizes)
+		if x := kept.index(name); x != nil && !partial {
+			// Decoded before: an index never changes once written.
+			idx[name] = x
+			adds[name] = pendingPack{x, readable}
+			sig[name] = readable
+			fromMem++
+			continue
+		}
 		var pt, sealed []byte
 		if cached[name] && !partial {
 			b, err := os.ReadFile(filepath.Join(dir, name))
@@ -329,7 +341,19 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 		if sealed != nil && !partial {
 			_ = writeFileAtomic(filepath.Join(dir, name), sealed)
 		}
-		cs.addPack(x, readable)
+		idx[name] = x
+		adds[name] = pendingPack{x, readable}
+		sig[name] = readable
+	}
+	cs, reused := buildSet(kept, adds, sig, est, dir)
+	rc := &regionChunks{idx: idx, sig: sig, set: cs}
+	if len(cs.chunks) > maxCachedChunks {
+		rc = &regionChunks{} // too large to keep: loaded anew each time
+	}
+	m.chunkCache.put(r, rc)
+	m.log.Debug("chunk set", "region", r.cfg.Name, "indexes", len(sig), "decoded_before", fromMem, "set_reused", reused, "chunks", len(cs.chunks))
+	if mode != chunksRead && rc.set != nil {
+		cs = cs.clone() // the caller changes it; the kept one is read only
 	}
 	return cs, nil
 }
