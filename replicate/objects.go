@@ -190,6 +190,41 @@ type chunkSet struct {
 	cache  string // directory of cached index objects ("" : none)
 	// unreadable: indexed packs with fewer than k shards listed.
 	unreadable map[packID]bool
+	// base: a kept set (read only) this one adds to (a sync's packs): its
+	// chunks and packs count as this one's. Only lookup, index and
+	// readable see it; readers that index chunks and packs directly get
+	// sets without a base.
+	base *chunkSet
+}
+
+// lookup finds where chunk id is stored.
+func (cs *chunkSet) lookup(id format.ChunkID) (chunkLoc, bool) {
+	if l, ok := cs.chunks[id]; ok {
+		return l, true
+	}
+	if cs.base != nil {
+		return cs.base.lookup(id)
+	}
+	return chunkLoc{}, false
+}
+
+// index is pack p's index, or nil.
+func (cs *chunkSet) index(p packID) *format.Index {
+	if x := cs.packs[p]; x != nil {
+		return x
+	}
+	if cs.base != nil {
+		return cs.base.index(p)
+	}
+	return nil
+}
+
+// isUnreadable: pack p's index is in the set, with fewer than k shards.
+func (cs *chunkSet) isUnreadable(p packID) bool {
+	if cs.packs[p] != nil {
+		return cs.unreadable[p]
+	}
+	return cs.base != nil && cs.base.isUnreadable(p)
 }
 
 func (cs *chunkSet) add(x *format.Index) { cs.addPack(x, true) }
@@ -206,7 +241,7 @@ func (cs *chunkSet) addPack(x *format.Index, readable bool) {
 		cs.unreadable[id] = true
 	}
 	for i, e := range x.Entries {
-		if old, ok := cs.chunks[e.ID]; !ok || readable && cs.unreadable[old.pack()] {
+		if old, ok := cs.lookup(e.ID); !ok || readable && cs.isUnreadable(old.pack()) {
 			cs.chunks[e.ID] = chunkLoc{x: x, i: int32(i)}
 		}
 	}
@@ -352,8 +387,13 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	}
 	m.chunkCache.put(r, rc)
 	m.log.Debug("chunk set", "region", r.cfg.Name, "indexes", len(sig), "decoded_before", fromMem, "set_reused", reused, "chunks", len(cs.chunks))
-	if mode != chunksRead && rc.set != nil {
-		cs = cs.clone() // the caller changes it; the kept one is read only
+	switch {
+	case rc.set == nil || mode == chunksRead:
+	case mode == chunksDedup:
+		// Sync adds the packs it writes: on top of the kept set, read only.
+		cs = &chunkSet{chunks: map[format.ChunkID]chunkLoc{}, packs: map[packID]*format.Index{}, cache: dir, base: cs}
+	default:
+		cs = cs.clone() // prune drops orphaned indexes from its copy
 	}
 	return cs, nil
 }
