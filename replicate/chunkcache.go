@@ -8,10 +8,12 @@ import (
 )
 
 // maxCachedChunks bounds what a Manager keeps of a region's chunk set
-// between operations: a region with more chunks (about 16 GiB of 16 KiB
-// blocks; some 110 bytes a chunk in memory) is loaded anew each time, so
-// the daemon's memory stays bounded whatever the regions' sizes.
-var maxCachedChunks = 1 << 20
+// between operations: a region with more chunks (about 8 GiB of 16 KiB
+// blocks; the set and its decoded indexes take some 155 bytes a chunk,
+// 20 MiB for 131072 chunks, BenchmarkIncrementalSyncChunkSet) is loaded
+// anew each time, so what the daemon keeps stays under about 80 MiB per
+// region whatever the region's size.
+var maxCachedChunks = 1 << 19
 
 // chunkCache keeps, per region, the pack indexes decoded and the chunk set
 // last built from them, so that a sync, a restore or a region disk open

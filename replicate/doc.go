@@ -235,7 +235,8 @@
 // that lost shards): a chunk another host pruned is uploaded again
 // (TestChunkCachePrunedByOtherHost). It is read only: a sync adds the
 // packs it writes on top of it (chunkSet.base), a prune works on a copy.
-// Regions of more than 2^20 chunks are not kept (memory bound).
+// Regions of more than 2^19 chunks (8 GiB of 16 KiB blocks; the kept set
+// costs about 155 bytes a chunk) are not kept (memory bound).
 // BenchmarkIncrementalSyncChunkSet measures it against loading. Every
 // block read is checked as rowstore's read path checks it (CRC32C, the
 // indexed version) and hashed against its digest (its chunk id is made
