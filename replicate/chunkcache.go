@@ -54,6 +54,10 @@ func (c *chunkCache) get(r *region) *regionChunks {
 func (c *chunkCache) put(r *region, rc *regionChunks) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.putLocked(r, rc)
+}
+
+func (c *chunkCache) putLocked(r *region, rc *regionChunks) {
 	if c.regions == nil {
 		c.regions = map[chunkCacheKey]*regionChunks{}
 	}
@@ -141,4 +145,33 @@ func (rc *regionChunks) index(name string) *format.Index {
 		return nil
 	}
 	return rc.idx[name]
+}
+
+// learn keeps the decoded indexes of packs a sync wrote (on every store),
+// so that the next load of the region finds them decoded; they count only
+// once a listing names them.
+func (c *chunkCache) learn(r *region, written []writtenPack) {
+	if len(written) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := chunkCacheKey{r.cfg.Name, r.id}
+	old := c.regions[key]
+	if old == nil {
+		old = &regionChunks{}
+	}
+	idx := make(map[string]*format.Index, len(old.idx)+len(written))
+	maps.Copy(idx, old.idx)
+	n := 0
+	for _, x := range idx {
+		n += len(x.Entries)
+	}
+	for _, w := range written {
+		if n += len(w.x.Entries); n > maxCachedChunks {
+			return // too large to keep
+		}
+		idx[packID(w.x.Pack).String()] = w.x
+	}
+	c.putLocked(r, &regionChunks{idx: idx, sig: old.sig, set: old.set})
 }

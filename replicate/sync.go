@@ -497,6 +497,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	for _, w := range written {
 		used[packID(w.x.Pack)] = true
 	}
+	m.chunkCache.learn(r, written)
 	if err != nil {
 		return err
 	}
