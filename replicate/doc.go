@@ -234,7 +234,9 @@
 // indexes still listed otherwise (another host's prune or repair, a pack
 // that lost shards): a chunk another host pruned is uploaded again
 // (TestChunkCachePrunedByOtherHost). It is read only: a sync adds the
-// packs it writes on top of it (chunkSet.base), a prune works on a copy.
+// packs it writes on top of it (chunkSet.base) and hands their decoded
+// indexes to the Manager, so the next operation reads none of them back
+// (they count once listed); a prune works on a copy.
 // Regions of more than 2^19 chunks (8 GiB of 16 KiB blocks; the kept set
 // costs about 155 bytes a chunk) are not kept (memory bound).
 // BenchmarkIncrementalSyncChunkSet measures it against loading. Every
