@@ -84,6 +84,10 @@ func vmHWM() float64 {
 // blocks (SNAPFS_BENCH_MIB sets the size). Each sync follows a rewrite of
 // 64 random blocks. Reported: wall time of a sync and of its chunk-set
 // step, per mode, and the process's peak RSS.
+//
+// Measured (load 14-15 on 2 cores, 8 syncs each, 131072 chunks): sync
+// 67 ms kept vs 317 ms loaded, its chunk-set step 17 vs 85 ms; a region
+// disk open 231 vs 327 ms; the kept set 20.5 MiB.
 func BenchmarkIncrementalSyncChunkSet(b *testing.B) {
 	const blk = 4096
 	size := int64(envInt("SNAPFS_BENCH_MIB", 512)) << 20
