@@ -22,7 +22,8 @@ import (
 // catalogUpdateSync). The caller holds catMu.
 func (s *Store) catalogUpdate(fn func(*index.Txn) error) error {
 	s.cleaner.catalogChanged() // the cleaner rescans (segusage.go)
-	defer s.excl.changed()     // exclusive figures (exclusive.go), once applied
+	s.excl.begin()
+	defer s.excl.changed() // exclusive figures (exclusive.go), once applied
 	if s.catBroken != nil {
 		return fmt.Errorf("catalog changes refused until the store is reopened: %w", s.catBroken)
 	}

@@ -41,6 +41,15 @@ import (
 //     cleaner's and repair's repoints (same version, new place) move no
 //     figure and do not bump it. Writes still in a write-back cache are in
 //     no figure (Usage syncs the disks first, as before).
+//   - A change in flight: between its index write and its bump (a commit's
+//     checkpoint write comes in between) the index holds a change that
+//     current figures may lack. excl.started, bumped before the index
+//     write, tells: gen < started while a change is in flight. Usage is
+//     not misled (its sync waits for a commit in flight; a catalog change
+//     in flight has not returned, so figures from before it are a
+//     consistent answer), but a count compared with such figures differs:
+//     verifyExclusive (Check, tests) compares only when started equals the
+//     figures' gen after its count (TestExclusiveCommitInFlight).
 //   - Recomputation: a background goroutine (with the other background
 //     work, Options.SyncInterval > 0) recomputes once a second while the
 //     figures are stale, but never spends more than about 5 % of the time
@@ -78,7 +87,8 @@ import (
 // Lock order: excl.compMu (one computation at a time) is taken with no
 // engine lock held and only takes Badger's; excl.mu is a leaf.
 type exclKept struct {
-	gen atomic.Uint64 // changes that can move a figure (see above)
+	gen     atomic.Uint64 // changes that can move a figure, done (see above)
+	started atomic.Uint64 // such changes begun: gen < started while one is in flight
 
 	compMu sync.Mutex // one computation at a time
 
@@ -98,8 +108,21 @@ type exclFigures struct {
 	took time.Duration
 }
 
+// begin records that a change that can move a figure is about to write the
+// index; changed, called once per begin, that it is done.
+func (e *exclKept) begin() { e.started.Add(1) }
+
 // changed records a change that can move a figure, after it is in the index.
 func (e *exclKept) changed() { e.gen.Add(1) }
+
+// quietSince reports whether, gen having been g, no change was in flight
+// then and none began since: gen <= started and both only grow, so
+// started == g now means both.
+func (e *exclKept) quietSince(g uint64) bool { return e.started.Load() == g }
+
+// testHookCommitFlushed, when set (tests only), runs in commit once its
+// versions are in the index and before it records the change (changed).
+var testHookCommitFlushed func()
 
 // current returns the kept figures and whether they include every change.
 func (e *exclKept) current() (*exclFigures, bool) {
@@ -330,8 +353,11 @@ func (s *Store) verifyExclusive() error {
 	if err != nil {
 		return err
 	}
-	if s.excl.gen.Load() != g || f.gen != g {
-		return nil // a change during the count: the figures no longer claim it
+	if !s.excl.quietSince(g) || f.gen != g {
+		// A change in flight (in the index, not yet in gen: the count may
+		// hold it, the figures may not) or one during the count: nothing
+		// to compare. The figures will not claim it once it is done.
+		return nil
 	}
 	return diffExclusive(f.by, f.live, by, live)
 }

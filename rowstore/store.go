@@ -579,6 +579,7 @@ func (s *Store) commit() error {
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
 	if len(batch) > 0 {
+		s.excl.begin()
 		defer s.excl.changed() // exclusive figures (exclusive.go), once written
 	}
 	b := s.idx.NewBatch()
@@ -595,6 +596,9 @@ func (s *Store) commit() error {
 		return s.wrapNoSpace(fmt.Errorf("index versions: %w", err))
 	}
 	s.cleaner.lm.committed(batch) // the cleaner's live map (segusage.go)
+	if testHookCommitFlushed != nil {
+		testHookCommitFlushed()
+	}
 	// The checkpoint goes in its own, later write: Badger's log keeps write
 	// order, so a checkpoint that survives a crash implies the versions do.
 	cp := index.Checkpoint{Segment: tail.Segment, Offset: tail.Offset, Seq: seq}
