@@ -872,7 +872,8 @@
 //
 // Leaves (nothing is taken while holding them, except as noted):
 // Store.pendMu (RW; under appendMu or readMu), liveMap.mu
-// (segusage.go; under idxMu by writers, alone by the cleaner),
+// (segusage.go; under idxMu by writers, alone by the cleaner, under
+// readMu by the finisher's check before a removal),
 // accounting.mu (under appendMu), Store.corruptMu, Store.allocMu,
 // Store.pinMu, Store.disksMu (under a disk lock and catMu by DeleteDisk),
 // cryptState.mu (RW; under appendMu when a record is sealed) and then
