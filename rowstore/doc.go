@@ -139,10 +139,16 @@
 // their sequence numbers), syncs, repoints the index, syncs the index, and
 // removes the segment while no read is in flight. Segments are cleaned the
 // emptiest first, in batches that share one log sync and one index sync.
-// A batch's live records are appended 64 at a time (segment.AppendBatch:
+// A batch's live records are appended 64 at a time (segment.AppendRawBatch:
 // one hold of the append locks per gathering, not per record; the scan
-// reads a MiB at a time and checks every CRC; a moved record keeps its
-// header and payload, so a sealed block stays sealed). Batches are
+// reads a MiB at a time into a reused window and checks every CRC; a
+// record that fails it is never copied: it is reported, and its segment
+// kept; a moved record is copied byte for byte as read and checked, not
+// encoded again, so a sealed block stays sealed). Before removing a
+// segment whose moves were repointed, the finisher checks that the usage
+// table (exact while the live map is installed) counts nothing live left
+// in it; if it does, a live record was not moved, and the segment is kept
+// and the error logged. Batches are
 // pipelined and their finishes grouped (cleanmove.go, gc.go cleanWith,
 // finisher): the round's goroutine moves batch after batch and hands each
 // to one finisher goroutine, which takes every batch waiting when it is
