@@ -69,28 +69,28 @@ func (b *regionBlocks) FetchBlock(ctx context.Context, digest [32]byte, dst []by
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.lastPT == nil || b.lastPack != loc.pack {
-		x := b.cs.packs[loc.pack]
-		sealed, _, _, err := b.m.fetchPack(ctx, b.r, loc.pack, x.SealedSize)
+	if b.lastPT == nil || b.lastPack != loc.pack() {
+		x := b.cs.packs[loc.pack()]
+		sealed, _, _, err := b.m.fetchPack(ctx, b.r, loc.pack(), x.SealedSize)
 		if err != nil {
 			return false, fmt.Errorf("region %q: %w", b.r.cfg.Name, err)
 		}
-		pt, err := format.OpenPack(b.r.keys, loc.pack.String(), sealed)
+		pt, err := format.OpenPack(b.r.keys, loc.pack().String(), sealed)
 		if err != nil {
-			return false, fmt.Errorf("region %q: pack %s: %w", b.r.cfg.Name, loc.pack, err)
+			return false, fmt.Errorf("region %q: pack %s: %w", b.r.cfg.Name, loc.pack(), err)
 		}
-		b.lastPack, b.lastPT = loc.pack, pt
+		b.lastPack, b.lastPT = loc.pack(), pt
 		b.fetches++
 	}
-	raw, err := b.m.chunkData(b.lastPT, loc.e, make([]byte, 0, len(dst)))
+	raw, err := b.m.chunkData(b.lastPT, loc.entry(), make([]byte, 0, len(dst)))
 	if err != nil {
-		return false, fmt.Errorf("region %q: pack %s: %w", b.r.cfg.Name, loc.pack, err)
+		return false, fmt.Errorf("region %q: pack %s: %w", b.r.cfg.Name, loc.pack(), err)
 	}
 	if sha256.Sum256(raw) != digest {
-		return false, fmt.Errorf("%w: region %q: pack %s: chunk %v does not match its digest", ErrCorrupt, b.r.cfg.Name, loc.pack, loc.e.ID)
+		return false, fmt.Errorf("%w: region %q: pack %s: chunk %v does not match its digest", ErrCorrupt, b.r.cfg.Name, loc.pack(), loc.entry().ID)
 	}
 	if len(raw) != len(dst) {
-		return false, fmt.Errorf("%w: region %q: chunk %v holds %d bytes, the block is %d", ErrInvalid, b.r.cfg.Name, loc.e.ID, len(raw), len(dst))
+		return false, fmt.Errorf("%w: region %q: chunk %v holds %d bytes, the block is %d", ErrInvalid, b.r.cfg.Name, loc.entry().ID, len(raw), len(dst))
 	}
 	copy(dst, raw)
 	return true, nil

@@ -364,7 +364,7 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 					worst = packLost
 					break disks
 				}
-				worst = max(worst, ps[loc.pack])
+				worst = max(worst, ps[loc.pack()])
 				if worst == packLost {
 					break disks
 				}

@@ -129,6 +129,11 @@
 //     computed of each block it stored must give the block's chunk id, and
 //     the disk must hold exactly the manifest's blocks (so what is checked
 //     is what was stored, and no block is hashed twice).
+//   - A delta is written only over a parent whose whole chain's chunks
+//     are in readable packs (checked per chunk, or per pack through a
+//     cover: the packs that held a manifest disk's chunks when it was
+//     last checked or written, kept in memory and trusted only while
+//     every pack of it is readable; cover.go).
 //   - Sync reads only blocks whose chunk the region lacks, found through
 //     rowstore.Diff from the newest snapshot of the same disk that is both
 //     local and in the region (or from nothing: Diff then lists stored
@@ -204,19 +209,27 @@
 // through a pipeline (pipeline.go): workers compress, skipping blocks that
 // a byte-entropy sample of 2 KiB says are incompressible (as btrfs's
 // heuristic does; zstd's fastest level spends as long on random data as
-// on any), and fill the pack; full packs are sealed in place, erasure
-// coded into reused shard buffers, and put while the next ones fill:
+// on any), and fill the pack, each sealing its records straight from the
+// block into the pack (a record's room is reserved under the pack lock,
+// sealed outside it, in parallel: no copy of the block into the pack and
+// no serial encryption pass); full packs get their sealed table, are
+// erasure coded into reused shard buffers, and put while the next ones fill:
 // three packs' shards at once, and the indexes of packs whose shards are
 // durable by indexers of their own (a store's latency per object, not its
 // bandwidth, bounds a busy disk). The copying marker is put while the
 // diff starts; no pack is put before it is durable. Memory is bounded and
 // reused (a few read batches, two pack buffers, four sets of shard
 // buffers: about 70 MiB for 4+2 at the default 8 MiB packs;
-// DefaultPackSize). Every
+// DefaultPackSize), apart from the chunk set, which grows with the
+// region: the pack indexes (48 bytes an entry) and a map from each chunk
+// id to its entry (about 50 bytes a chunk; it held a copy of the entry
+// before): about 6 MiB per GiB of 16 KiB blocks. Every
 // block read is checked as rowstore's read path checks it (CRC32C, the
 // indexed version) and hashed against its digest (its chunk id is made
 // from that digest, so a region never holds a chunk that is not its id's). Restore fetches the k data shards of a pack
-// and decrypts their payloads in place: the GCM tag authenticates the
+// (each data range read straight to its place in the pack:
+// store.ReadInto, no buffer per shard) and decrypts their payloads in
+// place: the GCM tag authenticates the
 // whole pack, so the shards' checksums are computed only when that fails
 // (then every shard is verified, parity read, bad shards reported).
 // Fetchers (one per CPU, at least 2) fetch and open packs while one

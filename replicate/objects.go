@@ -176,9 +176,12 @@ func (r *region) list(ctx context.Context, prefix string) (listing, error) {
 
 // chunkLoc is where a chunk is stored.
 type chunkLoc struct {
-	pack packID
-	e    format.Entry
+	x *format.Index // the index of the pack that holds the chunk (in chunkSet.packs)
+	i int32         // the chunk's entry in x
 }
+
+func (l chunkLoc) pack() packID        { return packID(l.x.Pack) }
+func (l chunkLoc) entry() format.Entry { return l.x.Entries[l.i] }
 
 // chunkSet is the region's chunks, from the pack indexes.
 type chunkSet struct {
@@ -202,9 +205,9 @@ func (cs *chunkSet) addPack(x *format.Index, readable bool) {
 		}
 		cs.unreadable[id] = true
 	}
-	for _, e := range x.Entries {
-		if old, ok := cs.chunks[e.ID]; !ok || readable && cs.unreadable[old.pack] {
-			cs.chunks[e.ID] = chunkLoc{pack: id, e: e}
+	for i, e := range x.Entries {
+		if old, ok := cs.chunks[e.ID]; !ok || readable && cs.unreadable[old.pack()] {
+			cs.chunks[e.ID] = chunkLoc{x: x, i: int32(i)}
 		}
 	}
 }
@@ -244,7 +247,15 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	if err != nil {
 		return nil, err
 	}
-	cs := &chunkSet{chunks: map[format.ChunkID]chunkLoc{}, packs: map[packID]*format.Index{}, cache: dir}
+	// The chunk map is sized up front from the index objects' sizes (an
+	// entry is 45 bytes), bounded so that a store listing a huge object
+	// cannot make it allocate much: growing it as it fills rehashed it
+	// several times (half the time of building it, BenchmarkChunkSetBuild).
+	est := 0
+	for _, sizes := range remote {
+		est += int(min(slices.Max(sizes), 1<<30) / 45)
+	}
+	cs := &chunkSet{chunks: make(map[format.ChunkID]chunkLoc, min(est, 1<<20)), packs: map[packID]*format.Index{}, cache: dir}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("region cache: %w", err)

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/snapfs/snapfs/replicate/erasure"
@@ -26,9 +27,11 @@ import (
 //  2. workers (one per CPU, at least 2): check every block against its
 //     digest, compress each unless a sample
 //     of its bytes says it is incompressible, and add it to the pack
-//     being filled;
-//  3. the uploader: seals the full pack in place and erasure codes it
-//     into a reused set of shard buffers;
+//     being filled: its record is reserved under the pack lock and
+//     sealed (AES-GCM) straight from the block into the pack outside it;
+//  3. the uploader: waits for the full pack's last records to be
+//     sealed, seals its table and erasure codes it into a reused set of
+//     shard buffers;
 //  4. putters (putters of them): each puts a pack's shards to every
 //     store in parallel, gives the shard buffers back, and hands the pack
 //     to an indexer, which puts its index on every store; meanwhile the
@@ -63,10 +66,10 @@ type pipeline struct {
 	closed bool           // work is closed (finish)
 
 	mu       sync.Mutex // the pack being filled
-	pack     *format.PackBuilder
+	pack     *filling
 	bufsMade int // pack buffers made; under mu
 
-	up     chan *format.PackBuilder // full packs; unbuffered
+	up     chan *filling // full packs; unbuffered
 	upDone chan struct{}
 	bufs   chan []byte // pack buffers the uploader is done with
 
@@ -102,7 +105,7 @@ type writtenPack struct {
 func (m *Manager) startPipeline(ctx context.Context, r *region, st *Stats, prog Progress, snap string, ready <-chan error) *pipeline {
 	workers := max(2, runtime.GOMAXPROCS(0))
 	p := &pipeline{m: m, r: r, st: st, prog: prog, snap: snap,
-		work: make(chan *rowstore.BlockBatch, 1), up: make(chan *format.PackBuilder),
+		work: make(chan *rowstore.BlockBatch, 1), up: make(chan *filling),
 		upDone: make(chan struct{}), bufs: make(chan []byte, 2), sets: make(chan [][]byte, putters+1)}
 	p.marker = sync.OnceValue(func() error {
 		if ready == nil {
@@ -111,7 +114,10 @@ func (m *Manager) startPipeline(ctx context.Context, r *region, st *Stats, prog 
 		return <-ready
 	})
 	p.ctx, p.cancel = context.WithCancelCause(ctx)
-	p.pack, _ = p.newPack() // the first two never wait
+	var err error
+	if p.pack, err = p.newPack(); err != nil { // the first two never wait
+		p.fail(err)
+	}
 	for range workers {
 		p.wg.Add(1)
 		go p.worker()
@@ -149,10 +155,20 @@ func (p *pipeline) compress(b *rowstore.BlockBatch) error {
 	}
 }
 
+// filling is a pack being filled: its id and builder (a sealing one:
+// each worker seals its records straight into the pack, outside the pack
+// lock), and the records reserved but not yet sealed.
+type filling struct {
+	id       packID
+	pk       *format.PackBuilder
+	unsealed sync.WaitGroup
+	bad      atomic.Bool // a record failed to seal: the pack is never put
+}
+
 // newPack starts a pack in a buffer the uploader is done with; only two
 // are ever made (one filling, one the uploader seals and encodes), so a
 // pack's tens of MiB are neither allocated nor cleared again.
-func (p *pipeline) newPack() (*format.PackBuilder, error) {
+func (p *pipeline) newPack() (*filling, error) {
 	var buf []byte
 	if p.bufsMade < 2 {
 		p.bufsMade++
@@ -163,7 +179,15 @@ func (p *pipeline) newPack() (*format.PackBuilder, error) {
 			return nil, context.Cause(p.ctx)
 		}
 	}
-	return format.NewPackBuilderBuf(p.m.opts.PackSize, buf), nil
+	id, err := newPackID(p.m.opts.Now())
+	if err == nil {
+		var pk *format.PackBuilder
+		if pk, err = format.NewSealingPackBuilder(p.r.keys, id.String(), p.m.opts.PackSize, buf); err == nil {
+			return &filling{id: id, pk: pk}, nil
+		}
+	}
+	p.bufs <- buf // room for both: never blocks
+	return nil, err
 }
 
 // stored is one block made ready for a pack.
@@ -231,35 +255,73 @@ func (p *pipeline) prepare(enc *zstd.Encoder, b *rowstore.BlockBatch, scratch []
 	return scratch, items, nil
 }
 
-// add appends prepared blocks to the pack being filled; a full pack goes
-// to the uploader, with the pack lock held until it takes it (so at most
-// one full pack waits).
+// add appends prepared blocks to the pack being filled: under the pack
+// lock the records of as many blocks as the pack takes are reserved (a
+// full pack first goes to the uploader, with the lock held until it takes
+// it, so at most one full pack waits), and outside it they are sealed
+// straight from the blocks into the pack. A worker never waits for the
+// uploader while it holds unsealed records: the uploader waits for a
+// pack's records to be sealed before it seals the table.
 func (p *pipeline) add(items []stored) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, it := range items {
-		if p.pack == nil { // no buffer came back: the pipeline has stopped
+	type reserved struct {
+		e         format.Entry
+		rec, data []byte
+	}
+	var rs []reserved
+	for len(items) > 0 {
+		p.mu.Lock()
+		f := p.pack
+		if f == nil { // no buffer came back: the pipeline has stopped
+			p.mu.Unlock()
 			return context.Cause(p.ctx)
 		}
-		p.pack.Add(it.id, it.data, it.rawLen, it.comp)
-		if p.pack.Size() >= p.m.opts.PackSize {
-			if err := p.send(p.pack); err != nil {
+		rs = rs[:0]
+		for len(items) > 0 && f.pk.Size() < p.m.opts.PackSize {
+			it := items[0]
+			e, rec, ok := f.pk.Reserve(it.id, len(it.data), it.rawLen, it.comp)
+			if !ok {
+				break
+			}
+			rs = append(rs, reserved{e, rec, it.data})
+			items = items[1:]
+		}
+		if len(rs) == 0 {
+			// Full: to the uploader, and a new pack.
+			p.pack = nil
+			err := p.send(f)
+			if err == nil {
+				p.pack, err = p.newPack()
+			}
+			p.mu.Unlock()
+			if err != nil {
 				return err
 			}
-			var err error
-			if p.pack, err = p.newPack(); err != nil {
-				return err
+			continue
+		}
+		f.unsealed.Add(1)
+		p.mu.Unlock()
+		var err error
+		for _, r := range rs {
+			if err = f.pk.SealRecord(r.e, r.rec, r.data); err != nil {
+				f.bad.Store(true) // before Done: the uploader sees it
+				break
 			}
+		}
+		f.unsealed.Done()
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (p *pipeline) send(pk *format.PackBuilder) error {
+func (p *pipeline) send(f *filling) error {
 	select {
-	case p.up <- pk:
+	case p.up <- f:
 		return nil
 	case <-p.ctx.Done():
+		f.unsealed.Wait()
+		p.bufs <- f.pk.Buffer() // not sent: its buffer goes back
 		return context.Cause(p.ctx)
 	}
 }
@@ -323,17 +385,20 @@ func (p *pipeline) uploader() {
 			}
 		}()
 	}
-	for pk := range p.up {
-		if p.ctx.Err() != nil {
-			p.bufs <- pk.Buffer()
+	for f := range p.up {
+		// Its last records may still be sealing. A pack with a record
+		// that failed is dropped (that worker fails the pipeline).
+		f.unsealed.Wait()
+		if f.bad.Load() || p.ctx.Err() != nil {
+			p.bufs <- f.pk.Buffer()
 			continue
 		}
 		set, err := p.shardSet()
 		if err != nil {
-			p.bufs <- pk.Buffer()
+			p.bufs <- f.pk.Buffer()
 			continue
 		}
-		e, err := p.encode(pk, set)
+		e, err := p.encode(f, set)
 		if err != nil {
 			p.sets <- set
 			p.fail(err)
@@ -375,16 +440,12 @@ func (p *pipeline) shardSet() ([][]byte, error) {
 // markerDone waits for the copying marker's put and returns its error.
 func (p *pipeline) markerDone() error { return p.marker() }
 
-// encode seals a full pack in place and erasure codes it; the pack buffer
-// goes back for the next pack.
-func (p *pipeline) encode(pk *format.PackBuilder, set [][]byte) (*encoded, error) {
+// encode seals a full pack's table (its records are sealed) and erasure
+// codes it; the pack buffer goes back for the next pack.
+func (p *pipeline) encode(f *filling, set [][]byte) (*encoded, error) {
 	r := p.r
 	ph := newPhases()
-	id, err := newPackID(p.m.opts.Now())
-	if err != nil {
-		p.bufs <- pk.Buffer()
-		return nil, err
-	}
+	id, pk := f.id, f.pk
 	entries := slices.Clone(pk.Entries())
 	sealed, err := pk.Seal(r.keys, id.String())
 	var shards []erasure.Shard
@@ -482,7 +543,7 @@ func (p *pipeline) stop(cs *chunkSet, abort bool) ([]writtenPack, error) {
 		close(p.work)
 	}
 	p.wg.Wait()
-	if p.ctx.Err() == nil && p.pack != nil && p.pack.Len() > 0 {
+	if p.ctx.Err() == nil && p.pack != nil && p.pack.pk.Len() > 0 {
 		if err := p.send(p.pack); err != nil {
 			p.fail(err)
 		}

@@ -350,7 +350,7 @@ func (m *Manager) dropOrphanIndexes(ctx context.Context, r *region, cs *chunkSet
 			return n, err
 		}
 		for _, e := range cs.packs[id].Entries {
-			if cs.chunks[e.ID].pack == id {
+			if loc, ok := cs.chunks[e.ID]; ok && loc.pack() == id {
 				delete(cs.chunks, e.ID)
 			}
 		}

@@ -100,6 +100,9 @@ type Manager struct {
 	enc  *zstd.Encoder
 	dec  *zstd.Decoder
 	mu   sync.Mutex // serialises region config files
+	// covers: packs that hold each checked manifest disk's chunks
+	// (cover.go), so an incremental's parent check costs O(packs).
+	covers covers
 }
 
 // New returns a Manager for the local store rs whose directory is

@@ -342,7 +342,7 @@ func (d *RemoteDisk) readBlock(ctx context.Context, b int64, dst []byte) error {
 		return err
 	}
 	if d.r.keys.ChunkID(sha256.Sum256(raw)) != id {
-		return fmt.Errorf("%w: pack %s: chunk %v does not match its id", ErrCorrupt, loc.pack, id)
+		return fmt.Errorf("%w: pack %s: chunk %v does not match its id", ErrCorrupt, loc.pack(), id)
 	}
 	if len(raw) != len(dst) {
 		return fmt.Errorf("%w: chunk %v holds %d bytes, the block is %d", ErrCorrupt, id, len(raw), len(dst))
@@ -363,22 +363,22 @@ func (d *RemoteDisk) readBlock(ctx context.Context, b int64, dst []byte) error {
 // read or rebuilt, comes from the whole pack (any k shards, verified),
 // of which the last few are cached.
 func (d *RemoteDisk) fetchChunk(ctx context.Context, loc chunkLoc, dst []byte) ([]byte, error) {
-	if loc.e.Sealed {
+	if loc.entry().Sealed {
 		stored, err := d.rangeChunk(ctx, loc)
 		if err == nil {
-			return d.decompress(stored, loc.e, dst)
+			return d.decompress(stored, loc.entry(), dst)
 		}
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		d.m.log.Warn("remote disk: chunk not readable by ranges; reading its whole pack", "region", d.r.cfg.Name, "pack", loc.pack.String(), "chunk", loc.e.ID.String(), "err", err)
+		d.m.log.Warn("remote disk: chunk not readable by ranges; reading its whole pack", "region", d.r.cfg.Name, "pack", loc.pack().String(), "chunk", loc.entry().ID.String(), "err", err)
 	}
-	pt, err := d.cache.get(ctx, loc.pack, func() ([]byte, error) {
-		x := d.cs.packs[loc.pack]
+	pt, err := d.cache.get(ctx, loc.pack(), func() ([]byte, error) {
+		x := d.cs.packs[loc.pack()]
 		var buf []byte
 		pctx, cancel := context.WithTimeout(ctx, remotePackTimeout)
 		defer cancel()
-		pt, degraded, n, err := d.m.openPack(pctx, d.r, loc.pack, x.SealedSize, &buf)
+		pt, degraded, n, err := d.m.openPack(pctx, d.r, loc.pack(), x.SealedSize, &buf)
 		d.stats.fetched.Add(n)
 		if degraded {
 			d.stats.degraded.Add(1)
@@ -392,11 +392,11 @@ func (d *RemoteDisk) fetchChunk(ctx context.Context, loc chunkLoc, dst []byte) (
 	if err != nil {
 		return nil, err
 	}
-	stored, err := format.Chunk(pt, loc.e)
+	stored, err := format.Chunk(pt, loc.entry())
 	if err != nil {
 		return nil, err
 	}
-	return d.decompress(stored, loc.e, dst)
+	return d.decompress(stored, loc.entry(), dst)
 }
 
 func (d *RemoteDisk) decompress(stored []byte, e format.Entry, dst []byte) ([]byte, error) {
@@ -430,22 +430,22 @@ type piece struct {
 // from the other shards until it does. It returns the chunk's stored
 // bytes, authenticated.
 func (d *RemoteDisk) rangeChunk(ctx context.Context, loc chunkLoc) ([]byte, error) {
-	x := d.cs.packs[loc.pack]
+	x := d.cs.packs[loc.pack()]
 	l, err := erasure.NewLayout(d.r.k, d.r.m, int64(x.SealedSize))
 	if err != nil {
 		return nil, err
 	}
-	e := loc.e
+	e := loc.entry()
 	end := int64(e.Offset) + int64(e.Length)
 	if end > l.DataLen {
-		return nil, fmt.Errorf("%w: chunk %v: record beyond pack %s", ErrCorrupt, e.ID, loc.pack)
+		return nil, fmt.Errorf("%w: chunk %v: record beyond pack %s", ErrCorrupt, e.ID, loc.pack())
 	}
 	pieces := splitRange(l, int64(e.Offset), end)
-	op, err := d.r.keys.NewChunkOpener(loc.pack.String())
+	op, err := d.r.keys.NewChunkOpener(loc.pack().String())
 	if err != nil {
 		return nil, err
 	}
-	name := packDir + loc.pack.String()
+	name := packDir + loc.pack().String()
 	rec := make([]byte, e.Length)
 	perrs := forEach(len(pieces), func(i int) error {
 		p := pieces[i]
@@ -474,7 +474,7 @@ func (d *RemoteDisk) rangeChunk(ctx context.Context, loc chunkLoc) ([]byte, erro
 		p := pieces[i]
 		b, err := d.rebuild(ctx, name, p, -1)
 		if err != nil {
-			return nil, fmt.Errorf("pack %s: shard %d: %w (rebuild: %w)", loc.pack, p.shard, perrs[i], err)
+			return nil, fmt.Errorf("pack %s: shard %d: %w (rebuild: %w)", loc.pack(), p.shard, perrs[i], err)
 		}
 		copy(rec[p.at:], b)
 	}
@@ -503,7 +503,7 @@ func (d *RemoteDisk) rangeChunk(ctx context.Context, loc chunkLoc) ([]byte, erro
 		try := append([]byte(nil), rec...)
 		copy(try[p.at:], b)
 		if stored, oerr := op.Open(e, try); oerr == nil {
-			d.m.log.Warn("remote disk: corrupt shard range rebuilt from the others", "region", d.r.cfg.Name, "pack", loc.pack.String(), "store", p.shard)
+			d.m.log.Warn("remote disk: corrupt shard range rebuilt from the others", "region", d.r.cfg.Name, "pack", loc.pack().String(), "store", p.shard)
 			return stored, nil
 		}
 	}

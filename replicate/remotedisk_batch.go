@@ -55,20 +55,20 @@ func (d *RemoteDisk) ReadBlocks(ctx context.Context, blocks []int64, dsts [][]by
 			continue
 		}
 		loc := d.cs.chunks[id]
-		if !loc.e.Sealed {
+		if !loc.entry().Sealed {
 			alone = append(alone, i)
 			continue
 		}
-		byPack[loc.pack] = append(byPack[loc.pack], want{i, loc})
+		byPack[loc.pack()] = append(byPack[loc.pack()], want{i, loc})
 	}
 	for p, ws := range byPack {
-		slices.SortFunc(ws, func(a, b want) int { return int(a.loc.e.Offset) - int(b.loc.e.Offset) })
+		slices.SortFunc(ws, func(a, b want) int { return int(a.loc.entry().Offset) - int(b.loc.entry().Offset) })
 		for len(ws) > 0 {
 			n := 1
-			start, end := int64(ws[0].loc.e.Offset), int64(ws[0].loc.e.Offset)+int64(ws[0].loc.e.Length)
+			start, end := int64(ws[0].loc.entry().Offset), int64(ws[0].loc.entry().Offset)+int64(ws[0].loc.entry().Length)
 			for n < len(ws) {
-				o := int64(ws[n].loc.e.Offset)
-				e := o + int64(ws[n].loc.e.Length)
+				o := int64(ws[n].loc.entry().Offset)
+				e := o + int64(ws[n].loc.entry().Length)
 				if o < end || o-end > batchGap || max(end, e)-start > batchMax {
 					break // (o < end: the same chunk twice; read alone)
 				}
@@ -83,7 +83,7 @@ func (d *RemoteDisk) ReadBlocks(ctx context.Context, blocks []int64, dsts [][]by
 			}
 			buf, err := d.readSpan(ctx, p, start, end)
 			for _, w := range run {
-				if err == nil && d.openInto(w.loc, buf[int64(w.loc.e.Offset)-start:][:w.loc.e.Length], blocks[w.i], dsts[w.i]) == nil {
+				if err == nil && d.openInto(w.loc, buf[int64(w.loc.entry().Offset)-start:][:w.loc.entry().Length], blocks[w.i], dsts[w.i]) == nil {
 					d.stats.blocks.Add(1)
 					d.stats.bytes.Add(int64(len(dsts[w.i])))
 					continue
@@ -148,21 +148,21 @@ func (d *RemoteDisk) readSpan(ctx context.Context, p packID, start, end int64) (
 // in place), checks it against block b's chunk id and writes the block
 // into dst (and the cache).
 func (d *RemoteDisk) openInto(loc chunkLoc, rec []byte, b int64, dst []byte) error {
-	op, err := d.r.keys.NewChunkOpener(loc.pack.String())
+	op, err := d.r.keys.NewChunkOpener(loc.pack().String())
 	if err != nil {
 		return err
 	}
-	stored, err := op.Open(loc.e, rec)
+	stored, err := op.Open(loc.entry(), rec)
 	if err != nil {
 		return err
 	}
-	raw, err := d.decompress(stored, loc.e, dst)
+	raw, err := d.decompress(stored, loc.entry(), dst)
 	if err != nil {
 		return err
 	}
 	id := d.bm[uint64(b)]
 	if len(raw) != len(dst) || d.r.keys.ChunkID(sha256.Sum256(raw)) != id {
-		return fmt.Errorf("%w: pack %s: chunk %v does not match its id", ErrCorrupt, loc.pack, id)
+		return fmt.Errorf("%w: pack %s: chunk %v does not match its id", ErrCorrupt, loc.pack(), id)
 	}
 	if &raw[0] != &dst[0] {
 		copy(dst, raw)

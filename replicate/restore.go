@@ -150,7 +150,7 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 		if !ok {
 			return st, fmt.Errorf("restore: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, regionName)
 		}
-		byPack[loc.pack] = append(byPack[loc.pack], want{b, loc.e})
+		byPack[loc.pack()] = append(byPack[loc.pack()], want{b, loc.entry()})
 	}
 	for _, ws := range byPack {
 		slices.SortFunc(ws, func(a, b want) int { return cmp.Compare(a.block, b.block) })
@@ -415,8 +415,9 @@ func (m *Manager) openPack(ctx context.Context, r *region, p packID, sealedSize 
 }
 
 // fetchData reads the k data shards of a pack, checks their headers
-// against the pack and assembles the sealed pack from their payloads
-// (each shard is dropped once copied), in buf if it is large enough.
+// against the pack and assembles the sealed pack from their payloads, in
+// buf if it is large enough: each shard's data range is read straight to
+// its place in the pack (store.ReadInto; no buffer per shard).
 func (m *Manager) fetchData(ctx context.Context, r *region, p packID, sealedSize uint64, buf []byte) ([]byte, int64, error) {
 	l, err := erasure.NewLayout(r.k, r.m, int64(sealedSize))
 	if err != nil {
@@ -431,21 +432,18 @@ func (m *Manager) fetchData(ctx context.Context, r *region, p packID, sealedSize
 		if r.shardIsDown(i) {
 			return fmt.Errorf("store %d: %w", i, errShardDown)
 		}
-		b, err := m.getShard(ctx, r, i, p, sealedSize)
+		start, end := l.DataRange(i)
+		var hb [erasure.HeaderSize]byte
+		size, err := m.readShard(ctx, r, i, p, sealedSize, hb[:], sealed[start:end])
 		if err != nil {
 			return err
 		}
-		fetched.Add(int64(len(b)))
-		h, err := erasure.ParseHeader(b)
-		if err == nil && (h.Index != i || h.DataLen != int64(sealedSize) || h.K != r.k || h.M != r.m || int64(len(b)) != erasure.HeaderSize+h.PayloadLen) {
+		fetched.Add(erasure.HeaderSize + end - start)
+		h, err := erasure.ParseHeader(hb[:])
+		if err == nil && (h.Index != i || h.DataLen != int64(sealedSize) || h.K != r.k || h.M != r.m || size != erasure.HeaderSize+h.PayloadLen) {
 			err = fmt.Errorf("%w: shard header %+v does not fit pack %s at store %d", erasure.ErrCorruptShard, h.Layout(), p, i)
 		}
-		if err != nil {
-			return err
-		}
-		start, end := l.DataRange(i)
-		copy(sealed[start:end], b[erasure.HeaderSize:])
-		return nil
+		return err
 	})
 	return sealed, fetched.Load(), firstErr(errs)
 }
@@ -494,6 +492,29 @@ func (m *Manager) getShard(ctx context.Context, r *region, i int, p packID, seal
 		shardDown.Delete(r.stores[i].Location())
 	}
 	return b, err
+}
+
+// readShard reads the header of shard i of pack p into hdr and its
+// payload's first len(data) bytes into data, within shardTimeout (as
+// getShard), and returns the shard's size.
+func (m *Manager) readShard(ctx context.Context, r *region, i int, p packID, sealedSize uint64, hdr, data []byte) (int64, error) {
+	if r.bad[i] != nil {
+		return 0, r.bad[i]
+	}
+	d := shardTimeout(sealedSize, r.k)
+	sctx, cancel := context.WithTimeout(ctx, d)
+	size, err := store.ReadInto(sctx, r.stores[i], packDir+p.String(), 0, hdr, data)
+	timedOut := err != nil && ctx.Err() == nil && sctx.Err() != nil
+	cancel()
+	if timedOut {
+		shardDown.Store(r.stores[i].Location(), time.Now().Add(shardDownFor).UnixNano())
+		m.log.Warn("store did not answer a shard read in time; passed over for a while", "region", r.cfg.Name, "store", i, "pack", p.String(), "timeout", d)
+		return 0, fmt.Errorf("store %d (%s): no answer in %v: %w", i, r.stores[i].Location(), d, err)
+	}
+	if err == nil {
+		shardDown.Delete(r.stores[i].Location())
+	}
+	return size, err
 }
 
 // shardIsDown reports whether store i is passed over for whole-shard reads:

@@ -425,33 +425,15 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 			// base, and the full map resends what is missing. Every entry
 			// of the parent's chain is checked (no block map is built: a
 			// chunk a later delta replaced counts too, which only errs on
-			// the safe side).
+			// the safe side), through the packs that held its chunks when
+			// last checked or written while those are all readable
+			// (cover.go).
 			chain, err := r.diskChain(ctx, bmf, d.Name, manifests)
 			if err != nil {
 				return err
 			}
 			ph.done("chain")
-			ok := true
-			var last format.ChunkID
-			var lastPack packID
-		check:
-			for _, cd := range chain {
-				for _, e := range cd.Entries {
-					if e.Zero || e.ID == last {
-						continue
-					}
-					last = e.ID
-					loc, found := cs.chunks[e.ID]
-					if !found {
-						ok = false
-						break check
-					}
-					if loc.pack != lastPack { // blocks synced together share packs
-						used[loc.pack] = true
-						lastPack = loc.pack
-					}
-				}
-			}
+			ok := m.chainReadable(r, cs, chain, used)
 			if ok {
 				from = &rowstore.Point{Snapshot: bsnap.Name, Disk: d.Name}
 				md.Parent, md.Depth = bnid, bmf.Disk(d.Name).Depth+1
@@ -478,7 +460,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 				id := r.keys.ChunkID(c.Digest)
 				md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, ID: id})
 				if loc, ok := cs.chunks[id]; ok {
-					used[loc.pack] = true
+					used[loc.pack()] = true
 					return false, nil
 				}
 				if pending[id] {
@@ -542,6 +524,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 		return err
 	}
 	manifests[nid] = mf
+	m.rememberCovers(r, mf, used)
 	ph.done("manifest")
 	if err := r.deleteAll(ctx, copyDir+nid); err != nil {
 		m.log.Warn("copying marker left behind", "region", r.cfg.Name, "snapshot", snap.Name, "err", err)

@@ -309,6 +309,7 @@ func (s *Store) ResizeDisk(name string, size int64) error {
 	})
 	if err == nil {
 		d.size = size
+		d.sizeA.Store(size)
 	}
 	return err
 }
@@ -326,6 +327,7 @@ func (s *Store) DeleteDisk(name string, force bool) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.waitSnapshotLocked() // (snapshot.go)
 	if d.opens > 0 && !force {
 		return fmt.Errorf("%w: disk %q is open (%s); close it, or use --force", ErrBusy, name, handles(d.opens))
 	}
@@ -365,15 +367,25 @@ func (s *Store) lockDisks(names []string) ([]*diskState, func(), error) {
 		}
 		ds = append(ds, d)
 	}
-	sorted := append([]*diskState(nil), ds...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].id < sorted[j].id })
-	for _, d := range sorted {
-		d.mu.Lock()
-	}
-	unlock := func() {
-		for _, d := range sorted {
-			d.mu.Unlock()
+	// None of them may be having a snapshot taken (snapshot.go): waited
+	// for with no other disk's lock held.
+	var unlock func()
+	for {
+		unlock = s.relockDisks(ds)
+		var busy *diskState
+		for _, d := range ds {
+			if d.snapBusy {
+				busy = d
+				break
+			}
 		}
+		if busy == nil {
+			break
+		}
+		unlock()
+		busy.mu.Lock()
+		busy.waitSnapshotLocked()
+		busy.mu.Unlock()
 	}
 	for _, d := range ds {
 		if d.deleted {
@@ -382,6 +394,21 @@ func (s *Store) lockDisks(names []string) ([]*diskState, func(), error) {
 		}
 	}
 	return ds, unlock, nil
+}
+
+// relockDisks locks disks in ascending id order; the returned function
+// unlocks them.
+func (s *Store) relockDisks(ds []*diskState) func() {
+	sorted := append([]*diskState(nil), ds...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].id < sorted[j].id })
+	for _, d := range sorted {
+		d.mu.Lock()
+	}
+	return func() {
+		for _, d := range sorted {
+			d.mu.Unlock()
+		}
+	}
 }
 
 // CreateSnapshot takes a snapshot of one or more disks, atomically: a
@@ -403,28 +430,62 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 	if kind == "" {
 		kind = "manual"
 	}
-	if err := s.preflush(disks); err != nil {
+	// What is in the log is synced first, writers going on as usual; then
+	// the caches are the snapshot's (snapshot.go): written back and synced
+	// without the disks' locks while writers go on into new caches.
+	if err := s.commit(); err != nil {
 		return SnapshotInfo{}, err
 	}
 	ds, unlock, err := s.lockDisks(disks)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
-	defer unlock()
 	if ok, err := s.exists(index.KindSnapshot, name); err != nil || ok {
+		unlock()
 		if err == nil {
 			err = fmt.Errorf("%w: snapshot %q", ErrExists, name)
 		}
 		return SnapshotInfo{}, err
 	}
 	for _, d := range ds {
-		if err := d.flushLocked(); err != nil {
+		d.freezeLocked()
+	}
+	unlock()
+	defer func() { // a no-op once the snapshot is in
+		for _, d := range ds {
+			d.mu.Lock()
+			if d.snapBusy {
+				d.thawLocked()
+			}
+			d.mu.Unlock()
+		}
+	}()
+	if h := testHookSnapshotFrozen; h != nil {
+		if err := h(); err != nil {
 			return SnapshotInfo{}, err
 		}
 	}
-	// No commit here: the catalog record is appended after the flushed
-	// writes, and its commit (logCatalog) makes both durable with one fsync
-	// before the snapshot is in the index.
+	for _, d := range ds {
+		d.mu.Lock()
+		err := d.writeFrozenLocked()
+		d.mu.Unlock()
+		if err != nil {
+			return SnapshotInfo{}, err
+		}
+	}
+	if err := s.commit(); err != nil {
+		return SnapshotInfo{}, err
+	}
+	unlock = s.relockDisks(ds)
+	defer unlock()
+	for _, d := range ds {
+		if d.deleted {
+			return SnapshotInfo{}, fmt.Errorf("%w: disk %q", ErrNotFound, d.name)
+		}
+	}
+	// The catalog record is appended after the frozen writes; its commit
+	// (logCatalog) makes what came since the commit above durable before
+	// the snapshot is in the index.
 	// Each member records the head's count (immutable from here on).
 	counts := make([]int64, len(ds))
 	for i, d := range ds {
@@ -468,6 +529,7 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 	// so no write goes to the snapshot's epoch even if the sync fails.
 	for _, d := range ds {
 		d.chain = append([]link{{d.chain[0].layer, d.chain[0].epoch + 1}}, d.chain[1:]...)
+		d.thawLocked() // (nothing frozen is left) writers may append again
 	}
 	info, ierr := snapshotInfo(s, rec)
 	if ierr != nil {
@@ -480,31 +542,6 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 		return SnapshotInfo{}, fmt.Errorf("snapshot %q: %w", name, err)
 	}
 	return info, ierr
-}
-
-// preflush flushes the write-back caches of the named disks and commits,
-// before a snapshot takes their locks: the snapshot then flushes and syncs
-// only what was written meanwhile, so writers wait for that, not for the
-// whole cache and its fsync. Nothing to do costs nothing (no cache, no
-// unsynced records: no fsync). A disk that does not exist is left to the
-// snapshot's own checks; a failed flush or sync fails the snapshot (never
-// swallowed: a later fsync may succeed after data was lost).
-func (s *Store) preflush(names []string) error {
-	for _, n := range names {
-		d, err := s.diskByName(n)
-		if err != nil {
-			continue
-		}
-		d.mu.Lock()
-		if !d.deleted {
-			err = d.syncFlushLocked() // batches: writers go on meanwhile
-		}
-		d.mu.Unlock()
-		if err != nil {
-			return err
-		}
-	}
-	return s.commit()
 }
 
 func (s *Store) exists(kind index.CatalogKind, name string) (bool, error) {
@@ -844,6 +881,7 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 		return err
 	}
 	d.chain, d.size, d.modified = chain, m.Size, time.Now()
+	d.sizeA.Store(m.Size)
 	if err := s.syncCatalogIfStale(); err != nil {
 		return fmt.Errorf("rollback of %q: %w", name, err)
 	}

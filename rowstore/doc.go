@@ -50,34 +50,52 @@
 // Options.CacheBytes, 4 MiB) and are completed from the current content
 // when written back. The write-back (writeback.go) goes oldest block first,
 // in batches of 64 that release the disk's lock while the blocks' current
-// content is read: a background goroutine keeps each cache near an eighth
-// of its bound, a writer that finds it full writes back itself, and Sync,
-// the background sync and snapshots write back what was cached when they
-// began the same way, batch by batch, so writers and readers wait for a
-// batch's appends at most, never for a whole cache (a batch stores an entry
-// only if the cache still holds that very entry: every other change of the
-// block's content removes it first). The background commits whenever 64 MiB
-// were appended since the last commit (commitEvery), so a Sync or snapshot
-// under a heavy write load fsyncs a bounded amount.
-// Why: a snapshot under a full-speed random 4 KiB write load waited for the
-// whole 32 MiB cache (2048 read-modify-writes) under the disk's lock, and
-// again for what writers put back meanwhile. scripts/bench-snapload.sh
-// (1 GiB disk, fio 15 s runs, 2 alternating pairs without and with one
-// `snapfs snapshot create` a second from the CLI through the daemon), 6 Dec
-// 2026, load average 12 to 17 on 2 cores (six engineers' work):
+// content is read, two batches of a disk at once (wbParallel): a background
+// goroutine keeps each cache near an eighth of its bound, a writer that
+// finds it full writes back itself, and Sync and the background sync write
+// back what was cached when they began the same way, batch by batch, so
+// writers and readers wait for a batch's appends at most, never for a
+// whole cache (a batch stores an entry only if the cache still holds that
+// very entry: every other change of the block's content removes it first).
+// The background commits whenever 64 MiB were appended since the last
+// commit (commitEvery), so a Sync under a heavy write load fsyncs a
+// bounded amount.
 //
-//	                                  before              after
-//	randwrite 4k qd16: p50 / p99      1226 / 6446 ms      198 / 625 ms
-//	  fio dip (IOPS with vs without)  23.9 %              22.4 %
-//	seqwrite 1M qd4:   p50 / p99      474 / 2425 ms       223 / 760 ms
-//	  fio dip                         34.4 %              30.3 %
+// A snapshot takes the caches by reference (snapshot.go): it syncs the log
+// (writers append meanwhile), freezes each disk's cache under the disks'
+// locks (the disk starts an empty one), writes the frozen entries back and
+// syncs again without the locks while writers go on into the new caches
+// (nothing else is appended for the head meanwhile, so the snapshot holds
+// exactly the writes made before it), then takes the locks for the catalog
+// change, whose log sync covers little. Writers wait for that catalog
+// change only (and, past snapRoom of new cache, for the snapshot's end).
+// Why: the snapshot used to write back the whole cache before taking the
+// locks, competing with writers who kept filling it, then again what came
+// meanwhile with the locks held. scripts/bench-snapload.sh before this
+// (1 GiB disk, fio 15 s runs, a snapshot a second from the CLI through the
+// daemon), 6 Dec 2026, load average 12 to 17 on 2 cores:
 //
-// The targets (p99 50 ms, dip 5 %) are missed. What a snapshot still costs
-// is the write-back of up to CacheBytes of partial blocks (a read, a
-// SHA-256 and an append each; each a few tens of microseconds of CPU, ten
-// times that when 15 runnable threads share 2 cores) and two fsyncs, the
-// first of up to commitEvery of log; the dip is mostly those fsyncs (one a
-// second makes every write reach the disk within a second).
+//	randwrite 4k qd16: p50 / p99      198 / 625 ms,  fio dip 22.4 %
+//	seqwrite 1M qd4:   p50 / p99      223 / 760 ms,  fio dip 30.3 %
+//
+// Before and after the freeze, alternating single 15 s runs, 6 Dec 2026
+// 19:22-19:42, load average 19 to 25 on 2 cores (p50 / p99 ms):
+//
+//	randwrite 4k  before  320 / 543, 254 / 1178, 367 / 1177
+//	              after   157 / 279, 260 / 354, 428 / 1092
+//	seqwrite 1M   before  238 / 831, 370 / 795, 352 / 1519
+//	              after   402 / 1032, 359 / 752, 348 / 838
+//
+// At that load the fio dips of one run ranged from -39 % to +58 % for the
+// same code: no signal. The profiles show what the load does not blur:
+// the writers' wait on the disk locks a snapshot held (mutex profile,
+// random writes) went from 23.1 s in 12 s with 12 snapshots (1.9 s of
+// writer time per snapshot) to 0.55 s in 15 s with 15 (37 ms each). What a
+// snapshot's latency still is: three log syncs (before the freeze, after
+// the frozen write-back, the catalog record's) on a disk the writers keep
+// busy, and the CLI's own start; what the sequential load still loses is
+// mostly the cleaner's full rescan after every catalog change (a third of
+// the daemon's CPU in those runs).
 // An appended record's version is
 // "pending" in memory until a commit: the commit fsyncs the log, then writes
 // the pending versions and the checkpoint (how far the log is applied) to
@@ -857,7 +875,11 @@
 //  2. diskState.mu: a disk's cache, head and block map. Several only in
 //     ascending disk id (lockDisks); GC flushes the caches (syncAllDisks)
 //     one disk at a time under gcMu. Store.throttle waits for the cleaner
-//     before it, never with it held.
+//     before it, never with it held. A snapshot being taken of a disk
+//     (snapshot.go) is waited for on its wbCond with that disk's lock
+//     alone (released while waiting; lockDisks waits before it holds
+//     several, gcMu may be held); the snapshot takes nothing above
+//     diskState.mu, so it always ends.
 //  3. Store.catMu: catalog changes (taken under disk locks by delete,
 //     resize, copy; never under gcMu: repair takes them one after the
 //     other).
@@ -868,7 +890,8 @@
 //  6. Store.idxMu: every write of version entries to the index (commit,
 //     GC's deletions, the cleaner's and repair's repoints).
 //  7. Store.appendMu: appends to the log with their pending entries, the
-//     cleaner's batches of moves (AppendBatch) included; commit takes it
+//     cleaner's batches of moves (AppendBatch) and a write's whole blocks
+//     (storeDigestedLocked, one hold per write) included; commit takes it
 //     briefly before idxMu and releases it.
 //  8. segment.Log.appendMu: Append, AppendBatch, Rotate, Close.
 //  9. segment.Log.mu (RW): the segment table and the active segment;

@@ -14,23 +14,33 @@ import (
 // wbLow (CacheBytes/8) by writing back its oldest blocks first (a block
 // still being filled by sequential partial writes gets the time to become
 // whole). A writer that finds the cache over CacheBytes writes back itself
-// (the back-pressure). Disk.Sync and snapshots write back everything cached
-// before they began the same way, then do what came meanwhile under the
-// lock (flushLocked): that is small.
+// (the back-pressure). Disk.Sync writes back everything cached before it
+// began the same way; a snapshot takes the cache by reference (snapshot.go).
 //
 // Correctness: an entry stays in d.cache until it is stored, so readers
-// and every other flush see it; only one batched write-back runs per disk
-// at a time (wbRunning, waited for on wbCond). While the lock is released
-// the batch only reads the blocks' current content into its own buffers.
-// When it takes the lock again it stores an entry only if d.cache still
-// holds the very same cblock: every change of a block's content in the head
-// (a whole-block write, a flush, PunchHole, a rollback, a delete) removes
-// its entry first, so the same entry means the content read is still the
-// head's and the overlay is exact; a snapshot's epoch bump happens only
-// after a flushLocked that emptied the cache. Writes made to the entry
-// meanwhile are in its dirty ranges, which the overlay keeps.
+// and every other flush see it; at most wbParallel batched write-backs run
+// per disk at a time (wbActive, waited for on wbCond), on disjoint entries
+// (each queue entry is taken once), and a Sync (upto) returns only once no
+// batch in flight holds a block cached before it (wbFlying). While the
+// lock is released a batch only reads the blocks' current content into its
+// own buffers. When it takes the lock again it stores an entry only if
+// d.cache still holds the very same cblock: every change of a block's
+// content in the head (a whole-block write, a flush, PunchHole, a rollback,
+// a delete) removes its entry first, so the same entry means the content
+// read is still the head's and the overlay is exact; a snapshot moves the
+// whole cache to its frozen set (snapshot.go), so a batch in flight then
+// stores none of it, and no batch starts until the snapshot's epoch bump.
+// Writes made to the entry meanwhile are in its dirty ranges, which the
+// overlay keeps.
 
 const wbBatch = 64 // blocks a batch of write-back at most
+
+// wbParallel is how many batches of a disk may be written back at once: a
+// batch reads its blocks' bases without the disk's lock, then hashes and
+// appends them with it; two overlap one's reads with the other's appends
+// and use both cores of the machine (random 4 KiB writes are
+// read-modify-writes of 16 KiB blocks, and the write-back is their pace).
+var wbParallel = 2
 
 // wbQueued is a cached block in the order it entered the cache.
 type wbQueued struct {
@@ -72,9 +82,9 @@ func (d *diskState) compactQueueLocked() {
 // between (see above).
 func (d *diskState) writeBackLocked(target int64, upto uint64) error {
 	for !d.deleted {
-		// One batch at a time per disk (writers at the bound, Sync and the
-		// background take turns, batch by batch).
-		for d.wbRunning {
+		// At most wbParallel batches at a time per disk (writers at the
+		// bound, Sync and the background take turns, batch by batch).
+		for d.wbActive >= wbParallel || d.snapBusy {
 			d.wbCond.Wait()
 		}
 		if d.deleted || (upto == 0 && d.cacheBytes <= target) {
@@ -97,11 +107,28 @@ func (d *diskState) writeBackLocked(target int64, upto uint64) error {
 			d.wbq, d.wbHead = d.wbq[:0], 0
 		}
 		if len(batch) == 0 {
+			if upto > 0 && d.flyingUptoLocked(upto) {
+				// Blocks before upto are in another batch still (put back
+				// in the queue if it fails): wait for it, look again.
+				d.wbCond.Wait()
+				continue
+			}
 			return nil
 		}
-		d.wbRunning = true
-		err := d.writeBatchLocked(batch)
-		d.wbRunning = false
+		oldest := batch[0].c.born
+		for _, q := range batch {
+			oldest = min(oldest, q.c.born)
+		}
+		d.wbActive++
+		d.wbFlying = append(d.wbFlying, oldest)
+		err := d.writeBatchLocked(batch, false)
+		d.wbActive--
+		for i, t := range d.wbFlying {
+			if t == oldest {
+				d.wbFlying = append(d.wbFlying[:i], d.wbFlying[i+1:]...)
+				break
+			}
+		}
 		d.wbCond.Broadcast()
 		if err != nil {
 			// Not written: back to the head of the queue (in block order).
@@ -113,9 +140,25 @@ func (d *diskState) writeBackLocked(target int64, upto uint64) error {
 	return nil
 }
 
+// flyingUptoLocked reports whether a batch in flight holds a block that
+// entered the cache at or before tick upto.
+func (d *diskState) flyingUptoLocked(upto uint64) bool {
+	for _, t := range d.wbFlying {
+		if t <= upto {
+			return true
+		}
+	}
+	return false
+}
+
 // writeBatchLocked completes and stores the entries of batch (disk's lock
-// held on entry and return, released while the bases are read).
-func (d *diskState) writeBatchLocked(batch []wbQueued) error {
+// held on entry and return, released while the bases are read): entries of
+// the cache, or with frozen those of the snapshot being taken (snapshot.go).
+func (d *diskState) writeBatchLocked(batch []wbQueued, frozen bool) error {
+	current := func(q wbQueued) bool { return d.cache[q.b] == q.c }
+	if frozen {
+		current = func(q wbQueued) bool { return d.frozen[q.b] == q.c }
+	}
 	sort.Slice(batch, func(i, j int) bool { return batch[i].b < batch[j].b })
 	// The blocks to complete, and the base of each entry (decided now: a
 	// write or a read may complete an entry while the lock is released).
@@ -162,7 +205,7 @@ func (d *diskState) writeBatchLocked(batch []wbQueued) error {
 	datas := make([][]byte, 0, len(batch))
 	cs := make([]*cblock, 0, len(batch))
 	for i, q := range batch {
-		if d.cache[q.b] != q.c {
+		if !current(q) {
 			continue // stored or dropped meanwhile
 		}
 		if !q.c.full {
@@ -176,7 +219,11 @@ func (d *diskState) writeBatchLocked(batch []wbQueued) error {
 		return err
 	}
 	for i, b := range blocks {
-		d.dropCachedLocked(b, cs[i])
+		if frozen {
+			d.dropFrozenLocked(b, cs[i])
+		} else {
+			d.dropCachedLocked(b, cs[i])
+		}
 	}
 	return nil
 }
@@ -234,6 +281,7 @@ func (s *Store) runWriteBack() {
 // in the blocks being written back (flushLocked). Disk.Sync and snapshots
 // use it, so writers wait for a batch at most.
 func (d *diskState) syncFlushLocked() error {
+	d.waitSnapshotLocked() // the writes a snapshot holds are the snapshot's to store
 	if len(d.cache) == 0 {
 		return nil
 	}

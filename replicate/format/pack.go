@@ -123,9 +123,71 @@ const (
 // PackBuilder gathers chunks into a version 2 pack. Add leaves room for
 // each chunk's nonce and tag, so Seal encrypts every chunk where it is (no
 // second copy of tens of MiB).
+//
+// A builder made by NewSealingPackBuilder seals records as they come
+// instead (Reserve, then SealRecord from any goroutine): sync's workers
+// encrypt each block straight from the block they read into the pack, in
+// parallel, and Seal only adds the table. Both make the same bytes.
 type PackBuilder struct {
 	buf     []byte // the pack so far
 	entries []Entry
+	// Set by NewSealingPackBuilder: the pack's id and record cipher
+	// (AES-GCM keeps no state between calls: records are sealed
+	// concurrently).
+	id   string
+	aead cipher.AEAD
+	hdr  [packHeader]byte // the header, read by SealRecord while Reserve appends
+}
+
+// NewSealingPackBuilder starts pack id in buf (as NewPackBuilderBuf) for
+// records sealed as they are added: Reserve and SealRecord.
+func NewSealingPackBuilder(k *Keys, id string, size int, buf []byte) (*PackBuilder, error) {
+	aead, err := k.packAEAD(id)
+	if err != nil {
+		return nil, err
+	}
+	p := NewPackBuilderBuf(size, buf)
+	p.id, p.aead = id, aead
+	copy(p.hdr[:], p.buf)
+	return p, nil
+}
+
+// Reserve makes room for a record of storedLen stored bytes and returns
+// its entry and the room, for SealRecord. It never moves the buffer once
+// it holds a record (records being sealed may be in it): when the room is
+// not there it returns false, and the caller starts another pack. An empty
+// pack always takes the record. Reserve must not run concurrently with
+// itself or Seal; SealRecord may.
+func (p *PackBuilder) Reserve(id ChunkID, storedLen, rawLen int, comp uint8) (Entry, []byte, bool) {
+	n := storedLen + RecordOverhead
+	off := len(p.buf)
+	// Room for the record and, behind it, the table Seal appends (so
+	// sealing never copies the pack either).
+	need := n + RecordOverhead + 4 + (len(p.entries)+1)*entrySize + 4
+	if off+need > cap(p.buf) {
+		if len(p.entries) > 0 {
+			return Entry{}, nil, false
+		}
+		p.buf = slices.Grow(p.buf, need)
+	}
+	e := Entry{ID: id, Offset: uint32(off), Length: uint32(n), RawLen: uint32(rawLen), Comp: comp, Sealed: true}
+	p.buf = p.buf[:off+n]
+	p.entries = append(p.entries, e)
+	return e, p.buf[off : off+n : off+n], true
+}
+
+// SealRecord encrypts stored (len as reserved) into rec, the room Reserve
+// returned with e. Records of one pack may be sealed concurrently.
+func (p *PackBuilder) SealRecord(e Entry, rec, stored []byte) error {
+	if p.aead == nil || len(rec) != len(stored)+RecordOverhead || int(e.Length) != len(rec) {
+		return fmt.Errorf("format: SealRecord of %d bytes into a %d-byte record (entry %d bytes; sealing builder %v)", len(stored), len(rec), e.Length, p.aead != nil)
+	}
+	nonce := rec[:nonceSize]
+	if _, err := rand.Read(nonce); err != nil {
+		return fmt.Errorf("nonce: %w", err)
+	}
+	p.aead.Seal(rec[nonceSize:nonceSize], nonce, stored, chunkAD(p.hdr[:], p.id, e))
+	return nil
 }
 
 // NewPackBuilder starts a pack with room for about size bytes.
@@ -182,17 +244,27 @@ func tableAD(hdr []byte, id string, t uint32) []byte {
 	return binary.BigEndian.AppendUint32(ad, t)
 }
 
-// Seal seals every chunk in place, appends the sealed table and returns
+// Seal seals every chunk in place (a sealing builder's were sealed by
+// SealRecord: every record reserved must be sealed first), appends the sealed table and returns
 // the pack object stored under id (what the erasure code splits), in the
 // builder's buffer. The builder must not be used afterwards, except for
 // Buffer.
 func (p *PackBuilder) Seal(k *Keys, id string) ([]byte, error) {
-	aead, err := k.packAEAD(id)
-	if err != nil {
-		return nil, err
+	aead := p.aead
+	if aead != nil && id != p.id {
+		return nil, fmt.Errorf("format: pack %s sealed as %s", p.id, id)
+	}
+	if aead == nil {
+		var err error
+		if aead, err = k.packAEAD(id); err != nil {
+			return nil, err
+		}
 	}
 	hdr := p.buf[:packHeader]
 	for _, e := range p.entries {
+		if p.aead != nil {
+			break // sealed by SealRecord
+		}
 		rec := p.buf[e.Offset : e.Offset+e.Length]
 		nonce := rec[:nonceSize]
 		if _, err := rand.Read(nonce); err != nil {
@@ -221,7 +293,7 @@ func (p *PackBuilder) Seal(k *Keys, id string) ([]byte, error) {
 // (after the sealed pack is no longer needed).
 func (p *PackBuilder) Buffer() []byte {
 	b := p.buf[:0]
-	p.buf, p.entries = nil, nil
+	p.buf, p.entries, p.aead = nil, nil, nil
 	return b
 }
 

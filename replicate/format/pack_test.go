@@ -237,3 +237,92 @@ func BenchmarkPackSealOpen(b *testing.B) {
 		}
 	})
 }
+
+// TestSealingPackBuilder: a pack whose records were reserved one by one
+// and sealed concurrently (as sync's workers do) opens to its chunks and
+// table like one sealed whole; Reserve refuses a record the buffer cannot
+// hold without moving (except into an empty pack, which grows), and never
+// moves the buffer once it holds a record; the buffer is reused.
+func TestSealingPackBuilder(t *testing.T) {
+	ks := testKeys(t)
+	var buf []byte
+	for round, n := range []int{1, 7, 300} {
+		p, err := NewSealingPackBuilder(ks, testPackID, 4096, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var datas [][]byte
+		var es []Entry
+		done := make(chan error, n)
+		refused := 0
+		for i := range n {
+			data := bytes.Repeat([]byte{byte(i), byte(round), 7}, 40+i)
+			base := &p.buf[:1][0]
+			e, rec, ok := p.Reserve(ks.ChunkID([32]byte{byte(i), byte(i >> 8)}), len(data), len(data), CompNone)
+			if !ok {
+				if len(p.entries) == 0 {
+					t.Fatalf("round %d: an empty pack refused a record", round)
+				}
+				refused++
+				break
+			}
+			if i > 0 && &p.buf[:1][0] != base {
+				t.Fatalf("round %d: Reserve moved the buffer under %d records", round, i)
+			}
+			datas, es = append(datas, data), append(es, e)
+			go func() { done <- p.SealRecord(e, rec, data) }()
+		}
+		for range es {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n == 300 && refused == 0 {
+			t.Fatalf("round %d: 300 records fit a 4 KiB pack without a refusal", round)
+		}
+		before := &p.buf[:1][0]
+		sealed, err := p.Seal(ks, testPackID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if &sealed[0] != before {
+			t.Fatalf("round %d: Seal moved the pack to add its table (Reserve keeps room for it)", round)
+		}
+		if PackObjectVersion(sealed) != PackVersion || bytes.Contains(sealed, datas[0]) {
+			t.Fatalf("round %d: version %d, or a chunk in the clear", round, PackObjectVersion(sealed))
+		}
+		pt, tbl, err := OpenPackTable(ks, testPackID, append([]byte(nil), sealed...))
+		if err != nil || len(tbl) != len(es) {
+			t.Fatalf("round %d: open: %d entries of %d, %v", round, len(tbl), len(es), err)
+		}
+		op, err := ks.NewChunkOpener(testPackID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range es {
+			if tbl[i] != e {
+				t.Fatalf("round %d: table entry %d %+v, builder said %+v", round, i, tbl[i], e)
+			}
+			if c, err := Chunk(pt, e); err != nil || !bytes.Equal(c, datas[i]) {
+				t.Fatalf("round %d chunk %d after OpenPack: %v", round, i, err)
+			}
+			rec := append([]byte(nil), sealed[e.Offset:e.Offset+e.Length]...)
+			if got, err := op.Open(e, rec); err != nil || !bytes.Equal(got, datas[i]) {
+				t.Fatalf("round %d chunk %d alone: %v", round, i, err)
+			}
+		}
+		if _, err := p.Seal(ks, "ffff456789abcdef0123456789abcdef"); err == nil {
+			t.Fatalf("round %d: sealed under another id", round)
+		}
+		buf = p.Buffer()
+	}
+	// A record of the wrong size is refused.
+	p, err := NewSealingPackBuilder(ks, testPackID, 4096, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, rec, _ := p.Reserve(ChunkID{1}, 10, 10, CompNone)
+	if err := p.SealRecord(e, rec, make([]byte, 11)); err == nil {
+		t.Fatal("SealRecord took 11 bytes into a 10-byte record")
+	}
+}

@@ -184,6 +184,35 @@ func (l *Local) Get(ctx context.Context, name string, off, length int64) ([]byte
 	return buf, nil
 }
 
+// ReadInto implements ReaderInto: one open, one read per buffer.
+func (l *Local) ReadInto(ctx context.Context, name string, off int64, bufs ...[]byte) (int64, error) {
+	if err := l.check(ctx, name); err != nil {
+		return 0, err
+	}
+	f, size, err := l.openFile(name)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = f.Close() }()
+	total := int64(0)
+	for _, p := range bufs {
+		total += int64(len(p))
+	}
+	if _, err := checkRange(name, size, off, total); err != nil {
+		return 0, err
+	}
+	for _, p := range bufs {
+		if _, err := f.ReadAt(p, off); err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, fmt.Errorf("%w: %s: object shrank while reading", ErrShortRead, name)
+			}
+			return 0, fmt.Errorf("store: read %s: %w", name, err)
+		}
+		off += int64(len(p))
+	}
+	return size, nil
+}
+
 // Stat implements Store.
 func (l *Local) Stat(ctx context.Context, name string) (int64, error) {
 	if err := l.check(ctx, name); err != nil {

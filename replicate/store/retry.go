@@ -112,6 +112,17 @@ func (r *retryStore) Get(ctx context.Context, name string, off, length int64) ([
 	return data, err
 }
 
+// ReadInto implements ReaderInto (through the inner store's, or its Get).
+func (r *retryStore) ReadInto(ctx context.Context, name string, off int64, bufs ...[]byte) (int64, error) {
+	var size int64
+	err := r.do(ctx, "get", name, func() error {
+		var err error
+		size, err = ReadInto(ctx, r.inner, name, off, bufs...)
+		return err
+	})
+	return size, err
+}
+
 func (r *retryStore) Stat(ctx context.Context, name string) (int64, error) {
 	var size int64
 	err := r.do(ctx, "stat", name, func() error {

@@ -71,6 +71,45 @@ type Store interface {
 	Close() error
 }
 
+// ReaderInto is implemented by stores that read an object's bytes into
+// the caller's buffers: a restore reads MiB-sized shards straight into the
+// pack it assembles, without a buffer allocated (and cleared) per shard
+// and a copy. Use the function ReadInto, which falls back to Get.
+type ReaderInto interface {
+	// ReadInto reads the object's bytes from off on into bufs, one after
+	// the other (len of each), and returns the object's size. Errors are
+	// Get's: ErrNotFound for a missing object, ErrShortRead when the bytes
+	// asked for do not lie inside the object.
+	ReadInto(ctx context.Context, name string, off int64, bufs ...[]byte) (size int64, err error)
+}
+
+// ReadInto reads object name of s from off on into bufs and returns its
+// size: through s's ReadInto if it has one, else by getting the whole
+// object (Get) and copying.
+func ReadInto(ctx context.Context, s Store, name string, off int64, bufs ...[]byte) (int64, error) {
+	if ri, ok := s.(ReaderInto); ok {
+		return ri.ReadInto(ctx, name, off, bufs...)
+	}
+	b, err := s.Get(ctx, name, 0, -1)
+	if err != nil {
+		return 0, err
+	}
+	size := int64(len(b))
+	total := int64(0)
+	for _, p := range bufs {
+		total += int64(len(p))
+	}
+	end, err := checkRange(name, size, off, total)
+	if err != nil {
+		return 0, err
+	}
+	b = b[off:end]
+	for _, p := range bufs {
+		b = b[copy(p, b):]
+	}
+	return size, nil
+}
+
 // MaxNameLen bounds an object name, well below S3's 1024-byte key limit so
 // that a store prefix fits too.
 const MaxNameLen = 512

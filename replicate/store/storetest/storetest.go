@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Replace", testReplace},
 		{"AtomicReplace", testAtomicReplace},
 		{"RangedGet", testRangedGet},
+		{"ReadInto", testReadInto},
 		{"Stat", testStat},
 		{"Missing", testMissing},
 		{"ListOrderAndPrefix", testList},
@@ -186,6 +187,36 @@ func testRangedGet(t *testing.T, s store.Store) {
 		if !errors.Is(err, store.ErrShortRead) {
 			t.Errorf("Get(r, %d, %d) = %d bytes, %v; want ErrShortRead", c.off, c.length, len(got), err)
 		}
+	}
+}
+
+// testReadInto: store.ReadInto (the store's ReaderInto, or Get) fills
+// the buffers in order from the offset, returns the object's size, and
+// refuses what lies outside the object as Get does.
+func testReadInto(t *testing.T, s store.Store) {
+	const size = 1000
+	want := data(4, size)
+	put(t, s, "r", want)
+	for _, c := range []struct{ off, a, b int64 }{
+		{0, 64, 936}, {0, 1000, 0}, {10, 64, 100}, {999, 1, 0}, {1000, 0, 0}, {0, 0, 0},
+	} {
+		a, b := make([]byte, c.a), make([]byte, c.b)
+		n, err := store.ReadInto(t.Context(), s, "r", c.off, a, b)
+		if err != nil || n != size {
+			t.Errorf("ReadInto(r, %d, %d+%d bytes) = %d, %v; want %d", c.off, c.a, c.b, n, err, size)
+			continue
+		}
+		if !bytes.Equal(append(a, b...), want[c.off:c.off+c.a+c.b]) {
+			t.Errorf("ReadInto(r, %d, %d+%d bytes): wrong content", c.off, c.a, c.b)
+		}
+	}
+	for _, c := range []struct{ off, a, b int64 }{{0, 1000, 1}, {999, 1, 1}, {1001, 0, 0}, {-1, 1, 0}} {
+		if _, err := store.ReadInto(t.Context(), s, "r", c.off, make([]byte, c.a), make([]byte, c.b)); !errors.Is(err, store.ErrShortRead) {
+			t.Errorf("ReadInto(r, %d, %d+%d bytes) = %v; want ErrShortRead", c.off, c.a, c.b, err)
+		}
+	}
+	if _, err := store.ReadInto(t.Context(), s, "missing", 0, make([]byte, 1)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ReadInto(missing) = %v; want ErrNotFound", err)
 	}
 }
 
