@@ -192,8 +192,8 @@
 // is included).
 //
 // The live map and segment usage table (segusage.go). A full scan (the
-// first round after Open, every GC, and the first round after any catalog
-// change) also builds, in memory, the map of every live data version, key
+// first round after Open, every GC, and the first round once a catalog
+// change has made the map stale for long enough, below) also builds, in memory, the map of every live data version, key
 // to index value (100-210 bytes each). From then on every writer of version
 // entries tells it what it wrote, under idxMu, after the write succeeded:
 // commit (a version replacing another at the same layer, block and epoch,
@@ -208,8 +208,14 @@
 // their changes until the map is installed, so nothing written during the
 // scan is missed. Liveness only a scan can see (a snapshot, disk or image
 // deleted, a read handle closed) is never less than the map says, so the
-// map keeps too much, never too little; a catalog change makes the next
-// round a full one. Above 2^20 versions (about 210 MiB of map; 16 GiB of 16
+// map keeps too much, never too little; a catalog change makes it stale.
+// A stale map is still used (it moves some dead records and counts them
+// live) for 5 s, or 20 × the last full scan's duration if longer, then a
+// round rescans (cleaner.go mapUsable): with a snapshot a second, a full
+// round after every change cost about a third of the daemon's CPU. So
+// space a deleted snapshot, disk or image frees comes back within that
+// delay, and meanwhile the bound is kept against the stale live total.
+// Above 2^20 versions (about 210 MiB of map; 16 GiB of 16
 // KiB blocks) the map is not built and every round scans (the previous
 // design, kept as the fallback; not tried again until a scan finds few
 // enough versions; TestLiveMapFallback): a known limit; a compact map
@@ -247,7 +253,7 @@
 // starts); between rounds only while incremental rounds are on, since only
 // then does that limit follow live at every tick. Pacing is therefore the
 // bound itself: the cleaner moves what keeps the log under 1.455 × live and
-// nothing more. Full rounds (no map yet, or a catalog change) keep the
+// nothing more. Full rounds (no map yet, or stale too long) keep the
 // previous rules: start at 1.40 × live or after the log grew by
 // CleanerDeadFraction, clean down to 1.28, batches of a 32nd to an 8th of
 // live, a token bucket (CleanerRate) that lets the cleaner move 1.25 × what

@@ -295,6 +295,8 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 		s.idxMu.Lock()
 		if s.cleaner.lm.finishBuild(res.build, catGen) {
 			res.livePos = nil // the map says which records are live
+			s.cleaner.builtAt.Store(time.Now().UnixNano())
+			s.cleaner.scanNs.Store(int64(time.Since(tScan)))
 		}
 		s.idxMu.Unlock()
 		res.build = nil
