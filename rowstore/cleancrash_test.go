@@ -317,3 +317,94 @@ func TestCleanerKeepsSegmentWithLiveLeft(t *testing.T) {
 	}
 	read(s2, "after GC")
 }
+
+// TestCleanerStaleMapAfterCatalogChange: a snapshot taken or deleted does
+// not force the cleaner's next round to rescan: the live map stays usable
+// (stale: it may count dead records live, never live ones dead) until the
+// stale delay passes; incremental rounds on a stale map after a snapshot
+// delete keep every block of the disk and of the remaining snapshot; and
+// once the delay passes a full round frees what the deleted snapshot held.
+func TestCleanerStaleMapAfterCatalogChange(t *testing.T) {
+	const bs, blocks = 4096, 128
+	opts := testOptions()
+	opts.SegmentSize = 64 << 10
+	s, _ := newTestStore(t, opts)
+	if _, err := s.CreateDisk("d", blocks*bs, bs); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.OpenDisk("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	rng := rand.New(rand.NewSource(5))
+	model := make([]byte, blocks*bs)
+	write := func() {
+		t.Helper()
+		rng.Read(model)
+		if _, err := h.WriteAt(model, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write()
+	if _, err := s.CreateSnapshot("keep", []string{"d"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	kept := append([]byte(nil), model...)
+	write()
+	if _, err := s.GC(); err != nil { // builds the live map
+		t.Fatal(err)
+	}
+	c := s.cleaner
+	if ok, _ := c.mapUsable(); !ok {
+		t.Fatal("live map not usable after GC")
+	}
+	if _, err := s.CreateSnapshot("gone", []string{"d"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	write()
+	if ok, _ := c.mapUsable(); !ok {
+		t.Fatal("a snapshot made the live map unusable at once")
+	}
+	if err := s.DeleteSnapshot("gone"); err != nil {
+		t.Fatal(err)
+	}
+	_, staleLive := c.mapUsable()
+	for i := 0; i < 3; i++ {
+		write()
+		if err := s.cleanRound(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(what string, r interface {
+		ReadAt([]byte, int64) (int, error)
+	}, want []byte) {
+		t.Helper()
+		got := make([]byte, len(want))
+		if _, err := r.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s differs from what was written (err %v)", what, err)
+		}
+	}
+	check("the disk after rounds on a stale map", h, model)
+	r, err := s.OpenSnapshotDisk("keep", "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("snapshot keep after rounds on a stale map", r, kept)
+	r.Close()
+	c.builtAt.Store(time.Now().Add(-time.Hour).UnixNano()) // the delay passed
+	if ok, _ := c.mapUsable(); ok {
+		t.Fatal("a map stale for an hour is still used")
+	}
+	if err := s.cleanRound(); err != nil {
+		t.Fatal(err)
+	}
+	ok, live := c.mapUsable()
+	if !ok || live >= staleLive {
+		t.Fatalf("after the full round: map usable %v, live %d (stale map: %d)", ok, live, staleLive)
+	}
+	check("the disk after the full round", h, model)
+}
