@@ -474,7 +474,9 @@
 // 4.5-5.2 in both builds (the same code); max segs/live 1.471-1.472 and
 // 0.854-0.860 moved per byte written in every run of both. So the
 // cleaner's own CPU fell from about 6.8 to 6.0 s per GB written (7.9 to
-// 7.0 per GB moved). Reading and checking only the live records (the
+// 7.0 per GB moved). Two more interleaved rounds of the final build (load
+// 16-21): before 11.83 and 10.36, after 11.05 and 9.97 cpu-s/GB with the
+// cleaner; 4.82, 4.55 and 4.85, 4.90 without. Reading and checking only the live records (the
 // brief's first suspect) was measured as an experiment, not kept:
 // skipping the checksum of records the live map calls dead (the header
 // judged alone), 3 interleaved pairs at load 18-24: 11.04 11.38 10.41
