@@ -491,6 +491,22 @@ func TestUnitsVerify(t *testing.T) {
 	if out, err := exec.Command(filepath.Join(root, "usr/local/bin/snapfs"), "--version").Output(); err != nil || !strings.Contains(string(out), "v0.0.0-test") {
 		t.Errorf("installed snapfs --version: %q, %v", out, err)
 	}
+	// Another prefix: the fstab helpers look there first.
+	root = t.TempDir()
+	cmd = exec.Command("bash", filepath.Join("..", "scripts", "install.sh"), "/opt/snapfs")
+	cmd.Env = append(os.Environ(), "DESTDIR="+root, "SNAPFS_VERSION=v0.0.0-test")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("install.sh /opt/snapfs: %v\n%s", err, out)
+	}
+	for _, h := range []string{"sbin/mount.snapfs", "sbin/umount.fuse.snapfs"} {
+		b, err := os.ReadFile(filepath.Join(root, h))
+		if err != nil || !strings.Contains(string(b), "for c in /opt/snapfs/bin/snapfs ") {
+			t.Errorf("install.sh /opt/snapfs: %s does not look in /opt/snapfs/bin first (%v)", h, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "opt/snapfs/lib/snapfs/snapfs-full")); err != nil {
+		t.Errorf("install.sh /opt/snapfs: %v", err)
+	}
 }
 
 // TestSystemdNotify runs the daemon as snapfs@.service does (foreground,

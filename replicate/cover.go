@@ -95,7 +95,7 @@ func diskKey(r *region, d *format.ManifestDisk) coverKey {
 
 // readable reports whether pack p is in the chunk set and readable.
 func (cs *chunkSet) readable(p packID) bool {
-	return cs.packs[p] != nil && !cs.unreadable[p]
+	return cs.index(p) != nil && !cs.isUnreadable(p)
 }
 
 // chainReadable reports whether every chunk of a manifest disk chain is
@@ -131,7 +131,7 @@ next:
 				continue
 			}
 			last = e.ID
-			loc, found := cs.chunks[e.ID]
+			loc, found := cs.lookup(e.ID)
 			if !found || !cs.readable(loc.pack()) {
 				return false
 			}

@@ -223,7 +223,23 @@
 // DefaultPackSize), apart from the chunk set, which grows with the
 // region: the pack indexes (48 bytes an entry) and a map from each chunk
 // id to its entry (about 50 bytes a chunk; it held a copy of the entry
-// before): about 6 MiB per GiB of 16 KiB blocks. Every
+// before): about 6 MiB per GiB of 16 KiB blocks. The Manager keeps
+// each region's chunk set (and the decoded indexes) between operations
+// (chunkcache.go): sync, restore, check and region disk opens of the same
+// region share it, so an incremental sync or a lazy restore's open does
+// not read, open and decode every index again. It is trusted only after
+// listing index/ and packs/ again: reused as it is when the listing names
+// exactly the same indexes with the same readability (k shards), copied
+// and extended when indexes were only added, rebuilt from the decoded
+// indexes still listed otherwise (another host's prune or repair, a pack
+// that lost shards): a chunk another host pruned is uploaded again
+// (TestChunkCachePrunedByOtherHost). It is read only: a sync adds the
+// packs it writes on top of it (chunkSet.base) and hands their decoded
+// indexes to the Manager, so the next operation reads none of them back
+// (they count once listed); a prune works on a copy.
+// Regions of more than 2^19 chunks (8 GiB of 16 KiB blocks; the kept set
+// costs about 155 bytes a chunk) are not kept (memory bound).
+// BenchmarkIncrementalSyncChunkSet measures it against loading. Every
 // block read is checked as rowstore's read path checks it (CRC32C, the
 // indexed version) and hashed against its digest (its chunk id is made
 // from that digest, so a region never holds a chunk that is not its id's). Restore fetches the k data shards of a pack

@@ -190,6 +190,41 @@ type chunkSet struct {
 	cache  string // directory of cached index objects ("" : none)
 	// unreadable: indexed packs with fewer than k shards listed.
 	unreadable map[packID]bool
+	// base: a kept set (read only) this one adds to (a sync's packs): its
+	// chunks and packs count as this one's. Only lookup, index and
+	// readable see it; readers that index chunks and packs directly get
+	// sets without a base.
+	base *chunkSet
+}
+
+// lookup finds where chunk id is stored.
+func (cs *chunkSet) lookup(id format.ChunkID) (chunkLoc, bool) {
+	if l, ok := cs.chunks[id]; ok {
+		return l, true
+	}
+	if cs.base != nil {
+		return cs.base.lookup(id)
+	}
+	return chunkLoc{}, false
+}
+
+// index is pack p's index, or nil.
+func (cs *chunkSet) index(p packID) *format.Index {
+	if x := cs.packs[p]; x != nil {
+		return x
+	}
+	if cs.base != nil {
+		return cs.base.index(p)
+	}
+	return nil
+}
+
+// isUnreadable: pack p's index is in the set, with fewer than k shards.
+func (cs *chunkSet) isUnreadable(p packID) bool {
+	if cs.packs[p] != nil {
+		return cs.unreadable[p]
+	}
+	return cs.base != nil && cs.base.isUnreadable(p)
 }
 
 func (cs *chunkSet) add(x *format.Index) { cs.addPack(x, true) }
@@ -206,7 +241,7 @@ func (cs *chunkSet) addPack(x *format.Index, readable bool) {
 		cs.unreadable[id] = true
 	}
 	for i, e := range x.Entries {
-		if old, ok := cs.chunks[e.ID]; !ok || readable && cs.unreadable[old.pack()] {
+		if old, ok := cs.lookup(e.ID); !ok || readable && cs.isUnreadable(old.pack()) {
 			cs.chunks[e.ID] = chunkLoc{x: x, i: int32(i)}
 		}
 	}
@@ -255,7 +290,11 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	for _, sizes := range remote {
 		est += int(min(slices.Max(sizes), 1<<30) / 45)
 	}
-	cs := &chunkSet{chunks: make(map[format.ChunkID]chunkLoc, min(est, 1<<20)), packs: map[packID]*format.Index{}, cache: dir}
+	kept := m.chunkCache.get(r)
+	idx := map[string]*format.Index{}
+	adds := map[string]pendingPack{}
+	sig := map[string]bool{}
+	fromMem := 0
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("region cache: %w", err)
@@ -279,6 +318,14 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 			continue
 		}
 		partial := !r.onAll(sizes)
+		if x := kept.index(name); x != nil && !partial {
+			// Decoded before: an index never changes once written.
+			idx[name] = x
+			adds[name] = pendingPack{x, readable}
+			sig[name] = readable
+			fromMem++
+			continue
+		}
 		var pt, sealed []byte
 		if cached[name] && !partial {
 			b, err := os.ReadFile(filepath.Join(dir, name))
@@ -329,7 +376,24 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 		if sealed != nil && !partial {
 			_ = writeFileAtomic(filepath.Join(dir, name), sealed)
 		}
-		cs.addPack(x, readable)
+		idx[name] = x
+		adds[name] = pendingPack{x, readable}
+		sig[name] = readable
+	}
+	cs, reused := buildSet(kept, adds, sig, est, dir)
+	rc := &regionChunks{idx: idx, sig: sig, set: cs}
+	if len(cs.chunks) > maxCachedChunks {
+		rc = &regionChunks{} // too large to keep: loaded anew each time
+	}
+	m.chunkCache.put(r, rc)
+	m.log.Debug("chunk set", "region", r.cfg.Name, "indexes", len(sig), "decoded_before", fromMem, "set_reused", reused, "chunks", len(cs.chunks))
+	switch {
+	case rc.set == nil || mode == chunksRead:
+	case mode == chunksDedup:
+		// Sync adds the packs it writes: on top of the kept set, read only.
+		cs = &chunkSet{chunks: map[format.ChunkID]chunkLoc{}, packs: map[packID]*format.Index{}, cache: dir, base: cs}
+	default:
+		cs = cs.clone() // prune drops orphaned indexes from its copy
 	}
 	return cs, nil
 }

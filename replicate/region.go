@@ -103,6 +103,10 @@ type Manager struct {
 	// covers: packs that hold each checked manifest disk's chunks
 	// (cover.go), so an incremental's parent check costs O(packs).
 	covers covers
+	// chunkCache: each region's decoded pack indexes and chunk set, kept
+	// between operations and checked against the region's listing
+	// (chunkcache.go).
+	chunkCache chunkCache
 }
 
 // New returns a Manager for the local store rs whose directory is
@@ -260,6 +264,7 @@ func (m *Manager) RemoveRegion(name string) error {
 		}
 		return fmt.Errorf("remove region %q: %w", name, err)
 	}
+	m.chunkCache.drop(name)
 	if err := os.RemoveAll(m.cacheDir(name)); err != nil {
 		return fmt.Errorf("remove region %q cache: %w", name, err)
 	}

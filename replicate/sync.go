@@ -459,7 +459,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 				st.BlocksExamined++
 				id := r.keys.ChunkID(c.Digest)
 				md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, ID: id})
-				if loc, ok := cs.chunks[id]; ok {
+				if loc, ok := cs.lookup(id); ok {
 					used[loc.pack()] = true
 					return false, nil
 				}
@@ -497,6 +497,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	for _, w := range written {
 		used[packID(w.x.Pack)] = true
 	}
+	m.chunkCache.learn(r, written)
 	if err != nil {
 		return err
 	}

@@ -36,8 +36,11 @@ CGO_ENABLED=0 go build -tags urfave_cli_no_docs -o "$tmp/snapfs" ./cmd/snapfs/fr
 
 install -D -m 0755 "$tmp/snapfs-full" "$d$prefix/lib/snapfs/snapfs-full"
 install -D -m 0755 "$tmp/snapfs" "$d$prefix/bin/snapfs"
-install -D -m 0755 scripts/mount.snapfs "$d/sbin/mount.snapfs"
-install -D -m 0755 scripts/umount.fuse.snapfs "$d/sbin/umount.fuse.snapfs"
+# The fstab helpers look for snapfs under this prefix first (then /usr/local/bin, /usr/bin, PATH).
+sed "s|for c in /usr/local/bin/snapfs|for c in $prefix/bin/snapfs /usr/local/bin/snapfs|" scripts/mount.snapfs >"$tmp/mount.snapfs"
+sed "s|for c in /usr/local/bin/snapfs|for c in $prefix/bin/snapfs /usr/local/bin/snapfs|" scripts/umount.fuse.snapfs >"$tmp/umount.fuse.snapfs"
+install -D -m 0755 "$tmp/mount.snapfs" "$d/sbin/mount.snapfs"
+install -D -m 0755 "$tmp/umount.fuse.snapfs" "$d/sbin/umount.fuse.snapfs"
 ln -sf mount.snapfs "$d/sbin/mount.fuse.snapfs" # fstab type fuse.snapfs works too
 sed "s|/usr/local/bin/snapfs|$prefix/lib/snapfs/snapfs-full|g" scripts/snapfs@.service >"$tmp/snapfs@.service"
 install -D -m 0644 "$tmp/snapfs@.service" "$d/etc/systemd/system/snapfs@.service"

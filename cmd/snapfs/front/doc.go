@@ -17,12 +17,18 @@
 // validation refuses (the full binary prints the error), and a store no
 // daemon answers for (the full binary opens it). It execs only before a
 // request has left the process (wire.ErrNoAnswer: the socket could not be
-// connected), so nothing runs twice.
+// connected), so nothing runs twice. A daemon that takes the connection
+// but gives no sign of life within wire.AnswerTimeout (5 s: the old status
+// probe's bound) is not handed over either: the front reports it itself,
+// as the full binary does (busy, exit 5, for what changes nothing or was
+// not sent; otherwise exit 1 saying the operation may or may not have
+// happened), so a hung daemon costs 5 s, not 5 s twice.
 //
 // The full binary is found, in order: $SNAPFS_FULL; ../lib/snapfs/snapfs-full
 // relative to the front's own path (/proc/self/exe, symlinks resolved), the
 // layout install.sh makes (PREFIX/bin/snapfs and PREFIX/lib/snapfs/snapfs-full);
-// snapfs-full next to the front. When none exists it says so (exit 1).
+// snapfs-full next to the front. When none exists it says so (exit 1); so
+// when the one found is the front itself (it would exec itself forever).
 //
 // Build it with CGO_ENABLED=0 and -tags urfave_cli_no_docs (urfave/cli's
 // man-page generation pulls in a Markdown parser the front never uses);

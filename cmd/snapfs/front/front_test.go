@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -358,4 +361,148 @@ func TestNoFullBinary(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "full snapfs binary is not installed") || !strings.Contains(r.stderr, "SNAPFS_FULL") {
 		t.Fatalf("%+v", r)
 	}
+	// SNAPFS_FULL naming the front itself (directly or through a
+	// symlink): an error, not an endless exec of itself.
+	link := filepath.Join(t.TempDir(), "snapfs-full")
+	if err := os.Symlink(lone, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, full := range []string{lone, link} {
+		r := runBinCtx(t, 20*time.Second, lone, []string{"SNAPFS_FULL=" + full}, nil, "--store", t.TempDir(), "usage")
+		if r.code != 1 || !strings.Contains(r.stderr, "is this light front, not the full snapfs binary") {
+			t.Errorf("SNAPFS_FULL=%s: %+v", full, r)
+		}
+	}
+}
+
+// hungDaemon is a control socket in a new store directory whose listener
+// accepts connections, reads what comes and never answers (a stopped or
+// hung daemon). It returns the store directory.
+func hungDaemon(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, "control.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return dir
+}
+
+// TestHungDaemon: a daemon that takes connections but never answers makes
+// no command wait forever. Both binaries give up after the bound
+// (wire.AnswerTimeout): a command that changes nothing is "busy" (exit 5);
+// a mutating one is a failure (exit 1) that says it may or may not have
+// happened, never "busy" (which a script may retry blindly); SIGINT while
+// waiting is "interrupted" (130), saying the same.
+func TestHungDaemon(t *testing.T) {
+	front, full := bins(t)
+	store := hungDaemon(t)
+	cases := []struct {
+		code int
+		args []string
+		say  string
+	}{
+		{5, []string{"status"}, "gave no answer within 5s"},
+		{5, []string{"--json", "disk", "list"}, "gave no answer within 5s"},
+		{5, []string{"snapshot", "list"}, "gave no answer within 5s"},
+		{1, []string{"snapshot", "create", "s1", "--disk", "vol1"}, "request of snapfs snapshot create but gave no answer within 5s (a daemon hung?): it may or may not have taken effect"},
+		{1, []string{"disk", "create", "d1", "--size", "1M"}, "request of snapfs disk create but gave no answer within 5s (a daemon hung?): it may or may not have taken effect"},
+		{1, []string{"disk", "rollback", "vol1", "--snapshot", "s1"}, "request of snapfs disk rollback but gave no answer within 5s (a daemon hung?): it may or may not have taken effect"},
+	}
+	type out struct {
+		bin  string
+		i    int
+		r    result
+		took time.Duration
+	}
+	ch := make(chan out)
+	for i, tc := range cases {
+		for _, bin := range []string{front, full} {
+			go func() {
+				start := time.Now()
+				r := runBinCtx(t, 30*time.Second, bin, nil, nil, append([]string{"--store", store}, tc.args...)...)
+				ch <- out{bin, i, r, time.Since(start)}
+			}()
+		}
+	}
+	got := map[int][2]result{}
+	for range 2 * len(cases) {
+		o := <-ch
+		tc := cases[o.i]
+		if o.r.code != tc.code || !strings.Contains(o.r.stderr, tc.say) || o.took > 20*time.Second {
+			t.Errorf("%s %v: exit %d after %v, stderr %q; want exit %d saying %q", filepath.Base(o.bin), tc.args, o.r.code, o.took, o.r.stderr, tc.code, tc.say)
+		}
+		g := got[o.i]
+		g[map[bool]int{true: 0, false: 1}[o.bin == front]] = o.r
+		got[o.i] = g
+	}
+	for i, g := range got {
+		if g[0] != g[1] {
+			t.Errorf("%v: front %+v, full %+v", cases[i].args, g[0], g[1])
+		}
+	}
+
+	// SIGINT while snapshot create waits for the daemon: interrupted,
+	// and honest about the request the daemon got.
+	for _, bin := range []string{front, full} {
+		r := runBinCtx(t, 30*time.Second, bin, nil, func(p *os.Process) {
+			time.Sleep(time.Second)
+			_ = p.Signal(os.Interrupt)
+		}, "--store", store, "snapshot", "create", "s1", "--disk", "vol1")
+		if r.code != 130 || !strings.Contains(r.stderr, "may or may not have taken effect") {
+			t.Errorf("%s snapshot create, SIGINT: %+v", filepath.Base(bin), r)
+		}
+	}
+}
+
+// runBinCtx is runBin with a timeout, and started (when not nil) run with
+// the process once it runs.
+func runBinCtx(t *testing.T, timeout time.Duration, bin string, env []string, started func(*os.Process), args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Errorf("%s %v: %v", bin, args, err)
+		return result{code: -1}
+	}
+	if started != nil {
+		go started(cmd.Process)
+	}
+	err := cmd.Wait()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Errorf("%s %v: %v", bin, args, err)
+	}
+	if ctx.Err() != nil {
+		code = -1 // killed: it waited past the timeout
+	}
+	return result{out.String(), errb.String(), code}
 }

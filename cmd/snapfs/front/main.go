@@ -126,6 +126,25 @@ func splitPath(path string) (group, name string) {
 
 // fullBinary is the path of the full snapfs binary (see the package doc).
 func fullBinary() (string, error) {
+	p, err := findFull()
+	if err != nil {
+		return "", err
+	}
+	// Never exec this front itself (SNAPFS_FULL=/usr/local/bin/snapfs, a
+	// symlink): it would exec itself again, forever.
+	if self, err := os.Executable(); err == nil {
+		a, errA := os.Stat(self)
+		b, errB := os.Stat(p)
+		if errA == nil && errB == nil && os.SameFile(a, b) {
+			return "", fmt.Errorf("%s is this light front, not the full snapfs binary (%s): check SNAPFS_FULL and the install (scripts/install.sh)",
+				p, filepath.Join("PREFIX", "lib", "snapfs", "snapfs-full"))
+		}
+	}
+	return p, nil
+}
+
+// findFull is where the full binary should be (see the package doc).
+func findFull() (string, error) {
 	if p := os.Getenv("SNAPFS_FULL"); p != "" {
 		return p, nil
 	}

@@ -118,6 +118,9 @@ type Op struct {
 	// Cancel: SIGINT and SIGTERM cancel the call (the daemon then thaws a
 	// frozen filesystem and runs the post-hook before answering).
 	Cancel bool
+	// ReadOnly: the calls change nothing (a call that got no answer is
+	// then simply "busy"; a mutating one may or may not have happened).
+	ReadOnly bool
 	// Print prints the answer, the method's JSON result; with More, the
 	// JSON array of every call's result in order (null for an optional
 	// call that failed).
@@ -189,17 +192,18 @@ func ViaDaemon(c *cli.Context, op Op, p *Printer) (sent bool, err error) {
 	}
 	cl := wire.NewClient(wire.SocketPath(dir))
 	defer cl.Close()
+	cl.SetAnswerTimeout(wire.AnswerTimeout) // a hung daemon: busy, or "may or may not" (unanswered)
 	raw, err := cl.Call(ctx, op.Method, op.Req)
 	if errors.Is(err, wire.ErrNoAnswer) {
 		return false, nil
 	}
 	if err != nil {
-		return true, err
+		return true, unanswered(c, op, dir, err)
 	}
 	if raw, err = Gather(op, raw, func(method string, req any) (json.RawMessage, error) {
 		return cl.Call(ctx, method, req)
 	}); err != nil {
-		return true, err
+		return true, unanswered(c, op, dir, err)
 	}
 	// The request was served: a panic while printing is an error of this
 	// command, never a reason to run it again elsewhere.
@@ -209,6 +213,47 @@ func ViaDaemon(c *cli.Context, op Op, p *Printer) (sent bool, err error) {
 		}
 	}()
 	return true, op.Print(p, raw)
+}
+
+// unanswered is err, or, when the daemon took the connection but gave no
+// answer (*wire.Unanswered), what it means for the user: "busy" (exit 5)
+// when nothing can have happened (the request was not all sent, or the
+// command changes nothing), "interrupted" (130) after SIGINT or SIGTERM, and
+// otherwise a failure (exit 1) saying the operation may or may not have
+// happened: never "busy", which tells a script it can run it again safely.
+// sent stays true: the command is settled here, never run again elsewhere.
+func unanswered(c *cli.Context, op Op, dir string, err error) error {
+	var ua *wire.Unanswered
+	if !errors.As(err, &ua) {
+		return err
+	}
+	what := "snapfs " + commandPath(c)
+	switch {
+	case !ua.Timeout && (!ua.Sent || op.ReadOnly):
+		return &wire.Error{Code: "interrupted", Message: fmt.Sprintf("interrupted: %s was stopped before the daemon answered; nothing was changed", what)}
+	case !ua.Timeout:
+		return &wire.Error{Code: "interrupted", Message: fmt.Sprintf("interrupted: %s was stopped after its request reached the daemon on %s: "+
+			"it may or may not have taken effect (look before running it again)", what, ua.Sock)}
+	case !ua.Sent || op.ReadOnly:
+		return &wire.Error{Code: "busy", Message: fmt.Sprintf("store %s is in use, but its daemon on %s gave no answer within %v (a daemon starting or hung?)",
+			dir, ua.Sock, wire.AnswerTimeout)}
+	default:
+		return &wire.Error{Message: fmt.Sprintf("the daemon on %s took the request of %s but gave no answer within %v (a daemon hung?): "+
+			"it may or may not have taken effect; look (snapfs status, snapshot list, disk list) before running it again", ua.Sock, what, wire.AnswerTimeout)}
+	}
+}
+
+// commandPath is c's command as typed: "disk create".
+func commandPath(c *cli.Context) string {
+	var names []string
+	lin := c.Lineage()
+	for i := len(lin) - 1; i >= 0; i-- {
+		if cmd := lin[i].Command; cmd != nil && cmd.Name != "" && !(len(names) == 0 && c.App != nil && cmd.Name == c.App.Name) &&
+			(len(names) == 0 || names[len(names)-1] != cmd.Name) {
+			names = append(names, cmd.Name)
+		}
+	}
+	return strings.Join(names, " ")
 }
 
 // Gather makes op's More calls through call, after its first call

@@ -46,7 +46,7 @@ func diskListOp(c *cli.Context) (Op, error) {
 	if _, err := Args(c); err != nil {
 		return Op{}, err
 	}
-	return Op{Method: "ListDisks", Req: struct{}{}, Print: func(p *Printer, raw json.RawMessage) error {
+	return Op{Method: "ListDisks", ReadOnly: true, Req: struct{}{}, Print: func(p *Printer, raw json.RawMessage) error {
 		type disk struct {
 			Name      string `json:"name"`
 			Size      int64  `json:"size"`
@@ -80,7 +80,7 @@ func imageListOp(c *cli.Context) (Op, error) {
 	if _, err := Args(c); err != nil {
 		return Op{}, err
 	}
-	return Op{Method: "ListImages", Req: struct{}{}, Print: func(p *Printer, raw json.RawMessage) error {
+	return Op{Method: "ListImages", ReadOnly: true, Req: struct{}{}, Print: func(p *Printer, raw json.RawMessage) error {
 		type image struct {
 			Name     string    `json:"name"`
 			Size     int64     `json:"size"`
@@ -110,7 +110,7 @@ func snapshotListOp(c *cli.Context) (Op, error) {
 		return Op{}, err
 	}
 	disk := c.String("disk")
-	return Op{Method: "ListSnapshots", Req: wire.ListSnapshotsRequest{Disk: disk},
+	return Op{Method: "ListSnapshots", ReadOnly: true, Req: wire.ListSnapshotsRequest{Disk: disk},
 		More: []Call{{Method: "ListPolicies", Req: struct{}{}, Optional: true}},
 		Print: func(p *Printer, raw json.RawMessage) error {
 			var answers []json.RawMessage

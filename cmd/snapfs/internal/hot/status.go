@@ -23,7 +23,7 @@ func statusOp(c *cli.Context) (Op, error) {
 	if _, err := Args(c); err != nil {
 		return Op{}, err
 	}
-	return Op{Method: "StatusReport", Req: struct{}{}, Print: printStatus}, nil
+	return Op{Method: "StatusReport", ReadOnly: true, Req: struct{}{}, Print: printStatus}, nil
 }
 
 // statusReport is what the text of `snapfs status` shows of

@@ -24,14 +24,17 @@ import (
 // The control API: HTTP over the unix socket <store>/control.sock. Every
 // operation is "POST /v1/<Method>" with a JSON request body; the answer is
 // 200 with the JSON result, or an error status with
-// {"code": "...", "message": "..."} (codes in errors.go).
+// {"code": "...", "message": "..."} (codes in errors.go). Before it, as soon
+// as the request is read, the daemon sends "102 Processing": clients bound
+// only their wait for that first sign of life (wire.AnswerTimeout), so a
+// hung daemon is told from a long operation without a round trip more.
 //
 // Long region jobs (Sync, Restore, CheckRegion, RepairRegion, PruneRegion)
 // are streaming methods: the answer is 200 with JSON lines
 // (application/x-ndjson), {"event": {...}} per progress event, flushed as
 // it happens, then exactly one {"result": ...} or {"error": {"code",
 // "message"}} (with "result" too when the job returned a partial result).
-// Neither side sets a deadline on them; a client that disconnects cancels
+// Neither side sets a deadline on them (after the 102); a client that disconnects cancels
 // the job (sync and restore are safe to interrupt and run again).
 
 // Wire request types: one per argument list.
@@ -295,6 +298,10 @@ func Handler(s Service, log *slog.Logger) http.Handler {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("read request: %w", err))
 			return
 		}
+		// The request is read: say so at once (102 Processing), so a client
+		// bounds its wait for a sign of life (wire.AnswerTimeout), not for
+		// the operation.
+		w.WriteHeader(http.StatusProcessing)
 		if sm != nil {
 			serveStream(w, r, name, sm, s, body, log)
 			return

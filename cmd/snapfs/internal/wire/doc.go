@@ -28,4 +28,13 @@
 //     ErrNoAnswer and nothing was sent: only then may a caller try another
 //     way (open the store itself, or exec the full binary). Any later error
 //     means the request may have reached the daemon.
+//   - No hot command waits forever for a daemon that takes connections but
+//     never answers: on a client with SetAnswerTimeout (package hot's), a
+//     call with no byte of answer (the daemon sends "102 Processing" once
+//     it has read a request) within AnswerTimeout, or whose context ends
+//     first, is *Unanswered, saying whether the whole
+//     request was written (Sent). Not Sent: the daemon cannot have acted
+//     on it. Sent: it may or may not have; package hot says so to the user
+//     (exit 1, or 130 after SIGINT), and "busy" (exit 5, safe to run
+//     again) only for what changes nothing or was not sent.
 package wire

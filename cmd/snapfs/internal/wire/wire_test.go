@@ -3,10 +3,12 @@ package wire
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestNoAnswer: only a call whose connection could not be made is
@@ -82,5 +84,71 @@ func TestTypedJSON(t *testing.T) {
 		if err != nil || string(b) != tc.want {
 			t.Errorf("TypedJSON(%v) = %s, %v; want %s", tc.v, b, err, tc.want)
 		}
+	}
+}
+
+// TestAnswerBound: a daemon that takes the connection and sends nothing is
+// *Unanswered after the bound (Sent: the request was written); one that
+// says "102 Processing" at once may take longer than the bound.
+func TestAnswerBound(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	ln, err := net.Listen("unix", filepath.Join(dir, "hung.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, conn) }()
+		}
+	}()
+	// Without a bound (package service's client) it waits as before.
+	c0 := NewClient(filepath.Join(dir, "hung.sock"))
+	defer c0.Close()
+	cctx0, cancel0 := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel0()
+	var ua *Unanswered
+	if _, err := c0.Call(cctx0, "Status", struct{}{}); err == nil || errors.As(err, &ua) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("unbounded client, hung daemon: %v, want the context's error after its deadline", err)
+	}
+	c := NewClient(filepath.Join(dir, "hung.sock"))
+	defer c.Close()
+	c.SetAnswerTimeout(300 * time.Millisecond)
+	start := time.Now()
+	_, err = c.Call(ctx, "CreateSnapshotWith", CreateSnapshotRequest{Name: "s"})
+	if !errors.As(err, &ua) || !ua.Timeout || !ua.Sent || errors.Is(err, ErrNoAnswer) || time.Since(start) > 5*time.Second {
+		t.Fatalf("hung daemon: %v after %v, want *Unanswered (sent, timeout)", err, time.Since(start))
+	}
+
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusProcessing)
+		time.Sleep(time.Second)
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	})}
+	ln2, err := net.Listen("unix", filepath.Join(dir, "slow.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln2)
+	defer srv.Close()
+	c2 := NewClient(filepath.Join(dir, "slow.sock"))
+	defer c2.Close()
+	c2.SetAnswerTimeout(300 * time.Millisecond)
+	raw, err := c2.Call(ctx, "CreateSnapshotWith", CreateSnapshotRequest{Name: "s"})
+	if err != nil || string(raw) != `{"ok":true}` {
+		t.Fatalf("slow daemon that said 102: %s, %v", raw, err)
+	}
+	// A cancelled context (SIGINT) is *Unanswered too, not a timeout.
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, err = c.Call(cctx, "CreateSnapshotWith", CreateSnapshotRequest{Name: "s"})
+	if !errors.As(err, &ua) || ua.Timeout || !ua.Sent {
+		t.Fatalf("cancelled: %v, want *Unanswered (sent, no timeout)", err)
 	}
 }

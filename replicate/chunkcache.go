@@ -1,0 +1,177 @@
+package replicate
+
+import (
+	"maps"
+	"sync"
+
+	"github.com/snapfs/snapfs/replicate/format"
+)
+
+// maxCachedChunks bounds what a Manager keeps of a region's chunk set
+// between operations: a region with more chunks (about 8 GiB of 16 KiB
+// blocks; the set and its decoded indexes take some 155 bytes a chunk,
+// 20 MiB for 131072 chunks, BenchmarkIncrementalSyncChunkSet) is loaded
+// anew each time, so what the daemon keeps stays under about 80 MiB per
+// region whatever the region's size.
+var maxCachedChunks = 1 << 19
+
+// chunkCache keeps, per region, the pack indexes decoded and the chunk set
+// last built from them, so that a sync, a restore or a region disk open
+// does not read, open and decode every index and rebuild the map each
+// time (100-440 ms per incremental sync of a few GiB region, measured in
+// the daemon). What it keeps is only ever used after the region was
+// listed again (index/ and packs/): a set is reused only when the listing
+// gives exactly the same indexes with the same readability (at least k
+// shards); when indexes were only added, the kept set is copied and the
+// new ones added; anything else (an index removed by another host's prune
+// or repair, a pack that lost shards) rebuilds the set from the decoded
+// indexes still listed. An index object never changes once written (its
+// name is its pack's random id), so a decoded index is reused by name.
+type chunkCache struct {
+	mu      sync.Mutex
+	regions map[chunkCacheKey]*regionChunks
+}
+
+type chunkCacheKey struct {
+	name string
+	id   [16]byte
+}
+
+// regionChunks is what is kept of one region; never changed once
+// published (a new one replaces it).
+type regionChunks struct {
+	idx map[string]*format.Index // decoded indexes by pack id, as last listed
+	sig map[string]bool          // the indexes in set: pack id -> readable
+	set *chunkSet                // read only; nil: not kept (too large)
+}
+
+func (c *chunkCache) get(r *region) *regionChunks {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.regions[chunkCacheKey{r.cfg.Name, r.id}]
+}
+
+func (c *chunkCache) put(r *region, rc *regionChunks) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(r, rc)
+}
+
+func (c *chunkCache) putLocked(r *region, rc *regionChunks) {
+	if c.regions == nil {
+		c.regions = map[chunkCacheKey]*regionChunks{}
+	}
+	for k := range c.regions {
+		if k.name == r.cfg.Name {
+			delete(c.regions, k) // a region re-added under its name
+		}
+	}
+	c.regions[chunkCacheKey{r.cfg.Name, r.id}] = rc
+}
+
+// drop forgets a region (removed).
+func (c *chunkCache) drop(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.regions {
+		if k.name == name {
+			delete(c.regions, k)
+		}
+	}
+}
+
+// clone copies a chunk set for a caller that changes it (sync adds the
+// packs it writes, prune drops orphaned indexes); the indexes are shared
+// (never changed).
+func (cs *chunkSet) clone() *chunkSet {
+	out := &chunkSet{chunks: maps.Clone(cs.chunks), packs: maps.Clone(cs.packs), cache: cs.cache}
+	if cs.unreadable != nil {
+		out.unreadable = maps.Clone(cs.unreadable)
+	}
+	return out
+}
+
+// pendingPack is an index loadChunks puts in the set.
+type pendingPack struct {
+	x        *format.Index
+	readable bool
+}
+
+// buildSet makes the chunk set of adds, reusing kept (the set kept for
+// the region, may be nil) when its indexes are a subset of adds with the
+// same readability. sig is adds as pack id -> readable.
+func buildSet(kept *regionChunks, adds map[string]pendingPack, sig map[string]bool, est int, cache string) (cs *chunkSet, reused bool) {
+	if kept != nil && kept.set != nil && len(kept.sig) <= len(sig) {
+		subset := true
+		for name, rd := range kept.sig {
+			if got, ok := sig[name]; !ok || got != rd {
+				subset = false
+				break
+			}
+		}
+		if subset {
+			if len(kept.sig) == len(sig) {
+				return kept.set, true
+			}
+			cs = kept.set.clone()
+			cs.cache = cache
+			for name, p := range adds {
+				if _, ok := kept.sig[name]; !ok {
+					cs.addPack(p.x, p.readable)
+				}
+			}
+			return cs, true
+		}
+	}
+	cs = &chunkSet{chunks: make(map[format.ChunkID]chunkLoc, min(est, 1<<20)), packs: map[packID]*format.Index{}, cache: cache}
+	// Readable packs first: a chunk in several packs is located in a
+	// readable one whatever the order (addPack), this only saves moves.
+	for _, p := range adds {
+		if p.readable {
+			cs.addPack(p.x, true)
+		}
+	}
+	for _, p := range adds {
+		if !p.readable {
+			cs.addPack(p.x, false)
+		}
+	}
+	return cs, false
+}
+
+// index is the decoded index of pack id name kept for the region, or nil.
+func (rc *regionChunks) index(name string) *format.Index {
+	if rc == nil {
+		return nil
+	}
+	return rc.idx[name]
+}
+
+// learn keeps the decoded indexes of packs a sync wrote (on every store),
+// so that the next load of the region finds them decoded; they count only
+// once a listing names them.
+func (c *chunkCache) learn(r *region, written []writtenPack) {
+	if len(written) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := chunkCacheKey{r.cfg.Name, r.id}
+	old := c.regions[key]
+	if old == nil {
+		old = &regionChunks{}
+	}
+	idx := make(map[string]*format.Index, len(old.idx)+len(written))
+	maps.Copy(idx, old.idx)
+	n := 0
+	for _, x := range idx {
+		n += len(x.Entries)
+	}
+	for _, w := range written {
+		if n += len(w.x.Entries); n > maxCachedChunks {
+			return // too large to keep
+		}
+		idx[packID(w.x.Pack).String()] = w.x
+	}
+	c.putLocked(r, &regionChunks{idx: idx, sig: old.sig, set: old.set})
+}
