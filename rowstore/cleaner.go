@@ -225,9 +225,11 @@ func (s *Store) CleanerStats() CleanerStats {
 // live. A full round after every change cost a third of the daemon's CPU
 // with a snapshot a second, so incremental rounds go on with a stale map
 // for staleMin, or staleFactor × the last full scan if longer (full scans
-// at most a 20th of the time), before a full round rescans.
+// at most a 20th of the time), before a full round rescans. Not longer:
+// while snapshots are taken and deleted, a stale map counts every version
+// a deleted snapshot held as live, so it frees less and less.
 const (
-	staleMin    = 5 * time.Second
+	staleMin    = time.Second
 	staleFactor = 20
 )
 

@@ -210,7 +210,7 @@
 // deleted, a read handle closed) is never less than the map says, so the
 // map keeps too much, never too little; a catalog change makes it stale.
 // A stale map is still used (it moves some dead records and counts them
-// live) for 5 s, or 20 × the last full scan's duration if longer, then a
+// live) for 1 s, or 20 × the last full scan's duration if longer, then a
 // round rescans (cleaner.go mapUsable): with a snapshot a second, a full
 // round after every change cost about a third of the daemon's CPU. So
 // space a deleted snapshot, disk or image frees comes back within that
