@@ -64,7 +64,11 @@ type cleaner struct {
 	// counts catalog changes.
 	lm     *liveMap
 	catGen atomic.Uint64
-	fg     atomic.Int64 // bytes appended by foreground writes since Open
+	// builtAt (unix ns) and scanNs: when the live map was last built, and
+	// how long that scan took (see mapUsable).
+	builtAt atomic.Int64
+	scanNs  atomic.Int64
+	fg      atomic.Int64 // bytes appended by foreground writes since Open
 	// limitAt is the segment bytes at which new writes wait for a running
 	// round (cleanerLimit × live; 0: never), counting inflight, the bytes
 	// the batch in flight may still append; running is set while a round
@@ -213,6 +217,36 @@ func (s *Store) CleanerStats() CleanerStats {
 	return s.cleaner.st
 }
 
+// A catalog change makes the live map stale: a snapshot, disk or image
+// deleted frees versions only a full scan finds. It never makes the map
+// keep too little (a catalog change only lowers liveness; what it makes
+// live, a clone's or rollback's, was live already), so a stale map is
+// still safe to clean with: it moves some dead records and counts them
+// live. A full round after every change cost a third of the daemon's CPU
+// with a snapshot a second, so incremental rounds go on with a stale map
+// for staleMin, or staleFactor × the last full scan if longer (full scans
+// at most a 20th of the time), before a full round rescans. Not longer:
+// while snapshots are taken and deleted, a stale map counts every version
+// a deleted snapshot held as live, so it frees less and less.
+const (
+	staleMin    = time.Second
+	staleFactor = 20
+)
+
+// mapUsable reports whether rounds may use the live map (installed, and
+// not stale for longer than allowed), with its live total.
+func (c *cleaner) mapUsable() (bool, int64) {
+	ok, live, gen := c.lm.installed()
+	if !ok {
+		return false, 0
+	}
+	if gen == c.catGen.Load() {
+		return true, live
+	}
+	since := time.Duration(time.Now().UnixNano() - c.builtAt.Load())
+	return since < max(staleMin, staleFactor*time.Duration(c.scanNs.Load())), live
+}
+
 // cleanerDue reports whether the log has grown enough, past what the last
 // round measured as live, to be worth a round.
 func (s *Store) cleanerDue(segs int64) bool {
@@ -222,7 +256,7 @@ func (s *Store) cleanerDue(segs int64) bool {
 	if segs < cleanerMinLog {
 		return false
 	}
-	if ok, live, gen := c.lm.installed(); ok && gen == c.catGen.Load() {
+	if ok, live := c.mapUsable(); ok {
 		// Live is known exactly (the live map): clean near the bound.
 		start, _ := incRatios(live)
 		return float64(segs) >= start*float64(live)
@@ -287,7 +321,7 @@ func (s *Store) runCleaner() {
 		}
 		again = false
 		c := s.cleaner
-		if ok, l, gen := c.lm.installed(); ok && gen == c.catGen.Load() {
+		if ok, l := c.mapUsable(); ok {
 			// Live is known now: the writers' limit follows it.
 			c.limitAt.Store(int64(cleanerLimit * float64(l)))
 			c.minBatch.Store(incBatch(l))
@@ -335,7 +369,7 @@ func (s *Store) cleanRound() error {
 	live := c.st.LastLive
 	c.mu.Unlock()
 	incremental := false
-	if ok, l, gen := c.lm.installed(); ok && gen == c.catGen.Load() && s.verified.Load() {
+	if ok, l := c.mapUsable(); ok && s.verified.Load() {
 		incremental, live = true, l
 		c.mu.Lock()
 		c.st.LastLive = l

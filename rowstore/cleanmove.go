@@ -1,12 +1,15 @@
 package rowstore
 
 import (
+	"sync"
+
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
 // The cleaner's moves (see "Bounded space" in the package doc). The live
 // records of a segment are gathered as its scan finds them (the scan reads
-// the segment a MiB at a time and checks every record's CRC) and appended
+// the segment a MiB at a time and checks every record's CRC: a corrupt
+// record is never copied, it is reported and its segment kept) and appended
 // a batch at a time: one hand-off of the append locks per batch, not per
 // record, so the foreground's appends queue behind the cleaner's at most
 // once a batch. A moved record keeps its layer, block, epoch, sequence
@@ -21,8 +24,23 @@ const (
 	moveBatchBytes   = 256 << 10
 )
 
+// moveArenas keeps the movers' batch buffers between batches.
+var moveArenas = sync.Pool{New: func() any { b := make([]byte, 0, moveBatchBytes); return &b }}
+
+// release gives the batch buffer back (nothing gathered refers to it).
+func (m *mover) release() {
+	if m.arena != nil && len(m.recs) == 0 {
+		b := m.arena[:0]
+		m.arena = nil
+		moveArenas.Put(&b)
+	}
+}
+
 // mover gathers the live records the cleaner relocates and appends them in
-// batches.
+// batches. A record is copied as the scan read and checked it (header and
+// payload, segment.AppendRawBatch): its bytes do not depend on its
+// position, so it is neither decoded into a new buffer nor encoded and
+// checksummed again.
 type mover struct {
 	s     *Store
 	num   uint64 // the segment being cleaned
@@ -30,31 +48,36 @@ type mover struct {
 	pace  func(int64) error
 	moves []relocation
 
-	recs  []segment.Record
+	recs  []segment.Record // without payloads: repoint needs the key and sequence number only
+	raws  [][]byte         // the records' bytes, in arena
 	old   []segment.Pos
-	arena []byte // the payloads of recs (the scan's are valid during its call only)
+	arena []byte // the records' bytes (the scan's are valid during its call only)
 	pos   []segment.Pos
 }
 
-// add gathers a live record found at pos, appending the batch when full.
-func (m *mover) add(r *segment.Record, pos segment.Pos) error {
-	if len(m.recs) > 0 && (len(m.recs) >= moveBatchRecords || len(m.arena)+len(r.Payload) > cap(m.arena)) {
+// add gathers a live record found at pos (raw: its bytes as the scan read
+// and checked them), appending the batch when full.
+func (m *mover) add(r *segment.Record, raw []byte, pos segment.Pos) error {
+	if len(m.recs) > 0 && (len(m.recs) >= moveBatchRecords || len(m.arena)+len(raw) > cap(m.arena)) {
 		if err := m.flush(); err != nil {
 			return err
 		}
 	}
 	if m.arena == nil {
-		m.arena = make([]byte, 0, moveBatchBytes)
+		m.arena = (*moveArenas.Get().(*[]byte))[:0]
 	}
 	cp := *r
-	if len(r.Payload) > cap(m.arena)-len(m.arena) {
-		cp.Payload = append([]byte(nil), r.Payload...) // larger than a batch: its own copy
+	cp.Payload = nil
+	var b []byte
+	if len(raw) > cap(m.arena)-len(m.arena) {
+		b = append([]byte(nil), raw...) // larger than a batch: its own copy
 	} else {
 		n := len(m.arena)
-		m.arena = append(m.arena, r.Payload...)
-		cp.Payload = m.arena[n:len(m.arena):len(m.arena)]
+		m.arena = append(m.arena, raw...)
+		b = m.arena[n:len(m.arena):len(m.arena)]
 	}
 	m.recs = append(m.recs, cp)
+	m.raws = append(m.raws, b)
 	m.old = append(m.old, pos)
 	return nil
 }
@@ -65,19 +88,17 @@ func (m *mover) flush() error {
 	if len(m.recs) == 0 {
 		return nil
 	}
-	pos, err := m.s.relocateBatch(m.recs, m.pos[:0])
+	pos, err := m.s.relocateBatch(m.raws, m.pos[:0])
 	m.pos = pos
 	var n int64
 	for i, p := range pos {
-		r := m.recs[i]
-		r.Payload = nil // repoint needs the key and sequence number only
-		m.moves = append(m.moves, relocation{old: m.old[i], new: p, r: r})
+		m.moves = append(m.moves, relocation{old: m.old[i], new: p, r: m.recs[i]})
 		m.moved[m.num] += int64(p.Length)
 		n += int64(p.Length)
 	}
 	m.s.cleaner.stage("moved")
-	clear(m.recs)
-	m.recs, m.old, m.arena = m.recs[:0], m.old[:0], m.arena[:0]
+	clear(m.raws)
+	m.recs, m.raws, m.old, m.arena = m.recs[:0], m.raws[:0], m.old[:0], m.arena[:0]
 	if err != nil {
 		return err
 	}
@@ -87,16 +108,16 @@ func (m *mover) flush() error {
 	return nil
 }
 
-// relocateBatch appends copies of records, keeping their sequence numbers,
-// under one hold of the append lock. On an error the positions of the
-// records appended before it are returned with it. A batch that fails for
-// lack of space gives the reserve back and is tried once more from the
-// record that failed.
-func (s *Store) relocateBatch(rs []segment.Record, pos []segment.Pos) ([]segment.Pos, error) {
+// relocateBatch appends copies of encoded records (raws), under one hold of
+// the append lock. On an error the positions of the records appended
+// before it are returned with it. A batch that fails for lack of space
+// gives the reserve back and is tried once more from the record that
+// failed.
+func (s *Store) relocateBatch(raws [][]byte, pos []segment.Pos) ([]segment.Pos, error) {
 	start := len(pos)
-	pos, err := s.appendBatch(rs, pos)
+	pos, err := s.appendBatch(raws, pos)
 	if err != nil && isNoSpace(err) && s.releaseReserve("gc must move records") {
-		pos, err = s.appendBatch(rs[len(pos)-start:], pos)
+		pos, err = s.appendBatch(raws[len(pos)-start:], pos)
 	}
 	return pos, err
 }
@@ -112,11 +133,11 @@ func (s *Store) relocate(r *segment.Record) (segment.Pos, error) {
 	return pos, err
 }
 
-func (s *Store) appendBatch(rs []segment.Record, pos []segment.Pos) ([]segment.Pos, error) {
+func (s *Store) appendBatch(raws [][]byte, pos []segment.Pos) ([]segment.Pos, error) {
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
 	n := len(pos)
-	pos, err := s.seg.AppendBatch(rs, pos)
+	pos, err := s.seg.AppendRawBatch(raws, pos)
 	if len(pos) > n {
 		s.dirty = true
 	}

@@ -162,6 +162,14 @@ func (lm *liveMap) usage() map[uint64]int64 {
 	return u
 }
 
+// liveIn returns the live record bytes the usage table counts in a segment
+// (0 without a map).
+func (lm *liveMap) liveIn(num uint64) int64 {
+	lm.mu.Lock()
+	defer lm.mu.Unlock()
+	return lm.segLive[num]
+}
+
 // liveAt reports whether the installed map says the data record r at pos is
 // the current version of its key. ok is false when no map is installed.
 func (lm *liveMap) liveAt(r *segment.Record, pos segment.Pos) (live, ok bool) {

@@ -9,10 +9,16 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync"
 )
 
 // readAhead is how much Scan reads at a time.
 const readAhead = 1 << 20
+
+// readBufs keeps read-ahead windows between scans: the cleaner scans a
+// segment at a time, and a fresh window per scan (allocated and cleared)
+// cost it more than its reads did.
+var readBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // segReader reads records of one segment sequentially through a read-ahead
 // window.
@@ -98,21 +104,31 @@ func (r *segReader) nextValid(bad int64) (int64, error) {
 // record decodes the record at off. ioErr is a failure to read; decErr a
 // record that does not decode (torn or corrupt).
 func (r *segReader) record(off int64) (rec Record, n int, ioErr, decErr error) {
+	rec, _, n, ioErr, decErr = r.recordRaw(off)
+	return rec, n, ioErr, decErr
+}
+
+// recordRaw is record that also returns the record's bytes (valid until
+// the next read through r).
+func (r *segReader) recordRaw(off int64) (rec Record, raw []byte, n int, ioErr, decErr error) {
 	avail := r.size - off
 	h, err := r.peek(off, int(min(HeaderSize, avail)))
 	if err != nil {
-		return Record{}, 0, err, nil
+		return Record{}, nil, 0, err, nil
 	}
 	if len(h) == HeaderSize {
 		plen := int64(h[40]) | int64(h[41])<<8 | int64(h[42])<<16 | int64(h[43])<<24
 		if plen <= MaxPayload {
 			if h, err = r.peek(off, int(min(HeaderSize+plen, avail))); err != nil {
-				return Record{}, 0, err, nil
+				return Record{}, nil, 0, err, nil
 			}
 		}
 	}
 	rec, n, err = Decode(h)
-	return rec, n, nil, err
+	if err != nil {
+		return rec, nil, n, nil, err
+	}
+	return rec, h[:n:n], n, nil, nil
 }
 
 // Scan calls fn for every valid record from pos `from` (Segment 0 means from the
@@ -135,16 +151,27 @@ func (l *Log) Scan(from Pos, fn func(r *Record, pos Pos) error) (Pos, error) {
 // their removal meanwhile does not concern it. A segment that does not
 // exist is an error wrapping fs.ErrNotExist.
 func (l *Log) ScanSegment(n uint64, fn func(r *Record, pos Pos) error) (Pos, error) {
+	return l.ScanSegmentRaw(n, func(r *Record, _ []byte, pos Pos) error { return fn(r, pos) })
+}
+
+// ScanSegmentRaw is ScanSegment that also passes each record's bytes as
+// they are in the segment (header and payload, checked as the record is;
+// valid during the call only), for a copy that needs no encoding.
+func (l *Log) ScanSegmentRaw(n uint64, fn func(r *Record, raw []byte, pos Pos) error) (Pos, error) {
 	l.mu.RLock()
 	_, ok := l.segs[n]
 	l.mu.RUnlock()
 	if !ok {
 		return Pos{}, fmt.Errorf("segment: scan segment %d: %w", n, fs.ErrNotExist)
 	}
-	return l.scan(Pos{Segment: n}, true, fn)
+	return l.scanRaw(Pos{Segment: n}, true, fn)
 }
 
 func (l *Log) scan(from Pos, only bool, fn func(r *Record, pos Pos) error) (Pos, error) {
+	return l.scanRaw(from, only, func(r *Record, _ []byte, pos Pos) error { return fn(r, pos) })
+}
+
+func (l *Log) scanRaw(from Pos, only bool, fn func(r *Record, raw []byte, pos Pos) error) (Pos, error) {
 	type snap struct {
 		num  uint64
 		size int64
@@ -164,7 +191,14 @@ func (l *Log) scan(from Pos, only bool, fn func(r *Record, pos Pos) error) (Pos,
 	l.mu.RUnlock()
 
 	end := Pos{Segment: from.Segment, Offset: max(from.Offset, FileHeaderSize)}
-	var rbuf []byte
+	bp := readBufs.Get().(*[]byte)
+	rbuf := *bp
+	defer func() {
+		if cap(rbuf) <= 2*readAhead { // an outsized window (a huge record) is not kept
+			*bp = rbuf
+			readBufs.Put(bp)
+		}
+	}()
 	for _, s := range segs {
 		off := int64(FileHeaderSize)
 		if s.num == from.Segment && from.Offset > off {
@@ -173,7 +207,7 @@ func (l *Log) scan(from Pos, only bool, fn func(r *Record, pos Pos) error) (Pos,
 		end = Pos{Segment: s.num, Offset: off}
 		r := segReader{l: l, num: s.num, size: s.size, buf: rbuf}
 		for off < s.size {
-			rec, n, ioErr, decErr := r.record(off)
+			rec, raw, n, ioErr, decErr := r.recordRaw(off)
 			if ioErr != nil {
 				return end, fmt.Errorf("segment: scan segment %d at %d: %w", s.num, off, ioErr)
 			}
@@ -206,7 +240,7 @@ func (l *Log) scan(from Pos, only bool, fn func(r *Record, pos Pos) error) (Pos,
 				continue
 			}
 			pos := Pos{Segment: s.num, Offset: off, Length: uint32(n)}
-			if err := fn(&rec, pos); err != nil {
+			if err := fn(&rec, raw, pos); err != nil {
 				return end, err
 			}
 			off += int64(n)

@@ -3,6 +3,7 @@ package segment
 // The write path: creating and rotating segments, Append, Sync.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"syscall"
@@ -186,6 +187,49 @@ func (l *Log) AppendBatch(rs []Record, pos []Pos) ([]Pos, error) {
 	return pos, nil
 }
 
+// AppendRawBatch is AppendBatch of records already encoded: each of raws
+// must be exactly one record as Encode wrote it and Decode accepted it (the
+// cleaner moves records it has just read and checked: their bytes do not
+// depend on their position, so they are copied, not encoded again, which
+// spares a second checksum of every moved byte). Each raw is checked for
+// framing (magic, version, a payload length that matches its size) and
+// kind, not for its checksum: the caller has checked that. It appends the
+// positions to pos and returns it; on an error the records before the
+// failed one stay appended and their positions are returned with it.
+func (l *Log) AppendRawBatch(raws [][]byte, pos []Pos) ([]Pos, error) {
+	for _, b := range raws {
+		if err := checkRaw(b); err != nil {
+			return pos, err
+		}
+	}
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if err := l.usable(); err != nil {
+		return pos, err
+	}
+	for _, b := range raws {
+		p, err := l.appendEncodedLocked(int64(len(b)), func(dst []byte) []byte { return append(dst, b...) })
+		if err != nil {
+			return pos, err
+		}
+		pos = append(pos, p)
+	}
+	return pos, nil
+}
+
+// checkRaw refuses bytes that are not one framed record of a known kind.
+func checkRaw(b []byte) error {
+	if len(b) < HeaderSize || binary.LittleEndian.Uint32(b) != recordMagic || b[4] != Version ||
+		int64(binary.LittleEndian.Uint32(b[40:]))+HeaderSize != int64(len(b)) || len(b)-HeaderSize > MaxPayload {
+		return fmt.Errorf("%w: not one encoded record (%d bytes)", ErrInvalid, len(b))
+	}
+	switch Kind(b[5]) {
+	case KindData, KindZero, KindCatalog:
+		return nil
+	}
+	return fmt.Errorf("%w: raw record of kind %d", ErrInvalid, b[5])
+}
+
 // checkAppend refuses a record Decode would not accept.
 func checkAppend(r *Record) error {
 	if err := validate(r); err != nil {
@@ -199,7 +243,12 @@ func checkAppend(r *Record) error {
 
 // appendLocked appends a checked record (appendMu held, the log usable).
 func (l *Log) appendLocked(r *Record) (Pos, error) {
-	n := int64(HeaderSize + len(r.Payload))
+	return l.appendEncodedLocked(int64(HeaderSize+len(r.Payload)), func(dst []byte) []byte { return Encode(dst, r) })
+}
+
+// appendEncodedLocked appends the n bytes enc appends to the gathering
+// buffer (appendMu held, the log usable).
+func (l *Log) appendEncodedLocked(n int64, enc func([]byte) []byte) (Pos, error) {
 	if size := l.active.size.Load(); size > FileHeaderSize && size+n > l.segSize.Load() {
 		if err := l.rotateLocked(); err != nil {
 			return Pos{}, err
@@ -216,7 +265,7 @@ func (l *Log) appendLocked(r *Record) (Pos, error) {
 			return Pos{}, fmt.Errorf("segment: append to segment %d at %d: %w", s.num, s.flushed, err)
 		}
 	}
-	s.wbuf = Encode(s.wbuf, r)
+	s.wbuf = enc(s.wbuf)
 	s.size.Store(off + n)
 	l.bytes.Add(n)
 	return Pos{Segment: s.num, Offset: off, Length: uint32(n)}, nil
