@@ -232,52 +232,9 @@ func (s *Store) countExclusive() (map[string]int64, int64, error) {
 	by := map[string]int64{}
 	var live int64
 	err := s.idx.View(func(t *index.Txn) error {
-		layers := map[uint64]index.Layer{}
-		if err := t.Layers(func(l index.Layer) error { layers[l.ID] = l; return nil }); err != nil {
+		layers, readers, heads, liveLayer, err := liveReaders(t, nil)
+		if err != nil {
 			return err
-		}
-		readers := map[uint64][]reader{}
-		heads := map[uint64]bool{}
-		add := func(layer, epoch uint64, who string) { readers[layer] = append(readers[layer], reader{epoch, who}) }
-		if err := index.Each(t, index.KindDisk, func(d index.Disk) error {
-			add(d.Layer, headEpoch, "disk:"+d.Name)
-			heads[d.Layer] = true
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := index.Each(t, index.KindSnapshot, func(sn index.Snapshot) error {
-			for _, m := range sn.Members {
-				add(m.Layer, m.Epoch, "snapshot:"+sn.Name)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := index.Each(t, index.KindImage, func(im index.Image) error {
-			add(im.Layer, im.Epoch, "image:"+im.Name)
-			return nil
-		}); err != nil {
-			return err
-		}
-		liveLayer := map[uint64]bool{}
-		var visit func(id uint64)
-		visit = func(id uint64) {
-			if liveLayer[id] {
-				return
-			}
-			liveLayer[id] = true
-			if l, ok := layers[id]; ok && l.Parent != 0 {
-				add(l.Parent, l.ParentEpoch, fmt.Sprintf("layer:%d", id))
-				visit(l.Parent)
-			}
-		}
-		ids := make([]uint64, 0, len(readers))
-		for id := range readers {
-			ids = append(ids, id)
-		}
-		for _, id := range ids {
-			visit(id)
 		}
 		for id := range liveLayer {
 			select {

@@ -34,6 +34,67 @@ type reader struct {
 
 const headEpoch = math.MaxUint64
 
+// liveReaders classifies the layers of the view t for GC's scan and the
+// exclusive count (exclusive.go): every layer by id; the readers of each
+// layer (disk heads at headEpoch, snapshot members and images at their
+// epochs, the given pins, and every live layer with a parent as a reader
+// of that parent at its parent epoch, "layer:ID"); which layers are disk
+// heads; and which are live (reachable from a reader).
+func liveReaders(t *index.Txn, pins []link) (layers map[uint64]index.Layer, readers map[uint64][]reader, heads, live map[uint64]bool, err error) {
+	layers = map[uint64]index.Layer{}
+	if err := t.Layers(func(l index.Layer) error { layers[l.ID] = l; return nil }); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	readers = map[uint64][]reader{}
+	heads = map[uint64]bool{}
+	add := func(layer, epoch uint64, who string) { readers[layer] = append(readers[layer], reader{epoch, who}) }
+	if err := index.Each(t, index.KindDisk, func(d index.Disk) error {
+		add(d.Layer, headEpoch, "disk:"+d.Name)
+		heads[d.Layer] = true
+		return nil
+	}); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if err := index.Each(t, index.KindSnapshot, func(sn index.Snapshot) error {
+		for _, m := range sn.Members {
+			add(m.Layer, m.Epoch, "snapshot:"+sn.Name)
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if err := index.Each(t, index.KindImage, func(im index.Image) error {
+		add(im.Layer, im.Epoch, "image:"+im.Name)
+		return nil
+	}); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	for _, p := range pins {
+		add(p.layer, p.epoch, "pin")
+	}
+	// Layers reachable from a reader are live; their parents are read by them.
+	live = map[uint64]bool{}
+	var visit func(id uint64)
+	visit = func(id uint64) {
+		if live[id] {
+			return
+		}
+		live[id] = true
+		if l, ok := layers[id]; ok && l.Parent != 0 {
+			add(l.Parent, l.ParentEpoch, fmt.Sprintf("layer:%d", id))
+			visit(l.Parent)
+		}
+	}
+	ids := make([]uint64, 0, len(readers))
+	for id := range readers {
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		visit(id)
+	}
+	return layers, readers, heads, live, nil
+}
+
 // scanResult is what one pass over the index found.
 type scanResult struct {
 	dead      []vkey           // versions no reader sees
@@ -90,52 +151,9 @@ func (s *Store) scanWith(build bool) (*scanResult, error) {
 			s.idxMu.Unlock()
 			locked = false
 		}
-		layers := map[uint64]index.Layer{}
-		if err := t.Layers(func(l index.Layer) error { layers[l.ID] = l; return nil }); err != nil {
+		layers, readers, heads, liveLayer, err := liveReaders(t, pins)
+		if err != nil {
 			return err
-		}
-		readers := map[uint64][]reader{}
-		heads := map[uint64]bool{}
-		add := func(layer, epoch uint64, who string) { readers[layer] = append(readers[layer], reader{epoch, who}) }
-		if err := index.Each(t, index.KindDisk, func(d index.Disk) error {
-			add(d.Layer, headEpoch, "disk:"+d.Name)
-			heads[d.Layer] = true
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := index.Each(t, index.KindSnapshot, func(sn index.Snapshot) error {
-			for _, m := range sn.Members {
-				add(m.Layer, m.Epoch, "snapshot:"+sn.Name)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		if err := index.Each(t, index.KindImage, func(im index.Image) error {
-			add(im.Layer, im.Epoch, "image:"+im.Name)
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, p := range pins {
-			add(p.layer, p.epoch, "pin")
-		}
-		// Layers reachable from a reader are live; their parents are read by them.
-		var visit func(id uint64)
-		liveLayer := map[uint64]bool{}
-		visit = func(id uint64) {
-			if liveLayer[id] {
-				return
-			}
-			liveLayer[id] = true
-			if l, ok := layers[id]; ok && l.Parent != 0 {
-				add(l.Parent, l.ParentEpoch, fmt.Sprintf("layer:%d", id))
-				visit(l.Parent)
-			}
-		}
-		for id := range readers {
-			visit(id)
 		}
 		for id := range layers {
 			if !liveLayer[id] {
