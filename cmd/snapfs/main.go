@@ -328,7 +328,8 @@ func args(c *cli.Context, names ...string) ([]string, error) { return hot.Args(c
 // hotCommand is hot command path (package hot: its flags, validation, calls
 // and output) in this binary: through the daemon exactly as the front binary
 // does when one answers; else the same calls on the store opened here
-// (localCall), their answers printed by the same Print.
+// (service.Invoke: the daemon's own table of calls), their answers
+// printed by the same Print.
 func hotCommand(st *state, path string) *cli.Command {
 	h := hot.Lookup(path)
 	cmd := h.Def()
@@ -348,17 +349,7 @@ func hotCommand(st *state, path string) *cli.Command {
 			c.Context = ctx
 		}
 		return withService(c, st, func(ctx context.Context, svc service.Service) error {
-			call := func(method string, req any) (json.RawMessage, error) {
-				v, err := localCall(ctx, svc, method, req)
-				if err != nil {
-					return nil, err
-				}
-				raw, err := json.Marshal(v)
-				if err != nil {
-					return nil, fmt.Errorf("encode %s: %w", method, err)
-				}
-				return raw, nil
-			}
+			call := func(method string, req any) (json.RawMessage, error) { return service.Invoke(ctx, svc, method, req) }
 			raw, err := call(op.Method, op.Req)
 			if err != nil {
 				return err
@@ -370,32 +361,4 @@ func hotCommand(st *state, path string) *cli.Command {
 		})
 	}
 	return cmd
-}
-
-// localCall is the Service call of a hot command's control-socket call
-// (the server's table, service/server.go, does the same for the daemon).
-func localCall(ctx context.Context, svc service.Service, method string, req any) (any, error) {
-	switch method {
-	case "CreateSnapshotWith":
-		return svc.CreateSnapshotWith(ctx, req.(service.CreateSnapshotRequest))
-	case "CreateDisk":
-		return svc.CreateDisk(ctx, req.(service.CreateDiskRequest))
-	case "RollbackDisk":
-		r := req.(wire.RollbackRequest)
-		return svc.RollbackDisk(ctx, r.Name, r.Snapshot, r.Force)
-	case "CreateImage":
-		r := req.(wire.ImageRequest)
-		return svc.CreateImage(ctx, r.Name, r.Snapshot, r.Disk)
-	case "StatusReport":
-		return svc.StatusReport(ctx)
-	case "ListDisks":
-		return svc.ListDisks(ctx)
-	case "ListImages":
-		return svc.ListImages(ctx)
-	case "ListSnapshots":
-		return svc.ListSnapshots(ctx, req.(wire.ListSnapshotsRequest).Disk)
-	case "ListPolicies":
-		return svc.ListPolicies(ctx)
-	}
-	return nil, fmt.Errorf("hot command call %s has no local implementation", method)
 }

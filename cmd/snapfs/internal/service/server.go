@@ -328,6 +328,32 @@ func Handler(s Service, log *slog.Logger) http.Handler {
 	})
 }
 
+// Invoke makes control API call method on s without a socket: req is
+// encoded as a client encodes it, served by the daemon's own table
+// (methods), and the result is returned as the JSON the daemon answers. The
+// full binary runs its hot commands (package hot) with it when no daemon
+// serves the store, so both paths share one mapping of calls to Service
+// methods.
+func Invoke(ctx context.Context, s Service, method string, req any) (json.RawMessage, error) {
+	m := methods[method]
+	if m == nil {
+		return nil, fmt.Errorf("%w: no operation %s in the control API", rowstore.ErrIncompatible, method)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", method, err)
+	}
+	res, err := call(ctx, m, s, body)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("encode the answer to %s: %w", method, err)
+	}
+	return raw, nil
+}
+
 func call(ctx context.Context, m method, s Service, body []byte) (res any, err error) {
 	defer func() {
 		if r := recover(); r != nil {

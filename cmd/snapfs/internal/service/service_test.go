@@ -91,3 +91,29 @@ func TestTypedJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestInvokeAnswersAsTheDaemon: Invoke (the full binary's hot commands
+// without a daemon) answers a call with the JSON the daemon answers, and
+// its errors keep their sentinel.
+func TestInvokeAnswersAsTheDaemon(t *testing.T) {
+	ctx := context.Background()
+	l := newLocal(t)
+	c := serve(t, l)
+	if _, err := Invoke(ctx, l, "CreateDisk", CreateDiskRequest{Name: "d", Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Invoke(ctx, l, "ListDisks", struct{}{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := c.wc.Call(ctx, "ListDisks", struct{}{})
+	if err != nil || string(got) != string(want) {
+		t.Errorf("Invoke answered\n%s\nthe daemon\n%s (%v)", got, want, err)
+	}
+	if _, err := Invoke(ctx, l, "CreateDisk", CreateDiskRequest{Name: "d", Size: 1 << 20}); !errors.Is(err, rowstore.ErrExists) {
+		t.Errorf("create twice: %v", err)
+	}
+	if _, err := Invoke(ctx, l, "NoSuchCall", struct{}{}); !errors.Is(err, rowstore.ErrIncompatible) {
+		t.Errorf("unknown call: %v", err)
+	}
+}
