@@ -1,6 +1,7 @@
 // Package exitcode is the one table of snapfs's errors: every sentinel error
-// maps here, and only here, to its exit code, its code on the control
-// socket (wire code) and the errno the FUSE mount returns. Scripts may rely
+// maps here, and only here, to its code on the control socket (wire code),
+// hence its exit code (package wire maps wire codes to exit codes, for the
+// light front binary too), and the errno the FUSE mount returns. Scripts may rely
 // on these numbers; they never change meaning (codes are only added).
 //
 //	0  OK           success
@@ -102,10 +103,14 @@ var ErrInterrupted = errors.New("interrupted")
 // Entry is one sentinel error and what it maps to.
 type Entry struct {
 	Err   error
-	Exit  int           // exit code
 	Wire  string        // code on the control socket; sentinels that mean the same share one
 	Errno syscall.Errno // errno at the FUSE boundary
 }
+
+// Exit is the entry's exit code: its wire code's, from package wire's one
+// mapping of wire codes to exit codes (the front binary, which cannot
+// import this package, exits by it too).
+func (e Entry) Exit() int { return wire.ExitOfCode(e.Wire) }
 
 // Table is the one mapping, in order of precedence: an error that wraps
 // several sentinels gets the first entry it matches (a usage error wins,
@@ -113,36 +118,36 @@ type Entry struct {
 // behind "not found"). For a wire code shared by several entries, the first
 // is the sentinel a RemoteError unwraps to. Don't modify it.
 var Table = []Entry{
-	{ErrInterrupted, Interrupted, "interrupted", syscall.EINTR},
-	{ErrUsage, Usage, "usage", syscall.EINVAL},
-	{rowstore.ErrInvalid, Usage, "invalid", syscall.EINVAL},
-	{replicate.ErrInvalid, Usage, "invalid", syscall.EINVAL},
-	{store.ErrInvalidURL, Usage, "invalid", syscall.EINVAL},
-	{format.ErrBadKeyFile, Usage, "invalid", syscall.EINVAL},
-	{ErrNoDaemon, NoDaemon, "no_daemon", syscall.EIO},
-	{ErrDegraded, Degraded, "degraded", syscall.EIO},
-	{replicate.ErrConflict, Conflict, "conflict", syscall.EIO},
-	{replicate.ErrLocked, Locked, "locked", syscall.EAGAIN},
-	{rowstore.ErrLocked, Locked, "disk_locked", syscall.ENOKEY}, // an encrypted disk whose key is locked
-	{replicate.ErrWrongKey, WrongKey, "wrong_key", syscall.EACCES},
-	{rowstore.ErrWrongKey, WrongKey, "disk_wrong_key", syscall.EKEYREJECTED},
-	{replicate.ErrMismatch, WrongKey, "mismatch", syscall.EIO},
-	{replicate.ErrUnavailable, Unavailable, "unavailable", syscall.EIO},
-	{replicate.ErrTooFewShards, Unavailable, "too_few_shards", syscall.EIO},
-	{rowstore.ErrCorrupt, Corrupt, "corrupt", syscall.EIO},
-	{replicate.ErrCorrupt, Corrupt, "corrupt", syscall.EIO},
-	{rowstore.ErrNotFound, NotFound, "not_found", syscall.ENOENT},
-	{replicate.ErrNotFound, NotFound, "not_found", syscall.ENOENT},
-	{rowstore.ErrExists, Exists, "exists", syscall.EEXIST},
-	{replicate.ErrExists, Exists, "exists", syscall.EEXIST},
-	{rowstore.ErrBusy, Busy, "busy", syscall.EBUSY},
-	{rowstore.ErrNoSpace, NoSpace, "no_space", syscall.ENOSPC},
-	{syscall.ENOSPC, NoSpace, "no_space", syscall.ENOSPC}, // a layer that did not say ErrNoSpace
-	{syscall.EDQUOT, NoSpace, "no_space", syscall.EDQUOT},
-	{rowstore.ErrIncompatible, Incompatible, "incompatible", syscall.EIO},
-	{rowstore.ErrReadOnly, ReadOnly, "read_only", syscall.EROFS},
-	{fs.ErrPermission, Permission, "permission", syscall.EACCES},
-	{rowstore.ErrClosed, Failure, "closed", syscall.EIO},
+	{ErrInterrupted, "interrupted", syscall.EINTR},
+	{ErrUsage, "usage", syscall.EINVAL},
+	{rowstore.ErrInvalid, "invalid", syscall.EINVAL},
+	{replicate.ErrInvalid, "invalid", syscall.EINVAL},
+	{store.ErrInvalidURL, "invalid", syscall.EINVAL},
+	{format.ErrBadKeyFile, "invalid", syscall.EINVAL},
+	{ErrNoDaemon, "no_daemon", syscall.EIO},
+	{ErrDegraded, "degraded", syscall.EIO},
+	{replicate.ErrConflict, "conflict", syscall.EIO},
+	{replicate.ErrLocked, "locked", syscall.EAGAIN},
+	{rowstore.ErrLocked, "disk_locked", syscall.ENOKEY}, // an encrypted disk whose key is locked
+	{replicate.ErrWrongKey, "wrong_key", syscall.EACCES},
+	{rowstore.ErrWrongKey, "disk_wrong_key", syscall.EKEYREJECTED},
+	{replicate.ErrMismatch, "mismatch", syscall.EIO},
+	{replicate.ErrUnavailable, "unavailable", syscall.EIO},
+	{replicate.ErrTooFewShards, "too_few_shards", syscall.EIO},
+	{rowstore.ErrCorrupt, "corrupt", syscall.EIO},
+	{replicate.ErrCorrupt, "corrupt", syscall.EIO},
+	{rowstore.ErrNotFound, "not_found", syscall.ENOENT},
+	{replicate.ErrNotFound, "not_found", syscall.ENOENT},
+	{rowstore.ErrExists, "exists", syscall.EEXIST},
+	{replicate.ErrExists, "exists", syscall.EEXIST},
+	{rowstore.ErrBusy, "busy", syscall.EBUSY},
+	{rowstore.ErrNoSpace, "no_space", syscall.ENOSPC},
+	{syscall.ENOSPC, "no_space", syscall.ENOSPC}, // a layer that did not say ErrNoSpace
+	{syscall.EDQUOT, "no_space", syscall.EDQUOT},
+	{rowstore.ErrIncompatible, "incompatible", syscall.EIO},
+	{rowstore.ErrReadOnly, "read_only", syscall.EROFS},
+	{fs.ErrPermission, "permission", syscall.EACCES},
+	{rowstore.ErrClosed, "closed", syscall.EIO},
 }
 
 // lookup is the first entry err matches, or nil.
@@ -165,7 +170,7 @@ func Of(err error) int {
 		return OK
 	}
 	if e := lookup(err); e != nil {
-		return e.Exit
+		return e.Exit()
 	}
 	return Failure
 }
@@ -211,7 +216,7 @@ func Sentinel(code int) error {
 		return nil
 	}
 	for _, e := range Table {
-		if e.Exit == code {
+		if e.Exit() == code {
 			return e.Err
 		}
 	}

@@ -73,14 +73,14 @@ func TestTable(t *testing.T) {
 		if e.Wire == "" || e.Errno == 0 {
 			t.Errorf("%v: no wire code or errno", e.Err)
 		}
-		if got := Of(FromWire(Wire(e.Err))); got != e.Exit {
-			t.Errorf("%v: exit %d through the wire, %d without", e.Err, got, e.Exit)
+		if got := Of(FromWire(Wire(e.Err))); got != e.Exit() {
+			t.Errorf("%v: exit %d through the wire, %d without", e.Err, got, e.Exit())
 		}
-		if !named[e.Exit] {
-			t.Errorf("exit code %d has no line in Codes", e.Exit)
+		if !named[e.Exit()] {
+			t.Errorf("exit code %d has no line in Codes", e.Exit())
 		}
-		if got := Of(Sentinel(e.Exit)); got != e.Exit && e.Exit != Failure {
-			t.Errorf("Of(Sentinel(%d)) = %d", e.Exit, got)
+		if got := Of(Sentinel(e.Exit())); got != e.Exit() && e.Exit() != Failure {
+			t.Errorf("Of(Sentinel(%d)) = %d", e.Exit(), got)
 		}
 	}
 	if got := Of(&rowstore.CorruptError{What: "x", Err: rowstore.ErrNotFound}); got != Corrupt {

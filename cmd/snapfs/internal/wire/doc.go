@@ -21,9 +21,9 @@
 //     Badger, go-fuse, minio or prometheus (cmd/snapfs/front's test checks
 //     it with go list -deps). Its package init does nothing.
 //   - ExitOf(code) equals exitcode.Of of a service.RemoteError with that
-//     code, for every code of exitcode.Table (tested in package exitcode's
-//     tests would make a cycle of imports: cmd/snapfs's TestWireExitCodes
-//     checks it). Codes are only added, never change meaning.
+//     code, for every code of exitcode.Table: the table takes its exit codes
+//     from ExitOfCode (cmd/snapfs's TestWireExitCodes checks the round
+//     trip). Codes are only added, never change meaning.
 //   - A call whose connection could not be made returns an error wrapping
 //     ErrNoAnswer and nothing was sent: only then may a caller try another
 //     way (open the store itself, or exec the full binary). Any later error

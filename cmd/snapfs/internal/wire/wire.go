@@ -280,8 +280,10 @@ func TypedJSON(typ string, v any) ([]byte, error) {
 	return append(append(head, ','), b[1:]...), nil
 }
 
-// Exit codes of the wire codes (package exitcode's table; its Codes
-// document them). Codes not listed, and errors without one, exit 1.
+// Exit codes of the wire codes: the one mapping of them, which package
+// exitcode's Table takes its exit codes from (its constants and Codes name
+// and document the numbers). Codes not listed, and errors without one,
+// exit 1.
 var exitOf = map[string]int{
 	"interrupted":    130,
 	"usage":          2,
