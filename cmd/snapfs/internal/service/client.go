@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
@@ -46,14 +45,9 @@ func FromWire(err error) error {
 }
 
 func (c *Client) call(ctx context.Context, method string, req, resp any) error {
-	res, err := c.post(ctx, method, req)
+	data, err := c.wc.Call(ctx, method, req)
 	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(res.Body)
-	if err != nil {
-		return fmt.Errorf("daemon at %s: read answer to %s: %w", c.sock, method, err)
+		return FromWire(err)
 	}
 	if resp == nil {
 		return nil
