@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 
-	"github.com/urfave/cli/v2"
-
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/hot"
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -28,15 +26,3 @@ func size(n int64) string { return hot.Size(n) }
 const sizeHelp = "Sizes are a number with an optional suffix: K, M, G, T, P, E (any case) are powers of 1024, as in\n" +
 	"dd and qemu-img (1G = 2^30 bytes), and so are KiB, MiB, GiB, TiB, PiB, EiB; KB, MB, GB, TB, PB, EB\n" +
 	"are powers of 1000; a plain number is bytes; fractions are allowed (1.5G)."
-
-// defaultBlockSize is the engine's default block size for help texts.
-var defaultBlockSize = hot.DefaultBlockSize
-
-// warnLargerThanFree warns on stderr when a new disk is larger than the
-// free space of the filesystem holding the store: allowed (disks are thin),
-// but writing it full will fail for lack of space.
-func warnLargerThanFree(c *cli.Context, st *state, disk string, n int64) {
-	if dir, err := storeDir(c); err == nil {
-		hot.WarnLargerThanFree(dir, st.stderr, disk, n)
-	}
-}
