@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -116,10 +117,8 @@ func run(args []string, stdout, stderr io.Writer) (code int, handled bool) {
 }
 
 func splitPath(path string) (group, name string) {
-	for i := 0; i < len(path); i++ {
-		if path[i] == ' ' {
-			return path[:i], path[i+1:]
-		}
+	if group, name, ok := strings.Cut(path, " "); ok {
+		return group, name
 	}
 	return "", path
 }
