@@ -117,21 +117,7 @@ type result struct {
 
 func runBin(t *testing.T, bin string, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s %v: %v", bin, args, err)
-	}
-	return result{out.String(), errb.String(), code}
+	return runBinCtx(t, time.Minute, bin, env, nil, args...)
 }
 
 // volatile are the parts of an answer that differ between two stores
@@ -480,6 +466,7 @@ func TestHungDaemon(t *testing.T) {
 // runBinCtx is runBin with a timeout, and started (when not nil) run with
 // the process once it runs.
 func runBinCtx(t *testing.T, timeout time.Duration, bin string, env []string, started func(*os.Process), args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
