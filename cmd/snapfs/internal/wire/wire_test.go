@@ -48,24 +48,32 @@ func TestNoAnswer(t *testing.T) {
 	<-got
 
 	// A daemon's error answer: an *Error with its code and exit code.
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ln.Close()
+	c2 := serveHTTP(t, filepath.Join(dir, "b.sock"), func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusConflict)
 		_, _ = w.Write([]byte(`{"code":"exists","message":"already exists: snapshot \"s\""}`))
-	})}
-	ln.Close()
-	ln2, err := net.Listen("unix", filepath.Join(dir, "b.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln2)
-	defer srv.Close()
-	c2 := NewClient(filepath.Join(dir, "b.sock"))
-	defer c2.Close()
+	})
 	_, err = c2.Call(ctx, "CreateSnapshotWith", CreateSnapshotRequest{Name: "s"})
 	var we *Error
 	if !errors.As(err, &we) || we.Code != "exists" || ExitOf(err) != 4 || Message(err) != `already exists: snapshot "s"` {
 		t.Fatalf("error answer: %#v (exit %d)", err, ExitOf(err))
 	}
+}
+
+// serveHTTP serves h on a unix socket at sock until the test ends and
+// returns a client of it.
+func serveHTTP(t *testing.T, sock string, h http.HandlerFunc) *Client {
+	t.Helper()
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c := NewClient(sock)
+	t.Cleanup(c.Close)
+	return c
 }
 
 // TestTypedJSON: the "type" field leads; a raw answer prints as the value.
@@ -125,20 +133,12 @@ func TestAnswerBound(t *testing.T) {
 		t.Fatalf("hung daemon: %v after %v, want *Unanswered (sent, timeout)", err, time.Since(start))
 	}
 
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c2 := serveHTTP(t, filepath.Join(dir, "slow.sock"), func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.ReadAll(r.Body)
 		w.WriteHeader(http.StatusProcessing)
 		time.Sleep(time.Second)
 		_, _ = w.Write([]byte(`{"ok":true}`))
-	})}
-	ln2, err := net.Listen("unix", filepath.Join(dir, "slow.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln2)
-	defer srv.Close()
-	c2 := NewClient(filepath.Join(dir, "slow.sock"))
-	defer c2.Close()
+	})
 	c2.SetAnswerTimeout(300 * time.Millisecond)
 	raw, err := c2.Call(ctx, "CreateSnapshotWith", CreateSnapshotRequest{Name: "s"})
 	if err != nil || string(raw) != `{"ok":true}` {
