@@ -102,3 +102,43 @@ func TestSnapshotListPolicyFailures(t *testing.T) {
 		t.Errorf("without policies: %q, %v", out.String(), err)
 	}
 }
+
+// TestHotTextFromAnswers: the text of the hot listings shows the values of
+// the answers. Package hot decodes the answers into its own light mirrors
+// of the service's types; both binaries print through them, so a field
+// renamed on one side only would print "-" or 0 in both alike, which
+// comparing the binaries (cmd/snapfs/front's TestSameAsFull) cannot see.
+func TestHotTextFromAnswers(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"init"},
+		{"disk", "create", "vol1", "--size", "1M", "--block-size", "64K"},
+		{"snapshot", "create", "s1", "--disk", "vol1"},
+		{"image", "create", "im1", "--snapshot", "s1", "--disk", "vol1"},
+		{"disk", "create", "c1", "--from-snapshot", "s1", "--disk", "vol1"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"snapfs", "--store", dir}, args...), &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"disk", "list"}, []string{"vol1  1.0 MiB", "64 KiB", "c1    1.0 MiB", "s1/vol1"}},
+		{[]string{"image", "list"}, []string{"im1   1.0 MiB  s1        vol1"}},
+		{[]string{"snapshot", "list"}, []string{"s1    "}},
+		{[]string{"status"}, []string{"store:", dir, "vol1  1          s1", "c1    0          -"}},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"snapfs", "--store", dir}, tc.args...), &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, errb.String())
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%v: no %q in\n%s", tc.args, w, out.String())
+			}
+		}
+	}
+}
