@@ -254,24 +254,21 @@ func (p *PackBuilder) Seal(k *Keys, id string) ([]byte, error) {
 	if aead != nil && id != p.id {
 		return nil, fmt.Errorf("format: pack %s sealed as %s", p.id, id)
 	}
-	if aead == nil {
+	if aead == nil { // not a sealing builder: its records are sealed here
 		var err error
 		if aead, err = k.packAEAD(id); err != nil {
 			return nil, err
 		}
-	}
-	hdr := p.buf[:packHeader]
-	for _, e := range p.entries {
-		if p.aead != nil {
-			break // sealed by SealRecord
+		hdr := p.buf[:packHeader]
+		for _, e := range p.entries {
+			rec := p.buf[e.Offset : e.Offset+e.Length]
+			nonce := rec[:nonceSize]
+			if _, err := rand.Read(nonce); err != nil {
+				return nil, fmt.Errorf("nonce: %w", err)
+			}
+			pt := rec[nonceSize : len(rec)-tagSize]
+			aead.Seal(pt[:0], nonce, pt, chunkAD(hdr, id, e)) // in place; the tag fills the room behind
 		}
-		rec := p.buf[e.Offset : e.Offset+e.Length]
-		nonce := rec[:nonceSize]
-		if _, err := rand.Read(nonce); err != nil {
-			return nil, fmt.Errorf("nonce: %w", err)
-		}
-		pt := rec[nonceSize : len(rec)-tagSize]
-		aead.Seal(pt[:0], nonce, pt, chunkAD(hdr, id, e)) // in place; the tag fills the room behind
 	}
 	t := uint32(len(p.buf))
 	tbl := make([]byte, 0, 4+len(p.entries)*entrySize)
