@@ -40,9 +40,9 @@ type chunkCacheKey struct {
 // regionChunks is what is kept of one region; never changed once
 // published (a new one replaces it).
 type regionChunks struct {
-	idx map[string]*format.Index // decoded indexes by pack id, as last listed
-	sig map[string]bool          // the indexes in set: pack id -> readable
-	set *chunkSet                // read only; nil: not kept (too large)
+	listed  map[string]pendingPack   // the indexes in set, as last listed, by pack id
+	learned map[string]*format.Index // indexes of packs a sync wrote, not yet listed
+	set     *chunkSet                // read only; nil: not kept (too large)
 }
 
 func (c *chunkCache) get(r *region) *regionChunks {
@@ -91,7 +91,8 @@ func (cs *chunkSet) clone() *chunkSet {
 	return out
 }
 
-// pendingPack is an index loadChunks puts in the set.
+// pendingPack is an index loadChunks puts in the set, and whether its
+// pack is readable (at least k shards listed).
 type pendingPack struct {
 	x        *format.Index
 	readable bool
@@ -99,24 +100,24 @@ type pendingPack struct {
 
 // buildSet makes the chunk set of adds, reusing kept (the set kept for
 // the region, may be nil) when its indexes are a subset of adds with the
-// same readability. sig is adds as pack id -> readable.
-func buildSet(kept *regionChunks, adds map[string]pendingPack, sig map[string]bool, est int, cache string) (cs *chunkSet, reused bool) {
-	if kept != nil && kept.set != nil && len(kept.sig) <= len(sig) {
+// same readability.
+func buildSet(kept *regionChunks, adds map[string]pendingPack, est int, cache string) (cs *chunkSet, reused bool) {
+	if kept != nil && kept.set != nil && len(kept.listed) <= len(adds) {
 		subset := true
-		for name, rd := range kept.sig {
-			if got, ok := sig[name]; !ok || got != rd {
+		for name, kp := range kept.listed {
+			if got, ok := adds[name]; !ok || got.readable != kp.readable {
 				subset = false
 				break
 			}
 		}
 		if subset {
-			if len(kept.sig) == len(sig) {
+			if len(kept.listed) == len(adds) {
 				return kept.set, true
 			}
 			cs = kept.set.clone()
 			cs.cache = cache
 			for name, p := range adds {
-				if _, ok := kept.sig[name]; !ok {
+				if _, ok := kept.listed[name]; !ok {
 					cs.addPack(p.x, p.readable)
 				}
 			}
@@ -144,7 +145,10 @@ func (rc *regionChunks) index(name string) *format.Index {
 	if rc == nil {
 		return nil
 	}
-	return rc.idx[name]
+	if p, ok := rc.listed[name]; ok {
+		return p.x
+	}
+	return rc.learned[name]
 }
 
 // learn keeps the decoded indexes of packs a sync wrote (on every store),
@@ -161,17 +165,20 @@ func (c *chunkCache) learn(r *region, written []writtenPack) {
 	if old == nil {
 		old = &regionChunks{}
 	}
-	idx := make(map[string]*format.Index, len(old.idx)+len(written))
-	maps.Copy(idx, old.idx)
+	learned := make(map[string]*format.Index, len(old.learned)+len(written))
+	maps.Copy(learned, old.learned)
 	n := 0
-	for _, x := range idx {
+	for _, p := range old.listed {
+		n += len(p.x.Entries)
+	}
+	for _, x := range learned {
 		n += len(x.Entries)
 	}
 	for _, w := range written {
 		if n += len(w.x.Entries); n > maxCachedChunks {
 			return // too large to keep
 		}
-		idx[packID(w.x.Pack).String()] = w.x
+		learned[packID(w.x.Pack).String()] = w.x
 	}
-	c.putLocked(r, &regionChunks{idx: idx, sig: old.sig, set: old.set})
+	c.putLocked(r, &regionChunks{listed: old.listed, learned: learned, set: old.set})
 }

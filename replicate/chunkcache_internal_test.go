@@ -16,14 +16,7 @@ func TestChunkCacheReuse(t *testing.T) {
 	root := t.TempDir()
 	rs, m, _, _ := newInternalRegion(t, root, Options{PackSize: 64 << 10}, 2, 1, 4)
 	const bs, nb = 16 << 10, 16
-	if _, err := rs.CreateDisk("d", bs*nb, bs); err != nil {
-		t.Fatal(err)
-	}
-	h, err := rs.OpenDisk("d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := newInternalDisk(t, rs, "d", bs*nb, bs)
 	seed := byte(1)
 	snapSync := func(name string) {
 		t.Helper()

@@ -17,14 +17,7 @@ func TestCoverStaleAfterPackLost(t *testing.T) {
 	root := t.TempDir()
 	rs, m, _, _ := newInternalRegion(t, root, Options{PackSize: 64 << 10}, 2, 1, 3)
 	const bs, nb = 16 << 10, 32
-	if _, err := rs.CreateDisk("d", bs*nb, bs); err != nil {
-		t.Fatal(err)
-	}
-	h, err := rs.OpenDisk("d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := newInternalDisk(t, rs, "d", bs*nb, bs)
 	write := func(blk int, seed byte) {
 		t.Helper()
 		b := make([]byte, bs)

@@ -385,6 +385,11 @@
 //     delete.
 //  4. Grace period: Prune keeps unindexed packs younger than OrphanAge
 //     (1 h > LockStale), for a sync that went stale while still writing.
+//     A pack's age is the time in its id, made when sync starts filling
+//     it (its records are sealed under the id as they come): a pack
+//     filled for longer than maxPackFill (OrphanAge/4) is renamed (its
+//     records sealed again under a new id) before it is put
+//     (TestPackIDTimeAtPut).
 //
 // Why locks and not a lock-free design: a sync deduplicates against every
 // pack and manifest in the region, so a lock-free prune must prove that no

@@ -46,3 +46,18 @@ func newInternalRegion(t *testing.T, root string, opts Options, k, m int, keyByt
 	}
 	return rs, mgr, urls, key
 }
+
+// newInternalDisk creates disk name of size bytes in blocks of bs in rs
+// and opens it; the handle is closed when the test ends.
+func newInternalDisk(t *testing.T, rs *rowstore.Store, name string, size int64, bs int) *rowstore.Disk {
+	t.Helper()
+	if _, err := rs.CreateDisk(name, size, bs); err != nil {
+		t.Fatal(err)
+	}
+	h, err := rs.OpenDisk(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}

@@ -2,13 +2,10 @@ package replicate
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/snapfs/snapfs/replicate/format"
-	"github.com/snapfs/snapfs/rowstore"
 )
 
 // A region written before hosts (manifests v2 under HMAC(name)): a host
@@ -18,35 +15,7 @@ import (
 func TestLegacyManifestsAdopted(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
-	dir := filepath.Join(root, "store")
-	if err := rowstore.Create(dir, rowstore.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	rs, err := rowstore.Open(dir, rowstore.Options{SyncInterval: -1, GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	m, err := New(dir, rs, Options{PackSize: 1 << 20, HostName: "old"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	var urls []string
-	for i := range 3 {
-		d := filepath.Join(root, "s"+string(rune('0'+i)))
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		urls = append(urls, "file://"+d)
-	}
-	key := filepath.Join(root, "key")
-	if err := os.WriteFile(key, make([]byte, 32), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.AddRegion(ctx, RegionConfig{Name: "r", K: 2, M: 1, Stores: urls, KeyFile: key}); err != nil {
-		t.Fatal(err)
-	}
+	rs, m, _, _ := newInternalRegion(t, root, Options{PackSize: 1 << 20, HostName: "old"}, 2, 1, 0)
 	if _, err := rs.CreateDisk("d", 1<<20, 64<<10); err != nil {
 		t.Fatal(err)
 	}

@@ -3,15 +3,12 @@ package replicate
 import (
 	"context"
 	"errors"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/snapfs/snapfs/replicate/format"
-	"github.com/snapfs/snapfs/rowstore"
 )
 
 // Stale locks: a lock of a process of this host that no longer runs, or
@@ -21,35 +18,7 @@ import (
 func TestLockStaleness(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
-	dir := filepath.Join(root, "store")
-	if err := rowstore.Create(dir, rowstore.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	rs, err := rowstore.Open(dir, rowstore.Options{SyncInterval: -1, GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	m, err := New(dir, rs, Options{LockStale: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	var urls []string
-	for i := range 2 {
-		d := filepath.Join(root, "s"+string(rune('0'+i)))
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		urls = append(urls, "file://"+d)
-	}
-	key := filepath.Join(root, "key")
-	if err := os.WriteFile(key, make([]byte, 32), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.AddRegion(ctx, RegionConfig{Name: "r", K: 1, M: 1, Stores: urls, KeyFile: key}); err != nil {
-		t.Fatal(err)
-	}
+	_, m, _, _ := newInternalRegion(t, root, Options{LockStale: time.Minute}, 1, 1, 0)
 	dead := exec.Command("true")
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)
@@ -110,36 +79,9 @@ func TestLockStaleness(t *testing.T) {
 func TestLockLeaseRunsOut(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
-	dir := filepath.Join(root, "store")
-	if err := rowstore.Create(dir, rowstore.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	rs, err := rowstore.Open(dir, rowstore.Options{SyncInterval: -1, GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
 	var off atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(off.Load())) }
-	m, err := New(dir, rs, Options{Now: now, LockRefresh: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	d := filepath.Join(root, "s0")
-	d1 := filepath.Join(root, "s1")
-	for _, x := range []string{d, d1} {
-		if err := os.Mkdir(x, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	key := filepath.Join(root, "key")
-	if err := os.WriteFile(key, make([]byte, 32), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.AddRegion(ctx, RegionConfig{Name: "r", K: 1, M: 1, Stores: []string{"file://" + d, "file://" + d1}, KeyFile: key}); err != nil {
-		t.Fatal(err)
-	}
+	_, m, _, _ := newInternalRegion(t, root, Options{Now: now, LockRefresh: 10 * time.Millisecond}, 1, 1, 0)
 	r, err := m.openRegion(ctx, "r", true)
 	if err != nil {
 		t.Fatal(err)

@@ -291,9 +291,7 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 		est += int(min(slices.Max(sizes), 1<<30) / 45)
 	}
 	kept := m.chunkCache.get(r)
-	idx := map[string]*format.Index{}
-	adds := map[string]pendingPack{}
-	sig := map[string]bool{}
+	listed := map[string]pendingPack{} // the indexes the set is made of
 	fromMem := 0
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -320,9 +318,7 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 		partial := !r.onAll(sizes)
 		if x := kept.index(name); x != nil && !partial {
 			// Decoded before: an index never changes once written.
-			idx[name] = x
-			adds[name] = pendingPack{x, readable}
-			sig[name] = readable
+			listed[name] = pendingPack{x, readable}
 			fromMem++
 			continue
 		}
@@ -376,17 +372,15 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 		if sealed != nil && !partial {
 			_ = writeFileAtomic(filepath.Join(dir, name), sealed)
 		}
-		idx[name] = x
-		adds[name] = pendingPack{x, readable}
-		sig[name] = readable
+		listed[name] = pendingPack{x, readable}
 	}
-	cs, reused := buildSet(kept, adds, sig, est, dir)
-	rc := &regionChunks{idx: idx, sig: sig, set: cs}
+	cs, reused := buildSet(kept, listed, est, dir)
+	rc := &regionChunks{listed: listed, set: cs}
 	if len(cs.chunks) > maxCachedChunks {
 		rc = &regionChunks{} // too large to keep: loaded anew each time
 	}
 	m.chunkCache.put(r, rc)
-	m.log.Debug("chunk set", "region", r.cfg.Name, "indexes", len(sig), "decoded_before", fromMem, "set_reused", reused, "chunks", len(cs.chunks))
+	m.log.Debug("chunk set", "region", r.cfg.Name, "indexes", len(listed), "decoded_before", fromMem, "set_reused", reused, "chunks", len(cs.chunks))
 	switch {
 	case rc.set == nil || mode == chunksRead:
 	case mode == chunksDedup:

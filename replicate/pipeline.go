@@ -440,12 +440,29 @@ func (p *pipeline) shardSet() ([][]byte, error) {
 // markerDone waits for the copying marker's put and returns its error.
 func (p *pipeline) markerDone() error { return p.marker() }
 
+// maxPackFill bounds the age of a pack's id when it is put. The id is
+// made when the pack is started (its records are sealed under it as they
+// come) and carries the time Prune's grace period for unindexed packs
+// counts from (OrphanAge): a pack started long before its put (a sparse
+// change found over a long diff) is renamed, not put looking that old.
+const maxPackFill = OrphanAge / 4
+
 // encode seals a full pack's table (its records are sealed) and erasure
 // codes it; the pack buffer goes back for the next pack.
 func (p *pipeline) encode(f *filling, set [][]byte) (*encoded, error) {
 	r := p.r
 	ph := newPhases()
 	id, pk := f.id, f.pk
+	var err error
+	if now := p.m.opts.Now(); now.Sub(id.time()) > maxPackFill {
+		if id, err = newPackID(now); err == nil {
+			err = pk.Rename(r.keys, id.String())
+		}
+		if err != nil {
+			p.bufs <- pk.Buffer() // room for both: never blocks
+			return nil, fmt.Errorf("pack %s filled since %v: %w", f.id, f.id.time(), err)
+		}
+	}
 	entries := slices.Clone(pk.Entries())
 	sealed, err := pk.Seal(r.keys, id.String())
 	var shards []erasure.Shard

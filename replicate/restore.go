@@ -475,22 +475,12 @@ func shardTimeout(sealedSize uint64, k int) time.Duration {
 // getShard reads shard i of pack p whole, within shardTimeout; a store
 // that did not answer in time is passed over for a while (shardIsDown).
 func (m *Manager) getShard(ctx context.Context, r *region, i int, p packID, sealedSize uint64) ([]byte, error) {
-	if r.bad[i] != nil {
-		return nil, r.bad[i]
-	}
-	d := shardTimeout(sealedSize, r.k)
-	sctx, cancel := context.WithTimeout(ctx, d)
-	b, err := r.stores[i].Get(sctx, packDir+p.String(), 0, -1)
-	timedOut := err != nil && ctx.Err() == nil && sctx.Err() != nil
-	cancel()
-	if timedOut {
-		shardDown.Store(r.stores[i].Location(), time.Now().Add(shardDownFor).UnixNano())
-		m.log.Warn("store did not answer a shard read in time; passed over for a while", "region", r.cfg.Name, "store", i, "pack", p.String(), "timeout", d)
-		return nil, fmt.Errorf("store %d (%s): no answer in %v: %w", i, r.stores[i].Location(), d, err)
-	}
-	if err == nil {
-		shardDown.Delete(r.stores[i].Location())
-	}
+	var b []byte
+	err := m.shardRead(ctx, r, i, p, sealedSize, func(ctx context.Context) error {
+		var err error
+		b, err = r.stores[i].Get(ctx, packDir+p.String(), 0, -1)
+		return err
+	})
 	return b, err
 }
 
@@ -498,23 +488,36 @@ func (m *Manager) getShard(ctx context.Context, r *region, i int, p packID, seal
 // payload's first len(data) bytes into data, within shardTimeout (as
 // getShard), and returns the shard's size.
 func (m *Manager) readShard(ctx context.Context, r *region, i int, p packID, sealedSize uint64, hdr, data []byte) (int64, error) {
+	var size int64
+	err := m.shardRead(ctx, r, i, p, sealedSize, func(ctx context.Context) error {
+		var err error
+		size, err = store.ReadInto(ctx, r.stores[i], packDir+p.String(), 0, hdr, data)
+		return err
+	})
+	return size, err
+}
+
+// shardRead runs read, a read of shard i of pack p from store i, within
+// shardTimeout: a store that did not answer in time is passed over for a
+// while (shardIsDown), one that answered is no longer.
+func (m *Manager) shardRead(ctx context.Context, r *region, i int, p packID, sealedSize uint64, read func(context.Context) error) error {
 	if r.bad[i] != nil {
-		return 0, r.bad[i]
+		return r.bad[i]
 	}
 	d := shardTimeout(sealedSize, r.k)
 	sctx, cancel := context.WithTimeout(ctx, d)
-	size, err := store.ReadInto(sctx, r.stores[i], packDir+p.String(), 0, hdr, data)
+	err := read(sctx)
 	timedOut := err != nil && ctx.Err() == nil && sctx.Err() != nil
 	cancel()
 	if timedOut {
 		shardDown.Store(r.stores[i].Location(), time.Now().Add(shardDownFor).UnixNano())
 		m.log.Warn("store did not answer a shard read in time; passed over for a while", "region", r.cfg.Name, "store", i, "pack", p.String(), "timeout", d)
-		return 0, fmt.Errorf("store %d (%s): no answer in %v: %w", i, r.stores[i].Location(), d, err)
+		return fmt.Errorf("store %d (%s): no answer in %v: %w", i, r.stores[i].Location(), d, err)
 	}
 	if err == nil {
 		shardDown.Delete(r.stores[i].Location())
 	}
-	return size, err
+	return err
 }
 
 // shardIsDown reports whether store i is passed over for whole-shard reads:

@@ -190,6 +190,35 @@ func (p *PackBuilder) SealRecord(e Entry, rec, stored []byte) error {
 	return nil
 }
 
+// Rename moves a sealing builder's pack to id: each record (all sealed
+// by SealRecord) is opened under the old id and sealed again, in place,
+// under the new one. Sync renames a pack that was filled for long, so
+// that the time its id carries stays close to its put. After an error the
+// builder must not be sealed (only Buffer).
+func (p *PackBuilder) Rename(k *Keys, id string) error {
+	if p.aead == nil {
+		return fmt.Errorf("format: Rename of a builder that does not seal its records as they come")
+	}
+	aead, err := k.packAEAD(id)
+	if err != nil {
+		return err
+	}
+	for _, e := range p.entries {
+		rec := p.buf[e.Offset : e.Offset+e.Length]
+		stored, err := openRecord(p.aead, p.hdr[:], p.id, e, rec)
+		if err != nil {
+			return err
+		}
+		nonce := rec[:nonceSize]
+		if _, err := rand.Read(nonce); err != nil {
+			return fmt.Errorf("nonce: %w", err)
+		}
+		aead.Seal(stored[:0], nonce, stored, chunkAD(p.hdr[:], id, e))
+	}
+	p.id, p.aead = id, aead
+	return nil
+}
+
 // NewPackBuilder starts a pack with room for about size bytes.
 func NewPackBuilder(size int) *PackBuilder { return NewPackBuilderBuf(size, nil) }
 
@@ -254,24 +283,21 @@ func (p *PackBuilder) Seal(k *Keys, id string) ([]byte, error) {
 	if aead != nil && id != p.id {
 		return nil, fmt.Errorf("format: pack %s sealed as %s", p.id, id)
 	}
-	if aead == nil {
+	if aead == nil { // not a sealing builder: its records are sealed here
 		var err error
 		if aead, err = k.packAEAD(id); err != nil {
 			return nil, err
 		}
-	}
-	hdr := p.buf[:packHeader]
-	for _, e := range p.entries {
-		if p.aead != nil {
-			break // sealed by SealRecord
+		hdr := p.buf[:packHeader]
+		for _, e := range p.entries {
+			rec := p.buf[e.Offset : e.Offset+e.Length]
+			nonce := rec[:nonceSize]
+			if _, err := rand.Read(nonce); err != nil {
+				return nil, fmt.Errorf("nonce: %w", err)
+			}
+			pt := rec[nonceSize : len(rec)-tagSize]
+			aead.Seal(pt[:0], nonce, pt, chunkAD(hdr, id, e)) // in place; the tag fills the room behind
 		}
-		rec := p.buf[e.Offset : e.Offset+e.Length]
-		nonce := rec[:nonceSize]
-		if _, err := rand.Read(nonce); err != nil {
-			return nil, fmt.Errorf("nonce: %w", err)
-		}
-		pt := rec[nonceSize : len(rec)-tagSize]
-		aead.Seal(pt[:0], nonce, pt, chunkAD(hdr, id, e)) // in place; the tag fills the room behind
 	}
 	t := uint32(len(p.buf))
 	tbl := make([]byte, 0, 4+len(p.entries)*entrySize)

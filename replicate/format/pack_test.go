@@ -316,8 +316,53 @@ func TestSealingPackBuilder(t *testing.T) {
 		}
 		buf = p.Buffer()
 	}
-	// A record of the wrong size is refused.
+	// A pack renamed after its records were sealed opens under its new id
+	// only (sync renames a pack filled for long).
+	const newID = "eeee456789abcdef0123456789abcdef"
 	p, err := NewSealingPackBuilder(ks, testPackID, 4096, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var datas [][]byte
+	var es []Entry
+	for i := range 5 {
+		data := bytes.Repeat([]byte{byte(i), 9}, 50+i)
+		e, rec, ok := p.Reserve(ks.ChunkID([32]byte{byte(i)}), len(data), len(data), CompNone)
+		if !ok {
+			t.Fatal("a 4 KiB pack refused a small record")
+		}
+		if err := p.SealRecord(e, rec, data); err != nil {
+			t.Fatal(err)
+		}
+		datas, es = append(datas, data), append(es, e)
+	}
+	if err := p.Rename(ks, newID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Seal(ks, testPackID); err == nil {
+		t.Fatal("a renamed pack sealed under its old id")
+	}
+	sealed, err := p.Seal(ks, newID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := OpenPackTable(ks, testPackID, append([]byte(nil), sealed...)); err == nil {
+		t.Fatal("a renamed pack opened under its old id")
+	}
+	pt, tbl, err := OpenPackTable(ks, newID, append([]byte(nil), sealed...))
+	if err != nil || len(tbl) != len(es) {
+		t.Fatalf("renamed pack: %d entries of %d, %v", len(tbl), len(es), err)
+	}
+	for i, e := range es {
+		if c, err := Chunk(pt, e); err != nil || !bytes.Equal(c, datas[i]) {
+			t.Fatalf("renamed pack, chunk %d: %v", i, err)
+		}
+	}
+	if err := NewPackBuilder(4096).Rename(ks, newID); err == nil {
+		t.Fatal("Rename of a builder that seals at Seal")
+	}
+	// A record of the wrong size is refused.
+	p, err = NewSealingPackBuilder(ks, testPackID, 4096, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -162,55 +162,67 @@ func (l *Local) openFile(name string) (*os.File, int64, error) {
 
 // Get implements Store.
 func (l *Local) Get(ctx context.Context, name string, off, length int64) ([]byte, error) {
-	if err := l.check(ctx, name); err != nil {
-		return nil, err
-	}
-	f, size, err := l.openFile(name)
+	f, _, end, err := l.openRange(ctx, name, off, length)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = f.Close() }()
-	end, err := checkRange(name, size, off, length)
-	if err != nil {
-		return nil, err
-	}
 	buf := make([]byte, end-off)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: %s: object shrank while reading", ErrShortRead, name)
-		}
-		return nil, fmt.Errorf("store: read %s: %w", name, err)
+	if err := readFull(f, name, buf, off); err != nil {
+		return nil, err
 	}
 	return buf, nil
 }
 
 // ReadInto implements ReaderInto: one open, one read per buffer.
 func (l *Local) ReadInto(ctx context.Context, name string, off int64, bufs ...[]byte) (int64, error) {
-	if err := l.check(ctx, name); err != nil {
-		return 0, err
-	}
-	f, size, err := l.openFile(name)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = f.Close() }()
 	total := int64(0)
 	for _, p := range bufs {
 		total += int64(len(p))
 	}
-	if _, err := checkRange(name, size, off, total); err != nil {
+	f, size, _, err := l.openRange(ctx, name, off, total)
+	if err != nil {
 		return 0, err
 	}
+	defer func() { _ = f.Close() }()
 	for _, p := range bufs {
-		if _, err := f.ReadAt(p, off); err != nil {
-			if errors.Is(err, io.EOF) {
-				return 0, fmt.Errorf("%w: %s: object shrank while reading", ErrShortRead, name)
-			}
-			return 0, fmt.Errorf("store: read %s: %w", name, err)
+		if err := readFull(f, name, p, off); err != nil {
+			return 0, err
 		}
 		off += int64(len(p))
 	}
 	return size, nil
+}
+
+// openRange opens object name for a read of length bytes from off (-1:
+// to its end) and returns it, its size and the end of the range; bytes
+// outside the object are ErrShortRead.
+func (l *Local) openRange(ctx context.Context, name string, off, length int64) (*os.File, int64, int64, error) {
+	if err := l.check(ctx, name); err != nil {
+		return nil, 0, 0, err
+	}
+	f, size, err := l.openFile(name)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	end, err := checkRange(name, size, off, length)
+	if err != nil {
+		_ = f.Close()
+		return nil, 0, 0, err
+	}
+	return f, size, end, nil
+}
+
+// readFull reads len(p) bytes of object name from off in f; an object
+// that shrank since it was opened is ErrShortRead.
+func readFull(f *os.File, name string, p []byte, off int64) error {
+	if _, err := f.ReadAt(p, off); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: %s: object shrank while reading", ErrShortRead, name)
+		}
+		return fmt.Errorf("store: read %s: %w", name, err)
+	}
+	return nil
 }
 
 // Stat implements Store.
