@@ -3,6 +3,7 @@ package rowstore
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -333,10 +334,6 @@ func (s *Store) lazyChain(chain []link) bool {
 // from a full count.
 var errAccounting = errors.New("space accounting differs from a full count")
 
-// verifyAccounting counts every disk head, snapshot member and image from
-// the index and compares with the running counts and the records (tests,
-// and a cross-check for Check). Writes cached but not stored are not
-// counted by either.
 // countDiskUnlocked counts the stored blocks visible in disk d's head
 // without holding d's lock while it counts (a full count of a large disk
 // takes seconds; writers wait for d.mu): it notes the disk's state and the
@@ -359,15 +356,7 @@ func (s *Store) countDiskUnlocked(d *diskState) (n, got int64, ok bool, layer ui
 		return state{chain: append([]link(nil), d.chain...), size: d.size, bs: d.bs, mark: s.acct.mark(d.id), lazy: d.deleted || s.lazyChain(d.chain)}
 	}
 	same := func(a, b state) bool {
-		if a.size != b.size || a.bs != b.bs || a.mark != b.mark || len(a.chain) != len(b.chain) {
-			return false
-		}
-		for i := range a.chain {
-			if a.chain[i] != b.chain[i] {
-				return false
-			}
-		}
-		return true
+		return a.size == b.size && a.bs == b.bs && a.mark == b.mark && slices.Equal(a.chain, b.chain)
 	}
 	for try := 0; try < 5; try++ {
 		before := take()
@@ -391,6 +380,10 @@ func (s *Store) countDiskUnlocked(d *diskState) (n, got int64, ok bool, layer ui
 	return 0, 0, false, 0, false, nil
 }
 
+// verifyAccounting counts every disk head, snapshot member and image from
+// the index and compares with the running counts and the records (tests,
+// and a cross-check for Check). Writes cached but not stored are not
+// counted by either.
 func (s *Store) verifyAccounting() error {
 	if err := s.checkOpen(); err != nil {
 		return err

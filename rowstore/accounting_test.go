@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/snapfs/snapfs/index"
-	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
 // mustAccount fails the test if the space accounting differs from a full
@@ -214,19 +212,9 @@ func TestAccountingCrash(t *testing.T) {
 	for k := 0; k < 12; k++ {
 		seed := int64(500 + k)
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			cfs := vfs.NewCrashFS()
-			dir := filepath.Join(t.TempDir(), "store")
-			opts := testOptions()
-			opts.FS = cfs
-			if err := Create(dir, opts); err != nil {
-				t.Fatal(err)
-			}
-			s, err := Open(dir, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, dir, opts, cfs := newCrashStore(t)
 			r := &acctRun{t: t, rng: rand.New(rand.NewSource(seed)), s: s}
-			_, err = s.CreateDisk("d0", 64*4096, 4096)
+			_, err := s.CreateDisk("d0", 64*4096, 4096)
 			r.must(err, "create")
 			r.disks = []string{"d0"}
 			for i := 0; i < 40+r.rng.Intn(120); i++ {

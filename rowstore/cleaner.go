@@ -19,9 +19,6 @@ import (
 
 const (
 	cleanerTick = 20 * time.Millisecond
-	// cleanerPoll is how often the cleaner looks at the log while
-	// incremental rounds are on (see runCleaner).
-	cleanerPoll = 2 * time.Millisecond
 	// cleanerStart and cleanerTarget: a round starts when the log reaches
 	// cleanerStart × live and cleans down to cleanerTarget × live. Close to
 	// the 1.5 bound on purpose: the fuller the log may be, the emptier the
@@ -82,7 +79,12 @@ type cleaner struct {
 	// incr: the live map is current (incremental rounds), so limitAt
 	// follows live at every tick and writers may wait between rounds too.
 	incr atomic.Bool
-	kick chan struct{} // a writer waits: run now
+	kick chan struct{} // a writer waits, or the log passed startAt: run now
+	// startAt is, while incremental rounds are on (incr), the log bytes at
+	// which a round is due: the append that reaches it kicks the cleaner
+	// (kickAtStart), so a round starts at once, not up to a tick later
+	// with writers already waiting at the limit.
+	startAt atomic.Int64
 	// progress is closed (and replaced) whenever a round removed segments or
 	// ended, waking writers held by throttle.
 	progMu   sync.Mutex
@@ -200,6 +202,20 @@ func (c *cleaner) stage(name string) {
 	}
 }
 
+// kickAtStart wakes the cleaner when incremental rounds are on and the log
+// reached the bytes at which a round is due (every foreground append: two
+// atomic loads).
+func (s *Store) kickAtStart() {
+	c := s.cleaner
+	if !c.incr.Load() || s.seg.Bytes() < c.startAt.Load() {
+		return
+	}
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
 // progressed wakes the writers throttle holds.
 func (c *cleaner) progressed() {
 	c.progMu.Lock()
@@ -303,20 +319,11 @@ func (s *Store) runCleaner() {
 			default:
 			}
 		} else {
-			// With the live map the check costs nothing (no scan): poll
-			// every cleanerPoll, so a round starts as soon as the log
-			// passes its start, not up to a tick later with writers
-			// already waiting at the limit.
-			var poll <-chan time.Time
-			if s.cleaner.incr.Load() {
-				poll = time.After(cleanerPoll)
-			}
 			select {
 			case <-s.stop:
 				return
 			case <-t.C:
-			case <-poll:
-			case <-s.cleaner.kick:
+			case <-s.cleaner.kick: // a writer waits, or the log passed startAt
 			}
 		}
 		again = false
@@ -325,6 +332,8 @@ func (s *Store) runCleaner() {
 			// Live is known now: the writers' limit follows it.
 			c.limitAt.Store(int64(cleanerLimit * float64(l)))
 			c.minBatch.Store(incBatch(l))
+			start, _ := incRatios(l)
+			c.startAt.Store(max(cleanerMinLog, int64(start*float64(l))))
 			c.incr.Store(true)
 			c.progressed()
 		} else {

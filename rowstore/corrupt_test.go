@@ -9,7 +9,9 @@ import (
 	"testing"
 )
 
-func newTestStore(t *testing.T, opts Options) (*Store, string) {
+// newTestStore creates and opens a store on tmpfs (fastTempDir), closed
+// when the test ends.
+func newTestStore(t testing.TB, opts Options) (*Store, string) {
 	t.Helper()
 	dir := filepath.Join(fastTempDir(t), "store")
 	if err := Create(dir, opts); err != nil {

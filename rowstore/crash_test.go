@@ -209,17 +209,7 @@ func TestCrash(t *testing.T) {
 		seed := int64(1000 + k)
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
-			cfs := vfs.NewCrashFS()
-			dir := filepath.Join(t.TempDir(), "store")
-			opts := testOptions()
-			opts.FS = cfs
-			if err := Create(dir, opts); err != nil {
-				t.Fatal(err)
-			}
-			s, err := Open(dir, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, dir, opts, cfs := newCrashStore(t)
 			m := newCrashModel(bs)
 			if _, err := s.CreateDisk("a", 64*bs, bs); err != nil {
 				t.Fatal(err)

@@ -226,9 +226,11 @@
 // the background cleaner while snapshots are taken, read back and deleted
 // during random rewrites.
 //
-// Incremental rounds (map installed, catalog unchanged). Every 2 ms
-// (cleanerPoll; or at once when a writer waits) the cleaner compares the
-// log's size with the exact live total; at 1.455 × live it cleans,
+// Incremental rounds (map installed, catalog unchanged). The cleaner
+// compares the log's size with the exact live total when the foreground
+// append that reaches 1.455 × live wakes it (cleaner.startAt,
+// kickAtStart), when a writer waits, and every cleanerTick; at 1.455 ×
+// live it cleans,
 // emptiest segment first by the usage table (judged again before every
 // batch: the foreground's overwrites empty segments meanwhile), down to
 // 1.45 × live counting the log as it will be once the batches being

@@ -3,7 +3,6 @@ package rowstore
 import (
 	"fmt"
 	"math/rand"
-	"path/filepath"
 	"sort"
 	"testing"
 	"time"
@@ -22,16 +21,7 @@ import (
 func BenchmarkUsage(b *testing.B) {
 	for _, mib := range []int64{0, 1024} {
 		b.Run(fmt.Sprintf("written=%dMiB", mib), func(b *testing.B) {
-			dir := filepath.Join(fastTempDir(b), "store")
-			opts := benchStoreOptions()
-			if err := Create(dir, opts); err != nil {
-				b.Fatal(err)
-			}
-			s, err := Open(dir, opts)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s, _ := newTestStore(b, benchStoreOptions())
 			const diskSize = 1 << 30
 			if _, err := s.CreateDisk("d", diskSize, 16<<10); err != nil {
 				b.Fatal(err)

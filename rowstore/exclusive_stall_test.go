@@ -41,17 +41,9 @@ func fillDisk(t testing.TB, s *Store, name string, size int64) {
 // for the time of counting the whole disk: on a full 1 GiB disk, the
 // longest write while it runs stays well under the count's duration.
 func TestAccountingCheckStall(t *testing.T) {
-	dir := fastTempDir(t)
 	opts := testOptions()
 	opts.SegmentSize = 64 << 20
-	if err := Create(dir, opts); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := newTestStore(t, opts)
 	fillDisk(t, s, "big", 1<<30)
 	h, err := s.OpenDisk("big")
 	if err != nil {

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
 // exclReference is the reference count of the exclusive figures and live
@@ -82,19 +79,9 @@ func mustExclusive(t testing.TB, s *Store, what string) {
 func TestExclusiveFigures(t *testing.T) {
 	for _, seed := range []int64{11, 12, 13} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			cfs := vfs.NewCrashFS()
-			dir := filepath.Join(t.TempDir(), "store")
-			opts := testOptions()
-			opts.FS = cfs
-			if err := Create(dir, opts); err != nil {
-				t.Fatal(err)
-			}
-			s, err := Open(dir, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, dir, opts, cfs := newCrashStore(t)
 			r := &acctRun{t: t, rng: rand.New(rand.NewSource(seed)), s: s}
-			_, err = s.CreateDisk("d0", 64*4096, 4096)
+			_, err := s.CreateDisk("d0", 64*4096, 4096)
 			r.must(err, "create")
 			r.disks = []string{"d0"}
 			stayed, moved := 0, 0
@@ -153,17 +140,9 @@ func TestExclusiveFigures(t *testing.T) {
 // writes and snapshots become current again without anyone asking, and
 // equal the reference.
 func TestExclusiveBackground(t *testing.T) {
-	dir := fastTempDir(t)
 	opts := testOptions()
 	opts.SyncInterval = 50 * time.Millisecond
-	if err := Create(dir, opts); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := newTestStore(t, opts)
 	if _, err := s.CreateDisk("d", 256*4096, 4096); err != nil {
 		t.Fatal(err)
 	}
@@ -220,16 +199,7 @@ func TestExclusiveBackground(t *testing.T) {
 // full count and reports a difference (a disk head's allocated count, and
 // exclusive figures that claim to be current), and nothing on a sound store.
 func TestCheckReportsAccounting(t *testing.T) {
-	dir := fastTempDir(t)
-	opts := testOptions()
-	if err := Create(dir, opts); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := newTestStore(t, testOptions())
 	if _, err := s.CreateDisk("d", 64*4096, 4096); err != nil {
 		t.Fatal(err)
 	}

@@ -505,6 +505,7 @@ func (s *Store) appendVersionLocked(r *segment.Record, v index.Version, blocks u
 		return index.Version{}, s.wrapNoSpace(fmt.Errorf("append to log: %w", err))
 	}
 	s.appended(int64(pos.Length))
+	s.kickAtStart() // cleaner.go
 	if s.uncommitted += int64(pos.Length); s.uncommitted >= commitEvery {
 		select {
 		case s.commitKick <- struct{}{}:
