@@ -282,7 +282,7 @@ func (d *diskState) headBlocksLocked() (int64, error) {
 	if n, ok := d.s.acct.get(d.id); ok {
 		return n, nil
 	}
-	n, err := d.s.countVisible(d.chain, blockCount(d.size, d.bs))
+	n, err := d.s.countVisible(d.chain, blockCount(d.size.Load(), d.bs))
 	if err != nil {
 		return 0, fmt.Errorf("count allocated blocks of disk %q: %w", d.name, err)
 	}
@@ -353,7 +353,7 @@ func (s *Store) countDiskUnlocked(d *diskState) (n, got int64, ok bool, layer ui
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		// A lazy disk is not compared; nor one deleted meanwhile.
-		return state{chain: append([]link(nil), d.chain...), size: d.size, bs: d.bs, mark: s.acct.mark(d.id), lazy: d.deleted || s.lazyChain(d.chain)}
+		return state{chain: append([]link(nil), d.chain...), size: d.size.Load(), bs: d.bs, mark: s.acct.mark(d.id), lazy: d.deleted || s.lazyChain(d.chain)}
 	}
 	same := func(a, b state) bool {
 		return a.size == b.size && a.bs == b.bs && a.mark == b.mark && slices.Equal(a.chain, b.chain)
@@ -368,7 +368,7 @@ func (s *Store) countDiskUnlocked(d *diskState) (n, got int64, ok bool, layer ui
 			return 0, 0, false, 0, false, err
 		}
 		d.mu.Lock()
-		after := state{chain: d.chain, size: d.size, bs: d.bs, mark: s.acct.mark(d.id)}
+		after := state{chain: d.chain, size: d.size.Load(), bs: d.bs, mark: s.acct.mark(d.id)}
 		g, k := s.acct.get(d.id)
 		d.mu.Unlock()
 		if same(before, after) {

@@ -28,7 +28,7 @@ func mustAccount(t testing.TB, s *Store, what string) {
 			t.Fatalf("%s: %v", what, err)
 		}
 		ds.mu.Lock()
-		n, err := s.countVisible(ds.chain, blockCount(ds.size, ds.bs))
+		n, err := s.countVisible(ds.chain, blockCount(ds.size.Load(), ds.bs))
 		ds.mu.Unlock()
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)

@@ -274,7 +274,7 @@ func (s *Store) GetDisk(name string) (DiskInfo, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	enc, locked := s.encryptionOf(d.chain[0].layer)
-	return DiskInfo{ID: d.id, Name: d.name, Size: d.size, BlockSize: d.bs, Allocated: alloc,
+	return DiskInfo{ID: d.id, Name: d.name, Size: d.size.Load(), BlockSize: d.bs, Allocated: alloc,
 		Created: d.created, Modified: d.modified, Origin: d.origin, Open: d.opens, Encrypted: enc, Locked: locked,
 		Hydration: s.hydrationOf(d.name, d.chain)}, nil // lazy.go
 }
@@ -291,10 +291,10 @@ func (s *Store) ResizeDisk(name string, size int64) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if size < d.size {
-		return fmt.Errorf("%w: disk %q is %d bytes; disks grow but never shrink (asked for %d)", ErrInvalid, name, d.size, size)
+	if size < d.size.Load() {
+		return fmt.Errorf("%w: disk %q is %d bytes; disks grow but never shrink (asked for %d)", ErrInvalid, name, d.size.Load(), size)
 	}
-	if size == d.size {
+	if size == d.size.Load() {
 		return nil
 	}
 	s.catMu.Lock()
@@ -308,8 +308,7 @@ func (s *Store) ResizeDisk(name string, size int64) error {
 		return t.Put(index.KindDisk, name, rec)
 	})
 	if err == nil {
-		d.size = size
-		d.sizeA.Store(size)
+		d.size.Store(size)
 	}
 	return err
 }
@@ -512,7 +511,7 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 			if err != nil {
 				return err
 			}
-			rec.Members = append(rec.Members, index.Member{Disk: d.name, DiskID: d.id, Layer: l.ID, Epoch: l.Epoch, Size: d.size, BlockSize: d.bs,
+			rec.Members = append(rec.Members, index.Member{Disk: d.name, DiskID: d.id, Layer: l.ID, Epoch: l.Epoch, Size: d.size.Load(), BlockSize: d.bs,
 				Allocated: int64p(counts[i])})
 			l.Epoch++
 			if err := t.PutLayer(l); err != nil {
@@ -880,8 +879,8 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 	}); err != nil {
 		return err
 	}
-	d.chain, d.size, d.modified = chain, m.Size, time.Now()
-	d.sizeA.Store(m.Size)
+	d.chain, d.modified = chain, time.Now()
+	d.size.Store(m.Size)
 	if err := s.syncCatalogIfStale(); err != nil {
 		return fmt.Errorf("rollback of %q: %w", name, err)
 	}

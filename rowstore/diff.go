@@ -44,7 +44,7 @@ func (s *Store) resolve(p Point) ([]link, int64, int, error) {
 		}
 		d.mu.Lock()
 		err = d.flushLocked()
-		chain, size, bs := d.chain, d.size, d.bs
+		chain, size, bs := d.chain, d.size.Load(), d.bs
 		d.mu.Unlock()
 		if err == nil {
 			err = s.commit()

@@ -23,10 +23,11 @@ type diskState struct {
 	s  *Store
 	mu sync.Mutex
 
-	id    uint64
-	name  string
-	size  int64
-	sizeA atomic.Int64 // size, read without the lock (Disk.Size: every FUSE write)
+	id   uint64
+	name string
+	// size is the disk's size in bytes: set under mu, read without it by
+	// Disk.Size (every FUSE write asks).
+	size  atomic.Int64
 	bs    int
 	chain []link // chain[0] is the head layer at its current epoch
 
@@ -126,10 +127,10 @@ func (s *Store) diskByName(name string) (*diskState, error) {
 	if d, ok := s.disks[rec.ID]; ok {
 		return d, nil
 	}
-	d := &diskState{s: s, id: rec.ID, name: rec.Name, size: rec.Size, bs: rec.BlockSize, chain: chain,
+	d := &diskState{s: s, id: rec.ID, name: rec.Name, bs: rec.BlockSize, chain: chain,
 		cache: map[uint64]*cblock{}, modified: rec.Created, created: rec.Created, origin: rec.Origin}
 	d.wbCond = sync.NewCond(&d.mu)
-	d.sizeA.Store(rec.Size)
+	d.size.Store(rec.Size)
 	s.disks[rec.ID] = d
 	s.diskNames[rec.Name] = rec.ID
 	return d, nil
@@ -189,7 +190,7 @@ func (h *Disk) Name() string { return h.d.name }
 // FUSE layer asks before every write, and waiting there behind another
 // writer's appends kept the writes' hashing (done before the lock) from
 // running in parallel.
-func (h *Disk) Size() int64 { return h.d.sizeA.Load() }
+func (h *Disk) Size() int64 { return h.d.size.Load() }
 
 // BlockSize is the disk's block size.
 func (h *Disk) BlockSize() int { return h.d.bs }
@@ -244,8 +245,8 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	if err := h.check(); err != nil {
 		return 0, err
 	}
-	if off < 0 || off > d.size-int64(len(p)) {
-		return 0, fmt.Errorf("%w: write of %d bytes at %d is beyond the end of disk %q (%d bytes)", ErrInvalid, len(p), off, d.name, d.size)
+	if off < 0 || off > d.size.Load()-int64(len(p)) {
+		return 0, fmt.Errorf("%w: write of %d bytes at %d is beyond the end of disk %q (%d bytes)", ErrInvalid, len(p), off, d.name, d.size.Load())
 	}
 	// A new write must leave the free-space floor with the reserve armed,
 	// counting the cached blocks it may force out (reserve.go): refused
@@ -499,13 +500,13 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 		d.mu.Unlock()
 		return 0, fmt.Errorf("%w: negative offset", ErrInvalid)
 	}
-	if off >= d.size {
+	if off >= d.size.Load() {
 		d.mu.Unlock()
 		return 0, io.EOF
 	}
 	want := len(p)
-	if int64(want) > d.size-off {
-		p = p[:d.size-off]
+	if int64(want) > d.size.Load()-off {
+		p = p[:d.size.Load()-off]
 	}
 	chain := d.chain
 	bs := int64(d.bs)
@@ -642,7 +643,7 @@ func (h *Disk) PunchHole(off, length int64) error {
 	if off < 0 || length < 0 {
 		return fmt.Errorf("%w: punch hole at %d length %d", ErrInvalid, off, length)
 	}
-	end := min(off+length, d.size)
+	end := min(off+length, d.size.Load())
 	if off >= end {
 		return nil
 	}
