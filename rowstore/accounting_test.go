@@ -220,16 +220,8 @@ func TestAccountingCrash(t *testing.T) {
 			for i := 0; i < 40+r.rng.Intn(120); i++ {
 				r.step()
 			}
-			crashed := cfs.Crash(seed)
-			s.crashForTest()
-			opts.FS = crashed
-			opts.RebuildIndex = k%3 == 2
-			s2, err := Open(dir, opts)
-			if err != nil {
-				t.Fatalf("reopen after crash: %v", err)
-			}
-			defer s2.Close()
-			mustAccount(t, s2, fmt.Sprintf("seed %d after crash (rebuild %v)", seed, opts.RebuildIndex))
+			s2 := reopenAfterCrash(t, s, dir, opts, cfs.Crash(seed), k%3 == 2)
+			mustAccount(t, s2, fmt.Sprintf("seed %d after crash (rebuild %v)", seed, k%3 == 2))
 			// And it keeps counting.
 			r.s = s2
 			r.disks = nil

@@ -176,15 +176,8 @@ func TestCrashDuringCleaning(t *testing.T) {
 			mu.Unlock()
 			cleaned += st.SegmentsCleaned
 			grouped += s.cleaner.grouped.Load()
-			s.crashForTest()
-			opts.FS = crashed
-			opts.RebuildIndex = k%2 == 1
-			s2, err := Open(dir, opts)
-			if err != nil {
-				t.Fatalf("reopen after crash: %v", err)
-			}
-			defer s2.Close()
-			checkCrashState(t, s2, m, fmt.Sprintf("seed %d (rebuild %v, crash after stages %s)", seed, opts.RebuildIndex, stageLog))
+			s2 := reopenAfterCrash(t, s, dir, opts, crashed, k%2 == 1)
+			checkCrashState(t, s2, m, fmt.Sprintf("seed %d (rebuild %v, crash after stages %s)", seed, k%2 == 1, stageLog))
 			if _, err := s2.GC(); err != nil {
 				t.Fatalf("gc after the crash: %v", err)
 			}

@@ -218,16 +218,8 @@ func TestCrash(t *testing.T) {
 			if err := crashWorkload(s, m, rng, 20+rng.Intn(200)); err != nil {
 				t.Fatalf("seed %d: workload: %v", seed, err)
 			}
-			crashed := cfs.Crash(seed)
-			s.crashForTest()
-			opts.FS = crashed
-			opts.RebuildIndex = k%2 == 1
-			s2, err := Open(dir, opts)
-			if err != nil {
-				t.Fatalf("seed %d: reopen after crash: %v", seed, err)
-			}
-			defer s2.Close()
-			checkCrashState(t, s2, m, fmt.Sprintf("seed %d (rebuild %v)", seed, opts.RebuildIndex))
+			s2 := reopenAfterCrash(t, s, dir, opts, cfs.Crash(seed), k%2 == 1)
+			checkCrashState(t, s2, m, fmt.Sprintf("seed %d (rebuild %v)", seed, k%2 == 1))
 			// The store keeps working after recovery.
 			h, err := s2.OpenDisk("a")
 			if err != nil {

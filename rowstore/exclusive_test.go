@@ -122,16 +122,8 @@ func TestExclusiveFigures(t *testing.T) {
 				t.Fatalf("usage after a write: stale %v as of %v, %d counts (want stale, a time, none)", u.Store.ExclusiveStale, u.Store.ExclusiveAsOf, s.excl.runs.Load()-runs)
 			}
 			// A crash, then the figures after the reopen.
-			crashed := cfs.Crash(seed)
-			s.crashForTest()
-			opts.FS = crashed
-			opts.RebuildIndex = seed%2 == 0
-			s2, err := Open(dir, opts)
-			if err != nil {
-				t.Fatalf("reopen after crash: %v", err)
-			}
-			defer s2.Close()
-			mustExclusive(t, s2, fmt.Sprintf("after crash (rebuild %v)", opts.RebuildIndex))
+			s2 := reopenAfterCrash(t, s, dir, opts, cfs.Crash(seed), seed%2 == 0)
+			mustExclusive(t, s2, fmt.Sprintf("after crash (rebuild %v)", seed%2 == 0))
 		})
 	}
 }

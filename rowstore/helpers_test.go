@@ -41,3 +41,20 @@ func newCrashStore(t testing.TB) (s *Store, dir string, opts Options, cfs *vfs.C
 	}
 	return s, dir, opts, cfs
 }
+
+// reopenAfterCrash crashes s (nothing closed: Badger loses what it had not
+// synced), then opens the store at dir on crashed (what the crash kept, from
+// cfs.Crash), rebuilding the index when rebuild is set; the reopened store is
+// closed at the end of the test. opts are the caller's (keys, sizes).
+func reopenAfterCrash(t testing.TB, s *Store, dir string, opts Options, crashed vfs.FS, rebuild bool) *Store {
+	t.Helper()
+	s.crashForTest()
+	opts.FS = crashed
+	opts.RebuildIndex = rebuild
+	s2, err := Open(dir, opts)
+	if err != nil {
+		t.Fatalf("reopen after crash (rebuild %v): %v", rebuild, err)
+	}
+	t.Cleanup(func() { s2.Close() })
+	return s2
+}
