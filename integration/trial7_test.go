@@ -103,6 +103,18 @@ func TestTrial7LazyRestoreOutlivesOwnersPrune(t *testing.T) {
 	t.Logf("beta's prune: exit %d: %s%s", pr.code, pr.stdout, pr.stderr)
 
 	a.pid = daemon(t, a.dir, a.mp)
+	// Whatever the outcome, a lazy disk whose source cannot be attached
+	// says why in disk info (the daemon tries at once, then with backoff).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		h := hydrationOf(t, a.dir, "lz")
+		if h == nil || h.Attached || h.LastError != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("alpha's lazy disk is not attached and disk info gives no reason: %+v", *h)
+			break
+		}
+	}
 	got, err := sumFile(filepath.Join(a.mp, "disks", "lz"))
 	if err != nil || got != want {
 		h := hydrationOf(t, a.dir, "lz")

@@ -56,8 +56,12 @@ func runLazyRestore(c *cli.Context, st *state, ctx context.Context, svc service.
 		return newPrinter(c, st).result("restore", restored{req, s}, "restored disk %s of snapshot %s from region %s as disk %s (lazily): %d blocks, all local, %s fetched",
 			req.Disk, req.Snapshot, req.Region, req.To, s.BlocksTotal, size(s.BytesRead))
 	}
-	return newPrinter(c, st).result("restore", restored{req, s}, "disk %s is usable now (disk %s of snapshot %s in region %s); %d of %d blocks local, the rest hydrates in the background%s (disk info %s shows the progress)",
-		req.To, req.Disk, req.Snapshot, req.Region, s.Blocks, s.BlocksTotal, rateNote(req.Rate), req.To)
+	local := fmt.Sprintf("%d of %d blocks local, the rest", s.Blocks, s.BlocksTotal)
+	if s.BlocksTotal == 0 { // not counted yet (a daemon before the count was returned)
+		local = "it"
+	}
+	return newPrinter(c, st).result("restore", restored{req, s}, "disk %s is usable now (disk %s of snapshot %s in region %s); %s hydrates in the background%s (disk info %s shows the progress)",
+		req.To, req.Disk, req.Snapshot, req.Region, local, rateNote(req.Rate), req.To)
 }
 
 func rateNote(r int64) string {
@@ -72,12 +76,20 @@ func hydration(h *rowstore.LazyStatus) string {
 	if h == nil {
 		return "-"
 	}
-	pct := 100.0
-	if h.Total > 0 {
-		pct = 100 * float64(h.Local) / float64(h.Total)
+	var s string
+	if h.Total == 0 && !h.Attached {
+		// Nothing is known of what is missing until the source attaches:
+		// "0 of 0 (100%)" would read as "nothing left to fetch".
+		s = fmt.Sprintf("blocks local not known yet (the region's disk is not attached) from region %s snapshot %s/%s, %s fetched",
+			h.Origin.Region, h.Origin.Snapshot, h.Origin.Disk, size(h.BytesFetched))
+	} else {
+		pct := 100.0
+		if h.Total > 0 {
+			pct = 100 * float64(h.Local) / float64(h.Total)
+		}
+		s = fmt.Sprintf("%d of %d blocks local (%.1f%%) from region %s snapshot %s/%s, %s fetched",
+			h.Local, h.Total, pct, h.Origin.Region, h.Origin.Snapshot, h.Origin.Disk, size(h.BytesFetched))
 	}
-	s := fmt.Sprintf("%d of %d blocks local (%.1f%%) from region %s snapshot %s/%s, %s fetched",
-		h.Local, h.Total, pct, h.Origin.Region, h.Origin.Snapshot, h.Origin.Disk, size(h.BytesFetched))
 	switch {
 	case !h.Attached:
 		s += "; waiting for the region (reads of missing blocks fail)"

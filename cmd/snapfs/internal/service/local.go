@@ -146,6 +146,7 @@ func (l *Local) GetDisk(_ context.Context, name string) (Disk, error) {
 	d, err := l.store.GetDisk(name)
 	if err == nil {
 		d.Origin = originAsItStands(d, l.originRead)
+		d = l.withAttachErr(d) // local_lazy.go
 	}
 	return d, err
 }

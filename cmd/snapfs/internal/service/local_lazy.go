@@ -38,6 +38,42 @@ type lazyState struct {
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// attachErr is, per lazy layer whose source could not be attached,
+	// why (the last try): disk info shows it, since no source means the
+	// engine has no error of its own to report.
+	attachErr map[uint64]string
+}
+
+// setAttachErr records (err nil: clears) why layer's source is not attached.
+func (l *Local) setAttachErr(layer uint64, err error) {
+	l.lz.mu.Lock()
+	defer l.lz.mu.Unlock()
+	if err == nil {
+		delete(l.lz.attachErr, layer)
+		return
+	}
+	if l.lz.attachErr == nil {
+		l.lz.attachErr = map[uint64]string{}
+	}
+	l.lz.attachErr[layer] = err.Error()
+}
+
+// withAttachErr gives a disk whose lazy source is not attached the reason
+// the daemon last failed to attach it, when the engine has none.
+func (l *Local) withAttachErr(d Disk) Disk {
+	h := d.Hydration
+	if h == nil || h.Attached || h.LastError != "" {
+		return d
+	}
+	l.lz.mu.Lock()
+	why := l.lz.attachErr[h.Layer]
+	l.lz.mu.Unlock()
+	if why != "" {
+		hc := *h
+		hc.LastError = why
+		d.Hydration = &hc
+	}
+	return d
 }
 
 // restoreLazy implements Restore with Lazy.
@@ -82,7 +118,9 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	}
 	if !r.Wait {
 		st, _, _ := l.store.LazyStatusOf(r.To)
-		return RestoreStats{Blocks: st.Local, BlocksTotal: st.Total}, nil
+		// Hydration counts what is missing in the background: until it
+		// has, its total is 0, but the region's disk knows it now.
+		return RestoreStats{Blocks: st.Local, BlocksTotal: max(st.Total, rd.StoredBlocks())}, nil
 	}
 	p := progressOf(progress)
 	p.Event(replicate.Event{Type: replicate.EventStart, Op: "hydrate", Region: r.Region, Snapshot: r.Snapshot, Disk: r.To})
@@ -174,6 +212,7 @@ func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer) {
 			}
 			return nil
 		}()
+		l.setAttachErr(x.Layer, err)
 		if err == nil {
 			l.log.Info("lazy disk: source attached", "layer", x.Layer, "disks", x.Disks, "region", o.Region, "snapshot", o.Snapshot, "disk", o.Disk)
 			return
