@@ -181,3 +181,48 @@ func TestTrial7KilledSyncLockClearedByRestart(t *testing.T) {
 		t.Fatalf("alpha's prune after beta restarted and synced: exit %d: %s(alpha's region unlock: exit %d: %s)", r.code, r.stderr, u.code, strings.TrimSpace(u.stdout+u.stderr))
 	}
 }
+
+// TestTrial7CopiedStoreKeepsOthersSnapshots: a store copied to a second
+// machine (a VM cloned from a golden image with /var/lib/snapfs already
+// initialised, or a store restored from a backup onto another host) has
+// the original's host identity. The copy's routine prune of "this host's"
+// snapshots must not remove the original's synced snapshots: either the
+// copy refuses region operations until it has an identity of its own, or
+// the prune leaves the original's snapshots alone.
+//
+// Seen on main 720ab5e: `region snapshots` on both shows the other's
+// snapshots as "(this host)"; the copy's `region prune --keep-last 1`
+// removes the original's newest synced snapshot, and the original's next
+// sync says "pruned from the region before (not sent again)": the
+// original host's copy in the region is silently gone for good.
+func TestTrial7CopiedStoreKeepsOthersSnapshots(t *testing.T) {
+	a, _, _ := twoHostsFileRegion(t)
+	ok(t, a.dir, "disk", "create", "vol", "--size", "4M")
+	writeAt(t, filepath.Join(a.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
+	ok(t, a.dir, "snapshot", "create", "a1", "--disk", "vol")
+	want := fileSum(t, filepath.Join(a.mp, "snapshots", "a1", "vol"))
+	ok(t, a.dir, "sync", "--region", "shared")
+
+	stopDaemon(t, a.dir, a.mp, a.pid)
+	clone := &sharedHost{name: "clone", dir: a.dir + "-clone", mp: a.mp + "-clone"}
+	sh(t, "cp", "-a", a.dir, clone.dir)
+	t.Cleanup(func() { os.RemoveAll(clone.dir) })
+	a.pid = daemon(t, a.dir, a.mp)
+	clone.pid = daemon(t, clone.dir, clone.mp)
+
+	// The clone lives its own life: new data, a snapshot, its sync and prune.
+	writeAt(t, filepath.Join(clone.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
+	ok(t, clone.dir, "snapshot", "create", "c1", "--disk", "vol")
+	s := snapfs(t, clone.dir, "sync", "--region", "shared")
+	p := snapfs(t, clone.dir, "region", "prune", "shared", "--keep-last", "1")
+	t.Logf("the clone's sync: exit %d %s%s; prune: exit %d %s%s", s.code, s.stdout, s.stderr, p.code, p.stdout, p.stderr)
+
+	ok(t, a.dir, "sync", "--region", "shared")
+	r := snapfs(t, a.dir, "restore", "--region", "shared", "--snapshot", "a1", "--disk", "vol", "--to", "back")
+	if r.code != 0 {
+		t.Fatalf("the original host's synced a1 after its copy's prune: restore exit %d: %s\nregion snapshots:\n%s", r.code, r.stderr, ok(t, a.dir, "region", "snapshots", "shared"))
+	}
+	if got := fileSum(t, filepath.Join(a.mp, "disks", "back")); got != want {
+		t.Fatal("a1 restored differs from the snapshot")
+	}
+}
