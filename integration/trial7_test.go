@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/snapfs/snapfs/replicate/store/s3test"
 )
 
 // sharedHost is one host of a shared region: its store, mount point and
@@ -25,16 +27,33 @@ type sharedHost struct {
 // daemon, sharing the 2+1 file:// region "shared" (stores under tmp/region).
 func twoHostsFileRegion(t *testing.T) (a, b *sharedHost, regionDir string) {
 	t.Helper()
+	return twoHosts(t, false)
+}
+
+// twoHosts is twoHostsFileRegion, or with s3 the region's stores on a real
+// S3 server (versitygw on 127.0.0.1; regionDir is then "").
+func twoHosts(t *testing.T, s3 bool) (a, b *sharedHost, regionDir string) {
+	t.Helper()
 	needRoot(t)
 	tmp := t.TempDir()
 	key := filepath.Join(tmp, "region.key")
 	if err := os.WriteFile(key, randBytes(t, 32), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	regionDir = filepath.Join(tmp, "region")
 	add := []string{"region", "add", "shared", "--data", "2", "--parity", "1", "--key-file", key}
-	for i := range 3 {
-		add = append(add, "--store", "file://"+filepath.Join(regionDir, fmt.Sprintf("s%d", i)))
+	if s3 {
+		endpoint, access, secret := s3test.Start(t)
+		t.Setenv("AWS_ACCESS_KEY_ID", access) // the daemons inherit it
+		t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
+		add = append(add, "--s3-endpoint", endpoint, "--s3-path-style")
+		for i := range 3 {
+			add = append(add, "--store", fmt.Sprintf("s3://snapfs-trial7/r/shard%d", i))
+		}
+	} else {
+		regionDir = filepath.Join(tmp, "region")
+		for i := range 3 {
+			add = append(add, "--store", "file://"+filepath.Join(regionDir, fmt.Sprintf("s%d", i)))
+		}
 	}
 	var hs []*sharedHost
 	for i, n := range []string{"alpha", "beta"} {
@@ -42,7 +61,7 @@ func twoHostsFileRegion(t *testing.T) (a, b *sharedHost, regionDir string) {
 		ok(t, h.dir, "init", "--host-name", n)
 		h.pid = daemon(t, h.dir, h.mp)
 		args := add
-		if i == 0 {
+		if i == 0 && !s3 {
 			args = append(slices.Clone(add), "--create")
 		}
 		ok(t, h.dir, args...)
@@ -77,7 +96,13 @@ func waitGone(t *testing.T, pid string) {
 // told was usable, and may have written to, is stranded by another host's
 // routine job, with no error naming the cause.
 func TestTrial7LazyRestoreOutlivesOwnersPrune(t *testing.T) {
-	a, b, _ := twoHostsFileRegion(t)
+	for _, s3 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "file", true: "s3"}[s3], func(t *testing.T) { lazyOutlivesPrune(t, s3) })
+	}
+}
+
+func lazyOutlivesPrune(t *testing.T, s3 bool) {
+	a, b, _ := twoHosts(t, s3)
 	const size = 8 << 20
 	ok(t, b.dir, "disk", "create", "vol", "--size", "8M")
 	writeAt(t, filepath.Join(b.mp, "disks", "vol"), 0, randBytes(t, size))
