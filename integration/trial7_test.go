@@ -257,16 +257,16 @@ func TestTrial7CopiedStoreKeepsOthersSnapshots(t *testing.T) {
 }
 
 // TestTrial7SharedRegionSoak: two hosts (two stores, two daemons) share a
-// 2+1 file:// region with disks and snapshots of the same names, and for
-// SNAPFS_TRIAL7_SOAK (default 15s) each writes, snapshots, syncs and
+// 2+1 region (file://, then S3 on versitygw) with disks and snapshots of the same names, and for
+// SNAPFS_TRIAL7_SOAK (default 10s; S3 two thirds of it) each writes, snapshots, syncs and
 // prunes (--keep-last 2) in turn with the other; now and then one kills
 // its own daemon (SIGKILL) in the middle of a sync or a prune and starts
 // it again, and store 1 loses its packs directory or has shard bytes
-// flipped (one failure domain: m = 1), with a repair after. Then every
+// flipped (one failure domain: m = 1; file:// only), with a repair after. Then every
 // snapshot either host was told is synced (and has not pruned since)
 // restores byte for byte on both hosts, and check --read-data is clean.
 func TestTrial7SharedRegionSoak(t *testing.T) {
-	soak := 15 * time.Second
+	soak := 10 * time.Second
 	if v := os.Getenv("SNAPFS_TRIAL7_SOAK"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -274,7 +274,13 @@ func TestTrial7SharedRegionSoak(t *testing.T) {
 		}
 		soak = d
 	}
-	a, b, regionDir := twoHostsFileRegion(t)
+	t.Run("file", func(t *testing.T) { sharedRegionSoak(t, soak, false) })
+	// S3: the same without the damage (the server's files are its own).
+	t.Run("s3", func(t *testing.T) { sharedRegionSoak(t, soak*2/3, true) })
+}
+
+func sharedRegionSoak(t *testing.T, soak time.Duration, s3 bool) {
+	a, b, regionDir := twoHosts(t, s3)
 	type hostState struct {
 		*sharedHost
 		mu    sync.Mutex
@@ -416,6 +422,9 @@ func TestTrial7SharedRegionSoak(t *testing.T) {
 	damage := map[string]int{}
 	go func() {
 		defer wg.Done()
+		if s3 {
+			return
+		}
 		rng := mrand.New(mrand.NewPCG(7, uint64(time.Now().UnixNano())))
 		s1 := filepath.Join(regionDir, "s1")
 		for time.Since(start) < soak {
