@@ -171,24 +171,46 @@ func (l *Local) resumeLazy() {
 		return
 	}
 	l.lz.mu.Lock()
-	defer l.lz.mu.Unlock()
 	if l.lz.cancel != nil {
+		l.lz.mu.Unlock()
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l.lz.cancel = cancel
+	var first sync.WaitGroup
 	for _, x := range ls {
 		l.lz.wg.Add(1)
+		first.Add(1)
 		go func() {
 			defer l.lz.wg.Done()
-			l.attachWithRetry(ctx, x)
+			l.attachWithRetry(ctx, x, first.Done)
 		}()
+	}
+	l.lz.mu.Unlock()
+	// The daemon reports ready once the first try of every attach is done
+	// (bounded): a read of a lazy disk's missing block finds no source
+	// before, and fails with EIO although the region is reachable (a VM
+	// started as soon as the mount is ready saw I/O errors).
+	tried := make(chan struct{})
+	go func() { first.Wait(); close(tried) }()
+	select {
+	case <-tried:
+	case <-time.After(lazyFirstAttachWait):
+		l.log.Warn("lazy disks: their regions did not answer yet; reads of their missing blocks fail until they do", "waited", lazyFirstAttachWait)
 	}
 }
 
-func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer) {
+// lazyFirstAttachWait bounds how long the daemon's start waits for lazy
+// disks' regions (an unreachable one must not keep the mount from serving).
+const lazyFirstAttachWait = 15 * time.Second
+
+// attachWithRetry attaches x's source, trying again with backoff; tried
+// is called once, after the first try.
+func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer, tried func()) {
 	o := x.Origin
 	backoff := time.Second
+	var once sync.Once
+	defer once.Do(tried)
 	for {
 		err := func() error {
 			m, err := l.manager()
@@ -213,6 +235,7 @@ func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer) {
 			return nil
 		}()
 		l.setAttachErr(x.Layer, err)
+		once.Do(tried)
 		if err == nil {
 			l.log.Info("lazy disk: source attached", "layer", x.Layer, "disks", x.Disks, "region", o.Region, "snapshot", o.Snapshot, "disk", o.Disk)
 			return

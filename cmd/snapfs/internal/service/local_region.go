@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -261,6 +262,9 @@ func (l *Local) RemoveRegion(_ context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	if err := l.lazyUsers(name); err != nil {
+		return err
+	}
 	if err := m.RemoveRegion(name); err != nil {
 		return err
 	}
@@ -454,4 +458,29 @@ func (l *Local) RegionUsage(ctx context.Context) ([]RegionUsage, error) {
 		out = append(out, RegionUsage{Region: r.Name, Stores: su})
 	}
 	return out, nil
+}
+
+// lazyUsers refuses (ErrBusy) to forget a region that lazily restored
+// disks still hydrate from: their blocks not yet local are read from it,
+// and a daemon started without its configuration could never attach them
+// again (every such read EIO, for good).
+func (l *Local) lazyUsers(region string) error {
+	ls, err := l.store.ListLazy()
+	if err != nil {
+		return err
+	}
+	var users []string
+	for _, x := range ls {
+		// A layer no disk ends in is mostly one gc has not collected yet
+		// (its disk deleted); snapshots kept of a deleted lazy disk are not
+		// told apart from it here, and are not guarded.
+		if x.Origin.Region == region {
+			users = append(users, x.Disks...)
+		}
+	}
+	if len(users) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: region %q: lazily restored disks still read from it (%s): wait until they are whole (disk info, or restore --lazy --wait) or delete them, then remove the region",
+		rowstore.ErrBusy, region, strings.Join(users, ", "))
 }
