@@ -66,6 +66,8 @@ func regionCommand(st *state) *cli.Command {
 				Name:      "remove",
 				Usage:     "forget a region on this host (its configuration and cache; remote data is kept)",
 				ArgsUsage: "NAME",
+				Description: "Refused (exit 5) while a disk restored with restore --lazy still reads blocks from the region:\n" +
+					"wait until it is whole (disk info), or delete it.",
 				Action: func(c *cli.Context) error {
 					a, err := args(c, "NAME")
 					if err != nil {
