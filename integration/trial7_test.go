@@ -623,3 +623,42 @@ func TestTrial7LazyReadNotBoundByRate(t *testing.T) {
 		t.Fatal("the lazy disk differs from the snapshot")
 	}
 }
+
+// TestTrial7LostStoreReplacedHint: store 1 of the region is lost and an
+// empty directory takes its place (a new NAS share). Repair never writes
+// to a store without the region's marker; its error must say how to adopt
+// the new store (--new-store 1), which the user otherwise finds only in
+// the README. Then the region is whole again for both hosts.
+//
+// Seen on main 720ab5e: "region sh: 1 copies could not be repaired", exit
+// 12, after "the store holds no region marker ... nothing is written
+// there": no word of --new-store.
+func TestTrial7LostStoreReplacedHint(t *testing.T) {
+	a, b, regionDir := twoHostsFileRegion(t)
+	ok(t, a.dir, "disk", "create", "vol", "--size", "4M")
+	writeAt(t, filepath.Join(a.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
+	ok(t, a.dir, "snapshot", "create", "s1", "--disk", "vol")
+	want := fileSum(t, filepath.Join(a.mp, "snapshots", "s1", "vol"))
+	ok(t, a.dir, "sync", "--region", "shared")
+	s1 := filepath.Join(regionDir, "s1")
+	if err := os.RemoveAll(s1); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(s1, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fails(t, b.dir, 11, "sync", "--region", "shared") // nothing written to it
+	if ents, _ := os.ReadDir(s1); len(ents) != 0 {
+		t.Fatalf("sync wrote to a store without the region's marker: %d entries", len(ents))
+	}
+	r := fails(t, a.dir, 12, "region", "repair", "shared")
+	if !strings.Contains(r.stderr, "region repair shared --new-store 1") {
+		t.Errorf("repair passed over the empty store 1 without saying how to adopt it: %s", r.stderr)
+	}
+	ok(t, a.dir, "region", "repair", "shared", "--new-store", "1")
+	ok(t, b.dir, "region", "check", "shared", "--read-data")
+	ok(t, b.dir, "restore", "--region", "shared", "--snapshot", "s1", "--host", "alpha", "--disk", "vol", "--to", "back")
+	if got := fileSum(t, filepath.Join(b.mp, "disks", "back")); got != want {
+		t.Fatal("alpha's s1 restored on beta differs from the snapshot")
+	}
+}

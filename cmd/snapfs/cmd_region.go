@@ -164,7 +164,7 @@ func regionCommand(st *state) *cli.Command {
 							fmt.Fprintf(p.w, "region %s: %d problem(s) found, %d repaired, %d not repaired\n", a[0], len(rep.Before.Problems), len(rep.Repaired), len(rep.Failed))
 						}
 						if len(rep.Failed) > 0 {
-							return fmt.Errorf("%w: region %s: %d copies could not be repaired", exitcode.ErrDegraded, a[0], len(rep.Failed))
+							return fmt.Errorf("%w: region %s: %d copies could not be repaired%s", exitcode.ErrDegraded, a[0], len(rep.Failed), newStoreHint(a[0], rep.Failed))
 						}
 						if rep.OrphansDeleted+rep.IndexesDeleted+rep.MarkersDeleted > 0 && !p.json {
 							fmt.Fprintf(p.w, "region %s: garbage removed: %d unindexed pack(s), %d orphaned index(es), %d copying marker(s) of dead syncs\n", a[0], rep.OrphansDeleted, rep.IndexesDeleted, rep.MarkersDeleted)
@@ -551,4 +551,21 @@ func printRegionUsage(ctx context.Context, c *cli.Context, p *printer, svc servi
 
 func redactURL(s string) string {
 	return redactRegion(service.Region{Stores: []string{s}}).Stores[0]
+}
+
+// newStoreHint tells, for stores repair passed over because they hold no
+// region marker (an empty directory or bucket: perhaps the new store that
+// replaces a lost one), how to adopt them. Repair never writes to such a
+// store by itself; the message said only "nothing is written there".
+func newStoreHint(region string, failed []replicate.Problem) string {
+	var flags []string
+	for _, f := range failed {
+		if f.Object == "*" && strings.Contains(f.Err, "no region marker") {
+			flags = append(flags, fmt.Sprintf("--new-store %d", f.Store))
+		}
+	}
+	if len(flags) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; if a store without the region's marker is a new, empty store that replaces a lost one (not a file system that is not mounted): snapfs region repair %s %s", region, strings.Join(flags, " "))
 }
