@@ -39,6 +39,12 @@ func twoHostsFileRegion(t *testing.T) (a, b *sharedHost, regionDir string) {
 // S3 server (versitygw on 127.0.0.1; regionDir is then "").
 func twoHosts(t *testing.T, s3 bool) (a, b *sharedHost, regionDir string) {
 	t.Helper()
+	return twoNamedHosts(t, s3, "alpha", "beta")
+}
+
+// twoNamedHosts is twoHosts with the hosts' names (init --host-name).
+func twoNamedHosts(t *testing.T, s3 bool, names ...string) (a, b *sharedHost, regionDir string) {
+	t.Helper()
 	needRoot(t)
 	tmp := t.TempDir()
 	key := filepath.Join(tmp, "region.key")
@@ -61,8 +67,8 @@ func twoHosts(t *testing.T, s3 bool) (a, b *sharedHost, regionDir string) {
 		}
 	}
 	var hs []*sharedHost
-	for i, n := range []string{"alpha", "beta"} {
-		h := &sharedHost{name: n, dir: filepath.Join(tmp, n), mp: filepath.Join(tmp, "m-"+n)}
+	for i, n := range names {
+		h := &sharedHost{name: n, dir: filepath.Join(tmp, fmt.Sprint(i, n)), mp: filepath.Join(tmp, fmt.Sprint("m-", i, n))}
 		ok(t, h.dir, "init", "--host-name", n)
 		h.pid = daemon(t, h.dir, h.mp)
 		args := add
@@ -660,5 +666,49 @@ func TestTrial7LostStoreReplacedHint(t *testing.T) {
 	ok(t, b.dir, "restore", "--region", "shared", "--snapshot", "s1", "--host", "alpha", "--disk", "vol", "--to", "back")
 	if got := fileSum(t, filepath.Join(b.mp, "disks", "back")); got != want {
 		t.Fatal("alpha's s1 restored on beta differs from the snapshot")
+	}
+}
+
+// TestTrial7SameHostNameToldApart: two machines cloned with the same host
+// name (init's default is the machine's name) share a region and sync a
+// snapshot of the same name. restore rightly asks for --host, but
+// `region snapshots` showed both as "twin": nothing to choose with. The
+// listing must tell them apart (by id, which restore --host takes), and
+// each restores byte for byte by it.
+func TestTrial7SameHostNameToldApart(t *testing.T) {
+	a, b, _ := twoNamedHosts(t, false, "twin", "twin")
+	sums := map[string]string{}
+	for _, h := range []*sharedHost{a, b} {
+		ok(t, h.dir, "disk", "create", "vol", "--size", "1M")
+		writeAt(t, filepath.Join(h.mp, "disks", "vol"), 0, randBytes(t, 1<<20))
+		ok(t, h.dir, "snapshot", "create", "s1", "--disk", "vol")
+		ok(t, h.dir, "sync", "--region", "shared")
+		var hj struct{ ID string }
+		data, err := os.ReadFile(filepath.Join(h.dir, "host.json"))
+		if err != nil || json.Unmarshal(data, &hj) != nil || hj.ID == "" {
+			t.Fatalf("host.json of %s: %v %s", h.dir, err, data)
+		}
+		sums[hj.ID] = fileSum(t, filepath.Join(h.mp, "snapshots", "s1", "vol"))
+	}
+	out := ok(t, a.dir, "region", "snapshots", "shared")
+	var rows []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "s1 ") {
+			rows = append(rows, strings.Join(strings.Fields(line)[:3], " "))
+		}
+	}
+	if len(rows) != 2 || rows[0] == rows[1] {
+		t.Errorf("region snapshots does not tell the two hosts named twin apart:\n%s", out)
+	}
+	fails(t, a.dir, 2, "restore", "--region", "shared", "--snapshot", "s1", "--host", "twin", "--disk", "vol", "--to", "x")
+	for id, want := range sums {
+		if !strings.Contains(out, id) {
+			t.Errorf("region snapshots does not show host id %s, which restore --host needs:\n%s", id, out)
+		}
+		to := "from-" + id[:8]
+		ok(t, a.dir, "restore", "--region", "shared", "--snapshot", "s1", "--host", id, "--disk", "vol", "--to", to)
+		if got := fileSum(t, filepath.Join(a.mp, "disks", to)); got != want {
+			t.Errorf("s1 of host %s restored differs from the snapshot", id)
+		}
 	}
 }

@@ -95,12 +95,25 @@ func regionCommand(st *state) *cli.Command {
 						if err != nil {
 							return err
 						}
+						// Hosts that share a name (machines cloned with the same
+						// host name) are told apart by their id, as restore
+						// --host needs it.
+						ids := map[string]map[string]bool{}
+						for _, s := range rs {
+							if ids[s.Host] == nil {
+								ids[s.Host] = map[string]bool{}
+							}
+							ids[s.Host][s.HostID] = true
+						}
 						return list(newPrinter(c, st), "remote_snapshot", rs, []string{"NAME", "HOST", "CREATED", "KIND", "STATE", "DISKS"}, func(s service.RemoteSnapshot) []string {
 							var ds []string
 							for _, d := range s.Disks {
 								ds = append(ds, d.Name)
 							}
 							host := s.Host
+							if len(ids[s.Host]) > 1 {
+								host += " (" + s.HostID + ")"
+							}
 							if s.Mine {
 								host += " (this host)"
 							}
