@@ -265,7 +265,7 @@ func TestTrial7CopiedStoreKeepsOthersSnapshots(t *testing.T) {
 
 // TestTrial7SharedRegionSoak: two hosts (two stores, two daemons) share a
 // 2+1 region (file://, then S3 on versitygw) with disks and snapshots of the same names, and for
-// SNAPFS_TRIAL7_SOAK (default 10s; S3 two thirds of it) each writes, snapshots, syncs and
+// SNAPFS_TRIAL7_SOAK (default 10s; S3 half of it) each writes, snapshots, syncs and
 // prunes (--keep-last 2) in turn with the other; now and then one kills
 // its own daemon (SIGKILL) in the middle of a sync or a prune and starts
 // it again, and store 1 loses its packs directory or has shard bytes
@@ -283,7 +283,7 @@ func TestTrial7SharedRegionSoak(t *testing.T) {
 	}
 	t.Run("file", func(t *testing.T) { sharedRegionSoak(t, soak, false) })
 	// S3: the same without the damage (the server's files are its own).
-	t.Run("s3", func(t *testing.T) { sharedRegionSoak(t, soak*2/3, true) })
+	t.Run("s3", func(t *testing.T) { sharedRegionSoak(t, soak/2, true) })
 }
 
 func sharedRegionSoak(t *testing.T, soak time.Duration, s3 bool) {
