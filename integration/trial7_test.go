@@ -712,3 +712,37 @@ func TestTrial7SameHostNameToldApart(t *testing.T) {
 		}
 	}
 }
+
+// TestTrial7UsageHidesScratchClones: browsing a snapshot's files
+// (snapshots/<s>/<disk>.files/) and snapshot diff --files clone the
+// snapshot behind the scenes. disk list hides those clones; usage listed
+// them as disks ("snapmount-before-upgrade-vol1-1",
+// "snapmount-snapmount-now-vol1-2-vol1-3"), names the user never made and
+// cannot find anywhere else (README trial, main 720ab5e).
+func TestTrial7UsageHidesScratchClones(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "mnt")
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	ok(t, store, "disk", "create", "vol1", "--size", "64M")
+	sh(t, "mkfs.ext4", "-q", filepath.Join(mp, "disks", "vol1"))
+	ok(t, store, "snapshot", "create", "before-upgrade", "--disk", "vol1")
+	if _, err := os.ReadDir(filepath.Join(mp, "snapshots", "before-upgrade", "vol1.files")); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, store, "snapshot", "diff", "before-upgrade", "--disk", "vol1", "--files")
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(ok(t, store, "--json", "usage", "--fresh")), "\n") {
+		var u struct{ Type, Kind, Name string }
+		if err := json.Unmarshal([]byte(line), &u); err != nil {
+			t.Fatalf("usage --json: %q: %v", line, err)
+		}
+		if u.Type == "usage" && u.Kind == "disk" {
+			names = append(names, u.Name)
+		}
+	}
+	if len(names) != 1 || names[0] != "vol1" {
+		t.Errorf("usage lists disks %v; disk list shows only vol1", names)
+	}
+}

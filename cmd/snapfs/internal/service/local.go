@@ -436,10 +436,35 @@ func (l *Local) DeleteImage(_ context.Context, name string) error {
 }
 
 // Usage implements Service.
-func (l *Local) Usage(context.Context) (rowstore.Usage, error) { return l.store.Usage() }
+func (l *Local) Usage(context.Context) (rowstore.Usage, error) {
+	u, err := l.store.Usage()
+	return l.hideScratchUsage(u), err
+}
 
 // FreshUsage implements Service.
-func (l *Local) FreshUsage(context.Context) (rowstore.Usage, error) { return l.store.FreshUsage() }
+func (l *Local) FreshUsage(context.Context) (rowstore.Usage, error) {
+	u, err := l.store.FreshUsage()
+	return l.hideScratchUsage(u), err
+}
+
+// hideScratchUsage drops the scratch clones (of snapshot mounts and
+// .files browsing) from usage's disks, as disk list does: a user who
+// never made "snapmount-before-upgrade-vol1-1" must not meet it. What
+// they hold is throw-away and stays counted in the store's totals.
+func (l *Local) hideScratchUsage(u rowstore.Usage) rowstore.Usage {
+	scratch := l.scratchEntries()
+	if len(scratch) == 0 {
+		return u
+	}
+	disks := u.Disks[:0:0]
+	for _, d := range u.Disks {
+		if _, ok := scratch[d.Name]; !ok {
+			disks = append(disks, d)
+		}
+	}
+	u.Disks = disks
+	return u
+}
 
 // GC implements Service.
 func (l *Local) GC(context.Context) (rowstore.GCStats, error) { return l.store.GC() }
