@@ -506,33 +506,39 @@ func sharedRegionSoak(t *testing.T, soak time.Duration, s3 bool) {
 
 // forgetPruned drops from acked (snapshot names s0, s1, ... below sN) the
 // snapshots of host a killed `prune --keep-last 2` may have removed and
-// did: every one but the 2 newest acknowledged that the region no longer
-// lists.
+// did: those the region no longer lists while it lists at least 2 newer
+// ones of the host (prune keeps the host's 2 newest in the region, which
+// may be newer than any acknowledged: a killed sync can have written its
+// manifest before it died).
 func forgetPruned(store, host string, n int, acked map[string]bool, mu *sync.Mutex) error {
 	r := snapfsQuiet(store, "--json", "region", "snapshots", "shared")
 	if r.code != 0 {
 		return fmt.Errorf("%s: region snapshots: exit %d: %s", host, r.code, r.stderr)
 	}
-	listed := map[string]bool{}
+	var listed []int
 	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
 		var s struct{ Name, Host string }
+		var i int
 		if json.Unmarshal([]byte(line), &s) == nil && s.Host == host {
-			listed[s.Name] = true
+			if _, err := fmt.Sscanf(s.Name, "s%d", &i); err == nil {
+				listed = append(listed, i)
+			}
 		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	newest := 0
-	for i := n; i >= 0; i-- {
+	for i := 0; i <= n; i++ {
 		name := fmt.Sprintf("s%d", i)
-		if !acked[name] {
+		if !acked[name] || slices.Contains(listed, i) {
 			continue
 		}
-		if newest < 2 {
-			newest++
-			continue
+		newer := 0
+		for _, j := range listed {
+			if j > i {
+				newer++
+			}
 		}
-		if !listed[name] {
+		if newer >= 2 {
 			delete(acked, name)
 		}
 	}
