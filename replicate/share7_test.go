@@ -1,0 +1,232 @@
+package replicate_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/snapfs/snapfs/replicate"
+	"github.com/snapfs/snapfs/replicate/store"
+)
+
+// clockedStore is a store whose own clock is off by off() from the real
+// one: the times it reports for its objects (store.ModTime) are shifted.
+// Tests whose fake clock stands for time passing give the stores the same
+// clock (time passes for the stores too); a test of one host's skew gives
+// them none.
+type clockedStore struct {
+	store.Store
+	off func() time.Duration
+}
+
+func (s clockedStore) ModTime(ctx context.Context, name string) (time.Time, error) {
+	t, err := store.ModTime(ctx, s.Store, name)
+	return t.Add(s.off()), err
+}
+
+func (s clockedStore) ReadInto(ctx context.Context, name string, off int64, bufs ...[]byte) (int64, error) {
+	return store.ReadInto(ctx, s.Store, name, off, bufs...)
+}
+
+// clockedOpen opens stores whose clock is off by off() (see clockedStore),
+// with fault injection through faults[i] when faults is not nil.
+func clockedOpen(off func() time.Duration, faults []*store.Faults) func(context.Context, int, string, store.Options) (store.Store, error) {
+	return func(ctx context.Context, i int, url string, o store.Options) (store.Store, error) {
+		s, err := store.Open(ctx, url, o)
+		if err != nil {
+			return s, err
+		}
+		if faults != nil {
+			s = store.Wrap(s, store.WrapOptions{Faults: faults[i]})
+		}
+		return clockedStore{Store: s, off: off}, nil
+	}
+}
+
+// newClockedFleetHost is newFleetHost whose stores keep clk's time: clk
+// stands for time passing, for the hosts and the stores alike.
+func newClockedFleetHost(t *testing.T, name string, n int, opts replicate.Options, clk *fakeClock) *fleetHost {
+	t.Helper()
+	faults := make([]*store.Faults, n)
+	for i := range faults {
+		faults[i] = store.NewFaults()
+	}
+	opts.HostName = name
+	opts.OpenStore = clockedOpen(func() time.Duration { return time.Duration(clk.off.Load()) }, faults)
+	return &fleetHost{host: newHost(t, opts), faults: faults}
+}
+
+// skewedPair makes host a (true clock) and host b (clock off by skew) on
+// one 2+1 region "r1" of file:// stores, a with a synced snapshot.
+func skewedPair(t *testing.T, skew time.Duration) (a, b *fleetHost, dirs []string) {
+	t.Helper()
+	ctx := context.Background()
+	dirs, urls := storeDirs(t, 3)
+	key := keyFile(t, 7)
+	a = newFleetHost(t, "a", 3, replicate.Options{})
+	b = newFleetHost(t, "b", 3, replicate.Options{Now: func() time.Time { return time.Now().Add(skew) }})
+	for _, h := range []*fleetHost{a, b} {
+		if _, err := h.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: 2, M: 1, Stores: urls, KeyFile: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkDisk(t, a.host, "va", 16)
+	writeBlocks(t, a.host, "va", 1, span(0, 8))
+	snapshot(t, a.host, "a1", "va")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, dirs
+}
+
+// TestShare7SkewRefusesPrune: a host whose clock is off from the stores'
+// by more than MaxClockSkew (ahead or behind) may not prune, repair or
+// unlock: the error wraps ErrClockSkew (and ErrConflict: exit 14), names
+// the skew and the direction, and nothing in the region changes. Its sync
+// still runs (others judge its lock and packs by the stores' clocks).
+func TestShare7SkewRefusesPrune(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		skew time.Duration
+		word string
+	}{{-2 * time.Hour, "2h0m0s behind"}, {45 * time.Minute, "45m0s ahead of"}} {
+		a, b, dirs := skewedPair(t, tc.skew)
+		mkDisk(t, b.host, "vb", 16)
+		writeBlocks(t, b.host, "vb", 2, span(0, 8))
+		snapshot(t, b.host, "b1", "vb")
+		if _, err := b.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+			t.Fatalf("skew %s: b's sync: %v", tc.skew, err)
+		}
+		before := listAll(t, dirs)
+		_, err := b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true})
+		if !errors.Is(err, replicate.ErrClockSkew) || !errors.Is(err, replicate.ErrConflict) {
+			t.Fatalf("skew %s: b's prune: %v, want ErrClockSkew (an ErrConflict)", tc.skew, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, tc.word) || !strings.Contains(msg, "NTP") {
+			t.Errorf("skew %s: the error does not say how far and which way the clock is off, or what to do: %q", tc.skew, msg)
+		}
+		if _, err := b.mgr.Repair(ctx, "r1", nil); !errors.Is(err, replicate.ErrClockSkew) {
+			t.Errorf("skew %s: b's repair: %v, want ErrClockSkew", tc.skew, err)
+		}
+		if _, err := b.mgr.Unlock(ctx, "r1", false); !errors.Is(err, replicate.ErrClockSkew) {
+			t.Errorf("skew %s: b's unlock: %v, want ErrClockSkew", tc.skew, err)
+		}
+		if after := listAll(t, dirs); !slicesEqual(before, after) {
+			t.Errorf("skew %s: the refused operations changed the region:\nbefore %v\nafter  %v", tc.skew, before, after)
+		}
+		// a's clock is right: its prune runs and keeps b's snapshot.
+		if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true}); err != nil {
+			t.Fatalf("skew %s: a's prune: %v", tc.skew, err)
+		}
+		if _, err := a.mgr.RestoreFrom(ctx, "r1", "b", "b1", "vb", "back", nil); err != nil {
+			t.Fatalf("skew %s: restore b1 after a's prune: %v", tc.skew, err)
+		}
+	}
+}
+
+// TestShare7SkewWithinBoundRuns: a skew within MaxClockSkew is no error.
+func TestShare7SkewWithinBoundRuns(t *testing.T) {
+	_, b, _ := skewedPair(t, -5*time.Minute)
+	if _, err := b.mgr.Prune(context.Background(), "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true}); err != nil {
+		t.Fatalf("prune with a clock 5 min behind: %v", err)
+	}
+}
+
+// TestShare7DeadLockOfSkewedHostStale: a lock whose holder is gone is
+// stale after LockStale by the stores' clocks, whatever its holder's clock
+// said: a holder whose clock ran 2 h ahead (its refresh time 2 h in the
+// future) does not block the region for 2 h more, and a prune removes its
+// lock but not the packs it wrote.
+func TestShare7DeadLockOfSkewedHostStale(t *testing.T) {
+	ctx := context.Background()
+	a, c, dirs := skewedPair(t, 2*time.Hour)
+	mkDisk(t, c.host, "vc", 64)
+	writeBlocks(t, c.host, "vc", 3, span(0, 64))
+	snapshot(t, c.host, "c1", "vc")
+	// c stops (for good, as far as the region can tell) at its index
+	// puts: its lock and packs are on the stores, no index.
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.eachFault(func(f *store.Faults) {
+		f.DelayMatching(func(m store.Method, n string) time.Duration {
+			if m == store.MethodPut && strings.HasPrefix(n, "index/") {
+				once.Do(func() { close(entered) })
+				<-release
+			}
+			return 0
+		})
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.mgr.Sync(ctx, "r1", nil, nil)
+		done <- err
+	}()
+	select {
+	case <-entered:
+	case err := <-done:
+		t.Fatalf("c's sync ended before its index put: %v", err)
+	}
+	defer func() { close(release); <-done }()
+	// While it is live, a's prune waits.
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); !errors.Is(err, replicate.ErrLocked) {
+		t.Fatalf("a's prune while c's lock is fresh by the stores' clocks: %v, want ErrLocked", err)
+	}
+	// The stores' clocks say c's lock was last put 31 min ago.
+	old := time.Now().Add(-replicate.DefaultLockStale - time.Minute)
+	var locks []string
+	for _, d := range dirs {
+		ents, err := os.ReadDir(filepath.Join(d, "locks"))
+		if err != nil || len(ents) != 1 {
+			t.Fatalf("locks on %s: %v %v, want c's", d, ents, err)
+		}
+		p := filepath.Join(d, "locks", ents[0].Name())
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+		locks = append(locks, p)
+	}
+	packs := len(listObjs(t, dirs[0], "packs"))
+	st, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1})
+	if err != nil {
+		t.Fatalf("a's prune after c's lock went stale by the stores' clocks (its own clock 2 h ahead): %v", err)
+	}
+	for _, p := range locks {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("c's stale lock %s not removed: %v", p, err)
+		}
+	}
+	if n := len(listObjs(t, dirs[0], "packs")); n != packs || st.OrphansDeleted != 0 {
+		t.Errorf("a's prune deleted c's unindexed packs, put minutes ago by the stores' clocks: packs %d -> %d, %+v", packs, n, st)
+	}
+}
+
+func listAll(t *testing.T, dirs []string) []string {
+	t.Helper()
+	var out []string
+	for _, d := range dirs {
+		_ = filepath.Walk(d, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Mode().IsRegular() {
+				out = append(out, p+"@"+fi.ModTime().String())
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+func slicesEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
