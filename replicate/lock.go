@@ -494,6 +494,12 @@ func (m *Manager) Locks(ctx context.Context, regionName string) ([]LockInfo, err
 		return nil, err
 	}
 	defer r.close()
+	// Staleness is judged by the stores' clocks, corrected by this host's
+	// skew: measure it if not known (a listing that cannot write judges
+	// with a margin of MaxClockSkew).
+	if err := m.probeClock(ctx, r, "locks"); err != nil && !errors.Is(err, ErrClockSkew) {
+		m.log.Info("clock skew not measured", "region", regionName, "err", err)
+	}
 	return m.readLocks(ctx, r)
 }
 

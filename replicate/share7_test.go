@@ -14,27 +14,41 @@ import (
 	"github.com/snapfs/snapfs/replicate/store"
 )
 
-// clockedStore is a store whose own clock is off by off() from the real
-// one: the times it reports for its objects (store.ModTime) are shifted.
-// Tests whose fake clock stands for time passing give the stores the same
-// clock (time passes for the stores too); a test of one host's skew gives
-// them none.
+// clockedStore is a file:// store whose own clock is off by off() from
+// the real one: each object it puts gets the store's time then as its
+// mtime (what store.ModTime reports). Tests whose fake clock stands for
+// time passing give the stores the same clock (time passes for the stores
+// too); a test of one host's skew gives them none.
 type clockedStore struct {
 	store.Store
 	off func() time.Duration
 }
 
+func (s clockedStore) Put(ctx context.Context, name string, data []byte) error {
+	if err := s.Store.Put(ctx, name, data); err != nil {
+		return err
+	}
+	if d := s.off(); d != 0 {
+		p := filepath.Join(strings.TrimPrefix(s.Location(), "file://"), filepath.FromSlash(name))
+		t := time.Now().Add(d)
+		if err := os.Chtimes(p, t, t); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s clockedStore) ModTime(ctx context.Context, name string) (time.Time, error) {
-	t, err := store.ModTime(ctx, s.Store, name)
-	return t.Add(s.off()), err
+	return store.ModTime(ctx, s.Store, name)
 }
 
 func (s clockedStore) ReadInto(ctx context.Context, name string, off int64, bufs ...[]byte) (int64, error) {
 	return store.ReadInto(ctx, s.Store, name, off, bufs...)
 }
 
-// clockedOpen opens stores whose clock is off by off() (see clockedStore),
-// with fault injection through faults[i] when faults is not nil.
+// clockedOpen opens file:// stores whose clock is off by off() (see
+// clockedStore), with fault injection through faults[i] when faults is
+// not nil.
 func clockedOpen(off func() time.Duration, faults []*store.Faults) func(context.Context, int, string, store.Options) (store.Store, error) {
 	return func(ctx context.Context, i int, url string, o store.Options) (store.Store, error) {
 		s, err := store.Open(ctx, url, o)
