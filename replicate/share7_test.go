@@ -1,9 +1,14 @@
 package replicate_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,6 +17,7 @@ import (
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/replicate/store"
+	"github.com/snapfs/snapfs/rowstore"
 )
 
 // clockedStore is a file:// store whose own clock is off by off() from
@@ -243,4 +249,137 @@ func slicesEqual(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// reopen opens the store in dir (closed before) with a new Manager.
+func reopen(t *testing.T, dir string) *host {
+	t.Helper()
+	rs, err := rowstore.Open(dir, rowstore.Options{SyncInterval: -1, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := replicate.New(dir, rs, replicate.Options{PackSize: 4 << 20})
+	if err != nil {
+		rs.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mgr.Close(); rs.Close() })
+	return &host{dir: dir, rs: rs, mgr: mgr}
+}
+
+func closeHost(h *host) {
+	h.mgr.Close()
+	h.rs.Close()
+}
+
+// TestShare7CopiedStoreNewIdentity: a store copied to another place (cp
+// -a: a backup restored elsewhere, a cloned machine) takes a new host
+// identity at its first open, keeping the old one in Previous; the
+// original keeps its own. Whatever the copy prunes, the original's synced
+// snapshot stays restorable; the copy can still restore the old
+// identity's snapshots.
+func TestShare7CopiedStoreNewIdentity(t *testing.T) {
+	ctx := context.Background()
+	a, _, _ := skewedPair(t, 0)
+	orig := a.mgr.Host()
+	want := readSnapshot(t, a.host, "a1", "va")
+	closeHost(a.host)
+	cp := a.dir + "-copy"
+	if out, err := exec.Command("cp", "-a", a.dir, cp).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v %s", err, out)
+	}
+	t.Cleanup(func() { os.RemoveAll(cp) })
+	c := reopen(t, cp)
+	ch := c.mgr.Host()
+	if ch.ID == orig.ID || ch.Name != orig.Name || len(ch.Previous) != 1 || ch.Previous[0] != orig.ID {
+		t.Fatalf("the copy's identity %+v, want a new id named %q with previous [%s]", ch, orig.Name, orig.ID)
+	}
+	if again, err := replicate.LoadHost(cp); err != nil || again.ID != ch.ID {
+		t.Fatalf("the copy's identity is not kept: %+v %v", again, err)
+	}
+	a2 := reopen(t, a.dir)
+	if h := a2.mgr.Host(); h.ID != orig.ID || len(h.Previous) != 0 {
+		t.Fatalf("the original's identity changed: %+v, was %+v", h, orig)
+	}
+
+	// The copy lives its own life: new data, sync, prune of its own.
+	writeBlocks(t, c, "va", 9, span(0, 8))
+	snapshot(t, c, "c1", "va")
+	if _, err := c.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a2.mgr.Restore(ctx, "r1", "a1", "va", "back", nil); err != nil {
+		t.Fatalf("the original's a1 after its copy's prune: %v", err)
+	}
+	if got := readDisk(t, a2, "back"); !bytes.Equal(got, want) {
+		t.Fatal("a1 restored differs")
+	}
+	st, err := a2.mgr.Sync(ctx, "r1", nil, nil)
+	if err != nil || st.Pruned != 0 {
+		t.Fatalf("the original's sync after its copy's prune: %+v %v", st, err)
+	}
+	// The copy restores the old identity's a1 by that identity.
+	if _, err := c.mgr.RestoreFrom(ctx, "r1", orig.ID.String(), "a1", "va", "old", nil); err != nil {
+		t.Fatalf("the copy restoring its previous identity's a1: %v", err)
+	}
+	if got := readDisk(t, c, "old"); !bytes.Equal(got, want) {
+		t.Fatal("a1 restored by the copy differs")
+	}
+}
+
+// TestShare7MovedStoreKeepsIdentity: a store moved (mv within its file
+// system: the same directory inode) is the same host.
+func TestShare7MovedStoreKeepsIdentity(t *testing.T) {
+	h := newHost(t, replicate.Options{})
+	id := h.mgr.Host()
+	closeHost(h)
+	mv := h.dir + "-moved"
+	if err := os.Rename(h.dir, mv); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(mv) })
+	m := reopen(t, mv)
+	if got := m.mgr.Host(); got.ID != id.ID || len(got.Previous) != 0 || !got.Seat.IsZero() && got.Seat != id.Seat {
+		t.Fatalf("moved store's identity %+v, want %+v", got, id)
+	}
+}
+
+// TestShare7HostV1BoundToSeat: an identity written before seats (host.json
+// version 1) keeps its id and is bound to where it is opened; a damaged
+// seat is ErrCorrupt.
+func TestShare7HostV1BoundToSeat(t *testing.T) {
+	dir := t.TempDir()
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	id := "0123456789abcdef0123456789abcdef"
+	sum := sha256.Sum256(fmt.Appendf(nil, "%d|%s|%s|%s", 1, id, "old", created.Format(time.RFC3339Nano)))
+	v1 := fmt.Sprintf(`{"version": 1, "id": %q, "name": "old", "created": %q, "checksum": %q}`, id, created.Format(time.RFC3339Nano), hex.EncodeToString(sum[:]))
+	p := filepath.Join(dir, replicate.HostFile)
+	if err := os.WriteFile(p, []byte(v1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, err := replicate.EnsureHost(dir, "")
+	if err != nil || h.ID.String() != id || h.Name != "old" || h.Seat.IsZero() || len(h.Previous) != 0 {
+		t.Fatalf("v1 identity opened: %+v %v", h, err)
+	}
+	seat, err := replicate.SeatOf(dir)
+	if err != nil || h.Seat != seat {
+		t.Fatalf("bound to %+v, the store's seat is %+v (%v)", h.Seat, seat, err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil || !strings.Contains(string(b), `"version": 2`) {
+		t.Fatalf("host.json not rewritten as version 2: %s %v", b, err)
+	}
+	if again, err := replicate.EnsureHost(dir, ""); err != nil || again.ID != h.ID || again.Seat != h.Seat {
+		t.Fatalf("opened again: %+v %v", again, err)
+	}
+	bad := strings.Replace(string(b), `"inode": `, `"inode": 1`, 1)
+	if err := os.WriteFile(p, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replicate.EnsureHost(dir, ""); !errors.Is(err, replicate.ErrCorrupt) {
+		t.Fatalf("a host.json whose seat was changed: %v, want ErrCorrupt", err)
+	}
 }
