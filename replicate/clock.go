@@ -157,16 +157,17 @@ func (m *Manager) storeAge(ctx context.Context, r *region, v *clockView, name st
 
 // probeClock measures this host's skew against the region's stores when
 // it has no measurement yet, by putting a short-lived shared lock object
-// (operation op) and reading its store times; ErrClockSkew beyond
-// MaxClockSkew. Unlock, which holds no lock, calls it before it judges
-// locks stale.
+// (operation "clock-probe") and reading its store times; ErrClockSkew
+// (naming op) beyond MaxClockSkew. Unlock and Locks, which hold no lock,
+// call it before they judge locks stale, and tryLock when its first look
+// finds a blocking lock.
 func (m *Manager) probeClock(ctx context.Context, r *region, op string) error {
 	if v := m.cachedClock(r); v != nil {
 		return skewErr(r, v, op)
 	}
 	id := randHex(16)
 	now := m.opts.Now()
-	lk := &format.Lock{Host: m.host.ID, HostName: m.host.Name, PID: uint32(os.Getpid()), Created: now.UTC(), Refreshed: now.UTC(), Op: op}
+	lk := &format.Lock{Host: m.host.ID, HostName: m.host.Name, PID: uint32(os.Getpid()), Created: now.UTC(), Refreshed: now.UTC(), Op: "clock-probe"}
 	b, err := r.keys.Seal(format.TypeLock, id, lk.Encode())
 	if err != nil {
 		return err

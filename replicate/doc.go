@@ -397,10 +397,11 @@
 //     the local times around the put (error: half the put's duration, plus
 //     S3's 1 s resolution); the Manager keeps the last measurement per
 //     region. Before a first measurement (a listing, the first look of a
-//     new process) a lock is stale only past LockStale + MaxClockSkew, and
-//     tryLock does not stop at that first look: it writes its lock,
-//     measures, and judges again; stale locks are removed only after
-//     that. `region locks` and `region unlock` (which hold no lock) measure
+//     new process) a lock is stale only past LockStale + MaxClockSkew; when
+//     that first look finds a blocking lock, tryLock measures first (with a
+//     short-lived shared lock object) and judges again, so a blocked
+//     request writes no lock of its kind; stale locks are removed only
+//     after this host's own lock is on the stores and measured. `region locks` and `region unlock` (which hold no lock) measure
 //     with a short-lived shared lock object. The host's skew is the median
 //     of the stores'; beyond MaxClockSkew (10 min) prune, repair and unlock
 //     refuse with ErrClockSkew (an ErrConflict, exit 14) naming the skew

@@ -211,15 +211,28 @@ func (m *Manager) lock(ctx context.Context, r *region, exclusive bool, op string
 }
 
 func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op string) (context.Context, func(), error) {
-	// A first look, before writing: a request that is blocked writes
-	// nothing (when this host's skew is known, so liveness can be judged).
-	known := m.cachedClock(r) != nil
+	// A first look, before writing: a request that is blocked writes no
+	// lock of its kind. Liveness needs this host's skew: when it is not
+	// known yet and something seems to block, it is measured first with
+	// a short-lived shared lock object (probeClock), and the locks judged
+	// again.
 	locks, err := m.readLocks(ctx, r)
 	if err != nil {
 		return nil, nil, err
 	}
-	if bl := blocking(locks, exclusive, ""); len(bl) > 0 && known {
-		return nil, nil, lockedErr(r, op, bl)
+	if bl := blocking(locks, exclusive, ""); len(bl) > 0 {
+		if m.cachedClock(r) == nil {
+			if err := m.probeClock(ctx, r, op); err != nil && (exclusive || !errors.Is(err, ErrClockSkew)) {
+				return nil, nil, err
+			}
+			if locks, err = m.readLocks(ctx, r); err != nil {
+				return nil, nil, err
+			}
+			bl = blocking(locks, exclusive, "")
+		}
+		if len(bl) > 0 {
+			return nil, nil, lockedErr(r, op, bl)
+		}
 	}
 	id := randHex(16)
 	now0 := m.opts.Now()
