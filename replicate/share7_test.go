@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -381,5 +382,82 @@ func TestShare7HostV1BoundToSeat(t *testing.T) {
 	}
 	if _, err := replicate.EnsureHost(dir, ""); !errors.Is(err, replicate.ErrCorrupt) {
 		t.Fatalf("a host.json whose seat was changed: %v, want ErrCorrupt", err)
+	}
+}
+
+// TestShare7ListingNamesUnreadable: with one snapshot's manifest damaged
+// on every store, the listing still shows every other snapshot and names
+// the damaged one by its name id as lost; check counts it lost; prune,
+// which deletes by the manifests, refuses (ErrCorrupt) and deletes
+// nothing. A manifest damaged on all but one store is no loss.
+func TestShare7ListingNamesUnreadable(t *testing.T) {
+	ctx := context.Background()
+	hs, dirs := fleet(t, 2, 1, "a")
+	a := hs[0]
+	mkDisk(t, a.host, "v", 16)
+	mkDisk(t, a.host, "w", 16)
+	writeBlocks(t, a.host, "v", 1, span(0, 8))
+	writeBlocks(t, a.host, "w", 2, span(0, 8))
+	snapshot(t, a.host, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := listObjs(t, dirs[0], "snapshots")
+	snapshot(t, a.host, "t1", "w")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	var victim string
+	for _, nid := range listObjs(t, dirs[0], "snapshots") {
+		if !slices.Contains(before, nid) {
+			victim = nid
+		}
+	}
+	damage := func(nid string, stores []string) {
+		t.Helper()
+		for _, d := range stores {
+			p := filepath.Join(d, "snapshots", nid)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)/2] ^= 0xff
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// On all but one store: still restorable, listed, not lost.
+	damage(before[0], dirs[:2])
+	rs, err := a.mgr.ListRemote(ctx, "r1")
+	if err != nil || len(rs) != 2 || slices.ContainsFunc(rs, func(r replicate.RemoteSnapshot) bool { return r.State == replicate.StateLost }) {
+		t.Fatalf("listing with s1's manifest damaged on 2 of 3 stores: %+v %v", rs, err)
+	}
+	damage(before[0], dirs[:2]) // undo
+	damage(victim, dirs)
+	rs, err = a.mgr.ListRemote(ctx, "r1")
+	if err != nil {
+		t.Fatalf("listing with t1's manifest damaged on every store: %v", err)
+	}
+	var names []string
+	for _, r := range rs {
+		names = append(names, fmt.Sprintf("%s:%s:%s", r.Name, r.State, r.NameID))
+	}
+	if len(rs) != 2 || rs[0].State != replicate.StateLost || rs[0].NameID != victim || rs[1].Name != "s1" || rs[1].State != replicate.StateAvailable {
+		t.Fatalf("listing: %v, want t1 named by its id %s as lost and s1 available", names, victim)
+	}
+	rep, err := a.mgr.Check(ctx, "r1", false, nil)
+	if err != nil || rep.Verdict != "lost" || !slices.Contains(rep.Lost, "unreadable manifest "+victim) {
+		t.Fatalf("check: verdict %q lost %v: %v", rep.Verdict, rep.Lost, err)
+	}
+	objs := listAll(t, dirs)
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true}); !errors.Is(err, replicate.ErrCorrupt) {
+		t.Fatalf("prune with a manifest unreadable: %v, want ErrCorrupt", err)
+	}
+	if !slicesEqual(objs, listAll(t, dirs)) {
+		t.Fatal("the refused prune changed the region")
+	}
+	if _, err := a.mgr.Restore(ctx, "r1", "s1", "v", "back", nil); err != nil {
+		t.Fatalf("restore s1 beside the lost t1: %v", err)
 	}
 }
