@@ -2,8 +2,11 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -99,5 +102,52 @@ func TestShare7CopiedStoreOwnIdentity(t *testing.T) {
 	a.pid = daemon(t, a.dir, a.mp)
 	if s := regionSnaps(t, a.dir, "shared")["a1"]; !s.Mine || s.HostID != orig.HostID {
 		t.Fatalf("the original's a1 after the copy's prune: %+v", s)
+	}
+}
+
+// TestShare7UnreadableManifestListedLost: a manifest damaged on every
+// store: `region snapshots` still lists every other snapshot (exit 0) and
+// names the damaged one lost by its id; `region check` says lost (exit 12)
+// and does not promise that repair brings it back.
+func TestShare7UnreadableManifestListedLost(t *testing.T) {
+	a, _, regionDir := twoHostsFileRegion(t)
+	for _, d := range []string{"v", "w"} {
+		ok(t, a.dir, "disk", "create", d, "--size", "1M")
+		writeAt(t, filepath.Join(a.mp, "disks", d), 0, randBytes(t, 1<<20))
+	}
+	ok(t, a.dir, "snapshot", "create", "s1", "--disk", "v")
+	ok(t, a.dir, "sync", "--region", "shared")
+	ents, err := os.ReadDir(filepath.Join(regionDir, "s0", "snapshots"))
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("manifests after s1: %v %v", ents, err)
+	}
+	s1 := ents[0].Name()
+	ok(t, a.dir, "snapshot", "create", "t1", "--disk", "w")
+	ok(t, a.dir, "sync", "--region", "shared")
+	ents, _ = os.ReadDir(filepath.Join(regionDir, "s0", "snapshots"))
+	var victim string
+	for _, e := range ents {
+		if e.Name() != s1 {
+			victim = e.Name()
+		}
+	}
+	for i := range 3 {
+		p := filepath.Join(regionDir, fmt.Sprintf("s%d", i), "snapshots", victim)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 0xff
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := ok(t, a.dir, "region", "snapshots", "shared")
+	if !strings.Contains(out, "s1") || !regexp.MustCompile(victim+`.*lost`).MatchString(out) {
+		t.Fatalf("region snapshots with t1's manifest damaged everywhere:\n%s\nwant s1, and %s lost", out, victim)
+	}
+	r := snapfs(t, a.dir, "region", "check", "shared")
+	if r.code != 12 || !strings.Contains(r.stderr, "1 snapshot(s) lost (repair cannot bring them back: unreadable manifest "+victim) {
+		t.Fatalf("region check: exit %d: %s", r.code, r.stderr)
 	}
 }
