@@ -211,10 +211,17 @@
 //
 // A remote snapshot is copying (marker, no manifest), available (manifest)
 // or degraded (available, but the last Check found it degraded, lost or
-// unavailable).
+// unavailable), or lost: its manifest, or one its disks are deltas over,
+// has no good copy on any store (every copy corrupt or missing, none
+// unreadable for a passing reason). ListRemote lists every readable
+// snapshot and such a one by its name id (the name is in the manifest);
+// Check counts it lost ("unreadable manifest <name id>"). Operations that
+// act on every manifest (prune, sync, unlock) still fail on it: they must
+// not delete or deduplicate without knowing what it needs.
 //
 // Check tells the truth, in snapshots: a snapshot is lost when it cannot
-// be restored (a chunk in no index, a manifest of its chain gone, or a pack
+// be restored (a chunk in no index, a manifest of its chain gone or with
+// no good copy on any store, or a pack
 // it needs with fewer than k good shards even counting the unreachable
 // stores as good), unavailable when it cannot be read only because stores
 // are unreachable (exit 11, never "lost"), degraded when it is restorable
