@@ -215,9 +215,10 @@
 // has no good copy on any store (every copy corrupt or missing, none
 // unreadable for a passing reason). ListRemote lists every readable
 // snapshot and such a one by its name id (the name is in the manifest);
-// Check counts it lost ("unreadable manifest <name id>"). Operations that
-// act on every manifest (prune, sync, unlock) still fail on it: they must
-// not delete or deduplicate without knowing what it needs.
+// Check counts it lost ("unreadable manifest <name id>"). Repair and unlock
+// (which need only the markers) go on; prune, which deletes by what every
+// manifest needs, still fails on it (ErrCorrupt), and so does a restore
+// by name that must read every manifest to find the snapshot.
 //
 // Check tells the truth, in snapshots: a snapshot is lost when it cannot
 // be restored (a chunk in no index, a manifest of its chain gone or with

@@ -546,7 +546,9 @@ func (m *Manager) Unlock(ctx context.Context, regionName string, force bool) (Un
 		}
 		st.Locks = append(st.Locks, l)
 	}
-	_, markers, err := m.remoteAll(ctx, r)
+	// Only the markers are needed: a manifest unreadable on every store
+	// (a lost snapshot) does not keep dead syncs' markers.
+	_, markers, _, err := m.scanManifests(ctx, r, true, map[string]error{})
 	if err != nil {
 		return st, err
 	}

@@ -460,4 +460,14 @@ func TestShare7ListingNamesUnreadable(t *testing.T) {
 	if _, err := a.mgr.Restore(ctx, "r1", "s1", "v", "back", nil); err != nil {
 		t.Fatalf("restore s1 beside the lost t1: %v", err)
 	}
+	// Unlock and repair need only the markers: the lost manifest does not
+	// stop them.
+	if _, err := a.mgr.Unlock(ctx, "r1", false); err != nil {
+		t.Fatalf("unlock with a manifest unreadable: %v", err)
+	}
+	rr, err := a.mgr.Repair(ctx, "r1", nil)
+	t.Logf("repair: %+v %v", rr, err)
+	if errors.Is(err, replicate.ErrCorrupt) {
+		t.Fatalf("repair with a manifest unreadable: %v", err)
+	}
 }
