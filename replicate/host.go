@@ -271,6 +271,12 @@ func ensureHost(storeDir, name string, log *slog.Logger) (Host, error) {
 		return h, err
 	}
 	if err := vfs.WriteFile(vfs.Default, filepath.Join(storeDir, HostFile), EncodeHost(h), 0o600); err != nil {
+		if old, lerr := LoadHost(storeDir); lerr == nil && old.ID == h.ID {
+			// Only the binding of a version 1 identity was not written (a
+			// read-only store): the identity stands, bound next time.
+			log.Warn("host identity not bound to this store's seat (not written)", "store", storeDir, "err", err)
+			return old, nil
+		}
 		return Host{}, fmt.Errorf("host identity: %w", err)
 	}
 	return h, nil

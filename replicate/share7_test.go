@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/replicate"
+	"github.com/snapfs/snapfs/replicate/format"
 	"github.com/snapfs/snapfs/replicate/store"
 	"github.com/snapfs/snapfs/rowstore"
 )
@@ -470,4 +471,29 @@ func TestShare7ListingNamesUnreadable(t *testing.T) {
 	if errors.Is(err, replicate.ErrCorrupt) {
 		t.Fatalf("repair with a manifest unreadable: %v", err)
 	}
+}
+
+// FuzzDecodeHost: host.json of any bytes decodes or fails cleanly; what
+// decodes encodes back to the same identity.
+func FuzzDecodeHost(f *testing.F) {
+	created := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	var id, prev format.HostID
+	id[0], prev[15] = 1, 2
+	f.Add(replicate.EncodeHost(replicate.Host{ID: id, Name: "h", Created: created}))
+	f.Add(replicate.EncodeHost(replicate.Host{ID: id, Name: "h", Created: created, Seat: replicate.Seat{MachineID: "ab", Inode: 7, BirthNs: 9}, Previous: []format.HostID{prev}}))
+	sum := sha256.Sum256(fmt.Appendf(nil, "%d|%s|%s|%s", 1, id.String(), "old", created.Format(time.RFC3339Nano)))
+	f.Add(fmt.Appendf(nil, `{"version": 1, "id": %q, "name": "old", "created": %q, "checksum": %q}`, id.String(), created.Format(time.RFC3339Nano), hex.EncodeToString(sum[:])))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := replicate.DecodeHost(b)
+		if err != nil {
+			if !errors.Is(err, replicate.ErrCorrupt) && !errors.Is(err, format.ErrUnsupportedVersion) {
+				t.Fatalf("error neither corrupt nor unsupported: %v", err)
+			}
+			return
+		}
+		h2, err := replicate.DecodeHost(replicate.EncodeHost(h))
+		if err != nil || h2.ID != h.ID || h2.Name != h.Name || !h2.Created.Equal(h.Created) || h2.Seat != h.Seat || !slices.Equal(h2.Previous, h.Previous) {
+			t.Fatalf("round trip: %+v -> %+v %v", h, h2, err)
+		}
+	})
 }
