@@ -19,6 +19,7 @@ import (
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/replicate/format"
 	"github.com/snapfs/snapfs/replicate/store"
+	"github.com/snapfs/snapfs/replicate/store/s3test"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
@@ -496,4 +497,36 @@ func FuzzDecodeHost(f *testing.F) {
 			t.Fatalf("round trip: %+v -> %+v %v", h, h2, err)
 		}
 	})
+}
+
+// TestShare7StoreTimes: file:// and S3 stores (the latter through the
+// retry wrapper, as regions open them) report an object's store time of
+// its last put (store.ModTime), which lock liveness and pack ages rely
+// on; a missing object is ErrNotFound.
+func TestShare7StoreTimes(t *testing.T) {
+	ctx := context.Background()
+	endpoint, access, secret := s3test.Start(t)
+	dirs, urls := storeDirs(t, 1)
+	_ = dirs
+	for _, u := range []string{urls[0], "s3://share7/times"} {
+		s, err := store.Open(ctx, u, store.Options{Endpoint: endpoint, PathStyle: true, Insecure: true, AccessKey: access, SecretKey: secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = store.Wrap(s, store.WrapOptions{Retry: store.DefaultRetry()})
+		before := time.Now()
+		if err := s.Put(ctx, "locks/x", []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		after := time.Now()
+		mt, err := store.ModTime(ctx, s, "locks/x")
+		// S3's LastModified has 1 s resolution.
+		if err != nil || mt.Before(before.Add(-1500*time.Millisecond)) || mt.After(after.Add(1500*time.Millisecond)) {
+			t.Errorf("%s: ModTime %v %v, put between %v and %v", u, mt, err, before, after)
+		}
+		if _, err := store.ModTime(ctx, s, "locks/none"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: ModTime of a missing object: %v, want ErrNotFound", u, err)
+		}
+		s.Close()
+	}
 }
