@@ -61,12 +61,18 @@ func (v *clockView) hostSkew() (time.Duration, bool) {
 	return ds[len(ds)/2], true
 }
 
-// clockViews caches each Manager's last clockView per region (key: store
-// directory and region name), so an operation judges locks it reads before
-// it has put its own by the last measurement.
+// clockViews caches each Manager's last clockView per region (a
+// clockKey), so an operation judges locks it reads before it has put its
+// own by the last measurement. (Managers of one store with different
+// clocks, as tests make, each keep their own.)
 var clockViews sync.Map
 
-func (m *Manager) clockKey(r *region) string { return m.dir + "\x00" + r.cfg.Name }
+type clockKey struct {
+	m      *Manager
+	region string
+}
+
+func (m *Manager) clockKey(r *region) clockKey { return clockKey{m, r.cfg.Name} }
 
 func (m *Manager) cachedClock(r *region) *clockView {
 	v, _ := clockViews.Load(m.clockKey(r))
