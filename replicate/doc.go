@@ -216,9 +216,10 @@
 // unreadable for a passing reason). ListRemote lists every readable
 // snapshot and such a one by its name id (the name is in the manifest);
 // Check counts it lost ("unreadable manifest <name id>"). Repair and unlock
-// (which need only the markers) go on; prune, which deletes by what every
-// manifest needs, still fails on it (ErrCorrupt), and so does a restore
-// by name that must read every manifest to find the snapshot.
+// (which need only the markers) and restore (which finds its snapshot
+// among the readable ones, and names the lost ones when it does not) go
+// on; prune, which deletes by what every manifest needs, still fails on
+// it (ErrCorrupt) and deletes nothing.
 //
 // Check tells the truth, in snapshots: a snapshot is lost when it cannot
 // be restored (a chunk in no index, a manifest of its chain gone or with

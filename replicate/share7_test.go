@@ -462,6 +462,14 @@ func TestShare7ListingNamesUnreadable(t *testing.T) {
 	if _, err := a.mgr.Restore(ctx, "r1", "s1", "v", "back", nil); err != nil {
 		t.Fatalf("restore s1 beside the lost t1: %v", err)
 	}
+	// By host (every manifest is read to find it): the lost one does not
+	// hide it; a name not found mentions the lost one.
+	if _, err := a.mgr.RestoreFrom(ctx, "r1", "a", "s1", "v", "back2", nil); err != nil {
+		t.Fatalf("restore s1 of host a beside the lost t1: %v", err)
+	}
+	if _, err := a.mgr.RestoreFrom(ctx, "r1", "a", "t1", "w", "back3", nil); !errors.Is(err, replicate.ErrNotFound) || !strings.Contains(err.Error(), victim) {
+		t.Fatalf("restore of the lost t1: %v, want ErrNotFound naming the unreadable manifest %s", err, victim)
+	}
 	// Unlock and repair need only the markers: the lost manifest does not
 	// stop them.
 	if _, err := a.mgr.Unlock(ctx, "r1", false); err != nil {
