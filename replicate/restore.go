@@ -51,7 +51,10 @@ func (m *Manager) findSnapshot(ctx context.Context, r *region, host, name string
 			return "", nil, fmt.Errorf("snapshot %q: %w", name, err)
 		}
 	}
-	mfs, markers, err := m.remoteAll(ctx, r)
+	// A manifest unreadable on every store (a lost snapshot) does not
+	// hide the others; it is named when the snapshot is not found.
+	unreadable := map[string]error{}
+	mfs, markers, _, err := m.scanManifests(ctx, r, false, unreadable)
 	if err != nil {
 		return "", nil, err
 	}
@@ -70,6 +73,9 @@ func (m *Manager) findSnapshot(ctx context.Context, r *region, host, name string
 			if mk.Name == name && (host == "" || hostMatch(mk.Host, mk.HostName, host)) {
 				return "", nil, fmt.Errorf("%w: snapshot %q is still being copied to region %q", ErrNotFound, name, r.cfg.Name)
 			}
+		}
+		if len(unreadable) > 0 {
+			return "", nil, fmt.Errorf("%w: snapshot %q in region %q (or it is one of the %d lost snapshot(s) whose manifest is unreadable on every store: %s)", ErrNotFound, name, r.cfg.Name, len(unreadable), strings.Join(sortedKeysOf(unreadable), ", "))
 		}
 		if host != "" {
 			return "", nil, fmt.Errorf("%w: snapshot %q of host %q in region %q", ErrNotFound, name, host, r.cfg.Name)
