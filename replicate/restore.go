@@ -98,6 +98,8 @@ func (m *Manager) RestoreFrom(ctx context.Context, regionName, host, snapshot, d
 func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapshot, disk, toDisk string, key *rowstore.Key, progress Progress) (st RestoreStats, err error) {
 	progress = orNoProgress(progress)
 	progress.Event(Event{Type: EventStart, Op: "restore", Region: regionName, Snapshot: snapshot, Disk: disk})
+	ph := newPhases()
+	defer func() { m.log.Debug("restore timings", append([]any{"region", regionName}, ph.d...)...) }()
 	defer func() {
 		ev := Event{Type: EventDone, Op: "restore", Region: regionName, Snapshot: snapshot, Disk: toDisk, Blocks: st.Blocks, Bytes: st.BytesRead}
 		if err != nil {
@@ -140,10 +142,12 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 		// round trip through a region.
 		return st, fmt.Errorf("%w: disk %q of snapshot %q was encrypted on its host: restore it into an encrypted disk (--encrypt --key-file FILE)", ErrInvalid, disk, snapshot)
 	}
+	ph.done("manifest")
 	cs, err := m.loadChunks(ctx, r, chunksRead)
 	if err != nil {
 		return st, err
 	}
+	ph.done("chunks")
 	byPack := map[packID][]want{}
 	for b, id := range bm {
 		loc, ok := cs.chunks[id]
@@ -273,12 +277,15 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	if err := ctx.Err(); err != nil {
 		return st, err
 	}
+	ph.done("write")
 	if err := h.Sync(); err != nil {
 		return st, fmt.Errorf("restore: sync disk: %w", err)
 	}
+	ph.done("sync")
 	if err := m.verifyRestored(r, tmp, bm); err != nil {
 		return st, fmt.Errorf("restore %q of %q from region %q: %w", disk, snapshot, regionName, err)
 	}
+	ph.done("verify")
 	if err := h.Close(); err != nil {
 		return st, fmt.Errorf("restore: %w", err)
 	}
