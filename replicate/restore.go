@@ -248,12 +248,42 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	}()
 	var werr error
 	run := make([]byte, 0, restoreRun)
+	// The disk is synced in the background every restoreSyncEvery bytes
+	// (one sync at a time), so the local store's writeback overlaps the
+	// fetching instead of all of it waiting for the final sync.
+	var unsynced int64
+	var syncing chan error
+	waitSync := func() error {
+		if syncing == nil {
+			return nil
+		}
+		err := <-syncing
+		syncing = nil
+		return err
+	}
 	for o := range opened {
 		if werr == nil && wctx.Err() == nil {
 			if err := m.writeRuns(r, o.p, o.pt, md.BlockSize, byPack[o.p], run, h); err != nil {
 				werr = fmt.Errorf("restore %q of %q from region %q: %w", disk, snapshot, regionName, err)
 				cancel()
 			} else {
+				unsynced += int64(len(byPack[o.p])) * int64(md.BlockSize)
+				if unsynced >= restoreSyncEvery {
+					select {
+					case err := <-syncing: // the last one is done
+						syncing = nil
+						if err != nil {
+							werr = fmt.Errorf("restore: sync disk: %w", err)
+							cancel()
+						}
+					default:
+					}
+					if syncing == nil && werr == nil {
+						unsynced = 0
+						syncing = make(chan error, 1)
+						go func(c chan<- error) { c <- h.Sync() }(syncing)
+					}
+				}
 				st.PacksRead++
 				st.BytesRead += o.fetched
 				st.Blocks += int64(len(byPack[o.p]))
@@ -264,6 +294,9 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 			}
 		}
 		bufs <- o.buf
+	}
+	if err := waitSync(); err != nil && werr == nil {
+		werr = fmt.Errorf("restore: sync disk: %w", err)
 	}
 	first := werr
 	for _, e := range errs {
@@ -319,6 +352,10 @@ type want struct {
 // restoreRun bounds the bytes of adjacent blocks written with one call
 // (the local store appends them as whole blocks, with one index lookup).
 const restoreRun = 4 << 20
+
+// restoreSyncEvery is how many bytes a restore writes between background
+// syncs of the disk.
+const restoreSyncEvery = 64 << 20
 
 // restoreWorkers is how many packs a restore fetches at once: one per CPU
 // (at least 2), at most Options.Workers. Each holds a pack's shards while
