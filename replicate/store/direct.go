@@ -34,8 +34,9 @@ import (
 // buffer when it is aligned, which Go's large allocations are, else
 // through an aligned bounce buffer), the unaligned tail (under a block)
 // through the page cache on the same descriptor. A file system that
-// refuses O_DIRECT (EINVAL: tmpfs before Linux 6.6) is remembered and written as before
-// (vfs.WriteFile); so is any object a direct write fails on with EINVAL.
+// refuses O_DIRECT (EINVAL, as tmpfs before Linux 6.6 did, or
+// EOPNOTSUPP) is remembered and written to as before (vfs.WriteFile); so
+// is any object a direct write fails on that way.
 
 const (
 	// directMin is the smallest object written directly: below it the
@@ -68,7 +69,7 @@ func (l *Local) putDirect(p string, data []byte) error {
 	dir := filepath.Dir(p)
 	tmp := filepath.Join(dir, vfs.TempPrefix+filepath.Base(p)+"-"+hex.EncodeToString(rnd[:]))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_DIRECT, 0o644)
-	if errors.Is(err, unix.EINVAL) {
+	if refused(err) {
 		return errNoDirect
 	}
 	if err != nil {
@@ -77,7 +78,7 @@ func (l *Local) putDirect(p string, data []byte) error {
 	fail := func(step string, err error) error {
 		_ = f.Close()
 		_ = os.Remove(tmp)
-		if errors.Is(err, unix.EINVAL) {
+		if refused(err) {
 			return errNoDirect
 		}
 		return fmt.Errorf("write %s: %s: %w", p, step, err)
@@ -182,4 +183,10 @@ func readDirect(f *os.File, off int64, bufs [][]byte) error {
 		pos += int64(n)
 	}
 	return nil
+}
+
+// refused reports whether err says the file system does not do direct
+// I/O (or not with this alignment).
+func refused(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)
 }

@@ -213,11 +213,11 @@ func (l *Local) ReadInto(ctx context.Context, name string, off int64, bufs ...[]
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				return 0, fmt.Errorf("%w: %s: object shrank while reading", ErrShortRead, name)
 			}
-			if !errors.Is(err, unix.EINVAL) {
+			if !refused(err) {
 				return 0, fmt.Errorf("store: read %s: %w", name, err)
 			}
 		}
-		if !errors.Is(err, unix.EINVAL) {
+		if !refused(err) {
 			return 0, fmt.Errorf("store: read %s: %w", name, err)
 		}
 		l.noDirect.Store(true) // refused here: buffered from now on
