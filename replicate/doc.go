@@ -257,7 +257,9 @@
 // them. The restored disk is synced in the background every 64 MiB
 // written (one sync at a time), so the local store's writeback overlaps
 // the fetching instead of waiting for one final sync (0.5-0.9 s of a
-// 512 MiB restore before).
+// 512 MiB restore before in BenchmarkRegionPhases, whose store commits
+// only when asked; the daemon's store commits every 5 s anyway, and there
+// the gain was within the noise).
 //
 // A file:// store writes a pack's shards and reads restore's data shards
 // with direct I/O (replicate/store, direct.go): through the page cache, a
@@ -286,13 +288,14 @@
 // → 3.3-4.0 CPU-s per GiB, 104-123 → 138-198 MiB/s, 0.27-0.29× → 0.54-0.62×;
 // incremental sync after 1 % rewritten 0.44-0.74 → 0.22-0.33 s.
 // scripts/bench-region.sh (1 GiB through the daemon, fio's cold read of
-// the disk through the mount as the reference), 2 pairs at load 7-8: full
-// sync 9.7-9.8 → 4.6-4.8 daemon CPU-s per GiB, 91-103 → 125-131 MB/s
+// the disk through the mount as the reference), 3 pairs at load 7-12:
+// full sync 8.7-9.8 → 4.6-4.8 daemon CPU-s per GiB, 68-103 → 125-150 MB/s
 // (0.22-0.36× → 0.31-0.47× the read); restore 3.8-4.3 → 3.8-4.9 CPU-s per
-// GiB, 194-217 → 121-209 MB/s (0.54-0.68× → 0.28-0.78×: at this load the
-// restore's rate is noise); incremental sync 0.50-0.54 s → 0.54-0.71 s
-// against btrfs send -p's 0.30-0.84 s in the same rounds (0.95-1.24× →
-// 0.65-2.35×); daemon peak RSS during sync and restore 145-156 MiB in
+// GiB, 130-217 → 121-209 MB/s (0.54-0.68× → 0.28-0.78×: at this load a
+// restore's rate is noise; two more pairs with and without the background
+// syncs split one each way); incremental sync 0.50-0.72 s → 0.54-0.98 s
+// against btrfs send -p's 0.29-0.84 s in the same rounds (0.95-2.47× →
+// 0.65-2.35×); daemon peak RSS during sync and restore 144-156 MiB in
 // both. Targets (≥ 0.8× the read for full sync and restore, ≤ 1.0× btrfs
 // send -p) are not met on this loaded machine: sync and restore are bound
 // by CPU there, at about 1.5 times the read's CPU per GiB.
