@@ -261,11 +261,12 @@
 // only when asked; the daemon's store commits every 5 s anyway, and there
 // the gain was within the noise).
 //
-// A file:// store writes a pack's shards and reads restore's data shards
-// with direct I/O (replicate/store, direct.go): through the page cache, a
-// shard was copied into it, written back by the fsync that must precede
-// its index, and evicted again, which cost sync more CPU than hashing,
-// encryption and erasure coding together (pwrite: 4 of 8.5 CPU-s per GiB).
+// A file:// store writes a pack's shards with direct I/O (replicate/store,
+// direct.go): through the page cache, a shard was copied into it, written
+// back by the fsync that must precede its index, and evicted again, which
+// cost sync more CPU than hashing, encryption and erasure coding together
+// (pwrite: 4 of 8.5 CPU-s per GiB in a daemon's profile). Restore's reads
+// stay buffered: direct ones were measured no faster and no cheaper.
 //
 // Where a full sync's CPU goes now (512 MiB of random 16 KiB blocks to a
 // 4+2 file:// region on the virtio disk, BenchmarkRegionPhases' profile):
@@ -275,8 +276,8 @@
 // a tenth, AES-GCM a tenth, copying the pack into the shard buffers and
 // Reed-Solomon parity a fifteenth each, the shards' XXH3 a fiftieth. A
 // restore's CPU is mostly the local store's write path (SHA-256 of each
-// block, the log append, the index), then GCM and two copies (shard
-// payloads out of the direct-read bounce buffer, blocks into runs).
+// block, the log append, the index), then GCM, reading the shards and
+// copying the blocks into runs.
 //
 // Figures (6 Dec 2026, 2 cores shared with other jobs, old = main
 // 720ab5e, new = this code, interleaved in one period; CPU time is the

@@ -5,10 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"unsafe"
 
@@ -138,52 +136,15 @@ func writeDirect(f *os.File, data []byte) error {
 	return err
 }
 
-// Reads of directMin bytes or more (restore's whole data shards) are
-// direct too: a cold buffered read of a 512 MiB file took 0.93-1.6 s
-// and 0.5-1.3 s of system time here, a direct one 0.43 s and 0.03 s
-// (dd, 2 MiB reads). The file is read in aligned pieces into a bounce
-// buffer and copied out (the caller's buffers are rarely aligned: a
-// shard's payload goes to an arbitrary offset of the pack).
-
-// readDirect reads the object's bytes from off on into bufs from f,
-// opened with O_DIRECT. A file shorter than the range is io.ErrUnexpectedEOF.
-func readDirect(f *os.File, off int64, bufs [][]byte) error {
-	total := int64(0)
-	for _, p := range bufs {
-		total += int64(len(p))
-	}
-	end := off + total
-	bufs = slices.Clone(bufs) // advanced below: the caller's stays
-	b := bounces.Get().([]byte)
-	defer bounces.Put(b) //nolint:staticcheck // a slice header: the pool keeps the array
-	fd := int(f.Fd())
-	at := off // the next byte to hand out
-	for pos := off &^ (directAlign - 1); at < end; {
-		want := min(int64(len(b)), (end-pos+directAlign-1)&^(directAlign-1))
-		n, err := unix.Pread(fd, b[:want], pos)
-		for err == unix.EINTR {
-			n, err = unix.Pread(fd, b[:want], pos)
-		}
-		if err != nil {
-			return err
-		}
-		if n <= 0 || pos+int64(n) < min(end, pos+want) && n%directAlign != 0 {
-			return io.ErrUnexpectedEOF
-		}
-		// Hand out b[at-pos : min(n, end-pos)].
-		chunk := b[at-pos : min(int64(n), end-pos)]
-		for len(chunk) > 0 {
-			for len(bufs) > 0 && len(bufs[0]) == 0 {
-				bufs = bufs[1:]
-			}
-			c := copy(bufs[0], chunk)
-			bufs[0], chunk = bufs[0][c:], chunk[c:]
-			at += int64(c)
-		}
-		pos += int64(n)
-	}
-	return nil
-}
+// Reads stay buffered. Restore's way of reading (8 data shards of 2 MiB
+// at once from a cold cache) was measured both ways, interleaved
+// (BenchmarkReadIntoCold of an earlier version, load 13-15): buffered
+// 813-1132 MB/s and 0.29-0.33 CPU-s per GB, direct through an aligned
+// bounce buffer (a shard's payload goes to an arbitrary offset of the
+// pack, so the caller's buffer is not aligned) 615-955 MB/s and 0.29-0.48
+// CPU-s per GB: the copy out of the bounce buffer costs what the page
+// cache's did, and the kernel's readahead of a whole small file beats
+// synchronous direct reads.
 
 // refused reports whether err says the file system does not do direct
 // I/O (or not with this alignment).

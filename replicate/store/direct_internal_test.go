@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -54,28 +53,6 @@ func TestPutDirect(t *testing.T) {
 		if !bytes.Equal(got, data) {
 			t.Fatalf("%s: read back %d bytes, differ from the %d put", c.name, len(got), len(data))
 		}
-	}
-	// Direct reads (ReadInto of directMin or more): any offset, any
-	// split into buffers, up to the unaligned end of the object.
-	obj := big[1 : 1+2<<20+77] // packs/unaligned-buffer
-	for _, r := range []struct{ off, n1, n2 int }{
-		{0, 64, len(obj) - 64},
-		{100, directMin + 3, 0},
-		{4096, 5, len(obj) - 4096 - 5},
-		{len(obj) - directMin - 1, directMin + 1, 0},
-		{7, 0, directMin},
-	} {
-		b1, b2 := make([]byte, r.n1), make([]byte, r.n2)
-		size, err := l.ReadInto(ctx, "packs/unaligned-buffer", int64(r.off), b1, b2)
-		if err != nil || size != int64(len(obj)) {
-			t.Fatalf("ReadInto at %d of %d+%d: size %d, %v", r.off, r.n1, r.n2, size, err)
-		}
-		if !bytes.Equal(b1, obj[r.off:r.off+r.n1]) || !bytes.Equal(b2, obj[r.off+r.n1:r.off+r.n1+r.n2]) {
-			t.Fatalf("ReadInto at %d of %d+%d: wrong bytes", r.off, r.n1, r.n2)
-		}
-	}
-	if _, err := l.ReadInto(ctx, "packs/unaligned-buffer", 10, make([]byte, len(obj))); !errors.Is(err, ErrShortRead) {
-		t.Fatalf("ReadInto past the end: %v, want ErrShortRead", err)
 	}
 	ents, err := os.ReadDir(filepath.Join(dir, "packs"))
 	if err != nil {

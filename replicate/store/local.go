@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
@@ -199,35 +197,6 @@ func (l *Local) ReadInto(ctx context.Context, name string, off int64, bufs ...[]
 		return 0, err
 	}
 	defer func() { _ = f.Close() }()
-	if total >= directMin && !l.noDirect.Load() {
-		// Direct (direct.go): O_DIRECT set on the open file.
-		fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
-		if err == nil {
-			_, err = unix.FcntlInt(f.Fd(), unix.F_SETFL, fl|unix.O_DIRECT)
-		}
-		if err == nil {
-			err = readDirect(f, off, bufs)
-			if err == nil {
-				return size, nil
-			}
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return 0, fmt.Errorf("%w: %s: object shrank while reading", ErrShortRead, name)
-			}
-			if !refused(err) {
-				return 0, fmt.Errorf("store: read %s: %w", name, err)
-			}
-		}
-		if !refused(err) {
-			return 0, fmt.Errorf("store: read %s: %w", name, err)
-		}
-		l.noDirect.Store(true) // refused here: buffered from now on
-		if fl, err = unix.FcntlInt(f.Fd(), unix.F_GETFL, 0); err == nil {
-			_, err = unix.FcntlInt(f.Fd(), unix.F_SETFL, fl&^unix.O_DIRECT)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("store: read %s: %w", name, err)
-		}
-	}
 	for _, p := range bufs {
 		if err := readFull(f, name, p, off); err != nil {
 			return 0, err
