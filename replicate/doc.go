@@ -279,27 +279,36 @@
 // block, the log append, the index), then GCM, reading the shards and
 // copying the blocks into runs.
 //
-// Figures (6 Dec 2026, 2 cores shared with other jobs, old = main
-// 720ab5e, new = this code, interleaved in one period; CPU time is the
-// load-independent figure, rates and ratios move with the load):
-// BenchmarkRegionPhases, 512 MiB, store and region on /var/tmp, caches
-// dropped before each phase, 3 pairs at load 6.5-12.7: full sync 7.6-9.0
-// → 4.1-5.0 CPU-s per GiB, 80-103 → 133-175 MiB/s, 0.26-0.37× → 0.36-0.56×
-// the sequential read of the snapshot measured around it; restore 3.6-4.2
-// → 3.3-4.0 CPU-s per GiB, 104-123 → 138-198 MiB/s, 0.27-0.29× → 0.54-0.62×;
-// incremental sync after 1 % rewritten 0.44-0.74 → 0.22-0.33 s.
-// scripts/bench-region.sh (1 GiB through the daemon, fio's cold read of
-// the disk through the mount as the reference), 3 pairs at load 7-12:
-// full sync 8.7-9.8 → 4.6-4.8 daemon CPU-s per GiB, 68-103 → 125-150 MB/s
-// (0.22-0.36× → 0.31-0.47× the read); restore 3.8-4.3 → 3.8-4.9 CPU-s per
-// GiB, 130-217 → 121-209 MB/s (0.54-0.68× → 0.28-0.78×: at this load a
-// restore's rate is noise; two more pairs with and without the background
-// syncs split one each way); incremental sync 0.50-0.72 s → 0.54-0.98 s
-// against btrfs send -p's 0.29-0.84 s in the same rounds (0.95-2.47× →
-// 0.65-2.35×); daemon peak RSS during sync and restore 144-156 MiB in
-// both. Targets (≥ 0.8× the read for full sync and restore, ≤ 1.0× btrfs
-// send -p) are not met on this loaded machine: sync and restore are bound
-// by CPU there, at about 1.5 times the read's CPU per GiB.
+// Figures (6 Dec 2026, 2 cores shared with other jobs; old = main
+// 720ab5e, new = this code, interleaved in one period; CPU time per GiB is
+// the load-independent figure, rates and ratios move with the load; the
+// first three pairs of each ran a version that also read restore's shards
+// directly, since removed). BenchmarkRegionPhases, 512 MiB, store and
+// region on /var/tmp, caches dropped before each phase, 5 pairs at load
+// 6.5-17: full sync 7.6-9.0 → 4.0-5.0 CPU-s per GiB, 54-103 → 118-175
+// MiB/s, 0.19-0.37× → 0.36-0.56× the sequential read of the snapshot
+// measured around it; restore (last 2 pairs) 3.3-3.5 CPU-s per GiB both,
+// 0.29× → 0.48-0.66×; incremental sync after 1 % rewritten 0.27-0.74 →
+// 0.22-0.78 s. scripts/bench-region.sh (1 GiB through the daemon, fio's
+// cold read of the disk through the mount as the reference), 4 pairs at
+// load 7-16: full sync 8.7-10.3 → 4.2-4.8 daemon CPU-s per GiB, 36-103 →
+// 104-150 MB/s (0.15-0.36× → 0.31-0.47× the read); restore (last pair)
+// 3.8 → 4.1 CPU-s per GiB, 93 → 102 MB/s, 0.37× both (earlier pairs:
+// 130-217 → 121-209 MB/s: at this load a restore's rate is noise; two
+// more pairs with and without the background syncs split one each way);
+// incremental sync 0.50-1.34 s → 0.54-0.98 s against btrfs send -p's
+// 0.29-1.37 s in the same rounds (0.95-2.47× → 0.65-2.35×); daemon peak
+// RSS during sync and restore 140-160 MiB in both. Targets (≥ 0.8× the
+// read for full sync and restore, ≤ 1.0× btrfs send -p) are not met on
+// this loaded machine: sync and restore are bound by CPU there, at about
+// 1.5 times the read's CPU per GiB.
+//
+// System calls of a full sync (strace, 128 MiB, 4+2 file://): 22 per MiB
+// of disk: one 1 MiB read of the log; per shard (0.75 per MiB) a mkdir
+// check, open, one direct 2 MiB write and a tail write, fsync, close,
+// rename and the directory's fsync; per index copy the same with one
+// 23 KiB write. A restore: 8.5 per MiB, one 2 MiB read per data shard and
+// one 1 MiB append to the local log per MiB.
 //
 // # Reading one block: RemoteDisk (issue 11)
 //
