@@ -273,7 +273,10 @@
 // BenchmarkIncrementalSyncChunkSet measures it against loading. Every
 // block read is checked as rowstore's read path checks it (CRC32C, the
 // indexed version) and hashed against its digest (its chunk id is made
-// from that digest, so a region never holds a chunk that is not its id's). Restore fetches the k data shards of a pack
+// from that digest, so a region never holds a chunk that is not its id's;
+// that is the one hash of each block in a sync: the chunk id is an HMAC of
+// the digest, from reused keyed HMACs, and the pack's records are
+// authenticated by GCM). Restore fetches the k data shards of a pack
 // (each data range read straight to its place in the pack:
 // store.ReadInto, no buffer per shard) and decrypts their payloads in
 // place: the GCM tag authenticates the
@@ -282,7 +285,61 @@
 // Fetchers (one per CPU, at least 2) fetch and open packs while one
 // writer writes runs of adjacent blocks with one call (whole-block appends
 // to the local store's log); sealed pack buffers go round, fetchers + 1 of
-// them.
+// them. The restored disk is synced in the background every 64 MiB
+// written (one sync at a time), so the local store's writeback overlaps
+// the fetching instead of waiting for one final sync (0.5-0.9 s of a
+// 512 MiB restore before in BenchmarkRegionPhases, whose store commits
+// only when asked; the daemon's store commits every 5 s anyway, and there
+// the gain was within the noise).
+//
+// A file:// store writes a pack's shards with direct I/O (replicate/store,
+// direct.go): through the page cache, a shard was copied into it, written
+// back by the fsync that must precede its index, and evicted again, which
+// cost sync more CPU than hashing, encryption and erasure coding together
+// (pwrite: 4 of 8.5 CPU-s per GiB in a daemon's profile). Restore's reads
+// stay buffered: direct ones were measured no faster and no cheaper.
+//
+// Where a full sync's CPU goes now (512 MiB of random 16 KiB blocks to a
+// 4+2 file:// region on the virtio disk, BenchmarkRegionPhases' profile):
+// the check of each block against its SHA-256 (SHA-NI) a fifth, reading
+// the log (buffered reads in rowstore's segment package: the largest
+// single cost left, and not replicate's) a fifth, the diff's index walk
+// a tenth, AES-GCM a tenth, copying the pack into the shard buffers and
+// Reed-Solomon parity a fifteenth each, the shards' XXH3 a fiftieth. A
+// restore's CPU is mostly the local store's write path (SHA-256 of each
+// block, the log append, the index), then GCM, reading the shards and
+// copying the blocks into runs.
+//
+// Figures (6 Dec 2026, 2 cores shared with other jobs; old = main
+// 720ab5e, new = this code, interleaved in one period; CPU time per GiB is
+// the load-independent figure, rates and ratios move with the load; the
+// first three pairs of each ran a version that also read restore's shards
+// directly, since removed). BenchmarkRegionPhases, 512 MiB, store and
+// region on /var/tmp, caches dropped before each phase, 5 pairs at load
+// 6.5-17: full sync 7.6-9.0 → 4.0-5.0 CPU-s per GiB, 54-103 → 118-175
+// MiB/s, 0.19-0.37× → 0.36-0.56× the sequential read of the snapshot
+// measured around it; restore (last 2 pairs) 3.3-3.5 CPU-s per GiB both,
+// 0.29× → 0.48-0.66×; incremental sync after 1 % rewritten 0.27-0.74 →
+// 0.22-0.78 s. scripts/bench-region.sh (1 GiB through the daemon, fio's
+// cold read of the disk through the mount as the reference), 4 pairs at
+// load 7-16: full sync 8.7-10.3 → 4.2-4.8 daemon CPU-s per GiB, 36-103 →
+// 104-150 MB/s (0.15-0.36× → 0.31-0.47× the read); restore (last pair)
+// 3.8 → 4.1 CPU-s per GiB, 93 → 102 MB/s, 0.37× both (earlier pairs:
+// 130-217 → 121-209 MB/s: at this load a restore's rate is noise; two
+// more pairs with and without the background syncs split one each way);
+// incremental sync 0.50-1.34 s → 0.54-0.98 s against btrfs send -p's
+// 0.29-1.37 s in the same rounds (0.95-2.47× → 0.65-2.35×); daemon peak
+// RSS during sync and restore 140-160 MiB in both. Targets (≥ 0.8× the
+// read for full sync and restore, ≤ 1.0× btrfs send -p) are not met on
+// this loaded machine: sync and restore are bound by CPU there, at about
+// 1.5 times the read's CPU per GiB.
+//
+// System calls of a full sync (strace, 128 MiB, 4+2 file://): 22 per MiB
+// of disk: one 1 MiB read of the log; per shard (0.75 per MiB) a mkdir
+// check, open, one direct 2 MiB write and a tail write, fsync, close,
+// rename and the directory's fsync; per index copy the same with one
+// 23 KiB write. A restore: 8.5 per MiB, one 2 MiB read per data shard and
+// one 1 MiB append to the local log per MiB.
 //
 // # Reading one block: RemoteDisk (issue 11)
 //
