@@ -1,11 +1,14 @@
 package replicate
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,9 +57,12 @@ type LockInfo struct {
 	// Unreadable: the object does not authenticate or decode; it blocks
 	// like an exclusive lock until removed (unlock --force).
 	Unreadable bool `json:"unreadable,omitempty"`
-	// age is the time since the lock's last refresh, by the stores'
+	// Age is the time since the lock's last refresh, by the stores'
 	// clocks where they give one (see lockAge), else by Refreshed.
-	age time.Duration
+	Age time.Duration `json:"age_ns"`
+	// dead: held by a process of this host that provably no longer runs
+	// (deadHere).
+	dead bool
 }
 
 func (l LockInfo) describe() string {
@@ -67,7 +73,7 @@ func (l LockInfo) describe() string {
 	if l.Exclusive {
 		kind = "exclusive"
 	}
-	return fmt.Sprintf("%s lock of %s on host %s (pid %d, refreshed %s ago)", kind, l.Op, l.HostName, l.PID, l.age.Round(time.Second))
+	return fmt.Sprintf("%s lock of %s on host %s (pid %d, refreshed %s ago)", kind, l.Op, l.HostName, l.PID, l.Age.Round(time.Second))
 }
 
 // readLocks reads every lock object on the usable stores, judging their
@@ -100,8 +106,9 @@ func (m *Manager) readLocks(ctx context.Context, r *region) ([]LockInfo, error) 
 		li := LockInfo{ID: id, HostID: lk.Host.String(), HostName: lk.HostName, PID: lk.PID, Exclusive: lk.Exclusive,
 			Op: lk.Op, Created: lk.Created, Refreshed: lk.Refreshed}
 		var timeStale bool
-		li.age, timeStale = m.lockAge(ctx, r, view, lk, id, l[id], now)
-		li.Stale = timeStale || m.deadHere(lk, id)
+		li.Age, timeStale = m.lockAge(ctx, r, view, lk, id, l[id], now)
+		li.dead = m.deadHere(lk, id)
+		li.Stale = timeStale || li.dead
 		out = append(out, li)
 	}
 	return out, nil
@@ -135,18 +142,132 @@ func (m *Manager) lockAge(ctx context.Context, r *region, view *clockView, lk *f
 	return age, age > m.opts.LockStale+margin
 }
 
-// deadHere: the lock is held by a process of this host that no longer
-// runs.
+// deadHere: the lock is held by a process of this host that provably no
+// longer runs: its pid is not alive, or (version 2 locks) the host was
+// booted since (another boot id) or the pid now belongs to another process
+// (another start time). Host ids are bound to one machine's store (see
+// host.go), so another machine's processes are never judged here.
 func (m *Manager) deadHere(lk *format.Lock, id string) bool {
 	if lk.Host != m.host.ID {
 		return false
 	}
+	self := selfProcess()
+	if lk.HasProcess() && self.known() && lk.BootID != self.boot {
+		return true // rebooted since: every process of that boot is gone
+	}
 	if int(lk.PID) == os.Getpid() {
+		if lk.HasProcess() && self.known() && lk.Start != self.start {
+			return true // an earlier process with this pid (a container's pid 1)
+		}
 		_, held := activeLocks.Load(id)
 		return !held
 	}
-	err := syscall.Kill(int(lk.PID), 0)
-	return errors.Is(err, syscall.ESRCH)
+	if err := syscall.Kill(int(lk.PID), 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	if lk.HasProcess() {
+		if st, err := procStart(int(lk.PID)); err == nil && st != lk.Start {
+			return true // the pid was reused
+		}
+	}
+	return false
+}
+
+// procIdentity names a process on its host beyond its pid: the kernel's
+// boot id and the process's start time (clock ticks after boot).
+type procIdentity struct {
+	boot  [16]byte
+	start uint64
+}
+
+func (p procIdentity) known() bool { return p.boot != [16]byte{} && p.start != 0 }
+
+// selfProcess is this process's identity (zero where /proc lacks it).
+var selfProcess = sync.OnceValue(func() procIdentity {
+	var p procIdentity
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return p
+	}
+	h, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(string(b)), "-", ""))
+	if err != nil || len(h) != 16 {
+		return p
+	}
+	st, err := procStart(os.Getpid())
+	if err != nil {
+		return p
+	}
+	copy(p.boot[:], h)
+	p.start = st
+	return p
+})
+
+// procStart is the start time of process pid in clock ticks after boot
+// (field 22 of /proc/<pid>/stat).
+func procStart(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces
+	// and parentheses: the fields after it follow the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	const startField = 22 - 3 // f[0] is field 3 (state)
+	if len(f) <= startField {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	v, err := strconv.ParseUint(f[startField], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: start time: %w", pid, err)
+	}
+	return v, nil
+}
+
+// removeOwnDead removes the locks of this host whose holders provably no
+// longer run (a daemon killed mid-sync and started again): only this host
+// can know it, so it does not leave them to go stale, blocking the other
+// hosts for LockStale. It is called once this process's own lock is on
+// the stores (taking and each refresh), and at daemon start. A lock that
+// cannot be removed is left (logged): it goes stale.
+func (m *Manager) removeOwnDead(ctx context.Context, r *region, locks []LockInfo, self string) {
+	for _, l := range locks {
+		if l.ID == self || !l.dead {
+			continue
+		}
+		m.log.Info("removing a region lock of this host whose process is gone", "region", r.cfg.Name, "lock", l.describe())
+		if err := r.deleteAll(ctx, lockDir+l.ID); err != nil {
+			m.log.Warn("dead process's region lock not removed (it goes stale)", "region", r.cfg.Name, "lock", l.ID, "err", err)
+		}
+	}
+}
+
+// RemoveDeadLocks removes, in every configured region, the locks of this
+// host whose holder processes no longer run (at daemon start). A region
+// that cannot be opened or listed is skipped (logged).
+func (m *Manager) RemoveDeadLocks(ctx context.Context) {
+	cs, err := m.ListRegions()
+	if err != nil {
+		m.log.Warn("dead locks not looked for", "err", err)
+		return
+	}
+	for _, c := range cs {
+		r, err := m.openRegion(ctx, c.Name, false)
+		if err != nil {
+			m.log.Warn("dead locks not looked for", "region", c.Name, "err", err)
+			continue
+		}
+		locks, err := m.readLocks(ctx, r)
+		if err != nil {
+			m.log.Warn("dead locks not looked for", "region", c.Name, "err", err)
+		} else {
+			m.removeOwnDead(ctx, r, locks, "")
+		}
+		r.close()
+	}
 }
 
 // blocking returns the locks that keep a lock of the given kind from being
@@ -164,12 +285,44 @@ func blocking(locks []LockInfo, exclusive bool, self string) []LockInfo {
 	return out
 }
 
-func lockedErr(r *region, op string, bl []LockInfo) error {
+func (m *Manager) lockedErr(r *region, op string, bl []LockInfo) error {
 	var why []string
 	for _, l := range bl {
 		why = append(why, l.describe())
 	}
-	return fmt.Errorf("%w: %s on region %q must wait: %s; wait for it to finish, or run `snapfs region unlock %s` if its holder is gone", ErrLocked, op, r.cfg.Name, strings.Join(why, "; "), r.cfg.Name)
+	return fmt.Errorf("%w: %s on region %q must wait: %s; %s", ErrLocked, op, r.cfg.Name, strings.Join(why, "; "), m.unlockHint(r.cfg.Name, bl))
+}
+
+// unlockHint says what to do about live locks: wait, or break a dead
+// holder's lock on the host that held it (only that host can tell its
+// process is gone; elsewhere the lock blocks until it goes stale).
+func (m *Manager) unlockHint(region string, ls []LockInfo) string {
+	var hosts []string
+	var left time.Duration
+	unreadable := false
+	for _, l := range ls {
+		if l.Unreadable {
+			unreadable = true
+			continue
+		}
+		h := "host " + l.HostName
+		if l.HostID == m.host.ID.String() {
+			h = "this host (" + l.HostName + ")"
+		}
+		if !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+		left = max(left, m.opts.LockStale-l.Age)
+	}
+	var hint []string
+	if len(hosts) > 0 {
+		hint = append(hint, fmt.Sprintf("wait for it to finish, or, if its holder is gone, run `snapfs region unlock %s` on %s (there a dead process's lock is removed at once; elsewhere it blocks until it goes stale, %s after its last refresh: in about %s)",
+			region, strings.Join(hosts, " or "), m.opts.LockStale, left.Round(time.Second)))
+	}
+	if unreadable {
+		hint = append(hint, fmt.Sprintf("an unreadable lock blocks until removed: run `snapfs region unlock --force %s` once no operation runs on the region", region))
+	}
+	return strings.Join(hint, "; ")
 }
 
 // putUsable writes an object to every usable store; any failure is an error.
@@ -231,13 +384,15 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 			bl = blocking(locks, exclusive, "")
 		}
 		if len(bl) > 0 {
-			return nil, nil, lockedErr(r, op, bl)
+			return nil, nil, m.lockedErr(r, op, bl)
 		}
 	}
 	id := randHex(16)
 	now0 := m.opts.Now()
 	now := now0.UTC()
-	lk := &format.Lock{Host: m.host.ID, HostName: m.host.Name, PID: uint32(os.Getpid()), Exclusive: exclusive, Created: now, Refreshed: now, Op: op}
+	self := selfProcess()
+	lk := &format.Lock{Host: m.host.ID, HostName: m.host.Name, PID: uint32(os.Getpid()), Exclusive: exclusive, Created: now, Refreshed: now, Op: op,
+		BootID: self.boot, Start: self.start}
 	seal := func() ([]byte, error) { return r.keys.Seal(format.TypeLock, id, lk.Encode()) }
 	b, err := seal()
 	if err != nil {
@@ -283,11 +438,12 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 	}
 	if bl := blocking(locks, exclusive, id); len(bl) > 0 {
 		release()
-		return nil, nil, lockedErr(r, op, bl)
+		return nil, nil, m.lockedErr(r, op, bl)
 	}
+	m.removeOwnDead(ctx, r, locks, id)
 	if exclusive {
 		for _, l := range locks {
-			if l.ID != id && l.Stale && !l.Unreadable {
+			if l.ID != id && l.Stale && !l.Unreadable && !l.dead {
 				m.log.Warn("removing a stale region lock", "region", r.cfg.Name, "lock", l.describe())
 				if err := r.deleteAll(ctx, lockDir+l.ID); err != nil {
 					release()
@@ -343,6 +499,10 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 			}
 			if err == nil {
 				m.measureClock(lctx, r, lockDir+id, onNow, put0, m.opts.Now())
+				// A dead process of this host left its lock meanwhile?
+				if locks, err := m.readLocks(lctx, r); err == nil {
+					m.removeOwnDead(lctx, r, locks, id)
+				}
 				// The lease runs from before the check: a put that took
 				// long (the lock may have been broken and put back
 				// meanwhile) does not extend it.
@@ -498,6 +658,10 @@ func (m *Manager) lockOf(ctx context.Context, r *region, id string) (*format.Loc
 type UnlockStats struct {
 	Locks   []LockInfo `json:"locks"`   // lock objects removed
 	Markers []string   `json:"markers"` // copying markers of dead syncs removed (snapshot names)
+	// Kept: the live locks left (not forced), and Hint what to do about
+	// them (where to unlock a dead holder's lock, or how long to wait).
+	Kept []LockInfo `json:"kept"`
+	Hint string     `json:"hint,omitempty"`
 }
 
 // Locks lists the region's lock objects.
@@ -520,7 +684,7 @@ func (m *Manager) Locks(ctx context.Context, regionName string) ([]LockInfo, err
 // ones: use it only when their holders are known to be gone) and the
 // copying markers of syncs that no remaining lock can belong to.
 func (m *Manager) Unlock(ctx context.Context, regionName string, force bool) (UnlockStats, error) {
-	st := UnlockStats{Locks: []LockInfo{}, Markers: []string{}}
+	st := UnlockStats{Locks: []LockInfo{}, Markers: []string{}, Kept: []LockInfo{}}
 	r, err := m.openRegion(ctx, regionName, false)
 	if err != nil {
 		return st, err
@@ -539,6 +703,7 @@ func (m *Manager) Unlock(ctx context.Context, regionName string, force bool) (Un
 	for _, l := range locks {
 		if !force && !l.Stale {
 			live[l.HostID] = true
+			st.Kept = append(st.Kept, l)
 			continue
 		}
 		if err := r.deleteAll(ctx, lockDir+l.ID); err != nil {
@@ -562,6 +727,9 @@ func (m *Manager) Unlock(ctx context.Context, regionName string, force bool) (Un
 		}
 		st.Markers = append(st.Markers, mk.Name)
 	}
-	m.log.Info("region unlocked", "region", regionName, "locks", len(st.Locks), "markers", len(st.Markers), "force", force)
+	if len(st.Kept) > 0 {
+		st.Hint = m.unlockHint(regionName, st.Kept)
+	}
+	m.log.Info("region unlocked", "region", regionName, "locks", len(st.Locks), "kept", len(st.Kept), "markers", len(st.Markers), "force", force)
 	return st, nil
 }

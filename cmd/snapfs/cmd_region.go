@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -257,8 +258,26 @@ func regionUnlockCommand(st *state) *cli.Command {
 					}
 					ls = append(ls, fmt.Sprintf("%s of host %s (pid %d)", l.Op, l.HostName, l.PID))
 				}
-				return newPrinter(c, st).result("unlock", s, "region %s: removed %d lock(s) (%s) and %d copying marker(s) (%s)",
-					a[0], len(s.Locks), joinOr(ls, "none"), len(s.Markers), joinOr(s.Markers, "none"))
+				// The live locks kept: whose, and where a dead holder's lock
+				// can be removed (on its own host) or how long it blocks.
+				var kept []string
+				for _, l := range s.Kept {
+					if l.Unreadable {
+						kept = append(kept, "unreadable lock "+l.ID)
+						continue
+					}
+					kind := "shared"
+					if l.Exclusive {
+						kind = "exclusive"
+					}
+					kept = append(kept, fmt.Sprintf("%s lock of %s on host %s (pid %d, refreshed %s ago)", kind, l.Op, l.HostName, l.PID, l.Age.Round(time.Second)))
+				}
+				keptMsg := ""
+				if len(kept) > 0 {
+					keptMsg = fmt.Sprintf("; kept %d live lock(s): %s; %s", len(kept), strings.Join(kept, "; "), s.Hint)
+				}
+				return newPrinter(c, st).result("unlock", s, "region %s: removed %d lock(s) (%s) and %d copying marker(s) (%s)%s",
+					a[0], len(s.Locks), joinOr(ls, "none"), len(s.Markers), joinOr(s.Markers, "none"), keptMsg)
 			})
 		},
 	}

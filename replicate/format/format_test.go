@@ -312,6 +312,8 @@ func TestManifestVersion1Decodes(t *testing.T) {
 
 func FuzzDecodeLock(f *testing.F) {
 	f.Add((&Lock{Host: HostID{1}, PID: 7, Exclusive: true, HostName: "h", Op: "prune"}).Encode())
+	f.Add((&Lock{Version: 1, Host: HostID{1}, PID: 7, HostName: "h", Op: "sync"}).Encode())
+	f.Add((&Lock{Host: HostID{1}, PID: 7, HostName: "h", Op: "sync", BootID: [16]byte{9}, Start: 77}).Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		l, err := DecodeLock(b)
 		if err != nil {

@@ -3,6 +3,7 @@ package format
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"time"
 )
 
@@ -10,21 +11,34 @@ import (
 // every store the operation uses; see replicate's package doc for the
 // protocol):
 //
-//	magic "SFLK" 4 | version 1 (1) | reserved 3
+//	magic "SFLK" 4 | version 2 (1) | reserved 3
 //	host id 16 | pid 4 | exclusive 1 (0 shared, 1 exclusive)
 //	created 8 (unix ns) | refreshed 8 (unix ns, the holder's clock)
 //	host name str16 | operation str16 (sync, restore, prune, repair, ...)
+//	boot id 16 | process start 8 | crc32c 4                 (version 2)
 //
 // The times are the holder's clock, for people reading `region locks`:
 // readers judge a lock's liveness by the store's time of the object's last
 // put (see replicate's package doc, "Clocks"), not by refreshed.
+//
+// Version 2 (issue unlock7) names the holder process beyond its pid, so
+// that its own host can prove it gone even when the pid was reused: the
+// kernel's boot id (/proc/sys/kernel/random/boot_id, zero when unknown)
+// and the process's start time (clock ticks after boot, field 22 of
+// /proc/<pid>/stat; 0 when unknown). The crc32c (Castagnoli) covers every
+// byte before it; the 'L' envelope's AES-GCM tag authenticates the whole
+// on top. Version 1 locks (no boot id, start or crc) are still read and
+// re-encoded as version 1 (Version 1).
 const (
 	lockMagic   = "SFLK"
-	LockVersion = 1
+	LockVersion = 2
+	lockV1      = 1
 )
 
 // Lock is a region lock object.
 type Lock struct {
+	// Version is the layout read (1 or 2); 0 encodes as LockVersion.
+	Version   uint8
 	Host      HostID
 	PID       uint32
 	Exclusive bool
@@ -32,11 +46,25 @@ type Lock struct {
 	Refreshed time.Time
 	HostName  string
 	Op        string
+	// BootID and Start identify the holder process on its host (version
+	// 2; zero: unknown).
+	BootID [16]byte
+	Start  uint64
 }
+
+// HasProcess reports whether the lock names its holder's boot and start
+// time (version 2, written where /proc gives them).
+func (l *Lock) HasProcess() bool { return l.BootID != [16]byte{} && l.Start != 0 }
+
+var lockCRC = crc32.MakeTable(crc32.Castagnoli)
 
 // Encode returns the lock plaintext.
 func (l *Lock) Encode() []byte {
-	b := append([]byte(lockMagic), LockVersion, 0, 0, 0)
+	v := uint8(LockVersion)
+	if l.Version == lockV1 {
+		v = lockV1
+	}
+	b := append([]byte(lockMagic), v, 0, 0, 0)
 	b = append(b, l.Host[:]...)
 	b = binary.BigEndian.AppendUint32(b, l.PID)
 	ex := byte(0)
@@ -47,7 +75,13 @@ func (l *Lock) Encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(l.Created.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, uint64(l.Refreshed.UnixNano()))
 	b = appendStr16(b, trim16(l.HostName))
-	return appendStr16(b, trim16(l.Op))
+	b = appendStr16(b, trim16(l.Op))
+	if v == lockV1 {
+		return b
+	}
+	b = append(b, l.BootID[:]...)
+	b = binary.BigEndian.AppendUint64(b, l.Start)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, lockCRC))
 }
 
 func trim16(s string) string {
@@ -57,19 +91,30 @@ func trim16(s string) string {
 	return s
 }
 
-// DecodeLock parses a lock plaintext.
+// DecodeLock parses a lock plaintext (version 1 or 2).
 func DecodeLock(b []byte) (*Lock, error) {
 	r := &reader{b: b, what: "lock"}
 	if mg := r.bytes(4); r.err == nil && string(mg) != lockMagic {
 		r.fail("bad magic")
 	}
-	if v := r.u8(); r.err == nil && v != LockVersion {
+	v := r.u8()
+	if r.err == nil && v != LockVersion && v != lockV1 {
 		return nil, fmt.Errorf("%w: lock version %d", ErrUnsupportedVersion, v)
+	}
+	if r.err == nil && v == LockVersion {
+		switch n := len(r.b); {
+		case n < 4:
+			r.fail("truncated: no checksum")
+		case crc32.Checksum(b[:len(b)-4], lockCRC) != binary.BigEndian.Uint32(b[len(b)-4:]):
+			r.fail("checksum mismatch")
+		default:
+			r.b = r.b[:n-4]
+		}
 	}
 	if res := r.bytes(3); r.err == nil && (res[0]|res[1]|res[2]) != 0 {
 		r.fail("reserved bytes set")
 	}
-	l := &Lock{}
+	l := &Lock{Version: v}
 	copy(l.Host[:], r.bytes(16))
 	l.PID = r.u32()
 	switch ex := r.u8(); {
@@ -82,6 +127,10 @@ func DecodeLock(b []byte) (*Lock, error) {
 	l.Created = time.Unix(0, int64(r.u64())).UTC()
 	l.Refreshed = time.Unix(0, int64(r.u64())).UTC()
 	l.HostName, l.Op = r.str16(), r.str16()
+	if v == LockVersion {
+		copy(l.BootID[:], r.bytes(16))
+		l.Start = r.u64()
+	}
 	r.end()
 	if r.err != nil {
 		return nil, r.err

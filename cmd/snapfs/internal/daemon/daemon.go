@@ -126,6 +126,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			log.Info("store closed", "store", cfg.Store)
 		}
 	}()
+	// A daemon killed mid-sync left its region lock: this host knows its
+	// process is gone, so it removes it now rather than letting it block
+	// the other hosts until it goes stale (in the background: a region's
+	// stores may be slow or unreachable; done before the store closes).
+	deadCtx, stopDead := context.WithTimeout(context.Background(), 2*time.Minute)
+	deadDone := make(chan struct{})
+	go func() { defer close(deadDone); local.RemoveDeadRegionLocks(deadCtx) }()
+	defer func() { stopDead(); <-deadDone }()
 
 	var m *metrics.Metrics
 	if cfg.NewMetrics != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -422,6 +423,22 @@ func (l *Local) UnlockRegion(ctx context.Context, r UnlockRequest) (UnlockStats,
 // it at start, before the mount serves, so such a disk is never listed.
 func (l *Local) CleanRegionLeftovers() {
 	replicate.CleanRestoreTemps(l.store, l.log)
+}
+
+// RemoveDeadRegionLocks removes, in every configured region, the locks of
+// this host whose processes no longer run (a daemon killed mid-sync left
+// its lock; at daemon start). A store without regions is left alone.
+func (l *Local) RemoveDeadRegionLocks(ctx context.Context) {
+	ents, _ := os.ReadDir(filepath.Join(l.dir, "regions"))
+	if !slices.ContainsFunc(ents, func(e os.DirEntry) bool { return strings.HasSuffix(e.Name(), ".json") }) {
+		return
+	}
+	m, err := l.manager()
+	if err != nil {
+		l.log.Warn("dead region locks not looked for", "err", err)
+		return
+	}
+	m.RemoveDeadLocks(ctx)
 }
 
 // SetRegionRetention implements Service.
