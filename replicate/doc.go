@@ -433,7 +433,22 @@
 //     deletes orphaned indexes only when every store is reachable).
 //  2. Holding: the holder re-writes its lock every LockRefresh (5 min). A
 //     lock not refreshed for LockStale (30 min), or held by a process of
-//     this host that no longer runs, is stale and blocks nobody. The
+//     this host that provably no longer runs, is stale and blocks nobody.
+//     Only the holder's host can prove its process gone: its pid is not
+//     alive, or (lock version 2, which records the kernel's boot id and
+//     the process's start time from /proc) the host was booted since or
+//     the pid now runs another process. So a host removes its own dead
+//     processes' locks whenever it takes a lock (shared or exclusive, once
+//     its own is on the stores), at every refresh, and at daemon start
+//     (a daemon killed mid-sync and started again frees the region for
+//     the other hosts at once, not after LockStale). Other hosts cannot
+//     tell a dead holder from a live one: the busy error (ErrLocked) and
+//     `region unlock` (which reports the live locks it kept: host, pid,
+//     age) say to run `region unlock` on the holder's host, or to wait
+//     until the lock goes stale (TestLockOwnDeadRemovedByTake,
+//     TestLockBusyNamesHolderHost, TestTrial7KilledSyncLockClearedByRestart).
+//     Host ids are bound to one machine's store (host identity above), so
+//     no host judges another machine's pids. The
 //     holder has a lease: LockStale/2 from the start of its last
 //     successful refresh (or of taking the lock), measured by the
 //     monotonic and the wall clock (whichever says longer: the monotonic

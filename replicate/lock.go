@@ -165,12 +165,13 @@ func (m *Manager) deadHere(lk *format.Lock, id string) bool {
 	if err := syscall.Kill(int(lk.PID), 0); errors.Is(err, syscall.ESRCH) {
 		return true
 	}
-	if lk.HasProcess() {
-		if st, err := procStart(int(lk.PID)); err == nil && st != lk.Start {
-			return true // the pid was reused
-		}
+	st, zombie, err := procStat(int(lk.PID))
+	if err != nil {
+		return false // alive, as far as this host can tell
 	}
-	return false
+	// A zombie runs no more (a killed daemon its parent has not reaped);
+	// another start time: the pid was reused.
+	return zombie || lk.HasProcess() && st != lk.Start
 }
 
 // procIdentity names a process on its host beyond its pid: the kernel's
@@ -205,26 +206,33 @@ var selfProcess = sync.OnceValue(func() procIdentity {
 // procStart is the start time of process pid in clock ticks after boot
 // (field 22 of /proc/<pid>/stat).
 func procStart(pid int) (uint64, error) {
+	st, _, err := procStat(pid)
+	return st, err
+}
+
+// procStat reads process pid's start time (procStart) and whether it is a
+// zombie (state Z: dead, not reaped yet).
+func procStat(pid int) (start uint64, zombie bool, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	// The command name (field 2) is in parentheses and may hold spaces
 	// and parentheses: the fields after it follow the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		return 0, false, fmt.Errorf("/proc/%d/stat: no command name", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
 	const startField = 22 - 3 // f[0] is field 3 (state)
 	if len(f) <= startField {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+		return 0, false, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
 	}
 	v, err := strconv.ParseUint(f[startField], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: start time: %w", pid, err)
+		return 0, false, fmt.Errorf("/proc/%d/stat: start time: %w", pid, err)
 	}
-	return v, nil
+	return v, f[0] == "Z", nil
 }
 
 // removeOwnDead removes the locks of this host whose holders provably no

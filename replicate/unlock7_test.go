@@ -80,6 +80,28 @@ func TestLockOwnDeadRemovedByTake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A killed child not reaped yet: a zombie, as a killed daemon whose
+	// parent has not waited for it.
+	zombie := exec.Command("sleep", "60")
+	if err := zombie.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = zombie.Wait() }()
+	zombieStart, err := procStart(zombie.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := zombie.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, z, err := procStat(zombie.Process.Pid); err == nil && z {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the killed child never showed as a zombie")
+		}
+	}
 	now := time.Now().UTC()
 	me := func(pid int, boot [16]byte, start uint64, op string) *format.Lock {
 		return &format.Lock{Host: m.host.ID, HostName: "beta", PID: uint32(pid), Created: now, Refreshed: now, Op: op, BootID: boot, Start: start}
@@ -91,6 +113,7 @@ func TestLockOwnDeadRemovedByTake(t *testing.T) {
 		put(&format.Lock{Version: 1, Host: m.host.ID, PID: uint32(dead.Process.Pid)}), // a version 1 lock, pid not alive
 		put(me(live.Process.Pid, self.boot, liveStart+1, "sync")),                     // the pid now runs another process
 		put(me(live.Process.Pid, [16]byte{0xee}, liveStart, "sync")),                  // written before a reboot
+		put(me(zombie.Process.Pid, self.boot, zombieStart, "sync")),                   // killed, not reaped
 	}
 	r, err := m.openRegion(ctx, "r", true)
 	if err != nil {
