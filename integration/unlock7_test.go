@@ -1,0 +1,46 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestUnlock7OtherHostsLiveLock: while host beta holds a live lock on the
+// shared region (a lazily restored disk hydrating from it), host alpha's
+// prune is refused (exit 15) with an error naming beta as the host to run
+// `region unlock` on, and alpha's `region unlock` keeps the lock and says
+// so (holder host, pid, age, where to unlock) instead of reporting only
+// "removed 0 lock(s) (none)".
+func TestUnlock7OtherHostsLiveLock(t *testing.T) {
+	a, b, regionDir := twoHostsFileRegion(t)
+	ok(t, b.dir, "disk", "create", "vol", "--size", "4M")
+	writeAt(t, filepath.Join(b.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
+	ok(t, b.dir, "snapshot", "create", "s1", "--disk", "vol")
+	ok(t, b.dir, "sync", "--region", "shared")
+	ok(t, b.dir, "restore", "--region", "shared", "--snapshot", "s1", "--disk", "vol", "--to", "lz", "--lazy", "--rate", "64K")
+	locks := filepath.Join(regionDir, "s0", "locks")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if ents, _ := os.ReadDir(locks); len(ents) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("beta's lazy disk holds no lock on the region")
+		}
+	}
+	p := fails(t, a.dir, 15, "region", "prune", "shared", "--keep-last", "5", "--all-hosts")
+	for _, want := range []string{"on host beta (pid " + b.pid, "run `snapfs region unlock shared` on host beta"} {
+		if !strings.Contains(p.stderr, want) {
+			t.Errorf("alpha's prune under beta's live lock: %q lacks %q", p.stderr, want)
+		}
+	}
+	u := ok(t, a.dir, "region", "unlock", "shared")
+	for _, want := range []string{"removed 0 lock(s)", "kept 1 live lock(s): shared lock of ", "on host beta (pid " + b.pid + ", refreshed ", "run `snapfs region unlock shared` on host beta"} {
+		if !strings.Contains(u, want) {
+			t.Errorf("alpha's region unlock: %q lacks %q", u, want)
+		}
+	}
+	ok(t, b.dir, "disk", "delete", "lz")
+}
