@@ -28,7 +28,10 @@ import (
 // /proc/<pid>/stat; 0 when unknown). The crc32c (Castagnoli) covers every
 // byte before it; the 'L' envelope's AES-GCM tag authenticates the whole
 // on top. Version 1 locks (no boot id, start or crc) are still read and
-// re-encoded as version 1 (Version 1).
+// re-encoded as version 1 (Version 1). A binary that knows only version 1
+// takes a version 2 lock for unreadable, which blocks it like a live
+// exclusive lock while the lock exists: hosts sharing a region are
+// upgraded together.
 const (
 	lockMagic   = "SFLK"
 	LockVersion = 2
