@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,4 +45,63 @@ func TestUnlock7OtherHostsLiveLock(t *testing.T) {
 		}
 	}
 	ok(t, b.dir, "disk", "delete", "lz")
+}
+
+// TestUnlock7DaemonStartFreesRegion: host beta's daemon is killed (SIGKILL)
+// mid-sync and started again, and runs nothing else: its start alone
+// removes the dead sync's lock, so host alpha's prune runs at once.
+func TestUnlock7DaemonStartFreesRegion(t *testing.T) {
+	a, b, regionDir := twoHostsFileRegion(t)
+	ok(t, b.dir, "disk", "create", "vol", "--size", "96M")
+	writeAt(t, filepath.Join(b.mp, "disks", "vol"), 0, randBytes(t, 96<<20))
+	ok(t, b.dir, "snapshot", "create", "s1", "--disk", "vol")
+	locks := filepath.Join(regionDir, "s0", "locks")
+	killed := false
+	for try := 0; try < 3 && !killed; try++ {
+		cmd := exec.Command(bin, "sync", "--region", "shared")
+		cmd.Env = append(os.Environ(), "SNAPFS_STORE="+b.dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+	poll:
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+			select {
+			case <-done:
+				break poll
+			default:
+			}
+			if ents, _ := os.ReadDir(locks); len(ents) > 0 {
+				if err := exec.Command("kill", "-9", b.pid).Run(); err != nil {
+					t.Fatal(err)
+				}
+				killed = true
+				break
+			}
+		}
+		<-done
+		if !killed { // the sync finished first: a new snapshot to sync
+			ok(t, b.dir, "snapshot", "create", fmt.Sprintf("again%d", try), "--disk", "vol")
+		}
+	}
+	if !killed {
+		t.Fatal("never saw the sync's lock: the kill was not provoked")
+	}
+	waitGone(t, b.pid)
+	if ents, _ := os.ReadDir(locks); len(ents) == 0 {
+		t.Fatal("the killed sync left no lock: nothing to test")
+	}
+	ok(t, b.dir, "umount", b.mp) // the dead daemon's mount
+	b.pid = daemon(t, b.dir, b.mp)
+	// The daemon removes it in the background, right after it starts.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if ents, _ := os.ReadDir(locks); len(ents) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the restarted daemon left its dead predecessor's lock for 20 s")
+		}
+	}
+	ok(t, a.dir, "region", "prune", "shared", "--keep-last", "5", "--all-hosts")
 }
