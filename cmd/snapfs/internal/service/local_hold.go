@@ -222,6 +222,7 @@ func (l *Local) markHeld(ctx context.Context, m *replicate.Manager, region strin
 				rs[i].HeldBy = append(rs[i].HeldBy, h.Label())
 			}
 		}
+		slices.Sort(rs[i].HeldBy)
 	}
 }
 
