@@ -86,7 +86,8 @@ type LazyStatus struct {
 type HydrateOptions struct {
 	// Rate bounds hydration's fetches, in bytes per second; 0 keeps the
 	// rate recorded in the layer's origin (0 there: unbounded). Reads that
-	// need a block fetch it at once, whatever the bound.
+	// need a block fetch it at once, whatever the bound; their fetches
+	// count toward it (hydration waits the longer).
 	Rate int64
 	// Workers is the number of blocks fetched at once (default 4).
 	Workers int
@@ -1223,8 +1224,9 @@ func (s *Store) WaitHydrated(ctx context.Context, disk string, interval time.Dur
 }
 
 // tokenBucket bounds hydration's bytes per second (a burst of a quarter of
-// a second, at least one block). Nil or rate 0: unbounded. Small enough
-// not to take a dependency for it.
+// a second, at least one block). Hydration waits for it before claiming
+// blocks; reads take from it without waiting (it may go below zero). Nil
+// or rate 0: unbounded. Small enough not to take a dependency for it.
 type tokenBucket struct {
 	mu     sync.Mutex
 	rate   float64
