@@ -35,7 +35,7 @@ func clockFleet(t *testing.T, k, m int, names ...string) ([]*fleetHost, []string
 	key := keyFile(t, 5)
 	var hs []*fleetHost
 	for _, n := range names {
-		h := newFleetHost(t, n, k+m, replicate.Options{Now: clk.now})
+		h := newClockedFleetHost(t, n, k+m, replicate.Options{Now: clk.now}, clk)
 		if _, err := h.mgr.AddRegion(context.Background(), replicate.RegionConfig{Name: "r1", K: k, M: m, Stores: urls, KeyFile: key}); err != nil {
 			t.Fatal(err)
 		}

@@ -92,7 +92,8 @@ func envInt(name string, def int) int {
 // incompressible data". Knobs (environment): SNAPFS_BENCH_MIB (disk size,
 // default 256), SNAPFS_BENCH_SNAPS (extra snapshots of small changes
 // taken first, as in a store that has run for a while; default 0),
-// SNAPFS_BENCH_DIR (where the store and the region live; default /dev/shm),
+// SNAPFS_BENCH_DIR (where the store and the region's stores live; default
+// /dev/shm),
 // SNAPFS_BENCH_PROFILE (a directory: a CPU profile per phase, and
 // allocation and block profiles after each), SNAPFS_BENCH_DROP (drop the
 // page cache before each phase, as scripts/bench.sh does; root),
@@ -228,7 +229,15 @@ func BenchmarkRegionPhases(b *testing.B) {
 	b.ResetTimer()
 	var sumRead, sumFull, sumRestore, sumIncr, readFull, readRestore, readIncr time.Duration
 	for i := range b.N {
-		_, urls := storeDirs(b, testK+testM)
+		// The region's stores live beside the local store (SNAPFS_BENCH_DIR).
+		var urls []string
+		for j := range testK + testM {
+			d := filepath.Join(root, fmt.Sprintf("region%d-%d", i, j))
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			urls = append(urls, "file://"+d)
+		}
 		os.RemoveAll(filepath.Join(a.dir, "regions"))
 		addRegion(b, a, urls, keyFile(b, 1))
 		r0 := seqread("s1")

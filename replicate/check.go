@@ -44,7 +44,8 @@ type Report struct {
 	// chunk in no pack index, a pack with fewer than k good shards on the
 	// reachable stores while the unreachable ones could not make up the
 	// difference, or a manifest that is gone. Snapshots are named as in
-	// PruneStats.Deleted.
+	// PruneStats.Deleted; one whose manifest has no good copy on any store
+	// (its name unknown) as "unreadable manifest <name id>".
 	Lost []string `json:"lost,omitempty"`
 	// LostPacks are the indexed packs that cannot be read (fewer than k
 	// good shards, counting unreachable stores as good).
@@ -344,9 +345,16 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 	if err != nil {
 		return out, err
 	}
-	mfs, _, err := m.remoteAll(ctx, r)
+	// A manifest with no good copy on any store cannot be restored: its
+	// snapshot is lost (so are deltas over it: resolveDisk fails).
+	unreadable := map[string]error{}
+	mfs, _, _, err := m.scanManifests(ctx, r, false, unreadable)
 	if err != nil {
 		return out, err
+	}
+	for _, nid := range sortedKeysOf(unreadable) {
+		out.labels[packLost] = append(out.labels[packLost], "unreadable manifest "+nid)
+		out.nids = append(out.nids, nid)
 	}
 	for _, nid := range sortedKeysOf(mfs) {
 		mf := mfs[nid]
@@ -573,7 +581,9 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 // held): unindexed packs, markers without a running sync, and indexes
 // whose pack has no shard on any store.
 func (m *Manager) repairGarbage(ctx context.Context, r *region, out *RepairReport) error {
-	_, markers, err := m.remoteAll(ctx, r)
+	// Only the markers are needed: a manifest unreadable on every store
+	// (a lost snapshot, reported by check) does not stop the rest.
+	_, markers, _, err := m.scanManifests(ctx, r, true, map[string]error{})
 	if err != nil {
 		return err
 	}

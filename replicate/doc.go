@@ -32,7 +32,29 @@
 //
 // A host is one local snapfs store; its identity (<storeDir>/host.json: a
 // random 16-byte id and a readable name, version and checksum; see Host)
-// is made by init, or by New for a store that predates it. Every remote
+// is made by init, or by New for a store that predates it.
+//
+// An identity belongs to one store instance, not to the bytes of its
+// directory: host.json (version 2) records its seat (Seat: the machine id
+// of /etc/machine-id, the store directory's inode and birth time), and
+// every open (New, init) compares it with the store's seat now. A copy of
+// the store (cp -a: new inode and birth time; a backup restored onto
+// another machine; a VM cloned from an image whose machine id is made
+// anew) does not match: it takes a fresh identity (new id, the same
+// name), keeps the old id in Previous and logs a warning naming both. We
+// chose a fresh identity over refusing region operations because it can
+// only cost space, never data: the copy never prunes (as "its own") the
+// original's snapshots, and the old identity's snapshots stay in the
+// region, pruned by no host unless asked (--host <old id>), listed as
+// another host's and restorable (restore --host <old id>; by name alone
+// when no other host has that name). mv within a file system keeps inode
+// and birth time: the same host. A version 1 host.json (no seat) is bound
+// to the seat it is next opened in; a copy made before that upgrade is not
+// detected. Known gap: a VM cloned with its machine id and disk image
+// unchanged has the same seat, so it is the same host (clone images with
+// an empty /etc/machine-id, as systemd recommends). The check and the new
+// identity are made under an flock of the store directory, so two
+// processes opening a copy make one identity. Every remote
 // snapshot belongs to a host: its name id is HMAC(names key, "host/" +
 // hex(host id) + "/" + name), and its manifest (version 4: per disk a flag for a disk encrypted at rest, which a restore must encrypt again) and marker
 // (version 2) record the host id and name. Two hosts' snapshots of one
@@ -191,10 +213,19 @@
 //
 // A remote snapshot is copying (marker, no manifest), available (manifest)
 // or degraded (available, but the last Check found it degraded, lost or
-// unavailable).
+// unavailable), or lost: its manifest, or one its disks are deltas over,
+// has no good copy on any store (every copy corrupt or missing, none
+// unreadable for a passing reason). ListRemote lists every readable
+// snapshot and such a one by its name id (the name is in the manifest);
+// Check counts it lost ("unreadable manifest <name id>"). Repair and unlock
+// (which need only the markers) and restore (which finds its snapshot
+// among the readable ones, and names the lost ones when it does not) go
+// on; prune, which deletes by what every manifest needs, still fails on
+// it (ErrCorrupt) and deletes nothing.
 //
 // Check tells the truth, in snapshots: a snapshot is lost when it cannot
-// be restored (a chunk in no index, a manifest of its chain gone, or a pack
+// be restored (a chunk in no index, a manifest of its chain gone or with
+// no good copy on any store, or a pack
 // it needs with fewer than k good shards even counting the unreachable
 // stores as good), unavailable when it cannot be read only because stores
 // are unreachable (exit 11, never "lost"), degraded when it is restorable
@@ -244,7 +275,10 @@
 // BenchmarkIncrementalSyncChunkSet measures it against loading. Every
 // block read is checked as rowstore's read path checks it (CRC32C, the
 // indexed version) and hashed against its digest (its chunk id is made
-// from that digest, so a region never holds a chunk that is not its id's). Restore fetches the k data shards of a pack
+// from that digest, so a region never holds a chunk that is not its id's;
+// that is the one hash of each block in a sync: the chunk id is an HMAC of
+// the digest, from reused keyed HMACs, and the pack's records are
+// authenticated by GCM). Restore fetches the k data shards of a pack
 // (each data range read straight to its place in the pack:
 // store.ReadInto, no buffer per shard) and decrypts their payloads in
 // place: the GCM tag authenticates the
@@ -253,7 +287,61 @@
 // Fetchers (one per CPU, at least 2) fetch and open packs while one
 // writer writes runs of adjacent blocks with one call (whole-block appends
 // to the local store's log); sealed pack buffers go round, fetchers + 1 of
-// them.
+// them. The restored disk is synced in the background every 64 MiB
+// written (one sync at a time), so the local store's writeback overlaps
+// the fetching instead of waiting for one final sync (0.5-0.9 s of a
+// 512 MiB restore before in BenchmarkRegionPhases, whose store commits
+// only when asked; the daemon's store commits every 5 s anyway, and there
+// the gain was within the noise).
+//
+// A file:// store writes a pack's shards with direct I/O (replicate/store,
+// direct.go): through the page cache, a shard was copied into it, written
+// back by the fsync that must precede its index, and evicted again, which
+// cost sync more CPU than hashing, encryption and erasure coding together
+// (pwrite: 4 of 8.5 CPU-s per GiB in a daemon's profile). Restore's reads
+// stay buffered: direct ones were measured no faster and no cheaper.
+//
+// Where a full sync's CPU goes now (512 MiB of random 16 KiB blocks to a
+// 4+2 file:// region on the virtio disk, BenchmarkRegionPhases' profile):
+// the check of each block against its SHA-256 (SHA-NI) a fifth, reading
+// the log (buffered reads in rowstore's segment package: the largest
+// single cost left, and not replicate's) a fifth, the diff's index walk
+// a tenth, AES-GCM a tenth, copying the pack into the shard buffers and
+// Reed-Solomon parity a fifteenth each, the shards' XXH3 a fiftieth. A
+// restore's CPU is mostly the local store's write path (SHA-256 of each
+// block, the log append, the index), then GCM, reading the shards and
+// copying the blocks into runs.
+//
+// Figures (6 Dec 2026, 2 cores shared with other jobs; old = main
+// 720ab5e, new = this code, interleaved in one period; CPU time per GiB is
+// the load-independent figure, rates and ratios move with the load; the
+// first three pairs of each ran a version that also read restore's shards
+// directly, since removed). BenchmarkRegionPhases, 512 MiB, store and
+// region on /var/tmp, caches dropped before each phase, 5 pairs at load
+// 6.5-17: full sync 7.6-9.0 → 4.0-5.0 CPU-s per GiB, 54-103 → 118-175
+// MiB/s, 0.19-0.37× → 0.36-0.56× the sequential read of the snapshot
+// measured around it; restore (last 2 pairs) 3.3-3.5 CPU-s per GiB both,
+// 0.29× → 0.48-0.66×; incremental sync after 1 % rewritten 0.27-0.74 →
+// 0.22-0.78 s. scripts/bench-region.sh (1 GiB through the daemon, fio's
+// cold read of the disk through the mount as the reference), 4 pairs at
+// load 7-16: full sync 8.7-10.3 → 4.2-4.8 daemon CPU-s per GiB, 36-103 →
+// 104-150 MB/s (0.15-0.36× → 0.31-0.47× the read); restore (last pair)
+// 3.8 → 4.1 CPU-s per GiB, 93 → 102 MB/s, 0.37× both (earlier pairs:
+// 130-217 → 121-209 MB/s: at this load a restore's rate is noise; two
+// more pairs with and without the background syncs split one each way);
+// incremental sync 0.50-1.34 s → 0.54-0.98 s against btrfs send -p's
+// 0.29-1.37 s in the same rounds (0.95-2.47× → 0.65-2.35×); daemon peak
+// RSS during sync and restore 140-160 MiB in both. Targets (≥ 0.8× the
+// read for full sync and restore, ≤ 1.0× btrfs send -p) are not met on
+// this loaded machine: sync and restore are bound by CPU there, at about
+// 1.5 times the read's CPU per GiB.
+//
+// System calls of a full sync (strace, 128 MiB, 4+2 file://): 22 per MiB
+// of disk: one 1 MiB read of the log; per shard (0.75 per MiB) a mkdir
+// check, open, one direct 2 MiB write and a tail write, fsync, close,
+// rename and the directory's fsync; per index copy the same with one
+// 23 KiB write. A restore: 8.5 per MiB, one 2 MiB read per data shard and
+// one 1 MiB append to the local log per MiB.
 //
 // # Reading one block: RemoteDisk (issue 11)
 //
@@ -398,13 +486,35 @@
 //     within a second. What no lock protocol closes is the time one store
 //     call takes to reach its store after its guard: a request held in
 //     flight for LockStale/2 can still land late.
-//     Clocks: staleness compares the holder's refresh time (its clock)
-//     with the reader's clock, so the margin between the lease
-//     (LockStale/2) and staleness (LockStale) is also the clock skew
-//     tolerated between hosts: hosts' clocks must agree within
-//     LockStale/2 - LockRefresh (10 min; NTP keeps them within
-//     milliseconds). A reader whose clock runs ahead by more may take a
-//     live lock for stale.
+//     Clocks (clock.go): a lock's age is read from the stores' own clocks,
+//     never from its holder's: the store time of the lock object's last
+//     put (store.ModTime: a file's mtime, S3's LastModified; the same for
+//     every host that reads it), the youngest copy counting, against this
+//     host's clock corrected by its measured skew against that store. The
+//     holder's refresh time counts only for a store that reports no times.
+//     Each lock put (taking and every refresh) measures this host's skew
+//     per store: the store time of the lock just put minus the middle of
+//     the local times around the put (error: half the put's duration, plus
+//     S3's 1 s resolution); the Manager keeps the last measurement per
+//     region. Before a first measurement (a listing, the first look of a
+//     new process) a lock is stale only past LockStale + MaxClockSkew; when
+//     that first look finds a blocking lock, tryLock measures first (with a
+//     short-lived shared lock object) and judges again, so a blocked
+//     request writes no lock of its kind; stale locks are removed only
+//     after this host's own lock is on the stores and measured. `region locks` and `region unlock` (which hold no lock) measure
+//     with a short-lived shared lock object. The host's skew is the median
+//     of the stores'; beyond MaxClockSkew (10 min) prune, repair and unlock
+//     refuse with ErrClockSkew (an ErrConflict, exit 14) naming the skew
+//     and its direction, before changing anything; sync, restore and check
+//     run and log a warning: others judge their locks and packs by the
+//     stores' clocks, and what they write with their own clock (pack ids,
+//     snapshot times) only makes packs look younger (space) or older
+//     (covered by the stores' times, see 4). So a host whose clock is off
+//     never takes a live lock for stale, and a lock whose holder died is
+//     stale after LockStale whatever its holder's clock said
+//     (TestTrial7ClockSkewLiveLockNotStale, TestShare7*). Tests whose fake
+//     clock stands for time passing give their stores the same clock
+//     (clockedStore sets each put object's mtime by it).
 //  3. Breaking: an exclusive locker removes the stale locks it sees;
 //     `region unlock` removes stale locks and the copying markers of dead
 //     syncs, `unlock --force` every lock. A sync whose lock was removed
@@ -419,11 +529,15 @@
 //     delete.
 //  4. Grace period: Prune keeps unindexed packs younger than OrphanAge
 //     (1 h > LockStale), for a sync that went stale while still writing.
-//     A pack's age is the time in its id, made when sync starts filling
-//     it (its records are sealed under the id as they come): a pack
-//     filled for longer than maxPackFill (OrphanAge/4) is renamed (its
-//     records sealed again under a new id) before it is put
-//     (TestPackIDTimeAtPut).
+//     A pack is young if the time in its id says so (its writer's clock,
+//     made when sync starts filling it: a pack filled for longer than
+//     maxPackFill (OrphanAge/4) is renamed, its records sealed again under
+//     a new id, before it is put; TestPackIDTimeAtPut) or if the stores'
+//     times of its shards say so (the youngest, by this host's skew-
+//     corrected clock), so a pack whose writer's clock is behind is not
+//     taken for old. A store time that cannot be read keeps the pack. No
+//     pack is deleted as an orphan while its writer's lock is live: prune
+//     holds the exclusive lock, and liveness is judged as in 2.
 //
 // Why locks and not a lock-free design: a sync deduplicates against every
 // pack and manifest in the region, so a lock-free prune must prove that no

@@ -54,6 +54,9 @@ type LockInfo struct {
 	// Unreadable: the object does not authenticate or decode; it blocks
 	// like an exclusive lock until removed (unlock --force).
 	Unreadable bool `json:"unreadable,omitempty"`
+	// age is the time since the lock's last refresh, by the stores'
+	// clocks where they give one (see lockAge), else by Refreshed.
+	age time.Duration
 }
 
 func (l LockInfo) describe() string {
@@ -64,16 +67,18 @@ func (l LockInfo) describe() string {
 	if l.Exclusive {
 		kind = "exclusive"
 	}
-	return fmt.Sprintf("%s lock of %s on host %s (pid %d, refreshed %s ago)", kind, l.Op, l.HostName, l.PID, time.Since(l.Refreshed).Round(time.Second))
+	return fmt.Sprintf("%s lock of %s on host %s (pid %d, refreshed %s ago)", kind, l.Op, l.HostName, l.PID, l.age.Round(time.Second))
 }
 
-// readLocks reads every lock object on the usable stores.
+// readLocks reads every lock object on the usable stores, judging their
+// liveness by the last measured skew of this host's clock (see lockAge).
 func (m *Manager) readLocks(ctx context.Context, r *region) ([]LockInfo, error) {
 	l, err := r.list(ctx, lockDir)
 	if err != nil {
 		return nil, err
 	}
 	now := m.opts.Now()
+	view := m.cachedClock(r)
 	var out []LockInfo
 	for _, id := range sortedKeys(l) {
 		pt, _, err := r.getMeta(ctx, format.TypeLock, lockDir, id)
@@ -94,18 +99,45 @@ func (m *Manager) readLocks(ctx context.Context, r *region) ([]LockInfo, error) 
 		}
 		li := LockInfo{ID: id, HostID: lk.Host.String(), HostName: lk.HostName, PID: lk.PID, Exclusive: lk.Exclusive,
 			Op: lk.Op, Created: lk.Created, Refreshed: lk.Refreshed}
-		li.Stale = m.lockStale(lk, id, now)
+		var timeStale bool
+		li.age, timeStale = m.lockAge(ctx, r, view, lk, id, l[id], now)
+		li.Stale = timeStale || m.deadHere(lk, id)
 		out = append(out, li)
 	}
 	return out, nil
 }
 
-// lockStale: not refreshed within LockStale, or held by a process of this
-// host that no longer runs.
-func (m *Manager) lockStale(lk *format.Lock, id string, now time.Time) bool {
-	if now.Sub(lk.Refreshed) > m.opts.LockStale {
-		return true
+// lockAge is the time since lock id was last refreshed, and whether that
+// makes it stale (longer than LockStale). It is judged by the stores' own
+// clocks (store.ModTime: the time of the lock object's last put, the same
+// for every host), from the youngest copy, with this host's clock
+// corrected by its measured skew (view); the holder's clock (Refreshed)
+// counts only when no store gives times. Without a measured skew (view
+// nil: nothing put yet) the lock is stale only past LockStale +
+// MaxClockSkew. A store time that cannot be read keeps the lock live.
+func (m *Manager) lockAge(ctx context.Context, r *region, view *clockView, lk *format.Lock, id string, sizes []int64, now time.Time) (time.Duration, bool) {
+	age, byStore, err := m.storeAge(ctx, r, view, lockDir+id, sizes, now)
+	if err != nil {
+		m.log.Warn("region lock's store time not read; taking it as live", "region", r.cfg.Name, "lock", id, "err", err)
+		if !byStore {
+			age = now.Sub(lk.Refreshed)
+		}
+		return age, false
 	}
+	if !byStore {
+		age = now.Sub(lk.Refreshed)
+		return age, age > m.opts.LockStale
+	}
+	margin := time.Duration(0)
+	if view == nil {
+		margin = MaxClockSkew
+	}
+	return age, age > m.opts.LockStale+margin
+}
+
+// deadHere: the lock is held by a process of this host that no longer
+// runs.
+func (m *Manager) deadHere(lk *format.Lock, id string) bool {
 	if lk.Host != m.host.ID {
 		return false
 	}
@@ -179,21 +211,27 @@ func (m *Manager) lock(ctx context.Context, r *region, exclusive bool, op string
 }
 
 func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op string) (context.Context, func(), error) {
+	// A first look, before writing: a request that is blocked writes no
+	// lock of its kind. Liveness needs this host's skew: when it is not
+	// known yet and something seems to block, it is measured first with
+	// a short-lived shared lock object (probeClock), and the locks judged
+	// again.
 	locks, err := m.readLocks(ctx, r)
 	if err != nil {
 		return nil, nil, err
 	}
 	if bl := blocking(locks, exclusive, ""); len(bl) > 0 {
-		return nil, nil, lockedErr(r, op, bl)
-	}
-	if exclusive {
-		for _, l := range locks {
-			if l.Stale && !l.Unreadable {
-				m.log.Warn("removing a stale region lock", "region", r.cfg.Name, "lock", l.describe())
-				if err := r.deleteAll(ctx, lockDir+l.ID); err != nil {
-					return nil, nil, err
-				}
+		if m.cachedClock(r) == nil {
+			if err := m.probeClock(ctx, r, op); err != nil && (exclusive || !errors.Is(err, ErrClockSkew)) {
+				return nil, nil, err
 			}
+			if locks, err = m.readLocks(ctx, r); err != nil {
+				return nil, nil, err
+			}
+			bl = blocking(locks, exclusive, "")
+		}
+		if len(bl) > 0 {
+			return nil, nil, lockedErr(r, op, bl)
 		}
 	}
 	id := randHex(16)
@@ -224,6 +262,16 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 		release()
 		return nil, nil, fmt.Errorf("lock region %q: %w", r.cfg.Name, err)
 	}
+	// This host's clock against the stores', from the lock just put: an
+	// operation that deletes by age refuses to run on a skewed clock.
+	view := m.measureClock(ctx, r, lockDir+id, on, now0, m.opts.Now())
+	if err := skewErr(r, view, op); err != nil {
+		if exclusive {
+			release()
+			return nil, nil, err
+		}
+		m.log.Warn("this host's clock disagrees with the region's stores; others judge this operation's lock and packs by the stores' clocks", "region", r.cfg.Name, "op", op, "err", err)
+	}
 	locks, err = m.readLocks(ctx, r)
 	if err != nil {
 		release()
@@ -236,6 +284,17 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 	if bl := blocking(locks, exclusive, id); len(bl) > 0 {
 		release()
 		return nil, nil, lockedErr(r, op, bl)
+	}
+	if exclusive {
+		for _, l := range locks {
+			if l.ID != id && l.Stale && !l.Unreadable {
+				m.log.Warn("removing a stale region lock", "region", r.cfg.Name, "lock", l.describe())
+				if err := r.deleteAll(ctx, lockDir+l.ID); err != nil {
+					release()
+					return nil, nil, err
+				}
+			}
+		}
 	}
 	ls := &lease{id: id, last: now0, checked: now0, on: on}
 	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, ls))
@@ -278,10 +337,12 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 			lk.Refreshed = start.UTC()
 			b, err := seal()
 			onNow := r.usable()
+			put0 := m.opts.Now()
 			if err == nil {
 				err = r.putUsable(lctx, lockDir+id, b)
 			}
 			if err == nil {
+				m.measureClock(lctx, r, lockDir+id, onNow, put0, m.opts.Now())
 				// The lease runs from before the check: a put that took
 				// long (the lock may have been broken and put back
 				// meanwhile) does not extend it.
@@ -446,6 +507,12 @@ func (m *Manager) Locks(ctx context.Context, regionName string) ([]LockInfo, err
 		return nil, err
 	}
 	defer r.close()
+	// Staleness is judged by the stores' clocks, corrected by this host's
+	// skew: measure it if not known (a listing that cannot write judges
+	// with a margin of MaxClockSkew).
+	if err := m.probeClock(ctx, r, "locks"); err != nil && !errors.Is(err, ErrClockSkew) {
+		m.log.Info("clock skew not measured", "region", regionName, "err", err)
+	}
 	return m.readLocks(ctx, r)
 }
 
@@ -459,6 +526,11 @@ func (m *Manager) Unlock(ctx context.Context, regionName string, force bool) (Un
 		return st, err
 	}
 	defer r.close()
+	if !force { // stale is judged by the stores' clocks, corrected by this host's skew
+		if err := m.probeClock(ctx, r, "unlock"); err != nil {
+			return st, err
+		}
+	}
 	locks, err := m.readLocks(ctx, r)
 	if err != nil {
 		return st, err
@@ -474,7 +546,9 @@ func (m *Manager) Unlock(ctx context.Context, regionName string, force bool) (Un
 		}
 		st.Locks = append(st.Locks, l)
 	}
-	_, markers, err := m.remoteAll(ctx, r)
+	// Only the markers are needed: a manifest unreadable on every store
+	// (a lost snapshot) does not keep dead syncs' markers.
+	_, markers, _, err := m.scanManifests(ctx, r, true, map[string]error{})
 	if err != nil {
 		return st, err
 	}

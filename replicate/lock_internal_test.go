@@ -3,7 +3,9 @@ package replicate
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,7 +45,13 @@ func TestLockStaleness(t *testing.T) {
 	}
 	other := format.HostID{7}
 	put(&format.Lock{Host: m.host.ID, HostName: "me", PID: uint32(dead.Process.Pid), Exclusive: true, Created: now, Refreshed: now, Op: "prune"})
-	put(&format.Lock{Host: other, HostName: "gone", PID: 1, Exclusive: true, Created: now.Add(-time.Hour), Refreshed: now.Add(-2 * time.Minute), Op: "repair"})
+	gone := put(&format.Lock{Host: other, HostName: "gone", PID: 1, Exclusive: true, Created: now.Add(-time.Hour), Refreshed: now.Add(-2 * time.Minute), Op: "repair"})
+	// The stores' clocks, by which staleness is judged, say so too.
+	for _, s := range []string{"s0", "s1"} {
+		if err := os.Chtimes(filepath.Join(root, s, "locks", gone), now.Add(-2*time.Minute), now.Add(-2*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	locks, err := m.Locks(ctx, "r")
 	if err != nil || len(locks) != 2 || !locks[0].Stale || !locks[1].Stale {
 		t.Fatalf("locks: %+v %v, want two stale", locks, err)

@@ -100,7 +100,7 @@ func runModel(t *testing.T, seed uint64, steps int) modelStats {
 	for i, name := range []string{"h0", "h1", "h2"} {
 		o := opts
 		o.LockWait = []time.Duration{0, 300 * time.Millisecond, 4 * time.Second}[i] // h0 meets locks, h2 waits them out
-		h := newFleetHost(t, name, 3, o)
+		h := newClockedFleetHost(t, name, 3, o, clk)
 		if _, err := h.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: 2, M: 1, Stores: urls, KeyFile: key}); err != nil {
 			t.Fatal(err)
 		}
@@ -112,6 +112,7 @@ func runModel(t *testing.T, seed uint64, steps int) modelStats {
 	}
 	vopts := opts
 	vopts.HostName = "verifier"
+	vopts.OpenStore = clockedOpen(func() time.Duration { return time.Duration(clk.off.Load()) }, nil)
 	v := newHost(t, vopts)
 	if _, err := v.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: 2, M: 1, Stores: urls, KeyFile: key}); err != nil {
 		t.Fatal(err)

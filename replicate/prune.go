@@ -306,7 +306,6 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 			continue
 		}
 		x, indexed := cs.packs[id]
-		young := now.Sub(id.time()) < OrphanAge
 		if indexed {
 			if slices.ContainsFunc(x.Entries, func(e format.Entry) bool { return need[e.ID] }) {
 				continue
@@ -320,7 +319,7 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 			}
 			st.PacksDeleted++
 		} else {
-			if young || keepOrphans {
+			if keepOrphans || m.packYoung(ctx, r, name, id, sizes, now) {
 				continue
 			}
 			st.OrphansDeleted++
@@ -337,6 +336,29 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 	}
 	m.log.Info("region pruned", "region", regionName, "deleted", len(st.Deleted), "rewritten", len(st.Rewritten), "packs", st.PacksDeleted, "orphans", st.OrphansDeleted, "indexes", st.IndexesDeleted, "markers", st.MarkersDeleted)
 	return st, nil
+}
+
+// packYoung reports whether unindexed pack id (listed with sizes) is
+// younger than OrphanAge by its id's time (its writer's clock) or by the
+// stores' times of its shards (the youngest; this host's clock corrected
+// by its measured skew), so a pack whose writer's clock is behind is
+// never taken for old while it is being written. A store time that cannot
+// be read keeps the pack.
+func (m *Manager) packYoung(ctx context.Context, r *region, name string, id packID, sizes []int64, now time.Time) bool {
+	if now.Sub(id.time()) < OrphanAge {
+		return true
+	}
+	view := m.cachedClock(r)
+	age, byStore, err := m.storeAge(ctx, r, view, packDir+name, sizes, now)
+	if err != nil {
+		m.log.Warn("prune: an unindexed pack's store time not read; keeping it", "region", r.cfg.Name, "pack", name, "err", err)
+		return true
+	}
+	margin := time.Duration(0)
+	if view == nil {
+		margin = MaxClockSkew
+	}
+	return byStore && age < OrphanAge+margin
 }
 
 // dropOrphanIndexes deletes the indexes whose pack has no shard on any

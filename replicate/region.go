@@ -147,7 +147,7 @@ func New(storeDir string, rs *rowstore.Store, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zstd: %w", err)
 	}
-	host, err := EnsureHost(storeDir, opts.HostName)
+	host, err := ensureHost(storeDir, opts.HostName, opts.Logger)
 	if err != nil {
 		return nil, err
 	}

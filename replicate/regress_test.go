@@ -170,7 +170,8 @@ func TestRegressPruneDuringSync(t *testing.T) {
 	writeBlocks(t, a, "vol1", 2, span(20, 22))
 	snapshot(t, a, "s2", "vol1")
 	// a second manager, as the prune command would be, 2 h later
-	pm, err := replicate.New(a.dir, a.rs, replicate.Options{Now: func() time.Time { return time.Now().Add(2 * time.Hour) }})
+	pm, err := replicate.New(a.dir, a.rs, replicate.Options{Now: func() time.Time { return time.Now().Add(2 * time.Hour) },
+		OpenStore: clockedOpen(func() time.Duration { return 2 * time.Hour }, nil)}) // the stores' clocks pass too
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +274,8 @@ func TestRegressPruneKeepsNeededOrphan(t *testing.T) {
 	for _, d := range dirs {
 		os.RemoveAll(filepath.Join(d, "index"))
 	}
-	pm, err := replicate.New(a.dir, a.rs, replicate.Options{Now: func() time.Time { return time.Now().Add(48 * time.Hour) }})
+	pm, err := replicate.New(a.dir, a.rs, replicate.Options{Now: func() time.Time { return time.Now().Add(48 * time.Hour) },
+		OpenStore: clockedOpen(func() time.Duration { return 48 * time.Hour }, nil)}) // the stores' clocks pass too
 	if err != nil {
 		t.Fatal(err)
 	}

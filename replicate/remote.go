@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/replicate/store"
 )
 
 // State is the state of a remote snapshot.
@@ -22,6 +23,10 @@ const (
 	StateCopying   State = "copying"   // a copy started (marker), no manifest yet
 	StateAvailable State = "available" // manifest present: restorable
 	StateDegraded  State = "degraded"  // available, but the last check found bad shards it needs
+	// StateLost: its manifest (or one of its chain) has no good copy on
+	// any store (each damaged): it cannot be restored. Its name is not
+	// known (the manifest holds it): Name and NameID are its name id.
+	StateLost State = "lost"
 )
 
 // RemoteDiskInfo is one disk of a remote snapshot, as listed (see RemoteDisk
@@ -39,9 +44,12 @@ type RemoteSnapshot struct {
 	Name string `json:"name"`
 	// HostID and Host say whose snapshot it is ("unknown": copied before
 	// hosts existed); Mine: this host's.
-	HostID  string           `json:"host_id"`
-	Host    string           `json:"host"`
-	Mine    bool             `json:"mine"`
+	HostID string `json:"host_id"`
+	Host   string `json:"host"`
+	Mine   bool   `json:"mine"`
+	// NameID is set for a lost snapshot whose manifest cannot be read
+	// (StateLost): its object name, snapshots/<name id>.
+	NameID  string           `json:"name_id,omitempty"`
 	ID      uint64           `json:"id"`
 	Created time.Time        `json:"created"`
 	Kind    string           `json:"kind,omitempty"`
@@ -107,7 +115,8 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 		return nil, err
 	}
 	defer r.close()
-	mfs, markers, _, err := m.remoteScan(ctx, r, true)
+	unreadable := map[string]error{}
+	mfs, markers, _, err := m.scanManifests(ctx, r, true, unreadable)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +127,17 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 		if slices.Contains(degraded, nid) {
 			rs.State = StateDegraded
 		}
+		for _, d := range mf.Disks {
+			if _, bad := unreadable[d.Parent]; bad && d.Parent != "" {
+				rs.State = StateLost // a delta over a manifest that cannot be read
+			}
+		}
 		out = append(out, rs)
+	}
+	// Every readable snapshot is listed; one whose manifest cannot be read
+	// on any store is named by its name id, lost.
+	for _, nid := range sortedKeysOf(unreadable) {
+		out = append(out, RemoteSnapshot{Name: nid, NameID: nid, Host: "?", State: StateLost})
 	}
 	for _, mk := range markers {
 		out = append(out, RemoteSnapshot{Name: mk.Name, HostID: mk.Host.String(), Host: hostName(mk.Host, mk.HostName), Mine: mk.Host == m.host.ID,
@@ -149,6 +168,15 @@ func (m *Manager) remoteAllCopies(ctx context.Context, r *region) (map[string]*f
 // in size, as a rewrite turns a delta into a full map, and are read from
 // every store. differ is nil for a listing.
 func (m *Manager) remoteScan(ctx context.Context, r *region, listing bool) (map[string]*format.Manifest, map[string]*format.Marker, map[string]*manifestCopies, error) {
+	return m.scanManifests(ctx, r, listing, nil)
+}
+
+// scanManifests is remoteScan; with unreadable set, a manifest with no
+// good copy on any usable store (each copy corrupt: ErrCorrupt) is put
+// there (name id: the error) and left out, instead of failing the scan
+// (a listing and check report it; an operation that deletes or writes by
+// the manifests must not go on without one, and fails).
+func (m *Manager) scanManifests(ctx context.Context, r *region, listing bool, unreadable map[string]error) (map[string]*format.Manifest, map[string]*format.Marker, map[string]*manifestCopies, error) {
 	snaps, err := r.list(ctx, snapDir)
 	if err != nil {
 		return nil, nil, nil, err
@@ -178,6 +206,11 @@ func (m *Manager) remoteScan(ctx context.Context, r *region, listing bool) (map[
 		c, err := r.readManifestAll(ctx, nid)
 		if errors.Is(err, ErrNotFound) {
 			continue // removed since the listing (a prune)
+		}
+		if err != nil && unreadable != nil && onlyCorrupt(err) && ctx.Err() == nil {
+			m.log.Warn("remote snapshot manifest unreadable on every store: the snapshot is lost", "region", r.cfg.Name, "name_id", nid, "err", err)
+			unreadable[nid] = err
+			continue
 		}
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("region %q: manifest %s: %w", r.cfg.Name, nid, err)
@@ -211,6 +244,27 @@ func (m *Manager) remoteScan(ctx context.Context, r *region, listing bool) (map[
 		differ = nil
 	}
 	return mfs, markers, differ, nil
+}
+
+// onlyCorrupt reports whether err (readManifestAll's) says that every copy
+// read is corrupt or missing, at least one corrupt: no store failed in a
+// way that a later read might not.
+func onlyCorrupt(err error) bool {
+	var me multiErr
+	if !errors.As(err, &me) {
+		return false
+	}
+	corrupt := false
+	for _, e := range me {
+		switch {
+		case errors.Is(e, ErrCorrupt):
+			corrupt = true
+		case errors.Is(e, store.ErrNotFound), errors.Is(e, ErrNotFound):
+		default:
+			return false
+		}
+	}
+	return corrupt
 }
 
 // oneSize reports whether an object is on every usable store with the

@@ -51,7 +51,10 @@ func (m *Manager) findSnapshot(ctx context.Context, r *region, host, name string
 			return "", nil, fmt.Errorf("snapshot %q: %w", name, err)
 		}
 	}
-	mfs, markers, err := m.remoteAll(ctx, r)
+	// A manifest unreadable on every store (a lost snapshot) does not
+	// hide the others; it is named when the snapshot is not found.
+	unreadable := map[string]error{}
+	mfs, markers, _, err := m.scanManifests(ctx, r, false, unreadable)
 	if err != nil {
 		return "", nil, err
 	}
@@ -70,6 +73,9 @@ func (m *Manager) findSnapshot(ctx context.Context, r *region, host, name string
 			if mk.Name == name && (host == "" || hostMatch(mk.Host, mk.HostName, host)) {
 				return "", nil, fmt.Errorf("%w: snapshot %q is still being copied to region %q", ErrNotFound, name, r.cfg.Name)
 			}
+		}
+		if len(unreadable) > 0 {
+			return "", nil, fmt.Errorf("%w: snapshot %q in region %q (or it is one of the %d lost snapshot(s) whose manifest is unreadable on every store: %s)", ErrNotFound, name, r.cfg.Name, len(unreadable), strings.Join(sortedKeysOf(unreadable), ", "))
 		}
 		if host != "" {
 			return "", nil, fmt.Errorf("%w: snapshot %q of host %q in region %q", ErrNotFound, name, host, r.cfg.Name)
@@ -98,6 +104,8 @@ func (m *Manager) RestoreFrom(ctx context.Context, regionName, host, snapshot, d
 func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapshot, disk, toDisk string, key *rowstore.Key, progress Progress) (st RestoreStats, err error) {
 	progress = orNoProgress(progress)
 	progress.Event(Event{Type: EventStart, Op: "restore", Region: regionName, Snapshot: snapshot, Disk: disk})
+	ph := newPhases()
+	defer func() { m.log.Debug("restore timings", append([]any{"region", regionName}, ph.d...)...) }()
 	defer func() {
 		ev := Event{Type: EventDone, Op: "restore", Region: regionName, Snapshot: snapshot, Disk: toDisk, Blocks: st.Blocks, Bytes: st.BytesRead}
 		if err != nil {
@@ -140,10 +148,12 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 		// round trip through a region.
 		return st, fmt.Errorf("%w: disk %q of snapshot %q was encrypted on its host: restore it into an encrypted disk (--encrypt --key-file FILE)", ErrInvalid, disk, snapshot)
 	}
+	ph.done("manifest")
 	cs, err := m.loadChunks(ctx, r, chunksRead)
 	if err != nil {
 		return st, err
 	}
+	ph.done("chunks")
 	byPack := map[packID][]want{}
 	for b, id := range bm {
 		loc, ok := cs.chunks[id]
@@ -244,12 +254,42 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	}()
 	var werr error
 	run := make([]byte, 0, restoreRun)
+	// The disk is synced in the background every restoreSyncEvery bytes
+	// (one sync at a time), so the local store's writeback overlaps the
+	// fetching instead of all of it waiting for the final sync.
+	var unsynced int64
+	var syncing chan error
+	waitSync := func() error {
+		if syncing == nil {
+			return nil
+		}
+		err := <-syncing
+		syncing = nil
+		return err
+	}
 	for o := range opened {
 		if werr == nil && wctx.Err() == nil {
 			if err := m.writeRuns(r, o.p, o.pt, md.BlockSize, byPack[o.p], run, h); err != nil {
 				werr = fmt.Errorf("restore %q of %q from region %q: %w", disk, snapshot, regionName, err)
 				cancel()
 			} else {
+				unsynced += int64(len(byPack[o.p])) * int64(md.BlockSize)
+				if unsynced >= restoreSyncEvery {
+					select {
+					case err := <-syncing: // the last one is done
+						syncing = nil
+						if err != nil {
+							werr = fmt.Errorf("restore: sync disk: %w", err)
+							cancel()
+						}
+					default:
+					}
+					if syncing == nil && werr == nil {
+						unsynced = 0
+						syncing = make(chan error, 1)
+						go func(c chan<- error) { c <- h.Sync() }(syncing)
+					}
+				}
 				st.PacksRead++
 				st.BytesRead += o.fetched
 				st.Blocks += int64(len(byPack[o.p]))
@@ -260,6 +300,9 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 			}
 		}
 		bufs <- o.buf
+	}
+	if err := waitSync(); err != nil && werr == nil {
+		werr = fmt.Errorf("restore: sync disk: %w", err)
 	}
 	first := werr
 	for _, e := range errs {
@@ -273,12 +316,15 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	if err := ctx.Err(); err != nil {
 		return st, err
 	}
+	ph.done("write")
 	if err := h.Sync(); err != nil {
 		return st, fmt.Errorf("restore: sync disk: %w", err)
 	}
+	ph.done("sync")
 	if err := m.verifyRestored(r, tmp, bm); err != nil {
 		return st, fmt.Errorf("restore %q of %q from region %q: %w", disk, snapshot, regionName, err)
 	}
+	ph.done("verify")
 	if err := h.Close(); err != nil {
 		return st, fmt.Errorf("restore: %w", err)
 	}
@@ -312,6 +358,10 @@ type want struct {
 // restoreRun bounds the bytes of adjacent blocks written with one call
 // (the local store appends them as whole blocks, with one index lookup).
 const restoreRun = 4 << 20
+
+// restoreSyncEvery is how many bytes a restore writes between background
+// syncs of the disk.
+const restoreSyncEvery = 64 << 20
 
 // restoreWorkers is how many packs a restore fetches at once: one per CPU
 // (at least 2), at most Options.Workers. Each holds a pack's shards while

@@ -884,10 +884,24 @@
 // pack and data shard for neighbouring records), digested together and
 // appended under one hold of the append lock (storeLazyBatch). A read of
 // a block a batch is fetching waits for it at most 10 ms, then reads it
-// from the source itself without keeping it (the batch keeps it); a token bucket bounds the bytes a second (the
-// origin's rate, 1/4 s burst); on-demand reads are never throttled. A
-// failed fetch is retried with backoff (100 ms doubling to 30 s). When no
-// block is missing, the versions are committed and the lazy mark is
+// from the source itself without keeping it (the batch keeps it).
+//
+// The rate (--rate) bounds background hydration, never a read. A token
+// bucket holds the bytes a second (the origin's rate, 1/4 s burst, at
+// least one block; a batch is at most one burst). A worker reserves a
+// whole batch's tokens and waits for them BEFORE it claims any block,
+// then claims what is still missing and gives back the tokens of what it
+// could not claim (reads took it meanwhile): a claimed block is always
+// being fetched, so a read that finds a block claimed waits for one fetch
+// at most, never for the limiter (trial7: with --rate 64K, batches of one
+// block were claimed a quarter second before their fetch, and dd read a
+// 4 MiB disk at 64 kB/s; TestLazyReadNotBoundByRate,
+// integration TestTrial7LazyReadNotBoundByRate). A read's own fetch
+// (fill, readDirect) takes its bytes from the bucket without waiting
+// (the bucket goes below zero): reads count toward the rate, so the
+// source sees about max(rate, what reads need), and hydration pauses
+// while reads use more than the rate. A failed fetch is retried with
+// backoff (100 ms doubling to 30 s). When no block is missing, the versions are committed and the lazy mark is
 // cleared (a catalog change: the layer record is written back without
 // Lazy); the in-memory entry stays, marked done, so a reader whose block
 // map still says "not found" reads through the index. While no disk reads

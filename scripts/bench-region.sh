@@ -13,8 +13,10 @@
 # --inplace --no-whole-file` from the btrfs snapshot to a copy of the old
 # image; a restore of the newest snapshot (every timed step starts from a
 # cold page cache, as in bench.sh). It prints each round's figures and
-# ratios, and the daemon's peak RSS (VmHWM) during each sync and restore:
-# the peak is reset before the step (/proc/PID/clear_refs) and read after.
+# ratios, the daemon's CPU time per GiB (user + system, /proc/PID/stat:
+# unlike the rates, it hardly depends on the machine's load) and its peak
+# RSS (VmHWM) during each sync and restore: the peak is reset before the
+# step (/proc/PID/clear_refs) and read after.
 #
 # Environment: BENCH_SIZE [1G], BENCH_ROUNDS [2], BENCH_DIR [/var/tmp],
 # BENCH_LOG_LEVEL [info; debug prints sync's step timings at the end].
@@ -60,7 +62,12 @@ now() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e6 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 hwm() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$daemon_pid/status"; }
+# The daemon's CPU time so far (user + system, clock ticks; the fields
+# after the parenthesised command name, which may hold spaces).
+cpu_ticks() { sed 's/.*) //' "/proc/$daemon_pid/stat" | awk '{ print $12 + $13 }'; }
+tck=$(getconf CLK_TCK)
 declare -A peak # the daemon's VmHWM (MiB) during each timed step
+declare -A cpus # the daemon's CPU seconds during each timed step
 # timed NAME CMD... -> seconds; with --profile, a CPU profile of the daemon
 # over the first PROFILE_SECS [20] seconds of CMD. The daemon's peak RSS is
 # reset first and recorded in peak[NAME] (seconds are printed: run it in
@@ -73,9 +80,11 @@ timed() {
 		curl -sf -o "$profile_dir/$name.cpu.pb.gz" "http://$pprof_addr/debug/pprof/profile?seconds=${PROFILE_SECS:-20}" &
 		p=$!
 	fi
+	c0=$(cpu_ticks)
 	t0=$(now)
 	"$@" >/dev/null
 	t1=$(now)
+	cpus[$name]=$(awk -v a="$c0" -v b="$(cpu_ticks)" -v t="$tck" 'BEGIN { printf "%.2f", (b - a) / t }')
 	[ -z "$p" ] || wait "$p" || echo "bench-region.sh: profile of $name failed" >&2
 	peak[$name]=$(hwm)
 	secs "$t0" "$t1"
@@ -153,9 +162,10 @@ for r in $(seq 1 "$rounds"); do
 	rest_mbs=$(awk -v b="$size" -v s="$rest_s" 'BEGIN { printf "%.1f", b / s / 1e6 }')
 	echo "round $r ($(uptime | sed 's/.*load/load/')):"
 	echo "  sequential read through the mount   $(printf '%.1f' "$seq_mbs") MB/s"
-	echo "  full sync                           $full_mbs MB/s  ($(ratio "$full_mbs" "$seq_mbs")x the read; daemon peak RSS ${peak[full$r]} MiB)"
-	echo "  restore                             $rest_mbs MB/s  ($(ratio "$rest_mbs" "$seq_mbs")x the read; daemon peak RSS ${peak[restore$r]} MiB)"
-	echo "  incremental sync                    $incr_s s  (btrfs send -p $send_s s, $((send_b >> 10)) KiB: $(ratio "$incr_s" "$send_s")x its time; rsync --inplace --no-whole-file --ignore-times $rsync_s s, $((rsync_lit >> 10)) KiB literal: $(ratio "$incr_s" "$rsync_s")x; daemon peak RSS ${peak[incr$r]} MiB)"
+	gib=$(awk -v b="$size" 'BEGIN { print b / 1073741824 }')
+	echo "  full sync                           $full_mbs MB/s  ($(ratio "$full_mbs" "$seq_mbs")x the read; daemon $(ratio "${cpus[full$r]}" "$gib") CPU-s/GiB, peak RSS ${peak[full$r]} MiB)"
+	echo "  restore                             $rest_mbs MB/s  ($(ratio "$rest_mbs" "$seq_mbs")x the read; daemon $(ratio "${cpus[restore$r]}" "$gib") CPU-s/GiB, peak RSS ${peak[restore$r]} MiB)"
+	echo "  incremental sync                    $incr_s s  (btrfs send -p $send_s s, $((send_b >> 10)) KiB: $(ratio "$incr_s" "$send_s")x its time; rsync --inplace --no-whole-file --ignore-times $rsync_s s, $((rsync_lit >> 10)) KiB literal: $(ratio "$incr_s" "$rsync_s")x; daemon ${cpus[incr$r]} CPU-s, peak RSS ${peak[incr$r]} MiB)"
 	echo "  region after both syncs             $((incr_b >> 20)) MiB"
 done
 echo "daemon peak RSS (VmHWM): $(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$daemon_pid/status") ($hwm0 before the first sync: fill and read)"

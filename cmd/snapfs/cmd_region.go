@@ -83,7 +83,7 @@ func regionCommand(st *state) *cli.Command {
 			},
 			{
 				Name:      "snapshots",
-				Usage:     "list the region's snapshots with their state (copying, available, degraded)",
+				Usage:     "list the region's snapshots with their state (copying, available, degraded; lost: its manifest unreadable on every store, named by its id)",
 				ArgsUsage: "NAME",
 				Action: func(c *cli.Context) error {
 					a, err := args(c, "NAME")
@@ -275,6 +275,10 @@ func checkVerdict(region string, rep service.CheckReport) error {
 	if len(rep.Lost) == 0 && len(rep.Degraded) == 0 && onlyUnreachable(rep) {
 		return fmt.Errorf("%w: region %s: store(s) %v unreachable; %d snapshot(s) cannot be read until they are back (nothing is known lost)",
 			replicate.ErrUnavailable, region, rep.Unreachable, len(rep.Unavailable))
+	}
+	if len(rep.Lost) > 0 && len(rep.Degraded) == 0 {
+		return fmt.Errorf("%w: region %s: %d problem(s); %d snapshot(s) lost (repair cannot bring them back: %s), %d unavailable; snapfs region repair %s still rebuilds other missing copies",
+			exitcode.ErrDegraded, region, len(rep.Problems), len(rep.Lost), strings.Join(rep.Lost, ", "), len(rep.Unavailable), region)
 	}
 	return fmt.Errorf("%w: region %s: %d problem(s); %d snapshot(s) lost, %d degraded, %d unavailable; run snapfs region repair %s",
 		exitcode.ErrDegraded, region, len(rep.Problems), len(rep.Lost), len(rep.Degraded), len(rep.Unavailable), region)

@@ -11,9 +11,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strings"
+	"sync"
 )
 
 // KeySize is the size of a region key in bytes.
@@ -105,6 +107,7 @@ type Keys struct {
 	// chunks derives the key of a version 2 pack's chunks:
 	// HMAC-SHA256(chunks, "pack/" + pack id), one AES-256-GCM key per pack.
 	chunks [32]byte
+	idMACs sync.Pool // hash.Hash: HMAC-SHA256 keyed with id, for ChunkID
 }
 
 // DeriveKeys derives a region's subkeys.
@@ -160,11 +163,20 @@ type ChunkID [32]byte
 func (c ChunkID) String() string { return hex.EncodeToString(c[:8]) }
 
 // ChunkID returns the id of a block whose plaintext SHA-256 is digest.
+// Its HMACs are reused (Reset restores the keyed state, which the first
+// Reset saved: no key padding hashed again per chunk; sync computes an id
+// per block).
 func (k *Keys) ChunkID(digest [32]byte) ChunkID {
-	h := hmac.New(sha256.New, k.id[:])
+	h, _ := k.idMACs.Get().(hash.Hash)
+	if h == nil {
+		h = hmac.New(sha256.New, k.id[:])
+	} else {
+		h.Reset()
+	}
 	h.Write(digest[:])
 	var id ChunkID
 	h.Sum(id[:0])
+	k.idMACs.Put(h)
 	return id
 }
 

@@ -14,6 +14,10 @@ import (
 //	host id 16 | pid 4 | exclusive 1 (0 shared, 1 exclusive)
 //	created 8 (unix ns) | refreshed 8 (unix ns, the holder's clock)
 //	host name str16 | operation str16 (sync, restore, prune, repair, ...)
+//
+// The times are the holder's clock, for people reading `region locks`:
+// readers judge a lock's liveness by the store's time of the object's last
+// put (see replicate's package doc, "Clocks"), not by refreshed.
 const (
 	lockMagic   = "SFLK"
 	LockVersion = 1

@@ -31,7 +31,12 @@
 //     than / (its parent must exist on another device). Put writes through
 //     vfs.WriteFile (a temporary file in the target directory, fsynced,
 //     renamed into place, the directory fsynced); List skips temporary
-//     names (vfs.IsTemp, and "~put-*" of older versions).
+//     names (vfs.IsTemp, and "~put-*" of older versions). Objects of 1 MiB
+//     or more (a pack's shards) are written the same way with direct I/O,
+//     bypassing the page cache (direct.go: sync's way of putting shards,
+//     BenchmarkPutShards, went 1.4x as fast for a quarter of the CPU); a
+//     file system that refuses O_DIRECT gets buffered writes. Reads stay
+//     buffered (measured: no faster direct, no cheaper).
 //   - s3://bucket/prefix: any S3-compatible service (AWS S3, Alibaba OSS,
 //     MinIO, Ceph RGW, SeaweedFS, versitygw), through minio-go. If the
 //     bucket does not exist Open creates it (in Options.Region); a store

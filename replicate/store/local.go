@@ -32,6 +32,7 @@ type Local struct {
 	root     string
 	location string
 	closed   atomic.Bool
+	noDirect atomic.Bool // the file system refused direct I/O (direct.go)
 }
 
 // OpenLocal opens the directory root, which must be an absolute path and
@@ -111,7 +112,8 @@ func (l *Local) check(ctx context.Context, name string) error {
 
 // Put implements Store. It writes through vfs.WriteFile: a temporary file
 // in the target directory, fsynced, renamed over the name, the directory
-// fsynced.
+// fsynced; objects of directMin bytes or more the same way with direct
+// I/O (direct.go).
 func (l *Local) Put(ctx context.Context, name string, data []byte) error {
 	if err := l.check(ctx, name); err != nil {
 		return err
@@ -119,6 +121,16 @@ func (l *Local) Put(ctx context.Context, name string, data []byte) error {
 	p := l.path(name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("store: put %s: %w", name, err)
+	}
+	if len(data) >= directMin && !l.noDirect.Load() {
+		err := l.putDirect(p, data)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errNoDirect) {
+			return fmt.Errorf("store: put %s: %w", name, err)
+		}
+		l.noDirect.Store(true)
 	}
 	if err := vfs.WriteFile(vfs.Default, p, data, 0o644); err != nil {
 		return fmt.Errorf("store: put %s: %w", name, err)

@@ -142,7 +142,7 @@ complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'info' -d 'desc
 complete -c snapfs -n '__fish_seen_subcommand_from remove' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'remove' -d 'forget a region on this host (its configuration and cache; remote data is kept)'
 complete -c snapfs -n '__fish_seen_subcommand_from snapshots' -f -l help -s h -d 'show help'
-complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'snapshots' -d 'list the region\'s snapshots with their state (copying, available, degraded)'
+complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'snapshots' -d 'list the region\'s snapshots with their state (copying, available, degraded; lost: its manifest unreadable on every store, named by its id)'
 complete -c snapfs -n '__fish_seen_subcommand_from check' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'check' -d 'verify that every store holds every object it should (exit 12 when anything is missing or corrupt)'
 complete -c snapfs -n '__fish_seen_subcommand_from check' -f -l read-data -d 'also read every shard and verify its checksum'

@@ -28,7 +28,9 @@
 //	                different region (other k, m, region id or store order), or
 //	                it does not unlock the encrypted disk
 //	14 Conflict     a concurrent operation on the region changed what this one
-//	                relied on; run it again
+//	                relied on; run it again. Also: this host's clock is off from
+//	                the region's stores' clocks by more than 10 min (prune, repair
+//	                and unlock refuse, replicate.ErrClockSkew): fix it (NTP)
 //	15 Locked       the region is locked by another operation: wait, or
 //	                `snapfs region unlock`; or the encrypted disk is locked (its
 //	                key not unlocked: snapfs disk unlock, mount --key-file)
@@ -243,7 +245,7 @@ var Codes = []struct {
 	{Unavailable, "unavailable", "a region store is unreachable or unwritable, or fewer than k healthy shards remain"},
 	{Degraded, "degraded", "region check found missing or corrupt copies (run region repair), or repair left some"},
 	{WrongKey, "wrong key", "the key file does not open the region or the encrypted disk, or the stores hold a different region"},
-	{Conflict, "conflict", "a concurrent operation on the region changed what this one relied on: run it again"},
+	{Conflict, "conflict", "a concurrent operation on the region changed what this one relied on: run it again; or this host's clock is off from the region stores' by more than 10 min (prune, repair, unlock refuse): fix it (NTP)"},
 	{Locked, "locked", "the region is locked by another operation (wait, or snapfs region unlock), or the encrypted disk is locked (snapfs disk unlock)"},
 	{Permission, "permission", "permission denied: run as root (or as the store's owner)"},
 	{Interrupted, "interrupted", "stopped by Ctrl-C or SIGTERM: the message says what finished; run the job again to resume"},
