@@ -67,9 +67,8 @@ func parseHoldName(s string) (nid, holder string, layer uint64, ok bool) {
 // PutHold records, on every store of region it can reach, that this host's
 // lazy layer (read by its disk localDisk) reads disk of the snapshot
 // (host and snapshot as in OpenRemoteDiskOf): prune keeps the snapshot
-// and what it needs until the hold is released. Fewer than k stores
-// written is an error wrapping ErrUnavailable, and the copies written are
-// removed again.
+// and what it needs until the hold is released. Putting it again is
+// harmless (the same object). Failures: see writeHold.
 func (m *Manager) PutHold(ctx context.Context, region, host, snapshot, disk string, layer uint64, localDisk string) (HoldInfo, error) {
 	r, err := m.openRegion(ctx, region, false)
 	if err != nil {
@@ -89,7 +88,35 @@ func (m *Manager) PutHold(ctx context.Context, region, host, snapshot, disk stri
 	}
 	h := &format.Hold{Holder: m.host.ID, Layer: layer, Created: m.opts.Now().UTC(), SnapshotHost: mf.Host,
 		HolderName: m.host.Name, Disk: localDisk, Snapshot: mf.Name, SnapshotDisk: disk, SnapshotHostName: mf.HostName}
-	name := holdName(nid, m.host.ID, layer)
+	return m.writeHold(lctx, r, nid, h)
+}
+
+// Hold is PutHold of the snapshot disk d reads, through d's open region
+// and under its shared lock (no second open of the region, no manifest
+// listing: restore --lazy stays fast).
+func (d *RemoteDisk) Hold(ctx context.Context, layer uint64, localDisk string) (HoldInfo, error) {
+	jc, err := d.lockCtx(ctx)
+	if err != nil {
+		return HoldInfo{}, err
+	}
+	defer jc.(*joinedCtx).done()
+	d.storesMu.RLock()
+	defer d.storesMu.RUnlock()
+	m := d.m
+	h := &format.Hold{Holder: m.host.ID, Layer: layer, Created: m.opts.Now().UTC(), SnapshotHost: d.mf.Host,
+		HolderName: m.host.Name, Disk: localDisk, Snapshot: d.mf.Name, SnapshotDisk: d.disk, SnapshotHostName: d.mf.HostName}
+	return m.writeHold(jc, d.r, d.nid, h)
+}
+
+// writeHold puts hold h of manifest nid on every usable store of r. It
+// fails (ErrUnavailable), removing the copies written, when no store took
+// it, or when a store that is up refused it and fewer than k took it. A
+// store down since the region was opened gets the hold at the next
+// attach of the lazy disk (the service puts it again then): prune runs
+// only with every store up and keeps a manifest held on any one store.
+func (m *Manager) writeHold(ctx context.Context, r *region, nid string, h *format.Hold) (HoldInfo, error) {
+	region, snapshot := r.cfg.Name, h.Snapshot
+	name := holdName(nid, h.Holder, h.Layer)
 	sealed, err := r.keys.Seal(format.TypeHold, name, h.Encode())
 	if err != nil {
 		return HoldInfo{}, err
@@ -98,18 +125,21 @@ func (m *Manager) PutHold(ctx context.Context, region, host, snapshot, disk stri
 		if r.bad[i] != nil {
 			return r.bad[i]
 		}
-		if err := r.stores[i].Put(lctx, holdDir+name, sealed); err != nil {
+		if err := r.stores[i].Put(ctx, holdDir+name, sealed); err != nil {
 			return fmt.Errorf("store %d (%s): put %s: %w", i, r.stores[i].Location(), holdDir+name, err)
 		}
 		return nil
 	})
-	written := 0
-	for _, e := range errs {
+	written, reached := 0, 0
+	for i, e := range errs {
 		if e == nil {
 			written++
 		}
+		if r.bad[i] == nil {
+			reached++
+		}
 	}
-	if written < r.k {
+	if written == 0 || (written < r.k && written < reached) {
 		if derr := r.deleteAll(context.WithoutCancel(ctx), holdDir+name); derr != nil {
 			m.log.Warn("hold: removing a partly written hold failed", "region", region, "hold", name, "err", derr)
 		}

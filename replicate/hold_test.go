@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/replicate"
+	"github.com/snapfs/snapfs/replicate/store"
 )
 
 // A hold keeps a snapshot, and what it needs, from any host's prune, and
@@ -31,15 +32,33 @@ func TestHoldKeepsSnapshotFromPrune(t *testing.T) {
 	if h.Snapshot != "s1" || h.Disk != "lz" || h.Layer != 7 {
 		t.Fatalf("hold: %+v", h)
 	}
-	// Two stores down of three: the hold cannot reach k, fails, and
+	// Two stores up that refuse the hold: it reaches 1 < k, fails, and
 	// leaves no copy on the one it reached.
+	refuse := func(m store.Method, name string) error {
+		if m == store.MethodPut && strings.HasPrefix(name, "holds/") {
+			return errors.New("injected: put refused")
+		}
+		return nil
+	}
+	b.faults[0].FailMatching(refuse)
+	b.faults[1].FailMatching(refuse)
+	if _, err := b.mgr.PutHold(ctx, "r1", "a", "s1", "v", 8, "lz2"); !errors.Is(err, replicate.ErrUnavailable) {
+		t.Fatalf("a hold taken by 1 of 3 stores up (k=2): %v", err)
+	}
+	b.faults[0].FailMatching(nil)
+	b.faults[1].FailMatching(nil)
+	// Two stores down from the start: the hold lands on the one up (prune
+	// runs only with every store up, and keeps a manifest held on any).
 	b.faults[0].SetDown(true)
 	b.faults[1].SetDown(true)
-	if _, err := b.mgr.PutHold(ctx, "r1", "a", "s1", "v", 8, "lz2"); err == nil {
-		t.Fatal("a hold on 1 of 3 stores (k=2) succeeded")
+	if _, err := b.mgr.PutHold(ctx, "r1", "a", "s1", "v", 9, "lz3"); err != nil {
+		t.Fatalf("a hold with 2 of 3 stores down: %v", err)
 	}
 	b.faults[0].SetDown(false)
 	b.faults[1].SetDown(false)
+	if rel, err := b.mgr.ReleaseHolds(ctx, "r1", func(h replicate.HoldInfo) bool { return h.Layer == 9 }); err != nil || len(rel) != 1 {
+		t.Fatalf("release of layer 9's hold: %+v %v", rel, err)
+	}
 	if got, err := a.mgr.Holds(ctx, "r1"); err != nil || len(got) != 1 || got[0].Layer != 7 {
 		t.Fatalf("holds after a failed hold: %+v %v", got, err)
 	}

@@ -254,3 +254,18 @@ func holderOf(h string) string {
 	}
 	return " by host " + h
 }
+
+// holder is a region disk that writes its own hold (replicate.RemoteDisk).
+type holder interface {
+	Hold(ctx context.Context, layer uint64, localDisk string) (replicate.HoldInfo, error)
+}
+
+// hold writes the hold of lazy layer (read by localDisk) on the snapshot
+// disk of region r reads: through the open region disk when it can, else
+// through the Manager.
+func (r *reopening) hold(ctx context.Context, m *replicate.Manager, o rowstore.LazyOrigin, layer uint64, localDisk string) (replicate.HoldInfo, error) {
+	if h, ok := r.cur().(holder); ok {
+		return h.Hold(ctx, layer, localDisk)
+	}
+	return m.PutHold(ctx, o.Region, o.Host, o.Snapshot, o.Disk, layer, localDisk)
+}

@@ -114,22 +114,23 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	l.namesChanged()
 	layer, err := l.lazyLayerOf(r.To)
 	if err == nil {
-		// The hold (local_hold.go), before the disk is reported usable:
-		// no prune of any host removes what the disk reads.
-		if _, herr := m.PutHold(ctx, r.Region, r.Host, r.Snapshot, r.Disk, layer, r.To); herr != nil {
-			rd.Close()
-			if derr := l.store.DeleteDisk(r.To, true); derr != nil {
-				l.log.Warn("restore --lazy: removing the disk after its hold failed", "disk", r.To, "err", derr)
-			}
-			l.namesChanged()
-			return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept)", herr, r.To)
-		}
 		err = l.store.AttachLazy(layer, rd, rowstore.HydrateOptions{})
 	}
 	l.log.Debug("restore --lazy", "disk", r.To, "open_region_disk", t1.Sub(t0), "create_and_attach", time.Since(t1))
 	if err != nil {
 		rd.Close()
 		return RestoreStats{}, fmt.Errorf("restore --lazy: disk %s was created; its hydration starts with the next daemon: %w", r.To, err)
+	}
+	// The hold (local_hold.go), before the disk is reported usable: no
+	// prune of any host removes what the disk reads. Attached first, so
+	// the disk reads at once (rd's shared lock keeps prune out meanwhile).
+	if _, herr := rd.hold(ctx, m, origin, layer, r.To); herr != nil {
+		if derr := l.store.DeleteDisk(r.To, true); derr != nil {
+			l.log.Warn("restore --lazy: removing the disk after its hold failed", "disk", r.To, "err", derr)
+		}
+		rd.Close()
+		l.namesChanged()
+		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept)", herr, r.To)
 	}
 	if !r.Wait {
 		l.watchHold(layer, r.Region)
@@ -249,6 +250,13 @@ func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer, tried
 					return nil // attached meanwhile
 				}
 				return err
+			}
+			// The hold again (local_hold.go): on the stores that were down
+			// when it was written, and for disks restored before holds.
+			if len(x.Disks) > 0 {
+				if _, herr := rd.hold(ctx, m, o, x.Layer, x.Disks[0]); herr != nil {
+					l.log.Warn("lazy disk: putting its hold again failed (tried at the next attach)", "layer", x.Layer, "region", o.Region, "err", herr)
+				}
 			}
 			return nil
 		}()
