@@ -406,10 +406,15 @@
 // id>.<lazy layer id>, sealed with type 'H' (format.Hold: version,
 // holder, layer, disk and snapshot names; the GCM tag is its checksum and
 // binds it to its name), on every store it reaches, before it reports the
-// disk usable; fewer than k stores is a failure that removes the copies
-// written (and the service deletes the new disk). PutHold takes the
-// shared lock while it finds the manifest and writes the hold, so no
-// prune runs in between.
+// disk usable. It fails (the copies written are removed, the service
+// deletes the new disk) when no store took it, or when a store that is up
+// refused it and fewer than k took it. A store down when the region was
+// opened gets the hold when the daemon attaches the disk again (it puts
+// the hold at every attach): prune runs only with every store up and
+// keeps a manifest held on any one, so a lazy restore still works with
+// stores down, as before holds. RemoteDisk.Hold writes under the disk's
+// shared lock (PutHold takes one), so no prune runs between finding the
+// manifest and the hold landing.
 //
 //   - Prune keeps every manifest that has a hold on any store (and so, as
 //     for any kept manifest, its delta chain, or its rewrite as full, and

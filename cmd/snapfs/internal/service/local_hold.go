@@ -198,11 +198,24 @@ func (l *Local) lazyOriginOf(disk string) (rowstore.LazyLayer, bool) {
 
 // releaseAfterDelete is disk delete's hook: x is the lazy layer the
 // deleted disk read through; its hold goes when nothing reads it any more.
+// The daemon releases in the background (disk delete does not wait for a
+// slow region); a command without a daemon releases before it exits.
 func (l *Local) releaseAfterDelete(ctx context.Context, x rowstore.LazyLayer, ok bool) {
 	if !ok {
 		return
 	}
-	_ = l.releaseHolds(context.WithoutCancel(ctx), x.Origin.Region)
+	if l.mountpoint == "" {
+		_ = l.releaseHolds(context.WithoutCancel(ctx), x.Origin.Region)
+		return
+	}
+	hctx, ok := l.holdCtx()
+	if !ok {
+		return
+	}
+	go func() {
+		defer l.lz.wg.Done()
+		_ = l.releaseHolds(hctx, x.Origin.Region)
+	}()
 }
 
 // markHeld fills the HeldBy of region's snapshots rs (a failure to list
