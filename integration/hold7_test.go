@@ -83,6 +83,7 @@ func TestHoldLifecycle(t *testing.T) {
 		t.Fatalf("prune does not name the held snapshot: %s", out)
 	}
 	heldBy(t, b.dir, "beta", "s1") // still listed
+	ok(t, b.dir, "region", "check", "shared") // holds are no damage
 	a.pid = daemon(t, a.dir, a.mp)
 
 	// Hydration at full speed releases the hold once done.
