@@ -228,12 +228,12 @@
 //
 // Incremental rounds (map installed, catalog unchanged). The cleaner
 // compares the log's size with the exact live total when the foreground
-// append that reaches 1.455 × live wakes it (cleaner.startAt,
-// kickAtStart), when a writer waits, and every cleanerTick; at 1.455 ×
+// append that reaches 1.45 × live wakes it (cleaner.startAt,
+// kickAtStart), when a writer waits, and every cleanerTick; at 1.45 ×
 // live it cleans,
 // emptiest segment first by the usage table (judged again before every
 // batch: the foreground's overwrites empty segments meanwhile), down to
-// 1.45 × live counting the log as it will be once the batches being
+// 1.44 × live counting the log as it will be once the batches being
 // finished are removed (so a round goes on while the foreground writes),
 // in batches of at most a 128th of live (pipelined and finished in groups
 // as described under Garbage collection: the durability order is
@@ -244,18 +244,20 @@
 // appends a copy (64 at a time), and repoints the entry with one write of
 // its version key (index.Batch.SetVersionValue), no read: under idxMu the
 // map says whether the entry still names the old record, and holds the
-// value to write.
+// value to write; 256 repoints a write batch, idxMu released between them,
+// so a foreground commit waits behind one small batch at most.
 // Staying near the bound keeps the cleaned segments as empty as uniform
 // overwrite allows; segments rotate at a 64th of live (512 KiB at least) so
 // the emptiest can be picked. Both ratios are lowered for small stores so a
 // round starts two batches before writers wait. New disk writes wait
 // (before taking the disk's lock, at most a second per write, waking the
 // cleaner) only when the log plus the batch in flight (at least one batch)
-// reaches 1.48 × live (and never below the 8 MiB log where the cleaner
+// reaches 1.49 × live (and never below the 8 MiB log where the cleaner
 // starts); between rounds only while incremental rounds are on, since only
 // then does that limit follow live at every tick. Pacing is therefore the
-// bound itself: the cleaner moves what keeps the log under 1.455 × live and
-// nothing more. Full rounds (no map yet, or stale too long) keep the
+// bound itself: the cleaner moves what keeps the log under 1.45 × live and
+// nothing more. The gap between the start and the writers' limit is what a
+// round may take before writers wait (see the fifth pass below). Full rounds (no map yet, or stale too long) keep the
 // previous rules: start at 1.40 × live or after the log grew by
 // CleanerDeadFraction, clean down to 1.28, batches of a 32nd to an 8th of
 // live, a token bucket (CleanerRate) that lets the cleaner move 1.25 × what
