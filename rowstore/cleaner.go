@@ -461,7 +461,13 @@ func (s *Store) cleanRound() error {
 var (
 	// cleanerLimit is where new writes wait: the log plus what the batch in
 	// flight may still append must stay under it (1.5 less a margin for
-	// the writes already past the check).
+	// the writes already past the check). The start is 0.04 × live below
+	// it, room for a round's copies and what the foreground writes while
+	// the round moves and finishes, and the target 0.01 × live below the
+	// start, more than a segment's dead bytes, so a round cleans two
+	// segments or more in pipelined batches (at 1.48, 1.455 and 1.45 every
+	// round was one batch of one segment, moved then finished, and writers
+	// waited at the limit: "Fifth pass" in the package doc).
 	cleanerLimit       = 1.49
 	incStart           = 1.45
 	incTarget          = 1.44
