@@ -349,7 +349,11 @@
 // NOT met on this machine; what the removed waits give on a quiet
 // machine, where CPU is left over, was not measured (no run after 22:45
 // had idle CPU).
-// 50 passes: see below (being measured).
+// 50 passes, one pair each (this build first, load 13 to 18): this
+// 49.0/37.8 MB/s (0.77), writers throttled 11 s, segments at most 1.472 ×
+// live, 0.892 moved per byte written, daemon CPU 106/162 s; main
+// 49.3/34.2 (0.69), throttled 100 s, at most 1.477, 0.871, 126/158 s.
+// (scripts/bench-results/20261206-2315-space10-*.json, -2332-space50-*.)
 //
 // # Full filesystems
 //
