@@ -82,7 +82,7 @@ func TestHoldLifecycle(t *testing.T) {
 	if out := ok(t, b.dir, "region", "prune", "shared", "--keep-last", "1"); !strings.Contains(out, "s1 (held by alpha/slow)") {
 		t.Fatalf("prune does not name the held snapshot: %s", out)
 	}
-	heldBy(t, b.dir, "beta", "s1") // still listed
+	heldBy(t, b.dir, "beta", "s1")            // still listed
 	ok(t, b.dir, "region", "check", "shared") // holds are no damage
 	a.pid = daemon(t, a.dir, a.mp)
 
