@@ -99,6 +99,9 @@ func (d *diskState) thawLocked() {
 	d.frozen, d.frozenBytes = nil, 0
 	d.snapBusy = false
 	d.wbCond.Broadcast()
+	if !d.deleted && d.cacheBytes > d.s.wbLow() {
+		d.wantWriteBackLocked() // what writers cached meanwhile
+	}
 }
 
 // dropFrozenLocked forgets a frozen entry once it is stored.

@@ -214,6 +214,9 @@ type Store struct {
 	// load fsyncs a bounded amount.
 	uncommitted int64
 	commitKick  chan struct{}
+	// catSyncKick asks the background sync to sync the index's catalog
+	// changes (catalogSyncSoon), so that no snapshot or commit waits for it.
+	catSyncKick chan struct{}
 	cleaner     *cleaner // the background cleaner's pacing (cleaner.go)
 
 	closed atomic.Bool
@@ -296,6 +299,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		cleaner:      newCleaner(),
 		wbKick:       make(chan struct{}, 1),
 		commitKick:   make(chan struct{}, 1),
+		catSyncKick:  make(chan struct{}, 1),
 	}
 	// One process per store: an advisory lock held while the store is open.
 	// (Badger locks its own directory too; ours gives a clear ErrBusy first.)
@@ -533,8 +537,9 @@ func (s *Store) commit() error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	// Catalog changes the index has not synced hold the checkpoint back
-	// (catUnsynced); past a second, sync them so replay stays short.
-	if err := s.syncCatalogIfStale(); err != nil {
+	// (catUnsynced); past a second, they are synced (in the background
+	// when there is one) so replay stays short.
+	if err := s.catalogSyncSoon(); err != nil {
 		return err
 	}
 	s.appendMu.Lock()
@@ -698,6 +703,10 @@ func (s *Store) startBackground() {
 				select {
 				case <-s.stop:
 					return
+				case <-s.catSyncKick:
+					if err := s.syncCatalogIfStale(); err != nil {
+						s.log.Error("background index sync failed", "err", err)
+					}
 				case <-t.C:
 					// Catalog changes first, so this commit's checkpoint
 					// may pass them.
@@ -730,6 +739,10 @@ func (s *Store) startBackground() {
 				select {
 				case <-s.stop:
 					return
+				case <-s.catSyncKick:
+					if err := s.syncCatalogIfStale(); err != nil {
+						s.log.Error("background index sync failed", "err", err)
+					}
 				case <-t.C:
 					if _, err := s.GC(); err != nil {
 						s.log.Error("background gc failed", "err", err)

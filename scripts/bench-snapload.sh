@@ -13,7 +13,8 @@
 # Environment: BENCH_SIZE disk and fio file [1G], BENCH_LOAD seconds per fio
 # run [15], BENCH_PAIRS alternating pairs per load [2], BENCH_DIR [/var/tmp].
 # --profile DIR saves the daemon's CPU, block and mutex profiles of the
-# first run with snapshots of each load.
+# first run with snapshots of each load, and its debug log (snapfs.log:
+# per-phase timings of every snapshot create, "snapshot create" lines).
 set -euo pipefail
 {
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -39,6 +40,7 @@ done
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/snapfs-snapload.XXXXXX")
 cleanup() {
 	"$work/bin/snapfs" --store "$work/store" umount "$work/mnt" >/dev/null 2>&1 || umount -l "$work/mnt" 2>/dev/null || true
+	[ -z "$profile_dir" ] || cp "$work/store/snapfs.log" "$profile_dir/" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -51,9 +53,9 @@ pct() { sort -n "$1" | awk -v p="$2" '{ a[NR] = $1 } END { i = int((NR * p + 99)
 echo "bench-snapload: $(nproc) cores; size $SIZE; load ${LOAD}s x $PAIRS pairs; $(uptime)"
 snapfs init >/dev/null
 pprof_addr=127.0.0.1:$((20000 + $$ % 20000))
-margs=(--background)
-[ -z "$profile_dir" ] || margs+=(--pprof "$pprof_addr")
-snapfs --json mount "${margs[@]}" "$work/mnt" >/dev/null
+margs=(--background) gargs=(--json)
+[ -z "$profile_dir" ] || margs+=(--pprof "$pprof_addr") gargs+=(--log-level debug)
+snapfs "${gargs[@]}" mount "${margs[@]}" "$work/mnt" >/dev/null
 size=$(numfmt --from=iec "$SIZE")
 snapfs disk create bench --size "$((size + (64 << 20)))" >/dev/null
 disk=$work/mnt/disks/bench
@@ -63,7 +65,7 @@ fio --name=fill --filename="$disk" --rw=write --bs=1M --size="$size" --ioengine=
 
 n=0
 run() { # run NAME WITH(0|1) fio args... -> IOPS and MB/s in $work/fio/NAME.json; latencies appended to $work/lat-$load.us
-	local name=$1 with=$2 json=$work/fio/$1.json pid t0 t1 left prof=()
+	local name=$1 with=$2 json=$work/fio/$1.json pid t0 t1 left prof=() p
 	shift 2
 	if [ "$with" = 1 ] && [ -n "$profile_dir" ] && [ ! -e "$profile_dir/$load.cpu.pb.gz" ]; then
 		for k in profile block mutex; do
