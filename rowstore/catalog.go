@@ -430,19 +430,21 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 		kind = "manual"
 	}
 	t0 := time.Now()
-	var tCommit1, tFreeze, tFrozen, tRelock, tCatalog time.Duration
+	var tFreeze, tFrozen, tRelock, tCatalog time.Duration
+	var frozenBytes int64
 	defer func() {
-		s.log.Debug("snapshot create", "snapshot", name, "commit1", tCommit1, "freeze", tFreeze, "write_frozen", tFrozen,
-			"relock", tRelock, "catalog", tCatalog, "total", time.Since(t0))
+		s.log.Debug("snapshot create", "snapshot", name, "freeze", tFreeze, "write_frozen", tFrozen,
+			"relock", tRelock, "catalog", tCatalog, "total", time.Since(t0), "frozen_bytes", frozenBytes)
 	}()
 	lap := func(d *time.Duration) { *d = time.Since(t0) }
-	// What is in the log is synced first, writers going on as usual; then
-	// the caches are the snapshot's (snapshot.go): written back and synced
-	// without the disks' locks while writers go on into new caches.
-	if err := s.commit(); err != nil {
-		return SnapshotInfo{}, err
-	}
-	lap(&tCommit1)
+	// The caches are the snapshot's (snapshot.go): written back and
+	// committed without the disks' locks while writers go on into new
+	// caches. The background commit starts now, with what the log holds,
+	// alongside the freeze and the write-back, so that the snapshot's own
+	// commit finds little to put in the index; the log started its
+	// writeback as it grew, so the sync finds little to write
+	// (segment.EarlyWriteback).
+	s.kickCommit()
 	ds, unlock, err := s.lockDisks(disks)
 	if err != nil {
 		return SnapshotInfo{}, err
@@ -456,6 +458,7 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 	}
 	for _, d := range ds {
 		d.freezeLocked()
+		frozenBytes += d.frozenBytes
 	}
 	unlock()
 	lap(&tFreeze)
@@ -511,8 +514,10 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 	unlock()
 	lap(&tRelock)
 	// The catalog record is appended after the frozen writes; its commit
-	// (logCatalog: one log sync) makes them and every write before them
-	// durable before the snapshot is in the index.
+	// (logCatalog) makes them and every write before them durable before
+	// the snapshot is in the index, and puts their versions in the index
+	// before the epoch moves (pending versions are looked up at a link's
+	// epoch only).
 	var rec index.Snapshot
 	s.catMu.Lock()
 	err = s.catalogUpdate(func(t *index.Txn) error {

@@ -1,6 +1,9 @@
 package rowstore
 
-import "sort"
+import (
+	"sort"
+	"sync"
+)
 
 // Snapshots under a write load: the write-back cache is taken by reference.
 //
@@ -113,27 +116,47 @@ func (d *diskState) dropFrozenLocked(b uint64, c *cblock) {
 }
 
 // writeFrozenLocked stores every frozen entry at the head's current epoch
-// (disk's lock held on entry and return, released while bases are read).
+// (disk's lock held on entry and return, released while bases are read),
+// wbParallel batches at a time like the write-back (writers do not write
+// back meanwhile: they only fill the new cache, so the batches have the
+// cores).
 func (d *diskState) writeFrozenLocked() error {
 	blocks := make([]uint64, 0, len(d.frozen))
 	for b := range d.frozen {
 		blocks = append(blocks, b)
 	}
 	sort.Slice(blocks, func(i, j int) bool { return blocks[i] < blocks[j] })
-	for len(blocks) > 0 && !d.deleted {
-		n := min(len(blocks), wbBatch)
-		batch := make([]wbQueued, 0, n)
-		for _, b := range blocks[:n] {
-			if c := d.frozen[b]; c != nil {
-				batch = append(batch, wbQueued{b, c})
+	var firstErr error
+	work := func() { // disk's lock held
+		for len(blocks) > 0 && !d.deleted && firstErr == nil {
+			n := min(len(blocks), wbBatch)
+			batch := make([]wbQueued, 0, n)
+			for _, b := range blocks[:n] {
+				if c := d.frozen[b]; c != nil {
+					batch = append(batch, wbQueued{b, c})
+				}
+			}
+			blocks = blocks[n:]
+			if err := d.writeBatchLocked(batch, true); err != nil && firstErr == nil {
+				firstErr = err
 			}
 		}
-		blocks = blocks[n:]
-		if err := d.writeBatchLocked(batch, true); err != nil {
-			return err
-		}
 	}
-	return nil
+	var wg sync.WaitGroup
+	for i := 1; i < wbParallel && len(blocks) > wbBatch; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			work()
+		}()
+	}
+	work()
+	d.mu.Unlock()
+	wg.Wait()
+	d.mu.Lock()
+	return firstErr
 }
 
 // testHookSnapshotFrozen, when set (tests only), runs once a snapshot froze

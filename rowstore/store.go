@@ -511,10 +511,7 @@ func (s *Store) appendVersionLocked(r *segment.Record, v index.Version, blocks u
 	s.appended(int64(pos.Length))
 	s.kickAtStart() // cleaner.go
 	if s.uncommitted += int64(pos.Length); s.uncommitted >= commitEvery {
-		select {
-		case s.commitKick <- struct{}{}:
-		default:
-		}
+		s.kickCommit()
 	}
 	s.nextSeq++
 	s.dirty = true
@@ -534,8 +531,17 @@ func (s *Store) appendVersionLocked(r *segment.Record, v index.Version, blocks u
 // versions into the index. Concurrent commits are serialized; a commit that
 // finds nothing to do returns at once.
 func (s *Store) commit() error {
+	t0 := time.Now()
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
+	var tLocked, tSynced, tFlushed time.Duration
+	nBatch := 0
+	defer func() {
+		if took := time.Since(t0); took > 20*time.Millisecond {
+			s.log.Debug("slow commit", "wait", tLocked, "log_sync", tSynced, "index_batch", tFlushed, "versions", nBatch, "total", took)
+		}
+	}()
+	tLocked = time.Since(t0)
 	// Catalog changes the index has not synced hold the checkpoint back
 	// (catUnsynced); past a second, they are synced (in the background
 	// when there is one) so replay stays short.
@@ -578,10 +584,12 @@ func (s *Store) commit() error {
 		s.pendMu.Unlock()
 		s.appendMu.Unlock()
 	}
+	nBatch = len(batch)
 	if err := s.seg.Sync(); err != nil {
 		restore()
 		return s.wrapNoSpace(fmt.Errorf("sync log: %w", err))
 	}
+	tSynced = time.Since(t0)
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
 	if len(batch) > 0 {
@@ -602,6 +610,7 @@ func (s *Store) commit() error {
 		return s.wrapNoSpace(fmt.Errorf("index versions: %w", err))
 	}
 	s.cleaner.lm.committed(batch) // the cleaner's live map (segusage.go)
+	tFlushed = time.Since(t0)
 	if testHookCommitFlushed != nil {
 		testHookCommitFlushed()
 	}
@@ -622,6 +631,15 @@ func (s *Store) commit() error {
 	s.flushing = nil
 	s.pendMu.Unlock()
 	return nil
+}
+
+// kickCommit asks the background to commit (a no-op without one: with
+// SyncInterval <= 0 nobody reads the channel, and a full one is enough).
+func (s *Store) kickCommit() {
+	select {
+	case s.commitKick <- struct{}{}:
+	default:
+	}
 }
 
 // commitEvery is the log bytes appended after which the background commits

@@ -11,7 +11,10 @@
 # Loads: random 4 KiB writes, libaio iodepth 16, direct; sequential 1 MiB
 # writes, libaio iodepth 4, direct.
 # Environment: BENCH_SIZE disk and fio file [1G], BENCH_LOAD seconds per fio
-# run [15], BENCH_PAIRS alternating pairs per load [2], BENCH_DIR [/var/tmp].
+# run [15], BENCH_PAIRS alternating pairs per load [2], BENCH_DIR [/var/tmp],
+# BENCH_BIN a snapfs binary to measure instead of building this tree's
+# (before/after comparisons: build both, run them in turns), BENCH_LOADS
+# the loads to run [randwrite4k seqwrite1m].
 # --profile DIR saves the daemon's CPU, block and mutex profiles of the
 # first run with snapshots of each load, and its debug log (snapfs.log:
 # per-phase timings of every snapshot create, "snapshot create" lines).
@@ -46,7 +49,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$work/bin" "$work/mnt" "$work/fio"
-go build -o "$work/bin/snapfs" ./cmd/snapfs
+if [ -n "${BENCH_BIN:-}" ]; then
+	cp "$BENCH_BIN" "$work/bin/snapfs"
+else
+	go build -o "$work/bin/snapfs" ./cmd/snapfs
+fi
 snapfs() { "$work/bin/snapfs" --store "$work/store" "$@"; }
 now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 pct() { sort -n "$1" | awk -v p="$2" '{ a[NR] = $1 } END { i = int((NR * p + 99) / 100); if (i < 1) i = 1; printf "%.1f", a[i] / 1000 }'; }
@@ -94,7 +101,7 @@ declare -A args=(
 	[randwrite4k]="--rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --direct=1 --norandommap"
 	[seqwrite1m]="--rw=write --bs=1M --ioengine=libaio --iodepth=4 --direct=1"
 )
-for load in randwrite4k seqwrite1m; do
+for load in ${BENCH_LOADS:-randwrite4k seqwrite1m}; do
 	: >"$work/lat-$load.us"
 	for ((p = 0; p < PAIRS; p++)); do
 		# shellcheck disable=SC2086
