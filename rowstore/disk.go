@@ -242,6 +242,14 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// A write of whole blocks waits for a snapshot under way once the cache
+	// is over its bound, then appends them at once: caching them (and
+	// writing them back later, hashed under the lock) costs more than the
+	// wait. A partial write goes on into the cache (snapRoom, below): its
+	// read-modify-write is due either way.
+	for len(pre) > 0 && d.snapBusy && d.cacheBytes > d.s.opts.CacheBytes && !d.deleted {
+		d.wbCond.Wait()
+	}
 	if err := h.check(); err != nil {
 		return 0, err
 	}

@@ -17,12 +17,20 @@ import (
 //  1. With the disks' locks held, each disk's cache becomes the snapshot's
 //     (d.frozen) and the disk starts an empty one; d.snapBusy is set.
 //  2. The locks are released and the frozen entries are written back at the
-//     head's current epoch, in batches that release the lock while the
-//     blocks' bases are read (writeFrozenLocked); then the log is synced
-//     (commit). Writers go on meanwhile: into the new cache.
-//  3. The locks are taken again; the catalog change (its own small log sync)
-//     bumps the epochs, and snapBusy ends, both under the locks.
-//
+//     head's current epoch, wbParallel batches at a time, each releasing
+//     the lock while the blocks' bases are read (writeFrozenLocked).
+//     Writers go on meanwhile: into the new cache.
+//  3. What the catalog change needs of the disks (head counts, layer,
+//     name, size) is read under their locks, which are released again.
+//  4. The catalog change runs without the disks' locks (catMu alone): its
+//     commit (logCatalog) syncs the log through the record and puts the
+//     frozen entries' versions in the index; writers still go on into
+//     their caches, and every other change of these disks waits for
+//     snapBusy (lockDisks).
+//  5. The locks are taken again to move the heads' epochs in memory and end
+//     snapBusy (thawLocked, which asks for the background write-back of
+//     what was cached meanwhile).
+
 // While snapBusy nothing but the frozen entries is appended for the head:
 // every write, whole blocks too, goes to the new cache (a partial write to
 // a frozen block starts from a copy of the frozen entry: the frozen one is
@@ -43,14 +51,17 @@ import (
 //     no version of the next epoch can precede the catalog record that
 //     makes that epoch the head's.
 //
-// The log is synced before the freeze too, while writers append as usual,
-// so that the sync of step 2 (writers held to their caches) and that of
-// step 3 (writers held by the locks) cover little.
+// The snapshot kicks the background commit as it begins, so that the
+// commit of step 4 finds few versions to put in the index, and the log
+// starts the writeback of what it appends every few MiB
+// (segment.EarlyWriteback), so that its sync finds little to write.
 //
 // The new cache cannot be written back before the epoch moves: it may grow
 // by snapRoom over its bound while the snapshot is taken (whole blocks of
 // sequential writes land there too), then a writer waits for the
-// snapshot's end. A failed snapshot
+// snapshot's end; below that a writer returns at once, even over the
+// cache's bound (it used to wait in writeBackLocked for the snapshot's
+// end: every writer, a few writes into the snapshot). A failed snapshot
 // gives the frozen entries back to the cache (thawLocked) unless the cache
 // has a newer entry for the block (which then includes the frozen one's
 // writes: it began as its copy, or covers the whole block).

@@ -12,9 +12,13 @@
 # writes, libaio iodepth 4, direct.
 # Environment: BENCH_SIZE disk and fio file [1G], BENCH_LOAD seconds per fio
 # run [15], BENCH_PAIRS alternating pairs per load [2], BENCH_DIR [/var/tmp],
-# BENCH_BIN a snapfs binary to measure instead of building this tree's
-# (before/after comparisons: build both, run them in turns), BENCH_LOADS
-# the loads to run [randwrite4k seqwrite1m].
+# BENCH_BINDIR a directory holding the binaries to measure, snapfs (the
+# light front) and snapfs-full, instead of building this tree's as
+# scripts/install.sh does (before/after comparisons: build both, run them in
+# turns), BENCH_LOADS the loads to run [randwrite4k seqwrite1m].
+# The commands run as installed: the front (cmd/snapfs/front) serves
+# `snapshot create` over the control socket itself and execs snapfs-full
+# for the rest.
 # --profile DIR saves the daemon's CPU, block and mutex profiles of the
 # first run with snapshots of each load, and its debug log (snapfs.log:
 # per-phase timings of every snapshot create, "snapshot create" lines).
@@ -49,11 +53,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$work/bin" "$work/mnt" "$work/fio"
-if [ -n "${BENCH_BIN:-}" ]; then
-	cp "$BENCH_BIN" "$work/bin/snapfs"
+if [ -n "${BENCH_BINDIR:-}" ]; then
+	cp "$BENCH_BINDIR/snapfs" "$BENCH_BINDIR/snapfs-full" "$work/bin/"
 else
-	go build -o "$work/bin/snapfs" ./cmd/snapfs
+	CGO_ENABLED=0 go build -o "$work/bin/snapfs-full" ./cmd/snapfs
+	CGO_ENABLED=0 go build -tags urfave_cli_no_docs -o "$work/bin/snapfs" ./cmd/snapfs/front
 fi
+export SNAPFS_FULL=$work/bin/snapfs-full
 snapfs() { "$work/bin/snapfs" --store "$work/store" "$@"; }
 now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 pct() { sort -n "$1" | awk -v p="$2" '{ a[NR] = $1 } END { i = int((NR * p + 99) / 100); if (i < 1) i = 1; printf "%.1f", a[i] / 1000 }'; }
