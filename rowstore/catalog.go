@@ -430,10 +430,10 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 		kind = "manual"
 	}
 	t0 := time.Now()
-	var tFreeze, tFrozen, tRelock, tCatalog time.Duration
+	var tDrain, tFreeze, tFrozen, tRelock, tCatalog time.Duration
 	var frozenBytes int64
 	defer func() {
-		s.log.Debug("snapshot create", "snapshot", name, "freeze", tFreeze, "write_frozen", tFrozen,
+		s.log.Debug("snapshot create", "snapshot", name, "drain", tDrain, "freeze", tFreeze, "write_frozen", tFrozen,
 			"relock", tRelock, "catalog", tCatalog, "total", time.Since(t0), "frozen_bytes", frozenBytes)
 	}()
 	lap := func(d *time.Duration) { *d = time.Since(t0) }
@@ -445,6 +445,23 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 	// writeback as it grew, so the sync finds little to write
 	// (segment.EarlyWriteback).
 	s.kickCommit()
+	// A cache over its bound (what writers cached during the last snapshot,
+	// up to snapRoom) is brought down first, writers going on, so that the
+	// frozen part is at most about CacheBytes.
+	for _, n := range disks {
+		if d, err := s.diskByName(n); err == nil { // (else lockDisks says why)
+			d.mu.Lock()
+			var err error
+			if d.cacheBytes > s.opts.CacheBytes && !d.deleted {
+				err = d.writeBackLocked(s.opts.CacheBytes-s.opts.CacheBytes/8, 0)
+			}
+			d.mu.Unlock()
+			if err != nil {
+				return SnapshotInfo{}, err
+			}
+		}
+	}
+	lap(&tDrain)
 	ds, unlock, err := s.lockDisks(disks)
 	if err != nil {
 		return SnapshotInfo{}, err

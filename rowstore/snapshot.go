@@ -66,10 +66,15 @@ import (
 // has a newer entry for the block (which then includes the frozen one's
 // writes: it began as its copy, or covers the whole block).
 
-// snapRoom is how far a disk's cache may grow over Options.CacheBytes
-// while a snapshot of it is taken: at 150-500 MB/s of sequential writes,
-// the 60-200 ms of a log sync under load.
-const snapRoom = 32 << 20
+// snapRoom is how far a disk's cache may grow over Options.CacheBytes with
+// partial writes while a snapshot of it is taken (a write of whole blocks
+// waits at CacheBytes: WriteAt). What is cached there is a debt: written
+// back by the writers after the snapshot, or by the next snapshot before
+// its freeze. 8 MiB: 512 read-modify-writes of 16 KiB blocks, 60-130 ms of
+// random 4 KiB writes at 4-8k IOPS; it was 32 MiB, which the writers could
+// not pay back in the second before the next snapshot under a full random
+// write load, so that a snapshot froze and wrote back up to 34 MiB (1.5 s).
+const snapRoom = 8 << 20
 
 // clone is a copy of a cached block with its own buffer.
 func (c *cblock) clone() *cblock {

@@ -69,6 +69,8 @@ pprof_addr=127.0.0.1:$((20000 + $$ % 20000))
 margs=(--background) gargs=(--json)
 [ -z "$profile_dir" ] || margs+=(--pprof "$pprof_addr") gargs+=(--log-level debug)
 snapfs "${gargs[@]}" mount "${margs[@]}" "$work/mnt" >/dev/null
+daemon=$(pgrep -n -f "^$work/bin/snapfs-full .*mount") || { echo "bench-snapload.sh: no daemon" >&2; exit 1; }
+ticks() { awk '{ print $14 + $15 }' "/proc/$daemon/stat"; } # the daemon's CPU time, in clock ticks
 size=$(numfmt --from=iec "$SIZE")
 snapfs disk create bench --size "$((size + (64 << 20)))" >/dev/null
 disk=$work/mnt/disks/bench
@@ -85,6 +87,8 @@ run() { # run NAME WITH(0|1) fio args... -> IOPS and MB/s in $work/fio/NAME.json
 			curl -sf -o "$profile_dir/$load.${k/profile/cpu}.pb.gz" "http://$pprof_addr/debug/pprof/$k?seconds=$LOAD" & prof+=($!)
 		done
 	fi
+	local c0
+	c0=$(ticks)
 	fio --name="$name" --filename="$disk" --size="$size" --fallocate=none --randrepeat=0 --refill_buffers \
 		--time_based --runtime="$LOAD" --output-format=json --output="$json" "$@" >/dev/null &
 	pid=$!
@@ -102,6 +106,7 @@ run() { # run NAME WITH(0|1) fio args... -> IOPS and MB/s in $work/fio/NAME.json
 	fi
 	wait "$pid"
 	for p in "${prof[@]}"; do wait "$p" || true; done
+	echo $(($(ticks) - c0)) >"$work/fio/$name.ticks"
 }
 declare -A args=(
 	[randwrite4k]="--rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 --direct=1 --norandommap"
@@ -124,6 +129,12 @@ for load in ${BENCH_LOADS:-randwrite4k seqwrite1m}; do
 		"$load" "$(pct "$work/lat-$load.us" 50)" "$(pct "$work/lat-$load.us" 99)" "$(pct "$work/lat-$load.us" 100)" \
 		"$(wc -l <"$work/lat-$load.us")" "$wo" "$(awk -v b="$bwo" 'BEGIN { print b / 1e6 }')" "$wi" \
 		"$(awk -v b="$bwi" 'BEGIN { print b / 1e6 }')" "$(awk -v a="$wo" -v b="$wi" 'BEGIN { print (1 - b / a) * 100 }')"
+	cpu() { # cpu without|with: the daemon's CPU ms per MB written
+		for ((p = 0; p < PAIRS; p++)); do
+			echo "$(cat "$work/fio/$load-$1-$p.ticks") $(jq '.jobs[0].write.io_bytes' "$work/fio/$load-$1-$p.json")"
+		done | awk -v hz="$(getconf CLK_TCK)" '{ t += $1; b += $2 } END { printf "%.2f", t / hz * 1000 / (b / 1e6) }'
+	}
+	printf '  daemon CPU per MB written: %s ms without, %s ms with\n' "$(cpu without)" "$(cpu with)"
 	for ((p = 0; p < PAIRS; p++)); do
 		printf '  pair %d: %s / %s IOPS\n' "$p" "$(jq '.jobs[0].write.iops' "$work/fio/$load-without-$p.json")" \
 			"$(jq '.jobs[0].write.iops' "$work/fio/$load-with-$p.json")"
