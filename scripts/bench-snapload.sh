@@ -4,7 +4,9 @@
 # a second from the CLI through the daemon. Prints, per load, the p50/p99/max
 # latency of snapshot create and fio's throughput without and with the
 # snapshots, measured in alternating runs (without, with, without, with, ...)
-# so that a drift of the machine's load hits both alike. Run as root.
+# so that a drift of the machine's load hits both alike, and the daemon's
+# CPU time per MB written in each (what a snapshot costs the writers on a
+# machine whose load blurs the throughput). Run as root.
 #
 #   scripts/bench-snapload.sh [--profile DIR]
 #
