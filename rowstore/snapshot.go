@@ -51,10 +51,11 @@ import (
 //     no version of the next epoch can precede the catalog record that
 //     makes that epoch the head's.
 //
-// The snapshot kicks the background commit as it begins, so that the
-// commit of step 4 finds few versions to put in the index, and the log
+// Before step 1 the snapshot writes back a cache over its bound and
+// commits, writers going on as usual, so that the commit of step 4 (whole
+// blocks wait for it) finds few versions to put in the index; the log
 // starts the writeback of what it appends every few MiB
-// (segment.EarlyWriteback), so that its sync finds little to write.
+// (segment.EarlyWriteback), so that either sync finds little to write.
 //
 // The new cache cannot be written back before the epoch moves: it may grow
 // by snapRoom over its bound while the snapshot is taken (whole blocks of
