@@ -25,6 +25,8 @@
 //	copying/<name id>        copy-in-progress marker, sealed, on every store
 //	pruned/<name id>         tombstone of a snapshot prune removed ('T'), on every store
 //	locks/<lock id>          a lock of a running operation ('L'), on every store it uses
+//	holds/<name id>.<host id>.<layer>
+//	                         a hold ('H'): a host's lazily restored disk reads that manifest
 //
 // # Hosts
 //
@@ -392,6 +394,43 @@
 // bounded (LRU; mount --region-cache) and keyed by chunk id, so blocks
 // shared by snapshots are fetched once. What it returns is checked
 // against the chunk id again; a bad file is dropped and fetched anew.
+//
+// # Holds: a lazily restored disk keeps its snapshot (hold.go)
+//
+// A disk restored with restore --lazy reads every block it has not
+// hydrated yet from the region's snapshot, for as long as hydration takes
+// and across restarts. Another host's routine prune (or this host's, run
+// while its daemon is stopped) must not remove that snapshot meanwhile: the
+// disk would read EIO for good. As `zfs hold` (restic has no equivalent),
+// the restore writes a hold, holds/<manifest name id>.<holder host
+// id>.<lazy layer id>, sealed with type 'H' (format.Hold: version,
+// holder, layer, disk and snapshot names; the GCM tag is its checksum and
+// binds it to its name), on every store it reaches, before it reports the
+// disk usable. It fails (the copies written are removed, the service
+// deletes the new disk) when no store took it, or when a store that is up
+// refused it and fewer than k took it. A store down when the region was
+// opened gets the hold when the daemon attaches the disk again (it puts
+// the hold at every attach): prune runs only with every store up and
+// keeps a manifest held on any one, so a lazy restore still works with
+// stores down, as before holds. RemoteDisk.Hold writes under the disk's
+// shared lock (PutHold takes one), so no prune runs between finding the
+// manifest and the hold landing.
+//
+//   - Prune keeps every manifest that has a hold on any store (and so, as
+//     for any kept manifest, its delta chain, or its rewrite as full, and
+//     every pack it needs) and names it in PruneStats.Held with its
+//     holders ("host/disk"). A hold that cannot be read still holds (its
+//     manifest is in its name). Repair's garbage removal deletes only
+//     unindexed packs, markers and indexes of absent packs, which no
+//     manifest needs: holds do not concern it.
+//   - The holding host releases its hold (ReleaseOwnHolds) when its lazy
+//     layer no longer reads from the region: hydrated, or no disk and no
+//     local snapshot reads it any more (disk delete); a daemon start
+//     releases every hold of this host that is stale that way, so a
+//     failed release is retried then. Failures are logged, never fatal.
+//   - A hold of a host gone for good is released by hand (snapfs region
+//     release). The service's region snapshots listing names holders
+//     (RemoteSnapshot.HeldBy).
 //
 // # Why these choices
 //

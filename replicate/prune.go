@@ -48,6 +48,9 @@ type PruneStats struct {
 	IndexesDeleted int      `json:"indexes_deleted"` // indexes whose pack is gone from every store
 	MarkersDeleted int      `json:"markers_deleted"` // copying markers of dead syncs
 	BytesFreed     int64    `json:"bytes_freed"`
+	// Held names the snapshots kept only because a host's lazily
+	// restored disk holds them: "snapshot (held by host/disk, ...)".
+	Held []string `json:"held,omitempty"`
 }
 
 // label names a remote snapshot in reports: its name, with "@host" when it
@@ -174,6 +177,9 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 			keep[nid] = true
 		}
 		seen[g]++
+	}
+	if err := m.keepHeld(ctx, r, mfs, keep, &st); err != nil { // hold.go
+		return st, fmt.Errorf("prune: %w", err)
 	}
 	// Rewrite kept children of removed parents as full, oldest first, while
 	// every manifest still exists.

@@ -55,6 +55,9 @@ type RemoteSnapshot struct {
 	Kind    string           `json:"kind,omitempty"`
 	State   State            `json:"state"`
 	Disks   []RemoteDiskInfo `json:"disks,omitempty"`
+	// HeldBy names the lazily restored disks ("host/disk") whose holds
+	// keep it from prune (hold.go; filled by the service's listing).
+	HeldBy []string `json:"held_by,omitempty"`
 }
 
 func (m *Manager) remoteOf(mf *format.Manifest) RemoteSnapshot {

@@ -34,6 +34,8 @@ type RemoteDisk struct {
 	r        *region
 	snapshot string
 	disk     string
+	nid      string           // the manifest's name id (Hold, hold.go)
+	mf       *format.Manifest // the manifest (Hold)
 	md       *format.ManifestDisk
 	bm       blockMap
 	cs       *chunkSet
@@ -104,7 +106,7 @@ func (m *Manager) OpenRemoteDiskOf(ctx context.Context, region, host, snapshot, 
 		return nil, err
 	}
 	t2 := time.Now()
-	_, mf, err := m.findSnapshot(ctx, r, host, snapshot)
+	nid, mf, err := m.findSnapshot(ctx, r, host, snapshot)
 	if err != nil {
 		return fail(fmt.Errorf("remote disk: %w", err))
 	}
@@ -128,7 +130,7 @@ func (m *Manager) OpenRemoteDiskOf(ctx context.Context, region, host, snapshot, 
 		}
 	}
 	d := &RemoteDisk{m: m, r: r, snapshot: snapshot, disk: disk, md: md, bm: bm, cs: cs, lctx: lctx, unlock: unlock, cache: newPackCache(remotePackCache),
-		downUntil: make([]atomic.Int64, r.n())}
+		downUntil: make([]atomic.Int64, r.n()), nid: nid, mf: mf}
 	d.nextRetry.Store(time.Now().Add(storeRetryEvery).UnixNano())
 	return d, nil
 }

@@ -429,12 +429,43 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 	if kind == "" {
 		kind = "manual"
 	}
-	// What is in the log is synced first, writers going on as usual; then
-	// the caches are the snapshot's (snapshot.go): written back and synced
-	// without the disks' locks while writers go on into new caches.
+	t0 := time.Now()
+	var tDrain, tCommit1, tFreeze, tFrozen, tRelock, tCatalog time.Duration
+	var frozenBytes int64
+	defer func() {
+		s.log.Debug("snapshot create", "snapshot", name, "drain", tDrain, "commit1", tCommit1, "freeze", tFreeze, "write_frozen", tFrozen,
+			"relock", tRelock, "catalog", tCatalog, "total", time.Since(t0), "frozen_bytes", frozenBytes)
+	}()
+	lap := func(d *time.Duration) { *d = time.Since(t0) }
+	// A cache over its bound (what writers cached during the last snapshot,
+	// up to snapRoom) is brought down first, writers going on, so that the
+	// frozen part is at most about CacheBytes.
+	for _, n := range disks {
+		if d, err := s.diskByName(n); err == nil { // (else lockDisks says why)
+			d.mu.Lock()
+			var err error
+			if d.cacheBytes > s.opts.CacheBytes && !d.deleted {
+				err = d.writeBackLocked(s.opts.CacheBytes-s.opts.CacheBytes/8, 0)
+			}
+			d.mu.Unlock()
+			if err != nil {
+				return SnapshotInfo{}, err
+			}
+		}
+	}
+	lap(&tDrain)
+	// Then what the log holds is committed, writers going on as usual, so
+	// that the commit of the catalog change, while writers are held to
+	// their caches (whole blocks wait), has few versions to put in the
+	// index (tens of ms per 64 MiB appended under load); the log started
+	// its writeback as it grew, so this sync finds little to write
+	// (segment.EarlyWriteback). Then the caches are the snapshot's
+	// (snapshot.go): written back and committed without the disks' locks
+	// while writers go on into new caches.
 	if err := s.commit(); err != nil {
 		return SnapshotInfo{}, err
 	}
+	lap(&tCommit1)
 	ds, unlock, err := s.lockDisks(disks)
 	if err != nil {
 		return SnapshotInfo{}, err
@@ -448,8 +479,10 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 	}
 	for _, d := range ds {
 		d.freezeLocked()
+		frozenBytes += d.frozenBytes
 	}
 	unlock()
+	lap(&tFreeze)
 	defer func() { // a no-op once the snapshot is in
 		for _, d := range ds {
 			d.mu.Lock()
@@ -472,31 +505,42 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 			return SnapshotInfo{}, err
 		}
 	}
-	if err := s.commit(); err != nil {
-		return SnapshotInfo{}, err
+	lap(&tFrozen)
+	// What the catalog change needs of the disks is read under their locks;
+	// the change itself (its log sync above all) runs without them, writers
+	// going on into their caches: while snapBusy nothing is appended for
+	// the heads, and every other change of these disks (delete, resize,
+	// rename, rollback, the next snapshot: lockDisks) waits for its end.
+	// Each member records the head's count (immutable from here on).
+	type member struct {
+		name         string
+		id, layer    uint64
+		size, counts int64
+		bs           int
 	}
+	ms := make([]member, len(ds))
 	unlock = s.relockDisks(ds)
-	defer unlock()
-	for _, d := range ds {
+	for i, d := range ds {
 		if d.deleted {
+			unlock()
 			return SnapshotInfo{}, fmt.Errorf("%w: disk %q", ErrNotFound, d.name)
 		}
-	}
-	// The catalog record is appended after the frozen writes; its commit
-	// (logCatalog) makes what came since the commit above durable before
-	// the snapshot is in the index.
-	// Each member records the head's count (immutable from here on).
-	counts := make([]int64, len(ds))
-	for i, d := range ds {
 		n, err := d.headBlocksLocked()
 		if err != nil {
+			unlock()
 			return SnapshotInfo{}, err
 		}
-		counts[i] = n * int64(d.bs)
+		ms[i] = member{name: d.name, id: d.id, layer: d.chain[0].layer, size: d.size.Load(), counts: n * int64(d.bs), bs: d.bs}
 	}
-	s.catMu.Lock()
-	defer s.catMu.Unlock()
+	unlock()
+	lap(&tRelock)
+	// The catalog record is appended after the frozen writes; its commit
+	// (logCatalog) makes them and every write before them durable before
+	// the snapshot is in the index, and puts their versions in the index
+	// before the epoch moves (pending versions are looked up at a link's
+	// epoch only).
 	var rec index.Snapshot
+	s.catMu.Lock()
 	err = s.catalogUpdate(func(t *index.Txn) error {
 		if err := absent(t, index.KindSnapshot, "snapshot", name); err != nil {
 			return err
@@ -506,13 +550,13 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 			return err
 		}
 		rec = index.Snapshot{ID: id, Name: name, Created: time.Now().UTC(), Kind: kind, Policy: o.Policy, Consistency: o.Consistency}
-		for i, d := range ds {
-			l, err := t.Layer(d.chain[0].layer)
+		for _, m := range ms {
+			l, err := t.Layer(m.layer)
 			if err != nil {
 				return err
 			}
-			rec.Members = append(rec.Members, index.Member{Disk: d.name, DiskID: d.id, Layer: l.ID, Epoch: l.Epoch, Size: d.size.Load(), BlockSize: d.bs,
-				Allocated: int64p(counts[i])})
+			rec.Members = append(rec.Members, index.Member{Disk: m.name, DiskID: m.id, Layer: l.ID, Epoch: l.Epoch, Size: m.size, BlockSize: m.bs,
+				Allocated: int64p(m.counts)})
 			l.Epoch++
 			if err := t.PutLayer(l); err != nil {
 				return err
@@ -520,24 +564,30 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 		}
 		return t.Put(index.KindSnapshot, name, rec)
 	})
+	s.catMu.Unlock()
+	lap(&tCatalog)
 	if err != nil {
 		s.snapList.changed(nil)
 		return SnapshotInfo{}, err
 	}
 	// The epochs moved in the index: follow in memory before anything else,
-	// so no write goes to the snapshot's epoch even if the sync fails.
+	// so no write goes to the snapshot's epoch.
+	unlock = s.relockDisks(ds)
 	for _, d := range ds {
 		d.chain = append([]link{{d.chain[0].layer, d.chain[0].epoch + 1}}, d.chain[1:]...)
 		d.thawLocked() // (nothing frozen is left) writers may append again
 	}
+	unlock()
 	info, ierr := snapshotInfo(s, rec)
 	if ierr != nil {
 		s.snapList.changed(nil)
 	} else {
 		s.snapList.changed(withSnapshot(info))
 	}
-	// Durable: the record is synced in the log (catalogUpdateSync).
-	if err := s.syncCatalogIfStale(); err != nil {
+	// Durable: the record is synced in the log. The index is synced in the
+	// background (catalogSyncSoon), the checkpoint held before the record
+	// until then.
+	if err := s.catalogSyncSoon(); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("snapshot %q: %w", name, err)
 	}
 	return info, ierr

@@ -70,14 +70,14 @@ func (s *Store) clearCatalogInflight() {
 // catalogUpdateSync is catalogUpdate, durable when it returns: its record is
 // synced in the log, and the checkpoint stays before it until the index is
 // synced too (catalogApplied), so a crash that loses the index transaction
-// replays it. The index is synced here only when the oldest unsynced change
-// is older than catSyncAfter (else by the background sync, GC, the cleaner
-// or Close): one fsync per change instead of two.
+// replays it. The index is synced once the oldest unsynced change is older
+// than catSyncAfter (catalogSyncSoon: by the background sync, else here),
+// or by GC, the cleaner or Close: one fsync per change instead of two.
 func (s *Store) catalogUpdateSync(fn func(*index.Txn) error) error {
 	if err := s.catalogUpdate(fn); err != nil {
 		return err
 	}
-	return s.syncCatalogIfStale()
+	return s.catalogSyncSoon()
 }
 
 // catSyncAfter bounds how long catalog changes stay unsynced in the index
@@ -128,6 +128,27 @@ func (s *Store) syncCatalogIfStale() error {
 		return nil
 	}
 	return s.syncCatalog()
+}
+
+// catalogSyncSoon is syncCatalogIfStale, done by the background sync when
+// there is one (Options.SyncInterval > 0): a snapshot or a commit then
+// never waits for the index's fsync, which no acknowledgement needs (the
+// catalog record is synced in the log, and the checkpoint stays before it
+// until the index is synced).
+func (s *Store) catalogSyncSoon() error {
+	if s.opts.SyncInterval <= 0 {
+		return s.syncCatalogIfStale()
+	}
+	s.appendMu.Lock()
+	stale := s.catUnsynced != nil && time.Since(s.catUnsyncedAt) > catSyncAfter
+	s.appendMu.Unlock()
+	if stale {
+		select {
+		case s.catSyncKick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
 }
 
 // fullEvery is how many deltas may follow a full catalog record before the

@@ -242,6 +242,14 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// A write of whole blocks waits for a snapshot under way once the cache
+	// is over its bound, then appends them at once: caching them (and
+	// writing them back later, hashed under the lock) costs more than the
+	// wait. A partial write goes on into the cache (snapRoom, below): its
+	// read-modify-write is due either way.
+	for len(pre) > 0 && d.snapBusy && d.cacheBytes > d.s.opts.CacheBytes && !d.deleted {
+		d.wbCond.Wait()
+	}
 	if err := h.check(); err != nil {
 		return 0, err
 	}
@@ -303,12 +311,19 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 	}
 	d.modified = time.Now()
 	// While a snapshot is taken the cache cannot be written back: it may
-	// grow by snapRoom, then a writer waits for the snapshot's end.
+	// grow by snapRoom, then a writer waits for the snapshot's end. (A
+	// writer over CacheBytes but within snapRoom returns at once: going
+	// into writeBackLocked would wait for the snapshot's end as well.)
 	for d.snapBusy && d.cacheBytes > d.s.opts.CacheBytes+snapRoom && !d.deleted {
 		d.wbCond.Wait()
 	}
 	// Over the bound, the writer makes room itself (lock released while the
 	// blocks are read); above the background's mark, it is asked to.
+	// (While a snapshot is taken, the snapshot's end asks for it:
+	// thawLocked.)
+	if d.snapBusy {
+		return n, nil
+	}
 	if d.cacheBytes > d.s.opts.CacheBytes {
 		if err := d.writeBackLocked(d.s.opts.CacheBytes-d.s.opts.CacheBytes/8, 0); err != nil {
 			return n, err

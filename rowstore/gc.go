@@ -804,9 +804,10 @@ func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
 		s.log.Debug("cleaned segments", "segments", len(nums), "records", nRec,
 			"log_sync", tSynced.Sub(t0), "repoint", tRepointed.Sub(tSynced), "index_sync", tIdx.Sub(tRepointed), "remove", time.Since(tIdx))
 	}()
-	// Repoint the index in transactions of bounded size (Badger limits one).
+	// Repoint the index in write batches of bounded size (see
+	// repointChunk), idxMu released between them.
 	for len(moves) > 0 {
-		n := min(len(moves), 2000)
+		n := min(len(moves), repointChunk)
 		if err := s.repointMap(moves[:n]); err != nil {
 			return err
 		}

@@ -86,7 +86,8 @@ type LazyStatus struct {
 type HydrateOptions struct {
 	// Rate bounds hydration's fetches, in bytes per second; 0 keeps the
 	// rate recorded in the layer's origin (0 there: unbounded). Reads that
-	// need a block fetch it at once, whatever the bound.
+	// need a block fetch it at once, whatever the bound; their fetches
+	// count toward it (hydration waits the longer).
 	Rate int64
 	// Workers is the number of blocks fetched at once (default 4).
 	Workers int
@@ -384,7 +385,9 @@ func (ll *lazyLayer) readDirect(ctx context.Context, src LayerSource, b uint64, 
 	}
 	ll.mu.Lock()
 	ll.fetched += int64(len(dst))
+	bucket := ll.bucket
 	ll.mu.Unlock()
+	bucket.take(len(dst)) // counts toward the rate, never waits for it
 	return true, nil
 }
 
@@ -399,10 +402,16 @@ func (ll *lazyLayer) fetch(ctx context.Context, src LayerSource, b uint64, dst [
 	}
 	ll.mu.Lock()
 	ll.fetched += int64(len(dst))
+	bucket := ll.bucket
 	if hydrate {
 		ll.hydrated += int64(len(dst))
 	}
 	ll.mu.Unlock()
+	if !hydrate {
+		// A read's fetch counts toward the rate (hydration waits the
+		// longer for it) but never waits for it.
+		bucket.take(len(dst))
+	}
 	// Keep it: a read that cannot keep the block (a full filesystem) still
 	// has its data; hydration fetches it again later.
 	if err := ll.s.storeLazy(ll, b, dst); err != nil {
@@ -955,21 +964,26 @@ func (ll *lazyLayer) runWorkers(wctx context.Context, opts HydrateOptions, log *
 			}
 			backoff := opts.MinBackoff
 			for wctx.Err() == nil {
+				// The rate is waited for BEFORE blocks are claimed: a
+				// claimed block is always being fetched, so a read that
+				// needs it waits for one fetch, never for the limiter.
+				ll.mu.Lock()
+				left := ll.missing > int64(len(ll.inflight))
+				ll.mu.Unlock()
+				if !left {
+					return // nothing left to claim (reads may still be fetching some)
+				}
+				if err := ll.bucket.wait(wctx, per*ll.bs); err != nil {
+					return // ctx ended; nothing claimed
+				}
 				ll.mu.Lock()
 				blocks, calls := ll.pickBatchLocked(per)
 				ll.mu.Unlock()
+				ll.bucket.refund((per - len(blocks)) * ll.bs) // reads took some meanwhile
 				if len(blocks) == 0 {
 					return // nothing left to claim (reads may still be fetching some)
 				}
-				var errs []error
-				if err := ll.bucket.wait(wctx, len(blocks)*ll.bs); err != nil {
-					errs = make([]error, len(blocks))
-					for i := range errs {
-						errs[i] = err
-					}
-				} else {
-					errs = ll.fetchBatch(wctx, ll.src, blocks, bufs[:len(blocks)])
-				}
+				errs := ll.fetchBatch(wctx, ll.src, blocks, bufs[:len(blocks)])
 				var failed error
 				ll.mu.Lock()
 				for i, b := range blocks {
@@ -1210,8 +1224,9 @@ func (s *Store) WaitHydrated(ctx context.Context, disk string, interval time.Dur
 }
 
 // tokenBucket bounds hydration's bytes per second (a burst of a quarter of
-// a second, at least one block). Nil or rate 0: unbounded. Small enough
-// not to take a dependency for it.
+// a second, at least one block). Hydration waits for it before claiming
+// blocks; reads take from it without waiting (it may go below zero). Nil
+// or rate 0: unbounded. Small enough not to take a dependency for it.
 type tokenBucket struct {
 	mu     sync.Mutex
 	rate   float64
@@ -1228,14 +1243,55 @@ func newTokenBucket(rate int64, bs int) *tokenBucket {
 	return &tokenBucket{rate: float64(rate), burst: burst, tokens: burst, last: time.Now()}
 }
 
+// refillLocked adds the tokens earned since the last call (up to burst).
+func (tb *tokenBucket) refillLocked() {
+	now := time.Now()
+	tb.tokens = min(tb.burst, tb.tokens+now.Sub(tb.last).Seconds()*tb.rate)
+	tb.last = now
+}
+
+// take spends n bytes' tokens at once, without waiting (a read's fetch):
+// the bucket may go below zero, and hydration's next wait is the longer.
+func (tb *tokenBucket) take(n int) {
+	if tb == nil || n <= 0 {
+		return
+	}
+	tb.mu.Lock()
+	tb.refillLocked()
+	tb.tokens -= float64(n)
+	tb.mu.Unlock()
+}
+
+// refund gives back n bytes' tokens a wait reserved but did not use.
+func (tb *tokenBucket) refund(n int) {
+	if tb == nil || n <= 0 {
+		return
+	}
+	tb.mu.Lock()
+	tb.refillLocked()
+	tb.tokens = min(tb.burst, tb.tokens+float64(n))
+	tb.mu.Unlock()
+}
+
+// available is the tokens the bucket holds now (negative: in debt).
+func (tb *tokenBucket) available() float64 {
+	if tb == nil {
+		return 0
+	}
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.refillLocked()
+	return tb.tokens
+}
+
+// wait reserves n bytes' tokens and waits until they are earned (at once
+// if the bucket holds them). On ctx's end the reservation stays spent.
 func (tb *tokenBucket) wait(ctx context.Context, n int) error {
 	if tb == nil {
 		return ctx.Err()
 	}
 	tb.mu.Lock()
-	now := time.Now()
-	tb.tokens = min(tb.burst, tb.tokens+now.Sub(tb.last).Seconds()*tb.rate)
-	tb.last = now
+	tb.refillLocked()
 	tb.tokens -= float64(n)
 	var d time.Duration
 	if tb.tokens < 0 {

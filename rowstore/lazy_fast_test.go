@@ -285,3 +285,88 @@ func TestLazyDeleteStopsAtOnce(t *testing.T) {
 	}
 	t.Logf("hydration stopped %v after the delete", time.Since(start))
 }
+
+// TestLazyReadNotBoundByRate: --rate bounds background hydration only. With
+// a rate so small the limiter holds no token for hours, and every
+// hydration worker waiting for it, a read of every block of the disk
+// returns (each block fetched by the read itself, at once), the limiter
+// still has no token, and the read's fetches count toward the rate (the
+// bucket's debt grew by them). Seen before: a worker claimed a block, then
+// waited for its tokens, and a read of that block waited with it.
+func TestLazyReadNotBoundByRate(t *testing.T) {
+	const blocks = 64
+	src := &batchSource{sparseSource: sparseSource{bs: lazyBS, stored: map[int64]bool{}}, failBlock: -1}
+	for b := int64(0); b < blocks; b++ {
+		src.stored[b] = true
+	}
+	s, _ := newTestStore(t, Options{})
+	if _, err := s.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: blocks * lazyBS, BlockSize: lazyBS}, blocks); err != nil {
+		t.Fatal(err)
+	}
+	layer := lazyLayerOf(t, s, "x")
+	// 1 byte/s: the burst is one block, the next block's tokens come in 4.5 h.
+	const workers = 4
+	if err := s.AttachLazy(layer, src, HydrateOptions{Rate: 1, Workers: workers}); err != nil {
+		t.Fatal(err)
+	}
+	s.lazy.mu.RLock()
+	ll := s.lazy.layers[layer]
+	s.lazy.mu.RUnlock()
+	// Hydration took the one block of the burst; then every worker has
+	// reserved a block's tokens and waits for them: workers+1 blocks'
+	// reservations from a bucket that held one (and earns 1 byte a second).
+	deadline := time.Now().Add(10 * time.Second)
+	for ll.bucket.available() > -(workers-0.5)*lazyBS {
+		if time.Now().After(deadline) {
+			t.Fatalf("hydration workers are not all waiting for the limiter: %v tokens", ll.bucket.available())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	before := ll.bucket.available()
+	ll.mu.Lock()
+	claimed := len(ll.inflight)
+	ll.mu.Unlock()
+	if claimed != 0 {
+		t.Fatalf("%d blocks claimed by hydration workers waiting for the limiter", claimed)
+	}
+	h, err := s.OpenDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	got := make([]byte, blocks*lazyBS)
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.ReadAt(got, 0)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second): // bound by the rate: 4.5 h a block
+		t.Fatal("a read of the lazy disk waits for the hydration rate")
+	}
+	after := ll.bucket.available()
+	if after >= 0 {
+		t.Fatalf("the limiter holds %v tokens after the read: it was not the one waiting", after)
+	}
+	want := make([]byte, lazyBS)
+	for b := int64(0); b < blocks; b++ {
+		src.block(b, want)
+		if !bytes.Equal(got[b*lazyBS:(b+1)*lazyBS], want) {
+			t.Fatalf("block %d differs from the source's", b)
+		}
+	}
+	ll.mu.Lock()
+	hydrated, missing := ll.hydrated, ll.missing
+	ll.mu.Unlock()
+	if hydrated != lazyBS || missing != 0 {
+		t.Fatalf("after the read: hydration fetched %d bytes (want one block), %d blocks missing", hydrated, missing)
+	}
+	// The blocks the read fetched (all but hydration's one) count toward the rate.
+	if spent := before - after; spent < (blocks-1)*lazyBS-1 {
+		t.Fatalf("the read's fetches took %v bytes' tokens; want %d", spent, (blocks-1)*lazyBS)
+	}
+}

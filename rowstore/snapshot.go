@@ -1,6 +1,9 @@
 package rowstore
 
-import "sort"
+import (
+	"sort"
+	"sync"
+)
 
 // Snapshots under a write load: the write-back cache is taken by reference.
 //
@@ -14,12 +17,20 @@ import "sort"
 //  1. With the disks' locks held, each disk's cache becomes the snapshot's
 //     (d.frozen) and the disk starts an empty one; d.snapBusy is set.
 //  2. The locks are released and the frozen entries are written back at the
-//     head's current epoch, in batches that release the lock while the
-//     blocks' bases are read (writeFrozenLocked); then the log is synced
-//     (commit). Writers go on meanwhile: into the new cache.
-//  3. The locks are taken again; the catalog change (its own small log sync)
-//     bumps the epochs, and snapBusy ends, both under the locks.
-//
+//     head's current epoch, wbParallel batches at a time, each releasing
+//     the lock while the blocks' bases are read (writeFrozenLocked).
+//     Writers go on meanwhile: into the new cache.
+//  3. What the catalog change needs of the disks (head counts, layer,
+//     name, size) is read under their locks, which are released again.
+//  4. The catalog change runs without the disks' locks (catMu alone): its
+//     commit (logCatalog) syncs the log through the record and puts the
+//     frozen entries' versions in the index; writers still go on into
+//     their caches, and every other change of these disks waits for
+//     snapBusy (lockDisks).
+//  5. The locks are taken again to move the heads' epochs in memory and end
+//     snapBusy (thawLocked, which asks for the background write-back of
+//     what was cached meanwhile).
+
 // While snapBusy nothing but the frozen entries is appended for the head:
 // every write, whole blocks too, goes to the new cache (a partial write to
 // a frozen block starts from a copy of the frozen entry: the frozen one is
@@ -40,22 +51,31 @@ import "sort"
 //     no version of the next epoch can precede the catalog record that
 //     makes that epoch the head's.
 //
-// The log is synced before the freeze too, while writers append as usual,
-// so that the sync of step 2 (writers held to their caches) and that of
-// step 3 (writers held by the locks) cover little.
+// Before step 1 the snapshot writes back a cache over its bound and
+// commits, writers going on as usual, so that the commit of step 4 (whole
+// blocks wait for it) finds few versions to put in the index; the log
+// starts the writeback of what it appends every few MiB
+// (segment.EarlyWriteback), so that either sync finds little to write.
 //
 // The new cache cannot be written back before the epoch moves: it may grow
 // by snapRoom over its bound while the snapshot is taken (whole blocks of
 // sequential writes land there too), then a writer waits for the
-// snapshot's end. A failed snapshot
+// snapshot's end; below that a writer returns at once, even over the
+// cache's bound (it used to wait in writeBackLocked for the snapshot's
+// end: every writer, a few writes into the snapshot). A failed snapshot
 // gives the frozen entries back to the cache (thawLocked) unless the cache
 // has a newer entry for the block (which then includes the frozen one's
 // writes: it began as its copy, or covers the whole block).
 
-// snapRoom is how far a disk's cache may grow over Options.CacheBytes
-// while a snapshot of it is taken: at 150-500 MB/s of sequential writes,
-// the 60-200 ms of a log sync under load.
-const snapRoom = 32 << 20
+// snapRoom is how far a disk's cache may grow over Options.CacheBytes with
+// partial writes while a snapshot of it is taken (a write of whole blocks
+// waits at CacheBytes: WriteAt). What is cached there is a debt: written
+// back by the writers after the snapshot, or by the next snapshot before
+// its freeze. 8 MiB: 512 read-modify-writes of 16 KiB blocks, 60-130 ms of
+// random 4 KiB writes at 4-8k IOPS; it was 32 MiB, which the writers could
+// not pay back in the second before the next snapshot under a full random
+// write load, so that a snapshot froze and wrote back up to 34 MiB (1.5 s).
+const snapRoom = 8 << 20
 
 // clone is a copy of a cached block with its own buffer.
 func (c *cblock) clone() *cblock {
@@ -99,6 +119,9 @@ func (d *diskState) thawLocked() {
 	d.frozen, d.frozenBytes = nil, 0
 	d.snapBusy = false
 	d.wbCond.Broadcast()
+	if !d.deleted && d.cacheBytes > d.s.wbLow() {
+		d.wantWriteBackLocked() // what writers cached meanwhile
+	}
 }
 
 // dropFrozenLocked forgets a frozen entry once it is stored.
@@ -110,27 +133,47 @@ func (d *diskState) dropFrozenLocked(b uint64, c *cblock) {
 }
 
 // writeFrozenLocked stores every frozen entry at the head's current epoch
-// (disk's lock held on entry and return, released while bases are read).
+// (disk's lock held on entry and return, released while bases are read),
+// wbParallel batches at a time like the write-back (writers do not write
+// back meanwhile: they only fill the new cache, so the batches have the
+// cores).
 func (d *diskState) writeFrozenLocked() error {
 	blocks := make([]uint64, 0, len(d.frozen))
 	for b := range d.frozen {
 		blocks = append(blocks, b)
 	}
 	sort.Slice(blocks, func(i, j int) bool { return blocks[i] < blocks[j] })
-	for len(blocks) > 0 && !d.deleted {
-		n := min(len(blocks), wbBatch)
-		batch := make([]wbQueued, 0, n)
-		for _, b := range blocks[:n] {
-			if c := d.frozen[b]; c != nil {
-				batch = append(batch, wbQueued{b, c})
+	var firstErr error
+	work := func() { // disk's lock held
+		for len(blocks) > 0 && !d.deleted && firstErr == nil {
+			n := min(len(blocks), wbBatch)
+			batch := make([]wbQueued, 0, n)
+			for _, b := range blocks[:n] {
+				if c := d.frozen[b]; c != nil {
+					batch = append(batch, wbQueued{b, c})
+				}
+			}
+			blocks = blocks[n:]
+			if err := d.writeBatchLocked(batch, true); err != nil && firstErr == nil {
+				firstErr = err
 			}
 		}
-		blocks = blocks[n:]
-		if err := d.writeBatchLocked(batch, true); err != nil {
-			return err
-		}
 	}
-	return nil
+	var wg sync.WaitGroup
+	for i := 1; i < wbParallel && len(blocks) > wbBatch; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			work()
+		}()
+	}
+	work()
+	d.mu.Unlock()
+	wg.Wait()
+	d.mu.Lock()
+	return firstErr
 }
 
 // testHookSnapshotFrozen, when set (tests only), runs once a snapshot froze

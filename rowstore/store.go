@@ -214,6 +214,9 @@ type Store struct {
 	// load fsyncs a bounded amount.
 	uncommitted int64
 	commitKick  chan struct{}
+	// catSyncKick asks the background sync to sync the index's catalog
+	// changes (catalogSyncSoon), so that no snapshot or commit waits for it.
+	catSyncKick chan struct{}
 	cleaner     *cleaner // the background cleaner's pacing (cleaner.go)
 
 	closed atomic.Bool
@@ -296,6 +299,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		cleaner:      newCleaner(),
 		wbKick:       make(chan struct{}, 1),
 		commitKick:   make(chan struct{}, 1),
+		catSyncKick:  make(chan struct{}, 1),
 	}
 	// One process per store: an advisory lock held while the store is open.
 	// (Badger locks its own directory too; ours gives a clear ErrBusy first.)
@@ -507,10 +511,7 @@ func (s *Store) appendVersionLocked(r *segment.Record, v index.Version, blocks u
 	s.appended(int64(pos.Length))
 	s.kickAtStart() // cleaner.go
 	if s.uncommitted += int64(pos.Length); s.uncommitted >= commitEvery {
-		select {
-		case s.commitKick <- struct{}{}:
-		default:
-		}
+		s.kickCommit()
 	}
 	s.nextSeq++
 	s.dirty = true
@@ -530,11 +531,21 @@ func (s *Store) appendVersionLocked(r *segment.Record, v index.Version, blocks u
 // versions into the index. Concurrent commits are serialized; a commit that
 // finds nothing to do returns at once.
 func (s *Store) commit() error {
+	t0 := time.Now()
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
+	var tLocked, tSynced, tFlushed time.Duration
+	nBatch := 0
+	defer func() {
+		if took := time.Since(t0); took > 20*time.Millisecond {
+			s.log.Debug("slow commit", "wait", tLocked, "log_sync", tSynced, "index_batch", tFlushed, "versions", nBatch, "total", took)
+		}
+	}()
+	tLocked = time.Since(t0)
 	// Catalog changes the index has not synced hold the checkpoint back
-	// (catUnsynced); past a second, sync them so replay stays short.
-	if err := s.syncCatalogIfStale(); err != nil {
+	// (catUnsynced); past a second, they are synced (in the background
+	// when there is one) so replay stays short.
+	if err := s.catalogSyncSoon(); err != nil {
 		return err
 	}
 	s.appendMu.Lock()
@@ -573,10 +584,12 @@ func (s *Store) commit() error {
 		s.pendMu.Unlock()
 		s.appendMu.Unlock()
 	}
+	nBatch = len(batch)
 	if err := s.seg.Sync(); err != nil {
 		restore()
 		return s.wrapNoSpace(fmt.Errorf("sync log: %w", err))
 	}
+	tSynced = time.Since(t0)
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
 	if len(batch) > 0 {
@@ -597,6 +610,7 @@ func (s *Store) commit() error {
 		return s.wrapNoSpace(fmt.Errorf("index versions: %w", err))
 	}
 	s.cleaner.lm.committed(batch) // the cleaner's live map (segusage.go)
+	tFlushed = time.Since(t0)
 	if testHookCommitFlushed != nil {
 		testHookCommitFlushed()
 	}
@@ -617,6 +631,15 @@ func (s *Store) commit() error {
 	s.flushing = nil
 	s.pendMu.Unlock()
 	return nil
+}
+
+// kickCommit asks the background to commit (a no-op without one: with
+// SyncInterval <= 0 nobody reads the channel, and a full one is enough).
+func (s *Store) kickCommit() {
+	select {
+	case s.commitKick <- struct{}{}:
+	default:
+	}
 }
 
 // commitEvery is the log bytes appended after which the background commits
@@ -698,6 +721,10 @@ func (s *Store) startBackground() {
 				select {
 				case <-s.stop:
 					return
+				case <-s.catSyncKick:
+					if err := s.syncCatalogIfStale(); err != nil {
+						s.log.Error("background index sync failed", "err", err)
+					}
 				case <-t.C:
 					// Catalog changes first, so this commit's checkpoint
 					// may pass them.
@@ -730,6 +757,10 @@ func (s *Store) startBackground() {
 				select {
 				case <-s.stop:
 					return
+				case <-s.catSyncKick:
+					if err := s.syncCatalogIfStale(); err != nil {
+						s.log.Error("background index sync failed", "err", err)
+					}
 				case <-t.C:
 					if _, err := s.GC(); err != nil {
 						s.log.Error("background gc failed", "err", err)

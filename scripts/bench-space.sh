@@ -21,6 +21,13 @@
 #   BENCH_DIR           where the work directory is made [/var/tmp]
 #   BENCH_SPACE_BIN     a snapfs binary to run instead of building this tree
 #                       (to compare builds; it needs mount --no-cleaner)
+#   BENCH_SPACE_PPROF   1: mount with --pprof and keep, per run, a CPU profile
+#                       of BENCH_SPACE_PPROF_SECS [20] seconds from 3 s into the
+#                       rewrite, and the block and mutex profiles at its end,
+#                       in BENCH_SPACE_PPROF_DIR [/var/tmp/snapfs-space-pprof]
+# Every run also reports the machine's idle CPU fraction during the rewrite
+# (/proc/stat), the daemon's CPU seconds, and the cleaner's counters
+# (mount --metrics): moved per byte written, throttled seconds.
 # The run without the cleaner keeps every overwritten block until the end:
 # it needs about SIZE x (PASSES + 1) of free space in BENCH_DIR.
 set -euo pipefail
@@ -80,11 +87,23 @@ uptime_start=$(uptime)
 echo "bench-space: $(nproc) cores; disk $SIZE, $PASSES passes of random 4 KiB writes, $PAIRS pair(s); commit $commit; $uptime_start"
 
 # run NAME CLEANER(0|1): a fresh store, fill, rewrite, samples; results in $work/res/NAME.*
+# cpustat: "busy idle" jiffies of the machine; daemoncpu: the daemon's user+system jiffies.
+cpustat() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; }
+daemoncpu() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+metric() { curl -s "http://$maddr/metrics" | awk -v n="$1" '$1 == n { printf "%.0f", $2 }'; }
+pprof_dir=${BENCH_SPACE_PPROF_DIR:-/var/tmp/snapfs-space-pprof}
 run() {
-	local name=$1 cleaner=$2 margs=(--background) t0 disk
+	local name=$1 cleaner=$2 margs=(--background) t0 disk pid c0 c1 d0 d1 port paddr prof=""
 	store=$work/store-$name
 	"$work/bin/snapfs" --store "$store" init >/dev/null
 	[ "$cleaner" = 1 ] || margs+=(--no-cleaner)
+	port=$((20000 + RANDOM % 20000))
+	maddr=127.0.0.1:$port paddr=127.0.0.1:$((port + 1))
+	margs+=(--metrics "$maddr")
+	if [ "${BENCH_SPACE_PPROF:-0}" = 1 ]; then
+		margs+=(--pprof "$paddr")
+		mkdir -p "$pprof_dir"
+	fi
 	"$work/bin/snapfs" --store "$store" mount "${margs[@]}" "$mnt" >/dev/null
 	"$work/bin/snapfs" --store "$store" disk create bench --size "$size" --block-size 4K >/dev/null
 	disk=$mnt/disks/bench
@@ -100,12 +119,31 @@ run() {
 		done
 	) >"$work/res/$name.samples" &
 	sampler=$!
+	pid=$(for p in /proc/[0-9]*; do
+		if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -F -- "$store" | grep -qw mount; then echo "${p#/proc/}"; fi
+	done | head -1) || true
+	read -r c0 i0 <<<"$(cpustat)"
+	d0=$(daemoncpu "$pid")
+	if [ "${BENCH_SPACE_PPROF:-0}" = 1 ]; then
+		(sleep 3; curl -s -o "$pprof_dir/$name.cpu.pb.gz" "http://$paddr/debug/pprof/profile?seconds=${BENCH_SPACE_PPROF_SECS:-20}") &
+		prof=$!
+	fi
 	fio --name="$name" --filename="$disk" --size="$size" --io_size=$((size * PASSES)) --rw=randwrite --bs=4k \
 		--ioengine=libaio --iodepth=16 --direct=1 --fsync=256 --norandommap --randrepeat=0 --refill_buffers \
 		--output-format=json --output="$work/res/$name.json" >/dev/null
+	read -r c1 i1 <<<"$(cpustat)"
+	d1=$(daemoncpu "$pid")
 	kill "$sampler" 2>/dev/null || true
 	wait "$sampler" 2>/dev/null || true
 	sampler=""
+	if [ -n "$prof" ]; then
+		wait "$prof" || true
+		curl -s -o "$pprof_dir/$name.block.pb.gz" "http://$paddr/debug/pprof/block"
+		curl -s -o "$pprof_dir/$name.mutex.pb.gz" "http://$paddr/debug/pprof/mutex"
+	fi
+	awk -v b=$((c1 - c0)) -v i=$((i1 - i0)) -v d=$((d1 - d0)) -v hz="$(getconf CLK_TCK)" \
+		'BEGIN { printf "%.3f %.1f\n", i / (b + i), d / hz }' >"$work/res/$name.cpu"
+	echo "$(metric snapfs_cleaner_relocated_bytes_total) $(metric snapfs_cleaner_throttled_seconds_total)" >"$work/res/$name.cleaner"
 	du -sb --apparent-size "$store/segments" | cut -f1 >"$work/res/$name.final"
 	"$work/bin/snapfs" --store "$store" --json usage >"$work/res/$name.usage.json" 2>/dev/null || echo '{}' >"$work/res/$name.usage.json"
 	"$work/bin/snapfs" --store "$store" umount "$mnt" >/dev/null
@@ -141,19 +179,27 @@ for ((p = 0; p < PAIRS; p++)); do
 		"$p" "$ratio" "$(awk -v r="$ratio" 'BEGIN { print (r >= 0.8) ? "met" : "missed" }')" \
 		"$wi_max" "$(awk -v r="$wi_max" 'BEGIN { print (r <= 1.5) ? "met" : "missed" }')"
 	for name in "without-$p" "with-$p"; do
+		read -r idle dcpu <"$work/res/$name.cpu"
+		read -r moved thr <"$work/res/$name.cleaner"
+		printf '  %s: machine idle %s of the CPU during the rewrite; daemon CPU %s s; moved/written %s; writers throttled %s s\n' \
+			"$name" "$idle" "$dcpu" "$(awk -v m="${moved:-0}" -v w=$((size * PASSES)) 'BEGIN { printf "%.3f", m / w }')" "${thr:-0}"
+	done
+	for name in "without-$p" "with-$p"; do
 		printf '  samples %s (seconds:segs/live):' "$name"
 		awk -v live="$size" '{ printf " %s:%.2f", $1, $2 / live }' "$work/res/$name.samples"
 		echo
 	done
 	json_runs+=("$(jq -n --arg pair "$p" --argjson wo_mbs "$wo_mbs" --argjson wo_max "$wo_max" --argjson wo_fin "$wo_fin" \
 		--argjson wi_mbs "$wi_mbs" --argjson wi_max "$wi_max" --argjson wi_fin "$wi_fin" --argjson ratio "$ratio" \
-		--argjson live "$size" \
+		--argjson live "$size" --arg wo_cpu "$(cat "$work/res/without-$p.cpu")" --arg wi_cpu "$(cat "$work/res/with-$p.cpu")" \
+		--arg wi_cl "$(cat "$work/res/with-$p.cleaner")" \
 		--slurpfile so <(awk '{ printf "[%s,%s]\n", $1, $2 }' "$work/res/without-$p.samples") \
 		--slurpfile sw <(awk '{ printf "[%s,%s]\n", $1, $2 }' "$work/res/with-$p.samples") \
 		--slurpfile uo "$work/res/without-$p.usage.json" --slurpfile uw "$work/res/with-$p.usage.json" \
 		'{pair: ($pair | tonumber), ratio: $ratio,
 		  without: {mbs: $wo_mbs, max_segs_live: $wo_max, final_segs_live: $wo_fin, usage: $uo, samples_s_segbytes: $so},
 		  with: {mbs: $wi_mbs, max_segs_live: $wi_max, final_segs_live: $wi_fin, usage: $uw, samples_s_segbytes: $sw},
+		  idle_daemon_cpu_s: {without: $wo_cpu, with: $wi_cpu}, with_relocated_throttled_s: $wi_cl,
 		  live_bytes: $live}')")
 done
 mkdir -p "$repo/scripts/bench-results"

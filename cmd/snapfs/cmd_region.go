@@ -118,7 +118,7 @@ func regionCommand(st *state) *cli.Command {
 							if s.Mine {
 								host += " (this host)"
 							}
-							return []string{s.Name, host, when(s.Created), dash(s.Kind), string(s.State), joinOr(ds, "-")}
+							return []string{s.Name, host, when(s.Created), dash(s.Kind), heldState(s), joinOr(ds, "-")}
 						})
 					})
 				},
@@ -220,12 +220,13 @@ func regionCommand(st *state) *cli.Command {
 						if err != nil {
 							return credHint(svc, err)
 						}
-						return newPrinter(c, st).result("prune", s, "region %s: removed %d snapshot(s) (%s), %d pack(s), %d unindexed pack(s), %d orphaned index(es), %d copying marker(s); %s freed",
-							a[0], len(s.Deleted), joinOr(s.Deleted, "none"), s.PacksDeleted, s.OrphansDeleted, s.IndexesDeleted, s.MarkersDeleted, size(s.BytesFreed))
+						return newPrinter(c, st).result("prune", s, "region %s: removed %d snapshot(s) (%s), %d pack(s), %d unindexed pack(s), %d orphaned index(es), %d copying marker(s); %s freed%s",
+							a[0], len(s.Deleted), joinOr(s.Deleted, "none"), s.PacksDeleted, s.OrphansDeleted, s.IndexesDeleted, s.MarkersDeleted, size(s.BytesFreed), heldNote(s.Held))
 					})
 				},
 			},
 			regionUnlockCommand(st),
+			regionReleaseCommand(st),
 			regionRetentionCommand(st),
 		},
 	}

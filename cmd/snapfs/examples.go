@@ -43,6 +43,7 @@ var examples = map[string][]string{
 	"region repair":    {"snapfs region repair dr"},
 	"region prune":     {"snapfs region prune dr --keep-last 7", "snapfs region prune dr --keep-within 720h --all-hosts"},
 	"region unlock":    {"snapfs region unlock dr"},
+	"region release":   {"snapfs region release dr daily --holder web1   # web1 is gone for good"},
 	"sync":             {"snapfs sync   # every region", "snapfs sync --region dr --disk vol1 --progress plain"},
 	"restore":          {"snapfs restore --region dr --snapshot daily --disk vol1 --to vol1-restored", "snapfs restore --region dr --snapshot daily --disk vol1 --to vol1-now --lazy --rate 50M"},
 	"check":            {"snapfs check", "snapfs check --read-data --max-duration 1h"},

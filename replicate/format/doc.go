@@ -27,6 +27,12 @@
 // whole shard and cannot check a range; the tag can). Version 1 packs and
 // indexes are still read (OpenPack opens both; Chunk slices both).
 //
+// # Holds (version 1)
+//
+// A hold ('H' envelope, hold.go) records that a host's lazily restored
+// disk reads a snapshot, so prune keeps it; its name carries the
+// manifest's name id, so even an unreadable hold still holds.
+//
 // Format versions only move up; a decoder given a newer version returns an
 // error wrapping ErrUnsupportedVersion, and damaged input an error wrapping
 // ErrCorrupt that names the object.

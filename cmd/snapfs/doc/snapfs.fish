@@ -2,7 +2,7 @@
 
 function __fish_snapfs_no_subcommand --description 'Test if there has been any subcommand yet'
     for i in (commandline -opc)
-        if contains -- $i init mount umount disk create list info resize delete rollback unlock lock rekey snapshot create list info delete diff copy mount umount image create list delete usage gc region add list info remove snapshots check repair prune unlock retention sync restore restore-file check index rebuild repair version help completion status policy create apply cancel list info quota delete
+        if contains -- $i init mount umount disk create list info resize delete rollback unlock lock rekey snapshot create list info delete diff copy mount umount image create list delete usage gc region add list info remove snapshots check repair prune unlock release retention sync restore restore-file check index rebuild repair version help completion status policy create apply cancel list info quota delete
             return 1
         end
     end
@@ -158,6 +158,10 @@ complete -c snapfs -n '__fish_seen_subcommand_from prune' -f -l all-hosts -d 'pr
 complete -c snapfs -n '__fish_seen_subcommand_from unlock' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'unlock' -d 'remove the region\'s stale locks (of dead or cut-off operations) and the copying markers of dead syncs'
 complete -c snapfs -n '__fish_seen_subcommand_from unlock' -f -l force -d 'remove every lock, also those that look alive'
+complete -c snapfs -n '__fish_seen_subcommand_from release' -f -l help -s h -d 'show help'
+complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'release' -d 'remove the holds of lazily restored disks on a region snapshot (of a host gone for good)'
+complete -c snapfs -n '__fish_seen_subcommand_from release' -f -l holder -r -d 'release only the holds of this host (`HOST` name or id); default: every host\'s'
+complete -c snapfs -n '__fish_seen_subcommand_from release' -f -l host -r -d 'the snapshot\'s `HOST` (name or id), when several hosts have a snapshot of that name'
 complete -c snapfs -n '__fish_seen_subcommand_from retention' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'retention' -d 'set the region\'s own retention of this host\'s snapshots (applied by region prune and the sync job)'
 complete -c snapfs -n '__fish_seen_subcommand_from retention' -f -l keep-last -r -d 'keep the N newest snapshots of each disk set'

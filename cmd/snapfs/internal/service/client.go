@@ -376,3 +376,8 @@ func (c *Client) LockDisk(ctx context.Context, name string) error {
 func (c *Client) RekeyDisk(ctx context.Context, r KeyRequest) error {
 	return c.call(ctx, "RekeyDisk", r, nil)
 }
+
+// ReleaseHolds implements Service.
+func (c *Client) ReleaseHolds(ctx context.Context, r ReleaseHoldsRequest) ([]HoldInfo, error) {
+	return stream[[]HoldInfo](c, ctx, "ReleaseHolds", r, nil)
+}

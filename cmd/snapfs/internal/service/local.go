@@ -236,10 +236,12 @@ func (l *Local) ResizeDisk(_ context.Context, name string, size int64) (Disk, er
 }
 
 // DeleteDisk implements Service.
-func (l *Local) DeleteDisk(_ context.Context, name string, force bool) error {
+func (l *Local) DeleteDisk(ctx context.Context, name string, force bool) error {
+	lazy, isLazy := l.lazyOriginOf(name) // local_hold.go
 	if err := l.store.DeleteDisk(name, force); err != nil {
 		return err
 	}
+	l.releaseAfterDelete(ctx, lazy, isLazy)
 	if force {
 		l.diskChanged(name) // an open file must not keep reading cached pages
 	}

@@ -42,6 +42,11 @@ type lazyState struct {
 	// why (the last try): disk info shows it, since no source means the
 	// engine has no error of its own to report.
 	attachErr map[uint64]string
+	// The background hold work (local_hold.go): its context, made on
+	// first use; holdStopped once stopLazy ran.
+	holdCtxV    context.Context
+	holdCancel  context.CancelFunc
+	holdStopped bool
 }
 
 // setAttachErr records (err nil: clears) why layer's source is not attached.
@@ -116,7 +121,19 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 		rd.Close()
 		return RestoreStats{}, fmt.Errorf("restore --lazy: disk %s was created; its hydration starts with the next daemon: %w", r.To, err)
 	}
+	// The hold (local_hold.go), before the disk is reported usable: no
+	// prune of any host removes what the disk reads. Attached first, so
+	// the disk reads at once (rd's shared lock keeps prune out meanwhile).
+	if _, herr := rd.hold(ctx, m, origin, layer, r.To); herr != nil {
+		if derr := l.store.DeleteDisk(r.To, true); derr != nil {
+			l.log.Warn("restore --lazy: removing the disk after its hold failed", "disk", r.To, "err", derr)
+		}
+		rd.Close()
+		l.namesChanged()
+		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept)", herr, r.To)
+	}
 	if !r.Wait {
+		l.watchHold(layer, r.Region)
 		st, _, _ := l.store.LazyStatusOf(r.To)
 		// Hydration counts what is missing in the background: until it
 		// has, its total is 0, but the region's disk knows it now.
@@ -138,6 +155,7 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 		return RestoreStats{Blocks: last.Local, BlocksTotal: last.Total, BytesRead: last.BytesFetched}, err
 	}
 	p.Event(done)
+	_ = l.releaseHolds(ctx, r.Region) // hydrated: the disk no longer reads from the region (logged)
 	return RestoreStats{Blocks: last.Total, BlocksTotal: last.Total, BytesRead: last.BytesFetched, Hydrated: true}, nil
 }
 
@@ -162,6 +180,7 @@ func (l *Local) lazyLayerOf(disk string) (uint64, error) {
 // until it can or the Local closes; meanwhile reads of missing blocks fail
 // with EIO.
 func (l *Local) resumeLazy() {
+	l.sweepHolds() // local_hold.go: holds whose release failed before
 	ls, err := l.store.ListLazy()
 	if err != nil {
 		l.log.Warn("lazy disks: list", "err", err)
@@ -232,12 +251,20 @@ func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer, tried
 				}
 				return err
 			}
+			// The hold again (local_hold.go): on the stores that were down
+			// when it was written, and for disks restored before holds.
+			if len(x.Disks) > 0 {
+				if _, herr := rd.hold(ctx, m, o, x.Layer, x.Disks[0]); herr != nil {
+					l.log.Warn("lazy disk: putting its hold again failed (tried at the next attach)", "layer", x.Layer, "region", o.Region, "err", herr)
+				}
+			}
 			return nil
 		}()
 		l.setAttachErr(x.Layer, err)
 		once.Do(tried)
 		if err == nil {
 			l.log.Info("lazy disk: source attached", "layer", x.Layer, "disks", x.Disks, "region", o.Region, "snapshot", o.Snapshot, "disk", o.Disk)
+			l.watchHold(x.Layer, o.Region) // local_hold.go
 			return
 		}
 		l.log.Warn("lazy disk: attaching its region failed; retrying", "layer", x.Layer, "disks", x.Disks, "region", o.Region, "in", backoff, "err", err)
@@ -254,12 +281,16 @@ func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer, tried
 // closes: the sources hold region locks).
 func (l *Local) stopLazy() {
 	l.lz.mu.Lock()
-	cancel := l.lz.cancel
+	cancel, hcancel := l.lz.cancel, l.lz.holdCancel
+	l.lz.holdStopped = true
 	l.lz.mu.Unlock()
+	if hcancel != nil {
+		hcancel()
+	}
 	if cancel != nil {
 		cancel()
-		l.lz.wg.Wait()
 	}
+	l.lz.wg.Wait()
 	l.store.StopLazy()
 }
 

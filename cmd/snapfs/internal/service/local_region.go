@@ -291,6 +291,7 @@ func (l *Local) RemoteSnapshots(ctx context.Context, region string) ([]RemoteSna
 		return nil, err
 	}
 	l.recordRemote(region, rs)
+	l.markHeld(ctx, m, region, rs) // local_hold.go
 	if rs == nil {
 		rs = []RemoteSnapshot{}
 	}

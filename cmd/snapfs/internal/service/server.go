@@ -222,6 +222,9 @@ var streams = map[string]streamMethod{
 	"UnlockRegion": sop(func(ctx context.Context, s Service, r UnlockRequest, _ Progress) (any, error) {
 		return result(s.UnlockRegion(ctx, r))
 	}),
+	"ReleaseHolds": sop(func(ctx context.Context, s Service, r ReleaseHoldsRequest, _ Progress) (any, error) {
+		return result(s.ReleaseHolds(ctx, r))
+	}),
 	"RegionUsage": sop(func(ctx context.Context, s Service, _ empty, _ Progress) (any, error) {
 		return result(s.RegionUsage(ctx))
 	}),

@@ -160,7 +160,24 @@ type Service interface {
 	// RekeyDisk wraps the disk's data key with the key of NewKeyFile
 	// instead of KeyFile; no block is rewritten.
 	RekeyDisk(ctx context.Context, req KeyRequest) error
+
+	// ReleaseHolds removes by hand the holds (of lazily restored disks) of
+	// a region's snapshot, e.g. of a host gone for good (local_hold.go).
+	ReleaseHolds(ctx context.Context, req ReleaseHoldsRequest) ([]HoldInfo, error)
 }
+
+// ReleaseHoldsRequest selects the holds ReleaseHolds removes: those of
+// Snapshot, of the snapshot's Host ("" any), held by Holder ("" any; host
+// id or name).
+type ReleaseHoldsRequest struct {
+	Region   string `json:"region"`
+	Snapshot string `json:"snapshot"`
+	Host     string `json:"host,omitempty"`
+	Holder   string `json:"holder,omitempty"`
+}
+
+// HoldInfo is a region hold.
+type HoldInfo = replicate.HoldInfo
 
 // KeyRequest names a disk and key files (paths, never keys).
 type KeyRequest struct {
