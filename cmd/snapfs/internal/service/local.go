@@ -241,6 +241,7 @@ func (l *Local) DeleteDisk(ctx context.Context, name string, force bool) error {
 	if err := l.store.DeleteDisk(name, force); err != nil {
 		return err
 	}
+	l.parkIfIdle(lazy, isLazy, name) // local_lazy.go: its region lock goes now
 	l.releaseAfterDelete(ctx, lazy, isLazy)
 	if force {
 		l.diskChanged(name) // an open file must not keep reading cached pages
@@ -250,9 +251,18 @@ func (l *Local) DeleteDisk(ctx context.Context, name string, force bool) error {
 }
 
 // RollbackDisk implements Service.
-func (l *Local) RollbackDisk(_ context.Context, name, snapshot string, force bool) (Disk, error) {
+func (l *Local) RollbackDisk(ctx context.Context, name, snapshot string, force bool) (Disk, error) {
+	lazy, isLazy := l.lazyOriginOf(name) // local_hold.go
 	if err := l.store.RollbackDisk(name, snapshot, force); err != nil {
 		return Disk{}, err
+	}
+	if isLazy {
+		if now, still := l.lazyOriginOf(name); !still || now.Layer != lazy.Layer {
+			// The disk no longer reads through its lazy layer (a snapshot
+			// of an older disk of that name): as disk delete.
+			l.parkIfIdle(lazy, true, name)
+			l.releaseAfterDelete(ctx, lazy, true)
+		}
 	}
 	l.diskChanged(name)
 	return l.store.GetDisk(name)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,31 @@ type lazyState struct {
 	holdCtxV    context.Context
 	holdCancel  context.CancelFunc
 	holdStopped bool
+	// srcs are the attached sources per lazy layer: disk delete or
+	// rollback parks the one no disk reads through any more (its region
+	// lock goes at once, not when GC removes the layer).
+	srcs map[uint64]*reopening
+}
+
+// addSrc records rd as layer's attached source.
+func (l *Local) addSrc(layer uint64, rd *reopening) {
+	l.lz.mu.Lock()
+	defer l.lz.mu.Unlock()
+	if l.lz.srcs == nil {
+		l.lz.srcs = map[uint64]*reopening{}
+	}
+	l.lz.srcs[layer] = rd
+}
+
+// parkSrc closes the region disk of layer's source (its shared region
+// lock is released); a later read through the layer opens it again.
+func (l *Local) parkSrc(layer uint64) {
+	l.lz.mu.Lock()
+	rd := l.lz.srcs[layer]
+	l.lz.mu.Unlock()
+	if rd != nil && rd.park() {
+		l.log.Info("lazy disk: no disk reads through its layer; region disk closed (its lock released)", "layer", layer)
+	}
 }
 
 // setAttachErr records (err nil: clears) why layer's source is not attached.
@@ -115,6 +141,9 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	layer, err := l.lazyLayerOf(r.To)
 	if err == nil {
 		err = l.store.AttachLazy(layer, rd, rowstore.HydrateOptions{})
+	}
+	if err == nil {
+		l.addSrc(layer, rd)
 	}
 	l.log.Debug("restore --lazy", "disk", r.To, "open_region_disk", t1.Sub(t0), "create_and_attach", time.Since(t1))
 	if err != nil {
@@ -251,6 +280,7 @@ func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer, tried
 				}
 				return err
 			}
+			l.addSrc(x.Layer, rd)
 			// The hold again (local_hold.go): on the stores that were down
 			// when it was written, and for disks restored before holds.
 			if len(x.Disks) > 0 {
@@ -306,6 +336,52 @@ type reopening struct {
 	rd     remoteDisk
 	last   time.Time
 	closed bool
+	// parked: rd was closed because nothing read through the layer any
+	// more (its metadata still answers); the next read opens it again.
+	parked bool
+}
+
+// park closes the region disk (releasing its lock) until the next read;
+// false if it was closed or parked already.
+func (r *reopening) park() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.parked {
+		return false
+	}
+	r.parked = true
+	r.rd.Close()
+	return true
+}
+
+// unpark opens the region disk again after park (nil: not parked).
+func (r *reopening) unpark(ctx context.Context) error {
+	r.mu.RLock()
+	parked := r.parked
+	r.mu.RUnlock()
+	if !parked {
+		return nil
+	}
+	nrd, err := r.open(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if r.closed || !r.parked {
+		r.mu.Unlock()
+		nrd.Close()
+		return nil
+	}
+	old := r.rd
+	if nrd.Size() != old.Size() || nrd.BlockSize() != old.BlockSize() || nrd.StoredBlocks() != old.StoredBlocks() {
+		r.mu.Unlock()
+		nrd.Close()
+		return fmt.Errorf("%w: the region's disk changed shape on reopening", replicate.ErrCorrupt)
+	}
+	r.rd, r.parked, r.last = nrd, false, time.Now()
+	r.mu.Unlock()
+	r.log.Info("lazy disk: region disk opened again for a read")
+	return nil
 }
 
 const reopenEvery = 5 * time.Second
@@ -337,6 +413,9 @@ func (r *reopening) Stored(b int64) bool { return r.cur().Stored(b) }
 func (r *reopening) EachStored(fn func(b int64)) { r.cur().EachStored(fn) }
 
 func (r *reopening) ReadBlock(ctx context.Context, b int64, dst []byte) error {
+	if err := r.unpark(ctx); err != nil {
+		return fmt.Errorf("%w: %w", replicate.ErrUnavailable, err)
+	}
 	rd := r.cur()
 	err := rd.ReadBlock(ctx, b, dst)
 	if err == nil || !errors.Is(err, replicate.ErrUnavailable) || ctx.Err() != nil {
@@ -356,6 +435,13 @@ func (r *reopening) ReadBlock(ctx context.Context, b int64, dst []byte) error {
 // when some fail as unavailable the region is reopened (as ReadBlock does)
 // and those are read again.
 func (r *reopening) ReadBlocks(ctx context.Context, blocks []int64, dsts [][]byte) []error {
+	if err := r.unpark(ctx); err != nil {
+		errs := make([]error, len(blocks))
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: %w", replicate.ErrUnavailable, err)
+		}
+		return errs
+	}
 	rd := r.cur()
 	errs := rd.ReadBlocks(ctx, blocks, dsts)
 	var again []int
@@ -392,7 +478,7 @@ func (r *reopening) ReadBlocks(ctx context.Context, blocks []int64, dsts [][]byt
 // error only when the region changed shape).
 func (r *reopening) reopen(ctx context.Context, rd remoteDisk) (remoteDisk, error) {
 	r.mu.Lock()
-	if r.closed || r.rd != rd || time.Since(r.last) < reopenEvery {
+	if r.closed || r.parked || r.rd != rd || time.Since(r.last) < reopenEvery {
 		r.mu.Unlock()
 		return nil, nil
 	}
@@ -427,5 +513,37 @@ func (r *reopening) Close() error {
 		return nil
 	}
 	r.closed = true
+	if r.parked {
+		return nil
+	}
 	return r.rd.Close()
+}
+
+// parkIfIdle is disk delete's and rollback's hook: x is the lazy layer
+// disk read through before. When no disk reads through it any more and
+// no snapshot holds a disk of that name (holdLive's rule: the hold is
+// released then too), its source's region disk is closed at once, so
+// its shared region lock does not keep other hosts' prune out until GC
+// removes the layer (a later read through the layer opens it again).
+func (l *Local) parkIfIdle(x rowstore.LazyLayer, ok bool, disk string) {
+	if !ok {
+		return
+	}
+	ls, err := l.store.ListLazy()
+	if err != nil {
+		return
+	}
+	if i := slices.IndexFunc(ls, func(y rowstore.LazyLayer) bool { return y.Layer == x.Layer }); i >= 0 && len(ls[i].Disks) > 0 {
+		return
+	}
+	snaps, err := l.store.ListSnapshots()
+	if err != nil {
+		return
+	}
+	if slices.ContainsFunc(snaps, func(s rowstore.SnapshotInfo) bool {
+		return slices.ContainsFunc(s.Disks, func(d rowstore.SnapshotDiskInfo) bool { return d.Name == disk })
+	}) {
+		return
+	}
+	l.parkSrc(x.Layer)
 }
