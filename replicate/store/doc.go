@@ -31,7 +31,10 @@
 //     than / (its parent must exist on another device). Put writes through
 //     vfs.WriteFile (a temporary file in the target directory, fsynced,
 //     renamed into place, the directory fsynced); List skips temporary
-//     names (vfs.IsTemp, and "~put-*" of older versions). Objects of 1 MiB
+//     names (vfs.IsTemp, and "~put-*" of older versions) and removes those
+//     in the directories it walks older than TempOrphanAge (an hour, by
+//     modification time: a killed put's leftover, never a live put's
+//     file), so every prune, repair and lock listing sweeps them. Objects of 1 MiB
 //     or more (a pack's shards) are written the same way with direct I/O,
 //     bypassing the page cache (direct.go: sync's way of putting shards,
 //     BenchmarkPutShards, went 1.4x as fast for a quarter of the CPU); a

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
@@ -20,6 +21,22 @@ import (
 // (vfs.WriteFile's, or "~put-*" of older versions): List skips them.
 func isTemp(base string) bool { return vfs.IsTemp(base) || strings.HasPrefix(base, "~put-") }
 
+// TempOrphanAge is how old (by modification time) a temporary file of Put
+// must be before List removes it as the leftover of a put that was killed
+// or crashed: the grace period of an unindexed pack (replicate.OrphanAge),
+// far longer than any live put goes without writing to its file.
+const TempOrphanAge = time.Hour
+
+// sweepTemp removes temporary file p (d) if it is older than
+// TempOrphanAge; a fresh one may be a live put and stays. Best effort.
+func sweepTemp(p string, d fs.DirEntry) {
+	fi, err := d.Info()
+	if err != nil || time.Since(fi.ModTime()) < TempOrphanAge {
+		return
+	}
+	_ = os.Remove(p)
+}
+
 // errClosed is returned by a closed store's methods.
 var errClosed = errors.New("store: closed")
 
@@ -27,7 +44,9 @@ var errClosed = errors.New("store: closed")
 // <root>/a/b. Put writes a temporary file in the target directory, fsyncs
 // it, renames it over the name and fsyncs the directory, so an object is
 // whole or absent, also after a crash. Leftover temporary files of a crash
-// are ignored by List (and may be removed by hand).
+// are ignored by List, which removes those older than TempOrphanAge in
+// the directories it walks (a killed lock put's in locks/, a killed
+// sync's next to its packs).
 type Local struct {
 	root     string
 	location string
@@ -299,8 +318,12 @@ func (l *Local) List(ctx context.Context, prefix string, fn func(name string, si
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || !strings.HasPrefix(name, prefix) || ValidName(name) != nil || isTemp(d.Name()) {
-			return nil // temporary files, symlinks, foreign files
+		if d.Type().IsRegular() && isTemp(d.Name()) {
+			sweepTemp(p, d) // a killed put's leftover (in any directory List walks)
+			return nil
+		}
+		if !d.Type().IsRegular() || !strings.HasPrefix(name, prefix) || ValidName(name) != nil {
+			return nil // symlinks, foreign files
 		}
 		fi, err := d.Info()
 		if err != nil {
