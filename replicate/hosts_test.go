@@ -597,7 +597,7 @@ func TestHostsLocks(t *testing.T) {
 }
 
 // Issue 9 finding 3 / issue 14 finding 8: a missing file:// store
-// directory is never created: region add fails clearly (ErrInvalid,
+// directory is never created: region add fails clearly (ErrNotFound: exit 3,
 // nothing written), restore uses the other stores and leaves it missing.
 func TestMissingStoreDirNotCreated(t *testing.T) {
 	ctx := context.Background()
@@ -612,7 +612,7 @@ func TestMissingStoreDirNotCreated(t *testing.T) {
 	gone := filepath.Join(t.TempDir(), "unmounted", "nas")
 	b := newHost(t, replicate.Options{})
 	_, err := b.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: 2, M: 1, Stores: []string{"file://" + dirs[0], "file://" + dirs[1], "file://" + gone}, KeyFile: keyFile(t, 5)})
-	if !errors.Is(err, replicate.ErrInvalid) || !errors.Is(err, store.ErrMissing) || !strings.Contains(err.Error(), "does not exist") {
+	if !errors.Is(err, replicate.ErrNotFound) || !errors.Is(err, store.ErrMissing) || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("region add with a missing store directory: %v", err)
 	}
 	if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {

@@ -519,6 +519,11 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 			p = filepath.Clean(p)
 			_, serr := os.Stat(p)
 			if err := prepareLocal(p, c.Create); err != nil {
+				if errors.Is(err, store.ErrMissing) {
+					// The store does not exist: not found (exit 3), as its
+					// message says, not an invalid argument.
+					return RegionInfo{}, fmt.Errorf("region %q: store %d: %w", c.Name, i, notFound{err})
+				}
 				return RegionInfo{}, fmt.Errorf("%w: region %q: store %d: %w", ErrInvalid, c.Name, i, err)
 			}
 			if errors.Is(serr, os.ErrNotExist) {
@@ -636,3 +641,10 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	m.log.Info("region added", "region", c.Name, "k", c.K, "m", c.M, "attached", attached)
 	return RegionInfo{RegionConfig: c, Attached: attached}, nil
 }
+
+// notFound is an error that is also ErrNotFound, its message unchanged
+// (one that already says what does not exist).
+type notFound struct{ error }
+
+func (e notFound) Is(target error) bool { return target == ErrNotFound }
+func (e notFound) Unwrap() error        { return e.error }

@@ -132,7 +132,7 @@ func TestStoreMarker(t *testing.T) {
 	urls := []string{"file://" + filepath.Join(root, "a"), "file://" + filepath.Join(root, "b", "c")}
 	key := keyFile(t, 3)
 	_, err := h.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: 1, M: 1, Stores: urls, KeyFile: key})
-	if !errors.Is(err, store.ErrMissing) || !errors.Is(err, replicate.ErrInvalid) {
+	if !errors.Is(err, store.ErrMissing) || !errors.Is(err, replicate.ErrNotFound) {
 		t.Fatalf("region add on missing directories: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "a")); !errors.Is(err, os.ErrNotExist) {
