@@ -357,7 +357,7 @@ func (r *reopening) park() bool {
 // unpark opens the region disk again after park (nil: not parked).
 func (r *reopening) unpark(ctx context.Context) error {
 	r.mu.RLock()
-	parked := r.parked
+	parked := r.parked && !r.closed
 	r.mu.RUnlock()
 	if !parked {
 		return nil
