@@ -251,18 +251,9 @@ func (l *Local) DeleteDisk(ctx context.Context, name string, force bool) error {
 }
 
 // RollbackDisk implements Service.
-func (l *Local) RollbackDisk(ctx context.Context, name, snapshot string, force bool) (Disk, error) {
-	lazy, isLazy := l.lazyOriginOf(name) // local_hold.go
+func (l *Local) RollbackDisk(_ context.Context, name, snapshot string, force bool) (Disk, error) {
 	if err := l.store.RollbackDisk(name, snapshot, force); err != nil {
 		return Disk{}, err
-	}
-	if isLazy {
-		if now, still := l.lazyOriginOf(name); !still || now.Layer != lazy.Layer {
-			// The disk no longer reads through its lazy layer (a snapshot
-			// of an older disk of that name): as disk delete.
-			l.parkIfIdle(lazy, true, name)
-			l.releaseAfterDelete(ctx, lazy, true)
-		}
 	}
 	l.diskChanged(name)
 	return l.store.GetDisk(name)

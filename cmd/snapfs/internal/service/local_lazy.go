@@ -48,8 +48,8 @@ type lazyState struct {
 	holdCtxV    context.Context
 	holdCancel  context.CancelFunc
 	holdStopped bool
-	// srcs are the attached sources per lazy layer: disk delete or
-	// rollback parks the one no disk reads through any more (its region
+	// srcs are the attached sources per lazy layer: disk delete parks
+	// the one no disk reads through any more (its region
 	// lock goes at once, not when GC removes the layer).
 	srcs map[uint64]*reopening
 }
@@ -519,8 +519,9 @@ func (r *reopening) Close() error {
 	return r.rd.Close()
 }
 
-// parkIfIdle is disk delete's and rollback's hook: x is the lazy layer
-// disk read through before. When no disk reads through it any more and
+// parkIfIdle is disk delete's hook: x is the lazy layer disk read
+// through. (Rollback needs none: it only goes to a snapshot of the same
+// disk, whose chain ends in the same layer.) When no disk reads through it any more and
 // no snapshot holds a disk of that name (holdLive's rule: the hold is
 // released then too), its source's region disk is closed at once, so
 // its shared region lock does not keep other hosts' prune out until GC
