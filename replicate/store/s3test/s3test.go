@@ -64,7 +64,12 @@ func start(t testing.TB, bin, root string, port int, endpoint, access, secret st
 	cmd := exec.Command(bin,
 		"--port", "127.0.0.1:"+strconv.Itoa(port),
 		"--quiet",
-		"posix", root)
+		// --disableotmp: with O_TMPFILE, a put can fail with
+		// ExistingObjectIsDirectory when a concurrent delete in the same
+		// bucket removes the now empty parent directory before the put
+		// links its temporary file (versitygw issue #1988; seen in
+		// TestRemoteDiskS3's probe puts, six stores over three buckets).
+		"posix", "--disableotmp", root)
 	// Keys go through the environment, not argv, so ps does not show them.
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+access, "ROOT_SECRET_ACCESS_KEY="+secret)
 	cmd.Stdout, cmd.Stderr = &out, &out
