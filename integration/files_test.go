@@ -419,14 +419,7 @@ func killDaemon(t *testing.T, pid string) {
 	if err := exec.Command("kill", "-9", pid).Run(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat("/proc/" + pid); os.IsNotExist(err) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon %s did not die", pid)
-		}
-	}
+	waitGone(t, pid)
 }
 
 // TestFilesLimit: 20 .files directories entered in a loop with

@@ -84,14 +84,64 @@ func twoNamedHosts(t *testing.T, s3 bool, names ...string) (a, b *sharedHost, re
 // waitGone waits for process pid to exit.
 func waitGone(t *testing.T, pid string) {
 	t.Helper()
+	if err := awaitGone(pid); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awaitGone is waitGone for a goroutine other than the test's: it waits
+// up to 10 s for process pid to exit and says if it did not.
+func awaitGone(pid string) error {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat("/proc/" + pid); os.IsNotExist(err) {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("process %s did not exit", pid)
+			return fmt.Errorf("process %s did not exit", pid)
 		}
 	}
+}
+
+// killMidSync runs `sync --region shared` on host h and kills h's daemon
+// (SIGKILL) as soon as the sync's lock shows in locks (a file:// store's
+// locks directory); if a try's sync ends first, h snapshots vol again
+// (again0, again1, ...) for the next of 3 tries. It returns with the
+// daemon gone, and fails the test if the kill was never provoked.
+func killMidSync(t *testing.T, h *sharedHost, locks string) {
+	t.Helper()
+	killed := false
+	for try := 0; try < 3 && !killed; try++ {
+		cmd := exec.Command(bin, "sync", "--region", "shared")
+		cmd.Env = append(os.Environ(), "SNAPFS_STORE="+h.dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+	poll:
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+			select {
+			case <-done:
+				break poll
+			default:
+			}
+			if lockObjects(locks) > 0 {
+				if err := exec.Command("kill", "-9", h.pid).Run(); err != nil {
+					t.Fatal(err)
+				}
+				killed = true
+				break
+			}
+		}
+		<-done
+		if !killed { // the sync finished first: a new snapshot to sync
+			ok(t, h.dir, "snapshot", "create", fmt.Sprintf("again%d", try), "--disk", "vol")
+		}
+	}
+	if !killed {
+		t.Fatal("never saw the sync's lock: the kill was not provoked")
+	}
+	waitGone(t, h.pid)
 }
 
 // TestTrial7LazyRestoreOutlivesOwnersPrune: host alpha lazily restores a
@@ -174,40 +224,7 @@ func TestTrial7KilledSyncLockClearedByRestart(t *testing.T) {
 	writeAt(t, filepath.Join(b.mp, "disks", "vol"), 0, randBytes(t, 96<<20))
 	ok(t, b.dir, "snapshot", "create", "s1", "--disk", "vol")
 
-	locks := filepath.Join(regionDir, "s0", "locks")
-	killed := false
-	for try := 0; try < 3 && !killed; try++ {
-		cmd := exec.Command(bin, "sync", "--region", "shared")
-		cmd.Env = append(os.Environ(), "SNAPFS_STORE="+b.dir)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-	poll:
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-			select {
-			case <-done:
-				break poll
-			default:
-			}
-			if ents, _ := os.ReadDir(locks); len(ents) > 0 {
-				if err := exec.Command("kill", "-9", b.pid).Run(); err != nil {
-					t.Fatal(err)
-				}
-				killed = true
-				break
-			}
-		}
-		<-done
-		if !killed { // the sync finished first: a new snapshot to sync
-			ok(t, b.dir, "snapshot", "create", fmt.Sprintf("again%d", try), "--disk", "vol")
-		}
-	}
-	if !killed {
-		t.Fatal("never saw the sync's lock: the kill was not provoked")
-	}
-	waitGone(t, b.pid)
+	killMidSync(t, b, filepath.Join(regionDir, "s0", "locks"))
 	ok(t, b.dir, "umount", b.mp) // the dead daemon's mount
 	b.pid = daemon(t, b.dir, b.mp)
 	ok(t, b.dir, "sync", "--region", "shared")
@@ -308,13 +325,8 @@ func sharedRegionSoak(t *testing.T, soak time.Duration, s3 bool) {
 	var wg sync.WaitGroup
 	// restart brings a killed daemon back (its dead mount first).
 	restart := func(h *hostState) error {
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if _, err := os.Stat("/proc/" + h.pid); os.IsNotExist(err) {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s: daemon %s did not die", h.name, h.pid)
-			}
+		if err := awaitGone(h.pid); err != nil {
+			return fmt.Errorf("%s: daemon: %w", h.name, err)
 		}
 		if r := snapfsQuiet(h.dir, "umount", h.mp); r.code != 0 {
 			return fmt.Errorf("%s: umount of the dead mount: exit %d: %s", h.name, r.code, r.stderr)

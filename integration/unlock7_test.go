@@ -1,9 +1,7 @@
 package integration
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,39 +70,7 @@ func TestUnlock7DaemonStartFreesRegion(t *testing.T) {
 	writeAt(t, filepath.Join(b.mp, "disks", "vol"), 0, randBytes(t, 96<<20))
 	ok(t, b.dir, "snapshot", "create", "s1", "--disk", "vol")
 	locks := filepath.Join(regionDir, "s0", "locks")
-	killed := false
-	for try := 0; try < 3 && !killed; try++ {
-		cmd := exec.Command(bin, "sync", "--region", "shared")
-		cmd.Env = append(os.Environ(), "SNAPFS_STORE="+b.dir)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-	poll:
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-			select {
-			case <-done:
-				break poll
-			default:
-			}
-			if lockObjects(locks) > 0 {
-				if err := exec.Command("kill", "-9", b.pid).Run(); err != nil {
-					t.Fatal(err)
-				}
-				killed = true
-				break
-			}
-		}
-		<-done
-		if !killed { // the sync finished first: a new snapshot to sync
-			ok(t, b.dir, "snapshot", "create", fmt.Sprintf("again%d", try), "--disk", "vol")
-		}
-	}
-	if !killed {
-		t.Fatal("never saw the sync's lock: the kill was not provoked")
-	}
-	waitGone(t, b.pid)
+	killMidSync(t, b, locks)
 	if lockObjects(locks) == 0 {
 		t.Fatal("the killed sync left no lock: nothing to test")
 	}
