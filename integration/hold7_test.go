@@ -2,7 +2,6 @@ package integration
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -49,10 +48,7 @@ func waitHeld(t *testing.T, store, host, name string, want []string) {
 // release their holds; region release removes a hold by hand.
 func TestHoldLifecycle(t *testing.T) {
 	a, b, _ := twoHostsFileRegion(t)
-	ok(t, b.dir, "disk", "create", "vol", "--size", "4M")
-	writeAt(t, filepath.Join(b.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
-	ok(t, b.dir, "snapshot", "create", "s1", "--disk", "vol")
-	ok(t, b.dir, "sync", "--region", "shared")
+	syncedSnapshot(t, b, 4, "s1")
 
 	lazy := func(to, rate string) {
 		ok(t, a.dir, "restore", "--region", "shared", "--snapshot", "s1", "--host", "beta", "--disk", "vol", "--to", to, "--lazy", "--rate", rate)

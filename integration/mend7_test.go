@@ -18,10 +18,7 @@ import (
 // beta's prune is refused (exit 15) for as long as alpha's daemon runs.
 func TestMend7LazyDeleteReleasesLock(t *testing.T) {
 	a, b, regionDir := twoHostsFileRegion(t)
-	ok(t, b.dir, "disk", "create", "vol", "--size", "4M")
-	writeAt(t, filepath.Join(b.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
-	ok(t, b.dir, "snapshot", "create", "s1", "--disk", "vol")
-	ok(t, b.dir, "sync", "--region", "shared")
+	syncedSnapshot(t, b, 4, "s1")
 	ok(t, a.dir, "restore", "--region", "shared", "--snapshot", "s1", "--host", "beta", "--disk", "vol", "--to", "lz", "--lazy", "--rate", "64K")
 	locks := filepath.Join(regionDir, "s0", "locks")
 	if lockObjects(locks) == 0 {

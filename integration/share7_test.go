@@ -43,10 +43,7 @@ func regionSnaps(t *testing.T, dir, region string) map[string]struct {
 // own, and its prune removes its old one as before.
 func TestShare7MovedStoreSameHost(t *testing.T) {
 	a, _, _ := twoHostsFileRegion(t)
-	ok(t, a.dir, "disk", "create", "vol", "--size", "4M")
-	writeAt(t, filepath.Join(a.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
-	ok(t, a.dir, "snapshot", "create", "a1", "--disk", "vol")
-	ok(t, a.dir, "sync", "--region", "shared")
+	syncedSnapshot(t, a, 4, "a1")
 	before := regionSnaps(t, a.dir, "shared")["a1"]
 	if !before.Mine {
 		t.Fatalf("a1 is not this host's before the move: %+v", before)
@@ -79,11 +76,7 @@ func TestShare7MovedStoreSameHost(t *testing.T) {
 // the original's host id.
 func TestShare7CopiedStoreOwnIdentity(t *testing.T) {
 	a, _, _ := twoHostsFileRegion(t)
-	ok(t, a.dir, "disk", "create", "vol", "--size", "4M")
-	writeAt(t, filepath.Join(a.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
-	ok(t, a.dir, "snapshot", "create", "a1", "--disk", "vol")
-	want := fileSum(t, filepath.Join(a.mp, "snapshots", "a1", "vol"))
-	ok(t, a.dir, "sync", "--region", "shared")
+	want := syncedSnapshot(t, a, 4, "a1")
 	orig := regionSnaps(t, a.dir, "shared")["a1"]
 
 	stopDaemon(t, a.dir, a.mp, a.pid)

@@ -102,6 +102,19 @@ func awaitGone(pid string) error {
 	}
 }
 
+// syncedSnapshot creates disk vol of mib MiB on host h, fills it with
+// random bytes, snapshots it as snap and syncs it to region shared; it
+// returns the snapshot's sha256 (fileSum).
+func syncedSnapshot(t *testing.T, h *sharedHost, mib int, snap string) string {
+	t.Helper()
+	ok(t, h.dir, "disk", "create", "vol", "--size", fmt.Sprintf("%dM", mib))
+	writeAt(t, filepath.Join(h.mp, "disks", "vol"), 0, randBytes(t, mib<<20))
+	ok(t, h.dir, "snapshot", "create", snap, "--disk", "vol")
+	want := fileSum(t, filepath.Join(h.mp, "snapshots", snap, "vol"))
+	ok(t, h.dir, "sync", "--region", "shared")
+	return want
+}
+
 // killMidSync runs `sync --region shared` on host h and kills h's daemon
 // (SIGKILL) as soon as the sync's lock shows in locks (a file:// store's
 // locks directory); if a try's sync ends first, h snapshots vol again
@@ -165,11 +178,7 @@ func TestTrial7LazyRestoreOutlivesOwnersPrune(t *testing.T) {
 func lazyOutlivesPrune(t *testing.T, s3 bool) {
 	a, b, _ := twoHosts(t, s3)
 	const size = 8 << 20
-	ok(t, b.dir, "disk", "create", "vol", "--size", "8M")
-	writeAt(t, filepath.Join(b.mp, "disks", "vol"), 0, randBytes(t, size))
-	ok(t, b.dir, "snapshot", "create", "s1", "--disk", "vol")
-	want := fileSum(t, filepath.Join(b.mp, "snapshots", "s1", "vol"))
-	ok(t, b.dir, "sync", "--region", "shared")
+	want := syncedSnapshot(t, b, size>>20, "s1")
 
 	out := ok(t, a.dir, "restore", "--region", "shared", "--snapshot", "s1", "--host", "beta", "--disk", "vol", "--to", "lz", "--lazy", "--rate", "512K")
 	if strings.Contains(out, " 0 of 0 blocks") {
@@ -250,11 +259,7 @@ func TestTrial7KilledSyncLockClearedByRestart(t *testing.T) {
 // original host's copy in the region is silently gone for good.
 func TestTrial7CopiedStoreKeepsOthersSnapshots(t *testing.T) {
 	a, _, _ := twoHostsFileRegion(t)
-	ok(t, a.dir, "disk", "create", "vol", "--size", "4M")
-	writeAt(t, filepath.Join(a.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
-	ok(t, a.dir, "snapshot", "create", "a1", "--disk", "vol")
-	want := fileSum(t, filepath.Join(a.mp, "snapshots", "a1", "vol"))
-	ok(t, a.dir, "sync", "--region", "shared")
+	want := syncedSnapshot(t, a, 4, "a1")
 
 	stopDaemon(t, a.dir, a.mp, a.pid)
 	clone := &sharedHost{name: "clone", dir: a.dir + "-clone", mp: a.mp + "-clone"}
@@ -567,11 +572,7 @@ func forgetPruned(store, host string, n int, acked map[string]bool, mu *sync.Mut
 // says "waiting for the region" and every unfetched block reads EIO.
 func TestTrial7RegionRemoveKeepsLazyDisk(t *testing.T) {
 	a, _, _ := twoHostsFileRegion(t)
-	ok(t, a.dir, "disk", "create", "vol", "--size", "4M")
-	writeAt(t, filepath.Join(a.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
-	ok(t, a.dir, "snapshot", "create", "s1", "--disk", "vol")
-	want := fileSum(t, filepath.Join(a.mp, "snapshots", "s1", "vol"))
-	ok(t, a.dir, "sync", "--region", "shared")
+	want := syncedSnapshot(t, a, 4, "s1")
 	ok(t, a.dir, "restore", "--region", "shared", "--snapshot", "s1", "--disk", "vol", "--to", "lz", "--lazy", "--rate", "512K")
 	r := fails(t, a.dir, 5, "region", "remove", "shared")
 	if !strings.Contains(r.stderr, "lz") {
@@ -599,11 +600,7 @@ func TestTrial7RegionRemoveKeepsLazyDisk(t *testing.T) {
 // A guest sees I/O errors on its root disk at boot.
 func TestTrial7LazyReadAtStart(t *testing.T) {
 	a, _, _ := twoHostsFileRegion(t)
-	ok(t, a.dir, "disk", "create", "vol", "--size", "4M")
-	writeAt(t, filepath.Join(a.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
-	ok(t, a.dir, "snapshot", "create", "s1", "--disk", "vol")
-	want := fileSum(t, filepath.Join(a.mp, "snapshots", "s1", "vol"))
-	ok(t, a.dir, "sync", "--region", "shared")
+	want := syncedSnapshot(t, a, 4, "s1")
 	ok(t, a.dir, "restore", "--region", "shared", "--snapshot", "s1", "--disk", "vol", "--to", "lz", "--lazy", "--rate", "512K")
 	stopDaemon(t, a.dir, a.mp, a.pid)
 	a.pid = daemon(t, a.dir, a.mp)
@@ -628,11 +625,7 @@ func TestTrial7LazyReadAtStart(t *testing.T) {
 // are not bound.
 func TestTrial7LazyReadNotBoundByRate(t *testing.T) {
 	a, _, _ := twoHostsFileRegion(t)
-	ok(t, a.dir, "disk", "create", "vol", "--size", "4M")
-	writeAt(t, filepath.Join(a.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
-	ok(t, a.dir, "snapshot", "create", "s1", "--disk", "vol")
-	want := fileSum(t, filepath.Join(a.mp, "snapshots", "s1", "vol"))
-	ok(t, a.dir, "sync", "--region", "shared")
+	want := syncedSnapshot(t, a, 4, "s1")
 	ok(t, a.dir, "restore", "--region", "shared", "--snapshot", "s1", "--disk", "vol", "--to", "lz", "--lazy", "--rate", "64K")
 	const limit = 15 * time.Second // 64 s when bound by --rate; well under 2 s when not
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
@@ -659,11 +652,7 @@ func TestTrial7LazyReadNotBoundByRate(t *testing.T) {
 // there": no word of --new-store.
 func TestTrial7LostStoreReplacedHint(t *testing.T) {
 	a, b, regionDir := twoHostsFileRegion(t)
-	ok(t, a.dir, "disk", "create", "vol", "--size", "4M")
-	writeAt(t, filepath.Join(a.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
-	ok(t, a.dir, "snapshot", "create", "s1", "--disk", "vol")
-	want := fileSum(t, filepath.Join(a.mp, "snapshots", "s1", "vol"))
-	ok(t, a.dir, "sync", "--region", "shared")
+	want := syncedSnapshot(t, a, 4, "s1")
 	s1 := filepath.Join(regionDir, "s1")
 	if err := os.RemoveAll(s1); err != nil {
 		t.Fatal(err)

@@ -32,10 +32,7 @@ func lockObjects(dir string) int {
 // "removed 0 lock(s) (none)".
 func TestUnlock7OtherHostsLiveLock(t *testing.T) {
 	a, b, regionDir := twoHostsFileRegion(t)
-	ok(t, b.dir, "disk", "create", "vol", "--size", "4M")
-	writeAt(t, filepath.Join(b.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
-	ok(t, b.dir, "snapshot", "create", "s1", "--disk", "vol")
-	ok(t, b.dir, "sync", "--region", "shared")
+	syncedSnapshot(t, b, 4, "s1")
 	ok(t, b.dir, "restore", "--region", "shared", "--snapshot", "s1", "--disk", "vol", "--to", "lz", "--lazy", "--rate", "64K")
 	locks := filepath.Join(regionDir, "s0", "locks")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
