@@ -28,10 +28,8 @@ func TestMend7LazyDeleteReleasesLock(t *testing.T) {
 		t.Fatal("disk lz was hydrated already: lower --rate, the test proves nothing")
 	}
 	ok(t, a.dir, "disk", "delete", "lz")
-	for deadline := time.Now().Add(5 * time.Second); lockObjects(locks) > 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("5 s after disk delete, alpha's deleted lazy disk still holds its lock on the region")
-		}
+	if !waitLocks(locks, false, 5*time.Second) {
+		t.Fatal("5 s after disk delete, alpha's deleted lazy disk still holds its lock on the region")
 	}
 	ok(t, b.dir, "region", "prune", "shared", "--keep-last", "5", "--all-hosts")
 }

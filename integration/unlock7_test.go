@@ -24,6 +24,19 @@ func lockObjects(dir string) int {
 	return n
 }
 
+// waitLocks waits up to limit for lockObjects(dir) to be non-zero (held)
+// or zero (!held), and says whether it came to be.
+func waitLocks(dir string, held bool, limit time.Duration) bool {
+	for deadline := time.Now().Add(limit); ; time.Sleep(20 * time.Millisecond) {
+		if (lockObjects(dir) > 0) == held {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // TestUnlock7OtherHostsLiveLock: while host beta holds a live lock on the
 // shared region (a lazily restored disk hydrating from it), host alpha's
 // prune is refused (exit 15) with an error naming beta as the host to run
@@ -35,13 +48,8 @@ func TestUnlock7OtherHostsLiveLock(t *testing.T) {
 	syncedSnapshot(t, b, 4, "s1")
 	ok(t, b.dir, "restore", "--region", "shared", "--snapshot", "s1", "--disk", "vol", "--to", "lz", "--lazy", "--rate", "64K")
 	locks := filepath.Join(regionDir, "s0", "locks")
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if lockObjects(locks) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("beta's lazy disk holds no lock on the region")
-		}
+	if !waitLocks(locks, true, 30*time.Second) {
+		t.Fatal("beta's lazy disk holds no lock on the region")
 	}
 	p := fails(t, a.dir, 15, "region", "prune", "shared", "--keep-last", "5", "--all-hosts")
 	for _, want := range []string{"on host beta (pid " + b.pid, "run `snapfs region unlock shared` on host beta"} {
@@ -74,14 +82,9 @@ func TestUnlock7DaemonStartFreesRegion(t *testing.T) {
 	ok(t, b.dir, "umount", b.mp) // the dead daemon's mount
 	b.pid = daemon(t, b.dir, b.mp)
 	// The daemon removes it in the background, right after it starts.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if lockObjects(locks) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(b.dir, "snapfs.log"))
-			t.Fatalf("the restarted daemon left its dead predecessor's lock for 20 s; beta's log:\n%s", log)
-		}
+	if !waitLocks(locks, false, 20*time.Second) {
+		log, _ := os.ReadFile(filepath.Join(b.dir, "snapfs.log"))
+		t.Fatalf("the restarted daemon left its dead predecessor's lock for 20 s; beta's log:\n%s", log)
 	}
 	ok(t, a.dir, "region", "prune", "shared", "--keep-last", "5", "--all-hosts")
 }
