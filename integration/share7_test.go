@@ -79,11 +79,7 @@ func TestShare7CopiedStoreOwnIdentity(t *testing.T) {
 	want := syncedSnapshot(t, a, 4, "a1")
 	orig := regionSnaps(t, a.dir, "shared")["a1"]
 
-	stopDaemon(t, a.dir, a.mp, a.pid)
-	clone := &sharedHost{name: "clone", dir: a.dir + "-clone", mp: a.mp + "-clone"}
-	sh(t, "cp", "-a", a.dir, clone.dir)
-	t.Cleanup(func() { os.RemoveAll(clone.dir) })
-	clone.pid = daemon(t, clone.dir, clone.mp)
+	clone := cloneStore(t, a)
 	if s := regionSnaps(t, clone.dir, "shared")["a1"]; s.Mine || s.HostID != orig.HostID {
 		t.Fatalf("the copy lists the original's a1 as %+v: want the original's (host %s), not its own", s, orig.HostID)
 	}

@@ -115,6 +115,19 @@ func syncedSnapshot(t *testing.T, h *sharedHost, mib int, snap string) string {
 	return want
 }
 
+// cloneStore stops host a's daemon, copies its store with cp -a (a VM
+// cloned from a golden image) and starts a daemon on the copy, host
+// "clone"; a's daemon stays stopped.
+func cloneStore(t *testing.T, a *sharedHost) *sharedHost {
+	t.Helper()
+	stopDaemon(t, a.dir, a.mp, a.pid)
+	clone := &sharedHost{name: "clone", dir: a.dir + "-clone", mp: a.mp + "-clone"}
+	sh(t, "cp", "-a", a.dir, clone.dir)
+	t.Cleanup(func() { os.RemoveAll(clone.dir) })
+	clone.pid = daemon(t, clone.dir, clone.mp)
+	return clone
+}
+
 // killMidSync runs `sync --region shared` on host h and kills h's daemon
 // (SIGKILL) as soon as the sync's lock shows in locks (a file:// store's
 // locks directory); if a try's sync ends first, h snapshots vol again
@@ -261,12 +274,8 @@ func TestTrial7CopiedStoreKeepsOthersSnapshots(t *testing.T) {
 	a, _, _ := twoHostsFileRegion(t)
 	want := syncedSnapshot(t, a, 4, "a1")
 
-	stopDaemon(t, a.dir, a.mp, a.pid)
-	clone := &sharedHost{name: "clone", dir: a.dir + "-clone", mp: a.mp + "-clone"}
-	sh(t, "cp", "-a", a.dir, clone.dir)
-	t.Cleanup(func() { os.RemoveAll(clone.dir) })
+	clone := cloneStore(t, a)
 	a.pid = daemon(t, a.dir, a.mp)
-	clone.pid = daemon(t, clone.dir, clone.mp)
 
 	// The clone lives its own life: new data, a snapshot, its sync and prune.
 	writeAt(t, filepath.Join(clone.mp, "disks", "vol"), 0, randBytes(t, 4<<20))
