@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -11,20 +10,13 @@ import (
 // heldBy is what `region snapshots` says holds snapshot name of host.
 func heldBy(t *testing.T, store, host, name string) []string {
 	t.Helper()
-	out := ok(t, store, "--json", "region", "snapshots", "shared")
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var s struct {
-			Type, Name, Host string
-			HeldBy           []string `json:"held_by"`
-		}
-		if err := json.Unmarshal([]byte(line), &s); err != nil {
-			t.Fatalf("not JSON: %q: %v", line, err)
-		}
+	snaps := regionSnapshots(t, store, "shared")
+	for _, s := range snaps {
 		if s.Type == "remote_snapshot" && s.Name == name && s.Host == host {
 			return s.HeldBy
 		}
 	}
-	t.Fatalf("no snapshot %s of %s in %s", name, host, out)
+	t.Fatalf("no snapshot %s of %s in %+v", name, host, snaps)
 	return nil
 }
 

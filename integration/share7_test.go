@@ -10,30 +10,35 @@ import (
 	"testing"
 )
 
-// regionSnaps is `region snapshots --json` by name: whether each is this
-// host's, and its host id.
-func regionSnaps(t *testing.T, dir, region string) map[string]struct {
-	Mine   bool
-	HostID string `json:"host_id"`
-} {
+// remoteSnap is a snapshot line of `region snapshots --json`.
+type remoteSnap struct {
+	Type, Name, Host string
+	Mine             bool
+	HostID           string   `json:"host_id"`
+	HeldBy           []string `json:"held_by"`
+}
+
+// regionSnapshots is `region snapshots --json` of region, line by line.
+func regionSnapshots(t *testing.T, dir, region string) []remoteSnap {
 	t.Helper()
-	out := map[string]struct {
-		Mine   bool
-		HostID string `json:"host_id"`
-	}{}
+	var snaps []remoteSnap
 	for _, l := range jsonObjects(t, ok(t, dir, "--json", "region", "snapshots", region)) {
-		var r struct {
-			Name   string
-			Mine   bool
-			HostID string `json:"host_id"`
-		}
+		var r remoteSnap
 		if err := json.Unmarshal(l, &r); err != nil {
 			t.Fatal(err)
 		}
-		out[r.Name] = struct {
-			Mine   bool
-			HostID string `json:"host_id"`
-		}{r.Mine, r.HostID}
+		snaps = append(snaps, r)
+	}
+	return snaps
+}
+
+// regionSnaps is regionSnapshots by name: whether each is this host's,
+// and its host id.
+func regionSnaps(t *testing.T, dir, region string) map[string]remoteSnap {
+	t.Helper()
+	out := map[string]remoteSnap{}
+	for _, r := range regionSnapshots(t, dir, region) {
+		out[r.Name] = r
 	}
 	return out
 }
