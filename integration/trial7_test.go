@@ -589,7 +589,6 @@ func TestTrial7RegionRemoveKeepsLazyDisk(t *testing.T) {
 	}
 	stopDaemon(t, a.dir, a.mp, a.pid)
 	a.pid = daemon(t, a.dir, a.mp)
-	time.Sleep(3 * time.Second) // the source attaches in the background (TestTrial7LazyReadAtStart)
 	if got, err := sumFile(filepath.Join(a.mp, "disks", "lz")); err != nil || got != want {
 		t.Fatalf("the lazy disk after a restart: read error %v, equal %v", err, got == want)
 	}
