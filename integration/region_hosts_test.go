@@ -72,29 +72,13 @@ func TestRegionTwoHostsS3(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rng := mrand.New(mrand.NewPCG(uint64(hi), uint64(time.Now().UnixNano())))
-			disk := filepath.Join(h.mp, "disks", "vol")
 			for i := 0; time.Since(start) < soak; i++ {
-				buf := make([]byte, 64<<10*(1+rng.IntN(8)))
-				_, _ = rand.Read(buf)
-				if err := pwrite(disk, int64(rng.IntN(200))*64<<10, buf); err != nil {
-					errs <- err
-					return
-				}
-				snap := fmt.Sprintf("s%d", i) // the same names on both hosts
-				if r := snapfsQuiet(h.dir, "snapshot", "create", snap, "--disk", "vol"); r.code != 0 {
-					errs <- fmt.Errorf("%s: snapshot create: %s", h.name, r.stderr)
-					return
-				}
-				s, err := sumFile(filepath.Join(h.mp, "snapshots", snap, "vol"))
+				snap, s, err := soakSnapshot(h.name, h.dir, h.mp, rng, i, 200)
 				if err != nil {
 					errs <- err
 					return
 				}
 				h.sums[snap] = s
-				if i >= 4 { // keep the local store small; the region keeps its own
-					old := fmt.Sprintf("s%d", i-4)
-					_ = snapfsQuiet(h.dir, "snapshot", "delete", old)
-				}
 				r := snapfsQuiet(h.dir, "--json", "sync", "--region", "fleet")
 				var st struct{ Copied []string }
 				lastJSON(r.stdout, "sync", &st)
@@ -160,6 +144,30 @@ func TestRegionTwoHostsS3(t *testing.T) {
 	if restored == 0 {
 		t.Fatal("nothing was acknowledged: the test proved nothing")
 	}
+}
+
+// soakSnapshot is a round of a two-host soak on host name (store dir,
+// mount mp): 64 KiB to 512 KiB of random bytes written to disk vol at a
+// random 64 KiB offset below blocks*64 KiB, snapshot s<i> made (the same
+// names on both hosts) and s<i-4> deleted (the local store kept small; the
+// region keeps its own). It returns the snapshot's name and sha256.
+func soakSnapshot(name, dir, mp string, rng *mrand.Rand, i, blocks int) (snap, sum string, err error) {
+	buf := make([]byte, 64<<10*(1+rng.IntN(8)))
+	_, _ = rand.Read(buf)
+	if err := pwrite(filepath.Join(mp, "disks", "vol"), int64(rng.IntN(blocks))*64<<10, buf); err != nil {
+		return "", "", fmt.Errorf("%s: write: %w", name, err)
+	}
+	snap = fmt.Sprintf("s%d", i)
+	if r := snapfsQuiet(dir, "snapshot", "create", snap, "--disk", "vol"); r.code != 0 {
+		return "", "", fmt.Errorf("%s: snapshot create: %s", name, r.stderr)
+	}
+	if sum, err = sumFile(filepath.Join(mp, "snapshots", snap, "vol")); err != nil {
+		return "", "", err
+	}
+	if i >= 4 {
+		_ = snapfsQuiet(dir, "snapshot", "delete", fmt.Sprintf("s%d", i-4))
+	}
+	return snap, sum, nil
 }
 
 func pwrite(path string, off int64, data []byte) error {

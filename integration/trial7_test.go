@@ -6,7 +6,6 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
@@ -368,20 +367,8 @@ func sharedRegionSoak(t *testing.T, soak time.Duration, s3 bool) {
 		go func() {
 			defer wg.Done()
 			rng := mrand.New(mrand.NewPCG(uint64(hi), uint64(time.Now().UnixNano())))
-			disk := filepath.Join(h.mp, "disks", "vol")
 			for i := 0; time.Since(start) < soak; i++ {
-				buf := make([]byte, 64<<10*(1+rng.IntN(8)))
-				_, _ = rand.Read(buf)
-				if err := pwrite(disk, int64(rng.IntN(diskSize/(64<<10)-8))*64<<10, buf); err != nil {
-					errs <- fmt.Errorf("%s: write: %w", h.name, err)
-					return
-				}
-				snap := fmt.Sprintf("s%d", i)
-				if r := snapfsQuiet(h.dir, "snapshot", "create", snap, "--disk", "vol"); r.code != 0 {
-					errs <- fmt.Errorf("%s: snapshot create: %s", h.name, r.stderr)
-					return
-				}
-				s, err := sumFile(filepath.Join(h.mp, "snapshots", snap, "vol"))
+				snap, s, err := soakSnapshot(h.name, h.dir, h.mp, rng, i, diskSize/(64<<10)-8)
 				if err != nil {
 					errs <- err
 					return
@@ -389,9 +376,6 @@ func sharedRegionSoak(t *testing.T, soak time.Duration, s3 bool) {
 				h.mu.Lock()
 				h.sums[snap] = s
 				h.mu.Unlock()
-				if i >= 4 {
-					_ = snapfsQuiet(h.dir, "snapshot", "delete", fmt.Sprintf("s%d", i-4))
-				}
 				op := []string{"--json", "sync", "--region", "shared"}
 				if i%3 == 2 {
 					op = []string{"--json", "region", "prune", "shared", "--keep-last", "2"}
