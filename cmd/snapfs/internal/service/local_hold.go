@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -141,43 +140,37 @@ func (l *Local) holdCtx() (context.Context, bool) {
 }
 
 // watchHold releases the hold of layer (region's) once the layer is
-// hydrated, in the background: polls the store (cheap: in memory).
-func (l *Local) watchHold(layer uint64, region string) {
+// hydrated, in the background. The store closes rd, the layer's source,
+// when its hydration ends (AttachLazy): the watcher waits for that, then
+// looks once whether the layer is hydrated or gone (else the source closed
+// for another reason: a stop, a failed attach; the next attach watches
+// again).
+func (l *Local) watchHold(layer uint64, region string, rd *reopening) {
 	ctx, ok := l.holdCtx()
 	if !ok {
 		return
 	}
 	go func() {
 		defer l.lz.wg.Done()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-rd.closedC():
+		}
+		l.dropSrc(layer, rd)
+		ls, err := l.store.ListLazy()
+		if err != nil || slices.ContainsFunc(ls, func(x rowstore.LazyLayer) bool { return x.Layer == layer }) {
+			return
+		}
+		for try := 0; try < 3; try++ {
+			if l.releaseHolds(ctx, region) == nil || ctx.Err() != nil {
+				return
+			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-time.After(time.Duration(try+1) * 5 * time.Second):
 			}
-			ls, err := l.store.ListLazy()
-			if err != nil {
-				if errors.Is(err, rowstore.ErrClosed) {
-					return
-				}
-				continue
-			}
-			if slices.ContainsFunc(ls, func(x rowstore.LazyLayer) bool { return x.Layer == layer }) {
-				continue
-			}
-			for try := 0; try < 3; try++ {
-				if l.releaseHolds(ctx, region) == nil || ctx.Err() != nil {
-					return
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Duration(try+1) * 5 * time.Second):
-				}
-			}
-			return
 		}
 	}()
 }
