@@ -57,13 +57,21 @@ func (l *Local) holdLive(region string) func(replicate.HoldInfo) bool {
 		if i < 0 || ls[i].Origin.Region != region {
 			return false // hydrated, or gone
 		}
-		if len(ls[i].Disks) > 0 {
-			return true
-		}
-		return slices.ContainsFunc(snaps, func(s rowstore.SnapshotInfo) bool {
-			return slices.ContainsFunc(s.Disks, func(d rowstore.SnapshotDiskInfo) bool { return d.Name == h.Disk })
-		})
+		return stillRead(ls[i], snaps, h.Disk)
 	}
+}
+
+// stillRead reports whether lazy layer x may still be read after disk
+// (which read through it) went: a disk reads through it, or a snapshot
+// holds a disk of that name. The rule of both a hold's release
+// (holdLive) and a source's parking (parkIfIdle).
+func stillRead(x rowstore.LazyLayer, snaps []rowstore.SnapshotInfo, disk string) bool {
+	if len(x.Disks) > 0 {
+		return true
+	}
+	return slices.ContainsFunc(snaps, func(s rowstore.SnapshotInfo) bool {
+		return slices.ContainsFunc(s.Disks, func(d rowstore.SnapshotDiskInfo) bool { return d.Name == disk })
+	})
 }
 
 // releaseHolds releases this host's holds in region that no longer hold

@@ -562,16 +562,15 @@ func (l *Local) parkIfIdle(x rowstore.LazyLayer, ok bool, disk string) {
 	if err != nil {
 		return
 	}
-	if i := slices.IndexFunc(ls, func(y rowstore.LazyLayer) bool { return y.Layer == x.Layer }); i >= 0 && len(ls[i].Disks) > 0 {
-		return
-	}
 	snaps, err := l.store.ListSnapshots()
 	if err != nil {
 		return
 	}
-	if slices.ContainsFunc(snaps, func(s rowstore.SnapshotInfo) bool {
-		return slices.ContainsFunc(s.Disks, func(d rowstore.SnapshotDiskInfo) bool { return d.Name == disk })
-	}) {
+	var now rowstore.LazyLayer // x as it stands (no disks if hydrated or gone)
+	if i := slices.IndexFunc(ls, func(y rowstore.LazyLayer) bool { return y.Layer == x.Layer }); i >= 0 {
+		now = ls[i]
+	}
+	if stillRead(now, snaps, disk) { // local_hold.go
 		return
 	}
 	l.parkSrc(x.Layer)
