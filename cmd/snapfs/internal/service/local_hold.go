@@ -232,7 +232,7 @@ func (l *Local) markHeld(ctx context.Context, m *replicate.Manager, region strin
 	}
 	for i := range rs {
 		for _, h := range hs {
-			if h.Snapshot == rs[i].Name && (h.SnapshotHost == rs[i].HostID || (h.SnapshotHost == "" && rs[i].HostID == "")) {
+			if h.Snapshot == rs[i].Name && h.SnapshotHost == rs[i].HostID {
 				rs[i].HeldBy = append(rs[i].HeldBy, h.Label())
 			}
 		}
@@ -255,9 +255,6 @@ func (l *Local) ReleaseHolds(ctx context.Context, r ReleaseHoldsRequest) ([]Hold
 	}
 	if len(rel) == 0 {
 		return nil, fmt.Errorf("%w: no hold of snapshot %q%s in region %q", replicate.ErrNotFound, r.Snapshot, holderOf(r.Holder), r.Region)
-	}
-	if rel == nil {
-		rel = []HoldInfo{}
 	}
 	return rel, nil
 }
