@@ -183,18 +183,15 @@ func (l *Local) watchHold(layer uint64, region string, rd *reopening) {
 	}()
 }
 
-// lazyOriginOf is the lazy layer disk reads through (ok false: none).
+// lazyOriginOf is the lazy layer disk reads through (ok false: none):
+// the store's own lookup of one disk (LazyStatusOf), not ListLazy's walk
+// of every disk's chain on each disk delete.
 func (l *Local) lazyOriginOf(disk string) (rowstore.LazyLayer, bool) {
-	ls, err := l.store.ListLazy()
-	if err != nil {
+	st, ok, err := l.store.LazyStatusOf(disk)
+	if err != nil || !ok {
 		return rowstore.LazyLayer{}, false
 	}
-	for _, x := range ls {
-		if slices.Contains(x.Disks, disk) {
-			return x, true
-		}
-	}
-	return rowstore.LazyLayer{}, false
+	return rowstore.LazyLayer{Layer: st.Layer, Origin: st.Origin}, true
 }
 
 // releaseAfterDelete is disk delete's hook: x is the lazy layer the
