@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // fakeRegionDisk is a region's disk that counts its open copies (each
@@ -83,5 +84,38 @@ func TestLazyParkedSourceReleasesAndReopens(t *testing.T) {
 	}
 	if err := r.ReadBlock(t.Context(), 1, dst); err == nil || open.Load() != 0 {
 		t.Errorf("a closed source read (%v) or opened its region disk again (%d open)", err, open.Load())
+	}
+}
+
+// TestLazySourceClosedSignals: the hold's watcher wakes on the source's
+// Close (the store closes it when hydration ends), not on a park, and a
+// watcher that starts after the Close does not wait.
+func TestLazySourceClosedSignals(t *testing.T) {
+	var open atomic.Int64
+	opener := func(context.Context) (remoteDisk, error) {
+		open.Add(1)
+		return &fakeRegionDisk{open: &open}, nil
+	}
+	rd, _ := opener(t.Context())
+	r := &reopening{open: opener, log: slog.New(slog.NewTextHandler(io.Discard, nil)), rd: rd}
+	c := r.closedC()
+	r.park()
+	select {
+	case <-c:
+		t.Fatal("a park signalled the source closed")
+	default:
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []<-chan struct{}{c, r.closedC()} {
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("watcher %d not woken by Close", i)
+		}
+	}
+	if err := r.Close(); err != nil { // a second Close (the store's, after the service's) is harmless
+		t.Fatal(err)
 	}
 }

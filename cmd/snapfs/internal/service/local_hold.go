@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,13 +57,21 @@ func (l *Local) holdLive(region string) func(replicate.HoldInfo) bool {
 		if i < 0 || ls[i].Origin.Region != region {
 			return false // hydrated, or gone
 		}
-		if len(ls[i].Disks) > 0 {
-			return true
-		}
-		return slices.ContainsFunc(snaps, func(s rowstore.SnapshotInfo) bool {
-			return slices.ContainsFunc(s.Disks, func(d rowstore.SnapshotDiskInfo) bool { return d.Name == h.Disk })
-		})
+		return stillRead(ls[i], snaps, h.Disk)
 	}
+}
+
+// stillRead reports whether lazy layer x may still be read after disk
+// (which read through it) went: a disk reads through it, or a snapshot
+// holds a disk of that name. The rule of both a hold's release
+// (holdLive) and a source's parking (parkIfIdle).
+func stillRead(x rowstore.LazyLayer, snaps []rowstore.SnapshotInfo, disk string) bool {
+	if len(x.Disks) > 0 {
+		return true
+	}
+	return slices.ContainsFunc(snaps, func(s rowstore.SnapshotInfo) bool {
+		return slices.ContainsFunc(s.Disks, func(d rowstore.SnapshotDiskInfo) bool { return d.Name == disk })
+	})
 }
 
 // releaseHolds releases this host's holds in region that no longer hold
@@ -141,59 +148,50 @@ func (l *Local) holdCtx() (context.Context, bool) {
 }
 
 // watchHold releases the hold of layer (region's) once the layer is
-// hydrated, in the background: polls the store (cheap: in memory).
-func (l *Local) watchHold(layer uint64, region string) {
+// hydrated, in the background. The store closes rd, the layer's source,
+// when its hydration ends (AttachLazy): the watcher waits for that, then
+// looks once whether the layer is hydrated or gone (else the source closed
+// for another reason: a stop, a failed attach; the next attach watches
+// again).
+func (l *Local) watchHold(layer uint64, region string, rd *reopening) {
 	ctx, ok := l.holdCtx()
 	if !ok {
 		return
 	}
 	go func() {
 		defer l.lz.wg.Done()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-rd.closedC():
+		}
+		l.dropSrc(layer, rd)
+		ls, err := l.store.ListLazy()
+		if err != nil || slices.ContainsFunc(ls, func(x rowstore.LazyLayer) bool { return x.Layer == layer }) {
+			return
+		}
+		for try := 0; try < 3; try++ {
+			if l.releaseHolds(ctx, region) == nil || ctx.Err() != nil {
+				return
+			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-time.After(time.Duration(try+1) * 5 * time.Second):
 			}
-			ls, err := l.store.ListLazy()
-			if err != nil {
-				if errors.Is(err, rowstore.ErrClosed) {
-					return
-				}
-				continue
-			}
-			if slices.ContainsFunc(ls, func(x rowstore.LazyLayer) bool { return x.Layer == layer }) {
-				continue
-			}
-			for try := 0; try < 3; try++ {
-				if l.releaseHolds(ctx, region) == nil || ctx.Err() != nil {
-					return
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Duration(try+1) * 5 * time.Second):
-				}
-			}
-			return
 		}
 	}()
 }
 
-// lazyOriginOf is the lazy layer disk reads through (ok false: none).
+// lazyOriginOf is the lazy layer disk reads through (ok false: none):
+// the store's own lookup of one disk (LazyStatusOf), not ListLazy's walk
+// of every disk's chain on each disk delete.
 func (l *Local) lazyOriginOf(disk string) (rowstore.LazyLayer, bool) {
-	ls, err := l.store.ListLazy()
-	if err != nil {
+	st, ok, err := l.store.LazyStatusOf(disk)
+	if err != nil || !ok {
 		return rowstore.LazyLayer{}, false
 	}
-	for _, x := range ls {
-		if slices.Contains(x.Disks, disk) {
-			return x, true
-		}
-	}
-	return rowstore.LazyLayer{}, false
+	return rowstore.LazyLayer{Layer: st.Layer, Origin: st.Origin}, true
 }
 
 // releaseAfterDelete is disk delete's hook: x is the lazy layer the
@@ -231,7 +229,7 @@ func (l *Local) markHeld(ctx context.Context, m *replicate.Manager, region strin
 	}
 	for i := range rs {
 		for _, h := range hs {
-			if h.Snapshot == rs[i].Name && (h.SnapshotHost == rs[i].HostID || (h.SnapshotHost == "" && rs[i].HostID == "")) {
+			if h.Snapshot == rs[i].Name && h.SnapshotHost == rs[i].HostID {
 				rs[i].HeldBy = append(rs[i].HeldBy, h.Label())
 			}
 		}
@@ -254,9 +252,6 @@ func (l *Local) ReleaseHolds(ctx context.Context, r ReleaseHoldsRequest) ([]Hold
 	}
 	if len(rel) == 0 {
 		return nil, fmt.Errorf("%w: no hold of snapshot %q%s in region %q", replicate.ErrNotFound, r.Snapshot, holderOf(r.Holder), r.Region)
-	}
-	if rel == nil {
-		rel = []HoldInfo{}
 	}
 	return rel, nil
 }

@@ -64,6 +64,15 @@ func (l *Local) addSrc(layer uint64, rd *reopening) {
 	l.lz.srcs[layer] = rd
 }
 
+// dropSrc forgets rd, layer's source, once the store closed it.
+func (l *Local) dropSrc(layer uint64, rd *reopening) {
+	l.lz.mu.Lock()
+	defer l.lz.mu.Unlock()
+	if l.lz.srcs[layer] == rd {
+		delete(l.lz.srcs, layer)
+	}
+}
+
 // parkSrc closes the region disk of layer's source (its shared region
 // lock is released); a later read through the layer opens it again.
 func (l *Local) parkSrc(layer uint64) {
@@ -162,7 +171,7 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept)", herr, r.To)
 	}
 	if !r.Wait {
-		l.watchHold(layer, r.Region)
+		l.watchHold(layer, r.Region, rd)
 		st, _, _ := l.store.LazyStatusOf(r.To)
 		// Hydration counts what is missing in the background: until it
 		// has, its total is 0, but the region's disk knows it now.
@@ -281,6 +290,7 @@ func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer, tried
 				return err
 			}
 			l.addSrc(x.Layer, rd)
+			l.watchHold(x.Layer, o.Region, rd) // local_hold.go
 			// The hold again (local_hold.go): on the stores that were down
 			// when it was written, and for disks restored before holds.
 			if len(x.Disks) > 0 {
@@ -294,7 +304,6 @@ func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer, tried
 		once.Do(tried)
 		if err == nil {
 			l.log.Info("lazy disk: source attached", "layer", x.Layer, "disks", x.Disks, "region", o.Region, "snapshot", o.Snapshot, "disk", o.Disk)
-			l.watchHold(x.Layer, o.Region) // local_hold.go
 			return
 		}
 		l.log.Warn("lazy disk: attaching its region failed; retrying", "layer", x.Layer, "disks", x.Disks, "region", o.Region, "in", backoff, "err", err)
@@ -339,6 +348,22 @@ type reopening struct {
 	// parked: rd was closed because nothing read through the layer any
 	// more (its metadata still answers); the next read opens it again.
 	parked bool
+	// closedCh is closed by Close (made on first use, closedC).
+	closedCh chan struct{}
+}
+
+// closedC is closed once the source is closed (the store closes it when
+// the layer's hydration ends, the layer is removed or the store stops).
+func (r *reopening) closedC() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closedCh == nil {
+		r.closedCh = make(chan struct{})
+		if r.closed {
+			close(r.closedCh)
+		}
+	}
+	return r.closedCh
 }
 
 // park closes the region disk (releasing its lock) until the next read;
@@ -513,6 +538,9 @@ func (r *reopening) Close() error {
 		return nil
 	}
 	r.closed = true
+	if r.closedCh != nil {
+		close(r.closedCh)
+	}
 	if r.parked {
 		return nil
 	}
@@ -534,16 +562,15 @@ func (l *Local) parkIfIdle(x rowstore.LazyLayer, ok bool, disk string) {
 	if err != nil {
 		return
 	}
-	if i := slices.IndexFunc(ls, func(y rowstore.LazyLayer) bool { return y.Layer == x.Layer }); i >= 0 && len(ls[i].Disks) > 0 {
-		return
-	}
 	snaps, err := l.store.ListSnapshots()
 	if err != nil {
 		return
 	}
-	if slices.ContainsFunc(snaps, func(s rowstore.SnapshotInfo) bool {
-		return slices.ContainsFunc(s.Disks, func(d rowstore.SnapshotDiskInfo) bool { return d.Name == disk })
-	}) {
+	var now rowstore.LazyLayer // x as it stands (no disks if hydrated or gone)
+	if i := slices.IndexFunc(ls, func(y rowstore.LazyLayer) bool { return y.Layer == x.Layer }); i >= 0 {
+		now = ls[i]
+	}
+	if stillRead(now, snaps, disk) { // local_hold.go
 		return
 	}
 	l.parkSrc(x.Layer)

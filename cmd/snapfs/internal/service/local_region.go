@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -430,8 +429,7 @@ func (l *Local) CleanRegionLeftovers() {
 // this host whose processes no longer run (a daemon killed mid-sync left
 // its lock; at daemon start). A store without regions is left alone.
 func (l *Local) RemoveDeadRegionLocks(ctx context.Context) {
-	ents, _ := os.ReadDir(filepath.Join(l.dir, "regions"))
-	if !slices.ContainsFunc(ents, func(e os.DirEntry) bool { return strings.HasSuffix(e.Name(), ".json") }) {
+	if !l.hasRegions() { // local_hold.go
 		return
 	}
 	m, err := l.manager()
