@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/snapfs/snapfs/replicate/format"
@@ -61,21 +60,12 @@ func (v *clockView) hostSkew() (time.Duration, bool) {
 	return ds[len(ds)/2], true
 }
 
-// clockViews caches each Manager's last clockView per region (a
-// clockKey), so an operation judges locks it reads before it has put its
-// own by the last measurement. (Managers of one store with different
-// clocks, as tests make, each keep their own.)
-var clockViews sync.Map
-
-type clockKey struct {
-	m      *Manager
-	region string
-}
-
-func (m *Manager) clockKey(r *region) clockKey { return clockKey{m, r.cfg.Name} }
-
+// cachedClock is m's last clockView of region r (Manager.clocks), so an
+// operation judges locks it reads before it has put its own by the last
+// measurement. (Managers of one store with different clocks, as tests
+// make, each keep their own.)
 func (m *Manager) cachedClock(r *region) *clockView {
-	v, _ := clockViews.Load(m.clockKey(r))
+	v, _ := m.clocks.Load(r.cfg.Name)
 	cv, _ := v.(*clockView)
 	return cv
 }
@@ -107,7 +97,7 @@ func (m *Manager) measureClock(ctx context.Context, r *region, name string, on [
 			}
 		}
 	}
-	clockViews.Store(m.clockKey(r), v)
+	m.clocks.Store(r.cfg.Name, v)
 	return v
 }
 
