@@ -121,16 +121,15 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 		return nil, err
 	}
 	degraded := m.loadCheckState(regionName).Degraded
+	lost := map[string]bool{}
 	var out []RemoteSnapshot
 	for nid, mf := range mfs {
 		rs := m.remoteOf(mf)
 		if slices.Contains(degraded, nid) {
 			rs.State = StateDegraded
 		}
-		for _, d := range mf.Disks {
-			if _, bad := unreadable[d.Parent]; bad && d.Parent != "" {
-				rs.State = StateLost // a delta over a manifest that cannot be read
-			}
+		if overLost(mfs, unreadable, nid, lost) {
+			rs.State = StateLost // a delta over a manifest that cannot be read
 		}
 		out = append(out, rs)
 	}
@@ -145,6 +144,29 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 	}
 	slices.SortStableFunc(out, func(a, b RemoteSnapshot) int { return a.Created.Compare(b.Created) })
 	return out, nil
+}
+
+// overLost reports whether a disk of manifest nid is a delta whose chain
+// of parents reaches a manifest in unreadable (at any depth: a delta over
+// a delta over it cannot be restored either). memo keeps the answers.
+func overLost(mfs map[string]*format.Manifest, unreadable map[string]error, nid string, memo map[string]bool) bool {
+	if v, ok := memo[nid]; ok {
+		return v
+	}
+	memo[nid] = false // a cycle (damage) ends here
+	mf := mfs[nid]
+	if mf == nil {
+		_, bad := unreadable[nid]
+		memo[nid] = bad
+		return bad
+	}
+	for _, d := range mf.Disks {
+		if d.Parent != "" && overLost(mfs, unreadable, d.Parent, memo) {
+			memo[nid] = true
+			return true
+		}
+	}
+	return false
 }
 
 // remoteAll reads every manifest (by name id; the newest copy) and every
