@@ -506,15 +506,17 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 				err = r.putUsable(lctx, lockDir+id, b)
 			}
 			if err == nil {
+				// The lease runs from before the check: a put that took
+				// long (the lock may have been broken and put back
+				// meanwhile) does not extend it. It is renewed at once,
+				// not after the housekeeping below (slow stores would
+				// otherwise eat into it).
+				ls.renew(start, onNow)
 				m.measureClock(lctx, r, lockDir+id, onNow, put0, m.opts.Now())
 				// A dead process of this host left its lock meanwhile?
 				if locks, err := m.readLocks(lctx, r); err == nil {
 					m.removeOwnDead(lctx, r, locks, id)
 				}
-				// The lease runs from before the check: a put that took
-				// long (the lock may have been broken and put back
-				// meanwhile) does not extend it.
-				ls.renew(start, onNow)
 				continue
 			}
 			m.log.Warn("region lock refresh failed", "region", r.cfg.Name, "lock", id, "err", err)
