@@ -101,6 +101,16 @@ func (m *Manager) measureClock(ctx context.Context, r *region, name string, on [
 	return v
 }
 
+// margin is what an age judged by store times (storeAge) must exceed a
+// limit by before it counts: MaxClockSkew when this host's skew is not
+// measured (v nil), else nothing.
+func (v *clockView) margin() time.Duration {
+	if v == nil {
+		return MaxClockSkew
+	}
+	return 0
+}
+
 // skewErr is ErrClockSkew if this host's skew (by v) exceeds MaxClockSkew.
 func skewErr(r *region, v *clockView, op string) error {
 	d, ok := v.hostSkew()
@@ -118,7 +128,7 @@ func skewErr(r *region, v *clockView, op string) error {
 // storeAge is how long ago object name was last put, by the stores' own
 // clocks (the youngest of the copies on the stores where listed, sizes[i]
 // >= 0). ok false if no store's time and skew are known. v nil: this
-// host's skew is unknown and taken as 0 (the caller adds a margin).
+// host's skew is unknown and taken as 0 (the caller adds v.margin()).
 func (m *Manager) storeAge(ctx context.Context, r *region, v *clockView, name string, sizes []int64, now time.Time) (age time.Duration, ok bool, err error) {
 	ages := make([]time.Duration, r.n())
 	got := make([]bool, r.n())

@@ -135,11 +135,7 @@ func (m *Manager) lockAge(ctx context.Context, r *region, view *clockView, lk *f
 		age = now.Sub(lk.Refreshed)
 		return age, age > m.opts.LockStale
 	}
-	margin := time.Duration(0)
-	if view == nil {
-		margin = MaxClockSkew
-	}
-	return age, age > m.opts.LockStale+margin
+	return age, age > m.opts.LockStale+view.margin()
 }
 
 // deadHere: the lock is held by a process of this host that provably no
