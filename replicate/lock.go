@@ -717,9 +717,9 @@ func (m *Manager) Unlock(ctx context.Context, regionName string, force bool) (Un
 		}
 		st.Locks = append(st.Locks, l)
 	}
-	// Only the markers are needed: a manifest unreadable on every store
-	// (a lost snapshot) does not keep dead syncs' markers.
-	_, markers, _, err := m.scanManifests(ctx, r, true, map[string]error{})
+	// Only the markers are needed (no manifest is read: a lost one does
+	// not keep dead syncs' markers).
+	markers, err := m.scanMarkers(ctx, r)
 	if err != nil {
 		return st, err
 	}

@@ -169,15 +169,9 @@ func overLost(mfs map[string]*format.Manifest, unreadable map[string]error, nid 
 	return false
 }
 
-// remoteAll reads every manifest (by name id; the newest copy) and every
-// marker without a manifest.
-func (m *Manager) remoteAll(ctx context.Context, r *region) (map[string]*format.Manifest, map[string]*format.Marker, error) {
-	mfs, markers, _, err := m.remoteAllCopies(ctx, r)
-	return mfs, markers, err
-}
-
-// remoteAllCopies is remoteAll that also returns, by name id, the
-// manifests whose copies are not the same on every usable store.
+// remoteAllCopies reads every manifest (by name id; the newest copy) and
+// every marker without a manifest, and returns, by name id, the manifests
+// whose copies are not the same on every usable store.
 func (m *Manager) remoteAllCopies(ctx context.Context, r *region) (map[string]*format.Manifest, map[string]*format.Marker, map[string]*manifestCopies, error) {
 	return m.remoteScan(ctx, r, false)
 }
@@ -242,6 +236,30 @@ func (m *Manager) scanManifests(ctx context.Context, r *region, listing bool, un
 			differ[nid] = c
 		}
 	}
+	markers := m.readMarkers(ctx, r, snaps, marks)
+	if listing {
+		differ = nil
+	}
+	return mfs, markers, differ, nil
+}
+
+// scanMarkers reads the copying markers that have no manifest (syncs
+// running or dead), from the listings alone: no manifest is read.
+func (m *Manager) scanMarkers(ctx context.Context, r *region) (map[string]*format.Marker, error) {
+	snaps, err := r.list(ctx, snapDir)
+	if err != nil {
+		return nil, err
+	}
+	marks, err := r.list(ctx, copyDir)
+	if err != nil {
+		return nil, err
+	}
+	return m.readMarkers(ctx, r, snaps, marks), nil
+}
+
+// readMarkers reads the markers listed in marks whose name id has no
+// manifest listed in snaps; an unreadable marker is logged and left out.
+func (m *Manager) readMarkers(ctx context.Context, r *region, snaps, marks map[string][]int64) map[string]*format.Marker {
 	markers := map[string]*format.Marker{}
 	for nid := range marks {
 		if _, ok := snaps[nid]; ok {
@@ -262,10 +280,7 @@ func (m *Manager) scanManifests(ctx context.Context, r *region, listing bool, un
 		}
 		markers[nid] = mk
 	}
-	if listing {
-		differ = nil
-	}
-	return mfs, markers, differ, nil
+	return markers
 }
 
 // onlyCorrupt reports whether err (readManifestAll's) says that every copy
