@@ -581,9 +581,9 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 // held): unindexed packs, markers without a running sync, and indexes
 // whose pack has no shard on any store.
 func (m *Manager) repairGarbage(ctx context.Context, r *region, out *RepairReport) error {
-	// Only the markers are needed: a manifest unreadable on every store
-	// (a lost snapshot, reported by check) does not stop the rest.
-	_, markers, _, err := m.scanManifests(ctx, r, true, map[string]error{})
+	// Only the markers are needed (no manifest is read: a lost one,
+	// reported by check, does not stop the rest).
+	markers, err := m.scanMarkers(ctx, r)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/snapfs/snapfs/replicate/format"
@@ -61,21 +60,12 @@ func (v *clockView) hostSkew() (time.Duration, bool) {
 	return ds[len(ds)/2], true
 }
 
-// clockViews caches each Manager's last clockView per region (a
-// clockKey), so an operation judges locks it reads before it has put its
-// own by the last measurement. (Managers of one store with different
-// clocks, as tests make, each keep their own.)
-var clockViews sync.Map
-
-type clockKey struct {
-	m      *Manager
-	region string
-}
-
-func (m *Manager) clockKey(r *region) clockKey { return clockKey{m, r.cfg.Name} }
-
+// cachedClock is m's last clockView of region r (Manager.clocks), so an
+// operation judges locks it reads before it has put its own by the last
+// measurement. (Managers of one store with different clocks, as tests
+// make, each keep their own.)
 func (m *Manager) cachedClock(r *region) *clockView {
-	v, _ := clockViews.Load(m.clockKey(r))
+	v, _ := m.clocks.Load(r.cfg.Name)
 	cv, _ := v.(*clockView)
 	return cv
 }
@@ -107,8 +97,18 @@ func (m *Manager) measureClock(ctx context.Context, r *region, name string, on [
 			}
 		}
 	}
-	clockViews.Store(m.clockKey(r), v)
+	m.clocks.Store(r.cfg.Name, v)
 	return v
+}
+
+// margin is what an age judged by store times (storeAge) must exceed a
+// limit by before it counts: MaxClockSkew when this host's skew is not
+// measured (v nil), else nothing.
+func (v *clockView) margin() time.Duration {
+	if v == nil {
+		return MaxClockSkew
+	}
+	return 0
 }
 
 // skewErr is ErrClockSkew if this host's skew (by v) exceeds MaxClockSkew.
@@ -128,7 +128,7 @@ func skewErr(r *region, v *clockView, op string) error {
 // storeAge is how long ago object name was last put, by the stores' own
 // clocks (the youngest of the copies on the stores where listed, sizes[i]
 // >= 0). ok false if no store's time and skew are known. v nil: this
-// host's skew is unknown and taken as 0 (the caller adds a margin).
+// host's skew is unknown and taken as 0 (the caller adds v.margin()).
 func (m *Manager) storeAge(ctx context.Context, r *region, v *clockView, name string, sizes []int64, now time.Time) (age time.Duration, ok bool, err error) {
 	ages := make([]time.Duration, r.n())
 	got := make([]bool, r.n())

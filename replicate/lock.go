@@ -135,11 +135,7 @@ func (m *Manager) lockAge(ctx context.Context, r *region, view *clockView, lk *f
 		age = now.Sub(lk.Refreshed)
 		return age, age > m.opts.LockStale
 	}
-	margin := time.Duration(0)
-	if view == nil {
-		margin = MaxClockSkew
-	}
-	return age, age > m.opts.LockStale+margin
+	return age, age > m.opts.LockStale+view.margin()
 }
 
 // deadHere: the lock is held by a process of this host that provably no
@@ -506,15 +502,17 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 				err = r.putUsable(lctx, lockDir+id, b)
 			}
 			if err == nil {
+				// The lease runs from before the check: a put that took
+				// long (the lock may have been broken and put back
+				// meanwhile) does not extend it. It is renewed at once,
+				// not after the housekeeping below (slow stores would
+				// otherwise eat into it).
+				ls.renew(start, onNow)
 				m.measureClock(lctx, r, lockDir+id, onNow, put0, m.opts.Now())
 				// A dead process of this host left its lock meanwhile?
 				if locks, err := m.readLocks(lctx, r); err == nil {
 					m.removeOwnDead(lctx, r, locks, id)
 				}
-				// The lease runs from before the check: a put that took
-				// long (the lock may have been broken and put back
-				// meanwhile) does not extend it.
-				ls.renew(start, onNow)
 				continue
 			}
 			m.log.Warn("region lock refresh failed", "region", r.cfg.Name, "lock", id, "err", err)
@@ -719,9 +717,9 @@ func (m *Manager) Unlock(ctx context.Context, regionName string, force bool) (Un
 		}
 		st.Locks = append(st.Locks, l)
 	}
-	// Only the markers are needed: a manifest unreadable on every store
-	// (a lost snapshot) does not keep dead syncs' markers.
-	_, markers, _, err := m.scanManifests(ctx, r, true, map[string]error{})
+	// Only the markers are needed (no manifest is read: a lost one does
+	// not keep dead syncs' markers).
+	markers, err := m.scanMarkers(ctx, r)
 	if err != nil {
 		return st, err
 	}

@@ -354,11 +354,7 @@ func (m *Manager) packYoung(ctx context.Context, r *region, name string, id pack
 		m.log.Warn("prune: an unindexed pack's store time not read; keeping it", "region", r.cfg.Name, "pack", name, "err", err)
 		return true
 	}
-	margin := time.Duration(0)
-	if view == nil {
-		margin = MaxClockSkew
-	}
-	return byStore && age < OrphanAge+margin
+	return byStore && age < OrphanAge+view.margin()
 }
 
 // dropOrphanIndexes deletes the indexes whose pack has no shard on any

@@ -107,6 +107,9 @@ type Manager struct {
 	// between operations and checked against the region's listing
 	// (chunkcache.go).
 	chunkCache chunkCache
+	// clocks: each region's last clockView (region name to *clockView;
+	// clock.go).
+	clocks sync.Map
 }
 
 // New returns a Manager for the local store rs whose directory is

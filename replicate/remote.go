@@ -121,16 +121,15 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 		return nil, err
 	}
 	degraded := m.loadCheckState(regionName).Degraded
+	lost := map[string]bool{}
 	var out []RemoteSnapshot
 	for nid, mf := range mfs {
 		rs := m.remoteOf(mf)
 		if slices.Contains(degraded, nid) {
 			rs.State = StateDegraded
 		}
-		for _, d := range mf.Disks {
-			if _, bad := unreadable[d.Parent]; bad && d.Parent != "" {
-				rs.State = StateLost // a delta over a manifest that cannot be read
-			}
+		if overLost(mfs, unreadable, nid, lost) {
+			rs.State = StateLost // a delta over a manifest that cannot be read
 		}
 		out = append(out, rs)
 	}
@@ -147,15 +146,32 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 	return out, nil
 }
 
-// remoteAll reads every manifest (by name id; the newest copy) and every
-// marker without a manifest.
-func (m *Manager) remoteAll(ctx context.Context, r *region) (map[string]*format.Manifest, map[string]*format.Marker, error) {
-	mfs, markers, _, err := m.remoteAllCopies(ctx, r)
-	return mfs, markers, err
+// overLost reports whether a disk of manifest nid is a delta whose chain
+// of parents reaches a manifest in unreadable (at any depth: a delta over
+// a delta over it cannot be restored either). memo keeps the answers.
+func overLost(mfs map[string]*format.Manifest, unreadable map[string]error, nid string, memo map[string]bool) bool {
+	if v, ok := memo[nid]; ok {
+		return v
+	}
+	memo[nid] = false // a cycle (damage) ends here
+	mf := mfs[nid]
+	if mf == nil {
+		_, bad := unreadable[nid]
+		memo[nid] = bad
+		return bad
+	}
+	for _, d := range mf.Disks {
+		if d.Parent != "" && overLost(mfs, unreadable, d.Parent, memo) {
+			memo[nid] = true
+			return true
+		}
+	}
+	return false
 }
 
-// remoteAllCopies is remoteAll that also returns, by name id, the
-// manifests whose copies are not the same on every usable store.
+// remoteAllCopies reads every manifest (by name id; the newest copy) and
+// every marker without a manifest, and returns, by name id, the manifests
+// whose copies are not the same on every usable store.
 func (m *Manager) remoteAllCopies(ctx context.Context, r *region) (map[string]*format.Manifest, map[string]*format.Marker, map[string]*manifestCopies, error) {
 	return m.remoteScan(ctx, r, false)
 }
@@ -220,6 +236,30 @@ func (m *Manager) scanManifests(ctx context.Context, r *region, listing bool, un
 			differ[nid] = c
 		}
 	}
+	markers := m.readMarkers(ctx, r, snaps, marks)
+	if listing {
+		differ = nil
+	}
+	return mfs, markers, differ, nil
+}
+
+// scanMarkers reads the copying markers that have no manifest (syncs
+// running or dead), from the listings alone: no manifest is read.
+func (m *Manager) scanMarkers(ctx context.Context, r *region) (map[string]*format.Marker, error) {
+	snaps, err := r.list(ctx, snapDir)
+	if err != nil {
+		return nil, err
+	}
+	marks, err := r.list(ctx, copyDir)
+	if err != nil {
+		return nil, err
+	}
+	return m.readMarkers(ctx, r, snaps, marks), nil
+}
+
+// readMarkers reads the markers listed in marks whose name id has no
+// manifest listed in snaps; an unreadable marker is logged and left out.
+func (m *Manager) readMarkers(ctx context.Context, r *region, snaps, marks map[string][]int64) map[string]*format.Marker {
 	markers := map[string]*format.Marker{}
 	for nid := range marks {
 		if _, ok := snaps[nid]; ok {
@@ -240,10 +280,7 @@ func (m *Manager) scanManifests(ctx context.Context, r *region, listing bool, un
 		}
 		markers[nid] = mk
 	}
-	if listing {
-		differ = nil
-	}
-	return mfs, markers, differ, nil
+	return markers
 }
 
 // onlyCorrupt reports whether err (readManifestAll's) says that every copy

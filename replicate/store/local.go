@@ -258,20 +258,30 @@ func readFull(f *os.File, name string, p []byte, off int64) error {
 
 // Stat implements Store.
 func (l *Local) Stat(ctx context.Context, name string) (int64, error) {
-	if err := l.check(ctx, name); err != nil {
+	fi, err := l.stat(ctx, name)
+	if err != nil {
 		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// stat returns object name's file info; a missing object (or a directory
+// or other non-file) is ErrNotFound.
+func (l *Local) stat(ctx context.Context, name string) (fs.FileInfo, error) {
+	if err := l.check(ctx, name); err != nil {
+		return nil, err
 	}
 	fi, err := os.Stat(l.path(name))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-			return 0, fmt.Errorf("%w: %s in %s", ErrNotFound, name, l.location)
+			return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, name, l.location)
 		}
-		return 0, fmt.Errorf("store: stat %s: %w", name, err)
+		return nil, fmt.Errorf("store: stat %s: %w", name, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return 0, fmt.Errorf("%w: %s in %s (not a file)", ErrNotFound, name, l.location)
+		return nil, fmt.Errorf("%w: %s in %s (not a file)", ErrNotFound, name, l.location)
 	}
-	return fi.Size(), nil
+	return fi, nil
 }
 
 // List implements Store. It walks only the directory that the prefix

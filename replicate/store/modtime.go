@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -39,18 +36,9 @@ func ModTime(ctx context.Context, s Store, name string) (time.Time, error) {
 
 // ModTime implements ModTimer: the file's mtime.
 func (l *Local) ModTime(ctx context.Context, name string) (time.Time, error) {
-	if err := l.check(ctx, name); err != nil {
-		return time.Time{}, err
-	}
-	fi, err := os.Stat(l.path(name))
+	fi, err := l.stat(ctx, name)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-			return time.Time{}, fmt.Errorf("%w: %s in %s", ErrNotFound, name, l.location)
-		}
-		return time.Time{}, fmt.Errorf("store: stat %s: %w", name, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return time.Time{}, fmt.Errorf("%w: %s in %s (not a file)", ErrNotFound, name, l.location)
+		return time.Time{}, err
 	}
 	return fi.ModTime(), nil
 }
