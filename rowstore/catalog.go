@@ -291,6 +291,8 @@ func (s *Store) ResizeDisk(name string, size int64) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// A snapshot under way records the size its freeze saw (snapshot.go).
+	d.waitSnapshotLocked()
 	if size < d.size.Load() {
 		return fmt.Errorf("%w: disk %q is %d bytes; disks grow but never shrink (asked for %d)", ErrInvalid, name, d.size.Load(), size)
 	}

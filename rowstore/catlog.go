@@ -121,13 +121,18 @@ func (s *Store) syncCatalog() error {
 // syncCatalogIfStale is syncCatalog when the oldest unsynced catalog change
 // is older than catSyncAfter.
 func (s *Store) syncCatalogIfStale() error {
-	s.appendMu.Lock()
-	stale := s.catUnsynced != nil && time.Since(s.catUnsyncedAt) > catSyncAfter
-	s.appendMu.Unlock()
-	if !stale {
+	if !s.catalogStale() {
 		return nil
 	}
 	return s.syncCatalog()
+}
+
+// catalogStale reports whether the oldest catalog change the index has not
+// synced is older than catSyncAfter.
+func (s *Store) catalogStale() bool {
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	return s.catUnsynced != nil && time.Since(s.catUnsyncedAt) > catSyncAfter
 }
 
 // catalogSyncSoon is syncCatalogIfStale, done by the background sync when
@@ -139,10 +144,7 @@ func (s *Store) catalogSyncSoon() error {
 	if s.opts.SyncInterval <= 0 {
 		return s.syncCatalogIfStale()
 	}
-	s.appendMu.Lock()
-	stale := s.catUnsynced != nil && time.Since(s.catUnsyncedAt) > catSyncAfter
-	s.appendMu.Unlock()
-	if stale {
+	if s.catalogStale() {
 		select {
 		case s.catSyncKick <- struct{}{}:
 		default:

@@ -757,10 +757,6 @@ func (s *Store) startBackground() {
 				select {
 				case <-s.stop:
 					return
-				case <-s.catSyncKick:
-					if err := s.syncCatalogIfStale(); err != nil {
-						s.log.Error("background index sync failed", "err", err)
-					}
 				case <-t.C:
 					if _, err := s.GC(); err != nil {
 						s.log.Error("background gc failed", "err", err)
