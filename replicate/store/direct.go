@@ -1,19 +1,6 @@
 package store
 
-import (
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"sync"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
-
-	"github.com/snapfs/snapfs/rowstore/vfs"
-)
+import "github.com/snapfs/snapfs/rowstore/vfs"
 
 // Large objects (a pack's shards) are written with direct I/O (O_DIRECT):
 // the bytes go from the caller's buffer to the device, not through the
@@ -34,7 +21,8 @@ import (
 // through the page cache on the same descriptor. A file system that
 // refuses O_DIRECT (EINVAL, as tmpfs before Linux 6.6 did, or
 // EOPNOTSUPP) is remembered and written to as before (vfs.WriteFile); so
-// is any object a direct write fails on that way.
+// is any object a direct write fails on that way. The write itself is
+// vfs.WriteFileDirect, beside vfs.WriteFile: the one write-temp-then-rename.
 
 const (
 	// directMin is the smallest object written directly: below it the
@@ -42,99 +30,8 @@ const (
 	// locks) are read back soon.
 	directMin = 1 << 20
 	// directAlign is the alignment of buffers, offsets and lengths.
-	directAlign = 4096
-	// bounceSize is the bounce buffer for unaligned data.
-	bounceSize = 1 << 20
+	directAlign = vfs.DirectAlign
 )
-
-var bounces = sync.Pool{New: func() any {
-	b := make([]byte, bounceSize+directAlign)
-	off := int((directAlign - uintptr(unsafe.Pointer(&b[0]))%directAlign) % directAlign)
-	return b[off : off+bounceSize : off+bounceSize]
-}}
-
-// errNoDirect says that direct I/O is refused here: write buffered.
-var errNoDirect = errors.New("store: direct I/O not supported")
-
-// putDirect writes data to path p as vfs.WriteFile does, but directly.
-// It returns errNoDirect (nothing left behind) when the file system
-// refuses direct I/O.
-func (l *Local) putDirect(p string, data []byte) error {
-	var rnd [8]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	dir := filepath.Dir(p)
-	tmp := filepath.Join(dir, vfs.TempPrefix+filepath.Base(p)+"-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_DIRECT, 0o644)
-	if refused(err) {
-		return errNoDirect
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	fail := func(step string, err error) error {
-		_ = f.Close()
-		_ = os.Remove(tmp)
-		if refused(err) {
-			return errNoDirect
-		}
-		return fmt.Errorf("write %s: %s: %w", p, step, err)
-	}
-	if err := writeDirect(f, data); err != nil {
-		return fail("write", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail("sync", err)
-	}
-	if err := f.Close(); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: close: %w", p, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: rename: %w", p, err)
-	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("write %s: sync directory: %w", p, err)
-	}
-	return nil
-}
-
-// writeDirect writes data at offset 0 of f, opened with O_DIRECT: the
-// aligned prefix directly, the tail buffered (O_DIRECT cleared).
-func writeDirect(f *os.File, data []byte) error {
-	n := len(data) &^ (directAlign - 1)
-	if n > 0 {
-		if uintptr(unsafe.Pointer(&data[0]))%directAlign == 0 {
-			if _, err := f.WriteAt(data[:n], 0); err != nil {
-				return err
-			}
-		} else {
-			b := bounces.Get().([]byte)
-			defer bounces.Put(b) //nolint:staticcheck // a slice header: the pool keeps the array
-			for off := 0; off < n; {
-				c := copy(b[:min(len(b), n-off)], data[off:n])
-				if _, err := f.WriteAt(b[:c], int64(off)); err != nil {
-					return err
-				}
-				off += c
-			}
-		}
-	}
-	if n == len(data) {
-		return nil
-	}
-	fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
-	if err == nil {
-		_, err = unix.FcntlInt(f.Fd(), unix.F_SETFL, fl&^unix.O_DIRECT)
-	}
-	if err != nil {
-		return fmt.Errorf("clear O_DIRECT: %w", err)
-	}
-	_, err = f.WriteAt(data[n:], int64(n))
-	return err
-}
 
 // Reads stay buffered. Restore's way of reading (8 data shards of 2 MiB
 // at once from a cold cache) was measured both ways, interleaved
@@ -145,9 +42,3 @@ func writeDirect(f *os.File, data []byte) error {
 // CPU-s per GB: the copy out of the bounce buffer costs what the page
 // cache's did, and the kernel's readahead of a whole small file beats
 // synchronous direct reads.
-
-// refused reports whether err says the file system does not do direct
-// I/O (or not with this alignment).
-func refused(err error) bool {
-	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)
-}

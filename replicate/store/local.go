@@ -142,11 +142,11 @@ func (l *Local) Put(ctx context.Context, name string, data []byte) error {
 		return fmt.Errorf("store: put %s: %w", name, err)
 	}
 	if len(data) >= directMin && !l.noDirect.Load() {
-		err := l.putDirect(p, data)
+		err := vfs.WriteFileDirect(p, data, 0o644)
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, errNoDirect) {
+		if !errors.Is(err, vfs.ErrNoDirect) {
 			return fmt.Errorf("store: put %s: %w", name, err)
 		}
 		l.noDirect.Store(true)

@@ -32,9 +32,26 @@ type permCreator interface {
 // unchanged. perm applies where fsys can set it (the OS FS); a file that
 // holds secrets or configuration should use 0o600.
 //
-// It is the only write-temp-then-rename of snapfs: the superblock, region
+// It (with WriteFileDirect, through writeAtomic) is the only
+// write-temp-then-rename of snapfs: the superblock, region
 // configurations, local store objects and service state all go through it.
 func WriteFile(fsys FS, name string, data []byte, perm os.FileMode) error {
+	create := fsys.Create
+	if pc, ok := fsys.(permCreator); ok {
+		create = func(tmp string) (File, error) { return pc.CreateExcl(tmp, perm) }
+	}
+	return writeAtomic(fsys, name, create, func(f File) error {
+		_, err := f.WriteAt(data, 0)
+		return err
+	})
+}
+
+// writeAtomic is the write-temp-then-rename of WriteFile and
+// WriteFileDirect: create makes the temporary file (a unique name in
+// name's directory), write fills it; then it is synced, closed, renamed
+// over name and the directory synced. On error the temporary file is
+// removed and name is unchanged.
+func writeAtomic(fsys FS, name string, create func(tmp string) (File, error), write func(File) error) error {
 	dir, base := path.Split(name)
 	if dir == "" {
 		dir = "."
@@ -44,13 +61,7 @@ func WriteFile(fsys FS, name string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	tmp := path.Join(dir, TempPrefix+base+"-"+hex.EncodeToString(rnd[:]))
-	var f File
-	var err error
-	if pc, ok := fsys.(permCreator); ok {
-		f, err = pc.CreateExcl(tmp, perm)
-	} else {
-		f, err = fsys.Create(tmp)
-	}
+	f, err := create(tmp)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
@@ -59,7 +70,7 @@ func WriteFile(fsys FS, name string, data []byte, perm os.FileMode) error {
 		_ = fsys.Remove(tmp)
 		return fmt.Errorf("write %s: %s: %w", name, step, err)
 	}
-	if _, err := f.WriteAt(data, 0); err != nil {
+	if err := write(f); err != nil {
 		return fail("write", err)
 	}
 	if err := f.Sync(); err != nil {

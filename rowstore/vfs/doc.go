@@ -41,6 +41,11 @@
 // directories, since under CrashFS a directory whose parent was never synced
 // may vanish, as on a real disk.
 //
+// WriteFile replaces a file atomically and durably (unique temporary name,
+// sync, rename, directory sync); WriteFileDirect does the same on the OS
+// file system with O_DIRECT for large objects (a region's shards). Both go
+// through one writeAtomic: there is no other write-temp-then-rename.
+//
 // Errors from CrashFS are *os.PathError wrapping syscall.Errno values
 // (ENOENT, EISDIR, ENOTDIR, ENOTEMPTY, ENOSPC, EBADF), so errors.Is works
 // with both os.ErrNotExist and the errno.
