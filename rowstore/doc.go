@@ -816,8 +816,11 @@
 // Lazy); the in-memory entry stays, marked done, so a reader whose block
 // map still says "not found" reads through the index. While no disk reads
 // through the layer (the disk was deleted; its snapshots still may)
-// hydration stops; a disk made from one of them starts it again; once GC
-// removed the layer the source is closed.
+// hydration stops, and a source that is a LayerIdler is told so once the
+// workers are gone (the service closes its region disk, releasing the
+// shared region lock; a snapshot's read opens it again); a disk made from
+// one of them starts hydration again; once GC removed the layer the source
+// is closed.
 //
 // Diffs (sync) of a point that reads through a lazy layer not hydrated
 // yet are refused (ErrBusy): the index lacks its missing blocks. Check

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -686,6 +687,13 @@ func (s *Store) lazyUsers() (map[uint64][]string, error) {
 	return users, err
 }
 
+// LayerIdler is implemented by a LayerSource that can let go of what it
+// holds (a region disk and its shared region lock) while no disk reads
+// through its layer: hydration calls Idle when it stops because no disk
+// uses the layer any more (its workers gone); a later read (a snapshot
+// still reading through the layer) uses the source again.
+type LayerIdler interface{ Idle() }
+
 // AttachLazy attaches src to lazy layer layer: reads of blocks it does not
 // hold fetch them from src, and (unless opts.NoHydrate) a background job
 // fetches the rest, near recent reads first, within opts.Rate. Which blocks
@@ -898,6 +906,7 @@ func (ll *lazyLayer) hydrate(ctx context.Context, opts HydrateOptions) {
 	s := ll.s
 	log := s.log.With(slog.Uint64("layer", ll.id))
 	var stopOnce sync.Once
+	var noUsers atomic.Bool
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	// No disk left that reads through the layer: hydration stops (what
@@ -915,8 +924,21 @@ func (ll *lazyLayer) hydrate(ctx context.Context, opts HydrateOptions) {
 			users, err := s.lazyUsers()
 			if err == nil && len(users[ll.id]) == 0 {
 				log.Info("lazy layer: no disk uses it any more; hydration stops")
+				noUsers.Store(true)
 				stopOnce.Do(stop)
 				return
+			}
+		}
+	}()
+	// Stopped for lack of users: the workers are gone, so the source may
+	// let go of what it holds (a region's lock) until a read needs it.
+	defer func() {
+		if noUsers.Load() {
+			ll.mu.Lock()
+			src := ll.src
+			ll.mu.Unlock()
+			if i, ok := src.(LayerIdler); ok {
+				i.Idle()
 			}
 		}
 	}()

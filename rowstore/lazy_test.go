@@ -633,3 +633,46 @@ func TestLazyNearReadsFirst(t *testing.T) {
 		t.Fatalf("after a read of block 200: %d stored blocks after it local, %d of blocks 100-199", near, middle)
 	}
 }
+
+// idleSource is a test source that counts the store's Idle calls
+// (LayerIdler).
+type idleSource struct {
+	*storeSource
+	idled atomic.Int32
+}
+
+func (s *idleSource) Idle() { s.idled.Add(1) }
+
+// TestLazyIdleWhenNoDiskUsesLayer: once the last disk reading through a
+// lazy layer is deleted, hydration stops and tells its source it may let
+// go of what it holds (a region's lock) — not before, while the disk is
+// there.
+func TestLazyIdleWhenNoDiskUsesLayer(t *testing.T) {
+	const blocks = 64
+	// Set before the stores exist: cleanups run last first, so the stores
+	// (and their pollers) are closed before lazyPoll is put back.
+	lazyPoll = 50 * time.Millisecond
+	t.Cleanup(func() { lazyPoll = time.Second })
+	a, _ := lazyFixture(t, blocks)
+	src := &idleSource{storeSource: newStoreSource(t, a, "s", "d")}
+	b, _ := newTestStore(t, Options{})
+	if _, err := b.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: blocks * lazyBS, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
+		t.Fatal(err)
+	}
+	layer := lazyLayerOf(t, b, "x")
+	if err := b.AttachLazy(layer, src, HydrateOptions{Rate: 4 * lazyBS}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // several polls with the disk there
+	if n := src.idled.Load(); n != 0 {
+		t.Fatalf("source told idle %d times while disk x still reads through its layer", n)
+	}
+	if err := b.DeleteDisk("x", false); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); src.idled.Load() == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("hydration stopped for lack of disks but never told its source it is idle")
+		}
+	}
+}

@@ -241,7 +241,6 @@ func (l *Local) DeleteDisk(ctx context.Context, name string, force bool) error {
 	if err := l.store.DeleteDisk(name, force); err != nil {
 		return err
 	}
-	l.parkIfIdle(lazy, isLazy, name) // local_lazy.go: its region lock goes now
 	l.releaseAfterDelete(ctx, lazy, isLazy)
 	if force {
 		l.diskChanged(name) // an open file must not keep reading cached pages

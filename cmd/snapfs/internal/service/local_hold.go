@@ -63,8 +63,7 @@ func (l *Local) holdLive(region string) func(replicate.HoldInfo) bool {
 
 // stillRead reports whether lazy layer x may still be read after disk
 // (which read through it) went: a disk reads through it, or a snapshot
-// holds a disk of that name. The rule of both a hold's release
-// (holdLive) and a source's parking (parkIfIdle).
+// holds a disk of that name: the rule of a hold's release (holdLive).
 func stillRead(x rowstore.LazyLayer, snaps []rowstore.SnapshotInfo, disk string) bool {
 	if len(x.Disks) > 0 {
 		return true
@@ -165,7 +164,6 @@ func (l *Local) watchHold(layer uint64, region string, rd *reopening) {
 			return
 		case <-rd.closedC():
 		}
-		l.dropSrc(layer, rd)
 		ls, err := l.store.ListLazy()
 		if err != nil || slices.ContainsFunc(ls, func(x rowstore.LazyLayer) bool { return x.Layer == layer }) {
 			return

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -48,40 +47,6 @@ type lazyState struct {
 	holdCtxV    context.Context
 	holdCancel  context.CancelFunc
 	holdStopped bool
-	// srcs are the attached sources per lazy layer: disk delete parks
-	// the one no disk reads through any more (its region
-	// lock goes at once, not when GC removes the layer).
-	srcs map[uint64]*reopening
-}
-
-// addSrc records rd as layer's attached source.
-func (l *Local) addSrc(layer uint64, rd *reopening) {
-	l.lz.mu.Lock()
-	defer l.lz.mu.Unlock()
-	if l.lz.srcs == nil {
-		l.lz.srcs = map[uint64]*reopening{}
-	}
-	l.lz.srcs[layer] = rd
-}
-
-// dropSrc forgets rd, layer's source, once the store closed it.
-func (l *Local) dropSrc(layer uint64, rd *reopening) {
-	l.lz.mu.Lock()
-	defer l.lz.mu.Unlock()
-	if l.lz.srcs[layer] == rd {
-		delete(l.lz.srcs, layer)
-	}
-}
-
-// parkSrc closes the region disk of layer's source (its shared region
-// lock is released); a later read through the layer opens it again.
-func (l *Local) parkSrc(layer uint64) {
-	l.lz.mu.Lock()
-	rd := l.lz.srcs[layer]
-	l.lz.mu.Unlock()
-	if rd != nil && rd.park() {
-		l.log.Info("lazy disk: no disk reads through its layer; region disk closed (its lock released)", "layer", layer)
-	}
 }
 
 // setAttachErr records (err nil: clears) why layer's source is not attached.
@@ -150,9 +115,6 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	layer, err := l.lazyLayerOf(r.To)
 	if err == nil {
 		err = l.store.AttachLazy(layer, rd, rowstore.HydrateOptions{})
-	}
-	if err == nil {
-		l.addSrc(layer, rd)
 	}
 	l.log.Debug("restore --lazy", "disk", r.To, "open_region_disk", t1.Sub(t0), "create_and_attach", time.Since(t1))
 	if err != nil {
@@ -289,7 +251,6 @@ func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer, tried
 				}
 				return err
 			}
-			l.addSrc(x.Layer, rd)
 			l.watchHold(x.Layer, o.Region, rd) // local_hold.go
 			// The hold again (local_hold.go): on the stores that were down
 			// when it was written, and for disks restored before holds.
@@ -377,6 +338,17 @@ func (r *reopening) park() bool {
 	r.parked = true
 	r.rd.Close()
 	return true
+}
+
+// Idle is rowstore.LayerIdler: the store calls it when the layer's
+// hydration stopped because no disk uses the layer any more (a deleted
+// lazy disk), its workers gone. The region disk is closed, so its shared
+// region lock no longer keeps other hosts' prune out; a read through a
+// snapshot that still holds the layer opens it again.
+func (r *reopening) Idle() {
+	if r.park() {
+		r.log.Info("lazy disk: no disk reads through its layer; region disk closed (its lock released)")
+	}
 }
 
 // unpark opens the region disk again after park (nil: not parked).
@@ -545,33 +517,4 @@ func (r *reopening) Close() error {
 		return nil
 	}
 	return r.rd.Close()
-}
-
-// parkIfIdle is disk delete's hook: x is the lazy layer disk read
-// through. (Rollback needs none: it only goes to a snapshot of the same
-// disk, whose chain ends in the same layer.) When no disk reads through it any more and
-// no snapshot holds a disk of that name (holdLive's rule: the hold is
-// released then too), its source's region disk is closed at once, so
-// its shared region lock does not keep other hosts' prune out until GC
-// removes the layer (a later read through the layer opens it again).
-func (l *Local) parkIfIdle(x rowstore.LazyLayer, ok bool, disk string) {
-	if !ok {
-		return
-	}
-	ls, err := l.store.ListLazy()
-	if err != nil {
-		return
-	}
-	snaps, err := l.store.ListSnapshots()
-	if err != nil {
-		return
-	}
-	var now rowstore.LazyLayer // x as it stands (no disks if hydrated or gone)
-	if i := slices.IndexFunc(ls, func(y rowstore.LazyLayer) bool { return y.Layer == x.Layer }); i >= 0 {
-		now = ls[i]
-	}
-	if stillRead(now, snaps, disk) { // local_hold.go
-		return
-	}
-	l.parkSrc(x.Layer)
 }
