@@ -22,7 +22,8 @@
 // Read at scrape time from a Source (the daemon's service.Local): disks and
 // open handles, snapshots per disk and the age of the newest, store bytes
 // (segment, live, snapshot-exclusive, garbage = segment - live, index, free; the usage pass is
-// cached for UsageEvery, it scans the index), the cleaner's progress, and
+// cached for UsageEvery, or until the store's background recount of the
+// exclusive and live figures is done when the last pass found them stale), the cleaner's progress, and
 // per region the lag (age and size of the snapshots not yet available
 // there, from this host's copy records: no store is contacted).
 //

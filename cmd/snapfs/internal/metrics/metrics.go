@@ -372,11 +372,13 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// storeUsage is the last usage pass, made again when older than UsageEvery.
+// storeUsage is the last usage pass, made again when older than UsageEvery
+// or when its exclusive and live figures were stale (a recount was under
+// way in the store: the next scrape shows its result, not a minute later).
 func (m *Metrics) storeUsage(now time.Time) (rowstore.Usage, time.Time, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.usageAt.IsZero() || now.Sub(m.usageAt) >= UsageEvery {
+	if m.usageAt.IsZero() || now.Sub(m.usageAt) >= UsageEvery || m.usage.Store.ExclusiveStale {
 		m.usage, m.usageErr = m.src.Usage()
 		m.usageAt = now
 	}

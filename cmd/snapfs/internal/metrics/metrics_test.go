@@ -16,7 +16,10 @@ import (
 	"github.com/snapfs/snapfs/rowstore"
 )
 
-type fakeSource struct{ usageCalls int }
+type fakeSource struct {
+	usageCalls int
+	stale      bool // Usage's exclusive and live figures are being recounted
+}
 
 func (f *fakeSource) Disks() ([]rowstore.DiskInfo, error) {
 	return []rowstore.DiskInfo{{Name: "d", Size: 1 << 20, Allocated: 4096, Open: 1}}, nil
@@ -32,7 +35,7 @@ func (f *fakeSource) Snapshots() ([]SnapshotState, error) {
 
 func (f *fakeSource) Usage() (rowstore.Usage, error) {
 	f.usageCalls++
-	return rowstore.Usage{Store: rowstore.StoreUsage{SegmentBytes: 1000, LiveBytes: 600},
+	return rowstore.Usage{Store: rowstore.StoreUsage{SegmentBytes: 1000, LiveBytes: 600, ExclusiveStale: f.stale},
 		Snapshots: []rowstore.ItemUsage{{Name: "s1", Exclusive: 30}, {Name: "s2", Exclusive: 12}}}, nil
 }
 func (f *fakeSource) CleanerStats() rowstore.CleanerStats { return rowstore.CleanerStats{Rounds: 2} }
@@ -40,6 +43,30 @@ func (f *fakeSource) CacheStats() rowstore.CacheStats {
 	return rowstore.CacheStats{DirtyBytes: 10, Disks: map[string]int64{"d": 10}, LimitPerDisk: 32 << 20}
 }
 func (f *fakeSource) Regions() ([]string, error) { return []string{"dr"}, nil }
+
+// TestUsageStaleAskedAgain: a usage pass whose figures were stale (the
+// store's recount under way) serves no further scrape; a current one serves
+// them for UsageEvery (CI once saw live bytes 0 right after a snapshot).
+func TestUsageStaleAskedAgain(t *testing.T) {
+	src := &fakeSource{stale: true}
+	m := New(src, nil)
+	now := time.Now()
+	for i := 0; i < 3; i++ {
+		if _, _, err := m.storeUsage(now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if src.usageCalls != 3 {
+		t.Fatalf("%d usage passes for 3 scrapes while stale, want 3", src.usageCalls)
+	}
+	src.stale = false
+	for i := 0; i < 3; i++ {
+		m.storeUsage(now.Add(time.Second))
+	}
+	if src.usageCalls != 4 {
+		t.Errorf("%d usage passes after the recount, want 4 (one, then cached)", src.usageCalls)
+	}
+}
 
 // TestMetrics: counters move with the calls, the state is read at scrape
 // time, the usage pass is cached, a nil *Metrics ignores every call.
