@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 
@@ -28,7 +27,7 @@ func NewClient(sock string) *Client {
 
 // post sends a request; it returns the response when its status is 200
 // (close its body), or the error it carries.
-func (c *Client) post(ctx context.Context, method string, req any) (*http.Response, error) {
+func (c *Client) post(ctx context.Context, method string, req any) (*wire.Response, error) {
 	res, err := c.wc.Post(ctx, method, req)
 	return res, FromWire(err)
 }

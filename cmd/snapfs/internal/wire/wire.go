@@ -1,21 +1,14 @@
 package wire
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptrace"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -83,139 +76,6 @@ func (e *Unanswered) Error() string {
 }
 
 func (e *Unanswered) Unwrap() error { return e.Err }
-
-// errAnswerTimeout is the cause of a call's cancellation by the bound.
-var errAnswerTimeout = errors.New("no answer in time")
-
-// Client calls a daemon over its control socket.
-type Client struct {
-	sock string
-	hc   *http.Client
-	// answer bounds the wait for a sign of life (SetAnswerTimeout); 0:
-	// no bound.
-	answer time.Duration
-}
-
-// NewClient returns a client of the control socket at sock. It does not
-// connect until the first call.
-func NewClient(sock string) *Client {
-	c := &Client{sock: sock}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			d := net.Dialer{Timeout: 2 * time.Second}
-			conn, err := d.DialContext(ctx, "unix", sock)
-			if err != nil {
-				return nil, noAnswer{err}
-			}
-			return conn, nil
-		},
-		MaxIdleConns:    2,
-		IdleConnTimeout: 30 * time.Second,
-	}
-	c.hc = &http.Client{Transport: tr}
-	return c
-}
-
-// Socket is the socket's path.
-func (c *Client) Socket() string { return c.sock }
-
-// Close releases idle connections.
-func (c *Client) Close() { c.hc.CloseIdleConnections() }
-
-// SetAnswerTimeout bounds the wait for the daemon's first sign of life
-// after each request (AnswerTimeout; package hot's calls) and makes a call
-// without one an *Unanswered. A client without it waits as long as the
-// daemon takes (package service's: it probed the daemon first, and long
-// jobs of a daemon older than the 102 would look hung).
-func (c *Client) SetAnswerTimeout(d time.Duration) { c.answer = d }
-
-// Post sends a request; it returns the response when its status is 200
-// (close its body), an *Error when the daemon answered with one, an
-// *Unanswered (with SetAnswerTimeout) when the daemon took the connection
-// but no byte of an answer came within the bound or before ctx ended, or
-// another error; that
-// error wraps ErrNoAnswer when no connection was made.
-func (c *Client) Post(ctx context.Context, method string, req any) (*http.Response, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("control %s: %w", method, err)
-	}
-	cctx, cancel := context.WithCancelCause(ctx)
-	// state: 0 waiting for the daemon, 1 it answered, 2 the bound passed.
-	var state atomic.Int32
-	var sent atomic.Bool
-	trace := &httptrace.ClientTrace{
-		WroteRequest:         func(httptrace.WroteRequestInfo) { sent.Store(true) },
-		GotFirstResponseByte: func() { state.CompareAndSwap(0, 1) },
-	}
-	hr, err := http.NewRequestWithContext(httptrace.WithClientTrace(cctx, trace), http.MethodPost, "http://snapfs/v1/"+method, bytes.NewReader(body))
-	if err != nil {
-		cancel(nil)
-		return nil, fmt.Errorf("control %s: %w", method, err)
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	start := time.Now()
-	var timer *time.Timer
-	if c.answer > 0 {
-		timer = time.AfterFunc(c.answer, func() {
-			if state.CompareAndSwap(0, 2) {
-				cancel(errAnswerTimeout)
-			}
-		})
-	}
-	res, err := c.hc.Do(hr)
-	if timer != nil {
-		timer.Stop()
-	}
-	if err != nil {
-		cancel(nil)
-		if errors.Is(err, ErrNoAnswer) || c.answer <= 0 {
-			return nil, fmt.Errorf("daemon at %s: %w", c.sock, err)
-		}
-		timedOut := state.Load() == 2
-		if timedOut || ctx.Err() != nil {
-			return nil, &Unanswered{Sock: c.sock, Method: method, Sent: sent.Load(), Timeout: timedOut, After: time.Since(start), Err: err}
-		}
-		return nil, fmt.Errorf("daemon at %s: %w", c.sock, err)
-	}
-	res.Body = &cancelBody{ReadCloser: res.Body, cancel: cancel}
-	if res.StatusCode == http.StatusOK {
-		return res, nil
-	}
-	defer res.Body.Close()
-	data, _ := io.ReadAll(res.Body)
-	var we Error
-	if json.Unmarshal(data, &we) != nil || we.Message == "" {
-		return nil, fmt.Errorf("daemon at %s: %s: %s", c.sock, method, res.Status)
-	}
-	return nil, &we
-}
-
-// cancelBody releases a call's context when its answer is closed.
-type cancelBody struct {
-	io.ReadCloser
-	cancel context.CancelCauseFunc
-}
-
-func (b *cancelBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel(nil)
-	return err
-}
-
-// Call makes a call and returns the raw JSON result.
-func (c *Client) Call(ctx context.Context, method string, req any) (json.RawMessage, error) {
-	res, err := c.Post(ctx, method, req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(res.Body)
-	if err != nil {
-		return nil, fmt.Errorf("daemon at %s: read answer to %s: %w", c.sock, method, err)
-	}
-	return bytes.TrimSpace(data), nil
-}
 
 // Requests of the hot operations. Package service aliases them: the daemon
 // decodes what the clients encode.
