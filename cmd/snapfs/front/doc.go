@@ -30,6 +30,13 @@
 // snapfs-full next to the front. When none exists it says so (exit 1); so
 // when the one found is the front itself (it would exec itself forever).
 //
+// What it links and does is kept to what these commands need, because a
+// command's time is mostly the process's start: package wire's client
+// speaks HTTP/1.1 itself (no net/http, crypto/tls or x509 in the binary:
+// TestLight), and the output is buffered and written once at the end
+// (stderr flushes it first, so the two interleave as written).
+// BenchmarkRun measures the in-process part of a command (about 0.1 ms).
+//
 // Build it with CGO_ENABLED=0 and -tags urfave_cli_no_docs (urfave/cli's
 // man-page generation pulls in a Markdown parser the front never uses);
 // without the tag it works the same, only starts a little slower.

@@ -32,6 +32,11 @@ var heavy = []string{
 	"github.com/hanwen/go-fuse",
 	"github.com/minio/",
 	"github.com/prometheus/",
+	// package wire's client speaks HTTP/1.1 itself: net/http's package
+	// init (HTTP/2 bundle, crypto/tls, x509) would cost every command.
+	"net/http",
+	"crypto/tls",
+	"crypto/x509",
 }
 
 func goTool(t *testing.T) string {

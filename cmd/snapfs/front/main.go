@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +17,14 @@ import (
 )
 
 func main() {
-	code, handled := run(os.Args, os.Stdout, os.Stderr)
+	// Output is written once, at the end (a table is otherwise a write(2)
+	// per cell); stderr flushes it first, so the two interleave as written.
+	out := bufio.NewWriterSize(os.Stdout, 32<<10)
+	code, handled := run(os.Args, out, stderrAfter{out})
+	if err := out.Flush(); err != nil && code == 0 {
+		fmt.Fprintf(os.Stderr, "snapfs: write output: %v\n", err)
+		code = 1
+	}
 	if handled {
 		os.Exit(code)
 	}
@@ -27,6 +35,14 @@ func main() {
 	}
 	fmt.Fprintf(os.Stderr, "snapfs: %v\n", err)
 	os.Exit(1)
+}
+
+// stderrAfter is stderr, written after the output buffered so far.
+type stderrAfter struct{ out *bufio.Writer }
+
+func (w stderrAfter) Write(p []byte) (int, error) {
+	_ = w.out.Flush()
+	return os.Stderr.Write(p)
 }
 
 // errFallback says: the full binary runs this command line.
