@@ -37,7 +37,15 @@
 # this tree's full binary alone: before/after the front), a second store is
 # served by a daemon of that binary and every timed run is made on both in
 # turn: the "base" rows and the ratios are from the same run. All the
-# binaries, floors included, are built static (CGO_ENABLED=0).
+# binaries, floors included, are built static (CGO_ENABLED=0). When the
+# baseline is a front (cmd/snapfs/front of another commit), give the full
+# binary it execs as BENCH_CLI_BASELINE_FULL.
+#
+# Each level also records the daemons' CPU time during it (utime+stime from
+# /proc: background work, such as the cleaner's scans or the Go collector,
+# competes with the operations for the machine's cores). With
+# BENCH_CLI_SETTLE=SECONDS the script waits that long after writing before
+# the level's timed runs, so a level can be timed with the daemons idle.
 #
 # Environment (defaults in brackets; --smoke: 10 runs, 64M):
 #   BENCH_RUNS       runs per operation and level [100]
@@ -45,6 +53,8 @@
 #                    first (0) [2G 8G]; the issue asks for 32G when time allows
 #   BENCH_DIR        where the work directory is made [/var/tmp]
 #   BENCH_CLI_BASELINE  a snapfs binary to compare with [none]
+#   BENCH_CLI_BASELINE_FULL  the full binary the baseline front execs [none]
+#   BENCH_CLI_SETTLE seconds to wait after writing, before a level [0]
 set -euo pipefail
 { # the whole script is parsed before it runs: editing it during a run is safe
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -152,6 +162,10 @@ if [ -n "$base" ]; then
 	[ -x "$base" ] || { echo "bench-cli.sh: BENCH_CLI_BASELINE $base is not executable" >&2; exit 2; }
 	cp "$base" "$bin/snapfs-base"
 	sides+=(base)
+	if [ -n "${BENCH_CLI_BASELINE_FULL:-}" ]; then
+		# A front finds the full binary next to itself (cmd/snapfs/front).
+		cp "$(realpath "$BENCH_CLI_BASELINE_FULL")" "$bin/snapfs-full"
+	fi
 fi
 # snapfs SIDE ARGS...: the binary and store of SIDE (new: this tree; base).
 snapfs() {
@@ -171,6 +185,12 @@ for side in "${sides[@]}"; do
 	fi
 	undo+=("'$b' --store '$work/store-$side' umount '$work/mnt-$side' || umount -l '$work/mnt-$side'")
 done
+# daemon_ticks SIDE: the CPU time (clock ticks) of SIDE's daemon so far.
+daemon_ticks() {
+	local pid
+	pid=$(pgrep -o -f -- "--store $work/store-$1 .*mount" || true)
+	if [ -n "$pid" ]; then awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0; else echo 0; fi
+}
 total=0
 for s in $SIZES; do
 	b=$(numfmt --from=iec "$s")
@@ -213,6 +233,11 @@ level() { # level TAG
 	local logged
 	logged=$(wc -l <"$work/store-new/snapfs.log")
 	before=$(uptime)
+	local t0 t1 tick t_level
+	tick=$(getconf CLK_TCK)
+	declare -A cpu0
+	for side in "${sides[@]}"; do cpu0[$side]=$(daemon_ticks "$side"); done
+	t0=$(now_us)
 	for ((i = 0; i < RUNS; i++)); do
 		timed "$dir/hello" "$bin/hello"
 		for side in "${sides[@]}"; do
@@ -228,6 +253,15 @@ level() { # level TAG
 		done
 	done
 	after=$(uptime)
+	t1=$(now_us)
+	t_level=$(((t1 - t0) / 1000))
+	# The daemons' CPU during the level, as a share of one core.
+	local cpu_json="" sep=""
+	for side in "${sides[@]}"; do
+		cpu_json+="$sep\"$side\":$(awk -v a="${cpu0[$side]}" -v b="$(daemon_ticks "$side")" -v hz="$tick" -v ms="$t_level" \
+			'BEGIN { printf "%.3f", (b - a) / hz / (ms / 1000) }')"
+		sep=,
+	done
 	# The daemon's own time per operation (debug log: took=1.234ms or 567µs).
 	tail -n +$((logged + 1)) "$work/store-new/snapfs.log" | awk -v dir="$dir" '
 		match($0, /msg="control: [A-Za-z]+"/) {
@@ -247,8 +281,8 @@ level() { # level TAG
 			if (f != "") printf "%d\n", us >>(dir "/server." f)
 		}'
 	{
-		printf '{"level":"%s","written_bytes":%d,"uptime_before":"%s","uptime_after":"%s","hello":%s' \
-			"$tag" "$written" "$before" "$after" "$(stats "$dir/hello")"
+		printf '{"level":"%s","written_bytes":%d,"uptime_before":"%s","uptime_after":"%s","daemon_cpu_share":{%s},"hello":%s' \
+			"$tag" "$written" "$before" "$after" "$cpu_json" "$(stats "$dir/hello")"
 		printf ',"server":{'
 		local sep=""
 		for op in status snapshot_create clone rollback image_create usage usage_fresh; do
@@ -281,6 +315,10 @@ for s in $SIZES; do
 			--ioengine=psync --end_fsync=1 --refill_buffers --fallocate=none --output-format=json --output="$work/fill.json" >/dev/null
 	done
 	written=$b
+	if [ "${BENCH_CLI_SETTLE:-0}" -gt 0 ]; then
+		echo "waiting ${BENCH_CLI_SETTLE} s (BENCH_CLI_SETTLE)" >&2
+		sleep "$BENCH_CLI_SETTLE"
+	fi
 	level "$s"
 done
 
@@ -307,7 +345,7 @@ printf '%-16s %-8s %8s %8s %8s %8s\n' operation written p50_ms p90_ms p99_ms max
 jq -r '.levels[] as $l | ($l.server | keys_unsorted[]) as $op | $l.server[$op] as $s
 	| [$op, $l.level, $s.p50_ms, $s.p90_ms, $s.p99_ms, $s.max_ms] | @tsv' "$out" |
 	awk -F'\t' '{ printf "%-16s %-8s %8s %8s %8s %8s\n", $1, $2, $3, $4, $5, $6 }'
-jq -r '.levels[] | "load during level \(.level): before \(.uptime_before | sub(".*load average: "; "")), after \(.uptime_after | sub(".*load average: "; ""))"' "$out"
+jq -r '.levels[] | "load during level \(.level): before \(.uptime_before | sub(".*load average: "; "")), after \(.uptime_after | sub(".*load average: "; "")); daemon CPU (cores) \(.daemon_cpu_share)"' "$out"
 echo "JSON: $out"
 exit 0
 }

@@ -7,7 +7,13 @@
 //   - the socket's place (SocketPath) and the HTTP+JSON transport of a call
 //     (Client: "POST /v1/<Method>", a JSON body, a 200 answer with the JSON
 //     result or an error status with {"code", "message"}; the protocol is
-//     described in service/server.go);
+//     described in service/server.go). The client writes and reads the
+//     HTTP/1.1 it needs itself (client.go: one connection per call, 1xx
+//     answers skipped, Content-Length, chunked and until-close bodies):
+//     net/http's package init and transport cost a short-lived front about
+//     half a millisecond per command; the daemon's side stays net/http's
+//     server, so clients of either kind talk to daemons of either version
+//     (TestClientSpeaksToNetHTTP; FuzzReadResponse for the parser);
 //   - the request types of the hot operations (CreateSnapshotRequest,
 //     CreateDiskRequest, RollbackRequest, ImageRequest), which package
 //     service aliases, so the daemon decodes exactly what clients encode;
@@ -17,9 +23,10 @@
 //   - TypedJSON, the form of every --json line.
 //
 // Invariants:
-//   - It imports only the standard library: no rowstore, replicate, index,
-//     Badger, go-fuse, minio or prometheus (cmd/snapfs/front's test checks
-//     it with go list -deps). Its package init does nothing.
+//   - It imports only the standard library, and of it not net/http (nor
+//     crypto/tls, x509): no rowstore, replicate, index, Badger, go-fuse,
+//     minio or prometheus (cmd/snapfs/front's TestLight checks it with go
+//     list -deps). Its package init does nothing.
 //   - ExitOf(code) equals exitcode.Of of a service.RemoteError with that
 //     code, for every code of exitcode.Table: the table takes its exit codes
 //     from ExitOfCode (cmd/snapfs's TestWireExitCodes checks the round
