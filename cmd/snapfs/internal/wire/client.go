@@ -69,6 +69,9 @@ type Response struct {
 // but no byte of an answer came within the bound or before ctx ended, or
 // another error; that error wraps ErrNoAnswer when no connection was made.
 func (c *Client) Post(ctx context.Context, method string, req any) (*Response, error) {
+	if !validMethod(method) {
+		return nil, fmt.Errorf("control %q: not a method name", method)
+	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("control %s: %w", method, err)
@@ -128,6 +131,20 @@ func (c *Client) Post(ctx context.Context, method string, req any) (*Response, e
 		return nil, fmt.Errorf("daemon at %s: %s: %s", c.sock, method, res.Status)
 	}
 	return nil, &we
+}
+
+// validMethod: a method is a Service method's name, written as is in the
+// request line (never a space, CR or LF that would change the request).
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // failed is the error of a call that got no answer: err is the transport's.

@@ -93,6 +93,10 @@ func TestClientSpeaksToNetHTTP(t *testing.T) {
 		t.Fatalf("old client: %s", b)
 	}
 
+	if _, err := c.Call(ctx, "Status HTTP/1.1\r\nX: y", struct{}{}); err == nil || errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("a method with a CRLF: %v, want an error before anything is sent", err)
+	}
+
 	raw, err = c.Call(ctx, "Big", struct{}{})
 	if err != nil || string(raw) != `"`+strings.Repeat("y", 100000)+`"` {
 		t.Fatalf("chunked answer: %d bytes, %v", len(raw), err)
