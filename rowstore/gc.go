@@ -135,7 +135,7 @@ func (s *Store) scanWith(build bool) (*scanResult, error) {
 	s.pinMu.Unlock()
 	locked := false
 	if build {
-		res.build = &liveBuild{m: map[vkey]index.Version{}, segLive: map[uint64]int64{}}
+		res.build = s.cleaner.lm.newLiveBuild()
 		s.idxMu.Lock()
 		locked = true
 	}

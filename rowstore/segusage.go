@@ -1,6 +1,10 @@
 package rowstore
 
 import (
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 
@@ -32,13 +36,24 @@ import (
 // handle closed) only makes it keep more than the readers need, never less;
 // the cleaner rescans after catalog changes to notice it.
 //
-// The map costs 100-210 bytes per live version (208 measured at 2^20);
-// above liveMapMax versions it is not built and the cleaner falls back to
-// a scan per round.
+// The map is one open-addressing hash table (liveTable, below): a single
+// slice of 40-byte entries without pointers, so the garbage collector never
+// scans it and it costs no allocation per version. An entry holds what the
+// cleaner needs: the key, the record's position and length, its sequence
+// number and flags, but not the digest (32 bytes more per version):
+// repointMap reads the values of the records it moves from the index, in
+// one view per batch. At most 0.8 full and grown by half: 50 to 75 bytes
+// per live version (BenchmarkLiveMapBytes at 2^20: see the package doc),
+// against 208 for the Go map of whole index values it replaced. A version
+// the table cannot hold (a layer, epoch or segment number beyond 32 bits,
+// an offset beyond 4 GiB) abandons the build or drops the map: the cleaner
+// then scans, as above liveMapMax versions.
 
-// liveMapMax bounds the versions the live map holds (about 210 MiB: 16 GiB of
-// 16 KiB blocks, 4 GiB of 4 KiB ones).
-var liveMapMax = 1 << 20
+// liveMapMax bounds the versions the live map holds: 2^21 (at most 150 MiB
+// during a growth, 100 MiB after; 32 GiB of 16 KiB blocks, 8 GiB of 4 KiB
+// ones). The daemon's soft memory limit (cmd/snapfs cmd_mount.go) leaves
+// room for it.
+var liveMapMax = 1 << 21
 
 // liveJournalMax bounds the changes kept while a scan builds the map.
 const liveJournalMax = 1 << 20
@@ -49,43 +64,262 @@ type liveChange struct {
 	del bool
 }
 
+// liveEntry is one version in the table: length 0 marks an empty slot
+// (a data record is at least a header long).
+type liveEntry struct {
+	block, seq           uint64
+	layer, epoch         uint32
+	segment, offset, len uint32
+	flags                uint32
+}
+
+// liveEntryOf packs a data version; ok is false if it does not fit.
+func liveEntryOf(k vkey, v index.Version) (e liveEntry, ok bool) {
+	if k.layer > math.MaxUint32 || k.epoch > math.MaxUint32 || v.Segment > math.MaxUint32 ||
+		v.Offset < 0 || v.Offset > math.MaxUint32 || v.Length == 0 {
+		return liveEntry{}, false
+	}
+	return liveEntry{block: k.block, seq: v.Seq, layer: uint32(k.layer), epoch: uint32(k.epoch),
+		segment: uint32(v.Segment), offset: uint32(v.Offset), len: v.Length, flags: uint32(v.Flags)}, true
+}
+
+func (e *liveEntry) key() vkey { return vkey{uint64(e.layer), e.block, uint64(e.epoch)} }
+
+// version is the index value without its digest.
+func (e *liveEntry) version() index.Version {
+	return index.Version{Segment: uint64(e.segment), Offset: int64(e.offset), Length: e.len, Seq: e.seq, Flags: uint8(e.flags)}
+}
+
+// at reports whether e names the record at pos with sequence number seq.
+func (e *liveEntry) at(pos segment.Pos, seq uint64) bool {
+	return uint64(e.segment) == pos.Segment && int64(e.offset) == pos.Offset && e.seq == seq
+}
+
+// liveTable is an open-addressing hash table of liveEntry with linear
+// probing and backward-shift deletion (no tombstones); the home slot of a
+// key is its hash scaled to the table's size, so the size need not be a
+// power of two and grows by half.
+type liveTable struct {
+	slots []liveEntry
+	n     int
+}
+
+const (
+	liveTableMin     = 64
+	liveTableLoadNum = 4 // at most 4/5 full
+	liveTableLoadDen = 5
+)
+
+// newLiveTable returns a table sized for hint entries.
+func newLiveTable(hint int) *liveTable {
+	return &liveTable{slots: make([]liveEntry, max(liveTableMin, hint*liveTableLoadDen/liveTableLoadNum+1))}
+}
+
+func liveHash(layer, epoch uint32, block uint64) uint64 {
+	h := block*0x9e3779b97f4a7c15 ^ (uint64(layer)<<32|uint64(epoch))*0xc2b2ae3d27d4eb4f
+	h ^= h >> 31
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 29
+	return h
+}
+
+func (t *liveTable) home(layer, epoch uint32, block uint64) int {
+	hi, _ := bits.Mul64(liveHash(layer, epoch, block), uint64(len(t.slots)))
+	return int(hi)
+}
+
+// find returns the slot of k, or -1.
+func (t *liveTable) find(k vkey) int {
+	if k.layer > math.MaxUint32 || k.epoch > math.MaxUint32 {
+		return -1
+	}
+	l, e := uint32(k.layer), uint32(k.epoch)
+	for i := t.home(l, e, k.block); ; {
+		s := &t.slots[i]
+		if s.len == 0 {
+			return -1
+		}
+		if s.block == k.block && s.layer == l && s.epoch == e {
+			return i
+		}
+		if i++; i == len(t.slots) {
+			i = 0
+		}
+	}
+}
+
+func (t *liveTable) get(k vkey) (liveEntry, bool) {
+	if i := t.find(k); i >= 0 {
+		return t.slots[i], true
+	}
+	return liveEntry{}, false
+}
+
+// put inserts or replaces e, returning the entry it replaced.
+func (t *liveTable) put(e liveEntry) (old liveEntry, replaced bool) {
+	if (t.n+1)*liveTableLoadDen > len(t.slots)*liveTableLoadNum {
+		t.grow()
+	}
+	for i := t.home(e.layer, e.epoch, e.block); ; {
+		s := &t.slots[i]
+		if s.len == 0 {
+			*s = e
+			t.n++
+			return liveEntry{}, false
+		}
+		if s.block == e.block && s.layer == e.layer && s.epoch == e.epoch {
+			old, *s = *s, e
+			return old, true
+		}
+		if i++; i == len(t.slots) {
+			i = 0
+		}
+	}
+}
+
+// del removes k, returning its entry.
+func (t *liveTable) del(k vkey) (liveEntry, bool) {
+	i := t.find(k)
+	if i < 0 {
+		return liveEntry{}, false
+	}
+	old := t.slots[i]
+	n := len(t.slots)
+	// Backward shift: move up every later entry of the run whose home is
+	// not between the hole and it.
+	for j := i; ; {
+		if j++; j == n {
+			j = 0
+		}
+		s := &t.slots[j]
+		if s.len == 0 {
+			break
+		}
+		h := t.home(s.layer, s.epoch, s.block)
+		if (j-h+n)%n >= (j-i+n)%n {
+			t.slots[i] = *s
+			i = j
+		}
+	}
+	t.slots[i] = liveEntry{}
+	t.n--
+	return old, true
+}
+
+func (t *liveTable) grow() {
+	old := t.slots
+	t.slots = make([]liveEntry, max(liveTableMin, len(old)+len(old)/2))
+	t.n = 0
+	for i := range old {
+		if old[i].len != 0 {
+			t.put(old[i])
+		}
+	}
+}
+
+func (t *liveTable) len() int {
+	if t == nil {
+		return 0
+	}
+	return t.n
+}
+
 type liveMap struct {
 	mu sync.Mutex // taken inside idxMu by writers; alone by readers
 	// m is nil while the map is not installed.
-	m       map[vkey]index.Version
+	m       *liveTable
 	segLive map[uint64]int64 // record bytes of live data versions per segment
 	live    int64            // payload bytes of the live data versions
 	// building is set while a scan builds the map: writers record their
 	// changes in journal, applied on top of the scan's view when it is
 	// installed.
 	building bool
-	journal  []liveChange
+	journal  []liveJournal
 	// catGen is the catalog generation the map was built at.
 	catGen uint64
 	// tooBig: the last scan found more than liveMapMax live versions.
 	tooBig atomic.Bool
+	// lastLen is the versions the last installed map was built with: the
+	// next build's table is sized for it.
+	lastLen atomic.Int64
+}
+
+// liveJournal is a change recorded while a scan builds the map.
+type liveJournal struct {
+	e   liveEntry
+	del bool
 }
 
 // payloadBytes is what a data version counts as live data.
 func payloadBytes(v index.Version) int64 { return int64(v.Length) - segment.HeaderSize }
 
-// setLocked records v as the version of k (deleting it when del or when v
-// is a hole), keeping the usage table in step.
-func (lm *liveMap) setLocked(k vkey, v index.Version, del bool) {
-	if old, ok := lm.m[k]; ok {
-		lm.segLive[old.Segment] -= int64(old.Length)
-		if lm.segLive[old.Segment] <= 0 {
-			delete(lm.segLive, old.Segment)
-		}
-		lm.live -= payloadBytes(old)
-		delete(lm.m, k)
-	}
+func (e *liveEntry) payload() int64 { return int64(e.len) - segment.HeaderSize }
+
+// journalOf packs a change for the table; ok is false if it cannot hold
+// the version.
+func journalOf(k vkey, v index.Version, del bool) (liveJournal, bool) {
 	if del || v.Zero() {
+		if k.layer > math.MaxUint32 || k.epoch > math.MaxUint32 {
+			return liveJournal{}, false
+		}
+		return liveJournal{e: liveEntry{block: k.block, layer: uint32(k.layer), epoch: uint32(k.epoch)}, del: true}, true
+	}
+	e, ok := liveEntryOf(k, v)
+	return liveJournal{e: e}, ok
+}
+
+// setLocked applies one change to the installed map, keeping the usage
+// table in step.
+func (lm *liveMap) setLocked(c liveJournal) {
+	var old liveEntry
+	var had bool
+	if c.del {
+		old, had = lm.m.del(c.e.key())
+	} else {
+		old, had = lm.m.put(c.e)
+		lm.segLive[uint64(c.e.segment)] += int64(c.e.len)
+		lm.live += c.e.payload()
+	}
+	if had {
+		seg := uint64(old.segment)
+		lm.segLive[seg] -= int64(old.len)
+		if lm.segLive[seg] <= 0 {
+			delete(lm.segLive, seg)
+		}
+		lm.live -= old.payload()
+	}
+}
+
+// journalLocked adds changes to the journal of a build, or abandons the
+// build when the journal is full or a change does not fit the table.
+func (lm *liveMap) journalLocked(n int, each func(func(vkey, index.Version, bool) bool)) {
+	if len(lm.journal)+n > liveJournalMax {
+		lm.building, lm.journal = false, nil
 		return
 	}
-	lm.m[k] = v
-	lm.segLive[v.Segment] += int64(v.Length)
-	lm.live += payloadBytes(v)
+	each(func(k vkey, v index.Version, del bool) bool {
+		j, ok := journalOf(k, v, del)
+		if !ok {
+			lm.building, lm.journal = false, nil
+			return false
+		}
+		lm.journal = append(lm.journal, j)
+		return true
+	})
+}
+
+// applyLocked applies changes to the installed map, or drops it when one
+// does not fit the table (the index holds a version the map cannot).
+func (lm *liveMap) applyLocked(each func(func(vkey, index.Version, bool) bool)) {
+	each(func(k vkey, v index.Version, del bool) bool {
+		j, ok := journalOf(k, v, del)
+		if !ok {
+			lm.m, lm.segLive, lm.live = nil, nil, 0
+			return false
+		}
+		lm.setLocked(j)
+		return true
+	})
 }
 
 // record tells the map about a write of version entries that succeeded
@@ -93,17 +327,18 @@ func (lm *liveMap) setLocked(k vkey, v index.Version, del bool) {
 func (lm *liveMap) record(ch []liveChange) {
 	lm.mu.Lock()
 	defer lm.mu.Unlock()
+	each := func(yield func(vkey, index.Version, bool) bool) {
+		for i := range ch {
+			if !yield(ch[i].k, ch[i].v, ch[i].del) {
+				return
+			}
+		}
+	}
 	switch {
 	case lm.m != nil:
-		for _, c := range ch {
-			lm.setLocked(c.k, c.v, c.del)
-		}
+		lm.applyLocked(each)
 	case lm.building:
-		if len(lm.journal)+len(ch) > liveJournalMax {
-			lm.building, lm.journal = false, nil
-			return
-		}
-		lm.journal = append(lm.journal, ch...)
+		lm.journalLocked(len(ch), each)
 	}
 }
 
@@ -111,19 +346,18 @@ func (lm *liveMap) record(ch []liveChange) {
 func (lm *liveMap) committed(batch map[vkey]index.Version) {
 	lm.mu.Lock()
 	defer lm.mu.Unlock()
+	each := func(yield func(vkey, index.Version, bool) bool) {
+		for k, v := range batch {
+			if !yield(k, v, false) {
+				return
+			}
+		}
+	}
 	switch {
 	case lm.m != nil:
-		for k, v := range batch {
-			lm.setLocked(k, v, false)
-		}
+		lm.applyLocked(each)
 	case lm.building:
-		if len(lm.journal)+len(batch) > liveJournalMax {
-			lm.building, lm.journal = false, nil
-			return
-		}
-		for k, v := range batch {
-			lm.journal = append(lm.journal, liveChange{k: k, v: v})
-		}
+		lm.journalLocked(len(batch), each)
 	}
 }
 
@@ -178,27 +412,34 @@ func (lm *liveMap) liveAt(r *segment.Record, pos segment.Pos) (live, ok bool) {
 	if lm.m == nil {
 		return false, false
 	}
-	v, found := lm.m[vkey{r.Layer, r.Block, r.Epoch}]
-	return found && v.Segment == pos.Segment && v.Offset == pos.Offset && v.Seq == r.Seq, true
+	e, found := lm.m.get(vkey{r.Layer, r.Block, r.Epoch})
+	return found && e.at(pos, r.Seq), true
 }
 
 // liveBuild collects the map while a scan runs.
 type liveBuild struct {
-	m       map[vkey]index.Version
+	m       *liveTable
 	segLive map[uint64]int64
 	live    int64
-	over    bool // more than liveMapMax versions: abandoned
+	over    bool // more than liveMapMax versions, or one the table cannot hold: abandoned
+}
+
+// newLiveBuild starts a build sized for what the last installed map held.
+func (lm *liveMap) newLiveBuild() *liveBuild {
+	hint := min(int(lm.lastLen.Load()), liveMapMax)
+	return &liveBuild{m: newLiveTable(hint + hint/16), segLive: map[uint64]int64{}}
 }
 
 func (b *liveBuild) add(k vkey, v index.Version) {
 	if b.over {
 		return
 	}
-	if len(b.m) >= liveMapMax {
+	e, ok := liveEntryOf(k, v)
+	if !ok || b.m.len() >= liveMapMax {
 		b.over, b.m, b.segLive = true, nil, nil
 		return
 	}
-	b.m[k] = v
+	b.m.put(e)
 	b.segLive[v.Segment] += int64(v.Length)
 	b.live += payloadBytes(v)
 }
@@ -224,20 +465,22 @@ func (lm *liveMap) finishBuild(b *liveBuild, catGen uint64) bool {
 	}
 	lm.m, lm.segLive, lm.live, lm.catGen = b.m, b.segLive, b.live, catGen
 	for _, c := range journal {
-		lm.setLocked(c.k, c.v, c.del)
+		lm.setLocked(c)
 	}
-	if len(lm.m) > liveMapMax {
+	if lm.m.len() > liveMapMax {
 		lm.m, lm.segLive, lm.live = nil, nil, 0
 		return false
 	}
+	lm.lastLen.Store(int64(lm.m.len()))
 	return true
 }
 
 // repointMap moves index entries from old to new record positions, where
-// the live map says the entry still names the old record: one write of
-// the version key per record, no read (the map holds the value). Holes and
-// entries replaced meanwhile are skipped. With no map installed it is
-// repoint.
+// the live map says the entry still names the old record: the map picks
+// the records still live without an index read each, then one view reads
+// their values (the map holds no digest) and one batch writes them with
+// the new position. Holes and entries replaced meanwhile are skipped. With
+// no map installed it is repoint.
 func (s *Store) repointMap(moves []relocation) error {
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
@@ -247,21 +490,53 @@ func (s *Store) repointMap(moves []relocation) error {
 		lm.mu.Unlock()
 		return s.repointLocked(moves)
 	}
-	var ch []liveChange
+	var live []*relocation
 	for i := range moves {
 		m := &moves[i]
 		if m.r.Kind != segment.KindData {
 			continue
 		}
-		k := vkey{m.r.Layer, m.r.Block, m.r.Epoch}
-		v, ok := lm.m[k]
-		if !ok || v.Segment != m.old.Segment || v.Offset != m.old.Offset || v.Seq != m.r.Seq {
+		e, ok := lm.m.get(vkey{m.r.Layer, m.r.Block, m.r.Epoch})
+		if !ok || !e.at(m.old, m.r.Seq) {
 			continue // replaced or deleted meanwhile
 		}
-		v.Segment, v.Offset, v.Length = m.new.Segment, m.new.Offset, m.new.Length
-		ch = append(ch, liveChange{k: k, v: v})
+		live = append(live, m)
 	}
 	lm.mu.Unlock()
+	if len(live) == 0 {
+		return nil
+	}
+	ch := make([]liveChange, 0, len(live))
+	differ := 0 // records the map calls live and the index does not
+	err := s.idx.View(func(t *index.Txn) error {
+		for _, m := range live {
+			v, err := t.GetVersion(m.r.Layer, m.r.Block, m.r.Epoch)
+			if errors.Is(err, index.ErrNotFound) {
+				differ++
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if v.Segment != m.old.Segment || v.Offset != m.old.Offset || v.Seq != m.r.Seq {
+				differ++
+				continue
+			}
+			v.Segment, v.Offset, v.Length = m.new.Segment, m.new.Offset, m.new.Length
+			ch = append(ch, liveChange{k: vkey{m.r.Layer, m.r.Block, m.r.Epoch}, v: v})
+		}
+		return nil
+	})
+	if err != nil {
+		lm.drop() // the next round rescans
+		return fmt.Errorf("repoint: %w", err)
+	}
+	if differ > 0 {
+		// The index decides (idxMu is held): such records are dead. The
+		// map broke its invariant: drop it, the next round rescans.
+		s.log.Warn("cleaner: live map differs from the index; dropped", "records", differ)
+		defer lm.drop()
+	}
 	if len(ch) == 0 {
 		return nil
 	}
