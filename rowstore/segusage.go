@@ -95,24 +95,37 @@ func (e *liveEntry) at(pos segment.Pos, seq uint64) bool {
 	return uint64(e.segment) == pos.Segment && int64(e.offset) == pos.Offset && e.seq == seq
 }
 
-// liveTable is an open-addressing hash table of liveEntry with linear
-// probing and backward-shift deletion (no tombstones); the home slot of a
-// key is its hash scaled to the table's size, so the size need not be a
-// power of two and grows by half.
+// liveTable is a hash table of liveEntry in liveShards shards, each one
+// slice with open addressing, linear probing and backward-shift deletion
+// (no tombstones). A shard grows by half when it passes 4/5 full, so a
+// growth copies 1/liveShards of the table (the heap never holds two whole
+// tables); the home slot of a key is its hash scaled to the shard's size,
+// which need not be a power of two.
 type liveTable struct {
+	shards [liveShards]liveShard
+	n      int
+}
+
+type liveShard struct {
 	slots []liveEntry
 	n     int
 }
 
 const (
-	liveTableMin     = 64
-	liveTableLoadNum = 4 // at most 4/5 full
+	liveShards       = 64
+	liveShardMin     = 16
+	liveTableLoadNum = 4 // a shard is at most 4/5 full
 	liveTableLoadDen = 5
 )
 
 // newLiveTable returns a table sized for hint entries.
 func newLiveTable(hint int) *liveTable {
-	return &liveTable{slots: make([]liveEntry, max(liveTableMin, hint*liveTableLoadDen/liveTableLoadNum+1))}
+	t := &liveTable{}
+	per := max(liveShardMin, (hint/liveShards)*liveTableLoadDen/liveTableLoadNum+1)
+	for i := range t.shards {
+		t.shards[i].slots = make([]liveEntry, per)
+	}
+	return t
 }
 
 func liveHash(layer, epoch uint32, block uint64) uint64 {
@@ -123,55 +136,72 @@ func liveHash(layer, epoch uint32, block uint64) uint64 {
 	return h
 }
 
-func (t *liveTable) home(layer, epoch uint32, block uint64) int {
-	hi, _ := bits.Mul64(liveHash(layer, epoch, block), uint64(len(t.slots)))
+// shard returns the shard of a hash; home the hash's home slot in it.
+func (t *liveTable) shard(h uint64) *liveShard { return &t.shards[h>>(64-6)] }
+
+func (s *liveShard) home(h uint64) int {
+	hi, _ := bits.Mul64(h<<6, uint64(len(s.slots)))
 	return int(hi)
 }
 
-// find returns the slot of k, or -1.
-func (t *liveTable) find(k vkey) int {
+func (e *liveEntry) hash() uint64 { return liveHash(e.layer, e.epoch, e.block) }
+
+// find returns the shard of k and k's slot in it, or -1.
+func (t *liveTable) find(k vkey) (*liveShard, int) {
 	if k.layer > math.MaxUint32 || k.epoch > math.MaxUint32 {
-		return -1
+		return nil, -1
 	}
 	l, e := uint32(k.layer), uint32(k.epoch)
-	for i := t.home(l, e, k.block); ; {
-		s := &t.slots[i]
-		if s.len == 0 {
-			return -1
+	h := liveHash(l, e, k.block)
+	s := t.shard(h)
+	for i := s.home(h); ; {
+		x := &s.slots[i]
+		if x.len == 0 {
+			return s, -1
 		}
-		if s.block == k.block && s.layer == l && s.epoch == e {
-			return i
+		if x.block == k.block && x.layer == l && x.epoch == e {
+			return s, i
 		}
-		if i++; i == len(t.slots) {
+		if i++; i == len(s.slots) {
 			i = 0
 		}
 	}
 }
 
 func (t *liveTable) get(k vkey) (liveEntry, bool) {
-	if i := t.find(k); i >= 0 {
-		return t.slots[i], true
+	if s, i := t.find(k); i >= 0 {
+		return s.slots[i], true
 	}
 	return liveEntry{}, false
 }
 
 // put inserts or replaces e, returning the entry it replaced.
 func (t *liveTable) put(e liveEntry) (old liveEntry, replaced bool) {
-	if (t.n+1)*liveTableLoadDen > len(t.slots)*liveTableLoadNum {
-		t.grow()
+	h := e.hash()
+	s := t.shard(h)
+	old, replaced = s.put(h, e)
+	if !replaced {
+		t.n++
 	}
-	for i := t.home(e.layer, e.epoch, e.block); ; {
-		s := &t.slots[i]
-		if s.len == 0 {
-			*s = e
-			t.n++
+	return old, replaced
+}
+
+func (s *liveShard) put(h uint64, e liveEntry) (old liveEntry, replaced bool) {
+	if (s.n+1)*liveTableLoadDen > len(s.slots)*liveTableLoadNum {
+		s.grow()
+	}
+	for i := s.home(h); ; {
+		x := &s.slots[i]
+		if x.len == 0 {
+			*x = e
+			s.n++
 			return liveEntry{}, false
 		}
-		if s.block == e.block && s.layer == e.layer && s.epoch == e.epoch {
-			old, *s = *s, e
+		if x.block == e.block && x.layer == e.layer && x.epoch == e.epoch {
+			old, *x = *x, e
 			return old, true
 		}
-		if i++; i == len(t.slots) {
+		if i++; i == len(s.slots) {
 			i = 0
 		}
 	}
@@ -179,40 +209,41 @@ func (t *liveTable) put(e liveEntry) (old liveEntry, replaced bool) {
 
 // del removes k, returning its entry.
 func (t *liveTable) del(k vkey) (liveEntry, bool) {
-	i := t.find(k)
+	s, i := t.find(k)
 	if i < 0 {
 		return liveEntry{}, false
 	}
-	old := t.slots[i]
-	n := len(t.slots)
+	old := s.slots[i]
+	n := len(s.slots)
 	// Backward shift: move up every later entry of the run whose home is
 	// not between the hole and it.
 	for j := i; ; {
 		if j++; j == n {
 			j = 0
 		}
-		s := &t.slots[j]
-		if s.len == 0 {
+		x := &s.slots[j]
+		if x.len == 0 {
 			break
 		}
-		h := t.home(s.layer, s.epoch, s.block)
+		h := s.home(x.hash())
 		if (j-h+n)%n >= (j-i+n)%n {
-			t.slots[i] = *s
+			s.slots[i] = *x
 			i = j
 		}
 	}
-	t.slots[i] = liveEntry{}
+	s.slots[i] = liveEntry{}
+	s.n--
 	t.n--
 	return old, true
 }
 
-func (t *liveTable) grow() {
-	old := t.slots
-	t.slots = make([]liveEntry, max(liveTableMin, len(old)+len(old)/2))
-	t.n = 0
+func (s *liveShard) grow() {
+	old := s.slots
+	s.slots = make([]liveEntry, max(liveShardMin, len(old)+len(old)/2))
+	s.n = 0
 	for i := range old {
 		if old[i].len != 0 {
-			t.put(old[i])
+			s.put(old[i].hash(), old[i])
 		}
 	}
 }
