@@ -225,7 +225,10 @@
 // The live map and segment usage table (segusage.go). A full scan (the
 // first round after Open, every GC, and the first round once a catalog
 // change has made the map stale for long enough, below) also builds, in memory, the map of every live data version, key
-// to index value (100-210 bytes each). From then on every writer of version
+// to its record's position, length and sequence number (a pointer-free
+// hash table, 57.5 bytes a version at 2^20, 208 for the Go map of whole
+// index values before; the cleaner reads the values of the records it
+// moves, one index view per batch). From then on every writer of version
 // entries tells it what it wrote, under idxMu, after the write succeeded:
 // commit (a version replacing another at the same layer, block and epoch,
 // the common overwrite, makes the old record dead at once), GC's deletions,
@@ -246,11 +249,11 @@
 // round after every change cost about a third of the daemon's CPU. So
 // space a deleted snapshot, disk or image frees comes back within that
 // delay, and meanwhile the bound is kept against the stale live total.
-// Above 2^20 versions (about 210 MiB of map; 16 GiB of 16
-// KiB blocks) the map is not built and every round scans (the previous
-// design, kept as the fallback; not tried again until a scan finds few
-// enough versions; TestLiveMapFallback): a known limit; a compact map
-// (positions only, the digest read at repoint) or a per-segment summary on
+// Above 2^20 versions (50 to 75 MiB of map; 16 GiB of 16 KiB blocks) the
+// map is not built and every round scans (the previous design, kept as the
+// fallback; not tried again until a scan finds few enough versions;
+// TestLiveMapFallback): a known limit, kept so the daemon stays within its
+// memory bound (cmd/snapfs daemonMemoryLimit); a per-segment summary on
 // disk would lift it. TestLiveMapExact checks the map and table against a
 // full count after random writes, holes, snapshots, clones, deletes, GC,
 // incremental rounds, and a crash and reopen; TestCleanerConcurrent runs

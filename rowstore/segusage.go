@@ -21,9 +21,10 @@ import (
 // at once), GC's deletions, and the cleaner's and repair's repoints. From
 // it the usage table (live record bytes per segment) and the live total
 // are exact at all times, so the cleaner needs neither a full index scan
-// per round nor an index read per record it moves: a record is live iff
-// the map's entry for its key names its position and sequence number, and
-// the map holds the whole index value to write with the new position.
+// per round nor an index read per record it sees: a record is live iff
+// the map's entry for its key names its position and sequence number (only
+// the records it moves have their values read, to write them back with the
+// new position).
 //
 // Invariant (the cleaner's safety rests on it): while the map is installed
 // it equals the set of data versions in the index whose layer a full scan
@@ -36,24 +37,26 @@ import (
 // handle closed) only makes it keep more than the readers need, never less;
 // the cleaner rescans after catalog changes to notice it.
 //
-// The map is one open-addressing hash table (liveTable, below): a single
-// slice of 40-byte entries without pointers, so the garbage collector never
-// scans it and it costs no allocation per version. An entry holds what the
-// cleaner needs: the key, the record's position and length, its sequence
-// number and flags, but not the digest (32 bytes more per version):
-// repointMap reads the values of the records it moves from the index, in
-// one view per batch. At most 0.8 full and grown by half: 50 to 75 bytes
-// per live version (BenchmarkLiveMapBytes at 2^20: see the package doc),
-// against 208 for the Go map of whole index values it replaced. A version
-// the table cannot hold (a layer, epoch or segment number beyond 32 bits,
-// an offset beyond 4 GiB) abandons the build or drops the map: the cleaner
-// then scans, as above liveMapMax versions.
+// The map is a hash table (liveTable, below) of 40-byte entries in 64
+// slices without pointers, so the garbage collector never scans it and a
+// version costs no allocation; a growth copies one slice (1/64 of it). An
+// entry holds what the cleaner needs: the key, the record's position and
+// length, its sequence number and flags, not the digest (32 bytes more a
+// version): repointMap reads the values of the records it moves from the
+// index, one view per batch. Cost, measured (BenchmarkLiveMapBytes, 2^20
+// versions, heap after a collection): 57.5 bytes per live version (50 to
+// 75 with the table's load, 0.53 to 0.8), where the Go map of whole index
+// values it replaced took 208; with the digest in the entry it would take
+// 72-byte entries, 90 to 135. A version the table cannot hold (a layer,
+// epoch or segment number beyond 32 bits, an offset beyond 4 GiB) abandons
+// the build or drops the map: the cleaner then scans, as above liveMapMax
+// versions.
 
-// liveMapMax bounds the versions the live map holds: 2^21 (at most 150 MiB
-// during a growth, 100 MiB after; 32 GiB of 16 KiB blocks, 8 GiB of 4 KiB
-// ones). The daemon's soft memory limit (cmd/snapfs cmd_mount.go) leaves
-// room for it.
-var liveMapMax = 1 << 21
+// liveMapMax bounds the versions the live map holds: 2^20, 50 to 75 MiB
+// (16 GiB of 16 KiB blocks, 4 GiB of 4 KiB ones). The daemon's soft memory
+// limit (cmd/snapfs cmd_mount.go daemonMemoryLimit) is set above it and the
+// rest of the daemon's heap.
+var liveMapMax = 1 << 20
 
 // liveJournalMax bounds the changes kept while a scan builds the map.
 const liveJournalMax = 1 << 20
