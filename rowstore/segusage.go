@@ -1,10 +1,12 @@
 package rowstore
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -540,6 +542,16 @@ func (s *Store) repointMap(moves []relocation) error {
 	if len(live) == 0 {
 		return nil
 	}
+	// In the index's key order: neighbouring reads share its blocks.
+	slices.SortFunc(live, func(a, b *relocation) int {
+		if c := cmp.Compare(a.r.Layer, b.r.Layer); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.r.Block, b.r.Block); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.r.Epoch, a.r.Epoch)
+	})
 	ch := make([]liveChange, 0, len(live))
 	differ := 0 // records the map calls live and the index does not
 	err := s.idx.View(func(t *index.Txn) error {
