@@ -45,7 +45,7 @@ import (
 // entry holds what the cleaner needs: the key, the record's position and
 // length, its sequence number and flags, not the digest (32 bytes more a
 // version): repointMap reads the values of the records it moves from the
-// index, one view per batch. Cost, measured (BenchmarkLiveMapBytes, 2^20
+// index, one view per batch, before it takes idxMu. Cost, measured (BenchmarkLiveMapBytes, 2^20
 // versions, heap after a collection): 57.5 bytes per live version (50 to
 // 75 with the table's load, 0.53 to 0.8), where the Go map of whole index
 // values it replaced took 208; with the digest in the entry it would take
@@ -513,36 +513,46 @@ func (lm *liveMap) finishBuild(b *liveBuild, catGen uint64) bool {
 
 // repointMap moves index entries from old to new record positions, where
 // the live map says the entry still names the old record: the map picks
-// the records still live without an index read each, then one view reads
-// their values (the map holds no digest) and one batch writes them with
-// the new position. Holes and entries replaced meanwhile are skipped. With
-// no map installed it is repoint.
+// the records still live without an index read each. The map holds no
+// digest, so the values of those records are read first, in one view in
+// the index's key order and without idxMu: the value of a version with a
+// given sequence number never changes but for its position (only replay
+// and repoints write a version again with its sequence number), so a value
+// read then is the one to write. Then, under idxMu, the map is asked
+// again and one batch writes the values with the new positions. A record
+// the map calls live whose value the early read missed is read again under
+// idxMu, and the index decides (and the map, which then broke its
+// invariant, is dropped). Holes and entries replaced meanwhile are
+// skipped. With no map installed it is repoint.
 func (s *Store) repointMap(moves []relocation) error {
-	s.idxMu.Lock()
-	defer s.idxMu.Unlock()
 	lm := s.cleaner.lm
-	lm.mu.Lock()
-	if lm.m == nil {
-		lm.mu.Unlock()
-		return s.repointLocked(moves)
-	}
+	idx := func(m *relocation) vkey { return vkey{m.r.Layer, m.r.Block, m.r.Epoch} }
+	// The records the map calls live now.
 	var live []*relocation
-	for i := range moves {
-		m := &moves[i]
-		if m.r.Kind != segment.KindData {
-			continue
+	lm.mu.Lock()
+	installed := lm.m != nil
+	if installed {
+		for i := range moves {
+			m := &moves[i]
+			if m.r.Kind != segment.KindData {
+				continue
+			}
+			if e, ok := lm.m.get(idx(m)); ok && e.at(m.old, m.r.Seq) {
+				live = append(live, m)
+			}
 		}
-		e, ok := lm.m.get(vkey{m.r.Layer, m.r.Block, m.r.Epoch})
-		if !ok || !e.at(m.old, m.r.Seq) {
-			continue // replaced or deleted meanwhile
-		}
-		live = append(live, m)
 	}
 	lm.mu.Unlock()
+	if !installed {
+		s.idxMu.Lock()
+		defer s.idxMu.Unlock()
+		return s.repointLocked(moves)
+	}
 	if len(live) == 0 {
 		return nil
 	}
-	// In the index's key order: neighbouring reads share its blocks.
+	// Their values, in the index's key order (neighbouring reads share its
+	// blocks).
 	slices.SortFunc(live, func(a, b *relocation) int {
 		if c := cmp.Compare(a.r.Layer, b.r.Layer); c != 0 {
 			return c
@@ -552,36 +562,78 @@ func (s *Store) repointMap(moves []relocation) error {
 		}
 		return cmp.Compare(b.r.Epoch, a.r.Epoch)
 	})
-	ch := make([]liveChange, 0, len(live))
-	differ := 0 // records the map calls live and the index does not
+	vals := make([]index.Version, len(live))
+	found := make([]bool, len(live))
 	err := s.idx.View(func(t *index.Txn) error {
-		for _, m := range live {
+		for i, m := range live {
 			v, err := t.GetVersion(m.r.Layer, m.r.Block, m.r.Epoch)
 			if errors.Is(err, index.ErrNotFound) {
-				differ++
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			if v.Segment != m.old.Segment || v.Offset != m.old.Offset || v.Seq != m.r.Seq {
-				differ++
-				continue
-			}
-			v.Segment, v.Offset, v.Length = m.new.Segment, m.new.Offset, m.new.Length
-			ch = append(ch, liveChange{k: vkey{m.r.Layer, m.r.Block, m.r.Epoch}, v: v})
+			vals[i], found[i] = v, v.Seq == m.r.Seq
 		}
 		return nil
 	})
 	if err != nil {
-		lm.drop() // the next round rescans
 		return fmt.Errorf("repoint: %w", err)
 	}
-	if differ > 0 {
-		// The index decides (idxMu is held): such records are dead. The
-		// map broke its invariant: drop it, the next round rescans.
-		s.log.Warn("cleaner: live map differs from the index; dropped", "records", differ)
-		defer lm.drop()
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
+	ch := make([]liveChange, 0, len(live))
+	var again []int // live per the map, value not read early
+	lm.mu.Lock()
+	if lm.m == nil {
+		lm.mu.Unlock()
+		return s.repointLocked(moves)
+	}
+	for i, m := range live {
+		if e, ok := lm.m.get(idx(m)); !ok || !e.at(m.old, m.r.Seq) {
+			continue // replaced or deleted meanwhile
+		}
+		if !found[i] {
+			again = append(again, i)
+			continue
+		}
+		v := vals[i]
+		v.Segment, v.Offset, v.Length = m.new.Segment, m.new.Offset, m.new.Length
+		ch = append(ch, liveChange{k: idx(m), v: v})
+	}
+	lm.mu.Unlock()
+	if len(again) > 0 {
+		differ := 0 // records the map calls live and the index does not
+		err := s.idx.View(func(t *index.Txn) error {
+			for _, i := range again {
+				m := live[i]
+				v, err := t.GetVersion(m.r.Layer, m.r.Block, m.r.Epoch)
+				if errors.Is(err, index.ErrNotFound) {
+					differ++
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if v.Segment != m.old.Segment || v.Offset != m.old.Offset || v.Seq != m.r.Seq {
+					differ++
+					continue
+				}
+				v.Segment, v.Offset, v.Length = m.new.Segment, m.new.Offset, m.new.Length
+				ch = append(ch, liveChange{k: idx(m), v: v})
+			}
+			return nil
+		})
+		if err != nil {
+			lm.drop() // the next round rescans
+			return fmt.Errorf("repoint: %w", err)
+		}
+		if differ > 0 {
+			// The index decides (idxMu is held): such records are dead. The
+			// map broke its invariant: drop it, the next round rescans.
+			s.log.Warn("cleaner: live map differs from the index; dropped", "records", differ)
+			defer lm.drop()
+		}
 	}
 	if len(ch) == 0 {
 		return nil
