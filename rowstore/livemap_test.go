@@ -150,3 +150,94 @@ func TestLiveMapEntryRange(t *testing.T) {
 		t.Fatal("installed a build whose journal holds a version it cannot hold")
 	}
 }
+
+// TestLiveMapRepoint: repointMap writes the index value the record had,
+// digest included, with the new position; and where the map calls a record
+// live that the index does not (the map broke its invariant), the index
+// decides: the entry is left alone and the map dropped.
+func TestLiveMapRepoint(t *testing.T) {
+	const bs = 4096
+	s, _ := newTestStore(t, testOptions())
+	if _, err := s.CreateDisk("d", 16*bs, bs); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.OpenDisk("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	buf := make([]byte, 16*bs)
+	rand.New(rand.NewSource(1)).Read(buf)
+	if _, err := h.WriteAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	if !s.cleaner.lm.has() {
+		t.Fatal("no live map")
+	}
+	var keys []vkey
+	var vals []index.Version
+	err = s.idx.View(func(t *index.Txn) error {
+		return t.EachVersion(func(l, b, e uint64, v index.Version) error {
+			keys, vals = append(keys, vkey{l, b, e}), append(vals, v)
+			return nil
+		})
+	})
+	if err != nil || len(keys) < 2 {
+		t.Fatal(err, len(keys))
+	}
+	move := func(i int, seq uint64) relocation {
+		v := vals[i]
+		return relocation{
+			old: segment.Pos{Segment: v.Segment, Offset: v.Offset, Length: v.Length},
+			new: segment.Pos{Segment: v.Segment + 100, Offset: v.Offset + 8, Length: v.Length},
+			r:   segment.Record{Kind: segment.KindData, Layer: keys[i].layer, Block: keys[i].block, Epoch: keys[i].epoch, Seq: seq},
+		}
+	}
+	get := func(k vkey) index.Version {
+		var v index.Version
+		err := s.idx.View(func(t *index.Txn) (err error) {
+			v, err = t.GetVersion(k.layer, k.block, k.epoch)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// A live record: moved, digest kept.
+	if err := s.repointMap([]relocation{move(0, vals[0].Seq)}); err != nil {
+		t.Fatal(err)
+	}
+	want := vals[0]
+	want.Segment, want.Offset = want.Segment+100, want.Offset+8
+	if got := get(keys[0]); got != want {
+		t.Fatalf("repointed to %+v, want %+v", got, want)
+	}
+	if e, ok := s.cleaner.lm.m.get(keys[0]); !ok || e.version() != (index.Version{Segment: want.Segment, Offset: want.Offset, Length: want.Length, Seq: want.Seq, Flags: want.Flags}) {
+		t.Fatalf("map after repoint: %+v %v", e, ok)
+	}
+	// A map that is wrong: it says key 1's record has another sequence
+	// number than the index holds.
+	s.idxMu.Lock()
+	s.cleaner.lm.mu.Lock()
+	e, _ := liveEntryOf(keys[1], vals[1])
+	e.seq += 1000
+	s.cleaner.lm.m.put(e)
+	s.cleaner.lm.mu.Unlock()
+	s.idxMu.Unlock()
+	if err := s.repointMap([]relocation{move(1, vals[1].Seq+1000)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(keys[1]); got != vals[1] {
+		t.Fatalf("index changed to %+v, want %+v", got, vals[1])
+	}
+	if s.cleaner.lm.has() {
+		t.Fatal("a live map that differs from the index was kept")
+	}
+}
