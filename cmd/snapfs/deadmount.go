@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -34,7 +33,10 @@ func clearDeadMount(p, store string, log *slog.Logger) error {
 	if err != nil {
 		return nil // existingDir reports it
 	}
-	if _, err := os.Lstat(abs); !errors.Is(err, syscall.ENOTCONN) {
+	// statfs always reaches the FUSE server; a stat of the mount point may
+	// be answered from the kernel's attribute cache.
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(abs, &sfs); !errors.Is(err, syscall.ENOTCONN) {
 		return nil
 	}
 	var entry *mountEntry
