@@ -615,8 +615,10 @@
 // the reopened index agrees with the log (else the id counter went back
 // and a later rebuild put two disks on one layer). A catalog change that
 // fails after its record was appended is superseded by a full catalog
-// record of the index's catalog; if that fails too, catalog changes are
-// refused until the store is reopened (replay then applies the record).
+// record of the index's catalog; if that fails too, each later catalog
+// change writes that full record first and is refused (ErrNoSpace when the
+// filesystem is full) until it succeeds; a reopen supersedes it as well
+// (replay then applies the record). TestTrial8CatalogRecoversAfterNoSpace.
 //
 // Open never trusts an index it has not checked (identity.go). Before
 // Badger opens the directory (Badger, finding no MANIFEST, starts an empty
