@@ -7,6 +7,7 @@ package integration
 import (
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,5 +54,42 @@ func TestTrial8MountOverDeadMount(t *testing.T) {
 	ok(t, store, "umount", mp)
 	if isMounted(mp) {
 		t.Fatal("still mounted after umount")
+	}
+}
+
+// TestTrial8DeletedSnapshotFilesReleased: after browsing a snapshot's
+// files (<snapshot>/<disk>.files/), `snapshot delete` and `gc` freed
+// nothing: the scratch clone the browse had mounted, hidden from disk list
+// and usage, kept the deleted snapshot's blocks until its idle timeout (5
+// minutes by default). The filesystems of deleted snapshots that nothing
+// uses are released at the delete, so gc frees their space at once.
+func TestTrial8DeletedSnapshotFilesReleased(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	ok(t, store, "disk", "create", "e", "--size", "32M")
+	disk := filepath.Join(mp, "disks", "e")
+	sh(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-O", "^has_journal", disk) // one group, its metadata at the start
+	const held = 4 << 20
+	writeAt(t, disk, 16<<20, randBytes(t, held)) // unallocated to ext4: the snapshot's alone once overwritten
+	ok(t, store, "snapshot", "create", "s", "--disk", "e")
+	writeAt(t, disk, 16<<20, randBytes(t, held))
+	if names := dirNames(t, filepath.Join(mp, "snapshots", "s", "e.files")); !slices.Contains(names, "lost+found") {
+		t.Fatalf("e.files holds %v", names)
+	}
+	type gcStats struct {
+		Live int64 `json:"live_bytes"`
+	}
+	var before, after gcStats
+	jsonLine(t, ok(t, store, "--json", "gc"), "gc", &before)
+	ok(t, store, "snapshot", "delete", "s")
+	jsonLine(t, ok(t, store, "--json", "gc"), "gc", &after)
+	if freed := before.Live - after.Live; freed < held {
+		t.Fatalf("gc after deleting a browsed snapshot freed %d live bytes, want at least %d", freed, held)
+	}
+	if m := filesMounts(store); len(m) != 0 {
+		t.Fatalf("the deleted snapshot's filesystem is still mounted: %v", m)
 	}
 }

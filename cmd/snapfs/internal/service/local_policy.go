@@ -436,6 +436,7 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 				l.log.Info("policy: evicted for the quota", "policy", p.Name, "disk", disk, "snapshot", e.Name)
 				run.Evicted = append(run.Evicted, e.Name)
 				l.namesChanged()
+				l.releaseDeletedFiles()
 			}
 			req := CreateSnapshotRequest{Name: name, Disks: []string{disk}, PreHook: p.Hooks.PreHook, PostHook: p.Hooks.PostHook,
 				HookTimeout: p.Hooks.Timeout, OnPreHookFailure: p.Hooks.OnPreHookFailure}
@@ -475,6 +476,7 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 		l.log.Info("policy: snapshot expired", "policy", p.Name, "disk", disk, "snapshot", e.Name)
 		run.Expired = append(run.Expired, e.Name)
 		l.namesChanged()
+		l.releaseDeletedFiles()
 	}
 	if p.CopyTo != "" && len(pending) > 0 {
 		if err := l.copyPending(ctx, p, disk, pending, now, run); err != nil {
