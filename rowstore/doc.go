@@ -167,7 +167,10 @@
 // live bytes are counted in the background after changes and served with
 // the time of their count, marked stale while a change came after it
 // (exclusive.go; FreshUsage counts now): usage is O(objects), the counting
-// is not incremental. The counts are persisted with
+// is not incremental. What a child layer alone reads from its parent (a
+// disk rolled back to a since-deleted snapshot, a clone whose source is
+// gone) is counted to the one disk, snapshot or image reading through that
+// child layer (foldLayerReaders), since deleting it frees that too. The counts are persisted with
 // each checkpoint (index meta record "alloc") and trusted at Open for every
 // disk the log replay did not touch; the others (after a crash, an index
 // rebuild, a store older than this) are counted once at Open, in bounded
