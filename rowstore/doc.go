@@ -167,7 +167,10 @@
 // live bytes are counted in the background after changes and served with
 // the time of their count, marked stale while a change came after it
 // (exclusive.go; FreshUsage counts now): usage is O(objects), the counting
-// is not incremental. The counts are persisted with
+// is not incremental. What a child layer alone reads from its parent (a
+// disk rolled back to a since-deleted snapshot, a clone whose source is
+// gone) is counted to the one disk, snapshot or image reading through that
+// child layer (foldLayerReaders), since deleting it frees that too. The counts are persisted with
 // each checkpoint (index meta record "alloc") and trusted at Open for every
 // disk the log replay did not touch; the others (after a crash, an index
 // rebuild, a store older than this) are counted once at Open, in bounded
@@ -615,8 +618,10 @@
 // the reopened index agrees with the log (else the id counter went back
 // and a later rebuild put two disks on one layer). A catalog change that
 // fails after its record was appended is superseded by a full catalog
-// record of the index's catalog; if that fails too, catalog changes are
-// refused until the store is reopened (replay then applies the record).
+// record of the index's catalog; if that fails too, each later catalog
+// change writes that full record first and is refused (ErrNoSpace when the
+// filesystem is full) until it succeeds; a reopen supersedes it as well
+// (replay then applies the record). TestTrial8CatalogRecoversAfterNoSpace.
 //
 // Open never trusts an index it has not checked (identity.go). Before
 // Badger opens the directory (Badger, finding no MANIFEST, starts an empty
