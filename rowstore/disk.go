@@ -412,7 +412,7 @@ func (d *diskState) readBlocksLocked(blocks []uint64, dsts [][]byte) error {
 	if err != nil {
 		return fmt.Errorf("%s: blocks %d-%d: %w", d.name, blocks[0], blocks[len(blocks)-1], err)
 	}
-	_, err = d.s.readResolved(d.chain, vs, found, blocks, dsts, d.name, d.bmDropLocked)
+	_, err = d.s.readResolved(d.chain, vs, found, blocks, dsts, d.name, d.bmMovedLocked)
 	return err
 }
 
@@ -603,9 +603,9 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 			full[i] = buf
 		}
 	}
-	_, err := d.s.readResolved(chain, vs, found, blocks, full, d.name, func(b uint64) {
+	_, err := d.s.readResolved(chain, vs, found, blocks, full, d.name, func(b uint64, old, v index.Version, found bool) {
 		d.mu.Lock()
-		d.bmDropLocked(b)
+		d.bmMovedLocked(b, old, v, found)
 		d.mu.Unlock()
 	})
 	for i, dst := range dsts {

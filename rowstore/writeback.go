@@ -3,6 +3,8 @@ package rowstore
 import (
 	"sort"
 	"time"
+
+	"github.com/snapfs/snapfs/index"
 )
 
 // Write-back of the cache of partial blocks, in batches that release the
@@ -183,9 +185,9 @@ func (d *diskState) writeBatchLocked(batch []wbQueued, frozen bool) error {
 			bases[i] = getBuf(d.bs)
 		}
 		d.mu.Unlock()
-		_, err = d.s.readResolved(chain, vs, found, partial, bases, name, func(b uint64) {
+		_, err = d.s.readResolved(chain, vs, found, partial, bases, name, func(b uint64, old, v index.Version, found bool) {
 			d.mu.Lock()
-			d.bmDropLocked(b)
+			d.bmMovedLocked(b, old, v, found)
 			d.mu.Unlock()
 		})
 		d.mu.Lock()
