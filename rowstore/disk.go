@@ -69,6 +69,10 @@ type cblock struct {
 	dirty [][2]int // sorted, disjoint [start, end) ranges written
 	full  bool
 	born  uint64 // diskState.wbTick when it entered the cache
+	// writes counts the writes made into data since the entry was made, so
+	// that a write-back that copied data and hashed the copy without the
+	// disk's lock knows whether the copy is still the entry's content.
+	writes uint64
 }
 
 func (c *cblock) add(start, end int) {
@@ -294,6 +298,7 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 				d.cacheAddLocked(b, c)
 			}
 			copy(c.data[in:], p[n:n+m])
+			c.writes++
 			if !c.full {
 				c.add(in, in+m)
 			}
