@@ -201,8 +201,16 @@ fio_job() {
 	cpu0=$(proc_cpu "$cpu_pid")
 	fio --name="$name" --filename="$file" --rw="$rw" --fallocate=none --randrepeat=0 \
 		--output-format=json --output="$json" "$@" >/dev/null
-	# CPU seconds the serving process (daemon or peer) spent on the job.
-	[ -z "$cpu_pid" ] || metric "$name.server_cpu_s" "$(awk -v a="$cpu0" -v b="$(proc_cpu "$cpu_pid")" 'BEGIN { printf "%.2f", b - a }')" s
+	# CPU seconds the serving process (daemon or peer) spent on the job, and
+	# per request (ramp time included: a few % high, alike for every peer).
+	# A loaded machine blurs this less than the throughput.
+	if [ -n "$cpu_pid" ]; then
+		local cpu
+		cpu=$(awk -v a="$cpu0" -v b="$(proc_cpu "$cpu_pid")" 'BEGIN { printf "%.2f", b - a }')
+		metric "$name.server_cpu_s" "$cpu" s
+		metric "$name.server_cpu_us_per_op" "$(jq --argjson c "$cpu" '.jobs[0] | (.read.total_ios + .write.total_ios) as $n |
+			if $n > 0 then ($c * 1e6 / $n * 10 | round / 10) else null end' "$json")" us
+	fi
 	for p in "${pids[@]}"; do wait "$p" || echo "bench.sh: a profile of $name failed" >&2; done
 	if [[ $name == snapfs* ]]; then
 		snapfs_written=$((snapfs_written + $(jq '.jobs[0].write.io_bytes' "$json")))
@@ -346,6 +354,18 @@ for x in "" -ext4; do
 			[ "$status" = met ] && [ "$st2" != met ] && status=$st2
 		fi
 		row "data path: $where" "$label" "$(fmt "$s")" "$(peer_text "$key" "$x")" "$target" "$status"
+	done
+	# The serving process's CPU per request of each job (informative).
+	for j in seqwrite:"1 MiB" seqread:"1 MiB" randwrite:"4 KiB" randread:"4 KiB"; do
+		IFS=: read -r job what <<<"$j"
+		s=$(get "snapfs$x-$job.server_cpu_us_per_op") text=""
+		for p in "${peers[@]}"; do
+			[ "$p" != snapfs ] || continue
+			v=$(get "$p$x-$job.server_cpu_us_per_op")
+			[ -n "$v" ] && [ "$v" != null ] || continue
+			text+="${text:+ · }$p $(fmt "$v") ($(ratio "$s" "$v")×)"
+		done
+		row "data path: $where" "$job: CPU of the serving process per $what request, µs" "$(fmt "$s")" "$text" "" "info"
 	done
 done
 
