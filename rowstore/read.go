@@ -111,14 +111,13 @@ func (s *Store) readIndexed(chain []link, blocks []uint64, dsts [][]byte, what s
 // returned as they are. moved, if set, is told of each block read again:
 // the version it was looked up as, and the fresh answer (a lazy block
 // hydrated meanwhile comes with found false), so that the caller can make
-// what it cached follow the record (blockMap.moved).
+// what it cached follow the record (diskState.bmMovedLocked).
 //
 // Only those blocks are looked up again, not the whole batch: with the
 // cleaner relocating records under a random-write load, nearly every batch
 // of a write-back had one moved block, and looking up and reading all 64
 // again (then missing them all in the block map) was a fifth of the
-// daemon's CPU time (issue 8 profiles, rowstore/doc.go "Where the time
-// goes").
+// daemon's CPU time (rowstore/doc.go, "Data path: where the time goes").
 func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string, moved func(b uint64, old, v index.Version, found bool)) (bool, error) {
 	s.readMu.RLock()
 	any, stale, err := s.readVersionsStale(vs, found, blocks, dsts, what)
