@@ -363,7 +363,8 @@ for x in "" -ext4; do
 			[ "$p" != snapfs ] || continue
 			v=$(get "$p$x-$job.server_cpu_us_per_op")
 			[ -n "$v" ] && [ "$v" != null ] || continue
-			text+="${text:+ · }$p $(fmt "$v") ($(ratio "$s" "$v")×)"
+			r=$(ratio "$s" "$v") # (none when the peer spent nothing: passthrough reads)
+			text+="${text:+ · }$p $(fmt "$v")${r:+ (${r}×)}"
 		done
 		row "data path: $where" "$job: CPU of the serving process per $what request, µs" "$(fmt "$s")" "$text" "" "info"
 	done
