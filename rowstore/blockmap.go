@@ -155,6 +155,25 @@ func (d *diskState) bmDropLocked(b uint64) {
 	}
 }
 
+// bmMovedLocked is told by readResolved that block b's record was not
+// where its version (old, looked up before) said, and what a fresh lookup
+// found (v, found). If the entry still holds old and the fresh version is
+// the same record (same sequence number: the cleaner relocated it, the
+// copy is the same bytes), the entry follows the record to its new place;
+// else it is dropped (a repair, a lazy block hydrated, or a change since
+// the lookup: the next lookup asks the index). Keeping the entry matters
+// under a random-write load: the cleaner relocates records all the time,
+// and a dropped entry cost the next write of the block an index lookup.
+func (d *diskState) bmMovedLocked(b uint64, old, v index.Version, found bool) {
+	cur, f, ok := d.bmGetLocked(b)
+	if ok && f && found && !cur.Zero() && !old.Zero() && !v.Zero() && old.Seq != 0 &&
+		cur.Seq == old.Seq && cur.Segment == old.Segment && cur.Offset == old.Offset && v.Seq == old.Seq {
+		d.bmPutLocked(b, v, true)
+		return
+	}
+	d.bmDropLocked(b)
+}
+
 // lookupLocked is lookupMany through the disk's chain, answered from the
 // block map where it can (disk's lock held).
 func (d *diskState) lookupLocked(blocks []uint64) ([]index.Version, []bool, error) {

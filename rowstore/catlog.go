@@ -25,7 +25,17 @@ func (s *Store) catalogUpdate(fn func(*index.Txn) error) error {
 	s.excl.begin()
 	defer s.excl.changed() // exclusive figures (exclusive.go), once applied
 	if s.catBroken != nil {
-		return fmt.Errorf("catalog changes refused until the store is reopened: %w", s.catBroken)
+		// Supersede the failed record first (trial 8: refusing every change
+		// until a reopen stranded a user whose filesystem had filled, with
+		// deletes refused even once space came back).
+		if err := s.writeFullCatalog(); err != nil {
+			if isNoSpace(err) {
+				return fmt.Errorf("%w on the store's filesystem (%s): catalog changes (deletes too) wait until an earlier failed change is superseded, which needs a little free space there: free some outside snapfs, then run the command again (%v)", ErrNoSpace, s.dir, err)
+			}
+			return fmt.Errorf("catalog changes refused: %w (superseding it again: %v)", s.catBroken, err)
+		}
+		s.log.Info("catalog: a failed catalog change is superseded; catalog changes go on", "was", s.catBroken)
+		s.catBroken = nil
 	}
 	st, err := s.idx.UpdateCatalog(fn, s.logCatalog)
 	if err != nil {

@@ -69,6 +69,10 @@ type cblock struct {
 	dirty [][2]int // sorted, disjoint [start, end) ranges written
 	full  bool
 	born  uint64 // diskState.wbTick when it entered the cache
+	// writes counts the writes made into data since the entry was made, so
+	// that a write-back that copied data and hashed the copy without the
+	// disk's lock knows whether the copy is still the entry's content.
+	writes uint64
 }
 
 func (c *cblock) add(start, end int) {
@@ -294,6 +298,7 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 				d.cacheAddLocked(b, c)
 			}
 			copy(c.data[in:], p[n:n+m])
+			c.writes++
 			if !c.full {
 				c.add(in, in+m)
 			}
@@ -412,7 +417,7 @@ func (d *diskState) readBlocksLocked(blocks []uint64, dsts [][]byte) error {
 	if err != nil {
 		return fmt.Errorf("%s: blocks %d-%d: %w", d.name, blocks[0], blocks[len(blocks)-1], err)
 	}
-	_, err = d.s.readResolved(d.chain, vs, found, blocks, dsts, d.name, d.bmDropLocked)
+	_, err = d.s.readResolved(d.chain, vs, found, blocks, dsts, d.name, d.bmMovedLocked)
 	return err
 }
 
@@ -603,9 +608,9 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 			full[i] = buf
 		}
 	}
-	_, err := d.s.readResolved(chain, vs, found, blocks, full, d.name, func(b uint64) {
+	_, err := d.s.readResolved(chain, vs, found, blocks, full, d.name, func(b uint64, old, v index.Version, found bool) {
 		d.mu.Lock()
-		d.bmDropLocked(b)
+		d.bmMovedLocked(b, old, v, found)
 		d.mu.Unlock()
 	})
 	for i, dst := range dsts {

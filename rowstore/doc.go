@@ -50,7 +50,9 @@
 // Options.CacheBytes, 4 MiB) and are completed from the current content
 // when written back. The write-back (writeback.go) goes oldest block first,
 // in batches of 64 that release the disk's lock while the blocks' current
-// content is read, two batches of a disk at once (wbParallel): a background
+// content is read and again while copies of the completed blocks are
+// hashed (a block written to meanwhile is hashed again under the lock,
+// cblock.writes), two batches of a disk at once (wbParallel): a background
 // goroutine keeps each cache near an eighth of its bound, a writer that
 // finds it full writes back itself, and Sync and the background sync write
 // back what was cached when they began the same way, batch by batch, so
@@ -167,7 +169,10 @@
 // live bytes are counted in the background after changes and served with
 // the time of their count, marked stale while a change came after it
 // (exclusive.go; FreshUsage counts now): usage is O(objects), the counting
-// is not incremental. The counts are persisted with
+// is not incremental. What a child layer alone reads from its parent (a
+// disk rolled back to a since-deleted snapshot, a clone whose source is
+// gone) is counted to the one disk, snapshot or image reading through that
+// child layer (foldLayerReaders), since deleting it frees that too. The counts are persisted with
 // each checkpoint (index meta record "alloc") and trusted at Open for every
 // disk the log replay did not touch; the others (after a crash, an index
 // rebuild, a store older than this) are counted once at Open, in bounded
@@ -618,8 +623,10 @@
 // the reopened index agrees with the log (else the id counter went back
 // and a later rebuild put two disks on one layer). A catalog change that
 // fails after its record was appended is superseded by a full catalog
-// record of the index's catalog; if that fails too, catalog changes are
-// refused until the store is reopened (replay then applies the record).
+// record of the index's catalog; if that fails too, each later catalog
+// change writes that full record first and is refused (ErrNoSpace when the
+// filesystem is full) until it succeeds; a reopen supersedes it as well
+// (replay then applies the record). TestTrial8CatalogRecoversAfterNoSpace.
 //
 // Open never trusts an index it has not checked (identity.go). Before
 // Badger opens the directory (Badger, finding no MANIFEST, starts an empty
@@ -715,12 +722,64 @@
 // the cleaner moves records: segment numbers are never reused and records
 // never change in place, so an entry is either right or points at a
 // segment that is gone or a record that is not the one expected; such a
-// read (ErrNotExist or ErrCorrupt) is done again through the index under
-// readMu, whose answer is final (a corrupt block still reads as
-// ErrCorrupt). Other I/O errors are returned as they are. (Sharing a large
+// block (ErrNotExist or ErrCorrupt; only the blocks that failed, not the
+// whole read) is looked up and read again through the index under readMu,
+// whose answer is final (a corrupt block still reads as ErrCorrupt), and
+// its entry follows the record if the fresh version is the same record
+// (same sequence number: relocated by the cleaner) and the entry still
+// holds the version looked up; else it is dropped (bmMovedLocked). Other
+// I/O errors are returned as they are. (Sharing a large
 // read among 4 goroutines was tried and dropped: sequential 1 MiB reads of a
 // cold disk through the mount, 3 interleaved pairs, load 27 to 32: 345, 228,
 // 267 MB/s without, 316, 256, 148 with.)
+//
+// # Data path: where the time goes (issue 8)
+//
+// Profiles of the daemon (scripts/bench.sh --data-path --profile, main
+// 0dc92ea, 7 Dec 2026 02:02-02:06, BENCH_SIZE=1G, load average 3.6 rising
+// to 10.5 on 2 cores; bench.sh now records the CPU seconds of the serving
+// process per fio job, snapfs's and the loopback peer's):
+//
+//   - Sequential 1 MiB writes to disks/<d>: 3.1 s of daemon CPU per GiB
+//     (the loopback peer: 0.7 s). SHA-256 of every block 28 % of it, the
+//     request's copy in from /dev/fuse 11 %, the appends' pwrite 11 %, the
+//     commit's Badger batch 8 %, "was there data" index lookups of blocks
+//     the block map had not seen 5 %. The daemon was idle more than half
+//     of the job: fio writes one request at a time and, with
+//     FOPEN_DIRECT_IO and no kernel writeback cache, each write(2) waits for
+//     the hash and the appends; the loopback's writes return from the page
+//     cache and reach it in parallel at writeback. That structural gap
+//     (and SHA-256 on every byte) is what remains for this job.
+//   - Random 4 KiB writes, iodepth 16 (disks/<d> and ext4 in a loop
+//     device): 118 us of daemon CPU per write (loopback 52 us). The mutex
+//     profile named the cause of the wait: 148 s of contention in 16 s, the
+//     writers waiting for the disk's lock while a write-back batch held it
+//     to hash and append 64 blocks. CPU: Badger lookups 20 % (half of them
+//     re-reading a whole batch through the index because one record in it
+//     had been moved by the cleaner, half looking up again the blocks that
+//     fallback had dropped from the block map), SHA-256 of the 16 KiB block
+//     per 4 KiB write 11 %, the cleaner moving segments 14 %, the bases'
+//     pread 8 %, the appends' pwrite 8 %.
+//   - Sequential 1 MiB reads of ext4 in a loop device: 3.8 s of daemon CPU
+//     per GiB (loopback 0.46 s), 77 % of it the kernel copying the reply
+//     into the loop device's pages in writev(2) on /dev/fuse (perf: page by
+//     page in fuse_copy_fill, a spin lock each); the loopback answers from
+//     its file with splice. The daemon's own part: the segment pread, the
+//     CRC32C of each record and the copy of its payload.
+//   - Random reads were ahead of the loopback (1.1-5x) and stay so.
+//
+// What was cut: a write-back batch now hashes copies of its blocks without
+// the disk's lock (writeback.go; contention on it in
+// BenchmarkRandWrite4KParallel, 30000 writes: 19.5 s -> 3.0 s), and a read
+// that finds records moved looks up and reads again only those blocks,
+// the block map following a relocated record instead of forgetting it
+// (read.go, bmMovedLocked; Badger lookups in the same benchmark 0.52 s ->
+// 0.13 s of CPU). Daemon CPU per random 4 KiB write through the mount,
+// bench.sh --data-path old and new interleaved, 7 Dec 02:25-02:49, load
+// average 7 to 15: disks/<d> 125 and 121 us -> 87 and 101 us; ext4 in a
+// loop device 126 and 126 us -> 97 and 96 us. Throughputs in those runs
+// moved with the load more than with the code (the loopback peer's own
+// random-write figure ranged 2.7k to 8.5k IOPS), so none is claimed here.
 //
 // # Memory
 //

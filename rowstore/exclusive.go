@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -252,9 +254,88 @@ func (s *Store) countExclusive() (map[string]int64, int64, error) {
 				return err
 			}
 		}
+		foldLayerReaders(by, readers)
 		return nil
 	})
 	return by, live, err
+}
+
+// foldLayerReaders credits what a child layer alone reads from its parent
+// (counted as "layer:ID") to the one disk, snapshot or image that reads
+// through that child layer, when there is exactly one: a disk rolled back
+// to a snapshot since deleted, or a clone whose source snapshot and disk
+// are gone, reads every block it did not rewrite through such a layer, and
+// deleting it frees them (GC frees a parent's versions once no child layer
+// reads them). With several readers below the child layer the bytes stay
+// under "layer:ID", shown by no one: deleting any one of them frees
+// nothing. (A version seen both directly and through a child layer by the
+// same snapshot, one member's layer below another's, is counted as shared:
+// an under-count, never space a delete would not free.) Trial 8 found it:
+// TestTrial8ExclusiveThroughDeletedParents.
+func foldLayerReaders(by map[string]int64, readers map[uint64][]reader) {
+	type owner struct {
+		name string
+		n    int // 0 none, 1 name, 2 several
+	}
+	memo := map[uint64]owner{}
+	var ownerOf func(id uint64) owner
+	ownerOf = func(id uint64) owner {
+		if o, ok := memo[id]; ok {
+			return o
+		}
+		memo[id] = owner{n: 2} // a cycle cannot happen; if one did, shared
+		var o owner
+		add := func(name string) {
+			switch {
+			case o.n == 0:
+				o = owner{name, 1}
+			case o.name != name:
+				o.n = 2
+			}
+		}
+		for _, r := range readers[id] {
+			if o.n == 2 {
+				break
+			}
+			child, ok := layerReader(r.who)
+			if !ok {
+				add(r.who)
+				continue
+			}
+			switch co := ownerOf(child); co.n {
+			case 0:
+			case 1:
+				add(co.name)
+			default:
+				o.n = 2
+			}
+		}
+		memo[id] = o
+		return o
+	}
+	var layerKeys []string
+	for k := range by {
+		if _, ok := layerReader(k); ok {
+			layerKeys = append(layerKeys, k)
+		}
+	}
+	for _, k := range layerKeys {
+		id, _ := layerReader(k)
+		if o := ownerOf(id); o.n == 1 {
+			by[o.name] += by[k]
+			delete(by, k)
+		}
+	}
+}
+
+// layerReader parses a child layer's reader name, "layer:ID".
+func layerReader(who string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(who, "layer:")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(rest, 10, 64)
+	return id, err == nil
 }
 
 // countLayerExclusive is scanLayer's classification of one live layer's

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/snapfs/snapfs/index"
 )
 
 // exclReference is the reference count of the exclusive figures and live
@@ -23,6 +25,17 @@ func exclReference(t testing.TB, s *Store) (map[string]int64, int64) {
 	}
 	res, err := s.scan()
 	if err != nil {
+		t.Fatal(err)
+	}
+	// What a child layer alone reads belongs to the one reader through it
+	// (foldLayerReaders; trial 8).
+	if err := s.idx.View(func(tx *index.Txn) error {
+		_, readers, _, _, err := liveReaders(tx, nil)
+		if err == nil {
+			foldLayerReaders(res.exclusive, readers)
+		}
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	return res.exclusive, res.live

@@ -104,35 +104,100 @@ func (s *Store) readIndexed(chain []link, blocks []uint64, dsts [][]byte, what s
 
 // readResolved reads blocks whose versions were looked up before (by a
 // disk's block map, or without readMu): a record may have been relocated
-// and its segment removed since, or rewritten elsewhere by a repair. So if a
-// read finds its segment gone or its record not the one expected, all are
-// read again through a fresh lookup under readMu (readBlocks), whose answer
-// is final. Other errors (I/O) are returned as they are. bad, if set, is told
-// which blocks were read again, so the caller can forget what it cached.
-func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string, bad func(b uint64)) (bool, error) {
+// and its segment removed since, or rewritten elsewhere by a repair. So a
+// block whose read finds its segment gone or its record not the one
+// expected is read again through a fresh lookup under readMu, whose answer
+// is final; the others keep what they read. Other errors (I/O) are
+// returned as they are. moved, if set, is told of each block read again:
+// the version it was looked up as, and the fresh answer (a lazy block
+// hydrated meanwhile comes with found false), so that the caller can make
+// what it cached follow the record (diskState.bmMovedLocked).
+//
+// Only those blocks are looked up again, not the whole batch: with the
+// cleaner relocating records under a random-write load, nearly every batch
+// of a write-back had one moved block, and looking up and reading all 64
+// again (then missing them all in the block map) was a fifth of the
+// daemon's CPU time (rowstore/doc.go, "Data path: where the time goes").
+func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string, moved func(b uint64, old, v index.Version, found bool)) (bool, error) {
 	s.readMu.RLock()
-	any, err := s.readVersionsLocked(vs, found, blocks, dsts, what)
+	any, stale, err := s.readVersionsStale(vs, found, blocks, dsts, what)
 	s.readMu.RUnlock()
-	if err == nil {
-		return s.lazyFill(chain, found, blocks, dsts, what, any, bad) // lazy.go
-	}
-	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrCorrupt) {
+	if err != nil {
 		return any, err
 	}
-	if bad != nil {
-		for i, b := range blocks {
-			if found[i] && !vs[i].Zero() {
-				bad(b)
-			}
+	bad := func(b uint64) { // a lazy block hydrated since it was looked up
+		if moved != nil {
+			moved(b, index.Version{}, index.Version{}, false)
 		}
 	}
-	return s.readBlocksWith(chain, blocks, dsts, what, bad)
+	if len(stale) == 0 {
+		return s.lazyFill(chain, found, blocks, dsts, what, any, bad) // lazy.go
+	}
+	again := make([]uint64, len(stale))
+	againDsts := make([][]byte, len(stale))
+	for j, i := range stale {
+		again[j], againDsts[j] = blocks[i], dsts[i]
+	}
+	s.readMu.RLock()
+	nv, nf, err := s.lookupMany(chain, again)
+	if err != nil {
+		s.readMu.RUnlock()
+		return any, fmt.Errorf("%s: blocks %d-%d: %w", what, again[0], again[len(again)-1], err)
+	}
+	had, err := s.readVersionsLocked(nv, nf, again, againDsts, what)
+	s.readMu.RUnlock()
+	if err != nil {
+		return any, err
+	}
+	if moved != nil {
+		for j, i := range stale {
+			moved(again[j], vs[i], nv[j], nf[j])
+		}
+	}
+	// Lazy sources: the blocks read as they were looked up, then the
+	// blocks looked up again, each with its own answer.
+	keep := make([]bool, len(found))
+	copy(keep, found)
+	for _, i := range stale {
+		keep[i] = true // not the first answer's to fill
+	}
+	if any, err = s.lazyFill(chain, keep, blocks, dsts, what, any || had, bad); err != nil {
+		return any, err
+	}
+	return s.lazyFill(chain, nf, again, againDsts, what, any, bad)
+}
+
+// readVersionsStale is readVersionsLocked that goes on past records found
+// gone or not the ones expected (fs.ErrNotExist, ErrCorrupt) and returns
+// the indexes of those blocks instead (a coalesced run that fails is read
+// again block by block, so that only the stale ones are listed). readMu
+// held.
+func (s *Store) readVersionsStale(vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string) (bool, []int, error) {
+	return s.readVersions(vs, found, blocks, dsts, what, true)
 }
 
 // readVersionsLocked reads the records of versions vs of blocks into dsts
 // (readMu held): zeros where there is none or a hole.
 func (s *Store) readVersionsLocked(vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string) (bool, error) {
+	any, _, err := s.readVersions(vs, found, blocks, dsts, what, false)
+	return any, err
+}
+
+// isStaleRead reports whether a read through a version looked up before
+// found its segment gone or its record not the one expected.
+func isStaleRead(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrCorrupt) }
+
+func (s *Store) readVersions(vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string, tolerate bool) (bool, []int, error) {
 	any := false
+	var stale []int
+	one := func(i int) error {
+		err := s.readVersion(vs[i], blocks[i], dsts[i], what)
+		if err != nil && tolerate && isStaleRead(err) {
+			stale = append(stale, i)
+			return nil
+		}
+		return err
+	}
 	// Records of adjacent blocks written together sit next to each other in
 	// the log: read each run of them with one call, and check each record.
 	for i := 0; i < len(blocks); {
@@ -150,8 +215,8 @@ func (s *Store) readVersionsLocked(vs []index.Version, found []bool, blocks []ui
 			j++
 		}
 		if j == i+1 {
-			if err := s.readVersion(vs[i], blocks[i], dsts[i], what); err != nil {
-				return any, err
+			if err := one(i); err != nil {
+				return any, nil, err
 			}
 			i++
 			continue
@@ -165,12 +230,18 @@ func (s *Store) readVersionsLocked(vs []index.Version, found []bool, blocks []ui
 			err = s.checkRecords(buf, vs[i:j], blocks[i:j], dsts[i:j], what) // crypt.go: sealed ones on every core
 		}
 		putBuf(buf)
+		if err != nil && tolerate && isStaleRead(err) {
+			err = nil
+			for k := i; k < j && err == nil; k++ { // which of the run moved
+				err = one(k)
+			}
+		}
 		if err != nil {
-			return any, err
+			return any, nil, err
 		}
 		i = j
 	}
-	return any, nil
+	return any, stale, nil
 }
 
 // maxReadSpan bounds one coalesced read of adjacent records.

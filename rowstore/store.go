@@ -150,8 +150,8 @@ type Store struct {
 	catUnsyncedGen uint64
 	catUnsyncedAt  time.Time
 	// catBroken: a catalog record is in the log that the index neither
-	// applied nor superseded; further catalog changes are refused until the
-	// store is reopened (replay applies it). Under catMu.
+	// applied nor superseded; further catalog changes supersede it first and
+	// are refused until that succeeds (catlog.go). Under catMu.
 	catBroken error
 
 	pendMu   sync.RWMutex

@@ -59,7 +59,13 @@ func (s *Store) usage(fresh bool) (Usage, error) {
 		return Usage{}, err
 	}
 	if err := s.syncAllDisks(); err != nil {
-		return Usage{}, err
+		if !isNoSpace(err) {
+			return Usage{}, err
+		}
+		// A full filesystem (the reserve spent): usage is what the user
+		// needs most now (trial 8). The figures are the index's; what the
+		// write-back caches hold is in none of them.
+		s.log.Warn("usage: the write-back caches could not be written (the store's filesystem is full); their blocks are in no figure", "err", err)
 	}
 	fig, current, err := s.exclusiveFigures(fresh)
 	if err != nil {

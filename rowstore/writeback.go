@@ -3,6 +3,8 @@ package rowstore
 import (
 	"sort"
 	"time"
+
+	"github.com/snapfs/snapfs/index"
 )
 
 // Write-back of the cache of partial blocks, in batches that release the
@@ -183,9 +185,9 @@ func (d *diskState) writeBatchLocked(batch []wbQueued, frozen bool) error {
 			bases[i] = getBuf(d.bs)
 		}
 		d.mu.Unlock()
-		_, err = d.s.readResolved(chain, vs, found, partial, bases, name, func(b uint64) {
+		_, err = d.s.readResolved(chain, vs, found, partial, bases, name, func(b uint64, old, v index.Version, found bool) {
 			d.mu.Lock()
-			d.bmDropLocked(b)
+			d.bmMovedLocked(b, old, v, found)
 			d.mu.Unlock()
 		})
 		d.mu.Lock()
@@ -201,9 +203,16 @@ func (d *diskState) writeBatchLocked(batch []wbQueued, frozen bool) error {
 	if d.deleted {
 		return nil
 	}
-	blocks := make([]uint64, 0, len(batch))
-	datas := make([][]byte, 0, len(batch))
-	cs := make([]*cblock, 0, len(batch))
+	// The entries' content is hashed without the lock (writers, readers
+	// and the other batch go on meanwhile): a copy of each, taken now,
+	// is hashed; an entry written to meanwhile (its writes count moved) is
+	// hashed again under the lock below, with what it holds then.
+	type item struct {
+		q      wbQueued
+		copy   []byte
+		writes uint64
+	}
+	items := make([]item, 0, len(batch))
 	for i, q := range batch {
 		if !current(q) {
 			continue // stored or dropped meanwhile
@@ -211,11 +220,50 @@ func (d *diskState) writeBatchLocked(batch []wbQueued, frozen bool) error {
 		if !q.c.full {
 			q.c.overlay(bases[baseOf[i]]) // partial then, so it has a base
 		}
-		blocks = append(blocks, q.b)
-		datas = append(datas, q.c.data)
-		cs = append(cs, q.c)
+		cp := getBuf(len(q.c.data))
+		copy(cp, q.c.data)
+		items = append(items, item{q, cp, q.c.writes})
 	}
-	if err := d.storeBlocksLocked(blocks, datas); err != nil {
+	defer func() {
+		for _, it := range items {
+			putBuf(it.copy)
+		}
+	}()
+	datas := make([][]byte, len(items))
+	for i, it := range items {
+		datas[i] = it.copy
+	}
+	d.mu.Unlock()
+	if h := testHookWriteBackHashing; h != nil {
+		h()
+	}
+	zero := make([]bool, len(datas))
+	for i, data := range datas {
+		zero[i] = isZero(data)
+	}
+	vers := digestBlocks(datas, zero)
+	d.mu.Lock()
+	if d.deleted {
+		return nil
+	}
+	blocks := make([]uint64, 0, len(items))
+	cs := make([]*cblock, 0, len(items))
+	keep := 0 // items compacted in place (keep <= j)
+	for j, it := range items {
+		if !current(it.q) {
+			continue // stored or dropped meanwhile
+		}
+		datas[keep], zero[keep], vers[keep] = datas[j], zero[j], vers[j]
+		if it.q.c.writes != it.writes { // written to meanwhile: as it is now
+			datas[keep] = it.q.c.data
+			zero[keep] = isZero(it.q.c.data)
+			vers[keep] = digestBlocks(datas[keep:keep+1], zero[keep:keep+1])[0]
+		}
+		blocks = append(blocks, it.q.b)
+		cs = append(cs, it.q.c)
+		keep++
+	}
+	if err := d.storeDigestedLocked(blocks, datas[:keep], zero[:keep], vers[:keep]); err != nil {
 		return err
 	}
 	for i, b := range blocks {
@@ -227,6 +275,10 @@ func (d *diskState) writeBatchLocked(batch []wbQueued, frozen bool) error {
 	}
 	return nil
 }
+
+// testHookWriteBackHashing, when set (tests only), runs in a batch of
+// write-back while it hashes its copies without the disk's lock.
+var testHookWriteBackHashing func()
 
 // wantWriteBackLocked asks the background write-back to bring the disk's
 // cache down (disk's lock held).

@@ -38,6 +38,10 @@
 #
 # --profile DIR saves the daemon's CPU, block and mutex profiles of every
 # fio job through snapfs (DIR/<job>.{cpu,block,mutex}.pb.gz; go tool pprof).
+#
+# For before/after runs of the data path: BENCH_PEERS limits phase 1 to some
+# peers (e.g. "snapfs loopback qcow2"), BENCH_SNAPFS uses that snapfs binary
+# instead of building one (an old build, to interleave old and new runs).
 # Tools come from Debian packages, installed when missing.
 set -euo pipefail
 { # the whole script is parsed before it runs: editing it during a run is safe
@@ -138,7 +142,11 @@ echo "work directory $work; $(nproc) cores; size $SIZE; $load_start" >&2
 
 bin=$work/bin
 mkdir -p "$bin"
-CGO_ENABLED=0 go build -o "$bin/snapfs" ./cmd/snapfs
+if [ -n "${BENCH_SNAPFS:-}" ]; then
+	cp "$BENCH_SNAPFS" "$bin/snapfs"
+else
+	CGO_ENABLED=0 go build -o "$bin/snapfs" ./cmd/snapfs
+fi
 go build -o "$bin/snapfs-loopback" ./cmd/snapfs-loopback
 sfs=("$bin/snapfs" --store "$work/store") # for timeout, which runs no shell function
 snapfs() { "${sfs[@]}" "$@"; }
@@ -189,13 +197,31 @@ fio_job() {
 		curl -sf -o "$profile_dir/$name.block.pb.gz" "http://$pprof_addr/debug/pprof/block?seconds=$secs" & pids+=($!)
 		curl -sf -o "$profile_dir/$name.mutex.pb.gz" "http://$pprof_addr/debug/pprof/mutex?seconds=$secs" & pids+=($!)
 	fi
+	local cpu0
+	cpu0=$(proc_cpu "$cpu_pid")
 	fio --name="$name" --filename="$file" --rw="$rw" --fallocate=none --randrepeat=0 \
 		--output-format=json --output="$json" "$@" >/dev/null
+	# CPU seconds the serving process (daemon or peer) spent on the job, and
+	# per request (ramp time included: a few % high, alike for every peer).
+	# A loaded machine blurs this less than the throughput.
+	if [ -n "$cpu_pid" ]; then
+		local cpu
+		cpu=$(awk -v a="$cpu0" -v b="$(proc_cpu "$cpu_pid")" 'BEGIN { printf "%.2f", b - a }')
+		metric "$name.server_cpu_s" "$cpu" s
+		metric "$name.server_cpu_us_per_op" "$(jq --argjson c "$cpu" '.jobs[0] | (.read.total_ios + .write.total_ios) as $n |
+			if $n > 0 then ($c * 1e6 / $n * 10 | round / 10) else null end' "$json")" us
+	fi
 	for p in "${pids[@]}"; do wait "$p" || echo "bench.sh: a profile of $name failed" >&2; done
 	if [[ $name == snapfs* ]]; then
 		snapfs_written=$((snapfs_written + $(jq '.jobs[0].write.io_bytes' "$json")))
 	fi
 }
+# proc_cpu PID -> user+system CPU seconds of PID (empty PID: 0)
+proc_cpu() {
+	[ -n "$1" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+cpu_pid="" # the process serving the current peer's jobs, for server_cpu_s
 # fio_val NAME read|write bw|iops -> MB/s or IOPS
 fio_val() { jq -r --arg d "$2" --arg w "$3" '.jobs[0][$d] | if $w == "bw" then .bw_bytes / 1e6 else .iops end' "$work/fio/$1.json"; }
 
@@ -255,14 +281,17 @@ start_loopback() { # start_loopback NAME [-passthrough] -> disk file in $disk
 		return 1
 	fi
 	disk=$mnt/disk
+	cpu_pid=$lb_pid
 }
 stop_loopback() { kill "$1"; wait "$1" 2>/dev/null || true; }
 
-for peer in snapfs loopback passthrough qcow2 plain; do
+for peer in ${BENCH_PEERS:-snapfs loopback passthrough qcow2 plain}; do
 	phase "phase 1: data path, $peer"
 	disk=""
+	cpu_pid=""
 	case $peer in
 	snapfs)
+		cpu_pid=$daemon_pid
 		snapfs disk create bench --size "$disk_size" >/dev/null
 		disk=$work/mnt/disks/bench ;;
 	loopback) start_loopback loopback || continue ;;
@@ -325,6 +354,19 @@ for x in "" -ext4; do
 			[ "$status" = met ] && [ "$st2" != met ] && status=$st2
 		fi
 		row "data path: $where" "$label" "$(fmt "$s")" "$(peer_text "$key" "$x")" "$target" "$status"
+	done
+	# The serving process's CPU per request of each job (informative).
+	for j in seqwrite:"1 MiB" seqread:"1 MiB" randwrite:"4 KiB" randread:"4 KiB"; do
+		IFS=: read -r job what <<<"$j"
+		s=$(get "snapfs$x-$job.server_cpu_us_per_op") text=""
+		for p in "${peers[@]}"; do
+			[ "$p" != snapfs ] || continue
+			v=$(get "$p$x-$job.server_cpu_us_per_op")
+			[ -n "$v" ] && [ "$v" != null ] || continue
+			r=$(ratio "$s" "$v") # (none when the peer spent nothing: passthrough reads)
+			text+="${text:+ · }$p $(fmt "$v")${r:+ (${r}×)}"
+		done
+		row "data path: $where" "$job: CPU of the serving process per $what request, µs" "$(fmt "$s")" "$text" "" "info"
 	done
 done
 

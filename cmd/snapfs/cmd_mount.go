@@ -85,6 +85,9 @@ func mountCommand(st *state) *cli.Command {
 			if err != nil {
 				return err
 			}
+			if err := clearDeadMount(a[0], store, log); err != nil {
+				return err
+			}
 			_, lerr := os.Lstat(a[0])
 			mp, rmdir, err := existingDir(a[0])
 			if err != nil {

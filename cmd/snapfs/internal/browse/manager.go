@@ -383,6 +383,29 @@ func (m *Manager) ReleaseIdle(idle time.Duration) {
 	}
 }
 
+// ReleaseUnused closes every source nothing uses now for which gone
+// reports true (a snapshot or image deleted: the service calls it after a
+// delete, so the scratch clone of a deleted snapshot's filesystem does not
+// keep its blocks from gc until the idle timeout; trial 8). gone is called
+// with the manager's lock held: it must not call back into the manager.
+func (m *Manager) ReleaseUnused(gone func(Source) bool) {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	m.mu.Lock()
+	var victims []*Tree
+	for k, t := range m.open {
+		if t.pins == 0 && gone(t.src) {
+			victims = append(victims, t)
+			delete(m.open, k)
+		}
+	}
+	m.mu.Unlock()
+	for _, t := range victims {
+		m.log.Info("releasing the filesystem of a deleted snapshot or image", "source", t.src.String())
+		t.close()
+	}
+}
+
 // ReleaseAll closes every open source, in use or not (files open inside
 // them are closed: reads on them fail). The daemon calls it before it
 // unmounts; later accesses open them again.

@@ -341,6 +341,7 @@ func (l *Local) DeleteSnapshot(_ context.Context, name string) error {
 		return err
 	}
 	l.namesChanged()
+	l.releaseDeletedFiles()
 	return nil
 }
 
@@ -434,6 +435,7 @@ func (l *Local) DeleteImage(_ context.Context, name string) error {
 		return err
 	}
 	l.namesChanged()
+	l.releaseDeletedFiles()
 	return nil
 }
 

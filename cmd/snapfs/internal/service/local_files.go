@@ -42,6 +42,42 @@ func (l *Local) ReleaseFiles() {
 	}
 }
 
+// releaseDeletedFiles releases the .files filesystems nothing uses of
+// snapshots and images that no longer exist (their scratch clones held the
+// deleted snapshot's blocks from gc, unseen, until the idle timeout: trial
+// 8). One in use stays until it is released (idle, or at unmount).
+func (l *Local) releaseDeletedFiles() {
+	if l.files == nil {
+		return
+	}
+	snaps, err := l.store.ListSnapshots()
+	if err != nil {
+		return
+	}
+	images, err := l.store.ListImages()
+	if err != nil {
+		return
+	}
+	alive := map[string]bool{}
+	for _, s := range snaps {
+		alive[fmt.Sprintf("s/%s/%d", s.Name, s.ID)] = true
+	}
+	for _, im := range images {
+		alive[fmt.Sprintf("i/%s/%d", im.Name, im.ID)] = true
+	}
+	l.files.ReleaseUnused(func(src browse.Source) bool {
+		switch {
+		case src.Region != "":
+			return false
+		case src.Image != "":
+			return !alive[fmt.Sprintf("i/%s/%d", src.Image, src.ID)]
+		case src.Snapshot != "":
+			return !alive[fmt.Sprintf("s/%s/%d", src.Snapshot, src.ID)]
+		}
+		return false
+	})
+}
+
 func (l *Local) closeFiles() {
 	if l.files != nil {
 		_ = l.files.Close()

@@ -182,6 +182,11 @@ func (l *Local) applyDisk(p *Policy, disk string, now time.Time) error {
 	if slices.Contains(p.Disks, disk) {
 		return nil
 	}
+	// Every run would fail on its snapshot's name (trial 8): refuse now.
+	if n := policy.SnapshotName(p.Name, disk, time.Time{}); len(n) > rowstore.MaxNameLen {
+		return fmt.Errorf("%w: policy %q on disk %q: its snapshots' names (%q + a time, %d characters) would be longer than %d characters: choose a shorter policy name",
+			rowstore.ErrInvalid, p.Name, disk, p.Name+"-"+disk+"-", len(n), rowstore.MaxNameLen)
+	}
 	p.Disks = append(p.Disks, disk)
 	if p.Applied == nil {
 		p.Applied = map[string]time.Time{}
@@ -390,8 +395,12 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 		l.pol.mu.Unlock()
 	}
 	if isDue {
-		name := policy.SnapshotName(p.Name, disk, due)
-		if _, err := l.store.GetSnapshot(name); err == nil {
+		name, taken, err := l.policySnapshotName(p.Name, disk, due)
+		if err != nil {
+			fail("snapshot name", err)
+			return
+		}
+		if taken {
 			// Taken before (the status was lost): the run is done.
 		} else {
 			sis, err := l.store.ListSnapshots()
@@ -427,6 +436,7 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 				l.log.Info("policy: evicted for the quota", "policy", p.Name, "disk", disk, "snapshot", e.Name)
 				run.Evicted = append(run.Evicted, e.Name)
 				l.namesChanged()
+				l.releaseDeletedFiles()
 			}
 			req := CreateSnapshotRequest{Name: name, Disks: []string{disk}, PreHook: p.Hooks.PreHook, PostHook: p.Hooks.PostHook,
 				HookTimeout: p.Hooks.Timeout, OnPreHookFailure: p.Hooks.OnPreHookFailure}
@@ -466,6 +476,7 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 		l.log.Info("policy: snapshot expired", "policy", p.Name, "disk", disk, "snapshot", e.Name)
 		run.Expired = append(run.Expired, e.Name)
 		l.namesChanged()
+		l.releaseDeletedFiles()
 	}
 	if p.CopyTo != "" && len(pending) > 0 {
 		if err := l.copyPending(ctx, p, disk, pending, now, run); err != nil {
@@ -511,10 +522,9 @@ func (l *Local) copyPending(ctx context.Context, p *Policy, disk string, pending
 	if err != nil {
 		return err
 	}
-	prefix := p.Name + "-" + disk + "-"
 	var snaps []policy.Snap
 	for _, r := range remote {
-		if r.Mine && r.Kind == policy.KindAutomatic && strings.HasPrefix(r.Name, prefix) {
+		if policyOwnsRemote(p.Name, disk, r) {
 			snaps = append(snaps, policy.Snap{Name: r.Name, Created: r.Created, Kind: r.Kind, Policy: p.Name})
 		}
 	}
@@ -585,4 +595,68 @@ func countOf(snaps []policy.Snap, pol string) int {
 		}
 	}
 	return n
+}
+
+// policySnapshotName is the name of policy pol's snapshot of disk due at
+// instant due, and whether that snapshot exists already (taken before: the
+// status was lost). The name is policy.SnapshotName's unless a snapshot
+// that is not this policy's automatic snapshot of this disk has it (policy
+// "a" on disk "b-c" and policy "a-b" on disk "c" both give "a-b-c-<time>",
+// and a manual snapshot may have any name): then "-2", "-3" ... are
+// appended. Trial 8: the name's existence alone was taken for "taken
+// before", and the second policy's disk silently got no snapshot.
+func (l *Local) policySnapshotName(pol, disk string, due time.Time) (string, bool, error) {
+	base := policy.SnapshotName(pol, disk, due)
+	for i := 1; i <= 100; i++ {
+		name := base
+		if i > 1 {
+			name = fmt.Sprintf("%s-%d", base, i)
+		}
+		if err := rowstore.ValidateName("snapshot", name); err != nil {
+			return "", false, fmt.Errorf("%s is taken by another snapshot, and %w", base, err)
+		}
+		si, err := l.store.GetSnapshot(name)
+		if errors.Is(err, rowstore.ErrNotFound) {
+			return name, false, nil
+		}
+		if err != nil {
+			return "", false, err
+		}
+		if si.Policy == pol && si.Kind == policy.KindAutomatic && len(si.Disks) == 1 && hasDisk(si, disk) {
+			return name, true, nil
+		}
+	}
+	return "", false, fmt.Errorf("%w: %s and 99 names after it are taken by other snapshots", rowstore.ErrExists, base)
+}
+
+// policyOwnsRemote reports whether a region snapshot is a copy of policy
+// pol's automatic snapshot of disk, taken by this host: "<pol>-<disk>-"
+// followed by the time (and a "-N" that policySnapshotName appended),
+// holding that disk alone. Trial 8: a prefix match alone let the remote
+// retention of policy "a" on disk "b" count, and prune, its copies of disk
+// "b-c" ("a-b-c-<time>") and policy "a-b"'s copies of disk "c".
+func policyOwnsRemote(pol, disk string, r RemoteSnapshot) bool {
+	if !r.Mine || r.Kind != policy.KindAutomatic || len(r.Disks) != 1 || r.Disks[0].Name != disk {
+		return false
+	}
+	rest, ok := strings.CutPrefix(r.Name, pol+"-"+disk+"-")
+	if !ok {
+		return false
+	}
+	stamp, suffix, _ := strings.Cut(rest[min(len(rest), len("20060102-1504")):], "-")
+	if stamp != "" || len(rest) < len("20060102-1504") {
+		return false
+	}
+	if _, err := time.Parse("20060102-1504", rest[:len("20060102-1504")]); err != nil {
+		return false
+	}
+	if suffix == "" {
+		return len(rest) == len("20060102-1504")
+	}
+	for _, c := range suffix {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

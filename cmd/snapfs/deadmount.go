@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// clearDeadMount handles a mount point whose FUSE server died (SIGKILL, OOM
+// killer, a crash): the kernel keeps the mount, and every access to it
+// fails with ENOTCONN ("transport endpoint is not connected"). Before trial
+// 8, `snapfs mount` then said "mountpoint M does not exist" (exit 3, which
+// the unit's RestartPreventExitStatus takes as not worth retrying), and the
+// store stayed unmounted until someone found `snapfs umount M`.
+//
+// The dead mount of this same store, with no daemon answering on its
+// socket, is removed (as `snapfs umount` does: unmount, else detach it) and
+// the mount goes on: it serves nothing, and everything acknowledged is in
+// the store. What still holds files of the dead mount (a loop device, a VM,
+// an open file) keeps failing with EIO or ENOTCONN and must be reopened on
+// the new mount. A dead mount of another store or another filesystem is
+// refused (busy) with what to do: it is not ours to remove.
+func clearDeadMount(p, store string, log *slog.Logger) error {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return nil // existingDir reports it
+	}
+	// statfs always reaches the FUSE server; a stat of the mount point may
+	// be answered from the kernel's attribute cache.
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(abs, &sfs); !errors.Is(err, syscall.ENOTCONN) {
+		return nil
+	}
+	var entry *mountEntry
+	for _, m := range mounts() {
+		if m.target == abs {
+			m := m
+			entry = &m // the last one is the one on top
+		}
+	}
+	if entry == nil || !strings.HasPrefix(entry.fstype, "fuse") {
+		return fmt.Errorf("%w: mountpoint %s: %v", rowstore.ErrBusy, abs, syscall.ENOTCONN)
+	}
+	if entry.fstype != "fuse.snapfs" || filepath.Clean(entry.source) != filepath.Clean(store) {
+		return fmt.Errorf("%w: mountpoint %s is the dead mount of %s (%s; its server died): unmount it first (umount -l %s)",
+			rowstore.ErrBusy, abs, entry.source, entry.fstype, abs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if client, _, err := service.Dial(ctx, store); err == nil {
+		client.Close()
+		return nil // a daemon answers for the store: opening it reports the busy store
+	}
+	if err := syscall.Unmount(abs, 0); err != nil {
+		if err := syscall.Unmount(abs, syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("remove the dead mount of store %s at %s: %w", store, abs, err)
+		}
+	}
+	log.Warn("removed the dead mount of a daemon that died; files still open through it (loop devices, VMs) must be reopened",
+		"mountpoint", abs, "store", store)
+	return nil
+}
