@@ -877,8 +877,11 @@
 //     briefly before idxMu and releases it.
 //  8. segment.Log.appendMu: Append, AppendBatch, Rotate, Close.
 //  9. segment.Log.mu (RW): the segment table and the active segment;
-//     shared by reads, Sync (held during the fsync), Tail; exclusive to
-//     start or remove a segment and to open an old one for reading.
+//     shared by reads, Sync (held during the fsync, and while it waits for
+//     the background sync of the segments sealed before, which takes no
+//     lock until it ended), Tail; exclusive to start or remove a segment
+//     (a removal waits for that segment's background sync) and to open an
+//     old one for reading.
 //  10. segment.segFile.bufMu: the active segment's gathering buffer.
 //
 // Leaves (nothing is taken while holding them, except as noted):

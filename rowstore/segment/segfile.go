@@ -31,6 +31,10 @@ type segFile struct {
 	// (under bufMu); wbBusy while a start is under way.
 	wbStarted int64
 	wbBusy    atomic.Bool
+	// wbEvery is the bytes written between starts: EarlyWriteback, at most
+	// a quarter of the rotation size when the segment started (a small
+	// segment's sync at rotation then finds at most a quarter of it left).
+	wbEvery int64
 
 	used atomic.Int64 // Log.clock at the last read, for closing the least recently used
 
@@ -75,7 +79,7 @@ func (s *segFile) flushLocked() error {
 		return err
 	}
 	s.flushed += int64(len(s.wbuf))
-	if s.flushed-s.wbStarted >= EarlyWriteback {
+	if s.flushed-s.wbStarted >= s.wbEvery {
 		s.startWriteback()
 	}
 	if cap(s.wbuf) > 4*writeBehind {

@@ -99,7 +99,8 @@ func (l *Log) startSegment(n uint64, prev *sealSync) error {
 	if buf == nil {
 		buf = make([]byte, 0, writeBehind+64<<10)
 	}
-	s := &segFile{num: n, f: f, flushed: FileHeaderSize, wbuf: buf[:0], prev: prev}
+	s := &segFile{num: n, f: f, flushed: FileHeaderSize, wbuf: buf[:0], prev: prev,
+		wbEvery: min(EarlyWriteback, max(l.segSize.Load()/4, 256<<10))}
 	s.size.Store(FileHeaderSize)
 	l.bytes.Add(FileHeaderSize)
 	l.mu.Lock()
