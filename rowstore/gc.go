@@ -808,7 +808,6 @@ func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
 	// repointChunk), idxMu released between them.
 	for len(moves) > 0 {
 		n := min(len(moves), repointChunk)
-		s.yieldToCommits()
 		if err := s.repointMap(moves[:n]); err != nil {
 			return err
 		}
@@ -848,26 +847,6 @@ func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
 	}
 	return s.seg.RemoveSegments(gone)
 }
-
-// yieldToCommits waits, before a repoint write batch, while a commit is
-// under way (its log sync, then its index batch: a repoint batch taken
-// meanwhile would hold idxMu and Badger's write goroutine ahead of it), at
-// most yieldMax: foreground commits first, the cleaner's repoints between
-// them.
-func (s *Store) yieldToCommits() {
-	if s.committing.Load() == 0 {
-		return
-	}
-	deadline := time.Now().Add(yieldMax)
-	for s.committing.Load() > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Microsecond)
-	}
-}
-
-// yieldMax bounds how long a repoint batch waits for commits (a commit
-// takes 3 to 10 ms through the mount; repoints must still keep up, see
-// "Bounded space" in the package doc).
-const yieldMax = 10 * time.Millisecond
 
 // repoint moves index entries from old to new record positions, unless the
 // entry changed meanwhile. Every writer of versions holds idxMu (commit,

@@ -133,9 +133,6 @@ type Store struct {
 
 	syncMu sync.Mutex // serializes commits (pending -> index)
 	idxMu  sync.Mutex // serializes writes of version entries to the index
-	// committing counts the commits under way (syncMu held); the
-	// cleaner's repoints wait for them (gc.go yieldToCommits).
-	committing atomic.Int32
 
 	appendMu sync.Mutex // serializes log appends with their pending entries
 	nextSeq  uint64     // INVARIANT: greater than every sequence number in the log; under appendMu
@@ -535,8 +532,6 @@ func (s *Store) appendVersionLocked(r *segment.Record, v index.Version, blocks u
 // finds nothing to do returns at once.
 func (s *Store) commit() error {
 	t0 := time.Now()
-	s.committing.Add(1) // the cleaner's repoints let it go first
-	defer s.committing.Add(-1)
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	var tLocked, tSynced, tFlushed time.Duration
