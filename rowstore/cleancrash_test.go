@@ -24,7 +24,9 @@ import (
 // the index from the log) must show every acknowledged write and snapshot
 // (invariants 1-4), GC must work after it, and the cleaner must have done
 // work in the runs. It fails when the log sync before the repoint is left
-// out. The index survives these crashes whole, as in TestCrash, so the
+// out, or when Sync does not wait for the background sync of the segments
+// sealed before (a quarter of the runs slow every segment fsync down, so
+// that such a sync is often under way at the crash). The index survives these crashes whole, as in TestCrash, so the
 // index sync before the removal is not exercised here.
 func TestCrashDuringCleaning(t *testing.T) {
 	const bs = 4096
@@ -43,6 +45,12 @@ func TestCrashDuringCleaning(t *testing.T) {
 			opts := testOptions()
 			opts.SegmentSize = 32 << 10 // many small segments: many batches
 			opts.FS = cfs
+			if k%4 >= 2 {
+				// Slow syncs of segment files: the background sync of a
+				// sealed segment (segment.sealSync) is often still running
+				// at the crash, with the next segment's records gathered.
+				opts.FS = slowSealFS{cfs}
+			}
 			if err := Create(dir, opts); err != nil {
 				t.Fatal(err)
 			}
@@ -400,4 +408,33 @@ func TestCleanerStaleMapAfterCatalogChange(t *testing.T) {
 		t.Fatalf("after the full round: map usable %v, live %d (stale map: %d)", ok, live, staleLive)
 	}
 	check("the disk after the full round", h, model)
+}
+
+// slowSealFS delays every Sync of a segment file by 2 ms (a slow disk): the
+// background sync of a sealed segment is then often under way when a test
+// crashes the filesystem.
+type slowSealFS struct{ vfs.FS }
+
+type slowSealFile struct{ vfs.File }
+
+func (f slowSealFS) Create(name string) (vfs.File, error) {
+	return f.wrap(f.FS.Create(name))
+}
+
+func (f slowSealFS) OpenReadWrite(name string) (vfs.File, error) {
+	return f.wrap(f.FS.OpenReadWrite(name))
+}
+
+func (slowSealFS) wrap(file vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return slowSealFile{file}, nil
+}
+
+func (f slowSealFile) Sync() error {
+	if st, err := f.Stat(); err == nil && filepath.Ext(st.Name()) == ".seg" {
+		time.Sleep(2 * time.Millisecond)
+	}
+	return f.File.Sync()
 }

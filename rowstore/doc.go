@@ -296,7 +296,7 @@
 // then does that limit follow live at every tick. Pacing is therefore the
 // bound itself: the cleaner moves what keeps the log under 1.45 × live and
 // nothing more. The gap between the start and the writers' limit is what a
-// round may take before writers wait (see the fifth pass below). Full rounds (no map yet, or stale too long) keep the
+// round may take before writers wait (cleaner.go, cleanerLimit). Full rounds (no map yet, or stale too long) keep the
 // previous rules: start at 1.40 × live or after the log grew by
 // CleanerDeadFraction, clean down to 1.28, batches of a 32nd to an 8th of
 // live, a token bucket (CleanerRate) that lets the cleaner move 1.25 × what
@@ -314,108 +314,116 @@
 // profiles). BenchmarkOverwriteSpace is the same pattern on the engine
 // alone (64 MiB, -test.count N interleaves the cases).
 //
-// Four passes on 6 Dec 2026 (their tables are in this file's history)
-// took the cleaner from scans and index reads per move to the live map,
-// moves copied byte for byte as read and checked (64 at a time),
-// pipelined batches with grouped finishes: moved per byte written from
-// 1.33 to 0.85, the engine's CPU per GB written with the cleaner from
-// about 20 to 11 s (4.5-5 without). The lead's figure after them, quiet
-// machine (load 1.1-2.3): 130.4 MB/s without, 93.6 with (0.72), segments
-// at most 1.473 × live; over 50 passes 0.92 and 1.03, only because the
-// run without slows (its log grows to 51.6 × live).
+// Five passes on 6 Dec 2026 (their tables and profiles are in this file's
+// history) took the cleaner from scans and index reads per move to the
+// live map, moves copied byte for byte as read and checked (64 at a
+// time), pipelined batches with grouped finishes, rounds from 1.45 to
+// 1.44 × live with writers waiting at 1.49, and repoints in write batches
+// of 256 (idxMu released between them): moved per byte written from 1.33
+// to 0.85-0.88, writers throttled 4 to 20 times less. The lead's figure
+// after them, quiet machine (load 2.5-3): 141.6 MB/s without, 103.7 with
+// (0.73), segments at most 1.472 × live, the machine 33 % idle with the
+// cleaner and writers throttled 0 s. The cleaner costs the daemon about
+// 20-27 µs of CPU per moved record (4,170 bytes): scanning a victim (2.1
+// records read and CRC-checked per record moved) 2.7, the live map's
+// lookups 1.6, appends 1.9, the finish (repoint batches, log and index
+// syncs, unlinks) 5, Badger's inserts, flushes and compactions of the
+// repoints about 4. With no idle CPU the ratio follows the CPU share the
+// daemon gets: 1.45-1.7 × the CPU of the run without.
 //
-// Fifth pass (6 Dec 2026, 22:35-00:30; the machine shared by four
-// engineers: load 5 to 16, often no idle CPU at all). Measured first,
-// 256 MiB, 10 passes, the binary of main, --pprof:
-//   - CPU: without the cleaner the machine was 26 % idle (load 5-6), 0-1 %
-//     later (load 10-16); with it 13 %, then 0 %. The daemon used 19.5 s of
-//     CPU without, 34.6 s with (7.3 and 12.9 s per GB written).
-//   - Where the CPU goes with the cleaner (a 20 s profile, 12.6 s of CPU):
-//     FUSE request handling and Disk.WriteAt 5.3 s (SHA-256 digests 0.8,
-//     appends 0.7), Badger's write goroutine 2.6 s (skiplist inserts of
-//     the commits' and the repoints' entries, about a third of them
-//     repoints), Badger's flushes and compactions 0.8 s, the commits 0.9 s,
-//     the cleaner's moves 1.6 s (segment scan with CRCs and live-map
-//     lookups 1.5, appends 0.4) and its finishes 1.1 s (repoint batches
-//     0.56, log sync 0.20, unlinks 0.17, index sync 0.14).
-//   - Cost per moved record: about 12 µs of the cleaner's own CPU (mover
-//     and finisher, 225,000 records moved in the profile's 20 s), about 16
-//     µs with its share of Badger's inserts, flushes and compactions; the
-//     daemon's whole extra CPU with the cleaner is 27.5 µs per moved
-//     record (15.1 s for 549,000 records, 4,170 bytes each).
-//   - What the foreground waited on (block profile, whole run): the disk's
-//     lock (writers queue behind each other, each holding it about 4 µs of
-//     CPU), throttle 14.3 s (summed over writers; 18 s by the metric),
-//     the commit 11.2 s against 5.4 s without: its index write in Badger
-//     9.4 s (its own and the repoints' entries ahead of it), idxMu 1.3 s
-//     (a repoint batch of a whole group, up to 2,000 entries, holds it for
-//     its write). The mover waited 17.5 s for finishes.
-//   - Why writers were throttled (debug log of a 5-pass run): a round
-//     started at 1.455 × live and its target, 1.45, was less than one
-//     segment's dead bytes away, so every round was one batch (one
-//     segment of 4 MiB, 1.9 MiB moved), moved and then finished, about
-//     55 ms at load 10 (log sync 12 ms, repoints 9, index sync 8); the
-//     writers' limit (log plus a batch at 1.48 × live) left 4.6 MiB, less
-//     the round's 1.9 MiB of copies, for the foreground to write meanwhile.
+// Sixth pass (7 Dec 2026, 02:00-03:55; four engineers on 2 cores, load 2
+// to 25). Measured first, 256 MiB, 10 passes, main's binary with block
+// and mutex profiles, then with temporary timing of the foreground's
+// path. fio's pattern makes a cycle per MiB: 256 writes of 4 KiB, which
+// the disk's lock serializes (iodepth 16: the block profile's largest
+// wait, 138 s summed over writers with the cleaner, 39 s without; the
+// mutex profile names Disk.WriteAt itself as the holder), then one fsync
+// (a commit) alone. So a cycle is 256 holds of the disk's lock plus a
+// commit, and anything a write does under that lock delays all of them.
+// Where the time went with the cleaner (load 9-10; without the cleaner
+// in the same minutes, hold 18.5 µs a write, commit 12.6 ms):
+//   - The disk's lock: 37 µs a write. 28 % of that hold time was writes
+//     during which the log rotated (4 MiB segments, rotations every
+//     ~2 MiB of foreground writes): the rotating append fsynced the old
+//     segment, 2.8 ms, holding the disk's lock, appendMu and the log's
+//     append lock; the cleaner's AppendRawBatch rotated the same way,
+//     with the foreground queued on appendMu. 18 % was waiting for
+//     appendMu behind the cleaner's gathered moves (about 340 µs a batch
+//     of 64: the memory copy, the 1 MiB write of the gathering buffer,
+//     rotations). The rest (about half) is not broken down further; we
+//     read it as the CPU share (the cleaner's goroutines and Badger's
+//     take one of the two processors for long stretches), not measured.
+//   - The commit: 8.4 ms, the log's fsync 3.8 (it carries the cleaner's
+//     copies appended since the last one, 0.87 bytes per byte written),
+//     the index batch 4.35 of which 0.3 waiting for idxMu (the lead's
+//     hypothesis (b), commits queued behind repoint batches, is small:
+//     the batch takes as long without the cleaner; Badger's WriteBatch
+//     flush is synchronous, so a repoint batch never sits in Badger's
+//     queue ahead of a commit once idxMu is released).
 //
-// Changed: rounds start at 1.45 and clean to 1.44 × live, writers wait at
-// 1.49 (room for a round of two or three pipelined batches before writers
-// wait, for 3 % more moved per byte written); repoints in write batches of
-// 256 with idxMu released between them. Tried and dropped: the cleaner
-// yielding the processor (runtime.Gosched) after every gathering and
-// repoint batch (the cleaner fell behind: writers throttled 51-65 s
-// against 20-22 s); a round that goes on while batches are finished
-// (one run each: no difference); lower ratios (1.44/1.43: 6 % more moved).
-// Not done: deferred repoints (a move table folded into the index
-// lazily); it needs a new log record or file format, remapped reads,
-// check, rebuild and crash tests, more than this pass had time for.
+// Changed: a rotation no longer waits for the old segment's fsync
+// (segment: sealSync): the fsync runs in the background, the new segment
+// gathers up to 3 MiB meanwhile, its first write to the file, Sync,
+// Close and a removal wait for it, so the log after a crash is still a
+// prefix (TestSealInBackground, TestSealGatesWrites, TestSealFails,
+// TestSealRemoveAndClose; the engine's crash tests pass unchanged, and
+// TestCrashDuringCleaning now slows every segment fsync in a quarter of
+// its runs, so a background sync is often under way at the crash). Early
+// writeback starts every quarter of a small segment (1 MiB at 4 MiB
+// segments; it never started before the rotation), so the background
+// fsync finds little left. With them (same timing, load 4-10) the disk's
+// lock is held 22 µs a write with the cleaner, writes overlapping a
+// rotation 2.1-2.5 s of a run instead of 6.6, appendMu waits 2.0-2.1 s
+// (unchanged), and a commit waits 0.5-1.3 ms for the background fsync
+// of the segment sealed before it. Tried and dropped: repoint batches
+// waiting (at most 10 ms) while a commit is under way (gain at most the
+// 0.3 ms of idxMu waits; under load 15 TestCleanerConcurrent once saw a
+// cleaner that had freed nothing yet); moves appended 16 at a time (one
+// run: appendMu waits 1.6 s against 2.1, inside the noise).
+// Not done, what the measurements name next: a separate append stream
+// for the cleaner (its copies in their own segment, fsynced by the
+// finisher: the commit's fsync would no longer carry them, about 1 ms of
+// a commit, and the foreground would never wait for appendMu behind
+// them, the 18 %; it needs Open to recover two torn tails and replay,
+// rebuild and check to accept copies in a segment numbered after later
+// foreground records); cutting the cleaner's CPU (reading only the
+// records the live map names; holes and catalog records need a
+// per-segment summary first).
 //
-// Result, 256 MiB, 10 passes, main's binary and this one interleaved
-// (main, this, main, this), load 12 to 16 with no idle CPU in any run:
+// Result, 256 MiB, main's binary and this pass's interleaved (main, this,
+// ...; "this+" is this pass with the dropped commit-first wait), on a
+// machine with little or no idle CPU in every run but the first (load:
+// the 1-minute average at the start and end of each pair):
 //
-//	         MB/s without/with (ratio)   throttled s   max segs/live   moved/written   daemon CPU s without/with
-//	main     34.4/26.0 (0.76)             39            1.473           0.852           23.8/34.6
-//	this     43.1/31.7 (0.74)              8            1.474           0.878           21.6/32.2
-//	main     43.9/28.0 (0.64)             32            1.473           0.849           22.1/35.5
-//	this     46.6/31.0 (0.67)              2            1.476           0.873           20.0/33.9
-//	main     52.2/36.7 (0.70)             12            1.469           0.849           21.5/37.5
-//	this     55.0/48.4 (0.88)              1            1.470           0.874           23.4/32.6
+//	passes  build   MB/s without/with (ratio)  max segs/live  moved/written  throttled s  idle without/with  load
+//	10      main    102.0/79.4 (0.78)           1.473          0.877          0            6 %/27 %           2-4
+//	10      main    44.7/37.7 (0.84)            1.476          0.873          1            1 %/6 %            9-14
+//	10      this+   55.6/33.2 (0.60)            1.476          0.881          2            0 %/0 %            13-17
+//	10      main    40.7/22.1 (0.54)            1.473          0.874          2            0 %/1 %            17-18
+//	10      this+   49.3/40.8 (0.83)            1.474          0.881          9            1 %/1 %            12-18
+//	10      main    60.0/30.8 (0.51)            1.476          0.876          2            0 %/0 %            23-25
+//	10      this    42.8/37.4 (0.87)            1.480          0.879          4            0 %/1 %            25-20
+//	10      main    60.3/54.1 (0.90)            1.470          0.875          0            0 %/0 %            20-14
+//	10      this    92.6/63.9 (0.69)            1.469          0.874          1            7 %/9 %            14-12
+//	50      main    51.5/36.9 (0.72)            1.482          0.892          11           1 %/0 %            4-19
+//	50      this    45.2/36.2 (0.80)            1.484          0.894          10           0 %/0 %            15-23
 //
-// (The third pair, load 6 to 13, is the only one where the run with this
-// cleaner had idle CPU left, 2.7 %; two test builds of mine overlapped
-// main's pair, so it favours this build: one pair, not a result.)
-// Writers wait 4 to 20 times less and the runs with the cleaner are 1.1 to
-// 1.2 × faster, but the ratio did not move here (0.64-0.76 before,
-// 0.67-0.74 after): with no idle CPU the throughput follows the CPU share
-// the daemon gets, and the cleaner's run costs 1.45-1.7 × the CPU of the
-// run without in both builds (the extra CPU per moved record, 19-25 µs,
-// is unchanged: this pass removed waits, not work). The 0.8 target is
-// NOT met on this machine; what the removed waits give on a quiet
-// machine, where CPU is left over, is not known (one pair at load 6-13:
-// 0.88 against 0.70). The engine alone (BenchmarkOverwriteSpace on
-// /dev/shm, 64 MiB, 10 passes, 6 interleaved rounds, load 6 to 11):
-// cpu-s per GB written with the cleaner, main 8.98 8.55 7.25 7.45 8.29
-// 7.93 (mean 8.08), this 8.12 7.31 7.28 8.58 7.76 8.30 (mean 7.89);
-// without, 4.3-5.2 in both; max 1.472-1.476 × live for main, 1.479-1.482
-// for this; moved/written 0.86-0.87 and 0.88-0.89. So the cleaner's extra
-// CPU per moved record is 16.5 µs for main and 15.0 µs for this build
-// (the means; inside the runs' spread): this pass did not cut it. Where
-// those µs go (the profile above): scanning a victim, 2.1 records read and
-// CRC-checked per record moved, about 2.7 µs per moved record; the live
-// map's lookup for each record read, 1.6 µs (cache misses in a map of
-// 65,536 large values); the appends, 1.9 µs; the finish (repoint batch
-// building, log and index syncs, unlinks), 5 µs; Badger's inserts,
-// flushes and compactions for the repoints, about 4 µs. Reading only the
-// records the live map names (one pread per live run) would cut the
-// first two, but holes and catalog records are not in the live map and
-// must still be found and moved while live: it needs a per-segment record
-// of them (a summary written at rotation, or the map extended to holes),
-// not built in this pass.
-// 50 passes, one pair each (this build first, load 13 to 18): this
-// 49.0/37.8 MB/s (0.77), writers throttled 11 s, segments at most 1.472 ×
-// live, 0.892 moved per byte written, daemon CPU 106/162 s; main
-// 49.3/34.2 (0.69), throttled 100 s, at most 1.477, 0.871, 126/158 s.
-// (scripts/bench-results/20261206-2315-space10-*.json, -2332-space50-*.)
+// With no idle CPU the runs measure the CPU share the daemon gets, not
+// the latency this pass removed: pairs of the same build differ by 0.4
+// (main 0.51 to 0.90), more than the builds do (means: main 0.71 over
+// five pairs, this 0.78 over two, this+ 0.72 over two), and the runs
+// with the cleaner of the
+// 50-pass pair wrote at the same speed (36.9 and 36.2 MB/s). The
+// timing above (the disk's lock held 37 µs a write with main, 22 µs with
+// this build, with the cleaner) is this pass's evidence; whether the
+// ratio reaches 0.8 on a quiet machine (the lead's 0.73 had 33 % idle
+// CPU) is NOT known: no quiet machine was available. fio's latency
+// percentiles (p50/p99/p99.9, ms; bench-space.sh prints them now), 50
+// passes, this build: write completions 0.22/20.05/115.87 without,
+// 0.22/28.18/111.67 with; fsyncs 5.93/135.27/316.67 without,
+// 8.72/121.11/283.12 with (main: fsyncs 5.8/100.14/404.75 and
+// 6.91/133.69/325.06). (scripts/bench-results/20261207-*-pace8.json; the
+// 02:38 and 02:43 main pairs were overwritten by the later ones.)
 //
 // # Full filesystems
 //
@@ -939,8 +947,11 @@
 //     briefly before idxMu and releases it.
 //  8. segment.Log.appendMu: Append, AppendBatch, Rotate, Close.
 //  9. segment.Log.mu (RW): the segment table and the active segment;
-//     shared by reads, Sync (held during the fsync), Tail; exclusive to
-//     start or remove a segment and to open an old one for reading.
+//     shared by reads, Sync (held during the fsync, and while it waits for
+//     the background sync of the segments sealed before, which takes no
+//     lock until it ended), Tail; exclusive to start or remove a segment
+//     (a removal waits for that segment's background sync) and to open an
+//     old one for reading.
 //  10. segment.segFile.bufMu: the active segment's gathering buffer.
 //
 // Leaves (nothing is taken while holding them, except as noted):

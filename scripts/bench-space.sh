@@ -27,7 +27,8 @@
 #                       in BENCH_SPACE_PPROF_DIR [/var/tmp/snapfs-space-pprof]
 # Every run also reports the machine's idle CPU fraction during the rewrite
 # (/proc/stat), the daemon's CPU seconds, and the cleaner's counters
-# (mount --metrics): moved per byte written, throttled seconds.
+# (mount --metrics): moved per byte written, throttled seconds; and fio's
+# latency percentiles (50/99/99.9, ms) of write completions and fsyncs.
 # The run without the cleaner keeps every overwritten block until the end:
 # it needs about SIZE x (PASSES + 1) of free space in BENCH_DIR.
 set -euo pipefail
@@ -158,6 +159,12 @@ uptime_end=$(uptime)
 
 # Summaries, per run: MB/s (fio's write bandwidth, fsyncs included), max
 # and final segments/live (max over the samples after the first pass).
+# lat NAME FIELD: fio's percentiles 50/99/99.9 of FIELD (write.clat_ns,
+# sync.lat_ns), in ms.
+lat() {
+	jq -r --arg f "$2" '.jobs[0] | getpath($f | split(".")) | .percentile // {} |
+		[.["50.000000"], .["99.000000"], .["99.900000"]] | map(if . == null then "-" else (. / 1e6 * 100 | round / 100 | tostring) end) | join("/")' "$work/res/$1.json" 2>/dev/null || echo -
+}
 summary() { # summary NAME -> "mbs max final"
 	local name=$1 mbs first
 	mbs=$(jq '.jobs[0].write.bw_bytes / 1e6' "$work/res/$name.json")
@@ -183,6 +190,7 @@ for ((p = 0; p < PAIRS; p++)); do
 		read -r moved thr <"$work/res/$name.cleaner"
 		printf '  %s: machine idle %s of the CPU during the rewrite; daemon CPU %s s; moved/written %s; writers throttled %s s\n' \
 			"$name" "$idle" "$dcpu" "$(awk -v m="${moved:-0}" -v w=$((size * PASSES)) 'BEGIN { printf "%.3f", m / w }')" "${thr:-0}"
+		printf '  %s: fio latency ms p50/p99/p99.9: write completion %s, fsync %s\n' "$name" "$(lat "$name" write.clat_ns)" "$(lat "$name" sync.lat_ns)"
 	done
 	for name in "without-$p" "with-$p"; do
 		printf '  samples %s (seconds:segs/live):' "$name"
@@ -196,10 +204,13 @@ for ((p = 0; p < PAIRS; p++)); do
 		--slurpfile so <(awk '{ printf "[%s,%s]\n", $1, $2 }' "$work/res/without-$p.samples") \
 		--slurpfile sw <(awk '{ printf "[%s,%s]\n", $1, $2 }' "$work/res/with-$p.samples") \
 		--slurpfile uo "$work/res/without-$p.usage.json" --slurpfile uw "$work/res/with-$p.usage.json" \
+		--arg wo_lat "write $(lat "without-$p" write.clat_ns) fsync $(lat "without-$p" sync.lat_ns)" \
+		--arg wi_lat "write $(lat "with-$p" write.clat_ns) fsync $(lat "with-$p" sync.lat_ns)" \
 		'{pair: ($pair | tonumber), ratio: $ratio,
 		  without: {mbs: $wo_mbs, max_segs_live: $wo_max, final_segs_live: $wo_fin, usage: $uo, samples_s_segbytes: $so},
 		  with: {mbs: $wi_mbs, max_segs_live: $wi_max, final_segs_live: $wi_fin, usage: $uw, samples_s_segbytes: $sw},
 		  idle_daemon_cpu_s: {without: $wo_cpu, with: $wi_cpu}, with_relocated_throttled_s: $wi_cl,
+		  fio_latency_ms_p50_p99_p999: {without: $wo_lat, with: $wi_lat},
 		  live_bytes: $live}')")
 done
 mkdir -p "$repo/scripts/bench-results"

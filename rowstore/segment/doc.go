@@ -81,7 +81,12 @@
 //   - Every segment but the last one was synced in full before a record was
 //     written to its successor, and its header was synced before any record
 //     was written. So after a crash only the last segment that holds a record
-//     can end in a torn record. (With SetPrecreate on, the successor's file,
+//     can end in a torn record. The sync of a segment sealed by rotation
+//     runs in the background (the appender that rotates does not wait for
+//     it): the successor gathers its records in memory meanwhile (up to
+//     3 MiB) and its first write to the file waits for that sync, as do
+//     Sync and Close; removing the sealed segment waits for it too, and a
+//     failed one breaks the Log like a failed Sync. (With SetPrecreate on, the successor's file,
 //     header only, is created ahead in the background; files after the last
 //     one holding a record hold none.)
 //   - A segment is appended to by one Log only, and never again after the

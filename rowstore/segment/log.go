@@ -40,6 +40,9 @@ package segment
 //     without the directory sync, for segments whose records are all dead
 //     copies (a crash may bring them back; nothing is lost). A removal
 //     unlinks the file after the segment left the table, outside Log.mu.
+//   - A rotation's sync of the old segment runs in the background (package
+//     doc, Invariants): Append, AppendBatch and Rotate no longer wait for an
+//     fsync; Sync, Close and the next segment's first write do.
 
 // The Log: its state, naming of segment files, sizes, removal and Close.
 
@@ -257,6 +260,7 @@ func (l *Log) remove(segment uint64) error {
 		return fmt.Errorf("segment: remove segment %d: %w: it is the active segment", segment, fs.ErrInvalid)
 	}
 	if s.f != nil {
+		s.seal.wait() // its background sync (it takes no lock before it ends)
 		s.f.Close()
 		s.f = nil
 	}
@@ -299,6 +303,8 @@ func (l *Log) Close() error {
 	var err error
 	if l.err != nil {
 		err = fmt.Errorf("segment: close %s: log failed earlier: %w", l.dir, l.err)
+	} else if perr := l.active.prev.wait(); perr != nil { // the sealed segments' syncs
+		err = perr
 	} else {
 		if ferr := l.active.flush(); ferr != nil {
 			err = fmt.Errorf("segment: write segment %d: %w", l.active.num, ferr)

@@ -70,7 +70,7 @@ func (l *Log) open() error {
 	}
 	slices.Sort(l.order)
 	if len(l.order) == 0 {
-		return l.startSegment(1)
+		return l.startSegment(1, nil)
 	}
 	// Trailing files that hold no record (a segment created ahead of its
 	// use, see SetPrecreate, or one created just before a crash) go first:
@@ -93,7 +93,7 @@ func (l *Log) open() error {
 	if err != nil {
 		return err
 	}
-	if err := l.startSegment(next); err != nil {
+	if err := l.startSegment(next, nil); err != nil {
 		return err
 	}
 	if empty {

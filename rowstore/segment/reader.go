@@ -21,7 +21,7 @@ func (l *Log) closeLRULocked() {
 			continue
 		}
 		open++
-		if s != l.active && (victim == nil || s.used.Load() < victim.used.Load()) {
+		if s != l.active && s.seal.ended() && (victim == nil || s.used.Load() < victim.used.Load()) {
 			victim = s
 		}
 	}

@@ -31,22 +31,46 @@ type segFile struct {
 	// (under bufMu); wbBusy while a start is under way.
 	wbStarted int64
 	wbBusy    atomic.Bool
+	// wbEvery is the bytes written between starts: EarlyWriteback, at most
+	// a quarter of the rotation size when the segment started (a small
+	// segment's sync at rotation then finds at most a quarter of it left).
+	wbEvery int64
 
 	used atomic.Int64 // Log.clock at the last read, for closing the least recently used
+
+	// prev is the background sync of the segment sealed before this one
+	// started (rotation), nil if none: nothing of this segment is written
+	// to its file before it ended (flushLocked); set before the segment is
+	// shared, never changed. seal is this segment's own, set under Log.mu
+	// when it is sealed: its file is not closed before it ended.
+	prev *sealSync
+	seal *sealSync
 }
 
 // maxOpenSegments bounds the open handles of old segments; the least
 // recently read is closed (and reopened on its next read) beyond it.
 const maxOpenSegments = 256
 
-// writeBehind is how much the active segment gathers before it writes.
-const writeBehind = 1 << 20
+// writeBehind is how much the active segment gathers before it writes;
+// maxGather, how much it gathers while the segment before is still being
+// synced (a write would wait for that sync).
+const (
+	writeBehind = 1 << 20
+	maxGather   = 3 * writeBehind
+)
 
 // flushLocked writes wbuf to the file (bufMu held). On failure the bytes
 // stay in wbuf and the file is cut back to what was flushed before.
 func (s *segFile) flushLocked() error {
 	if len(s.wbuf) == 0 {
 		return nil
+	}
+	// The segment before this one must be synced in full before a byte of
+	// this one reaches the file (a crash leaves a prefix of the log). Its
+	// sync started at rotation, about writeBehind of appends ago: it has
+	// usually ended.
+	if err := s.prev.wait(); err != nil {
+		return err
 	}
 	if _, err := s.f.WriteAt(s.wbuf, s.flushed); err != nil {
 		if terr := s.f.Truncate(s.flushed); terr != nil {
@@ -55,7 +79,7 @@ func (s *segFile) flushLocked() error {
 		return err
 	}
 	s.flushed += int64(len(s.wbuf))
-	if s.flushed-s.wbStarted >= EarlyWriteback {
+	if s.flushed-s.wbStarted >= s.wbEvery {
 		s.startWriteback()
 	}
 	if cap(s.wbuf) > 4*writeBehind {

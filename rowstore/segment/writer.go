@@ -79,8 +79,10 @@ func (l *Log) prepareSpare(n uint64) {
 }
 
 // startSegment creates segment n (or takes its pre-created file) and makes
-// it the active one. The caller holds appendMu (or is Open).
-func (l *Log) startSegment(n uint64) error {
+// it the active one; prev, if not nil, is the sync of the segment before it,
+// which must end before a byte of this one is written (see sealSync). The
+// caller holds appendMu (or is Open).
+func (l *Log) startSegment(n uint64, prev *sealSync) error {
 	f := l.takeSpare(n)
 	if f == nil {
 		var err error
@@ -97,10 +99,14 @@ func (l *Log) startSegment(n uint64) error {
 	if buf == nil {
 		buf = make([]byte, 0, writeBehind+64<<10)
 	}
-	s := &segFile{num: n, f: f, flushed: FileHeaderSize, wbuf: buf[:0]}
+	s := &segFile{num: n, f: f, flushed: FileHeaderSize, wbuf: buf[:0], prev: prev,
+		wbEvery: min(EarlyWriteback, max(l.segSize.Load()/4, 256<<10))}
 	s.size.Store(FileHeaderSize)
 	l.bytes.Add(FileHeaderSize)
 	l.mu.Lock()
+	if prev != nil && l.active != nil {
+		l.active.seal = prev // sealed: its file stays open until prev ends
+	}
 	l.segs[n] = s
 	l.order = append(l.order, n)
 	l.active = s
@@ -109,24 +115,29 @@ func (l *Log) startSegment(n uint64) error {
 	return nil
 }
 
-// rotateLocked syncs the active segment and starts the next one.
+// rotateLocked seals the active segment and starts the next one. The old
+// segment's gathered records are written, and its fsync runs in the
+// background (sealSync): the appender that rotates (a foreground write
+// holding its disk's lock, or the cleaner holding the append locks) does not
+// wait for it. The new segment's first write waits for it instead (flush),
+// as does Sync, so every segment but the last is still synced in full
+// before a record is written to its successor (see Invariants in the
+// package doc).
 func (l *Log) rotateLocked() error {
 	old := l.active
 	if err := l.retry(old.flush); err != nil {
 		return fmt.Errorf("segment: write segment %d: %w", old.num, err)
-	}
-	if err := old.f.Sync(); err != nil {
-		l.fail(err)
-		return fmt.Errorf("segment: sync segment %d: %w", old.num, err)
 	}
 	old.bufMu.Lock()
 	if len(old.wbuf) == 0 { // all flushed: reads no longer look at it
 		l.wbufFree, old.wbuf = old.wbuf, nil
 	}
 	old.bufMu.Unlock()
-	if err := l.retry(func() error { return l.startSegment(old.num + 1) }); err != nil {
+	seal := &sealSync{num: old.num, done: make(chan struct{})}
+	if err := l.retry(func() error { return l.startSegment(old.num+1, seal) }); err != nil {
 		return fmt.Errorf("segment: create segment %d: %w", old.num+1, err)
 	}
+	go seal.run(l, old.f, old.prev)
 	// The new segment gathers in the old one's (flushed, empty) buffer:
 	// no regrowing it at every rotation, which is frequent while the
 	// cleaner runs with small segments.
@@ -144,8 +155,9 @@ func (l *Log) rotateLocked() error {
 
 // Append adds r at the end of the log (gathered in memory and written in
 // pieces, see the package doc;
-// rotating first if the active segment is full: the old segment is synced
-// before the new one is created, and the directory is synced after creation).
+// rotating first if the active segment is full: the old segment's records
+// are written and its sync started in the background, the new one is
+// created durable, and nothing of it is written before that sync ended).
 // It returns the record's position. The data is durable only after Sync.
 func (l *Log) Append(r *Record) (Pos, error) {
 	if err := checkAppend(r); err != nil {
@@ -260,7 +272,10 @@ func (l *Log) appendEncodedLocked(n int64, enc func([]byte) []byte) (Pos, error)
 	defer s.bufMu.Unlock()
 	// Write what is gathered first if this record would overflow it, so a
 	// failed write (ENOSPC) fails this Append and loses nothing appended.
-	if len(s.wbuf) > 0 && len(s.wbuf)+int(n) > writeBehind {
+	// While the segment before is still being synced (its seal, started at
+	// rotation: the write would wait for it), gather on, up to
+	// maxGather.
+	if len(s.wbuf) > 0 && len(s.wbuf)+int(n) > writeBehind && (s.prev.ended() || len(s.wbuf)+int(n) > maxGather) {
 		if err := l.retry(s.flushLocked); err != nil {
 			return Pos{}, fmt.Errorf("segment: append to segment %d at %d: %w", s.num, s.flushed, err)
 		}
@@ -272,7 +287,8 @@ func (l *Log) appendEncodedLocked(n int64, enc func([]byte) []byte) (Pos, error)
 }
 
 // Sync makes every record appended before it durable (fsync of the active
-// segment; earlier segments were synced at rotation). A failed Sync breaks the
+// segment, after the background syncs of the segments sealed before it
+// ended: see sealSync). A failed Sync breaks the
 // log: the state of the unsynced data is unknown, so every later Append and
 // Sync returns the error until the log is reopened.
 func (l *Log) Sync() error {
@@ -282,6 +298,10 @@ func (l *Log) Sync() error {
 		return l.usable()
 	}
 	s := l.active
+	if err := s.prev.wait(); err != nil { // the sealed segments first
+		l.mu.RUnlock()
+		return err
+	}
 	if err := l.retry(s.flush); err != nil {
 		l.mu.RUnlock()
 		return fmt.Errorf("segment: write segment %d: %w", s.num, err)
@@ -323,4 +343,54 @@ func (l *Log) retry(op func() error) error {
 		}
 	}
 	return err
+}
+
+// sealSync is the fsync of a sealed segment, run in the background after
+// rotation (rotateLocked). It first waits for the seal of the segment before
+// (prev: a chain, so a seal that ended means every earlier segment is
+// synced). Nothing is written to the next segment's file before it ended
+// (segFile.flushLocked), so a crash still leaves a prefix of the log: only
+// the last segment holding a record can end torn. A failed seal breaks the
+// Log (after done is closed, so a waiter holding Log.mu cannot deadlock
+// with it), and every waiter gets its error.
+type sealSync struct {
+	num  uint64
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+func (ss *sealSync) run(l *Log, f vfs.File, prev *sealSync) {
+	err := prev.wait()
+	if err == nil {
+		if serr := f.Sync(); serr != nil {
+			err = fmt.Errorf("segment: sync segment %d: %w", ss.num, serr)
+		}
+	}
+	ss.err = err
+	close(ss.done)
+	if err != nil {
+		l.fail(err)
+	}
+}
+
+// wait waits for the seal (nil: nothing to wait for) and returns its error.
+func (ss *sealSync) wait() error {
+	if ss == nil {
+		return nil
+	}
+	<-ss.done
+	return ss.err
+}
+
+// ended reports whether the seal is over (nil: there is none).
+func (ss *sealSync) ended() bool {
+	if ss == nil {
+		return true
+	}
+	select {
+	case <-ss.done:
+		return true
+	default:
+		return false
+	}
 }
