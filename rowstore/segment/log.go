@@ -303,6 +303,9 @@ func (l *Log) Close() error {
 	var err error
 	if l.err != nil {
 		err = fmt.Errorf("segment: close %s: log failed earlier: %w", l.dir, l.err)
+		if l.active != nil {
+			_ = l.active.prev.wait() // no seal may sync a file closed below
+		}
 	} else if perr := l.active.prev.wait(); perr != nil { // the sealed segments' syncs
 		err = perr
 	} else {

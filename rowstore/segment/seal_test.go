@@ -3,6 +3,7 @@ package segment
 import (
 	"errors"
 	"strings"
+	"syscall"
 	"sync"
 	"testing"
 	"time"
@@ -315,4 +316,41 @@ func TestSealGatesWrites(t *testing.T) {
 	}
 	g.release()
 	<-blocked
+}
+
+// TestSealNoSpaceKeepsReserve: a sealed segment's fsync that fails for lack
+// of space breaks the log like any failed seal; the writer that meets it
+// does not call the no-space hook (the engine would give back its space
+// reserve for a write that cannot be tried again).
+func TestSealNoSpaceKeepsReserve(t *testing.T) {
+	g := &gateFS{FS: vfs.NewCrashFS()}
+	l := mustOpen(t, g, "log", 4096)
+	hooked := 0
+	l.SetNoSpaceHook(func() bool { hooked++; return true })
+	first := l.Active()
+	g.arm(syscall.ENOSPC)
+	i := 0
+	for l.Active() == first {
+		if _, err := l.Append(rec(i)); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	waitHeld(t, g, 1)
+	g.release()
+	for j := 0; j < 64; j++ { // until a write meets the failed seal
+		if _, err := l.Append(rec(i + j)); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("Append after a seal without space: %v", err)
+			}
+			break
+		}
+	}
+	if err := l.Sync(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Sync after a seal without space: %v", err)
+	}
+	if hooked != 0 {
+		t.Errorf("no-space hook called %d times for a failed seal", hooked)
+	}
+	l.Close()
 }

@@ -292,13 +292,27 @@ func (l *Log) appendEncodedLocked(n int64, enc func([]byte) []byte) (Pos, error)
 // log: the state of the unsynced data is unknown, so every later Append and
 // Sync returns the error until the log is reopened.
 func (l *Log) Sync() error {
-	l.mu.RLock()
-	if l.closed || l.err != nil {
+	// The sealed segments first, waited for without Log.mu: a writer queued
+	// for it (a segment opened or removed) would otherwise stall every read
+	// of the log behind that fsync.
+	var s *segFile
+	for {
+		l.mu.RLock()
+		if l.closed || l.err != nil {
+			l.mu.RUnlock()
+			return l.usable()
+		}
+		s = l.active
+		if s.prev.ended() {
+			break
+		}
+		p := s.prev
 		l.mu.RUnlock()
-		return l.usable()
+		if err := p.wait(); err != nil {
+			return err
+		}
 	}
-	s := l.active
-	if err := s.prev.wait(); err != nil { // the sealed segments first
+	if err := s.prev.wait(); err != nil { // ended: its result
 		l.mu.RUnlock()
 		return err
 	}
@@ -337,7 +351,8 @@ func (l *Log) SetNoSpaceHook(fn func() bool) { l.noSpace.Store(&fn) }
 // (the file cut back), so trying again is safe.
 func (l *Log) retry(op func() error) error {
 	err := op()
-	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+	var se *sealError
+	if err != nil && !errors.As(err, &se) && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
 		if h := l.noSpace.Load(); h != nil && (*h)() {
 			err = op()
 		}
@@ -359,11 +374,19 @@ type sealSync struct {
 	err  error // set before done is closed
 }
 
+// sealError is a failed seal: the log is broken (its unsynced state is
+// unknown), so a writer that meets it must not take it for a write that
+// lacked space and give back the reserve to try again (Log.retry).
+type sealError struct{ err error }
+
+func (e *sealError) Error() string { return e.err.Error() }
+func (e *sealError) Unwrap() error { return e.err }
+
 func (ss *sealSync) run(l *Log, f vfs.File, prev *sealSync) {
 	err := prev.wait()
 	if err == nil {
 		if serr := f.Sync(); serr != nil {
-			err = fmt.Errorf("segment: sync segment %d: %w", ss.num, serr)
+			err = &sealError{fmt.Errorf("segment: sync segment %d: %w", ss.num, serr)}
 		}
 	}
 	ss.err = err
