@@ -3,8 +3,8 @@ package segment
 import (
 	"errors"
 	"strings"
-	"syscall"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
