@@ -1,12 +1,8 @@
 package rowstore
 
 import (
-	"cmp"
-	"errors"
-	"fmt"
 	"math"
 	"math/bits"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -39,22 +35,24 @@ import (
 // handle closed) only makes it keep more than the readers need, never less;
 // the cleaner rescans after catalog changes to notice it.
 //
-// The map is a hash table (liveTable, below) of 40-byte entries in 64
+// The map is a hash table (liveTable, below) of 72-byte entries in 64
 // slices without pointers, so the garbage collector never scans it and a
 // version costs no allocation; a growth copies one slice (1/64 of it). An
-// entry holds what the cleaner needs: the key, the record's position and
-// length, its sequence number and flags, not the digest (32 bytes more a
-// version): repointMap reads the values of the records it moves from the
-// index, one view per batch, before it takes idxMu. Cost, measured (BenchmarkLiveMapBytes, 2^20
-// versions, heap after a collection): 57.5 bytes per live version (50 to
-// 75 with the table's load, 0.53 to 0.8), where the Go map of whole index
-// values it replaced took 208; with the digest in the entry it would take
-// 72-byte entries, 90 to 135. A version the table cannot hold (a layer,
-// epoch or segment number beyond 32 bits, an offset beyond 4 GiB) abandons
-// the build or drops the map: the cleaner then scans, as above liveMapMax
-// versions.
+// entry holds the whole index value (key, the record's position and
+// length, sequence number, flags and digest), so repointMap writes a moved
+// record's new value without reading the index. Cost, measured
+// (BenchmarkLiveMapBytes, 2^20 versions, heap after a collection): 40-byte
+// entries without the digest took 57.5 bytes per live version, where the Go
+// map of whole index values it replaced took 208; with the digest, 90 to
+// 135 with the table's load (0.53 to 0.8). The digest is kept: without
+// it, repointMap read every moved record's value from the index, and on a
+// quiet machine (bench-space.sh 256 MiB, 10 passes, 7 Dec 2026) the daemon
+// spent 34.3 against 28.5 CPU-s with the cleaner, and fio wrote 91.5
+// against 103.8 MB/s. A version the table cannot hold (a layer, epoch or
+// segment number beyond 32 bits, an offset beyond 4 GiB) abandons the build
+// or drops the map: the cleaner then scans, as above liveMapMax versions.
 
-// liveMapMax bounds the versions the live map holds: 2^20, 50 to 75 MiB
+// liveMapMax bounds the versions the live map holds: 2^20, 90 to 135 MiB
 // (16 GiB of 16 KiB blocks, 4 GiB of 4 KiB ones). The daemon's soft memory
 // limit (cmd/snapfs cmd_mount.go daemonMemoryLimit) is set above it and the
 // rest of the daemon's heap.
@@ -76,6 +74,7 @@ type liveEntry struct {
 	layer, epoch         uint32
 	segment, offset, len uint32
 	flags                uint32
+	digest               [32]byte
 }
 
 // liveEntryOf packs a data version; ok is false if it does not fit.
@@ -85,14 +84,14 @@ func liveEntryOf(k vkey, v index.Version) (e liveEntry, ok bool) {
 		return liveEntry{}, false
 	}
 	return liveEntry{block: k.block, seq: v.Seq, layer: uint32(k.layer), epoch: uint32(k.epoch),
-		segment: uint32(v.Segment), offset: uint32(v.Offset), len: v.Length, flags: uint32(v.Flags)}, true
+		segment: uint32(v.Segment), offset: uint32(v.Offset), len: v.Length, flags: uint32(v.Flags), digest: v.Digest}, true
 }
 
 func (e *liveEntry) key() vkey { return vkey{uint64(e.layer), e.block, uint64(e.epoch)} }
 
-// version is the index value without its digest.
+// version is the index value.
 func (e *liveEntry) version() index.Version {
-	return index.Version{Segment: uint64(e.segment), Offset: int64(e.offset), Length: e.len, Seq: e.seq, Flags: uint8(e.flags)}
+	return index.Version{Segment: uint64(e.segment), Offset: int64(e.offset), Length: e.len, Seq: e.seq, Flags: uint8(e.flags), Digest: e.digest}
 }
 
 // at reports whether e names the record at pos with sequence number seq.
@@ -512,129 +511,35 @@ func (lm *liveMap) finishBuild(b *liveBuild, catGen uint64) bool {
 }
 
 // repointMap moves index entries from old to new record positions, where
-// the live map says the entry still names the old record: the map picks
-// the records still live without an index read each. The map holds no
-// digest, so the values of those records are read first, in one view in
-// the index's key order and without idxMu: the value of a version with a
-// given sequence number never changes but for its position (only replay
-// and repoints write a version again with its sequence number), so a value
-// read then is the one to write. Then, under idxMu, the map is asked
-// again and one batch writes the values with the new positions. A record
-// the map calls live whose value the early read missed is read again under
-// idxMu, and the index decides (and the map, which then broke its
-// invariant, is dropped). Holes and entries replaced meanwhile are
-// skipped. With no map installed it is repoint.
+// the live map says the entry still names the old record: one write of
+// the version key per record, no read (the map holds the whole value).
+// Holes and entries replaced meanwhile are skipped. With no map installed
+// it is repoint.
 func (s *Store) repointMap(moves []relocation) error {
-	lm := s.cleaner.lm
-	idx := func(m *relocation) vkey { return vkey{m.r.Layer, m.r.Block, m.r.Epoch} }
-	// The records the map calls live now.
-	var live []*relocation
-	lm.mu.Lock()
-	installed := lm.m != nil
-	if installed {
-		for i := range moves {
-			m := &moves[i]
-			if m.r.Kind != segment.KindData {
-				continue
-			}
-			if e, ok := lm.m.get(idx(m)); ok && e.at(m.old, m.r.Seq) {
-				live = append(live, m)
-			}
-		}
-	}
-	lm.mu.Unlock()
-	if !installed {
-		s.idxMu.Lock()
-		defer s.idxMu.Unlock()
-		return s.repointLocked(moves)
-	}
-	if len(live) == 0 {
-		return nil
-	}
-	// Their values, in the index's key order (neighbouring reads share its
-	// blocks).
-	slices.SortFunc(live, func(a, b *relocation) int {
-		if c := cmp.Compare(a.r.Layer, b.r.Layer); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.r.Block, b.r.Block); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.r.Epoch, a.r.Epoch)
-	})
-	vals := make([]index.Version, len(live))
-	found := make([]bool, len(live))
-	err := s.idx.View(func(t *index.Txn) error {
-		for i, m := range live {
-			v, err := t.GetVersion(m.r.Layer, m.r.Block, m.r.Epoch)
-			if errors.Is(err, index.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			vals[i], found[i] = v, v.Seq == m.r.Seq
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("repoint: %w", err)
-	}
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
-	ch := make([]liveChange, 0, len(live))
-	var again []int // live per the map, value not read early
+	lm := s.cleaner.lm
 	lm.mu.Lock()
 	if lm.m == nil {
 		lm.mu.Unlock()
 		return s.repointLocked(moves)
 	}
-	for i, m := range live {
-		if e, ok := lm.m.get(idx(m)); !ok || !e.at(m.old, m.r.Seq) {
-			continue // replaced or deleted meanwhile
-		}
-		if !found[i] {
-			again = append(again, i)
+	var ch []liveChange
+	for i := range moves {
+		m := &moves[i]
+		if m.r.Kind != segment.KindData {
 			continue
 		}
-		v := vals[i]
+		k := vkey{m.r.Layer, m.r.Block, m.r.Epoch}
+		e, ok := lm.m.get(k)
+		if !ok || !e.at(m.old, m.r.Seq) {
+			continue // replaced or deleted meanwhile
+		}
+		v := e.version()
 		v.Segment, v.Offset, v.Length = m.new.Segment, m.new.Offset, m.new.Length
-		ch = append(ch, liveChange{k: idx(m), v: v})
+		ch = append(ch, liveChange{k: k, v: v})
 	}
 	lm.mu.Unlock()
-	if len(again) > 0 {
-		differ := 0 // records the map calls live and the index does not
-		err := s.idx.View(func(t *index.Txn) error {
-			for _, i := range again {
-				m := live[i]
-				v, err := t.GetVersion(m.r.Layer, m.r.Block, m.r.Epoch)
-				if errors.Is(err, index.ErrNotFound) {
-					differ++
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				if v.Segment != m.old.Segment || v.Offset != m.old.Offset || v.Seq != m.r.Seq {
-					differ++
-					continue
-				}
-				v.Segment, v.Offset, v.Length = m.new.Segment, m.new.Offset, m.new.Length
-				ch = append(ch, liveChange{k: idx(m), v: v})
-			}
-			return nil
-		})
-		if err != nil {
-			lm.drop() // the next round rescans
-			return fmt.Errorf("repoint: %w", err)
-		}
-		if differ > 0 {
-			// The index decides (idxMu is held): such records are dead. The
-			// map broke its invariant: drop it, the next round rescans.
-			s.log.Warn("cleaner: live map differs from the index; dropped", "records", differ)
-			defer lm.drop()
-		}
-	}
 	if len(ch) == 0 {
 		return nil
 	}

@@ -397,26 +397,29 @@ func withMetrics(c *cli.Context, log *slog.Logger, cfg *daemon.Config) error {
 // most 256 MiB, and the index's memory-mapped tables count in it too). What
 // is live is bounded on its own: the write-back cache (32 MiB a disk), the
 // block maps (16 MiB a disk at most), the index's memtables and block cache,
-// and the cleaner's live map (rowstore liveMapMax: 2^20 versions, 50 to 75
-// MiB). The limit must sit above all that, with room: a live heap at the
-// limit makes the collector run without end. It did with 128 MiB and the
-// map of 208 bytes a version (101 of a 140 MB heap at 8 GiB written: ~44
-// collections a second, 20-25 % of a core, idle included). With the compact
-// map the heap is about 100 MiB after 16 GiB written (of which ~60 the map),
-// so 160 MiB: 75 MiB of map at most, ~50 of the rest, ~35 of headroom.
-// Measured (16 GiB written sequentially through the mount with fio, 1 GiB
-// at a time, then 60 s idle; load 16 to 22): with the map of index values
-// and 128 MiB, peak RSS 374 MiB, heap 243 MiB, 14,351 collections and 104 s
-// of CPU, 18 collections a second and 12 % of a core when idle; compact map
-// and 128 MiB: 275 MiB, 100 MiB, 1,361 collections, 55 s, idle none and
-// 0.8 % of a core; with 160 MiB: 287 MiB, 108 MiB, 631 collections, 53 s,
-// idle none and 1.8 %. The rest of
-// the peak is the index's memory-mapped tables (about 110 MiB at 8 GiB
+// and the cleaner's live map (rowstore liveMapMax: 2^20 versions, 90 to 135
+// MiB with the digest in its entries). The limit must sit above all that,
+// with room: a live heap at the limit makes the collector run without end.
+// It did with 128 MiB and the map of 208 bytes a version (101 of a 140 MB
+// heap at 8 GiB written: ~44 collections a second, 20-25 % of a core, idle
+// included). Measured with the compact map WITHOUT the digest (16 GiB
+// written sequentially through the mount with fio, 1 GiB at a time, then 60
+// s idle; load 16 to 22): with the map of index values and 128 MiB, peak RSS
+// 374 MiB, heap 243 MiB, 14,351 collections and 104 s of CPU, 18
+// collections a second and 12 % of a core when idle; compact map and 128
+// MiB: 275 MiB, 100 MiB (~60 of it the map), 1,361 collections, 55 s, idle
+// none and 0.8 % of a core; with 160 MiB: 287 MiB, 108 MiB, 631
+// collections, 53 s, idle none and 1.8 %. The digest went back into the map
+// (the cleaner's index read per moved record cost 20 % of the daemon's CPU
+// with the cleaner: rowstore/segusage.go), which makes the map ~1.8 times
+// that (about 110 MiB at 16 GiB written, 135 at most), so 192 MiB: 135 of
+// map at most, ~50 of the rest. Not re-measured at 16 GiB with it. The rest
+// of the peak is the index's memory-mapped tables (about 110 MiB at 8 GiB
 // written, growing with the index, about 1 % of the data): beyond ~12 GiB
 // the peak passes 256 MiB unless Badger's tables stop being mapped whole.
 // Earlier (1 GiB disk, 512 MiB written, then random 4 KiB writes and
 // reads): peak RSS 179 and 190 MiB with 192 MiB, 136 and 131 MiB with 128.
-const daemonMemoryLimit = 160 << 20
+const daemonMemoryLimit = 192 << 20
 
 func limitMemory() {
 	if os.Getenv("GOMEMLIMIT") == "" {
