@@ -366,21 +366,7 @@ func (m *Manager) janitor() {
 
 // ReleaseIdle closes every source unused for at least idle.
 func (m *Manager) ReleaseIdle(idle time.Duration) {
-	m.opMu.Lock()
-	defer m.opMu.Unlock()
-	m.mu.Lock()
-	var victims []*Tree
-	for k, t := range m.open {
-		if t.pins == 0 && time.Since(t.last) >= idle {
-			victims = append(victims, t)
-			delete(m.open, k)
-		}
-	}
-	m.mu.Unlock()
-	for _, t := range victims {
-		m.log.Info("releasing an idle filesystem", "source", t.src.String())
-		t.close()
-	}
+	m.release("releasing an idle filesystem", func(t *Tree) bool { return time.Since(t.last) >= idle })
 }
 
 // ReleaseUnused closes every source nothing uses now for which gone
@@ -389,19 +375,25 @@ func (m *Manager) ReleaseIdle(idle time.Duration) {
 // keep its blocks from gc until the idle timeout; trial 8). gone is called
 // with the manager's lock held: it must not call back into the manager.
 func (m *Manager) ReleaseUnused(gone func(Source) bool) {
+	m.release("releasing the filesystem of a deleted snapshot or image", func(t *Tree) bool { return gone(t.src) })
+}
+
+// release closes every unpinned source for which victim reports true
+// (called with the manager's lock held), logging why.
+func (m *Manager) release(why string, victim func(*Tree) bool) {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
 	m.mu.Lock()
 	var victims []*Tree
 	for k, t := range m.open {
-		if t.pins == 0 && gone(t.src) {
+		if t.pins == 0 && victim(t) {
 			victims = append(victims, t)
 			delete(m.open, k)
 		}
 	}
 	m.mu.Unlock()
 	for _, t := range victims {
-		m.log.Info("releasing the filesystem of a deleted snapshot or image", "source", t.src.String())
+		m.log.Info(why, "source", t.src.String())
 		t.close()
 	}
 }
