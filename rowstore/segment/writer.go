@@ -309,11 +309,13 @@ func (l *Log) Sync() error {
 		p := s.prev
 		l.mu.RUnlock()
 		if err := p.wait(); err != nil {
+			l.fail(err) // now, not only when the seal's goroutine gets to it
 			return err
 		}
 	}
 	if err := s.prev.wait(); err != nil { // ended: its result
 		l.mu.RUnlock()
+		l.fail(err)
 		return err
 	}
 	if err := l.retry(s.flush); err != nil {
