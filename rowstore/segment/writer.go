@@ -292,9 +292,10 @@ func (l *Log) appendEncodedLocked(n int64, enc func([]byte) []byte) (Pos, error)
 // log: the state of the unsynced data is unknown, so every later Append and
 // Sync returns the error until the log is reopened.
 func (l *Log) Sync() error {
-	// The sealed segments first, waited for without Log.mu: a writer queued
-	// for it (a segment opened or removed) would otherwise stall every read
-	// of the log behind that fsync.
+	// The sealed segments first, waited for without Log.mu (a writer queued
+	// for it, a segment opened or removed, would otherwise stall every read
+	// of the log behind that fsync); a failed one breaks the log before Sync
+	// returns, not only when the seal's goroutine gets to it.
 	var s *segFile
 	for {
 		l.mu.RLock()
@@ -303,20 +304,15 @@ func (l *Log) Sync() error {
 			return l.usable()
 		}
 		s = l.active
-		if s.prev.ended() {
-			break
-		}
 		p := s.prev
+		if p == nil || (p.ended() && p.err == nil) {
+			break // Log.mu held
+		}
 		l.mu.RUnlock()
 		if err := p.wait(); err != nil {
-			l.fail(err) // now, not only when the seal's goroutine gets to it
+			l.fail(err)
 			return err
 		}
-	}
-	if err := s.prev.wait(); err != nil { // ended: its result
-		l.mu.RUnlock()
-		l.fail(err)
-		return err
 	}
 	if err := l.retry(s.flush); err != nil {
 		l.mu.RUnlock()
