@@ -19,10 +19,9 @@ import (
 // at once), GC's deletions, and the cleaner's and repair's repoints. From
 // it the usage table (live record bytes per segment) and the live total
 // are exact at all times, so the cleaner needs neither a full index scan
-// per round nor an index read per record it sees: a record is live iff
-// the map's entry for its key names its position and sequence number (only
-// the records it moves have their values read, to write them back with the
-// new position).
+// per round nor an index read per record it moves: a record is live iff
+// the map's entry for its key names its position and sequence number, and
+// the map holds the whole index value to write with the new position.
 //
 // Invariant (the cleaner's safety rests on it): while the map is installed
 // it equals the set of data versions in the index whose layer a full scan
