@@ -120,7 +120,7 @@ func (s *Store) readIndexed(chain []link, blocks []uint64, dsts [][]byte, what s
 // daemon's CPU time (rowstore/doc.go, "Data path: where the time goes").
 func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string, moved func(b uint64, old, v index.Version, found bool)) (bool, error) {
 	s.readMu.RLock()
-	any, stale, err := s.readVersionsStale(vs, found, blocks, dsts, what)
+	any, stale, err := s.readVersions(vs, found, blocks, dsts, what, true)
 	s.readMu.RUnlock()
 	if err != nil {
 		return any, err
@@ -167,15 +167,6 @@ func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blo
 	return s.lazyFill(chain, nf, again, againDsts, what, any, bad)
 }
 
-// readVersionsStale is readVersionsLocked that goes on past records found
-// gone or not the ones expected (fs.ErrNotExist, ErrCorrupt) and returns
-// the indexes of those blocks instead (a coalesced run that fails is read
-// again block by block, so that only the stale ones are listed). readMu
-// held.
-func (s *Store) readVersionsStale(vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string) (bool, []int, error) {
-	return s.readVersions(vs, found, blocks, dsts, what, true)
-}
-
 // readVersionsLocked reads the records of versions vs of blocks into dsts
 // (readMu held): zeros where there is none or a hole.
 func (s *Store) readVersionsLocked(vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string) (bool, error) {
@@ -187,6 +178,10 @@ func (s *Store) readVersionsLocked(vs []index.Version, found []bool, blocks []ui
 // found its segment gone or its record not the one expected.
 func isStaleRead(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrCorrupt) }
 
+// readVersions is readVersionsLocked; with tolerate, it goes on past
+// records found gone or not the ones expected (isStaleRead) and returns the
+// indexes of those blocks instead (a coalesced run that fails is read again
+// block by block, so that only the stale ones are listed). readMu held.
 func (s *Store) readVersions(vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string, tolerate bool) (bool, []int, error) {
 	any := false
 	var stale []int
