@@ -2,10 +2,7 @@ package rowstore
 
 import (
 	"errors"
-	"path/filepath"
 	"testing"
-
-	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
 // TestFullDiskReserveRearmedBeforeWrites: once the reserve was given back,
@@ -15,21 +12,8 @@ import (
 // deletes and gc that must then work.
 func TestFullDiskReserveRearmedBeforeWrites(t *testing.T) {
 	const MiB = 1 << 20
-	cfs := vfs.NewCrashFS()
-	cfs.SetCapacity(32 * MiB)
-	dir := filepath.Join(fastTempDir(t), "store")
-	opts := testOptions()
-	opts.FS = cfs
-	opts.SegmentSize = MiB
-	opts.ReserveBytes = 4 * MiB
-	opts.MinFreeBytes = MiB
-	if err := Create(dir, opts); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, cfs, dir, opts := smallFullStore(t)
+	var err error
 	defer s.Close()
 	if _, err := s.CreateDisk("a", 8*MiB, 4096); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,30 @@ import (
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
+// smallFullStore creates and opens a store on a simulated 32 MiB
+// filesystem with 1 MiB segments, a 4 MiB reserve and a 1 MiB floor: the
+// setting of the full-disk tests.
+func smallFullStore(t *testing.T) (s *Store, cfs *vfs.CrashFS, dir string, opts Options) {
+	t.Helper()
+	const MiB = 1 << 20
+	cfs = vfs.NewCrashFS()
+	cfs.SetCapacity(32 * MiB)
+	dir = filepath.Join(fastTempDir(t), "store")
+	opts = testOptions()
+	opts.FS = cfs
+	opts.SegmentSize = MiB
+	opts.ReserveBytes = 4 * MiB
+	opts.MinFreeBytes = MiB
+	if err := Create(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, cfs, dir, opts
+}
+
 // TestFullDisk fills the store's (simulated) filesystem through a disk: new
 // writes get ErrNoSpace, with the one message, before the reserve is
 // touched. Then another program takes every free byte, and still Sync,
@@ -23,21 +47,8 @@ func TestFullDisk(t *testing.T) {
 		MiB = 1 << 20
 		bs  = 4096
 	)
-	cfs := vfs.NewCrashFS()
-	cfs.SetCapacity(32 * MiB)
-	dir := filepath.Join(fastTempDir(t), "store")
-	opts := testOptions()
-	opts.FS = cfs
-	opts.SegmentSize = MiB
-	opts.ReserveBytes = 4 * MiB
-	opts.MinFreeBytes = MiB
-	if err := Create(dir, opts); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, cfs, dir, opts := smallFullStore(t)
+	var err error
 	defer func() { s.Close() }()
 	if !s.ReserveArmed() {
 		t.Fatal("no reserve on a filesystem with room for it")

@@ -220,21 +220,8 @@ func TestTrial8CatalogRecoversAfterNoSpace(t *testing.T) {
 // and creates work without a reopen; the failed image never appears.
 func TestTrial8FullAgainAfterReserveSpent(t *testing.T) {
 	const MiB = 1 << 20
-	cfs := vfs.NewCrashFS()
-	cfs.SetCapacity(32 * MiB)
-	dir := filepath.Join(fastTempDir(t), "store")
-	opts := testOptions()
-	opts.FS = cfs
-	opts.SegmentSize = MiB
-	opts.ReserveBytes = 4 * MiB
-	opts.MinFreeBytes = MiB
-	if err := Create(dir, opts); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, cfs, dir, opts := smallFullStore(t)
+	var err error
 	defer func() { s.Close() }()
 	if _, err := s.CreateDisk("a", 8*MiB, 4096); err != nil {
 		t.Fatal(err)
