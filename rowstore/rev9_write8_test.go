@@ -8,8 +8,10 @@ import (
 	"time"
 )
 
-// Tests of write8's write-back that hashes copies without the disk's lock
-// (testHookWriteBackHashing exists only on that branch).
+// Tests of the write-back that hashes copies of its blocks without the
+// disk's lock (writeback.go, testHookWriteBackHashing), beside
+// TestWriteBackWriteWhileHashing: other interleavings (a whole-block write,
+// a snapshot) during the hash.
 
 func rev9HashRaceStore(t *testing.T) (*Store, string, Options, *Disk) {
 	dir := fastTempDir(t)
