@@ -245,6 +245,16 @@ func (l *Log) RemoveSegmentsUnsynced(segments []uint64) error {
 // the file's blocks: reads and appends do not wait for it); if that fails
 // the segment is put back.
 func (l *Log) remove(segment uint64) error {
+	// Its background sync, if still running, is waited for before the
+	// table is locked (a wait under Log.mu would stall every read of the
+	// log behind that fsync); the wait below then finds it ended.
+	l.mu.RLock()
+	var seal *sealSync
+	if s, ok := l.segs[segment]; ok {
+		seal = s.seal
+	}
+	l.mu.RUnlock()
+	seal.wait()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -260,7 +270,7 @@ func (l *Log) remove(segment uint64) error {
 		return fmt.Errorf("segment: remove segment %d: %w: it is the active segment", segment, fs.ErrInvalid)
 	}
 	if s.f != nil {
-		s.seal.wait() // its background sync (it takes no lock before it ends)
+		s.seal.wait() // ended, unless sealed since the wait above (it takes no lock before it ends)
 		s.f.Close()
 		s.f = nil
 	}
