@@ -337,11 +337,10 @@ func (l *Local) SnapshotOf(name string) (Snapshot, error) {
 
 // DeleteSnapshot implements Service.
 func (l *Local) DeleteSnapshot(_ context.Context, name string) error {
-	if err := l.store.DeleteSnapshot(name); err != nil {
+	if err := l.deleteSnapshot(name); err != nil { // local_files.go
 		return err
 	}
 	l.namesChanged()
-	l.releaseDeletedFiles()
 	return nil
 }
 

@@ -429,14 +429,13 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 				}
 			}
 			for _, e := range ev {
-				if err := l.store.DeleteSnapshot(e.Name); err != nil && !errors.Is(err, rowstore.ErrNotFound) {
+				if err := l.deleteSnapshot(e.Name); err != nil && !errors.Is(err, rowstore.ErrNotFound) {
 					fail("evict "+e.Name, err)
 					return
 				}
 				l.log.Info("policy: evicted for the quota", "policy", p.Name, "disk", disk, "snapshot", e.Name)
 				run.Evicted = append(run.Evicted, e.Name)
 				l.namesChanged()
-				l.releaseDeletedFiles()
 			}
 			req := CreateSnapshotRequest{Name: name, Disks: []string{disk}, PreHook: p.Hooks.PreHook, PostHook: p.Hooks.PostHook,
 				HookTimeout: p.Hooks.Timeout, OnPreHookFailure: p.Hooks.OnPreHookFailure}
@@ -469,14 +468,13 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 		return
 	}
 	for _, e := range policy.Expired(snapsOf(sis, disk), p.Name, p.Retain, now) {
-		if err := l.store.DeleteSnapshot(e.Name); err != nil && !errors.Is(err, rowstore.ErrNotFound) {
+		if err := l.deleteSnapshot(e.Name); err != nil && !errors.Is(err, rowstore.ErrNotFound) {
 			fail("expire "+e.Name, err)
 			return
 		}
 		l.log.Info("policy: snapshot expired", "policy", p.Name, "disk", disk, "snapshot", e.Name)
 		run.Expired = append(run.Expired, e.Name)
 		l.namesChanged()
-		l.releaseDeletedFiles()
 	}
 	if p.CopyTo != "" && len(pending) > 0 {
 		if err := l.copyPending(ctx, p, disk, pending, now, run); err != nil {
