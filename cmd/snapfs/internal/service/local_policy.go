@@ -634,27 +634,20 @@ func (l *Local) policySnapshotName(pol, disk string, due time.Time) (string, boo
 // retention of policy "a" on disk "b" count, and prune, its copies of disk
 // "b-c" ("a-b-c-<time>") and policy "a-b"'s copies of disk "c".
 func policyOwnsRemote(pol, disk string, r RemoteSnapshot) bool {
+	const stamp = "20060102-1504" // policy.SnapshotName's time
 	if !r.Mine || r.Kind != policy.KindAutomatic || len(r.Disks) != 1 || r.Disks[0].Name != disk {
 		return false
 	}
 	rest, ok := strings.CutPrefix(r.Name, pol+"-"+disk+"-")
-	if !ok {
+	if !ok || len(rest) < len(stamp) {
 		return false
 	}
-	stamp, suffix, _ := strings.Cut(rest[min(len(rest), len("20060102-1504")):], "-")
-	if stamp != "" || len(rest) < len("20060102-1504") {
+	if _, err := time.Parse(stamp, rest[:len(stamp)]); err != nil {
 		return false
 	}
-	if _, err := time.Parse("20060102-1504", rest[:len("20060102-1504")]); err != nil {
-		return false
+	if rest = rest[len(stamp):]; rest == "" {
+		return true
 	}
-	if suffix == "" {
-		return len(rest) == len("20060102-1504")
-	}
-	for _, c := range suffix {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
+	n, ok := strings.CutPrefix(rest, "-")
+	return ok && n != "" && strings.Trim(n, "0123456789") == ""
 }
