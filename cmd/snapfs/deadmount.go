@@ -42,7 +42,6 @@ func clearDeadMount(p, store string, log *slog.Logger) error {
 	var entry *mountEntry
 	for _, m := range mounts() {
 		if m.target == abs {
-			m := m
 			entry = &m // the last one is the one on top
 		}
 	}
