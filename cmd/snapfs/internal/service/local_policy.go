@@ -611,6 +611,9 @@ func (l *Local) policySnapshotName(pol, disk string, due time.Time) (string, boo
 			name = fmt.Sprintf("%s-%d", base, i)
 		}
 		if err := rowstore.ValidateName("snapshot", name); err != nil {
+			if i == 1 { // too long already (a policy applied before applyDisk checked it)
+				return "", false, err
+			}
 			return "", false, fmt.Errorf("%s is taken by another snapshot, and %w", base, err)
 		}
 		si, err := l.store.GetSnapshot(name)
