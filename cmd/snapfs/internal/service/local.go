@@ -237,11 +237,11 @@ func (l *Local) ResizeDisk(_ context.Context, name string, size int64) (Disk, er
 
 // DeleteDisk implements Service.
 func (l *Local) DeleteDisk(ctx context.Context, name string, force bool) error {
-	lazy, isLazy := l.lazyOriginOf(name) // local_hold.go
+	lazyRegion := l.lazyRegionOf(name) // local_hold.go
 	if err := l.store.DeleteDisk(name, force); err != nil {
 		return err
 	}
-	l.releaseAfterDelete(ctx, lazy, isLazy)
+	l.releaseAfterDelete(ctx, lazyRegion)
 	if force {
 		l.diskChanged(name) // an open file must not keep reading cached pages
 	}
