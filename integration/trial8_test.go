@@ -92,4 +92,14 @@ func TestTrial8DeletedSnapshotFilesReleased(t *testing.T) {
 	if m := filesMounts(store); len(m) != 0 {
 		t.Fatalf("the deleted snapshot's filesystem is still mounted: %v", m)
 	}
+
+	// snapshot diff --files against the disk now takes a temporary
+	// snapshot and deletes it: its filesystem goes with it (only the old
+	// snapshot's stays, for the idle timeout).
+	ok(t, store, "snapshot", "create", "s2", "--disk", "e")
+	writeAt(t, disk, 16<<20, randBytes(t, held))
+	ok(t, store, "snapshot", "diff", "s2", "--disk", "e", "--files")
+	if m := filesMounts(store); len(m) != 1 {
+		t.Fatalf("after diff --files of s2 and the disk now, .files mounts %v: want s2's alone", m)
+	}
 }

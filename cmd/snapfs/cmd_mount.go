@@ -278,10 +278,8 @@ func umountCommand(st *state) *cli.Command {
 					return fmt.Errorf("%w: no snapfs daemon serves %s (store %s)", exitcode.ErrNoDaemon, mp, store)
 				}
 				// The daemon died: the kernel still holds its dead mount.
-				if err := syscall.Unmount(mp, 0); err != nil {
-					if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
-						return fmt.Errorf("remove stale mount %s: %w", mp, err)
-					}
+				if err := removeDeadMount(mp); err != nil { // deadmount.go
+					return fmt.Errorf("remove stale mount %s: %w", mp, err)
 				}
 				return newPrinter(c, st).result("umount", map[string]string{"mountpoint": mp, "stale": "true"},
 					"no daemon was serving %s; removed the stale mount", mp)

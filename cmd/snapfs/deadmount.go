@@ -42,7 +42,6 @@ func clearDeadMount(p, store string, log *slog.Logger) error {
 	var entry *mountEntry
 	for _, m := range mounts() {
 		if m.target == abs {
-			m := m
 			entry = &m // the last one is the one on top
 		}
 	}
@@ -59,12 +58,20 @@ func clearDeadMount(p, store string, log *slog.Logger) error {
 		client.Close()
 		return nil // a daemon answers for the store: opening it reports the busy store
 	}
-	if err := syscall.Unmount(abs, 0); err != nil {
-		if err := syscall.Unmount(abs, syscall.MNT_DETACH); err != nil {
-			return fmt.Errorf("remove the dead mount of store %s at %s: %w", store, abs, err)
-		}
+	if err := removeDeadMount(abs); err != nil {
+		return fmt.Errorf("remove the dead mount of store %s at %s: %w", store, abs, err)
 	}
 	log.Warn("removed the dead mount of a daemon that died; files still open through it (loop devices, VMs) must be reopened",
 		"mountpoint", abs, "store", store)
+	return nil
+}
+
+// removeDeadMount removes the mount at mp whose server died: unmounted, or
+// detached when something still holds it open (`snapfs umount` of a dead
+// mount, and mount over one: clearDeadMount).
+func removeDeadMount(mp string) error {
+	if err := syscall.Unmount(mp, 0); err != nil {
+		return syscall.Unmount(mp, syscall.MNT_DETACH)
+	}
 	return nil
 }

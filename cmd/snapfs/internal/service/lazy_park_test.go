@@ -47,19 +47,25 @@ func (d *fakeRegionDisk) Close() error {
 	return nil
 }
 
+// openedSource is a lazy layer's source whose region disk is open; open
+// counts the region disks open.
+func openedSource(t *testing.T, open *atomic.Int64) *reopening {
+	opener := func(context.Context) (remoteDisk, error) {
+		open.Add(1)
+		return &fakeRegionDisk{open: open}, nil
+	}
+	rd, _ := opener(t.Context())
+	return &reopening{open: opener, log: slog.New(slog.NewTextHandler(io.Discard, nil)), rd: rd}
+}
+
 // TestLazyParkedSourceReleasesAndReopens: parking a lazy layer's source
 // (disk delete left nothing reading through it) closes its region disk
 // at once (its lock goes) while its metadata still answers; a later read
 // through the layer opens it again and reads right; Close after park
 // closes nothing twice.
 func TestLazyParkedSourceReleasesAndReopens(t *testing.T) {
-	var open atomic.Int64
-	opener := func(context.Context) (remoteDisk, error) {
-		open.Add(1)
-		return &fakeRegionDisk{open: &open}, nil
-	}
-	rd, _ := opener(t.Context())
-	r := &reopening{open: opener, log: slog.New(slog.NewTextHandler(io.Discard, nil)), rd: rd}
+	open := new(atomic.Int64)
+	r := openedSource(t, open)
 	if !r.park() || open.Load() != 0 {
 		t.Fatalf("park: %d region disks still open", open.Load())
 	}
@@ -91,13 +97,8 @@ func TestLazyParkedSourceReleasesAndReopens(t *testing.T) {
 // Close (the store closes it when hydration ends), not on a park, and a
 // watcher that starts after the Close does not wait.
 func TestLazySourceClosedSignals(t *testing.T) {
-	var open atomic.Int64
-	opener := func(context.Context) (remoteDisk, error) {
-		open.Add(1)
-		return &fakeRegionDisk{open: &open}, nil
-	}
-	rd, _ := opener(t.Context())
-	r := &reopening{open: opener, log: slog.New(slog.NewTextHandler(io.Discard, nil)), rd: rd}
+	open := new(atomic.Int64)
+	r := openedSource(t, open)
 	c := r.closedC()
 	r.park()
 	select {

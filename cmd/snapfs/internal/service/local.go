@@ -237,11 +237,11 @@ func (l *Local) ResizeDisk(_ context.Context, name string, size int64) (Disk, er
 
 // DeleteDisk implements Service.
 func (l *Local) DeleteDisk(ctx context.Context, name string, force bool) error {
-	lazy, isLazy := l.lazyOriginOf(name) // local_hold.go
+	lazyRegion := l.lazyRegionOf(name) // local_hold.go
 	if err := l.store.DeleteDisk(name, force); err != nil {
 		return err
 	}
-	l.releaseAfterDelete(ctx, lazy, isLazy)
+	l.releaseAfterDelete(ctx, lazyRegion)
 	if force {
 		l.diskChanged(name) // an open file must not keep reading cached pages
 	}
@@ -337,11 +337,10 @@ func (l *Local) SnapshotOf(name string) (Snapshot, error) {
 
 // DeleteSnapshot implements Service.
 func (l *Local) DeleteSnapshot(_ context.Context, name string) error {
-	if err := l.store.DeleteSnapshot(name); err != nil {
+	if err := l.deleteSnapshot(name); err != nil { // local_files.go
 		return err
 	}
 	l.namesChanged()
-	l.releaseDeletedFiles()
 	return nil
 }
 

@@ -42,39 +42,48 @@ func (l *Local) ReleaseFiles() {
 	}
 }
 
+// deleteSnapshot deletes snapshot name from the store and releases the
+// .files filesystems of deleted snapshots and images that nothing uses: every
+// path that deletes a snapshot goes through it (snapshot delete, a policy's
+// eviction and expiry, the temporary snapshot of snapshot diff --files), so
+// no scratch clone keeps a deleted snapshot's blocks from gc (trial 8).
+func (l *Local) deleteSnapshot(name string) error {
+	if err := l.store.DeleteSnapshot(name); err != nil {
+		return err
+	}
+	l.releaseDeletedFiles()
+	return nil
+}
+
 // releaseDeletedFiles releases the .files filesystems nothing uses of
 // snapshots and images that no longer exist (their scratch clones held the
 // deleted snapshot's blocks from gc, unseen, until the idle timeout: trial
-// 8). One in use stays until it is released (idle, or at unmount).
+// 8). One in use stays until it is released (idle, or at unmount). It looks
+// up each open source (a few at most), so a delete with nothing open reads
+// nothing more.
 func (l *Local) releaseDeletedFiles() {
 	if l.files == nil {
 		return
 	}
-	snaps, err := l.store.ListSnapshots()
-	if err != nil {
-		return
-	}
-	images, err := l.store.ListImages()
-	if err != nil {
-		return
-	}
-	alive := map[string]bool{}
-	for _, s := range snaps {
-		alive[fmt.Sprintf("s/%s/%d", s.Name, s.ID)] = true
-	}
-	for _, im := range images {
-		alive[fmt.Sprintf("i/%s/%d", im.Name, im.ID)] = true
-	}
 	l.files.ReleaseUnused(func(src browse.Source) bool {
+		var id uint64
+		var err error
 		switch {
 		case src.Region != "":
 			return false
 		case src.Image != "":
-			return !alive[fmt.Sprintf("i/%s/%d", src.Image, src.ID)]
-		case src.Snapshot != "":
-			return !alive[fmt.Sprintf("s/%s/%d", src.Snapshot, src.ID)]
+			var im rowstore.ImageInfo
+			im, err = l.store.GetImage(src.Image)
+			id = im.ID
+		default:
+			var si rowstore.SnapshotInfo
+			si, err = l.store.GetSnapshot(src.Snapshot)
+			id = si.ID
 		}
-		return false
+		if err != nil {
+			return errors.Is(err, rowstore.ErrNotFound)
+		}
+		return id != src.ID // deleted, and the name taken again
 	})
 }
 
@@ -230,7 +239,7 @@ func (l *Local) tempSnapshot(disk string) (string, func(), error) {
 		return "", nil, err
 	}
 	return name, func() {
-		if err := l.store.DeleteSnapshot(name); err != nil && !errors.Is(err, rowstore.ErrNotFound) {
+		if err := l.deleteSnapshot(name); err != nil && !errors.Is(err, rowstore.ErrNotFound) {
 			l.log.Warn("delete the temporary snapshot of a diff (deleted at the next daemon start)", "snapshot", name, "err", err)
 			return
 		}

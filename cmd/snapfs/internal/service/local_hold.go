@@ -181,27 +181,28 @@ func (l *Local) watchHold(layer uint64, region string, rd *reopening) {
 	}()
 }
 
-// lazyOriginOf is the lazy layer disk reads through (ok false: none):
-// the store's own lookup of one disk (LazyStatusOf), not ListLazy's walk
-// of every disk's chain on each disk delete.
-func (l *Local) lazyOriginOf(disk string) (rowstore.LazyLayer, bool) {
+// lazyRegionOf is the region of the lazy layer disk reads through ("":
+// none): the store's own lookup of one disk (LazyStatusOf), not ListLazy's
+// walk of every disk's chain on each disk delete.
+func (l *Local) lazyRegionOf(disk string) string {
 	st, ok, err := l.store.LazyStatusOf(disk)
 	if err != nil || !ok {
-		return rowstore.LazyLayer{}, false
+		return ""
 	}
-	return rowstore.LazyLayer{Layer: st.Layer, Origin: st.Origin}, true
+	return st.Origin.Region
 }
 
-// releaseAfterDelete is disk delete's hook: x is the lazy layer the
-// deleted disk read through; its hold goes when nothing reads it any more.
-// The daemon releases in the background (disk delete does not wait for a
-// slow region); a command without a daemon releases before it exits.
-func (l *Local) releaseAfterDelete(ctx context.Context, x rowstore.LazyLayer, ok bool) {
-	if !ok {
+// releaseAfterDelete is disk delete's hook: region is that of the lazy
+// layer the deleted disk read through ("": none); its hold goes when
+// nothing reads it any more. The daemon releases in the background (disk
+// delete does not wait for a slow region); a command without a daemon
+// releases before it exits.
+func (l *Local) releaseAfterDelete(ctx context.Context, region string) {
+	if region == "" {
 		return
 	}
 	if l.mountpoint == "" {
-		_ = l.releaseHolds(context.WithoutCancel(ctx), x.Origin.Region)
+		_ = l.releaseHolds(context.WithoutCancel(ctx), region)
 		return
 	}
 	hctx, ok := l.holdCtx()
@@ -210,7 +211,7 @@ func (l *Local) releaseAfterDelete(ctx context.Context, x rowstore.LazyLayer, ok
 	}
 	go func() {
 		defer l.lz.wg.Done()
-		_ = l.releaseHolds(hctx, x.Origin.Region)
+		_ = l.releaseHolds(hctx, region)
 	}()
 }
 

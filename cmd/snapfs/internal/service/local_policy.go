@@ -429,14 +429,13 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 				}
 			}
 			for _, e := range ev {
-				if err := l.store.DeleteSnapshot(e.Name); err != nil && !errors.Is(err, rowstore.ErrNotFound) {
+				if err := l.deleteSnapshot(e.Name); err != nil && !errors.Is(err, rowstore.ErrNotFound) {
 					fail("evict "+e.Name, err)
 					return
 				}
 				l.log.Info("policy: evicted for the quota", "policy", p.Name, "disk", disk, "snapshot", e.Name)
 				run.Evicted = append(run.Evicted, e.Name)
 				l.namesChanged()
-				l.releaseDeletedFiles()
 			}
 			req := CreateSnapshotRequest{Name: name, Disks: []string{disk}, PreHook: p.Hooks.PreHook, PostHook: p.Hooks.PostHook,
 				HookTimeout: p.Hooks.Timeout, OnPreHookFailure: p.Hooks.OnPreHookFailure}
@@ -469,14 +468,13 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 		return
 	}
 	for _, e := range policy.Expired(snapsOf(sis, disk), p.Name, p.Retain, now) {
-		if err := l.store.DeleteSnapshot(e.Name); err != nil && !errors.Is(err, rowstore.ErrNotFound) {
+		if err := l.deleteSnapshot(e.Name); err != nil && !errors.Is(err, rowstore.ErrNotFound) {
 			fail("expire "+e.Name, err)
 			return
 		}
 		l.log.Info("policy: snapshot expired", "policy", p.Name, "disk", disk, "snapshot", e.Name)
 		run.Expired = append(run.Expired, e.Name)
 		l.namesChanged()
-		l.releaseDeletedFiles()
 	}
 	if p.CopyTo != "" && len(pending) > 0 {
 		if err := l.copyPending(ctx, p, disk, pending, now, run); err != nil {
@@ -613,6 +611,9 @@ func (l *Local) policySnapshotName(pol, disk string, due time.Time) (string, boo
 			name = fmt.Sprintf("%s-%d", base, i)
 		}
 		if err := rowstore.ValidateName("snapshot", name); err != nil {
+			if i == 1 { // too long already (a policy applied before applyDisk checked it)
+				return "", false, err
+			}
 			return "", false, fmt.Errorf("%s is taken by another snapshot, and %w", base, err)
 		}
 		si, err := l.store.GetSnapshot(name)
@@ -636,27 +637,20 @@ func (l *Local) policySnapshotName(pol, disk string, due time.Time) (string, boo
 // retention of policy "a" on disk "b" count, and prune, its copies of disk
 // "b-c" ("a-b-c-<time>") and policy "a-b"'s copies of disk "c".
 func policyOwnsRemote(pol, disk string, r RemoteSnapshot) bool {
+	const stamp = "20060102-1504" // policy.SnapshotName's time
 	if !r.Mine || r.Kind != policy.KindAutomatic || len(r.Disks) != 1 || r.Disks[0].Name != disk {
 		return false
 	}
 	rest, ok := strings.CutPrefix(r.Name, pol+"-"+disk+"-")
-	if !ok {
+	if !ok || len(rest) < len(stamp) {
 		return false
 	}
-	stamp, suffix, _ := strings.Cut(rest[min(len(rest), len("20060102-1504")):], "-")
-	if stamp != "" || len(rest) < len("20060102-1504") {
+	if _, err := time.Parse(stamp, rest[:len(stamp)]); err != nil {
 		return false
 	}
-	if _, err := time.Parse("20060102-1504", rest[:len("20060102-1504")]); err != nil {
-		return false
+	if rest = rest[len(stamp):]; rest == "" {
+		return true
 	}
-	if suffix == "" {
-		return len(rest) == len("20060102-1504")
-	}
-	for _, c := range suffix {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
+	n, ok := strings.CutPrefix(rest, "-")
+	return ok && n != "" && strings.Trim(n, "0123456789") == ""
 }

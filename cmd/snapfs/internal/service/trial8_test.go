@@ -112,6 +112,8 @@ func TestTrial8PolicyRemoteRetention(t *testing.T) {
 		{"a", "b-c", mk("a-b-c-20261207-0100", "c"), false}, // policy a-b's copy of disk c
 		{"a-b", "c", mk("a-b-c-20261207-0100", "c"), true},
 		{"a", "b", mk("a-b-20261207-0100-x", "b"), false},
+		{"a", "b", mk("a-b-20261207-0100-", "b"), false},
+		{"a", "b", mk("a-b-20261207-0100-2-3", "b"), false},
 		{"a", "b", mk("a-b-2026120", "b"), false},
 		{"a", "b", RemoteSnapshot{Name: "a-b-20261207-0100", Mine: false, Kind: policy.KindAutomatic, Disks: []replicate.RemoteDiskInfo{{Name: "b"}}}, false},
 		{"a", "b", RemoteSnapshot{Name: "a-b-20261207-0100", Mine: true, Kind: "manual", Disks: []replicate.RemoteDiskInfo{{Name: "b"}}}, false},

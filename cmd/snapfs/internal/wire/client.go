@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -171,7 +172,7 @@ func (c *Client) Call(ctx context.Context, method string, req any) (json.RawMess
 	if err != nil {
 		return nil, fmt.Errorf("daemon at %s: read answer to %s: %w", c.sock, method, err)
 	}
-	return json.RawMessage(strings.TrimSpace(string(data))), nil
+	return bytes.TrimSpace(data), nil
 }
 
 // connBody is an answer's body: closing it closes the call's connection.
