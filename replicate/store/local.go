@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -52,6 +53,7 @@ type Local struct {
 	location string
 	closed   atomic.Bool
 	noDirect atomic.Bool // the file system refused direct I/O (direct.go)
+	dirs     sync.Map    // object directories made durable by mkdir
 }
 
 // OpenLocal opens the directory root, which must be an absolute path and
@@ -138,7 +140,7 @@ func (l *Local) Put(ctx context.Context, name string, data []byte) error {
 		return err
 	}
 	p := l.path(name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := l.mkdir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("store: put %s: %w", name, err)
 	}
 	if len(data) >= directMin && !l.noDirect.Load() {
@@ -154,6 +156,23 @@ func (l *Local) Put(ctx context.Context, name string, data []byte) error {
 	if err := vfs.WriteFile(vfs.Default, p, data, 0o644); err != nil {
 		return fmt.Errorf("store: put %s: %w", name, err)
 	}
+	return nil
+}
+
+// mkdir makes object directory dir exist durably (vfs.MkdirAllSync: the
+// parent of each directory made is synced, else a new directory, and the
+// acknowledged object in it, may vanish in a crash). A directory made so
+// once is only stat'ed afterwards (as os.MkdirAll did), not synced again.
+func (l *Local) mkdir(dir string) error {
+	if _, ok := l.dirs.Load(dir); ok {
+		if _, err := os.Stat(dir); err == nil {
+			return nil
+		}
+	}
+	if err := vfs.MkdirAllSync(vfs.Default, dir, 0o755); err != nil {
+		return err
+	}
+	l.dirs.Store(dir, struct{}{})
 	return nil
 }
 
