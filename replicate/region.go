@@ -290,7 +290,9 @@ func (m *Manager) loadConfig(name string) (RegionConfig, error) {
 }
 
 func (m *Manager) saveConfig(c RegionConfig) error {
-	if err := os.MkdirAll(m.regionsDir(), 0o700); err != nil {
+	// Durably (the parent synced): a regions/ directory made here and
+	// lost in a crash would take the acknowledged configuration with it.
+	if err := vfs.MkdirAllSync(vfs.Default, m.regionsDir(), 0o700); err != nil {
 		return fmt.Errorf("save region %q: %w", c.Name, err)
 	}
 	b, err := json.MarshalIndent(c, "", "  ")
