@@ -271,7 +271,10 @@ func (m *Manager) RemoveRegion(name string) error {
 	if err := os.RemoveAll(m.cacheDir(name)); err != nil {
 		return fmt.Errorf("remove region %q cache: %w", name, err)
 	}
-	return syncDir(m.regionsDir())
+	if err := vfs.Default.SyncDir(m.regionsDir()); err != nil {
+		return fmt.Errorf("remove region %q: %w", name, err)
+	}
+	return nil
 }
 
 func (m *Manager) loadConfig(name string) (RegionConfig, error) {
@@ -306,18 +309,6 @@ func (m *Manager) saveConfig(c RegionConfig) error {
 // files too, the cost is small).
 func writeFileAtomic(path string, data []byte) error {
 	return vfs.WriteFile(vfs.Default, path, data, 0o600)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 func randUint64() uint64 {

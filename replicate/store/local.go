@@ -110,7 +110,10 @@ func CreateLocal(root string) error {
 	if err := os.Mkdir(root, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("store: create %s: %w", root, err)
 	}
-	return syncDir(parent)
+	if err := vfs.Default.SyncDir(parent); err != nil {
+		return fmt.Errorf("store: create %s: %w", root, err)
+	}
+	return nil
 }
 
 func sameDevice(a, b os.FileInfo) bool {
@@ -174,18 +177,6 @@ func (l *Local) mkdir(dir string) error {
 	}
 	l.dirs.Store(dir, struct{}{})
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // openFile opens an object for reading, mapping a missing file (or a
@@ -398,7 +389,7 @@ func (l *Local) Delete(ctx context.Context, name string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("store: delete %s: %w", name, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := vfs.Default.SyncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("store: delete %s: fsync dir: %w", name, err)
 	}
 	return nil
