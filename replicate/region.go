@@ -268,6 +268,9 @@ func (m *Manager) RemoveRegion(name string) error {
 		return fmt.Errorf("remove region %q: %w", name, err)
 	}
 	m.chunkCache.drop(name)
+	// Its stores' skews too: a region added again under this name may
+	// have other stores, which must be measured, not judged by these.
+	m.clocks.Delete(name)
 	if err := os.RemoveAll(m.cacheDir(name)); err != nil {
 		return fmt.Errorf("remove region %q cache: %w", name, err)
 	}
