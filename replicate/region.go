@@ -268,10 +268,16 @@ func (m *Manager) RemoveRegion(name string) error {
 		return fmt.Errorf("remove region %q: %w", name, err)
 	}
 	m.chunkCache.drop(name)
+	// Its stores' skews too: a region added again under this name may
+	// have other stores, which must be measured, not judged by these.
+	m.clocks.Delete(name)
 	if err := os.RemoveAll(m.cacheDir(name)); err != nil {
 		return fmt.Errorf("remove region %q cache: %w", name, err)
 	}
-	return syncDir(m.regionsDir())
+	if err := vfs.Default.SyncDir(m.regionsDir()); err != nil {
+		return fmt.Errorf("remove region %q: %w", name, err)
+	}
+	return nil
 }
 
 func (m *Manager) loadConfig(name string) (RegionConfig, error) {
@@ -290,7 +296,9 @@ func (m *Manager) loadConfig(name string) (RegionConfig, error) {
 }
 
 func (m *Manager) saveConfig(c RegionConfig) error {
-	if err := os.MkdirAll(m.regionsDir(), 0o700); err != nil {
+	// Durably (the parent synced): a regions/ directory made here and
+	// lost in a crash would take the acknowledged configuration with it.
+	if err := vfs.MkdirAllSync(vfs.Default, m.regionsDir(), 0o700); err != nil {
 		return fmt.Errorf("save region %q: %w", c.Name, err)
 	}
 	b, err := json.MarshalIndent(c, "", "  ")
@@ -304,18 +312,6 @@ func (m *Manager) saveConfig(c RegionConfig) error {
 // files too, the cost is small).
 func writeFileAtomic(path string, data []byte) error {
 	return vfs.WriteFile(vfs.Default, path, data, 0o600)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 func randUint64() uint64 {

@@ -35,17 +35,7 @@ func TestListingLostChain(t *testing.T) {
 	if len(nids) != 3 {
 		t.Fatalf("manifests %v, want 3", nids)
 	}
-	for _, d := range dirs {
-		p := filepath.Join(d, "snapshots", nids[0])
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b[len(b)/2] ^= 0xff
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	damageObj(t, dirs, "snapshots", nids[0])
 	rs, err := a.mgr.ListRemote(ctx, "r1")
 	if err != nil {
 		t.Fatal(err)
@@ -63,5 +53,22 @@ func TestListingLostChain(t *testing.T) {
 	}
 	if _, err := a.mgr.Restore(ctx, "r1", "s3", "v", "back", nil); err == nil {
 		t.Fatal("s3 restored although its chain reaches an unreadable manifest")
+	}
+}
+
+// damageObj flips a byte in the middle of object sub/name on every store
+// directory of dirs (flipping it again undoes it).
+func damageObj(t *testing.T, dirs []string, sub, name string) {
+	t.Helper()
+	for _, d := range dirs {
+		p := filepath.Join(d, sub, name)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 0xff
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

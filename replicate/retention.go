@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/snapfs/snapfs/replicate/store"
 	"github.com/snapfs/snapfs/rowstore"
+	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
 // Retention is a region's own retention of this host's snapshots, kept in
@@ -115,10 +115,11 @@ func prepareLocal(root string, create bool) error {
 	if !create {
 		return fmt.Errorf("%w: directory %s does not exist (a file system not mounted?); create it, or pass --create to have region add make it", store.ErrMissing, root)
 	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	// Every directory made is synced into its parent (not only root's).
+	if err := vfs.MkdirAllSync(vfs.Default, root, 0o755); err != nil {
 		return fmt.Errorf("store: create %s: %w", root, err)
 	}
-	return syncDir(filepath.Dir(root))
+	return nil
 }
 
 // holdsRegionObjects reports whether a store without its config object

@@ -417,17 +417,7 @@ func TestShare7ListingNamesUnreadable(t *testing.T) {
 	}
 	damage := func(nid string, stores []string) {
 		t.Helper()
-		for _, d := range stores {
-			p := filepath.Join(d, "snapshots", nid)
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b[len(b)/2] ^= 0xff
-			if err := os.WriteFile(p, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		damageObj(t, stores, "snapshots", nid)
 	}
 	// On all but one store: still restorable, listed, not lost.
 	damage(before[0], dirs[:2])

@@ -3,8 +3,6 @@ package replicate_test
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -118,22 +116,8 @@ func TestTrial7UnreadableManifestIsLost(t *testing.T) {
 	// Damage one of the two manifests (which one does not matter: either
 	// snapshot is then lost, s2 too when it is a delta over s1) on every
 	// store.
-	var victim string
-	for _, nid := range before {
-		for _, d := range dirs {
-			p := filepath.Join(d, "snapshots", nid)
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b[len(b)/2] ^= 0xff
-			if err := os.WriteFile(p, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		victim = nid
-		break
-	}
+	victim := before[0]
+	damageObj(t, dirs, "snapshots", victim)
 	if _, err := a.mgr.ListRemote(ctx, "r1"); err != nil {
 		t.Errorf("listing the region with one manifest damaged on every store: %v (every other snapshot is hidden)", err)
 	}

@@ -30,15 +30,14 @@ func TestPutDirect(t *testing.T) {
 		big[i] = byte(rng.Uint32())
 	}
 	cases := []struct {
-		name     string
-		skip, n  int // the object is big[skip : skip+n]
-		unusable bool
+		name    string
+		skip, n int // the object is big[skip : skip+n]
 	}{
-		{"aligned", 0, directMin, false},
-		{"tail", 0, directMin + 64 + 5, false},
-		{"unaligned-buffer", 1, 2<<20 + 77, false},
-		{"unaligned-buffer-exact", 64, 3 << 20, false},
-		{"small", 0, directMin - 1, false},
+		{"aligned", 0, directMin},
+		{"tail", 0, directMin + 64 + 5},
+		{"unaligned-buffer", 1, 2<<20 + 77},
+		{"unaligned-buffer-exact", 64, 3 << 20},
+		{"small", 0, directMin - 1},
 	}
 	for _, c := range cases {
 		data := big[c.skip : c.skip+c.n]

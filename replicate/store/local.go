@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -52,6 +53,7 @@ type Local struct {
 	location string
 	closed   atomic.Bool
 	noDirect atomic.Bool // the file system refused direct I/O (direct.go)
+	dirs     sync.Map    // object directories made durable by mkdir
 }
 
 // OpenLocal opens the directory root, which must be an absolute path and
@@ -108,7 +110,10 @@ func CreateLocal(root string) error {
 	if err := os.Mkdir(root, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("store: create %s: %w", root, err)
 	}
-	return syncDir(parent)
+	if err := vfs.Default.SyncDir(parent); err != nil {
+		return fmt.Errorf("store: create %s: %w", root, err)
+	}
+	return nil
 }
 
 func sameDevice(a, b os.FileInfo) bool {
@@ -138,7 +143,7 @@ func (l *Local) Put(ctx context.Context, name string, data []byte) error {
 		return err
 	}
 	p := l.path(name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := l.mkdir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("store: put %s: %w", name, err)
 	}
 	if len(data) >= directMin && !l.noDirect.Load() {
@@ -157,16 +162,21 @@ func (l *Local) Put(ctx context.Context, name string, data []byte) error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+// mkdir makes object directory dir exist durably (vfs.MkdirAllSync: the
+// parent of each directory made is synced, else a new directory, and the
+// acknowledged object in it, may vanish in a crash). A directory made so
+// once is only stat'ed afterwards (as os.MkdirAll did), not synced again.
+func (l *Local) mkdir(dir string) error {
+	if _, ok := l.dirs.Load(dir); ok {
+		if _, err := os.Stat(dir); err == nil {
+			return nil
+		}
+	}
+	if err := vfs.MkdirAllSync(vfs.Default, dir, 0o755); err != nil {
 		return err
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	l.dirs.Store(dir, struct{}{})
+	return nil
 }
 
 // openFile opens an object for reading, mapping a missing file (or a
@@ -379,7 +389,7 @@ func (l *Local) Delete(ctx context.Context, name string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("store: delete %s: %w", name, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := vfs.Default.SyncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("store: delete %s: fsync dir: %w", name, err)
 	}
 	return nil

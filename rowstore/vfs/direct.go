@@ -40,6 +40,10 @@ func WriteFileDirect(name string, data []byte, perm os.FileMode) error {
 	create := func(tmp string) (File, error) {
 		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_DIRECT, perm)
 		if refused(err) {
+			// Linux creates the file before it checks O_DIRECT: the
+			// refused open leaves an empty tmp behind (ours: O_EXCL and
+			// a random name), which would stay until a sweep.
+			_ = os.Remove(tmp)
 			return nil, ErrNoDirect
 		}
 		if err != nil {
