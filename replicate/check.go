@@ -563,6 +563,9 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 		}
 		progress.Event(Event{Type: EventPack, Op: "repair", Region: regionName, Pack: id.String()})
 	}
+	if err := m.repairHolds(ctx, r, &out); err != nil {
+		return out, err
+	}
 	if err := m.repairGarbage(ctx, r, &out); err != nil {
 		return out, err
 	}
@@ -575,6 +578,79 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 	}
 	progress.Event(ev)
 	return out, nil
+}
+
+// repairHolds puts every hold on each usable store that lacks it (a store
+// replaced by --new-store, or down when the hold was written), copied
+// from a store whose copy authenticates: the service puts a lazy disk's
+// hold again only when it attaches the disk, so without this the stores
+// holding a hold could all be replaced, one repair at a time, under a
+// daemon that runs on, and another host's prune would delete what the
+// lazy disk still reads (TestTrial9NewStoreRepairCopiesHolds). Release
+// takes no lock: a hold released while it is copied is removed again
+// (its source is read once more after the put), so a released hold is
+// never brought back. A hold no copy of which authenticates is left as
+// it is (it still holds by its name).
+func (m *Manager) repairHolds(ctx context.Context, r *region, out *RepairReport) error {
+	l, err := r.list(ctx, holdDir)
+	if err != nil {
+		return fmt.Errorf("repair: holds: %w", err)
+	}
+	for _, name := range sortedKeys(l) {
+		if _, _, _, ok := parseHoldName(name); !ok {
+			continue
+		}
+		var lack []int
+		for i, n := range l[name] {
+			if n < 0 && r.bad[i] == nil {
+				lack = append(lack, i)
+			}
+		}
+		if len(lack) == 0 {
+			continue
+		}
+		_, sealed, err := r.getMeta(ctx, format.TypeHold, holdDir, name)
+		if errors.Is(err, ErrNotFound) {
+			continue // released meanwhile
+		}
+		for _, i := range lack {
+			p := Problem{Store: i, Object: holdDir + name, Kind: ProblemMissing}
+			perr := err
+			if perr == nil {
+				perr = m.guard(ctx, r, false)
+			}
+			if perr == nil {
+				perr = r.stores[i].Put(ctx, p.Object, sealed)
+			}
+			if perr != nil {
+				p.Err = perr.Error()
+				out.Failed = append(out.Failed, p)
+				continue
+			}
+			out.Repaired = append(out.Repaired, p)
+		}
+		if m.holdGone(ctx, r, name, lack) {
+			// Released while we copied it: take the copies back.
+			for _, i := range lack {
+				_ = r.stores[i].Delete(ctx, holdDir+name)
+			}
+		}
+	}
+	return nil
+}
+
+// holdGone reports whether hold name is found on none of the usable
+// stores outside except (the stores repair just copied it to).
+func (m *Manager) holdGone(ctx context.Context, r *region, name string, except []int) bool {
+	for i, s := range r.stores {
+		if r.bad[i] != nil || slices.Contains(except, i) {
+			continue
+		}
+		if _, err := s.Get(ctx, holdDir+name, 0, -1); !errors.Is(err, store.ErrNotFound) {
+			return false
+		}
+	}
+	return true
 }
 
 // repairGarbage removes what no snapshot can need (the exclusive lock is

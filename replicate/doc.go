@@ -422,7 +422,12 @@
 //     holders ("host/disk"). A hold that cannot be read still holds (its
 //     manifest is in its name). Repair's garbage removal deletes only
 //     unindexed packs, markers and indexes of absent packs, which no
-//     manifest needs: holds do not concern it.
+//     manifest needs: holds do not concern it. Repair puts every hold
+//     on each usable store that lacks it (a store replaced with
+//     --new-store, or down when the hold was written), so replacing,
+//     one repair at a time, every store that held a hold never drops it
+//     under a daemon that runs on (TestTrial9NewStoreRepairCopiesHolds);
+//     a hold released while repair copies it is taken back.
 //   - The holding host releases its hold (ReleaseOwnHolds) when its lazy
 //     layer no longer reads from the region: hydrated, or no disk and no
 //     local snapshot reads it any more (disk delete); a daemon start
