@@ -120,6 +120,30 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 	if err != nil {
 		return nil, err
 	}
+	// A delta over a manifest this scan did not find: either a prune (a
+	// listing takes no lock) rewrote it as a full map on every store and
+	// then deleted its parent after we read the delta, or the parent is
+	// gone from every store. Read such manifests again (every copy, the
+	// newest): a rewrite is complete before its parent goes, so one still
+	// a delta over a parent not found is lost, as check and restore say.
+	missing := map[string]bool{}
+	for _, nid := range sortedKeysOf(mfs) {
+		if !overLost(mfs, unreadable, nid, missing, true) {
+			continue
+		}
+		c, err := r.readManifestAll(ctx, nid)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			delete(mfs, nid) // pruned meanwhile
+		case err != nil && onlyCorrupt(err) && ctx.Err() == nil:
+			delete(mfs, nid)
+			unreadable[nid] = err
+		case err != nil:
+			return nil, fmt.Errorf("region %q: manifest %s: %w", r.cfg.Name, nid, err)
+		default:
+			mfs[nid] = c.mf
+		}
+	}
 	degraded := m.loadCheckState(regionName).Degraded
 	lost := map[string]bool{}
 	var out []RemoteSnapshot
@@ -128,8 +152,8 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 		if slices.Contains(degraded, nid) {
 			rs.State = StateDegraded
 		}
-		if overLost(mfs, unreadable, nid, lost) {
-			rs.State = StateLost // a delta over a manifest that cannot be read
+		if overLost(mfs, unreadable, nid, lost, true) {
+			rs.State = StateLost // a delta over a manifest that cannot be read, or is gone
 		}
 		out = append(out, rs)
 	}
@@ -147,9 +171,10 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 }
 
 // overLost reports whether a disk of manifest nid is a delta whose chain
-// of parents reaches a manifest in unreadable (at any depth: a delta over
-// a delta over it cannot be restored either). memo keeps the answers.
-func overLost(mfs map[string]*format.Manifest, unreadable map[string]error, nid string, memo map[string]bool) bool {
+// of parents reaches a manifest in unreadable, or, with missing, one not
+// in mfs at all (at any depth: a delta over a delta over it cannot be
+// restored either). memo keeps the answers.
+func overLost(mfs map[string]*format.Manifest, unreadable map[string]error, nid string, memo map[string]bool, missing bool) bool {
 	if v, ok := memo[nid]; ok {
 		return v
 	}
@@ -157,11 +182,12 @@ func overLost(mfs map[string]*format.Manifest, unreadable map[string]error, nid 
 	mf := mfs[nid]
 	if mf == nil {
 		_, bad := unreadable[nid]
+		bad = bad || missing
 		memo[nid] = bad
 		return bad
 	}
 	for _, d := range mf.Disks {
-		if d.Parent != "" && overLost(mfs, unreadable, d.Parent, memo) {
+		if d.Parent != "" && overLost(mfs, unreadable, d.Parent, memo, missing) {
 			memo[nid] = true
 			return true
 		}

@@ -3,10 +3,13 @@ package replicate_test
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/snapfs/snapfs/replicate"
+	"github.com/snapfs/snapfs/replicate/store"
 )
 
 // TestTrial9NewStoreRepairCopiesHolds (trial 9, shared regions): a hold
@@ -65,5 +68,112 @@ func TestTrial9NewStoreRepairCopiesHolds(t *testing.T) {
 	}
 	if len(st.Deleted) != 0 || len(st.Held) != 1 || !strings.HasPrefix(st.Held[0], "s1 (held by b/lz)") {
 		t.Fatalf("prune after every store was replaced: deleted %v held %v, want s1 kept for b's hold", st.Deleted, st.Held)
+	}
+}
+
+// TestTrial9ListingDeltaOverMissingParentIsLost (trial 9): a delta whose
+// parent manifest is gone from every store cannot be restored (check and
+// restore say so), so the listing must not show it available: a script
+// that waits for "available" and deletes the local snapshot would lose
+// it. A prune running beside the listing (which takes no lock) rewrites
+// such a delta as a full map before it deletes the parent, so a listing
+// that read the old delta and then found the parent gone reads it again
+// before it calls it lost: the same snapshot is never flagged lost for a
+// moment (the first half; which of s1 and s2 the listing reads first
+// is map order, so it catches a listing without the second look about
+// half the time).
+//
+// Seen on main 7e801ae: s2 listed "available" by every host while its
+// restore failed.
+func TestTrial9ListingDeltaOverMissingParentIsLost(t *testing.T) {
+	ctx := context.Background()
+	hs, dirs := fleet(t, 2, 1, "a", "b")
+	a, b := hs[0], hs[1]
+	mkDisk(t, a.host, "v", 32)
+	writeBlocks(t, a.host, "v", 1, span(0, 20))
+	snapshot(t, a.host, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	nid1 := listObjs(t, dirs[0], "snapshots")
+	writeBlocks(t, a.host, "v", 2, span(0, 4))
+	snapshot(t, a.host, "s2", "v")
+	want2 := readSnapshot(t, a.host, "s2", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	state := func(h *fleetHost, name string) replicate.State {
+		t.Helper()
+		l, err := h.mgr.ListRemote(ctx, "r1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rs := range l {
+			if rs.Name == name {
+				return rs.State
+			}
+		}
+		return replicate.StateAbsent
+	}
+
+	// First: a prune by a (s1 deleted locally, so its remote copy goes;
+	// s2 is rewritten as a full map) while b's listing is between
+	// reading s2 (still a delta) and reading s1.
+	if err := a.rs.DeleteSnapshot("s1"); err != nil {
+		t.Fatal(err)
+	}
+	pruned := make(chan error, 1)
+	var once bool
+	b.faults[0].DelayMatching(func(m store.Method, n string) time.Duration {
+		if m == store.MethodGet && n == "snapshots/"+nid1[0] && !once {
+			once = true
+			_, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1})
+			pruned <- err
+		}
+		return 0
+	})
+	if st := state(b, "s2"); st != replicate.StateAvailable {
+		t.Errorf("s2 listed during a prune that rewrote it: %s, want available", st)
+	}
+	b.faults[0].DelayMatching(nil)
+	select {
+	case err := <-pruned:
+		if err != nil {
+			t.Fatalf("prune: %v", err)
+		}
+	default:
+		// The listing read s1 from another store first: prune anyway.
+		if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := restoreEq(t, b.host, "a", "s2", "v", want2); err != nil {
+		t.Fatalf("s2 after prune: %v", err)
+	}
+
+	// Then: s3 a delta over s2, and s2's manifest lost on every store.
+	writeBlocks(t, a.host, "v", 3, span(0, 4))
+	snapshot(t, a.host, "s3", "v")
+	before := listObjs(t, dirs[0], "snapshots")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	var nid2 string
+	for _, n := range before {
+		nid2 = n // s2's is the only one before s3's sync
+	}
+	if len(before) != 1 {
+		t.Fatalf("manifests before s3's sync: %v", before)
+	}
+	for _, d := range dirs {
+		if err := os.Remove(filepath.Join(d, "snapshots", nid2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := state(b, "s3"); st != replicate.StateLost {
+		t.Errorf("s3, a delta over a manifest gone from every store: listed %s, want lost", st)
+	}
+	if st := state(a, "s3"); st != replicate.StateLost {
+		t.Errorf("s3 listed by its own host: %s, want lost", st)
 	}
 }
