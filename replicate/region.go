@@ -513,6 +513,11 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 			}
 		}
 	}()
+	for i, u := range c.Stores { // before any directory is made
+		if p, ok := strings.CutPrefix(u, "file://"); ok && strings.HasPrefix(p, "/") && pathWithin(filepath.Clean(p), m.dir) {
+			return RegionInfo{}, fmt.Errorf("%w: region %q: store %d (%s) is inside this host's snapfs store directory %s: a region's store must be a place of its own (another disk, NAS or bucket), never in the store it protects", ErrInvalid, c.Name, i, u, m.dir)
+		}
+	}
 	for i, u := range c.Stores {
 		if p, ok := strings.CutPrefix(u, "file://"); ok && strings.HasPrefix(p, "/") {
 			p = filepath.Clean(p)
@@ -568,24 +573,49 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 		}
 	}
 	// Reachable and writable: a probe object round trip on every store.
-	errs = forEach(len(stores), func(i int) error {
-		name := "probe-" + randHex(8)
-		want := []byte("snapfs probe " + name)
-		if err := stores[i].Put(ctx, name, want); err != nil {
+	// Every probe is put before any is read back, and each store looks
+	// for the others' probes: two stores that are one place (a trailing
+	// slash, a symlink, a bind mount, one bucket prefix spelt twice)
+	// would overwrite each other's shards and config, so they are refused
+	// before anything else is written (TestTrial9RegionAddRefusesAliasedStores).
+	probes := make([]string, len(stores))
+	for i := range probes {
+		probes[i] = "probe-" + randHex(8)
+	}
+	put := forEach(len(stores), func(i int) error {
+		if err := stores[i].Put(ctx, probes[i], []byte("snapfs probe "+probes[i])); err != nil {
 			return fmt.Errorf("%w: store %d (%s) is not writable: %w", ErrUnavailable, i, stores[i].Location(), err)
 		}
-		got, err := stores[i].Get(ctx, name, 0, -1)
-		if err == nil && string(got) != string(want) {
-			err = errors.New("read back different bytes")
+		return nil
+	})
+	errs = forEach(len(stores), func(i int) error {
+		if put[i] != nil {
+			return put[i]
 		}
-		if derr := stores[i].Delete(ctx, name); err == nil {
-			err = derr
+		got, err := stores[i].Get(ctx, probes[i], 0, -1)
+		if err == nil && string(got) != "snapfs probe "+probes[i] {
+			err = errors.New("read back different bytes")
 		}
 		if err != nil {
 			return fmt.Errorf("%w: store %d (%s): probe: %w", ErrUnavailable, i, stores[i].Location(), err)
 		}
+		for j := range stores {
+			if j == i || put[j] != nil {
+				continue
+			}
+			if _, err := stores[i].Get(ctx, probes[j], 0, -1); err == nil {
+				return fmt.Errorf("%w: stores %d (%s) and %d (%s) are one place (the same directory or bucket prefix under two names): each shard needs a store of its own", ErrInvalid, min(i, j), c.Stores[min(i, j)], max(i, j), c.Stores[max(i, j)])
+			}
+		}
 		return nil
 	})
+	for i := range stores {
+		if put[i] == nil {
+			if derr := stores[i].Delete(context.WithoutCancel(ctx), probes[i]); derr != nil && errs[i] == nil && !errors.Is(derr, store.ErrNotFound) {
+				errs[i] = fmt.Errorf("%w: store %d (%s): probe: %w", ErrUnavailable, i, stores[i].Location(), derr)
+			}
+		}
+	}
 	if err := firstErr(errs); err != nil {
 		return RegionInfo{}, fmt.Errorf("region %q: %w", c.Name, err)
 	}
@@ -597,7 +627,20 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 			break
 		}
 	}
-	if !attached {
+	if attached {
+		// One region under two names on one host would have two
+		// retentions and two caches, and a lazy disk's region could be
+		// removed under the other name.
+		others, err := m.ListRegions()
+		if err != nil {
+			m.log.Warn("region add: the configured regions cannot be listed: not checked for this region under another name", "region", c.Name, "err", err)
+		}
+		for _, o := range others {
+			if o.RegionID == hex.EncodeToString(r.id[:]) {
+				return RegionInfo{}, fmt.Errorf("%w: region %q: these stores hold region %q of this host (region id %s); remove it first to add it under another name", ErrExists, c.Name, o.Name, o.RegionID)
+			}
+		}
+	} else {
 		if r.id, err = format.NewRegionID(); err != nil {
 			return RegionInfo{}, fmt.Errorf("region id: %w", err)
 		}
@@ -639,6 +682,31 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	added = true
 	m.log.Info("region added", "region", c.Name, "k", c.K, "m", c.M, "attached", attached)
 	return RegionInfo{RegionConfig: c, Attached: attached}, nil
+}
+
+// pathWithin reports whether path is dir or inside it, symlinks resolved
+// (path need not exist: its nearest existing ancestor is resolved).
+func pathWithin(path, dir string) bool {
+	real := func(p string) string {
+		rest := ""
+		for {
+			if r, err := filepath.EvalSymlinks(p); err == nil {
+				return filepath.Join(r, rest)
+			}
+			parent := filepath.Dir(p)
+			if parent == p {
+				return filepath.Join(p, rest)
+			}
+			rest = filepath.Join(filepath.Base(p), rest)
+			p = parent
+		}
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	rel, err := filepath.Rel(real(abs), real(path))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // notFound is an error that is also ErrNotFound, its message unchanged

@@ -2,6 +2,7 @@ package replicate_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -175,5 +176,72 @@ func TestTrial9ListingDeltaOverMissingParentIsLost(t *testing.T) {
 	}
 	if st := state(a, "s3"); st != replicate.StateLost {
 		t.Errorf("s3 listed by its own host: %s, want lost", st)
+	}
+}
+
+// TestTrial9RegionAddRefusesAliasedStores (trial 9): region add must
+// refuse, before writing anything, a store list in which two entries are
+// one place (a trailing slash, a symlink, a bind mount, the same bucket
+// prefix spelt twice), a store inside this host's own store directory
+// (not a failure domain of its own, and regions/ is the store's), and the
+// stores of a region this host already has under another name (two
+// retentions, two chunk caches, one lazy disk's region removable under
+// the other name).
+//
+// Seen on main 7e801ae: `region add dup --data 1 --parity 1 --store
+// file:///x/d0 --store file:///x/d0/` printed "created region dup" (exit
+// 0); shard 1's config overwrote shard 0's, and every later sync and
+// check failed with "stores do not match the region configuration"
+// (exit 13, wrong key). A store in the snapfs store's directory was
+// created (or, for the directory itself, refused as "object not found:
+// config" with a hint about S3 credentials); the same region attached
+// under a second name was accepted.
+func TestTrial9RegionAddRefusesAliasedStores(t *testing.T) {
+	ctx := context.Background()
+	h := newHost(t, replicate.Options{HostName: "a"})
+	key := keyFile(t, 9)
+	for _, tc := range []struct {
+		name   string
+		stores func(dirs, urls []string) []string
+	}{
+		{"trailing slash", func(_, urls []string) []string { return []string{urls[0], urls[0] + "/"} }},
+		{"symlink", func(dirs, urls []string) []string {
+			link := dirs[0] + ".link"
+			if err := os.Symlink(dirs[0], link); err != nil {
+				t.Fatal(err)
+			}
+			return []string{urls[0], "file://" + link}
+		}},
+		{"store directory", func(_, urls []string) []string { return []string{urls[1], "file://" + h.dir} }},
+		{"inside the store directory", func(_, urls []string) []string {
+			return []string{urls[1], "file://" + filepath.Join(h.dir, "regions", "r")}
+		}},
+	} {
+		dirs, urls := storeDirs(t, 2)
+		_, err := h.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "x", K: 1, M: 1, Stores: tc.stores(dirs, urls), KeyFile: key, Create: true})
+		if !errors.Is(err, replicate.ErrInvalid) {
+			t.Errorf("%s: region add: %v, want ErrInvalid", tc.name, err)
+		}
+		for _, d := range dirs {
+			if got := listObjs(t, d, ""); len(got) != 0 {
+				t.Errorf("%s: left in %s: %v", tc.name, d, got)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(h.dir, "regions", "r")); err == nil {
+			t.Errorf("%s: a store directory was made inside the store", tc.name)
+			_ = os.RemoveAll(filepath.Join(h.dir, "regions", "r"))
+		}
+		if _, err := h.mgr.RegionInfo("x"); err == nil {
+			t.Errorf("%s: region x configured", tc.name)
+			_ = h.mgr.RemoveRegion("x")
+		}
+	}
+	_, urls := storeDirs(t, 3)
+	if _, err := h.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: 2, M: 1, Stores: urls, KeyFile: key, Create: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r2", K: 2, M: 1, Stores: urls, KeyFile: key})
+	if !errors.Is(err, replicate.ErrExists) || !strings.Contains(err.Error(), `"r1"`) {
+		t.Errorf("the same region added again as r2: %v, want ErrExists naming r1", err)
 	}
 }
