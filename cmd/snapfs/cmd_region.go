@@ -536,7 +536,9 @@ func credHint(svc service.Service, err error) error {
 	msg := strings.ToLower(err.Error())
 	cred := strings.Contains(msg, "access denied") || strings.Contains(msg, "credential") || strings.Contains(msg, "accesskey") ||
 		strings.Contains(msg, "signature") || strings.Contains(msg, "forbidden")
-	if !cred && os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_SECRET_ACCESS_KEY") == "" {
+	// Keys in the command's environment matter only for an S3 store's
+	// failure (a full or read-only file:// store is just that).
+	if !cred && (os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_SECRET_ACCESS_KEY") == "" || !strings.Contains(msg, "s3://")) {
 		return err
 	}
 	return fmt.Errorf("%w (the daemon serving this store opened the stores with its own environment: S3 credentials set for this command are not used; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the daemon's environment, e.g. Environment= in its unit, and restart it, or put them in the store URL)", err)
