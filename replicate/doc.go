@@ -475,6 +475,12 @@
 //     disjoint store sets (possible only when k <= m) may overlap, which is
 //     harmless: repair only puts rebuilt copies and deletes garbage (it
 //     deletes orphaned indexes only when every store is reachable).
+//     A shared lock is not refused for a store that is up but refuses
+//     writes (read-only, full, a write-deny policy: it still serves its
+//     shards): it is enough that k stores took it (putLock; as a hold),
+//     at its taking and at every refresh, so restore, check and lazy
+//     disks work from any k stores (TestTrial9ReadOnlyStoreStillRestores);
+//     an exclusive lock, on every store, still meets it.
 //  2. Holding: the holder re-writes its lock every LockRefresh (5 min). A
 //     lock not refreshed for LockStale (30 min), or held by a process of
 //     this host that provably no longer runs, is stale and blocks nobody.

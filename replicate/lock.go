@@ -342,6 +342,70 @@ func (r *region) putUsable(ctx context.Context, name string, data []byte) error 
 	}))
 }
 
+// deleteLock removes lock id from every usable store; a failure on a
+// store outside on (the stores the lock was last put on; nil: all) is
+// not an error: the lock never reached it.
+func (r *region) deleteLock(ctx context.Context, id string, on []bool) error {
+	return firstErr(forEach(r.n(), func(i int) error {
+		if r.bad[i] != nil {
+			return nil
+		}
+		if err := r.stores[i].Delete(ctx, lockDir+id); err != nil && (on == nil || on[i]) {
+			return fmt.Errorf("store %d (%s): delete %s: %w", i, r.stores[i].Location(), lockDir+id, err)
+		}
+		return nil
+	}))
+}
+
+// putLock puts lock id (sealed b) on every usable store and returns the
+// stores that took it. An exclusive lock must be on every usable store.
+// A shared one (restore, check, a remote disk: reads) may miss a store
+// that is up but refuses writes (read-only, full, a write-deny policy),
+// which still serves its shards: as for a hold, it fails only when no
+// store took it, or when a store refused it and fewer than k took it
+// (TestTrial9ReadOnlyStoreStillRestores). An exclusive locker puts its
+// lock on every store, so it still meets a shared lock on some store;
+// repair, which runs with the usable stores only, meets it whenever k > m
+// (as for a restore on the stores repair cannot reach: see the package
+// doc). A sync, which needs every store for its packs, fails there anyway.
+func (m *Manager) putLock(ctx context.Context, r *region, id string, b []byte, exclusive bool) ([]bool, error) {
+	if exclusive {
+		return r.usable(), r.putUsable(ctx, lockDir+id, b)
+	}
+	errs := forEach(r.n(), func(i int) error {
+		if r.bad[i] != nil {
+			return r.bad[i]
+		}
+		if err := r.stores[i].Put(ctx, lockDir+id, b); err != nil {
+			return fmt.Errorf("%w: store %d (%s): put %s: %w", ErrUnavailable, i, r.stores[i].Location(), lockDir+id, err)
+		}
+		return nil
+	})
+	on := make([]bool, r.n())
+	written, reached := 0, 0
+	var refused []error
+	for i, e := range errs {
+		if r.bad[i] != nil {
+			continue
+		}
+		reached++
+		if e == nil {
+			on[i] = true
+			written++
+		} else {
+			refused = append(refused, e)
+		}
+	}
+	if len(refused) == 0 {
+		return on, nil
+	}
+	if written == 0 || written < r.k || ctx.Err() != nil {
+		return nil, firstErr(refused)
+	}
+	m.log.Warn("region lock: a store that is up refused it; going on with the stores that took it (reads only)", "region", r.cfg.Name, "written", written, "reached", reached, "err", joinErrs(refused...))
+	return on, nil
+}
+
 // lock takes a shared (sync, restore, check) or exclusive (prune, repair)
 // lock on the region: it writes a lock object to every usable store, then
 // reads the locks again and backs off if a conflicting one appeared (so
@@ -403,21 +467,30 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 		return nil, nil, err
 	}
 	activeLocks.Store(id, heldLock{id: id, exclusive: exclusive})
+	// ls is the lease once the lock is taken: a store that refused a
+	// shared lock (putLock) and refuses its delete too is not waited for.
+	var ls *lease
 	release := func() {
 		activeLocks.Delete(id)
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
+		var on []bool
+		if ls != nil {
+			ls.mu.Lock()
+			on = ls.on
+			ls.mu.Unlock()
+		}
 		var err error
 		for try := range 3 { // a lock left behind blocks others until it is stale
-			if err = r.deleteAll(dctx, lockDir+id); err == nil {
+			if err = r.deleteLock(dctx, id, on); err == nil {
 				return
 			}
 			time.Sleep(time.Duration(try+1) * 50 * time.Millisecond)
 		}
 		m.log.Warn("region lock not released (it goes stale)", "region", r.cfg.Name, "lock", id, "err", err)
 	}
-	on := r.usable()
-	if err := r.putUsable(ctx, lockDir+id, b); err != nil {
+	on, err := m.putLock(ctx, r, id, b, exclusive)
+	if err != nil {
 		release()
 		return nil, nil, fmt.Errorf("lock region %q: %w", r.cfg.Name, err)
 	}
@@ -456,7 +529,7 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 			}
 		}
 	}
-	ls := &lease{id: id, last: now0, checked: now0, on: on}
+	ls = &lease{id: id, last: now0, checked: now0, on: on}
 	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, ls))
 	done := make(chan struct{})
 	stopped := make(chan struct{})
@@ -496,10 +569,10 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 			}
 			lk.Refreshed = start.UTC()
 			b, err := seal()
-			onNow := r.usable()
+			var onNow []bool
 			put0 := m.opts.Now()
 			if err == nil {
-				err = r.putUsable(lctx, lockDir+id, b)
+				onNow, err = m.putLock(lctx, r, id, b, exclusive)
 			}
 			if err == nil {
 				// The lease runs from before the check: a put that took

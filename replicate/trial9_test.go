@@ -1,6 +1,7 @@
 package replicate_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -243,5 +244,71 @@ func TestTrial9RegionAddRefusesAliasedStores(t *testing.T) {
 	_, err := h.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r2", K: 2, M: 1, Stores: urls, KeyFile: key})
 	if !errors.Is(err, replicate.ErrExists) || !strings.Contains(err.Error(), `"r1"`) {
 		t.Errorf("the same region added again as r2: %v, want ErrExists naming r1", err)
+	}
+}
+
+// TestTrial9ReadOnlyStoreStillRestores (trial 9): a store that is up but
+// refuses writes (a NAS remounted read-only after errors, a full file
+// system, a bucket under a write-deny policy or its quota) still serves
+// its shards; any k stores restore. Restore, check and a lazy disk's
+// reads take a shared lock, which must not need every store to take it:
+// as a hold, it is enough that k stores took it (or every store that
+// is up, when fewer). Its refresh likewise, or a long restore ends after
+// LockStale/2.
+//
+// Seen on main 7e801ae (a 2+1 region with store 1 bind-mounted
+// read-only): `snapfs restore` and `snapfs region check` both failed at
+// once, exit 11, "lock region: store 1: put locks/...: read-only file
+// system", though every shard was readable.
+func TestTrial9ReadOnlyStoreStillRestores(t *testing.T) {
+	ctx := context.Background()
+	_, urls := storeDirs(t, 3)
+	key := keyFile(t, 9)
+	a := newFleetHost(t, "a", 3, replicate.Options{})
+	b := newFleetHost(t, "b", 3, replicate.Options{LockStale: 400 * time.Millisecond, LockRefresh: 50 * time.Millisecond})
+	for _, h := range []*fleetHost{a, b} {
+		if _, err := h.mgr.AddRegion(ctx, replicate.RegionConfig{Name: "r1", K: 2, M: 1, Stores: urls, KeyFile: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkDisk(t, a.host, "v", 32)
+	writeBlocks(t, a.host, "v", 1, span(0, 20))
+	snapshot(t, a.host, "s1", "v")
+	want := readSnapshot(t, a.host, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	readOnly := func(m store.Method, name string) error {
+		if m == store.MethodPut || m == store.MethodDelete {
+			return errors.New("injected: read-only file system")
+		}
+		return nil
+	}
+	b.faults[1].FailMatching(readOnly)
+	if err := restoreEq(t, b.host, "a", "s1", "v", want); err != nil {
+		t.Errorf("restore with store 1 read-only: %v", err)
+	}
+	if rep, err := b.mgr.Check(ctx, "r1", true, nil); err != nil || !rep.OK() {
+		t.Errorf("check with store 1 read-only: %v %+v", err, rep.Problems)
+	}
+	// A remote disk held open past the lease (several refreshes) still reads.
+	rd, err := b.mgr.OpenRemoteDiskOf(ctx, "r1", "a", "s1", "v")
+	if err != nil {
+		t.Fatalf("open remote disk with store 1 read-only: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	got := make([]byte, len(want))
+	if _, err := rd.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("remote disk read after its lease with store 1 read-only: err %v equal %v", err, bytes.Equal(got, want))
+	}
+	rd.Close()
+	// Two stores refusing: 1 < k took the lock while both are up: refused.
+	b.faults[0].FailMatching(readOnly)
+	if _, err := b.mgr.Check(ctx, "r1", false, nil); !errors.Is(err, replicate.ErrUnavailable) {
+		t.Errorf("check with 2 of 3 stores read-only: %v, want ErrUnavailable", err)
+	}
+	b.eachFault(func(f *store.Faults) { f.FailMatching(nil) })
+	if locks, err := a.mgr.Locks(ctx, "r1"); err != nil || len(locks) != 0 {
+		t.Errorf("locks left: %+v %v", locks, err)
 	}
 }
