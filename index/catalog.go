@@ -71,6 +71,12 @@ type LazyOrigin struct {
 	Size      int64  `json:"size"`
 	BlockSize int    `json:"block_size"`
 	Rate      int64  `json:"rate,omitempty"` // hydration's bound, bytes/s (0: none)
+	// The identity of the snapshot read (trial 9; absent in records
+	// written before): its host's id, its id and creation time. A source
+	// of another identity (the name reused after a prune) is refused.
+	HostID     string    `json:"host_id,omitempty"`
+	SnapshotID uint64    `json:"snapshot_id,omitempty"`
+	Created    time.Time `json:"created,omitzero"`
 }
 
 // LazyFormat is the version of LazyOrigin this build writes and reads.

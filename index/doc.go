@@ -55,7 +55,11 @@
 // the checkpoint's transaction); it is not a catalog key (not logged).
 // Version 3 is written for a layer record that carries a LazyOrigin (the
 // bottom layer of a lazily restored disk: "lazy": {format, region, host,
-// snapshot, disk, size, block_size, rate}); an ordinary layer is still
+// snapshot, disk, size, block_size, rate, and, since trial 9, host_id,
+// snapshot_id and created: the identity of the snapshot restored from,
+// optional, so records without them still read and an older build reading
+// them ignores them; the service refuses a source of another identity,
+// the name reused after a prune}); an ordinary layer is still
 // version 1. An older build therefore refuses a lazy layer instead of
 // reading its missing blocks as zeros; an origin whose "format" is not
 // LazyFormat (1) is refused as corrupt. Clearing the mark (the layer is

@@ -97,15 +97,25 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 		return RestoreStats{}, err
 	}
 	t0 := time.Now()
-	rd, err := openReopening(ctx, l.log, m, r.Region, r.Host, r.Snapshot, r.Disk)
+	rd, err := openReopening(ctx, l.log, m, r.Region, r.Host, r.Snapshot, r.Disk, nil)
 	if err != nil {
 		return RestoreStats{}, fmt.Errorf("restore --lazy: %w", err)
+	}
+	// From now on the source is this snapshot, not whatever later bears
+	// its name (see openReopening).
+	want := (*replicate.RemoteIdentity)(nil)
+	if id, ok := identityOf(rd); ok {
+		want = &id
+		rd.pin(want)
 	}
 	if rd.Encrypted() {
 		rd.Close()
 		return RestoreStats{}, fmt.Errorf("%w: disk %q of snapshot %q was encrypted on its host: restore it into an encrypted disk (--encrypt --key-file FILE, without --lazy)", replicate.ErrInvalid, r.Disk, r.Snapshot)
 	}
 	origin := rowstore.LazyOrigin{Region: r.Region, Host: r.Host, Snapshot: r.Snapshot, Disk: r.Disk, Size: rd.Size(), BlockSize: rd.BlockSize(), Rate: r.Rate}
+	if want != nil {
+		origin.HostID, origin.SnapshotID, origin.Created = want.HostID, want.SnapshotID, want.Created
+	}
 	if _, err := l.store.CreateLazyDisk(r.To, origin, rd.StoredBlocks()); err != nil {
 		rd.Close()
 		return RestoreStats{}, err
@@ -236,7 +246,7 @@ func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer, tried
 			if err != nil {
 				return err
 			}
-			rd, err := openReopening(ctx, l.log, m, o.Region, o.Host, o.Snapshot, o.Disk)
+			rd, err := openReopening(ctx, l.log, m, o.Region, o.Host, o.Snapshot, o.Disk, originIdentity(o))
 			if err != nil {
 				return err
 			}
@@ -301,6 +311,9 @@ func (l *Local) stopLazy() {
 type reopening struct {
 	open func(ctx context.Context) (remoteDisk, error)
 	log  *slog.Logger
+	// host and want choose the snapshot open opens (pin; under mu).
+	host string
+	want *replicate.RemoteIdentity
 
 	mu     sync.RWMutex
 	rd     remoteDisk
@@ -383,15 +396,73 @@ func (r *reopening) unpark(ctx context.Context) error {
 
 const reopenEvery = 5 * time.Second
 
-func openReopening(ctx context.Context, log *slog.Logger, m *replicate.Manager, region, host, snapshot, disk string) (*reopening, error) {
-	open := func(ctx context.Context) (remoteDisk, error) {
-		return openRemoteDisk(ctx, m, region, host, snapshot, disk)
+// want, when set, is the identity of the snapshot the lazy layer was
+// restored from (its host's id, its id and creation time): the source is
+// opened by that host id, and a snapshot of another identity (the name
+// reused after the one restored from was pruned) is refused, at every
+// open and reopen, so a missing block fails instead of reading another
+// snapshot's data (TestTrial9LazyDiskNeverReadsAnotherSnapshot).
+func openReopening(ctx context.Context, log *slog.Logger, m *replicate.Manager, region, host, snapshot, disk string, want *replicate.RemoteIdentity) (*reopening, error) {
+	r := &reopening{log: log, host: host}
+	r.pin(want)
+	r.open = func(ctx context.Context) (remoteDisk, error) {
+		r.mu.RLock()
+		host, want := r.host, r.want
+		r.mu.RUnlock()
+		rd, err := openRemoteDisk(ctx, m, region, host, snapshot, disk)
+		if err != nil || want == nil {
+			return rd, err
+		}
+		if got, ok := identityOf(rd); ok && (got.SnapshotID != want.SnapshotID || !got.Created.Equal(want.Created) || got.HostID != want.HostID) {
+			rd.Close()
+			return nil, fmt.Errorf("%w: snapshot %q in region %q is not the one this disk was restored from (that one: id %d, created %s; in the region now: id %d, created %s): it was pruned and its name reused; the blocks not yet local cannot be read (delete the disk, or restore it again)",
+				replicate.ErrNotFound, snapshot, region, want.SnapshotID, want.Created.Format(time.RFC3339Nano), got.SnapshotID, got.Created.Format(time.RFC3339Nano))
+		}
+		return rd, nil
 	}
-	rd, err := open(ctx)
+	rd, err := r.open(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &reopening{open: open, log: log, rd: rd, last: time.Now()}, nil
+	r.rd, r.last = rd, time.Now()
+	return r, nil
+}
+
+// pin makes want (when set) the only snapshot r opens from now on, found
+// by its host's id.
+func (r *reopening) pin(want *replicate.RemoteIdentity) {
+	if want == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.want = want
+	if want.HostID != "" {
+		r.host = want.HostID
+	}
+}
+
+// identityOf is the identity of the snapshot rd reads, when it says.
+func identityOf(rd remoteDisk) (replicate.RemoteIdentity, bool) {
+	if r, ok := rd.(*reopening); ok {
+		rd = r.cur()
+	}
+	x, ok := rd.(interface {
+		Identity() replicate.RemoteIdentity
+	})
+	if !ok {
+		return replicate.RemoteIdentity{}, false
+	}
+	return x.Identity(), true
+}
+
+// originIdentity is the identity o records (nil for a lazy layer
+// restored before it was recorded).
+func originIdentity(o rowstore.LazyOrigin) *replicate.RemoteIdentity {
+	if o.SnapshotID == 0 && o.Created.IsZero() {
+		return nil
+	}
+	return &replicate.RemoteIdentity{HostID: o.HostID, SnapshotID: o.SnapshotID, Created: o.Created}
 }
 
 func (r *reopening) cur() remoteDisk {
