@@ -121,6 +121,17 @@
 //     Likewise an index missing on some usable store is re-put from a good
 //     copy before Sync trusts it for dedup (if that fails, its chunks are
 //     sent again) and before Prune uses it; Check and Restore only read.
+//   - A copy that cannot be restored because its chain reaches a
+//     manifest gone from every store (deleted by hand, a store tree put
+//     back from an old backup) is shipped again by its host's Sync while
+//     it still has the snapshot (chainGone; the new manifest has the next
+//     sequence), instead of being skipped as copied; such a manifest is
+//     never a base for a delta (Sync sends a full map); Prune leaves it
+//     as it is (lost: no rewrite can save it) and goes on, keeping the
+//     chunks its own entries name, so one lost manifest never wedges the
+//     region's syncs and prunes (TestTrial9LostParentNeverWedges). A
+//     listing calls it lost after reading it again (a prune beside it
+//     rewrites such a delta as full before it deletes the parent).
 //   - Prune deletes no pack without an index (orphan) while a kept
 //     manifest needs a chunk that is in no index: the orphan may hold it.
 //   - Before Prune deletes a manifest it writes the snapshot's tombstone;

@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -198,6 +199,15 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 				continue
 			}
 			bm, _, err := r.resolveDisk(ctx, mf, d.Name, mfs)
+			if errors.Is(err, ErrNotFound) {
+				// Its chain reaches a manifest gone from every store (all
+				// are up, under the exclusive lock): it is lost already,
+				// a rewrite cannot save it, and it must not wedge every
+				// prune of the region. Its host's sync ships it again if
+				// it still has it.
+				m.log.Warn("prune: a kept snapshot's chain reaches a manifest gone from every store: it is lost; not rewritten", "region", regionName, "snapshot", m.label(mf), "disk", d.Name, "err", err)
+				continue
+			}
 			if err != nil {
 				return st, fmt.Errorf("prune: rewrite %q: %w", mf.Name, err)
 			}
@@ -262,6 +272,15 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 	for _, mf := range mfs {
 		for _, d := range mf.Disks {
 			bm, _, err := r.resolveDisk(ctx, mf, d.Name, mfs)
+			if errors.Is(err, ErrNotFound) {
+				// Lost (see above): what its own entries name is kept.
+				for _, e := range d.Entries {
+					if !e.Zero {
+						need[e.ID] = true
+					}
+				}
+				continue
+			}
 			if err != nil {
 				return st, fmt.Errorf("prune: %q: %w", mf.Name, err)
 			}

@@ -217,47 +217,46 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			}
 		}
 		if sizes, ok := remote[found]; ok {
+			// A copy whose chain reaches a manifest gone from every store
+			// cannot be restored (check and the listing say lost): it is
+			// shipped again, as a full map or over a parent whose chain
+			// is whole, instead of being skipped for good (and every
+			// later snapshot of its disks failing over it as a parent).
+			var reship *format.Manifest
 			// The common case, a finished copy: one copy read, the
 			// others' tags compared (oneCopy).
 			if _, marked := markers[found]; !marked && r.oneSize(sizes) {
 				if mf := r.oneCopy(ctx, found, sizes); mf != nil && same(snap, mf.SnapshotID, mf.Created) {
+					if !chainGone(mf, remote) {
+						manifests[found] = mf
+						st.Skipped++
+						ph.done("skip")
+						continue
+					}
+					reship = mf
+				}
+			}
+			if reship == nil {
+				skipped, mf, err := m.finishOrSkip(ctx, r, regionName, snap, found, sizes, remote, markers, &refused, st.BytesWritten)
+				if err != nil {
+					return st, err
+				}
+				if skipped {
 					manifests[found] = mf
 					st.Skipped++
 					ph.done("skip")
 					continue
 				}
-			}
-			c, err := r.readManifestAll(ctx, found)
-			if err != nil {
-				return st, fmt.Errorf("snapshot %q: %w", snap.Name, err)
-			}
-			mf := c.mf
-			if !same(snap, mf.SnapshotID, mf.Created) {
-				// This host made another snapshot of this name before
-				// (deleted locally since): the region keeps that one.
-				refused = append(refused, fmt.Errorf("%w: snapshot %q (id %d, %s): region %q holds another snapshot of that name from this host (id %d, %s); remove it with region prune, or rename the local one", ErrExists, snap.Name, snap.ID, snap.Created.Format(time.RFC3339), regionName, mf.SnapshotID, mf.Created.Format(time.RFC3339)))
-				continue
-			}
-			// An interrupted manifest write (a copy missing or different
-			// on some store, or the marker still there) is finished first.
-			if _, marked := markers[found]; marked || !r.onAll(sizes) || len(c.stale(r)) > 0 {
-				// Not a manifest a prune removed while this sync was
-				// stopped past its lease: only under a lock still held.
-				if err := m.stillLocked(ctx, r); err != nil {
-					return st, fmt.Errorf("sync snapshot %q: finish manifest: %w", snap.Name, err)
+				if mf == nil { // refused: another snapshot of that name
+					continue
 				}
-				if err := r.putAll(ctx, snapDir+found, c.sealed, st.BytesWritten); err != nil {
-					return st, fmt.Errorf("sync snapshot %q: finish manifest: %w", snap.Name, err)
-				}
-				if err := r.deleteAll(ctx, copyDir+found); err != nil {
-					return st, fmt.Errorf("sync snapshot %q: remove copying marker: %w", snap.Name, err)
-				}
-				m.log.Info("interrupted manifest write finished", "region", r.cfg.Name, "snapshot", snap.Name)
+				reship = mf
 			}
-			manifests[found] = mf
-			st.Skipped++
-			ph.done("skip")
-			continue
+			m.log.Warn("sync: the region's copy of this snapshot is a delta over a manifest gone from every store (it cannot be restored): shipping it again",
+				"region", regionName, "snapshot", snap.Name)
+			if found == nid {
+				manifests[nid] = reship // copyOne writes the next sequence
+			}
 		}
 		if err := m.copyOne(ctx, r, cs, snap, local, remote, manifests, &st, progress, ph); err != nil {
 			return st, fmt.Errorf("sync snapshot %q to region %q: %w", snap.Name, regionName, err)
@@ -276,6 +275,62 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 		m.dropTombstones(ctx, r, tombs, local)
 	}
 	return st, joinErrs(refused...)
+}
+
+// finishOrSkip reads every copy of manifest found, this host's copy of
+// local snapshot snap, when Sync cannot skip it on one copy. It finishes
+// an interrupted manifest write (a copy missing or different on some
+// store, or the marker still there). skipped: the copy is whole, mf its
+// manifest. Not skipped, mf set: the copy cannot be restored (chainGone)
+// and is shipped again. Not skipped, mf nil: the region holds another
+// snapshot of that name from this host (refused gets why).
+func (m *Manager) finishOrSkip(ctx context.Context, r *region, regionName string, snap rowstore.SnapshotInfo, found string, sizes []int64, remote, markers listing, refused *[]error, written []int64) (bool, *format.Manifest, error) {
+	c, err := r.readManifestAll(ctx, found)
+	if err != nil {
+		return false, nil, fmt.Errorf("snapshot %q: %w", snap.Name, err)
+	}
+	mf := c.mf
+	if !same(snap, mf.SnapshotID, mf.Created) {
+		// This host made another snapshot of this name before
+		// (deleted locally since): the region keeps that one.
+		*refused = append(*refused, fmt.Errorf("%w: snapshot %q (id %d, %s): region %q holds another snapshot of that name from this host (id %d, %s); remove it with region prune, or rename the local one", ErrExists, snap.Name, snap.ID, snap.Created.Format(time.RFC3339), regionName, mf.SnapshotID, mf.Created.Format(time.RFC3339)))
+		return false, nil, nil
+	}
+	if chainGone(mf, remote) {
+		return false, mf, nil // shipped again: the finishing is moot
+	}
+	if _, marked := markers[found]; marked || !r.onAll(sizes) || len(c.stale(r)) > 0 {
+		// Not a manifest a prune removed while this sync was
+		// stopped past its lease: only under a lock still held.
+		if err := m.stillLocked(ctx, r); err != nil {
+			return false, nil, fmt.Errorf("sync snapshot %q: finish manifest: %w", snap.Name, err)
+		}
+		if err := r.putAll(ctx, snapDir+found, c.sealed, written); err != nil {
+			return false, nil, fmt.Errorf("sync snapshot %q: finish manifest: %w", snap.Name, err)
+		}
+		if err := r.deleteAll(ctx, copyDir+found); err != nil {
+			return false, nil, fmt.Errorf("sync snapshot %q: remove copying marker: %w", snap.Name, err)
+		}
+		m.log.Info("interrupted manifest write finished", "region", r.cfg.Name, "snapshot", snap.Name)
+	}
+	return true, mf, nil
+}
+
+// chainGone reports whether a disk of mf is a delta over a manifest that
+// the listing remote does not hold (gone from every store: prune rewrites
+// a delta as full before it deletes its parent, so this is loss, not a
+// prune at work; Sync holds its shared lock). Such a copy cannot be
+// restored.
+func chainGone(mf *format.Manifest, remote listing) bool {
+	for _, d := range mf.Disks {
+		if d.Parent == "" {
+			continue
+		}
+		if _, ok := remote[d.Parent]; !ok {
+			return true
+		}
+	}
+	return false
 }
 
 // oneCopy reads the manifest nid (listed with one size on every usable
@@ -394,6 +449,11 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	marked := make(chan error, 1)
 	go func() { marked <- r.putAll(ctx, copyDir+nid, mb, markerBytes) }()
 	mf := &format.Manifest{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Kind: snap.Kind, Host: m.host.ID, HostName: m.host.Name}
+	if old := manifests[nid]; old != nil && same(snap, old.SnapshotID, old.Created) {
+		// Shipped again over a copy that cannot be restored (chainGone):
+		// of copies that differ after an interrupted put, this one wins.
+		mf.Seq = old.Seq + 1
+	}
 	pl := m.startPipeline(ctx, r, st, progress, snap.Name, marked)
 	defer func() {
 		for i, n := range markerBytes { // the marker put has ended: the pipeline waited for it
@@ -429,11 +489,13 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 			// last checked or written while those are all readable
 			// (cover.go).
 			chain, err := r.diskChain(ctx, bmf, d.Name, manifests)
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
 				return err
 			}
 			ph.done("chain")
-			ok := m.chainReadable(r, cs, chain, used)
+			// A parent whose chain reaches a manifest gone or unreadable
+			// on every store cannot be restored: no base either.
+			ok := err == nil && m.chainReadable(r, cs, chain, used)
 			if ok {
 				from = &rowstore.Point{Snapshot: bsnap.Name, Disk: d.Name}
 				md.Parent, md.Depth = bnid, bmf.Disk(d.Name).Depth+1

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -310,5 +311,66 @@ func TestTrial9ReadOnlyStoreStillRestores(t *testing.T) {
 	b.eachFault(func(f *store.Faults) { f.FailMatching(nil) })
 	if locks, err := a.mgr.Locks(ctx, "r1"); err != nil || len(locks) != 0 {
 		t.Errorf("locks left: %+v %v", locks, err)
+	}
+}
+
+// TestTrial9LostParentNeverWedges (trial 9): when a delta's parent
+// manifest is gone from every store (deleted by hand, a store tree
+// restored from an old backup, a bug), the delta is lost; that must
+// cost that snapshot alone, and only until its host ships it again.
+//
+// Seen on main 7e801ae (s1 deleted locally, its manifest gone; s2 a
+// delta over it, still local): sync skipped s2 as "already there" for
+// good, so it stayed lost though its host could ship it again; every
+// later sync of the disk failed ("sync snapshot s3: parent of remote
+// snapshot s2: not found"), so no new snapshot was protected; and every
+// prune of the region, by any host, failed ("prune: rewrite s2: ...
+// not found") and removed nothing.
+func TestTrial9LostParentNeverWedges(t *testing.T) {
+	ctx := context.Background()
+	hs, dirs := fleet(t, 2, 1, "a", "b")
+	a, b := hs[0], hs[1]
+	mkDisk(t, a.host, "v", 32)
+	writeBlocks(t, a.host, "v", 1, span(0, 20))
+	snapshot(t, a.host, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	nid1 := listObjs(t, dirs[0], "snapshots")[0]
+	writeBlocks(t, a.host, "v", 2, span(0, 4))
+	snapshot(t, a.host, "s2", "v")
+	want2 := readSnapshot(t, a.host, "s2", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.rs.DeleteSnapshot("s1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if err := os.Remove(filepath.Join(d, "snapshots", nid1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 5, AllHosts: true}); err != nil {
+		t.Errorf("prune with a lost delta in the region: %v", err)
+	}
+	writeBlocks(t, a.host, "v", 3, span(2, 6))
+	snapshot(t, a.host, "s3", "v")
+	want3 := readSnapshot(t, a.host, "s3", "v")
+	st, err := a.mgr.Sync(ctx, "r1", nil, nil)
+	if err != nil {
+		t.Fatalf("sync after s2's parent was lost: %v", err)
+	}
+	if !slices.Contains(st.Copied, "s2") || !slices.Contains(st.Copied, "s3") {
+		t.Errorf("sync copied %v, want s2 (shipped again) and s3", st.Copied)
+	}
+	mustClean(t, b.host)
+	for _, c := range []struct {
+		name string
+		want []byte
+	}{{"s2", want2}, {"s3", want3}} {
+		if err := restoreEq(t, b.host, "a", c.name, "v", c.want); err != nil {
+			t.Errorf("restore %s: %v", c.name, err)
+		}
 	}
 }
