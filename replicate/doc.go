@@ -129,7 +129,13 @@
 //     never a base for a delta (Sync sends a full map); Prune leaves it
 //     as it is (lost: no rewrite can save it) and goes on, keeping the
 //     chunks its own entries name, so one lost manifest never wedges the
-//     region's syncs and prunes (TestTrial9LostParentNeverWedges). A
+//     region's syncs and prunes (TestTrial9LostParentNeverWedges).
+//     Likewise a copy of this host's whose manifest has no good copy on
+//     any store (each corrupt) is shipped again while the host has the
+//     snapshot, and such a manifest is no base, instead of failing every
+//     sync of the host (TestTrial9UnreadableOwnManifestShippedAgain;
+//     prune still refuses to run over an unreadable manifest of a snapshot
+//     no host ships again, see the region marker section). A
 //     listing calls it lost after reading it again (a prune beside it
 //     rewrites such a delta as full before it deletes the parent).
 //   - Prune deletes no pack without an index (orphan) while a kept

@@ -238,24 +238,33 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			}
 			if reship == nil {
 				skipped, mf, err := m.finishOrSkip(ctx, r, regionName, snap, found, sizes, remote, markers, &refused, st.BytesWritten)
-				if err != nil {
+				switch {
+				case err != nil && found == nid && onlyCorrupt(err) && ctx.Err() == nil:
+					// No good copy on any store (each corrupt): the region
+					// lost it; this host still has it, so it ships it again
+					// (its new manifest replaces the damaged copies)
+					// instead of failing every sync of this host for good.
+					m.log.Warn("sync: the region's copy of this snapshot is unreadable on every store (lost): shipping it again",
+						"region", regionName, "snapshot", snap.Name, "err", err)
+				case err != nil:
 					return st, err
-				}
-				if skipped {
+				case skipped:
 					manifests[found] = mf
 					st.Skipped++
 					ph.done("skip")
 					continue
-				}
-				if mf == nil { // refused: another snapshot of that name
+				case mf == nil: // refused: another snapshot of that name
 					continue
+				default:
+					reship = mf
 				}
-				reship = mf
 			}
-			m.log.Warn("sync: the region's copy of this snapshot is a delta over a manifest gone from every store (it cannot be restored): shipping it again",
-				"region", regionName, "snapshot", snap.Name)
-			if found == nid {
-				manifests[nid] = reship // copyOne writes the next sequence
+			if reship != nil {
+				m.log.Warn("sync: the region's copy of this snapshot is a delta over a manifest gone from every store (it cannot be restored): shipping it again",
+					"region", regionName, "snapshot", snap.Name)
+				if found == nid {
+					manifests[nid] = reship // copyOne writes the next sequence
+				}
 			}
 		}
 		if err := m.copyOne(ctx, r, cs, snap, local, remote, manifests, &st, progress, ph); err != nil {
@@ -418,6 +427,9 @@ func (m *Manager) base(ctx context.Context, r *region, snap rowstore.SnapshotInf
 			if !ok {
 				var err error
 				if mf, err = r.readManifest(ctx, nid); err != nil {
+					if onlyCorrupt(err) && ctx.Err() == nil {
+						continue // lost in the region (every copy damaged): no base
+					}
 					return nil, nil, "", err
 				}
 				manifests[nid] = mf

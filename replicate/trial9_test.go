@@ -374,3 +374,42 @@ func TestTrial9LostParentNeverWedges(t *testing.T) {
 		}
 	}
 }
+
+// TestTrial9UnreadableOwnManifestShippedAgain (trial 9): a snapshot
+// whose manifest is damaged on every store (bit rot, a bad disk under
+// each store) is lost in the region; its host, which still has it, ships
+// it again, and its other snapshots are still shipped.
+//
+// Seen on main 7e801ae: every sync of host a failed ("snapshot s1: ...
+// no good copy: ... corrupt object"), so s3, taken after, was never
+// copied, and s1 stayed lost; only host b's syncs went on.
+func TestTrial9UnreadableOwnManifestShippedAgain(t *testing.T) {
+	ctx := context.Background()
+	hs, dirs := fleet(t, 2, 1, "a", "b")
+	a, b := hs[0], hs[1]
+	mkDisk(t, a.host, "v", 32)
+	writeBlocks(t, a.host, "v", 1, span(0, 20))
+	snapshot(t, a.host, "s1", "v")
+	want1 := readSnapshot(t, a.host, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	damageObj(t, dirs, "snapshots", listObjs(t, dirs[0], "snapshots")[0])
+	writeBlocks(t, a.host, "v", 3, span(2, 6))
+	snapshot(t, a.host, "s3", "v")
+	want3 := readSnapshot(t, a.host, "s3", "v")
+	st, err := a.mgr.Sync(ctx, "r1", nil, nil)
+	if err != nil {
+		t.Fatalf("sync with s1's manifest damaged on every store: %v", err)
+	}
+	if !slices.Contains(st.Copied, "s1") || !slices.Contains(st.Copied, "s3") {
+		t.Errorf("sync copied %v, want s1 (shipped again) and s3", st.Copied)
+	}
+	mustClean(t, b.host)
+	if err := restoreEq(t, b.host, "a", "s1", "v", want1); err != nil {
+		t.Errorf("restore s1: %v", err)
+	}
+	if err := restoreEq(t, b.host, "a", "s3", "v", want3); err != nil {
+		t.Errorf("restore s3: %v", err)
+	}
+}
