@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/snapfs/snapfs/replicate/erasure"
 	"github.com/snapfs/snapfs/replicate/format"
@@ -145,7 +146,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 		}
 	}
 	// Metadata: on every usable store, authenticating.
-	var indexes listing
+	var indexes, markers listing
 	for _, md := range []struct {
 		dir string
 		typ byte
@@ -160,6 +161,9 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 		}
 		if md.dir == indexDir {
 			indexes = l
+		}
+		if md.dir == copyDir {
+			markers = l
 		}
 		for _, name := range sortedKeys(l) {
 			sizes := l[name]
@@ -313,6 +317,9 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 		add(Problem{Store: -1, Object: snapDir, Kind: ProblemCorrupt, Err: "cannot tell which snapshots are degraded: " + err.Error()})
 	}
 	rep.Degraded, rep.Lost, rep.Unavailable = cls.labels[packDegraded], cls.labels[packLost], cls.labels[packUnavailable]
+	if err == nil {
+		rep.Problems = m.inFlight(ctx, r, rep.Problems, cls.packs, markers)
+	}
 	rep.Verdict = rep.verdict()
 	if err := m.saveCheckState(r.cfg.Name, checkState{Time: m.opts.Now().UTC(), Degraded: cls.nids}); err != nil {
 		m.log.Warn("check: state not saved", "region", r.cfg.Name, "err", err)
@@ -335,12 +342,54 @@ type packStates map[packID]packState
 type classes struct {
 	labels map[packState][]string // snapshot labels by their worst pack
 	nids   []string               // name ids of every snapshot not OK
+	packs  map[packID]bool        // the packs some snapshot needs
+}
+
+// inFlight drops from problems the missing copies that are a running
+// sync's work, not damage (check shares the region with syncs; trial 9):
+// a copy that is there when looked at again; a missing copy of a copying
+// marker (a state, read from any store); a missing copy of an index whose
+// pack no snapshot needs (sync and prune put an index on every store
+// before they use it); a missing copy of a manifest whose copying marker
+// is still there (its sync puts it on every store before it removes the
+// marker; a dead sync's is finished by its host's next sync).
+func (m *Manager) inFlight(ctx context.Context, r *region, problems []Problem, needed map[packID]bool, markers listing) []Problem {
+	out := problems[:0]
+	for _, p := range problems {
+		if p.Kind != ProblemMissing || p.Store < 0 || p.Object == configName || r.bad[p.Store] != nil {
+			out = append(out, p)
+			continue
+		}
+		dir, name, _ := strings.Cut(p.Object, "/")
+		dir += "/"
+		var settled bool
+		switch dir {
+		case copyDir:
+			settled = true
+		case indexDir:
+			id, ok := parsePackID(name)
+			settled = ok && !needed[id]
+		case snapDir:
+			_, settled = markers[name]
+		}
+		if !settled && (dir == indexDir || dir == snapDir) {
+			if _, err := r.stores[p.Store].Get(ctx, p.Object, 0, 1); err == nil {
+				settled = true // put since the listing
+			}
+		}
+		if settled {
+			m.log.Debug("check: a missing copy that a sync is writing", "region", r.cfg.Name, "store", p.Store, "object", p.Object)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // classifySnapshots sorts the snapshots by the worst pack they need: a
 // chunk in no index, or a manifest chain that cannot be resolved, is lost.
 func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packStates) (classes, error) {
-	out := classes{labels: map[packState][]string{}}
+	out := classes{labels: map[packState][]string{}, packs: map[packID]bool{}}
 	cs, err := m.loadChunks(ctx, r, chunksRead)
 	if err != nil {
 		return out, err
@@ -372,10 +421,8 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 					worst = packLost
 					break disks
 				}
+				out.packs[loc.pack()] = true // every one, for inFlight
 				worst = max(worst, ps[loc.pack()])
-				if worst == packLost {
-					break disks
-				}
 			}
 		}
 		if worst != packOK {

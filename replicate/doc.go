@@ -252,6 +252,13 @@
 // shard on any store is orphaned (OrphanIndexes); Prune and Repair delete
 // it.
 //
+// Check shares the region with running syncs, so what a sync is still
+// writing is not damage (inFlight, TestTrial9CheckDuringSyncNotDegraded):
+// a missing copy that is there when looked at again, of a copying marker,
+// of an index whose pack no snapshot needs (sync and prune put an index on
+// every store before they use it), or of a manifest whose copying marker
+// is still there, is not a problem.
+//
 // # Sync and restore at disk speed
 //
 // Sync streams each disk (rowstore.StreamDiff: every changed block with

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -411,5 +413,54 @@ func TestTrial9UnreadableOwnManifestShippedAgain(t *testing.T) {
 	}
 	if err := restoreEq(t, b.host, "a", "s3", "v", want3); err != nil {
 		t.Errorf("restore s3: %v", err)
+	}
+}
+
+// TestTrial9CheckDuringSyncNotDegraded (trial 9): region check shares
+// the region with running syncs; what a sync is still writing (a pack's
+// index on some stores, the manifest on some, the marker) is not damage.
+// Check must not say "degraded, run repair" (exit 12) for it: the
+// scheduled job (scripts/snapfs-sync.sh) would fail with exit 5 whenever
+// another host's sync overlapped its check.
+//
+// Seen on main 7e801ae (3 hosts syncing to one region, one checking in a
+// loop): check exited 12 with "index/<pack> missing" on one store, a pack
+// another host's sync was indexing; a second check was clean.
+func TestTrial9CheckDuringSyncNotDegraded(t *testing.T) {
+	ctx := context.Background()
+	hs, _ := fleet(t, 2, 1, "a", "b")
+	a, b := hs[0], hs[1]
+	mkDisk(t, a.host, "v", 64)
+	for i, obj := range []string{"index/", "snapshots/"} {
+		writeBlocks(t, a.host, "v", uint64(10+i), span(0, 64))
+		snapshot(t, a.host, fmt.Sprint("s", i), "v")
+		entered, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		a.faults[1].DelayMatching(func(m store.Method, n string) time.Duration {
+			if m == store.MethodPut && strings.HasPrefix(n, obj) {
+				once.Do(func() { close(entered); <-release })
+			}
+			return 0
+		})
+		done := make(chan error, 1)
+		go func() {
+			_, err := a.mgr.Sync(ctx, "r1", nil, nil)
+			done <- err
+		}()
+		select {
+		case <-entered:
+		case err := <-done:
+			t.Fatalf("%s: sync ended before its put on store 1: %v", obj, err)
+		}
+		rep, err := b.mgr.Check(ctx, "r1", false, nil)
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatalf("%s: sync: %v", obj, err)
+		}
+		a.faults[1].DelayMatching(nil)
+		if err != nil || !rep.OK() {
+			t.Errorf("check while a sync puts %s on store 1: %v, verdict %s, problems %+v", obj, err, rep.Verdict, rep.Problems)
+		}
+		mustClean(t, b.host)
 	}
 }
