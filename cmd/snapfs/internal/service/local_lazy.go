@@ -105,8 +105,7 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	// its name (see openReopening).
 	want := (*replicate.RemoteIdentity)(nil)
 	if id, ok := identityOf(rd); ok {
-		want = &id
-		rd.pin(want)
+		want = &id // pinned by openReopening
 	}
 	if rd.Encrypted() {
 		rd.Close()
@@ -425,6 +424,14 @@ func openReopening(ctx context.Context, log *slog.Logger, m *replicate.Manager, 
 		return nil, err
 	}
 	r.rd, r.last = rd, time.Now()
+	if want == nil {
+		// A lazy layer that recorded no identity (restored before it was
+		// recorded): at least the reopenings of this run keep to the
+		// snapshot first opened.
+		if id, ok := identityOf(rd); ok {
+			r.pin(&id)
+		}
+	}
 	return r, nil
 }
 
