@@ -351,10 +351,12 @@ type classes struct {
 // marker (a state, read from any store); a missing copy of an index whose
 // pack no snapshot needs (sync and prune put an index on every store
 // before they use it); a missing copy of a manifest whose copying marker
-// is still there (its sync puts it on every store before it removes the
-// marker; a dead sync's is finished by its host's next sync).
+// is still there and whose host has a live sync lock (its sync puts it on
+// every store before it removes the marker; a dead sync's half-written
+// manifest is reported, as before).
 func (m *Manager) inFlight(ctx context.Context, r *region, problems []Problem, needed map[packID]bool, markers listing) []Problem {
 	out := problems[:0]
+	var live map[string]bool // hosts with a live sync lock (read once)
 	for _, p := range problems {
 		if p.Kind != ProblemMissing || p.Store < 0 || p.Object == configName || r.bad[p.Store] != nil {
 			out = append(out, p)
@@ -370,7 +372,9 @@ func (m *Manager) inFlight(ctx context.Context, r *region, problems []Problem, n
 			id, ok := parsePackID(name)
 			settled = ok && !needed[id]
 		case snapDir:
-			_, settled = markers[name]
+			if _, marked := markers[name]; marked {
+				settled = m.syncRunning(ctx, r, name, &live)
+			}
 		}
 		if !settled && (dir == indexDir || dir == snapDir) {
 			if _, err := r.stores[p.Store].Get(ctx, p.Object, 0, 1); err == nil {
@@ -701,6 +705,29 @@ func (m *Manager) holdGone(ctx context.Context, r *region, name string, except [
 		}
 	}
 	return true
+}
+
+// syncRunning reports whether the host of marker nid has a live sync
+// lock on r; live caches the hosts with one.
+func (m *Manager) syncRunning(ctx context.Context, r *region, nid string, live *map[string]bool) bool {
+	if *live == nil {
+		*live = map[string]bool{}
+		locks, err := m.readLocks(ctx, r)
+		if err != nil {
+			return false
+		}
+		for _, l := range locks {
+			if l.Op == "sync" && !l.Stale && !l.dead && !l.Unreadable {
+				(*live)[l.HostID] = true
+			}
+		}
+	}
+	pt, _, err := r.getMeta(ctx, format.TypeMarker, copyDir, nid)
+	if err != nil {
+		return false
+	}
+	mk, err := format.DecodeMarker(pt)
+	return err == nil && (*live)[mk.Host.String()]
 }
 
 // repairGarbage removes what no snapshot can need (the exclusive lock is

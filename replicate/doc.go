@@ -257,7 +257,7 @@
 // a missing copy that is there when looked at again, of a copying marker,
 // of an index whose pack no snapshot needs (sync and prune put an index on
 // every store before they use it), or of a manifest whose copying marker
-// is still there, is not a problem.
+// is still there while its host holds a live sync lock, is not a problem.
 //
 // # Sync and restore at disk speed
 //
