@@ -394,14 +394,19 @@ func (m *Manager) inFlight(ctx context.Context, r *region, problems []Problem, n
 // chunk in no index, or a manifest chain that cannot be resolved, is lost.
 func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packStates) (classes, error) {
 	out := classes{labels: map[packState][]string{}, packs: map[packID]bool{}}
-	cs, err := m.loadChunks(ctx, r, chunksRead)
+	// A manifest with no good copy on any store cannot be restored: its
+	// snapshot is lost (so are deltas over it: resolveDisk fails).
+	// The manifests first, then the indexes: a sync puts a manifest only
+	// once every index it needs is on the stores, so a manifest read here
+	// has its indexes in the chunk set read after; the other way round, a
+	// sync that ended in between made its snapshot look lost
+	// (TestTrial9CheckNoFalseLostDuringSync).
+	unreadable := map[string]error{}
+	mfs, _, _, err := m.scanManifests(ctx, r, false, unreadable)
 	if err != nil {
 		return out, err
 	}
-	// A manifest with no good copy on any store cannot be restored: its
-	// snapshot is lost (so are deltas over it: resolveDisk fails).
-	unreadable := map[string]error{}
-	mfs, _, _, err := m.scanManifests(ctx, r, false, unreadable)
+	cs, err := m.loadChunks(ctx, r, chunksRead)
 	if err != nil {
 		return out, err
 	}

@@ -257,7 +257,10 @@
 // a missing copy that is there when looked at again, of a copying marker,
 // of an index whose pack no snapshot needs (sync and prune put an index on
 // every store before they use it), or of a manifest whose copying marker
-// is still there while its host holds a live sync lock, is not a problem.
+// is still there while its host holds a live sync lock, is not a problem;
+// and check reads the manifests before the pack indexes (a sync puts a
+// manifest only after its indexes), so a sync ending during a check
+// never makes its snapshot look lost (TestTrial9CheckNoFalseLostDuringSync).
 //
 // # Sync and restore at disk speed
 //
