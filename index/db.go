@@ -9,10 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+	"github.com/dgraph-io/ristretto/v2/z"
 )
 
 // Errors of the index.
@@ -116,7 +119,11 @@ func Open(dir string, o Options) (*DB, error) {
 			return nil, fmt.Errorf("index: open %s: %w", dir, err)
 		}
 	}
+	startReleaser() // before the open: it maps and verifies every table
 	db, err := badger.Open(opts)
+	if err != nil {
+		stopReleaser()
+	}
 	// Badger wraps most errors with %+v (y.Wrap outside its debug mode), so
 	// errors.Is alone misses ErrTruncateNeeded behind "while opening
 	// memtables": match its text too.
@@ -130,7 +137,84 @@ func Open(dir string, o Options) (*DB, error) {
 }
 
 // Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+func (d *DB) Close() error {
+	defer stopReleaser()
+	return d.db.Close()
+}
+
+// Releasing the resident pages of Badger's mapped tables (see Open, and
+// z.ReleaseTables in index/third_party/ristretto): while any index is open,
+// one goroutine of the process samples its file-backed resident size
+// (/proc/self/statm, a few microseconds) every releaseEvery and, when it grew
+// by more than releaseAbove since the last release, releases the table
+// mappings. The bound on what the tables keep resident is thus about
+// releaseAbove plus what Badger maps in one period (a flush or compaction
+// writing a table, its verification, the lookups).
+const (
+	releaseEvery = 100 * time.Millisecond
+	releaseAbove = 16 << 20
+)
+
+var releaser struct {
+	sync.Mutex
+	open int
+	stop chan struct{}
+}
+
+func startReleaser() {
+	releaser.Lock()
+	defer releaser.Unlock()
+	releaser.open++
+	if releaser.open == 1 {
+		releaser.stop = make(chan struct{})
+		go releaseTables(releaser.stop)
+	}
+}
+
+func stopReleaser() {
+	releaser.Lock()
+	defer releaser.Unlock()
+	releaser.open--
+	if releaser.open == 0 {
+		close(releaser.stop)
+	}
+}
+
+func releaseTables(stop chan struct{}) {
+	t := time.NewTicker(releaseEvery)
+	defer t.Stop()
+	base := fileResident()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		// Without /proc, release at every tick (cheap when little is mapped).
+		if r := fileResident(); r < 0 || r > base+releaseAbove {
+			z.ReleaseTables()
+			base = fileResident()
+		}
+	}
+}
+
+// fileResident returns the process's resident file-backed and shared
+// memory in bytes (statm's third field), or -1 if it cannot be read.
+func fileResident() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return -1
+	}
+	var pages int64
+	if _, err := fmt.Sscan(f[2], &pages); err != nil {
+		return -1
+	}
+	return pages * int64(os.Getpagesize())
+}
 
 // Sync makes every write made before it durable.
 func (d *DB) Sync() error { return d.db.Sync() }
