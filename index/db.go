@@ -206,6 +206,7 @@ func (d *DB) Close() error {
 const (
 	releaseEvery = 100 * time.Millisecond
 	releaseAbove = 16 << 20
+	releaseAfter = time.Second // and whatever grew, at least this often
 )
 
 var releaser struct {
@@ -236,7 +237,7 @@ func stopReleaser() {
 func releaseTables(stop chan struct{}) {
 	t := time.NewTicker(releaseEvery)
 	defer t.Stop()
-	base := fileResident()
+	base, last := fileResident(), time.Now()
 	for {
 		select {
 		case <-stop:
@@ -244,9 +245,10 @@ func releaseTables(stop chan struct{}) {
 		case <-t.C:
 		}
 		// Without /proc, release at every tick (cheap when little is mapped).
-		if r := fileResident(); r < 0 || r > base+releaseAbove {
+		r := fileResident()
+		if r < 0 || r > base+releaseAbove || (r > base && time.Since(last) >= releaseAfter) {
 			z.ReleaseTables()
-			base = fileResident()
+			base, last = fileResident(), time.Now()
 		}
 	}
 }

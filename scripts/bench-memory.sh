@@ -14,7 +14,8 @@
 # rewrites (iodepth 16, direct) after every full pass. Sampled:
 #   - every second: /proc/PID/status (VmRSS, VmHWM, RssAnon, RssFile,
 #     RssShmem) -> samples.tsv (printed at the end as peaks per step);
-#   - after every step: smaps_rollup, the resident size of every mapping
+#   - after every step, 20 s after the last, and 10 s after a restart of
+#     the daemon on the store: smaps_rollup, the resident size of every mapping
 #     grouped by what it maps (Badger's .sst tables, .mem memtable logs,
 #     .vlog value log, other files, anonymous memory: the Go heap and
 #     Badger's arenas), and the Go runtime's figures from the daemon's
@@ -110,6 +111,7 @@ printf '%-22s %7s %7s %7s %7s %7s %7s %7s %7s %7s %7s %7s %7s %6s\n' step vmrss 
 breakdown() {
 	local label=$1 m
 	cp "/proc/$pid/smaps_rollup" "$work/smaps_rollup.$label"
+	cp "/proc/$pid/smaps" "$work/smaps-full.$label"
 	awk '
 	/^[0-9a-f]+-[0-9a-f]+ / { path = $6; kind = "anonmap"
 		if (path ~ /\.sst$/) kind = "sst"; else if (path ~ /\.mem$/) kind = "mem"
@@ -168,7 +170,13 @@ while [ "$written" -lt "$total" ]; do
 done
 sleep 20
 breakdown "idle-20s"
+# A restart: Badger opens (maps and verifies) every table of the index.
+sfs umount "$mnt" >/dev/null
+pid=$(sfs --json mount --background --metrics "$maddr" "${popt[@]}" "$mnt" | jq -r .pid)
+sleep 10
+breakdown "restart+10s"
 echo "columns: MiB (gcs: Go collections so far); anon/file: RssAnon/RssFile; sst/mem/vlog/ofile/anonmap: resident size of the mappings of Badger's tables, memtable logs, value log, other files, anonymous memory; goheap: heap in use; gosys: memory the Go runtime holds; released: heap returned to the OS" >&2
 echo "peak VmHWM $(awk 'NR > 1 && $4 > m { m = $4 } END { printf "%.1f", m / 1024 }' "$work/samples.tsv") MiB; up to $((dsize >> 30)) GiB written: $(awk -v h=$((dsize >> 30)) 'NR > 1 && $2 <= h && $4 > m { m = $4 } END { printf "%.1f", m / 1024 }' "$work/samples.tsv") MiB; index $(du -sm "$store/index" 2>/dev/null | cut -f1) MiB allocated; $(uptime | sed 's/.*load/load/')" >&2
 [ -z "$out" ] || cp "$work/samples.tsv" "$out"
+exit 0 # bash reads no further: editing this file during a run is safe
 }
