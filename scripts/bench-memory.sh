@@ -92,7 +92,7 @@ sfs disk create mem --size "$dsize" --block-size "$bs" >/dev/null
 disk=$mnt/disks/mem
 echo "work $work; daemon $pid; $(nproc) cores; $(uptime)" >&2
 
-kib() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$pid/status"; }
+kib() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$pid/status" 2>/dev/null; }
 # every second: elapsed, written GiB, VmRSS VmHWM RssAnon RssFile RssShmem (KiB)
 echo "t written_gib vmrss vmhwm rssanon rssfile rssshmem" >"$work/samples.tsv"
 written=0
