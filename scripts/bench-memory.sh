@@ -107,7 +107,7 @@ echo 0 >"$work/written"
 sampler=$!
 
 # breakdown LABEL: smaps grouped by mapping, Go metrics; one line (MiB)
-printf '%-22s %7s %7s %7s %7s %7s %7s %7s %7s %7s %7s %7s %7s %6s\n' step vmrss vmhwm anon file sst mem vlog ofile anonmap goheap gosys released gcs
+printf '%-22s %7s %7s %7s %7s %7s %7s %7s %7s %7s %7s %7s %7s %6s %6s\n' step vmrss vmhwm anon file sst mem vlog ofile anonmap goheap gosys released gcs cpu_s
 breakdown() {
 	local label=$1 m
 	cp "/proc/$pid/smaps_rollup" "$work/smaps_rollup.$label"
@@ -125,9 +125,10 @@ breakdown() {
 	read -r sst mem vlog ofile anonmap <"$work/smaps.$label"
 	# KiB figures and byte figures to MiB
 	echo "$label $(kib VmRSS) $(kib VmHWM) $(kib RssAnon) $(kib RssFile) $sst $mem $vlog $ofile $anonmap" \
-		"$(m go_memstats_heap_inuse_bytes) $(m go_memstats_sys_bytes) $(m go_memstats_heap_released_bytes) $(m go_gc_duration_seconds_count)" |
+		"$(m go_memstats_heap_inuse_bytes) $(m go_memstats_sys_bytes) $(m go_memstats_heap_released_bytes) $(m go_gc_duration_seconds_count)" \
+		"$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$pid/stat")" |
 		awk '{ printf "%-22s", $1; for (i = 2; i <= 10; i++) printf " %7.1f", $i / 1024
-			for (i = 11; i <= 13; i++) printf " %7.1f", $i / 2^20; printf " %6d\n", $14 }'
+			for (i = 11; i <= 13; i++) printf " %7.1f", $i / 2^20; printf " %6d %6.1f\n", $14, $15 }'
 }
 
 rand_rewrite() { # random 4 KiB rewrites over the disk
@@ -175,7 +176,7 @@ sfs umount "$mnt" >/dev/null
 pid=$(sfs --json mount --background --metrics "$maddr" "${popt[@]}" "$mnt" | jq -r .pid)
 sleep 10
 breakdown "restart+10s"
-echo "columns: MiB (gcs: Go collections so far); anon/file: RssAnon/RssFile; sst/mem/vlog/ofile/anonmap: resident size of the mappings of Badger's tables, memtable logs, value log, other files, anonymous memory; goheap: heap in use; gosys: memory the Go runtime holds; released: heap returned to the OS" >&2
+echo "columns: MiB (gcs: Go collections so far; cpu_s: the daemon's CPU seconds so far); anon/file: RssAnon/RssFile; sst/mem/vlog/ofile/anonmap: resident size of the mappings of Badger's tables, memtable logs, value log, other files, anonymous memory; goheap: heap in use; gosys: memory the Go runtime holds; released: heap returned to the OS" >&2
 echo "peak VmHWM $(awk 'NR > 1 && $4 > m { m = $4 } END { printf "%.1f", m / 1024 }' "$work/samples.tsv") MiB; up to $((dsize >> 30)) GiB written: $(awk -v h=$((dsize >> 30)) 'NR > 1 && $2 <= h && $4 > m { m = $4 } END { printf "%.1f", m / 1024 }' "$work/samples.tsv") MiB; index $(du -sm "$store/index" 2>/dev/null | cut -f1) MiB allocated; $(uptime | sed 's/.*load/load/')" >&2
 [ -z "$out" ] || cp "$work/samples.tsv" "$out"
 exit 0 # bash reads no further: editing this file during a run is safe
