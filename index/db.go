@@ -9,10 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+	"github.com/dgraph-io/ristretto/v2/z"
 )
 
 // Errors of the index.
@@ -42,7 +45,21 @@ type DB struct {
 }
 
 // DefaultMemTableSize is Badger's memtable size when Options.MemTableSize is 0.
-const DefaultMemTableSize = 8 << 20
+const DefaultMemTableSize = 4 << 20
+
+// Badger's shape (see Open).
+const (
+	numMemtables  = 3
+	baseTableSize = 1 << 20
+	numCompactors = 2 // Badger refuses 1
+	blockCache    = 64 << 20
+)
+
+// heapBudget bounds the index's fixed share of the Go heap at worst (see
+// "Memory" at Open): every memtable's arena, the flush's table buffer, two
+// compactions' builders all in flight. TestMemoryBudget checks
+// badgerOptions against it; typically a third of it is in use.
+const heapBudget = 80 << 20
 
 // Open opens (creating) the index in dir.
 //
@@ -54,24 +71,60 @@ const DefaultMemTableSize = 8 << 20
 //   - NumVersionsToKeep 1: the index is not multi-versioned by Badger; epochs
 //     are explicit in the keys.
 //   - ValueThreshold 1 KiB: every value (≤ 70 bytes; catalog records are
-//     small too) stays in the LSM
-//     tree, so a lookup never touches the value log.
-//   - MemTableSize 8 MiB, BlockCacheSize 64 MiB: the working set of a block
-//     map is small (about 100 bytes per block version); smaller tables keep
-//     memory low when a test process opens many stores, and each memtable's
-//     log file (twice its size) is allocated on disk when it starts, which
-//     the store's free-space floor must cover (see "Full filesystems" in
-//     the doc).
-//   - NumMemtables 3 (Badger's default is 5): each memtable is an arena on
-//     the heap and a memory-mapped log file of twice its size, so the
-//     daemon's resident size stays bounded while flushes lag behind a burst
-//     of commits (issue 8: 256 MiB at most); a commit then waits for a flush.
+//     small too) stays in the LSM tree, so a lookup never touches the value
+//     log.
+//   - MemTableSize 4 MiB, NumMemtables 3 (Badger's defaults: 64 MiB, 5):
+//     each memtable is an arena on the Go heap (its size and room for a
+//     batch: 4.6 MiB) and a memory-mapped log of twice its size, allocated
+//     on disk when it starts, which the store's free-space floor must cover
+//     (see "Full filesystems" in rowstore's doc); flushing one builds its
+//     level-0 table in a buffer of twice its size. A commit waits for a
+//     flush while all three are full.
+//   - BaseTableSize 1 MiB, TableSizeMultiplier 1 (defaults: 2 MiB, 2): a
+//     compaction builds up to 8 tables at once (plus one per split of its
+//     key range), each in a buffer of twice the table's size that grows
+//     with it. With 2 MiB tables doubling at each level, the builders held
+//     52 MiB of heap after 16 GiB written (and the flush's 16 more, with 8
+//     MiB memtables), which kept the daemon's heap above its soft limit.
+//   - BlockCacheSize 64 MiB: without compression or encryption a cached
+//     block points into the table's mapping, so the cache costs its
+//     bookkeeping (a few MiB), not 64 MiB; IndexCacheSize 0 keeps the table
+//     indexes and Bloom filters in the mappings too.
 //   - ValueLogFileSize 1 MiB (Badger's minimum): values stay in the LSM
 //     tree (ValueThreshold), yet Badger creates a new value-log file of twice
 //     this size at every open, allocated on disk; the default (1 GiB) would
 //     need 2 GiB free to open at all.
 //   - Compression off: keys are small and incompressible; CPU is scarce.
-//   - NumCompactors 2: the machine class has 2 cores.
+//   - NumCompactors 2 (Badger refuses 1): the machine class has 2 cores.
+//
+// # Memory
+//
+// The daemon must stay within 256 MiB resident after 16 GiB written, and
+// flat beyond (issue 8; cmd/snapfs daemonMemoryLimit). The index's share:
+//   - Go heap: the memtables' arenas (4.6 MiB each: usually one, up to
+//     numMemtables+1 while flushes lag), the flush's table buffer (8 MiB),
+//     the compactions' table builders (2 to 3 MiB each with 1 MiB tables;
+//     up to 2 × (8 + splits) at once, usually a few, and up to 8 spare
+//     ones Badger's allocator pool keeps, one freed every 2 s), the block
+//     cache's bookkeeping. heapBudget (80 MiB) bounds the fixed part at
+//     worst. Measured (heap profiles, scripts/bench-memory.sh), the table
+//     builders of the flush and the compactions held 68 MiB after 16 GiB
+//     written with 8 MiB memtables and 2 MiB tables doubling per level,
+//     30 MiB after 10 GiB with these options.
+//   - Mapped files: the memtable logs (8 MiB each, written in order:
+//     resident as they fill, unmapped when flushed) and the SST tables,
+//     about 1 % of the data written. Badger maps every table whole, verifies
+//     it as it opens it, and reads blocks, indexes and Bloom filters through
+//     the mapping: every page it touched stayed resident (100 MiB of the
+//     daemon's RSS after 16 GiB written, 213 after 32). The index releases
+//     them: one goroutine samples the process's file-backed resident size
+//     (/proc/self/statm) every releaseEvery and, when it grew by
+//     releaseAbove since the last release, drops the resident pages of
+//     every table mapping (MADV_DONTNEED: z.ReleaseTables in the patched
+//     ristretto). The pages stay in the page cache, reclaimable, and the
+//     next access maps them back with a minor fault; tables then held 0 to
+//     13 MiB of the RSS at every step up to 32 GiB written, and 4.5 MiB 10
+//     s after a restart (TestReleaseTables checks the release itself).
 //
 // Badger writes its memtable log, value log and tables through shared
 // mmaps. Upstream makes those files sparse, so on a full filesystem a write
@@ -85,29 +138,7 @@ func Open(dir string, o Options) (*DB, error) {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	mem := o.MemTableSize
-	if mem == 0 {
-		mem = DefaultMemTableSize
-	}
-	cache := o.BlockCacheSize
-	if cache == 0 {
-		cache = 64 << 20
-	}
-	opts := badger.DefaultOptions(dir).
-		WithSyncWrites(false).
-		WithDetectConflicts(false).
-		WithNumVersionsToKeep(1).
-		WithValueThreshold(1 << 10).
-		WithMemTableSize(mem).
-		WithNumMemtables(3).
-		WithValueLogFileSize(1 << 20).
-		WithBlockCacheSize(cache).
-		WithCompression(options.None).
-		WithNumCompactors(2).
-		WithNumGoroutines(4).
-		WithMetricsEnabled(false).
-		WithChecksumVerificationMode(options.OnTableRead).
-		WithLogger(badgerLogger{lg})
+	opts := badgerOptions(dir, o).WithLogger(badgerLogger{lg})
 	if o.ReadOnly {
 		opts = opts.WithReadOnly(true)
 	}
@@ -116,7 +147,11 @@ func Open(dir string, o Options) (*DB, error) {
 			return nil, fmt.Errorf("index: open %s: %w", dir, err)
 		}
 	}
+	startReleaser() // before the open: it maps and verifies every table
 	db, err := badger.Open(opts)
+	if err != nil {
+		stopReleaser()
+	}
 	// Badger wraps most errors with %+v (y.Wrap outside its debug mode), so
 	// errors.Is alone misses ErrTruncateNeeded behind "while opening
 	// memtables": match its text too.
@@ -129,8 +164,114 @@ func Open(dir string, o Options) (*DB, error) {
 	return &DB{db: db, log: lg}, nil
 }
 
+// badgerOptions are Badger's options for the index in dir (see Open).
+func badgerOptions(dir string, o Options) badger.Options {
+	mem := o.MemTableSize
+	if mem == 0 {
+		mem = DefaultMemTableSize
+	}
+	cache := o.BlockCacheSize
+	if cache == 0 {
+		cache = blockCache
+	}
+	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(false).
+		WithDetectConflicts(false).
+		WithNumVersionsToKeep(1).
+		WithValueThreshold(1 << 10).
+		WithMemTableSize(mem).
+		WithNumMemtables(numMemtables).
+		WithBaseTableSize(baseTableSize).
+		WithValueLogFileSize(1 << 20).
+		WithBlockCacheSize(cache).
+		WithIndexCacheSize(0).
+		WithCompression(options.None).
+		WithNumCompactors(numCompactors).
+		WithNumGoroutines(4).
+		WithMetricsEnabled(false).
+		WithChecksumVerificationMode(options.OnTableRead)
+	opts.TableSizeMultiplier = 1 // no With method
+	return opts
+}
+
 // Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+func (d *DB) Close() error {
+	defer stopReleaser()
+	return d.db.Close()
+}
+
+// Releasing the resident pages of Badger's mapped tables (see "Memory" at
+// Open): one goroutine while any index of the process is open (reading
+// statm costs a few microseconds). What the tables keep resident is about
+// releaseAbove plus what Badger maps in one period (tables it writes or
+// opens and verifies, lookups).
+const (
+	releaseEvery = 100 * time.Millisecond
+	releaseAbove = 16 << 20
+	releaseAfter = time.Second // and whatever grew, at least this often
+)
+
+var releaser struct {
+	sync.Mutex
+	open int
+	stop chan struct{}
+}
+
+func startReleaser() {
+	releaser.Lock()
+	defer releaser.Unlock()
+	releaser.open++
+	if releaser.open == 1 {
+		releaser.stop = make(chan struct{})
+		go releaseTables(releaser.stop)
+	}
+}
+
+func stopReleaser() {
+	releaser.Lock()
+	defer releaser.Unlock()
+	releaser.open--
+	if releaser.open == 0 {
+		close(releaser.stop)
+	}
+}
+
+func releaseTables(stop chan struct{}) {
+	t := time.NewTicker(releaseEvery)
+	defer t.Stop()
+	base, last := fileResident(), time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		// Without /proc, release at every tick (cheap when little is mapped).
+		r := fileResident()
+		if r < 0 || r > base+releaseAbove || (r > base && time.Since(last) >= releaseAfter) {
+			z.ReleaseTables()
+			base, last = fileResident(), time.Now()
+		}
+	}
+}
+
+// fileResident returns the process's resident file-backed and shared
+// memory in bytes (statm's third field), or -1 if it cannot be read.
+func fileResident() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return -1
+	}
+	var pages int64
+	if _, err := fmt.Sscan(f[2], &pages); err != nil {
+		return -1
+	}
+	return pages * int64(os.Getpagesize())
+}
 
 // Sync makes every write made before it durable.
 func (d *DB) Sync() error { return d.db.Sync() }

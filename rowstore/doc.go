@@ -797,7 +797,13 @@
 // memtables and block cache, and pooled buffers (bufpool.go: cached partial
 // blocks and read-modify-write bases come from it too). The log's
 // gathering buffer (1 MiB) moves from segment to segment at rotation;
-// before, every sealed segment kept its own.
+// before, every sealed segment kept its own. The cleaner's live map holds
+// at most liveMapMax versions: a scan that finds more builds none, and
+// writes that grow an installed map past it drop it (segusage.go). The
+// daemon's budget (256 MiB resident after 16 GiB written, flat beyond):
+// cmd/snapfs daemonMemoryLimit; the index's share, and why its mapped
+// tables are released: package index, "Memory"; measured with
+// scripts/bench-memory.sh.
 //
 // # Streamed diffs (replication)
 //

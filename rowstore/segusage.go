@@ -354,6 +354,13 @@ func (lm *liveMap) applyLocked(each func(func(vkey, index.Version, bool) bool)) 
 		lm.setLocked(j)
 		return true
 	})
+	// Writes grow the installed map too: past liveMapMax it is dropped
+	// (and not rebuilt until a scan finds the store small enough), so it
+	// never holds more than the bound the daemon's memory limit assumes.
+	if lm.m.len() > liveMapMax {
+		lm.m, lm.segLive, lm.live = nil, nil, 0
+		lm.tooBig.Store(true)
+	}
 }
 
 // record tells the map about a write of version entries that succeeded

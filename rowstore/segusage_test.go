@@ -361,5 +361,20 @@ func TestLiveMapFallback(t *testing.T) {
 		}
 	}
 	checkLiveMap(t, s, "after the store became small enough")
+	// Writes that grow the installed map past the bound drop it (each
+	// write after a snapshot is a new version key).
+	s.cleaner.lm.mu.Lock()
+	liveMapMax = s.cleaner.lm.m.len() + 10
+	s.cleaner.lm.mu.Unlock()
+	if _, err := s.CreateSnapshot("s1", []string{"d"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	write(100)
+	if s.cleaner.lm.has() || !s.cleaner.lm.tooBig.Load() {
+		t.Fatalf("writes grew the map past %d versions and it was kept", liveMapMax)
+	}
+	if err := s.cleanRound(); err != nil {
+		t.Fatal(err)
+	}
 	check("at the end")
 }

@@ -391,32 +391,34 @@ func withMetrics(c *cli.Context, log *slog.Logger, cfg *daemon.Config) error {
 // daemonMemoryLimit is the Go runtime's soft memory limit for the daemon
 // (unless GOMEMLIMIT is set): the garbage collector works harder as the heap
 // nears it instead of letting it grow to twice the live data, so the
-// daemon's resident size stays flat however much is written (issue 8: at
-// most 256 MiB, and the index's memory-mapped tables count in it too). What
-// is live is bounded on its own: the write-back cache (32 MiB a disk), the
-// block maps (16 MiB a disk at most), the index's memtables and block cache,
-// and the cleaner's live map (rowstore liveMapMax: 2^20 versions, 90 to 135
-// MiB with the digest in its entries). The limit must sit above all that,
-// with room: a live heap at the limit makes the collector run without end.
-// It did with 128 MiB and the map of 208 bytes a version (101 of a 140 MB
-// heap at 8 GiB written: ~44 collections a second, 20-25 % of a core, idle
-// included). Measured with the compact map WITHOUT the digest (16 GiB
-// written sequentially through the mount with fio, 1 GiB at a time, then 60
-// s idle; load 16 to 22): with the map of index values and 128 MiB, peak RSS
-// 374 MiB, heap 243 MiB, 14,351 collections and 104 s of CPU, 18
-// collections a second and 12 % of a core when idle; compact map and 128
-// MiB: 275 MiB, 100 MiB (~60 of it the map), 1,361 collections, 55 s, idle
-// none and 0.8 % of a core; with 160 MiB: 287 MiB, 108 MiB, 631
-// collections, 53 s, idle none and 1.8 %. The digest went back into the map
-// (the cleaner's index read per moved record cost 20 % of the daemon's CPU
-// with the cleaner: rowstore/segusage.go), which makes the map ~1.8 times
-// that (about 110 MiB at 16 GiB written, 135 at most), so 192 MiB: 135 of
-// map at most, ~50 of the rest. Not re-measured at 16 GiB with it. The rest
-// of the peak is the index's memory-mapped tables (about 110 MiB at 8 GiB
-// written, growing with the index, about 1 % of the data): beyond ~12 GiB
-// the peak passes 256 MiB unless Badger's tables stop being mapped whole.
-// Earlier (1 GiB disk, 512 MiB written, then random 4 KiB writes and
-// reads): peak RSS 179 and 190 MiB with 192 MiB, 136 and 131 MiB with 128.
+// daemon's resident size stays flat however much is written. Issue 8: at
+// most 256 MiB resident after 16 GiB written, and flat beyond.
+//
+// The budget (scripts/bench-memory.sh measures it: a 16 GiB disk of 16 KiB
+// blocks written twice, snapshots, random 4 KiB rewrites, a restart):
+//   - file-backed, outside this limit, 20 to 45 MiB: the binary's text (19
+//     MiB), the index's memtable logs (up to 8 MiB each, as they fill) and
+//     its SST tables, which package index keeps released (0 to 13 MiB
+//     measured; they were 100 MiB at 16 GiB written and 213 at 32, growing
+//     with the index: see "Memory" in package index);
+//   - the Go heap, within this limit: the cleaner's live map (rowstore
+//     liveMapMax: 2^20 versions, 90 to 135 MiB at 16 GiB of 16 KiB blocks,
+//     dropped past it), the block maps (16 MiB a disk at most), the
+//     write-back cache (32 MiB a disk), the index's memtables and table
+//     builders (index heapBudget: 80 MiB at worst, 15 to 45 measured), FUSE
+//     buffers (4 to 12 MiB).
+//
+// The limit must sit above what is live, with room: a live heap at the
+// limit makes the collector run without end. It did with 128 MiB and a
+// map of 208 bytes a version (~44 collections a second, 20-25 % of a core,
+// idle included). At 16 GiB written the live map is at its bound and the
+// live heap near this limit (175 MiB in use; hundreds of collections while
+// it lasts), so RSS peaks there. Past 2^20 versions the map is dropped and
+// the heap in use falls to 70-140 MiB. Measured (7 Dec 2026, load 14-16):
+// peak RSS 231 MiB after 16 GiB written, 241 after 32 GiB, 217 10 s after
+// a restart; file-backed 19-31 MiB throughout. Lowering this limit would
+// not lower that peak, only burn CPU; a smaller liveMapMax or map entry
+// would.
 const daemonMemoryLimit = 192 << 20
 
 func limitMemory() {

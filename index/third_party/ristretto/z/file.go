@@ -56,10 +56,12 @@ func OpenMmapFileUsing(fd *os.File, sz int, writable bool) (*MmapFile, error) {
 			return nil, err
 		}
 	}
-	return &MmapFile{
+	mf := &MmapFile{
 		Data: buf,
 		Fd:   fd,
-	}, rerr
+	}
+	trackTable(mf, filename) // snapfs: see ReleaseTables
+	return mf, rerr
 }
 
 // OpenMmapFile opens an existing file or creates a new file. If the file is
@@ -165,6 +167,7 @@ func (m *MmapFile) Delete() error {
 		return nil
 	}
 
+	untrackTable(m) // snapfs: before the unmap (see ReleaseTables)
 	if err := Munmap(m.Data); err != nil {
 		return fmt.Errorf("while munmap file: %s, error: %v\n", m.Fd.Name(), err)
 	}
@@ -188,6 +191,7 @@ func (m *MmapFile) Close(maxSz int64) error {
 	if err := m.Sync(); err != nil {
 		return fmt.Errorf("while sync file: %s, error: %v\n", m.Fd.Name(), err)
 	}
+	untrackTable(m) // snapfs: before the unmap (see ReleaseTables)
 	if err := Munmap(m.Data); err != nil {
 		return fmt.Errorf("while munmap file: %s, error: %v\n", m.Fd.Name(), err)
 	}

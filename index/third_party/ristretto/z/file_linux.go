@@ -27,6 +27,9 @@ func (m *MmapFile) Truncate(maxSz int64) error {
 	}
 
 	var err error
+	// snapfs: ReleaseTables may be reading m.Data.
+	tables.Lock()
 	m.Data, err = mremap(m.Data, int(maxSz)) // Mmap up to max size.
+	tables.Unlock()
 	return err
 }
