@@ -415,11 +415,18 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	var total int64
 	var cands []segment.SegmentInfo
 	taken := map[uint64]bool{} // handed to moveSegments this round
+	// The cleaner stream's segments from its active one at the start of
+	// the round on are never candidates this round: they receive its
+	// copies, which the index names only once their batch is finished.
+	cleanFloor := s.seg.CleanerActive()
+	if cleanFloor == 0 {
+		cleanFloor = s.seg.NextNumber()
+	}
 	// pick lists the candidates, the emptiest first.
 	pick := func() {
 		cands = cands[:0]
 		for _, si := range s.seg.Segments() {
-			if si.Number >= active || taken[si.Number] {
+			if si.Number >= active || taken[si.Number] || si.Cleaner && si.Number >= cleanFloor {
 				continue
 			}
 			limit := s.opts.CleanBelow
@@ -787,14 +794,15 @@ func (s *Store) moveSegments(nums []uint64, livePos map[uint64]map[int64]struct{
 	return moved, mv.moves, nil
 }
 
-// finishMoves is the second half of cleanSegments: it syncs the log,
-// repoints the index to the copies, syncs the index and removes the
-// segments (gcMu held). Durability order: the copies are synced before the
-// index names them, and the index is synced before the old records go.
+// finishMoves is the second half of cleanSegments: it syncs the cleaner
+// stream (the copies), repoints the index to the copies, syncs the index
+// and removes the segments (gcMu held). Durability order: the copies are
+// synced before the index names them, and the index is synced before the
+// old records go.
 func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
 	t0 := time.Now()
 	var tRepointed, tIdx time.Time
-	if err := s.seg.Sync(); err != nil {
+	if err := s.seg.SyncCleaner(); err != nil {
 		return err
 	}
 	s.cleaner.stage("log synced")

@@ -84,6 +84,10 @@ type Options struct {
 type SegmentInfo struct {
 	Number uint64
 	Size   int64
+	// Cleaner: a segment of the cleaner stream, as far as this Log knows:
+	// set for those it created and for the cleaner's last segment Open
+	// recovered (Open does not read every header).
+	Cleaner bool
 }
 
 // Log is the append-only log in one directory. Append and Sync are safe for
@@ -99,26 +103,44 @@ type Log struct {
 	durable   Pos
 	clock     atomic.Int64 // counts reads, for segFile.used
 
-	// appendMu serializes Append, Rotate and Close. INVARIANT: active is
-	// replaced only with both appendMu and mu held.
+	// appendMu serializes Append, Rotate and Close (the foreground
+	// stream); clMu the cleaner stream's appends (AppendCleanerRawBatch,
+	// SealCleaner; Close takes both, appendMu first). INVARIANT: a
+	// stream's active is replaced only with its append lock and mu held.
 	appendMu sync.Mutex
+	clMu     sync.Mutex
 
 	mu     sync.RWMutex
 	segs   map[uint64]*segFile
 	order  []uint64 // segment numbers, ascending
-	active *segFile
+	fg     stream   // the foreground stream (Append); its active is never nil once open
+	cl     stream   // the cleaner stream; active nil until its first append
 	closed bool
 	err    error // sticky write-path error
 
-	// spare is the next segment, created ahead in the background while
-	// SetPrecreate is on, so a rotation does not wait for the creation's
-	// two fsyncs (file, directory) with appends held; under appendMu.
+	// nextNum is the number the next segment created gets (both streams
+	// share one numbering: numbers only grow).
+	nextNum atomic.Uint64
+
+	// spare is the foreground's next segment, created ahead in the
+	// background while SetPrecreate is on, so a rotation does not wait for
+	// the creation's two fsyncs (file, directory) with appends held; under
+	// appendMu.
 	precreate atomic.Bool
 	spare     *spareSegment
-	// wbufFree is the gathering buffer of the segment sealed last, for the
-	// next one; under appendMu.
+}
+
+// stream is one append stream of the log (see "Two append streams" in the
+// package doc): its active segment and the gathering buffer of the segment
+// it sealed last (for the next one), both under the stream's append lock.
+type stream struct {
+	flags    uint16 // file header flags of its segments
+	active   *segFile
 	wbufFree []byte
 }
+
+// allocNum returns a new segment number.
+func (l *Log) allocNum() uint64 { return l.nextNum.Add(1) - 1 }
 
 // spareSegment is a segment file being created ahead of its use: num's file
 // (header only, synced, directory synced) once done is closed, unless err.
@@ -172,7 +194,7 @@ func (l *Log) usable() error {
 func (l *Log) Tail() Pos {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return Pos{Segment: l.active.num, Offset: l.active.size.Load()}
+	return Pos{Segment: l.fg.active.num, Offset: l.fg.active.size.Load()}
 }
 
 // Segments lists the segment numbers and their sizes, oldest first.
@@ -181,17 +203,37 @@ func (l *Log) Segments() []SegmentInfo {
 	defer l.mu.RUnlock()
 	out := make([]SegmentInfo, 0, len(l.order))
 	for _, n := range l.order {
-		out = append(out, SegmentInfo{Number: n, Size: l.segs[n].size.Load()})
+		s := l.segs[n]
+		out = append(out, SegmentInfo{Number: n, Size: s.size.Load(), Cleaner: s.cleaner})
 	}
 	return out
 }
 
-// Active returns the number of the segment being appended to.
+// Active returns the number of the segment being appended to (the
+// foreground stream's: Append).
 func (l *Log) Active() uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return l.active.num
+	return l.fg.active.num
 }
+
+// CleanerActive returns the number of the cleaner stream's active segment,
+// 0 if it has none (before its first append, after SealCleaner).
+func (l *Log) CleanerActive() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.cl.active == nil {
+		return 0
+	}
+	return l.cl.active.num
+}
+
+// NextNumber is the number the next segment created will get: every
+// segment created from now on, of either stream, is numbered at or above it.
+func (l *Log) NextNumber() uint64 { return l.nextNum.Load() }
+
+// isActive reports whether s is a stream's active segment (mu held).
+func (l *Log) isActive(s *segFile) bool { return s == l.fg.active || s == l.cl.active }
 
 // Bytes is the sum of the segments' sizes (what Segments lists), kept as
 // records are appended and segments removed: cheap enough for every write.
@@ -265,7 +307,7 @@ func (l *Log) remove(segment uint64) error {
 	case !ok:
 		l.mu.Unlock()
 		return fmt.Errorf("segment: remove segment %d: %w", segment, fs.ErrNotExist)
-	case s == l.active:
+	case l.isActive(s):
 		l.mu.Unlock()
 		return fmt.Errorf("segment: remove segment %d: %w: it is the active segment", segment, fs.ErrInvalid)
 	}
@@ -292,11 +334,13 @@ func (l *Log) remove(segment uint64) error {
 	return nil
 }
 
-// Close syncs and closes. It returns the sticky error if the log had failed.
-// Closing a closed log does nothing.
+// Close syncs and closes (both streams' active segments). It returns the
+// sticky error if the log had failed. Closing a closed log does nothing.
 func (l *Log) Close() error {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
+	l.clMu.Lock()
+	defer l.clMu.Unlock()
 	if sp := l.spare; sp != nil {
 		// Its file stays: it holds no record, and Open drops it.
 		l.spare = nil
@@ -311,18 +355,24 @@ func (l *Log) Close() error {
 		return nil
 	}
 	var err error
-	if l.err != nil {
-		err = fmt.Errorf("segment: close %s: log failed earlier: %w", l.dir, l.err)
-		if l.active != nil {
-			_ = l.active.prev.wait() // no seal may sync a file closed below
+	for _, a := range []*segFile{l.fg.active, l.cl.active} {
+		if a == nil {
+			continue
 		}
-	} else if perr := l.active.prev.wait(); perr != nil { // the sealed segments' syncs
-		err = perr
-	} else {
-		if ferr := l.active.flush(); ferr != nil {
-			err = fmt.Errorf("segment: write segment %d: %w", l.active.num, ferr)
-		} else if serr := l.active.f.Sync(); serr != nil {
-			err = fmt.Errorf("segment: sync segment %d: %w", l.active.num, serr)
+		if l.err != nil {
+			_ = a.prev.wait() // no seal may sync a file closed below
+			if err == nil {
+				err = fmt.Errorf("segment: close %s: log failed earlier: %w", l.dir, l.err)
+			}
+		} else if perr := a.prev.wait(); perr != nil { // the sealed segments' syncs
+			err = perr
+		} else if ferr := a.flush(); ferr != nil {
+			err = fmt.Errorf("segment: write segment %d: %w", a.num, ferr)
+		} else if serr := a.f.Sync(); serr != nil {
+			err = fmt.Errorf("segment: sync segment %d: %w", a.num, serr)
+		}
+		if err != nil && l.err == nil {
+			l.err = err // the other stream's active is only waited for
 		}
 	}
 	l.closed = true
