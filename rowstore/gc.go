@@ -802,8 +802,24 @@ func (s *Store) moveSegments(nums []uint64, livePos map[uint64]map[int64]struct{
 func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
 	t0 := time.Now()
 	var tRepointed, tIdx time.Time
+	// The cleaner stream's tail before its sync: every copy moved so far is
+	// before it, and durable once the sync returns. It goes to the index
+	// (the mark) before the repoints that name those copies, so a crash
+	// that keeps a repoint keeps the mark, and Open never cuts a copy the
+	// index names as a torn tail (segment.Options.CleanerDurable).
+	mark := s.seg.CleanerTail()
 	if err := s.seg.SyncCleaner(); err != nil {
 		return err
+	}
+	if mark.Segment != 0 {
+		b := s.idx.NewBatch()
+		if err := b.SetCleanerMark(index.CleanerMark{Segment: mark.Segment, Offset: mark.Offset}); err != nil {
+			b.Cancel()
+			return err
+		}
+		if err := b.Flush(); err != nil {
+			return err
+		}
 	}
 	s.cleaner.stage("log synced")
 	tSynced := time.Now()

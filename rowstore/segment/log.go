@@ -76,6 +76,11 @@ type Options struct {
 	// engine's checkpoint). Open treats a bad record before it, in the last
 	// segment, as corruption to report rather than a torn tail to cut.
 	Durable Pos
+	// CleanerDurable is Durable for the cleaner stream (the engine's mark,
+	// written before the index names a copy in it): Open treats a bad
+	// record before it, in the cleaner stream's last segment, as
+	// corruption; past it, as a torn tail.
+	CleanerDurable Pos
 	// OnCorrupt, if set, is called for every corrupt record Scan skips.
 	OnCorrupt func(*CorruptError)
 }
@@ -101,6 +106,7 @@ type Log struct {
 	log       *slog.Logger
 	onCorrupt func(*CorruptError)
 	durable   Pos
+	clDurable Pos
 	clock     atomic.Int64 // counts reads, for segFile.used
 
 	// appendMu serializes Append, Rotate and Close (the foreground
@@ -226,6 +232,17 @@ func (l *Log) CleanerActive() uint64 {
 		return 0
 	}
 	return l.cl.active.num
+}
+
+// CleanerTail is Tail of the cleaner stream (the zero Pos while it has no
+// active segment): SyncCleaner makes every record before it durable.
+func (l *Log) CleanerTail() Pos {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.cl.active == nil {
+		return Pos{}
+	}
+	return Pos{Segment: l.cl.active.num, Offset: l.cl.active.size.Load()}
 }
 
 // NextNumber is the number the next segment created will get: every

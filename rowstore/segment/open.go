@@ -35,6 +35,7 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Log, error) {
 		segs:      map[uint64]*segFile{},
 		onCorrupt: opts.OnCorrupt,
 		durable:   opts.Durable,
+		clDurable: opts.CleanerDurable,
 		cl:        stream{flags: FlagCleanerStream},
 	}
 	l.segSize.Store(opts.SegmentSize)
@@ -226,29 +227,22 @@ func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 			if errors.Is(decErr, ErrIncompatible) {
 				return false, &CorruptError{Segment: s.num, Offset: off, Err: decErr}
 			}
-			next := int64(-1)
+			// Before the stream's durable position (Options.Durable for
+			// the foreground, CleanerDurable for the cleaner stream) the
+			// records were synced, so a bad record there is corruption,
+			// not a torn write: keep the segment whole (later records are
+			// acknowledged data, or copies the index names) and report
+			// it. Past it, the first bad record starts a torn tail.
+			durable := l.durable
 			if s.cleaner {
-				// The checkpoint says nothing about the cleaner stream:
-				// its synced part is known only by what follows. A bad
-				// record followed by a valid one is corruption (kept,
-				// reported); with nothing valid after it, a torn tail.
-				if next, err = r.nextValid(off); err != nil {
-					return false, err
-				}
-				if next < 0 {
-					break
-				}
-			} else {
-				// Before Options.Durable the records were synced, so a bad
-				// record there is corruption, not a torn write: keep the
-				// segment whole (later records are acknowledged data) and
-				// report it. Past it, the first bad record starts a torn tail.
-				if s.num > l.durable.Segment || (s.num == l.durable.Segment && off >= l.durable.Offset) {
-					break // past what is known durable: a torn tail
-				}
-				if next, err = r.nextValid(off); err != nil {
-					return false, err
-				}
+				durable = l.clDurable
+			}
+			if s.num > durable.Segment || (s.num == durable.Segment && off >= durable.Offset) {
+				break // past what is known durable: a torn tail
+			}
+			next, err := r.nextValid(off)
+			if err != nil {
+				return false, err
 			}
 			// Even as the last record it is kept: cutting it would turn a
 			// corrupt, indexed block into one the index points past (check
