@@ -867,9 +867,13 @@ func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
 		// no longer points into these segments (synced above), so one a
 		// crash brings back is all dead copies, removed again by a later
 		// round; the next segment created syncs the directory anyway.
-		return s.seg.RemoveSegmentsUnsynced(gone)
+		err := s.seg.RemoveSegmentsUnsynced(gone)
+		s.cleaner.stage("removed")
+		return err
 	}
-	return s.seg.RemoveSegments(gone)
+	err := s.seg.RemoveSegments(gone)
+	s.cleaner.stage("removed")
+	return err
 }
 
 // repoint moves index entries from old to new record positions, unless the
