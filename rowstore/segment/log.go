@@ -43,6 +43,10 @@ package segment
 //   - A rotation's sync of the old segment runs in the background (package
 //     doc, Invariants): Append, AppendBatch and Rotate no longer wait for an
 //     fsync; Sync, Close and the next segment's first write do.
+//   - The cleaner stream (package doc, "Two append streams"):
+//     AppendCleanerRawBatch, SyncCleaner, SealCleaner, CleanerTail,
+//     CleanerActive, NextNumber, SegmentInfo.Cleaner and
+//     Options.CleanerDurable; FileVersion 2 and FlagCleanerStream.
 
 // The Log: its state, naming of segment files, sizes, removal and Close.
 
