@@ -129,7 +129,9 @@
 // Badger takes tens of ms under load, and the CLI's start.
 //
 // An appended record's version is
-// "pending" in memory until a commit: the commit fsyncs the log, then writes
+// "pending" in memory until a commit: the commit fsyncs the log (its
+// foreground stream: the cleaner's copies are in a stream of their own,
+// synced by the cleaner, see "Garbage collection and cleaning"), then writes
 // the pending versions and the checkpoint (how far the log is applied) to
 // Badger without fsync. So the index never points at unsynced data; after a
 // crash, Open replays the log from the checkpoint (keeping the higher
@@ -193,8 +195,9 @@
 // their sequence numbers), syncs, repoints the index, syncs the index, and
 // removes the segment while no read is in flight. Segments are cleaned the
 // emptiest first, in batches that share one log sync and one index sync.
-// A batch's live records are appended 64 at a time (segment.AppendRawBatch:
-// one hold of the append locks per gathering, not per record; the scan
+// A batch's live records are appended 64 at a time to the cleaner's own
+// append stream (segment.AppendCleanerRawBatch, below: one hold of that
+// stream's append lock per gathering, not per record; the scan
 // reads a MiB at a time into a reused window and checks every CRC; a
 // record that fails it is never copied: it is reported, and its segment
 // kept; a moved record is copied byte for byte as read and checked, not
@@ -219,6 +222,50 @@
 // created syncs the directory anyway; `gc` still syncs it.
 // TestCrashDuringCleaning crashes the log at every stage of such batches.
 // The same scan builds the cleaner's live map (below).
+//
+// The cleaner's append stream. The moves of GC and the cleaner go to
+// segments of their own (segment package doc, "Two append streams";
+// repair's few relocations stay in the foreground's): not under
+// Store.appendMu nor the foreground's append lock, so a writer never
+// waits behind a batch of moves, and a commit's log sync (the
+// foreground's Sync) never carries copies. The finisher syncs them
+// (SyncCleaner) before the repoints, after writing the stream's tail
+// before that sync to the index as the cleaner mark (index.CleanerMark;
+// Badger keeps write order, so a repoint that survives a crash implies
+// its mark): Open passes it as segment.Options.CleanerDurable, so a bad
+// record in the cleaner's last segment before the mark is corruption
+// kept and reported, one after it a torn tail cut. What this changes and
+// why it stays correct:
+//
+//   - Segment numbers no longer follow append order: a copy may sit in a
+//     segment numbered after newer foreground records of the same key,
+//     or before the checkpoint's segment. Copies keep their sequence
+//     numbers, and replay, rebuild and the catalog's replay keep the
+//     highest per key whatever the order (applyVersion; equal sequence
+//     numbers are the same record, the index keeps its position while
+//     that segment exists), as they already did for copies the single
+//     stream put after newer records. A copy never needs replay: the
+//     index names it only once synced, and the old record stays until
+//     the index is synced. A copy replayed anyway (its segment numbered
+//     at or after the checkpoint's) loses to any newer version; one of a
+//     version GC deleted meanwhile may come back as a dead version, which
+//     no reader sees and the next GC deletes again.
+//   - Candidates: the cleaner's segments from its active one at the
+//     start of a round on are never cleaned in that round (their copies
+//     are named by the index only once their batch is finished), nor is
+//     a stream's active segment ever removed.
+//   - Open recovers two tails (segment package doc); check treats the
+//     cleaner's active segment like the foreground's (an unfinished tail
+//     is not corruption); counts (Bytes, usage, segment lists) cover both.
+//   - On a full filesystem the stream's first segment (a 32-byte header)
+//     is created at the first move; if that or a move fails with ENOSPC
+//     the reserve is given back and it is tried once more (as any append).
+//     Segments with nothing live are removed before any move.
+//
+// TestCleanerStreamCrash crashes at every stage of a move whose copy lands
+// after a newer, uncommitted overwrite of the same block (then
+// acknowledged), reopens or rebuilds, and checks the data and a clean
+// Check; segment.TestTwoStreamsCrash tears both tails at once.
 //
 // # Bounded space: the background cleaner
 //
@@ -942,11 +989,14 @@
 //     while the cleaner or repair removes segment files (under gcMu).
 //  6. Store.idxMu: every write of version entries to the index (commit,
 //     GC's deletions, the cleaner's and repair's repoints).
-//  7. Store.appendMu: appends to the log with their pending entries, the
-//     cleaner's batches of moves (AppendBatch) and a write's whole blocks
+//  7. Store.appendMu: appends to the foreground stream with their pending
+//     entries (the cleaner's moves no longer take it) and a write's whole blocks
 //     (storeDigestedLocked, one hold per write) included; commit takes it
 //     briefly before idxMu and releases it.
-//  8. segment.Log.appendMu: Append, AppendBatch, Rotate, Close.
+//  8. segment.Log.appendMu: Append, AppendBatch, AppendRawBatch, Rotate,
+//     Close; segment.Log.clMu: the cleaner stream's appends
+//     (AppendCleanerRawBatch, SealCleaner; taken by the cleaner under
+//     gcMu without Store.appendMu, and by Close after appendMu).
 //  9. segment.Log.mu (RW): the segment table and the active segment;
 //     shared by reads, Sync (held during the fsync, and while it waits for
 //     the background sync of the segments sealed before, which takes no

@@ -415,13 +415,10 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	var total int64
 	var cands []segment.SegmentInfo
 	taken := map[uint64]bool{} // handed to moveSegments this round
-	// The cleaner stream's segments from its active one at the start of
-	// the round on are never candidates this round: they receive its
+	// The cleaner stream's segments from its active one (or its spare) at
+	// the start of the round on are never candidates this round: they receive its
 	// copies, which the index names only once their batch is finished.
-	cleanFloor := s.seg.CleanerActive()
-	if cleanFloor == 0 {
-		cleanFloor = s.seg.NextNumber()
-	}
+	cleanFloor := s.seg.CleanerFloor()
 	// pick lists the candidates, the emptiest first.
 	pick := func() {
 		cands = cands[:0]

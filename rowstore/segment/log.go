@@ -132,12 +132,10 @@ type Log struct {
 	// share one numbering: numbers only grow).
 	nextNum atomic.Uint64
 
-	// spare is the foreground's next segment, created ahead in the
-	// background while SetPrecreate is on, so a rotation does not wait for
-	// the creation's two fsyncs (file, directory) with appends held; under
-	// appendMu.
+	// precreate: each stream's next segment is created ahead in the
+	// background (stream.spare), so a rotation does not wait for the
+	// creation's two fsyncs (file, directory) with appends held.
 	precreate atomic.Bool
-	spare     *spareSegment
 }
 
 // stream is one append stream of the log (see "Two append streams" in the
@@ -147,6 +145,10 @@ type stream struct {
 	flags    uint16 // file header flags of its segments
 	active   *segFile
 	wbufFree []byte
+	// spare is the stream's next segment, created ahead while SetPrecreate
+	// is on; its number is taken when it is started, so a stream's
+	// segments are still numbered in the order it writes them.
+	spare *spareSegment
 }
 
 // allocNum returns a new segment number.
@@ -247,6 +249,22 @@ func (l *Log) CleanerTail() Pos {
 		return Pos{}
 	}
 	return Pos{Segment: l.cl.active.num, Offset: l.cl.active.size.Load()}
+}
+
+// CleanerFloor is the lowest number the cleaner stream may still append
+// to: its active segment's, else its spare's, else NextNumber. Every
+// segment numbered at or above it that is the cleaner's was (or will be)
+// started after the call.
+func (l *Log) CleanerFloor() uint64 {
+	l.clMu.Lock()
+	defer l.clMu.Unlock()
+	if a := l.cl.active; a != nil {
+		return a.num
+	}
+	if sp := l.cl.spare; sp != nil {
+		return sp.num
+	}
+	return l.nextNum.Load()
 }
 
 // NextNumber is the number the next segment created will get: every
@@ -362,12 +380,14 @@ func (l *Log) Close() error {
 	defer l.appendMu.Unlock()
 	l.clMu.Lock()
 	defer l.clMu.Unlock()
-	if sp := l.spare; sp != nil {
-		// Its file stays: it holds no record, and Open drops it.
-		l.spare = nil
-		<-sp.done
-		if sp.err == nil {
-			sp.f.Close()
+	for _, st := range []*stream{&l.fg, &l.cl} {
+		if sp := st.spare; sp != nil {
+			// Its file stays: it holds no record, and Open drops it.
+			st.spare = nil
+			<-sp.done
+			if sp.err == nil {
+				sp.f.Close()
+			}
 		}
 	}
 	l.mu.Lock()

@@ -39,22 +39,23 @@ func (l *Log) createSegment(n uint64, flags uint16) (vfs.File, error) {
 	return f, nil
 }
 
-// SetPrecreate turns on (or off) creating the foreground's next segment in
-// the background while the active one fills. A spare file left by a crash
+// SetPrecreate turns on (or off) creating each stream's next segment in
+// the background while its active one fills. A spare file left by a crash
 // holds no record (header only): Open drops it.
 func (l *Log) SetPrecreate(on bool) {
 	l.precreate.Store(on)
 }
 
-// takeSpare returns the pre-created file of the foreground's next segment
-// and its number, if there is one (appendMu held). Its number was taken
-// when it was started, so it is above every foreground segment before it.
-func (l *Log) takeSpare() (uint64, vfs.File) {
-	sp := l.spare
+// takeSpare returns the pre-created file of the stream's next segment and
+// its number, if there is one (the stream's append lock held). Its number
+// was taken when it was started, so it is above every segment of the
+// stream before it.
+func (l *Log) takeSpare(st *stream) (uint64, vfs.File) {
+	sp := st.spare
 	if sp == nil {
 		return 0, nil
 	}
-	l.spare = nil
+	st.spare = nil
 	<-sp.done
 	if sp.err != nil {
 		return 0, nil
@@ -62,31 +63,27 @@ func (l *Log) takeSpare() (uint64, vfs.File) {
 	return sp.num, sp.f
 }
 
-// prepareSpare starts creating the foreground's next segment in the
-// background (appendMu held).
-func (l *Log) prepareSpare() {
-	if !l.precreate.Load() || l.spare != nil {
+// prepareSpare starts creating the stream's next segment in the background
+// (the stream's append lock held).
+func (l *Log) prepareSpare(st *stream) {
+	if !l.precreate.Load() || st.spare != nil {
 		return
 	}
 	sp := &spareSegment{num: l.allocNum(), done: make(chan struct{})}
-	l.spare = sp
+	st.spare = sp
 	go func() {
 		defer close(sp.done)
-		sp.f, sp.err = l.createSegment(sp.num, 0)
+		sp.f, sp.err = l.createSegment(sp.num, st.flags)
 	}()
 }
 
-// startSegment creates a segment for stream st (or takes the foreground's
-// pre-created file), numbered after every segment so far, and makes it the
+// startSegment creates a segment for stream st (or takes its pre-created
+// file), numbered after every segment so far, and makes it the
 // stream's active one; prev, if not nil, is the sync of the stream's
 // segment before it, which must end before a byte of this one is written
 // (see sealSync). The caller holds the stream's append lock (or is Open).
 func (l *Log) startSegment(st *stream, prev *sealSync) error {
-	var n uint64
-	var f vfs.File
-	if st == &l.fg {
-		n, f = l.takeSpare()
-	}
+	n, f := l.takeSpare(st)
 	if f == nil {
 		n = l.allocNum()
 		var err error
@@ -94,9 +91,7 @@ func (l *Log) startSegment(st *stream, prev *sealSync) error {
 			return fmt.Errorf("create segment %d: %w", n, err)
 		}
 	}
-	if st == &l.fg {
-		defer l.prepareSpare()
-	}
+	defer l.prepareSpare(st)
 	// The gathering buffer moves from segment to segment: a sealed segment
 	// keeps none (hundreds of sealed segments would otherwise hold a MiB
 	// each), and the new one does not grow its own append by append.
