@@ -392,7 +392,7 @@
 // file header version 2 (the stream flag); old stores open unchanged
 // (TestFixture*). Measured, 256 MiB, 10 passes, main's binary (7e801ae)
 // and this branch's interleaved, one pair each at a time, on the shared
-// machine (load: the 1-minute average at the start of each pair; idle:
+// machine (load: the 1-minute average at the start and end of each pair; idle:
 // the machine's idle CPU during the run with the cleaner):
 //
 //	time   build  MB/s without/with (ratio)  max segs/live  moved/written  throttled s  idle with  load
