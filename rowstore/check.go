@@ -508,6 +508,7 @@ var errStopCheck = errors.New("check: time is up")
 func (s *Store) checkLog(ctx context.Context, from uint64, deadline time.Time, probs *[]CheckProblem, rep *CheckReport) (*checkCursor, error) {
 	var found []CheckProblem
 	active := s.seg.Active()
+	cleanerActive := s.seg.CleanerActive() // a record in it is legal, its tail unfinished too
 	for _, si := range s.seg.Segments() {
 		if si.Number < from {
 			continue
@@ -518,7 +519,7 @@ func (s *Store) checkLog(ctx context.Context, from uint64, deadline time.Time, p
 		if !deadline.IsZero() && time.Now().After(deadline) {
 			return &checkCursor{Layer: math.MaxUint64, Block: si.Number}, nil
 		}
-		bad, n, err := s.checkSegment(si, si.Number == active, nil)
+		bad, n, err := s.checkSegment(si, si.Number == active || si.Number == cleanerActive, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -108,37 +108,30 @@ func (m *mover) flush() error {
 	return nil
 }
 
-// relocateBatch appends copies of encoded records (raws), under one hold of
-// the append lock. On an error the positions of the records appended
-// before it are returned with it. A batch that fails for lack of space
-// gives the reserve back and is tried once more from the record that
-// failed.
+// relocateBatch appends copies of encoded records (raws) to the cleaner's
+// own append stream (segment.AppendCleanerRawBatch: not under appendMu, so
+// the foreground's appends never wait behind the cleaner's, and a
+// foreground commit's log sync never carries the copies; the finisher
+// syncs them with SyncCleaner before the index names them). On an error
+// the positions of the records appended before it are returned with it. A
+// batch that fails for lack of space gives the reserve back and is tried
+// once more from the record that failed.
 func (s *Store) relocateBatch(raws [][]byte, pos []segment.Pos) ([]segment.Pos, error) {
 	start := len(pos)
-	pos, err := s.appendBatch(raws, pos)
+	pos, err := s.seg.AppendCleanerRawBatch(raws, pos)
 	if err != nil && isNoSpace(err) && s.releaseReserve("gc must move records") {
-		pos, err = s.appendBatch(raws[len(pos)-start:], pos)
+		pos, err = s.seg.AppendCleanerRawBatch(raws[len(pos)-start:], pos)
 	}
 	return pos, err
 }
 
-// relocate appends a copy of a record, keeping its sequence number.
+// relocate appends a copy of a record to the foreground stream, keeping its
+// sequence number (repair: its callers sync with segment.Log.Sync).
 func (s *Store) relocate(r *segment.Record) (segment.Pos, error) {
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
 	pos, err := s.seg.Append(r)
 	if err == nil {
-		s.dirty = true
-	}
-	return pos, err
-}
-
-func (s *Store) appendBatch(raws [][]byte, pos []segment.Pos) ([]segment.Pos, error) {
-	s.appendMu.Lock()
-	defer s.appendMu.Unlock()
-	n := len(pos)
-	pos, err := s.seg.AppendRawBatch(raws, pos)
-	if len(pos) > n {
 		s.dirty = true
 	}
 	return pos, err

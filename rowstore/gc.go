@@ -415,11 +415,15 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 	var total int64
 	var cands []segment.SegmentInfo
 	taken := map[uint64]bool{} // handed to moveSegments this round
+	// The cleaner stream's segments from its active one (or its spare) at
+	// the start of the round on are never candidates this round: they receive its
+	// copies, which the index names only once their batch is finished.
+	cleanFloor := s.seg.CleanerFloor()
 	// pick lists the candidates, the emptiest first.
 	pick := func() {
 		cands = cands[:0]
 		for _, si := range s.seg.Segments() {
-			if si.Number >= active || taken[si.Number] {
+			if si.Number >= active || taken[si.Number] || si.Cleaner && si.Number >= cleanFloor {
 				continue
 			}
 			limit := s.opts.CleanBelow
@@ -787,15 +791,32 @@ func (s *Store) moveSegments(nums []uint64, livePos map[uint64]map[int64]struct{
 	return moved, mv.moves, nil
 }
 
-// finishMoves is the second half of cleanSegments: it syncs the log,
-// repoints the index to the copies, syncs the index and removes the
-// segments (gcMu held). Durability order: the copies are synced before the
-// index names them, and the index is synced before the old records go.
+// finishMoves is the second half of cleanSegments: it syncs the cleaner
+// stream (the copies), repoints the index to the copies, syncs the index
+// and removes the segments (gcMu held). Durability order: the copies are
+// synced before the index names them, and the index is synced before the
+// old records go.
 func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
 	t0 := time.Now()
 	var tRepointed, tIdx time.Time
-	if err := s.seg.Sync(); err != nil {
+	// The cleaner stream's tail before its sync: every copy moved so far is
+	// before it, and durable once the sync returns. It goes to the index
+	// (the mark) before the repoints that name those copies, so a crash
+	// that keeps a repoint keeps the mark, and Open never cuts a copy the
+	// index names as a torn tail (segment.Options.CleanerDurable).
+	mark := s.seg.CleanerTail()
+	if err := s.seg.SyncCleaner(); err != nil {
 		return err
+	}
+	if mark.Segment != 0 {
+		b := s.idx.NewBatch()
+		if err := b.SetCleanerMark(index.CleanerMark{Segment: mark.Segment, Offset: mark.Offset}); err != nil {
+			b.Cancel()
+			return err
+		}
+		if err := b.Flush(); err != nil {
+			return err
+		}
 	}
 	s.cleaner.stage("log synced")
 	tSynced := time.Now()
@@ -843,9 +864,13 @@ func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
 		// no longer points into these segments (synced above), so one a
 		// crash brings back is all dead copies, removed again by a later
 		// round; the next segment created syncs the directory anyway.
-		return s.seg.RemoveSegmentsUnsynced(gone)
+		err := s.seg.RemoveSegmentsUnsynced(gone)
+		s.cleaner.stage("removed")
+		return err
 	}
-	return s.seg.RemoveSegments(gone)
+	err := s.seg.RemoveSegments(gone)
+	s.cleaner.stage("removed")
+	return err
 }
 
 // repoint moves index entries from old to new record positions, unless the

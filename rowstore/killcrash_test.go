@@ -709,7 +709,8 @@ func killRound(t *testing.T, seed int64, st *killStats) {
 	}
 	defer s2.Close()
 	m.check(t, s2, what)
-	mustExclusive(t, s2, what) // exclusive figures (exclusive.go)
+	mustExclusive(t, s2, what)  // exclusive figures (exclusive.go)
+	mustCheckClean(t, s2, what) // both streams' tails recovered, every record sound
 	for _, d := range m.data {
 		st.blocks += len(d) / bs
 	}

@@ -164,6 +164,13 @@ func (s *Store) dropBadSegments(nums []uint64) ([]uint64, error) {
 			break
 		}
 	}
+	for _, n := range nums {
+		if n == s.seg.CleanerActive() { // the cleaner stream's: sealed, so it can go
+			if err := s.seg.SealCleaner(); err != nil {
+				return nil, err
+			}
+		}
+	}
 	infos := map[uint64]segment.SegmentInfo{}
 	for _, si := range s.seg.Segments() {
 		infos[si.Number] = si

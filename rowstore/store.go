@@ -352,7 +352,14 @@ func (s *Store) openLocked(dir string, opts Options) error {
 		return err
 	}
 	var cp index.Checkpoint
-	if err := s.idx.View(func(t *index.Txn) error { cp, err = t.Checkpoint(); return err }); err != nil {
+	var mark index.CleanerMark // the cleaner stream's (gc.go, finishMoves)
+	if err := s.idx.View(func(t *index.Txn) error {
+		if cp, err = t.Checkpoint(); err != nil {
+			return err
+		}
+		mark, err = t.CleanerMark()
+		return err
+	}); err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
 	if later {
@@ -361,7 +368,8 @@ func (s *Store) openLocked(dir string, opts Options) error {
 		}
 	}
 	s.seg, err = segment.Open(s.fs, path.Join(dir, "segments"), segment.Options{SegmentSize: opts.SegmentSize, Logger: s.log,
-		Durable: segment.Pos{Segment: cp.Segment, Offset: cp.Offset},
+		Durable:        segment.Pos{Segment: cp.Segment, Offset: cp.Offset},
+		CleanerDurable: segment.Pos{Segment: mark.Segment, Offset: mark.Offset},
 		OnCorrupt: func(e *segment.CorruptError) {
 			s.corruptMu.Lock()
 			s.corruptSegs[e.Segment] = true

@@ -16,6 +16,28 @@
 // full disk fails Append or Sync, loses nothing appended, and works again
 // once space is freed.
 //
+// # Two append streams
+//
+// The log has two append streams, each with its own active segment,
+// gathering buffer, append lock and chain of background seal syncs: the
+// foreground's (Append, AppendBatch, AppendRawBatch, Sync, Rotate, Tail,
+// Active) and the cleaner's (AppendCleanerRawBatch, SyncCleaner,
+// SealCleaner, CleanerTail, CleanerActive), which the engine's cleaner
+// moves live records into. Sync never syncs the cleaner stream nor waits
+// for its appends, and the cleaner's appends never take the foreground's
+// append lock. Both streams share one numbering (a segment of either is
+// numbered after every segment created before it), so segment order is no
+// longer append order: the cleaner's active segment may be numbered below
+// foreground segments written after it, and above them. What still holds
+// is per stream: a stream's segments are numbered in the order it wrote
+// them, and each but its last was synced in full before its successor got
+// a byte. The engine copes with the rest (records keep their sequence
+// numbers; replay and rebuild keep the highest per key whatever the
+// order; see package rowstore). The cleaner stream's segments carry
+// FlagCleanerStream in their file header (format version 2) so Open can
+// tell the two tails apart; its first segment is created at its first
+// append (Open never continues an old one).
+//
 // # Files
 //
 // A log is one directory of segment files named %016x.seg after their
@@ -28,8 +50,8 @@
 //	| offset | len | field                                      |
 //	+--------+-----+--------------------------------------------+
 //	|      0 |   8 | magic "SNAPSEG\x00"                        |
-//	|      8 |   2 | format version (uint16, = 1)               |
-//	|     10 |   2 | flags (0)                                  |
+//	|      8 |   2 | format version (uint16, = 2; 1 is read)    |
+//	|     10 |   2 | flags (bit 0: cleaner stream; version 1: 0)|
 //	|     12 |   4 | reserved (0)                               |
 //	|     16 |   8 | segment number (uint64)                    |
 //	|     24 |   4 | reserved (0)                               |
@@ -69,19 +91,27 @@
 //
 // # Versions
 //
-// Format versions only move up. A file header with a version newer than
-// this package's Version makes Open (and reading that segment) fail with an
-// error wrapping ErrIncompatible; a record with a newer version is a decode
+// Format versions only move up. The file header and the records have
+// their own (FileVersion, Version). File format 2 (the cleaner stream's
+// flag) is written for every new segment; version-1 files (flags 0, all
+// of a store written before it) are read as foreground segments, so old
+// stores open unchanged; an older build refuses a version-2 file
+// (ErrIncompatible) rather than take a cleaner segment's torn tail for
+// corruption. Unknown flags are corruption. A file header with a version
+// newer than this package's FileVersion makes Open (and reading that
+// segment) fail with an error wrapping ErrIncompatible; a record with a newer version is a decode
 // error wrapping both ErrCorrupt and ErrIncompatible, and is never truncated
 // away as a torn tail. A newer format is refused, never misread. Unknown kinds
 // and lengths over the limit are corruption.
 //
 // # Invariants
 //
-//   - Every segment but the last one was synced in full before a record was
-//     written to its successor, and its header was synced before any record
-//     was written. So after a crash only the last segment that holds a record
-//     can end in a torn record. The sync of a segment sealed by rotation
+//   - Per stream: every segment of a stream but its last one was synced in
+//     full before a record was written to the stream's next segment, and
+//     every header was synced before any record was written. So after a
+//     crash only each stream's last segment that holds a record can end in
+//     a torn record: two tails at most (the cleaner's may be numbered
+//     before or after the foreground's). The sync of a segment sealed by rotation
 //     runs in the background (the appender that rotates does not wait for
 //     it): the successor gathers its records in memory meanwhile (up to
 //     3 MiB) and its first write to the file waits for that sync, as do
@@ -89,8 +119,10 @@
 //     failed one breaks the Log like a failed Sync. (With SetPrecreate on, the successor's file,
 //     header only, is created ahead in the background; files after the last
 //     one holding a record hold none.)
-//   - A segment is appended to by one Log only, and never again after the
-//     Log that wrote it is gone: Open always starts a new segment.
+//   - A segment is appended to by one Log only, by one stream, and never
+//     again after the Log that wrote it is gone: Open always starts a new
+//     foreground segment, and the cleaner stream a new one at its first
+//     append.
 //   - A record is written with a single write at the end of the active
 //     segment; a failed write is truncated away, or else the Log refuses
 //     further writes until reopened. A failed Sync also breaks the Log (the
@@ -100,19 +132,25 @@
 //
 // # Torn tail
 //
-// Open scans the last segment from its header, stops at the first record
-// that is short or fails to decode, truncates the file there and syncs it
-// (it syncs it even when nothing was cut, because what it read may only have
-// been in the page cache). Files at the end that hold no record (header only,
-// or a header torn by a crash during its creation: a segment created ahead,
-// or one started just before the crash) are removed first, so the segment
-// scanned is the last one that holds a record; a last segment holding no
-// record is removed too. Then a new segment is started, numbered after the
-// highest file found (numbers are never reused). A bad record before
-// Options.Durable (an earlier segment, or the synced part of this one) is
-// corruption, not a torn write. If Options.Durable says the bad record lies in the
-// synced part of the segment, it is corruption, not a torn write: the
-// segment is kept whole and the error logged.
+// Open first removes every file that holds no record (header only, or a
+// header torn by a crash during its creation: a foreground segment created
+// ahead, one started just before the crash, or the cleaner stream's;
+// with two streams such a file may lie between segments that hold
+// records). Then it finds each stream's last segment holding a record,
+// reading file headers from the highest number down until it has both (a
+// version-1 header is the foreground's; a bad header on the highest
+// segment is corruption, as before, one further down is left to reads and
+// check to report). Each of the two is scanned from its header; at the
+// first record that is short or fails to decode the file is truncated and
+// synced (it is synced even when nothing was cut, because what it read may
+// only have been in the page cache), unless that record lies before the
+// stream's durable position: Options.Durable for the foreground (the
+// engine's checkpoint), Options.CleanerDurable for the cleaner stream (the
+// engine's mark, written to the index before it names a copy). A bad
+// record before it is corruption, not a torn write: the segment is kept
+// whole and the error logged. A stream's last segment that holds no record
+// once cut is removed. Then a new foreground segment is started, numbered
+// after the highest file found (numbers are never reused).
 //
 // # Corruption
 //

@@ -43,6 +43,10 @@ package segment
 //   - A rotation's sync of the old segment runs in the background (package
 //     doc, Invariants): Append, AppendBatch and Rotate no longer wait for an
 //     fsync; Sync, Close and the next segment's first write do.
+//   - The cleaner stream (package doc, "Two append streams"):
+//     AppendCleanerRawBatch, SyncCleaner, SealCleaner, CleanerTail,
+//     CleanerActive, NextNumber, SegmentInfo.Cleaner and
+//     Options.CleanerDurable; FileVersion 2 and FlagCleanerStream.
 
 // The Log: its state, naming of segment files, sizes, removal and Close.
 
@@ -76,6 +80,11 @@ type Options struct {
 	// engine's checkpoint). Open treats a bad record before it, in the last
 	// segment, as corruption to report rather than a torn tail to cut.
 	Durable Pos
+	// CleanerDurable is Durable for the cleaner stream (the engine's mark,
+	// written before the index names a copy in it): Open treats a bad
+	// record before it, in the cleaner stream's last segment, as
+	// corruption; past it, as a torn tail.
+	CleanerDurable Pos
 	// OnCorrupt, if set, is called for every corrupt record Scan skips.
 	OnCorrupt func(*CorruptError)
 }
@@ -84,6 +93,10 @@ type Options struct {
 type SegmentInfo struct {
 	Number uint64
 	Size   int64
+	// Cleaner: a segment of the cleaner stream, as far as this Log knows:
+	// set for those it created and for the cleaner's last segment Open
+	// recovered (Open does not read every header).
+	Cleaner bool
 }
 
 // Log is the append-only log in one directory. Append and Sync are safe for
@@ -97,28 +110,49 @@ type Log struct {
 	log       *slog.Logger
 	onCorrupt func(*CorruptError)
 	durable   Pos
+	clDurable Pos
 	clock     atomic.Int64 // counts reads, for segFile.used
 
-	// appendMu serializes Append, Rotate and Close. INVARIANT: active is
-	// replaced only with both appendMu and mu held.
+	// appendMu serializes Append, Rotate and Close (the foreground
+	// stream); clMu the cleaner stream's appends (AppendCleanerRawBatch,
+	// SealCleaner; Close takes both, appendMu first). INVARIANT: a
+	// stream's active is replaced only with its append lock and mu held.
 	appendMu sync.Mutex
+	clMu     sync.Mutex
 
 	mu     sync.RWMutex
 	segs   map[uint64]*segFile
 	order  []uint64 // segment numbers, ascending
-	active *segFile
+	fg     stream   // the foreground stream (Append); its active is never nil once open
+	cl     stream   // the cleaner stream; active nil until its first append
 	closed bool
 	err    error // sticky write-path error
 
-	// spare is the next segment, created ahead in the background while
-	// SetPrecreate is on, so a rotation does not wait for the creation's
-	// two fsyncs (file, directory) with appends held; under appendMu.
+	// nextNum is the number the next segment created gets (both streams
+	// share one numbering: numbers only grow).
+	nextNum atomic.Uint64
+
+	// precreate: each stream's next segment is created ahead in the
+	// background (stream.spare), so a rotation does not wait for the
+	// creation's two fsyncs (file, directory) with appends held.
 	precreate atomic.Bool
-	spare     *spareSegment
-	// wbufFree is the gathering buffer of the segment sealed last, for the
-	// next one; under appendMu.
-	wbufFree []byte
 }
+
+// stream is one append stream of the log (see "Two append streams" in the
+// package doc): its active segment and the gathering buffer of the segment
+// it sealed last (for the next one), both under the stream's append lock.
+type stream struct {
+	flags    uint16 // file header flags of its segments
+	active   *segFile
+	wbufFree []byte
+	// spare is the stream's next segment, created ahead while SetPrecreate
+	// is on; its number is taken when it is started, so a stream's
+	// segments are still numbered in the order it writes them.
+	spare *spareSegment
+}
+
+// allocNum returns a new segment number.
+func (l *Log) allocNum() uint64 { return l.nextNum.Add(1) - 1 }
 
 // spareSegment is a segment file being created ahead of its use: num's file
 // (header only, synced, directory synced) once done is closed, unless err.
@@ -172,7 +206,7 @@ func (l *Log) usable() error {
 func (l *Log) Tail() Pos {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return Pos{Segment: l.active.num, Offset: l.active.size.Load()}
+	return Pos{Segment: l.fg.active.num, Offset: l.fg.active.size.Load()}
 }
 
 // Segments lists the segment numbers and their sizes, oldest first.
@@ -181,17 +215,64 @@ func (l *Log) Segments() []SegmentInfo {
 	defer l.mu.RUnlock()
 	out := make([]SegmentInfo, 0, len(l.order))
 	for _, n := range l.order {
-		out = append(out, SegmentInfo{Number: n, Size: l.segs[n].size.Load()})
+		s := l.segs[n]
+		out = append(out, SegmentInfo{Number: n, Size: s.size.Load(), Cleaner: s.cleaner})
 	}
 	return out
 }
 
-// Active returns the number of the segment being appended to.
+// Active returns the number of the segment being appended to (the
+// foreground stream's: Append).
 func (l *Log) Active() uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return l.active.num
+	return l.fg.active.num
 }
+
+// CleanerActive returns the number of the cleaner stream's active segment,
+// 0 if it has none (before its first append, after SealCleaner).
+func (l *Log) CleanerActive() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.cl.active == nil {
+		return 0
+	}
+	return l.cl.active.num
+}
+
+// CleanerTail is Tail of the cleaner stream (the zero Pos while it has no
+// active segment): SyncCleaner makes every record before it durable.
+func (l *Log) CleanerTail() Pos {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.cl.active == nil {
+		return Pos{}
+	}
+	return Pos{Segment: l.cl.active.num, Offset: l.cl.active.size.Load()}
+}
+
+// CleanerFloor is the lowest number the cleaner stream may still append
+// to: its active segment's, else its spare's, else NextNumber. Every
+// segment numbered at or above it that is the cleaner's was (or will be)
+// started after the call.
+func (l *Log) CleanerFloor() uint64 {
+	l.clMu.Lock()
+	defer l.clMu.Unlock()
+	if a := l.cl.active; a != nil {
+		return a.num
+	}
+	if sp := l.cl.spare; sp != nil {
+		return sp.num
+	}
+	return l.nextNum.Load()
+}
+
+// NextNumber is the number the next segment created will get: every
+// segment created from now on, of either stream, is numbered at or above it.
+func (l *Log) NextNumber() uint64 { return l.nextNum.Load() }
+
+// isActive reports whether s is a stream's active segment (mu held).
+func (l *Log) isActive(s *segFile) bool { return s == l.fg.active || s == l.cl.active }
 
 // Bytes is the sum of the segments' sizes (what Segments lists), kept as
 // records are appended and segments removed: cheap enough for every write.
@@ -265,7 +346,7 @@ func (l *Log) remove(segment uint64) error {
 	case !ok:
 		l.mu.Unlock()
 		return fmt.Errorf("segment: remove segment %d: %w", segment, fs.ErrNotExist)
-	case s == l.active:
+	case l.isActive(s):
 		l.mu.Unlock()
 		return fmt.Errorf("segment: remove segment %d: %w: it is the active segment", segment, fs.ErrInvalid)
 	}
@@ -292,17 +373,21 @@ func (l *Log) remove(segment uint64) error {
 	return nil
 }
 
-// Close syncs and closes. It returns the sticky error if the log had failed.
-// Closing a closed log does nothing.
+// Close syncs and closes (both streams' active segments). It returns the
+// sticky error if the log had failed. Closing a closed log does nothing.
 func (l *Log) Close() error {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
-	if sp := l.spare; sp != nil {
-		// Its file stays: it holds no record, and Open drops it.
-		l.spare = nil
-		<-sp.done
-		if sp.err == nil {
-			sp.f.Close()
+	l.clMu.Lock()
+	defer l.clMu.Unlock()
+	for _, st := range []*stream{&l.fg, &l.cl} {
+		if sp := st.spare; sp != nil {
+			// Its file stays: it holds no record, and Open drops it.
+			st.spare = nil
+			<-sp.done
+			if sp.err == nil {
+				sp.f.Close()
+			}
 		}
 	}
 	l.mu.Lock()
@@ -311,18 +396,24 @@ func (l *Log) Close() error {
 		return nil
 	}
 	var err error
-	if l.err != nil {
-		err = fmt.Errorf("segment: close %s: log failed earlier: %w", l.dir, l.err)
-		if l.active != nil {
-			_ = l.active.prev.wait() // no seal may sync a file closed below
+	for _, a := range []*segFile{l.fg.active, l.cl.active} {
+		if a == nil {
+			continue
 		}
-	} else if perr := l.active.prev.wait(); perr != nil { // the sealed segments' syncs
-		err = perr
-	} else {
-		if ferr := l.active.flush(); ferr != nil {
-			err = fmt.Errorf("segment: write segment %d: %w", l.active.num, ferr)
-		} else if serr := l.active.f.Sync(); serr != nil {
-			err = fmt.Errorf("segment: sync segment %d: %w", l.active.num, serr)
+		if l.err != nil {
+			_ = a.prev.wait() // no seal may sync a file closed below
+			if err == nil {
+				err = fmt.Errorf("segment: close %s: log failed earlier: %w", l.dir, l.err)
+			}
+		} else if perr := a.prev.wait(); perr != nil { // the sealed segments' syncs
+			err = perr
+		} else if ferr := a.flush(); ferr != nil {
+			err = fmt.Errorf("segment: write segment %d: %w", a.num, ferr)
+		} else if serr := a.f.Sync(); serr != nil {
+			err = fmt.Errorf("segment: sync segment %d: %w", a.num, serr)
+		}
+		if err != nil && l.err == nil {
+			l.err = err // the other stream's active is only waited for
 		}
 	}
 	l.closed = true

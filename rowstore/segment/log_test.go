@@ -347,11 +347,11 @@ func TestIncompatibleVersion(t *testing.T) {
 	l.Close()
 	name, _ := lastSegPath(t, dir)
 	b, _ := os.ReadFile(name)
-	b[8] = 2
+	b[8] = FileVersion + 1
 	binary.LittleEndian.PutUint32(b[28:], crc32.Checksum(b[:28], castagnoli))
 	os.WriteFile(name, b, 0o644)
 	if _, err := Open(vfs.Default, dir, Options{}); !errors.Is(err, ErrIncompatible) {
-		t.Fatalf("Open of a version-2 segment: %v", err)
+		t.Fatalf("Open of a version-%d segment: %v", FileVersion+1, err)
 	}
 }
 

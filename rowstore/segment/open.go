@@ -12,12 +12,15 @@ import (
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
-// Open opens (creating dir and segment 1 if empty) the log in dir. It finds the
-// valid end of the LAST segment by scanning it, truncates a torn or corrupt
-// tail there (syncing the truncation), and then starts appending to a NEW
-// segment (so a partially written segment is never appended to again). Older
-// segments are not scanned here. A segment whose file header is from a newer
-// format version is an error wrapping ErrIncompatible.
+// Open opens (creating dir and a first segment if empty) the log in dir. It
+// finds the last segment of each stream holding a record (the foreground's
+// and the cleaner's: see "Two append streams" in the package doc), finds
+// the valid end of each by scanning it, truncates a torn or corrupt tail
+// there (syncing the truncation), and then starts appending to a NEW
+// foreground segment (so a partially written segment is never appended to
+// again); the cleaner stream starts a new segment at its first append.
+// Older segments are not scanned here. A segment whose file header is from
+// a newer format version is an error wrapping ErrIncompatible.
 func Open(fsys vfs.FS, dir string, opts Options) (*Log, error) {
 	if opts.SegmentSize <= 0 {
 		opts.SegmentSize = DefaultSegmentSize
@@ -32,6 +35,8 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Log, error) {
 		segs:      map[uint64]*segFile{},
 		onCorrupt: opts.OnCorrupt,
 		durable:   opts.Durable,
+		clDurable: opts.CleanerDurable,
+		cl:        stream{flags: FlagCleanerStream},
 	}
 	l.segSize.Store(opts.SegmentSize)
 	if err := l.open(); err != nil {
@@ -69,34 +74,52 @@ func (l *Log) open() error {
 		l.order = append(l.order, n)
 	}
 	slices.Sort(l.order)
-	if len(l.order) == 0 {
-		return l.startSegment(1, nil)
-	}
-	// Trailing files that hold no record (a segment created ahead of its
-	// use, see SetPrecreate, or one created just before a crash) go first:
-	// the segment before them is the one whose tail must be recovered.
 	// Numbers are never reused: the next segment follows the highest one.
-	next := l.order[len(l.order)-1] + 1
-	for len(l.order) > 1 {
-		n := l.order[len(l.order)-1]
+	l.nextNum.Store(1)
+	if len(l.order) > 0 {
+		l.nextNum.Store(l.order[len(l.order)-1] + 1)
+	}
+	// Files that hold no record (a segment created ahead of its use, see
+	// SetPrecreate, or one created just before a crash, by either stream:
+	// with two streams such a file may lie before segments that hold
+	// records) go first: each stream's last segment holding a record is
+	// the one whose tail must be recovered.
+	removed := false
+	for _, n := range slices.Clone(l.order) {
 		if l.segs[n].size.Load() > FileHeaderSize {
-			break
+			continue
+		}
+		if size := l.segs[n].size.Load(); size < FileHeaderSize {
+			l.log.Warn("segment: dropping segment with a torn header", "segment", n, "size", size)
 		}
 		if err := l.fs.Remove(l.path(n)); err != nil {
 			return err
 		}
 		delete(l.segs, n)
-		l.order = l.order[:len(l.order)-1]
+		l.order = slices.DeleteFunc(l.order, func(m uint64) bool { return m == n })
+		removed = true
 	}
-	last := l.segs[l.order[len(l.order)-1]]
-	empty, err := l.recoverTail(last)
+	fgLast, clLast, err := l.streamLasts()
 	if err != nil {
 		return err
 	}
-	if err := l.startSegment(next, nil); err != nil {
+	var drop []*segFile
+	for _, last := range []*segFile{fgLast, clLast} {
+		if last == nil {
+			continue
+		}
+		empty, err := l.recoverTail(last)
+		if err != nil {
+			return err
+		}
+		if empty {
+			drop = append(drop, last)
+		}
+	}
+	if err := l.startSegment(&l.fg, nil); err != nil {
 		return err
 	}
-	if empty {
+	for _, last := range drop {
 		// Replaced by the new segment: drop it, and make that durable.
 		if last.f != nil {
 			last.f.Close()
@@ -107,6 +130,9 @@ func (l *Log) open() error {
 		}
 		delete(l.segs, last.num)
 		l.order = slices.DeleteFunc(l.order, func(n uint64) bool { return n == last.num })
+		removed = true
+	}
+	if removed {
 		if err := l.fs.SyncDir(l.dir); err != nil {
 			return err
 		}
@@ -114,20 +140,66 @@ func (l *Log) open() error {
 	return nil
 }
 
-// recoverTail opens the last segment read-write, finds the end of its valid
-// records and truncates anything after it. It reports whether the segment
-// holds no record at all (its header may even be torn).
+// streamLasts finds the last segment of each stream (by the flags of the
+// file headers, read from the highest number down until both are found;
+// a version-1 header is the foreground's). The headers read are kept open
+// (read-write) for recoverTail. A bad header on the highest segment is
+// corruption, as before there were two streams (recoverTail reports it,
+// or drops a header-only file); one further down names no stream and is
+// left to reads and check to report.
+func (l *Log) streamLasts() (fg, cl *segFile, err error) {
+	h := make([]byte, FileHeaderSize)
+	for i := len(l.order) - 1; i >= 0 && (fg == nil || cl == nil); i-- {
+		s := l.segs[l.order[i]]
+		f, err := l.fs.OpenReadWrite(l.path(s.num))
+		if err != nil {
+			return nil, nil, err
+		}
+		_, rerr := f.ReadAt(h, 0)
+		herr := rerr
+		if rerr == nil || rerr == io.EOF {
+			herr = checkFileHeader(h, s.num)
+		}
+		switch {
+		case herr == nil && headerFlags(h)&FlagCleanerStream != 0:
+			if cl != nil {
+				f.Close()
+				continue
+			}
+			s.cleaner = true
+			cl = s
+		case herr == nil:
+			if fg != nil {
+				f.Close()
+				continue
+			}
+			fg = s
+		case errors.Is(herr, ErrIncompatible):
+			f.Close()
+			return nil, nil, fmt.Errorf("segment %d: %w", s.num, herr)
+		case i == len(l.order)-1:
+			fg = s // recoverTail reports it (or drops a torn header-only file)
+		default:
+			f.Close()
+			l.log.Info("segment: bad file header; reads of the segment will report it", "segment", s.num, "err", herr)
+			continue
+		}
+		s.f = f
+	}
+	return fg, cl, nil
+}
+
+// recoverTail finds the end of the valid records of a stream's last
+// segment (its file open read-write) and truncates anything after it. It
+// reports whether the segment holds no record at all (its header may even
+// be torn).
 func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 	size := s.size.Load()
 	if size < FileHeaderSize {
 		l.log.Warn("segment: dropping segment with a torn header", "segment", s.num, "size", size)
 		return true, nil
 	}
-	f, err := l.fs.OpenReadWrite(l.path(s.num))
-	if err != nil {
-		return false, err
-	}
-	s.f = f
+	f := s.f
 	h := make([]byte, FileHeaderSize)
 	if _, err := f.ReadAt(h, 0); err != nil && err != io.EOF {
 		return false, err
@@ -155,11 +227,17 @@ func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 			if errors.Is(decErr, ErrIncompatible) {
 				return false, &CorruptError{Segment: s.num, Offset: off, Err: decErr}
 			}
-			// Before Options.Durable the records were synced, so a bad
-			// record there is corruption, not a torn write: keep the
-			// segment whole (later records are acknowledged data) and
-			// report it. Past it, the first bad record starts a torn tail.
-			if s.num > l.durable.Segment || (s.num == l.durable.Segment && off >= l.durable.Offset) {
+			// Before the stream's durable position (Options.Durable for
+			// the foreground, CleanerDurable for the cleaner stream) the
+			// records were synced, so a bad record there is corruption,
+			// not a torn write: keep the segment whole (later records are
+			// acknowledged data, or copies the index names) and report
+			// it. Past it, the first bad record starts a torn tail.
+			durable := l.durable
+			if s.cleaner {
+				durable = l.clDurable
+			}
+			if s.num > durable.Segment || (s.num == durable.Segment && off >= durable.Offset) {
 				break // past what is known durable: a torn tail
 			}
 			next, err := r.nextValid(off)

@@ -21,7 +21,7 @@ func (l *Log) closeLRULocked() {
 			continue
 		}
 		open++
-		if s != l.active && s.seal.ended() && (victim == nil || s.used.Load() < victim.used.Load()) {
+		if !l.isActive(s) && s.seal.ended() && (victim == nil || s.used.Load() < victim.used.Load()) {
 			victim = s
 		}
 	}
@@ -76,7 +76,7 @@ func (l *Log) readAt(n uint64, p []byte, off int64) (int, error) {
 		if f := s.f; f != nil {
 			s.used.Store(l.clock.Add(1))
 			k := len(p)
-			if s == l.active {
+			if l.isActive(s) {
 				k = s.readBuffered(p, off)
 			}
 			var m int

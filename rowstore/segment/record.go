@@ -46,9 +46,21 @@ const (
 	// MaxPayload is the largest payload a record may carry (a 16 MiB block
 	// with room to spare); a larger length field is corruption.
 	MaxPayload = 16<<20 + 64
-	// Version is the format version this package writes, in the file header
-	// and in every record header. It only ever moves up.
+	// Version is the format version of records this package writes (every
+	// record header). It only ever moves up.
 	Version = 1
+	// FileVersion is the format version of the segment file header this
+	// package writes. Version 2 gives the header's flags a meaning
+	// (FlagCleanerStream); version 1 files (flags 0) are still read, as
+	// foreground segments. It only ever moves up.
+	FileVersion = 2
+)
+
+// File header flags (format version 2).
+const (
+	// FlagCleanerStream marks a segment of the cleaner's append stream
+	// (see "Two append streams" in the package doc).
+	FlagCleanerStream uint16 = 1
 )
 
 const (
@@ -199,14 +211,18 @@ func (e *CorruptError) Error() string {
 func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
 
 // fileHeader encodes the header of segment n.
-func fileHeader(n uint64) []byte {
+func fileHeader(n uint64, flags uint16) []byte {
 	h := make([]byte, FileHeaderSize)
 	copy(h, fileMagic)
-	binary.LittleEndian.PutUint16(h[8:], Version)
+	binary.LittleEndian.PutUint16(h[8:], FileVersion)
+	binary.LittleEndian.PutUint16(h[10:], flags)
 	binary.LittleEndian.PutUint64(h[16:], n)
 	binary.LittleEndian.PutUint32(h[28:], crc32.Checksum(h[:28], castagnoli))
 	return h
 }
+
+// headerFlags returns the flags of a header checkFileHeader accepted.
+func headerFlags(h []byte) uint16 { return binary.LittleEndian.Uint16(h[10:]) }
 
 // checkFileHeader verifies the header of segment n.
 func checkFileHeader(h []byte, n uint64) error {
@@ -219,11 +235,13 @@ func checkFileHeader(h []byte, n uint64) error {
 	if got, want := crc32.Checksum(h[:28], castagnoli), binary.LittleEndian.Uint32(h[28:]); got != want {
 		return fmt.Errorf("%w: file header checksum %#08x, want %#08x", ErrCorrupt, got, want)
 	}
-	if v := binary.LittleEndian.Uint16(h[8:]); v != Version {
-		if v > Version {
-			return fmt.Errorf("%w: file format version %d, this build reads %d", ErrIncompatible, v, Version)
-		}
+	switch v, fl := binary.LittleEndian.Uint16(h[8:]), binary.LittleEndian.Uint16(h[10:]); {
+	case v > FileVersion:
+		return fmt.Errorf("%w: file format version %d, this build reads %d", ErrIncompatible, v, FileVersion)
+	case v == 0:
 		return fmt.Errorf("%w: file format version %d", ErrCorrupt, v)
+	case v == 1 && fl != 0, fl&^FlagCleanerStream != 0:
+		return fmt.Errorf("%w: file header flags %#x in format version %d", ErrCorrupt, fl, v)
 	}
 	if got := binary.LittleEndian.Uint64(h[16:]); got != n {
 		return fmt.Errorf("%w: file header names segment %d", ErrCorrupt, got)

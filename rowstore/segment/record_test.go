@@ -106,8 +106,8 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestFileHeader(t *testing.T) {
-	h := fileHeader(0x1234)
-	if string(h[:8]) != "SNAPSEG\x00" || binary.LittleEndian.Uint16(h[8:]) != 1 || binary.LittleEndian.Uint64(h[16:]) != 0x1234 {
+	h := fileHeader(0x1234, 0)
+	if string(h[:8]) != "SNAPSEG\x00" || binary.LittleEndian.Uint16(h[8:]) != FileVersion || binary.LittleEndian.Uint64(h[16:]) != 0x1234 {
 		t.Fatalf("header % x", h)
 	}
 	if err := checkFileHeader(h, 0x1234); err != nil {
@@ -116,10 +116,32 @@ func TestFileHeader(t *testing.T) {
 	if err := checkFileHeader(h, 7); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("wrong number: %v", err)
 	}
-	h[8] = 2
-	binary.LittleEndian.PutUint32(h[28:], crc32.Checksum(h[:28], castagnoli))
+	reseal := func(h []byte) { binary.LittleEndian.PutUint32(h[28:], crc32.Checksum(h[:28], castagnoli)) }
+	c := fileHeader(0x1234, FlagCleanerStream)
+	if err := checkFileHeader(c, 0x1234); err != nil || headerFlags(c) != FlagCleanerStream {
+		t.Fatalf("cleaner stream header: %v, flags %#x", err, headerFlags(c))
+	}
+	// Version 1 (before two streams): flags must be 0.
+	v1 := fileHeader(0x1234, 0)
+	v1[8] = 1
+	reseal(v1)
+	if err := checkFileHeader(v1, 0x1234); err != nil || headerFlags(v1) != 0 {
+		t.Fatalf("version 1: %v", err)
+	}
+	v1[10] = 1
+	reseal(v1)
+	if err := checkFileHeader(v1, 0x1234); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("version 1 with a flag: %v", err)
+	}
+	c[10] = 2 // an unknown flag
+	reseal(c)
+	if err := checkFileHeader(c, 0x1234); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("unknown flag: %v", err)
+	}
+	h[8] = FileVersion + 1
+	reseal(h)
 	if err := checkFileHeader(h, 0x1234); !errors.Is(err, ErrIncompatible) {
-		t.Fatalf("version 2: %v", err)
+		t.Fatalf("version %d: %v", FileVersion+1, err)
 	}
 }
 

@@ -12,6 +12,9 @@ import (
 
 type segFile struct {
 	num uint64
+	// cleaner: a segment of the cleaner stream (created by it, or found
+	// to be its last one by Open); never changed once shared.
+	cleaner bool
 	// f is the open handle, nil until the segment is first read (old
 	// segments are opened lazily). Written under Log.mu held for writing.
 	f vfs.File

@@ -20,7 +20,7 @@ func TestRotationKeepsBuffer(t *testing.T) {
 		for i := 0; l.Active() < first+20; i++ {
 			appendN(t, l, i, i+1)
 			l.mu.RLock()
-			s := l.active
+			s := l.fg.active
 			l.mu.RUnlock()
 			s.bufMu.Lock()
 			c := cap(s.wbuf)

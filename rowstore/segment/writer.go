@@ -6,15 +6,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"syscall"
 
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
-// createSegment creates segment n with its header, durable (file synced, then
-// the directory). On error nothing is left behind but, at worst, a file
-// without records, which Open drops.
-func (l *Log) createSegment(n uint64) (vfs.File, error) {
+// createSegment creates segment n with its header (flags: the stream's),
+// durable (file synced, then the directory). On error nothing is left
+// behind but, at worst, a file without records, which Open drops.
+func (l *Log) createSegment(n uint64, flags uint16) (vfs.File, error) {
 	name := l.path(n)
 	f, err := l.fs.Create(name)
 	if err != nil {
@@ -25,7 +27,7 @@ func (l *Log) createSegment(n uint64) (vfs.File, error) {
 		l.fs.Remove(name)
 		return nil, err
 	}
-	if _, err := f.WriteAt(fileHeader(n), 0); err != nil {
+	if _, err := f.WriteAt(fileHeader(n, flags), 0); err != nil {
 		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
@@ -37,105 +39,105 @@ func (l *Log) createSegment(n uint64) (vfs.File, error) {
 	return f, nil
 }
 
-// SetPrecreate turns on (or off) creating the next segment in the
-// background while the active one fills. A spare file left by a crash holds
-// no record (header only): Open drops it.
+// SetPrecreate turns on (or off) creating each stream's next segment in
+// the background while its active one fills. A spare file left by a crash
+// holds no record (header only): Open drops it.
 func (l *Log) SetPrecreate(on bool) {
 	l.precreate.Store(on)
 }
 
-// takeSpare returns the pre-created file of segment n, if there is one
-// (appendMu held). A spare for another number, or one whose creation
-// failed, is dropped.
-func (l *Log) takeSpare(n uint64) vfs.File {
-	sp := l.spare
+// takeSpare returns the pre-created file of the stream's next segment and
+// its number, if there is one (the stream's append lock held). Its number
+// was taken when it was started, so it is above every segment of the
+// stream before it.
+func (l *Log) takeSpare(st *stream) (uint64, vfs.File) {
+	sp := st.spare
 	if sp == nil {
-		return nil
+		return 0, nil
 	}
-	l.spare = nil
+	st.spare = nil
 	<-sp.done
 	if sp.err != nil {
-		return nil
+		return 0, nil
 	}
-	if sp.num != n {
-		sp.f.Close()
-		l.fs.Remove(l.path(sp.num))
-		return nil
-	}
-	return sp.f
+	return sp.num, sp.f
 }
 
-// prepareSpare starts creating segment n in the background (appendMu held).
-func (l *Log) prepareSpare(n uint64) {
-	if !l.precreate.Load() || l.spare != nil {
+// prepareSpare starts creating the stream's next segment in the background
+// (the stream's append lock held).
+func (l *Log) prepareSpare(st *stream) {
+	if !l.precreate.Load() || st.spare != nil {
 		return
 	}
-	sp := &spareSegment{num: n, done: make(chan struct{})}
-	l.spare = sp
+	sp := &spareSegment{num: l.allocNum(), done: make(chan struct{})}
+	st.spare = sp
 	go func() {
 		defer close(sp.done)
-		sp.f, sp.err = l.createSegment(n)
+		sp.f, sp.err = l.createSegment(sp.num, st.flags)
 	}()
 }
 
-// startSegment creates segment n (or takes its pre-created file) and makes
-// it the active one; prev, if not nil, is the sync of the segment before it,
-// which must end before a byte of this one is written (see sealSync). The
-// caller holds appendMu (or is Open).
-func (l *Log) startSegment(n uint64, prev *sealSync) error {
-	f := l.takeSpare(n)
+// startSegment creates a segment for stream st (or takes its pre-created
+// file), numbered after every segment so far, and makes it the
+// stream's active one; prev, if not nil, is the sync of the stream's
+// segment before it, which must end before a byte of this one is written
+// (see sealSync). The caller holds the stream's append lock (or is Open).
+func (l *Log) startSegment(st *stream, prev *sealSync) error {
+	n, f := l.takeSpare(st)
 	if f == nil {
+		n = l.allocNum()
 		var err error
-		if f, err = l.createSegment(n); err != nil {
-			return err
+		if f, err = l.createSegment(n, st.flags); err != nil {
+			return fmt.Errorf("create segment %d: %w", n, err)
 		}
 	}
-	defer l.prepareSpare(n + 1)
+	defer l.prepareSpare(st)
 	// The gathering buffer moves from segment to segment: a sealed segment
 	// keeps none (hundreds of sealed segments would otherwise hold a MiB
 	// each), and the new one does not grow its own append by append.
-	buf := l.wbufFree
-	l.wbufFree = nil
+	buf := st.wbufFree
+	st.wbufFree = nil
 	if buf == nil {
 		buf = make([]byte, 0, writeBehind+64<<10)
 	}
-	s := &segFile{num: n, f: f, flushed: FileHeaderSize, wbuf: buf[:0], prev: prev,
+	s := &segFile{num: n, f: f, flushed: FileHeaderSize, wbuf: buf[:0], prev: prev, cleaner: st.flags&FlagCleanerStream != 0,
 		wbEvery: min(EarlyWriteback, max(l.segSize.Load()/4, 256<<10))}
 	s.size.Store(FileHeaderSize)
 	l.bytes.Add(FileHeaderSize)
 	l.mu.Lock()
-	if prev != nil && l.active != nil {
-		l.active.seal = prev // sealed: its file stays open until prev ends
+	if prev != nil && st.active != nil {
+		st.active.seal = prev // sealed: its file stays open until prev ends
 	}
 	l.segs[n] = s
-	l.order = append(l.order, n)
-	l.active = s
+	i, _ := slices.BinarySearch(l.order, n)
+	l.order = slices.Insert(l.order, i, n)
+	st.active = s
 	l.closeLRULocked()
 	l.mu.Unlock()
 	return nil
 }
 
-// rotateLocked seals the active segment and starts the next one. The old
-// segment's gathered records are written, and its fsync runs in the
+// rotateLocked seals the stream's active segment and starts its next one.
+// The old segment's gathered records are written, and its fsync runs in the
 // background (sealSync): the appender that rotates (a foreground write
-// holding its disk's lock, or the cleaner holding the append locks) does not
-// wait for it. The new segment's first write waits for it instead (flush),
-// as does Sync, so every segment but the last is still synced in full
-// before a record is written to its successor (see Invariants in the
+// holding its disk's lock, or the cleaner) does not wait for it. The new
+// segment's first write waits for it instead (flush), as do Sync and
+// SyncCleaner, so every segment of a stream but its last is still synced in
+// full before a record is written to its successor (see Invariants in the
 // package doc).
-func (l *Log) rotateLocked() error {
-	old := l.active
+func (l *Log) rotateLocked(st *stream) error {
+	old := st.active
 	if err := l.retry(old.flush); err != nil {
 		return fmt.Errorf("segment: write segment %d: %w", old.num, err)
 	}
 	old.bufMu.Lock()
 	if len(old.wbuf) == 0 { // all flushed: reads no longer look at it
-		l.wbufFree, old.wbuf = old.wbuf, nil
+		st.wbufFree, old.wbuf = old.wbuf, nil
 	}
 	old.bufMu.Unlock()
 	seal := &sealSync{num: old.num, done: make(chan struct{})}
-	if err := l.retry(func() error { return l.startSegment(old.num+1, seal) }); err != nil {
-		return fmt.Errorf("segment: create segment %d: %w", old.num+1, err)
+	if err := l.retry(func() error { return l.startSegment(st, seal) }); err != nil {
+		return fmt.Errorf("segment: %w", err)
 	}
 	go seal.run(l, old.f, old.prev)
 	// The new segment gathers in the old one's (flushed, empty) buffer:
@@ -145,11 +147,11 @@ func (l *Log) rotateLocked() error {
 	buf := old.wbuf[:0]
 	old.wbuf = nil
 	old.bufMu.Unlock()
-	l.active.bufMu.Lock()
-	if len(l.active.wbuf) == 0 && cap(buf) > cap(l.active.wbuf) {
-		l.active.wbuf = buf
+	st.active.bufMu.Lock()
+	if len(st.active.wbuf) == 0 && cap(buf) > cap(st.active.wbuf) {
+		st.active.wbuf = buf
 	}
-	l.active.bufMu.Unlock()
+	st.active.bufMu.Unlock()
 	return nil
 }
 
@@ -209,18 +211,30 @@ func (l *Log) AppendBatch(rs []Record, pos []Pos) ([]Pos, error) {
 // positions to pos and returns it; on an error the records before the
 // failed one stay appended and their positions are returned with it.
 func (l *Log) AppendRawBatch(raws [][]byte, pos []Pos) ([]Pos, error) {
+	return l.appendRaw(&l.fg, &l.appendMu, raws, pos)
+}
+
+// AppendCleanerRawBatch is AppendRawBatch to the cleaner stream (see "Two
+// append streams" in the package doc): under the cleaner stream's own
+// append lock, never the foreground's, into segments of its own (flagged
+// FlagCleanerStream), made durable by SyncCleaner, never by Sync.
+func (l *Log) AppendCleanerRawBatch(raws [][]byte, pos []Pos) ([]Pos, error) {
+	return l.appendRaw(&l.cl, &l.clMu, raws, pos)
+}
+
+func (l *Log) appendRaw(st *stream, mu *sync.Mutex, raws [][]byte, pos []Pos) ([]Pos, error) {
 	for _, b := range raws {
 		if err := checkRaw(b); err != nil {
 			return pos, err
 		}
 	}
-	l.appendMu.Lock()
-	defer l.appendMu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
 	if err := l.usable(); err != nil {
 		return pos, err
 	}
 	for _, b := range raws {
-		p, err := l.appendEncodedLocked(int64(len(b)), func(dst []byte) []byte { return append(dst, b...) })
+		p, err := l.appendEncodedLocked(st, int64(len(b)), func(dst []byte) []byte { return append(dst, b...) })
 		if err != nil {
 			return pos, err
 		}
@@ -255,18 +269,23 @@ func checkAppend(r *Record) error {
 
 // appendLocked appends a checked record (appendMu held, the log usable).
 func (l *Log) appendLocked(r *Record) (Pos, error) {
-	return l.appendEncodedLocked(int64(HeaderSize+len(r.Payload)), func(dst []byte) []byte { return Encode(dst, r) })
+	return l.appendEncodedLocked(&l.fg, int64(HeaderSize+len(r.Payload)), func(dst []byte) []byte { return Encode(dst, r) })
 }
 
 // appendEncodedLocked appends the n bytes enc appends to the gathering
-// buffer (appendMu held, the log usable).
-func (l *Log) appendEncodedLocked(n int64, enc func([]byte) []byte) (Pos, error) {
-	if size := l.active.size.Load(); size > FileHeaderSize && size+n > l.segSize.Load() {
-		if err := l.rotateLocked(); err != nil {
+// buffer of stream st (its append lock held, the log usable). The cleaner
+// stream's first append starts its first segment.
+func (l *Log) appendEncodedLocked(st *stream, n int64, enc func([]byte) []byte) (Pos, error) {
+	if st.active == nil {
+		if err := l.retry(func() error { return l.startSegment(st, nil) }); err != nil {
+			return Pos{}, fmt.Errorf("segment: %w", err)
+		}
+	} else if size := st.active.size.Load(); size > FileHeaderSize && size+n > l.segSize.Load() {
+		if err := l.rotateLocked(st); err != nil {
 			return Pos{}, err
 		}
 	}
-	s := l.active
+	s := st.active
 	off := s.size.Load()
 	s.bufMu.Lock()
 	defer s.bufMu.Unlock()
@@ -286,12 +305,20 @@ func (l *Log) appendEncodedLocked(n int64, enc func([]byte) []byte) (Pos, error)
 	return Pos{Segment: s.num, Offset: off, Length: uint32(n)}, nil
 }
 
-// Sync makes every record appended before it durable (fsync of the active
-// segment, after the background syncs of the segments sealed before it
-// ended: see sealSync). A failed Sync breaks the
-// log: the state of the unsynced data is unknown, so every later Append and
-// Sync returns the error until the log is reopened.
-func (l *Log) Sync() error {
+// Sync makes every record appended to the foreground stream before it
+// durable (fsync of its active segment, after the background syncs of the
+// segments it sealed before ended: see sealSync); the cleaner stream is
+// SyncCleaner's. A failed Sync breaks the log: the state of the unsynced
+// data is unknown, so every later Append and Sync returns the error until
+// the log is reopened.
+func (l *Log) Sync() error { return l.syncStream(&l.fg) }
+
+// SyncCleaner is Sync of the cleaner stream: every record appended with
+// AppendCleanerRawBatch before it is durable once it returns. Nothing to do
+// while the stream has no active segment (SealCleaner synced it).
+func (l *Log) SyncCleaner() error { return l.syncStream(&l.cl) }
+
+func (l *Log) syncStream(st *stream) error {
 	// The sealed segments first, waited for without Log.mu (a writer queued
 	// for it, a segment opened or removed, would otherwise stall every read
 	// of the log behind that fsync); a failed one breaks the log before Sync
@@ -303,7 +330,11 @@ func (l *Log) Sync() error {
 			l.mu.RUnlock()
 			return l.usable()
 		}
-		s = l.active
+		s = st.active
+		if s == nil {
+			l.mu.RUnlock()
+			return nil
+		}
 		p := s.prev
 		if p == nil || (p.ended() && p.err == nil) {
 			break // Log.mu held
@@ -327,7 +358,36 @@ func (l *Log) Sync() error {
 	return nil
 }
 
-// Rotate closes the active segment (synced) and starts a new one. The old
+// SealCleaner ends the cleaner stream's active segment: it is synced (with
+// the stream's earlier segments) and appended to no more; the next
+// AppendCleanerRawBatch starts a new one. (Repair removes a segment the
+// cleaner may still be appending to this way.)
+func (l *Log) SealCleaner() error {
+	l.clMu.Lock()
+	defer l.clMu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if l.cl.active == nil {
+		return nil
+	}
+	if err := l.syncStream(&l.cl); err != nil {
+		return err
+	}
+	s := l.cl.active
+	s.bufMu.Lock()
+	if len(s.wbuf) == 0 {
+		l.cl.wbufFree, s.wbuf = s.wbuf, nil
+	}
+	s.bufMu.Unlock()
+	l.mu.Lock()
+	l.cl.active = nil
+	l.mu.Unlock()
+	return nil
+}
+
+// Rotate closes the foreground's active segment (synced) and starts a new
+// one. The old
 // segment's handle stays open for reads.
 func (l *Log) Rotate() error {
 	l.appendMu.Lock()
@@ -335,7 +395,7 @@ func (l *Log) Rotate() error {
 	if err := l.usable(); err != nil {
 		return err
 	}
-	return l.rotateLocked()
+	return l.rotateLocked(&l.fg)
 }
 
 // SetNoSpaceHook sets a function called when writing to the log fails for
