@@ -433,6 +433,26 @@
 // The runs with the cleaner wrote at the same speed (72.0 and 73.9 MB/s);
 // the ratios differ by the runs without it.
 //
+// The lead's quiet-machine pairs (load 2-5, 05:28-07:25, one pair at a
+// time; 7e801ae before, the merged cd993fb after), 10 passes: before 0.74,
+// 0.82, 0.70; after 0.74, 0.78, 0.80 (max segments 1.469-1.478 × live, the
+// machine 30-34 % idle with the cleaner); 50 passes before: 0.95. So on
+// a quiet machine the stream changed the 10-pass ratio by less than the
+// noise, and it stays under 0.8 on average. The profiles of the last pair
+// (BENCH_SPACE_PPROF=1, 20 s of each run) say why: the daemon used 0.88
+// of a core without the cleaner and 1.01 with it, yet the foreground
+// writes ~26k and ~21k 4 KiB writes a second; Disk.WriteAt spends 8-9 us
+// of CPU per write, but the writers queue on the disk's lock (disk.go,
+// d.mu: 65 s of mutex wait in 20 s without the cleaner, 91 s with;
+// 3-4.5 writers waiting on average), so a write costs ~38-48 us of wall
+// time: the lock's handoffs (each waking the next writer's goroutine)
+// and its holder's share of the CPU, which the cleaner's goroutines and
+// Badger's flushes of its repoints take part of, set the pace, not the
+// work done under the lock. The next lever is therefore the foreground's
+// serialization, not the cleaner: writes of different blocks not queued
+// on one lock per disk, or one holder applying every write queued behind
+// it (combining), which would also serve random 4 KiB writes (issue 8).
+//
 // # Full filesystems
 //
 // Three things keep a store usable when its filesystem fills (reserve.go):
