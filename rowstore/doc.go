@@ -1000,7 +1000,7 @@
 // cryptState.mu (RW; under appendMu when a record is sealed) and then
 // family.mu inside it, kdfCache and saltOf (process-wide, key
 // derivation), spaceGuard.mu (reserve.go: under appendMu, under
-// segment.Log.appendMu through the log's no-space hook, and under
+// segment.Log.appendMu or clMu through the log's no-space hook, and under
 // Badger's own locks through the index's allocation hook; it only does
 // statfs and removes or allocates the reserve file), hookMu (released
 // before a store's reserve is given back), cleaner.mu and cleaner.progMu

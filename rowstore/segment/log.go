@@ -120,13 +120,15 @@ type Log struct {
 	appendMu sync.Mutex
 	clMu     sync.Mutex
 
-	mu     sync.RWMutex
-	segs   map[uint64]*segFile
-	order  []uint64 // segment numbers, ascending
-	fg     stream   // the foreground stream (Append); its active is never nil once open
-	cl     stream   // the cleaner stream; active nil until its first append
-	closed bool
-	err    error // sticky write-path error
+	mu    sync.RWMutex
+	segs  map[uint64]*segFile
+	order []uint64 // segment numbers, ascending
+	fg    stream   // the foreground stream (Append); its active is never nil once open
+	cl    stream   // the cleaner stream; active nil until its first append
+	// clOpenEnd: the cleaner stream's end as Open recovered it (CleanerOpenEnd).
+	clOpenEnd Pos
+	closed    bool
+	err       error // sticky write-path error
 
 	// nextNum is the number the next segment created gets (both streams
 	// share one numbering: numbers only grow).
@@ -250,6 +252,11 @@ func (l *Log) CleanerTail() Pos {
 	}
 	return Pos{Segment: l.cl.active.num, Offset: l.cl.active.size.Load()}
 }
+
+// CleanerOpenEnd is where the cleaner stream's last segment ended when
+// Open recovered it (its torn tail cut, synced): every record before it is
+// whole and durable. The zero Pos if the log had no cleaner segment.
+func (l *Log) CleanerOpenEnd() Pos { return l.clOpenEnd }
 
 // CleanerFloor is the lowest number the cleaner stream may still append
 // to: its active segment's, else its spare's, else NextNumber. Every

@@ -116,6 +116,9 @@ func (l *Log) open() error {
 			drop = append(drop, last)
 		}
 	}
+	if clLast != nil && !slices.Contains(drop, clLast) {
+		l.clOpenEnd = Pos{Segment: clLast.num, Offset: clLast.size.Load()}
+	}
 	if err := l.startSegment(&l.fg, nil); err != nil {
 		return err
 	}
