@@ -5,9 +5,12 @@ import "errors"
 // CleanerMark is how far the engine's cleaner stream (the segment log's
 // second append stream, package segment) is known synced and relied on:
 // written before the index is repointed to copies in it (Badger keeps write
-// order, so a repoint that survives a crash implies its mark does). At
-// open, a bad record in the cleaner stream's last segment before the mark
-// is corruption to keep and report; one past it starts a torn tail.
+// order, so a repoint that survives a crash implies its mark does), and
+// raised at open to where the stream was recovered (or to a segment below
+// every cleaner segment to come, when it has none). At open, a bad record
+// in the cleaner stream's last segment before the mark is corruption to
+// keep and report; one past it starts a torn tail; no cleaner segment
+// numbered below the mark's is searched for as the stream's last.
 type CleanerMark struct {
 	Segment uint64 `json:"segment"`
 	Offset  int64  `json:"offset"`

@@ -234,8 +234,13 @@
 // Badger keeps write order, so a repoint that survives a crash implies
 // its mark): Open passes it as segment.Options.CleanerDurable, so a bad
 // record in the cleaner's last segment before the mark is corruption
-// kept and reported, one after it a torn tail cut. What this changes and
-// why it stays correct:
+// kept and reported, one after it a torn tail cut. Open then raises the
+// mark to where it recovered the stream (its last segment's end, or, if
+// it has none at or above the mark, the new foreground segment, below
+// every cleaner segment to come: segment.Log.CleanerOpenEnd), before
+// replay or an index rebuild may point the index at copies past the old
+// mark; and the next Open reads segment headers down to the mark only,
+// not the whole log's. What this changes and why it stays correct:
 //
 //   - Segment numbers no longer follow append order: a copy may sit in a
 //     segment numbered after newer foreground records of the same key,

@@ -809,12 +809,7 @@ func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
 		return err
 	}
 	if mark.Segment != 0 {
-		b := s.idx.NewBatch()
-		if err := b.SetCleanerMark(index.CleanerMark{Segment: mark.Segment, Offset: mark.Offset}); err != nil {
-			b.Cancel()
-			return err
-		}
-		if err := b.Flush(); err != nil {
+		if err := s.setCleanerMark(mark); err != nil {
 			return err
 		}
 	}

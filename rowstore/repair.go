@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/snapfs/snapfs/index"
 	"github.com/snapfs/snapfs/rowstore/segment"
@@ -164,11 +165,9 @@ func (s *Store) dropBadSegments(nums []uint64) ([]uint64, error) {
 			break
 		}
 	}
-	for _, n := range nums {
-		if n == s.seg.CleanerActive() { // the cleaner stream's: sealed, so it can go
-			if err := s.seg.SealCleaner(); err != nil {
-				return nil, err
-			}
+	if slices.Contains(nums, s.seg.CleanerActive()) { // the cleaner stream's: sealed, so it can go
+		if err := s.seg.SealCleaner(); err != nil {
+			return nil, err
 		}
 	}
 	infos := map[uint64]segment.SegmentInfo{}

@@ -37,14 +37,10 @@ type deferred struct {
 func (s *Store) recover() error {
 	var cp index.Checkpoint
 	var cst index.CatalogState
-	var mark index.CleanerMark
 	layers := map[uint64]bool{}
 	err := s.idx.View(func(t *index.Txn) error {
 		var err error
 		if cp, err = t.Checkpoint(); err != nil {
-			return err
-		}
-		if mark, err = t.CleanerMark(); err != nil {
 			return err
 		}
 		if cst, err = t.CatalogState(); err != nil {
@@ -54,27 +50,6 @@ func (s *Store) recover() error {
 	})
 	if err != nil {
 		return fmt.Errorf("recover: read checkpoint: %w", err)
-	}
-	// The cleaner stream as Open left it (its torn tail cut, its last
-	// segment synced) is durable and whole up to its tail: mark it so
-	// before replay (or an index rebuild, which replays everything) points
-	// the index at copies past the old mark. Without it, a bad record there
-	// found by a later Open would be taken for a torn tail and cut with
-	// every copy after it, though the index names them
-	// (TestRev10RebuildDropsCleanerMark).
-	tail := s.seg.CleanerTail()
-	if end := s.seg.CleanerOpenEnd(); end.Segment > tail.Segment {
-		tail = end
-	}
-	if tail.Segment > mark.Segment || (tail.Segment == mark.Segment && tail.Offset > mark.Offset) {
-		mb := s.idx.NewBatch()
-		if err := mb.SetCleanerMark(index.CleanerMark{Segment: tail.Segment, Offset: tail.Offset}); err != nil {
-			mb.Cancel()
-			return fmt.Errorf("recover: %w", err)
-		}
-		if err := mb.Flush(); err != nil {
-			return fmt.Errorf("recover: %w", err)
-		}
 	}
 	segs := map[uint64]bool{}
 	for _, si := range s.seg.Segments() {

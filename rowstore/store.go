@@ -386,6 +386,17 @@ func (s *Store) openLocked(dir string, opts Options) error {
 			return err
 		}
 	}
+	// The cleaner stream is whole and durable up to where Open recovered
+	// it: the mark goes there before replay (or a rebuild, which replays
+	// everything) points the index at copies past the old one, so a bad
+	// record there found by a later Open is reported, not taken for a torn
+	// tail and cut with every copy after it (TestRev10RebuildDropsCleanerMark);
+	// and the next Open searches no further down for the stream's last segment.
+	if end := s.seg.CleanerOpenEnd(); (segment.Pos{Segment: mark.Segment, Offset: mark.Offset}).Before(end) {
+		if err := s.setCleanerMark(end); err != nil {
+			return err
+		}
+	}
 	if err := s.recover(); err != nil {
 		return err
 	}
@@ -414,6 +425,18 @@ func lockStore(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("lock store: %w", err)
 	}
 	return f, nil
+}
+
+// setCleanerMark writes the cleaner stream's mark (index.CleanerMark) to
+// the index, before any write that names a copy up to p: Badger keeps write
+// order, so an index that kept those writes through a crash keeps the mark.
+func (s *Store) setCleanerMark(p segment.Pos) error {
+	b := s.idx.NewBatch()
+	if err := b.SetCleanerMark(index.CleanerMark{Segment: p.Segment, Offset: p.Offset}); err != nil {
+		b.Cancel()
+		return err
+	}
+	return b.Flush()
 }
 
 // dropVersions empties the version map and resets the checkpoint to the

@@ -137,7 +137,8 @@
 // ahead, one started just before the crash, or the cleaner stream's;
 // with two streams such a file may lie between segments that hold
 // records). Then it finds each stream's last segment holding a record,
-// reading file headers from the highest number down until it has both (a
+// reading file headers from the highest number down until it has both, the
+// cleaner's searched no lower than Options.CleanerDurable's segment (a
 // version-1 header is the foreground's; a bad header on the highest
 // segment is corruption, as before, one further down is left to reads and
 // check to report). Each of the two is scanned from its header; at the

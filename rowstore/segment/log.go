@@ -253,9 +253,11 @@ func (l *Log) CleanerTail() Pos {
 	return Pos{Segment: l.cl.active.num, Offset: l.cl.active.size.Load()}
 }
 
-// CleanerOpenEnd is where the cleaner stream's last segment ended when
-// Open recovered it (its torn tail cut, synced): every record before it is
-// whole and durable. The zero Pos if the log had no cleaner segment.
+// CleanerOpenEnd is how far the cleaner stream was whole and durable when
+// Open recovered it: its last segment's end (its torn tail cut, synced),
+// or, if it had none at or above Options.CleanerDurable's segment, the
+// start of the foreground's new segment (every cleaner segment to come is
+// numbered after it). The engine raises its mark to it.
 func (l *Log) CleanerOpenEnd() Pos { return l.clOpenEnd }
 
 // CleanerFloor is the lowest number the cleaner stream may still append

@@ -116,11 +116,12 @@ func (l *Log) open() error {
 			drop = append(drop, last)
 		}
 	}
-	if clLast != nil && !slices.Contains(drop, clLast) {
-		l.clOpenEnd = Pos{Segment: clLast.num, Offset: clLast.size.Load()}
-	}
 	if err := l.startSegment(&l.fg, nil); err != nil {
 		return err
+	}
+	l.clOpenEnd = Pos{Segment: l.fg.active.num} // every cleaner segment to come is numbered after it
+	if clLast != nil && !slices.Contains(drop, clLast) {
+		l.clOpenEnd = Pos{Segment: clLast.num, Offset: clLast.size.Load()}
 	}
 	for _, last := range drop {
 		// Replaced by the new segment: drop it, and make that durable.
@@ -149,10 +150,14 @@ func (l *Log) open() error {
 // (read-write) for recoverTail. A bad header on the highest segment is
 // corruption, as before there were two streams (recoverTail reports it,
 // or drops a header-only file); one further down names no stream and is
-// left to reads and check to report.
+// left to reads and check to report. The cleaner stream's last segment is
+// never numbered below Options.CleanerDurable's (the engine's mark names
+// its tail, or a segment below every cleaner segment to come), so the
+// search for it stops there: Open reads the headers of the segments
+// written since the mark, not of the whole log.
 func (l *Log) streamLasts() (fg, cl *segFile, err error) {
 	h := make([]byte, FileHeaderSize)
-	for i := len(l.order) - 1; i >= 0 && (fg == nil || cl == nil); i-- {
+	for i := len(l.order) - 1; i >= 0 && (fg == nil || cl == nil && l.order[i] >= l.clDurable.Segment); i-- {
 		s := l.segs[l.order[i]]
 		f, err := l.fs.OpenReadWrite(l.path(s.num))
 		if err != nil {
@@ -165,7 +170,7 @@ func (l *Log) streamLasts() (fg, cl *segFile, err error) {
 		}
 		switch {
 		case herr == nil && headerFlags(h)&FlagCleanerStream != 0:
-			if cl != nil {
+			if cl != nil || s.num < l.clDurable.Segment {
 				f.Close()
 				continue
 			}
@@ -240,7 +245,7 @@ func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 			if s.cleaner {
 				durable = l.clDurable
 			}
-			if s.num > durable.Segment || (s.num == durable.Segment && off >= durable.Offset) {
+			if !(Pos{Segment: s.num, Offset: off}).Before(durable) {
 				break // past what is known durable: a torn tail
 			}
 			next, err := r.nextValid(off)

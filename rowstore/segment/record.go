@@ -91,6 +91,11 @@ type Pos struct {
 
 func (p Pos) String() string { return fmt.Sprintf("%d:%d+%d", p.Segment, p.Offset, p.Length) }
 
+// Before reports whether p comes before q in the numbering of the log.
+func (p Pos) Before(q Pos) bool {
+	return p.Segment < q.Segment || (p.Segment == q.Segment && p.Offset < q.Offset)
+}
+
 // Errors of the record decoder.
 var (
 	ErrCorrupt = errors.New("segment: corrupt record")

@@ -365,3 +365,75 @@ func FuzzFileHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestCleanerOpenEnd: Open finds the cleaner stream's last segment at or
+// above Options.CleanerDurable's and reports its recovered end; with none
+// there, it reports the new foreground segment's start, below every
+// cleaner segment to come; and a torn tail past that end is still cut.
+func TestCleanerOpenEnd(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, vfs.Default, dir, 1024)
+	appendN(t, l, 0, 3)
+	var last Pos
+	for j := 0; j < 5; j++ {
+		p, err := l.AppendCleanerRawBatch([][]byte{Encode(nil, clRec(j))}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = p[0]
+	}
+	appendN(t, l, 3, 6)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	end := Pos{Segment: last.Segment, Offset: last.Offset + int64(last.Length)}
+
+	reopen := func(durable Pos) *Log {
+		t.Helper()
+		l, err := Open(vfs.Default, dir, Options{SegmentSize: 1024, CleanerDurable: durable})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	// The mark at the stream's first segment: its last is found.
+	l = reopen(Pos{Segment: 1})
+	if got := l.CleanerOpenEnd(); got != end {
+		t.Fatalf("CleanerOpenEnd %v, want the cleaner's last segment's end %v", got, end)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A mark above every cleaner segment: none is searched for below it.
+	above := Pos{Segment: end.Segment + 1}
+	l = reopen(above)
+	got := l.CleanerOpenEnd()
+	if got.Offset != 0 || got.Segment != l.Active() || got.Segment <= end.Segment {
+		t.Fatalf("CleanerOpenEnd %v with no cleaner segment at or above the mark, want the new foreground segment %d at 0", got, l.Active())
+	}
+	// New cleaner segments come after it, and a torn tail in one past the
+	// mark is cut at the next Open.
+	p, err := l.AppendCleanerRawBatch([][]byte{Encode(nil, clRec(5)), Encode(nil, clRec(6))}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Before(p[0]) {
+		t.Fatalf("cleaner copy at %v, not after the open end %v", p[0], got)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, segName(p[1].Segment)), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(p[1].Offset + int64(p[1].Length) - 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	l = reopen(got)
+	defer l.Close()
+	if want := (Pos{Segment: p[1].Segment, Offset: p[1].Offset}); l.CleanerOpenEnd() != want {
+		t.Fatalf("after a torn tail: CleanerOpenEnd %v, want %v (the torn record cut)", l.CleanerOpenEnd(), want)
+	}
+}
