@@ -40,8 +40,10 @@ type Options struct {
 
 // DB is the index: block versions, the catalog and meta records, in Badger.
 type DB struct {
-	db  *badger.DB
-	log *slog.Logger
+	db        *badger.DB
+	log       *slog.Logger
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // DefaultMemTableSize is Badger's memtable size when Options.MemTableSize is 0.
@@ -194,10 +196,14 @@ func badgerOptions(dir string, o Options) badger.Options {
 	return opts
 }
 
-// Close closes the database.
+// Close closes the database. Closing it again does nothing and returns the
+// first Close's error (the table-page releaser is counted down once).
 func (d *DB) Close() error {
-	defer stopReleaser()
-	return d.db.Close()
+	d.closeOnce.Do(func() {
+		d.closeErr = d.db.Close()
+		stopReleaser()
+	})
+	return d.closeErr
 }
 
 // Releasing the resident pages of Badger's mapped tables (see "Memory" at
@@ -240,15 +246,20 @@ func releaseTables(stop chan struct{}) {
 	t := time.NewTicker(releaseEvery)
 	defer t.Stop()
 	base, last := fileResident(), time.Now()
+	if base < 0 {
+		return // no /proc (or not Linux, where no table is tracked): nothing to go by
+	}
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		}
-		// Without /proc, release at every tick (cheap when little is mapped).
 		r := fileResident()
-		if r < 0 || r > base+releaseAbove || (r > base && time.Since(last) >= releaseAfter) {
+		if r >= 0 && r < base {
+			base = r // mappings went away (a memtable log, tables compacted): grow from here
+		}
+		if r > base+releaseAbove || (r > base && time.Since(last) >= releaseAfter) {
 			z.ReleaseTables()
 			base, last = fileResident(), time.Now()
 		}

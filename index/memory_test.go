@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/ristretto/v2/z"
@@ -135,4 +136,40 @@ func TestReleaseTables(t *testing.T) {
 	}
 	readAll("after the release")
 	t.Logf("tables resident: %d KiB before the release, %d KiB after", before>>10, after>>10)
+	// The index's own releaser (not called here) gives back what the reads
+	// made resident again, within about releaseAfter.
+	again := sstResident(t, dir)
+	deadline := time.Now().Add(5 * releaseAfter)
+	for sstResident(t, dir) > again/4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the releaser left %d bytes of the tables resident for %v (%d after the reads)", sstResident(t, dir), 5*releaseAfter, again)
+		}
+		time.Sleep(releaseEvery)
+	}
+}
+
+// TestCloseTwice: a second Close does nothing; the table-page releaser is
+// counted down once, so it still runs for the next index opened.
+func TestCloseTwice(t *testing.T) {
+	db, err := Open(t.TempDir(), Options{MemTableSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	db2, err := Open(t.TempDir(), Options{MemTableSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	releaser.Lock()
+	open := releaser.open
+	releaser.Unlock()
+	if open != 1 {
+		t.Fatalf("releaser counts %d open indexes, want 1", open)
+	}
 }

@@ -319,7 +319,15 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 		s.idxMu.Unlock()
 		res.build = nil
 	}
-	s.cleaner.lm.tooBig.Store(res.nLive > liveMapMax)
+	// Past the bound the map is not built; it is built again only once the
+	// store is an eighth below it, so a store at the bound (writes growing
+	// the map past it, deletes bringing it back) does not rebuild and drop
+	// a map of up to liveMapMax versions at every other scan.
+	limit := liveMapMax
+	if s.cleaner.lm.tooBig.Load() {
+		limit -= liveMapMax / 8
+	}
+	s.cleaner.lm.tooBig.Store(res.nLive > limit)
 	st := GCStats{LiveBytes: res.live}
 	// Dead layers: all their versions, then the record.
 	for _, id := range res.deadLayer {

@@ -348,7 +348,7 @@ func (lm *liveMap) applyLocked(each func(func(vkey, index.Version, bool) bool)) 
 	each(func(k vkey, v index.Version, del bool) bool {
 		j, ok := journalOf(k, v, del)
 		if !ok {
-			lm.m, lm.segLive, lm.live = nil, nil, 0
+			lm.uninstallLocked()
 			return false
 		}
 		lm.setLocked(j)
@@ -358,7 +358,7 @@ func (lm *liveMap) applyLocked(each func(func(vkey, index.Version, bool) bool)) 
 	// (and not rebuilt until a scan finds the store small enough), so it
 	// never holds more than the bound the daemon's memory limit assumes.
 	if lm.m.len() > liveMapMax {
-		lm.m, lm.segLive, lm.live = nil, nil, 0
+		lm.uninstallLocked()
 		lm.tooBig.Store(true)
 	}
 }
@@ -402,11 +402,14 @@ func (lm *liveMap) committed(batch map[vkey]index.Version) {
 	}
 }
 
+// uninstallLocked forgets the installed map and its usage table (lm.mu held).
+func (lm *liveMap) uninstallLocked() { lm.m, lm.segLive, lm.live = nil, nil, 0 }
+
 // drop uninstalls the map (and stops a build): a write of version entries
 // failed midway, so the index may hold part of it.
 func (lm *liveMap) drop() {
 	lm.mu.Lock()
-	lm.m, lm.segLive, lm.live = nil, nil, 0
+	lm.uninstallLocked()
 	lm.building, lm.journal = false, nil
 	lm.mu.Unlock()
 }
@@ -488,7 +491,7 @@ func (b *liveBuild) add(k vkey, v index.Version) {
 // beginBuild starts journaling (idxMu held, in the scan's view).
 func (lm *liveMap) beginBuild() {
 	lm.mu.Lock()
-	lm.m, lm.segLive, lm.live = nil, nil, 0
+	lm.uninstallLocked()
 	lm.building, lm.journal = true, nil
 	lm.mu.Unlock()
 }
@@ -509,7 +512,7 @@ func (lm *liveMap) finishBuild(b *liveBuild, catGen uint64) bool {
 		lm.setLocked(c)
 	}
 	if lm.m.len() > liveMapMax {
-		lm.m, lm.segLive, lm.live = nil, nil, 0
+		lm.uninstallLocked()
 		return false
 	}
 	lm.lastLen.Store(int64(lm.m.len()))
