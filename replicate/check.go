@@ -113,7 +113,7 @@ func (m *Manager) Check(ctx context.Context, regionName string, readData bool, p
 		return Report{}, err
 	}
 	defer unlock()
-	rep, _, err := m.check(ctx, r, readData, progress)
+	rep, _, err := m.check(ctx, r, readData, true, progress)
 	ev := Event{Type: EventDone, Op: "check", Region: regionName}
 	if err != nil {
 		ev.Err = err.Error()
@@ -125,7 +125,11 @@ func (m *Manager) Check(ctx context.Context, regionName string, readData bool, p
 // packProblems maps a pack to its problem stores.
 type packProblems map[packID][]int
 
-func (m *Manager) check(ctx context.Context, r *region, readData bool, progress Progress) (Report, packProblems, error) {
+// check checks the region. shared: the caller holds the shared lock, so
+// syncs may be running beside it and their unfinished copies are not
+// reported (inFlight); repair holds the exclusive lock, where every missing
+// copy is one to put back.
+func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, progress Progress) (Report, packProblems, error) {
 	rep := Report{Stores: r.n(), DataRead: readData}
 	add := func(p Problem) { rep.Problems = append(rep.Problems, p) }
 	for i, e := range r.bad {
@@ -317,7 +321,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData bool, progress 
 		add(Problem{Store: -1, Object: snapDir, Kind: ProblemCorrupt, Err: "cannot tell which snapshots are degraded: " + err.Error()})
 	}
 	rep.Degraded, rep.Lost, rep.Unavailable = cls.labels[packDegraded], cls.labels[packLost], cls.labels[packUnavailable]
-	if err == nil {
+	if err == nil && shared {
 		rep.Problems = m.inFlight(ctx, r, rep.Problems, cls.packs, markers)
 	}
 	rep.Verdict = rep.verdict()
@@ -520,7 +524,7 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 		r.bad[i] = nil
 		m.log.Info("new store of the region: marker written", "region", regionName, "store", i)
 	}
-	before, pp, err := m.check(ctx, r, true, progress)
+	before, pp, err := m.check(ctx, r, true, false, progress)
 	out := RepairReport{Before: before}
 	if err != nil {
 		return out, err
@@ -547,7 +551,7 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 	problems := before.Problems
 	if len(out.Repaired) > 0 { // stores are usable again: see what they lack
 		var again Report
-		if again, pp, err = m.check(ctx, r, true, progress); err != nil {
+		if again, pp, err = m.check(ctx, r, true, false, progress); err != nil {
 			return out, err
 		}
 		problems = again.Problems

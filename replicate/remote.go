@@ -126,9 +126,11 @@ func (m *Manager) ListRemote(ctx context.Context, regionName string) ([]RemoteSn
 	// gone from every store. Read such manifests again (every copy, the
 	// newest): a rewrite is complete before its parent goes, so one still
 	// a delta over a parent not found is lost, as check and restore say.
-	missing := map[string]bool{}
+	// One whose chain reaches an unreadable manifest is lost whatever a
+	// second read finds: not read again.
+	missing, bad := map[string]bool{}, map[string]bool{}
 	for _, nid := range sortedKeysOf(mfs) {
-		if !overLost(mfs, unreadable, nid, missing, true) {
+		if !overLost(mfs, unreadable, nid, missing, true) || overLost(mfs, unreadable, nid, bad, false) {
 			continue
 		}
 		c, err := r.readManifestAll(ctx, nid)

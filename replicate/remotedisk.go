@@ -182,7 +182,6 @@ func (d *RemoteDisk) Stats() RemoteStats {
 // it before the first read.
 func (d *RemoteDisk) SetCache(c *BlockCache) { d.blocks = c }
 
-// Region, Snapshot and Disk name what the disk reads.
 // RemoteIdentity says which snapshot a RemoteDisk reads: its host's id
 // and the snapshot's id and creation time (a name can be reused: a
 // snapshot pruned and another of the same name shipped later).
@@ -197,6 +196,7 @@ func (d *RemoteDisk) Identity() RemoteIdentity {
 	return RemoteIdentity{HostID: d.mf.Host.String(), SnapshotID: d.mf.SnapshotID, Created: d.mf.Created}
 }
 
+// Region, Snapshot and Disk name what the disk reads.
 func (d *RemoteDisk) Region() string   { return d.r.cfg.Name }
 func (d *RemoteDisk) Snapshot() string { return d.snapshot }
 func (d *RemoteDisk) Disk() string     { return d.disk }

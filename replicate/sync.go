@@ -227,7 +227,11 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			// others' tags compared (oneCopy).
 			if _, marked := markers[found]; !marked && r.oneSize(sizes) {
 				if mf := r.oneCopy(ctx, found, sizes); mf != nil && same(snap, mf.SnapshotID, mf.Created) {
-					if !chainGone(mf, remote) {
+					gone, err := r.chainGone(ctx, mf, remote, manifests)
+					if err != nil {
+						return st, fmt.Errorf("snapshot %q: %w", snap.Name, err)
+					}
+					if !gone {
 						manifests[found] = mf
 						st.Skipped++
 						ph.done("skip")
@@ -237,7 +241,7 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 				}
 			}
 			if reship == nil {
-				skipped, mf, err := m.finishOrSkip(ctx, r, regionName, snap, found, sizes, remote, markers, &refused, st.BytesWritten)
+				skipped, mf, err := m.finishOrSkip(ctx, r, regionName, snap, found, sizes, remote, markers, manifests, &refused, st.BytesWritten)
 				switch {
 				case err != nil && found == nid && onlyCorrupt(err) && ctx.Err() == nil:
 					// No good copy on any store (each corrupt): the region
@@ -260,7 +264,7 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 				}
 			}
 			if reship != nil {
-				m.log.Warn("sync: the region's copy of this snapshot is a delta over a manifest gone from every store (it cannot be restored): shipping it again",
+				m.log.Warn("sync: the region's copy of this snapshot is a delta whose chain reaches a manifest gone or unreadable on every store (it cannot be restored): shipping it again",
 					"region", regionName, "snapshot", snap.Name)
 				if found == nid {
 					manifests[nid] = reship // copyOne writes the next sequence
@@ -293,7 +297,7 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 // manifest. Not skipped, mf set: the copy cannot be restored (chainGone)
 // and is shipped again. Not skipped, mf nil: the region holds another
 // snapshot of that name from this host (refused gets why).
-func (m *Manager) finishOrSkip(ctx context.Context, r *region, regionName string, snap rowstore.SnapshotInfo, found string, sizes []int64, remote, markers listing, refused *[]error, written []int64) (bool, *format.Manifest, error) {
+func (m *Manager) finishOrSkip(ctx context.Context, r *region, regionName string, snap rowstore.SnapshotInfo, found string, sizes []int64, remote, markers listing, manifests map[string]*format.Manifest, refused *[]error, written []int64) (bool, *format.Manifest, error) {
 	c, err := r.readManifestAll(ctx, found)
 	if err != nil {
 		return false, nil, fmt.Errorf("snapshot %q: %w", snap.Name, err)
@@ -305,7 +309,9 @@ func (m *Manager) finishOrSkip(ctx context.Context, r *region, regionName string
 		*refused = append(*refused, fmt.Errorf("%w: snapshot %q (id %d, %s): region %q holds another snapshot of that name from this host (id %d, %s); remove it with region prune, or rename the local one", ErrExists, snap.Name, snap.ID, snap.Created.Format(time.RFC3339), regionName, mf.SnapshotID, mf.Created.Format(time.RFC3339)))
 		return false, nil, nil
 	}
-	if chainGone(mf, remote) {
+	if gone, err := r.chainGone(ctx, mf, remote, manifests); err != nil {
+		return false, nil, fmt.Errorf("snapshot %q: %w", snap.Name, err)
+	} else if gone {
 		return false, mf, nil // shipped again: the finishing is moot
 	}
 	if _, marked := markers[found]; marked || !r.onAll(sizes) || len(c.stale(r)) > 0 {
@@ -325,21 +331,29 @@ func (m *Manager) finishOrSkip(ctx context.Context, r *region, regionName string
 	return true, mf, nil
 }
 
-// chainGone reports whether a disk of mf is a delta over a manifest that
-// the listing remote does not hold (gone from every store: prune rewrites
-// a delta as full before it deletes its parent, so this is loss, not a
-// prune at work; Sync holds its shared lock). Such a copy cannot be
-// restored.
-func chainGone(mf *format.Manifest, remote listing) bool {
+// chainGone reports whether a disk of mf is a delta whose chain of parents
+// reaches a manifest the region no longer holds whole: gone from every
+// store (prune rewrites a delta as full before it deletes its parent, so
+// this is loss, not a prune at work; Sync holds its shared lock) or
+// unreadable on every one, at any depth (a delta over a delta over it
+// cannot be restored either). A direct parent the listing remote lacks
+// is decided without a read; the parents read further up go to cache
+// (diskChain, as the delta bases use).
+func (r *region) chainGone(ctx context.Context, mf *format.Manifest, remote listing, cache map[string]*format.Manifest) (bool, error) {
 	for _, d := range mf.Disks {
 		if d.Parent == "" {
 			continue
 		}
 		if _, ok := remote[d.Parent]; !ok {
-			return true
+			return true, nil
+		}
+		if _, err := r.diskChain(ctx, mf, d.Name, cache); errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
+			return true, nil
+		} else if err != nil {
+			return false, err
 		}
 	}
-	return false
+	return false, nil
 }
 
 // oneCopy reads the manifest nid (listed with one size on every usable

@@ -509,3 +509,80 @@ func TestTrial9CheckNoFalseLostDuringSync(t *testing.T) {
 		t.Errorf("listing after that check: %+v %v", l, err)
 	}
 }
+
+// TestRepairPutsBackIndexNoSnapshotNeeds: check under the shared lock
+// does not report a missing copy of an index whose pack no snapshot needs
+// (a sync beside it may be writing it), but repair, under the exclusive
+// lock where no sync runs, puts every missing copy back, that one too.
+func TestRepairPutsBackIndexNoSnapshotNeeds(t *testing.T) {
+	ctx := context.Background()
+	hs, dirs := fleet(t, 2, 1, "a")
+	a := hs[0]
+	mkDisk(t, a.host, "v", 32)
+	writeBlocks(t, a.host, "v", 1, span(0, 20))
+	snapshot(t, a.host, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs { // no snapshot needs the pack any more
+		if err := os.RemoveAll(filepath.Join(d, "snapshots")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idx := listObjs(t, dirs[0], "index")
+	if len(idx) == 0 {
+		t.Fatal("no pack index on store 0")
+	}
+	if err := os.Remove(filepath.Join(dirs[0], "index", idx[0])); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.mgr.RepairWith(ctx, "r1", replicate.RepairOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(listObjs(t, dirs[0], "index"), idx[0]) {
+		t.Fatalf("repair left index %s missing on store 0", idx[0])
+	}
+}
+
+// TestLostGrandparentShippedAgain: a copy whose chain reaches a manifest
+// gone from every store further up than its parent (s3 a delta over s2, a
+// delta over s1, s1's manifest gone) cannot be restored either: its host,
+// which still has it, ships it again instead of skipping it as there.
+func TestLostGrandparentShippedAgain(t *testing.T) {
+	ctx := context.Background()
+	hs, dirs := fleet(t, 2, 1, "a", "b")
+	a, b := hs[0], hs[1]
+	mkDisk(t, a.host, "v", 32)
+	var nid1 string
+	for i, name := range []string{"s1", "s2", "s3"} {
+		writeBlocks(t, a.host, "v", uint64(i+1), span(uint64(i), uint64(i)+8))
+		snapshot(t, a.host, name, "v")
+		if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if name == "s1" {
+			nid1 = listObjs(t, dirs[0], "snapshots")[0]
+		}
+	}
+	want3 := readSnapshot(t, a.host, "s3", "v")
+	for _, name := range []string{"s1", "s2"} {
+		if err := a.rs.DeleteSnapshot(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range dirs {
+		if err := os.Remove(filepath.Join(d, "snapshots", nid1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := a.mgr.Sync(ctx, "r1", nil, nil)
+	if err != nil {
+		t.Fatalf("sync after s3's grandparent was lost: %v", err)
+	}
+	if !slices.Contains(st.Copied, "s3") {
+		t.Errorf("sync copied %v, skipped %d: want s3 shipped again", st.Copied, st.Skipped)
+	}
+	if err := restoreEq(t, b.host, "a", "s3", "v", want3); err != nil {
+		t.Errorf("restore s3: %v", err)
+	}
+}

@@ -88,6 +88,7 @@ paddr=127.0.0.1:$((30001 + $$ % 20000))
 popt=()
 [ "${MEMBENCH_HEAP:-0}" != 1 ] || { popt=(--pprof "$paddr"); MEMBENCH_KEEP=1; }
 pid=$(sfs --json mount --background --metrics "$maddr" "${popt[@]}" "$mnt" | jq -r .pid)
+echo "$pid" >"$work/pid" # the sampler follows the daemon across the restart below
 sfs disk create mem --size "$dsize" --block-size "$bs" >/dev/null
 disk=$mnt/disks/mem
 echo "work $work; daemon $pid; $(nproc) cores; $(uptime)" >&2
@@ -99,8 +100,11 @@ written=0
 echo 0 >"$work/written"
 (
 	t0=$SECONDS
-	while kill -0 "$pid" 2>/dev/null; do
-		echo "$((SECONDS - t0)) $(cat "$work/written") $(kib VmRSS) $(kib VmHWM) $(kib RssAnon) $(kib RssFile) $(kib RssShmem)" >>"$work/samples.tsv"
+	while [ -e "$work/pid" ]; do
+		pid=$(cat "$work/pid")
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "$((SECONDS - t0)) $(cat "$work/written") $(kib VmRSS) $(kib VmHWM) $(kib RssAnon) $(kib RssFile) $(kib RssShmem)" >>"$work/samples.tsv"
+		fi
 		sleep 1
 	done
 ) &
@@ -174,10 +178,14 @@ breakdown "idle-20s"
 # A restart: Badger opens (maps and verifies) every table of the index.
 sfs umount "$mnt" >/dev/null
 pid=$(sfs --json mount --background --metrics "$maddr" "${popt[@]}" "$mnt" | jq -r .pid)
+echo "$pid" >"$work/pid"
 sleep 10
 breakdown "restart+10s"
+rm -f "$work/pid" # the sampler ends
+wait "$sampler" 2>/dev/null || true
+sampler=""
 echo "columns: MiB (gcs: Go collections so far; cpu_s: the daemon's CPU seconds so far); anon/file: RssAnon/RssFile; sst/mem/vlog/ofile/anonmap: resident size of the mappings of Badger's tables, memtable logs, value log, other files, anonymous memory; goheap: heap in use; gosys: memory the Go runtime holds; released: heap returned to the OS" >&2
-echo "peak VmHWM $(awk 'NR > 1 && $4 > m { m = $4 } END { printf "%.1f", m / 1024 }' "$work/samples.tsv") MiB; up to $((dsize >> 30)) GiB written: $(awk -v h=$((dsize >> 30)) 'NR > 1 && $2 <= h && $4 > m { m = $4 } END { printf "%.1f", m / 1024 }' "$work/samples.tsv") MiB; index $(du -sm "$store/index" 2>/dev/null | cut -f1) MiB allocated; $(uptime | sed 's/.*load/load/')" >&2
+echo "peak VmHWM (both daemons) $(awk 'NR > 1 && $4 > m { m = $4 } END { printf "%.1f", m / 1024 }' "$work/samples.tsv") MiB; up to $((dsize >> 30)) GiB written: $(awk -v h=$((dsize >> 30)) 'NR > 1 && $2 <= h && $4 > m { m = $4 } END { printf "%.1f", m / 1024 }' "$work/samples.tsv") MiB; index $(du -sm "$store/index" 2>/dev/null | cut -f1) MiB allocated; $(uptime | sed 's/.*load/load/')" >&2
 [ -z "$out" ] || cp "$work/samples.tsv" "$out"
 exit 0 # bash reads no further: editing this file during a run is safe
 }
