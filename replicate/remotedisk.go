@@ -89,6 +89,26 @@ func (m *Manager) OpenRemoteDisk(ctx context.Context, region, snapshot, disk str
 // OpenRemoteDiskOf is OpenRemoteDisk of the snapshot of host (a host id,
 // host name or "unknown"; "" as in OpenRemoteDisk).
 func (m *Manager) OpenRemoteDiskOf(ctx context.Context, region, host, snapshot, disk string) (*RemoteDisk, error) {
+	return m.openRemoteDisk(ctx, region, host, snapshot, disk, nil)
+}
+
+// ErrReplaced: the snapshot a name finds is not the one asked for by its
+// identity (that one was pruned and its name used again). It is final: a
+// snapshot's identity never comes back.
+var ErrReplaced = fmt.Errorf("%w: the snapshot of that name is another one", ErrNotFound)
+
+// OpenRemoteDiskAs is OpenRemoteDiskOf of the snapshot with identity want
+// only (found by want.HostID when set, else by host): another snapshot of
+// that name is refused with ErrReplaced once its manifest is read, before
+// the disk's map and the region's indexes are.
+func (m *Manager) OpenRemoteDiskAs(ctx context.Context, region, host, snapshot, disk string, want RemoteIdentity) (*RemoteDisk, error) {
+	if want.HostID != "" {
+		host = want.HostID
+	}
+	return m.openRemoteDisk(ctx, region, host, snapshot, disk, &want)
+}
+
+func (m *Manager) openRemoteDisk(ctx context.Context, region, host, snapshot, disk string, want *RemoteIdentity) (*RemoteDisk, error) {
 	t0 := time.Now()
 	r, err := m.openRegion(ctx, region, false)
 	if err != nil {
@@ -109,6 +129,10 @@ func (m *Manager) OpenRemoteDiskOf(ctx context.Context, region, host, snapshot, 
 	nid, mf, err := m.findSnapshot(ctx, r, host, snapshot)
 	if err != nil {
 		return fail(fmt.Errorf("remote disk: %w", err))
+	}
+	if got := identityOf(mf); want != nil && (got.SnapshotID != want.SnapshotID || !got.Created.Equal(want.Created) || got.HostID != want.HostID) {
+		return fail(fmt.Errorf("remote disk: %w: snapshot %q in region %q is not the one asked for (that one: id %d, created %s; in the region now: id %d, created %s): it was pruned and its name reused",
+			ErrReplaced, snapshot, region, want.SnapshotID, want.Created.Format(time.RFC3339Nano), got.SnapshotID, got.Created.Format(time.RFC3339Nano)))
 	}
 	bm, md, err := r.resolveDisk(ctx, mf, disk, map[string]*format.Manifest{})
 	if err != nil {
@@ -192,8 +216,10 @@ type RemoteIdentity struct {
 }
 
 // Identity is the identity of the snapshot d reads.
-func (d *RemoteDisk) Identity() RemoteIdentity {
-	return RemoteIdentity{HostID: d.mf.Host.String(), SnapshotID: d.mf.SnapshotID, Created: d.mf.Created}
+func (d *RemoteDisk) Identity() RemoteIdentity { return identityOf(d.mf) }
+
+func identityOf(mf *format.Manifest) RemoteIdentity {
+	return RemoteIdentity{HostID: mf.Host.String(), SnapshotID: mf.SnapshotID, Created: mf.Created}
 }
 
 // Region, Snapshot and Disk name what the disk reads.

@@ -586,3 +586,37 @@ func TestLostGrandparentShippedAgain(t *testing.T) {
 		t.Errorf("restore s3: %v", err)
 	}
 }
+
+// TestOpenRemoteDiskAs: a disk opened by identity opens the snapshot of
+// that identity, and refuses another one of the same name (the one asked
+// for pruned, the name reused) with ErrReplaced, a kind of ErrNotFound.
+func TestOpenRemoteDiskAs(t *testing.T) {
+	ctx := context.Background()
+	hs, _ := fleet(t, 2, 1, "a")
+	a := hs[0]
+	mkDisk(t, a.host, "v", 32)
+	writeBlocks(t, a.host, "v", 1, span(0, 8))
+	snapshot(t, a.host, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.mgr.OpenRemoteDiskOf(ctx, "r1", "", "s1", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := d.Identity()
+	d.Close()
+	d, err = a.mgr.OpenRemoteDiskAs(ctx, "r1", "", "s1", "v", id)
+	if err != nil {
+		t.Fatalf("open by its own identity: %v", err)
+	}
+	d.Close()
+	other := id
+	other.SnapshotID++
+	if d, err := a.mgr.OpenRemoteDiskAs(ctx, "r1", "", "s1", "v", other); !errors.Is(err, replicate.ErrReplaced) || !errors.Is(err, replicate.ErrNotFound) {
+		if d != nil {
+			d.Close()
+		}
+		t.Fatalf("open by another identity: %v, want ErrReplaced", err)
+	}
+}

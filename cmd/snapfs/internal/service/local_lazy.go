@@ -103,9 +103,9 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	}
 	// From now on the source is this snapshot, not whatever later bears
 	// its name (see openReopening).
-	want := (*replicate.RemoteIdentity)(nil)
+	var want *replicate.RemoteIdentity
 	if id, ok := identityOf(rd); ok {
-		want = &id // pinned by openReopening
+		want = &id // the snapshot openReopening keeps to
 	}
 	if rd.Encrypted() {
 		rd.Close()
@@ -276,6 +276,12 @@ func (l *Local) attachWithRetry(ctx context.Context, x rowstore.LazyLayer, tried
 			l.log.Info("lazy disk: source attached", "layer", x.Layer, "disks", x.Disks, "region", o.Region, "snapshot", o.Snapshot, "disk", o.Disk)
 			return
 		}
+		if errors.Is(err, replicate.ErrReplaced) {
+			// Final: trying again would take the region's lock and read its
+			// manifests every minute for ever. disk info keeps the error.
+			l.log.Error("lazy disk: its source snapshot is gone from the region; its missing blocks fail", "layer", x.Layer, "disks", x.Disks, "region", o.Region, "err", err)
+			return
+		}
 		l.log.Warn("lazy disk: attaching its region failed; retrying", "layer", x.Layer, "disks", x.Disks, "region", o.Region, "in", backoff, "err", err)
 		select {
 		case <-ctx.Done():
@@ -310,9 +316,6 @@ func (l *Local) stopLazy() {
 type reopening struct {
 	open func(ctx context.Context) (remoteDisk, error)
 	log  *slog.Logger
-	// host and want choose the snapshot open opens (pin; under mu).
-	host string
-	want *replicate.RemoteIdentity
 
 	mu     sync.RWMutex
 	rd     remoteDisk
@@ -402,22 +405,15 @@ const reopenEvery = 5 * time.Second
 // open and reopen, so a missing block fails instead of reading another
 // snapshot's data (TestTrial9LazyDiskNeverReadsAnotherSnapshot).
 func openReopening(ctx context.Context, log *slog.Logger, m *replicate.Manager, region, host, snapshot, disk string, want *replicate.RemoteIdentity) (*reopening, error) {
-	r := &reopening{log: log, host: host}
-	r.pin(want)
+	r := &reopening{log: log}
+	// want is set before r is returned and never after: the reopenings
+	// (other goroutines, after r is handed over) read it unlocked.
 	r.open = func(ctx context.Context) (remoteDisk, error) {
-		r.mu.RLock()
-		host, want := r.host, r.want
-		r.mu.RUnlock()
-		rd, err := openRemoteDisk(ctx, m, region, host, snapshot, disk)
-		if err != nil || want == nil {
-			return rd, err
+		rd, err := openRemoteDisk(ctx, m, region, host, snapshot, disk, want)
+		if errors.Is(err, replicate.ErrReplaced) {
+			err = fmt.Errorf("%w; the blocks not yet local cannot be read (delete the disk, or restore it again)", err)
 		}
-		if got, ok := identityOf(rd); ok && (got.SnapshotID != want.SnapshotID || !got.Created.Equal(want.Created) || got.HostID != want.HostID) {
-			rd.Close()
-			return nil, fmt.Errorf("%w: snapshot %q in region %q is not the one this disk was restored from (that one: id %d, created %s; in the region now: id %d, created %s): it was pruned and its name reused; the blocks not yet local cannot be read (delete the disk, or restore it again)",
-				replicate.ErrNotFound, snapshot, region, want.SnapshotID, want.Created.Format(time.RFC3339Nano), got.SnapshotID, got.Created.Format(time.RFC3339Nano))
-		}
-		return rd, nil
+		return rd, err
 	}
 	rd, err := r.open(ctx)
 	if err != nil {
@@ -429,24 +425,10 @@ func openReopening(ctx context.Context, log *slog.Logger, m *replicate.Manager, 
 		// recorded): at least the reopenings of this run keep to the
 		// snapshot first opened.
 		if id, ok := identityOf(rd); ok {
-			r.pin(&id)
+			want = &id
 		}
 	}
 	return r, nil
-}
-
-// pin makes want (when set) the only snapshot r opens from now on, found
-// by its host's id.
-func (r *reopening) pin(want *replicate.RemoteIdentity) {
-	if want == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.want = want
-	if want.HostID != "" {
-		r.host = want.HostID
-	}
 }
 
 // identityOf is the identity of the snapshot rd reads, when it says.
