@@ -150,7 +150,8 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 		}
 	}
 	// Metadata: on every usable store, authenticating.
-	var indexes, markers listing
+	var indexes listing
+	markerHosts := map[string]string{} // copying marker -> its host's id, as read here (inFlight)
 	for _, md := range []struct {
 		dir string
 		typ byte
@@ -166,11 +167,12 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 		if md.dir == indexDir {
 			indexes = l
 		}
-		if md.dir == copyDir {
-			markers = l
-		}
 		for _, name := range sortedKeys(l) {
 			sizes := l[name]
+			var pts [][]byte // a marker's plaintext per store
+			if md.dir == copyDir {
+				pts = make([][]byte, r.n())
+			}
 			errs := forEach(r.n(), func(i int) error {
 				if r.bad[i] != nil {
 					return nil
@@ -182,9 +184,18 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 				if err != nil {
 					return err
 				}
-				_, err = r.keys.Open(md.typ, name, b)
+				pt, err := r.keys.Open(md.typ, name, b)
+				if err == nil && pts != nil {
+					pts[i] = pt
+				}
 				return err
 			})
+			for _, pt := range pts {
+				if mk, err := format.DecodeMarker(pt); pt != nil && err == nil {
+					markerHosts[name] = mk.Host.String()
+					break
+				}
+			}
 			for i, err := range errs {
 				if err == nil {
 					continue
@@ -322,7 +333,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 	}
 	rep.Degraded, rep.Lost, rep.Unavailable = cls.labels[packDegraded], cls.labels[packLost], cls.labels[packUnavailable]
 	if err == nil && shared {
-		rep.Problems = m.inFlight(ctx, r, rep.Problems, cls.packs, markers)
+		rep.Problems = m.inFlight(ctx, r, rep.Problems, cls.packs, markerHosts)
 	}
 	rep.Verdict = rep.verdict()
 	if err := m.saveCheckState(r.cfg.Name, checkState{Time: m.opts.Now().UTC(), Degraded: cls.nids}); err != nil {
@@ -358,7 +369,7 @@ type classes struct {
 // is still there and whose host has a live sync lock (its sync puts it on
 // every store before it removes the marker; a dead sync's half-written
 // manifest is reported, as before).
-func (m *Manager) inFlight(ctx context.Context, r *region, problems []Problem, needed map[packID]bool, markers listing) []Problem {
+func (m *Manager) inFlight(ctx context.Context, r *region, problems []Problem, needed map[packID]bool, markerHosts map[string]string) []Problem {
 	out := problems[:0]
 	var live map[string]bool // hosts with a live sync lock (read once)
 	for _, p := range problems {
@@ -376,8 +387,11 @@ func (m *Manager) inFlight(ctx context.Context, r *region, problems []Problem, n
 			id, ok := parsePackID(name)
 			settled = ok && !needed[id]
 		case snapDir:
-			if _, marked := markers[name]; marked {
-				settled = m.syncRunning(ctx, r, name, &live)
+			if host, marked := markerHosts[name]; marked {
+				if live == nil {
+					live = m.liveSyncHosts(ctx, r)
+				}
+				settled = live[host]
 			}
 		}
 		if !settled && (dir == indexDir || dir == snapDir) {
@@ -716,27 +730,20 @@ func (m *Manager) holdGone(ctx context.Context, r *region, name string, except [
 	return true
 }
 
-// syncRunning reports whether the host of marker nid has a live sync
-// lock on r; live caches the hosts with one.
-func (m *Manager) syncRunning(ctx context.Context, r *region, nid string, live *map[string]bool) bool {
-	if *live == nil {
-		*live = map[string]bool{}
-		locks, err := m.readLocks(ctx, r)
-		if err != nil {
-			return false
-		}
-		for _, l := range locks {
-			if l.Op == "sync" && !l.Stale && !l.dead && !l.Unreadable {
-				(*live)[l.HostID] = true
-			}
-		}
-	}
-	pt, _, err := r.getMeta(ctx, format.TypeMarker, copyDir, nid)
+// liveSyncHosts returns the ids of the hosts with a live sync lock on r
+// (none if the locks cannot be read).
+func (m *Manager) liveSyncHosts(ctx context.Context, r *region) map[string]bool {
+	live := map[string]bool{}
+	locks, err := m.readLocks(ctx, r)
 	if err != nil {
-		return false
+		return live
 	}
-	mk, err := format.DecodeMarker(pt)
-	return err == nil && (*live)[mk.Host.String()]
+	for _, l := range locks {
+		if l.Op == "sync" && !l.Stale && !l.dead && !l.Unreadable {
+			live[l.HostID] = true
+		}
+	}
+	return live
 }
 
 // repairGarbage removes what no snapshot can need (the exclusive lock is

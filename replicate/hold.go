@@ -121,25 +121,15 @@ func (m *Manager) writeHold(ctx context.Context, r *region, nid string, h *forma
 	if err != nil {
 		return HoldInfo{}, err
 	}
-	errs := forEach(r.n(), func(i int) error {
-		if r.bad[i] != nil {
-			return r.bad[i]
-		}
-		if err := r.stores[i].Put(ctx, holdDir+name, sealed); err != nil {
-			return fmt.Errorf("store %d (%s): put %s: %w", i, r.stores[i].Location(), holdDir+name, err)
-		}
-		return nil
-	})
-	written, reached := 0, 0
-	for i, e := range errs {
-		if e == nil {
+	on, refused, ok := r.putQuorum(ctx, holdDir+name, sealed)
+	written := 0
+	for _, o := range on {
+		if o {
 			written++
 		}
-		if r.bad[i] == nil {
-			reached++
-		}
 	}
-	if written == 0 || (written < r.k && written < reached) {
+	errs := append(refused, r.bad...) // the stores that refused it, then those not usable
+	if !ok {
 		if derr := r.deleteAll(context.WithoutCancel(ctx), holdDir+name); derr != nil {
 			m.log.Warn("hold: removing a partly written hold failed", "region", region, "hold", name, "err", derr)
 		}

@@ -368,42 +368,52 @@ func (r *region) deleteLock(ctx context.Context, id string, on []bool) error {
 // repair, which runs with the usable stores only, meets it whenever k > m
 // (as for a restore on the stores repair cannot reach: see the package
 // doc). A sync, which needs every store for its packs, fails there anyway.
+//
+// The stores that took it are returned on failure too: the release after
+// a failed lock deletes it from those only.
 func (m *Manager) putLock(ctx context.Context, r *region, id string, b []byte, exclusive bool) ([]bool, error) {
 	if exclusive {
 		return r.usable(), r.putUsable(ctx, lockDir+id, b)
 	}
-	errs := forEach(r.n(), func(i int) error {
-		if r.bad[i] != nil {
-			return r.bad[i]
-		}
-		if err := r.stores[i].Put(ctx, lockDir+id, b); err != nil {
-			return fmt.Errorf("%w: store %d (%s): put %s: %w", ErrUnavailable, i, r.stores[i].Location(), lockDir+id, err)
-		}
-		return nil
-	})
-	on := make([]bool, r.n())
-	written, reached := 0, 0
-	var refused []error
-	for i, e := range errs {
-		if r.bad[i] != nil {
-			continue
-		}
-		reached++
-		if e == nil {
-			on[i] = true
-			written++
-		} else {
-			refused = append(refused, e)
-		}
-	}
+	on, refused, ok := r.putQuorum(ctx, lockDir+id, b)
 	if len(refused) == 0 {
 		return on, nil
 	}
-	if written == 0 || written < r.k || ctx.Err() != nil {
-		return nil, firstErr(refused)
+	if !ok || ctx.Err() != nil {
+		return on, fmt.Errorf("%w: %w", ErrUnavailable, firstErr(refused))
 	}
-	m.log.Warn("region lock: a store that is up refused it; going on with the stores that took it (reads only)", "region", r.cfg.Name, "written", written, "reached", reached, "err", joinErrs(refused...))
+	m.log.Warn("region lock: a store that is up refused it; going on with the stores that took it (reads only)", "region", r.cfg.Name, "err", joinErrs(refused...))
 	return on, nil
+}
+
+// putQuorum puts object name (sealed b) on every usable store, as reads
+// need it (a shared lock, a hold): it returns the stores that took it and
+// the errors of the usable ones that refused it, and ok when some store
+// took it and, if one that is up refused it, at least k did (a store that
+// is up but refuses writes, read-only or full, still serves its shards).
+func (r *region) putQuorum(ctx context.Context, name string, b []byte) (on []bool, refused []error, ok bool) {
+	errs := forEach(r.n(), func(i int) error {
+		if r.bad[i] != nil {
+			return nil
+		}
+		if err := r.stores[i].Put(ctx, name, b); err != nil {
+			return fmt.Errorf("store %d (%s): put %s: %w", i, r.stores[i].Location(), name, err)
+		}
+		return nil
+	})
+	on = make([]bool, r.n())
+	written := 0
+	for i, e := range errs {
+		switch {
+		case r.bad[i] != nil:
+		case e == nil:
+			on[i] = true
+			written++
+		default:
+			refused = append(refused, e)
+		}
+	}
+	return on, refused, written > 0 && (len(refused) == 0 || written >= r.k)
 }
 
 // lock takes a shared (sync, restore, check) or exclusive (prune, repair)
@@ -470,11 +480,12 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 	// ls is the lease once the lock is taken: a store that refused a
 	// shared lock (putLock) and refuses its delete too is not waited for.
 	var ls *lease
+	var putOn []bool // the stores that took the lock (putLock), until ls
 	release := func() {
 		activeLocks.Delete(id)
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		var on []bool
+		on := putOn
 		if ls != nil {
 			ls.mu.Lock()
 			on = ls.on
@@ -490,6 +501,7 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 		m.log.Warn("region lock not released (it goes stale)", "region", r.cfg.Name, "lock", id, "err", err)
 	}
 	on, err := m.putLock(ctx, r, id, b, exclusive)
+	putOn = on
 	if err != nil {
 		release()
 		return nil, nil, fmt.Errorf("lock region %q: %w", r.cfg.Name, err)
