@@ -56,6 +56,16 @@ func TestListingLostChain(t *testing.T) {
 	}
 }
 
+// removeObj removes object sub/name from every store directory of dirs.
+func removeObj(t *testing.T, dirs []string, sub, name string) {
+	t.Helper()
+	for _, d := range dirs {
+		if err := os.Remove(filepath.Join(d, sub, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // damageObj flips a byte in the middle of object sub/name on every store
 // directory of dirs (flipping it again undoes it).
 func damageObj(t *testing.T, dirs []string, sub, name string) {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -170,11 +169,7 @@ func TestTrial9ListingDeltaOverMissingParentIsLost(t *testing.T) {
 	if len(before) != 1 {
 		t.Fatalf("manifests before s3's sync: %v", before)
 	}
-	for _, d := range dirs {
-		if err := os.Remove(filepath.Join(d, "snapshots", nid2)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeObj(t, dirs, "snapshots", nid2)
 	if st := state(b, "s3"); st != replicate.StateLost {
 		t.Errorf("s3, a delta over a manifest gone from every store: listed %s, want lost", st)
 	}
@@ -348,11 +343,7 @@ func TestTrial9LostParentNeverWedges(t *testing.T) {
 	if err := a.rs.DeleteSnapshot("s1"); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range dirs {
-		if err := os.Remove(filepath.Join(d, "snapshots", nid1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeObj(t, dirs, "snapshots", nid1)
 	if _, err := b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 5, AllHosts: true}); err != nil {
 		t.Errorf("prune with a lost delta in the region: %v", err)
 	}
@@ -435,13 +426,7 @@ func TestTrial9CheckDuringSyncNotDegraded(t *testing.T) {
 		writeBlocks(t, a.host, "v", uint64(10+i), span(0, 64))
 		snapshot(t, a.host, fmt.Sprint("s", i), "v")
 		entered, release := make(chan struct{}), make(chan struct{})
-		var once sync.Once
-		a.faults[1].DelayMatching(func(m store.Method, n string) time.Duration {
-			if m == store.MethodPut && strings.HasPrefix(n, obj) {
-				once.Do(func() { close(entered); <-release })
-			}
-			return 0
-		})
+		pauseAt(a.faults[1], store.MethodPut, obj, func() { close(entered); <-release })
 		done := make(chan error, 1)
 		go func() {
 			_, err := a.mgr.Sync(ctx, "r1", nil, nil)
@@ -457,7 +442,7 @@ func TestTrial9CheckDuringSyncNotDegraded(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("%s: sync: %v", obj, err)
 		}
-		a.faults[1].DelayMatching(nil)
+		a.faults[1].FailMatching(nil)
 		if err != nil || !rep.OK() {
 			t.Errorf("check while a sync puts %s on store 1: %v, verdict %s, problems %+v", obj, err, rep.Verdict, rep.Problems)
 		}
@@ -570,11 +555,7 @@ func TestLostGrandparentShippedAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, d := range dirs {
-		if err := os.Remove(filepath.Join(d, "snapshots", nid1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeObj(t, dirs, "snapshots", nid1)
 	st, err := a.mgr.Sync(ctx, "r1", nil, nil)
 	if err != nil {
 		t.Fatalf("sync after s3's grandparent was lost: %v", err)
