@@ -19,6 +19,8 @@ import (
 type MmapFile struct {
 	Data []byte
 	Fd   *os.File
+	// table: a mapping ReleaseTables advises (snapfs; set before it is shared).
+	table bool
 }
 
 var NewFile = errors.New("Create a new file")

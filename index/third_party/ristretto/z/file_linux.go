@@ -27,9 +27,13 @@ func (m *MmapFile) Truncate(maxSz int64) error {
 	}
 
 	var err error
-	// snapfs: ReleaseTables may be reading m.Data.
-	tables.Lock()
+	// snapfs: ReleaseTables reads m.Data of a table (Badger truncates only
+	// memtable logs, the value log and the discard file, which do not wait
+	// for it; a table is locked in case that changes).
+	if m.table {
+		tables.Lock()
+		defer tables.Unlock()
+	}
 	m.Data, err = mremap(m.Data, int(maxSz)) // Mmap up to max size.
-	tables.Unlock()
 	return err
 }

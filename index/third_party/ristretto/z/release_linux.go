@@ -22,6 +22,7 @@ func trackTable(m *MmapFile, filename string) {
 	if !strings.HasSuffix(filename, ".sst") {
 		return
 	}
+	m.table = true
 	tables.Lock()
 	defer tables.Unlock()
 	if tables.m == nil {
