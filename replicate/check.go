@@ -21,6 +21,11 @@ const (
 	// ProblemStale: a good manifest copy that differs from the newest
 	// copy (an interrupted rewrite); Repair puts the newest copy.
 	ProblemStale = "stale"
+	// ProblemPruned: a store's copy of the manifest of a snapshot that
+	// prune removed (the store was away, or put back from a backup, while
+	// prune ran; see prunedCopies): left out of listings and restores;
+	// Repair and Prune delete it, never put it back on the other stores.
+	ProblemPruned = "pruned"
 )
 
 // Problem is one bad object copy on one store.
@@ -64,6 +69,11 @@ type Report struct {
 	// OrphanIndexes are pack indexes whose pack has no shard on any store;
 	// Prune and Repair delete them (a snapshot needing one is lost).
 	OrphanIndexes []string `json:"orphan_indexes,omitempty"`
+	// DeadPacks are indexed packs with fewer than k good shards (counting
+	// unreachable stores as good) that no snapshot needs: what a stale
+	// store kept of packs prune deleted. Garbage, not lost data: Repair
+	// (when every store is reachable) and Prune delete them.
+	DeadPacks []string `json:"dead_packs,omitempty"`
 	// Unreachable are the stores that could not be used.
 	Unreachable []int `json:"unreachable,omitempty"`
 	// Verdict sums the report up for scripts: "ok"; "unavailable" (stores
@@ -151,6 +161,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 	}
 	// Metadata: on every usable store, authenticating.
 	var indexes listing
+	var pruned map[string]bool // manifests of pruned snapshots a stale store kept
 	markerHosts := map[string]string{} // copying marker -> its host's id, as read here (inFlight)
 	for _, md := range []struct {
 		dir string
@@ -167,8 +178,27 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 		if md.dir == indexDir {
 			indexes = l
 		}
+		if md.dir == snapDir {
+			marks, err := r.list(ctx, copyDir)
+			if err != nil {
+				return rep, nil, err
+			}
+			if pruned, err = m.prunedCopies(ctx, r, l, marks); err != nil {
+				return rep, nil, err
+			}
+			rep.Manifests -= len(pruned)
+		}
 		for _, name := range sortedKeys(l) {
 			sizes := l[name]
+			if md.dir == snapDir && pruned[name] {
+				for i, n := range sizes {
+					if r.bad[i] == nil && n >= 0 {
+						add(Problem{Store: i, Object: snapDir + name, Kind: ProblemPruned,
+							Err: "copy of a snapshot prune removed (this store was away or put back from a backup): repair deletes it"})
+					}
+				}
+				continue
+			}
 			var pts [][]byte // a marker's plaintext per store
 			if md.dir == copyDir {
 				pts = make([][]byte, r.n())
@@ -332,6 +362,31 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 		add(Problem{Store: -1, Object: snapDir, Kind: ProblemCorrupt, Err: "cannot tell which snapshots are degraded: " + err.Error()})
 	}
 	rep.Degraded, rep.Lost, rep.Unavailable = cls.labels[packDegraded], cls.labels[packLost], cls.labels[packUnavailable]
+	if err == nil && cls.complete {
+		// A lost pack no snapshot needs is garbage a stale store kept (its
+		// index and shards of a pack prune deleted), not lost data: its
+		// missing copies are no problem, and repair deletes it.
+		dead := map[string]bool{}
+		rep.LostPacks = slices.DeleteFunc(rep.LostPacks, func(name string) bool {
+			id, _ := parsePackID(name)
+			if cls.packs[id] {
+				return false
+			}
+			dead[name] = true
+			delete(pp, id)
+			rep.DeadPacks = append(rep.DeadPacks, name)
+			return true
+		})
+		rep.Problems = slices.DeleteFunc(rep.Problems, func(p Problem) bool {
+			if name, ok := cutPrefix(p.Object, packDir); ok {
+				return dead[name]
+			}
+			if name, ok := cutPrefix(p.Object, indexDir); ok {
+				return dead[name]
+			}
+			return false
+		})
+	}
 	if err == nil && shared {
 		rep.Problems = m.inFlight(ctx, r, rep.Problems, cls.packs, markerHosts)
 	}
@@ -358,6 +413,9 @@ type classes struct {
 	labels map[packState][]string // snapshot labels by their worst pack
 	nids   []string               // name ids of every snapshot not OK
 	packs  map[packID]bool        // the packs some snapshot needs
+	// complete: every manifest was read and resolved, so packs holds
+	// every pack any snapshot needs (a pack outside it is garbage).
+	complete bool
 }
 
 // inFlight drops from problems the missing copies that are a running
@@ -432,6 +490,7 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 		out.labels[packLost] = append(out.labels[packLost], "unreadable manifest "+nid)
 		out.nids = append(out.nids, nid)
 	}
+	out.complete = len(unreadable) == 0
 	for _, nid := range sortedKeysOf(mfs) {
 		mf := mfs[nid]
 		worst := packOK
@@ -440,6 +499,7 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 			bm, _, err := r.resolveDisk(ctx, mf, d.Name, mfs)
 			if err != nil {
 				worst = packLost
+				out.complete = false // what its own entries name is still needed
 				break
 			}
 			for _, id := range bm {
@@ -562,16 +622,28 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 			out.Repaired = append(out.Repaired, p)
 		}
 	}
-	problems := before.Problems
+	problems, dead := before.Problems, before.DeadPacks
 	if len(out.Repaired) > 0 { // stores are usable again: see what they lack
 		var again Report
 		if again, pp, err = m.check(ctx, r, true, false, progress); err != nil {
 			return out, err
 		}
-		problems = again.Problems
+		problems, dead = again.Problems, again.DeadPacks
 	}
 	for _, p := range problems {
 		if p.Kind == ProblemUnreachable || p.Store < 0 || p.Object == configName || r.bad[p.Store] != nil {
+			continue
+		}
+		if p.Kind == ProblemPruned {
+			err := m.guard(ctx, r, false)
+			if err == nil {
+				err = r.stores[p.Store].Delete(ctx, p.Object)
+			}
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				fail(p, err)
+			} else {
+				out.Repaired = append(out.Repaired, p)
+			}
 			continue
 		}
 		for _, md := range []struct {
@@ -643,7 +715,7 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 	if err := m.repairHolds(ctx, r, &out); err != nil {
 		return out, err
 	}
-	if err := m.repairGarbage(ctx, r, &out); err != nil {
+	if err := m.repairGarbage(ctx, r, dead, &out); err != nil {
 		return out, err
 	}
 	if len(out.Failed) == 0 {
@@ -749,7 +821,7 @@ func (m *Manager) liveSyncHosts(ctx context.Context, r *region) map[string]bool 
 // repairGarbage removes what no snapshot can need (the exclusive lock is
 // held): unindexed packs, markers without a running sync, and indexes
 // whose pack has no shard on any store.
-func (m *Manager) repairGarbage(ctx context.Context, r *region, out *RepairReport) error {
+func (m *Manager) repairGarbage(ctx context.Context, r *region, dead []string, out *RepairReport) error {
 	// Only the markers are needed (no manifest is read: a lost one,
 	// reported by check, does not stop the rest).
 	markers, err := m.scanMarkers(ctx, r)
@@ -790,6 +862,20 @@ func (m *Manager) repairGarbage(ctx context.Context, r *region, out *RepairRepor
 	}
 	if slices.ContainsFunc(r.bad, func(e error) bool { return e != nil }) {
 		return nil // a pack may be on an unreachable store
+	}
+	// Packs no snapshot needs that cannot be read (check's DeadPacks):
+	// the index first, as prune deletes.
+	for _, name := range dead {
+		for _, dir := range []string{indexDir, packDir} {
+			if err := m.guard(ctx, r, false); err != nil {
+				return fmt.Errorf("repair: %w", err)
+			}
+			if err := r.deleteAll(ctx, dir+name); err != nil {
+				return fmt.Errorf("repair: %w", err)
+			}
+		}
+		delete(indexes, name)
+		out.OrphansDeleted++
 	}
 	for _, name := range sortedKeys(indexes) {
 		if _, ok := parsePackID(name); !ok || packs[name] != nil {

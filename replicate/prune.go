@@ -123,6 +123,9 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 	if err != nil {
 		return st, err
 	}
+	if err := m.prunePrunedCopies(ctx, r); err != nil {
+		return st, err
+	}
 	now := m.opts.Now()
 	// A manifest whose copies differ (a rewrite that reached only some
 	// stores) is finished first: the newest copy goes on every store
@@ -412,4 +415,31 @@ func cmpU64(a, b uint64) int {
 		return 1
 	}
 	return 0
+}
+
+// prunePrunedCopies deletes the manifests of pruned snapshots that a
+// stale store kept (prunedCopies; left out of mfs, so prune deletes the
+// packs only they name as it deletes any unneeded pack).
+func (m *Manager) prunePrunedCopies(ctx context.Context, r *region) error {
+	snaps, err := r.list(ctx, snapDir)
+	if err != nil {
+		return err
+	}
+	marks, err := r.list(ctx, copyDir)
+	if err != nil {
+		return err
+	}
+	pruned, err := m.prunedCopies(ctx, r, snaps, marks)
+	if err != nil {
+		return err
+	}
+	for _, nid := range slices.Sorted(maps.Keys(pruned)) {
+		if err := m.guard(ctx, r, false); err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+		if err := r.deleteAll(ctx, snapDir+nid); err != nil {
+			return fmt.Errorf("prune: stale copy of a pruned snapshot: %w", err)
+		}
+	}
+	return nil
 }

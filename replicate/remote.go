@@ -229,9 +229,16 @@ func (m *Manager) scanManifests(ctx context.Context, r *region, listing bool, un
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	pruned, err := m.prunedCopies(ctx, r, snaps, marks)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	mfs := map[string]*format.Manifest{}
 	differ := map[string]*manifestCopies{}
 	for nid, sizes := range snaps {
+		if pruned[nid] {
+			continue // a stale store's copy of a pruned snapshot
+		}
 		if listing && r.oneSize(sizes) {
 			pt, _, err := r.getMeta(ctx, format.TypeManifest, snapDir, nid)
 			var mf *format.Manifest
@@ -269,6 +276,73 @@ func (m *Manager) scanManifests(ctx context.Context, r *region, listing bool, un
 		differ = nil
 	}
 	return mfs, markers, differ, nil
+}
+
+// prunedCopies returns the name ids in snaps (a listing of snapshots/)
+// whose manifest is what a stale store kept of a snapshot prune removed:
+// a store that was away (down, unmounted) or put back from a backup
+// while prune deleted the manifest from every other store. Such a
+// manifest is not on every usable store, has no copying marker (marks: a
+// listing of copying/), and has a tombstone in the region for the same
+// snapshot (host, snapshot id and creation time): prune writes the
+// tombstone on every store before it deletes the manifest, and a copy of
+// a pruned snapshot (CopySnapshot) removes the tombstone before it puts
+// the manifest. Listings, restores, prune and check leave such copies
+// out; check reports each as ProblemPruned and Repair and Prune delete
+// it, instead of taking the other stores' lack of it for loss and
+// putting it back on every store (TestRtrial10StaleStoreDoesNotUndoPrune).
+// A tombstone that cannot be read, or a manifest with no good copy,
+// makes no leftover (the manifest is treated as before).
+func (m *Manager) prunedCopies(ctx context.Context, r *region, snaps, marks listing) (map[string]bool, error) {
+	var cand []string
+	for nid, sizes := range snaps {
+		if _, copying := marks[nid]; copying {
+			continue
+		}
+		for i, n := range sizes {
+			if r.bad[i] == nil && n < 0 {
+				cand = append(cand, nid)
+				break
+			}
+		}
+	}
+	if len(cand) == 0 {
+		return nil, nil
+	}
+	tombs, err := r.list(ctx, prunedDir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, nid := range cand {
+		if tombs[nid] == nil {
+			continue
+		}
+		pt, _, err := r.getMeta(ctx, format.TypeTomb, prunedDir, nid)
+		var t *format.Tombstone
+		if err == nil {
+			t, err = format.DecodeTombstone(pt)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		c, err := r.readManifestAll(ctx, nid)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		if c.mf.Host == t.Host && c.mf.SnapshotID == t.SnapshotID && c.mf.Created.Equal(t.Created) {
+			m.log.Warn("a store holds the manifest of a snapshot prune removed (a store that was away or put back from a backup): left out, removed by repair or prune",
+				"region", r.cfg.Name, "snapshot", c.mf.Name, "pruned", t.Pruned)
+			out[nid] = true
+		}
+	}
+	return out, nil
 }
 
 // scanMarkers reads the copying markers that have no manifest (syncs

@@ -271,14 +271,17 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 				}
 			}
 		}
-		if err := m.copyOne(ctx, r, cs, snap, local, remote, manifests, &st, progress, ph); err != nil {
-			return st, fmt.Errorf("sync snapshot %q to region %q: %w", snap.Name, regionName, err)
-		}
 		if tombs[nid] != nil {
+			// The tombstone goes before the manifest is put: a manifest
+			// beside its snapshot's tombstone is a pruned one a stale
+			// store kept (prunedCopies), never a copy made after.
 			if err := r.deleteAll(ctx, prunedDir+nid); err != nil {
-				m.log.Warn("tombstone of a copied snapshot not removed", "region", regionName, "snapshot", snap.Name, "err", err)
+				return st, fmt.Errorf("sync snapshot %q to region %q: remove its tombstone: %w", snap.Name, regionName, err)
 			}
 			delete(tombs, nid)
+		}
+		if err := m.copyOne(ctx, r, cs, snap, local, remote, manifests, &st, progress, ph); err != nil {
+			return st, fmt.Errorf("sync snapshot %q to region %q: %w", snap.Name, regionName, err)
 		}
 		remote[nid] = nil
 		st.Snapshots++

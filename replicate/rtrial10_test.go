@@ -1,0 +1,138 @@
+package replicate_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/snapfs/snapfs/replicate"
+)
+
+// TestRtrial10StaleStoreDoesNotUndoPrune (trial 10, repair from any k): a
+// store that comes back stale (a NAS that was away, a store tree put back
+// from a backup) holds manifests, indexes and pack shards of snapshots
+// that prune removed meanwhile. They must stay removed: the listing must
+// not show them again (one of them "available" though it cannot be
+// restored), check must not call the others' lack of them missing (nor the
+// snapshot "lost"), and repair must delete the stale copies instead of
+// spreading them to every store and failing on packs it cannot rebuild.
+//
+// Seen on main e1f8edc (4+2 file:// region, CLI): after prune --keep-last 1
+// removed t1 (its packs freed) and s1, store 2 was put back from a copy
+// taken before; `region snapshots` listed t1 and s1 "available", check
+// said "lost: t1" (exit 12), repair put t1's manifest and indexes back on
+// the five other stores and failed on its packs ("1 good of 4 needed",
+// exit 12, every hour in the scheduled job) until the next prune.
+func TestRtrial10StaleStoreDoesNotUndoPrune(t *testing.T) {
+	ctx := context.Background()
+	hs, dirs := fleet(t, 2, 1, "a", "b")
+	a, b := hs[0], hs[1]
+	mkDisk(t, a.host, "v", 32)
+	writeBlocks(t, a.host, "v", 1, span(0, 20))
+	snapshot(t, a.host, "s1", "v")
+	writeBlocks(t, a.host, "v", 2, span(0, 20)) // s2 shares nothing with s1
+	snapshot(t, a.host, "s2", "v")
+	want2 := readSnapshot(t, a.host, "s2", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), "store1-backup")
+	copyTree(t, dirs[1], old)
+	st, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1})
+	if err != nil || !slices.Equal(st.Deleted, []string{"s1"}) {
+		t.Fatalf("prune: deleted %v, %v; want s1", st.Deleted, err)
+	}
+	// Store 1 comes back from its backup.
+	if err := os.RemoveAll(dirs[1]); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, old, dirs[1])
+	l, err := b.mgr.ListRemote(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rs := range l {
+		if rs.Name == "s1" {
+			t.Errorf("listing after a stale store came back: pruned s1 listed again (%s)", rs.State)
+		}
+	}
+	rep, err := b.mgr.Check(ctx, "r1", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Lost) > 0 || len(rep.LostPacks) > 0 {
+		t.Errorf("check after a stale store came back: lost %v, lost packs %v; want none (s1 was pruned)", rep.Lost, rep.LostPacks)
+	}
+	rr, err := b.mgr.Repair(ctx, "r1", nil)
+	if err != nil || len(rr.Failed) > 0 {
+		t.Fatalf("repair after a stale store came back: failed %+v, %v", rr.Failed, err)
+	}
+	for i, d := range dirs {
+		if got := listObjs(t, d, "snapshots"); len(got) != 1 {
+			t.Errorf("store %d after repair: %d manifests, want 1 (s2's)", i, len(got))
+		}
+	}
+	mustClean(t, b.host)
+	if err := restoreEq(t, b.host, "a", "s2", "v", want2); err != nil {
+		t.Errorf("restore s2: %v", err)
+	}
+}
+
+// TestRtrial10StaleStorePrunedByPrune: the scheduled job runs sync, prune
+// and check, not repair: its prune deletes what a stale store kept of
+// pruned snapshots (manifests and the packs only they name), so its check
+// is clean again without an operator.
+func TestRtrial10StaleStorePrunedByPrune(t *testing.T) {
+	ctx := context.Background()
+	hs, dirs := fleet(t, 2, 1, "a")
+	a := hs[0]
+	mkDisk(t, a.host, "v", 32)
+	writeBlocks(t, a.host, "v", 1, span(0, 20))
+	snapshot(t, a.host, "s1", "v")
+	writeBlocks(t, a.host, "v", 2, span(0, 20))
+	snapshot(t, a.host, "s2", "v")
+	want2 := readSnapshot(t, a.host, "s2", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), "store0-backup")
+	copyTree(t, dirs[0], old)
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dirs[0]); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, old, dirs[0])
+	rep, err := a.mgr.Check(ctx, "r1", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() || len(rep.Lost) > 0 || !slices.ContainsFunc(rep.Problems, func(p replicate.Problem) bool { return p.Kind == replicate.ProblemPruned && p.Store == 0 }) {
+		t.Errorf("check: %+v; want the stale copy on store 0 reported as pruned, nothing lost", rep)
+	}
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
+		t.Fatal(err)
+	}
+	mustClean(t, a.host)
+	if got := listObjs(t, dirs[0], "snapshots"); len(got) != 1 {
+		t.Errorf("store 0 after prune: %d manifests, want 1", len(got))
+	}
+	// An explicit copy of the pruned snapshot is a copy, not a leftover.
+	if _, err := a.mgr.CopySnapshot(ctx, "r1", "s1", nil); err != nil {
+		t.Fatal(err)
+	}
+	l, err := a.mgr.ListRemote(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(l, func(rs replicate.RemoteSnapshot) bool { return rs.Name == "s1" && rs.State == replicate.StateAvailable }) {
+		t.Errorf("s1 copied again explicitly: listing %+v, want s1 available", l)
+	}
+	mustClean(t, a.host)
+	if err := restoreEq(t, a.host, "a", "s2", "v", want2); err != nil {
+		t.Errorf("restore s2: %v", err)
+	}
+}
