@@ -161,7 +161,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 	}
 	// Metadata: on every usable store, authenticating.
 	var indexes listing
-	var pruned map[string]bool // manifests of pruned snapshots a stale store kept
+	var pruned map[string]bool         // manifests of pruned snapshots a stale store kept
 	markerHosts := map[string]string{} // copying marker -> its host's id, as read here (inFlight)
 	for _, md := range []struct {
 		dir string
