@@ -269,7 +269,7 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	}
 	for o := range opened {
 		if werr == nil && wctx.Err() == nil {
-			if err := m.writeRuns(r, o.p, o.pt, md.BlockSize, byPack[o.p], run, h); err != nil {
+			if err := m.writeRuns(r, o.p, o.pt, md.BlockSize, md.Size, byPack[o.p], run, h); err != nil {
 				werr = fmt.Errorf("restore %q of %q from region %q: %w", disk, snapshot, regionName, err)
 				cancel()
 			} else {
@@ -374,8 +374,11 @@ func restoreWorkers(limit int) int {
 
 // writeRuns writes the wanted blocks of a pack plaintext (ws in block
 // order), adjacent blocks with one write of up to restoreRun bytes. The
-// blocks' digests are checked once all is written (verifyRestored).
-func (m *Manager) writeRuns(r *region, p packID, pt []byte, bs int, ws []want, run []byte, h *rowstore.Disk) error {
+// blocks' digests are checked once all is written (verifyRestored). The
+// last block of a disk whose size is not a multiple of its block size is
+// stored whole (its tail zeros); only the part inside the disk, size
+// bytes, is written (TestRtrial10RestoreUnalignedDisk).
+func (m *Manager) writeRuns(r *region, p packID, pt []byte, bs int, size int64, ws []want, run []byte, h *rowstore.Disk) error {
 	per := max(1, restoreRun/bs)
 	for i := 0; i < len(ws); {
 		j := i + 1
@@ -398,7 +401,11 @@ func (m *Manager) writeRuns(r *region, p packID, pt []byte, bs int, ws []want, r
 				run = append(run, raw...)
 			}
 		}
-		if _, err := h.WriteAt(run, int64(ws[i].block)*int64(bs)); err != nil {
+		at := int64(ws[i].block) * int64(bs)
+		if end := at + int64(len(run)); end > size && at < size {
+			run = run[:size-at]
+		}
+		if _, err := h.WriteAt(run, at); err != nil {
 			return fmt.Errorf("write blocks %d-%d: %w", ws[i].block, ws[j-1].block, err)
 		}
 		i = j

@@ -136,3 +136,43 @@ func TestRtrial10StaleStorePrunedByPrune(t *testing.T) {
 		t.Errorf("restore s2: %v", err)
 	}
 }
+
+// TestRtrial10RestoreUnalignedDisk (trial 10, large and odd): a disk whose
+// size is a multiple of 512 bytes but not of its block size syncs, and
+// must restore: its last block is stored whole, and restore wrote it
+// whole, past the disk's end.
+//
+// Seen on main e1f8edc: `disk create odd --size 1000448` (16 KiB blocks),
+// written, snapshotted and copied, then `restore` failed with "write of
+// 1015808 bytes at 0 is beyond the end of disk" (exit 2), every time: the
+// region's copy could be restored only lazily.
+func TestRtrial10RestoreUnalignedDisk(t *testing.T) {
+	ctx := context.Background()
+	hs, _ := fleet(t, 2, 1, "a", "b")
+	a, b := hs[0], hs[1]
+	const size = 5*bs + 1536
+	if _, err := a.rs.CreateDisk("odd", size, bs); err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.rs.OpenDisk("odd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, size)
+	for i := range want {
+		want[i] = byte(i*7 + 1)
+	}
+	if _, err := d.WriteAt(want, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snapshot(t, a.host, "s1", "odd")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := restoreEq(t, b.host, "a", "s1", "odd", want); err != nil {
+		t.Errorf("restore of a disk not a multiple of its block size: %v", err)
+	}
+}
