@@ -12,11 +12,16 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 )
+
+// s3ResponseTimeout bounds the wait for an S3 response's headers, once
+// the request is sent (its body included): a var for tests.
+var s3ResponseTimeout = time.Minute
 
 // s3Store is a Store in an S3 bucket under a key prefix, through
 // minio-go. Object "a/b" is the key "<prefix>/a/b".
@@ -57,6 +62,14 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (Store, error) {
 		return nil, err
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
+	// A service that takes a request and never answers (a hung or
+	// stopped server, a proxy that black-holes) fails the request instead
+	// of hanging it, and the operation above for ever: Go's default
+	// transport waits for response headers without a limit, and no region
+	// operation but reads sets deadlines of its own (a scheduled sync hung
+	// for good, holding its job's lock: TestRtrial10S3NoAnswerFails).
+	// minio-go's own default transport has this bound too.
+	transport.ResponseHeaderTimeout = s3ResponseTimeout
 	lookup := minio.BucketLookupAuto
 	if opts.PathStyle {
 		lookup = minio.BucketLookupPath
