@@ -252,6 +252,24 @@
 // shard on any store is orphaned (OrphanIndexes); Prune and Repair delete
 // it.
 //
+// A store that comes back stale (away while prune ran, or put back from a
+// backup) must not undo the prune (prunedCopies,
+// TestRtrial10StaleStoreDoesNotUndoPrune): a manifest that is not on every
+// usable store, has no copying marker, and has a tombstone of the same
+// snapshot (host, id, creation time) is a pruned snapshot's leftover, as
+// prune writes the tombstone on every store before it deletes the
+// manifest and CopySnapshot removes a tombstone before it puts the
+// manifest again. Listings, restores and prune leave it out; check
+// reports each copy as ProblemPruned (not the other stores' copies as
+// missing); Repair and Prune delete it. An indexed pack with fewer than
+// k good shards that no snapshot needs (DeadPacks: the stale store's
+// shards of a pack prune deleted) is garbage, not a lost pack, when every
+// manifest was read and resolved; Repair deletes it (index first) when
+// every store is reachable, Prune as any unneeded pack. A tombstone lives
+// only while its host still has the snapshot (dropTombstones), so a
+// store stale for longer brings the manifest back as before, and the
+// retention prunes it again.
+//
 // Check shares the region with running syncs, so what a sync is still
 // writing is not damage (inFlight, TestTrial9CheckDuringSyncNotDegraded):
 // a missing copy that is there when looked at again, of a copying marker,
