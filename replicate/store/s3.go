@@ -21,7 +21,7 @@ import (
 
 // s3ResponseTimeout bounds the wait for an S3 response's headers, once
 // the request is sent (its body included): a var for tests.
-var s3ResponseTimeout = time.Minute
+var s3ResponseTimeout = 30 * time.Second
 
 // s3Store is a Store in an S3 bucket under a key prefix, through
 // minio-go. Object "a/b" is the key "<prefix>/a/b".
@@ -68,7 +68,7 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (Store, error) {
 	// transport waits for response headers without a limit, and no region
 	// operation but reads sets deadlines of its own (a scheduled sync hung
 	// for good, holding its job's lock: TestRtrial10S3NoAnswerFails).
-	// minio-go's own default transport has this bound too.
+	// (minio-go's own default transport has such a bound, a minute.)
 	transport.ResponseHeaderTimeout = s3ResponseTimeout
 	lookup := minio.BucketLookupAuto
 	if opts.PathStyle {
