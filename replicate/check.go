@@ -542,6 +542,9 @@ type RepairReport struct {
 	OrphansDeleted int `json:"orphans_deleted"`
 	IndexesDeleted int `json:"indexes_deleted"`
 	MarkersDeleted int `json:"markers_deleted"`
+	// DeadPacksDeleted: indexed packs no snapshot needs that could not be
+	// read (Report.DeadPacks), deleted with their indexes.
+	DeadPacksDeleted int `json:"dead_packs_deleted"`
 }
 
 // Repair checks the region with readData and rewrites every missing or
@@ -875,7 +878,7 @@ func (m *Manager) repairGarbage(ctx context.Context, r *region, dead []string, o
 			}
 		}
 		delete(indexes, name)
-		out.OrphansDeleted++
+		out.DeadPacksDeleted++
 	}
 	for _, name := range sortedKeys(indexes) {
 		if _, ok := parsePackID(name); !ok || packs[name] != nil {

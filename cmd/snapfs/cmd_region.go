@@ -180,8 +180,8 @@ func regionCommand(st *state) *cli.Command {
 						if len(rep.Failed) > 0 {
 							return fmt.Errorf("%w: region %s: %d copies could not be repaired%s", exitcode.ErrDegraded, a[0], len(rep.Failed), newStoreHint(a[0], rep.Failed))
 						}
-						if rep.OrphansDeleted+rep.IndexesDeleted+rep.MarkersDeleted > 0 && !p.json {
-							fmt.Fprintf(p.w, "region %s: garbage removed: %d unindexed pack(s), %d orphaned index(es), %d copying marker(s) of dead syncs\n", a[0], rep.OrphansDeleted, rep.IndexesDeleted, rep.MarkersDeleted)
+						if rep.OrphansDeleted+rep.IndexesDeleted+rep.MarkersDeleted+rep.DeadPacksDeleted > 0 && !p.json {
+							fmt.Fprintf(p.w, "region %s: garbage removed: %d unindexed pack(s), %d orphaned index(es), %d copying marker(s) of dead syncs, %d unreadable pack(s) no snapshot needs\n", a[0], rep.OrphansDeleted, rep.IndexesDeleted, rep.MarkersDeleted, rep.DeadPacksDeleted)
 						}
 						return nil
 					})
@@ -459,8 +459,8 @@ func printCheck(p *printer, region string, rep service.CheckReport) error {
 	if len(rep.Unavailable) > 0 {
 		fmt.Fprintf(p.w, "snapshots unavailable until unreachable stores are back: %s\n", joinOr(rep.Unavailable, "none"))
 	}
-	if n := len(rep.Unindexed) + len(rep.OrphanIndexes); n > 0 {
-		fmt.Fprintf(p.w, "garbage (removed by prune or repair): %d unindexed pack(s), %d orphaned index(es)\n", len(rep.Unindexed), len(rep.OrphanIndexes))
+	if n := len(rep.Unindexed) + len(rep.OrphanIndexes) + len(rep.DeadPacks); n > 0 {
+		fmt.Fprintf(p.w, "garbage (removed by prune or repair): %d unindexed pack(s), %d orphaned index(es), %d unreadable pack(s) no snapshot needs\n", len(rep.Unindexed), len(rep.OrphanIndexes), len(rep.DeadPacks))
 	}
 	return nil
 }
