@@ -56,7 +56,10 @@ if [[ $# -ne 1 || -z "${1:-}" || "$1" == -* ]]; then
 fi
 region=$1
 if ((syslog)); then
-	exec > >(logger -t snapfs-sync || cat >/dev/null) 2>&1
+	# Without a syslog to take it (no /dev/log: a container, a minimal
+	# host), the log goes to the job's stderr (cron mails it), not away.
+	exec 8>&2
+	exec > >(logger -t snapfs-sync 2>/dev/null || cat >&8) 2>&1
 fi
 
 log() { printf '%s snapfs-sync[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$*" >&2; }
