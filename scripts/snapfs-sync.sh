@@ -36,8 +36,10 @@
 #      and SNAPFS_KEEP_LAST is not set
 #   5  check found problems or failed (sync and prune succeeded); run
 #      `snapfs region repair REGION` (exit 11 of check: stores unreachable)
-#   6  the region is locked by another host's prune or repair (snapfs exit
-#      15): nothing was done; the next run retries
+#   6  the region is locked (snapfs exit 15): sync waits for another host's
+#      prune or repair; prune also for any sync, check, restore, lazily
+#      restored disk still hydrating or open regions/ disk, of any host.
+#      The steps before the locked one are done; the next run retries
 #   7  conflict (snapfs exit 14): the operation lost its region lock (it was
 #      paused too long or forced out); the next run retries
 #   8  the snapfs binary was not found
