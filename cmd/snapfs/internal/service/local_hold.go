@@ -18,8 +18,10 @@ import (
 // reads from the region. restoreLazy writes it before it reports success;
 // it is released when the layer is hydrated (watchHold, or restore --wait
 // itself), when disk delete leaves nothing reading the layer, and at each
-// daemon start for every hold of this host whose layer no longer reads
-// from the region (a release that failed before is retried then). A
+// daemon start and after each of this host's syncs to the region for every
+// hold of this host whose layer no longer reads from the region (a release
+// that failed before is retried then; a released hold a stale store kept
+// and repair spread again goes at the next sync). A
 // failed release is logged, never fatal: a hold kept too long only keeps
 // a snapshot.
 

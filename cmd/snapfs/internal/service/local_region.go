@@ -328,6 +328,12 @@ func (l *Local) Sync(ctx context.Context, r SyncRequest, progress Progress) (Syn
 		st, err = m.Sync(ctx, r.Region, r.Disks, p)
 	}
 	l.refresh(context.WithoutCancel(ctx), m, r.Region)
+	if err == nil {
+		// A hold of this host that holds nothing any more can come back
+		// (a stale store, then repair): the holder's sync, the hourly
+		// job, releases it (TestRtrial10SyncReleasesOwnDeadHolds).
+		_ = l.releaseHolds(context.WithoutCancel(ctx), r.Region) // logged
+	}
 	return st, err
 }
 
