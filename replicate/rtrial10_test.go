@@ -176,3 +176,48 @@ func TestRtrial10RestoreUnalignedDisk(t *testing.T) {
 		t.Errorf("restore of a disk not a multiple of its block size: %v", err)
 	}
 }
+
+// TestRtrial10NoDeltaOverPrunedLeftover: a snapshot prune removed must not
+// become a new snapshot's delta base because a stale store kept its
+// manifest: the leftover is deleted by repair and prune, and the delta
+// over it could no longer be restored.
+func TestRtrial10NoDeltaOverPrunedLeftover(t *testing.T) {
+	ctx := context.Background()
+	hs, dirs := fleet(t, 2, 1, "a")
+	a := hs[0]
+	mkDisk(t, a.host, "v", 32)
+	writeBlocks(t, a.host, "v", 1, span(0, 20))
+	snapshot(t, a.host, "s1", "v")
+	snapshot(t, a.host, "s2", "v") // same blocks: s1's packs stay for s2
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), "store1-backup")
+	copyTree(t, dirs[1], old)
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dirs[1]); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, old, dirs[1])
+	if err := a.rs.DeleteSnapshot("s2"); err != nil { // s1 is kept locally
+		t.Fatal(err)
+	}
+	writeBlocks(t, a.host, "v", 3, span(2, 4))
+	snapshot(t, a.host, "s3", "v")
+	want3 := readSnapshot(t, a.host, "s3", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rr, err := a.mgr.Repair(ctx, "r1", nil); err != nil || len(rr.Failed) > 0 {
+		t.Fatalf("repair: %+v %v", rr.Failed, err)
+	}
+	if err := a.rs.DeleteSnapshot("s3"); err != nil { // copied: the region has it
+		t.Fatal(err)
+	}
+	mustClean(t, a.host)
+	if err := restoreEq(t, a.host, "a", "s3", "v", want3); err != nil {
+		t.Errorf("restore s3 after the stale store's s1 was deleted: %v", err)
+	}
+}

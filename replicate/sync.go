@@ -280,7 +280,7 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			}
 			delete(tombs, nid)
 		}
-		if err := m.copyOne(ctx, r, cs, snap, local, remote, manifests, &st, progress, ph); err != nil {
+		if err := m.copyOne(ctx, r, cs, snap, local, remote, tombs, manifests, &st, progress, ph); err != nil {
 			return st, fmt.Errorf("sync snapshot %q to region %q: %w", snap.Name, regionName, err)
 		}
 		remote[nid] = nil
@@ -426,7 +426,13 @@ func (m *Manager) dropTombstones(ctx context.Context, r *region, tombs map[strin
 // base finds the newest local snapshot older than snap that holds the
 // same disk, is in the region (as this host's, or as a copy made before
 // hosts existed), and whose manifest is the same snapshot.
-func (m *Manager) base(ctx context.Context, r *region, snap rowstore.SnapshotInfo, d rowstore.SnapshotDiskInfo, local []rowstore.SnapshotInfo, remote listing, manifests map[string]*format.Manifest) (*rowstore.SnapshotInfo, *format.Manifest, string, error) {
+//
+// A snapshot prune removed (its tombstone, tombs) is never a base: its
+// manifest is gone, about to go (an interrupted prune), or a leftover that
+// a stale store kept and that check, repair and prune treat as pruned
+// (prunedCopies): a delta over it could not be restored once that copy is
+// deleted (TestRtrial10NoDeltaOverPrunedLeftover).
+func (m *Manager) base(ctx context.Context, r *region, snap rowstore.SnapshotInfo, d rowstore.SnapshotDiskInfo, local []rowstore.SnapshotInfo, remote listing, tombs map[string]*format.Tombstone, manifests map[string]*format.Manifest) (*rowstore.SnapshotInfo, *format.Manifest, string, error) {
 	for i := len(local) - 1; i >= 0; i-- {
 		s := local[i]
 		if s.ID >= snap.ID {
@@ -438,6 +444,9 @@ func (m *Manager) base(ctx context.Context, r *region, snap rowstore.SnapshotInf
 		}
 		for _, nid := range []string{r.snapNID(m.host.ID, s.Name), r.keys.NameID(s.Name)} {
 			if _, ok := remote[nid]; !ok {
+				continue
+			}
+			if t := tombs[nid]; t != nil && same(s, t.SnapshotID, t.Created) {
 				continue
 			}
 			mf, ok := manifests[nid]
@@ -465,7 +474,7 @@ func (m *Manager) base(ctx context.Context, r *region, snap rowstore.SnapshotInf
 // pipeline.go): the diff hands out each block with its data, read where
 // the diff found it; workers verify and compress; full packs are sealed,
 // erasure coded and uploaded while the next ones fill.
-func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap rowstore.SnapshotInfo, local []rowstore.SnapshotInfo, remote listing, manifests map[string]*format.Manifest, st *Stats, progress Progress, ph *phases) (err error) {
+func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap rowstore.SnapshotInfo, local []rowstore.SnapshotInfo, remote listing, tombs map[string]*format.Tombstone, manifests map[string]*format.Manifest, st *Stats, progress Progress, ph *phases) (err error) {
 	nid := r.snapNID(m.host.ID, snap.Name)
 	marker := &format.Marker{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Started: m.opts.Now().UTC(), Host: m.host.ID, HostName: m.host.Name}
 	mb, err := r.keys.Seal(format.TypeMarker, nid, marker.Encode())
@@ -503,7 +512,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 			return err
 		}
 		var from *rowstore.Point
-		bsnap, bmf, bnid, err := m.base(ctx, r, snap, d, local, remote, manifests)
+		bsnap, bmf, bnid, err := m.base(ctx, r, snap, d, local, remote, tombs, manifests)
 		if err != nil {
 			return err
 		}
