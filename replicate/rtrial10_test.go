@@ -221,3 +221,40 @@ func TestRtrial10NoDeltaOverPrunedLeftover(t *testing.T) {
 		t.Errorf("restore s3 after the stale store's s1 was deleted: %v", err)
 	}
 }
+
+// TestRtrial10ExplicitCopyOverPrunedLeftover: snapshot copy of a snapshot
+// prune removed, while a stale store still holds its manifest (and
+// shards of packs prune deleted), copies it anew: restorable, check clean.
+func TestRtrial10ExplicitCopyOverPrunedLeftover(t *testing.T) {
+	ctx := context.Background()
+	hs, dirs := fleet(t, 2, 1, "a")
+	a := hs[0]
+	mkDisk(t, a.host, "v", 32)
+	writeBlocks(t, a.host, "v", 1, span(0, 20))
+	snapshot(t, a.host, "s1", "v")
+	want1 := readSnapshot(t, a.host, "s1", "v")
+	writeBlocks(t, a.host, "v", 2, span(0, 20))
+	snapshot(t, a.host, "s2", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), "store2-backup")
+	copyTree(t, dirs[2], old)
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dirs[2]); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, old, dirs[2])
+	if _, err := a.mgr.CopySnapshot(ctx, "r1", "s1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := restoreEq(t, a.host, "a", "s1", "v", want1); err != nil {
+		t.Errorf("restore of s1 copied again: %v", err)
+	}
+	if rr, err := a.mgr.Repair(ctx, "r1", nil); err != nil || len(rr.Failed) > 0 {
+		t.Fatalf("repair: %+v %v", rr.Failed, err)
+	}
+	mustClean(t, a.host)
+}

@@ -202,6 +202,17 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			st.Pruned++ // pruned before hosts existed
 			continue
 		}
+		if t := tombs[nid]; t != nil && same(snap, t.SnapshotID, t.Created) && remote[nid] != nil {
+			// An explicit copy of a snapshot prune removed, whose manifest
+			// is still in the region: a stale store's leftover
+			// (prunedCopies) or an interrupted prune's. It is not the
+			// copy asked for (its packs may be gone): deleted first, then
+			// the snapshot is copied anew.
+			if err := r.deleteAll(ctx, snapDir+nid); err != nil {
+				return st, fmt.Errorf("sync snapshot %q to region %q: remove the pruned copy: %w", snap.Name, regionName, err)
+			}
+			delete(remote, nid)
+		}
 		found := nid
 		if _, ok := remote[nid]; !ok {
 			// A copy made before hosts existed (same snapshot id and time)
