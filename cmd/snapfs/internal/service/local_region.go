@@ -327,7 +327,11 @@ func (l *Local) Sync(ctx context.Context, r SyncRequest, progress Progress) (Syn
 	} else {
 		st, err = m.Sync(ctx, r.Region, r.Disks, p)
 	}
-	l.refresh(context.WithoutCancel(ctx), m, r.Region)
+	if !errors.Is(err, replicate.ErrUnavailable) {
+		// (A listing of a region whose stores did not answer would wait
+		// for them again, as long: a hung S3 service doubled the job's time.)
+		l.refresh(context.WithoutCancel(ctx), m, r.Region)
+	}
 	if err == nil {
 		// A hold of this host that holds nothing any more can come back
 		// (a stale store, then repair): the holder's sync, the hourly
