@@ -85,10 +85,10 @@ func mountCommand(st *state) *cli.Command {
 			if err != nil {
 				return err
 			}
-			if err := checkOutsideStore(a[0], store); err != nil {
+			if err := clearDeadMount(a[0], store, log); err != nil {
 				return err
 			}
-			if err := clearDeadMount(a[0], store, log); err != nil {
+			if err := checkOutsideStore(a[0], store); err != nil { // after: a dead mount's path cannot be resolved
 				return err
 			}
 			_, lerr := os.Lstat(a[0])
