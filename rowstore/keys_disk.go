@@ -116,21 +116,33 @@ func (s *Store) CopyToEncryptedDisk(name, snapshot, disk string, key *Key) (Disk
 		return DiskInfo{}, err
 	}
 	defer r.Close()
-	info, err := s.CreateEncryptedDisk(name, m.Size, m.BlockSize, key)
-	if err != nil {
+	// The copy is built under a temporary name and renamed when complete
+	// (trial 10: a daemon killed mid-copy left a half-copied disk under
+	// the new name, listed as an ordinary disk). The name is a restore's
+	// temporary one ("restore-" and 16 hex digits): a killed copy's disk is
+	// removed at the daemon's next start, before the mount lists it, as a
+	// killed restore's is (replicate.CleanRestoreTemps).
+	var rb [8]byte
+	if _, err := rand.Read(rb[:]); err != nil {
 		return DiskInfo{}, err
 	}
+	tmp := fmt.Sprintf("restore-%016x", binary.LittleEndian.Uint64(rb[:]))
+	if _, err := s.CreateEncryptedDisk(tmp, m.Size, m.BlockSize, key); err != nil {
+		return DiskInfo{}, err
+	}
+	var h *Disk
 	fail := func(err error) (DiskInfo, error) {
-		if derr := s.DeleteDisk(name, true); derr != nil {
-			s.log.Error("copy to an encrypted disk: could not delete the partial copy", "disk", name, "err", derr)
+		if h != nil {
+			_ = h.Close()
+		}
+		if derr := s.DeleteDisk(tmp, true); derr != nil {
+			s.log.Error("copy to an encrypted disk: could not delete the partial copy", "disk", tmp, "err", derr)
 		}
 		return DiskInfo{}, fmt.Errorf("copy disk %q of snapshot %q to encrypted disk %q: %w", disk, snapshot, name, err)
 	}
-	h, err := s.OpenDisk(name)
-	if err != nil {
+	if h, err = s.OpenDisk(tmp); err != nil {
 		return fail(err)
 	}
-	defer h.Close()
 	var blocks []uint64
 	nblocks := uint64((m.Size + int64(m.BlockSize) - 1) / int64(m.BlockSize))
 	if err := s.visible(chain, 0, nblocks, func(b uint64, v index.Version) error {
@@ -155,23 +167,32 @@ func (s *Store) CopyToEncryptedDisk(name, snapshot, disk string, key *Key) (Disk
 	if err := h.Sync(); err != nil {
 		return fail(err)
 	}
+	origin := "encrypted copy of snapshot " + snapshot + "/" + disk
 	s.catMu.Lock()
 	err = s.catalogUpdateSync(func(t *index.Txn) error {
 		var rec index.Disk
-		if err := t.Get(index.KindDisk, name, &rec); err != nil {
+		if err := t.Get(index.KindDisk, tmp, &rec); err != nil {
 			return err
 		}
-		rec.Origin = "encrypted copy of snapshot " + snapshot + "/" + disk
-		return t.Put(index.KindDisk, name, rec)
+		rec.Origin = origin
+		return t.Put(index.KindDisk, tmp, rec)
 	})
 	s.catMu.Unlock()
 	if err != nil {
 		return fail(err)
 	}
 	h.d.mu.Lock()
-	h.d.origin = "encrypted copy of snapshot " + snapshot + "/" + disk
+	h.d.origin = origin
 	h.d.mu.Unlock()
-	return s.GetDisk(info.Name)
+	cerr := h.Close()
+	h = nil
+	if cerr != nil {
+		return fail(cerr)
+	}
+	if err := s.RenameDisk(tmp, name); err != nil {
+		return fail(err)
+	}
+	return s.GetDisk(name)
 }
 
 // rootOfDisk returns the root layer of a disk's chain (the layer holding its

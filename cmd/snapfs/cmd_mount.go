@@ -88,6 +88,9 @@ func mountCommand(st *state) *cli.Command {
 			if err := clearDeadMount(a[0], store, log); err != nil {
 				return err
 			}
+			if err := checkOutsideStore(a[0], store); err != nil { // after: a dead mount's path cannot be resolved
+				return err
+			}
 			_, lerr := os.Lstat(a[0])
 			mp, rmdir, err := existingDir(a[0])
 			if err != nil {
@@ -370,6 +373,56 @@ func checkMountpoint(mp string) error {
 		return fmt.Errorf("%w: mountpoint %s is not empty (it holds %s, ...): the mount would hide it; choose an empty directory, or use --force", rowstore.ErrBusy, mp, names[0])
 	}
 	return nil
+}
+
+// checkOutsideStore refuses, even with --force, a mountpoint inside the
+// store's directory or one the store is inside of. Trial 10: mounted at
+// STORE/files (accepted: a new, empty directory), the mount hid the
+// directory the daemon opens .files in, and every <disk>.files/ was EIO;
+// the store's other directories (policies, regions, caches) are made on
+// first use and would be hidden the same way; a mount over a parent of the
+// store (--force) hides the store itself.
+func checkOutsideStore(mountpoint, store string) error {
+	mp, err := realPath(mountpoint)
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", mountpoint, err)
+	}
+	st, err := realPath(store)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", store, err)
+	}
+	switch {
+	case mp == st || strings.HasPrefix(mp, st+"/"):
+		return fmt.Errorf("%w: mountpoint %s is inside the store's directory %s, where the store keeps its own files: choose a directory outside it", rowstore.ErrInvalid, mountpoint, store)
+	case strings.HasPrefix(st, mp+"/") || mp == "/":
+		return fmt.Errorf("%w: the store %s is inside mountpoint %s: the mount would hide it; choose a directory that does not hold the store", rowstore.ErrInvalid, store, mountpoint)
+	}
+	return nil
+}
+
+// realPath is p absolute with every symlink resolved, for a path whose
+// last elements may not exist yet (they are kept as given).
+func realPath(p string) (string, error) {
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	var rest []string
+	for {
+		r, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(append([]string{r}, rest...)...), nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return "", err
+		}
+		rest = append([]string{filepath.Base(p)}, rest...)
+		p = parent
+	}
 }
 
 // withMetrics sets up --metrics: the listener is opened here, so that a busy

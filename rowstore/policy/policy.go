@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -336,6 +337,21 @@ type Snap struct {
 	Created time.Time
 	Kind    string // KindAutomatic or KindManual (or another)
 	Policy  string // the policy that took it (automatic ones)
+	// Seq is the order the store took it in (its catalog id), or 0 when
+	// unknown. Where two snapshots both have one, it orders them instead
+	// of Created: after the clock went back, creation times lie about
+	// which snapshot is newer, and a count retention would expire the
+	// snapshot just taken.
+	Seq uint64
+}
+
+// compareAge orders a before b when a was taken first: by Seq when both
+// have one, else by Created.
+func compareAge(a, b Snap) int {
+	if a.Seq != 0 && b.Seq != 0 {
+		return cmp.Compare(a.Seq, b.Seq)
+	}
+	return a.Created.Compare(b.Created)
 }
 
 // Expired returns the automatic snapshots of policy (of one disk, or of
@@ -349,7 +365,7 @@ func Expired(snaps []Snap, policy string, r Retention, now time.Time) []Snap {
 			mine = append(mine, s)
 		}
 	}
-	slices.SortStableFunc(mine, func(a, b Snap) int { return b.Created.Compare(a.Created) }) // newest first
+	slices.SortStableFunc(mine, func(a, b Snap) int { return compareAge(b, a) }) // newest first
 	var out []Snap
 	for i, s := range mine {
 		switch {
@@ -429,9 +445,8 @@ func Evict(snaps []Snap, policy string, q Quota) ([]Snap, error) {
 	if over <= 0 {
 		return nil, nil
 	}
-	oldest := func(a, b Snap) int { return a.Created.Compare(b.Created) }
-	slices.SortStableFunc(mine, oldest)
-	slices.SortStableFunc(others, oldest)
+	slices.SortStableFunc(mine, compareAge)
+	slices.SortStableFunc(others, compareAge)
 	order := append(mine, others...)
 	if over > len(order) {
 		return nil, fmt.Errorf("%w: automatic quota %d", ErrQuota, q.Automatic)

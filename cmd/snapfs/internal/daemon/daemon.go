@@ -303,8 +303,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 }
 
-// lockFile creates and exclusively flocks path, failing at once if another
-// process holds it.
+// lockWait is how long lockFile waits for a held lock. Run asks it only
+// after no daemon answered on the control socket: the holder is a daemon
+// that was killed and is still exiting (a SIGKILLed daemon holds its
+// locks until the kernel has torn it down; a restart loop such as
+// systemd's Restart= mounts again at once), or one still starting.
+var lockWait = 5 * time.Second
+
+// lockFile creates and exclusively flocks path, waiting up to lockWait
+// for another process to release it.
 func lockFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -313,11 +320,16 @@ func lockFile(path string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("daemon lock: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%w: another snapfs daemon holds %s", rowstore.ErrBusy, path)
+	for deadline := time.Now().Add(lockWait); ; time.Sleep(50 * time.Millisecond) {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("%w: another snapfs daemon holds %s (waited %s for it to exit)", rowstore.ErrBusy, path, lockWait)
+		}
 	}
-	return f, nil
 }
 
 // WaitExited waits until no daemon holds the store's lock (it has closed the

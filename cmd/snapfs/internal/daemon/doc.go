@@ -6,7 +6,10 @@
 //
 // The daemon holds an exclusive flock on <store>/daemon.lock from before it
 // opens the store until after it closed it; WaitExited uses it, so
-// `snapfs umount` returns only when the store is closed. A mount that is
+// `snapfs umount` returns only when the store is closed. A new daemon
+// that finds no daemon answering but the lock held waits up to 5 s for it
+// (a SIGKILLed daemon holds it until the kernel has torn it down) before
+// it says busy. A mount that is
 // busy (a loop device or open file on a disk) is not torn down: Shutdown
 // answers ErrBusy and a signal is logged, and the daemon keeps serving.
 //

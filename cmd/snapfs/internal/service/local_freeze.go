@@ -93,18 +93,27 @@ func (l *Local) CreateSnapshotWith(ctx context.Context, r CreateSnapshotRequest)
 	q := l.quotas()
 	for _, d := range r.Disks {
 		if err := policy.CheckManual(snapsOf(sis, d), d, q.Quota); err != nil {
-			return Snapshot{}, fmt.Errorf("%w: %w", rowstore.ErrNoSpace, err)
+			return Snapshot{}, quotaError{err}
 		}
 	}
 	if q.MaxSnapshotBytes > 0 {
 		if used, err := l.snapshotBytes(); err != nil {
 			return Snapshot{}, err
 		} else if used >= q.MaxSnapshotBytes {
-			return Snapshot{}, fmt.Errorf("%w: %w: snapshots hold %d bytes, the store's cap is %d (%s)", rowstore.ErrNoSpace, policy.ErrQuota, used, q.MaxSnapshotBytes, l.quotaPath())
+			return Snapshot{}, quotaError{fmt.Errorf("%w: snapshots hold %d bytes, the store's cap is %d (delete some, or raise it: snapfs policy quota --max-snapshot-bytes SIZE)", policy.ErrQuota, used, q.MaxSnapshotBytes)}
 		}
 	}
 	return l.takeSnapshot(ctx, r, rowstore.SnapshotOptions{Kind: policy.KindManual})
 }
+
+// quotaError is a snapshot quota reached: exit 7 as the policy quota's
+// help says (it wraps rowstore.ErrNoSpace), but its message names the
+// quota, not "no space left" (trial 10: the store's filesystem was far
+// from full).
+type quotaError struct{ err error }
+
+func (e quotaError) Error() string   { return strings.TrimPrefix(e.err.Error(), "policy: ") }
+func (e quotaError) Unwrap() []error { return []error{rowstore.ErrNoSpace, e.err} }
 
 // snapshotBytes sums what snapshots hold exclusively.
 func (l *Local) snapshotBytes() (int64, error) {

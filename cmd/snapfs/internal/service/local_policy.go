@@ -297,7 +297,7 @@ func snapsOf(sis []rowstore.SnapshotInfo, disk string) []policy.Snap {
 	var out []policy.Snap
 	for _, si := range sis {
 		if hasDisk(si, disk) {
-			out = append(out, policy.Snap{Name: si.Name, Created: si.Created, Kind: si.Kind, Policy: si.Policy})
+			out = append(out, policy.Snap{Name: si.Name, Created: si.Created, Kind: si.Kind, Policy: si.Policy, Seq: si.ID})
 		}
 	}
 	return out
@@ -378,9 +378,34 @@ func (l *Local) runOne(ctx context.Context, p *Policy, disk string, now time.Tim
 	if last.IsZero() {
 		last = p.Applied[disk]
 	}
+	if last.After(now) {
+		// The clock went back (an NTP step, a wrong time fixed): the last
+		// run is in its future. Count the schedule's latest point at or
+		// before now as run, so the next point is due by the clock we
+		// have, not only once it reaches the last run again (a day, or
+		// years after a clock once set far ahead); a small step back
+		// takes no extra snapshot.
+		l.log.Warn("policy: the clock went back past the last run; the schedule goes on from the current time", "policy", p.Name, "disk", disk, "last_run", last, "now", now)
+		last = now
+		if t, ok := p.Last(now); ok {
+			last = t
+		}
+		retryAt = time.Time{}
+		l.pol.mu.Lock()
+		st := l.statusLocked(p.Name, disk)
+		st.LastRun, st.RetryAt = last.UTC(), time.Time{}
+		l.saveStatusLocked()
+		l.pol.mu.Unlock()
+	}
 	due, isDue := p.Due(last, now)
 	if !retryAt.IsZero() && now.Before(retryAt) {
 		return
+	}
+	if _, err := l.store.GetDisk(disk); errors.Is(err, rowstore.ErrNotFound) {
+		// The disk was deleted (its snapshots stay): there is nothing to
+		// take and nothing failed; the retention below still applies to
+		// the snapshots the policy took of it.
+		isDue = false
 	}
 	fail := func(what string, err error) {
 		l.log.Error("policy run failed", "policy", p.Name, "disk", disk, "step", what, "err", err)
