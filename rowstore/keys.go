@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,6 +39,13 @@ func (k *Key) String() string { return "key file " + k.source }
 
 // Source is the file the key was read from.
 func (k *Key) Source() string { return k.source }
+
+// Same reports whether k and o hold the same key (their contents, compared
+// in constant time), whatever files they came from: a rekey from a key to
+// itself changes nothing a user could rely on (RekeyDisk refuses it).
+func (k *Key) Same(o *Key) bool {
+	return k != nil && o != nil && subtle.ConstantTimeCompare(k.secret, o.secret) == 1
+}
 
 // Key file limits.
 const (

@@ -383,13 +383,18 @@ func (s *Store) LockDisk(name string) error {
 // RekeyDisk wraps the data key of an encrypted disk (and of everything
 // sharing it) with a key derived from newKey instead of oldKey. No block is
 // rewritten. oldKey must open the envelope (else ErrWrongKey, nothing
-// changed). The disk's lock state is unchanged.
+// changed); a newKey with the same content as oldKey is ErrInvalid, nothing
+// changed. The disk's lock state is unchanged.
 func (s *Store) RekeyDisk(name string, oldKey, newKey *Key) error {
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
 	if oldKey == nil || newKey == nil {
 		return fmt.Errorf("%w: rekey needs the current key file and the new one", ErrInvalid)
+	}
+	if oldKey.Same(newKey) {
+		return fmt.Errorf("%w: the new key file %s holds the same key as the current one (%s): rekey needs a different key; nothing was changed",
+			ErrInvalid, newKey.source, oldKey.source)
 	}
 	s.catMu.Lock()
 	defer s.catMu.Unlock()

@@ -180,7 +180,7 @@ func diskLockCommand(st *state) *cli.Command {
 func diskRekeyCommand(st *state) *cli.Command {
 	return &cli.Command{
 		Name:      "rekey",
-		Usage:     "wrap an encrypted disk's data key with a new key file (no data is rewritten)",
+		Usage:     "wrap an encrypted disk's data key with a new key file (no data is rewritten; a new key file holding the same key is refused)",
 		ArgsUsage: "NAME",
 		Flags: []cli.Flag{keyFileFlag("the disk's current key file"),
 			&cli.StringFlag{Name: "new-key-file", Usage: "the new key file"}, insecureKeyFlag},
