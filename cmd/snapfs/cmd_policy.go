@@ -30,7 +30,7 @@ func policyCommand(st *state) *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "at", Usage: "time of day HH:MM (repeat, or comma-separated)", Required: true},
 					&cli.StringSliceFlag{Name: "weekdays", Usage: "mon,tue,... (default: every day)"},
-					&cli.DurationFlag{Name: "every", Usage: "repeat after each --at time until the day ends (e.g. 1h)"},
+					&cli.DurationFlag{Name: "every", Usage: "repeat after each --at time until the day ends (e.g. 1h; at least 1m; leave it out for one snapshot per --at time)"},
 					&cli.IntFlag{Name: "retain-days", Usage: "keep automatic snapshots N days"},
 					&cli.IntFlag{Name: "retain-count", Usage: "keep the N newest automatic snapshots (per disk)"},
 					&cli.BoolFlag{Name: "retain-forever", Usage: "keep them all"},
@@ -49,6 +49,9 @@ func policyCommand(st *state) *cli.Command {
 				Action: func(c *cli.Context) error {
 					a, err := args(c, "NAME")
 					if err != nil {
+						return err
+					}
+					if err := checkPolicyFlags(c); err != nil {
 						return err
 					}
 					p := policy.Policy{
@@ -197,6 +200,36 @@ func policyCommand(st *state) *cli.Command {
 			},
 		},
 	}
+}
+
+// checkPolicyFlags refuses a policy create flag given a value that means
+// "not given" (local trial 10: --every 0s made a daily schedule): a zero or
+// negative --every, --retain-*, --copy-retain-* or --hook-timeout, and an
+// empty --weekdays, --timezone, --consistency, --copy-to,
+// --on-pre-hook-failure, --disk or hook. Leaving the flag out is how to
+// ask for its default.
+func checkPolicyFlags(c *cli.Context) error {
+	for _, f := range []string{"every", "hook-timeout"} {
+		if c.IsSet(f) && c.Duration(f) <= 0 {
+			return usagef("policy create: --%s %s: want a positive duration (e.g. 1h), or leave --%s out", f, c.Duration(f), f)
+		}
+	}
+	for _, f := range []string{"retain-days", "retain-count", "copy-retain-days", "copy-retain-count"} {
+		if c.IsSet(f) && c.Int(f) <= 0 {
+			return usagef("policy create: --%s %d: want a number above 0, or leave --%s out", f, c.Int(f), f)
+		}
+	}
+	for _, f := range []string{"timezone", "consistency", "copy-to", "on-pre-hook-failure", "pre-hook", "post-hook"} {
+		if c.IsSet(f) && strings.TrimSpace(c.String(f)) == "" {
+			return usagef("policy create: --%s is empty: give a value, or leave --%s out", f, f)
+		}
+	}
+	for _, f := range []string{"weekdays", "disk", "at", "freeze"} {
+		if c.IsSet(f) && len(splitList(c.StringSlice(f))) == 0 {
+			return usagef("policy create: --%s is empty: give a value, or leave --%s out", f, f)
+		}
+	}
+	return nil
 }
 
 // splitList splits comma-separated values of a repeated flag.

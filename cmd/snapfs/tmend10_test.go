@@ -67,3 +67,50 @@ func TestTmend10RekeySameKey(t *testing.T) {
 		t.Errorf("rekey with the replaced key: exit %d, want %d (%s)", code, exitcode.WrongKey, errs)
 	}
 }
+
+// Local trial 10: `policy create --every 0s` was accepted as a daily
+// schedule (0 is what "no --every" means inside). A flag given a value
+// that means "not given" (0 or negative intervals and counts, empty
+// strings) is refused with exit 2 and one line naming the flag, and no
+// policy is made; valid flags still create one.
+func TestTmend10PolicyFlagsZero(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	mustCLI(t, store, "init")
+	base := []string{"policy", "create", "p", "--at", "02:00"}
+	for _, tc := range []struct {
+		flag string // the flag the error must name
+		args []string
+	}{
+		{"--every", []string{"--every", "0s", "--retain-count", "3"}},
+		{"--every", []string{"--every", "0", "--retain-count", "3"}},
+		{"--every", []string{"--every", "-1h", "--retain-count", "3"}},
+		{"--every", []string{"--every", "30s", "--retain-count", "3"}},
+		{"--retain-days", []string{"--retain-days", "0", "--retain-count", "3"}},
+		{"--retain-count", []string{"--retain-count", "0", "--retain-days", "3"}},
+		{"--retain-count", []string{"--retain-count", "-2"}},
+		{"--copy-retain-days", []string{"--retain-count", "3", "--copy-to", "dr", "--copy-retain-days", "0"}},
+		{"--copy-retain-count", []string{"--retain-count", "3", "--copy-to", "dr", "--copy-retain-count", "-1"}},
+		{"--copy-to", []string{"--retain-count", "3", "--copy-to", ""}},
+		{"--hook-timeout", []string{"--retain-count", "3", "--hook-timeout", "0s"}},
+		{"--hook-timeout", []string{"--retain-count", "3", "--hook-timeout", "-5s"}},
+		{"--weekdays", []string{"--retain-count", "3", "--weekdays", ""}},
+		{"--weekdays", []string{"--retain-count", "3", "--weekdays", " , "}},
+		{"--timezone", []string{"--retain-count", "3", "--timezone", ""}},
+		{"--consistency", []string{"--retain-count", "3", "--consistency", ""}},
+		{"--on-pre-hook-failure", []string{"--retain-count", "3", "--on-pre-hook-failure", ""}},
+		{"--disk", []string{"--retain-count", "3", "--disk", ""}},
+		{"--post-hook", []string{"--retain-count", "3", "--post-hook", ""}},
+	} {
+		code, out, errs := runIn(t, store, append(base, tc.args...)...)
+		if code != exitcode.Usage || !strings.HasPrefix(errs, "snapfs: ") || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, tc.flag) {
+			t.Errorf("%v: exit %d, want %d naming %s; stdout %q, stderr %q", tc.args, code, exitcode.Usage, tc.flag, out, errs)
+		}
+	}
+	if out := mustCLI(t, store, "--json", "policy", "list"); strings.Contains(out, `"p"`) {
+		t.Fatalf("a refused policy create made a policy: %s", out)
+	}
+	out := mustCLI(t, store, append(base, "--every", "1h", "--retain-count", "3", "--weekdays", "mon")...)
+	if !strings.Contains(out, "every 1h0m0s mon") {
+		t.Errorf("valid policy: %q", out)
+	}
+}
