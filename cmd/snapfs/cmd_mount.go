@@ -31,7 +31,8 @@ import (
 
 // readyFDEnv names the file descriptor on which a daemon started by
 // mount --background reports readiness to its parent: one line, "ok PID" or
-// "error CODE MESSAGE".
+// "error CODE MESSAGE", after a "warn MESSAGE" line per warning the user
+// must see (a key file that opens no encrypted disk).
 const readyFDEnv = "SNAPFS_READY_FD"
 
 // createdEnv tells a daemon started by mount --background that its parent
@@ -58,7 +59,8 @@ func mountCommand(st *state) *cli.Command {
 			&cli.StringFlag{Name: "pprof", Usage: "serve net/http/pprof (CPU, heap, block and mutex profiles) on this address, e.g. 127.0.0.1:6060; " +
 				"turns on block and mutex profiling"},
 			&cli.StringSliceFlag{Name: "key-file", EnvVars: []string{"SNAPFS_KEY_FILE"},
-				Usage: "unlock the encrypted disks this key file opens (repeatable); the others stay locked"},
+				Usage: "unlock the encrypted disks this key file opens (repeatable); the others stay locked. A key file that opens " +
+					"nothing is a warning on stderr; when the store has encrypted disks and no key file given opens any, nothing is mounted (exit 13)"},
 			insecureKeyFlag,
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users use the mount, as the file modes allow " +
 				"(allow_other with default_permissions; needs user_allow_other in /etc/fuse.conf for non-root); default: only you"},
@@ -118,7 +120,8 @@ func mountCommand(st *state) *cli.Command {
 				return err
 			}
 			cfg := daemon.Config{Store: store, Mountpoint: mp, Logger: log, RemoveMountpoint: created, Files: filesOptions(c),
-				AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys, NoCleaner: c.Bool("no-cleaner")}}
+				AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{NoCleaner: c.Bool("no-cleaner")},
+				Keys: keys, Warn: func(msg string) { fmt.Fprintf(st.stderr, "snapfs: warning: %s\n", msg) }}
 			if cfg.RegionCache, err = parseSize("--region-cache", c.String("region-cache")); err != nil {
 				return err
 			}
@@ -144,7 +147,8 @@ func runChild(c *cli.Context, store, mp, fdStr string, created bool, keys []*row
 	ready := false
 	os.Unsetenv(createdEnv)
 	cfg := daemon.Config{Store: store, Mountpoint: mp, Logger: log, RemoveMountpoint: created, Files: filesOptions(c),
-		AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{Keys: keys, NoCleaner: c.Bool("no-cleaner")},
+		AllowOther: c.Bool("allow-other"), StoreOptions: rowstore.Options{NoCleaner: c.Bool("no-cleaner")}, Keys: keys,
+		Warn: func(msg string) { fmt.Fprintf(pipe, "warn %s\n", strings.ReplaceAll(msg, "\n", " ")) },
 		Ready: func(s service.Status) {
 			ready = true
 			fmt.Fprintf(pipe, "ok %d\n", s.PID)
@@ -206,18 +210,30 @@ func startBackground(c *cli.Context, st *state, store, mp string, created bool) 
 		return fmt.Errorf("start daemon: %w", err)
 	}
 	w.Close()
-	line, _ := bufio.NewReader(r).ReadString('\n')
+	// "warn MSG" lines (a key file that opens nothing) come before the
+	// readiness line: printed on stderr, and in --json's result.
+	br := bufio.NewReader(r)
+	var warnings []string
+	line, _ := br.ReadString('\n')
 	line = strings.TrimSpace(line)
+	for strings.HasPrefix(line, "warn ") {
+		w := strings.TrimPrefix(line, "warn ")
+		warnings = append(warnings, w)
+		fmt.Fprintf(st.stderr, "snapfs: warning: %s\n", w)
+		line, _ = br.ReadString('\n')
+		line = strings.TrimSpace(line)
+	}
 	switch {
 	case strings.HasPrefix(line, "ok "):
 		_ = cmd.Process.Release()
 		pid := strings.TrimPrefix(line, "ok ")
 		return newPrinter(c, st).result("mount", struct {
-			Store      string `json:"store"`
-			Mountpoint string `json:"mountpoint"`
-			PID        string `json:"pid"`
-			Log        string `json:"log"`
-		}{store, mp, pid, logPath}, "mounted %s at %s (daemon pid %s, log %s)", store, mp, pid, logPath)
+			Store      string   `json:"store"`
+			Mountpoint string   `json:"mountpoint"`
+			PID        string   `json:"pid"`
+			Log        string   `json:"log"`
+			Warnings   []string `json:"warnings,omitempty"`
+		}{store, mp, pid, logPath, warnings}, "mounted %s at %s (daemon pid %s, log %s)", store, mp, pid, logPath)
 	case strings.HasPrefix(line, "error "):
 		_ = cmd.Wait()
 		f := strings.SplitN(strings.TrimPrefix(line, "error "), " ", 2)

@@ -56,6 +56,14 @@ type Config struct {
 	// RegionCache bounds the on-disk cache of the blocks read from regions
 	// through M/regions/ (mount --region-cache; 0: the default, 1 GiB).
 	RegionCache int64
+	// Keys are the mount's --key-file keys, tried on every encrypted disk
+	// before the mount is made (keys.go): none opening any of the store's
+	// encrypted disks is ErrWrongKey, nothing mounted; a key that opens
+	// nothing otherwise is passed to Warn.
+	Keys []*rowstore.Key
+	// Warn, when set, gets each warning the user should see (not only the
+	// log), before Ready is called.
+	Warn func(msg string)
 }
 
 // Run is the daemon: it opens the store, mounts the namespace, serves the
@@ -126,6 +134,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			log.Info("store closed", "store", cfg.Store)
 		}
 	}()
+	warnings, err := unlockKeys(st, cfg.Keys, log)
+	if err != nil {
+		return err
+	}
+	cfg.Keys = nil // the store keeps data keys, not key files
 	// A daemon killed mid-sync left its region lock: this host knows its
 	// process is gone, so it removes it now rather than letting it block
 	// the other hosts until it goes stale (in the background: a region's
@@ -260,6 +273,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		_ = os.Remove(sock)
 	}()
 
+	if cfg.Warn != nil {
+		for _, w := range warnings {
+			cfg.Warn(w)
+		}
+	}
 	status, _ := svc.Status(ctx)
 	log.Info("serving", "store", cfg.Store, "mountpoint", cfg.Mountpoint, "socket", sock, "pid", status.PID)
 	if cfg.Ready != nil {

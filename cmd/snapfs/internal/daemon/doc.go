@@ -36,6 +36,14 @@
 // created in it (no daemon.lock left behind); a mountpoint the command
 // created (Config.RemoveMountpoint) is removed once unmounted.
 //
+// Keys (keys.go): the mount's --key-file keys (Config.Keys) are tried on
+// every encrypted disk once the store is open, before the mount is made.
+// When the store has encrypted disks and no key file opens any of them,
+// Run fails with rowstore.ErrWrongKey (exit 13) and mounts nothing; a key
+// file that opens nothing otherwise is a warning passed to Config.Warn
+// (the command prints it on stderr; mount --background's child sends it
+// up the readiness pipe as a "warn" line) and logged.
+//
 // The policy scheduler (scheduler.go) runs service.Local.RunPolicies once
 // at start (one catch-up after downtime) and every SchedulerTick, under the
 // jobs' context: it stops before the store closes. SNAPFS_TEST_CLOCK_SCALE
