@@ -2,12 +2,18 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
+	"github.com/snapfs/snapfs/rowstore"
 )
 
 // runIn runs one snapfs command in-process on store.
@@ -112,5 +118,93 @@ func TestTmend10PolicyFlagsZero(t *testing.T) {
 	out := mustCLI(t, store, append(base, "--every", "1h", "--retain-count", "3", "--weekdays", "mon")...)
 	if !strings.Contains(out, "every 1h0m0s mon") {
 		t.Errorf("valid policy: %q", out)
+	}
+}
+
+// serveStore serves a Local over store's control socket, as the daemon
+// does (without the mount), so that CLI runs share one open store. The
+// store runs no background work: exclusive figures, once counted, stay
+// as they are until --fresh.
+func serveStore(t *testing.T, store string) {
+	t.Helper()
+	st, err := rowstore.Open(store, rowstore.Options{SyncInterval: -1, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := service.NewLocal(st, store)
+	ln, err := net.Listen("unix", service.SocketPath(store))
+	if err != nil {
+		local.Close()
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: service.Handler(local, slog.New(slog.DiscardHandler))}
+	go hs.Serve(ln)
+	t.Cleanup(func() {
+		hs.Close()
+		if err := local.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// Local trial 10: `snapfs usage` printed a stale "live data" (149 MiB live
+// with 115 MiB of segments) as if current, the stale flag sitting on the
+// "exclusive counted" line. Every figure of the last count is now marked
+// where it is printed while a change came since: each EXCLUSIVE cell and
+// the live data line (text), exclusive_stale on every usage line and
+// live_stale on store_usage (JSON); --fresh shows them unmarked.
+func TestTmend10UsageStaleMarked(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	mustCLI(t, store, "init")
+	serveStore(t, store)
+	mustCLI(t, store, "disk", "create", "d", "--size", "4M")
+	if out := mustCLI(t, store, "usage", "--no-regions"); strings.Contains(out, "stale") || strings.Contains(out, "*") {
+		t.Fatalf("first count (current) is marked stale:\n%s", out)
+	}
+	mustCLI(t, store, "snapshot", "create", "s1", "--disk", "d") // a change after the count
+	out := mustCLI(t, store, "usage", "--no-regions")
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 0 && (f[0] == "disk" || f[0] == "snapshot"):
+			if !strings.HasSuffix(line, "*") {
+				t.Errorf("stale exclusive figure not marked: %q", line)
+			}
+		case strings.HasPrefix(line, "live data:"):
+			if !strings.Contains(line, "* (stale)") {
+				t.Errorf("stale live figure not marked: %q", line)
+			}
+		}
+	}
+	if !strings.Contains(out, "\nlive, exclusive counted: ") || !strings.Contains(out, "(* stale: ") {
+		t.Errorf("no note saying what * means:\n%s", out)
+	}
+	js := mustCLI(t, store, "--json", "usage", "--no-regions")
+	for _, line := range strings.Split(strings.TrimSpace(js), "\n") {
+		var v struct {
+			Type           string
+			ExclusiveStale *bool `json:"exclusive_stale"`
+			LiveStale      *bool `json:"live_stale"`
+		}
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		switch v.Type {
+		case "usage":
+			if v.ExclusiveStale == nil || !*v.ExclusiveStale {
+				t.Errorf("usage line without exclusive_stale true: %s", line)
+			}
+		case "store_usage":
+			if v.LiveStale == nil || !*v.LiveStale {
+				t.Errorf("store_usage without live_stale true: %s", line)
+			}
+		}
+	}
+	fresh := mustCLI(t, store, "usage", "--no-regions", "--fresh")
+	if strings.Contains(fresh, "stale") || strings.Contains(fresh, "*") {
+		t.Errorf("--fresh figures marked stale:\n%s", fresh)
+	}
+	if js := mustCLI(t, store, "--json", "usage", "--no-regions"); !strings.Contains(js, `"exclusive_stale":false`) || !strings.Contains(js, `"live_stale":false`) {
+		t.Errorf("current figures in JSON:\n%s", js)
 	}
 }
