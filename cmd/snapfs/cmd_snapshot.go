@@ -78,8 +78,12 @@ func snapshotCommand(st *state) *cli.Command {
 							if err != nil {
 								return err
 							}
+							frees := size(pl.Frees)
+							if pl.FreesStale {
+								frees += " (stale: the last count, changes came since; snapfs usage --fresh recounts)"
+							}
 							return newPrinter(c, st).result("delete_plan", pl, "would delete snapshot %s: frees %s once gc has run (%s allocated, the rest is shared with disks, clones, images or other snapshots); nothing deleted",
-								a[0], size(pl.Frees), size(pl.Allocated))
+								a[0], frees, size(pl.Allocated))
 						}
 						if err := svc.DeleteSnapshot(ctx, a[0]); err != nil {
 							return err

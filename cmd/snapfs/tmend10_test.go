@@ -200,11 +200,21 @@ func TestTmend10UsageStaleMarked(t *testing.T) {
 			}
 		}
 	}
+	// snapshot delete --dry-run's "frees" is the same figure.
+	if out := mustCLI(t, store, "snapshot", "delete", "--dry-run", "s1"); !strings.Contains(out, "frees 0 B (stale") {
+		t.Errorf("dry-run with a stale figure: %q", out)
+	}
+	if js := mustCLI(t, store, "--json", "snapshot", "delete", "--dry-run", "s1"); !strings.Contains(js, `"frees_stale":true`) {
+		t.Errorf("dry-run --json with a stale figure: %q", js)
+	}
 	fresh := mustCLI(t, store, "usage", "--no-regions", "--fresh")
 	if strings.Contains(fresh, "stale") || strings.Contains(fresh, "*") {
 		t.Errorf("--fresh figures marked stale:\n%s", fresh)
 	}
 	if js := mustCLI(t, store, "--json", "usage", "--no-regions"); !strings.Contains(js, `"exclusive_stale":false`) || !strings.Contains(js, `"live_stale":false`) {
 		t.Errorf("current figures in JSON:\n%s", js)
+	}
+	if out := mustCLI(t, store, "snapshot", "delete", "--dry-run", "s1"); strings.Contains(out, "stale") {
+		t.Errorf("dry-run with a current figure: %q", out)
 	}
 }

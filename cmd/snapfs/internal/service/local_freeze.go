@@ -41,6 +41,9 @@ type DeletePlan struct {
 	// Logical and Allocated are the snapshot's sizes, for reference.
 	Logical   int64 `json:"logical"`
 	Allocated int64 `json:"allocated"`
+	// FreesStale: Frees is from the last count of the exclusive figures
+	// (usage's), and a change came since (snapfs usage --fresh recounts).
+	FreesStale bool `json:"frees_stale"`
 }
 
 // Quotas are the snapshot limits of this store, in
@@ -139,10 +142,10 @@ func (l *Local) DeleteSnapshotPlan(_ context.Context, name string) (DeletePlan, 
 	}
 	for _, s := range u.Snapshots {
 		if s.Name == name {
-			return DeletePlan{Snapshot: name, Frees: s.Exclusive, Logical: s.Logical, Allocated: s.Allocated}, nil
+			return DeletePlan{Snapshot: name, Frees: s.Exclusive, Logical: s.Logical, Allocated: s.Allocated, FreesStale: u.Store.ExclusiveStale}, nil
 		}
 	}
-	return DeletePlan{Snapshot: name}, nil
+	return DeletePlan{Snapshot: name, FreesStale: u.Store.ExclusiveStale}, nil
 }
 
 // takeSnapshot runs the pre-hook, freezes, snapshots, thaws and runs the
