@@ -30,7 +30,7 @@ func policyCommand(st *state) *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "at", Usage: "time of day HH:MM (repeat, or comma-separated)", Required: true},
 					&cli.StringSliceFlag{Name: "weekdays", Usage: "mon,tue,... (default: every day)"},
-					&cli.DurationFlag{Name: "every", Usage: "repeat after each --at time until the day ends (e.g. 1h; at least 1m; leave it out for one snapshot per --at time)"},
+					&cli.DurationFlag{Name: "every", DefaultText: "no repeat", Usage: "repeat after each --at time until the day ends (e.g. 1h; at least 1m; leave it out for one snapshot per --at time)"},
 					&cli.IntFlag{Name: "retain-days", Usage: "keep automatic snapshots N days"},
 					&cli.IntFlag{Name: "retain-count", Usage: "keep the N newest automatic snapshots (per disk)"},
 					&cli.BoolFlag{Name: "retain-forever", Usage: "keep them all"},
