@@ -9,6 +9,8 @@ func (s *Store) crashForTest() {
 	}
 	close(s.stop)
 	s.wg.Wait()
+	s.syncMu.Lock() // an index apply after a Disk.Sync (commitLog) ends first
+	s.syncMu.Unlock()
 	s.idx.Close()
 	s.lock.Close()
 }
