@@ -14,3 +14,10 @@ func (s *Store) crashForTest() {
 	s.idx.Close()
 	s.lock.Close()
 }
+
+// waitApplied waits for an index apply a Disk.Sync left running (commitLog):
+// tests that look at the index or the live map after a Sync call it first.
+func (s *Store) waitApplied() {
+	s.syncMu.Lock()
+	s.syncMu.Unlock()
+}
