@@ -415,7 +415,7 @@
 // Eighth pass (7 Dec 2026): what fio's cycle (256 writes, then an fsync
 // that waits for them) waits for. Measured first (main e1f8edc's binary,
 // BENCH_SPACE_PPROF=1, the machine shared with a torture run: load 9-21,
-// 0-8 % idle): the fsyncs took 50-55 % of each run (fio's mean 5.3-9.4 ms
+// 0-8 % idle): the fsyncs took 50-55 % of each run (fio's mean 5.1-9.4 ms
 // without the cleaner, 6.9-12.2 ms with); the writes queued on the
 // disk's lock (mutex wait in Disk.WriteAt over a run: 48 s without, 70 s
 // with); the cleaner added 8-10 s of daemon CPU a run, 14-15 us per moved
@@ -426,8 +426,8 @@
 // index batch and checkpoint applied right after by a goroutine holding
 // syncMu (store.go commitLog; "Write path and durability"), so the index
 // work, which the cleaner's repoints contend with (idxMu, Badger's write
-// queue), leaves the fsync's path: fsyncs then took 38-44 % of the run
-// (mean 4.2-6.8 ms without the cleaner, 5.2-8.4 ms with); and whole-block
+// queue), leaves the fsync's path: fsyncs then took 38-45 % of the run
+// (mean 3.3-7.2 ms without the cleaner, 5.2-9.2 ms with); and whole-block
 // writes are combined (writecombine.go; "Data path"): mutex wait in
 // Disk.WriteAt 4.9 s without and 2.7 s with over a run. Pairs of main's
 // binary and this pass's, interleaved, one at a time, 256 MiB, 10 passes
@@ -457,10 +457,20 @@
 //	09:25  this   75.8/57 (0.75)             1.469  0.876  8    5.63ms:41%/7.96ms:43%  16.09-15.91
 //	09:27  main   69.7/57.1 (0.82)           1.481  0.878  7    8.05ms:53%/9.47ms:52%  15.91-17.37
 //	09:28  this   82.7/64.5 (0.78)           1.473  0.873  10   4.76ms:38%/6.78ms:42%  17.37-15.88
+//	09:44  main   105/68.3 (0.65)            1.478  0.878  2    5.09ms:51%/8.08ms:53%  8.91-14.05
+//	09:46  this   122.4/80.2 (0.66)          1.477  0.878  10   3.33ms:39%/5.47ms:42%  14.05-12.56
+//	09:47  main   96.2/72.1 (0.75)           1.479  0.876  5    5.7ms:52%/7.72ms:53%   12.56-12.28
+//	09:48  this   97.9/70.2 (0.72)           1.48   0.876  11   4.15ms:39%/6.56ms:44%  12.28-14.48
+//	09:49  main   78.4/56.7 (0.72)           1.481  0.876  3    7.2ms:54%/10.2ms:55%   14.48-14.60
+//	09:51  this   63.2/50.9 (0.81)           1.475  0.878  19   7.15ms:43%/9.22ms:45%  14.60-14.88
 //
-// Means: main 0.73 (0.56-0.87, eleven pairs; the ten interleaved ones
-// 0.72), this 0.79 (0.55-0.95, nine); max segments at most 1.486 × live,
-// moved per byte written unchanged. One 50-pass pair of this pass, same
+// Means: main 0.73 (0.56-0.87, fourteen pairs; the thirteen interleaved
+// ones 0.72), this 0.78 (0.55-0.95, twelve; 0.73 in the three from
+// 09:44, as the load fell from 21 to 9-15); max segments at most 1.486 ×
+// live, moved per byte written unchanged. Throughputs moved with the
+// load more than with the build (this pass's run with the cleaner was
+// faster than the main run next to it in 6 of 12 pairs); the share of
+// the run in fsyncs was lower in every pair (38-45 % against 50-55 %). One 50-pass pair of this pass, same
 // conditions (load 14): 111.9/75.4 MB/s (0.67), max segments 1.484 ×
 // live, moved/written 0.893, throttled 35 s, daemon CPU 88 s without and
 // 132 s with. The target (0.8) is not claimed from these pairs. With the
