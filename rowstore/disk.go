@@ -55,6 +55,8 @@ type diskState struct {
 
 	bmap blockMap // what the head sees, per block (blockmap.go)
 
+	wc writeCombiner // queued whole-block writes (writecombine.go)
+
 	opens    int
 	deleted  bool
 	modified time.Time
@@ -244,8 +246,18 @@ func (h *Disk) WriteAt(p []byte, off int64) (int, error) {
 		}
 		pre = digestBlocks(datas, preZero)
 	}
+	if len(pre) > 0 && off%int64(d.bs) == 0 && len(p)%d.bs == 0 {
+		return h.writeCombined(p, off, pre, preZero) // writecombine.go
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return h.writeLocked(p, off, zeros, pre, preZero)
+}
+
+// writeLocked is WriteAt's work under the disk's lock (the digests of the
+// whole blocks computed before it).
+func (h *Disk) writeLocked(p []byte, off int64, zeros bool, pre []index.Version, preZero []bool) (int, error) {
+	d := h.d
 	// A write of whole blocks waits for a snapshot under way once the cache
 	// is over its bound, then appends them at once: caching them (and
 	// writing them back later, hashed under the lock) costs more than the
@@ -647,7 +659,7 @@ func (h *Disk) Sync() error {
 	if err != nil {
 		return err
 	}
-	return d.s.commit()
+	return d.s.commitLog() // durable once the log is synced (store.go)
 }
 
 // PunchHole makes [off, off+length) read as zeros. Whole blocks in the range

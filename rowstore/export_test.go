@@ -9,6 +9,15 @@ func (s *Store) crashForTest() {
 	}
 	close(s.stop)
 	s.wg.Wait()
+	s.syncMu.Lock() // an index apply after a Disk.Sync (commitLog) ends first
+	s.syncMu.Unlock()
 	s.idx.Close()
 	s.lock.Close()
+}
+
+// waitApplied waits for an index apply a Disk.Sync left running (commitLog):
+// tests that look at the index or the live map after a Sync call it first.
+func (s *Store) waitApplied() {
+	s.syncMu.Lock()
+	s.syncMu.Unlock()
 }

@@ -329,6 +329,7 @@ func TestLiveMapFallback(t *testing.T) {
 		if err := h.Sync(); err != nil {
 			t.Fatal(err)
 		}
+		s.waitApplied() // the live map learns of a commit when it is applied
 	}
 	check := func(what string) {
 		got := make([]byte, len(model))

@@ -132,7 +132,11 @@ type Store struct {
 	catMu sync.Mutex // serializes catalog changes
 
 	syncMu sync.Mutex // serializes commits (pending -> index)
-	idxMu  sync.Mutex // serializes writes of version entries to the index
+	// applyErr is the error of the last index apply that ran after its
+	// commit had returned (commitLog); while set, commits apply inline
+	// so the next caller sees a failure that persists. Under syncMu.
+	applyErr error
+	idxMu    sync.Mutex // serializes writes of version entries to the index
 
 	appendMu sync.Mutex // serializes log appends with their pending entries
 	nextSeq  uint64     // INVARIANT: greater than every sequence number in the log; under appendMu
@@ -487,6 +491,10 @@ func (s *Store) Close() error {
 	if err == nil {
 		err = s.advanceCheckpoint()
 	}
+	// An index apply after a Disk.Sync (commitLog) holds syncMu until it
+	// ends; the commits above waited for it, but say so here too.
+	s.syncMu.Lock()
+	s.syncMu.Unlock()
 	if e := s.seg.Close(); err == nil && e != nil {
 		err = fmt.Errorf("close log: %w", e)
 	}
@@ -560,16 +568,40 @@ func (s *Store) appendVersionLocked(r *segment.Record, v index.Version, blocks u
 
 // commit makes every record appended so far durable and moves their pending
 // versions into the index. Concurrent commits are serialized; a commit that
-// finds nothing to do returns at once.
-func (s *Store) commit() error {
+// finds nothing to do returns at once (after any index apply still under
+// way: when commit returns, the index holds every version committed).
+func (s *Store) commit() error { return s.commitWith(false) }
+
+// commitLog is commit for Disk.Sync (an fsync through the mount): it
+// returns once the log is synced, which makes the writes durable (replay
+// from the checkpoint recovers whatever the index lacks after a crash);
+// the index batch and the checkpoint are then applied by a goroutine that
+// holds syncMu until it is done, so the next commit, of any kind, starts
+// after it, and the flushing map answers reads until the index has the
+// versions. If that apply fails, its versions go back to pending (as a
+// failed commit's do), the error is logged, and the commits after it apply
+// inline until one succeeds, returning the error to their callers.
+func (s *Store) commitLog() error { return s.commitWith(true) }
+
+func (s *Store) commitWith(async bool) (err error) {
 	t0 := time.Now()
 	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
-	var tLocked, tSynced, tFlushed time.Duration
-	nBatch := 0
+	held := true // false once syncMu is handed to the applier
 	defer func() {
+		if held {
+			s.syncMu.Unlock()
+		}
+	}()
+	var tLocked, tSynced time.Duration
+	nBatch := 0
+	slow := func(tFlushed time.Duration, background bool) {
 		if took := time.Since(t0); took > 20*time.Millisecond {
-			s.log.Debug("slow commit", "wait", tLocked, "log_sync", tSynced, "index_batch", tFlushed, "versions", nBatch, "total", took)
+			s.log.Debug("slow commit", "wait", tLocked, "log_sync", tSynced, "index_batch", tFlushed, "versions", nBatch, "total", took, "background", background)
+		}
+	}
+	defer func() {
+		if held {
+			slow(0, false)
 		}
 	}()
 	tLocked = time.Since(t0)
@@ -621,6 +653,37 @@ func (s *Store) commit() error {
 		return s.wrapNoSpace(fmt.Errorf("sync log: %w", err))
 	}
 	tSynced = time.Since(t0)
+	apply := func() error { return s.applyCommit(batch, tail, seq, counts, restore) }
+	if async && s.applyErr == nil {
+		held = false // the applier releases syncMu
+		go func() {
+			defer s.syncMu.Unlock()
+			if testHookBeforeApply != nil {
+				testHookBeforeApply()
+			}
+			if err := apply(); err != nil {
+				s.applyErr = err
+				s.log.Error("index apply after a commit failed; the log holds the writes, the next commit applies them again", "err", err)
+			}
+			slow(time.Since(t0), true)
+		}()
+		return nil
+	}
+	err = apply()
+	if err == nil {
+		s.applyErr = nil
+	}
+	return err
+}
+
+// testHookBeforeApply, when set (tests only), runs in commitLog's applier
+// before it writes the index (syncMu held, Disk.Sync returned).
+var testHookBeforeApply func()
+
+// applyCommit writes a commit's versions to the index, then its checkpoint
+// (syncMu held, the log synced up to tail). On failure restore puts the
+// versions back into pending.
+func (s *Store) applyCommit(batch map[vkey]index.Version, tail segment.Pos, seq uint64, counts []index.DiskAlloc, restore func()) error {
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
 	if len(batch) > 0 {
@@ -641,7 +704,6 @@ func (s *Store) commit() error {
 		return s.wrapNoSpace(fmt.Errorf("index versions: %w", err))
 	}
 	s.cleaner.lm.committed(batch) // the cleaner's live map (segusage.go)
-	tFlushed = time.Since(t0)
 	if testHookCommitFlushed != nil {
 		testHookCommitFlushed()
 	}

@@ -165,6 +165,14 @@ lat() {
 	jq -r --arg f "$2" '.jobs[0] | getpath($f | split(".")) | .percentile // {} |
 		[.["50.000000"], .["99.000000"], .["99.900000"]] | map(if . == null then "-" else (. / 1e6 * 100 | round / 100 | tostring) end) | join("/")' "$work/res/$1.json" 2>/dev/null || echo -
 }
+# cycle NAME: fio's mean fsync latency (ms) and the share of the run spent
+# in fsyncs (fsyncs x mean / runtime): where fio's cycle of 256 writes and
+# one fsync goes.
+cycle() {
+	jq -r '.jobs[0] | (.sync.lat_ns.mean // 0) as $m | (.sync.total_ios // 0) as $n | (.job_runtime // 0) as $r |
+		"\($m / 1e6 * 100 | round / 100) ms mean, \(if $r > 0 then ($n * $m / 1e6 / $r * 100 | round) else "-" end) % of the run in fsync"' \
+		"$work/res/$1.json" 2>/dev/null || echo -
+}
 summary() { # summary NAME -> "mbs max final"
 	local name=$1 mbs first
 	mbs=$(jq '.jobs[0].write.bw_bytes / 1e6' "$work/res/$name.json")
@@ -191,6 +199,7 @@ for ((p = 0; p < PAIRS; p++)); do
 		printf '  %s: machine idle %s of the CPU during the rewrite; daemon CPU %s s; moved/written %s; writers throttled %s s\n' \
 			"$name" "$idle" "$dcpu" "$(awk -v m="${moved:-0}" -v w=$((size * PASSES)) 'BEGIN { printf "%.3f", m / w }')" "${thr:-0}"
 		printf '  %s: fio latency ms p50/p99/p99.9: write completion %s, fsync %s\n' "$name" "$(lat "$name" write.clat_ns)" "$(lat "$name" sync.lat_ns)"
+		printf '  %s: fsync %s\n' "$name" "$(cycle "$name")"
 	done
 	for name in "without-$p" "with-$p"; do
 		printf '  samples %s (seconds:segs/live):' "$name"
