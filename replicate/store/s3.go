@@ -133,7 +133,7 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (Store, error) {
 	// (a put whose server stops reading, a get whose body goes quiet): no
 	// byte either way for s3IdleTimeout fails the call (idleConn;
 	// TestRmend10S3StalledBodyFails).
-	transport.DialContext = idleDialer(s3IdleTimeout)
+	transport.DialContext = idleDialer(opts.IdleTimeout)
 	lookup := minio.BucketLookupAuto
 	if opts.PathStyle {
 		lookup = minio.BucketLookupPath
