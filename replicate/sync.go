@@ -320,7 +320,7 @@ func (m *Manager) finishOrSkip(ctx context.Context, r *region, regionName string
 	if !same(snap, mf.SnapshotID, mf.Created) {
 		// This host made another snapshot of this name before
 		// (deleted locally since): the region keeps that one.
-		*refused = append(*refused, fmt.Errorf("%w: snapshot %q (id %d, %s): region %q holds another snapshot of that name from this host (id %d, %s); remove it with region prune, or rename the local one", ErrExists, snap.Name, snap.ID, snap.Created.Format(time.RFC3339), regionName, mf.SnapshotID, mf.Created.Format(time.RFC3339)))
+		*refused = append(*refused, fmt.Errorf("%w: snapshot %q (id %d, %s): region %q holds another snapshot of that name from this host (id %d, %s); not shipped: the region keeps that copy (never replaced: it may be the only one left) until retention prunes it (region prune), and a sync after that ships this one if retention keeps it; to ship it now, snapshot it again under another name", ErrExists, snap.Name, snap.ID, snap.Created.Format(time.RFC3339), regionName, mf.SnapshotID, mf.Created.Format(time.RFC3339)))
 		return false, nil, nil
 	}
 	if gone, err := r.chainGone(ctx, mf, remote, manifests); err != nil {

@@ -43,9 +43,16 @@
 #   7  conflict (snapfs exit 14): the operation lost its region lock (it was
 #      paused too long or forced out); the next run retries
 #   8  the snapfs binary was not found
+#   9  sync shipped every snapshot but some whose name the region holds from
+#      an older snapshot of this host (deleted and re-created under the
+#      same name: snapfs exit 4); prune and check ran and succeeded. The
+#      region keeps the old copy (never replaced: it may be the only one
+#      left) until retention prunes it; the next sync after that ships the
+#      new snapshot if retention keeps it. Rename the local snapshot to
+#      ship it now
 set -euo pipefail
 
-readonly EXIT_OK=0 EXIT_SYNC=1 EXIT_USAGE=2 EXIT_LOCKED=3 EXIT_PRUNE=4 EXIT_CHECK=5 EXIT_BUSY=6 EXIT_CONFLICT=7 EXIT_NOBIN=8
+readonly EXIT_OK=0 EXIT_SYNC=1 EXIT_USAGE=2 EXIT_LOCKED=3 EXIT_PRUNE=4 EXIT_CHECK=5 EXIT_BUSY=6 EXIT_CONFLICT=7 EXIT_NOBIN=8 EXIT_NAME=9
 
 syslog=0
 if [[ "${1:-}" == --syslog ]]; then
@@ -120,11 +127,21 @@ start=$(date +%s)
 log "region $region: sync starting ($snapfs)"
 rc=0
 "$snapfs" sync --region "$region" || rc=$?
-if ((rc != 0)); then
+# done: what the job exits with when prune and check succeed.
+done=$EXIT_OK
+if ((rc == 4)); then
+	# Only the snapshots named in the message above were left out; every
+	# other one is durable in the region. Prune and check still run:
+	# stopping here would stop retention for good (the name stays taken
+	# until retention prunes the old copy).
+	log "region $region: sync done in $(($(date +%s) - start))s, except snapshot(s) whose name the region holds from an older snapshot of this host (see above; snapfs exit 4): not shipped"
+	done=$EXIT_NAME
+elif ((rc != 0)); then
 	log "region $region: sync FAILED (snapfs exit $rc) after $(($(date +%s) - start))s"
 	exit "$(step_exit "$EXIT_SYNC" "$rc")"
+else
+	log "region $region: sync done in $(($(date +%s) - start))s"
 fi
-log "region $region: sync done in $(($(date +%s) - start))s"
 
 if [[ "$keep_last" != 0 ]]; then
 	prune_args=()
@@ -153,6 +170,10 @@ if ((rc != 0)); then
 		log "region $region: check found problems (snapfs exit $rc); run: $snapfs region repair $region"
 	fi
 	exit "$(step_exit "$EXIT_CHECK" "$rc")"
+fi
+if ((done == EXIT_NAME)); then
+	log "region $region: pruned and checked in $(($(date +%s) - start))s; some snapshot(s) not shipped (name taken in the region, see above)"
+	exit "$EXIT_NAME"
 fi
 log "region $region: all done in $(($(date +%s) - start))s"
 exit "$EXIT_OK"

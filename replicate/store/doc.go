@@ -45,7 +45,14 @@
 //     bucket does not exist Open creates it (in Options.Region); a store
 //     owns its prefix, not the bucket. Options default from the standard
 //     AWS_* environment variables. Objects above 64 MiB go up as multipart
-//     uploads, which S3 also publishes atomically.
+//     uploads, which S3 also publishes atomically. No S3 call hangs for
+//     ever: a response's headers must come within 30 s of the request,
+//     and a connection in use that moves no byte either way for
+//     Options.IdleTimeout (default $SNAPFS_S3_IDLE_TIMEOUT, else 60 s) fails
+//     its call, a body stalled mid-transfer included (a deadline pushed on
+//     every read and write of the connection, both ways: a long upload is
+//     progress for the read waiting on its answer). No library: the
+//     standard net.Conn deadlines do it in 40 lines.
 //
 // Why minio-go (github.com/minio/minio-go/v7): Apache-2.0, a small
 // dependency tree next to the AWS SDK v2, and written for any

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 )
 
 // Options configure Open. Only S3 stores use the S3 fields; any field left
@@ -36,6 +37,10 @@ type Options struct {
 	NoCreateBucket bool
 	// Logger receives the backends' diagnostics; nil discards them.
 	Logger *slog.Logger
+	// IdleTimeout fails an S3 call whose connection moves no byte either
+	// way for this long (a body stalled mid-transfer). Default:
+	// $SNAPFS_S3_IDLE_TIMEOUT (a Go duration, e.g. 2m), else 60 s.
+	IdleTimeout time.Duration
 
 	// getenv replaces os.Getenv in tests.
 	getenv func(string) string
@@ -129,6 +134,16 @@ func (o Options) withDefaults(user *url.Userinfo) (Options, error) {
 	}
 	if o.SecretKey == "" {
 		o.SecretKey = o.env("AWS_SECRET_ACCESS_KEY")
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = s3IdleTimeout
+		if v := o.env("SNAPFS_S3_IDLE_TIMEOUT"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return o, fmt.Errorf("%w: SNAPFS_S3_IDLE_TIMEOUT=%q: want a positive duration such as 2m", ErrInvalidURL, v)
+			}
+			o.IdleTimeout = d
+		}
 	}
 	if o.Region == "" {
 		o.Region = o.env("AWS_REGION")

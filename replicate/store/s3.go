@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +23,64 @@ import (
 // s3ResponseTimeout bounds the wait for an S3 response's headers, once
 // the request is sent (its body included): a var for tests.
 var s3ResponseTimeout = 30 * time.Second
+
+// s3IdleTimeout bounds a connection to S3 that moves no byte either way
+// while in use: a request or response body that stalls mid-transfer (a
+// server that stops reading an upload, or sends half an object and goes
+// quiet) fails instead of hanging its operation for ever: a var for tests.
+// Longer than s3ResponseTimeout, which bounds the silent wait for headers.
+var s3IdleTimeout = 60 * time.Second
+
+// idleConn is a connection whose every Read and Write pushes its deadline,
+// both ways, s3IdleTimeout ahead: an operation on it fails once no byte
+// has moved for that long. Both ways, because HTTP/1 reads the response
+// while the body still goes up (a long upload is progress for the read
+// waiting on its answer), and a pending call's deadline moves too
+// (net.Conn.SetDeadline). An idle connection in the pool is closed by its
+// timeout as well; the transport opens a new one.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
+	}
+	return n, err
+}
+
+func (c *idleConn) Write(b []byte) (int, error) {
+	// One Write may be large: it goes in pieces, each pushing the deadline,
+	// so a slow link that moves bytes is never cut.
+	var done int
+	for done < len(b) {
+		_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
+		n, err := c.Conn.Write(b[done:min(len(b), done+idleWriteChunk)])
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// idleWriteChunk: the piece of a Write that must go within s3IdleTimeout.
+const idleWriteChunk = 64 << 10
+
+// idleDialer dials as the default transport does, with idle deadlines.
+func idleDialer(idle time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &idleConn{Conn: c, idle: idle}, nil
+	}
+}
 
 // s3Store is a Store in an S3 bucket under a key prefix, through
 // minio-go. Object "a/b" is the key "<prefix>/a/b".
@@ -70,6 +129,11 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (Store, error) {
 	// for good, holding its job's lock: TestRtrial10S3NoAnswerFails).
 	// (minio-go's own default transport has such a bound, a minute.)
 	transport.ResponseHeaderTimeout = s3ResponseTimeout
+	// Once headers come, nothing above bounds a body that stops moving
+	// (a put whose server stops reading, a get whose body goes quiet): no
+	// byte either way for s3IdleTimeout fails the call (idleConn;
+	// TestRmend10S3StalledBodyFails).
+	transport.DialContext = idleDialer(opts.IdleTimeout)
 	lookup := minio.BucketLookupAuto
 	if opts.PathStyle {
 		lookup = minio.BucketLookupPath
