@@ -318,11 +318,7 @@ func (m *Manager) prunedCopies(ctx context.Context, r *region, snaps, marks list
 		if tombs[nid] == nil {
 			continue
 		}
-		pt, _, err := r.getMeta(ctx, format.TypeTomb, prunedDir, nid)
-		var t *format.Tombstone
-		if err == nil {
-			t, err = format.DecodeTombstone(pt)
-		}
+		t, err := r.readTombstone(ctx, nid)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()

@@ -113,6 +113,15 @@ func same(s rowstore.SnapshotInfo, id uint64, created time.Time) bool {
 	return id == s.ID && created.Equal(s.Created)
 }
 
+// readTombstone reads and decodes the tombstone of the snapshot object nid.
+func (r *region) readTombstone(ctx context.Context, nid string) (*format.Tombstone, error) {
+	pt, _, err := r.getMeta(ctx, format.TypeTomb, prunedDir, nid)
+	if err != nil {
+		return nil, err
+	}
+	return format.DecodeTombstone(pt)
+}
+
 // readTombstones reads the pruned/ tombstones by name id (unreadable ones
 // are logged and left out).
 func (m *Manager) readTombstones(ctx context.Context, r *region) (map[string]*format.Tombstone, error) {
@@ -122,11 +131,7 @@ func (m *Manager) readTombstones(ctx context.Context, r *region) (map[string]*fo
 	}
 	out := map[string]*format.Tombstone{}
 	for nid := range l {
-		pt, _, err := r.getMeta(ctx, format.TypeTomb, prunedDir, nid)
-		var t *format.Tombstone
-		if err == nil {
-			t, err = format.DecodeTombstone(pt)
-		}
+		t, err := r.readTombstone(ctx, nid)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
