@@ -3,11 +3,8 @@ package rowstore
 import (
 	"bytes"
 	"fmt"
-	"math/rand"
-	"path/filepath"
 	"testing"
 
-	"github.com/snapfs/snapfs/rowstore/segment"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
@@ -32,78 +29,12 @@ func TestSyncApplyCrash(t *testing.T) {
 			seed := int64(9100 + 10*si + k)
 			rebuild := k%2 == 1
 			t.Run(fmt.Sprintf("%s/rebuild=%v/%d", stage, rebuild, seed), func(t *testing.T) {
-				rng := rand.New(rand.NewSource(seed))
-				cfs := vfs.NewCrashFS()
-				dir := filepath.Join(t.TempDir(), "store")
-				opts := testOptions()
-				opts.SegmentSize = 32 << 10
-				opts.FS = cfs
-				if k >= 2 {
-					opts.FS = slowSealFS{cfs}
-				}
-				if err := Create(dir, opts); err != nil {
-					t.Fatal(err)
-				}
-				s, err := Open(dir, opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := s.CreateDisk("a", 64*bs, bs); err != nil {
-					t.Fatal(err)
-				}
-				m := newCrashModel(bs)
-				m.data["a"], m.allowed["a"] = make([]byte, 64*bs), map[int][][]byte{}
-				h, err := s.OpenDisk("a")
-				if err != nil {
-					t.Fatal(err)
-				}
-				write := func(b int) []byte {
-					p := make([]byte, bs)
-					rng.Read(p)
-					if _, ok := m.allowed["a"][b]; !ok {
-						m.allowed["a"][b] = [][]byte{m.block("a", b)}
-					}
-					m.allowed["a"][b] = append(m.allowed["a"][b], bytes.Clone(p))
-					if _, err := h.WriteAt(p, int64(b*bs)); err != nil {
-						t.Fatal(err)
-					}
-					copy(m.data["a"][b*bs:], p)
-					return p
-				}
-				ack := func() {
-					if err := h.Sync(); err != nil {
-						t.Fatal(err)
-					}
-					m.ack("a")
-				}
-				for b := 0; b < 64; b++ {
-					write(b)
-				}
-				ack()
-				for b := 1; b < 64; b++ {
-					write(b)
-				}
-				ack()
-				if err := s.advanceCheckpoint(); err != nil { // waits for the applies
-					t.Fatal(err)
-				}
-				a := m.block("a", 0)
-				var segA uint64
-				if _, err := s.seg.Scan(segment.Pos{}, func(r *segment.Record, pos segment.Pos) error {
-					if r.Kind == segment.KindData && bytes.Equal(r.Payload, a) {
-						segA = pos.Segment
-					}
-					return nil
-				}); err != nil {
-					t.Fatal(err)
-				}
-				if segA == 0 || segA >= s.cpSegment.Load() {
-					t.Fatalf("block 0's record in segment %d, checkpoint in %d", segA, s.cpSegment.Load())
-				}
+				f := newSparseCrash(t, seed, k >= 2)
+				s, h, m, cfs, rng := f.s, f.h, f.m, f.cfs, f.rng
 				// B replaces A and is acknowledged; its apply waits.
-				b0 := write(0)
+				b0 := f.write(0)
 				for i := 0; i < 3+rng.Intn(12); i++ {
-					write(1 + rng.Intn(63))
+					f.write(1 + rng.Intn(63))
 				}
 				inWindow, release := make(chan struct{}), make(chan struct{})
 				testHookBeforeApply = func() { close(inWindow); <-release }
@@ -114,7 +45,7 @@ func TestSyncApplyCrash(t *testing.T) {
 					}
 					testHookBeforeApply = nil
 				}()
-				ack() // returns with the log synced, the index not written
+				f.ack() // returns with the log synced, the index not written
 				<-inWindow
 				testHookBeforeApply = nil
 				var crashed *vfs.CrashFS
@@ -140,7 +71,7 @@ func TestSyncApplyCrash(t *testing.T) {
 					}
 				}
 				s.cleaner.running.Store(true) // removals without a directory sync
-				_, cerr := s.cleanSegments([]uint64{segA}, nil, nil)
+				_, cerr := s.cleanSegments([]uint64{f.segA}, nil, nil)
 				s.cleaner.running.Store(false)
 				s.cleaner.stageHook = nil
 				if cerr != nil && crashed == nil {
@@ -164,17 +95,11 @@ func TestSyncApplyCrash(t *testing.T) {
 				}
 				h.Close()
 				what := fmt.Sprintf("seed %d, crash at %q, rebuild %v", seed, stage, rebuild)
-				s2 := reopenAfterCrash(t, s, dir, opts, crashed, rebuild)
+				s2 := reopenAfterCrash(t, s, f.dir, f.opts, crashed, rebuild)
 				if got := m.block("a", 0); !bytes.Equal(got, b0) || len(m.allowed["a"]) != 0 {
 					t.Fatal("model: block 0 is not B, or writes unacknowledged")
 				}
-				checkCrashState(t, s2, m, what)
-				mustCheckClean(t, s2, what)
-				if _, err := s2.GC(); err != nil {
-					t.Fatalf("%s: gc: %v", what, err)
-				}
-				checkCrashState(t, s2, m, what+", after gc")
-				mustCheckClean(t, s2, what+", after gc")
+				checkCleanAcrossGC(t, s2, m, what)
 				ran++
 			})
 		}

@@ -37,84 +37,14 @@ func TestCleanerStreamCrash(t *testing.T) {
 			seed := int64(7000 + 10*si + k)
 			rebuild := k%2 == 1
 			t.Run(fmt.Sprintf("%s/rebuild=%v/%d", stage, rebuild, seed), func(t *testing.T) {
-				rng := rand.New(rand.NewSource(seed))
-				cfs := vfs.NewCrashFS()
-				dir := filepath.Join(t.TempDir(), "store")
-				opts := testOptions()
-				opts.SegmentSize = 32 << 10
-				opts.FS = cfs
-				if k >= 2 {
-					opts.FS = slowSealFS{cfs}
-				}
-				if err := Create(dir, opts); err != nil {
-					t.Fatal(err)
-				}
-				s, err := Open(dir, opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := s.CreateDisk("a", 64*bs, bs); err != nil {
-					t.Fatal(err)
-				}
-				m := newCrashModel(bs)
-				m.data["a"], m.allowed["a"] = make([]byte, 64*bs), map[int][][]byte{}
-				h, err := s.OpenDisk("a")
-				if err != nil {
-					t.Fatal(err)
-				}
-				write := func(b int) []byte {
-					p := make([]byte, bs)
-					rng.Read(p)
-					if _, ok := m.allowed["a"][b]; !ok {
-						m.allowed["a"][b] = [][]byte{m.block("a", b)}
-					}
-					m.allowed["a"][b] = append(m.allowed["a"][b], bytes.Clone(p))
-					if _, err := h.WriteAt(p, int64(b*bs)); err != nil {
-						t.Fatal(err)
-					}
-					copy(m.data["a"][b*bs:], p)
-					return p
-				}
-				ack := func() {
-					if err := h.Sync(); err != nil {
-						t.Fatal(err)
-					}
-					m.ack("a")
-				}
-				// Every block, then every block but 0 again: the first
-				// pass's segments are sparse, block 0's record A live.
-				for b := 0; b < 64; b++ {
-					write(b)
-				}
-				ack()
-				for b := 1; b < 64; b++ {
-					write(b)
-				}
-				ack()
-				// The disk's catalog record synced in the index: the
-				// checkpoint is no longer held back before it.
-				if err := s.advanceCheckpoint(); err != nil {
-					t.Fatal(err)
-				}
-				a := m.block("a", 0)
-				var segA uint64
-				if _, err := s.seg.Scan(segment.Pos{}, func(r *segment.Record, pos segment.Pos) error {
-					if r.Kind == segment.KindData && bytes.Equal(r.Payload, a) {
-						segA = pos.Segment
-					}
-					return nil
-				}); err != nil {
-					t.Fatal(err)
-				}
-				if segA == 0 || segA >= s.cpSegment.Load() {
-					t.Fatalf("block 0's record in segment %d, checkpoint in %d", segA, s.cpSegment.Load())
-				}
+				f := newSparseCrash(t, seed, k >= 2)
+				s, h, m, cfs, rng, a := f.s, f.h, f.m, f.cfs, f.rng, f.a
 				// B: the newer record of block 0, in the foreground's
 				// active segment, not committed; then unsynced writes.
-				write(0)
+				f.write(0)
 				fgB := s.seg.Active()
 				for i := 0; i < 3+rng.Intn(12); i++ {
-					write(1 + rng.Intn(63))
+					f.write(1 + rng.Intn(63))
 				}
 				// The move, crashing at the stage (the hook runs in this
 				// goroutine here: cleanSegments finishes in place).
@@ -125,7 +55,7 @@ func TestCleanerStreamCrash(t *testing.T) {
 					}
 				}
 				s.cleaner.running.Store(true) // removals without a directory sync
-				_, cerr := s.cleanSegments([]uint64{segA}, nil, nil)
+				_, cerr := s.cleanSegments([]uint64{f.segA}, nil, nil)
 				s.cleaner.running.Store(false)
 				clSeg := s.seg.CleanerActive() // one record moved: one segment
 				if clSeg <= fgB {
@@ -137,28 +67,22 @@ func TestCleanerStreamCrash(t *testing.T) {
 						t.Fatal(cerr)
 					}
 					if stage == "acked" {
-						ack() // B acknowledged after its old record was moved
+						f.ack() // B acknowledged after its old record was moved
 						for i := 0; i < 3; i++ {
-							write(1 + rng.Intn(63))
+							f.write(1 + rng.Intn(63))
 						}
 					}
 					crashed = cfs.Crash(seed)
 				}
 				h.Close()
 				what := fmt.Sprintf("seed %d, crash at %q, rebuild %v", seed, stage, rebuild)
-				s2 := reopenAfterCrash(t, s, dir, opts, crashed, rebuild)
+				s2 := reopenAfterCrash(t, s, f.dir, f.opts, crashed, rebuild)
 				if stage == "acked" {
 					if got := m.block("a", 0); !bytes.Equal(got, m.data["a"][:bs]) || bytes.Equal(got, a) {
 						t.Fatal("model: block 0 is not B")
 					}
 				}
-				checkCrashState(t, s2, m, what)
-				mustCheckClean(t, s2, what)
-				if _, err := s2.GC(); err != nil {
-					t.Fatalf("%s: gc: %v", what, err)
-				}
-				checkCrashState(t, s2, m, what+", after gc")
-				mustCheckClean(t, s2, what+", after gc")
+				checkCleanAcrossGC(t, s2, m, what)
 				ran++
 			})
 		}
@@ -166,6 +90,116 @@ func TestCleanerStreamCrash(t *testing.T) {
 	if ran != len(stages)*4 || copyAfter != ran {
 		t.Fatalf("%d runs of %d, %d with the copy after the overwrite", ran, len(stages)*4, copyAfter)
 	}
+}
+
+// sparseCrash is where the cleaner crash tests start: a store on a CrashFS
+// (slowSeal: segment syncs slowed, so a sealed segment's background sync
+// is often under way) with disk "a" of 64 blocks of 4 KiB written, then
+// every block but 0 again, both passes acknowledged and checkpointed: block
+// 0's first record (a, its bytes) is live in segment segA, below the
+// checkpoint, among records the second pass made dead.
+type sparseCrash struct {
+	t    *testing.T
+	s    *Store
+	h    *Disk
+	m    *crashModel
+	cfs  *vfs.CrashFS
+	dir  string
+	opts Options
+	rng  *rand.Rand
+	a    []byte
+	segA uint64
+}
+
+func newSparseCrash(t *testing.T, seed int64, slowSeal bool) *sparseCrash {
+	t.Helper()
+	const bs = 4096
+	f := &sparseCrash{t: t, rng: rand.New(rand.NewSource(seed)), cfs: vfs.NewCrashFS(), dir: filepath.Join(t.TempDir(), "store"), m: newCrashModel(bs)}
+	f.opts = testOptions()
+	f.opts.SegmentSize = 32 << 10
+	f.opts.FS = f.cfs
+	if slowSeal {
+		f.opts.FS = slowSealFS{f.cfs}
+	}
+	if err := Create(f.dir, f.opts); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if f.s, err = Open(f.dir, f.opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.CreateDisk("a", 64*bs, bs); err != nil {
+		t.Fatal(err)
+	}
+	f.m.data["a"], f.m.allowed["a"] = make([]byte, 64*bs), map[int][][]byte{}
+	if f.h, err = f.s.OpenDisk("a"); err != nil {
+		t.Fatal(err)
+	}
+	for b := 0; b < 64; b++ {
+		f.write(b)
+	}
+	f.ack()
+	for b := 1; b < 64; b++ {
+		f.write(b)
+	}
+	f.ack()
+	// The disk's catalog record synced in the index (the checkpoint is no
+	// longer held back before it), and every index apply done.
+	if err := f.s.advanceCheckpoint(); err != nil {
+		t.Fatal(err)
+	}
+	f.a = f.m.block("a", 0)
+	if _, err := f.s.seg.Scan(segment.Pos{}, func(r *segment.Record, pos segment.Pos) error {
+		if r.Kind == segment.KindData && bytes.Equal(r.Payload, f.a) {
+			f.segA = pos.Segment
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if f.segA == 0 || f.segA >= f.s.cpSegment.Load() {
+		t.Fatalf("block 0's record in segment %d, checkpoint in %d", f.segA, f.s.cpSegment.Load())
+	}
+	return f
+}
+
+// write writes random bytes to block b (the model allows its old and new
+// contents until the next ack) and returns them.
+func (f *sparseCrash) write(b int) []byte {
+	const bs = 4096
+	p := make([]byte, bs)
+	f.rng.Read(p)
+	if _, ok := f.m.allowed["a"][b]; !ok {
+		f.m.allowed["a"][b] = [][]byte{f.m.block("a", b)}
+	}
+	f.m.allowed["a"][b] = append(f.m.allowed["a"][b], bytes.Clone(p))
+	if _, err := f.h.WriteAt(p, int64(b*bs)); err != nil {
+		f.t.Fatal(err)
+	}
+	copy(f.m.data["a"][b*bs:], p)
+	return p
+}
+
+// ack syncs the disk: every write so far is acknowledged.
+func (f *sparseCrash) ack() {
+	if err := f.h.Sync(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.m.ack("a")
+}
+
+// checkCleanAcrossGC checks a store reopened after a crash: every
+// acknowledged write (checkCrashState), Check with ReadData clean, then
+// both again after a GC.
+func checkCleanAcrossGC(t *testing.T, s *Store, m *crashModel, what string) {
+	t.Helper()
+	checkCrashState(t, s, m, what)
+	mustCheckClean(t, s, what)
+	if _, err := s.GC(); err != nil {
+		t.Fatalf("%s: gc: %v", what, err)
+	}
+	checkCrashState(t, s, m, what+", after gc")
+	mustCheckClean(t, s, what+", after gc")
 }
 
 // mustCheckClean runs Check with ReadData (snapfs check --read-data) and
