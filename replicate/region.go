@@ -155,7 +155,9 @@ func New(storeDir string, rs *rowstore.Store, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{dir: storeDir, host: host, rs: rs, opts: opts, log: opts.Logger, enc: enc, dec: dec}
-	m.cleanRestoreTemps() // a killed restore's temporary disk
+	if rs != nil {
+		rs.CleanTempDisks() // a killed restore's temporary disk
+	}
 	return m, nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/replicate/store"
+	"github.com/snapfs/snapfs/rowstore"
 )
 
 // faultyHost wraps every store i with faults[i].
@@ -405,28 +406,33 @@ func TestRegressRestoreTempCleaned(t *testing.T) {
 		_, err := a.rs.GetDisk(name)
 		return err == nil
 	}
-	// left by a killed restore
-	if _, err := a.rs.CreateDisk("restore-0123456789abcdef", 1<<20, bs); err != nil {
-		t.Fatal(err)
+	// left by a killed restore: made under its registered temporary name,
+	// then the build gone (only a build may make such a name)
+	leftover := func() string {
+		name, release := rowstore.NewTempDiskName()
+		defer release()
+		if _, err := a.rs.CreateDisk(name, 1<<20, bs); err != nil {
+			t.Fatal(err)
+		}
+		return name
 	}
+	left1 := leftover()
 	m2, err := replicate.New(a.dir, a.rs, replicate.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m2.Close()
-	if has("restore-0123456789abcdef") {
+	if has(left1) {
 		t.Fatal("Manager start left a temporary restore disk")
 	}
-	if _, err := a.rs.CreateDisk("restore-fedcba9876543210", 1<<20, bs); err != nil {
-		t.Fatal(err)
-	}
+	left2 := leftover()
 	if _, err := a.rs.CreateDisk("restore-keep", 1<<20, bs); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.mgr.Restore(ctx, "r1", "s1", "vol1", "v", nil); err != nil {
 		t.Fatal(err)
 	}
-	if has("restore-fedcba9876543210") || !has("restore-keep") || !has("v") {
+	if has(left2) || !has("restore-keep") || !has("v") {
 		t.Fatalf("after restore: disks %v", diskNames(t, a))
 	}
 	if _, err := a.mgr.Restore(ctx, "r1", "s1", "vol1", "restore-00000000000000aa", nil); !errors.Is(err, replicate.ErrInvalid) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"runtime"
 	"slices"
 	"strings"
@@ -116,10 +115,10 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	if err := rowstore.ValidateName("disk", toDisk); err != nil {
 		return st, err
 	}
-	if isRestoreTemp(toDisk) {
-		return st, fmt.Errorf("%w: disk name %q is reserved for restore's temporary disks", ErrInvalid, toDisk)
+	if rowstore.IsTempDiskName(toDisk) {
+		return st, fmt.Errorf("%w: disk name %q is reserved for temporary disks", ErrInvalid, toDisk)
 	}
-	m.cleanRestoreTemps()
+	m.rs.CleanTempDisks()
 	if _, err := m.rs.GetDisk(toDisk); err == nil {
 		return st, fmt.Errorf("restore: %w: local disk %q", ErrExists, toDisk)
 	} else if !errors.Is(err, rowstore.ErrNotFound) {
@@ -171,9 +170,8 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	}
 	slices.SortFunc(packs, func(a, b packID) int { return slices.Compare(a[:], b[:]) })
 
-	tmp := restoreTempPrefix + randHex(8)
-	activeRestores.Store(tmp, true)
-	defer activeRestores.Delete(tmp)
+	tmp, release := rowstore.NewTempDiskName() // renamed to toDisk when whole
+	defer release()
 	create := func() (rowstore.DiskInfo, error) { return m.rs.CreateDisk(tmp, md.Size, md.BlockSize) }
 	if key != nil {
 		create = func() (rowstore.DiskInfo, error) { return m.rs.CreateEncryptedDisk(tmp, md.Size, md.BlockSize, key) }
@@ -686,68 +684,4 @@ func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize
 	degraded = slices.ContainsFunc(fails, func(e error) bool { return e != nil }) ||
 		slices.ContainsFunc(shards[r.k:], func(b []byte) bool { return b != nil })
 	return data, degraded, fetched, nil
-}
-
-// restoreTempPrefix starts the name of a restore's temporary disk:
-// "restore-" and 16 lowercase hex digits.
-const restoreTempPrefix = "restore-"
-
-// activeRestores holds the temporary disks of restores running in this
-// process (a local store is opened by one process only).
-var activeRestores sync.Map
-
-func isRestoreTemp(name string) bool {
-	h, ok := strings.CutPrefix(name, restoreTempPrefix)
-	if !ok || len(h) != 16 {
-		return false
-	}
-	for _, c := range h {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-// cleanRestoreTemps deletes temporary restore disks that a killed restore
-// left behind: those no running restore of this process owns and that are
-// not open.
-func (m *Manager) cleanRestoreTemps() { CleanRestoreTemps(m.rs, m.log) }
-
-// IsRestoreTemp reports whether a disk name is a restore's temporary disk
-// ("restore-" and 16 lowercase hex digits): listings may hide such disks.
-func IsRestoreTemp(name string) bool { return isRestoreTemp(name) }
-
-// CleanRestoreTemps deletes the temporary disks of restores that were
-// killed (those no restore of this process runs, and that are not open)
-// and returns how many it deleted. The daemon calls it at start, before
-// the mount serves, so a killed restore's disk is never listed.
-func CleanRestoreTemps(rs *rowstore.Store, log *slog.Logger) int {
-	if rs == nil {
-		return 0
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	disks, err := rs.ListDisks()
-	if err != nil {
-		log.Warn("restore: cannot list disks for leftover temporary disks", "err", err)
-		return 0
-	}
-	n := 0
-	for _, d := range disks {
-		if !isRestoreTemp(d.Name) {
-			continue
-		}
-		if _, ok := activeRestores.Load(d.Name); ok {
-			continue
-		}
-		if err := rs.DeleteDisk(d.Name, false); err != nil {
-			log.Warn("restore: leftover temporary disk not deleted", "disk", d.Name, "err", err)
-			continue
-		}
-		log.Info("restore: deleted a leftover temporary disk", "disk", d.Name)
-		n++
-	}
-	return n
 }

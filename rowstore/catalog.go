@@ -183,7 +183,7 @@ func memberOf(t *index.Txn, snapshot, disk string) (index.Member, error) {
 }
 
 func (s *Store) newDisk(name string, mk func(t *index.Txn) (index.Layer, index.Disk, int64, error)) (DiskInfo, error) {
-	if err := s.checkOpen(); err != nil {
+	if err := firstErr(s.checkOpen(), checkNewDiskName(name)); err != nil {
 		return DiskInfo{}, err
 	}
 	s.catMu.Lock()
@@ -961,7 +961,7 @@ func firstErr(errs ...error) error {
 // temporary name and renames it when it is complete). An open disk is
 // refused with ErrBusy.
 func (s *Store) RenameDisk(name, newName string) error {
-	if err := firstErr(s.checkOpen(), ValidateName("disk", name), ValidateName("disk", newName)); err != nil {
+	if err := firstErr(s.checkOpen(), ValidateName("disk", name), ValidateName("disk", newName), checkNewDiskName(newName)); err != nil {
 		return err
 	}
 	ds, unlock, err := s.lockDisks([]string{name})

@@ -22,6 +22,13 @@
 // written at all, one that hides older data becomes a hole (a zero record in
 // the log, a hole version in the index). PunchHole frees whole blocks that way.
 //
+// A disk that takes long to fill (a restore, an encrypted copy) is built
+// under a temporary name ("restore-" and 16 hex digits, tempdisk.go) and
+// renamed when whole; only the build that registered such a name may give
+// it to a disk, and CleanTempDisks (at daemon start) deletes the ones no
+// build of the process owns, so a killed build leaves nothing listed and
+// no user's disk is ever taken for one.
+//
 // # Default block size
 //
 // 16 KiB, chosen by measurement (BenchmarkSeqWrite1M, BenchmarkRandWrite4K,

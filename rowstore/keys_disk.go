@@ -88,7 +88,7 @@ func (s *Store) CreateEncryptedDisk(name string, size int64, blockSize int, key 
 // A source that is already encrypted is refused (ErrInvalid): a clone of it
 // (CloneDisk) is encrypted with its key. On failure the new disk is deleted.
 func (s *Store) CopyToEncryptedDisk(name, snapshot, disk string, key *Key) (DiskInfo, error) {
-	if err := firstErr(s.checkOpen(), ValidateName("disk", name), ValidateName("snapshot", snapshot), ValidateName("disk", disk)); err != nil {
+	if err := firstErr(s.checkOpen(), ValidateName("disk", name), checkNewDiskName(name), ValidateName("snapshot", snapshot), ValidateName("disk", disk)); err != nil {
 		return DiskInfo{}, err
 	}
 	var m index.Member
@@ -116,17 +116,12 @@ func (s *Store) CopyToEncryptedDisk(name, snapshot, disk string, key *Key) (Disk
 		return DiskInfo{}, err
 	}
 	defer r.Close()
-	// The copy is built under a temporary name and renamed when complete
-	// (trial 10: a daemon killed mid-copy left a half-copied disk under
-	// the new name, listed as an ordinary disk). The name is a restore's
-	// temporary one ("restore-" and 16 hex digits): a killed copy's disk is
-	// removed at the daemon's next start, before the mount lists it, as a
-	// killed restore's is (replicate.CleanRestoreTemps).
-	var rb [8]byte
-	if _, err := rand.Read(rb[:]); err != nil {
-		return DiskInfo{}, err
-	}
-	tmp := fmt.Sprintf("restore-%016x", binary.LittleEndian.Uint64(rb[:]))
+	// The copy is built under a temporary name (tempdisk.go) and renamed
+	// when complete (trial 10: a daemon killed mid-copy left a half-copied
+	// disk under the new name, listed as an ordinary disk); a killed copy's
+	// disk is removed at the daemon's next start (CleanTempDisks).
+	tmp, release := NewTempDiskName()
+	defer release()
 	if _, err := s.CreateEncryptedDisk(tmp, m.Size, m.BlockSize, key); err != nil {
 		return DiskInfo{}, err
 	}

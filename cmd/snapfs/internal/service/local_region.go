@@ -434,7 +434,7 @@ func (l *Local) UnlockRegion(ctx context.Context, r UnlockRequest) (UnlockStats,
 // left in the local store (a restore's temporary disk). The daemon calls
 // it at start, before the mount serves, so such a disk is never listed.
 func (l *Local) CleanRegionLeftovers() {
-	replicate.CleanRestoreTemps(l.store, l.log)
+	l.store.CleanTempDisks()
 }
 
 // RemoveDeadRegionLocks removes, in every configured region, the locks of
