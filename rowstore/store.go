@@ -586,22 +586,20 @@ func (s *Store) commitLog() error { return s.commitWith(true) }
 func (s *Store) commitWith(async bool) (err error) {
 	t0 := time.Now()
 	s.syncMu.Lock()
-	held := true // false once syncMu is handed to the applier
-	defer func() {
-		if held {
-			s.syncMu.Unlock()
-		}
-	}()
-	var tLocked, tSynced time.Duration
+	var tLocked, tSynced, tFlushed time.Duration
 	nBatch := 0
-	slow := func(tFlushed time.Duration, background bool) {
+	// slow logs a commit that took long; run where syncMu is released:
+	// here, or by the applier once syncMu is handed to it (async).
+	slow := func(background bool) {
 		if took := time.Since(t0); took > 20*time.Millisecond {
 			s.log.Debug("slow commit", "wait", tLocked, "log_sync", tSynced, "index_batch", tFlushed, "versions", nBatch, "total", took, "background", background)
 		}
 	}
+	held := true // false once syncMu is handed to the applier
 	defer func() {
 		if held {
-			slow(0, false)
+			s.syncMu.Unlock()
+			slow(false)
 		}
 	}()
 	tLocked = time.Since(t0)
@@ -653,7 +651,11 @@ func (s *Store) commitWith(async bool) (err error) {
 		return s.wrapNoSpace(fmt.Errorf("sync log: %w", err))
 	}
 	tSynced = time.Since(t0)
-	apply := func() error { return s.applyCommit(batch, tail, seq, counts, restore) }
+	apply := func() error {
+		err := s.applyCommit(batch, tail, seq, counts, restore)
+		tFlushed = time.Since(t0)
+		return err
+	}
 	if async && s.applyErr == nil {
 		held = false // the applier releases syncMu
 		go func() {
@@ -665,7 +667,7 @@ func (s *Store) commitWith(async bool) (err error) {
 				s.applyErr = err
 				s.log.Error("index apply after a commit failed; the log holds the writes, the next commit applies them again", "err", err)
 			}
-			slow(time.Since(t0), true)
+			slow(true)
 		}()
 		return nil
 	}
