@@ -689,26 +689,12 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 // pathWithin reports whether path is dir or inside it, symlinks resolved
 // (path need not exist: its nearest existing ancestor is resolved).
 func pathWithin(path, dir string) bool {
-	real := func(p string) string {
-		rest := ""
-		for {
-			if r, err := filepath.EvalSymlinks(p); err == nil {
-				return filepath.Join(r, rest)
-			}
-			parent := filepath.Dir(p)
-			if parent == p {
-				return filepath.Join(p, rest)
-			}
-			rest = filepath.Join(filepath.Base(p), rest)
-			p = parent
-		}
-	}
-	abs, err := filepath.Abs(dir)
+	rp, err := vfs.RealPath(path)
 	if err != nil {
 		return false
 	}
-	rel, err := filepath.Rel(real(abs), real(path))
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+	rd, err := vfs.RealPath(dir)
+	return err == nil && vfs.Contains(rd, rp)
 }
 
 // notFound is an error that is also ErrNotFound, its message unchanged

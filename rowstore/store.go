@@ -492,7 +492,8 @@ func (s *Store) Close() error {
 		err = s.advanceCheckpoint()
 	}
 	// An index apply after a Disk.Sync (commitLog) holds syncMu until it
-	// ends; the commits above waited for it, but say so here too.
+	// ends: advanceCheckpoint's commit waits for it, but is skipped after
+	// an error above, and the log and index must not close under it.
 	s.syncMu.Lock()
 	s.syncMu.Unlock()
 	if e := s.seg.Close(); err == nil && e != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/metrics"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/service"
 	"github.com/snapfs/snapfs/rowstore"
+	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
 // readyFDEnv names the file descriptor on which a daemon started by
@@ -399,46 +400,21 @@ func checkMountpoint(mp string) error {
 // first use and would be hidden the same way; a mount over a parent of the
 // store (--force) hides the store itself.
 func checkOutsideStore(mountpoint, store string) error {
-	mp, err := realPath(mountpoint)
+	mp, err := vfs.RealPath(mountpoint)
 	if err != nil {
 		return fmt.Errorf("mountpoint %s: %w", mountpoint, err)
 	}
-	st, err := realPath(store)
+	st, err := vfs.RealPath(store)
 	if err != nil {
 		return fmt.Errorf("store %s: %w", store, err)
 	}
 	switch {
-	case mp == st || strings.HasPrefix(mp, st+"/"):
+	case vfs.Contains(st, mp):
 		return fmt.Errorf("%w: mountpoint %s is inside the store's directory %s, where the store keeps its own files: choose a directory outside it", rowstore.ErrInvalid, mountpoint, store)
-	case strings.HasPrefix(st, mp+"/") || mp == "/":
+	case vfs.Contains(mp, st):
 		return fmt.Errorf("%w: the store %s is inside mountpoint %s: the mount would hide it; choose a directory that does not hold the store", rowstore.ErrInvalid, store, mountpoint)
 	}
 	return nil
-}
-
-// realPath is p absolute with every symlink resolved, for a path whose
-// last elements may not exist yet (they are kept as given).
-func realPath(p string) (string, error) {
-	p, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
-	}
-	var rest []string
-	for {
-		r, err := filepath.EvalSymlinks(p)
-		if err == nil {
-			return filepath.Join(append([]string{r}, rest...)...), nil
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return "", err
-		}
-		parent := filepath.Dir(p)
-		if parent == p {
-			return "", err
-		}
-		rest = append([]string{filepath.Base(p)}, rest...)
-		p = parent
-	}
 }
 
 // withMetrics sets up --metrics: the listener is opened here, so that a busy

@@ -46,6 +46,10 @@
 // file system with O_DIRECT for large objects (a region's shards). Both go
 // through one writeAtomic: there is no other write-temp-then-rename.
 //
+// RealPath and Contains resolve and compare paths (a mountpoint or a
+// region store against the store's directory) on the OS file system,
+// whose last elements may not exist yet.
+//
 // Errors from CrashFS are *os.PathError wrapping syscall.Errno values
 // (ENOENT, EISDIR, ENOTDIR, ENOTEMPTY, ENOSPC, EBADF), so errors.Is works
 // with both os.ErrNotExist and the errno.
