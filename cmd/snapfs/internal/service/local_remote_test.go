@@ -3,8 +3,6 @@ package service
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -17,17 +15,7 @@ func TestRemoteReaderCloseAfterLocalClose(t *testing.T) {
 	ctx := context.Background()
 	l := newLocal(t)
 	dir := t.TempDir()
-	key := filepath.Join(dir, "key")
-	if err := os.WriteFile(key, bytes.Repeat([]byte{7}, 32), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	req := AddRegionRequest{Name: "dr", K: 2, M: 1, KeyFile: key}
-	for _, n := range []string{"a", "b", "c"} {
-		if err := os.Mkdir(filepath.Join(dir, n), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		req.Stores = append(req.Stores, "file://"+filepath.Join(dir, n))
-	}
+	req := fileRegion(t, dir)
 	if _, err := l.AddRegion(ctx, req); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -28,6 +29,24 @@ func newLocal(t *testing.T) *Local {
 	l := NewLocal(st, dir)
 	t.Cleanup(func() { l.Close() })
 	return l
+}
+
+// fileRegion is the request adding a 2+1 region "dr" on three new file://
+// stores under dir, with a new key file there.
+func fileRegion(t *testing.T, dir string) AddRegionRequest {
+	t.Helper()
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, bytes.Repeat([]byte{7}, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	req := AddRegionRequest{Name: "dr", K: 2, M: 1, KeyFile: key}
+	for _, n := range []string{"a", "b", "c"} {
+		if err := os.Mkdir(filepath.Join(dir, n), 0o755); err != nil { // a region never creates it on /
+			t.Fatal(err)
+		}
+		req.Stores = append(req.Stores, "file://"+filepath.Join(dir, n))
+	}
+	return req
 }
 
 func snapNames(t *testing.T, l *Local, kind string) []string {

@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -18,17 +16,7 @@ func TestRegionsSameOnBothPaths(t *testing.T) {
 	both(t, func(t *testing.T, s Service) {
 		ctx := context.Background()
 		dir := t.TempDir()
-		key := filepath.Join(dir, "key")
-		if err := os.WriteFile(key, make([]byte, 32), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		req := AddRegionRequest{Name: "dr", K: 2, M: 1, KeyFile: key}
-		for _, n := range []string{"a", "b", "c"} {
-			if err := os.Mkdir(filepath.Join(dir, n), 0o755); err != nil { // a region never creates it on /
-				t.Fatal(err)
-			}
-			req.Stores = append(req.Stores, "file://"+filepath.Join(dir, n))
-		}
+		req := fileRegion(t, dir)
 		added, err := s.AddRegion(ctx, req)
 		if err != nil || added.Attached {
 			t.Fatalf("AddRegion: %+v %v", added, err)

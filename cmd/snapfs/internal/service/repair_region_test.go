@@ -33,17 +33,7 @@ func TestRepairFromRegion(t *testing.T) {
 	defer l.Close()
 	c := serve(t, l)
 
-	key := filepath.Join(dir, "key")
-	if err := os.WriteFile(key, bytes.Repeat([]byte{7}, 32), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	req := AddRegionRequest{Name: "dr", K: 2, M: 1, KeyFile: key}
-	for _, n := range []string{"a", "b", "c"} {
-		if err := os.Mkdir(filepath.Join(dir, n), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		req.Stores = append(req.Stores, "file://"+filepath.Join(dir, n))
-	}
+	req := fileRegion(t, dir)
 	if _, err := c.AddRegion(ctx, req); err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package service
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/snapfs/snapfs/rowstore"
@@ -39,17 +37,7 @@ func TestTrial9LazyDiskNeverReadsAnotherSnapshot(t *testing.T) {
 	a, b := open(adir), open(bdir)
 	t.Cleanup(func() { a.Close() })
 	dir := t.TempDir()
-	key := filepath.Join(dir, "key")
-	if err := os.WriteFile(key, bytes.Repeat([]byte{9}, 32), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	req := AddRegionRequest{Name: "dr", K: 2, M: 1, KeyFile: key}
-	for _, n := range []string{"x", "y", "z"} {
-		if err := os.Mkdir(filepath.Join(dir, n), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		req.Stores = append(req.Stores, "file://"+filepath.Join(dir, n))
-	}
+	req := fileRegion(t, dir)
 	for _, l := range []*Local{a, b} {
 		if _, err := l.AddRegion(ctx, req); err != nil {
 			t.Fatal(err)
