@@ -38,17 +38,10 @@ func TestRtrial10StaleStoreDoesNotUndoPrune(t *testing.T) {
 	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	old := filepath.Join(t.TempDir(), "store1-backup")
-	copyTree(t, dirs[1], old)
-	st, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1})
-	if err != nil || !slices.Equal(st.Deleted, []string{"s1"}) {
-		t.Fatalf("prune: deleted %v, %v; want s1", st.Deleted, err)
-	}
 	// Store 1 comes back from its backup.
-	if err := os.RemoveAll(dirs[1]); err != nil {
-		t.Fatal(err)
+	if st := pruneBehindBackup(t, a, dirs[1]); !slices.Equal(st.Deleted, []string{"s1"}) {
+		t.Fatalf("prune: deleted %v; want s1", st.Deleted)
 	}
-	copyTree(t, old, dirs[1])
 	l, err := b.mgr.ListRemote(ctx, "r1")
 	if err != nil {
 		t.Fatal(err)
@@ -97,15 +90,7 @@ func TestRtrial10StaleStorePrunedByPrune(t *testing.T) {
 	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	old := filepath.Join(t.TempDir(), "store0-backup")
-	copyTree(t, dirs[0], old)
-	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(dirs[0]); err != nil {
-		t.Fatal(err)
-	}
-	copyTree(t, old, dirs[0])
+	pruneBehindBackup(t, a, dirs[0])
 	rep, err := a.mgr.Check(ctx, "r1", false, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -192,15 +177,7 @@ func TestRtrial10NoDeltaOverPrunedLeftover(t *testing.T) {
 	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	old := filepath.Join(t.TempDir(), "store1-backup")
-	copyTree(t, dirs[1], old)
-	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(dirs[1]); err != nil {
-		t.Fatal(err)
-	}
-	copyTree(t, old, dirs[1])
+	pruneBehindBackup(t, a, dirs[1])
 	if err := a.rs.DeleteSnapshot("s2"); err != nil { // s1 is kept locally
 		t.Fatal(err)
 	}
@@ -238,15 +215,7 @@ func TestRtrial10ExplicitCopyOverPrunedLeftover(t *testing.T) {
 	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	old := filepath.Join(t.TempDir(), "store2-backup")
-	copyTree(t, dirs[2], old)
-	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(dirs[2]); err != nil {
-		t.Fatal(err)
-	}
-	copyTree(t, old, dirs[2])
+	pruneBehindBackup(t, a, dirs[2])
 	if _, err := a.mgr.CopySnapshot(ctx, "r1", "s1", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -257,4 +226,23 @@ func TestRtrial10ExplicitCopyOverPrunedLeftover(t *testing.T) {
 		t.Fatalf("repair: %+v %v", rr.Failed, err)
 	}
 	mustClean(t, a.host)
+}
+
+// pruneBehindBackup backs store dir up, prunes region r1 to its newest
+// snapshot (host h), then puts the store back from the backup: the store
+// is stale, holding what prune deleted (as one that was away, or restored
+// from a backup, would).
+func pruneBehindBackup(t *testing.T, h *fleetHost, dir string) replicate.PruneStats {
+	t.Helper()
+	old := filepath.Join(t.TempDir(), "store-backup")
+	copyTree(t, dir, old)
+	st, err := h.mgr.Prune(context.Background(), "r1", replicate.PruneOptions{KeepLast: 1})
+	if err != nil {
+		t.Fatalf("prune: %v", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, old, dir)
+	return st
 }
