@@ -186,9 +186,11 @@ func (s *Store) checkAccounting() []CheckProblem {
 // stillBad drops the block problems that a concurrent GC explains: the
 // check's index view is old by the time it reads, and meanwhile the
 // cleaner may have relocated a record (repointing the index) and removed
-// its segment, or GC deleted a dead version. A problem stays if the index
-// still holds the same version at the same place, or its new place is bad
-// too.
+// its segment, GC deleted a dead version, or a write to the disk's head
+// replaced the version under the same key (a newer sequence number) and
+// the cleaner removed the old record. A problem stays if the index still
+// holds the same version at the same place, or what it holds now (moved
+// or rewritten) is bad too.
 func (s *Store) stillBad(probs []CheckProblem) []CheckProblem {
 	out := probs[:0]
 	buf := make([]byte, 0, 1<<20)
@@ -210,7 +212,7 @@ func (s *Store) stillBad(probs []CheckProblem) []CheckProblem {
 			return err
 		})
 		var verr error
-		if err == nil && !v.Zero() && v.Seq == p.v.Seq {
+		if err == nil && !v.Zero() {
 			if int(v.Length) > cap(buf) {
 				buf = make([]byte, 0, v.Length)
 			}
@@ -220,8 +222,10 @@ func (s *Store) stillBad(probs []CheckProblem) []CheckProblem {
 		switch {
 		case errors.Is(err, index.ErrNotFound):
 			continue // deleted by GC: no reader needs it
-		case err != nil || v.Seq != p.v.Seq || v.Zero():
+		case err != nil || (v.Zero() && v.Seq == p.v.Seq):
 			out = append(out, p)
+		case v.Zero():
+			continue // rewritten as zeros: nothing stored to read
 		case verr != nil:
 			p.Segment, p.Offset, p.v, p.Message = v.Segment, v.Offset, v, verr.Error()
 			out = append(out, p)
