@@ -253,8 +253,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	ln = service.PeerCredListener(ln, log) // only our uid (and root), whatever the socket's mode
 	// Requests run under jobCtx: shutting down cancels long jobs (sync,
 	// restore, check: all resumable) and waits for them to return before the
-	// store closes.
-	jobCtx, cancelJobs := context.WithCancel(context.Background())
+	// store closes. The cause tells their clients why (exit 130, run again).
+	jobCtx, cancelCause := context.WithCancelCause(context.Background())
+	cancelJobs := func() { cancelCause(service.ErrDaemonStopping) }
 	defer cancelJobs()
 	hs := &http.Server{Handler: service.Handler(svc, log), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext: func(net.Listener) context.Context { return jobCtx }}

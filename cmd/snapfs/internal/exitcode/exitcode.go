@@ -35,8 +35,9 @@
 //	                `snapfs region unlock`; or the encrypted disk is locked (its
 //	                key not unlocked: snapfs disk unlock, mount --key-file)
 //	16 Permission   permission denied: run as root (or as the store's owner)
-//	130 Interrupted a long job stopped by Ctrl-C or SIGTERM; it says what finished
-//	                and what a new run resumes
+//	130 Interrupted a long job stopped by Ctrl-C or SIGTERM, or by the stop of
+//	                the daemon running it; it says what finished and what a
+//	                new run resumes
 //
 // The daemon and the direct path return the same errors (the control socket
 // carries the wire code, which maps back to the same sentinel), so a command
@@ -98,7 +99,8 @@ var ErrNoDaemon = errors.New("no daemon")
 // left some. It maps to Degraded.
 var ErrDegraded = errors.New("region degraded")
 
-// ErrInterrupted marks a job stopped by SIGINT or SIGTERM. It maps to
+// ErrInterrupted marks a job stopped by SIGINT or SIGTERM, or by the stop of
+// the daemon running it (service.ErrDaemonStopping). It maps to
 // Interrupted.
 var ErrInterrupted = errors.New("interrupted")
 
@@ -248,7 +250,7 @@ var Codes = []struct {
 	{Conflict, "conflict", "a concurrent operation on the region changed what this one relied on: run it again; or this host's clock is off from the region stores' by more than 10 min (prune, repair, unlock refuse): fix it (NTP)"},
 	{Locked, "locked", "the region is locked by another operation (wait, or snapfs region unlock), or the encrypted disk is locked (snapfs disk unlock)"},
 	{Permission, "permission", "permission denied: run as root (or as the store's owner)"},
-	{Interrupted, "interrupted", "stopped by Ctrl-C or SIGTERM: the message says what finished; run the job again to resume"},
+	{Interrupted, "interrupted", "stopped by Ctrl-C or SIGTERM, or by the stop of the daemon running it (snapfs umount): the message says what finished; run the job again to resume"},
 }
 
 // Markdown is the exit-code table in Markdown (the README's copy is tested

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/snapfs/snapfs/cmd/snapfs/internal/exitcode"
 	"github.com/snapfs/snapfs/cmd/snapfs/internal/wire"
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
@@ -35,7 +36,9 @@ import (
 // it happens, then exactly one {"result": ...} or {"error": {"code",
 // "message"}} (with "result" too when the job returned a partial result).
 // Neither side sets a deadline on them (after the 102); a client that disconnects cancels
-// the job (sync and restore are safe to interrupt and run again).
+// the job (sync and restore are safe to interrupt and run again). The daemon's
+// stop cancels what runs with ErrDaemonStopping: its client exits 130 and is
+// told to run the job again.
 
 // Wire request types: one per argument list.
 type (
@@ -362,8 +365,35 @@ func call(ctx context.Context, m method, s Service, body []byte) (res any, err e
 		if r := recover(); r != nil {
 			err = fmt.Errorf("internal error (panic: %v)\n%s", r, debug.Stack())
 		}
+		err = stoppedByDaemon(ctx, err)
 	}()
 	return m(ctx, s, body)
+}
+
+// ErrDaemonStopping is the cause with which the daemon cancels the
+// operations it is running when it stops (snapfs umount, SIGINT or SIGTERM,
+// its mount unmounted from outside). It wraps exitcode.ErrInterrupted: the
+// client exits 130, told to run the job again.
+var ErrDaemonStopping = fmt.Errorf("%w: the daemon serving the store stopped (snapfs umount, a signal, or its mount was unmounted) before the job finished", exitcode.ErrInterrupted)
+
+// stoppedByDaemon is err, or, when the daemon's stop cancelled ctx, an
+// error that says so and what to do (the bare "context canceled" a job
+// returns tells the user nothing).
+func stoppedByDaemon(ctx context.Context, err error) error {
+	if err == nil || !errors.Is(context.Cause(ctx), ErrDaemonStopping) {
+		return err
+	}
+	const again = "; run it again once a daemon serves the store, or with none (it is safe to repeat)"
+	switch {
+	case errors.Is(err, ErrDaemonStopping): // the job wrapped the cause itself
+		return fmt.Errorf("%w%s", err, again)
+	case errors.Is(err, exitcode.ErrInterrupted):
+		return err
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("%w%s", ErrDaemonStopping, again)
+	default:
+		return fmt.Errorf("%w (%v)%s", ErrDaemonStopping, err, again)
+	}
 }
 
 func writeError(w http.ResponseWriter, status int, err error) {
