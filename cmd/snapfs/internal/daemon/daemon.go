@@ -68,13 +68,25 @@ type Config struct {
 
 // Run is the daemon: it opens the store, mounts the namespace, serves the
 // control socket, and on SIGINT, SIGTERM, a Shutdown request or an external
-// unmount flushes everything, unmounts and returns nil. Errors before Ready
+// unmount flushes everything, unmounts and returns nil. SIGHUP is logged
+// and ignored. Errors before Ready
 // is called mean nothing was mounted.
 func Run(ctx context.Context, cfg Config) (err error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// SIGHUP (a closed terminal, kill -HUP as "reload") would end the
+	// process at once, as SIGKILL does: the mount dead (ENOTCONN), loop
+	// devices on its disks failing. The daemon keeps serving and says so.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer func() { signal.Stop(hup); close(hup) }()
+	go func() {
+		for range hup {
+			log.Warn("SIGHUP ignored: the daemon keeps serving; stop it with snapfs umount (or SIGTERM)")
+		}
+	}()
 	if cfg.MetricsListener != nil {
 		defer cfg.MetricsListener.Close()
 	}
