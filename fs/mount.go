@@ -81,7 +81,7 @@ type mountState struct {
 // fails, it uses fusermount3 if it is on PATH.
 func Mount(mountpoint string, opts Options) (*Server, error) {
 	if opts.Backend == nil {
-		return nil, errors.New("snapfs: Mount: Options.Backend is nil")
+		return nil, errors.New("fs.Mount: Options.Backend is nil")
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -127,7 +127,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 	}
 	if !direct {
 		if lookErr != nil {
-			return nil, fmt.Errorf("snapfs: mount %s: not root and no fusermount3 on PATH: %w", mountpoint, lookErr)
+			return nil, fmt.Errorf("mount %s: not root and no fusermount3 on PATH: %w", mountpoint, lookErr)
 		}
 		logger.Debug("snapfs: mounting with fusermount", "fusermount", fusermount)
 		fsOpts.MountOptions.DirectMountStrict = false
@@ -135,12 +135,12 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		srv, err = fuse.NewServer(gofs.NewNodeFS(root, fsOpts), mountpoint, &fsOpts.MountOptions)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("snapfs: mount %s: %w", mountpoint, err)
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	go srv.Serve()
 	if err := srv.WaitMount(); err != nil {
 		_ = srv.Unmount()
-		return nil, fmt.Errorf("snapfs: mount %s: %w", mountpoint, err)
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	logger.Info("snapfs: mounted", "mountpoint", mountpoint, "direct", direct)
 	return &Server{srv: srv, m: m, root: root, mountpoint: mountpoint}, nil
@@ -196,7 +196,7 @@ func (s *Server) Mountpoint() string { return s.mountpoint }
 // Unmount unmounts the namespace. Open files keep it busy (EBUSY).
 func (s *Server) Unmount() error {
 	if err := s.srv.Unmount(); err != nil {
-		return fmt.Errorf("snapfs: unmount %s: %w", s.mountpoint, err)
+		return fmt.Errorf("unmount %s: %w", s.mountpoint, err)
 	}
 	return nil
 }

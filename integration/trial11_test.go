@@ -175,3 +175,51 @@ func TestTrial11SighupKeepsServing(t *testing.T) {
 		t.Fatal("fsynced data lost across SIGHUP and SIGTERM")
 	}
 }
+
+// Trial 11: `umount -l` of the mount from outside while ext4 on a loop
+// device of one of its disks is mounted. The daemon serves on (the kernel
+// keeps the connection while the loop device holds the disk file), but
+// `snapfs umount` then failed with exit 1 and "snapfs: snapfs: unmount M:
+// invalid argument". It now says what happened and what to do (exit 5);
+// once the loop device is released, the daemon flushes and stops by
+// itself, no fsynced byte is lost, and the store mounts again.
+func TestTrial11LazyUnmountFromOutside(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	pid := daemon(t, store, mp)
+	ok(t, store, "disk", "create", "d", "--size", "64M")
+	disk := filepath.Join(mp, "disks", "d")
+	sh(t, "mkfs.ext4", "-q", "-F", disk)
+	guest := filepath.Join(tmp, "guest")
+	undoGuest := loopMount(t, disk, guest)
+	data := randBytes(t, 1<<20)
+	writeFileSync(t, filepath.Join(guest, "f"), data)
+
+	sh(t, "umount", "-l", mp)
+	// Writes through the detached mount still reach the daemon.
+	more := randBytes(t, 1<<20)
+	writeFileSync(t, filepath.Join(guest, "g"), more)
+	r := fails(t, store, 5, "umount", mp)
+	if !strings.Contains(r.stderr, "detached from outside") || strings.Contains(r.stderr, "snapfs: snapfs:") {
+		t.Fatalf("snapfs umount of a lazily detached mount: %q", r.stderr)
+	}
+	undoGuest()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat("/proc/" + pid); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon did not stop once the detached mount's last file closed")
+		}
+	}
+	daemon(t, store, mp)
+	loopMount(t, disk, guest, "-o", "ro")
+	if got, err := os.ReadFile(filepath.Join(guest, "f")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("file written before the detach: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(guest, "g")); err != nil || !bytes.Equal(got, more) {
+		t.Fatalf("file written through the detached mount: %v", err)
+	}
+}

@@ -217,6 +217,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		if errors.Is(err, syscall.EBUSY) {
 			return fmt.Errorf("%w: %s is in use (open files, loop devices or snapshot mounts on its disks); release them and try again", rowstore.ErrBusy, cfg.Mountpoint)
 		}
+		if errors.Is(err, syscall.EINVAL) {
+			// Not a mount point any more, yet the kernel still talks to us:
+			// it was detached from outside (umount -l) while files were open
+			// through it. Their last close ends the connection (unmounted).
+			return fmt.Errorf("%w: the mount at %s was detached from outside (umount -l) while files are still open through it (loop devices, VMs, open disks: snapfs status lists them); close them and the daemon flushes and stops by itself", rowstore.ErrBusy, cfg.Mountpoint)
+		}
 		return err
 	}
 	defer func() {
