@@ -223,3 +223,56 @@ func TestTrial11LazyUnmountFromOutside(t *testing.T) {
 		t.Fatalf("file written through the detached mount: %v", err)
 	}
 }
+
+// Trial 11: the store's filesystem out of inodes (df -i at 100 %, df
+// showing free bytes). Writes fail with ENOSPC as on a full filesystem, but
+// after an unmount no command could open the store again: exit 1 and the
+// index library's "cannot create memtable err: ... no space left on
+// device", which next to free bytes in df explains nothing. It is now exit
+// 7 (no space), naming the free inodes and what to do; once files are
+// removed there, the store mounts again with its data.
+func TestTrial11StoreOutOfInodes(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	img := filepath.Join(tmp, "fs.img")
+	sh(t, "truncate", "-s", "256M", img)
+	sh(t, "mkfs.ext4", "-q", "-F", "-N", "128", img)
+	fsdir := filepath.Join(tmp, "fs")
+	loopMount(t, img, fsdir)
+	store, mp := filepath.Join(fsdir, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	ok(t, store, "disk", "create", "d", "--size", "16M")
+	data := randBytes(t, 1<<20)
+	writeAt(t, filepath.Join(mp, "disks", "d"), 0, data)
+	ok(t, store, "umount", mp)
+
+	// Someone else's small files take every inode left.
+	filler := filepath.Join(fsdir, "filler")
+	if err := os.Mkdir(filler, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		f, err := os.Create(filepath.Join(filler, fmt.Sprint(i)))
+		if err != nil {
+			break
+		}
+		f.Close()
+	}
+	for _, args := range [][]string{{"mount", "--background", mp}, {"disk", "list"}} {
+		r := snapfs(t, store, args...)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		last := lines[len(lines)-1]
+		if r.code != 7 || !strings.HasPrefix(last, "snapfs: no space left") || !strings.Contains(last, "inodes") {
+			t.Fatalf("snapfs %v with no free inodes: exit %d, %q; want 7 and a line naming the inodes", args, r.code, r.stderr)
+		}
+	}
+	if err := os.RemoveAll(filler); err != nil {
+		t.Fatal(err)
+	}
+	daemon(t, store, mp)
+	if got := readAt(t, filepath.Join(mp, "disks", "d"), 0, len(data)); !bytes.Equal(got, data) {
+		t.Fatal("data differs after the inodes came back")
+	}
+	ok(t, store, "check", "--read-data")
+}

@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			onGC(st, err)
 		}
 	}
-	st, err := rowstore.Open(cfg.Store, opts)
+	st, err := service.OpenStore(cfg.Store, opts)
 	if err != nil {
 		return err
 	}
