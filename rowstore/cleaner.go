@@ -308,6 +308,9 @@ func (s *Store) runCleaner() {
 	t := time.NewTicker(cleanerTick)
 	defer t.Stop()
 	again := false
+	var backoff time.Duration // after failed rounds
+	var failed int            // rounds failed in a row
+	var logged time.Time      // when the last failure was logged
 	for {
 		if again {
 			// The last round freed space and the log is still due (the
@@ -351,12 +354,50 @@ func (s *Store) runCleaner() {
 		freed := c.freedTotal()
 		if err := s.cleanRound(); err != nil {
 			if !errors.Is(err, errCleanerStopped) && !errors.Is(err, ErrClosed) {
-				s.log.Error("background cleaner failed", "err", err)
+				failed++
+				if time.Since(logged) >= time.Minute {
+					s.log.Error("background cleaner failed", "err", err, "failed_rounds", failed)
+					logged = time.Now()
+				}
+			}
+			// A failure that lasts (no descriptors, an I/O error) is not
+			// retried every tick: back off, 1 s doubling to 30 s.
+			backoff = min(max(2*backoff, time.Second), 30*time.Second)
+			if !s.cleanerPause(backoff) {
+				return
 			}
 			continue
 		}
+		if failed > 0 {
+			s.log.Info("background cleaner works again", "failed_rounds", failed)
+			failed, logged = 0, time.Time{}
+		}
+		backoff = 0
 		again = c.incr.Load() && c.freedTotal() > freed
 	}
+}
+
+// cleanerPause waits after a failed round: a second, then until backoff
+// has passed or a writer waits (kick). It returns false when the store
+// stops.
+func (s *Store) cleanerPause(backoff time.Duration) bool {
+	select {
+	case <-s.stop:
+		return false
+	case <-time.After(time.Second):
+	}
+	if backoff <= time.Second {
+		return true
+	}
+	t := time.NewTimer(backoff - time.Second)
+	defer t.Stop()
+	select {
+	case <-s.stop:
+		return false
+	case <-t.C:
+	case <-s.cleaner.kick:
+	}
+	return true
 }
 
 // freedTotal is the bytes the cleaner has freed since Open.

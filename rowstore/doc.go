@@ -340,8 +340,10 @@
 // Incremental rounds (map installed, catalog unchanged). The cleaner
 // compares the log's size with the exact live total when the foreground
 // append that reaches 1.45 × live wakes it (cleaner.startAt,
-// kickAtStart), when a writer waits, and every cleanerTick; at 1.45 ×
-// live it cleans,
+// kickAtStart), when a writer waits, and every cleanerTick (after a
+// failed round, whatever the mode: a pause of 1 s doubling to 30 s, ended
+// after its first second by a waiting writer; the failure is logged once a
+// minute, and the recovery once); at 1.45 × live it cleans,
 // emptiest segment first by the usage table (judged again before every
 // batch: the foreground's overwrites empty segments meanwhile), down to
 // 1.44 × live counting the log as it will be once the batches being
