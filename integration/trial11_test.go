@@ -276,3 +276,29 @@ func TestTrial11StoreOutOfInodes(t *testing.T) {
 	}
 	ok(t, store, "check", "--read-data")
 }
+
+// Trial 11: a daemon started under `ulimit -n 64` mounted without a word;
+// with 7 of 20 disks written, writes failed with "too many open files"
+// (mkfs.ext4 among them), and the daemon could no longer flush to unmount.
+// It now warns at mount (on the command's stderr, also with --background)
+// that the limit is below what it needs, and how to raise it.
+func TestTrial11LowFileLimitWarns(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", `ulimit -n 64 && exec "$0" mount --background "$1"`, bin, mp)
+	cmd.Env = append(os.Environ(), "SNAPFS_STORE="+store)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mount under ulimit -n 64: %v: %s", err, errb.String())
+	}
+	t.Cleanup(func() { stopDaemon(t, store, mp, "") })
+	if !strings.Contains(errb.String(), "open file limit is 64") || !strings.Contains(errb.String(), "ulimit -n") {
+		t.Fatalf("mount under ulimit -n 64 said nothing of it: %q", errb.String())
+	}
+}

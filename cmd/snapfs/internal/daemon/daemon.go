@@ -147,6 +147,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 	warnings, err := unlockKeys(st, cfg.Keys, log)
+	if w := fileLimitWarning(); w != "" {
+		log.Warn(w)
+		warnings = append(warnings, w)
+	}
 	if err != nil {
 		return err
 	}
@@ -434,4 +438,21 @@ func watchdog(ctx context.Context, log *slog.Logger, mountpoint string) {
 			return
 		}
 	}
+}
+
+// minFiles is the open file limit below which the daemon warns at start: it
+// keeps a descriptor per segment file (about a hundred on a large store),
+// per disk being written and per index table, plus what .files and snapshot
+// mounts open.
+const minFiles = 1024
+
+// fileLimitWarning says when the open file limit (RLIMIT_NOFILE, which Go
+// has raised to its hard limit) is below minFiles: writes then fail with
+// "too many open files" once enough disks are written (seen at 64 with 7).
+func fileLimitWarning() string {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur >= minFiles {
+		return ""
+	}
+	return fmt.Sprintf("the open file limit is %d: with fewer than %d, writes to disks can fail with \"too many open files\" (the daemon keeps a descriptor per segment file and per disk being written); raise it (ulimit -n, LimitNOFILE=)", rl.Cur, minFiles)
 }
