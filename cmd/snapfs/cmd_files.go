@@ -15,7 +15,8 @@ import (
 // diffFilesFlags are the flags snapshot diff takes for --files.
 var diffFilesFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "files", Usage: "list the files created (+), deleted (-), modified (M) and renamed (R) in the " +
-		"filesystem inside the disk, like zfs diff (needs a running daemon)"},
+		"filesystem inside the disk, like zfs diff (needs a running daemon); against the disk now, it reads what the " +
+		"filesystem has written to the disk: sync a mounted filesystem first"},
 	&cli.StringFlag{Name: "part", Usage: "with --files: the partition (p1, p2, ...) of a partitioned disk"},
 }
 

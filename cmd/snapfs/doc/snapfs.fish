@@ -91,7 +91,7 @@ complete -c snapfs -n '__fish_seen_subcommand_from delete' -f -l dry-run -d 'pri
 complete -c snapfs -n '__fish_seen_subcommand_from diff' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_seen_subcommand_from snapshot' -a 'diff' -d 'changed byte ranges of a disk between snapshot OLD and snapshot NEW (default: the disk now)'
 complete -c snapfs -n '__fish_seen_subcommand_from diff' -f -l disk -r -d 'the disk to compare'
-complete -c snapfs -n '__fish_seen_subcommand_from diff' -f -l files -d 'list the files created (+), deleted (-), modified (M) and renamed (R) in the filesystem inside the disk, like zfs diff (needs a running daemon)'
+complete -c snapfs -n '__fish_seen_subcommand_from diff' -f -l files -d 'list the files created (+), deleted (-), modified (M) and renamed (R) in the filesystem inside the disk, like zfs diff (needs a running daemon); against the disk now, it reads what the filesystem has written to the disk: sync a mounted filesystem first'
 complete -c snapfs -n '__fish_seen_subcommand_from diff' -f -l part -r -d 'with --files: the partition (p1, p2, ...) of a partitioned disk'
 complete -c snapfs -n '__fish_seen_subcommand_from copy' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_seen_subcommand_from snapshot' -a 'copy' -d 'copy one snapshot to a region (nothing when it is there already; also one the region pruned)'
