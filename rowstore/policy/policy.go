@@ -246,7 +246,8 @@ func (p *Policy) location() *time.Location {
 // onDay returns the scheduled instants of the calendar day (y, m, d) in
 // the policy's zone, in order. A wall time a daylight-saving change skips
 // is taken at the same offset after the change (02:30 on a spring-forward
-// day is 03:30); a wall time that occurs twice is taken once.
+// day is 03:30, east or west of UTC; a midnight skipped in Havana is 01:00
+// of that day); a wall time that occurs twice is taken once.
 func (p *Policy) onDay(y int, m time.Month, d int, loc *time.Location) []time.Time {
 	day := time.Date(y, m, d, 12, 0, 0, 0, loc)
 	if len(p.Weekdays) > 0 && !slices.Contains(p.Weekdays, weekdayNames[day.Weekday()]) {
@@ -254,7 +255,22 @@ func (p *Policy) onDay(y int, m time.Month, d int, loc *time.Location) []time.Ti
 	}
 	var out []time.Time
 	add := func(min int) {
-		t := time.Date(y, m, d, min/60, min%60, 0, 0, loc)
+		h, mi := min/60, min%60
+		t := time.Date(y, m, d, h, mi, 0, 0, loc)
+		if t.Day() != d || t.Hour() != h || t.Minute() != mi {
+			// Skipped by a spring-forward change. time.Date resolves it
+			// west of UTC to the offset after the change (an instant
+			// before it: 02:30 EST, 23:00 of the day before in Havana);
+			// take the offset before the change (the smaller one), which
+			// puts it after the change, on its own day.
+			_, o1 := t.Add(-3 * time.Hour).Zone()
+			_, o2 := t.Add(3 * time.Hour).Zone()
+			wall := time.Date(y, m, d, h, mi, 0, 0, time.UTC)
+			t = wall.Add(-time.Duration(o1) * time.Second).In(loc)
+			if o2 < o1 {
+				t = wall.Add(-time.Duration(o2) * time.Second).In(loc)
+			}
+		}
 		if len(out) == 0 || t.After(out[len(out)-1]) {
 			out = append(out, t)
 		}
