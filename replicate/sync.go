@@ -602,6 +602,13 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 			if perr := pl.failed(); perr != nil {
 				err = perr // the pipeline's failure stopped the stream
 			}
+			if from != nil && errors.Is(err, rowstore.ErrNotFound) {
+				if _, gerr := m.rs.GetSnapshot(from.Snapshot); errors.Is(gerr, rowstore.ErrNotFound) {
+					// Deleted since it was chosen as the base: not this
+					// snapshot's fault, and the next run picks another.
+					return fmt.Errorf("sync %s: %w: snapshot %s, the base of this incremental copy, was deleted meanwhile: run it again (%v)", to, ErrConflict, from.Snapshot, err)
+				}
+			}
 			return fmt.Errorf("sync %s: %w", to, err)
 		}
 		mf.Disks = append(mf.Disks, md)
