@@ -302,3 +302,87 @@ func TestTrial11LowFileLimitWarns(t *testing.T) {
 		t.Fatalf("mount under ulimit -n 64 said nothing of it: %q", errb.String())
 	}
 }
+
+// Trial 11: `snapfs snapshot delete S` while `snapfs restore-file S dir`
+// copied S's files: restore-file kept its promise (nothing left in the
+// target, exit 3) but said "not found: M/snapshots/S/vol1.files/doc: no
+// such file or directory", pointing at a path that did exist. It now says
+// the snapshot was deleted meanwhile.
+func TestTrial11RestoreFileSnapshotDeleted(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	ok(t, store, "disk", "create", "d", "--size", "512M")
+	disk := filepath.Join(mp, "disks", "d")
+	sh(t, "mkfs.ext4", "-q", "-F", disk)
+	guest := filepath.Join(tmp, "guest")
+	undo := loopMount(t, disk, guest)
+	tree := filepath.Join(guest, "tree")
+	blob := randBytes(t, 8<<10)
+	for i := 0; i < 40; i++ {
+		dir := filepath.Join(tree, fmt.Sprint(i))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < 250; j++ {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprint(j)), blob, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	undo() // unmounted: everything written to the disk
+	ok(t, store, "snapshot", "create", "s", "--disk", "d")
+
+	to := filepath.Join(tmp, "to")
+	if err := os.Mkdir(to, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--json", "restore-file", "s", "tree", "--disk", "d", "--to", to)
+	cmd.Env = append(os.Environ(), "SNAPFS_STORE="+store)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	copying := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "restore_progress") {
+			copying = true
+			break
+		}
+	}
+	if !copying {
+		cmd.Wait()
+		t.Fatalf("restore-file ended before its first progress line: %s", errb.String())
+	}
+	ok(t, store, "snapshot", "delete", "s")
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	err = cmd.Wait()
+	code := 0
+	if ee, isExit := err.(*exec.ExitError); isExit {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if code == 0 {
+		t.Fatal("restore-file finished although its snapshot was deleted mid-copy (too few files to be cut?)")
+	}
+	if code != 3 || !strings.Contains(errb.String(), "snapshot s was deleted") {
+		t.Fatalf("restore-file whose snapshot was deleted mid-copy: exit %d, %q; want 3 and a line saying the snapshot was deleted", code, errb.String())
+	}
+	if names := dirNames(t, to); len(names) != 0 {
+		t.Fatalf("restore-file left %v in the target", names)
+	}
+}

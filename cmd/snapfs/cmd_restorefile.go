@@ -112,6 +112,10 @@ func restoreFileCommand(st *state) *cli.Command {
 					fmt.Fprintln(st.stderr)
 				}
 				if err != nil {
+					if _, gerr := svc.GetSnapshot(ctx, snap); errors.Is(gerr, rowstore.ErrNotFound) {
+						// Its files vanished mid-copy: say why, not which path.
+						return fmt.Errorf("restore-file (nothing was restored): %w: snapshot %s was deleted while its files were copied", rowstore.ErrNotFound, snap)
+					}
 					return fmt.Errorf("restore-file (nothing was restored): %w", err)
 				}
 				res := restoreFileResult{Snapshot: snap, Disk: disk, Part: part, Paths: rels, To: to, CopyStats: stats}
