@@ -41,7 +41,9 @@
 #      restored disk still hydrating or open regions/ disk, of any host.
 #      The steps before the locked one are done; the next run retries
 #   7  conflict (snapfs exit 14): the operation lost its region lock (it was
-#      paused too long or forced out); the next run retries
+#      paused too long or forced out), or a local snapshot the sync relied on
+#      was deleted meanwhile (the base of an incremental copy); the next run
+#      retries
 #   8  the snapfs binary was not found
 #   9  sync shipped every snapshot but some whose name the region holds from
 #      an older snapshot of this host (deleted and re-created under the
