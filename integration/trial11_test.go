@@ -205,6 +205,11 @@ func TestTrial11LazyUnmountFromOutside(t *testing.T) {
 	if !strings.Contains(r.stderr, "detached from outside") || strings.Contains(r.stderr, "snapfs: snapfs:") {
 		t.Fatalf("snapfs umount of a lazily detached mount: %q", r.stderr)
 	}
+	// Mounting the store again (elsewhere) says why it cannot yet.
+	r = fails(t, store, 5, "mount", "--background", filepath.Join(tmp, "m2"))
+	if !strings.Contains(r.stderr, "detached from outside") {
+		t.Fatalf("snapfs mount while the detached mount still serves: %q", r.stderr)
+	}
 	undoGuest()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if _, err := os.Stat("/proc/" + pid); os.IsNotExist(err) {

@@ -100,6 +100,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	if c, st, err := service.Dial(ctx, cfg.Store); err == nil {
 		c.Close()
+		if st.Mountpoint != "" && !service.MountedAt(st.Mountpoint) {
+			return fmt.Errorf("%w: store %s is still served by daemon pid %d, whose mount at %s was detached from outside (umount -l) while files are open through it (loop devices, VMs, open disks: snapfs status lists them); close them and the daemon flushes and stops by itself, then mount again", rowstore.ErrBusy, cfg.Store, st.PID, st.Mountpoint)
+		}
 		return fmt.Errorf("%w: store %s is already served by daemon pid %d, mounted at %s", rowstore.ErrBusy, cfg.Store, st.PID, st.Mountpoint)
 	}
 	// Nothing is created in a directory that is not a store (no daemon.lock

@@ -234,6 +234,16 @@ func loopBackings() map[string]string {
 	return out
 }
 
+// MountedAt reports whether something is mounted at dir (/proc/self/mounts).
+func MountedAt(dir string) bool {
+	for _, m := range procMounts() {
+		if m[1] == dir {
+			return true
+		}
+	}
+	return false
+}
+
 // procMounts lists (source, target) of /proc/self/mounts.
 func procMounts() [][2]string {
 	data, _ := os.ReadFile("/proc/self/mounts")
