@@ -121,6 +121,10 @@
 //     Likewise an index missing on some usable store is re-put from a good
 //     copy before Sync trusts it for dedup (if that fails, its chunks are
 //     sent again) and before Prune uses it; Check and Restore only read.
+//   - A local snapshot chosen as a delta's base and deleted before its
+//     diff is read ends that copy with ErrConflict (exit 14: run it
+//     again); the next Sync picks another base
+//     (TestTrial11BaseDeletedDuringSync).
 //   - A copy that cannot be restored because its chain reaches a
 //     manifest gone from every store (deleted by hand, a store tree put
 //     back from an old backup) is shipped again by its host's Sync while
