@@ -12,6 +12,13 @@
 // it says busy. A mount that is
 // busy (a loop device or open file on a disk) is not torn down: Shutdown
 // answers ErrBusy and a signal is logged, and the daemon keeps serving.
+// SIGHUP is logged and ignored (Go's default would end the daemon at once,
+// leaving a dead mount). A mount detached from outside (umount -l) while
+// files are open through it keeps serving them and ends at their last
+// close; Shutdown and a new mount of the store say so (ErrBusy). Stopping
+// cancels the control socket's running jobs with
+// service.ErrDaemonStopping: their clients exit 130, told to run again.
+// An open file limit below 1024 is warned about at start.
 //
 // The adapter (backend.go) calls the engine directly for every FUSE request
 // and never the Service's mutating methods, whose hooks notify the kernel
