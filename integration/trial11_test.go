@@ -391,3 +391,32 @@ func TestTrial11RestoreFileSnapshotDeleted(t *testing.T) {
 		t.Fatalf("restore-file left %v in the target", names)
 	}
 }
+
+// Trial 11: a store on a filesystem that is read-only (mounted so, or
+// remounted so by ext4 after an error: errors=remount-ro) made every
+// command exit 1 with the raw "open .../lock: read-only file system"
+// (with a daemon running when ext4 went read-only, snapshot create too:
+// "sync log: write segment 153: ...: read-only file system"). Exit 10
+// (read-only) is the documented code for it.
+func TestTrial11StoreReadOnly(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	img := filepath.Join(tmp, "fs.img")
+	sh(t, "truncate", "-s", "256M", img)
+	sh(t, "mkfs.ext4", "-q", "-F", img)
+	fsdir := filepath.Join(tmp, "fs")
+	loopMount(t, img, fsdir)
+	store, mp := filepath.Join(fsdir, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	ok(t, store, "disk", "create", "d", "--size", "16M")
+	sh(t, "mount", "-o", "remount,ro", fsdir)
+	for _, args := range [][]string{{"disk", "list"}, {"snapshot", "create", "s", "--disk", "d"}, {"mount", "--background", mp}} {
+		r := snapfs(t, store, args...)
+		if r.code != 10 || !strings.HasPrefix(r.stderr, "snapfs: ") || !strings.Contains(r.stderr, "read-only") {
+			t.Errorf("snapfs %v on a read-only store filesystem: exit %d, %q; want 10", args, r.code, r.stderr)
+		}
+	}
+	sh(t, "mount", "-o", "remount,rw", fsdir)
+	daemon(t, store, mp)
+	ok(t, store, "snapshot", "create", "s", "--disk", "d")
+}

@@ -18,7 +18,7 @@
 //	                from any layer): delete snapshots or disks, then snapfs gc
 //	8  Incompatible the store was written by a newer or incompatible snapfs
 //	9  NoDaemon     the command needs a running daemon (snapfs mount) and none answers
-//	10 ReadOnly     the target is read-only
+//	10 ReadOnly     the target, or the store's filesystem, is read-only
 //	11 Unavailable  a region's stores cannot serve the request: a store is unreachable
 //	                or unwritable (region add, sync, prune need every store), or fewer
 //	                than k healthy shards of some pack remain (restore, repair)
@@ -150,6 +150,7 @@ var Table = []Entry{
 	{syscall.EDQUOT, "no_space", syscall.EDQUOT},
 	{rowstore.ErrIncompatible, "incompatible", syscall.EIO},
 	{rowstore.ErrReadOnly, "read_only", syscall.EROFS},
+	{syscall.EROFS, "read_only", syscall.EROFS}, // the store's filesystem (mounted or remounted read-only)
 	{fs.ErrPermission, "permission", syscall.EACCES},
 	{rowstore.ErrClosed, "closed", syscall.EIO},
 }
@@ -243,7 +244,7 @@ var Codes = []struct {
 	{NoSpace, "no space", "no space left on the store's device: delete snapshots or disks, then snapfs gc"},
 	{Incompatible, "incompatible", "the store or daemon is of a newer or incompatible format"},
 	{NoDaemon, "no daemon", "the command needs a running daemon (snapfs mount) and none answers"},
-	{ReadOnly, "read-only", "the target is read-only"},
+	{ReadOnly, "read-only", "the target is read-only, or the store's filesystem is (mounted read-only, or remounted so after errors)"},
 	{Unavailable, "unavailable", "a region store is unreachable or unwritable, or fewer than k healthy shards remain"},
 	{Degraded, "degraded", "region check found missing or corrupt copies (run region repair), or repair left some"},
 	{WrongKey, "wrong key", "the key file does not open the region or the encrypted disk, or the stores hold a different region"},
