@@ -199,10 +199,10 @@ type PackBuilder struct {
 	// Set by NewSealingPackBuilder: the pack's id and record cipher
 	// (AES-GCM keeps no state between calls: records are sealed
 	// concurrently).
-	id   string
-	aead cipher.AEAD
-	hdr  [packHeader]byte // the header, read by SealRecord while Reserve appends
-	deltas int            // delta entries reserved (their table entries are longer)
+	id     string
+	aead   cipher.AEAD
+	hdr    [packHeader]byte // the header, read by SealRecord while Reserve appends
+	deltas int              // delta entries reserved (their table entries are longer)
 }
 
 // NewSealingPackBuilder starts pack id in buf (as NewPackBuilderBuf) for
