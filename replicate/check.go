@@ -510,6 +510,15 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 				}
 				out.packs[loc.pack()] = true // every one, for inFlight
 				worst = max(worst, ps[loc.pack()])
+				if loc.entry().IsDelta() { // and its base's
+					bl, err := cs.baseOf(loc)
+					if err != nil {
+						worst = packLost
+						break disks
+					}
+					out.packs[bl.pack()] = true
+					worst = max(worst, ps[bl.pack()])
+				}
 			}
 		}
 		if worst != packOK {

@@ -1,0 +1,188 @@
+package replicate_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/snapfs/snapfs/replicate"
+)
+
+// deltaHost makes a host with disk vol1 (16 MiB of 64 KiB blocks: 16
+// pieces of 4 KiB each), blocks 0-199 random, snapshot s1 synced to a
+// fresh 4+2 region (1 MiB packs); then it rewrites one 4 KiB piece of
+// each of blocks 0-40 and two of blocks 60-69 (deltas), and blocks 80-85 whole (most
+// pieces changed: full chunks), and takes s2.
+func deltaHost(t *testing.T) (a *host, dirs, urls []string, key string) {
+	t.Helper()
+	ctx := context.Background()
+	a = newHost(t, replicate.Options{PackSize: 1 << 20}) // 16 blocks a pack: s1's first two hold only bases
+	if _, err := a.rs.CreateDisk("vol1", 16<<20, bs); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, a, "vol1", 1, span(0, 200))
+	snapshot(t, a, "s1", "vol1")
+	dirs, urls = storeDirs(t, testK+testM)
+	key = keyFile(t, 9)
+	addRegion(t, a, urls, key)
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.NewChaCha8([32]byte{3, 4})
+	piece := make([]byte, 4096)
+	for b := int64(0); b <= 40; b++ {
+		rng.Read(piece)
+		writeAt(t, a, "vol1", b*bs+int64(rng.Uint64()%16)*4096, piece)
+	}
+	for b := int64(60); b < 70; b++ {
+		for _, p := range []int64{1, 9} {
+			rng.Read(piece)
+			writeAt(t, a, "vol1", b*bs+p*4096, piece)
+		}
+	}
+	writeBlocks(t, a, "vol1", 5, span(80, 86))
+	snapshot(t, a, "s2", "vol1")
+	return a, dirs, urls, key
+}
+
+func readRemoteSnap(t *testing.T, h *host, snap string) ([]byte, error) {
+	t.Helper()
+	d, err := h.mgr.OpenRemoteDisk(context.Background(), "r1", snap, "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	b := make([]byte, d.Size())
+	_, err = d.ReadAt(b, 0)
+	return b, err
+}
+
+// TestDeltaSyncRestorePrune: an incremental sync after 4 KiB rewrites
+// stores deltas (51 blocks; the 6 rewritten whole go as full chunks) and
+// writes about (k+m)/k × the changed bytes, not × the block size; the
+// snapshot restores byte for byte eagerly and lazily, check --read-data is
+// clean; after another host prunes the base snapshot s1 (its chunks are
+// the deltas' bases; two of its packs hold nothing else s2 needs) s2
+// still restores and reads byte for byte and check
+// is clean.
+func TestDeltaSyncRestorePrune(t *testing.T) {
+	ctx := context.Background()
+	a, _, urls, key := deltaHost(t)
+	st, err := a.mgr.Sync(ctx, "r1", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := int64(41*4096 + 10*2*4096 + 6*bs)
+	ratio := float64(st.TotalWritten()) / float64(changed)
+	t.Logf("incremental sync: %d deltas, %d bytes written for %d changed (%.2fx; (k+m)/k = %.2f)", st.Deltas, st.TotalWritten(), changed, ratio, float64(testK+testM)/testK)
+	if st.Deltas != 51 || st.BlocksRead != 57 {
+		t.Fatalf("sync: %+v: want 51 deltas of 57 blocks", st)
+	}
+	if ratio > 1.1*float64(testK+testM)/testK*1.15 { // manifest, indexes and shard headers on top
+		t.Fatalf("incremental sync wrote %.2fx the changed bytes", ratio)
+	}
+	if n, _, err := a.mgr.DeltaChunks(ctx, "r1"); err != nil || n != 51 {
+		t.Fatalf("region holds %d delta entries (%v), want 51", n, err)
+	}
+	want := readSnapshot(t, a, "s2", "vol1")
+	b := newHost(t, replicate.Options{})
+	addRegion(t, b, urls, key)
+	verify := func(when string) {
+		t.Helper()
+		to := "v-" + when
+		if _, err := b.mgr.Restore(ctx, "r1", "s2", "vol1", to, nil); err != nil {
+			t.Fatalf("%s: restore: %v", when, err)
+		}
+		if !bytes.Equal(readDisk(t, b, to), want) {
+			t.Fatalf("%s: restored s2 differs", when)
+		}
+		got, err := readRemoteSnap(t, b, "s2")
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: lazily read s2 differs (%v)", when, err)
+		}
+		rep, err := b.mgr.Check(ctx, "r1", true, nil)
+		if err != nil || !rep.OK() {
+			t.Fatalf("%s: check: %+v %v", when, rep, err)
+		}
+	}
+	verify("synced")
+	// Another host's prune of s1: the bases stay.
+	pst, err := b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("prune: %+v", pst)
+	if len(pst.Deleted) != 1 || !strings.HasPrefix(pst.Deleted[0], "s1@") {
+		t.Fatalf("prune: %+v", pst)
+	}
+	verify("pruned")
+	// And this host's prune, with its own cached chunk set.
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readRemoteSnap(t, a, "s2"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("after a's prune: lazily read s2 differs (%v)", err)
+	}
+}
+
+// TestDeltaCorruptBaseFailsRead: when a delta's base cannot be read (its
+// pack damaged on every store), restoring or lazily reading the snapshot
+// fails with an error, never with wrong bytes; the blocks that are not
+// deltas still read.
+func TestDeltaCorruptBaseFailsRead(t *testing.T) {
+	ctx := context.Background()
+	a, dirs, urls, key := deltaHost(t)
+	packsBefore, err := os.ReadDir(filepath.Join(dirs[0], "packs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Every shard of s1's packs (the bases) damaged past repair.
+	for _, d := range dirs {
+		for _, e := range packsBefore {
+			p := filepath.Join(d, "packs", e.Name())
+			buf, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 200; i < len(buf); i += 512 {
+				buf[i] ^= 0xff
+			}
+			if err := os.WriteFile(p, buf, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b := newHost(t, replicate.Options{})
+	addRegion(t, b, urls, key)
+	if _, err := b.mgr.Restore(ctx, "r1", "s2", "vol1", "v", nil); err == nil {
+		t.Fatal("restore over damaged bases succeeded")
+	}
+	if slices.Contains(diskNames(t, b), "v") {
+		t.Fatal("a failed restore left its disk")
+	}
+	d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	buf := make([]byte, bs)
+	if err := d.ReadBlock(ctx, 10, buf); !errors.Is(err, replicate.ErrUnavailable) {
+		t.Fatalf("a delta over a damaged base read: %v", err)
+	}
+	if !bytes.Equal(buf, make([]byte, bs)) {
+		t.Fatal("a failed read left bytes in the buffer")
+	}
+	want := readSnapshot(t, a, "s2", "vol1")
+	if err := d.ReadBlock(ctx, 82, buf); err != nil || !bytes.Equal(buf, want[82*bs:83*bs]) {
+		t.Fatalf("a full chunk of the new pack: %v", err)
+	}
+}
