@@ -158,6 +158,18 @@ func (d *RemoteDisk) chunkRaw(ctx context.Context, id format.ChunkID, dst []byte
 	if !ok {
 		return fmt.Errorf("%w: chunk %v is in no pack", ErrCorrupt, id)
 	}
+	return d.chunkAt(ctx, loc, dst)
+}
+
+// chunkAt is chunkRaw of the entry at loc (check verifies every delta
+// entry of every index this way, whichever copy cs.chunks names).
+func (d *RemoteDisk) chunkAt(ctx context.Context, loc chunkLoc, dst []byte) (err error) {
+	defer func() {
+		if err != nil {
+			clear(dst)
+		}
+	}()
+	id := loc.entry().ID
 	if !loc.entry().IsDelta() {
 		raw, err := d.fetchChunk(ctx, loc, dst)
 		if err != nil {
@@ -213,4 +225,63 @@ func (d *RemoteDisk) baseRaw(ctx context.Context, loc chunkLoc, dst []byte) erro
 		return fmt.Errorf("%w: pack %s: base chunk %v does not match its id", ErrCorrupt, loc.pack(), id)
 	}
 	return nil
+}
+
+// checkDeltas is check --read-data's pass over deltas: every delta entry
+// of every index whose pack and base pack are readable (state ok or
+// degraded in ps) is rebuilt by ranges over its base (chunkAt) and checked
+// against its chunk id. One that does not rebuild is reported (store -1,
+// its pack's object) and its pack counted lost: a snapshot that needs it
+// cannot be restored, and no shard repair can change that.
+func (m *Manager) checkDeltas(ctx context.Context, r *region, ps packStates, add func(Problem)) (int, error) {
+	cs, err := m.loadChunks(ctx, r, chunksRead)
+	if err != nil {
+		return 0, err
+	}
+	var locs []chunkLoc
+	for _, x := range cs.packs {
+		for i, e := range x.Entries {
+			if e.IsDelta() {
+				locs = append(locs, chunkLoc{x: x, i: int32(i)})
+			}
+		}
+	}
+	if len(locs) == 0 {
+		return 0, nil
+	}
+	d := m.chunkReader(r, cs, nil)
+	workers := restoreWorkers(m.opts.Workers)
+	var mu sync.Mutex
+	checked := 0
+	errs := forEach(workers, func(w int) error {
+		for i := w; i < len(locs); i += workers {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			loc := locs[i]
+			if ps[loc.pack()] >= packUnavailable {
+				continue // reported with its pack
+			}
+			var err error
+			if bl, berr := cs.baseOf(loc); berr != nil {
+				err = berr
+			} else if ps[bl.pack()] >= packUnavailable {
+				continue // reported with the base's pack
+			} else {
+				err = d.chunkAt(ctx, loc, make([]byte, loc.entry().RawLen))
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			mu.Lock()
+			checked++
+			if err != nil {
+				add(Problem{Store: -1, Object: packDir + loc.pack().String(), Kind: ProblemCorrupt, Err: fmt.Sprintf("delta chunk %v does not rebuild: %v", loc.entry().ID, err)})
+				ps[loc.pack()] = packLost
+			}
+			mu.Unlock()
+		}
+		return nil
+	})
+	return checked, firstErr(errs)
 }

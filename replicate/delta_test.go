@@ -107,7 +107,7 @@ func TestDeltaSyncRestorePrune(t *testing.T) {
 			t.Fatalf("%s: lazily read s2 differs (%v)", when, err)
 		}
 		rep, err := b.mgr.Check(ctx, "r1", true, nil)
-		if err != nil || !rep.OK() {
+		if err != nil || !rep.OK() || rep.DeltasChecked != 51 {
 			t.Fatalf("%s: check: %+v %v", when, rep, err)
 		}
 	}
@@ -180,6 +180,10 @@ func TestDeltaCorruptBaseFailsRead(t *testing.T) {
 	}
 	if !bytes.Equal(buf, make([]byte, bs)) {
 		t.Fatal("a failed read left bytes in the buffer")
+	}
+	rep, err := b.mgr.Check(ctx, "r1", true, nil)
+	if err != nil || rep.OK() || !slices.ContainsFunc(rep.Lost, func(s string) bool { return strings.HasPrefix(s, "s2@") }) {
+		t.Fatalf("check over damaged bases: %+v %v", rep, err)
 	}
 	want := readSnapshot(t, a, "s2", "vol1")
 	if err := d.ReadBlock(ctx, 82, buf); err != nil || !bytes.Equal(buf, want[82*bs:83*bs]) {
