@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/replicate"
+	"github.com/snapfs/snapfs/replicate/format"
 )
 
 // deltaHost makes a host with disk vol1 (16 MiB of 64 KiB blocks: 16
@@ -188,5 +189,48 @@ func TestDeltaCorruptBaseFailsRead(t *testing.T) {
 	want := readSnapshot(t, a, "s2", "vol1")
 	if err := d.ReadBlock(ctx, 82, buf); err != nil || !bytes.Equal(buf, want[82*bs:83*bs]) {
 		t.Fatalf("a full chunk of the new pack: %v", err)
+	}
+}
+
+// TestOldDecoderFailsClosed: a snapfs that meets an index of a newer
+// version than it knows (as a version 2 snapfs meets a version 3 index:
+// checked by hand with main b9e3661 on testdata/region-v3, whose prune,
+// restore and lazy open fail with "unsupported version: index version 3")
+// fails every operation that needs the region's indexes with
+// ErrUnsupportedVersion: its prune deletes no pack (so never a base whose
+// delta it cannot see), restore and lazy reads give no bytes.
+func TestOldDecoderFailsClosed(t *testing.T) {
+	ctx := context.Background()
+	a, dirs, urls, key := deltaHost(t)
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, packs, err := a.mgr.DeltaChunks(ctx, "r1")
+	if err != nil || len(packs) == 0 {
+		t.Fatalf("no pack with deltas (%v)", err)
+	}
+	for _, p := range packs {
+		if err := a.mgr.SetIndexVersion(ctx, "r1", p, format.IndexVersion+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := os.ReadDir(filepath.Join(dirs[0], "packs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newHost(t, replicate.Options{})
+	addRegion(t, b, urls, key)
+	if _, err := b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true}); !errors.Is(err, format.ErrUnsupportedVersion) {
+		t.Fatalf("prune over a newer index: %v", err)
+	}
+	after, _ := os.ReadDir(filepath.Join(dirs[0], "packs"))
+	if len(after) != len(before) {
+		t.Fatalf("prune over a newer index deleted packs: %d -> %d", len(before), len(after))
+	}
+	if _, err := b.mgr.Restore(ctx, "r1", "s2", "vol1", "v", nil); !errors.Is(err, format.ErrUnsupportedVersion) {
+		t.Fatalf("restore over a newer index: %v", err)
+	}
+	if _, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1"); !errors.Is(err, format.ErrUnsupportedVersion) {
+		t.Fatalf("lazy open over a newer index: %v", err)
 	}
 }
