@@ -303,3 +303,45 @@ func TestDeltaS3(t *testing.T) {
 		}
 	}
 }
+
+// TestDeltaRepair: with a shard of every pack lost (store 0's packs
+// deleted: the deltas' packs and their bases'), s2 restores (degraded) and
+// check says degraded; repair rebuilds them, check is clean, and s2
+// restores and reads lazily byte for byte.
+func TestDeltaRepair(t *testing.T) {
+	ctx := context.Background()
+	a, dirs, urls, key := deltaHost(t)
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dirs[0], "packs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dirs[0], "packs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want := readSnapshot(t, a, "s2", "vol1")
+	b := newHost(t, replicate.Options{})
+	addRegion(t, b, urls, key)
+	if got, err := readRemoteSnap(t, b, "s2"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("degraded lazy read of s2 differs (%v)", err)
+	}
+	rep, err := b.mgr.Check(ctx, "r1", true, nil)
+	if err != nil || rep.Verdict != "degraded" || len(rep.Degraded) != 2 {
+		t.Fatalf("check: %+v %v", rep, err)
+	}
+	rr, err := b.mgr.Repair(ctx, "r1", nil)
+	if err != nil || len(rr.Failed) > 0 {
+		t.Fatalf("repair: %+v %v", rr, err)
+	}
+	rep, err = b.mgr.Check(ctx, "r1", true, nil)
+	if err != nil || !rep.OK() || rep.DeltasChecked != 51 {
+		t.Fatalf("check after repair: %+v %v", rep, err)
+	}
+	if _, err := b.mgr.Restore(ctx, "r1", "s2", "vol1", "v", nil); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readDisk(t, b, "v"), want) {
+		t.Fatal("restore after repair differs")
+	}
+}
