@@ -142,63 +142,86 @@ func TestDeltaSyncRestorePrune(t *testing.T) {
 	}
 }
 
-// TestDeltaCorruptBaseFailsRead: when a delta's base cannot be read (its
-// pack damaged on every store), restoring or lazily reading the snapshot
-// fails with an error, never with wrong bytes; the blocks that are not
-// deltas still read.
-func TestDeltaCorruptBaseFailsRead(t *testing.T) {
-	ctx := context.Background()
-	a, dirs, urls, key := deltaHost(t)
-	packsBefore, err := os.ReadDir(filepath.Join(dirs[0], "packs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	// Every shard of s1's packs (the bases) damaged past repair.
-	for _, d := range dirs {
-		for _, e := range packsBefore {
-			p := filepath.Join(d, "packs", e.Name())
-			buf, err := os.ReadFile(p)
+// TestDeltaCorruptFailsRead: when a delta's base or the delta itself
+// cannot be read (its pack damaged on every store), restoring or lazily
+// reading the snapshot fails with an error, never with wrong bytes (the
+// buffer is cleared), check says the snapshot is lost, and the blocks
+// outside the damaged packs still read.
+func TestDeltaCorruptFailsRead(t *testing.T) {
+	for _, damage := range []string{"base", "delta"} {
+		t.Run(damage, func(t *testing.T) {
+			ctx := context.Background()
+			a, dirs, urls, key := deltaHost(t)
+			list := func() map[string]bool {
+				es, err := os.ReadDir(filepath.Join(dirs[0], "packs"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				out := map[string]bool{}
+				for _, e := range es {
+					out[e.Name()] = true
+				}
+				return out
+			}
+			before := list()
+			if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			hit := before // s1's packs: the bases
+			if damage == "delta" {
+				hit = list()
+				for p := range before {
+					delete(hit, p) // s2's packs: the deltas
+				}
+			}
+			for _, d := range dirs {
+				for name := range hit {
+					p := filepath.Join(d, "packs", name)
+					buf, err := os.ReadFile(p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for i := 200; i < len(buf); i += 512 {
+						buf[i] ^= 0xff
+					}
+					if err := os.WriteFile(p, buf, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			b := newHost(t, replicate.Options{})
+			addRegion(t, b, urls, key)
+			if _, err := b.mgr.Restore(ctx, "r1", "s2", "vol1", "v", nil); err == nil {
+				t.Fatal("restore over damaged packs succeeded")
+			}
+			if slices.Contains(diskNames(t, b), "v") {
+				t.Fatal("a failed restore left its disk")
+			}
+			d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1")
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i := 200; i < len(buf); i += 512 {
-				buf[i] ^= 0xff
+			defer d.Close()
+			buf := bytes.Repeat([]byte{1}, bs)
+			if err := d.ReadBlock(ctx, 10, buf); !errors.Is(err, replicate.ErrUnavailable) {
+				t.Fatalf("a delta over a damaged %s read: %v", damage, err)
 			}
-			if err := os.WriteFile(p, buf, 0o644); err != nil {
-				t.Fatal(err)
+			if !bytes.Equal(buf, make([]byte, bs)) {
+				t.Fatal("a failed read left bytes in the buffer")
 			}
-		}
-	}
-	b := newHost(t, replicate.Options{})
-	addRegion(t, b, urls, key)
-	if _, err := b.mgr.Restore(ctx, "r1", "s2", "vol1", "v", nil); err == nil {
-		t.Fatal("restore over damaged bases succeeded")
-	}
-	if slices.Contains(diskNames(t, b), "v") {
-		t.Fatal("a failed restore left its disk")
-	}
-	d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	buf := make([]byte, bs)
-	if err := d.ReadBlock(ctx, 10, buf); !errors.Is(err, replicate.ErrUnavailable) {
-		t.Fatalf("a delta over a damaged base read: %v", err)
-	}
-	if !bytes.Equal(buf, make([]byte, bs)) {
-		t.Fatal("a failed read left bytes in the buffer")
-	}
-	rep, err := b.mgr.Check(ctx, "r1", true, nil)
-	if err != nil || rep.OK() || !slices.ContainsFunc(rep.Lost, func(s string) bool { return strings.HasPrefix(s, "s2@") }) {
-		t.Fatalf("check over damaged bases: %+v %v", rep, err)
-	}
-	want := readSnapshot(t, a, "s2", "vol1")
-	if err := d.ReadBlock(ctx, 82, buf); err != nil || !bytes.Equal(buf, want[82*bs:83*bs]) {
-		t.Fatalf("a full chunk of the new pack: %v", err)
+			rep, err := b.mgr.Check(ctx, "r1", true, nil)
+			if err != nil || rep.OK() || !slices.ContainsFunc(rep.Lost, func(s string) bool { return strings.HasPrefix(s, "s2@") }) {
+				t.Fatalf("check over damaged packs: %+v %v", rep, err)
+			}
+			want := readSnapshot(t, a, "s2", "vol1")
+			ok := int64(82) // a full chunk of s2's pack
+			if damage == "delta" {
+				ok = 150 // s1's, unchanged
+			}
+			if err := d.ReadBlock(ctx, ok, buf); err != nil || !bytes.Equal(buf, want[ok*bs:(ok+1)*bs]) {
+				t.Fatalf("block %d outside the damaged packs: %v", ok, err)
+			}
+		})
 	}
 }
 
