@@ -368,3 +368,59 @@ func TestDeltaRepair(t *testing.T) {
 		t.Fatal("restore after repair differs")
 	}
 }
+
+// TestDeltaFullMapAtMaxDepth: the sync that writes a full block map (its
+// parent is at format.MaxDepth) still stores its changed blocks as deltas
+// over the parent's, and every snapshot restores byte for byte. (Each
+// sync changes a block not changed before: a block whose old version is
+// a delta goes whole, see "Delta chunks".)
+func TestDeltaFullMapAtMaxDepth(t *testing.T) {
+	ctx := context.Background()
+	a := newHost(t, replicate.Options{})
+	if _, err := a.rs.CreateDisk("vol1", 32*bs, bs); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, a, "vol1", 1, span(0, 32))
+	snapshot(t, a, "s0", "vol1")
+	_, urls := storeDirs(t, testK+testM)
+	key := keyFile(t, 3)
+	addRegion(t, a, urls, key)
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	piece := bytes.Repeat([]byte{1}, 4096)
+	for i := 1; i <= format.MaxDepth+1; i++ {
+		piece[0] = byte(i)
+		writeAt(t, a, "vol1", int64(i)*bs+int64(i%16)*4096, piece) // a block whose old version is a full chunk
+		name := fmt.Sprintf("s%d", i)
+		snapshot(t, a, name, "vol1")
+		st, err := a.mgr.Sync(ctx, "r1", nil, nil)
+		if err != nil || st.Snapshots != 1 || st.Deltas != 1 {
+			t.Fatalf("sync %s: %+v %v", name, st, err)
+		}
+	}
+	remote, err := a.mgr.ListRemote(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := 0
+	for _, r := range remote {
+		if r.Name != "s0" && !r.Disks[0].Delta {
+			full++
+		}
+	}
+	if full == 0 {
+		t.Fatal("no snapshot after s0 was written with a full map")
+	}
+	b := newHost(t, replicate.Options{})
+	addRegion(t, b, urls, key)
+	for i := 0; i <= format.MaxDepth+1; i++ {
+		name := fmt.Sprintf("s%d", i)
+		if _, err := b.mgr.Restore(ctx, "r1", name, "vol1", "v"+name, nil); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(readDisk(t, b, "v"+name), readSnapshot(t, a, name, "vol1")) {
+			t.Fatalf("restore of %s differs", name)
+		}
+	}
+}

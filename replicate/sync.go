@@ -566,17 +566,21 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 			if ok {
 				from = &rowstore.Point{Snapshot: bsnap.Name, Disk: d.Name}
 				md.Parent, md.Depth = bnid, bmf.Disk(d.Name).Depth+1
-				// Deltas over the parent's blocks, read locally; a parent
-				// that cannot be opened (an encrypted disk whose key is
-				// locked) gives none: blocks go whole.
-				if rd, err := m.rs.OpenSnapshotDisk(bsnap.Name, d.Name); err == nil {
-					ds = &deltaSource{rd: rd, cs: cs, keys: r.keys, size: min(d.Size, rd.Size()), packs: map[packID]bool{}}
-					sources = append(sources, ds)
-				} else {
-					m.log.Info("sync: parent snapshot not readable here; no deltas", "region", r.cfg.Name, "snapshot", snap.Name, "parent", bsnap.Name, "disk", d.Name, "err", err)
-				}
 			} else {
 				m.log.Warn("sync: parent snapshot needs chunks the region cannot read; sending a full map", "region", r.cfg.Name, "snapshot", snap.Name, "parent", bsnap.Name, "disk", d.Name)
+			}
+		}
+		if bsnap != nil {
+			// Deltas over the local parent's blocks (also when the map
+			// is sent full: at MaxDepth, or over a parent the region
+			// cannot read whole; a base is checked chunk by chunk); a
+			// parent that cannot be opened (an encrypted disk whose key
+			// is locked) gives none: blocks go whole.
+			if rd, err := m.rs.OpenSnapshotDisk(bsnap.Name, d.Name); err == nil {
+				ds = &deltaSource{rd: rd, cs: cs, keys: r.keys, size: min(d.Size, rd.Size()), packs: map[packID]bool{}}
+				sources = append(sources, ds)
+			} else {
+				m.log.Info("sync: parent snapshot not readable here; no deltas", "region", r.cfg.Name, "snapshot", snap.Name, "parent", bsnap.Name, "disk", d.Name, "err", err)
 			}
 		}
 		ph.done("base")
