@@ -311,6 +311,7 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 		werr = fmt.Errorf("restore: sync disk: %w", err)
 	}
 	if werr == nil && wctx.Err() == nil && len(deltas) > 0 {
+		ph.done("packs")
 		if err := m.restoreDeltas(wctx, r, cs, md, deltas, h, &st); err != nil {
 			werr = fmt.Errorf("restore %q of %q from region %q: %w", disk, snapshot, regionName, err)
 		}
