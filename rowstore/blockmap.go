@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // blockMap caches, per block of a disk, the version its head sees: the
@@ -37,15 +38,15 @@ import (
 // bmMaxChunks chunks a disk (16 MiB: about 700 Ki blocks, 11 GiB of 16 KiB
 // blocks), a random chunk dropped when a new one would exceed that.
 type blockMap struct {
-	layer  uint64 // head layer the entries are for
-	gen    uint64 // bumped by every change of the head's content
-	chunks map[uint64]*bmChunkT
+	layer  ids.Layer               // head layer the entries are for
+	gen    uint64                  // bumped by every change of the head's content
+	chunks map[ids.Block]*bmChunkT // by block >> bmChunkShift
 }
 
 // bmEntry is a cached lookup: unknown (state 0), no version (1), a hole (2)
 // or data (3) at (seg, off, length) with sequence number seq.
 type bmEntry struct {
-	seq    uint64
+	seq    ids.Seq
 	seg    uint32
 	off    uint32
 	length uint32
@@ -89,20 +90,20 @@ func (e bmEntry) version() (index.Version, bool) {
 	case bmHole:
 		return index.Version{Seq: e.seq, Flags: index.FlagZero}, true
 	}
-	return index.Version{Segment: uint64(e.seg), Offset: int64(e.off), Length: e.length, Seq: e.seq}, true
+	return index.Version{Segment: ids.Segment(e.seg), Offset: int64(e.off), Length: e.length, Seq: e.seq}, true
 }
 
 // bmCheckLocked empties the map if the disk's head layer changed.
 func (d *diskState) bmCheckLocked() {
 	if head := d.chain[0].layer; d.bmap.chunks == nil || d.bmap.layer != head {
-		d.bmap.chunks = map[uint64]*bmChunkT{}
+		d.bmap.chunks = map[ids.Block]*bmChunkT{}
 		d.bmap.layer = head
 		d.bmap.gen++
 	}
 }
 
 // bmGetLocked returns the cached version of block b, if cached.
-func (d *diskState) bmGetLocked(b uint64) (v index.Version, found, ok bool) {
+func (d *diskState) bmGetLocked(b ids.Block) (v index.Version, found, ok bool) {
 	d.bmCheckLocked()
 	c := d.bmap.chunks[b>>bmChunkShift]
 	if c == nil {
@@ -117,7 +118,7 @@ func (d *diskState) bmGetLocked(b uint64) (v index.Version, found, ok bool) {
 }
 
 // bmPutLocked records what the head sees of block b (a lookup's answer).
-func (d *diskState) bmPutLocked(b uint64, v index.Version, found bool) {
+func (d *diskState) bmPutLocked(b ids.Block, v index.Version, found bool) {
 	d.bmCheckLocked()
 	e, ok := bmFrom(v, found)
 	c := d.bmap.chunks[b>>bmChunkShift]
@@ -141,14 +142,14 @@ func (d *diskState) bmPutLocked(b uint64, v index.Version, found bool) {
 }
 
 // bmSetLocked records a new version of block b written to the head.
-func (d *diskState) bmSetLocked(b uint64, v index.Version) {
+func (d *diskState) bmSetLocked(b ids.Block, v index.Version) {
 	d.bmap.gen++
 	d.bmPutLocked(b, v, true)
 }
 
 // bmDropLocked forgets block b (a read through its entry failed, or it
 // changed in a way not worth entering).
-func (d *diskState) bmDropLocked(b uint64) {
+func (d *diskState) bmDropLocked(b ids.Block) {
 	d.bmCheckLocked()
 	if c := d.bmap.chunks[b>>bmChunkShift]; c != nil {
 		c[b&(bmChunk-1)] = bmEntry{}
@@ -164,7 +165,7 @@ func (d *diskState) bmDropLocked(b uint64) {
 // the lookup: the next lookup asks the index). Keeping the entry matters
 // under a random-write load: the cleaner relocates records all the time,
 // and a dropped entry cost the next write of the block an index lookup.
-func (d *diskState) bmMovedLocked(b uint64, old, v index.Version, found bool) {
+func (d *diskState) bmMovedLocked(b ids.Block, old, v index.Version, found bool) {
 	cur, f, ok := d.bmGetLocked(b)
 	if ok && f && found && !cur.Zero() && !old.Zero() && !v.Zero() && old.Seq != 0 &&
 		cur.Seq == old.Seq && cur.Segment == old.Segment && cur.Offset == old.Offset && v.Seq == old.Seq {
@@ -176,10 +177,10 @@ func (d *diskState) bmMovedLocked(b uint64, old, v index.Version, found bool) {
 
 // lookupLocked is lookupMany through the disk's chain, answered from the
 // block map where it can (disk's lock held).
-func (d *diskState) lookupLocked(blocks []uint64) ([]index.Version, []bool, error) {
+func (d *diskState) lookupLocked(blocks []ids.Block) ([]index.Version, []bool, error) {
 	vs := make([]index.Version, len(blocks))
 	found := make([]bool, len(blocks))
-	var miss []uint64
+	var miss []ids.Block
 	var missAt []int
 	for i, b := range blocks {
 		v, f, ok := d.bmGetLocked(b)

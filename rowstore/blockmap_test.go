@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // blockData is the content of block b at generation g.
@@ -46,7 +47,7 @@ func TestBlockMapAfterCleaning(t *testing.T) {
 	if _, err := h.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("first read: %v, equal %v", err, bytes.Equal(got, want))
 	}
-	before := map[uint64]bool{}
+	before := map[ids.Segment]bool{}
 	for _, si := range s.seg.Segments() {
 		before[si.Number] = true
 	}
@@ -66,14 +67,14 @@ func TestBlockMapAfterCleaning(t *testing.T) {
 	if _, err := s.GC(); err != nil {
 		t.Fatal(err)
 	}
-	after := map[uint64]bool{}
+	after := map[ids.Segment]bool{}
 	for _, si := range s.seg.Segments() {
 		after[si.Number] = true
 	}
 	// The test is only worth something if cached places went stale.
 	stale := 0
 	h.d.mu.Lock()
-	for b := uint64(0); b < n; b += 4 {
+	for b := ids.Block(0); b < n; b += 4 {
 		if v, found, ok := h.d.bmGetLocked(b); ok && found && before[v.Segment] && !after[v.Segment] {
 			stale++
 		}
@@ -90,7 +91,7 @@ func TestBlockMapAfterCleaning(t *testing.T) {
 	}
 	followed := 0
 	h.d.mu.Lock()
-	for b := uint64(0); b < n; b += 4 {
+	for b := ids.Block(0); b < n; b += 4 {
 		if v, found, ok := h.d.bmGetLocked(b); ok && found && after[v.Segment] {
 			followed++
 		}
@@ -112,7 +113,7 @@ func TestBlockMapAfterCleaning(t *testing.T) {
 	}
 	// A read-modify-write of a block whose place went stale.
 	h.d.mu.Lock()
-	for b := uint64(0); b < n; b += 4 {
+	for b := ids.Block(0); b < n; b += 4 {
 		v, found, _ := h.d.bmGetLocked(b)
 		if found && !after[v.Segment] {
 			t.Fatalf("block %d: a failed read left its stale place in the block map", b)
@@ -208,13 +209,13 @@ func TestBlockMapCorrupt(t *testing.T) {
 func TestBlockMapBounded(t *testing.T) {
 	d := &diskState{chain: []link{{layer: 7, epoch: 1}}}
 	v := index.Version{Segment: 3, Offset: 4096, Length: 4144, Seq: 9}
-	for i := uint64(0); i < 3*bmMaxChunks; i++ {
+	for i := ids.Block(0); i < 3*bmMaxChunks; i++ {
 		d.bmSetLocked(i*bmChunk+i%bmChunk, v)
 		if n := len(d.bmap.chunks); n > bmMaxChunks {
 			t.Fatalf("after %d blocks: %d chunks, at most %d", i+1, n, bmMaxChunks)
 		}
 	}
-	last := uint64(3*bmMaxChunks-1)*bmChunk + (3*bmMaxChunks-1)%bmChunk
+	last := ids.Block(3*bmMaxChunks-1)*bmChunk + (3*bmMaxChunks-1)%bmChunk
 	if got, found, ok := d.bmGetLocked(last); !ok || !found || got != v {
 		t.Fatalf("last block entered: %+v %v %v", got, found, ok)
 	}
