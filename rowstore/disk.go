@@ -126,6 +126,9 @@ func (s *Store) diskByName(name string) (*diskState, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before the state exists nothing writes the head, so what is empty
+	// now is still empty when the state is made below.
+	empty := len(chain) == 1 && s.layerEmpty(chain[0].layer)
 	s.disksMu.Lock()
 	defer s.disksMu.Unlock()
 	if s.deletedDisks[rec.ID] { // deleted since the record was read
@@ -138,6 +141,9 @@ func (s *Store) diskByName(name string) (*diskState, error) {
 		cache: map[ids.Block]*cblock{}, modified: rec.Created, created: rec.Created, origin: rec.Origin}
 	d.wbCond = sync.NewCond(&d.mu)
 	d.size.Store(rec.Size)
+	if empty {
+		d.bmMarkEmptyLocked() // (not shared yet: no lock needed)
+	}
 	s.disks[rec.ID] = d
 	s.diskNames[rec.Name] = rec.ID
 	return d, nil

@@ -23,6 +23,10 @@ func (s *Store) lookup(chain []link, b ids.Block) (index.Version, bool, error) {
 	return vs[0], found[0], nil
 }
 
+// testHookIndexLookup, when set (tests only, before the store opens), is
+// told of every lookup through the index and how many blocks it asks for.
+var testHookIndexLookup func(blocks int)
+
 // lookupMany is lookup for several blocks with one index transaction.
 func (s *Store) lookupMany(chain []link, blocks []ids.Block) ([]index.Version, []bool, error) {
 	vs := make([]index.Version, len(blocks))
@@ -41,6 +45,9 @@ func (s *Store) lookupMany(chain []link, blocks []ids.Block) ([]index.Version, [
 	}
 	if rest == 0 {
 		return vs, found, nil
+	}
+	if h := testHookIndexLookup; h != nil {
+		h(rest)
 	}
 	err := s.idx.View(func(t *index.Txn) error {
 		f := t.NewFinder()
