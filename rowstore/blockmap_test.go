@@ -400,7 +400,10 @@ func TestBlockMapNewDisk(t *testing.T) {
 	}
 	defer h.Close()
 	verify("after reopen", h, snap, 100)
-	if h.d.bmap.empty {
+	h.d.mu.Lock()
+	empty = h.d.bmap.empty
+	h.d.mu.Unlock()
+	if empty {
 		t.Fatal("a disk whose head holds versions is known-empty after reopen")
 	}
 }
