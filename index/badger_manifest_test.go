@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // TestBadgerWithoutManifest documents why rowstore inspects the index
@@ -20,7 +22,7 @@ func TestBadgerWithoutManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2000; i++ {
-		if err := db.Update(func(t *Txn) error { return t.PutLayer(Layer{ID: uint64(i + 1), Epoch: 1}) }); err != nil {
+		if err := db.Update(func(t *Txn) error { return t.PutLayer(Layer{ID: ids.Layer(i + 1), Epoch: 1}) }); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"time"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // CatalogKind distinguishes the named catalog records.
@@ -33,7 +35,7 @@ func (k CatalogKind) String() string {
 type Disk struct {
 	ID        uint64    `json:"id"`
 	Name      string    `json:"name"`
-	Layer     uint64    `json:"layer"` // INVARIANT: the disk's head layer exists
+	Layer     ids.Layer `json:"layer"` // INVARIANT: the disk's head layer exists
 	Size      int64     `json:"size"`
 	BlockSize int       `json:"block_size"`
 	Created   time.Time `json:"created"`
@@ -43,10 +45,10 @@ type Disk struct {
 // Layer is the catalog record of a layer: a sequence of epochs of block
 // versions, on top of an optional parent (layer, epoch).
 type Layer struct {
-	ID          uint64    `json:"id"`
-	Parent      uint64    `json:"parent,omitempty"`       // 0: no parent
-	ParentEpoch uint64    `json:"parent_epoch,omitempty"` // versions of Parent at or below it
-	Epoch       uint64    `json:"epoch"`                  // current epoch; writes go here
+	ID          ids.Layer `json:"id"`
+	Parent      ids.Layer `json:"parent,omitempty"`       // 0: no parent
+	ParentEpoch ids.Epoch `json:"parent_epoch,omitempty"` // versions of Parent at or below it
+	Epoch       ids.Epoch `json:"epoch"`                  // current epoch; writes go here
 	BlockSize   int       `json:"block_size"`
 	Created     time.Time `json:"created"`
 	// Crypt is the key envelope of an encrypted disk (rowstore/keys.go),
@@ -84,12 +86,12 @@ const LazyFormat = 1
 
 // Member is one disk of a snapshot.
 type Member struct {
-	Disk      string `json:"disk"`
-	DiskID    uint64 `json:"disk_id"`
-	Layer     uint64 `json:"layer"`
-	Epoch     uint64 `json:"epoch"`
-	Size      int64  `json:"size"`
-	BlockSize int    `json:"block_size"`
+	Disk      string    `json:"disk"`
+	DiskID    uint64    `json:"disk_id"`
+	Layer     ids.Layer `json:"layer"`
+	Epoch     ids.Epoch `json:"epoch"`
+	Size      int64     `json:"size"`
+	BlockSize int       `json:"block_size"`
 	// Allocated is the bytes of stored blocks the disk showed when the
 	// snapshot was taken (the engine's running count; a member never
 	// changes). Nil in records written before format version 2: unknown.
@@ -114,8 +116,8 @@ type Image struct {
 	ID        uint64    `json:"id"`
 	Name      string    `json:"name"`
 	Created   time.Time `json:"created"`
-	Layer     uint64    `json:"layer"`
-	Epoch     uint64    `json:"epoch"`
+	Layer     ids.Layer `json:"layer"`
+	Epoch     ids.Epoch `json:"epoch"`
 	Size      int64     `json:"size"`
 	BlockSize int       `json:"block_size"`
 	Snapshot  string    `json:"snapshot"` // where it was made from
@@ -129,25 +131,25 @@ type Image struct {
 // checkpoint (meta record "alloc", written in the checkpoint's
 // transaction): the number of stored blocks each head shows.
 type AllocState struct {
-	Segment uint64      `json:"segment"` // the checkpoint it goes with
+	Segment ids.Segment `json:"segment"` // the checkpoint it goes with
 	Offset  int64       `json:"offset"`
 	Disks   []DiskAlloc `json:"disks"`
 }
 
 // DiskAlloc is the count of one disk head in an AllocState.
 type DiskAlloc struct {
-	Disk   uint64 `json:"disk"`   // disk id
-	Layer  uint64 `json:"layer"`  // its head layer when counted
-	Blocks int64  `json:"blocks"` // stored (non-zero) blocks visible in the head
+	Disk   uint64    `json:"disk"`   // disk id
+	Layer  ids.Layer `json:"layer"`  // its head layer when counted
+	Blocks int64     `json:"blocks"` // stored (non-zero) blocks visible in the head
 }
 
 // Checkpoint records how far the segment log has been applied to the index:
 // every record before (Segment, Offset) is reflected, and Seq is the highest
 // sequence number handed out so far.
 type Checkpoint struct {
-	Segment uint64 `json:"segment"`
-	Offset  int64  `json:"offset"`
-	Seq     uint64 `json:"seq"`
+	Segment ids.Segment `json:"segment"`
+	Offset  int64       `json:"offset"`
+	Seq     ids.Seq     `json:"seq"`
 }
 
 // Record format versions. Version 2 is written for snapshot and image

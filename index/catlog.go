@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // CatalogChange is one change of a catalog key (a disk, snapshot, image or
@@ -151,10 +152,10 @@ func DecodeCatalog(b []byte) (full bool, changes []CatalogChange, err error) {
 // number of the last catalog record applied, of the newest full one, and
 // how many deltas were written since it.
 type CatalogState struct {
-	Seq       uint64 `json:"seq"`
-	FullSeq   uint64 `json:"full_seq"`
-	SinceFull int    `json:"since_full"`
-	Entries   int    `json:"entries"` // catalog keys at the last full record
+	Seq       ids.Seq `json:"seq"`
+	FullSeq   ids.Seq `json:"full_seq"`
+	SinceFull int     `json:"since_full"`
+	Entries   int     `json:"entries"` // catalog keys at the last full record
 }
 
 // CatalogState reads the catalog log state (zero if none: an index written
@@ -233,11 +234,11 @@ func (b *Batch) SetCatalogState(c CatalogState) error {
 }
 
 // LayerOfKey returns the layer id of a layer key (ok false for other keys).
-func LayerOfKey(k []byte) (uint64, bool) {
+func LayerOfKey(k []byte) (ids.Layer, bool) {
 	if len(k) != 9 || k[0] != prefixLayer {
 		return 0, false
 	}
-	return binary.BigEndian.Uint64(k[1:]), true
+	return ids.Layer(binary.BigEndian.Uint64(k[1:])), true
 }
 
 // DecodeLayer decodes a layer record's value.
@@ -252,7 +253,7 @@ func DecodeLayer(v []byte) (Layer, error) {
 // sequence number the engine's log gave them once they are durable there;
 // the catalog state then advances in the same transaction. The commit is
 // not synced (call Sync).
-func (d *DB) UpdateCatalog(fn func(*Txn) error, logFn func(payload []byte) (uint64, error)) (CatalogState, error) {
+func (d *DB) UpdateCatalog(fn func(*Txn) error, logFn func(payload []byte) (ids.Seq, error)) (CatalogState, error) {
 	var st CatalogState
 	err := d.db.Update(func(bt *badger.Txn) error {
 		var changes []CatalogChange
@@ -308,7 +309,7 @@ func (t *Txn) track(key, value []byte) {
 
 // EachVersion calls fn for every block version, in key order (layer,
 // block, newest epoch first).
-func (t *Txn) EachVersion(fn func(layer, block, epoch uint64, v Version) error) error {
+func (t *Txn) EachVersion(fn func(layer ids.Layer, block ids.Block, epoch ids.Epoch, v Version) error) error {
 	it := t.t.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixVersion}})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {

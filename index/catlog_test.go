@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 func TestCatalogRoundTrip(t *testing.T) {
@@ -99,13 +101,13 @@ func TestCatalogTracked(t *testing.T) {
 	defer db.Close()
 	var logged []byte
 	st, err := db.UpdateCatalog(func(t *Txn) error {
-		id, _ := t.NextID()
+		id, _ := t.NextLayer()
 		t.PutLayer(Layer{ID: id})
 		t.Put(KindDisk, "d", Disk{ID: 9, Name: "d", Layer: id})
 		t.Put(KindDisk, "d", Disk{ID: 9, Name: "d", Layer: id, Size: 5})
 		t.SetVersion(1, 2, 3, Version{Seq: 1})
 		return t.SetCheckpoint(Checkpoint{Seq: 4})
-	}, func(p []byte) (uint64, error) { logged = p; return 42, nil })
+	}, func(p []byte) (ids.Seq, error) { logged = p; return 42, nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,10 @@
 package index
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
+)
 
 // CleanerMark is how far the engine's cleaner stream (the segment log's
 // second append stream, package segment) is known synced and relied on:
@@ -12,8 +16,8 @@ import "errors"
 // keep and report; one past it starts a torn tail; no cleaner segment
 // numbered below the mark's is searched for as the stream's last.
 type CleanerMark struct {
-	Segment uint64 `json:"segment"`
-	Offset  int64  `json:"offset"`
+	Segment ids.Segment `json:"segment"`
+	Offset  int64       `json:"offset"`
 }
 
 // CleanerMark reads the cleaner stream's mark; the zero mark if none.

@@ -17,6 +17,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/ristretto/v2/z"
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // Errors of the index.
@@ -332,7 +333,7 @@ type Batch struct{ wb *badger.WriteBatch }
 func (d *DB) NewBatch() *Batch { return &Batch{wb: d.db.NewWriteBatch()} }
 
 // SetVersion records v as the version of (layer, block) at epoch.
-func (b *Batch) SetVersion(layer, block, epoch uint64, v Version) error {
+func (b *Batch) SetVersion(layer ids.Layer, block ids.Block, epoch ids.Epoch, v Version) error {
 	if err := b.wb.Set(VersionKey(layer, block, epoch), v.append(nil)); err != nil {
 		return err
 	}
@@ -341,12 +342,12 @@ func (b *Batch) SetVersion(layer, block, epoch uint64, v Version) error {
 
 // SetVersionValue replaces the value of an existing version of (layer,
 // block) at epoch (its epoch key is already there): the cleaner's repoint.
-func (b *Batch) SetVersionValue(layer, block, epoch uint64, v Version) error {
+func (b *Batch) SetVersionValue(layer ids.Layer, block ids.Block, epoch ids.Epoch, v Version) error {
 	return b.wb.Set(VersionKey(layer, block, epoch), v.append(nil))
 }
 
 // DeleteVersion removes the version of (layer, block) at epoch.
-func (b *Batch) DeleteVersion(layer, block, epoch uint64) error {
+func (b *Batch) DeleteVersion(layer ids.Layer, block ids.Block, epoch ids.Epoch) error {
 	if err := b.wb.Delete(VersionKey(layer, block, epoch)); err != nil {
 		return err
 	}
@@ -448,7 +449,7 @@ func Each[R any](t *Txn, kind CatalogKind, fn func(R) error) error {
 }
 
 // Layer reads a layer record.
-func (t *Txn) Layer(id uint64) (Layer, error) {
+func (t *Txn) Layer(id ids.Layer) (Layer, error) {
 	var l Layer
 	err := t.getRecord(layerKey(id), &l)
 	return l, err
@@ -458,7 +459,7 @@ func (t *Txn) Layer(id uint64) (Layer, error) {
 func (t *Txn) PutLayer(l Layer) error { return t.putRecord(layerKey(l.ID), l) }
 
 // DeleteLayer removes a layer record (not its versions).
-func (t *Txn) DeleteLayer(id uint64) error {
+func (t *Txn) DeleteLayer(id ids.Layer) error {
 	t.track(layerKey(id), nil)
 	return t.t.Delete(layerKey(id))
 }
@@ -505,6 +506,13 @@ func (t *Txn) NextID() (uint64, error) {
 	return n, t.t.Set(metaKey("next-id"), v)
 }
 
+// NextLayer hands out the id of a new layer (NextID: layers share the
+// catalog's counter; the one place a catalog id becomes a layer id).
+func (t *Txn) NextLayer() (ids.Layer, error) {
+	n, err := t.NextID()
+	return ids.Layer(n), err
+}
+
 // Checkpoint reads the checkpoint; a new index has the zero checkpoint.
 func (t *Txn) Checkpoint() (Checkpoint, error) {
 	var c Checkpoint
@@ -532,7 +540,7 @@ func (t *Txn) AllocState() (a AllocState, ok bool, err error) {
 func (t *Txn) SetAllocState(a AllocState) error { return t.putRecord(metaKey("alloc"), a) }
 
 // GetVersion reads the version of (layer, block) at exactly epoch.
-func (t *Txn) GetVersion(layer, block, epoch uint64) (Version, error) {
+func (t *Txn) GetVersion(layer ids.Layer, block ids.Block, epoch ids.Epoch) (Version, error) {
 	var v Version
 	item, err := t.t.Get(VersionKey(layer, block, epoch))
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -545,7 +553,7 @@ func (t *Txn) GetVersion(layer, block, epoch uint64) (Version, error) {
 }
 
 // SetVersion writes a version in a transaction (both keys).
-func (t *Txn) SetVersion(layer, block, epoch uint64, v Version) error {
+func (t *Txn) SetVersion(layer ids.Layer, block ids.Block, epoch ids.Epoch, v Version) error {
 	if err := t.t.Set(VersionKey(layer, block, epoch), v.append(nil)); err != nil {
 		return err
 	}
@@ -594,7 +602,7 @@ func (f *Finder) seek(key []byte) {
 // Find returns the newest version of (layer, block) at or below epoch.
 // Lookups of ascending keys (a sequential read) step forward from the last
 // position instead of seeking when the target is a few keys ahead.
-func (f *Finder) Find(layer, block, epoch uint64) (v Version, at uint64, ok bool, err error) {
+func (f *Finder) Find(layer ids.Layer, block ids.Block, epoch ids.Epoch) (v Version, at ids.Epoch, ok bool, err error) {
 	key := VersionKey(layer, block, epoch)
 	f.seek(key)
 	if !f.it.Valid() {
@@ -607,17 +615,17 @@ func (f *Finder) Find(layer, block, epoch uint64) (v Version, at uint64, ok bool
 	if err := f.it.Item().Value(v.UnmarshalBinary); err != nil {
 		return v, 0, false, fmt.Errorf("version of block %d of layer %d: %w", block, layer, err)
 	}
-	return v, ^binary.BigEndian.Uint64(k[17:]), true, nil
+	return v, ids.Epoch(^binary.BigEndian.Uint64(k[17:])), true, nil
 }
 
 // ScanVersions calls fn for every version of a layer with block in
 // [from, to), in block order and, within a block, newest epoch first.
 // fn returning SkipBlock skips the remaining versions of that block.
-func (t *Txn) ScanVersions(layer, from, to uint64, fn func(block, epoch uint64, v Version) error) error {
+func (t *Txn) ScanVersions(layer ids.Layer, from, to ids.Block, fn func(block ids.Block, epoch ids.Epoch, v Version) error) error {
 	prefix := LayerVersionPrefix(layer)
 	it := t.t.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
-	for it.Seek(VersionKey(layer, from, ^uint64(0))); it.Valid(); {
+	for it.Seek(VersionKey(layer, from, ids.MaxEpoch)); it.Valid(); {
 		k := it.Item().Key()
 		_, block, epoch, err := ParseVersionKey(k)
 		if err != nil {
@@ -632,10 +640,10 @@ func (t *Txn) ScanVersions(layer, from, to uint64, fn func(block, epoch uint64, 
 		}
 		err = fn(block, epoch, v)
 		if errors.Is(err, SkipBlock) {
-			if block == ^uint64(0) {
+			if block == ids.MaxBlock {
 				return nil
 			}
-			it.Seek(VersionKey(layer, block+1, ^uint64(0)))
+			it.Seek(VersionKey(layer, block+1, ids.MaxEpoch))
 			continue
 		}
 		if err != nil {
@@ -651,7 +659,7 @@ var SkipBlock = errors.New("skip block")
 
 // ScanEpochs calls fn for every (epoch, block) written in a layer with epoch
 // in [from, to], in epoch then block order.
-func (t *Txn) ScanEpochs(layer, from, to uint64, fn func(epoch, block uint64) error) error {
+func (t *Txn) ScanEpochs(layer ids.Layer, from, to ids.Epoch, fn func(epoch ids.Epoch, block ids.Block) error) error {
 	prefix := LayerEpochPrefix(layer)
 	it := t.t.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 	defer it.Close()

@@ -14,6 +14,11 @@
 //	'm' name                                      -> meta record ("checkpoint", "next-id",
 //	                                                 "catalog-log", "store", "alloc")
 //
+// Layer, block, epoch, segment and sequence numbers have the distinct
+// types of package rowstore/ids in every key function, Version and catalog
+// record (the encoding is unchanged: the same bytes as plain uint64), so a
+// call with two of them swapped does not compile.
+//
 // Version keys store the epoch inverted, so within a block the newest epoch
 // sorts first: one Seek to VersionKey(layer, block, E) finds the newest
 // version at or below epoch E. Epoch keys mirror version keys in epoch
@@ -42,6 +47,21 @@
 // (values are rewritten only when their version is). Format 2 cut a typical
 // value from 70 to about 50 bytes (TestVersionFormats); FuzzVersionValue
 // fuzzes the decoder of both.
+//
+// The trailing CRC32C of a value (both formats) is kept: UnmarshalBinary
+// checks it on every decode, and it guards what nothing else does. Badger
+// verifies a table's checksums when it opens the table (OnTableRead), not
+// the blocks it reads from the mapping afterwards nor memtable entries, and
+// the engine cannot tell a damaged value from a right one in one case: a
+// flipped flags bit (FlagZero) turns a data block into a hole, which reads
+// as zeros without touching the log, so no record checksum would catch it
+// (a damaged segment, offset, length or sequence number is caught anyway:
+// the record read must decode, pass its own CRC32C and carry the version's
+// block, sequence number and length; a damaged digest is caught by check
+// and by replication's digest checks). Four bytes a value, one CRC32C of
+// about 50 bytes per decode. It was the plaintext CRC32C field of format 1,
+// not this one, that nothing read (issue 8): format 2 dropped that one and
+// writes no longer compute it.
 //
 // Catalog and meta records are: format version (1 byte), a JSON object,
 // CRC32C (4 bytes LE) of what precedes. JSON keeps the catalog readable and

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // TestReadOnlyOpenEmptyMemtable: a SIGKILL right after Badger created its
@@ -21,7 +23,7 @@ func TestReadOnlyOpenEmptyMemtable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 100; i++ {
-		if err := db.Update(func(t *Txn) error { return t.PutLayer(Layer{ID: uint64(i + 1), Epoch: 1}) }); err != nil {
+		if err := db.Update(func(t *Txn) error { return t.PutLayer(Layer{ID: ids.Layer(i + 1), Epoch: 1}) }); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 func TestVersionKeyOrder(t *testing.T) {
@@ -91,12 +93,16 @@ func openTest(t *testing.T) *DB {
 func TestFinder(t *testing.T) {
 	db := openTest(t)
 	rng := rand.New(rand.NewSource(1))
-	type key struct{ l, b, e uint64 }
-	want := map[key]uint64{}
+	type key struct {
+		l ids.Layer
+		b ids.Block
+		e ids.Epoch
+	}
+	want := map[key]ids.Seq{}
 	b := db.NewBatch()
 	for i := 0; i < 2000; i++ {
-		k := key{uint64(1 + rng.Intn(3)), uint64(rng.Intn(50)), uint64(1 + rng.Intn(20))}
-		seq := uint64(i + 1)
+		k := key{ids.Layer(1 + rng.Intn(3)), ids.Block(rng.Intn(50)), ids.Epoch(1 + rng.Intn(20))}
+		seq := ids.Seq(i + 1)
 		want[k] = seq
 		if err := b.SetVersion(k.l, k.b, k.e, Version{Seq: seq}); err != nil {
 			t.Fatal(err)
@@ -108,10 +114,11 @@ func TestFinder(t *testing.T) {
 	err := db.View(func(tx *Txn) error {
 		f := tx.NewFinder()
 		defer f.Close()
-		for l := uint64(1); l <= 3; l++ {
-			for blk := uint64(0); blk < 50; blk++ {
-				for e := uint64(0); e <= 21; e++ {
-					var wantSeq, wantAt uint64
+		for l := ids.Layer(1); l <= 3; l++ {
+			for blk := ids.Block(0); blk < 50; blk++ {
+				for e := ids.Epoch(0); e <= 21; e++ {
+					var wantSeq ids.Seq
+					var wantAt ids.Epoch
 					for x := e; x >= 1; x-- {
 						if s, ok := want[key{l, blk, x}]; ok {
 							wantSeq, wantAt = s, x
@@ -130,7 +137,7 @@ func TestFinder(t *testing.T) {
 		}
 		// Epoch scan lists exactly the versions in the range.
 		n := 0
-		if err := tx.ScanEpochs(2, 5, 9, func(e, blk uint64) error {
+		if err := tx.ScanEpochs(2, 5, 9, func(e ids.Epoch, blk ids.Block) error {
 			if _, ok := want[key{2, blk, e}]; !ok || e < 5 || e > 9 {
 				t.Fatalf("ScanEpochs gave (%d,%d)", e, blk)
 			}
@@ -268,14 +275,18 @@ func TestAllocState(t *testing.T) {
 func TestFinderOrders(t *testing.T) {
 	db := openTest(t)
 	rng := rand.New(rand.NewSource(2))
-	type key struct{ l, b, e uint64 }
-	want := map[key]uint64{}
+	type key struct {
+		l ids.Layer
+		b ids.Block
+		e ids.Epoch
+	}
+	want := map[key]ids.Seq{}
 	b := db.NewBatch()
 	for i := 0; i < 3000; i++ {
 		// Layers 2 and 4 only, blocks in clusters with gaps.
-		k := key{uint64(2 + 2*rng.Intn(2)), uint64(rng.Intn(40) + 100*rng.Intn(3)), uint64(1 + rng.Intn(8))}
-		want[k] = uint64(i + 1)
-		if err := b.SetVersion(k.l, k.b, k.e, Version{Seq: uint64(i + 1)}); err != nil {
+		k := key{ids.Layer(2 + 2*rng.Intn(2)), ids.Block(rng.Intn(40) + 100*rng.Intn(3)), ids.Epoch(1 + rng.Intn(8))}
+		want[k] = ids.Seq(i + 1)
+		if err := b.SetVersion(k.l, k.b, k.e, Version{Seq: ids.Seq(i + 1)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -285,8 +296,9 @@ func TestFinderOrders(t *testing.T) {
 	err := db.View(func(tx *Txn) error {
 		f := tx.NewFinder()
 		defer f.Close()
-		check := func(l, blk, e uint64) {
-			var wantSeq, wantAt uint64
+		check := func(l ids.Layer, blk ids.Block, e ids.Epoch) {
+			var wantSeq ids.Seq
+			var wantAt ids.Epoch
 			for x := e; x >= 1; x-- {
 				if s, ok := want[key{l, blk, x}]; ok {
 					wantSeq, wantAt = s, x
@@ -302,8 +314,8 @@ func TestFinderOrders(t *testing.T) {
 			}
 		}
 		for i := 0; i < 20000; i++ {
-			l, e := uint64(rng.Intn(6)), uint64(rng.Intn(10))
-			blk := uint64(rng.Intn(300))
+			l, e := ids.Layer(rng.Intn(6)), ids.Epoch(rng.Intn(10))
+			blk := ids.Block(rng.Intn(300))
 			switch rng.Intn(3) {
 			case 0: // an ascending run, like a sequential write or read
 				for n := rng.Intn(70); n > 0; n-- {

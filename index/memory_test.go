@@ -11,6 +11,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/ristretto/v2/z"
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // TestMemoryBudget: the Badger options keep the index's fixed share of the
@@ -80,7 +81,7 @@ func TestReleaseTables(t *testing.T) {
 	}
 	const n = 60000 // ~7 MB of keys and values: several tables of 1 MiB memtables
 	version := func(i uint64) Version {
-		return Version{Segment: i / 100, Offset: int64(i) * 4096, Length: 4096 + 64, Seq: i + 1, Digest: [32]byte{byte(i), byte(i >> 8)}}
+		return Version{Segment: ids.Segment(i / 100), Offset: int64(i) * 4096, Length: 4096 + 64, Seq: ids.Seq(i + 1), Digest: [32]byte{byte(i), byte(i >> 8)}}
 	}
 	db, err := Open(dir, Options{MemTableSize: 1 << 20})
 	if err != nil {
@@ -88,7 +89,7 @@ func TestReleaseTables(t *testing.T) {
 	}
 	b := db.NewBatch()
 	for i := uint64(0); i < n; i++ {
-		if err := b.SetVersion(1, i, 1, version(i)); err != nil {
+		if err := b.SetVersion(1, ids.Block(i), 1, version(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -109,7 +110,7 @@ func TestReleaseTables(t *testing.T) {
 			f := tx.NewFinder()
 			defer f.Close()
 			for i := uint64(0); i < n; i++ {
-				v, _, ok, err := f.Find(1, i, 1)
+				v, _, ok, err := f.Find(1, ids.Block(i), 1)
 				if err != nil || !ok || v != version(i) {
 					t.Fatalf("%s: block %d: %+v %v %v, want %+v", what, i, v, ok, err, version(i))
 				}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -19,11 +21,11 @@ const (
 // Version is one stored version of a block: where its record is in the
 // segment log and what its plaintext is.
 type Version struct {
-	Segment uint64   // segment number of the record
-	Offset  int64    // offset of the record header in the segment
-	Length  uint32   // record length, header and payload
-	Digest  [32]byte // SHA-256 of the block's plaintext
-	Seq     uint64   // sequence number of the record; relocation keeps it
+	Segment ids.Segment // segment number of the record
+	Offset  int64       // offset of the record header in the segment
+	Length  uint32      // record length, header and payload
+	Digest  [32]byte    // SHA-256 of the block's plaintext
+	Seq     ids.Seq     // sequence number of the record; relocation keeps it
 	Flags   uint8
 }
 
@@ -49,10 +51,10 @@ func (v Version) append(dst []byte) []byte {
 	b[0] = versionValueV2
 	b[1] = v.Flags
 	n := 3
-	n += binary.PutUvarint(b[n:], v.Segment)
+	n += binary.PutUvarint(b[n:], uint64(v.Segment))
 	n += binary.PutUvarint(b[n:], uint64(v.Offset))
 	n += binary.PutUvarint(b[n:], uint64(v.Length))
-	n += binary.PutUvarint(b[n:], v.Seq)
+	n += binary.PutUvarint(b[n:], uint64(v.Seq))
 	if v.Digest != ([32]byte{}) {
 		b[2] |= v2HasDigest
 		n += copy(b[n:], v.Digest[:])
@@ -101,7 +103,7 @@ func (v *Version) UnmarshalBinary(b []byte) error {
 	if fields[1] > math.MaxInt64 || fields[2] > math.MaxUint32 {
 		return fmt.Errorf("%w: version value offset %d or length %d out of range", ErrCorrupt, fields[1], fields[2])
 	}
-	w.Segment, w.Offset, w.Length, w.Seq = fields[0], int64(fields[1]), uint32(fields[2]), fields[3]
+	w.Segment, w.Offset, w.Length, w.Seq = ids.Segment(fields[0]), int64(fields[1]), uint32(fields[2]), ids.Seq(fields[3])
 	if b[2]&v2HasDigest != 0 {
 		if len(body)-n != 32 {
 			return fmt.Errorf("%w: version value of %d bytes", ErrCorrupt, len(b))
@@ -130,11 +132,11 @@ func (v *Version) unmarshalV1(b []byte) error {
 	if got, want := crc32.Checksum(b[:66], castagnoli), binary.LittleEndian.Uint32(b[66:]); got != want {
 		return fmt.Errorf("%w: version value checksum %08x, want %08x", ErrCorrupt, got, want)
 	}
-	v.Segment = binary.LittleEndian.Uint64(b[1:])
+	v.Segment = ids.Segment(binary.LittleEndian.Uint64(b[1:]))
 	v.Offset = int64(binary.LittleEndian.Uint64(b[9:]))
 	v.Length = binary.LittleEndian.Uint32(b[17:])
 	copy(v.Digest[:], b[25:57])
-	v.Seq = binary.LittleEndian.Uint64(b[57:])
+	v.Seq = ids.Seq(binary.LittleEndian.Uint64(b[57:]))
 	v.Flags = b[65]
 	return nil
 }

@@ -12,12 +12,12 @@ import (
 func (v Version) appendV1(dst []byte, crc uint32) []byte {
 	b := make([]byte, versionValueLen)
 	b[0] = versionValueV1
-	binary.LittleEndian.PutUint64(b[1:], v.Segment)
+	binary.LittleEndian.PutUint64(b[1:], uint64(v.Segment))
 	binary.LittleEndian.PutUint64(b[9:], uint64(v.Offset))
 	binary.LittleEndian.PutUint32(b[17:], v.Length)
 	binary.LittleEndian.PutUint32(b[21:], crc)
 	copy(b[25:57], v.Digest[:])
-	binary.LittleEndian.PutUint64(b[57:], v.Seq)
+	binary.LittleEndian.PutUint64(b[57:], uint64(v.Seq))
 	b[65] = v.Flags
 	binary.LittleEndian.PutUint32(b[66:], crc32.Checksum(b[:66], castagnoli))
 	return append(dst, b...)

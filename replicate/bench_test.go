@@ -227,7 +227,8 @@ func BenchmarkRegionPhases(b *testing.B) {
 	mibs := func(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() / (1 << 20) }
 	b.SetBytes(size)
 	b.ResetTimer()
-	var sumRead, sumFull, sumRestore, sumIncr, readFull, readRestore, readIncr time.Duration
+	var sumRead, sumFull, sumRestore, sumIncr, readFull, readRestore, readIncr, sumRestoreIncr time.Duration
+	var ratioIncr float64 // bytes an incremental sync wrote / bytes rewritten
 	for i := range b.N {
 		// The region's stores live beside the local store (SNAPFS_BENCH_DIR).
 		var urls []string
@@ -273,7 +274,18 @@ func BenchmarkRegionPhases(b *testing.B) {
 				b.Fatal(err)
 			}
 		})
-		_ = st
+		changed := size / 100 / 4096 * 4096
+		ratioIncr += float64(st.TotalWritten()) / float64(changed)
+		to2 := fmt.Sprintf("restored-incr%d", i)
+		restoreIncr := phase("restore-incr", func() {
+			if _, err := mgr.Restore(ctx, "r1", next, "vol1", to2, nil); err != nil {
+				b.Fatal(err)
+			}
+		})
+		if err := rs.DeleteDisk(to2, true); err != nil {
+			b.Fatal(err)
+		}
+		sumRestoreIncr += restoreIncr
 		r3 := seqread("s1")
 		sumRead += r0 + r1 + r2 + r3
 		sumFull += full
@@ -282,9 +294,10 @@ func BenchmarkRegionPhases(b *testing.B) {
 		readFull += (r0 + r1) / 2
 		readRestore += (r1 + r2) / 2
 		readIncr += (r2 + r3) / 2
-		b.Logf("run %d: seqread %.0f MiB/s; full sync %.0f MiB/s (%.2fx); restore %.0f MiB/s (%.2fx); incr sync %v (%d blocks read, %d MiB written)",
+		b.Logf("run %d: seqread %.0f MiB/s; full sync %.0f MiB/s (%.2fx); restore %.0f MiB/s (%.2fx); incr sync %v (%d blocks read, %d bytes written for %d changed: %.2fx); restore of the incremental snapshot %.0f MiB/s",
 			i, mibs(size, (r0+r1+r2+r3)/4), mibs(size, full), (r0+r1).Seconds()/2/full.Seconds(),
-			mibs(size, restore), (r1+r2).Seconds()/2/restore.Seconds(), incr, st.BlocksRead, st.TotalWritten()>>20)
+			mibs(size, restore), (r1+r2).Seconds()/2/restore.Seconds(), incr, st.BlocksRead, st.TotalWritten(), changed,
+			float64(st.TotalWritten())/float64(changed), mibs(size, restoreIncr))
 	}
 	b.StopTimer()
 	d.Close()
@@ -295,6 +308,8 @@ func BenchmarkRegionPhases(b *testing.B) {
 	b.ReportMetric(readFull.Seconds()/sumFull.Seconds(), "full/seqread")
 	b.ReportMetric(readRestore.Seconds()/sumRestore.Seconds(), "restore/seqread")
 	b.ReportMetric(sumIncr.Seconds()/float64(n), "incr-s")
+	b.ReportMetric(ratioIncr/float64(n), "incr-written/changed")
+	b.ReportMetric(mibs(n*size, sumRestoreIncr), "restore-incr-MiB/s")
 	b.ReportMetric(sumIncr.Seconds()/readIncr.Seconds(), "incr/seqread-time")
 	gib := float64(n*size) / (1 << 30)
 	b.ReportMetric(cpu["seqread"].Seconds()/gib/4, "seqread-cpu-s/GiB")

@@ -39,12 +39,15 @@ type Problem struct {
 
 // Report is what Check found.
 type Report struct {
-	Stores        int       `json:"stores"`
-	Packs         int       `json:"packs"`
-	Indexes       int       `json:"indexes"`
-	Manifests     int       `json:"manifests"`
-	ShardsChecked int       `json:"shards_checked"`
-	DataRead      bool      `json:"data_read"`
+	Stores        int  `json:"stores"`
+	Packs         int  `json:"packs"`
+	Indexes       int  `json:"indexes"`
+	Manifests     int  `json:"manifests"`
+	ShardsChecked int  `json:"shards_checked"`
+	DataRead      bool `json:"data_read"`
+	// DeltasChecked counts the delta chunks rebuilt and checked against
+	// their ids (with DataRead).
+	DeltasChecked int       `json:"deltas_checked,omitempty"`
 	Problems      []Problem `json:"problems"`
 	// Lost are the remote snapshots that cannot be restored: they need a
 	// chunk in no pack index, a pack with fewer than k good shards on the
@@ -355,6 +358,14 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 			ps[id] = packLost
 		}
 	}
+	if readData {
+		// Every delta rebuilds over its base and hashes to its id.
+		n, err := m.checkDeltas(ctx, r, ps, add)
+		if err != nil {
+			return rep, nil, err
+		}
+		rep.DeltasChecked = n
+	}
 	// Which snapshots need a pack with problems or a chunk in no index.
 	cls, err := m.classifySnapshots(ctx, r, ps)
 	if err != nil {
@@ -510,6 +521,15 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 				}
 				out.packs[loc.pack()] = true // every one, for inFlight
 				worst = max(worst, ps[loc.pack()])
+				if loc.entry().IsDelta() { // and its base's
+					bl, err := cs.baseOf(loc)
+					if err != nil {
+						worst = packLost
+						break disks
+					}
+					out.packs[bl.pack()] = true
+					worst = max(worst, ps[bl.pack()])
+				}
 			}
 		}
 		if worst != packOK {

@@ -132,7 +132,7 @@ next:
 			}
 			last = e.ID
 			loc, found := cs.lookup(e.ID)
-			if !found || !cs.readable(loc.pack()) {
+			if !found || !cs.usable(loc, set) { // a delta's base too
 				return false
 			}
 			if first || loc.pack() != lastPack { // blocks synced together share packs

@@ -1,6 +1,7 @@
 package replicate_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,9 +22,17 @@ import (
 // which every later version must read byte for byte and check clean.
 // TestFixtureRegionV1Make (run with -make-region-fixture) wrote it; keep the
 // program so a reader sees exactly what the stores hold.
-var makeRegionFixture = flag.Bool("make-region-fixture", false, "rewrite replicate/testdata/region-v1 with today's code (never needed once committed)")
+var makeRegionFixture = flag.Bool("make-region-fixture", false, "rewrite replicate/testdata/region-v3 with today's code (never needed once committed)")
 
-const fixtureDir = "testdata/region-v1"
+// The fixtures: region-v1 (version 1 packs, manifest version 2, no
+// hosts), region-v2 (version 2 packs: written by main at b9e3661 with
+// the generator below, its directory and key label changed), region-v3
+// (version 3 packs with delta chunks: TestFixtureRegionV3Make).
+const (
+	fixtureDir   = "testdata/region-v1"
+	fixtureDirV2 = "testdata/region-v2"
+	fixtureDirV3 = "testdata/region-v3"
+)
 
 // fixtureExpect is testdata/region-v1/expected.json.
 type fixtureExpect struct {
@@ -55,24 +64,27 @@ func fixtureWrite(t *testing.T, h *host, disk string, seed uint64, blocks []uint
 	}
 }
 
-func TestFixtureRegionV1Make(t *testing.T) {
+// TestFixtureRegionV3Make writes region-v3: as region-v1 was written, with
+// 16 KiB blocks and 4 KiB rewrites between the snapshots, so f2's changed
+// blocks are delta chunks over f1's.
+func TestFixtureRegionV3Make(t *testing.T) {
 	if !*makeRegionFixture {
 		// A generator, not a test: without its flag it neither skips nor fails.
 		t.Log("writes the region fixture only with -make-region-fixture")
 		return
 	}
 	ctx := context.Background()
-	const fbs = 4 << 10
+	const fbs = 16 << 10
 	h := newHost(t, replicate.Options{})
 	for _, d := range []string{"da", "db"} {
 		if _, err := h.rs.CreateDisk(d, 256<<10, fbs); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fixtureWrite(t, h, "da", 1, span(0, 40), fbs)
-	fixtureWrite(t, h, "db", 2, span(10, 50), fbs)
+	fixtureWrite(t, h, "da", 1, span(0, 16), fbs)
+	fixtureWrite(t, h, "db", 2, span(4, 16), fbs)
 	snapshot(t, h, "f1", "da", "db")
-	root, err := filepath.Abs(fixtureDir)
+	root, err := filepath.Abs(fixtureDirV3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +99,12 @@ func TestFixtureRegionV1Make(t *testing.T) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	keyb := sha256.Sum256([]byte("snapfs region fixture v1"))
+	for i := range 3 {
+		if err := os.MkdirAll(filepath.Join(root, "stores", "s"+string(rune('0'+i))), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keyb := sha256.Sum256([]byte("snapfs region fixture v3"))
 	if err := os.WriteFile(key, []byte(hex.EncodeToString(keyb[:])+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -97,11 +114,18 @@ func TestFixtureRegionV1Make(t *testing.T) {
 	if _, err := h.mgr.Sync(ctx, "fx", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	fixtureWrite(t, h, "da", 3, span(20, 30), fbs)
-	fixtureWrite(t, h, "db", 4, span(45, 60), fbs)
-	snapshot(t, h, "f2", "da", "db") // a delta over f1
-	if _, err := h.mgr.Sync(ctx, "fx", nil, nil); err != nil {
+	fixtureWrite(t, h, "da", 3, span(12, 14), fbs) // random halves: 2 of 4 pieces, deltas too
+	for b := range int64(8) {                      // one 4 KiB piece of each: deltas
+		writeAt(t, h, "da", b*fbs+(b%4)*4096, bytes.Repeat([]byte{byte(b + 1)}, 4096))
+		writeAt(t, h, "db", (b+5)*fbs+((b+1)%4)*4096, bytes.Repeat([]byte{byte(b + 101)}, 4096))
+	}
+	snapshot(t, h, "f2", "da", "db") // a delta manifest over f1, with delta chunks
+	st, err := h.mgr.Sync(ctx, "fx", nil, nil)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if st.Deltas != 18 {
+		t.Fatalf("f2 shipped %d deltas, want 18", st.Deltas)
 	}
 	exp := fixtureExpect{Region: "fx", K: 2, M: 1, Disks: map[string]map[string]string{}}
 	for _, s := range []string{"f1", "f2"} {
@@ -144,9 +168,39 @@ func copyTree(t *testing.T, from, to string) {
 
 // TestFixtureRegionV1 restores every snapshot of the v1 region fixture byte
 // for byte with today's code and checks the region clean.
-func TestFixtureRegionV1(t *testing.T) {
+func TestFixtureRegionV1(t *testing.T) { fixtureRestore(t, fixtureDir) }
+
+// TestFixtureRegionV2: the same of region-v2 (version 2 packs).
+func TestFixtureRegionV2(t *testing.T) { fixtureRestore(t, fixtureDirV2) }
+
+// TestFixtureRegionV3: the same of region-v3, whose f2 holds delta chunks
+// (restored eagerly and read lazily, byte for byte; check rebuilds them).
+func TestFixtureRegionV3(t *testing.T) {
+	h, exp := fixtureRestore(t, fixtureDirV3)
 	ctx := context.Background()
-	b, err := os.ReadFile(filepath.Join(fixtureDir, "expected.json"))
+	n, _, err := h.mgr.DeltaChunks(ctx, exp.Region)
+	if err != nil || n != 18 {
+		t.Fatalf("fixture holds %d delta entries (%v), want 18", n, err)
+	}
+	for _, disk := range []string{"da", "db"} {
+		d, err := h.mgr.OpenRemoteDisk(ctx, exp.Region, "f2", disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, d.Size())
+		_, err = d.ReadAt(buf, 0)
+		d.Close()
+		sum := sha256.Sum256(buf)
+		if err != nil || hex.EncodeToString(sum[:]) != exp.Disks["f2"][disk] {
+			t.Fatalf("lazy read of f2/%s: %v, sha256 %x", disk, err, sum)
+		}
+	}
+}
+
+func fixtureRestore(t *testing.T, dir string) (*host, fixtureExpect) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := os.ReadFile(filepath.Join(dir, "expected.json"))
 	if err != nil {
 		t.Fatalf("region fixture missing: %v", err)
 	}
@@ -155,7 +209,7 @@ func TestFixtureRegionV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := filepath.Join(tmpDir(t), "fixture")
-	copyTree(t, fixtureDir, root)
+	copyTree(t, dir, root)
 	if err := os.Chmod(filepath.Join(root, "key"), 0o600); err != nil { // git keeps 0644
 		t.Fatal(err)
 	}
@@ -215,7 +269,8 @@ func TestFixtureRegionV1(t *testing.T) {
 	if !rep.OK() || len(rep.Unindexed) > 0 {
 		t.Fatalf("fixture region not clean: %+v", rep)
 	}
-	t.Logf("fixture: %d disks restored byte for byte, check clean", n)
+	t.Logf("fixture %s: %d disks restored byte for byte, check clean (%d deltas checked)", dir, n, rep.DeltasChecked)
+	return h, exp
 }
 
 func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {

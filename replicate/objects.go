@@ -230,7 +230,9 @@ func (cs *chunkSet) isUnreadable(p packID) bool {
 func (cs *chunkSet) add(x *format.Index) { cs.addPack(x, true) }
 
 // addPack adds a pack index; a chunk in several packs is located in one
-// that is readable (readable: at least k shards were listed) if any is.
+// that is readable (readable: at least k shards were listed) if any is,
+// and among those as a full chunk rather than a delta (a base must be
+// full; a full copy needs no other pack).
 func (cs *chunkSet) addPack(x *format.Index, readable bool) {
 	id := packID(x.Pack)
 	cs.packs[id] = x
@@ -241,7 +243,8 @@ func (cs *chunkSet) addPack(x *format.Index, readable bool) {
 		cs.unreadable[id] = true
 	}
 	for i, e := range x.Entries {
-		if old, ok := cs.lookup(e.ID); !ok || readable && cs.isUnreadable(old.pack()) {
+		if old, ok := cs.lookup(e.ID); !ok || readable && cs.isUnreadable(old.pack()) ||
+			readable && old.entry().IsDelta() && !e.IsDelta() {
 			cs.chunks[e.ID] = chunkLoc{x: x, i: int32(i)}
 		}
 	}

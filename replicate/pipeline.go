@@ -61,7 +61,7 @@ type pipeline struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	work   chan *rowstore.BlockBatch
+	work   chan batch
 	wg     sync.WaitGroup // the workers
 	closed bool           // work is closed (finish)
 
@@ -81,6 +81,15 @@ type pipeline struct {
 	emu     sync.Mutex
 	err     error // the first failure
 	written []writtenPack
+
+	deltas, deltaBytes atomic.Int64 // blocks stored as deltas, and their blocks' bytes
+}
+
+// batch is a read batch of one disk's blocks, with where their old
+// versions come from (nil: no deltas for this disk).
+type batch struct {
+	b  *rowstore.BlockBatch
+	ds *deltaSource
 }
 
 // The stream's read batches: a few, small enough to keep sync's memory
@@ -105,7 +114,7 @@ type writtenPack struct {
 func (m *Manager) startPipeline(ctx context.Context, r *region, st *Stats, prog Progress, snap string, ready <-chan error) *pipeline {
 	workers := max(2, runtime.GOMAXPROCS(0))
 	p := &pipeline{m: m, r: r, st: st, prog: prog, snap: snap,
-		work: make(chan *rowstore.BlockBatch, 1), up: make(chan *filling),
+		work: make(chan batch, 1), up: make(chan *filling),
 		upDone: make(chan struct{}), bufs: make(chan []byte, 2), sets: make(chan [][]byte, putters+1)}
 	p.marker = sync.OnceValue(func() error {
 		if ready == nil {
@@ -141,10 +150,12 @@ func (p *pipeline) failed() error {
 	return p.err
 }
 
-// compress hands a batch to the workers (it is theirs to release).
-func (p *pipeline) compress(b *rowstore.BlockBatch) error {
+// compress hands a batch to the workers (it is theirs to release); ds,
+// if not nil, is where the old versions of its blocks are read from for
+// deltas.
+func (p *pipeline) compress(b *rowstore.BlockBatch, ds *deltaSource) error {
 	select {
-	case p.work <- b:
+	case p.work <- batch{b, ds}:
 		return nil
 	case <-p.ctx.Done():
 		b.Release()
@@ -193,9 +204,10 @@ func (p *pipeline) newPack() (*filling, error) {
 // stored is one block made ready for a pack.
 type stored struct {
 	id     format.ChunkID
-	data   []byte // the bytes to store (compressed, or the block itself)
+	data   []byte // the bytes to store (compressed, or the block itself, or its delta payload)
 	rawLen int
 	comp   uint8
+	base   *format.ChunkID // a delta over this full chunk; nil: the block whole
 }
 
 func (p *pipeline) worker() {
@@ -206,12 +218,14 @@ func (p *pipeline) worker() {
 	}
 	var scratch []byte
 	var items []stored
-	for b := range p.work {
+	var dw deltaWork
+	for w := range p.work {
+		b := w.b
 		if p.ctx.Err() != nil {
 			b.Release()
 			continue
 		}
-		scratch, items, err = p.prepare(enc, b, scratch[:0], items[:0])
+		scratch, items, err = p.prepare(enc, b, w.ds, &dw, scratch[:0], items[:0])
 		if err == nil {
 			err = p.add(items)
 		}
@@ -224,16 +238,30 @@ func (p *pipeline) worker() {
 
 // prepare checks and compresses the blocks of a batch (compressed bytes go
 // to scratch; raw ones stay in the batch).
-func (p *pipeline) prepare(enc *zstd.Encoder, b *rowstore.BlockBatch, scratch []byte, items []stored) ([]byte, []stored, error) {
+//
+// With ds, a block whose old version (ds's parent point) is a full chunk
+// of the region and differs from it in at most half of its 4 KiB pieces
+// is stored as a delta over it (deltaSource.delta); its payload goes to
+// dw's buffer and is compressed as a block would be.
+func (p *pipeline) prepare(enc *zstd.Encoder, b *rowstore.BlockBatch, ds *deltaSource, dw *deltaWork, scratch []byte, items []stored) ([]byte, []stored, error) {
 	// Compressed data is appended to scratch, which may move: positions
 	// first, slices once it is done growing.
 	type at struct{ off, n int }
 	pos := make([]at, len(b.Data))
+	dw.payloads = dw.payloads[:0] // the last batch's records are sealed
 	for i, data := range b.Data {
 		if sha256.Sum256(data) != b.Digests[i] {
 			return scratch, items, fmt.Errorf("%w: block %d of snapshot %q does not match its digest", rowstore.ErrCorrupt, b.Blocks[i], p.snap)
 		}
 		it := stored{id: p.r.keys.ChunkID(b.Digests[i]), data: data, rawLen: len(data), comp: format.CompNone}
+		if ds != nil {
+			if base, payload, ok := ds.delta(b.Blocks[i], data, dw); ok {
+				it.data, it.base = payload, &base
+				data = payload
+				p.deltas.Add(1)
+				p.deltaBytes.Add(int64(it.rawLen))
+			}
+		}
 		pos[i] = at{-1, 0}
 		if !incompressible(data) {
 			off := len(scratch)
@@ -278,7 +306,7 @@ func (p *pipeline) add(items []stored) error {
 		rs = rs[:0]
 		for len(items) > 0 && f.pk.Size() < p.m.opts.PackSize {
 			it := items[0]
-			e, rec, ok := f.pk.Reserve(it.id, len(it.data), it.rawLen, it.comp)
+			e, rec, ok := f.pk.ReserveDelta(it.id, it.base, len(it.data), it.rawLen, it.comp)
 			if !ok {
 				break
 			}

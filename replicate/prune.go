@@ -296,6 +296,9 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 	if err != nil {
 		return st, err
 	}
+	// A kept delta needs its base: the indexes name it (prune reads no
+	// pack), so a base is needed whatever snapshot it came from.
+	cs.needBases(need)
 	packs, err := r.list(ctx, packDir)
 	if err != nil {
 		return st, err

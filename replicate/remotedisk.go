@@ -368,29 +368,19 @@ func (d *RemoteDisk) readBlock(ctx context.Context, b int64, dst []byte) error {
 		d.m.log.Warn("remote disk: a cached block does not match its chunk id; fetched again", "region", d.r.cfg.Name, "chunk", id.String())
 		d.blocks.drop(d.r.cfg.Name, id)
 	}
-	loc := d.cs.chunks[id] // present: checked at open
 	d.reviveStores(ctx)
 	d.storesMu.RLock()
-	raw, err := func() ([]byte, error) {
+	err := func() error {
 		defer d.storesMu.RUnlock()
 		jc, err := d.lockCtx(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		defer jc.(*joinedCtx).done()
-		return d.fetchChunk(jc, loc, dst)
+		return d.chunkRaw(jc, id, dst) // a delta rebuilt over its base; checked against id
 	}()
 	if err != nil {
 		return err
-	}
-	if d.r.keys.ChunkID(sha256.Sum256(raw)) != id {
-		return fmt.Errorf("%w: pack %s: chunk %v does not match its id", ErrCorrupt, loc.pack(), id)
-	}
-	if len(raw) != len(dst) {
-		return fmt.Errorf("%w: chunk %v holds %d bytes, the block is %d", ErrCorrupt, id, len(raw), len(dst))
-	}
-	if &raw[0] != &dst[0] {
-		copy(dst, raw)
 	}
 	if d.blocks != nil {
 		d.blocks.put(d.r.cfg.Name, id, dst)

@@ -55,7 +55,7 @@ func (d *RemoteDisk) ReadBlocks(ctx context.Context, blocks []int64, dsts [][]by
 			continue
 		}
 		loc := d.cs.chunks[id]
-		if !loc.entry().Sealed {
+		if !loc.entry().Sealed || loc.entry().IsDelta() { // a delta is read alone (ReadBlock: with its base)
 			alone = append(alone, i)
 			continue
 		}

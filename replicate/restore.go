@@ -154,10 +154,18 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	}
 	ph.done("chunks")
 	byPack := map[packID][]want{}
+	var deltas []want // delta chunks: rebuilt over their bases after the packs (restoreDeltas)
 	for b, id := range bm {
 		loc, ok := cs.chunks[id]
 		if !ok {
 			return st, fmt.Errorf("restore: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, regionName)
+		}
+		if loc.entry().IsDelta() {
+			if _, err := cs.baseOf(loc); err != nil {
+				return st, fmt.Errorf("restore: block %d of %q: %w", b, disk, err)
+			}
+			deltas = append(deltas, want{b, loc.entry()})
+			continue
 		}
 		byPack[loc.pack()] = append(byPack[loc.pack()], want{b, loc.entry()})
 	}
@@ -302,6 +310,12 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	if err := waitSync(); err != nil && werr == nil {
 		werr = fmt.Errorf("restore: sync disk: %w", err)
 	}
+	if werr == nil && wctx.Err() == nil && len(deltas) > 0 {
+		ph.done("packs")
+		if err := m.restoreDeltas(wctx, r, cs, md, deltas, h, &st); err != nil {
+			werr = fmt.Errorf("restore %q of %q from region %q: %w", disk, snapshot, regionName, err)
+		}
+	}
 	first := werr
 	for _, e := range errs {
 		if e != nil && (first == nil || errors.Is(first, context.Canceled) && !errors.Is(e, context.Canceled)) {
@@ -336,6 +350,50 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	done = true
 	m.log.Info("disk restored", "region", regionName, "snapshot", snapshot, "disk", disk, "to", toDisk, "blocks", st.Blocks, "degraded_packs", st.Degraded)
 	return st, nil
+}
+
+// restoreDeltas writes the blocks whose chunks are deltas: each is read
+// as a lazy read reads it (RemoteDisk.chunkRaw: the delta's record and its
+// base's, by ranges, rebuilt and checked against the chunk id), by
+// restoreWorkers at once. A delta's base is usually a block of an older
+// snapshot that the disk restored no longer holds, so it is fetched
+// anyway; reading it by its range costs a record, not a pack, and no
+// memory grows with the number of deltas.
+func (m *Manager) restoreDeltas(ctx context.Context, r *region, cs *chunkSet, md *format.ManifestDisk, ws []want, h *rowstore.Disk, st *RestoreStats) error {
+	d := m.chunkReader(r, cs, md)
+	bs := md.BlockSize
+	workers := restoreWorkers(m.opts.Workers)
+	var mu sync.Mutex
+	errs := forEach(workers, func(w int) error {
+		buf := make([]byte, bs)
+		for i := w; i < len(ws); i += workers {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := d.chunkRaw(ctx, ws[i].e.ID, buf); err != nil {
+				return fmt.Errorf("block %d: %w", ws[i].block, err)
+			}
+			at := int64(ws[i].block) * int64(bs)
+			n := min(int64(bs), md.Size-at)
+			mu.Lock()
+			_, err := h.WriteAt(buf[:n], at)
+			mu.Unlock()
+			if err != nil {
+				return fmt.Errorf("write block %d: %w", ws[i].block, err)
+			}
+		}
+		return nil
+	})
+	st.Blocks += int64(len(ws))
+	st.BytesRead += d.stats.fetched.Load()
+	return firstErr(errs)
+}
+
+// chunkReader is a RemoteDisk that reads chunks of cs by their ranges only
+// (chunkRaw), for restore and check: it holds no lock (its caller does)
+// and no block map.
+func (m *Manager) chunkReader(r *region, cs *chunkSet, md *format.ManifestDisk) *RemoteDisk {
+	return &RemoteDisk{m: m, r: r, md: md, cs: cs, cache: newPackCache(remotePackCache), downUntil: make([]atomic.Int64, r.n())}
 }
 
 // openedPack is a pack fetched and opened, for the writer.

@@ -31,6 +31,10 @@ type Stats struct {
 	// Expired counts local snapshots not copied because the region's
 	// retention would remove them at once (see retained).
 	Expired int `json:"expired"`
+	// Deltas counts the blocks stored as deltas over their old version
+	// (DeltaBytes: those blocks' bytes; see delta.go).
+	Deltas     int64 `json:"deltas"`
+	DeltaBytes int64 `json:"delta_bytes"`
 }
 
 // TotalWritten sums BytesWritten.
@@ -508,6 +512,14 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 		// of copies that differ after an interrupted put, this one wins.
 		mf.Seq = old.Seq + 1
 	}
+	// The parents' readers (old versions of changed blocks, for deltas)
+	// close after the pipeline has stopped: its workers read them.
+	var sources []*deltaSource
+	defer func() {
+		for _, ds := range sources {
+			_ = ds.rd.Close()
+		}
+	}()
 	pl := m.startPipeline(ctx, r, st, progress, snap.Name, marked)
 	defer func() {
 		for i, n := range markerBytes { // the marker put has ended: the pipeline waited for it
@@ -528,6 +540,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 			return err
 		}
 		var from *rowstore.Point
+		var ds *deltaSource
 		bsnap, bmf, bnid, err := m.base(ctx, r, snap, d, local, remote, tombs, manifests)
 		if err != nil {
 			return err
@@ -557,6 +570,19 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 				m.log.Warn("sync: parent snapshot needs chunks the region cannot read; sending a full map", "region", r.cfg.Name, "snapshot", snap.Name, "parent", bsnap.Name, "disk", d.Name)
 			}
 		}
+		if bsnap != nil {
+			// Deltas over the local parent's blocks (also when the map
+			// is sent full: at MaxDepth, or over a parent the region
+			// cannot read whole; a base is checked chunk by chunk); a
+			// parent that cannot be opened (an encrypted disk whose key
+			// is locked) gives none: blocks go whole.
+			if rd, err := m.rs.OpenSnapshotDisk(bsnap.Name, d.Name); err == nil {
+				ds = &deltaSource{rd: rd, cs: cs, keys: r.keys, size: min(d.Size, rd.Size()), packs: map[packID]bool{}}
+				sources = append(sources, ds)
+			} else {
+				m.log.Info("sync: parent snapshot not readable here; no deltas", "region", r.cfg.Name, "snapshot", snap.Name, "parent", bsnap.Name, "disk", d.Name, "err", err)
+			}
+		}
 		ph.done("base")
 		to := rowstore.Point{Snapshot: snap.Name, Disk: d.Name}
 		ev := Event{Type: EventBlocks, Op: "sync", Region: r.cfg.Name, Snapshot: snap.Name, Disk: d.Name}
@@ -575,9 +601,8 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 				st.BlocksExamined++
 				id := r.keys.ChunkID(c.Digest)
 				md.Entries = append(md.Entries, format.MapEntry{Block: c.Block, ID: id})
-				if loc, ok := cs.lookup(id); ok {
-					used[loc.pack()] = true
-					return false, nil
+				if loc, ok := cs.lookup(id); ok && cs.usable(loc, used) {
+					return false, nil // a delta's base counts as used too
 				}
 				if pending[id] {
 					return false, nil
@@ -588,7 +613,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 			Data: func(b *rowstore.BlockBatch) error {
 				nblocks.Add(int64(len(b.Blocks)))
 				nbytes.Add(int64(len(b.Blocks)) * int64(d.BlockSize))
-				return pl.compress(b)
+				return pl.compress(b, ds)
 			},
 			Progress: func(d, t uint64) {
 				done, total = d, t
@@ -620,6 +645,13 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	for _, w := range written {
 		used[packID(w.x.Pack)] = true
 	}
+	for _, ds := range sources {
+		for id := range ds.packs { // the packs of the bases this snapshot's deltas name
+			used[id] = true
+		}
+	}
+	st.Deltas += p.deltas.Load()
+	st.DeltaBytes += p.deltaBytes.Load()
 	m.chunkCache.learn(r, written)
 	if err != nil {
 		return err

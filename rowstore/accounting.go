@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // Space accounting: the stored blocks every disk head shows, kept up to
@@ -57,8 +58,8 @@ type accounting struct {
 
 // diskAlloc is the count of one disk head.
 type diskAlloc struct {
-	layer    uint64 // the head layer counted
-	blocks   int64  // stored blocks visible in the head; valid when known
+	layer    ids.Layer // the head layer counted
+	blocks   int64     // stored blocks visible in the head; valid when known
 	known    bool
 	inflight int    // appends begun and not yet counted (begin/end)
 	appends  uint64 // appends begun ever (verifyAccounting sees a disk written while it counted)
@@ -101,7 +102,7 @@ func (u *acctUpdate) end() {
 }
 
 // set gives a disk head a known count.
-func (a *accounting) set(disk, layer uint64, blocks int64) {
+func (a *accounting) set(disk uint64, layer ids.Layer, blocks int64) {
 	a.mu.Lock()
 	a.disks[disk] = &diskAlloc{layer: layer, blocks: blocks, known: true}
 	a.mu.Unlock()
@@ -170,10 +171,10 @@ const countBlocksChunk = 1 << 16
 
 // countVisible counts the stored (non-zero) blocks visible through chain
 // in the first n blocks, a chunk at a time (bounded memory).
-func (s *Store) countVisible(chain []link, n uint64) (int64, error) {
+func (s *Store) countVisible(chain []link, n ids.Block) (int64, error) {
 	var count int64
-	for from := uint64(0); from < n; from += countBlocksChunk {
-		err := s.visible(chain, from, min(from+countBlocksChunk, n), func(_ uint64, v index.Version) error {
+	for from := ids.Block(0); from < n; from += countBlocksChunk {
+		err := s.visible(chain, from, min(from+countBlocksChunk, n), func(_ ids.Block, v index.Version) error {
 			if !v.Zero() {
 				count++
 			}
@@ -186,13 +187,15 @@ func (s *Store) countVisible(chain []link, n uint64) (int64, error) {
 	return count, nil
 }
 
-func blockCount(size int64, bs int) uint64 { return uint64((size + int64(bs) - 1) / int64(bs)) }
+// blockCount is the number of blocks of a disk of size bytes: the block
+// one past its last.
+func blockCount(size int64, bs int) ids.Block { return ids.BlockAt(size+int64(bs)-1, bs) }
 
 // loadAccounting sets the count of every disk after Open's replay: the
 // persisted one when it can be trusted (see the comment at the top), else a
 // count. before is the checkpoint the replay started from; touched the
 // layers the replay applied block records to.
-func (s *Store) loadAccounting(before index.Checkpoint, touched map[uint64]bool) error {
+func (s *Store) loadAccounting(before index.Checkpoint, touched map[ids.Layer]bool) error {
 	type diskHead struct {
 		rec   index.Disk
 		chain []link
@@ -267,7 +270,7 @@ func (s *Store) loadAccounting(before index.Checkpoint, touched map[uint64]bool)
 	return nil
 }
 
-func chainTouched(chain []link, touched map[uint64]bool) bool {
+func chainTouched(chain []link, touched map[ids.Layer]bool) bool {
 	for _, l := range chain {
 		if touched[l.layer] {
 			return true
@@ -341,7 +344,7 @@ var errAccounting = errors.New("space accounting differs from a full count")
 // nothing was appended and the chain and size are the same afterwards,
 // trying a few times. counted is false for a lazy or deleted disk, or one
 // written during every try; then got, ok and n mean nothing.
-func (s *Store) countDiskUnlocked(d *diskState) (n, got int64, ok bool, layer uint64, counted bool, err error) {
+func (s *Store) countDiskUnlocked(d *diskState) (n, got int64, ok bool, layer ids.Layer, counted bool, err error) {
 	type state struct {
 		chain []link
 		size  int64

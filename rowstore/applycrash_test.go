@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
@@ -71,7 +72,7 @@ func TestSyncApplyCrash(t *testing.T) {
 					}
 				}
 				s.cleaner.running.Store(true) // removals without a directory sync
-				_, cerr := s.cleanSegments([]uint64{f.segA}, nil, nil)
+				_, cerr := s.cleanSegments([]ids.Segment{f.segA}, nil, nil)
 				s.cleaner.running.Store(false)
 				s.cleaner.stageHook = nil
 				if cerr != nil && crashed == nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // DiskInfo describes a disk.
@@ -200,7 +201,7 @@ func (s *Store) newDisk(name string, mk func(t *index.Txn) (index.Layer, index.D
 		}
 		blocks = n
 		now := time.Now().UTC()
-		if l.ID, err = t.NextID(); err != nil {
+		if l.ID, err = t.NextLayer(); err != nil {
 			return err
 		}
 		if d.ID, err = t.NextID(); err != nil {
@@ -338,7 +339,7 @@ func (s *Store) DeleteDisk(name string, force bool) error {
 		return err
 	}
 	d.deleted = true
-	d.cache, d.cacheBytes = map[uint64]*cblock{}, 0
+	d.cache, d.cacheBytes = map[ids.Block]*cblock{}, 0
 	s.acct.forget(d.id)
 	s.disksMu.Lock()
 	delete(s.disks, d.id)
@@ -516,7 +517,8 @@ func (s *Store) CreateSnapshotWith(name string, disks []string, o SnapshotOption
 	// Each member records the head's count (immutable from here on).
 	type member struct {
 		name         string
-		id, layer    uint64
+		id           uint64
+		layer        ids.Layer
 		size, counts int64
 		bs           int
 	}
@@ -906,7 +908,7 @@ func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 		if err := t.Get(index.KindDisk, name, &rec); err != nil {
 			return notFound("disk", name, err)
 		}
-		id, err := t.NextID()
+		id, err := t.NextLayer()
 		if err != nil {
 			return err
 		}

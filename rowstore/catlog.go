@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -170,7 +171,7 @@ func fullEvery(entries int) int { return 64 + entries/2 }
 
 // logCatalog appends a catalog record and makes it durable (with every
 // record appended before it); it returns the record's sequence number.
-func (s *Store) logCatalog(payload []byte) (uint64, error) {
+func (s *Store) logCatalog(payload []byte) (ids.Seq, error) {
 	r := &segment.Record{Kind: segment.KindCatalog, Payload: payload}
 	if err := s.appendCatalog(r); err != nil {
 		return 0, err

@@ -11,10 +11,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
@@ -43,16 +44,16 @@ type CheckProgress struct {
 // CheckProblem is one inconsistency or corruption. Fields that do not apply
 // are empty; Block is -1 when no block is concerned.
 type CheckProblem struct {
-	Kind      string   `json:"kind"` // "superblock", "catalog", "index", "data", "accounting"
-	Message   string   `json:"message"`
-	Disks     []string `json:"disks,omitempty"`
-	Snapshots []string `json:"snapshots,omitempty"`
-	Images    []string `json:"images,omitempty"`
-	Layer     uint64   `json:"layer,omitempty"`
-	Block     int64    `json:"block"`
-	Epoch     uint64   `json:"epoch,omitempty"`
-	Segment   uint64   `json:"segment,omitempty"`
-	Offset    int64    `json:"offset,omitempty"`
+	Kind      string      `json:"kind"` // "superblock", "catalog", "index", "data", "accounting"
+	Message   string      `json:"message"`
+	Disks     []string    `json:"disks,omitempty"`
+	Snapshots []string    `json:"snapshots,omitempty"`
+	Images    []string    `json:"images,omitempty"`
+	Layer     ids.Layer   `json:"layer,omitempty"`
+	Block     int64       `json:"block"`
+	Epoch     ids.Epoch   `json:"epoch,omitempty"`
+	Segment   ids.Segment `json:"segment,omitempty"`
+	Offset    int64       `json:"offset,omitempty"`
 
 	v index.Version // the version concerned (Repair)
 }
@@ -84,13 +85,16 @@ const checkCursorName = "check-cursor.json"
 type checkCursor struct {
 	Version int       `json:"version"` // 1
 	Store   string    `json:"store"`   // the store UUID, hex
-	Layer   uint64    `json:"layer"`   // every version of a lower layer, and of this layer below Block, was checked
-	Block   uint64    `json:"block"`
+	Layer   ids.Layer `json:"layer"`   // every version of a lower layer, and of this layer below Block, was checked (ids.Layer(math.MaxUint64): the log pass)
+	Block   uint64    `json:"block"`   // a block number; in the log pass, the segment number to resume at
 	Saved   time.Time `json:"saved"`
 }
 
+// logPassLayer is checkCursor.Layer for a cursor in the log pass.
+const logPassLayer = ids.Layer(math.MaxUint64)
+
 func (c checkCursor) String() string {
-	if c.Layer == math.MaxUint64 {
+	if c.Layer == logPassLayer {
 		return fmt.Sprintf("log pass, segment %d", c.Block)
 	}
 	return fmt.Sprintf("layer %d block %d", c.Layer, c.Block)
@@ -99,10 +103,10 @@ func (c checkCursor) String() string {
 // checkReader is something that reads a layer at or below an epoch: a disk
 // head, a snapshot member, an image, or a child layer.
 type checkReader struct {
-	epoch uint64
+	epoch ids.Epoch
 	kind  byte // 'd' disk, 's' snapshot, 'i' image, 'l' child layer
 	name  string
-	child uint64
+	child ids.Layer
 }
 
 // Check verifies the store: superblock, catalog (every layer, parent and
@@ -208,7 +212,7 @@ func (s *Store) stillBad(probs []CheckProblem) []CheckProblem {
 		var v index.Version
 		err := s.idx.View(func(t *index.Txn) error {
 			var err error
-			v, err = t.GetVersion(p.Layer, uint64(p.Block), p.Epoch)
+			v, err = t.GetVersion(p.Layer, ids.Block(p.Block), p.Epoch)
 			return err
 		})
 		var verr error
@@ -216,7 +220,7 @@ func (s *Store) stillBad(probs []CheckProblem) []CheckProblem {
 			if int(v.Length) > cap(buf) {
 				buf = make([]byte, 0, v.Length)
 			}
-			verr = s.verifyVersionLocked(p.Layer, uint64(p.Block), p.Epoch, v, buf[:v.Length])
+			verr = s.verifyVersionLocked(p.Layer, ids.Block(p.Block), p.Epoch, v, buf[:v.Length])
 		}
 		s.readMu.RUnlock()
 		switch {
@@ -234,7 +238,7 @@ func (s *Store) stillBad(probs []CheckProblem) []CheckProblem {
 	return out
 }
 
-func (s *Store) segmentExists(n uint64) bool {
+func (s *Store) segmentExists(n ids.Segment) bool {
 	for _, si := range s.seg.Segments() {
 		if si.Number == n {
 			return true
@@ -268,13 +272,13 @@ func (s *Store) checkTxn(ctx context.Context, t *index.Txn, o CheckOptions, rep 
 	catalog := func(f string, a ...any) {
 		probs = append(probs, CheckProblem{Kind: "catalog", Block: -1, Message: fmt.Sprintf(f, a...)})
 	}
-	layers := map[uint64]index.Layer{}
+	layers := map[ids.Layer]index.Layer{}
 	if err := t.Layers(func(l index.Layer) error { layers[l.ID] = l; return nil }); err != nil {
 		return probs, err
 	}
 	rep.Layers = len(layers)
-	readers := map[uint64][]checkReader{}
-	add := func(layer uint64, r checkReader) { readers[layer] = append(readers[layer], r) }
+	readers := map[ids.Layer][]checkReader{}
+	add := func(layer ids.Layer, r checkReader) { readers[layer] = append(readers[layer], r) }
 	for _, l := range layers {
 		if l.Parent == 0 {
 			continue
@@ -288,7 +292,7 @@ func (s *Store) checkTxn(ctx context.Context, t *index.Txn, o CheckOptions, rep 
 		}
 		add(l.Parent, checkReader{epoch: l.ParentEpoch, kind: 'l', child: l.ID})
 	}
-	ref := func(what string, layer, epoch uint64, bs int) {
+	ref := func(what string, layer ids.Layer, epoch ids.Epoch, bs int) {
 		l, ok := layers[layer]
 		switch {
 		case !ok:
@@ -332,21 +336,21 @@ func (s *Store) checkTxn(ctx context.Context, t *index.Txn, o CheckOptions, rep 
 		o.Progress(CheckProgress{Phase: "catalog", Done: int64(rep.Layers), Total: int64(rep.Layers)})
 	}
 
-	segs := map[uint64]int64{}
+	segs := map[ids.Segment]int64{}
 	for _, si := range s.seg.Segments() {
 		segs[si.Number] = si.Size
 	}
 	rep.Segments = len(segs)
-	ids := make([]uint64, 0, len(layers))
+	layerIDs := make([]ids.Layer, 0, len(layers))
 	for id := range layers {
-		ids = append(ids, id)
+		layerIDs = append(layerIDs, id)
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	slices.Sort(layerIDs)
 
 	// whoSees fills p with the readers that see version (layer, b) of
 	// epochs [lo, hi), following child layers that do not hide b.
-	var whoSees func(p *CheckProblem, layer, b, lo, hi uint64, depth int)
-	whoSees = func(p *CheckProblem, layer, b, lo, hi uint64, depth int) {
+	var whoSees func(p *CheckProblem, layer ids.Layer, b ids.Block, lo, hi ids.Epoch, depth int)
+	whoSees = func(p *CheckProblem, layer ids.Layer, b ids.Block, lo, hi ids.Epoch, depth int) {
 		if depth > 64 {
 			return
 		}
@@ -363,15 +367,15 @@ func (s *Store) checkTxn(ctx context.Context, t *index.Txn, o CheckOptions, rep 
 				p.Images = appendOnce(p.Images, r.name)
 			case 'l':
 				// The child sees it below its own first version of b.
-				first := uint64(headEpoch)
-				_ = t.ScanVersions(r.child, b, b+1, func(_, e uint64, _ index.Version) error { first = min(first, e); return nil })
+				first := headEpoch
+				_ = t.ScanVersions(r.child, b, b+1, func(_ ids.Block, e ids.Epoch, _ index.Version) error { first = min(first, e); return nil })
 				if first > 0 {
 					whoSees(p, r.child, b, 0, first, depth+1)
 				}
 			}
 		}
 	}
-	problem := func(kind, msg string, layer, b, epoch, next uint64, v index.Version) CheckProblem {
+	problem := func(kind, msg string, layer ids.Layer, b ids.Block, epoch, next ids.Epoch, v index.Version) CheckProblem {
 		p := CheckProblem{Kind: kind, Message: msg, Layer: layer, Block: int64(b), Epoch: epoch, Segment: v.Segment, Offset: v.Offset, v: v}
 		whoSees(&p, layer, b, epoch, next, 0)
 		return p
@@ -379,11 +383,11 @@ func (s *Store) checkTxn(ctx context.Context, t *index.Txn, o CheckOptions, rep 
 
 	// Index pass: every version points into the log, within bounds.
 	var dataVersions int64
-	for _, id := range ids {
+	for _, id := range layerIDs {
 		if err := ctx.Err(); err != nil {
 			return probs, err
 		}
-		err := scanWithNext(t, id, 0, func(b, epoch, next uint64, v index.Version) error {
+		err := scanWithNext(t, id, 0, func(b ids.Block, epoch, next ids.Epoch, v index.Version) error {
 			rep.Versions++
 			if v.Zero() {
 				return nil
@@ -418,37 +422,37 @@ func (s *Store) checkTxn(ctx context.Context, t *index.Txn, o CheckOptions, rep 
 	if o.MaxDuration > 0 {
 		deadline = time.Now().Add(o.MaxDuration)
 	}
-	indexBad := map[[2]uint64]bool{}
+	indexBad := map[segment.Pos]bool{}
 	for _, p := range probs {
 		if p.Kind == "index" {
-			indexBad[[2]uint64{p.Segment, uint64(p.Offset)}] = true
+			indexBad[segment.Pos{Segment: p.Segment, Offset: p.Offset}] = true
 		}
 	}
 	var done int64
 	var stopAt *checkCursor
 	buf := make([]byte, 0, 1<<20)
 	lastReport := time.Now()
-	for _, id := range ids {
+	for _, id := range layerIDs {
 		if resumed && id < cur.Layer {
 			continue
 		}
-		from := uint64(0)
+		from := ids.Block(0)
 		if resumed && id == cur.Layer {
-			from = cur.Block
+			from = ids.Block(cur.Block)
 		}
-		var lastBlock uint64 = math.MaxUint64
-		err := scanWithNext(t, id, from, func(b, epoch, next uint64, v index.Version) error {
+		lastBlock := ids.MaxBlock
+		err := scanWithNext(t, id, from, func(b ids.Block, epoch, next ids.Epoch, v index.Version) error {
 			if b != lastBlock {
 				lastBlock = b
 				if err := ctx.Err(); err != nil {
 					return err
 				}
 				if !deadline.IsZero() && time.Now().After(deadline) {
-					stopAt = &checkCursor{Layer: id, Block: b}
+					stopAt = &checkCursor{Layer: id, Block: uint64(b)}
 					return errStopCheck
 				}
 			}
-			if v.Zero() || indexBad[[2]uint64{v.Segment, uint64(v.Offset)}] {
+			if v.Zero() || indexBad[segment.Pos{Segment: v.Segment, Offset: v.Offset}] {
 				return nil
 			}
 			if int(v.Length) > cap(buf) {
@@ -481,9 +485,9 @@ func (s *Store) checkTxn(ctx context.Context, t *index.Txn, o CheckOptions, rep 
 		// a bad record anywhere is a failing disk, and catalog records are
 		// what a rebuild needs).
 		var err error
-		logFrom := uint64(0)
-		if resumed && cur.Layer == math.MaxUint64 {
-			logFrom = cur.Block
+		logFrom := ids.Segment(0)
+		if resumed && cur.Layer == logPassLayer {
+			logFrom = ids.Segment(cur.Block)
 		}
 		if stopAt, err = s.checkLog(ctx, logFrom, deadline, &probs, rep); err != nil {
 			return probs, err
@@ -509,7 +513,7 @@ var errStopCheck = errors.New("check: time is up")
 // checkLog reads every segment from segment from on and reports records
 // that fail to decode. (It reads with its own loop rather than segment.Scan,
 // which logs each bad record as an error: check reports them instead.)
-func (s *Store) checkLog(ctx context.Context, from uint64, deadline time.Time, probs *[]CheckProblem, rep *CheckReport) (*checkCursor, error) {
+func (s *Store) checkLog(ctx context.Context, from ids.Segment, deadline time.Time, probs *[]CheckProblem, rep *CheckReport) (*checkCursor, error) {
 	var found []CheckProblem
 	active := s.seg.Active()
 	cleanerActive := s.seg.CleanerActive() // a record in it is legal, its tail unfinished too
@@ -521,7 +525,7 @@ func (s *Store) checkLog(ctx context.Context, from uint64, deadline time.Time, p
 			return nil, err
 		}
 		if !deadline.IsZero() && time.Now().After(deadline) {
-			return &checkCursor{Layer: math.MaxUint64, Block: si.Number}, nil
+			return &checkCursor{Layer: logPassLayer, Block: uint64(si.Number)}, nil
 		}
 		bad, n, err := s.checkSegment(si, si.Number == active || si.Number == cleanerActive, nil)
 		if err != nil {
@@ -530,12 +534,12 @@ func (s *Store) checkLog(ctx context.Context, from uint64, deadline time.Time, p
 		rep.BytesRead += n
 		found = append(found, bad...)
 	}
-	reported := map[[2]uint64]bool{}
+	reported := map[segment.Pos]bool{}
 	for _, p := range *probs {
-		reported[[2]uint64{p.Segment, uint64(p.Offset)}] = true
+		reported[segment.Pos{Segment: p.Segment, Offset: p.Offset}] = true
 	}
 	for _, p := range found {
-		if !reported[[2]uint64{p.Segment, uint64(p.Offset)}] { // else: a block version's record, reported with its readers
+		if !reported[segment.Pos{Segment: p.Segment, Offset: p.Offset}] { // else: a block version's record, reported with its readers
 			*probs = append(*probs, p)
 		}
 	}
@@ -658,10 +662,10 @@ func leUint32(b []byte) uint32 {
 // scanWithNext calls fn for every version of a layer from block from on,
 // with the epoch of the next newer version of the same block (headEpoch for
 // the newest).
-func scanWithNext(t *index.Txn, layer, from uint64, fn func(b, epoch, next uint64, v index.Version) error) error {
-	cur, next := uint64(math.MaxUint64), uint64(headEpoch)
+func scanWithNext(t *index.Txn, layer ids.Layer, from ids.Block, fn func(b ids.Block, epoch, next ids.Epoch, v index.Version) error) error {
+	cur, next := ids.MaxBlock, headEpoch
 	first := true
-	return t.ScanVersions(layer, from, math.MaxUint64, func(b, epoch uint64, v index.Version) error {
+	return t.ScanVersions(layer, from, ids.MaxBlock, func(b ids.Block, epoch ids.Epoch, v index.Version) error {
 		if first || b != cur {
 			first, cur, next = false, b, headEpoch
 		}
@@ -673,14 +677,14 @@ func scanWithNext(t *index.Txn, layer, from uint64, fn func(b, epoch, next uint6
 
 // verifyVersion reads the record of a data version and checks it decodes,
 // is that version's record, and holds the block the index describes.
-func (s *Store) verifyVersion(layer, b, epoch uint64, v index.Version, buf []byte) error {
+func (s *Store) verifyVersion(layer ids.Layer, b ids.Block, epoch ids.Epoch, v index.Version, buf []byte) error {
 	s.readMu.RLock()
 	defer s.readMu.RUnlock()
 	return s.verifyVersionLocked(layer, b, epoch, v, buf)
 }
 
 // verifyVersionLocked is verifyVersion with readMu held (shared).
-func (s *Store) verifyVersionLocked(layer, b, epoch uint64, v index.Version, buf []byte) error {
+func (s *Store) verifyVersionLocked(layer ids.Layer, b ids.Block, epoch ids.Epoch, v index.Version, buf []byte) error {
 	r, err := s.seg.Read(segment.Pos{Segment: v.Segment, Offset: v.Offset, Length: v.Length}, buf)
 	if err != nil {
 		return fmt.Errorf("record unreadable: %w", err)

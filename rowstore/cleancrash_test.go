@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
@@ -255,7 +256,7 @@ func TestCleanerKeepsSegmentWithLiveLeft(t *testing.T) {
 	if !s.cleaner.lm.has() {
 		t.Fatal("no live map after GC")
 	}
-	var num uint64
+	var num ids.Segment
 	active := s.seg.Active()
 	for n, live := range s.cleaner.lm.usage() {
 		if n < active && live > 0 && (num == 0 || n < num) {
@@ -274,7 +275,7 @@ func TestCleanerKeepsSegmentWithLiveLeft(t *testing.T) {
 		return false
 	}
 	defer func() { testSkipMove = nil }()
-	moved, err := s.cleanSegments([]uint64{num}, nil, nil)
+	moved, err := s.cleanSegments([]ids.Segment{num}, nil, nil)
 	testSkipMove = nil
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -556,7 +557,7 @@ func (s *Store) cleanIncremental(plan *cleanPlan, live int64) (GCStats, error) {
 		}
 	}
 	active := min(s.seg.Active(), s.cpSegment.Load())
-	plan.refresh = func() (map[uint64]int64, uint64) {
+	plan.refresh = func() (map[ids.Segment]int64, ids.Segment) {
 		return s.cleaner.lm.usage(), min(s.seg.Active(), s.cpSegment.Load())
 	}
 	err := s.cleanWith(active, usage, live, nil, plan, &st)
@@ -571,7 +572,7 @@ func (s *Store) cleanIncremental(plan *cleanPlan, live int64) (GCStats, error) {
 }
 
 // eligibleDead is the dead bytes of the segments below active.
-func eligibleDead(segs []segment.SegmentInfo, usage map[uint64]int64, active uint64) int64 {
+func eligibleDead(segs []segment.SegmentInfo, usage map[ids.Segment]int64, active ids.Segment) int64 {
 	var n int64
 	for _, si := range segs {
 		if si.Number < active {

@@ -3,6 +3,7 @@ package rowstore
 import (
 	"sync"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -43,8 +44,8 @@ func (m *mover) release() {
 // checksummed again.
 type mover struct {
 	s     *Store
-	num   uint64 // the segment being cleaned
-	moved map[uint64]int64
+	num   ids.Segment // the segment being cleaned
+	moved map[ids.Segment]int64
 	pace  func(int64) error
 	moves []relocation
 

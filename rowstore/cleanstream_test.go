@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
@@ -55,7 +56,7 @@ func TestCleanerStreamCrash(t *testing.T) {
 					}
 				}
 				s.cleaner.running.Store(true) // removals without a directory sync
-				_, cerr := s.cleanSegments([]uint64{f.segA}, nil, nil)
+				_, cerr := s.cleanSegments([]ids.Segment{f.segA}, nil, nil)
 				s.cleaner.running.Store(false)
 				clSeg := s.seg.CleanerActive() // one record moved: one segment
 				if clSeg <= fgB {
@@ -108,7 +109,7 @@ type sparseCrash struct {
 	opts Options
 	rng  *rand.Rand
 	a    []byte
-	segA uint64
+	segA ids.Segment
 }
 
 func newSparseCrash(t *testing.T, seed int64, slowSeal bool) *sparseCrash {

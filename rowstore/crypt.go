@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -142,10 +143,10 @@ func blockAD(ad *[15 + blockEnvHeader + 32]byte, env []byte, r *segment.Record) 
 	b := ad[:0]
 	b = append(b, "snapfs-block-v1"...)
 	b = append(b, env[:blockEnvHeader]...)
-	b = binary.LittleEndian.AppendUint64(b, r.Layer)
-	b = binary.LittleEndian.AppendUint64(b, r.Block)
-	b = binary.LittleEndian.AppendUint64(b, r.Epoch)
-	return binary.LittleEndian.AppendUint64(b, r.Seq)
+	b = binary.LittleEndian.AppendUint64(b, uint64(r.Layer))
+	b = binary.LittleEndian.AppendUint64(b, uint64(r.Block))
+	b = binary.LittleEndian.AppendUint64(b, uint64(r.Epoch))
+	return binary.LittleEndian.AppendUint64(b, uint64(r.Seq))
 }
 
 // sealBlock builds the envelope of plaintext block pt (SHA-256 digest) for
@@ -245,8 +246,8 @@ type cryptState struct {
 	// encryption behaves exactly as before it existed.
 	any      atomic.Bool
 	mu       sync.RWMutex
-	layerFam map[uint64]uint64  // layer -> key family (0: not encrypted); never changes
-	fams     map[uint64]*family // unlocked families
+	layerFam map[ids.Layer]uint64 // layer -> key family (0: not encrypted); never changes
+	fams     map[uint64]*family   // unlocked families
 	// sealBuf is reused for the envelopes appendRecord seals (under
 	// appendMu; segment.Log.Append copies the payload).
 	sealBuf []byte
@@ -254,7 +255,7 @@ type cryptState struct {
 
 // layerFamily returns the key family of a layer: that of the root of its
 // chain (clones and rollbacks share their origin's), 0 if not encrypted.
-func (s *Store) layerFamily(layer uint64) (uint64, error) {
+func (s *Store) layerFamily(layer ids.Layer) (uint64, error) {
 	c := &s.crypt
 	if !c.any.Load() {
 		return 0, nil
@@ -290,7 +291,7 @@ func (s *Store) layerFamily(layer uint64) (uint64, error) {
 	}
 	c.mu.Lock()
 	if c.layerFam == nil {
-		c.layerFam = map[uint64]uint64{}
+		c.layerFam = map[ids.Layer]uint64{}
 	}
 	c.layerFam[layer] = f
 	c.mu.Unlock()
@@ -357,7 +358,7 @@ func (s *Store) sealRecordInto(r *segment.Record, v *index.Version, buf *[]byte)
 // layer (or a sealed one) it checks the record is the indexed version of
 // block b, opens it into dst and reports done. A plain record of a plain
 // layer is left to the caller.
-func (s *Store) openRecord(r *segment.Record, v index.Version, b uint64, dst []byte, what string) (bool, error) {
+func (s *Store) openRecord(r *segment.Record, v index.Version, b ids.Block, dst []byte, what string) (bool, error) {
 	fid, err := s.layerFamily(r.Layer)
 	if err != nil {
 		return true, err
@@ -414,7 +415,7 @@ func recordDigest(r *segment.Record, v *index.Version) error {
 // encrypted layer it checks the envelope against the index and, when the
 // key is unlocked, authenticates the block and its SHA-256. done is false
 // for a plain record of a plain layer.
-func (s *Store) checkSealed(r *segment.Record, layer uint64, v index.Version) (bool, error) {
+func (s *Store) checkSealed(r *segment.Record, layer ids.Layer, v index.Version) (bool, error) {
 	fid, err := s.layerFamily(layer)
 	if err != nil {
 		return true, err
@@ -455,7 +456,7 @@ func (s *Store) checkSealed(r *segment.Record, layer uint64, v index.Version) (b
 // plainDigest turns an index digest of a version of layer into the block's
 // SHA-256 (for Diff and repair): itself for a plain layer, opened with the
 // family's digest key for an encrypted one (ErrLocked when locked).
-func (s *Store) plainDigests(layer uint64, what string) (func([32]byte) [32]byte, error) {
+func (s *Store) plainDigests(layer ids.Layer, what string) (func([32]byte) [32]byte, error) {
 	fid, err := s.layerFamily(layer)
 	if err != nil {
 		return nil, err
@@ -480,7 +481,7 @@ func (s *Store) sealRepair(r *segment.Record, plain [32]byte) error {
 
 // requireUnlocked refuses (ErrLocked) to open a disk, snapshot or image of
 // an encrypted layer whose key is locked.
-func (s *Store) requireUnlocked(layer uint64, what string) error {
+func (s *Store) requireUnlocked(layer ids.Layer, what string) error {
 	fid, err := s.layerFamily(layer)
 	if err != nil || fid == 0 {
 		return err
@@ -493,7 +494,7 @@ func (s *Store) requireUnlocked(layer uint64, what string) error {
 
 // encryptionOf reports whether a layer is encrypted and whether its key is
 // locked (for listings).
-func (s *Store) encryptionOf(layer uint64) (encrypted, locked bool) {
+func (s *Store) encryptionOf(layer ids.Layer) (encrypted, locked bool) {
 	fid, err := s.layerFamily(layer)
 	if err != nil || fid == 0 {
 		return false, false
@@ -503,7 +504,7 @@ func (s *Store) encryptionOf(layer uint64) (encrypted, locked bool) {
 
 // plainChanges wraps a Diff callback so that it gets SHA-256 digests of an
 // encrypted layer's blocks, not the sealed ones the index keeps.
-func (s *Store) plainChanges(layer uint64, what string, fn func(Change) error) (func(Change) error, error) {
+func (s *Store) plainChanges(layer ids.Layer, what string, fn func(Change) error) (func(Change) error, error) {
 	plain, err := s.plainDigests(layer, what)
 	if err != nil {
 		return nil, err
@@ -565,7 +566,7 @@ func (s *Store) refuseLocked(r *Reader, err error) (*Reader, error) {
 // read: buf holds them back to back from vs[0].Offset. Sealed records are
 // opened on every core when there are enough (decryption is most of an
 // encrypted read's CPU time); plain ones in order, as before.
-func (s *Store) checkRecords(buf []byte, vs []index.Version, blocks []uint64, dsts [][]byte, what string) error {
+func (s *Store) checkRecords(buf []byte, vs []index.Version, blocks []ids.Block, dsts [][]byte, what string) error {
 	one := func(k int) error {
 		off := vs[k].Offset - vs[0].Offset
 		return s.checkRecord(buf[off:off+int64(vs[k].Length)], vs[k], blocks[k], dsts[k], what)

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // Point names a disk image: Disk as of Snapshot, or Disk now when Snapshot
@@ -101,18 +102,18 @@ func (s *Store) Diff(from *Point, to Point, fn func(Change) error) (int, error) 
 			return 0, fmt.Errorf("%w: %s has block size %d, %s has %d", ErrInvalid, from, bsA, to, bs)
 		}
 	}
-	nblocks := uint64((sizeB + int64(bs) - 1) / int64(bs))
-	return bs, s.diffVersions(context.Background(), chainA, from != nil, chainB, nblocks, func(b uint64, v index.Version, _ diffProgress) error {
+	nblocks := blockCount(sizeB, bs)
+	return bs, s.diffVersions(context.Background(), chainA, from != nil, chainB, nblocks, func(b ids.Block, v index.Version, _ diffProgress) error {
 		return fn(changeOf(b, v))
 	})
 }
 
 // changeOf is the change to version v of block b (a zero version: a hole).
-func changeOf(b uint64, v index.Version) Change {
+func changeOf(b ids.Block, v index.Version) Change {
 	if v.Zero() {
-		return Change{Block: b, Zero: true}
+		return Change{Block: uint64(b), Zero: true}
 	}
-	return Change{Block: b, Digest: v.Digest}
+	return Change{Block: uint64(b), Digest: v.Digest}
 }
 
 // diffWindow is how many blocks a diff looks up with one index view.
@@ -127,16 +128,16 @@ type diffProgress struct{ done, total uint64 }
 // version chainB sees (a zero version when it reads as zeros). Blocks at or
 // past nblocks are left out. Memory is bounded by a window of blocks plus,
 // for an incremental diff, the set of blocks written between the points.
-func (s *Store) diffVersions(ctx context.Context, chainA []link, hasA bool, chainB []link, nblocks uint64, fn func(b uint64, v index.Version, p diffProgress) error) error {
+func (s *Store) diffVersions(ctx context.Context, chainA []link, hasA bool, chainB []link, nblocks ids.Block, fn func(b ids.Block, v index.Version, p diffProgress) error) error {
 	if !hasA {
 		// Every stored block of chainB, a window at a time.
-		for lo := uint64(0); lo < nblocks; lo += diffWindow {
+		for lo := ids.Block(0); lo < nblocks; lo += diffWindow {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			hi := min(lo+diffWindow, nblocks)
-			p := diffProgress{hi, nblocks}
-			err := s.visible(chainB, lo, hi, func(b uint64, v index.Version) error {
+			p := diffProgress{uint64(hi), uint64(nblocks)}
+			err := s.visible(chainB, lo, hi, func(b ids.Block, v index.Version) error {
 				if v.Zero() {
 					return nil
 				}
@@ -148,7 +149,7 @@ func (s *Store) diffVersions(ctx context.Context, chainA []link, hasA bool, chai
 		}
 		return nil
 	}
-	cand := map[uint64]bool{}
+	cand := map[ids.Block]bool{}
 	err := s.idx.View(func(t *index.Txn) error {
 		ia, ib := -1, -1
 		for i, lb := range chainB {
@@ -162,8 +163,8 @@ func (s *Store) diffVersions(ctx context.Context, chainA []link, hasA bool, chai
 				break
 			}
 		}
-		collect := func(layer, lo, hi uint64) error {
-			return t.ScanEpochs(layer, lo, hi, func(_, b uint64) error {
+		collect := func(layer ids.Layer, lo, hi ids.Epoch) error {
+			return t.ScanEpochs(layer, lo, hi, func(_ ids.Epoch, b ids.Block) error {
 				if b < nblocks {
 					cand[b] = true
 				}
@@ -195,14 +196,14 @@ func (s *Store) diffVersions(ctx context.Context, chainA []link, hasA bool, chai
 			lo, hi = hi, lo
 		}
 		if lo < hi {
-			return collect(chainB[ib].layer, lo+1, hi)
+			return collect(chainB[ib].layer, lo.Next(), hi)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	blocks := make([]uint64, 0, len(cand))
+	blocks := make([]ids.Block, 0, len(cand))
 	for b := range cand {
 		blocks = append(blocks, b)
 	}
@@ -254,7 +255,7 @@ const diffLookups = 4
 
 // lookupPar is lookupMany over blocks split into up to diffLookups parts
 // looked up concurrently (each in an index view of its own).
-func (s *Store) lookupPar(chain []link, blocks []uint64) ([]index.Version, []bool, error) {
+func (s *Store) lookupPar(chain []link, blocks []ids.Block) ([]index.Version, []bool, error) {
 	const minPart = 256 // smaller parts are not worth a goroutine
 	parts := min(diffLookups, (len(blocks)+minPart-1)/minPart)
 	if parts <= 1 {
@@ -295,5 +296,5 @@ func (s *Store) ReadPointBlock(p Point, b uint64, dst []byte) (bool, error) {
 	if len(dst) != bs {
 		return false, fmt.Errorf("%w: buffer of %d bytes for block size %d", ErrInvalid, len(dst), bs)
 	}
-	return s.readBlock(chain, bs, b, dst, p.String())
+	return s.readBlock(chain, bs, ids.Block(b), dst, p.String())
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -31,7 +32,7 @@ type diskState struct {
 	bs    int
 	chain []link // chain[0] is the head layer at its current epoch
 
-	cache      map[uint64]*cblock // dirty blocks not yet in the log
+	cache      map[ids.Block]*cblock // dirty blocks not yet in the log
 	cacheBytes int64
 	// The write-back of the cache (writeback.go): the cached blocks in the
 	// order they came (wbq from wbHead; entries no longer cached are
@@ -49,7 +50,7 @@ type diskState struct {
 	// snapshot began, being written back at the snapshot's epoch, and
 	// snapBusy while it is (nothing else is appended for the head then;
 	// wbCond is broadcast when it ends).
-	frozen      map[uint64]*cblock
+	frozen      map[ids.Block]*cblock
 	frozenBytes int64
 	snapBusy    bool
 
@@ -125,6 +126,9 @@ func (s *Store) diskByName(name string) (*diskState, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before the state exists nothing writes the head, so what is empty
+	// now is still empty when the state is made below.
+	empty := len(chain) == 1 && s.layerEmpty(chain[0].layer)
 	s.disksMu.Lock()
 	defer s.disksMu.Unlock()
 	if s.deletedDisks[rec.ID] { // deleted since the record was read
@@ -134,16 +138,19 @@ func (s *Store) diskByName(name string) (*diskState, error) {
 		return d, nil
 	}
 	d := &diskState{s: s, id: rec.ID, name: rec.Name, bs: rec.BlockSize, chain: chain,
-		cache: map[uint64]*cblock{}, modified: rec.Created, created: rec.Created, origin: rec.Origin}
+		cache: map[ids.Block]*cblock{}, modified: rec.Created, created: rec.Created, origin: rec.Origin}
 	d.wbCond = sync.NewCond(&d.mu)
 	d.size.Store(rec.Size)
+	if empty {
+		d.bmMarkEmptyLocked() // (not shared yet: no lock needed)
+	}
 	s.disks[rec.ID] = d
 	s.diskNames[rec.Name] = rec.ID
 	return d, nil
 }
 
 // chainOf builds the layer chain of (layer, epoch).
-func chainOf(t *index.Txn, layer, epoch uint64) ([]link, error) {
+func chainOf(t *index.Txn, layer ids.Layer, epoch ids.Epoch) ([]link, error) {
 	chain := []link{{layer, epoch}}
 	for {
 		l, err := t.Layer(layer)
@@ -284,11 +291,11 @@ func (h *Disk) writeLocked(p []byte, off int64, zeros bool, pre []index.Version,
 	}
 	bs := int64(d.bs)
 	n := 0
-	var whole []uint64 // whole blocks, stored together below
+	var whole []ids.Block // whole blocks, stored together below
 	var wholeData [][]byte
 	for n < len(p) {
 		pos := off + int64(n)
-		b := uint64(pos / bs)
+		b := ids.BlockAt(pos, d.bs)
 		in := int(pos % bs)
 		m := min(len(p)-n, d.bs-in)
 		if m == d.bs && !d.snapBusy {
@@ -351,7 +358,7 @@ func (h *Disk) writeLocked(p []byte, off int64, zeros bool, pre []index.Version,
 	return n, nil
 }
 
-func (d *diskState) dropCachedLocked(b uint64, c *cblock) {
+func (d *diskState) dropCachedLocked(b ids.Block, c *cblock) {
 	delete(d.cache, b)
 	d.cacheBytes -= int64(len(c.data))
 	putBuf(c.data)
@@ -365,13 +372,13 @@ func (d *diskState) flushLocked() error {
 	if len(d.cache) == 0 {
 		return nil
 	}
-	blocks := make([]uint64, 0, len(d.cache))
+	blocks := make([]ids.Block, 0, len(d.cache))
 	for b := range d.cache {
 		blocks = append(blocks, b)
 	}
 	sort.Slice(blocks, func(i, j int) bool { return blocks[i] < blocks[j] })
 	// Complete the partial blocks first, with one index transaction.
-	var partial []uint64
+	var partial []ids.Block
 	var bases [][]byte
 	for _, b := range blocks {
 		if !d.cache[b].full {
@@ -409,13 +416,13 @@ func (d *diskState) flushLocked() error {
 }
 
 // fillLocked completes a partial cached block with the block's current content.
-func (d *diskState) fillLocked(b uint64, c *cblock) error {
+func (d *diskState) fillLocked(b ids.Block, c *cblock) error {
 	if c.full {
 		return nil
 	}
 	base := getBuf(d.bs)
 	defer putBuf(base)
-	if err := d.readBlocksLocked([]uint64{b}, [][]byte{base}); err != nil {
+	if err := d.readBlocksLocked([]ids.Block{b}, [][]byte{base}); err != nil {
 		return err
 	}
 	c.overlay(base)
@@ -424,7 +431,7 @@ func (d *diskState) fillLocked(b uint64, c *cblock) error {
 
 // readBlocksLocked reads blocks as the head sees them (disk's lock held),
 // looked up through the block map.
-func (d *diskState) readBlocksLocked(blocks []uint64, dsts [][]byte) error {
+func (d *diskState) readBlocksLocked(blocks []ids.Block, dsts [][]byte) error {
 	vs, found, err := d.lookupLocked(blocks)
 	if err != nil {
 		return fmt.Errorf("%s: blocks %d-%d: %w", d.name, blocks[0], blocks[len(blocks)-1], err)
@@ -451,7 +458,7 @@ func (c *cblock) overlay(base []byte) {
 // that hides nothing, else a data record. Whether each block had data before
 // (for zeros, and for the space accounting) is looked up with one index
 // transaction.
-func (d *diskState) storeBlocksLocked(blocks []uint64, datas [][]byte) error {
+func (d *diskState) storeBlocksLocked(blocks []ids.Block, datas [][]byte) error {
 	if len(blocks) == 0 {
 		return nil
 	}
@@ -464,7 +471,7 @@ func (d *diskState) storeBlocksLocked(blocks []uint64, datas [][]byte) error {
 
 // storeDigestedLocked is storeBlocksLocked with the blocks' zero flags and
 // digests (digestBlocks) computed already.
-func (d *diskState) storeDigestedLocked(blocks []uint64, datas [][]byte, zero []bool, vers []index.Version) error {
+func (d *diskState) storeDigestedLocked(blocks []ids.Block, datas [][]byte, zero []bool, vers []index.Version) error {
 	if len(blocks) == 0 {
 		return nil
 	}
@@ -543,7 +550,7 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 	chain := d.chain
 	bs := int64(d.bs)
 	// Copy what the cache holds; read the rest without the lock.
-	var blocks []uint64
+	var blocks []ids.Block
 	var dsts [][]byte
 	var ins []int // offset in the block of each dst
 	var vs []index.Version
@@ -551,7 +558,7 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 	unknown := 0
 	for n := 0; n < len(p); {
 		pos := off + int64(n)
-		b := uint64(pos / bs)
+		b := ids.BlockAt(pos, d.bs)
 		in := int(pos % bs)
 		m := min(len(p)-n, d.bs-in)
 		c, ok := d.cache[b]
@@ -582,7 +589,7 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 		return h.readDone(len(p), want)
 	}
 	if unknown > 0 {
-		miss := make([]uint64, 0, unknown)
+		miss := make([]ids.Block, 0, unknown)
 		for i, b := range blocks {
 			if !known[i] {
 				miss = append(miss, b)
@@ -620,7 +627,7 @@ func (h *Disk) ReadAt(p []byte, off int64) (int, error) {
 			full[i] = buf
 		}
 	}
-	_, err := d.s.readResolved(chain, vs, found, blocks, full, d.name, func(b uint64, old, v index.Version, found bool) {
+	_, err := d.s.readResolved(chain, vs, found, blocks, full, d.name, func(b ids.Block, old, v index.Version, found bool) {
 		d.mu.Lock()
 		d.bmMovedLocked(b, old, v, found)
 		d.mu.Unlock()
@@ -680,8 +687,8 @@ func (h *Disk) PunchHole(off, length int64) error {
 		return nil
 	}
 	bs := int64(d.bs)
-	first := uint64((off + bs - 1) / bs) // first whole block
-	last := uint64(end / bs)             // one past the last whole block
+	first := ids.BlockAt(off+bs-1, d.bs) // first whole block
+	last := ids.BlockAt(end, d.bs)       // one past the last whole block
 	writeZeros := func(from, to int64) error {
 		d.mu.Unlock()
 		defer d.mu.Lock()
@@ -697,13 +704,13 @@ func (h *Disk) PunchHole(off, length int64) error {
 	if first >= last { // no whole block
 		return writeZeros(off, end)
 	}
-	if int64(first)*bs > off {
-		if err := writeZeros(off, int64(first)*bs); err != nil {
+	if first.Offset(d.bs) > off {
+		if err := writeZeros(off, first.Offset(d.bs)); err != nil {
 			return err
 		}
 	}
-	if int64(last)*bs < end {
-		if err := writeZeros(int64(last)*bs, end); err != nil {
+	if last.Offset(d.bs) < end {
+		if err := writeZeros(last.Offset(d.bs), end); err != nil {
 			return err
 		}
 	}
@@ -722,7 +729,8 @@ func (h *Disk) PunchHole(off, length int64) error {
 	head := d.chain[0]
 	acct := d.s.acct.begin(d.id)
 	defer acct.end()
-	var runStart, runLen uint64
+	var runStart ids.Block
+	var runLen uint64
 	emit := func() error {
 		if runLen == 0 {
 			return nil
@@ -738,12 +746,12 @@ func (h *Disk) PunchHole(off, length int64) error {
 		return err
 	}
 	d.bmap.gen++ // a lookup running now must not enter what it saw
-	err := d.s.visible(d.chain, first, last, func(b uint64, v index.Version) error {
+	err := d.s.visible(d.chain, first, last, func(b ids.Block, v index.Version) error {
 		if v.Zero() {
 			return nil
 		}
 		d.bmDropLocked(b)
-		if runLen > 0 && runStart+runLen == b {
+		if runLen > 0 && runStart.Add(runLen) == b {
 			runLen++
 			return nil
 		}

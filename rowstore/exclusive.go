@@ -3,7 +3,6 @@ package rowstore
 import (
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // Exclusive figures: what each disk, snapshot and image holds alone (what
@@ -272,14 +272,14 @@ func (s *Store) countExclusive() (map[string]int64, int64, error) {
 // same snapshot, one member's layer below another's, is counted as shared:
 // an under-count, never space a delete would not free.) Trial 8 found it:
 // TestTrial8ExclusiveThroughDeletedParents.
-func foldLayerReaders(by map[string]int64, readers map[uint64][]reader) {
+func foldLayerReaders(by map[string]int64, readers map[ids.Layer][]reader) {
 	type owner struct {
 		name string
 		n    int // 0 none, 1 name, 2 several
 	}
-	memo := map[uint64]owner{}
-	var ownerOf func(id uint64) owner
-	ownerOf = func(id uint64) owner {
+	memo := map[ids.Layer]owner{}
+	var ownerOf func(id ids.Layer) owner
+	ownerOf = func(id ids.Layer) owner {
 		if o, ok := memo[id]; ok {
 			return o
 		}
@@ -329,25 +329,25 @@ func foldLayerReaders(by map[string]int64, readers map[uint64][]reader) {
 }
 
 // layerReader parses a child layer's reader name, "layer:ID".
-func layerReader(who string) (uint64, bool) {
+func layerReader(who string) (ids.Layer, bool) {
 	rest, ok := strings.CutPrefix(who, "layer:")
 	if !ok {
 		return 0, false
 	}
 	id, err := strconv.ParseUint(rest, 10, 64)
-	return id, err == nil
+	return ids.Layer(id), err == nil
 }
 
 // countLayerExclusive is scanLayer's classification of one live layer's
 // versions, counting only.
 func countLayerExclusive(t *index.Txn, l index.Layer, rs []reader, isHead bool, by map[string]int64, live *int64, stop <-chan struct{}) error {
 	var (
-		cur   uint64 = math.MaxUint64
-		newer uint64
+		cur   = ids.MaxBlock
+		newer ids.Epoch
 		first bool
 		seen  int
 	)
-	return t.ScanVersions(l.ID, 0, math.MaxUint64, func(b, epoch uint64, v index.Version) error {
+	return t.ScanVersions(l.ID, 0, ids.MaxBlock, func(b ids.Block, epoch ids.Epoch, v index.Version) error {
 		if seen++; seen%4096 == 0 {
 			select {
 			case <-stop:

@@ -3,13 +3,14 @@ package rowstore
 import (
 	"errors"
 	"fmt"
-	"math"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -28,11 +29,11 @@ type GCStats struct {
 // (epoch = headEpoch), a snapshot member, an image, a child layer, an open
 // read handle.
 type reader struct {
-	epoch uint64
+	epoch ids.Epoch
 	who   string // "disk:NAME", "snapshot:NAME", "image:NAME", "layer:ID", "pin"
 }
 
-const headEpoch = math.MaxUint64
+const headEpoch = ids.MaxEpoch
 
 // liveReaders classifies the layers of the view t for GC's scan and the
 // exclusive count (exclusive.go): every layer by id; the readers of each
@@ -40,14 +41,16 @@ const headEpoch = math.MaxUint64
 // epochs, the given pins, and every live layer with a parent as a reader
 // of that parent at its parent epoch, "layer:ID"); which layers are disk
 // heads; and which are live (reachable from a reader).
-func liveReaders(t *index.Txn, pins []link) (layers map[uint64]index.Layer, readers map[uint64][]reader, heads, live map[uint64]bool, err error) {
-	layers = map[uint64]index.Layer{}
+func liveReaders(t *index.Txn, pins []link) (layers map[ids.Layer]index.Layer, readers map[ids.Layer][]reader, heads, live map[ids.Layer]bool, err error) {
+	layers = map[ids.Layer]index.Layer{}
 	if err := t.Layers(func(l index.Layer) error { layers[l.ID] = l; return nil }); err != nil {
 		return nil, nil, nil, nil, err
 	}
-	readers = map[uint64][]reader{}
-	heads = map[uint64]bool{}
-	add := func(layer, epoch uint64, who string) { readers[layer] = append(readers[layer], reader{epoch, who}) }
+	readers = map[ids.Layer][]reader{}
+	heads = map[ids.Layer]bool{}
+	add := func(layer ids.Layer, epoch ids.Epoch, who string) {
+		readers[layer] = append(readers[layer], reader{epoch, who})
+	}
 	if err := index.Each(t, index.KindDisk, func(d index.Disk) error {
 		add(d.Layer, headEpoch, "disk:"+d.Name)
 		heads[d.Layer] = true
@@ -73,9 +76,9 @@ func liveReaders(t *index.Txn, pins []link) (layers map[uint64]index.Layer, read
 		add(p.layer, p.epoch, "pin")
 	}
 	// Layers reachable from a reader are live; their parents are read by them.
-	live = map[uint64]bool{}
-	var visit func(id uint64)
-	visit = func(id uint64) {
+	live = map[ids.Layer]bool{}
+	var visit func(id ids.Layer)
+	visit = func(id ids.Layer) {
 		if live[id] {
 			return
 		}
@@ -85,11 +88,11 @@ func liveReaders(t *index.Txn, pins []link) (layers map[uint64]index.Layer, read
 			visit(l.Parent)
 		}
 	}
-	ids := make([]uint64, 0, len(readers))
+	layerIDs := make([]ids.Layer, 0, len(readers))
 	for id := range readers {
-		ids = append(ids, id)
+		layerIDs = append(layerIDs, id)
 	}
-	for _, id := range ids {
+	for _, id := range layerIDs {
 		visit(id)
 	}
 	return layers, readers, heads, live, nil
@@ -97,15 +100,15 @@ func liveReaders(t *index.Txn, pins []link) (layers map[uint64]index.Layer, read
 
 // scanResult is what one pass over the index found.
 type scanResult struct {
-	dead      []vkey           // versions no reader sees
-	deadLayer []uint64         // layers nothing references
-	segLive   map[uint64]int64 // live record bytes per segment
-	exclusive map[string]int64 // bytes seen by exactly one reader, by reader
+	dead      []vkey                // versions no reader sees
+	deadLayer []ids.Layer           // layers nothing references
+	segLive   map[ids.Segment]int64 // live record bytes per segment
+	exclusive map[string]int64      // bytes seen by exactly one reader, by reader
 	live      int64
 	// livePos holds the offsets of the live data records of each segment,
 	// so the cleaner need not ask the index about every record; nil when
 	// there were more than livePosMax (the cleaner then asks).
-	livePos map[uint64]map[int64]struct{}
+	livePos map[ids.Segment]map[int64]struct{}
 	nPos    int
 	// build collects the cleaner's live map (segusage.go) when asked;
 	// nLive counts the live data versions.
@@ -126,7 +129,7 @@ func (s *Store) scan() (*scanResult, error) { return s.scanWith(false) }
 // started then, so every write of version entries after the view is
 // journaled (see segusage.go).
 func (s *Store) scanWith(build bool) (*scanResult, error) {
-	res := &scanResult{segLive: map[uint64]int64{}, exclusive: map[string]int64{}, livePos: map[uint64]map[int64]struct{}{}}
+	res := &scanResult{segLive: map[ids.Segment]int64{}, exclusive: map[string]int64{}, livePos: map[ids.Segment]map[int64]struct{}{}}
 	s.pinMu.Lock()
 	pins := make([]link, 0, len(s.pins))
 	for l := range s.pins {
@@ -160,7 +163,7 @@ func (s *Store) scanWith(build bool) (*scanResult, error) {
 				res.deadLayer = append(res.deadLayer, id)
 			}
 		}
-		sort.Slice(res.deadLayer, func(i, j int) bool { return res.deadLayer[i] < res.deadLayer[j] })
+		slices.Sort(res.deadLayer)
 		for id := range liveLayer {
 			l, ok := layers[id]
 			if !ok {
@@ -183,11 +186,11 @@ func (s *Store) scanLayer(t *index.Txn, l index.Layer, rs []reader, isHead bool,
 	// zero record in the log must outlive every older record of its block,
 	// or rebuilding the index from the log would bring old data back.
 	var (
-		cur   uint64 = math.MaxUint64 // block being scanned
-		newer uint64                  // epoch of the next newer version of cur
+		cur   = ids.MaxBlock // block being scanned
+		newer ids.Epoch      // epoch of the next newer version of cur
 		first bool
 	)
-	err := t.ScanVersions(l.ID, 0, math.MaxUint64, func(b, epoch uint64, v index.Version) error {
+	err := t.ScanVersions(l.ID, 0, ids.MaxBlock, func(b ids.Block, epoch ids.Epoch, v index.Version) error {
 		if b != cur || !first {
 			first = true
 			cur, newer = b, headEpoch
@@ -282,7 +285,7 @@ type cleanPlan struct {
 	// refresh, if set, returns the live bytes per segment and the first
 	// segment not to clean as they are now: the candidates are judged
 	// again before every batch but the first (incremental rounds).
-	refresh func() (map[uint64]int64, uint64)
+	refresh func() (map[ids.Segment]int64, ids.Segment)
 }
 
 // gcLocked is one garbage collection and cleaning pass (gcMu held).
@@ -333,7 +336,7 @@ func (s *Store) gcLocked(plan *cleanPlan) (GCStats, error) {
 	for _, id := range res.deadLayer {
 		var keys []vkey
 		err := s.idx.View(func(t *index.Txn) error {
-			return t.ScanVersions(id, 0, math.MaxUint64, func(b, e uint64, _ index.Version) error {
+			return t.ScanVersions(id, 0, ids.MaxBlock, func(b ids.Block, e ids.Epoch, _ index.Version) error {
 				keys = append(keys, vkey{id, b, e})
 				return nil
 			})
@@ -410,7 +413,7 @@ func (s *Store) deleteVersions(keys []vkey) error {
 
 // clean relocates the live records of the segments older than active that
 // are below CleanBelow live, and removes those segments.
-func (s *Store) clean(active uint64, live map[uint64]int64, st *GCStats) error {
+func (s *Store) clean(active ids.Segment, live map[ids.Segment]int64, st *GCStats) error {
 	return s.cleanWith(active, live, 0, nil, nil, st)
 }
 
@@ -419,10 +422,10 @@ func (s *Store) clean(active uint64, live map[uint64]int64, st *GCStats) error {
 // no space at all, which matters on a full filesystem). Without a plan it
 // cleans every segment below CleanBelow live; with one, the emptiest until
 // the segments are down to plan.targetRatio × liveTotal.
-func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64, livePos map[uint64]map[int64]struct{}, plan *cleanPlan, st *GCStats) error {
+func (s *Store) cleanWith(active ids.Segment, live map[ids.Segment]int64, liveTotal int64, livePos map[ids.Segment]map[int64]struct{}, plan *cleanPlan, st *GCStats) error {
 	var total int64
 	var cands []segment.SegmentInfo
-	taken := map[uint64]bool{} // handed to moveSegments this round
+	taken := map[ids.Segment]bool{} // handed to moveSegments this round
 	// The cleaner stream's segments from its active one (or its spare) at
 	// the start of the round on are never candidates this round: they receive its
 	// copies, which the index names only once their batch is finished.
@@ -588,7 +591,7 @@ func (s *Store) cleanWith(active uint64, live map[uint64]int64, liveTotal int64,
 		if len(batch) == 0 {
 			break
 		}
-		nums := make([]uint64, len(batch))
+		nums := make([]ids.Segment, len(batch))
 		for i, si := range batch {
 			nums[i] = si.Number
 		}
@@ -622,8 +625,8 @@ var finishQueue = 4
 // finishing is a batch whose finishMoves runs in the background.
 type finishing struct {
 	batch []segment.SegmentInfo
-	nums  []uint64
-	moved map[uint64]int64
+	nums  []ids.Segment
+	moved map[ids.Segment]int64
 	moves []relocation
 	done  chan struct{}
 	err   error
@@ -694,7 +697,7 @@ func (f *finisher) run() {
 			f.s.cleaner.grouped.Add(1)
 		}
 		if failed == nil {
-			var nums []uint64
+			var nums []ids.Segment
 			var moves []relocation
 			for _, b := range q {
 				nums = append(nums, b.nums...)
@@ -722,8 +725,8 @@ type relocation struct {
 	r        segment.Record
 }
 
-func (s *Store) cleanSegment(num uint64, pace func(int64) error) (int64, error) {
-	moved, err := s.cleanSegments([]uint64{num}, nil, pace)
+func (s *Store) cleanSegment(num ids.Segment, pace func(int64) error) (int64, error) {
+	moved, err := s.cleanSegments([]ids.Segment{num}, nil, pace)
 	return moved[num], err
 }
 
@@ -734,7 +737,7 @@ func (s *Store) cleanSegment(num uint64, pace func(int64) error) (int64, error) 
 // records of the segments as a scan found them after every record in them
 // was committed (a record not in it is dead and stays dead); else, and for
 // hole records, the index is asked about each record.
-func (s *Store) cleanSegments(nums []uint64, livePos map[uint64]map[int64]struct{}, pace func(int64) error) (map[uint64]int64, error) {
+func (s *Store) cleanSegments(nums []ids.Segment, livePos map[ids.Segment]map[int64]struct{}, pace func(int64) error) (map[ids.Segment]int64, error) {
 	moved, moves, err := s.moveSegments(nums, livePos, pace)
 	if err != nil {
 		return moved, err
@@ -749,9 +752,9 @@ var testSkipMove func(segment.Pos) bool
 // moveSegments is the first half of cleanSegments: it appends copies of
 // the live records of the segments (not synced, the index not repointed)
 // and returns the bytes moved out of each segment and the relocations.
-func (s *Store) moveSegments(nums []uint64, livePos map[uint64]map[int64]struct{}, pace func(int64) error) (map[uint64]int64, []relocation, error) {
+func (s *Store) moveSegments(nums []ids.Segment, livePos map[ids.Segment]map[int64]struct{}, pace func(int64) error) (map[ids.Segment]int64, []relocation, error) {
 	t0 := time.Now()
-	moved := map[uint64]int64{}
+	moved := map[ids.Segment]int64{}
 	mv := &mover{s: s, moved: moved, pace: pace}
 	defer mv.release()
 	stop := fmt.Errorf("end of segment")
@@ -804,7 +807,7 @@ func (s *Store) moveSegments(nums []uint64, livePos map[uint64]map[int64]struct{
 // and removes the segments (gcMu held). Durability order: the copies are
 // synced before the index names them, and the index is synced before the
 // old records go.
-func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
+func (s *Store) finishMoves(nums []ids.Segment, moves []relocation) error {
 	t0 := time.Now()
 	var tRepointed, tIdx time.Time
 	// The cleaner stream's tail before its sync: every copy moved so far is
@@ -846,7 +849,7 @@ func (s *Store) finishMoves(nums []uint64, moves []relocation) error {
 	tIdx = time.Now()
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
-	var gone []uint64
+	var gone []ids.Segment
 	for _, num := range nums {
 		if s.segmentNeeded(num) { // keep it: see segmentNeeded
 			continue
@@ -940,7 +943,7 @@ func (s *Store) repointLocked(moves []relocation) error {
 // live records were relocated: a pending version still points into it, or a
 // corrupt record was found in it (the evidence stays for `check`, and reads
 // of that block keep failing with a checksum error).
-func (s *Store) segmentNeeded(num uint64) bool {
+func (s *Store) segmentNeeded(num ids.Segment) bool {
 	s.corruptMu.Lock()
 	bad := s.corruptSegs[num]
 	s.corruptMu.Unlock()
@@ -984,7 +987,7 @@ func (s *Store) recordLive(r *segment.Record, pos segment.Pos) (bool, error) {
 	live := false
 	err := s.idx.View(func(t *index.Txn) error {
 		for i := uint64(0); i < n && !live; i++ {
-			v, err := t.GetVersion(r.Layer, r.Block+i, r.Epoch)
+			v, err := t.GetVersion(r.Layer, r.Block.Add(i), r.Epoch)
 			if errors.Is(err, index.ErrNotFound) {
 				continue
 			}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -32,7 +33,7 @@ func (e *IndexError) Unwrap() []error { return []error{ErrCorrupt, ErrIndexRefus
 // logSegments lists the segments in the log directory (number -> size)
 // and whether any of them holds more than its file header (a record),
 // without opening the log (which would write).
-func (s *Store) logSegments(dir string) (sizes map[uint64]int64, hasRecords bool, err error) {
+func (s *Store) logSegments(dir string) (sizes map[ids.Segment]int64, hasRecords bool, err error) {
 	segDir := path.Join(dir, "segments")
 	names, err := s.fs.List(segDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -42,7 +43,7 @@ func (s *Store) logSegments(dir string) (sizes map[uint64]int64, hasRecords bool
 		return nil, false, fmt.Errorf("list segments: %w", err)
 	}
 	for _, n := range names {
-		var num uint64
+		var num ids.Segment
 		if len(n) != 20 || path.Ext(n) != ".seg" {
 			continue
 		}
@@ -54,7 +55,7 @@ func (s *Store) logSegments(dir string) (sizes map[uint64]int64, hasRecords bool
 			return nil, false, fmt.Errorf("stat segment: %w", err)
 		}
 		if sizes == nil {
-			sizes = map[uint64]int64{}
+			sizes = map[ids.Segment]int64{}
 		}
 		sizes[num] = fi.Size()
 		if fi.Size() > segment.FileHeaderSize {
@@ -160,7 +161,7 @@ func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) (err error) {
 	if err != nil {
 		return err
 	}
-	var newest uint64
+	var newest ids.Segment
 	for n := range sizes {
 		newest = max(newest, n)
 	}
@@ -173,11 +174,11 @@ func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) (err error) {
 		switch {
 		case ok && cp.Offset > size:
 			return refuse(fmt.Sprintf("is ahead of the log: it has applied segment %d up to offset %d, but the segment has %d bytes", cp.Segment, cp.Offset, size))
-		case !ok && cp.Segment > newest && !(cp.Segment == newest+1 && cp.Offset <= segment.FileHeaderSize):
+		case !ok && cp.Segment > newest && !(cp.Segment == newest.Next() && cp.Offset <= segment.FileHeaderSize):
 			return refuse(fmt.Sprintf("is ahead of the log: it has applied the log up to segment %d, but the newest segment is %d", cp.Segment, newest))
 		}
 	}
-	nums := make([]uint64, 0, len(sizes))
+	nums := make([]ids.Segment, 0, len(sizes))
 	for n := range sizes {
 		nums = append(nums, n)
 	}
@@ -199,7 +200,7 @@ func (s *Store) checkIndex(db *index.DB, dir string, legacy bool) (err error) {
 			var missing bool
 			stop := errors.New("stop")
 			err = db.View(func(t *index.Txn) error {
-				return t.EachVersion(func(_, _, _ uint64, v index.Version) error {
+				return t.EachVersion(func(_ ids.Layer, _ ids.Block, _ ids.Epoch, v index.Version) error {
 					if _, ok := sizes[v.Segment]; !v.Zero() && !ok {
 						gone, missing = v, true
 						return stop

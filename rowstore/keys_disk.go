@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // kdfForNew is the KDF of new envelopes (tests lower it).
@@ -138,9 +139,9 @@ func (s *Store) CopyToEncryptedDisk(name, snapshot, disk string, key *Key) (Disk
 	if h, err = s.OpenDisk(tmp); err != nil {
 		return fail(err)
 	}
-	var blocks []uint64
-	nblocks := uint64((m.Size + int64(m.BlockSize) - 1) / int64(m.BlockSize))
-	if err := s.visible(chain, 0, nblocks, func(b uint64, v index.Version) error {
+	var blocks []ids.Block
+	nblocks := blockCount(m.Size, m.BlockSize)
+	if err := s.visible(chain, 0, nblocks, func(b ids.Block, v index.Version) error {
 		if !v.Zero() {
 			blocks = append(blocks, b)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -104,16 +105,16 @@ type HydrateOptions struct {
 type lazySet struct {
 	mu     sync.RWMutex
 	loaded bool
-	layers map[uint64]*lazyLayer
+	layers map[ids.Layer]*lazyLayer
 }
 
 // lazyLayer is one lazy layer in memory.
 type lazyLayer struct {
 	s      *Store
-	id     uint64
-	epoch  uint64 // the epoch hydrated versions are written at (the one its children see)
+	id     ids.Layer
+	epoch  ids.Epoch // the epoch hydrated versions are written at (the one its children see)
 	origin LazyOrigin
-	n      uint64 // blocks of the origin
+	n      ids.Block // blocks of the origin (one past its last)
 	bs     int
 
 	mu       sync.Mutex
@@ -121,9 +122,9 @@ type lazyLayer struct {
 	need     []uint64 // bitmap: stored in the source, not local yet (set at attach)
 	missing  int64    // bits set in need
 	total    int64    // blocks the source stores
-	inflight map[uint64]*lazyCall
-	hints    []uint64 // blocks reads needed, newest last (hydration starts there)
-	cursor   uint64   // sequential hydration position
+	inflight map[ids.Block]*lazyCall
+	hints    []ids.Block // blocks reads needed, newest last (hydration starts there)
+	cursor   ids.Block   // sequential hydration position
 	lastErr  string
 	done     bool // lazy mark cleared
 	running  bool
@@ -165,7 +166,7 @@ var (
 	errLazyDone = errors.New("layer hydrated meanwhile")
 )
 
-func (s *Store) lazyLayers() (map[uint64]*lazyLayer, error) {
+func (s *Store) lazyLayers() (map[ids.Layer]*lazyLayer, error) {
 	s.lazy.mu.RLock()
 	if s.lazy.loaded {
 		m := s.lazy.layers
@@ -178,7 +179,7 @@ func (s *Store) lazyLayers() (map[uint64]*lazyLayer, error) {
 	if s.lazy.loaded {
 		return s.lazy.layers, nil
 	}
-	m := map[uint64]*lazyLayer{}
+	m := map[ids.Layer]*lazyLayer{}
 	err := s.idx.View(func(t *index.Txn) error {
 		return t.Layers(func(l index.Layer) error {
 			if l.Lazy != nil {
@@ -197,7 +198,7 @@ func (s *Store) lazyLayers() (map[uint64]*lazyLayer, error) {
 func newLazyLayer(s *Store, l index.Layer) *lazyLayer {
 	o := *l.Lazy
 	return &lazyLayer{s: s, id: l.ID, epoch: l.Epoch - 1, origin: o, bs: o.BlockSize,
-		n: uint64((o.Size + int64(o.BlockSize) - 1) / int64(o.BlockSize)), inflight: map[uint64]*lazyCall{}, rate: o.Rate,
+		n: blockCount(o.Size, o.BlockSize), inflight: map[ids.Block]*lazyCall{}, rate: o.Rate,
 		kick: make(chan struct{}, 1)}
 }
 
@@ -230,7 +231,7 @@ func (s *Store) lazyOf(chain []link) (*lazyLayer, error) {
 // the chain ends in a lazy layer, fetched from its source (and kept).
 // bad, if set, is told of blocks that became local since they were looked
 // up (a disk's block map then forgets them).
-func (s *Store) lazyFill(chain []link, found []bool, blocks []uint64, dsts [][]byte, what string, any bool, bad func(uint64)) (bool, error) {
+func (s *Store) lazyFill(chain []link, found []bool, blocks []ids.Block, dsts [][]byte, what string, any bool, bad func(ids.Block)) (bool, error) {
 	all := true
 	for _, f := range found {
 		all = all && f
@@ -253,9 +254,9 @@ func (s *Store) lazyFill(chain []link, found []bool, blocks []uint64, dsts [][]b
 			if bad != nil {
 				bad(b)
 			}
-			had, err = s.readBlocksIndexed(chain, []uint64{b}, [][]byte{dsts[i]}, what)
+			had, err = s.readBlocksIndexed(chain, []ids.Block{b}, [][]byte{dsts[i]}, what)
 			if err == nil && !had && hyd {
-				if _, f, e := s.lookupMany(chain, []uint64{b}); e == nil && !f[0] {
+				if _, f, e := s.lookupMany(chain, []ids.Block{b}); e == nil && !f[0] {
 					err = &CorruptError{What: fmt.Sprintf("%s: block %d", what, b), Err: errors.New("hydrated block missing from the index")}
 				}
 			}
@@ -280,11 +281,11 @@ func (s *Store) refuseLazy(chain []link, what string) error {
 		"diff or sync it once hydrated (disk info shows the progress)", ErrBusy, what, ll.origin.Region, ll.origin.Snapshot, ll.origin.Disk)
 }
 
-func (ll *lazyLayer) needLocked(b uint64) bool {
+func (ll *lazyLayer) needLocked(b ids.Block) bool {
 	return ll.need != nil && ll.need[b/64]&(1<<(b%64)) != 0
 }
 
-func (ll *lazyLayer) clearNeedLocked(b uint64) {
+func (ll *lazyLayer) clearNeedLocked(b ids.Block) {
 	if ll.needLocked(b) {
 		ll.need[b/64] &^= 1 << (b % 64)
 		ll.missing--
@@ -294,7 +295,7 @@ func (ll *lazyLayer) clearNeedLocked(b uint64) {
 // fill reads block b of the layer into dst: zeros past the origin's end and
 // where the source stores nothing, errHydrated if it is local (read it
 // through the index), else fetched (once, whoever asks) and kept.
-func (ll *lazyLayer) fill(ctx context.Context, b uint64, dst []byte, read bool) (bool, error) {
+func (ll *lazyLayer) fill(ctx context.Context, b ids.Block, dst []byte, read bool) (bool, error) {
 	if b >= ll.n {
 		clear(dst)
 		return false, nil
@@ -376,7 +377,7 @@ func (ll *lazyLayer) fill(ctx context.Context, b uint64, dst []byte, read bool) 
 
 // readDirect reads block b from src into dst without keeping it (a read
 // that would otherwise wait for a hydration batch fetching it).
-func (ll *lazyLayer) readDirect(ctx context.Context, src LayerSource, b uint64, dst []byte) (bool, error) {
+func (ll *lazyLayer) readDirect(ctx context.Context, src LayerSource, b ids.Block, dst []byte) (bool, error) {
 	if err := src.ReadBlock(ctx, int64(b), dst); err != nil {
 		err = fmt.Errorf("%w: lazy layer %d: %w", ErrUnavailable, ll.id, err)
 		ll.mu.Lock()
@@ -393,7 +394,7 @@ func (ll *lazyLayer) readDirect(ctx context.Context, src LayerSource, b uint64, 
 }
 
 // fetch reads block b from src into dst and writes it into the layer.
-func (ll *lazyLayer) fetch(ctx context.Context, src LayerSource, b uint64, dst []byte, hydrate bool) error {
+func (ll *lazyLayer) fetch(ctx context.Context, src LayerSource, b ids.Block, dst []byte, hydrate bool) error {
 	if err := src.ReadBlock(ctx, int64(b), dst); err != nil {
 		err = fmt.Errorf("%w: lazy layer %d: %w", ErrUnavailable, ll.id, err)
 		ll.mu.Lock()
@@ -426,7 +427,7 @@ func (ll *lazyLayer) fetch(ctx context.Context, src LayerSource, b uint64, dst [
 
 // storeLazy appends block b of lazy layer ll (a zero record for zeros) at
 // the epoch its children see, and marks it local.
-func (s *Store) storeLazy(ll *lazyLayer, b uint64, data []byte) error {
+func (s *Store) storeLazy(ll *lazyLayer, b ids.Block, data []byte) error {
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
@@ -453,7 +454,7 @@ func (s *Store) storeLazy(ll *lazyLayer, b uint64, data []byte) error {
 // storeLazyBatch is storeLazy of several blocks: digested together, appended
 // under one hold of the log's append lock, marked local under one hold of
 // the layer's. On an error the blocks before the failed one are kept.
-func (s *Store) storeLazyBatch(ll *lazyLayer, blocks []uint64, datas [][]byte) error {
+func (s *Store) storeLazyBatch(ll *lazyLayer, blocks []ids.Block, datas [][]byte) error {
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
@@ -490,7 +491,7 @@ func (s *Store) storeLazyBatch(ll *lazyLayer, blocks []uint64, datas [][]byte) e
 	return err
 }
 
-func (ll *lazyLayer) hintLocked(b uint64) {
+func (ll *lazyLayer) hintLocked(b ids.Block) {
 	if n := len(ll.hints); n > 0 && ll.hints[n-1] == b {
 		return
 	}
@@ -506,8 +507,8 @@ const hintWindow = 256
 
 // pickLocked claims the next block to hydrate: near the newest read first,
 // then in order from the cursor. ok is false when none is left to claim.
-func (ll *lazyLayer) pickLocked() (uint64, *lazyCall, bool) {
-	claim := func(b uint64) (uint64, *lazyCall, bool) {
+func (ll *lazyLayer) pickLocked() (ids.Block, *lazyCall, bool) {
+	claim := func(b ids.Block) (ids.Block, *lazyCall, bool) {
 		c := &lazyCall{done: make(chan struct{})}
 		ll.inflight[b] = c
 		return b, c, true
@@ -529,7 +530,7 @@ func (ll *lazyLayer) pickLocked() (uint64, *lazyCall, bool) {
 				b = (b/64 + 1) * 64
 				continue
 			}
-			b += uint64(bits.TrailingZeros64(w))
+			b = b.Add(uint64(bits.TrailingZeros64(w)))
 			if b >= ll.n {
 				break
 			}
@@ -562,13 +563,13 @@ func (ll *lazyLayer) batchBlocks() int {
 // pickBatchLocked claims up to limit blocks to hydrate together: the next
 // block pickLocked gives, and the missing blocks that follow it within
 // 2*limit blocks (neighbours lie close together in the region's packs).
-func (ll *lazyLayer) pickBatchLocked(limit int) ([]uint64, []*lazyCall) {
+func (ll *lazyLayer) pickBatchLocked(limit int) ([]ids.Block, []*lazyCall) {
 	b, c, ok := ll.pickLocked()
 	if !ok {
 		return nil, nil
 	}
-	blocks, calls := []uint64{b}, []*lazyCall{c}
-	end := min(b+uint64(2*limit), ll.n)
+	blocks, calls := []ids.Block{b}, []*lazyCall{c}
+	end := min(b.Add(uint64(2*limit)), ll.n)
 	for nb := b + 1; nb < end && len(blocks) < limit; nb++ {
 		if ll.needLocked(nb) && ll.inflight[nb] == nil {
 			c := &lazyCall{done: make(chan struct{})}
@@ -610,7 +611,7 @@ func (s *Store) CreateLazyDisk(name string, origin LazyOrigin, stored int64) (Di
 	}
 	var bottom index.Layer
 	di, err := s.newDisk(name, func(t *index.Txn) (index.Layer, index.Disk, int64, error) {
-		id, err := t.NextID()
+		id, err := t.NextLayer()
 		if err != nil {
 			return index.Layer{}, index.Disk{}, 0, err
 		}
@@ -660,15 +661,15 @@ func (s *Store) ListLazy() ([]LazyLayer, error) {
 	var out []LazyLayer
 	for id, ll := range m {
 		if !ll.isDone() {
-			out = append(out, LazyLayer{Layer: id, Origin: ll.origin, Disks: users[id]})
+			out = append(out, LazyLayer{Layer: uint64(id), Origin: ll.origin, Disks: users[id]})
 		}
 	}
 	return out, nil
 }
 
 // lazyUsers maps each layer at the bottom of a disk's chain to the disks.
-func (s *Store) lazyUsers() (map[uint64][]string, error) {
-	users := map[uint64][]string{}
+func (s *Store) lazyUsers() (map[ids.Layer][]string, error) {
+	users := map[ids.Layer][]string{}
 	err := s.idx.View(func(t *index.Txn) error {
 		return index.Each(t, index.KindDisk, func(d index.Disk) error {
 			l, err := t.Layer(d.Layer)
@@ -711,7 +712,7 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 		return err
 	}
 	s.lazy.mu.RLock()
-	ll := m[layer]
+	ll := m[ids.Layer(layer)]
 	s.lazy.mu.RUnlock()
 	if ll == nil {
 		return fmt.Errorf("%w: lazy layer %d", ErrNotFound, layer)
@@ -795,7 +796,7 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 			if gone {
 				s.log.Info("lazy layer removed; its source is closed", "layer", layer)
 				s.lazy.mu.Lock()
-				delete(s.lazy.layers, layer)
+				delete(s.lazy.layers, ll.id)
 				s.lazy.mu.Unlock()
 				break
 			}
@@ -818,13 +819,13 @@ func (s *Store) scanLocal(ll *lazyLayer, src LayerSource) (need []uint64, total,
 	need = make([]uint64, (ll.n+63)/64)
 	if sl, ok := src.(StoredLister); ok {
 		sl.EachStored(func(b int64) {
-			if b >= 0 && uint64(b) < ll.n && need[b/64]&(1<<(b%64)) == 0 {
+			if b >= 0 && ids.Block(b) < ll.n && need[b/64]&(1<<(b%64)) == 0 {
 				need[b/64] |= 1 << (b % 64)
 				total++
 			}
 		})
 	} else {
-		for b := uint64(0); b < ll.n; b++ {
+		for b := ids.Block(0); b < ll.n; b++ {
 			if src.Stored(int64(b)) {
 				need[b/64] |= 1 << (b % 64)
 				total++
@@ -832,7 +833,7 @@ func (s *Store) scanLocal(ll *lazyLayer, src LayerSource) (need []uint64, total,
 		}
 	}
 	missing = total
-	local := func(b uint64) {
+	local := func(b ids.Block) {
 		if b < ll.n && need[b/64]&(1<<(b%64)) != 0 {
 			need[b/64] &^= 1 << (b % 64)
 			missing--
@@ -848,7 +849,7 @@ func (s *Store) scanLocal(ll *lazyLayer, src LayerSource) (need []uint64, total,
 	}
 	s.pendMu.RUnlock()
 	err = s.idx.View(func(t *index.Txn) error {
-		return t.ScanVersions(layer, 0, ll.n, func(b, epoch uint64, v index.Version) error {
+		return t.ScanVersions(layer, 0, ll.n, func(b ids.Block, epoch ids.Epoch, v index.Version) error {
 			if epoch == ll.epoch {
 				local(b)
 			}
@@ -904,7 +905,7 @@ func (ll *lazyLayer) isDone() bool {
 // clears the lazy mark. It stops when ctx ends or no disk uses the layer.
 func (ll *lazyLayer) hydrate(ctx context.Context, opts HydrateOptions) {
 	s := ll.s
-	log := s.log.With(slog.Uint64("layer", ll.id))
+	log := s.log.With(slog.Uint64("layer", uint64(ll.id)))
 	var stopOnce sync.Once
 	var noUsers atomic.Bool
 	wctx, stop := context.WithCancel(ctx)
@@ -1049,7 +1050,7 @@ func (ll *lazyLayer) runWorkers(wctx context.Context, opts HydrateOptions, log *
 
 // fetchBatch reads blocks from src into dsts (together if src is a
 // BatchSource) and keeps those read; errs[i] is blocks[i]'s error.
-func (ll *lazyLayer) fetchBatch(ctx context.Context, src LayerSource, blocks []uint64, dsts [][]byte) []error {
+func (ll *lazyLayer) fetchBatch(ctx context.Context, src LayerSource, blocks []ids.Block, dsts [][]byte) []error {
 	if len(blocks) == 1 {
 		return []error{ll.fetch(ctx, src, blocks[0], dsts[0], true)}
 	}
@@ -1072,7 +1073,7 @@ func (ll *lazyLayer) fetchBatch(ctx context.Context, src LayerSource, blocks []u
 			errs[i] = src.ReadBlock(ctx, int64(b), dsts[i])
 		}
 	}
-	var okB []uint64
+	var okB []ids.Block
 	var okD [][]byte
 	var okI []int
 	var last error
@@ -1212,7 +1213,7 @@ func (ll *lazyLayer) status() LazyStatus {
 		default:
 		}
 	}
-	st := LazyStatus{Layer: ll.id, Origin: ll.origin, Attached: ll.src != nil && ready, Running: ll.running, Done: ll.done,
+	st := LazyStatus{Layer: uint64(ll.id), Origin: ll.origin, Attached: ll.src != nil && ready, Running: ll.running, Done: ll.done,
 		Total: ll.total, Local: ll.total - ll.missing, BytesFetched: ll.fetched, RateLimit: ll.rate, LastError: ll.lastErr}
 	if el := time.Since(ll.attached).Seconds(); ll.src != nil && el > 0 {
 		st.Rate = float64(ll.hydrated) / el

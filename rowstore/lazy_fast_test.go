@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // sparseSource is a LayerSource of a huge sparse origin: few stored
@@ -200,7 +202,7 @@ func TestLazyReadDuringBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.lazy.mu.RLock()
-	ll := s.lazy.layers[layer]
+	ll := s.lazy.layers[ids.Layer(layer)]
 	s.lazy.mu.RUnlock()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -264,7 +266,7 @@ func TestLazyDeleteStopsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.lazy.mu.RLock()
-	ll := s.lazy.layers[layer]
+	ll := s.lazy.layers[ids.Layer(layer)]
 	s.lazy.mu.RUnlock()
 	deadline := time.Now().Add(10 * time.Second)
 	for st := ll.status(); !st.Running; st = ll.status() {
@@ -310,7 +312,7 @@ func TestLazyReadNotBoundByRate(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.lazy.mu.RLock()
-	ll := s.lazy.layers[layer]
+	ll := s.lazy.layers[ids.Layer(layer)]
 	s.lazy.mu.RUnlock()
 	// Hydration took the one block of the burst; then every worker has
 	// reserved a block's tokens and waits for them: workers+1 blocks'

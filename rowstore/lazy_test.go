@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // storeSource is a LayerSource backed by a disk of a snapshot in another
@@ -37,8 +38,8 @@ func newStoreSource(t *testing.T, s *Store, snapshot, disk string) *storeSource 
 	}
 	t.Cleanup(func() { r.Close() })
 	src := &storeSource{r: r, stored: map[int64]bool{}}
-	n := uint64((r.Size() + int64(r.BlockSize()) - 1) / int64(r.BlockSize()))
-	if err := s.visible(r.chain, 0, n, func(b uint64, v index.Version) error {
+	n := blockCount(r.Size(), r.BlockSize())
+	if err := s.visible(r.chain, 0, n, func(b ids.Block, v index.Version) error {
 		if !v.Zero() {
 			src.stored[int64(b)] = true
 		}
@@ -289,7 +290,7 @@ func TestLazyDisk(t *testing.T) {
 		t.Fatalf("lazy layers after hydration: %+v %v", ls, err)
 	}
 	if err := b.idx.View(func(t *index.Txn) error {
-		l, err := t.Layer(layer)
+		l, err := t.Layer(ids.Layer(layer))
 		if err == nil && l.Lazy != nil {
 			err = errors.New("lazy mark not cleared")
 		}
@@ -451,7 +452,7 @@ func TestLazyDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.lazy.mu.RLock()
-	ll := b.lazy.layers[layer]
+	ll := b.lazy.layers[ids.Layer(layer)]
 	b.lazy.mu.RUnlock()
 	// The rate (16 blocks/s) bounds the whole: the snapshot's on-demand
 	// reads count toward it, so hydrating the 95 stored blocks takes
@@ -505,12 +506,12 @@ func TestLazyDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := b.idx.View(func(t *index.Txn) error {
-		_, err := t.Layer(layer)
+		_, err := t.Layer(ids.Layer(layer))
 		if err == nil {
 			return errors.New("lazy layer still there after GC")
 		}
 		n := 0
-		t.ScanVersions(layer, 0, blocks, func(uint64, uint64, index.Version) error { n++; return nil })
+		t.ScanVersions(ids.Layer(layer), 0, ids.Block(blocks), func(ids.Block, ids.Epoch, index.Version) error { n++; return nil })
 		if n > 0 {
 			return errors.New("versions of the lazy layer left after GC")
 		}
@@ -613,17 +614,17 @@ func TestLazyNearReadsFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.lazy.mu.RLock()
-	ll := b.lazy.layers[layer]
+	ll := b.lazy.layers[ids.Layer(layer)]
 	b.lazy.mu.RUnlock()
 	time.Sleep(600 * time.Millisecond)
 	ll.mu.Lock()
 	near, middle := 0, 0
-	for blk := uint64(201); blk < 230; blk++ {
+	for blk := ids.Block(201); blk < 230; blk++ {
 		if src.stored[int64(blk)] && !ll.needLocked(blk) {
 			near++
 		}
 	}
-	for blk := uint64(100); blk < 200; blk++ {
+	for blk := ids.Block(100); blk < 200; blk++ {
 		if src.stored[int64(blk)] && !ll.needLocked(blk) {
 			middle++
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -26,9 +27,9 @@ func BenchmarkLiveMapBytes(b *testing.B) {
 		lm.beginBuild()
 		bld := benchLiveBuild(lm)
 		for j := uint64(0); j < n; j++ {
-			v := index.Version{Segment: 1 + j/16384, Offset: int64(j%16384) * (16<<10 + 48), Length: 16<<10 + 48, Seq: j + 1}
+			v := index.Version{Segment: ids.Segment(1 + j/16384), Offset: int64(j%16384) * (16<<10 + 48), Length: 16<<10 + 48, Seq: ids.Seq(j + 1)}
 			v.Digest[0] = byte(j)
-			bld.add(vkey{1 + j%3, j, 7}, v)
+			bld.add(vkey{ids.Layer(1 + j%3), ids.Block(j), 7}, v)
 		}
 		if !lm.finishBuild(bld, 1) {
 			b.Fatal("map not installed")
@@ -176,7 +177,7 @@ func BenchmarkRepointMap(b *testing.B) {
 	// position, and back.
 	var moves []relocation
 	err = s.idx.View(func(t *index.Txn) error {
-		return t.EachVersion(func(l, blk, e uint64, v index.Version) error {
+		return t.EachVersion(func(l ids.Layer, blk ids.Block, e ids.Epoch, v index.Version) error {
 			old := segment.Pos{Segment: v.Segment, Offset: v.Offset, Length: v.Length}
 			moves = append(moves, relocation{old: old, new: segment.Pos{Segment: v.Segment + 1000, Offset: v.Offset, Length: v.Length},
 				r: segment.Record{Kind: segment.KindData, Layer: l, Block: blk, Epoch: e, Seq: v.Seq}})

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -25,9 +26,9 @@ func TestLiveMapTableModel(t *testing.T) {
 		key := func() vkey {
 			i := uint64(rng.Intn(keys))
 			if seed%2 == 0 {
-				return vkey{1 + i%3, i, i % 5}
+				return vkey{ids.Layer(1 + i%3), ids.Block(i), ids.Epoch(i % 5)}
 			}
-			return vkey{uint64(rng.Intn(math.MaxUint32)), rng.Uint64(), uint64(rng.Intn(math.MaxUint32))}
+			return vkey{ids.Layer(rng.Intn(math.MaxUint32)), ids.Block(rng.Uint64()), ids.Epoch(rng.Intn(math.MaxUint32))}
 		}
 		for step := 0; step < steps; step++ {
 			k := key()
@@ -39,7 +40,7 @@ func TestLiveMapTableModel(t *testing.T) {
 			}
 			switch r := rng.Intn(10); {
 			case r < 6:
-				v := index.Version{Segment: uint64(rng.Intn(1000)), Offset: rng.Int63n(math.MaxUint32), Length: 1 + uint32(rng.Intn(70000)), Seq: rng.Uint64(), Flags: uint8(rng.Intn(2)) << 1}
+				v := index.Version{Segment: ids.Segment(rng.Intn(1000)), Offset: rng.Int63n(math.MaxUint32), Length: 1 + uint32(rng.Intn(70000)), Seq: ids.Seq(rng.Uint64()), Flags: uint8(rng.Intn(2)) << 1}
 				e, ok := liveEntryOf(k, v)
 				if !ok {
 					t.Fatalf("seed %d: %v %+v does not fit", seed, k, v)
@@ -182,7 +183,7 @@ func TestLiveMapRepoint(t *testing.T) {
 	var keys []vkey
 	var vals []index.Version
 	err = s.idx.View(func(t *index.Txn) error {
-		return t.EachVersion(func(l, b, e uint64, v index.Version) error {
+		return t.EachVersion(func(l ids.Layer, b ids.Block, e ids.Epoch, v index.Version) error {
 			keys, vals = append(keys, vkey{l, b, e}), append(vals, v)
 			return nil
 		})
@@ -190,7 +191,7 @@ func TestLiveMapRepoint(t *testing.T) {
 	if err != nil || len(keys) < 2 {
 		t.Fatal(err, len(keys))
 	}
-	move := func(i int, seq uint64) relocation {
+	move := func(i int, seq ids.Seq) relocation {
 		v := vals[i]
 		return relocation{
 			old: segment.Pos{Segment: v.Segment, Offset: v.Offset, Length: v.Length},

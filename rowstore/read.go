@@ -9,21 +9,26 @@ import (
 	"sync/atomic"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
 // lookup finds the version of block b visible through chain: the newest at
 // or below each link's epoch, first link first (pending versions included).
-func (s *Store) lookup(chain []link, b uint64) (index.Version, bool, error) {
-	vs, found, err := s.lookupMany(chain, []uint64{b})
+func (s *Store) lookup(chain []link, b ids.Block) (index.Version, bool, error) {
+	vs, found, err := s.lookupMany(chain, []ids.Block{b})
 	if err != nil {
 		return index.Version{}, false, err
 	}
 	return vs[0], found[0], nil
 }
 
+// testHookIndexLookup, when set (tests only, before the store opens), is
+// told of every lookup through the index and how many blocks it asks for.
+var testHookIndexLookup func(blocks int)
+
 // lookupMany is lookup for several blocks with one index transaction.
-func (s *Store) lookupMany(chain []link, blocks []uint64) ([]index.Version, []bool, error) {
+func (s *Store) lookupMany(chain []link, blocks []ids.Block) ([]index.Version, []bool, error) {
 	vs := make([]index.Version, len(blocks))
 	found := make([]bool, len(blocks))
 	rest := 0
@@ -40,6 +45,9 @@ func (s *Store) lookupMany(chain []link, blocks []uint64) ([]index.Version, []bo
 	}
 	if rest == 0 {
 		return vs, found, nil
+	}
+	if h := testHookIndexLookup; h != nil {
+		h(rest)
 	}
 	err := s.idx.View(func(t *index.Txn) error {
 		f := t.NewFinder()
@@ -66,18 +74,18 @@ func (s *Store) lookupMany(chain []link, blocks []uint64) ([]index.Version, []bo
 
 // readBlock reads block b as seen through chain into dst (len = block size).
 // It returns whether the block had stored data.
-func (s *Store) readBlock(chain []link, bs int, b uint64, dst []byte, what string) (bool, error) {
-	return s.readBlocks(chain, []uint64{b}, [][]byte{dst}, what)
+func (s *Store) readBlock(chain []link, bs int, b ids.Block, dst []byte, what string) (bool, error) {
+	return s.readBlocks(chain, []ids.Block{b}, [][]byte{dst}, what)
 }
 
 // readBlocks reads blocks as seen through chain into dsts (each of the
 // block size), with one index transaction. It reports whether any had data.
 // Blocks a lazy layer lacks come from its source (lazy.go).
-func (s *Store) readBlocks(chain []link, blocks []uint64, dsts [][]byte, what string) (bool, error) {
+func (s *Store) readBlocks(chain []link, blocks []ids.Block, dsts [][]byte, what string) (bool, error) {
 	return s.readBlocksWith(chain, blocks, dsts, what, nil)
 }
 
-func (s *Store) readBlocksWith(chain []link, blocks []uint64, dsts [][]byte, what string, bad func(uint64)) (bool, error) {
+func (s *Store) readBlocksWith(chain []link, blocks []ids.Block, dsts [][]byte, what string, bad func(ids.Block)) (bool, error) {
 	any, found, err := s.readIndexed(chain, blocks, dsts, what)
 	if err != nil {
 		return any, err
@@ -86,12 +94,12 @@ func (s *Store) readBlocksWith(chain []link, blocks []uint64, dsts [][]byte, wha
 }
 
 // readBlocksIndexed is readBlocks of what the index holds only.
-func (s *Store) readBlocksIndexed(chain []link, blocks []uint64, dsts [][]byte, what string) (bool, error) {
+func (s *Store) readBlocksIndexed(chain []link, blocks []ids.Block, dsts [][]byte, what string) (bool, error) {
 	any, _, err := s.readIndexed(chain, blocks, dsts, what)
 	return any, err
 }
 
-func (s *Store) readIndexed(chain []link, blocks []uint64, dsts [][]byte, what string) (bool, []bool, error) {
+func (s *Store) readIndexed(chain []link, blocks []ids.Block, dsts [][]byte, what string) (bool, []bool, error) {
 	s.readMu.RLock()
 	defer s.readMu.RUnlock()
 	vs, found, err := s.lookupMany(chain, blocks)
@@ -118,14 +126,14 @@ func (s *Store) readIndexed(chain []link, blocks []uint64, dsts [][]byte, what s
 // of a write-back had one moved block, and looking up and reading all 64
 // again (then missing them all in the block map) was a fifth of the
 // daemon's CPU time (rowstore/doc.go, "Data path: where the time goes").
-func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string, moved func(b uint64, old, v index.Version, found bool)) (bool, error) {
+func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blocks []ids.Block, dsts [][]byte, what string, moved func(b ids.Block, old, v index.Version, found bool)) (bool, error) {
 	s.readMu.RLock()
 	any, stale, err := s.readVersions(vs, found, blocks, dsts, what, true)
 	s.readMu.RUnlock()
 	if err != nil {
 		return any, err
 	}
-	bad := func(b uint64) { // a lazy block hydrated since it was looked up
+	bad := func(b ids.Block) { // a lazy block hydrated since it was looked up
 		if moved != nil {
 			moved(b, index.Version{}, index.Version{}, false)
 		}
@@ -133,7 +141,7 @@ func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blo
 	if len(stale) == 0 {
 		return s.lazyFill(chain, found, blocks, dsts, what, any, bad) // lazy.go
 	}
-	again := make([]uint64, len(stale))
+	again := make([]ids.Block, len(stale))
 	againDsts := make([][]byte, len(stale))
 	for j, i := range stale {
 		again[j], againDsts[j] = blocks[i], dsts[i]
@@ -169,7 +177,7 @@ func (s *Store) readResolved(chain []link, vs []index.Version, found []bool, blo
 
 // readVersionsLocked reads the records of versions vs of blocks into dsts
 // (readMu held): zeros where there is none or a hole.
-func (s *Store) readVersionsLocked(vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string) (bool, error) {
+func (s *Store) readVersionsLocked(vs []index.Version, found []bool, blocks []ids.Block, dsts [][]byte, what string) (bool, error) {
 	any, _, err := s.readVersions(vs, found, blocks, dsts, what, false)
 	return any, err
 }
@@ -182,7 +190,7 @@ func isStaleRead(err error) bool { return errors.Is(err, fs.ErrNotExist) || erro
 // records found gone or not the ones expected (isStaleRead) and returns the
 // indexes of those blocks instead (a coalesced run that fails is read again
 // block by block, so that only the stale ones are listed). readMu held.
-func (s *Store) readVersions(vs []index.Version, found []bool, blocks []uint64, dsts [][]byte, what string, tolerate bool) (bool, []int, error) {
+func (s *Store) readVersions(vs []index.Version, found []bool, blocks []ids.Block, dsts [][]byte, what string, tolerate bool) (bool, []int, error) {
 	any := false
 	var stale []int
 	one := func(i int) error {
@@ -244,7 +252,7 @@ const maxReadSpan = 1 << 20
 
 // checkRecord decodes an encoded record, checks it is the indexed version of
 // block b, and copies its payload to dst.
-func (s *Store) checkRecord(raw []byte, v index.Version, b uint64, dst []byte, what string) error {
+func (s *Store) checkRecord(raw []byte, v index.Version, b ids.Block, dst []byte, what string) error {
 	r, _, err := segment.Decode(raw)
 	if err != nil {
 		return &CorruptError{What: fmt.Sprintf("%s: block %d (segment %d offset %d)", what, b, v.Segment, v.Offset), Err: err}
@@ -254,7 +262,7 @@ func (s *Store) checkRecord(raw []byte, v index.Version, b uint64, dst []byte, w
 
 // checkVersion checks a decoded record is the indexed version of block b
 // and copies its payload to dst.
-func (s *Store) checkVersion(r *segment.Record, v index.Version, b uint64, dst []byte, what string) error {
+func (s *Store) checkVersion(r *segment.Record, v index.Version, b ids.Block, dst []byte, what string) error {
 	if sealed, err := s.openRecord(r, v, b, dst, what); sealed { // encrypted layers (crypt.go)
 		return err
 	}
@@ -268,7 +276,7 @@ func (s *Store) checkVersion(r *segment.Record, v index.Version, b uint64, dst [
 }
 
 // readVersion reads the record of a data version and checks it.
-func (s *Store) readVersion(v index.Version, b uint64, dst []byte, what string) error {
+func (s *Store) readVersion(v index.Version, b ids.Block, dst []byte, what string) error {
 	buf := getBuf(int(v.Length))
 	defer putBuf(buf)
 	r, err := s.seg.Read(segment.Pos{Segment: v.Segment, Offset: v.Offset, Length: v.Length}, buf)
@@ -286,15 +294,15 @@ func (s *Store) readVersion(v index.Version, b uint64, dst []byte, what string) 
 
 // visible calls fn, in block order, for every block in [from, to) that has a
 // version visible through chain (holes included, as zero versions).
-func (s *Store) visible(chain []link, from, to uint64, fn func(b uint64, v index.Version) error) error {
-	found := map[uint64]index.Version{}
+func (s *Store) visible(chain []link, from, to ids.Block, fn func(b ids.Block, v index.Version) error) error {
+	found := map[ids.Block]index.Version{}
 	// Pending versions are copied before the index view is taken (as in
 	// lookupMany): a version a commit moves meanwhile is then in one or the
 	// other, never in neither.
-	pend := make([]map[uint64]index.Version, len(chain))
+	pend := make([]map[ids.Block]index.Version, len(chain))
 	s.pendMu.RLock()
 	for i, l := range chain {
-		pend[i] = map[uint64]index.Version{}
+		pend[i] = map[ids.Block]index.Version{}
 		for _, m := range []map[vkey]index.Version{s.pending, s.flushing} {
 			for k, v := range m {
 				if k.layer != l.layer || k.epoch != l.epoch || k.block < from || k.block >= to {
@@ -311,13 +319,13 @@ func (s *Store) visible(chain []link, from, to uint64, fn func(b uint64, v index
 		for i, l := range chain {
 			// Pending versions of this link come first: they are newer than
 			// anything of the same link in the index.
-			here := map[uint64]index.Version{}
+			here := map[ids.Block]index.Version{}
 			for b, v := range pend[i] {
 				if _, done := found[b]; !done {
 					here[b] = v
 				}
 			}
-			err := t.ScanVersions(l.layer, from, to, func(b, epoch uint64, v index.Version) error {
+			err := t.ScanVersions(l.layer, from, to, func(b ids.Block, epoch ids.Epoch, v index.Version) error {
 				if _, done := found[b]; done {
 					return index.SkipBlock
 				}
@@ -342,7 +350,7 @@ func (s *Store) visible(chain []link, from, to uint64, fn func(b uint64, v index
 	if err != nil {
 		return err
 	}
-	blocks := make([]uint64, 0, len(found))
+	blocks := make([]ids.Block, 0, len(found))
 	for b := range found {
 		blocks = append(blocks, b)
 	}
@@ -459,7 +467,7 @@ func (r *Reader) Allocated() (int64, error) {
 
 func (s *Store) allocatedOf(chain []link, size int64, bs int) (int64, error) {
 	var n int64
-	err := s.visible(chain, 0, uint64((size+int64(bs)-1)/int64(bs)), func(b uint64, v index.Version) error {
+	err := s.visible(chain, 0, blockCount(size, bs), func(b ids.Block, v index.Version) error {
 		if !v.Zero() {
 			n++
 		}
@@ -471,12 +479,12 @@ func (s *Store) allocatedOf(chain []link, size int64, bs int) (int64, error) {
 // readRange reads p at off through chain: whole blocks straight into p with
 // one index transaction, partial blocks at the ends through a buffer.
 func (s *Store) readRange(chain []link, bs int, p []byte, off int64, what string) error {
-	var blocks []uint64
+	var blocks []ids.Block
 	var dsts [][]byte
 	var partial []func() error
 	for n := 0; n < len(p); {
 		pos := off + int64(n)
-		b := uint64(pos / int64(bs))
+		b := ids.BlockAt(pos, bs)
 		in := int(pos % int64(bs))
 		m := min(len(p)-n, bs-in)
 		if m == bs {

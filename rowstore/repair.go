@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -100,7 +101,7 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 	// repaired blocks were rewritten, catalog records are covered by the
 	// fresh full one) are cleaned: their good live records moved, the
 	// segments removed, so a later check is clean.
-	bad := map[uint64]bool{}
+	bad := map[ids.Segment]bool{}
 	for _, p := range chk.Problems {
 		if p.Segment != 0 && (p.Kind == "log" || p.Kind == "data") {
 			bad[p.Segment] = true
@@ -124,7 +125,7 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 				return rep, fmt.Errorf("repair: log the holes again: %w", err)
 			}
 		}
-		nums := make([]uint64, 0, len(bad))
+		nums := make([]ids.Segment, 0, len(bad))
 		for n := range bad {
 			nums = append(nums, n)
 		}
@@ -133,7 +134,7 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 			return rep, fmt.Errorf("repair: clean segments with bad records: %w", err)
 		}
 		rep.SegmentsCleaned = len(removed)
-		gone := map[uint64]bool{}
+		gone := map[ids.Segment]bool{}
 		for _, n := range removed {
 			gone[n] = true
 		}
@@ -151,7 +152,7 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 // dropBadSegments relocates the good live records of segments that hold
 // bad records and removes the segments (like the cleaner, whose scan would
 // keep them as evidence). It returns the segments removed.
-func (s *Store) dropBadSegments(nums []uint64) ([]uint64, error) {
+func (s *Store) dropBadSegments(nums []ids.Segment) ([]ids.Segment, error) {
 	if !s.verified.Load() {
 		return nil, fmt.Errorf("%w: the index was not verified against the log", ErrCorrupt)
 	}
@@ -170,12 +171,12 @@ func (s *Store) dropBadSegments(nums []uint64) ([]uint64, error) {
 			return nil, err
 		}
 	}
-	infos := map[uint64]segment.SegmentInfo{}
+	infos := map[ids.Segment]segment.SegmentInfo{}
 	for _, si := range s.seg.Segments() {
 		infos[si.Number] = si
 	}
 	var moves []relocation
-	var todo []uint64
+	var todo []ids.Segment
 	for _, n := range nums {
 		si, ok := infos[n]
 		if !ok {
@@ -216,7 +217,7 @@ func (s *Store) dropBadSegments(nums []uint64) ([]uint64, error) {
 	}
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
-	var gone []uint64
+	var gone []ids.Segment
 	for _, n := range todo {
 		s.corruptMu.Lock()
 		delete(s.corruptSegs, n) // the evidence was dealt with
@@ -254,7 +255,7 @@ func (s *Store) repairVersion(ctx context.Context, src BlockSource, p CheckProbl
 	if sha256.Sum256(dst) != digest {
 		return segment.Pos{}, segment.Record{}, errors.New("the source's copy has another digest")
 	}
-	r := segment.Record{Kind: segment.KindData, Layer: p.Layer, Block: uint64(p.Block), Epoch: p.Epoch, Seq: p.v.Seq, Payload: dst}
+	r := segment.Record{Kind: segment.KindData, Layer: p.Layer, Block: ids.Block(p.Block), Epoch: p.Epoch, Seq: p.v.Seq, Payload: dst}
 	if err := s.sealRepair(&r, digest); err != nil { // crypt.go
 		return segment.Pos{}, segment.Record{}, err
 	}
@@ -270,8 +271,18 @@ func (s *Store) repairVersion(ctx context.Context, src BlockSource, p CheckProbl
 // runs of consecutive blocks as one record. Made durable by the caller's
 // sync.
 func (s *Store) relogHoles() error {
-	type run struct{ layer, epoch, start, n, seq uint64 }
-	runs := map[[2]uint64]*run{}
+	type run struct {
+		layer ids.Layer
+		epoch ids.Epoch
+		start ids.Block
+		n     uint64 // blocks in the run
+		seq   ids.Seq
+	}
+	type runKey struct {
+		layer ids.Layer
+		epoch ids.Epoch
+	}
+	runs := map[runKey]*run{}
 	flush := func(r *run) error {
 		p := make([]byte, 8)
 		putLeUint64(p, r.n)
@@ -279,13 +290,13 @@ func (s *Store) relogHoles() error {
 		return err
 	}
 	err := s.idx.View(func(t *index.Txn) error {
-		return t.EachVersion(func(layer, block, epoch uint64, v index.Version) error {
+		return t.EachVersion(func(layer ids.Layer, block ids.Block, epoch ids.Epoch, v index.Version) error {
 			if !v.Zero() {
 				return nil
 			}
-			k := [2]uint64{layer, epoch}
+			k := runKey{layer, epoch}
 			if r := runs[k]; r != nil {
-				if r.start+r.n == block && r.seq == v.Seq {
+				if r.start.Add(r.n) == block && r.seq == v.Seq {
 					r.n++
 					return nil
 				}

@@ -6,18 +6,19 @@ import (
 	"fmt"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
 // replayStats is what a replay of the log found.
 type replayStats struct {
-	Records        int64  // block records applied
-	CatalogRecords int    // catalog records applied
-	FullCatalogSeq uint64 // newest full catalog record seen (0: none)
-	Skipped        int64  // block records of layers the catalog does not hold
+	Records        int64   // block records applied
+	CatalogRecords int     // catalog records applied
+	FullCatalogSeq ids.Seq // newest full catalog record seen (0: none)
+	Skipped        int64   // block records of layers the catalog does not hold
 	// Layers are the layers block records were replayed to (their disks'
 	// space accounting is counted again: accounting.go).
-	Layers map[uint64]bool
+	Layers map[ids.Layer]bool
 }
 
 // deferred is a block record met before the catalog record that creates
@@ -37,7 +38,7 @@ type deferred struct {
 func (s *Store) recover() error {
 	var cp index.Checkpoint
 	var cst index.CatalogState
-	layers := map[uint64]bool{}
+	layers := map[ids.Layer]bool{}
 	err := s.idx.View(func(t *index.Txn) error {
 		var err error
 		if cp, err = t.Checkpoint(); err != nil {
@@ -51,19 +52,19 @@ func (s *Store) recover() error {
 	if err != nil {
 		return fmt.Errorf("recover: read checkpoint: %w", err)
 	}
-	segs := map[uint64]bool{}
+	segs := map[ids.Segment]bool{}
 	for _, si := range s.seg.Segments() {
 		segs[si.Number] = true
 	}
 	maxSeq := cp.Seq
 	from := segment.Pos{Segment: cp.Segment, Offset: cp.Offset}
-	st := replayStats{Layers: map[uint64]bool{}}
+	st := replayStats{Layers: map[ids.Layer]bool{}}
 	b := s.idx.NewBatch()
 	defer b.Cancel()
-	applied := map[vkey]uint64{}  // highest sequence number replayed per key
-	catSet := map[string]uint64{} // catalog key -> seq of the change applied
-	var fullKeys map[string]bool  // keys of the newest full catalog record
-	var later []deferred          // block records of layers not known yet
+	applied := map[vkey]ids.Seq{}  // highest sequence number replayed per key
+	catSet := map[string]ids.Seq{} // catalog key -> seq of the change applied
+	var fullKeys map[string]bool   // keys of the newest full catalog record
+	var later []deferred           // block records of layers not known yet
 	newCat := cst
 	end, err := s.seg.Scan(from, func(r *segment.Record, pos segment.Pos) error {
 		if r.Seq > maxSeq {
@@ -176,7 +177,7 @@ func (s *Store) recover() error {
 	// Never below a catalog record the index applied, even if the log lost
 	// it (a bad tail): a new record with a sequence number the index
 	// already counts as applied would be skipped by the next replay.
-	s.nextSeq = max(maxSeq, newCat.Seq) + 1
+	s.nextSeq = max(maxSeq, newCat.Seq).Next()
 	st.FullCatalogSeq = newCat.FullSeq
 	s.replay = st
 	if st.Records > 0 || st.CatalogRecords > 0 {
@@ -212,9 +213,9 @@ func recordVersion(r *segment.Record, pos segment.Pos) (index.Version, uint64, b
 // the same record (relocation keeps them): the index keeps its position
 // unless that segment is gone (the cleaner removed it after relocating the
 // record, and the index never saw the repoint).
-func (s *Store) applyVersion(b *index.Batch, r *segment.Record, v index.Version, blocks uint64, applied map[vkey]uint64, segs map[uint64]bool) error {
+func (s *Store) applyVersion(b *index.Batch, r *segment.Record, v index.Version, blocks uint64, applied map[vkey]ids.Seq, segs map[ids.Segment]bool) error {
 	for i := uint64(0); i < blocks; i++ {
-		k := vkey{r.Layer, r.Block + i, r.Epoch}
+		k := vkey{r.Layer, r.Block.Add(i), r.Epoch}
 		if seq, ok := applied[k]; ok {
 			if seq >= r.Seq {
 				continue

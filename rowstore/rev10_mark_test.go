@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -64,7 +65,7 @@ func TestRev10RebuildDropsCleanerMark(t *testing.T) {
 				t.Fatal(err)
 			}
 			// segments holding the live first-pass records of blocks 0..31
-			segs := map[uint64]bool{}
+			segs := map[ids.Segment]bool{}
 			if _, err := s.seg.Scan(segment.Pos{}, func(r *segment.Record, pos segment.Pos) error {
 				for b := 0; b < 32; b++ {
 					if r.Kind == segment.KindData && bytes.Equal(r.Payload, data[b*bs:(b+1)*bs]) {
@@ -75,7 +76,7 @@ func TestRev10RebuildDropsCleanerMark(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			var nums []uint64
+			var nums []ids.Segment
 			for n := range segs {
 				if n < s.cpSegment.Load() {
 					nums = append(nums, n)

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -69,7 +70,8 @@ type liveChange struct {
 // liveEntry is one version in the table: length 0 marks an empty slot
 // (a data record is at least a header long).
 type liveEntry struct {
-	block, seq           uint64
+	block                ids.Block
+	seq                  ids.Seq
 	layer, epoch         uint32
 	segment, offset, len uint32
 	flags                uint32
@@ -86,16 +88,16 @@ func liveEntryOf(k vkey, v index.Version) (e liveEntry, ok bool) {
 		segment: uint32(v.Segment), offset: uint32(v.Offset), len: v.Length, flags: uint32(v.Flags), digest: v.Digest}, true
 }
 
-func (e *liveEntry) key() vkey { return vkey{uint64(e.layer), e.block, uint64(e.epoch)} }
+func (e *liveEntry) key() vkey { return vkey{ids.Layer(e.layer), e.block, ids.Epoch(e.epoch)} }
 
 // version is the index value.
 func (e *liveEntry) version() index.Version {
-	return index.Version{Segment: uint64(e.segment), Offset: int64(e.offset), Length: e.len, Seq: e.seq, Flags: uint8(e.flags), Digest: e.digest}
+	return index.Version{Segment: ids.Segment(e.segment), Offset: int64(e.offset), Length: e.len, Seq: e.seq, Flags: uint8(e.flags), Digest: e.digest}
 }
 
 // at reports whether e names the record at pos with sequence number seq.
-func (e *liveEntry) at(pos segment.Pos, seq uint64) bool {
-	return uint64(e.segment) == pos.Segment && int64(e.offset) == pos.Offset && e.seq == seq
+func (e *liveEntry) at(pos segment.Pos, seq ids.Seq) bool {
+	return ids.Segment(e.segment) == pos.Segment && int64(e.offset) == pos.Offset && e.seq == seq
 }
 
 // liveTable is a hash table of liveEntry in liveShards shards, each one
@@ -131,8 +133,8 @@ func newLiveTable(hint int) *liveTable {
 	return t
 }
 
-func liveHash(layer, epoch uint32, block uint64) uint64 {
-	h := block*0x9e3779b97f4a7c15 ^ (uint64(layer)<<32|uint64(epoch))*0xc2b2ae3d27d4eb4f
+func liveHash(layer, epoch uint32, block ids.Block) uint64 {
+	h := uint64(block)*0x9e3779b97f4a7c15 ^ (uint64(layer)<<32|uint64(epoch))*0xc2b2ae3d27d4eb4f
 	h ^= h >> 31
 	h *= 0xbf58476d1ce4e5b9
 	h ^= h >> 29
@@ -262,8 +264,8 @@ type liveMap struct {
 	mu sync.Mutex // taken inside idxMu by writers; alone by readers
 	// m is nil while the map is not installed.
 	m       *liveTable
-	segLive map[uint64]int64 // record bytes of live data versions per segment
-	live    int64            // payload bytes of the live data versions
+	segLive map[ids.Segment]int64 // record bytes of live data versions per segment
+	live    int64                 // payload bytes of the live data versions
 	// building is set while a scan builds the map: writers record their
 	// changes in journal, applied on top of the scan's view when it is
 	// installed.
@@ -311,11 +313,11 @@ func (lm *liveMap) setLocked(c liveJournal) {
 		old, had = lm.m.del(c.e.key())
 	} else {
 		old, had = lm.m.put(c.e)
-		lm.segLive[uint64(c.e.segment)] += int64(c.e.len)
+		lm.segLive[ids.Segment(c.e.segment)] += int64(c.e.len)
 		lm.live += c.e.payload()
 	}
 	if had {
-		seg := uint64(old.segment)
+		seg := ids.Segment(old.segment)
 		lm.segLive[seg] -= int64(old.len)
 		if lm.segLive[seg] <= 0 {
 			delete(lm.segLive, seg)
@@ -430,10 +432,10 @@ func (lm *liveMap) has() bool {
 }
 
 // usage returns a copy of the usage table.
-func (lm *liveMap) usage() map[uint64]int64 {
+func (lm *liveMap) usage() map[ids.Segment]int64 {
 	lm.mu.Lock()
 	defer lm.mu.Unlock()
-	u := make(map[uint64]int64, len(lm.segLive))
+	u := make(map[ids.Segment]int64, len(lm.segLive))
 	for k, v := range lm.segLive {
 		u[k] = v
 	}
@@ -442,7 +444,7 @@ func (lm *liveMap) usage() map[uint64]int64 {
 
 // liveIn returns the live record bytes the usage table counts in a segment
 // (0 without a map).
-func (lm *liveMap) liveIn(num uint64) int64 {
+func (lm *liveMap) liveIn(num ids.Segment) int64 {
 	lm.mu.Lock()
 	defer lm.mu.Unlock()
 	return lm.segLive[num]
@@ -463,7 +465,7 @@ func (lm *liveMap) liveAt(r *segment.Record, pos segment.Pos) (live, ok bool) {
 // liveBuild collects the map while a scan runs.
 type liveBuild struct {
 	m       *liveTable
-	segLive map[uint64]int64
+	segLive map[ids.Segment]int64
 	live    int64
 	over    bool // more than liveMapMax versions, or one the table cannot hold: abandoned
 }
@@ -471,7 +473,7 @@ type liveBuild struct {
 // newLiveBuild starts a build sized for what the last installed map held.
 func (lm *liveMap) newLiveBuild() *liveBuild {
 	hint := min(int(lm.lastLen.Load()), liveMapMax)
-	return &liveBuild{m: newLiveTable(hint + hint/16), segLive: map[uint64]int64{}}
+	return &liveBuild{m: newLiveTable(hint + hint/16), segLive: map[ids.Segment]int64{}}
 }
 
 func (b *liveBuild) add(k vkey, v index.Version) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
@@ -28,10 +29,10 @@ func checkLiveMap(t *testing.T, s *Store, what string) {
 		t.Fatalf("%s: no live map installed", what)
 	}
 	want := map[vkey]index.Version{}
-	segLive := map[uint64]int64{}
+	segLive := map[ids.Segment]int64{}
 	var live int64
 	err := s.idx.View(func(t *index.Txn) error {
-		return t.EachVersion(func(l, b, e uint64, v index.Version) error {
+		return t.EachVersion(func(l ids.Layer, b ids.Block, e ids.Epoch, v index.Version) error {
 			if !v.Zero() {
 				want[vkey{l, b, e}] = v
 				segLive[v.Segment] += int64(v.Length)

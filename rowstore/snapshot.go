@@ -3,6 +3,8 @@ package rowstore
 import (
 	"sort"
 	"sync"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // Snapshots under a write load: the write-back cache is taken by reference.
@@ -97,7 +99,7 @@ func (d *diskState) waitSnapshotLocked() {
 // snapshot of it under way).
 func (d *diskState) freezeLocked() {
 	d.frozen, d.frozenBytes = d.cache, d.cacheBytes
-	d.cache, d.cacheBytes = map[uint64]*cblock{}, 0
+	d.cache, d.cacheBytes = map[ids.Block]*cblock{}, 0
 	clear(d.wbq)
 	d.wbq, d.wbHead = d.wbq[:0], 0
 	d.snapBusy = true
@@ -125,7 +127,7 @@ func (d *diskState) thawLocked() {
 }
 
 // dropFrozenLocked forgets a frozen entry once it is stored.
-func (d *diskState) dropFrozenLocked(b uint64, c *cblock) {
+func (d *diskState) dropFrozenLocked(b ids.Block, c *cblock) {
 	delete(d.frozen, b)
 	d.frozenBytes -= int64(len(c.data))
 	putBuf(c.data)
@@ -138,7 +140,7 @@ func (d *diskState) dropFrozenLocked(b uint64, c *cblock) {
 // back meanwhile: they only fill the new cache, so the batches have the
 // cores).
 func (d *diskState) writeFrozenLocked() error {
-	blocks := make([]uint64, 0, len(d.frozen))
+	blocks := make([]ids.Block, 0, len(d.frozen))
 	for b := range d.frozen {
 		blocks = append(blocks, b)
 	}

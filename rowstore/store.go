@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 	"golang.org/x/sys/unix"
@@ -139,7 +140,7 @@ type Store struct {
 	idxMu    sync.Mutex // serializes writes of version entries to the index
 
 	appendMu sync.Mutex // serializes log appends with their pending entries
-	nextSeq  uint64     // INVARIANT: greater than every sequence number in the log; under appendMu
+	nextSeq  ids.Seq    // INVARIANT: greater than every sequence number in the log; under appendMu
 	dirty    bool       // records appended since the last commit; under appendMu
 	// catInflight is the position of a catalog record appended whose index
 	// transaction has not committed yet (under appendMu): commit never puts
@@ -189,13 +190,13 @@ type Store struct {
 	lock *os.File // advisory lock on <dir>/lock
 
 	corruptMu   sync.Mutex
-	corruptSegs map[uint64]bool // segments where a scan met a corrupt record
+	corruptSegs map[ids.Segment]bool // segments where a scan met a corrupt record
 
 	deletedDisks map[uint64]bool // ids of deleted disks; under disksMu
 
 	// catFullSeq is the sequence number of the newest full catalog record:
 	// catalog records older than it are dead for the cleaner.
-	catFullSeq atomic.Uint64
+	catFullSeq ids.Atomic[ids.Seq]
 	// snapList caches ListSnapshots per catalog generation (catalog.go).
 	snapList snapshotList
 	// verified is set once Open has checked the index against the log
@@ -204,7 +205,7 @@ type Store struct {
 	// replay is what the last replay of the log found (Open, Rebuild).
 	replay replayStats
 	// cpSegment is the segment of the newest checkpoint written to the index.
-	cpSegment atomic.Uint64
+	cpSegment ids.Atomic[ids.Segment]
 	space     *spaceGuard // the reserve and the free-space floor (reserve.go)
 
 	// The background write-back (writeback.go): disks that asked for it,
@@ -229,10 +230,17 @@ type Store struct {
 }
 
 // vkey is the key of a version in the pending maps.
-type vkey struct{ layer, block, epoch uint64 }
+type vkey struct {
+	layer ids.Layer
+	block ids.Block
+	epoch ids.Epoch
+}
 
 // link is one step of a layer chain: versions of layer at or below epoch.
-type link struct{ layer, epoch uint64 }
+type link struct {
+	layer ids.Layer
+	epoch ids.Epoch
+}
 
 // Create makes a new, empty store in dir (creating dir). An existing store
 // is an error wrapping ErrExists and is left untouched.
@@ -296,7 +304,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		pins:         map[link]int{},
 		allocCache:   map[link]int64{},
 		acct:         newAccounting(),
-		corruptSegs:  map[uint64]bool{},
+		corruptSegs:  map[ids.Segment]bool{},
 		deletedDisks: map[uint64]bool{},
 		diskNames:    map[string]uint64{},
 		stop:         make(chan struct{}),
@@ -561,7 +569,7 @@ func (s *Store) appendVersionLocked(r *segment.Record, v index.Version, blocks u
 	}
 	s.pendMu.Lock()
 	for i := uint64(0); i < blocks; i++ {
-		s.pending[vkey{r.Layer, r.Block + i, r.Epoch}] = v
+		s.pending[vkey{r.Layer, r.Block.Add(i), r.Epoch}] = v
 	}
 	s.pendMu.Unlock()
 	return v, nil
@@ -686,7 +694,7 @@ var testHookBeforeApply func()
 // applyCommit writes a commit's versions to the index, then its checkpoint
 // (syncMu held, the log synced up to tail). On failure restore puts the
 // versions back into pending.
-func (s *Store) applyCommit(batch map[vkey]index.Version, tail segment.Pos, seq uint64, counts []index.DiskAlloc, restore func()) error {
+func (s *Store) applyCommit(batch map[vkey]index.Version, tail segment.Pos, seq ids.Seq, counts []index.DiskAlloc, restore func()) error {
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
 	if len(batch) > 0 {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
@@ -138,10 +139,10 @@ func (s *Store) StreamDiff(ctx context.Context, from *Point, to Point, o StreamO
 		}
 		st.sealed = st.sealed || fid != 0
 	}
-	nblocks := uint64((r.size + int64(bs) - 1) / int64(bs))
+	nblocks := blockCount(r.size, bs)
 	go st.reader()
 	var last diffProgress
-	err = s.diffVersions(ctx, chainA, from != nil, r.chain, nblocks, func(b uint64, v index.Version, p diffProgress) error {
+	err = s.diffVersions(ctx, chainA, from != nil, r.chain, nblocks, func(b ids.Block, v index.Version, p diffProgress) error {
 		if p != last && o.Progress != nil {
 			o.Progress(last.done, p.total)
 		}
@@ -228,11 +229,11 @@ func (st *streamer) reader() {
 }
 
 type blockRef struct {
-	block uint64
+	block ids.Block
 	v     index.Version
 }
 
-func (st *streamer) add(b uint64, v index.Version) error {
+func (st *streamer) add(b ids.Block, v index.Version) error {
 	st.refs = append(st.refs, blockRef{b, v})
 	st.bytes += int(v.Length)
 	if st.bytes >= st.o.BatchBytes {
@@ -300,7 +301,7 @@ func (st *streamer) read(j *readJob) error {
 	if err != nil {
 		// A location from before the cleaner moved the record: look the
 		// batch up again (under readMu, so it stays put) and read again.
-		blocks := make([]uint64, len(j.refs))
+		blocks := make([]ids.Block, len(j.refs))
 		for i, r := range j.refs {
 			blocks[i] = r.block
 		}
@@ -384,7 +385,7 @@ func (st *streamer) readRecords(job *readJob, buf []byte, batch *BlockBatch) err
 					if err != nil {
 						return err
 					}
-					batch.Blocks[k], batch.Digests[k], batch.Data[k] = refs[k].block, st.plain(rv.Digest), dst
+					batch.Blocks[k], batch.Digests[k], batch.Data[k] = uint64(refs[k].block), st.plain(rv.Digest), dst
 					continue
 				}
 			}
@@ -395,7 +396,7 @@ func (st *streamer) readRecords(job *readJob, buf []byte, batch *BlockBatch) err
 			if err != nil {
 				return &CorruptError{What: fmt.Sprintf("%s: block %d (segment %d offset %d)", st.what, refs[k].block, rv.Segment, rv.Offset), Err: err}
 			}
-			batch.Blocks[k], batch.Digests[k], batch.Data[k] = refs[k].block, st.plain(rv.Digest), rec.Payload
+			batch.Blocks[k], batch.Digests[k], batch.Data[k] = uint64(refs[k].block), st.plain(rv.Digest), rec.Payload
 		}
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/index"
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // Write-back of the cache of partial blocks, in batches that release the
@@ -46,7 +47,7 @@ var wbParallel = 2
 
 // wbQueued is a cached block in the order it entered the cache.
 type wbQueued struct {
-	b uint64
+	b ids.Block
 	c *cblock
 }
 
@@ -54,7 +55,7 @@ type wbQueued struct {
 func (s *Store) wbLow() int64 { return s.opts.CacheBytes / 8 }
 
 // cacheAddLocked enters a new cached block (disk's lock held).
-func (d *diskState) cacheAddLocked(b uint64, c *cblock) {
+func (d *diskState) cacheAddLocked(b ids.Block, c *cblock) {
 	d.wbTick++
 	c.born = d.wbTick
 	d.cache[b] = c
@@ -164,7 +165,7 @@ func (d *diskState) writeBatchLocked(batch []wbQueued, frozen bool) error {
 	sort.Slice(batch, func(i, j int) bool { return batch[i].b < batch[j].b })
 	// The blocks to complete, and the base of each entry (decided now: a
 	// write or a read may complete an entry while the lock is released).
-	var partial []uint64
+	var partial []ids.Block
 	baseOf := make([]int, len(batch))
 	for i, q := range batch {
 		baseOf[i] = -1
@@ -185,7 +186,7 @@ func (d *diskState) writeBatchLocked(batch []wbQueued, frozen bool) error {
 			bases[i] = getBuf(d.bs)
 		}
 		d.mu.Unlock()
-		_, err = d.s.readResolved(chain, vs, found, partial, bases, name, func(b uint64, old, v index.Version, found bool) {
+		_, err = d.s.readResolved(chain, vs, found, partial, bases, name, func(b ids.Block, old, v index.Version, found bool) {
 			d.mu.Lock()
 			d.bmMovedLocked(b, old, v, found)
 			d.mu.Unlock()
@@ -246,7 +247,7 @@ func (d *diskState) writeBatchLocked(batch []wbQueued, frozen bool) error {
 	if d.deleted {
 		return nil
 	}
-	blocks := make([]uint64, 0, len(items))
+	blocks := make([]ids.Block, 0, len(items))
 	cs := make([]*cblock, 0, len(items))
 	keep := 0 // items compacted in place (keep <= j)
 	for j, it := range items {

@@ -122,6 +122,7 @@ for r in $(seq 1 "$rounds"); do
 	drop_caches
 	timed "full$r" "${sfs[@]}" sync --region "reg$r" --disk src >"$work/t"
 	full_s=$(<"$work/t")
+	full_b=$(du -sb "$work/region$r" | cut -f1)
 	fio_q rewrite "$work/mnt/disks/src" randwrite "${rewrite[@]}" >/dev/null
 	"${sfs[@]}" snapshot create "r$r-b" --disk src >/dev/null
 	drop_caches
@@ -166,7 +167,7 @@ for r in $(seq 1 "$rounds"); do
 	echo "  full sync                           $full_mbs MB/s  ($(ratio "$full_mbs" "$seq_mbs")x the read; daemon $(ratio "${cpus[full$r]}" "$gib") CPU-s/GiB, peak RSS ${peak[full$r]} MiB)"
 	echo "  restore                             $rest_mbs MB/s  ($(ratio "$rest_mbs" "$seq_mbs")x the read; daemon $(ratio "${cpus[restore$r]}" "$gib") CPU-s/GiB, peak RSS ${peak[restore$r]} MiB)"
 	echo "  incremental sync                    $incr_s s  (btrfs send -p $send_s s, $((send_b >> 10)) KiB: $(ratio "$incr_s" "$send_s")x its time; rsync --inplace --no-whole-file --ignore-times $rsync_s s, $((rsync_lit >> 10)) KiB literal: $(ratio "$incr_s" "$rsync_s")x; daemon ${cpus[incr$r]} CPU-s, peak RSS ${peak[incr$r]} MiB)"
-	echo "  region after both syncs             $((incr_b >> 20)) MiB"
+	echo "  region after both syncs             $((incr_b >> 20)) MiB (the incremental sync added $(((incr_b - full_b) >> 10)) KiB: $(ratio "$((incr_b - full_b))" "$change")x the $((change >> 10)) KiB rewritten; (k+m)/k = 1.5)"
 done
 echo "daemon peak RSS (VmHWM): $(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$daemon_pid/status") ($hwm0 before the first sync: fill and read)"
 [ "${BENCH_LOG_LEVEL:-info}" != debug ] || grep -a "timings" "$work/store/snapfs.log" | sed 's/^/  /' || true

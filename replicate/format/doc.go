@@ -27,6 +27,30 @@
 // whole shard and cannot check a range; the tag can). Version 1 packs and
 // indexes are still read (OpenPack opens both; Chunk slices both).
 //
+// # Packs and indexes, version 3: delta entries (issue 8)
+//
+// A version 3 pack is a version 2 pack whose header says 3 and whose
+// table entries may be deltas: the compression byte carries flag 0x80 and
+// the entry is followed by the id of its base chunk (77 bytes instead of
+// 45). A record's additional data holds its whole entry, base id
+// included, so a record opens only as the delta over the base its entry
+// names. Its index (version 3) has the same entries: the base of every
+// delta is known from the indexes alone, which is what prune reads. A
+// delta's stored bytes, decompressed, are a delta payload (delta.go):
+//
+//	version(1) | piece shift(1: 12) | mask(ceil(n/8)) | the set pieces
+//
+// n = raw length / 4 KiB; ApplyDelta puts the pieces over the base's raw
+// bytes. The payload has no checksum of its own: its record's GCM tag
+// authenticates it, and the rebuilt chunk is checked against its chunk id
+// (SHA-256 under an HMAC) by every reader. A base is always a full chunk
+// (Entry.Base's invariant): depth 1. Decoders: readEntry (versions 1-3),
+// DecodeIndex, decodeTable2 and ApplyDelta are fuzzed (FuzzDecodeIndex has
+// a version 3 seed, FuzzDecodeTable2 both versions, FuzzApplyDelta). A
+// version 2 decoder given a version 3 index or pack returns
+// ErrUnsupportedVersion (it checks the version byte before any entry), so
+// an older snapfs never reads a delta as a full chunk.
+//
 // # Holds (version 1)
 //
 // A hold ('H' envelope, hold.go) records that a host's lazily restored

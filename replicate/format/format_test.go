@@ -204,6 +204,10 @@ func FuzzDecodePack(f *testing.F) {
 func FuzzDecodeIndex(f *testing.F) {
 	es, _ := DecodePack(samplePack(f))
 	f.Add((&Index{Pack: [16]byte{1}, SealedSize: 5, Entries: es}).Encode())
+	base := ChunkID{9}
+	f.Add((&Index{Pack: [16]byte{1}, SealedSize: 1 << 20, Entries: []Entry{
+		{ID: ChunkID{1}, Offset: 8, Length: 100, RawLen: 16384, Sealed: true, PackVer: PackVersion3},
+		{ID: ChunkID{2}, Offset: 108, Length: 100, RawLen: 16384, Sealed: true, PackVer: PackVersion3, Base: &base}}}).Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		x, err := DecodeIndex(b)
 		if err != nil {

@@ -12,6 +12,10 @@ import (
 const (
 	CompNone = 0
 	CompZstd = 1
+	// compDelta is the flag of a delta entry in the encoded compression
+	// byte of a version 3 entry (its base id follows the entry). It is
+	// not kept in Entry.Comp: Entry.Base says it.
+	compDelta = 0x80
 )
 
 // Entry locates one chunk in a pack.
@@ -22,13 +26,40 @@ const (
 // (nonce, ciphertext, tag) in the pack object itself, the bytes the
 // erasure code splits into data shards: a chunk can be fetched and opened
 // alone (OpenChunk).
+//
+// In a version 3 pack an entry may be a delta (Base set): its stored bytes,
+// once decompressed, are a delta payload (delta.go) that rebuilds the chunk
+// from the full chunk Base; RawLen is still the rebuilt chunk's length.
 type Entry struct {
 	ID     ChunkID
-	Offset uint32 // v1: in the pack plaintext; v2: of the record in the pack object
-	Length uint32 // v1: stored (maybe compressed) length; v2: record length (stored + RecordOverhead)
-	RawLen uint32 // length after decompression: the block size
+	Offset uint32 // v1: in the pack plaintext; v2, v3: of the record in the pack object
+	Length uint32 // v1: stored (maybe compressed) length; v2, v3: record length (stored + RecordOverhead)
+	RawLen uint32 // length after decompression: the block size (of the rebuilt chunk for a delta)
 	Comp   uint8  // CompNone or CompZstd
-	Sealed bool   // a version 2 entry (not encoded: implied by the pack or index version)
+	Sealed bool   // a version 2 or 3 entry (not encoded: implied by the pack or index version)
+	// PackVer is the version of the pack the entry is of (not encoded:
+	// implied by the pack or index version; 0 in an entry made by hand:
+	// a version 2 one when Sealed). A record's additional data holds the
+	// pack header, so opening one needs it.
+	PackVer uint8
+	// Base is the full chunk a delta entry's payload applies to; nil for
+	// a full chunk. Only version 3 entries have one. INVARIANT: a base is
+	// never itself a delta (depth 1; see delta.go).
+	Base *ChunkID
+}
+
+// IsDelta reports whether e is a delta (its Base set).
+func (e Entry) IsDelta() bool { return e.Base != nil }
+
+// packVer is the pack version e's record was sealed in.
+func (e Entry) packVer() uint8 {
+	switch {
+	case e.PackVer != 0:
+		return e.PackVer
+	case e.Sealed:
+		return PackVersion2
+	}
+	return PackVersion1
 }
 
 // StoredLen is the length of the chunk's stored (maybe compressed) bytes.
@@ -41,26 +72,54 @@ func (e Entry) StoredLen() int {
 
 const entrySize = 32 + 4 + 4 + 4 + 1
 
+// appendEntry encodes e: 45 bytes, and for a delta (version 3 only) the
+// flag compDelta in the compression byte and the base id behind it.
 func appendEntry(b []byte, e Entry) []byte {
 	b = append(b, e.ID[:]...)
 	b = binary.BigEndian.AppendUint32(b, e.Offset)
 	b = binary.BigEndian.AppendUint32(b, e.Length)
 	b = binary.BigEndian.AppendUint32(b, e.RawLen)
-	return append(b, e.Comp)
+	if e.Base == nil {
+		return append(b, e.Comp)
+	}
+	b = append(b, e.Comp|compDelta)
+	return append(b, e.Base[:]...)
 }
 
-func readEntry(r *reader, sealed bool) Entry {
+// encodedLen is the length appendEntry gives e.
+func (e Entry) encodedLen() int {
+	if e.Base != nil {
+		return entrySize + 32
+	}
+	return entrySize
+}
+
+// readEntry decodes an entry of a pack or index of version ver.
+func readEntry(r *reader, ver uint8) Entry {
 	var e Entry
 	copy(e.ID[:], r.bytes(32))
 	e.Offset, e.Length, e.RawLen, e.Comp = r.u32(), r.u32(), r.u32(), r.u8()
-	e.Sealed = sealed
+	e.Sealed = ver >= PackVersion2
+	e.PackVer = ver
+	if r.err == nil && ver >= PackVersion3 && e.Comp&compDelta != 0 {
+		e.Comp &^= compDelta
+		var base ChunkID
+		copy(base[:], r.bytes(32))
+		e.Base = &base
+		if r.err == nil && base == e.ID {
+			r.fail("chunk %v: a delta over itself", e.ID)
+		}
+	}
 	if r.err == nil && e.Comp > CompZstd {
 		r.fail("chunk %v: compression %d", e.ID, e.Comp)
 	}
 	if r.err == nil && (e.RawLen == 0 || e.RawLen > MaxChunk) {
 		r.fail("chunk %v: raw length %d", e.ID, e.RawLen)
 	}
-	if r.err == nil && sealed && (e.Length <= RecordOverhead || e.Length > maxRecord || e.Offset < packHeader) {
+	if r.err == nil && e.Base != nil && (e.RawLen%DeltaPiece != 0 || e.RawLen < 2*DeltaPiece) {
+		r.fail("chunk %v: a delta of raw length %d", e.ID, e.RawLen)
+	}
+	if r.err == nil && e.Sealed && (e.Length <= RecordOverhead || e.Length > maxRecord || e.Offset < packHeader) {
 		r.fail("chunk %v: record [%d,+%d)", e.ID, e.Offset, e.Length)
 	}
 	return e
@@ -109,8 +168,14 @@ const MaxChunk = 1 << 20
 // rebuilt from the packs alone.
 const (
 	packMagic = "SFPK"
-	// PackVersion is the pack format written.
-	PackVersion = 2
+	// PackVersion is the pack format written (3: entries may be deltas).
+	PackVersion = PackVersion3
+	// PackVersion3 packs have version 3 tables: an entry may be a delta
+	// that names its base chunk (written since issue 8).
+	PackVersion3 = 3
+	// PackVersion2 is the pack format of issue 11 (read only): records
+	// sealed one by one, 45-byte entries, no deltas.
+	PackVersion2 = 2
 	// PackVersion1 is the first pack format (read only).
 	PackVersion1 = 1
 	packHeader   = 8
@@ -134,9 +199,10 @@ type PackBuilder struct {
 	// Set by NewSealingPackBuilder: the pack's id and record cipher
 	// (AES-GCM keeps no state between calls: records are sealed
 	// concurrently).
-	id   string
-	aead cipher.AEAD
-	hdr  [packHeader]byte // the header, read by SealRecord while Reserve appends
+	id     string
+	aead   cipher.AEAD
+	hdr    [packHeader]byte // the header, read by SealRecord while Reserve appends
+	deltas int              // delta entries reserved (their table entries are longer)
 }
 
 // NewSealingPackBuilder starts pack id in buf (as NewPackBuilderBuf) for
@@ -159,18 +225,30 @@ func NewSealingPackBuilder(k *Keys, id string, size int, buf []byte) (*PackBuild
 // pack always takes the record. Reserve must not run concurrently with
 // itself or Seal; SealRecord may.
 func (p *PackBuilder) Reserve(id ChunkID, storedLen, rawLen int, comp uint8) (Entry, []byte, bool) {
+	return p.ReserveDelta(id, nil, storedLen, rawLen, comp)
+}
+
+// ReserveDelta is Reserve for a chunk stored as a delta over the full
+// chunk base (nil: a full chunk, as Reserve): its stored bytes are a
+// delta payload (MakeDelta), maybe compressed; rawLen is the chunk's.
+func (p *PackBuilder) ReserveDelta(id ChunkID, base *ChunkID, storedLen, rawLen int, comp uint8) (Entry, []byte, bool) {
 	n := storedLen + RecordOverhead
 	off := len(p.buf)
+	if base != nil {
+		b := *base
+		base = &b
+		p.deltas++
+	}
 	// Room for the record and, behind it, the table Seal appends (so
 	// sealing never copies the pack either).
-	need := n + RecordOverhead + 4 + (len(p.entries)+1)*entrySize + 4
+	need := n + RecordOverhead + 4 + (len(p.entries)+1)*entrySize + p.deltas*32 + 4
 	if off+need > cap(p.buf) {
 		if len(p.entries) > 0 {
 			return Entry{}, nil, false
 		}
 		p.buf = slices.Grow(p.buf, need)
 	}
-	e := Entry{ID: id, Offset: uint32(off), Length: uint32(n), RawLen: uint32(rawLen), Comp: comp, Sealed: true}
+	e := Entry{ID: id, Offset: uint32(off), Length: uint32(n), RawLen: uint32(rawLen), Comp: comp, Sealed: true, PackVer: PackVersion, Base: base}
 	p.buf = p.buf[:off+n]
 	p.entries = append(p.entries, e)
 	return e, p.buf[off : off+n : off+n], true
@@ -239,7 +317,7 @@ func NewPackBuilderBuf(size int, buf []byte) *PackBuilder {
 // Add appends a chunk's stored bytes (with room for its nonce and tag).
 // The entry returned locates its record in the sealed pack.
 func (p *PackBuilder) Add(id ChunkID, stored []byte, rawLen int, comp uint8) Entry {
-	e := Entry{ID: id, Offset: uint32(len(p.buf)), Length: uint32(len(stored) + RecordOverhead), RawLen: uint32(rawLen), Comp: comp, Sealed: true}
+	e := Entry{ID: id, Offset: uint32(len(p.buf)), Length: uint32(len(stored) + RecordOverhead), RawLen: uint32(rawLen), Comp: comp, Sealed: true, PackVer: PackVersion}
 	p.buf = append(p.buf, make([]byte, nonceSize)...)
 	p.buf = append(p.buf, stored...)
 	p.buf = append(p.buf, make([]byte, tagSize)...)
@@ -300,7 +378,7 @@ func (p *PackBuilder) Seal(k *Keys, id string) ([]byte, error) {
 		}
 	}
 	t := uint32(len(p.buf))
-	tbl := make([]byte, 0, 4+len(p.entries)*entrySize)
+	tbl := make([]byte, 0, 4+len(p.entries)*entrySize+p.deltas*32)
 	tbl = binary.BigEndian.AppendUint32(tbl, uint32(len(p.entries)))
 	for _, e := range p.entries {
 		tbl = appendEntry(tbl, e)
@@ -319,19 +397,19 @@ func (p *PackBuilder) Seal(k *Keys, id string) ([]byte, error) {
 // (after the sealed pack is no longer needed).
 func (p *PackBuilder) Buffer() []byte {
 	b := p.buf[:0]
-	p.buf, p.entries, p.aead = nil, nil, nil
+	p.buf, p.entries, p.aead, p.deltas = nil, nil, nil, 0
 	return b
 }
 
 // PackObjectVersion tells the pack format of a stored pack object from its
-// first bytes: PackVersion1 (an envelope), PackVersion (2), or 0 when it is
-// neither.
+// first bytes: PackVersion1 (an envelope), PackVersion2 or PackVersion3, or
+// 0 when it is none of them.
 func PackObjectVersion(b []byte) int {
 	switch {
 	case len(b) >= 4 && string(b[:4]) == envMagic:
 		return PackVersion1
-	case len(b) >= 5 && string(b[:4]) == packMagic && b[4] == PackVersion:
-		return PackVersion
+	case len(b) >= 5 && string(b[:4]) == packMagic && (b[4] == PackVersion2 || b[4] == PackVersion3):
+		return int(b[4])
 	}
 	return 0
 }
@@ -351,7 +429,7 @@ func OpenPack(k *Keys, id string, sealed []byte) ([]byte, error) {
 // version 1 as DecodePack gives it).
 func OpenPackTable(k *Keys, id string, sealed []byte) ([]byte, []Entry, error) {
 	what := fmt.Sprintf("object %c/%s", TypePack, id)
-	if PackObjectVersion(sealed) == PackVersion {
+	if v := PackObjectVersion(sealed); v == PackVersion2 || v == PackVersion3 {
 		return openPack2(k, id, sealed)
 	}
 	if len(sealed) >= 5 && string(sealed[:4]) == packMagic && sealed[4] > PackVersion {
@@ -381,13 +459,13 @@ func OpenPackTable(k *Keys, id string, sealed []byte) ([]byte, []Entry, error) {
 	return pt, es, nil
 }
 
-// packTable2 checks a version 2 pack object's header and trailer and
-// returns the offset and length of its table record.
+// packTable2 checks a version 2 or 3 pack object's header and trailer and
+// returns the offset of its table record.
 func packTable2(b []byte, what string) (t uint32, err error) {
 	if len(b) < packHeader+RecordOverhead+4+4 || string(b[:4]) != packMagic {
 		return 0, corrupt(what, "bad magic or length %d", len(b))
 	}
-	if b[4] != PackVersion || b[5] != CipherAESGCM {
+	if (b[4] != PackVersion2 && b[4] != PackVersion3) || b[5] != CipherAESGCM {
 		return 0, fmt.Errorf("%w: %s: pack version %d cipher %d", ErrUnsupportedVersion, what, b[4], b[5])
 	}
 	if b[6]|b[7] != 0 {
@@ -415,7 +493,7 @@ func openPack2(k *Keys, id string, b []byte) ([]byte, []Entry, error) {
 	if err != nil {
 		return nil, nil, corrupt(what, "table: authentication failed (wrong key or damaged object)")
 	}
-	es, err := decodeTable2(tbl, t, what)
+	es, err := decodeTable2(tbl, t, b[4], what)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -427,12 +505,12 @@ func openPack2(k *Keys, id string, b []byte) ([]byte, []Entry, error) {
 	return b, es, nil
 }
 
-// decodeTable2 parses a version 2 table plaintext; every record lies in
-// [packHeader, t) and records do not overlap.
-func decodeTable2(tbl []byte, t uint32, what string) ([]Entry, error) {
+// decodeTable2 parses a version 2 or 3 (ver) table plaintext; every
+// record lies in [packHeader, t) and records do not overlap.
+func decodeTable2(tbl []byte, t uint32, ver uint8, what string) ([]Entry, error) {
 	r := &reader{b: tbl, what: what}
 	n := r.u32()
-	if r.err == nil && uint64(n)*entrySize != uint64(len(r.b)) {
+	if r.err == nil && !entriesFit(n, len(r.b), ver) {
 		return nil, corrupt(what, "table of %d entries in %d bytes", n, len(r.b))
 	}
 	if r.err != nil {
@@ -441,7 +519,7 @@ func decodeTable2(tbl []byte, t uint32, what string) ([]Entry, error) {
 	es := make([]Entry, 0, n)
 	end := uint64(packHeader)
 	for range n {
-		e := readEntry(r, true)
+		e := readEntry(r, ver)
 		if r.err == nil && (uint64(e.Offset) < end || uint64(e.Offset)+uint64(e.Length) > uint64(t)) {
 			r.fail("chunk %v: record [%d,+%d) outside the record area [%d,%d) or overlapping", e.ID, e.Offset, e.Length, end, t)
 		}
@@ -486,11 +564,11 @@ func (k *Keys) NewChunkOpener(id string) (*ChunkOpener, error) {
 // stored bytes. A damaged record is an error wrapping ErrCorrupt.
 func (o *ChunkOpener) Open(e Entry, rec []byte) ([]byte, error) {
 	if !e.Sealed {
-		return nil, fmt.Errorf("%w: chunk %v: not an entry of a version 2 pack", ErrUnsupportedVersion, e.ID)
+		return nil, fmt.Errorf("%w: chunk %v: not an entry of a version 2 or 3 pack", ErrUnsupportedVersion, e.ID)
 	}
 	var hdr [packHeader]byte
 	copy(hdr[:], packMagic)
-	hdr[4], hdr[5] = PackVersion, CipherAESGCM
+	hdr[4], hdr[5] = e.packVer(), CipherAESGCM
 	return openRecord(o.aead, hdr[:], o.id, e, rec)
 }
 
@@ -515,7 +593,7 @@ func DecodePack(b []byte) ([]Entry, error) {
 	}
 	entries := make([]Entry, 0, n)
 	for range n {
-		e := readEntry(r, false)
+		e := readEntry(r, PackVersion1)
 		if r.err == nil && (e.Offset < packHeader || uint64(e.Offset)+uint64(e.Length) > uint64(t)) {
 			r.fail("chunk %v: [%d,+%d) outside the chunk area [%d,%d)", e.ID, e.Offset, e.Length, packHeader, t)
 		}
@@ -546,18 +624,29 @@ func Chunk(pack []byte, e Entry) ([]byte, error) {
 // Index layout (plaintext of the 'I' envelope, one per pack, on every store):
 //
 //	0  magic "SFIX"  4
-//	4  version       1 (1: of a version 1 pack; 2: of a version 2 pack)
+//	4  version       1 (1: of a version 1 pack; 2: of a version 2 pack; 3: of a version 3 pack)
 //	5  reserved      3 (0)
 //	8  pack id      16
 //	24 sealed size   8 bytes of the stored pack object (the erasure data length)
 //	32 count         4
 //	36 entries       count × 45, as in the pack table, ascending by id
+//	                 (version 3: 45 bytes, or 77 for a delta: its
+//	                 compression byte has flag 0x80 and its base id(32)
+//	                 follows)
 //
-// In a version 2 index every record lies inside the pack object.
+// In a version 2 or 3 index every record lies inside the pack object.
+// The base of every delta is in the index (prune reads indexes, never
+// packs, to learn what a kept chunk needs). A snapfs that predates version
+// 3 fails on a version 3 index with ErrUnsupportedVersion, and so does every
+// operation that loads the region's indexes (its prune included): it never
+// reads a delta as a full chunk, nor prunes a base it does not know is
+// needed (TestOldDecoderFailsClosed).
 const (
 	indexMagic = "SFIX"
-	// IndexVersion is the index format of version 2 packs.
-	IndexVersion = 2
+	// IndexVersion is the index format of version 3 packs (written).
+	IndexVersion = 3
+	// IndexVersion2 is the index format of version 2 packs.
+	IndexVersion2 = 2
 	// IndexVersion1 is the index of a version 1 pack.
 	IndexVersion1 = 1
 )
@@ -572,28 +661,29 @@ type Index struct {
 	PackVer int
 }
 
-// Version is the pack format the index describes: PackVersion when its
-// entries are records of a version 2 pack, else PackVersion1.
+// Version is the pack format the index describes: PackVer when set, else
+// told by its first entry (PackVersion1 when it has none).
 func (x *Index) Version() int {
 	if x.PackVer != 0 {
 		return x.PackVer
 	}
-	if len(x.Entries) > 0 && x.Entries[0].Sealed {
-		return PackVersion
+	if len(x.Entries) > 0 {
+		return int(x.Entries[0].packVer())
 	}
 	return PackVersion1
 }
 
-// Encode returns the index plaintext; entries are sorted by chunk id. An
-// index of sealed (version 2) entries is version 2.
+// Encode returns the index plaintext; entries are sorted by chunk id. The
+// index has the version of its pack (Version).
 func (x *Index) Encode() []byte {
 	es := slices.Clone(x.Entries)
 	slices.SortFunc(es, func(a, b Entry) int { return compareID(a.ID, b.ID) })
-	v := byte(IndexVersion1)
-	if x.Version() == PackVersion {
-		v = IndexVersion
+	v := byte(x.Version())
+	n := 0
+	for _, e := range es {
+		n += e.encodedLen()
 	}
-	b := make([]byte, 0, 36+len(es)*entrySize)
+	b := make([]byte, 0, 36+n)
 	b = append(b, indexMagic...)
 	b = append(b, v, 0, 0, 0)
 	b = append(b, x.Pack[:]...)
@@ -621,20 +711,17 @@ func DecodeIndex(b []byte) (*Index, error) {
 		r.fail("bad magic")
 	}
 	v := r.u8()
-	if r.err == nil && v != IndexVersion && v != IndexVersion1 {
+	if r.err == nil && v != IndexVersion && v != IndexVersion2 && v != IndexVersion1 {
 		return nil, fmt.Errorf("%w: index version %d", ErrUnsupportedVersion, v)
 	}
 	if res := r.bytes(3); r.err == nil && (res[0]|res[1]|res[2]) != 0 {
 		r.fail("reserved bytes set")
 	}
-	x := &Index{PackVer: PackVersion1}
-	if v == IndexVersion {
-		x.PackVer = PackVersion
-	}
+	x := &Index{PackVer: int(v)} // index version i describes pack version i
 	copy(x.Pack[:], r.bytes(16))
 	x.SealedSize = r.u64()
 	n := r.u32()
-	if r.err == nil && uint64(n)*entrySize != uint64(len(r.b)) {
+	if r.err == nil && !entriesFit(n, len(r.b), v) {
 		r.fail("%d entries in %d bytes", n, len(r.b))
 	}
 	if r.err != nil {
@@ -642,7 +729,7 @@ func DecodeIndex(b []byte) (*Index, error) {
 	}
 	x.Entries = make([]Entry, 0, n)
 	for i := range n {
-		e := readEntry(r, v == IndexVersion)
+		e := readEntry(r, v)
 		if r.err == nil && i > 0 && compareID(x.Entries[i-1].ID, e.ID) >= 0 {
 			r.fail("entries not in ascending id order at %d", i)
 		}
@@ -656,4 +743,15 @@ func DecodeIndex(b []byte) (*Index, error) {
 		return nil, r.err
 	}
 	return x, nil
+}
+
+// entriesFit reports whether n entries of version ver can take exactly
+// size bytes (45 each; in version 3 a delta's 32 more): a bound checked
+// before anything is allocated for them.
+func entriesFit(n uint32, size int, ver uint8) bool {
+	min := uint64(n) * entrySize
+	if ver < PackVersion3 {
+		return min == uint64(size)
+	}
+	return min <= uint64(size) && uint64(size) <= min+uint64(n)*32
 }

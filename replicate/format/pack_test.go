@@ -180,9 +180,10 @@ func FuzzDecodeTable2(f *testing.F) {
 	for _, e := range es {
 		tbl = appendEntry(tbl, e)
 	}
-	f.Add(tbl, uint32(len(b)))
-	f.Fuzz(func(t *testing.T, tbl []byte, end uint32) {
-		es, err := decodeTable2(tbl, end, "fuzz")
+	f.Add(tbl, uint32(len(b)), uint8(PackVersion2))
+	f.Add(tbl, uint32(len(b)), uint8(PackVersion3))
+	f.Fuzz(func(t *testing.T, tbl []byte, end uint32, ver uint8) {
+		es, err := decodeTable2(tbl, end, PackVersion2+ver%2, "fuzz")
 		if err != nil {
 			return
 		}

@@ -4,6 +4,11 @@
 // tail after a crash. It knows nothing about disks, layers or the index; the
 // engine stores Pos values in its index and replays the log with Scan.
 //
+// A Record's Layer, Block, Epoch and Seq and a segment number (Pos.Segment,
+// SegmentInfo.Number, Active, Remove, ScanSegment, ...) have the distinct
+// types of package rowstore/ids, so the engine cannot pass one for another;
+// the bytes on disk are the same uint64 fields as before.
+//
 // # Write-behind
 //
 // Append gathers records of the active segment in memory and writes them to

@@ -62,6 +62,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
@@ -91,7 +92,7 @@ type Options struct {
 
 // SegmentInfo describes one segment file.
 type SegmentInfo struct {
-	Number uint64
+	Number ids.Segment
 	Size   int64
 	// Cleaner: a segment of the cleaner stream, as far as this Log knows:
 	// set for those it created and for the cleaner's last segment Open
@@ -121,10 +122,10 @@ type Log struct {
 	clMu     sync.Mutex
 
 	mu    sync.RWMutex
-	segs  map[uint64]*segFile
-	order []uint64 // segment numbers, ascending
-	fg    stream   // the foreground stream (Append); its active is never nil once open
-	cl    stream   // the cleaner stream; active nil until its first append
+	segs  map[ids.Segment]*segFile
+	order []ids.Segment // segment numbers, ascending
+	fg    stream        // the foreground stream (Append); its active is never nil once open
+	cl    stream        // the cleaner stream; active nil until its first append
 	// clOpenEnd: the cleaner stream's end as Open recovered it (CleanerOpenEnd).
 	clOpenEnd Pos
 	closed    bool
@@ -154,32 +155,33 @@ type stream struct {
 }
 
 // allocNum returns a new segment number.
-func (l *Log) allocNum() uint64 { return l.nextNum.Add(1) - 1 }
+func (l *Log) allocNum() ids.Segment { return ids.Segment(l.nextNum.Add(1) - 1) }
 
 // spareSegment is a segment file being created ahead of its use: num's file
 // (header only, synced, directory synced) once done is closed, unless err.
 type spareSegment struct {
-	num  uint64
+	num  ids.Segment
 	done chan struct{}
 	f    vfs.File
 	err  error
 }
 
-func segName(n uint64) string { return fmt.Sprintf("%016x.seg", n) }
+func segName(n ids.Segment) string { return fmt.Sprintf("%016x.seg", uint64(n)) }
 
-func parseSegName(name string) (uint64, bool) {
+func parseSegName(name string) (ids.Segment, bool) {
 	hex, ok := strings.CutSuffix(name, ".seg")
 	if !ok || len(hex) != 16 {
 		return 0, false
 	}
-	n, err := strconv.ParseUint(hex, 16, 64)
+	x, err := strconv.ParseUint(hex, 16, 64)
+	n := ids.Segment(x)
 	if err != nil || n == 0 || segName(n) != name {
 		return 0, false
 	}
 	return n, true
 }
 
-func (l *Log) path(n uint64) string { return path.Join(l.dir, segName(n)) }
+func (l *Log) path(n ids.Segment) string { return path.Join(l.dir, segName(n)) }
 
 // fail records the first sticky error.
 func (l *Log) fail(err error) {
@@ -225,7 +227,7 @@ func (l *Log) Segments() []SegmentInfo {
 
 // Active returns the number of the segment being appended to (the
 // foreground stream's: Append).
-func (l *Log) Active() uint64 {
+func (l *Log) Active() ids.Segment {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.fg.active.num
@@ -233,7 +235,7 @@ func (l *Log) Active() uint64 {
 
 // CleanerActive returns the number of the cleaner stream's active segment,
 // 0 if it has none (before its first append, after SealCleaner).
-func (l *Log) CleanerActive() uint64 {
+func (l *Log) CleanerActive() ids.Segment {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.cl.active == nil {
@@ -264,7 +266,7 @@ func (l *Log) CleanerOpenEnd() Pos { return l.clOpenEnd }
 // to: its active segment's, else its spare's, else NextNumber. Every
 // segment numbered at or above it that is the cleaner's was (or will be)
 // started after the call.
-func (l *Log) CleanerFloor() uint64 {
+func (l *Log) CleanerFloor() ids.Segment {
 	l.clMu.Lock()
 	defer l.clMu.Unlock()
 	if a := l.cl.active; a != nil {
@@ -273,12 +275,12 @@ func (l *Log) CleanerFloor() uint64 {
 	if sp := l.cl.spare; sp != nil {
 		return sp.num
 	}
-	return l.nextNum.Load()
+	return ids.Segment(l.nextNum.Load())
 }
 
 // NextNumber is the number the next segment created will get: every
 // segment created from now on, of either stream, is numbered at or above it.
-func (l *Log) NextNumber() uint64 { return l.nextNum.Load() }
+func (l *Log) NextNumber() ids.Segment { return ids.Segment(l.nextNum.Load()) }
 
 // isActive reports whether s is a stream's active segment (mu held).
 func (l *Log) isActive(s *segFile) bool { return s == l.fg.active || s == l.cl.active }
@@ -297,13 +299,13 @@ func (l *Log) SetSegmentSize(n int64) {
 }
 
 // Remove deletes a segment that is not the active one (and syncs the dir).
-func (l *Log) Remove(segment uint64) error {
-	return l.RemoveSegments([]uint64{segment})
+func (l *Log) Remove(segment ids.Segment) error {
+	return l.RemoveSegments([]ids.Segment{segment})
 }
 
 // RemoveSegments deletes several segments (none the active one) and syncs
 // the directory once. It stops at the first failure.
-func (l *Log) RemoveSegments(segments []uint64) error {
+func (l *Log) RemoveSegments(segments []ids.Segment) error {
 	if err := l.RemoveSegmentsUnsynced(segments); err != nil {
 		return err
 	}
@@ -321,7 +323,7 @@ func (l *Log) RemoveSegments(segments []uint64) error {
 // copies (the engine's cleaner repointed and synced the index first), so
 // that one coming back is only space to reclaim again; the next segment
 // created syncs the directory anyway. It stops at the first failure.
-func (l *Log) RemoveSegmentsUnsynced(segments []uint64) error {
+func (l *Log) RemoveSegmentsUnsynced(segments []ids.Segment) error {
 	for _, n := range segments {
 		if err := l.remove(n); err != nil {
 			return err
@@ -334,7 +336,7 @@ func (l *Log) RemoveSegmentsUnsynced(segments []uint64) error {
 // leaves the table under mu, the file is unlinked after (an unlink frees
 // the file's blocks: reads and appends do not wait for it); if that fails
 // the segment is put back.
-func (l *Log) remove(segment uint64) error {
+func (l *Log) remove(segment ids.Segment) error {
 	// Its background sync, if still running, is waited for before the
 	// table is locked (a wait under Log.mu would stall every read of the
 	// log behind that fsync); the wait below then finds it ended.
@@ -365,7 +367,7 @@ func (l *Log) remove(segment uint64) error {
 		s.f = nil
 	}
 	delete(l.segs, segment)
-	l.order = slices.DeleteFunc(l.order, func(n uint64) bool { return n == segment })
+	l.order = slices.DeleteFunc(l.order, func(n ids.Segment) bool { return n == segment })
 	l.bytes.Add(-s.size.Load())
 	l.mu.Unlock()
 	if err := l.fs.Remove(l.path(segment)); err != nil {

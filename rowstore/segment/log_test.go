@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
@@ -25,9 +26,9 @@ func rec(i int) *Record {
 		p[j] = byte(i + j*7)
 	}
 	if i%10 == 9 {
-		return &Record{Kind: KindZero, Layer: 1, Block: uint64(i), Epoch: uint64(i / 5), Seq: uint64(i + 1), Payload: zeroPayload(uint64(i))}
+		return &Record{Kind: KindZero, Layer: 1, Block: ids.Block(i), Epoch: ids.Epoch(i / 5), Seq: ids.Seq(i + 1), Payload: zeroPayload(uint64(i))}
 	}
-	return &Record{Kind: KindData, Flags: uint16(i), Layer: 1, Block: uint64(i), Epoch: uint64(i / 5), Seq: uint64(i + 1), Payload: p}
+	return &Record{Kind: KindData, Flags: uint16(i), Layer: 1, Block: ids.Block(i), Epoch: ids.Epoch(i / 5), Seq: ids.Seq(i + 1), Payload: p}
 }
 
 func sameRecord(a, b *Record) bool {
@@ -125,7 +126,7 @@ func TestAppendReadScan(t *testing.T) {
 			// From the middle of the log.
 			k := 0
 			if _, err := l.Scan(ps[150], func(r *Record, pos Pos) error {
-				if r.Seq != uint64(151+k) {
+				if r.Seq != ids.Seq(151+k) {
 					return fmt.Errorf("seq %d", r.Seq)
 				}
 				k++
@@ -587,8 +588,8 @@ func BenchmarkAppend64K(b *testing.B) {
 	b.SetBytes(int64(HeaderSize + len(r.Payload)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		r.Seq = uint64(i + 1)
-		r.Block = uint64(i)
+		r.Seq = ids.Seq(i + 1)
+		r.Block = ids.Block(i)
 		if _, err := l.Append(r); err != nil {
 			b.Fatal(err)
 		}

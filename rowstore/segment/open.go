@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
@@ -32,7 +33,7 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Log, error) {
 		fs:        fsys,
 		dir:       dir,
 		log:       opts.Logger.With("component", "segment", "dir", dir),
-		segs:      map[uint64]*segFile{},
+		segs:      map[ids.Segment]*segFile{},
 		onCorrupt: opts.OnCorrupt,
 		durable:   opts.Durable,
 		clDurable: opts.CleanerDurable,
@@ -77,7 +78,7 @@ func (l *Log) open() error {
 	// Numbers are never reused: the next segment follows the highest one.
 	l.nextNum.Store(1)
 	if len(l.order) > 0 {
-		l.nextNum.Store(l.order[len(l.order)-1] + 1)
+		l.nextNum.Store(uint64(l.order[len(l.order)-1].Next()))
 	}
 	// Files that hold no record (a segment created ahead of its use, see
 	// SetPrecreate, or one created just before a crash, by either stream:
@@ -96,7 +97,7 @@ func (l *Log) open() error {
 			return err
 		}
 		delete(l.segs, n)
-		l.order = slices.DeleteFunc(l.order, func(m uint64) bool { return m == n })
+		l.order = slices.DeleteFunc(l.order, func(m ids.Segment) bool { return m == n })
 		removed = true
 	}
 	fgLast, clLast, err := l.streamLasts()
@@ -133,7 +134,7 @@ func (l *Log) open() error {
 			return err
 		}
 		delete(l.segs, last.num)
-		l.order = slices.DeleteFunc(l.order, func(n uint64) bool { return n == last.num })
+		l.order = slices.DeleteFunc(l.order, func(n ids.Segment) bool { return n == last.num })
 		removed = true
 	}
 	if removed {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // openSegment opens an old segment for reading and checks its header.
@@ -31,7 +33,7 @@ func (l *Log) closeLRULocked() {
 	}
 }
 
-func (l *Log) openSegment(n uint64) error {
+func (l *Log) openSegment(n ids.Segment) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s, ok := l.segs[n]
@@ -61,7 +63,7 @@ func (l *Log) openSegment(n uint64) error {
 
 // readAt reads len(p) bytes of segment n at off, opening the segment if
 // needed. It returns io.EOF (or io.ErrUnexpectedEOF) if the file is shorter.
-func (l *Log) readAt(n uint64, p []byte, off int64) (int, error) {
+func (l *Log) readAt(n ids.Segment, p []byte, off int64) (int, error) {
 	for {
 		l.mu.RLock()
 		if l.closed {
@@ -101,7 +103,7 @@ func (l *Log) readAt(n uint64, p []byte, off int64) (int, error) {
 // read several adjacent records with one call decode each with Decode, which
 // checks its CRC. A read past the end of the segment is an error wrapping
 // ErrShort.
-func (l *Log) ReadRaw(n uint64, p []byte, off int64) error {
+func (l *Log) ReadRaw(n ids.Segment, p []byte, off int64) error {
 	m, err := l.readAt(n, p, off)
 	if m == len(p) {
 		return nil

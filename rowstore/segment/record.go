@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // Kind is the type of a record.
@@ -74,17 +76,17 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type Record struct {
 	Kind    Kind
 	Flags   uint16
-	Layer   uint64
-	Block   uint64
-	Epoch   uint64
-	Seq     uint64 // > 0 (except for KindPad)
+	Layer   ids.Layer
+	Block   ids.Block
+	Epoch   ids.Epoch
+	Seq     ids.Seq // > 0 (except for KindPad)
 	Payload []byte
 }
 
 // Pos locates a record: its segment, the offset of its header in the file, and
 // its total length (header + payload).
 type Pos struct {
-	Segment uint64
+	Segment ids.Segment
 	Offset  int64
 	Length  uint32
 }
@@ -115,10 +117,10 @@ func Encode(dst []byte, r *Record) []byte {
 	h[4] = Version
 	h[5] = byte(r.Kind)
 	binary.LittleEndian.PutUint16(h[6:], r.Flags)
-	binary.LittleEndian.PutUint64(h[8:], r.Layer)
-	binary.LittleEndian.PutUint64(h[16:], r.Block)
-	binary.LittleEndian.PutUint64(h[24:], r.Epoch)
-	binary.LittleEndian.PutUint64(h[32:], r.Seq)
+	binary.LittleEndian.PutUint64(h[8:], uint64(r.Layer))
+	binary.LittleEndian.PutUint64(h[16:], uint64(r.Block))
+	binary.LittleEndian.PutUint64(h[24:], uint64(r.Epoch))
+	binary.LittleEndian.PutUint64(h[32:], uint64(r.Seq))
 	binary.LittleEndian.PutUint32(h[40:], uint32(len(r.Payload)))
 	crc := crc32.Update(0, castagnoli, h[:44])
 	crc = crc32.Update(crc, castagnoli, r.Payload)
@@ -188,10 +190,10 @@ func Decode(b []byte) (Record, int, error) {
 	r := Record{
 		Kind:    Kind(b[5]),
 		Flags:   binary.LittleEndian.Uint16(b[6:]),
-		Layer:   binary.LittleEndian.Uint64(b[8:]),
-		Block:   binary.LittleEndian.Uint64(b[16:]),
-		Epoch:   binary.LittleEndian.Uint64(b[24:]),
-		Seq:     binary.LittleEndian.Uint64(b[32:]),
+		Layer:   ids.Layer(binary.LittleEndian.Uint64(b[8:])),
+		Block:   ids.Block(binary.LittleEndian.Uint64(b[16:])),
+		Epoch:   ids.Epoch(binary.LittleEndian.Uint64(b[24:])),
+		Seq:     ids.Seq(binary.LittleEndian.Uint64(b[32:])),
 		Payload: b[HeaderSize:n:n],
 	}
 	if err := validate(&r); err != nil {
@@ -203,7 +205,7 @@ func Decode(b []byte) (Record, int, error) {
 // CorruptError names the place of a record that failed to decode or verify.
 // It wraps ErrCorrupt and the underlying decode error.
 type CorruptError struct {
-	Segment uint64
+	Segment ids.Segment
 	Offset  int64
 	Err     error
 }
@@ -216,12 +218,12 @@ func (e *CorruptError) Error() string {
 func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
 
 // fileHeader encodes the header of segment n.
-func fileHeader(n uint64, flags uint16) []byte {
+func fileHeader(n ids.Segment, flags uint16) []byte {
 	h := make([]byte, FileHeaderSize)
 	copy(h, fileMagic)
 	binary.LittleEndian.PutUint16(h[8:], FileVersion)
 	binary.LittleEndian.PutUint16(h[10:], flags)
-	binary.LittleEndian.PutUint64(h[16:], n)
+	binary.LittleEndian.PutUint64(h[16:], uint64(n))
 	binary.LittleEndian.PutUint32(h[28:], crc32.Checksum(h[:28], castagnoli))
 	return h
 }
@@ -230,7 +232,7 @@ func fileHeader(n uint64, flags uint16) []byte {
 func headerFlags(h []byte) uint16 { return binary.LittleEndian.Uint16(h[10:]) }
 
 // checkFileHeader verifies the header of segment n.
-func checkFileHeader(h []byte, n uint64) error {
+func checkFileHeader(h []byte, n ids.Segment) error {
 	if len(h) < FileHeaderSize {
 		return fmt.Errorf("%w: file header of %d bytes", ErrShort, len(h))
 	}
@@ -248,7 +250,7 @@ func checkFileHeader(h []byte, n uint64) error {
 	case v == 1 && fl != 0, fl&^FlagCleanerStream != 0:
 		return fmt.Errorf("%w: file header flags %#x in format version %d", ErrCorrupt, fl, v)
 	}
-	if got := binary.LittleEndian.Uint64(h[16:]); got != n {
+	if got := ids.Segment(binary.LittleEndian.Uint64(h[16:])); got != n {
 		return fmt.Errorf("%w: file header names segment %d", ErrCorrupt, got)
 	}
 	return nil

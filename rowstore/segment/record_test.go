@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"reflect"
 	"testing"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 func zeroPayload(n uint64) []byte { return binary.LittleEndian.AppendUint64(nil, n) }
@@ -21,7 +23,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{"zero", Record{Kind: KindZero, Layer: 7, Block: 100, Epoch: 9, Seq: 10, Payload: zeroPayload(64)}},
 		{"pad", Record{Kind: KindPad, Payload: make([]byte, 100)}},
 		{"catalog", Record{Kind: KindCatalog, Seq: 12, Payload: []byte("catalog change")}},
-		{"flags and max fields", Record{Kind: KindData, Flags: 0xffff, Layer: ^uint64(0), Block: ^uint64(0), Epoch: ^uint64(0), Seq: ^uint64(0), Payload: []byte{1}}},
+		{"flags and max fields", Record{Kind: KindData, Flags: 0xffff, Layer: ^ids.Layer(0), Block: ids.MaxBlock, Epoch: ids.MaxEpoch, Seq: ^ids.Seq(0), Payload: []byte{1}}},
 		{"64 KiB", Record{Kind: KindData, Seq: 5, Payload: bytes.Repeat([]byte{0xab}, 64<<10)}},
 		{"max payload", Record{Kind: KindData, Seq: 5, Payload: make([]byte, MaxPayload)}},
 	}

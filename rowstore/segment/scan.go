@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+
+	"github.com/snapfs/snapfs/rowstore/ids"
 )
 
 // readAhead is how much Scan reads at a time.
@@ -24,7 +26,7 @@ var readBufs = sync.Pool{New: func() any { return new([]byte) }}
 // window.
 type segReader struct {
 	l      *Log
-	num    uint64
+	num    ids.Segment
 	size   int64 // bytes of the segment to consider
 	buf    []byte
 	bufOff int64
@@ -150,14 +152,14 @@ func (l *Log) Scan(from Pos, fn func(r *Record, pos Pos) error) (Pos, error) {
 // as it is when the scan starts): the segments after it are not read, so
 // their removal meanwhile does not concern it. A segment that does not
 // exist is an error wrapping fs.ErrNotExist.
-func (l *Log) ScanSegment(n uint64, fn func(r *Record, pos Pos) error) (Pos, error) {
+func (l *Log) ScanSegment(n ids.Segment, fn func(r *Record, pos Pos) error) (Pos, error) {
 	return l.ScanSegmentRaw(n, func(r *Record, _ []byte, pos Pos) error { return fn(r, pos) })
 }
 
 // ScanSegmentRaw is ScanSegment that also passes each record's bytes as
 // they are in the segment (header and payload, checked as the record is;
 // valid during the call only), for a copy that needs no encoding.
-func (l *Log) ScanSegmentRaw(n uint64, fn func(r *Record, raw []byte, pos Pos) error) (Pos, error) {
+func (l *Log) ScanSegmentRaw(n ids.Segment, fn func(r *Record, raw []byte, pos Pos) error) (Pos, error) {
 	l.mu.RLock()
 	_, ok := l.segs[n]
 	l.mu.RUnlock()
@@ -173,7 +175,7 @@ func (l *Log) scan(from Pos, only bool, fn func(r *Record, pos Pos) error) (Pos,
 
 func (l *Log) scanRaw(from Pos, only bool, fn func(r *Record, raw []byte, pos Pos) error) (Pos, error) {
 	type snap struct {
-		num  uint64
+		num  ids.Segment
 		size int64
 	}
 	l.mu.RLock()

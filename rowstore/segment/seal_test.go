@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
@@ -234,7 +235,7 @@ func TestSealRemoveAndClose(t *testing.T) {
 	}
 	waitHeld(t, g, 1)
 	removed := make(chan error, 1)
-	go func() { removed <- l.RemoveSegmentsUnsynced([]uint64{first}) }()
+	go func() { removed <- l.RemoveSegmentsUnsynced([]ids.Segment{first}) }()
 	select {
 	case err := <-removed:
 		t.Fatalf("removal returned (%v) while the segment's sync is held", err)

@@ -7,11 +7,12 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
 type segFile struct {
-	num uint64
+	num ids.Segment
 	// cleaner: a segment of the cleaner stream (created by it, or found
 	// to be its last one by Open); never changed once shared.
 	cleaner bool

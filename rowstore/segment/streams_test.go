@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
@@ -27,7 +28,7 @@ const clBase = 1 << 20
 // clRec is the cleaner stream's j-th record in these tests.
 func clRec(j int) *Record {
 	r := rec(j)
-	r.Seq = clBase + uint64(j)
+	r.Seq = clBase + ids.Seq(j)
 	return r
 }
 
@@ -47,7 +48,7 @@ func (h *tailLog) Handle(_ context.Context, r slog.Record) error {
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Key == "segment" {
 			h.mu.Lock()
-			h.cut[a.Value.Uint64()] = true
+			h.cut[a.Value.Resolve().Uint64()] = true
 			h.mu.Unlock()
 		}
 		return true
@@ -144,7 +145,7 @@ func TestTwoStreamsCrash(t *testing.T) {
 			}
 		}
 		// The cleaner's segments must carry the flag, the foreground's not.
-		cleanerSegs := map[uint64]bool{}
+		cleanerSegs := map[ids.Segment]bool{}
 		for _, si := range l.Segments() {
 			cleanerSegs[si.Number] = si.Cleaner
 		}
@@ -165,7 +166,7 @@ func TestTwoStreamsCrash(t *testing.T) {
 			}
 			var cutFg, cutCl bool
 			for n := range tl.cut {
-				if cleanerSegs[n] {
+				if cleanerSegs[ids.Segment(n)] {
 					cutCl = true
 				} else {
 					cutFg = true
@@ -290,8 +291,8 @@ func TestStreamsNumbering(t *testing.T) {
 	if err := l.SyncCleaner(); err != nil {
 		t.Fatal(err)
 	}
-	seen := map[uint64]bool{}
-	last := uint64(0)
+	seen := map[ids.Segment]bool{}
+	last := ids.Segment(0)
 	note := func() {
 		for _, si := range l.Segments() {
 			if !seen[si.Number] {
@@ -322,7 +323,7 @@ func TestStreamsNumbering(t *testing.T) {
 			}
 		}
 	}
-	for _, n := range []uint64{l.Active(), l.CleanerActive()} {
+	for _, n := range []ids.Segment{l.Active(), l.CleanerActive()} {
 		if err := l.Remove(n); err == nil {
 			t.Fatalf("removed active segment %d", n)
 		}
@@ -349,7 +350,7 @@ func FuzzFileHeader(f *testing.F) {
 	binary.LittleEndian.PutUint32(v1[28:], crc32.Checksum(v1[:28], castagnoli))
 	f.Add(v1, uint64(3))
 	f.Fuzz(func(t *testing.T, h []byte, n uint64) {
-		err := checkFileHeader(h, n)
+		err := checkFileHeader(h, ids.Segment(n))
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrIncompatible) && !errors.Is(err, ErrShort) {
 				t.Fatalf("unexpected error kind: %v", err)

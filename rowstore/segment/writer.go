@@ -10,13 +10,14 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
 // createSegment creates segment n with its header (flags: the stream's),
 // durable (file synced, then the directory). On error nothing is left
 // behind but, at worst, a file without records, which Open drops.
-func (l *Log) createSegment(n uint64, flags uint16) (vfs.File, error) {
+func (l *Log) createSegment(n ids.Segment, flags uint16) (vfs.File, error) {
 	name := l.path(n)
 	f, err := l.fs.Create(name)
 	if err != nil {
@@ -50,7 +51,7 @@ func (l *Log) SetPrecreate(on bool) {
 // its number, if there is one (the stream's append lock held). Its number
 // was taken when it was started, so it is above every segment of the
 // stream before it.
-func (l *Log) takeSpare(st *stream) (uint64, vfs.File) {
+func (l *Log) takeSpare(st *stream) (ids.Segment, vfs.File) {
 	sp := st.spare
 	if sp == nil {
 		return 0, nil
@@ -427,7 +428,7 @@ func (l *Log) retry(op func() error) error {
 // Log (after done is closed, so a waiter holding Log.mu cannot deadlock
 // with it), and every waiter gets its error.
 type sealSync struct {
-	num  uint64
+	num  ids.Segment
 	done chan struct{}
 	err  error // set before done is closed
 }
