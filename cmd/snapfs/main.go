@@ -242,8 +242,10 @@ func openService(c *cli.Context, st *state) (service.Service, error) {
 	}
 	if !c.IsSet("log-level") {
 		// One-shot commands print their results; the engine's info
-		// records (gc, recovery) would only clutter stderr.
-		log = slog.New(slog.NewTextHandler(st.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		// records (gc, recovery) would only clutter stderr, and the index
+		// library's own records repeat, in its words and over several
+		// lines, the error the command prints as its one line.
+		log = slog.New(withoutComponent{slog.NewTextHandler(st.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), "badger"})
 	}
 	// Encrypted disks opened here (no daemon) are unlocked by SNAPFS_KEY_FILE.
 	var keys []*rowstore.Key
@@ -361,4 +363,39 @@ func hotCommand(st *state, path string) *cli.Command {
 		})
 	}
 	return cmd
+}
+
+// withoutComponent drops the records whose "component" attribute is
+// component (see openService).
+type withoutComponent struct {
+	slog.Handler
+	component string
+}
+
+func (h withoutComponent) Handle(ctx context.Context, r slog.Record) error {
+	drop := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "component" && a.Value.String() == h.component {
+			drop = true
+			return false
+		}
+		return true
+	})
+	if drop {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h withoutComponent) WithAttrs(as []slog.Attr) slog.Handler {
+	for _, a := range as {
+		if a.Key == "component" && a.Value.String() == h.component {
+			return slog.DiscardHandler
+		}
+	}
+	return withoutComponent{h.Handler.WithAttrs(as), h.component}
+}
+
+func (h withoutComponent) WithGroup(name string) slog.Handler {
+	return withoutComponent{h.Handler.WithGroup(name), h.component}
 }
