@@ -434,3 +434,39 @@ func TestTrial11StoreReadOnly(t *testing.T) {
 	daemon(t, store, mp)
 	ok(t, store, "snapshot", "create", "s", "--disk", "d")
 }
+
+// Trial 11: `umount -l` of the mount while only the daemon's own .files
+// view was open, then `snapfs umount`: the daemon stopped (its own view
+// released, nothing else held the mount), yet the command exited 130 with
+// "interrupted: the daemon ... stopped ... (busy: the mount ... was
+// detached ...)", two contradicting stories. It now succeeds, and nothing
+// of the store stays mounted or attached.
+func TestTrial11LazyUnmountWithOwnFilesView(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	ok(t, store, "disk", "create", "d", "--size", "64M")
+	sh(t, "mkfs.ext4", "-q", "-F", filepath.Join(mp, "disks", "d"))
+	ok(t, store, "snapshot", "create", "s", "--disk", "d")
+	if names := dirNames(t, filepath.Join(mp, "snapshots", "s", "d.files")); len(names) == 0 {
+		t.Fatal("the snapshot's files show nothing")
+	}
+	sh(t, "umount", "-l", mp)
+	if r := snapfs(t, store, "umount", mp); r.code != 0 && r.code != 3 {
+		t.Fatalf("snapfs umount after an outside umount -l with only the daemon's own view open: exit %d: %q", r.code, r.stderr)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		data, _ := os.ReadFile("/proc/self/mounts")
+		loops, _ := exec.Command("losetup", "-a").Output()
+		if !strings.Contains(string(data), store) && !strings.Contains(string(loops), mp) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left after the daemon stopped:\n%s\n%s", data, loops)
+		}
+	}
+	daemon(t, store, mp)
+	ok(t, store, "snapshot", "list")
+}

@@ -227,7 +227,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		if errors.Is(err, syscall.EINVAL) {
 			// Not a mount point any more, yet the kernel still talks to us:
 			// it was detached from outside (umount -l) while files were open
-			// through it. Their last close ends the connection (unmounted).
+			// through it. Their last close ends the connection (unmounted),
+			// maybe at once if they were our own .files just released.
+			select {
+			case <-unmounted:
+				log.Info("unmounted", "mountpoint", cfg.Mountpoint)
+				return nil
+			case <-time.After(time.Second):
+			}
 			return fmt.Errorf("%w: the mount at %s was detached from outside (umount -l) while files are still open through it (loop devices, VMs, open disks: snapfs status lists them); close them and the daemon flushes and stops by itself", rowstore.ErrBusy, cfg.Mountpoint)
 		}
 		return err

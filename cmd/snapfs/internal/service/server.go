@@ -376,9 +376,9 @@ func call(ctx context.Context, m method, s Service, body []byte) (res any, err e
 // client exits 130, told to run the job again.
 var ErrDaemonStopping = fmt.Errorf("%w: the daemon serving the store stopped (snapfs umount, a signal, or its mount was unmounted) before the job finished", exitcode.ErrInterrupted)
 
-// stoppedByDaemon is err, or, when the daemon's stop cancelled ctx, an
-// error that says so and what to do (the bare "context canceled" a job
-// returns tells the user nothing).
+// stoppedByDaemon is err, or, when the daemon's stop cancelled ctx and err
+// is that cancellation, an error that says so and what to do (the bare
+// "context canceled" a job returns tells the user nothing).
 func stoppedByDaemon(ctx context.Context, err error) error {
 	if err == nil || !errors.Is(context.Cause(ctx), ErrDaemonStopping) {
 		return err
@@ -387,12 +387,10 @@ func stoppedByDaemon(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, ErrDaemonStopping): // the job wrapped the cause itself
 		return fmt.Errorf("%w%s", err, again)
-	case errors.Is(err, exitcode.ErrInterrupted):
-		return err
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled) && !errors.Is(err, exitcode.ErrInterrupted):
 		return fmt.Errorf("%w%s", ErrDaemonStopping, again)
-	default:
-		return fmt.Errorf("%w (%v)%s", ErrDaemonStopping, err, again)
+	default: // not cut by the stop (Shutdown's own answer among them)
+		return err
 	}
 }
 
