@@ -188,8 +188,8 @@ func (l *filesLeaf) enter(op string) (FilesTree, string, syscall.Errno) {
 	t, err := l.m.files.Enter(l.src, l.part)
 	if err != nil {
 		errno := l.m.fail(op, l.name(), err)
-		if errno == syscall.EBUSY || errno == syscall.ENOENT {
-			return nil, "", errno // all trees in use; gone
+		if errno == syscall.EBUSY || errno == syscall.ENOENT || errno == syscall.ENOKEY {
+			return nil, "", errno // all trees in use; gone; an encrypted disk locked
 		}
 		return nil, "", syscall.EIO // a filesystem that cannot be opened
 	}

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -469,4 +471,49 @@ func TestTrial11LazyUnmountWithOwnFilesView(t *testing.T) {
 	}
 	daemon(t, store, mp)
 	ok(t, store, "snapshot", "list")
+}
+
+// Trial 11: `snapfs disk lock` of an encrypted disk after one of its
+// snapshots' .files had been browsed was refused (exit 5: "disk
+// snapmount-S-D-1 (sharing the key of D) is open; close it first"), naming
+// the daemon's own cached view, which the user cannot close (it goes after
+// --files-idle). The lock now releases unused views first. A view of a
+// locked disk then fails with ENOKEY ("Required key not available"), not
+// EIO remembered as corruption for 30 s: after unlock it opens at once.
+func TestTrial11LockWithFilesViewCached(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	key := filepath.Join(tmp, "disk.key")
+	if err := os.WriteFile(key, randBytes(t, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, store, "init")
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, store, "mount", "--background", "--key-file", key, mp)
+	t.Cleanup(func() { stopDaemon(t, store, mp, "") })
+	ok(t, store, "disk", "create", "v", "--size", "64M", "--encrypt", "--key-file", key)
+	disk := filepath.Join(mp, "disks", "v")
+	sh(t, "mkfs.ext4", "-q", "-F", disk)
+	guest := filepath.Join(tmp, "guest")
+	undo := loopMount(t, disk, guest)
+	if err := os.WriteFile(filepath.Join(guest, "f"), []byte("enc\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	undo()
+	ok(t, store, "snapshot", "create", "s", "--disk", "v")
+	f := filepath.Join(mp, "snapshots", "s", "v.files", "f")
+	if b, err := os.ReadFile(f); err != nil || string(b) != "enc\n" {
+		t.Fatalf("the snapshot's file: %q %v", b, err)
+	}
+	ok(t, store, "disk", "lock", "v")
+	if _, err := os.ReadFile(f); !errors.Is(err, syscall.ENOKEY) {
+		t.Fatalf("a file of a locked disk's snapshot: %v; want ENOKEY", err)
+	}
+	ok(t, store, "disk", "unlock", "v", "--key-file", key)
+	if b, err := os.ReadFile(f); err != nil || string(b) != "enc\n" {
+		t.Fatalf("the snapshot's file once unlocked: %q %v", b, err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/snapfs/snapfs/rowstore"
@@ -369,6 +370,12 @@ func (m *Manager) ReleaseIdle(idle time.Duration) {
 	m.release("releasing an idle filesystem", func(t *Tree) bool { return time.Since(t.last) >= idle })
 }
 
+// ReleaseUnusedAll closes every source nothing uses now, logging why
+// (disk lock: their scratch clones share the key being forgotten).
+func (m *Manager) ReleaseUnusedAll(why string) {
+	m.release(why, func(*Tree) bool { return true })
+}
+
 // ReleaseUnused closes every source nothing uses now for which gone
 // reports true (a snapshot or image deleted: the service calls it after a
 // delete, so the scratch clone of a deleted snapshot's filesystem does not
@@ -461,6 +468,11 @@ func (m *Manager) openTree(src Source, layout Layout, dir string) (_ *Tree, err 
 		loop, err := MountImage(file, p, mp, m.opts.MountTimeout)
 		if err != nil {
 			_ = os.Remove(mp)
+			if errors.Is(err, syscall.ENOKEY) {
+				// An encrypted disk whose key was locked: not corruption,
+				// and not remembered (it opens once unlocked).
+				return nil, fmt.Errorf("%w: %s: its disk's key is locked (snapfs disk unlock): %v", rowstore.ErrLocked, src, err)
+			}
 			// %v, not %w: the errno of mount(2) (EINVAL for a bad
 			// geometry) is not what a reader of the directory gets: EIO.
 			err = fmt.Errorf("%w: %s %s: %v", rowstore.ErrCorrupt, src, partLabel(p), err)

@@ -71,6 +71,12 @@ func (l *Local) LockDisk(_ context.Context, name string) error {
 	if err := l.needDaemon("disk lock"); err != nil {
 		return err
 	}
+	// The .files views nothing uses now hold scratch clones that share the
+	// key (an open disk: the lock would be refused as busy over the
+	// daemon's own cache): release them first; they reopen on demand.
+	if l.files != nil {
+		l.files.ReleaseUnusedAll("releasing the filesystem before a disk lock")
+	}
 	if err := l.store.LockDisk(name); err != nil {
 		return err
 	}
