@@ -248,7 +248,7 @@ var Codes = []struct {
 	{Unavailable, "unavailable", "a region store is unreachable or unwritable, or fewer than k healthy shards remain"},
 	{Degraded, "degraded", "region check found missing or corrupt copies (run region repair), or repair left some"},
 	{WrongKey, "wrong key", "the key file does not open the region or the encrypted disk, or the stores hold a different region"},
-	{Conflict, "conflict", "a concurrent operation on the region changed what this one relied on: run it again; or this host's clock is off from the region stores' by more than 10 min (prune, repair, unlock refuse): fix it (NTP)"},
+	{Conflict, "conflict", "a concurrent operation on the region (or a local snapshot a sync was shipping from, deleted meanwhile) changed what this one relied on: run it again; or this host's clock is off from the region stores' by more than 10 min (prune, repair, unlock refuse): fix it (NTP)"},
 	{Locked, "locked", "the region is locked by another operation (wait, or snapfs region unlock), or the encrypted disk is locked (snapfs disk unlock)"},
 	{Permission, "permission", "permission denied: run as root (or as the store's owner)"},
 	{Interrupted, "interrupted", "stopped by Ctrl-C or SIGTERM, or by the stop of the daemon running it (snapfs umount): the message says what finished; run the job again to resume"},
