@@ -131,8 +131,17 @@ func (cs *chunkSet) needBases(need map[format.ChunkID]bool) {
 	for {
 		added := false
 		for _, x := range cs.packs {
-			for _, e := range x.Entries {
+			for i, e := range x.Entries {
 				if e.Base != nil && need[e.ID] && !need[*e.Base] {
+					if _, ok := cs.lookup(*e.Base); !ok {
+						// A dead copy (its base's pack was pruned when
+						// nothing needed it) asks for nothing, unless it
+						// is where the chunk is located (then the chunk is
+						// needed and in no pack: prune keeps orphans).
+						if loc := cs.chunks[e.ID]; loc.x != x || int(loc.i) != i {
+							continue
+						}
+					}
 					need[*e.Base] = true
 					added = true
 				}
@@ -276,7 +285,12 @@ func (m *Manager) checkDeltas(ctx context.Context, r *region, ps packStates, add
 			}
 			var err error
 			if bl, berr := cs.baseOf(loc); berr != nil {
-				err = berr
+				// Its base is in no pack (prune deleted it: nothing
+				// needed this delta then; its pack is kept for other
+				// chunks) or is a delta: this copy cannot be read, and
+				// is garbage unless a snapshot needs it through this
+				// copy, which classifySnapshots calls lost (baseOf).
+				continue
 			} else if ps[bl.pack()] >= packUnavailable {
 				continue // reported with the base's pack
 			} else {
