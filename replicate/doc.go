@@ -457,9 +457,11 @@
 //     lost by classifySnapshots (baseOf), as before. When the same content
 //     comes back (a block reverted to an earlier state), sync ships it
 //     again (the dead copy is not usable) and the chunk set locates the
-//     copy that reads (addPack prefers it; chunkSet.settle, after a full
-//     build, finishes what the order of adding left), so readers never
-//     depend on the order indexes were listed in
+//     copy that reads (its base a full chunk in a readable pack: a store
+//     put back from a backup may list the pruned base's index again; addPack
+//     prefers it; chunkSet.settle, after a full build, finishes what the
+//     order of adding left), so readers never depend on the order indexes
+//     were listed in
 //     (TestRtrial11RevertedBlockAfterBasePruned); needBases asks nothing
 //     for a dead copy that is not where its chunk is located (else prune
 //     kept every unindexed pack for a base that is gone for good). A

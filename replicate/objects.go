@@ -251,17 +251,19 @@ func (cs *chunkSet) addPack(x *format.Index, readable bool) {
 	}
 }
 
-// baseFull reports whether entry e reads with cs alone: a full chunk, or
-// a delta whose base is located at a full chunk. A delta whose base is in
-// no pack is garbage: prune deleted its base's pack, keeping the delta's
-// pack for its other chunks, because nothing needed the delta's chunk
-// then (TestRtrial11RevertedBlockAfterBasePruned).
+// baseFull reports whether entry e reads with cs as far as its base goes:
+// a full chunk, or a delta whose base is located at a full chunk in a
+// readable pack. A delta whose base is in no pack is garbage: prune
+// deleted its base's pack, keeping the delta's pack for its other chunks,
+// because nothing needed the delta's chunk then; a store put back from a
+// backup can list that base's index again, its pack still unreadable
+// (TestRtrial11RevertedBlockAfterBasePruned).
 func (cs *chunkSet) baseFull(e format.Entry) bool {
 	if e.Base == nil {
 		return true
 	}
 	b, ok := cs.lookup(*e.Base)
-	return ok && !b.entry().IsDelta()
+	return ok && !b.entry().IsDelta() && !cs.isUnreadable(b.pack())
 }
 
 // settle relocates each chunk located at a delta that does not read

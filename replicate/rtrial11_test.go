@@ -94,7 +94,10 @@ func TestRtrial11CheckBaseGoneNamesOnlyItsSnapshots(t *testing.T) {
 // content comes back (a block reverted to an earlier state: the chunk is
 // shipped again, as a delta over another base), readers must locate the
 // new copy, not the dead one: else the new snapshot fails to restore,
-// depending on the order the indexes were listed.
+// depending on the order the indexes were listed. Also once a store put
+// back from a backup taken before the prune lists the base's index
+// again (one shard of its pack: it does not read): a copy whose base
+// does not read is no better than one whose base is gone.
 func TestRtrial11RevertedBlockAfterBasePruned(t *testing.T) {
 	ctx := context.Background()
 	a := newHost(t, replicate.Options{PackSize: 1 << 20})
@@ -143,6 +146,16 @@ func TestRtrial11RevertedBlockAfterBasePruned(t *testing.T) {
 	writeBlocks(t, a, "vol1", 5, span(1, 48))
 	snapshot(t, a, "s3", "vol1")
 	sync()
+	// Store 4's copies of the base's pack (a parity shard, its index), as
+	// a backup taken before the prune holds them.
+	var backup [][2]string
+	for _, dir := range []string{"packs", "index"} {
+		b, err := os.ReadFile(filepath.Join(dirs[4], dir, pb))
+		if err != nil {
+			t.Fatal(err)
+		}
+		backup = append(backup, [2]string{filepath.Join(dirs[4], dir, pb), string(b)})
+	}
 	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -166,17 +179,38 @@ func TestRtrial11RevertedBlockAfterBasePruned(t *testing.T) {
 	sync()
 	want := readSnapshot(t, a, "s4", "vol1")
 	check("X again")
-	for i := range 6 { // each host lists the indexes in its own order
-		b := newHost(t, replicate.Options{})
-		addRegion(t, b, urls, key)
-		if _, err := b.mgr.Restore(ctx, "r1", "s4", "vol1", "v", nil); err != nil {
-			t.Fatalf("host %d: restore s4: %v", i, err)
-		}
-		if !bytes.Equal(readDisk(t, b, "v"), want) {
-			t.Fatalf("host %d: restored s4 differs", i)
-		}
-		if got, err := readRemoteSnap(t, b, "s4"); err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("host %d: lazily read s4 differs (%v)", i, err)
+	restoreEverywhere := func(when string) {
+		t.Helper()
+		for i := range 6 { // each host lists the indexes in its own order
+			b := newHost(t, replicate.Options{})
+			addRegion(t, b, urls, key)
+			if _, err := b.mgr.Restore(ctx, "r1", "s4", "vol1", "v", nil); err != nil {
+				t.Fatalf("%s: host %d: restore s4: %v", when, i, err)
+			}
+			if !bytes.Equal(readDisk(t, b, "v"), want) {
+				t.Fatalf("%s: host %d: restored s4 differs", when, i)
+			}
+			if got, err := readRemoteSnap(t, b, "s4"); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("%s: host %d: lazily read s4 differs (%v)", when, i, err)
+			}
 		}
 	}
+	restoreEverywhere("X again")
+	// Store 4 put back from the backup: the base's index is listed again
+	// (one shard: its pack cannot be read), so the dead delta's base is
+	// known again, but still does not read.
+	for _, f := range backup {
+		if err := os.WriteFile(f[0], []byte(f[1]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restoreEverywhere("stale store")
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.mgr.Repair(ctx, "r1", nil); err != nil {
+		t.Fatal(err)
+	}
+	check("stale store repaired")
+	restoreEverywhere("stale store repaired")
 }
