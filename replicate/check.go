@@ -358,16 +358,18 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 			ps[id] = packLost
 		}
 	}
+	var bad map[badChunk]bool
 	if readData {
 		// Every delta rebuilds over its base and hashes to its id.
-		n, err := m.checkDeltas(ctx, r, ps, add)
+		n, b, err := m.checkDeltas(ctx, r, ps, add)
 		if err != nil {
 			return rep, nil, err
 		}
-		rep.DeltasChecked = n
+		rep.DeltasChecked, bad = n, b
 	}
-	// Which snapshots need a pack with problems or a chunk in no index.
-	cls, err := m.classifySnapshots(ctx, r, ps)
+	// Which snapshots need a pack with problems, a chunk in no index or a
+	// delta that does not rebuild.
+	cls, err := m.classifySnapshots(ctx, r, ps, bad)
 	if err != nil {
 		m.log.Warn("check: cannot tell degraded snapshots", "region", r.cfg.Name, "err", err)
 		add(Problem{Store: -1, Object: snapDir, Kind: ProblemCorrupt, Err: "cannot tell which snapshots are degraded: " + err.Error()})
@@ -478,8 +480,10 @@ func (m *Manager) inFlight(ctx context.Context, r *region, problems []Problem, n
 }
 
 // classifySnapshots sorts the snapshots by the worst pack they need: a
-// chunk in no index, or a manifest chain that cannot be resolved, is lost.
-func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packStates) (classes, error) {
+// chunk in no index, a delta whose base is in none, a copy in bad (a delta
+// that does not rebuild, read where readers read the chunk), or a
+// manifest chain that cannot be resolved, is lost.
+func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packStates, bad map[badChunk]bool) (classes, error) {
 	out := classes{labels: map[packState][]string{}, packs: map[packID]bool{}}
 	// A manifest with no good copy on any store cannot be restored: its
 	// snapshot is lost (so are deltas over it: resolveDisk fails).
@@ -529,6 +533,9 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 					}
 					out.packs[bl.pack()] = true
 					worst = max(worst, ps[bl.pack()])
+				}
+				if bad[badChunk{loc.pack(), id}] {
+					worst = packLost // its other chunks still count in packs
 				}
 			}
 		}

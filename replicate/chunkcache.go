@@ -137,6 +137,7 @@ func buildSet(kept *regionChunks, adds map[string]pendingPack, est int, cache st
 			cs.addPack(p.x, false)
 		}
 	}
+	cs.settle()
 	return cs, false
 }
 

@@ -131,8 +131,17 @@ func (cs *chunkSet) needBases(need map[format.ChunkID]bool) {
 	for {
 		added := false
 		for _, x := range cs.packs {
-			for _, e := range x.Entries {
+			for i, e := range x.Entries {
 				if e.Base != nil && need[e.ID] && !need[*e.Base] {
+					if _, ok := cs.lookup(*e.Base); !ok {
+						// A dead copy (its base's pack was pruned when
+						// nothing needed it) asks for nothing, unless it
+						// is where the chunk is located (then the chunk is
+						// needed and in no pack: prune keeps orphans).
+						if loc := cs.chunks[e.ID]; loc.x != x || int(loc.i) != i {
+							continue
+						}
+					}
 					need[*e.Base] = true
 					added = true
 				}
@@ -227,16 +236,28 @@ func (d *RemoteDisk) baseRaw(ctx context.Context, loc chunkLoc, dst []byte) erro
 	return nil
 }
 
+// badChunk is a chunk copy (its pack and id) that does not read: a delta
+// entry that does not rebuild to its id (check --read-data).
+type badChunk struct {
+	pack packID
+	id   format.ChunkID
+}
+
 // checkDeltas is check --read-data's pass over deltas: every delta entry
 // of every index whose pack and base pack are readable (state ok or
 // degraded in ps) is rebuilt by ranges over its base (chunkAt) and checked
 // against its chunk id. One that does not rebuild is reported (store -1,
-// its pack's object) and its pack counted lost: a snapshot that needs it
-// cannot be restored, and no shard repair can change that.
-func (m *Manager) checkDeltas(ctx context.Context, r *region, ps packStates, add func(Problem)) (int, error) {
+// its pack's object) and returned in bad: a snapshot that reads that copy
+// of the chunk cannot be restored (classifySnapshots calls it lost), and
+// no shard repair can change that. The pack is not counted lost: its
+// other chunks read (a delta whose base is gone, or one damaged record,
+// says nothing about them), so a snapshot that needs only those is not
+// lost (TestRtrial11CheckBaseGoneNamesOnlyItsSnapshots).
+func (m *Manager) checkDeltas(ctx context.Context, r *region, ps packStates, add func(Problem)) (int, map[badChunk]bool, error) {
+	bad := map[badChunk]bool{}
 	cs, err := m.loadChunks(ctx, r, chunksRead)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var locs []chunkLoc
 	for _, x := range cs.packs {
@@ -247,7 +268,7 @@ func (m *Manager) checkDeltas(ctx context.Context, r *region, ps packStates, add
 		}
 	}
 	if len(locs) == 0 {
-		return 0, nil
+		return 0, bad, nil
 	}
 	d := m.chunkReader(r, cs, nil)
 	workers := restoreWorkers(m.opts.Workers)
@@ -264,7 +285,12 @@ func (m *Manager) checkDeltas(ctx context.Context, r *region, ps packStates, add
 			}
 			var err error
 			if bl, berr := cs.baseOf(loc); berr != nil {
-				err = berr
+				// Its base is in no pack (prune deleted it: nothing
+				// needed this delta then; its pack is kept for other
+				// chunks) or is a delta: this copy cannot be read, and
+				// is garbage unless a snapshot needs it through this
+				// copy, which classifySnapshots calls lost (baseOf).
+				continue
 			} else if ps[bl.pack()] >= packUnavailable {
 				continue // reported with the base's pack
 			} else {
@@ -277,11 +303,11 @@ func (m *Manager) checkDeltas(ctx context.Context, r *region, ps packStates, add
 			checked++
 			if err != nil {
 				add(Problem{Store: -1, Object: packDir + loc.pack().String(), Kind: ProblemCorrupt, Err: fmt.Sprintf("delta chunk %v does not rebuild: %v", loc.entry().ID, err)})
-				ps[loc.pack()] = packLost
+				bad[badChunk{loc.pack(), loc.entry().ID}] = true
 			}
 			mu.Unlock()
 		}
 		return nil
 	})
-	return checked, firstErr(errs)
+	return checked, bad, firstErr(errs)
 }

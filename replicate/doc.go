@@ -451,6 +451,28 @@
 //     whose pack, and for a delta whose base's pack, is readable, and
 //     counts the base's pack as used (verifyRefs). Repair rebuilds shards
 //     and knows no chunk: nothing changes there.
+//   - Dead deltas (trial 11): prune keeps a pack for any chunk of it that
+//     is needed, so a pack kept for its other chunks can hold a delta
+//     nothing needs, whose base's pack prune deleted. Such a copy is
+//     garbage, not corruption: check --read-data skips a delta whose base
+//     is in no pack (main reported each as a corrupt pack for ever: 92
+//     after 200 cycles of rewrite 1 %, sync, prune keep 3 on a 16 MiB
+//     disk); a snapshot that needs a chunk only through such a copy is
+//     lost by classifySnapshots (baseOf), as before. When the same content
+//     comes back (a block reverted to an earlier state), sync ships it
+//     again (the dead copy is not usable) and the chunk set locates the
+//     copy that reads (its base a full chunk in a readable pack: a store
+//     put back from a backup may list the pruned base's index again; addPack
+//     prefers it; chunkSet.settle, after a full build, finishes what the
+//     order of adding left), so readers never depend on the order indexes
+//     were listed in
+//     (TestRtrial11RevertedBlockAfterBasePruned); needBases asks nothing
+//     for a dead copy that is not where its chunk is located (else prune
+//     kept every unindexed pack for a base that is gone for good). A
+//     delta that does not rebuild over a base that is there is reported
+//     (store -1, its pack) and that copy only counts as unreadable: the
+//     snapshots reading it are lost, not every snapshot of its pack
+//     (TestRtrial11CheckBaseGoneNamesOnlyItsSnapshots).
 //   - An older snapfs fails closed: a version 2 decoder refuses a version
 //     3 index ("unsupported version: index version 3"), and every
 //     operation that loads the region's indexes (restore, lazy open,

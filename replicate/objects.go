@@ -244,8 +244,64 @@ func (cs *chunkSet) addPack(x *format.Index, readable bool) {
 	}
 	for i, e := range x.Entries {
 		if old, ok := cs.lookup(e.ID); !ok || readable && cs.isUnreadable(old.pack()) ||
-			readable && old.entry().IsDelta() && !e.IsDelta() {
+			readable && old.entry().IsDelta() && !e.IsDelta() ||
+			(readable || cs.isUnreadable(old.pack())) && !cs.baseFull(old.entry()) && cs.baseFull(e) {
 			cs.chunks[e.ID] = chunkLoc{x: x, i: int32(i)}
+		}
+	}
+}
+
+// baseFull reports whether entry e reads with cs as far as its base goes:
+// a full chunk, or a delta whose base is located at a full chunk in a
+// readable pack. A delta whose base is in no pack is garbage: prune
+// deleted its base's pack, keeping the delta's pack for its other chunks,
+// because nothing needed the delta's chunk then; a store put back from a
+// backup can list that base's index again, its pack still unreadable
+// (TestRtrial11RevertedBlockAfterBasePruned).
+func (cs *chunkSet) baseFull(e format.Entry) bool {
+	if e.Base == nil {
+		return true
+	}
+	b, ok := cs.lookup(*e.Base)
+	return ok && !b.entry().IsDelta() && !cs.isUnreadable(b.pack())
+}
+
+// settle relocates each chunk located at a delta that does not read
+// (baseFull) to another copy that does, if some pack holds one: the same
+// content shipped again later (a block reverted to an earlier state) is
+// found there whatever order the packs were added in (addPack prefers
+// such a copy, but only when the dead delta's base is already known to be
+// missing). A readable copy is preferred, then a full one.
+func (cs *chunkSet) settle() {
+	var broken map[format.ChunkID]bool
+	for _, x := range cs.packs {
+		for _, e := range x.Entries {
+			if e.Base == nil || cs.baseFull(e) {
+				continue
+			}
+			if loc, ok := cs.chunks[e.ID]; ok && !cs.baseFull(loc.entry()) {
+				if broken == nil {
+					broken = map[format.ChunkID]bool{}
+				}
+				broken[e.ID] = true
+			}
+		}
+	}
+	if len(broken) == 0 {
+		return
+	}
+	for _, x := range cs.packs {
+		readable := !cs.unreadable[packID(x.Pack)]
+		for i, e := range x.Entries {
+			if !broken[e.ID] || !cs.baseFull(e) {
+				continue
+			}
+			old := cs.chunks[e.ID]
+			oldReadable := !cs.unreadable[old.pack()]
+			if !cs.baseFull(old.entry()) || readable && !oldReadable ||
+				readable == oldReadable && old.entry().IsDelta() && !e.IsDelta() {
+				cs.chunks[e.ID] = chunkLoc{x: x, i: int32(i)}
+			}
 		}
 	}
 }
