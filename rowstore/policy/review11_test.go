@@ -42,3 +42,62 @@ func TestReview11SkippedTimeKeepsLaterWallTimes(t *testing.T) {
 		}
 	}
 }
+
+// TestReview11EveryExistingWallTimeScheduled sweeps two years of days in
+// zones with daylight-saving changes (30 and 60 minutes, at midnight, east
+// and west of UTC): every wall time of the schedule that exists that day is
+// one of the day's instants, the instants are strictly increasing, and on
+// days with a skipped time each instant is its own Last.
+func TestReview11EveryExistingWallTimeScheduled(t *testing.T) {
+	zones := []string{"Europe/Berlin", "America/New_York", "America/Havana", "America/Santiago", "Australia/Lord_Howe", "Australia/Sydney"}
+	scheds := []Policy{{At: []string{"00:00"}, Every: 30 * time.Minute}, {At: []string{"02:30", "03:00"}}, {At: []string{"00:30", "01:00"}}}
+	for _, zone := range zones {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sp := range scheds {
+			sp.TimeZone = zone
+			p := mustPolicy(t, sp)
+			var mins []int
+			for _, a := range p.At {
+				m, _ := ParseClock(a)
+				mins = append(mins, m)
+				for v := m + int(p.Every/time.Minute); p.Every > 0 && v < 24*60; v += int(p.Every / time.Minute) {
+					mins = append(mins, v)
+				}
+			}
+			for day := time.Date(2026, 1, 1, 12, 0, 0, 0, loc); day.Year() < 2028; day = day.AddDate(0, 0, 1) {
+				y, m, d := day.Date()
+				got := p.onDay(y, m, d, loc)
+				for i := 1; i < len(got); i++ {
+					if !got[i].After(got[i-1]) {
+						t.Fatalf("%s %v: %s: instants not increasing: %v", zone, p.At, day.Format("2006-01-02"), got)
+					}
+				}
+				skipped := false
+				for _, mi := range mins {
+					w := time.Date(y, m, d, mi/60, mi%60, 0, 0, loc)
+					if w.Day() != d || w.Hour() != mi/60 || w.Minute() != mi%60 {
+						skipped = true
+						continue
+					}
+					found := false
+					for _, g := range got {
+						found = found || g.Equal(w)
+					}
+					if !found {
+						t.Fatalf("%s %v every %v: %s: the wall time %s exists but is not scheduled (%v)", zone, p.At, p.Every, day.Format("2006-01-02"), w.Format("15:04 MST"), got)
+					}
+				}
+				if skipped {
+					for _, g := range got {
+						if last, ok := p.Last(g); !ok || !last.Equal(g) {
+							t.Fatalf("%s %v: %s: Last(%v) = %v", zone, p.At, day.Format("2006-01-02"), g, last)
+						}
+					}
+				}
+			}
+		}
+	}
+}
