@@ -297,6 +297,25 @@ func TestCheckMaxDurationResumes(t *testing.T) {
 // the cleaner (relocating every record, removing segments) go on report no
 // problem: what GC moved or freed under the check's view is not corruption.
 func TestCheckDuringGC(t *testing.T) {
+	n := checkWhileRewriting(t, 3, 32, 3*time.Second, func(s *Store, i int) error {
+		if _, err := s.CreateSnapshot(fmt.Sprintf("s%d", i), []string{"d"}, ""); err != nil {
+			return err
+		}
+		if i > 2 {
+			s.DeleteSnapshot(fmt.Sprintf("s%d", i-2))
+		}
+		return nil
+	})
+	t.Logf("%d clean checks during writes, snapshots and gc", n)
+}
+
+// checkWhileRewriting runs check --read-data again and again for dur while
+// a writer rewrites random blocks of a 256-block disk "d" (perRound 4 KiB
+// writes a round, then a sync, then between, then GC, which cleans every
+// segment: CleanBelow 1.01), and fails the test at the first check that
+// reports a problem. It returns the number of clean checks.
+func checkWhileRewriting(t *testing.T, seed int64, perRound int, dur time.Duration, between func(s *Store, round int) error) int {
+	t.Helper()
 	dir := filepath.Join(fastTempDir(t), "store")
 	opts := Options{SyncInterval: -1, GCInterval: -1, SegmentSize: 64 << 10, CleanBelow: 1.01}
 	if err := Create(dir, opts); err != nil {
@@ -307,13 +326,14 @@ func TestCheckDuringGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.CreateDisk("d", 256*4096, 4096); err != nil {
+	const nb = 256
+	if _, err := s.CreateDisk("d", nb*4096, 4096); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		rng := rand.New(rand.NewSource(3))
+		rng := rand.New(rand.NewSource(seed))
 		d, err := s.OpenDisk("d")
 		if err != nil {
 			done <- err
@@ -328,9 +348,9 @@ func TestCheckDuringGC(t *testing.T) {
 				return
 			default:
 			}
-			for j := 0; j < 32; j++ {
+			for j := 0; j < perRound; j++ {
 				rng.Read(buf)
-				if _, err := d.WriteAt(buf, int64(rng.Intn(256))*4096); err != nil {
+				if _, err := d.WriteAt(buf, int64(rng.Intn(nb))*4096); err != nil {
 					done <- err
 					return
 				}
@@ -339,13 +359,11 @@ func TestCheckDuringGC(t *testing.T) {
 				done <- err
 				return
 			}
-			name := fmt.Sprintf("s%d", i)
-			if _, err := s.CreateSnapshot(name, []string{"d"}, ""); err != nil {
-				done <- err
-				return
-			}
-			if i > 2 {
-				s.DeleteSnapshot(fmt.Sprintf("s%d", i-2))
+			if between != nil {
+				if err := between(s, i); err != nil {
+					done <- err
+					return
+				}
 			}
 			if _, err := s.GC(); err != nil {
 				done <- err
@@ -353,15 +371,19 @@ func TestCheckDuringGC(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(dur)
 	n := 0
 	for time.Now().Before(deadline) {
 		rep, err := s.Check(context.Background(), CheckOptions{ReadData: true})
 		if err != nil {
+			close(stop)
+			<-done
 			t.Fatal(err)
 		}
 		if !rep.OK() {
-			t.Fatalf("check %d during gc: %+v", n, rep.Problems)
+			close(stop)
+			<-done
+			t.Fatalf("check %d during writes and gc: %d problem(s), first %+v", n, len(rep.Problems), rep.Problems[0])
 		}
 		n++
 	}
@@ -369,5 +391,5 @@ func TestCheckDuringGC(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d clean checks during writes and gc", n)
+	return n
 }

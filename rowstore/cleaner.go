@@ -379,8 +379,8 @@ func (s *Store) runCleaner() {
 }
 
 // cleanerPause waits after a failed round: a second, then until backoff
-// has passed or a writer waits (kick). It returns false when the store
-// stops.
+// has passed or the cleaner is kicked (a writer waits, or an append passed
+// startAt: kickAtStart). It returns false when the store stops.
 func (s *Store) cleanerPause(backoff time.Duration) bool {
 	select {
 	case <-s.stop:

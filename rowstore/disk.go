@@ -129,6 +129,9 @@ func (s *Store) diskByName(name string) (*diskState, error) {
 	// Before the state exists nothing writes the head, so what is empty
 	// now is still empty when the state is made below.
 	empty := len(chain) == 1 && s.layerEmpty(chain[0].layer)
+	if h := testHookDiskLoading; h != nil {
+		h(name)
+	}
 	s.disksMu.Lock()
 	defer s.disksMu.Unlock()
 	if s.deletedDisks[rec.ID] { // deleted since the record was read
@@ -148,6 +151,10 @@ func (s *Store) diskByName(name string) (*diskState, error) {
 	s.diskNames[rec.Name] = rec.ID
 	return d, nil
 }
+
+// testHookDiskLoading, when set (tests only), runs in diskByName between
+// the known-empty check and the registration of the new state.
+var testHookDiskLoading func(name string)
 
 // chainOf builds the layer chain of (layer, epoch).
 func chainOf(t *index.Txn, layer ids.Layer, epoch ids.Epoch) ([]link, error) {

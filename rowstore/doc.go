@@ -369,8 +369,10 @@
 // append that reaches 1.45 × live wakes it (cleaner.startAt,
 // kickAtStart), when a writer waits, and every cleanerTick (after a
 // failed round, whatever the mode: a pause of 1 s doubling to 30 s, ended
-// after its first second by a waiting writer; the failure is logged once a
-// minute, and the recovery once); at 1.45 × live it cleans,
+// after its first second by a waiting writer or by an append past
+// startAt, both of which kick; the pause is reset only by a round that
+// succeeds, not by ticks on which no round is due; the failure is logged
+// once a minute, and the recovery once); at 1.45 × live it cleans,
 // emptiest segment first by the usage table (judged again before every
 // batch: the foreground's overwrites empty segments meanwhile), down to
 // 1.44 × live counting the log as it will be once the batches being

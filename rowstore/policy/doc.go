@@ -16,8 +16,9 @@
 // a time zone (IANA, default UTC). The scheduled instants of a calendar
 // day are the wall times of that day in the zone; a wall time that a
 // daylight-saving change skips falls at the same offset after the change
-// (02:30 on a spring-forward day is 03:30), a wall time that occurs twice
-// is scheduled once. Due(last, now) is the latest scheduled instant at or
+// (02:30 on a spring-forward day is 03:30, east or west of UTC; the
+// day's other wall times stay, 03:00 included), a wall time that occurs
+// twice is scheduled once. Due(last, now) is the latest scheduled instant at or
 // before now when it is after the last one taken: after any downtime
 // exactly one catch-up snapshot is taken, never a burst.
 //

@@ -247,7 +247,9 @@ func (p *Policy) location() *time.Location {
 // the policy's zone, in order. A wall time a daylight-saving change skips
 // is taken at the same offset after the change (02:30 on a spring-forward
 // day is 03:30, east or west of UTC; a midnight skipped in Havana is 01:00
-// of that day); a wall time that occurs twice is taken once.
+// of that day), and the list's later wall times it passes are kept (daily
+// at 02:30 and 03:00 is 03:00 and 03:30 that day); a wall time that occurs
+// twice is taken once.
 func (p *Policy) onDay(y int, m time.Month, d int, loc *time.Location) []time.Time {
 	day := time.Date(y, m, d, 12, 0, 0, 0, loc)
 	if len(p.Weekdays) > 0 && !slices.Contains(p.Weekdays, weekdayNames[day.Weekday()]) {
@@ -271,9 +273,7 @@ func (p *Policy) onDay(y int, m time.Month, d int, loc *time.Location) []time.Ti
 				t = wall.Add(-time.Duration(o2) * time.Second).In(loc)
 			}
 		}
-		if len(out) == 0 || t.After(out[len(out)-1]) {
-			out = append(out, t)
-		}
+		out = append(out, t)
 	}
 	var mins []int
 	for _, a := range p.At {
@@ -293,7 +293,11 @@ func (p *Policy) onDay(y int, m time.Month, d int, loc *time.Location) []time.Ti
 	for _, v := range slices.Compact(mins) {
 		add(v)
 	}
-	return out
+	// In instant order, each once: a skipped time moved after the change
+	// may pass later wall times of the list (02:30 -> 03:30 passes 03:00),
+	// which stay; one moved onto another's instant is taken once.
+	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
+	return slices.CompactFunc(out, func(a, b time.Time) bool { return a.Equal(b) })
 }
 
 // Next returns the first scheduled instant strictly after t.
