@@ -121,6 +121,10 @@ func buildSet(kept *regionChunks, adds map[string]pendingPack, est int, cache st
 					cs.addPack(p.x, p.readable)
 				}
 			}
+			// As after a full build: a delta added before its base (a
+			// chunk shipped again over a base that is new too) is where
+			// its chunk must be located when the old copy is dead.
+			cs.settle()
 			return cs, true
 		}
 	}

@@ -463,10 +463,14 @@
 //     again (the dead copy is not usable) and the chunk set locates the
 //     copy that reads (its base a full chunk in a readable pack: a store
 //     put back from a backup may list the pruned base's index again; addPack
-//     prefers it; chunkSet.settle, after a full build, finishes what the
-//     order of adding left), so readers never depend on the order indexes
-//     were listed in
-//     (TestRtrial11RevertedBlockAfterBasePruned); needBases asks nothing
+//     prefers it; chunkSet.settle, after every build, a full one or one
+//     on top of the set a Manager kept, finishes what the order of adding
+//     left), so readers never depend on the order indexes were listed in
+//     (TestRtrial11RevertedBlockAfterBasePruned; TestRev11ReplKeptSetLocatesLiveDelta:
+//     the chunk shipped again as a delta over a base that is new in the
+//     same sync run, and the kept set added the delta's index before its
+//     base's: restore, lazy reads and check failed on the syncing host
+//     and on hosts that had loaded the region before); needBases asks nothing
 //     for a dead copy that is not where its chunk is located (else prune
 //     kept every unindexed pack for a base that is gone for good). A
 //     delta that does not rebuild over a base that is there is reported

@@ -271,7 +271,11 @@ func (cs *chunkSet) baseFull(e format.Entry) bool {
 // content shipped again later (a block reverted to an earlier state) is
 // found there whatever order the packs were added in (addPack prefers
 // such a copy, but only when the dead delta's base is already known to be
-// missing). A readable copy is preferred, then a full one.
+// missing, and a new delta's own base may be added after it). A readable
+// copy is preferred, then a full one. Every build ends with it, a full
+// one and one on top of a kept set alike (buildSet): 0.6-0.9 ms for
+// 65536 chunks against 4-22 ms for the copy of the kept set
+// (BenchmarkChunkSetKeptReuse, load 14).
 func (cs *chunkSet) settle() {
 	var broken map[format.ChunkID]bool
 	for _, x := range cs.packs {
