@@ -115,6 +115,11 @@ func TestRev11ReplKeptSetLocatesLiveDelta(t *testing.T) {
 		t.Fatalf("s5's block 0 on the syncing host: base pack %q: %v", pb5, err)
 	}
 	for i, b := range hosts {
+		if i%2 == 0 {
+			if rep, err := b.mgr.Check(ctx, "r1", false, nil); err != nil || !rep.OK() {
+				t.Fatalf("host %d (kept set): check: lost %v, %+v %v", i, rep.Lost, rep.Problems, err)
+			}
+		}
 		if _, err := b.mgr.Restore(ctx, "r1", "s5", "vol1", "v", nil); err != nil {
 			t.Fatalf("host %d (kept set): restore s5: %v", i, err)
 		}
