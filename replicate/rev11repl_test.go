@@ -10,6 +10,83 @@ import (
 	"github.com/snapfs/snapfs/replicate"
 )
 
+// deadDeltaRegion is a region whose prune will leave a dead delta: host
+// a's disk vol1 (200 blocks) in s1; s2 gives block 0 one new piece (X, a
+// delta over s1's block 0, whose pack is pb) and rewrites block 100 whole
+// (a full chunk in X's pack p2, needed for ever, so p2 stays); s3 gives
+// block 0 another piece (Y, shipped whole: its old version is a delta)
+// and rewrites blocks 1-47, so nothing of s1's first packs is needed once
+// s1 and s2 are pruned (pruneBase). All three are synced.
+type deadDeltaRegion struct {
+	a          *host
+	dirs, urls []string
+	key        string
+	x          []byte // s2's block 0
+	p2, pb     string // X's pack, its base's pack
+	sync       func() replicate.Stats
+}
+
+func newDeadDeltaRegion(t *testing.T, seed byte) *deadDeltaRegion {
+	t.Helper()
+	ctx := context.Background()
+	dd := &deadDeltaRegion{a: newHost(t, replicate.Options{PackSize: 1 << 20}), key: keyFile(t, seed)}
+	a := dd.a
+	dd.dirs, dd.urls = storeDirs(t, testK+testM)
+	if _, err := a.rs.CreateDisk("vol1", 16<<20, bs); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, a, "vol1", 1, span(0, 200))
+	snapshot(t, a, "s1", "vol1")
+	addRegion(t, a, dd.urls, dd.key)
+	dd.sync = func() replicate.Stats {
+		t.Helper()
+		st, err := a.mgr.Sync(ctx, "r1", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	dd.sync()
+	piece := func(b, p int64, v byte) {
+		t.Helper()
+		writeAt(t, a, "vol1", b*bs+p*4096, bytes.Repeat([]byte{v}, 4096))
+	}
+	piece(0, 3, 0xa1)
+	writeBlocks(t, a, "vol1", 3, []uint64{100})
+	snapshot(t, a, "s2", "vol1")
+	if st := dd.sync(); st.Deltas != 1 {
+		t.Fatalf("s2: %d deltas, want 1", st.Deltas)
+	}
+	dd.x = readSnapshot(t, a, "s2", "vol1")[:bs]
+	var err error
+	dd.p2, dd.pb, err = a.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", 0)
+	if err != nil || dd.pb == "" {
+		t.Fatalf("s2's block 0: pack %s base %q: %v", dd.p2, dd.pb, err)
+	}
+	if p, _, err := a.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", 100); err != nil || p != dd.p2 {
+		t.Fatalf("s2's block 100 in %s, its delta in %s (%v)", p, dd.p2, err)
+	}
+	piece(0, 7, 0xb2)
+	writeBlocks(t, a, "vol1", 5, span(1, 48))
+	snapshot(t, a, "s3", "vol1")
+	dd.sync()
+	return dd
+}
+
+// pruneBase prunes all but s3: X's base's pack goes, X's pack stays.
+func (dd *deadDeltaRegion) pruneBase(t *testing.T) {
+	t.Helper()
+	if _, err := dd.a.mgr.Prune(context.Background(), "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dd.dirs[0], "packs", dd.pb)); !os.IsNotExist(err) {
+		t.Fatalf("s1's pack of block 0 (%s) still there after the prune (%v): the test needs it gone", dd.pb, err)
+	}
+	if _, err := os.Stat(filepath.Join(dd.dirs[0], "packs", dd.p2)); err != nil {
+		t.Fatalf("s2's pack (block 100 still needs it): %v", err)
+	}
+}
+
 // TestRev11ReplKeptSetLocatesLiveDelta (review of trial 11's delta
 // chunks): a Manager that loaded the region before (a daemon, or any host
 // that ran a check, a restore or a sync) reuses its kept chunk set and
@@ -24,56 +101,10 @@ import (
 // ("its base chunk ... is in no pack") while a fresh host restored it.
 func TestRev11ReplKeptSetLocatesLiveDelta(t *testing.T) {
 	ctx := context.Background()
-	a := newHost(t, replicate.Options{PackSize: 1 << 20})
-	dirs, urls := storeDirs(t, testK+testM)
-	key := keyFile(t, 12)
-	if _, err := a.rs.CreateDisk("vol1", 16<<20, bs); err != nil {
-		t.Fatal(err)
-	}
-	writeBlocks(t, a, "vol1", 1, span(0, 200))
-	snapshot(t, a, "s1", "vol1")
-	addRegion(t, a, urls, key)
-	sync := func() replicate.Stats {
-		t.Helper()
-		st, err := a.mgr.Sync(ctx, "r1", nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
-	sync()
-	piece := func(b, p int64, v byte) {
-		t.Helper()
-		writeAt(t, a, "vol1", b*bs+p*4096, bytes.Repeat([]byte{v}, 4096))
-	}
+	dd := newDeadDeltaRegion(t, 12)
+	dd.pruneBase(t)
+	a, urls, key, x, sync := dd.a, dd.urls, dd.key, dd.x, dd.sync
 	pieces := int64(bs / 4096)
-	// s2: block 0 gets one new piece (X, a delta over s1's block 0),
-	// block 100 is rewritten whole (a full chunk in X's pack, needed for
-	// ever, so the pack stays).
-	piece(0, 3, 0xa1)
-	writeBlocks(t, a, "vol1", 3, []uint64{100})
-	snapshot(t, a, "s2", "vol1")
-	if st := sync(); st.Deltas != 1 {
-		t.Fatalf("s2: %d deltas, want 1", st.Deltas)
-	}
-	x := readSnapshot(t, a, "s2", "vol1")[:bs]
-	_, pb, err := a.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", 0)
-	if err != nil || pb == "" {
-		t.Fatalf("s2's block 0: base pack %q: %v", pb, err)
-	}
-	// s3: block 0 gets another piece (Y, shipped whole: its old version
-	// is a delta), blocks 1-47 whole: s1's first packs are not needed
-	// once s1 and s2 are pruned.
-	piece(0, 7, 0xb2)
-	writeBlocks(t, a, "vol1", 5, span(1, 48))
-	snapshot(t, a, "s3", "vol1")
-	sync()
-	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dirs[0], "packs", pb)); !os.IsNotExist(err) {
-		t.Fatalf("s1's pack of block 0 (%s) still there after the prune (%v): the test needs it gone", pb, err)
-	}
 	// Hosts that load the region now keep its chunk set: X is located
 	// at its dead copy (the only one).
 	var hosts []*host

@@ -100,52 +100,8 @@ func TestRtrial11CheckBaseGoneNamesOnlyItsSnapshots(t *testing.T) {
 // does not read is no better than one whose base is gone.
 func TestRtrial11RevertedBlockAfterBasePruned(t *testing.T) {
 	ctx := context.Background()
-	a := newHost(t, replicate.Options{PackSize: 1 << 20})
-	dirs, urls := storeDirs(t, testK+testM)
-	key := keyFile(t, 11)
-	if _, err := a.rs.CreateDisk("vol1", 16<<20, bs); err != nil {
-		t.Fatal(err)
-	}
-	writeBlocks(t, a, "vol1", 1, span(0, 200))
-	snapshot(t, a, "s1", "vol1")
-	addRegion(t, a, urls, key)
-	sync := func() replicate.Stats {
-		t.Helper()
-		st, err := a.mgr.Sync(ctx, "r1", nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
-	sync()
-	piece := func(b, p int64, v byte) {
-		t.Helper()
-		writeAt(t, a, "vol1", b*bs+p*4096, bytes.Repeat([]byte{v}, 4096))
-	}
-	// s2: block 0 gets one new piece (X: a delta over s1's block 0, B),
-	// block 100 is rewritten whole (a full chunk in the same pack, needed
-	// for ever).
-	piece(0, 3, 0xa1)
-	writeBlocks(t, a, "vol1", 3, []uint64{100})
-	snapshot(t, a, "s2", "vol1")
-	if st := sync(); st.Deltas != 1 {
-		t.Fatalf("s2: %d deltas, want 1", st.Deltas)
-	}
-	x := readSnapshot(t, a, "s2", "vol1")[:bs]
-	p2, pb, err := a.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", 0)
-	if err != nil || pb == "" {
-		t.Fatalf("s2's block 0: pack %s base %q: %v", p2, pb, err)
-	}
-	if p, _, err := a.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", 100); err != nil || p != p2 {
-		t.Fatalf("s2's block 100 in %s, its delta in %s (%v)", p, p2, err)
-	}
-	// s3: block 0 gets another piece (Y: shipped whole, its old version
-	// being a delta), blocks 1-47 whole: nothing of s1's first packs is
-	// needed once s1 and s2 are pruned.
-	piece(0, 7, 0xb2)
-	writeBlocks(t, a, "vol1", 5, span(1, 48))
-	snapshot(t, a, "s3", "vol1")
-	sync()
+	dd := newDeadDeltaRegion(t, 11)
+	a, dirs, urls, key, x, pb, sync := dd.a, dd.dirs, dd.urls, dd.key, dd.x, dd.pb, dd.sync
 	// Store 4's copies of the base's pack (a parity shard, its index), as
 	// a backup taken before the prune holds them.
 	var backup [][2]string
@@ -156,15 +112,7 @@ func TestRtrial11RevertedBlockAfterBasePruned(t *testing.T) {
 		}
 		backup = append(backup, [2]string{filepath.Join(dirs[4], dir, pb), string(b)})
 	}
-	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dirs[0], "packs", pb)); !os.IsNotExist(err) {
-		t.Fatalf("s1's pack of block 0 (%s) still there after the prune (%v): the test needs it gone", pb, err)
-	}
-	if _, err := os.Stat(filepath.Join(dirs[0], "packs", p2)); err != nil {
-		t.Fatalf("s2's pack (block 100 still needs it): %v", err)
-	}
+	dd.pruneBase(t)
 	check := func(when string) {
 		t.Helper()
 		rep, err := a.mgr.Check(ctx, "r1", true, nil)
