@@ -143,11 +143,38 @@ func samplePack2(t testing.TB) []byte {
 	return b
 }
 
+// samplePack3 is a version 3 pack with a full chunk and a delta over it.
+func samplePack3(t testing.TB) []byte {
+	ks := testKeys(t)
+	p, err := NewSealingPackBuilder(ks, testPackID, 1<<16, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := ks.ChunkID([32]byte{1})
+	base := [2]*ChunkID{nil, &full}
+	for i, id := range []ChunkID{full, ks.ChunkID([32]byte{2})} {
+		data := bytes.Repeat([]byte{byte(i + 1)}, 100)
+		e, rec, ok := p.ReserveDelta(id, base[i], len(data), 4*DeltaPiece, CompNone)
+		if !ok {
+			t.Fatal("not reserved")
+		}
+		if err := p.SealRecord(e, rec, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := p.Seal(ks, testPackID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // FuzzOpenPack: any bytes as a stored pack object of either version give
 // an error or chunks that lie inside it; never a panic.
 func FuzzOpenPack(f *testing.F) {
 	ks := testKeys(f)
 	f.Add(samplePack2(f))
+	f.Add(samplePack3(f)) // a delta entry
 	v1 := newPackBuilderV1(64)
 	v1.Add(ks.ChunkID([32]byte{1}), []byte("x"), 1, CompNone)
 	s1, _ := v1.Seal(ks, testPackID)
@@ -182,6 +209,16 @@ func FuzzDecodeTable2(f *testing.F) {
 	}
 	f.Add(tbl, uint32(len(b)), uint8(PackVersion2))
 	f.Add(tbl, uint32(len(b)), uint8(PackVersion3))
+	b3 := samplePack3(f) // a delta entry: 77 bytes, flag 0x80, its base
+	_, es3, err := OpenPackTable(ks, testPackID, append([]byte(nil), b3...))
+	if err != nil || len(es3) != 2 || es3[1].Base == nil {
+		f.Fatalf("version 3 sample: %+v %v", es3, err)
+	}
+	tbl3 := []byte{0, 0, 0, byte(len(es3))}
+	for _, e := range es3 {
+		tbl3 = appendEntry(tbl3, e)
+	}
+	f.Add(tbl3, uint32(len(b3)), uint8(PackVersion3))
 	f.Fuzz(func(t *testing.T, tbl []byte, end uint32, ver uint8) {
 		es, err := decodeTable2(tbl, end, PackVersion2+ver%2, "fuzz")
 		if err != nil {
