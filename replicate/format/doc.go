@@ -45,8 +45,9 @@
 // authenticates it, and the rebuilt chunk is checked against its chunk id
 // (SHA-256 under an HMAC) by every reader. A base is always a full chunk
 // (Entry.Base's invariant): depth 1. Decoders: readEntry (versions 1-3),
-// DecodeIndex, decodeTable2 and ApplyDelta are fuzzed (FuzzDecodeIndex has
-// a version 3 seed, FuzzDecodeTable2 both versions, FuzzApplyDelta). A
+// DecodeIndex, decodeTable2, OpenPackTable and ApplyDelta are fuzzed
+// (FuzzDecodeIndex, FuzzDecodeTable2 and FuzzOpenPack have version 3 seeds
+// with a delta entry, FuzzApplyDelta). A
 // version 2 decoder given a version 3 index or pack returns
 // ErrUnsupportedVersion (it checks the version byte before any entry), so
 // an older snapfs never reads a delta as a full chunk.
