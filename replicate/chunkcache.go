@@ -22,8 +22,9 @@ var maxCachedChunks = 1 << 19
 // the daemon). What it keeps is only ever used after the region was
 // listed again (index/ and packs/): a set is reused only when the listing
 // gives exactly the same indexes with the same readability (at least k
-// shards); when indexes were only added, the kept set is copied and the
-// new ones added; anything else (an index removed by another host's prune
+// shards); when indexes were only added, the kept set is copied, the
+// new ones added and the copy settled (chunkSet.settle: as a full build
+// ends); anything else (an index removed by another host's prune
 // or repair, a pack that lost shards) rebuilds the set from the decoded
 // indexes still listed. An index object never changes once written (its
 // name is its pack's random id), so a decoded index is reused by name.
