@@ -19,8 +19,8 @@
 #     (after a shard of a random pack was deleted or corrupted in a file
 #     store; region check must report it first), or restore (eager or
 #     --lazy) of a random snapshot; the daemon running it is SIGKILLed at a
-#     random moment (within the time the same operation took when it last
-#     ran whole, plus 60 ms), its stale mount removed and
+#     random moment (20 ms plus up to the time the same operation took
+#     when it last ran whole, plus 40 ms), its stale mount removed and
 #     the daemon restarted; every third round the other host syncs or
 #     prunes the same region meanwhile (exit 0, 14 or 15 accepted);
 #   - both hosts then sync and prune again (exit 0 required; 15 retried);
@@ -300,7 +300,7 @@ dd if=/dev/urandom of="$work/b/m/disks/u" bs=1M count=16 conv=notrunc,fsync stat
 seed=${TORTURE_SEED:-$RANDOM}
 RANDOM=$seed
 say "$rounds rounds, seed $seed (TORTURE_SEED=$seed to replay the choices), $( ((s3)) && echo 'stores 3-5 on S3 (versitygw), ')work dir $work"
-restored=0 verified=0 kills=0 interrupted=0 repaired=0 started=$SECONDS
+restored=0 verified=0 kills=0 interrupted=0 atwork=0 repaired=0 started=$SECONDS
 declare -A hits=()
 for ((r = 1; r <= rounds; r++)); do
 	t0=$SECONDS
@@ -392,10 +392,16 @@ for ((r = 1; r <= rounds; r++)); do
 	set +m
 	# A random moment within the time this operation took last (plus the
 	# command's start), so that most kills land mid-operation.
-	after=$((RANDOM % (${took[$vop]:-300} + 60)))
+	after=$((20 + RANDOM % (${took[$vop]:-300} + 40)))
 	msleep "$after"
 	t1=$SECONDS
 	kill -STOP -- "-$vpid" 2>/dev/null || true
+	# A lock on the stores at the kill (alone: no other host's operation
+	# runs) says the victim was at work in the daemon.
+	locked=0
+	if [[ -z $oop && -n $(ls -A "$work/r/s0/locks" | grep -v '^\.snapfs-tmp-') ]]; then
+		locked=1
+	fi
 	kill_daemon "$v"
 	kill -9 -- "-$vpid" 2>/dev/null || true
 	kill -CONT -- "-$vpid" 2>/dev/null || true
@@ -411,6 +417,10 @@ for ((r = 1; r <= rounds; r++)); do
 	else
 		how="interrupted"
 		interrupted=$((interrupted + 1))
+		if ((locked)); then
+			how="interrupted at work (its lock on the stores)"
+			atwork=$((atwork + 1))
+		fi
 	fi
 	if [[ -n $oop ]]; then
 		orc=$(cat "$work/orc")
@@ -489,13 +499,14 @@ for ((r = 1; r <= rounds; r++)); do
 	# it, and remove it once older than an hour, replicate/store/doc.go):
 	# counted, not a failure.
 	for i in 0 1 2 3 4 5; do
-		[[ -d $work/r/s$i ]] || continue
+		dir=$work/r/s$i
+		[[ -d $dir ]] || dir=$work/s3/torture$i/p # versitygw's posix tree
 		for d in locks copying holds; do
 			for ((t = 0; t < 50; t++)); do
-				[[ -z $(ls -A "$work/r/s$i/$d" 2>/dev/null | grep -v '^\.snapfs-tmp-') ]] && break
+				[[ -z $(ls -A "$dir/$d" 2>/dev/null | grep -v '^\.snapfs-tmp-') ]] && break
 				sleep 0.1
 			done
-			((t < 50)) || fail "round $r: left in store $i: $d/$(ls -A "$work/r/s$i/$d" | grep -v '^\.snapfs-tmp-' | tr '\n' ' ')"
+			((t < 50)) || fail "round $r: left in store $i: $d/$(ls -A "$dir/$d" | grep -v '^\.snapfs-tmp-' | tr '\n' ' ')"
 		done
 	done
 	temps=$(find "$work/r" -name '.snapfs-tmp-*' | wc -l)
@@ -517,5 +528,5 @@ for l in $(printf '%s\n' "${loops[@]}" | sort -u); do
 done
 ((restored > 0 || rounds == 0)) || fail "no snapshot was restored in any round: the torture tested nothing"
 hitlist=$(for k in "${!hits[@]}"; do printf '%s %s, ' "${hits[$k]}" "$k"; done)
-say "rounds $((r > rounds ? rounds : r)), kills $kills (${hitlist%, }; $interrupted interrupted mid-operation), snapshots restored $restored, bytes verified $verified ($((verified >> 20)) MiB), repairs needed $repaired, failures $failures, $((SECONDS - started)) s"
+say "rounds $((r > rounds ? rounds : r)), kills $kills (${hitlist%, }; $interrupted interrupted, $atwork of them seen at work by their lock), snapshots restored $restored, bytes verified $verified ($((verified >> 20)) MiB), repairs needed $repaired, failures $failures, $((SECONDS - started)) s"
 ((failures == 0))
