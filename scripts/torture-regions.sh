@@ -15,7 +15,7 @@
 #   - a snapshot per host (a's taken with ext4 mounted: crash-consistent),
 #     its sha256 recorded from M/snapshots/<name>/<disk>;
 #   - a victim operation, chosen at random: sync (incremental: deltas),
-#     region prune --keep-last 3 (bases of later deltas get pruned), repair
+#     region prune --keep-last 2-4 (bases of later deltas get pruned), repair
 #     (after a shard of a random pack was deleted or corrupted in a file
 #     store; region check must report it first), or restore (eager or
 #     --lazy) of a random snapshot; the daemon running it is SIGKILLed at a
@@ -23,12 +23,12 @@
 #     when it last ran whole, plus 40 ms), its stale mount removed and
 #     the daemon restarted; every third round the other host syncs or
 #     prunes the same region meanwhile (exit 0, 14 or 15 accepted);
-#   - both hosts then sync and prune again (exit 0 required; 15 retried);
-#     local snapshots beyond the newest 4 are deleted;
+#   - both hosts then sync and prune again (exit 0 required; 14 and 15
+#     retried); local snapshots beyond the newest 1-4 are deleted;
 #   - checks: no restore-* temporary disk is left on either host; a
 #     restore the kill interrupted left no target disk, or a whole one;
 #     every snapshot a sync acknowledged (exit 0) and no prune was allowed
-#     to remove (not among the newest 3 of its host when a prune started)
+#     to remove (not among the newest N of its host when a prune started)
 #     is listed by the region; every snapshot the region lists restores on
 #     one of the hosts (alternating) byte for byte against its recorded
 #     sha256 (eagerly; every second round the newest of each host also
@@ -139,8 +139,8 @@ present() { jq -r 'select(.state == "available" or .state == "degraded") | .name
 
 # Bookkeeping per host: $work/H.pruned (every snapshot a prune of H was
 # allowed to remove) and $work/H.must (every snapshot a sync of H
-# acknowledged and no prune was allowed to remove since).
-keep=3
+# acknowledged and no prune was allowed to remove since). $keep: the
+# region's --keep-last this round.
 before_prune() {
 	local h=$1 l
 	l=$(listing "$h") || return 1
@@ -330,6 +330,12 @@ for ((r = 1; r <= rounds; r++)); do
 	sf b snapshot create "b-r$r" --disk u >/dev/null
 	sha_of "$work/b/m/snapshots/b-r$r/u" >"$work/sha/b-r$r"
 
+	# This round's retentions: the region keeps the newest $keep of each
+	# host, each host the newest $lkeep locally (a sync's delta base is
+	# the newest snapshot both local and in the region: fewer local ones
+	# change it).
+	keep=$((2 + RANDOM % 3)) lkeep=$((1 + RANDOM % 4))
+
 	# The victim: an operation of host v, killed at a random moment.
 	ops=(sync sync prune repair restore)
 	vop=${ops[RANDOM % ${#ops[@]}]}
@@ -399,7 +405,7 @@ for ((r = 1; r <= rounds; r++)); do
 	# A lock on the stores at the kill (alone: no other host's operation
 	# runs) says the victim was at work in the daemon.
 	locked=0
-	if [[ -z $oop && -n $(ls -A "$work/r/s0/locks" | grep -v '^\.snapfs-tmp-') ]]; then
+	if [[ -z $oop && -n $(ls -A "$work/r/s0/locks" 2>/dev/null | grep -v '^\.snapfs-tmp-') ]]; then
 		locked=1
 	fi
 	kill_daemon "$v"
@@ -441,10 +447,12 @@ for ((r = 1; r <= rounds; r++)); do
 		esac
 	fi
 
-	# Leftovers of the kill on the restarted host.
-	if sf "$v" --json disk list | jq -r 'select(.type == "disk") | .name' | grep -q '^restore-'; then
-		fail "round $r: a restore-* temporary disk is left on host $v after the restart"
-	fi
+	# Leftovers of the kill: no restore's temporary disk on either host.
+	for h in a b; do
+		if sf "$h" --json disk list | jq -r 'select(.type == "disk") | .name' | grep -q '^restore-'; then
+			fail "round $r: a restore-* temporary disk is left on host $h after the restart of $v"
+		fi
+	done
 	if [[ $vop == restore ]] && sf "$v" --json disk list | jq -r 'select(.type == "disk") | .name' | grep -qx vic; then
 		# The restore had renamed its disk: it must be whole (a lazy one
 		# hydrates after the restart, read through the mount).
@@ -458,7 +466,7 @@ for ((r = 1; r <= rounds; r++)); do
 		must_op "$h" sync
 		must_op "$h" prune
 		mapfile -t ls_ < <(local_snaps "$h")
-		for ((i = 0; i + 4 < ${#ls_[@]}; i++)); do
+		for ((i = 0; i + lkeep < ${#ls_[@]}; i++)); do
 			sf "$h" snapshot delete "${ls_[i]}" >/dev/null || fail "round $r: snapshot delete ${ls_[i]} on $h"
 		done
 	done
