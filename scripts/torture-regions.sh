@@ -300,7 +300,7 @@ dd if=/dev/urandom of="$work/b/m/disks/u" bs=1M count=16 conv=notrunc,fsync stat
 seed=${TORTURE_SEED:-$RANDOM}
 RANDOM=$seed
 say "$rounds rounds, seed $seed (TORTURE_SEED=$seed to replay the choices), $( ((s3)) && echo 'stores 3-5 on S3 (versitygw), ')work dir $work"
-restored=0 verified=0 kills=0 interrupted=0 atwork=0 repaired=0 started=$SECONDS
+restored=0 verified=0 kills=0 interrupted=0 atwork=0 repaired=0 deltas=0 started=$SECONDS
 declare -A hits=()
 for ((r = 1; r <= rounds; r++)); do
 	t0=$SECONDS
@@ -494,14 +494,17 @@ for ((r = 1; r <= rounds; r++)); do
 		done
 	fi
 	# The region checks clean, or repair makes it so.
+	# (Its JSON counts the delta chunks it read: deltas_checked.)
 	note=""
-	if ! out=$(sf a region check R --read-data 2>&1); then
-		note=", check before repair: $(grep -v '^region R' <<<"$out" | head -3 | tr '\n' ' ')"
+	if ! out=$(sf a --json region check R --read-data 2>&1); then
+		note=", check before repair: $(jq -c 'select(.type == "check") | .problems' <<<"$out" 2>/dev/null | head -c 300)"
 		[[ -n $damaged || $vop != restore ]] || fail "round $r: region check not clean after a killed restore (nothing written): $out"
 		repaired=$((repaired + 1))
 		must_op a repair
-		out=$(sf a region check R --read-data 2>&1) || fail "round $r: region check after repair: $out"
+		out=$(sf a --json region check R --read-data 2>&1) || fail "round $r: region check after repair: $out"
 	fi
+	nd=$(jq -r 'select(.type == "check") | .deltas_checked // 0' <<<"$out" 2>/dev/null | tail -1)
+	deltas=$((deltas + ${nd:-0}))
 	# No lock, copying marker or hold is left in the file stores. A put
 	# the kill cut leaves its temporary file (.snapfs-tmp-*: listings skip
 	# it, and remove it once older than an hour, replicate/store/doc.go):
@@ -518,7 +521,7 @@ for ((r = 1; r <= rounds; r++)); do
 		done
 	done
 	temps=$(find "$work/r" -name '.snapfs-tmp-*' | wc -l)
-	say "round $r: killed host $v's $vop${vargs:+ ${vargs[*]}}${damaged:+ ($damaged)} after ${after} ms: $how$beside; $((restored - k0)) restores verified${note}$( ((temps == 0)) || echo ", $temps temporary files of cut puts in the stores") (s: writes+victim $((t1 - t0)), restart+finish $((t2 - t1)), checks $((SECONDS - t2)))"
+	say "round $r: killed host $v's $vop${vargs:+ ${vargs[*]}}${damaged:+ ($damaged)} after ${after} ms: $how$beside; $((restored - k0)) restores verified, ${nd:-0} delta chunks in the region${note}$( ((temps == 0)) || echo ", $temps temporary files of cut puts in the stores") (s: writes+victim $((t1 - t0)), restart+finish $((t2 - t1)), checks $((SECONDS - t2)))"
 	if ((failures)); then
 		break
 	fi
@@ -536,5 +539,5 @@ for l in $(printf '%s\n' "${loops[@]}" | sort -u); do
 done
 ((restored > 0 || rounds == 0)) || fail "no snapshot was restored in any round: the torture tested nothing"
 hitlist=$(for k in "${!hits[@]}"; do printf '%s %s, ' "${hits[$k]}" "$k"; done)
-say "rounds $((r > rounds ? rounds : r)), kills $kills (${hitlist%, }; $interrupted interrupted, $atwork of them seen at work by their lock), snapshots restored $restored, bytes verified $verified ($((verified >> 20)) MiB), repairs needed $repaired, failures $failures, $((SECONDS - started)) s"
+say "rounds $((r > rounds ? rounds : r)), kills $kills (${hitlist%, }; $interrupted interrupted, $atwork of them seen at work by their lock), snapshots restored $restored, bytes verified $verified ($((verified >> 20)) MiB), delta chunks checked $deltas, repairs needed $repaired, failures $failures, $((SECONDS - started)) s"
 ((failures == 0))
