@@ -80,6 +80,7 @@ s3pid=""
 failures=0
 
 cleanup() {
+	trap - ERR
 	set +e
 	local p h
 	for p in "${bgpids[@]}"; do kill -9 -- "-$p" 2>/dev/null; done
