@@ -4,7 +4,7 @@
 # (Debian packages with apt-get, waiting for a held dpkg lock; versitygw, the
 # S3 server of the S3 tests, with go install), then runs gofmt, go vet and
 # `go test -race` over every package, the child-process kill tests and three
-# rounds each of scripts/torture.sh and scripts/torture-regions.sh --s3, and fails if a test left a mount or a loop
+# rounds of scripts/torture.sh, and fails if a test left a mount or a loop
 # device behind in its own temporary directory.
 #
 #   scripts/test.sh                 everything
@@ -41,7 +41,6 @@ command -v sgdisk >/dev/null || need+=(gdisk)              # GPT disks in .files
 command -v rsync >/dev/null || need+=(rsync)
 command -v fio >/dev/null || need+=(fio)
 command -v stress-ng >/dev/null || need+=(stress-ng)
-command -v jq >/dev/null || need+=(jq) # scripts/torture-regions.sh
 # apt runs apt-get, waiting up to 10 minutes for a lock another apt or dpkg
 # holds (DPkg::Lock::Timeout covers dpkg's locks; the lists lock of
 # `apt-get update` is retried here).
@@ -127,8 +126,6 @@ if [[ $# -eq 0 ]]; then
 	go test -race -count=1 -timeout 15m -run "$s3tests" "${s3pkgs[@]}" || status=$?
 	say "scripts/torture.sh 3"
 	bash scripts/torture.sh 3 || status=$?
-	say "scripts/torture-regions.sh --s3 3"
-	bash scripts/torture-regions.sh --s3 3 || status=$?
 else
 	wait $gwpid || { tail -20 "$gwlog" >&2; status=1; }
 	go test -race -count=1 -timeout 25m "$@" || status=$?
