@@ -1,9 +1,9 @@
 # Helpers shared by the crash torture scripts (sourced, not run). Run as
 # root. The sourcing script sets $tag (the prefix of its messages), $work
 # (its work directory: every mount and loop device it makes is under it or
-# backed by a file under it), $loopdisk (the name of the disk it loop-mounts:
-# once a dead daemon's mount is detached, the kernel shows the loop device's
-# file as /disks/NAME) and keeps failures=0.
+# backed by a file under it), $loopdisk (the names, space-separated, of the
+# disks it loop-mounts: once a dead daemon's mount is detached, the kernel
+# shows the loop device's file as /disks/NAME) and keeps failures=0.
 #
 #   say MSG...          a timestamped progress line on stderr
 #   fail MSG...         report a failure and count it in $failures
@@ -49,9 +49,13 @@ detach() {
 # backed_by_work LOOP: is LOOP still attached to a file of this run? (A
 # number we released may have been taken by someone else since.)
 backed_by_work() {
-	local b
+	local b n
 	b=$(losetup -n -O BACK-FILE "$1" 2>/dev/null) || return 1
-	[[ $b == "$work"/* || $b == "/disks/$loopdisk" ]]
+	[[ $b == "$work"/* ]] && return 0
+	for n in $loopdisk; do
+		[[ $b == "/disks/$n" ]] && return 0
+	done
+	return 1
 }
 
 release_work() {

@@ -45,21 +45,11 @@ if ! [[ $rounds =~ ^[0-9]+$ ]]; then
 	echo "usage: scripts/torture.sh [ROUNDS]" >&2
 	exit 2
 fi
-say() { echo "torture: $(date +%T) $*" >&2; }
-fail() {
-	echo "torture: FAIL: $*" >&2
-	failures=$((failures + 1))
-}
-
-need=()
-command -v fio >/dev/null || need+=(fio)
-command -v stress-ng >/dev/null || need+=(stress-ng)
-command -v e2fsck >/dev/null || need+=(e2fsprogs)
-if ((${#need[@]})); then
-	say "installing ${need[*]}"
-	apt-get -o DPkg::Lock::Timeout=600 -qq update
-	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -qq install -y "${need[@]}" >/dev/null
-fi
+tag=torture
+loopdisk="t chk" # the disks loop-mounted here (see torture-lib.sh)
+# shellcheck source=scripts/torture-lib.sh
+. scripts/torture-lib.sh
+need_tools fio:fio stress-ng:stress-ng e2fsck:e2fsprogs
 modprobe loop 2>/dev/null || true
 modprobe fuse 2>/dev/null || true
 
@@ -70,7 +60,6 @@ export SNAPFS_STORE=$store
 bin=$work/snapfs
 go build -o "$bin" ./cmd/snapfs
 
-loops=()   # every loop device made here
 bgpids=()  # background jobs of the current round
 daemon_pid=""
 failures=0
@@ -79,15 +68,11 @@ cleanup() {
 	set +e
 	stop_loops
 	for p in $(pgrep -f "stress-ng --temp-path $vol" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-	# Mounts under $work, deepest first, then our loop devices.
-	awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
-		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
-	done
-	for l in "${loops[@]}"; do ours "$l" && losetup -d "$l" 2>/dev/null; done
+	release_work # mounts under $work, deepest first, then our loop devices
 	if [[ -n $daemon_pid ]] && kill -0 "$daemon_pid" 2>/dev/null; then
 		"$bin" umount "$mp" >/dev/null 2>&1 || kill -9 "$daemon_pid" 2>/dev/null
 	fi
-	awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+	release_work
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -124,26 +109,6 @@ start_daemon() {
 	done
 	echo "torture: the daemon does not start: $out" >&2
 	exit 1
-}
-
-# attach FILE attaches FILE to a free loop device, named in $LOOP and
-# remembered in loops[] for the cleanup (not in a $(...) subshell, which
-# would lose loops[]).
-attach() {
-	LOOP=$(losetup -f --show "$1")
-	loops+=("$LOOP")
-}
-detach() {
-	losetup -d "$1" 2>/dev/null || true
-}
-
-# ours LOOP: is LOOP still attached to a disk of this run? (A number we
-# released may have been taken by someone else since.) Once the dead
-# daemon's mount is detached, the kernel shows the file as /disks/NAME.
-ours() {
-	local b
-	b=$(losetup -n -O BACK-FILE "$1" 2>/dev/null) || return 1
-	[[ $b == "$mp"/disks/* || $b == /disks/t || $b == /disks/chk ]]
 }
 
 # replay_and_fsck FILE WHAT: replay the journal of the ext4 in FILE with the
@@ -324,10 +289,10 @@ done
 # ext4 would keep one attached).
 for l in $(printf '%s\n' "${loops[@]}" | sort -u); do
 	for _ in $(seq 100); do
-		ours "$l" || break
+		backed_by_work "$l" || break
 		sleep 0.1
 	done
-	ours "$l" && fail "loop device $l ($(losetup -n -O BACK-FILE "$l")) is still attached"
+	backed_by_work "$l" && fail "loop device $l ($(losetup -n -O BACK-FILE "$l")) is still attached"
 done
 ((writes > 0 || rounds == 0)) || fail "no fio write was acknowledged in any round: the torture tested nothing"
 say "rounds $((r > rounds ? rounds : r)), writes verified $writes (4 KiB fio blocks with verification headers), snapshots checked $snapchecked, snapfs check --read-data clean $checks times, failures $failures, $((SECONDS - started)) s"
