@@ -2,7 +2,6 @@ package replicate
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"sync"
 
@@ -61,76 +60,46 @@ func (m *Manager) BlockSource(ctx context.Context, regionName string) (BlockSour
 	}, nil
 }
 
-// FetchBlock implements BlockSource.
+// FetchBlock implements BlockSource: the chunk is read as every reader
+// reads it (readChunk: a delta rebuilt over its base, the result checked
+// against its id, dst cleared on any failure).
 func (b *regionBlocks) FetchBlock(ctx context.Context, digest [32]byte, dst []byte) (bool, error) {
 	loc, ok := b.cs.chunks[b.r.keys.ChunkID(digest)]
 	if !ok {
 		return false, nil
 	}
+	if raw := int(loc.entry().RawLen); raw != len(dst) {
+		clear(dst)
+		return false, fmt.Errorf("%w: region %q: chunk %v holds %d bytes, the block is %d", ErrInvalid, b.r.cfg.Name, loc.entry().ID, raw, len(dst))
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if loc.entry().IsDelta() {
-		// Its base first, into dst (checked against its id), then the
-		// delta's pieces over it.
-		bl, err := b.cs.baseOf(loc)
-		if err != nil {
-			return false, fmt.Errorf("region %q: %w", b.r.cfg.Name, err)
-		}
-		base, err := b.chunk(ctx, bl, len(dst))
-		if err != nil {
-			return false, err
-		}
-		if len(base) != len(dst) || b.r.keys.ChunkID(sha256.Sum256(base)) != bl.entry().ID {
-			return false, fmt.Errorf("%w: region %q: pack %s: base chunk %v does not match its id", ErrCorrupt, b.r.cfg.Name, bl.pack(), bl.entry().ID)
-		}
-		copy(dst, base)
-		payload, err := b.chunk(ctx, loc, len(dst))
-		if err != nil {
-			return false, err
-		}
-		if err := format.ApplyDelta(dst, dst, payload); err != nil {
-			return false, fmt.Errorf("region %q: pack %s: chunk %v: %w", b.r.cfg.Name, loc.pack(), loc.entry().ID, err)
-		}
-		if sha256.Sum256(dst) != digest {
-			clear(dst)
-			return false, fmt.Errorf("%w: region %q: pack %s: delta chunk %v does not rebuild to its digest", ErrCorrupt, b.r.cfg.Name, loc.pack(), loc.entry().ID)
-		}
-		return true, nil
+	if err := readChunk(ctx, b.r.keys, b.cs, loc, dst, b.chunk, nil); err != nil {
+		return false, fmt.Errorf("region %q: %w", b.r.cfg.Name, err)
 	}
-	raw, err := b.chunk(ctx, loc, len(dst))
-	if err != nil {
-		return false, err
-	}
-	if sha256.Sum256(raw) != digest {
-		return false, fmt.Errorf("%w: region %q: pack %s: chunk %v does not match its digest", ErrCorrupt, b.r.cfg.Name, loc.pack(), loc.entry().ID)
-	}
-	if len(raw) != len(dst) {
-		return false, fmt.Errorf("%w: region %q: chunk %v holds %d bytes, the block is %d", ErrInvalid, b.r.cfg.Name, loc.entry().ID, len(raw), len(dst))
-	}
-	copy(dst, raw)
 	return true, nil
 }
 
 // chunk returns the stored bytes of the chunk at loc, decompressed (a
 // delta's payload for a delta), from its pack (the last pack fetched is
 // kept). The caller holds b.mu.
-func (b *regionBlocks) chunk(ctx context.Context, loc chunkLoc, bs int) ([]byte, error) {
+func (b *regionBlocks) chunk(ctx context.Context, loc chunkLoc, buf []byte) ([]byte, error) {
 	if b.lastPT == nil || b.lastPack != loc.pack() {
 		x := b.cs.packs[loc.pack()]
 		sealed, _, _, err := b.m.fetchPack(ctx, b.r, loc.pack(), x.SealedSize)
 		if err != nil {
-			return nil, fmt.Errorf("region %q: %w", b.r.cfg.Name, err)
+			return nil, err
 		}
 		pt, err := format.OpenPack(b.r.keys, loc.pack().String(), sealed)
 		if err != nil {
-			return nil, fmt.Errorf("region %q: pack %s: %w", b.r.cfg.Name, loc.pack(), err)
+			return nil, fmt.Errorf("pack %s: %w", loc.pack(), err)
 		}
 		b.lastPack, b.lastPT = loc.pack(), pt
 		b.fetches++
 	}
-	raw, err := b.m.chunkData(b.lastPT, loc.entry(), make([]byte, 0, bs))
+	raw, err := b.m.chunkData(b.lastPT, loc.entry(), buf[:0])
 	if err != nil {
-		return nil, fmt.Errorf("region %q: pack %s: %w", b.r.cfg.Name, loc.pack(), err)
+		return nil, fmt.Errorf("pack %s: %w", loc.pack(), err)
 	}
 	return raw, nil
 }

@@ -153,18 +153,94 @@ func (cs *chunkSet) needBases(need map[format.ChunkID]bool) {
 	}
 }
 
-// chunkRaw reads chunk id into dst (len(dst) is the chunk's raw length)
-// through d's range reads (fetchChunk), rebuilding a delta over its base,
-// and checks the result against id: a chunk that does not rebuild to its
-// id is an error wrapping ErrCorrupt, never bytes.
-func (d *RemoteDisk) chunkRaw(ctx context.Context, id format.ChunkID, dst []byte) (err error) {
+// chunkFetch returns the stored bytes of the chunk at loc, decompressed:
+// the block of a full chunk, the payload of a delta (format.MakeDelta);
+// maybe in buf (room for a block), maybe not (then valid until the next
+// call of the same reader). Each reader has its own: RemoteDisk by ranges
+// (fetchChunk), BlockSource from whole packs (regionBlocks.chunk).
+type chunkFetch func(ctx context.Context, loc chunkLoc, buf []byte) ([]byte, error)
+
+// deltaBufs holds the buffers a delta's payload is decompressed into
+// (readChunk), so no read of a delta allocates one (*[]byte).
+var deltaBufs sync.Pool
+
+// readChunk is the one rebuild of a chunk every reader uses (eager
+// restore's deltas, RemoteDisk and its block cache, check --read-data,
+// BlockSource for local repair): it reads the chunk at loc into dst
+// (len(dst) is the block size) through fetch; a delta is rebuilt over its
+// base (cs.baseOf: a full chunk, read into dst first, from cached when
+// that has it, and checked against its id), then its payload applied
+// (format.ApplyDelta), and the result is checked against the chunk's id.
+// Whatever fails (a base or payload that does not read, a payload that
+// does not apply, a result that is not its id) is an error, and dst is
+// cleared: never wrong bytes, not even the base's. cached may be nil.
+func readChunk(ctx context.Context, keys *format.Keys, cs *chunkSet, loc chunkLoc, dst []byte, fetch chunkFetch, cached func(format.ChunkID, []byte) bool) (err error) {
 	defer func() {
 		if err != nil {
 			clear(dst) // no part of a chunk that failed is left to be taken for data
 		}
 	}()
+	e := loc.entry()
+	if !e.IsDelta() {
+		return readFull(ctx, keys, loc, dst, fetch, "chunk")
+	}
+	bl, err := cs.baseOf(loc)
+	if err != nil {
+		return err
+	}
+	if bid := bl.entry().ID; cached == nil || !cached(bid, dst) || keys.ChunkID(sha256.Sum256(dst)) != bid {
+		if err := readFull(ctx, keys, bl, dst, fetch, "base chunk"); err != nil {
+			return err
+		}
+	}
+	bp, _ := deltaBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer deltaBufs.Put(bp)
+	if cap(*bp) < len(dst) {
+		*bp = make([]byte, len(dst))
+	}
+	payload, err := fetch(ctx, loc, (*bp)[:len(dst)])
+	if err != nil {
+		return fmt.Errorf("delta chunk %v: %w", e.ID, err)
+	}
+	if err := format.ApplyDelta(dst, dst, payload); err != nil {
+		return fmt.Errorf("pack %s: chunk %v: %w", loc.pack(), e.ID, err)
+	}
+	if keys.ChunkID(sha256.Sum256(dst)) != e.ID {
+		return fmt.Errorf("%w: pack %s: delta chunk %v does not rebuild to its id", ErrCorrupt, loc.pack(), e.ID)
+	}
+	return nil
+}
+
+// readFull reads the full chunk at loc into dst and checks it against its
+// id (what names it in errors: "chunk", "base chunk").
+func readFull(ctx context.Context, keys *format.Keys, loc chunkLoc, dst []byte, fetch chunkFetch, what string) error {
+	id := loc.entry().ID
+	raw, err := fetch(ctx, loc, dst)
+	if err != nil {
+		return fmt.Errorf("%s %v: %w", what, id, err)
+	}
+	if len(raw) != len(dst) {
+		return fmt.Errorf("%w: pack %s: %s %v holds %d bytes, the block is %d", ErrCorrupt, loc.pack(), what, id, len(raw), len(dst))
+	}
+	if &raw[0] != &dst[0] {
+		copy(dst, raw)
+	}
+	if keys.ChunkID(sha256.Sum256(dst)) != id {
+		return fmt.Errorf("%w: pack %s: %s %v does not match its id", ErrCorrupt, loc.pack(), what, id)
+	}
+	return nil
+}
+
+// chunkRaw reads chunk id into dst (len(dst) is the chunk's raw length)
+// through d's range reads (readChunk over fetchChunk; a delta's base from
+// the block cache when it has it).
+func (d *RemoteDisk) chunkRaw(ctx context.Context, id format.ChunkID, dst []byte) error {
 	loc, ok := d.cs.chunks[id]
 	if !ok {
+		clear(dst)
 		return fmt.Errorf("%w: chunk %v is in no pack", ErrCorrupt, id)
 	}
 	return d.chunkAt(ctx, loc, dst)
@@ -172,68 +248,12 @@ func (d *RemoteDisk) chunkRaw(ctx context.Context, id format.ChunkID, dst []byte
 
 // chunkAt is chunkRaw of the entry at loc (check verifies every delta
 // entry of every index this way, whichever copy cs.chunks names).
-func (d *RemoteDisk) chunkAt(ctx context.Context, loc chunkLoc, dst []byte) (err error) {
-	defer func() {
-		if err != nil {
-			clear(dst)
-		}
-	}()
-	id := loc.entry().ID
-	if !loc.entry().IsDelta() {
-		raw, err := d.fetchChunk(ctx, loc, dst)
-		if err != nil {
-			return err
-		}
-		if len(raw) != len(dst) {
-			return fmt.Errorf("%w: chunk %v holds %d bytes, the block is %d", ErrCorrupt, id, len(raw), len(dst))
-		}
-		if &raw[0] != &dst[0] {
-			copy(dst, raw)
-		}
-	} else {
-		bl, err := d.cs.baseOf(loc)
-		if err != nil {
-			return err
-		}
-		if err := d.baseRaw(ctx, bl, dst); err != nil {
-			return err
-		}
-		tmp := make([]byte, len(dst))
-		payload, err := d.fetchChunk(ctx, loc, tmp)
-		if err != nil {
-			return err
-		}
-		if err := format.ApplyDelta(dst, dst, payload); err != nil {
-			return fmt.Errorf("pack %s: chunk %v: %w", loc.pack(), id, err)
-		}
+func (d *RemoteDisk) chunkAt(ctx context.Context, loc chunkLoc, dst []byte) error {
+	var cached func(format.ChunkID, []byte) bool
+	if d.blocks != nil {
+		cached = func(id format.ChunkID, dst []byte) bool { return d.blocks.get(d.r.cfg.Name, id, dst) }
 	}
-	if d.r.keys.ChunkID(sha256.Sum256(dst)) != id {
-		return fmt.Errorf("%w: pack %s: chunk %v does not match its id", ErrCorrupt, loc.pack(), id)
-	}
-	return nil
-}
-
-// baseRaw reads the full chunk at loc (a delta's base) into dst, from the
-// block cache when it has it, verified against its id.
-func (d *RemoteDisk) baseRaw(ctx context.Context, loc chunkLoc, dst []byte) error {
-	id := loc.entry().ID
-	if d.blocks != nil && d.blocks.get(d.r.cfg.Name, id, dst) && d.r.keys.ChunkID(sha256.Sum256(dst)) == id {
-		return nil
-	}
-	raw, err := d.fetchChunk(ctx, loc, dst)
-	if err != nil {
-		return fmt.Errorf("base chunk %v: %w", id, err)
-	}
-	if len(raw) != len(dst) {
-		return fmt.Errorf("%w: base chunk %v holds %d bytes, the block is %d", ErrCorrupt, id, len(raw), len(dst))
-	}
-	if &raw[0] != &dst[0] {
-		copy(dst, raw)
-	}
-	if d.r.keys.ChunkID(sha256.Sum256(dst)) != id {
-		return fmt.Errorf("%w: pack %s: base chunk %v does not match its id", ErrCorrupt, loc.pack(), id)
-	}
-	return nil
+	return readChunk(ctx, d.r.keys, d.cs, loc, dst, d.fetchChunk, cached)
 }
 
 // badChunk is a chunk copy (its pack and id) that does not read: a delta

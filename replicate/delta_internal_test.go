@@ -3,11 +3,14 @@ package replicate
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/snapfs/snapfs/replicate/format"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
@@ -119,4 +122,91 @@ func TestEncryptedDiskDeltas(t *testing.T) {
 		t.Fatalf("sync of e2: %+v, want its 10 blocks deduplicated", st)
 	}
 	restore("e2")
+}
+
+// TestReadChunkClearsDst: readChunk, the one rebuild of a delta every
+// reader uses, leaves no bytes in dst when anything fails after the base
+// was read into it: the payload does not read, does not apply, or
+// rebuilds to another block; nor when the base is not its id. A delta
+// that rebuilds reads byte for byte; the base comes from cached when that
+// has a copy that is its id, and is fetched when the copy is not.
+func TestReadChunkClearsDst(t *testing.T) {
+	ctx := context.Background()
+	keys, err := format.DeriveKeys([format.KeySize]byte{1}, [16]byte{2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bs = 4 * format.DeltaPiece
+	base := bytes.Repeat([]byte{7}, bs)
+	block := bytes.Clone(base)
+	block[5] = 8
+	other := bytes.Clone(base)
+	other[5] = 9
+	payload, ok := format.MakeDelta(nil, base, block)
+	otherPayload, ok2 := format.MakeDelta(nil, base, other)
+	if !ok || !ok2 {
+		t.Fatal("no delta")
+	}
+	bid, id := keys.ChunkID(sha256.Sum256(base)), keys.ChunkID(sha256.Sum256(block))
+	x := &format.Index{Pack: [16]byte{1}, Entries: []format.Entry{
+		{ID: bid, RawLen: bs, Sealed: true},
+		{ID: id, RawLen: bs, Sealed: true, Base: &bid},
+	}}
+	cs := &chunkSet{chunks: map[format.ChunkID]chunkLoc{bid: {x: x, i: 0}, id: {x: x, i: 1}}, packs: map[packID]*format.Index{packID(x.Pack): x}}
+	fetcher := func(baseBytes, payloadBytes []byte, payloadErr error) chunkFetch {
+		return func(_ context.Context, loc chunkLoc, buf []byte) ([]byte, error) {
+			if !loc.entry().IsDelta() {
+				return baseBytes, nil
+			}
+			return payloadBytes, payloadErr
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		fetch chunkFetch
+		ok    bool
+	}{
+		{"rebuilds", fetcher(base, payload, nil), true},
+		{"payload-fails", fetcher(base, nil, errors.New("store down")), false},
+		{"payload-garbage", fetcher(base, []byte{0xff, 1, 2, 3}, nil), false},
+		{"rebuilds-another-block", fetcher(base, otherPayload, nil), false},
+		{"base-not-its-id", fetcher(other, payload, nil), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dst := bytes.Repeat([]byte{1}, bs)
+			err := readChunk(ctx, keys, cs, cs.chunks[id], dst, c.fetch, nil)
+			if c.ok {
+				if err != nil || !bytes.Equal(dst, block) {
+					t.Fatalf("delta read: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("a failed delta read gave no error")
+			}
+			if !bytes.Equal(dst, make([]byte, bs)) {
+				t.Fatalf("a failed delta read (%v) left bytes in dst", err)
+			}
+		})
+	}
+	// The base from the cache: used when it is its id, fetched when not.
+	fetched := 0
+	count := func(_ context.Context, loc chunkLoc, buf []byte) ([]byte, error) {
+		if !loc.entry().IsDelta() {
+			fetched++
+			return base, nil
+		}
+		return payload, nil
+	}
+	for _, c := range []struct {
+		cached    []byte
+		wantFetch int
+	}{{base, 0}, {other, 1}} {
+		fetched = 0
+		dst := make([]byte, bs)
+		cached := func(_ format.ChunkID, d []byte) bool { copy(d, c.cached); return true }
+		if err := readChunk(ctx, keys, cs, cs.chunks[id], dst, count, cached); err != nil || !bytes.Equal(dst, block) || fetched != c.wantFetch {
+			t.Fatalf("cached base %v: err %v, equal %v, base fetched %d times, want %d", c.cached[5], err, bytes.Equal(dst, block), fetched, c.wantFetch)
+		}
+	}
 }

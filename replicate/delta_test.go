@@ -3,6 +3,7 @@ package replicate_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -176,17 +177,7 @@ func TestDeltaCorruptFailsRead(t *testing.T) {
 			}
 			for _, d := range dirs {
 				for name := range hit {
-					p := filepath.Join(d, "packs", name)
-					buf, err := os.ReadFile(p)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for i := 200; i < len(buf); i += 512 {
-						buf[i] ^= 0xff
-					}
-					if err := os.WriteFile(p, buf, 0o644); err != nil {
-						t.Fatal(err)
-					}
+					flipEvery(t, filepath.Join(d, "packs", name), 200, 512)
 				}
 			}
 			b := newHost(t, replicate.Options{})
@@ -422,5 +413,58 @@ func TestDeltaFullMapAtMaxDepth(t *testing.T) {
 		if !bytes.Equal(readDisk(t, b, "v"+name), readSnapshot(t, a, name, "vol1")) {
 			t.Fatalf("restore of %s differs", name)
 		}
+	}
+}
+
+// TestDeltaBlockSourceFailedReadClearsDst: a local repair that asks the
+// region for a block stored as a delta whose pack is damaged on every
+// store (its base reads) gets an error and no bytes: before readChunk,
+// BlockSource left the base's bytes in dst (the old version of the
+// block, taken for data by a caller that ignored the error).
+func TestDeltaBlockSourceFailedReadClearsDst(t *testing.T) {
+	ctx := context.Background()
+	a, dirs, urls, key := deltaHost(t)
+	before, err := os.ReadDir(filepath.Join(dirs[0], "packs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	old := map[string]bool{}
+	for _, e := range before {
+		old[e.Name()] = true
+	}
+	for _, d := range dirs {
+		es, err := os.ReadDir(filepath.Join(d, "packs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			if old[e.Name()] {
+				continue // s1's packs: the bases
+			}
+			flipEvery(t, filepath.Join(d, "packs", e.Name()), 200, 512)
+		}
+	}
+	want := readSnapshot(t, a, "s2", "vol1")
+	b := newHost(t, replicate.Options{})
+	addRegion(t, b, urls, key)
+	src, done, err := b.mgr.BlockSource(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	dst := bytes.Repeat([]byte{1}, bs)
+	found, err := src.FetchBlock(ctx, sha256.Sum256(want[10*bs:11*bs]), dst) // block 10: a delta
+	if err == nil || found {
+		t.Fatalf("a delta in a damaged pack fetched: %v %v", found, err)
+	}
+	if !bytes.Equal(dst, make([]byte, bs)) {
+		t.Fatalf("a failed fetch (%v) left bytes in dst (the base's: %v)", err, bytes.Equal(dst, readSnapshot(t, a, "s1", "vol1")[10*bs:11*bs]))
+	}
+	// A block of s1's packs still reads.
+	if found, err := src.FetchBlock(ctx, sha256.Sum256(want[150*bs:151*bs]), dst); err != nil || !found || !bytes.Equal(dst, want[150*bs:151*bs]) {
+		t.Fatalf("block 150: %v %v", found, err)
 	}
 }

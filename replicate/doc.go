@@ -417,7 +417,14 @@
 //     once, so no memory grows with the number of deltas), rebuilds the
 //     block (format.ApplyDelta) and checks it against the chunk id, as
 //     every chunk read is checked: a damaged or wrong base, or a damaged
-//     delta, is an error and no bytes (the buffer is cleared).
+//     delta, is an error and no bytes (the buffer is cleared). That
+//     rebuild is one function, readChunk (delta.go), which every reader
+//     calls with its own way to fetch a record: eager restore's deltas,
+//     RemoteDisk (and its block cache, for bases), check --read-data, and
+//     BlockSource for local repair (TestReadChunkClearsDst,
+//     TestDeltaBlockSourceFailedReadClearsDst: BlockSource had its own
+//     copy, which left the base's bytes in the buffer when the delta's
+//     pack did not read).
 //   - Where the old bytes come from: the local parent snapshot, read
 //     through rowstore's Reader (OpenSnapshotDisk, ReadAt) by the sync's
 //     workers. The old block is hashed, and becomes a base only when that

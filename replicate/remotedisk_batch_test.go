@@ -91,16 +91,7 @@ func TestRemoteDiskReadBlocks(t *testing.T) {
 	}
 	// Shard 1 corrupt: records fail their tags, read alone and rebuilt.
 	for _, f := range packFiles(t, dirs[1]) {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 64; i < len(raw); i += 4096 {
-			raw[i] ^= 0x5a
-		}
-		if err := os.WriteFile(f, raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		flipEvery(t, f, 64, 4096)
 	}
 	for i, err := range read(open()) {
 		if err != nil {

@@ -165,6 +165,22 @@ func packFiles(t *testing.T, dir string) []string {
 	return out
 }
 
+// flipEvery damages the file at path: every step-th byte from from on is
+// flipped (XOR 0x5a).
+func flipEvery(t *testing.T, path string, from, step int) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := from; i < len(raw); i += step {
+		raw[i] ^= 0x5a
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A block is fetched alone: the byte range of its chunk in one data
 // shard (bytes fetched per byte read near 1 for incompressible blocks),
 // read with a missing data shard (the range rebuilt from the others) and
@@ -229,16 +245,7 @@ func TestRemoteDiskRanges(t *testing.T) {
 	// Shard 1 corrupt throughout its payload: every range of it fails
 	// its tag and is rebuilt from shards 0 and 2.
 	for _, f := range packFiles(t, dirs[1]) {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 64; i < len(raw); i += 512 {
-			raw[i] ^= 0x5a
-		}
-		if err := os.WriteFile(f, raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		flipEvery(t, f, 64, 512)
 	}
 	d = open()
 	readRemote(t, d, img)
