@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -228,7 +230,8 @@ func BenchmarkRegionPhases(b *testing.B) {
 	b.SetBytes(size)
 	b.ResetTimer()
 	var sumRead, sumFull, sumRestore, sumIncr, readFull, readRestore, readIncr, sumRestoreIncr time.Duration
-	var ratioIncr float64 // bytes an incremental sync wrote / bytes rewritten
+	var ratioIncr float64          // bytes an incremental sync wrote / bytes rewritten
+	incrBy := map[string]float64{} // the same per kind of object
 	for i := range b.N {
 		// The region's stores live beside the local store (SNAPFS_BENCH_DIR).
 		var urls []string
@@ -268,6 +271,7 @@ func BenchmarkRegionPhases(b *testing.B) {
 		next := fmt.Sprintf("s1-%d", i)
 		snapshot(b, a, next, "vol1")
 		var st replicate.Stats
+		sizes0 := regionBytes(b, urls)
 		incr := phase("incr", func() {
 			var err error
 			if st, err = mgr.CopySnapshot(ctx, "r1", next, nil); err != nil {
@@ -276,6 +280,16 @@ func BenchmarkRegionPhases(b *testing.B) {
 		})
 		changed := size / 100 / 4096 * 4096
 		ratioIncr += float64(st.TotalWritten()) / float64(changed)
+		// Where the incremental sync's bytes went: the growth of each
+		// kind of object over the region's stores (packs: shards, with
+		// the pack's own table; index: the pack indexes; snapshots: the
+		// manifest), per byte changed.
+		sizes1 := regionBytes(b, urls)
+		for _, dir := range []string{"packs", "index", "snapshots"} {
+			r := float64(sizes1[dir]-sizes0[dir]) / float64(changed)
+			incrBy[dir] += r
+			b.Logf("run %d: incr sync wrote %s %.4fx the changed bytes", i, dir, r)
+		}
 		to2 := fmt.Sprintf("restored-incr%d", i)
 		restoreIncr := phase("restore-incr", func() {
 			if _, err := mgr.Restore(ctx, "r1", next, "vol1", to2, nil); err != nil {
@@ -309,6 +323,9 @@ func BenchmarkRegionPhases(b *testing.B) {
 	b.ReportMetric(readRestore.Seconds()/sumRestore.Seconds(), "restore/seqread")
 	b.ReportMetric(sumIncr.Seconds()/float64(n), "incr-s")
 	b.ReportMetric(ratioIncr/float64(n), "incr-written/changed")
+	for dir, r := range incrBy {
+		b.ReportMetric(r/float64(n), "incr-"+dir+"/changed")
+	}
 	b.ReportMetric(mibs(n*size, sumRestoreIncr), "restore-incr-MiB/s")
 	b.ReportMetric(sumIncr.Seconds()/readIncr.Seconds(), "incr/seqread-time")
 	gib := float64(n*size) / (1 << 30)
@@ -316,6 +333,33 @@ func BenchmarkRegionPhases(b *testing.B) {
 	b.ReportMetric(cpu["full"].Seconds()/gib, "full-cpu-s/GiB")
 	b.ReportMetric(cpu["restore"].Seconds()/gib, "restore-cpu-s/GiB")
 	b.ReportMetric(cpu["incr"].Seconds()/float64(n), "incr-cpu-s")
+}
+
+// regionBytes sums the sizes of the objects of the file:// stores urls
+// by their top directory (packs, index, snapshots, ...).
+func regionBytes(b *testing.B, urls []string) map[string]int64 {
+	b.Helper()
+	out := map[string]int64{}
+	for _, u := range urls {
+		root := strings.TrimPrefix(u, "file://")
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			dir, _, _ := strings.Cut(rel, string(filepath.Separator))
+			out[dir] += info.Size()
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return out
 }
 
 // cpuTime is the CPU time the process has used (all threads).

@@ -210,6 +210,9 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 				if r.bad[i] != nil {
 					return nil
 				}
+				if sizes[i] < 0 && md.dir == indexDir && !r.indexHome(name, i) {
+					return nil // an index is on its homes (a copy elsewhere, of index version 3, is checked too)
+				}
 				if sizes[i] < 0 {
 					return store.ErrNotFound
 				}
@@ -271,7 +274,9 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 			continue
 		}
 		if indexes[name] == nil {
-			rep.Unindexed = append(rep.Unindexed, name)
+			if r.homesUsable(name) { // else its index may be on the unusable stores
+				rep.Unindexed = append(rep.Unindexed, name)
+			}
 			continue
 		}
 		sizes := packs[name]
@@ -506,6 +511,7 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 		out.nids = append(out.nids, nid)
 	}
 	out.complete = len(unreadable) == 0
+	hidden := r.indexesMayHide() // fewer than k stores usable: an index may be unlisted
 	for _, nid := range sortedKeysOf(mfs) {
 		mf := mfs[nid]
 		worst := packOK
@@ -519,6 +525,12 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 			}
 			for _, id := range bm {
 				loc, ok := cs.chunks[id]
+				if !ok && hidden {
+					// Its index may be on unusable stores only (its
+					// homes): not known lost.
+					worst, out.complete = max(worst, packUnavailable), false
+					continue
+				}
 				if !ok {
 					worst = packLost
 					break disks
@@ -527,6 +539,10 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 				worst = max(worst, ps[loc.pack()])
 				if loc.entry().IsDelta() { // and its base's
 					bl, err := cs.baseOf(loc)
+					if err != nil && hidden {
+						worst, out.complete = max(worst, packUnavailable), false
+						continue
+					}
 					if err != nil {
 						worst = packLost
 						break disks
@@ -879,8 +895,8 @@ func (m *Manager) repairGarbage(ctx context.Context, r *region, dead []string, o
 		return err
 	}
 	for _, name := range sortedKeys(packs) {
-		if _, ok := parsePackID(name); !ok || indexes[name] != nil {
-			continue
+		if _, ok := parsePackID(name); !ok || indexes[name] != nil || !r.homesUsable(name) {
+			continue // indexed, or its index may be on an unusable home
 		}
 		if err := m.guard(ctx, r, false); err != nil {
 			return fmt.Errorf("repair: %w", err)

@@ -71,7 +71,19 @@ func (p packID) time() time.Time { return time.Unix(int64(binary.BigEndian.Uint6
 // written to written (indexed by store). Any failure is an error: metadata
 // and markers must be on every store.
 func (r *region) putAll(ctx context.Context, name string, data []byte, written []int64) error {
-	errs := forEach(r.n(), func(i int) error {
+	return r.putOn(ctx, nil, name, data, written)
+}
+
+// putOn is putAll on the stores on (nil: every store).
+func (r *region) putOn(ctx context.Context, on []int, name string, data []byte, written []int64) error {
+	if on == nil {
+		on = make([]int, r.n())
+		for i := range on {
+			on[i] = i
+		}
+	}
+	errs := forEach(len(on), func(j int) error {
+		i := on[j]
 		if err := r.stores[i].Put(ctx, name, data); err != nil {
 			return fmt.Errorf("%w: store %d (%s): put %s: %w", ErrUnavailable, i, r.stores[i].Location(), name, err)
 		}
@@ -80,10 +92,87 @@ func (r *region) putAll(ctx context.Context, name string, data []byte, written [
 	if err := firstErr(errs); err != nil {
 		return err
 	}
-	for i := range written {
-		written[i] += int64(len(data))
+	for _, i := range on {
+		if written != nil {
+			written[i] += int64(len(data))
+		}
 	}
 	return nil
+}
+
+// Index copies (index version 4; see the package doc): a pack's index is
+// on m+1 of the k+m stores, its homes, so any k stores hold a copy
+// (k + m+1 > k+m) and a sync writes it m+1 times, not k+m.
+
+// indexCopies is how many stores hold a pack's index.
+func (r *region) indexCopies() int { return min(r.m+1, r.n()) }
+
+// indexHomes are the stores that hold the index of pack name:
+// indexCopies() stores in a row (mod k+m) from one chosen by the random
+// half of the pack id, so indexes spread evenly over the stores. A name
+// that is no pack id: every store.
+func (r *region) indexHomes(name string) []int {
+	id, ok := parsePackID(name)
+	n := r.n()
+	c := r.indexCopies()
+	if !ok {
+		c = n
+	}
+	first := int(binary.BigEndian.Uint64(id[8:]) % uint64(n))
+	out := make([]int, c)
+	for j := range out {
+		out[j] = (first + j) % n
+	}
+	return out
+}
+
+// indexHome reports whether store i is a home of pack name's index.
+func (r *region) indexHome(name string, i int) bool {
+	return slices.Contains(r.indexHomes(name), i)
+}
+
+// indexOnHomes reports whether a listed index (sizes from list) is on
+// every usable home of its pack: its write is complete. (Copies on other
+// stores, written before index version 4, are extra.)
+func (r *region) indexOnHomes(name string, sizes []int64) bool {
+	for _, i := range r.indexHomes(name) {
+		if sizes[i] < 0 && r.bad[i] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// homesUsable reports whether every home of pack name's index is usable:
+// then a listing that does not name the index proves it absent.
+func (r *region) homesUsable(name string) bool {
+	for _, i := range r.indexHomes(name) {
+		if r.bad[i] != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// indexesMayHide reports whether some pack's index may be on unusable
+// stores only (its homes, indexCopies() stores in a row, all unusable):
+// then a chunk in no listed index is not known to be lost. Never with k
+// usable stores or more.
+func (r *region) indexesMayHide() bool {
+	n, c := r.n(), r.indexCopies()
+	for first := range n {
+		hidden := true
+		for j := range c {
+			if r.bad[(first+j)%n] == nil {
+				hidden = false
+				break
+			}
+		}
+		if hidden {
+			return true
+		}
+	}
+	return false
 }
 
 // deleteAll deletes one object from every usable store.
@@ -103,9 +192,28 @@ func (r *region) deleteAll(ctx context.Context, name string) error {
 // store holding a copy that authenticates, and returns its plaintext and
 // sealed bytes.
 func (r *region) getMeta(ctx context.Context, typ byte, dir, id string) (pt, sealed []byte, err error) {
+	return r.getMetaListed(ctx, typ, dir, id, nil)
+}
+
+// getMetaListed is getMeta trying first the stores that a listing found
+// the object on (sizes, from list; nil: none known), so an index on some
+// stores costs no read of the others while a listed copy is good.
+func (r *region) getMetaListed(ctx context.Context, typ byte, dir, id string, sizes []int64) (pt, sealed []byte, err error) {
 	var errs []error
 	notFound := 0
-	for i, s := range r.stores {
+	order := make([]int, 0, r.n())
+	for i := range r.stores {
+		if sizes != nil && sizes[i] >= 0 {
+			order = append(order, i)
+		}
+	}
+	for i := range r.stores {
+		if sizes == nil || sizes[i] < 0 {
+			order = append(order, i)
+		}
+	}
+	for _, i := range order {
+		s := r.stores[i]
 		if r.bad[i] != nil {
 			continue
 		}
@@ -378,7 +486,7 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 			m.log.Warn("pack index without a readable pack; not used for dedup", "region", r.cfg.Name, "pack", name)
 			continue
 		}
-		partial := !r.onAll(sizes)
+		partial := !r.indexOnHomes(name, sizes)
 		if x := kept.index(name); x != nil && !partial {
 			// Decoded before: an index never changes once written.
 			listed[name] = pendingPack{x, readable}
@@ -397,7 +505,7 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 			}
 		}
 		if pt == nil {
-			pt, sealed, err = r.getMeta(ctx, format.TypeIndex, indexDir, name)
+			pt, sealed, err = r.getMetaListed(ctx, format.TypeIndex, indexDir, name, sizes)
 			if err != nil {
 				return nil, fmt.Errorf("region %q: pack index %s: %w", r.cfg.Name, name, err)
 			}
@@ -414,7 +522,7 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 			herr := m.guard(ctx, r, false) // no index a prune removed put back
 			if herr == nil {
 				herr = firstErr(forEach(r.n(), func(i int) error {
-					if r.bad[i] != nil || sizes[i] >= 0 {
+					if r.bad[i] != nil || sizes[i] >= 0 || !r.indexHome(name, i) {
 						return nil
 					}
 					if err := r.stores[i].Put(ctx, indexDir+name, sealed); err != nil {

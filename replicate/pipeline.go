@@ -537,7 +537,7 @@ func (p *pipeline) putShards(e *encoded) error {
 }
 
 // putIndex writes the index of a pack whose shards are durable on every
-// store.
+// store, on the pack's index homes (indexHomes).
 func (p *pipeline) putIndex(e *encoded) error {
 	r, id, ph := p.r, e.id, e.ph
 	defer func() { p.m.log.Debug("pack timings", append([]any{"pack", id.String()}, ph.d...)...) }()
@@ -547,7 +547,7 @@ func (p *pipeline) putIndex(e *encoded) error {
 	if err != nil {
 		return err
 	}
-	if err := r.putAll(p.ctx, indexDir+id.String(), idx, e.written); err != nil {
+	if err := r.putOn(p.ctx, r.indexHomes(id.String()), indexDir+id.String(), idx, e.written); err != nil {
 		return err
 	}
 	ph.done("index")

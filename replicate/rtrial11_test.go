@@ -102,15 +102,16 @@ func TestRtrial11RevertedBlockAfterBasePruned(t *testing.T) {
 	ctx := context.Background()
 	dd := newDeadDeltaRegion(t, 11)
 	a, dirs, urls, key, x, pb, sync := dd.a, dd.dirs, dd.urls, dd.key, dd.x, dd.pb, dd.sync
-	// Store 4's copies of the base's pack (a parity shard, its index), as
-	// a backup taken before the prune holds them.
+	// A home's copies of the base's pack (one shard, its index), as a
+	// backup taken before the prune holds them.
+	home := replicate.IndexHomes(testK, testM, pb)[0]
 	var backup [][2]string
 	for _, dir := range []string{"packs", "index"} {
-		b, err := os.ReadFile(filepath.Join(dirs[4], dir, pb))
+		b, err := os.ReadFile(filepath.Join(dirs[home], dir, pb))
 		if err != nil {
 			t.Fatal(err)
 		}
-		backup = append(backup, [2]string{filepath.Join(dirs[4], dir, pb), string(b)})
+		backup = append(backup, [2]string{filepath.Join(dirs[home], dir, pb), string(b)})
 	}
 	dd.pruneBase(t)
 	check := func(when string) {

@@ -690,8 +690,8 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 	return nil
 }
 
-// verifyRefs checks that every parent manifest of mf and the index of
-// every pack in used are still on every usable store and the pack still
+// verifyRefs checks that every parent manifest of mf is still on every
+// usable store, the index of every pack in used on its usable homes, and the pack still
 // has k shards, or fails with ErrConflict: the next sync then resends
 // what is gone.
 func (r *region) verifyRefs(ctx context.Context, mf *format.Manifest, used map[packID]bool) error {
@@ -713,12 +713,12 @@ func (r *region) verifyRefs(ctx context.Context, mf *format.Manifest, used map[p
 			return err
 		}
 		for id := range used {
-			// The index is on every store (Sync healed it before use); a
+			// The index is on every home (Sync healed it before use); a
 			// pack is used with k shards or more (a degraded pack is
 			// still readable: Repair rebuilds the rest), and Prune
 			// deletes its index first.
 			sizes := l[id.String()]
-			ok := sizes != nil && r.onAll(sizes)
+			ok := sizes != nil && r.indexOnHomes(id.String(), sizes)
 			if dir == packDir {
 				ok = sizes != nil && r.shards(sizes) >= r.k
 			}

@@ -208,6 +208,8 @@ func FuzzDecodeIndex(f *testing.F) {
 	f.Add((&Index{Pack: [16]byte{1}, SealedSize: 1 << 20, Entries: []Entry{
 		{ID: ChunkID{1}, Offset: 8, Length: 100, RawLen: 16384, Sealed: true, PackVer: PackVersion3},
 		{ID: ChunkID{2}, Offset: 108, Length: 100, RawLen: 16384, Sealed: true, PackVer: PackVersion3, Base: &base}}}).Encode())
+	f.Add((&Index{Pack: [16]byte{1}, SealedSize: 1 << 20, IndexVer: IndexVersion3, Entries: []Entry{
+		{ID: ChunkID{2}, Offset: 108, Length: 100, RawLen: 16384, Sealed: true, PackVer: PackVersion3, Base: &base}}}).Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		x, err := DecodeIndex(b)
 		if err != nil {

@@ -621,30 +621,41 @@ func Chunk(pack []byte, e Entry) ([]byte, error) {
 	return pack[start:end], nil
 }
 
-// Index layout (plaintext of the 'I' envelope, one per pack, on every store):
+// Index layout (plaintext of the 'I' envelope, one per pack; version 4 on
+// the pack's m+1 index stores, older versions on every store: see
+// replicate's doc, "Index copies"):
 //
 //	0  magic "SFIX"  4
-//	4  version       1 (1: of a version 1 pack; 2: of a version 2 pack; 3: of a version 3 pack)
+//	4  version       1 (1: of a version 1 pack; 2: of a version 2 pack; 3: of a
+//	                 version 3 pack; 4: of a version 3 pack, stored on its
+//	                 index stores only)
 //	5  reserved      3 (0)
 //	8  pack id      16
 //	24 sealed size   8 bytes of the stored pack object (the erasure data length)
 //	32 count         4
 //	36 entries       count × 45, as in the pack table, ascending by id
-//	                 (version 3: 45 bytes, or 77 for a delta: its
+//	                 (versions 3 and 4: 45 bytes, or 77 for a delta: its
 //	                 compression byte has flag 0x80 and its base id(32)
 //	                 follows)
 //
-// In a version 2 or 3 index every record lies inside the pack object.
+// In a version 2, 3 or 4 index every record lies inside the pack object.
 // The base of every delta is in the index (prune reads indexes, never
 // packs, to learn what a kept chunk needs). A snapfs that predates version
 // 3 fails on a version 3 index with ErrUnsupportedVersion, and so does every
 // operation that loads the region's indexes (its prune included): it never
 // reads a delta as a full chunk, nor prunes a base it does not know is
-// needed (TestOldDecoderFailsClosed).
+// needed (TestOldDecoderFailsClosed). Version 4's bytes are version 3's;
+// the version says where the copies are: a snapfs that predates it (and
+// would take an index missing on some stores for an interrupted write,
+// and put it back on every store) fails on it the same way.
 const (
 	indexMagic = "SFIX"
-	// IndexVersion is the index format of version 3 packs (written).
-	IndexVersion = 3
+	// IndexVersion is the index format written: of a version 3 pack,
+	// on the pack's index stores only.
+	IndexVersion = 4
+	// IndexVersion3 is the index of a version 3 pack on every store
+	// (written before index version 4; still read).
+	IndexVersion3 = 3
 	// IndexVersion2 is the index format of version 2 packs.
 	IndexVersion2 = 2
 	// IndexVersion1 is the index of a version 1 pack.
@@ -659,6 +670,10 @@ type Index struct {
 	// PackVer is the pack format the index is of (set by DecodeIndex); 0:
 	// told by the entries (see Version).
 	PackVer int
+	// IndexVer is the index format it was decoded from (set by
+	// DecodeIndex, kept by Encode); 0: the one written for its pack
+	// version (IndexVersion for a version 3 pack).
+	IndexVer int
 }
 
 // Version is the pack format the index describes: PackVer when set, else
@@ -678,7 +693,13 @@ func (x *Index) Version() int {
 func (x *Index) Encode() []byte {
 	es := slices.Clone(x.Entries)
 	slices.SortFunc(es, func(a, b Entry) int { return compareID(a.ID, b.ID) })
-	v := byte(x.Version())
+	v := byte(x.IndexVer)
+	if v == 0 {
+		v = byte(x.Version())
+		if v == PackVersion3 {
+			v = IndexVersion
+		}
+	}
 	n := 0
 	for _, e := range es {
 		n += e.encodedLen()
@@ -711,17 +732,18 @@ func DecodeIndex(b []byte) (*Index, error) {
 		r.fail("bad magic")
 	}
 	v := r.u8()
-	if r.err == nil && v != IndexVersion && v != IndexVersion2 && v != IndexVersion1 {
+	if r.err == nil && (v < IndexVersion1 || v > IndexVersion) {
 		return nil, fmt.Errorf("%w: index version %d", ErrUnsupportedVersion, v)
 	}
+	pv := min(v, PackVersion3) // index version i describes pack version i; 4 a version 3 pack
 	if res := r.bytes(3); r.err == nil && (res[0]|res[1]|res[2]) != 0 {
 		r.fail("reserved bytes set")
 	}
-	x := &Index{PackVer: int(v)} // index version i describes pack version i
+	x := &Index{PackVer: int(pv), IndexVer: int(v)}
 	copy(x.Pack[:], r.bytes(16))
 	x.SealedSize = r.u64()
 	n := r.u32()
-	if r.err == nil && !entriesFit(n, len(r.b), v) {
+	if r.err == nil && !entriesFit(n, len(r.b), pv) {
 		r.fail("%d entries in %d bytes", n, len(r.b))
 	}
 	if r.err != nil {
@@ -729,7 +751,7 @@ func DecodeIndex(b []byte) (*Index, error) {
 	}
 	x.Entries = make([]Entry, 0, n)
 	for i := range n {
-		e := readEntry(r, v)
+		e := readEntry(r, pv)
 		if r.err == nil && i > 0 && compareID(x.Entries[i-1].ID, e.ID) >= 0 {
 			r.fail("entries not in ascending id order at %d", i)
 		}
