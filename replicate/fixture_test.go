@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/snapfs/snapfs/replicate"
@@ -22,16 +24,20 @@ import (
 // which every later version must read byte for byte and check clean.
 // TestFixtureRegionV1Make (run with -make-region-fixture) wrote it; keep the
 // program so a reader sees exactly what the stores hold.
-var makeRegionFixture = flag.Bool("make-region-fixture", false, "rewrite replicate/testdata/region-v3 with today's code (never needed once committed)")
+var makeRegionFixture = flag.Bool("make-region-fixture", false, "rewrite replicate/testdata/region-v4 with today's code (never needed once committed)")
 
 // The fixtures: region-v1 (version 1 packs, manifest version 2, no
 // hosts), region-v2 (version 2 packs: written by main at b9e3661 with
 // the generator below, its directory and key label changed), region-v3
-// (version 3 packs with delta chunks: TestFixtureRegionV3Make).
+// (version 3 packs with delta chunks, index version 3 on every store:
+// written by TestFixtureRegionMake at main ebd1897 with directory
+// region-v3 and key label "v3"), region-v4 (the same with index version 4,
+// each index on its m+1 = 2 homes of the 3 stores: TestFixtureRegionMake).
 const (
 	fixtureDir   = "testdata/region-v1"
 	fixtureDirV2 = "testdata/region-v2"
 	fixtureDirV3 = "testdata/region-v3"
+	fixtureDirV4 = "testdata/region-v4"
 )
 
 // fixtureExpect is testdata/region-v1/expected.json.
@@ -64,10 +70,11 @@ func fixtureWrite(t *testing.T, h *host, disk string, seed uint64, blocks []uint
 	}
 }
 
-// TestFixtureRegionV3Make writes region-v3: as region-v1 was written, with
-// 16 KiB blocks and 4 KiB rewrites between the snapshots, so f2's changed
-// blocks are delta chunks over f1's.
-func TestFixtureRegionV3Make(t *testing.T) {
+// TestFixtureRegionMake writes region-v4 (region-v3 before index version
+// 4): as region-v1 was written, with 16 KiB blocks and 4 KiB rewrites
+// between the snapshots, so f2's changed blocks are delta chunks over
+// f1's.
+func TestFixtureRegionMake(t *testing.T) {
 	if !*makeRegionFixture {
 		// A generator, not a test: without its flag it neither skips nor fails.
 		t.Log("writes the region fixture only with -make-region-fixture")
@@ -84,7 +91,7 @@ func TestFixtureRegionV3Make(t *testing.T) {
 	fixtureWrite(t, h, "da", 1, span(0, 16), fbs)
 	fixtureWrite(t, h, "db", 2, span(4, 16), fbs)
 	snapshot(t, h, "f1", "da", "db")
-	root, err := filepath.Abs(fixtureDirV3)
+	root, err := filepath.Abs(fixtureDirV4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +111,7 @@ func TestFixtureRegionV3Make(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	keyb := sha256.Sum256([]byte("snapfs region fixture v3"))
+	keyb := sha256.Sum256([]byte("snapfs region fixture v4"))
 	if err := os.WriteFile(key, []byte(hex.EncodeToString(keyb[:])+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -175,8 +182,26 @@ func TestFixtureRegionV2(t *testing.T) { fixtureRestore(t, fixtureDirV2) }
 
 // TestFixtureRegionV3: the same of region-v3, whose f2 holds delta chunks
 // (restored eagerly and read lazily, byte for byte; check rebuilds them).
-func TestFixtureRegionV3(t *testing.T) {
-	h, exp := fixtureRestore(t, fixtureDirV3)
+func TestFixtureRegionV3(t *testing.T) { fixtureDeltas(t, fixtureDirV3) }
+
+// TestFixtureRegionV4: the same of region-v4 (index version 4), whose
+// every index is on exactly its m+1 homes, and which restores from any k
+// of its stores (each one taken away in turn).
+func TestFixtureRegionV4(t *testing.T) {
+	for name, on := range objectsOn(t, []string{
+		filepath.Join(fixtureDirV4, "stores", "s0"), filepath.Join(fixtureDirV4, "stores", "s1"), filepath.Join(fixtureDirV4, "stores", "s2"),
+	}, "index") {
+		if homes := slices.Sorted(slices.Values(replicate.IndexHomes(2, 1, name))); !slices.Equal(on, homes) {
+			t.Fatalf("fixture index %s is on stores %v, want its homes %v", name, on, homes)
+		}
+	}
+	fixtureDeltas(t, fixtureDirV4)
+}
+
+// fixtureDeltas is fixtureRestore of a fixture with delta chunks, which
+// are also read lazily.
+func fixtureDeltas(t *testing.T, dir string) {
+	h, exp := fixtureRestore(t, dir)
 	ctx := context.Background()
 	n, _, err := h.mgr.DeltaChunks(ctx, exp.Region)
 	if err != nil || n != 18 {
@@ -270,6 +295,44 @@ func fixtureRestore(t *testing.T, dir string) (*host, fixtureExpect) {
 		t.Fatalf("fixture region not clean: %+v", rep)
 	}
 	t.Logf("fixture %s: %d disks restored byte for byte, check clean (%d deltas checked)", dir, n, rep.DeltasChecked)
+	// From any k stores: each store taken away in turn (its directory
+	// renamed), the newest snapshot restores byte for byte.
+	snaps := slices.Sorted(mapKeys(exp.Disks))
+	newest := snaps[len(snaps)-1]
+	restoreNewest := func(when string) {
+		t.Helper()
+		for _, disk := range slices.Sorted(mapKeys(exp.Disks[newest])) {
+			to := "fx-" + when + "-" + disk
+			if _, err := h.mgr.Restore(ctx, exp.Region, newest, disk, to, nil); err != nil {
+				t.Fatalf("%s: restore %s/%s: %v", when, newest, disk, err)
+			}
+			sum := sha256.Sum256(readDisk(t, h, to))
+			if got := hex.EncodeToString(sum[:]); got != exp.Disks[newest][disk] {
+				t.Fatalf("%s: restored %s/%s: sha256 %s, want %s", when, newest, disk, got, exp.Disks[newest][disk])
+			}
+		}
+	}
+	for i, u := range urls {
+		if i >= exp.M+exp.K || exp.M < 1 {
+			break
+		}
+		d := strings.TrimPrefix(u, "file://")
+		if err := os.Rename(d, d+".away"); err != nil {
+			t.Fatal(err)
+		}
+		restoreNewest(fmt.Sprintf("without-s%d", i))
+		if err := os.Rename(d+".away", d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Prune keeps the newest snapshot (of every host) and all it needs.
+	if _, err := h.mgr.Prune(ctx, exp.Region, replicate.PruneOptions{KeepLast: 1, AllHosts: true}); err != nil {
+		t.Fatalf("prune: %v", err)
+	}
+	if rep, err := h.mgr.Check(ctx, exp.Region, true, nil); err != nil || !rep.OK() {
+		t.Fatalf("check after prune: %+v %v", rep, err)
+	}
+	restoreNewest("pruned")
 	return h, exp
 }
 
