@@ -157,7 +157,7 @@ func (rc *regionChunks) index(name string) *format.Index {
 	return rc.learned[name]
 }
 
-// learn keeps the decoded indexes of packs a sync wrote (on every store),
+// learn keeps the decoded indexes of packs a sync wrote (on their homes),
 // so that the next load of the region finds them decoded; they count only
 // once a listing names them.
 func (c *chunkCache) learn(r *region, written []writtenPack) {

@@ -35,7 +35,8 @@ func (m *Manager) DeltaChunks(ctx context.Context, region string) (entries int, 
 	return entries, packs, nil
 }
 
-// SetIndexVersion rewrites the index of pack on every store with version
+// SetIndexVersion rewrites the index of pack on every store (its homes and
+// the others alike) with version
 // byte v (sealed again with the region's key): an index written by a newer
 // snapfs, for tests of what this one does with it.
 func (m *Manager) SetIndexVersion(ctx context.Context, region, pack string, v byte) error {

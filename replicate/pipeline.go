@@ -34,7 +34,7 @@ import (
 //     shard buffers;
 //  4. putters (putters of them): each puts a pack's shards to every
 //     store in parallel, gives the shard buffers back, and hands the pack
-//     to an indexer, which puts its index on every store; meanwhile the
+//     to an indexer, which puts its index on its m+1 homes; meanwhile the
 //     other putters put the next packs and the uploader encodes the one
 //     after. A store's latency per object (fsyncs, a round trip: it
 //     dominates on a busy disk, whatever the object's size) is paid for
@@ -509,7 +509,7 @@ func (p *pipeline) encode(f *filling, set [][]byte) (*encoded, error) {
 }
 
 // putShards writes one encoded pack's shards, one to every store, in
-// parallel. Its index goes on every store once they are all durable
+// parallel. Its index goes on its homes once they are all durable
 // (putIndex).
 func (p *pipeline) putShards(e *encoded) error {
 	r, id, ph := p.r, e.id, e.ph
