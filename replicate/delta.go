@@ -238,22 +238,26 @@ func readFull(ctx context.Context, keys *format.Keys, loc chunkLoc, dst []byte, 
 // through d's range reads (readChunk over fetchChunk; a delta's base from
 // the block cache when it has it).
 func (d *RemoteDisk) chunkRaw(ctx context.Context, id format.ChunkID, dst []byte) error {
-	loc, ok := d.cs.chunks[id]
+	cs := d.chunkSet()
+	loc, ok := cs.chunks[id]
 	if !ok {
 		clear(dst)
+		if d.partial.Load() {
+			return fmt.Errorf("%w: chunk %v is in no index the usable stores list (its index's stores are down)", ErrUnavailable, id)
+		}
 		return fmt.Errorf("%w: chunk %v is in no pack", ErrCorrupt, id)
 	}
-	return d.chunkAt(ctx, loc, dst)
+	return d.chunkAt(ctx, cs, loc, dst)
 }
 
 // chunkAt is chunkRaw of the entry at loc (check verifies every delta
 // entry of every index this way, whichever copy cs.chunks names).
-func (d *RemoteDisk) chunkAt(ctx context.Context, loc chunkLoc, dst []byte) error {
+func (d *RemoteDisk) chunkAt(ctx context.Context, cs *chunkSet, loc chunkLoc, dst []byte) error {
 	var cached func(format.ChunkID, []byte) bool
 	if d.blocks != nil {
 		cached = func(id format.ChunkID, dst []byte) bool { return d.blocks.get(d.r.cfg.Name, id, dst) }
 	}
-	return readChunk(ctx, d.r.keys, d.cs, loc, dst, d.fetchChunk, cached)
+	return readChunk(ctx, d.r.keys, cs, loc, dst, d.fetchChunk, cached)
 }
 
 // badChunk is a chunk copy (its pack and id) that does not read: a delta
@@ -314,7 +318,7 @@ func (m *Manager) checkDeltas(ctx context.Context, r *region, ps packStates, add
 			} else if ps[bl.pack()] >= packUnavailable {
 				continue // reported with the base's pack
 			} else {
-				err = d.chunkAt(ctx, loc, make([]byte, loc.entry().RawLen))
+				err = d.chunkAt(ctx, cs, loc, make([]byte, loc.entry().RawLen))
 			}
 			if ctx.Err() != nil {
 				return ctx.Err()

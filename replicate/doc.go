@@ -568,8 +568,14 @@
 //     in no listed index unavailable, not lost, and such a pack not
 //     unindexed, when some run of m+1 stores is away (indexesMayHide;
 //     TestRegionV4HomesAwayDeletesNothing: without these, repair deleted
-//     the pack's shards on the stores left and check said lost). Prune
-//     needs every store, as before.
+//     the pack's shards on the stores left and check said lost). A
+//     restore then fails with ErrUnavailable (exit 11, "too few stores
+//     usable"), not ErrCorrupt; a lazy disk still opens, as it did with
+//     every index on every store, and reads of a chunk in no listed index
+//     are unavailable until reviveStores has the stores back and loads the
+//     indexes again (RemoteDisk.partial; TestRegionV4LazyOpenHomesAway:
+//     before, the open failed with "chunk in no pack"). Prune needs every
+//     store, as before.
 //   - Check reports a missing copy on a home (ProblemMissing: that store
 //     and object), none elsewhere; repair puts it back there and nowhere
 //     else (TestRegionV4MissingCopy; a store replaced with --new-store

@@ -154,6 +154,17 @@ func (r *region) homesUsable(name string) bool {
 	return true
 }
 
+// unusable counts the stores that are not usable.
+func (r *region) unusable() int {
+	n := 0
+	for _, e := range r.bad {
+		if e != nil {
+			n++
+		}
+	}
+	return n
+}
+
 // indexesMayHide reports whether some pack's index may be on unusable
 // stores only (its homes, indexCopies() stores in a row, all unusable):
 // then a chunk in no listed index is not known to be lost. Never with k

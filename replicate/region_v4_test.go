@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/replicate/store"
@@ -381,5 +382,54 @@ func TestRegionV4S3(t *testing.T) {
 	}
 	if rep, err := b.mgr.Check(ctx, "r1", true, nil); err != nil || !rep.OK() || rep.DeltasChecked != 51 {
 		t.Fatalf("check after prune: %+v %v", rep, err)
+	}
+}
+
+// TestRegionV4LazyOpenHomesAway: with the homes of a pack's index away
+// (fewer than k stores), a lazy disk still opens (as with every index on
+// every store: a lazily restored disk serves what is local and waits for
+// the stores); a block in that pack is unavailable (never zeros, never
+// "corrupt"), as is an eager restore (exit 11, not 12); once the stores
+// are back the disk loads the indexes again and reads byte for byte.
+// (Before, the open failed with ErrCorrupt: "chunk in no pack".)
+func TestRegionV4LazyOpenHomesAway(t *testing.T) {
+	defer replicate.SetStoreRetry(100 * time.Millisecond)()
+	ctx := context.Background()
+	_, b, _, want := v4Host(t)
+	pack, _, err := b.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	homes := replicate.IndexHomes(testK, testM, pack)
+	for _, i := range homes {
+		b.faults[i].SetDown(true)
+	}
+	d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1")
+	if err != nil {
+		t.Fatalf("lazy open with the homes %v of pack %s away: %v", homes, pack, err)
+	}
+	defer d.Close()
+	buf := bytes.Repeat([]byte{1}, bs)
+	if err := d.ReadBlock(ctx, 10, buf); !errors.Is(err, replicate.ErrUnavailable) || errors.Is(err, replicate.ErrCorrupt) {
+		t.Fatalf("block 10 with its index's homes away: %v", err)
+	}
+	if !bytes.Equal(buf, make([]byte, bs)) {
+		t.Fatal("a failed read left bytes in the buffer")
+	}
+	if _, err := b.mgr.Restore(ctx, "r1", "s2", "vol1", "v", nil); !errors.Is(err, replicate.ErrUnavailable) || errors.Is(err, replicate.ErrCorrupt) {
+		t.Fatalf("restore with the homes away: %v", err)
+	}
+	for _, i := range homes {
+		b.faults[i].SetDown(false)
+	}
+	time.Sleep(300 * time.Millisecond)
+	// This read opens the stores again and loads the indexes (reads that
+	// run meanwhile go on with what the disk had).
+	if err := d.ReadBlock(ctx, 10, buf); err != nil || !bytes.Equal(buf, want[10*bs:11*bs]) {
+		t.Fatalf("block 10 with the stores back: %v", err)
+	}
+	got := make([]byte, d.Size())
+	if _, err := d.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("lazy read with the stores back: %v", err)
 	}
 }

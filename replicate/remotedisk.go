@@ -38,7 +38,12 @@ type RemoteDisk struct {
 	mf       *format.Manifest // the manifest (Hold)
 	md       *format.ManifestDisk
 	bm       blockMap
-	cs       *chunkSet
+	// csp is the region's chunk set (chunkSet()). partial: it was loaded
+	// while the homes of some index were all unusable (indexesMayHide), and
+	// a chunk of the disk is in none of its indexes: reviveStores loads it
+	// again once enough stores are back.
+	csp     atomic.Pointer[chunkSet]
+	partial atomic.Bool
 
 	lockMu sync.Mutex
 	lctx   context.Context // the lock's context; cancelled when its lease ran out
@@ -148,13 +153,24 @@ func (m *Manager) openRemoteDisk(ctx context.Context, region, host, snapshot, di
 	}
 	m.log.Debug("remote disk opened", "region", region, "snapshot", snapshot, "disk", disk,
 		"open_region", t1.Sub(t0), "lock", t2.Sub(t1), "manifest", t3.Sub(t2), "chunks", time.Since(t3))
+	partial := false
 	for b, id := range bm {
 		if _, ok := cs.chunks[id]; !ok {
+			if r.indexesMayHide() {
+				// Its index may be on unusable stores only (its homes):
+				// opened, and that block is unavailable until they are
+				// back (reviveStores loads the indexes again).
+				m.log.Warn("remote disk: a chunk is in no index the usable stores list; its blocks are unavailable until more stores are back", "region", region, "snapshot", snapshot, "disk", disk, "block", b)
+				partial = true
+				break
+			}
 			return fail(fmt.Errorf("remote disk: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, region))
 		}
 	}
-	d := &RemoteDisk{m: m, r: r, snapshot: snapshot, disk: disk, md: md, bm: bm, cs: cs, lctx: lctx, unlock: unlock, cache: newPackCache(remotePackCache),
+	d := &RemoteDisk{m: m, r: r, snapshot: snapshot, disk: disk, md: md, bm: bm, lctx: lctx, unlock: unlock, cache: newPackCache(remotePackCache),
 		downUntil: make([]atomic.Int64, r.n()), nid: nid, mf: mf}
+	d.csp.Store(cs)
+	d.partial.Store(partial)
 	d.nextRetry.Store(time.Now().Add(storeRetryEvery).UnixNano())
 	return d, nil
 }
@@ -406,7 +422,7 @@ func (d *RemoteDisk) fetchChunk(ctx context.Context, loc chunkLoc, dst []byte) (
 		d.m.log.Warn("remote disk: chunk not readable by ranges; reading its whole pack", "region", d.r.cfg.Name, "pack", loc.pack().String(), "chunk", loc.entry().ID.String(), "err", err)
 	}
 	pt, err := d.cache.get(ctx, loc.pack(), func() ([]byte, error) {
-		x := d.cs.packs[loc.pack()]
+		x := d.chunkSet().packs[loc.pack()]
 		var buf []byte
 		pctx, cancel := context.WithTimeout(ctx, remotePackTimeout)
 		defer cancel()
@@ -462,7 +478,7 @@ type piece struct {
 // from the other shards until it does. It returns the chunk's stored
 // bytes, authenticated.
 func (d *RemoteDisk) rangeChunk(ctx context.Context, loc chunkLoc) ([]byte, error) {
-	x := d.cs.packs[loc.pack()]
+	x := d.chunkSet().packs[loc.pack()]
 	l, err := erasure.NewLayout(d.r.k, d.r.m, int64(x.SealedSize))
 	if err != nil {
 		return nil, err
@@ -646,7 +662,23 @@ func (d *RemoteDisk) reviveStores(ctx context.Context) {
 		d.downUntil[i].Store(0)
 		d.m.log.Info("remote disk: a region store that could not be opened is used again", "region", d.r.cfg.Name, "store", i)
 	}
+	if closed || !d.partial.Load() || d.r.indexesMayHide() {
+		return
+	}
+	// Every index is listed by a usable home now: the chunks that were in
+	// none are found (or known lost).
+	cs, err := d.m.loadChunks(octx, d.r, chunksRead)
+	if err != nil {
+		d.m.log.Warn("remote disk: the region's indexes not loaded again", "region", d.r.cfg.Name, "err", err)
+		return
+	}
+	d.csp.Store(cs)
+	d.partial.Store(false)
+	d.m.log.Info("remote disk: the region's indexes loaded again with more stores", "region", d.r.cfg.Name, "snapshot", d.snapshot, "disk", d.disk)
 }
+
+// chunkSet is the region's chunk set the disk reads by.
+func (d *RemoteDisk) chunkSet() *chunkSet { return d.csp.Load() }
 
 // storeRetryEvery is how often a RemoteDisk tries again to open a store
 // that could not be opened (or whose config could not be read).

@@ -42,6 +42,7 @@ func (d *RemoteDisk) ReadBlocks(ctx context.Context, blocks []int64, dsts [][]by
 	}
 	byPack := map[packID][]want{}
 	var alone []int
+	cs := d.chunkSet()
 	for i, b := range blocks {
 		dst := dsts[i][:len(dsts[i]):len(dsts[i])]
 		dsts[i] = dst
@@ -54,8 +55,8 @@ func (d *RemoteDisk) ReadBlocks(ctx context.Context, blocks []int64, dsts [][]by
 			alone = append(alone, i) // cached: ReadBlock takes it from there
 			continue
 		}
-		loc := d.cs.chunks[id]
-		if !loc.entry().Sealed || loc.entry().IsDelta() { // a delta is read alone (ReadBlock: with its base)
+		loc, found := cs.chunks[id]
+		if !found || !loc.entry().Sealed || loc.entry().IsDelta() { // a delta is read alone (ReadBlock: with its base)
 			alone = append(alone, i)
 			continue
 		}
@@ -111,7 +112,7 @@ func (d *RemoteDisk) readSpan(ctx context.Context, p packID, start, end int64) (
 		return nil, err
 	}
 	defer jc.(*joinedCtx).done()
-	x := d.cs.packs[p]
+	x := d.chunkSet().packs[p]
 	l, err := erasure.NewLayout(d.r.k, d.r.m, int64(x.SealedSize))
 	if err != nil {
 		return nil, err

@@ -157,6 +157,9 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	var deltas []want // delta chunks: rebuilt over their bases after the packs (restoreDeltas)
 	for b, id := range bm {
 		loc, ok := cs.chunks[id]
+		if !ok && r.indexesMayHide() {
+			return st, fmt.Errorf("restore: %w: block %d of %q: chunk %v is in no index the usable stores of region %q list: too few stores usable (%d of %d; each index is on %d)", ErrUnavailable, b, disk, id, regionName, r.n()-r.unusable(), r.n(), r.indexCopies())
+		}
 		if !ok {
 			return st, fmt.Errorf("restore: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, regionName)
 		}
@@ -393,7 +396,9 @@ func (m *Manager) restoreDeltas(ctx context.Context, r *region, cs *chunkSet, md
 // (chunkRaw), for restore and check: it holds no lock (its caller does)
 // and no block map.
 func (m *Manager) chunkReader(r *region, cs *chunkSet, md *format.ManifestDisk) *RemoteDisk {
-	return &RemoteDisk{m: m, r: r, md: md, cs: cs, cache: newPackCache(remotePackCache), downUntil: make([]atomic.Int64, r.n())}
+	d := &RemoteDisk{m: m, r: r, md: md, cache: newPackCache(remotePackCache), downUntil: make([]atomic.Int64, r.n())}
+	d.csp.Store(cs)
+	return d
 }
 
 // openedPack is a pack fetched and opened, for the writer.
