@@ -30,9 +30,10 @@ var makeRegionFixture = flag.Bool("make-region-fixture", false, "rewrite replica
 // hosts), region-v2 (version 2 packs: written by main at b9e3661 with
 // the generator below, its directory and key label changed), region-v3
 // (version 3 packs with delta chunks, index version 3 on every store:
-// written by TestFixtureRegionMake at main ebd1897 with directory
-// region-v3 and key label "v3"), region-v4 (the same with index version 4,
-// each index on its m+1 = 2 homes of the 3 stores: TestFixtureRegionMake).
+// written by this generator, then TestFixtureRegionV3Make, before index
+// version 4, with directory region-v3 and key label "v3"), region-v4 (the
+// same with index version 4, each index on its m+1 = 2 homes of the 3
+// stores: TestFixtureRegionMake).
 const (
 	fixtureDir   = "testdata/region-v1"
 	fixtureDirV2 = "testdata/region-v2"
