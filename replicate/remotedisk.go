@@ -645,28 +645,35 @@ func (d *RemoteDisk) reviveStores(ctx context.Context) {
 	if len(back) == 0 {
 		return
 	}
-	d.storesMu.Lock()
-	defer d.storesMu.Unlock()
-	d.lockMu.Lock()
-	closed := d.closed
-	d.lockMu.Unlock()
-	for i, s := range back {
-		if closed {
-			_ = s.Close()
-			continue
+	closed := func() bool {
+		d.storesMu.Lock()
+		defer d.storesMu.Unlock()
+		d.lockMu.Lock()
+		closed := d.closed
+		d.lockMu.Unlock()
+		for i, s := range back {
+			if closed {
+				_ = s.Close()
+				continue
+			}
+			if old := d.r.stores[i]; old != nil {
+				_ = old.Close()
+			}
+			d.r.stores[i], d.r.bad[i] = s, nil
+			d.downUntil[i].Store(0)
+			d.m.log.Info("remote disk: a region store that could not be opened is used again", "region", d.r.cfg.Name, "store", i)
 		}
-		if old := d.r.stores[i]; old != nil {
-			_ = old.Close()
-		}
-		d.r.stores[i], d.r.bad[i] = s, nil
-		d.downUntil[i].Store(0)
-		d.m.log.Info("remote disk: a region store that could not be opened is used again", "region", d.r.cfg.Name, "store", i)
-	}
+		return closed
+	}()
 	if closed || !d.partial.Load() || d.r.indexesMayHide() {
 		return
 	}
 	// Every index is listed by a usable home now: the chunks that were in
-	// none are found (or known lost).
+	// none are found (or known lost). Loaded holding storesMu shared, as a
+	// read does (reads go on meanwhile with the set they have; Close
+	// waits), under the disk's region lock: no prune runs meanwhile.
+	d.storesMu.RLock()
+	defer d.storesMu.RUnlock()
 	cs, err := d.m.loadChunks(octx, d.r, chunksRead)
 	if err != nil {
 		d.m.log.Warn("remote disk: the region's indexes not loaded again", "region", d.r.cfg.Name, "err", err)
