@@ -565,12 +565,14 @@ func TestHostsLocks(t *testing.T) {
 	snapshot(t, a.host, "s2", "v")
 	entered := make(chan struct{})
 	var once sync.Once
-	a.faults[0].DelayMatching(func(m store.Method, n string) time.Duration {
-		if m == store.MethodPut && strings.HasPrefix(n, "index/") {
-			once.Do(func() { close(entered) })
-			return 200 * time.Millisecond
-		}
-		return 0
+	a.eachFault(func(f *store.Faults) { // an index goes to its homes only
+		f.DelayMatching(func(m store.Method, n string) time.Duration {
+			if m == store.MethodPut && strings.HasPrefix(n, "index/") {
+				once.Do(func() { close(entered) })
+				return 200 * time.Millisecond
+			}
+			return 0
+		})
 	})
 	go func() {
 		<-entered

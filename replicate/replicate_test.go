@@ -378,7 +378,12 @@ func TestCheckRepairCorruptShard(t *testing.T) {
 	if err := os.WriteFile(packs[0], b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	idx, _ := filepath.Glob(filepath.Join(dirs[4], "index", "*"))
+	var idx []string // an index copy on store 4, or the first store holding one (its homes)
+	for _, i := range []int{4, 0, 1, 2, 3, 5} {
+		if idx, _ = filepath.Glob(filepath.Join(dirs[i], "index", "*")); len(idx) > 0 {
+			break
+		}
+	}
 	os.Remove(idx[0])
 	rep, err := a.mgr.Check(ctx, "r1", false, nil)
 	if err != nil || len(rep.Problems) != 1 || rep.Problems[0].Kind != replicate.ProblemMissing {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,17 +48,18 @@ func TestTrial7ClockSkewLiveLockNotStale(t *testing.T) {
 	writeBlocks(t, b.host, "vb", 2, span(0, 64))
 	snapshot(t, b.host, "b1", "vb")
 
-	// b's first index put waits until a's prune has run: b's lock is live
-	// and its packs are on the stores, not yet indexed.
+	// b's first index put (on whichever store is a home of its pack's
+	// index) waits until a's prune has run: b's lock is live and its packs
+	// are on the stores, not yet indexed.
 	entered, release := make(chan struct{}), make(chan struct{})
-	first := true
-	b.faults[0].DelayMatching(func(m store.Method, n string) time.Duration {
-		if m == store.MethodPut && strings.HasPrefix(n, "index/") && first {
-			first = false
-			close(entered)
-			<-release
-		}
-		return 0
+	var first sync.Once
+	b.eachFault(func(f *store.Faults) {
+		f.DelayMatching(func(m store.Method, n string) time.Duration {
+			if m == store.MethodPut && strings.HasPrefix(n, "index/") {
+				first.Do(func() { close(entered); <-release })
+			}
+			return 0
+		})
 	})
 	done := make(chan error, 1)
 	go func() {
@@ -74,7 +76,7 @@ func TestTrial7ClockSkewLiveLockNotStale(t *testing.T) {
 	packsAfter := len(listObjs(t, dirs[0], "packs"))
 	close(release)
 	serr := <-done
-	b.faults[0].DelayMatching(nil)
+	b.eachFault(func(f *store.Faults) { f.DelayMatching(nil) })
 	if !errors.Is(perr, replicate.ErrLocked) {
 		t.Errorf("a's prune while b's sync ran (b's clock 2 h behind): %v, want ErrLocked (b is alive); packs on store 0 %d -> %d; b's sync: %v",
 			perr, packsBefore, packsAfter, serr)
