@@ -69,6 +69,21 @@ func assertIndexesAtHomes(t *testing.T, dirs []string) {
 	}
 }
 
+// homesAway takes away, for host b, the homes of the index of the pack
+// that holds block 10 of s2 (a delta): fewer than k stores are left.
+func homesAway(t *testing.T, b *fleetHost) (pack string, homes []int) {
+	t.Helper()
+	pack, _, err := b.mgr.PackOfBlock(context.Background(), "r1", "s2", "vol1", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	homes = replicate.IndexHomes(testK, testM, pack)
+	for _, i := range homes {
+		b.faults[i].SetDown(true)
+	}
+	return pack, homes
+}
+
 // TestRegionV4IndexOnHomes: a sync writes each pack's index on m+1 = 3 of
 // the six stores (its homes, spread over every store), and the bytes it
 // writes for indexes are half what six copies were.
@@ -153,14 +168,7 @@ func TestRegionV4HomesAwayDeletesNothing(t *testing.T) {
 	ctx := context.Background()
 	_, b, dirs, want := v4Host(t)
 	packs0 := objectsOn(t, dirs, "packs")
-	pack, _, err := b.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	homes := replicate.IndexHomes(testK, testM, pack)
-	for _, i := range homes {
-		b.faults[i].SetDown(true)
-	}
+	pack, homes := homesAway(t, b)
 	rep, err := b.mgr.Check(ctx, "r1", false, nil)
 	if err != nil || len(rep.Lost) > 0 || len(rep.Unindexed) > 0 || rep.Verdict != "unavailable" {
 		t.Fatalf("check with the homes of pack %s (%v) away: %+v %v", pack, homes, rep, err)
@@ -396,14 +404,7 @@ func TestRegionV4LazyOpenHomesAway(t *testing.T) {
 	defer replicate.SetStoreRetry(100 * time.Millisecond)()
 	ctx := context.Background()
 	_, b, _, want := v4Host(t)
-	pack, _, err := b.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	homes := replicate.IndexHomes(testK, testM, pack)
-	for _, i := range homes {
-		b.faults[i].SetDown(true)
-	}
+	pack, homes := homesAway(t, b)
 	d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1")
 	if err != nil {
 		t.Fatalf("lazy open with the homes %v of pack %s away: %v", homes, pack, err)
