@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,9 +54,16 @@ func TestRegressPartialManifestSkipped(t *testing.T) {
 	snapshot(t, a, "s1", "vol1")
 	dirs, urls := storeDirs(t, testK+testM)
 	addRegion(t, a, urls, keyFile(t, 9))
-	// puts per store: marker(1), shard(2), index(3), manifest(4)
+	// The first manifest put fails on stores 1..5 (by name: an index is
+	// on its homes only, so the count of puts before it varies by store).
 	for i := 1; i < len(faults); i++ {
-		faults[i].FailNth(store.MethodPut, 6, nil)
+		var failed atomic.Bool
+		faults[i].FailMatching(func(m store.Method, name string) error {
+			if m == store.MethodPut && strings.HasPrefix(name, "snapshots/") && failed.CompareAndSwap(false, true) {
+				return errors.New("manifest put refused")
+			}
+			return nil
+		})
 	}
 	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err == nil {
 		t.Fatal("first sync should fail")
@@ -95,11 +103,20 @@ func TestRegressPartialIndexSkipped(t *testing.T) {
 	snapshot(t, a, "s1", "vol1")
 	dirs, urls := storeDirs(t, testK+testM)
 	addRegion(t, a, urls, keyFile(t, 9))
-	for i := 1; i < len(faults); i++ {
-		faults[i].FailNth(store.MethodPut, 5, nil) // the index (after probe, config, marker, shard)
+	for i := 1; i < len(faults); i++ { // the first index put on stores 1..5 (those that are its homes)
+		var failed atomic.Bool
+		faults[i].FailMatching(func(m store.Method, name string) error {
+			if m == store.MethodPut && strings.HasPrefix(name, "index/") && failed.CompareAndSwap(false, true) {
+				return errors.New("index put refused")
+			}
+			return nil
+		})
 	}
 	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err == nil {
 		t.Fatal("first sync should fail")
+	}
+	for _, f := range faults { // the first sync's failures only
+		f.FailMatching(nil)
 	}
 	st, err := a.mgr.Sync(ctx, "r1", nil, nil)
 	t.Logf("second sync: %+v err=%v", st, err)
