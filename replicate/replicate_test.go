@@ -483,7 +483,7 @@ func TestSyncInterruptedResumes(t *testing.T) {
 	snapshot(t, a, "s1", "vol1")
 	dirs, urls := storeDirs(t, testK+testM)
 	addRegion(t, a, urls, keyFile(t, 3))
-	faults.FailNth(store.MethodPut, 12, nil) // puts on store 3: marker, then shard+index per pack
+	faults.FailNth(store.MethodPut, 12, nil) // puts on store 3: marker, then a shard per pack and the index of those it is a home of
 	st1, err := a.mgr.Sync(ctx, "r1", nil, nil)
 	if err == nil {
 		t.Fatal("sync with a failing store succeeded")
