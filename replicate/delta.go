@@ -247,6 +247,12 @@ func (d *RemoteDisk) chunkRaw(ctx context.Context, id format.ChunkID, dst []byte
 		}
 		return fmt.Errorf("%w: chunk %v is in no pack", ErrCorrupt, id)
 	}
+	if loc.entry().IsDelta() && d.partial.Load() {
+		if _, err := cs.baseOf(loc); err != nil {
+			clear(dst)
+			return fmt.Errorf("%w: the base of delta chunk %v is in no index the usable stores list (its index's stores are down)", ErrUnavailable, id)
+		}
+	}
 	return d.chunkAt(ctx, cs, loc, dst)
 }
 

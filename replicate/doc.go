@@ -574,7 +574,13 @@
 //     every index on every store, and reads of a chunk in no listed index
 //     are unavailable until reviveStores has the stores back and loads the
 //     indexes again (RemoteDisk.partial; TestRegionV4LazyOpenHomesAway:
-//     before, the open failed with "chunk in no pack"). Prune needs every
+//     before, the open failed with "chunk in no pack"). The same holds for
+//     a delta whose base is in no listed index (its base's pack may have
+//     all its homes away while the delta's has one left): restore says
+//     unavailable, a lazy disk counts as partial and reads are unavailable
+//     until the indexes are loaded again (TestRev12MetaBaseHomesAway:
+//     before, both said corrupt, "base chunk in no pack", and the lazy
+//     disk kept saying so with every store back). Prune needs every
 //     store, as before.
 //   - Check reports a missing copy on a home (ProblemMissing: that store
 //     and object), none elsewhere; repair puts it back there and nowhere

@@ -155,7 +155,16 @@ func (m *Manager) openRemoteDisk(ctx context.Context, region, host, snapshot, di
 		"open_region", t1.Sub(t0), "lock", t2.Sub(t1), "manifest", t3.Sub(t2), "chunks", time.Since(t3))
 	partial := false
 	for b, id := range bm {
-		if _, ok := cs.chunks[id]; !ok {
+		loc, ok := cs.chunks[id]
+		if ok && loc.entry().IsDelta() {
+			if _, err := cs.baseOf(loc); err != nil && r.indexesMayHide() {
+				// Its base's index may be on unusable stores only: as below.
+				m.log.Warn("remote disk: the base of a delta chunk is in no index the usable stores list; its blocks are unavailable until more stores are back", "region", region, "snapshot", snapshot, "disk", disk, "block", b)
+				partial = true
+				break
+			}
+		}
+		if !ok {
 			if r.indexesMayHide() {
 				// Its index may be on unusable stores only (its homes):
 				// opened, and that block is unavailable until they are

@@ -164,7 +164,10 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 			return st, fmt.Errorf("restore: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, regionName)
 		}
 		if loc.entry().IsDelta() {
-			if _, err := cs.baseOf(loc); err != nil {
+			if _, err := cs.baseOf(loc); err != nil && r.indexesMayHide() {
+				// Its base's index may be on unusable stores only.
+				return st, fmt.Errorf("restore: %w: block %d of %q: the base of delta chunk %v is in no index the usable stores of region %q list: too few stores usable (%d of %d; each index is on %d)", ErrUnavailable, b, disk, id, regionName, r.n()-r.unusable(), r.n(), r.indexCopies())
+			} else if err != nil {
 				return st, fmt.Errorf("restore: block %d of %q: %w", b, disk, err)
 			}
 			deltas = append(deltas, want{b, loc.entry()})

@@ -1,0 +1,133 @@
+package replicate_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/snapfs/snapfs/replicate"
+)
+
+// baseOnlyRegion makes a 4+2 region in which snapshot s2 of vol1 (8
+// blocks) is all deltas, in one pack D, over s1's blocks, in one pack A
+// that s2 needs only as bases; A's index homes are not D's (the pack ids
+// are random: a layout where they are the same is made again). It
+// returns A's homes and s2's bytes, and a second host b whose stores can
+// be taken down.
+func baseOnlyRegion(t *testing.T) (b *fleetHost, baseHomes []int, want []byte) {
+	t.Helper()
+	ctx := context.Background()
+	for try := range 8 {
+		a := newHost(t, replicate.Options{PackSize: 1 << 20})
+		_, urls := storeDirs(t, testK+testM)
+		key := keyFile(t, 11)
+		if _, err := a.rs.CreateDisk("vol1", 8*bs, bs); err != nil {
+			t.Fatal(err)
+		}
+		writeBlocks(t, a, "vol1", uint64(20+try), span(0, 8))
+		snapshot(t, a, "s1", "vol1")
+		addRegion(t, a, urls, key)
+		if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.NewChaCha8([32]byte{5, byte(try)})
+		piece := make([]byte, 4096)
+		for blk := int64(0); blk < 8; blk++ {
+			rng.Read(piece)
+			writeAt(t, a, "vol1", blk*bs+4096, piece)
+		}
+		snapshot(t, a, "s2", "vol1")
+		if st, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil || st.Deltas != 8 {
+			t.Fatalf("sync of s2: %+v %v (want 8 deltas)", st, err)
+		}
+		packA, _, err := a.mgr.PackOfBlock(ctx, "r1", "s1", "vol1", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var packD string
+		for blk := range uint64(8) {
+			p, base, err := a.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", blk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pa, _, _ := a.mgr.PackOfBlock(ctx, "r1", "s1", "vol1", blk); base != pa || pa != packA {
+				t.Fatalf("block %d of s2: base pack %q, s1's block in %q, want both %s", blk, base, pa, packA)
+			}
+			if packD != "" && p != packD {
+				t.Fatalf("s2's deltas in two packs: %s %s", packD, p)
+			}
+			packD = p
+		}
+		homesA := replicate.IndexHomes(testK, testM, packA)
+		homesD := replicate.IndexHomes(testK, testM, packD)
+		if !slices.ContainsFunc(homesD, func(i int) bool { return !slices.Contains(homesA, i) }) {
+			t.Logf("try %d: packs %s and %s have the same index homes %v; again", try, packA, packD, homesA)
+			continue
+		}
+		b = newFleetHost(t, "b", testK+testM, replicate.Options{})
+		addRegion(t, b.host, urls, key)
+		return b, homesA, readSnapshot(t, a, "s2", "vol1")
+	}
+	t.Fatal("8 regions in a row with the same homes for both packs")
+	return nil, nil, nil
+}
+
+// TestRev12MetaBaseHomesAway: with the homes of the index of the pack
+// that holds only the bases of s2's deltas away (fewer than k stores),
+// while the deltas' own index is listed, a restore of s2 fails with
+// ErrUnavailable (exit 11), not ErrCorrupt (exit 12: "its base chunk is
+// in no pack"); a lazy disk opens and a read is unavailable, its buffer
+// cleared; check calls nothing lost; repair deletes nothing; and once the
+// stores are back the lazy disk, still open, reads s2 byte for byte.
+// Before: restore and the lazy read said corrupt, and the lazy disk kept
+// saying so with every store back (it reloaded the indexes only when a
+// chunk of its own, not a base, was in no listed index).
+func TestRev12MetaBaseHomesAway(t *testing.T) {
+	defer replicate.SetStoreRetry(100 * time.Millisecond)()
+	ctx := context.Background()
+	b, homes, want := baseOnlyRegion(t)
+	for _, i := range homes {
+		b.faults[i].SetDown(true)
+	}
+	if _, err := b.mgr.Restore(ctx, "r1", "s2", "vol1", "v", nil); !errors.Is(err, replicate.ErrUnavailable) || errors.Is(err, replicate.ErrCorrupt) {
+		t.Fatalf("restore with the bases' index homes %v away: %v (want unavailable, not corrupt)", homes, err)
+	}
+	rep, err := b.mgr.Check(ctx, "r1", false, nil)
+	if err != nil || len(rep.Lost) > 0 || len(rep.Unindexed) > 0 || rep.Verdict != "unavailable" {
+		t.Fatalf("check with the bases' index homes away: %+v %v", rep, err)
+	}
+	rrep, err := b.mgr.Repair(ctx, "r1", nil)
+	if err != nil || rrep.OrphansDeleted != 0 || rrep.DeadPacksDeleted != 0 || rrep.IndexesDeleted != 0 {
+		t.Fatalf("repair with the bases' index homes away: %+v %v", rrep, err)
+	}
+	d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1")
+	if err != nil {
+		t.Fatalf("lazy open with the bases' index homes %v away: %v", homes, err)
+	}
+	defer d.Close()
+	buf := bytes.Repeat([]byte{1}, bs)
+	if err := d.ReadBlock(ctx, 3, buf); !errors.Is(err, replicate.ErrUnavailable) || errors.Is(err, replicate.ErrCorrupt) {
+		t.Fatalf("lazy read with the bases' index homes away: %v (want unavailable, not corrupt)", err)
+	}
+	if !bytes.Equal(buf, make([]byte, bs)) {
+		t.Fatal("a failed read left bytes in the buffer")
+	}
+	for _, i := range homes {
+		b.faults[i].SetDown(false)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := d.ReadBlock(ctx, 3, buf); err != nil || !bytes.Equal(buf, want[3*bs:4*bs]) {
+		t.Fatalf("lazy read of block 3 with the stores back: %v", err)
+	}
+	got := make([]byte, d.Size())
+	if _, err := d.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("lazy read with the stores back: %v", err)
+	}
+	if err := restoreEq(t, b.host, "", "s2", "vol1", want); err != nil {
+		t.Fatal(err)
+	}
+}
