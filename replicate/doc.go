@@ -580,8 +580,13 @@
 //     unavailable, a lazy disk counts as partial and reads are unavailable
 //     until the indexes are loaded again (TestRev12MetaBaseHomesAway:
 //     before, both said corrupt, "base chunk in no pack", and the lazy
-//     disk kept saying so with every store back). Prune needs every
-//     store, as before.
+//     disk kept saying so with every store back). An index whose copies
+//     on the usable stores are all bad while one of its homes is away
+//     (m homes away, the last copy corrupt) is unavailable too, not
+//     corrupt: its good copies may be away (TestRev12MetaCorruptIndex-
+//     CopyHomesAway; before, exit 12). Any index that cannot be read
+//     still stops every operation that loads the indexes, as with
+//     every copy on every store. Prune needs every store, as before.
 //   - Check reports a missing copy on a home (ProblemMissing: that store
 //     and object), none elsewhere; repair puts it back there and nowhere
 //     else (TestRegionV4MissingCopy; a store replaced with --new-store

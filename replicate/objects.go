@@ -517,6 +517,11 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 		}
 		if pt == nil {
 			pt, sealed, err = r.getMetaListed(ctx, format.TypeIndex, indexDir, name, sizes)
+			if err != nil && ctx.Err() == nil && !r.homesUsable(name) {
+				// No usable copy is good, and a home is away: a good
+				// copy may be there (not known corrupt).
+				return nil, fmt.Errorf("region %q: %w: pack index %s: no good copy on the usable stores, and some of its stores %v are not usable: %w", r.cfg.Name, ErrUnavailable, name, r.indexHomes(name), err)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("region %q: pack index %s: %w", r.cfg.Name, name, err)
 			}

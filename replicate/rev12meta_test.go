@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -130,4 +132,47 @@ func TestRev12MetaBaseHomesAway(t *testing.T) {
 	if err := restoreEq(t, b.host, "", "s2", "vol1", want); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRev12MetaCorruptIndexCopyHomesAway: with m of the three homes of an
+// index away (k stores usable: within what a region survives) and the
+// copy on its last usable home corrupt, nothing can read that index, but
+// its good copies may be on the stores away: a restore fails with
+// ErrUnavailable (exit 11), not ErrCorrupt (exit 12), and with the stores
+// back it restores byte for byte (the good copies are read) and repair
+// puts the bad copy right.
+func TestRev12MetaCorruptIndexCopyHomesAway(t *testing.T) {
+	ctx := context.Background()
+	a, b, dirs, want := v4Host(t)
+	pack, _, err := a.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", 10) // b has no index cached
+	if err != nil {
+		t.Fatal(err)
+	}
+	homes := replicate.IndexHomes(testK, testM, pack)
+	p := filepath.Join(dirs[homes[0]], "index", pack)
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)/2] ^= 0x40
+	if err := os.WriteFile(p, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range homes[1:] {
+		b.faults[i].SetDown(true)
+	}
+	_, err = b.mgr.Restore(ctx, "r1", "s2", "vol1", "v", nil)
+	if !errors.Is(err, replicate.ErrUnavailable) {
+		t.Fatalf("restore with index %s corrupt on store %d and its other homes %v away: %v (want unavailable)", pack, homes[0], homes[1:], err)
+	}
+	for _, i := range homes[1:] {
+		b.faults[i].SetDown(false)
+	}
+	if err := restoreEq(t, b.host, "", "s2", "vol1", want); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.mgr.Repair(ctx, "r1", nil); err != nil {
+		t.Fatal(err)
+	}
+	mustClean(t, b.host)
 }
