@@ -358,10 +358,12 @@ type joinedCtx struct {
 
 // ReadBlock reads block b into dst (len(dst) must be BlockSize): the
 // chunk's bytes, verified against its chunk id; zeros for a hole. Any
-// failure is an error wrapping ErrUnavailable.
+// failure is an error wrapping ErrUnavailable, and dst is cleared (not
+// even a cached copy that failed its check is left in it).
 func (d *RemoteDisk) ReadBlock(ctx context.Context, b int64, dst []byte) error {
 	dst = dst[:len(dst):len(dst)] // nothing past it is ever written
 	if err := d.readBlock(ctx, b, dst); err != nil {
+		clear(dst)
 		d.stats.errors.Add(1)
 		if !errors.Is(err, ErrUnavailable) {
 			err = fmt.Errorf("%w: %w", ErrUnavailable, err)

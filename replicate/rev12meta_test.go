@@ -176,3 +176,27 @@ func TestRev12MetaCorruptIndexCopyHomesAway(t *testing.T) {
 	}
 	mustClean(t, b.host)
 }
+
+// TestRev12MetaFailedReadClears: a lazy read that fails before any chunk
+// is fetched (here: the disk is closed; so too a region lock that could
+// not be taken again after a cached copy failed its check) leaves no
+// bytes in the caller's buffer. (Before, the buffer was left as it was.)
+func TestRev12MetaFailedReadClears(t *testing.T) {
+	ctx := context.Background()
+	a, _, _, _ := v4Host(t)
+	d, err := a.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, bs)
+	if err := d.ReadBlock(ctx, 10, buf); err != nil || bytes.Equal(buf, make([]byte, bs)) {
+		t.Fatalf("block 10: %v", err)
+	}
+	d.Close()
+	if err := d.ReadBlock(ctx, 10, buf); !errors.Is(err, replicate.ErrUnavailable) {
+		t.Fatalf("read of a closed disk: %v", err)
+	}
+	if !bytes.Equal(buf, make([]byte, bs)) {
+		t.Fatal("a failed read left bytes in the buffer")
+	}
+}
