@@ -33,7 +33,9 @@ type regionBlocks struct {
 // holds a shared lock on the region (no prune or repair removes a pack
 // while it is used) until close is called. Blocks are verified against
 // their digest; a corrupt or missing pack is an error, a digest the region
-// has no chunk of is (false, nil).
+// has no chunk of is (false, nil), unless the homes of some index are all
+// unusable (then it may be in that index: an error wrapping
+// ErrUnavailable, as is a delta whose base may be there).
 func (m *Manager) BlockSource(ctx context.Context, regionName string) (BlockSource, func(), error) {
 	r, err := m.openRegion(ctx, regionName, false)
 	if err != nil {
@@ -65,8 +67,19 @@ func (m *Manager) BlockSource(ctx context.Context, regionName string) (BlockSour
 // against its id, dst cleared on any failure).
 func (b *regionBlocks) FetchBlock(ctx context.Context, digest [32]byte, dst []byte) (bool, error) {
 	loc, ok := b.cs.chunks[b.r.keys.ChunkID(digest)]
+	if !ok && b.r.indexesMayHide() {
+		// Its index may be on unusable stores only: not known absent.
+		clear(dst)
+		return false, fmt.Errorf("%w: region %q: the block is in no index the usable stores list, and too few stores are usable (%d of %d; each index is on %d)", ErrUnavailable, b.r.cfg.Name, b.r.n()-b.r.unusable(), b.r.n(), b.r.indexCopies())
+	}
 	if !ok {
 		return false, nil
+	}
+	if loc.entry().IsDelta() && b.r.indexesMayHide() {
+		if _, err := b.cs.baseOf(loc); err != nil {
+			clear(dst)
+			return false, fmt.Errorf("%w: region %q: chunk %v: its base is in no index the usable stores list, and too few stores are usable", ErrUnavailable, b.r.cfg.Name, loc.entry().ID)
+		}
 	}
 	if raw := int(loc.entry().RawLen); raw != len(dst) {
 		clear(dst)

@@ -3,6 +3,7 @@ package replicate_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -198,5 +199,66 @@ func TestRev12MetaFailedReadClears(t *testing.T) {
 	}
 	if !bytes.Equal(buf, make([]byte, bs)) {
 		t.Fatal("a failed read left bytes in the buffer")
+	}
+}
+
+// TestRev12MetaBlockSourceHomesAway: local repair's BlockSource over a
+// region whose index homes of a pack are all away does not say "the
+// region has no such block" (found false, no error: the local repair
+// then reports the block as having no good copy anywhere) for a block
+// whose index is out of sight, nor "corrupt" for a delta whose base's
+// index is: both are unavailable, dst cleared; with the stores back both
+// are fetched byte for byte. (Before: false with no error, and corrupt.)
+func TestRev12MetaBlockSourceHomesAway(t *testing.T) {
+	ctx := context.Background()
+	b, homes, want := baseOnlyRegion(t)
+	// s1's block 3 (in pack A: the base of s2's block 3), read while
+	// every store is up.
+	s1 := make([]byte, bs)
+	d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s1", "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.ReadBlock(ctx, 3, s1)
+	d.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range homes {
+		b.faults[i].SetDown(true)
+	}
+	fetch := func(what string, digest [32]byte) (bool, error) {
+		src, done, err := b.mgr.BlockSource(ctx, "r1")
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		defer done()
+		dst := bytes.Repeat([]byte{1}, bs)
+		found, err := src.FetchBlock(ctx, digest, dst)
+		if err != nil && !bytes.Equal(dst, make([]byte, bs)) {
+			t.Fatalf("%s: a failed fetch left bytes in dst", what)
+		}
+		return found, err
+	}
+	if found, err := fetch("s1's block 3 (its index away)", sha256.Sum256(s1)); !errors.Is(err, replicate.ErrUnavailable) || errors.Is(err, replicate.ErrCorrupt) || found {
+		t.Fatalf("block whose index is out of sight: found %v, %v (want unavailable)", found, err)
+	}
+	if found, err := fetch("s2's block 3 (its base's index away)", sha256.Sum256(want[3*bs:4*bs])); !errors.Is(err, replicate.ErrUnavailable) || errors.Is(err, replicate.ErrCorrupt) || found {
+		t.Fatalf("delta whose base's index is out of sight: found %v, %v (want unavailable)", found, err)
+	}
+	for _, i := range homes {
+		b.faults[i].SetDown(false)
+	}
+	for _, blk := range [][]byte{s1, want[3*bs : 4*bs]} {
+		src, done, err := b.mgr.BlockSource(ctx, "r1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := make([]byte, bs)
+		found, err := src.FetchBlock(ctx, sha256.Sum256(blk), dst)
+		done()
+		if err != nil || !found || !bytes.Equal(dst, blk) {
+			t.Fatalf("with the stores back: found %v, %v", found, err)
+		}
 	}
 }
