@@ -580,7 +580,10 @@
 //     unavailable, a lazy disk counts as partial and reads are unavailable
 //     until the indexes are loaded again (TestRev12MetaBaseHomesAway:
 //     before, both said corrupt, "base chunk in no pack", and the lazy
-//     disk kept saying so with every store back). An index whose copies
+//     disk kept saying so with every store back). Local repair's
+//     BlockSource says unavailable for such a block or delta, not "the
+//     region has no such block" (TestRev12MetaBlockSourceHomesAway). An
+//     index whose copies
 //     on the usable stores are all bad while one of its homes is away
 //     (m homes away, the last copy corrupt) is unavailable too, not
 //     corrupt: its good copies may be away (TestRev12MetaCorruptIndex-
