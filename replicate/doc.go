@@ -574,7 +574,9 @@
 //     every index on every store, and reads of a chunk in no listed index
 //     are unavailable until reviveStores has the stores back and loads the
 //     indexes again (RemoteDisk.partial; TestRegionV4LazyOpenHomesAway:
-//     before, the open failed with "chunk in no pack"). The same holds for
+//     before, the open failed with "chunk in no pack"); a load that fails
+//     is tried again at the next store retry (TestRev12MetaLazyReload-
+//     Retried: before, only the call that found the stores back tried). The same holds for
 //     a delta whose base is in no listed index (its base's pack may have
 //     all its homes away while the delta's has one left): restore says
 //     unavailable, a lazy disk counts as partial and reads are unavailable

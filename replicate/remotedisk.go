@@ -631,6 +631,7 @@ func (d *RemoteDisk) reviveStores(ctx context.Context) {
 		}
 	}
 	if len(want) == 0 {
+		d.reloadPartial(ctx) // a load that failed before is tried again
 		return
 	}
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), remoteRangeTimeout)
@@ -656,7 +657,7 @@ func (d *RemoteDisk) reviveStores(ctx context.Context) {
 	if len(back) == 0 {
 		return
 	}
-	closed := func() bool {
+	func() {
 		d.storesMu.Lock()
 		defer d.storesMu.Unlock()
 		d.lockMu.Lock()
@@ -674,11 +675,24 @@ func (d *RemoteDisk) reviveStores(ctx context.Context) {
 			d.downUntil[i].Store(0)
 			d.m.log.Info("remote disk: a region store that could not be opened is used again", "region", d.r.cfg.Name, "store", i)
 		}
-		return closed
 	}()
+	d.reloadPartial(ctx)
+}
+
+// reloadPartial loads the region's indexes again for a partial disk
+// (partial: a chunk it reads, or a delta's base, was in no listed index)
+// once every index is listed by a usable home; the caller is the one
+// reviver. A load that fails is tried again by the next reviveStores
+// (every storeRetryEvery), not only by the one that found stores back.
+func (d *RemoteDisk) reloadPartial(ctx context.Context) {
+	d.lockMu.Lock()
+	closed := d.closed
+	d.lockMu.Unlock()
 	if closed || !d.partial.Load() || d.r.indexesMayHide() {
 		return
 	}
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), remoteRangeTimeout)
+	defer cancel()
 	// Every index is listed by a usable home now: the chunks that were in
 	// none are found (or known lost). Loaded holding storesMu shared, as a
 	// read does (reads go on meanwhile with the set they have; Close

@@ -9,10 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/snapfs/snapfs/replicate"
+	"github.com/snapfs/snapfs/replicate/store"
 )
 
 // baseOnlyRegion makes a 4+2 region in which snapshot s2 of vol1 (8
@@ -260,5 +263,50 @@ func TestRev12MetaBlockSourceHomesAway(t *testing.T) {
 		if err != nil || !found || !bytes.Equal(dst, blk) {
 			t.Fatalf("with the stores back: found %v, %v", found, err)
 		}
+	}
+}
+
+// TestRev12MetaLazyReloadRetried: a lazy disk opened with the homes of an
+// index away loads the indexes again when the stores are back; when that
+// load fails (here: one listing of index/ fails), it is tried again later,
+// and the disk reads byte for byte. (Before, the load was tried only in
+// the call that found the stores back: after one failure the disk's
+// blocks in that index stayed unavailable until it was closed.)
+func TestRev12MetaLazyReloadRetried(t *testing.T) {
+	defer replicate.SetStoreRetry(100 * time.Millisecond)()
+	ctx := context.Background()
+	_, b, _, want := v4Host(t)
+	pack, homes := homesAway(t, b)
+	d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1")
+	if err != nil {
+		t.Fatalf("lazy open with the homes %v of pack %s away: %v", homes, pack, err)
+	}
+	defer d.Close()
+	buf := make([]byte, bs)
+	if err := d.ReadBlock(ctx, 10, buf); !errors.Is(err, replicate.ErrUnavailable) {
+		t.Fatalf("block 10 with its index's homes away: %v", err)
+	}
+	var failed atomic.Int32
+	b.faults[homes[0]].FailMatching(func(m store.Method, name string) error {
+		if m == store.MethodList && strings.HasPrefix(name, "index") && failed.Add(1) == 1 {
+			return store.ErrInjected
+		}
+		return nil
+	})
+	defer b.faults[homes[0]].FailMatching(nil)
+	for _, i := range homes {
+		b.faults[i].SetDown(false)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := d.ReadBlock(ctx, 10, buf); err == nil || failed.Load() != 1 {
+		t.Fatalf("block 10 read while the indexes' load failed: %v (%d listings failed)", err, failed.Load())
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := d.ReadBlock(ctx, 10, buf); err != nil || !bytes.Equal(buf, want[10*bs:11*bs]) {
+		t.Fatalf("block 10 after a failed load of the indexes, tried again: %v", err)
+	}
+	got := make([]byte, d.Size())
+	if _, err := d.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("lazy read: %v", err)
 	}
 }
