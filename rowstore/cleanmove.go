@@ -83,6 +83,23 @@ func (m *mover) add(r *segment.Record, raw []byte, pos segment.Pos) error {
 	return nil
 }
 
+// addRef is add without the copy: raw stays the caller's, who flushes
+// before reusing its bytes (the cleaner's listed reads: one read of a run
+// of records, appended from the read buffer).
+func (m *mover) addRef(r *segment.Record, raw []byte, pos segment.Pos) error {
+	if len(m.recs) >= moveBatchRecords {
+		if err := m.flush(); err != nil {
+			return err
+		}
+	}
+	cp := *r
+	cp.Payload = nil
+	m.recs = append(m.recs, cp)
+	m.raws = append(m.raws, raw)
+	m.old = append(m.old, pos)
+	return nil
+}
+
 // flush appends the gathered records (keeping their sequence numbers) and
 // notes their relocations; then paces the cleaner by the bytes moved.
 func (m *mover) flush() error {
@@ -104,8 +121,11 @@ func (m *mover) flush() error {
 		return err
 	}
 	if m.pace != nil && n > 0 {
-		return m.pace(n)
+		if err := m.pace(n); err != nil {
+			return err
+		}
 	}
+	cleanerYield()
 	return nil
 }
 

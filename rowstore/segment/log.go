@@ -56,6 +56,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -225,6 +226,20 @@ func (l *Log) Segments() []SegmentInfo {
 	return out
 }
 
+// DataOnly reports whether segment n was created by this Log (since Open)
+// and holds only KindData records (so far: an active segment may still
+// receive others). The cleaner then needs no scan of the segment to find
+// its records that are not data versions (holes, catalog changes), which
+// its live map does not track: it reads only the records the map names
+// (see "The cleaner's reads" in the rowstore package doc). A segment Open
+// found, or one that does not exist, is not data-only.
+func (l *Log) DataOnly(n ids.Segment) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	s, ok := l.segs[n]
+	return ok && s.fresh && !s.mixed.Load()
+}
+
 // Active returns the number of the segment being appended to (the
 // foreground stream's: Append).
 func (l *Log) Active() ids.Segment {
@@ -324,7 +339,10 @@ func (l *Log) RemoveSegments(segments []ids.Segment) error {
 // that one coming back is only space to reclaim again; the next segment
 // created syncs the directory anyway. It stops at the first failure.
 func (l *Log) RemoveSegmentsUnsynced(segments []ids.Segment) error {
-	for _, n := range segments {
+	for i, n := range segments {
+		if i > 0 {
+			runtime.Gosched() // an unlink frees the file's pages: let waiting goroutines run between them
+		}
 		if err := l.remove(n); err != nil {
 			return err
 		}
