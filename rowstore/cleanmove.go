@@ -125,7 +125,7 @@ func (m *mover) flush() error {
 			return err
 		}
 	}
-	cleanerYield()
+	m.s.cleanerYield()
 	return nil
 }
 

@@ -3,6 +3,7 @@ package rowstore
 import (
 	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/segment"
@@ -162,7 +163,7 @@ func (s *Store) moveListed(num ids.Segment, list []livePos, mv *mover, buf *[]by
 			j++
 		}
 		if cap(*buf) < int(end-start) {
-			*buf = make([]byte, max(end-start, cleanReadMax))
+			*buf = make([]byte, end-start) // one record larger than cleanReadMax
 		}
 		b := (*buf)[:end-start]
 		if err := s.seg.ReadRaw(num, b, start); err != nil {
@@ -222,8 +223,17 @@ func (s *Store) moveListed(num ids.Segment, list []livePos, mv *mover, buf *[]by
 }
 
 // cleanerYield lets the goroutines waiting for a processor run before the
-// cleaner goes on (see "The cleaner's share of the processors" in the
-// package doc): Go's scheduler otherwise lets a busy goroutine run up to
+// cleaner goes on, unless writers are about to wait for the cleaner (the
+// bound first): Go's scheduler otherwise lets a busy goroutine run up to
 // 10 ms before it preempts it, and a FUSE request that became runnable
-// behind the cleaner waits that long.
-func cleanerYield() { runtime.Gosched() }
+// behind the cleaner's reads, copies or repoints waits that long (see "The
+// cleaner's share of the processors" in the package doc).
+func (s *Store) cleanerYield() {
+	if !s.atRisk() {
+		runtime.Gosched()
+	}
+}
+
+// listedBufs keeps the read buffers of listed reads (up to cleanReadMax)
+// between batches.
+var listedBufs = sync.Pool{New: func() any { b := make([]byte, cleanReadMax); return &b }}

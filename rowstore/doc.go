@@ -167,7 +167,10 @@
 // foreground stream: the cleaner's copies are in a stream of their own,
 // synced by the cleaner, see "Garbage collection and cleaning"), then writes
 // the pending versions and the checkpoint (how far the log is applied) to
-// Badger without fsync. So the index never points at unsynced data; after a
+// Badger without fsync (a version that replaces one at the same layer,
+// block and epoch, the common overwrite, writes its version key only: the
+// live map holds that key, so its epoch key is in the index already;
+// applyCommit, segusage.go knownKeys). So the index never points at unsynced data; after a
 // crash, Open replays the log from the checkpoint (keeping the higher
 // sequence number per key) and drops a torn tail. Disk.Sync flushes the
 // cache and commits: everything written before it is then durable
@@ -247,7 +250,11 @@
 // reads a MiB at a time into a reused window and checks every CRC; a
 // record that fails it is never copied: it is reported, and its segment
 // kept; a moved record is copied byte for byte as read and checked, not
-// encoded again, so a sealed block stays sealed). Before removing a
+// encoded again, so a sealed block stays sealed). With the live map
+// installed (below), a data-only segment (segment.Log.DataOnly: created
+// since Open, no hole or catalog record in it) is not scanned: the
+// cleaner reads only the records the map names in it (cleanread.go, "The
+// cleaner's reads" below). Before removing a
 // segment whose moves were repointed, the finisher checks that the usage
 // table (exact while the live map is installed) counts nothing live left
 // in it; if it does, a live record was not moved, and the segment is kept
@@ -312,6 +319,31 @@
 //     is created at the first move; if that or a move fails with ENOSPC
 //     the reserve is given back and it is tried once more (as any append).
 //     Segments with nothing live are removed before any move.
+//
+// The cleaner's reads (cleanread.go). The live map knows, for every live
+// data version, its segment and offset, and a sealed segment below the
+// checkpoint only loses live records (commits, repoints and repair write
+// new versions to an active segment; GC deletes). So one pass over the
+// map's table lists the live positions of every such segment, and a list
+// stays a superset of what is live in its segment for as long as the map
+// is installed: the lists are kept across rounds, rebuilt when a segment
+// to clean is not covered (sealed or committed since), and dropped with
+// the map's generation (installed or dropped again). For a data-only
+// segment the cleaner reads only its listed records, in runs (adjacent
+// records, and across up to 12 KiB of dead ones, in reads of at most a
+// MiB), decodes every record it reads and checks its CRC, asks the map
+// whether each listed one is still live, and appends the live ones from
+// the read buffer. Records not read are not checked: a corrupt dead record
+// in a cleaned segment goes unreported by the cleaner (it held nothing
+// anyone reads; `snapfs check` still reads every record). Any surprise
+// falls back to the whole-segment scan for what was not gathered yet: a
+// record that does not decode (the scan then reports it and keeps the
+// segment, as before), a listed offset that is not a record boundary, or
+// live bytes the usage table still counts in the segment beyond what was
+// gathered (logged: it would mean a list missed a record). Segments Open
+// found, and those with holes or catalog records, are scanned whole.
+// TestCleanerListedReads checks the listed path, its data across a
+// reopen, and a flipped live record (never copied, segment kept).
 //
 // TestCleanerStreamCrash crashes at every stage of a move whose copy lands
 // after a newer, uncommitted overwrite of the same block (then

@@ -761,7 +761,12 @@ func (s *Store) moveSegments(nums []ids.Segment, livePos map[ids.Segment]map[int
 	mv := &mover{s: s, moved: moved, pace: pace}
 	defer mv.release()
 	stop := fmt.Errorf("end of segment")
-	var rbuf []byte
+	bp := listedBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) == cleanReadMax { // a larger one (a huge record) is not kept
+			listedBufs.Put(bp)
+		}
+	}()
 	listed := 0
 	for _, num := range nums {
 		if s.cleaner.lm.has() && num >= s.cpSegment.Load() {
@@ -774,7 +779,7 @@ func (s *Store) moveSegments(nums []ids.Segment, livePos map[ids.Segment]map[int
 		mv.num = num
 		var skip map[int64]bool // gathered by a listed read that fell back
 		if list, ok := s.listedLive(num, cleanFloor); ok {
-			gathered, complete, err := s.moveListed(num, list, mv, &rbuf)
+			gathered, complete, err := s.moveListed(num, list, mv, bp)
 			if err != nil {
 				return moved, mv.moves, err
 			}
@@ -867,7 +872,7 @@ func (s *Store) finishMoves(nums []ids.Segment, moves []relocation) error {
 			return err
 		}
 		moves = moves[n:]
-		cleanerYield()
+		s.cleanerYield()
 	}
 	s.cleaner.stage("repointed")
 	tRepointed = time.Now()

@@ -56,7 +56,6 @@ import (
 	"log/slog"
 	"os"
 	"path"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -339,10 +338,7 @@ func (l *Log) RemoveSegments(segments []ids.Segment) error {
 // that one coming back is only space to reclaim again; the next segment
 // created syncs the directory anyway. It stops at the first failure.
 func (l *Log) RemoveSegmentsUnsynced(segments []ids.Segment) error {
-	for i, n := range segments {
-		if i > 0 {
-			runtime.Gosched() // an unlink frees the file's pages: let waiting goroutines run between them
-		}
+	for _, n := range segments {
 		if err := l.remove(n); err != nil {
 			return err
 		}
