@@ -99,6 +99,27 @@ func TestCleanerListedReads(t *testing.T) {
 	if len(nums) < 3 {
 		t.Fatalf("%d data-only segments to clean, want 3 or more", len(nums))
 	}
+	// The lists name exactly what the usage table counts, sorted.
+	covered := map[ids.Segment]bool{}
+	for _, n := range nums {
+		covered[n] = true
+	}
+	all, _, ok := s.cleaner.lm.livePositions(covered)
+	if !ok {
+		t.Fatal("no live positions")
+	}
+	for _, n := range nums {
+		var sum int64
+		for i, p := range all[n] {
+			sum += int64(p.len)
+			if i > 0 && p.off <= all[n][i-1].off {
+				t.Fatalf("segment %d: positions not sorted: %v", n, all[n])
+			}
+		}
+		if sum != usage[n] {
+			t.Fatalf("segment %d: listed %d live bytes, the usage table %d", n, sum, usage[n])
+		}
+	}
 	// Flip a payload byte of a live record of the last one.
 	bad := nums[len(nums)-1]
 	nums = nums[:len(nums)-1]
