@@ -13,9 +13,9 @@ import (
 // record is never copied, it is reported and its segment kept), or as a
 // listed read reads them (cleanread.go: only the records the live map
 // names, each checked the same way, appended from the read buffer), and
-// appended a batch at a time: one hand-off of the append locks per batch, not per
-// record, so the foreground's appends queue behind the cleaner's at most
-// once a batch. A moved record keeps its layer, block, epoch, sequence
+// appended a batch at a time: one hand-off of the append locks per batch,
+// not per record, so the foreground's appends queue behind the cleaner's
+// at most once a batch. A moved record keeps its layer, block, epoch, sequence
 // number, flags and payload (an encrypted block stays sealed: its
 // associated data binds those four numbers, not the position).
 
