@@ -123,11 +123,8 @@ func (m *mover) flush() error {
 		return err
 	}
 	if m.pace != nil && n > 0 {
-		if err := m.pace(n); err != nil {
-			return err
-		}
+		return m.pace(n)
 	}
-	m.s.cleanerYield()
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package rowstore
 
 import (
-	"runtime"
 	"slices"
 	"sync"
 
@@ -249,18 +248,6 @@ func (s *Store) moveListed(num ids.Segment, list []livePos, mv *mover, buf *[]by
 		return gathered, false, nil
 	}
 	return gathered, true, nil
-}
-
-// cleanerYield lets the goroutines waiting for a processor run before the
-// cleaner goes on, unless writers are about to wait for the cleaner (the
-// bound first): Go's scheduler otherwise lets a busy goroutine run up to
-// 10 ms before it preempts it, and a FUSE request that became runnable
-// behind the cleaner's reads, copies or repoints waits that long (see "The
-// cleaner's share of the processors" in the package doc).
-func (s *Store) cleanerYield() {
-	if !s.atRisk() {
-		runtime.Gosched()
-	}
 }
 
 // listedBufs keeps the read buffers of listed reads (up to cleanReadMax)

@@ -587,28 +587,33 @@
 // levers left are those: no whole-segment scan, recycled segment files
 // instead of unlinks, and fewer index writes per moved record.
 //
-// Ninth pass (7 Dec 2026, afternoon, branch clean12): three changes.
-// (1) Listed reads (cleanread.go, "The cleaner's reads" above): a
-// data-only segment's live records are read alone, in runs, not the whole
-// segment; the read buffer is pooled and the records are appended from it
-// (no copy into the mover's arena). (2) A commit writes only the version
-// key of a version that replaces one at the same key, the epoch key being
-// there already (applyCommit, knownKeys): half of the index writes of an
-// overwrite, while the live map is installed (always with the cleaner on;
-// the benchmark's run without the cleaner has no map, so it still writes
-// both). (3) The cleaner's share of the processors: with two cores, the
-// cleaner's goroutine and the finisher's repoints held a processor for up
-// to Go's 10 ms preemption while FUSE requests that had become runnable
-// waited; the cleaner now yields (runtime.Gosched) after each gathering of
-// moves it appends and between repoint write batches, unless writers are
-// about to wait for it (atRisk: then the bound comes first). Recycling
-// segment files was not done: a reused file keeps valid records of its
-// old life past its new tail, and Open's tail recovery would take them for
-// records of the new segment (records do not name their segment); that
-// needs a format change, and unlinks (freeing the pages) stay the
-// finisher's cost. Measured on a machine shared with two other engineers'
-// tests (load 6.5-12.7, the machine 0-13 % idle; tmpfs, 256 MiB, 10
-// passes; main ebd1897 "before" and this pass "after", interleaved, one
+// Ninth pass (7 Dec 2026, afternoon, branch clean12): two changes kept,
+// one measured and dropped. (1) Listed reads (cleanread.go, "The cleaner's
+// reads" above): a data-only segment's live records are read alone, in
+// runs, not the whole segment; the read buffer is pooled and the records
+// are appended from it (no copy into the mover's arena). (2) A commit
+// writes only the version key of a version that replaces one at the same
+// key, the epoch key being there already (applyCommit, knownKeys): half of
+// the index writes of an overwrite, while the live map is installed
+// (always with the cleaner on; the benchmark's run without the cleaner has
+// no map, so it still writes both). (3) Dropped: the cleaner yielding the
+// processor (runtime.Gosched after each gathering of moves and repoint
+// batch, unless writers were at risk), meant to let FUSE requests run
+// before Go's 10 ms preemption. Execution traces of 3 s of a 10-pass run
+// with the cleaner (two with, two without, alternating, load 6.7-8.1):
+// the FUSE server goroutines waited 7.2 and 9.4 s (summed) for a
+// processor with the yields, 9.1 and 7.8 s without, so the foreground
+// gained nothing, while the cleaner's own goroutine waited 0.72-0.75 s
+// against 0.18-0.25 s, and the writers were throttled longer (three
+// interleaved bench-space pairs: 0.66, 0.82, 0.71 and 11, 8, 18 s with the
+// yields; 0.94, 0.74, 0.84 and 9, 10, 10 s without). Recycling segment
+// files was not done: a reused file keeps valid records of its old life
+// past its new tail, and Open's tail recovery would take them for records
+// of the new segment (records do not name their segment); that needs a
+// format change, and unlinks (freeing the pages) stay the finisher's cost.
+// Measured on a machine shared with two other engineers' tests (load
+// 6.5-12.7, the machine 0-13 % idle; tmpfs, 256 MiB, 10 passes; main
+// ebd1897 "before" and this pass with the yields "after", interleaved, one
 // run at a time):
 //
 //	time   build   MB/s without/with (ratio)  max    daemon CPU-s without/with  throttled s
@@ -633,26 +638,27 @@
 // the index writes saved by (2) included); moved per byte written 0.87 in
 // both, max segments at most 1.481 × live. Writers are throttled more
 // (4-10 s before, 7-17 s after): the foreground, faster, reaches the
-// writers' limit sooner and waits for the cleaner there. Profiles of a
-// whole 10-pass run with the cleaner (40 s windows, load 7-10; before, and
-// this pass without the pooled buffer and the atRisk condition): Badger's
+// writers' limit sooner and waits for the cleaner there.
+// Profiles of a whole 10-pass run with the cleaner (40 s windows, load
+// 7-10; before, and this pass without the pooled buffer): Badger's
 // writeToLSM 2.75 -> 1.78 s (skiplist inserts 2.32 -> 1.40), the
 // cleaner's reads 1.44 -> 1.01 s (pread; plus 0.25 s of decode and CRC of
 // what is read, 0.34 s of map lookups), unlinks 0.97 s, the moves'
 // appends to the cleaner stream 0.9 s, repointMap 0.47 s. The engine
 // alone (BenchmarkOverwriteSpace, 64 MiB, 10 passes, 3 interleaved pairs,
 // load 4.4-7.7): 6.97, 7.40, 7.58 CPU-s per GB written with the cleaner
-// before, 6.92, 7.05, 6.68 after. A debug log of one run of this pass
-// (load 6.5; 98 MB/s): 409 rounds, 17.8 s of the 26 s rewrite in rounds;
-// 1,212 batches of about 465 records moved in 10.5 ms each (1,340 of the
-// 1,353 segments by listed reads); 1,167 finishes: repoints 4.7 ms mean
-// (p99 40 ms), unlinks 2.7 ms, the cleaner stream's sync 1.8 ms, the
-// index sync 0.02 ms. What is left is the page work of the kernel (reads
-// of the live records, writes of their copies, the unlinks that free the
-// old pages) and Badger's skiplist for the repoints (one key a moved
-// record): recycled segment files (a format change: a record naming its
-// segment, or a per-file generation) and fewer repoints would be next.
-// The target (0.8 on a quiet machine) is not claimed from these pairs.
+// before, 6.92, 7.05, 6.68 after. A debug log of one run (load 6.5; 98
+// MB/s): 409 rounds, 17.8 s of the 26 s rewrite in rounds; 1,212 batches
+// of about 465 records moved in 10.5 ms each (1,340 of the 1,353 segments
+// by listed reads); 1,167 finishes: repoints 4.7 ms mean (p99 40 ms),
+// unlinks 2.7 ms, the cleaner stream's sync 1.8 ms, the index sync 0.02
+// ms. What is left is the page work of the kernel (reads of the live
+// records, writes of their copies, the unlinks that free the old pages)
+// and Badger's skiplist for the repoints (one key a moved record):
+// recycled segment files (a format change: a record naming its segment,
+// or a per-file generation) and fewer repoints would be next. The target
+// (0.8 on a quiet machine) is not claimed from these pairs: no quiet
+// machine was had this afternoon.
 //
 // # Full filesystems
 //

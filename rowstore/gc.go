@@ -872,7 +872,6 @@ func (s *Store) finishMoves(nums []ids.Segment, moves []relocation) error {
 			return err
 		}
 		moves = moves[n:]
-		s.cleanerYield()
 	}
 	s.cleaner.stage("repointed")
 	tRepointed = time.Now()
