@@ -611,44 +611,49 @@
 // past its new tail, and Open's tail recovery would take them for records
 // of the new segment (records do not name their segment); that needs a
 // format change, and unlinks (freeing the pages) stay the finisher's cost.
-// Measured on a machine shared with two other engineers' tests (load
-// 6.5-12.7, the machine 0-13 % idle; tmpfs, 256 MiB, 10 passes; main
-// ebd1897 "before" and this pass with the yields "after", interleaved, one
-// run at a time):
+//
+// Measured on a machine shared with two other engineers' tests (the
+// machine 0-13 % idle; tmpfs, 256 MiB, 10 passes; main ebd1897 "before"
+// and the final code "after", interleaved, one run at a time; load
+// 6.5-10.6):
 //
 //	time   build   MB/s without/with (ratio)  max    daemon CPU-s without/with  throttled s
-//	15:46  before  117.1/97.9 (0.84)          1.480  13.8/19.6                  8
-//	15:47  after   154.1/131.7 (0.85)         1.481  13.5/16.4                  12
-//	15:48  before  138.4/95.5 (0.69)          1.472  12.9/18.2                  7
-//	15:49  after   170.1/123.7 (0.73)         1.473  12.0/17.6                  14
-//	15:49  before  160.7/85.4 (0.53)          1.472  13.7/21.3                  6
-//	15:50  after   114.3/107.0 (0.94)         1.481  15.0/16.8                  17
-//	15:51  before  138.9/96.0 (0.69)          1.475  12.8/20.2                  10
-//	15:52  after   142.6/99.0 (0.69)          1.480  13.4/18.0                  8
-//	15:53  before  127.3/74.2 (0.58)          1.476  13.9/21.9                  4
-//	15:54  after   88.9/86.1 (0.97)           1.475  14.6/20.1                  7
-//	15:56  before  85.8/71.0 (0.83)           1.475  14.5/22.1                  6
-//	15:57  after   95.1/110.3 (1.16)          1.473  14.4/17.8                  9
+//	16:28  before  107.1/84.4 (0.79)          1.472  16.9/21.5                  8
+//	16:29  after   131.2/104.2 (0.79)         1.468  14.3/19.2                  7
+//	16:30  before  103.2/84.9 (0.82)          1.473  16.1/21.6                  5
+//	16:31  after   110.2/108.4 (0.98)         1.471  14.3/18.7                  7
+//	16:32  before  145.0/92.0 (0.63)          1.477  13.5/21.7                  6
+//	16:33  after   124.4/100.0 (0.80)         1.468  14.1/19.4                  9
+//	16:34  before  123.7/74.9 (0.61)          1.481  13.8/21.1                  7
+//	16:35  after   110.9/95.5 (0.86)          1.474  14.5/19.5                  6
 //
-// Means: ratio 0.69 before, 0.89 after (the load swung within runs: the
-// ratios above 0.9 are runs whose run without the cleaner met more of the
-// others' load than the run with it); MB/s with the cleaner 86.7 before,
-// 109.6 after (+26 %); daemon CPU with the cleaner 20.6 against 17.8 s,
-// and the cleaner's part (with less without) 6.9 against 4.0 s (-42 %,
-// the index writes saved by (2) included); moved per byte written 0.87 in
-// both, max segments at most 1.481 × live. Writers are throttled more
-// (4-10 s before, 7-17 s after): the foreground, faster, reaches the
-// writers' limit sooner and waits for the cleaner there.
+// Means: ratio 0.71 before, 0.86 after; MB/s with the cleaner 84.1
+// before, 102.0 after (+21 %); daemon CPU with the cleaner 21.5 against
+// 19.2 s, and the cleaner's part (with less without) 6.4 against 4.9 s
+// (-23 %, the index writes saved by (2) included); moved per byte written
+// 0.87 in both; max segments at most 1.481 × live before, 1.474 after;
+// writers throttled 5-8 s before, 6-9 s after. Six earlier pairs with the
+// yields (15:46-15:57, load 6.5-12.7): ratio 0.69 before, 0.89 after, MB/s
+// with the cleaner 86.7 and 109.6, the cleaner's part 6.9 and 4.0 s,
+// writers throttled 4-10 and 7-17 s. 50 passes (ext4 on the virtio disk,
+// /var/tmp; the final code at 16:41, main at 16:47, load 7-10): after
+// 87.0/92.1 MB/s (1.06), max 1.479 × live, daemon CPU 99.2/110.8 s,
+// throttled 26 s; before 75.9/75.4 (0.99), max 1.486, 99.5/121.5 s,
+// throttled 30 s (before alone at 16:13, load 5.4: 100.2/112.2, 1.12, max
+// 1.482). The cleaner's part of the daemon's CPU at 50 passes: 11.6 s
+// after, 22.0 and 10.5 s before.
+//
 // Profiles of a whole 10-pass run with the cleaner (40 s windows, load
-// 7-10; before, and this pass without the pooled buffer): Badger's
+// 7-10; before, and this pass with the yields, without the pooled
+// buffer): Badger's
 // writeToLSM 2.75 -> 1.78 s (skiplist inserts 2.32 -> 1.40), the
 // cleaner's reads 1.44 -> 1.01 s (pread; plus 0.25 s of decode and CRC of
 // what is read, 0.34 s of map lookups), unlinks 0.97 s, the moves'
 // appends to the cleaner stream 0.9 s, repointMap 0.47 s. The engine
 // alone (BenchmarkOverwriteSpace, 64 MiB, 10 passes, 3 interleaved pairs,
 // load 4.4-7.7): 6.97, 7.40, 7.58 CPU-s per GB written with the cleaner
-// before, 6.92, 7.05, 6.68 after. A debug log of one run (load 6.5; 98
-// MB/s): 409 rounds, 17.8 s of the 26 s rewrite in rounds; 1,212 batches
+// before, 6.92, 7.05, 6.68 with this pass (with the yields). A debug log
+// of one run of this pass with the yields (load 6.5; 98 MB/s): 409 rounds, 17.8 s of the 26 s rewrite in rounds; 1,212 batches
 // of about 465 records moved in 10.5 ms each (1,340 of the 1,353 segments
 // by listed reads); 1,167 finishes: repoints 4.7 ms mean (p99 40 ms),
 // unlinks 2.7 ms, the cleaner stream's sync 1.8 ms, the index sync 0.02
