@@ -643,18 +643,20 @@
 // 1.482). The cleaner's part of the daemon's CPU at 50 passes: 11.6 s
 // after, 22.0 and 10.5 s before.
 //
-// Profiles of a whole 10-pass run with the cleaner (40 s windows, load
-// 7-10; before, and this pass with the yields, without the pooled
-// buffer): Badger's
-// writeToLSM 2.75 -> 1.78 s (skiplist inserts 2.32 -> 1.40), the
-// cleaner's reads 1.44 -> 1.01 s (pread; plus 0.25 s of decode and CRC of
-// what is read, 0.34 s of map lookups), unlinks 0.97 s, the moves'
-// appends to the cleaner stream 0.9 s, repointMap 0.47 s. The engine
-// alone (BenchmarkOverwriteSpace, 64 MiB, 10 passes, 3 interleaved pairs,
-// load 4.4-7.7): 6.97, 7.40, 7.58 CPU-s per GB written with the cleaner
+// Profiles of a whole 10-pass run with the cleaner (40 s windows; before
+// at load 7-10, the final code at load 4.4, its pair 0.72, max 1.470):
+// the cleaner's goroutine 3.11 -> 2.37 s (moves 2.98 -> 2.21, of which
+// reads 1.44 -> 0.86 s of pread, appends to the cleaner stream 0.84 ->
+// 0.79 s, map lookups 0.34 s, decode and CRC 0.2 s; building the lists
+// 0.11 s), the finisher 1.47 -> 1.73 s (unlinks 1.04 s, repointMap
+// 0.37 s), Badger's writeToLSM 2.75 -> 1.94 s (skiplist inserts 2.32 ->
+// 1.59 s, commits and repoints). The engine alone
+// (BenchmarkOverwriteSpace, 64 MiB, 10 passes, 3 interleaved pairs, load
+// 4.4-7.7): 6.97, 7.40, 7.58 CPU-s per GB written with the cleaner
 // before, 6.92, 7.05, 6.68 with this pass (with the yields). A debug log
-// of one run of this pass with the yields (load 6.5; 98 MB/s): 409 rounds, 17.8 s of the 26 s rewrite in rounds; 1,212 batches
-// of about 465 records moved in 10.5 ms each (1,340 of the 1,353 segments
+// of one run of this pass with the yields (load 6.5; 98 MB/s): 409
+// rounds, 17.8 s of the 26 s rewrite in rounds; 1,212 batches of about
+// 465 records moved in 10.5 ms each (1,340 of the 1,353 segments
 // by listed reads); 1,167 finishes: repoints 4.7 ms mean (p99 40 ms),
 // unlinks 2.7 ms, the cleaner stream's sync 1.8 ms, the index sync 0.02
 // ms. What is left is the page work of the kernel (reads of the live
