@@ -266,10 +266,15 @@ func TestCleanerKeepsSegmentWithLiveLeft(t *testing.T) {
 	if num == 0 {
 		t.Fatal("no segment with live records below the active one")
 	}
+	// The same record every time it is offered: a listed read that left
+	// it falls back to a scan of the segment (cleanread.go), which must
+	// not move it either.
 	skipped := 0
+	var skipAt segment.Pos
 	testSkipMove = func(p segment.Pos) bool {
-		if p.Segment == num && skipped == 0 {
+		if p.Segment == num && (skipped == 0 || p.Offset == skipAt.Offset) {
 			skipped++
+			skipAt = p
 			return true
 		}
 		return false
@@ -280,7 +285,7 @@ func TestCleanerKeepsSegmentWithLiveLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if skipped != 1 || moved[num] == 0 {
+	if skipped == 0 || moved[num] == 0 {
 		t.Fatalf("skipped %d records, moved %d bytes out of segment %d", skipped, moved[num], num)
 	}
 	kept := false

@@ -96,6 +96,8 @@ type cleaner struct {
 	stageHook func(stage string)
 	// grouped counts the finishes that took more than one batch (tests).
 	grouped atomic.Int64
+	// lists: the live positions of sealed segments (cleanread.go; gcMu).
+	lists liveLists
 
 	mu        sync.Mutex
 	st        CleanerStats

@@ -10,10 +10,12 @@ import (
 // The cleaner's moves (see "Bounded space" in the package doc). The live
 // records of a segment are gathered as its scan finds them (the scan reads
 // the segment a MiB at a time and checks every record's CRC: a corrupt
-// record is never copied, it is reported and its segment kept) and appended
-// a batch at a time: one hand-off of the append locks per batch, not per
-// record, so the foreground's appends queue behind the cleaner's at most
-// once a batch. A moved record keeps its layer, block, epoch, sequence
+// record is never copied, it is reported and its segment kept), or as a
+// listed read reads them (cleanread.go: only the records the live map
+// names, each checked the same way, appended from the read buffer), and
+// appended a batch at a time: one hand-off of the append locks per batch,
+// not per record, so the foreground's appends queue behind the cleaner's
+// at most once a batch. A moved record keeps its layer, block, epoch, sequence
 // number, flags and payload (an encrypted block stays sealed: its
 // associated data binds those four numbers, not the position).
 
@@ -79,6 +81,23 @@ func (m *mover) add(r *segment.Record, raw []byte, pos segment.Pos) error {
 	}
 	m.recs = append(m.recs, cp)
 	m.raws = append(m.raws, b)
+	m.old = append(m.old, pos)
+	return nil
+}
+
+// addRef is add without the copy: raw stays the caller's, who flushes
+// before reusing its bytes (the cleaner's listed reads: one read of a run
+// of records, appended from the read buffer).
+func (m *mover) addRef(r *segment.Record, raw []byte, pos segment.Pos) error {
+	if len(m.recs) >= moveBatchRecords {
+		if err := m.flush(); err != nil {
+			return err
+		}
+	}
+	cp := *r
+	cp.Payload = nil
+	m.recs = append(m.recs, cp)
+	m.raws = append(m.raws, raw)
 	m.old = append(m.old, pos)
 	return nil
 }

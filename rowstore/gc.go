@@ -598,7 +598,7 @@ func (s *Store) cleanWith(active ids.Segment, live map[ids.Segment]int64, liveTo
 		if plan != nil && plan.inflight != nil {
 			plan.inflight.Store(toMove)
 		}
-		moved, moves, err := s.moveSegments(nums, livePos, pace)
+		moved, moves, err := s.moveSegments(nums, livePos, cleanFloor, pace)
 		if plan != nil && plan.inflight != nil {
 			plan.inflight.Store(0)
 		}
@@ -738,7 +738,7 @@ func (s *Store) cleanSegment(num ids.Segment, pace func(int64) error) (int64, er
 // was committed (a record not in it is dead and stays dead); else, and for
 // hole records, the index is asked about each record.
 func (s *Store) cleanSegments(nums []ids.Segment, livePos map[ids.Segment]map[int64]struct{}, pace func(int64) error) (map[ids.Segment]int64, error) {
-	moved, moves, err := s.moveSegments(nums, livePos, pace)
+	moved, moves, err := s.moveSegments(nums, livePos, 0, pace)
 	if err != nil {
 		return moved, err
 	}
@@ -752,12 +752,22 @@ var testSkipMove func(segment.Pos) bool
 // moveSegments is the first half of cleanSegments: it appends copies of
 // the live records of the segments (not synced, the index not repointed)
 // and returns the bytes moved out of each segment and the relocations.
-func (s *Store) moveSegments(nums []ids.Segment, livePos map[ids.Segment]map[int64]struct{}, pace func(int64) error) (map[ids.Segment]int64, []relocation, error) {
+// With the live map installed, a data-only segment's live records are
+// read alone (cleanread.go; cleanFloor: see listedLive); else, or when
+// that read meets a surprise, the segment is scanned.
+func (s *Store) moveSegments(nums []ids.Segment, livePos map[ids.Segment]map[int64]struct{}, cleanFloor ids.Segment, pace func(int64) error) (map[ids.Segment]int64, []relocation, error) {
 	t0 := time.Now()
 	moved := map[ids.Segment]int64{}
 	mv := &mover{s: s, moved: moved, pace: pace}
 	defer mv.release()
 	stop := fmt.Errorf("end of segment")
+	bp := listedBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) == cleanReadMax { // a larger one (a huge record) is not kept
+			listedBufs.Put(bp)
+		}
+	}()
+	listed := 0
 	for _, num := range nums {
 		if s.cleaner.lm.has() && num >= s.cpSegment.Load() {
 			// As recordLive does: the checkpoint moves past a segment
@@ -767,11 +777,34 @@ func (s *Store) moveSegments(nums []ids.Segment, livePos map[ids.Segment]map[int
 			}
 		}
 		mv.num = num
+		var skip map[int64]bool // gathered by a listed read that fell back
+		if list, ok := s.listedLive(num, cleanFloor); ok {
+			gathered, complete, err := s.moveListed(num, list, mv, bp)
+			if err != nil {
+				return moved, mv.moves, err
+			}
+			s.cleaner.dropListed(num)
+			if complete {
+				if err := mv.flush(); err != nil {
+					return moved, mv.moves, err
+				}
+				listed++
+				continue
+			}
+			s.cleaner.lists.scanned++
+			skip = make(map[int64]bool, len(gathered))
+			for _, o := range gathered {
+				skip[o] = true
+			}
+		}
 		// This segment alone: the finish of the previous batch may be
 		// removing segments after it meanwhile (pipelining).
 		_, err := s.seg.ScanSegmentRaw(num, func(r *segment.Record, raw []byte, pos segment.Pos) error {
 			if pos.Segment != num {
 				return stop
+			}
+			if skip[pos.Offset] {
+				return nil
 			}
 			var live, known bool
 			if r.Kind == segment.KindData {
@@ -798,7 +831,7 @@ func (s *Store) moveSegments(nums []ids.Segment, livePos map[ids.Segment]map[int
 			return moved, mv.moves, err
 		}
 	}
-	s.log.Debug("moved records", "segments", len(nums), "records", len(mv.moves), "move", time.Since(t0))
+	s.log.Debug("moved records", "segments", len(nums), "listed", listed, "records", len(mv.moves), "move", time.Since(t0))
 	return moved, mv.moves, nil
 }
 

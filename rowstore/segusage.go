@@ -278,6 +278,9 @@ type liveMap struct {
 	// lastLen is the versions the last installed map was built with: the
 	// next build's table is sized for it.
 	lastLen atomic.Int64
+	// gen counts installs and uninstalls (under mu): the cleaner's lists
+	// of live positions (cleanread.go) are valid for one generation.
+	gen uint64
 }
 
 // liveJournal is a change recorded while a scan builds the map.
@@ -405,7 +408,7 @@ func (lm *liveMap) committed(batch map[vkey]index.Version) {
 }
 
 // uninstallLocked forgets the installed map and its usage table (lm.mu held).
-func (lm *liveMap) uninstallLocked() { lm.m, lm.segLive, lm.live = nil, nil, 0 }
+func (lm *liveMap) uninstallLocked() { lm.m, lm.segLive, lm.live = nil, nil, 0; lm.gen++ }
 
 // drop uninstalls the map (and stops a build): a write of version entries
 // failed midway, so the index may hold part of it.
@@ -440,6 +443,27 @@ func (lm *liveMap) usage() map[ids.Segment]int64 {
 		u[k] = v
 	}
 	return u
+}
+
+// knownKeys reports, for each key, whether the installed map holds a data
+// version at it (nil without a map): the index then holds that version's
+// key and its epoch key (every writer writes or deletes both, and the map
+// never holds a version the index does not: it is built from the index and
+// told every write and deletion after it succeeded, or dropped), so a new
+// version at the key needs its version key written only (applyCommit).
+// Called with idxMu held, so no deletion comes between this and the write.
+func (lm *liveMap) knownKeys(keys []vkey) []bool {
+	lm.mu.Lock()
+	defer lm.mu.Unlock()
+	if lm.m == nil {
+		return nil
+	}
+	known := make([]bool, len(keys))
+	for i, k := range keys {
+		_, i2 := lm.m.find(k)
+		known[i] = i2 >= 0
+	}
+	return known
 }
 
 // liveIn returns the live record bytes the usage table counts in a segment
@@ -510,6 +534,7 @@ func (lm *liveMap) finishBuild(b *liveBuild, catGen uint64) bool {
 		return false
 	}
 	lm.m, lm.segLive, lm.live, lm.catGen = b.m, b.segLive, b.live, catGen
+	lm.gen++
 	for _, c := range journal {
 		lm.setLocked(c)
 	}

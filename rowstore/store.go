@@ -702,8 +702,25 @@ func (s *Store) applyCommit(batch map[vkey]index.Version, tail segment.Pos, seq 
 		defer s.excl.changed() // exclusive figures (exclusive.go), once written
 	}
 	b := s.idx.NewBatch()
-	for k, v := range batch {
-		if err := b.SetVersion(k.layer, k.block, k.epoch, v); err != nil {
+	// A version that replaces one at the same key (the common overwrite:
+	// same layer, block and epoch) rewrites the version key only: its
+	// epoch key is there already (the live map holds the key, so the
+	// index does, with both keys: segusage.go knownKeys). Half the index
+	// writes of an overwrite, and of Badger's memtable work for them.
+	keys := make([]vkey, 0, len(batch))
+	for k := range batch {
+		keys = append(keys, k)
+	}
+	known := s.cleaner.lm.knownKeys(keys)
+	for i, k := range keys {
+		v := batch[k]
+		var err error
+		if known != nil && known[i] {
+			err = b.SetVersionValue(k.layer, k.block, k.epoch, v)
+		} else {
+			err = b.SetVersion(k.layer, k.block, k.epoch, v)
+		}
+		if err != nil {
 			b.Cancel()
 			restore()
 			return fmt.Errorf("index versions: %w", err)

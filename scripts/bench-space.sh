@@ -98,14 +98,20 @@ run() {
 	store=$work/store-$name
 	"$work/bin/snapfs" --store "$store" init >/dev/null
 	[ "$cleaner" = 1 ] || margs+=(--no-cleaner)
-	port=$((20000 + RANDOM % 20000))
-	maddr=127.0.0.1:$port paddr=127.0.0.1:$((port + 1))
-	margs+=(--metrics "$maddr")
-	if [ "${BENCH_SPACE_PPROF:-0}" = 1 ]; then
-		margs+=(--pprof "$paddr")
-		mkdir -p "$pprof_dir"
-	fi
-	"$work/bin/snapfs" --store "$store" mount "${margs[@]}" "$mnt" >/dev/null
+	[ "${BENCH_SPACE_PPROF:-0}" != 1 ] || mkdir -p "$pprof_dir"
+	# Random ports for the metrics and pprof listeners: another program may
+	# hold one (the machine is shared), so a failed mount tries new ones.
+	local try pargs
+	for try in 1 2 3 4 5; do
+		port=$((20000 + RANDOM % 20000))
+		maddr=127.0.0.1:$port paddr=127.0.0.1:$((port + 1))
+		pargs=(--metrics "$maddr")
+		[ "${BENCH_SPACE_PPROF:-0}" != 1 ] || pargs+=(--pprof "$paddr")
+		if "$work/bin/snapfs" --store "$store" mount "${margs[@]}" "${pargs[@]}" "$mnt" >/dev/null; then
+			break
+		fi
+		[ "$try" -lt 5 ] || { echo "bench-space.sh: mount failed 5 times" >&2; exit 1; }
+	done
 	"$work/bin/snapfs" --store "$store" disk create bench --size "$size" --block-size 4K >/dev/null
 	disk=$mnt/disks/bench
 	fio --name=fill --filename="$disk" --rw=write --bs=1M --size="$size" --ioengine=psync --end_fsync=1 \
@@ -121,7 +127,7 @@ run() {
 	) >"$work/res/$name.samples" &
 	sampler=$!
 	pid=$(for p in /proc/[0-9]*; do
-		if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -F -- "$store" | grep -qw mount; then echo "${p#/proc/}"; fi
+		if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -F -- "$store" | grep -qw mount; then echo "${p#/proc/}"; fi
 	done | head -1) || true
 	read -r c0 i0 <<<"$(cpustat)"
 	d0=$(daemoncpu "$pid")

@@ -43,6 +43,12 @@
 // tell the two tails apart; its first segment is created at its first
 // append (Open never continues an old one).
 //
+// DataOnly tells the engine's cleaner which segments hold only data
+// records: a segment this Log created (since Open) notes, in memory, when
+// a record of another kind is appended to it, through either stream. Not
+// stored: a segment Open found is never data-only (its records were not
+// seen), so the cleaner scans it whole, as before.
+//
 // # Files
 //
 // A log is one directory of segment files named %016x.seg after their

@@ -225,6 +225,20 @@ func (l *Log) Segments() []SegmentInfo {
 	return out
 }
 
+// DataOnly reports whether segment n was created by this Log (since Open)
+// and holds only KindData records (so far: an active segment may still
+// receive others). The cleaner then needs no scan of the segment to find
+// its records that are not data versions (holes, catalog changes), which
+// its live map does not track: it reads only the records the map names
+// (see "The cleaner's reads" in the rowstore package doc). A segment Open
+// found, or one that does not exist, is not data-only.
+func (l *Log) DataOnly(n ids.Segment) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	s, ok := l.segs[n]
+	return ok && s.fresh && !s.mixed.Load()
+}
+
 // Active returns the number of the segment being appended to (the
 // foreground stream's: Append).
 func (l *Log) Active() ids.Segment {

@@ -16,6 +16,12 @@ type segFile struct {
 	// cleaner: a segment of the cleaner stream (created by it, or found
 	// to be its last one by Open); never changed once shared.
 	cleaner bool
+	// fresh: created by this Log (startSegment), so every record in it
+	// went through appendEncodedLocked and mixed is exact; never changed
+	// once shared. mixed: a record other than KindData was appended to
+	// it (see DataOnly).
+	fresh bool
+	mixed atomic.Bool
 	// f is the open handle, nil until the segment is first read (old
 	// segments are opened lazily). Written under Log.mu held for writing.
 	f vfs.File

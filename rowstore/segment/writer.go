@@ -101,7 +101,7 @@ func (l *Log) startSegment(st *stream, prev *sealSync) error {
 	if buf == nil {
 		buf = make([]byte, 0, writeBehind+64<<10)
 	}
-	s := &segFile{num: n, f: f, flushed: FileHeaderSize, wbuf: buf[:0], prev: prev, cleaner: st.flags&FlagCleanerStream != 0,
+	s := &segFile{num: n, f: f, flushed: FileHeaderSize, wbuf: buf[:0], prev: prev, cleaner: st.flags&FlagCleanerStream != 0, fresh: true,
 		wbEvery: min(EarlyWriteback, max(l.segSize.Load()/4, 256<<10))}
 	s.size.Store(FileHeaderSize)
 	l.bytes.Add(FileHeaderSize)
@@ -235,7 +235,7 @@ func (l *Log) appendRaw(st *stream, mu *sync.Mutex, raws [][]byte, pos []Pos) ([
 		return pos, err
 	}
 	for _, b := range raws {
-		p, err := l.appendEncodedLocked(st, int64(len(b)), func(dst []byte) []byte { return append(dst, b...) })
+		p, err := l.appendEncodedLocked(st, int64(len(b)), Kind(b[5]), func(dst []byte) []byte { return append(dst, b...) })
 		if err != nil {
 			return pos, err
 		}
@@ -270,13 +270,13 @@ func checkAppend(r *Record) error {
 
 // appendLocked appends a checked record (appendMu held, the log usable).
 func (l *Log) appendLocked(r *Record) (Pos, error) {
-	return l.appendEncodedLocked(&l.fg, int64(HeaderSize+len(r.Payload)), func(dst []byte) []byte { return Encode(dst, r) })
+	return l.appendEncodedLocked(&l.fg, int64(HeaderSize+len(r.Payload)), r.Kind, func(dst []byte) []byte { return Encode(dst, r) })
 }
 
-// appendEncodedLocked appends the n bytes enc appends to the gathering
-// buffer of stream st (its append lock held, the log usable). The cleaner
-// stream's first append starts its first segment.
-func (l *Log) appendEncodedLocked(st *stream, n int64, enc func([]byte) []byte) (Pos, error) {
+// appendEncodedLocked appends the n bytes enc appends (one record of kind
+// k) to the gathering buffer of stream st (its append lock held, the log
+// usable). The cleaner stream's first append starts its first segment.
+func (l *Log) appendEncodedLocked(st *stream, n int64, k Kind, enc func([]byte) []byte) (Pos, error) {
 	if st.active == nil {
 		if err := l.retry(func() error { return l.startSegment(st, nil) }); err != nil {
 			return Pos{}, fmt.Errorf("segment: %w", err)
@@ -288,6 +288,9 @@ func (l *Log) appendEncodedLocked(st *stream, n int64, enc func([]byte) []byte) 
 	}
 	s := st.active
 	off := s.size.Load()
+	if k != KindData && !s.mixed.Load() {
+		s.mixed.Store(true) // before the record is visible (size)
+	}
 	s.bufMu.Lock()
 	defer s.bufMu.Unlock()
 	// Write what is gathered first if this record would overflow it, so a
