@@ -121,10 +121,12 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	}
 	t1 := time.Now()
 	l.namesChanged()
+	killPointForTest("lazy-created")
 	layer, err := l.lazyLayerOf(r.To)
 	if err == nil {
 		err = l.store.AttachLazy(layer, rd, rowstore.HydrateOptions{})
 	}
+	killPointForTest("lazy-attached")
 	l.log.Debug("restore --lazy", "disk", r.To, "open_region_disk", t1.Sub(t0), "create_and_attach", time.Since(t1))
 	if err != nil {
 		rd.Close()
@@ -141,6 +143,8 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 		l.namesChanged()
 		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept)", herr, r.To)
 	}
+	killPointForTest("lazy-held")
+	killPointForTest("lazy-renamed")
 	if !r.Wait {
 		l.watchHold(layer, r.Region, rd)
 		st, _, _ := l.store.LazyStatusOf(r.To)
