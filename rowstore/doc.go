@@ -1041,7 +1041,9 @@
 // workers are gone (the service closes its region disk, releasing the
 // shared region lock; a snapshot's read opens it again); a disk made from
 // one of them starts hydration again; once GC removed the layer the source
-// is closed.
+// is closed. ListLazy leaves out a layer GC removed and forgets it when no
+// source is attached (one that never had one: a killed restore's
+// temporary disk deleted at the daemon's start; TestLazyListForgetsLayerGCRemoved).
 //
 // Diffs (sync) of a point that reads through a lazy layer not hydrated
 // yet are refused (ErrBusy): the index lacks its missing blocks. Check

@@ -142,12 +142,12 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 		return RestoreStats{}, fmt.Errorf("restore --lazy: %w", err)
 	}
 	t1 := time.Now()
-	killPointForTest("lazy-created")
+	lazyStep("lazy-created")
 	layer, err := l.lazyLayerOf(tmp)
 	if err == nil {
 		err = l.store.AttachLazy(layer, rd, rowstore.HydrateOptions{})
 	}
-	killPointForTest("lazy-attached")
+	lazyStep("lazy-attached")
 	if err != nil {
 		rd.Close()
 		l.dropTemp(tmp)
@@ -163,7 +163,7 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 		rd.Close()
 		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept)", herr, r.To)
 	}
-	killPointForTest("lazy-held")
+	lazyStep("lazy-held")
 	if err := l.store.RenameDisk(tmp, r.To); err != nil {
 		// A disk of that name was made meanwhile.
 		l.dropTemp(tmp)
@@ -176,7 +176,7 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	}
 	l.namesChanged()
 	l.log.Debug("restore --lazy", "disk", r.To, "open_region_disk", t1.Sub(t0), "create_attach_hold", time.Since(t1))
-	killPointForTest("lazy-renamed")
+	lazyStep("lazy-renamed")
 	if !r.Wait {
 		l.watchHold(layer, r.Region, rd)
 		st, _, _ := l.store.LazyStatusOf(r.To)
@@ -203,6 +203,19 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	_ = l.releaseHolds(ctx, r.Region) // hydrated: the disk no longer reads from the region (logged)
 	return RestoreStats{Blocks: last.Total, BlocksTotal: last.Total, BytesRead: last.BytesFetched, Hydrated: true}, nil
 }
+
+// lazyStep marks a step of restoreLazy: the daemon SIGKILLs itself there
+// when SNAPFS_TEST_KILL_AT names it (killPointForTest), and the package's
+// tests run testLazyStep there.
+func lazyStep(step string) {
+	killPointForTest(step)
+	if testLazyStep != nil {
+		testLazyStep(step)
+	}
+}
+
+// testLazyStep is set by tests only.
+var testLazyStep func(step string)
 
 func (l *Local) lazyLayerOf(disk string) (uint64, error) {
 	ls, err := l.store.ListLazy()
