@@ -50,7 +50,7 @@ func diskNames(t *testing.T, store string) []string {
 
 // TestLazyKillNeverListsUnheldDisk (the torture-regions.sh round-20
 // failure, seed 19764): host alpha's daemon SIGKILLed at each step of
-// restore --lazy (disk created, source attached, hold written, disk
+// restore --lazy (disk created, hold written, source attached, disk
 // renamed to its name); meanwhile beta prunes (alpha's dead lock removed
 // as a stale one would be), and alpha's daemon starts again. Each kill
 // leaves either a disk under the name asked for that reads whole and whose
@@ -63,7 +63,7 @@ func TestLazyKillNeverListsUnheldDisk(t *testing.T) {
 	a, b, _ := twoHostsFileRegion(t)
 	syncedSnapshot(t, b, 4, "base")
 	vol := filepath.Join(b.mp, "disks", "vol")
-	for i, point := range []string{"lazy-created", "lazy-attached", "lazy-held", "lazy-renamed"} {
+	for i, point := range []string{"lazy-created", "lazy-held", "lazy-attached", "lazy-renamed"} {
 		snap, to := fmt.Sprintf("k%d", i), fmt.Sprintf("vic%d", i)
 		writeAt(t, vol, 0, randBytes(t, 4<<20))
 		ok(t, b.dir, "snapshot", "create", snap, "--disk", "vol")

@@ -144,10 +144,6 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	t1 := time.Now()
 	lazyStep("lazy-created")
 	layer, err := l.lazyLayerOf(tmp)
-	if err == nil {
-		err = l.store.AttachLazy(layer, rd, rowstore.HydrateOptions{})
-	}
-	lazyStep("lazy-attached")
 	if err != nil {
 		rd.Close()
 		l.dropTemp(tmp)
@@ -155,24 +151,29 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	}
 	// The hold (local_hold.go), before the disk has its name: no prune of
 	// any host removes what the disk reads. It names r.To, the disk it
-	// holds for (a hold's release looks for snapshots of that name).
-	// Attached first, so the disk reads at once (rd's shared lock keeps
-	// prune out meanwhile).
+	// holds for (a hold's release looks for snapshots of that name). It is
+	// written through rd before rd is attached: once attached, the store
+	// closes rd when hydration ends, at once for a disk that stores few
+	// blocks, and a hold written through a closed rd failed
+	// (TestLazyRestoreOfEmptyDisk). rd's shared lock keeps prune out
+	// meanwhile.
 	if _, herr := rd.hold(ctx, m, origin, layer, r.To); herr != nil {
-		l.dropTemp(tmp)
 		rd.Close()
+		l.dropTemp(tmp)
 		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept)", herr, r.To)
 	}
 	lazyStep("lazy-held")
+	if err := l.store.AttachLazy(layer, rd, rowstore.HydrateOptions{}); err != nil {
+		rd.Close()
+		l.dropTemp(tmp)
+		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept; %s)", err, r.To, l.releaseLayerHold(ctx, r.Region, layer))
+	}
+	lazyStep("lazy-attached")
 	if err := l.store.RenameDisk(tmp, r.To); err != nil {
 		// A disk of that name was made meanwhile.
 		l.dropTemp(tmp)
 		rd.Close()
-		kept := "its hold was released"
-		if rerr := l.releaseLayerHold(ctx, r.Region, layer); rerr != nil {
-			kept = "its hold goes at the next daemon start or sync"
-		}
-		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept; %s)", err, r.To, kept)
+		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept; %s)", err, r.To, l.releaseLayerHold(ctx, r.Region, layer))
 	}
 	l.namesChanged()
 	l.log.Debug("restore --lazy", "disk", r.To, "open_region_disk", t1.Sub(t0), "create_attach_hold", time.Since(t1))

@@ -9,8 +9,8 @@ import (
 )
 
 // What a killed restore --lazy leaves (local_lazy.go builds the disk under
-// a temporary name, attaches its source, writes its hold naming the final
-// name, then renames it): a temporary disk over a lazy layer, perhaps its
+// a temporary name, writes its hold naming the final name, attaches its
+// source, then renames it): a temporary disk over a lazy layer, perhaps its
 // hold in the region. The daemon's start (CleanRegionLeftovers, before
 // rowstore's CleanTempDisks and before the mount lists disks) deletes such
 // disks itself, so that it knows their layers: orphans. An orphan layer is
@@ -33,19 +33,20 @@ func (l *Local) dropTemp(tmp string) {
 }
 
 // releaseLayerHold releases this host's hold of lazy layer layer in region
-// (a restore that wrote it and then kept no disk).
-func (l *Local) releaseLayerHold(ctx context.Context, region string, layer uint64) error {
+// (a restore that wrote it and then kept no disk); it says what became of
+// the hold, for the restore's error.
+func (l *Local) releaseLayerHold(ctx context.Context, region string, layer uint64) string {
 	m, err := l.manager()
-	if err != nil {
-		return err
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), holdReleaseTimeout)
+		defer cancel()
+		_, err = m.ReleaseOwnHolds(ctx, region, func(h replicate.HoldInfo) bool { return h.Layer != layer })
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), holdReleaseTimeout)
-	defer cancel()
-	_, err = m.ReleaseOwnHolds(ctx, region, func(h replicate.HoldInfo) bool { return h.Layer != layer })
 	if err != nil {
-		l.log.Warn("restore --lazy: releasing the hold of a disk not kept failed (retried at the next daemon start)", "region", region, "layer", layer, "err", err)
+		l.log.Warn("restore --lazy: releasing the hold of a disk not kept failed (retried at the next daemon start and sync)", "region", region, "layer", layer, "err", err)
+		return "its hold goes at the next daemon start or sync"
 	}
-	return err
+	return "its hold was released"
 }
 
 // cleanLazyTemps deletes the temporary disks of killed lazy restores and

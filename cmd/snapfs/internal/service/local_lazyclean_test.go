@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -160,6 +161,35 @@ func TestLazyKilledRestoreCleanedAtStart(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("after the start: lazy layers %+v, holds %q; want none", ls, holds)
+		}
+	}
+}
+
+// TestLazyRestoreOfEmptyDisk: restore --lazy of a disk that stores no
+// block (all zeros) succeeds every time: its hydration ends at once and
+// the store closes the region disk, which must not be before the hold is
+// written through it (the restore failed "disk not kept" then).
+func TestLazyRestoreOfEmptyDisk(t *testing.T) {
+	ctx := context.Background()
+	l, m := syncedLocal(t)
+	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "z", Size: 4 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateSnapshot(ctx, "s2", []string{"z"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Sync(ctx, SyncRequest{Region: "dr"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		to := fmt.Sprintf("e%d", i)
+		if _, err := l.Restore(ctx, RestoreRequest{Region: "dr", Snapshot: "s2", Disk: "z", To: to, Lazy: true}, nil); err != nil {
+			t.Fatalf("restore --lazy #%d of an empty disk: %v", i, err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(holdDisks(t, m)) > 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("holds of hydrated empty disks left: %q", holdDisks(t, m))
 		}
 	}
 }
