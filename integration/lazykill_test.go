@@ -127,3 +127,56 @@ func TestLazyKillNeverListsUnheldDisk(t *testing.T) {
 	ok(t, a.dir, "restore", "--region", "shared", "--snapshot", "nk3", "--host", "beta", "--disk", "vol", "--to", "vic0", "--lazy")
 	waitHydrated(t, a.dir, "vic0", 30*time.Second)
 }
+
+// TestLazyKillOfflineRestore: without a daemon, the command does the
+// restore itself: a restore --lazy killed at each step before its disk is
+// named (created, held, attached) leaves nothing that the next daemon
+// start lists, and no hold once it started, while beta pruned meanwhile;
+// a restore --lazy run to its end without a daemon gives a disk that the
+// daemon hydrates and that reads whole.
+func TestLazyKillOfflineRestore(t *testing.T) {
+	a, b, _ := twoHostsFileRegion(t)
+	vol := filepath.Join(b.mp, "disks", "vol")
+	want := syncedSnapshot(t, b, 4, "s1")
+	stopDaemon(t, a.dir, a.mp, a.pid)
+	ok(t, a.dir, "restore", "--region", "shared", "--snapshot", "s1", "--host", "beta", "--disk", "vol", "--to", "whole", "--lazy", "--rate", "64K")
+	points := []string{"lazy-created", "lazy-held", "lazy-attached"}
+	for i, point := range points {
+		snap := fmt.Sprintf("k%d", i)
+		writeAt(t, vol, 0, randBytes(t, 1<<20))
+		ok(t, b.dir, "snapshot", "create", snap, "--disk", "vol")
+		ok(t, b.dir, "sync", "--region", "shared")
+		cmd := exec.Command(bin, "restore", "--region", "shared", "--snapshot", snap, "--host", "beta", "--disk", "vol", "--to", "vic"+snap, "--lazy", "--rate", "64K")
+		cmd.Env = append(os.Environ(), "SNAPFS_STORE="+a.dir, "SNAPFS_TEST_KILL_AT="+point)
+		if out, err := cmd.CombinedOutput(); err == nil {
+			t.Fatalf("kill at %s: restore --lazy without a daemon succeeded: %s", point, out)
+		}
+	}
+	// beta prunes every k (no hold) while alpha has no daemon.
+	ok(t, b.dir, "region", "unlock", "shared", "--force")
+	ok(t, b.dir, "snapshot", "create", "last", "--disk", "vol")
+	ok(t, b.dir, "sync", "--region", "shared")
+	ok(t, b.dir, "region", "prune", "shared", "--keep-last", "1")
+
+	a.pid = daemon(t, a.dir, a.mp)
+	names := diskNames(t, a.dir)
+	if !slices.Equal(names, []string{"whole"}) {
+		for _, n := range names {
+			if n != "whole" {
+				if _, err := os.ReadFile(filepath.Join(a.mp, "disks", n)); err != nil {
+					t.Errorf("disk %s left by a killed restore reads: %v", n, err)
+				}
+			}
+		}
+		t.Fatalf("disks after killed restores without a daemon: %q, want [whole]", names)
+	}
+	waitHeld(t, b.dir, "beta", "s1", []string{"alpha/whole"})
+	for _, s := range regionSnapshots(t, b.dir, "shared") {
+		if len(s.HeldBy) > 0 && s.Name != "s1" {
+			t.Fatalf("snapshot %s still held by %q after the daemon started", s.Name, s.HeldBy)
+		}
+	}
+	if got := fileSum(t, filepath.Join(a.mp, "disks", "whole")); got != want {
+		t.Fatal("disk whole, restored lazily without a daemon, differs from s1")
+	}
+}
