@@ -178,8 +178,10 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	l.namesChanged()
 	l.log.Debug("restore --lazy", "disk", r.To, "open_region_disk", t1.Sub(t0), "create_attach_hold", time.Since(t1))
 	lazyStep("lazy-renamed")
+	// Released once hydrated, also when --wait is interrupted (the disk
+	// hydrates on; TestLazyWaitInterruptedReleasesHoldWhenHydrated).
+	l.watchHold(layer, r.Region, rd)
 	if !r.Wait {
-		l.watchHold(layer, r.Region, rd)
 		st, _, _ := l.store.LazyStatusOf(r.To)
 		// Hydration counts what is missing in the background: until it
 		// has, its total is 0, but the region's disk knows it now.

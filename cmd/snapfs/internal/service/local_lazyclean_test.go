@@ -193,3 +193,32 @@ func TestLazyRestoreOfEmptyDisk(t *testing.T) {
 		}
 	}
 }
+
+// TestLazyWaitInterruptedReleasesHoldWhenHydrated: restore --lazy --wait
+// interrupted (the user's Ctrl-C) keeps the disk hydrating; once it is
+// whole its hold is released then, not at the next daemon start or sync.
+func TestLazyWaitInterruptedReleasesHoldWhenHydrated(t *testing.T) {
+	l, m := syncedLocal(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := l.Restore(ctx, RestoreRequest{Region: "dr", Snapshot: "s1", Disk: "d", To: "lz", Lazy: true, Wait: true, Rate: 2 << 20}, nil)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("restore --lazy --wait interrupted: %v (hydration done within 300 ms: lower the rate)", err)
+	}
+	if got := holdDisks(t, m); !slices.Equal(got, []string{"lz"}) {
+		t.Fatalf("holds while lz hydrates: %q", got)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, lazy, err := l.store.LazyStatusOf("lz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := holdDisks(t, m)
+		if !lazy && len(got) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lz lazy %v, holds %q: the hold of a hydrated disk stays", lazy, got)
+		}
+	}
+}
