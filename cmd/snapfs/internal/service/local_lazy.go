@@ -101,7 +101,7 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 		return RestoreStats{}, fmt.Errorf("%w: disk name %q is reserved for temporary disks", rowstore.ErrInvalid, r.To)
 	}
 	if _, err := l.store.GetDisk(r.To); err == nil {
-		return RestoreStats{}, fmt.Errorf("restore --lazy: %w: local disk %q", rowstore.ErrExists, r.To)
+		return RestoreStats{}, fmt.Errorf("%w: local disk %q", rowstore.ErrExists, r.To) // as the eager restore says
 	} else if !errors.Is(err, rowstore.ErrNotFound) {
 		return RestoreStats{}, fmt.Errorf("restore --lazy: %w", err)
 	}
