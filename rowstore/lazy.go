@@ -354,7 +354,19 @@ func (ll *lazyLayer) fill(ctx context.Context, b ids.Block, dst []byte, read boo
 		select {
 		case <-c.done:
 		case <-slow:
-			return ll.readDirect(ctx, src, b, dst)
+			had, err := ll.readDirect(ctx, src, b, dst)
+			if err == nil {
+				return had, nil
+			}
+			// The batch may have fetched the block, ended hydration and
+			// had src closed meanwhile (a small disk hydrates in moments):
+			// its result is the block then, not this read's EIO
+			// (TestLazyReadDirectAfterSourceClosed).
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+				return false, err
+			}
 		case <-ctx.Done():
 			return false, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 		}
