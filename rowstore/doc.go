@@ -1015,7 +1015,9 @@
 // pack and data shard for neighbouring records), digested together and
 // appended under one hold of the append lock (storeLazyBatch). A read of
 // a block a batch is fetching waits for it at most 10 ms, then reads it
-// from the source itself without keeping it (the batch keeps it).
+// from the source itself without keeping it (the batch keeps it); if that
+// read fails (the batch ended hydration and the source was closed
+// meanwhile) it takes the batch's result.
 //
 // The rate (--rate) bounds background hydration, never a read. A token
 // bucket holds the bytes a second (the origin's rate, 1/4 s burst, at
