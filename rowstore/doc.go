@@ -1137,7 +1137,9 @@
 // pack and data shard for neighbouring records), digested together and
 // appended under one hold of the append lock (storeLazyBatch). A read of
 // a block a batch is fetching waits for it at most 10 ms, then reads it
-// from the source itself without keeping it (the batch keeps it).
+// from the source itself without keeping it (the batch keeps it); if that
+// read fails (the batch ended hydration and the source was closed
+// meanwhile) it takes the batch's result.
 //
 // The rate (--rate) bounds background hydration, never a read. A token
 // bucket holds the bytes a second (the origin's rate, 1/4 s burst, at
@@ -1163,7 +1165,9 @@
 // workers are gone (the service closes its region disk, releasing the
 // shared region lock; a snapshot's read opens it again); a disk made from
 // one of them starts hydration again; once GC removed the layer the source
-// is closed.
+// is closed. ListLazy leaves out a layer GC removed and forgets it when no
+// source is attached (one that never had one: a killed restore's
+// temporary disk deleted at the daemon's start; TestLazyListForgetsLayerGCRemoved).
 //
 // Diffs (sync) of a point that reads through a lazy layer not hydrated
 // yet are refused (ErrBusy): the index lacks its missing blocks. Check

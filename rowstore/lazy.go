@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -353,7 +354,19 @@ func (ll *lazyLayer) fill(ctx context.Context, b ids.Block, dst []byte, read boo
 		select {
 		case <-c.done:
 		case <-slow:
-			return ll.readDirect(ctx, src, b, dst)
+			had, err := ll.readDirect(ctx, src, b, dst)
+			if err == nil {
+				return had, nil
+			}
+			// The batch may have fetched the block, ended hydration and
+			// had src closed meanwhile (a small disk hydrates in moments):
+			// its result is the block then, not this read's EIO
+			// (TestLazyReadDirectAfterSourceClosed).
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+				return false, err
+			}
 		case <-ctx.Done():
 			return false, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 		}
@@ -657,14 +670,54 @@ func (s *Store) ListLazy() ([]LazyLayer, error) {
 		return nil, err
 	}
 	s.lazy.mu.RLock()
-	defer s.lazy.mu.RUnlock()
 	var out []LazyLayer
 	for id, ll := range m {
 		if !ll.isDone() {
 			out = append(out, LazyLayer{Layer: uint64(id), Origin: ll.origin, Disks: users[id]})
 		}
 	}
-	return out, nil
+	s.lazy.mu.RUnlock()
+	return s.dropRemovedLazy(out)
+}
+
+// dropRemovedLazy leaves out of ls the layers GC removed from the catalog
+// (nothing read them) and forgets those no source is attached to (an
+// attached one's hydrator forgets it itself when it sees it gone:
+// AttachLazy). Without it, a lazy layer of a disk deleted before any
+// source was attached (a killed restore's temporary disk, deleted at the
+// daemon's start) stayed listed after GC until the store was reopened.
+func (s *Store) dropRemovedLazy(ls []LazyLayer) ([]LazyLayer, error) {
+	var gone []ids.Layer
+	err := s.idx.View(func(t *index.Txn) error {
+		for _, x := range ls {
+			if len(x.Disks) > 0 {
+				continue
+			}
+			_, err := t.Layer(ids.Layer(x.Layer))
+			if errors.Is(err, index.ErrNotFound) {
+				gone = append(gone, ids.Layer(x.Layer))
+			} else if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || len(gone) == 0 {
+		return ls, err
+	}
+	s.lazy.mu.Lock()
+	for _, id := range gone {
+		if ll := s.lazy.layers[id]; ll != nil {
+			ll.mu.Lock()
+			attached := ll.src != nil
+			ll.mu.Unlock()
+			if !attached {
+				delete(s.lazy.layers, id)
+			}
+		}
+	}
+	s.lazy.mu.Unlock()
+	return slices.DeleteFunc(ls, func(x LazyLayer) bool { return slices.Contains(gone, ids.Layer(x.Layer)) }), nil
 }
 
 // lazyUsers maps each layer at the bottom of a disk's chain to the disks.

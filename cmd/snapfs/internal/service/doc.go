@@ -67,8 +67,13 @@
 // local_lazy.go: Restore with Lazy opens the region's disk
 // (replicate.RemoteDisk, range reads verified against chunk ids), refuses
 // an encrypted one, creates the disk over a rowstore lazy layer
-// (CreateLazyDisk) and attaches the region's disk as its source; with Wait
-// it streams "hydrate" progress events (start, blocks, done) as sync does.
+// (CreateLazyDisk) under a temporary name, attaches the region's disk as
+// its source, writes its hold (local_hold.go, naming the final name) and
+// only then renames it: a disk under the name asked for always has its
+// hold. A killed restore's temporary disk is deleted at the daemon's start
+// with its hold released and its layer dropped (local_lazyclean.go); with
+// Wait it streams "hydrate" progress events (start, blocks, done) as sync
+// does.
 // The source is reopened after a read fails as unavailable (at most every
 // 5 s: a RemoteDisk keeps the stores it opened). SetDaemon re-attaches the
 // source of every lazy layer in the background (retrying every 1 s to 1

@@ -59,6 +59,9 @@ func (l *Local) holdLive(region string) func(replicate.HoldInfo) bool {
 		if i < 0 || ls[i].Origin.Region != region {
 			return false // hydrated, or gone
 		}
+		if len(ls[i].Disks) == 0 && l.isOrphan(h.Layer) {
+			return false // a killed restore's, its disk deleted at start (local_lazyclean.go)
+		}
 		return stillRead(ls[i], snaps, h.Disk)
 	}
 }
@@ -67,12 +70,7 @@ func (l *Local) holdLive(region string) func(replicate.HoldInfo) bool {
 // (which read through it) went: a disk reads through it, or a snapshot
 // holds a disk of that name: the rule of a hold's release (holdLive).
 func stillRead(x rowstore.LazyLayer, snaps []rowstore.SnapshotInfo, disk string) bool {
-	if len(x.Disks) > 0 {
-		return true
-	}
-	return slices.ContainsFunc(snaps, func(s rowstore.SnapshotInfo) bool {
-		return slices.ContainsFunc(s.Disks, func(d rowstore.SnapshotDiskInfo) bool { return d.Name == disk })
-	})
+	return len(x.Disks) > 0 || snapshotOf(snaps, disk)
 }
 
 // releaseHolds releases this host's holds in region that no longer hold

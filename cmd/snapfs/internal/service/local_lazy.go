@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,10 @@ type lazyState struct {
 	holdCtxV    context.Context
 	holdCancel  context.CancelFunc
 	holdStopped bool
+	// orphans are the lazy layers of killed restores' temporary disks,
+	// deleted at start (local_lazyclean.go): never attached again, their
+	// holds released.
+	orphans map[uint64]bool
 }
 
 // setAttachErr records (err nil: clears) why layer's source is not attached.
@@ -92,6 +97,14 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	if err := rowstore.ValidateName("disk", r.To); err != nil {
 		return RestoreStats{}, err
 	}
+	if rowstore.IsTempDiskName(r.To) {
+		return RestoreStats{}, fmt.Errorf("%w: disk name %q is reserved for temporary disks", rowstore.ErrInvalid, r.To)
+	}
+	if _, err := l.store.GetDisk(r.To); err == nil {
+		return RestoreStats{}, fmt.Errorf("%w: local disk %q", rowstore.ErrExists, r.To) // as the eager restore says
+	} else if !errors.Is(err, rowstore.ErrNotFound) {
+		return RestoreStats{}, fmt.Errorf("restore --lazy: %w", err)
+	}
 	m, err := l.manager()
 	if err != nil {
 		return RestoreStats{}, err
@@ -115,34 +128,60 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	if want != nil {
 		origin.HostID, origin.SnapshotID, origin.Created = want.HostID, want.SnapshotID, want.Created
 	}
-	if _, err := l.store.CreateLazyDisk(r.To, origin, rd.StoredBlocks()); err != nil {
+	// The disk is built under a temporary name and gets its own only once
+	// its hold is written: a process killed at any step leaves either
+	// nothing under r.To (the daemon's start deletes the temporary disk,
+	// drops its layer and releases its hold: cleanLazyTemps) or a disk
+	// whose hold keeps its snapshot from every host's prune
+	// (TestLazyKillNeverListsUnheldDisk). A disk listed without its hold
+	// read EIO for good once another host pruned its snapshot.
+	tmp, release := rowstore.NewTempDiskName()
+	defer release()
+	if _, err := l.store.CreateLazyDisk(tmp, origin, rd.StoredBlocks()); err != nil {
 		rd.Close()
-		return RestoreStats{}, err
+		return RestoreStats{}, fmt.Errorf("restore --lazy: %w", err)
 	}
 	t1 := time.Now()
-	l.namesChanged()
-	layer, err := l.lazyLayerOf(r.To)
-	if err == nil {
-		err = l.store.AttachLazy(layer, rd, rowstore.HydrateOptions{})
-	}
-	l.log.Debug("restore --lazy", "disk", r.To, "open_region_disk", t1.Sub(t0), "create_and_attach", time.Since(t1))
+	lazyStep("lazy-created")
+	layer, err := l.lazyLayerOf(tmp)
 	if err != nil {
 		rd.Close()
-		return RestoreStats{}, fmt.Errorf("restore --lazy: disk %s was created; its hydration starts with the next daemon: %w", r.To, err)
+		l.dropTemp(tmp)
+		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept)", err, r.To)
 	}
-	// The hold (local_hold.go), before the disk is reported usable: no
-	// prune of any host removes what the disk reads. Attached first, so
-	// the disk reads at once (rd's shared lock keeps prune out meanwhile).
+	// The hold (local_hold.go), before the disk has its name: no prune of
+	// any host removes what the disk reads. It names r.To, the disk it
+	// holds for (a hold's release looks for snapshots of that name). It is
+	// written through rd before rd is attached: once attached, the store
+	// closes rd when hydration ends, at once for a disk that stores few
+	// blocks, and a hold written through a closed rd failed
+	// (TestLazyRestoreOfEmptyDisk). rd's shared lock keeps prune out
+	// meanwhile.
 	if _, herr := rd.hold(ctx, m, origin, layer, r.To); herr != nil {
-		if derr := l.store.DeleteDisk(r.To, true); derr != nil {
-			l.log.Warn("restore --lazy: removing the disk after its hold failed", "disk", r.To, "err", derr)
-		}
 		rd.Close()
-		l.namesChanged()
+		l.dropTemp(tmp)
 		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept)", herr, r.To)
 	}
+	lazyStep("lazy-held")
+	if err := l.store.AttachLazy(layer, rd, rowstore.HydrateOptions{}); err != nil {
+		rd.Close()
+		l.dropTemp(tmp)
+		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept; %s)", err, r.To, l.releaseLayerHold(ctx, r.Region, layer))
+	}
+	lazyStep("lazy-attached")
+	if err := l.store.RenameDisk(tmp, r.To); err != nil {
+		// A disk of that name was made meanwhile.
+		l.dropTemp(tmp)
+		rd.Close()
+		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept; %s)", err, r.To, l.releaseLayerHold(ctx, r.Region, layer))
+	}
+	l.namesChanged()
+	l.log.Debug("restore --lazy", "disk", r.To, "open_region_disk", t1.Sub(t0), "create_attach_hold", time.Since(t1))
+	lazyStep("lazy-renamed")
+	// Released once hydrated, also when --wait is interrupted (the disk
+	// hydrates on; TestLazyWaitInterruptedReleasesHoldWhenHydrated).
+	l.watchHold(layer, r.Region, rd)
 	if !r.Wait {
-		l.watchHold(layer, r.Region, rd)
 		st, _, _ := l.store.LazyStatusOf(r.To)
 		// Hydration counts what is missing in the background: until it
 		// has, its total is 0, but the region's disk knows it now.
@@ -168,6 +207,19 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	return RestoreStats{Blocks: last.Total, BlocksTotal: last.Total, BytesRead: last.BytesFetched, Hydrated: true}, nil
 }
 
+// lazyStep marks a step of restoreLazy: the daemon SIGKILLs itself there
+// when SNAPFS_TEST_KILL_AT names it (killPointForTest), and the package's
+// tests run testLazyStep there.
+func lazyStep(step string) {
+	killPointForTest(step)
+	if testLazyStep != nil {
+		testLazyStep(step)
+	}
+}
+
+// testLazyStep is set by tests only.
+var testLazyStep func(step string)
+
 func (l *Local) lazyLayerOf(disk string) (uint64, error) {
 	ls, err := l.store.ListLazy()
 	if err != nil {
@@ -189,12 +241,14 @@ func (l *Local) lazyLayerOf(disk string) (uint64, error) {
 // until it can or the Local closes; meanwhile reads of missing blocks fail
 // with EIO.
 func (l *Local) resumeLazy() {
-	l.sweepHolds() // local_hold.go: holds whose release failed before
+	l.sweepHolds()  // local_hold.go: holds whose release failed before
+	l.dropOrphans() // local_lazyclean.go: a killed restore's layers
 	ls, err := l.store.ListLazy()
 	if err != nil {
 		l.log.Warn("lazy disks: list", "err", err)
 		return
 	}
+	ls = slices.DeleteFunc(ls, func(x rowstore.LazyLayer) bool { return l.isOrphan(x.Layer) })
 	if len(ls) == 0 {
 		return
 	}
