@@ -172,7 +172,10 @@
 // live map holds that key, so its epoch key is in the index already;
 // applyCommit, segusage.go knownKeys). So the index never points at unsynced data; after a
 // crash, Open replays the log from the checkpoint (keeping the higher
-// sequence number per key) and drops a torn tail. Disk.Sync flushes the
+// sequence number per key, and writing again the epoch key of a version
+// the index keeps: a commit's batch is several Badger transactions, and a
+// crash between two can keep a version key without its epoch key;
+// TestReplayHealsTornEpochKey) and drops a torn tail. Disk.Sync flushes the
 // cache and commits: everything written before it is then durable
 // (invariant 1). Disk.Sync (an fsync through the mount) returns once the
 // log is synced (store.go, commitLog): the index batch and the checkpoint

@@ -236,6 +236,15 @@ func (s *Store) applyVersion(b *index.Batch, r *segment.Record, v index.Version,
 			return err
 		}
 		if err == nil && (old.Seq > r.Seq || old.Seq == r.Seq && (old.Zero() || segs[old.Segment])) {
+			// The index keeps its version, but its epoch key is written
+			// again: a commit's batch is several Badger transactions, and
+			// a crash between two can keep a version key without its epoch
+			// key (written after it), with no checkpoint past the record.
+			// Diffs read the epoch keys, and a later overwrite at the same
+			// key writes the version key only (applyCommit, knownKeys).
+			if err := b.SetVersion(k.layer, k.block, k.epoch, old); err != nil {
+				return err
+			}
 			continue
 		}
 		applied[k] = r.Seq

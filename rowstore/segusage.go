@@ -449,8 +449,10 @@ func (lm *liveMap) usage() map[ids.Segment]int64 {
 // version at it (nil without a map): the index then holds that version's
 // key and its epoch key (every writer writes or deletes both, and the map
 // never holds a version the index does not: it is built from the index and
-// told every write and deletion after it succeeded, or dropped), so a new
-// version at the key needs its version key written only (applyCommit).
+// told every write and deletion after it succeeded, or dropped; a batch
+// torn by a crash between its Badger transactions is made whole again by
+// the replay, replay.go applyVersion), so a new version at the key needs
+// its version key written only (applyCommit).
 // Called with idxMu held, so no deletion comes between this and the write.
 func (lm *liveMap) knownKeys(keys []vkey) []bool {
 	lm.mu.Lock()
