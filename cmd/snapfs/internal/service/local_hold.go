@@ -30,9 +30,10 @@ const holdReleaseTimeout = 30 * time.Second
 
 // holdLive reports whether hold h of this host still needs its snapshot:
 // its layer is a lazy layer of region not hydrated yet that a disk reads
-// through, or (no disk any more) a local snapshot still holds a disk of
-// the hold's disk name (it may read through the layer). ls is listed
-// after the holds were, so a hold being written meanwhile finds its layer.
+// through, or (no disk any more) a snapshot member or an image reads
+// through it, or a local snapshot still holds a disk of the hold's disk
+// name (stillRead). ls is listed after the holds were, so a hold being
+// written meanwhile finds its layer.
 func (l *Local) holdLive(region string) func(replicate.HoldInfo) bool {
 	var (
 		ls     []rowstore.LazyLayer
@@ -67,10 +68,12 @@ func (l *Local) holdLive(region string) func(replicate.HoldInfo) bool {
 }
 
 // stillRead reports whether lazy layer x may still be read after disk
-// (which read through it) went: a disk reads through it, or a snapshot
-// holds a disk of that name: the rule of a hold's release (holdLive).
+// (which read through it) went: a disk, a snapshot member or an image
+// reads through it (an image of a snapshot of the disk, the disk and the
+// snapshot deleted: TestRev12lazyImageKeepsHold), or a snapshot holds a
+// disk of that name: the rule of a hold's release (holdLive).
 func stillRead(x rowstore.LazyLayer, snaps []rowstore.SnapshotInfo, disk string) bool {
-	return len(x.Disks) > 0 || snapshotOf(snaps, disk)
+	return len(x.Disks) > 0 || x.Readers > 0 || snapshotOf(snaps, disk)
 }
 
 // releaseHolds releases this host's holds in region that no longer hold

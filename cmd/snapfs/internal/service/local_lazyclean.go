@@ -58,20 +58,13 @@ func (l *Local) cleanLazyTemps() {
 		l.log.Warn("lazy disks: listing for a killed restore's leftovers", "err", err)
 		return
 	}
-	var snaps []rowstore.SnapshotInfo
-	listed := false
 	for _, x := range ls {
 		if len(x.Disks) == 0 || !slices.ContainsFunc(x.Disks, rowstore.IsTempDiskName) {
 			continue
 		}
-		if !listed {
-			listed = true
-			if snaps, err = l.store.ListSnapshots(); err != nil {
-				l.log.Warn("lazy disks: listing snapshots for a killed restore's leftovers", "err", err)
-				return
-			}
-		}
-		orphan := true
+		// A snapshot member or an image reads the layer (a snapshot of the
+		// temporary disk taken by hand while it was built): not an orphan.
+		orphan := x.Readers == 0
 		for _, d := range x.Disks {
 			if !rowstore.IsTempDiskName(d) {
 				orphan = false // a disk of its own reads it (none should)
@@ -83,9 +76,6 @@ func (l *Local) cleanLazyTemps() {
 				continue
 			}
 			l.log.Info("deleted the temporary disk of a killed restore --lazy", "disk", d, "layer", x.Layer, "region", x.Origin.Region, "snapshot", x.Origin.Snapshot)
-			if snapshotOf(snaps, d) {
-				orphan = false // a snapshot of it reads the layer (taken by hand while it was built)
-			}
 		}
 		if orphan {
 			l.lz.mu.Lock()
