@@ -881,6 +881,16 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 			// snapshots, images and clones that still do, until GC removes
 			// the layer (then it is closed: it holds a region lock); a disk
 			// made from one of them later starts hydration again.
+			if !hydrate {
+				// Attached for reads only (NoHydrate: no disk used the
+				// layer): told idle as a hydration stopped for lack of
+				// disks tells it, or a region disk kept its shared lock,
+				// and every host's prune failed ErrLocked, for as long as
+				// the store stayed open (TestRev12lazyNoHydrateAttachIdles).
+				if i, ok := src.(LayerIdler); ok {
+					i.Idle()
+				}
+			}
 			gone, users := ll.waitUsers(ctx)
 			if gone {
 				s.log.Info("lazy layer removed; its source is closed", "layer", layer)
