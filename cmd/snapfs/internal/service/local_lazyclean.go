@@ -20,8 +20,9 @@ import (
 //
 // A temporary disk deleted by CleanTempDisks alone (a daemonless command
 // opened the store first) leaves a layer no disk reads: it is attached for
-// reads only until a GC drops it, and its hold goes at the first sweep that
-// finds no local snapshot of the hold's disk name, or its layer gone.
+// reads only (its source idle, holding no region lock) until a GC drops
+// it, and its hold goes at the first sweep (no disk, snapshot member or
+// image reads the layer: stillRead).
 
 // dropTemp deletes restoreLazy's temporary disk tmp after a failed step
 // (logged: the next daemon start deletes it otherwise).
@@ -86,13 +87,6 @@ func (l *Local) cleanLazyTemps() {
 			l.lz.mu.Unlock()
 		}
 	}
-}
-
-// snapshotOf reports whether a snapshot of snaps holds a disk named disk.
-func snapshotOf(snaps []rowstore.SnapshotInfo, disk string) bool {
-	return slices.ContainsFunc(snaps, func(s rowstore.SnapshotInfo) bool {
-		return slices.ContainsFunc(s.Disks, func(d rowstore.SnapshotDiskInfo) bool { return d.Name == disk })
-	})
 }
 
 // isOrphan reports whether layer is a killed lazy restore's (cleanLazyTemps).

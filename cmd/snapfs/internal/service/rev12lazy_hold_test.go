@@ -105,3 +105,47 @@ func TestRev12lazySnapshotOfTempDiskKeepsHold(t *testing.T) {
 		t.Fatalf("holds once nothing reads the layer: %q", got)
 	}
 }
+
+// TestRev12lazyDaemonlessLeftoverHoldReleased: a restore --lazy killed
+// after its hold, its temporary disk then deleted by a daemonless region
+// command (replicate's CleanTempDisks: no orphan record), leaves a layer
+// nothing reads. Its hold must go at the next sweep even though a local
+// snapshot holds an earlier, unrelated disk of the hold's name (lz): that
+// snapshot does not read the layer. Before, the name rule kept the hold,
+// and so the region's snapshot from every host's prune, until a GC
+// happened to remove the layer.
+func TestRev12lazyDaemonlessLeftoverHoldReleased(t *testing.T) {
+	ctx := context.Background()
+	l, m := syncedLocal(t)
+	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "lz", Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateSnapshot(ctx, "old", []string{"lz"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DeleteDisk(ctx, "lz", false); err != nil {
+		t.Fatal(err)
+	}
+	tmp, release := rowstore.NewTempDiskName()
+	origin := rowstore.LazyOrigin{Region: "dr", Snapshot: "s1", Disk: "d", Size: 4 << 20, BlockSize: 64 << 10}
+	if _, err := l.store.CreateLazyDisk(tmp, origin, 64); err != nil {
+		t.Fatal(err)
+	}
+	layer, err := l.lazyLayerOf(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.PutHold(ctx, "dr", "", "s1", "d", layer, "lz"); err != nil {
+		t.Fatal(err)
+	}
+	release()                          // the process that built it is gone
+	if l.store.CleanTempDisks() != 1 { // a daemonless region command's
+		t.Fatal("the temporary disk was not deleted")
+	}
+	if err := l.releaseHolds(ctx, "dr"); err != nil {
+		t.Fatal(err)
+	}
+	if got := holdDisks(t, m); len(got) != 0 {
+		t.Fatalf("holds of a layer nothing reads: %q", got)
+	}
+}
