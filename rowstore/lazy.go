@@ -669,6 +669,12 @@ func (s *Store) ListLazy() ([]LazyLayer, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.lazy.mu.RLock()
+	none := len(m) == 0
+	s.lazy.mu.RUnlock()
+	if none {
+		return nil, nil // (no walk of every disk, snapshot and image)
+	}
 	users, err := s.lazyUsers()
 	if err != nil {
 		return nil, err
