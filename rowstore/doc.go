@@ -1165,12 +1165,17 @@
 // map still says "not found" reads through the index. While no disk reads
 // through the layer (the disk was deleted; its snapshots still may)
 // hydration stops, and a source that is a LayerIdler is told so once the
-// workers are gone (the service closes its region disk, releasing the
-// shared region lock; a snapshot's read opens it again); a disk made from
-// one of them starts hydration again; once GC removed the layer the source
-// is closed. ListLazy leaves out a layer GC removed and forgets it when no
-// source is attached (one that never had one: a killed restore's
-// temporary disk deleted at the daemon's start; TestLazyListForgetsLayerGCRemoved).
+// workers are gone, and at once when attached for reads only (NoHydrate:
+// the daemon's start, for a layer no disk reads;
+// TestRev12lazyNoHydrateAttachIdles) (the service closes its region disk,
+// releasing the shared region lock; a snapshot's read opens it again); a
+// disk made from one of them starts hydration again; once GC removed the
+// layer the source is closed. ListLazy leaves out a layer GC removed and
+// forgets it when no source is attached (one that never had one: a killed
+// restore's temporary disk deleted at the daemon's start;
+// TestLazyListForgetsLayerGCRemoved); it counts, per layer, the disks whose
+// chain ends in it (Disks) and the snapshot members and images whose chain
+// does (Readers): the service keeps a layer's region hold while any.
 //
 // Diffs (sync) of a point that reads through a lazy layer not hydrated
 // yet are refused (ErrBusy): the index lacks its missing blocks. Check

@@ -654,6 +654,10 @@ type LazyLayer struct {
 	// Disks are the disks whose chain ends in it (none: only snapshots,
 	// images or clones of deleted disks still read through it).
 	Disks []string `json:"disks,omitempty"`
+	// Readers counts the snapshot members and images whose chain ends in
+	// it: they read its missing blocks through it too (a hold of the
+	// layer's region snapshot must stay while any does).
+	Readers int `json:"readers,omitempty"`
 }
 
 // ListLazy lists the lazy layers not fully hydrated yet.
@@ -665,7 +669,17 @@ func (s *Store) ListLazy() ([]LazyLayer, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.lazy.mu.RLock()
+	none := len(m) == 0
+	s.lazy.mu.RUnlock()
+	if none {
+		return nil, nil // (no walk of every disk, snapshot and image)
+	}
 	users, err := s.lazyUsers()
+	if err != nil {
+		return nil, err
+	}
+	readers, err := s.lazyReaders()
 	if err != nil {
 		return nil, err
 	}
@@ -673,7 +687,7 @@ func (s *Store) ListLazy() ([]LazyLayer, error) {
 	var out []LazyLayer
 	for id, ll := range m {
 		if !ll.isDone() {
-			out = append(out, LazyLayer{Layer: uint64(id), Origin: ll.origin, Disks: users[id]})
+			out = append(out, LazyLayer{Layer: uint64(id), Origin: ll.origin, Disks: users[id], Readers: readers[id]})
 		}
 	}
 	s.lazy.mu.RUnlock()
@@ -739,6 +753,34 @@ func (s *Store) lazyUsers() (map[ids.Layer][]string, error) {
 		})
 	})
 	return users, err
+}
+
+// lazyReaders counts, for each layer at the bottom of a snapshot member's
+// or an image's chain, those members and images.
+func (s *Store) lazyReaders() (map[ids.Layer]int, error) {
+	readers := map[ids.Layer]int{}
+	bottom := func(t *index.Txn, layer ids.Layer, epoch ids.Epoch) error {
+		chain, err := chainOf(t, layer, epoch)
+		if err != nil {
+			return err
+		}
+		readers[chain[len(chain)-1].layer]++
+		return nil
+	}
+	err := s.idx.View(func(t *index.Txn) error {
+		if err := index.Each(t, index.KindSnapshot, func(r index.Snapshot) error {
+			for _, mb := range r.Members {
+				if err := bottom(t, mb.Layer, mb.Epoch); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return index.Each(t, index.KindImage, func(r index.Image) error { return bottom(t, r.Layer, r.Epoch) })
+	})
+	return readers, err
 }
 
 // LayerIdler is implemented by a LayerSource that can let go of what it
@@ -845,6 +887,16 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 			// snapshots, images and clones that still do, until GC removes
 			// the layer (then it is closed: it holds a region lock); a disk
 			// made from one of them later starts hydration again.
+			if !hydrate {
+				// Attached for reads only (NoHydrate: no disk used the
+				// layer): told idle as a hydration stopped for lack of
+				// disks tells it, or a region disk kept its shared lock,
+				// and every host's prune failed ErrLocked, for as long as
+				// the store stayed open (TestRev12lazyNoHydrateAttachIdles).
+				if i, ok := src.(LayerIdler); ok {
+					i.Idle()
+				}
+			}
 			gone, users := ll.waitUsers(ctx)
 			if gone {
 				s.log.Info("lazy layer removed; its source is closed", "layer", layer)

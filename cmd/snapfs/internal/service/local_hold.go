@@ -29,14 +29,12 @@ import (
 const holdReleaseTimeout = 30 * time.Second
 
 // holdLive reports whether hold h of this host still needs its snapshot:
-// its layer is a lazy layer of region not hydrated yet that a disk reads
-// through, or (no disk any more) a local snapshot still holds a disk of
-// the hold's disk name (it may read through the layer). ls is listed
+// its layer is a lazy layer of region not hydrated yet that a disk, a
+// snapshot member or an image reads through (stillRead). ls is listed
 // after the holds were, so a hold being written meanwhile finds its layer.
 func (l *Local) holdLive(region string) func(replicate.HoldInfo) bool {
 	var (
 		ls     []rowstore.LazyLayer
-		snaps  []rowstore.SnapshotInfo
 		listed bool
 		failed bool
 	)
@@ -44,10 +42,7 @@ func (l *Local) holdLive(region string) func(replicate.HoldInfo) bool {
 		if !listed {
 			listed = true
 			var err error
-			if ls, err = l.store.ListLazy(); err == nil {
-				snaps, err = l.store.ListSnapshots()
-			}
-			if err != nil {
+			if ls, err = l.store.ListLazy(); err != nil {
 				l.log.Warn("holds: listing lazy layers failed; keeping every hold", "err", err)
 				failed = true
 			}
@@ -62,15 +57,21 @@ func (l *Local) holdLive(region string) func(replicate.HoldInfo) bool {
 		if len(ls[i].Disks) == 0 && l.isOrphan(h.Layer) {
 			return false // a killed restore's, its disk deleted at start (local_lazyclean.go)
 		}
-		return stillRead(ls[i], snaps, h.Disk)
+		return stillRead(ls[i])
 	}
 }
 
-// stillRead reports whether lazy layer x may still be read after disk
-// (which read through it) went: a disk reads through it, or a snapshot
-// holds a disk of that name: the rule of a hold's release (holdLive).
-func stillRead(x rowstore.LazyLayer, snaps []rowstore.SnapshotInfo, disk string) bool {
-	return len(x.Disks) > 0 || snapshotOf(snaps, disk)
+// stillRead reports whether lazy layer x may still be read: a disk, a
+// snapshot member or an image reads through it (rowstore counts them), the
+// rule of a hold's release (holdLive). It used to be judged by names (a
+// disk reads it, or a local snapshot holds a disk of the hold's disk
+// name), which released the hold while an image, or a snapshot of the
+// restore's temporary disk, still read the layer
+// (TestRev12lazyImageKeepsHold, TestRev12lazySnapshotOfTempDiskKeepsHold),
+// and kept it, for a layer nothing read, while an unrelated snapshot held
+// a disk of that name (TestRev12lazyDaemonlessLeftoverHoldReleased).
+func stillRead(x rowstore.LazyLayer) bool {
+	return len(x.Disks) > 0 || x.Readers > 0
 }
 
 // releaseHolds releases this host's holds in region that no longer hold

@@ -20,8 +20,9 @@ import (
 //
 // A temporary disk deleted by CleanTempDisks alone (a daemonless command
 // opened the store first) leaves a layer no disk reads: it is attached for
-// reads only until a GC drops it, and its hold goes at the first sweep that
-// finds no local snapshot of the hold's disk name, or its layer gone.
+// reads only (its source idle, holding no region lock) until a GC drops
+// it, and its hold goes at the first sweep (no disk, snapshot member or
+// image reads the layer: stillRead).
 
 // dropTemp deletes restoreLazy's temporary disk tmp after a failed step
 // (logged: the next daemon start deletes it otherwise).
@@ -58,20 +59,13 @@ func (l *Local) cleanLazyTemps() {
 		l.log.Warn("lazy disks: listing for a killed restore's leftovers", "err", err)
 		return
 	}
-	var snaps []rowstore.SnapshotInfo
-	listed := false
 	for _, x := range ls {
 		if len(x.Disks) == 0 || !slices.ContainsFunc(x.Disks, rowstore.IsTempDiskName) {
 			continue
 		}
-		if !listed {
-			listed = true
-			if snaps, err = l.store.ListSnapshots(); err != nil {
-				l.log.Warn("lazy disks: listing snapshots for a killed restore's leftovers", "err", err)
-				return
-			}
-		}
-		orphan := true
+		// A snapshot member or an image reads the layer (a snapshot of the
+		// temporary disk taken by hand while it was built): not an orphan.
+		orphan := x.Readers == 0
 		for _, d := range x.Disks {
 			if !rowstore.IsTempDiskName(d) {
 				orphan = false // a disk of its own reads it (none should)
@@ -83,9 +77,6 @@ func (l *Local) cleanLazyTemps() {
 				continue
 			}
 			l.log.Info("deleted the temporary disk of a killed restore --lazy", "disk", d, "layer", x.Layer, "region", x.Origin.Region, "snapshot", x.Origin.Snapshot)
-			if snapshotOf(snaps, d) {
-				orphan = false // a snapshot of it reads the layer (taken by hand while it was built)
-			}
 		}
 		if orphan {
 			l.lz.mu.Lock()
@@ -96,13 +87,6 @@ func (l *Local) cleanLazyTemps() {
 			l.lz.mu.Unlock()
 		}
 	}
-}
-
-// snapshotOf reports whether a snapshot of snaps holds a disk named disk.
-func snapshotOf(snaps []rowstore.SnapshotInfo, disk string) bool {
-	return slices.ContainsFunc(snaps, func(s rowstore.SnapshotInfo) bool {
-		return slices.ContainsFunc(s.Disks, func(d rowstore.SnapshotDiskInfo) bool { return d.Name == disk })
-	})
 }
 
 // isOrphan reports whether layer is a killed lazy restore's (cleanLazyTemps).
