@@ -100,10 +100,19 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	if c, st, err := service.Dial(ctx, cfg.Store); err == nil {
 		c.Close()
-		if st.Mountpoint != "" && !service.MountedAt(st.Mountpoint) {
+		if st.Mountpoint == "" || service.MountedAt(st.Mountpoint) {
+			return fmt.Errorf("%w: store %s is already served by daemon pid %d, mounted at %s", rowstore.ErrBusy, cfg.Store, st.PID, st.Mountpoint)
+		}
+		// Its mount is gone: a daemon stopping (SIGTERM, umount) unmounts
+		// before it has flushed and closed the store, and answers until
+		// then; a mount right after it (a restart) waits for it, as
+		// lockFile does. Still there after lockWait: detached from outside.
+		wctx, cancel := context.WithTimeout(ctx, lockWait)
+		werr := WaitExited(wctx, cfg.Store)
+		cancel()
+		if werr != nil {
 			return fmt.Errorf("%w: store %s is still served by daemon pid %d, whose mount at %s was detached from outside (umount -l) while files are open through it (loop devices, VMs, open disks: snapfs status lists them); close them and the daemon flushes and stops by itself, then mount again", rowstore.ErrBusy, cfg.Store, st.PID, st.Mountpoint)
 		}
-		return fmt.Errorf("%w: store %s is already served by daemon pid %d, mounted at %s", rowstore.ErrBusy, cfg.Store, st.PID, st.Mountpoint)
 	}
 	// Nothing is created in a directory that is not a store (no daemon.lock
 	// left behind by a mount of the wrong directory).
@@ -349,6 +358,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 				log.Error("cannot stop yet", "err", err)
 				continue
 			}
+			stopDelayForTest()
 			return nil
 		}
 	}
@@ -380,6 +390,16 @@ func lockFile(path string) (*os.File, error) {
 			f.Close()
 			return nil, fmt.Errorf("%w: another snapfs daemon holds %s (waited %s for it to exit)", rowstore.ErrBusy, path, lockWait)
 		}
+	}
+}
+
+// stopDelayForTest sleeps between the unmount and the store's close when
+// SNAPFS_TEST_STOP_DELAY names a duration: the integration tests' way to
+// hold a stopping daemon in the window a restart's mount must wait out
+// (TestMountRightAfterSIGTERM).
+func stopDelayForTest() {
+	if d, err := time.ParseDuration(os.Getenv("SNAPFS_TEST_STOP_DELAY")); err == nil && d > 0 {
+		time.Sleep(d)
 	}
 }
 
