@@ -710,8 +710,8 @@
 //     under a daemon that runs on (TestTrial9NewStoreRepairCopiesHolds);
 //     a hold released while repair copies it is taken back.
 //   - The holding host releases its hold (ReleaseOwnHolds) when its lazy
-//     layer no longer reads from the region: hydrated, or no disk and no
-//     local snapshot reads it any more (disk delete); a daemon start
+//     layer no longer reads from the region: hydrated, or no disk, no
+//     local snapshot and no image reads it any more (disk delete); a daemon start
 //     releases every hold of this host that is stale that way, so a
 //     failed release is retried then. Failures are logged, never fatal.
 //   - A hold of a host gone for good is released by hand (snapfs region

@@ -67,8 +67,8 @@
 // local_lazy.go: Restore with Lazy opens the region's disk
 // (replicate.RemoteDisk, range reads verified against chunk ids), refuses
 // an encrypted one, creates the disk over a rowstore lazy layer
-// (CreateLazyDisk) under a temporary name, attaches the region's disk as
-// its source, writes its hold (local_hold.go, naming the final name) and
+// (CreateLazyDisk) under a temporary name, writes its hold (local_hold.go,
+// naming the final name), attaches the region's disk as its source and
 // only then renames it: a disk under the name asked for always has its
 // hold. A killed restore's temporary disk is deleted at the daemon's start
 // with its hold released and its layer dropped (local_lazyclean.go); with
