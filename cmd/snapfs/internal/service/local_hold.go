@@ -54,9 +54,6 @@ func (l *Local) holdLive(region string) func(replicate.HoldInfo) bool {
 		if i < 0 || ls[i].Origin.Region != region {
 			return false // hydrated, or gone
 		}
-		if len(ls[i].Disks) == 0 && l.isOrphan(h.Layer) {
-			return false // a killed restore's, its disk deleted at start (local_lazyclean.go)
-		}
 		return stillRead(ls[i])
 	}
 }

@@ -48,10 +48,6 @@ type lazyState struct {
 	holdCtxV    context.Context
 	holdCancel  context.CancelFunc
 	holdStopped bool
-	// orphans are the lazy layers of killed restores' temporary disks,
-	// deleted at start (local_lazyclean.go): never attached again, their
-	// holds released.
-	orphans map[uint64]bool
 }
 
 // setAttachErr records (err nil: clears) why layer's source is not attached.
@@ -131,8 +127,9 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	// The disk is built under a temporary name and gets its own only once
 	// its hold is written: a process killed at any step leaves either
 	// nothing under r.To (the daemon's start deletes the temporary disk,
-	// drops its layer and releases its hold: cleanLazyTemps) or a disk
-	// whose hold keeps its snapshot from every host's prune
+	// CleanTempDisks; then nothing reads its layer: it is not attached, its
+	// hold is released and GC drops it, resumeLazy) or a disk whose hold
+	// keeps its snapshot from every host's prune
 	// (TestLazyKillNeverListsUnheldDisk). A disk listed without its hold
 	// read EIO for good once another host pruned its snapshot.
 	tmp, release := rowstore.NewTempDiskName()
@@ -143,37 +140,40 @@ func (l *Local) restoreLazy(ctx context.Context, r RestoreRequest, progress Prog
 	}
 	t1 := time.Now()
 	lazyStep("lazy-created")
-	layer, err := l.lazyLayerOf(tmp)
-	if err != nil {
-		rd.Close()
+	var layer uint64
+	held := false
+	// notKept undoes what a failed step left: the temporary disk, rd, and
+	// the hold once written.
+	notKept := func(err error) (RestoreStats, error) {
 		l.dropTemp(tmp)
-		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept)", err, r.To)
+		rd.Close()
+		what := fmt.Sprintf("disk %s was not kept", r.To)
+		if held {
+			what += "; " + l.releaseLayerHold(ctx, r.Region, layer)
+		}
+		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (%s)", err, what)
+	}
+	if layer, err = l.lazyLayerOf(tmp); err != nil {
+		return notKept(err)
 	}
 	// The hold (local_hold.go), before the disk has its name: no prune of
 	// any host removes what the disk reads. It names r.To, the disk it
-	// holds for (a hold's release looks for snapshots of that name). It is
-	// written through rd before rd is attached: once attached, the store
-	// closes rd when hydration ends, at once for a disk that stores few
-	// blocks, and a hold written through a closed rd failed
-	// (TestLazyRestoreOfEmptyDisk). rd's shared lock keeps prune out
-	// meanwhile.
-	if _, herr := rd.hold(ctx, m, origin, layer, r.To); herr != nil {
-		rd.Close()
-		l.dropTemp(tmp)
-		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept)", herr, r.To)
+	// holds for. It is written through rd before rd is attached: once
+	// attached, the store closes rd when hydration ends, at once for a
+	// disk that stores few blocks, and a hold written through a closed rd
+	// failed (TestLazyRestoreOfEmptyDisk). rd's shared lock keeps prune
+	// out meanwhile.
+	if _, err := rd.hold(ctx, m, origin, layer, r.To); err != nil {
+		return notKept(err)
 	}
+	held = true
 	lazyStep("lazy-held")
 	if err := l.store.AttachLazy(layer, rd, rowstore.HydrateOptions{}); err != nil {
-		rd.Close()
-		l.dropTemp(tmp)
-		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept; %s)", err, r.To, l.releaseLayerHold(ctx, r.Region, layer))
+		return notKept(err)
 	}
 	lazyStep("lazy-attached")
 	if err := l.store.RenameDisk(tmp, r.To); err != nil {
-		// A disk of that name was made meanwhile.
-		l.dropTemp(tmp)
-		rd.Close()
-		return RestoreStats{}, fmt.Errorf("restore --lazy: %w (disk %s was not kept; %s)", err, r.To, l.releaseLayerHold(ctx, r.Region, layer))
+		return notKept(err) // a disk of that name was made meanwhile
 	}
 	l.namesChanged()
 	l.log.Debug("restore --lazy", "disk", r.To, "open_region_disk", t1.Sub(t0), "create_attach_hold", time.Since(t1))
@@ -241,14 +241,16 @@ func (l *Local) lazyLayerOf(disk string) (uint64, error) {
 // until it can or the Local closes; meanwhile reads of missing blocks fail
 // with EIO.
 func (l *Local) resumeLazy() {
-	l.sweepHolds()  // local_hold.go: holds whose release failed before
-	l.dropOrphans() // local_lazyclean.go: a killed restore's layers
+	l.sweepHolds() // local_hold.go: holds whose release failed before
 	ls, err := l.store.ListLazy()
 	if err != nil {
 		l.log.Warn("lazy disks: list", "err", err)
 		return
 	}
-	ls = slices.DeleteFunc(ls, func(x rowstore.LazyLayer) bool { return l.isOrphan(x.Layer) })
+	if n := len(ls); n > 0 {
+		ls = slices.DeleteFunc(ls, unread) // not attached: nothing would read through them
+		l.dropUnread(n - len(ls))
+	}
 	if len(ls) == 0 {
 		return
 	}

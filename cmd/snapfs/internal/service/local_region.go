@@ -434,7 +434,6 @@ func (l *Local) UnlockRegion(ctx context.Context, r UnlockRequest) (UnlockStats,
 // left in the local store (a restore's temporary disk). The daemon calls
 // it at start, before the mount serves, so such a disk is never listed.
 func (l *Local) CleanRegionLeftovers() {
-	l.cleanLazyTemps() // local_lazyclean.go: a killed restore --lazy's, its layer and hold too
 	l.store.CleanTempDisks()
 }
 
