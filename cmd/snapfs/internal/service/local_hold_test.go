@@ -13,36 +13,8 @@ import (
 // one; deleting the lazy disk releases its hold.
 func TestHoldsReleasedBySweepAndDelete(t *testing.T) {
 	ctx := context.Background()
-	l := newLocal(t)
-	dir := t.TempDir()
-	req := fileRegion(t, dir)
-	if _, err := l.AddRegion(ctx, req); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "d", Size: 4 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := l.Store().OpenDisk("d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.WriteAt(bytes.Repeat([]byte("held"), 1<<20), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.CreateSnapshot(ctx, "s1", []string{"d"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Sync(ctx, SyncRequest{Region: "dr"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	l, m := syncedDisk(t, 4<<20, bytes.Repeat([]byte("held"), 1<<20))
 	if _, err := l.Restore(ctx, RestoreRequest{Region: "dr", Snapshot: "s1", Disk: "d", To: "lz", Lazy: true, Rate: 1}, nil); err != nil {
-		t.Fatal(err)
-	}
-	m, err := l.manager()
-	if err != nil {
 		t.Fatal(err)
 	}
 	// A stale hold of this host: a layer that does not exist (any more).
