@@ -21,24 +21,12 @@ func TestHoldsReleasedBySweepAndDelete(t *testing.T) {
 	if _, err := m.PutHold(ctx, "dr", "", "s1", "d", 1<<40, "ghost"); err != nil {
 		t.Fatal(err)
 	}
-	disks := func() []string {
-		t.Helper()
-		hs, err := m.Holds(ctx, "dr")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, h := range hs {
-			out = append(out, h.Disk)
-		}
-		return out
-	}
-	if got := disks(); len(got) != 2 {
+	if got := holdDisks(t, m); len(got) != 2 {
 		t.Fatalf("holds after restore --lazy and a stale one: %q", got)
 	}
 	l.sweepHolds()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		got := disks()
+		got := holdDisks(t, m)
 		if len(got) == 1 && got[0] == "lz" {
 			break
 		}
@@ -49,7 +37,7 @@ func TestHoldsReleasedBySweepAndDelete(t *testing.T) {
 	if err := l.DeleteDisk(ctx, "lz", true); err != nil {
 		t.Fatal(err)
 	}
-	if got := disks(); len(got) != 0 {
+	if got := holdDisks(t, m); len(got) != 0 {
 		t.Fatalf("holds after deleting the lazy disk: %q", got)
 	}
 }
