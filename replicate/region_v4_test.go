@@ -84,6 +84,32 @@ func homesAway(t *testing.T, b *fleetHost) (pack string, homes []int) {
 	return pack, homes
 }
 
+// lazyDiskHomesAway is v4Host with, for host b, the homes of block 10's
+// index away (homesAway) and s2's vol1 opened lazily meanwhile; a lazy
+// disk tries its stores again every 100 ms for the test's length. The
+// disk is closed at the test's end.
+func lazyDiskHomesAway(t *testing.T) (b *fleetHost, d *replicate.RemoteDisk, homes []int, want []byte) {
+	t.Helper()
+	t.Cleanup(replicate.SetStoreRetry(100 * time.Millisecond))
+	_, b, _, want = v4Host(t)
+	pack, homes := homesAway(t, b)
+	d, err := b.mgr.OpenRemoteDisk(context.Background(), "r1", "s2", "vol1")
+	if err != nil {
+		t.Fatalf("lazy open with the homes %v of pack %s away: %v", homes, pack, err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return b, d, homes, want
+}
+
+// storesBack puts the stores homes back for host b and waits 300 ms:
+// three store retries of a lazy disk at the 100 ms these tests set.
+func storesBack(b *fleetHost, homes []int) {
+	for _, i := range homes {
+		b.faults[i].SetDown(false)
+	}
+	time.Sleep(300 * time.Millisecond)
+}
+
 // TestRegionV4IndexOnHomes: a sync writes each pack's index on m+1 = 3 of
 // the six stores (its homes, spread over every store), and the bytes it
 // writes for indexes are half what six copies were.
@@ -401,15 +427,8 @@ func TestRegionV4S3(t *testing.T) {
 // are back the disk loads the indexes again and reads byte for byte.
 // (Before, the open failed with ErrCorrupt: "chunk in no pack".)
 func TestRegionV4LazyOpenHomesAway(t *testing.T) {
-	defer replicate.SetStoreRetry(100 * time.Millisecond)()
 	ctx := context.Background()
-	_, b, _, want := v4Host(t)
-	pack, homes := homesAway(t, b)
-	d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1")
-	if err != nil {
-		t.Fatalf("lazy open with the homes %v of pack %s away: %v", homes, pack, err)
-	}
-	defer d.Close()
+	b, d, homes, want := lazyDiskHomesAway(t)
 	buf := bytes.Repeat([]byte{1}, bs)
 	if err := d.ReadBlock(ctx, 10, buf); !errors.Is(err, replicate.ErrUnavailable) || errors.Is(err, replicate.ErrCorrupt) {
 		t.Fatalf("block 10 with its index's homes away: %v", err)
@@ -420,10 +439,7 @@ func TestRegionV4LazyOpenHomesAway(t *testing.T) {
 	if _, err := b.mgr.Restore(ctx, "r1", "s2", "vol1", "v", nil); !errors.Is(err, replicate.ErrUnavailable) || errors.Is(err, replicate.ErrCorrupt) {
 		t.Fatalf("restore with the homes away: %v", err)
 	}
-	for _, i := range homes {
-		b.faults[i].SetDown(false)
-	}
-	time.Sleep(300 * time.Millisecond)
+	storesBack(b, homes)
 	// This read opens the stores again and loads the indexes (reads that
 	// run meanwhile go on with what the disk had).
 	if err := d.ReadBlock(ctx, 10, buf); err != nil || !bytes.Equal(buf, want[10*bs:11*bs]) {

@@ -122,10 +122,7 @@ func TestRev12MetaBaseHomesAway(t *testing.T) {
 	if !bytes.Equal(buf, make([]byte, bs)) {
 		t.Fatal("a failed read left bytes in the buffer")
 	}
-	for _, i := range homes {
-		b.faults[i].SetDown(false)
-	}
-	time.Sleep(300 * time.Millisecond)
+	storesBack(b, homes)
 	if err := d.ReadBlock(ctx, 3, buf); err != nil || !bytes.Equal(buf, want[3*bs:4*bs]) {
 		t.Fatalf("lazy read of block 3 with the stores back: %v", err)
 	}
@@ -273,15 +270,8 @@ func TestRev12MetaBlockSourceHomesAway(t *testing.T) {
 // the call that found the stores back: after one failure the disk's
 // blocks in that index stayed unavailable until it was closed.)
 func TestRev12MetaLazyReloadRetried(t *testing.T) {
-	defer replicate.SetStoreRetry(100 * time.Millisecond)()
 	ctx := context.Background()
-	_, b, _, want := v4Host(t)
-	pack, homes := homesAway(t, b)
-	d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1")
-	if err != nil {
-		t.Fatalf("lazy open with the homes %v of pack %s away: %v", homes, pack, err)
-	}
-	defer d.Close()
+	b, d, homes, want := lazyDiskHomesAway(t)
 	buf := make([]byte, bs)
 	if err := d.ReadBlock(ctx, 10, buf); !errors.Is(err, replicate.ErrUnavailable) {
 		t.Fatalf("block 10 with its index's homes away: %v", err)
@@ -294,10 +284,7 @@ func TestRev12MetaLazyReloadRetried(t *testing.T) {
 		return nil
 	})
 	defer b.faults[homes[0]].FailMatching(nil)
-	for _, i := range homes {
-		b.faults[i].SetDown(false)
-	}
-	time.Sleep(300 * time.Millisecond)
+	storesBack(b, homes)
 	if err := d.ReadBlock(ctx, 10, buf); err == nil || failed.Load() != 1 {
 		t.Fatalf("block 10 read while the indexes' load failed: %v (%d listings failed)", err, failed.Load())
 	}

@@ -13,60 +13,20 @@ import (
 // one; deleting the lazy disk releases its hold.
 func TestHoldsReleasedBySweepAndDelete(t *testing.T) {
 	ctx := context.Background()
-	l := newLocal(t)
-	dir := t.TempDir()
-	req := fileRegion(t, dir)
-	if _, err := l.AddRegion(ctx, req); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "d", Size: 4 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := l.Store().OpenDisk("d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.WriteAt(bytes.Repeat([]byte("held"), 1<<20), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.CreateSnapshot(ctx, "s1", []string{"d"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Sync(ctx, SyncRequest{Region: "dr"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	l, m := syncedDisk(t, 4<<20, bytes.Repeat([]byte("held"), 1<<20))
 	if _, err := l.Restore(ctx, RestoreRequest{Region: "dr", Snapshot: "s1", Disk: "d", To: "lz", Lazy: true, Rate: 1}, nil); err != nil {
-		t.Fatal(err)
-	}
-	m, err := l.manager()
-	if err != nil {
 		t.Fatal(err)
 	}
 	// A stale hold of this host: a layer that does not exist (any more).
 	if _, err := m.PutHold(ctx, "dr", "", "s1", "d", 1<<40, "ghost"); err != nil {
 		t.Fatal(err)
 	}
-	disks := func() []string {
-		t.Helper()
-		hs, err := m.Holds(ctx, "dr")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, h := range hs {
-			out = append(out, h.Disk)
-		}
-		return out
-	}
-	if got := disks(); len(got) != 2 {
+	if got := holdDisks(t, m); len(got) != 2 {
 		t.Fatalf("holds after restore --lazy and a stale one: %q", got)
 	}
 	l.sweepHolds()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		got := disks()
+		got := holdDisks(t, m)
 		if len(got) == 1 && got[0] == "lz" {
 			break
 		}
@@ -77,7 +37,7 @@ func TestHoldsReleasedBySweepAndDelete(t *testing.T) {
 	if err := l.DeleteDisk(ctx, "lz", true); err != nil {
 		t.Fatal(err)
 	}
-	if got := disks(); len(got) != 0 {
+	if got := holdDisks(t, m); len(got) != 0 {
 		t.Fatalf("holds after deleting the lazy disk: %q", got)
 	}
 }

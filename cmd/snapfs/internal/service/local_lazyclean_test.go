@@ -18,23 +18,32 @@ import (
 // disk d.
 func syncedLocal(t *testing.T) (*Local, *replicate.Manager) {
 	t.Helper()
+	return syncedDisk(t, 4<<20, bytes.Repeat([]byte("lazy"), 1<<20))
+}
+
+// syncedDisk is a Local with region "dr" holding snapshot s1 of its disk
+// d of size bytes, data written at its start (nothing if data is nil).
+func syncedDisk(t *testing.T, size int64, data []byte) (*Local, *replicate.Manager) {
+	t.Helper()
 	ctx := context.Background()
 	l := newLocal(t)
 	if _, err := l.AddRegion(ctx, fileRegion(t, t.TempDir())); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "d", Size: 4 << 20}); err != nil {
+	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "d", Size: size}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := l.Store().OpenDisk("d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.WriteAt(bytes.Repeat([]byte("lazy"), 1<<20), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
+	if data != nil {
+		h, err := l.Store().OpenDisk("d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.WriteAt(data, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := l.CreateSnapshot(ctx, "s1", []string{"d"}); err != nil {
 		t.Fatal(err)
@@ -47,6 +56,37 @@ func syncedLocal(t *testing.T) (*Local, *replicate.Manager) {
 		t.Fatal(err)
 	}
 	return l, m
+}
+
+// killedLazyRestore leaves on l (from syncedLocal) what a restore --lazy
+// of s1's d to lz killed after its hold leaves: a temporary lazy disk
+// (the process that built it gone) and its hold naming disk lz; a local
+// snapshot "old" holds an earlier, unrelated disk lz, deleted since.
+func killedLazyRestore(t *testing.T, l *Local, m *replicate.Manager) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "lz", Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateSnapshot(ctx, "old", []string{"lz"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DeleteDisk(ctx, "lz", false); err != nil {
+		t.Fatal(err)
+	}
+	tmp, release := rowstore.NewTempDiskName()
+	origin := rowstore.LazyOrigin{Region: "dr", Snapshot: "s1", Disk: "d", Size: 4 << 20, BlockSize: 64 << 10}
+	if _, err := l.store.CreateLazyDisk(tmp, origin, 64); err != nil {
+		t.Fatal(err)
+	}
+	layer, err := l.lazyLayerOf(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.PutHold(ctx, "dr", "", "s1", "d", layer, "lz"); err != nil {
+		t.Fatal(err)
+	}
+	release() // the process that built it is gone
 }
 
 func holdDisks(t *testing.T, m *replicate.Manager) []string {
@@ -118,33 +158,8 @@ func TestLazyRestoreNameTakenBeforeRename(t *testing.T) {
 // cleanLazyTemps, the hold stayed (a snapshot of an lz could read the
 // layer) and so did the layer, re-attached at every start.
 func TestLazyKilledRestoreCleanedAtStart(t *testing.T) {
-	ctx := context.Background()
 	l, m := syncedLocal(t)
-	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "lz", Size: 1 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.CreateSnapshot(ctx, "old", []string{"lz"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.DeleteDisk(ctx, "lz", false); err != nil {
-		t.Fatal(err)
-	}
-
-	// The killed restore's leftovers.
-	tmp, release := rowstore.NewTempDiskName()
-	origin := rowstore.LazyOrigin{Region: "dr", Snapshot: "s1", Disk: "d", Size: 4 << 20, BlockSize: 64 << 10}
-	if _, err := l.store.CreateLazyDisk(tmp, origin, 64); err != nil {
-		t.Fatal(err)
-	}
-	layer, err := l.lazyLayerOf(tmp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.PutHold(ctx, "dr", "", "s1", "d", layer, "lz"); err != nil {
-		t.Fatal(err)
-	}
-	release() // the process that built it is gone
-
+	killedLazyRestore(t, l, m)
 	l.CleanRegionLeftovers()
 	if got := diskList(t, l); !slices.Equal(got, []string{"d"}) {
 		t.Fatalf("disks after the start's cleanup: %q", got)

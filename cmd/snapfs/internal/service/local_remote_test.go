@@ -13,32 +13,8 @@ import (
 // is closed.
 func TestRemoteReaderCloseAfterLocalClose(t *testing.T) {
 	ctx := context.Background()
-	l := newLocal(t)
-	dir := t.TempDir()
-	req := fileRegion(t, dir)
-	if _, err := l.AddRegion(ctx, req); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "d", Size: 1 << 20}); err != nil {
-		t.Fatal(err)
-	}
 	want := bytes.Repeat([]byte("remote"), 1000)
-	h, err := l.Store().OpenDisk("d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.WriteAt(want, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.CreateSnapshot(ctx, "s1", []string{"d"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Sync(ctx, SyncRequest{Region: "dr"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	l, _ := syncedDisk(t, 1<<20, want)
 	old, err := l.OpenRemoteDisk(ctx, "dr", "s1", "d")
 	if err != nil {
 		t.Fatal(err)

@@ -117,28 +117,7 @@ func TestRev12lazySnapshotOfTempDiskKeepsHold(t *testing.T) {
 func TestRev12lazyDaemonlessLeftoverHoldReleased(t *testing.T) {
 	ctx := context.Background()
 	l, m := syncedLocal(t)
-	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "lz", Size: 1 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.CreateSnapshot(ctx, "old", []string{"lz"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.DeleteDisk(ctx, "lz", false); err != nil {
-		t.Fatal(err)
-	}
-	tmp, release := rowstore.NewTempDiskName()
-	origin := rowstore.LazyOrigin{Region: "dr", Snapshot: "s1", Disk: "d", Size: 4 << 20, BlockSize: 64 << 10}
-	if _, err := l.store.CreateLazyDisk(tmp, origin, 64); err != nil {
-		t.Fatal(err)
-	}
-	layer, err := l.lazyLayerOf(tmp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.PutHold(ctx, "dr", "", "s1", "d", layer, "lz"); err != nil {
-		t.Fatal(err)
-	}
-	release()                          // the process that built it is gone
+	killedLazyRestore(t, l, m)
 	if l.store.CleanTempDisks() != 1 { // a daemonless region command's
 		t.Fatal("the temporary disk was not deleted")
 	}

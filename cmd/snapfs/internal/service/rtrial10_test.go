@@ -20,25 +20,7 @@ import (
 // showed the snapshot "held by hostA/sth" while hostA's daemon ran on.
 func TestRtrial10SyncReleasesOwnDeadHolds(t *testing.T) {
 	ctx := context.Background()
-	l := newLocal(t)
-	dir := t.TempDir()
-	req := fileRegion(t, dir)
-	if _, err := l.AddRegion(ctx, req); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "d", Size: 4 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.CreateSnapshot(ctx, "s1", []string{"d"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Sync(ctx, SyncRequest{Region: "dr"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	m, err := l.manager()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, m := syncedDisk(t, 4<<20, nil)
 	// The hold of a lazy disk long gone, back from a stale store and
 	// spread by repair: on every store, of this host.
 	if _, err := m.PutHold(ctx, "dr", "", "s1", "d", 1<<40, "gone"); err != nil {
