@@ -28,16 +28,7 @@ func TestCleanerListedReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	buildLiveMap(t, s)
-	for i := 0; i < blocks; i++ { // about 40 % of every segment dead
-		b := rng.Intn(blocks)
-		rng.Read(model[b*bs : (b+1)*bs])
-		if _, err := h.WriteAt(model[b*bs:(b+1)*bs], int64(b*bs)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := h.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	overwriteRandom(t, h, rng, model, bs, blocks) // about 40 % of every segment dead
 	h.Close()
 	if err := s.advanceCheckpoint(); err != nil {
 		t.Fatal(err)

@@ -98,6 +98,24 @@ func newCleanerDisk(t testing.TB, opts Options, bs, blocks int, seed int64) (s *
 	return s, dir, h, rng, model
 }
 
+// overwriteRandom overwrites n blocks of h (of bs bytes, model holding the
+// whole disk), each picked by rng (one may come up more than once), with
+// random bytes from rng, kept in model, then syncs h.
+func overwriteRandom(t testing.TB, h *Disk, rng *rand.Rand, model []byte, bs, n int) {
+	t.Helper()
+	blocks := len(model) / bs
+	for i := 0; i < n; i++ {
+		b := rng.Intn(blocks)
+		rng.Read(model[b*bs : (b+1)*bs])
+		if _, err := h.WriteAt(model[b*bs:(b+1)*bs], int64(b*bs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // buildLiveMap runs a GC, which builds the cleaner's live map, and fails
 // the test when there is no live map after it.
 func buildLiveMap(t testing.TB, s *Store) {

@@ -165,16 +165,7 @@ func TestCleanerListedReadsStaleLists(t *testing.T) {
 	s, dir, h, rng, model := newCleanerDisk(t, opts, bs, blocks, 12)
 	overwrite := func(n int) {
 		t.Helper()
-		for i := 0; i < n; i++ {
-			b := rng.Intn(blocks)
-			rng.Read(model[b*bs : (b+1)*bs])
-			if _, err := h.WriteAt(model[b*bs:(b+1)*bs], int64(b*bs)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := h.Sync(); err != nil {
-			t.Fatal(err)
-		}
+		overwriteRandom(t, h, rng, model, bs, n)
 		if err := s.advanceCheckpoint(); err != nil {
 			t.Fatal(err)
 		}
