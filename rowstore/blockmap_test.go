@@ -368,15 +368,7 @@ func TestBlockMapNewDisk(t *testing.T) {
 		t.Fatal("blocks of dropped chunks were not asked of the index")
 	}
 	// Rollback: a new head layer with a parent.
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.RollbackDisk("vol", "s1", false); err != nil {
-		t.Fatal(err)
-	}
-	if h, err = s.OpenDisk("vol"); err != nil {
-		t.Fatal(err)
-	}
+	h = rollbackAndOpen(t, s, h, "vol", "s1")
 	verify("after rollback", h, snap, 100)
 	h.d.mu.Lock()
 	empty = h.d.bmap.empty

@@ -117,13 +117,7 @@ func TestListSnapshotsCached(t *testing.T) {
 	}
 	sameSnapshots(t, s, "after deleting disk b")
 	before := sameSnapshots(t, s, "before reopen")
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := reopenStore(t, s, dir, opts)
 	defer s2.Close()
 	if after := sameSnapshots(t, s2, "after reopen"); !reflect.DeepEqual(before, after) {
 		t.Fatalf("reopen: %+v, before %+v", after, before)

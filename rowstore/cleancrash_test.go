@@ -226,20 +226,7 @@ func TestCleanerKeepsSegmentWithLiveLeft(t *testing.T) {
 	const bs, blocks = 4096, 96
 	opts := testOptions()
 	opts.SegmentSize = 64 << 10
-	s, dir := newTestStore(t, opts)
-	if _, err := s.CreateDisk("d", blocks*bs, bs); err != nil {
-		t.Fatal(err)
-	}
-	h, err := s.OpenDisk("d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewSource(3))
-	model := make([]byte, blocks*bs)
-	rng.Read(model)
-	if _, err := h.WriteAt(model, 0); err != nil {
-		t.Fatal(err)
-	}
+	s, dir, h, rng, model := newCleanerDisk(t, opts, bs, blocks, 3)
 	for b := 0; b < blocks; b += 2 { // half of every segment dead
 		rng.Read(model[b*bs : (b+1)*bs])
 		if _, err := h.WriteAt(model[b*bs:(b+1)*bs], int64(b*bs)); err != nil {
@@ -250,12 +237,7 @@ func TestCleanerKeepsSegmentWithLiveLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Close()
-	if _, err := s.GC(); err != nil { // builds the live map
-		t.Fatal(err)
-	}
-	if !s.cleaner.lm.has() {
-		t.Fatal("no live map after GC")
-	}
+	buildLiveMap(t, s)
 	var num ids.Segment
 	active := s.seg.Active()
 	for n, live := range s.cleaner.lm.usage() {
@@ -288,45 +270,20 @@ func TestCleanerKeepsSegmentWithLiveLeft(t *testing.T) {
 	if skipped == 0 || moved[num] == 0 {
 		t.Fatalf("skipped %d records, moved %d bytes out of segment %d", skipped, moved[num], num)
 	}
-	kept := false
-	for _, si := range s.seg.Segments() {
-		kept = kept || si.Number == num
-	}
-	if !kept {
+	if !segmentSet(s)[num] {
 		t.Fatalf("segment %d removed with a live record left in it", num)
 	}
 	if left := s.cleaner.lm.liveIn(num); left <= 0 {
 		t.Fatalf("usage table says %d live bytes left in segment %d", left, num)
 	}
-	read := func(s *Store, what string) {
-		t.Helper()
-		h, err := s.OpenDisk("d")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		got := make([]byte, len(model))
-		if _, err := h.ReadAt(got, 0); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if !bytes.Equal(got, model) {
-			t.Fatalf("%s: the disk differs from what was written", what)
-		}
-	}
-	read(s, "after the clean")
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	readDiskEquals(t, s, model, "after the clean")
+	s2 := reopenStore(t, s, dir, opts)
 	defer s2.Close()
-	read(s2, "after a reopen")
+	readDiskEquals(t, s2, model, "after a reopen")
 	if _, err := s2.GC(); err != nil {
 		t.Fatal(err)
 	}
-	read(s2, "after GC")
+	readDiskEquals(t, s2, model, "after GC")
 }
 
 // TestCleanerStaleMapAfterCatalogChange: a snapshot taken or deleted does

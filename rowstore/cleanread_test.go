@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,39 +23,12 @@ func TestCleanerListedReads(t *testing.T) {
 	const bs, blocks = 4096, 128
 	opts := testOptions()
 	opts.SegmentSize = 64 << 10
-	s, dir := newTestStore(t, opts)
-	if _, err := s.CreateDisk("d", blocks*bs, bs); err != nil {
-		t.Fatal(err)
-	}
-	h, err := s.OpenDisk("d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewSource(7))
-	model := make([]byte, blocks*bs)
-	rng.Read(model)
-	if _, err := h.WriteAt(model, 0); err != nil {
-		t.Fatal(err)
-	}
+	s, dir, h, rng, model := newCleanerDisk(t, opts, bs, blocks, 7)
 	if err := h.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GC(); err != nil { // builds the live map
-		t.Fatal(err)
-	}
-	if !s.cleaner.lm.has() {
-		t.Fatal("no live map after GC")
-	}
-	for i := 0; i < blocks; i++ { // about 40 % of every segment dead
-		b := rng.Intn(blocks)
-		rng.Read(model[b*bs : (b+1)*bs])
-		if _, err := h.WriteAt(model[b*bs:(b+1)*bs], int64(b*bs)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := h.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	buildLiveMap(t, s)
+	overwriteRandom(t, h, rng, model, bs, blocks) // about 40 % of every segment dead
 	h.Close()
 	if err := s.advanceCheckpoint(); err != nil {
 		t.Fatal(err)
@@ -170,10 +142,7 @@ func TestCleanerListedReads(t *testing.T) {
 			t.Fatalf("moved %d bytes out of segment %d of %d", moved[n], n, sizes[n])
 		}
 	}
-	have := map[ids.Segment]bool{}
-	for _, si := range s.seg.Segments() {
-		have[si.Number] = true
-	}
+	have := segmentSet(s)
 	for _, n := range nums {
 		if have[n] {
 			t.Fatalf("segment %d still there after it was cleaned", n)
@@ -187,21 +156,11 @@ func TestCleanerListedReads(t *testing.T) {
 	if s.cleaner.lists.scanned != scanned+1 {
 		t.Fatalf("%d segments scanned after a listed read met a corrupt record, want 1", s.cleaner.lists.scanned-scanned)
 	}
-	have = map[ids.Segment]bool{}
-	for _, si := range s.seg.Segments() {
-		have[si.Number] = true
-	}
-	if !have[bad] {
+	if !segmentSet(s)[bad] {
 		t.Fatalf("segment %d with a corrupt live record removed", bad)
 	}
 	read(s, "after cleaning the corrupt segment", corruptBlock)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := reopenStore(t, s, dir, opts)
 	defer s2.Close()
 	read(s2, "after a reopen", corruptBlock)
 }

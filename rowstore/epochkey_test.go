@@ -47,12 +47,7 @@ func TestCommitOverwriteEpochKeys(t *testing.T) {
 		all[i] = i
 	}
 	write(s, all...)
-	if _, err := s.GC(); err != nil { // installs the live map
-		t.Fatal(err)
-	}
-	if !s.cleaner.lm.has() {
-		t.Fatal("no live map after GC")
-	}
+	buildLiveMap(t, s) // installs the live map
 	if _, err := s.CreateSnapshot("s1", []string{"d"}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -89,27 +84,10 @@ func TestCommitOverwriteEpochKeys(t *testing.T) {
 		if len(rep.Problems) > 0 {
 			t.Fatalf("%s: check: %+v", what, rep.Problems)
 		}
-		h, err := s.OpenDisk("d")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		got := make([]byte, len(model))
-		if _, err := h.ReadAt(got, 0); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, model) {
-			t.Fatalf("%s: the disk differs from what was written", what)
-		}
+		readDiskEquals(t, s, model, what)
 	}
 	check(s, "after the overwrites")
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := reopenStore(t, s, dir, opts)
 	defer s2.Close()
 	check(s2, "after a reopen")
 }

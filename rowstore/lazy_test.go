@@ -644,6 +644,20 @@ type idleSource struct {
 
 func (s *idleSource) Idle() { s.idled.Add(1) }
 
+// idleLazyDisk makes a store b holding lazy disk "x" (not attached) whose
+// origin is disk d of snapshot s of a lazyFixture store of blocks blocks,
+// read through src; layer is x's lazy layer.
+func idleLazyDisk(t *testing.T, blocks int) (b *Store, src *idleSource, layer uint64) {
+	t.Helper()
+	a, _ := lazyFixture(t, blocks)
+	src = &idleSource{storeSource: newStoreSource(t, a, "s", "d")}
+	b, _ = newTestStore(t, Options{})
+	if _, err := b.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: int64(blocks * lazyBS), BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
+		t.Fatal(err)
+	}
+	return b, src, lazyLayerOf(t, b, "x")
+}
+
 // TestLazyIdleWhenNoDiskUsesLayer: once the last disk reading through a
 // lazy layer is deleted, hydration stops and tells its source it may let
 // go of what it holds (a region's lock) — not before, while the disk is
@@ -654,13 +668,7 @@ func TestLazyIdleWhenNoDiskUsesLayer(t *testing.T) {
 	// (and their pollers) are closed before lazyPoll is put back.
 	lazyPoll = 50 * time.Millisecond
 	t.Cleanup(func() { lazyPoll = time.Second })
-	a, _ := lazyFixture(t, blocks)
-	src := &idleSource{storeSource: newStoreSource(t, a, "s", "d")}
-	b, _ := newTestStore(t, Options{})
-	if _, err := b.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: blocks * lazyBS, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
-		t.Fatal(err)
-	}
-	layer := lazyLayerOf(t, b, "x")
+	b, src, layer := idleLazyDisk(t, blocks)
 	if err := b.AttachLazy(layer, src, HydrateOptions{Rate: 4 * lazyBS}); err != nil {
 		t.Fatal(err)
 	}

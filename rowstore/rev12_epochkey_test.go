@@ -3,7 +3,6 @@ package rowstore
 import (
 	"bytes"
 	"errors"
-	"math/rand"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -144,21 +143,10 @@ func TestReplayHealsTornEpochKey(t *testing.T) {
 	diff(s2, "after the replay", []int{3})
 	// With the live map installed, an overwrite at the same key writes
 	// its version key only: the epoch key must be there already.
-	if _, err := s2.GC(); err != nil {
-		t.Fatal(err)
-	}
-	if !s2.cleaner.lm.has() {
-		t.Fatal("no live map after GC")
-	}
+	buildLiveMap(t, s2)
 	write(s2, 3, 0xb3)
 	write(s2, 5, 0xb5)
-	if err := s2.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s3, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s3 := reopenStore(t, s2, dir, opts)
 	defer s3.Close()
 	diff(s3, "after overwrites and a reopen", []int{3, 5})
 }
@@ -174,45 +162,18 @@ func TestCleanerListedReadsStaleLists(t *testing.T) {
 	const bs, blocks = 4096, 128
 	opts := testOptions()
 	opts.SegmentSize = 64 << 10
-	s, dir := newTestStore(t, opts)
-	if _, err := s.CreateDisk("d", blocks*bs, bs); err != nil {
-		t.Fatal(err)
-	}
-	h, err := s.OpenDisk("d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewSource(12))
-	model := make([]byte, blocks*bs)
-	rng.Read(model)
+	s, dir, h, rng, model := newCleanerDisk(t, opts, bs, blocks, 12)
 	overwrite := func(n int) {
 		t.Helper()
-		for i := 0; i < n; i++ {
-			b := rng.Intn(blocks)
-			rng.Read(model[b*bs : (b+1)*bs])
-			if _, err := h.WriteAt(model[b*bs:(b+1)*bs], int64(b*bs)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := h.Sync(); err != nil {
-			t.Fatal(err)
-		}
+		overwriteRandom(t, h, rng, model, bs, n)
 		if err := s.advanceCheckpoint(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := h.WriteAt(model, 0); err != nil {
-		t.Fatal(err)
-	}
 	if err := h.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GC(); err != nil { // builds the live map
-		t.Fatal(err)
-	}
-	if !s.cleaner.lm.has() {
-		t.Fatal("no live map after GC")
-	}
+	buildLiveMap(t, s)
 	overwrite(blocks / 2)
 	usage := s.cleaner.lm.usage()
 	var nums []ids.Segment
@@ -261,10 +222,7 @@ func TestCleanerListedReadsStaleLists(t *testing.T) {
 		t.Fatalf("lists built %d times, %d segments scanned; want the kept lists read, no scan",
 			s.cleaner.lists.builds-builds, s.cleaner.lists.scanned-scanned)
 	}
-	have := map[ids.Segment]bool{}
-	for _, si := range s.seg.Segments() {
-		have[si.Number] = true
-	}
+	have := segmentSet(s)
 	for _, n := range rest {
 		if moved[n] != usage[n] {
 			t.Fatalf("segment %d: moved %d bytes, %d live", n, moved[n], usage[n])
@@ -274,29 +232,8 @@ func TestCleanerListedReadsStaleLists(t *testing.T) {
 		}
 	}
 	h.Close()
-	read := func(s *Store, what string) {
-		t.Helper()
-		h, err := s.OpenDisk("d")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		got := make([]byte, len(model))
-		if _, err := h.ReadAt(got, 0); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, model) {
-			t.Fatalf("%s: the disk differs from what was written", what)
-		}
-	}
-	read(s, "after the cleans")
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	readDiskEquals(t, s, model, "after the cleans")
+	s2 := reopenStore(t, s, dir, opts)
 	defer s2.Close()
-	read(s2, "after a reopen")
+	readDiskEquals(t, s2, model, "after a reopen")
 }

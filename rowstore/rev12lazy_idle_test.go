@@ -14,13 +14,7 @@ import (
 // Idle was called only after a hydration run, never for a NoHydrate attach.
 func TestRev12lazyNoHydrateAttachIdles(t *testing.T) {
 	const blocks = 64
-	a, _ := lazyFixture(t, blocks)
-	src := &idleSource{storeSource: newStoreSource(t, a, "s", "d")}
-	b, _ := newTestStore(t, Options{})
-	if _, err := b.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: blocks * lazyBS, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
-		t.Fatal(err)
-	}
-	layer := lazyLayerOf(t, b, "x")
+	b, src, layer := idleLazyDisk(t, blocks)
 	if _, err := b.CreateSnapshot("keep", []string{"x"}, ""); err != nil {
 		t.Fatal(err)
 	}

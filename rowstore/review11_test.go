@@ -105,13 +105,7 @@ func TestReview11KnownEmptyRacingLoad(t *testing.T) {
 	verify("same store", s)
 	h1.Close()
 	h2.Close()
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2, err := Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := reopenStore(t, s, dir, opts)
 	defer s2.Close()
 	verify("reopened", s2)
 }
@@ -126,18 +120,7 @@ func TestReview11KnownEmptyAfterCrash(t *testing.T) {
 		t.Run(fmt.Sprintf("seed=%d,rebuild=%v", seed, rebuild), func(t *testing.T) {
 			s, dir, opts, cfs := newCrashStore(t)
 			const bs, n = 4096, 64
-			if _, err := s.CreateDisk("vol", 2*n*bs, bs); err != nil {
-				t.Fatal(err)
-			}
-			h, err := s.OpenDisk("vol")
-			if err != nil {
-				t.Fatal(err)
-			}
-			for b := int64(0); b < n; b++ {
-				if _, err := h.WriteAt(blockData(bs, int(b), 1), b*bs); err != nil {
-					t.Fatal(err)
-				}
-			}
+			h := createWrittenDisk(t, s, "vol", 2*n*bs, bs, n)
 			if _, err := h.WriteAt([]byte("partial"), n*bs+7); err != nil {
 				t.Fatal(err)
 			}
@@ -182,18 +165,7 @@ func TestReview11KnownEmptyEndsAtRollback(t *testing.T) {
 	opts := testOptions()
 	s, _ := newTestStore(t, opts)
 	const bs, n = 4096, 16
-	if _, err := s.CreateDisk("vol", 4*n*bs, bs); err != nil {
-		t.Fatal(err)
-	}
-	h, err := s.OpenDisk("vol")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for b := int64(0); b < n; b++ {
-		if _, err := h.WriteAt(blockData(bs, int(b), 1), b*bs); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h := createWrittenDisk(t, s, "vol", 4*n*bs, bs, n)
 	if err := h.Sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -211,15 +183,7 @@ func TestReview11KnownEmptyEndsAtRollback(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.RollbackDisk("vol", "s1", false); err != nil {
-		t.Fatal(err)
-	}
-	if h, err = s.OpenDisk("vol"); err != nil {
-		t.Fatal(err)
-	}
+	h = rollbackAndOpen(t, s, h, "vol", "s1")
 	defer h.Close()
 	buf := make([]byte, bs)
 	for b := int64(0); b < n; b++ {
