@@ -675,40 +675,32 @@ func (s *Store) ListLazy() ([]LazyLayer, error) {
 	if none {
 		return nil, nil // (no walk of every disk, snapshot and image)
 	}
-	users, err := s.lazyUsers()
-	if err != nil {
-		return nil, err
-	}
-	readers, err := s.lazyReaders()
-	if err != nil {
-		return nil, err
-	}
-	s.lazy.mu.RLock()
+	// One read of the catalog: the disks and the snapshot members and
+	// images reading each layer, and whether GC removed it.
 	var out []LazyLayer
-	for id, ll := range m {
-		if !ll.isDone() {
-			out = append(out, LazyLayer{Layer: uint64(id), Origin: ll.origin, Disks: users[id], Readers: readers[id]})
-		}
-	}
-	s.lazy.mu.RUnlock()
-	return s.dropRemovedLazy(out)
-}
-
-// dropRemovedLazy leaves out of ls the layers GC removed from the catalog
-// (nothing read them) and forgets those no source is attached to (an
-// attached one's hydrator forgets it itself when it sees it gone:
-// AttachLazy). Without it, a lazy layer of a disk deleted before any
-// source was attached (a killed restore's temporary disk, deleted at the
-// daemon's start) stayed listed after GC until the store was reopened.
-func (s *Store) dropRemovedLazy(ls []LazyLayer) ([]LazyLayer, error) {
 	var gone []ids.Layer
-	err := s.idx.View(func(t *index.Txn) error {
-		for _, x := range ls {
+	err = s.idx.View(func(t *index.Txn) error {
+		out, gone = nil, nil
+		users, err := lazyUsersIn(t)
+		if err != nil {
+			return err
+		}
+		readers, err := lazyReadersIn(t)
+		if err != nil {
+			return err
+		}
+		s.lazy.mu.RLock()
+		for id, ll := range m {
+			if !ll.isDone() {
+				out = append(out, LazyLayer{Layer: uint64(id), Origin: ll.origin, Disks: users[id], Readers: readers[id]})
+			}
+		}
+		s.lazy.mu.RUnlock()
+		for _, x := range out {
 			if len(x.Disks) > 0 {
 				continue
 			}
-			_, err := t.Layer(ids.Layer(x.Layer))
-			if errors.Is(err, index.ErrNotFound) {
+			if _, err := t.Layer(ids.Layer(x.Layer)); errors.Is(err, index.ErrNotFound) {
 				gone = append(gone, ids.Layer(x.Layer))
 			} else if err != nil {
 				return err
@@ -717,9 +709,21 @@ func (s *Store) dropRemovedLazy(ls []LazyLayer) ([]LazyLayer, error) {
 		return nil
 	})
 	if err != nil || len(gone) == 0 {
-		return ls, err
+		return out, err
 	}
+	s.forgetRemovedLazy(gone)
+	return slices.DeleteFunc(out, func(x LazyLayer) bool { return slices.Contains(gone, ids.Layer(x.Layer)) }), nil
+}
+
+// forgetRemovedLazy forgets the lazy layers GC removed from the catalog
+// (nothing read them) that no source is attached to (an attached one's
+// hydrator forgets it itself when it sees it gone: AttachLazy). Without
+// it, a lazy layer of a disk deleted before any source was attached (a
+// killed restore's temporary disk, deleted at the daemon's start) stayed
+// listed after GC until the store was reopened.
+func (s *Store) forgetRemovedLazy(gone []ids.Layer) {
 	s.lazy.mu.Lock()
+	defer s.lazy.mu.Unlock()
 	for _, id := range gone {
 		if ll := s.lazy.layers[id]; ll != nil {
 			ll.mu.Lock()
@@ -730,36 +734,41 @@ func (s *Store) dropRemovedLazy(ls []LazyLayer) ([]LazyLayer, error) {
 			}
 		}
 	}
-	s.lazy.mu.Unlock()
-	return slices.DeleteFunc(ls, func(x LazyLayer) bool { return slices.Contains(gone, ids.Layer(x.Layer)) }), nil
 }
 
 // lazyUsers maps each layer at the bottom of a disk's chain to the disks.
-func (s *Store) lazyUsers() (map[ids.Layer][]string, error) {
-	users := map[ids.Layer][]string{}
-	err := s.idx.View(func(t *index.Txn) error {
-		return index.Each(t, index.KindDisk, func(d index.Disk) error {
-			l, err := t.Layer(d.Layer)
-			if err != nil {
-				return err
-			}
-			chain, err := chainOf(t, l.ID, l.Epoch)
-			if err != nil {
-				return err
-			}
-			bottom := chain[len(chain)-1].layer
-			users[bottom] = append(users[bottom], d.Name)
-			return nil
-		})
+func (s *Store) lazyUsers() (users map[ids.Layer][]string, err error) {
+	err = s.idx.View(func(t *index.Txn) error {
+		users, err = lazyUsersIn(t)
+		return err
 	})
 	return users, err
 }
 
-// lazyReaders counts, for each layer at the bottom of a snapshot member's
-// or an image's chain, those members and images.
-func (s *Store) lazyReaders() (map[ids.Layer]int, error) {
+// lazyUsersIn is lazyUsers in t.
+func lazyUsersIn(t *index.Txn) (map[ids.Layer][]string, error) {
+	users := map[ids.Layer][]string{}
+	err := index.Each(t, index.KindDisk, func(d index.Disk) error {
+		l, err := t.Layer(d.Layer)
+		if err != nil {
+			return err
+		}
+		chain, err := chainOf(t, l.ID, l.Epoch)
+		if err != nil {
+			return err
+		}
+		bottom := chain[len(chain)-1].layer
+		users[bottom] = append(users[bottom], d.Name)
+		return nil
+	})
+	return users, err
+}
+
+// lazyReadersIn counts, for each layer at the bottom of a snapshot
+// member's or an image's chain, those members and images.
+func lazyReadersIn(t *index.Txn) (map[ids.Layer]int, error) {
 	readers := map[ids.Layer]int{}
-	bottom := func(t *index.Txn, layer ids.Layer, epoch ids.Epoch) error {
+	bottom := func(layer ids.Layer, epoch ids.Epoch) error {
 		chain, err := chainOf(t, layer, epoch)
 		if err != nil {
 			return err
@@ -767,19 +776,17 @@ func (s *Store) lazyReaders() (map[ids.Layer]int, error) {
 		readers[chain[len(chain)-1].layer]++
 		return nil
 	}
-	err := s.idx.View(func(t *index.Txn) error {
-		if err := index.Each(t, index.KindSnapshot, func(r index.Snapshot) error {
-			for _, mb := range r.Members {
-				if err := bottom(t, mb.Layer, mb.Epoch); err != nil {
-					return err
-				}
+	if err := index.Each(t, index.KindSnapshot, func(r index.Snapshot) error {
+		for _, mb := range r.Members {
+			if err := bottom(mb.Layer, mb.Epoch); err != nil {
+				return err
 			}
-			return nil
-		}); err != nil {
-			return err
 		}
-		return index.Each(t, index.KindImage, func(r index.Image) error { return bottom(t, r.Layer, r.Epoch) })
-	})
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	err := index.Each(t, index.KindImage, func(r index.Image) error { return bottom(r.Layer, r.Epoch) })
 	return readers, err
 }
 

@@ -155,7 +155,7 @@ func TestLazyRestoreNameTakenBeforeRename(t *testing.T) {
 // after the daemon's start: the disk before the mount lists it
 // (CleanRegionLeftovers), the hold by the start's sweep although a local
 // snapshot holds an earlier disk named lz, and the layer by a GC. Before
-// cleanLazyTemps, the hold stayed (a snapshot of an lz could read the
+// the start told such a layer by what reads it, the hold stayed (a snapshot of an lz could read the
 // layer) and so did the layer, re-attached at every start.
 func TestLazyKilledRestoreCleanedAtStart(t *testing.T) {
 	l, m := syncedLocal(t)

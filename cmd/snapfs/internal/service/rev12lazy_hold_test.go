@@ -108,7 +108,7 @@ func TestRev12lazySnapshotOfTempDiskKeepsHold(t *testing.T) {
 
 // TestRev12lazyDaemonlessLeftoverHoldReleased: a restore --lazy killed
 // after its hold, its temporary disk then deleted by a daemonless region
-// command (replicate's CleanTempDisks: no orphan record), leaves a layer
+// command (replicate's CleanTempDisks, as at a daemon's start), leaves a layer
 // nothing reads. Its hold must go at the next sweep even though a local
 // snapshot holds an earlier, unrelated disk of the hold's name (lz): that
 // snapshot does not read the layer. Before, the name rule kept the hold,
