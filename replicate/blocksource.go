@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -66,20 +67,13 @@ func (m *Manager) BlockSource(ctx context.Context, regionName string) (BlockSour
 // reads it (readChunk: a delta rebuilt over its base, the result checked
 // against its id, dst cleared on any failure).
 func (b *regionBlocks) FetchBlock(ctx context.Context, digest [32]byte, dst []byte) (bool, error) {
-	loc, ok := b.cs.chunks[b.r.keys.ChunkID(digest)]
-	if !ok && b.r.indexesMayHide() {
-		// Its index may be on unusable stores only: not known absent.
+	loc, found, err := b.r.locate(b.cs, b.r.keys.ChunkID(digest))
+	if !found && !errors.Is(err, ErrUnavailable) {
+		return false, nil // the region has no such block
+	}
+	if err != nil {
 		clear(dst)
-		return false, fmt.Errorf("%w: region %q: the block is in no index the usable stores list, and too few stores are usable (%d of %d; each index is on %d)", ErrUnavailable, b.r.cfg.Name, b.r.n()-b.r.unusable(), b.r.n(), b.r.indexCopies())
-	}
-	if !ok {
-		return false, nil
-	}
-	if loc.entry().IsDelta() && b.r.indexesMayHide() {
-		if _, err := b.cs.baseOf(loc); err != nil {
-			clear(dst)
-			return false, fmt.Errorf("%w: region %q: chunk %v: its base is in no index the usable stores list, and too few stores are usable", ErrUnavailable, b.r.cfg.Name, loc.entry().ID)
-		}
+		return false, fmt.Errorf("region %q: %w", b.r.cfg.Name, err)
 	}
 	if raw := int(loc.entry().RawLen); raw != len(dst) {
 		clear(dst)

@@ -112,23 +112,29 @@ func (r *region) indexCopies() int { return min(r.m+1, r.n()) }
 // half of the pack id, so indexes spread evenly over the stores. A name
 // that is no pack id: every store.
 func (r *region) indexHomes(name string) []int {
-	id, ok := parsePackID(name)
-	n := r.n()
-	c := r.indexCopies()
-	if !ok {
-		c = n
-	}
-	first := int(binary.BigEndian.Uint64(id[8:]) % uint64(n))
+	first, c := r.homeSpan(name)
 	out := make([]int, c)
 	for j := range out {
-		out[j] = (first + j) % n
+		out[j] = (first + j) % r.n()
 	}
 	return out
 }
 
+// homeSpan is the first of pack name's index homes and their count
+// (indexHomes).
+func (r *region) homeSpan(name string) (first, c int) {
+	n := r.n()
+	id, ok := parsePackID(name)
+	if !ok {
+		return 0, n
+	}
+	return int(binary.BigEndian.Uint64(id[8:]) % uint64(n)), r.indexCopies()
+}
+
 // indexHome reports whether store i is a home of pack name's index.
 func (r *region) indexHome(name string, i int) bool {
-	return slices.Contains(r.indexHomes(name), i)
+	first, c := r.homeSpan(name)
+	return (i-first+r.n())%r.n() < c
 }
 
 // indexOnHomes reports whether a listed index (sizes from list) is on
@@ -184,6 +190,36 @@ func (r *region) indexesMayHide() bool {
 		}
 	}
 	return false
+}
+
+// locate finds chunk id in cs and, for a delta, its base (cs.baseOf): the
+// one rule every reader goes by when either is in no listed index. While
+// the homes of some index are all unusable (indexesMayHide) it may be in
+// that index: an error wrapping ErrUnavailable; else the chunk is in no
+// pack, or the base's error (both ErrCorrupt). found reports whether cs
+// names the chunk itself.
+func (r *region) locate(cs *chunkSet, id format.ChunkID) (loc chunkLoc, found bool, err error) {
+	loc, found = cs.chunks[id]
+	if !found {
+		if r.indexesMayHide() {
+			return loc, false, fmt.Errorf("%w: chunk %v is in no index the usable stores of region %q list: %s", ErrUnavailable, id, r.cfg.Name, r.tooFewUsable())
+		}
+		return loc, false, fmt.Errorf("%w: chunk %v is in no pack of region %q", ErrCorrupt, id, r.cfg.Name)
+	}
+	if loc.entry().IsDelta() {
+		if _, err := cs.baseOf(loc); err != nil {
+			if r.indexesMayHide() {
+				return loc, true, fmt.Errorf("%w: the base of delta chunk %v is in no index the usable stores of region %q list: %s", ErrUnavailable, id, r.cfg.Name, r.tooFewUsable())
+			}
+			return loc, true, err
+		}
+	}
+	return loc, true, nil
+}
+
+// tooFewUsable says why an index may be out of sight (locate).
+func (r *region) tooFewUsable() string {
+	return fmt.Sprintf("too few stores usable (%d of %d; each index is on %d)", r.n()-r.unusable(), r.n(), r.indexCopies())
 }
 
 // deleteAll deletes one object from every usable store.

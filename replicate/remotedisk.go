@@ -155,25 +155,17 @@ func (m *Manager) openRemoteDisk(ctx context.Context, region, host, snapshot, di
 		"open_region", t1.Sub(t0), "lock", t2.Sub(t1), "manifest", t3.Sub(t2), "chunks", time.Since(t3))
 	partial := false
 	for b, id := range bm {
-		loc, ok := cs.chunks[id]
-		if ok && loc.entry().IsDelta() {
-			if _, err := cs.baseOf(loc); err != nil && r.indexesMayHide() {
-				// Its base's index may be on unusable stores only: as below.
-				m.log.Warn("remote disk: the base of a delta chunk is in no index the usable stores list; its blocks are unavailable until more stores are back", "region", region, "snapshot", snapshot, "disk", disk, "block", b)
-				partial = true
-				break
-			}
+		_, found, err := r.locate(cs, id)
+		if errors.Is(err, ErrUnavailable) {
+			// Its index (or its base's) may be on unusable stores only
+			// (its homes): opened, and that block is unavailable until
+			// they are back (reviveStores loads the indexes again).
+			m.log.Warn("remote disk: a block's chunk is in no index the usable stores list; its blocks are unavailable until more stores are back", "region", region, "snapshot", snapshot, "disk", disk, "block", b, "err", err)
+			partial = true
+			break
 		}
-		if !ok {
-			if r.indexesMayHide() {
-				// Its index may be on unusable stores only (its homes):
-				// opened, and that block is unavailable until they are
-				// back (reviveStores loads the indexes again).
-				m.log.Warn("remote disk: a chunk is in no index the usable stores list; its blocks are unavailable until more stores are back", "region", region, "snapshot", snapshot, "disk", disk, "block", b)
-				partial = true
-				break
-			}
-			return fail(fmt.Errorf("remote disk: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, region))
+		if !found {
+			return fail(fmt.Errorf("remote disk: block %d of %q: %w", b, disk, err))
 		}
 	}
 	d := &RemoteDisk{m: m, r: r, snapshot: snapshot, disk: disk, md: md, bm: bm, lctx: lctx, unlock: unlock, cache: newPackCache(remotePackCache),

@@ -156,20 +156,11 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	byPack := map[packID][]want{}
 	var deltas []want // delta chunks: rebuilt over their bases after the packs (restoreDeltas)
 	for b, id := range bm {
-		loc, ok := cs.chunks[id]
-		if !ok && r.indexesMayHide() {
-			return st, fmt.Errorf("restore: %w: block %d of %q: chunk %v is in no index the usable stores of region %q list: too few stores usable (%d of %d; each index is on %d)", ErrUnavailable, b, disk, id, regionName, r.n()-r.unusable(), r.n(), r.indexCopies())
-		}
-		if !ok {
-			return st, fmt.Errorf("restore: %w: block %d of %q: chunk %v is in no pack of region %q", ErrCorrupt, b, disk, id, regionName)
+		loc, _, err := r.locate(cs, id)
+		if err != nil {
+			return st, fmt.Errorf("restore: block %d of %q: %w", b, disk, err)
 		}
 		if loc.entry().IsDelta() {
-			if _, err := cs.baseOf(loc); err != nil && r.indexesMayHide() {
-				// Its base's index may be on unusable stores only.
-				return st, fmt.Errorf("restore: %w: block %d of %q: the base of delta chunk %v is in no index the usable stores of region %q list: too few stores usable (%d of %d; each index is on %d)", ErrUnavailable, b, disk, id, regionName, r.n()-r.unusable(), r.n(), r.indexCopies())
-			} else if err != nil {
-				return st, fmt.Errorf("restore: block %d of %q: %w", b, disk, err)
-			}
 			deltas = append(deltas, want{b, loc.entry()})
 			continue
 		}
