@@ -675,12 +675,22 @@ func (s *Store) ListLazy() ([]LazyLayer, error) {
 	if none {
 		return nil, nil // (no walk of every disk, snapshot and image)
 	}
-	// One read of the catalog: the disks and the snapshot members and
-	// images reading each layer, and whether GC removed it.
+	// The layers first, then one read of the catalog (the disks and the
+	// snapshot members and images reading each, and whether GC removed
+	// it): the catalog read starts after a layer was listed, so it sees
+	// the layer's creation (CreateLazyDisk commits it before it lists the
+	// layer), and a layer being created is never taken for one GC removed.
 	var out []LazyLayer
+	s.lazy.mu.RLock()
+	for id, ll := range m {
+		if !ll.isDone() {
+			out = append(out, LazyLayer{Layer: uint64(id), Origin: ll.origin})
+		}
+	}
+	s.lazy.mu.RUnlock()
 	var gone []ids.Layer
 	err = s.idx.View(func(t *index.Txn) error {
-		out, gone = nil, nil
+		gone = nil
 		users, err := lazyUsersIn(t)
 		if err != nil {
 			return err
@@ -689,14 +699,9 @@ func (s *Store) ListLazy() ([]LazyLayer, error) {
 		if err != nil {
 			return err
 		}
-		s.lazy.mu.RLock()
-		for id, ll := range m {
-			if !ll.isDone() {
-				out = append(out, LazyLayer{Layer: uint64(id), Origin: ll.origin, Disks: users[id], Readers: readers[id]})
-			}
-		}
-		s.lazy.mu.RUnlock()
-		for _, x := range out {
+		for i := range out {
+			x := &out[i]
+			x.Disks, x.Readers = users[ids.Layer(x.Layer)], readers[ids.Layer(x.Layer)]
 			if len(x.Disks) > 0 {
 				continue
 			}
