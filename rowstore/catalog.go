@@ -318,7 +318,8 @@ func (s *Store) ResizeDisk(name string, size int64) error {
 
 // DeleteDisk deletes a disk. Its snapshots, clones and images stay; the
 // space only it used comes back at the next GC. An open disk is refused
-// with ErrBusy unless force; with force its unsynced writes are discarded.
+// with ErrBusy unless force (after a moment's wait for handles being
+// closed: closegrace.go); with force its unsynced writes are discarded.
 func (s *Store) DeleteDisk(name string, force bool) error {
 	if err := firstErr(s.checkOpen(), ValidateName("disk", name)); err != nil {
 		return err
@@ -326,6 +327,9 @@ func (s *Store) DeleteDisk(name string, force bool) error {
 	d, err := s.diskByName(name)
 	if err != nil {
 		return err
+	}
+	if !force {
+		d.waitClosed() // (closegrace.go)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -869,11 +873,14 @@ func (s *Store) OpenImageMeta(name string) (*Reader, error) {
 
 // RollbackDisk makes a disk read as it was in a snapshot, in constant time.
 // Snapshots taken after that one stay intact. An open disk is refused with
-// ErrBusy unless force. Writes made before the rollback are kept in the
+// ErrBusy unless force (after closegrace.go's wait). Writes made before the rollback are kept in the
 // disk's old history (later snapshots see them), never in the new head.
 func (s *Store) RollbackDisk(name, snapshot string, force bool) error {
 	if err := firstErr(s.checkOpen(), ValidateName("disk", name), ValidateName("snapshot", snapshot)); err != nil {
 		return err
+	}
+	if !force {
+		s.waitClosedByName(name) // (closegrace.go)
 	}
 	ds, unlock, err := s.lockDisks([]string{name})
 	if err != nil {
@@ -966,6 +973,7 @@ func (s *Store) RenameDisk(name, newName string) error {
 	if err := firstErr(s.checkOpen(), ValidateName("disk", name), ValidateName("disk", newName), checkNewDiskName(newName)); err != nil {
 		return err
 	}
+	s.waitClosedByName(name) // (closegrace.go)
 	ds, unlock, err := s.lockDisks([]string{name})
 	if err != nil {
 		return err
