@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/snapfs/snapfs/replicate"
@@ -380,8 +381,32 @@ type reopening struct {
 	// parked: rd was closed because nothing read through the layer any
 	// more (its metadata still answers); the next read opens it again.
 	parked bool
+	// idle: the store said no disk reads through the layer (Idle). Reads
+	// through a snapshot or image of it then open rd again (unpark), and
+	// rd is parked again once no read came for parkAfter (idleTimer), so
+	// one `cp` out of a snapshot does not keep the region's shared lock
+	// (and other hosts' prune) out until the next start.
+	idle      bool
+	idleTimer *time.Timer
+	// inflight counts the reads using rd (taken under mu's read lock, see
+	// acquire): park closes rd only when none is.
+	inflight  atomic.Int64
+	lastRead  atomic.Int64  // unix nanoseconds of the last read's end
+	parkAfter time.Duration // see idleFor
 	// closedCh is closed by Close (made on first use, closedC).
 	closedCh chan struct{}
+}
+
+// parkAfter is how long a region disk opened again after Idle stays open
+// with no read through it (reopening.parkAfter, when set, in tests).
+const parkAfter = 30 * time.Second
+
+// idleFor is parkAfter, or the source's own (set before first use).
+func (r *reopening) idleFor() time.Duration {
+	if r.parkAfter > 0 {
+		return r.parkAfter
+	}
+	return parkAfter
 }
 
 // closedC is closed once the source is closed (the store closes it when
@@ -399,16 +424,71 @@ func (r *reopening) closedC() <-chan struct{} {
 }
 
 // park closes the region disk (releasing its lock) until the next read;
-// false if it was closed or parked already.
+// false if it was closed or parked already, or a read is using it (then
+// the idle timer tries again).
 func (r *reopening) park() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed || r.parked {
 		return false
 	}
+	if r.inflight.Load() > 0 {
+		r.armLocked(r.idleFor())
+		return false
+	}
 	r.parked = true
 	r.rd.Close()
 	return true
+}
+
+// armLocked (re)starts the idle timer to fire in d (r.mu held).
+func (r *reopening) armLocked(d time.Duration) {
+	if r.idleTimer != nil {
+		r.idleTimer.Stop()
+	}
+	r.idleTimer = time.AfterFunc(d, r.parkIfIdle)
+}
+
+// parkIfIdle parks the region disk when no read came for parkAfter, else
+// waits for the rest of that time.
+func (r *reopening) parkIfIdle() {
+	r.mu.Lock()
+	if r.closed || r.parked {
+		r.mu.Unlock()
+		return
+	}
+	if since := time.Since(time.Unix(0, r.lastRead.Load())); since < r.idleFor() || r.inflight.Load() > 0 {
+		r.armLocked(max(r.idleFor()-since, time.Millisecond))
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	if r.park() {
+		r.log.Info("lazy disk: no read through its layer for a while; region disk closed again (its lock released)", "after", r.idleFor())
+	}
+}
+
+// acquire returns the region disk for one read (opening it again if it
+// was parked) and the function that ends the read; rd is not closed by a
+// park while the read runs.
+func (r *reopening) acquire(ctx context.Context) (remoteDisk, func(), error) {
+	for {
+		if err := r.unpark(ctx); err != nil {
+			return nil, nil, err
+		}
+		r.mu.RLock()
+		if r.parked && !r.closed { // parked again between unpark and here
+			r.mu.RUnlock()
+			continue
+		}
+		rd := r.rd
+		r.inflight.Add(1)
+		r.mu.RUnlock()
+		return rd, func() {
+			r.lastRead.Store(time.Now().UnixNano())
+			r.inflight.Add(-1)
+		}, nil
+	}
 }
 
 // Idle is rowstore.LayerIdler: the store calls it when the layer's
@@ -417,6 +497,9 @@ func (r *reopening) park() bool {
 // region lock no longer keeps other hosts' prune out; a read through a
 // snapshot that still holds the layer opens it again.
 func (r *reopening) Idle() {
+	r.mu.Lock()
+	r.idle = true
+	r.mu.Unlock()
 	if r.park() {
 		r.log.Info("lazy disk: no disk reads through its layer; region disk closed (its lock released)")
 	}
@@ -447,6 +530,10 @@ func (r *reopening) unpark(ctx context.Context) error {
 		return fmt.Errorf("%w: the region's disk changed shape on reopening", replicate.ErrCorrupt)
 	}
 	r.rd, r.parked, r.last = nrd, false, time.Now()
+	r.lastRead.Store(time.Now().UnixNano())
+	if r.idle {
+		r.armLocked(r.idleFor())
+	}
 	r.mu.Unlock()
 	r.log.Info("lazy disk: region disk opened again for a read")
 	return nil
@@ -526,11 +613,12 @@ func (r *reopening) Stored(b int64) bool { return r.cur().Stored(b) }
 func (r *reopening) EachStored(fn func(b int64)) { r.cur().EachStored(fn) }
 
 func (r *reopening) ReadBlock(ctx context.Context, b int64, dst []byte) error {
-	if err := r.unpark(ctx); err != nil {
+	rd, done, err := r.acquire(ctx)
+	if err != nil {
 		return fmt.Errorf("%w: %w", replicate.ErrUnavailable, err)
 	}
-	rd := r.cur()
-	err := rd.ReadBlock(ctx, b, dst)
+	defer done()
+	err = rd.ReadBlock(ctx, b, dst)
 	if err == nil || !errors.Is(err, replicate.ErrUnavailable) || ctx.Err() != nil {
 		return err
 	}
@@ -548,14 +636,15 @@ func (r *reopening) ReadBlock(ctx context.Context, b int64, dst []byte) error {
 // when some fail as unavailable the region is reopened (as ReadBlock does)
 // and those are read again.
 func (r *reopening) ReadBlocks(ctx context.Context, blocks []int64, dsts [][]byte) []error {
-	if err := r.unpark(ctx); err != nil {
+	rd, done, err := r.acquire(ctx)
+	if err != nil {
 		errs := make([]error, len(blocks))
 		for i := range errs {
 			errs[i] = fmt.Errorf("%w: %w", replicate.ErrUnavailable, err)
 		}
 		return errs
 	}
-	rd := r.cur()
+	defer done()
 	errs := rd.ReadBlocks(ctx, blocks, dsts)
 	var again []int
 	for i, err := range errs {
@@ -626,6 +715,9 @@ func (r *reopening) Close() error {
 		return nil
 	}
 	r.closed = true
+	if r.idleTimer != nil {
+		r.idleTimer.Stop()
+	}
 	if r.closedCh != nil {
 		close(r.closedCh)
 	}
