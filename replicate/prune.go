@@ -344,6 +344,12 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 			}
 			st.PacksDeleted++
 		} else {
+			if _, lost := cs.lost[id]; lost {
+				// Its index is listed but has no good copy: what the pack
+				// holds is not known (repair rebuilds the index from it).
+				m.log.Warn("prune: keeping a pack whose index has no good copy; snapfs region repair rebuilds it", "region", regionName, "pack", name)
+				continue
+			}
 			if keepOrphans || m.packYoung(ctx, r, name, id, sizes, now) {
 				continue
 			}
