@@ -175,6 +175,9 @@ func regionCommand(st *state) *cli.Command {
 							for _, f := range rep.Failed {
 								fmt.Fprintf(p.w, "not repaired: store %d %s (%s): %s\n", f.Store, f.Object, f.Kind, f.Err)
 							}
+							if len(rep.IndexesRebuilt) > 0 {
+								fmt.Fprintf(p.w, "region %s: %d pack index(es) rebuilt from their packs' own tables: %s\n", a[0], len(rep.IndexesRebuilt), strings.Join(rep.IndexesRebuilt, ", "))
+							}
 							fmt.Fprintf(p.w, "region %s: %d problem(s) found, %d repaired, %d not repaired\n", a[0], len(rep.Before.Problems), len(rep.Repaired), len(rep.Failed))
 						}
 						if len(rep.Failed) > 0 {
@@ -458,6 +461,9 @@ func printCheck(p *printer, region string, rep service.CheckReport) error {
 	fmt.Fprintf(p.w, "snapshots degraded (restorable, run repair): %s\n", joinOr(rep.Degraded, "none"))
 	if len(rep.Unavailable) > 0 {
 		fmt.Fprintf(p.w, "snapshots unavailable until unreachable stores are back: %s\n", joinOr(rep.Unavailable, "none"))
+	}
+	if len(rep.RebuildableIndexes) > 0 {
+		fmt.Fprintf(p.w, "pack indexes lost (repair rebuilds them from their packs): %s\n", strings.Join(rep.RebuildableIndexes, ", "))
 	}
 	if n := len(rep.Unindexed) + len(rep.OrphanIndexes) + len(rep.DeadPacks); n > 0 {
 		fmt.Fprintf(p.w, "garbage (removed by prune or repair): %d unindexed pack(s), %d orphaned index(es), %d unreadable pack(s) no snapshot needs\n", len(rep.Unindexed), len(rep.OrphanIndexes), len(rep.DeadPacks))
