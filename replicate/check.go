@@ -67,7 +67,8 @@ type Report struct {
 	Degraded []string `json:"degraded,omitempty"`
 	// Unindexed are packs without an index on any store: garbage of an
 	// interrupted sync, which Prune deletes after OrphanAge and Repair at
-	// once. Not a problem (no manifest can name a chunk only they hold).
+	// once. Not a problem: a pack whose table holds a chunk a snapshot
+	// needs (its index was lost) is in RebuildableIndexes instead.
 	Unindexed []string `json:"unindexed,omitempty"`
 	// OrphanIndexes are pack indexes whose pack has no shard on any store;
 	// Prune and Repair delete them (a snapshot needing one is lost).
@@ -736,9 +737,11 @@ type RepairReport struct {
 // corrupt copy: pack shards are rebuilt from the good shards (any k),
 // metadata is copied from a store with a good copy, and a store's config
 // is re-made from the region's parameters. Unreachable stores are left.
-// Repair holds the exclusive lock, so it also removes garbage: unindexed
-// packs, copying markers of dead syncs, and (when every store is
-// reachable) indexes whose pack is gone.
+// A pack index with no good copy on any store is rebuilt from the pack's
+// own table (RepairReport.IndexesRebuilt; see the package doc, "Lost
+// indexes"). Repair holds the exclusive lock, so it also removes garbage:
+// unindexed packs no snapshot needs, copying markers of dead syncs, and
+// (when every store is reachable) indexes whose pack is gone.
 func (m *Manager) Repair(ctx context.Context, regionName string, progress Progress) (RepairReport, error) {
 	return m.RepairWith(ctx, regionName, RepairOptions{}, progress)
 }
