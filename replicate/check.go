@@ -556,39 +556,12 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 	missing := map[format.ChunkID]bool{}
 	out.pass(ctx, m, r, mfs, cs, ps, bad, hidden, missing, nil)
 	// A lost index (no good copy), or an unindexed pack holding a chunk a
-	// snapshot needs that is in no index: the pack's own table tells
-	// (packTable). Those that read are indexes repair rebuilds; the
-	// snapshots are classified again with them, their packs degraded.
-	var cands []packID
-	for _, id := range sortedIDs(cs.lost) {
-		cands = append(cands, id)
-	}
-	if len(missing) > 0 {
-		cands = append(cands, cs.unindexed...)
-	}
-	for _, id := range cands {
-		x, sealed, err := m.packTable(ctx, r, id)
-		if err := ctx.Err(); err != nil {
-			return out, err
-		}
-		_, listed := cs.lost[id]
-		if err != nil {
-			m.log.Warn("check: a pack whose index is lost or missing: its own table cannot be read either", "region", r.cfg.Name, "pack", id.String(), "err", err)
-			if listed {
-				if out.unrebuilt == nil {
-					out.unrebuilt = map[packID]error{}
-				}
-				out.unrebuilt[id] = err
-			}
-			continue
-		}
-		if !listed && !slices.ContainsFunc(x.Entries, func(e format.Entry) bool { return missing[e.ID] }) {
-			continue // an interrupted sync's: garbage
-		}
-		if out.rebuild == nil {
-			out.rebuild = map[packID]*rebuiltIndex{}
-		}
-		out.rebuild[id] = &rebuiltIndex{x: x, sealed: sealed, listed: listed}
+	// snapshot needs that is in no index: the pack's own table tells.
+	// Those that read are indexes repair rebuilds; the snapshots are
+	// classified again with them, their packs degraded.
+	out.rebuild, out.unrebuilt, err = m.packTables(ctx, r, cs, missing, true)
+	if err != nil {
+		return out, err
 	}
 	if len(out.rebuild) > 0 {
 		cs = cs.clone()

@@ -194,3 +194,32 @@ func TestLostIndexUnreadablePackKept(t *testing.T) {
 		t.Fatalf("repair rebuilt the index of pack %s from fewer than k shards: %+v", pack, rr)
 	}
 }
+
+// TestLostIndexPruneKeepsBases: with the index of a pack of s2's deltas
+// lost, a prune that drops s1 keeps s1's chunks the deltas are based on:
+// it reads the lost pack's own table to learn them (an index it cannot
+// read names no base). After repair s2 restores byte for byte.
+func TestLostIndexPruneKeepsBases(t *testing.T) {
+	for _, corrupt := range []bool{false, true} {
+		name := "deleted"
+		if corrupt {
+			name = "corrupt"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			a, b, dirs, want2 := v4Host(t)
+			pack := loseIndex(t, a, dirs, corrupt)
+			st, err := b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true})
+			if err != nil || len(st.Deleted) != 1 {
+				t.Fatalf("prune of s1 with the index of pack %s lost: %+v %v", pack, st, err)
+			}
+			if _, err := b.mgr.Repair(ctx, "r1", nil); err != nil {
+				t.Fatalf("repair: %v", err)
+			}
+			if err := restoreEq(t, b.host, "", "s2", "vol1", want2); err != nil {
+				t.Fatalf("restore of s2 after a prune of s1 with the index of pack %s lost, and repair: %v", pack, err)
+			}
+			mustClean(t, b.host)
+		})
+	}
+}

@@ -296,8 +296,29 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 	if err != nil {
 		return st, err
 	}
+	// A kept chunk in no index may be in a pack whose index was lost (no
+	// good copy, or on no store): its own table names it, and a delta's
+	// base, which must be kept too. Such packs are kept (repair rebuilds
+	// their indexes).
+	var missing map[format.ChunkID]bool
+	for id := range need {
+		if _, ok := cs.chunks[id]; !ok {
+			if missing == nil {
+				missing = map[format.ChunkID]bool{}
+			}
+			missing[id] = true
+		}
+	}
+	recovered, _, err := m.packTables(ctx, r, cs, missing, len(missing) > 0)
+	if err != nil {
+		return st, fmt.Errorf("prune: %w", err)
+	}
+	for _, id := range sortedIDs(recovered) {
+		cs.add(recovered[id].x)
+	}
 	// A kept delta needs its base: the indexes name it (prune reads no
-	// pack), so a base is needed whatever snapshot it came from.
+	// pack, but for the above), so a base is needed whatever snapshot it
+	// came from.
 	cs.needBases(need)
 	packs, err := r.list(ctx, packDir)
 	if err != nil {
@@ -328,6 +349,10 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 	for name, sizes := range packs {
 		id, ok := parsePackID(name)
 		if !ok {
+			continue
+		}
+		if recovered[id] != nil {
+			m.log.Warn("prune: keeping a pack whose index is lost and which a kept snapshot needs; snapfs region repair rebuilds the index", "region", regionName, "pack", name)
 			continue
 		}
 		x, indexed := cs.packs[id]

@@ -95,6 +95,49 @@ func (m *Manager) putRebuilt(ctx context.Context, r *region, x *format.Index, se
 	return r.putOn(ctx, on, indexDir+name, sealed, nil)
 }
 
+// packTables reads the own tables (packTable) of the packs of cs's lost
+// indexes (with lost) and, when missing (needed chunks in no index) is not
+// empty, of its unindexed packs. It returns the indexes they make: every
+// lost one that reads, and the unindexed ones that hold a missing chunk
+// (the others are an interrupted sync's garbage); and why the lost ones
+// that do not read could not be.
+func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missing map[format.ChunkID]bool, lost bool) (map[packID]*rebuiltIndex, map[packID]error, error) {
+	var cands []packID
+	if lost {
+		cands = sortedIDs(cs.lost)
+	}
+	if len(missing) > 0 {
+		cands = append(cands, cs.unindexed...)
+	}
+	var rebuild map[packID]*rebuiltIndex
+	var unrebuilt map[packID]error
+	for _, id := range cands {
+		x, sealed, err := m.packTable(ctx, r, id)
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		_, listed := cs.lost[id]
+		if err != nil {
+			m.log.Warn("a pack whose index is lost or missing: its own table cannot be read either", "region", r.cfg.Name, "pack", id.String(), "err", err)
+			if listed {
+				if unrebuilt == nil {
+					unrebuilt = map[packID]error{}
+				}
+				unrebuilt[id] = err
+			}
+			continue
+		}
+		if !listed && !slices.ContainsFunc(x.Entries, func(e format.Entry) bool { return missing[e.ID] }) {
+			continue // an interrupted sync's: garbage
+		}
+		if rebuild == nil {
+			rebuild = map[packID]*rebuiltIndex{}
+		}
+		rebuild[id] = &rebuiltIndex{x: x, sealed: sealed, listed: listed}
+	}
+	return rebuild, unrebuilt, nil
+}
+
 // sortedIDs is the keys of a pack map in order.
 func sortedIDs[V any](mp map[packID]V) []packID {
 	out := make([]packID, 0, len(mp))
