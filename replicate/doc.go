@@ -282,6 +282,12 @@
 //   - Sync never deduplicates against it: its chunks are sent again
 //     (TestLostIndexSyncSendsAgain). Prune never deletes a pack whose
 //     listed index has no good copy: it cannot know what the pack holds.
+//     When a kept snapshot needs a chunk in no index, prune reads the
+//     tables of the packs of lost indexes and of unindexed packs
+//     (packTables, as check): those naming it are kept, and the bases of
+//     their deltas are needed (needBases). (Before, a prune that dropped
+//     the snapshot holding the bases deleted them, and the deltas' snapshot
+//     could not be restored even after repair: TestLostIndexPruneKeepsBases.)
 //   - Check reads the pack's table (packTable: the shards of every usable
 //     store, erasure-decoded; OpenPackTable authenticates the table and
 //     every record; the index made from it must encode and decode back as
