@@ -15,7 +15,8 @@ import (
 // (exit 6) saying region repair rebuilds the index; check says so (exit
 // 12); repair rebuilds the indexes from the packs' own tables (text and
 // indexes_rebuilt in JSON) instead of deleting the packs as garbage, and
-// the snapshot restores byte for byte.
+// the snapshot restores byte for byte. With a store unreachable, repair
+// exits 11 as check does.
 func TestRegionLostIndexCLI(t *testing.T) {
 	needRoot(t)
 	tmp := t.TempDir()
@@ -132,4 +133,19 @@ func TestRegionLostIndexCLI(t *testing.T) {
 	if fileSum(t, filepath.Join(mp2, "disks", "r3")) != want2 {
 		t.Fatal("s2 restored after repair differs")
 	}
+
+	// A store unreachable: check and repair agree on exit 11 (unavailable:
+	// bring it back), not repair 12 (degraded).
+	if err := os.Rename(dirs[2], dirs[2]+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	fails(t, h2, 11, "region", "check", "dr")
+	r = fails(t, h2, 11, "region", "repair", "dr")
+	if !strings.Contains(r.stderr, "unreachable") {
+		t.Fatalf("repair with store 2 unreachable: %q", r.stderr)
+	}
+	if err := os.Rename(dirs[2]+".gone", dirs[2]); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, h2, "region", "repair", "dr")
 }

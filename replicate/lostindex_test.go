@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/replicate"
+	"github.com/snapfs/snapfs/replicate/store"
 )
 
 // A pack's index lost on every store that holds it (deleted by hand, a
@@ -221,5 +222,35 @@ func TestLostIndexPruneKeepsBases(t *testing.T) {
 			}
 			mustClean(t, b.host)
 		})
+	}
+}
+
+// TestListErrorUnavailable: a store that is open but fails to list is
+// unavailable (ErrUnavailable: exit 11), as one that cannot be opened,
+// for check, repair, restore and prune; not a bare failure (exit 1).
+func TestListErrorUnavailable(t *testing.T) {
+	ctx := context.Background()
+	_, b, _, _ := v4Host(t)
+	b.faults[2].FailMatching(func(m store.Method, name string) error {
+		if m == store.MethodList {
+			return errors.New("injected: list refused")
+		}
+		return nil
+	})
+	_, err := b.mgr.Check(ctx, "r1", false, nil)
+	if !errors.Is(err, replicate.ErrUnavailable) {
+		t.Errorf("check with a store failing to list: %v (want unavailable)", err)
+	}
+	_, err = b.mgr.Repair(ctx, "r1", nil)
+	if !errors.Is(err, replicate.ErrUnavailable) {
+		t.Errorf("repair with a store failing to list: %v (want unavailable)", err)
+	}
+	_, err = b.mgr.Restore(ctx, "r1", "s2", "vol1", "x", nil)
+	if !errors.Is(err, replicate.ErrUnavailable) {
+		t.Errorf("restore with a store failing to list: %v (want unavailable)", err)
+	}
+	_, err = b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true})
+	if !errors.Is(err, replicate.ErrUnavailable) {
+		t.Errorf("prune with a store failing to list: %v (want unavailable)", err)
 	}
 }

@@ -360,7 +360,12 @@ func (r *region) list(ctx context.Context, prefix string) (listing, error) {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("store %d (%s): list %s: %w", i, r.stores[i].Location(), prefix, err)
+			if ctx.Err() != nil {
+				return err
+			}
+			// A store that cannot list is unavailable (exit 11), as one
+			// that cannot be opened.
+			return fmt.Errorf("%w: store %d (%s): list %s: %w", ErrUnavailable, i, r.stores[i].Location(), prefix, err)
 		}
 		per[i] = got
 		return nil
