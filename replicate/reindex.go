@@ -100,7 +100,8 @@ func (m *Manager) putRebuilt(ctx context.Context, r *region, x *format.Index, se
 // empty, of its unindexed packs. It returns the indexes they make: every
 // lost one that reads, and the unindexed ones that hold a missing chunk
 // (the others are an interrupted sync's garbage); and why the lost ones
-// that do not read could not be.
+// that do not read could not be (not those with a home away: a good copy
+// may be there).
 func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missing map[format.ChunkID]bool, lost bool) (map[packID]*rebuiltIndex, map[packID]error, error) {
 	var cands []packID
 	if lost {
@@ -116,10 +117,10 @@ func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missi
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		_, listed := cs.lost[id]
+		l, listed := cs.lost[id]
 		if err != nil {
 			m.log.Warn("a pack whose index is lost or missing: its own table cannot be read either", "region", r.cfg.Name, "pack", id.String(), "err", err)
-			if listed {
+			if listed && !l.away { // else a good copy may be on a home that is away
 				if unrebuilt == nil {
 					unrebuilt = map[packID]error{}
 				}
