@@ -3,6 +3,7 @@ package replicate_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/replicate/store"
+	"github.com/snapfs/snapfs/replicate/store/s3test"
 )
 
 // A pack's index lost on every store that holds it (deleted by hand, a
@@ -253,4 +255,66 @@ func TestListErrorUnavailable(t *testing.T) {
 	if !errors.Is(err, replicate.ErrUnavailable) {
 		t.Errorf("prune with a store failing to list: %v (want unavailable)", err)
 	}
+}
+
+// TestLostIndexS3: TestLostIndex's deleted case over S3 stores (versitygw
+// on 127.0.0.1): the index of a pack of s2 deleted from every bucket
+// (as a lifecycle rule would), another host restores s1, repair rebuilds
+// the index and s2 restores byte for byte.
+func TestLostIndexS3(t *testing.T) {
+	endpoint, access, secret := s3test.Start(t)
+	ctx := context.Background()
+	open := func(ctx context.Context, i int, u string, o store.Options) (store.Store, error) {
+		o.AccessKey, o.SecretKey = access, secret
+		return store.Open(ctx, u, o)
+	}
+	var urls []string
+	for i := range testK + testM {
+		urls = append(urls, fmt.Sprintf("s3://bucket%d/lost/st%d", i%3, i))
+	}
+	cfg := replicate.RegionConfig{Name: "r1", K: testK, M: testM, Stores: urls, KeyFile: keyFile(t, 7),
+		S3: replicate.S3Options{Endpoint: endpoint, PathStyle: true, Insecure: true}}
+	a := newHost(t, replicate.Options{PackSize: 1 << 20, OpenStore: open})
+	deltaScenario(t, a, func() {
+		if _, err := a.mgr.AddRegion(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	want1, want2 := readSnapshot(t, a, "s1", "vol1"), readSnapshot(t, a, "s2", "vol1")
+	pack, _, err := a.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range urls {
+		s, err := open(ctx, i, u, store.Options{Endpoint: endpoint, PathStyle: true, Insecure: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Delete(ctx, "index/"+pack)
+		s.Close()
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	b := newHost(t, replicate.Options{OpenStore: open})
+	if _, err := b.mgr.AddRegion(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := restoreEq(t, b, "", "s1", "vol1", want1); err != nil {
+		t.Fatal(err)
+	}
+	if err := restoreEq(t, b, "", "s2", "vol1", want2); err == nil || !strings.Contains(err.Error(), pack) {
+		t.Fatalf("restore of s2 with the index of pack %s deleted: %v", pack, err)
+	}
+	rr, err := b.mgr.Repair(ctx, "r1", nil)
+	if err != nil || !slices.Contains(rr.IndexesRebuilt, pack) || rr.OrphansDeleted > 0 || len(rr.Failed) > 0 {
+		t.Fatalf("repair with the index of pack %s deleted: %+v %v", pack, rr, err)
+	}
+	if err := restoreEq(t, b, "", "s2", "vol1", want2); err != nil {
+		t.Fatal(err)
+	}
+	mustClean(t, b)
 }
