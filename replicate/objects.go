@@ -641,6 +641,12 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 				err = fmt.Errorf("%w: index %s names pack %x", ErrCorrupt, name, x.Pack)
 			}
 		}
+		if errors.Is(err, format.ErrUnsupportedVersion) {
+			// Of a newer snapfs: fail closed, never read as lost (a prune
+			// that cannot see its deltas would delete their bases:
+			// TestOldDecoderFailsClosed).
+			return nil, fmt.Errorf("region %q: pack index %s: %w", r.cfg.Name, name, err)
+		}
 		if err != nil {
 			// No good copy on the usable stores: left out (its chunks are
 			// in no index: locate), never a failure of every snapshot.
