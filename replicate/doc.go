@@ -237,7 +237,11 @@
 //
 // Check's Report.Verdict sums up: ok, unavailable (stores unreachable or
 // without marker, nothing known lost or degraded: exit 11, repair cannot
-// help), degraded (repair), lost.
+// help), degraded (repair), lost. Repair exits 11 as well when all it could
+// not repair is unreachable stores (RepairReport.Failed holds only
+// ProblemUnreachable; before, 12). A store that is open but fails to list
+// makes the operation fail with ErrUnavailable (exit 11), as one that
+// cannot be opened (TestListErrorUnavailable; before, a bare error: exit 1).
 //
 // A remote snapshot is copying (marker, no manifest), available (manifest)
 // or degraded (available, but the last Check found it degraded, lost or
