@@ -320,8 +320,8 @@ func repairVerdict(region string, rep service.RepairReport) error {
 		}
 		stores = append(stores, f.Store)
 	}
-	return fmt.Errorf("%w: region %s: store(s) %v unreachable: repaired what the others lacked; run snapfs region repair %s again once they are back",
-		replicate.ErrUnavailable, region, stores, region)
+	return fmt.Errorf("%w: region %s: store(s) %v unreachable: repaired what the others lacked; run snapfs region repair %s again once they are back%s",
+		replicate.ErrUnavailable, region, stores, region, newStoreHint(region, rep.Failed))
 }
 
 // onlyUnreachable: every problem is an unreachable store.
