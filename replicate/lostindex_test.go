@@ -1,6 +1,7 @@
 package replicate_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -86,6 +87,24 @@ func testLostIndex(t *testing.T, corrupt bool) {
 	err := restoreEq(t, b.host, "", "s2", "vol1", want2)
 	if err == nil || !strings.Contains(err.Error(), pack) || !strings.Contains(err.Error(), "region repair") {
 		t.Fatalf("restore of s2 without the index of pack %s: want an error naming it and region repair, got %v", pack, err)
+	}
+
+	// Lazily too: s1 opens and reads, s2 does not open.
+	d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s1", "vol1")
+	if err != nil {
+		t.Fatalf("lazy open of s1 with the index of pack %s lost: %v", pack, err)
+	}
+	got := make([]byte, d.Size())
+	_, err = d.ReadAt(got, 0)
+	d.Close()
+	if err != nil || !bytes.Equal(got, want1) {
+		t.Fatalf("lazy read of s1 with the index of pack %s lost differs (%v)", pack, err)
+	}
+	if d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1"); err == nil || !strings.Contains(err.Error(), "region repair") {
+		if d != nil {
+			d.Close()
+		}
+		t.Fatalf("lazy open of s2 without the index of pack %s: %v", pack, err)
 	}
 
 	// Check: the index is a problem, s2 degraded (repair can rebuild it),
