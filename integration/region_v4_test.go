@@ -138,7 +138,7 @@ func TestRegionV4CLI(t *testing.T) {
 		t.Errorf("restore with an index's three stores gone: %q", r.stderr)
 	}
 	notLost(fails(t, h2, 11, "region", "check", "dr"))
-	r = snapfs(t, h2, "region", "repair", "dr") // it cannot repair the stores that are gone (exit 12, as ever)
+	r = snapfs(t, h2, "region", "repair", "dr") // it cannot repair the stores that are gone (exit 11 when they are all it left, as check)
 	t.Logf("repair with three stores gone: exit %d: %s", r.code, strings.TrimSpace(r.stderr))
 	back()
 	if n := shards(); n != before {

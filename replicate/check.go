@@ -67,7 +67,8 @@ type Report struct {
 	Degraded []string `json:"degraded,omitempty"`
 	// Unindexed are packs without an index on any store: garbage of an
 	// interrupted sync, which Prune deletes after OrphanAge and Repair at
-	// once. Not a problem (no manifest can name a chunk only they hold).
+	// once. Not a problem: a pack whose table holds a chunk a snapshot
+	// needs (its index was lost) is in RebuildableIndexes instead.
 	Unindexed []string `json:"unindexed,omitempty"`
 	// OrphanIndexes are pack indexes whose pack has no shard on any store;
 	// Prune and Repair delete them (a snapshot needing one is lost).
@@ -77,6 +78,11 @@ type Report struct {
 	// store kept of packs prune deleted. Garbage, not lost data: Repair
 	// (when every store is reachable) and Prune delete them.
 	DeadPacks []string `json:"dead_packs,omitempty"`
+	// RebuildableIndexes are the packs whose index has no good copy on
+	// any store (deleted, or every copy corrupt) while the pack's own
+	// table reads: each is also a problem (store -1), and Repair rebuilds
+	// it from the pack.
+	RebuildableIndexes []string `json:"rebuildable_indexes,omitempty"`
 	// Unreachable are the stores that could not be used.
 	Unreachable []int `json:"unreachable,omitempty"`
 	// Verdict sums the report up for scripts: "ok"; "unavailable" (stores
@@ -138,11 +144,20 @@ func (m *Manager) Check(ctx context.Context, regionName string, readData bool, p
 // packProblems maps a pack to its problem stores.
 type packProblems map[packID][]int
 
+// checked is what check found that repair acts on besides the report.
+type checked struct {
+	pp      packProblems             // packs with bad shards
+	rebuild map[packID]*rebuiltIndex // lost indexes their packs' tables rebuild
+	// keepUnindexed: no unindexed pack is garbage (classes.keepUnindexed,
+	// or the snapshots could not be classified).
+	keepUnindexed bool
+}
+
 // check checks the region. shared: the caller holds the shared lock, so
 // syncs may be running beside it and their unfinished copies are not
 // reported (inFlight); repair holds the exclusive lock, where every missing
 // copy is one to put back.
-func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, progress Progress) (Report, packProblems, error) {
+func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, progress Progress) (Report, checked, error) {
 	rep := Report{Stores: r.n(), DataRead: readData}
 	add := func(p Problem) { rep.Problems = append(rep.Problems, p) }
 	for i, e := range r.bad {
@@ -173,7 +188,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 	}{{indexDir, format.TypeIndex, &rep.Indexes}, {snapDir, format.TypeManifest, &rep.Manifests}, {copyDir, format.TypeMarker, nil}} {
 		l, err := r.list(ctx, md.dir)
 		if err != nil {
-			return rep, nil, err
+			return rep, checked{}, err
 		}
 		if md.n != nil {
 			*md.n = len(l)
@@ -184,10 +199,10 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 		if md.dir == snapDir {
 			marks, err := r.list(ctx, copyDir)
 			if err != nil {
-				return rep, nil, err
+				return rep, checked{}, err
 			}
 			if pruned, err = m.prunedCopies(ctx, r, l, marks); err != nil {
-				return rep, nil, err
+				return rep, checked{}, err
 			}
 			rep.Manifests -= len(pruned)
 		}
@@ -261,7 +276,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 	// garbage of an interrupted sync: counted, never a problem.
 	packs, err := r.list(ctx, packDir)
 	if err != nil {
-		return rep, nil, err
+		return rep, checked{}, err
 	}
 	rep.Packs = len(packs)
 	pp := packProblems{}
@@ -368,18 +383,37 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 		// Every delta rebuilds over its base and hashes to its id.
 		n, b, err := m.checkDeltas(ctx, r, ps, add)
 		if err != nil {
-			return rep, nil, err
+			return rep, checked{}, err
 		}
 		rep.DeltasChecked, bad = n, b
 	}
 	// Which snapshots need a pack with problems, a chunk in no index or a
 	// delta that does not rebuild.
 	cls, err := m.classifySnapshots(ctx, r, ps, bad)
+	keepUnindexed := err != nil || cls.keepUnindexed
 	if err != nil {
 		m.log.Warn("check: cannot tell degraded snapshots", "region", r.cfg.Name, "err", err)
 		add(Problem{Store: -1, Object: snapDir, Kind: ProblemCorrupt, Err: "cannot tell which snapshots are degraded: " + err.Error()})
 	}
 	rep.Degraded, rep.Lost, rep.Unavailable = cls.labels[packDegraded], cls.labels[packLost], cls.labels[packUnavailable]
+	// Lost indexes: a problem each (not of one store), with the snapshots
+	// needing them and what rebuilds them.
+	for _, id := range sortedIDs(cls.rebuild) {
+		rb, name := cls.rebuild[id], id.String()
+		rep.RebuildableIndexes = append(rep.RebuildableIndexes, name)
+		rep.Unindexed = slices.DeleteFunc(rep.Unindexed, func(n string) bool { return n == name })
+		kind, what := ProblemMissing, "on no store"
+		if rb.listed {
+			kind, what = ProblemCorrupt, "no good copy on the usable stores"
+		}
+		slices.Sort(rb.needed)
+		add(Problem{Store: -1, Object: indexDir + name, Kind: kind,
+			Err: fmt.Sprintf("pack index %s; needed by %s; snapfs region repair rebuilds it from the pack's own table", what, joinOrNone(rb.needed))})
+	}
+	for _, id := range sortedIDs(cls.unrebuilt) {
+		add(Problem{Store: -1, Object: indexDir + id.String(), Kind: ProblemCorrupt,
+			Err: "pack index: no good copy on the usable stores, and the pack's own table cannot be read either: " + cls.unrebuilt[id].Error()})
+	}
 	if err == nil && cls.complete {
 		// A lost pack no snapshot needs is garbage a stale store kept (its
 		// index and shards of a pack prune deleted), not lost data: its
@@ -412,7 +446,7 @@ func (m *Manager) check(ctx context.Context, r *region, readData, shared bool, p
 	if err := m.saveCheckState(r.cfg.Name, checkState{Time: m.opts.Now().UTC(), Degraded: cls.nids}); err != nil {
 		m.log.Warn("check: state not saved", "region", r.cfg.Name, "err", err)
 	}
-	return rep, pp, nil
+	return rep, checked{pp: pp, rebuild: cls.rebuild, keepUnindexed: keepUnindexed}, nil
 }
 
 // packState is how bad a pack is; higher is worse.
@@ -434,6 +468,14 @@ type classes struct {
 	// complete: every manifest was read and resolved, so packs holds
 	// every pack any snapshot needs (a pack outside it is garbage).
 	complete bool
+	// rebuild: the indexes repair rebuilds from their packs' tables (a
+	// lost index, or an unindexed pack a snapshot needs).
+	rebuild map[packID]*rebuiltIndex
+	// unrebuilt: lost indexes whose pack's table cannot be read either.
+	unrebuilt map[packID]error
+	// keepUnindexed: some snapshot needs a chunk in no index and in no
+	// pack table read: no unindexed pack is known to be garbage.
+	keepUnindexed bool
 }
 
 // inFlight drops from problems the missing copies that are a running
@@ -510,12 +552,62 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 		out.labels[packLost] = append(out.labels[packLost], "unreadable manifest "+nid)
 		out.nids = append(out.nids, nid)
 	}
-	out.complete = len(unreadable) == 0
 	hidden := r.indexesMayHide() // fewer than k stores usable: an index may be unlisted
+	missing := map[format.ChunkID]bool{}
+	out.pass(ctx, m, r, mfs, cs, ps, bad, hidden, missing, nil)
+	// A lost index (no good copy), or an unindexed pack holding a chunk a
+	// snapshot needs that is in no index: the pack's own table tells.
+	// Those that read are indexes repair rebuilds; the snapshots are
+	// classified again with them, their packs degraded.
+	out.rebuild, out.unrebuilt, err = m.packTables(ctx, r, cs, missing, true)
+	if err != nil {
+		return out, err
+	}
+	if len(out.rebuild) > 0 {
+		cs = cs.clone()
+		for _, id := range sortedIDs(out.rebuild) {
+			cs.add(out.rebuild[id].x)
+			ps[id] = max(ps[id], packDegraded)
+		}
+		cs.settle()
+		out.labels, out.nids, out.packs = map[packState][]string{}, nil, map[packID]bool{}
+		for _, nid := range sortedKeysOf(unreadable) {
+			out.labels[packLost] = append(out.labels[packLost], "unreadable manifest "+nid)
+			out.nids = append(out.nids, nid)
+		}
+		missing = map[format.ChunkID]bool{}
+		out.pass(ctx, m, r, mfs, cs, ps, bad, hidden, missing, out.rebuild)
+	}
+	// A needed chunk in no index nor any table read: every unindexed pack
+	// may hold it (none is garbage), and what snapshots need is not known.
+	out.keepUnindexed = len(missing) > 0
+	out.complete = len(unreadable) == 0 && !out.keepUnindexed && out.complete
+	for _, l := range out.labels {
+		slices.Sort(l)
+	}
+	return out, nil
+}
+
+// rebuiltIndex is an index made from its pack's own table (packTable):
+// of a listed index with no good copy, or of an unindexed pack a snapshot
+// needs.
+type rebuiltIndex struct {
+	x      *format.Index
+	sealed []byte
+	listed bool     // the index is listed (every copy corrupt); else on no store
+	needed []string // labels of the snapshots that need the pack
+}
+
+// pass classifies every manifest of mfs by the chunks it needs in cs (one
+// pass of classifySnapshots): labels, nids and packs are added to; a
+// needed chunk (or delta base) in no index is added to missing; the
+// labels of the snapshots needing a pack of rebuilt are added to it.
+func (out *classes) pass(ctx context.Context, m *Manager, r *region, mfs map[string]*format.Manifest, cs *chunkSet, ps packStates, bad map[badChunk]bool, hidden bool, missing map[format.ChunkID]bool, rebuilt map[packID]*rebuiltIndex) {
+	out.complete = true
 	for _, nid := range sortedKeysOf(mfs) {
 		mf := mfs[nid]
 		worst := packOK
-	disks:
+		var uses map[packID]bool // the rebuilt packs it needs
 		for _, d := range mf.Disks {
 			bm, _, err := r.resolveDisk(ctx, mf, d.Name, mfs)
 			if err != nil {
@@ -533,10 +625,17 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 				}
 				if !ok {
 					worst = packLost
-					break disks
+					missing[id] = true
+					continue // every missing chunk, for the packs' tables
 				}
 				out.packs[loc.pack()] = true // every one, for inFlight
 				worst = max(worst, ps[loc.pack()])
+				if rebuilt[loc.pack()] != nil {
+					if uses == nil {
+						uses = map[packID]bool{}
+					}
+					uses[loc.pack()] = true
+				}
 				if loc.entry().IsDelta() { // and its base's
 					bl, err := cs.baseOf(loc)
 					if err != nil && hidden {
@@ -545,25 +644,39 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 					}
 					if err != nil {
 						worst = packLost
-						break disks
+						missing[*loc.entry().Base] = true
+						continue
 					}
 					out.packs[bl.pack()] = true
 					worst = max(worst, ps[bl.pack()])
+					if rebuilt[bl.pack()] != nil {
+						if uses == nil {
+							uses = map[packID]bool{}
+						}
+						uses[bl.pack()] = true
+					}
 				}
 				if bad[badChunk{loc.pack(), id}] {
 					worst = packLost // its other chunks still count in packs
 				}
 			}
 		}
+		for p := range uses {
+			rebuilt[p].needed = append(rebuilt[p].needed, m.label(mf))
+		}
 		if worst != packOK {
 			out.labels[worst] = append(out.labels[worst], m.label(mf))
 			out.nids = append(out.nids, nid)
 		}
 	}
-	for _, l := range out.labels {
-		slices.Sort(l)
+}
+
+// joinOrNone is names joined by ", ", or "no snapshot".
+func joinOrNone(names []string) string {
+	if len(names) == 0 {
+		return "no snapshot"
 	}
-	return out, nil
+	return strings.Join(names, ", ")
 }
 
 func sortedKeys(l listing) []string {
@@ -588,15 +701,20 @@ type RepairReport struct {
 	// DeadPacksDeleted: indexed packs no snapshot needs that could not be
 	// read (Report.DeadPacks), deleted with their indexes.
 	DeadPacksDeleted int `json:"dead_packs_deleted"`
+	// IndexesRebuilt are the packs whose lost index (no good copy on any
+	// store) Repair rebuilt from the pack's own table and put on its homes.
+	IndexesRebuilt []string `json:"indexes_rebuilt"`
 }
 
 // Repair checks the region with readData and rewrites every missing or
 // corrupt copy: pack shards are rebuilt from the good shards (any k),
 // metadata is copied from a store with a good copy, and a store's config
 // is re-made from the region's parameters. Unreachable stores are left.
-// Repair holds the exclusive lock, so it also removes garbage: unindexed
-// packs, copying markers of dead syncs, and (when every store is
-// reachable) indexes whose pack is gone.
+// A pack index with no good copy on any store is rebuilt from the pack's
+// own table (RepairReport.IndexesRebuilt; see the package doc, "Lost
+// indexes"). Repair holds the exclusive lock, so it also removes garbage:
+// unindexed packs no snapshot needs, copying markers of dead syncs, and
+// (when every store is reachable) indexes whose pack is gone.
 func (m *Manager) Repair(ctx context.Context, regionName string, progress Progress) (RepairReport, error) {
 	return m.RepairWith(ctx, regionName, RepairOptions{}, progress)
 }
@@ -644,7 +762,7 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 		r.bad[i] = nil
 		m.log.Info("new store of the region: marker written", "region", regionName, "store", i)
 	}
-	before, pp, err := m.check(ctx, r, true, false, progress)
+	before, ck, err := m.check(ctx, r, true, false, progress)
 	out := RepairReport{Before: before}
 	if err != nil {
 		return out, err
@@ -654,6 +772,9 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 		out.Failed = append(out.Failed, p)
 	}
 	for _, p := range before.Problems {
+		if p.Store < 0 && rebuildable(ck, p) {
+			continue // rebuilt below
+		}
 		if p.Kind == ProblemUnreachable || p.Store < 0 {
 			out.Failed = append(out.Failed, p)
 			continue
@@ -671,10 +792,27 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 	problems, dead := before.Problems, before.DeadPacks
 	if len(out.Repaired) > 0 { // stores are usable again: see what they lack
 		var again Report
-		if again, pp, err = m.check(ctx, r, true, false, progress); err != nil {
+		if again, ck, err = m.check(ctx, r, true, false, progress); err != nil {
 			return out, err
 		}
 		problems, dead = again.Problems, again.DeadPacks
+	}
+	// Lost indexes first: the copies check found corrupt are then put
+	// back from the rebuilt one, as any metadata copy.
+	for _, id := range sortedIDs(ck.rebuild) {
+		rb := ck.rebuild[id]
+		p := Problem{Store: -1, Object: indexDir + id.String(), Kind: ProblemMissing}
+		if rb.listed {
+			p.Kind = ProblemCorrupt
+		}
+		if err := m.putRebuilt(ctx, r, rb.x, rb.sealed); err != nil {
+			fail(p, fmt.Errorf("index rebuilt from its pack not written: %w", err))
+			continue
+		}
+		out.Repaired = append(out.Repaired, p)
+		out.IndexesRebuilt = append(out.IndexesRebuilt, id.String())
+		m.log.Info("pack index rebuilt from its pack's own table", "region", regionName, "pack", id.String(), "entries", len(rb.x.Entries), "needed_by", rb.needed)
+		progress.Event(Event{Type: EventPack, Op: "repair", Region: regionName, Pack: id.String()})
 	}
 	for _, p := range problems {
 		if p.Kind == ProblemUnreachable || p.Store < 0 || p.Object == configName || r.bad[p.Store] != nil {
@@ -723,8 +861,8 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 			}
 		}
 	}
-	for _, id := range sortedPacks(pp) {
-		bad := pp[id]
+	for _, id := range sortedPacks(ck.pp) {
+		bad := ck.pp[id]
 		shards := make([][]byte, r.n())
 		forEach(r.n(), func(i int) error {
 			if r.bad[i] != nil || slices.Contains(bad, i) {
@@ -761,7 +899,7 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 	if err := m.repairHolds(ctx, r, &out); err != nil {
 		return out, err
 	}
-	if err := m.repairGarbage(ctx, r, dead, &out); err != nil {
+	if err := m.repairGarbage(ctx, r, dead, ck.keepUnindexed, &out); err != nil {
 		return out, err
 	}
 	if len(out.Failed) == 0 {
@@ -867,7 +1005,7 @@ func (m *Manager) liveSyncHosts(ctx context.Context, r *region) map[string]bool 
 // repairGarbage removes what no snapshot can need (the exclusive lock is
 // held): unindexed packs, markers without a running sync, and indexes
 // whose pack has no shard on any store.
-func (m *Manager) repairGarbage(ctx context.Context, r *region, dead []string, out *RepairReport) error {
+func (m *Manager) repairGarbage(ctx context.Context, r *region, dead []string, keepUnindexed bool, out *RepairReport) error {
 	// Only the markers are needed (no manifest is read: a lost one,
 	// reported by check, does not stop the rest).
 	markers, err := m.scanMarkers(ctx, r)
@@ -897,6 +1035,13 @@ func (m *Manager) repairGarbage(ctx context.Context, r *region, dead []string, o
 	for _, name := range sortedKeys(packs) {
 		if _, ok := parsePackID(name); !ok || indexes[name] != nil || !r.homesUsable(name) {
 			continue // indexed, or its index may be on an unusable home
+		}
+		if keepUnindexed {
+			// A snapshot needs a chunk in no index and in no pack table
+			// that reads: this pack may hold it (prune keeps such packs
+			// too). Those whose table read were rebuilt above.
+			m.log.Warn("repair: keeping an unindexed pack: a snapshot needs a chunk in no index", "region", r.cfg.Name, "pack", name)
+			continue
 		}
 		if err := m.guard(ctx, r, false); err != nil {
 			return fmt.Errorf("repair: %w", err)
@@ -956,6 +1101,17 @@ func (m *Manager) repairConfig(ctx context.Context, r *region, i int) error {
 		return err
 	}
 	return r.stores[i].Put(ctx, configName, c.Encode())
+}
+
+// rebuildable reports whether problem p (of no one store) is a lost index
+// check found its pack's table rebuilds (repair rebuilds it).
+func rebuildable(ck checked, p Problem) bool {
+	name, ok := cutPrefix(p.Object, indexDir)
+	if !ok {
+		return false
+	}
+	id, ok := parsePackID(name)
+	return ok && ck.rebuild[id] != nil
 }
 
 func sortedPacks(pp packProblems) []packID {

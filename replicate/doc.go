@@ -116,7 +116,8 @@
 //     last the marker is removed. So a manifest never names a chunk the
 //     region lacks, and an interrupted sync leaves only complete, indexed
 //     packs that the next run reuses (or shards without an index: garbage,
-//     which Prune deletes after OrphanAge and Repair at once).
+//     which Prune deletes after OrphanAge and Repair at once, unless a
+//     snapshot needs a chunk in no index: see "Lost indexes").
 //   - Sync deduplicates only against packs with at least k shards, and
 //     writes a delta only over a parent all of whose chunks are in such
 //     packs: an index whose pack is gone (orphaned) never wedges a disk.
@@ -236,7 +237,11 @@
 //
 // Check's Report.Verdict sums up: ok, unavailable (stores unreachable or
 // without marker, nothing known lost or degraded: exit 11, repair cannot
-// help), degraded (repair), lost.
+// help), degraded (repair), lost. Repair exits 11 as well when all it could
+// not repair is unreachable stores (RepairReport.Failed holds only
+// ProblemUnreachable; before, 12). A store that is open but fails to list
+// makes the operation fail with ErrUnavailable (exit 11), as one that
+// cannot be opened (TestListErrorUnavailable; before, a bare error: exit 1).
 //
 // A remote snapshot is copying (marker, no manifest), available (manifest)
 // or degraded (available, but the last Check found it degraded, lost or
@@ -257,10 +262,59 @@
 // stores as good), unavailable when it cannot be read only because stores
 // are unreachable (exit 11, never "lost"), degraded when it is restorable
 // but a pack it needs lacks a shard on a reachable store (Repair rebuilds
-// it). A pack without an index is garbage (Unindexed), never a problem: no
-// manifest can name a chunk only it holds. An index whose pack has no
-// shard on any store is orphaned (OrphanIndexes); Prune and Repair delete
-// it.
+// it). A pack without an index is garbage (Unindexed), never a problem,
+// when no manifest names a chunk only it holds (see "Lost indexes"). An
+// index whose pack has no shard on any store is orphaned (OrphanIndexes);
+// Prune and Repair delete it.
+//
+// # Lost indexes
+//
+// A pack's index is redundant with the pack: every pack carries its own
+// sealed table of the same entries (format.OpenPackTable). An index with
+// no good copy on the usable stores (every copy corrupt, or deleted on
+// its homes by hand, a bucket lifecycle rule, bad disks on its m+1 homes)
+// loses nothing:
+//   - Readers go on without it (loadChunks leaves it out with a warning
+//     naming it, chunkSet.lost): its chunks are in no listed index and
+//     locate's one rule applies (unavailable while some index's homes are
+//     all unusable or a lost index has a home away, else corrupt). Only
+//     the snapshots needing it fail, with an error naming the lost indexes
+//     (and the packs with no index) and saying that region repair
+//     rebuilds them; restores of the others work. (Before, loadChunks
+//     failed, and with it restore, lazy open, sync, check and prune of
+//     every snapshot: TestLostIndex/corrupt.)
+//   - Sync never deduplicates against it: its chunks are sent again
+//     (TestLostIndexSyncSendsAgain). Prune never deletes a pack whose
+//     listed index has no good copy: it cannot know what the pack holds.
+//     When a kept snapshot needs a chunk in no index, prune reads the
+//     tables of the packs of lost indexes and of unindexed packs
+//     (packTables, as check): those naming it are kept, and the bases of
+//     their deltas are needed (needBases). (Before, a prune that dropped
+//     the snapshot holding the bases deleted them, and the deltas' snapshot
+//     could not be restored even after repair: TestLostIndexPruneKeepsBases.)
+//   - Check reads the pack's table (packTable: the shards of every usable
+//     store, erasure-decoded; OpenPackTable authenticates the table and
+//     every record; the index made from it must encode and decode back as
+//     an index of that pack) for each lost index, and for each unindexed
+//     pack when a snapshot needs a chunk in no index. Each that reads is a
+//     problem of store -1 (object index/<pack>, missing or corrupt) naming
+//     the snapshots that need it and saying repair rebuilds it, listed in
+//     Report.RebuildableIndexes; those snapshots are degraded, not lost.
+//     An unindexed pack whose table names no needed chunk is an
+//     interrupted sync's garbage, as before.
+//   - Repair (exclusive lock) writes each such index where a sync writes
+//     one (sealed; version 4 on its homes, older versions on every store)
+//     and reports it in RepairReport.IndexesRebuilt; the copies check found
+//     corrupt are then put back from it. It deletes an unindexed pack only
+//     while every needed chunk is located (in an index or a table that
+//     read): a pack whose table cannot be read either is kept while some
+//     snapshot needs a chunk found nowhere, as prune keeps every
+//     unindexed pack then. (Before, repair deleted every unindexed pack
+//     whose homes were usable, destroying the chunks a snapshot needed:
+//     TestLostIndex/deleted, TestLostIndexUnreadablePackKept,
+//     TestRegionLostIndexCLI.)
+//
+// No format changed: the rebuilt index is the one sync would have written.
 //
 // A store that comes back stale (away while prune ran, or put back from a
 // backup) must not undo the prune (prunedCopies,
@@ -589,9 +643,9 @@
 //     on the usable stores are all bad while one of its homes is away
 //     (m homes away, the last copy corrupt) is unavailable too, not
 //     corrupt: its good copies may be away (TestRev12MetaCorruptIndex-
-//     CopyHomesAway; before, exit 12). Any index that cannot be read
-//     still stops every operation that loads the indexes, as with
-//     every copy on every store. Prune needs every store, as before.
+//     CopyHomesAway; before, exit 12). An index that cannot be read is
+//     left out of the chunk set; only the snapshots needing it fail (see
+//     "Lost indexes"). Prune needs every store, as before.
 //   - Check reports a missing copy on a home (ProblemMissing: that store
 //     and object), none elsewhere; repair puts it back there and nowhere
 //     else (TestRegionV4MissingCopy; a store replaced with --new-store

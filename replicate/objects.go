@@ -194,27 +194,83 @@ func (r *region) indexesMayHide() bool {
 
 // locate finds chunk id in cs and, for a delta, its base (cs.baseOf): the
 // one rule every reader goes by when either is in no listed index. While
-// the homes of some index are all unusable (indexesMayHide) it may be in
-// that index: an error wrapping ErrUnavailable; else the chunk is in no
-// pack, or the base's error (both ErrCorrupt). found reports whether cs
+// the homes of some index are all unusable (indexesMayHide), or a lost
+// index (no good copy on the usable stores) has a home that is not usable,
+// it may be in that index: an error wrapping ErrUnavailable; else the
+// chunk is in no pack, or the base's error (both ErrCorrupt). Either
+// names the lost indexes and unindexed packs and says that repair
+// rebuilds an index from its pack (lostNote). found reports whether cs
 // names the chunk itself.
 func (r *region) locate(cs *chunkSet, id format.ChunkID) (loc chunkLoc, found bool, err error) {
 	loc, found = cs.chunks[id]
 	if !found {
-		if r.indexesMayHide() {
-			return loc, false, fmt.Errorf("%w: chunk %v is in no index the usable stores of region %q list: %s", ErrUnavailable, id, r.cfg.Name, r.tooFewUsable())
+		if r.indexesMayHide() || cs.lostMayHide() {
+			return loc, false, fmt.Errorf("%w: chunk %v is in no index the usable stores of region %q list: %s%s", ErrUnavailable, id, r.cfg.Name, r.tooFewUsable(), cs.lostNote(r))
 		}
-		return loc, false, fmt.Errorf("%w: chunk %v is in no pack of region %q", ErrCorrupt, id, r.cfg.Name)
+		return loc, false, fmt.Errorf("%w: chunk %v is in no pack of region %q%s", ErrCorrupt, id, r.cfg.Name, cs.lostNote(r))
 	}
 	if loc.entry().IsDelta() {
 		if _, err := cs.baseOf(loc); err != nil {
-			if r.indexesMayHide() {
-				return loc, true, fmt.Errorf("%w: the base of delta chunk %v is in no index the usable stores of region %q list: %s", ErrUnavailable, id, r.cfg.Name, r.tooFewUsable())
+			if r.indexesMayHide() || cs.lostMayHide() {
+				return loc, true, fmt.Errorf("%w: the base of delta chunk %v is in no index the usable stores of region %q list: %s%s", ErrUnavailable, id, r.cfg.Name, r.tooFewUsable(), cs.lostNote(r))
+			}
+			if note := cs.lostNote(r); note != "" {
+				return loc, true, fmt.Errorf("%w%s", err, note)
 			}
 			return loc, true, err
 		}
 	}
 	return loc, true, nil
+}
+
+// lostIndex is a listed pack index with no good copy (chunkSet.lost).
+type lostIndex struct {
+	err error
+	// away: some home of the index is not usable (a good copy may be there).
+	away bool
+}
+
+// lostMayHide reports whether a lost index has a home that is not usable.
+func (cs *chunkSet) lostMayHide() bool {
+	for _, l := range cs.lost {
+		if l.away {
+			return true
+		}
+	}
+	return false
+}
+
+// lostNote is what locate adds to a chunk in no index when indexes are
+// lost or packs unindexed: which (at most 4 of each), and what rebuilds
+// them. "" when there are none.
+func (cs *chunkSet) lostNote(r *region) string {
+	if len(cs.lost) == 0 && len(cs.unindexed) == 0 {
+		return ""
+	}
+	names := func(ids []packID) string {
+		slices.SortFunc(ids, func(a, b packID) int { return bytes.Compare(a[:], b[:]) })
+		var out []string
+		for j, id := range ids {
+			if j == 4 {
+				out = append(out, fmt.Sprintf("and %d more", len(ids)-j))
+				break
+			}
+			out = append(out, id.String())
+		}
+		return strings.Join(out, ", ")
+	}
+	var parts []string
+	if len(cs.lost) > 0 {
+		ids := make([]packID, 0, len(cs.lost))
+		for id := range cs.lost {
+			ids = append(ids, id)
+		}
+		parts = append(parts, "pack index "+names(ids)+" has no good copy on the usable stores")
+	}
+	if len(cs.unindexed) > 0 {
+		parts = append(parts, "pack "+names(slices.Clone(cs.unindexed))+" has no index on any store")
+	}
+	return fmt.Sprintf(" (%s: if the chunk is there, snapfs region repair %s rebuilds the index from the pack's own table)", strings.Join(parts, "; "), r.cfg.Name)
 }
 
 // tooFewUsable says why an index may be out of sight (locate).
@@ -304,7 +360,12 @@ func (r *region) list(ctx context.Context, prefix string) (listing, error) {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("store %d (%s): list %s: %w", i, r.stores[i].Location(), prefix, err)
+			if ctx.Err() != nil {
+				return err
+			}
+			// A store that cannot list is unavailable (exit 11), as one
+			// that cannot be opened.
+			return fmt.Errorf("%w: store %d (%s): list %s: %w", ErrUnavailable, i, r.stores[i].Location(), prefix, err)
 		}
 		per[i] = got
 		return nil
@@ -345,6 +406,15 @@ type chunkSet struct {
 	cache  string // directory of cached index objects ("" : none)
 	// unreadable: indexed packs with fewer than k shards listed.
 	unreadable map[packID]bool
+	// lost: listed indexes with no good copy (every copy on a usable
+	// store missing or corrupt), left out of the set: their chunks are in
+	// no index (locate). Set by loadChunks on the set it returns (never on
+	// a kept one); repair rebuilds them from their packs' own tables.
+	lost map[packID]lostIndex
+	// unindexed: packs with shards listed and no index listed on any
+	// store while its homes are all usable (an interrupted sync's, or a
+	// pack whose index was deleted): named by locate's errors.
+	unindexed []packID
 	// base: a kept set (read only) this one adds to (a sync's packs): its
 	// chunks and packs count as this one's. Only lookup, index and
 	// readable see it; readers that index chunks and packs directly get
@@ -510,6 +580,13 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	}
 	kept := m.chunkCache.get(r)
 	listed := map[string]pendingPack{} // the indexes the set is made of
+	var lost map[packID]lostIndex      // listed, with no good copy
+	var unindexed []packID
+	for name := range packs {
+		if id, ok := parsePackID(name); ok && remote[name] == nil && r.homesUsable(name) {
+			unindexed = append(unindexed, id)
+		}
+	}
 	fromMem := 0
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -541,6 +618,7 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 			continue
 		}
 		var pt, sealed []byte
+		var err error
 		if cached[name] && !partial {
 			b, err := os.ReadFile(filepath.Join(dir, name))
 			if err == nil {
@@ -553,21 +631,33 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 		}
 		if pt == nil {
 			pt, sealed, err = r.getMetaListed(ctx, format.TypeIndex, indexDir, name, sizes)
-			if err != nil && ctx.Err() == nil && !r.homesUsable(name) {
-				// No usable copy is good, and a home is away: a good
-				// copy may be there (not known corrupt).
-				return nil, fmt.Errorf("region %q: %w: pack index %s: no good copy on the usable stores, and some of its stores %v are not usable: %w", r.cfg.Name, ErrUnavailable, name, r.indexHomes(name), err)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("region %q: pack index %s: %w", r.cfg.Name, name, err)
+			if err != nil && ctx.Err() != nil {
+				return nil, err
 			}
 		}
-		x, err := format.DecodeIndex(pt)
-		if err != nil {
+		var x *format.Index
+		if err == nil {
+			if x, err = format.DecodeIndex(pt); err == nil && x.Pack != [16]byte(mustPackID(name)) {
+				err = fmt.Errorf("%w: index %s names pack %x", ErrCorrupt, name, x.Pack)
+			}
+		}
+		if errors.Is(err, format.ErrUnsupportedVersion) {
+			// Of a newer snapfs: fail closed, never read as lost (a prune
+			// that cannot see its deltas would delete their bases:
+			// TestOldDecoderFailsClosed).
 			return nil, fmt.Errorf("region %q: pack index %s: %w", r.cfg.Name, name, err)
 		}
-		if x.Pack != [16]byte(mustPackID(name)) {
-			return nil, fmt.Errorf("%w: region %q: index %s names pack %x", ErrCorrupt, r.cfg.Name, name, x.Pack)
+		if err != nil {
+			// No good copy on the usable stores: left out (its chunks are
+			// in no index: locate), never a failure of every snapshot.
+			// Repair rebuilds it from its pack's own table.
+			away := !r.homesUsable(name)
+			m.log.Warn("pack index has no good copy on the usable stores; left out (snapfs region repair rebuilds it from its pack)", "region", r.cfg.Name, "pack", name, "homes_away", away, "err", err)
+			if lost == nil {
+				lost = map[packID]lostIndex{}
+			}
+			lost[mustPackID(name)] = lostIndex{fmt.Errorf("region %q: pack index %s: %w", r.cfg.Name, name, err), away}
+			continue
 		}
 		if partial && mode != chunksRead {
 			// Finish the interrupted index write before trusting it.
@@ -606,12 +696,17 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	m.log.Debug("chunk set", "region", r.cfg.Name, "indexes", len(listed), "decoded_before", fromMem, "set_reused", reused, "chunks", len(cs.chunks))
 	switch {
 	case rc.set == nil || mode == chunksRead:
+		if len(lost) > 0 || len(unindexed) > 0 {
+			c := *cs // the kept set is shared: lost and unindexed are this load's
+			cs = &c
+		}
 	case mode == chunksDedup:
 		// Sync adds the packs it writes: on top of the kept set, read only.
 		cs = &chunkSet{chunks: map[format.ChunkID]chunkLoc{}, packs: map[packID]*format.Index{}, cache: dir, base: cs}
 	default:
 		cs = cs.clone() // prune drops orphaned indexes from its copy
 	}
+	cs.lost, cs.unindexed = lost, unindexed
 	return cs, nil
 }
 

@@ -296,8 +296,29 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 	if err != nil {
 		return st, err
 	}
+	// A kept chunk in no index may be in a pack whose index was lost (no
+	// good copy, or on no store): its own table names it, and a delta's
+	// base, which must be kept too. Such packs are kept (repair rebuilds
+	// their indexes).
+	var missing map[format.ChunkID]bool
+	for id := range need {
+		if _, ok := cs.chunks[id]; !ok {
+			if missing == nil {
+				missing = map[format.ChunkID]bool{}
+			}
+			missing[id] = true
+		}
+	}
+	recovered, _, err := m.packTables(ctx, r, cs, missing, len(missing) > 0)
+	if err != nil {
+		return st, fmt.Errorf("prune: %w", err)
+	}
+	for _, id := range sortedIDs(recovered) {
+		cs.add(recovered[id].x)
+	}
 	// A kept delta needs its base: the indexes name it (prune reads no
-	// pack), so a base is needed whatever snapshot it came from.
+	// pack, but for the above), so a base is needed whatever snapshot it
+	// came from.
 	cs.needBases(need)
 	packs, err := r.list(ctx, packDir)
 	if err != nil {
@@ -330,6 +351,10 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 		if !ok {
 			continue
 		}
+		if recovered[id] != nil {
+			m.log.Warn("prune: keeping a pack whose index is lost and which a kept snapshot needs; snapfs region repair rebuilds the index", "region", regionName, "pack", name)
+			continue
+		}
 		x, indexed := cs.packs[id]
 		if indexed {
 			if slices.ContainsFunc(x.Entries, func(e format.Entry) bool { return need[e.ID] }) {
@@ -344,6 +369,12 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 			}
 			st.PacksDeleted++
 		} else {
+			if _, lost := cs.lost[id]; lost {
+				// Its index is listed but has no good copy: what the pack
+				// holds is not known (repair rebuilds the index from it).
+				m.log.Warn("prune: keeping a pack whose index has no good copy; snapfs region repair rebuilds it", "region", regionName, "pack", name)
+				continue
+			}
 			if keepOrphans || m.packYoung(ctx, r, name, id, sizes, now) {
 				continue
 			}

@@ -149,7 +149,7 @@ func regionCommand(st *state) *cli.Command {
 			},
 			{
 				Name:      "repair",
-				Usage:     "rebuild missing or corrupt shards and metadata from the other stores (exit 12 if some remain)",
+				Usage:     "rebuild missing or corrupt shards and metadata from the other stores, lost pack indexes from their packs (exit 12 if some remain, 11 if only unreachable stores are left)",
 				ArgsUsage: "NAME",
 				Description: "A store without the region's marker (an unmounted file system, an emptied bucket) is never\n" +
 					"written to; when it is a new, empty store replacing a lost one, name it with --new-store SHARD.",
@@ -175,10 +175,13 @@ func regionCommand(st *state) *cli.Command {
 							for _, f := range rep.Failed {
 								fmt.Fprintf(p.w, "not repaired: store %d %s (%s): %s\n", f.Store, f.Object, f.Kind, f.Err)
 							}
+							if len(rep.IndexesRebuilt) > 0 {
+								fmt.Fprintf(p.w, "region %s: %d pack index(es) rebuilt from their packs' own tables: %s\n", a[0], len(rep.IndexesRebuilt), strings.Join(rep.IndexesRebuilt, ", "))
+							}
 							fmt.Fprintf(p.w, "region %s: %d problem(s) found, %d repaired, %d not repaired\n", a[0], len(rep.Before.Problems), len(rep.Repaired), len(rep.Failed))
 						}
-						if len(rep.Failed) > 0 {
-							return fmt.Errorf("%w: region %s: %d copies could not be repaired%s", exitcode.ErrDegraded, a[0], len(rep.Failed), newStoreHint(a[0], rep.Failed))
+						if err := repairVerdict(a[0], rep); err != nil {
+							return err
 						}
 						if rep.OrphansDeleted+rep.IndexesDeleted+rep.MarkersDeleted+rep.DeadPacksDeleted > 0 && !p.json {
 							fmt.Fprintf(p.w, "region %s: garbage removed: %d unindexed pack(s), %d orphaned index(es), %d copying marker(s) of dead syncs, %d unreadable pack(s) no snapshot needs\n", a[0], rep.OrphansDeleted, rep.IndexesDeleted, rep.MarkersDeleted, rep.DeadPacksDeleted)
@@ -301,6 +304,24 @@ func checkVerdict(region string, rep service.CheckReport) error {
 	}
 	return fmt.Errorf("%w: region %s: %d problem(s); %d snapshot(s) lost, %d degraded, %d unavailable; run snapfs region repair %s",
 		exitcode.ErrDegraded, region, len(rep.Problems), len(rep.Lost), len(rep.Degraded), len(rep.Unavailable), region)
+}
+
+// repairVerdict is region repair's exit: 11 when all it could not repair
+// is unreachable stores (as region check says of them: bring them back,
+// then repair again), 12 when copies on reachable stores remain bad.
+func repairVerdict(region string, rep service.RepairReport) error {
+	if len(rep.Failed) == 0 {
+		return nil
+	}
+	var stores []int
+	for _, f := range rep.Failed {
+		if f.Kind != replicate.ProblemUnreachable {
+			return fmt.Errorf("%w: region %s: %d copies could not be repaired%s", exitcode.ErrDegraded, region, len(rep.Failed), newStoreHint(region, rep.Failed))
+		}
+		stores = append(stores, f.Store)
+	}
+	return fmt.Errorf("%w: region %s: store(s) %v unreachable: repaired what the others lacked; run snapfs region repair %s again once they are back%s",
+		replicate.ErrUnavailable, region, stores, region, newStoreHint(region, rep.Failed))
 }
 
 // onlyUnreachable: every problem is an unreachable store.
@@ -458,6 +479,9 @@ func printCheck(p *printer, region string, rep service.CheckReport) error {
 	fmt.Fprintf(p.w, "snapshots degraded (restorable, run repair): %s\n", joinOr(rep.Degraded, "none"))
 	if len(rep.Unavailable) > 0 {
 		fmt.Fprintf(p.w, "snapshots unavailable until unreachable stores are back: %s\n", joinOr(rep.Unavailable, "none"))
+	}
+	if len(rep.RebuildableIndexes) > 0 {
+		fmt.Fprintf(p.w, "pack indexes lost (repair rebuilds them from their packs): %s\n", strings.Join(rep.RebuildableIndexes, ", "))
 	}
 	if n := len(rep.Unindexed) + len(rep.OrphanIndexes) + len(rep.DeadPacks); n > 0 {
 		fmt.Fprintf(p.w, "garbage (removed by prune or repair): %d unindexed pack(s), %d orphaned index(es), %d unreadable pack(s) no snapshot needs\n", len(rep.Unindexed), len(rep.OrphanIndexes), len(rep.DeadPacks))

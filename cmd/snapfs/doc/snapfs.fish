@@ -147,7 +147,7 @@ complete -c snapfs -n '__fish_seen_subcommand_from check' -f -l help -s h -d 'sh
 complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'check' -d 'verify that every store holds every object it should (exit 12 when anything is missing or corrupt)'
 complete -c snapfs -n '__fish_seen_subcommand_from check' -f -l read-data -d 'also read every shard and verify its checksum'
 complete -c snapfs -n '__fish_seen_subcommand_from repair' -f -l help -s h -d 'show help'
-complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'repair' -d 'rebuild missing or corrupt shards and metadata from the other stores (exit 12 if some remain)'
+complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'repair' -d 'rebuild missing or corrupt shards and metadata from the other stores, lost pack indexes from their packs (exit 12 if some remain, 11 if only unreachable stores are left)'
 complete -c snapfs -n '__fish_seen_subcommand_from repair' -f -l new-store -r -d 'shard index of an empty store that replaces a lost one (repeat for several)'
 complete -c snapfs -n '__fish_seen_subcommand_from prune' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'prune' -d 'remove remote snapshots beyond a retention, and the packs nothing needs any more'

@@ -21,9 +21,10 @@
 //	10 ReadOnly     the target, or the store's filesystem, is read-only
 //	11 Unavailable  a region's stores cannot serve the request: a store is unreachable
 //	                or unwritable (region add, sync, prune need every store), or fewer
-//	                than k healthy shards of some pack remain (restore, repair)
+//	                than k healthy shards of some pack remain (restore, repair); region
+//	                check and repair when unreachable stores are all that is wrong
 //	12 Degraded     region check found missing or corrupt copies (run region repair),
-//	                or region repair could not rebuild all of them
+//	                or region repair could not rebuild all of them on reachable stores
 //	13 WrongKey     the key file does not open the region, or the stores hold a
 //	                different region (other k, m, region id or store order), or
 //	                it does not unlock the encrypted disk
@@ -245,8 +246,8 @@ var Codes = []struct {
 	{Incompatible, "incompatible", "the store or daemon is of a newer or incompatible format"},
 	{NoDaemon, "no daemon", "the command needs a running daemon (snapfs mount) and none answers"},
 	{ReadOnly, "read-only", "the target is read-only, or the store's filesystem is (mounted read-only, or remounted so after errors)"},
-	{Unavailable, "unavailable", "a region store is unreachable or unwritable, or fewer than k healthy shards remain"},
-	{Degraded, "degraded", "region check found missing or corrupt copies (run region repair), or repair left some"},
+	{Unavailable, "unavailable", "a region store is unreachable or unwritable (region check, and region repair when all it left is such stores), or fewer than k healthy shards remain"},
+	{Degraded, "degraded", "region check found missing or corrupt copies (run region repair), or repair left some on reachable stores"},
 	{WrongKey, "wrong key", "the key file does not open the region or the encrypted disk, or the stores hold a different region"},
 	{Conflict, "conflict", "a concurrent operation on the region (or a local snapshot a sync was shipping from, deleted meanwhile) changed what this one relied on: run it again; or this host's clock is off from the region stores' by more than 10 min (prune, repair, unlock refuse): fix it (NTP)"},
 	{Locked, "locked", "the region is locked by another operation (wait, or snapfs region unlock), or the encrypted disk is locked (snapfs disk unlock)"},

@@ -1,0 +1,150 @@
+package replicate
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/snapfs/snapfs/replicate/erasure"
+	"github.com/snapfs/snapfs/replicate/format"
+)
+
+// A pack's index is redundant with the pack: every pack carries its own
+// sealed table of the same entries (format.OpenPackTable). An index with
+// no good copy on any store (deleted by hand, a bucket lifecycle rule,
+// every copy corrupt) is rebuilt from that table by repair (see the
+// package doc, "Lost indexes").
+
+// packTable reads pack id whole from its shards (any k good ones; every
+// usable store is asked, as repair reads a pack) and returns the index
+// its own table makes, checked as an index read from a store is: every
+// record opens (OpenPackTable authenticates the table and each record),
+// the index encodes and decodes back (entry kinds and bounds as the index
+// format wants: a delta only in a version 3 pack, with its base; records
+// inside the pack), and it names pack id. sealed is the index sealed as a
+// sync writes it (index version 4 for a version 3 pack).
+func (m *Manager) packTable(ctx context.Context, r *region, id packID) (x *format.Index, sealed []byte, err error) {
+	name := id.String()
+	shards := make([][]byte, r.n())
+	forEach(r.n(), func(i int) error {
+		if r.bad[i] != nil {
+			return nil
+		}
+		if b, err := m.getShard(ctx, r, i, id, 0); err == nil {
+			shards[i] = b
+		}
+		return nil
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	data, rep, err := erasure.DecodeReport(shards)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pack %s: %w", name, err)
+	}
+	if rep.Layout.K != r.k || rep.Layout.M != r.m {
+		return nil, nil, fmt.Errorf("%w: pack %s: shards of a %d+%d code in a %d+%d region", ErrCorrupt, name, rep.Layout.K, rep.Layout.M, r.k, r.m)
+	}
+	ver := format.PackObjectVersion(data)
+	size := uint64(len(data))
+	_, es, err := format.OpenPackTable(r.keys, name, data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pack %s: %w", name, err)
+	}
+	built := &format.Index{Pack: id, SealedSize: size, Entries: es}
+	if ver != 0 {
+		built.PackVer = ver
+	}
+	pt := built.Encode()
+	if x, err = format.DecodeIndex(pt); err != nil {
+		return nil, nil, fmt.Errorf("pack %s: index from its table: %w", name, err)
+	}
+	if x.Pack != [16]byte(id) || len(x.Entries) != len(es) {
+		return nil, nil, fmt.Errorf("%w: pack %s: index from its table names pack %x with %d of %d entries", ErrCorrupt, name, x.Pack, len(x.Entries), len(es))
+	}
+	for _, e := range x.Entries {
+		if e.IsDelta() && x.PackVer < format.PackVersion3 {
+			return nil, nil, fmt.Errorf("%w: pack %s: delta entry %v in a version %d pack", ErrCorrupt, name, e.ID, x.PackVer)
+		}
+	}
+	if sealed, err = r.keys.Seal(format.TypeIndex, name, pt); err != nil {
+		return nil, nil, err
+	}
+	return x, sealed, nil
+}
+
+// putRebuilt writes a rebuilt index (sealed, from packTable) where a sync
+// writes one: on its homes for index version 4, on every store for older
+// versions (as they were written). Stores that are not usable are left
+// (check reports the copy missing once they are back). The caller holds
+// the exclusive lock.
+func (m *Manager) putRebuilt(ctx context.Context, r *region, x *format.Index, sealed []byte) error {
+	name := packID(x.Pack).String()
+	var on []int
+	for i := range r.n() {
+		if r.bad[i] == nil && (x.IndexVer < format.IndexVersion || r.indexHome(name, i)) {
+			on = append(on, i)
+		}
+	}
+	if len(on) == 0 {
+		return fmt.Errorf("%w: index %s: none of its stores is usable", ErrUnavailable, name)
+	}
+	if err := m.guard(ctx, r, false); err != nil {
+		return err
+	}
+	return r.putOn(ctx, on, indexDir+name, sealed, nil)
+}
+
+// packTables reads the own tables (packTable) of the packs of cs's lost
+// indexes (with lost) and, when missing (needed chunks in no index) is not
+// empty, of its unindexed packs. It returns the indexes they make: every
+// lost one that reads, and the unindexed ones that hold a missing chunk
+// (the others are an interrupted sync's garbage); and why the lost ones
+// that do not read could not be (not those with a home away: a good copy
+// may be there).
+func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missing map[format.ChunkID]bool, lost bool) (map[packID]*rebuiltIndex, map[packID]error, error) {
+	var cands []packID
+	if lost {
+		cands = sortedIDs(cs.lost)
+	}
+	if len(missing) > 0 {
+		cands = append(cands, cs.unindexed...)
+	}
+	var rebuild map[packID]*rebuiltIndex
+	var unrebuilt map[packID]error
+	for _, id := range cands {
+		x, sealed, err := m.packTable(ctx, r, id)
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		l, listed := cs.lost[id]
+		if err != nil {
+			m.log.Warn("a pack whose index is lost or missing: its own table cannot be read either", "region", r.cfg.Name, "pack", id.String(), "err", err)
+			if listed && !l.away { // else a good copy may be on a home that is away
+				if unrebuilt == nil {
+					unrebuilt = map[packID]error{}
+				}
+				unrebuilt[id] = err
+			}
+			continue
+		}
+		if !listed && !slices.ContainsFunc(x.Entries, func(e format.Entry) bool { return missing[e.ID] }) {
+			continue // an interrupted sync's: garbage
+		}
+		if rebuild == nil {
+			rebuild = map[packID]*rebuiltIndex{}
+		}
+		rebuild[id] = &rebuiltIndex{x: x, sealed: sealed, listed: listed}
+	}
+	return rebuild, unrebuilt, nil
+}
+
+// sortedIDs is the keys of a pack map in order.
+func sortedIDs[V any](mp map[packID]V) []packID {
+	out := make([]packID, 0, len(mp))
+	for id := range mp {
+		out = append(out, id)
+	}
+	slices.SortFunc(out, func(a, b packID) int { return slices.Compare(a[:], b[:]) })
+	return out
+}
