@@ -75,7 +75,7 @@ complete -r -c snapfs -n '__fish_snapfs_no_subcommand' -a 'snapshot' -d 'create,
 complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_seen_subcommand_from snapshot' -a 'create' -d 'snapshot one disk, or several as one consistency group'
 complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l disk -r -d 'a disk to snapshot (repeat for a consistency group)'
-complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l freeze -r -d 'freeze the filesystem mounted at MOUNTPOINT while the snapshot is taken (repeat for several)'
+complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l freeze -r -d 'freeze the filesystem mounted at MOUNTPOINT (or DISK=MOUNTPOINT, as in policy create: the filesystem of DISK) while the snapshot is taken (repeat for several)'
 complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l pre-hook -r -d 'shell command run before the snapshot'
 complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l post-hook -r -d 'shell command run after the snapshot (always, once the pre-hook ran)'
 complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l hook-timeout -r -d 'bound on each hook and on the freeze'
