@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -64,3 +65,43 @@ func TestTrial13LazyRestoreWithoutDaemon(t *testing.T) {
 		t.Fatal("disk lz, restored lazily without a daemon, differs from snapshot s")
 	}
 }
+
+// Trial 13: `snapfs status`, "the daemon's state: ... running jobs", did
+// not show a lazily restored disk hydrating in the background (its JSON
+// kept an empty "hydration" list): the one long job of a lazy restore was
+// visible only per disk in disk info. status now lists each disk still
+// hydrating, with its source, progress and state, in text and JSON.
+func TestTrial13StatusShowsHydration(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	trial13Region(t, store, tmp)
+	ok(t, store, "disk", "create", "d", "--size", "8M")
+	writeAt(t, filepath.Join(mp, "disks", "d"), 0, randBytes(t, 4<<20))
+	ok(t, store, "snapshot", "create", "s", "--disk", "d")
+	ok(t, store, "sync", "--region", "dr")
+	ok(t, store, "restore", "--region", "dr", "--snapshot", "s", "--disk", "d", "--to", "lz", "--lazy", "--rate", "16K")
+
+	var st struct {
+		Hydration []struct {
+			Disk  string `json:"disk"`
+			Total int64  `json:"blocks_total"`
+		} `json:"hydration"`
+	}
+	jsonLine(t, ok(t, store, "--json", "status"), "status", &st)
+	if len(st.Hydration) != 1 || st.Hydration[0].Disk != "lz" || st.Hydration[0].Total != 256 {
+		t.Errorf("status --json hydration: %+v, want disk lz with 256 blocks", st.Hydration)
+	}
+	out := ok(t, store, "status")
+	if !strings.Contains(out, "HYDRATING") || !regexpMatch(`(?m)^lz +dr +s/d +\d+/256 blocks`, out) {
+		t.Errorf("status does not show disk lz hydrating from dr s/d:\n%s", out)
+	}
+	ok(t, store, "disk", "delete", "lz")
+	if out := ok(t, store, "status"); strings.Contains(out, "HYDRATING") {
+		t.Errorf("status shows hydration after the lazy disk was deleted:\n%s", out)
+	}
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }

@@ -208,7 +208,7 @@ complete -r -c snapfs -n '__fish_snapfs_no_subcommand' -a 'help' -d 'show the he
 complete -c snapfs -n '__fish_seen_subcommand_from completion' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_snapfs_no_subcommand' -a 'completion' -d 'print the shell completion script for bash, zsh or fish'
 complete -c snapfs -n '__fish_seen_subcommand_from status' -f -l help -s h -d 'show help'
-complete -r -c snapfs -n '__fish_snapfs_no_subcommand' -a 'status' -d 'the daemon\'s state: mounts, open disks, write-back cache, running jobs, last snapshot per disk, region lag (from this host\'s records)'
+complete -r -c snapfs -n '__fish_snapfs_no_subcommand' -a 'status' -d 'the daemon\'s state: mounts, open disks, write-back cache, running jobs, lazily restored disks still hydrating, last snapshot per disk, region lag (from this host\'s records)'
 complete -c snapfs -n '__fish_seen_subcommand_from policy' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_snapfs_no_subcommand' -a 'policy' -d 'automatic snapshot policies: when to take snapshots, how long to keep them, where to copy them'
 complete -c snapfs -n '__fish_seen_subcommand_from create' -f -l help -s h -d 'show help'
