@@ -291,6 +291,13 @@ func (l *Local) ListSnapshots(_ context.Context, disk string) ([]Snapshot, error
 		}
 		out = append(out, s)
 	}
+	if disk != "" && len(out) == 0 {
+		// Neither a disk nor a snapshot has that name (a deleted disk's
+		// snapshots keep it): a typo, not an empty list.
+		if _, err := l.store.GetDisk(disk); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 
