@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,4 +43,39 @@ func TestTrial13MountRefusesMeaninglessValues(t *testing.T) {
 			t.Errorf("mount %s %s left the mount point %s it made", tc[0], tc[1], mp)
 		}
 	}
+}
+
+// Trial 13: `snapfs umount` of a mount in use said "is in use (open files,
+// loop devices or snapshot mounts on its disks); release them and try
+// again" (exit 5) without saying which: the user had to find them with
+// fuser, losetup and lsof. It now names them, as fuser -m would: the loop
+// devices backed by its disks (and where each is mounted), and the
+// processes whose working directory or open files are in it.
+func TestTrial13UmountNamesHolders(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	ok(t, store, "disk", "create", "d", "--size", "8M")
+	loop := sh(t, "losetup", "-f", "--show", filepath.Join(mp, "disks", "d"))
+	defer func() { _ = exec.Command("losetup", "-d", loop).Run() }()
+	sleep := exec.Command("sleep", "60")
+	sleep.Dir = filepath.Join(mp, "snapshots")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sleep.Process.Kill(); _ = sleep.Wait() }()
+
+	r := fails(t, store, 5, "umount", mp) // the daemon retries a few seconds first
+	if !strings.Contains(r.stderr, loop+" (disks/d)") {
+		t.Errorf("umount with %s attached to disk d: %q does not name it", loop, r.stderr)
+	}
+	if want := fmt.Sprintf("sleep (pid %d: working directory)", sleep.Process.Pid); !strings.Contains(r.stderr, want) {
+		t.Errorf("umount with a process in the mount: %q does not say %q", r.stderr, want)
+	}
+	sh(t, "losetup", "-d", loop)
+	_ = sleep.Process.Kill()
+	_ = sleep.Wait()
+	ok(t, store, "umount", mp)
 }

@@ -309,6 +309,11 @@ func umountCommand(st *state) *cli.Command {
 				return fmt.Errorf("%w: the daemon of store %s is mounted at %s, not at %s", rowstore.ErrNotFound, store, status.Mountpoint, mp)
 			}
 			if err := client.Shutdown(ctx); err != nil {
+				if errors.Is(err, rowstore.ErrBusy) {
+					if h := mountHolders(mp); h != "" { // holders.go
+						return fmt.Errorf("%w; held by %s", err, h)
+					}
+				}
 				return err
 			}
 			wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
