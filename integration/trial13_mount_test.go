@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -78,4 +79,37 @@ func TestTrial13UmountNamesHolders(t *testing.T) {
 	_ = sleep.Process.Kill()
 	_ = sleep.Wait()
 	ok(t, store, "umount", mp)
+}
+
+// Trial 13: `df M` showed a size, used and available of 0 (statfs of the
+// mount's root reported no blocks, and of disks/, snapshots/ and every
+// disk file a block size of 0 as well), so df, shutil.disk_usage and
+// free-space checks of VM managers saw a full filesystem. Every node of
+// the namespace (outside .files, which report the filesystem inside the
+// disk) now reports the filesystem that holds the store: what disks can
+// still take.
+func TestTrial13StatfsReportsStoreSpace(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	ok(t, store, "disk", "create", "d", "--size", "8M")
+	ok(t, store, "snapshot", "create", "s", "--disk", "d")
+	var want syscall.Statfs_t
+	if err := syscall.Statfs(store, &want); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{mp, filepath.Join(mp, "disks"), filepath.Join(mp, "disks", "d"), filepath.Join(mp, "snapshots"),
+		filepath.Join(mp, "snapshots", "s"), filepath.Join(mp, "snapshots", "s", "d"), filepath.Join(mp, "snapshots", "s", "snapshot.json"),
+		filepath.Join(mp, "images")} {
+		var got syscall.Statfs_t
+		if err := syscall.Statfs(p, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Bsize == 0 || got.Blocks != want.Blocks*uint64(want.Bsize)/uint64(got.Bsize) || got.Bavail == 0 {
+			t.Errorf("statfs %s: bsize %d, blocks %d, available %d; want the store's filesystem (bsize %d, blocks %d, available %d)",
+				p, got.Bsize, got.Blocks, got.Bavail, want.Bsize, want.Blocks, want.Bavail)
+		}
+	}
 }
