@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,5 +31,26 @@ func TestTrial13SnapshotListUnknownDisk(t *testing.T) {
 	}
 	if out := ok(t, store, "snapshot", "list", "--disk", "gone"); !strings.Contains(out, "\ns ") {
 		t.Errorf("snapshot list --disk gone (deleted, one snapshot) does not list s:\n%s", out)
+	}
+}
+
+// Trial 13: `disk create vault --size 8M --encrypt --key-file K` printed
+// "created disk vault (8.0 MiB, block size 16 KiB)", the line of a plain
+// disk: nothing said the disk (or a clone of it) is encrypted, which is
+// what the user asked and must be sure of. The line now says "encrypted".
+func TestTrial13CreateEncryptedSaysSo(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store := filepath.Join(tmp, "store")
+	key := filepath.Join(tmp, "key")
+	if err := os.WriteFile(key, randBytes(t, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, store, "init")
+	if out := ok(t, store, "disk", "create", "vault", "--size", "8M", "--encrypt", "--key-file", key); !strings.Contains(out, "encrypted") {
+		t.Errorf("disk create --encrypt: %q does not say encrypted", out)
+	}
+	if out := ok(t, store, "disk", "create", "plain", "--size", "8M"); strings.Contains(out, "encrypted") {
+		t.Errorf("disk create of a plain disk: %q", out)
 	}
 }

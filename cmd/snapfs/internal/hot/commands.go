@@ -174,6 +174,7 @@ func diskCreateOp(c *cli.Context) (Op, error) {
 			Size      int64  `json:"size"`
 			BlockSize int    `json:"block_size"`
 			Origin    string `json:"origin"`
+			Encrypted bool   `json:"encrypted"`
 		}
 		if err := decode("CreateDisk", raw, &d); err != nil {
 			return err
@@ -186,6 +187,9 @@ func diskCreateOp(c *cli.Context) (Op, error) {
 		from := ""
 		if d.Origin != "" {
 			from = ", origin " + d.Origin
+		}
+		if d.Encrypted && !strings.Contains(d.Origin, "encrypted") {
+			from += ", encrypted"
 		}
 		return p.Result("disk", raw, "created disk %s (%s, block size %s%s)", d.Name, Size(d.Size), Size(int64(d.BlockSize)), from)
 	}}, nil
