@@ -51,7 +51,8 @@ func TestTrial13MountRefusesMeaninglessValues(t *testing.T) {
 // again" (exit 5) without saying which: the user had to find them with
 // fuser, losetup and lsof. It now names them, as fuser -m would: the loop
 // devices backed by its disks (and where each is mounted), and the
-// processes whose working directory or open files are in it.
+// processes whose working directory or open files are in it. So do disk
+// delete and disk rollback of a disk that is open.
 func TestTrial13UmountNamesHolders(t *testing.T) {
 	needRoot(t)
 	tmp := t.TempDir()
@@ -59,6 +60,7 @@ func TestTrial13UmountNamesHolders(t *testing.T) {
 	ok(t, store, "init")
 	daemon(t, store, mp)
 	ok(t, store, "disk", "create", "d", "--size", "8M")
+	ok(t, store, "snapshot", "create", "s", "--disk", "d")
 	loop := sh(t, "losetup", "-f", "--show", filepath.Join(mp, "disks", "d"))
 	defer func() { _ = exec.Command("losetup", "-d", loop).Run() }()
 	sleep := exec.Command("sleep", "60")
@@ -68,6 +70,12 @@ func TestTrial13UmountNamesHolders(t *testing.T) {
 	}
 	defer func() { _ = sleep.Process.Kill(); _ = sleep.Wait() }()
 
+	// disk delete and disk rollback of the disk name the loop device too.
+	for _, args := range [][]string{{"disk", "delete", "d"}, {"disk", "rollback", "d", "--snapshot", "s"}} {
+		if r := fails(t, store, 5, args...); !strings.Contains(r.stderr, "held by "+loop+" (d)") {
+			t.Errorf("%s with %s attached to disk d: %q does not name it", strings.Join(args[:2], " "), loop, r.stderr)
+		}
+	}
 	r := fails(t, store, 5, "umount", mp) // the daemon retries a few seconds first
 	if !strings.Contains(r.stderr, loop+" (disks/d)") {
 		t.Errorf("umount with %s attached to disk d: %q does not name it", loop, r.stderr)

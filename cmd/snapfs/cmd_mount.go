@@ -310,7 +310,7 @@ func umountCommand(st *state) *cli.Command {
 			}
 			if err := client.Shutdown(ctx); err != nil {
 				if errors.Is(err, rowstore.ErrBusy) {
-					if h := mountHolders(mp); h != "" { // holders.go
+					if h := service.Holders(mp, true); h != "" {
 						return fmt.Errorf("%w; held by %s", err, h)
 					}
 				}

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"fmt"
@@ -9,20 +9,22 @@ import (
 	"strings"
 )
 
-// What keeps a mount busy, for the message of a refused snapfs umount
-// (like fuser -m): loop devices whose backing file is under the mount, and
-// processes whose working directory, root or open files are. Read from
-// /sys and /proc; what cannot be read (another user's process when not
-// root) is left out.
+// What keeps a mount, or a disk file in it, busy, for the message of a
+// refused snapfs umount, disk delete or disk rollback (like fuser -m):
+// loop devices whose backing file is under the path, and processes whose
+// working directory, root or open files are. Read from /sys and /proc;
+// what cannot be read (another user's process when not root) is left out.
 
 // maxHolders bounds the list in the one-line message.
 const maxHolders = 6
 
-// mountHolders describes what holds files under mp ("" when nothing is
-// found), at most maxHolders entries and a count of the rest.
-func mountHolders(mp string) string {
+// Holders describes what holds path (a mount point, or a disk file) or
+// files under it ("" when nothing is found), at most maxHolders entries
+// and a count of the rest. self: count this process's working directory
+// (a command's, not the daemon's).
+func Holders(mp string, self bool) string {
 	var out []string
-	if wd, err := os.Getwd(); err == nil && under(wd, mp) {
+	if wd, err := os.Getwd(); self && err == nil && under(wd, mp) {
 		out = append(out, "this command's working directory (cd out of "+mp+")")
 	}
 	out = append(out, loopHolders(mp)...)
@@ -38,7 +40,7 @@ func mountHolders(mp string) string {
 	return strings.Join(out, ", ") + more
 }
 
-// under reports whether path is mp or inside it.
+// under reports whether path is mp or inside it (for a file: is it).
 func under(path, mp string) bool {
 	return path == mp || strings.HasPrefix(path, mp+"/")
 }
@@ -47,12 +49,7 @@ func under(path, mp string) bool {
 // each is mounted, if it is.
 func loopHolders(mp string) []string {
 	devs, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	mounted := map[string]string{}
-	for _, m := range mounts() {
-		if strings.HasPrefix(m.source, "/dev/loop") {
-			mounted[m.source] = m.target
-		}
-	}
+	mounted := loopMounts()
 	var out []string
 	for _, f := range devs {
 		b, err := os.ReadFile(f)
@@ -64,7 +61,10 @@ func loopHolders(mp string) []string {
 			continue
 		}
 		dev := "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(f)))
-		s := fmt.Sprintf("%s (%s", dev, strings.TrimPrefix(backing, mp+"/"))
+		s := dev + " (" + strings.TrimPrefix(backing, filepath.Dir(mp)+"/")
+		if backing != mp {
+			s = fmt.Sprintf("%s (%s", dev, strings.TrimPrefix(backing, mp+"/"))
+		}
 		for src, target := range mounted {
 			if src == dev || strings.HasPrefix(src, dev+"p") {
 				s += ", mounted on " + target
@@ -100,6 +100,9 @@ func processHolders(mp string) []string {
 			for _, fd := range fds {
 				if l, err := os.Readlink(filepath.Join(dir, "fd", fd.Name())); err == nil && under(l, mp) {
 					how = "open " + strings.TrimPrefix(l, mp+"/")
+					if l == mp {
+						how = "open " + filepath.Base(mp)
+					}
 					break
 				}
 			}
@@ -109,6 +112,22 @@ func processHolders(mp string) []string {
 		}
 		comm, _ := os.ReadFile(filepath.Join(dir, "comm"))
 		out = append(out, fmt.Sprintf("%s (pid %d: %s)", strings.TrimSpace(string(comm)), pid, how))
+	}
+	return out
+}
+
+// loopMounts maps each loop device (or partition of one) mounted somewhere
+// to where (/proc/self/mounts).
+func loopMounts() map[string]string {
+	out := map[string]string{}
+	data, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[0], "/dev/loop") {
+			out[f[0]] = strings.ReplaceAll(f[1], `\040`, " ")
+		}
 	}
 	return out
 }
