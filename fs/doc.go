@@ -187,6 +187,10 @@
 //     path walk asks the Backend, which is cheap, and st_blocks is always
 //     current); negative lookups are never cached. Server.InvalidateNames
 //     drops cached names at once for callers that choose a longer timeout.
+//   - statfs (df): every node outside .files reports the filesystem that
+//     holds the store (Options.StatfsPath), what disks can still take; a
+//     .files tree reports the filesystem inside the disk. go-fuse answers
+//     all zeros for a node without Statfs, so each node type has one.
 //   - Passthrough disabled (CAP_PASSTHROUGH): go-fuse would negotiate it as
 //     root, and we never hand out file descriptors. Splice disabled for the
 //     same reason.

@@ -47,6 +47,12 @@ type Options struct {
 	// Regions, when set, shows the snapshots of remote regions under
 	// M/regions/ (node_regions.go), read-only, read on demand.
 	Regions Regions
+	// StatfsPath is a directory on the filesystem that holds the store:
+	// statfs of every node of the namespace (outside .files, which report
+	// the filesystem inside the disk) reports that filesystem's blocks and
+	// inodes, so df and free-space checks see what disks can still take.
+	// Empty: no blocks (a block size only).
+	StatfsPath string
 	// Errno maps a Backend error to the errno the kernel sees (the caller's
 	// one table of errors; see errno.go). nil: the errno an error wraps, EIO
 	// for anything else.
@@ -73,6 +79,7 @@ type mountState struct {
 	filesState  filesState // inode numbers of .files trees
 	errno       func(error) syscall.Errno
 	regions     Regions // nil: no regions/ directory
+	statfsPath  string  // Options.StatfsPath
 }
 
 // Mount mounts the snapfs namespace over opts.Backend at mountpoint and
@@ -97,6 +104,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 		files:       opts.Files,
 		errno:       opts.Errno,
 		regions:     opts.Regions,
+		statfsPath:  opts.StatfsPath,
 	}
 	if m.nameTimeout < 0 {
 		m.nameTimeout = 0

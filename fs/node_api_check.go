@@ -106,3 +106,18 @@ var (
 	_ = (gofs.FileLseeker)((*filesFile)(nil))
 	_ = (gofs.FileReleaser)((*filesFile)(nil))
 )
+
+// Every node outside .files answers statfs with the store's filesystem
+// (mountState.statfs): go-fuse leaves a node without Statfs all zeros.
+var (
+	_ = (gofs.NodeStatfser)((*disksDir)(nil))
+	_ = (gofs.NodeStatfser)((*snapshotsDir)(nil))
+	_ = (gofs.NodeStatfser)((*snapshotDir)(nil))
+	_ = (gofs.NodeStatfser)((*imagesDir)(nil))
+	_ = (gofs.NodeStatfser)((*diskNode)(nil))
+	_ = (gofs.NodeStatfser)((*imageNode)(nil))
+	_ = (gofs.NodeStatfser)((*jsonNode)(nil))
+	_ = (gofs.NodeStatfser)((*regionsTop)(nil))
+	_ = (gofs.NodeStatfser)((*regionDir)(nil))
+	_ = (gofs.NodeStatfser)((*remoteSnapDir)(nil))
+)

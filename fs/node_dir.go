@@ -177,11 +177,58 @@ func (n *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 	return gofs.NewListDirStream(list), 0
 }
 
-func (n *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	out.Bsize = 4096
-	out.Frsize = 4096
+// statfs fills statfs of any node outside .files: the filesystem holding
+// the store (Options.StatfsPath), which is what disks can still take. The
+// kernel asks the node of the path given (go-fuse leaves a node without
+// Statfs all zeros, block size included), so every node type answers.
+func (m *mountState) statfs(out *fuse.StatfsOut) syscall.Errno {
+	if m.statfsPath != "" {
+		var s syscall.Statfs_t
+		if err := syscall.Statfs(m.statfsPath, &s); err == nil {
+			out.FromStatfsT(&s)
+		} else {
+			m.log.Warn("statfs of the store's filesystem", "path", m.statfsPath, "err", err)
+		}
+	}
+	if out.Bsize == 0 {
+		out.Bsize, out.Frsize = 4096, 4096
+	}
 	out.NameLen = 255
 	return 0
+}
+
+func (n *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return n.m.statfs(out)
+}
+func (n *disksDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return n.m.statfs(out)
+}
+func (n *snapshotsDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return n.m.statfs(out)
+}
+func (n *snapshotDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return n.m.statfs(out)
+}
+func (n *imagesDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return n.m.statfs(out)
+}
+func (n *diskNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return n.m.statfs(out)
+}
+func (n *imageNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return n.m.statfs(out)
+}
+func (n *jsonNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return n.m.statfs(out)
+}
+func (n *regionsTop) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return n.m.statfs(out)
+}
+func (n *regionDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return n.m.statfs(out)
+}
+func (n *remoteSnapDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return n.m.statfs(out)
 }
 
 // dynamicEntry fills the timeouts of a name in disks/, snapshots/, images/.

@@ -33,7 +33,7 @@ func diskCommand(st *state) *cli.Command {
 						if err != nil {
 							return err
 						}
-						return printDisk(newPrinter(c, st), d)
+						return printDisk(newPrinter(c, st), d, servedByDaemon(svc))
 					})
 				},
 			},
@@ -89,7 +89,9 @@ func diskCommand(st *state) *cli.Command {
 	}
 }
 
-func printDisk(p *printer, d service.Disk) error {
+// printDisk prints disk info; daemon says whether a daemon serves the store
+// (without one, a lazy disk does not hydrate: hydrationState).
+func printDisk(p *printer, d service.Disk, daemon bool) error {
 	if p.json {
 		return p.object("disk", d)
 	}
@@ -104,7 +106,7 @@ func printDisk(p *printer, d service.Disk) error {
 		"origin", orDash(d.Origin),
 		"open handles", strconv.Itoa(d.Open),
 		"encryption", encryption(d),
-		"hydration", hydration(d.Hydration), // cmd_lazy.go
+		"hydration", hydrationState(d.Hydration, daemon), // cmd_lazy.go
 	)
 }
 

@@ -56,6 +56,13 @@ func runLazyRestore(c *cli.Context, st *state, ctx context.Context, svc service.
 		return newPrinter(c, st).result("restore", restored{req, s}, "restored disk %s of snapshot %s from region %s as disk %s (lazily): %d blocks, all local, %s fetched",
 			req.Disk, req.Snapshot, req.Region, req.To, s.BlocksTotal, size(s.BytesRead))
 	}
+	if !servedByDaemon(svc) {
+		// The command made the disk itself: nothing reads or hydrates it
+		// until a daemon serves the store (it attaches the disk at start).
+		return newPrinter(c, st).result("restore", restored{req, s}, "created disk %s (disk %s of snapshot %s in region %s, lazily, %d of %d blocks local); no daemon serves this store: "+
+			"the disk can be read, and hydrates%s, once snapfs mount runs (disk info %s shows the progress)",
+			req.To, req.Disk, req.Snapshot, req.Region, s.Blocks, s.BlocksTotal, rateNote(req.Rate), req.To)
+	}
 	local := fmt.Sprintf("%d of %d blocks local, the rest", s.Blocks, s.BlocksTotal)
 	if s.BlocksTotal == 0 { // not counted yet (a daemon before the count was returned)
 		local = "it"
@@ -71,13 +78,29 @@ func rateNote(r int64) string {
 	return " at most " + size(r) + "/s"
 }
 
-// hydration is a disk's hydration state in disk info ("-": all local).
-func hydration(h *rowstore.LazyStatus) string {
+// servedByDaemon reports whether svc is a running daemon's (the command is
+// its client) rather than the store opened by the command itself.
+func servedByDaemon(svc service.Service) bool {
+	_, ok := svc.(*service.Client)
+	return ok
+}
+
+// hydration is a disk's hydration state in disk info ("-": all local), as
+// a daemon serving the store reports it.
+func hydration(h *rowstore.LazyStatus) string { return hydrationState(h, true) }
+
+// hydrationState is hydration; daemon false says no daemon serves the
+// store: then a lazy disk is neither attached nor hydrating because no
+// process serves it, not because its region is away, and it says so.
+func hydrationState(h *rowstore.LazyStatus, daemon bool) string {
 	if h == nil {
 		return "-"
 	}
 	var s string
-	if h.Total == 0 && !h.Attached {
+	if h.Total == 0 && !h.Attached && !daemon {
+		s = fmt.Sprintf("blocks local not known yet (counted when a daemon attaches the disk) from region %s snapshot %s/%s, %s fetched",
+			h.Origin.Region, h.Origin.Snapshot, h.Origin.Disk, size(h.BytesFetched))
+	} else if h.Total == 0 && !h.Attached {
 		// Nothing is known of what is missing until the source attaches:
 		// "0 of 0 (100%)" would read as "nothing left to fetch".
 		s = fmt.Sprintf("blocks local not known yet (the region's disk is not attached) from region %s snapshot %s/%s, %s fetched",
@@ -91,6 +114,8 @@ func hydration(h *rowstore.LazyStatus) string {
 			h.Local, h.Total, pct, h.Origin.Region, h.Origin.Snapshot, h.Origin.Disk, size(h.BytesFetched))
 	}
 	switch {
+	case !daemon && !h.Running:
+		s += "; not hydrating: no daemon serves this store (snapfs mount starts it; reads need the mount)"
 	case !h.Attached:
 		s += "; waiting for the region (reads of missing blocks fail)"
 	case !h.Running:

@@ -73,7 +73,7 @@ func mountCommand(st *state) *cli.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := parseSize("--region-cache", c.String("region-cache")); err != nil {
+			if err := checkMountValues(c); err != nil {
 				return err // before anything is made
 			}
 			store, err := storeDir(c)
@@ -309,6 +309,11 @@ func umountCommand(st *state) *cli.Command {
 				return fmt.Errorf("%w: the daemon of store %s is mounted at %s, not at %s", rowstore.ErrNotFound, store, status.Mountpoint, mp)
 			}
 			if err := client.Shutdown(ctx); err != nil {
+				if errors.Is(err, rowstore.ErrBusy) {
+					if h := service.Holders(mp, true); h != "" {
+						return fmt.Errorf("%w; held by %s", err, h)
+					}
+				}
 				return err
 			}
 			wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -364,6 +369,26 @@ func mountKeys(c *cli.Context) ([]*rowstore.Key, error) {
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+// checkMountValues refuses values of mount's flags that the daemon would
+// take as "not given" (the default), as policy flags do: --files-max and
+// --files-idle below 1, --region-cache 0 or a size that is not one.
+func checkMountValues(c *cli.Context) error {
+	if n := c.Int("files-max"); n < 1 {
+		return usagef("--files-max %d: want at least 1 .files filesystem open at once, or leave --files-max out (%d)", n, browse.DefaultMaxOpen)
+	}
+	if d := c.Duration("files-idle"); d <= 0 {
+		return usagef("--files-idle %s: want a positive duration (e.g. 30s), or leave --files-idle out (%s)", d, browse.DefaultIdle)
+	}
+	n, err := parseSize("--region-cache", c.String("region-cache"))
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return usagef("--region-cache 0: want a positive size (e.g. 256M), or leave --region-cache out (1G)")
+	}
+	return nil
 }
 
 // filesOptions are the .files settings of mount (--files-idle, --files-max).

@@ -72,6 +72,9 @@
 // the child's error and exit code; the child logs to <store>/snapfs.log.
 // The daemon holds an flock on <store>/daemon.lock for its whole life, and
 // `snapfs umount` waits for it, so when umount returns the store is closed.
+// An umount refused as busy names what holds the mount (service.Holders: loop
+// devices backed by its disks, processes with their cwd or files in it), as
+// disk delete and disk rollback of an open disk do for its file.
 // Snapshots taken through the daemon contain every write acknowledged before.
 // After a forced rollback or a resize the daemon drops the kernel's cached
 // pages of that disk; after creating or deleting disks, snapshots or images,

@@ -201,7 +201,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	local.SetRegionCache(cfg.RegionCache)
 	filesMgr := local.EnableFiles(cfg.Mountpoint, fcfg) // .files: released before every unmount, closed with local
 	srv, err := fs.Mount(cfg.Mountpoint, fs.Options{Backend: instrument(newBackend(local), m), Logger: log, FsName: fsName, Errno: exitcode.Errno,
-		Files: files{b: newBackend(local), m: filesMgr}, AllowOther: cfg.AllowOther, Regions: regions{l: local}})
+		Files: files{b: newBackend(local), m: filesMgr}, AllowOther: cfg.AllowOther, Regions: regions{l: local},
+		StatfsPath: cfg.Store})
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ func snapshotCreate() *cli.Command {
 			"manual snapshots per disk by default (<store>/policies/quota.json).",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "disk", Usage: "a disk to snapshot (repeat for a consistency group)"},
-			&cli.StringSliceFlag{Name: "freeze", Usage: "freeze the filesystem mounted at MOUNTPOINT while the snapshot is taken (repeat for several)"},
+			&cli.StringSliceFlag{Name: "freeze", Usage: "freeze the filesystem mounted at MOUNTPOINT (or DISK=MOUNTPOINT, as in policy create: the filesystem of DISK) while the snapshot is taken (repeat for several)"},
 			&cli.StringFlag{Name: "pre-hook", Usage: "shell command run before the snapshot"},
 			&cli.StringFlag{Name: "post-hook", Usage: "shell command run after the snapshot (always, once the pre-hook ran)"},
 			&cli.DurationFlag{Name: "hook-timeout", Value: wire.DefaultHookTimeout, Usage: "bound on each hook and on the freeze"},
@@ -52,12 +52,18 @@ func snapshotCreateOp(c *cli.Context) (Op, error) {
 	if req.HookTimeout <= 0 {
 		return Op{}, wire.Usagef("snapshot create: --hook-timeout must be positive")
 	}
-	for i, mp := range req.Freeze {
-		abs, err := filepath.Abs(mp)
-		if err != nil {
-			return Op{}, wire.Usagef("--freeze %s: %v", mp, err)
+	for i, f := range req.Freeze {
+		// MOUNTPOINT, or DISK=MOUNTPOINT as policy create takes it (the
+		// daemon checks that the filesystem there is in that disk).
+		prefix, mp := "", f
+		if d, p, ok := strings.Cut(f, "="); ok && d != "" && !strings.Contains(d, "/") {
+			prefix, mp = d+"=", p
 		}
-		req.Freeze[i] = abs
+		abs, err := filepath.Abs(mp)
+		if err != nil || mp == "" {
+			return Op{}, wire.Usagef("--freeze %s: want MOUNTPOINT or DISK=MOUNTPOINT", f)
+		}
+		req.Freeze[i] = prefix + abs
 	}
 	// Ctrl-C or SIGTERM cancels: a frozen filesystem is thawed and the
 	// post-hook runs before the command exits.
@@ -168,6 +174,7 @@ func diskCreateOp(c *cli.Context) (Op, error) {
 			Size      int64  `json:"size"`
 			BlockSize int    `json:"block_size"`
 			Origin    string `json:"origin"`
+			Encrypted bool   `json:"encrypted"`
 		}
 		if err := decode("CreateDisk", raw, &d); err != nil {
 			return err
@@ -180,6 +187,9 @@ func diskCreateOp(c *cli.Context) (Op, error) {
 		from := ""
 		if d.Origin != "" {
 			from = ", origin " + d.Origin
+		}
+		if d.Encrypted && !strings.Contains(d.Origin, "encrypted") {
+			from += ", encrypted"
 		}
 		return p.Result("disk", raw, "created disk %s (%s, block size %s%s)", d.Name, Size(d.Size), Size(int64(d.BlockSize)), from)
 	}}, nil

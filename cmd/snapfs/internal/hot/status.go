@@ -14,7 +14,7 @@ import (
 func status() *cli.Command {
 	return &cli.Command{
 		Name: "status",
-		Usage: "the daemon's state: mounts, open disks, write-back cache, running jobs, last snapshot per disk, " +
+		Usage: "the daemon's state: mounts, open disks, write-back cache, running jobs, lazily restored disks still hydrating, last snapshot per disk, " +
 			"region lag (from this host's records)",
 	}
 }
@@ -59,6 +59,22 @@ type statusReport struct {
 		BlocksTotal int64     `json:"blocks_total"`
 		Bytes       int64     `json:"bytes"`
 	} `json:"jobs"`
+	Hydration []struct {
+		Disk   string `json:"disk"`
+		Origin struct {
+			Region   string `json:"region"`
+			Snapshot string `json:"snapshot"`
+			Disk     string `json:"disk"`
+		} `json:"origin"`
+		Attached  bool    `json:"attached"`
+		Running   bool    `json:"running"`
+		Total     int64   `json:"blocks_total"`
+		Local     int64   `json:"blocks_local"`
+		Fetched   int64   `json:"bytes_fetched"`
+		Rate      float64 `json:"rate"`
+		ETA       int64   `json:"eta_ns"`
+		LastError string  `json:"last_error"`
+	} `json:"hydration"`
 	Disks []struct {
 		Name         string    `json:"name"`
 		Snapshots    int       `json:"snapshots"`
@@ -124,6 +140,39 @@ func printStatus(p *Printer, raw json.RawMessage) error {
 			rows = append(rows, []string{j.Op, OrDash(j.Region), OrDash(what), prog, Size(j.Bytes), ago(j.Started)})
 		}
 		if err := p.Table([]string{"JOB", "REGION", "SNAPSHOT", "PROGRESS", "BYTES", "RUNNING FOR"}, rows); err != nil {
+			return err
+		}
+	}
+	if len(r.Hydration) > 0 {
+		// Lazily restored disks not yet whole: the background job of
+		// restore --lazy (disk info DISK has the details).
+		fmt.Fprintln(p.W)
+		rows := [][]string{}
+		for _, h := range r.Hydration {
+			prog := "not known yet"
+			if h.Attached || h.Total > 0 {
+				prog = fmt.Sprintf("%d/%d blocks", h.Local, h.Total)
+				if h.Total > 0 {
+					prog += fmt.Sprintf(" (%d%%)", h.Local*100/h.Total)
+				}
+			}
+			state := "hydrating"
+			switch {
+			case !r.Daemon:
+				state = "waiting for a daemon (snapfs mount)"
+			case !h.Attached:
+				state = "waiting for the region"
+			case !h.Running:
+				state = "not hydrating"
+			case h.Rate > 0:
+				state = fmt.Sprintf("%s/s, ETA %s", Size(int64(h.Rate)), time.Duration(h.ETA).Round(time.Second))
+			}
+			if h.LastError != "" {
+				state += "; last error: " + h.LastError
+			}
+			rows = append(rows, []string{h.Disk, h.Origin.Region, h.Origin.Snapshot + "/" + h.Origin.Disk, prog, Size(h.Fetched), state})
+		}
+		if err := p.Table([]string{"HYDRATING", "REGION", "FROM", "PROGRESS", "FETCHED", "STATE"}, rows); err != nil {
 			return err
 		}
 	}

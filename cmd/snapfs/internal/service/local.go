@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -239,7 +240,7 @@ func (l *Local) ResizeDisk(_ context.Context, name string, size int64) (Disk, er
 func (l *Local) DeleteDisk(ctx context.Context, name string, force bool) error {
 	lazyRegion := l.lazyRegionOf(name) // local_hold.go
 	if err := l.store.DeleteDisk(name, force); err != nil {
-		return err
+		return l.withHolders(err, name)
 	}
 	l.releaseAfterDelete(ctx, lazyRegion)
 	if force {
@@ -249,10 +250,23 @@ func (l *Local) DeleteDisk(ctx context.Context, name string, force bool) error {
 	return nil
 }
 
+// withHolders adds to a disk's busy error what holds its file open under
+// the daemon's mount (holders.go): the loop device and where it is
+// mounted, the processes.
+func (l *Local) withHolders(err error, disk string) error {
+	if !errors.Is(err, rowstore.ErrBusy) || l.mountpoint == "" {
+		return err
+	}
+	if h := Holders(filepath.Join(l.mountpoint, "disks", disk), false); h != "" {
+		return fmt.Errorf("%w; held by %s", err, h)
+	}
+	return err
+}
+
 // RollbackDisk implements Service.
 func (l *Local) RollbackDisk(_ context.Context, name, snapshot string, force bool) (Disk, error) {
 	if err := l.store.RollbackDisk(name, snapshot, force); err != nil {
-		return Disk{}, err
+		return Disk{}, l.withHolders(err, name)
 	}
 	l.diskChanged(name)
 	return l.store.GetDisk(name)
@@ -290,6 +304,13 @@ func (l *Local) ListSnapshots(_ context.Context, disk string) ([]Snapshot, error
 			return nil, err
 		}
 		out = append(out, s)
+	}
+	if disk != "" && len(out) == 0 {
+		// Neither a disk nor a snapshot has that name (a deleted disk's
+		// snapshots keep it): a typo, not an empty list.
+		if _, err := l.store.GetDisk(disk); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

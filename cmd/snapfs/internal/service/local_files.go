@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -152,6 +153,12 @@ func (l *Local) DiffFiles(ctx context.Context, r FilesDiffRequest) (FilesDiff, e
 		return FilesDiff{}, err
 	}
 	if len(bd.Ranges) == 0 {
+		// Nothing walked, but the question must have the answer it has
+		// after a write: a disk without a filesystem, or a partition it
+		// lacks, is refused either way.
+		if _, _, _, err := l.filesPart(r.Old, r.Disk, r.Part); err != nil {
+			return FilesDiff{}, err
+		}
 		return FilesDiff{Disk: r.Disk, Old: r.Old, New: r.New, Part: r.Part, Changes: []browse.Change{}, Took: time.Since(start)}, nil
 	}
 	walk := func(snap string) (browse.TreeEntries, error) {
@@ -184,27 +191,9 @@ func (l *Local) DiffFiles(ctx context.Context, r FilesDiffRequest) (FilesDiff, e
 // returns the directory it is mounted on. Part "" picks the only
 // filesystem of the disk.
 func (l *Local) enterFiles(snap, disk, part string) (*browse.Tree, string, error) {
-	s, err := l.store.GetSnapshot(snap)
+	src, layout, part, err := l.filesPart(snap, disk, part)
 	if err != nil {
 		return nil, "", err
-	}
-	src := browse.Source{Snapshot: snap, Disk: disk, ID: s.ID}
-	layout, err := l.files.Layout(src, func() (browse.ReaderAtSize, error) { return l.store.OpenSnapshotDisk(snap, disk) })
-	if err != nil {
-		return nil, "", err
-	}
-	if !layout.Browsable() {
-		return nil, "", fmt.Errorf("%w: disk %s of snapshot %s has no filesystem snapfs can read: %s", rowstore.ErrInvalid, disk, snap, layout.Reason)
-	}
-	if part == "" {
-		if len(layout.Parts) > 1 {
-			names := make([]string, 0, len(layout.Parts))
-			for _, p := range layout.Parts {
-				names = append(names, p.Name)
-			}
-			return nil, "", fmt.Errorf("%w: disk %s has several filesystems (%s): choose one with --part", rowstore.ErrInvalid, disk, strings.Join(names, ", "))
-		}
-		part = layout.Parts[0].Name
 	}
 	t, err := l.files.Acquire(src, layout)
 	if err != nil {
@@ -216,6 +205,38 @@ func (l *Local) enterFiles(snap, disk, part string) (*browse.Tree, string, error
 		return nil, "", err
 	}
 	return t, dir, nil
+}
+
+// filesPart probes the filesystems of disk in snapshot snap (without
+// opening them) and returns the one part names: part, or "" for the only
+// filesystem of the disk. A disk without one snapfs can read is
+// ErrInvalid, a part it does not have ErrNotFound.
+func (l *Local) filesPart(snap, disk, part string) (browse.Source, browse.Layout, string, error) {
+	s, err := l.store.GetSnapshot(snap)
+	if err != nil {
+		return browse.Source{}, browse.Layout{}, "", err
+	}
+	src := browse.Source{Snapshot: snap, Disk: disk, ID: s.ID}
+	layout, err := l.files.Layout(src, func() (browse.ReaderAtSize, error) { return l.store.OpenSnapshotDisk(snap, disk) })
+	if err != nil {
+		return src, layout, "", err
+	}
+	if !layout.Browsable() {
+		return src, layout, "", fmt.Errorf("%w: disk %s of snapshot %s has no filesystem snapfs can read: %s", rowstore.ErrInvalid, disk, snap, layout.Reason)
+	}
+	names := make([]string, 0, len(layout.Parts))
+	for _, p := range layout.Parts {
+		names = append(names, p.Name)
+	}
+	switch {
+	case part == "" && len(layout.Parts) > 1:
+		return src, layout, "", fmt.Errorf("%w: disk %s has several filesystems (%s): choose one with --part", rowstore.ErrInvalid, disk, strings.Join(names, ", "))
+	case part == "":
+		part = layout.Parts[0].Name
+	case !slices.Contains(names, part):
+		return src, layout, "", fmt.Errorf("%w: %s/%s has no partition %q", rowstore.ErrNotFound, snap, disk, part)
+	}
+	return src, layout, part, nil
 }
 
 // tempSnapshot takes a snapshot of disk for a comparison with "now",

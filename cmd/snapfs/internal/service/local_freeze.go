@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -157,14 +158,19 @@ func (l *Local) takeSnapshot(ctx context.Context, r CreateSnapshotRequest, o row
 	if timeout <= 0 {
 		timeout = DefaultHookTimeout
 	}
-	for _, mp := range r.Freeze { // before any hook runs
-		if cerr := l.checkFreezeTarget(mp, r.Disks); cerr != nil {
+	freeze := make([]string, 0, len(r.Freeze))
+	for _, e := range r.Freeze { // before any hook runs
+		mp, of, cerr := freezeEntry(e, r.Disks)
+		if cerr == nil {
+			cerr = l.checkFreezeTarget(mp, of)
+		}
+		if cerr != nil {
 			return Snapshot{}, fmt.Errorf("snapshot %q not taken: %w", r.Name, cerr)
 		}
+		freeze = append(freeze, mp)
 	}
 	env := []string{"SNAPFS_SNAPSHOT=" + r.Name, "SNAPFS_DISKS=" + strings.Join(r.Disks, ",")}
 	consistency := policy.ConsistencyCrash
-	freeze := r.Freeze
 	if r.PreHook != "" {
 		if r.PostHook != "" {
 			defer func() {
@@ -251,7 +257,10 @@ func runHook(ctx context.Context, what, cmd string, timeout time.Duration, env [
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("%s %q failed: %w: %s", what, cmd, err, lastLine(out.String()))
+			if last := lastLine(out.String()); last != "" {
+				return fmt.Errorf("%s %q failed: %w: %s", what, cmd, err, last)
+			}
+			return fmt.Errorf("%s %q failed: %w", what, cmd, err)
 		}
 		return nil
 	case <-ctx.Done():
@@ -371,6 +380,20 @@ func (l *Local) SetQuotas(_ context.Context, q Quotas) (Quotas, error) {
 		return Quotas{}, err
 	}
 	return l.quotas(), nil
+}
+
+// freezeEntry splits an entry of CreateSnapshotRequest.Freeze: a mount
+// point (the filesystem of any of disks), or DISK=MOUNTPOINT as policies
+// write it (the filesystem of DISK, which must be one of disks).
+func freezeEntry(e string, disks []string) (mp string, of []string, err error) {
+	d, p, ok := strings.Cut(e, "=")
+	if !ok || d == "" || strings.Contains(d, "/") {
+		return e, disks, nil
+	}
+	if !slices.Contains(disks, d) {
+		return "", nil, fmt.Errorf("%w: freeze %s: disk %q is not one of the snapshot's disks (%s)", rowstore.ErrInvalid, e, d, strings.Join(disks, ", "))
+	}
+	return p, []string{d}, nil
 }
 
 // checkFreezeTarget makes sure mp is the mount point of a filesystem

@@ -16,13 +16,13 @@ import (
 // this host's records: no region store is contacted.
 type StatusReport struct {
 	Status
-	SnapshotMounts []StatusMount        `json:"snapshot_mounts,omitempty"`
-	OpenDisks      []StatusOpenDisk     `json:"open_disks,omitempty"`
-	Disks          []StatusDisk         `json:"disks"`
-	Regions        []RegionLag          `json:"regions,omitempty"`
-	Policies       []json.RawMessage    `json:"policies,omitempty"`  // next policy runs: none until the policy engine reports them
-	Hydration      []json.RawMessage    `json:"hydration,omitempty"` // lazy disks: none until lazy restore reports them
-	Usage          *rowstore.StoreUsage `json:"usage,omitempty"`
+	SnapshotMounts []StatusMount         `json:"snapshot_mounts,omitempty"`
+	OpenDisks      []StatusOpenDisk      `json:"open_disks,omitempty"`
+	Disks          []StatusDisk          `json:"disks"`
+	Regions        []RegionLag           `json:"regions,omitempty"`
+	Policies       []json.RawMessage     `json:"policies,omitempty"`  // next policy runs: none until the policy engine reports them
+	Hydration      []rowstore.LazyStatus `json:"hydration,omitempty"` // lazily restored disks not yet whole
+	Usage          *rowstore.StoreUsage  `json:"usage,omitempty"`
 }
 
 // StatusMount is a snapshot mount (snapshot mount) recorded in the store.
@@ -150,6 +150,9 @@ func ReportStatus(ctx context.Context, s Service, dir string) (StatusReport, err
 	}
 	for _, d := range disks {
 		rep.Disks = append(rep.Disks, *last[d.Name])
+		if h := d.Hydration; h != nil && !h.Done {
+			rep.Hydration = append(rep.Hydration, *h)
+		}
 	}
 	regions, err := s.ListRegions(ctx)
 	if err != nil {
