@@ -899,7 +899,7 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 	if err := m.repairHolds(ctx, r, &out); err != nil {
 		return out, err
 	}
-	if err := m.repairGarbage(ctx, r, dead, ck.keepUnindexed, &out); err != nil {
+	if err := m.repairGarbage(ctx, r, dead, ck, &out); err != nil {
 		return out, err
 	}
 	if len(out.Failed) == 0 {
@@ -1003,9 +1003,10 @@ func (m *Manager) liveSyncHosts(ctx context.Context, r *region) map[string]bool 
 }
 
 // repairGarbage removes what no snapshot can need (the exclusive lock is
-// held): unindexed packs, markers without a running sync, and indexes
-// whose pack has no shard on any store.
-func (m *Manager) repairGarbage(ctx context.Context, r *region, dead []string, keepUnindexed bool, out *RepairReport) error {
+// held): unindexed packs (but those check found a snapshot may need: ck),
+// markers without a running sync, and indexes whose pack has no shard on
+// any store.
+func (m *Manager) repairGarbage(ctx context.Context, r *region, dead []string, ck checked, out *RepairReport) error {
 	// Only the markers are needed (no manifest is read: a lost one,
 	// reported by check, does not stop the rest).
 	markers, err := m.scanMarkers(ctx, r)
@@ -1033,10 +1034,17 @@ func (m *Manager) repairGarbage(ctx context.Context, r *region, dead []string, k
 		return err
 	}
 	for _, name := range sortedKeys(packs) {
-		if _, ok := parsePackID(name); !ok || indexes[name] != nil || !r.homesUsable(name) {
+		id, ok := parsePackID(name)
+		if !ok || indexes[name] != nil || !r.homesUsable(name) {
 			continue // indexed, or its index may be on an unusable home
 		}
-		if keepUnindexed {
+		if ck.rebuild[id] != nil {
+			// A snapshot needs it, and its rebuilt index could not be
+			// written (reported in Failed): the next repair writes it.
+			m.log.Warn("repair: keeping a pack a snapshot needs whose rebuilt index was not written", "region", r.cfg.Name, "pack", name)
+			continue
+		}
+		if ck.keepUnindexed {
 			// A snapshot needs a chunk in no index and in no pack table
 			// that reads: this pack may hold it (prune keeps such packs
 			// too). Those whose table read were rebuilt above.

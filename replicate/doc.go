@@ -309,7 +309,10 @@
 //     while every needed chunk is located (in an index or a table that
 //     read): a pack whose table cannot be read either is kept while some
 //     snapshot needs a chunk found nowhere, as prune keeps every
-//     unindexed pack then. (Before, repair deleted every unindexed pack
+//     unindexed pack then; and a pack whose rebuilt index could not be
+//     written (every home refused it) is kept, the rebuild reported in
+//     Failed (TestLostIndexRebuildNotWrittenKeepsPack; before, repair
+//     deleted it as garbage). (Before, repair deleted every unindexed pack
 //     whose homes were usable, destroying the chunks a snapshot needed:
 //     TestLostIndex/deleted, TestLostIndexUnreadablePackKept,
 //     TestRegionLostIndexCLI.)
