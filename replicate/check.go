@@ -559,7 +559,7 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 	// snapshot needs that is in no index: the pack's own table tells.
 	// Those that read are indexes repair rebuilds; the snapshots are
 	// classified again with them, their packs degraded.
-	out.rebuild, out.unrebuilt, err = m.packTables(ctx, r, cs, missing, true)
+	out.rebuild, out.unrebuilt, _, err = m.packTables(ctx, r, cs, missing, true)
 	if err != nil {
 		return out, err
 	}

@@ -292,6 +292,13 @@
 //     their deltas are needed (needBases). (Before, a prune that dropped
 //     the snapshot holding the bases deleted them, and the deltas' snapshot
 //     could not be restored even after repair: TestLostIndexPruneKeepsBases.)
+//     When such a table cannot be read because stores failed reads
+//     (ErrUnavailable: timeouts, throttling) and a needed chunk is still
+//     in no index, prune deletes no pack and fails unavailable (exit 11):
+//     the unread pack may hold a delta whose base is in any pack. A table
+//     that reads as corrupt or lacks k shards is of a lost pack; prune goes
+//     on. (Before, prune went on and deleted the bases: TestLostIndex-
+//     PruneTableUnreadableKeepsBases.)
 //   - Check reads the pack's table (packTable: the shards of every usable
 //     store, erasure-decoded; OpenPackTable authenticates the table and
 //     every record; the index made from it must encode and decode back as

@@ -2,11 +2,14 @@ package replicate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/snapfs/snapfs/replicate/erasure"
 	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/replicate/store"
 )
 
 // A pack's index is redundant with the pack: every pack carries its own
@@ -22,16 +25,25 @@ import (
 // the index encodes and decodes back (entry kinds and bounds as the index
 // format wants: a delta only in a version 3 pack, with its base; records
 // inside the pack), and it names pack id. sealed is the index sealed as a
-// sync writes it (index version 4 for a version 3 pack).
+// sync writes it (index version 4 for a version 3 pack). When too few
+// shards decode and a store failed a read (not "not found": a timeout,
+// throttling), the error wraps ErrUnavailable: the table may read later.
 func (m *Manager) packTable(ctx context.Context, r *region, id packID) (x *format.Index, sealed []byte, err error) {
 	name := id.String()
 	shards := make([][]byte, r.n())
+	var mu sync.Mutex
+	var readErrs []error // stores that failed a read
 	forEach(r.n(), func(i int) error {
 		if r.bad[i] != nil {
 			return nil
 		}
-		if b, err := m.getShard(ctx, r, i, id, 0); err == nil {
+		b, err := m.getShard(ctx, r, i, id, 0)
+		if err == nil {
 			shards[i] = b
+		} else if !errors.Is(err, store.ErrNotFound) {
+			mu.Lock()
+			readErrs = append(readErrs, fmt.Errorf("store %d: %w", i, err))
+			mu.Unlock()
 		}
 		return nil
 	})
@@ -39,6 +51,9 @@ func (m *Manager) packTable(ctx context.Context, r *region, id packID) (x *forma
 		return nil, nil, err
 	}
 	data, rep, err := erasure.DecodeReport(shards)
+	if err != nil && len(readErrs) > 0 {
+		return nil, nil, fmt.Errorf("%w: pack %s: %w (%d store(s) failed a read, first %w)", ErrUnavailable, name, err, len(readErrs), readErrs[0])
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("pack %s: %w", name, err)
 	}
@@ -101,8 +116,11 @@ func (m *Manager) putRebuilt(ctx context.Context, r *region, x *format.Index, se
 // lost one that reads, and the unindexed ones that hold a missing chunk
 // (the others are an interrupted sync's garbage); and why the lost ones
 // that do not read could not be (not those with a home away: a good copy
-// may be there).
-func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missing map[format.ChunkID]bool, lost bool) (map[packID]*rebuiltIndex, map[packID]error, error) {
+// may be there). unread wraps ErrUnavailable when some candidate's table
+// could not be read because stores failed reads (packTable): that pack
+// may hold a needed chunk or name a needed delta's base, so a caller that
+// deletes (prune) must not while a needed chunk is still unlocated.
+func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missing map[format.ChunkID]bool, lost bool) (rebuild map[packID]*rebuiltIndex, unrebuilt map[packID]error, unread, err error) {
 	var cands []packID
 	if lost {
 		cands = sortedIDs(cs.lost)
@@ -110,16 +128,18 @@ func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missi
 	if len(missing) > 0 {
 		cands = append(cands, cs.unindexed...)
 	}
-	var rebuild map[packID]*rebuiltIndex
-	var unrebuilt map[packID]error
+	var unreads []error
 	for _, id := range cands {
 		x, sealed, err := m.packTable(ctx, r, id)
 		if err := ctx.Err(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		l, listed := cs.lost[id]
 		if err != nil {
 			m.log.Warn("a pack whose index is lost or missing: its own table cannot be read either", "region", r.cfg.Name, "pack", id.String(), "err", err)
+			if errors.Is(err, ErrUnavailable) {
+				unreads = append(unreads, err)
+			}
 			if listed && !l.away { // else a good copy may be on a home that is away
 				if unrebuilt == nil {
 					unrebuilt = map[packID]error{}
@@ -136,7 +156,10 @@ func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missi
 		}
 		rebuild[id] = &rebuiltIndex{x: x, sealed: sealed, listed: listed}
 	}
-	return rebuild, unrebuilt, nil
+	if len(unreads) > 0 {
+		unread = fmt.Errorf("%d pack table(s) not read, first: %w", len(unreads), unreads[0])
+	}
+	return rebuild, unrebuilt, unread, nil
 }
 
 // sortedIDs is the keys of a pack map in order.

@@ -49,3 +49,52 @@ func TestLostIndexRebuildNotWrittenKeepsPack(t *testing.T) {
 	}
 	mustClean(t, b.host)
 }
+
+// TestLostIndexPruneTableUnreadableKeepsBases: s2's deltas are in a pack
+// whose index is lost; prune drops s1, whose chunks the deltas are based
+// on. The pack's own table names those bases, but its shards cannot be
+// read while prune runs (more than m stores fail the reads: throttling,
+// timeouts). Prune must not delete what it cannot know is unneeded: it
+// fails unavailable (exit 11, run it again) before deleting any pack. Once
+// the stores answer again, prune, repair and a restore of s2 byte for byte
+// work. (On main prune went on and deleted the bases: s2 was lost.)
+func TestLostIndexPruneTableUnreadableKeepsBases(t *testing.T) {
+	for _, corrupt := range []bool{false, true} {
+		name := "deleted"
+		if corrupt {
+			name = "corrupt"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			a, b, dirs, want2 := v4Host(t)
+			pack := loseIndex(t, a, dirs, corrupt)
+			packs0 := objectsOn(t, dirs, "packs")
+			for i := range testM + 1 {
+				b.faults[i].FailMatching(func(m store.Method, name string) error {
+					if m == store.MethodGet && name == "packs/"+pack {
+						return errors.New("injected: 503 SlowDown")
+					}
+					return nil
+				})
+			}
+			_, err := b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true})
+			if !errors.Is(err, replicate.ErrUnavailable) {
+				t.Errorf("prune with the table of pack %s (index lost) unreadable: %v, want unavailable", pack, err)
+			}
+			if p := objectsOn(t, dirs, "packs"); !mapsEqual(p, packs0) {
+				t.Fatalf("prune deleted packs while the table of pack %s (index lost, s2 needs it) could not be read", pack)
+			}
+			b.eachFault(func(f *store.Faults) { f.FailMatching(nil) })
+			if _, err := b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true}); err != nil {
+				t.Fatalf("prune again with the stores answering: %v", err)
+			}
+			if _, err := b.mgr.Repair(ctx, "r1", nil); err != nil {
+				t.Fatalf("repair: %v", err)
+			}
+			if err := restoreEq(t, b.host, "", "s2", "vol1", want2); err != nil {
+				t.Fatalf("restore of s2 after prune (table of pack %s unreadable at first) and repair: %v", pack, err)
+			}
+			mustClean(t, b.host)
+		})
+	}
+}
