@@ -298,7 +298,12 @@
 //     the unread pack may hold a delta whose base is in any pack. A table
 //     that reads as corrupt or lacks k shards is of a lost pack; prune goes
 //     on. (Before, prune went on and deleted the bases: TestLostIndex-
-//     PruneTableUnreadableKeepsBases.)
+//     PruneTableUnreadableKeepsBases.) A table of a newer pack version
+//     fails prune closed (format.ErrUnsupportedVersion, exit 8), as an
+//     index of a newer version does; check then cannot tell which
+//     snapshots are degraded (a problem) and repair deletes no unindexed
+//     pack (TestLostIndexNewerPackFailsClosed; before, prune went on and
+//     deleted the bases of that pack's deltas).
 //   - Check reads the pack's table (packTable: the shards of every usable
 //     store, erasure-decoded; OpenPackTable authenticates the table and
 //     every record; the index made from it must encode and decode back as

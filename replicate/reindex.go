@@ -119,7 +119,8 @@ func (m *Manager) putRebuilt(ctx context.Context, r *region, x *format.Index, se
 // may be there). unread wraps ErrUnavailable when some candidate's table
 // could not be read because stores failed reads (packTable): that pack
 // may hold a needed chunk or name a needed delta's base, so a caller that
-// deletes (prune) must not while a needed chunk is still unlocated.
+// deletes (prune) must not while a needed chunk is still unlocated. A
+// table of a newer pack version fails it (format.ErrUnsupportedVersion).
 func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missing map[format.ChunkID]bool, lost bool) (rebuild map[packID]*rebuiltIndex, unrebuilt map[packID]error, unread, err error) {
 	var cands []packID
 	if lost {
@@ -133,6 +134,12 @@ func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missi
 		x, sealed, err := m.packTable(ctx, r, id)
 		if err := ctx.Err(); err != nil {
 			return nil, nil, nil, err
+		}
+		if errors.Is(err, format.ErrUnsupportedVersion) {
+			// Of a newer snapfs: what it holds and the bases of its
+			// deltas are not known here; fail closed, as an index of a
+			// newer version does (TestLostIndexNewerPackFailsClosed).
+			return nil, nil, nil, fmt.Errorf("region %q: pack %s (its index lost): %w", r.cfg.Name, id, err)
 		}
 		l, listed := cs.lost[id]
 		if err != nil {

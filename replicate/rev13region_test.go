@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/snapfs/snapfs/replicate"
+	"github.com/snapfs/snapfs/replicate/format"
 	"github.com/snapfs/snapfs/replicate/store"
 )
 
@@ -96,5 +97,34 @@ func TestLostIndexPruneTableUnreadableKeepsBases(t *testing.T) {
 			}
 			mustClean(t, b.host)
 		})
+	}
+}
+
+// TestLostIndexNewerPackFailsClosed: the index of a pack of s2's deltas
+// is lost and the pack is of a newer version than this snapfs reads (a
+// newer host wrote it). Its table cannot tell this prune the bases of its
+// deltas, so prune fails (format.ErrUnsupportedVersion, exit 8) and deletes
+// no pack, as with an index of a newer version
+// (TestOldDecoderFailsClosed); on main it went on and deleted the bases.
+func TestLostIndexNewerPackFailsClosed(t *testing.T) {
+	ctx := context.Background()
+	a, b, dirs, _ := v4Host(t)
+	pack := loseIndex(t, a, dirs, true)
+	if err := b.mgr.SetPackVersion(ctx, "r1", pack, format.PackVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	packs0 := objectsOn(t, dirs, "packs")
+	_, err := b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true})
+	if !errors.Is(err, format.ErrUnsupportedVersion) {
+		t.Errorf("prune with the index of newer pack %s lost: %v, want unsupported version", pack, err)
+	}
+	if p := objectsOn(t, dirs, "packs"); !mapsEqual(p, packs0) {
+		t.Fatalf("prune deleted packs while the lost index's pack %s is of a newer version", pack)
+	}
+	if rr, err := b.mgr.Repair(ctx, "r1", nil); err != nil || rr.OrphansDeleted+rr.DeadPacksDeleted > 0 || len(rr.IndexesRebuilt) > 0 {
+		t.Fatalf("repair with the index of newer pack %s lost: %+v %v", pack, rr, err)
+	}
+	if p := objectsOn(t, dirs, "packs"); !mapsEqual(p, packs0) {
+		t.Fatalf("repair deleted packs while the lost index's pack %s is of a newer version", pack)
 	}
 }
