@@ -847,6 +847,11 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 				}
 			} else {
 				_, sealed, err = r.getMeta(ctx, md.typ, md.dir, id)
+				if err != nil && md.dir == indexDir && ctx.Err() == nil {
+					// No good copy on the stores: this host's cache
+					// or the pack's own table (TestLostIndexRepairOnCachingHost).
+					sealed, err = m.indexCopy(ctx, r, id, err)
+				}
 			}
 			if err == nil {
 				err = m.guard(ctx, r, false) // no pruned manifest put back

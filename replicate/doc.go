@@ -324,7 +324,13 @@
 //     unindexed pack then; and a pack whose rebuilt index could not be
 //     written (every home refused it) is kept, the rebuild reported in
 //     Failed (TestLostIndexRebuildNotWrittenKeepsPack; before, repair
-//     deleted it as garbage). (Before, repair deleted every unindexed pack
+//     deleted it as garbage). On a host whose index cache still holds a
+//     good copy the index is not lost to it (loadChunks reads the cache):
+//     check reports the bad copies on the stores, and repair puts back the
+//     cached copy (authenticated and decoded, as a store's), else the one
+//     the pack's table makes (indexCopy; before, repair there failed with
+//     "no good copy", exit 12, and never rebuilt it:
+//     TestLostIndexRepairOnCachingHost). (Before, repair deleted every unindexed pack
 //     whose homes were usable, destroying the chunks a snapshot needed:
 //     TestLostIndex/deleted, TestLostIndexUnreadablePackKept,
 //     TestRegionLostIndexCLI.)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 
@@ -167,6 +169,40 @@ func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missi
 		unread = fmt.Errorf("%d pack table(s) not read, first: %w", len(unreads), unreads[0])
 	}
 	return rebuild, unrebuilt, unread, nil
+}
+
+// indexCopy is a good copy (sealed) of index name for repair to put back
+// when no store holds one (why: getMeta's error): this host's cached copy
+// (a host that read the index before every copy on the stores went bad
+// still holds one: loadChunks reads it, so this host's check finds only
+// bad copies, no lost index), checked as a copy read from a store is (it
+// opens under its name with the region key, decodes, names its pack);
+// else the index its pack's own table makes (packTable).
+func (m *Manager) indexCopy(ctx context.Context, r *region, name string, why error) ([]byte, error) {
+	id, ok := parsePackID(name)
+	if !ok {
+		return nil, why
+	}
+	b, err := os.ReadFile(filepath.Join(m.cacheDir(r.cfg.Name), "index", name))
+	if err == nil {
+		var pt []byte
+		if pt, err = r.keys.Open(format.TypeIndex, name, b); err == nil {
+			var x *format.Index
+			if x, err = format.DecodeIndex(pt); err == nil && x.Pack != [16]byte(id) {
+				err = fmt.Errorf("%w: cached index %s names pack %x", ErrCorrupt, name, x.Pack)
+			}
+		}
+		if err == nil {
+			m.log.Info("repair: a pack index with no good copy on the stores put back from this host's cache", "region", r.cfg.Name, "pack", name)
+			return b, nil
+		}
+	}
+	_, sealed, terr := m.packTable(ctx, r, id)
+	if terr != nil {
+		return nil, fmt.Errorf("%w; not cached here (%w); the pack's own table: %w", why, err, terr)
+	}
+	m.log.Info("repair: a pack index with no good copy on the stores rebuilt from its pack's own table", "region", r.cfg.Name, "pack", name)
+	return sealed, nil
 }
 
 // sortedIDs is the keys of a pack map in order.

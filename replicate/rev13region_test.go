@@ -128,3 +128,21 @@ func TestLostIndexNewerPackFailsClosed(t *testing.T) {
 		t.Fatalf("repair deleted packs while the lost index's pack %s is of a newer version", pack)
 	}
 }
+
+// TestLostIndexRepairOnCachingHost: every copy of an index is corrupt,
+// and repair runs on the host that wrote it (its index cache still holds
+// a good copy). Repair must put the index back on the stores (from the
+// cache or the pack's table) so that every other host reads s2 again.
+func TestLostIndexRepairOnCachingHost(t *testing.T) {
+	ctx := context.Background()
+	a, b, dirs, want2 := v4Host(t)
+	pack := loseIndex(t, a, dirs, true)
+	rr, err := a.mgr.Repair(ctx, "r1", nil)
+	if err != nil || len(rr.Failed) > 0 {
+		t.Fatalf("repair on the host caching the index of pack %s: %+v %v", pack, rr, err)
+	}
+	if err := restoreEq(t, b.host, "", "s2", "vol1", want2); err != nil {
+		t.Fatalf("restore of s2 on another host after repair on the caching host: %v", err)
+	}
+	mustClean(t, b.host)
+}
