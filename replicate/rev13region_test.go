@@ -2,7 +2,12 @@ package replicate_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -145,4 +150,83 @@ func TestLostIndexRepairOnCachingHost(t *testing.T) {
 		t.Fatalf("restore of s2 on another host after repair on the caching host: %v", err)
 	}
 	mustClean(t, b.host)
+}
+
+// TestLostIndexFixturesRebuilt: every pack index of each region fixture
+// (pack formats 1 to 3, index formats up to 4) deleted from every store;
+// repair rebuilds each from its pack's own table, where a sync of that
+// version put it (every store before index version 4, its homes after),
+// and every snapshot restores byte for byte, check clean: a rebuilt index
+// is the one the pack's writer made (entries, offsets, delta bases, pack
+// version, sealed size).
+func TestLostIndexFixturesRebuilt(t *testing.T) {
+	for _, dir := range []string{fixtureDir, fixtureDirV2, fixtureDirV3, fixtureDirV4} {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			ctx := context.Background()
+			b, err := os.ReadFile(filepath.Join(dir, "expected.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var exp fixtureExpect
+			if err := json.Unmarshal(b, &exp); err != nil {
+				t.Fatal(err)
+			}
+			root := filepath.Join(tmpDir(t), "fixture")
+			copyTree(t, dir, root)
+			if err := os.Chmod(filepath.Join(root, "key"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var urls, dirs []string
+			for i := range exp.K + exp.M {
+				d := filepath.Join(root, "stores", "s"+string(rune('0'+i)))
+				dirs, urls = append(dirs, d), append(urls, "file://"+d)
+			}
+			before := objectsOn(t, dirs, "index")
+			if len(before) == 0 {
+				t.Fatal("fixture has no index")
+			}
+			for _, d := range dirs {
+				if err := os.RemoveAll(filepath.Join(d, "index")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h := newHost(t, replicate.Options{})
+			if _, err := h.mgr.AddRegion(ctx, replicate.RegionConfig{Name: exp.Region, K: exp.K, M: exp.M, Stores: urls, KeyFile: filepath.Join(root, "key")}); err != nil {
+				t.Fatal(err)
+			}
+			rr, err := h.mgr.Repair(ctx, exp.Region, nil)
+			if err != nil || len(rr.Failed) > 0 || rr.OrphansDeleted > 0 || len(rr.IndexesRebuilt) != len(before) {
+				t.Fatalf("repair with every index deleted: %+v %v (want %d rebuilt)", rr, err, len(before))
+			}
+			// Where today's sync writes the index of such a pack: every
+			// store for pack versions 1 and 2 (index versions before 4),
+			// its m+1 homes for version 3 (index version 4, also for
+			// region-v3, whose version 3 indexes were on every store).
+			want := before
+			if dir == fixtureDirV3 || dir == fixtureDirV4 {
+				want = map[string][]int{}
+				for name := range before {
+					want[name] = slices.Sorted(slices.Values(replicate.IndexHomes(exp.K, exp.M, name)))
+				}
+			}
+			if after := objectsOn(t, dirs, "index"); !mapsEqual(after, want) {
+				t.Fatalf("rebuilt indexes on %v, want %v (the fixture's were on %v)", after, want, before)
+			}
+			for _, snap := range slices.Sorted(mapKeys(exp.Disks)) {
+				for _, disk := range slices.Sorted(mapKeys(exp.Disks[snap])) {
+					to := "rb-" + snap + "-" + disk
+					if _, err := h.mgr.Restore(ctx, exp.Region, snap, disk, to, nil); err != nil {
+						t.Fatalf("restore %s/%s after the rebuild: %v", snap, disk, err)
+					}
+					sum := sha256.Sum256(readDisk(t, h, to))
+					if got := hex.EncodeToString(sum[:]); got != exp.Disks[snap][disk] {
+						t.Fatalf("restored %s/%s after the rebuild: sha256 %s, want %s", snap, disk, got, exp.Disks[snap][disk])
+					}
+				}
+			}
+			if rep, err := h.mgr.Check(ctx, exp.Region, true, nil); err != nil || !rep.OK() || len(rep.Unindexed) > 0 {
+				t.Fatalf("check after the rebuild: %+v %v", rep, err)
+			}
+		})
+	}
 }
