@@ -282,7 +282,11 @@
 //     (and the packs with no index) and saying that region repair
 //     rebuilds them; restores of the others work. (Before, loadChunks
 //     failed, and with it restore, lazy open, sync, check and prune of
-//     every snapshot: TestLostIndex/corrupt.)
+//     every snapshot: TestLostIndex/corrupt.) BlockSource (local repair
+//     from the region) returns locate's error for a digest in no index
+//     while indexes are lost or packs unindexed, not "no such block"
+//     (TestLostIndexBlockSourceSaysSo; before, the engineer was told the
+//     region lacked a block it held).
 //   - Sync never deduplicates against it: its chunks are sent again
 //     (TestLostIndexSyncSendsAgain). Prune never deletes a pack whose
 //     listed index has no good copy: it cannot know what the pack holds.

@@ -1,6 +1,7 @@
 package replicate_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/snapfs/snapfs/replicate"
@@ -226,6 +228,38 @@ func TestLostIndexFixturesRebuilt(t *testing.T) {
 			}
 			if rep, err := h.mgr.Check(ctx, exp.Region, true, nil); err != nil || !rep.OK() || len(rep.Unindexed) > 0 {
 				t.Fatalf("check after the rebuild: %+v %v", rep, err)
+			}
+		})
+	}
+}
+
+// TestLostIndexBlockSourceSaysSo: a local repair fetching from the region
+// a block whose chunk is in a pack whose index is lost gets an error
+// naming the pack and region repair (the chunk is there, repair makes it
+// readable), not "the region has no such block"; a block of another pack
+// still fetches.
+func TestLostIndexBlockSourceSaysSo(t *testing.T) {
+	for _, corrupt := range []bool{false, true} {
+		name := "deleted"
+		if corrupt {
+			name = "corrupt"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			a, b, dirs, want2 := v4Host(t)
+			pack := loseIndex(t, a, dirs, corrupt)
+			src, done, err := b.mgr.BlockSource(ctx, "r1")
+			if err != nil {
+				t.Fatalf("block source with the index of pack %s lost: %v", pack, err)
+			}
+			defer done()
+			dst := make([]byte, bs)
+			found, err := src.FetchBlock(ctx, sha256.Sum256(want2[10*bs:11*bs]), dst)
+			if found || err == nil || !strings.Contains(err.Error(), pack) || !strings.Contains(err.Error(), "region repair") {
+				t.Fatalf("fetch of s2's block 10 (in pack %s, index lost): found %v, %v; want an error naming the pack and region repair", pack, found, err)
+			}
+			if found, err := src.FetchBlock(ctx, sha256.Sum256(want2[150*bs:151*bs]), dst); err != nil || !found || !bytes.Equal(dst, want2[150*bs:151*bs]) {
+				t.Fatalf("block 150: %v %v", found, err)
 			}
 		})
 	}
