@@ -325,21 +325,24 @@
 //     while every needed chunk is located (in an index or a table that
 //     read): a pack whose table cannot be read either is kept while some
 //     snapshot needs a chunk found nowhere, as prune keeps every
-//     unindexed pack then; and a pack whose rebuilt index could not be
-//     written (every home refused it) is kept, the rebuild reported in
-//     Failed (TestLostIndexRebuildNotWrittenKeepsPack; before, repair
-//     deleted it as garbage). On a host whose index cache still holds a
-//     good copy the index is not lost to it (loadChunks reads the cache):
-//     check reports the bad copies on the stores, and repair puts back the
-//     cached copy (authenticated and decoded, as a store's), else the one
-//     the pack's table makes (indexCopy; before, repair there failed with
-//     "no good copy", exit 12, and never rebuilt it:
-//     TestLostIndexRepairOnCachingHost). (Before, repair deleted every unindexed pack
+//     unindexed pack then. (Before, repair deleted every unindexed pack
 //     whose homes were usable, destroying the chunks a snapshot needed:
 //     TestLostIndex/deleted, TestLostIndexUnreadablePackKept,
-//     TestRegionLostIndexCLI.)
+//     TestRegionLostIndexCLI.) A pack whose rebuilt index could not be
+//     written (every home refused it) is kept, the rebuild reported in
+//     Failed (TestLostIndexRebuildNotWrittenKeepsPack; before, repair
+//     deleted it as garbage in the same run).
+//   - On a host whose index cache still holds a good copy the index is not
+//     lost to it (loadChunks reads the cache): its check reports the bad
+//     copies on the stores, and its repair puts back the cached copy
+//     (authenticated and decoded as a store's), else the one the pack's
+//     table makes (indexCopy). (Before, repair there failed with "no good
+//     copy", exit 12, every time: TestLostIndexRepairOnCachingHost,
+//     TestRegionLostIndexRepairOnSyncHostCLI.)
 //
-// No format changed: the rebuilt index is the one sync would have written.
+// No format changed: the rebuilt index is the one sync would have written
+// (TestLostIndexFixturesRebuilt: every index of each region fixture, pack
+// formats 1 to 3, rebuilt; every snapshot restores byte for byte).
 //
 // A store that comes back stale (away while prune ran, or put back from a
 // backup) must not undo the prune (prunedCopies,
