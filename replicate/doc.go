@@ -331,7 +331,11 @@
 //     TestRegionLostIndexCLI.) A pack whose rebuilt index could not be
 //     written (every home refused it) is kept, the rebuild reported in
 //     Failed (TestLostIndexRebuildNotWrittenKeepsPack; before, repair
-//     deleted it as garbage in the same run).
+//     deleted it as garbage in the same run). One the first check found
+//     rebuildable that repair's second check (after it re-made a store's
+//     config) could not read is in Failed too (exit 12; before, repair
+//     exited 0 with the index still lost:
+//     TestLostIndexNotRebuiltIsReported).
 //   - On a host whose index cache still holds a good copy the index is not
 //     lost to it (loadChunks reads the cache): its check reports the bad
 //     copies on the stores, and its repair puts back the cached copy

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/snapfs/snapfs/replicate"
@@ -263,4 +264,63 @@ func TestLostIndexBlockSourceSaysSo(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLostIndexNotRebuiltIsReported: repair finds a lost index its
+// pack's table rebuilds, repairs a store's config, checks again (the
+// store is usable again), and this time the pack's table does not read
+// (stores fail the reads). The index is not rebuilt: repair must say so
+// (in Failed: exit 12, run it again), not report success with the index
+// still lost. The next repair rebuilds it and s2 restores.
+func TestLostIndexNotRebuiltIsReported(t *testing.T) {
+	ctx := context.Background()
+	a, b, dirs, want2 := v4Host(t)
+	pack := loseIndex(t, a, dirs, false)
+	// A store that is no home of the index (while a home is unusable the
+	// index may be there: not rebuildable), and m+1 others to fail reads.
+	homes := replicate.IndexHomes(testK, testM, pack)
+	cfg := -1
+	var failing []int
+	for i := range testK + testM {
+		if !slices.Contains(homes, i) && cfg < 0 {
+			cfg = i
+		} else if len(failing) <= testM {
+			failing = append(failing, i)
+		}
+	}
+	if err := os.Remove(filepath.Join(dirs[cfg], "config")); err != nil {
+		t.Fatal(err)
+	}
+	var armed atomic.Bool // set once repair re-made store cfg's config
+	for i, f := range b.faults {
+		f.FailMatching(func(m store.Method, name string) error {
+			if m == store.MethodPut && name == "config" {
+				armed.Store(true)
+			}
+			if slices.Contains(failing, i) && armed.Load() && m == store.MethodGet && name == "packs/"+pack {
+				return errors.New("injected: 503 SlowDown")
+			}
+			return nil
+		})
+	}
+	rr, err := b.mgr.Repair(ctx, "r1", nil)
+	if err != nil {
+		t.Fatalf("repair: %v", err)
+	}
+	if !armed.Load() {
+		t.Fatalf("repair did not re-make store %d's config: %+v", cfg, rr)
+	}
+	rebuilt := slices.Contains(rr.IndexesRebuilt, pack)
+	failed := slices.ContainsFunc(rr.Failed, func(p replicate.Problem) bool { return p.Object == "index/"+pack })
+	if rebuilt == failed {
+		t.Fatalf("repair with the table of pack %s unreadable at its second check: rebuilt %v, failed %v (want one): %+v", pack, rebuilt, failed, rr)
+	}
+	b.eachFault(func(f *store.Faults) { f.FailMatching(nil) })
+	if rr, err := b.mgr.Repair(ctx, "r1", nil); err != nil || len(rr.Failed) > 0 {
+		t.Fatalf("repair again: %+v %v", rr, err)
+	}
+	if err := restoreEq(t, b.host, "", "s2", "vol1", want2); err != nil {
+		t.Fatalf("restore of s2 after repair: %v", err)
+	}
+	mustClean(t, b.host)
 }
