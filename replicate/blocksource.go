@@ -36,7 +36,9 @@ type regionBlocks struct {
 // their digest; a corrupt or missing pack is an error, a digest the region
 // has no chunk of is (false, nil), unless the homes of some index are all
 // unusable (then it may be in that index: an error wrapping
-// ErrUnavailable, as is a delta whose base may be there).
+// ErrUnavailable, as is a delta whose base may be there), or an index is
+// lost or a pack unindexed (then it may be in that pack: locate's error,
+// naming them and region repair; TestLostIndexBlockSourceSaysSo).
 func (m *Manager) BlockSource(ctx context.Context, regionName string) (BlockSource, func(), error) {
 	r, err := m.openRegion(ctx, regionName, false)
 	if err != nil {
@@ -68,7 +70,7 @@ func (m *Manager) BlockSource(ctx context.Context, regionName string) (BlockSour
 // against its id, dst cleared on any failure).
 func (b *regionBlocks) FetchBlock(ctx context.Context, digest [32]byte, dst []byte) (bool, error) {
 	loc, found, err := b.r.locate(b.cs, b.r.keys.ChunkID(digest))
-	if !found && !errors.Is(err, ErrUnavailable) {
+	if !found && !errors.Is(err, ErrUnavailable) && b.cs.lostNote(b.r) == "" {
 		return false, nil // the region has no such block
 	}
 	if err != nil {

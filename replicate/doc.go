@@ -282,7 +282,11 @@
 //     (and the packs with no index) and saying that region repair
 //     rebuilds them; restores of the others work. (Before, loadChunks
 //     failed, and with it restore, lazy open, sync, check and prune of
-//     every snapshot: TestLostIndex/corrupt.)
+//     every snapshot: TestLostIndex/corrupt.) BlockSource (local repair
+//     from the region) returns locate's error for a digest in no index
+//     while indexes are lost or packs unindexed, not "no such block"
+//     (TestLostIndexBlockSourceSaysSo; before, the engineer was told the
+//     region lacked a block it held).
 //   - Sync never deduplicates against it: its chunks are sent again
 //     (TestLostIndexSyncSendsAgain). Prune never deletes a pack whose
 //     listed index has no good copy: it cannot know what the pack holds.
@@ -292,6 +296,18 @@
 //     their deltas are needed (needBases). (Before, a prune that dropped
 //     the snapshot holding the bases deleted them, and the deltas' snapshot
 //     could not be restored even after repair: TestLostIndexPruneKeepsBases.)
+//     When such a table cannot be read because stores failed reads
+//     (ErrUnavailable: timeouts, throttling) and a needed chunk is still
+//     in no index, prune deletes no pack and fails unavailable (exit 11):
+//     the unread pack may hold a delta whose base is in any pack. A table
+//     that reads as corrupt or lacks k shards is of a lost pack; prune goes
+//     on. (Before, prune went on and deleted the bases: TestLostIndex-
+//     PruneTableUnreadableKeepsBases.) A table of a newer pack version
+//     fails prune closed (format.ErrUnsupportedVersion, exit 8), as an
+//     index of a newer version does; check then cannot tell which
+//     snapshots are degraded (a problem) and repair deletes no unindexed
+//     pack (TestLostIndexNewerPackFailsClosed; before, prune went on and
+//     deleted the bases of that pack's deltas).
 //   - Check reads the pack's table (packTable: the shards of every usable
 //     store, erasure-decoded; OpenPackTable authenticates the table and
 //     every record; the index made from it must encode and decode back as
@@ -312,9 +328,25 @@
 //     unindexed pack then. (Before, repair deleted every unindexed pack
 //     whose homes were usable, destroying the chunks a snapshot needed:
 //     TestLostIndex/deleted, TestLostIndexUnreadablePackKept,
-//     TestRegionLostIndexCLI.)
+//     TestRegionLostIndexCLI.) A pack whose rebuilt index could not be
+//     written (every home refused it) is kept, the rebuild reported in
+//     Failed (TestLostIndexRebuildNotWrittenKeepsPack; before, repair
+//     deleted it as garbage in the same run). One the first check found
+//     rebuildable that repair's second check (after it re-made a store's
+//     config) could not read is in Failed too (exit 12; before, repair
+//     exited 0 with the index still lost:
+//     TestLostIndexNotRebuiltIsReported).
+//   - On a host whose index cache still holds a good copy the index is not
+//     lost to it (loadChunks reads the cache): its check reports the bad
+//     copies on the stores, and its repair puts back the cached copy
+//     (authenticated and decoded as a store's), else the one the pack's
+//     table makes (indexCopy). (Before, repair there failed with "no good
+//     copy", exit 12, every time: TestLostIndexRepairOnCachingHost,
+//     TestRegionLostIndexRepairOnSyncHostCLI.)
 //
-// No format changed: the rebuilt index is the one sync would have written.
+// No format changed: the rebuilt index is the one sync would have written
+// (TestLostIndexFixturesRebuilt: every index of each region fixture, pack
+// formats 1 to 3, rebuilt; every snapshot restores byte for byte).
 //
 // A store that comes back stale (away while prune ran, or put back from a
 // backup) must not undo the prune (prunedCopies,

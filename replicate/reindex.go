@@ -2,11 +2,16 @@ package replicate
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/snapfs/snapfs/replicate/erasure"
 	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/replicate/store"
 )
 
 // A pack's index is redundant with the pack: every pack carries its own
@@ -22,16 +27,25 @@ import (
 // the index encodes and decodes back (entry kinds and bounds as the index
 // format wants: a delta only in a version 3 pack, with its base; records
 // inside the pack), and it names pack id. sealed is the index sealed as a
-// sync writes it (index version 4 for a version 3 pack).
+// sync writes it (index version 4 for a version 3 pack). When too few
+// shards decode and a store failed a read (not "not found": a timeout,
+// throttling), the error wraps ErrUnavailable: the table may read later.
 func (m *Manager) packTable(ctx context.Context, r *region, id packID) (x *format.Index, sealed []byte, err error) {
 	name := id.String()
 	shards := make([][]byte, r.n())
+	var mu sync.Mutex
+	var readErrs []error // stores that failed a read
 	forEach(r.n(), func(i int) error {
 		if r.bad[i] != nil {
 			return nil
 		}
-		if b, err := m.getShard(ctx, r, i, id, 0); err == nil {
+		b, err := m.getShard(ctx, r, i, id, 0)
+		if err == nil {
 			shards[i] = b
+		} else if !errors.Is(err, store.ErrNotFound) {
+			mu.Lock()
+			readErrs = append(readErrs, fmt.Errorf("store %d: %w", i, err))
+			mu.Unlock()
 		}
 		return nil
 	})
@@ -39,6 +53,9 @@ func (m *Manager) packTable(ctx context.Context, r *region, id packID) (x *forma
 		return nil, nil, err
 	}
 	data, rep, err := erasure.DecodeReport(shards)
+	if err != nil && len(readErrs) > 0 {
+		return nil, nil, fmt.Errorf("%w: pack %s: %w (%d store(s) failed a read, first %w)", ErrUnavailable, name, err, len(readErrs), readErrs[0])
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("pack %s: %w", name, err)
 	}
@@ -101,8 +118,12 @@ func (m *Manager) putRebuilt(ctx context.Context, r *region, x *format.Index, se
 // lost one that reads, and the unindexed ones that hold a missing chunk
 // (the others are an interrupted sync's garbage); and why the lost ones
 // that do not read could not be (not those with a home away: a good copy
-// may be there).
-func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missing map[format.ChunkID]bool, lost bool) (map[packID]*rebuiltIndex, map[packID]error, error) {
+// may be there). unread wraps ErrUnavailable when some candidate's table
+// could not be read because stores failed reads (packTable): that pack
+// may hold a needed chunk or name a needed delta's base, so a caller that
+// deletes (prune) must not while a needed chunk is still unlocated. A
+// table of a newer pack version fails it (format.ErrUnsupportedVersion).
+func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missing map[format.ChunkID]bool, lost bool) (rebuild map[packID]*rebuiltIndex, unrebuilt map[packID]error, unread, err error) {
 	var cands []packID
 	if lost {
 		cands = sortedIDs(cs.lost)
@@ -110,16 +131,24 @@ func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missi
 	if len(missing) > 0 {
 		cands = append(cands, cs.unindexed...)
 	}
-	var rebuild map[packID]*rebuiltIndex
-	var unrebuilt map[packID]error
+	var unreads []error
 	for _, id := range cands {
 		x, sealed, err := m.packTable(ctx, r, id)
 		if err := ctx.Err(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
+		}
+		if errors.Is(err, format.ErrUnsupportedVersion) {
+			// Of a newer snapfs: what it holds and the bases of its
+			// deltas are not known here; fail closed, as an index of a
+			// newer version does (TestLostIndexNewerPackFailsClosed).
+			return nil, nil, nil, fmt.Errorf("region %q: pack %s (its index lost): %w", r.cfg.Name, id, err)
 		}
 		l, listed := cs.lost[id]
 		if err != nil {
 			m.log.Warn("a pack whose index is lost or missing: its own table cannot be read either", "region", r.cfg.Name, "pack", id.String(), "err", err)
+			if errors.Is(err, ErrUnavailable) {
+				unreads = append(unreads, err)
+			}
 			if listed && !l.away { // else a good copy may be on a home that is away
 				if unrebuilt == nil {
 					unrebuilt = map[packID]error{}
@@ -136,7 +165,44 @@ func (m *Manager) packTables(ctx context.Context, r *region, cs *chunkSet, missi
 		}
 		rebuild[id] = &rebuiltIndex{x: x, sealed: sealed, listed: listed}
 	}
-	return rebuild, unrebuilt, nil
+	if len(unreads) > 0 {
+		unread = fmt.Errorf("%d pack table(s) not read, first: %w", len(unreads), unreads[0])
+	}
+	return rebuild, unrebuilt, unread, nil
+}
+
+// indexCopy is a good copy (sealed) of index name for repair to put back
+// when no store holds one (why: getMeta's error): this host's cached copy
+// (a host that read the index before every copy on the stores went bad
+// still holds one: loadChunks reads it, so this host's check finds only
+// bad copies, no lost index), checked as a copy read from a store is (it
+// opens under its name with the region key, decodes, names its pack);
+// else the index its pack's own table makes (packTable).
+func (m *Manager) indexCopy(ctx context.Context, r *region, name string, why error) ([]byte, error) {
+	id, ok := parsePackID(name)
+	if !ok {
+		return nil, why
+	}
+	b, err := os.ReadFile(filepath.Join(m.cacheDir(r.cfg.Name), "index", name))
+	if err == nil {
+		var pt []byte
+		if pt, err = r.keys.Open(format.TypeIndex, name, b); err == nil {
+			var x *format.Index
+			if x, err = format.DecodeIndex(pt); err == nil && x.Pack != [16]byte(id) {
+				err = fmt.Errorf("%w: cached index %s names pack %x", ErrCorrupt, name, x.Pack)
+			}
+		}
+		if err == nil {
+			m.log.Info("repair: a pack index with no good copy on the stores put back from this host's cache", "region", r.cfg.Name, "pack", name)
+			return b, nil
+		}
+	}
+	_, sealed, terr := m.packTable(ctx, r, id)
+	if terr != nil {
+		return nil, fmt.Errorf("%w; not cached here (%w); the pack's own table: %w", why, err, terr)
+	}
+	m.log.Info("repair: a pack index with no good copy on the stores rebuilt from its pack's own table", "region", r.cfg.Name, "pack", name)
+	return sealed, nil
 }
 
 // sortedIDs is the keys of a pack map in order.
