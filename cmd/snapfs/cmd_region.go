@@ -218,6 +218,12 @@ func regionCommand(st *state) *cli.Command {
 					if req.KeepLast < 0 || req.KeepWithin < 0 {
 						return usagef("region prune: --keep-last and --keep-within must not be negative")
 					}
+					if c.IsSet("keep-last") && req.KeepLast == 0 || c.IsSet("keep-within") && req.KeepWithin == 0 {
+						// Zero would be taken as "not given" (the region's
+						// retention, or none): say so rather than prune by
+						// another rule than the one asked for.
+						return usagef("region prune: --keep-last 0 and --keep-within 0 would keep no snapshot, which prune never does: give --keep-last 1 or more, or a --keep-within duration")
+					}
 					return withService(c, st, func(ctx context.Context, svc service.Service) error {
 						s, err := svc.PruneRegion(ctx, req)
 						if err != nil {
@@ -563,6 +569,9 @@ func credHint(svc service.Service, err error) error {
 	// Keys in the command's environment matter only for an S3 store's
 	// failure (a full or read-only file:// store is just that).
 	if !cred && (os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_SECRET_ACCESS_KEY") == "" || !strings.Contains(msg, "s3://")) {
+		return err
+	}
+	if strings.Contains(msg, "daemon's environment") { // the store's own hint already says it (replicate/store/s3.go)
 		return err
 	}
 	return fmt.Errorf("%w (the daemon serving this store opened the stores with its own environment: S3 credentials set for this command are not used; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the daemon's environment, e.g. Environment= in its unit, and restart it, or put them in the store URL)", err)

@@ -27,3 +27,14 @@ func TestCredentialHintThroughDaemon(t *testing.T) {
 		t.Fatalf("hint on an unrelated error: %v", got)
 	}
 }
+
+// The store's own hint (no credentials anywhere, replicate/store/s3.go)
+// already names the daemon's environment: credHint does not say it twice.
+func TestCredentialHintNotTwice(t *testing.T) {
+	err := fmt.Errorf("%w: store 3 (s3://127.0.0.1:9000/b): bucket exists: Access Denied (no S3 credentials in the store URL nor in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of process 1: with a snapfs daemon running, that is the daemon's environment, e.g. Environment= in its unit)", replicate.ErrUnavailable)
+	c := service.NewClient("/nonexistent.sock")
+	defer c.Close()
+	if got := credHint(c, err).Error(); strings.Count(got, "daemon's environment") != 1 {
+		t.Fatalf("the hint said %d times: %v", strings.Count(got, "daemon's environment"), got)
+	}
+}
