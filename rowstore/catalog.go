@@ -329,7 +329,7 @@ func (s *Store) DeleteDisk(name string, force bool) error {
 		return err
 	}
 	if !force {
-		d.waitClosed() // (closegrace.go)
+		d.waitClosed(s.opts.CloseGrace) // (closegrace.go)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -11,10 +11,10 @@ import (
 // program's close(2) has returned) succeed; a handle that stays open is
 // still refused with ErrBusy, after the grace.
 func TestCloseGrace(t *testing.T) {
-	old := closeGrace
-	closeGrace = 500 * time.Millisecond
-	t.Cleanup(func() { closeGrace = old })
-	s, _ := newTestStore(t, testOptions())
+	const closeGrace = 500 * time.Millisecond
+	opts := testOptions()
+	opts.CloseGrace = closeGrace
+	s, _ := newTestStore(t, opts)
 	for _, n := range []string{"a", "b", "c", "kept"} {
 		if _, err := s.CreateDisk(n, 32*4096, 4096); err != nil {
 			t.Fatal(err)

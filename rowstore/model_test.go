@@ -435,7 +435,8 @@ func (r *modelRun) readCheck(all bool) {
 
 func testOptions() Options {
 	return Options{SegmentSize: 256 << 10, CacheBytes: 64 << 10, SyncInterval: -1, GCInterval: -1,
-		IndexMemTableSize: 4 << 20, IndexBlockCacheSize: 8 << 20, ReserveBytes: 1 << 20, MinFreeBytes: 1 << 20}
+		IndexMemTableSize: 4 << 20, IndexBlockCacheSize: 8 << 20, ReserveBytes: 1 << 20, MinFreeBytes: 1 << 20,
+		CloseGrace: -1} // busy at once (TestCloseGrace tests the wait)
 }
 
 func runModel(t *testing.T, seed int64, ops int) { runModelWith(t, seed, ops, nil) }

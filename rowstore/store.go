@@ -75,6 +75,10 @@ type Options struct {
 	// periodic GC still runs: for benchmarks that measure what the cleaner
 	// costs (snapfs mount's hidden --no-cleaner), never for production.
 	NoCleaner bool
+	// CloseGrace is how long deleting, rolling back or renaming a disk
+	// (without force) waits for its open handles to close before ErrBusy
+	// (closegrace.go); default one second; negative: no wait.
+	CloseGrace time.Duration
 	// Keys unlock, at Open, the encrypted disks whose data keys they wrap
 	// (UnlockAll); the others stay locked.
 	Keys []*Key
@@ -104,6 +108,9 @@ func (o *Options) fill() {
 	}
 	if o.CleanBelow == 0 {
 		o.CleanBelow = 0.5
+	}
+	if o.CloseGrace == 0 {
+		o.CloseGrace = time.Second
 	}
 	if o.CleanerRate == 0 {
 		o.CleanerRate = 0.25
