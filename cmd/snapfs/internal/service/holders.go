@@ -48,19 +48,12 @@ func under(path, mp string) bool {
 // loopHolders are the loop devices backed by files under mp, with where
 // each is mounted, if it is.
 func loopHolders(mp string) []string {
-	devs, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	mounted := loopMounts()
 	var out []string
-	for _, f := range devs {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		backing := strings.TrimSpace(string(b))
+	for dev, backing := range loopBackings() { // (scratch.go)
 		if !under(backing, mp) {
 			continue
 		}
-		dev := "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(f)))
 		s := dev + " (" + strings.TrimPrefix(backing, filepath.Dir(mp)+"/")
 		if backing != mp {
 			s = fmt.Sprintf("%s (%s", dev, strings.TrimPrefix(backing, mp+"/"))
@@ -117,16 +110,12 @@ func processHolders(mp string) []string {
 }
 
 // loopMounts maps each loop device (or partition of one) mounted somewhere
-// to where (/proc/self/mounts).
+// to where (procMounts, scratch.go).
 func loopMounts() map[string]string {
 	out := map[string]string{}
-	data, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		return out
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[0], "/dev/loop") {
-			out[f[0]] = strings.ReplaceAll(f[1], `\040`, " ")
+	for _, m := range procMounts() {
+		if strings.HasPrefix(m[0], "/dev/loop") {
+			out[m[0]] = m[1]
 		}
 	}
 	return out
