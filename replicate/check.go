@@ -552,7 +552,9 @@ func (m *Manager) classifySnapshots(ctx context.Context, r *region, ps packState
 		out.labels[packLost] = append(out.labels[packLost], "unreadable manifest "+nid)
 		out.nids = append(out.nids, nid)
 	}
-	hidden := r.indexesMayHide() // fewer than k stores usable: an index may be unlisted
+	// Fewer than k stores usable, or a lost or unlisted index with a home
+	// away: a chunk in no index may be in an index on those stores.
+	hidden := r.indexesMayHide() || cs.lostMayHide()
 	missing := map[format.ChunkID]bool{}
 	out.pass(ctx, m, r, mfs, cs, ps, bad, hidden, missing, nil)
 	// A lost index (no good copy), or an unindexed pack holding a chunk a

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -205,14 +206,14 @@ func (r *region) locate(cs *chunkSet, id format.ChunkID) (loc chunkLoc, found bo
 	loc, found = cs.chunks[id]
 	if !found {
 		if r.indexesMayHide() || cs.lostMayHide() {
-			return loc, false, fmt.Errorf("%w: chunk %v is in no index the usable stores of region %q list: %s%s", ErrUnavailable, id, r.cfg.Name, r.tooFewUsable(), cs.lostNote(r))
+			return loc, false, fmt.Errorf("%w: chunk %v is in no index the usable stores of region %q list: %s%s", ErrUnavailable, id, r.cfg.Name, r.whyHidden(cs), cs.lostNote(r))
 		}
 		return loc, false, fmt.Errorf("%w: chunk %v is in no pack of region %q%s", ErrCorrupt, id, r.cfg.Name, cs.lostNote(r))
 	}
 	if loc.entry().IsDelta() {
 		if _, err := cs.baseOf(loc); err != nil {
 			if r.indexesMayHide() || cs.lostMayHide() {
-				return loc, true, fmt.Errorf("%w: the base of delta chunk %v is in no index the usable stores of region %q list: %s%s", ErrUnavailable, id, r.cfg.Name, r.tooFewUsable(), cs.lostNote(r))
+				return loc, true, fmt.Errorf("%w: the base of delta chunk %v is in no index the usable stores of region %q list: %s%s", ErrUnavailable, id, r.cfg.Name, r.whyHidden(cs), cs.lostNote(r))
 			}
 			if note := cs.lostNote(r); note != "" {
 				return loc, true, fmt.Errorf("%w%s", err, note)
@@ -230,8 +231,12 @@ type lostIndex struct {
 	away bool
 }
 
-// lostMayHide reports whether a lost index has a home that is not usable.
+// lostMayHide reports whether a lost index, or the index of a pack with
+// none listed (hidden), has a home that is not usable.
 func (cs *chunkSet) lostMayHide() bool {
+	if len(cs.hidden) > 0 {
+		return true
+	}
 	for _, l := range cs.lost {
 		if l.away {
 			return true
@@ -271,6 +276,35 @@ func (cs *chunkSet) lostNote(r *region) string {
 		parts = append(parts, "pack "+names(slices.Clone(cs.unindexed))+" has no index on any store")
 	}
 	return fmt.Sprintf(" (%s: if the chunk is there, snapfs region repair %s rebuilds the index from the pack's own table)", strings.Join(parts, "; "), r.cfg.Name)
+}
+
+// whyHidden says why an index may be out of sight (locate): too few
+// stores usable, or the stores away that are homes of a lost or unlisted
+// index (named, so the engineer knows which to bring back).
+func (r *region) whyHidden(cs *chunkSet) string {
+	if r.indexesMayHide() || !cs.lostMayHide() {
+		return r.tooFewUsable()
+	}
+	var ids []packID
+	for id, l := range cs.lost {
+		if l.away {
+			ids = append(ids, id)
+		}
+	}
+	ids = append(ids, cs.hidden...)
+	away := map[int]bool{}
+	for _, id := range ids {
+		for _, i := range r.indexHomes(id.String()) {
+			if r.bad[i] != nil {
+				away[i] = true
+			}
+		}
+	}
+	var names []string
+	for _, i := range slices.Sorted(maps.Keys(away)) {
+		names = append(names, fmt.Sprintf("store %d (%s)", i, r.cfg.Stores[i]))
+	}
+	return fmt.Sprintf("a pack index with no good copy on the usable stores has a home away: %s may hold a good copy; bring it back and try again", strings.Join(names, ", "))
 }
 
 // tooFewUsable says why an index may be out of sight (locate).
@@ -415,6 +449,10 @@ type chunkSet struct {
 	// store while its homes are all usable (an interrupted sync's, or a
 	// pack whose index was deleted): named by locate's errors.
 	unindexed []packID
+	// hidden: packs with shards listed and no index listed on the usable
+	// stores while some home of their index is away: a good copy may be
+	// there, so a chunk in no index is unavailable, not lost (locate).
+	hidden []packID
 	// base: a kept set (read only) this one adds to (a sync's packs): its
 	// chunks and packs count as this one's. Only lookup, index and
 	// readable see it; readers that index chunks and packs directly get
@@ -581,10 +619,14 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	kept := m.chunkCache.get(r)
 	listed := map[string]pendingPack{} // the indexes the set is made of
 	var lost map[packID]lostIndex      // listed, with no good copy
-	var unindexed []packID
+	var unindexed, hidden []packID
 	for name := range packs {
-		if id, ok := parsePackID(name); ok && remote[name] == nil && r.homesUsable(name) {
-			unindexed = append(unindexed, id)
+		if id, ok := parsePackID(name); ok && remote[name] == nil {
+			if r.homesUsable(name) {
+				unindexed = append(unindexed, id)
+			} else {
+				hidden = append(hidden, id)
+			}
 		}
 	}
 	fromMem := 0
@@ -696,8 +738,8 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	m.log.Debug("chunk set", "region", r.cfg.Name, "indexes", len(listed), "decoded_before", fromMem, "set_reused", reused, "chunks", len(cs.chunks))
 	switch {
 	case rc.set == nil || mode == chunksRead:
-		if len(lost) > 0 || len(unindexed) > 0 {
-			c := *cs // the kept set is shared: lost and unindexed are this load's
+		if len(lost) > 0 || len(unindexed) > 0 || len(hidden) > 0 {
+			c := *cs // the kept set is shared: lost, unindexed and hidden are this load's
 			cs = &c
 		}
 	case mode == chunksDedup:
@@ -706,7 +748,7 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	default:
 		cs = cs.clone() // prune drops orphaned indexes from its copy
 	}
-	cs.lost, cs.unindexed = lost, unindexed
+	cs.lost, cs.unindexed, cs.hidden = lost, unindexed, hidden
 	return cs, nil
 }
 

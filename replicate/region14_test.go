@@ -1,0 +1,101 @@
+package replicate_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/snapfs/snapfs/replicate"
+)
+
+// TestRegion14IndexHomeAwayUnavailable: the index of a pack s2 needs is
+// deleted (or corrupt) on every usable home while its last home is away:
+// a good copy may be there, so every reader says unavailable (exit 11,
+// naming the away store), never lost/corrupt (exit 6/12), and repair
+// deletes nothing. With the store back, s2 restores and repair leaves the
+// region clean.
+func TestRegion14IndexHomeAwayUnavailable(t *testing.T) {
+	for _, corrupt := range []bool{false, true} {
+		name := "deleted"
+		if corrupt {
+			name = "corrupt"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			a, b, dirs, want := v4Host(t)
+			pack, _, err := a.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			homes := replicate.IndexHomes(testK, testM, pack)
+			away := homes[len(homes)-1]
+			for _, i := range homes[:len(homes)-1] {
+				p := filepath.Join(dirs[i], "index", pack)
+				if corrupt {
+					raw, err := os.ReadFile(p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					raw[len(raw)/2] ^= 0x40
+					err = os.WriteFile(p, raw, 0o644)
+				} else {
+					err = os.Remove(p)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.faults[away].SetDown(true)
+			packs0 := objectsOn(t, dirs, "packs")
+			unavail := func(what string, err error) {
+				t.Helper()
+				if !errors.Is(err, replicate.ErrUnavailable) || errors.Is(err, replicate.ErrCorrupt) {
+					t.Fatalf("%s with index %s bad on its usable homes and store %d (a home) away: %v (want unavailable)", what, pack, away, err)
+				}
+			}
+			_, err = b.mgr.Restore(ctx, "r1", "s2", "vol1", "v", nil)
+			unavail("restore", err)
+			if !strings.Contains(err.Error(), fmt.Sprintf("store %d (", away)) {
+				t.Fatalf("restore's error does not name store %d, the home away: %v", away, err)
+			}
+			d, err := b.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1")
+			if err == nil {
+				buf := make([]byte, d.Size())
+				_, err = d.ReadAt(buf, 0)
+				d.Close()
+			}
+			unavail("lazy read", err)
+			rep, err := b.mgr.Check(ctx, "r1", false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Deleted: unavailable (a good copy may be away); corrupt:
+			// degraded as well (repair rebuilds the index from the pack
+			// over the corrupt copies). Never lost.
+			if (rep.Verdict != "unavailable" && !(corrupt && rep.Verdict == "degraded")) || len(rep.Lost) > 0 {
+				t.Fatalf("check with index %s bad on its usable homes and store %d away: verdict %q lost %v (want unavailable)", pack, away, rep.Verdict, rep.Lost)
+			}
+			_, err = b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 10, AllHosts: true})
+			unavail("prune", err)
+			_, err = b.mgr.Repair(ctx, "r1", nil)
+			if err != nil && !errors.Is(err, replicate.ErrUnavailable) {
+				t.Fatalf("repair with store %d away: %v", away, err)
+			}
+			if p := objectsOn(t, dirs, "packs"); !mapsEqual(p, packs0) {
+				t.Fatalf("with index %s bad on its usable homes and store %d away, shards were deleted", pack, away)
+			}
+			b.faults[away].SetDown(false)
+			if _, err := b.mgr.Repair(ctx, "r1", nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := restoreEq(t, b.host, "", "s2", "vol1", want); err != nil {
+				t.Fatal(err)
+			}
+			mustClean(t, b.host)
+		})
+	}
+}
