@@ -35,6 +35,10 @@ type PruneOptions struct {
 	// name; a policy's remote retention) and keeps every other: KeepLast,
 	// KeepWithin and the region's retention are not used.
 	Only []string
+	// DryRun: decide what prune would delete and rewrite, return it as
+	// the stats (PruneStats.DryRun set) and change nothing; under a
+	// shared lock.
+	DryRun bool
 }
 
 // PruneStats is what Prune did.
@@ -52,6 +56,10 @@ type PruneStats struct {
 	// Held names the snapshots kept only because a host's lazily
 	// restored disk holds them: "snapshot (held by host/disk, ...)".
 	Held []string `json:"held,omitempty"`
+	// BytesPerStore is BytesFreed per store (index i: store i).
+	BytesPerStore []int64 `json:"bytes_per_store,omitempty"`
+	// DryRun: nothing was changed; the stats say what prune would do.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // label names a remote snapshot in reports: its name, with "@host" when it
@@ -90,6 +98,12 @@ func groupKey(mf *format.Manifest) string {
 // index older than OrphanAge. A kept snapshot whose manifest is a delta
 // over a removed one is first rewritten as a full manifest. Prune holds
 // the region's exclusive lock.
+//
+// Prune plans first and writes after (prunePlan): everything it will
+// delete or rewrite is decided from what it read before its first write.
+// With o.DryRun it stops there and returns the plan as its stats
+// (PruneStats.DryRun), under a shared lock, writing nothing (not even an
+// index copy's heal).
 func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) (st PruneStats, err error) {
 	keepLast, keepWithin := o.KeepLast, o.KeepWithin
 	if len(o.Only) > 0 {
@@ -111,45 +125,123 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 	}
 	r, err := m.openRegion(ctx, regionName, true)
 	if err != nil {
-		return st, err
+		return st, pruneNeedsAll(regionName, err)
 	}
 	defer r.close()
-	ctx, unlock, err := m.lock(ctx, r, true, "prune")
+	op := "prune"
+	if o.DryRun {
+		op = "prune-dry-run"
+	}
+	ctx, unlock, err := m.lock(ctx, r, !o.DryRun, op)
 	if err != nil {
 		return st, err
 	}
 	defer unlock()
+	p, err := m.planPrune(ctx, r, o, keepLast, keepWithin)
+	if err != nil {
+		return st, err // nothing done: no stats of a plan not carried out
+	}
+	if o.DryRun {
+		st = p.stats(r.n())
+		st.DryRun = true
+		return st, nil
+	}
+	return m.runPrune(ctx, r, p)
+}
+
+// pruneNeedsAll is openRegion's error for a prune with a store away: it
+// names the store (openRegion does) and says what to do. Prune deletes a
+// pack's shards on every store and its index on every home, so a store
+// away would keep shards and index copies a later look could not judge
+// (a stale store brought back), and the manifests' rewrites would miss
+// it: it refuses, changing nothing, rather than prune part of the region.
+func pruneNeedsAll(region string, err error) error {
+	if !errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w (prune needs every store of the region: nothing was changed; bring the store back and run prune again, or replace it first with snapfs region repair %s --new-store)", err, region)
+}
+
+// prunePlan is what a prune will do, decided before its first write.
+type prunePlan struct {
+	regionName string
+	mfs        map[string]*format.Manifest
+	differ     map[string]*manifestCopies // manifests whose copies differ: put the newest on every store
+	markers    []string                   // copying markers without a manifest
+	rewrites   []pruneRewrite             // kept manifests over removed parents, oldest first
+	drop       []string                   // manifests removed, newest first
+	orphanIdx  []packID                   // indexes whose pack is on no store
+	packs      []prunePack                // packs removed (indexed unneeded, and old unindexed ones)
+	held       []string
+	labels     map[string]string // of the dropped manifests (Manager.label)
+	now        time.Time
+}
+
+type pruneRewrite struct {
+	nid    string
+	mf     *format.Manifest // the rewritten manifest
+	sealed []byte
+}
+
+type prunePack struct {
+	name    string
+	indexed bool    // its index is deleted first
+	sizes   []int64 // per store
+}
+
+// stats is what p deletes, as PruneStats (n stores).
+func (p *prunePlan) stats(n int) PruneStats {
+	var st PruneStats
+	if p == nil {
+		return st
+	}
+	st.Held = p.held
+	st.MarkersDeleted = len(p.markers)
+	st.IndexesDeleted = len(p.orphanIdx)
+	for _, rw := range p.rewrites {
+		st.Rewritten = append(st.Rewritten, rw.mf.Name)
+	}
+	for _, nid := range p.drop {
+		st.Deleted = append(st.Deleted, p.label(nid))
+	}
+	if len(p.packs) > 0 {
+		st.BytesPerStore = make([]int64, n)
+	}
+	for _, pk := range p.packs {
+		if pk.indexed {
+			st.PacksDeleted++
+		} else {
+			st.OrphansDeleted++
+		}
+		for i, s := range pk.sizes {
+			st.BytesFreed += max(s, 0)
+			if i < n {
+				st.BytesPerStore[i] += max(s, 0)
+			}
+		}
+	}
+	return st
+}
+
+// label names the manifest nid of the plan (Manager.label's rule, kept
+// with the plan: the manifest is gone from mfs once deleted).
+func (p *prunePlan) label(nid string) string { return p.labels[nid] }
+
+// planPrune reads the region and decides what prune deletes and rewrites;
+// it writes nothing but, unless o.DryRun, index copies missing on a home
+// (loadChunks' heal, as sync does, before it trusts an index).
+func (m *Manager) planPrune(ctx context.Context, r *region, o PruneOptions, keepLast int, keepWithin time.Duration) (*prunePlan, error) {
+	p := &prunePlan{regionName: r.cfg.Name, labels: map[string]string{}, now: m.opts.Now()}
 	mfs, markers, differ, err := m.remoteAllCopies(ctx, r)
 	if err != nil {
-		return st, err
+		return p, err
 	}
-	if err := m.prunePrunedCopies(ctx, r); err != nil {
-		return st, err
-	}
-	now := m.opts.Now()
-	// A manifest whose copies differ (a rewrite that reached only some
-	// stores) is finished first: the newest copy goes on every store
-	// before any parent is deleted.
-	for _, nid := range slices.Sorted(maps.Keys(differ)) {
-		if err := m.guard(ctx, r, false); err != nil {
-			return st, fmt.Errorf("prune: %w", err)
-		}
-		if err := r.putAll(ctx, snapDir+nid, differ[nid].sealed, nil); err != nil {
-			return st, fmt.Errorf("prune: finish rewrite of %q: %w", mfs[nid].Name, err)
-		}
-		m.log.Info("prune: finished an interrupted manifest rewrite", "region", regionName, "snapshot", mfs[nid].Name)
-	}
+	p.mfs, p.differ = mfs, differ
 	// No sync runs (the lock): a marker without a manifest is a dead
-	// sync's.
-	for _, nid := range sortedKeysOf(markers) {
-		if err := m.guard(ctx, r, false); err != nil {
-			return st, fmt.Errorf("prune: %w", err)
-		}
-		if err := r.deleteAll(ctx, copyDir+nid); err != nil {
-			return st, fmt.Errorf("prune: %w", err)
-		}
-		st.MarkersDeleted++
-	}
+	// sync's. (A dry run holds a shared lock: a live sync's marker is
+	// counted too.)
+	p.markers = sortedKeysOf(markers)
+	now := p.now
 	nids := make([]string, 0, len(mfs))
 	for nid := range mfs {
 		nids = append(nids, nid)
@@ -182,11 +274,13 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 		}
 		seen[g]++
 	}
-	if err := m.keepHeld(ctx, r, mfs, keep, &st); err != nil { // hold.go
-		return st, fmt.Errorf("prune: %w", err)
+	var hs PruneStats
+	if err := m.keepHeld(ctx, r, mfs, keep, &hs); err != nil { // hold.go
+		return p, fmt.Errorf("prune: %w", err)
 	}
-	// Rewrite kept children of removed parents as full, oldest first, while
-	// every manifest still exists.
+	p.held = hs.Held
+	// Kept children of removed parents are rewritten as full, oldest
+	// first, while every manifest still exists (resolved against them all).
 	for i := len(nids) - 1; i >= 0; i-- {
 		nid := nids[i]
 		if !keep[nid] {
@@ -208,11 +302,11 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 				// a rewrite cannot save it, and it must not wedge every
 				// prune of the region. Its host's sync ships it again if
 				// it still has it.
-				m.log.Warn("prune: a kept snapshot's chain reaches a manifest gone from every store: it is lost; not rewritten", "region", regionName, "snapshot", m.label(mf), "disk", d.Name, "err", err)
+				m.log.Warn("prune: a kept snapshot's chain reaches a manifest gone from every store: it is lost; not rewritten", "region", r.cfg.Name, "snapshot", m.label(mf), "disk", d.Name, "err", err)
 				continue
 			}
 			if err != nil {
-				return st, fmt.Errorf("prune: rewrite %q: %w", mf.Name, err)
+				return p, fmt.Errorf("prune: rewrite %q: %w", mf.Name, err)
 			}
 			nd := d
 			nd.Parent, nd.Depth, nd.Entries = "", 0, make([]format.MapEntry, 0, len(bm))
@@ -228,53 +322,34 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 		}
 		pt, err := nmf.Encode()
 		if err != nil {
-			return st, err
+			return p, err
 		}
 		sealed, err := r.keys.Seal(format.TypeManifest, nid, pt)
 		if err != nil {
-			return st, err
+			return p, err
 		}
-		if err := m.guard(ctx, r, false); err != nil {
-			return st, fmt.Errorf("prune: %w", err)
-		}
-		if err := r.putAll(ctx, snapDir+nid, sealed, nil); err != nil {
-			return st, fmt.Errorf("prune: rewrite %q: %w", mf.Name, err)
-		}
-		mfs[nid] = &nmf
-		st.Rewritten = append(st.Rewritten, mf.Name)
+		p.rewrites = append(p.rewrites, pruneRewrite{nid, &nmf, sealed})
 	}
 	for _, nid := range nids {
-		if keep[nid] {
-			continue
+		if !keep[nid] {
+			p.drop = append(p.drop, nid)
+			p.labels[nid] = m.label(mfs[nid])
 		}
-		mf := mfs[nid]
-		st.Deleted = append(st.Deleted, m.label(mf))
-		// The tombstone first: a snapshot whose manifest is gone always
-		// has one, so its host's sync never ships it again.
-		t := &format.Tombstone{Host: mf.Host, SnapshotID: mf.SnapshotID, Created: mf.Created, Pruned: now.UTC(), Name: mf.Name}
-		tb, err := r.keys.Seal(format.TypeTomb, nid, t.Encode())
-		if err != nil {
-			return st, err
-		}
-		if err := m.guard(ctx, r, false); err != nil {
-			return st, fmt.Errorf("prune: %w", err)
-		}
-		if err := r.putAll(ctx, prunedDir+nid, tb, nil); err != nil {
-			return st, fmt.Errorf("prune: tombstone of %q: %w", mf.Name, err)
-		}
-		if err := m.guard(ctx, r, false); err != nil {
-			return st, fmt.Errorf("prune: %w", err)
-		}
-		if err := r.deleteAll(ctx, snapDir+nid); err != nil {
-			return st, fmt.Errorf("prune: %w", err)
-		}
-		delete(mfs, nid)
 	}
-	// Chunks the kept snapshots need.
+	// Chunks the kept snapshots need: each kept manifest resolved as it
+	// will be read once the plan ran (a rewritten one as its full map,
+	// which is what its chain resolves to now).
+	kept := maps.Clone(mfs)
+	for _, rw := range p.rewrites {
+		kept[rw.nid] = rw.mf
+	}
+	for _, nid := range p.drop {
+		delete(kept, nid)
+	}
 	need := map[format.ChunkID]bool{}
-	for _, mf := range mfs {
+	for _, mf := range kept {
 		for _, d := range mf.Disks {
-			bm, _, err := r.resolveDisk(ctx, mf, d.Name, mfs)
+			bm, _, err := r.resolveDisk(ctx, mf, d.Name, kept)
 			if errors.Is(err, ErrNotFound) {
 				// Lost (see above): what its own entries name is kept.
 				for _, e := range d.Entries {
@@ -285,16 +360,23 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 				continue
 			}
 			if err != nil {
-				return st, fmt.Errorf("prune: %q: %w", mf.Name, err)
+				return p, fmt.Errorf("prune: %q: %w", mf.Name, err)
 			}
 			for _, id := range bm {
 				need[id] = true
 			}
 		}
 	}
-	cs, err := m.loadChunks(ctx, r, chunksHeal)
+	mode := chunksHeal
+	if o.DryRun {
+		mode = chunksRead
+	}
+	cs, err := m.loadChunks(ctx, r, mode)
 	if err != nil {
-		return st, err
+		return p, err
+	}
+	if o.DryRun {
+		cs = cs.clone() // the plan drops orphaned indexes from its copy
 	}
 	// A kept chunk in no index may be in a pack whose index was lost (no
 	// good copy, or on no store): its own table names it, and a delta's
@@ -311,7 +393,7 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 	}
 	recovered, _, unread, err := m.packTables(ctx, r, cs, missing, len(missing) > 0)
 	if err != nil {
-		return st, fmt.Errorf("prune: %w", err)
+		return p, fmt.Errorf("prune: %w", err)
 	}
 	for _, id := range sortedIDs(recovered) {
 		cs.add(recovered[id].x)
@@ -327,43 +409,35 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 		// (TestLostIndexPruneTableUnreadableKeepsBases).
 		for id := range need {
 			if _, ok := cs.chunks[id]; !ok {
-				return st, fmt.Errorf("prune: a kept snapshot needs chunk %v, in no index, and the own table of a pack that may hold it could not be read: no pack deleted, run prune again: %w", id, unread)
+				return p, fmt.Errorf("prune: a kept snapshot needs chunk %v, in no index, and the own table of a pack that may hold it could not be read: no pack deleted, run prune again: %w", id, unread)
 			}
 		}
 	}
 	packs, err := r.list(ctx, packDir)
 	if err != nil {
-		return st, err
-	}
-	// Before anything it reads is deleted: is this still the lock holder
-	// (not stopped past its lease, not forced out)?
-	if err := m.guard(ctx, r, true); err != nil {
-		return st, fmt.Errorf("prune: %w", err)
+		return p, err
 	}
 	// An index whose pack has no shard on any store is orphaned: nothing
 	// can be read through it, and sync must not deduplicate against it.
-	n, err := m.dropOrphanIndexes(ctx, r, cs, packs)
-	st.IndexesDeleted = n
-	if err != nil {
-		return st, fmt.Errorf("prune: %w", err)
-	}
+	p.orphanIdx = orphanIndexes(cs, packs)
 	// A pack without an index may hold a chunk a kept snapshot needs only
 	// if some needed chunk is in no index: then no orphan is deleted.
 	keepOrphans := false
 	for id := range need {
 		if _, ok := cs.chunks[id]; !ok {
 			keepOrphans = true
-			m.log.Warn("prune: a kept snapshot needs a chunk in no pack index; keeping every unindexed pack", "region", regionName)
+			m.log.Warn("prune: a kept snapshot needs a chunk in no pack index; keeping every unindexed pack", "region", r.cfg.Name)
 			break
 		}
 	}
-	for name, sizes := range packs {
+	for _, name := range slices.Sorted(maps.Keys(packs)) {
+		sizes := packs[name]
 		id, ok := parsePackID(name)
 		if !ok {
 			continue
 		}
 		if recovered[id] != nil {
-			m.log.Warn("prune: keeping a pack whose index is lost and which a kept snapshot needs; snapfs region repair rebuilds the index", "region", regionName, "pack", name)
+			m.log.Warn("prune: keeping a pack whose index is lost and which a kept snapshot needs; snapfs region repair rebuilds the index", "region", r.cfg.Name, "pack", name)
 			continue
 		}
 		x, indexed := cs.packs[id]
@@ -371,34 +445,130 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 			if slices.ContainsFunc(x.Entries, func(e format.Entry) bool { return need[e.ID] }) {
 				continue
 			}
-			// The index goes first: a chunk set never names a deleted pack.
-			if err := m.guard(ctx, r, false); err != nil {
-				return st, fmt.Errorf("prune: %w", err)
-			}
-			if err := r.deleteAll(ctx, indexDir+name); err != nil {
-				return st, fmt.Errorf("prune: %w", err)
-			}
-			st.PacksDeleted++
 		} else {
 			if _, lost := cs.lost[id]; lost {
 				// Its index is listed but has no good copy: what the pack
 				// holds is not known (repair rebuilds the index from it).
-				m.log.Warn("prune: keeping a pack whose index has no good copy; snapfs region repair rebuilds it", "region", regionName, "pack", name)
+				m.log.Warn("prune: keeping a pack whose index has no good copy; snapfs region repair rebuilds it", "region", r.cfg.Name, "pack", name)
 				continue
 			}
 			if keepOrphans || m.packYoung(ctx, r, name, id, sizes, now) {
 				continue
 			}
+		}
+		p.packs = append(p.packs, prunePack{name, indexed, sizes})
+	}
+	return p, nil
+}
+
+// runPrune carries out plan p, in the order that keeps every invariant:
+// finished manifest rewrites, dead markers, stale copies of pruned
+// manifests, rewrites of kept deltas as full, tombstones before their
+// manifests' deletes, and last (after the lock is looked at again on the
+// stores) orphaned indexes and packs, each pack's index before its shards.
+// Each write is guarded (the lease, the lock).
+func (m *Manager) runPrune(ctx context.Context, r *region, p *prunePlan) (PruneStats, error) {
+	var st PruneStats
+	regionName := r.cfg.Name
+	if err := m.prunePrunedCopies(ctx, r); err != nil {
+		return st, err
+	}
+	// A manifest whose copies differ (a rewrite that reached only some
+	// stores) is finished first: the newest copy goes on every store
+	// before any parent is deleted.
+	for _, nid := range slices.Sorted(maps.Keys(p.differ)) {
+		if err := m.guard(ctx, r, false); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
+		if err := r.putAll(ctx, snapDir+nid, p.differ[nid].sealed, nil); err != nil {
+			return st, fmt.Errorf("prune: finish rewrite of %q: %w", p.mfs[nid].Name, err)
+		}
+		m.log.Info("prune: finished an interrupted manifest rewrite", "region", regionName, "snapshot", p.mfs[nid].Name)
+	}
+	for _, nid := range p.markers {
+		if err := m.guard(ctx, r, false); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
+		if err := r.deleteAll(ctx, copyDir+nid); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
+		st.MarkersDeleted++
+	}
+	st.Held = p.held
+	for _, rw := range p.rewrites {
+		if err := m.guard(ctx, r, false); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
+		if err := r.putAll(ctx, snapDir+rw.nid, rw.sealed, nil); err != nil {
+			return st, fmt.Errorf("prune: rewrite %q: %w", rw.mf.Name, err)
+		}
+		st.Rewritten = append(st.Rewritten, rw.mf.Name)
+	}
+	for _, nid := range p.drop {
+		mf := p.mfs[nid]
+		st.Deleted = append(st.Deleted, p.label(nid))
+		// The tombstone first: a snapshot whose manifest is gone always
+		// has one, so its host's sync never ships it again.
+		t := &format.Tombstone{Host: mf.Host, SnapshotID: mf.SnapshotID, Created: mf.Created, Pruned: p.now.UTC(), Name: mf.Name}
+		tb, err := r.keys.Seal(format.TypeTomb, nid, t.Encode())
+		if err != nil {
+			return st, err
+		}
+		if err := m.guard(ctx, r, false); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
+		if err := r.putAll(ctx, prunedDir+nid, tb, nil); err != nil {
+			return st, fmt.Errorf("prune: tombstone of %q: %w", mf.Name, err)
+		}
+		if err := m.guard(ctx, r, false); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
+		if err := r.deleteAll(ctx, snapDir+nid); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
+	}
+	// Before anything it read is deleted: is this still the lock holder
+	// (not stopped past its lease, not forced out)?
+	if err := m.guard(ctx, r, true); err != nil {
+		return st, fmt.Errorf("prune: %w", err)
+	}
+	for _, id := range p.orphanIdx {
+		if err := m.guard(ctx, r, false); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
+		if err := r.deleteAll(ctx, indexDir+id.String()); err != nil {
+			return st, fmt.Errorf("prune: %w", err)
+		}
+		m.log.Info("orphaned pack index removed", "region", regionName, "pack", id.String())
+		st.IndexesDeleted++
+	}
+	for _, pk := range p.packs {
+		if pk.indexed {
+			// The index goes first: a chunk set never names a deleted pack.
+			if err := m.guard(ctx, r, false); err != nil {
+				return st, fmt.Errorf("prune: %w", err)
+			}
+			if err := r.deleteAll(ctx, indexDir+pk.name); err != nil {
+				return st, fmt.Errorf("prune: %w", err)
+			}
+			st.PacksDeleted++
+		} else {
 			st.OrphansDeleted++
 		}
 		if err := m.guard(ctx, r, false); err != nil {
 			return st, fmt.Errorf("prune: %w", err)
 		}
-		if err := r.deleteAll(ctx, packDir+name); err != nil {
+		if err := r.deleteAll(ctx, packDir+pk.name); err != nil {
 			return st, fmt.Errorf("prune: %w", err)
 		}
-		for _, s := range sizes {
+		if st.BytesPerStore == nil {
+			st.BytesPerStore = make([]int64, r.n())
+		}
+		for i, s := range pk.sizes {
 			st.BytesFreed += max(s, 0)
+			if i < r.n() {
+				st.BytesPerStore[i] += max(s, 0)
+			}
 		}
 	}
 	m.log.Info("region pruned", "region", regionName, "deleted", len(st.Deleted), "rewritten", len(st.Rewritten), "packs", st.PacksDeleted, "orphans", st.OrphansDeleted, "indexes", st.IndexesDeleted, "markers", st.MarkersDeleted)
@@ -424,21 +594,14 @@ func (m *Manager) packYoung(ctx context.Context, r *region, name string, id pack
 	return byStore && age < OrphanAge+view.margin()
 }
 
-// dropOrphanIndexes deletes the indexes whose pack has no shard on any
-// store (the caller holds the exclusive lock and every store is usable)
-// and forgets them in cs.
-func (m *Manager) dropOrphanIndexes(ctx context.Context, r *region, cs *chunkSet, packs listing) (int, error) {
+// orphanIndexes lists the indexes of cs whose pack has no shard on any
+// store, and forgets them in cs.
+func orphanIndexes(cs *chunkSet, packs listing) []packID {
 	ids := slices.SortedFunc(maps.Keys(cs.packs), func(a, b packID) int { return slices.Compare(a[:], b[:]) })
-	n := 0
+	var out []packID
 	for _, id := range ids {
 		if _, ok := packs[id.String()]; ok {
 			continue
-		}
-		if err := m.guard(ctx, r, false); err != nil {
-			return n, err
-		}
-		if err := r.deleteAll(ctx, indexDir+id.String()); err != nil {
-			return n, err
 		}
 		for _, e := range cs.packs[id].Entries {
 			if loc, ok := cs.chunks[e.ID]; ok && loc.pack() == id {
@@ -446,10 +609,9 @@ func (m *Manager) dropOrphanIndexes(ctx context.Context, r *region, cs *chunkSet
 			}
 		}
 		delete(cs.packs, id)
-		m.log.Info("orphaned pack index removed", "region", r.cfg.Name, "pack", id.String())
-		n++
+		out = append(out, id)
 	}
-	return n, nil
+	return out
 }
 
 func cmpU64(a, b uint64) int {

@@ -99,3 +99,82 @@ func TestRegion14IndexHomeAwayUnavailable(t *testing.T) {
 		})
 	}
 }
+
+// treeOf is every file under the store directories with its content.
+func treeOf(t *testing.T, dirs []string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, d := range dirs {
+		err := filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			out[p] = string(b)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// TestRegion14PruneDryRun: prune --dry-run says what prune then does
+// (snapshots, rewrites, packs, bytes per store) and changes nothing on
+// any store; the real prune's stats are the same.
+func TestRegion14PruneDryRun(t *testing.T) {
+	ctx := context.Background()
+	a, dirs, _, _ := deltaHost(t)
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A snapshot of its own whose packs nothing else needs: its chunks
+	// are new (s3), then dropped by keeping the newest 1 per disk set.
+	writeBlocks(t, a, "vol1", 0x77, span(100, 200))
+	snapshot(t, a, "s3", "vol1")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, a, "vol1", 0x78, span(100, 200))
+	snapshot(t, a, "s4", "vol1")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := treeOf(t, dirs)
+	o := replicate.PruneOptions{KeepLast: 1}
+	o.DryRun = true
+	dry, err := a.mgr.Prune(ctx, "r1", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !dry.DryRun || len(dry.Deleted) == 0 || dry.PacksDeleted == 0 || dry.BytesFreed == 0 || len(dry.BytesPerStore) != testK+testM {
+		t.Fatalf("dry run: %+v", dry)
+	}
+	t.Logf("dry run: %+v", dry)
+	after := treeOf(t, dirs)
+	if !mapsEqual2(before, after) {
+		t.Fatalf("prune --dry-run changed the stores")
+	}
+	real, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	real.DryRun = true
+	if fmt.Sprintf("%+v", real) != fmt.Sprintf("%+v", dry) {
+		t.Fatalf("dry run said %+v, prune did %+v", dry, real)
+	}
+	mustClean(t, a)
+}
+
+func mapsEqual2(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
