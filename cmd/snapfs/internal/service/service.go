@@ -395,6 +395,9 @@ type PruneRequest struct {
 	// see replicate.PruneOptions.
 	Hosts    []string `json:"hosts,omitempty"`
 	AllHosts bool     `json:"all_hosts,omitempty"`
+	// DryRun: say what prune would delete, change nothing
+	// (replicate.PruneOptions.DryRun).
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // UnlockRequest removes a region's stale locks, or every lock with Force.
