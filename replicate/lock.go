@@ -304,9 +304,16 @@ func (m *Manager) unlockHint(region string, ls []LockInfo) string {
 	var hosts []string
 	var left time.Duration
 	unreadable := false
+	var reads []string // this host's live region disks: what they read
 	for _, l := range ls {
 		if l.Unreadable {
 			unreadable = true
+			continue
+		}
+		if l.HostID == m.host.ID.String() && strings.HasPrefix(l.Op, remoteDiskOpPrefix) && !l.dead {
+			if what := "snapshot disk " + strings.TrimPrefix(l.Op, remoteDiskOpPrefix); !slices.Contains(reads, what) {
+				reads = append(reads, what)
+			}
 			continue
 		}
 		h := "host " + l.HostName
@@ -319,6 +326,10 @@ func (m *Manager) unlockHint(region string, ls []LockInfo) string {
 		left = max(left, m.opts.LockStale-l.Age)
 	}
 	var hint []string
+	if len(reads) > 0 {
+		hint = append(hint, fmt.Sprintf("this host's daemon reads %s from the region: a disk restored from it with restore --lazy and not hydrated yet, a snapshot or image of such a disk, a <disk>.files view of one, or a file open under regions/ of the mount; the lock goes once that disk is hydrated (snapfs disk list shows it) or deleted, the view is unmounted and the files closed (a lazy disk only snapshots or images read is let go 30 s after their last read); `region unlock` does not remove a live lock",
+			strings.Join(reads, ", ")))
+	}
 	if len(hosts) > 0 {
 		hint = append(hint, fmt.Sprintf("wait for it to finish, or, if its holder is gone, run `snapfs region unlock %s` on %s (there a dead process's lock is removed at once; elsewhere it blocks until it goes stale, %s after its last refresh: in about %s)",
 			region, strings.Join(hosts, " or "), m.opts.LockStale, left.Round(time.Second)))

@@ -178,3 +178,26 @@ func mapsEqual2(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// TestRegion14PruneBlockedByOwnRemoteDisk: this host's own region disk
+// (a lazy disk, a .files view, a read under regions/) holds the shared
+// lock: prune's error names the snapshot disk it reads and how to let it
+// go, and does not send the engineer to region unlock (which keeps a live
+// lock). On main it said "run `snapfs region unlock r1` on this host".
+func TestRegion14PruneBlockedByOwnRemoteDisk(t *testing.T) {
+	ctx := context.Background()
+	a, _, _, _ := v4Host(t)
+	d, err := a.mgr.OpenRemoteDisk(ctx, "r1", "s2", "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	_, err = a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1})
+	if !errors.Is(err, replicate.ErrLocked) {
+		t.Fatalf("prune with this host's region disk open: %v (want locked)", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "s2/vol1") || !strings.Contains(msg, "restore --lazy") || strings.Contains(msg, "run `snapfs region unlock") {
+		t.Fatalf("prune blocked by this host's region disk: %s", msg)
+	}
+}

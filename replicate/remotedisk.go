@@ -113,6 +113,15 @@ func (m *Manager) OpenRemoteDiskAs(ctx context.Context, region, host, snapshot, 
 	return m.openRemoteDisk(ctx, region, host, snapshot, disk, &want)
 }
 
+// remoteDiskOp is the operation a RemoteDisk's lock records: it names
+// the snapshot and disk, so a prune it blocks can say what reads them
+// (unlockHint).
+func remoteDiskOp(snapshot, disk string) string {
+	return remoteDiskOpPrefix + snapshot + "/" + disk
+}
+
+const remoteDiskOpPrefix = "remote-disk "
+
 func (m *Manager) openRemoteDisk(ctx context.Context, region, host, snapshot, disk string, want *RemoteIdentity) (*RemoteDisk, error) {
 	t0 := time.Now()
 	r, err := m.openRegion(ctx, region, false)
@@ -120,7 +129,7 @@ func (m *Manager) openRemoteDisk(ctx context.Context, region, host, snapshot, di
 		return nil, err
 	}
 	t1 := time.Now()
-	lctx, unlock, err := m.lock(context.WithoutCancel(ctx), r, false, "remote-disk")
+	lctx, unlock, err := m.lock(context.WithoutCancel(ctx), r, false, remoteDiskOp(snapshot, disk))
 	if err != nil {
 		r.close()
 		return nil, err
@@ -322,7 +331,7 @@ func (d *RemoteDisk) lockCtx(ctx context.Context) (context.Context, error) {
 	}
 	if d.lctx.Err() != nil {
 		d.unlock()
-		lctx, unlock, err := d.m.lock(context.WithoutCancel(ctx), d.r, false, "remote-disk")
+		lctx, unlock, err := d.m.lock(context.WithoutCancel(ctx), d.r, false, remoteDiskOp(d.snapshot, d.disk))
 		if err != nil {
 			d.unlock = func() {}
 			d.lctx = canceledCtx

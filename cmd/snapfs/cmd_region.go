@@ -199,19 +199,23 @@ func regionCommand(st *state) *cli.Command {
 					"By default only this host's snapshots are pruned; --host chooses others (a dead host's), --all-hosts\n" +
 					"every host's (still counted per host). A pruned snapshot is never sent again by its host's sync.\n" +
 					"Prune takes the region's exclusive lock: it waits for no one and fails with exit 15 while another\n" +
-					"operation holds the region.",
+					"operation holds the region. It needs every store of the region: with one away it changes nothing and\n" +
+					"exits 11 naming it (bring it back, or replace it first with region repair --new-store).\n" +
+					"--dry-run prints what prune would remove (snapshots, rewrites, packs, bytes per store) and changes\n" +
+					"nothing; it decides by the same plan as the real prune and takes only a shared lock.",
 				Flags: []cli.Flag{
 					&cli.IntFlag{Name: "keep-last", Usage: "keep the N newest remote snapshots of each host and disk"},
 					&cli.DurationFlag{Name: "keep-within", Usage: "keep remote snapshots younger than this (e.g. 168h)"},
 					&cli.StringSliceFlag{Name: "host", Usage: "prune this host's snapshots (name or id, or \"unknown\"; repeat for several) instead of this host's"},
 					&cli.BoolFlag{Name: "all-hosts", Usage: "prune every host's snapshots"},
+					&cli.BoolFlag{Name: "dry-run", Usage: "print what prune would remove and change nothing"},
 				},
 				Action: func(c *cli.Context) error {
 					a, err := args(c, "NAME")
 					if err != nil {
 						return err
 					}
-					req := service.PruneRequest{Region: a[0], KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within"), Hosts: c.StringSlice("host"), AllHosts: c.Bool("all-hosts")}
+					req := service.PruneRequest{Region: a[0], KeepLast: c.Int("keep-last"), KeepWithin: c.Duration("keep-within"), Hosts: c.StringSlice("host"), AllHosts: c.Bool("all-hosts"), DryRun: c.Bool("dry-run")}
 					if req.AllHosts && len(req.Hosts) > 0 {
 						return usagef("region prune: --host and --all-hosts exclude each other")
 					}
@@ -228,6 +232,10 @@ func regionCommand(st *state) *cli.Command {
 						s, err := svc.PruneRegion(ctx, req)
 						if err != nil {
 							return credHint(svc, err)
+						}
+						if s.DryRun {
+							return newPrinter(c, st).result("prune", s, "region %s (dry run, nothing changed): would remove %d snapshot(s) (%s), rewrite %d as full (%s), remove %d pack(s), %d unindexed pack(s), %d orphaned index(es), %d copying marker(s); would free %s (%s)%s",
+								a[0], len(s.Deleted), joinOr(s.Deleted, "none"), len(s.Rewritten), joinOr(s.Rewritten, "none"), s.PacksDeleted, s.OrphansDeleted, s.IndexesDeleted, s.MarkersDeleted, size(s.BytesFreed), perStore(s.BytesPerStore), heldNote(s.Held))
 						}
 						return newPrinter(c, st).result("prune", s, "region %s: removed %d snapshot(s) (%s), %d pack(s), %d unindexed pack(s), %d orphaned index(es), %d copying marker(s); %s freed%s",
 							a[0], len(s.Deleted), joinOr(s.Deleted, "none"), s.PacksDeleted, s.OrphansDeleted, s.IndexesDeleted, s.MarkersDeleted, size(s.BytesFreed), heldNote(s.Held))
@@ -640,4 +648,16 @@ func newStoreHint(region string, failed []replicate.Problem) string {
 		return ""
 	}
 	return fmt.Sprintf("; if a store without the region's marker is a new, empty store that replaces a lost one (not a file system that is not mounted): snapfs region repair %s %s", region, strings.Join(flags, " "))
+}
+
+// perStore is prune's bytes per store: "store 0: 3.0 MiB, store 1: ...".
+func perStore(b []int64) string {
+	if len(b) == 0 {
+		return "nothing on any store"
+	}
+	parts := make([]string, len(b))
+	for i, n := range b {
+		parts[i] = fmt.Sprintf("store %d: %s", i, size(n))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -411,8 +411,15 @@ func (l *Local) PruneRegion(ctx context.Context, r PruneRequest) (PruneStats, er
 	if r.KeepLast < 0 || r.KeepWithin < 0 {
 		return PruneStats{}, fmt.Errorf("%w: negative keep-last or keep-within", rowstore.ErrInvalid)
 	}
-	st, err := m.Prune(ctx, r.Region, replicate.PruneOptions{KeepLast: r.KeepLast, KeepWithin: r.KeepWithin, Hosts: r.Hosts, AllHosts: r.AllHosts})
-	l.refresh(context.WithoutCancel(ctx), m, r.Region)
+	st, err := m.Prune(ctx, r.Region, replicate.PruneOptions{KeepLast: r.KeepLast, KeepWithin: r.KeepWithin, Hosts: r.Hosts, AllHosts: r.AllHosts, DryRun: r.DryRun})
+	if !r.DryRun {
+		l.refresh(context.WithoutCancel(ctx), m, r.Region)
+	}
+	if errors.Is(err, replicate.ErrLocked) {
+		if note := l.lazyReadersNote(r.Region); note != "" {
+			err = fmt.Errorf("%w; %s", err, note)
+		}
+	}
 	if st.Deleted == nil {
 		st.Deleted = []string{}
 	}
@@ -511,4 +518,34 @@ func (l *Local) lazyUsers(region string) error {
 	}
 	return fmt.Errorf("%w: region %q: lazily restored disks still read from it (%s): wait until they are whole (disk info, or restore --lazy --wait) or delete them, then remove the region",
 		rowstore.ErrBusy, region, strings.Join(users, ", "))
+}
+
+// lazyReadersNote names this host's lazily restored disks that still read
+// region (their region disks hold its shared lock, so a prune here waits
+// for them): each disk, or the snapshots and images of a deleted one, and
+// the region snapshot it reads. "" when there are none.
+func (l *Local) lazyReadersNote(region string) string {
+	ls, err := l.store.ListLazy()
+	if err != nil {
+		return ""
+	}
+	var parts []string
+	for _, x := range ls {
+		if x.Origin.Region != region || !stillRead(x) {
+			continue
+		}
+		what := fmt.Sprintf("%d snapshot(s) or image(s) of a deleted lazy disk", x.Readers)
+		if len(x.Disks) > 0 {
+			what = "lazy disk " + strings.Join(x.Disks, ", ")
+			if x.Readers > 0 {
+				what += fmt.Sprintf(" (and %d snapshot(s) or image(s) of it)", x.Readers)
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s, reading snapshot %s disk %s", what, x.Origin.Snapshot, x.Origin.Disk))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "this host reads the region through: " + strings.Join(parts, "; ") +
+		" (until hydrated: wait for it, or delete the lazy disk; a snapshot or image that reads it lets the region go 30 s after its last read)"
 }
