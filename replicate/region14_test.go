@@ -201,3 +201,22 @@ func TestRegion14PruneBlockedByOwnRemoteDisk(t *testing.T) {
 		t.Fatalf("prune blocked by this host's region disk: %s", msg)
 	}
 }
+
+// TestRegion14RestoreOtherHostNamed: a snapshot name the region holds
+// only under another host, asked for under a host that has none (here
+// this host's own name): the error says whose it is and to choose it
+// with --host, for restore and a lazy open alike. On main: "snapshot "s1"
+// of host "b" in region "r1"" and nothing more.
+func TestRegion14RestoreOtherHostNamed(t *testing.T) {
+	ctx := context.Background()
+	a, b, _, _ := v4Host(t)
+	want := "--host " + a.mgr.Host().Name
+	_, err := b.mgr.RestoreFrom(ctx, "r1", "b", "s1", "vol1", "x", nil)
+	if !errors.Is(err, replicate.ErrNotFound) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("restore of another host's snapshot under this host's name: %v", err)
+	}
+	_, err = b.mgr.OpenRemoteDiskOf(ctx, "r1", "b", "s1", "vol1")
+	if !errors.Is(err, replicate.ErrNotFound) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("lazy open of another host's snapshot under this host's name: %v", err)
+	}
+}

@@ -77,6 +77,19 @@ func (m *Manager) findSnapshot(ctx context.Context, r *region, host, name string
 			return "", nil, fmt.Errorf("%w: snapshot %q in region %q (or it is one of the %d lost snapshot(s) whose manifest is unreadable on every store: %s)", ErrNotFound, name, r.cfg.Name, len(unreadable), strings.Join(sortedKeysOf(unreadable), ", "))
 		}
 		if host != "" {
+			// Of other hosts? Say whose, and how to choose one.
+			var others []string
+			for _, nid := range sortedKeysOf(mfs) {
+				if mf := mfs[nid]; mf.Name == name {
+					h := hostName(mf.Host, mf.HostName)
+					if !slices.Contains(others, h) {
+						others = append(others, h)
+					}
+				}
+			}
+			if len(others) > 0 {
+				return "", nil, fmt.Errorf("%w: snapshot %q of host %q in region %q; the region holds a snapshot of that name of host %s: choose it with --host %s", ErrNotFound, name, host, r.cfg.Name, strings.Join(others, ", "), others[0])
+			}
 			return "", nil, fmt.Errorf("%w: snapshot %q of host %q in region %q", ErrNotFound, name, host, r.cfg.Name)
 		}
 		return "", nil, fmt.Errorf("%w: snapshot %q in region %q", ErrNotFound, name, r.cfg.Name)
