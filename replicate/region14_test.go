@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,12 +20,14 @@ import (
 // deletes nothing. With the store back, s2 restores and repair leaves the
 // region clean.
 func TestRegion14IndexHomeAwayUnavailable(t *testing.T) {
-	for _, corrupt := range []bool{false, true} {
-		name := "deleted"
-		if corrupt {
-			name = "corrupt"
-		}
-		t.Run(name, func(t *testing.T) {
+	// staleToo: the away home's copy is corrupt as well: it comes back
+	// stale after repair rebuilt the index on the others.
+	for _, tc := range []struct {
+		name              string
+		corrupt, staleToo bool
+	}{{"deleted", false, false}, {"corrupt", true, false}, {"corrupt-stale-home", true, true}} {
+		corrupt := tc.corrupt
+		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			a, b, dirs, want := v4Host(t)
 			pack, _, err := a.mgr.PackOfBlock(ctx, "r1", "s2", "vol1", 10)
@@ -33,7 +36,11 @@ func TestRegion14IndexHomeAwayUnavailable(t *testing.T) {
 			}
 			homes := replicate.IndexHomes(testK, testM, pack)
 			away := homes[len(homes)-1]
-			for _, i := range homes[:len(homes)-1] {
+			bad := homes[:len(homes)-1]
+			if tc.staleToo {
+				bad = homes
+			}
+			for _, i := range bad {
 				p := filepath.Join(dirs[i], "index", pack)
 				if corrupt {
 					raw, err := os.ReadFile(p)
@@ -218,5 +225,128 @@ func TestRegion14RestoreOtherHostNamed(t *testing.T) {
 	_, err = b.mgr.OpenRemoteDiskOf(ctx, "r1", "b", "s1", "vol1")
 	if !errors.Is(err, replicate.ErrNotFound) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("lazy open of another host's snapshot under this host's name: %v", err)
+	}
+}
+
+// TestRegion14StaleStoreSpaceReclaimed: a store put back from a backup
+// taken before a prune (stale: it holds the pruned snapshots' manifests,
+// the shards of the packs prune deleted, and their indexes where it is a
+// home) is reported by check, and repair removes every leftover: after
+// it the store holds exactly what the others hold (the same packs, the
+// indexes it is a home of, the same manifests), no space leaks, no
+// pruned snapshot comes back, and the kept one restores.
+func TestRegion14StaleStoreSpaceReclaimed(t *testing.T) {
+	ctx := context.Background()
+	a, dirs, _, _ := deltaHost(t)
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, a, "vol1", 0x77, span(100, 200))
+	snapshot(t, a, "s3", "vol1")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, a, "vol1", 0x78, span(100, 200))
+	snapshot(t, a, "s4", "vol1")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	const x = 1
+	backup := filepath.Join(t.TempDir(), "backup")
+	copyTree(t, dirs[x], backup)
+	st, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1})
+	if err != nil || st.PacksDeleted == 0 {
+		t.Fatalf("prune: %+v %v", st, err)
+	}
+	// The store comes back from its backup.
+	if err := os.RemoveAll(dirs[x]); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, backup, dirs[x])
+	rep, err := a.mgr.Check(ctx, "r1", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() {
+		t.Fatalf("check of a region with a stale store found nothing: %+v", rep)
+	}
+	if _, err := a.mgr.Repair(ctx, "r1", nil); err != nil {
+		t.Fatal(err)
+	}
+	ref := 0
+	if ref == x {
+		ref = 2
+	}
+	// (Tombstones, pruned/, are not put back on the stale store: the
+	// other stores hold them, and each only lives while its host still
+	// has the snapshot. Left as it is: a few bytes, never data.)
+	for _, sub := range []string{"packs", "snapshots", "copying", "holds"} {
+		on := objectsOn(t, dirs, sub)
+		for name, stores := range on {
+			if len(stores) != testK+testM {
+				t.Errorf("after repair, %s/%s is on stores %v only", sub, name, stores)
+			}
+		}
+	}
+	for name, stores := range objectsOn(t, dirs, "index") {
+		homes := slices.Sorted(slices.Values(replicate.IndexHomes(testK, testM, name)))
+		if !slices.Equal(stores, homes) {
+			t.Errorf("after repair, index/%s is on stores %v, its homes are %v", name, stores, homes)
+		}
+	}
+	var live, stale int64
+	for _, d := range []int{ref, x} {
+		var n int64
+		_ = filepath.WalkDir(filepath.Join(dirs[d], "packs"), func(p string, e os.DirEntry, err error) error {
+			if err == nil && !e.IsDir() {
+				if fi, err := e.Info(); err == nil {
+					n += fi.Size()
+				}
+			}
+			return nil
+		})
+		if d == x {
+			stale = n
+		} else {
+			live = n
+		}
+	}
+	if stale != live {
+		t.Errorf("after repair the stale store holds %d bytes of packs, store %d %d", stale, ref, live)
+	}
+	list, err := a.mgr.ListRemote(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Name != "s4" {
+		t.Errorf("after repair the region lists %+v, want s4 only", list)
+	}
+	if err := restoreEq(t, a, "", "s4", "vol1", readSnapshot(t, a, "s4", "vol1")); err != nil {
+		t.Fatal(err)
+	}
+	mustClean(t, a)
+}
+
+// TestRegion14PruneStoreAwayRefuses: prune with a store away changes
+// nothing and fails unavailable (exit 11), naming the store and saying
+// what to do (bring it back, or replace it with repair --new-store).
+// Prune deletes a pack's shards on every store and its index on every
+// home: pruning "what is provably safe" with a store away would leave that
+// store's shards and copies to be judged later by what the others say
+// (as a stale store), and its manifests unrewritten; refusing costs one
+// prune, never space for good. On main the error named the store only.
+func TestRegion14PruneStoreAwayRefuses(t *testing.T) {
+	ctx := context.Background()
+	_, b, dirs, _ := v4Host(t)
+	before := treeOf(t, dirs)
+	b.faults[3].SetDown(true)
+	_, err := b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true})
+	if !errors.Is(err, replicate.ErrUnavailable) || !strings.Contains(err.Error(), "store 3") ||
+		!strings.Contains(err.Error(), "nothing was changed") || !strings.Contains(err.Error(), "--new-store") {
+		t.Fatalf("prune with store 3 away: %v", err)
+	}
+	b.faults[3].SetDown(false)
+	if !mapsEqual2(before, treeOf(t, dirs)) {
+		t.Fatal("prune with a store away changed the stores")
 	}
 }
