@@ -2,9 +2,13 @@ package service
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/snapfs/snapfs/replicate"
 )
 
 // slowRegionDisk is a fakeRegionDisk whose reads wait for release.
@@ -72,5 +76,45 @@ func TestLazyIdleSourceParksAgain(t *testing.T) {
 	waitOpen(0, "after the read in flight ended")
 	if err := r.Close(); err != nil || open.Load() != 0 {
 		t.Fatalf("close: %v, %d open", err, open.Load())
+	}
+}
+
+// TestLazyParkedReadWaitsForLock: while a source is parked (its shared
+// lock released, so another host's prune or repair can run), a read
+// through a snapshot of the layer finds the region locked exclusively:
+// it waits and reads once the lock is gone, instead of failing EIO at
+// once. Fails on main ("region is locked" returned to the read).
+func TestLazyParkedReadWaitsForLock(t *testing.T) {
+	open := new(atomic.Int64)
+	r := openedSource(t, open)
+	if !r.park() {
+		t.Fatal("park")
+	}
+	locked := new(atomic.Int64)
+	r.open = func(context.Context) (remoteDisk, error) {
+		if locked.Add(1) <= 3 {
+			return nil, fmt.Errorf("%w: prune on region %q must wait", replicate.ErrLocked, "dr")
+		}
+		open.Add(1)
+		return &fakeRegionDisk{open: open}, nil
+	}
+	dst := make([]byte, 4096)
+	if err := r.ReadBlock(t.Context(), 1, dst); err != nil || dst[0] != 1 {
+		t.Fatalf("read of a parked source while the region is locked for a moment: %v", err)
+	}
+	if err := r.Close(); err != nil || open.Load() != 0 {
+		t.Fatalf("close: %v, %d open", err, open.Load())
+	}
+	// Locked for longer than the wait: the read fails, unavailable.
+	old := unparkLockWait
+	unparkLockWait = 200 * time.Millisecond
+	t.Cleanup(func() { unparkLockWait = old })
+	r = openedSource(t, open)
+	r.park()
+	r.open = func(context.Context) (remoteDisk, error) {
+		return nil, fmt.Errorf("%w: busy", replicate.ErrLocked)
+	}
+	if err := r.ReadBlock(t.Context(), 1, dst); !errors.Is(err, replicate.ErrUnavailable) {
+		t.Fatalf("read while the region stays locked: %v (want unavailable)", err)
 	}
 }

@@ -513,7 +513,7 @@ func (r *reopening) unpark(ctx context.Context) error {
 	if !parked {
 		return nil
 	}
-	nrd, err := r.open(ctx)
+	nrd, err := r.openWaiting(ctx)
 	if err != nil {
 		return err
 	}
@@ -540,6 +540,40 @@ func (r *reopening) unpark(ctx context.Context) error {
 }
 
 const reopenEvery = 5 * time.Second
+
+// unparkLockWait bounds how long a read through a parked source waits for
+// the region while another operation holds it exclusively (another host's
+// prune or repair, which the park let in): the read waits, as a read of a
+// disk that is busy does, instead of failing EIO at once (a `cp` out of a
+// snapshot of the layer stopped half way whenever a prune ran).
+var unparkLockWait = 2 * time.Minute
+
+// openWaiting opens the region disk for unpark, trying again while the
+// region is locked (ErrLocked), for at most unparkLockWait, until ctx ends
+// or the source is closed.
+func (r *reopening) openWaiting(ctx context.Context) (remoteDisk, error) {
+	start := time.Now()
+	backoff := 50 * time.Millisecond
+	logged := false
+	for {
+		nrd, err := r.open(ctx)
+		if err == nil || !errors.Is(err, replicate.ErrLocked) || time.Since(start) >= unparkLockWait {
+			return nrd, err
+		}
+		if !logged {
+			logged = true
+			r.log.Info("lazy disk: a read waits for the region, locked by another operation", "wait_max", unparkLockWait, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (while the region was locked: %w)", ctx.Err(), err)
+		case <-r.closedC():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
 
 // want, when set, is the identity of the snapshot the lazy layer was
 // restored from (its host's id, its id and creation time): the source is
