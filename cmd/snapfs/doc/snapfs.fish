@@ -155,6 +155,7 @@ complete -c snapfs -n '__fish_seen_subcommand_from prune' -f -l keep-last -r -d 
 complete -c snapfs -n '__fish_seen_subcommand_from prune' -f -l keep-within -r -d 'keep remote snapshots younger than this (e.g. 168h)'
 complete -c snapfs -n '__fish_seen_subcommand_from prune' -f -l host -r -d 'prune this host\'s snapshots (name or id, or "unknown"; repeat for several) instead of this host\'s'
 complete -c snapfs -n '__fish_seen_subcommand_from prune' -f -l all-hosts -d 'prune every host\'s snapshots'
+complete -c snapfs -n '__fish_seen_subcommand_from prune' -f -l dry-run -d 'print what prune would remove and change nothing'
 complete -c snapfs -n '__fish_seen_subcommand_from unlock' -f -l help -s h -d 'show help'
 complete -r -c snapfs -n '__fish_seen_subcommand_from region' -a 'unlock' -d 'remove the region\'s stale locks (of dead or cut-off operations) and the copying markers of dead syncs'
 complete -c snapfs -n '__fish_seen_subcommand_from unlock' -f -l force -d 'remove every lock, also those that look alive'
