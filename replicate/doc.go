@@ -48,7 +48,9 @@
 // original's snapshots, and the old identity's snapshots stay in the
 // region, pruned by no host unless asked (--host <old id>), listed as
 // another host's and restorable (restore --host <old id>; by name alone
-// when no other host has that name). mv within a file system keeps inode
+// when no other host has that name). A restore or lazy open asked under
+// a host with no snapshot of that name names the hosts that have one and
+// says to choose with --host (TestRegion14RestoreOtherHostNamed). mv within a file system keeps inode
 // and birth time: the same host. A version 1 host.json (no seat) is bound
 // to the seat it is next opened in; a copy made before that upgrade is not
 // detected. Known gap: a VM cloned with its machine id and disk image
@@ -277,7 +279,11 @@
 //   - Readers go on without it (loadChunks leaves it out with a warning
 //     naming it, chunkSet.lost): its chunks are in no listed index and
 //     locate's one rule applies (unavailable while some index's homes are
-//     all unusable or a lost index has a home away, else corrupt). Only
+//     all unusable, or a lost index has a home away, or a pack with shards
+//     has no index listed while a home of it is away (chunkSet.hidden: a
+//     good copy may be there; before, "in no pack", exit 12, and check
+//     said lost: TestRegion14IndexHomeAwayUnavailable), else corrupt; the
+//     error names the away homes, whyHidden). Only
 //     the snapshots needing it fail, with an error naming the lost indexes
 //     (and the packs with no index) and saying that region repair
 //     rebuilds them; restores of the others work. (Before, loadChunks
@@ -375,6 +381,42 @@
 // and check reads the manifests before the pack indexes (a sync puts a
 // manifest only after its indexes), so a sync ending during a check
 // never makes its snapshot look lost (TestTrial9CheckNoFalseLostDuringSync).
+//
+// # Prune: a plan, then the writes (issue 14)
+//
+// Prune decides everything before its first write (planPrune: the
+// manifests it drops and rewrites, the markers, the orphaned indexes, the
+// packs and their bytes per store, from one reading of the region) and
+// then carries the plan out in the order the invariants need (runPrune:
+// finished rewrites, dead markers, stale pruned copies, rewrites as full,
+// tombstones before manifest deletes, then, after the lock is looked at
+// on the stores, orphaned indexes and each pack's index before its
+// shards). PruneOptions.DryRun (`region prune --dry-run`) returns the plan
+// as PruneStats (DryRun, BytesPerStore) and writes nothing: it holds a
+// shared lock (it may run beside syncs and lazy disks; a live sync's
+// marker is counted as one prune would remove once it is dead) and loads
+// the indexes without healing missing copies (TestRegion14PruneDryRun:
+// its stats equal the real prune's after it, and no store file changed).
+//
+// Prune needs every store, as restic's prune needs the whole repository:
+// it deletes a pack's shards on every store and its index on every home,
+// and rewrites manifests on every store. With a store away it could delete
+// only where it reaches, leaving the away store's shards and copies to be
+// judged later as a stale store's (which check and repair do, see above),
+// and a delta over a deleted manifest unrewritten there. We chose to refuse
+// (ErrUnavailable, exit 11, naming the store, saying nothing changed and
+// to bring it back or replace it with repair --new-store:
+// TestRegion14PruneStoreAwayRefuses) over pruning part of the region: a
+// store away costs one prune's space for as long as it is away, never
+// data, and the rule stays one.
+//
+// A prune blocked by this host's own region disk (RemoteDisk: a lazy disk
+// not hydrated, a snapshot or image of one, a .files view or a read under
+// regions/) no longer sends the engineer to region unlock (which keeps a
+// live lock): a RemoteDisk's lock records "remote-disk <snapshot>/<disk>"
+// and the busy error names what it reads and how it is let go
+// (TestRegion14PruneBlockedByOwnRemoteDisk); the service adds the lazy
+// disks that read the region.
 //
 // # Sync and restore at disk speed
 //
