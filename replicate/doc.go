@@ -314,8 +314,12 @@
 //     snapshots are degraded (a problem) and repair deletes no unindexed
 //     pack (TestLostIndexNewerPackFailsClosed; before, prune went on and
 //     deleted the bases of that pack's deltas).
-//   - Check reads the pack's table (packTable: the shards of every usable
-//     store, erasure-decoded; OpenPackTable authenticates the table and
+//   - Check reads the pack's table (packTable: fetched as restore fetches
+//     a pack, fetchPackShards: the k data shards, parity only for those
+//     that fail; it read every usable store's shard before, k+m for k
+//     needed: TestRegion14PackTableReadsK, 4 of 6 shards now; a table that
+//     does not decode because a usable store failed a read is still
+//     ErrUnavailable, missing or corrupt shards a lost pack; OpenPackTable authenticates the table and
 //     every record; the index made from it must encode and decode back as
 //     an index of that pack) for each lost index, and for each unindexed
 //     pack when a snapshot needs a chunk in no index. Each that reads is a

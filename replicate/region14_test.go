@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/snapfs/snapfs/replicate"
+	"github.com/snapfs/snapfs/replicate/store"
 )
 
 // TestRegion14IndexHomeAwayUnavailable: the index of a pack s2 needs is
@@ -348,5 +350,61 @@ func TestRegion14PruneStoreAwayRefuses(t *testing.T) {
 	b.faults[3].SetDown(false)
 	if !mapsEqual2(before, treeOf(t, dirs)) {
 		t.Fatal("prune with a store away changed the stores")
+	}
+}
+
+// TestRegion14PackTableReadsK: the own table of a pack whose index is
+// lost is read as restore reads a pack: its k data shards, parity only
+// for those that fail (packTable fetched every store's shard before: k+m
+// whole shards for k needed). With a data shard's store failing reads the
+// table still reads (parity stands in); with m+1 failing it is
+// unavailable, not lost (prune's safety depends on that split).
+func TestRegion14PackTableReadsK(t *testing.T) {
+	ctx := context.Background()
+	a, b, dirs, _ := v4Host(t)
+	pack := loseIndex(t, a, dirs, false)
+	var gets atomic.Int64
+	count := func(m store.Method, name string) error {
+		if m == store.MethodGet && name == "packs/"+pack {
+			gets.Add(1)
+		}
+		return nil
+	}
+	b.eachFault(func(f *store.Faults) { f.FailMatching(count) })
+	rep, err := b.mgr.Check(ctx, "r1", false, nil)
+	if err != nil || !slices.Contains(rep.RebuildableIndexes, pack) {
+		t.Fatalf("check: %+v %v", rep, err)
+	}
+	if n := gets.Load(); n != testK {
+		t.Fatalf("the table of pack %s read %d shards, want %d (k)", pack, n, testK)
+	}
+	t.Logf("shards read for a lost index's table: %d of %d stores", gets.Load(), testK+testM)
+	// Reads failing on store 0 (a data shard): parity stands in.
+	b.faults[0].FailMatching(func(m store.Method, name string) error {
+		if m == store.MethodGet && name == "packs/"+pack {
+			return errors.New("timeout")
+		}
+		return nil
+	})
+	if rep, err := b.mgr.Check(ctx, "r1", false, nil); err != nil || !slices.Contains(rep.RebuildableIndexes, pack) {
+		t.Fatalf("check with store 0 failing reads of pack %s: %+v %v", pack, rep, err)
+	}
+	// Reads failing on m+1 stores: the table cannot be read because
+	// stores failed reads: prune deletes nothing and says unavailable.
+	for i := range testM + 1 {
+		b.faults[i].FailMatching(func(m store.Method, name string) error {
+			if m == store.MethodGet && name == "packs/"+pack {
+				return errors.New("timeout")
+			}
+			return nil
+		})
+	}
+	packs0 := objectsOn(t, dirs, "packs")
+	_, err = b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1, AllHosts: true})
+	if !errors.Is(err, replicate.ErrUnavailable) {
+		t.Fatalf("prune with the table of pack %s unreadable (stores failing reads): %v (want unavailable)", pack, err)
+	}
+	if !mapsEqual(objectsOn(t, dirs, "packs"), packs0) {
+		t.Fatal("prune deleted packs while a table could not be read")
 	}
 }

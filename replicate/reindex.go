@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 
 	"github.com/snapfs/snapfs/replicate/erasure"
 	"github.com/snapfs/snapfs/replicate/format"
@@ -32,35 +31,27 @@ import (
 // throttling), the error wraps ErrUnavailable: the table may read later.
 func (m *Manager) packTable(ctx context.Context, r *region, id packID) (x *format.Index, sealed []byte, err error) {
 	name := id.String()
-	shards := make([][]byte, r.n())
-	var mu sync.Mutex
-	var readErrs []error // stores that failed a read
-	forEach(r.n(), func(i int) error {
-		if r.bad[i] != nil {
-			return nil
-		}
-		b, err := m.getShard(ctx, r, i, id, 0)
-		if err == nil {
-			shards[i] = b
-		} else if !errors.Is(err, store.ErrNotFound) {
-			mu.Lock()
-			readErrs = append(readErrs, fmt.Errorf("store %d: %w", i, err))
-			mu.Unlock()
-		}
-		return nil
-	})
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	data, rep, err := erasure.DecodeReport(shards)
-	if err != nil && len(readErrs) > 0 {
-		return nil, nil, fmt.Errorf("%w: pack %s: %w (%d store(s) failed a read, first %w)", ErrUnavailable, name, err, len(readErrs), readErrs[0])
+	// Restore's fetch: the data shards first, parity only for those that
+	// failed (it read every usable store's shard before: k+m shards
+	// fetched for k needed).
+	data, _, _, fails, err := m.fetchPackShards(ctx, r, id, 0)
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, nil, cerr
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("pack %s: %w", name, err)
-	}
-	if rep.Layout.K != r.k || rep.Layout.M != r.m {
-		return nil, nil, fmt.Errorf("%w: pack %s: shards of a %d+%d code in a %d+%d region", ErrCorrupt, name, rep.Layout.K, rep.Layout.M, r.k, r.m)
+		// Too few shards decode: unavailable when a usable store failed
+		// a read (a timeout, throttling: the table may read later), else
+		// the pack is lost (missing or corrupt shards).
+		var readErrs []error
+		for i, f := range fails {
+			if f != nil && r.bad[i] == nil && !shardContentErr(f) {
+				readErrs = append(readErrs, fmt.Errorf("store %d: %w", i, f))
+			}
+		}
+		if len(readErrs) > 0 {
+			return nil, nil, fmt.Errorf("%w: pack %s: %w (%d store(s) failed a read, first %w)", ErrUnavailable, name, err, len(readErrs), readErrs[0])
+		}
+		return nil, nil, err
 	}
 	ver := format.PackObjectVersion(data)
 	size := uint64(len(data))
@@ -213,4 +204,13 @@ func sortedIDs[V any](mp map[packID]V) []packID {
 	}
 	slices.SortFunc(out, func(a, b packID) int { return slices.Compare(a[:], b[:]) })
 	return out
+}
+
+// shardContentErr reports whether err (a shard not used by a fetch) is
+// about what the store holds (missing, corrupt, of another layout or
+// version), not a failed read.
+func shardContentErr(err error) bool {
+	return errors.Is(err, store.ErrNotFound) || errors.Is(err, erasure.ErrCorruptShard) ||
+		errors.Is(err, erasure.ErrUnsupportedVersion) || errors.Is(err, erasure.ErrInconsistent) ||
+		errors.Is(err, erasure.ErrInvalidParams)
 }

@@ -678,8 +678,17 @@ func (m *Manager) chunkData(pt []byte, e format.Entry, buf []byte) ([]byte, erro
 // when some are missing or bad, and decodes the sealed pack. It returns
 // the bytes fetched.
 func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize uint64) (data []byte, degraded bool, fetched int64, err error) {
+	data, degraded, fetched, _, err = m.fetchPackShards(ctx, r, p, sealedSize)
+	return data, degraded, fetched, err
+}
+
+// fetchPackShards is fetchPack, also returning why each store's shard
+// was not used (fails[i]; nil: used, or not asked). sealedSize 0: not
+// known (packTable, whose index is lost): a shard's data length is then
+// not checked against it (the shards must still agree: erasure).
+func (m *Manager) fetchPackShards(ctx context.Context, r *region, p packID, sealedSize uint64) (data []byte, degraded bool, fetched int64, fails []error, err error) {
 	shards := make([][]byte, r.n())
-	fails := make([]error, r.n())
+	fails = make([]error, r.n())
 	var mu sync.Mutex
 	fetch := func(idx []int) {
 		forEach(len(idx), func(j int) error {
@@ -693,7 +702,7 @@ func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize
 			fetched += int64(len(b))
 			mu.Unlock()
 			h, _, err := erasure.DecodeShard(b)
-			if err == nil && (h.Index != i || h.DataLen != int64(sealedSize) || h.K != r.k || h.M != r.m) {
+			if err == nil && (h.Index != i || (sealedSize > 0 && h.DataLen != int64(sealedSize)) || h.K != r.k || h.M != r.m) {
 				err = fmt.Errorf("%w: shard header %+v does not fit pack %s at store %d", erasure.ErrCorruptShard, h.Layout(), p, i)
 			}
 			if err != nil {
@@ -726,7 +735,7 @@ func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize
 		fetch(rest)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, false, fetched, err
+		return nil, false, fetched, fails, err
 	}
 	data, _, err = erasure.DecodeReport(shards)
 	if err != nil {
@@ -746,12 +755,12 @@ func (m *Manager) fetchPack(ctx context.Context, r *region, p packID, sealedSize
 					good++
 				}
 			}
-			return nil, false, fetched, fmt.Errorf("%w: pack %s: %d usable shards of %d needed (%v): %w", ErrTooFewShards, p, good, r.k, joinErrs(why...), err)
+			return nil, false, fetched, fails, fmt.Errorf("%w: pack %s: %d usable shards of %d needed (%v): %w", ErrTooFewShards, p, good, r.k, joinErrs(why...), err)
 		}
-		return nil, false, fetched, fmt.Errorf("pack %s: %w", p, err)
+		return nil, false, fetched, fails, fmt.Errorf("pack %s: %w", p, err)
 	}
 	// Degraded: a shard failed, or parity stood in for a data shard passed over.
 	degraded = slices.ContainsFunc(fails, func(e error) bool { return e != nil }) ||
 		slices.ContainsFunc(shards[r.k:], func(b []byte) bool { return b != nil })
-	return data, degraded, fetched, nil
+	return data, degraded, fetched, fails, nil
 }
