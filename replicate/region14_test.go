@@ -90,10 +90,11 @@ func TestRegion14IndexHomeAwayUnavailable(t *testing.T) {
 			}
 			_, err = b.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 10, AllHosts: true})
 			unavail("prune", err)
-			_, err = b.mgr.Repair(ctx, "r1", nil)
+			rrep, err := b.mgr.Repair(ctx, "r1", nil)
 			if err != nil && !errors.Is(err, replicate.ErrUnavailable) {
 				t.Fatalf("repair with store %d away: %v", away, err)
 			}
+			t.Logf("repair with store %d away: err %v, failed %+v, rebuilt %v, orphans %d", away, err, rrep.Failed, rrep.IndexesRebuilt, rrep.OrphansDeleted)
 			if p := objectsOn(t, dirs, "packs"); !mapsEqual(p, packs0) {
 				t.Fatalf("with index %s bad on its usable homes and store %d away, shards were deleted", pack, away)
 			}
