@@ -30,7 +30,9 @@ func storeFiles(t *testing.T, dirs []string) map[string]int64 {
 // TestRegion14PruneDryRunCLI: region prune --dry-run (text and --json)
 // says what prune would remove and changes no store file; with a store
 // away prune exits 11 naming it and saying what to do, changing nothing;
-// with it back the real prune removes what the dry run said.
+// with it back the real prune removes what the dry run said. A restore
+// under a host without that name names the one with it; a prune beside
+// this host's lazy disk names the disk (exit 15).
 func TestRegion14PruneDryRunCLI(t *testing.T) {
 	needRoot(t)
 	tmp := t.TempDir()
@@ -48,7 +50,7 @@ func TestRegion14PruneDryRunCLI(t *testing.T) {
 		add = append(add, "--store", "file://"+dirs[i])
 	}
 	h, mp := filepath.Join(tmp, "host"), filepath.Join(tmp, "m")
-	ok(t, h, "init")
+	ok(t, h, "init", "--host-name", "web1")
 	daemon(t, h, mp)
 	ok(t, h, add...)
 	ok(t, h, "disk", "create", "vol1", "--size", "4M")
@@ -113,4 +115,27 @@ func TestRegion14PruneDryRunCLI(t *testing.T) {
 		t.Fatalf("prune did %q; the dry run said %+v", jout, js)
 	}
 	ok(t, h, "region", "check", "dr")
+
+	// A name asked under a host that has none: the error names the host
+	// that has it.
+	r = fails(t, h, 3, "restore", "--region", "dr", "--snapshot", "s2", "--host", "web2", "--disk", "vol1", "--to", "x")
+	if !strings.Contains(r.stderr, "--host web1") {
+		t.Fatalf("restore of s2 under host web2: %q", r.stderr)
+	}
+	t.Logf("restore under another host: %s", r.stderr)
+	r = fails(t, h, 3, "restore", "--region", "dr", "--snapshot", "s2", "--host", "web2", "--disk", "vol1", "--to", "x", "--lazy")
+	if !strings.Contains(r.stderr, "--host web1") {
+		t.Fatalf("restore --lazy of s2 under host web2: %q", r.stderr)
+	}
+
+	// This host's lazy disk, hydrating slowly, holds the region: prune
+	// waits (exit 15) and names it, not region unlock; a dry run runs.
+	ok(t, h, "restore", "--region", "dr", "--snapshot", "s2", "--disk", "vol1", "--to", "lz", "--lazy", "--rate", "4K")
+	r = fails(t, h, 15, "region", "prune", "dr", "--keep-last", "1")
+	if !strings.Contains(r.stderr, "lazy disk lz") || !strings.Contains(r.stderr, "snapshot s2 disk vol1") || strings.Contains(r.stderr, "run `snapfs region unlock") {
+		t.Fatalf("prune beside this host's lazy disk: %q", r.stderr)
+	}
+	t.Logf("prune beside this host's lazy disk: %s", r.stderr)
+	ok(t, h, "region", "prune", "dr", "--keep-last", "1", "--dry-run")
+	ok(t, h, "disk", "delete", "lz")
 }

@@ -327,7 +327,7 @@ func (m *Manager) unlockHint(region string, ls []LockInfo) string {
 	}
 	var hint []string
 	if len(reads) > 0 {
-		hint = append(hint, fmt.Sprintf("this host's daemon reads %s from the region: a disk restored from it with restore --lazy and not hydrated yet, a snapshot or image of such a disk, a <disk>.files view of one, or a file open under regions/ of the mount; the lock goes once that disk is hydrated (snapfs disk list shows it) or deleted, the view is unmounted and the files closed (a lazy disk only snapshots or images read is let go 30 s after their last read); `region unlock` does not remove a live lock",
+		hint = append(hint, fmt.Sprintf("this host's daemon reads %s from the region (a disk restored with restore --lazy and not hydrated yet, a snapshot or image of one, a .files view or a file open under regions/ of the mount): the lock goes once that disk is hydrated or deleted and the view and files are closed; region unlock does not remove a live lock",
 			strings.Join(reads, ", ")))
 	}
 	if len(hosts) > 0 {

@@ -534,18 +534,15 @@ func (l *Local) lazyReadersNote(region string) string {
 		if x.Origin.Region != region || !stillRead(x) {
 			continue
 		}
-		what := fmt.Sprintf("%d snapshot(s) or image(s) of a deleted lazy disk", x.Readers)
+		from := fmt.Sprintf("snapshot %s disk %s", x.Origin.Snapshot, x.Origin.Disk)
 		if len(x.Disks) > 0 {
-			what = "lazy disk " + strings.Join(x.Disks, ", ")
-			if x.Readers > 0 {
-				what += fmt.Sprintf(" (and %d snapshot(s) or image(s) of it)", x.Readers)
-			}
+			parts = append(parts, fmt.Sprintf("lazy disk %s reads %s: wait for its hydration (snapfs disk info %s) or delete it", strings.Join(x.Disks, ", "), from, x.Disks[0]))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d snapshot(s) or image(s) of a deleted lazy disk read %s: the region is let go 30 s after their last read", x.Readers, from))
 		}
-		parts = append(parts, fmt.Sprintf("%s, reading snapshot %s disk %s", what, x.Origin.Snapshot, x.Origin.Disk))
 	}
 	if len(parts) == 0 {
 		return ""
 	}
-	return "this host reads the region through: " + strings.Join(parts, "; ") +
-		" (until hydrated: wait for it, or delete the lazy disk; a snapshot or image that reads it lets the region go 30 s after its last read)"
+	return "on this host " + strings.Join(parts, "; ")
 }
