@@ -397,8 +397,10 @@
 // on the stores, orphaned indexes and each pack's index before its
 // shards). PruneOptions.DryRun (`region prune --dry-run`) returns the plan
 // as PruneStats (DryRun, BytesPerStore) and writes nothing: it holds a
-// shared lock (it may run beside syncs and lazy disks; a live sync's
-// marker is counted as one prune would remove once it is dead) and loads
+// shared lock (it may run beside syncs and lazy disks: the packs and
+// marker of a sync running meanwhile, whose manifest is not written yet,
+// are counted as what a prune would remove if that sync died; the real
+// prune runs alone) and loads
 // the indexes without healing missing copies (TestRegion14PruneDryRun:
 // its stats equal the real prune's after it, and no store file changed).
 //
