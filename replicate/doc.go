@@ -367,7 +367,23 @@
 // manifest and CopySnapshot removes a tombstone before it puts the
 // manifest again. Listings, restores and prune leave it out; check
 // reports each copy as ProblemPruned (not the other stores' copies as
-// missing); Repair and Prune delete it. An indexed pack with fewer than
+// missing); Repair and Prune delete it. The tombstone (version 2) records
+// the removed manifest's sequence and CopySnapshot puts the manifest
+// again with a higher one, so a manifest newer than its tombstone is never
+// such a leftover: a store put back from a backup taken between a prune
+// and an explicit copy of the same snapshot brings the tombstone back
+// beside the new manifest (missing on that store), and before, the copy
+// was hidden from listings and deleted by repair and prune on every
+// store, and the host's sync never shipped it again (its tombstone):
+// TestRegion14StaleTombstoneKeepsRecopy. A version 1 tombstone (no
+// sequence) is read as before. An older snapfs cannot read a version 2
+// tombstone: it treats the stale copy as live (space, never data) and may
+// ship a pruned snapshot again; upgrade every host sharing a region.
+// Review (TestRegion14StaleStoreSpaceReclaimed): after repair a stale
+// store holds what the others hold (packs, manifests, the indexes it is
+// a home of), except tombstones, which repair does not spread (a
+// tombstone spread from a stale store could make a live manifest look
+// pruned; the other stores hold them). An indexed pack with fewer than
 // k good shards that no snapshot needs (DeadPacks: the stale store's
 // shards of a pack prune deleted) is garbage, not a lost pack, when every
 // manifest was read and resolved; Repair deletes it (index first) when

@@ -509,7 +509,7 @@ func (m *Manager) runPrune(ctx context.Context, r *region, p *prunePlan) (PruneS
 		st.Deleted = append(st.Deleted, p.label(nid))
 		// The tombstone first: a snapshot whose manifest is gone always
 		// has one, so its host's sync never ships it again.
-		t := &format.Tombstone{Host: mf.Host, SnapshotID: mf.SnapshotID, Created: mf.Created, Pruned: p.now.UTC(), Name: mf.Name}
+		t := &format.Tombstone{Host: mf.Host, SnapshotID: mf.SnapshotID, Created: mf.Created, Pruned: p.now.UTC(), Name: mf.Name, Seq: mf.Seq}
 		tb, err := r.keys.Seal(format.TypeTomb, nid, t.Encode())
 		if err != nil {
 			return st, err

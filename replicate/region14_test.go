@@ -409,3 +409,51 @@ func TestRegion14PackTableReadsK(t *testing.T) {
 		t.Fatal("prune deleted packs while a table could not be read")
 	}
 }
+
+// TestRegion14StaleTombstoneKeepsRecopy: a store put back from a backup
+// taken after a prune removed s2 (it holds s2's tombstone, not its
+// manifest) while s2 was copied to the region again since (an explicit
+// snapshot copy: the tombstone removed, the manifest put on every store).
+// The stale store's tombstone must not make the region take the new copy
+// for a pruned leftover: s2 stays listed and restorable, and repair and
+// prune keep it.
+func TestRegion14StaleTombstoneKeepsRecopy(t *testing.T) {
+	ctx := context.Background()
+	a, _, dirs, want := v4Host(t)
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{Only: []string{"s2"}}); err != nil {
+		t.Fatal(err)
+	}
+	const x = 2
+	backup := filepath.Join(t.TempDir(), "backup")
+	copyTree(t, dirs[x], backup)
+	if _, err := a.mgr.CopySnapshot(ctx, "r1", "s2", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dirs[x]); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, backup, dirs[x])
+	listed := func(what string) {
+		t.Helper()
+		list, err := a.mgr.ListRemote(ctx, "r1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(list, func(s replicate.RemoteSnapshot) bool { return s.Name == "s2" }) {
+			t.Fatalf("%s: s2, copied again after its prune, is not listed: %+v", what, list)
+		}
+	}
+	listed("with the stale store back")
+	if _, err := a.mgr.Repair(ctx, "r1", nil); err != nil {
+		t.Fatal(err)
+	}
+	listed("after repair")
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 10}); err != nil {
+		t.Fatal(err)
+	}
+	listed("after prune")
+	if err := restoreEq(t, a, "", "s2", "vol1", want); err != nil {
+		t.Fatal(err)
+	}
+	mustClean(t, a)
+}

@@ -333,6 +333,17 @@ func (m *Manager) prunedCopies(ctx context.Context, r *region, snaps, marks list
 			continue
 		}
 		if c.mf.Host == t.Host && c.mf.SnapshotID == t.SnapshotID && c.mf.Created.Equal(t.Created) {
+			if t.HasSeq() && c.mf.Seq > t.Seq {
+				// Put after the prune (an explicit copy writes a higher
+				// sequence): the tombstone is the stale one, a store put
+				// back from a backup taken between the prune and the copy.
+				// Before, this copy was taken for a pruned leftover and
+				// repair and prune deleted it from every store
+				// (TestRegion14StaleTombstoneKeepsRecopy).
+				m.log.Warn("a store holds the tombstone of a snapshot copied again since it was pruned (a store put back from a backup): the snapshot is kept",
+					"region", r.cfg.Name, "snapshot", c.mf.Name, "pruned", t.Pruned)
+				continue
+			}
 			m.log.Warn("a store holds the manifest of a snapshot prune removed (a store that was away or put back from a backup): left out, removed by repair or prune",
 				"region", r.cfg.Name, "snapshot", c.mf.Name, "pruned", t.Pruned)
 			out[nid] = true

@@ -291,16 +291,24 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 				}
 			}
 		}
-		if tombs[nid] != nil {
+		var minSeq uint64
+		if t := tombs[nid]; t != nil {
 			// The tombstone goes before the manifest is put: a manifest
 			// beside its snapshot's tombstone is a pruned one a stale
-			// store kept (prunedCopies), never a copy made after.
+			// store kept (prunedCopies), never a copy made after. The
+			// new manifest's sequence is above the pruned one's, so a
+			// stale store that brings the tombstone back (put back from
+			// a backup taken between the prune and now) does not make
+			// this copy look pruned (TestRegion14StaleTombstoneKeepsRecopy).
+			if t.HasSeq() {
+				minSeq = t.Seq + 1
+			}
 			if err := r.deleteAll(ctx, prunedDir+nid); err != nil {
 				return st, fmt.Errorf("sync snapshot %q to region %q: remove its tombstone: %w", snap.Name, regionName, err)
 			}
 			delete(tombs, nid)
 		}
-		if err := m.copyOne(ctx, r, cs, snap, local, remote, tombs, manifests, &st, progress, ph); err != nil {
+		if err := m.copyOne(ctx, r, cs, snap, local, remote, tombs, manifests, minSeq, &st, progress, ph); err != nil {
 			return st, fmt.Errorf("sync snapshot %q to region %q: %w", snap.Name, regionName, err)
 		}
 		remote[nid] = nil
@@ -494,7 +502,7 @@ func (m *Manager) base(ctx context.Context, r *region, snap rowstore.SnapshotInf
 // pipeline.go): the diff hands out each block with its data, read where
 // the diff found it; workers verify and compress; full packs are sealed,
 // erasure coded and uploaded while the next ones fill.
-func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap rowstore.SnapshotInfo, local []rowstore.SnapshotInfo, remote listing, tombs map[string]*format.Tombstone, manifests map[string]*format.Manifest, st *Stats, progress Progress, ph *phases) (err error) {
+func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap rowstore.SnapshotInfo, local []rowstore.SnapshotInfo, remote listing, tombs map[string]*format.Tombstone, manifests map[string]*format.Manifest, minSeq uint64, st *Stats, progress Progress, ph *phases) (err error) {
 	nid := r.snapNID(m.host.ID, snap.Name)
 	marker := &format.Marker{Name: snap.Name, SnapshotID: snap.ID, Created: snap.Created, Started: m.opts.Now().UTC(), Host: m.host.ID, HostName: m.host.Name}
 	mb, err := r.keys.Seal(format.TypeMarker, nid, marker.Encode())
@@ -512,6 +520,7 @@ func (m *Manager) copyOne(ctx context.Context, r *region, cs *chunkSet, snap row
 		// of copies that differ after an interrupted put, this one wins.
 		mf.Seq = old.Seq + 1
 	}
+	mf.Seq = max(mf.Seq, minSeq) // above a pruned copy's (its tombstone's)
 	// The parents' readers (old versions of changed blocks, for deltas)
 	// close after the pipeline has stopped: its workers read them.
 	var sources []*deltaSource

@@ -58,6 +58,17 @@
 // disk reads a snapshot, so prune keeps it; its name carries the
 // manifest's name id, so even an unreadable hold still holds.
 //
+// # Tombstones (version 2)
+//
+// A tombstone ('T' envelope, lock.go) records a snapshot prune removed.
+// Version 2 (issue 14) appends seq(8): the sequence of the manifest
+// removed, so a manifest put again later (an explicit copy writes a
+// higher sequence) is told from a copy of the removed one a stale store
+// kept (replicate's prunedCopies). Version 1 (no seq) still decodes
+// (Version 1, HasSeq false) and re-encodes byte for byte
+// (TestTombstoneVersions, FuzzDecodeTombstone seeds of both); an older
+// decoder refuses version 2 with ErrUnsupportedVersion.
+//
 // Format versions only move up; a decoder given a newer version returns an
 // error wrapping ErrUnsupportedVersion, and damaged input an error wrapping
 // ErrCorrupt that names the object.

@@ -333,6 +333,8 @@ func FuzzDecodeLock(f *testing.F) {
 
 func FuzzDecodeTombstone(f *testing.F) {
 	f.Add((&Tombstone{Host: HostID{2}, SnapshotID: 9, Name: "s"}).Encode())
+	f.Add((&Tombstone{Version: 1, Host: HostID{2}, SnapshotID: 9, Name: "s"}).Encode())
+	f.Add((&Tombstone{Version: 2, Host: HostID{3}, SnapshotID: 7, Name: "t", Seq: 5}).Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		x, err := DecodeTombstone(b)
 		if err != nil {
@@ -401,5 +403,26 @@ func TestManifestDiskEncrypted(t *testing.T) {
 	b[flagsAt] |= 2
 	if _, err := DecodeManifest(b); err == nil {
 		t.Fatal("unknown disk flag accepted")
+	}
+}
+
+// TestTombstoneVersions: a version 1 tombstone (no seq, written before
+// issue 14) still decodes and re-encodes as it was; version 2 carries the
+// removed manifest's seq; a newer version is refused.
+func TestTombstoneVersions(t *testing.T) {
+	v1 := (&Tombstone{Version: 1, Host: HostID{1}, SnapshotID: 4, Name: "daily", Seq: 9}).Encode()
+	x, err := DecodeTombstone(v1)
+	if err != nil || x.Version != 1 || x.HasSeq() || x.Seq != 0 || x.Name != "daily" || !bytes.Equal(x.Encode(), v1) {
+		t.Fatalf("version 1: %+v %v", x, err)
+	}
+	v2 := (&Tombstone{Host: HostID{1}, SnapshotID: 4, Name: "daily", Seq: 9}).Encode()
+	x, err = DecodeTombstone(v2)
+	if err != nil || x.Version != 2 || !x.HasSeq() || x.Seq != 9 || len(v2) != len(v1)+8 {
+		t.Fatalf("version 2: %+v %v", x, err)
+	}
+	v3 := append([]byte(nil), v2...)
+	v3[4] = 3
+	if _, err := DecodeTombstone(v3); !errors.Is(err, ErrUnsupportedVersion) {
+		t.Fatalf("version 3: %v", err)
 	}
 }

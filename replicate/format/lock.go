@@ -145,31 +145,53 @@ func DecodeLock(b []byte) (*Lock, error) {
 // pruned/<name id> on every store when prune removes a snapshot, so that
 // the host that made it never ships it again):
 //
-//	magic "SFTS" 4 | version 1 (1) | reserved 3
+//	magic "SFTS" 4 | version 2 (1) | reserved 3
 //	host id 16 | snapshot id 8 | created 8 (unix ns) | pruned 8 (unix ns)
 //	name str16
+//	seq 8 (version 2: the sequence of the manifest prune removed)
+//
+// Version 1 (no seq; written before issue 14) still decodes (Version 1,
+// HasSeq false) and re-encodes as it was. The seq lets a reader tell a
+// manifest put again after the prune (an explicit copy writes a higher
+// one) from a copy of the pruned one that a stale store kept.
 const (
 	tombMagic   = "SFTS"
-	TombVersion = 1
+	TombVersion = 2
 )
 
 // Tombstone records a remote snapshot that prune removed.
 type Tombstone struct {
+	// Version is the layout read (1 or 2); 0 encodes as TombVersion.
+	Version    uint8
 	Host       HostID
 	SnapshotID uint64
 	Created    time.Time
 	Pruned     time.Time
 	Name       string
+	// Seq is the removed manifest's sequence (version 2).
+	Seq uint64
 }
+
+// HasSeq reports whether the tombstone records the removed manifest's
+// sequence (version 2).
+func (t *Tombstone) HasSeq() bool { return t.Version == 0 || t.Version >= 2 }
 
 // Encode returns the tombstone plaintext.
 func (t *Tombstone) Encode() []byte {
-	b := append([]byte(tombMagic), TombVersion, 0, 0, 0)
+	v := t.Version
+	if v == 0 {
+		v = TombVersion
+	}
+	b := append([]byte(tombMagic), v, 0, 0, 0)
 	b = append(b, t.Host[:]...)
 	b = binary.BigEndian.AppendUint64(b, t.SnapshotID)
 	b = binary.BigEndian.AppendUint64(b, uint64(t.Created.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, uint64(t.Pruned.UnixNano()))
-	return appendStr16(b, trim16(t.Name))
+	b = appendStr16(b, trim16(t.Name))
+	if v >= 2 {
+		b = binary.BigEndian.AppendUint64(b, t.Seq)
+	}
+	return b
 }
 
 // DecodeTombstone parses a tombstone plaintext.
@@ -178,18 +200,22 @@ func DecodeTombstone(b []byte) (*Tombstone, error) {
 	if mg := r.bytes(4); r.err == nil && string(mg) != tombMagic {
 		r.fail("bad magic")
 	}
-	if v := r.u8(); r.err == nil && v != TombVersion {
+	v := r.u8()
+	if r.err == nil && (v < 1 || v > TombVersion) {
 		return nil, fmt.Errorf("%w: tombstone version %d", ErrUnsupportedVersion, v)
 	}
 	if res := r.bytes(3); r.err == nil && (res[0]|res[1]|res[2]) != 0 {
 		r.fail("reserved bytes set")
 	}
-	t := &Tombstone{}
+	t := &Tombstone{Version: v}
 	copy(t.Host[:], r.bytes(16))
 	t.SnapshotID = r.u64()
 	t.Created = time.Unix(0, int64(r.u64())).UTC()
 	t.Pruned = time.Unix(0, int64(r.u64())).UTC()
 	t.Name = r.str16()
+	if v >= 2 {
+		t.Seq = r.u64()
+	}
 	r.end()
 	if r.err != nil {
 		return nil, r.err
