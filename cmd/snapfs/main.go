@@ -157,6 +157,11 @@ func prepareNamed(st *state, c *cli.Command, full string) {
 		}
 		return
 	}
+	// A leaf has no help subcommand: urfave/cli would add one (help, alias
+	// h) and run it for a first argument "h" or "help", so that `snapshot
+	// create h --disk d` printed the help and exited 0 without creating
+	// anything (trial14). --help and `snapfs help COMMAND` remain.
+	c.HideHelpCommand = true
 	if ex := examples[full]; len(ex) > 0 && !strings.Contains(c.Description, "Examples:") {
 		if c.Description != "" {
 			c.Description += "\n\n"
