@@ -135,6 +135,12 @@ func TestTrial14RestoreFileEscape(t *testing.T) {
 			t.Errorf("restore-file s %s: hostname %q (%v), want the snapshot's %q", p, got, err, "guest\n")
 		}
 	}
+	// --to inside the mount (disks/ takes no directories, snapshots/ is
+	// read-only) was exit 1, "staging directory: mkdir ...: invalid
+	// argument", or exit 10: one clear refusal now.
+	for _, dir := range []string{filepath.Join(mp, "disks"), filepath.Join(mp, "snapshots", "s")} {
+		fails(t, store, 2, "restore-file", "s", "etc/hostname", "--disk", "d", "--to", dir)
+	}
 	// The last component is not followed: a symlink is restored as one.
 	ok(t, store, "restore-file", "s", "up", "--disk", "d", "--to", to)
 	if target, err := os.Readlink(filepath.Join(to, "up")); err != nil || target != "/" {
@@ -200,6 +206,34 @@ func TestTrial14HelpNames(t *testing.T) {
 	for _, args := range [][]string{{"snapshot", "create", "--help"}, {"help", "snapshot", "create"}, {"snapshot", "help", "create"}} {
 		if out := ok(t, store, args...); !strings.Contains(out, "snapfs snapshot create - ") {
 			t.Errorf("snapfs %v: %q, want the help of snapshot create", args, out)
+		}
+	}
+}
+
+// Trial 14: `snapfs umount M` with --store or SNAPFS_STORE naming another
+// store than M's (a shell with SNAPFS_STORE exported for another store)
+// found no daemon of that store, took M for a dead mount and unmounted it
+// (detached it if busy): "no daemon was serving M; removed the stale
+// mount", exit 0, and the live daemon stopped. Only a dead mount (ENOTCONN)
+// is removed now; a live one is exit 9, left mounted.
+func TestTrial14UmountOtherStoreKeepsMount(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, other, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "other"), filepath.Join(tmp, "m")
+	ok(t, store, "init")
+	ok(t, other, "init")
+	daemon(t, store, mp)
+	ok(t, store, "disk", "create", "d", "--size", "1M")
+	for _, args := range [][]string{{"umount", mp}, {"--store", other, "umount", mp}} {
+		r := fails(t, other, 9, args...)
+		if !strings.Contains(r.stderr, "live mount of store "+store) {
+			t.Errorf("snapfs %v: %q, want it to name the mount's store", args, r.stderr)
+		}
+		if !isMounted(mp) {
+			t.Fatalf("snapfs %v with another store unmounted the live mount", args)
+		}
+		if _, err := os.Stat(filepath.Join(mp, "disks", "d")); err != nil {
+			t.Fatalf("after snapfs %v: %v", args, err)
 		}
 	}
 }

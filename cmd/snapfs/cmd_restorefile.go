@@ -83,7 +83,14 @@ func restoreFileCommand(st *state) *cli.Command {
 					return fmt.Errorf("%w: disk %s of snapshot %s shows no files (no such disk, or no filesystem snapfs can read: see snapfs snapshot info %s): %v",
 						rowstore.ErrNotFound, disk, snap, snap, err)
 				}
+				if mp := status.Mountpoint; to == mp || strings.HasPrefix(to, mp+"/") {
+					return usagef("restore-file: --to %s is inside the snapfs mount: restore into a filesystem, such as the live disk's mounted one (mount -o loop %s/disks/%s DIR)", to, mp, disk)
+				}
 				if part != "" { // else paths of a partitioned disk start with p1/, p2/...
+					if _, err := os.Stat(filepath.Join(root, part)); err != nil {
+						return fmt.Errorf("%w: disk %s of snapshot %s has no partition %s with a filesystem snapfs can read (see snapfs snapshot info %s; a filesystem on the whole disk takes no --part)",
+							rowstore.ErrNotFound, disk, snap, part, snap)
+					}
 					root = filepath.Join(root, part)
 				}
 				srcs := make([]string, len(rels))
