@@ -237,3 +237,29 @@ func TestTrial14UmountOtherStoreKeepsMount(t *testing.T) {
 		}
 	}
 }
+
+// Trial 14: `snapfs diff a b --disk d` (zfs diff's form) said "flag
+// provided but not defined: -disk", and a misspelt `snapshot dif a --disk d`
+// "snapshot: flag provided but not defined: -disk": the unknown command
+// is what is wrong, and is what they say now.
+func TestTrial14UnknownCommandFirst(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"diff", "a", "b", "--disk", "d"}, `unknown command "diff"`},
+		{[]string{"--json", "diff", "a", "--disk", "d"}, `unknown command "diff"`},
+		{[]string{"snapshot", "dif", "a", "--disk", "d"}, `unknown command snapshot "dif"`},
+		{[]string{"region", "snap", "r", "--json"}, `unknown command region "snap"`},
+	} {
+		r := fails(t, store, 2, tc.args...)
+		if !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("snapfs %v: %q, want %q", tc.args, r.stderr, tc.want)
+		}
+	}
+	// Help through a group still works.
+	if out := ok(t, store, "snapshot", "help", "diff"); !strings.Contains(out, "snapfs snapshot diff - ") {
+		t.Errorf("snapshot help diff: %q", out)
+	}
+}
