@@ -263,3 +263,54 @@ func TestTrial14UnknownCommandFirst(t *testing.T) {
 		t.Errorf("snapshot help diff: %q", out)
 	}
 }
+
+// Trial 14: the files of a locked encrypted disk's snapshot were refused
+// with exit 1 and raw errors: restore-file "lstat ...: required key not
+// available", snapshot mount "open scratch clone: open .../snapmount-...:
+// required key not available", and diff --files against the disk now named
+// its temporary snapshot (snapmount-now-...) as the locked one. All are
+// exit 15 (locked) now, naming the user's snapshot and disk.
+func TestTrial14LockedSnapshotFiles(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	store, mp := filepath.Join(tmp, "store"), filepath.Join(tmp, "m")
+	key := filepath.Join(tmp, "key")
+	if err := os.WriteFile(key, randBytes(t, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, store, "init")
+	daemon(t, store, mp)
+	ok(t, store, "disk", "create", "enc", "--size", "32M", "--encrypt", "--key-file", key)
+	sh(t, "mkfs.ext4", "-q", filepath.Join(mp, "disks", "enc"))
+	fsdir := filepath.Join(tmp, "fs")
+	undo := loopMount(t, filepath.Join(mp, "disks", "enc"), fsdir)
+	writeFileSync(t, filepath.Join(fsdir, "f"), []byte("secret\n"))
+	undo()
+	ok(t, store, "snapshot", "create", "s", "--disk", "enc")
+	if got, err := os.ReadFile(filepath.Join(mp, "snapshots", "s", "enc.files", "f")); err != nil || string(got) != "secret\n" {
+		t.Fatalf("enc.files/f: %q, %v", got, err)
+	}
+	ok(t, store, "disk", "lock", "enc")
+	to := filepath.Join(tmp, "to")
+	if err := os.Mkdir(to, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"restore-file", "s", "f", "--disk", "enc", "--to", to},
+		{"snapshot", "diff", "s", "--disk", "enc", "--files"},
+		{"snapshot", "mount", "s", "--disk", "enc", filepath.Join(tmp, "old")},
+	} {
+		r := fails(t, store, 15, args...)
+		if strings.Contains(r.stderr, "snapmount-") || !strings.Contains(r.stderr, "unlock") {
+			t.Errorf("snapfs %v: %q, want the locked disk named, and how to unlock it", args, r.stderr)
+		}
+	}
+	if names := dirNames(t, to); len(names) != 0 {
+		t.Errorf("restore-file of a locked disk wrote %v", names)
+	}
+	if isMounted(filepath.Join(tmp, "old")) {
+		t.Error("snapshot mount of a locked disk mounted something")
+	}
+	ok(t, store, "disk", "unlock", "enc", "--key-file", key)
+	ok(t, store, "restore-file", "s", "f", "--disk", "enc", "--to", to)
+}

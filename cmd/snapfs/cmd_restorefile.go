@@ -127,6 +127,9 @@ func restoreFileCommand(st *state) *cli.Command {
 						// Its files vanished mid-copy: say why, not which path.
 						return fmt.Errorf("restore-file (nothing was restored): %w: snapshot %s was deleted while its files were copied", rowstore.ErrNotFound, snap)
 					}
+					if errors.Is(err, unix.ENOKEY) {
+						err = lockedFiles(snap, disk)
+					}
 					return fmt.Errorf("restore-file (nothing was restored): %w", err)
 				}
 				res := restoreFileResult{Snapshot: snap, Disk: disk, Part: part, Paths: rels, To: to, CopyStats: stats}
@@ -193,8 +196,16 @@ func browseErr(p string, err error) error {
 	switch {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
 		return fmt.Errorf("%w: source %s: no such file or directory in the snapshot", rowstore.ErrNotFound, p)
+	case errors.Is(err, unix.ENOKEY):
+		return fmt.Errorf("source %s: %w (unlock it: snapfs disk unlock NAME --key-file FILE, or mount with --key-file)", p, rowstore.ErrLocked)
 	case errors.Is(err, unix.EIO):
 		return fmt.Errorf("%w: source %s: %v", rowstore.ErrCorrupt, p, err)
 	}
 	return fmt.Errorf("source %s: %w", p, err)
+}
+
+// lockedFiles is ENOKEY from the files of a snapshot's disk: the disk is
+// encrypted and its key locked (exit 15, as the commands that open it say).
+func lockedFiles(snap, disk string) error {
+	return fmt.Errorf("snapshot %q disk %q: %w (unlock it: snapfs disk unlock NAME --key-file FILE, or mount with --key-file)", snap, disk, rowstore.ErrLocked)
 }
