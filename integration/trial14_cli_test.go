@@ -314,3 +314,31 @@ func TestTrial14LockedSnapshotFiles(t *testing.T) {
 	ok(t, store, "disk", "unlock", "enc", "--key-file", key)
 	ok(t, store, "restore-file", "s", "f", "--disk", "enc", "--to", to)
 }
+
+// Trial 14: `policy create ... --freeze vol1=/mnt/vol1` without
+// --consistency fs made a crash-consistent policy whose runs never froze
+// anything (the runner freezes only for fs or app), silently; a --pre-hook
+// ran under "consistency: crash". Left out, --consistency now follows
+// them as snapshot create's does (--pre-hook: app, --freeze: fs), and an
+// explicit crash with --freeze is refused (exit 2, nothing created).
+func TestTrial14PolicyFreezeImpliesFs(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	ok(t, store, "init")
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"f":  {[]string{"--freeze", "d=/mnt/d"}, "filesystem"},
+		"hk": {[]string{"--pre-hook", "true"}, "application"},
+		"c":  {nil, "crash"},
+	} {
+		args := append([]string{"--json", "policy", "create", name, "--at", "01:00", "--retain-count", "1"}, tc.args...)
+		var p struct{ Consistency string }
+		jsonLine(t, ok(t, store, args...), "policy", &p)
+		if p.Consistency != tc.want {
+			t.Errorf("policy create %v: consistency %q, want %q", tc.args, p.Consistency, tc.want)
+		}
+	}
+	fails(t, store, 2, "policy", "create", "x", "--at", "01:00", "--retain-count", "1", "--consistency", "crash", "--freeze", "d=/mnt/d")
+	fails(t, store, 3, "policy", "info", "x")
+}
