@@ -342,3 +342,32 @@ func TestTrial14PolicyFreezeImpliesFs(t *testing.T) {
 	fails(t, store, 2, "policy", "create", "x", "--at", "01:00", "--retain-count", "1", "--consistency", "crash", "--freeze", "d=/mnt/d")
 	fails(t, store, 3, "policy", "info", "x")
 }
+
+// Trial 14: `init` of a directory holding other files (--store /srv/data
+// for /srv/data/snapfs) made it a store among them and set its mode to
+// 0700, cutting off whoever else used it. Refused now (exit 2, nothing
+// changed); an empty directory, or one holding only lost+found (a
+// filesystem mounted for the store), is still taken.
+func TestTrial14InitNonEmptyDir(t *testing.T) {
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fails(t, dir, 2, "init")
+	if names := dirNames(t, dir); strings.Join(names, " ") != "report.txt" {
+		t.Errorf("refused init left %v", names)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("refused init changed the directory: %v %v", fi.Mode(), err)
+	}
+	fresh := filepath.Join(tmp, "fresh")
+	if err := os.MkdirAll(filepath.Join(fresh, "lost+found"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, fresh, "init")
+	fails(t, fresh, 4, "init")
+}
