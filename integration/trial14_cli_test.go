@@ -58,6 +58,11 @@ func TestTrial14DuSnapshot(t *testing.T) {
 	if _, err := fmt.Sscan(out, &st.Size, &st.Blocks); err != nil || st.Size != 8<<20 || st.Blocks*512 < 8<<20 {
 		t.Errorf("stat d.files/data: %q (%v), want 8 MiB allocated", out, err)
 	}
+	// check counted the .files scratch clone among the disks without a
+	// word: "2 disks" for a store whose disk list shows one.
+	if out := ok(t, store, "check"); !strings.Contains(out, "2 disks") || !strings.Contains(out, "1 of the disks are scratch clones") {
+		t.Errorf("check with d.files open: %q, want the scratch clone told apart", out)
+	}
 }
 
 // Trial 14: `snapshot diff A B` of two snapshots titled its third column
