@@ -402,11 +402,7 @@ func (n *snapshotDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errn
 		list = append(list, fuse.DirEntry{Name: d.Name, Ino: snapFileIno(n.id, i+1), Mode: syscall.S_IFREG})
 	}
 	list = append(list, fuse.DirEntry{Name: snapshotJSON, Ino: snapFileIno(n.id, 0), Mode: syscall.S_IFREG})
-	for i, d := range n.members { // node_files.go
-		if n.m.hasFiles(FilesSource{Snapshot: n.name, Disk: d.Name, ID: n.id}) {
-			list = append(list, fuse.DirEntry{Name: d.Name + FilesSuffix, Ino: filesDirIno(kindSnapFile, n.id, i+1), Mode: syscall.S_IFDIR})
-		}
-	}
+	// <d>.files is not listed (doc.go, ".files directories"): entered by name.
 	return gofs.NewListDirStream(list), 0
 }
 
@@ -456,9 +452,6 @@ func (n *imagesDir) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscal
 	list := make([]fuse.DirEntry, 0, len(images))
 	for _, im := range images {
 		list = append(list, fuse.DirEntry{Name: im.Name, Ino: imageIno(im.ID), Mode: syscall.S_IFREG})
-		if n.m.hasFiles(FilesSource{Image: im.Name, ID: im.ID}) { // node_files.go
-			list = append(list, fuse.DirEntry{Name: im.Name + FilesSuffix, Ino: filesDirIno(kindImage, im.ID, 0), Mode: syscall.S_IFDIR})
-		}
-	}
+	} // <image>.files is not listed (doc.go, ".files directories")
 	return gofs.NewListDirStream(list), 0
 }

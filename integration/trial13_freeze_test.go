@@ -35,7 +35,7 @@ func TestTrial13SnapshotFreezeDiskForm(t *testing.T) {
 		fails(t, store, 3, "snapshot", "info", s)
 	}
 
-	r := fails(t, store, 1, "snapshot", "create", "s4", "--disk", "d", "--pre-hook", "exit 3")
+	r := fails(t, store, 5, "snapshot", "create", "s4", "--disk", "d", "--pre-hook", "exit 3") // exit 5 since trial14
 	if line := strings.TrimSpace(r.stderr); strings.HasSuffix(line, ":") {
 		t.Errorf("a pre-hook failing without output: %q ends with a colon", line)
 	}

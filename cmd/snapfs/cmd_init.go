@@ -3,6 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,6 +26,9 @@ func initCommand(st *state) *cli.Command {
 			if err != nil {
 				return err
 			}
+			if err := initDirEmpty(dir); err != nil {
+				return err
+			}
 			if err := rowstore.Create(dir, rowstore.Options{}); err != nil {
 				if errors.Is(err, rowstore.ErrExists) {
 					return fmt.Errorf("%w: %s already holds a snapfs store; nothing was changed", rowstore.ErrExists, dir)
@@ -41,4 +47,32 @@ func initCommand(st *state) *cli.Command {
 			}{dir, h.ID.String(), h.Name}, "created store %s (host %s, id %s)", dir, h.Name, h.ID)
 		},
 	}
+}
+
+// initDirEmpty refuses to make a store of a directory that holds other
+// things (trial14: `init --store /srv/data` made its files a store's
+// neighbours and its mode 0700, cutting off whoever else read it). An empty
+// directory, a new one and a filesystem's own lost+found are fine; a
+// directory that is already a store is left to rowstore.Create (exists).
+func initDirEmpty(dir string) error {
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // missing: Create makes it; other errors: Create reports them
+	}
+	if _, err := os.Stat(filepath.Join(dir, "superblock")); err == nil {
+		return nil
+	}
+	var other []string
+	for _, e := range es {
+		if e.Name() != "lost+found" {
+			other = append(other, e.Name())
+		}
+	}
+	if len(other) == 0 {
+		return nil
+	}
+	if len(other) > 3 {
+		other = append(other[:3], "...")
+	}
+	return usagef("init: %s is not empty (%s) and holds no snapfs store: give an empty or new directory; nothing was changed", dir, strings.Join(other, ", "))
 }

@@ -283,9 +283,10 @@ func umountCommand(st *state) *cli.Command {
 			}
 			// The mount's source names its store: use it unless --store is given.
 			var snapfsMount bool
+			var source string
 			for _, m := range mounts() {
 				if m.target == mp && m.fstype == "fuse.snapfs" {
-					snapfsMount = true
+					snapfsMount, source = true, m.source
 					if !c.IsSet("store") && filepath.IsAbs(m.source) {
 						store = m.source
 					}
@@ -294,8 +295,23 @@ func umountCommand(st *state) *cli.Command {
 			ctx := context.Background()
 			client, status, err := service.Dial(ctx, store)
 			if err != nil {
+				if errors.Is(err, os.ErrPermission) {
+					return err // another user's store: not ours to judge dead
+				}
 				if !snapfsMount {
 					return fmt.Errorf("%w: no snapfs daemon serves %s (store %s)", exitcode.ErrNoDaemon, mp, store)
+				}
+				// Only a dead mount is removed: one whose server is gone
+				// (ENOTCONN). A live one is another store's (--store or
+				// SNAPFS_STORE names a store other than the mount's), or
+				// not ours to reach (another user's): removing it would
+				// pull a working mount from under its users (trial14).
+				if err := mountDead(mp); err != nil { // deadmount.go
+					if errors.Is(err, errMountAlive) {
+						return fmt.Errorf("%w: no daemon of store %s serves %s: it is the live mount of store %s (snapfs --store %s umount %s); nothing was unmounted",
+							exitcode.ErrNoDaemon, store, mp, source, source, mp)
+					}
+					return fmt.Errorf("umount %s: %w; nothing was unmounted", mp, err)
 				}
 				// The daemon died: the kernel still holds its dead mount.
 				if err := removeDeadMount(mp); err != nil { // deadmount.go

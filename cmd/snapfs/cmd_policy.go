@@ -38,7 +38,7 @@ func policyCommand(st *state) *cli.Command {
 					&cli.IntFlag{Name: "copy-retain-days", Usage: "keep the region's copies N days"},
 					&cli.IntFlag{Name: "copy-retain-count", Usage: "keep the N newest copies (per disk) in the region"},
 					&cli.StringFlag{Name: "timezone", Value: "UTC", Usage: "IANA time zone of --at (e.g. Europe/Berlin)"},
-					&cli.StringFlag{Name: "consistency", Value: "crash", Usage: "crash, fs (freeze, needs --freeze) or app (needs --pre-hook)"},
+					&cli.StringFlag{Name: "consistency", Value: "crash", Usage: "crash, fs (freeze, needs --freeze) or app (needs --pre-hook); left out: app with --pre-hook, fs with --freeze, else crash"},
 					&cli.StringSliceFlag{Name: "freeze", Usage: "DISK=MOUNTPOINT: the filesystem of DISK to freeze (repeat)"},
 					&cli.StringFlag{Name: "pre-hook", Usage: "shell command run before each snapshot"},
 					&cli.StringFlag{Name: "post-hook", Usage: "shell command run after each snapshot"},
@@ -71,8 +71,23 @@ func policyCommand(st *state) *cli.Command {
 						}
 						p.Hooks.Freeze[d] = mp
 					}
+					// As snapshot create does, --freeze and --pre-hook say the
+					// consistency when --consistency is left out: the runner
+					// freezes only for fs or app, so a --freeze under the
+					// default crash was silently never done (trial14).
+					if !c.IsSet("consistency") {
+						switch {
+						case p.Hooks.PreHook != "":
+							p.Consistency = policy.ConsistencyApplication
+						case len(p.Hooks.Freeze) > 0:
+							p.Consistency = policy.ConsistencyFilesystem
+						}
+					}
 					if err := p.Normalize(); err != nil {
 						return usagef("policy create: %v", strings.Replace(err.Error(), policy.ErrInvalid.Error()+": ", "", 1))
+					}
+					if p.Consistency == policy.ConsistencyCrash && len(p.Hooks.Freeze) > 0 {
+						return usagef("policy create: --freeze is never done with --consistency crash: give --consistency fs (or app), or leave --freeze out")
 					}
 					if p.Consistency == policy.ConsistencyFilesystem && len(p.Hooks.Freeze) == 0 {
 						return usagef("policy create: --consistency fs needs --freeze DISK=MOUNTPOINT")

@@ -157,12 +157,14 @@ func printDiff(p *printer, d service.Diff) error {
 		}
 		rows = append(rows, []string{strconv.FormatInt(r.Offset, 10), strconv.FormatInt(r.Length, 10), kind})
 	}
-	if err := p.table([]string{"OFFSET", "LENGTH", "NOW"}, rows); err != nil {
-		return err
-	}
-	newer := d.New
+	// The third column is what each range holds in NEW: the disk now, or
+	// snapshot NEW.
+	newer, col := d.New, "IN "+d.New
 	if newer == "" {
-		newer = "now"
+		newer, col = "now", "NOW"
+	}
+	if err := p.table([]string{"OFFSET", "LENGTH", col}, rows); err != nil {
+		return err
 	}
 	_, err := fmt.Fprintf(p.w, "%d ranges, %s changed in disk %s from %s to %s\n", len(d.Ranges), size(d.ChangedBytes), d.Disk, d.Old, newer)
 	return err

@@ -69,6 +69,33 @@ func clearDeadMount(p, store string, log *slog.Logger) error {
 // removeDeadMount removes the mount at mp whose server died: unmounted, or
 // detached when something still holds it open (`snapfs umount` of a dead
 // mount, and mount over one: clearDeadMount).
+// errMountAlive: the mount's server answers.
+var errMountAlive = errors.New("the mount is alive")
+
+// mountDead returns nil when the FUSE mount at mp is dead (its server is
+// gone: statfs fails with ENOTCONN), errMountAlive when its server answers,
+// and the error of statfs otherwise (EACCES: another user's mount), or a
+// busy error when it does not answer within 10 s (a hung server).
+func mountDead(mp string) error {
+	done := make(chan error, 1)
+	go func() {
+		var sfs syscall.Statfs_t
+		done <- syscall.Statfs(mp, &sfs)
+	}()
+	select {
+	case err := <-done:
+		switch {
+		case errors.Is(err, syscall.ENOTCONN):
+			return nil
+		case err == nil:
+			return errMountAlive
+		}
+		return err
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%w: the server of %s does not answer (statfs took over 10 s): its daemon hangs; kill it, then run snapfs umount again", rowstore.ErrBusy, mp)
+	}
+}
+
 func removeDeadMount(mp string) error {
 	if err := syscall.Unmount(mp, 0); err != nil {
 		return syscall.Unmount(mp, syscall.MNT_DETACH)

@@ -134,6 +134,12 @@ func (l *Local) DiffFiles(ctx context.Context, r FilesDiffRequest) (FilesDiff, e
 	if err := firstErr(rowstore.ValidateName("snapshot", r.Old), rowstore.ValidateName("disk", r.Disk)); err != nil {
 		return FilesDiff{}, err
 	}
+	// A locked disk is refused up front, in its own name (trial14: it was
+	// refused for the temporary snapshot diff takes of the disk now,
+	// "snapmount-now-...", a name the user never gave).
+	if err := l.refuseLocked(r.Old, r.Disk); err != nil {
+		return FilesDiff{}, err
+	}
 	start := time.Now()
 	newSnap := r.New
 	if newSnap == "" {
@@ -290,4 +296,16 @@ func (l *Local) filesLayout(id uint64, snap, disk string) *browse.Layout {
 	defer r.Close()
 	lay := browse.Probe(r, r.Size())
 	return &lay
+}
+
+// refuseLocked returns the engine's ErrLocked (exit 15) when disk of
+// snapshot snap is encrypted and its key is locked, before any scratch
+// clone is made of it: a clone opened through the mount failed with a bare
+// ENOKEY (exit 1) naming the clone (trial14).
+func (l *Local) refuseLocked(snap, disk string) error {
+	r, err := l.store.OpenSnapshotDisk(snap, disk)
+	if err != nil {
+		return err
+	}
+	return r.Close()
 }

@@ -184,8 +184,11 @@ func (l *Local) takeSnapshot(ctx context.Context, r CreateSnapshotRequest, o row
 			}()
 		}
 		if herr := runHook(ctx, "pre-hook", r.PreHook, timeout, env); herr != nil {
-			if r.OnPreHookFailure != "crash" || ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return Snapshot{}, fmt.Errorf("snapshot %q not taken: %w", r.Name, herr)
+			}
+			if r.OnPreHookFailure != "crash" {
+				return Snapshot{}, &preHookError{fmt.Errorf("snapshot %q not taken: %w; nothing was snapshotted (try again once the application can be quiesced, or --on-pre-hook-failure crash)", r.Name, herr)}
 			}
 			l.log.Warn("pre-hook failed: taking a crash-consistent snapshot", "snapshot", r.Name, "err", herr)
 			freeze = nil
@@ -231,6 +234,17 @@ func (l *Local) takeSnapshot(ctx context.Context, r CreateSnapshotRequest, o row
 	l.namesChanged()
 	return l.snapshot(si, false)
 }
+
+// preHookError is a pre-hook that failed or timed out, so no snapshot was
+// taken: exit 5 (busy), as for a disk in use: nothing changed, and the
+// same command may succeed once the application can be quiesced. It is
+// not exit 1, which a post-hook failure gives after the snapshot was
+// taken, so that scripts can tell "not taken" from "taken, but". The
+// message is the hook's own (no "busy:" tag in front).
+type preHookError struct{ err error }
+
+func (e *preHookError) Error() string   { return e.err.Error() }
+func (e *preHookError) Unwrap() []error { return []error{rowstore.ErrBusy, e.err} }
 
 func resultOf(err error) string {
 	if err != nil {

@@ -132,6 +132,9 @@ func (l *Local) MountSnapshot(ctx context.Context, r SnapMountRequest) (m SnapMo
 	if err != nil {
 		return SnapMount{}, err
 	}
+	if err := l.refuseLocked(r.Snapshot, r.Disk); err != nil {
+		return SnapMount{}, err
+	}
 	src := browse.Source{Snapshot: r.Snapshot, Disk: r.Disk, ID: si.ID}
 	layout, err := l.files.Layout(src, func() (browse.ReaderAtSize, error) { return l.store.OpenSnapshotDisk(r.Snapshot, r.Disk) })
 	if err != nil {
