@@ -17,8 +17,7 @@
 //	M/regions/<r>/<s>/<d>.files/          the files inside it, read-only
 //
 // A .files directory exists when Options.Files says the image holds a
-// filesystem it can show (it is entered by name, never listed: see
-// ".files directories"): its root for a filesystem on the whole disk, or
+// filesystem it can show: its root for a filesystem on the whole disk, or
 // p1/, p2/, ... for the partitions of a GPT or MBR disk (the kernel's
 // partition numbers). What opens it is behind the Files interface
 // (node_files.go); this package only presents the directory tree it is
@@ -87,11 +86,11 @@
 // With Options.Regions, the root has a fourth directory, regions/: one
 // directory per configured region, in each one per remote snapshot (a
 // name shared by several hosts' snapshots is shown as name@host-id), in
-// each its disks and (by name, not listed, as local ones) their .files
-// directories. Listing fetches no disk data: names come from Regions
-// (manifests); a <d>.files is looked up without probing the disk (probing
-// a remote disk fetches blocks), so a disk without a filesystem snapfs can
-// show has a <d>.files that is ENOENT inside.
+// each its disks and their .files directories. Listing fetches no disk
+// data: names come from Regions (manifests), and <d>.files is listed for
+// every disk without probing it (probing a remote disk fetches blocks;
+// the kernel looks up every name a READDIRPLUS lists), so a disk without
+// a filesystem snapfs can show has a <d>.files that is ENOENT inside.
 // The first lookup or listing inside probes and opens it as a local
 // .files directory is opened. Disks are read-only (EROFS), opened with
 // FOPEN_DIRECT_IO like snapshot disks; a block that cannot be fetched or
@@ -104,16 +103,6 @@
 //
 // # .files directories (node_files.go)
 //
-//   - <d>.files and <image>.files are not listed by Readdir of their
-//     parent (as ZFS's .zfs with snapdir=hidden): they are entered by name
-//     (cd, ls, cp), and `snapfs snapshot info` says which disks have one.
-//     Listed, they made every recursive walk of snapshots/ or images/
-//     count each disk twice (du -s of a snapshot was the disk's blocks plus
-//     its files' blocks, the same bytes seen from inside), copy it twice
-//     (rsync -a, a backup of the mount), and open the filesystem of every
-//     snapshot it passed (a clone, a loop device and a kernel mount each).
-//     Inside, st_blocks stay the filesystem's own, so du, cp and tar see
-//     holes as stored.
 //   - Looking up or listing <d>.files opens nothing: its attributes are
 //     synthetic (0555, the snapshot's time); entering it (lookup or readdir
 //     inside) calls Files.Enter, and every operation inside holds the tree

@@ -402,7 +402,11 @@ func (n *snapshotDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errn
 		list = append(list, fuse.DirEntry{Name: d.Name, Ino: snapFileIno(n.id, i+1), Mode: syscall.S_IFREG})
 	}
 	list = append(list, fuse.DirEntry{Name: snapshotJSON, Ino: snapFileIno(n.id, 0), Mode: syscall.S_IFREG})
-	// <d>.files is not listed (doc.go, ".files directories"): entered by name.
+	for i, d := range n.members { // node_files.go
+		if n.m.hasFiles(FilesSource{Snapshot: n.name, Disk: d.Name, ID: n.id}) {
+			list = append(list, fuse.DirEntry{Name: d.Name + FilesSuffix, Ino: filesDirIno(kindSnapFile, n.id, i+1), Mode: syscall.S_IFDIR})
+		}
+	}
 	return gofs.NewListDirStream(list), 0
 }
 
@@ -452,6 +456,9 @@ func (n *imagesDir) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscal
 	list := make([]fuse.DirEntry, 0, len(images))
 	for _, im := range images {
 		list = append(list, fuse.DirEntry{Name: im.Name, Ino: imageIno(im.ID), Mode: syscall.S_IFREG})
-	} // <image>.files is not listed (doc.go, ".files directories")
+		if n.m.hasFiles(FilesSource{Image: im.Name, ID: im.ID}) { // node_files.go
+			list = append(list, fuse.DirEntry{Name: im.Name + FilesSuffix, Ino: filesDirIno(kindImage, im.ID, 0), Mode: syscall.S_IFDIR})
+		}
+	}
 	return gofs.NewListDirStream(list), 0
 }

@@ -438,6 +438,20 @@ func (m *mountState) lookupFiles(ctx context.Context, parent *gofs.Inode, src Fi
 	return parent.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino, Gen: 1}), 0
 }
 
+// hasFiles says whether src has a .files entry (for Readdir); errors are
+// logged and count as no.
+func (m *mountState) hasFiles(src FilesSource) bool {
+	if m.files == nil {
+		return false
+	}
+	parts, err := m.files.Parts(src)
+	if err != nil {
+		m.fail("probe .files", src.String(), err)
+		return false
+	}
+	return len(parts) > 0
+}
+
 // filesNode is a file, directory or symlink inside a .files tree.
 type filesNode struct {
 	gofs.Inode

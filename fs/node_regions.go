@@ -234,12 +234,17 @@ func (n *remoteSnapDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 	return nil, syscall.ENOENT
 }
 
-// Readdir lists the disks; their <d>.files directories are not listed, as
-// local ones (doc.go, ".files directories"), and are entered by name.
+// Readdir lists the disks and, when the mount shows files, a <d>.files
+// entry for each: listing probes nothing (a remote probe would fetch
+// blocks), so a disk without a filesystem snapfs can show has an entry
+// that is empty-handed (ENOENT) inside (remoteFilesDir).
 func (n *remoteSnapDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	list := make([]fuse.DirEntry, 0, len(n.members))
+	list := make([]fuse.DirEntry, 0, 2*len(n.members))
 	for _, d := range n.members {
 		list = append(list, fuse.DirEntry{Name: d.Name, Ino: pathIno(kindRemoteDisk, n.region, n.snap.Key, d.Name), Mode: syscall.S_IFREG})
+		if n.m.files != nil {
+			list = append(list, fuse.DirEntry{Name: d.Name + FilesSuffix, Ino: remoteFilesIno(n.region, n.snap.Key, d.Name), Mode: syscall.S_IFDIR})
+		}
 	}
 	return gofs.NewListDirStream(list), 0
 }

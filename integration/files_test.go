@@ -302,7 +302,7 @@ func TestFilesBrowse(t *testing.T) {
 				t.Fatalf("something is mounted before anyone entered .files: %v", ms)
 			}
 			names := strings.Join(dirNames(t, filepath.Join(mp, "snapshots", "s1")), " ")
-			if names != "d1 snapshot.json" { // d1.files is entered by name, not listed (trial14)
+			if names != "d1 d1.files snapshot.json" {
 				t.Fatalf("snapshot directory lists %q", names)
 			}
 			if ms := filesMounts(store); len(ms) > 0 {

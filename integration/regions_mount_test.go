@@ -118,7 +118,7 @@ func TestRegionsMount(t *testing.T) {
 		t.Fatalf("regions/dr lists %q", got)
 	}
 	snapDir := filepath.Join(mpB, "regions", "dr", "s1")
-	if got := strings.Join(dirNames(t, snapDir), " "); got != "d1" { // d1.files is entered by name, not listed (trial14)
+	if got := strings.Join(dirNames(t, snapDir), " "); got != "d1 d1.files" {
 		t.Fatalf("regions/dr/s1 lists %q", got)
 	}
 	if n := cacheBytes(t, b, "dr"); n != 0 {
@@ -248,7 +248,7 @@ func TestRegionsMountEncrypted(t *testing.T) {
 	ok(t, store, add...)
 	ok(t, store, "sync", "--region", "r")
 	dir := filepath.Join(mp, "regions", "r", "s1")
-	if got := strings.Join(dirNames(t, dir), " "); got != "plain sec" { // .files entered by name, not listed (trial14)
+	if got := strings.Join(dirNames(t, dir), " "); got != "plain plain.files sec sec.files" {
 		t.Fatalf("regions/r/s1 lists %q", got)
 	}
 	if _, err := os.Open(filepath.Join(dir, "sec")); !errorsIs(err, syscall.ENOKEY) {

@@ -51,10 +51,9 @@ func TestUserScenario(t *testing.T) {
 	}
 	sh(t, "sync", "-f", filepath.Join(vol, "a"))
 
-	// snapshots/S/ lists the disk and snapshot.json, which is `snapshot
-	// info --json`; its files (vol1.files: an ext4) are entered by name,
-	// not listed (trial14: du counted the disk twice).
-	if got := dirNames(t, filepath.Join(mp, "snapshots", "S")); !slices.Equal(got, []string{"snapshot.json", "vol1"}) {
+	// snapshots/S/ lists the disk, its files (vol1.files: an ext4) and
+	// snapshot.json, which is `snapshot info --json`.
+	if got := dirNames(t, filepath.Join(mp, "snapshots", "S")); !slices.Equal(got, []string{"snapshot.json", "vol1", "vol1.files"}) {
 		t.Fatalf("snapshots/S: %v", got)
 	}
 	js, err := os.ReadFile(filepath.Join(mp, "snapshots", "S", "snapshot.json"))
@@ -203,7 +202,7 @@ func TestUserScenario(t *testing.T) {
 	if got := dirNames(t, filepath.Join(mp, "snapshots")); !slices.Equal(got, []string{"S", "S2"}) {
 		t.Fatalf("snapshots after remount: %v", got)
 	}
-	if got := dirNames(t, filepath.Join(mp, "images")); !slices.Equal(got, []string{"img1"}) { // img1.files (an ext4) is not listed
+	if got := dirNames(t, filepath.Join(mp, "images")); !slices.Equal(got, []string{"img1", "img1.files"}) { // an ext4: img1.files
 		t.Fatalf("images after remount: %v", got)
 	}
 	if !bytes.Equal(readAt(t, clone, off, 64<<10), x) {
