@@ -206,6 +206,12 @@ func TestTrial14HelpNames(t *testing.T) {
 			t.Errorf("snapshot create %s: %q", name, out)
 		}
 		ok(t, store, "snapshot", "info", name)
+		// A flag's value named h or help is not --help: image create x
+		// --snapshot h failed with "want NAME, got 0 argument(s)".
+		if out := ok(t, store, "image", "create", "img-"+name, "--snapshot", name, "--disk", "d"); !strings.Contains(out, "img-"+name) {
+			t.Errorf("image create --snapshot %s: %q", name, out)
+		}
+		ok(t, store, "image", "delete", "img-"+name)
 		ok(t, store, "snapshot", "delete", name)
 		fails(t, store, 3, "snapshot", "info", name)
 		ok(t, store, "disk", "delete", name)

@@ -74,7 +74,8 @@ func ReorderArgs(app *cli.App, args []string) ([]string, error) {
 		pos = append(pos, a)
 	}
 	for _, f := range fl {
-		if HasFlag([]cli.Flag{cli.HelpFlag}, f) {
+		// Only the flags themselves: a value ("--snapshot h") is not --help.
+		if strings.HasPrefix(f, "-") && HasFlag([]cli.Flag{cli.HelpFlag}, f) {
 			pos = nil // `disk create vol1 --help` shows the help of disk create
 		}
 	}
