@@ -386,3 +386,20 @@ func TestTrial14InitNonEmptyDir(t *testing.T) {
 	ok(t, fresh, "init")
 	fails(t, fresh, 4, "init")
 }
+
+// Trial 14: snapshot create --pre-hook '' (or --post-hook '') and
+// --on-pre-hook-failure without a pre-hook were accepted and silently meant
+// nothing; policy create refuses the same. Exit 2, no snapshot.
+func TestTrial14EmptyHookFlags(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	ok(t, store, "init")
+	ok(t, store, "disk", "create", "d", "--size", "1M")
+	for _, args := range [][]string{
+		{"--pre-hook", ""},
+		{"--post-hook", " "},
+		{"--on-pre-hook-failure", "crash"},
+	} {
+		fails(t, store, 2, append([]string{"snapshot", "create", "s", "--disk", "d"}, args...)...)
+		fails(t, store, 3, "snapshot", "info", "s")
+	}
+}

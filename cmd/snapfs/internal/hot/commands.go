@@ -52,6 +52,14 @@ func snapshotCreateOp(c *cli.Context) (Op, error) {
 	if req.HookTimeout <= 0 {
 		return Op{}, wire.Usagef("snapshot create: --hook-timeout must be positive")
 	}
+	for _, h := range []string{"pre-hook", "post-hook"} {
+		if c.IsSet(h) && strings.TrimSpace(c.String(h)) == "" {
+			return Op{}, wire.Usagef("snapshot create: --%s is empty: give the command to run, or leave the flag out", h)
+		}
+	}
+	if c.IsSet("on-pre-hook-failure") && req.PreHook == "" {
+		return Op{}, wire.Usagef("snapshot create: --on-pre-hook-failure needs a --pre-hook")
+	}
 	for i, f := range req.Freeze {
 		// MOUNTPOINT, or DISK=MOUNTPOINT as policy create takes it (the
 		// daemon checks that the filesystem there is in that disk).
