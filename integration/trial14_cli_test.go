@@ -387,7 +387,7 @@ func TestTrial14InitNonEmptyDir(t *testing.T) {
 	fails(t, fresh, 4, "init")
 }
 
-// Trial 14: snapshot create --pre-hook ” (or --post-hook ”) and
+// Trial 14: snapshot create with an empty --pre-hook (or --post-hook) and
 // --on-pre-hook-failure without a pre-hook were accepted and silently meant
 // nothing; policy create refuses the same. Exit 2, no snapshot.
 func TestTrial14EmptyHookFlags(t *testing.T) {
