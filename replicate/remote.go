@@ -318,7 +318,10 @@ func (m *Manager) prunedCopies(ctx context.Context, r *region, snaps, marks list
 		if tombs[nid] == nil {
 			continue
 		}
-		t, err := r.readTombstone(ctx, nid)
+		// The newest copy: a store put back from a backup may hold an
+		// earlier prune's tombstone, whose lower sequence would make the
+		// manifest the last prune removed look newer.
+		t, err := r.readTombstoneNewest(ctx, nid)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/replicate/store"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
@@ -124,6 +125,75 @@ func (r *region) readTombstone(ctx context.Context, nid string) (*format.Tombsto
 		return nil, err
 	}
 	return format.DecodeTombstone(pt)
+}
+
+// readTombstoneNewest reads every usable store's copy of the tombstone of
+// nid and returns the newest: of the copies with a sequence (version 2)
+// the highest, else a version 1 one. Copies differ when a store comes
+// back from a backup holding the tombstone of an earlier prune of the
+// same snapshot (a copy since removed it, a later prune wrote a higher
+// sequence): judging by the first store that answers, a copy (sync)
+// wrote a sequence no higher than the last prune's, and a manifest that
+// prune removed looked newer than the stale tombstone (prunedCopies)
+// (TestRev14RecopyAboveEveryTombstoneCopy,
+// TestRev14PrunedStaysPrunedOverStaleTombstone). A copy that cannot be
+// read or decoded is passed over; with no good copy the error is
+// getMeta's.
+func (r *region) readTombstoneNewest(ctx context.Context, nid string) (*format.Tombstone, error) {
+	var (
+		best *format.Tombstone
+		errs []error
+	)
+	notFound := 0
+	for i, s := range r.stores {
+		if r.bad[i] != nil {
+			continue
+		}
+		b, err := s.Get(ctx, prunedDir+nid, 0, -1)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			if errors.Is(err, store.ErrNotFound) {
+				notFound++
+			}
+			errs = append(errs, fmt.Errorf("store %d: %w", i, err))
+			continue
+		}
+		t, err := func() (*format.Tombstone, error) {
+			pt, err := r.keys.Open(format.TypeTomb, nid, b)
+			if err != nil {
+				return nil, err
+			}
+			return format.DecodeTombstone(pt)
+		}()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("store %d: %w", i, err))
+			continue
+		}
+		if best == nil || newerTomb(t, best) {
+			best = t
+		}
+	}
+	if best != nil {
+		return best, nil
+	}
+	if notFound == len(errs) {
+		return nil, fmt.Errorf("%w: %s%s on any store", ErrNotFound, prunedDir, nid)
+	}
+	return nil, fmt.Errorf("%s%s: no good copy: %w", prunedDir, nid, joinErrs(errs...))
+}
+
+// newerTomb reports whether tombstone copy a is newer than b: a sequence
+// above none or a lower one; equal ones by the time of the prune.
+func newerTomb(a, b *format.Tombstone) bool {
+	switch {
+	case a.HasSeq() != b.HasSeq():
+		return a.HasSeq()
+	case a.HasSeq() && a.Seq != b.Seq:
+		return a.Seq > b.Seq
+	}
+	return a.Pruned.After(b.Pruned)
 }
 
 // readTombstones reads the pruned/ tombstones by name id (unreadable ones
@@ -299,9 +369,15 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			// new manifest's sequence is above the pruned one's, so a
 			// stale store that brings the tombstone back (put back from
 			// a backup taken between the prune and now) does not make
-			// this copy look pruned (TestRegion14StaleTombstoneKeepsRecopy).
-			if t.HasSeq() {
-				minSeq = t.Seq + 1
+			// this copy look pruned (TestRegion14StaleTombstoneKeepsRecopy):
+			// above every copy's, as a stale store may hold an earlier
+			// prune's (TestRev14RecopyAboveEveryTombstoneCopy).
+			nt, err := r.readTombstoneNewest(ctx, nid)
+			if err != nil {
+				return st, fmt.Errorf("sync snapshot %q to region %q: read its tombstone: %w", snap.Name, regionName, err)
+			}
+			if nt.HasSeq() {
+				minSeq = nt.Seq + 1
 			}
 			if err := r.deleteAll(ctx, prunedDir+nid); err != nil {
 				return st, fmt.Errorf("sync snapshot %q to region %q: remove its tombstone: %w", snap.Name, regionName, err)

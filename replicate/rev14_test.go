@@ -1,0 +1,134 @@
+package replicate_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/snapfs/snapfs/replicate"
+)
+
+// Review of region14's tombstone format 2 (rev14region): a tombstone's
+// copies differ once a store comes back from a backup (a store keeps the
+// tombstone of an earlier prune of the same snapshot, with a lower
+// sequence). Each reader must judge by the newest copy, not by the first
+// store that answers.
+
+// putBack replaces store directory dir with the backup taken earlier.
+func putBack(t *testing.T, backup, dir string) {
+	t.Helper()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, backup, dir)
+}
+
+func backupOf(t *testing.T, dir string) string {
+	t.Helper()
+	b := filepath.Join(t.TempDir(), "backup")
+	copyTree(t, dir, b)
+	return b
+}
+
+func s2Listed(t *testing.T, a *host) bool {
+	t.Helper()
+	list, err := a.mgr.ListRemote(context.Background(), "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(list, func(s replicate.RemoteSnapshot) bool { return s.Name == "s2" })
+}
+
+// TestRev14RecopyAboveEveryTombstoneCopy: s2 pruned, copied again, pruned
+// again, so the region's tombstone records the second manifest's sequence;
+// store 0 comes back from a backup taken after the first prune (its copy
+// of the tombstone the first one's). s2 is copied a third time: its
+// manifest must be above every tombstone copy, so a store put back later
+// from a backup taken after the second prune does not make it a pruned
+// leftover (which repair and prune delete from every store). On main the
+// copy read store 0's stale tombstone, wrote the second manifest's
+// sequence again, and s2 was hidden once store 2 came back.
+func TestRev14RecopyAboveEveryTombstoneCopy(t *testing.T) {
+	ctx := context.Background()
+	a, _, dirs, want := v4Host(t)
+	only := replicate.PruneOptions{Only: []string{"s2"}}
+	if _, err := a.mgr.Prune(ctx, "r1", only); err != nil {
+		t.Fatal(err)
+	}
+	b0 := backupOf(t, dirs[0]) // tombstone of the first prune
+	if _, err := a.mgr.CopySnapshot(ctx, "r1", "s2", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.mgr.Prune(ctx, "r1", only); err != nil {
+		t.Fatal(err)
+	}
+	b2 := backupOf(t, dirs[2]) // tombstone of the second prune
+	putBack(t, b0, dirs[0])
+	if _, err := a.mgr.CopySnapshot(ctx, "r1", "s2", nil); err != nil {
+		t.Fatal(err)
+	}
+	if !s2Listed(t, a) {
+		t.Fatal("s2 not listed after its copy")
+	}
+	putBack(t, b2, dirs[2])
+	if !s2Listed(t, a) {
+		t.Fatal("s2, copied again after its second prune, is not listed once a store comes back holding the second prune's tombstone")
+	}
+	if _, err := a.mgr.Repair(ctx, "r1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if !s2Listed(t, a) {
+		t.Fatal("s2 not listed after repair and prune")
+	}
+	if err := restoreEq(t, a, "", "s2", "vol1", want); err != nil {
+		t.Fatal(err)
+	}
+	mustClean(t, a)
+}
+
+// TestRev14PrunedStaysPrunedOverStaleTombstone: s2 pruned, copied again,
+// pruned again. Store 0 comes back from a backup taken after the first
+// prune (the first tombstone), store 1 from one taken before the second
+// (the second manifest). That manifest is the one the second prune
+// removed: s2 must stay pruned (not listed, and repair must not put the
+// manifest back on every store). On main the first store's tombstone was
+// read, the second manifest's sequence is above it, and s2 came back to
+// life, listed, with the packs the second prune deleted.
+func TestRev14PrunedStaysPrunedOverStaleTombstone(t *testing.T) {
+	ctx := context.Background()
+	a, _, dirs, _ := v4Host(t)
+	only := replicate.PruneOptions{Only: []string{"s2"}}
+	if _, err := a.mgr.Prune(ctx, "r1", only); err != nil {
+		t.Fatal(err)
+	}
+	b0 := backupOf(t, dirs[0])
+	if _, err := a.mgr.CopySnapshot(ctx, "r1", "s2", nil); err != nil {
+		t.Fatal(err)
+	}
+	b1 := backupOf(t, dirs[1])
+	if _, err := a.mgr.Prune(ctx, "r1", only); err != nil {
+		t.Fatal(err)
+	}
+	putBack(t, b0, dirs[0])
+	putBack(t, b1, dirs[1])
+	if s2Listed(t, a) {
+		t.Fatal("s2, pruned, is listed again: a store's stale tombstone of an earlier prune made the manifest the last prune removed look newer")
+	}
+	if _, err := a.mgr.Repair(ctx, "r1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if s2Listed(t, a) {
+		t.Fatal("s2, pruned, is listed after repair")
+	}
+	if on := objectsOn(t, dirs, "snapshots"); len(on) != 0 {
+		for name, stores := range on {
+			t.Logf("manifest %s on stores %v", name, stores)
+		}
+	}
+	mustClean(t, a)
+}
