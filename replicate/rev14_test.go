@@ -2,6 +2,7 @@ package replicate_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -129,6 +130,69 @@ func TestRev14PrunedStaysPrunedOverStaleTombstone(t *testing.T) {
 		for name, stores := range on {
 			t.Logf("manifest %s on stores %v", name, stores)
 		}
+	}
+	mustClean(t, a)
+}
+
+// TestRev14DryRunDamagedRegionChangesNothing: prune --dry-run over a
+// region with what the real prune writes besides its plan (an index copy
+// missing on one of its homes, which the real prune heals; a stale store's
+// manifest of a pruned snapshot, which it deletes)
+// changes no byte on any store, and the real prune then does what the
+// dry run said.
+func TestRev14DryRunDamagedRegionChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	a, dirs, _, _ := deltaHost(t)
+	for i, fill := range []uint64{0x77, 0x78} {
+		writeBlocks(t, a, "vol1", fill, span(100, 200))
+		snapshot(t, a, fmt.Sprintf("s%d", i+3), "vol1")
+		if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const x = testK + testM - 1
+	b := backupOf(t, dirs[x])
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{Only: []string{"s3"}}); err != nil {
+		t.Fatal(err)
+	}
+	putBack(t, b, dirs[x]) // s3's manifest again, on store x only
+	idx := objectsOn(t, dirs, "index")
+	var name string
+	for n := range idx {
+		name = n
+		break
+	}
+	home := replicate.IndexHomes(testK, testM, name)[0]
+	if err := os.Remove(filepath.Join(dirs[home], "index", name)); err != nil {
+		t.Fatal(err)
+	}
+	before := treeOf(t, dirs)
+	o := replicate.PruneOptions{KeepLast: 1, DryRun: true}
+	dry, err := a.mgr.Prune(ctx, "r1", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dry run: %+v", dry)
+	if after := treeOf(t, dirs); !mapsEqual2(before, after) {
+		for p, v := range after {
+			if w, ok := before[p]; !ok || w != v {
+				t.Errorf("written by the dry run: %s", p)
+			}
+		}
+		for p := range before {
+			if _, ok := after[p]; !ok {
+				t.Errorf("deleted by the dry run: %s", p)
+			}
+		}
+		t.Fatal("prune --dry-run changed the stores")
+	}
+	real, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{KeepLast: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	real.DryRun = true
+	if fmt.Sprintf("%+v", real) != fmt.Sprintf("%+v", dry) {
+		t.Fatalf("dry run said %+v, prune did %+v", dry, real)
 	}
 	mustClean(t, a)
 }
