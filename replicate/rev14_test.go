@@ -196,3 +196,61 @@ func TestRev14DryRunDamagedRegionChangesNothing(t *testing.T) {
 	}
 	mustClean(t, a)
 }
+
+// TestRev14CopyKeepsLiveManifestBesideStaleTombstone: s2 pruned, copied
+// again; a store comes back from a backup taken in between, holding the
+// prune's tombstone. s2 is live (its manifest is newer than the
+// tombstone) and listed. Copying s2 again must find it in the region and
+// leave its manifest alone: on main the copy took the manifest for a
+// pruned leftover, deleted it from every store (restores, lazy opens and
+// other hosts' listings saw no s2 until the copy finished, and for good
+// if the copy was stopped) and shipped s2 again.
+func TestRev14CopyKeepsLiveManifestBesideStaleTombstone(t *testing.T) {
+	ctx := context.Background()
+	a, _, dirs, want := v4Host(t)
+	if _, err := a.mgr.Prune(ctx, "r1", replicate.PruneOptions{Only: []string{"s2"}}); err != nil {
+		t.Fatal(err)
+	}
+	const x = 2
+	b := backupOf(t, dirs[x])
+	if _, err := a.mgr.CopySnapshot(ctx, "r1", "s2", nil); err != nil {
+		t.Fatal(err)
+	}
+	putBack(t, b, dirs[x])
+	if !s2Listed(t, a) {
+		t.Fatal("s2 not listed")
+	}
+	mfs, err := os.ReadDir(filepath.Join(dirs[0], "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := map[string]string{}
+	for _, e := range mfs {
+		b, err := os.ReadFile(filepath.Join(dirs[0], "snapshots", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		content[e.Name()] = string(b)
+	}
+	st, err := a.mgr.CopySnapshot(ctx, "r1", "s2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Skipped != 1 || st.Snapshots != 0 {
+		t.Errorf("copy of s2, live in the region: %+v (want it skipped, not shipped again)", st)
+	}
+	// (The copy puts the manifest on the stale store, which lacks it: the
+	// same bytes everywhere, none written anew.)
+	for name, b := range content {
+		got, err := os.ReadFile(filepath.Join(dirs[0], "snapshots", name))
+		if err != nil {
+			t.Fatalf("manifest %s gone from store 0 after a copy of s2: %v", name, err)
+		}
+		if string(got) != b {
+			t.Errorf("manifest %s written anew by a copy of s2, which the region held", name)
+		}
+	}
+	if err := restoreEq(t, a, "", "s2", "vol1", want); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -184,6 +184,31 @@ func (r *region) readTombstoneNewest(ctx context.Context, nid string) (*format.T
 	return nil, fmt.Errorf("%s%s: no good copy: %w", prunedDir, nid, joinErrs(errs...))
 }
 
+// copiedSincePrune reports whether manifest nid, beside a tombstone of
+// its snapshot, was put after the prune that wrote the tombstone (newer
+// than its newest copy: copiedAfter). A manifest or tombstone with no
+// good copy is not (it is judged as before tombstones had a sequence).
+func (m *Manager) copiedSincePrune(ctx context.Context, r *region, nid string) (bool, error) {
+	t, err := r.readTombstoneNewest(ctx, nid)
+	if err == nil {
+		var c *manifestCopies
+		if c, err = r.readManifestAll(ctx, nid); err == nil {
+			return copiedAfter(c.mf, t), nil
+		}
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return false, cerr
+	}
+	return false, nil
+}
+
+// copiedAfter reports whether manifest mf was put after the prune that
+// wrote tombstone t of the same snapshot: a copy since writes a sequence
+// above the removed manifest's (version 2 tombstones record it).
+func copiedAfter(mf *format.Manifest, t *format.Tombstone) bool {
+	return t.HasSeq() && mf.Seq > t.Seq
+}
+
 // newerTomb reports whether tombstone copy a is newer than b: a sequence
 // above none or a lower one; equal ones by the time of the prune.
 func newerTomb(a, b *format.Tombstone) bool {
@@ -286,11 +311,21 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			// is still in the region: a stale store's leftover
 			// (prunedCopies) or an interrupted prune's. It is not the
 			// copy asked for (its packs may be gone): deleted first, then
-			// the snapshot is copied anew.
-			if err := r.deleteAll(ctx, snapDir+nid); err != nil {
-				return st, fmt.Errorf("sync snapshot %q to region %q: remove the pruned copy: %w", snap.Name, regionName, err)
+			// the snapshot is copied anew. Unless the manifest was put
+			// after the prune (newer than every copy of the tombstone: a
+			// stale store brought the tombstone back): that is the copy
+			// asked for, live, and is left alone
+			// (TestRev14CopyKeepsLiveManifestBesideStaleTombstone).
+			live, err := m.copiedSincePrune(ctx, r, nid)
+			if err != nil {
+				return st, fmt.Errorf("sync snapshot %q to region %q: %w", snap.Name, regionName, err)
 			}
-			delete(remote, nid)
+			if !live {
+				if err := r.deleteAll(ctx, snapDir+nid); err != nil {
+					return st, fmt.Errorf("sync snapshot %q to region %q: remove the pruned copy: %w", snap.Name, regionName, err)
+				}
+				delete(remote, nid)
+			}
 		}
 		found := nid
 		if _, ok := remote[nid]; !ok {
