@@ -408,6 +408,9 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			// above every copy's, as a stale store may hold an earlier
 			// prune's (TestRev14RecopyAboveEveryTombstoneCopy).
 			nt, err := r.readTombstoneNewest(ctx, nid)
+			if errors.Is(err, ErrNotFound) {
+				nt, err = t, nil // gone since the listing: the copy read then
+			}
 			if err != nil {
 				return st, fmt.Errorf("sync snapshot %q to region %q: read its tombstone: %w", snap.Name, regionName, err)
 			}
