@@ -140,48 +140,46 @@ func (r *region) readTombstone(ctx context.Context, nid string) (*format.Tombsto
 // read or decoded is passed over; with no good copy the error is
 // getMeta's.
 func (r *region) readTombstoneNewest(ctx context.Context, nid string) (*format.Tombstone, error) {
-	var (
-		best *format.Tombstone
-		errs []error
-	)
-	notFound := 0
-	for i, s := range r.stores {
+	ts := make([]*format.Tombstone, r.n())
+	errs := forEach(r.n(), func(i int) error { // in parallel: a slow store costs one wait
 		if r.bad[i] != nil {
-			continue
+			return nil
 		}
-		b, err := s.Get(ctx, prunedDir+nid, 0, -1)
+		b, err := r.stores[i].Get(ctx, prunedDir+nid, 0, -1)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			if errors.Is(err, store.ErrNotFound) {
-				notFound++
-			}
-			errs = append(errs, fmt.Errorf("store %d: %w", i, err))
-			continue
+			return fmt.Errorf("store %d: %w", i, err)
 		}
-		t, err := func() (*format.Tombstone, error) {
-			pt, err := r.keys.Open(format.TypeTomb, nid, b)
-			if err != nil {
-				return nil, err
-			}
-			return format.DecodeTombstone(pt)
-		}()
+		pt, err := r.keys.Open(format.TypeTomb, nid, b)
+		if err == nil {
+			ts[i], err = format.DecodeTombstone(pt)
+		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("store %d: %w", i, err))
-			continue
+			return fmt.Errorf("store %d: %w", i, err)
 		}
-		if best == nil || newerTomb(t, best) {
+		return nil
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var best *format.Tombstone
+	for _, t := range ts {
+		if t != nil && (best == nil || newerTomb(t, best)) {
 			best = t
 		}
 	}
 	if best != nil {
 		return best, nil
 	}
-	if notFound == len(errs) {
+	var failed []error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) == 0 {
 		return nil, fmt.Errorf("%w: %s%s on any store", ErrNotFound, prunedDir, nid)
 	}
-	return nil, fmt.Errorf("%s%s: no good copy: %w", prunedDir, nid, joinErrs(errs...))
+	return nil, fmt.Errorf("%s%s: no good copy: %w", prunedDir, nid, joinErrs(failed...))
 }
 
 // copiedSincePrune reports whether manifest nid, beside a tombstone of
