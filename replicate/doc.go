@@ -375,8 +375,20 @@
 // beside the new manifest (missing on that store), and before, the copy
 // was hidden from listings and deleted by repair and prune on every
 // store, and the host's sync never shipped it again (its tombstone):
-// TestRegion14StaleTombstoneKeepsRecopy. A version 1 tombstone (no
-// sequence) is read as before. An older snapfs cannot read a version 2
+// TestRegion14StaleTombstoneKeepsRecopy. A tombstone's copies can differ
+// (a store put back from a backup holds an earlier prune's, with a lower
+// sequence): prunedCopies and CopySnapshot judge by the newest copy on the
+// usable stores (readTombstoneNewest), never by the first store that
+// answers, which made the manifest the last prune removed look newer
+// than the stale tombstone (the pruned snapshot came back over deleted
+// packs) and a copy write a sequence no higher than the last prune's
+// (TestRev14PrunedStaysPrunedOverStaleTombstone,
+// TestRev14RecopyAboveEveryTombstoneCopy). An explicit copy deletes a
+// manifest beside its snapshot's tombstone (a pruned leftover) only when
+// it is not newer than the tombstone (copiedSincePrune): a live copy
+// beside a stale store's tombstone is left alone, not deleted from every
+// store and shipped again (TestRev14CopyKeepsLiveManifestBesideStaleTombstone).
+// A version 1 tombstone (no sequence) is read as before. An older snapfs cannot read a version 2
 // tombstone: it treats the stale copy as live (space, never data) and may
 // ship a pruned snapshot again; upgrade every host sharing a region.
 // Review (TestRegion14StaleStoreSpaceReclaimed): after repair a stale

@@ -318,7 +318,10 @@ func (m *Manager) prunedCopies(ctx context.Context, r *region, snaps, marks list
 		if tombs[nid] == nil {
 			continue
 		}
-		t, err := r.readTombstone(ctx, nid)
+		// The newest copy: a store put back from a backup may hold an
+		// earlier prune's tombstone, whose lower sequence would make the
+		// manifest the last prune removed look newer.
+		t, err := r.readTombstoneNewest(ctx, nid)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -333,7 +336,7 @@ func (m *Manager) prunedCopies(ctx context.Context, r *region, snaps, marks list
 			continue
 		}
 		if c.mf.Host == t.Host && c.mf.SnapshotID == t.SnapshotID && c.mf.Created.Equal(t.Created) {
-			if t.HasSeq() && c.mf.Seq > t.Seq {
+			if copiedAfter(c.mf, t) {
 				// Put after the prune (an explicit copy writes a higher
 				// sequence): the tombstone is the stale one, a store put
 				// back from a backup taken between the prune and the copy.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/snapfs/snapfs/replicate/format"
+	"github.com/snapfs/snapfs/replicate/store"
 	"github.com/snapfs/snapfs/rowstore"
 )
 
@@ -126,6 +127,98 @@ func (r *region) readTombstone(ctx context.Context, nid string) (*format.Tombsto
 	return format.DecodeTombstone(pt)
 }
 
+// readTombstoneNewest reads every usable store's copy of the tombstone of
+// nid and returns the newest: of the copies with a sequence (version 2)
+// the highest, else a version 1 one. Copies differ when a store comes
+// back from a backup holding the tombstone of an earlier prune of the
+// same snapshot (a copy since removed it, a later prune wrote a higher
+// sequence): judging by the first store that answers, a copy (sync)
+// wrote a sequence no higher than the last prune's, and a manifest that
+// prune removed looked newer than the stale tombstone (prunedCopies)
+// (TestRev14RecopyAboveEveryTombstoneCopy,
+// TestRev14PrunedStaysPrunedOverStaleTombstone). A copy that cannot be
+// read or decoded is passed over; with no good copy the error is
+// getMeta's.
+func (r *region) readTombstoneNewest(ctx context.Context, nid string) (*format.Tombstone, error) {
+	ts := make([]*format.Tombstone, r.n())
+	errs := forEach(r.n(), func(i int) error { // in parallel: a slow store costs one wait
+		if r.bad[i] != nil {
+			return nil
+		}
+		b, err := r.stores[i].Get(ctx, prunedDir+nid, 0, -1)
+		if err != nil {
+			return fmt.Errorf("store %d: %w", i, err)
+		}
+		pt, err := r.keys.Open(format.TypeTomb, nid, b)
+		if err == nil {
+			ts[i], err = format.DecodeTombstone(pt)
+		}
+		if err != nil {
+			return fmt.Errorf("store %d: %w", i, err)
+		}
+		return nil
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var best *format.Tombstone
+	for _, t := range ts {
+		if t != nil && (best == nil || newerTomb(t, best)) {
+			best = t
+		}
+	}
+	if best != nil {
+		return best, nil
+	}
+	var failed []error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) == 0 {
+		return nil, fmt.Errorf("%w: %s%s on any store", ErrNotFound, prunedDir, nid)
+	}
+	return nil, fmt.Errorf("%s%s: no good copy: %w", prunedDir, nid, joinErrs(failed...))
+}
+
+// copiedSincePrune reports whether manifest nid, beside a tombstone of
+// its snapshot, was put after the prune that wrote the tombstone (newer
+// than its newest copy: copiedAfter). A manifest or tombstone with no
+// good copy is not (it is judged as before tombstones had a sequence).
+func (m *Manager) copiedSincePrune(ctx context.Context, r *region, nid string) (bool, error) {
+	t, err := r.readTombstoneNewest(ctx, nid)
+	if err == nil {
+		var c *manifestCopies
+		if c, err = r.readManifestAll(ctx, nid); err == nil {
+			return copiedAfter(c.mf, t), nil
+		}
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return false, cerr
+	}
+	return false, nil
+}
+
+// copiedAfter reports whether manifest mf was put after the prune that
+// wrote tombstone t of the same snapshot: a copy since writes a sequence
+// above the removed manifest's (version 2 tombstones record it).
+func copiedAfter(mf *format.Manifest, t *format.Tombstone) bool {
+	return t.HasSeq() && mf.Seq > t.Seq
+}
+
+// newerTomb reports whether tombstone copy a is newer than b: a sequence
+// above none or a lower one; equal ones by the time of the prune.
+func newerTomb(a, b *format.Tombstone) bool {
+	switch {
+	case a.HasSeq() != b.HasSeq():
+		return a.HasSeq()
+	case a.HasSeq() && a.Seq != b.Seq:
+		return a.Seq > b.Seq
+	}
+	return a.Pruned.After(b.Pruned)
+}
+
 // readTombstones reads the pruned/ tombstones by name id (unreadable ones
 // are logged and left out).
 func (m *Manager) readTombstones(ctx context.Context, r *region) (map[string]*format.Tombstone, error) {
@@ -216,11 +309,21 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			// is still in the region: a stale store's leftover
 			// (prunedCopies) or an interrupted prune's. It is not the
 			// copy asked for (its packs may be gone): deleted first, then
-			// the snapshot is copied anew.
-			if err := r.deleteAll(ctx, snapDir+nid); err != nil {
-				return st, fmt.Errorf("sync snapshot %q to region %q: remove the pruned copy: %w", snap.Name, regionName, err)
+			// the snapshot is copied anew. Unless the manifest was put
+			// after the prune (newer than every copy of the tombstone: a
+			// stale store brought the tombstone back): that is the copy
+			// asked for, live, and is left alone
+			// (TestRev14CopyKeepsLiveManifestBesideStaleTombstone).
+			live, err := m.copiedSincePrune(ctx, r, nid)
+			if err != nil {
+				return st, fmt.Errorf("sync snapshot %q to region %q: %w", snap.Name, regionName, err)
 			}
-			delete(remote, nid)
+			if !live {
+				if err := r.deleteAll(ctx, snapDir+nid); err != nil {
+					return st, fmt.Errorf("sync snapshot %q to region %q: remove the pruned copy: %w", snap.Name, regionName, err)
+				}
+				delete(remote, nid)
+			}
 		}
 		found := nid
 		if _, ok := remote[nid]; !ok {
@@ -299,9 +402,18 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 			// new manifest's sequence is above the pruned one's, so a
 			// stale store that brings the tombstone back (put back from
 			// a backup taken between the prune and now) does not make
-			// this copy look pruned (TestRegion14StaleTombstoneKeepsRecopy).
-			if t.HasSeq() {
-				minSeq = t.Seq + 1
+			// this copy look pruned (TestRegion14StaleTombstoneKeepsRecopy):
+			// above every copy's, as a stale store may hold an earlier
+			// prune's (TestRev14RecopyAboveEveryTombstoneCopy).
+			nt, err := r.readTombstoneNewest(ctx, nid)
+			if errors.Is(err, ErrNotFound) {
+				nt, err = t, nil // gone since the listing: the copy read then
+			}
+			if err != nil {
+				return st, fmt.Errorf("sync snapshot %q to region %q: read its tombstone: %w", snap.Name, regionName, err)
+			}
+			if nt.HasSeq() {
+				minSeq = nt.Seq + 1
 			}
 			if err := r.deleteAll(ctx, prunedDir+nid); err != nil {
 				return st, fmt.Errorf("sync snapshot %q to region %q: remove its tombstone: %w", snap.Name, regionName, err)
