@@ -403,3 +403,30 @@ func TestTrial14EmptyHookFlags(t *testing.T) {
 		fails(t, store, 3, "snapshot", "info", "s")
 	}
 }
+
+// Trial 14: region remove of a region a policy copies to was accepted, and
+// every later run of the policy failed ("copy to dr: replicate: not
+// found"). It is exit 5 (busy), naming the policy, and the region stays.
+func TestTrial14RegionRemoveUsedByPolicy(t *testing.T) {
+	tmp := t.TempDir()
+	store := filepath.Join(tmp, "store")
+	ok(t, store, "init")
+	key := filepath.Join(tmp, "region.key")
+	if err := os.WriteFile(key, []byte(strings.Repeat("cd", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	add := []string{"region", "add", "dr", "--data", "1", "--parity", "1", "--key-file", key, "--create"}
+	for i := range 2 {
+		add = append(add, "--store", "file://"+filepath.Join(tmp, fmt.Sprintf("store%d", i)))
+	}
+	ok(t, store, add...)
+	ok(t, store, "disk", "create", "d", "--size", "1M")
+	ok(t, store, "policy", "create", "hourly", "--at", "00:00", "--every", "1h", "--retain-count", "3", "--copy-to", "dr", "--disk", "d")
+	r := fails(t, store, 5, "region", "remove", "dr")
+	if !strings.Contains(r.stderr, "hourly") {
+		t.Errorf("region remove dr: %q, want the policy named", r.stderr)
+	}
+	ok(t, store, "region", "info", "dr")
+	ok(t, store, "policy", "delete", "hourly")
+	ok(t, store, "region", "remove", "dr")
+}

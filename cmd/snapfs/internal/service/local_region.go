@@ -13,6 +13,7 @@ import (
 
 	"github.com/snapfs/snapfs/replicate"
 	"github.com/snapfs/snapfs/rowstore"
+	"github.com/snapfs/snapfs/rowstore/policy"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
@@ -263,6 +264,9 @@ func (l *Local) RemoveRegion(_ context.Context, name string) error {
 		return err
 	}
 	if err := l.lazyUsers(name); err != nil {
+		return err
+	}
+	if err := l.policyUsers(name); err != nil {
 		return err
 	}
 	if err := m.RemoveRegion(name); err != nil {
@@ -518,6 +522,31 @@ func (l *Local) lazyUsers(region string) error {
 	}
 	return fmt.Errorf("%w: region %q: lazily restored disks still read from it (%s): wait until they are whole (disk info, or restore --lazy --wait) or delete them, then remove the region",
 		rowstore.ErrBusy, region, strings.Join(users, ", "))
+}
+
+// policyUsers refuses to remove a region a policy copies its snapshots to:
+// every later run of the policy would fail on the missing region (ErrBusy,
+// naming the policies).
+func (l *Local) policyUsers(region string) error {
+	rs, err := l.store.ListPolicies()
+	if err != nil {
+		return err
+	}
+	var users []string
+	for _, r := range rs {
+		p, err := policy.Decode(r.Spec)
+		if err != nil {
+			return fmt.Errorf("%w: policy %q: %w", rowstore.ErrCorrupt, r.Name, err)
+		}
+		if p.CopyTo == region {
+			users = append(users, r.Name)
+		}
+	}
+	if len(users) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: region %q: policies copy their snapshots to it (%s): delete them, or create them again without --copy-to %s, then remove the region",
+		rowstore.ErrBusy, region, strings.Join(users, ", "), region)
 }
 
 // lazyReadersNote names this host's lazily restored disks that still read
