@@ -65,7 +65,7 @@
 //     grow only by truncate or fallocate); a write crossing the end is cut
 //     short at the end (short count, as a block device does).
 //   - chmod and chown of a disk fail with EPERM unless they change nothing
-//     (mode 0644, owner = the daemon's user): mode and owner are fixed, and
+//     (mode 0600, owner = the daemon's user; images 0400: node_disk.go): mode and owner are fixed, and
 //     claiming otherwise would mislead. utimes is accepted and ignored, so
 //     that touch and cp -p do not fail; times come from storage.
 //   - fallocate: PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE[|KEEP_SIZE] call

@@ -133,7 +133,7 @@ func TestListing(t *testing.T) {
 	}
 	// Modes.
 	for p, want := range map[string]os.FileMode{
-		"disks/vol1": 0644, "snapshots/s1/vol1": 0444, "images/img1": 0444,
+		"disks/vol1": 0600, "snapshots/s1/vol1": 0400, "images/img1": 0400,
 		"snapshots/s1": os.ModeDir | 0555, "snapshots": os.ModeDir | 0555, "disks": os.ModeDir | 0755,
 	} {
 		fi, err := os.Stat(filepath.Join(mnt, p))
@@ -420,9 +420,9 @@ func TestReadOnlyEROFS(t *testing.T) {
 	wantErrno(t, "rmdir disks", syscall.Rmdir(j("disks")), syscall.EPERM)
 	wantErrno(t, "mkdir in root", os.Mkdir(j("x"), 0755), syscall.EPERM)
 	// chmod/chown of a disk: EPERM; utimes: accepted.
-	wantErrno(t, "chmod disk", os.Chmod(j("disks/vol1"), 0600), syscall.EPERM)
+	wantErrno(t, "chmod disk", os.Chmod(j("disks/vol1"), 0644), syscall.EPERM)
 	wantErrno(t, "chown disk", os.Chown(j("disks/vol1"), 4242, 4242), syscall.EPERM)
-	if err := os.Chmod(j("disks/vol1"), 0644); err != nil {
+	if err := os.Chmod(j("disks/vol1"), 0600); err != nil {
 		t.Errorf("chmod disk to its own mode: %v", err)
 	}
 	if err := os.Chtimes(j("disks/vol1"), time.Now(), time.Now()); err != nil {

@@ -188,8 +188,9 @@ func fuseMountOptions(opts Options, logger *slog.Logger) fuse.MountOptions {
 		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
 	}
 	if opts.AllowOther {
-		// Others get what the modes give them (disks 0644, snapshots and
-		// images 0444), checked by the kernel.
+		// Others get what the modes give them, checked by the kernel: no
+		// disk or image (diskMode, imageMode), the listings, snapshot.json
+		// and the files inside .files directories as their own modes say.
 		mo.Options = append(mo.Options, "default_permissions")
 	}
 	if opts.Files != nil {

@@ -382,7 +382,7 @@ func (n *snapshotDir) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 			continue
 		}
 		ino := snapFileIno(n.id, i+1)
-		n.m.fileAttr(&out.Attr, ino, 0444, d.Size, d.Allocated, 0, n.created)
+		n.m.fileAttr(&out.Attr, ino, imageMode, d.Size, d.Allocated, 0, n.created)
 		out.SetEntryTimeout(fixedTimeout)
 		out.SetAttrTimeout(fixedTimeout)
 		snap, disk := n.name, d.Name
@@ -437,7 +437,7 @@ func (n *imagesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, n.m.fail("lookup image", name, err)
 	}
 	ino := imageIno(e.ID)
-	n.m.fileAttr(&out.Attr, ino, 0444, e.Size, e.Allocated, 0, e.Created)
+	n.m.fileAttr(&out.Attr, ino, imageMode, e.Size, e.Allocated, 0, e.Created)
 	n.m.dynamicEntry(out)
 	node := &imageNode{
 		m: n.m, what: "image", name: name, ino: ino,

@@ -12,6 +12,17 @@ import (
 )
 
 // diskNode is M/disks/<disk>: a read-write raw image of fixed (growable) size.
+// The modes of the mount's disk images: a disk is a raw block device's
+// content (every file of its filesystem, whatever their own modes, and the
+// plaintext of an unlocked encrypted disk), so only the daemon's user may
+// open it, as /dev/sdX is root's. With --allow-other, other users browse
+// the files of snapshots through <d>.files, where the guest's own modes
+// and owners apply; they never read an image whole.
+const (
+	diskMode  = 0o600 // disks/<d>
+	imageMode = 0o400 // snapshots/<s>/<d>, images/<i>, regions/<r>/<s>/<d>
+)
+
 type diskNode struct {
 	gofs.Inode
 	m    *mountState
@@ -19,7 +30,7 @@ type diskNode struct {
 }
 
 func (m *mountState) diskAttr(a *fuse.Attr, e DiskEntry) {
-	m.fileAttr(a, diskIno(e.ID), 0644, e.Size, e.Allocated, e.BlockSize, e.Modified)
+	m.fileAttr(a, diskIno(e.ID), diskMode, e.Size, e.Allocated, e.BlockSize, e.Modified)
 }
 
 func (n *diskNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
@@ -44,7 +55,7 @@ func (n *diskNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 	if err != nil {
 		return n.m.fail("setattr disk", n.name, err)
 	}
-	if mode, ok := in.GetMode(); ok && mode&07777 != 0644 {
+	if mode, ok := in.GetMode(); ok && mode&07777 != diskMode {
 		return syscall.EPERM
 	}
 	if uid, ok := in.GetUID(); ok && uid != n.m.uid {

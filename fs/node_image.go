@@ -24,7 +24,7 @@ type imageNode struct {
 }
 
 func (n *imageNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.m.fileAttr(&out.Attr, n.ino, 0444, n.size, n.allocated, 0, n.mtime)
+	n.m.fileAttr(&out.Attr, n.ino, imageMode, n.size, n.allocated, 0, n.mtime)
 	out.SetTimeout(fixedTimeout)
 	return 0
 }

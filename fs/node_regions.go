@@ -214,7 +214,7 @@ func (n *remoteSnapDir) Lookup(ctx context.Context, name string, out *fuse.Entry
 			continue
 		}
 		ino := pathIno(kindRemoteDisk, n.region, n.snap.Key, d.Name)
-		n.m.fileAttr(&out.Attr, ino, 0444, d.Size, d.Allocated, 0, n.snap.Created)
+		n.m.fileAttr(&out.Attr, ino, imageMode, d.Size, d.Allocated, 0, n.snap.Created)
 		out.SetEntryTimeout(fixedTimeout)
 		out.SetAttrTimeout(fixedTimeout)
 		region, snap, disk := n.region, n.snap.Name, d.Name

@@ -255,9 +255,16 @@ func TestEncryptedDisksThroughMount(t *testing.T) {
 			t.Fatalf("%s after a restart with the key reads other data", n)
 		}
 	}
-	// --allow-other: others may read what the modes allow, never write.
-	if out, err := asNobody("head", "-c", "10", filepath.Join(mp, "disks", "plain")); err != nil || out != "plain data" {
-		t.Fatalf("uid 65534 with --allow-other: %v %q", err, out)
+	// --allow-other: others see the names and reach what the modes allow,
+	// never a disk image (0600, as a block device: it holds every file of
+	// its filesystem, and an unlocked encrypted disk's plaintext) nor write.
+	if out, err := asNobody("ls", filepath.Join(mp, "disks")); err != nil || !strings.Contains(out, "plain") {
+		t.Fatalf("uid 65534 with --allow-other lists disks/: %v %q", err, out)
+	}
+	for _, n := range []string{"plain", "sec"} {
+		if out, err := asNobody("head", "-c", "10", filepath.Join(mp, "disks", n)); err == nil {
+			t.Fatalf("uid 65534 with --allow-other read disks/%s: %q", n, out)
+		}
 	}
 	if out, err := asNobody("dd", "if=/dev/zero", "of="+filepath.Join(mp, "disks", "plain"), "bs=1", "count=1", "conv=notrunc"); err == nil {
 		t.Fatalf("uid 65534 wrote a disk: %q", out)

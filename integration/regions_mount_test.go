@@ -125,7 +125,7 @@ func TestRegionsMount(t *testing.T) {
 		t.Fatalf("listing fetched %d bytes of blocks", n)
 	}
 	fi, err := os.Stat(filepath.Join(snapDir, "d1"))
-	if err != nil || fi.Size() != 64<<20 || fi.Mode().Perm() != 0o444 {
+	if err != nil || fi.Size() != 64<<20 || fi.Mode().Perm() != 0o400 {
 		t.Fatalf("remote disk: %v %v", fi, err)
 	}
 	if err := os.WriteFile(filepath.Join(snapDir, "d1"), []byte("x"), 0o644); !errorsIs(err, syscall.EROFS) {
