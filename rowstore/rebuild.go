@@ -39,7 +39,9 @@ type RebuildReport struct {
 
 // Whole reports whether the log was recovered whole: no corrupt record met
 // (a cut torn tail is not counted: see TornTails).
-func (r RebuildReport) Whole() bool { return r.Corrupt == 0 && len(r.Unattributed) == 0 && r.CorruptBlocks == 0 }
+func (r RebuildReport) Whole() bool {
+	return r.Corrupt == 0 && len(r.Unattributed) == 0 && r.CorruptBlocks == 0
+}
 
 // Rebuild recreates the whole index of the store in dir, block versions and
 // catalog, from the segment log alone. It needs the store closed (it takes
