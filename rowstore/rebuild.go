@@ -23,7 +23,8 @@ type RebuildReport struct {
 	Layers         int    `json:"layers"`
 	Corrupt        int    `json:"corrupt_segments"` // segments where the scan met a corrupt record
 	// CorruptBlocks: corrupt data records indexed as their block's version
-	// (reads of the block fail, check names it, repair can rewrite it).
+	// (reads of the block fail, check names it; its digest is unknown, so
+	// repair, which fetches by digest, lists it as unrepaired).
 	CorruptBlocks int `json:"corrupt_blocks"`
 	// CorruptSuperseded: corrupt data records whose block has a newer
 	// version (nothing reads them).
@@ -46,9 +47,12 @@ func (r RebuildReport) Whole() bool {
 // Rebuild recreates the whole index of the store in dir, block versions and
 // catalog, from the segment log alone. It needs the store closed (it takes
 // the store's lock: ErrBusy otherwise). The old index directory, if any, is
-// moved aside to index.bad-<time> (never deleted); if the log holds no
+// moved aside to index.bad-<time> (never deleted: RebuildReport.MovedAside
+// names it, a safety copy for the operator to remove); if the log holds no
 // catalog (a store last written by a snapfs older than the catalog log), the
-// old index is put back and the error wraps ErrCorrupt.
+// old index is put back and the error wraps ErrCorrupt. Corrupt records
+// in the log are reported, not an error (doc.go, "Rebuild and corrupt
+// records"): see RebuildReport.Whole.
 func Rebuild(dir string, opts Options) (RebuildReport, error) {
 	var rep RebuildReport
 	opts.fill()
