@@ -905,6 +905,43 @@
 // (ErrCorrupt and ErrIndexRefused): nothing on disk changed, and the
 // message names `snapfs index rebuild`. Rebuild moves the old directory
 // aside and replays the whole log into a new index, catalog included.
+//
+// Rebuild and corrupt records. A rebuild knows no durable position (its
+// index is new), so segment.Open is told so (DurableUnknown): a bad record
+// in a stream's last segment with a valid record after it is corruption,
+// and the segment is kept whole (on the trial of issue 14 it was cut there
+// as a "torn tail", losing a snapshot, its image and clone and half the
+// disk); only a bad tail with nothing valid after it is cut, as a crash
+// may tear it, and listed in the report (torn_tails: after a clean
+// shutdown that was data). Replay then attributes every record the scan
+// skipped (attributeBad): a data record whose header looks intact (the
+// length it names ends where the next valid record starts) and agrees with
+// what replay knows (a layer of the catalog, a sequence number no higher
+// than the log's, the payload length of the layer's good records) becomes
+// its block's version unless a newer (or an equal, good) one exists, so
+// reads of the block fail as corrupt (EIO) and check --read-data names it
+// with its disks, snapshots and images, exactly as if the index had been
+// there before the damage: a damaged block never silently reads as its
+// previous version or as zeros. Its digest is unknown (zero), so repair
+// --from-region, which fetches by digest, cannot find it and lists it as
+// unrepaired (known gap: a region's block maps know the digest by
+// snapshot, disk and block). Anything else (a damaged header, a hole or
+// catalog record) is listed as unattributed, by segment, offset and bytes,
+// and check --read-data reports the record too. Replay at an ordinary
+// Open attributes the bad records it scans (past the checkpoint) the same
+// way. That is what a ZFS user
+// expects of a scrub or an import: corruption is never returned as data
+// nor hidden, import never throws away data that was committed, each
+// damaged block is named with what uses it (zpool status -v), and the
+// operator is told the pool is not whole. `snapfs index rebuild` exits 6
+// when the log held a corrupt record (the index is rebuilt and usable).
+// A flip inside a header's layer, block, epoch or seq fields is not
+// detected (the CRC covers header and payload together): such a record
+// would mark another block corrupt, never make it read wrong data. The
+// old index is kept as index.bad-<time> (a safety copy: it may know what
+// the log lost, such as the digests of damaged blocks); the command names
+// it and says to remove it once check is clean (TestRebuild14CorruptRecord,
+// integration TestRebuild14CorruptMiddle).
 // Stores written before the catalog log are upgraded at their first Open
 // (identity written, a first full catalog record appended); a v1 store
 // fixture (testdata/store-v1) must keep opening, reading and checking clean.

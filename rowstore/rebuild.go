@@ -22,14 +22,37 @@ type RebuildReport struct {
 	Images         int    `json:"images"`
 	Layers         int    `json:"layers"`
 	Corrupt        int    `json:"corrupt_segments"` // segments where the scan met a corrupt record
+	// CorruptBlocks: corrupt data records indexed as their block's version
+	// (reads of the block fail, check names it; its digest is unknown, so
+	// repair, which fetches by digest, lists it as unrepaired).
+	CorruptBlocks int `json:"corrupt_blocks"`
+	// CorruptSuperseded: corrupt data records whose block has a newer
+	// version (nothing reads them).
+	CorruptSuperseded int `json:"corrupt_superseded"`
+	// Unattributed: corrupt records whose content could not be tied to a
+	// block (damaged header, hole or catalog record): not in the index.
+	Unattributed []BadRecordReport `json:"unattributed,omitempty"`
+	// TornTails: tails cut from a stream's last segment (a bad record with
+	// no valid record after it). After a crash that is a torn write; after
+	// a clean shutdown it was data.
+	TornTails []BadRecordReport `json:"torn_tails,omitempty"`
+}
+
+// Whole reports whether the log was recovered whole: no corrupt record met
+// (a cut torn tail is not counted: see TornTails).
+func (r RebuildReport) Whole() bool {
+	return r.Corrupt == 0 && len(r.Unattributed) == 0 && r.CorruptBlocks == 0
 }
 
 // Rebuild recreates the whole index of the store in dir, block versions and
 // catalog, from the segment log alone. It needs the store closed (it takes
 // the store's lock: ErrBusy otherwise). The old index directory, if any, is
-// moved aside to index.bad-<time> (never deleted); if the log holds no
+// moved aside to index.bad-<time> (never deleted: RebuildReport.MovedAside
+// names it, a safety copy for the operator to remove); if the log holds no
 // catalog (a store last written by a snapfs older than the catalog log), the
-// old index is put back and the error wraps ErrCorrupt.
+// old index is put back and the error wraps ErrCorrupt. Corrupt records
+// in the log are reported, not an error (doc.go, "Rebuild and corrupt
+// records"): see RebuildReport.Whole.
 func Rebuild(dir string, opts Options) (RebuildReport, error) {
 	var rep RebuildReport
 	opts.fill()
@@ -87,6 +110,14 @@ func Rebuild(dir string, opts Options) (RebuildReport, error) {
 	s.corruptMu.Lock()
 	rep.Corrupt = len(s.corruptSegs)
 	s.corruptMu.Unlock()
+	rep.CorruptBlocks, rep.CorruptSuperseded, rep.Unattributed = s.replay.BadIndexed, s.replay.BadSuperseded, s.replay.Unattributed
+	for _, t := range s.tornTails {
+		why := "torn or corrupt tail cut"
+		if t.Err != nil {
+			why += ": " + t.Err.Error()
+		}
+		rep.TornTails = append(rep.TornTails, BadRecordReport{Segment: t.Segment, Offset: t.Offset, Bytes: t.Bytes, Why: why})
+	}
 	err = s.idx.View(func(t *index.Txn) error {
 		count := func(kind index.CatalogKind) (n int, err error) {
 			err = t.List(kind, func(func(any) error) error { n++; return nil })

@@ -19,6 +19,25 @@ type replayStats struct {
 	// Layers are the layers block records were replayed to (their disks'
 	// space accounting is counted again: accounting.go).
 	Layers map[ids.Layer]bool
+	// BadIndexed: corrupt data records indexed as their block's version
+	// (reads of it fail as corrupt; check reports it): attributeBad.
+	BadIndexed int
+	// BadSuperseded: corrupt data records whose block has a newer (or an
+	// equal, good) version: nothing reads them.
+	BadSuperseded int
+	// Unattributed: corrupt records replay could not tie to a block.
+	Unattributed []BadRecordReport
+}
+
+// BadRecordReport is a corrupt record of the log that replay could not
+// attribute to a block (its header is damaged, or names a layer the
+// catalog does not hold, or it is a hole or catalog record): what it held
+// is not in the index. Check with ReadData reports it too.
+type BadRecordReport struct {
+	Segment ids.Segment `json:"segment"`
+	Offset  int64       `json:"offset"`
+	Bytes   int64       `json:"bytes"`
+	Why     string      `json:"why"`
 }
 
 // deferred is a block record met before the catalog record that creates
@@ -66,7 +85,9 @@ func (s *Store) recover() error {
 	var fullKeys map[string]bool   // keys of the newest full catalog record
 	var later []deferred           // block records of layers not known yet
 	newCat := cst
-	end, err := s.seg.Scan(from, func(r *segment.Record, pos segment.Pos) error {
+	var bad []segment.BadRecord    // corrupt records the scan skipped
+	dataLen := map[ids.Layer]int{} // payload length of a layer's good data records
+	end, err := s.seg.ScanReport(from, func(r *segment.Record, pos segment.Pos) error {
 		if r.Seq > maxSeq {
 			maxSeq = r.Seq
 		}
@@ -107,6 +128,9 @@ func (s *Store) recover() error {
 		if err != nil || !ok {
 			return err
 		}
+		if r.Kind == segment.KindData {
+			dataLen[r.Layer] = len(r.Payload)
+		}
 		if !layers[r.Layer] {
 			// A deleted layer, or one whose catalog record comes later.
 			later = append(later, deferred{r: segment.Record{Kind: r.Kind, Layer: r.Layer, Block: r.Block, Epoch: r.Epoch, Seq: r.Seq}, pos: pos, v: v, n: n})
@@ -115,6 +139,9 @@ func (s *Store) recover() error {
 		st.Records++
 		st.Layers[r.Layer] = true
 		return s.applyVersion(b, r, v, n, applied, segs)
+	}, func(br *segment.BadRecord) error {
+		bad = append(bad, *br)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("recover: replay log: %w", err)
@@ -163,6 +190,13 @@ func (s *Store) recover() error {
 			return err
 		}
 	}
+	// Corrupt records last, once every good record is applied (a good
+	// copy of the same sequence number, relocated, wins wherever it lies).
+	for i := range bad {
+		if err := s.attributeBad(b, &bad[i], layers, dataLen, maxSeq, applied, segs, &st); err != nil {
+			return err
+		}
+	}
 	if err := b.SetCatalogState(newCat); err != nil {
 		return err
 	}
@@ -182,6 +216,53 @@ func (s *Store) recover() error {
 	s.replay = st
 	if st.Records > 0 || st.CatalogRecords > 0 {
 		s.log.Info("recovered from log", "records", st.Records, "catalog_records", st.CatalogRecords, "seq", maxSeq)
+	}
+	return nil
+}
+
+// attributeBad puts a corrupt data record the scan skipped into the index
+// as its block's version when its header looks intact and agrees with what
+// replay knows (segment.BadRecord.HeaderOK; a layer the catalog holds; a
+// sequence number no higher than any good record's; the payload length of
+// the layer's good data records), unless the index holds a newer version
+// of the block: reads of the block then fail as corrupt, `snapfs check`
+// names it with its disks and snapshots, as if the index had been there
+// before the damage; it never silently reads as its previous version. Its
+// digest is unknown (zero). Anything else is reported as unattributed.
+func (s *Store) attributeBad(b *index.Batch, br *segment.BadRecord, layers map[ids.Layer]bool, dataLen map[ids.Layer]int, maxSeq ids.Seq, applied map[vkey]ids.Seq, segs map[ids.Segment]bool, st *replayStats) error {
+	h := &br.Header
+	why := ""
+	switch {
+	case !br.HeaderOK:
+		why = "header damaged: layer, block and kind unknown"
+	case h.Kind == segment.KindCatalog:
+		why = "catalog record: its catalog changes are lost"
+	case h.Kind != segment.KindData:
+		why = fmt.Sprintf("%s record of layer %d block %d epoch %d", h.Kind, h.Layer, h.Block, h.Epoch)
+	case !layers[h.Layer]:
+		why = fmt.Sprintf("data record names layer %d, which the catalog does not hold", h.Layer)
+	case h.Seq > maxSeq:
+		why = fmt.Sprintf("data record names sequence number %d, past the log's %d", h.Seq, maxSeq)
+	case dataLen[h.Layer] != 0 && dataLen[h.Layer] != int(br.Length)-segment.HeaderSize:
+		why = fmt.Sprintf("data record of %d bytes, layer %d's are %d", int(br.Length)-segment.HeaderSize, h.Layer, dataLen[h.Layer])
+	}
+	if why != "" {
+		st.Unattributed = append(st.Unattributed, BadRecordReport{Segment: br.Segment, Offset: br.Offset, Bytes: br.Bytes, Why: why})
+		s.log.Error("replay: corrupt record not attributed to a block", "segment", br.Segment, "offset", br.Offset, "bytes", br.Bytes, "why", why, "err", br.Err)
+		return nil
+	}
+	k := vkey{h.Layer, h.Block, h.Epoch}
+	before := applied[k]
+	v := index.Version{Segment: br.Segment, Offset: br.Offset, Length: br.Length, Seq: h.Seq}
+	if err := s.applyVersion(b, h, v, 1, applied, segs); err != nil {
+		return err
+	}
+	if before != h.Seq && applied[k] == h.Seq {
+		st.BadIndexed++
+		s.log.Error("replay: corrupt data record indexed; reads of its block fail until it is repaired",
+			"segment", br.Segment, "offset", br.Offset, "layer", h.Layer, "block", h.Block, "epoch", h.Epoch, "err", br.Err)
+	} else {
+		st.BadSuperseded++
 	}
 	return nil
 }

@@ -198,6 +198,7 @@ type Store struct {
 
 	corruptMu   sync.Mutex
 	corruptSegs map[ids.Segment]bool // segments where a scan met a corrupt record
+	tornTails   []segment.TornTail   // tails segment.Open cut (rebuild.go reports them)
 
 	deletedDisks map[uint64]bool // ids of deleted disks; under disksMu
 
@@ -393,7 +394,9 @@ func (s *Store) openLocked(dir string, opts Options) error {
 			s.corruptMu.Lock()
 			s.corruptSegs[e.Segment] = true
 			s.corruptMu.Unlock()
-		}})
+		},
+		DurableUnknown: opts.rebuild, // a fresh index: rebuild.go
+		OnTornTail:     func(t segment.TornTail) { s.tornTails = append(s.tornTails, t) }})
 	if err != nil {
 		if errors.Is(err, segment.ErrIncompatible) {
 			return fmt.Errorf("%w: %v", ErrIncompatible, err)

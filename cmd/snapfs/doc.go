@@ -201,8 +201,15 @@
 // command with exit 6 and a message naming `snapfs index rebuild`; nothing
 // is changed. `index rebuild` needs the store unmounted (exit 5 while a
 // daemon serves it): it moves the old index aside to <store>/index.bad-TIME
-// (never deleted), replays the whole segment log into a new index, block
-// versions and catalog alike, and prints what it found.
+// (never deleted: the output names it as a safety copy to remove once
+// check is clean), replays the whole segment log into a new index, block
+// versions and catalog alike, and prints what it found. A corrupt record
+// never makes it drop the records after it: a damaged block whose record
+// header is intact is indexed so that its reads fail with EIO and check
+// --read-data names it, other damaged records are listed (segment, offset,
+// bytes), and it exits 6 (the index is rebuilt, the data not whole). Only
+// a bad tail with nothing valid after it is cut, as after a crash, and
+// listed ("cut: ...").
 //
 // `repair --from-region R` runs check --read-data and fetches every bad
 // block from the region by its SHA-256, rewriting it where the digest

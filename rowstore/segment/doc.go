@@ -162,7 +162,31 @@
 // record before it is corruption, not a torn write: the segment is kept
 // whole and the error logged. A stream's last segment that holds no record
 // once cut is removed. Then a new foreground segment is started, numbered
-// after the highest file found (numbers are never reused).
+// after the highest file found (numbers are never reused). Every cut is
+// logged and passed to Options.OnTornTail.
+//
+// With Options.DurableUnknown (an index rebuild: no position is known
+// durable) a bad record is cut as a torn tail only if no valid record
+// follows it in the segment; one with a valid record after it is
+// corruption and the segment is kept whole (Scan reports the record). Only
+// a stream's last segment is ever cut. Past a KNOWN durable position the
+// first bad record still starts the tail, valid records after it or not,
+// because only that is safe after a crash: an fsync acknowledges nothing
+// until every byte before its end is on disk, so from a torn record on
+// nothing was acknowledged, and writeback may have written later pages of
+// that unsynced stretch but not earlier ones (a torn record before valid
+// ones is an ordinary crash, not damage). Keeping them would report a
+// crash as corruption for good. Nothing durable names the part cut: the
+// engine's index takes a block version only after the log is synced past
+// it, a catalog record is synced before its index commit (and the
+// checkpoint stays before it until then), and the index names no cleaner
+// copy past the cleaner's mark. The one case this loses data is media
+// damage to records synced after the last checkpoint followed by a crash
+// before the next one (Disk.Sync acknowledges at the log's sync; the
+// checkpoint follows at the index apply, a clean Close puts it at the
+// tail): the records from the damaged one on are cut, the index's versions
+// of them then point past the segment's end, and reads of those blocks
+// fail (check reports them), never return other data.
 //
 // # Corruption
 //
@@ -171,6 +195,10 @@
 // as a *CorruptError naming segment and offset; the scan resumes at the
 // boundary the bad header names or, failing that, at the next offset where a
 // valid record decodes. A bad tail of the last segment ends the scan
-// silently. Read of a bad record returns a *CorruptError (never data), and a
+// silently. ScanReport also passes each skipped record as a BadRecord with
+// what its header still tells when it looks intact (magic, version, kind,
+// a length that ends where the next valid record starts): the engine
+// indexes such a data record so that its block reads as corrupt rather
+// than as an older version. Read of a bad record returns a *CorruptError (never data), and a
 // record of a newer version stops Scan with an error wrapping ErrIncompatible.
 package segment

@@ -88,6 +88,13 @@ type Options struct {
 	CleanerDurable Pos
 	// OnCorrupt, if set, is called for every corrupt record Scan skips.
 	OnCorrupt func(*CorruptError)
+	// DurableUnknown: no position is known durable (an index rebuild):
+	// Open keeps a stream's last segment whole at a bad record with a
+	// valid record after it (corruption), and cuts only a bad tail with
+	// none after it ("Torn tail" in the package doc).
+	DurableUnknown bool
+	// OnTornTail, if set, is called for every tail Open cuts.
+	OnTornTail func(TornTail)
 }
 
 // SegmentInfo describes one segment file.

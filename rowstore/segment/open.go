@@ -40,7 +40,7 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Log, error) {
 		cl:        stream{flags: FlagCleanerStream},
 	}
 	l.segSize.Store(opts.SegmentSize)
-	if err := l.open(); err != nil {
+	if err := l.open(opts); err != nil {
 		l.closeFiles()
 		return nil, fmt.Errorf("segment: open %s: %w", dir, err)
 	}
@@ -52,7 +52,7 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Log, error) {
 	return l, nil
 }
 
-func (l *Log) open() error {
+func (l *Log) open(opts Options) error {
 	if err := vfs.MkdirAllSync(l.fs, l.dir, 0o700); err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (l *Log) open() error {
 		if last == nil {
 			continue
 		}
-		empty, err := l.recoverTail(last)
+		empty, err := l.recoverTail(last, opts)
 		if err != nil {
 			return err
 		}
@@ -198,11 +198,25 @@ func (l *Log) streamLasts() (fg, cl *segFile, err error) {
 	return fg, cl, nil
 }
 
+// TornTail is a tail Open cut from a stream's last segment: from Offset
+// (a record that is short or fails to decode, with no valid record after
+// it) to the end of the file, Bytes long.
+type TornTail struct {
+	Segment ids.Segment
+	Offset  int64
+	Bytes   int64
+	Err     error // why the record at Offset is bad
+}
+
 // recoverTail finds the end of the valid records of a stream's last
 // segment (its file open read-write) and truncates anything after it. It
 // reports whether the segment holds no record at all (its header may even
-// be torn).
-func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
+// be torn). The rule (package doc, "Torn tail"): a bad record before the
+// stream's durable position is corruption and the segment is kept whole;
+// past a known durable position the first bad record starts a torn tail;
+// with no durable position known (opts.DurableUnknown) a bad record is a
+// torn tail only if no valid record follows it.
+func (l *Log) recoverTail(s *segFile, opts Options) (empty bool, err error) {
 	size := s.size.Load()
 	if size < FileHeaderSize {
 		l.log.Warn("segment: dropping segment with a torn header", "segment", s.num, "size", size)
@@ -227,6 +241,7 @@ func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 	}
 	r := segReader{l: l, num: s.num, size: size}
 	off := int64(FileHeaderSize)
+	var tornErr error
 	for off < size {
 		_, n, ioErr, decErr := r.record(off)
 		if ioErr != nil {
@@ -236,6 +251,7 @@ func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 			if errors.Is(decErr, ErrIncompatible) {
 				return false, &CorruptError{Segment: s.num, Offset: off, Err: decErr}
 			}
+			tornErr = decErr
 			// Before the stream's durable position (Options.Durable for
 			// the foreground, CleanerDurable for the cleaner stream) the
 			// records were synced, so a bad record there is corruption,
@@ -246,12 +262,31 @@ func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 			if s.cleaner {
 				durable = l.clDurable
 			}
-			if !(Pos{Segment: s.num, Offset: off}).Before(durable) {
+			before := (Pos{Segment: s.num, Offset: off}).Before(durable)
+			if !before && !opts.DurableUnknown {
 				break // past what is known durable: a torn tail
 			}
 			next, err := r.nextValid(off)
 			if err != nil {
 				return false, err
+			}
+			if !before && next < 0 {
+				// No durable position known and nothing valid after it:
+				// the tail a crash may tear. Cut, and reported (OnTornTail).
+				break
+			}
+			if !before {
+				// No durable position known (an index rebuild): a valid
+				// record after a bad one is taken for corruption of
+				// synced data, and everything after it may be
+				// acknowledged: keep the segment whole. (A crash can also
+				// leave a torn record before valid ones when writeback
+				// reorders unsynced pages; keeping those costs a false
+				// report, never a lost acknowledged write.)
+				l.log.Warn("segment: corrupt record followed by valid records; keeping the segment whole",
+					"segment", s.num, "offset", off, "next_valid", next, "err", decErr)
+				off = size
+				break
 			}
 			// Even as the last record it is kept: cutting it would turn a
 			// corrupt, indexed block into one the index points past (check
@@ -271,6 +306,9 @@ func (l *Log) recoverTail(s *segFile) (empty bool, err error) {
 			return false, err
 		}
 		s.size.Store(off)
+		if opts.OnTornTail != nil {
+			opts.OnTornTail(TornTail{Segment: s.num, Offset: off, Bytes: size - off, Err: tornErr})
+		}
 	}
 	// Sync even when nothing was truncated: what we read may be only in the
 	// page cache (the previous process died before its Sync), and once the
