@@ -936,8 +936,17 @@
 // operator is told the pool is not whole. `snapfs index rebuild` exits 6
 // when the log held a corrupt record (the index is rebuilt and usable).
 // A flip inside a header's layer, block, epoch or seq fields is not
-// detected (the CRC covers header and payload together): such a record
-// would mark another block corrupt, never make it read wrong data. The
+// detected as such (the CRC covers header and payload together). Replay
+// refuses a header whose epoch and sequence number contradict the block's
+// other versions (a version at a higher epoch with a lower sequence
+// number, or the reverse: epochContradiction), so a damaged epoch field
+// cannot make a snapshot whose own record is intact read as corrupt
+// (TestRev14RebuildEpochFlip); the record is listed as unattributed. What
+// is not caught: a damaged block or layer field that still names a block
+// of the catalog, or a seq field damaged downwards, marks the wrong block
+// corrupt or none, and the block the record really held reads its previous
+// version (the rebuild still counts the segment as corrupt and exits 6,
+// and check --read-data names the record). The
 // old index is kept as index.bad-<time> (a safety copy: it may know what
 // the log lost, such as the digests of damaged blocks); the command names
 // it and says to remove it once check is clean (TestRebuild14CorruptRecord,
