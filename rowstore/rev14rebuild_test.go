@@ -2,11 +2,15 @@ package rowstore
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/snapfs/snapfs/rowstore/segment"
 )
 
 // TestRev14RebuildEpochFlip: a record whose header's epoch field is
@@ -115,5 +119,77 @@ func TestRev14RebuildEpochFlip(t *testing.T) {
 				t.Errorf("snapshot %s block %d reads %.12q, want %.12q", snap, b, buf, want)
 			}
 		}
+	}
+}
+
+// digestSource is a BlockSource that serves one block for any digest and
+// counts what it is asked.
+type digestSource struct {
+	block []byte
+	asked [][32]byte
+}
+
+func (d *digestSource) FetchBlock(_ context.Context, digest [32]byte, dst []byte) (bool, error) {
+	d.asked = append(d.asked, digest)
+	copy(dst, d.block)
+	return true, nil
+}
+
+// TestRev14RebuildRepairUnknownDigest: a block a rebuild indexed from a
+// corrupt record has no known digest; repair must list it as unrepaired
+// saying so, never ask a source for the all-zero digest (on main it did,
+// and reported "the source has another digest" or "the source has no block
+// with this digest", which sends the operator to look for a region copy
+// that no check can accept), and must leave the block reading as corrupt.
+func TestRev14RebuildRepairUnknownDigest(t *testing.T) {
+	f := newRb14Fixture(t, false)
+	bad, ok := rb14Middle(false, true)(f.records(t, 2))
+	if !ok {
+		t.Fatal("no record to damage")
+	}
+	rb14Flip(t, bad.file, bad.off+segment.HeaderSize+100)
+	if err := os.RemoveAll(filepath.Join(f.dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Rebuild(f.dir, f.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.CorruptBlocks != 1 {
+		t.Fatalf("report %+v: want one corrupt block", rep)
+	}
+	s, err := Open(f.dir, f.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	src := &digestSource{block: blockData(f.bs, bad.block, 2)}
+	rrep, err := s.Repair(context.Background(), src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range src.asked {
+		if d == ([32]byte{}) {
+			t.Errorf("repair asked the source for the all-zero digest")
+		}
+	}
+	found := false
+	for _, p := range rrep.Unrepaired {
+		t.Logf("unrepaired: %+v", p)
+		if p.Block == int64(bad.block) && strings.Contains(p.Message, "digest is unknown") {
+			found = true
+		}
+	}
+	if !found || rrep.Repaired != 0 {
+		t.Errorf("repair: %d repaired, unrepaired %+v; want block %d unrepaired, its digest unknown", rrep.Repaired, rrep.Unrepaired, bad.block)
+	}
+	h, err := s.OpenDisk("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	buf := make([]byte, f.bs)
+	if _, err := h.ReadAt(buf, int64(bad.block*f.bs)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("block %d after repair: %v, want ErrCorrupt", bad.block, err)
 	}
 }
