@@ -923,8 +923,8 @@
 // with its disks, snapshots and images, exactly as if the index had been
 // there before the damage: a damaged block never silently reads as its
 // previous version or as zeros. Its digest is unknown (zero), so repair
-// --from-region, which fetches by digest, cannot find it and lists it as
-// unrepaired (known gap: a region's block maps know the digest by
+// --from-region, which fetches by digest, cannot find it: it lists it as
+// unrepaired, saying so, without asking the source (known gap: a region's block maps know the digest by
 // snapshot, disk and block). Anything else (a damaged header, a hole or
 // catalog record) is listed as unattributed, by segment, offset and bytes,
 // and check --read-data reports the record too. Replay at an ordinary
