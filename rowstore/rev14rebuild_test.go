@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -191,5 +192,49 @@ func TestRev14RebuildRepairUnknownDigest(t *testing.T) {
 	buf := make([]byte, f.bs)
 	if _, err := h.ReadAt(buf, int64(bad.block*f.bs)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("block %d after repair: %v, want ErrCorrupt", bad.block, err)
+	}
+}
+
+// TestRev14RebuildStreamFailsOnCorruptBlock: what a region sync reads of a
+// disk whose rebuilt index holds a corrupt block version (digest unknown):
+// StreamDiff must fail with ErrCorrupt naming the block, and never hand
+// the block's bytes (zeros, or its previous version) to Data.
+func TestRev14RebuildStreamFailsOnCorruptBlock(t *testing.T) {
+	f := newRb14Fixture(t, false)
+	bad, ok := rb14Middle(false, true)(f.records(t, 2))
+	if !ok {
+		t.Fatal("no record to damage")
+	}
+	rb14Flip(t, bad.file, bad.off+segment.HeaderSize+100)
+	if err := os.RemoveAll(filepath.Join(f.dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Rebuild(f.dir, f.opts); err != nil || rep.CorruptBlocks != 1 {
+		t.Fatalf("rebuild: %+v, %v; want one corrupt block", rep, err)
+	}
+	s, err := Open(f.dir, f.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateSnapshot("s2", []string{"d"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []*Point{nil, {Snapshot: "s1", Disk: "d"}} {
+		_, err := s.StreamDiff(context.Background(), from, Point{Snapshot: "s2", Disk: "d"}, StreamOptions{
+			Visit: func(Change) (bool, error) { return true, nil },
+			Data: func(b *BlockBatch) error {
+				defer b.Release()
+				for i, blk := range b.Blocks {
+					if int(blk) == bad.block {
+						t.Errorf("from %v: block %d handed to Data (%.12q, digest %x)", from, blk, b.Data[i], b.Digests[i][:4])
+					}
+				}
+				return nil
+			},
+		})
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "block "+strconv.Itoa(bad.block)) {
+			t.Errorf("from %v: StreamDiff: %v; want ErrCorrupt naming block %d", from, err, bad.block)
+		}
 	}
 }
