@@ -923,8 +923,8 @@
 // with its disks, snapshots and images, exactly as if the index had been
 // there before the damage: a damaged block never silently reads as its
 // previous version or as zeros. Its digest is unknown (zero), so repair
-// --from-region, which fetches by digest, cannot find it and lists it as
-// unrepaired (known gap: a region's block maps know the digest by
+// --from-region, which fetches by digest, cannot find it: it lists it as
+// unrepaired, saying so, without asking the source (known gap: a region's block maps know the digest by
 // snapshot, disk and block). Anything else (a damaged header, a hole or
 // catalog record) is listed as unattributed, by segment, offset and bytes,
 // and check --read-data reports the record too. Replay at an ordinary
@@ -936,8 +936,17 @@
 // operator is told the pool is not whole. `snapfs index rebuild` exits 6
 // when the log held a corrupt record (the index is rebuilt and usable).
 // A flip inside a header's layer, block, epoch or seq fields is not
-// detected (the CRC covers header and payload together): such a record
-// would mark another block corrupt, never make it read wrong data. The
+// detected as such (the CRC covers header and payload together). Replay
+// refuses a header whose epoch and sequence number contradict the block's
+// other versions (a version at a higher epoch with a lower sequence
+// number, or the reverse: epochContradiction), so a damaged epoch field
+// cannot make a snapshot whose own record is intact read as corrupt
+// (TestRev14RebuildEpochFlip); the record is listed as unattributed. What
+// is not caught: a damaged block or layer field that still names a block
+// of the catalog, or a seq field damaged downwards, marks the wrong block
+// corrupt or none, and the block the record really held reads its previous
+// version (the rebuild still counts the segment as corrupt and exits 6,
+// and check --read-data names the record). The
 // old index is kept as index.bad-<time> (a safety copy: it may know what
 // the log lost, such as the digests of damaged blocks); the command names
 // it and says to remove it once check is clean (TestRebuild14CorruptRecord,

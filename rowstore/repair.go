@@ -60,6 +60,14 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 			rep.Unrepaired = append(rep.Unrepaired, p)
 			continue
 		}
+		if p.v.Digest == ([32]byte{}) {
+			// A corrupt record replay indexed as its block's version
+			// (attributeBad): the digest its good copy had is unknown, so
+			// no source's copy can be fetched or verified by it.
+			p.Message += "; not repaired: its digest is unknown (a corrupt record indexed by an index rebuild or a replay): no source can be checked against it; write the block again, or restore the disk or snapshot that holds it"
+			rep.Unrepaired = append(rep.Unrepaired, p)
+			continue
+		}
 		np, r, err := s.repairVersion(ctx, src, p)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -192,8 +192,9 @@ func (s *Store) recover() error {
 	}
 	// Corrupt records last, once every good record is applied (a good
 	// copy of the same sequence number, relocated, wins wherever it lies).
+	others := replayedEpochs(bad, applied)
 	for i := range bad {
-		if err := s.attributeBad(b, &bad[i], layers, dataLen, maxSeq, applied, segs, &st); err != nil {
+		if err := s.attributeBad(b, &bad[i], layers, dataLen, maxSeq, applied, others, segs, &st); err != nil {
 			return err
 		}
 	}
@@ -229,7 +230,7 @@ func (s *Store) recover() error {
 // names it with its disks and snapshots, as if the index had been there
 // before the damage; it never silently reads as its previous version. Its
 // digest is unknown (zero). Anything else is reported as unattributed.
-func (s *Store) attributeBad(b *index.Batch, br *segment.BadRecord, layers map[ids.Layer]bool, dataLen map[ids.Layer]int, maxSeq ids.Seq, applied map[vkey]ids.Seq, segs map[ids.Segment]bool, st *replayStats) error {
+func (s *Store) attributeBad(b *index.Batch, br *segment.BadRecord, layers map[ids.Layer]bool, dataLen map[ids.Layer]int, maxSeq ids.Seq, applied map[vkey]ids.Seq, others map[layerBlock][]epochSeq, segs map[ids.Segment]bool, st *replayStats) error {
 	h := &br.Header
 	why := ""
 	switch {
@@ -246,6 +247,12 @@ func (s *Store) attributeBad(b *index.Batch, br *segment.BadRecord, layers map[i
 	case dataLen[h.Layer] != 0 && dataLen[h.Layer] != int(br.Length)-segment.HeaderSize:
 		why = fmt.Sprintf("data record of %d bytes, layer %d's are %d", int(br.Length)-segment.HeaderSize, h.Layer, dataLen[h.Layer])
 	}
+	if why == "" {
+		var err error
+		if why, err = s.epochContradiction(h, others); err != nil {
+			return err
+		}
+	}
 	if why != "" {
 		st.Unattributed = append(st.Unattributed, BadRecordReport{Segment: br.Segment, Offset: br.Offset, Bytes: br.Bytes, Why: why})
 		s.log.Error("replay: corrupt record not attributed to a block", "segment", br.Segment, "offset", br.Offset, "bytes", br.Bytes, "why", why, "err", br.Err)
@@ -258,6 +265,8 @@ func (s *Store) attributeBad(b *index.Batch, br *segment.BadRecord, layers map[i
 		return err
 	}
 	if before != h.Seq && applied[k] == h.Seq {
+		lb := layerBlock{h.Layer, h.Block}
+		others[lb] = append(others[lb], epochSeq{h.Epoch, h.Seq})
 		st.BadIndexed++
 		s.log.Error("replay: corrupt data record indexed; reads of its block fail until it is repaired",
 			"segment", br.Segment, "offset", br.Offset, "layer", h.Layer, "block", h.Block, "epoch", h.Epoch, "err", br.Err)
@@ -265,6 +274,73 @@ func (s *Store) attributeBad(b *index.Batch, br *segment.BadRecord, layers map[i
 		st.BadSuperseded++
 	}
 	return nil
+}
+
+// layerBlock and epochSeq: the versions of one block of a layer, by epoch
+// (epochContradiction).
+type layerBlock struct {
+	layer ids.Layer
+	block ids.Block
+}
+
+type epochSeq struct {
+	epoch ids.Epoch
+	seq   ids.Seq
+}
+
+// replayedEpochs collects the versions replay applied to the blocks the
+// corrupt records name (only those: the map of every replayed block would
+// double replay's memory for the few records it is needed for).
+func replayedEpochs(bad []segment.BadRecord, applied map[vkey]ids.Seq) map[layerBlock][]epochSeq {
+	out := map[layerBlock][]epochSeq{}
+	if len(bad) == 0 {
+		return out
+	}
+	for i := range bad {
+		if bad[i].HeaderOK {
+			out[layerBlock{bad[i].Header.Layer, bad[i].Header.Block}] = nil
+		}
+	}
+	for k, seq := range applied {
+		lb := layerBlock{k.layer, k.block}
+		if vs, ok := out[lb]; ok {
+			out[lb] = append(vs, epochSeq{k.epoch, seq})
+		}
+	}
+	return out
+}
+
+// epochContradiction reports why a corrupt data record's header cannot be
+// what it says ("" if it can): a block's versions are written in epoch
+// order (an epoch's writes all come before the next epoch's first, and
+// relocation and repair keep the epoch and sequence number), so a version
+// at a higher epoch with a lower sequence number than the record's, or one
+// at a lower epoch with a higher one, means the record's epoch (or its
+// block, or its seq) field is damaged: the CRC covers header and payload
+// together, and a header that "looks intact" is only a judgement
+// (segment.BadRecord.HeaderOK). Indexed at the epoch it names, such a
+// record would make a snapshot whose own version is intact read as
+// corrupt (TestRev14RebuildEpochFlip). The versions compared are the
+// index's and the ones replay applied (others, kept up to date by the
+// caller).
+func (s *Store) epochContradiction(h *segment.Record, others map[layerBlock][]epochSeq) (string, error) {
+	vs := others[layerBlock{h.Layer, h.Block}]
+	err := s.idx.View(func(t *index.Txn) error {
+		return t.ScanVersions(h.Layer, h.Block, h.Block.Add(1), func(_ ids.Block, e ids.Epoch, v index.Version) error {
+			vs = append(vs, epochSeq{e, v.Seq})
+			return nil
+		})
+	})
+	if err != nil {
+		return "", fmt.Errorf("recover: versions of block %d of layer %d: %w", h.Block, h.Layer, err)
+	}
+	for _, o := range vs {
+		if o.epoch > h.Epoch && o.seq < h.Seq || o.epoch < h.Epoch && o.seq > h.Seq {
+			return fmt.Sprintf("data record of layer %d block %d names epoch %d and sequence number %d, but the block's version at epoch %d has sequence number %d: a damaged header",
+				h.Layer, h.Block, h.Epoch, h.Seq, o.epoch, o.seq), nil
+		}
+	}
+	return "", nil
 }
 
 // recordVersion is the index version a block record stands for, and how

@@ -168,8 +168,14 @@
 // With Options.DurableUnknown (an index rebuild: no position is known
 // durable) a bad record is cut as a torn tail only if no valid record
 // follows it in the segment; one with a valid record after it is
-// corruption and the segment is kept whole (Scan reports the record). Only
-// a stream's last segment is ever cut. Past a KNOWN durable position the
+// corruption and is kept with everything after it (Scan reports the
+// record), and Open goes on from the next valid record, so a torn tail
+// after it is still cut. Only a stream's last segment is ever cut. The
+// price of not knowing: a record torn by a crash (writeback reordered the
+// unsynced pages) with valid, equally unsynced records after it is taken
+// for corruption; nothing acknowledged is lost, but when its header is
+// intact the engine indexes it, and its block reads as corrupt instead of
+// as its acknowledged previous version. Past a KNOWN durable position the
 // first bad record still starts the tail, valid records after it or not,
 // because only that is safe after a crash: an fsync acknowledges nothing
 // until every byte before its end is on disk, so from a torn record on

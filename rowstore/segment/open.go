@@ -279,14 +279,18 @@ func (l *Log) recoverTail(s *segFile, opts Options) (empty bool, err error) {
 				// No durable position known (an index rebuild): a valid
 				// record after a bad one is taken for corruption of
 				// synced data, and everything after it may be
-				// acknowledged: keep the segment whole. (A crash can also
-				// leave a torn record before valid ones when writeback
-				// reorders unsynced pages; keeping those costs a false
-				// report, never a lost acknowledged write.)
-				l.log.Warn("segment: corrupt record followed by valid records; keeping the segment whole",
+				// acknowledged: keep it, and go on from the next valid
+				// record (a bad tail after it is still cut). A crash can
+				// also leave a torn record before valid ones when
+				// writeback reorders unsynced pages; keeping those never
+				// loses an acknowledged write, but when the torn record's
+				// header is intact the rebuild indexes it (rowstore's
+				// attributeBad) and its block reads as corrupt rather
+				// than as its acknowledged previous version.
+				l.log.Warn("segment: corrupt record followed by valid records; keeping them",
 					"segment", s.num, "offset", off, "next_valid", next, "err", decErr)
-				off = size
-				break
+				off = next
+				continue
 			}
 			// Even as the last record it is kept: cutting it would turn a
 			// corrupt, indexed block into one the index points past (check
