@@ -909,11 +909,17 @@
 // Rebuild and corrupt records. A rebuild knows no durable position (its
 // index is new), so segment.Open is told so (DurableUnknown): a bad record
 // in a stream's last segment with a valid record after it is corruption,
-// and the segment is kept whole (on the trial of issue 14 it was cut there
+// and it is kept with everything after it (on the trial of issue 14 it was cut there
 // as a "torn tail", losing a snapshot, its image and clone and half the
 // disk); only a bad tail with nothing valid after it is cut, as a crash
 // may tear it, and listed in the report (torn_tails: after a clean
-// shutdown that was data). Replay then attributes every record the scan
+// shutdown that was data), also after a corrupt record kept
+// (TestRev14RebuildCorruptThenTornTail). The price of not knowing a
+// durable position: a record a crash tore (writeback reordered unsynced
+// pages) with valid records after it is taken for corruption, and, its
+// header intact, indexed as below: its block reads as corrupt rather than
+// as its acknowledged previous version, which stays in the log but no
+// tool brings back. Replay then attributes every record the scan
 // skipped (attributeBad): a data record whose header looks intact (the
 // length it names ends where the next valid record starts) and agrees with
 // what replay knows (a layer of the catalog, a sequence number no higher
