@@ -3,6 +3,7 @@ package rowstore
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -433,8 +434,18 @@ func (s *Store) cleanWith(active ids.Segment, live map[ids.Segment]int64, liveTo
 	// pick lists the candidates, the emptiest first.
 	pick := func() {
 		cands = cands[:0]
+		s.corruptMu.Lock()
+		kept := maps.Clone(s.corruptSegs)
+		s.corruptMu.Unlock()
 		for _, si := range s.seg.Segments() {
 			if si.Number >= active || taken[si.Number] || si.Cleaner && si.Number >= cleanFloor {
+				continue
+			}
+			if kept[si.Number] {
+				// A segment holding a corrupt record is kept whatever
+				// is moved out of it (segmentNeeded) until repair deals
+				// with it: cleaning it would copy its live records again
+				// at every round and free nothing.
 				continue
 			}
 			limit := s.opts.CleanBelow

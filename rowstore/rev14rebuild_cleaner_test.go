@@ -15,7 +15,7 @@ import (
 // generation-1 record of block 40; snapshot s1, its image and clone are
 // deleted, so most of that segment is dead; GC runs three times. The first
 // run moves the live records; every later run must find nothing to do.
-// On main every run "cleans" the segment again: it copies its two catalog
+// Before the fix (gc.go, pick skips kept segments) every run "cleaned" the segment again: it copies its two catalog
 // records (seq 1 and 2, 362 bytes) into the cleaner stream once more,
 // reports 261104 bytes freed and SegmentsCleaned 1, and the segment stays:
 // the log grows by every pass, and the background cleaner, which sees that
