@@ -231,7 +231,11 @@ func (s *Store) diffVersions(ctx context.Context, chainA []link, hasA bool, chai
 		p := diffProgress{uint64(i + len(w)), uint64(len(blocks))}
 		for j, b := range w {
 			za, zb := !oka[j] || vas[j].Zero(), !okb[j] || vbs[j].Zero()
-			if za && zb || (!za && !zb && vas[j].Digest == vbs[j].Digest) {
+			// Equal digests mean equal content only when the digest is
+			// known: a version a rebuild indexed from a corrupt record has
+			// none (zero), and two such versions are the same only if they
+			// are the same record.
+			if za && zb || (!za && !zb && (vas[j] == vbs[j] || vas[j].Digest != [32]byte{} && vas[j].Digest == vbs[j].Digest)) {
 				continue
 			}
 			v := vbs[j]
