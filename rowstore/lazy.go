@@ -988,6 +988,7 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 		}
 		s.log.Info("lazy layer attached", "layer", layer, "region", ll.origin.Region, "snapshot", ll.origin.Snapshot,
 			"disk", ll.origin.Disk, "blocks", total, "missing", missing, "rate", ll.rate)
+		s.recountLazyDisks(ll, src, total)
 		hydrate := !opts.NoHydrate
 		for {
 			if hydrate {
@@ -1080,6 +1081,84 @@ func (s *Store) scanLocal(ll *lazyLayer, src LayerSource) (need []uint64, total,
 		return nil, 0, 0, fmt.Errorf("lazy layer %d: %w", layer, err)
 	}
 	return need, total, missing, nil
+}
+
+// recountLazyDisks gives every disk reading through ll the allocation it
+// shows: the stored blocks its layers above ll show, plus the blocks the
+// source stores (total of them) that no layer above covers, local yet or
+// not. Hydration and reads only write into ll, never above it, so the
+// count stays true while the disk hydrates. Open's count after a crash or
+// an index rebuild sees only the blocks local then (and the disk stayed at
+// that figure for good: hydration writes below the head), and a write
+// over a block not local yet counted it a second time; both are made
+// right here, at every attach (TestLazy14AllocatedAfterRebuild).
+// Counted without the disk's lock; kept only if no write began to the
+// disk meanwhile (else it is left as it was, and logged).
+func (s *Store) recountLazyDisks(ll *lazyLayer, src LayerSource, total int64) {
+	users, err := s.lazyUsers()
+	if err != nil {
+		s.log.Warn("lazy layer: recount of its disks' allocation failed", "layer", ll.id, "err", err)
+		return
+	}
+	for _, name := range users[ll.id] {
+		d, err := s.diskByName(name)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		if err := s.recountLazyDisk(d, ll, src, total); err != nil {
+			s.log.Warn("lazy layer: recount of a disk's allocation failed (it keeps its count)", "layer", ll.id, "disk", name, "err", err)
+		}
+	}
+}
+
+func (s *Store) recountLazyDisk(d *diskState, ll *lazyLayer, src LayerSource, total int64) error {
+	for try := 0; try < 5; try++ {
+		d.mu.Lock()
+		chain, size, mark, deleted := append([]link(nil), d.chain...), d.size.Load(), s.acct.mark(d.id), d.deleted
+		d.mu.Unlock()
+		if deleted || len(chain) < 2 || chain[len(chain)-1].layer != ll.id {
+			return nil
+		}
+		upper := chain[:len(chain)-1]
+		n := blockCount(size, d.bs)
+		count := total
+		for from := ids.Block(0); from < n; from += countBlocksChunk {
+			err := s.visible(upper, from, min(from+countBlocksChunk, n), func(b ids.Block, v index.Version) error {
+				if b < ll.n && src.Stored(int64(b)) {
+					count-- // covered above: counted (or not) as the upper version says
+				}
+				if !v.Zero() {
+					count++
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		d.mu.Lock()
+		same := !d.deleted && slices.Equal(chain, d.chain) && size == d.size.Load() && s.acct.setIfUnchanged(d.id, mark, chain[0].layer, count)
+		d.mu.Unlock()
+		if same {
+			return nil
+		}
+		time.Sleep(time.Duration(try+1) * 10 * time.Millisecond)
+	}
+	return errors.New("written during every count")
+}
+
+// setIfUnchanged sets disk's count when no append began to it since mark
+// and none is in flight (the caller holds the disk's mutex, under which
+// appends begin and end).
+func (a *accounting) setIfUnchanged(disk uint64, mark acctMark, layer ids.Layer, blocks int64) bool {
+	a.mu.Lock()
+	e := a.disks[disk]
+	ok := e == mark.e && (e == nil || (e.appends == mark.appends && e.inflight == 0))
+	a.mu.Unlock()
+	if ok {
+		a.set(disk, layer, blocks)
+	}
+	return ok
 }
 
 func (ll *lazyLayer) setRunning(on bool) {

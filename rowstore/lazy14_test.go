@@ -1,8 +1,10 @@
 package rowstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -225,5 +227,77 @@ func TestLazy14RateMeasured(t *testing.T) {
 	}
 	if shown == 0 {
 		t.Error("no rate shown in 2.5 s of hydration")
+	}
+}
+
+// TestLazy14AllocatedAfterRebuild: a lazy disk's allocation is the blocks
+// it shows, local yet or not: after an index rebuild (whose count saw only
+// the blocks local then) and a write over a block not local yet, the
+// disk shows, once its source is attached again and it is whole, exactly
+// the blocks its origin stores plus that write's (it stayed at what was
+// local at the rebuild).
+func TestLazy14AllocatedAfterRebuild(t *testing.T) {
+	const blocks = 96
+	a, _ := lazyFixture(t, blocks)
+	src := newStoreSource(t, a, "s", "d")
+	size := int64(blocks * lazyBS)
+	dir := filepath.Join(fastTempDir(t), "b")
+	if err := Create(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: size, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
+		t.Fatal(err)
+	}
+	layer := lazyLayerOf(t, b, "x")
+	if err := b.AttachLazy(layer, src, HydrateOptions{Rate: lazyBS, Workers: 1}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := b.OpenDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lazyReadAll(t, h, 20*lazyBS)
+	// A write over the last block, not local yet: stored by the source
+	// or not, the disk shows it allocated.
+	want := int64(len(src.stored))
+	if !src.stored[blocks-1] {
+		want++
+	}
+	if _, err := h.WriteAt(bytes.Repeat([]byte{7}, lazyBS), (blocks-1)*lazyBS); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rebuild(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.AttachLazy(layer, src, HydrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.WaitHydrated(ctx, "x", 10*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	di, err := b.GetDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if di.Allocated != want*lazyBS {
+		t.Errorf("hydrated disk allocates %d blocks, want %d (the origin's stored blocks and the write)", di.Allocated/lazyBS, want)
+	}
+	if err := b.verifyAccounting(); err != nil {
+		t.Errorf("accounting after hydration: %v", err)
 	}
 }
