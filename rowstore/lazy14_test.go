@@ -181,7 +181,9 @@ func TestLazy14WholeAtOnce(t *testing.T) {
 			t.Fatalf("not whole after 30 s: %+v", st)
 		}
 	}
-	if d := time.Since(local); d > 500*time.Millisecond {
+	d := time.Since(local)
+	t.Logf("declared whole %v after every block was local", d.Round(time.Millisecond))
+	if d > 500*time.Millisecond {
 		t.Errorf("every block local %v before the disk was declared whole", d.Round(time.Millisecond))
 	}
 }
@@ -204,7 +206,7 @@ func TestLazy14RateMeasured(t *testing.T) {
 	if err := s.AttachLazy(lazyLayerOf(t, s, "x"), src, HydrateOptions{Rate: limit}); err != nil {
 		t.Fatal(err)
 	}
-	shown := 0
+	shown, start := 0, time.Now()
 	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		st, ok := lazy14Status(t, s, "x")
 		if !ok {
@@ -217,6 +219,7 @@ func TestLazy14RateMeasured(t *testing.T) {
 			continue
 		}
 		shown++
+		t.Logf("%.1f s: rate %.0f B/s (bound %d), ETA %v, %d of %d local", time.Since(start).Seconds(), st.Rate, limit, st.ETA.Round(time.Millisecond), st.Local, st.Total)
 		if st.Rate < 0.5*limit || st.Rate > 1.5*limit {
 			t.Errorf("rate %.0f B/s shown with the bound %d B/s (%d of %d blocks local)", st.Rate, limit, st.Local, st.Total)
 		}
