@@ -1232,10 +1232,31 @@
 // Diffs (sync) of a point that reads through a lazy layer not hydrated
 // yet are refused (ErrBusy): the index lacks its missing blocks. Check
 // sees only the versions that exist (a missing block is not a problem).
-// Known limits: a hydrating disk's allocation counts the origin's stored
-// blocks at creation; a write over a block not local yet counts it again,
-// and a recount (after a crash) sees only local blocks, until hydration
-// ends. An encrypted lazy disk is not supported (the service refuses).
+// A lazy disk's allocation is the blocks it shows, local yet or not: the
+// origin's stored blocks at creation, and at every attach a recount
+// (recountLazyDisks: the stored blocks the layers above the lazy one show,
+// plus the source's stored blocks none of them covers), since hydration
+// writes below the head and never moves the head's count: Open's count
+// after a crash or an index rebuild saw only the blocks local then, and the
+// disk kept that figure after it was whole
+// (TestLazy14AllocatedAfterRebuild). Known limits: a write over a block
+// not local yet counts it again until the next attach (the write path
+// does not ask the lazy layer); an encrypted lazy disk is not supported
+// (the service refuses).
+//
+// What the status says (LazyStatus; lazy14): Local/Total are the source's
+// stored blocks local and in all. Rate is the bytes made local a second
+// (hydration and reads) over the last 10 s, 0 (not known; ETA 0 too) until
+// 1 s is measured or when nothing became local for 10 s: the average since
+// the attach read the token bucket's first burst as 2.5 to 5 times --rate
+// (TestLazy14RateMeasured). LastError is the last failed fetch while it
+// still fails: cleared once the block it failed for is fetched; a read
+// that fails reading a block directly while a batch holds it records its
+// error only if it returns it (the batch usually serves the block;
+// TestLazy14DirectReadErrorNotShown). The moment no block is missing a
+// channel (whole) ends the workers' waits for the rate or a retry's
+// backoff, so the lazy mark is cleared at once after reads fetched the
+// last blocks (it waited out the backoff, up to 30 s; TestLazy14WholeAtOnce).
 //
 // Measured 6 Dec 2026 (scripts/bench-lazy.sh: a 4+2 file:// region, 2
 // cores shared with other work, load 14 to 15, 3 interleaved rounds):

@@ -76,13 +76,36 @@ type LazyStatus struct {
 	Total int64 `json:"blocks_total"`
 	Local int64 `json:"blocks_local"`
 	// BytesFetched counts block bytes fetched from the source since the
-	// source was attached (reads and hydration); Rate is hydration's
-	// average since then (bytes/s), ETA the time left at that rate.
+	// source was attached (reads and hydration). Rate is how fast blocks
+	// became local over the last rateWindow (bytes/s, hydration and reads
+	// together), ETA the time the missing blocks take at that rate. Both
+	// are 0 (not known) until blocks became local during at least
+	// rateMinSpan, and while none did for rateWindow: an average since the
+	// attach read a token bucket's first burst as the rate (2.5 times
+	// --rate after 0.1 s) and counted the time before hydration started.
 	BytesFetched int64         `json:"bytes_fetched"`
 	Rate         float64       `json:"rate"`
 	ETA          time.Duration `json:"eta_ns"`
 	RateLimit    int64         `json:"rate_limit,omitempty"` // bytes/s; 0: unbounded
-	LastError    string        `json:"last_error,omitempty"`
+	// LastError is why the last fetch from the source failed, while that
+	// is still so: cleared once the block it failed for is fetched (a read
+	// that failed reading directly, and that a hydration batch then
+	// served, records none: the error never reached the reader).
+	LastError string `json:"last_error,omitempty"`
+}
+
+// rateWindow is how far back Rate looks; rateMinSpan is the least time it
+// needs to say anything; rateSample is the spacing of its samples.
+const (
+	rateWindow  = 10 * time.Second
+	rateMinSpan = time.Second
+	rateSample  = 250 * time.Millisecond
+)
+
+// rateSampleT is the bytes made local since the attach, at a time.
+type rateSampleT struct {
+	t     time.Time
+	bytes int64
 }
 
 // HydrateOptions tune background hydration.
@@ -127,16 +150,27 @@ type lazyLayer struct {
 	hints    []ids.Block // blocks reads needed, newest last (hydration starts there)
 	cursor   ids.Block   // sequential hydration position
 	lastErr  string
-	done     bool // lazy mark cleared
-	running  bool
-	cancel   context.CancelFunc
-	ready    chan struct{} // closed once need is known (or the attach failed: src nil)
-	finished chan struct{} // closed when the hydrator stops
-	attached time.Time
-	fetched  int64 // bytes fetched since attach (reads and hydration)
-	hydrated int64 // bytes fetched by hydration since attach
-	bucket   *tokenBucket
-	rate     int64
+	// lastErrB is the block lastErr is about (lastErrOK: it is about one;
+	// an attach's error is about none, and stays until the next attach).
+	lastErrB  ids.Block
+	lastErrOK bool
+	done      bool // lazy mark cleared
+	running   bool
+	cancel    context.CancelFunc
+	ready     chan struct{} // closed once need is known (or the attach failed: src nil)
+	finished  chan struct{} // closed when the hydrator stops
+	attached  time.Time
+	fetched   int64 // bytes fetched since attach (reads and hydration)
+	hydrated  int64 // bytes fetched by hydration since attach
+	local     int64 // bytes made local since attach (hydration and reads)
+	samples   []rateSampleT
+	// whole (made at attach) is closed once no block is missing: the
+	// workers' waits (the rate, a retry's backoff) end at once and the
+	// lazy mark is cleared (a disk shown 100 % local waited up to a
+	// backoff, 6.4 s and more, to be declared whole).
+	whole  chan struct{}
+	bucket *tokenBucket
+	rate   int64
 	// kick (buffered 1): the store's disks changed; hydration's watcher
 	// looks for users at once instead of at its next tick.
 	kick chan struct{}
@@ -290,7 +324,69 @@ func (ll *lazyLayer) clearNeedLocked(b ids.Block) {
 	if ll.needLocked(b) {
 		ll.need[b/64] &^= 1 << (b % 64)
 		ll.missing--
+		ll.local += int64(ll.bs)
+		ll.sampleLocked(time.Now())
+		ll.servedLocked(b)
+		if ll.missing == 0 {
+			ll.closeWholeLocked()
+		}
 	}
+}
+
+// closeWholeLocked closes whole (once): no block is missing.
+func (ll *lazyLayer) closeWholeLocked() {
+	if ll.whole == nil {
+		return
+	}
+	select {
+	case <-ll.whole:
+	default:
+		close(ll.whole)
+	}
+}
+
+// failedLocked records err, a failed fetch of block b, as the last error.
+func (ll *lazyLayer) failedLocked(b ids.Block, err error) {
+	ll.lastErr, ll.lastErrB, ll.lastErrOK = err.Error(), b, true
+}
+
+// servedLocked clears the last error when it was about block b, fetched
+// now.
+func (ll *lazyLayer) servedLocked(b ids.Block) {
+	if ll.lastErrOK && ll.lastErrB == b {
+		ll.lastErr, ll.lastErrOK = "", false
+	}
+}
+
+// sampleLocked notes the bytes made local at now (at most every
+// rateSample; those older than rateWindow are dropped).
+func (ll *lazyLayer) sampleLocked(now time.Time) {
+	if n := len(ll.samples); n > 0 && now.Sub(ll.samples[n-1].t) < rateSample {
+		return
+	}
+	i := 0
+	for i < len(ll.samples) && now.Sub(ll.samples[i].t) > rateWindow {
+		i++
+	}
+	ll.samples = append(ll.samples[:0], ll.samples[i:]...)
+	ll.samples = append(ll.samples, rateSampleT{t: now, bytes: ll.local})
+}
+
+// rateLocked is the bytes a second made local over the last rateWindow;
+// 0 when not known (less than rateMinSpan measured, or nothing became
+// local within rateWindow).
+func (ll *lazyLayer) rateLocked(now time.Time) float64 {
+	for _, x := range ll.samples {
+		if now.Sub(x.t) > rateWindow {
+			continue
+		}
+		span := now.Sub(x.t)
+		if span < rateMinSpan {
+			return 0
+		}
+		return float64(ll.local-x.bytes) / span.Seconds()
+	}
+	return 0
 }
 
 // fill reads block b of the layer into dst: zeros past the origin's end and
@@ -361,10 +457,14 @@ func (ll *lazyLayer) fill(ctx context.Context, b ids.Block, dst []byte, read boo
 			// The batch may have fetched the block, ended hydration and
 			// had src closed meanwhile (a small disk hydrates in moments):
 			// its result is the block then, not this read's EIO
-			// (TestLazyReadDirectAfterSourceClosed).
+			// (TestLazyReadDirectAfterSourceClosed), and the direct read's
+			// error is no last error (TestLazy14DirectReadErrorNotShown).
 			select {
 			case <-c.done:
 			case <-ctx.Done():
+				ll.mu.Lock()
+				ll.failedLocked(b, err)
+				ll.mu.Unlock()
 				return false, err
 			}
 		case <-ctx.Done():
@@ -389,16 +489,14 @@ func (ll *lazyLayer) fill(ctx context.Context, b ids.Block, dst []byte, read boo
 }
 
 // readDirect reads block b from src into dst without keeping it (a read
-// that would otherwise wait for a hydration batch fetching it).
+// that would otherwise wait for a hydration batch fetching it). Its error
+// is not recorded: the caller records it if the reader gets it.
 func (ll *lazyLayer) readDirect(ctx context.Context, src LayerSource, b ids.Block, dst []byte) (bool, error) {
 	if err := src.ReadBlock(ctx, int64(b), dst); err != nil {
-		err = fmt.Errorf("%w: lazy layer %d: %w", ErrUnavailable, ll.id, err)
-		ll.mu.Lock()
-		ll.lastErr = err.Error()
-		ll.mu.Unlock()
-		return false, err
+		return false, fmt.Errorf("%w: lazy layer %d: %w", ErrUnavailable, ll.id, err)
 	}
 	ll.mu.Lock()
+	ll.servedLocked(b)
 	ll.fetched += int64(len(dst))
 	bucket := ll.bucket
 	ll.mu.Unlock()
@@ -411,11 +509,12 @@ func (ll *lazyLayer) fetch(ctx context.Context, src LayerSource, b ids.Block, ds
 	if err := src.ReadBlock(ctx, int64(b), dst); err != nil {
 		err = fmt.Errorf("%w: lazy layer %d: %w", ErrUnavailable, ll.id, err)
 		ll.mu.Lock()
-		ll.lastErr = err.Error()
+		ll.failedLocked(b, err)
 		ll.mu.Unlock()
 		return err
 	}
 	ll.mu.Lock()
+	ll.servedLocked(b)
 	ll.fetched += int64(len(dst))
 	bucket := ll.bucket
 	if hydrate {
@@ -846,7 +945,8 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 	}
 	ll.src, ll.need, ll.total, ll.missing = src, nil, 0, 0
 	ll.ready = make(chan struct{})
-	ll.attached, ll.fetched, ll.hydrated, ll.lastErr = time.Now(), 0, 0, ""
+	ll.attached, ll.fetched, ll.hydrated, ll.lastErr, ll.lastErrOK = time.Now(), 0, 0, "", false
+	ll.local, ll.samples, ll.whole = 0, nil, make(chan struct{})
 	if opts.Rate > 0 {
 		ll.rate = opts.Rate
 	}
@@ -869,9 +969,12 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 		need, total, missing, err := s.scanLocal(ll, src)
 		ll.mu.Lock()
 		if err != nil {
-			ll.src, ll.lastErr = nil, err.Error()
+			ll.src, ll.lastErr, ll.lastErrOK = nil, err.Error(), false
 		} else {
 			ll.need, ll.total, ll.missing = need, total, missing
+			if missing == 0 {
+				ll.closeWholeLocked()
+			}
 		}
 		close(ll.ready)
 		ll.mu.Unlock()
@@ -885,6 +988,7 @@ func (s *Store) AttachLazy(layer uint64, src LayerSource, opts HydrateOptions) e
 		}
 		s.log.Info("lazy layer attached", "layer", layer, "region", ll.origin.Region, "snapshot", ll.origin.Snapshot,
 			"disk", ll.origin.Disk, "blocks", total, "missing", missing, "rate", ll.rate)
+		s.recountLazyDisks(ll, src, total)
 		hydrate := !opts.NoHydrate
 		for {
 			if hydrate {
@@ -979,6 +1083,84 @@ func (s *Store) scanLocal(ll *lazyLayer, src LayerSource) (need []uint64, total,
 	return need, total, missing, nil
 }
 
+// recountLazyDisks gives every disk reading through ll the allocation it
+// shows: the stored blocks its layers above ll show, plus the blocks the
+// source stores (total of them) that no layer above covers, local yet or
+// not. Hydration and reads only write into ll, never above it, so the
+// count stays true while the disk hydrates. Open's count after a crash or
+// an index rebuild sees only the blocks local then (and the disk stayed at
+// that figure for good: hydration writes below the head), and a write
+// over a block not local yet counted it a second time; both are made
+// right here, at every attach (TestLazy14AllocatedAfterRebuild).
+// Counted without the disk's lock; kept only if no write began to the
+// disk meanwhile (else it is left as it was, and logged).
+func (s *Store) recountLazyDisks(ll *lazyLayer, src LayerSource, total int64) {
+	users, err := s.lazyUsers()
+	if err != nil {
+		s.log.Warn("lazy layer: recount of its disks' allocation failed", "layer", ll.id, "err", err)
+		return
+	}
+	for _, name := range users[ll.id] {
+		d, err := s.diskByName(name)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		if err := s.recountLazyDisk(d, ll, src, total); err != nil {
+			s.log.Warn("lazy layer: recount of a disk's allocation failed (it keeps its count)", "layer", ll.id, "disk", name, "err", err)
+		}
+	}
+}
+
+func (s *Store) recountLazyDisk(d *diskState, ll *lazyLayer, src LayerSource, total int64) error {
+	for try := 0; try < 5; try++ {
+		d.mu.Lock()
+		chain, size, mark, deleted := append([]link(nil), d.chain...), d.size.Load(), s.acct.mark(d.id), d.deleted
+		d.mu.Unlock()
+		if deleted || len(chain) < 2 || chain[len(chain)-1].layer != ll.id {
+			return nil
+		}
+		upper := chain[:len(chain)-1]
+		n := blockCount(size, d.bs)
+		count := total
+		for from := ids.Block(0); from < n; from += countBlocksChunk {
+			err := s.visible(upper, from, min(from+countBlocksChunk, n), func(b ids.Block, v index.Version) error {
+				if b < ll.n && src.Stored(int64(b)) {
+					count-- // covered above: counted (or not) as the upper version says
+				}
+				if !v.Zero() {
+					count++
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		d.mu.Lock()
+		same := !d.deleted && slices.Equal(chain, d.chain) && size == d.size.Load() && s.acct.setIfUnchanged(d.id, mark, chain[0].layer, count)
+		d.mu.Unlock()
+		if same {
+			return nil
+		}
+		time.Sleep(time.Duration(try+1) * 10 * time.Millisecond)
+	}
+	return errors.New("written during every count")
+}
+
+// setIfUnchanged sets disk's count when no append began to it since mark
+// and none is in flight (the caller holds the disk's mutex, under which
+// appends begin and end).
+func (a *accounting) setIfUnchanged(disk uint64, mark acctMark, layer ids.Layer, blocks int64) bool {
+	a.mu.Lock()
+	e := a.disks[disk]
+	ok := e == mark.e && (e == nil || (e.appends == mark.appends && e.inflight == 0))
+	a.mu.Unlock()
+	if ok {
+		a.set(disk, layer, blocks)
+	}
+	return ok
+}
+
 func (ll *lazyLayer) setRunning(on bool) {
 	ll.mu.Lock()
 	ll.running = on
@@ -1060,8 +1242,22 @@ func (ll *lazyLayer) hydrate(ctx context.Context, opts HydrateOptions) {
 			}
 		}
 	}()
+	ll.mu.Lock()
+	whole := ll.whole
+	ll.mu.Unlock()
 	for {
-		ll.runWorkers(wctx, opts, log)
+		// The workers stop as soon as no block is missing (reads fetched
+		// the last ones while they waited for the rate or a backoff).
+		rctx, rstop := context.WithCancel(wctx)
+		go func() {
+			select {
+			case <-whole:
+				rstop()
+			case <-rctx.Done():
+			}
+		}()
+		ll.runWorkers(rctx, opts, log)
+		rstop()
 		if wctx.Err() != nil {
 			return
 		}
@@ -1077,6 +1273,7 @@ func (ll *lazyLayer) hydrate(ctx context.Context, opts HydrateOptions) {
 		select { // reads are still fetching some
 		case <-wctx.Done():
 			return
+		case <-whole:
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -1193,19 +1390,22 @@ func (ll *lazyLayer) fetchBatch(ctx context.Context, src LayerSource, blocks []i
 	var okB []ids.Block
 	var okD [][]byte
 	var okI []int
-	var last error
+	last := -1
 	for i, err := range errs {
 		if err != nil {
 			errs[i] = fmt.Errorf("%w: lazy layer %d: %w", ErrUnavailable, ll.id, err)
-			last = errs[i]
+			last = i
 			continue
 		}
 		okB, okD, okI = append(okB, blocks[i]), append(okD, dsts[i]), append(okI, i)
 	}
 	n := int64(len(okB) * ll.bs)
 	ll.mu.Lock()
-	if last != nil {
-		ll.lastErr = last.Error()
+	for _, b := range okB {
+		ll.servedLocked(b)
+	}
+	if last >= 0 {
+		ll.failedLocked(blocks[last], errs[last])
 	}
 	ll.fetched += n
 	ll.hydrated += n
@@ -1332,8 +1532,8 @@ func (ll *lazyLayer) status() LazyStatus {
 	}
 	st := LazyStatus{Layer: uint64(ll.id), Origin: ll.origin, Attached: ll.src != nil && ready, Running: ll.running, Done: ll.done,
 		Total: ll.total, Local: ll.total - ll.missing, BytesFetched: ll.fetched, RateLimit: ll.rate, LastError: ll.lastErr}
-	if el := time.Since(ll.attached).Seconds(); ll.src != nil && el > 0 {
-		st.Rate = float64(ll.hydrated) / el
+	if ll.src != nil {
+		st.Rate = ll.rateLocked(time.Now())
 		if st.Rate > 0 {
 			st.ETA = time.Duration(float64(ll.missing*int64(ll.bs)) / st.Rate * float64(time.Second))
 		}

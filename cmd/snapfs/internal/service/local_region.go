@@ -500,9 +500,11 @@ func (l *Local) RegionUsage(ctx context.Context) ([]RegionUsage, error) {
 }
 
 // lazyUsers refuses (ErrBusy) to forget a region that lazily restored
-// disks still hydrate from: their blocks not yet local are read from it,
-// and a daemon started without its configuration could never attach them
-// again (every such read EIO, for good).
+// disks still hydrate from, or that snapshots and images of a deleted
+// lazy disk still read (LazyLayer.Readers): their blocks not yet local are
+// read from it, and a daemon started without its configuration could
+// never attach them again (every such read EIO, for good). A layer
+// nothing reads any more (GC has not collected it yet) does not count.
 func (l *Local) lazyUsers(region string) error {
 	ls, err := l.store.ListLazy()
 	if err != nil {
@@ -510,18 +512,20 @@ func (l *Local) lazyUsers(region string) error {
 	}
 	var users []string
 	for _, x := range ls {
-		// A layer no disk ends in is mostly one gc has not collected yet
-		// (its disk deleted); snapshots kept of a deleted lazy disk are not
-		// told apart from it here, and are not guarded.
-		if x.Origin.Region == region {
+		if x.Origin.Region != region {
+			continue
+		}
+		if len(x.Disks) > 0 {
 			users = append(users, x.Disks...)
+		} else if x.Readers > 0 {
+			users = append(users, fmt.Sprintf("%d snapshot(s) or image(s) of a deleted lazy disk restored from snapshot %s disk %s", x.Readers, x.Origin.Snapshot, x.Origin.Disk))
 		}
 	}
 	if len(users) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: region %q: lazily restored disks still read from it (%s): wait until they are whole (disk info, or restore --lazy --wait) or delete them, then remove the region",
-		rowstore.ErrBusy, region, strings.Join(users, ", "))
+	return fmt.Errorf("%w: region %q: lazily restored disks, or snapshots or images of them, still read from it (%s): wait until the disks are whole (disk info, or restore --lazy --wait) or delete them, and delete such snapshots and images (or make a disk of one and let it hydrate), then remove the region",
+		rowstore.ErrBusy, region, strings.Join(users, "; "))
 }
 
 // policyUsers refuses to remove a region a policy copies its snapshots to:
