@@ -1242,12 +1242,13 @@ func (ll *lazyLayer) hydrate(ctx context.Context, opts HydrateOptions) {
 			}
 		}
 	}()
-	ll.mu.Lock()
-	whole := ll.whole
-	ll.mu.Unlock()
 	for {
 		// The workers stop as soon as no block is missing (reads fetched
-		// the last ones while they waited for the rate or a backoff).
+		// the last ones while they waited for the rate or a backoff). The
+		// channel is read each time round: an attach makes a new one.
+		ll.mu.Lock()
+		whole := ll.whole
+		ll.mu.Unlock()
 		rctx, rstop := context.WithCancel(wctx)
 		go func() {
 			select {
