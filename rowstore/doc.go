@@ -758,18 +758,20 @@
 // written, -1.3 %). Four pairs interleaved with main (binary "after", load
 // 3.3-18): 0.76, 0.97, 0.95, 0.61 (mean 0.82; CPU ratio 0.77) against
 // 0.97, 0.67, 1.03, 0.80 (0.87; 0.73); max segments 1.470-1.475 against
-// 1.471-1.480 × live. The throughput is within the noise; the fix is kept
-// for the moves it saves, and because whole live segments moved for
-// nothing waste the disk's writes wherever a disk is filled without syncs.
-// So the 10-pass target (mean >= 0.85) holds only where the machine has
-// about a third of a core to spare for the cleaner; on a saturated one it
-// needs the cleaner's CPU roughly halved: recycled segment files (no
-// unlinks, no page freeing; a format change), fewer index writes per moved
-// record, and cheaper live-map lookups are what is left. Reproduce:
-// binaries in /work/clean14-bin/{before,after,c13}, runs by
-// /work/clean14-bin/pairs.sh TAG PASSES N before after c13
-// (BENCH_DIR=/var/tmp BENCH_SPACE_SIZE=256M BENCH_SPACE_PAIRS=1
-// scripts/bench-space.sh per run).
+// 1.471-1.480 × live. 50 passes, one pair (load 14.9-17.7): after
+// 92.9/68.9 MB/s (0.74), max 1.482 × live, moved 0.891 per byte written,
+// throttled 45 s; before 86.6/62.1 (0.72), max 1.479, 0.894, 44 s. The
+// throughput is within the noise; the fix is kept for the moves it saves,
+// and because whole live segments moved for nothing waste the disk's
+// writes wherever a disk is filled without syncs. So the 10-pass target
+// (mean >= 0.85) holds only where the machine has about a third of a core
+// to spare for the cleaner; on a saturated one it needs the cleaner's CPU
+// roughly halved: recycled segment files (no unlinks, no page freeing; a
+// format change), fewer index writes per moved record, and cheaper
+// live-map lookups are what is left. Reproduce: binaries in
+// /work/clean14-bin/{before,after,c13}, runs by /work/clean14-bin/pairs.sh
+// TAG PASSES N before after c13 (BENCH_DIR=/var/tmp BENCH_SPACE_SIZE=256M
+// BENCH_SPACE_PAIRS=1 scripts/bench-space.sh per run).
 //
 // # Full filesystems
 //
