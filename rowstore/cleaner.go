@@ -551,16 +551,34 @@ func (s *Store) cleanIncremental(plan *cleanPlan, live int64) (GCStats, error) {
 	// checkpoint's segment) are judged by the map. When those cannot free
 	// enough (the foreground has not synced for a while), a commit first
 	// makes the sealed segments eligible.
+	//
+	// The eligible bound is read before the usage table, always: a commit
+	// tells the map of its versions before it moves cpSegment, so a table
+	// read after the bound counts every record below it. Read the other
+	// way round (or taken before the commit below), a table lacks the
+	// versions of the segments the commit made eligible, calls them empty
+	// while every record in them is live, and the round moves them whole
+	// (a 256 MiB fill through the mount: 21 MB moved for 640 bytes freed).
+	active := min(s.seg.Active(), s.cpSegment.Load())
 	usage := s.cleaner.lm.usage()
 	need := s.seg.Bytes() - int64(plan.targetRatio*float64(live))
-	if s.cpSegment.Load() < s.seg.Active() && eligibleDead(s.seg.Segments(), usage, s.cpSegment.Load()) < need {
+	if active < s.seg.Active() && eligibleDead(s.seg.Segments(), usage, active) < need {
 		if err := s.advanceCheckpoint(); err != nil {
 			return st, fmt.Errorf("cleaner: commit: %w", err)
 		}
+		active = min(s.seg.Active(), s.cpSegment.Load())
+		usage = s.cleaner.lm.usage()
+		ok, l, _ := s.cleaner.lm.installed()
+		if !ok {
+			return st, nil // dropped meanwhile: the next round rescans
+		}
+		live, st.LiveBytes = l, l
+		_, plan.targetRatio = incRatios(live)
+		plan.batch = incBatch(live)
 	}
-	active := min(s.seg.Active(), s.cpSegment.Load())
 	plan.refresh = func() (map[ids.Segment]int64, ids.Segment) {
-		return s.cleaner.lm.usage(), min(s.seg.Active(), s.cpSegment.Load())
+		a := min(s.seg.Active(), s.cpSegment.Load()) // before the table: see above
+		return s.cleaner.lm.usage(), a
 	}
 	err := s.cleanWith(active, usage, live, nil, plan, &st)
 	if _, l, _ := s.cleaner.lm.installed(); l > 0 {

@@ -421,7 +421,12 @@
 // unchanged), and a round that freed space while the log is still due
 // runs again at once. Only segments below the last
 // checkpoint's are judged (all their records were committed); if those
-// cannot free enough, the cleaner commits first. A move reads the record,
+// cannot free enough, the cleaner commits first. That bound is read before
+// the usage table, and again after such a commit: a commit tells the map
+// of its versions before it moves the checkpoint, so the table then counts
+// every record below the bound (read the other way round, the segments a
+// commit had just made eligible looked empty and were moved whole:
+// TestCleanerFillMovesNothing). A move reads the record,
 // appends a copy (64 at a time), and repoints the entry with one write of
 // its version key (index.Batch.SetVersionValue), no read: under idxMu the
 // map says whether the entry still names the old record, and holds the
@@ -452,7 +457,8 @@
 // run without the cleaner mounts with --no-cleaner, every run on a fresh
 // store; it reports the machine's idle CPU during the rewrite, the
 // daemon's CPU, moved per byte written and the writers' throttled time,
-// and with BENCH_SPACE_PPROF=1 keeps the daemon's CPU, block and mutex
+// every second's segment bytes, throttled seconds and MB/s through the
+// mount, and with BENCH_SPACE_PPROF=1 keeps the daemon's CPU, block and mutex
 // profiles). BenchmarkOverwriteSpace is the same pattern on the engine
 // alone (64 MiB, -test.count N interleaves the cases).
 //
@@ -675,6 +681,97 @@
 // or a per-file generation) and fewer repoints would be next. The target
 // (0.8 on a quiet machine) is not claimed from these pairs: no quiet
 // machine was had this afternoon.
+//
+// Eleventh pass (7 Dec 2026, evening, branch clean14): where the 10-pass
+// loss goes, measured before changing anything; no tuning kept, one defect
+// fixed ((6) below). Main e8e028d (the binary "before"), bench-space.sh
+// 256 MiB, 10 passes, one run at a time on the machine shared with two
+// engineers' tests (load 1.1-14). (1) The throttle is not the loss. The
+// samples (bench-space.sh now also records the throttled seconds and the
+// MB/s through the mount every second) show 1.6-3.0 of a run's 3.8-7.5
+// throttled seconds (summed over writers) in the second the log first
+// reaches 1.45 × live: the first rounds move 1.1-1.5 bytes per byte freed
+// (every segment is about a third dead after 0.45 of a pass: uniform
+// overwrite leaves no emptier one), against 0.75-0.8 once the rounds run
+// near the bound. Then a trickle of about 0.2 s a second, while the MB/s
+// with the cleaner stays 30-50 % under the run without through seconds in
+// which nothing was throttled. A build whose writers are never held
+// (throttle a no-op; three pairs interleaved with main, load 2.7-5.8):
+// 0.75, 0.71, 0.54 against main's 0.73, 0.83, 0.76, and the log then
+// reached 1.518 × live once: the throttle is the backstop of the bound and
+// costs nothing measurable. (2) Running the cleaner and its finisher on OS
+// threads of lower priority (LockOSThread, setpriority nice 10 and 19;
+// three pairs each against main, load 3.8-7.1): 0.87, 0.47, 0.56 (nice 10)
+// and 0.57, 0.88, 0.70 (nice 19) against 0.96, 0.99, 0.78, the writers
+// throttled 19-24 and 35-47 s against 4-5: the foreground then waits for a
+// starved cleaner at the limit instead, so it was dropped. (3) The cost is
+// the cleaner's CPU. Over the sixteen main pairs of this pass, the
+// throughput ratio ranged 0.60-1.39 (mean 0.80) with the load of the other
+// engineers' tests, while the ratio of the daemon's CPU seconds without
+// and with the cleaner for the same bytes written stayed 0.68-0.91 (mean
+// 0.77): the cleaner adds about 30 % to the daemon's CPU (median 5.1 s to
+// 13.6-20.7 s), and on a saturated 2-core machine (fio, the daemon and the
+// others' tests; 0-30 % idle) the foreground loses about that. A profile
+// of the quietest pair (load 1.1-2.8, ratio 0.90, 20 s window): the
+// cleaner's goroutines 3.1 s of the daemon's 15.9 s: moves 1.45 s (pwrite
+// of the copies 0.47, pread 0.26, live map lookups 0.34), finisher 1.55 s
+// (unlinks 0.47, repointMap 0.42, Badger's WAL msync 0.27, fdatasync
+// 0.10); Badger's write path is not bigger with the cleaner (2.07 s
+// without, 1.93 with: the run without has no live map, so it writes both
+// keys of each overwrite). The mutex profile's extra wait with the cleaner
+// (81 s against 15.5 s) is nearly all go-fuse's request-pool lock
+// (fuseFD.reqMu in readRequest and returnRequest), held for a few
+// instructions: its holders lose the CPU, a symptom of the saturation, not
+// a convoy of ours. (4) Fewer moves are not to be had from victim choice:
+// a simulation of greedy and cost-benefit ((1-u)·age/(1+u)) cleaning under
+// uniform random 4 KiB overwrite at 1.45 × live, 64 segments a live (10
+// passes): 0.842 and 0.848 moved per byte written (cost-benefit pays off
+// with hot and cold data, not here; /work/clean14-bin/sim.py, not kept in
+// the tree). Smaller segments lower it in the simulation (128 a live:
+// 0.80, 256: 0.76), but a build with segments of live/128 moved only 1 %
+// less through the mount (2.33-2.34 GB against 2.35-2.36 a run; two pairs
+// 0.99, 0.74 against 0.69, 0.76) and was not kept. (5) Branch clean13's
+// four code commits cherry-picked on e8e028d (binary "c13"), four pairs
+// interleaved with main (load 4.4-14.4): 0.93, 0.74, 0.69, 0.95 (mean
+// 0.83; CPU ratio 0.82) against 1.39, 0.63, 0.76, 0.62 (0.85, or 0.67
+// without the first pair, whose run without the cleaner was slowed by a
+// burst of load; CPU ratio 0.78). 50 passes, one pair each: main 53.2/70.2
+// MB/s (1.32: the run without slowed as its log grew to 51 × live; load
+// 14.4-7.4), max 1.483 × live, moved per byte written 0.894, throttled 38
+// s; c13 72.6/56.8 (0.78, load 7.4-11.7), throttled 76 s, and its segments
+// reached 1.53 × live in one sample (103 s in, no writer throttled since
+// the sample before): with RemoveSegmentsLater a cleaned segment leaves
+// the table (the bytes the writers' limit counts) before its file is
+// unlinked, so on a loaded machine the files on disk outrun the bound. No
+// clear margin, and a bound broken: not merged. (6) A defect found on the
+// way, fixed: an incremental round that commits first (advanceCheckpoint,
+// when the segments below the checkpoint cannot free enough) judged with
+// the usage table and live total taken before that commit, and the refresh
+// between batches read the table before the checkpoint's segment; the
+// segments a commit had just made eligible then showed no live bytes while
+// every record in them was live, and were moved whole. Through the mount a
+// 256 MiB fill (fio 1 MiB writes, no fsync until the end) moved 21 MB for
+// 640 bytes freed, now nothing (TestCleanerFillMovesNothing: 5.2 MB moved
+// before the fix). In the 10-pass rewrite (an fsync every 256 writes) it
+// was rarer: moved 2.324-2.330 GB a run with the fix (four runs) against
+// 2.348-2.369 GB in the twenty runs of main (0.866 against 0.879 per byte
+// written, -1.3 %). Four pairs interleaved with main (binary "after", load
+// 3.3-18): 0.76, 0.97, 0.95, 0.61 (mean 0.82; CPU ratio 0.77) against
+// 0.97, 0.67, 1.03, 0.80 (0.87; 0.73); max segments 1.470-1.475 against
+// 1.471-1.480 × live. 50 passes, one pair (load 14.9-17.7): after
+// 92.9/68.9 MB/s (0.74), max 1.482 × live, moved 0.891 per byte written,
+// throttled 45 s; before 86.6/62.1 (0.72), max 1.479, 0.894, 44 s. The
+// throughput is within the noise; the fix is kept for the moves it saves,
+// and because whole live segments moved for nothing waste the disk's
+// writes wherever a disk is filled without syncs. So the 10-pass target
+// (mean >= 0.85) holds only where the machine has about a third of a core
+// to spare for the cleaner; on a saturated one it needs the cleaner's CPU
+// roughly halved: recycled segment files (no unlinks, no page freeing; a
+// format change), fewer index writes per moved record, and cheaper
+// live-map lookups are what is left. Reproduce: binaries in
+// /work/clean14-bin/{before,after,c13}, runs by /work/clean14-bin/pairs.sh
+// TAG PASSES N before after c13 (BENCH_DIR=/var/tmp BENCH_SPACE_SIZE=256M
+// BENCH_SPACE_PAIRS=1 scripts/bench-space.sh per run).
 //
 // # Full filesystems
 //

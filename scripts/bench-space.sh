@@ -4,9 +4,10 @@
 # random 4 KiB writes (libaio, iodepth 16, direct, an fsync every 256
 # writes), once without the background cleaner (mount's hidden --no-cleaner,
 # benchmarks only) and once with it, each on a fresh store. While fio runs,
-# the store's segment bytes (du of STORE/segments) are sampled every second
-# against the live bytes (the disk's size: every block written, no
-# snapshots). Prints the write throughput without and with the cleaner and
+# the store's segment bytes (du of STORE/segments), the writers' throttled
+# seconds and the bytes written through the mount so far (mount --metrics)
+# are sampled every second, the segment bytes against the live bytes (the
+# disk's size: every block written, no snapshots). Prints the write throughput without and with the cleaner and
 # their ratio (the issue's target: >= 0.8), the max and final segments/live
 # (target: <= 1.5 with the cleaner; the max is over the samples after the
 # first pass's time and the final size), and the samples; writes JSON to scripts/bench-results/.
@@ -121,7 +122,11 @@ run() {
 	(
 		while :; do
 			s=$(du -sb --apparent-size "$store/segments" 2>/dev/null | cut -f1) || s=0
-			awk -v t="$EPOCHREALTIME" -v t0="$t0" -v s="${s:-0}" 'BEGIN { printf "%.1f %s\n", t - t0, s }'
+			# The writers' throttled seconds and the bytes written through
+			# the mount so far.
+			m=$(curl -s "http://$maddr/metrics" | awk '$1 == "snapfs_cleaner_throttled_seconds_total" { th = $2 }
+				$1 ~ /^snapfs_io_bytes_total\{.*op="write"/ { w += $2 } END { printf "%.2f %.0f", th, w }') || m=""
+			awk -v t="$EPOCHREALTIME" -v t0="$t0" -v s="${s:-0}" -v m="${m:-0 0}" 'BEGIN { printf "%.1f %s %s\n", t - t0, s, m }'
 			sleep 1
 		done
 	) >"$work/res/$name.samples" &
@@ -208,22 +213,23 @@ for ((p = 0; p < PAIRS; p++)); do
 		printf '  %s: fsync %s\n' "$name" "$(cycle "$name")"
 	done
 	for name in "without-$p" "with-$p"; do
-		printf '  samples %s (seconds:segs/live):' "$name"
-		awk -v live="$size" '{ printf " %s:%.2f", $1, $2 / live }' "$work/res/$name.samples"
+		printf '  samples %s (seconds:segs/live:writers throttled s so far:MB/s through the mount since the last sample):' "$name"
+		awk -v live="$size" '{ r = 0; if (NR > 1 && $1 > t) r = ($4 - w) / ($1 - t) / 1e6
+			printf " %s:%.2f:%s:%.0f", $1, $2 / live, $3, r; t = $1; w = $4 }' "$work/res/$name.samples"
 		echo
 	done
 	json_runs+=("$(jq -n --arg pair "$p" --argjson wo_mbs "$wo_mbs" --argjson wo_max "$wo_max" --argjson wo_fin "$wo_fin" \
 		--argjson wi_mbs "$wi_mbs" --argjson wi_max "$wi_max" --argjson wi_fin "$wi_fin" --argjson ratio "$ratio" \
 		--argjson live "$size" --arg wo_cpu "$(cat "$work/res/without-$p.cpu")" --arg wi_cpu "$(cat "$work/res/with-$p.cpu")" \
 		--arg wi_cl "$(cat "$work/res/with-$p.cleaner")" \
-		--slurpfile so <(awk '{ printf "[%s,%s]\n", $1, $2 }' "$work/res/without-$p.samples") \
-		--slurpfile sw <(awk '{ printf "[%s,%s]\n", $1, $2 }' "$work/res/with-$p.samples") \
+		--slurpfile so <(awk '{ printf "[%s,%s,%s,%s]\n", $1, $2, $3, $4 }' "$work/res/without-$p.samples") \
+		--slurpfile sw <(awk '{ printf "[%s,%s,%s,%s]\n", $1, $2, $3, $4 }' "$work/res/with-$p.samples") \
 		--slurpfile uo "$work/res/without-$p.usage.json" --slurpfile uw "$work/res/with-$p.usage.json" \
 		--arg wo_lat "write $(lat "without-$p" write.clat_ns) fsync $(lat "without-$p" sync.lat_ns)" \
 		--arg wi_lat "write $(lat "with-$p" write.clat_ns) fsync $(lat "with-$p" sync.lat_ns)" \
 		'{pair: ($pair | tonumber), ratio: $ratio,
-		  without: {mbs: $wo_mbs, max_segs_live: $wo_max, final_segs_live: $wo_fin, usage: $uo, samples_s_segbytes: $so},
-		  with: {mbs: $wi_mbs, max_segs_live: $wi_max, final_segs_live: $wi_fin, usage: $uw, samples_s_segbytes: $sw},
+		  without: {mbs: $wo_mbs, max_segs_live: $wo_max, final_segs_live: $wo_fin, usage: $uo, samples_s_segbytes_throttleds_writtenbytes: $so},
+		  with: {mbs: $wi_mbs, max_segs_live: $wi_max, final_segs_live: $wi_fin, usage: $uw, samples_s_segbytes_throttleds_writtenbytes: $sw},
 		  idle_daemon_cpu_s: {without: $wo_cpu, with: $wi_cpu}, with_relocated_throttled_s: $wi_cl,
 		  fio_latency_ms_p50_p99_p999: {without: $wo_lat, with: $wi_lat},
 		  live_bytes: $live}')")
