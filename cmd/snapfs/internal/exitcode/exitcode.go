@@ -246,7 +246,7 @@ var Codes = []struct {
 	{Incompatible, "incompatible", "the store or daemon is of a newer or incompatible format"},
 	{NoDaemon, "no daemon", "the command needs a running daemon (snapfs mount) and none answers"},
 	{ReadOnly, "read-only", "the target is read-only, or the store's filesystem is (mounted read-only, or remounted so after errors)"},
-	{Unavailable, "unavailable", "a region store is unreachable or unwritable (region check, and region repair when all it left is such stores), or fewer than k healthy shards remain"},
+	{Unavailable, "unavailable", "a region store is unreachable or unwritable (region check, region prune with any store away: nothing changed, and region repair when all it left is such stores), or fewer than k healthy shards remain, or a pack index whose usable homes lack it while another home is away"},
 	{Degraded, "degraded", "region check found missing or corrupt copies (run region repair), or repair left some on reachable stores"},
 	{WrongKey, "wrong key", "the key file does not open the region or the encrypted disk, or the stores hold a different region"},
 	{Conflict, "conflict", "a concurrent operation on the region (or a local snapshot a sync was shipping from, deleted meanwhile) changed what this one relied on: run it again; or this host's clock is off from the region stores' by more than 10 min (prune, repair, unlock refuse): fix it (NTP)"},
