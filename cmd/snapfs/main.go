@@ -203,53 +203,10 @@ func takeRequired(flags []cli.Flag) []string {
 }
 
 // reorderArgs moves the flags of the (leaf) command after its positional
-// arguments in front of them (hot.ReorderArgs, shared with the front binary).
+// arguments in front of them and refuses an unknown command
+// (hot.ReorderArgs, shared with the front binary).
 func reorderArgs(app *cli.App, args []string) ([]string, error) {
-	if err := unknownCommand(app, args); err != nil {
-		return nil, err
-	}
 	return hot.ReorderArgs(app, args)
-}
-
-// unknownCommand refuses a command line whose command is not one: urfave/cli
-// would parse the flags after it as the group's and say `flag provided but
-// not defined: -disk` for `snapfs diff a b --disk d` (trial14), or `snapshot:
-// flag provided but not defined` for a misspelt `snapshot dif`.
-func unknownCommand(app *cli.App, args []string) error {
-	flags, cmds, group := app.Flags, app.Commands, ""
-	for i := 1; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			return nil
-		}
-		if strings.HasPrefix(a, "-") && a != "-" {
-			if hot.TakesValue(flags, a) {
-				i++
-			}
-			continue
-		}
-		var next *cli.Command
-		for _, c := range cmds {
-			if c.HasName(a) {
-				next = c
-			}
-		}
-		if next == nil {
-			switch {
-			case group == "":
-				return usagef("unknown command %q (see snapfs help)", a)
-			case a == "help" || a == "h": // urfave/cli's, added to groups at run time
-				return nil
-			}
-			return usagef("unknown command %s %q (see snapfs help %s)", group, a, group)
-		}
-		if len(next.Subcommands) == 0 {
-			return nil // a leaf: the rest are its flags and arguments
-		}
-		group = strings.TrimSpace(group + " " + next.Name)
-		flags, cmds = next.Flags, next.Subcommands
-	}
-	return nil
 }
 
 // storeDir is the absolute store directory of the command line: the global

@@ -12,12 +12,18 @@ import (
 // arguments in front of them, so that `disk create vol1 --size 1G` works:
 // urfave/cli v2 stops parsing flags at the first positional argument.
 // Global flags (--json, --store, ...) may also come after the command.
+//
+// A word where a command or subcommand is due that names none is refused
+// (a usage error): urfave/cli would parse the flags after it as the group's
+// and say `flag provided but not defined: -disk` for `snapfs diff a b
+// --disk d` (trial14), or `snapshot: flag provided but not defined` for a
+// misspelt `snapshot dif`.
 func ReorderArgs(app *cli.App, args []string) ([]string, error) {
 	if len(args) < 2 {
 		return args, nil
 	}
 	out := []string{args[0]}
-	flags, cmds := app.Flags, app.Commands
+	flags, cmds, group := app.Flags, app.Commands, ""
 	i := 1
 	for i < len(args) {
 		a := args[i]
@@ -40,9 +46,17 @@ func ReorderArgs(app *cli.App, args []string) ([]string, error) {
 			}
 		}
 		if next == nil {
-			break // positional argument of the current command
+			switch {
+			case group == "":
+				return nil, wire.Usagef("unknown command %q (see snapfs help)", a)
+			case a == "help" || a == "h": // urfave/cli's, added to groups at run time
+			default:
+				return nil, wire.Usagef("unknown command %s %q (see snapfs help %s)", group, a, group)
+			}
+			break
 		}
 		out = append(out, a)
+		group = strings.TrimSpace(group + " " + next.Name)
 		flags, cmds = next.Flags, next.Subcommands
 		i++
 		if len(cmds) == 0 {
