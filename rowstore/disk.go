@@ -490,8 +490,9 @@ func (d *diskState) storeDigestedLocked(blocks []ids.Block, datas [][]byte, zero
 		return err
 	}
 	was := make([]bool, len(blocks))
-	for i := range blocks {
-		was[i] = found[i] && !vs[i].Zero()
+	shown := d.s.lazyShown(d.chain)
+	for i, b := range blocks {
+		was[i] = found[i] && !vs[i].Zero() || !found[i] && shown != nil && shown(b)
 	}
 	acct := d.s.acct.begin(d.id)
 	defer acct.end()
@@ -752,11 +753,7 @@ func (h *Disk) PunchHole(off, length int64) error {
 		runLen = 0
 		return err
 	}
-	d.bmap.gen++ // a lookup running now must not enter what it saw
-	err := d.s.visible(d.chain, first, last, func(b ids.Block, v index.Version) error {
-		if v.Zero() {
-			return nil
-		}
+	add := func(b ids.Block) error {
 		d.bmDropLocked(b)
 		if runLen > 0 && runStart.Add(runLen) == b {
 			runLen++
@@ -767,7 +764,34 @@ func (h *Disk) PunchHole(off, length int64) error {
 		}
 		runStart, runLen = b, 1
 		return nil
+	}
+	// Blocks of a lazy bottom layer not local yet have no version: those
+	// its origin stores are tombstoned too (lazyShown).
+	shown, next := d.s.lazyShown(d.chain), first
+	gap := func(to ids.Block) error {
+		for ; shown != nil && next < to; next++ {
+			if shown(next) {
+				if err := add(next); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	d.bmap.gen++ // a lookup running now must not enter what it saw
+	err := d.s.visible(d.chain, first, last, func(b ids.Block, v index.Version) error {
+		if err := gap(b); err != nil {
+			return err
+		}
+		next = b + 1
+		if v.Zero() {
+			return nil
+		}
+		return add(b)
 	})
+	if err == nil {
+		err = gap(last)
+	}
 	if err == nil {
 		err = emit()
 	}

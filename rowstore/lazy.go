@@ -304,6 +304,32 @@ func (s *Store) lazyFill(chain []link, found []bool, blocks []ids.Block, dsts []
 	return any, nil
 }
 
+// lazyShown returns, when chain ends in a lazy layer not hydrated yet,
+// whether a block no layer of chain's index holds shows stored data
+// through it: its source stores it (local yet or not). While no source is
+// attached what it stores is not known, and every block below the origin's
+// end is taken as shown: a zero written over one is then stored (a record
+// more; never the origin's data read back), and the count is made right at
+// the next attach (recountLazyDisks). nil when chain ends in no such layer.
+// A write of zeros over a block not local yet was dropped (the block "read
+// as zeros already"), and the origin's data came back; a write of data over
+// one counted it a second time (TestRev14lazyZeroWriteOverNotLocal).
+func (s *Store) lazyShown(chain []link) func(ids.Block) bool {
+	ll, err := s.lazyOf(chain)
+	if err != nil || ll == nil {
+		return nil // an error: the lookups after it fail the same way
+	}
+	ll.mu.Lock()
+	done, src := ll.done, ll.src
+	ll.mu.Unlock()
+	if done {
+		return nil
+	}
+	return func(b ids.Block) bool {
+		return b < ll.n && (src == nil || src.Stored(int64(b)))
+	}
+}
+
 // refuseLazy refuses a diff of a point that reads through a lazy layer
 // not hydrated yet: the index does not hold its missing blocks, so a diff
 // (a sync to a region) would take them for zeros.

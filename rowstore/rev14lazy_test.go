@@ -1,0 +1,105 @@
+package rowstore
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+)
+
+// TestRev14lazyZeroWriteOverNotLocal: zeros written over a block of a lazy
+// disk that is not local yet must read back as zeros, during hydration and
+// after it; a write of data over such a block must not count it twice in
+// the disk's allocation; nor a hole punched over one read the origin's
+// data.
+func TestRev14lazyZeroWriteOverNotLocal(t *testing.T) {
+	const blocks = 64
+	a, want := lazyFixture(t, blocks)
+	src := newStoreSource(t, a, "s", "d")
+	b, _ := newTestStore(t, Options{})
+	size := int64(blocks * lazyBS)
+	if _, err := b.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: size, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
+		t.Fatal(err)
+	}
+	layer := lazyLayerOf(t, b, "x")
+	var zb, db, pb int64 = -1, -1, -1
+	for i := int64(blocks - 1); i >= 0; i-- {
+		if src.stored[i] {
+			switch {
+			case zb < 0:
+				zb = i
+			case db < 0:
+				db = i
+			case pb < 0:
+				pb = i
+			}
+		}
+	}
+	h, err := b.OpenDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	// No source attached yet: neither block is local.
+	if _, err := h.WriteAt(make([]byte, lazyBS), zb*lazyBS); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(bytes.Repeat([]byte{9}, lazyBS), db*lazyBS); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.PunchHole(pb*lazyBS, lazyBS); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	clear(want[zb*lazyBS : (zb+1)*lazyBS])
+	copy(want[db*lazyBS:(db+1)*lazyBS], bytes.Repeat([]byte{9}, lazyBS))
+	clear(want[pb*lazyBS : (pb+1)*lazyBS])
+	wantAlloc := int64(len(src.stored)-2) * lazyBS
+	di, err := b.GetDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if di.Allocated != wantAlloc {
+		t.Errorf("before attach: allocated %d blocks, want %d", di.Allocated/lazyBS, wantAlloc/lazyBS)
+	}
+	if err := b.AttachLazy(layer, src, HydrateOptions{NoHydrate: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, lazyBS)
+	if _, err := h.ReadAt(got, zb*lazyBS); err != nil {
+		t.Fatal(err)
+	}
+	if !isZero(got) {
+		t.Errorf("block %d, zeros written while not local, reads the origin's data", zb)
+	}
+	if _, err := h.ReadAt(got, pb*lazyBS); err != nil {
+		t.Fatal(err)
+	}
+	if !isZero(got) {
+		t.Errorf("block %d, a hole punched while not local, reads the origin's data", pb)
+	}
+	b.StopLazy()
+	if err := b.AttachLazy(layer, src, HydrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.WaitHydrated(ctx, "x", 10*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	if g := lazyReadAll(t, h, size); !bytes.Equal(g, want) {
+		t.Errorf("hydrated disk differs from the origin plus the writes")
+	}
+	di, err = b.GetDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if di.Allocated != wantAlloc {
+		t.Errorf("hydrated: allocated %d blocks, want %d", di.Allocated/lazyBS, wantAlloc/lazyBS)
+	}
+	if err := b.verifyAccounting(); err != nil {
+		t.Errorf("accounting: %v", err)
+	}
+}
