@@ -765,33 +765,10 @@ func (h *Disk) PunchHole(off, length int64) error {
 		runStart, runLen = b, 1
 		return nil
 	}
-	// Blocks of a lazy bottom layer not local yet have no version: those
-	// its origin stores are tombstoned too (lazyShown).
-	shown, next := d.s.lazyShown(d.chain), first
-	gap := func(to ids.Block) error {
-		for ; shown != nil && next < to; next++ {
-			if shown(next) {
-				if err := add(next); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
 	d.bmap.gen++ // a lookup running now must not enter what it saw
-	err := d.s.visible(d.chain, first, last, func(b ids.Block, v index.Version) error {
-		if err := gap(b); err != nil {
-			return err
-		}
-		next = b + 1
-		if v.Zero() {
-			return nil
-		}
-		return add(b)
-	})
-	if err == nil {
-		err = gap(last)
-	}
+	// A lazy disk's blocks not local yet have no version: those its origin
+	// stores are tombstoned too (storedShown, lazy.go).
+	err := d.s.storedShown(d.chain, first, last, add)
 	if err == nil {
 		err = emit()
 	}

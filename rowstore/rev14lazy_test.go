@@ -103,3 +103,42 @@ func TestRev14lazyZeroWriteOverNotLocal(t *testing.T) {
 		t.Errorf("accounting: %v", err)
 	}
 }
+
+// TestRev14lazyEncryptedCopyOfLazySnapshot: an encrypted copy of a
+// snapshot taken of a lazy disk still hydrating holds the snapshot's
+// content, blocks not local yet included (they were left out: zeros).
+func TestRev14lazyEncryptedCopyOfLazySnapshot(t *testing.T) {
+	const blocks = 32
+	a, want := lazyFixture(t, blocks)
+	src := newStoreSource(t, a, "s", "d")
+	b, _ := newTestStore(t, Options{})
+	size := int64(blocks * lazyBS)
+	if _, err := b.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: size, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
+		t.Fatal(err)
+	}
+	layer := lazyLayerOf(t, b, "x")
+	if err := b.AttachLazy(layer, src, HydrateOptions{NoHydrate: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateSnapshot("ls", []string{"x"}, "manual"); err != nil {
+		t.Fatal(err)
+	}
+	_, key := writeKeyFile(t, "k", "the right passphrase", 0o600)
+	if _, err := b.CopyToEncryptedDisk("enc", "ls", "x", key); err != nil {
+		t.Fatal(err)
+	}
+	h, err := b.OpenDisk("enc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if got := lazyReadAll(t, h, size); !bytes.Equal(got, want) {
+		n := 0
+		for i := 0; i < blocks; i++ {
+			if !bytes.Equal(got[i*lazyBS:(i+1)*lazyBS], want[i*lazyBS:(i+1)*lazyBS]) {
+				n++
+			}
+		}
+		t.Errorf("encrypted copy of a lazy disk's snapshot differs from it in %d of %d blocks", n, blocks)
+	}
+}
