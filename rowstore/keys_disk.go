@@ -141,7 +141,7 @@ func (s *Store) CopyToEncryptedDisk(name, snapshot, disk string, key *Key) (Disk
 	}
 	var blocks []ids.Block
 	nblocks := blockCount(m.Size, m.BlockSize)
-	if err := s.storedShown(chain, 0, nblocks, func(b ids.Block) error { // lazy.go
+	if err := s.storedShown(chain, 0, nblocks, func(b ids.Block, _ bool) error { // lazy.go
 		blocks = append(blocks, b)
 		return nil
 	}); err != nil {

@@ -306,15 +306,18 @@ func (s *Store) lazyFill(chain []link, found []bool, blocks []ids.Block, dsts []
 
 // lazyShown returns, when chain ends in a lazy layer not hydrated yet,
 // whether a block no layer of chain's index holds shows stored data
-// through it: its source stores it (local yet or not). While no source is
-// attached what it stores is not known, and every block below the origin's
-// end is taken as shown: a zero written over one is then stored (a record
-// more; never the origin's data read back), and the count is made right at
-// the next attach (recountLazyDisks). nil when chain ends in no such layer.
-// A write of zeros over a block not local yet was dropped (the block "read
-// as zeros already"), and the origin's data came back; a write of data over
-// one counted it a second time (TestRev14lazyZeroWriteOverNotLocal).
-func (s *Store) lazyShown(chain []link) func(ids.Block) bool {
+// through it: its source stores it, local yet or not (shown and known).
+// While no source is attached what it stores is not known: every block
+// below the origin's end may be shown (shown, not known). A zero written
+// over such a block is stored (a record more; never the origin's data read
+// back); the space accounting counts a block freed, or newly written, only
+// by what is known (an unknown one is taken as not stored: the count may
+// be high, never below what the disk shows) until the next attach's
+// recount makes it right (recountLazyDisks). nil when chain ends in no
+// such layer. A write of zeros over a block not local yet was dropped (it
+// "read as zeros already") and the origin's data came back; a write of
+// data over one counted it a second time (TestRev14lazyZeroWriteOverNotLocal).
+func (s *Store) lazyShown(chain []link) func(ids.Block) (shown, known bool) {
 	ll, err := s.lazyOf(chain)
 	if err != nil || ll == nil {
 		return nil // an error: the lookups after it fail the same way
@@ -325,22 +328,30 @@ func (s *Store) lazyShown(chain []link) func(ids.Block) bool {
 	if done {
 		return nil
 	}
-	return func(b ids.Block) bool {
-		return b < ll.n && (src == nil || src.Stored(int64(b)))
+	return func(b ids.Block) (bool, bool) {
+		if b >= ll.n {
+			return false, true
+		}
+		if src == nil {
+			return true, false
+		}
+		st := src.Stored(int64(b))
+		return st, true
 	}
 }
 
 // storedShown calls fn, in block order, for every block in [from, to)
-// that shows stored data through chain: a non-zero version visible, or no
-// version and chain's lazy bottom layer shows it (lazyShown: local yet or
-// not). A copy that walked only the index's versions left a lazy disk's
-// blocks not local yet out: zeros (TestRev14lazyEncryptedCopyOfLazySnapshot).
-func (s *Store) storedShown(chain []link, from, to ids.Block, fn func(b ids.Block) error) error {
+// that shows stored data through chain: a non-zero version visible
+// (known), or no version and chain's lazy bottom layer shows it
+// (lazyShown: local yet or not; known is false while no source says so).
+// A copy that walked only the index's versions left a lazy disk's blocks
+// not local yet out: zeros (TestRev14lazyEncryptedCopyOfLazySnapshot).
+func (s *Store) storedShown(chain []link, from, to ids.Block, fn func(b ids.Block, known bool) error) error {
 	shown, next := s.lazyShown(chain), from
 	gap := func(to ids.Block) error {
 		for ; shown != nil && next < to; next++ {
-			if shown(next) {
-				if err := fn(next); err != nil {
+			if sh, known := shown(next); sh {
+				if err := fn(next, known); err != nil {
 					return err
 				}
 			}
@@ -355,7 +366,7 @@ func (s *Store) storedShown(chain []link, from, to ids.Block, fn func(b ids.Bloc
 		if v.Zero() {
 			return nil
 		}
-		return fn(b)
+		return fn(b, true)
 	})
 	if err != nil {
 		return err
