@@ -3,6 +3,7 @@ package rowstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -153,5 +154,67 @@ func TestRev14lazyEncryptedCopyOfLazySnapshot(t *testing.T) {
 			}
 		}
 		t.Errorf("encrypted copy of a lazy disk's snapshot differs from it in %d of %d blocks", n, blocks)
+	}
+}
+
+// TestRev14lazyPartialWriteOverNotLocal: a write of part of a block not
+// local yet keeps the rest of the origin's block, with a source attached
+// and without (a sync then fails and the write stays cached for the next).
+func TestRev14lazyPartialWriteOverNotLocal(t *testing.T) {
+	const blocks = 16
+	a, want := lazyFixture(t, blocks)
+	src := newStoreSource(t, a, "s", "d")
+	b, _ := newTestStore(t, Options{})
+	size := int64(blocks * lazyBS)
+	if _, err := b.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: size, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
+		t.Fatal(err)
+	}
+	layer := lazyLayerOf(t, b, "x")
+	var sb []int64
+	for i := int64(blocks - 1); i >= 0 && len(sb) < 2; i-- {
+		if src.stored[i] {
+			sb = append(sb, i)
+		}
+	}
+	h, err := b.OpenDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	// Without a source the write is cached; completing the block needs
+	// the origin's: a sync fails, and the write is kept for the next one.
+	if _, err := h.WriteAt(bytes.Repeat([]byte{5}, 512), sb[0]*lazyBS+1024); err != nil {
+		t.Fatal(err)
+	}
+	copy(want[sb[0]*lazyBS+1024:], bytes.Repeat([]byte{5}, 512))
+	if err := h.Sync(); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("sync of a partial block not local, no source attached: %v, want ErrUnavailable", err)
+	}
+	if err := b.AttachLazy(layer, src, HydrateOptions{NoHydrate: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(bytes.Repeat([]byte{5}, 512), sb[1]*lazyBS+1024); err != nil {
+		t.Fatal(err)
+	}
+	copy(want[sb[1]*lazyBS+1024:], bytes.Repeat([]byte{5}, 512))
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := lazyReadAll(t, h, size); !bytes.Equal(got, want) {
+		for i := int64(0); i < blocks; i++ {
+			g, w := got[i*lazyBS:(i+1)*lazyBS], want[i*lazyBS:(i+1)*lazyBS]
+			if !bytes.Equal(g, w) {
+				first, last := -1, -1
+				for k := range g {
+					if g[k] != w[k] {
+						if first < 0 {
+							first = k
+						}
+						last = k
+					}
+				}
+				t.Errorf("block %d (partial writes at %v) differs from the origin plus the partial write in bytes %d-%d (got %d want %d)", i, sb, first, last, g[first], w[first])
+			}
+		}
 	}
 }
