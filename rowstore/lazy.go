@@ -304,6 +304,23 @@ func (s *Store) lazyFill(chain []link, found []bool, blocks []ids.Block, dsts []
 	return any, nil
 }
 
+// lazyBottom reports whether chain ends in a lazy layer, hydrated or not
+// (until the store is reopened a hydrated one stays in the set, marked
+// done). A disk's block map keeps no "no version" answer for such a chain:
+// hydration, or a read, makes the block local in the lazy layer without
+// telling the map, and a zero written over the block was then taken for a
+// write over zeros and dropped once the layer was done (lazyShown no longer
+// asked): the origin's data came back (TestRev14lazyZeroWriteAfterHydrated).
+func (s *Store) lazyBottom(chain []link) bool {
+	m, err := s.lazyLayers()
+	if err != nil {
+		return true // not known: nothing kept
+	}
+	s.lazy.mu.RLock()
+	defer s.lazy.mu.RUnlock()
+	return len(m) > 0 && s.lazy.layers[chain[len(chain)-1].layer] != nil
+}
+
 // lazyShown returns, when chain ends in a lazy layer not hydrated yet,
 // whether a block no layer of chain's index holds shows stored data
 // through it: its source stores it, local yet or not (shown and known).

@@ -218,3 +218,56 @@ func TestRev14lazyPartialWriteOverNotLocal(t *testing.T) {
 		}
 	}
 }
+
+// TestRev14lazyZeroWriteAfterHydrated: zeros written over a block the
+// disk read before it was hydrated (its block map then said "no version")
+// read back as zeros once the disk is whole.
+func TestRev14lazyZeroWriteAfterHydrated(t *testing.T) {
+	const blocks = 16
+	a, want := lazyFixture(t, blocks)
+	src := newStoreSource(t, a, "s", "d")
+	b, _ := newTestStore(t, Options{})
+	size := int64(blocks * lazyBS)
+	if _, err := b.CreateLazyDisk("x", LazyOrigin{Region: "r", Snapshot: "s", Disk: "d", Size: size, BlockSize: lazyBS}, int64(len(src.stored))); err != nil {
+		t.Fatal(err)
+	}
+	layer := lazyLayerOf(t, b, "x")
+	if err := b.AttachLazy(layer, src, HydrateOptions{NoHydrate: true}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := b.OpenDisk("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if got := lazyReadAll(t, h, size); !bytes.Equal(got, want) {
+		t.Fatal("lazy disk differs from its origin")
+	}
+	b.StopLazy()
+	if err := b.AttachLazy(layer, src, HydrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.WaitHydrated(ctx, "x", 10*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	for x := int64(0); x < blocks; x++ {
+		if !src.stored[x] {
+			continue
+		}
+		if _, err := h.WriteAt(make([]byte, lazyBS), x*lazyBS); err != nil {
+			t.Fatal(err)
+		}
+		clear(want[x*lazyBS : (x+1)*lazyBS])
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := lazyReadAll(t, h, size); !bytes.Equal(got, want) {
+		t.Errorf("zeros written over hydrated blocks do not read back as zeros")
+	}
+	if err := b.verifyAccounting(); err != nil {
+		t.Errorf("accounting: %v", err)
+	}
+}
