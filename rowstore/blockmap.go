@@ -175,6 +175,13 @@ func (d *diskState) bmGetLocked(b ids.Block) (v index.Version, found, ok bool) {
 // bmPutLocked records what the head sees of block b (a lookup's answer).
 func (d *diskState) bmPutLocked(b ids.Block, v index.Version, found bool) {
 	d.bmCheckLocked()
+	if !found && len(d.chain) > 1 && d.s.lazyBottom(d.chain) { // (a lazy layer is never a head)
+		// A lazy disk's "no version" stops being true when the block is
+		// made local, below the head, unseen by this map: not kept
+		// (lazy.go lazyBottom).
+		d.bmDropLocked(b)
+		return
+	}
 	e, ok := bmFrom(v, found)
 	if !ok {
 		e = bmEntry{} // unknown: the place does not fit the entry

@@ -489,9 +489,18 @@ func (d *diskState) storeDigestedLocked(blocks []ids.Block, datas [][]byte, zero
 	if err != nil {
 		return err
 	}
-	was := make([]bool, len(blocks))
-	for i := range blocks {
+	// was: counted stored; keep: a zero written over it must be stored (a
+	// lazy disk's block not local yet, stored by its origin or maybe: see
+	// lazyShown).
+	was, keep := make([]bool, len(blocks)), make([]bool, len(blocks))
+	shown := d.s.lazyShown(d.chain)
+	for i, b := range blocks {
 		was[i] = found[i] && !vs[i].Zero()
+		keep[i] = was[i]
+		if !found[i] && shown != nil {
+			sh, known := shown(b)
+			was[i], keep[i] = sh && known, sh
+		}
 	}
 	acct := d.s.acct.begin(d.id)
 	defer acct.end()
@@ -504,7 +513,7 @@ func (d *diskState) storeDigestedLocked(blocks []ids.Block, datas [][]byte, zero
 	defer d.s.appendMu.Unlock()
 	for i, b := range blocks {
 		if zero[i] {
-			if !was[i] {
+			if !keep[i] {
 				continue // reads as zeros already; nothing to store
 			}
 			var cnt [8]byte
@@ -515,7 +524,9 @@ func (d *diskState) storeDigestedLocked(blocks []ids.Block, datas [][]byte, zero
 				return err
 			}
 			d.bmSetLocked(b, v)
-			acct.add(-1)
+			if was[i] {
+				acct.add(-1)
+			}
 			continue
 		}
 		r := &segment.Record{Kind: segment.KindData, Layer: head.layer, Block: b, Epoch: head.epoch, Payload: datas[i]}
@@ -738,6 +749,7 @@ func (h *Disk) PunchHole(off, length int64) error {
 	defer acct.end()
 	var runStart ids.Block
 	var runLen uint64
+	var runFreed int64 // blocks of the run counted stored (lazyShown)
 	emit := func() error {
 		if runLen == 0 {
 			return nil
@@ -747,27 +759,29 @@ func (h *Disk) PunchHole(off, length int64) error {
 		r := &segment.Record{Kind: segment.KindZero, Layer: head.layer, Block: runStart, Epoch: head.epoch, Payload: cnt[:]}
 		err := d.s.appendRecord(r, index.Version{Flags: index.FlagZero}, runLen)
 		if err == nil {
-			acct.add(-int64(runLen))
+			acct.add(-runFreed)
 		}
-		runLen = 0
+		runLen, runFreed = 0, 0
 		return err
 	}
-	d.bmap.gen++ // a lookup running now must not enter what it saw
-	err := d.s.visible(d.chain, first, last, func(b ids.Block, v index.Version) error {
-		if v.Zero() {
-			return nil
-		}
+	add := func(b ids.Block, known bool) error {
 		d.bmDropLocked(b)
-		if runLen > 0 && runStart.Add(runLen) == b {
-			runLen++
-			return nil
+		if runLen == 0 || runStart.Add(runLen) != b {
+			if err := emit(); err != nil {
+				return err
+			}
+			runStart = b
 		}
-		if err := emit(); err != nil {
-			return err
+		runLen++
+		if known {
+			runFreed++
 		}
-		runStart, runLen = b, 1
 		return nil
-	})
+	}
+	d.bmap.gen++ // a lookup running now must not enter what it saw
+	// A lazy disk's blocks not local yet have no version: those its origin
+	// stores are tombstoned too (storedShown, lazy.go).
+	err := d.s.storedShown(d.chain, first, last, add)
 	if err == nil {
 		err = emit()
 	}

@@ -141,10 +141,8 @@ func (s *Store) CopyToEncryptedDisk(name, snapshot, disk string, key *Key) (Disk
 	}
 	var blocks []ids.Block
 	nblocks := blockCount(m.Size, m.BlockSize)
-	if err := s.visible(chain, 0, nblocks, func(b ids.Block, v index.Version) error {
-		if !v.Zero() {
-			blocks = append(blocks, b)
-		}
+	if err := s.storedShown(chain, 0, nblocks, func(b ids.Block, _ bool) error { // lazy.go
+		blocks = append(blocks, b)
 		return nil
 	}); err != nil {
 		return fail(err)

@@ -304,6 +304,93 @@ func (s *Store) lazyFill(chain []link, found []bool, blocks []ids.Block, dsts []
 	return any, nil
 }
 
+// lazyBottom reports whether chain ends in a lazy layer, hydrated or not
+// (until the store is reopened a hydrated one stays in the set, marked
+// done). A disk's block map keeps no "no version" answer for such a chain:
+// hydration, or a read, makes the block local in the lazy layer without
+// telling the map, and a zero written over the block was then taken for a
+// write over zeros and dropped once the layer was done (lazyShown no longer
+// asked): the origin's data came back (TestRev14lazyZeroWriteAfterHydrated).
+func (s *Store) lazyBottom(chain []link) bool {
+	m, err := s.lazyLayers()
+	if err != nil {
+		return true // not known: nothing kept
+	}
+	s.lazy.mu.RLock()
+	defer s.lazy.mu.RUnlock()
+	return len(m) > 0 && s.lazy.layers[chain[len(chain)-1].layer] != nil
+}
+
+// lazyShown returns, when chain ends in a lazy layer not hydrated yet,
+// whether a block no layer of chain's index holds shows stored data
+// through it: its source stores it, local yet or not (shown and known).
+// While no source is attached what it stores is not known: every block
+// below the origin's end may be shown (shown, not known). A zero written
+// over such a block is stored (a record more; never the origin's data read
+// back); the space accounting counts a block freed, or newly written, only
+// by what is known (an unknown one is taken as not stored: the count may
+// be high, never below what the disk shows) until the next attach's
+// recount makes it right (recountLazyDisks). nil when chain ends in no
+// such layer. A write of zeros over a block not local yet was dropped (it
+// "read as zeros already") and the origin's data came back; a write of
+// data over one counted it a second time (TestRev14lazyZeroWriteOverNotLocal).
+func (s *Store) lazyShown(chain []link) func(ids.Block) (shown, known bool) {
+	ll, err := s.lazyOf(chain)
+	if err != nil || ll == nil {
+		return nil // an error: the lookups after it fail the same way
+	}
+	ll.mu.Lock()
+	done, src := ll.done, ll.src
+	ll.mu.Unlock()
+	if done {
+		return nil
+	}
+	return func(b ids.Block) (bool, bool) {
+		if b >= ll.n {
+			return false, true
+		}
+		if src == nil {
+			return true, false
+		}
+		st := src.Stored(int64(b))
+		return st, true
+	}
+}
+
+// storedShown calls fn, in block order, for every block in [from, to)
+// that shows stored data through chain: a non-zero version visible
+// (known), or no version and chain's lazy bottom layer shows it
+// (lazyShown: local yet or not; known is false while no source says so).
+// A copy that walked only the index's versions left a lazy disk's blocks
+// not local yet out: zeros (TestRev14lazyEncryptedCopyOfLazySnapshot).
+func (s *Store) storedShown(chain []link, from, to ids.Block, fn func(b ids.Block, known bool) error) error {
+	shown, next := s.lazyShown(chain), from
+	gap := func(to ids.Block) error {
+		for ; shown != nil && next < to; next++ {
+			if sh, known := shown(next); sh {
+				if err := fn(next, known); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	err := s.visible(chain, from, to, func(b ids.Block, v index.Version) error {
+		if err := gap(b); err != nil {
+			return err
+		}
+		next = b + 1
+		if v.Zero() {
+			return nil
+		}
+		return fn(b, true)
+	})
+	if err != nil {
+		return err
+	}
+	return gap(to)
+}
+
 // refuseLazy refuses a diff of a point that reads through a lazy layer
 // not hydrated yet: the index does not hold its missing blocks, so a diff
 // (a sync to a region) would take them for zeros.
