@@ -1336,10 +1336,20 @@
 // writes below the head and never moves the head's count: Open's count
 // after a crash or an index rebuild saw only the blocks local then, and the
 // disk kept that figure after it was whole
-// (TestLazy14AllocatedAfterRebuild). Known limits: a write over a block
-// not local yet counts it again until the next attach (the write path
-// does not ask the lazy layer); an encrypted lazy disk is not supported
-// (the service refuses).
+// (TestLazy14AllocatedAfterRebuild). Writes and hole punches over a block
+// not local yet are stored whatever the index says (lazyShown: "not in the
+// index" is not "zeros" while the source stores the block), so zeros
+// written or punched over it read as zeros during and after hydration, and
+// a data write counts it once (TestRev14lazyZeroWriteOverNotLocal); with
+// no source attached nobody knows what is stored: zeros are always
+// written and the allocation subtracts only blocks known stored, so it may
+// be high until the next attach's recount, never negative. A disk on a lazy
+// layer never caches "no version" in its block map (hydration fills blocks
+// below it: TestRev14lazyZeroWriteAfterHydrated), and an encrypted copy of
+// a snapshot that reads through a lazy layer copies the blocks not local
+// yet too, or fails (ErrUnavailable) with no source
+// (TestRev14lazyEncryptedCopyOfLazySnapshot). Known limit: an encrypted
+// lazy disk is not supported (the service refuses).
 //
 // What the status says (LazyStatus; lazy14): Local/Total are the source's
 // stored blocks local and in all. Rate is the bytes made local a second
