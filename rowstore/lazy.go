@@ -312,13 +312,8 @@ func (s *Store) lazyFill(chain []link, found []bool, blocks []ids.Block, dsts []
 // write over zeros and dropped once the layer was done (lazyShown no longer
 // asked): the origin's data came back (TestRev14lazyZeroWriteAfterHydrated).
 func (s *Store) lazyBottom(chain []link) bool {
-	m, err := s.lazyLayers()
-	if err != nil {
-		return true // not known: nothing kept
-	}
-	s.lazy.mu.RLock()
-	defer s.lazy.mu.RUnlock()
-	return len(m) > 0 && s.lazy.layers[chain[len(chain)-1].layer] != nil
+	ll, err := s.lazyOf(chain)
+	return err != nil || ll != nil // not known: nothing kept
 }
 
 // lazyShown returns, when chain ends in a lazy layer not hydrated yet,

@@ -131,17 +131,21 @@ func Encode(dst []byte, r *Record) []byte {
 }
 
 // validate checks the rules a record must obey beyond its checksum.
-func validate(r *Record) error {
+func validate(r *Record) error { return validateHeader(r, len(r.Payload)) }
+
+// validateHeader is validate for a record whose payload is plen bytes (its
+// header alone: scan's BadRecord, segReader.badHeader).
+func validateHeader(r *Record, plen int) error {
 	switch r.Kind {
 	case KindData:
 	case KindZero:
-		if len(r.Payload) != 8 {
-			return fmt.Errorf("zero record with a %d-byte payload", len(r.Payload))
+		if plen != 8 {
+			return fmt.Errorf("zero record with a %d-byte payload", plen)
 		}
 	case KindPad:
 		return nil
 	case KindCatalog:
-		if len(r.Payload) == 0 {
+		if plen == 0 {
 			return errors.New("catalog record without payload")
 		}
 		if r.Layer != 0 || r.Block != 0 || r.Epoch != 0 {
@@ -154,6 +158,19 @@ func validate(r *Record) error {
 		return errors.New("sequence number 0")
 	}
 	return nil
+}
+
+// headerFields decodes the fields of the record header h (HeaderSize
+// bytes) that name the record; nothing is checked.
+func headerFields(h []byte) Record {
+	return Record{
+		Kind:  Kind(h[5]),
+		Flags: binary.LittleEndian.Uint16(h[6:]),
+		Layer: ids.Layer(binary.LittleEndian.Uint64(h[8:])),
+		Block: ids.Block(binary.LittleEndian.Uint64(h[16:])),
+		Epoch: ids.Epoch(binary.LittleEndian.Uint64(h[24:])),
+		Seq:   ids.Seq(binary.LittleEndian.Uint64(h[32:])),
+	}
 }
 
 // Decode decodes one record from b (which starts at a record header). It
@@ -187,15 +204,8 @@ func Decode(b []byte) (Record, int, error) {
 	if want := binary.LittleEndian.Uint32(b[44:]); crc != want {
 		return Record{}, 0, fmt.Errorf("%w: checksum %#08x, want %#08x", ErrCorrupt, crc, want)
 	}
-	r := Record{
-		Kind:    Kind(b[5]),
-		Flags:   binary.LittleEndian.Uint16(b[6:]),
-		Layer:   ids.Layer(binary.LittleEndian.Uint64(b[8:])),
-		Block:   ids.Block(binary.LittleEndian.Uint64(b[16:])),
-		Epoch:   ids.Epoch(binary.LittleEndian.Uint64(b[24:])),
-		Seq:     ids.Seq(binary.LittleEndian.Uint64(b[32:])),
-		Payload: b[HeaderSize:n:n],
-	}
+	r := headerFields(b)
+	r.Payload = b[HeaderSize:n:n]
 	if err := validate(&r); err != nil {
 		return Record{}, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}

@@ -223,31 +223,10 @@ func (r *segReader) badHeader(b *BadRecord, off, next int64) error {
 	if plen > MaxPayload || off+HeaderSize+plen != end {
 		return nil
 	}
-	rec := Record{
-		Kind:  Kind(h[5]),
-		Flags: binary.LittleEndian.Uint16(h[6:]),
-		Layer: ids.Layer(binary.LittleEndian.Uint64(h[8:])),
-		Block: ids.Block(binary.LittleEndian.Uint64(h[16:])),
-		Epoch: ids.Epoch(binary.LittleEndian.Uint64(h[24:])),
-		Seq:   ids.Seq(binary.LittleEndian.Uint64(h[32:])),
-	}
-	if rec.Seq == 0 {
-		return nil
-	}
-	switch rec.Kind {
-	case KindData:
-		if plen == 0 {
-			return nil
-		}
-	case KindZero:
-		if plen != 8 {
-			return nil
-		}
-	case KindCatalog:
-		if plen == 0 || rec.Layer != 0 || rec.Block != 0 || rec.Epoch != 0 {
-			return nil
-		}
-	default:
+	// What Decode would accept of this header, and no padding or empty
+	// data record (nothing to attribute).
+	rec := headerFields(h)
+	if validateHeader(&rec, int(plen)) != nil || rec.Kind == KindPad || rec.Kind == KindData && plen == 0 {
 		return nil
 	}
 	b.HeaderOK, b.Header, b.Length = true, rec, uint32(HeaderSize+plen)
