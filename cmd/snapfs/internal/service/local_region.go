@@ -506,26 +506,41 @@ func (l *Local) RegionUsage(ctx context.Context) ([]RegionUsage, error) {
 // never attach them again (every such read EIO, for good). A layer
 // nothing reads any more (GC has not collected it yet) does not count.
 func (l *Local) lazyUsers(region string) error {
-	ls, err := l.store.ListLazy()
-	if err != nil {
+	ls, err := l.lazyReading(region)
+	if err != nil || len(ls) == 0 {
 		return err
 	}
-	var users []string
-	for _, x := range ls {
-		if x.Origin.Region != region {
-			continue
-		}
-		if len(x.Disks) > 0 {
-			users = append(users, x.Disks...)
-		} else if x.Readers > 0 {
-			users = append(users, fmt.Sprintf("%d snapshot(s) or image(s) of a deleted lazy disk restored from snapshot %s disk %s", x.Readers, x.Origin.Snapshot, x.Origin.Disk))
-		}
-	}
-	if len(users) == 0 {
-		return nil
+	users := make([]string, len(ls))
+	for i, x := range ls {
+		users[i] = lazyReader(x)
 	}
 	return fmt.Errorf("%w: region %q: lazily restored disks, or snapshots or images of them, still read from it (%s): wait until the disks are whole (disk info, or restore --lazy --wait) or delete them, and delete such snapshots and images (or make a disk of one and let it hydrate), then remove the region",
 		rowstore.ErrBusy, region, strings.Join(users, "; "))
+}
+
+// lazyReading lists this host's lazy layers restored from region that a
+// disk, snapshot or image still reads (stillRead).
+func (l *Local) lazyReading(region string) ([]rowstore.LazyLayer, error) {
+	ls, err := l.store.ListLazy()
+	if err != nil {
+		return nil, err
+	}
+	var out []rowstore.LazyLayer
+	for _, x := range ls {
+		if x.Origin.Region == region && stillRead(x) {
+			out = append(out, x)
+		}
+	}
+	return out, nil
+}
+
+// lazyReader says what reads lazy layer x and from which region snapshot.
+func lazyReader(x rowstore.LazyLayer) string {
+	from := fmt.Sprintf("snapshot %s disk %s", x.Origin.Snapshot, x.Origin.Disk)
+	if len(x.Disks) > 0 {
+		return fmt.Sprintf("lazy disk %s reads %s", strings.Join(x.Disks, ", "), from)
+	}
+	return fmt.Sprintf("%d snapshot(s) or image(s) of a deleted lazy disk read %s", x.Readers, from)
 }
 
 // policyUsers refuses to remove a region a policy copies its snapshots to:
@@ -558,20 +573,16 @@ func (l *Local) policyUsers(region string) error {
 // for them): each disk, or the snapshots and images of a deleted one, and
 // the region snapshot it reads. "" when there are none.
 func (l *Local) lazyReadersNote(region string) string {
-	ls, err := l.store.ListLazy()
+	ls, err := l.lazyReading(region)
 	if err != nil {
 		return ""
 	}
 	var parts []string
 	for _, x := range ls {
-		if x.Origin.Region != region || !stillRead(x) {
-			continue
-		}
-		from := fmt.Sprintf("snapshot %s disk %s", x.Origin.Snapshot, x.Origin.Disk)
 		if len(x.Disks) > 0 {
-			parts = append(parts, fmt.Sprintf("lazy disk %s reads %s: wait for its hydration (snapfs disk info %s) or delete it", strings.Join(x.Disks, ", "), from, x.Disks[0]))
+			parts = append(parts, fmt.Sprintf("%s: wait for its hydration (snapfs disk info %s) or delete it", lazyReader(x), x.Disks[0]))
 		} else {
-			parts = append(parts, fmt.Sprintf("%d snapshot(s) or image(s) of a deleted lazy disk read %s: the region is let go 30 s after their last read", x.Readers, from))
+			parts = append(parts, lazyReader(x)+": the region is let go 30 s after their last read")
 		}
 	}
 	if len(parts) == 0 {
