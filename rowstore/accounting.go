@@ -338,49 +338,56 @@ func (s *Store) lazyChain(chain []link) bool {
 var errAccounting = errors.New("space accounting differs from a full count")
 
 // countDiskUnlocked counts the stored blocks visible in disk d's head
-// without holding d's lock while it counts (a full count of a large disk
-// takes seconds; writers wait for d.mu): it notes the disk's state and the
-// appends begun to it under d.mu, counts, and keeps the count only if
-// nothing was appended and the chain and size are the same afterwards,
-// trying a few times. counted is false for a lazy or deleted disk, or one
-// written during every try; then got, ok and n mean nothing.
+// without holding d's lock while it counts (stableCount). counted is false
+// for a lazy or deleted disk, or one written during every try; then got,
+// ok and n mean nothing.
 func (s *Store) countDiskUnlocked(d *diskState) (n, got int64, ok bool, layer ids.Layer, counted bool, err error) {
-	type state struct {
-		chain []link
-		size  int64
-		bs    int
-		mark  acctMark
-		lazy  bool
-	}
-	take := func() state {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		// A lazy disk is not compared; nor one deleted meanwhile.
-		return state{chain: append([]link(nil), d.chain...), size: d.size.Load(), bs: d.bs, mark: s.acct.mark(d.id), lazy: d.deleted || s.lazyChain(d.chain)}
-	}
-	same := func(a, b state) bool {
-		return a.size == b.size && a.bs == b.bs && a.mark == b.mark && slices.Equal(a.chain, b.chain)
-	}
+	counted, err = s.stableCount(d, func(chain []link, size int64, bs int) (int64, bool, error) {
+		if s.lazyChain(chain) {
+			return 0, true, nil // not compared: see lazyChain
+		}
+		c, err := s.countVisible(chain, blockCount(size, bs))
+		return c, false, err
+	}, func(c int64, chain []link, _ acctMark) bool {
+		n, layer = c, chain[0].layer
+		got, ok = s.acct.get(d.id)
+		return true
+	})
+	return n, got, ok, layer, counted, err
+}
+
+// stableCount counts disk d without holding its lock while it counts (a
+// full count of a large disk takes seconds; writers wait for d.mu): it
+// notes the disk's chain, size and the appends begun to it under d.mu,
+// calls count (skip: nothing to count), and calls keep under d.mu with the
+// count only if the disk was not deleted and nothing was appended and the
+// chain and size are the same afterwards, trying a few times. It reports
+// whether keep took a count (false: skipped, deleted, or written during
+// every try).
+func (s *Store) stableCount(d *diskState, count func(chain []link, size int64, bs int) (n int64, skip bool, err error),
+	keep func(n int64, chain []link, mark acctMark) bool) (bool, error) {
 	for try := 0; try < 5; try++ {
-		before := take()
-		if before.lazy {
-			return 0, 0, false, 0, false, nil
+		d.mu.Lock()
+		chain, size, bs, mark, deleted := append([]link(nil), d.chain...), d.size.Load(), d.bs, s.acct.mark(d.id), d.deleted
+		d.mu.Unlock()
+		if deleted {
+			return false, nil
 		}
-		c, err := s.countVisible(before.chain, blockCount(before.size, before.bs))
-		if err != nil {
-			return 0, 0, false, 0, false, err
+		n, skip, err := count(chain, size, bs)
+		if err != nil || skip {
+			return false, err
 		}
 		d.mu.Lock()
-		after := state{chain: d.chain, size: d.size.Load(), bs: d.bs, mark: s.acct.mark(d.id)}
-		g, k := s.acct.get(d.id)
+		kept := !d.deleted && slices.Equal(chain, d.chain) && size == d.size.Load() && bs == d.bs &&
+			s.acct.mark(d.id) == mark && keep(n, chain, mark)
 		d.mu.Unlock()
-		if same(before, after) {
-			return c, g, k, before.chain[0].layer, true, nil
+		if kept {
+			return true, nil
 		}
 		time.Sleep(time.Duration(try+1) * 10 * time.Millisecond)
 	}
-	s.log.Info("check: disk written during every count: its allocated count is compared at a later check", "disk", d.name)
-	return 0, 0, false, 0, false, nil
+	s.log.Info("disk written during every count: its allocated count is left as it is", "disk", d.name)
+	return false, nil
 }
 
 // verifyAccounting counts every disk head, snapshot member and image from

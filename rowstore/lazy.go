@@ -1194,18 +1194,14 @@ func (s *Store) recountLazyDisks(ll *lazyLayer, src LayerSource, total int64) {
 }
 
 func (s *Store) recountLazyDisk(d *diskState, ll *lazyLayer, src LayerSource, total int64) error {
-	for try := 0; try < 5; try++ {
-		d.mu.Lock()
-		chain, size, mark, deleted := append([]link(nil), d.chain...), d.size.Load(), s.acct.mark(d.id), d.deleted
-		d.mu.Unlock()
-		if deleted || len(chain) < 2 || chain[len(chain)-1].layer != ll.id {
-			return nil
+	_, err := s.stableCount(d, func(chain []link, size int64, bs int) (int64, bool, error) {
+		if len(chain) < 2 || chain[len(chain)-1].layer != ll.id {
+			return 0, true, nil
 		}
-		upper := chain[:len(chain)-1]
-		n := blockCount(size, d.bs)
+		n := blockCount(size, bs)
 		count := total
 		for from := ids.Block(0); from < n; from += countBlocksChunk {
-			err := s.visible(upper, from, min(from+countBlocksChunk, n), func(b ids.Block, v index.Version) error {
+			err := s.visible(chain[:len(chain)-1], from, min(from+countBlocksChunk, n), func(b ids.Block, v index.Version) error {
 				if b < ll.n && src.Stored(int64(b)) {
 					count-- // covered above: counted (or not) as the upper version says
 				}
@@ -1215,18 +1211,14 @@ func (s *Store) recountLazyDisk(d *diskState, ll *lazyLayer, src LayerSource, to
 				return nil
 			})
 			if err != nil {
-				return err
+				return 0, false, err
 			}
 		}
-		d.mu.Lock()
-		same := !d.deleted && slices.Equal(chain, d.chain) && size == d.size.Load() && s.acct.setIfUnchanged(d.id, mark, chain[0].layer, count)
-		d.mu.Unlock()
-		if same {
-			return nil
-		}
-		time.Sleep(time.Duration(try+1) * 10 * time.Millisecond)
-	}
-	return errors.New("written during every count")
+		return count, false, nil
+	}, func(count int64, chain []link, mark acctMark) bool {
+		return s.acct.setIfUnchanged(d.id, mark, chain[0].layer, count)
+	})
+	return err
 }
 
 // setIfUnchanged sets disk's count when no append began to it since mark

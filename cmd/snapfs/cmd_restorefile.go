@@ -197,15 +197,18 @@ func browseErr(p string, err error) error {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
 		return fmt.Errorf("%w: source %s: no such file or directory in the snapshot", rowstore.ErrNotFound, p)
 	case errors.Is(err, unix.ENOKEY):
-		return fmt.Errorf("source %s: %w (unlock it: snapfs disk unlock NAME --key-file FILE, or mount with --key-file)", p, rowstore.ErrLocked)
+		return fmt.Errorf("source %s: %w (%s)", p, rowstore.ErrLocked, unlockHint)
 	case errors.Is(err, unix.EIO):
 		return fmt.Errorf("%w: source %s: %v", rowstore.ErrCorrupt, p, err)
 	}
 	return fmt.Errorf("source %s: %w", p, err)
 }
 
+// unlockHint says how a locked encrypted disk's key is given.
+const unlockHint = "unlock it: snapfs disk unlock NAME --key-file FILE, or mount with --key-file"
+
 // lockedFiles is ENOKEY from the files of a snapshot's disk: the disk is
 // encrypted and its key locked (exit 15, as the commands that open it say).
 func lockedFiles(snap, disk string) error {
-	return fmt.Errorf("snapshot %q disk %q: %w (unlock it: snapfs disk unlock NAME --key-file FILE, or mount with --key-file)", snap, disk, rowstore.ErrLocked)
+	return fmt.Errorf("snapshot %q disk %q: %w (%s)", snap, disk, rowstore.ErrLocked, unlockHint)
 }
