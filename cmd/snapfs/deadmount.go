@@ -33,11 +33,11 @@ func clearDeadMount(p, store string, log *slog.Logger) error {
 	if err != nil {
 		return nil // existingDir reports it
 	}
-	// statfs always reaches the FUSE server; a stat of the mount point may
-	// be answered from the kernel's attribute cache.
-	var sfs syscall.Statfs_t
-	if err := syscall.Statfs(abs, &sfs); !errors.Is(err, syscall.ENOTCONN) {
-		return nil
+	if err := mountDead(abs); err != nil {
+		if errors.Is(err, rowstore.ErrBusy) {
+			return err // a server that hangs: not ours to judge
+		}
+		return nil // alive, or no FUSE mount: opening it says what is wrong
 	}
 	var entry *mountEntry
 	for _, m := range mounts() {
@@ -66,14 +66,12 @@ func clearDeadMount(p, store string, log *slog.Logger) error {
 	return nil
 }
 
-// removeDeadMount removes the mount at mp whose server died: unmounted, or
-// detached when something still holds it open (`snapfs umount` of a dead
-// mount, and mount over one: clearDeadMount).
 // errMountAlive: the mount's server answers.
 var errMountAlive = errors.New("the mount is alive")
 
 // mountDead returns nil when the FUSE mount at mp is dead (its server is
-// gone: statfs fails with ENOTCONN), errMountAlive when its server answers,
+// gone: statfs fails with ENOTCONN; statfs always reaches the FUSE server,
+// where a stat may be answered from the kernel's attribute cache), errMountAlive when its server answers,
 // and the error of statfs otherwise (EACCES: another user's mount), or a
 // busy error when it does not answer within 10 s (a hung server).
 func mountDead(mp string) error {
@@ -96,6 +94,9 @@ func mountDead(mp string) error {
 	}
 }
 
+// removeDeadMount removes the mount at mp whose server died: unmounted, or
+// detached when something still holds it open (`snapfs umount` of a dead
+// mount, and mount over one: clearDeadMount).
 func removeDeadMount(mp string) error {
 	if err := syscall.Unmount(mp, 0); err != nil {
 		return syscall.Unmount(mp, syscall.MNT_DETACH)
