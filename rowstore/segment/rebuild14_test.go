@@ -20,11 +20,14 @@ func TestRebuild14DurableUnknown(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		at       int64 // byte of the victim record to damage
+		at2      int64 // a second one (0: none)
 		headerOK bool
+		proven   bool // scan15: a damaged magic or length is restored and the CRC verifies
 	}{
-		{"payload", HeaderSize + 1, true},
-		{"header length", 40, false},
-		{"magic", 0, false},
+		{"payload", HeaderSize + 1, 0, true, false},
+		{"header length", 40, 0, true, true},
+		{"magic", 0, 0, true, true},
+		{"length and payload", 40, HeaderSize + 1, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -36,6 +39,9 @@ func TestRebuild14DurableUnknown(t *testing.T) {
 			victim := ps[10] // rec(10): data, with a payload
 			last, size := lastSegPath(t, dir)
 			damage(t, last, victim.Offset+tc.at)
+			if tc.at2 != 0 {
+				damage(t, last, victim.Offset+tc.at2)
+			}
 			var tails []TornTail
 			l, err := Open(vfs.Default, dir, Options{SegmentSize: 1 << 20, DurableUnknown: true, OnTornTail: func(tt TornTail) { tails = append(tails, tt) }})
 			if err != nil {
@@ -59,8 +65,8 @@ func TestRebuild14DurableUnknown(t *testing.T) {
 				t.Fatalf("scan: %d good records, bad %v; want 19 and 1", len(seqs), bad)
 			}
 			b := bad[0]
-			if b.Segment != victim.Segment || b.Offset != victim.Offset || b.Bytes != int64(victim.Length) || b.HeaderOK != tc.headerOK {
-				t.Fatalf("bad record %+v, want segment %d offset %d bytes %d headerOK %v", b, victim.Segment, victim.Offset, victim.Length, tc.headerOK)
+			if b.Segment != victim.Segment || b.Offset != victim.Offset || b.Bytes != int64(victim.Length) || b.HeaderOK != tc.headerOK || b.Proven != tc.proven {
+				t.Fatalf("bad record %+v, want segment %d offset %d bytes %d headerOK %v proven %v", b, victim.Segment, victim.Offset, victim.Length, tc.headerOK, tc.proven)
 			}
 			if tc.headerOK {
 				want := rec(10)

@@ -173,36 +173,81 @@ func headerFields(h []byte) Record {
 	}
 }
 
+// frame checks the frame of the record header h (HeaderSize bytes): the
+// fields every record version keeps in place so that any reader can verify
+// a record's checksum (package doc, "Versions"): the magic, a version that
+// is not 0, a payload length within MaxPayload. It returns the version and
+// the payload length. Decode and the scanner's judgement of a bad record's
+// header (segReader.badHeader) both start here.
+func frame(h []byte) (version byte, plen int, err error) {
+	if m := binary.LittleEndian.Uint32(h[0:]); m != recordMagic {
+		return 0, 0, fmt.Errorf("%w: bad magic %#08x", ErrCorrupt, m)
+	}
+	if h[4] == 0 {
+		return 0, 0, fmt.Errorf("%w: record version 0", ErrCorrupt)
+	}
+	if n := binary.LittleEndian.Uint32(h[40:]); n > MaxPayload {
+		return 0, 0, fmt.Errorf("%w: payload length %d", ErrCorrupt, n)
+	}
+	return h[4], int(binary.LittleEndian.Uint32(h[40:])), nil
+}
+
+// checkCRC reports whether the CRC field of the record b (header and
+// payload, exactly) matches its bytes once the header fields whose value
+// is implied are restored: the magic, the version (Version), the payload
+// length (len(b) - HeaderSize), and the kind read as kind. The scanner
+// uses it to prove the header of a record whose checksum fails
+// (segReader.prove): a damaged magic, version, kind or length field is
+// repaired in memory only, and only a CRC match (a false one has a chance
+// of 2^-32 per try) makes it believed.
+func checkCRC(b []byte, kind Kind) bool {
+	var h [44]byte
+	copy(h[:], b[:44])
+	binary.LittleEndian.PutUint32(h[0:], recordMagic)
+	h[4], h[5] = Version, byte(kind)
+	binary.LittleEndian.PutUint32(h[40:], uint32(len(b)-HeaderSize))
+	crc := crc32.Update(0, castagnoli, h[:])
+	crc = crc32.Update(crc, castagnoli, b[HeaderSize:])
+	return crc == binary.LittleEndian.Uint32(b[44:])
+}
+
+// attributable reports whether a header (its fields and payload length)
+// names something a bad record can be attributed to: what Decode would
+// accept of it, and no padding or empty data record.
+func attributable(r *Record, plen int) bool {
+	return validateHeader(r, plen) == nil && r.Kind != KindPad && !(r.Kind == KindData && plen == 0)
+}
+
 // Decode decodes one record from b (which starts at a record header). It
 // returns the record (Payload aliases b) and its encoded length, or an error
 // wrapping ErrCorrupt (bad magic, crc, length, kind, version) or ErrShort (b
-// too short to hold the whole record: a torn tail). A record version newer
-// than Version also wraps ErrIncompatible.
+// too short to hold the whole record: a torn tail). A record of a version
+// newer than Version whose checksum is valid (a record a newer snapfs
+// wrote) wraps ErrIncompatible too, and its encoded length is returned
+// with the error; with a bad checksum it is damage like any other
+// (package doc, "Versions").
 func Decode(b []byte) (Record, int, error) {
 	if len(b) < HeaderSize {
 		return Record{}, 0, fmt.Errorf("%w: %d bytes, header needs %d", ErrShort, len(b), HeaderSize)
 	}
-	if m := binary.LittleEndian.Uint32(b[0:]); m != recordMagic {
-		return Record{}, 0, fmt.Errorf("%w: bad magic %#08x", ErrCorrupt, m)
+	v, plen, err := frame(b)
+	if err != nil {
+		return Record{}, 0, err
 	}
-	if v := b[4]; v != Version {
-		if v > Version {
-			return Record{}, 0, fmt.Errorf("%w: %w: record version %d", ErrCorrupt, ErrIncompatible, v)
-		}
-		return Record{}, 0, fmt.Errorf("%w: record version %d", ErrCorrupt, v)
-	}
-	plen := binary.LittleEndian.Uint32(b[40:])
-	if plen > MaxPayload {
-		return Record{}, 0, fmt.Errorf("%w: payload length %d", ErrCorrupt, plen)
-	}
-	n := HeaderSize + int(plen)
+	n := HeaderSize + plen
 	if len(b) < n {
 		return Record{}, 0, fmt.Errorf("%w: %d bytes, record needs %d", ErrShort, len(b), n)
 	}
 	crc := crc32.Update(0, castagnoli, b[:44])
 	crc = crc32.Update(crc, castagnoli, b[HeaderSize:n])
 	if want := binary.LittleEndian.Uint32(b[44:]); crc != want {
+		if v != Version {
+			return Record{}, 0, fmt.Errorf("%w: record version %d with checksum %#08x, want %#08x: damaged", ErrCorrupt, v, crc, want)
+		}
 		return Record{}, 0, fmt.Errorf("%w: checksum %#08x, want %#08x", ErrCorrupt, crc, want)
+	}
+	if v > Version {
+		return Record{}, n, fmt.Errorf("%w: %w: record version %d (this build reads %d), checksum valid: written by a newer snapfs", ErrCorrupt, ErrIncompatible, v, Version)
 	}
 	r := headerFields(b)
 	r.Payload = b[HeaderSize:n:n]

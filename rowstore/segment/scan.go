@@ -55,56 +55,144 @@ func (r *segReader) peek(off int64, n int) ([]byte, error) {
 	return r.buf[:min(n, m)], nil
 }
 
-// nextValid returns the offset of the first valid record after the bad
-// record at bad, or -1 if there is none before the end of the segment.
+// nextValid returns the offset where the scan goes on after the bad record
+// at bad: the first valid record after it, or -1 if there is none before
+// the end of the segment (package doc, "Corruption").
 //
-// It first tries the boundary the bad record's own header names (a flipped
-// bit in a payload leaves the header intact), and only if that fails
-// searches byte by byte. The byte search can in principle take a record
-// encoded inside some payload (a disk holding a segment file) for a real
-// one, which is why it is the last resort. The flip side: a damaged length
-// field that happens to name the start of a later valid record skips the
-// valid records before it (FuzzRebuild14Damage found one with 48-byte
-// records; with real block records a flipped bit rarely lands on a record
-// boundary).
+// The bad record's length field is not trusted (its checksum failed, and
+// it covers the length): a damaged length that names the start of a later
+// record would skip the valid records before it, so every offset after
+// bad is a candidate (records are not aligned: the step is one byte), and
+// one is accepted only if a record with a valid frame and checksum starts
+// there (search). A record of a newer version with a valid checksum counts
+// as valid here, so the scan meets it and refuses it rather than skip it.
+//
+// Searching from the bad record's start can meet a record encoded inside
+// its own payload (a disk holding a copy of a segment file); taking that
+// for a real record would make the scan misread foreign bytes as a block.
+// So when the first candidate lies inside the span the bad header names
+// (it claims a length that ends at a later valid record, or exactly at the
+// end of the segment), a candidate in that span is taken only if the bad
+// record is proven to end there (its checksum verifies with its length
+// restored: prove; tried on the first candidate), or if valid records
+// chain from it, back to back, exactly to that boundary (the records a
+// damaged length would have skipped; every candidate in the span is
+// tried, each offset decoded once). Otherwise the length is believed and
+// the candidates taken for bytes of the payload. What this can still get
+// wrong is argued in the package doc ("Corruption").
 func (r *segReader) nextValid(bad int64) (int64, error) {
+	named := int64(-1) // the boundary the bad header names
 	if h, err := r.peek(bad, int(min(HeaderSize, r.size-bad))); err != nil {
 		return -1, err
-	} else if len(h) == HeaderSize && binary.LittleEndian.Uint32(h) == recordMagic {
+	} else if len(h) == HeaderSize {
 		if plen := int64(binary.LittleEndian.Uint32(h[40:])); plen <= MaxPayload {
-			next := bad + HeaderSize + plen
-			if next == r.size {
-				return -1, nil
-			}
-			if next < r.size {
-				_, _, ioErr, decErr := r.record(next)
-				if ioErr != nil {
-					return -1, ioErr
-				}
-				if decErr == nil {
-					return next, nil
-				}
-			}
+			named = bad + HeaderSize + plen
 		}
 	}
-	off := bad + 1
+	next, err := r.search(bad + 1)
+	if err != nil || next < 0 || named < 0 || next >= named || named > r.size {
+		return next, err
+	}
+	if named < r.size {
+		if _, ok, err := r.valid(named); err != nil || !ok {
+			return next, err // no record starts where the length says: it is damaged
+		}
+	}
+	if _, ok, err := r.prove(bad, next); err != nil || ok {
+		return next, err
+	}
+	failed := map[int64]bool{} // offsets whose chain does not reach named
+	for c := next; c >= 0 && c < named; {
+		if ok, err := r.chain(c, named, failed); err != nil || ok {
+			return c, err
+		}
+		if c, err = r.search(c + 1); err != nil {
+			return -1, err
+		}
+	}
+	if named == r.size {
+		return -1, nil
+	}
+	return named, nil
+}
+
+// search returns the first offset from off on where a valid record starts
+// (see valid), or -1 if there is none before the end of the segment.
+func (r *segReader) search(off int64) (int64, error) {
 	for ; off+HeaderSize <= r.size; off++ {
 		b, err := r.peek(off, 4)
 		if err != nil {
 			return -1, err
 		}
-		if len(b) < 4 || b[0] != 'F' || b[1] != 'S' || b[2] != 'P' || b[3] != 'R' {
+		if len(b) < 4 || binary.LittleEndian.Uint32(b) != recordMagic {
 			continue
 		}
-		_, _, ioErr, decErr := r.record(off)
-		if ioErr != nil {
-			return -1, ioErr
-		}
-		if decErr == nil {
-			return off, nil
+		if _, ok, err := r.valid(off); err != nil || ok {
+			return off, err
 		}
 	}
 	return -1, nil
+}
+
+// valid reports whether a record with a valid frame and checksum starts at
+// off (one this build decodes, or one a newer snapfs wrote), and its
+// encoded length.
+func (r *segReader) valid(off int64) (int, bool, error) {
+	_, n, ioErr, decErr := r.record(off)
+	if ioErr != nil {
+		return 0, false, ioErr
+	}
+	return n, decErr == nil || errors.Is(decErr, ErrIncompatible), nil
+}
+
+// chain reports whether valid records follow each other, back to back,
+// from off to exactly end. The offsets it visits on a chain that does not
+// get there are added to failed, and a chain that meets one of them stops.
+func (r *segReader) chain(off, end int64, failed map[int64]bool) (bool, error) {
+	var seen []int64
+	for off < end && !failed[off] {
+		n, ok, err := r.valid(off)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			break
+		}
+		seen = append(seen, off)
+		off += int64(n)
+	}
+	if off == end {
+		return true, nil
+	}
+	for _, o := range seen {
+		failed[o] = true
+	}
+	return false, nil
+}
+
+// prove tries to prove the header of the bad record at off if it ends at
+// end: its checksum verifies once the header fields whose value is implied
+// are restored (checkCRC: magic, version, the length end-off-HeaderSize,
+// and the kind, as it is or each known kind). It returns the header's
+// fields (Payload nil) when it does and they are valid.
+func (r *segReader) prove(off, end int64) (Record, bool, error) {
+	plen := end - off - HeaderSize
+	if plen < 0 || plen > MaxPayload {
+		return Record{}, false, nil
+	}
+	b, err := r.peek(off, int(end-off))
+	if err != nil || int64(len(b)) != end-off {
+		return Record{}, false, err
+	}
+	rec := headerFields(b)
+	for i, k := range []Kind{rec.Kind, KindData, KindZero, KindPad, KindCatalog} {
+		if i > 0 && k == rec.Kind || !checkCRC(b, k) {
+			continue
+		}
+		rec.Kind = k
+		return rec, validateHeader(&rec, int(plen)) == nil, nil
+	}
+	return Record{}, false, nil
 }
 
 // record decodes the record at off. ioErr is a failure to read; decErr a
@@ -180,17 +268,22 @@ type BadRecord struct {
 	// Bytes is what was skipped: up to the next valid record, or to the
 	// end of the segment when none follows.
 	Bytes int64
-	// HeaderOK: the header looks intact, and Header holds its fields
-	// (Payload nil). The record's CRC covers header and payload together,
-	// so this is a judgement: magic and version right, a known kind with
-	// a payload length its kind allows (8 for a zero record; layer, block
-	// and epoch 0 for a catalog record), a sequence number, and the
-	// length it names ends exactly where the next valid record starts (or
-	// where the segment ends). A flipped payload byte leaves that true; a
-	// damaged length or magic does not. A flip inside the layer, block,
-	// epoch or seq fields is not detected: callers that act on Header
-	// check it against what they know.
+	// HeaderOK: the header is proven or looks intact, and Header holds
+	// its fields (Payload nil). Proven: the record's checksum verifies
+	// once the header fields whose value is implied are restored (magic,
+	// version, the length to the next valid record or the segment's end,
+	// the kind: one of the four), so its header and payload are what was
+	// written except those fields. Otherwise it is a judgement (the CRC
+	// covers header and payload together): magic and version right, a
+	// known kind with a payload length its kind allows (8 for a zero
+	// record; layer, block and epoch 0 for a catalog record), a sequence
+	// number, and the length it names ends exactly where the next valid
+	// record starts (or where the segment ends). A flipped payload byte
+	// leaves that true. A flip inside the layer, block, epoch or seq
+	// fields is not detected then: callers that act on Header check it
+	// against what they know.
 	HeaderOK bool
+	Proven   bool
 	Header   Record
 	Length   uint32 // the record's encoded length, when HeaderOK
 	Err      error  // the decode error
@@ -204,32 +297,36 @@ func (l *Log) ScanReport(from Pos, fn func(r *Record, pos Pos) error, bad func(*
 	return l.scanRaw(from, false, func(r *Record, _ []byte, pos Pos) error { return fn(r, pos) }, bad)
 }
 
-// badHeader reads what the header of the bad record at off tells, if it
-// looks intact: see BadRecord.HeaderOK. next is the next valid record's
-// offset, or -1 (then the record must end at the segment's end).
+// badHeader reads what the header of the bad record at off tells: see
+// BadRecord.HeaderOK. next is the next valid record's offset, or -1 (then
+// the record must end at the segment's end).
 func (r *segReader) badHeader(b *BadRecord, off, next int64) error {
-	h, err := r.peek(off, int(min(HeaderSize, r.size-off)))
-	if err != nil {
-		return err
-	}
-	if len(h) < HeaderSize || binary.LittleEndian.Uint32(h) != recordMagic || h[4] != Version {
-		return nil
-	}
-	plen := int64(binary.LittleEndian.Uint32(h[40:]))
 	end := next
 	if end < 0 {
 		end = r.size
 	}
-	if plen > MaxPayload || off+HeaderSize+plen != end {
+	rec, ok, err := r.prove(off, end)
+	if err != nil {
+		return err
+	}
+	plen := int(end - off - HeaderSize)
+	if !ok {
+		// Not proven: judge the header as it is (a damaged payload
+		// leaves it intact).
+		h, err := r.peek(off, int(min(HeaderSize, r.size-off)))
+		if err != nil || len(h) < HeaderSize {
+			return err
+		}
+		v, n, err := frame(h)
+		if err != nil || v != Version || n != plen {
+			return nil
+		}
+		rec = headerFields(h)
+	}
+	if !attributable(&rec, plen) {
 		return nil
 	}
-	// What Decode would accept of this header, and no padding or empty
-	// data record (nothing to attribute).
-	rec := headerFields(h)
-	if validateHeader(&rec, int(plen)) != nil || rec.Kind == KindPad || rec.Kind == KindData && plen == 0 {
-		return nil
-	}
-	b.HeaderOK, b.Header, b.Length = true, rec, uint32(HeaderSize+plen)
+	b.HeaderOK, b.Proven, b.Header, b.Length = true, ok, rec, uint32(end-off)
 	return nil
 }
 
