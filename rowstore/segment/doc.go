@@ -110,10 +110,26 @@
 // (ErrIncompatible) rather than take a cleaner segment's torn tail for
 // corruption. Unknown flags are corruption. A file header with a version
 // newer than this package's FileVersion makes Open (and reading that
-// segment) fail with an error wrapping ErrIncompatible; a record with a newer version is a decode
-// error wrapping both ErrCorrupt and ErrIncompatible, and is never truncated
-// away as a torn tail. A newer format is refused, never misread. Unknown kinds
-// and lengths over the limit are corruption.
+// segment) fail with an error wrapping ErrIncompatible. A newer format is
+// refused, never misread. Unknown kinds and lengths over the limit are
+// corruption.
+//
+// A record's frame (magic, version, payload length <= MaxPayload, CRC
+// over header and payload, all where the table above puts them) is the
+// same in every record version: a newer record version may give the other
+// header fields and the payload new meanings, never move or widen the
+// frame (that takes a new file format version, refused for the whole
+// segment at Open before any record is read). So any build can verify the
+// checksum of any record, and that is how a record from a newer snapfs is
+// told from a damaged version byte: a version above Version with a valid
+// checksum is a record a newer snapfs wrote, a decode error wrapping both
+// ErrCorrupt and ErrIncompatible that stops Open (in a stream's last
+// segment) or Scan (elsewhere) with nothing changed, never skipped nor
+// cut; with a bad checksum it is damage like any other (version 1 -> 7 is
+// one bit flip away): one record reported corrupt, the rest scanned. A
+// newer record can only be found where a newer binary appended, at the
+// tail of the log; one short record of any version at a stream's end is a
+// torn tail (a newer binary would cut it too).
 //
 // # Invariants
 //
@@ -198,13 +214,56 @@
 //
 // Scan never stops at one bad record: a record that fails to decode and is
 // followed by a valid one is skipped, logged and passed to Options.OnCorrupt
-// as a *CorruptError naming segment and offset; the scan resumes at the
-// boundary the bad header names or, failing that, at the next offset where a
-// valid record decodes. A bad tail of the last segment ends the scan
-// silently. ScanReport also passes each skipped record as a BadRecord with
-// what its header still tells when it looks intact (magic, version, kind,
-// a length that ends where the next valid record starts): the engine
+// as a *CorruptError naming segment and offset, and the scan goes on at the
+// next valid record. A bad tail of the last segment ends the scan silently.
+// Read of a bad record returns a *CorruptError (never data), and a record
+// of a newer version stops Scan with an error wrapping ErrIncompatible.
+//
+// Resync. The checksum of a bad record covers its length field, so the
+// length is not trusted: a damaged length that names the start of a later
+// record would skip the valid records between (their blocks silently read
+// an older version, or nothing). The scanner tries every offset after the
+// bad record's start (records are not aligned: the step is one byte) and
+// takes the first where a record with a valid frame and checksum starts (a
+// valid newer record counts, so it is met and refused). That alone could
+// take a record encoded inside the bad record's own payload (a disk that
+// holds a copy of a segment file) for a real one, and misread it as a
+// block. So a candidate inside the span the bad header claims, when that
+// span ends at a valid record or at or past the segment's end (a torn
+// record, or a damaged length), is taken only if the bad record is proven
+// to end there (below) or valid records chain from it, back to back,
+// exactly to the claimed end or the segment's end (the real records a
+// damaged length would have skipped do; bytes of a payload almost never
+// do); failing both, the claimed length is believed. A single damage (one
+// field, one sector) therefore never hides a valid record, and a payload's
+// embedded records are not taken for real ones. What can still go wrong
+// takes two coincidences at once: a length damaged to name exactly a
+// later record's start (or the segment's end) and a second damage between
+// the bad record's true end and there (the records between are skipped,
+// or cut with a torn tail); a length damaged to name exactly a record
+// embedded in the bad record's own payload (taken for real); a torn or
+// damaged record whose embedded records chain exactly to the end of the
+// file. Each offset is decoded
+// once per resync, and only a bad record pays for it: a clean scan reads
+// as before.
+//
+// Bad records and the tail rule. A resync that finds nothing valid before
+// the segment's end makes the bad record a bad tail: in a stream's last
+// segment it is the torn tail Open cuts (past the durable position, or
+// with DurableUnknown), or the end of the scan; a valid record after it
+// makes it corruption (see "Torn tail" for a known durable position).
+//
+// What a bad record's header tells. ScanReport also passes each skipped
+// record as a BadRecord: Bytes up to the next valid record (or the
+// segment's end), and its header when it is proven or looks intact. Proven:
+// its checksum verifies once the fields whose value is implied are
+// restored (magic, version, the length to the next valid record, and the
+// kind, as it is or each of the four): a damaged magic, version, length or
+// kind byte is repaired in memory (never on disk), the rest of the header
+// and the payload shown to be what was written (a false match has odds
+// 2^-32 per try, at most five tries). Otherwise it is a judgement (magic
+// and version right, a valid kind and length, ending where the next valid
+// record starts), true of a damaged payload or checksum field. The engine
 // indexes such a data record so that its block reads as corrupt rather
-// than as an older version. Read of a bad record returns a *CorruptError (never data), and a
-// record of a newer version stops Scan with an error wrapping ErrIncompatible.
+// than as an older version (package rowstore, attributeBad).
 package segment

@@ -71,7 +71,7 @@ func (r *segReader) peek(off int64, n int) ([]byte, error) {
 // its own payload (a disk holding a copy of a segment file); taking that
 // for a real record would make the scan misread foreign bytes as a block.
 // So when the first candidate lies inside the span the bad header names
-// (it claims a length that ends at a later valid record, or exactly at the
+// (it claims a length that ends at a later valid record, or at or past the
 // end of the segment), a candidate in that span is taken only if the bad
 // record is proven to end there (its checksum verifies with its length
 // restored: prove; tried on the first candidate), or if valid records
@@ -89,8 +89,11 @@ func (r *segReader) nextValid(bad int64) (int64, error) {
 			named = bad + HeaderSize + plen
 		}
 	}
+	// A record claimed to end past the file is torn (or its length
+	// damaged): real records after it end exactly at the file's end.
+	named = min(named, r.size)
 	next, err := r.search(bad + 1)
-	if err != nil || next < 0 || named < 0 || next >= named || named > r.size {
+	if err != nil || next < 0 || named < 0 || next >= named {
 		return next, err
 	}
 	if named < r.size {
