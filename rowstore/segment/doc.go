@@ -223,29 +223,34 @@
 // length is not trusted: a damaged length that names the start of a later
 // record would skip the valid records between (their blocks silently read
 // an older version, or nothing). The scanner tries every offset after the
-// bad record's start (records are not aligned: the step is one byte) and
-// takes the first where a record with a valid frame and checksum starts (a
-// valid newer record counts, so it is met and refused). That alone could
-// take a record encoded inside the bad record's own payload (a disk that
-// holds a copy of a segment file) for a real one, and misread it as a
-// block. So a candidate inside the span the bad header claims, when that
-// span ends at a valid record or at or past the segment's end (a torn
-// record, or a damaged length), is taken only if the bad record is proven
-// to end there (below) or valid records chain from it, back to back,
-// exactly to the claimed end or the segment's end (the real records a
-// damaged length would have skipped do; bytes of a payload almost never
-// do); failing both, the claimed length is believed. A single damage (one
-// field, one sector) therefore never hides a valid record, and a payload's
-// embedded records are not taken for real ones. What can still go wrong
-// takes two coincidences at once: a length damaged to name exactly a
-// later record's start (or the segment's end) and a second damage between
-// the bad record's true end and there (the records between are skipped,
-// or cut with a torn tail); a length damaged to name exactly a record
-// embedded in the bad record's own payload (taken for real); a torn or
-// damaged record whose embedded records chain exactly to the end of the
-// file. Each offset is decoded
-// once per resync, and only a bad record pays for it: a clean scan reads
-// as before.
+// bad record's start (records are not aligned: the step is one byte) for
+// a record with a valid frame and checksum (a valid newer record counts,
+// so it is met and refused, never skipped). That alone could take a
+// record encoded inside the bad record's own payload (a disk that holds a
+// copy of a segment file) for a real one, and misread it as a block. So a
+// candidate is taken only with evidence that the bad record ends there:
+// the bad record is proven to end there (its checksum verifies with its
+// length restored; tried on the first 16 candidates), or, for a candidate
+// inside the span the bad header claims (ending at or past the segment's
+// end counts as ending there: a torn record, or a damaged length), valid
+// records chain from it back to back to the span's end or past it (the
+// real records a damaged length would skip do; records inside a payload
+// end with it). Without such evidence the claimed length is believed: the
+// scan goes on where it ends, as a valid record or as a further bad record
+// reported on its own (two adjacent damaged records, one sector across
+// their boundary, are two reports, each with its own header), or the bad
+// record is a bad tail if nothing valid follows. A single damage (one
+// field, one sector) therefore never hides a valid record, nor makes a
+// record embedded in a payload read as a real one. What can still go wrong
+// takes two coincidences: a length damaged together with more of the same
+// record (so it cannot be proven) and a second damage in a record after it
+// (the records between may be skipped, or cut with a torn tail, or a
+// record embedded in a later payload taken for real); a length damaged to
+// name exactly a record embedded in the record's own payload; a record
+// whose header is destroyed (no plausible length) or that is torn, with
+// encoded records in its payload chaining to where the real ones resume.
+// Each offset is decoded once per resync, and only a bad record pays for
+// it: a clean scan reads as before.
 //
 // Bad records and the tail rule. A resync that finds nothing valid before
 // the segment's end makes the bad record a bad tail: in a stream's last

@@ -82,6 +82,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad crc payload", edit(func(b []byte) []byte { b[HeaderSize+2] ^= 0x80; return b }), false, false},
 		{"version 0", edit(func(b []byte) []byte { b[4] = 0; return reseal(b) }), false, false},
 		{"version 2", edit(func(b []byte) []byte { b[4] = 2; return reseal(b) }), false, true},
+		{"version 2, bad crc", edit(func(b []byte) []byte { b[4] = 2; return b }), false, false}, // scan15: damage, not newer
+		{"version 7, bad crc", edit(func(b []byte) []byte { b[4] = 7; return b }), false, false},
 		{"unknown kind", edit(func(b []byte) []byte { b[5] = 9; return reseal(b) }), false, false},
 		{"kind 0", edit(func(b []byte) []byte { b[5] = 0; return reseal(b) }), false, false},
 		{"seq 0", edit(func(b []byte) []byte { clear(b[32:40]); return reseal(b) }), false, false},
@@ -154,8 +156,19 @@ func FuzzDecode(f *testing.F) {
 	f.Add(Encode(nil, &Record{Kind: KindCatalog, Seq: 4, Payload: []byte{1, 0, 0, 0}}))
 	f.Add([]byte{})
 	f.Add(make([]byte, HeaderSize))
+	newer := Encode(nil, &Record{Kind: KindData, Seq: 1, Payload: []byte("y")})
+	newer[4] = Version + 1
+	f.Add(bytes.Clone(newer))         // damaged version byte (scan15): corrupt
+	f.Add(reseal(bytes.Clone(newer))) // a newer record: incompatible
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, n, err := Decode(b)
+		if errors.Is(err, ErrIncompatible) {
+			// Only a record whose frame and checksum are valid is newer;
+			// damage never is (scan15).
+			if len(b) < HeaderSize || b[4] <= Version || n != HeaderSize+int(binary.LittleEndian.Uint32(b[40:])) || n > len(b) || !bytes.Equal(reseal(bytes.Clone(b[:n])), b[:n]) {
+				t.Fatalf("ErrIncompatible for a record that is not a valid newer one: %v", err)
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrShort) {
 				t.Fatalf("error wraps neither ErrCorrupt nor ErrShort: %v", err)

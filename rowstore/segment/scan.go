@@ -56,65 +56,72 @@ func (r *segReader) peek(off int64, n int) ([]byte, error) {
 }
 
 // nextValid returns the offset where the scan goes on after the bad record
-// at bad: the first valid record after it, or -1 if there is none before
-// the end of the segment (package doc, "Corruption").
+// at bad: the next valid record, or the start of another bad record that
+// the bad header's length names (the scan then reports that one too and
+// resyncs from it); -1 if no valid record follows before the end of the
+// segment (a bad tail). See "Corruption" in the package doc.
 //
 // The bad record's length field is not trusted (its checksum failed, and
 // it covers the length): a damaged length that names the start of a later
-// record would skip the valid records before it, so every offset after
+// record would skip the valid records before it. So every offset after
 // bad is a candidate (records are not aligned: the step is one byte), and
-// one is accepted only if a record with a valid frame and checksum starts
-// there (search). A record of a newer version with a valid checksum counts
-// as valid here, so the scan meets it and refuses it rather than skip it.
+// one is taken only if a record with a valid frame and checksum starts
+// there (search; a record of a newer version with a valid checksum counts,
+// so the scan meets it and refuses it rather than skip it).
 //
 // Searching from the bad record's start can meet a record encoded inside
 // its own payload (a disk holding a copy of a segment file); taking that
 // for a real record would make the scan misread foreign bytes as a block.
-// So when the first candidate lies inside the span the bad header names
-// (it claims a length that ends at a later valid record, or at or past the
-// end of the segment), a candidate in that span is taken only if the bad
-// record is proven to end there (its checksum verifies with its length
-// restored: prove; tried on the first candidate), or if valid records
-// chain from it, back to back, exactly to that boundary (the records a
-// damaged length would have skipped; every candidate in the span is
-// tried, each offset decoded once). Otherwise the length is believed and
-// the candidates taken for bytes of the payload. What this can still get
-// wrong is argued in the package doc ("Corruption").
+// So a candidate is taken only with evidence that the bad record ends
+// there: the bad record is proven to end there (its checksum verifies
+// with its length restored: prove; tried on the first maxProofs
+// candidates), or, for one inside the span the bad header claims, valid
+// records chain from it, back to back, to that span's end or past it (the
+// real records a damaged length would have skipped do; records inside a
+// payload end with it). Without such evidence the claimed length is
+// believed.
 func (r *segReader) nextValid(bad int64) (int64, error) {
-	named := int64(-1) // the boundary the bad header names
+	named := int64(-1) // where the bad header says the record ends
 	if h, err := r.peek(bad, int(min(HeaderSize, r.size-bad))); err != nil {
 		return -1, err
 	} else if len(h) == HeaderSize {
 		if plen := int64(binary.LittleEndian.Uint32(h[40:])); plen <= MaxPayload {
-			named = bad + HeaderSize + plen
+			// Past the file: a torn record (or a damaged length); real
+			// records after it end at the file's end.
+			named = min(bad+HeaderSize+plen, r.size)
 		}
 	}
-	// A record claimed to end past the file is torn (or its length
-	// damaged): real records after it end exactly at the file's end.
-	named = min(named, r.size)
 	next, err := r.search(bad + 1)
-	if err != nil || next < 0 || named < 0 || next >= named {
+	if err != nil || next < 0 || named < 0 || next == named {
 		return next, err
 	}
-	if named < r.size {
-		if _, ok, err := r.valid(named); err != nil || !ok {
-			return next, err // no record starts where the length says: it is damaged
-		}
-	}
-	if _, ok, err := r.prove(bad, next); err != nil || ok {
+	if _, ok, err := r.prove(bad, next, false); err != nil || ok {
 		return next, err
 	}
-	failed := map[int64]bool{} // offsets whose chain does not reach named
-	for c := next; c >= 0 && c < named; {
+	failed := map[int64]bool{} // offsets whose chain stops short of named
+	for c, proofs := next, 1; c >= 0 && c < named; {
 		if ok, err := r.chain(c, named, failed); err != nil || ok {
 			return c, err
+		}
+		if c != next && proofs < maxProofs {
+			proofs++
+			if _, ok, err := r.prove(bad, c, false); err != nil || ok {
+				return c, err
+			}
 		}
 		if c, err = r.search(c + 1); err != nil {
 			return -1, err
 		}
 	}
+	// The claimed length is believed: the scan goes on at its end, if
+	// anything valid lies at or after it.
 	if named == r.size {
 		return -1, nil
+	}
+	if next < named {
+		if next, err = r.search(named); err != nil || next < 0 {
+			return -1, err
+		}
 	}
 	return named, nil
 }
@@ -149,11 +156,12 @@ func (r *segReader) valid(off int64) (int, bool, error) {
 }
 
 // chain reports whether valid records follow each other, back to back,
-// from off to exactly end. The offsets it visits on a chain that does not
-// get there are added to failed, and a chain that meets one of them stops.
+// from off to end or past it (or to the segment's end). The offsets it
+// visits on a chain that stops short are added to failed, and a chain
+// that meets one of them stops.
 func (r *segReader) chain(off, end int64, failed map[int64]bool) (bool, error) {
 	var seen []int64
-	for off < end && !failed[off] {
+	for off < end && off < r.size && !failed[off] {
 		n, ok, err := r.valid(off)
 		if err != nil {
 			return false, err
@@ -164,7 +172,7 @@ func (r *segReader) chain(off, end int64, failed map[int64]bool) (bool, error) {
 		seen = append(seen, off)
 		off += int64(n)
 	}
-	if off == end {
+	if off >= end || off == r.size {
 		return true, nil
 	}
 	for _, o := range seen {
@@ -173,12 +181,16 @@ func (r *segReader) chain(off, end int64, failed map[int64]bool) (bool, error) {
 	return false, nil
 }
 
+// maxProofs bounds the candidates nextValid tries to prove the end of one
+// bad record at (each proof reads the record's span through its CRC).
+const maxProofs = 16
+
 // prove tries to prove the header of the bad record at off if it ends at
 // end: its checksum verifies once the header fields whose value is implied
 // are restored (checkCRC: magic, version, the length end-off-HeaderSize,
-// and the kind, as it is or each known kind). It returns the header's
-// fields (Payload nil) when it does and they are valid.
-func (r *segReader) prove(off, end int64) (Record, bool, error) {
+// and the kind as it is, and with kinds each known kind). It returns the
+// header's fields (Payload nil) when it does and they are valid.
+func (r *segReader) prove(off, end int64, kinds bool) (Record, bool, error) {
 	plen := end - off - HeaderSize
 	if plen < 0 || plen > MaxPayload {
 		return Record{}, false, nil
@@ -189,7 +201,7 @@ func (r *segReader) prove(off, end int64) (Record, bool, error) {
 	}
 	rec := headerFields(b)
 	for i, k := range []Kind{rec.Kind, KindData, KindZero, KindPad, KindCatalog} {
-		if i > 0 && k == rec.Kind || !checkCRC(b, k) {
+		if i > 0 && (!kinds || k == rec.Kind) || !checkCRC(b, k) {
 			continue
 		}
 		rec.Kind = k
@@ -308,7 +320,7 @@ func (r *segReader) badHeader(b *BadRecord, off, next int64) error {
 	if end < 0 {
 		end = r.size
 	}
-	rec, ok, err := r.prove(off, end)
+	rec, ok, err := r.prove(off, end, true)
 	if err != nil {
 		return err
 	}
