@@ -1017,8 +1017,10 @@
 // header intact, indexed as below: its block reads as corrupt rather than
 // as its acknowledged previous version, which stays in the log but no
 // tool brings back. Replay then attributes every record the scan
-// skipped (attributeBad): a data record whose header looks intact (the
-// length it names ends where the next valid record starts) and agrees with
+// skipped (attributeBad): a data record whose header is proven (its CRC
+// verifies once a damaged magic, version, length or kind field is
+// restored: segment doc, "Corruption") or looks intact (the length it
+// names ends where the next valid record starts) and agrees with
 // what replay knows (a layer of the catalog, a sequence number no higher
 // than the log's, the payload length of the layer's good records) becomes
 // its block's version unless a newer (or an equal, good) one exists, so
@@ -1028,8 +1030,9 @@
 // previous version or as zeros. Its digest is unknown (zero), so repair
 // --from-region, which fetches by digest, cannot find it: it lists it as
 // unrepaired, saying so, without asking the source (known gap: a region's block maps know the digest by
-// snapshot, disk and block). Anything else (a damaged header, a hole or
-// catalog record) is listed as unattributed, by segment, offset and bytes,
+// snapshot, disk and block). Anything else (a header damaged beyond
+// that, a hole or catalog record) is listed as unattributed, by segment,
+// offset and bytes,
 // and check --read-data reports the record too. Replay at an ordinary
 // Open attributes the bad records it scans (past the checkpoint) the same
 // way. That is what a ZFS user
@@ -1038,6 +1041,11 @@
 // damaged block is named with what uses it (zpool status -v), and the
 // operator is told the pool is not whole. `snapfs index rebuild` exits 6
 // when the log held a corrupt record (the index is rebuilt and usable).
+// A damaged length never hides the records after it (the scanner does
+// not trust the length of a bad record; TestRebuild15HeaderDamage,
+// TestReplay15HeaderDamage), and a record version byte damaged upward is
+// corruption, not a newer format: only a record whose checksum is valid
+// is refused as written by a newer snapfs (segment doc, "Versions").
 // A flip inside a header's layer, block, epoch or seq fields is not
 // detected as such (the CRC covers header and payload together). Replay
 // refuses a header whose epoch and sequence number contradict the block's

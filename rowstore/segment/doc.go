@@ -119,13 +119,14 @@
 // same in every record version: a newer record version may give the other
 // header fields and the payload new meanings, never move or widen the
 // frame (that takes a new file format version, refused for the whole
-// segment at Open before any record is read). So any build can verify the
+// segment when its file header is read, before any of its records). So
+// any build can verify the
 // checksum of any record, and that is how a record from a newer snapfs is
 // told from a damaged version byte: a version above Version with a valid
 // checksum is a record a newer snapfs wrote, a decode error wrapping both
-// ErrCorrupt and ErrIncompatible that stops Open (in a stream's last
-// segment) or Scan (elsewhere) with nothing changed, never skipped nor
-// cut; with a bad checksum it is damage like any other (version 1 -> 7 is
+// ErrCorrupt and ErrIncompatible that stops Open (when its recovery of a
+// stream's last segment meets it) or Scan with nothing changed, never
+// skipped nor cut (a resync stops at it too); with a bad checksum it is damage like any other (version 1 -> 7 is
 // one bit flip away): one record reported corrupt, the rest scanned. A
 // newer record can only be found where a newer binary appended, at the
 // tail of the log; one short record of any version at a stream's end is a
@@ -240,15 +241,16 @@
 // reported on its own (two adjacent damaged records, one sector across
 // their boundary, are two reports, each with its own header), or the bad
 // record is a bad tail if nothing valid follows. A single damage (one
-// field, one sector) therefore never hides a valid record, nor makes a
-// record embedded in a payload read as a real one. What can still go wrong
-// takes two coincidences: a length damaged together with more of the same
-// record (so it cannot be proven) and a second damage in a record after it
-// (the records between may be skipped, or cut with a torn tail, or a
-// record embedded in a later payload taken for real); a length damaged to
-// name exactly a record embedded in the record's own payload; a record
-// whose header is destroyed (no plausible length) or that is torn, with
-// encoded records in its payload chaining to where the real ones resume.
+// field, one sector) therefore never hides a valid record. What can still
+// go wrong: with two damages, a length damaged together with more of the
+// same record (so it cannot be proven) and a second damage in a record
+// after it (the records between may be skipped, or cut with a torn tail,
+// or a record embedded in a later payload taken for real); and, where
+// payloads hold encoded records, a record whose header is destroyed (no
+// plausible length: the first valid record after it is taken, with no
+// span to check it against), a length damaged to name exactly a record
+// embedded in its own payload, or a torn record whose embedded records
+// chain exactly to the file's end (each taken for real).
 // Each offset is decoded once per resync, and only a bad record pays for
 // it: a clean scan reads as before.
 //

@@ -281,7 +281,9 @@ type BadRecord struct {
 	Segment ids.Segment
 	Offset  int64
 	// Bytes is what was skipped: up to the next valid record, or to the
-	// end of the segment when none follows.
+	// start of a further bad record the scan reports on its own (where
+	// this one's length, believed, ends: see nextValid), or to the end of
+	// the segment when nothing valid follows.
 	Bytes int64
 	// HeaderOK: the header is proven or looks intact, and Header holds
 	// its fields (Payload nil). Proven: the record's checksum verifies
