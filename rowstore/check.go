@@ -547,9 +547,9 @@ func (s *Store) checkLog(ctx context.Context, from ids.Segment, deadline time.Ti
 }
 
 // checkSegment decodes every record of one segment, calling fn (if not nil)
-// with each good one. After a bad record it goes on at the boundary the
-// record's header names if a valid record (or the end) is there, else at
-// the next offset where one decodes.
+// with each good one. After a bad record it goes on where the segment
+// package's resync says (segment.Log.NextValid): a damaged length never
+// makes it skip valid records.
 func (s *Store) checkSegment(si segment.SegmentInfo, active bool, fn func(r *segment.Record, pos segment.Pos) error) ([]CheckProblem, int64, error) {
 	const chunk = 4 << 20
 	size := si.Size
@@ -620,29 +620,15 @@ func (s *Store) checkSegment(si segment.SegmentInfo, active bool, fn func(r *seg
 		}
 		probs = append(probs, CheckProblem{Kind: "log", Block: -1, Segment: si.Number, Offset: off,
 			Message: fmt.Sprintf("record does not decode (not a block any disk, snapshot or image reads now; a hole or catalog record there would be missing from an index rebuild): %v", derr)})
-		next := int64(-1)
-		if b, err := at(off, segment.HeaderSize); err == nil && len(b) >= segment.HeaderSize {
-			if plen := int64(leUint32(b[40:])); plen <= segment.MaxPayload {
-				cand := off + segment.HeaderSize + plen
-				if cand == size {
-					next = cand
-				} else if cand < size {
-					if _, err := decodeAt(cand); err == nil {
-						next = cand
-					}
-				}
+		// The segment package's resync: it never trusts the bad record's
+		// length (a damaged one must not make repair's walk skip live
+		// records), nor takes a record inside its payload for a real one.
+		next, err := s.seg.NextValid(si.Number, size, off)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) || !s.segmentExists(si.Number) {
+				return probs, size, nil // removed meanwhile by the cleaner
 			}
-		}
-		for cand := off + 1; next < 0 && cand+segment.HeaderSize <= size; cand++ {
-			b, err := at(cand, segment.HeaderSize)
-			if err != nil {
-				return probs, size, err
-			}
-			if len(b) >= 4 && leUint32(b) == recordMagicLE {
-				if _, err := decodeAt(cand); err == nil {
-					next = cand
-				}
-			}
+			return probs, size, fmt.Errorf("check: segment %d after the bad record at %d: %w", si.Number, off, err)
 		}
 		if next < 0 {
 			break
@@ -651,9 +637,6 @@ func (s *Store) checkSegment(si segment.SegmentInfo, active bool, fn func(r *seg
 	}
 	return probs, size, nil
 }
-
-// recordMagicLE is segment's record magic ("FSPR").
-const recordMagicLE = 0x52505346
 
 func leUint32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24

@@ -126,6 +126,17 @@ func (r *segReader) nextValid(bad int64) (int64, error) {
 	return named, nil
 }
 
+// NextValid is the scanner's resync after the bad record at offset bad of
+// segment n, of which the first size bytes are considered, for a caller
+// that walks a segment's records itself (package rowstore's check and
+// repair): where a scan goes on, the next valid record or a further bad
+// record, or -1 if no valid record follows (see nextValid, and
+// "Corruption" in the package doc). Errors are failures to read.
+func (l *Log) NextValid(n ids.Segment, size, bad int64) (int64, error) {
+	r := segReader{l: l, num: n, size: size}
+	return r.nextValid(bad)
+}
+
 // search returns the first offset from off on where a valid record starts
 // (see valid), or -1 if there is none before the end of the segment.
 func (r *segReader) search(off int64) (int64, error) {
