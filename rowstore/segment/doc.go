@@ -249,8 +249,10 @@
 // payloads hold encoded records, a record whose header is destroyed (no
 // plausible length: the first valid record after it is taken, with no
 // span to check it against), a length damaged to name exactly a record
-// embedded in its own payload, or a torn record whose embedded records
-// chain exactly to the file's end (each taken for real).
+// embedded in its own payload, or a damaged or torn record whose embedded
+// records chain exactly to its end or the file's (each taken for real:
+// whole records tiling the rest of a payload, which a copied segment file
+// cut at a block boundary rarely does).
 // Each offset is decoded once per resync, and only a bad record pays for
 // it: a clean scan reads as before.
 //
