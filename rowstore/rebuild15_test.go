@@ -113,36 +113,46 @@ func TestRebuild15HeaderDamage(t *testing.T) {
 // TestReplay15HeaderDamage: the index is behind the log (a copy of it
 // taken before generation 2 was written, put back: what a crash between
 // the log's sync and the index's checkpoint leaves), and one header field
-// of a generation 2 record in a segment past the checkpoint, not the last
-// one, is damaged: Open replays past it (on main a version byte damaged
-// upward made Open fail, and a length naming a later record skipped the
-// records between: their blocks read generation 1), every other block
-// reads its newest data, the damaged block reads as corrupt and check
-// names it.
+// of a generation 2 record past the checkpoint is damaged, in an older
+// segment or in the last one (which Open recovers as a tail: a proven
+// damage is not a torn write, so it is kept): Open replays past it, every
+// other block reads its newest data, the damaged block reads as corrupt
+// and check names it. On main a version byte damaged upward made Open
+// fail; a length naming a later record skipped the records between (their
+// blocks read generation 1); in the last segment every damage cut the
+// records after it as a torn tail (generation 2 lost).
 func TestReplay15HeaderDamage(t *testing.T) {
 	for _, d := range rb15Damages {
-		t.Run(d.name, func(t *testing.T) {
-			f := newRb15BehindFixture(t)
-			bad, mid, next := rb15Pick(t, &f.rb14Fixture, false, true, 2)
-			if bad.seg != f.gen2Seg {
-				t.Fatalf("picked segment %d, generation 2 is in %d", bad.seg, f.gen2Seg)
+		for _, last := range []bool{false, true} {
+			name := d.name + "/older segment"
+			if last {
+				name = d.name + "/last segment"
 			}
-			rb15Edit(t, bad.file, func(b []byte) { d.edit(b, bad.off, next, mid) })
-			f.verify(t, f.opts, bad, 2, false)
-		})
+			t.Run(name, func(t *testing.T) { testReplay15(t, d, last) })
+		}
 	}
 }
 
+func testReplay15(t *testing.T, d rb15Damage, last bool) {
+	f := newRb15BehindFixture(t, !last)
+	bad, mid, next := rb15Pick(t, &f.rb14Fixture, false, true, 2)
+	if bad.seg != f.gen2Seg {
+		t.Fatalf("picked segment %d, generation 2 is in %d", bad.seg, f.gen2Seg)
+	}
+	rb15Edit(t, bad.file, func(b []byte) { d.edit(b, bad.off, next, mid) })
+	f.verify(t, f.opts, bad, 2, false)
+}
+
 // rb15BehindFixture is rb14Fixture's store (without the cleaner) whose
-// generation 2 records are in a segment of their own, with a later
-// segment after it, and whose index is the copy taken before generation 2
-// was written.
+// generation 2 records are in a segment of their own (with later, a
+// segment holding records after it: generation 2's is not the last), and
+// whose index is the copy taken before generation 2 was written.
 type rb15BehindFixture struct {
 	rb14Fixture
 	gen2Seg ids.Segment
 }
 
-func newRb15BehindFixture(t *testing.T) *rb15BehindFixture {
+func newRb15BehindFixture(t *testing.T, later bool) *rb15BehindFixture {
 	t.Helper()
 	const bs = 4096
 	opts := testOptions()
@@ -189,18 +199,19 @@ func newRb15BehindFixture(t *testing.T) *rb15BehindFixture {
 		t.Fatal(err)
 	}
 	// A later session, so that generation 2's segment is not the last.
-	s, err = Open(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.CreateSnapshot("s2", []string{"d"}, ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteSnapshot("s2"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
+	if later {
+		if s, err = Open(dir, opts); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateSnapshot("s2", []string{"d"}, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteSnapshot("s2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.RemoveAll(idx); err != nil {
 		t.Fatal(err)
@@ -227,7 +238,7 @@ func newRb15BehindFixture(t *testing.T) *rb15BehindFixture {
 // and their blocks' index versions pointed into a removed segment (reads
 // failed: acknowledged data lost).
 func TestDrop15DamagedLength(t *testing.T) {
-	f := newRb15BehindFixture(t)
+	f := newRb15BehindFixture(t, true)
 	// The index is behind: put it up to date first (Open replays).
 	s, err := Open(f.dir, f.opts)
 	if err != nil {

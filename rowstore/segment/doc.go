@@ -204,12 +204,24 @@
 // it, a catalog record is synced before its index commit (and the
 // checkpoint stays before it until then), and the index names no cleaner
 // copy past the cleaner's mark. The one case this loses data is media
-// damage to records synced after the last checkpoint followed by a crash
-// before the next one (Disk.Sync acknowledges at the log's sync; the
-// checkpoint follows at the index apply, a clean Close puts it at the
-// tail): the records from the damaged one on are cut, the index's versions
-// of them then point past the segment's end, and reads of those blocks
-// fail (check reports them), never return other data.
+// damage that cannot be proven (below: a damaged payload or checksum
+// field, or header fields beyond magic, version, length and kind) to
+// records synced after the last checkpoint followed by a crash before the
+// next one (Disk.Sync acknowledges at the log's sync; the checkpoint
+// follows at the index apply, a clean Close puts it at the tail): the
+// records from the damaged one on are cut, the index's versions of them
+// then point past the segment's end, and reads of those blocks fail
+// (check reports them), never return other data.
+//
+// Proven damage is never a torn tail, in either mode and even as a
+// segment's last record: a bad record whose checksum verifies once a
+// damaged magic, version, length or kind field is restored ("Corruption",
+// proven headers) holds every other byte as written, and a write a crash
+// tore leaves bytes unwritten (zeros, or a short file) that restoring
+// those fields cannot bring back. It is media damage, kept with what
+// follows it and reported by the scan (a single flipped byte of those
+// fields past the checkpoint no longer cuts the acknowledged records
+// after it, nor, for a version byte, makes Open fail as "newer format").
 //
 // # Corruption
 //

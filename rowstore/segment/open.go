@@ -263,16 +263,32 @@ func (l *Log) recoverTail(s *segFile, opts Options) (empty bool, err error) {
 				durable = l.clDurable
 			}
 			before := (Pos{Segment: s.num, Offset: off}).Before(durable)
-			if !before && !opts.DurableUnknown {
-				break // past what is known durable: a torn tail
-			}
 			next, err := r.nextValid(off)
 			if err != nil {
 				return false, err
 			}
+			// A bad record proven to be what was written but for a
+			// damaged magic, version, length or kind field (its CRC
+			// verifies with them restored) is media damage, never a
+			// write a crash tore: that leaves bytes unwritten, which
+			// restoring those fields does not bring back. It is
+			// corruption wherever it lies: kept, never cut.
+			proven := false
+			if !before {
+				if proven, err = r.proven(off, next); err != nil {
+					return false, err
+				}
+			}
+			if !before && !proven && (!opts.DurableUnknown || next < 0) {
+				// Past what is known durable, or (no durable position
+				// known) with nothing valid after it: the tail a crash
+				// may tear. Cut, and reported (OnTornTail).
+				break
+			}
 			if !before && next < 0 {
-				// No durable position known and nothing valid after it:
-				// the tail a crash may tear. Cut, and reported (OnTornTail).
+				l.log.Warn("segment: damaged last record proven (not torn); keeping it",
+					"segment", s.num, "offset", off, "err", decErr)
+				off = size
 				break
 			}
 			if !before {

@@ -192,6 +192,17 @@ func (r *segReader) chain(off, end int64, failed map[int64]bool) (bool, error) {
 	return false, nil
 }
 
+// proven reports whether the bad record at off is proven (see prove) to
+// end at next (the offset nextValid returned for it; -1: the segment's
+// end).
+func (r *segReader) proven(off, next int64) (bool, error) {
+	if next < 0 {
+		next = r.size
+	}
+	_, ok, err := r.prove(off, next, true)
+	return ok, err
+}
+
 // maxProofs bounds the candidates nextValid tries to prove the end of one
 // bad record at (each proof reads the record's span through its CRC).
 const maxProofs = 16

@@ -561,3 +561,79 @@ func BenchmarkScan15Clean(b *testing.B) {
 		}
 	}
 }
+
+// TestScan15ProvenNotTorn: past a known durable position (the records
+// after the checkpoint: what a crash may have torn) the first bad record
+// starts a torn tail, unless its damage is proven (its CRC verifies with
+// the damaged magic, version, length or kind restored): a write a crash
+// tore leaves bytes unwritten that no such restoring brings back, so a
+// proven record is media damage, kept with what follows it (on main a
+// version byte damaged upward made Open fail, and a damaged length cut
+// the acknowledged records after it). The same holds for the last record
+// of a segment (nothing valid after it), with or without a durable
+// position: kept, reported. Unproven damage (payload, checksum field) is
+// still cut.
+func TestScan15ProvenNotTorn(t *testing.T) {
+	for _, d := range hdrDamages {
+		for _, tail := range []bool{false, true} {
+			name := d.name
+			if tail {
+				// The last record is rec(89), a zero record: "kind to
+				// zero" does not damage it, and "length to the segment
+				// end" is no damage either.
+				if d.name == "kind to zero" || d.name == "length to the segment end" {
+					continue
+				}
+				name += "/last record"
+			}
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				groups := scan15Log(t, dir)
+				ps := groups[2]
+				vi := 10
+				if tail {
+					vi = len(ps) - 1
+				}
+				victim := ps[vi]
+				want := rec(60 + vi)
+				file := filepath.Join(dir, segName(victim.Segment))
+				st, err := os.Stat(file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// For the last record, the damages naming records after it
+				// name earlier ones: a length wrapped past the limit.
+				editFile(t, file, func(b []byte) { d.edit(b, victim, ps) })
+				for _, o := range []Options{{Durable: ps[5]}, {DurableUnknown: true}} {
+					if !tail && o.DurableUnknown {
+						continue // TestScan15HeaderDamage
+					}
+					var tails []TornTail
+					o.OnTornTail = func(tt TornTail) { tails = append(tails, tt) }
+					l, err := Open(vfs.Default, dir, o)
+					if err != nil {
+						t.Fatalf("open: %v", err)
+					}
+					st2, err := os.Stat(file)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !d.proven {
+						if st2.Size() != victim.Offset || len(tails) != 1 {
+							t.Fatalf("unproven damage: segment %d bytes, tails %+v; want cut at %d", st2.Size(), tails, victim.Offset)
+						}
+						l.Close()
+						return
+					}
+					if st2.Size() != st.Size() || len(tails) != 0 {
+						t.Fatalf("proven damage: segment %d bytes (was %d), tails %+v; want kept whole", st2.Size(), st.Size(), tails)
+					}
+					scanCheck(t, l, groups, victim, want, d)
+					if err := l.Close(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
