@@ -3,6 +3,7 @@ package segment
 // Sequential reading: the read-ahead reader, skipping corrupt records, Scan.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -138,19 +139,32 @@ func (l *Log) NextValid(n ids.Segment, size, bad int64) (int64, error) {
 }
 
 // search returns the first offset from off on where a valid record starts
-// (see valid), or -1 if there is none before the end of the segment.
+// (see valid), or -1 if there is none before the end of the segment. It
+// looks for the record magic a read-ahead window at a time (a torn tail
+// may be megabytes of zeros), and decodes where it is found.
 func (r *segReader) search(off int64) (int64, error) {
-	for ; off+HeaderSize <= r.size; off++ {
-		b, err := r.peek(off, 4)
+	magic := binary.LittleEndian.AppendUint32(nil, recordMagic)
+	for off+HeaderSize <= r.size {
+		b, err := r.peek(off, int(min(readAhead, r.size-off)))
 		if err != nil {
 			return -1, err
 		}
-		if len(b) < 4 || binary.LittleEndian.Uint32(b) != recordMagic {
+		i := bytes.Index(b, magic)
+		if i < 0 {
+			if len(b) <= len(magic) {
+				return -1, nil
+			}
+			off += int64(len(b) - len(magic) + 1) // a magic may straddle the window's end
 			continue
+		}
+		off += int64(i)
+		if off+HeaderSize > r.size {
+			return -1, nil
 		}
 		if _, ok, err := r.valid(off); err != nil || ok {
 			return off, err
 		}
+		off++
 	}
 	return -1, nil
 }
