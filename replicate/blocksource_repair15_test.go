@@ -1,0 +1,212 @@
+package replicate_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/snapfs/snapfs/rowstore"
+)
+
+// repair15Flip flips one byte of the payload of the record holding block
+// content want (found in the store's segments by its first 64 bytes, 100
+// bytes in: the header stays intact, so an index rebuild indexes the record
+// as its block's version with no digest).
+func repair15Flip(t *testing.T, dir string, want []byte) {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(dir, "segments", "*.seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, p := range segs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; ; {
+			j := bytes.Index(b[i:], want[:64])
+			if j < 0 {
+				break
+			}
+			b[i+j+100] ^= 0x5a
+			found++
+			i += j + 64
+		}
+		if found > 0 {
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if found != 1 {
+		t.Fatalf("block content found %d times in the segments, want once", found)
+	}
+}
+
+// repair15Rebuild closes the host, removes its index and rebuilds it from
+// the log, and opens the host again.
+func repair15Rebuild(t *testing.T, h *host, corrupt int) *host {
+	t.Helper()
+	closeHost(h)
+	if err := os.RemoveAll(filepath.Join(h.dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := rowstore.Rebuild(h.dir, rowstore.Options{SyncInterval: -1, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.CorruptBlocks != corrupt {
+		t.Fatalf("rebuild indexed %d corrupt blocks, want %d: %+v", rep.CorruptBlocks, corrupt, rep)
+	}
+	return reopen(t, h.dir)
+}
+
+func block(img []byte, b int) []byte { return img[b*bs : (b+1)*bs] }
+
+// TestBlockSourceRepair15UnknownDigest: a block record of a synced
+// snapshot damaged, the index rebuilt from the log (the block is indexed
+// with no digest and reads EIO), `repair --from-region` fetches the block
+// as the region's copy of a snapshot that sees that very version holds it
+// (s0, which sees it too, has no copy: any one snapshot suffices), and
+// writes it back with its digest: every reader reads what was written,
+// check is clean, and a second rebuild from the log is whole.
+func TestBlockSourceRepair15UnknownDigest(t *testing.T) {
+	ctx := context.Background()
+	hs, _ := fleet(t, 2, 1, "a")
+	a := hs[0].host
+	mkDisk(t, a, "v", 32)
+	writeBlocks(t, a, "v", 1, span(0, 20))
+	snapshot(t, a, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	snapshot(t, a, "s0", "v") // after the sync: not in the region, listed before s1
+	writeBlocks(t, a, "v", 2, []uint64{12})
+	s1 := readSnapshot(t, a, "s1", "v")
+	head := readDisk(t, a, "v")
+	repair15Flip(t, a.dir, block(s1, 3))  // seen by s0, s1 and the disk
+	repair15Flip(t, a.dir, block(s1, 12)) // seen by s0 and s1 only
+	a = repair15Rebuild(t, a, 2)
+
+	if _, err := a.rs.OpenSnapshotDisk("s1", "v"); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := a.rs.OpenSnapshotDisk("s1", "v")
+	if _, err := r.ReadAt(make([]byte, bs), 3*bs); err == nil {
+		t.Fatal("the damaged block read without an error after the rebuild")
+	}
+	r.Close()
+	chk, err := a.rs.Check(ctx, rowstore.CheckOptions{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chk.OK() {
+		t.Fatal("check found no damage after the rebuild")
+	}
+
+	src, done, err := a.mgr.BlockSource(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := a.rs.Repair(ctx, src, nil)
+	done()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("repaired %d, cleaned %d segments, unrepaired %+v", rep.Repaired, rep.SegmentsCleaned, rep.Unrepaired)
+	if rep.Repaired != 2 || len(rep.Unrepaired) != 0 {
+		t.Fatalf("repaired %d, left %+v; want 2 and none", rep.Repaired, rep.Unrepaired)
+	}
+	verify := func(h *host) {
+		t.Helper()
+		for _, s := range []string{"s0", "s1"} {
+			if got := readSnapshot(t, h, s, "v"); !bytes.Equal(got, s1) {
+				t.Errorf("snapshot %s differs from what was written", s)
+			}
+		}
+		if got := readDisk(t, h, "v"); !bytes.Equal(got, head) {
+			t.Error("disk v differs from what was written")
+		}
+		chk, err := h.rs.Check(ctx, rowstore.CheckOptions{ReadData: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range chk.Problems { // a zero digest left in the index would be one
+			t.Errorf("check: %+v", p)
+		}
+	}
+	verify(a)
+	// The repaired records are in the log, whole: a rebuild finds them.
+	a = repair15Rebuild(t, a, 0)
+	verify(a)
+}
+
+// TestBlockSourceRepair15Unrepairable: a damaged version no snapshot in
+// the region sees is reported unrepaired with the reason: one only the
+// disk's head sees, and one seen only by a snapshot whose name the region
+// holds a copy of, but of another snapshot (deleted, its name reused):
+// never mended from it. Nothing is written.
+func TestBlockSourceRepair15Unrepairable(t *testing.T) {
+	ctx := context.Background()
+	hs, _ := fleet(t, 2, 1, "a")
+	a := hs[0].host
+	mkDisk(t, a, "v", 32)
+	writeBlocks(t, a, "v", 1, span(0, 8))
+	snapshot(t, a, "s3", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.rs.DeleteSnapshot("s3"); err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, a, "v", 2, []uint64{5})
+	snapshot(t, a, "s3", "v") // the name reused: the region's s3 is the old one
+	s3 := readSnapshot(t, a, "s3", "v")
+	writeBlocks(t, a, "v", 3, []uint64{5, 6})
+	head := readDisk(t, a, "v")
+	writeBlocks(t, a, "v", 4, []uint64{9}) // a valid record after block 6's: not a torn tail
+	repair15Flip(t, a.dir, block(s3, 5))   // seen only by the new s3
+	repair15Flip(t, a.dir, block(head, 6)) // seen only by the disk
+	a = repair15Rebuild(t, a, 2)
+
+	src, done, err := a.mgr.BlockSource(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := a.rs.Repair(ctx, src, nil)
+	done()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Repaired != 0 {
+		t.Errorf("repaired %d, want 0", rep.Repaired)
+	}
+	why := map[int64]string{}
+	for _, p := range rep.Unrepaired {
+		if p.Kind == "data" {
+			why[p.Block] = p.Message
+		}
+	}
+	for b, want := range map[int64]string{5: `snapshot "s3"`, 6: "no snapshot sees this version"} {
+		if !strings.Contains(why[b], want) || !strings.Contains(why[b], "not repaired") {
+			t.Errorf("block %d: %q does not say %q", b, why[b], want)
+		}
+	}
+	if !strings.Contains(why[5], "no copy of it") {
+		t.Errorf("block 5: %q does not say the region has no copy of this s3", why[5])
+	}
+	t.Logf("unrepaired: %+v", rep.Unrepaired)
+	r, err := a.rs.OpenSnapshotDisk("s3", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.ReadAt(make([]byte, bs), 5*bs); err == nil {
+		t.Error("block 5 of s3 reads without an error: mended from another snapshot's copy")
+	}
+}
