@@ -72,26 +72,31 @@ func block(img []byte, b int) []byte { return img[b*bs : (b+1)*bs] }
 // snapshot damaged, the index rebuilt from the log (the block is indexed
 // with no digest and reads EIO), `repair --from-region` fetches the block
 // as the region's copy of a snapshot that sees that very version holds it
-// (s0, which sees it too, has no copy: any one snapshot suffices), and
-// writes it back with its digest: every reader reads what was written,
+// (s0, which sees it too, has no copy: any one snapshot suffices; of a
+// snapshot of two disks, the disk that sees it), and writes it back with
+// its digest: every reader reads what was written,
 // check is clean, and a second rebuild from the log is whole.
 func TestBlockSourceRepair15UnknownDigest(t *testing.T) {
 	ctx := context.Background()
 	hs, _ := fleet(t, 2, 1, "a")
 	a := hs[0].host
 	mkDisk(t, a, "v", 32)
+	mkDisk(t, a, "w", 32)
 	writeBlocks(t, a, "v", 1, span(0, 20))
-	snapshot(t, a, "s1", "v")
+	writeBlocks(t, a, "w", 5, span(0, 8))
+	snapshot(t, a, "s1", "v", "w")
 	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	snapshot(t, a, "s0", "v") // after the sync: not in the region, listed before s1
+	snapshot(t, a, "s0", "v", "w") // after the sync: not in the region, listed before s1
 	writeBlocks(t, a, "v", 2, []uint64{12})
 	s1 := readSnapshot(t, a, "s1", "v")
+	w := readSnapshot(t, a, "s1", "w")
 	head := readDisk(t, a, "v")
 	repair15Flip(t, a.dir, block(s1, 3))  // seen by s0, s1 and the disk
 	repair15Flip(t, a.dir, block(s1, 12)) // seen by s0 and s1 only
-	a = repair15Rebuild(t, a, 2)
+	repair15Flip(t, a.dir, block(w, 2))   // disk w of s0 and s1: block 2 of w, not of v
+	a = repair15Rebuild(t, a, 3)
 
 	if _, err := a.rs.OpenSnapshotDisk("s1", "v"); err != nil {
 		t.Fatal(err)
@@ -119,14 +124,17 @@ func TestBlockSourceRepair15UnknownDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("repaired %d, cleaned %d segments, unrepaired %+v", rep.Repaired, rep.SegmentsCleaned, rep.Unrepaired)
-	if rep.Repaired != 2 || len(rep.Unrepaired) != 0 {
-		t.Fatalf("repaired %d, left %+v; want 2 and none", rep.Repaired, rep.Unrepaired)
+	if rep.Repaired != 3 || len(rep.Unrepaired) != 0 {
+		t.Fatalf("repaired %d, left %+v; want 3 and none", rep.Repaired, rep.Unrepaired)
 	}
 	verify := func(h *host) {
 		t.Helper()
 		for _, s := range []string{"s0", "s1"} {
 			if got := readSnapshot(t, h, s, "v"); !bytes.Equal(got, s1) {
-				t.Errorf("snapshot %s differs from what was written", s)
+				t.Errorf("snapshot %s disk v differs from what was written", s)
+			}
+			if got := readSnapshot(t, h, s, "w"); !bytes.Equal(got, w) {
+				t.Errorf("snapshot %s disk w differs from what was written", s)
 			}
 		}
 		if got := readDisk(t, h, "v"); !bytes.Equal(got, head) {
@@ -150,7 +158,7 @@ func TestBlockSourceRepair15UnknownDigest(t *testing.T) {
 // the region sees is reported unrepaired with the reason: one only the
 // disk's head sees, and one seen only by a snapshot whose name the region
 // holds a copy of, but of another snapshot (deleted, its name reused):
-// never mended from it. Nothing is written.
+// never mended from it.
 func TestBlockSourceRepair15Unrepairable(t *testing.T) {
 	ctx := context.Background()
 	hs, _ := fleet(t, 2, 1, "a")
