@@ -383,12 +383,12 @@ type digestMove struct {
 // and appends the first copy found as the version's relocated record.
 // Its error says why nothing could be fetched, for each snapshot tried.
 func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProblem) (digestMove, error) {
+	if len(p.Snapshots) == 0 {
+		return digestMove{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no snapshot sees this version (only the disks, images or clones listed), so no region holds a copy of it; write the block again (what it held since the last snapshot is lost)")
+	}
 	ss, ok := src.(SnapshotSource)
 	if !ok {
 		return digestMove{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and the source holds no snapshots to take it from; write the block again, or restore the disk or snapshot that holds it")
-	}
-	if len(p.Snapshots) == 0 {
-		return digestMove{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no snapshot sees this version (only the disks, images or clones listed), so no region holds a copy of it; write the block again (what it held since the last snapshot is lost)")
 	}
 	type seer struct {
 		snap  string
