@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -345,5 +346,44 @@ func TestBlockSourceRepair15Encrypted(t *testing.T) {
 	}
 	if chk, err = a.rs.Check(ctx, rowstore.CheckOptions{ReadData: true}); err != nil || !chk.OK() {
 		t.Errorf("check after a second rebuild: %v %+v", err, chk.Problems)
+	}
+}
+
+// TestBlockSourceRepair15CopiedStore: a store copied elsewhere (cp -a)
+// takes a new host identity; its snapshots synced before the copy are in
+// the region under the previous one, and are the same snapshots (same id
+// and creation time): a block of one, damaged in the copy and rebuilt
+// with no digest, is mended from that copy.
+func TestBlockSourceRepair15CopiedStore(t *testing.T) {
+	ctx := context.Background()
+	a, _, _ := skewedPair(t, 0) // a1 of disk va synced to r1 by a
+	want := readSnapshot(t, a.host, "a1", "va")
+	closeHost(a.host)
+	cp := a.dir + "-copy"
+	if out, err := exec.Command("cp", "-a", a.dir, cp).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v %s", err, out)
+	}
+	t.Cleanup(func() { os.RemoveAll(cp) })
+	c := reopen(t, cp)
+	if len(c.mgr.Host().Previous) != 1 {
+		t.Fatalf("the copy's identity: %+v", c.mgr.Host())
+	}
+	writeBlocks(t, c, "va", 2, []uint64{9}) // a valid record after the damaged one
+	repair15Flip(t, cp, block(want, 3))
+	c = repair15Rebuild(t, c, 1)
+	src, done, err := c.mgr.BlockSource(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := c.rs.Repair(ctx, src, nil)
+	done()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Repaired != 1 || len(rep.Unrepaired) != 0 {
+		t.Fatalf("repaired %d, left %+v; want 1 and none", rep.Repaired, rep.Unrepaired)
+	}
+	if got := readSnapshot(t, c, "a1", "va"); !bytes.Equal(got, want) {
+		t.Error("a1 differs from what was written after repair")
 	}
 }
