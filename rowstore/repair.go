@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/snapfs/snapfs/index"
 	"github.com/snapfs/snapfs/rowstore/ids"
@@ -17,6 +19,23 @@ import (
 // (len(dst) is the block size) and reports whether it had it.
 type BlockSource interface {
 	FetchBlock(ctx context.Context, digest [32]byte, dst []byte) (found bool, err error)
+}
+
+// SnapshotSource is a BlockSource that also holds copies of this store's
+// snapshots (a region). Repair uses it for a bad version whose digest the
+// index lost (a corrupt record an index rebuild or a replay indexed as its
+// block's version): the copy of a snapshot that sees exactly that version
+// holds the block as it was.
+type SnapshotSource interface {
+	// SnapshotBlock writes block b of disk, as the source's copy of snap
+	// holds it, to dst (len(dst) is the block size), verified as the
+	// source verifies every block it gives. The copy must be of snap
+	// itself, made from this store: the same snapshot id and creation
+	// time, never merely a snapshot of that name (a name can be reused
+	// after a delete). found is false, with nil error, when the source
+	// holds no such copy; a copy that lacks the disk or holds the block
+	// as zeros, or that cannot be read, is an error saying so.
+	SnapshotBlock(ctx context.Context, snap SnapshotInfo, disk string, b int64, dst []byte) (found bool, err error)
 }
 
 // RepairReport says what Repair did.
@@ -34,8 +53,12 @@ type RepairReport struct {
 // the SHA-256 the index keeps. The copy is appended as a relocated record
 // with the same layer, block, epoch and sequence number, so every disk,
 // snapshot and image that shares the version is repaired at once, and a
-// rebuild of the index from the log finds it. Problems that are not a bad
-// block version, and blocks src does not have, are reported as unrepaired.
+// rebuild of the index from the log finds it. A version whose digest is
+// unknown (zero: a corrupt record indexed by a rebuild) is fetched, when
+// src is a SnapshotSource, as src's copy of a snapshot that sees exactly
+// that version holds it, and the index gets its digest (repairUnknown).
+// Problems that are not a bad block version, and blocks src does not have,
+// are reported as unrepaired, with the reason.
 func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(CheckProgress)) (RepairReport, error) {
 	var rep RepairReport
 	// A full pass, whatever cursor an earlier check left.
@@ -53,6 +76,7 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 		rep.Checked = chk
 	}
 	var moves []relocation
+	var learnt []digestMove // versions repaired from a snapshot's copy: their digest too
 	logBad := false
 	for _, p := range chk.Problems {
 		logBad = logBad || p.Kind == "log"
@@ -63,9 +87,18 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 		if p.v.Digest == ([32]byte{}) {
 			// A corrupt record replay indexed as its block's version
 			// (attributeBad): the digest its good copy had is unknown, so
-			// no source's copy can be fetched or verified by it.
-			p.Message += "; not repaired: its digest is unknown (a corrupt record indexed by an index rebuild or a replay): no source can be checked against it; write the block again, or restore the disk or snapshot that holds it"
-			rep.Unrepaired = append(rep.Unrepaired, p)
+			// it is fetched as the source's copy of a snapshot that sees
+			// exactly this version holds it (repairUnknown).
+			mv, err := s.repairUnknown(ctx, src, p)
+			if err != nil {
+				if ctx.Err() != nil {
+					return rep, ctx.Err()
+				}
+				p.Message += "; not repaired: " + err.Error()
+				rep.Unrepaired = append(rep.Unrepaired, p)
+				continue
+			}
+			learnt = append(learnt, mv)
 			continue
 		}
 		np, r, err := s.repairVersion(ctx, src, p)
@@ -89,7 +122,7 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 			return rep, fmt.Errorf("repair: rewrite the catalog: %w", err)
 		}
 	}
-	if len(moves) > 0 {
+	if len(moves) > 0 || len(learnt) > 0 {
 		if err := s.seg.Sync(); err != nil {
 			return rep, fmt.Errorf("repair: sync log: %w", err)
 		}
@@ -100,6 +133,14 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 			}
 			rep.Repaired += n
 			moves = moves[n:]
+		}
+		for len(learnt) > 0 {
+			n := min(len(learnt), 2000)
+			if err := s.repointDigests(learnt[:n]); err != nil {
+				return rep, fmt.Errorf("repair: %w", err)
+			}
+			rep.Repaired += n
+			learnt = learnt[n:]
 		}
 		if err := s.idx.Sync(); err != nil {
 			return rep, fmt.Errorf("repair: sync index: %w", err)
@@ -324,5 +365,149 @@ func (s *Store) relogHoles() error {
 			return err
 		}
 	}
+	return nil
+}
+
+// digestMove is the relocation of a version repaired from a snapshot's
+// copy, with the digest the index lost (as the index keeps it: sealed for
+// an encrypted layer).
+type digestMove struct {
+	relocation
+	digest [32]byte
+}
+
+// repairUnknown repairs a bad version whose digest is unknown: among the
+// snapshots the check says see it, it takes each disk of theirs whose
+// block p.Block resolves to exactly this version (same record and
+// sequence number), asks src for that block of its copy of the snapshot,
+// and appends the first copy found as the version's relocated record.
+// Its error says why nothing could be fetched, for each snapshot tried.
+func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProblem) (digestMove, error) {
+	if len(p.Snapshots) == 0 {
+		return digestMove{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no snapshot sees this version (only the disks, images or clones listed), so no region holds a copy of it; write the block again (what it held since the last snapshot is lost)")
+	}
+	ss, ok := src.(SnapshotSource)
+	if !ok {
+		return digestMove{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and the source holds no snapshots to take it from; write the block again, or restore the disk or snapshot that holds it")
+	}
+	type seer struct {
+		snap  string
+		disk  string
+		chain []link
+	}
+	var seers []seer
+	if err := s.idx.View(func(t *index.Txn) error {
+		for _, name := range p.Snapshots {
+			var sr index.Snapshot
+			if err := t.Get(index.KindSnapshot, name, &sr); err != nil {
+				continue // deleted since the check
+			}
+			for _, m := range sr.Members {
+				chain, err := chainOf(t, m.Layer, m.Epoch)
+				if err != nil {
+					return err
+				}
+				seers = append(seers, seer{name, m.Disk, chain})
+			}
+		}
+		return nil
+	}); err != nil {
+		return digestMove{}, err
+	}
+	var l index.Layer
+	if err := s.idx.View(func(t *index.Txn) error {
+		var err error
+		l, err = t.Layer(p.Layer)
+		return err
+	}); err != nil {
+		return digestMove{}, fmt.Errorf("layer %d: %w", p.Layer, err)
+	}
+	dst := make([]byte, l.BlockSize)
+	var why []string
+	for _, sr := range seers {
+		v, found, err := s.lookup(sr.chain, ids.Block(p.Block))
+		if err != nil {
+			return digestMove{}, err
+		}
+		if !found || v.Segment != p.v.Segment || v.Offset != p.v.Offset || v.Seq != p.v.Seq {
+			continue // this disk of the snapshot sees another version of the block
+		}
+		info, err := s.GetSnapshot(sr.snap)
+		if err != nil {
+			why = append(why, fmt.Sprintf("snapshot %q: %v", sr.snap, err))
+			continue
+		}
+		found, err = ss.SnapshotBlock(ctx, info, sr.disk, p.Block, dst)
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return digestMove{}, ctx.Err()
+			}
+			why = append(why, fmt.Sprintf("snapshot %q disk %q: %v", sr.snap, sr.disk, err))
+			continue
+		case !found:
+			why = append(why, fmt.Sprintf("snapshot %q (id %d, created %s): the source holds no copy of it (a snapshot of that name there that is not this one, deleted and its name reused, is never used)", sr.snap, info.ID, info.Created.Format(time.RFC3339Nano)))
+			continue
+		}
+		digest := sha256.Sum256(dst)
+		r := segment.Record{Kind: segment.KindData, Layer: p.Layer, Block: ids.Block(p.Block), Epoch: p.Epoch, Seq: p.v.Seq, Payload: dst}
+		nv := index.Version{Digest: digest}
+		var buf []byte
+		if err := s.sealRecordInto(&r, &nv, &buf); err != nil { // crypt.go: an encrypted layer's copy is sealed with its key
+			return digestMove{}, err
+		}
+		np, err := s.relocate(&r)
+		if err != nil {
+			return digestMove{}, err
+		}
+		r.Payload = nil
+		return digestMove{relocation{old: segment.Pos{Segment: p.v.Segment, Offset: p.v.Offset, Length: p.v.Length}, new: np, r: r}, nv.Digest}, nil
+	}
+	if len(why) == 0 {
+		return digestMove{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no snapshot still sees this version; write the block again")
+	}
+	return digestMove{}, fmt.Errorf("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no copy of a snapshot that sees it could be fetched: %s", strings.Join(why, "; "))
+}
+
+// repointDigests is repoint for versions repaired from a snapshot's copy:
+// in one batch, each version still at its old place with an unknown digest
+// gets the new place and the digest, so check verifies it and nothing
+// waits for a rebuild to learn it.
+func (s *Store) repointDigests(moves []digestMove) error {
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
+	var ch []liveChange
+	err := s.idx.View(func(t *index.Txn) error {
+		for _, m := range moves {
+			v, err := t.GetVersion(m.r.Layer, m.r.Block, m.r.Epoch)
+			if errors.Is(err, index.ErrNotFound) {
+				continue // deleted meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			if v.Segment != m.old.Segment || v.Offset != m.old.Offset || v.Seq != m.r.Seq || v.Digest != ([32]byte{}) {
+				continue // replaced meanwhile
+			}
+			v.Segment, v.Offset, v.Length, v.Digest = m.new.Segment, m.new.Offset, m.new.Length, m.digest
+			ch = append(ch, liveChange{k: vkey{m.r.Layer, m.r.Block, m.r.Epoch}, v: v})
+		}
+		return nil
+	})
+	if err != nil || len(ch) == 0 {
+		return err
+	}
+	b := s.idx.NewBatch()
+	for _, c := range ch {
+		if err := b.SetVersion(c.k.layer, c.k.block, c.k.epoch, c.v); err != nil {
+			b.Cancel()
+			return err
+		}
+	}
+	if err := b.Flush(); err != nil {
+		s.cleaner.lm.drop()
+		return err
+	}
+	s.cleaner.lm.record(ch)
 	return nil
 }
