@@ -3,8 +3,10 @@ package rowstore
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"slices"
 	"strings"
 	"time"
@@ -136,10 +138,11 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 		}
 		for len(learnt) > 0 {
 			n := min(len(learnt), 2000)
-			if err := s.repointDigests(learnt[:n]); err != nil {
+			done, err := s.repointDigests(learnt[:n])
+			if err != nil {
 				return rep, fmt.Errorf("repair: %w", err)
 			}
-			rep.Repaired += n
+			rep.Repaired += done // not those deleted or moved meanwhile
 			learnt = learnt[n:]
 		}
 		if err := s.idx.Sync(); err != nil {
@@ -380,8 +383,10 @@ type digestMove struct {
 // snapshots the check says see it, it takes each disk of theirs whose
 // block p.Block resolves to exactly this version (same record and
 // sequence number), asks src for that block of its copy of the snapshot,
-// and appends the first copy found as the version's relocated record.
-// Its error says why nothing could be fetched, for each snapshot tried.
+// and appends the first copy that passes as the version's relocated
+// record. A copy passes only if it is what the damaged record held (asDamaged:
+// the record's own checksum matches with it). Its error says why nothing
+// could be used, for each snapshot tried.
 func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProblem) (digestMove, error) {
 	if len(p.Snapshots) == 0 {
 		return digestMove{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no snapshot sees this version (only the disks, images or clones listed), so no region holds a copy of it; write the block again (what it held since the last snapshot is lost)")
@@ -422,8 +427,12 @@ func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProbl
 	}); err != nil {
 		return digestMove{}, fmt.Errorf("layer %d: %w", p.Layer, err)
 	}
+	if err := s.requireUnlocked(p.Layer, fmt.Sprintf("layer %d", p.Layer)); err != nil { // crypt.go: before any fetch
+		return digestMove{}, err
+	}
 	dst := make([]byte, l.BlockSize)
 	var why []string
+	mismatch := false
 	for _, sr := range seers {
 		v, found, err := s.lookup(sr.chain, ids.Block(p.Block))
 		if err != nil {
@@ -449,31 +458,41 @@ func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProbl
 			why = append(why, fmt.Sprintf("snapshot %q (id %d, created %s): the source holds no copy of it (a snapshot of that name there that is not this one, deleted and its name reused, is never used)", sr.snap, info.ID, info.Created.Format(time.RFC3339Nano)))
 			continue
 		}
-		digest := sha256.Sum256(dst)
-		r := segment.Record{Kind: segment.KindData, Layer: p.Layer, Block: ids.Block(p.Block), Epoch: p.Epoch, Seq: p.v.Seq, Payload: dst}
-		nv := index.Version{Digest: digest}
-		var buf []byte
-		if err := s.sealRecordInto(&r, &nv, &buf); err != nil { // crypt.go: an encrypted layer's copy is sealed with its key
+		// The copy is of a snapshot that sees this version now; whether it
+		// is what the damaged record held is another matter (a flipped
+		// epoch in its header makes snapshots taken before it was written
+		// see it too, whose copies hold older content): only a copy that
+		// makes the record's own checksum match is written.
+		r, digest, ok, err := s.asDamaged(p, dst)
+		if err != nil {
 			return digestMove{}, err
+		}
+		if !ok {
+			why = append(why, fmt.Sprintf("snapshot %q disk %q: its copy is not what the damaged record held", sr.snap, sr.disk))
+			mismatch = true
+			continue
 		}
 		np, err := s.relocate(&r)
 		if err != nil {
 			return digestMove{}, err
 		}
 		r.Payload = nil
-		return digestMove{relocation{old: segment.Pos{Segment: p.v.Segment, Offset: p.v.Offset, Length: p.v.Length}, new: np, r: r}, nv.Digest}, nil
+		return digestMove{relocation{old: segment.Pos{Segment: p.v.Segment, Offset: p.v.Offset, Length: p.v.Length}, new: np, r: r}, digest}, nil
 	}
 	if len(why) == 0 {
 		return digestMove{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no snapshot still sees this version; write the block again")
 	}
-	return digestMove{}, fmt.Errorf("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no copy of a snapshot that sees it could be fetched: %s", strings.Join(why, "; "))
+	if mismatch {
+		why = append(why, "(with such a copy the record's checksum, over its header and payload, does not match: the copy is of other content, or the record's header is damaged too and the snapshots that see the version now did not all see it; restore the disk or snapshot that holds it)")
+	}
+	return digestMove{}, fmt.Errorf("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no copy of a snapshot that sees it could be used: %s", strings.Join(why, "; "))
 }
 
 // repointDigests is repoint for versions repaired from a snapshot's copy:
 // in one batch, each version still at its old place with an unknown digest
 // gets the new place and the digest, so check verifies it and nothing
-// waits for a rebuild to learn it.
-func (s *Store) repointDigests(moves []digestMove) error {
+// waits for a rebuild to learn it. It returns how many it changed.
+func (s *Store) repointDigests(moves []digestMove) (int, error) {
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
 	var ch []liveChange
@@ -495,19 +514,104 @@ func (s *Store) repointDigests(moves []digestMove) error {
 		return nil
 	})
 	if err != nil || len(ch) == 0 {
-		return err
+		return 0, err
 	}
 	b := s.idx.NewBatch()
 	for _, c := range ch {
 		if err := b.SetVersion(c.k.layer, c.k.block, c.k.epoch, c.v); err != nil {
 			b.Cancel()
-			return err
+			return 0, err
 		}
 	}
 	if err := b.Flush(); err != nil {
 		s.cleaner.lm.drop()
-		return err
+		return 0, err
 	}
 	s.cleaner.lm.record(ch)
-	return nil
+	return len(ch), nil
+}
+
+// recordCRC is the checksum of segment records (segment.Encode: CRC-32C of
+// the header's first 44 bytes and the payload, stored in bytes 44..48).
+var recordCRC = crc32.MakeTable(crc32.Castagnoli)
+
+// asDamaged says whether block pt (a source's copy, plaintext) is what the
+// damaged record of version p.v held: it rebuilds that record from its
+// header as stored and the payload pt gives (pt itself for a plain layer;
+// for an encrypted one pt sealed again under the record's stored envelope
+// header: its family, subkey salt and nonce), and compares the record's
+// stored CRC, which covers header and payload. A match (but for a 2^-32
+// chance) means the record, header included, was exactly this: the copy
+// is returned as the record to append (the original, byte for byte) with
+// the version's digest as the index keeps it. A copy of other content, or
+// a record whose header or envelope header is damaged too (a flipped epoch
+// makes a rebuild index it where other snapshots see it, and their copies
+// hold other blocks), never matches: ok is false. A record that cannot be
+// read is an error.
+func (s *Store) asDamaged(p CheckProblem, pt []byte) (r segment.Record, digest [32]byte, ok bool, err error) {
+	v := p.v
+	if v.Length < segment.HeaderSize || int(v.Length) > segment.HeaderSize+segment.MaxPayload {
+		return r, digest, false, fmt.Errorf("the damaged record (segment %d offset %d) has length %d", v.Segment, v.Offset, v.Length)
+	}
+	raw := make([]byte, v.Length)
+	if err := s.seg.ReadRaw(v.Segment, raw, v.Offset); err != nil {
+		return r, digest, false, fmt.Errorf("read the damaged record to check the copy against it: %w", err)
+	}
+	h := raw[:segment.HeaderSize]
+	le := binary.LittleEndian
+	r = segment.Record{Kind: segment.Kind(h[5]), Flags: le.Uint16(h[6:]), Layer: ids.Layer(le.Uint64(h[8:])), Block: ids.Block(le.Uint64(h[16:])),
+		Epoch: ids.Epoch(le.Uint64(h[24:])), Seq: ids.Seq(le.Uint64(h[32:]))}
+	if r.Kind != segment.KindData || r.Layer != p.Layer || r.Block != ids.Block(p.Block) || r.Epoch != p.Epoch || r.Seq != v.Seq ||
+		int(le.Uint32(h[40:])) != len(raw)-segment.HeaderSize {
+		return r, digest, false, nil // not the header the index was built from
+	}
+	stored := raw[segment.HeaderSize:]
+	fid, err := s.layerFamily(p.Layer)
+	if err != nil {
+		return r, digest, false, err
+	}
+	payload := pt
+	digest = sha256.Sum256(pt)
+	if fid != 0 {
+		if r.Flags&recordSealed == 0 {
+			return r, digest, false, nil
+		}
+		e, err := decodeBlockEnv(stored)
+		if err != nil || e.family != fid || len(stored) != blockEnvOverhead+len(pt) {
+			return r, digest, false, nil // the envelope header is damaged
+		}
+		f := s.unlockedFamily(fid)
+		if f == nil {
+			return r, digest, false, lockedError(fmt.Sprintf("layer %d", p.Layer))
+		}
+		f.mu.Lock()
+		a, err := f.subkeyLocked(e.salt)
+		f.mu.Unlock()
+		if errors.Is(err, ErrLocked) {
+			return r, digest, false, lockedError(fmt.Sprintf("layer %d", p.Layer))
+		}
+		if err != nil {
+			return r, digest, false, err
+		}
+		if sd := f.sealDigest(digest); sd != e.digest {
+			return r, digest, false, nil
+		}
+		// The same key, nonce, data and plaintext as the original: the
+		// same ciphertext (no nonce is used for other plaintext: this is
+		// only kept if it matches the original byte for byte).
+		env := make([]byte, blockEnvHeader, blockEnvOverhead+len(pt))
+		copy(env, stored[:blockEnvHeader])
+		var ad [15 + blockEnvHeader + 32]byte
+		payload = a.Seal(env, env[28:40], pt, blockAD(&ad, env, &r))
+		digest = e.digest
+	} else if r.Flags&recordSealed != 0 {
+		return r, digest, false, nil
+	}
+	crc := crc32.Update(0, recordCRC, h[:44])
+	crc = crc32.Update(crc, recordCRC, payload)
+	if crc != le.Uint32(h[44:]) {
+		return r, digest, false, nil
+	}
+	r.Payload = payload
+	return r, digest, true, nil
 }

@@ -1,0 +1,174 @@
+package rowstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// rev15TruthSource is a snapshot source that gives block b of a snapshot
+// as the snapshot really held it (the generation written last before it
+// was taken): what a region's honest copy of each snapshot holds.
+type rev15TruthSource struct {
+	bs  int
+	gen map[string]int // snapshot name -> generation of every block it holds
+}
+
+func (s *rev15TruthSource) FetchBlock(context.Context, [32]byte, []byte) (bool, error) {
+	return false, nil
+}
+
+func (s *rev15TruthSource) SnapshotBlock(_ context.Context, snap SnapshotInfo, _ string, b int64, dst []byte) (bool, error) {
+	g, ok := s.gen[snap.Name]
+	if !ok {
+		return false, nil
+	}
+	copy(dst, blockData(s.bs, int(b), g))
+	return true, nil
+}
+
+// TestRev15RepairEpochFlip: a flip in the epoch field of a data record's
+// header is not caught by its header checks (segment.BadRecord.HeaderOK),
+// and an index rebuild that finds no contradiction indexes the record at
+// the wrong, lower epoch: snapshot b, taken before the record was written,
+// now resolves its block to it as well as snapshot c, taken after. Both
+// read as corrupt. The region's copies of b and c hold different blocks
+// (b's the older generation, c's the newer), so whichever copy repair took,
+// one of b, c and the disk's head would read another block's content
+// without an error: an acknowledged write silently undone, or a snapshot
+// silently changed. Repair must take a copy only when it is what the
+// damaged record held (its CRC, which covers header and payload, says so),
+// and here leave the block unrepaired, saying why. Before the fix repair
+// wrote snapshot b's copy into the version: c and the head read generation
+// 1 instead of 2.
+func TestRev15RepairEpochFlip(t *testing.T) {
+	ctx := context.Background()
+	const bs, n, victim = 4096, 8, 5
+	opts := testOptions()
+	s, dir := newTestStore(t, opts)
+	h := createWrittenDisk(t, s, "d", n*bs, bs, n) // generation 1 at epoch 1
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} { // epochs 1 and 2
+		if _, err := s.CreateSnapshot(name, []string{"d"}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []int{victim, victim + 1} { // generation 2 at epoch 3 (block 6: a valid record after it)
+		if _, err := h.WriteAt(blockData(bs, b, 2), int64(b*bs)); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.CreateSnapshot("c", []string{"d"}, ""); err != nil { // epoch 3
+		t.Fatal(err)
+	}
+	h.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f := &rb14Fixture{dir: dir, opts: opts, bs: bs}
+	var rec rb14Record
+	for _, r := range f.records(t, 2) {
+		if r.block == victim {
+			rec = r
+		}
+	}
+	if rec.file == "" {
+		t.Fatal("no generation-2 record of the victim block")
+	}
+	fh, err := os.OpenFile(rec.file, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e [8]byte
+	if _, err := fh.ReadAt(e[:], rec.off+24); err != nil {
+		t.Fatal(err)
+	}
+	if got := binary.LittleEndian.Uint64(e[:]); got != 3 {
+		t.Fatalf("the generation-2 record names epoch %d, want 3", got)
+	}
+	e[0] = 2 // one bit: 3 -> 2
+	if _, err := fh.WriteAt(e[:], rec.off+24); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := Rebuild(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.CorruptBlocks != 1 {
+		t.Fatalf("rebuild: %d corrupt blocks, want the damaged record indexed (at epoch 2); report %+v", rb.CorruptBlocks, rb)
+	}
+	if s, err = Open(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	src := &rev15TruthSource{bs: bs, gen: map[string]int{"a": 1, "b": 1, "c": 2}}
+	rep, err := s.Repair(ctx, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("repaired %d, unrepaired %+v", rep.Repaired, rep.Unrepaired)
+
+	// What each reads of the victim block: its own content, or an error;
+	// never another's.
+	read := func(what string, open func() (interface {
+		ReadAt([]byte, int64) (int, error)
+		Close() error
+	}, error), gen int) bool {
+		r, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		got := make([]byte, bs)
+		if _, err := r.ReadAt(got, victim*bs); err != nil {
+			return false // still damaged: an error, not data
+		}
+		if !bytes.Equal(got, blockData(bs, victim, gen)) {
+			t.Errorf("%s reads %q of block %d after repair, want generation %d or an error", what, got[:12], victim, gen)
+		}
+		return true
+	}
+	for name, gen := range src.gen {
+		read("snapshot "+name, func() (interface {
+			ReadAt([]byte, int64) (int, error)
+			Close() error
+		}, error) {
+			return s.OpenSnapshotDisk(name, "d")
+		}, gen)
+	}
+	read("disk d", func() (interface {
+		ReadAt([]byte, int64) (int, error)
+		Close() error
+	}, error) {
+		return s.OpenDisk("d")
+	}, 2)
+	if rep.Repaired != 0 {
+		t.Errorf("repaired %d, want 0: no copy is what the damaged record held", rep.Repaired)
+	}
+	found := false
+	for _, p := range rep.Unrepaired {
+		if p.Kind == "data" && p.Block == victim {
+			found = true
+			if !strings.Contains(p.Message, "checksum") {
+				t.Errorf("unrepaired block %d: %q does not say the copies do not match the damaged record's checksum", victim, p.Message)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("block %d not among the unrepaired: %+v", victim, rep.Unrepaired)
+	}
+}
