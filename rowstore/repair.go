@@ -77,8 +77,21 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 		}
 		rep.Checked = chk
 	}
-	var moves []relocation
-	var learnt []digestMove // versions repaired from a snapshot's copy: their digest too
+	// The copies are fetched with no lock held (a region: seconds each),
+	// then appended and the index pointed at them under gcMu, a batch at a
+	// time (applyRepairs): a copy appended but not yet in the index is dead
+	// to the cleaner, which would remove its segment meanwhile.
+	var todo []repairWrite
+	pending := 0 // payload bytes in todo
+	apply := func() error {
+		n, err := s.applyRepairs(todo)
+		rep.Repaired += n
+		todo, pending = todo[:0], 0
+		if err != nil {
+			return fmt.Errorf("repair: %w", err)
+		}
+		return nil
+	}
 	logBad := false
 	for _, p := range chk.Problems {
 		logBad = logBad || p.Kind == "log"
@@ -86,24 +99,17 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 			rep.Unrepaired = append(rep.Unrepaired, p)
 			continue
 		}
+		var w repairWrite
+		var err error
 		if p.v.Digest == ([32]byte{}) {
 			// A corrupt record replay indexed as its block's version
 			// (attributeBad): the digest its good copy had is unknown, so
 			// it is fetched as the source's copy of a snapshot that sees
 			// exactly this version holds it (repairUnknown).
-			mv, err := s.repairUnknown(ctx, src, p)
-			if err != nil {
-				if ctx.Err() != nil {
-					return rep, ctx.Err()
-				}
-				p.Message += "; not repaired: " + err.Error()
-				rep.Unrepaired = append(rep.Unrepaired, p)
-				continue
-			}
-			learnt = append(learnt, mv)
-			continue
+			w, err = s.repairUnknown(ctx, src, p)
+		} else {
+			w, err = s.repairVersion(ctx, src, p)
 		}
-		np, r, err := s.repairVersion(ctx, src, p)
 		if err != nil {
 			if ctx.Err() != nil {
 				return rep, ctx.Err()
@@ -112,7 +118,17 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 			rep.Unrepaired = append(rep.Unrepaired, p)
 			continue
 		}
-		moves = append(moves, relocation{old: segment.Pos{Segment: p.v.Segment, Offset: p.v.Offset, Length: p.v.Length}, new: np, r: r})
+		todo = append(todo, w)
+		if pending += len(w.r.Payload); pending >= repairBatchBytes {
+			if err := apply(); err != nil {
+				return rep, err
+			}
+		}
+	}
+	if len(todo) > 0 {
+		if err := apply(); err != nil {
+			return rep, err
+		}
 	}
 	if logBad {
 		// A bad record may have been a catalog record: log the whole
@@ -122,31 +138,6 @@ func (s *Store) Repair(ctx context.Context, src BlockSource, progress func(Check
 		s.catMu.Unlock()
 		if err != nil {
 			return rep, fmt.Errorf("repair: rewrite the catalog: %w", err)
-		}
-	}
-	if len(moves) > 0 || len(learnt) > 0 {
-		if err := s.seg.Sync(); err != nil {
-			return rep, fmt.Errorf("repair: sync log: %w", err)
-		}
-		for len(moves) > 0 {
-			n := min(len(moves), 2000)
-			if err := s.repoint(moves[:n]); err != nil {
-				return rep, fmt.Errorf("repair: %w", err)
-			}
-			rep.Repaired += n
-			moves = moves[n:]
-		}
-		for len(learnt) > 0 {
-			n := min(len(learnt), 2000)
-			done, err := s.repointDigests(learnt[:n])
-			if err != nil {
-				return rep, fmt.Errorf("repair: %w", err)
-			}
-			rep.Repaired += done // not those deleted or moved meanwhile
-			learnt = learnt[n:]
-		}
-		if err := s.idx.Sync(); err != nil {
-			return rep, fmt.Errorf("repair: sync index: %w", err)
 		}
 	}
 	// The segments that hold bad records (now needed by no version: the
@@ -281,41 +272,37 @@ func (s *Store) dropBadSegments(nums []ids.Segment) ([]ids.Segment, error) {
 	return gone, s.seg.RemoveSegments(gone)
 }
 
-// repairVersion fetches a good copy of a bad version and appends it.
-func (s *Store) repairVersion(ctx context.Context, src BlockSource, p CheckProblem) (segment.Pos, segment.Record, error) {
+// repairVersion fetches a good copy of a bad version (the record to append).
+func (s *Store) repairVersion(ctx context.Context, src BlockSource, p CheckProblem) (repairWrite, error) {
 	var l index.Layer
 	if err := s.idx.View(func(t *index.Txn) error {
 		var err error
 		l, err = t.Layer(p.Layer)
 		return err
 	}); err != nil {
-		return segment.Pos{}, segment.Record{}, fmt.Errorf("layer %d: %w", p.Layer, err)
+		return repairWrite{}, fmt.Errorf("layer %d: %w", p.Layer, err)
 	}
 	dst := make([]byte, l.BlockSize)
 	plain, err := s.plainDigests(p.Layer, fmt.Sprintf("layer %d", p.Layer)) // crypt.go
 	if err != nil {
-		return segment.Pos{}, segment.Record{}, err
+		return repairWrite{}, err
 	}
 	digest := plain(p.v.Digest)
 	found, err := src.FetchBlock(ctx, digest, dst)
 	if err != nil {
-		return segment.Pos{}, segment.Record{}, fmt.Errorf("fetch: %w", err)
+		return repairWrite{}, fmt.Errorf("fetch: %w", err)
 	}
 	if !found {
-		return segment.Pos{}, segment.Record{}, errors.New("the source has no block with this digest")
+		return repairWrite{}, errors.New("the source has no block with this digest")
 	}
 	if sha256.Sum256(dst) != digest {
-		return segment.Pos{}, segment.Record{}, errors.New("the source's copy has another digest")
+		return repairWrite{}, errors.New("the source's copy has another digest")
 	}
 	r := segment.Record{Kind: segment.KindData, Layer: p.Layer, Block: ids.Block(p.Block), Epoch: p.Epoch, Seq: p.v.Seq, Payload: dst}
 	if err := s.sealRepair(&r, digest); err != nil { // crypt.go
-		return segment.Pos{}, segment.Record{}, err
+		return repairWrite{}, err
 	}
-	np, err := s.relocate(&r)
-	if err != nil {
-		return segment.Pos{}, segment.Record{}, err
-	}
-	return np, r, nil
+	return repairWrite{old: segment.Pos{Segment: p.v.Segment, Offset: p.v.Offset, Length: p.v.Length}, r: r}, nil
 }
 
 // relogHoles appends a zero record for every hole version in the index,
@@ -371,6 +358,75 @@ func (s *Store) relogHoles() error {
 	return nil
 }
 
+// repairBatchBytes bounds the fetched copies Repair holds in memory before
+// it appends them (applyRepairs).
+const repairBatchBytes = 32 << 20
+
+// repairWrite is a fetched copy of a bad version, to append as its
+// relocated record: the record (payload included, sealed for an encrypted
+// layer), the bad record's place, and for a version whose digest was
+// unknown (learnt), the digest as the index keeps it.
+type repairWrite struct {
+	old    segment.Pos
+	r      segment.Record
+	digest [32]byte
+	learnt bool
+}
+
+// applyRepairs appends the copies, syncs the log and points the index at
+// them (each version still at its bad place; the digest too for a learnt
+// one), then syncs the index, all under gcMu: until the index points at a
+// copy, nothing says it is live, and a GC or cleaner round would remove
+// its segment (TestRev15RepairCleanerMeanwhile). A crash before the index
+// is synced leaves copies nothing points at (dead records, for the
+// cleaner) and the versions bad, for the next repair. It returns the
+// versions repaired.
+func (s *Store) applyRepairs(ws []repairWrite) (int, error) {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	var moves []relocation
+	var learnt []digestMove
+	for i := range ws {
+		w := &ws[i]
+		np, err := s.relocate(&w.r)
+		if err != nil {
+			return 0, err
+		}
+		w.r.Payload = nil
+		m := relocation{old: w.old, new: np, r: w.r}
+		if w.learnt {
+			learnt = append(learnt, digestMove{m, w.digest})
+		} else {
+			moves = append(moves, m)
+		}
+	}
+	if err := s.seg.Sync(); err != nil {
+		return 0, fmt.Errorf("sync log: %w", err)
+	}
+	n := 0
+	for len(moves) > 0 {
+		k := min(len(moves), 2000)
+		if err := s.repoint(moves[:k]); err != nil {
+			return n, err
+		}
+		n += k
+		moves = moves[k:]
+	}
+	for len(learnt) > 0 {
+		k := min(len(learnt), 2000)
+		done, err := s.repointDigests(learnt[:k])
+		n += done // not those deleted or moved meanwhile
+		if err != nil {
+			return n, err
+		}
+		learnt = learnt[k:]
+	}
+	if err := s.idx.Sync(); err != nil {
+		return n, fmt.Errorf("sync index: %w", err)
+	}
+	return n, nil
+}
+
 // digestMove is the relocation of a version repaired from a snapshot's
 // copy, with the digest the index lost (as the index keeps it: sealed for
 // an encrypted layer).
@@ -383,17 +439,17 @@ type digestMove struct {
 // snapshots the check says see it, it takes each disk of theirs whose
 // block p.Block resolves to exactly this version (same record and
 // sequence number), asks src for that block of its copy of the snapshot,
-// and appends the first copy that passes as the version's relocated
+// and returns the first copy that passes, as the version's relocated
 // record. A copy passes only if it is what the damaged record held (asDamaged:
 // the record's own checksum matches with it). Its error says why nothing
 // could be used, for each snapshot tried.
-func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProblem) (digestMove, error) {
+func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProblem) (repairWrite, error) {
 	if len(p.Snapshots) == 0 {
-		return digestMove{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no snapshot sees this version (only the disks, images or clones listed), so no region holds a copy of it; write the block again (what it held since the last snapshot is lost)")
+		return repairWrite{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no snapshot sees this version (only the disks, images or clones listed), so no region holds a copy of it; write the block again (what it held since the last snapshot is lost)")
 	}
 	ss, ok := src.(SnapshotSource)
 	if !ok {
-		return digestMove{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and the source holds no snapshots to take it from; write the block again, or restore the disk or snapshot that holds it")
+		return repairWrite{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and the source holds no snapshots to take it from; write the block again, or restore the disk or snapshot that holds it")
 	}
 	type seer struct {
 		snap  string
@@ -417,7 +473,7 @@ func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProbl
 		}
 		return nil
 	}); err != nil {
-		return digestMove{}, err
+		return repairWrite{}, err
 	}
 	var l index.Layer
 	if err := s.idx.View(func(t *index.Txn) error {
@@ -425,10 +481,10 @@ func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProbl
 		l, err = t.Layer(p.Layer)
 		return err
 	}); err != nil {
-		return digestMove{}, fmt.Errorf("layer %d: %w", p.Layer, err)
+		return repairWrite{}, fmt.Errorf("layer %d: %w", p.Layer, err)
 	}
 	if err := s.requireUnlocked(p.Layer, fmt.Sprintf("layer %d", p.Layer)); err != nil { // crypt.go: before any fetch
-		return digestMove{}, err
+		return repairWrite{}, err
 	}
 	dst := make([]byte, l.BlockSize)
 	var why []string
@@ -436,7 +492,7 @@ func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProbl
 	for _, sr := range seers {
 		v, found, err := s.lookup(sr.chain, ids.Block(p.Block))
 		if err != nil {
-			return digestMove{}, err
+			return repairWrite{}, err
 		}
 		if !found || v.Segment != p.v.Segment || v.Offset != p.v.Offset || v.Seq != p.v.Seq {
 			continue // this disk of the snapshot sees another version of the block
@@ -450,7 +506,7 @@ func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProbl
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
-				return digestMove{}, ctx.Err()
+				return repairWrite{}, ctx.Err()
 			}
 			why = append(why, fmt.Sprintf("snapshot %q disk %q: %v", sr.snap, sr.disk, err))
 			continue
@@ -465,27 +521,22 @@ func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProbl
 		// makes the record's own checksum match is written.
 		r, digest, ok, err := s.asDamaged(p, dst)
 		if err != nil {
-			return digestMove{}, err
+			return repairWrite{}, err
 		}
 		if !ok {
 			why = append(why, fmt.Sprintf("snapshot %q disk %q: its copy is not what the damaged record held", sr.snap, sr.disk))
 			mismatch = true
 			continue
 		}
-		np, err := s.relocate(&r)
-		if err != nil {
-			return digestMove{}, err
-		}
-		r.Payload = nil
-		return digestMove{relocation{old: segment.Pos{Segment: p.v.Segment, Offset: p.v.Offset, Length: p.v.Length}, new: np, r: r}, digest}, nil
+		return repairWrite{old: segment.Pos{Segment: p.v.Segment, Offset: p.v.Offset, Length: p.v.Length}, r: r, digest: digest, learnt: true}, nil
 	}
 	if len(why) == 0 {
-		return digestMove{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no snapshot still sees this version; write the block again")
+		return repairWrite{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no snapshot still sees this version; write the block again")
 	}
 	if mismatch {
 		why = append(why, "(with such a copy the record's checksum, over its header and payload, does not match: the copy is of other content, or the record's header is damaged too and the snapshots that see the version now did not all see it; restore the disk or snapshot that holds it)")
 	}
-	return digestMove{}, fmt.Errorf("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no copy of a snapshot that sees it could be used: %s", strings.Join(why, "; "))
+	return repairWrite{}, fmt.Errorf("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no copy of a snapshot that sees it could be used: %s", strings.Join(why, "; "))
 }
 
 // repointDigests is repoint for versions repaired from a snapshot's copy:

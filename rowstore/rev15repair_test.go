@@ -172,3 +172,152 @@ func TestRev15RepairEpochFlip(t *testing.T) {
 		t.Errorf("block %d not among the unrepaired: %+v", victim, rep.Unrepaired)
 	}
 }
+
+// rev15HookSource gives every snapshot's block as generation 1 and runs
+// hook before answering the n-th ask (1-based).
+type rev15HookSource struct {
+	bs   int
+	n    int
+	asks int
+	hook func()
+}
+
+func (s *rev15HookSource) FetchBlock(context.Context, [32]byte, []byte) (bool, error) {
+	return false, nil
+}
+
+func (s *rev15HookSource) SnapshotBlock(_ context.Context, _ SnapshotInfo, _ string, b int64, dst []byte) (bool, error) {
+	s.asks++
+	if s.asks == s.n && s.hook != nil {
+		s.hook()
+	}
+	copy(dst, blockData(s.bs, int(b), 1))
+	return true, nil
+}
+
+// TestRev15RepairCleanerMeanwhile: repair appends the copy it fetched for
+// one damaged version, then fetches the next (a region: seconds to
+// minutes) before it points the index at what it appended. Meanwhile the
+// foreground writes on, the log rotates, a commit moves the checkpoint past
+// the copy's segment, and a GC round finds that segment mostly dead: the
+// copy, which no index entry points at yet, is dead to it, and the segment
+// is removed. Repair must not then point the version at a removed segment
+// (reads of the repaired block would fail, and check would report it lost):
+// every block it says it repaired reads back, and check is clean. Before
+// the fix the version of block 2 was pointed into the removed segment.
+func TestRev15RepairCleanerMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	const bs, n = 4096, 8
+	opts := testOptions()
+	s, dir := newTestStore(t, opts)
+	h := createWrittenDisk(t, s, "d", n*bs, bs, n)
+	for b := n; b < 2*n; b++ { // the blocks after: the damaged ones are not a torn tail
+		if _, err := h.WriteAt(blockData(bs, b%n, 1), int64((b%n)*bs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if _, err := s.CreateSnapshot("a", []string{"d"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateDisk("e", 64*bs, bs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Damage the last records of blocks 2 and 5 (the ones the index holds).
+	segs, _ := filepath.Glob(filepath.Join(dir, "segments", "*.seg"))
+	for _, blk := range []int{2, 5} {
+		want := blockData(bs, blk, 1)
+		done := false
+		for _, p := range segs {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i := bytes.LastIndex(b, want); i >= 0 {
+				b[i+100] ^= 0x5a
+				if err := os.WriteFile(p, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				done = true
+				break
+			}
+		}
+		if !done {
+			t.Fatalf("no record of block %d", blk)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := Rebuild(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.CorruptBlocks != 2 {
+		t.Fatalf("rebuild: %d corrupt blocks, want 2; %+v", rb.CorruptBlocks, rb)
+	}
+	if s, err = Open(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	var gcs []GCStats
+	src := &rev15HookSource{bs: bs, n: 2, hook: func() {
+		// Between the first copy's append and the index: the foreground
+		// rewrites one block of disk e over and over (the segments fill
+		// with dead records and rotate), commits, and GC runs.
+		e, err := s.OpenDisk("e")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer e.Close()
+		for i := 0; i < int(2*opts.SegmentSize)/bs; i++ {
+			if _, err := e.WriteAt(blockData(bs, 0, 100+i), 0); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := e.Sync(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		st, err := s.GC()
+		if err != nil {
+			t.Error(err)
+		}
+		gcs = append(gcs, st)
+	}}
+	rep, err := s.Repair(ctx, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("repaired %d, unrepaired %+v; gc %+v", rep.Repaired, rep.Unrepaired, gcs)
+	if src.asks < 2 {
+		t.Fatalf("the source was asked %d times, want 2", src.asks)
+	}
+	r, err := s.OpenSnapshotDisk("a", "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, blk := range []int{2, 5} {
+		got := make([]byte, bs)
+		if _, err := r.ReadAt(got, int64(blk*bs)); err != nil || !bytes.Equal(got, blockData(bs, blk, 1)) {
+			t.Errorf("block %d after repair (repaired %d): %v", blk, rep.Repaired, err)
+		}
+	}
+	chk, err := s.Check(ctx, CheckOptions{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chk.Problems) != 0 {
+		t.Errorf("check after repair: %+v", chk.Problems)
+	}
+}
