@@ -904,7 +904,11 @@
 //     is an error the repair report shows. An encrypted disk's blocks are
 //     in the region as plaintext (sealed with the region key); the store
 //     seals the copy with the disk's key, so the disk must be unlocked
-//     (else the block is left, saying so). TestBlockSourceRepair15*.
+//     (else the block is left, saying so). The identity check keeps other
+//     snapshots' copies out; the store then writes a copy only if it is
+//     what its damaged record held (the record's CRC matches with it,
+//     rowstore asDamaged), because a damaged header can make a snapshot
+//     see a version it never saw. TestBlockSourceRepair15*.
 //
 // # Why these choices
 //

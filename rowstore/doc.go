@@ -1113,16 +1113,36 @@
 // (the same record and sequence number) asks the source for that block of
 // its copy of the snapshot. The copy must be of the same snapshot (its id
 // and creation time, from this store), never one that only has its name;
-// the source verifies the block as it verifies every block it gives. The
-// first copy found is appended as the relocated record (sealed with the
-// disk's key for an encrypted disk, which must be unlocked), and the index
-// gets its place and its digest in one batch (repointDigests), so check
-// verifies it and a rebuild finds a good record. Any one snapshot that
-// sees the version suffices. A version only disks, clones or images see,
-// or whose snapshots have no copy in the source, is left unrepaired with
-// the reason for each snapshot tried (TestBlockSourceRepair15*,
-// TestRepair15FromRegionAfterRebuild, integration
-// TestRepair15AfterIndexRebuild). After a bad log record it writes a fresh full
+// the source verifies the block as it verifies every block it gives. That
+// the snapshots see the version now does not prove they saw it when their
+// copies were made: the record's header is not covered by a checksum of
+// its own (segment.BadRecord.HeaderOK), and a flipped epoch makes a
+// rebuild index it at a lower epoch, where snapshots taken before it was
+// written see it too and their copies hold the older block. So a copy is
+// used only if it is what the damaged record held (asDamaged): the record
+// rebuilt from its stored header and the copy (for an encrypted disk, the
+// copy sealed again under the record's stored envelope header: family,
+// subkey salt, nonce; the key must be unlocked) matches the record's stored
+// CRC, which covers header and payload. A damaged header or envelope
+// header, or a copy of other content, never matches: the version is left
+// unrepaired, saying so (TestRev15RepairEpochFlip: on main repair wrote
+// the older snapshot's copy, and the disk's head silently read its block
+// as it was two snapshots before). The first copy that matches is
+// appended as the relocated record (the original record, byte for byte),
+// and the index gets its place and its digest in one batch
+// (repointDigests), so check verifies it and a rebuild finds a good
+// record. Any one snapshot that sees the version suffices. A version only
+// disks, clones or images see, or whose snapshots have no copy in the
+// source, is left unrepaired with the reason for each snapshot tried
+// (TestBlockSourceRepair15*, TestRepair15FromRegionAfterRebuild,
+// integration TestRepair15AfterIndexRebuild). Every copy, by digest or
+// by snapshot, is fetched with no lock held; the copies are then appended,
+// the log synced, the index pointed at them and synced under gcMu, a batch
+// of up to 32 MiB at a time (applyRepairs): a copy appended but not yet in
+// the index is dead to GC and the cleaner, which would otherwise remove its
+// segment while the next copy is fetched (TestRev15RepairCleanerMeanwhile).
+// A crash before the index sync leaves dead copies and the versions bad,
+// for the next repair. After a bad log record it writes a fresh full
 // catalog record and logs every hole the index holds again (a bad record
 // may have been a hole, which only the index still knows; a rebuild would
 // bring back the data it replaced). When every bad block was repaired, it then cleans the

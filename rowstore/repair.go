@@ -272,17 +272,25 @@ func (s *Store) dropBadSegments(nums []ids.Segment) ([]ids.Segment, error) {
 	return gone, s.seg.RemoveSegments(gone)
 }
 
-// repairVersion fetches a good copy of a bad version (the record to append).
-func (s *Store) repairVersion(ctx context.Context, src BlockSource, p CheckProblem) (repairWrite, error) {
+// repairBuf is a buffer of one block of layer, for a fetched copy.
+func (s *Store) repairBuf(layer ids.Layer) ([]byte, error) {
 	var l index.Layer
 	if err := s.idx.View(func(t *index.Txn) error {
 		var err error
-		l, err = t.Layer(p.Layer)
+		l, err = t.Layer(layer)
 		return err
 	}); err != nil {
-		return repairWrite{}, fmt.Errorf("layer %d: %w", p.Layer, err)
+		return nil, fmt.Errorf("layer %d: %w", layer, err)
 	}
-	dst := make([]byte, l.BlockSize)
+	return make([]byte, l.BlockSize), nil
+}
+
+// repairVersion fetches a good copy of a bad version (the record to append).
+func (s *Store) repairVersion(ctx context.Context, src BlockSource, p CheckProblem) (repairWrite, error) {
+	dst, err := s.repairBuf(p.Layer)
+	if err != nil {
+		return repairWrite{}, err
+	}
 	plain, err := s.plainDigests(p.Layer, fmt.Sprintf("layer %d", p.Layer)) // crypt.go
 	if err != nil {
 		return repairWrite{}, err
@@ -452,6 +460,7 @@ func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProbl
 		return repairWrite{}, errors.New("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and the source holds no snapshots to take it from; write the block again, or restore the disk or snapshot that holds it")
 	}
 	type seer struct {
+		rec   index.Snapshot // as read with chain (not again by name: it may be another by then)
 		snap  string
 		disk  string
 		chain []link
@@ -460,33 +469,32 @@ func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProbl
 	if err := s.idx.View(func(t *index.Txn) error {
 		for _, name := range p.Snapshots {
 			var sr index.Snapshot
-			if err := t.Get(index.KindSnapshot, name, &sr); err != nil {
+			err := t.Get(index.KindSnapshot, name, &sr)
+			if errors.Is(err, index.ErrNotFound) {
 				continue // deleted since the check
+			}
+			if err != nil {
+				return fmt.Errorf("snapshot %q: %w", name, err)
 			}
 			for _, m := range sr.Members {
 				chain, err := chainOf(t, m.Layer, m.Epoch)
 				if err != nil {
 					return err
 				}
-				seers = append(seers, seer{name, m.Disk, chain})
+				seers = append(seers, seer{sr, name, m.Disk, chain})
 			}
 		}
 		return nil
 	}); err != nil {
 		return repairWrite{}, err
 	}
-	var l index.Layer
-	if err := s.idx.View(func(t *index.Txn) error {
-		var err error
-		l, err = t.Layer(p.Layer)
-		return err
-	}); err != nil {
-		return repairWrite{}, fmt.Errorf("layer %d: %w", p.Layer, err)
-	}
 	if err := s.requireUnlocked(p.Layer, fmt.Sprintf("layer %d", p.Layer)); err != nil { // crypt.go: before any fetch
 		return repairWrite{}, err
 	}
-	dst := make([]byte, l.BlockSize)
+	dst, err := s.repairBuf(p.Layer)
+	if err != nil {
+		return repairWrite{}, err
+	}
 	var why []string
 	mismatch := false
 	for _, sr := range seers {
@@ -497,7 +505,7 @@ func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProbl
 		if !found || v.Segment != p.v.Segment || v.Offset != p.v.Offset || v.Seq != p.v.Seq {
 			continue // this disk of the snapshot sees another version of the block
 		}
-		info, err := s.GetSnapshot(sr.snap)
+		info, err := snapshotInfo(s, sr.rec)
 		if err != nil {
 			why = append(why, fmt.Sprintf("snapshot %q: %v", sr.snap, err))
 			continue
