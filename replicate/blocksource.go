@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/snapfs/snapfs/replicate/format"
 	"github.com/snapfs/snapfs/rowstore"
@@ -13,6 +14,8 @@ import (
 // BlockSource gives blocks by content (local repair from a region): see
 // rowstore.BlockSource.
 type BlockSource = rowstore.BlockSource
+
+var _ rowstore.SnapshotSource = (*regionBlocks)(nil)
 
 // regionBlocks is a BlockSource over a region: the chunk id of a digest
 // is the HMAC the region's chunk ids are made with, so a lookup in the
@@ -25,6 +28,7 @@ type regionBlocks struct {
 	cs *chunkSet
 
 	mu       sync.Mutex
+	maps     map[snapDisk]*snapMap // block maps of snapshot copies asked for (SnapshotBlock)
 	lastPack packID
 	lastPT   []byte // plaintext of lastPack; nil: none
 	fetches  int    // packs fetched (for tests)
@@ -87,6 +91,107 @@ func (b *regionBlocks) FetchBlock(ctx context.Context, digest [32]byte, dst []by
 		return false, fmt.Errorf("region %q: %w", b.r.cfg.Name, err)
 	}
 	return true, nil
+}
+
+// snapDisk names a disk of a local snapshot (its identity, not its name
+// alone).
+type snapDisk struct {
+	id      uint64
+	created int64 // unix nanoseconds
+	name    string
+	disk    string
+}
+
+// snapMap is the block map of a disk of a region's copy of a local
+// snapshot (nil bm: the region holds no copy of it).
+type snapMap struct {
+	bm blockMap
+	md *format.ManifestDisk
+}
+
+// SnapshotBlock implements rowstore.SnapshotSource: the copy of snap is
+// the manifest this host wrote of it (under this host's id, an id the
+// store had before it was copied (Host.Previous), or no host for a
+// manifest from before hosts) whose snapshot id and creation time are
+// snap's: a manifest of that name with another identity is another
+// snapshot and is never used. Block b of disk is then read as restore reads
+// it (readChunk: verified against its chunk id, the HMAC of its SHA-256).
+// No such manifest is (false, nil); a copy without the disk, or holding
+// the block as zeros, is an error.
+func (b *regionBlocks) SnapshotBlock(ctx context.Context, snap rowstore.SnapshotInfo, disk string, blk int64, dst []byte) (bool, error) {
+	sm, err := b.snapshotMap(ctx, snap, disk)
+	if err != nil {
+		clear(dst)
+		return false, fmt.Errorf("region %q: %w", b.r.cfg.Name, err)
+	}
+	if sm.bm == nil {
+		clear(dst)
+		return false, nil
+	}
+	what := fmt.Sprintf("region %q: its copy of snapshot %q (id %d, %s)", b.r.cfg.Name, snap.Name, snap.ID, snap.Created.Format(time.RFC3339Nano))
+	if sm.md.BlockSize != len(dst) {
+		clear(dst)
+		return false, fmt.Errorf("%w: %s: disk %q has blocks of %d bytes, the store's %d", ErrInvalid, what, disk, sm.md.BlockSize, len(dst))
+	}
+	id, ok := sm.bm[uint64(blk)]
+	if !ok {
+		clear(dst)
+		return false, fmt.Errorf("%w: %s: disk %q holds block %d as zeros, the store a data block", ErrCorrupt, what, disk, blk)
+	}
+	loc, _, err := b.r.locate(b.cs, id)
+	if err != nil {
+		clear(dst)
+		return false, fmt.Errorf("%s: disk %q block %d: %w", what, disk, blk, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := readChunk(ctx, b.r.keys, b.cs, loc, dst, b.chunk, nil); err != nil {
+		return false, fmt.Errorf("%s: disk %q block %d: %w", what, disk, blk, err)
+	}
+	return true, nil
+}
+
+// snapshotMap finds the region's copy of snap (see SnapshotBlock) and
+// resolves the block map of its disk, once per snapshot and disk.
+func (b *regionBlocks) snapshotMap(ctx context.Context, snap rowstore.SnapshotInfo, disk string) (*snapMap, error) {
+	k := snapDisk{snap.ID, snap.Created.UnixNano(), snap.Name, disk}
+	b.mu.Lock()
+	sm := b.maps[k]
+	b.mu.Unlock()
+	if sm != nil {
+		return sm, nil
+	}
+	sm = &snapMap{}
+	hosts := append([]format.HostID{b.m.host.ID}, b.m.host.Previous...)
+	hosts = append(hosts, format.HostID{}) // a manifest from before hosts
+	for _, h := range hosts {
+		mf, err := b.r.readManifest(ctx, b.r.snapNID(h, snap.Name))
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %q: %w", snap.Name, err)
+		}
+		if mf.Name != snap.Name || mf.Host != h || mf.SnapshotID != snap.ID || !mf.Created.Equal(snap.Created) {
+			continue // another snapshot of that name
+		}
+		if mf.Disk(disk) == nil {
+			return nil, fmt.Errorf("%w: its copy of snapshot %q (id %d) has no disk %q", ErrCorrupt, snap.Name, snap.ID, disk)
+		}
+		bm, md, err := b.r.resolveDisk(ctx, mf, disk, map[string]*format.Manifest{})
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %q disk %q: %w", snap.Name, disk, err)
+		}
+		sm = &snapMap{bm: bm, md: md}
+		break
+	}
+	b.mu.Lock()
+	if b.maps == nil {
+		b.maps = map[snapDisk]*snapMap{}
+	}
+	b.maps[k] = sm
+	b.mu.Unlock()
+	return sm, nil
 }
 
 // chunk returns the stored bytes of the chunk at loc, decompressed (a

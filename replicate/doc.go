@@ -880,6 +880,36 @@
 //     release). The service's region snapshots listing names holders
 //     (RemoteSnapshot.HeldBy).
 //
+// # Local repair: BlockSource (blocksource.go)
+//
+// Manager.BlockSource opens a region as the source of `snapfs repair
+// --from-region` (rowstore.Store.Repair), under a shared lock. It gives
+// blocks two ways:
+//   - FetchBlock, by the SHA-256 the local index keeps: the chunk id is
+//     its HMAC, found in the pack indexes, read and checked against its id.
+//   - SnapshotBlock (rowstore.SnapshotSource), for a version whose digest
+//     the local index lost (a corrupt record an index rebuild indexed): block
+//     b of a disk as the region's copy of a local snapshot holds it. The
+//     copy is the manifest under this host's id (or an id the store had
+//     before it was copied, Host.Previous, or the manifest of no host from
+//     before hosts) whose snapshot id and creation time are the local
+//     snapshot's: a manifest of that name with another identity (the
+//     snapshot deleted and its name reused, or another store's) is never
+//     used, so repair never writes another snapshot's block. The disk's
+//     block map is resolved along the delta chain as restore does (once per
+//     snapshot and disk) and the chunk read as every reader reads it
+//     (readChunk, checked against its id). No such manifest is "no copy";
+//     a copy without the disk, one holding the block as zeros (the store
+//     has a data record: not the same content) or one that cannot be read
+//     is an error the repair report shows. An encrypted disk's blocks are
+//     in the region as plaintext (sealed with the region key); the store
+//     seals the copy with the disk's key, so the disk must be unlocked
+//     (else the block is left, saying so). The identity check keeps other
+//     snapshots' copies out; the store then writes a copy only if it is
+//     what its damaged record held (the record's CRC matches with it,
+//     rowstore asDamaged), because a damaged header can make a snapshot
+//     see a version it never saw. TestBlockSourceRepair15*.
+//
 // # Why these choices
 //
 // zstd (klauspost/compress, fastest level) per chunk: disk blocks compress

@@ -1028,11 +1028,11 @@
 // with its disks, snapshots and images, exactly as if the index had been
 // there before the damage: a damaged block never silently reads as its
 // previous version or as zeros. Its digest is unknown (zero), so repair
-// --from-region, which fetches by digest, cannot find it: it lists it as
-// unrepaired, saying so, without asking the source (known gap: a region's block maps know the digest by
-// snapshot, disk and block). Anything else (a header damaged beyond
-// that, a hole or catalog record) is listed as unattributed, by segment,
-// offset and bytes,
+// --from-region cannot fetch it by digest: it takes it from the region's
+// copy of a snapshot that sees that very version (see "Check and repair");
+// a version no snapshot in the region sees stays unrepaired, saying why.
+// Anything else (a header damaged beyond that, a hole or catalog record)
+// is listed as unattributed, by segment, offset and bytes,
 // and check --read-data reports the record too. Replay at an ordinary
 // Open attributes the bad records it scans (past the checkpoint) the same
 // way. That is what a ZFS user
@@ -1112,7 +1112,44 @@
 // relocated record (same layer, block, epoch, sequence number) that the
 // index is repointed to, so every reader sharing it is repaired and a rebuild
 // finds the good copy (replay keeps, for equal sequence numbers, the copy
-// whose record decodes). After a bad log record it writes a fresh full
+// whose record decodes). A bad version whose digest is unknown (zero: a
+// corrupt record a rebuild or a replay indexed, attributeBad) cannot be
+// fetched or verified by digest: when the source is a SnapshotSource (a
+// region), Repair takes the snapshots the check lists as seeing it, and
+// for each disk of theirs whose block resolves to exactly that version
+// (the same record and sequence number) asks the source for that block of
+// its copy of the snapshot. The copy must be of the same snapshot (its id
+// and creation time, from this store), never one that only has its name;
+// the source verifies the block as it verifies every block it gives. That
+// the snapshots see the version now does not prove they saw it when their
+// copies were made: the record's header is not covered by a checksum of
+// its own (segment.BadRecord.HeaderOK), and a flipped epoch makes a
+// rebuild index it at a lower epoch, where snapshots taken before it was
+// written see it too and their copies hold the older block. So a copy is
+// used only if it is what the damaged record held (asDamaged): the record
+// rebuilt from its stored header and the copy (for an encrypted disk, the
+// copy sealed again under the record's stored envelope header: family,
+// subkey salt, nonce; the key must be unlocked) matches the record's stored
+// CRC, which covers header and payload. A damaged header or envelope
+// header, or a copy of other content, never matches: the version is left
+// unrepaired, saying so (TestRev15RepairEpochFlip: on main repair wrote
+// the older snapshot's copy, and the disk's head silently read its block
+// as it was two snapshots before). The first copy that matches is
+// appended as the relocated record (the original record, byte for byte),
+// and the index gets its place and its digest in one batch
+// (repointDigests), so check verifies it and a rebuild finds a good
+// record. Any one snapshot that sees the version suffices. A version only
+// disks, clones or images see, or whose snapshots have no copy in the
+// source, is left unrepaired with the reason for each snapshot tried
+// (TestBlockSourceRepair15*, TestRepair15FromRegionAfterRebuild,
+// integration TestRepair15AfterIndexRebuild). Every copy, by digest or
+// by snapshot, is fetched with no lock held; the copies are then appended,
+// the log synced, the index pointed at them and synced under gcMu, a batch
+// of up to 32 MiB at a time (applyRepairs): a copy appended but not yet in
+// the index is dead to GC and the cleaner, which would otherwise remove its
+// segment while the next copy is fetched (TestRev15RepairCleanerMeanwhile).
+// A crash before the index sync leaves dead copies and the versions bad,
+// for the next repair. After a bad log record it writes a fresh full
 // catalog record and logs every hole the index holds again (a bad record
 // may have been a hole, which only the index still knows; a rebuild would
 // bring back the data it replaced). When every bad block was repaired, it then cleans the

@@ -446,8 +446,11 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // Allocated is the bytes of stored blocks visible in the image (counted
-// once per store and point, then cached: the image never changes). Safe for
-// concurrent use.
+// once per store and point, then cached: the image never changes), the
+// blocks of a lazily restored layer not fetched yet included (storedShown:
+// the image shows them). A point that reads through a layer still
+// hydrating is counted again at each call until it is whole (the source's
+// answer may come later). Safe for concurrent use.
 func (r *Reader) Allocated() (int64, error) {
 	r.s.allocMu.Lock()
 	n, ok := r.s.allocCache[r.chain[0]]
@@ -455,25 +458,25 @@ func (r *Reader) Allocated() (int64, error) {
 	if ok {
 		return n, nil
 	}
-	n, err := r.s.allocatedOf(r.chain, r.size, r.bs)
+	ll, err := r.s.lazyOf(r.chain)
 	if err != nil {
 		return 0, err
 	}
-	r.s.allocMu.Lock()
-	r.s.allocCache[r.chain[0]] = n
-	r.s.allocMu.Unlock()
-	return n, nil
-}
-
-func (s *Store) allocatedOf(chain []link, size int64, bs int) (int64, error) {
-	var n int64
-	err := s.visible(chain, 0, blockCount(size, bs), func(b ids.Block, v index.Version) error {
-		if !v.Zero() {
-			n++
-		}
+	var blocks int64
+	err = r.s.storedShown(r.chain, 0, blockCount(r.size, r.bs), func(ids.Block, bool) error {
+		blocks++
 		return nil
 	})
-	return n * int64(bs), err
+	if err != nil {
+		return 0, err
+	}
+	n = blocks * int64(r.bs)
+	if ll == nil || ll.isDone() {
+		r.s.allocMu.Lock()
+		r.s.allocCache[r.chain[0]] = n
+		r.s.allocMu.Unlock()
+	}
+	return n, nil
 }
 
 // readRange reads p at off through chain: whole blocks straight into p with

@@ -15,7 +15,10 @@ func repairCommand(st *state) *cli.Command {
 		Name:  "repair",
 		Usage: "rewrite corrupt or missing blocks of the store from a region's copies (exit 6 when some are left)",
 		Description: "Runs check --read-data, fetches every bad block from the region by its SHA-256 and rewrites it where\n" +
-			"the digest matches, so every disk, snapshot and image sharing it is repaired; reports what it could not repair.",
+			"the digest matches, so every disk, snapshot and image sharing it is repaired. A block whose digest the index\n" +
+			"lost (a damaged record an index rebuild indexed) is taken from the region's copy of a snapshot that sees it\n" +
+			"(that very snapshot, never another of its name) and written back with its digest. Reports what it could not\n" +
+			"repair, and why.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "from-region", Usage: "the region to copy good blocks from", Required: true},
 		},
