@@ -26,16 +26,12 @@ import (
 //
 // The records named are read in runs (adjacent ones, and across gaps of
 // at most cleanReadGap dead bytes, in one read of at most cleanReadMax),
-// and every listed record is decoded where the list says it is and its
-// checksum checked, as the scan does, so a corrupt record is never
-// copied. The dead records read through in a gap are not decoded nor
-// checked (they are not copied; `snapfs check` reads every record): that
-// was half the decoding and CRC work of a listed read at the cleaner's
-// usual 45 % live. Any surprise (a listed record that does not decode at
-// its offset with its listed length, listed records that overlap, or live
-// bytes left in the segment that the reads did not gather) falls back to
-// the whole-segment scan for what was not gathered yet: the scan reports
-// corruption and the finisher's usage check stays the backstop.
+// and every record read is decoded and its checksum checked, as the scan
+// does, so a corrupt record is never copied. Any surprise (a record that
+// does not decode, a listed position that is not a record boundary, or
+// live bytes left in the segment that the reads did not gather) falls back
+// to the whole-segment scan for what was not gathered yet: the scan
+// reports corruption and the finisher's usage check stays the backstop.
 
 const (
 	// cleanReadGap: dead bytes between two live records read through
@@ -201,22 +197,27 @@ func (s *Store) moveListed(num ids.Segment, list []livePos, mv *mover, buf *[]by
 		if err := s.seg.ReadRaw(num, b, start); err != nil {
 			return gathered, false, nil // the scan reads it again and reports what it finds
 		}
-		// Decode the listed records of the run where the list says they
-		// are; the dead records between them are read through, not decoded
-		// (nor checked: see the comment above cleanReadGap).
-		for prevEnd := start; i < j; i++ {
-			off, n := int64(list[i].off), int64(list[i].len)
-			if off < prevEnd {
-				return gathered, false, nil // overlapping entries: scan
-			}
-			prevEnd = off + n
-			r, m, derr := segment.Decode(b[off-start : off-start+n])
-			if derr != nil || int64(m) != n || r.Kind != segment.KindData {
-				// Not a whole data record of the listed length (corrupt,
-				// or not a record boundary): the scan reads it again.
+		// Walk the run record by record (a gap holds whole records).
+		off := start
+		for off < end {
+			r, n, derr := segment.Decode(b[off-start:])
+			if derr != nil {
 				return gathered, false, nil
 			}
 			pos := segment.Pos{Segment: num, Offset: off, Length: uint32(n)}
+			raw := b[off-start : off-start+int64(n)]
+			listed := i < j && int64(list[i].off) == off
+			if i < j && int64(list[i].off) < off {
+				return gathered, false, nil // a listed offset inside a record: not a boundary
+			}
+			off += int64(n)
+			if !listed {
+				continue // in a gap: dead when the lists were built, dead now
+			}
+			i++
+			if r.Kind != segment.KindData || int64(n) != int64(list[i-1].len) {
+				return gathered, false, nil
+			}
 			live, known := s.cleaner.lm.liveAt(&r, pos)
 			if !known {
 				return gathered, false, nil // the map went away: scan
@@ -224,15 +225,18 @@ func (s *Store) moveListed(num ids.Segment, list []livePos, mv *mover, buf *[]by
 			if !live || (testSkipMove != nil && testSkipMove(pos)) {
 				continue
 			}
-			if err := mv.addRef(&r, b[off-start:off-start+n], pos); err != nil {
+			if err := mv.addRef(&r, raw, pos); err != nil {
 				return gathered, false, err
 			}
 			gathered = append(gathered, pos.Offset)
-			bytes += n
+			bytes += int64(n)
 		}
 		// Appended from the read buffer before it is read into again.
 		if err := mv.flush(); err != nil {
 			return gathered, false, err
+		}
+		if off != end || i != j {
+			return gathered, false, nil
 		}
 	}
 	// Every record live now in the segment was listed: the usage table
