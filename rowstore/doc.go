@@ -795,14 +795,22 @@
 //
 // That is about 5.8 s for a run's 560,000 moves, near the 5.1 s median the
 // cleaner adds to the daemon (clean14). No item is half of it: 4.6 µs
-// (45 %) is the index write of each repoint, 3.9 µs (38 %) the kernel's
-// page work for bytes the cleaner must read, write, sync and free, and the
-// user-space rest (lookups, decode, CRC, bookkeeping) 1.9 µs. Badger's
-// cost is per key (a skiplist search with a cache miss at most levels,
-// the WAL entry, the key again in every flush and compaction): a write batch
-// applies its keys in map order (txn.pendingWrites), so sorting a batch
-// buys no locality, and batching more keys per write saves only the
-// per-batch commit. The one cut tried (cleanread.go decoding and checking
+// (45 %) is the index write of each repoint by this attribution, 3.9 µs
+// (38 %) the kernel's page work for bytes the cleaner must read, write,
+// sync and free, and the user-space rest (lookups, decode, CRC,
+// bookkeeping) 1.9 µs. The attribution overstates the index: an
+// experiment build whose repointMap only updated the live map, writing
+// nothing to the index (unsafe: reads of moved blocks then fail; the
+// engine benchmark's final check skipped), lowered the cleaner's added CPU
+// in BenchmarkOverwriteSpace (64 MiB, 10 passes, four interleaved pairs
+// with main, load 6-9) from 3.48 to 3.18 s per GB moved (runs 2.9-3.8 and
+// 2.5-4.4), Badger's write goroutine by about 0.5 s and the cleaner's
+// goroutines by 0.13 s per GB moved: at most a fifth of the cleaner's
+// CPU, not the half the target needs. Badger's cost is per key (a
+// skiplist search with a cache miss at most levels, the WAL entry, the key
+// again in every flush and compaction): a write batch applies its keys in
+// map order (txn.pendingWrites), so sorting a batch buys no locality, and
+// batching more keys per write saves only the per-batch commit. The one cut tried (cleanread.go decoding and checking
 // only the listed records, not the dead ones read through in a gap: by
 // the profile half of the 0.55 µs) measured within the noise: engine
 // (BenchmarkOverwriteSpace, 64 MiB, 10 passes, eight interleaved pairs,
@@ -811,11 +819,16 @@
 // 2.04 and 2.10 s per GB moved; bench-space (10 passes, four pairs each,
 // interleaved, load 6-13) ratio 0.87 on main (0.57-1.25) and 0.69 with it
 // (0.59-0.80), daemon CPU without/with 0.73 and 0.71, max segments
-// 1.471-1.481 and 1.468-1.479 × live. So main's code stays. What would
-// halve the cleaner's CPU (not done: each is a design change with its own
-// crash argument, beyond a pass):
+// 1.471-1.481 and 1.468-1.479 × live. So main's code stays. One 50-pass
+// pair of main the same night (load 9-11): 49.8/52.5 MB/s (1.05), max
+// segments 1.481 × live, moved per byte written 0.892, writers throttled
+// 20 s, daemon CPU 121.3/132.8 s. What could cut the cleaner's CPU further
+// (not done: each is a design change with its own crash argument, beyond
+// a pass; by the figures above each is worth about a fifth, so even both
+// fall short of half):
 //
-//   - No index write per move (-4.6 µs): the copies already name their key
+//   - No index write per move (a fifth at most, by the experiment above;
+//     4.6 µs by the attribution): the copies already name their key
 //     and sequence number, so the index could lag. Repoints deferred by a
 //     few seconds mostly never happen under overwrite (a uniformly
 //     rewritten 256 MiB disk at 80 MB/s rewrites a given block within
