@@ -773,6 +773,87 @@
 // TAG PASSES N before after c13 (BENCH_DIR=/var/tmp BENCH_SPACE_SIZE=256M
 // BENCH_SPACE_PAIRS=1 scripts/bench-space.sh per run).
 //
+// Twelfth pass (8 Dec 2026, branch clean15): the cleaner's CPU per moved
+// record, attributed; one cut tried and not kept; no code change. A CPU
+// profile of main 4b99dfa's daemon through bench-space.sh (256 MiB, 10
+// passes, 20 s window from 3 s into the rewrite with the cleaner, load
+// 2.5-8.8, the machine 2 % idle; about 237,000 records moved in the
+// window, from the MB/s samples and moved/written 0.865) puts the cost of
+// a moved 4 KiB record at about 10.3 µs of CPU:
+//
+//	where                                          µs per moved record
+//	index: Badger's write goroutine (WAL, skiplist)       2.7 (its share of 1.41 s by keys: 46 % repoints)
+//	index: memtable flushes, compactions (same share)     0.8
+//	index: repointMap (batch, map), index Sync            1.1
+//	kernel: pread of the runs (gaps read through)         1.3
+//	kernel: pwrite of the copies (page allocation)        1.0
+//	kernel: unlink of cleaned segments (page freeing)     0.8
+//	kernel: fdatasync of the cleaner stream               0.8
+//	live map lookups (liveAt), lists                      0.8
+//	decode and CRC32C of what is read                     0.55
+//	the rest (mover, allocation, creating segments)       0.5
+//
+// That is about 5.8 s for a run's 560,000 moves, near the 5.1 s median the
+// cleaner adds to the daemon (clean14). No item is half of it: 4.6 µs
+// (45 %) is the index write of each repoint by this attribution, 3.9 µs
+// (38 %) the kernel's page work for bytes the cleaner must read, write,
+// sync and free, and the user-space rest (lookups, decode, CRC,
+// bookkeeping) 1.9 µs. The attribution overstates the index: an
+// experiment build whose repointMap only updated the live map, writing
+// nothing to the index (unsafe: reads of moved blocks then fail; the
+// engine benchmark's final check skipped), lowered the cleaner's added CPU
+// in BenchmarkOverwriteSpace (64 MiB, 10 passes, four interleaved pairs
+// with main, load 6-9) from 3.48 to 3.18 s per GB moved (runs 2.9-3.8 and
+// 2.5-4.4), Badger's write goroutine by about 0.5 s and the cleaner's
+// goroutines by 0.13 s per GB moved: at most a fifth of the cleaner's
+// CPU, not the half the target needs. Badger's cost is per key (a
+// skiplist search with a cache miss at most levels, the WAL entry, the key
+// again in every flush and compaction): a write batch applies its keys in
+// map order (txn.pendingWrites), so sorting a batch buys no locality, and
+// batching more keys per write saves only the per-batch commit. The one cut tried (cleanread.go decoding and checking
+// only the listed records, not the dead ones read through in a gap: by
+// the profile half of the 0.55 µs) measured within the noise: engine
+// (BenchmarkOverwriteSpace, 64 MiB, 10 passes, eight interleaved pairs,
+// load 7-11, both orders) the cleaner's added CPU 3.36 s per GB moved on
+// main and 4.23 with it (runs 2.0-6.1), its goroutines' CPU by profile
+// 2.04 and 2.10 s per GB moved; bench-space (10 passes, four pairs each,
+// interleaved, load 6-13) ratio 0.87 on main (0.57-1.25) and 0.69 with it
+// (0.59-0.80), daemon CPU without/with 0.73 and 0.71, max segments
+// 1.471-1.481 and 1.468-1.479 × live. So main's code stays. One 50-pass
+// pair of main the same night (load 9-11): 49.8/52.5 MB/s (1.05), max
+// segments 1.481 × live, moved per byte written 0.892, writers throttled
+// 20 s, daemon CPU 121.3/132.8 s. What could cut the cleaner's CPU further
+// (not done: each is a design change with its own crash argument, beyond
+// a pass; by the figures above each is worth about a fifth, so even both
+// fall short of half):
+//
+//   - No index write per move (a fifth at most, by the experiment above;
+//     4.6 µs by the attribution): the copies already name their key
+//     and sequence number, so the index could lag. Repoints deferred by a
+//     few seconds mostly never happen under overwrite (a uniformly
+//     rewritten 256 MiB disk at 80 MB/s rewrites a given block within
+//     3.3 s with probability 0.63, within 10 s 0.95; less where writes
+//     are skewed, since the records a cleaner moves are then the cold
+//     ones), but until the index is repointed every reader of index
+//     positions (reads, check, repair, streams) must map a removed
+//     segment's position to its copy (an in-memory table, rebuilt at Open
+//     by replaying the cleaner stream past a repointed-through mark, as
+//     the foreground's log is replayed past the checkpoint).
+//   - Recycled segment files (-1.5 to -2 µs: no page allocation for the
+//     copies' pages, no page freeing at unlink; ext4 without a journal, as
+//     here, also walks recently deleted inodes at every create: 6.7 % of
+//     the engine benchmark's CPU at 1 MiB segments): needs records that
+//     name their file's generation, since a reused file keeps valid
+//     records of its old life past its new tail (ninth pass).
+//
+// BenchmarkCleanMoveMap now runs at 4 KiB blocks too and reports the
+// process's CPU µs per moved record over one cleaning pass on /dev/shm
+// (12-17 µs at 4 KiB, 23-34 at 16 KiB, run to run on the shared machine,
+// Badger's goroutines and the page work included). Reproduce: binaries and
+// scripts in /work/clean15-bin (pairs.sh TAG PASSES N before after;
+// engine.sh TAG N before after with engsum.sh TAG; move.sh; cleancpu.sh
+// BIN PROFILE MOVED_BYTES for the profile's cleaner seconds).
+//
 // # Full filesystems
 //
 // Three things keep a store usable when its filesystem fills (reserve.go):
