@@ -309,8 +309,14 @@ func checkVerdict(region string, rep service.CheckReport) error {
 		return nil
 	}
 	if len(rep.Lost) == 0 && len(rep.Degraded) == 0 && onlyUnreachable(rep) {
-		return fmt.Errorf("%w: region %s: store(s) %v unreachable; %d snapshot(s) cannot be read until they are back (nothing is known lost)",
-			replicate.ErrUnavailable, region, rep.Unreachable, len(rep.Unavailable))
+		var parts []string
+		if len(rep.Unreachable) > 0 {
+			parts = append(parts, fmt.Sprintf("store(s) %v unreachable; %d snapshot(s) cannot be read until they are back (nothing is known lost)", rep.Unreachable, len(rep.Unavailable)))
+		}
+		if len(rep.Unwritable) > 0 {
+			parts = append(parts, fmt.Sprintf("store(s) %v refuse writes (read-only? full?): restores read them, but sync, prune and repair fail until they take writes", rep.Unwritable))
+		}
+		return fmt.Errorf("%w: region %s: %s", replicate.ErrUnavailable, region, strings.Join(parts, "; "))
 	}
 	if len(rep.Lost) > 0 && len(rep.Degraded) == 0 {
 		return fmt.Errorf("%w: region %s: %d problem(s); %d snapshot(s) lost (repair cannot bring them back: %s), %d unavailable; snapfs region repair %s still rebuilds other missing copies",
@@ -338,10 +344,10 @@ func repairVerdict(region string, rep service.RepairReport) error {
 		replicate.ErrUnavailable, region, stores, region, newStoreHint(region, rep.Failed))
 }
 
-// onlyUnreachable: every problem is an unreachable store.
+// onlyUnreachable: every problem is an unreachable or unwritable store.
 func onlyUnreachable(rep service.CheckReport) bool {
 	for _, p := range rep.Problems {
-		if p.Kind != replicate.ProblemUnreachable {
+		if p.Kind != replicate.ProblemUnreachable && p.Kind != replicate.ProblemUnwritable {
 			return false
 		}
 	}
@@ -481,6 +487,9 @@ func printCheck(p *printer, region string, rep service.CheckReport) error {
 	state := "OK"
 	if !rep.OK() {
 		state = "PROBLEMS"
+	}
+	if len(rep.Unwritable) > 0 {
+		state = "UNWRITABLE STORES"
 	}
 	if len(rep.Unreachable) > 0 {
 		state = "UNREACHABLE STORES"

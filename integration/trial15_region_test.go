@@ -1,0 +1,84 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// trial15Region makes a 2+1 region "dr" over three file:// stores for
+// store h (initialised here as host web1) and returns the store
+// directories and the key file.
+func trial15Region(t *testing.T, tmp, h string) (dirs []string, key string) {
+	t.Helper()
+	key = filepath.Join(tmp, "region.key")
+	if err := os.WriteFile(key, []byte(fmt.Sprintf("%x\n", randBytes(t, 32))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	add := []string{"region", "add", "dr", "--data", "2", "--parity", "1", "--key-file", key}
+	for i := range 3 {
+		d := filepath.Join(tmp, fmt.Sprintf("store%d", i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, d)
+		add = append(add, "--store", "file://"+d)
+	}
+	ok(t, h, "init", "--host-name", "web1")
+	ok(t, h, add...)
+	return dirs, key
+}
+
+// TestTrial15CheckUnwritableStore: a region store that is up but refuses
+// writes (its file system remounted read-only) makes every sync fail
+// (exit 11), and region check, which an operator runs to see why, must
+// say so: exit 11 naming the store (README's exit-code table: "a region
+// store is unreachable or unwritable (region check, ...)"), in text and
+// --json. It said "OK ... 0 problem(s)" and exited 0. Once the store takes
+// writes again check is clean.
+func TestTrial15CheckUnwritableStore(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	h := filepath.Join(tmp, "host")
+	dirs, _ := trial15Region(t, tmp, h)
+	daemon(t, h, filepath.Join(tmp, "m"))
+	ok(t, h, "region", "check", "dr")
+
+	// Store 1 read-only: a bind mount of itself, remounted ro.
+	plainMount(t, dirs[1], "--bind", dirs[1])
+	if out, err := exec.Command("mount", "-o", "remount,ro,bind", dirs[1]).CombinedOutput(); err != nil {
+		t.Fatalf("remount ro: %v: %s", err, out)
+	}
+	r := fails(t, h, 11, "region", "check", "dr")
+	if !strings.Contains(r.stderr, "store(s) [1]") || !strings.Contains(r.stderr, "refuse") {
+		t.Fatalf("check with store 1 read-only: stderr %q", r.stderr)
+	}
+	if !strings.Contains(r.stdout, "unwritable") || strings.Contains(r.stdout, ": OK:") {
+		t.Fatalf("check with store 1 read-only: stdout %q", r.stdout)
+	}
+	t.Logf("check with store 1 read-only: %s%s", r.stdout, r.stderr)
+	r = snapfs(t, h, "--json", "region", "check", "dr")
+	var rep struct {
+		Verdict    string `json:"verdict"`
+		Unwritable []int  `json:"unwritable"`
+		Problems   []struct {
+			Store int    `json:"store"`
+			Kind  string `json:"kind"`
+		} `json:"problems"`
+	}
+	if r.code != 11 {
+		t.Fatalf("check --json: exit %d, %q", r.code, r.stdout)
+	}
+	jsonLine(t, r.stdout, "check", &rep)
+	if rep.Verdict != "unavailable" || fmt.Sprint(rep.Unwritable) != "[1]" || len(rep.Problems) != 1 || rep.Problems[0].Store != 1 || rep.Problems[0].Kind != "unwritable" {
+		t.Fatalf("check --json with store 1 read-only: %+v", rep)
+	}
+
+	if out, err := exec.Command("umount", dirs[1]).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v: %s", err, out)
+	}
+	ok(t, h, "region", "check", "dr")
+}
