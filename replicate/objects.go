@@ -319,7 +319,9 @@ func (r *region) deleteAll(ctx context.Context, name string) error {
 			return nil
 		}
 		if err := r.stores[i].Delete(ctx, name); err != nil {
-			return fmt.Errorf("store %d (%s): delete %s: %w", i, r.stores[i].Location(), name, err)
+			// A store that fails a delete is unavailable, as one that
+			// fails a put (putOn): exit 11, not 1 (or 10 for EROFS).
+			return fmt.Errorf("%w: store %d (%s): delete %s: %w", ErrUnavailable, i, r.stores[i].Location(), name, err)
 		}
 		return nil
 	}))

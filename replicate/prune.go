@@ -146,7 +146,10 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 		st.DryRun = true
 		return st, nil
 	}
-	return m.runPrune(ctx, r, p)
+	if st, err = m.runPrune(ctx, r, p); err != nil && errors.Is(err, ErrUnavailable) {
+		err = fmt.Errorf("region %q: prune stopped: %w (what it removed stays removed; run prune again once the store takes writes)", regionName, err)
+	}
+	return st, err
 }
 
 // pruneNeedsAll is openRegion's error for a prune with a store away: it
