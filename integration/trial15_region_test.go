@@ -132,3 +132,79 @@ func TestTrial15PruneStoreFailsMidway(t *testing.T) {
 		t.Fatal("restored s2 differs from the snapshot")
 	}
 }
+
+// trial15Lag is status --json's lag of region dr.
+func trial15Lag(t *testing.T, h string) (pending int, oldest string) {
+	t.Helper()
+	var st struct {
+		Regions []struct {
+			Region  string `json:"region"`
+			Pending int    `json:"pending_snapshots"`
+			Oldest  string `json:"oldest_pending"`
+		} `json:"regions"`
+	}
+	jsonLine(t, ok(t, h, "--json", "status"), "status", &st)
+	if len(st.Regions) != 1 || st.Regions[0].Region != "dr" {
+		t.Fatalf("status regions: %+v", st.Regions)
+	}
+	return st.Regions[0].Pending, st.Regions[0].Oldest
+}
+
+// TestTrial15StatusLagPruned: status's region lag (and the metrics' from
+// the same Lag) counts the local snapshots the region does not hold yet.
+// A snapshot prune removed from the region, or one sync leaves out because
+// the region's retention would remove it at once, is never shipped (sync
+// says so), yet it was counted pending for ever: after the scheduled job
+// (sync, prune) the status said "dr 1 pending, lag 13m" and the lag grew
+// every hour while the region was up to date. snapshot info says
+// "pruned" or "expired" for such a copy (it said "absent").
+func TestTrial15StatusLagPruned(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	h, mp := filepath.Join(tmp, "host"), filepath.Join(tmp, "m")
+	trial15Region(t, tmp, h)
+	daemon(t, h, mp)
+	trial15Snapshots(t, h, mp, "s1", "s2")
+	if n, o := trial15Lag(t, h); n != 0 {
+		t.Fatalf("after sync: %d pending (oldest %s)", n, o)
+	}
+	ok(t, h, "region", "prune", "dr", "--keep-last", "1")
+	if n, o := trial15Lag(t, h); n != 0 {
+		t.Fatalf("after prune removed s1 from the region: %d pending (oldest %s), want 0", n, o)
+	}
+	if out := ok(t, h, "snapshot", "info", "s1"); !strings.Contains(out, "pruned") {
+		t.Fatalf("snapshot info s1 after prune: %s", out)
+	}
+	ok(t, h, "sync", "--region", "dr")
+	if n, o := trial15Lag(t, h); n != 0 {
+		t.Fatalf("after a sync that left pruned s1 out: %d pending (oldest %s), want 0", n, o)
+	}
+
+	// Retention keeps 1: sync ships only the newest of s3, s4.
+	ok(t, h, "region", "retention", "dr", "--keep-last", "1")
+	writeAt(t, filepath.Join(mp, "disks", "vol1"), 0, randBytes(t, 1<<20))
+	ok(t, h, "snapshot", "create", "s3", "--disk", "vol1")
+	writeAt(t, filepath.Join(mp, "disks", "vol1"), 0, randBytes(t, 1<<20))
+	ok(t, h, "snapshot", "create", "s4", "--disk", "vol1")
+	if n, _ := trial15Lag(t, h); n != 2 {
+		t.Fatalf("before sync: %d pending, want 2 (s3, s4)", n)
+	}
+	ok(t, h, "sync", "--region", "dr")
+	if n, o := trial15Lag(t, h); n != 0 {
+		t.Fatalf("after a sync that shipped s4 and left s3 out (retention): %d pending (oldest %s), want 0", n, o)
+	}
+	if out := ok(t, h, "snapshot", "info", "s3"); !strings.Contains(out, "expired") {
+		t.Fatalf("snapshot info s3 after sync: %s", out)
+	}
+	// The job's prune of s2 (retention 1): nothing pending either.
+	ok(t, h, "region", "prune", "dr")
+	if n, o := trial15Lag(t, h); n != 0 {
+		t.Fatalf("after prune: %d pending (oldest %s), want 0", n, o)
+	}
+	// A new snapshot is pending until synced.
+	writeAt(t, filepath.Join(mp, "disks", "vol1"), 0, randBytes(t, 1<<20))
+	ok(t, h, "snapshot", "create", "s5", "--disk", "vol1")
+	if n, o := trial15Lag(t, h); n != 1 || o != "s5" {
+		t.Fatalf("with s5 new: %d pending (oldest %s), want 1 (s5)", n, o)
+	}
+}

@@ -32,6 +32,10 @@ type Stats struct {
 	// Expired counts local snapshots not copied because the region's
 	// retention would remove them at once (see retained).
 	Expired int `json:"expired"`
+	// PrunedSnapshots and ExpiredSnapshots name the snapshots Pruned and
+	// Expired count (the service records them: not pending).
+	PrunedSnapshots  []string `json:"pruned_snapshots,omitempty"`
+	ExpiredSnapshots []string `json:"expired_snapshots,omitempty"`
 	// Deltas counts the blocks stored as deltas over their old version
 	// (DeltaBytes: those blocks' bytes; see delta.go).
 	Deltas     int64 `json:"deltas"`
@@ -64,12 +68,17 @@ func (m *Manager) Sync(ctx context.Context, regionName string, disks []string, p
 			todo = append(todo, s)
 		}
 	}
-	todo, expired, err := m.selectForSync(regionName, todo, snaps)
+	keep, expired, err := m.selectForSync(regionName, todo, snaps)
 	if err != nil {
 		return Stats{}, fmt.Errorf("sync: %w", err)
 	}
-	st, err := m.copySnapshots(ctx, regionName, todo, false, progress)
+	st, err := m.copySnapshots(ctx, regionName, keep, false, progress)
 	st.Expired = expired
+	for _, s := range todo {
+		if !slices.ContainsFunc(keep, func(k rowstore.SnapshotInfo) bool { return k.ID == s.ID }) {
+			st.ExpiredSnapshots = append(st.ExpiredSnapshots, s.Name)
+		}
+	}
 	return st, err
 }
 
@@ -298,10 +307,12 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 		nid := r.snapNID(m.host.ID, snap.Name)
 		if t := tombs[nid]; t != nil && same(snap, t.SnapshotID, t.Created) && !explicit {
 			st.Pruned++
+			st.PrunedSnapshots = append(st.PrunedSnapshots, snap.Name)
 			continue
 		}
 		if t := tombs[r.keys.NameID(snap.Name)]; t != nil && same(snap, t.SnapshotID, t.Created) && !explicit {
 			st.Pruned++ // pruned before hosts existed
+			st.PrunedSnapshots = append(st.PrunedSnapshots, snap.Name)
 			continue
 		}
 		if t := tombs[nid]; t != nil && same(snap, t.SnapshotID, t.Created) && remote[nid] != nil {
