@@ -780,11 +780,12 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 		if i < 0 || i >= r.n() {
 			return RepairReport{}, fmt.Errorf("%w: new store %d: the region has stores 0 to %d", ErrInvalid, i, r.n()-1)
 		}
+		m.reopenNew(ctx, r, i)
 		if r.bad[i] == nil {
-			return RepairReport{}, fmt.Errorf("%w: new store %d (%s) already holds the region's marker: nothing written; run region repair without --new-store to rebuild what it lacks", ErrInvalid, i, r.cfg.Stores[i])
+			return RepairReport{}, fmt.Errorf("%w: new store %d (%s) already holds the region's marker: nothing written; run region repair without --new-store to rebuild what it lacks", ErrInvalid, i, store.Redact(r.cfg.Stores[i]))
 		}
 		if !errors.Is(r.bad[i], ErrNoMarker) {
-			return RepairReport{}, fmt.Errorf("%w: new store %d (%s) is not a store without a region marker (%v): nothing written", ErrInvalid, i, r.cfg.Stores[i], r.bad[i])
+			return RepairReport{}, fmt.Errorf("%w: new store %d (%s) is not a store without a region marker (%v): nothing written", ErrInvalid, i, store.Redact(r.cfg.Stores[i]), r.bad[i])
 		}
 		if err := m.guard(ctx, r, false); err != nil {
 			return RepairReport{}, fmt.Errorf("repair: %w", err)

@@ -302,7 +302,7 @@ func (r *region) whyHidden(cs *chunkSet) string {
 	}
 	var names []string
 	for _, i := range slices.Sorted(maps.Keys(away)) {
-		names = append(names, fmt.Sprintf("store %d (%s)", i, r.cfg.Stores[i]))
+		names = append(names, fmt.Sprintf("store %d (%s)", i, store.Redact(r.cfg.Stores[i])))
 	}
 	return fmt.Sprintf("a pack index with no good copy on the usable stores has a home away: %s may hold a good copy; bring it back and try again", strings.Join(names, ", "))
 }
