@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -138,7 +139,7 @@ func regionCommand(st *state) *cli.Command {
 						rep, err := svc.CheckRegion(ctx, a[0], c.Bool("read-data"), pr.fn())
 						pr.done()
 						if err != nil {
-							return credHint(svc, err)
+							return credHint(ctx, svc, err, a[0], nil)
 						}
 						if err := printCheck(newPrinter(c, st), a[0], rep); err != nil {
 							return err
@@ -164,7 +165,7 @@ func regionCommand(st *state) *cli.Command {
 						rep, err := svc.RepairRegionWith(ctx, service.RepairRequest{Region: a[0], NewStores: c.IntSlice("new-store")}, pr.fn())
 						pr.done()
 						if err != nil {
-							return credHint(svc, err)
+							return credHint(ctx, svc, err, a[0], nil)
 						}
 						p := newPrinter(c, st)
 						if p.json {
@@ -231,7 +232,7 @@ func regionCommand(st *state) *cli.Command {
 					return withService(c, st, func(ctx context.Context, svc service.Service) error {
 						s, err := svc.PruneRegion(ctx, req)
 						if err != nil {
-							return credHint(svc, err)
+							return credHint(ctx, svc, err, req.Region, nil)
 						}
 						if s.DryRun {
 							return newPrinter(c, st).result("prune", s, "region %s (dry run, nothing changed): would remove %d snapshot(s) (%s), rewrite %d as full (%s), remove %d pack(s), %d unindexed pack(s), %d orphaned index(es), %d copying marker(s); would free %s (%s)%s",
@@ -402,7 +403,7 @@ func regionAddCommand(st *state) *cli.Command {
 			return withService(c, st, func(ctx context.Context, svc service.Service) error {
 				r, err := svc.AddRegion(ctx, req)
 				if err != nil {
-					return credHint(svc, err)
+					return credHint(ctx, svc, err, "", req.Stores)
 				}
 				r.RegionConfig = redactRegion(r.RegionConfig)
 				verb := "created"
@@ -573,16 +574,36 @@ func retentionText(r replicate.Retention) string {
 // credHint adds to a failure to reach a store where the credentials must
 // be set when the command ran through a daemon: the daemon opens the
 // stores with its own environment, not the command's.
-func credHint(svc service.Service, err error) error {
+//
+// Stores whose URLs carry their credentials (s3://KEY:SECRET@bucket/p) do
+// not use the environment: when every S3 store of the region (region, or
+// the URLs urls of a region being added) does, a credentials failure says
+// the URL's were refused instead (it said to set the daemon's environment
+// "or put them in the store URL", where they were).
+func credHint(ctx context.Context, svc service.Service, err error, region string, urls []string) error {
 	if err == nil || !errors.Is(err, replicate.ErrUnavailable) {
-		return err
-	}
-	if _, ok := svc.(*service.Client); !ok {
 		return err
 	}
 	msg := strings.ToLower(err.Error())
 	cred := strings.Contains(msg, "access denied") || strings.Contains(msg, "credential") || strings.Contains(msg, "accesskey") ||
 		strings.Contains(msg, "signature") || strings.Contains(msg, "forbidden")
+	if urls == nil && region != "" {
+		if r, gerr := svc.GetRegion(ctx, region); gerr == nil {
+			urls = r.Stores
+		}
+	}
+	if len(urls) > 0 && !slices.ContainsFunc(urls, func(u string) bool {
+		p, err := url.Parse(u)
+		return p != nil && err == nil && p.Scheme == "s3" && p.User == nil
+	}) {
+		if cred && strings.Contains(msg, "s3://") {
+			return fmt.Errorf("%w (the credentials in the S3 store URL were refused: check its key and secret)", err)
+		}
+		return err
+	}
+	if _, ok := svc.(*service.Client); !ok {
+		return err
+	}
 	// Keys in the command's environment matter only for an S3 store's
 	// failure (a full or read-only file:// store is just that).
 	if !cred && (os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_SECRET_ACCESS_KEY") == "" || !strings.Contains(msg, "s3://")) {

@@ -73,7 +73,7 @@ func syncOne(c *cli.Context, st *state, ctx context.Context, svc service.Service
 		if len(s.Copied) > 0 {
 			fmt.Fprintf(c.App.ErrWriter, "region %s: copied before the failure: %s\n", req.Region, strings.Join(s.Copied, ", "))
 		}
-		return credHint(svc, err)
+		return credHint(ctx, svc, err, req.Region, nil)
 	}
 	pruned := ""
 	if s.Pruned > 0 {
@@ -172,7 +172,7 @@ func restoreCommand(st *state) *cli.Command {
 					return pr.interrupted(err, "disks", nil, fmt.Sprintf("nothing was created (disk %s does not exist); run restore again", req.To))
 				}
 				if err != nil {
-					return credHint(svc, err)
+					return credHint(ctx, svc, err, req.Region, nil)
 				}
 				extra := ""
 				if s.Degraded > 0 {
