@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -311,5 +313,56 @@ func TestTrial15StoreURLSecretNotPrinted(t *testing.T) {
 	ok(t, h, "restore", "--region", "dr", "--snapshot", "s1", "--disk", "vol1", "--to", "back")
 	if fileSum(t, filepath.Join(mp, "disks", "back")) != fileSum(t, filepath.Join(mp, "snapshots", "s1", "vol1")) {
 		t.Fatal("s1 restored from stores 1 and 2 differs from the snapshot")
+	}
+}
+
+// TestTrial15SyncBesideHydratingDisk: a snapshot of a disk still
+// hydrating from a region (restore --lazy, a low --rate) cannot be synced
+// until the disk is whole (README). Sync refused it and stopped there:
+// every later snapshot of every disk of the host stayed unshipped for as
+// long as the disk hydrated (days, at a low rate), each hourly job failing,
+// and the refused snapshot was left in the region as "copying". Now sync
+// ships every other snapshot, leaves that one out without writing anything
+// of it, and exits 5 (busy) naming it; once the disk is whole the next
+// sync ships it.
+func TestTrial15SyncBesideHydratingDisk(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	h, mp := filepath.Join(tmp, "host"), filepath.Join(tmp, "m")
+	trial15Region(t, tmp, h)
+	daemon(t, h, mp)
+	trial15Snapshots(t, h, mp, "s1")
+	ok(t, h, "restore", "--region", "dr", "--snapshot", "s1", "--disk", "vol1", "--to", "lz", "--lazy", "--rate", "4K")
+	ok(t, h, "snapshot", "create", "of-lazy", "--disk", "lz")
+	ok(t, h, "disk", "create", "vol2", "--size", "4M")
+	writeAt(t, filepath.Join(mp, "disks", "vol2"), 0, randBytes(t, 1<<20))
+	ok(t, h, "snapshot", "create", "later", "--disk", "vol2")
+
+	r := fails(t, h, 5, "sync", "--region", "dr")
+	if !strings.Contains(r.stderr, `"of-lazy"`) || !strings.Contains(r.stderr, "hydrating") {
+		t.Fatalf("sync beside a hydrating disk: %q", r.stderr)
+	}
+	t.Logf("sync beside a hydrating disk: %s", r.stderr)
+	var rs struct {
+		Name  string `json:"name"`
+		State string `json:"state"`
+	}
+	states := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(ok(t, h, "--json", "region", "snapshots", "dr")), "\n") {
+		if err := json.Unmarshal([]byte(line), &rs); err != nil {
+			t.Fatalf("region snapshots --json: %q: %v", line, err)
+		}
+		states[rs.Name] = rs.State
+	}
+	if states["later"] != "available" || states["of-lazy"] != "" {
+		t.Fatalf("region after the sync: %v, want later available and no of-lazy", states)
+	}
+	fileSum(t, filepath.Join(mp, "disks", "lz")) // reads fetch every block: whole
+	waitHydrated(t, h, "lz", 30*time.Second)
+	ok(t, h, "sync", "--region", "dr")
+	ok(t, h, "region", "check", "dr", "--read-data")
+	ok(t, h, "restore", "--region", "dr", "--snapshot", "of-lazy", "--disk", "lz", "--to", "back")
+	if fileSum(t, filepath.Join(mp, "disks", "back")) != fileSum(t, filepath.Join(mp, "snapshots", "of-lazy", "lz")) {
+		t.Fatal("of-lazy restored differs from the snapshot")
 	}
 }
