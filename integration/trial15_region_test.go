@@ -366,3 +366,51 @@ func TestTrial15SyncBesideHydratingDisk(t *testing.T) {
 		t.Fatal("of-lazy restored differs from the snapshot")
 	}
 }
+
+// TestTrial15TwoSyncsOneRegion: two syncs of one host to one region at
+// once (the daemon's policy copy beside the hourly job, or two commands)
+// both shipped every new snapshot: twice the bytes to every store, one
+// copy's packs left as garbage. They run one after the other now: the
+// second finds the snapshot there and writes nothing.
+func TestTrial15TwoSyncsOneRegion(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	h, mp := filepath.Join(tmp, "host"), filepath.Join(tmp, "m")
+	trial15Region(t, tmp, h)
+	daemon(t, h, mp)
+	ok(t, h, "disk", "create", "big", "--size", "48M")
+	writeAt(t, filepath.Join(mp, "disks", "big"), 0, randBytes(t, 48<<20))
+	ok(t, h, "snapshot", "create", "s1", "--disk", "big")
+	type res struct {
+		out string
+		err error
+	}
+	results := make(chan res, 2)
+	for range 2 {
+		go func() {
+			cmd := exec.Command(bin, "--json", "sync", "--region", "dr")
+			cmd.Env = append(os.Environ(), "SNAPFS_STORE="+h)
+			out, err := cmd.Output()
+			results <- res{string(out), err}
+		}()
+	}
+	copied, written := 0, int64(0)
+	for range 2 {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("sync: %v: %s", r.err, r.out)
+		}
+		var st struct {
+			Snapshots    int     `json:"snapshots"`
+			BytesWritten []int64 `json:"bytes_written"`
+		}
+		jsonLine(t, r.out, "sync", &st)
+		copied += st.Snapshots
+		for _, b := range st.BytesWritten {
+			written += b
+		}
+	}
+	if copied != 1 || written > 100<<20 {
+		t.Fatalf("two syncs at once copied %d snapshot(s), %d bytes in all; want 1 copy, about 72 MiB (48 MiB of random data as 2+1 shards)", copied, written)
+	}
+}

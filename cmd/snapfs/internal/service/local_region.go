@@ -35,6 +35,41 @@ type regionState struct {
 	mu      sync.Mutex
 	names   []string                // configured regions; nil: not loaded
 	records map[string]*copyRecords // by region
+	// syncing: the regions a sync of this process runs to, closed when it
+	// ends (syncTurn): two syncs of one host to one region (a policy's
+	// copy beside the hourly job, two commands) run one after the other,
+	// the second finding the first's copies there, instead of both
+	// shipping every snapshot (twice the bytes; one copy's packs garbage).
+	syncing map[string]chan struct{}
+}
+
+// syncTurn waits until no other sync of this process runs to region and
+// returns the function that ends this one's turn.
+func (l *Local) syncTurn(ctx context.Context, region string) (func(), error) {
+	for {
+		l.reg.mu.Lock()
+		ch, busy := l.reg.syncing[region]
+		if !busy {
+			if l.reg.syncing == nil {
+				l.reg.syncing = map[string]chan struct{}{}
+			}
+			mine := make(chan struct{})
+			l.reg.syncing[region] = mine
+			l.reg.mu.Unlock()
+			return func() {
+				l.reg.mu.Lock()
+				delete(l.reg.syncing, region)
+				l.reg.mu.Unlock()
+				close(mine)
+			}, nil
+		}
+		l.reg.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // copyRecords is one region's record.
@@ -365,6 +400,11 @@ func (l *Local) Sync(ctx context.Context, r SyncRequest, progress Progress) (Syn
 			return SyncStats{}, err
 		}
 	}
+	done, err := l.syncTurn(ctx, r.Region)
+	if err != nil {
+		return SyncStats{}, err
+	}
+	defer done()
 	inner := progressOf(progress)
 	p := replicate.ProgressFunc(func(e replicate.Event) {
 		if e.Type == replicate.EventSnapshot && e.Snapshot != "" {
