@@ -118,6 +118,13 @@ func TestTrial15PruneStoreFailsMidway(t *testing.T) {
 	dirs, _ := trial15Region(t, tmp, h)
 	daemon(t, h, mp)
 	trial15Snapshots(t, h, mp, "s1", "s2")
+	// A --host naming no host of the region (a typo) is not found: it
+	// was "removed 0 snapshot(s)", exit 0.
+	r := fails(t, h, 3, "region", "prune", "dr", "--keep-last", "1", "--host", "web9")
+	if !strings.Contains(r.stderr, `"web9"`) || !strings.Contains(r.stderr, "web1") {
+		t.Fatalf("prune --host web9: %q", r.stderr)
+	}
+	fails(t, h, 3, "region", "prune", "dr", "--keep-last", "1", "--host", "web9", "--dry-run")
 
 	// Store 1's packs read-only: the lock (locks/) goes in, deletes fail.
 	packs := filepath.Join(dirs[1], "packs")
@@ -125,7 +132,7 @@ func TestTrial15PruneStoreFailsMidway(t *testing.T) {
 	if out, err := exec.Command("mount", "-o", "remount,ro,bind", packs).CombinedOutput(); err != nil {
 		t.Fatalf("remount ro: %v: %s", err, out)
 	}
-	r := fails(t, h, 11, "region", "prune", "dr", "--keep-last", "1")
+	r = fails(t, h, 11, "region", "prune", "dr", "--keep-last", "1")
 	if !strings.Contains(r.stderr, "store 1 (") || !strings.Contains(r.stderr, "unavailable") || !strings.Contains(r.stderr, "prune") {
 		t.Fatalf("prune with store 1 failing: %q", r.stderr)
 	}

@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -258,6 +259,22 @@ func (m *Manager) planPrune(ctx context.Context, r *region, o PruneOptions, keep
 			return mf.Host == m.host.ID
 		}
 		return slices.ContainsFunc(o.Hosts, func(h string) bool { return hostMatch(mf.Host, mf.HostName, h) })
+	}
+	// A --host that names no host of the region's snapshots (a typo) is
+	// not found, naming the hosts it holds, as restore --host is: it
+	// pruned nothing and said "removed 0 snapshot(s)", exit 0.
+	for _, h := range o.Hosts {
+		if o.AllHosts || slices.ContainsFunc(nids, func(nid string) bool { return hostMatch(mfs[nid].Host, mfs[nid].HostName, h) }) {
+			continue
+		}
+		var hosts []string
+		for _, nid := range nids {
+			if n := mfs[nid].HostName; n != "" && !slices.Contains(hosts, n) {
+				hosts = append(hosts, n)
+			}
+		}
+		slices.Sort(hosts)
+		return p, fmt.Errorf("%w: region %q holds no snapshot of host %q (its snapshots' hosts: %s)", ErrNotFound, r.cfg.Name, h, cmp.Or(strings.Join(hosts, ", "), "none"))
 	}
 	keep := map[string]bool{}
 	seen := map[string]int{} // per group
