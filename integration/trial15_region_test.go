@@ -421,3 +421,52 @@ func TestTrial15TwoSyncsOneRegion(t *testing.T) {
 		t.Fatalf("two syncs at once copied %d snapshot(s), %d bytes in all; want 1 copy, about 72 MiB (48 MiB of random data as 2+1 shards)", copied, written)
 	}
 }
+
+// TestTrial15SyncBesideLockedDisk: a snapshot of an encrypted disk whose
+// key is locked (disk lock, as at night for a vault disk) cannot be read to
+// be shipped. Sync stopped there (exit 15): no later snapshot of any disk
+// of the host was shipped until the disk was unlocked, and the locked one
+// was left in the region as "copying". Now sync ships the rest and leaves
+// it out, exit 15 naming it; after unlock the next sync ships it.
+func TestTrial15SyncBesideLockedDisk(t *testing.T) {
+	needRoot(t)
+	tmp := t.TempDir()
+	h, mp := filepath.Join(tmp, "host"), filepath.Join(tmp, "m")
+	trial15Region(t, tmp, h)
+	daemon(t, h, mp)
+	dk := filepath.Join(tmp, "disk.key")
+	if err := os.WriteFile(dk, []byte(fmt.Sprintf("%x\n", randBytes(t, 32))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, h, "disk", "create", "vault", "--size", "4M", "--encrypt", "--key-file", dk)
+	writeAt(t, filepath.Join(mp, "disks", "vault"), 1<<20, randBytes(t, 1<<20))
+	ok(t, h, "snapshot", "create", "v1", "--disk", "vault")
+	ok(t, h, "disk", "lock", "vault")
+	ok(t, h, "disk", "create", "vol2", "--size", "4M")
+	writeAt(t, filepath.Join(mp, "disks", "vol2"), 0, randBytes(t, 1<<20))
+	ok(t, h, "snapshot", "create", "later", "--disk", "vol2")
+
+	r := fails(t, h, 15, "sync", "--region", "dr")
+	if !strings.Contains(r.stderr, `"v1"`) || !strings.Contains(r.stderr, "unlocked") {
+		t.Fatalf("sync beside a locked disk: %q", r.stderr)
+	}
+	t.Logf("sync beside a locked disk: %s", r.stderr)
+	states := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(ok(t, h, "--json", "region", "snapshots", "dr")), "\n") {
+		var rs struct{ Name, State string }
+		if err := json.Unmarshal([]byte(line), &rs); err != nil {
+			t.Fatalf("region snapshots --json: %q: %v", line, err)
+		}
+		states[rs.Name] = rs.State
+	}
+	if states["later"] != "available" || states["v1"] != "" {
+		t.Fatalf("region after the sync: %v, want later available and no v1", states)
+	}
+	ok(t, h, "disk", "unlock", "vault", "--key-file", dk)
+	ok(t, h, "sync", "--region", "dr")
+	ok(t, h, "region", "check", "dr", "--read-data")
+	ok(t, h, "restore", "--region", "dr", "--snapshot", "v1", "--disk", "vault", "--to", "back", "--encrypt", "--key-file", dk)
+	if fileSum(t, filepath.Join(mp, "disks", "back")) != fileSum(t, filepath.Join(mp, "snapshots", "v1", "vault")) {
+		t.Fatal("v1 restored differs from the snapshot")
+	}
+}

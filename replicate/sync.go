@@ -412,11 +412,17 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 		// the disk is whole. It stopped the whole sync, every later
 		// snapshot of every disk of this host with it, for as long as the
 		// disk hydrated (TestTrial15SyncBesideHydratingDisk).
-		if err := m.hydrating(ctx, snap); err != nil {
-			if !errors.Is(err, rowstore.ErrBusy) {
+		// So is a snapshot of an encrypted disk whose key is locked (disk
+		// lock): it stopped every later snapshot too, until unlocked.
+		if err := m.readable(ctx, snap); err != nil {
+			when := "once the disk is whole"
+			switch {
+			case errors.Is(err, rowstore.ErrLocked):
+				when = "once its disk is unlocked"
+			case !errors.Is(err, rowstore.ErrBusy):
 				return st, fmt.Errorf("sync snapshot %q to region %q: %w", snap.Name, regionName, err)
 			}
-			refused = append(refused, fmt.Errorf("snapshot %q not shipped to region %q now (the next sync ships it once the disk is whole): %w", snap.Name, regionName, err))
+			refused = append(refused, fmt.Errorf("snapshot %q not shipped to region %q now (the next sync ships it %s): %w", snap.Name, regionName, when, err))
 			continue
 		}
 		var minSeq uint64
@@ -458,18 +464,34 @@ func (m *Manager) copySnapshots(ctx context.Context, regionName string, todo []r
 	return st, joinErrs(refused...)
 }
 
-// errFirstBlock stops hydrating's look at the first block.
+// errFirstBlock stops readable's look at the first block.
 var errFirstBlock = errors.New("first block")
 
-// hydrating fails with rowstore.ErrBusy when a disk of snap reads through
-// a disk still hydrating from a region: rowstore's diff refuses it before
-// it visits a block, so a diff stopped at its first block asks the same
-// rule (no second copy of it here) at the cost of one index seek.
-func (m *Manager) hydrating(ctx context.Context, snap rowstore.SnapshotInfo) error {
+// readable fails with rowstore.ErrBusy when a disk of snap reads through
+// a disk still hydrating from a region, and with rowstore.ErrLocked when
+// it is an encrypted disk whose key is locked: rowstore's diff refuses the
+// first before it visits a block, and a read of the first stored block
+// the second, so a diff stopped there asks rowstore's own rules (no second
+// copy of them here) at the cost of an index seek, and of one block read
+// for an encrypted disk.
+func (m *Manager) readable(ctx context.Context, snap rowstore.SnapshotInfo) error {
 	for _, d := range snap.Disks {
-		_, err := m.rs.StreamDiff(ctx, nil, rowstore.Point{Snapshot: snap.Name, Disk: d.Name}, rowstore.StreamOptions{
-			Visit: func(rowstore.Change) (bool, error) { return false, errFirstBlock },
-			Data:  func(*rowstore.BlockBatch) error { return nil },
+		enc, err := m.rs.SnapshotDiskEncrypted(snap.Name, d.Name)
+		if err != nil {
+			return err
+		}
+		_, err = m.rs.StreamDiff(ctx, nil, rowstore.Point{Snapshot: snap.Name, Disk: d.Name}, rowstore.StreamOptions{
+			BatchBytes: d.BlockSize, Buffers: 1,
+			Visit: func(c rowstore.Change) (bool, error) {
+				switch {
+				case !enc:
+					return false, errFirstBlock
+				case c.Zero:
+					return false, nil
+				}
+				return true, nil // read it: a locked key fails the read
+			},
+			Data: func(*rowstore.BlockBatch) error { return errFirstBlock },
 		})
 		if err != nil && !errors.Is(err, errFirstBlock) {
 			return err
