@@ -340,12 +340,23 @@ func TestTrial15SyncBesideHydratingDisk(t *testing.T) {
 	daemon(t, h, mp)
 	trial15Snapshots(t, h, mp, "s1")
 	ok(t, h, "restore", "--region", "dr", "--snapshot", "s1", "--disk", "vol1", "--to", "lz", "--lazy", "--rate", "4K")
+	// region release is for the holds of a host gone for good: the hold
+	// of a disk hydrating now (its host holds a live lock) is kept, exit
+	// 15; it was released ("released 1 hold(s)"), and a prune after it
+	// could take the blocks lz still reads.
+	r := fails(t, h, 15, "region", "release", "dr", "s1")
+	if !strings.Contains(r.stderr, "web1/lz") || !strings.Contains(r.stderr, "--force") {
+		t.Fatalf("release of a live hold: %q", r.stderr)
+	}
+	if out := ok(t, h, "region", "snapshots", "dr"); !strings.Contains(out, "held by web1/lz") {
+		t.Fatalf("after a refused release: %s", out)
+	}
 	ok(t, h, "snapshot", "create", "of-lazy", "--disk", "lz")
 	ok(t, h, "disk", "create", "vol2", "--size", "4M")
 	writeAt(t, filepath.Join(mp, "disks", "vol2"), 0, randBytes(t, 1<<20))
 	ok(t, h, "snapshot", "create", "later", "--disk", "vol2")
 
-	r := fails(t, h, 5, "sync", "--region", "dr")
+	r = fails(t, h, 5, "sync", "--region", "dr")
 	if !strings.Contains(r.stderr, `"of-lazy"`) || !strings.Contains(r.stderr, "hydrating") {
 		t.Fatalf("sync beside a hydrating disk: %q", r.stderr)
 	}
