@@ -26,6 +26,11 @@ const (
 	// prune ran; see prunedCopies): left out of listings and restores;
 	// Repair and Prune delete it, never put it back on the other stores.
 	ProblemPruned = "pruned"
+	// ProblemUnwritable: a store that is up and read but refused the
+	// check's shared lock object (read-only, full, no write permission):
+	// restores, checks and lazy disks still read it; sync, prune and
+	// repair fail until it takes writes. Repair cannot help.
+	ProblemUnwritable = "unwritable"
 )
 
 // Problem is one bad object copy on one store.
@@ -85,9 +90,13 @@ type Report struct {
 	RebuildableIndexes []string `json:"rebuildable_indexes,omitempty"`
 	// Unreachable are the stores that could not be used.
 	Unreachable []int `json:"unreachable,omitempty"`
+	// Unwritable are the stores that were read but refused a write (the
+	// check's lock object): each is also a ProblemUnwritable.
+	Unwritable []int `json:"unwritable,omitempty"`
 	// Verdict sums the report up for scripts: "ok"; "unavailable" (stores
-	// unreachable, nothing known lost or degraded: exit 11, repair cannot
-	// help, bring the stores back); "degraded" (copies missing or corrupt
+	// unreachable or unwritable, nothing known lost or degraded: exit 11,
+	// repair cannot help, bring the stores back or make them take writes);
+	// "degraded" (copies missing or corrupt
 	// on reachable stores, nothing lost: repair); "lost" (some snapshot
 	// cannot be restored).
 	Verdict string `json:"verdict"`
@@ -100,7 +109,7 @@ func (r Report) verdict() string {
 		return "lost"
 	case r.OK() && len(r.Unreachable) == 0:
 		return "ok"
-	case len(r.Degraded) == 0 && !slices.ContainsFunc(r.Problems, func(p Problem) bool { return p.Kind != ProblemUnreachable }):
+	case len(r.Degraded) == 0 && !slices.ContainsFunc(r.Problems, func(p Problem) bool { return p.Kind != ProblemUnreachable && p.Kind != ProblemUnwritable }):
 		return "unavailable"
 	}
 	return "degraded"
@@ -133,12 +142,34 @@ func (m *Manager) Check(ctx context.Context, regionName string, readData bool, p
 	}
 	defer unlock()
 	rep, _, err := m.check(ctx, r, readData, true, progress)
+	if err == nil {
+		rep.unwritable(ctx)
+	}
 	ev := Event{Type: EventDone, Op: "check", Region: regionName}
 	if err != nil {
 		ev.Err = err.Error()
 	}
 	progress.Event(ev)
 	return rep, err
+}
+
+// unwritable adds to the report the stores that refused the shared lock
+// Check holds (ctx's lease) while they are read: a store up but not
+// writable, on which every sync, prune and repair fails.
+func (r *Report) unwritable(ctx context.Context) {
+	ls, _ := ctx.Value(leaseKey{}).(*lease)
+	if ls == nil {
+		return
+	}
+	for i, e := range ls.refused {
+		if e == nil {
+			continue
+		}
+		r.Unwritable = append(r.Unwritable, i)
+		r.Problems = append(r.Problems, Problem{Store: i, Object: "*", Kind: ProblemUnwritable,
+			Err: fmt.Sprintf("refuses writes (read-only? full?): %v; restores, checks and lazy disks read it, sync, prune and repair fail until it takes writes", e)})
+	}
+	r.Verdict = r.verdict()
 }
 
 // packProblems maps a pack to its problem stores.
@@ -749,11 +780,12 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 		if i < 0 || i >= r.n() {
 			return RepairReport{}, fmt.Errorf("%w: new store %d: the region has stores 0 to %d", ErrInvalid, i, r.n()-1)
 		}
+		m.reopenNew(ctx, r, i)
 		if r.bad[i] == nil {
-			return RepairReport{}, fmt.Errorf("%w: new store %d (%s) already holds the region's marker: nothing written; run region repair without --new-store to rebuild what it lacks", ErrInvalid, i, r.cfg.Stores[i])
+			return RepairReport{}, fmt.Errorf("%w: new store %d (%s) already holds the region's marker: nothing written; run region repair without --new-store to rebuild what it lacks", ErrInvalid, i, store.Redact(r.cfg.Stores[i]))
 		}
 		if !errors.Is(r.bad[i], ErrNoMarker) {
-			return RepairReport{}, fmt.Errorf("%w: new store %d (%s) is not a store without a region marker (%v): nothing written", ErrInvalid, i, r.cfg.Stores[i], r.bad[i])
+			return RepairReport{}, fmt.Errorf("%w: new store %d (%s) is not a store without a region marker (%v): nothing written", ErrInvalid, i, store.Redact(r.cfg.Stores[i]), r.bad[i])
 		}
 		if err := m.guard(ctx, r, false); err != nil {
 			return RepairReport{}, fmt.Errorf("repair: %w", err)

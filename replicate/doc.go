@@ -235,11 +235,21 @@
 // hold (refused before the probe). An unmounted NAS's empty mount point or
 // an emptied bucket is thus reported, never filled. A new empty store that
 // replaces a lost one is adopted explicitly: RepairWith(NewStores), `region
-// repair --new-store I`, writes its marker and rebuilds its shards.
+// repair --new-store I`, writes its marker and rebuilds its shards; an S3
+// store whose bucket is missing (deleted) gets it made again there
+// (reopenNew), as region add makes it. Errors and reports name stores by
+// store.Redact of their URL (or Location), never with the credentials an
+// s3:// URL may carry.
 //
 // Check's Report.Verdict sums up: ok, unavailable (stores unreachable or
-// without marker, nothing known lost or degraded: exit 11, repair cannot
-// help), degraded (repair), lost. Repair exits 11 as well when all it could
+// without marker, or up but refusing writes, nothing known lost or
+// degraded: exit 11, repair cannot help), degraded (repair), lost. A store
+// that is read but refuses the shared lock object Check puts (read-only,
+// full to the last byte, no permission) is ProblemUnwritable and in
+// Report.Unwritable: every sync, prune and repair fails on it while it
+// still serves reads (TestTrial15CheckUnwritableStore; before, Check
+// said OK). A file:// store on a read-only file system fails at once
+// (EROFS is store.Permanent), not after five attempts. Repair exits 11 as well when all it could
 // not repair is unreachable stores (RepairReport.Failed holds only
 // ProblemUnreachable; before, 12). A store that is open but fails to list
 // makes the operation fail with ErrUnavailable (exit 11), as one that

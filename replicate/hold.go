@@ -234,6 +234,47 @@ func (m *Manager) ReleaseHolds(ctx context.Context, region string, match func(Ho
 	return out, nil
 }
 
+// ReleaseHoldsByHand is ReleaseHolds for `region release`, which is meant
+// for the holds of a host gone for good: unless force, it refuses
+// (ErrLocked, changing nothing) when a hold it would remove belongs to a
+// host that holds a live lock on the region (its lazy disk hydrating, a
+// regions/ disk open: it is not gone, and a prune after the release would
+// take blocks that disk still reads). It removed such holds: a release
+// without --holder dropped every host's, a live lazy disk's included.
+func (m *Manager) ReleaseHoldsByHand(ctx context.Context, region string, match func(HoldInfo) bool, force bool) ([]HoldInfo, error) {
+	if !force {
+		r, err := m.openRegion(ctx, region, false)
+		if err != nil {
+			return nil, err
+		}
+		hs, err := m.listHolds(ctx, r)
+		var locks []LockInfo
+		if err == nil {
+			locks, err = m.readLocks(ctx, r)
+		}
+		r.close()
+		if err != nil {
+			return nil, err
+		}
+		var live []string
+		for _, h := range hs {
+			if !match(h) {
+				continue
+			}
+			for _, l := range locks {
+				if l.HostID == h.HolderID && !l.Stale && !l.dead && !l.Unreadable {
+					live = append(live, fmt.Sprintf("%s (%s)", h.Label(), l.describe()))
+					break
+				}
+			}
+		}
+		if len(live) > 0 {
+			return nil, fmt.Errorf("%w: region %q: not released: the holder is not gone, it holds a live lock on the region: %s; its lazy disk still reads the snapshot (delete or hydrate it there, which releases the hold), or release with --force", ErrLocked, region, strings.Join(live, "; "))
+		}
+	}
+	return m.ReleaseHolds(ctx, region, match)
+}
+
 // ReleaseOwnHolds removes this host's holds in region that live does not
 // report as still reading from the region (a damaged hold of this host is
 // kept: its layer is not known for sure).

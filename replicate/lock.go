@@ -382,19 +382,29 @@ func (r *region) deleteLock(ctx context.Context, id string, on []bool) error {
 //
 // The stores that took it are returned on failure too: the release after
 // a failed lock deletes it from those only.
-func (m *Manager) putLock(ctx context.Context, r *region, id string, b []byte, exclusive bool) ([]bool, error) {
+// A shared lock that some usable stores refused while enough took it
+// returns their errors in refused (by store index; nil where taken).
+func (m *Manager) putLock(ctx context.Context, r *region, id string, b []byte, exclusive bool) (on []bool, refused []error, err error) {
 	if exclusive {
-		return r.usable(), r.putUsable(ctx, lockDir+id, b)
+		return r.usable(), nil, r.putUsable(ctx, lockDir+id, b)
 	}
-	on, refused, ok := r.putQuorum(ctx, lockDir+id, b)
-	if len(refused) == 0 {
-		return on, nil
+	on, refusedErrs, ok := r.putQuorum(ctx, lockDir+id, b)
+	if len(refusedErrs) == 0 {
+		return on, nil, nil
 	}
 	if !ok || ctx.Err() != nil {
-		return on, fmt.Errorf("%w: %w", ErrUnavailable, firstErr(refused))
+		return on, nil, fmt.Errorf("%w: %w", ErrUnavailable, firstErr(refusedErrs))
 	}
-	m.log.Warn("region lock: a store that is up refused it; going on with the stores that took it (reads only)", "region", r.cfg.Name, "err", joinErrs(refused...))
-	return on, nil
+	m.log.Warn("region lock: a store that is up refused it; going on with the stores that took it (reads only)", "region", r.cfg.Name, "err", joinErrs(refusedErrs...))
+	refused = make([]error, r.n())
+	j := 0
+	for i := range refused {
+		if r.bad[i] == nil && !on[i] {
+			refused[i] = refusedErrs[j]
+			j++
+		}
+	}
+	return on, refused, nil
 }
 
 // putQuorum puts object name (sealed b) on every usable store, as reads
@@ -511,7 +521,7 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 		}
 		m.log.Warn("region lock not released (it goes stale)", "region", r.cfg.Name, "lock", id, "err", err)
 	}
-	on, err := m.putLock(ctx, r, id, b, exclusive)
+	on, refused, err := m.putLock(ctx, r, id, b, exclusive)
 	putOn = on
 	if err != nil {
 		release()
@@ -552,7 +562,7 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 			}
 		}
 	}
-	ls = &lease{id: id, last: now0, checked: now0, on: on}
+	ls = &lease{id: id, last: now0, checked: now0, on: on, refused: refused}
 	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, leaseKey{}, ls))
 	done := make(chan struct{})
 	stopped := make(chan struct{})
@@ -595,7 +605,7 @@ func (m *Manager) tryLock(ctx context.Context, r *region, exclusive bool, op str
 			var onNow []bool
 			put0 := m.opts.Now()
 			if err == nil {
-				onNow, err = m.putLock(lctx, r, id, b, exclusive)
+				onNow, _, err = m.putLock(lctx, r, id, b, exclusive)
 			}
 			if err == nil {
 				// The lease runs from before the check: a put that took
@@ -642,6 +652,10 @@ type lease struct {
 	last    time.Time
 	checked time.Time
 	on      []bool // the stores the lock was last put on
+	// refused: why each usable store that refused the shared lock when it
+	// was taken did so (nil elsewhere): a store up but not writable,
+	// which Check reports (ProblemUnwritable).
+	refused []error
 }
 
 func (l *lease) renew(t time.Time, on []bool) {

@@ -302,7 +302,7 @@ func (r *region) whyHidden(cs *chunkSet) string {
 	}
 	var names []string
 	for _, i := range slices.Sorted(maps.Keys(away)) {
-		names = append(names, fmt.Sprintf("store %d (%s)", i, r.cfg.Stores[i]))
+		names = append(names, fmt.Sprintf("store %d (%s)", i, store.Redact(r.cfg.Stores[i])))
 	}
 	return fmt.Sprintf("a pack index with no good copy on the usable stores has a home away: %s may hold a good copy; bring it back and try again", strings.Join(names, ", "))
 }
@@ -319,7 +319,9 @@ func (r *region) deleteAll(ctx context.Context, name string) error {
 			return nil
 		}
 		if err := r.stores[i].Delete(ctx, name); err != nil {
-			return fmt.Errorf("store %d (%s): delete %s: %w", i, r.stores[i].Location(), name, err)
+			// A store that fails a delete is unavailable, as one that
+			// fails a put (putOn): exit 11, not 1 (or 10 for EROFS).
+			return fmt.Errorf("%w: store %d (%s): delete %s: %w", ErrUnavailable, i, r.stores[i].Location(), name, err)
 		}
 		return nil
 	}))

@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -146,7 +147,10 @@ func (m *Manager) Prune(ctx context.Context, regionName string, o PruneOptions) 
 		st.DryRun = true
 		return st, nil
 	}
-	return m.runPrune(ctx, r, p)
+	if st, err = m.runPrune(ctx, r, p); err != nil && errors.Is(err, ErrUnavailable) {
+		err = fmt.Errorf("region %q: prune stopped: %w (what it removed stays removed; run prune again once the store takes writes)", regionName, err)
+	}
+	return st, err
 }
 
 // pruneNeedsAll is openRegion's error for a prune with a store away: it
@@ -255,6 +259,22 @@ func (m *Manager) planPrune(ctx context.Context, r *region, o PruneOptions, keep
 			return mf.Host == m.host.ID
 		}
 		return slices.ContainsFunc(o.Hosts, func(h string) bool { return hostMatch(mf.Host, mf.HostName, h) })
+	}
+	// A --host that names no host of the region's snapshots (a typo) is
+	// not found, naming the hosts it holds, as restore --host is: it
+	// pruned nothing and said "removed 0 snapshot(s)", exit 0.
+	for _, h := range o.Hosts {
+		if o.AllHosts || slices.ContainsFunc(nids, func(nid string) bool { return hostMatch(mfs[nid].Host, mfs[nid].HostName, h) }) {
+			continue
+		}
+		var hosts []string
+		for _, nid := range nids {
+			if n := mfs[nid].HostName; n != "" && !slices.Contains(hosts, n) {
+				hosts = append(hosts, n)
+			}
+		}
+		slices.Sort(hosts)
+		return p, fmt.Errorf("%w: region %q holds no snapshot of host %q (its snapshots' hosts: %s)", ErrNotFound, r.cfg.Name, h, cmp.Or(strings.Join(hosts, ", "), "none"))
 	}
 	keep := map[string]bool{}
 	seen := map[string]int{} // per group

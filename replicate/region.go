@@ -356,20 +356,55 @@ func (r *region) n() int { return r.k + r.m }
 func (m *Manager) openStores(ctx context.Context, c RegionConfig) ([]store.Store, []error) {
 	// Only region add creates a missing bucket: for any other operation a
 	// missing bucket is a store without the region's marker.
-	so := store.Options{Endpoint: c.S3.Endpoint, Region: c.S3.Region, PathStyle: c.S3.PathStyle, Insecure: c.S3.Insecure, Logger: m.log, NoCreateBucket: !c.Create}
 	stores := make([]store.Store, len(c.Stores))
 	errs := forEach(len(c.Stores), func(i int) error {
-		s, err := m.opts.OpenStore(ctx, i, c.Stores[i], so)
-		if errors.Is(err, store.ErrInvalidURL) {
-			return fmt.Errorf("%w: store %d: %w", ErrInvalid, i, err) // a bad URL, not an unreachable store
-		}
-		if err != nil {
-			return fmt.Errorf("%w: store %d: %w", ErrUnavailable, i, err)
-		}
+		s, err := m.openStore(ctx, c, i, c.Create)
 		stores[i] = s
-		return nil
+		return err
 	})
 	return stores, errs
+}
+
+// openStore opens store i of c; create: make its bucket if it is missing.
+func (m *Manager) openStore(ctx context.Context, c RegionConfig, i int, create bool) (store.Store, error) {
+	so := store.Options{Endpoint: c.S3.Endpoint, Region: c.S3.Region, PathStyle: c.S3.PathStyle, Insecure: c.S3.Insecure, Logger: m.log, NoCreateBucket: !create}
+	s, err := m.opts.OpenStore(ctx, i, c.Stores[i], so)
+	if errors.Is(err, store.ErrInvalidURL) {
+		return nil, fmt.Errorf("%w: store %d: %w", ErrInvalid, i, err) // a bad URL, not an unreachable store
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: store %d: %w", ErrUnavailable, i, err)
+	}
+	return s, nil
+}
+
+// reopenNew reopens store i of r, a new store that replaces a lost one
+// (repair --new-store), making its bucket when it is an S3 store whose
+// bucket is missing (deleted, or never made on a new account): the
+// operator said it is the region's new store. r.bad[i] is what the store
+// holds then (ErrNoMarker for an empty one).
+func (m *Manager) reopenNew(ctx context.Context, r *region, i int) {
+	if !errors.Is(r.bad[i], store.ErrMissing) || !strings.HasPrefix(r.cfg.Stores[i], "s3://") {
+		return
+	}
+	if r.stores[i] != nil {
+		_ = r.stores[i].Close()
+		r.stores[i] = nil
+	}
+	s, err := m.openStore(ctx, r.cfg, i, true)
+	if err != nil {
+		r.bad[i] = err
+		return
+	}
+	r.stores[i] = s
+	cfg, err := readStoreConfig(ctx, s)
+	if err == nil {
+		err = r.checkConfig(cfg, i)
+	}
+	if err != nil {
+		err = fmt.Errorf("store %d (%s): %w", i, s.Location(), err)
+	}
+	r.bad[i] = err
 }
 
 // openRegion opens a configured region and verifies every reachable
@@ -478,7 +513,7 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 	}
 	for i, u := range c.Stores {
 		if slices.Index(c.Stores, u) != i {
-			return RegionInfo{}, fmt.Errorf("%w: region %q: store %q is listed twice", ErrInvalid, c.Name, u)
+			return RegionInfo{}, fmt.Errorf("%w: region %q: store %q is listed twice", ErrInvalid, c.Name, store.Redact(u))
 		}
 	}
 	if c.KeyFile == "" {
@@ -606,7 +641,7 @@ func (m *Manager) AddRegion(ctx context.Context, c RegionConfig) (RegionInfo, er
 				continue
 			}
 			if _, err := stores[i].Get(ctx, probes[j], 0, -1); err == nil {
-				return fmt.Errorf("%w: stores %d (%s) and %d (%s) are one place (the same directory or bucket prefix under two names): each shard needs a store of its own", ErrInvalid, min(i, j), c.Stores[min(i, j)], max(i, j), c.Stores[max(i, j)])
+				return fmt.Errorf("%w: stores %d (%s) and %d (%s) are one place (the same directory or bucket prefix under two names): each shard needs a store of its own", ErrInvalid, min(i, j), store.Redact(c.Stores[min(i, j)]), max(i, j), store.Redact(c.Stores[max(i, j)]))
 			}
 		}
 		return nil

@@ -27,6 +27,13 @@ const (
 	// any store (each damaged): it cannot be restored. Its name is not
 	// known (the manifest holds it): Name and NameID are its name id.
 	StateLost State = "lost"
+	// StatePruned and StateExpired are states of a local snapshot's copy
+	// that the region will never hold, so it is not pending (status's
+	// region lag leaves it out): prune removed it from the region (sync
+	// does not ship it again; snapshot copy does), or sync did not ship
+	// it because the region's retention would remove it at once.
+	StatePruned  State = "pruned"
+	StateExpired State = "expired"
 )
 
 // RemoteDiskInfo is one disk of a remote snapshot, as listed (see RemoteDisk

@@ -171,7 +171,7 @@ func (m *Manager) Usage(ctx context.Context, regionName string) ([]StoreUsage, e
 	}()
 	out := make([]StoreUsage, len(stores))
 	_ = forEach(len(stores), func(i int) error {
-		u := StoreUsage{Store: i, URL: c.Stores[i]}
+		u := StoreUsage{Store: i, URL: store.Redact(c.Stores[i])}
 		if stores[i] != nil {
 			u.URL = stores[i].Location()
 		}

@@ -287,8 +287,11 @@ func TestTrial9ReadOnlyStoreStillRestores(t *testing.T) {
 	if err := restoreEq(t, b.host, "a", "s1", "v", want); err != nil {
 		t.Errorf("restore with store 1 read-only: %v", err)
 	}
-	if rep, err := b.mgr.Check(ctx, "r1", true, nil); err != nil || !rep.OK() {
-		t.Errorf("check with store 1 read-only: %v %+v", err, rep.Problems)
+	// Check reads every shard and reports the store that refuses writes
+	// (trial15: it said OK, while every sync failed on that store).
+	if rep, err := b.mgr.Check(ctx, "r1", true, nil); err != nil || len(rep.Problems) != 1 || rep.Problems[0].Kind != replicate.ProblemUnwritable ||
+		fmt.Sprint(rep.Unwritable) != "[1]" || rep.Verdict != "unavailable" || rep.ShardsChecked == 0 || len(rep.Lost)+len(rep.Degraded) != 0 {
+		t.Errorf("check with store 1 read-only: %v %+v", err, rep)
 	}
 	// A remote disk held open past the lease (several refreshes) still reads.
 	rd, err := b.mgr.OpenRemoteDiskOf(ctx, "r1", "a", "s1", "v")

@@ -40,10 +40,12 @@ func regionReleaseCommand(st *state) *cli.Command {
 			"disk is hydrated or deleted, when the holding host releases the hold itself. A host that is gone for\n" +
 			"good never does: release removes its holds by hand (`region snapshots` shows them: STATE \"held by\n" +
 			"HOST/DISK\"). A disk still reading from the snapshot fails its reads of missing blocks once the\n" +
-			"snapshot is pruned.",
+			"snapshot is pruned. A hold whose holder holds a live lock on the region (its lazy disk hydrating) is\n" +
+			"not released (exit 15) unless --force.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "holder", Usage: "release only the holds of this host (`HOST` name or id); default: every host's"},
 			&cli.StringFlag{Name: "host", Usage: "the snapshot's `HOST` (name or id), when several hosts have a snapshot of that name"},
+			&cli.BoolFlag{Name: "force", Usage: "also release the holds of a host that holds a live lock on the region (its lazy disk still reads)"},
 		},
 		Action: func(c *cli.Context) error {
 			a, err := args(c, "NAME", "SNAPSHOT")
@@ -51,7 +53,7 @@ func regionReleaseCommand(st *state) *cli.Command {
 				return err
 			}
 			return withService(c, st, func(ctx context.Context, svc service.Service) error {
-				hs, err := svc.ReleaseHolds(ctx, service.ReleaseHoldsRequest{Region: a[0], Snapshot: a[1], Host: c.String("host"), Holder: c.String("holder")})
+				hs, err := svc.ReleaseHolds(ctx, service.ReleaseHoldsRequest{Region: a[0], Snapshot: a[1], Host: c.String("host"), Holder: c.String("holder"), Force: c.Bool("force")})
 				if err != nil {
 					return err
 				}

@@ -50,7 +50,7 @@ func runLazyRestore(c *cli.Context, st *state, ctx context.Context, svc service.
 		return pr.interrupted(err, "disks", nil, fmt.Sprintf("disk %s exists and keeps hydrating while a daemon runs (disk info %s)", req.To, req.To))
 	}
 	if err != nil {
-		return credHint(svc, err)
+		return credHint(ctx, svc, err, req.Region, nil)
 	}
 	if s.Hydrated {
 		return newPrinter(c, st).result("restore", restored{req, s}, "restored disk %s of snapshot %s from region %s as disk %s (lazily): %d blocks, all local, %s fetched",

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -138,7 +139,7 @@ func regionCommand(st *state) *cli.Command {
 						rep, err := svc.CheckRegion(ctx, a[0], c.Bool("read-data"), pr.fn())
 						pr.done()
 						if err != nil {
-							return credHint(svc, err)
+							return credHint(ctx, svc, err, a[0], nil)
 						}
 						if err := printCheck(newPrinter(c, st), a[0], rep); err != nil {
 							return err
@@ -164,7 +165,7 @@ func regionCommand(st *state) *cli.Command {
 						rep, err := svc.RepairRegionWith(ctx, service.RepairRequest{Region: a[0], NewStores: c.IntSlice("new-store")}, pr.fn())
 						pr.done()
 						if err != nil {
-							return credHint(svc, err)
+							return credHint(ctx, svc, err, a[0], nil)
 						}
 						p := newPrinter(c, st)
 						if p.json {
@@ -231,7 +232,7 @@ func regionCommand(st *state) *cli.Command {
 					return withService(c, st, func(ctx context.Context, svc service.Service) error {
 						s, err := svc.PruneRegion(ctx, req)
 						if err != nil {
-							return credHint(svc, err)
+							return credHint(ctx, svc, err, req.Region, nil)
 						}
 						if s.DryRun {
 							return newPrinter(c, st).result("prune", s, "region %s (dry run, nothing changed): would remove %d snapshot(s) (%s), rewrite %d as full (%s), remove %d pack(s), %d unindexed pack(s), %d orphaned index(es), %d copying marker(s); would free %s (%s)%s",
@@ -309,8 +310,14 @@ func checkVerdict(region string, rep service.CheckReport) error {
 		return nil
 	}
 	if len(rep.Lost) == 0 && len(rep.Degraded) == 0 && onlyUnreachable(rep) {
-		return fmt.Errorf("%w: region %s: store(s) %v unreachable; %d snapshot(s) cannot be read until they are back (nothing is known lost)",
-			replicate.ErrUnavailable, region, rep.Unreachable, len(rep.Unavailable))
+		var parts []string
+		if len(rep.Unreachable) > 0 {
+			parts = append(parts, fmt.Sprintf("store(s) %v unreachable; %d snapshot(s) cannot be read until they are back (nothing is known lost)", rep.Unreachable, len(rep.Unavailable)))
+		}
+		if len(rep.Unwritable) > 0 {
+			parts = append(parts, fmt.Sprintf("store(s) %v refuse writes (read-only? full?): restores read them, but sync, prune and repair fail until they take writes", rep.Unwritable))
+		}
+		return fmt.Errorf("%w: region %s: %s", replicate.ErrUnavailable, region, strings.Join(parts, "; "))
 	}
 	if len(rep.Lost) > 0 && len(rep.Degraded) == 0 {
 		return fmt.Errorf("%w: region %s: %d problem(s); %d snapshot(s) lost (repair cannot bring them back: %s), %d unavailable; snapfs region repair %s still rebuilds other missing copies",
@@ -338,10 +345,10 @@ func repairVerdict(region string, rep service.RepairReport) error {
 		replicate.ErrUnavailable, region, stores, region, newStoreHint(region, rep.Failed))
 }
 
-// onlyUnreachable: every problem is an unreachable store.
+// onlyUnreachable: every problem is an unreachable or unwritable store.
 func onlyUnreachable(rep service.CheckReport) bool {
 	for _, p := range rep.Problems {
-		if p.Kind != replicate.ProblemUnreachable {
+		if p.Kind != replicate.ProblemUnreachable && p.Kind != replicate.ProblemUnwritable {
 			return false
 		}
 	}
@@ -396,7 +403,7 @@ func regionAddCommand(st *state) *cli.Command {
 			return withService(c, st, func(ctx context.Context, svc service.Service) error {
 				r, err := svc.AddRegion(ctx, req)
 				if err != nil {
-					return credHint(svc, err)
+					return credHint(ctx, svc, err, "", req.Stores)
 				}
 				r.RegionConfig = redactRegion(r.RegionConfig)
 				verb := "created"
@@ -482,6 +489,9 @@ func printCheck(p *printer, region string, rep service.CheckReport) error {
 	if !rep.OK() {
 		state = "PROBLEMS"
 	}
+	if len(rep.Unwritable) > 0 {
+		state = "UNWRITABLE STORES"
+	}
 	if len(rep.Unreachable) > 0 {
 		state = "UNREACHABLE STORES"
 	}
@@ -564,16 +574,36 @@ func retentionText(r replicate.Retention) string {
 // credHint adds to a failure to reach a store where the credentials must
 // be set when the command ran through a daemon: the daemon opens the
 // stores with its own environment, not the command's.
-func credHint(svc service.Service, err error) error {
+//
+// Stores whose URLs carry their credentials (s3://KEY:SECRET@bucket/p) do
+// not use the environment: when every S3 store of the region (region, or
+// the URLs urls of a region being added) does, a credentials failure says
+// the URL's were refused instead (it said to set the daemon's environment
+// "or put them in the store URL", where they were).
+func credHint(ctx context.Context, svc service.Service, err error, region string, urls []string) error {
 	if err == nil || !errors.Is(err, replicate.ErrUnavailable) {
-		return err
-	}
-	if _, ok := svc.(*service.Client); !ok {
 		return err
 	}
 	msg := strings.ToLower(err.Error())
 	cred := strings.Contains(msg, "access denied") || strings.Contains(msg, "credential") || strings.Contains(msg, "accesskey") ||
 		strings.Contains(msg, "signature") || strings.Contains(msg, "forbidden")
+	if urls == nil && region != "" {
+		if r, gerr := svc.GetRegion(ctx, region); gerr == nil {
+			urls = r.Stores
+		}
+	}
+	if len(urls) > 0 && !slices.ContainsFunc(urls, func(u string) bool {
+		p, err := url.Parse(u)
+		return p != nil && err == nil && p.Scheme == "s3" && p.User == nil
+	}) {
+		if cred && strings.Contains(msg, "s3://") {
+			return fmt.Errorf("%w (the credentials in the S3 store URL were refused: check its key and secret)", err)
+		}
+		return err
+	}
+	if _, ok := svc.(*service.Client); !ok {
+		return err
+	}
 	// Keys in the command's environment matter only for an S3 store's
 	// failure (a full or read-only file:// store is just that).
 	if !cred && (os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_SECRET_ACCESS_KEY") == "" || !strings.Contains(msg, "s3://")) {

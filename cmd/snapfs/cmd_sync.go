@@ -70,11 +70,23 @@ func syncOne(c *cli.Context, st *state, ctx context.Context, svc service.Service
 			"(until then the region lists the unfinished snapshot as copying; snapfs region unlock %s clears that)", req.Region, req.Region))
 	}
 	if err != nil {
+		// What was shipped is said as on success (stdout, the --json
+		// result line with "copied"), the error on its one stderr line:
+		// a snapshot left out (its name taken, its disk hydrating) or a
+		// failure after some were copied. (It was a second stderr line,
+		// "copied before the failure", also when the rest shipped after.)
 		if len(s.Copied) > 0 {
-			fmt.Fprintf(c.App.ErrWriter, "region %s: copied before the failure: %s\n", req.Region, strings.Join(s.Copied, ", "))
+			if perr := printSyncResult(c, st, req, s); perr != nil {
+				return perr
+			}
 		}
-		return credHint(svc, err)
+		return credHint(ctx, svc, err, req.Region, nil)
 	}
+	return printSyncResult(c, st, req, s)
+}
+
+// printSyncResult prints what a sync of req did.
+func printSyncResult(c *cli.Context, st *state, req service.SyncRequest, s service.SyncStats) error {
 	pruned := ""
 	if s.Pruned > 0 {
 		pruned = fmt.Sprintf(", %d pruned from the region before (not sent again)", s.Pruned)
@@ -172,7 +184,7 @@ func restoreCommand(st *state) *cli.Command {
 					return pr.interrupted(err, "disks", nil, fmt.Sprintf("nothing was created (disk %s does not exist); run restore again", req.To))
 				}
 				if err != nil {
-					return credHint(svc, err)
+					return credHint(ctx, svc, err, req.Region, nil)
 				}
 				extra := ""
 				if s.Degraded > 0 {

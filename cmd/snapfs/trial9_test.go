@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -23,11 +24,11 @@ func TestTrial9CredHintOnlyForS3(t *testing.T) {
 	c := service.NewClient("/nonexistent.sock")
 	defer c.Close()
 	full := fmt.Errorf("%w: store 2 (file:///mnt/nas/t2): put pack x: write /mnt/nas/t2/packs/x: no space left on device", replicate.ErrUnavailable)
-	if got := credHint(c, full); strings.Contains(got.Error(), "AWS_ACCESS_KEY_ID") {
+	if got := credHint(context.Background(), c, full, "", nil); strings.Contains(got.Error(), "AWS_ACCESS_KEY_ID") {
 		t.Errorf("a full file:// store got the credentials hint: %v", got)
 	}
 	s3 := fmt.Errorf("%w: store 0 (s3://bkt/p): put pack x: 5 attempts failed: connection refused", replicate.ErrUnavailable)
-	if got := credHint(c, s3); !strings.Contains(got.Error(), "AWS_ACCESS_KEY_ID") {
+	if got := credHint(context.Background(), c, s3, "", nil); !strings.Contains(got.Error(), "AWS_ACCESS_KEY_ID") {
 		t.Errorf("an S3 store's failure lost the credentials hint: %v", got)
 	}
 }

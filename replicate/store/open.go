@@ -99,6 +99,11 @@ func parseURL(rawURL string) (*url.URL, error) {
 	}
 }
 
+// Redact is rawURL without its user info (S3 credentials given in the
+// URL), for errors, logs and reports: every message that names a store by
+// its configured URL names it through Redact (or Store.Location).
+func Redact(rawURL string) string { return redact(rawURL) }
+
 // redact drops the user info of a URL so credentials stay out of errors
 // and logs.
 func redact(rawURL string) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"syscall"
 	"time"
 )
 
@@ -56,13 +57,14 @@ func (o RetryOptions) backoff(n int) time.Duration {
 }
 
 // Permanent reports whether retrying err cannot help: a missing object, a
-// bad name or URL, a short read, a cancelled or expired context, or a
-// closed store.
+// bad name or URL, a short read, a cancelled or expired context, a closed
+// store, or a file:// store on a read-only file system (EROFS: retried,
+// every write to it took five attempts and a second to fail).
 func Permanent(err error) bool {
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidName) ||
 		errors.Is(err, ErrInvalidURL) || errors.Is(err, ErrShortRead) ||
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, errClosed)
+		errors.Is(err, errClosed) || errors.Is(err, syscall.EROFS)
 }
 
 // retryStore retries every method but Location and Close.

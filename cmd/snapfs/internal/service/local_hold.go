@@ -243,7 +243,7 @@ func (l *Local) ReleaseHolds(ctx context.Context, r ReleaseHoldsRequest) ([]Hold
 	if err != nil {
 		return nil, err
 	}
-	rel, err := m.ReleaseHolds(ctx, r.Region, replicate.HoldMatch(r.Snapshot, r.Host, r.Holder))
+	rel, err := m.ReleaseHoldsByHand(ctx, r.Region, replicate.HoldMatch(r.Snapshot, r.Host, r.Holder), r.Force)
 	if err != nil {
 		return rel, err
 	}

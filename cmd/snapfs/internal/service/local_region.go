@@ -35,6 +35,41 @@ type regionState struct {
 	mu      sync.Mutex
 	names   []string                // configured regions; nil: not loaded
 	records map[string]*copyRecords // by region
+	// syncing: the regions a sync of this process runs to, closed when it
+	// ends (syncTurn): two syncs of one host to one region (a policy's
+	// copy beside the hourly job, two commands) run one after the other,
+	// the second finding the first's copies there, instead of both
+	// shipping every snapshot (twice the bytes; one copy's packs garbage).
+	syncing map[string]chan struct{}
+}
+
+// syncTurn waits until no other sync of this process runs to region and
+// returns the function that ends this one's turn.
+func (l *Local) syncTurn(ctx context.Context, region string) (func(), error) {
+	for {
+		l.reg.mu.Lock()
+		ch, busy := l.reg.syncing[region]
+		if !busy {
+			if l.reg.syncing == nil {
+				l.reg.syncing = map[string]chan struct{}{}
+			}
+			mine := make(chan struct{})
+			l.reg.syncing[region] = mine
+			l.reg.mu.Unlock()
+			return func() {
+				l.reg.mu.Lock()
+				delete(l.reg.syncing, region)
+				l.reg.mu.Unlock()
+				close(mine)
+			}, nil
+		}
+		l.reg.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // copyRecords is one region's record.
@@ -149,6 +184,26 @@ func (l *Local) recordRemote(region string, remote []RemoteSnapshot) {
 		r.Snapshots[s.Name] = copyRecord{ID: s.ID, Created: s.Created, State: s.State, AsOf: now}
 	}
 	l.reg.mu.Lock()
+	// A copy of ours the region held (available, degraded) and lists no
+	// more was removed by a prune (this host's or another's: only prune
+	// removes a manifest, a damaged one is listed lost): pruned, which
+	// the region lag leaves out, as sync never ships it again. Pruned and
+	// expired marks stand until the snapshot is listed again (snapshot
+	// copy, or a sync after the retention changed).
+	for name, old := range l.recordLocked(region).Snapshots {
+		if _, listed := r.Snapshots[name]; listed {
+			continue
+		}
+		switch old.State {
+		case replicate.StateAvailable, replicate.StateDegraded:
+			old.State = replicate.StatePruned
+		case replicate.StatePruned, replicate.StateExpired:
+		default:
+			continue
+		}
+		old.AsOf = now
+		r.Snapshots[name] = old
+	}
 	if l.reg.records == nil {
 		l.reg.records = map[string]*copyRecords{}
 	}
@@ -166,6 +221,33 @@ func (l *Local) refresh(ctx context.Context, m *replicate.Manager, region string
 		return
 	}
 	l.recordRemote(region, remote)
+}
+
+// markNotShipped records the snapshots a sync of region left out for
+// good (st.PrunedSnapshots: pruned from the region; st.ExpiredSnapshots:
+// the region's retention would remove them at once) unless the record
+// holds them as in the region.
+func (l *Local) markNotShipped(region string, st replicate.Stats) {
+	if len(st.PrunedSnapshots)+len(st.ExpiredSnapshots) == 0 {
+		return
+	}
+	now := time.Now().UTC()
+	l.reg.mu.Lock()
+	defer l.reg.mu.Unlock()
+	r := l.recordLocked(region)
+	for state, names := range map[replicate.State][]string{replicate.StatePruned: st.PrunedSnapshots, replicate.StateExpired: st.ExpiredSnapshots} {
+		for _, name := range names {
+			si, err := l.store.GetSnapshot(name)
+			if err != nil {
+				continue
+			}
+			if c, ok := r.Snapshots[name]; ok && c.ID == si.ID && (c.State == replicate.StateAvailable || c.State == replicate.StateDegraded) {
+				continue
+			}
+			r.Snapshots[name] = copyRecord{ID: si.ID, Created: si.Created, State: state, AsOf: now}
+		}
+	}
+	l.saveRecordLocked(region, r)
 }
 
 // markCopying records that a sync started copying snapshot to region.
@@ -318,6 +400,11 @@ func (l *Local) Sync(ctx context.Context, r SyncRequest, progress Progress) (Syn
 			return SyncStats{}, err
 		}
 	}
+	done, err := l.syncTurn(ctx, r.Region)
+	if err != nil {
+		return SyncStats{}, err
+	}
+	defer done()
 	inner := progressOf(progress)
 	p := replicate.ProgressFunc(func(e replicate.Event) {
 		if e.Type == replicate.EventSnapshot && e.Snapshot != "" {
@@ -336,6 +423,7 @@ func (l *Local) Sync(ctx context.Context, r SyncRequest, progress Progress) (Syn
 		// for them again, as long: a hung S3 service doubled the job's time.)
 		l.refresh(context.WithoutCancel(ctx), m, r.Region)
 	}
+	l.markNotShipped(r.Region, st)
 	if err == nil || errors.Is(err, replicate.ErrExists) {
 		// (ErrExists: only snapshots whose name the region holds from an
 		// older snapshot of this host were left out; the rest is done.)

@@ -174,6 +174,9 @@ type ReleaseHoldsRequest struct {
 	Snapshot string `json:"snapshot"`
 	Host     string `json:"host,omitempty"`
 	Holder   string `json:"holder,omitempty"`
+	// Force releases holds whose holder holds a live lock on the region
+	// too (replicate.Manager.ReleaseHoldsByHand).
+	Force bool `json:"force,omitempty"`
 }
 
 // HoldInfo is a region hold.

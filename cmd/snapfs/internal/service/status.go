@@ -88,8 +88,11 @@ func Lag(region string, snaps []SnapshotState, now time.Time) RegionLag {
 	l := RegionLag{Region: region}
 	var oldest time.Time
 	for _, s := range snaps {
-		if st := s.Copies[region]; st == replicate.StateAvailable || st == replicate.StateDegraded {
+		switch s.Copies[region] {
+		case replicate.StateAvailable, replicate.StateDegraded:
 			continue
+		case replicate.StatePruned, replicate.StateExpired:
+			continue // never shipped (again): not pending
 		}
 		l.Snapshots++
 		l.Bytes += s.Allocated
