@@ -356,6 +356,17 @@ func TestTrial15SyncBesideHydratingDisk(t *testing.T) {
 	writeAt(t, filepath.Join(mp, "disks", "vol2"), 0, randBytes(t, 1<<20))
 	ok(t, h, "snapshot", "create", "later", "--disk", "vol2")
 
+	// The scheduled job (scripts/snapfs-sync.sh) goes on past the
+	// snapshot left out (sync exit 5): check runs, the job exits 10 (it
+	// stopped at the sync with exit 1, "sync FAILED", and skipped check).
+	lockDir := filepath.Join(tmp, "locks")
+	if err := os.Mkdir(lockDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, out := bare(t, repoFile(t, "scripts/snapfs-sync.sh")+" dr", "SNAPFS="+bin, "SNAPFS_STORE="+h, "SNAPFS_LOCK_DIR="+lockDir, "SNAPFS_KEEP_LAST=0")
+	if code != 10 || !strings.Contains(out, "still hydrating") || strings.Contains(out, "FAILED") {
+		t.Fatalf("sync job beside a hydrating disk: exit %d, want 10: %s", code, out)
+	}
 	r = fails(t, h, 5, "sync", "--region", "dr")
 	if !strings.Contains(r.stderr, `"of-lazy"`) || !strings.Contains(r.stderr, "hydrating") {
 		t.Fatalf("sync beside a hydrating disk: %q", r.stderr)

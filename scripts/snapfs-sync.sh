@@ -52,9 +52,12 @@
 #      left) until retention prunes it; the next sync after that ships the
 #      new snapshot if retention keeps it. Rename the local snapshot to
 #      ship it now
+#  10  sync shipped every snapshot but some of a disk still hydrating from a
+#      region (restore --lazy: snapfs exit 5); prune and check ran and
+#      succeeded. The next run after the disk is whole ships them
 set -euo pipefail
 
-readonly EXIT_OK=0 EXIT_SYNC=1 EXIT_USAGE=2 EXIT_LOCKED=3 EXIT_PRUNE=4 EXIT_CHECK=5 EXIT_BUSY=6 EXIT_CONFLICT=7 EXIT_NOBIN=8 EXIT_NAME=9
+readonly EXIT_OK=0 EXIT_SYNC=1 EXIT_USAGE=2 EXIT_LOCKED=3 EXIT_PRUNE=4 EXIT_CHECK=5 EXIT_BUSY=6 EXIT_CONFLICT=7 EXIT_NOBIN=8 EXIT_NAME=9 EXIT_HYDRATING=10
 
 syslog=0
 if [[ "${1:-}" == --syslog ]]; then
@@ -138,6 +141,17 @@ if ((rc == 4)); then
 	# until retention prunes the old copy).
 	log "region $region: sync done in $(($(date +%s) - start))s, except snapshot(s) whose name the region holds from an older snapshot of this host (see above; snapfs exit 4): not shipped"
 	done=$EXIT_NAME
+elif ((rc == 5)); then
+	# A snapshot of a disk still hydrating is left out and every other one
+	# shipped (named above); the next run ships it once the disk is whole.
+	log "region $region: sync done in $(($(date +%s) - start))s, except snapshot(s) of a disk still hydrating (see above; snapfs exit 5): shipped by a later run"
+	done=$EXIT_HYDRATING
+elif ((rc == 15)); then
+	# The region locked by another operation, or a snapshot of an encrypted
+	# disk whose key is locked left out (every other one shipped): the
+	# message above says which; the next run retries either way.
+	log "region $region: sync stopped or left snapshot(s) out: the region is locked, or an encrypted disk's key is (see above; snapfs exit 15)"
+	exit "$EXIT_BUSY"
 elif ((rc != 0)); then
 	log "region $region: sync FAILED (snapfs exit $rc) after $(($(date +%s) - start))s"
 	exit "$(step_exit "$EXIT_SYNC" "$rc")"
@@ -167,7 +181,7 @@ rc=0
 "$snapfs" region check "$region" "${check_args[@]}" || rc=$?
 if ((rc != 0)); then
 	if ((rc == 11)); then
-		log "region $region: check: stores unreachable (snapfs exit 11); nothing is known lost"
+		log "region $region: check: stores unreachable or refusing writes (snapfs exit 11; see above); nothing is known lost"
 	else
 		log "region $region: check found problems (snapfs exit $rc); run: $snapfs region repair $region"
 	fi
@@ -176,6 +190,10 @@ fi
 if ((done == EXIT_NAME)); then
 	log "region $region: pruned and checked in $(($(date +%s) - start))s; some snapshot(s) not shipped (name taken in the region, see above)"
 	exit "$EXIT_NAME"
+fi
+if ((done == EXIT_HYDRATING)); then
+	log "region $region: pruned and checked in $(($(date +%s) - start))s; some snapshot(s) of a disk still hydrating not shipped yet (see above)"
+	exit "$EXIT_HYDRATING"
 fi
 log "region $region: all done in $(($(date +%s) - start))s"
 exit "$EXIT_OK"
