@@ -150,7 +150,9 @@ func policyCommand(st *state) *cli.Command {
 				Usage: "show or set the snapshot quotas: per disk manual and automatic counts, a store-wide cap on snapshot bytes",
 				Description: "Defaults: 256 manual and 1,000 automatic snapshots per disk, no byte cap. Over a count, a manual\n" +
 					"snapshot create fails (exit 7) and a policy first deletes its oldest automatic snapshot (then other\n" +
-					"policies' oldest); over the byte cap (what snapshots hold exclusively), likewise. 0 restores a default.",
+					"policies' oldest); over the byte cap (what snapshots hold exclusively), likewise. 0 restores a default.\n" +
+					"With a byte cap, each snapshot first counts what snapshots hold if anything changed since the last\n" +
+					"count (a pass over the index, like usage --fresh).",
 				Flags: []cli.Flag{
 					&cli.IntFlag{Name: "manual", Usage: "manual snapshots per disk"},
 					&cli.IntFlag{Name: "automatic", Usage: "automatic snapshots per disk"},
