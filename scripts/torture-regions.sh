@@ -249,7 +249,11 @@ damage() {
 	local stores=(0 1 2 3 4 5) i f
 	((s3)) && stores=(0 1 2)
 	i=${stores[RANDOM % ${#stores[@]}]}
-	mapfile -t packs < <(ls "$work/r/s$i/packs")
+	# Only packs with an index on some store: a pack without one is
+	# garbage of an interrupted sync (no snapshot needs it; check lists it
+	# as unindexed and prune deletes it), so its damage is no problem.
+	mapfile -t packs < <(comm -12 <(ls "$work/r/s$i/packs" | sort) \
+		<(ls "$work"/r/s*/index "$work"/s3/torture*/p/index 2>/dev/null | grep -E '^[0-9a-f]{32}$' | sort -u))
 	((${#packs[@]})) || return 1
 	f=$work/r/s$i/packs/${packs[RANDOM % ${#packs[@]}]}
 	if ((RANDOM % 2)); then
