@@ -142,8 +142,8 @@ type Log struct {
 	// share one numbering: numbers only grow).
 	nextNum atomic.Uint64
 
-	// precreate: each stream's next segment is created ahead in the
-	// background (stream.spare), so a rotation does not wait for the
+	// precreate: each stream's next segments are created ahead in the
+	// background (stream.spares), so a rotation does not wait for the
 	// creation's two fsyncs (file, directory) with appends held.
 	precreate atomic.Bool
 }
@@ -155,10 +155,11 @@ type stream struct {
 	flags    uint16 // file header flags of its segments
 	active   *segFile
 	wbufFree []byte
-	// spare is the stream's next segment, created ahead while SetPrecreate
-	// is on; its number is taken when it is started, so a stream's
+	// spares are the stream's next segments, in number order, created
+	// ahead in batches while SetPrecreate is on (writer.go spareBatch);
+	// their numbers are taken when their batch is started, so a stream's
 	// segments are still numbered in the order it writes them.
-	spare *spareSegment
+	spares []*spareSegment
 }
 
 // allocNum returns a new segment number.
@@ -166,6 +167,7 @@ func (l *Log) allocNum() ids.Segment { return ids.Segment(l.nextNum.Add(1) - 1) 
 
 // spareSegment is a segment file being created ahead of its use: num's file
 // (header only, synced, directory synced) once done is closed, unless err.
+// The spares of one batch share done.
 type spareSegment struct {
 	num  ids.Segment
 	done chan struct{}
@@ -293,8 +295,8 @@ func (l *Log) CleanerFloor() ids.Segment {
 	if a := l.cl.active; a != nil {
 		return a.num
 	}
-	if sp := l.cl.spare; sp != nil {
-		return sp.num
+	if len(l.cl.spares) > 0 {
+		return l.cl.spares[0].num
 	}
 	return ids.Segment(l.nextNum.Load())
 }
@@ -413,14 +415,14 @@ func (l *Log) Close() error {
 	l.clMu.Lock()
 	defer l.clMu.Unlock()
 	for _, st := range []*stream{&l.fg, &l.cl} {
-		if sp := st.spare; sp != nil {
+		for _, sp := range st.spares {
 			// Its file stays: it holds no record, and Open drops it.
-			st.spare = nil
 			<-sp.done
 			if sp.err == nil {
 				sp.f.Close()
 			}
 		}
+		st.spares = nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
