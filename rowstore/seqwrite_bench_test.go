@@ -3,6 +3,8 @@ package rowstore
 import (
 	"math/rand"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -75,4 +77,86 @@ func procCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkRandAfterSeqWrite: the bench's random jobs after its sequential
+// write, at engine level: a fresh store with its background (the cleaner
+// on, as the daemon runs it), 1 GiB written sequentially in 1 MiB writes
+// (hundreds of small segments: the cleaner's rotation size), then 16
+// goroutines (fio's iodepth) of random 4 KiB writes, a Sync every 64 per
+// goroutine, or of random 4 KiB reads. It reports the operations' rate and
+// the process's CPU per operation.
+func BenchmarkRandAfterSeqWrite(b *testing.B) {
+	const size = 1 << 30
+	for _, mode := range []string{"write", "read"} {
+		b.Run(mode, func(b *testing.B) {
+			dir := filepath.Join(b.TempDir(), "store")
+			if err := Create(dir, Options{}); err != nil {
+				b.Fatal(err)
+			}
+			s, err := Open(dir, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.CreateDisk("d", size, 16<<10); err != nil {
+				b.Fatal(err)
+			}
+			h, err := s.OpenDisk("d")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer h.Close()
+			buf := make([]byte, 1<<20)
+			rng := rand.New(rand.NewSource(6))
+			for off := int64(0); off < size; off += int64(len(buf)) {
+				rng.Read(buf)
+				if _, err := h.WriteAt(buf, off); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := h.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			const workers = 16
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			c0 := procCPU()
+			b.ResetTimer()
+			for w := 0; w < workers; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					rng := rand.New(rand.NewSource(int64(w)))
+					p := make([]byte, 4096)
+					rng.Read(p)
+					for i := 0; next.Add(1) <= int64(b.N); i++ {
+						off := rng.Int63n(size/4096) * 4096
+						if mode == "read" {
+							if _, err := h.ReadAt(p, off); err != nil {
+								b.Error(err)
+								return
+							}
+							continue
+						}
+						p[0] = byte(i)
+						if _, err := h.WriteAt(p, off); err != nil {
+							b.Error(err)
+							return
+						}
+						if i%64 == 63 {
+							if err := h.Sync(); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}
+				}(w)
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64((procCPU()-c0).Microseconds())/float64(b.N), "cpu-us/op")
+			b.ReportMetric(float64(len(s.seg.Segments())), "segments")
+		})
+	}
 }
