@@ -31,9 +31,10 @@ package segment
 //   - Open removes a last segment that holds no record (only its header, or a
 //     torn header): it is replaced by the new segment, so restarts do not
 //     pile up empty segments. Numbers still only grow.
-//   - SetPrecreate (the engine's cleaner): the next segment's file is created
-//     in the background while the active one fills, so a rotation waits for
-//     one fsync (the old segment's), not three. Open first removes trailing
+//   - SetPrecreate (the engine's cleaner): the next segments' files are
+//     created in the background while the active one fills (spareBatch at a
+//     time, one directory sync), so a rotation waits for one fsync (the old
+//     segment's), not three. Open first removes trailing
 //     files that hold no record, then recovers the last one that does.
 //   - AppendBatch (the engine's cleaner): several records appended in order
 //     under one hold of the append lock. RemoveSegmentsUnsynced: removal
@@ -286,7 +287,7 @@ func (l *Log) CleanerTail() Pos {
 func (l *Log) CleanerOpenEnd() Pos { return l.clOpenEnd }
 
 // CleanerFloor is the lowest number the cleaner stream may still append
-// to: its active segment's, else its spare's, else NextNumber. Every
+// to: its active segment's, else its first spare's, else NextNumber. Every
 // segment numbered at or above it that is the cleaner's was (or will be)
 // started after the call.
 func (l *Log) CleanerFloor() ids.Segment {
