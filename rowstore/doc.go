@@ -1279,13 +1279,25 @@
 //	this     0.90  0.24     0.69  1.11      2.33  2.27      1.93  2.74      82.0   96.7      19.8  20.3
 //	main     0.75  0.39     0.76  0.96      1.56  1.28      2.40  2.40      92.7   93.8      34.9  30.9
 //	this     0.34  0.38     0.75  0.84      2.07  3.33      2.34  2.44      90.0   89.1      22.7  21.3
+
+//	(second set, 01:54-02:02, load 4-9)
+//	main     0.69  0.60     0.90  1.13      3.11  2.37      2.05  2.45      79.1   88.0      17.5  22.8
+//	this     0.59  0.23     0.69  0.67      2.69  2.53      2.01  2.56      79.5   71.9      19.4  16.1
+//	main     0.74  0.37     0.68  0.76      2.41  2.19      1.78  2.32      78.2   85.8      18.0  20.0
+//	this     1.39  0.72     1.18  1.03      3.42  2.21      2.11  2.67      90.0   83.6      18.1  24.2
+//	main     0.76  0.59     1.31  0.64      3.26  2.14      2.14  2.40      85.3  102.3      18.4  23.2
+//	this     0.73  0.71     0.82  0.73      3.50  2.47      2.11  2.42      84.9   95.1      16.2  19.3
 //
 // The ratios swing by a factor of two between runs of the same binary
 // (the loopback peer's own sequential write went from 250 to 543 MB/s):
-// no throughput target is claimed from them. The daemon's CPU per random
-// read fell in 3 of 3 pairs through disks/<d> (26-35 -> 20-23 us; 2 of 3
-// through ext4), per random write in 3 of 3 through both (93-103 -> 82-90
-// us, 90-120 -> 83-97 us); per sequential GiB it moved less than between
+// no throughput target is claimed from them. In the first set the
+// daemon's CPU per random read fell in 3 of 3 pairs through disks/<d>
+// (26-35 -> 20-23 us) and per random write in 3 of 3 through both; in the
+// second, quieter set main's random reads cost 17.5-18.4 us already and
+// neither build was ahead. What is certain is the profile: openSegment and
+// closeLRULocked were 14 % of the random-write job's CPU and 23 % of the
+// random reads' on main, and do not show on this branch (bench.sh
+// --profile, load 3). Per sequential GiB the CPU moved less than between
 // runs. Sequential write stays short of 0.9x: what is
 // left is the SHA-256 of every byte and a synchronous round trip per
 // request (two for an unaligned buffer) against a peer whose writes end in
