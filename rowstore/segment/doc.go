@@ -144,9 +144,10 @@
 //     it): the successor gathers its records in memory meanwhile (up to
 //     3 MiB) and its first write to the file waits for that sync, as do
 //     Sync and Close; removing the sealed segment waits for it too, and a
-//     failed one breaks the Log like a failed Sync. (With SetPrecreate on, the successor's file,
-//     header only, is created ahead in the background; files after the last
-//     one holding a record hold none.)
+//     failed one breaks the Log like a failed Sync. (With SetPrecreate on, the successors'
+//     files, header only, are created ahead in the background, a batch of
+//     spareBatch at a time; files after the last one holding a record hold
+//     none.)
 //   - A segment is appended to by one Log only, by one stream, and never
 //     again after the Log that wrote it is gone: Open always starts a new
 //     foreground segment, and the cleaner stream a new one at its first

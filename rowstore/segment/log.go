@@ -31,9 +31,10 @@ package segment
 //   - Open removes a last segment that holds no record (only its header, or a
 //     torn header): it is replaced by the new segment, so restarts do not
 //     pile up empty segments. Numbers still only grow.
-//   - SetPrecreate (the engine's cleaner): the next segment's file is created
-//     in the background while the active one fills, so a rotation waits for
-//     one fsync (the old segment's), not three. Open first removes trailing
+//   - SetPrecreate (the engine's cleaner): the next segments' files are
+//     created in the background while the active one fills (spareBatch at a
+//     time, one directory sync), so a rotation waits for one fsync (the old
+//     segment's), not three. Open first removes trailing
 //     files that hold no record, then recovers the last one that does.
 //   - AppendBatch (the engine's cleaner): several records appended in order
 //     under one hold of the append lock. RemoveSegmentsUnsynced: removal
@@ -142,8 +143,8 @@ type Log struct {
 	// share one numbering: numbers only grow).
 	nextNum atomic.Uint64
 
-	// precreate: each stream's next segment is created ahead in the
-	// background (stream.spare), so a rotation does not wait for the
+	// precreate: each stream's next segments are created ahead in the
+	// background (stream.spares), so a rotation does not wait for the
 	// creation's two fsyncs (file, directory) with appends held.
 	precreate atomic.Bool
 }
@@ -155,10 +156,11 @@ type stream struct {
 	flags    uint16 // file header flags of its segments
 	active   *segFile
 	wbufFree []byte
-	// spare is the stream's next segment, created ahead while SetPrecreate
-	// is on; its number is taken when it is started, so a stream's
+	// spares are the stream's next segments, in number order, created
+	// ahead in batches while SetPrecreate is on (writer.go spareBatch);
+	// their numbers are taken when their batch is started, so a stream's
 	// segments are still numbered in the order it writes them.
-	spare *spareSegment
+	spares []*spareSegment
 }
 
 // allocNum returns a new segment number.
@@ -166,6 +168,7 @@ func (l *Log) allocNum() ids.Segment { return ids.Segment(l.nextNum.Add(1) - 1) 
 
 // spareSegment is a segment file being created ahead of its use: num's file
 // (header only, synced, directory synced) once done is closed, unless err.
+// The spares of one batch share done.
 type spareSegment struct {
 	num  ids.Segment
 	done chan struct{}
@@ -284,7 +287,7 @@ func (l *Log) CleanerTail() Pos {
 func (l *Log) CleanerOpenEnd() Pos { return l.clOpenEnd }
 
 // CleanerFloor is the lowest number the cleaner stream may still append
-// to: its active segment's, else its spare's, else NextNumber. Every
+// to: its active segment's, else its first spare's, else NextNumber. Every
 // segment numbered at or above it that is the cleaner's was (or will be)
 // started after the call.
 func (l *Log) CleanerFloor() ids.Segment {
@@ -293,8 +296,8 @@ func (l *Log) CleanerFloor() ids.Segment {
 	if a := l.cl.active; a != nil {
 		return a.num
 	}
-	if sp := l.cl.spare; sp != nil {
-		return sp.num
+	if len(l.cl.spares) > 0 {
+		return l.cl.spares[0].num
 	}
 	return ids.Segment(l.nextNum.Load())
 }
@@ -413,14 +416,14 @@ func (l *Log) Close() error {
 	l.clMu.Lock()
 	defer l.clMu.Unlock()
 	for _, st := range []*stream{&l.fg, &l.cl} {
-		if sp := st.spare; sp != nil {
+		for _, sp := range st.spares {
 			// Its file stays: it holds no record, and Open drops it.
-			st.spare = nil
 			<-sp.done
 			if sp.err == nil {
 				sp.f.Close()
 			}
 		}
+		st.spares = nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

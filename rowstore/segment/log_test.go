@@ -599,14 +599,14 @@ func BenchmarkAppend64K(b *testing.B) {
 	}
 }
 
-// TestOpenSegmentsBounded: reading more old segments than maxOpenSegments
+// TestOpenSegmentsBounded: reading more old segments than openSegmentsBound()
 // keeps at most that many open, and every record still reads.
 func TestOpenSegmentsBounded(t *testing.T) {
 	fs := vfs.NewCrashFS()
 	l := mustOpen(t, fs, "log", 64) // one record a segment
 	defer l.Close()
 	var ps []Pos
-	for i := 0; i < maxOpenSegments+40; i++ {
+	for i := 0; i < openSegmentsBound()+40; i++ {
 		p, err := l.Append(rec(i))
 		if err != nil {
 			t.Fatal(err)
@@ -616,8 +616,8 @@ func TestOpenSegmentsBounded(t *testing.T) {
 	if err := l.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(l.Segments()); n <= maxOpenSegments {
-		t.Fatalf("only %d segments; the test needs more than %d", n, maxOpenSegments)
+	if n := len(l.Segments()); n <= openSegmentsBound() {
+		t.Fatalf("only %d segments; the test needs more than %d", n, openSegmentsBound())
 	}
 	for round := 0; round < 2; round++ {
 		for i, p := range ps {
@@ -635,8 +635,8 @@ func TestOpenSegmentsBounded(t *testing.T) {
 		}
 	}
 	l.mu.RUnlock()
-	if open > maxOpenSegments {
-		t.Fatalf("%d segment files open, want at most %d", open, maxOpenSegments)
+	if open > openSegmentsBound() {
+		t.Fatalf("%d segment files open, want at most %d", open, openSegmentsBound())
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 
 // openSegment opens an old segment for reading and checks its header.
 // closeLRULocked closes the least recently read old segment when
-// maxOpenSegments are open (l.mu held for writing, so no read is using it).
+// openSegmentsBound are open (l.mu held for writing, so no read is using it).
 func (l *Log) closeLRULocked() {
 	open := 0
 	var victim *segFile
@@ -27,7 +27,7 @@ func (l *Log) closeLRULocked() {
 			victim = s
 		}
 	}
-	if open >= maxOpenSegments && victim != nil {
+	if open >= openSegmentsBound() && victim != nil {
 		victim.f.Close()
 		victim.f = nil
 	}
