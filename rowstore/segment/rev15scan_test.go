@@ -30,17 +30,23 @@ func TestRev15ScanShortenedLength(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		at   int64 // where the damaged length ends, from the payload's start
+		last bool  // the damaged record is the segment's last
 	}{
-		{"before the embedded run", 20},
-		{"inside the first embedded record", lead + 30},
-		{"inside the embedded run", lead + int64(len(foreign))/2 + 3},
-		{"at the end of the embedded run", lead + int64(len(foreign)) - 9},
+		{"before the embedded run", 20, false},
+		{"inside the first embedded record", lead + 30, false},
+		{"inside the embedded run", lead + int64(len(foreign))/2 + 3, false},
+		{"at the end of the embedded run", lead + int64(len(foreign)) - 9, false},
+		{"inside the embedded run, last record", lead + int64(len(foreign))/2 + 3, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			l := mustOpen(t, vfs.Default, dir, 1<<20)
 			var ps []Pos
-			for i := 0; i < 8; i++ {
+			n := 8
+			if tc.last {
+				n = 6
+			}
+			for i := 0; i < n; i++ {
 				r := rec(i)
 				if i == 5 {
 					r.Payload = append(append(bytes.Repeat([]byte{1}, lead), foreign...), bytes.Repeat([]byte{2}, 50)...)
@@ -81,6 +87,9 @@ func TestRev15ScanShortenedLength(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := []int{0, 1, 2, 3, 4, 6, 7, 20}
+			if tc.last {
+				want = []int{0, 1, 2, 3, 4, 20}
+			}
 			if len(got) != len(want) || len(bad) != 1 || bad[0].Offset != v.Offset || bad[0].Bytes != int64(v.Length) || !bad[0].Proven {
 				t.Fatalf("scan: records %v (want %v), bad %+v (want %v whole, proven)", got, want, bad, v)
 			}
