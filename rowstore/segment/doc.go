@@ -244,12 +244,13 @@
 // candidate is taken only with evidence that the bad record ends there:
 // the bad record is proven to end there (its checksum verifies with its
 // length restored; tried on the first 64 candidates within a payload's
-// reach, then at the segment's end, before anything else unless a valid
-// record starts exactly where the length names: so a length damaged
-// shorter, naming a point inside the record's own payload before or
-// inside records encoded there, is proven at the true end and those are
-// never taken), or, for a candidate
-// inside the span the bad header claims (ending at or past the segment's
+// reach, then at the segment's end, before anything else when its magic
+// is intact, unless a valid record starts exactly where the length names:
+// so a length damaged shorter, naming a point inside the record's own
+// payload before or inside records encoded there, is proven at the true
+// end and those are never taken; a header without its magic, a zeroed
+// sector say, pays no proofs), or, for a candidate inside the span the
+// bad header claims (ending at or past the segment's
 // end counts as ending there: a torn record, or a damaged length), valid
 // records chain from it back to back to the span's end or past it (the
 // real records a damaged length would skip do; records inside a payload

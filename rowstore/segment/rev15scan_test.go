@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/snapfs/snapfs/rowstore/ids"
 	"github.com/snapfs/snapfs/rowstore/vfs"
 )
 
@@ -99,5 +100,70 @@ func TestRev15ScanShortenedLength(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkRev15ScanDamaged scans (ScanReport) an older segment of 4096
+// records of 4 KiB (16 MiB, page-cached) in which the header of every
+// 64th record is zeroed (64 bad records, not provable, naming no span):
+// the resync's cost per bad record, of which the proofs ahead (proveAhead:
+// up to 64 candidates, each proof a CRC over the span to it) are the bulk.
+func BenchmarkRev15ScanDamaged(b *testing.B) {
+	benchRev15Damaged(b, 4096, 4096, 64)
+}
+
+// BenchmarkRev15ScanDamagedLarge: the same with 1 MiB records (64 MiB,
+// 64 records, every 8th damaged): a proof's span reaches up to 16 MiB.
+func BenchmarkRev15ScanDamagedLarge(b *testing.B) {
+	benchRev15Damaged(b, 1<<20, 64, 8)
+}
+
+func benchRev15Damaged(b *testing.B, size, n, every int) {
+	dir := b.TempDir()
+	l, err := Open(vfs.Default, dir, Options{SegmentSize: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ps []Pos
+	for i := 0; i < n; i++ {
+		p, err := l.Append(&Record{Kind: KindData, Layer: 1, Block: ids.Block(i), Epoch: 1, Seq: ids.Seq(i + 1), Payload: bytes.Repeat([]byte{byte(i)}, size)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	if err := l.Close(); err != nil {
+		b.Fatal(err)
+	}
+	l, err = Open(vfs.Default, dir, Options{SegmentSize: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := l.Append(rec(n)); err != nil {
+		b.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		b.Fatal(err)
+	}
+	editFile(b, filepath.Join(dir, segName(ps[0].Segment)), func(buf []byte) {
+		for i := every / 2; i < n; i += every {
+			clear(buf[ps[i].Offset : ps[i].Offset+HeaderSize])
+		}
+	})
+	l, err = Open(vfs.Default, dir, Options{SegmentSize: 1 << 30, DurableUnknown: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	b.SetBytes(int64(size * n))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		good, bad := 0, 0
+		if _, err := l.ScanReport(Pos{}, func(*Record, Pos) error { good++; return nil }, func(*BadRecord) error { bad++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if bad < n/every || good != n-n/every+1 { // a zeroed header names a further bad record 48 bytes on
+			b.Fatalf("scan: %d good, %d bad", good, bad)
+		}
 	}
 }
