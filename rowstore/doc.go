@@ -1237,7 +1237,13 @@
 // segments that hold bad records (its own decoding scan, which the
 // cleaner's would not do: a corrupt record marks a segment as evidence to
 // keep): good live records are relocated, the index repointed and synced,
-// the segments removed, so a later check is clean. A bad hole record (its
+// the segments removed, so a later check is clean. A segment that a
+// committed data version still points into after that, at a record other
+// than one of the walk's bad records, is kept with its evidence and logged
+// instead (versionsMissed: one pass over the index's versions): the walk
+// missed a live record there (with two damages the resync may skip one:
+// segment package doc, "Corruption"), and removing the segment would lose
+// that block (TestRev15ScanDropKeepsMissed). A bad hole record (its
 // kind cannot be known once corrupt) is lost that way; the index keeps the
 // hole, but a rebuild from the log would no longer see it.
 //

@@ -220,12 +220,13 @@ func (s *Store) dropBadSegments(nums []ids.Segment) ([]ids.Segment, error) {
 	}
 	var moves []relocation
 	var todo []ids.Segment
+	bad := map[segment.Pos]bool{} // the bad records the walks met (Length 0)
 	for _, n := range nums {
 		si, ok := infos[n]
 		if !ok {
 			continue
 		}
-		_, _, err := s.checkSegment(si, false, func(r *segment.Record, pos segment.Pos) error {
+		probs, _, err := s.checkSegment(si, false, func(r *segment.Record, pos segment.Pos) error {
 			live, err := s.recordLive(r, pos)
 			if err != nil || !live {
 				return err
@@ -242,6 +243,9 @@ func (s *Store) dropBadSegments(nums []ids.Segment) ([]ids.Segment, error) {
 		})
 		if err != nil {
 			return nil, err
+		}
+		for _, p := range probs {
+			bad[segment.Pos{Segment: p.Segment, Offset: p.Offset}] = true
 		}
 		todo = append(todo, n)
 	}
@@ -260,8 +264,15 @@ func (s *Store) dropBadSegments(nums []ids.Segment) ([]ids.Segment, error) {
 	}
 	s.readMu.Lock()
 	defer s.readMu.Unlock()
+	missed, err := s.versionsMissed(todo, bad)
+	if err != nil {
+		return nil, err
+	}
 	var gone []ids.Segment
 	for _, n := range todo {
+		if missed[n] {
+			continue // kept, with its evidence: see versionsMissed
+		}
 		s.corruptMu.Lock()
 		delete(s.corruptSegs, n) // the evidence was dealt with
 		s.corruptMu.Unlock()
@@ -270,6 +281,42 @@ func (s *Store) dropBadSegments(nums []ids.Segment) ([]ids.Segment, error) {
 		}
 	}
 	return gone, s.seg.RemoveSegments(gone)
+}
+
+// versionsMissed returns the segments of segs that a committed data
+// version of the index still points into, after dropBadSegments moved the
+// live records its walks met, at a record other than a bad one the walks
+// reported (bad): a live record the walk missed (a resync that skipped it).
+// Removing such a segment would lose that block's data for good, so it is
+// kept, with its evidence, and logged; check keeps reporting it. Versions
+// at a bad record (a block attributed to it, reading EIO) do not keep it:
+// repair drops that evidence on purpose. A hole points at no data.
+func (s *Store) versionsMissed(segs []ids.Segment, bad map[segment.Pos]bool) (map[ids.Segment]bool, error) {
+	want := map[ids.Segment]bool{}
+	for _, n := range segs {
+		want[n] = true
+	}
+	missed := map[ids.Segment]bool{}
+	if len(want) == 0 {
+		return missed, nil
+	}
+	err := s.idx.View(func(t *index.Txn) error {
+		return t.EachVersion(func(layer ids.Layer, block ids.Block, epoch ids.Epoch, v index.Version) error {
+			if v.Zero() || !want[v.Segment] || bad[segment.Pos{Segment: v.Segment, Offset: v.Offset}] {
+				return nil
+			}
+			if !missed[v.Segment] {
+				s.log.Error("repair: a committed version still points into a bad segment after its live records were moved; keeping the segment",
+					"segment", v.Segment, "offset", v.Offset, "layer", layer, "block", block, "epoch", epoch)
+			}
+			missed[v.Segment] = true
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("repair: versions left in bad segments: %w", err)
+	}
+	return missed, nil
 }
 
 // repairBuf is a buffer of one block of layer, for a fetched copy.

@@ -244,8 +244,14 @@
 // copy of a segment file) for a real one, and misread it as a block. So a
 // candidate is taken only with evidence that the bad record ends there:
 // the bad record is proven to end there (its checksum verifies with its
-// length restored; tried on the first 16 candidates), or, for a candidate
-// inside the span the bad header claims (ending at or past the segment's
+// length restored; tried on the first 64 candidates within a payload's
+// reach, then at the segment's end, before anything else when its magic
+// is intact, unless a valid record starts exactly where the length names:
+// so a length damaged shorter, naming a point inside the record's own
+// payload before or inside records encoded there, is proven at the true
+// end and those are never taken; a header without its magic, a zeroed
+// sector say, pays no proofs), or, for a candidate inside the span the
+// bad header claims (ending at or past the segment's
 // end counts as ending there: a torn record, or a damaged length), valid
 // records chain from it back to back to the span's end or past it (the
 // real records a damaged length would skip do; records inside a payload
@@ -261,8 +267,11 @@
 // or a record embedded in a later payload taken for real); and, where
 // payloads hold encoded records, a record whose header is destroyed (no
 // plausible length: the first valid record after it is taken, with no
-// span to check it against), a length damaged to name exactly a record
-// embedded in its own payload, or a damaged or torn record whose embedded
+// span to check it against; a length damaged shorter or over the limit,
+// with nothing else damaged, is proven unless more than 64 records are
+// encoded in the payload before its end), a length damaged to name
+// exactly a record embedded in its own payload, or a damaged or torn
+// record whose embedded
 // records chain exactly to its end or the file's (each taken for real:
 // whole records tiling the rest of a payload, which a copied segment file
 // cut at a block boundary rarely does).

@@ -76,16 +76,19 @@ func (r *segReader) peek(off int64, n int) ([]byte, error) {
 // So a candidate is taken only with evidence that the bad record ends
 // there: the bad record is proven to end there (its checksum verifies
 // with its length restored: prove; tried on the first maxProofs
-// candidates), or, for one inside the span the bad header claims, valid
+// candidates within a payload's reach and the segment's end, first:
+// proveAhead), or, for one inside the span the bad header claims, valid
 // records chain from it, back to back, to that span's end or past it (the
 // real records a damaged length would have skipped do; records inside a
 // payload end with it). Without such evidence the claimed length is
 // believed.
 func (r *segReader) nextValid(bad int64) (int64, error) {
 	named := int64(-1) // where the bad header says the record ends
+	magic := false     // the bad header's magic is intact
 	if h, err := r.peek(bad, int(min(HeaderSize, r.size-bad))); err != nil {
 		return -1, err
 	} else if len(h) == HeaderSize {
+		magic = binary.LittleEndian.Uint32(h) == recordMagic
 		if plen := int64(binary.LittleEndian.Uint32(h[40:])); plen <= MaxPayload {
 			// Past the file: a torn record (or a damaged length); real
 			// records after it end at the file's end.
@@ -93,22 +96,30 @@ func (r *segReader) nextValid(bad int64) (int64, error) {
 		}
 	}
 	next, err := r.search(bad + 1)
-	if err != nil || next < 0 || named < 0 || next == named {
+	if err != nil || next < 0 || next == named {
 		return next, err
 	}
-	if _, ok, err := r.prove(bad, next, false); err != nil || ok {
-		return next, err
+	// A length damaged shorter names a point inside the record's own
+	// payload, and the records encoded there (before its true end, which
+	// the candidates reach only after them) would chain past it; a length
+	// over the limit names no span at all. Both are proven at the true
+	// end when nothing else was damaged: try the candidates in order,
+	// the first maxProofs of them within a payload's reach. Only for an
+	// intact magic: a single damage to the length leaves it, and a
+	// destroyed header (a zeroed sector: each 48 bytes a further bad
+	// record) would pay the proofs for nothing (BenchmarkRev15ScanDamaged).
+	if magic {
+		if ok, at, err := r.proveAhead(bad, next); err != nil || ok {
+			return at, err
+		}
+	}
+	if named < 0 {
+		return next, nil
 	}
 	failed := map[int64]bool{} // offsets whose chain stops short of named
-	for c, proofs := next, 1; c >= 0 && c < named; {
+	for c := next; c >= 0 && c < named; {
 		if ok, err := r.chain(c, named, failed); err != nil || ok {
 			return c, err
-		}
-		if c != next && proofs < maxProofs {
-			proofs++
-			if _, ok, err := r.prove(bad, c, false); err != nil || ok {
-				return c, err
-			}
 		}
 		if c, err = r.search(c + 1); err != nil {
 			return -1, err
@@ -219,7 +230,34 @@ func (r *segReader) proven(off, next int64) (bool, error) {
 
 // maxProofs bounds the candidates nextValid tries to prove the end of one
 // bad record at (each proof reads the record's span through its CRC).
-const maxProofs = 16
+const maxProofs = 64
+
+// proveAhead tries to prove the bad record at bad (length restored, see
+// prove) to end at the valid record candidates from next on, in order: the
+// first maxProofs of them that a payload can reach, then the segment's
+// end if no candidate is left and it is within reach. It returns where the
+// proof holds (-1: the segment's end, nothing valid after the record).
+func (r *segReader) proveAhead(bad, next int64) (bool, int64, error) {
+	reach := bad + HeaderSize + MaxPayload
+	c, n := next, 0
+	for ; c >= 0 && c <= reach && n < maxProofs; n++ {
+		if _, ok, err := r.prove(bad, c, false); err != nil || ok {
+			return ok, c, err
+		}
+		var err error
+		if c, err = r.search(c + 1); err != nil {
+			return false, -1, err
+		}
+	}
+	if c < 0 && n < maxProofs && r.size <= reach {
+		// Nothing valid after the candidates: the record may be the
+		// segment's last (the caller then finds nothing valid after it).
+		if _, ok, err := r.prove(bad, r.size, false); err != nil || ok {
+			return ok, -1, err // proven to end at the segment's end
+		}
+	}
+	return false, -1, nil
+}
 
 // prove tries to prove the header of the bad record at off if it ends at
 // end: its checksum verifies once the header fields whose value is implied

@@ -50,7 +50,7 @@ var hdrDamages = []hdrDamage{
 }
 
 // editFile applies f to the bytes of file.
-func editFile(t *testing.T, file string, f func(b []byte)) {
+func editFile(t testing.TB, file string, f func(b []byte)) {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {
