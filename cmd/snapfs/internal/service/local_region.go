@@ -43,9 +43,14 @@ type regionState struct {
 	syncing map[string]chan struct{}
 }
 
+// errSyncBusy: another sync of this process runs to the region and the
+// caller asked not to wait for it (a policy's copy: see copyPending).
+var errSyncBusy = errors.New("another sync to the region is running")
+
 // syncTurn waits until no other sync of this process runs to region and
-// returns the function that ends this one's turn.
-func (l *Local) syncTurn(ctx context.Context, region string) (func(), error) {
+// returns the function that ends this one's turn. Without wait it fails
+// with errSyncBusy instead of waiting.
+func (l *Local) syncTurn(ctx context.Context, region string, wait bool) (func(), error) {
 	for {
 		l.reg.mu.Lock()
 		ch, busy := l.reg.syncing[region]
@@ -64,6 +69,9 @@ func (l *Local) syncTurn(ctx context.Context, region string) (func(), error) {
 			}, nil
 		}
 		l.reg.mu.Unlock()
+		if !wait {
+			return nil, fmt.Errorf("region %q: %w", region, errSyncBusy)
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -385,6 +393,12 @@ func (l *Local) RemoteSnapshots(ctx context.Context, region string) ([]RemoteSna
 
 // Sync implements Service.
 func (l *Local) Sync(ctx context.Context, r SyncRequest, progress Progress) (SyncStats, error) {
+	return l.sync(ctx, r, progress, true)
+}
+
+// sync is Sync; without wait it fails with errSyncBusy instead of waiting
+// for another sync of this process to the region (syncTurn).
+func (l *Local) sync(ctx context.Context, r SyncRequest, progress Progress, wait bool) (SyncStats, error) {
 	m, err := l.manager()
 	if err != nil {
 		return SyncStats{}, err
@@ -400,7 +414,7 @@ func (l *Local) Sync(ctx context.Context, r SyncRequest, progress Progress) (Syn
 			return SyncStats{}, err
 		}
 	}
-	done, err := l.syncTurn(ctx, r.Region)
+	done, err := l.syncTurn(ctx, r.Region, wait)
 	if err != nil {
 		return SyncStats{}, err
 	}
