@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -182,6 +183,12 @@ func (l *Local) saveRecordLocked(region string, r *copyRecords) {
 func (l *Local) recordRemote(region string, remote []RemoteSnapshot) {
 	now := time.Now().UTC()
 	r := &copyRecords{Version: 1, AsOf: now, Snapshots: map[string]copyRecord{}}
+	// A manifest unreadable on every store is listed by its name id
+	// (lost): whose snapshot it is cannot be told, so a copy of ours that
+	// the listing lacks may be that one, lost, not pruned (the next sync
+	// ships it again): not marked pruned then
+	// (TestRev15trialLostCopyNotMarkedPruned).
+	unnamed := slices.ContainsFunc(remote, func(s RemoteSnapshot) bool { return s.State == replicate.StateLost && s.Name == s.NameID })
 	for _, s := range remote {
 		if !s.Mine && s.HostID != "unknown" {
 			continue // another host's snapshot of the same name is not ours
@@ -204,6 +211,9 @@ func (l *Local) recordRemote(region string, remote []RemoteSnapshot) {
 		}
 		switch old.State {
 		case replicate.StateAvailable, replicate.StateDegraded:
+			if unnamed {
+				continue
+			}
 			old.State = replicate.StatePruned
 		case replicate.StatePruned, replicate.StateExpired:
 		default:

@@ -104,3 +104,102 @@ func TestRev15trialPolicyCopyBehindLongSync(t *testing.T) {
 		t.Fatalf("region holds %v, want manual and %s", names, run.Copied[0])
 	}
 }
+
+// TestRev15trialLostCopyNotMarkedPruned: a copy of ours whose manifest
+// became unreadable on every store (the region lost it: listed by its
+// name id, lost) is not recorded as pruned: status's lag would leave it
+// out and snapshot info say pruned, while no prune removed it and the
+// next sync ships it again (a tombstone is what proves a prune).
+func TestRev15trialLostCopyNotMarkedPruned(t *testing.T) {
+	ctx := context.Background()
+	l := newLocal(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, make([]byte, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	req := AddRegionRequest{Name: "dr", K: 1, M: 1, KeyFile: key, Create: true}
+	for _, n := range []string{"a", "b"} {
+		req.Stores = append(req.Stores, "file://"+filepath.Join(dir, n))
+	}
+	if _, err := l.AddRegion(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: "v", Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateSnapshotWith(ctx, CreateSnapshotRequest{Name: "s1", Disks: []string{"v"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Sync(ctx, SyncRequest{Region: "dr"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	stateOf := func() replicate.State {
+		t.Helper()
+		sn, err := l.GetSnapshot(ctx, "s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range sn.Copies {
+			if c.Region == "dr" {
+				return c.State
+			}
+		}
+		return ""
+	}
+	if st := stateOf(); st != replicate.StateAvailable {
+		t.Fatalf("s1 in dr after sync: %q", st)
+	}
+	// Every copy of the manifest damaged.
+	damaged := 0
+	for _, n := range []string{"a", "b"} {
+		files, _ := filepath.Glob(filepath.Join(dir, n, "snapshots", "*"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil || len(b) == 0 {
+				continue
+			}
+			for i := len(b) / 2; i < len(b); i++ {
+				b[i] ^= 0xff
+			}
+			if err := os.WriteFile(f, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			damaged++
+		}
+	}
+	if damaged != 2 {
+		t.Fatalf("damaged %d manifest copies, want 2", damaged)
+	}
+	remote, err := l.RemoteSnapshots(ctx, "dr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(remote) != 1 || remote[0].State != replicate.StateLost {
+		t.Fatalf("listing: %+v, want one lost", remote)
+	}
+	if st := stateOf(); st == replicate.StatePruned {
+		t.Fatalf("s1 recorded %q in dr: nothing pruned it, the region lost it", st)
+	}
+	lag := Lag("dr", SnapshotStates(mustSnaps(t, l)), time.Now())
+	if lag.Snapshots != 1 || lag.Oldest != "s1" {
+		t.Fatalf("lag %+v: s1 is pending (the next sync ships it again)", lag)
+	}
+	// The next sync ships it again, and the record says so.
+	st, err := l.Sync(ctx, SyncRequest{Region: "dr"}, nil)
+	if err != nil || st.Snapshots != 1 {
+		t.Fatalf("sync after the loss: %+v %v", st, err)
+	}
+	if st := stateOf(); st != replicate.StateAvailable {
+		t.Fatalf("s1 in dr after the sync: %q", st)
+	}
+}
+
+func mustSnaps(t *testing.T, l *Local) []Snapshot {
+	t.Helper()
+	s, err := l.ListSnapshots(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
