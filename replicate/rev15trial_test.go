@@ -1,0 +1,71 @@
+package replicate_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/snapfs/snapfs/replicate"
+)
+
+// TestRev15trialNewStoreNotForeign: repair --new-store writes the region
+// into a store only when it is empty: a store that holds no region marker
+// but holds objects (a typo in the URL naming another application's
+// bucket or directory, a file system mounted at the wrong place) is
+// refused, nothing written there, and the region is unchanged. It was
+// adopted: the marker written, then every pack shard, index and manifest
+// put beside the foreign data.
+func TestRev15trialNewStoreNotForeign(t *testing.T) {
+	ctx := context.Background()
+	hs, dirs := fleet(t, 2, 1, "a")
+	a := hs[0]
+	mkDisk(t, a.host, "v", 32)
+	writeBlocks(t, a.host, "v", 1, span(0, 20))
+	snapshot(t, a.host, "s1", "v")
+	if _, err := a.mgr.Sync(ctx, "r1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Store 2 lost; in its place a directory of someone else's files.
+	if err := os.RemoveAll(dirs[2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dirs[2], "photos"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	foreign := filepath.Join(dirs[2], "photos", "2026.jpg")
+	if err := os.WriteFile(foreign, []byte("not the region's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.mgr.RepairWith(ctx, "r1", replicate.RepairOptions{NewStores: []int{2}}, nil)
+	if !errors.Is(err, replicate.ErrInvalid) {
+		t.Fatalf("repair --new-store onto a store holding foreign objects: %v, want refused (invalid)", err)
+	}
+	t.Logf("refused: %v", err)
+	var names []string
+	_ = filepath.Walk(dirs[2], func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			names = append(names, p)
+		}
+		return nil
+	})
+	if len(names) != 1 || names[0] != foreign {
+		t.Fatalf("store 2 after the refused repair holds %v, want only the foreign file", names)
+	}
+	// Emptied, it is taken.
+	if err := os.RemoveAll(dirs[2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dirs[2], 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := a.mgr.RepairWith(ctx, "r1", replicate.RepairOptions{NewStores: []int{2}}, nil)
+	if err != nil || len(rep.Failed) > 0 {
+		t.Fatalf("repair --new-store onto an empty store: %+v %v", rep.Failed, err)
+	}
+	chk, err := a.mgr.Check(ctx, "r1", true, nil)
+	if err != nil || !chk.OK() {
+		t.Fatalf("check after repair: %+v %v", chk, err)
+	}
+}
