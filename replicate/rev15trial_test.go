@@ -53,11 +53,11 @@ func TestRev15trialNewStoreNotForeign(t *testing.T) {
 	if len(names) != 1 || names[0] != foreign {
 		t.Fatalf("store 2 after the refused repair holds %v, want only the foreign file", names)
 	}
-	// Emptied, it is taken.
+	// Emptied, it is taken (a new file system's root: lost+found, empty).
 	if err := os.RemoveAll(dirs[2]); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Mkdir(dirs[2], 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dirs[2], "lost+found"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := a.mgr.RepairWith(ctx, "r1", replicate.RepairOptions{NewStores: []int{2}}, nil)
