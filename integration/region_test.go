@@ -206,13 +206,14 @@ func TestRegions(t *testing.T) {
 	back2()
 	back3()
 
-	// Prune to the newest; it still restores. Host 1 sees s1 and s2 absent.
+	// Prune to the newest; it still restores. Host 1 sees s1 and s2
+	// pruned (trial15: "absent" before, and counted in the region lag).
 	var pr struct{ Deleted []string }
 	jsonLine(t, ok(t, h1, "--json", "region", "prune", "dr", "--keep-last", "1"), "prune", &pr)
 	if fmt.Sprint(pr.Deleted) != "[s1 s2]" && fmt.Sprint(pr.Deleted) != "[s2 s1]" {
 		t.Fatalf("prune deleted %v", pr.Deleted)
 	}
-	if got := copyState(t, ok(t, h1, "--json", "snapshot", "info", "s1")); got != "absent" {
+	if got := copyState(t, ok(t, h1, "--json", "snapshot", "info", "s1")); got != "pruned" {
 		t.Fatalf("s1 after prune: %q", got)
 	}
 	fails(t, h2, 3, "restore", "--region", "dr", "--snapshot", "s1", "--disk", "vol1", "--to", "r-pruned")

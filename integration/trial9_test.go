@@ -3,14 +3,16 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
 // TestTrial9ReadOnlyStoreAndAliases (trial 9, shared regions) through
 // two daemons: with one store of the 2+1 region bind-mounted read-only
 // (a NAS remounted read-only after errors), host beta restores alpha's
-// snapshot byte for byte and region check runs (exit 0); before, both
-// failed with exit 11 on their lock's put. And region add refuses, exit
+// snapshot byte for byte and region check runs, reads every store and
+// reports the read-only one as unwritable (exit 11, trial15; it said OK);
+// before trial 9, both failed with exit 11 on their lock's put. And region add refuses, exit
 // 2, a store list naming one directory twice (before: "created", then
 // every operation failed with exit 13).
 func TestTrial9ReadOnlyStoreAndAliases(t *testing.T) {
@@ -24,7 +26,9 @@ func TestTrial9ReadOnlyStoreAndAliases(t *testing.T) {
 	if got := fileSum(t, filepath.Join(b.mp, "disks", "got")); got != want {
 		t.Fatalf("restored with store 1 read-only: sha %s, want %s", got, want)
 	}
-	ok(t, b.dir, "region", "check", "shared")
+	if r := fails(t, b.dir, 11, "region", "check", "shared"); !strings.Contains(r.stderr, "store(s) [1] refuse writes") || !strings.Contains(r.stdout, "lost (cannot be restored): none") {
+		t.Fatalf("check with store 1 read-only: %q %q", r.stdout, r.stderr)
+	}
 
 	d := filepath.Join(t.TempDir(), "d0")
 	if err := os.Mkdir(d, 0o755); err != nil {
