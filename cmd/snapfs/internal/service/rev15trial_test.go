@@ -203,3 +203,73 @@ func mustSnaps(t *testing.T, l *Local) []Snapshot {
 	}
 	return s
 }
+
+// TestRev15trialSyncTurnCancelled: a sync waiting for its turn behind
+// another sync of this process to the region returns when its caller
+// gives up (the command interrupted, the daemon stopping), having written
+// nothing, and the turn is not leaked: once the first sync ends, the
+// next one runs and ships what is left.
+func TestRev15trialSyncTurnCancelled(t *testing.T) {
+	ctx := context.Background()
+	l := newLocal(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, make([]byte, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	req := AddRegionRequest{Name: "dr", K: 1, M: 1, KeyFile: key, Create: true}
+	for _, n := range []string{"a", "b"} {
+		req.Stores = append(req.Stores, "file://"+filepath.Join(dir, n))
+	}
+	if _, err := l.AddRegion(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"v", "w"} {
+		if _, err := l.CreateDisk(ctx, CreateDiskRequest{Name: d, Size: 1 << 20}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.CreateSnapshotWith(ctx, CreateSnapshotRequest{Name: "sv", Disks: []string{"v"}}); err != nil {
+		t.Fatal(err)
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	var once bool
+	first := make(chan error, 1)
+	go func() {
+		_, err := l.Sync(ctx, SyncRequest{Region: "dr", Disks: []string{"v"}}, func(e replicate.Event) {
+			if e.Type == replicate.EventSnapshot && !once {
+				once = true
+				close(started)
+				<-release
+			}
+		})
+		first <- err
+	}()
+	<-started
+	if _, err := l.CreateSnapshotWith(ctx, CreateSnapshotRequest{Name: "sw", Disks: []string{"w"}}); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	st, err := l.Sync(cctx, SyncRequest{Region: "dr"}, nil)
+	cancel()
+	if err == nil || cctx.Err() == nil || st.Snapshots != 0 {
+		t.Fatalf("a sync waiting for its turn, cancelled: %+v %v", st, err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		st, err = l.Sync(ctx, SyncRequest{Region: "dr"}, nil)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the sync after the first ended never got its turn")
+	}
+	if err != nil || len(st.Copied) != 1 || st.Copied[0] != "sw" {
+		t.Fatalf("the next sync: copied %v, %v; want sw", st.Copied, err)
+	}
+}
