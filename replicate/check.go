@@ -787,6 +787,20 @@ func (m *Manager) RepairWith(ctx context.Context, regionName string, o RepairOpt
 		if !errors.Is(r.bad[i], ErrNoMarker) {
 			return RepairReport{}, fmt.Errorf("%w: new store %d (%s) is not a store without a region marker (%v): nothing written", ErrInvalid, i, store.Redact(r.cfg.Stores[i]), r.bad[i])
 		}
+		// Only an empty store is taken: one that holds objects but no
+		// marker is someone else's (a typo in the URL, a file system
+		// mounted at the wrong place), and the region is never written
+		// beside foreign data (TestRev15trialNewStoreNotForeign).
+		if r.stores[i] != nil {
+			var first string
+			err := r.stores[i].List(ctx, "", func(name string, _ int64) error { first = name; return errStopList })
+			if err != nil && !errors.Is(err, errStopList) {
+				return RepairReport{}, fmt.Errorf("%w: new store %d (%s): list: %w", ErrUnavailable, i, store.Redact(r.cfg.Stores[i]), err)
+			}
+			if first != "" {
+				return RepairReport{}, fmt.Errorf("%w: new store %d (%s) is not empty (it holds %q and no region marker: another application's data, or the wrong URL?): nothing written; give an empty directory or bucket", ErrInvalid, i, store.Redact(r.cfg.Stores[i]), first)
+			}
+		}
 		if err := m.guard(ctx, r, false); err != nil {
 			return RepairReport{}, fmt.Errorf("repair: %w", err)
 		}

@@ -235,7 +235,9 @@
 // hold (refused before the probe). An unmounted NAS's empty mount point or
 // an emptied bucket is thus reported, never filled. A new empty store that
 // replaces a lost one is adopted explicitly: RepairWith(NewStores), `region
-// repair --new-store I`, writes its marker and rebuilds its shards; an S3
+// repair --new-store I`, writes its marker and rebuilds its shards (only
+// an empty one: a store holding objects but no marker is someone else's,
+// a typo in the URL, and is refused with nothing written); an S3
 // store whose bucket is missing (deleted) gets it made again there
 // (reopenNew), as region add makes it. Errors and reports name stores by
 // store.Redact of their URL (or Location), never with the credentials an

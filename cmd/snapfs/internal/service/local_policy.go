@@ -531,7 +531,16 @@ func (l *Local) copyPending(ctx context.Context, p *Policy, disk string, pending
 			l.setPending(p.Name, disk, pending)
 			continue
 		}
-		if _, err := l.Sync(ctx, SyncRequest{Region: p.CopyTo, Snapshot: name}, nil); err != nil {
+		// Not behind another sync of this daemon to the region (an
+		// hour-long sync command, the hourly job): the scheduler is one
+		// loop, and waiting here held every other policy's snapshots back
+		// as long (TestRev15trialPolicyCopyBehindLongSync). The copy stays
+		// pending (policy status shows it; the scheduler tries again every
+		// tick, so it is logged at debug level); a later run ships it.
+		if _, err := l.sync(ctx, SyncRequest{Region: p.CopyTo, Snapshot: name}, nil, false); errors.Is(err, errSyncBusy) {
+			l.log.Debug("policy: copy left pending: another sync to the region is running", "policy", p.Name, "disk", disk, "snapshot", name, "region", p.CopyTo)
+			return nil
+		} else if err != nil {
 			return err
 		}
 		run.Copied = append(run.Copied, name)

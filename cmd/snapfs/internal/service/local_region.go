@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,9 +44,14 @@ type regionState struct {
 	syncing map[string]chan struct{}
 }
 
+// errSyncBusy: another sync of this process runs to the region and the
+// caller asked not to wait for it (a policy's copy: see copyPending).
+var errSyncBusy = errors.New("another sync to the region is running")
+
 // syncTurn waits until no other sync of this process runs to region and
-// returns the function that ends this one's turn.
-func (l *Local) syncTurn(ctx context.Context, region string) (func(), error) {
+// returns the function that ends this one's turn. Without wait it fails
+// with errSyncBusy instead of waiting.
+func (l *Local) syncTurn(ctx context.Context, region string, wait bool) (func(), error) {
 	for {
 		l.reg.mu.Lock()
 		ch, busy := l.reg.syncing[region]
@@ -64,6 +70,9 @@ func (l *Local) syncTurn(ctx context.Context, region string) (func(), error) {
 			}, nil
 		}
 		l.reg.mu.Unlock()
+		if !wait {
+			return nil, fmt.Errorf("region %q: %w", region, errSyncBusy)
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -174,6 +183,12 @@ func (l *Local) saveRecordLocked(region string, r *copyRecords) {
 func (l *Local) recordRemote(region string, remote []RemoteSnapshot) {
 	now := time.Now().UTC()
 	r := &copyRecords{Version: 1, AsOf: now, Snapshots: map[string]copyRecord{}}
+	// A manifest unreadable on every store is listed by its name id
+	// (lost): whose snapshot it is cannot be told, so a copy of ours that
+	// the listing lacks may be that one, lost, not pruned (the next sync
+	// ships it again): not marked pruned then
+	// (TestRev15trialLostCopyNotMarkedPruned).
+	unnamed := slices.ContainsFunc(remote, func(s RemoteSnapshot) bool { return s.State == replicate.StateLost && s.Name == s.NameID })
 	for _, s := range remote {
 		if !s.Mine && s.HostID != "unknown" {
 			continue // another host's snapshot of the same name is not ours
@@ -196,6 +211,9 @@ func (l *Local) recordRemote(region string, remote []RemoteSnapshot) {
 		}
 		switch old.State {
 		case replicate.StateAvailable, replicate.StateDegraded:
+			if unnamed {
+				continue
+			}
 			old.State = replicate.StatePruned
 		case replicate.StatePruned, replicate.StateExpired:
 		default:
@@ -385,6 +403,12 @@ func (l *Local) RemoteSnapshots(ctx context.Context, region string) ([]RemoteSna
 
 // Sync implements Service.
 func (l *Local) Sync(ctx context.Context, r SyncRequest, progress Progress) (SyncStats, error) {
+	return l.sync(ctx, r, progress, true)
+}
+
+// sync is Sync; without wait it fails with errSyncBusy instead of waiting
+// for another sync of this process to the region (syncTurn).
+func (l *Local) sync(ctx context.Context, r SyncRequest, progress Progress, wait bool) (SyncStats, error) {
 	m, err := l.manager()
 	if err != nil {
 		return SyncStats{}, err
@@ -400,7 +424,7 @@ func (l *Local) Sync(ctx context.Context, r SyncRequest, progress Progress) (Syn
 			return SyncStats{}, err
 		}
 	}
-	done, err := l.syncTurn(ctx, r.Region)
+	done, err := l.syncTurn(ctx, r.Region, wait)
 	if err != nil {
 		return SyncStats{}, err
 	}
