@@ -468,6 +468,18 @@ func TestTrial15SyncBesideLockedDisk(t *testing.T) {
 	writeAt(t, filepath.Join(mp, "disks", "vol2"), 0, randBytes(t, 1<<20))
 	ok(t, h, "snapshot", "create", "later", "--disk", "vol2")
 
+	// The scheduled job goes on past the snapshot left out (sync exit 15,
+	// "not shipped"): prune and check run, the job exits 10; it took exit
+	// 15 for a region locked by another host and stopped before prune, so
+	// a disk locked every night stopped retention for good.
+	lockDir := filepath.Join(tmp, "locks")
+	if err := os.Mkdir(lockDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, out := bare(t, repoFile(t, "scripts/snapfs-sync.sh")+" dr", "SNAPFS="+bin, "SNAPFS_STORE="+h, "SNAPFS_LOCK_DIR="+lockDir, "SNAPFS_KEEP_LAST=10")
+	if code != 10 || !strings.Contains(out, "whose key is locked") || !strings.Contains(out, "pruned") {
+		t.Fatalf("sync job beside a locked disk: exit %d, want 10 after prune and check: %s", code, out)
+	}
 	r := fails(t, h, 15, "sync", "--region", "dr")
 	if !strings.Contains(r.stderr, `"v1"`) || !strings.Contains(r.stderr, "unlocked") {
 		t.Fatalf("sync beside a locked disk: %q", r.stderr)

@@ -53,11 +53,13 @@
 #      new snapshot if retention keeps it. Rename the local snapshot to
 #      ship it now
 #  10  sync shipped every snapshot but some of a disk still hydrating from a
-#      region (restore --lazy: snapfs exit 5); prune and check ran and
-#      succeeded. The next run after the disk is whole ships them
+#      region (restore --lazy: snapfs exit 5) or of an encrypted disk whose
+#      key is locked (snapfs disk lock: snapfs exit 15, the message saying
+#      "not shipped"); prune and check ran and succeeded. The next run
+#      after the disk is whole or unlocked ships them
 set -euo pipefail
 
-readonly EXIT_OK=0 EXIT_SYNC=1 EXIT_USAGE=2 EXIT_LOCKED=3 EXIT_PRUNE=4 EXIT_CHECK=5 EXIT_BUSY=6 EXIT_CONFLICT=7 EXIT_NOBIN=8 EXIT_NAME=9 EXIT_HYDRATING=10
+readonly EXIT_OK=0 EXIT_SYNC=1 EXIT_USAGE=2 EXIT_LOCKED=3 EXIT_PRUNE=4 EXIT_CHECK=5 EXIT_BUSY=6 EXIT_CONFLICT=7 EXIT_NOBIN=8 EXIT_NAME=9 EXIT_LEFTOUT=10
 
 syslog=0
 if [[ "${1:-}" == --syslog ]]; then
@@ -131,7 +133,12 @@ step_exit() {
 start=$(date +%s)
 log "region $region: sync starting ($snapfs)"
 rc=0
-"$snapfs" sync --region "$region" || rc=$?
+# sync's stderr is kept to tell a snapshot left out (its disk's key locked)
+# from a region locked by another operation: both are snapfs exit 15.
+errf=$(mktemp "${TMPDIR:-/tmp}/snapfs-sync.XXXXXX")
+trap 'rm -f "$errf"' EXIT
+"$snapfs" sync --region "$region" 2>"$errf" || rc=$?
+cat "$errf" >&2
 # done: what the job exits with when prune and check succeed.
 done=$EXIT_OK
 if ((rc == 4)); then
@@ -145,13 +152,13 @@ elif ((rc == 5)); then
 	# A snapshot of a disk still hydrating is left out and every other one
 	# shipped (named above); the next run ships it once the disk is whole.
 	log "region $region: sync done in $(($(date +%s) - start))s, except snapshot(s) of a disk still hydrating (see above; snapfs exit 5): shipped by a later run"
-	done=$EXIT_HYDRATING
-elif ((rc == 15)); then
-	# The region locked by another operation, or a snapshot of an encrypted
-	# disk whose key is locked left out (every other one shipped): the
-	# message above says which; the next run retries either way.
-	log "region $region: sync stopped or left snapshot(s) out: the region is locked, or an encrypted disk's key is (see above; snapfs exit 15)"
-	exit "$EXIT_BUSY"
+	done=$EXIT_LEFTOUT
+elif ((rc == 15)) && grep -q 'not shipped to region' "$errf"; then
+	# A snapshot of an encrypted disk whose key is locked is left out and
+	# every other one shipped; prune and check still run (a disk locked
+	# every night must not stop retention).
+	log "region $region: sync done in $(($(date +%s) - start))s, except snapshot(s) of a disk whose key is locked (see above; snapfs exit 15): shipped by a run after it is unlocked"
+	done=$EXIT_LEFTOUT
 elif ((rc != 0)); then
 	log "region $region: sync FAILED (snapfs exit $rc) after $(($(date +%s) - start))s"
 	exit "$(step_exit "$EXIT_SYNC" "$rc")"
@@ -191,9 +198,9 @@ if ((done == EXIT_NAME)); then
 	log "region $region: pruned and checked in $(($(date +%s) - start))s; some snapshot(s) not shipped (name taken in the region, see above)"
 	exit "$EXIT_NAME"
 fi
-if ((done == EXIT_HYDRATING)); then
-	log "region $region: pruned and checked in $(($(date +%s) - start))s; some snapshot(s) of a disk still hydrating not shipped yet (see above)"
-	exit "$EXIT_HYDRATING"
+if ((done == EXIT_LEFTOUT)); then
+	log "region $region: pruned and checked in $(($(date +%s) - start))s; some snapshot(s) of a disk still hydrating or locked not shipped yet (see above)"
+	exit "$EXIT_LEFTOUT"
 fi
 log "region $region: all done in $(($(date +%s) - start))s"
 exit "$EXIT_OK"
