@@ -150,7 +150,7 @@ func (m *Manager) openRemoteDisk(ctx context.Context, region, host, snapshot, di
 	}
 	bm, md, err := r.resolveDisk(ctx, mf, disk, map[string]*format.Manifest{})
 	if err != nil {
-		return fail(fmt.Errorf("remote disk: %w", err))
+		return fail(fmt.Errorf("remote disk: %w%s", err, m.otherHostsHint(ctx, r, host, mf, disk)))
 	}
 	if md.BlockSize <= 0 || md.BlockSize > format.MaxChunk {
 		return fail(fmt.Errorf("%w: remote disk %q of %q: block size %d", ErrCorrupt, disk, snapshot, md.BlockSize))

@@ -101,6 +101,32 @@ func (m *Manager) findSnapshot(ctx context.Context, r *region, host, name string
 	return "", nil, fmt.Errorf("%w: region %q holds snapshot %q of several hosts: %s; choose one with --host", ErrInvalid, r.cfg.Name, name, strings.Join(hosts, ", "))
 }
 
+// otherHostsHint: when host was not chosen and the snapshot found (this
+// host's) has no disk, the hosts whose snapshot of that name holds it,
+// and how to choose one ("" if none, or if a host was chosen). A second
+// host restoring a snapshot name its own host also uses was told only
+// "has no disk" (trial15).
+func (m *Manager) otherHostsHint(ctx context.Context, r *region, host string, mf *format.Manifest, disk string) string {
+	if host != "" || mf.Disk(disk) != nil {
+		return ""
+	}
+	mfs, _, _, err := m.scanManifests(ctx, r, false, map[string]error{})
+	if err != nil {
+		return ""
+	}
+	var others []string
+	for _, nid := range sortedKeysOf(mfs) {
+		o := mfs[nid]
+		if h := hostName(o.Host, o.HostName); o.Name == mf.Name && o.Host != mf.Host && o.Disk(disk) != nil && !slices.Contains(others, h) {
+			others = append(others, h)
+		}
+	}
+	if len(others) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; snapshot %q of host %s holds it: choose it with --host %s", mf.Name, strings.Join(others, ", "), others[0])
+}
+
 // RestoreFrom builds local disk toDisk from disk of the remote snapshot
 // (of host, see findSnapshot), reading any k healthy shards of each pack
 // and verifying every block against the manifest. The disk is built under
@@ -153,7 +179,7 @@ func (m *Manager) RestoreEncrypted(ctx context.Context, regionName, host, snapsh
 	}
 	bm, md, err := r.resolveDisk(ctx, mf, disk, map[string]*format.Manifest{})
 	if err != nil {
-		return st, fmt.Errorf("restore: %w", err)
+		return st, fmt.Errorf("restore: %w%s", err, m.otherHostsHint(ctx, r, host, mf, disk))
 	}
 	if md.Encrypted && key == nil {
 		// An encrypted disk never becomes unencrypted, not even by a
