@@ -1218,7 +1218,7 @@
 // as it was two snapshots before). The first copy that matches is
 // appended as the relocated record (the original record, byte for byte),
 // and the index gets its place and its digest in one batch
-// (repointDigests), so check verifies it and a rebuild finds a good
+// (repoint, learning the digest), so check verifies it and a rebuild finds a good
 // record. Any one snapshot that sees the version suffices. A version only
 // disks, clones or images see, or whose snapshots have no copy in the
 // source, is left unrepaired with the reason for each snapshot tried

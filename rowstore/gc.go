@@ -734,6 +734,11 @@ func (f *finisher) run() {
 type relocation struct {
 	old, new segment.Pos
 	r        segment.Record
+	// learn (repair only): the version's digest was unknown (a corrupt
+	// record an index rebuild indexed) and is digest; it is repointed only
+	// if still unknown.
+	learn  bool
+	digest [32]byte
 }
 
 func (s *Store) cleanSegment(num ids.Segment, pace func(int64) error) (int64, error) {
@@ -929,14 +934,15 @@ func (s *Store) finishMoves(nums []ids.Segment, moves []relocation) error {
 // writing the changed ones in a write batch, both under idxMu, is as safe
 // as one read-write transaction and cheaper (no conflict tracking, no
 // transaction size limit).
-func (s *Store) repoint(moves []relocation) error {
+// It returns how many versions it changed.
+func (s *Store) repoint(moves []relocation) (int, error) {
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
 	return s.repointLocked(moves)
 }
 
 // repointLocked is repoint with idxMu held; it tells the live map.
-func (s *Store) repointLocked(moves []relocation) error {
+func (s *Store) repointLocked(moves []relocation) (int, error) {
 	type set struct {
 		m *relocation
 		v index.Version
@@ -955,32 +961,35 @@ func (s *Store) repointLocked(moves []relocation) error {
 			if err != nil {
 				return err
 			}
-			if v.Segment != m.old.Segment || v.Offset != m.old.Offset || v.Seq != m.r.Seq {
+			if v.Segment != m.old.Segment || v.Offset != m.old.Offset || v.Seq != m.r.Seq || (m.learn && v.Digest != ([32]byte{})) {
 				continue // replaced meanwhile
 			}
 			v.Segment, v.Offset, v.Length = m.new.Segment, m.new.Offset, m.new.Length
+			if m.learn {
+				v.Digest = m.digest
+			}
 			sets = append(sets, set{m, v})
 		}
 		return nil
 	})
 	if err != nil || len(sets) == 0 {
-		return err
+		return 0, err
 	}
 	b := s.idx.NewBatch()
 	ch := make([]liveChange, len(sets))
 	for i, x := range sets {
 		if err := b.SetVersion(x.m.r.Layer, x.m.r.Block, x.m.r.Epoch, x.v); err != nil {
 			b.Cancel()
-			return err
+			return 0, err
 		}
 		ch[i] = liveChange{k: vkey{x.m.r.Layer, x.m.r.Block, x.m.r.Epoch}, v: x.v}
 	}
 	if err := b.Flush(); err != nil {
 		s.cleaner.lm.drop()
-		return err
+		return 0, err
 	}
 	s.cleaner.lm.record(ch)
-	return nil
+	return len(sets), nil
 }
 
 // segmentNeeded reports whether a segment must not be removed although its

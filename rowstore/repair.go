@@ -254,7 +254,7 @@ func (s *Store) dropBadSegments(nums []ids.Segment) ([]ids.Segment, error) {
 	}
 	for len(moves) > 0 {
 		n := min(len(moves), 2000)
-		if err := s.repoint(moves[:n]); err != nil {
+		if _, err := s.repoint(moves[:n]); err != nil {
 			return nil, err
 		}
 		moves = moves[n:]
@@ -440,7 +440,6 @@ func (s *Store) applyRepairs(ws []repairWrite) (int, error) {
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
 	var moves []relocation
-	var learnt []digestMove
 	for i := range ws {
 		w := &ws[i]
 		np, err := s.relocate(&w.r)
@@ -448,12 +447,7 @@ func (s *Store) applyRepairs(ws []repairWrite) (int, error) {
 			return 0, err
 		}
 		w.r.Payload = nil
-		m := relocation{old: w.old, new: np, r: w.r}
-		if w.learnt {
-			learnt = append(learnt, digestMove{m, w.digest})
-		} else {
-			moves = append(moves, m)
-		}
+		moves = append(moves, relocation{old: w.old, new: np, r: w.r, learn: w.learnt, digest: w.digest})
 	}
 	if err := s.seg.Sync(); err != nil {
 		return 0, fmt.Errorf("sync log: %w", err)
@@ -461,33 +455,17 @@ func (s *Store) applyRepairs(ws []repairWrite) (int, error) {
 	n := 0
 	for len(moves) > 0 {
 		k := min(len(moves), 2000)
-		if err := s.repoint(moves[:k]); err != nil {
-			return n, err
-		}
-		n += k
-		moves = moves[k:]
-	}
-	for len(learnt) > 0 {
-		k := min(len(learnt), 2000)
-		done, err := s.repointDigests(learnt[:k])
+		done, err := s.repoint(moves[:k])
 		n += done // not those deleted or moved meanwhile
 		if err != nil {
 			return n, err
 		}
-		learnt = learnt[k:]
+		moves = moves[k:]
 	}
 	if err := s.idx.Sync(); err != nil {
 		return n, fmt.Errorf("sync index: %w", err)
 	}
 	return n, nil
-}
-
-// digestMove is the relocation of a version repaired from a snapshot's
-// copy, with the digest the index lost (as the index keeps it: sealed for
-// an encrypted layer).
-type digestMove struct {
-	relocation
-	digest [32]byte
 }
 
 // repairUnknown repairs a bad version whose digest is unknown: among the
@@ -592,49 +570,6 @@ func (s *Store) repairUnknown(ctx context.Context, src BlockSource, p CheckProbl
 		why = append(why, "(with such a copy the record's checksum, over its header and payload, does not match: the copy is of other content, or the record's header is damaged too and the snapshots that see the version now did not all see it; restore the disk or snapshot that holds it)")
 	}
 	return repairWrite{}, fmt.Errorf("its digest is unknown (a corrupt record indexed by an index rebuild or a replay) and no copy of a snapshot that sees it could be used: %s", strings.Join(why, "; "))
-}
-
-// repointDigests is repoint for versions repaired from a snapshot's copy:
-// in one batch, each version still at its old place with an unknown digest
-// gets the new place and the digest, so check verifies it and nothing
-// waits for a rebuild to learn it. It returns how many it changed.
-func (s *Store) repointDigests(moves []digestMove) (int, error) {
-	s.idxMu.Lock()
-	defer s.idxMu.Unlock()
-	var ch []liveChange
-	err := s.idx.View(func(t *index.Txn) error {
-		for _, m := range moves {
-			v, err := t.GetVersion(m.r.Layer, m.r.Block, m.r.Epoch)
-			if errors.Is(err, index.ErrNotFound) {
-				continue // deleted meanwhile
-			}
-			if err != nil {
-				return err
-			}
-			if v.Segment != m.old.Segment || v.Offset != m.old.Offset || v.Seq != m.r.Seq || v.Digest != ([32]byte{}) {
-				continue // replaced meanwhile
-			}
-			v.Segment, v.Offset, v.Length, v.Digest = m.new.Segment, m.new.Offset, m.new.Length, m.digest
-			ch = append(ch, liveChange{k: vkey{m.r.Layer, m.r.Block, m.r.Epoch}, v: v})
-		}
-		return nil
-	})
-	if err != nil || len(ch) == 0 {
-		return 0, err
-	}
-	b := s.idx.NewBatch()
-	for _, c := range ch {
-		if err := b.SetVersion(c.k.layer, c.k.block, c.k.epoch, c.v); err != nil {
-			b.Cancel()
-			return 0, err
-		}
-	}
-	if err := b.Flush(); err != nil {
-		s.cleaner.lm.drop()
-		return 0, err
-	}
-	s.cleaner.lm.record(ch)
-	return len(ch), nil
 }
 
 // recordCRC is the checksum of segment records (segment.Encode: CRC-32C of

@@ -560,7 +560,8 @@ func (s *Store) repointMap(moves []relocation) error {
 	lm.mu.Lock()
 	if lm.m == nil {
 		lm.mu.Unlock()
-		return s.repointLocked(moves)
+		_, err := s.repointLocked(moves)
+		return err
 	}
 	var ch []liveChange
 	for i := range moves {
