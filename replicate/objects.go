@@ -740,12 +740,10 @@ func (m *Manager) loadChunks(ctx context.Context, r *region, mode int) (*chunkSe
 	m.log.Debug("chunk set", "region", r.cfg.Name, "indexes", len(listed), "decoded_before", fromMem, "set_reused", reused, "chunks", len(cs.chunks))
 	switch {
 	case rc.set == nil || mode == chunksRead:
-		// The kept set is shared: lost, unindexed and hidden are this
-		// load's, set below on a copy (set on the shared one, even to nil,
-		// two loads at once raced: TestModelRegionHosts under -race, a
-		// check beside a restore).
-		c := *cs
-		cs = &c
+		if len(lost) > 0 || len(unindexed) > 0 || len(hidden) > 0 {
+			c := *cs // the kept set is shared: lost, unindexed and hidden are this load's
+			cs = &c
+		}
 	case mode == chunksDedup:
 		// Sync adds the packs it writes: on top of the kept set, read only.
 		cs = &chunkSet{chunks: map[format.ChunkID]chunkLoc{}, packs: map[packID]*format.Index{}, cache: dir, base: cs}
